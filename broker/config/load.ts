@@ -1,0 +1,314 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { LoupeError } from '../errors';
+import { parseDuration } from './duration';
+import { modes, type AccessRule, type IssuerConfig, type LoupeConfig, type Mode, type RoleConfig, type TargetConfig } from './types';
+
+type Raw = Record<string, unknown>;
+
+/** Collects every problem with its path, so one run of `loupe broker` or `policy check` shows them all. */
+class Problems {
+  readonly list: string[] = [];
+  add(path: string, message: string): void {
+    this.list.push(`${path}: ${message}`);
+  }
+}
+
+const isObject = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function checkKeys(raw: Raw, path: string, allowed: readonly string[], problems: Problems): void {
+  for (const key of Object.keys(raw)) {
+    if (!allowed.includes(key)) problems.add(join(path, key), `unknown key (expected one of: ${allowed.join(', ')})`);
+  }
+}
+
+const join = (path: string, key: string | number) =>
+  typeof key === 'number' ? `${path}[${key}]` : path ? `${path}.${key}` : key;
+
+function str(raw: Raw, key: string, path: string, problems: Problems, fallback?: string): string | undefined {
+  const value = raw[key];
+  if (value === undefined) {
+    if (fallback === undefined) problems.add(join(path, key), 'required');
+    return fallback;
+  }
+  if (typeof value !== 'string' || value.trim() === '') {
+    problems.add(join(path, key), 'expected a non-empty string');
+    return fallback;
+  }
+  return value;
+}
+
+function strList(raw: Raw, key: string, path: string, problems: Problems, fallback: string[] = []): string[] {
+  const value = raw[key];
+  if (value === undefined) return fallback;
+  if (!Array.isArray(value) || value.some((v) => typeof v !== 'string' || v === '')) {
+    problems.add(join(path, key), 'expected a list of non-empty strings');
+    return fallback;
+  }
+  return value as string[];
+}
+
+function int(raw: Raw, key: string, path: string, problems: Problems, fallback: number, min: number, max: number): number {
+  const given = raw[key];
+  // Numbers that came through ${VAR} substitution arrive as digit strings.
+  const value = typeof given === 'string' && /^\d+$/.test(given) ? Number(given) : given;
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    problems.add(join(path, key), `expected an integer from ${min} to ${max}`);
+    return fallback;
+  }
+  return value;
+}
+
+function duration(raw: Raw, key: string, path: string, problems: Problems, fallback?: number): number | undefined {
+  const value = raw[key];
+  if (value === undefined) {
+    if (fallback === undefined) problems.add(join(path, key), 'required: a duration like "30m"');
+    return fallback;
+  }
+  const seconds = typeof value === 'string' ? parseDuration(value) : undefined;
+  if (seconds === undefined) problems.add(join(path, key), 'expected a duration like "30m"');
+  return seconds ?? fallback;
+}
+
+function section(raw: Raw, key: string, path: string, problems: Problems): Raw {
+  const value = raw[key];
+  if (value === undefined || value === null) return {};
+  if (!isObject(value)) {
+    problems.add(join(path, key), 'expected a mapping');
+    return {};
+  }
+  return value;
+}
+
+function validateServer(raw: Raw, problems: Problems): LoupeConfig['server'] {
+  checkKeys(raw, 'server', ['host', 'port', 'publicUrl'], problems);
+  const host = str(raw, 'host', 'server', problems, '127.0.0.1')!;
+  const port = int(raw, 'port', 'server', problems, 7070, 0, 65535);
+  const publicUrl = raw.publicUrl === undefined ? undefined : str(raw, 'publicUrl', 'server', problems);
+  if (publicUrl !== undefined && !/^https?:\/\/[^/]+\/?$/.test(publicUrl)) {
+    problems.add('server.publicUrl', 'expected an http(s) origin like "https://loupe.example.com"');
+  }
+  return { host, port, publicUrl: publicUrl?.replace(/\/$/, '') };
+}
+
+function validateIssuer(raw: unknown, path: string, defaultAudience: string, problems: Problems): IssuerConfig | undefined {
+  if (!isObject(raw)) {
+    problems.add(path, 'expected a mapping');
+    return undefined;
+  }
+  checkKeys(raw, path, ['issuer', 'audience', 'jwksUrl', 'publicKey', 'publicKeyFile', 'algorithms', 'groupsClaim', 'nameClaim'], problems);
+  const issuer = str(raw, 'issuer', path, problems) ?? '';
+  const audience = str(raw, 'audience', path, problems, defaultAudience)!;
+  const jwksUrl = raw.jwksUrl === undefined ? undefined : str(raw, 'jwksUrl', path, problems);
+  let publicKey = raw.publicKey === undefined ? undefined : str(raw, 'publicKey', path, problems);
+  if (raw.publicKeyFile !== undefined) {
+    const file = str(raw, 'publicKeyFile', path, problems);
+    if (file) {
+      try {
+        publicKey = readFileSync(file, 'utf8');
+      } catch (err) {
+        problems.add(join(path, 'publicKeyFile'), `cannot read ${file}: ${(err as Error).message}`);
+      }
+    }
+  }
+  if ((jwksUrl === undefined) === (publicKey === undefined)) {
+    problems.add(path, 'set exactly one of jwksUrl, publicKey or publicKeyFile');
+  }
+  if (jwksUrl !== undefined && !/^https?:\/\//.test(jwksUrl)) problems.add(join(path, 'jwksUrl'), 'expected an http(s) URL');
+  if (publicKey !== undefined && !publicKey.includes('BEGIN PUBLIC KEY')) {
+    problems.add(join(path, publicKey === raw.publicKey ? 'publicKey' : 'publicKeyFile'), 'expected a PEM public key (-----BEGIN PUBLIC KEY-----)');
+  }
+  const algorithms = strList(raw, 'algorithms', path, problems, ['RS256', 'ES256', 'EdDSA']);
+  for (const [i, alg] of algorithms.entries()) {
+    // Pinning asymmetric algorithms is what stops `alg: none` and HMAC key confusion.
+    if (!/^(RS|PS|ES)(256|384|512)$|^EdDSA$|^Ed25519$/.test(alg)) {
+      problems.add(join(join(path, 'algorithms'), i), `"${alg}" is not an asymmetric JWS algorithm (allowed: RS*, PS*, ES*, EdDSA)`);
+    }
+  }
+  return {
+    issuer,
+    audience,
+    jwksUrl,
+    publicKey,
+    algorithms,
+    groupsClaim: str(raw, 'groupsClaim', path, problems, 'groups')!,
+    nameClaim: str(raw, 'nameClaim', path, problems, 'name')!,
+  };
+}
+
+function validateIdentity(raw: Raw, problems: Problems): LoupeConfig['identity'] {
+  checkKeys(raw, 'identity', ['audience', 'devIssuer', 'issuers'], problems);
+  const audience = str(raw, 'audience', 'identity', problems, 'loupe')!;
+  const dev = section(raw, 'devIssuer', 'identity', problems);
+  checkKeys(dev, 'identity.devIssuer', ['enabled'], problems);
+  if (dev.enabled !== undefined && typeof dev.enabled !== 'boolean') problems.add('identity.devIssuer.enabled', 'expected true or false');
+  const issuersRaw = raw.issuers ?? [];
+  const issuers: IssuerConfig[] = [];
+  if (!Array.isArray(issuersRaw)) problems.add('identity.issuers', 'expected a list');
+  else
+    issuersRaw.forEach((entry, i) => {
+      const issuer = validateIssuer(entry, `identity.issuers[${i}]`, audience, problems);
+      if (issuer) issuers.push(issuer);
+    });
+  const enabled = dev.enabled === undefined ? true : dev.enabled === true;
+  if (!enabled && issuers.length === 0) problems.add('identity', 'no issuer: enable devIssuer or configure identity.issuers');
+  return { devIssuer: { enabled, audience }, issuers };
+}
+
+function validateRoles(raw: Raw, problems: Problems): Record<string, RoleConfig> {
+  const roles: Record<string, RoleConfig> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    const path = `roles.${name}`;
+    if (!isObject(value)) {
+      problems.add(path, 'expected a mapping with groups and/or users');
+      continue;
+    }
+    checkKeys(value, path, ['groups', 'users'], problems);
+    const groups = strList(value, 'groups', path, problems);
+    const users = strList(value, 'users', path, problems);
+    if (groups.length + users.length === 0) problems.add(path, 'a role needs at least one group or user');
+    roles[name] = Object.freeze({ groups: Object.freeze(groups), users: Object.freeze(users) });
+  }
+  return roles;
+}
+
+function roleRefs(raw: Raw, key: string, path: string, roles: Record<string, RoleConfig>, problems: Problems): string[] {
+  const list = strList(raw, key, path, problems);
+  list.forEach((role, i) => {
+    if (!(role in roles)) problems.add(`${join(path, key)}[${i}]`, `unknown role "${role}" (defined roles: ${Object.keys(roles).join(', ') || 'none'})`);
+  });
+  return list;
+}
+
+function validateAccess(raw: unknown, path: string, roles: Record<string, RoleConfig>, problems: Problems): AccessRule | undefined {
+  if (!isObject(raw)) {
+    problems.add(path, 'expected a mapping');
+    return undefined;
+  }
+  checkKeys(raw, path, ['role', 'modes', 'maxDuration', 'requireTicket'], problems);
+  const role = str(raw, 'role', path, problems) ?? '';
+  if (role && !(role in roles)) problems.add(join(path, 'role'), `unknown role "${role}" (defined roles: ${Object.keys(roles).join(', ') || 'none'})`);
+  const modeList = strList(raw, 'modes', path, problems, ['snapshot']);
+  modeList.forEach((mode, i) => {
+    if (!modes.includes(mode as Mode)) problems.add(`${join(path, 'modes')}[${i}]`, `expected one of: ${modes.join(', ')}`);
+  });
+  const maxDurationSeconds = duration(raw, 'maxDuration', path, problems, 1800)!;
+  let requireTicket: RegExp | undefined;
+  if (raw.requireTicket !== undefined) {
+    const pattern = str(raw, 'requireTicket', path, problems);
+    if (pattern !== undefined) {
+      try {
+        requireTicket = new RegExp(pattern);
+      } catch (err) {
+        problems.add(join(path, 'requireTicket'), `invalid regular expression: ${(err as Error).message}`);
+      }
+    }
+  }
+  return { role, modes: Object.freeze(modeList as Mode[]), maxDurationSeconds, requireTicket };
+}
+
+function validateTarget(name: string, raw: unknown, roles: Record<string, RoleConfig>, problems: Problems): TargetConfig | undefined {
+  const path = `targets.${name}`;
+  if (!/^[a-z0-9][a-z0-9._-]{0,62}$/i.test(name)) problems.add(path, 'target names use letters, digits, ".", "_" and "-" (at most 63)');
+  if (!isObject(raw)) {
+    problems.add(path, 'expected a mapping');
+    return undefined;
+  }
+  checkKeys(raw, path, ['inspector', 'owners', 'access', 'maxPauseSeconds'], problems);
+  const inspector = str(raw, 'inspector', path, problems) ?? '';
+  if (inspector && !/^wss?:\/\/[^\s]+$/.test(inspector) && !/^[a-z0-9.-]+:\d{1,5}$|^\[[0-9a-f:]+\]:\d{1,5}$/i.test(inspector)) {
+    problems.add(join(path, 'inspector'), 'expected "host:port" or a ws:// URL');
+  }
+  const owners = roleRefs(raw, 'owners', path, roles, problems);
+  const access: AccessRule[] = [];
+  if (raw.access !== undefined && !Array.isArray(raw.access)) problems.add(join(path, 'access'), 'expected a list of rules');
+  else
+    ((raw.access as unknown[]) ?? []).forEach((rule, i) => {
+      const checked = validateAccess(rule, `${path}.access[${i}]`, roles, problems);
+      if (checked) access.push(Object.freeze(checked));
+    });
+  const maxPauseSeconds = int(raw, 'maxPauseSeconds', path, problems, 30, 1, 3600);
+  return { name, inspector, owners: Object.freeze(owners), access: Object.freeze(access), maxPauseSeconds };
+}
+
+/** Validates a parsed config; throws config_invalid listing every problem by path. */
+export function validateConfig(raw: unknown, baseDir: string): LoupeConfig {
+  const problems = new Problems();
+  if (!isObject(raw)) {
+    throw new LoupeError('config_invalid', 'config: expected a YAML mapping at the top level', { problems: ['(root): expected a mapping'] });
+  }
+  checkKeys(raw, '', ['server', 'stateDir', 'limits', 'identity', 'roles', 'admins', 'targets'], problems);
+  const server = validateServer(section(raw, 'server', '', problems), problems);
+  const stateDir = resolve(baseDir, str(raw, 'stateDir', '', problems, '.loupe')!);
+  const limitsRaw = section(raw, 'limits', '', problems);
+  checkKeys(limitsRaw, 'limits', ['maxFrameBytes', 'evaluateTimeoutMs', 'conditionTimeoutMs', 'clientBufferBytes'], problems);
+  const limits = {
+    maxFrameBytes: int(limitsRaw, 'maxFrameBytes', 'limits', problems, 1 << 20, 1024, 64 << 20),
+    evaluateTimeoutMs: int(limitsRaw, 'evaluateTimeoutMs', 'limits', problems, 1000, 10, 30000),
+    conditionTimeoutMs: int(limitsRaw, 'conditionTimeoutMs', 'limits', problems, 50, 5, 1000),
+    clientBufferBytes: int(limitsRaw, 'clientBufferBytes', 'limits', problems, 16 << 20, 1 << 20, 1 << 30),
+  };
+  const identity = validateIdentity(section(raw, 'identity', '', problems), problems);
+  const roles = validateRoles(section(raw, 'roles', '', problems), problems);
+  const admins = roleRefs(raw, 'admins', '', roles, problems);
+  const targets: Record<string, TargetConfig> = {};
+  const targetsRaw = section(raw, 'targets', '', problems);
+  if (Object.keys(targetsRaw).length === 0) problems.add('targets', 'at least one target is required');
+  for (const [name, value] of Object.entries(targetsRaw)) {
+    const target = validateTarget(name, value, roles, problems);
+    if (target) targets[name] = Object.freeze(target);
+  }
+  if (problems.list.length > 0) {
+    throw new LoupeError('config_invalid', `invalid config:\n  ${problems.list.join('\n  ')}`, { problems: problems.list });
+  }
+  return Object.freeze({
+    server: Object.freeze(server),
+    stateDir,
+    limits: Object.freeze(limits),
+    identity: Object.freeze(identity),
+    roles: Object.freeze(roles),
+    admins: Object.freeze(admins),
+    targets: Object.freeze(targets),
+  });
+}
+
+/** Replaces `${VAR}` and `${VAR:-default}` in string values, so one file serves several environments. */
+function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, path: string, problems: Problems): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback: string | undefined) => {
+      const found = env[name];
+      if (found !== undefined && found !== '') return found;
+      if (fallback !== undefined) return fallback;
+      problems.add(path || '(root)', `environment variable ${name} is not set`);
+      return '';
+    });
+  }
+  if (Array.isArray(value)) return value.map((item, i) => substituteEnv(item, env, join(path, i), problems));
+  if (isObject(value)) return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, substituteEnv(v, env, join(path, k), problems)]));
+  return value;
+}
+
+export function parseConfigText(text: string, baseDir: string, source = 'config', env: NodeJS.ProcessEnv = process.env): LoupeConfig {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const problems = doc.errors.map((e) => `${source}: ${e.message.split('\n')[0]}`);
+    throw new LoupeError('config_invalid', `invalid config:\n  ${problems.join('\n  ')}`, { problems });
+  }
+  const problems = new Problems();
+  const raw = substituteEnv(doc.toJS(), env, '', problems);
+  if (problems.list.length > 0) throw new LoupeError('config_invalid', `invalid config:\n  ${problems.list.join('\n  ')}`, { problems: problems.list });
+  return validateConfig(raw, baseDir);
+}
+
+/** Reads and validates a config file; relative paths in it resolve against the file's folder. */
+export function loadConfig(file: string): LoupeConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new LoupeError('config_invalid', `cannot read config ${file}: ${(err as Error).message}`, { problems: [`${file}: cannot read`] });
+  }
+  return parseConfigText(text, dirname(resolve(file)), file);
+}

@@ -1,0 +1,58 @@
+export type Mode = 'pause' | 'snapshot';
+export const modes: readonly Mode[] = ['pause', 'snapshot'];
+
+export interface IssuerConfig {
+  readonly issuer: string;
+  readonly audience: string;
+  /** Remote key set; exactly one of jwksUrl and publicKey is set. */
+  readonly jwksUrl?: string;
+  /** PEM (SPKI) public key. */
+  readonly publicKey?: string;
+  readonly algorithms: readonly string[];
+  readonly groupsClaim: string;
+  readonly nameClaim: string;
+}
+
+export interface IdentityConfig {
+  /** The built-in development issuer (`loupe token`): on by default so the demo runs without an IdP. */
+  readonly devIssuer: { readonly enabled: boolean; readonly audience: string };
+  readonly issuers: readonly IssuerConfig[];
+}
+
+export interface RoleConfig {
+  readonly groups: readonly string[];
+  readonly users: readonly string[];
+}
+
+export interface AccessRule {
+  readonly role: string;
+  readonly modes: readonly Mode[];
+  readonly maxDurationSeconds: number;
+  readonly requireTicket?: RegExp;
+}
+
+export interface TargetConfig {
+  readonly name: string;
+  /** `host:port` of the inspector (resolved through /json/list) or a full ws:// URL. */
+  readonly inspector: string;
+  readonly owners: readonly string[];
+  readonly access: readonly AccessRule[];
+  readonly maxPauseSeconds: number;
+}
+
+export interface BrokerLimits {
+  readonly maxFrameBytes: number;
+  readonly evaluateTimeoutMs: number;
+  readonly conditionTimeoutMs: number;
+  readonly clientBufferBytes: number;
+}
+
+export interface LoupeConfig {
+  readonly server: { readonly host: string; readonly port: number; readonly publicUrl?: string };
+  readonly stateDir: string;
+  readonly limits: BrokerLimits;
+  readonly identity: IdentityConfig;
+  readonly roles: Readonly<Record<string, RoleConfig>>;
+  readonly admins: readonly string[];
+  readonly targets: Readonly<Record<string, TargetConfig>>;
+}

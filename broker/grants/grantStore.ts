@@ -1,0 +1,141 @@
+import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import { jwtVerify, SignJWT } from 'jose';
+import type { Mode } from '../config/types';
+import { LoupeError } from '../errors';
+import type { SigningKey } from '../identity/keys';
+import { tokenError, type Identity } from '../identity/verifyIdentity';
+
+export const grantIssuer = 'urn:loupe:broker';
+export const grantAudience = 'urn:loupe:attach';
+
+export interface Grant {
+  readonly grantId: string;
+  readonly sub: string;
+  readonly name: string;
+  readonly groups: readonly string[];
+  readonly target: string;
+  readonly mode: Mode;
+  readonly reason: string;
+  readonly ticket?: string;
+  readonly rule: string;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+  revokedAt?: number;
+  revokedBy?: string;
+}
+
+type GrantLogLine = { type: 'issued'; grant: Grant } | { type: 'revoked'; grantId: string; by: string; at: number };
+
+/**
+ * Issues, verifies and revokes grants. Every change is appended to `grants.ndjson` before it takes effect,
+ * so a revocation survives a broker restart.
+ */
+export class GrantStore {
+  private readonly grants = new Map<string, Grant>();
+  private readonly file: string;
+
+  constructor(
+    stateDir: string,
+    private readonly key: SigningKey,
+    private readonly clock: () => number,
+  ) {
+    mkdirSync(stateDir, { recursive: true });
+    this.file = join(stateDir, 'grants.ndjson');
+    if (existsSync(this.file)) this.replay(readFileSync(this.file, 'utf8'));
+  }
+
+  private replay(text: string): void {
+    for (const line of text.split('\n')) {
+      if (!line.trim()) continue;
+      let entry: GrantLogLine;
+      try {
+        entry = JSON.parse(line) as GrantLogLine;
+      } catch {
+        continue; // a torn last line from a crash: the grant it described was never handed out
+      }
+      if (entry.type === 'issued') this.grants.set(entry.grant.grantId, entry.grant);
+      else {
+        const grant = this.grants.get(entry.grantId);
+        if (grant) Object.assign(grant, { revokedAt: entry.at, revokedBy: entry.by });
+      }
+    }
+  }
+
+  private append(line: GrantLogLine): void {
+    appendFileSync(this.file, JSON.stringify(line) + '\n');
+  }
+
+  async issue(identity: Identity, fields: { target: string; mode: Mode; reason: string; ticket?: string; durationSeconds: number; rule: string }): Promise<{ grant: Grant; token: string }> {
+    const now = this.clock();
+    const issuedAt = Math.floor(now / 1000);
+    const grant: Grant = {
+      grantId: randomUUID(),
+      sub: identity.sub,
+      name: identity.name,
+      groups: identity.groups,
+      target: fields.target,
+      mode: fields.mode,
+      reason: fields.reason,
+      ...(fields.ticket ? { ticket: fields.ticket } : {}),
+      rule: fields.rule,
+      issuedAt,
+      expiresAt: issuedAt + fields.durationSeconds,
+    };
+    const token = await new SignJWT({ target: grant.target, mode: grant.mode, reason: grant.reason, ...(grant.ticket ? { ticket: grant.ticket } : {}), name: grant.name })
+      .setProtectedHeader({ alg: 'EdDSA', kid: this.key.kid, typ: 'JWT' })
+      .setIssuer(grantIssuer)
+      .setAudience(grantAudience)
+      .setSubject(grant.sub)
+      .setJti(grant.grantId)
+      .setIssuedAt(issuedAt)
+      .setExpirationTime(grant.expiresAt)
+      .sign(this.key.privateKey);
+    this.append({ type: 'issued', grant });
+    this.grants.set(grant.grantId, grant);
+    return { grant, token };
+  }
+
+  get(grantId: string): Grant | undefined {
+    return this.grants.get(grantId);
+  }
+
+  revoke(grantId: string, by: string): Grant {
+    const grant = this.grants.get(grantId);
+    if (!grant) throw new LoupeError('not_found', `no grant ${grantId}`);
+    if (grant.revokedAt === undefined) {
+      const at = Math.floor(this.clock() / 1000);
+      this.append({ type: 'revoked', grantId, by, at });
+      grant.revokedAt = at;
+      grant.revokedBy = by;
+    }
+    return grant;
+  }
+
+  /** Checks that a live, unrevoked grant stands behind the token; any mismatch is refused. */
+  async verifyToken(token: string, grantId?: string): Promise<Grant> {
+    let jti: string | undefined;
+    try {
+      const { payload } = await jwtVerify(token, this.key.publicKey, {
+        issuer: grantIssuer,
+        audience: grantAudience,
+        algorithms: ['EdDSA'],
+        currentDate: new Date(this.clock()),
+        requiredClaims: ['jti', 'exp', 'sub'],
+      });
+      jti = payload.jti;
+    } catch (err) {
+      throw tokenError(err, 'grant token');
+    }
+    const grant = jti ? this.grants.get(jti) : undefined;
+    if (!grant || (grantId !== undefined && grant.grantId !== grantId)) throw new LoupeError('token_invalid', 'grant token does not match this grant');
+    this.assertUsable(grant);
+    return grant;
+  }
+
+  assertUsable(grant: Grant): void {
+    if (grant.revokedAt !== undefined) throw new LoupeError('grant_revoked', `grant ${grant.grantId} was revoked by ${grant.revokedBy}`);
+    if (grant.expiresAt * 1000 <= this.clock()) throw new LoupeError('grant_expired', `grant ${grant.grantId} has expired`);
+  }
+}

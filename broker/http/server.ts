@@ -1,0 +1,144 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { WebSocketServer } from 'ws';
+import type { Broker } from '../broker';
+import { LoupeError } from '../errors';
+import type { Identity } from '../identity/verifyIdentity';
+
+const maxBodyBytes = 64 * 1024;
+
+function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+function readJson(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const type = req.headers['content-type'] ?? '';
+    if (!/^application\/json\b/.test(type)) {
+      reject(new LoupeError('bad_request', 'expected Content-Type: application/json'));
+      req.resume();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBodyBytes) {
+        reject(new LoupeError('payload_too_large', `request body over ${maxBodyBytes} bytes`));
+        req.destroy();
+      } else chunks.push(chunk);
+    });
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch (err) {
+        reject(new LoupeError('bad_request', `malformed JSON body: ${(err as Error).message}`));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+type Route = (req: IncomingMessage, res: ServerResponse, identity: Identity, match: RegExpExecArray) => Promise<void>;
+
+export interface BrokerServer {
+  readonly server: Server;
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/** The HTTP and WebSocket edges: authentication happens here, decisions in the Broker. */
+export async function listen(broker: Broker, host = broker.config.server.host, port = broker.config.server.port, log: (line: string) => void = () => undefined): Promise<BrokerServer> {
+  const routes: [string, RegExp, Route][] = [
+    ['GET', /^\/v1\/targets$/, async (_req, res, identity) => sendJson(res, 200, { targets: broker.listTargets(identity) })],
+    [
+      'POST',
+      /^\/v1\/grants$/,
+      async (req, res, identity) => {
+        const grant = await broker.requestGrant(identity, await readJson(req));
+        log(`grant ${grant.grantId} issued to ${identity.sub}`);
+        sendJson(res, 201, grant);
+      },
+    ],
+    [
+      'DELETE',
+      /^\/v1\/grants\/([0-9a-f-]{36})$/,
+      async (_req, res, identity, match) => {
+        const grant = await broker.revokeGrant(identity, match[1]!);
+        log(`grant ${grant.grantId} revoked by ${identity.sub}`);
+        sendJson(res, 200, { grantId: grant.grantId, revokedAt: new Date(grant.revokedAt! * 1000).toISOString(), revokedBy: grant.revokedBy });
+      },
+    ],
+    ['POST', /^\/v1\/grants\/([0-9a-f-]{36})\/tickets$/, async (_req, res, identity, match) => sendJson(res, 201, broker.issueAttachTicket(identity, match[1]!))],
+  ];
+
+  const server = createServer((req, res) => {
+    void (async () => {
+      const path = new URL(req.url ?? '/', 'http://broker').pathname;
+      if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
+      const candidates = routes.map(([method, pattern, handler]) => ({ method, match: pattern.exec(path), handler })).filter((r) => r.match);
+      if (candidates.length === 0) throw new LoupeError('not_found', `no route ${req.method} ${path}`);
+      const route = candidates.find((r) => r.method === req.method);
+      if (!route) throw new LoupeError('method_not_allowed', `${req.method} is not supported on ${path} (use ${candidates.map((r) => r.method).join(', ')})`);
+      const identity = await broker.verifyIdentity(req.headers.authorization);
+      await route.handler(req, res, identity, route.match!);
+    })().catch((err: unknown) => {
+      const error = err instanceof LoupeError ? err : new LoupeError('internal', 'internal error', undefined, { cause: err });
+      if (error.code === 'internal') log(`internal error on ${req.method} ${req.url}: ${(err as Error)?.stack ?? String(err)}`);
+      if (!res.headersSent) sendJson(res, error.status, error.toJSON());
+      else res.destroy();
+    });
+  });
+
+  // Frames over the gate's limit are still read, so the gate can refuse them and keep the session; only
+  // frames far beyond it close the socket (1009).
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: Math.min(broker.config.limits.maxFrameBytes * 8, 128 << 20) });
+
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const reject = (error: LoupeError) => {
+      const body = JSON.stringify(error.toJSON());
+      socket.end(`HTTP/1.1 ${error.status} ${error.code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    };
+    const url = new URL(req.url ?? '/', 'http://broker');
+    const match = /^\/v1\/attach\/([0-9a-f-]{36})$/.exec(url.pathname);
+    if (!match) return reject(new LoupeError('not_found', `no WebSocket endpoint at ${url.pathname}`));
+    if (shuttingDown) return reject(new LoupeError('session_busy', 'broker is shutting down'));
+    let upgraded = false;
+    void (async () => {
+      const grant = await broker.authenticateAttach(match[1]!, req.headers.authorization, url.searchParams.get('ticket'));
+      const session = await broker.attach(grant, () => {
+        upgraded = true;
+        return new Promise((resolve) => wss.handleUpgrade(req, socket, head, resolve));
+      });
+      log(`session ${session.sessionId} started: ${grant.sub} on ${grant.target} (${grant.mode})`);
+    })().catch((err: unknown) => {
+      const error = err instanceof LoupeError ? err : new LoupeError('internal', `attach failed: ${(err as Error)?.message}`);
+      log(`attach refused: ${error.message}`);
+      if (!upgraded && socket.writable) reject(error);
+    });
+  });
+
+  let shuttingDown = false;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address() as AddressInfo;
+  const url = `http://${address.family === 'IPv6' ? `[${address.address}]` : address.address}:${address.port}`;
+  broker.publicUrl = url;
+
+  return {
+    server,
+    url,
+    async close() {
+      shuttingDown = true;
+      await broker.endAll('shutdown');
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}

@@ -1,0 +1,93 @@
+import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type CryptoKey } from 'jose';
+import type { LoupeConfig } from '../config/types';
+import { LoupeError } from '../errors';
+import { devIssuerName, loadDevIssuerKey } from './devIssuer';
+
+export interface Identity {
+  readonly sub: string;
+  readonly name: string;
+  readonly groups: readonly string[];
+  readonly issuer: string;
+}
+
+interface TrustedIssuer {
+  readonly issuer: string;
+  readonly audience: string;
+  readonly algorithms: readonly string[];
+  readonly groupsClaim: string;
+  readonly nameClaim: string;
+  readonly key: CryptoKey | JWTVerifyGetKey;
+}
+
+export type IdentityVerifier = (authorization: string | undefined) => Promise<Identity>;
+
+/** Maps jose's failures to our codes; the message tells the caller what to fix without echoing the token. */
+export function tokenError(err: unknown, what: string): LoupeError {
+  if (err instanceof LoupeError) return err;
+  if (err instanceof joseErrors.JWTExpired) return new LoupeError('token_expired', `${what} has expired; get a new one`);
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    const claim = err.claim;
+    const reason = claim === 'nbf' ? 'is not yet valid (nbf in the future)' : claim === 'aud' ? 'has the wrong audience' : claim === 'iss' ? 'has the wrong issuer' : `failed the "${claim}" check (${err.reason})`;
+    return new LoupeError('token_invalid', `${what} ${reason}`);
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) return new LoupeError('token_invalid', `${what} uses an algorithm this issuer does not allow`);
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) return new LoupeError('token_invalid', `${what} has an invalid signature`);
+  if (err instanceof joseErrors.JWKSNoMatchingKey) return new LoupeError('token_invalid', `${what} is signed with a key the issuer does not publish`);
+  if (err instanceof joseErrors.JOSEError) return new LoupeError('token_invalid', `${what} is not a valid JWT (${err.code})`);
+  return new LoupeError('token_invalid', `${what} could not be verified`);
+}
+
+export function bearer(authorization: string | undefined): string {
+  if (!authorization) throw new LoupeError('unauthenticated', 'missing Authorization header: send "Authorization: Bearer <token>"');
+  const match = /^Bearer ([A-Za-z0-9_\-.=]+)$/.exec(authorization.trim());
+  if (!match) throw new LoupeError('unauthenticated', 'malformed Authorization header: expected "Bearer <token>"');
+  return match[1]!;
+}
+
+/** Builds the verifier for every configured issuer; issuer, audience, expiry and algorithms are always checked. */
+export async function createIdentityVerifier(config: LoupeConfig, clock: () => number = Date.now): Promise<IdentityVerifier> {
+  const trusted = new Map<string, TrustedIssuer>();
+  if (config.identity.devIssuer.enabled) {
+    const key = await loadDevIssuerKey(config);
+    trusted.set(devIssuerName, { issuer: devIssuerName, audience: config.identity.devIssuer.audience, algorithms: ['EdDSA'], groupsClaim: 'groups', nameClaim: 'name', key: key.publicKey });
+  }
+  for (const issuer of config.identity.issuers) {
+    const key = issuer.jwksUrl
+      ? createRemoteJWKSet(new URL(issuer.jwksUrl), { cooldownDuration: 30_000, timeoutDuration: 5_000 })
+      : await importSPKI(issuer.publicKey!, issuer.algorithms[0]!);
+    trusted.set(issuer.issuer, { ...issuer, key });
+  }
+
+  return async (authorization) => {
+    const token = bearer(authorization);
+    let issuerName: unknown;
+    try {
+      const header = decodeProtectedHeader(token);
+      if (typeof header.alg !== 'string' || header.alg.toLowerCase() === 'none') {
+        throw new LoupeError('token_invalid', 'identity token is unsigned (alg "none" is never accepted)');
+      }
+      issuerName = decodeJwt(token).iss;
+    } catch (err) {
+      throw tokenError(err, 'identity token');
+    }
+    const issuer = typeof issuerName === 'string' ? trusted.get(issuerName) : undefined;
+    if (!issuer) throw new LoupeError('token_invalid', 'identity token comes from an issuer this broker does not trust');
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, issuer.key as CryptoKey, {
+        issuer: issuer.issuer,
+        audience: issuer.audience,
+        algorithms: [...issuer.algorithms],
+        currentDate: new Date(clock()),
+        clockTolerance: 5,
+        requiredClaims: ['exp', 'sub'],
+      }));
+    } catch (err) {
+      throw tokenError(err, 'identity token');
+    }
+    const groupsValue = payload[issuer.groupsClaim];
+    const groups = Array.isArray(groupsValue) ? groupsValue.filter((g): g is string => typeof g === 'string') : typeof groupsValue === 'string' ? [groupsValue] : [];
+    const nameValue = payload[issuer.nameClaim];
+    return Object.freeze({ sub: payload.sub!, name: typeof nameValue === 'string' ? nameValue : payload.sub!, groups: Object.freeze(groups), issuer: issuer.issuer });
+  };
+}

@@ -1,0 +1,84 @@
+import WebSocket from 'ws';
+
+export interface CdpMessage {
+  id?: number;
+  method?: string;
+  params?: any;
+  result?: any;
+  error?: { code: number; message: string };
+}
+
+/** A plain CDP client on a real WebSocket, for driving the broker (or a target directly) in tests. */
+export class CdpClient {
+  private nextId = 1;
+  private readonly waiting = new Map<number, (m: CdpMessage) => void>();
+  readonly events: CdpMessage[] = [];
+  readonly unrouted: CdpMessage[] = [];
+  private readonly eventWaiters: { method: string; predicate: (m: CdpMessage) => boolean; resolve: (m: CdpMessage) => void }[] = [];
+  readonly closed: Promise<{ code: number; reason: string }>;
+
+  private constructor(readonly socket: WebSocket) {
+    socket.on('message', (data) => {
+      const message = JSON.parse(data.toString()) as CdpMessage;
+      if (typeof message.id === 'number' && this.waiting.has(message.id)) {
+        const resolve = this.waiting.get(message.id)!;
+        this.waiting.delete(message.id);
+        resolve(message);
+      } else if (message.method) {
+        this.events.push(message);
+        for (const w of [...this.eventWaiters]) {
+          if (w.method === message.method && w.predicate(message)) {
+            this.eventWaiters.splice(this.eventWaiters.indexOf(w), 1);
+            w.resolve(message);
+          }
+        }
+      } else this.unrouted.push(message);
+    });
+    this.closed = new Promise((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+  }
+
+  static connect(url: string, headers: Record<string, string> = {}): Promise<CdpClient> {
+    return new Promise((resolve, reject) => {
+      const socket = new WebSocket(url, { headers, perMessageDeflate: false });
+      socket.once('open', () => resolve(new CdpClient(socket)));
+      socket.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => reject(Object.assign(new Error(`attach refused: ${res.statusCode} ${body}`), { status: res.statusCode, body })));
+      });
+      socket.once('error', reject);
+    });
+  }
+
+  /** Sends a command and resolves with the whole reply (result or error). */
+  send(method: string, params: Record<string, unknown> = {}, id = this.nextId++): Promise<CdpMessage> {
+    return this.sendRaw(JSON.stringify({ id, method, params }), id);
+  }
+
+  sendRaw(text: string | Buffer, id: number, timeoutMs = 10000): Promise<CdpMessage> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no reply to id ${id} within ${timeoutMs} ms: ${String(text).slice(0, 100)}`)), timeoutMs);
+      this.waiting.set(id, (m) => (clearTimeout(timer), resolve(m)));
+      this.socket.send(text);
+    });
+  }
+
+  /** Sends and expects a result; throws with the CDP error otherwise. */
+  async call(method: string, params: Record<string, unknown> = {}): Promise<any> {
+    const reply = await this.send(method, params);
+    if (reply.error) throw new Error(`${method}: ${reply.error.message}`);
+    return reply.result;
+  }
+
+  waitEvent(method: string, predicate: (m: CdpMessage) => boolean = () => true, timeoutMs = 10000): Promise<CdpMessage> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no ${method} within ${timeoutMs} ms`)), timeoutMs);
+      this.eventWaiters.push({ method, predicate, resolve: (m) => (clearTimeout(timer), resolve(m)) });
+    });
+  }
+
+  close(): Promise<{ code: number; reason: string }> {
+    if (this.socket.readyState === WebSocket.OPEN) this.socket.close();
+    return this.closed;
+  }
+}

@@ -1,0 +1,86 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { Broker } from '../../broker/broker';
+import { parseConfigText } from '../../broker/config/load';
+import type { LoupeConfig } from '../../broker/config/types';
+import { listen, type BrokerServer } from '../../broker/http/server';
+import { mintDevToken } from '../../broker/identity/devIssuer';
+import { CdpClient } from './cdpClient';
+
+export interface TestBroker {
+  readonly broker: Broker;
+  readonly server: BrokerServer;
+  readonly url: string;
+  readonly config: LoupeConfig;
+  readonly stateDir: string;
+  token(user: string, groups: string[]): Promise<string>;
+  api(method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number; body: any }>;
+  /** Requests a grant as `user` and returns the broker's answer (throws unless 201). */
+  grant(user: string, groups: string[], request?: Partial<{ target: string; mode: string; durationSeconds: number; reason: string; ticket: string }>): Promise<{ grantId: string; token: string; attachUrl: string; expiresAt: string }>;
+  /** Grant and attach in one step, as user "dev" of group "devs". */
+  attach(request?: Partial<{ target: string; mode: string; durationSeconds: number }>): Promise<{ client: CdpClient; grant: { grantId: string; token: string; attachUrl: string } }>;
+  close(): Promise<void>;
+}
+
+/** A policy with one target "app" that group "devs" may debug in pause mode and group "owners" owns. */
+export function basePolicy(inspector: string, overrides: Record<string, any> = {}): Record<string, any> {
+  return {
+    server: { host: '127.0.0.1', port: 0 },
+    identity: { devIssuer: { enabled: true } },
+    roles: { dev: { groups: ['devs'] }, owner: { groups: ['owners'] }, admin: { groups: ['admins'] } },
+    admins: ['admin'],
+    targets: {
+      app: {
+        inspector,
+        owners: ['owner'],
+        maxPauseSeconds: 30,
+        access: [{ role: 'dev', modes: ['pause', 'snapshot'], maxDuration: '10m' }],
+      },
+    },
+    ...overrides,
+  };
+}
+
+/** Starts a real broker in this process on a free loopback port, with its own state directory. */
+export async function startTestBroker(policy: Record<string, any>, options: { stateDir?: string; clock?: () => number } = {}): Promise<TestBroker> {
+  const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'loupe-test-'));
+  const config = parseConfigText(stringify({ ...policy, stateDir }), stateDir);
+  const broker = await Broker.create(config, options.clock ? { clock: options.clock } : {});
+  const server = await listen(broker, '127.0.0.1', 0);
+  const api: TestBroker['api'] = async (method, path, token, body) => {
+    const res = await fetch(`${server.url}${path}`, {
+      method,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+  const token = (user: string, groups: string[]) => mintDevToken(config, { user, groups });
+  const grant: TestBroker['grant'] = async (user, groups, request = {}) => {
+    const res = await api('POST', '/v1/grants', await token(user, groups), { target: 'app', mode: 'pause', durationSeconds: 300, reason: 'investigating a test', ...request });
+    if (res.status !== 201) throw new Error(`grant refused: ${res.status} ${JSON.stringify(res.body)}`);
+    return res.body;
+  };
+  return {
+    broker,
+    server,
+    url: server.url,
+    config,
+    stateDir,
+    token,
+    api,
+    grant,
+    async attach(request = {}) {
+      const g = await grant('dev', ['devs'], request);
+      const client = await CdpClient.connect(g.attachUrl, { authorization: `Bearer ${g.token}` });
+      return { client, grant: g };
+    },
+    async close() {
+      await server.close();
+      if (!options.stateDir) rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
