@@ -13,6 +13,8 @@ export class CdpClient {
   private nextId = 1;
   private readonly waiting = new Map<number, (m: CdpMessage) => void>();
   readonly events: CdpMessage[] = [];
+  /** Events already handed to a waiter; each event satisfies one waiter at most. */
+  private readonly consumed = new WeakSet<CdpMessage>();
   readonly unrouted: CdpMessage[] = [];
   private readonly eventWaiters: { method: string; predicate: (m: CdpMessage) => boolean; resolve: (m: CdpMessage) => void }[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
@@ -27,8 +29,9 @@ export class CdpClient {
       } else if (message.method) {
         this.events.push(message);
         for (const w of [...this.eventWaiters]) {
-          if (w.method === message.method && w.predicate(message)) {
+          if (!this.consumed.has(message) && w.method === message.method && w.predicate(message)) {
             this.eventWaiters.splice(this.eventWaiters.indexOf(w), 1);
+            this.consumed.add(message);
             w.resolve(message);
           }
         }
@@ -70,7 +73,13 @@ export class CdpClient {
     return reply.result;
   }
 
+  /** The first matching event not yet taken by another wait, including ones that arrived before this call. */
   waitEvent(method: string, predicate: (m: CdpMessage) => boolean = () => true, timeoutMs = 10000): Promise<CdpMessage> {
+    const earlier = this.events.find((e) => !this.consumed.has(e) && e.method === method && predicate(e));
+    if (earlier) {
+      this.consumed.add(earlier);
+      return Promise.resolve(earlier);
+    }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no ${method} within ${timeoutMs} ms`)), timeoutMs);
       this.eventWaiters.push({ method, predicate, resolve: (m) => (clearTimeout(timer), resolve(m)) });

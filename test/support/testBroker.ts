@@ -20,7 +20,7 @@ export interface TestBroker {
   /** Requests a grant as `user` and returns the broker's answer (throws unless 201). */
   grant(user: string, groups: string[], request?: Partial<{ target: string; mode: string; durationSeconds: number; reason: string; ticket: string }>): Promise<{ grantId: string; token: string; attachUrl: string; expiresAt: string }>;
   /** Grant and attach in one step, as user "dev" of group "devs". */
-  attach(request?: Partial<{ target: string; mode: string; durationSeconds: number }>): Promise<{ client: CdpClient; grant: { grantId: string; token: string; attachUrl: string } }>;
+  attach(request?: Partial<{ target: string; mode: string; durationSeconds: number }>): Promise<{ client: CdpClient; grant: { grantId: string; token: string; attachUrl: string; expiresAt: string } }>;
   close(): Promise<void>;
 }
 

@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+// `npm test`: build the shipped bundles, type-check, then run every test file with node's test runner.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+
+const root = join(import.meta.dirname, '..');
+
+function run(label, command, args) {
+  process.stdout.write(`\n== ${label}\n`);
+  const result = spawnSync(command, args, { cwd: root, stdio: 'inherit' });
+  if (result.status !== 0) {
+    process.stdout.write(`\n${label} failed (exit ${result.status ?? result.signal})\n`);
+    process.exit(result.status ?? 1);
+  }
+}
+
+function findTests(dir) {
+  return readdirSync(dir).flatMap((name) => {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) return name === 'fixtures' || name === 'support' ? [] : findTests(path);
+    return name.endsWith('.test.ts') ? [relative(root, path)] : [];
+  });
+}
+
+const filter = process.argv.slice(2);
+const files = findTests(join(root, 'test')).filter((f) => filter.length === 0 || filter.some((part) => f.includes(part))).sort();
+if (files.length === 0) {
+  process.stdout.write(`no test files match ${filter.join(' ')}\n`);
+  process.exit(1);
+}
+
+run('build', process.execPath, ['esbuild.mjs']);
+run('typecheck', process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '-p', '.']);
+run(`tests (${files.length} files)`, process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', ...files]);

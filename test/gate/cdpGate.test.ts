@@ -1,0 +1,152 @@
+import { strict as assert } from 'node:assert';
+import { describe, it } from 'node:test';
+import { gateClientFrame } from '../../broker/gate/cdpGate';
+import { checkCondition } from '../../broker/gate/conditionCheck';
+
+const limits = { maxFrameBytes: 4096, evaluateTimeoutMs: 500 };
+const gate = (message: unknown, mode: 'pause' | 'snapshot' = 'pause') => gateClientFrame(typeof message === 'string' ? message : JSON.stringify(message), false, mode, limits);
+
+describe('CDP gate: refusals', () => {
+  const mustRefuse = [
+    'Debugger.setScriptSource',
+    'Debugger.restartFrame',
+    'Debugger.setVariableValue',
+    'Debugger.setReturnValue',
+    'Debugger.setInstrumentationBreakpoint',
+    'Runtime.compileScript',
+    'Runtime.runScript',
+    'Runtime.callFunctionOn',
+    'Runtime.addBinding',
+    'Runtime.queryObjects',
+    'Runtime.terminateExecution',
+    'HeapProfiler.takeHeapSnapshot',
+    'HeapProfiler.enable',
+    'Profiler.start',
+    'Profiler.enable',
+    'NodeWorker.enable',
+    'NodeWorker.sendMessageToWorker',
+    'NodeTracing.start',
+    'Network.enable',
+    'NodeRuntime.notifyWhenWaitingForDisconnect',
+    'Made.up',
+  ];
+  for (const method of mustRefuse) {
+    it(`refuses ${method} with an error that names it and says why`, () => {
+      const decision = gate({ id: 7, method, params: {} });
+      assert.equal(decision.action, 'refuse');
+      if (decision.action !== 'refuse') return;
+      assert.equal(decision.id, 7);
+      assert.equal(decision.code, -32601);
+      assert.ok(decision.message.startsWith(`${method} refused by Loupe: `), decision.message);
+      assert.ok(decision.message.length > `${method} refused by Loupe: `.length + 10);
+    });
+  }
+
+  it('refuses pausing methods in snapshot mode', () => {
+    for (const method of ['Debugger.pause', 'Debugger.setBreakpointByUrl', 'Debugger.evaluateOnCallFrame', 'Debugger.stepOver']) {
+      const decision = gate({ id: 1, method, params: { lineNumber: 1, callFrameId: 'x', expression: '1' } }, 'snapshot');
+      assert.equal(decision.action, 'refuse', method);
+      if (decision.action === 'refuse') assert.match(decision.message, /not allowed in snapshot mode/);
+    }
+  });
+
+  it('refuses malformed frames with a clear error', () => {
+    const cases: [string, RegExp, number | null][] = [
+      ['{"id": 3, "method": ', /invalid JSON/, 3],
+      ['[{"id":1,"method":"Runtime.enable"}]', /batches refused/, null],
+      ['"hello"', /JSON object/, null],
+      ['{"method":"Runtime.enable"}', /integer "id"/, null],
+      ['{"id":"1","method":"Runtime.enable"}', /integer "id"/, null],
+      ['{"id":-1,"method":"Runtime.enable"}', /integer "id"/, null],
+      ['{"id":4}', /string "method"/, 4],
+      ['{"id":5,"method":"Runtime.enable","sessionId":"abc"}', /unknown top-level field "sessionId"/, 5],
+      ['{"id":6,"method":"Runtime.evaluate","params":[1]}', /params must be an object/, 6],
+      ['{"id":8,"method":"Runtime.evaluate","params":{"expression":1}}', /params.expression must be a string/, 8],
+      ['{"id":9,"method":"Runtime.evaluate","params":{}}', /missing expression/, 9],
+    ];
+    for (const [frame, pattern, id] of cases) {
+      const decision = gate(frame);
+      assert.equal(decision.action, 'refuse', frame);
+      if (decision.action !== 'refuse') continue;
+      assert.match(decision.message, pattern, frame);
+      assert.equal(decision.id, id, frame);
+    }
+  });
+
+  it('refuses an oversized frame without parsing it, still answering its id', () => {
+    const frame = JSON.stringify({ id: 42, method: 'Runtime.evaluate', params: { expression: `"${'x'.repeat(5000)}"` } });
+    const decision = gate(frame);
+    assert.equal(decision.action, 'refuse');
+    if (decision.action === 'refuse') {
+      assert.equal(decision.id, 42);
+      assert.match(decision.message, /frame of \d+ bytes refused: the limit is 4096 bytes/);
+    }
+  });
+
+  it('refuses binary frames', () => {
+    const decision = gateClientFrame(Buffer.from('{"id":1,"method":"Runtime.enable"}'), true, 'pause', limits);
+    assert.equal(decision.action, 'refuse');
+  });
+});
+
+describe('CDP gate: rewrites', () => {
+  it('forces throwOnSideEffect, a timeout and disableBreaks on Runtime.evaluate, dropping includeCommandLineAPI and unknown flags', () => {
+    const decision = gate({ id: 1, method: 'Runtime.evaluate', params: { expression: 'require("fs")', includeCommandLineAPI: true, throwOnSideEffect: false, timeout: 1e9, awaitPromise: true, replMode: true, futureFlag: 1 } });
+    assert.equal(decision.action, 'forward');
+    if (decision.action !== 'forward') return;
+    assert.deepEqual(decision.params, { expression: 'require("fs")', throwOnSideEffect: true, timeout: 500, disableBreaks: true });
+    assert.ok(decision.rewrites.includes('params.includeCommandLineAPI dropped'));
+    assert.ok(decision.rewrites.includes('params.futureFlag dropped'));
+  });
+
+  it('forces the same on Debugger.evaluateOnCallFrame', () => {
+    const decision = gate({ id: 2, method: 'Debugger.evaluateOnCallFrame', params: { callFrameId: 'f', expression: 'a', throwOnSideEffect: false, includeCommandLineAPI: true } });
+    assert.equal(decision.action, 'forward');
+    if (decision.action === 'forward') assert.deepEqual(decision.params, { callFrameId: 'f', expression: 'a', throwOnSideEffect: true, timeout: 500 });
+  });
+
+  it('drops terminateOnResume from Debugger.resume', () => {
+    const decision = gate({ id: 3, method: 'Debugger.resume', params: { terminateOnResume: true } });
+    assert.equal(decision.action, 'forward');
+    if (decision.action === 'forward') assert.deepEqual(decision.params, {});
+  });
+
+  it('moves a breakpoint condition to the broker and strips it from the forwarded message', () => {
+    const decision = gate({ id: 4, method: 'Debugger.setBreakpointByUrl', params: { lineNumber: 3, url: 'file:///app.js', condition: 'n % 5 === 0' } });
+    assert.equal(decision.action, 'forward');
+    if (decision.action !== 'forward') return;
+    assert.equal(decision.condition, 'n % 5 === 0');
+    assert.deepEqual(decision.params, { lineNumber: 3, url: 'file:///app.js' });
+  });
+
+  it('drops unknown fields nested in known objects', () => {
+    const decision = gate({ id: 5, method: 'Debugger.setBreakpoint', params: { location: { scriptId: '1', lineNumber: 2, evil: true } } });
+    assert.equal(decision.action, 'forward');
+    if (decision.action === 'forward') assert.deepEqual(decision.params, { location: { scriptId: '1', lineNumber: 2 } });
+  });
+});
+
+describe('condition screen', () => {
+  const refused = [
+    '(globalThis.n = 1)',
+    'n++',
+    'delete x.y',
+    'process.exit()',
+    "require('child_process')",
+    "x.constructor.constructor('return process')()",
+    'tag`x`',
+    '(() => 1)()',
+    'new Date()',
+    'console.log(1)',
+    'eval("1")',
+    'a; b',
+    'a) || (b',
+    '1 +',
+  ];
+  for (const condition of refused) {
+    it(`refuses ${condition}`, () => assert.equal(checkCondition(condition).ok, false));
+  }
+  for (const condition of ['n % 5 === 0', 'user.tier === "gold" && items.length > 2', 'a?.b ?? c', '`${n}` === "3"', 'Math.max(a, b) > 3']) {
+    it(`lets ${condition} through to the runtime check`, () => assert.equal(checkCondition(condition).ok, true));
+  }
+});

@@ -1,0 +1,171 @@
+import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, beforeEach, describe, it } from 'node:test';
+import { stringify } from 'yaml';
+import { CdpClient } from '../support/cdpClient';
+import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
+import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { mintDevToken } from '../../broker/identity/devIssuer';
+import { parseConfigText } from '../../broker/config/load';
+
+const appLine = markerLine(join(fixtures, 'app.js'), 'work');
+
+/**
+ * A second, direct Debugger-enabled session on the target. While it is connected Node does not resume the
+ * target by itself when the broker's session goes away, so these tests see the broker's own cleanup.
+ */
+async function observe(target: TargetProcess): Promise<CdpClient> {
+  const observer = await CdpClient.connect(target.wsUrl);
+  await observer.call('Debugger.enable');
+  return observer;
+}
+
+async function pauseAtWork(client: CdpClient): Promise<{ breakpointId: string; paused: any }> {
+  await client.call('Debugger.enable');
+  const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'app\\.js$' });
+  const paused = await client.waitEvent('Debugger.paused');
+  return { breakpointId, paused };
+}
+
+function sessionLog(broker: TestBroker): any[] {
+  return readdirSync(join(broker.stateDir, 'sessions')).flatMap((f) =>
+    readFileSync(join(broker.stateDir, 'sessions', f), 'utf8').trim().split('\n').map((l) => JSON.parse(l)),
+  );
+}
+
+async function assertHeldThenFreed(target: TargetProcess): Promise<void> {
+  await target.ticksAdvance(2, 5000);
+}
+
+describe('session safety: every ending leaves the target running with no breakpoints', () => {
+  let target: TargetProcess;
+  let broker: TestBroker;
+  let observer: CdpClient;
+  beforeEach(async () => {
+    target = await startTarget();
+    broker = await startTestBroker(basePolicy(target.inspector));
+    observer = await observe(target);
+  });
+  afterEach(async () => {
+    await observer.close();
+    await broker.close();
+    await target.stop();
+  });
+
+  it('grant expiry closes a paused session within a second of exp and resumes the target', async () => {
+    const { client, grant } = await broker.attach({ durationSeconds: 2 });
+    await pauseAtWork(client);
+    const held = target.lastTick();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(target.lastTick(), held, 'target is held at the breakpoint');
+    const closed = await client.closed;
+    const lateBy = Date.now() - Date.parse(grant.expiresAt);
+    assert.equal(closed.code, 4001);
+    assert.match(closed.reason, /grant expired/);
+    assert.ok(lateBy < 1000, `closed ${lateBy} ms after exp`);
+    await assertHeldThenFreed(target);
+    // No breakpoint of the session survives: the target keeps running past the line with the observer attached.
+    await target.ticksAdvance(5);
+    const log = sessionLog(broker);
+    assert.ok(log.some((r) => r.type === 'broker.request' && r.method === 'Debugger.removeBreakpoint'));
+    assert.ok(log.some((r) => r.type === 'broker.response' && r.method === 'Debugger.resume'));
+    assert.equal(log.at(-1).type, 'session.ended');
+    assert.equal(log.at(-1).endReason, 'expired');
+  });
+
+  it('client disconnect while paused resumes the target', async () => {
+    const { client } = await broker.attach();
+    await pauseAtWork(client);
+    client.socket.terminate();
+    await assertHeldThenFreed(target);
+    await target.ticksAdvance(5);
+    await waitFor(() => sessionLog(broker).some((r) => r.type === 'session.ended' && r.endReason === 'client_closed'));
+  });
+
+  it('revoking a live grant ends its session at once and resumes the target', async () => {
+    const { client, grant } = await broker.attach();
+    await pauseAtWork(client);
+    const res = await broker.api('DELETE', `/v1/grants/${grant.grantId}`, await broker.token('dev', ['devs']));
+    assert.equal(res.status, 200);
+    const closed = await client.closed;
+    assert.equal(closed.code, 4002);
+    await assertHeldThenFreed(target);
+  });
+
+  it('the target going away ends the session with a clear close reason', async () => {
+    const { client } = await broker.attach();
+    await client.call('Runtime.enable');
+    await target.stop();
+    const closed = await client.closed;
+    assert.equal(closed.code, 4004);
+    assert.match(closed.reason, /target process went away/);
+  });
+
+  it('the pause watchdog resumes a target held longer than maxPauseSeconds', async () => {
+    await broker.close();
+    broker = await startTestBroker(basePolicy(target.inspector, { targets: { app: { ...basePolicy('').targets.app, inspector: target.inspector, maxPauseSeconds: 1 } } }));
+    const { client, breakpointId } = await (async () => {
+      const a = await broker.attach();
+      const p = await pauseAtWork(a.client);
+      return { client: a.client, breakpointId: p.breakpointId };
+    })();
+    await client.call('Debugger.removeBreakpoint', { breakpointId });
+    const started = Date.now();
+    await client.waitEvent('Debugger.resumed', () => true, 5000);
+    const held = Date.now() - started;
+    assert.ok(held >= 800 && held < 3000, `resumed after ${held} ms`);
+    await target.ticksAdvance(3);
+    assert.ok(sessionLog(broker).some((r) => r.type === 'watchdog.resumed'));
+    await client.close();
+  });
+});
+
+describe('SIGTERM to the broker process', () => {
+  let target: TargetProcess;
+  after(async () => target?.stop());
+
+  it('ends the paused session, resumes the target and exits 0', async () => {
+    target = await startTarget();
+    const observer = await observe(target);
+    const dir = mkdtempSync(join(tmpdir(), 'loupe-sigterm-'));
+    const configFile = join(dir, 'loupe.yaml');
+    writeFileSync(configFile, stringify({ ...basePolicy(target.inspector), stateDir: join(dir, 'state') }));
+    const proc = spawn(process.execPath, [join(__dirname, '..', '..', 'dist', 'cli.js'), 'broker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    proc.stderr!.on('data', (c) => (stderr += c));
+    const url = await new Promise<string>((resolve, reject) => {
+      proc.stdout!.on('data', (c) => {
+        const m = /LOUPE_BROKER_URL=(\S+)/.exec(String(c));
+        if (m) resolve(m[1]!);
+      });
+      proc.once('exit', (code) => reject(new Error(`broker exited ${code}: ${stderr}`)));
+    });
+    const config = parseConfigText(readFileSync(configFile, 'utf8'), dir);
+    const token = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
+    const res = await fetch(`${url}/v1/grants`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 300, reason: 'sigterm test' }) });
+    const grant = (await res.json()) as any;
+    const client = await CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` });
+    await pauseAtWork(client);
+    const held = target.lastTick();
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(target.lastTick(), held);
+    proc.kill('SIGTERM');
+    const [code] = await once(proc, 'exit');
+    assert.equal(code, 0, stderr);
+    assert.equal((await client.closed).code, 4003);
+    await target.ticksAdvance(3);
+    await observer.close();
+  });
+});
+
+async function waitFor(check: () => boolean, timeoutMs = 3000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
