@@ -71,7 +71,8 @@ export function checkCondition(source: string): ConditionVerdict {
   if (source.length > maxConditionLength) return { ok: false, reason: `longer than ${maxConditionLength} characters` };
   let node: Node;
   try {
-    node = parseExpressionAt(source, 0, { ecmaVersion: 'latest', sourceType: 'script' });
+    // preserveParens: otherwise the node of "(a = 1)" ends before its closing paren.
+    node = parseExpressionAt(source, 0, { ecmaVersion: 'latest', sourceType: 'script', preserveParens: true });
   } catch (err) {
     return { ok: false, reason: `not a valid JavaScript expression (${(err as Error).message})` };
   }

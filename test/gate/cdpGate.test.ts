@@ -127,24 +127,28 @@ describe('CDP gate: rewrites', () => {
 });
 
 describe('condition screen', () => {
-  const refused = [
-    '(globalThis.n = 1)',
-    'n++',
-    'delete x.y',
-    'process.exit()',
-    "require('child_process')",
-    "x.constructor.constructor('return process')()",
-    'tag`x`',
-    '(() => 1)()',
-    'new Date()',
-    'console.log(1)',
-    'eval("1")',
-    'a; b',
-    'a) || (b',
-    '1 +',
+  const refused: [string, RegExp][] = [
+    ['(globalThis.n = 1)', /assignment/],
+    ['n++', /\+\+/],
+    ['delete x.y', /delete/],
+    ['process.exit()', /functions of process/],
+    ["require('child_process')", /require\(\) is never side-effect free/],
+    ["x.constructor.constructor('return process')()", /"constructor"/],
+    ['tag`x`', /tagged template/],
+    ['(() => 1)()', /defining functions/],
+    ['new Date()', /constructing/],
+    ['console.log(1)', /functions of console/],
+    ['eval("1")', /eval\(\)/],
+    ['a; b', /single expression/],
+    ['a) || (b', /single expression/],
+    ['1 +', /not a valid JavaScript expression/],
   ];
-  for (const condition of refused) {
-    it(`refuses ${condition}`, () => assert.equal(checkCondition(condition).ok, false));
+  for (const [condition, reason] of refused) {
+    it(`refuses ${condition}`, () => {
+      const verdict = checkCondition(condition);
+      assert.equal(verdict.ok, false);
+      if (!verdict.ok) assert.match(verdict.reason, reason);
+    });
   }
   for (const condition of ['n % 5 === 0', 'user.tier === "gold" && items.length > 2', 'a?.b ?? c', '`${n}` === "3"', 'Math.max(a, b) > 3']) {
     it(`lets ${condition} through to the runtime check`, () => assert.equal(checkCondition(condition).ok, true));
