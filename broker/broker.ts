@@ -3,9 +3,18 @@ import type WebSocket from 'ws';
 import type { LoupeConfig, Mode } from './config/types';
 import { modes } from './config/types';
 import { LoupeError } from './errors';
-import { openSessionRecorder } from './audit/sessionRecorder';
+import { join } from 'node:path';
+import type { JSONWebKeySet } from 'jose';
+import { AuditTrail, type AuditHealth, type AuditStream } from './audit/auditTrail';
+import type { StreamContext } from './audit/events';
+import { createAuditStore } from './audit/stores/createStore';
+import type { AuditStore } from './audit/stores/auditStore';
+import { WriteAheadLog } from './audit/wal';
+import { SessionIndex, type SessionFilter, type SessionSummary } from './audit/sessionIndex';
+import { readTranscriptFromStore, transcriptToText, verifyTranscript } from './audit/verify';
+import { renderReport } from './audit/report';
 import { GrantStore, type Grant } from './grants/grantStore';
-import { loadOrCreateSigningKey } from './identity/keys';
+import { loadOrCreateSigningKey, type SigningKey } from './identity/keys';
 import { createIdentityVerifier, type Identity, type IdentityVerifier } from './identity/verifyIdentity';
 import { decideAccess, isAdmin, isOwner, rolesOf, visibleTargets, type TargetView } from './policy/access';
 import { DebugSession, type EndReason } from './session/debugSession';
@@ -13,6 +22,9 @@ import { connectTarget, resolveInspectorUrl } from './session/targetLink';
 
 export interface BrokerOptions {
   readonly clock?: () => number;
+  readonly log?: (line: string) => void;
+  /** Replaces the configured audit store (tests wrap a store to make it fail). */
+  readonly auditStore?: AuditStore;
   /** Where a client should connect; filled in by the HTTP edge once it listens. */
   publicUrl?: string;
 }
@@ -28,20 +40,111 @@ export class Broker {
   private readonly attaching = new Set<string>();
   private readonly attachTickets = new Map<string, { grantId: string; expiresAt: number }>();
 
+  /** This run's chain of grant events. */
+  private grantStream!: AuditStream;
+  private failedClosed = false;
+
   private constructor(
     readonly config: LoupeConfig,
     readonly verifyIdentity: IdentityVerifier,
     readonly grants: GrantStore,
+    readonly audit: AuditTrail,
+    readonly auditKey: SigningKey,
     private readonly options: BrokerOptions,
   ) {
     this.clock = options.clock ?? Date.now;
   }
 
+  /**
+   * Builds the broker. Refuses to start when the audit store fails its check (e.g. an S3 bucket without
+   * Object Lock); recovers what an earlier run left in the write-ahead log.
+   */
   static async create(config: LoupeConfig, options: BrokerOptions = {}): Promise<Broker> {
     const clock = options.clock ?? Date.now;
     const verifier = await createIdentityVerifier(config, clock);
     const grantKey = await loadOrCreateSigningKey(config.stateDir, 'grant-key');
-    return new Broker(config, verifier, new GrantStore(config.stateDir, grantKey, clock), options);
+    const auditKey = await loadOrCreateSigningKey(config.stateDir, 'audit-key');
+    const store = options.auditStore ?? createAuditStore(config.audit.store);
+    try {
+      await store.check();
+    } catch (err) {
+      throw new LoupeError('config_invalid', `audit store ${store.description}: ${(err as Error).message}`, undefined, { cause: err });
+    }
+    // The public key goes next to the records, under the same retention, so offline verification needs only the store.
+    const keyBody = Buffer.from(JSON.stringify({ keys: [auditKey.publicJwk] }) + '\n');
+    await store.put(`keys/${auditKey.kid}.jwks.json`, keyBody, new Date(clock() + config.audit.retentionDays * 86400_000)).catch((err: Error) => {
+      if ((err as { code?: string }).code !== 'conflict') throw new LoupeError('config_invalid', `audit store ${store.description}: cannot publish the audit key: ${err.message}`);
+    });
+    const { wal, recovered } = await WriteAheadLog.open(join(config.stateDir, 'audit-wal'), { maxBatch: 512, segmentBytes: 8 << 20 });
+    const trail = new AuditTrail(wal, store, auditKey, {
+      chunkMaxEvents: config.audit.chunkMaxEvents,
+      uploadIntervalMs: config.audit.uploadIntervalSeconds * 1000,
+      failClosedAfterMs: config.audit.failClosedAfterSeconds * 1000,
+      clock,
+      ...(options.log ? { log: options.log } : {}),
+    });
+    const broker = new Broker(config, verifier, new GrantStore(config.stateDir, grantKey, clock), trail, auditKey, options);
+    const summary = await trail.recover(recovered);
+    if (summary.streams > 0) options.log?.(`audit: recovered ${summary.streams} chain(s) with ${summary.events} record(s) from the write-ahead log`);
+    trail.on('fail-closed', (error: string) => {
+      broker.failedClosed = true;
+      options.log?.(`audit: ending every session: ${error}`);
+      void broker.endAll('audit_failure');
+    });
+    trail.start();
+    const startedAt = new Date(clock()).toISOString();
+    const { stream, opened } = trail.openStream({ stream: `grants-${startedAt.replace(/[:.]/g, '')}-${randomUUID().slice(0, 8)}`, kind: 'grants', startedAt, retentionDays: config.audit.retentionDays });
+    await opened;
+    broker.grantStream = stream;
+    return broker;
+  }
+
+  private get sessionIndex(): SessionIndex {
+    this.index ??= new SessionIndex(this.audit.store, () => new Set(this.sessions.keys()));
+    return this.index;
+  }
+  private index: SessionIndex | undefined;
+
+  private requireAuditor(identity: Identity): void {
+    const roles = rolesOf(this.config, identity);
+    if (!this.config.auditors.some((r) => roles.has(r))) {
+      throw new LoupeError('forbidden', `session transcripts are for auditors (roles: ${this.config.auditors.join(', ') || 'none configured'})`);
+    }
+  }
+
+  async listSessions(identity: Identity, filter: SessionFilter): Promise<SessionSummary[]> {
+    this.requireAuditor(identity);
+    return this.sessionIndex.list(filter);
+  }
+
+  private async sessionTranscript(identity: Identity, sessionId: string) {
+    this.requireAuditor(identity);
+    const summary = await this.sessionIndex.find(sessionId);
+    if (!summary) throw new LoupeError('not_found', `no recorded session ${sessionId}`);
+    return { summary, transcript: await readTranscriptFromStore(this.audit.store, summary.prefix, false) };
+  }
+
+  /** The stored transcript as NDJSON: events, a seal line after each chunk, the manifest last. */
+  async transcript(identity: Identity, sessionId: string): Promise<string> {
+    return transcriptToText((await this.sessionTranscript(identity, sessionId)).transcript);
+  }
+
+  /** The readable report, with the result of verifying the stored transcript against this broker's keys. */
+  async report(identity: Identity, sessionId: string): Promise<string> {
+    const { summary, transcript } = await this.sessionTranscript(identity, sessionId);
+    const result = await verifyTranscript(transcript, this.auditKeys);
+    return renderReport(result, { source: `${this.audit.store.description}/${summary.prefix}` });
+  }
+
+  /** The audit public keys, as published at GET /v1/audit/keys. */
+  get auditKeys(): JSONWebKeySet {
+    return { keys: [this.auditKey.publicJwk] };
+  }
+
+  /** Ready when the audit trail can take records. */
+  get ready(): { ready: boolean; audit: AuditHealth } {
+    const health = this.audit.health;
+    return { ready: health.state !== 'failed', audit: health };
   }
 
   set publicUrl(url: string) {
@@ -58,9 +161,15 @@ export class Broker {
 
   async requestGrant(identity: Identity, body: unknown): Promise<{ grantId: string; token: string; expiresAt: string; attachUrl: string; durationSeconds: number; capped: boolean }> {
     const request = parseGrantRequest(body);
+    const actor = { sub: identity.sub, name: identity.name, groups: identity.groups };
+    await this.recordGrantEvent('grant.requested', { actor, ...request });
     const decision = decideAccess(this.config, identity, request);
-    if (!decision.allowed) throw new LoupeError('policy_refused', `grant refused: ${decision.message}`, { rule: decision.rule });
+    if (!decision.allowed) {
+      await this.recordGrantEvent('grant.refused', { actor, target: request.target, mode: request.mode, rule: decision.rule, message: decision.message });
+      throw new LoupeError('policy_refused', `grant refused: ${decision.message}`, { rule: decision.rule });
+    }
     const { grant, token } = await this.grants.issue(identity, { ...request, durationSeconds: decision.durationSeconds, rule: decision.rule });
+    await this.recordGrantEvent('grant.issued', { actor, grantId: grant.grantId, target: grant.target, mode: grant.mode, reason: grant.reason, ticket: grant.ticket ?? null, rule: decision.rule, expiresAt: new Date(grant.expiresAt * 1000).toISOString(), capped: decision.capped });
     return {
       grantId: grant.grantId,
       token,
@@ -69,6 +178,15 @@ export class Broker {
       durationSeconds: decision.durationSeconds,
       capped: decision.capped,
     };
+  }
+
+  /** Grant events are recorded before the caller gets an answer; if they cannot be, the call fails. */
+  private async recordGrantEvent(type: 'grant.requested' | 'grant.issued' | 'grant.refused' | 'grant.revoked', data: Record<string, unknown>): Promise<void> {
+    try {
+      await this.grantStream.record(type, data);
+    } catch (err) {
+      throw new LoupeError('internal', `the audit trail cannot record ${type}: ${(err as Error).message}`);
+    }
   }
 
   private attachUrl(grantId: string): string {
@@ -90,6 +208,7 @@ export class Broker {
   async revokeGrant(identity: Identity, grantId: string): Promise<Grant> {
     const grant = this.grantFor(identity, grantId, 'revoke', true);
     this.grants.revoke(grantId, identity.sub);
+    await this.recordGrantEvent('grant.revoked', { actor: { sub: identity.sub, name: identity.name, groups: identity.groups }, grantId, target: grant.target, holder: grant.sub });
     const session = [...this.sessions.values()].find((s) => s.grant.grantId === grantId);
     if (session) await session.end('revoked');
     return grant;
@@ -120,6 +239,7 @@ export class Broker {
       if (!match) throw new LoupeError('unauthenticated', 'attach needs "Authorization: Bearer <grant token>" or a ?ticket= from POST /v1/grants/:id/tickets');
       grant = await this.grants.verifyToken(match[1]!, grantId);
     }
+    if (this.failedClosed || !this.audit.accepting) throw new LoupeError('session_busy', 'the audit trail is unavailable: attaching is refused until it recovers');
     if (this.attaching.has(grantId) || [...this.sessions.values()].some((s) => s.grant.grantId === grantId)) {
       throw new LoupeError('session_busy', `grant ${grantId} already has a live session; end it first`);
     }
@@ -153,24 +273,43 @@ export class Broker {
         client.close(4002, (err as Error).message.slice(0, 120));
         throw err;
       }
-      const recorder = openSessionRecorder(
-        this.config.stateDir,
-        { sessionId, grantId: grant.grantId, actor: { sub: grant.sub, name: grant.name, groups: grant.groups }, target: grant.target, mode: grant.mode, reason: grant.reason, ...(grant.ticket ? { ticket: grant.ticket } : {}) },
-        this.clock,
-      );
+      const context: StreamContext = {
+        stream: sessionId,
+        kind: 'session',
+        grant: grant.grantId,
+        actor: { sub: grant.sub, name: grant.name, groups: grant.groups },
+        target: grant.target,
+        mode: grant.mode,
+        reason: grant.reason,
+        ...(grant.ticket ? { ticket: grant.ticket } : {}),
+        startedAt: new Date(this.clock()).toISOString(),
+        retentionDays: target.retentionDays,
+      };
+      const { stream, opened } = this.audit.openStream(context);
       const session = new DebugSession({
         sessionId,
         grant,
         target,
         client,
         targetSocket: link.socket,
-        recorder,
+        audit: stream,
+        auditAccepting: () => !this.failedClosed && this.audit.accepting,
         limits: this.config.limits,
         clock: this.clock,
         onEnded: (s) => this.sessions.delete(s.sessionId),
       });
       this.sessions.set(sessionId, session);
-      session.start();
+      const started = session.start();
+      try {
+        await opened;
+        await started;
+      } catch (err) {
+        this.sessions.delete(sessionId);
+        void session.end('audit_failure');
+        link.socket.close();
+        client.close(4005, 'audit trail unavailable: the session was not started');
+        throw new LoupeError('internal', `the audit trail cannot record the session: ${(err as Error).message}`);
+      }
       return session;
     } finally {
       this.attaching.delete(grant.grantId);
@@ -179,6 +318,16 @@ export class Broker {
 
   async endAll(reason: EndReason): Promise<void> {
     await Promise.all([...this.sessions.values()].map((s) => s.end(reason)));
+  }
+
+  /** Shutdown: end sessions (targets resumed), close the grant chain, upload what is left (bounded), stop. */
+  async shutdown(): Promise<void> {
+    await this.endAll('shutdown');
+    await this.grantStream.record('stream.closed', { endReason: 'shutdown' }).catch(() => undefined);
+    void this.grantStream.close('shutdown').catch(() => undefined);
+    const settled = await this.audit.settle(10_000);
+    if (!settled) this.options.log?.('audit: some chains were not uploaded before shutdown; the next start uploads them from the write-ahead log');
+    await this.audit.stop();
   }
 }
 

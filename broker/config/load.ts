@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { dirname, join as joinPath, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { LoupeError } from '../errors';
 import { parseDuration } from './duration';
-import { modes, type AccessRule, type IssuerConfig, type LoupeConfig, type Mode, type RoleConfig, type TargetConfig } from './types';
+import { modes, type AccessRule, type AuditConfig, type IssuerConfig, type LoupeConfig, type Mode, type RoleConfig, type TargetConfig } from './types';
 
 type Raw = Record<string, unknown>;
 
@@ -209,14 +209,14 @@ function validateAccess(raw: unknown, path: string, roles: Record<string, RoleCo
   return { role, modes: Object.freeze(modeList as Mode[]), maxDurationSeconds, requireTicket };
 }
 
-function validateTarget(name: string, raw: unknown, roles: Record<string, RoleConfig>, problems: Problems): TargetConfig | undefined {
+function validateTarget(name: string, raw: unknown, roles: Record<string, RoleConfig>, defaultRetentionDays: number, problems: Problems): TargetConfig | undefined {
   const path = `targets.${name}`;
   if (!/^[a-z0-9][a-z0-9._-]{0,62}$/i.test(name)) problems.add(path, 'target names use letters, digits, ".", "_" and "-" (at most 63)');
   if (!isObject(raw)) {
     problems.add(path, 'expected a mapping');
     return undefined;
   }
-  checkKeys(raw, path, ['inspector', 'owners', 'access', 'maxPauseSeconds'], problems);
+  checkKeys(raw, path, ['inspector', 'owners', 'access', 'maxPauseSeconds', 'retentionDays'], problems);
   const inspector = str(raw, 'inspector', path, problems) ?? '';
   if (inspector && !/^wss?:\/\/[^\s]+$/.test(inspector) && !/^[a-z0-9.-]+:\d{1,5}$|^\[[0-9a-f:]+\]:\d{1,5}$/i.test(inspector)) {
     problems.add(join(path, 'inspector'), 'expected "host:port" or a ws:// URL');
@@ -230,7 +230,34 @@ function validateTarget(name: string, raw: unknown, roles: Record<string, RoleCo
       if (checked) access.push(Object.freeze(checked));
     });
   const maxPauseSeconds = int(raw, 'maxPauseSeconds', path, problems, 30, 1, 3600);
-  return { name, inspector, owners: Object.freeze(owners), access: Object.freeze(access), maxPauseSeconds };
+  const retentionDays = int(raw, 'retentionDays', path, problems, defaultRetentionDays, 1, 36500);
+  return { name, inspector, owners: Object.freeze(owners), access: Object.freeze(access), maxPauseSeconds, retentionDays };
+}
+
+function validateAudit(raw: Raw, stateDir: string, baseDir: string, problems: Problems): AuditConfig {
+  checkKeys(raw, 'audit', ['store', 'dir', 's3', 'retentionDays', 'failClosedAfter', 'uploadInterval', 'chunkMaxEvents'], problems);
+  const kind = str(raw, 'store', 'audit', problems, 'local');
+  if (kind !== 'local' && kind !== 's3') problems.add('audit.store', 'expected "local" or "s3"');
+  let store: AuditConfig['store'] = { kind: 'local', dir: resolve(baseDir, typeof raw.dir === 'string' ? raw.dir : joinPath(stateDir, 'audit-store')) };
+  const s3 = section(raw, 's3', 'audit', problems);
+  if (kind === 's3') {
+    checkKeys(s3, 'audit.s3', ['bucket', 'prefix', 'endpoint', 'region', 'forcePathStyle'], problems);
+    const bucket = str(s3, 'bucket', 'audit.s3', problems) ?? '';
+    const prefix = str(s3, 'prefix', 'audit.s3', problems, '')!;
+    if (prefix && !prefix.endsWith('/')) problems.add('audit.s3.prefix', 'expected a prefix ending in "/"');
+    const endpoint = s3.endpoint === undefined ? undefined : str(s3, 'endpoint', 'audit.s3', problems);
+    if (endpoint !== undefined && !/^https?:\/\//.test(endpoint)) problems.add('audit.s3.endpoint', 'expected an http(s) URL');
+    const region = s3.region === undefined ? undefined : str(s3, 'region', 'audit.s3', problems);
+    if (s3.forcePathStyle !== undefined && typeof s3.forcePathStyle !== 'boolean') problems.add('audit.s3.forcePathStyle', 'expected true or false');
+    store = { kind: 's3', bucket, prefix, ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}), forcePathStyle: s3.forcePathStyle === true };
+  } else if (raw.s3 !== undefined) problems.add('audit.s3', 'only used with store: s3');
+  return {
+    store,
+    retentionDays: int(raw, 'retentionDays', 'audit', problems, 30, 1, 36500),
+    failClosedAfterSeconds: duration(raw, 'failClosedAfter', 'audit', problems, 30)!,
+    uploadIntervalSeconds: duration(raw, 'uploadInterval', 'audit', problems, 1)!,
+    chunkMaxEvents: int(raw, 'chunkMaxEvents', 'audit', problems, 500, 1, 100000),
+  };
 }
 
 /** Validates a parsed config; throws config_invalid listing every problem by path. */
@@ -239,7 +266,7 @@ export function validateConfig(raw: unknown, baseDir: string): LoupeConfig {
   if (!isObject(raw)) {
     throw new LoupeError('config_invalid', 'config: expected a YAML mapping at the top level', { problems: ['(root): expected a mapping'] });
   }
-  checkKeys(raw, '', ['server', 'stateDir', 'limits', 'identity', 'roles', 'admins', 'targets'], problems);
+  checkKeys(raw, '', ['server', 'stateDir', 'limits', 'identity', 'roles', 'admins', 'auditors', 'audit', 'targets'], problems);
   const server = validateServer(section(raw, 'server', '', problems), problems);
   const stateDir = resolve(baseDir, str(raw, 'stateDir', '', problems, '.loupe')!);
   const limitsRaw = section(raw, 'limits', '', problems);
@@ -253,11 +280,13 @@ export function validateConfig(raw: unknown, baseDir: string): LoupeConfig {
   const identity = validateIdentity(section(raw, 'identity', '', problems), problems);
   const roles = validateRoles(section(raw, 'roles', '', problems), problems);
   const admins = roleRefs(raw, 'admins', '', roles, problems);
+  const auditors = roleRefs(raw, 'auditors', '', roles, problems);
+  const audit = validateAudit(section(raw, 'audit', '', problems), stateDir, baseDir, problems);
   const targets: Record<string, TargetConfig> = {};
   const targetsRaw = section(raw, 'targets', '', problems);
   if (Object.keys(targetsRaw).length === 0) problems.add('targets', 'at least one target is required');
   for (const [name, value] of Object.entries(targetsRaw)) {
-    const target = validateTarget(name, value, roles, problems);
+    const target = validateTarget(name, value, roles, audit.retentionDays, problems);
     if (target) targets[name] = Object.freeze(target);
   }
   if (problems.list.length > 0) {
@@ -270,6 +299,8 @@ export function validateConfig(raw: unknown, baseDir: string): LoupeConfig {
     identity: Object.freeze(identity),
     roles: Object.freeze(roles),
     admins: Object.freeze(admins),
+    auditors: Object.freeze(auditors),
+    audit: Object.freeze(audit),
     targets: Object.freeze(targets),
   });
 }

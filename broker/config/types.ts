@@ -38,6 +38,8 @@ export interface TargetConfig {
   readonly owners: readonly string[];
   readonly access: readonly AccessRule[];
   readonly maxPauseSeconds: number;
+  /** How long this target's session records are kept (S3 Object Lock retain-until). */
+  readonly retentionDays: number;
 }
 
 export interface BrokerLimits {
@@ -47,6 +49,16 @@ export interface BrokerLimits {
   readonly clientBufferBytes: number;
 }
 
+export interface AuditConfig {
+  readonly store:
+    | { readonly kind: 'local'; readonly dir: string }
+    | { readonly kind: 's3'; readonly bucket: string; readonly prefix: string; readonly endpoint?: string; readonly region?: string; readonly forcePathStyle: boolean };
+  readonly retentionDays: number;
+  readonly failClosedAfterSeconds: number;
+  readonly uploadIntervalSeconds: number;
+  readonly chunkMaxEvents: number;
+}
+
 export interface LoupeConfig {
   readonly server: { readonly host: string; readonly port: number; readonly publicUrl?: string };
   readonly stateDir: string;
@@ -54,5 +66,7 @@ export interface LoupeConfig {
   readonly identity: IdentityConfig;
   readonly roles: Readonly<Record<string, RoleConfig>>;
   readonly admins: readonly string[];
+  readonly auditors: readonly string[];
+  readonly audit: AuditConfig;
   readonly targets: Readonly<Record<string, TargetConfig>>;
 }

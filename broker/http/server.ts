@@ -72,12 +72,51 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       },
     ],
     ['POST', /^\/v1\/grants\/([0-9a-f-]{36})\/tickets$/, async (_req, res, identity, match) => sendJson(res, 201, broker.issueAttachTicket(identity, match[1]!))],
+    [
+      'GET',
+      /^\/v1\/sessions$/,
+      async (req, res, identity) => {
+        const query = new URL(req.url ?? '/', 'http://broker').searchParams;
+        const date = (name: string) => {
+          const value = query.get(name);
+          if (value === null) return undefined;
+          const parsed = new Date(value);
+          if (Number.isNaN(parsed.getTime())) throw new LoupeError('bad_request', `${name}: expected an ISO 8601 time, got "${value}"`);
+          return parsed;
+        };
+        const filter = { ...(query.get('target') ? { target: query.get('target')! } : {}), ...(query.get('user') ? { user: query.get('user')! } : {}), ...(date('from') ? { from: date('from')! } : {}), ...(date('to') ? { to: date('to')! } : {}) };
+        sendJson(res, 200, { sessions: await broker.listSessions(identity, filter) });
+      },
+    ],
+    [
+      'GET',
+      /^\/v1\/sessions\/([0-9a-f-]{36})\/transcript$/,
+      async (_req, res, identity, match) => {
+        const text = await broker.transcript(identity, match[1]!);
+        res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+        res.end(text);
+      },
+    ],
+    [
+      'GET',
+      /^\/v1\/sessions\/([0-9a-f-]{36})\/report$/,
+      async (_req, res, identity, match) => {
+        const html = await broker.report(identity, match[1]!);
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html), 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" });
+        res.end(html);
+      },
+    ],
   ];
 
   const server = createServer((req, res) => {
     void (async () => {
       const path = new URL(req.url ?? '/', 'http://broker').pathname;
       if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
+      if (path === '/readyz') {
+        const { ready, audit } = broker.ready;
+        return sendJson(res, ready ? 200 : 503, { ready, audit });
+      }
+      if (path === '/v1/audit/keys') return sendJson(res, 200, broker.auditKeys);
       const candidates = routes.map(([method, pattern, handler]) => ({ method, match: pattern.exec(path), handler })).filter((r) => r.match);
       if (candidates.length === 0) throw new LoupeError('not_found', `no route ${req.method} ${path}`);
       const route = candidates.find((r) => r.method === req.method);
@@ -134,7 +173,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
     url,
     async close() {
       shuttingDown = true;
-      await broker.endAll('shutdown');
+      await broker.shutdown();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

@@ -1,6 +1,7 @@
 import type WebSocket from 'ws';
 import type { BrokerLimits, TargetConfig } from '../config/types';
-import type { SessionRecorder } from '../audit/sessionRecorder';
+import type { AuditStream } from '../audit/auditTrail';
+import type { EventType } from '../audit/events';
 import { cdpErrorCodes, gateClientFrame, truncate, type GateDecision } from '../gate/cdpGate';
 import { conditionProbe } from '../gate/conditionCheck';
 import type { Grant } from '../grants/grantStore';
@@ -27,7 +28,7 @@ const closeMessages: Record<EndReason, string> = {
 };
 
 type Pending =
-  | { origin: 'client'; clientId: number; method: string; sentAt: number; condition?: string; removes?: string }
+  | { origin: 'client'; clientId: number; method: string; sentAt: number; requestSeq?: number; condition?: string; removes?: string; describes?: string }
   | { origin: 'broker'; method: string; resolve: (result: Record<string, unknown>) => void; reject: (err: Error) => void; timer: NodeJS.Timeout };
 
 interface CdpMessage {
@@ -44,18 +45,33 @@ export interface DebugSessionOptions {
   readonly target: TargetConfig;
   readonly client: WebSocket;
   readonly targetSocket: WebSocket;
-  readonly recorder: SessionRecorder;
+  readonly audit: AuditStream;
+  /** False once the audit trail has failed closed: nothing new is forwarded. */
+  readonly auditAccepting: () => boolean;
   readonly limits: BrokerLimits;
   readonly clock: () => number;
   readonly onEnded: (session: DebugSession) => void;
 }
 
 const brokerCommandTimeoutMs = 2000;
+const maxObjectLabels = 10_000;
+
+/** The audit event a client request is recorded as. */
+function requestEventType(method: string): EventType {
+  if (/^Debugger\.setBreakpoint/.test(method)) return 'cdp.breakpoint.set';
+  if (method === 'Debugger.removeBreakpoint') return 'cdp.breakpoint.removed';
+  if (method === 'Runtime.evaluate' || method === 'Debugger.evaluateOnCallFrame') return 'cdp.evaluate';
+  if (method === 'Runtime.getProperties') return 'cdp.properties.read';
+  if (/^Debugger\.(step|continueToLocation|pause$)/.test(method)) return 'cdp.step';
+  if (method === 'Debugger.resume') return 'cdp.resume';
+  return 'cdp.request';
+}
 
 /**
- * One client attached to one target under one grant. Every client frame goes through the gate, is recorded,
- * then forwarded with an id from the broker's own sequence; the broker's commands (condition checks,
- * cleanup, watchdog) share that sequence so they never collide with the client's.
+ * One client attached to one target under one grant. Every client frame goes through the gate and is
+ * recorded durably before it is forwarded; every response is recorded before the client sees it. Ids
+ * toward the target come from the broker's own sequence, shared with its own commands (condition checks,
+ * cleanup, watchdog), so they never collide with the client's.
  */
 export class DebugSession {
   readonly sessionId: string;
@@ -66,22 +82,31 @@ export class DebugSession {
   private readonly breakpoints = new Map<string, { condition?: string }>();
   private paused = false;
   private clientExpectsPause = false;
-  /** Target messages held back while the broker decides whether a pause reaches the client. */
+  /** Target events held back while the broker decides whether a pause reaches the client. */
   private held: string[] | null = null;
+  /** Client-bound messages in order; an entry waits until its record is durable. */
+  private readonly outbox: { text: string | null; isEvent: boolean; ready: boolean }[] = [];
   private swallowResumed = 0;
   private watchdog: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private droppedEvents = 0;
   private ending: Promise<void> | undefined;
+  /** What each remote object is, for the record: "local scope of work (app.js:14)", "local.nested". */
+  private readonly objectLabels = new Map<string, string>();
+  private readonly frameLabels = new Map<string, string>();
+  private readonly scriptUrls = new Map<string, string>();
 
   constructor(private readonly options: DebugSessionOptions) {
     this.sessionId = options.sessionId;
     this.grant = options.grant;
   }
 
-  start(): void {
-    const { client, targetSocket, recorder } = this.options;
-    recorder.record('session.started', { inspector: this.options.target.inspector, expiresAt: new Date(this.grant.expiresAt * 1000).toISOString() });
+  /** Records the start, then relays. Throws if the start cannot be recorded: no unrecorded session. */
+  start(): Promise<unknown> {
+    const { client, targetSocket, audit } = this.options;
+    // Recorded first (its place in the chain is fixed now); listeners attach at once so no early frame is lost,
+    // and every later record, hence every forward, waits behind this one.
+    const started = audit.record('session.started', { inspector: this.options.target.inspector, expiresAt: new Date(this.grant.expiresAt * 1000).toISOString(), rule: this.grant.rule });
     client.on('message', (data, isBinary) => this.onClientFrame(data as Buffer, isBinary));
     client.on('close', () => void this.end('client_closed'));
     client.on('error', () => void this.end('client_closed'));
@@ -90,6 +115,7 @@ export class DebugSession {
     targetSocket.on('close', () => void this.end('target_gone'));
     targetSocket.on('error', () => void this.end('target_gone'));
     this.scheduleExpiry();
+    return started;
   }
 
   private scheduleExpiry(): void {
@@ -102,64 +128,106 @@ export class DebugSession {
     return this.ending !== undefined;
   }
 
+  private record(type: EventType, data: Record<string, unknown>): Promise<unknown> {
+    return this.options.audit.record(type, data);
+  }
+
+  /** A record whose failure means the audit trail is gone: the session ends, nothing more is forwarded. */
+  private recordOrEnd(type: EventType, data: Record<string, unknown>): Promise<unknown> {
+    const recorded = this.record(type, data);
+    recorded.catch(() => void this.end('audit_failure'));
+    return recorded;
+  }
+
   // ---- client → target ----
 
   private onClientFrame(data: Buffer, isBinary: boolean): void {
     const decision = gateClientFrame(data, isBinary, this.grant.mode, this.options.limits);
-    if (this.ending) {
-      this.sendToClient({ id: decision.id, error: { code: cdpErrorCodes.refused, message: `${decision.method ?? 'message'} refused: the session is ending` } });
+    if (this.ending || !this.options.auditAccepting()) {
+      const why = this.ending ? 'the session is ending' : 'the audit trail cannot record it (Loupe fails closed)';
+      this.refuse({ action: 'refuse', id: decision.id, method: decision.method, code: cdpErrorCodes.refused, rule: this.ending ? 'session.ending' : 'audit.unavailable', message: `${decision.method ?? 'message'} refused: ${why}` });
       return;
     }
-    if (decision.action === 'refuse') {
-      this.options.recorder.record('cdp.refused', { id: decision.id, method: decision.method, rule: decision.rule, message: decision.message });
-      this.sendToClient(decision.id === null ? { error: { code: decision.code, message: decision.message } } : { id: decision.id, error: { code: decision.code, message: decision.message } });
-      return;
-    }
-    this.forward(decision);
+    if (decision.action === 'refuse') this.refuse(decision);
+    else this.forward(decision);
+  }
+
+  private refuse(decision: Extract<GateDecision, { action: 'refuse' }>): void {
+    const recorded = this.record('cdp.refused', { id: decision.id, method: decision.method ?? null, rule: decision.rule, message: decision.message });
+    const reply = decision.id === null ? { error: { code: decision.code, message: decision.message } } : { id: decision.id, error: { code: decision.code, message: decision.message } };
+    // A refusal carries no target data: it reaches the client even if recording it failed.
+    this.enqueue(JSON.stringify(reply), false, recorded.catch(() => undefined));
   }
 
   private forward(decision: Extract<GateDecision, { action: 'forward' }>): void {
     const targetId = this.nextTargetId++;
-    // Write-ahead: the request is on disk before the target sees it.
-    this.options.recorder.record('cdp.request', {
-      id: decision.id,
-      targetId,
-      method: decision.method,
-      params: decision.params,
-      decision: decision.rewrites.length > 0 || decision.condition !== undefined ? 'rewrite' : 'allow',
-      ...(decision.rewrites.length > 0 ? { rewrites: decision.rewrites } : {}),
-      ...(decision.condition !== undefined ? { condition: decision.condition } : {}),
-    });
-    this.pending.set(targetId, {
+    const params = decision.params;
+    const frame = typeof params.callFrameId === 'string' ? this.frameLabels.get(params.callFrameId) : undefined;
+    const object = typeof params.objectId === 'string' ? this.objectLabels.get(params.objectId) : undefined;
+    const pending: Extract<Pending, { origin: 'client' }> = {
       origin: 'client',
       clientId: decision.id,
       method: decision.method,
       sentAt: this.options.clock(),
       ...(decision.condition !== undefined ? { condition: decision.condition } : {}),
-      ...(decision.method === 'Debugger.removeBreakpoint' ? { removes: decision.params.breakpointId as string } : {}),
-    });
+      ...(decision.method === 'Debugger.removeBreakpoint' ? { removes: params.breakpointId as string } : {}),
+      ...(decision.method === 'Runtime.getProperties' ? { describes: object ?? `object ${String(params.objectId)}` } : {}),
+      ...(decision.handling === 'evaluate' ? { describes: `(${truncate(String(params.expression), 80)})` } : {}),
+    };
+    this.pending.set(targetId, pending);
     if (decision.handling === 'step') this.clientExpectsPause = true;
-    this.options.targetSocket.send(JSON.stringify({ id: targetId, method: decision.method, params: decision.params }));
+    // Write-ahead: the request is durable before the target sees it.
+    this.recordOrEnd(requestEventType(decision.method), {
+      id: decision.id,
+      targetId,
+      method: decision.method,
+      params,
+      decision: decision.rewrites.length > 0 || decision.condition !== undefined ? 'rewrite' : 'allow',
+      ...(decision.rewrites.length > 0 ? { rewrites: decision.rewrites } : {}),
+      ...(decision.condition !== undefined ? { condition: decision.condition } : {}),
+      ...(frame ? { frame } : {}),
+      ...(object ? { object } : {}),
+    }).then(
+      (event) => {
+        pending.requestSeq = (event as { seq: number }).seq;
+        const socket = this.options.targetSocket;
+        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ id: targetId, method: decision.method, params }));
+      },
+      () => {
+        this.pending.delete(targetId);
+        this.enqueue(JSON.stringify({ id: decision.id, error: { code: cdpErrorCodes.refused, message: `${decision.method} not forwarded: the audit trail could not record it` } }), false);
+      },
+    );
   }
 
-  /** A command of the broker's own, recorded like the client's. */
-  private command(method: string, params: Record<string, unknown> = {}, timeoutMs = brokerCommandTimeoutMs): Promise<Record<string, unknown>> {
+  /** A command of the broker's own, recorded like the client's. `critical` commands (cleanup) go out even if recording fails. */
+  private command(method: string, params: Record<string, unknown> = {}, options: { timeoutMs?: number; critical?: boolean } = {}): Promise<Record<string, unknown>> {
+    const timeoutMs = options.timeoutMs ?? brokerCommandTimeoutMs;
     const targetId = this.nextTargetId++;
-    this.options.recorder.record('broker.request', { targetId, method, params });
+    const recorded = this.record('broker.request', { targetId, method, params });
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(targetId);
-        this.options.recorder.record('broker.response.missing', { targetId, method, afterMs: timeoutMs });
+        this.record('broker.response.missing', { targetId, method, afterMs: timeoutMs }).catch(() => undefined);
         reject(new Error(`${method}: no answer from the target within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer });
-      if (this.options.targetSocket.readyState !== this.options.targetSocket.OPEN) {
+      const send = () => {
+        const socket = this.options.targetSocket;
+        if (socket.readyState !== socket.OPEN) {
+          clearTimeout(timer);
+          this.pending.delete(targetId);
+          reject(new Error('target link closed'));
+          return;
+        }
+        socket.send(JSON.stringify({ id: targetId, method, params }));
+      };
+      const guard = options.critical ? Promise.race([recorded.catch(() => undefined), new Promise((r) => setTimeout(r, 500))]) : recorded;
+      guard.then(send, (err: Error) => {
         clearTimeout(timer);
         this.pending.delete(targetId);
-        reject(new Error('target link closed'));
-        return;
-      }
-      this.options.targetSocket.send(JSON.stringify({ id: targetId, method, params }));
+        reject(err);
+      });
     });
   }
 
@@ -170,7 +238,7 @@ export class DebugSession {
     try {
       message = JSON.parse(data.toString('utf8')) as CdpMessage;
     } catch {
-      this.options.recorder.record('target.invalid_frame', { bytes: data.length });
+      this.record('target.invalid_frame', { bytes: data.length }).catch(() => undefined);
       return;
     }
     if (typeof message.id === 'number') this.onTargetResponse(message);
@@ -183,7 +251,7 @@ export class DebugSession {
     this.pending.delete(message.id!);
     if (pending.origin === 'broker') {
       clearTimeout(pending.timer);
-      this.options.recorder.record('broker.response', { targetId: message.id, method: pending.method, ...(message.error ? { error: message.error } : { result: summarizeResult(pending.method, message.result) }) });
+      this.record('broker.response', { targetId: message.id, method: pending.method, ...(message.error ? { error: message.error } : { result: summarizeResult(pending.method, message.result) }) }).catch(() => undefined);
       if (message.error) pending.reject(new Error(`${pending.method}: ${message.error.message}`));
       else pending.resolve(message.result ?? {});
       return;
@@ -191,20 +259,25 @@ export class DebugSession {
     const breakpointId = message.result?.breakpointId;
     if (typeof breakpointId === 'string') this.breakpoints.set(breakpointId, pending.condition !== undefined ? { condition: pending.condition } : {});
     if (pending.removes !== undefined && !message.error) this.breakpoints.delete(pending.removes);
-    this.options.recorder.record('cdp.response', {
+    if (pending.describes && message.result) this.labelObjects(pending.method, pending.describes, message.result);
+    const recorded = this.recordOrEnd('cdp.response', {
       id: pending.clientId,
       targetId: message.id,
+      requestSeq: pending.requestSeq ?? null,
       method: pending.method,
       ms: this.options.clock() - pending.sentAt,
       ...(message.error ? { error: message.error } : { result: summarizeResult(pending.method, message.result) }),
     });
-    this.deliver(JSON.stringify(message.error ? { id: pending.clientId, error: message.error } : { id: pending.clientId, result: message.result ?? {} }), false);
+    this.enqueue(JSON.stringify(message.error ? { id: pending.clientId, error: message.error } : { id: pending.clientId, result: message.result ?? {} }), false, recorded);
   }
 
   private onTargetEvent(message: CdpMessage, raw: Buffer): void {
     if (message.method === 'Debugger.paused') {
       void this.onPaused(message, raw);
       return;
+    }
+    if (message.method === 'Debugger.scriptParsed' && typeof message.params?.scriptId === 'string' && typeof message.params.url === 'string') {
+      this.scriptUrls.set(message.params.scriptId, message.params.url);
     }
     if (message.method === 'Debugger.resumed') {
       this.paused = false;
@@ -214,7 +287,8 @@ export class DebugSession {
         return;
       }
     }
-    this.deliver(raw.toString('utf8'), true);
+    if (this.held) this.held.push(raw.toString('utf8'));
+    else this.enqueue(raw.toString('utf8'), true);
   }
 
   private async onPaused(message: CdpMessage, raw: Buffer): Promise<void> {
@@ -223,7 +297,7 @@ export class DebugSession {
     const hits = Array.isArray(params.hitBreakpoints) ? (params.hitBreakpoints as string[]) : [];
     const conditional = hits.filter((id) => this.breakpoints.get(id)?.condition !== undefined);
     if (hits.length === 0 || conditional.length < hits.length || this.clientExpectsPause || params.reason !== 'other') {
-      this.forwardPause(raw.toString('utf8'), hits);
+      this.forwardPause(message, raw.toString('utf8'), hits);
       return;
     }
     this.held = [];
@@ -232,7 +306,7 @@ export class DebugSession {
     for (const id of conditional) {
       const condition = this.breakpoints.get(id)!.condition!;
       const verdict = frame ? await this.evaluateCondition(frame.callFrameId, condition) : { value: false, detail: 'no call frame' };
-      this.options.recorder.record('breakpoint.condition', { breakpointId: id, condition, value: verdict.value, ...(verdict.detail ? { detail: verdict.detail } : {}) });
+      this.record('cdp.breakpoint.condition', { breakpointId: id, condition, value: verdict.value, ...(verdict.detail ? { detail: verdict.detail } : {}) }).catch(() => undefined);
       if (verdict.value) passed.push(id);
     }
     if (this.ending) return;
@@ -240,15 +314,13 @@ export class DebugSession {
       this.swallowResumed++;
       this.flushHeld();
       try {
-        await this.command('Debugger.resume');
+        await this.command('Debugger.resume', {}, { critical: true });
       } catch {
         this.swallowResumed = Math.max(0, this.swallowResumed - 1);
       }
       return;
     }
-    const text = JSON.stringify({ ...message, params: { ...params, hitBreakpoints: passed } });
-    this.forwardPause(text, passed);
-    this.flushHeld();
+    this.forwardPause(message, JSON.stringify({ ...message, params: { ...params, hitBreakpoints: passed } }), passed);
   }
 
   /** Runs a condition in the paused frame under V8's side-effect check and a short timeout. */
@@ -270,20 +342,55 @@ export class DebugSession {
     }
   }
 
-  private forwardPause(text: string, hits: string[]): void {
+  private forwardPause(message: CdpMessage, text: string, hits: string[]): void {
     this.clientExpectsPause = false;
-    this.options.recorder.record('cdp.paused', { hitBreakpoints: hits });
-    const wasHeld = this.held;
+    const frames = (message.params?.callFrames as PausedFrame[] | undefined) ?? [];
+    this.labelFrames(frames);
+    const top = frames[0];
+    const recorded = this.recordOrEnd(hits.length > 0 ? 'cdp.breakpoint.hit' : 'cdp.paused', {
+      reason: message.params?.reason ?? null,
+      hitBreakpoints: hits,
+      ...(top ? { frame: this.frameLabels.get(top.callFrameId) } : {}),
+      stack: frames.slice(0, 10).map((f) => this.frameLabels.get(f.callFrameId)),
+    });
+    const held = this.held ?? [];
     this.held = null;
-    this.deliver(text, false);
-    if (wasHeld) for (const item of wasHeld) this.deliver(item, true);
+    this.enqueue(text, false, recorded);
+    for (const item of held) this.enqueue(item, true);
     this.armWatchdog();
   }
 
   private flushHeld(): void {
     const held = this.held ?? [];
     this.held = null;
-    for (const item of held) this.deliver(item, true);
+    for (const item of held) this.enqueue(item, true);
+  }
+
+  private labelFrames(frames: PausedFrame[]): void {
+    this.frameLabels.clear();
+    for (const f of frames) {
+      const url = f.url || this.scriptUrls.get(f.location.scriptId) || '';
+      const where = `${f.functionName || '(anonymous)'} (${url.split('/').pop() || `script ${f.location.scriptId}`}:${f.location.lineNumber + 1})`;
+      this.frameLabels.set(f.callFrameId, where);
+      for (const scope of f.scopeChain ?? []) if (scope.object?.objectId) this.setLabel(scope.object.objectId, `${scope.type} scope of ${where}`);
+      if (f.this?.objectId) this.setLabel(f.this.objectId, `this of ${where}`);
+    }
+  }
+
+  private labelObjects(method: string, parent: string, result: Record<string, unknown>): void {
+    if (method === 'Runtime.getProperties') {
+      for (const p of (result.result as { name: string; value?: { objectId?: string } }[] | undefined) ?? []) {
+        if (p.value?.objectId) this.setLabel(p.value.objectId, `${parent} › ${p.name}`);
+      }
+    } else {
+      const value = result.result as { objectId?: string } | undefined;
+      if (value?.objectId) this.setLabel(value.objectId, parent);
+    }
+  }
+
+  private setLabel(objectId: string, label: string): void {
+    if (this.objectLabels.size >= maxObjectLabels) this.objectLabels.delete(this.objectLabels.keys().next().value!);
+    this.objectLabels.set(objectId, label);
   }
 
   private armWatchdog(): void {
@@ -291,8 +398,8 @@ export class DebugSession {
     const seconds = this.options.target.maxPauseSeconds;
     this.watchdog = setTimeout(() => {
       if (!this.paused || this.ending) return;
-      this.options.recorder.record('watchdog.resumed', { maxPauseSeconds: seconds });
-      this.command('Debugger.resume').catch(() => undefined);
+      this.record('watchdog.resumed', { maxPauseSeconds: seconds }).catch(() => undefined);
+      this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined);
     }, seconds * 1000);
   }
 
@@ -301,24 +408,34 @@ export class DebugSession {
     this.watchdog = undefined;
   }
 
-  /** Sends toward the client; events are shed when the client cannot keep up, responses never are. */
-  private deliver(text: string, isEvent: boolean): void {
-    if (this.held && isEvent) {
-      this.held.push(text);
-      return;
-    }
-    const client = this.options.client;
-    if (client.readyState !== client.OPEN) return;
-    if (isEvent && client.bufferedAmount > this.options.limits.clientBufferBytes) {
-      if (this.droppedEvents++ === 0) this.options.recorder.record('client.events_dropped', { bufferedAmount: client.bufferedAmount });
-      return;
-    }
-    if (this.droppedEvents > 0 && !isEvent) this.droppedEvents = 0;
-    client.send(text);
+  /**
+   * Queues a client-bound message; it leaves only after everything queued before it, and only once `after`
+   * (its record) is durable. A message whose record failed is dropped: nothing unrecorded reaches the client.
+   */
+  private enqueue(text: string, isEvent: boolean, after?: Promise<unknown>): void {
+    const entry = { text: text as string | null, isEvent, ready: after === undefined };
+    this.outbox.push(entry);
+    if (after) {
+      after.then(
+        () => ((entry.ready = true), this.drainOutbox()),
+        () => ((entry.ready = true), (entry.text = null), this.drainOutbox()),
+      );
+    } else this.drainOutbox();
   }
 
-  private sendToClient(message: Record<string, unknown>): void {
-    this.deliver(JSON.stringify(message), false);
+  private drainOutbox(): void {
+    const client = this.options.client;
+    while (this.outbox.length > 0 && this.outbox[0]!.ready) {
+      const { text, isEvent } = this.outbox.shift()!;
+      if (text === null || client.readyState !== client.OPEN) continue;
+      // Events are shed when the client cannot keep up; responses never are.
+      if (isEvent && client.bufferedAmount > this.options.limits.clientBufferBytes) {
+        if (this.droppedEvents++ === 0) this.record('client.events_dropped', { bufferedAmount: client.bufferedAmount }).catch(() => undefined);
+        continue;
+      }
+      if (!isEvent) this.droppedEvents = 0;
+      client.send(text);
+    }
   }
 
   // ---- the end ----
@@ -330,31 +447,43 @@ export class DebugSession {
   }
 
   private async cleanup(reason: EndReason): Promise<void> {
-    const { recorder, targetSocket, client } = this.options;
+    const { audit, targetSocket, client } = this.options;
     clearTimeout(this.expiryTimer);
     this.clearWatchdog();
-    recorder.record('session.ending', { endReason: reason, breakpoints: [...this.breakpoints.keys()], paused: this.paused });
-    const steps: Promise<unknown>[] = [];
+    this.record('session.ending', { endReason: reason, breakpoints: [...this.breakpoints.keys()], paused: this.paused }).catch(() => undefined);
     if (targetSocket.readyState === targetSocket.OPEN) {
-      // Sent together: the target handles them in order, also while paused.
-      for (const breakpointId of this.breakpoints.keys()) steps.push(this.command('Debugger.removeBreakpoint', { breakpointId }).catch(() => undefined));
-      steps.push(this.command('Debugger.resume').catch(() => undefined));
-      steps.push(this.command('Debugger.disable').catch(() => undefined));
-      steps.push(this.command('Runtime.disable').catch(() => undefined));
+      // Production first: these go out even when the audit trail is failing, and the target handles them
+      // in order, also while paused.
+      const steps: Promise<unknown>[] = [];
+      for (const breakpointId of this.breakpoints.keys()) steps.push(this.command('Debugger.removeBreakpoint', { breakpointId }, { critical: true }).catch(() => undefined));
+      steps.push(this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined));
+      steps.push(this.command('Debugger.disable', {}, { critical: true }).catch(() => undefined));
+      steps.push(this.command('Runtime.disable', {}, { critical: true }).catch(() => undefined));
       await Promise.all(steps);
     }
     for (const [targetId, pending] of this.pending) {
-      if (pending.origin === 'client') recorder.record('cdp.response.missing', { id: pending.clientId, targetId, method: pending.method });
+      if (pending.origin === 'client') this.record('cdp.response.missing', { id: pending.clientId, targetId, method: pending.method, requestSeq: pending.requestSeq ?? null }).catch(() => undefined);
     }
     this.pending.clear();
     this.breakpoints.clear();
     targetSocket.removeAllListeners('close');
     targetSocket.close();
+    await audit.record('session.ended', { endReason: reason }).catch(() => undefined);
+    // Let records already durable reach the client before the close frame.
+    await new Promise((r) => setImmediate(r));
     if (client.readyState === client.OPEN || client.readyState === client.CONNECTING) client.close(closeCodes[reason], closeMessages[reason]);
-    recorder.record('session.ended', { endReason: reason });
-    recorder.close();
+    void audit.close(reason).catch(() => undefined);
     this.options.onEnded(this);
   }
+}
+
+interface PausedFrame {
+  callFrameId: string;
+  functionName: string;
+  url?: string;
+  location: { scriptId: string; lineNumber: number };
+  scopeChain?: { type: string; object?: { objectId?: string } }[];
+  this?: { objectId?: string };
 }
 
 /** What the record keeps of a result: enough to answer "what did they see", without whole script sources. */
@@ -362,19 +491,24 @@ function summarizeResult(method: string, result: Record<string, unknown> | undef
   if (!result) return {};
   if (method === 'Debugger.getScriptSource') return { bytes: String(result.scriptSource ?? '').length };
   if (method === 'Runtime.getProperties') {
-    const props = (result.result as { name: string; value?: { type: string; value?: unknown; description?: string } }[] | undefined) ?? [];
+    const props = (result.result as { name: string; value?: RemoteValue }[] | undefined) ?? [];
     return { properties: props.slice(0, 200).map((p) => ({ name: p.name, preview: preview(p.value) })), count: props.length };
   }
   if (method === 'Runtime.evaluate' || method === 'Debugger.evaluateOnCallFrame') {
-    const value = result.result as { type: string; value?: unknown; description?: string } | undefined;
     const details = result.exceptionDetails as { exception?: { description?: string }; text?: string } | undefined;
-    return details ? { error: truncate(details.exception?.description ?? details.text ?? 'exception', 300) } : { preview: preview(value) };
+    return details ? { error: truncate(details.exception?.description ?? details.text ?? 'exception', 300) } : { preview: preview(result.result as RemoteValue | undefined) };
   }
   const text = JSON.stringify(result);
   return text.length <= 2000 ? result : { bytes: text.length };
 }
 
-function preview(value: { type: string; value?: unknown; description?: string } | undefined): string | undefined {
+interface RemoteValue {
+  type: string;
+  value?: unknown;
+  description?: string;
+}
+
+function preview(value: RemoteValue | undefined): string | undefined {
   if (!value) return undefined;
   if (value.description !== undefined) return truncate(value.description, 200);
   if (value.type === 'undefined') return 'undefined';

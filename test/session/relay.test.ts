@@ -1,8 +1,6 @@
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 
@@ -42,27 +40,30 @@ describe('debug session through the broker against a real target', () => {
     assert.ok(target.lastTick() > before);
     await client.close();
 
-    const log = readFileSync(join(broker.stateDir, 'sessions', (await waitForSessionFile(broker)).file), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    const evalRequest = log.findIndex((r) => r.type === 'cdp.request' && r.method === 'Debugger.evaluateOnCallFrame');
-    const evalResponse = log.findIndex((r) => r.type === 'cdp.response' && r.method === 'Debugger.evaluateOnCallFrame');
+    const log = await waitForEnded(broker);
+    const evalRequest = log.findIndex((r) => r.type === 'cdp.evaluate' && r.data.method === 'Debugger.evaluateOnCallFrame');
+    const evalResponse = log.findIndex((r) => r.type === 'cdp.response' && r.data.method === 'Debugger.evaluateOnCallFrame');
     assert.ok(evalRequest >= 0 && evalResponse > evalRequest, 'request recorded before its response');
-    assert.equal(log[evalRequest].params.throwOnSideEffect, true);
-    assert.equal(log[evalRequest].decision, 'rewrite');
+    assert.equal(log[evalResponse].data.requestSeq, log[evalRequest].seq);
+    assert.equal(log[evalRequest].data.params.throwOnSideEffect, true);
+    assert.equal(log[evalRequest].data.decision, 'rewrite');
+    assert.match(log[evalRequest].data.frame, /^work \(app\.js:\d+\)$/);
     assert.equal(log[evalRequest].actor.sub, 'dev');
     assert.equal(log[evalRequest].reason, 'investigating a test');
+    const read = log.find((r) => r.type === 'cdp.properties.read');
+    assert.match(read.data.object, /^local scope of work/);
+    const readResponse = log.find((r) => r.type === 'cdp.response' && r.data.requestSeq === read.seq);
+    assert.ok(readResponse.data.result.properties.some((p: any) => p.name === 'local'));
+    assert.ok(log.some((r) => r.type === 'cdp.breakpoint.hit' && /^work/.test(r.data.frame)));
     assert.equal(log.at(-1).type, 'session.ended');
   });
 });
 
-async function waitForSessionFile(broker: TestBroker): Promise<{ file: string }> {
-  const { readdirSync } = await import('node:fs');
-  for (let i = 0; i < 50; i++) {
-    const files = readdirSync(join(broker.stateDir, 'sessions'));
-    for (const file of files) {
-      const text = readFileSync(join(broker.stateDir, 'sessions', file), 'utf8');
-      if (text.includes('"session.ended"')) return { file };
-    }
+async function waitForEnded(broker: TestBroker): Promise<any[]> {
+  for (let i = 0; i < 100; i++) {
+    const events = await broker.sessionEvents();
+    if (events.some((e) => e.type === 'session.ended')) return events;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error('no ended session file');
+  throw new Error('no ended session in the audit store');
 }

@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,11 +31,7 @@ async function pauseAtWork(client: CdpClient): Promise<{ breakpointId: string; p
   return { breakpointId, paused };
 }
 
-function sessionLog(broker: TestBroker): any[] {
-  return readdirSync(join(broker.stateDir, 'sessions')).flatMap((f) =>
-    readFileSync(join(broker.stateDir, 'sessions', f), 'utf8').trim().split('\n').map((l) => JSON.parse(l)),
-  );
-}
+const sessionLog = (broker: TestBroker) => broker.sessionEvents();
 
 async function assertHeldThenFreed(target: TargetProcess): Promise<void> {
   await target.ticksAdvance(2, 5000);
@@ -70,11 +66,11 @@ describe('session safety: every ending leaves the target running with no breakpo
     await assertHeldThenFreed(target);
     // No breakpoint of the session survives: the target keeps running past the line with the observer attached.
     await target.ticksAdvance(5);
-    const log = sessionLog(broker);
-    assert.ok(log.some((r) => r.type === 'broker.request' && r.method === 'Debugger.removeBreakpoint'));
-    assert.ok(log.some((r) => r.type === 'broker.response' && r.method === 'Debugger.resume'));
+    const log = await sessionLog(broker);
+    assert.ok(log.some((r) => r.type === 'broker.request' && r.data.method === 'Debugger.removeBreakpoint'));
+    assert.ok(log.some((r) => r.type === 'broker.response' && r.data.method === 'Debugger.resume'));
     assert.equal(log.at(-1).type, 'session.ended');
-    assert.equal(log.at(-1).endReason, 'expired');
+    assert.equal(log.at(-1).data.endReason, 'expired');
   });
 
   it('client disconnect while paused resumes the target', async () => {
@@ -83,7 +79,7 @@ describe('session safety: every ending leaves the target running with no breakpo
     client.socket.terminate();
     await assertHeldThenFreed(target);
     await target.ticksAdvance(5);
-    await waitFor(() => sessionLog(broker).some((r) => r.type === 'session.ended' && r.endReason === 'client_closed'));
+    await waitFor(async () => (await sessionLog(broker)).some((r) => r.type === 'session.ended' && r.data.endReason === 'client_closed'));
   });
 
   it('revoking a live grant ends its session at once and resumes the target', async () => {
@@ -119,8 +115,8 @@ describe('session safety: every ending leaves the target running with no breakpo
     const held = Date.now() - started;
     assert.ok(held >= 800 && held < 3000, `resumed after ${held} ms`);
     await target.ticksAdvance(3);
-    assert.ok(sessionLog(broker).some((r) => r.type === 'watchdog.resumed'));
     await client.close();
+    await waitFor(async () => (await sessionLog(broker)).some((r) => r.type === 'watchdog.resumed'));
   });
 });
 
@@ -162,9 +158,9 @@ describe('SIGTERM to the broker process', () => {
   });
 });
 
-async function waitFor(check: () => boolean, timeoutMs = 3000): Promise<void> {
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 3000): Promise<void> {
   const end = Date.now() + timeoutMs;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > end) throw new Error('condition not reached');
     await new Promise((r) => setTimeout(r, 25));
   }

@@ -21,6 +21,8 @@ export interface TestBroker {
   grant(user: string, groups: string[], request?: Partial<{ target: string; mode: string; durationSeconds: number; reason: string; ticket: string }>): Promise<{ grantId: string; token: string; attachUrl: string; expiresAt: string }>;
   /** Grant and attach in one step, as user "dev" of group "devs". */
   attach(request?: Partial<{ target: string; mode: string; durationSeconds: number }>): Promise<{ client: CdpClient; grant: { grantId: string; token: string; attachUrl: string; expiresAt: string } }>;
+  /** Every session event the broker has put in its audit store, once closing chains have settled. */
+  sessionEvents(): Promise<any[]>;
   close(): Promise<void>;
 }
 
@@ -77,6 +79,20 @@ export async function startTestBroker(policy: Record<string, any>, options: { st
       const g = await grant('dev', ['devs'], request);
       const client = await CdpClient.connect(g.attachUrl, { authorization: `Bearer ${g.token}` });
       return { client, grant: g };
+    },
+    async sessionEvents() {
+      await broker.audit.settle();
+      const store = broker.audit.store;
+      const events: any[] = [];
+      for (const key of await store.list('sessions/')) {
+        if (!key.includes('/chunk-')) continue;
+        for (const line of (await store.get(key)).toString('utf8').split('\n')) {
+          if (!line) continue;
+          const record = JSON.parse(line);
+          if (record.type !== 'seal') events.push(record);
+        }
+      }
+      return events;
     },
     async close() {
       await server.close();

@@ -1,0 +1,318 @@
+import { EventEmitter } from 'node:events';
+import type { SigningKey } from '../identity/keys';
+import { chainEvent, chunkName, genesisHash, manifestName, sha256, streamPrefix, type AuditEvent, type EventType, type StreamContext } from './events';
+import { seal, type ManifestPayload } from './seal';
+import { AuditStoreError, type AuditStore } from './stores/auditStore';
+import type { ChunkInfo, RecoveredStream, WriteAheadLog } from './wal';
+
+export interface AuditTrailOptions {
+  readonly chunkMaxEvents: number;
+  readonly uploadIntervalMs: number;
+  /** How long records may wait for the store before the broker fails closed. */
+  readonly failClosedAfterMs: number;
+  readonly clock: () => number;
+  readonly log?: (line: string) => void;
+}
+
+export type AuditHealth = { readonly state: 'ok' } | { readonly state: 'degraded'; readonly since: number; readonly error: string } | { readonly state: 'failed'; readonly error: string };
+
+/** Encodes a sealed chunk: its events, one per line, then the seal line. */
+export function encodeChunk(events: readonly AuditEvent[], jws: string, name: string): Buffer {
+  return Buffer.from(events.map((e) => JSON.stringify(e) + '\n').join('') + JSON.stringify({ type: 'seal', chunk: name, jws }) + '\n');
+}
+
+const eventsText = (events: readonly AuditEvent[]) => events.map((e) => JSON.stringify(e) + '\n').join('');
+
+/**
+ * One hash chain: a session, or a broker run's grant events. `record` fixes the event's place in the
+ * chain at once and resolves when it is durable in the WAL; uploads to the store follow in sealed chunks.
+ */
+export class AuditStream {
+  private seq = 0;
+  private head: string;
+  /** Durable in the WAL, not yet in the store. */
+  private pending: AuditEvent[] = [];
+  private readonly chunks: ChunkInfo[] = [];
+  private uploading: Promise<void> | undefined;
+  private closing: Promise<void> | undefined;
+  private lastEvent: AuditEvent | undefined;
+  firstPendingAt: number | undefined;
+
+  constructor(
+    readonly context: StreamContext,
+    private readonly trail: AuditTrail,
+    recovered?: RecoveredStream,
+  ) {
+    this.head = genesisHash(context.stream);
+    if (recovered) {
+      const uploadedThrough = Math.max(-1, ...recovered.chunks.map((c) => c.lastSeq));
+      this.chunks.push(...[...recovered.chunks].sort((a, b) => a.firstSeq - b.firstSeq));
+      for (const event of recovered.events) {
+        this.seq = event.seq + 1;
+        this.head = event.hash;
+        this.lastEvent = event;
+        if (event.seq > uploadedThrough) this.pending.push(event);
+      }
+      if (this.pending.length > 0) this.firstPendingAt = trail.clock();
+    }
+  }
+
+  get id(): string {
+    return this.context.stream;
+  }
+
+  get last(): AuditEvent | undefined {
+    return this.lastEvent;
+  }
+
+  get isClosed(): boolean {
+    return this.closing !== undefined;
+  }
+
+  /** Appends an event; resolves with it once durable. Rejects when the WAL cannot be written. */
+  record(type: EventType, data: Record<string, unknown> = {}): Promise<AuditEvent> {
+    const event = chainEvent(this.context, this.seq++, this.head, new Date(this.trail.clock()).toISOString(), type, data);
+    this.head = event.hash;
+    this.lastEvent = event;
+    return this.trail.wal.append({ t: 'event', event }).then(() => {
+      this.pending.push(event);
+      this.firstPendingAt ??= this.trail.clock();
+      this.trail.emit('event', event);
+      if (this.pending.length >= this.trail.options.chunkMaxEvents) void this.upload().catch(() => undefined);
+      return event;
+    });
+  }
+
+  private retainUntil(): Date {
+    return new Date(Date.parse(this.context.startedAt) + this.context.retentionDays * 86400_000);
+  }
+
+  /** Uploads everything pending as sealed chunks, one upload at a time per stream. */
+  upload(): Promise<void> {
+    if (this.uploading) return this.uploading.then(() => (this.pending.length > 0 ? this.upload() : undefined));
+    if (this.pending.length === 0) return Promise.resolve();
+    this.uploading = (async () => {
+      try {
+        while (this.pending.length > 0) {
+          const events = this.pending.slice(0, this.trail.options.chunkMaxEvents);
+          const first = events[0]!;
+          const last = events.at(-1)!;
+          const name = chunkName(first.seq, last.seq);
+          const chunkSha256 = sha256(eventsText(events));
+          const jws = await seal(this.trail.key, { session: this.id, firstSeq: first.seq, lastSeq: last.seq, chunkSha256, headHash: last.hash }, 'loupe-chunk+jws');
+          await this.trail.store.put(streamPrefix(this.context) + name, encodeChunk(events, jws, name), this.retainUntil());
+          const chunk: ChunkInfo = { name, firstSeq: first.seq, lastSeq: last.seq, sha256: chunkSha256, headHash: last.hash };
+          await this.trail.wal.append({ t: 'uploaded', stream: this.id, chunk });
+          this.chunks.push(chunk);
+          this.pending = this.pending.slice(events.length);
+          this.firstPendingAt = this.pending.length > 0 ? this.trail.clock() : undefined;
+          this.trail.uploadSucceeded();
+        }
+      } catch (err) {
+        this.trail.uploadFailed(err as Error);
+        throw err;
+      } finally {
+        this.uploading = undefined;
+      }
+    })();
+    return this.uploading;
+  }
+
+  /**
+   * Ends the chain: uploads what is left and writes the sealed manifest. Retries while the store is down,
+   * so a stream that ended during an outage is completed when the store returns.
+   */
+  close(endReason: string): Promise<void> {
+    this.closing ??= (async () => {
+      this.trail.detach(this);
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await this.upload();
+          const payload: ManifestPayload = {
+            session: this.id,
+            kind: this.context.kind,
+            chunks: this.chunks,
+            lastSeq: this.seq - 1,
+            headHash: this.head,
+            closedAt: new Date(this.trail.clock()).toISOString(),
+            endReason,
+          };
+          const jws = await seal(this.trail.key, payload, 'loupe-manifest+jws');
+          const manifest = { type: 'manifest', ...payload, context: this.context, jws };
+          try {
+            await this.trail.store.put(streamPrefix(this.context) + manifestName, Buffer.from(JSON.stringify(manifest) + '\n'), this.retainUntil());
+          } catch (err) {
+            // A manifest written before a crash, for this same chain head, already closes the stream.
+            if (!(err instanceof AuditStoreError && err.code === 'conflict')) throw err;
+            const existing = JSON.parse((await this.trail.store.get(streamPrefix(this.context) + manifestName)).toString('utf8')) as ManifestPayload;
+            if (existing.lastSeq !== payload.lastSeq || existing.headHash !== payload.headHash) throw err;
+          }
+          await this.trail.wal.append({ t: 'closed', stream: this.id });
+          await this.trail.wal.compact();
+          this.trail.forget(this);
+          return;
+        } catch (err) {
+          if (this.trail.wal.failed) throw err;
+          this.trail.log?.(`audit: closing ${this.id} waits for the store: ${(err as Error).message}`);
+          await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** Math.min(attempt, 6))).unref());
+        }
+      }
+    })();
+    return this.closing;
+  }
+}
+
+/** All chains of this broker, the WAL under them, the uploader and the fail-closed watch. */
+export class AuditTrail extends EventEmitter {
+  private readonly streams = new Map<string, AuditStream>();
+  private readonly closingStreams = new Set<AuditStream>();
+  private timer: NodeJS.Timeout | undefined;
+  private degradedSince: number | undefined;
+  private lastError = '';
+  private failedClosed = false;
+  readonly clock: () => number;
+  readonly log?: (line: string) => void;
+
+  constructor(
+    readonly wal: WriteAheadLog,
+    readonly store: AuditStore,
+    readonly key: SigningKey,
+    readonly options: AuditTrailOptions,
+  ) {
+    super();
+    this.clock = options.clock;
+    this.log = options.log;
+  }
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), Math.min(this.options.uploadIntervalMs, 1000));
+    this.timer.unref();
+  }
+
+  private lastUploadRound = 0;
+
+  private async tick(): Promise<void> {
+    const now = this.clock();
+    if (now - this.lastUploadRound >= this.options.uploadIntervalMs) {
+      this.lastUploadRound = now;
+      await Promise.all([...this.streams.values()].map((s) => s.upload().catch(() => undefined)));
+    }
+    this.checkBound();
+  }
+
+  private checkBound(): void {
+    const oldest = Math.min(...[...this.streams.values(), ...this.closingStreams].map((s) => s.firstPendingAt ?? Infinity));
+    const waited = this.clock() - oldest;
+    const walFailed = this.wal.failed;
+    if ((walFailed || (this.degradedSince !== undefined && waited > this.options.failClosedAfterMs)) && !this.failedClosed) {
+      this.failedClosed = true;
+      const error = walFailed ? walFailed.message : `audit store ${this.store.description} has not accepted records for ${Math.round(waited / 1000)} s: ${this.lastError}`;
+      this.log?.(`audit: failing closed: ${error}`);
+      this.emit('fail-closed', error);
+    }
+  }
+
+  get health(): AuditHealth {
+    if (this.wal.failed) return { state: 'failed', error: this.wal.failed.message };
+    if (this.failedClosed) return { state: 'failed', error: this.lastError };
+    if (this.degradedSince !== undefined) return { state: 'degraded', since: this.degradedSince, error: this.lastError };
+    return { state: 'ok' };
+  }
+
+  /** Whether new debug commands may be forwarded: not once the trail has failed closed. */
+  get accepting(): boolean {
+    return !this.failedClosed && !this.wal.failed;
+  }
+
+  uploadSucceeded(): void {
+    if (this.degradedSince !== undefined) this.log?.(`audit: store ${this.store.description} accepts records again`);
+    this.degradedSince = undefined;
+    this.failedClosed = false;
+  }
+
+  uploadFailed(err: Error): void {
+    this.lastError = err.message;
+    if (this.degradedSince === undefined) {
+      this.degradedSince = this.clock();
+      this.log?.(`audit: upload to ${this.store.description} failed: ${err.message}`);
+    }
+    this.checkBound();
+  }
+
+  openStream(context: StreamContext, recovered?: RecoveredStream): { stream: AuditStream; opened: Promise<void> } {
+    const stream = new AuditStream(context, this, recovered);
+    this.streams.set(context.stream, stream);
+    return { stream, opened: recovered ? Promise.resolve() : this.wal.append({ t: 'open', context }) };
+  }
+
+  detach(stream: AuditStream): void {
+    this.streams.delete(stream.id);
+    this.closingStreams.add(stream);
+  }
+
+  forget(stream: AuditStream): void {
+    this.closingStreams.delete(stream);
+  }
+
+  /**
+   * Chunks a crashed run uploaded but had not yet noted in the WAL: adopted when their bytes match the
+   * events the WAL holds, so the restart does not upload the same records again under another name.
+   */
+  private async adoptUploaded(stream: RecoveredStream): Promise<void> {
+    let keys: string[];
+    try {
+      keys = await this.store.list(streamPrefix(stream.context));
+    } catch {
+      return; // store down: the chunks are uploaded again; verify reports any overlap
+    }
+    const known = new Set(stream.chunks.map((c) => c.name));
+    for (const key of keys) {
+      const match = /chunk-(\d{9})-(\d{9})\.ndjson$/.exec(key);
+      if (!match || known.has(key.slice(key.lastIndexOf('/') + 1))) continue;
+      const [firstSeq, lastSeq] = [Number(match[1]), Number(match[2])];
+      const events = stream.events.filter((e) => e.seq >= firstSeq && e.seq <= lastSeq);
+      const uploadedThrough = Math.max(-1, ...stream.chunks.map((c) => c.lastSeq));
+      if (events.length !== lastSeq - firstSeq + 1 || firstSeq !== uploadedThrough + 1) continue;
+      const body = await this.store.get(key).catch(() => undefined);
+      if (!body || !body.toString('utf8').startsWith(eventsText(events))) continue;
+      const chunk: ChunkInfo = { name: key.slice(key.lastIndexOf('/') + 1), firstSeq, lastSeq, sha256: sha256(eventsText(events)), headHash: events.at(-1)!.hash };
+      await this.wal.append({ t: 'uploaded', stream: stream.context.stream, chunk });
+      stream.chunks.push(chunk);
+    }
+  }
+
+  /** After a crash: upload what the WAL holds and close every chain that was open, marking its abrupt end. */
+  async recover(recovered: Map<string, RecoveredStream>): Promise<{ streams: number; events: number }> {
+    let events = 0;
+    for (const stream of recovered.values()) {
+      if (stream.closed) continue;
+      await this.adoptUploaded(stream);
+      const { stream: chain } = this.openStream(stream.context, stream);
+      const last = chain.last;
+      const ended = last?.type === 'session.ended' || last?.type === 'stream.closed';
+      if (!ended) {
+        await chain.record(stream.context.kind === 'session' ? 'session.ended' : 'stream.closed', {
+          endReason: 'broker_crashed',
+          detail: 'the broker stopped without closing this chain; recovered from its write-ahead log on restart',
+          lastRecordedSeq: last?.seq ?? null,
+        });
+        events++;
+      }
+      events += stream.events.length;
+      void chain.close(ended ? String((last!.data as { endReason?: string }).endReason ?? 'ended') : 'broker_crashed').catch((err) => this.log?.(`audit: cannot close recovered ${chain.id}: ${(err as Error).message}`));
+    }
+    return { streams: [...recovered.values()].filter((s) => !s.closed).length, events };
+  }
+
+  /** Waits for every chain that is closing (used at shutdown and in tests). */
+  async settle(timeoutMs = 10_000): Promise<boolean> {
+    const all = Promise.all([...this.closingStreams].map((s) => s.close('shutdown')));
+    const timeout = new Promise<false>((r) => setTimeout(() => r(false), timeoutMs).unref());
+    return Promise.race([all.then(() => true as const), timeout]);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.wal.close();
+  }
+}

@@ -1,0 +1,123 @@
+import { createHash } from 'node:crypto';
+import canonicalize from 'canonicalize';
+
+/** Audit event types with stable codes: codes never change meaning, new types get new codes. */
+export const eventCodes = {
+  'grant.requested': 'L1000',
+  'grant.issued': 'L1001',
+  'grant.refused': 'L1002',
+  'grant.revoked': 'L1003',
+  'session.started': 'L2000',
+  'session.ended': 'L2001',
+  'session.attach_refused': 'L2002',
+  'session.ending': 'L2003',
+  'cdp.request': 'L3000',
+  'cdp.response': 'L3001',
+  'cdp.response.missing': 'L3002',
+  'cdp.refused': 'L3003',
+  'cdp.breakpoint.set': 'L3010',
+  'cdp.breakpoint.removed': 'L3011',
+  'cdp.breakpoint.hit': 'L3012',
+  'cdp.breakpoint.condition': 'L3013',
+  'cdp.evaluate': 'L3020',
+  'cdp.properties.read': 'L3021',
+  'cdp.step': 'L3030',
+  'cdp.resume': 'L3031',
+  'cdp.paused': 'L3032',
+  'broker.request': 'L4000',
+  'broker.response': 'L4001',
+  'broker.response.missing': 'L4002',
+  'watchdog.resumed': 'L4010',
+  'client.events_dropped': 'L4020',
+  'target.invalid_frame': 'L4021',
+  'audit.degraded': 'L5000',
+  'audit.recovered': 'L5001',
+  'stream.closed': 'L5002',
+} as const;
+
+export type EventType = keyof typeof eventCodes | `alert.${string}`;
+
+export const codeOf = (type: EventType): string => (type.startsWith('alert.') ? 'L6000' : eventCodes[type as keyof typeof eventCodes]);
+
+export interface Actor {
+  readonly sub: string;
+  readonly name: string;
+  readonly groups: readonly string[];
+}
+
+/** What every event of a stream repeats: who, on what, under which grant and why. */
+export interface StreamContext {
+  /** The chain this event belongs to: a session id, or a broker run's grant stream. */
+  readonly stream: string;
+  readonly kind: 'session' | 'grants';
+  readonly grant?: string;
+  readonly actor?: Actor;
+  readonly target?: string;
+  readonly mode?: string;
+  readonly reason?: string;
+  readonly ticket?: string;
+  /** When the stream started: it fixes the stream's place in the store (sessions/YYYY/MM/DD/<id>/). */
+  readonly startedAt: string;
+  /** How long the store must keep this stream. */
+  readonly retentionDays: number;
+}
+
+export interface AuditEvent {
+  readonly seq: number;
+  readonly time: string;
+  readonly type: EventType;
+  readonly code: string;
+  readonly stream: string;
+  readonly kind: StreamContext['kind'];
+  readonly grant?: string;
+  readonly actor?: Actor;
+  readonly target?: string;
+  readonly mode?: string;
+  readonly reason?: string;
+  readonly ticket?: string;
+  readonly data: Record<string, unknown>;
+  readonly prev: string;
+  readonly hash: string;
+}
+
+/** The first `prev` of a stream binds the chain to its stream id, so records cannot move between streams. */
+export const genesisHash = (stream: string) => sha256(`loupe-audit-genesis:${stream}`);
+
+export function sha256(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** SHA-256 over the RFC 8785 canonical JSON of the event without its own hash (prev is inside). */
+export function hashEvent(event: Omit<AuditEvent, 'hash'>): string {
+  return sha256(canonicalize(event)!);
+}
+
+/** Builds the next event of a chain. */
+export function chainEvent(context: StreamContext, seq: number, prev: string, time: string, type: EventType, data: Record<string, unknown>): AuditEvent {
+  const body: Omit<AuditEvent, 'hash'> = {
+    seq,
+    time,
+    type,
+    code: codeOf(type),
+    stream: context.stream,
+    kind: context.kind,
+    ...(context.grant !== undefined ? { grant: context.grant } : {}),
+    ...(context.actor !== undefined ? { actor: context.actor } : {}),
+    ...(context.target !== undefined ? { target: context.target } : {}),
+    ...(context.mode !== undefined ? { mode: context.mode } : {}),
+    ...(context.reason !== undefined ? { reason: context.reason } : {}),
+    ...(context.ticket !== undefined ? { ticket: context.ticket } : {}),
+    data,
+    prev,
+  };
+  return { ...body, hash: hashEvent(body) };
+}
+
+/** Object keys of a stream in the store. */
+export function streamPrefix(context: Pick<StreamContext, 'stream' | 'kind' | 'startedAt'>): string {
+  const day = context.startedAt.slice(0, 10).split('-').join('/');
+  return `${context.kind === 'session' ? 'sessions' : 'grants'}/${day}/${context.stream}/`;
+}
+
+export const chunkName = (firstSeq: number, lastSeq: number) => `chunk-${String(firstSeq).padStart(9, '0')}-${String(lastSeq).padStart(9, '0')}.ndjson`;
+export const manifestName = 'manifest.json';

@@ -1,0 +1,111 @@
+import type { AuditEvent } from './events';
+import type { VerifyResult } from './verify';
+
+const escapeHtml = (value: unknown) =>
+  String(value ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+
+const short = (value: unknown, max = 160) => {
+  const text = typeof value === 'string' ? value : JSON.stringify(value);
+  return text === undefined ? '' : text.length > max ? `${text.slice(0, max)}…` : text;
+};
+
+type Row = { time: string; kind: string; what: string; detail: string; tone: 'normal' | 'refused' | 'alert' | 'end' };
+
+/** One line of the timeline per thing an auditor cares about; request and response are joined. */
+function timeline(events: readonly AuditEvent[]): Row[] {
+  const responses = new Map<number, AuditEvent>();
+  for (const e of events) if (e.type === 'cdp.response' && typeof e.data.requestSeq === 'number') responses.set(e.data.requestSeq, e);
+  const rows: Row[] = [];
+  for (const e of events) {
+    const d = e.data as Record<string, any>;
+    const response = responses.get(e.seq)?.data as Record<string, any> | undefined;
+    const outcome = response ? (response.error ? `error: ${short(response.error.message)}` : short(response.result?.error ? `refused/threw: ${response.result.error}` : response.result?.preview ?? '')) : '';
+    const time = e.time.slice(11, 23);
+    switch (e.type) {
+      case 'session.started':
+        rows.push({ time, kind: 'session', what: 'session started', detail: `inspector ${d.inspector}, grant expires ${d.expiresAt}`, tone: 'normal' });
+        break;
+      case 'session.ended':
+        rows.push({ time, kind: 'session', what: `session ended: ${d.endReason}`, detail: d.detail ?? '', tone: 'end' });
+        break;
+      case 'cdp.breakpoint.set':
+        rows.push({ time, kind: 'breakpoint', what: `set ${d.params?.url ?? d.params?.urlRegex ?? d.params?.location?.scriptId ?? ''}:${(d.params?.lineNumber ?? d.params?.location?.lineNumber ?? 0) + 1}`, detail: `${d.condition ? `condition ${short(d.condition)} (checked by the broker) ` : ''}${response?.result?.breakpointId ? `→ ${response.result.breakpointId}` : outcome}`, tone: 'normal' });
+        break;
+      case 'cdp.breakpoint.removed':
+        rows.push({ time, kind: 'breakpoint', what: `removed ${short(d.params?.breakpointId)}`, detail: '', tone: 'normal' });
+        break;
+      case 'cdp.breakpoint.hit':
+      case 'cdp.paused':
+        rows.push({ time, kind: 'pause', what: e.type === 'cdp.breakpoint.hit' ? `breakpoint hit at ${d.frame ?? '?'}` : `paused (${d.reason}) at ${d.frame ?? '?'}`, detail: (d.stack ?? []).slice(1, 4).join(' ← '), tone: 'normal' });
+        break;
+      case 'cdp.breakpoint.condition':
+        rows.push({ time, kind: 'condition', what: `condition ${short(d.condition, 80)} → ${d.value}`, detail: d.detail ?? '', tone: d.detail ? 'refused' : 'normal' });
+        break;
+      case 'cdp.evaluate':
+        rows.push({ time, kind: 'evaluate', what: short(d.params?.expression, 200), detail: `${d.frame ? `in ${d.frame}: ` : ''}${outcome}`, tone: /refused|side-effect|error/i.test(outcome) ? 'refused' : 'normal' });
+        break;
+      case 'cdp.properties.read': {
+        const names = (response?.result?.properties ?? []).map((p: { name: string; preview?: string }) => `${p.name}=${short(p.preview, 40)}`);
+        rows.push({ time, kind: 'read', what: `read ${d.object ?? d.params?.objectId}`, detail: names.slice(0, 20).join(', ') + (names.length > 20 ? ` … (${names.length})` : ''), tone: 'normal' });
+        break;
+      }
+      case 'cdp.refused':
+        rows.push({ time, kind: 'refused', what: `${d.method ?? 'frame'} refused`, detail: `${d.message} [rule ${d.rule}]`, tone: 'refused' });
+        break;
+      case 'cdp.step':
+      case 'cdp.resume':
+        rows.push({ time, kind: e.type === 'cdp.step' ? 'step' : 'resume', what: d.method, detail: '', tone: 'normal' });
+        break;
+      case 'watchdog.resumed':
+        rows.push({ time, kind: 'watchdog', what: `target resumed by the watchdog after ${d.maxPauseSeconds} s`, detail: '', tone: 'alert' });
+        break;
+      default:
+        if (e.type.startsWith('alert.')) rows.push({ time, kind: 'alert', what: e.type, detail: short(d), tone: 'alert' });
+    }
+  }
+  return rows;
+}
+
+/** A self-contained HTML page an auditor can read and archive. */
+export function renderReport(result: VerifyResult, options: { generatedAt?: Date; source?: string } = {}): string {
+  const first = result.events[0];
+  const last = result.events.at(-1);
+  const ended = [...result.events].reverse().find((e) => e.type === 'session.ended');
+  const rows = timeline(result.events);
+  const counts = (kind: string) => rows.filter((r) => r.kind === kind).length;
+  const verdict = result.ok
+    ? `<div class="ok">Verified: ${result.events.length} records, every hash link and seal checks out${result.manifest ? ', sealed by its manifest' : ''}.</div>`
+    : `<div class="bad">Verification FAILED: ${escapeHtml(result.problems[0])}${result.problems.length > 1 ? ` (and ${result.problems.length - 1} more problem(s))` : ''}</div>`;
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Loupe session ${escapeHtml(first?.stream)}</title>
+<style>
+body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d2430;background:#fff}
+h1{font-size:20px;margin:0 0 4px}.sub{color:#5a6472;margin-bottom:16px}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:16px 0}dt{color:#5a6472}dd{margin:0}
+.ok,.bad{padding:10px 14px;border-radius:6px;margin:12px 0;font-weight:600}.ok{background:#e6f6ea;color:#17612c}.bad{background:#fde8e8;color:#9b1c1c}
+table{border-collapse:collapse;width:100%;margin-top:12px}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e4e7eb;vertical-align:top}
+th{background:#f4f6f8;font-weight:600}td.k{white-space:nowrap;color:#5a6472}tr.refused td{background:#fff4f4}tr.alert td{background:#fff8e6}tr.end td{background:#f4f6f8}
+code{font:12px ui-monospace,monospace}.counts span{margin-right:16px}
+</style></head><body>
+<h1>Debugging session on ${escapeHtml(first?.target ?? '?')}</h1>
+<div class="sub">session <code>${escapeHtml(first?.stream)}</code>${options.source ? ` · ${escapeHtml(options.source)}` : ''}</div>
+${verdict}
+<dl>
+<dt>Who</dt><dd>${escapeHtml(first?.actor?.name)} (<code>${escapeHtml(first?.actor?.sub)}</code>; groups ${escapeHtml(first?.actor?.groups?.join(', '))})</dd>
+<dt>Target</dt><dd>${escapeHtml(first?.target)} in ${escapeHtml(first?.mode)} mode</dd>
+<dt>Why</dt><dd>${escapeHtml(first?.reason)}</dd>
+<dt>Ticket</dt><dd>${escapeHtml(first?.ticket ?? '(none)')}</dd>
+<dt>Grant</dt><dd><code>${escapeHtml(first?.grant)}</code></dd>
+<dt>When</dt><dd>${escapeHtml(first?.time)} → ${escapeHtml(last?.time)}</dd>
+<dt>How it ended</dt><dd>${escapeHtml(ended ? (ended.data as { endReason?: string }).endReason : 'no end recorded')}</dd>
+</dl>
+<div class="counts"><span>breakpoints: ${counts('breakpoint')}</span><span>pauses: ${counts('pause')}</span><span>evaluations: ${counts('evaluate')}</span><span>variable reads: ${counts('read')}</span><span>refusals: ${counts('refused') + rows.filter((r) => r.kind === 'evaluate' && r.tone === 'refused').length}</span><span>alerts: ${counts('alert') + counts('watchdog')}</span></div>
+<table><thead><tr><th>time (UTC)</th><th>kind</th><th>what</th><th>detail</th></tr></thead><tbody>
+${rows.map((r) => `<tr class="${r.tone}"><td class="k">${escapeHtml(r.time)}</td><td class="k">${escapeHtml(r.kind)}</td><td>${escapeHtml(r.what)}</td><td>${escapeHtml(r.detail)}</td></tr>`).join('\n')}
+</tbody></table>
+${result.problems.length > 0 ? `<h2>Problems</h2><ul>${result.problems.map((p) => `<li>${escapeHtml(p)}</li>`).join('')}</ul>` : ''}
+${result.notes.length > 0 ? `<h2>Notes</h2><ul>${result.notes.map((p) => `<li>${escapeHtml(p)}</li>`).join('')}</ul>` : ''}
+<p class="sub">Generated ${escapeHtml((options.generatedAt ?? new Date()).toISOString())} by Loupe.</p>
+</body></html>
+`;
+}

@@ -1,0 +1,34 @@
+import canonicalize from 'canonicalize';
+import { CompactSign, compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
+import type { SigningKey } from '../identity/keys';
+import type { ChunkInfo } from './wal';
+
+export interface ChunkSealPayload {
+  readonly session: string;
+  readonly firstSeq: number;
+  readonly lastSeq: number;
+  readonly chunkSha256: string;
+  readonly headHash: string;
+}
+
+export interface ManifestPayload {
+  readonly session: string;
+  readonly kind: string;
+  readonly chunks: readonly ChunkInfo[];
+  readonly lastSeq: number;
+  readonly headHash: string;
+  readonly closedAt: string;
+  readonly endReason: string;
+}
+
+/** A JWS (EdDSA, audit key's kid in the header) over the canonical JSON of the payload. */
+export function seal(key: SigningKey, payload: ChunkSealPayload | ManifestPayload, typ: 'loupe-chunk+jws' | 'loupe-manifest+jws'): Promise<string> {
+  return new CompactSign(new TextEncoder().encode(canonicalize(payload)!)).setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ }).sign(key.privateKey);
+}
+
+/** Verifies a seal against a published key set; returns the signed payload, or throws. */
+export async function openSeal(jws: string, keys: JSONWebKeySet, typ: string): Promise<Record<string, unknown>> {
+  const { payload, protectedHeader } = await compactVerify(jws, createLocalJWKSet(keys), { algorithms: ['EdDSA'] });
+  if (protectedHeader.typ !== typ) throw new Error(`seal has type ${protectedHeader.typ}, expected ${typ}`);
+  return JSON.parse(new TextDecoder().decode(payload)) as Record<string, unknown>;
+}

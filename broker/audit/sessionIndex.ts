@@ -1,0 +1,103 @@
+import type { AuditEvent, StreamContext } from './events';
+import { manifestName } from './events';
+import type { AuditStore } from './stores/auditStore';
+
+export interface SessionSummary {
+  readonly sessionId: string;
+  readonly target: string;
+  readonly user: { readonly sub: string; readonly name: string };
+  readonly mode: string;
+  readonly reason: string;
+  readonly ticket?: string;
+  readonly grantId: string;
+  readonly startedAt: string;
+  readonly endedAt?: string;
+  readonly endReason?: string;
+  /** live: records still coming; ended: sealed by its manifest; incomplete: no manifest and not live here. */
+  readonly state: 'live' | 'ended' | 'incomplete';
+  /** Where its objects are in the store. */
+  readonly prefix: string;
+}
+
+export interface SessionFilter {
+  readonly target?: string;
+  readonly user?: string;
+  readonly from?: Date;
+  readonly to?: Date;
+}
+
+const sessionPrefix = /^(sessions\/\d{4}\/\d{2}\/\d{2}\/([0-9a-f-]{36})\/)/;
+
+/** Finds sessions in the audit store. Manifests never change once written, so they are cached. */
+export class SessionIndex {
+  private readonly sealed = new Map<string, SessionSummary>();
+
+  constructor(
+    private readonly store: AuditStore,
+    private readonly liveSessions: () => ReadonlySet<string>,
+  ) {}
+
+  async list(filter: SessionFilter = {}): Promise<SessionSummary[]> {
+    const keys = await this.store.list('sessions/');
+    const prefixes = new Map<string, { id: string; keys: string[] }>();
+    for (const key of keys) {
+      const match = sessionPrefix.exec(key);
+      if (!match) continue;
+      const entry = prefixes.get(match[1]!) ?? { id: match[2]!, keys: [] };
+      entry.keys.push(key);
+      prefixes.set(match[1]!, entry);
+    }
+    const live = this.liveSessions();
+    const out: SessionSummary[] = [];
+    for (const [prefix, { id, keys: sessionKeys }] of prefixes) {
+      const summary = await this.summarize(prefix, id, sessionKeys, live.has(id));
+      if (summary && matches(summary, filter)) out.push(summary);
+    }
+    return out.sort((a, b) => b.startedAt.localeCompare(a.startedAt));
+  }
+
+  async find(sessionId: string): Promise<SessionSummary | undefined> {
+    return (await this.list()).find((s) => s.sessionId === sessionId);
+  }
+
+  private async summarize(prefix: string, id: string, keys: string[], live: boolean): Promise<SessionSummary | undefined> {
+    const cached = this.sealed.get(prefix);
+    if (cached) return cached;
+    let context: StreamContext | undefined;
+    let ended: { closedAt?: string; endReason?: string } = {};
+    if (keys.includes(prefix + manifestName)) {
+      const manifest = JSON.parse((await this.store.get(prefix + manifestName)).toString('utf8')) as { context: StreamContext; closedAt: string; endReason: string };
+      context = manifest.context;
+      ended = { closedAt: manifest.closedAt, endReason: manifest.endReason };
+    } else {
+      const first = keys.find((k) => k.includes('/chunk-'));
+      if (!first) return undefined;
+      const event = JSON.parse((await this.store.get(first)).toString('utf8').split('\n')[0]!) as AuditEvent;
+      context = { stream: id, kind: 'session', grant: event.grant, actor: event.actor, target: event.target, mode: event.mode, reason: event.reason, ticket: event.ticket, startedAt: event.time, retentionDays: 0 } as StreamContext;
+    }
+    const summary: SessionSummary = {
+      sessionId: id,
+      target: context.target ?? '',
+      user: { sub: context.actor?.sub ?? '', name: context.actor?.name ?? '' },
+      mode: context.mode ?? '',
+      reason: context.reason ?? '',
+      ...(context.ticket ? { ticket: context.ticket } : {}),
+      grantId: context.grant ?? '',
+      startedAt: context.startedAt,
+      ...(ended.closedAt ? { endedAt: ended.closedAt, endReason: ended.endReason } : {}),
+      state: ended.closedAt ? 'ended' : live ? 'live' : 'incomplete',
+      prefix,
+    };
+    if (summary.state === 'ended') this.sealed.set(prefix, summary);
+    return summary;
+  }
+}
+
+function matches(s: SessionSummary, filter: SessionFilter): boolean {
+  if (filter.target && s.target !== filter.target) return false;
+  if (filter.user && s.user.sub !== filter.user) return false;
+  const started = Date.parse(s.startedAt);
+  if (filter.from && started < filter.from.getTime()) return false;
+  if (filter.to && started > filter.to.getTime()) return false;
+  return true;
+}

@@ -1,0 +1,34 @@
+/**
+ * Where sealed audit objects end up. Objects are written once and never changed: a store refuses to
+ * overwrite a key. Every store runs the same contract suite (test/audit/storeContract.ts).
+ */
+export interface Retention {
+  readonly mode: 'COMPLIANCE' | 'GOVERNANCE' | 'NONE';
+  readonly retainUntil?: Date;
+}
+
+export interface AuditStore {
+  /** A short description for logs and errors, e.g. `s3://bucket/prefix` or `dir:/var/lib/loupe/audit`. */
+  readonly description: string;
+  /** Start-up check: the store is reachable, writable and (for S3) has Object Lock enabled. Throws with a clear message otherwise. */
+  check(): Promise<void>;
+  /** Writes an object once, retained until `retainUntil`. Writing the same key with the same bytes again succeeds (an upload retried after a crash); different bytes are refused. */
+  put(key: string, body: Buffer, retainUntil: Date): Promise<void>;
+  /** Reads an object; throws an error with code 'not_found' when absent. */
+  get(key: string): Promise<Buffer>;
+  /** Keys under a prefix, sorted. */
+  list(prefix: string): Promise<string[]>;
+  /** The retention the store holds for a key. */
+  retention(key: string): Promise<Retention>;
+}
+
+export class AuditStoreError extends Error {
+  override readonly name = 'AuditStoreError';
+  constructor(
+    readonly code: 'not_found' | 'conflict' | 'unavailable' | 'misconfigured',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
