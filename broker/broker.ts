@@ -3,6 +3,7 @@ import type WebSocket from 'ws';
 import type { LoupeConfig, Mode } from './config/types';
 import { modes } from './config/types';
 import { LoupeError } from './errors';
+import { lockStateDir } from './stateLock';
 import { join } from 'node:path';
 import type { JSONWebKeySet } from 'jose';
 import { AuditTrail, type AuditHealth, type AuditStream } from './audit/auditTrail';
@@ -43,6 +44,7 @@ export class Broker {
   /** This run's chain of grant events. */
   private grantStream!: AuditStream;
   private failedClosed = false;
+  private unlock: () => void = () => undefined;
 
   private constructor(
     readonly config: LoupeConfig,
@@ -61,6 +63,16 @@ export class Broker {
    */
   static async create(config: LoupeConfig, options: BrokerOptions = {}): Promise<Broker> {
     const clock = options.clock ?? Date.now;
+    const unlock = lockStateDir(config.stateDir);
+    try {
+      return await Broker.build(config, options, clock, unlock);
+    } catch (err) {
+      unlock();
+      throw err;
+    }
+  }
+
+  private static async build(config: LoupeConfig, options: BrokerOptions, clock: () => number, unlock: () => void): Promise<Broker> {
     const verifier = await createIdentityVerifier(config, clock);
     const grantKey = await loadOrCreateSigningKey(config.stateDir, 'grant-key');
     const auditKey = await loadOrCreateSigningKey(config.stateDir, 'audit-key');
@@ -84,6 +96,7 @@ export class Broker {
       ...(options.log ? { log: options.log } : {}),
     });
     const broker = new Broker(config, verifier, new GrantStore(config.stateDir, grantKey, clock), trail, auditKey, options);
+    broker.unlock = unlock;
     const summary = await trail.recover(recovered);
     if (summary.streams > 0) options.log?.(`audit: recovered ${summary.streams} chain(s) with ${summary.events} record(s) from the write-ahead log`);
     trail.on('fail-closed', (error: string) => {
@@ -328,6 +341,7 @@ export class Broker {
     const settled = await this.audit.settle(10_000);
     if (!settled) this.options.log?.('audit: some chains were not uploaded before shutdown; the next start uploads them from the write-ahead log');
     await this.audit.stop();
+    this.unlock();
   }
 }
 

@@ -5,12 +5,19 @@ import { mintDevToken } from './identity/devIssuer';
 import { parseDuration } from './config/duration';
 import { Broker } from './broker';
 import { listen } from './http/server';
+import { describeVerification, downloadSession, listSessions, renderLocation, verifyLocation } from './audit/auditCli';
 
 const usage = `usage:
   loupe broker --config <file.yaml>            start the broker
   loupe token --config <file.yaml> --user <id> [--groups g1,g2] [--name "Display Name"] [--ttl 8h]
                                                print an identity token from the development issuer
-  loupe policy check <file.yaml>               validate a config/policy file, listing every problem`;
+  loupe policy check <file.yaml>               validate a config/policy file, listing every problem
+  loupe audit list [--target T] [--user U] [--from ISO] [--to ISO]      sessions (auditors)
+  loupe audit download <sessionId> [-o dir]    save a session's transcript and the broker's audit keys
+  loupe audit verify <dir | s3://bucket/[prefix/]sessions/YYYY/MM/DD/<id>> [--keys file|url]
+                                               check hash chain, seals, sequence, manifest (and S3 retention)
+  loupe audit render <dir | s3://…> -o report.html [--keys file|url]
+  audit list/download take --broker <url> (or LOUPE_BROKER_URL) and --token <identity token> (or LOUPE_TOKEN)`;
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`${message}\n`);
@@ -77,12 +84,49 @@ function runPolicy(args: string[]): void {
   process.stdout.write(`${file}: valid (${Object.keys(config.targets).length} target(s), ${Object.keys(config.roles).length} role(s))\n`);
 }
 
+async function runAudit(args: string[]): Promise<void> {
+  const [sub, ...rest] = args;
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: { broker: { type: 'string' }, token: { type: 'string' }, target: { type: 'string' }, user: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, output: { type: 'string', short: 'o' }, keys: { type: 'string' } },
+    strict: true,
+  });
+  const client = () => {
+    const broker = values.broker ?? process.env.LOUPE_BROKER_URL;
+    const token = values.token ?? process.env.LOUPE_TOKEN;
+    if (!broker) fail('missing --broker <url> (or LOUPE_BROKER_URL)');
+    if (!token) fail('missing --token <identity token> (or LOUPE_TOKEN)');
+    return { broker, token };
+  };
+  try {
+    if (sub === 'list') process.stdout.write(await listSessions(client(), { target: values.target, user: values.user, from: values.from, to: values.to }));
+    else if (sub === 'download') {
+      const id = positionals[0] ?? fail(`missing <sessionId>\n\n${usage}`);
+      const saved = await downloadSession(client(), id, values.output ?? `loupe-session-${id}`);
+      process.stdout.write(`saved ${saved.transcript}\nsaved ${saved.keys}\nverify with: loupe audit verify ${saved.dir}\n`);
+    } else if (sub === 'verify') {
+      const location = positionals[0] ?? fail(`missing <dir | s3://…>\n\n${usage}`);
+      const { result, target } = await verifyLocation(location, values.keys);
+      process.stdout.write(describeVerification(result, target));
+      if (!result.ok) process.exit(1);
+    } else if (sub === 'render') {
+      const location = positionals[0] ?? fail(`missing <dir | s3://…>\n\n${usage}`);
+      const rendered = await renderLocation(location, values.output ?? fail('missing -o report.html'), values.keys);
+      process.stdout.write(`wrote ${rendered.output}${rendered.ok ? '' : ' (verification FAILED: see the report)'}\n`);
+    } else fail(usage);
+  } catch (err) {
+    fail(`loupe audit ${sub}: ${(err as Error).message}`, 1);
+  }
+}
+
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
   try {
     if (command === 'broker') await runBroker(rest);
     else if (command === 'token') await runToken(rest);
     else if (command === 'policy') runPolicy(rest);
+    else if (command === 'audit') await runAudit(rest);
     else fail(usage, command === undefined || command === 'help' || command === '--help' ? 0 : 2);
   } catch (err) {
     if (err instanceof LoupeError) fail(err.message, 1);

@@ -106,6 +106,14 @@ function verdict(method, reply) {
   return show(`${method} → allowed`);
 }
 
+function mintToken(env, user, groups, name) {
+  const run = spawnSync(process.execPath, [cli, 'token', '--config', configFile, '--user', user, '--groups', groups, '--name', name], { cwd: root, env: { ...process.env, ...env }, encoding: 'utf8' });
+  if (run.status !== 0) throw new Error(run.stderr);
+  return run.stdout.trim();
+}
+
+const stateDir = (env) => env.LOUPE_STATE_DIR ?? join(root, 'examples', 'demo', '.loupe');
+
 async function main() {
   step('Build');
   const build = spawnSync(process.execPath, ['esbuild.mjs'], { cwd: root, stdio: 'inherit' });
@@ -114,7 +122,7 @@ async function main() {
 
   const inspectorPort = await freePort(0);
   const brokerPort = await freePort(Number(process.env.LOUPE_PORT ?? 7070));
-  const env = { LOUPE_PORT: String(brokerPort), LOUPE_DEMO_INSPECTOR: `127.0.0.1:${inspectorPort}` };
+  const env = { LOUPE_PORT: String(brokerPort), LOUPE_DEMO_INSPECTOR: `127.0.0.1:${inspectorPort}`, ...(process.env.LOUPE_STATE_DIR ? { LOUPE_STATE_DIR: process.env.LOUPE_STATE_DIR } : {}) };
 
   step('Start the demo service (production stand-in) with its inspector on loopback');
   const service = await startChild('service', [`--inspect=127.0.0.1:${inspectorPort}`, serviceFile], {}, /SERVICE_URL=(\S+)/);
@@ -127,9 +135,7 @@ async function main() {
   show(`broker ${brokerUrl}`);
 
   step('Mint a development identity token for alice (group payments-dev)');
-  const tokenRun = spawnSync(process.execPath, [cli, 'token', '--config', configFile, '--user', 'alice', '--groups', 'payments-dev', '--name', 'Alice Example'], { cwd: root, env: { ...process.env, ...env }, encoding: 'utf8' });
-  if (tokenRun.status !== 0) throw new Error(tokenRun.stderr);
-  const token = tokenRun.stdout.trim();
+  const token = mintToken(env, 'alice', 'payments-dev', 'Alice Example');
   show(`loupe token --user alice --groups payments-dev → ${token.slice(0, 24)}…`);
 
   step('GET /v1/targets');
@@ -196,15 +202,34 @@ async function main() {
   step('End the session');
   const closed = await session.close();
   show(`closed (${closed.code}); the broker removed the session's breakpoints, resumed and detached`);
-  await new Promise((r) => setTimeout(r, 200));
-  const stateDir = process.env.LOUPE_STATE_DIR ?? join(root, 'examples', 'demo', '.loupe');
-  const sessionsDir = join(stateDir, 'sessions');
-  const { readdirSync, statSync } = await import('node:fs');
-  const newest = readdirSync(sessionsDir).map((f) => join(sessionsDir, f)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
-  const records = readFileSync(newest, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-  const count = (type) => records.filter((r) => r.type === type).length;
-  show(`session record ${newest}`);
-  show(`${records.length} records: ${count('cdp.request')} requests forwarded (each written before forwarding), ${count('cdp.refused')} refused by the gate, ${count('breakpoint.condition')} condition checks, ended: ${records.at(-1).endReason}`);
+
+  step('Audit: the session as an auditor sees it (sealed chunks in the audit store, verified, rendered)');
+  const auditorToken = mintToken(env, 'audrey', 'auditors', 'Audrey Auditor');
+  let sessions = [];
+  for (let i = 0; i < 100 && !sessions.some((x) => x.state === 'ended'); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    sessions = (await api(brokerUrl, 'GET', '/v1/sessions?target=checkout', auditorToken)).body.sessions;
+  }
+  const recorded = sessions.find((x) => x.state === 'ended');
+  if (!recorded) throw new Error('the session did not reach the audit store');
+  show(`GET /v1/sessions → ${recorded.sessionId}: ${recorded.user.sub} on ${recorded.target}, "${recorded.reason}" (${recorded.ticket}), ended: ${recorded.endReason}`);
+  const outDir = join(stateDir(env), 'audit-downloads', recorded.sessionId);
+  const cliEnv = { ...process.env, ...env, LOUPE_BROKER_URL: brokerUrl, LOUPE_TOKEN: auditorToken };
+  const download = spawnSync(process.execPath, [cli, 'audit', 'download', recorded.sessionId, '-o', outDir], { cwd: root, env: cliEnv, encoding: 'utf8' });
+  if (download.status !== 0) throw new Error(download.stderr);
+  show(`loupe audit download → ${outDir}`);
+  const verify = spawnSync(process.execPath, [cli, 'audit', 'verify', outDir], { cwd: root, env: cliEnv, encoding: 'utf8' });
+  for (const line of verify.stdout.trim().split('\n')) show(`loupe audit verify → ${line.trim()}`);
+  if (verify.status !== 0) throw new Error('the demo session did not verify');
+  const transcript = readFileSync(join(outDir, 'transcript.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const events = transcript.filter((r) => r.seq !== undefined);
+  const count = (type) => events.filter((r) => r.type === type).length;
+  show(`${events.length} records in ${transcript.filter((r) => r.type === 'seal').length} sealed chunk(s): ${count('cdp.evaluate')} evaluations, ${count('cdp.properties.read')} variable reads, ${count('cdp.refused')} refusals by the gate, ${count('cdp.breakpoint.condition')} condition checks; every request written before it was forwarded`);
+  const reportFile = join(outDir, 'report.html');
+  const render = spawnSync(process.execPath, [cli, 'audit', 'render', outDir, '-o', reportFile], { cwd: root, env: cliEnv, encoding: 'utf8' });
+  if (render.status !== 0) throw new Error(render.stderr);
+  show(`report: ${reportFile}`);
+  show(`(also served to auditors at ${brokerUrl}/v1/sessions/${recorded.sessionId}/report)`);
 
   const attachLine = [
     `TOKEN=$(node dist/cli.js token --config examples/demo/loupe.yaml --user alice --groups payments-dev)`,

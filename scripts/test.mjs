@@ -3,12 +3,13 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { ensureS3 } from './s3/ensure-s3.mjs';
 
 const root = join(import.meta.dirname, '..');
 
-function run(label, command, args) {
+function run(label, command, args, env = process.env) {
   process.stdout.write(`\n== ${label}\n`);
-  const result = spawnSync(command, args, { cwd: root, stdio: 'inherit' });
+  const result = spawnSync(command, args, { cwd: root, stdio: 'inherit', env });
   if (result.status !== 0) {
     process.stdout.write(`\n${label} failed (exit ${result.status ?? result.signal})\n`);
     process.exit(result.status ?? 1);
@@ -32,4 +33,6 @@ if (files.length === 0) {
 
 run('build', process.execPath, ['esbuild.mjs']);
 run('typecheck', process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '-p', '.']);
-run(`tests (${files.length} files)`, process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', ...files]);
+// The audit store tests run against a real S3 server with Object Lock (started here unless S3_ENDPOINT is set).
+const s3Env = ensureS3();
+run(`tests (${files.length} files)`, process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', ...files], { ...process.env, ...s3Env });

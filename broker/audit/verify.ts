@@ -141,6 +141,9 @@ export async function verifyTranscript(transcript: Transcript, keys: JSONWebKeyS
       const first = chunkEvents[0];
       const last = chunkEvents.at(-1);
       const actualSha = sha256(text);
+      if (last && typeof payload.lastSeq === 'number' && payload.lastSeq > last.seq && payload.firstSeq === first!.seq) {
+        problems.push(`${chunk.name}: records ${last.seq + 1}..${payload.lastSeq} are missing from the end of the chunk (deleted)`);
+      }
       if (payload.session !== transcript.stream) problems.push(`${chunk.name}: seal is for stream ${String(payload.session)}`);
       if (payload.chunkSha256 !== actualSha) problems.push(`${chunk.name}: content does not match its seal (sha256 ${actualSha.slice(0, 12)}…, sealed ${String(payload.chunkSha256).slice(0, 12)}…)`);
       if (!first || payload.firstSeq !== first.seq || payload.lastSeq !== last!.seq) problems.push(`${chunk.name}: seal covers seq ${String(payload.firstSeq)}..${String(payload.lastSeq)}, the chunk holds ${first?.seq ?? '-'}..${last?.seq ?? '-'}`);

@@ -1,3 +1,4 @@
+import { createPublicKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, join as joinPath, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
@@ -93,6 +94,8 @@ function validateServer(raw: Raw, problems: Problems): LoupeConfig['server'] {
   return { host, port, publicUrl: publicUrl?.replace(/\/$/, '') };
 }
 
+const asymmetric = /^(RS|PS|ES)(256|384|512)$|^EdDSA$|^Ed25519$/;
+
 function validateIssuer(raw: unknown, path: string, defaultAudience: string, problems: Problems): IssuerConfig | undefined {
   if (!isObject(raw)) {
     problems.add(path, 'expected a mapping');
@@ -117,13 +120,26 @@ function validateIssuer(raw: unknown, path: string, defaultAudience: string, pro
     problems.add(path, 'set exactly one of jwksUrl, publicKey or publicKeyFile');
   }
   if (jwksUrl !== undefined && !/^https?:\/\//.test(jwksUrl)) problems.add(join(path, 'jwksUrl'), 'expected an http(s) URL');
-  if (publicKey !== undefined && !publicKey.includes('BEGIN PUBLIC KEY')) {
-    problems.add(join(path, publicKey === raw.publicKey ? 'publicKey' : 'publicKeyFile'), 'expected a PEM public key (-----BEGIN PUBLIC KEY-----)');
-  }
   const algorithms = strList(raw, 'algorithms', path, problems, ['RS256', 'ES256', 'EdDSA']);
+  if (publicKey !== undefined) {
+    const keyPath = join(path, publicKey === raw.publicKey ? 'publicKey' : 'publicKeyFile');
+    let keyType: string | undefined;
+    try {
+      if (!publicKey.includes('BEGIN PUBLIC KEY')) throw new Error('not a PEM public key');
+      keyType = createPublicKey(publicKey).asymmetricKeyType;
+    } catch (err) {
+      problems.add(keyPath, `expected a PEM public key (-----BEGIN PUBLIC KEY-----): ${(err as Error).message}`);
+    }
+    // One key verifies one family of algorithms; anything else could never verify and hides a mistake.
+    const family: Record<string, RegExp> = { rsa: /^(RS|PS)\d+$/, ec: /^ES\d+$/, ed25519: /^(EdDSA|Ed25519)$/ };
+    const mismatched = algorithms.filter((alg) => asymmetric.test(alg) && keyType && family[keyType] && !family[keyType]!.test(alg));
+    if (mismatched.length > 0) {
+      problems.add(join(path, 'algorithms'), `an ${keyType} key cannot verify ${mismatched.join(', ')}`);
+    } else if (keyType && !family[keyType]) problems.add(keyPath, `unsupported key type ${keyType}`);
+  }
   for (const [i, alg] of algorithms.entries()) {
     // Pinning asymmetric algorithms is what stops `alg: none` and HMAC key confusion.
-    if (!/^(RS|PS|ES)(256|384|512)$|^EdDSA$|^Ed25519$/.test(alg)) {
+    if (!asymmetric.test(alg)) {
       problems.add(join(join(path, 'algorithms'), i), `"${alg}" is not an asymmetric JWS algorithm (allowed: RS*, PS*, ES*, EdDSA)`);
     }
   }
@@ -249,7 +265,7 @@ function validateAudit(raw: Raw, stateDir: string, baseDir: string, problems: Pr
     if (endpoint !== undefined && !/^https?:\/\//.test(endpoint)) problems.add('audit.s3.endpoint', 'expected an http(s) URL');
     const region = s3.region === undefined ? undefined : str(s3, 'region', 'audit.s3', problems);
     if (s3.forcePathStyle !== undefined && typeof s3.forcePathStyle !== 'boolean') problems.add('audit.s3.forcePathStyle', 'expected true or false');
-    store = { kind: 's3', bucket, prefix, ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}), forcePathStyle: s3.forcePathStyle === true };
+    store = { kind: 's3', bucket, prefix, ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}), ...(typeof s3.forcePathStyle === 'boolean' ? { forcePathStyle: s3.forcePathStyle } : {}) };
   } else if (raw.s3 !== undefined) problems.add('audit.s3', 'only used with store: s3');
   return {
     store,

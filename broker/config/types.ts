@@ -52,7 +52,7 @@ export interface BrokerLimits {
 export interface AuditConfig {
   readonly store:
     | { readonly kind: 'local'; readonly dir: string }
-    | { readonly kind: 's3'; readonly bucket: string; readonly prefix: string; readonly endpoint?: string; readonly region?: string; readonly forcePathStyle: boolean };
+    | { readonly kind: 's3'; readonly bucket: string; readonly prefix: string; readonly endpoint?: string; readonly region?: string; readonly forcePathStyle?: boolean };
   readonly retentionDays: number;
   readonly failClosedAfterSeconds: number;
   readonly uploadIntervalSeconds: number;

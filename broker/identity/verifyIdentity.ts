@@ -34,6 +34,8 @@ export function tokenError(err: unknown, what: string): LoupeError {
   if (err instanceof joseErrors.JWSSignatureVerificationFailed) return new LoupeError('token_invalid', `${what} has an invalid signature`);
   if (err instanceof joseErrors.JWKSNoMatchingKey) return new LoupeError('token_invalid', `${what} is signed with a key the issuer does not publish`);
   if (err instanceof joseErrors.JOSEError) return new LoupeError('token_invalid', `${what} is not a valid JWT (${err.code})`);
+  // jose's decoders throw a plain TypeError for text that is not a JWT at all.
+  if (err instanceof TypeError) return new LoupeError('token_invalid', `${what} is not a valid JWT (${err.message})`);
   return new LoupeError('token_invalid', `${what} could not be verified`);
 }
 

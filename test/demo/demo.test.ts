@@ -25,5 +25,7 @@ describe('npm run demo', () => {
     assert.match(out, /alice's request completed after the resume: charged 47\.25/);
     assert.match(out, /20\/20 health checks answered/);
     assert.match(out, /ended: client_closed/);
+    assert.match(out, /loupe audit verify → OK: session [0-9a-f-]{36}: \d+ records in \d+ sealed chunk\(s\), chain intact, manifest sealed/);
+    assert.match(out, /report: .*report\.html/);
   });
 });

@@ -11,7 +11,7 @@ export function createAuditStore(config: AuditConfig['store']): AuditStore {
   return new Store({
     bucket: config.bucket,
     prefix: config.prefix,
-    forcePathStyle: config.forcePathStyle,
+    ...(config.forcePathStyle !== undefined ? { forcePathStyle: config.forcePathStyle } : {}),
     ...(config.endpoint ? { endpoint: config.endpoint } : {}),
     ...(config.region ? { region: config.region } : {}),
   });

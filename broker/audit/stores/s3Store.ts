@@ -145,7 +145,7 @@ export class S3AuditStore implements AuditStore {
       if (isNoLockConfiguration(err)) {
         throw new AuditStoreError(
           'misconfigured',
-          `${where} has no Object Lock, so audit objects there could be deleted or overwritten: use a bucket created with Object Lock enabled (aws s3api create-bucket --bucket NAME --object-lock-enabled-for-bucket)`,
+          `${where} has no Object Lock, so audit objects there could be deleted or overwritten: create a new bucket with Object Lock enabled (aws s3api create-bucket --bucket NEW-BUCKET --object-lock-enabled-for-bucket) and configure the store with it`,
           { cause: err },
         );
       }
@@ -159,7 +159,12 @@ export class S3AuditStore implements AuditStore {
       if (/region is missing/i.test((err as SdkError)?.message ?? '')) {
         throw new AuditStoreError('misconfigured', `${where}: no S3 region configured: set AWS_REGION or the store's region`, { cause: err });
       }
-      throw new AuditStoreError('unavailable', `${where} is unreachable: GetObjectLockConfiguration failed with ${describeError(err)}`, { cause: err });
+      const status = httpStatus(err);
+      throw new AuditStoreError(
+        'unavailable',
+        status ? `${where}: the S3 server answered GetObjectLockConfiguration with ${describeError(err)}` : `${where} is unreachable: ${describeError(err)}`,
+        { cause: err },
+      );
     }
     if (enabled !== 'Enabled') {
       throw new AuditStoreError('misconfigured', `${where} does not have Object Lock enabled (ObjectLockEnabled: ${enabled ?? 'absent'}): ${createLockedBucketHint(this.bucket)}`);

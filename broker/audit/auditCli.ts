@@ -1,0 +1,118 @@
+import { mkdirSync, readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { JSONWebKeySet } from 'jose';
+import { renderReport } from './report';
+import { parseTranscriptText, readTranscriptFromStore, verifyTranscript, type Transcript, type VerifyResult } from './verify';
+
+export interface BrokerClientOptions {
+  readonly broker: string;
+  readonly token: string;
+}
+
+async function brokerGet(options: BrokerClientOptions, path: string): Promise<Response> {
+  let res: Response;
+  try {
+    res = await fetch(`${options.broker.replace(/\/$/, '')}${path}`, { headers: { authorization: `Bearer ${options.token}` } });
+  } catch (err) {
+    throw new Error(`cannot reach the broker at ${options.broker}: ${(err as Error).message}`);
+  }
+  if (!res.ok) {
+    const body = (await res.json().catch(() => undefined)) as { error?: { message?: string } } | undefined;
+    throw new Error(`${path}: HTTP ${res.status}: ${body?.error?.message ?? res.statusText}`);
+  }
+  return res;
+}
+
+export async function listSessions(options: BrokerClientOptions, filter: Record<string, string | undefined>): Promise<string> {
+  const query = new URLSearchParams(Object.entries(filter).filter((e): e is [string, string] => e[1] !== undefined));
+  const { sessions } = (await (await brokerGet(options, `/v1/sessions${query.size ? `?${query}` : ''}`)).json()) as { sessions: Record<string, any>[] };
+  if (sessions.length === 0) return 'no sessions match\n';
+  const rows = sessions.map((s) => [s.sessionId, s.startedAt, s.target, s.user.sub, s.mode, s.state === 'ended' ? `ended: ${s.endReason}` : s.state, s.reason]);
+  const header = ['SESSION', 'STARTED', 'TARGET', 'USER', 'MODE', 'STATE', 'REASON'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? String(c) : String(c).padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
+}
+
+/** Saves a session's transcript and the broker's published audit keys into a folder. */
+export async function downloadSession(options: BrokerClientOptions, sessionId: string, outDir: string): Promise<{ dir: string; transcript: string; keys: string }> {
+  const transcript = await (await brokerGet(options, `/v1/sessions/${encodeURIComponent(sessionId)}/transcript`)).text();
+  const keys = await (await brokerGet(options, '/v1/audit/keys')).text();
+  const dir = resolve(outDir);
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'transcript.ndjson'), transcript);
+  writeFileSync(join(dir, 'keys.json'), keys);
+  return { dir, transcript: join(dir, 'transcript.ndjson'), keys: join(dir, 'keys.json') };
+}
+
+async function loadKeys(spec: string): Promise<JSONWebKeySet> {
+  if (/^https?:\/\//.test(spec)) {
+    const res = await fetch(spec);
+    if (!res.ok) throw new Error(`cannot fetch audit keys from ${spec}: HTTP ${res.status}`);
+    return (await res.json()) as JSONWebKeySet;
+  }
+  return JSON.parse(readFileSync(spec, 'utf8')) as JSONWebKeySet;
+}
+
+export interface VerifyTarget {
+  readonly transcript: Transcript;
+  readonly keys: JSONWebKeySet;
+  readonly requireRetention: boolean;
+  readonly source: string;
+}
+
+/** Reads what `verify` and `render` work on: a downloaded folder, or a session prefix in S3. */
+export async function openVerifyTarget(location: string, keysSpec: string | undefined): Promise<VerifyTarget> {
+  const s3 = /^s3:\/\/([^/]+)\/(.+?)\/?$/.exec(location);
+  if (s3) {
+    const [, bucket, path] = s3 as unknown as [string, string, string];
+    const at = path.search(/(^|\/)sessions\//);
+    if (at < 0) throw new Error(`${location}: expected s3://bucket/[prefix/]sessions/YYYY/MM/DD/<sessionId>`);
+    const storePrefix = path.slice(0, at === 0 ? 0 : at + 1);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { S3AuditStore } = require('./stores/s3Store') as typeof import('./stores/s3Store');
+    const store = new S3AuditStore({ bucket, prefix: storePrefix, forcePathStyle: true });
+    const streamPrefix = `${path.slice(storePrefix.length)}/`;
+    const transcript = await readTranscriptFromStore(store, streamPrefix, true);
+    let keys: JSONWebKeySet;
+    if (keysSpec) keys = await loadKeys(keysSpec);
+    else {
+      const keyObjects = await store.list('keys/');
+      keys = { keys: [] };
+      for (const key of keyObjects) keys.keys.push(...(JSON.parse((await store.get(key)).toString('utf8')) as JSONWebKeySet).keys);
+    }
+    return { transcript, keys, requireRetention: true, source: location };
+  }
+  const dir = resolve(location);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new Error(`${location}: not a folder (expected the output of "loupe audit download") or an s3:// location`);
+  const transcriptFile = join(dir, 'transcript.ndjson');
+  if (!existsSync(transcriptFile)) throw new Error(`${location}: no transcript.ndjson`);
+  const keys = await loadKeys(keysSpec ?? join(dir, 'keys.json'));
+  return { transcript: parseTranscriptText(readFileSync(transcriptFile, 'utf8')), keys, requireRetention: false, source: dir };
+}
+
+export async function verifyLocation(location: string, keysSpec?: string): Promise<{ result: VerifyResult; target: VerifyTarget }> {
+  const target = await openVerifyTarget(location, keysSpec);
+  return { result: await verifyTranscript(target.transcript, target.keys, { requireRetention: target.requireRetention }), target };
+}
+
+export function describeVerification(result: VerifyResult, target: VerifyTarget): string {
+  const lines: string[] = [];
+  const kids = target.keys.keys.map((k) => k.kid).join(', ');
+  if (result.ok) {
+    lines.push(`OK: session ${target.transcript.stream}: ${result.events.length} records in ${target.transcript.chunks.length} sealed chunk(s), chain intact, manifest sealed (audit key ${kids})`);
+    if (target.requireRetention) lines.push('   every object is under COMPLIANCE retention');
+  } else {
+    lines.push(`FAILED: session ${target.transcript.stream || '(unknown)'}`);
+    lines.push(`   first problem: ${result.problems[0]}`);
+    for (const p of result.problems.slice(1, 20)) lines.push(`   also: ${p}`);
+    if (result.problems.length > 20) lines.push(`   … ${result.problems.length - 20} more`);
+  }
+  for (const note of result.notes) lines.push(`   note: ${note}`);
+  return lines.join('\n') + '\n';
+}
+
+export async function renderLocation(location: string, output: string, keysSpec?: string): Promise<{ ok: boolean; output: string }> {
+  const { result, target } = await verifyLocation(location, keysSpec);
+  writeFileSync(output, renderReport(result, { source: target.source }));
+  return { ok: result.ok, output: resolve(output) };
+}

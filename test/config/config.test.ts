@@ -1,0 +1,390 @@
+import { strict as assert } from 'node:assert';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { decodeJwt, exportSPKI, generateKeyPair } from 'jose';
+import { parseConfigText, validateConfig } from '../../broker/config/load';
+import { LoupeError } from '../../broker/errors';
+import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+
+const root = join(__dirname, '..', '..');
+const cli = join(root, 'dist', 'cli.js');
+
+const goodYaml = `
+server:
+  host: 127.0.0.1
+  port: 0
+roles:
+  dev: { groups: [payments-dev] }
+  owner: { groups: [payments-owners] }
+admins: [owner]
+targets:
+  checkout:
+    inspector: 127.0.0.1:9229
+    owners: [owner]
+    access:
+      - role: dev
+        modes: [snapshot, pause]
+        maxDuration: 30m
+        requireTicket: '^JIRA-\\d+$'
+`;
+
+/** Runs the parser and returns the config_invalid error it must throw. */
+function invalid(text: string, env: NodeJS.ProcessEnv = {}, problemsInMessage = true): { error: LoupeError; problems: string[] } {
+  try {
+    parseConfigText(text, tmpdir(), 'policy.yaml', env);
+  } catch (err) {
+    assert.ok(err instanceof LoupeError, `expected a LoupeError, got ${String(err)}`);
+    assert.equal(err.code, 'config_invalid');
+    const problems = err.details?.problems as string[];
+    assert.ok(Array.isArray(problems) && problems.length > 0, 'details.problems lists the problems');
+    // Every problem appears in the message too, so a log line or CLI output shows them all.
+    if (problemsInMessage) for (const p of problems) assert.ok(err.message.includes(p), `message lacks "${p}":\n${err.message}`);
+    return { error: err, problems };
+  }
+  assert.fail('config was accepted');
+}
+
+/** goodYaml with one line replaced (a small, readable way to break exactly one thing). */
+const withLine = (from: string, to: string) => {
+  assert.ok(goodYaml.includes(from), `fixture lacks ${from}`);
+  return goodYaml.replace(from, () => to); // a function, so "$'" in `to` is not a replacement pattern
+};
+
+const hasProblem = (problems: string[], expected: string | RegExp) =>
+  assert.ok(
+    problems.some((p) => (typeof expected === 'string' ? p === expected : expected.test(p))),
+    `no problem ${expected} in:\n  ${problems.join('\n  ')}`,
+  );
+
+describe('config: validation reports each problem with its path', () => {
+  it('accepts the good fixture (control)', () => {
+    const config = parseConfigText(goodYaml, tmpdir(), 'policy.yaml', {});
+    const rule = config.targets.checkout!.access[0]!;
+    assert.equal(rule.maxDurationSeconds, 1800);
+    assert.deepEqual([...rule.modes], ['snapshot', 'pause']);
+    assert.ok(rule.requireTicket!.test('JIRA-12'));
+    assert.ok(Object.isFrozen(config) && Object.isFrozen(config.targets.checkout), 'config is frozen');
+  });
+
+  it('bad maxDuration', () => {
+    for (const bad of ['thirty minutes', '0s', '30', '-5m', '1x']) {
+      const { problems } = invalid(withLine('maxDuration: 30m', `maxDuration: "${bad}"`));
+      assert.deepEqual(problems, ['targets.checkout.access[0].maxDuration: expected a duration like "30m"'], `maxDuration ${bad}`);
+    }
+    const { problems } = invalid(withLine('maxDuration: 30m', 'maxDuration: 1800'));
+    assert.deepEqual(problems, ['targets.checkout.access[0].maxDuration: expected a duration like "30m"']);
+  });
+
+  it('unknown keys, at the top level and nested', () => {
+    const { problems } = invalid(withLine('targets:\n', 'tragets: {}\ntargets:\n').replace('inspector: 127.0.0.1:9229', 'inspector: 127.0.0.1:9229\n    inspectr: x'));
+    hasProblem(problems, /^tragets: unknown key \(expected one of: .*targets/);
+    hasProblem(problems, /^targets\.checkout\.inspectr: unknown key \(expected one of: inspector, /);
+    assert.equal(problems.length, 2);
+  });
+
+  it('unknown role in owners', () => {
+    const { problems } = invalid(withLine('owners: [owner]', 'owners: [owner, ghost]'));
+    assert.deepEqual(problems, ['targets.checkout.owners[1]: unknown role "ghost" (defined roles: dev, owner)']);
+  });
+
+  it('unknown role in access.role', () => {
+    const { problems } = invalid(withLine('- role: dev', '- role: devs'));
+    assert.deepEqual(problems, ['targets.checkout.access[0].role: unknown role "devs" (defined roles: dev, owner)']);
+  });
+
+  it('unknown role in admins', () => {
+    const { problems } = invalid(withLine('admins: [owner]', 'admins: [root]'));
+    assert.deepEqual(problems, ['admins[0]: unknown role "root" (defined roles: dev, owner)']);
+  });
+
+  it('bad mode', () => {
+    const { problems } = invalid(withLine('modes: [snapshot, pause]', 'modes: [snapshot, god]'));
+    assert.deepEqual(problems, ['targets.checkout.access[0].modes[1]: expected one of: pause, snapshot']);
+  });
+
+  it('bad regular expression in requireTicket', () => {
+    const { problems } = invalid(withLine(`requireTicket: '^JIRA-\\d+$'`, `requireTicket: '^JIRA-(\\d+$'`));
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^targets\.checkout\.access\[0\]\.requireTicket: invalid regular expression: /);
+  });
+
+  it('bad inspector address', () => {
+    for (const bad of ['localhost', 'http://127.0.0.1:9229', '127.0.0.1:9229/path', 'host name:9229']) {
+      const { problems } = invalid(withLine('inspector: 127.0.0.1:9229', `inspector: "${bad}"`));
+      assert.deepEqual(problems, ['targets.checkout.inspector: expected "host:port" or a ws:// URL'], `inspector ${bad}`);
+    }
+    for (const good of ['[::1]:9229', 'ws://10.0.0.4:9229/abc', 'app.prod.svc:9229']) {
+      parseConfigText(withLine('inspector: 127.0.0.1:9229', `inspector: "${good}"`), tmpdir(), 'policy.yaml', {});
+    }
+  });
+
+  it('HMAC and "none" algorithms in an issuer', async () => {
+    const { publicKey } = await generateKeyPair('RS256', { extractable: true });
+    const pem = await exportSPKI(publicKey);
+    const issuer = { issuer: 'https://idp.example', publicKey: pem, algorithms: ['RS256', 'HS256', 'none'] };
+    try {
+      validateConfig(basePolicy('127.0.0.1:9', { identity: { issuers: [issuer] } }), tmpdir());
+      assert.fail('HMAC algorithm accepted');
+    } catch (err) {
+      assert.ok(err instanceof LoupeError);
+      const problems = err.details!.problems as string[];
+      assert.deepEqual(problems, [
+        'identity.issuers[0].algorithms[1]: "HS256" is not an asymmetric JWS algorithm (allowed: RS*, PS*, ES*, EdDSA)',
+        'identity.issuers[0].algorithms[2]: "none" is not an asymmetric JWS algorithm (allowed: RS*, PS*, ES*, EdDSA)',
+      ]);
+    }
+    // and the same issuer with only RS256 is fine
+    validateConfig(basePolicy('127.0.0.1:9', { identity: { issuers: [{ ...issuer, algorithms: ['RS256'] }] } }), tmpdir());
+  });
+
+  it('an issuer public key that is not a key is reported at load, not at broker start', () => {
+    const issuer = { issuer: 'https://idp.example', publicKey: '-----BEGIN PUBLIC KEY-----\nbm90IGEga2V5\n-----END PUBLIC KEY-----\n', algorithms: ['RS256'] };
+    try {
+      validateConfig(basePolicy('127.0.0.1:9', { identity: { issuers: [issuer] } }), tmpdir());
+    } catch (err) {
+      assert.ok(err instanceof LoupeError);
+      hasProblem(err.details!.problems as string[], /^identity\.issuers\[0\]\.publicKey: /);
+      return;
+    }
+    assert.fail('a PEM block that holds no key was accepted; the broker would only fail when it starts, with no path');
+  });
+
+  it('missing targets', () => {
+    for (const text of ['roles: { dev: { groups: [g] } }\n', 'roles: { dev: { groups: [g] } }\ntargets: {}\n', 'roles: { dev: { groups: [g] } }\ntargets:\n']) {
+      const { problems } = invalid(text);
+      assert.deepEqual(problems, ['targets: at least one target is required']);
+    }
+  });
+
+  it('top level that is not a mapping', () => {
+    const { error, problems } = invalid('- just\n- a list\n', {}, false);
+    assert.deepEqual(problems, ['(root): expected a mapping']);
+    assert.match(error.message, /expected a YAML mapping at the top level/);
+  });
+
+  it('YAML syntax error', () => {
+    const { error, problems } = invalid('targets:\n  checkout: {inspector: 127.0.0.1:9229\n  owners: [a\n');
+    assert.ok(problems.every((p) => p.startsWith('policy.yaml: ')), problems.join('\n'));
+    assert.match(error.message, /^invalid config:/);
+  });
+
+  it('duplicate keys are a syntax error, not a silent override', () => {
+    const { problems } = invalid(withLine('    inspector: 127.0.0.1:9229', '    inspector: 127.0.0.1:9229\n    inspector: 10.0.0.1:9229'));
+    assert.ok(problems.some((p) => p.startsWith('policy.yaml: ') && /unique|duplicate/i.test(p)), problems.join('\n'));
+  });
+
+  it('environment substitution: a missing variable is reported with its path', () => {
+    const { problems } = invalid(withLine('inspector: 127.0.0.1:9229', 'inspector: ${CHECKOUT_INSPECTOR}'));
+    assert.deepEqual(problems, ['targets.checkout.inspector: environment variable CHECKOUT_INSPECTOR is not set']);
+    // An empty variable counts as missing.
+    const empty = invalid(withLine('inspector: 127.0.0.1:9229', 'inspector: ${CHECKOUT_INSPECTOR}'), { CHECKOUT_INSPECTOR: '' });
+    assert.deepEqual(empty.problems, problems);
+  });
+
+  it('environment substitution: set variables and ${VAR:-default}', () => {
+    const text = withLine('inspector: 127.0.0.1:9229', 'inspector: ${CHECKOUT_HOST:-127.0.0.1}:${CHECKOUT_PORT:-9229}').replace('port: 0', 'port: ${BROKER_PORT}');
+    const defaults = parseConfigText(text, tmpdir(), 'policy.yaml', { BROKER_PORT: '7171' });
+    assert.equal(defaults.targets.checkout!.inspector, '127.0.0.1:9229');
+    assert.equal(defaults.server.port, 7171);
+    const set = parseConfigText(text, tmpdir(), 'policy.yaml', { BROKER_PORT: '0', CHECKOUT_HOST: 'checkout.prod.svc', CHECKOUT_PORT: '9230' });
+    assert.equal(set.targets.checkout!.inspector, 'checkout.prod.svc:9230');
+  });
+
+  it('environment values are data: they are never parsed as YAML', () => {
+    const { problems } = invalid(withLine('inspector: 127.0.0.1:9229', 'inspector: ${EVIL}'), { EVIL: '127.0.0.1:9229\n    owners: [dev]' });
+    assert.deepEqual(problems, ['targets.checkout.inspector: expected "host:port" or a ws:// URL']);
+  });
+
+  it('several problems in one file are all listed, each with its path', () => {
+    const text = `
+servre: {}
+server: { port: 99999 }
+roles:
+  dev: { groups: [payments-dev] }
+targets:
+  checkout:
+    inspector: nowhere
+    owners: [ghost]
+    access:
+      - role: phantom
+        modes: [snapshot, yolo]
+        maxDuration: forever
+        requireTicket: '[unclosed'
+`;
+    const { problems } = invalid(text);
+    const expected = [
+      /^servre: unknown key/,
+      /^server\.port: expected an integer from 0 to 65535$/,
+      /^targets\.checkout\.inspector: expected "host:port" or a ws:\/\/ URL$/,
+      /^targets\.checkout\.owners\[0\]: unknown role "ghost"/,
+      /^targets\.checkout\.access\[0\]\.role: unknown role "phantom"/,
+      /^targets\.checkout\.access\[0\]\.modes\[1\]: expected one of: pause, snapshot$/,
+      /^targets\.checkout\.access\[0\]\.maxDuration: expected a duration like "30m"$/,
+      /^targets\.checkout\.access\[0\]\.requireTicket: invalid regular expression/,
+    ];
+    for (const e of expected) hasProblem(problems, e);
+    assert.equal(problems.length, expected.length, problems.join('\n'));
+  });
+});
+
+/** Runs the built CLI and collects its exit code and output. */
+async function runCli(args: string[], cwd: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const proc = spawn(process.execPath, [cli, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+  proc.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  const [code] = (await once(proc, 'close')) as [number | null];
+  return { code, stdout, stderr };
+}
+
+describe('config: the loupe CLI', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'loupe-cli-'));
+  const stateDir = join(dir, 'state');
+  const goodFile = join(dir, 'good.yaml');
+  const badFile = join(dir, 'bad.yaml');
+  const brokers: TestBroker[] = [];
+  const procs: ChildProcess[] = [];
+  // The same policy as good.yaml, for a broker started in this process on the same state directory.
+  const policy = {
+    ...basePolicy('127.0.0.1:9'),
+    roles: { dev: { groups: ['g1'] }, owner: { groups: ['owners'] }, admin: { groups: ['admins'] } },
+  };
+
+  before(() => {
+    if (!existsSync(cli)) {
+      const build = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
+      assert.equal(build.status, 0, 'npm run build failed');
+    }
+    writeFileSync(goodFile, JSON.stringify({ ...policy, stateDir }, null, 2)); // JSON is YAML
+    writeFileSync(
+      badFile,
+      `
+roles:
+  dev: { groups: [g1] }
+targets:
+  checkout:
+    inspector: "not an address"
+    owners: [ghost]
+    access:
+      - role: dev
+        modes: [pause, teleport]
+        maxDuration: 30 minutes
+`,
+    );
+  });
+  after(async () => {
+    for (const proc of procs) {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGKILL');
+        await once(proc, 'exit');
+      }
+    }
+    for (const b of brokers) await b.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const badProblems = [
+    'targets.checkout.inspector: expected "host:port" or a ws:// URL',
+    'targets.checkout.owners[0]: unknown role "ghost" (defined roles: dev)',
+    'targets.checkout.access[0].modes[1]: expected one of: pause, snapshot',
+    'targets.checkout.access[0].maxDuration: expected a duration like "30m"',
+  ];
+
+  it('broker --config bad.yaml exits non-zero and prints every problem with its path', async () => {
+    const { code, stdout, stderr } = await runCli(['broker', '--config', badFile], dir);
+    assert.notEqual(code, 0);
+    assert.equal(stdout, '', 'nothing on stdout: no LOUPE_BROKER_URL line');
+    for (const p of badProblems) assert.ok(stderr.includes(p), `stderr lacks "${p}":\n${stderr}`);
+    assert.ok(!/\n\s+at /.test(stderr), `a stack trace is not a config report:\n${stderr}`);
+  });
+
+  it('policy check bad.yaml exits 1 with the same problems', async () => {
+    const { code, stderr } = await runCli(['policy', 'check', badFile], dir);
+    assert.equal(code, 1);
+    for (const p of badProblems) assert.ok(stderr.includes(p), `stderr lacks "${p}":\n${stderr}`);
+  });
+
+  it('policy check good.yaml exits 0', async () => {
+    const { code, stdout, stderr } = await runCli(['policy', 'check', goodFile], dir);
+    assert.equal(code, 0, stderr);
+    assert.match(stdout, /valid \(1 target\(s\), 3 role\(s\)\)/);
+  });
+
+  it('policy check of a missing file exits 1 and says it cannot read it', async () => {
+    const { code, stderr } = await runCli(['policy', 'check', join(dir, 'nope.yaml')], dir);
+    assert.equal(code, 1);
+    assert.match(stderr, /cannot read config/);
+  });
+
+  it('token prints a JWT that the broker accepts', async () => {
+    const { code, stdout, stderr } = await runCli(['token', '--config', goodFile, '--user', 'alice', '--groups', 'g1,g2'], dir);
+    assert.equal(code, 0, stderr);
+    const token = stdout.trim();
+    assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    const claims = decodeJwt(token);
+    assert.equal(claims.sub, 'alice');
+    assert.deepEqual(claims.groups, ['g1', 'g2']);
+
+    // Closed before the next test starts a CLI broker on the same state directory.
+    const broker = await startTestBroker(policy, { stateDir });
+    brokers.push(broker);
+    try {
+      const res = await broker.api('GET', '/v1/targets', token);
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.deepEqual(res.body.targets.map((t: { name: string }) => t.name), ['app'], 'group g1 maps to role dev');
+      const grant = await broker.api('POST', '/v1/grants', token, { target: 'app', mode: 'snapshot', durationSeconds: 60, reason: 'cli token check' });
+      assert.equal(grant.status, 201);
+      assert.equal(decodeJwt(grant.body.token).sub, 'alice');
+    } finally {
+      brokers.splice(brokers.indexOf(broker), 1);
+      await broker.close();
+    }
+  });
+
+  it('token without --user fails with a usage hint', async () => {
+    const { code, stdout, stderr } = await runCli(['token', '--config', goodFile], dir);
+    assert.equal(code, 2);
+    assert.equal(stdout, '');
+    assert.match(stderr, /missing --user/);
+  });
+
+  it('broker --config good.yaml serves, accepts a CLI token, and stops on SIGTERM', async () => {
+    const proc = spawn(process.execPath, [cli, 'broker', '--config', goodFile], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    procs.push(proc);
+    let stderr = '';
+    proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`no LOUPE_BROKER_URL within 10s: ${stderr}`)), 10000);
+      proc.stdout!.setEncoding('utf8').on('data', (c: string) => {
+        out += c;
+        const match = /^LOUPE_BROKER_URL=(\S+)$/m.exec(out);
+        if (match) (clearTimeout(timer), resolve(match[1]!));
+      });
+      proc.once('exit', (code) => (clearTimeout(timer), reject(new Error(`broker exited ${code}: ${stderr}`))));
+    });
+    const health = await fetch(`${url}/healthz`);
+    assert.equal(health.status, 200);
+    const { stdout: token } = await runCli(['token', '--config', goodFile, '--user', 'bob', '--groups', 'g1'], dir);
+    const res = await fetch(`${url}/v1/targets`, { headers: { authorization: `Bearer ${token.trim()}` } });
+    assert.equal(res.status, 200);
+    assert.equal(((await res.json()) as any).targets[0].name, 'app');
+    proc.kill('SIGTERM');
+    const [code] = (await once(proc, 'exit')) as [number | null];
+    assert.equal(code, 0, stderr);
+  });
+
+  it('an unknown subcommand exits 2 with usage', async () => {
+    const { code, stdout, stderr } = await runCli(['frobnicate'], dir);
+    assert.equal(code, 2);
+    assert.equal(stdout, '');
+    assert.match(stderr, /^usage:/);
+    assert.match(stderr, /loupe broker --config/);
+    assert.match(stderr, /loupe policy check/);
+  });
+});
