@@ -146,7 +146,7 @@ export class Broker {
   async report(identity: Identity, sessionId: string): Promise<string> {
     const { summary, transcript } = await this.sessionTranscript(identity, sessionId);
     const result = await verifyTranscript(transcript, this.auditKeys);
-    return renderReport(result, { source: `${this.audit.store.description}/${summary.prefix}` });
+    return renderReport(result, { source: `recorded by the broker's ${this.audit.store.description.startsWith('s3:') ? 'S3 (Object Lock) store' : 'local audit store'}${summary.state === 'ended' ? '' : `, session ${summary.state}`}` });
   }
 
   /** The audit public keys, as published at GET /v1/audit/keys. */

@@ -3,6 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { ensureChromium } from './chromium/ensure-chromium.mjs';
 import { ensureS3 } from './s3/ensure-s3.mjs';
 
 const root = join(import.meta.dirname, '..');
@@ -35,4 +36,6 @@ run('build', process.execPath, ['esbuild.mjs']);
 run('typecheck', process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '-p', '.']);
 // The audit store tests run against a real S3 server with Object Lock (started here unless S3_ENDPOINT is set).
 const s3Env = ensureS3();
-run(`tests (${files.length} files)`, process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', ...files], { ...process.env, ...s3Env });
+// The report page is checked in a real headless Chromium (Debian's chromium, installed here when missing).
+const chromiumEnv = { CHROMIUM_PATH: ensureChromium(), PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: '1' };
+run(`tests (${files.length} files)`, process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', ...files], { ...process.env, ...s3Env, ...chromiumEnv });

@@ -204,7 +204,8 @@ export class AuditTrail extends EventEmitter {
     const oldest = Math.min(...[...this.streams.values(), ...this.closingStreams].map((s) => s.firstPendingAt ?? Infinity));
     const waited = this.clock() - oldest;
     const walFailed = this.wal.failed;
-    if ((walFailed || (this.degradedSince !== undefined && waited > this.options.failClosedAfterMs)) && !this.failedClosed) {
+    // Records waiting longer than the bound fail the broker closed, whether uploads fail or hang.
+    if ((walFailed || waited > this.options.failClosedAfterMs) && !this.failedClosed) {
       this.failedClosed = true;
       const error = walFailed ? walFailed.message : `audit store ${this.store.description} has not accepted records for ${Math.round(waited / 1000)} s: ${this.lastError}`;
       this.log?.(`audit: failing closed: ${error}`);

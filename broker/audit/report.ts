@@ -9,7 +9,33 @@ const short = (value: unknown, max = 160) => {
   return text === undefined ? '' : text.length > max ? `${text.slice(0, max)}…` : text;
 };
 
-type Row = { time: string; kind: string; what: string; detail: string; tone: 'normal' | 'refused' | 'alert' | 'end' };
+type Row = { seq: number; time: string; kind: string; what: string; detail: string; tone: 'normal' | 'refused' | 'alert' | 'end' };
+
+/** An evaluation's outcome in words: V8's side-effect refusal, another error's first line, or the value. */
+function outcomeOf(response: Record<string, any> | undefined): string {
+  if (!response) return 'no answer recorded';
+  if (response.error) return `error: ${short(response.error.message)}`;
+  const error = response.result?.error as string | undefined;
+  if (error) return /Possible side-effect/.test(error) ? 'refused by V8: possible side effect' : `threw: ${short(error.split('\n')[0])}`;
+  return `→ ${short(response.result?.preview ?? '')}`;
+}
+
+/** "app.js:15" from a breakpoint request, whether it named a URL, a URL pattern or a script. */
+function breakpointPlace(params: Record<string, any> | undefined): string {
+  const where = params?.url ?? (params?.urlRegex ? String(params.urlRegex).replace(/\\(.)/g, '$1').replace(/[$^]/g, '') : params?.location ? `script ${params.location.scriptId}` : 'function');
+  const line = params?.lineNumber ?? params?.location?.lineNumber;
+  return `${String(where).split('/').pop()}${line !== undefined ? ` line ${line + 1}` : ''}`;
+}
+
+const endReasons: Record<string, string> = {
+  client_closed: 'the developer disconnected',
+  expired: 'the grant expired',
+  revoked: 'the grant was revoked',
+  shutdown: 'the broker shut down',
+  target_gone: 'the target process went away',
+  audit_failure: 'the audit store was unavailable (failed closed)',
+  broker_crashed: 'the broker stopped abruptly (recovered from its write-ahead log)',
+};
 
 /** One line of the timeline per thing an auditor cares about; request and response are joined. */
 function timeline(events: readonly AuditEvent[]): Row[] {
@@ -19,48 +45,49 @@ function timeline(events: readonly AuditEvent[]): Row[] {
   for (const e of events) {
     const d = e.data as Record<string, any>;
     const response = responses.get(e.seq)?.data as Record<string, any> | undefined;
-    const outcome = response ? (response.error ? `error: ${short(response.error.message)}` : short(response.result?.error ? `refused/threw: ${response.result.error}` : response.result?.preview ?? '')) : '';
+    const outcome = outcomeOf(response);
     const time = e.time.slice(11, 23);
+    const push = (row: Omit<Row, 'seq' | 'time'>) => rows.push({ seq: e.seq, time, ...row });
     switch (e.type) {
       case 'session.started':
-        rows.push({ time, kind: 'session', what: 'session started', detail: `inspector ${d.inspector}, grant expires ${d.expiresAt}`, tone: 'normal' });
+        push({ kind: 'session', what: 'session started', detail: `inspector ${d.inspector}, grant expires ${d.expiresAt}`, tone: 'normal' });
         break;
       case 'session.ended':
-        rows.push({ time, kind: 'session', what: `session ended: ${d.endReason}`, detail: d.detail ?? '', tone: 'end' });
+        push({ kind: 'session', what: `session ended: ${endReasons[d.endReason] ?? d.endReason}`, detail: d.detail ?? '', tone: 'end' });
         break;
       case 'cdp.breakpoint.set':
-        rows.push({ time, kind: 'breakpoint', what: `set ${d.params?.url ?? d.params?.urlRegex ?? d.params?.location?.scriptId ?? ''}:${(d.params?.lineNumber ?? d.params?.location?.lineNumber ?? 0) + 1}`, detail: `${d.condition ? `condition ${short(d.condition)} (checked by the broker) ` : ''}${response?.result?.breakpointId ? `→ ${response.result.breakpointId}` : outcome}`, tone: 'normal' });
+        push({ kind: 'breakpoint', what: `set at ${breakpointPlace(d.params)}`, detail: `${d.condition ? `condition ${short(d.condition)} (checked by the broker)` : ''}${response?.error ? ` ${outcome}` : ''}`, tone: response?.error ? 'refused' : 'normal' });
         break;
       case 'cdp.breakpoint.removed':
-        rows.push({ time, kind: 'breakpoint', what: `removed ${short(d.params?.breakpointId)}`, detail: '', tone: 'normal' });
+        push({ kind: 'breakpoint', what: `removed ${short(d.params?.breakpointId)}`, detail: '', tone: 'normal' });
         break;
       case 'cdp.breakpoint.hit':
       case 'cdp.paused':
-        rows.push({ time, kind: 'pause', what: e.type === 'cdp.breakpoint.hit' ? `breakpoint hit at ${d.frame ?? '?'}` : `paused (${d.reason}) at ${d.frame ?? '?'}`, detail: (d.stack ?? []).slice(1, 4).join(' ← '), tone: 'normal' });
+        push({ kind: 'pause', what: e.type === 'cdp.breakpoint.hit' ? `breakpoint hit at ${d.frame ?? '?'}` : `paused (${d.reason}) at ${d.frame ?? '?'}`, detail: (d.stack ?? []).slice(1, 4).join(' ← '), tone: 'normal' });
         break;
       case 'cdp.breakpoint.condition':
-        rows.push({ time, kind: 'condition', what: `condition ${short(d.condition, 80)} → ${d.value}`, detail: d.detail ?? '', tone: d.detail ? 'refused' : 'normal' });
+        push({ kind: 'condition', what: `condition ${short(d.condition, 80)} → ${d.value}`, detail: d.detail ?? '', tone: d.detail ? 'refused' : 'normal' });
         break;
       case 'cdp.evaluate':
-        rows.push({ time, kind: 'evaluate', what: short(d.params?.expression, 200), detail: `${d.frame ? `in ${d.frame}: ` : ''}${outcome}`, tone: /refused|side-effect|error/i.test(outcome) ? 'refused' : 'normal' });
+        push({ kind: 'evaluate', what: short(d.params?.expression, 200), detail: `${d.frame ? `in ${d.frame} ` : ''}${outcome}`, tone: /^(refused|error|threw)/.test(outcome) ? 'refused' : 'normal' });
         break;
       case 'cdp.properties.read': {
         const names = (response?.result?.properties ?? []).map((p: { name: string; preview?: string }) => `${p.name}=${short(p.preview, 40)}`);
-        rows.push({ time, kind: 'read', what: `read ${d.object ?? d.params?.objectId}`, detail: names.slice(0, 20).join(', ') + (names.length > 20 ? ` … (${names.length})` : ''), tone: 'normal' });
+        push({ kind: 'read', what: `read ${d.object ?? d.params?.objectId}`, detail: names.slice(0, 20).join(', ') + (names.length > 20 ? ` … (${names.length})` : ''), tone: 'normal' });
         break;
       }
       case 'cdp.refused':
-        rows.push({ time, kind: 'refused', what: `${d.method ?? 'frame'} refused`, detail: `${d.message} [rule ${d.rule}]`, tone: 'refused' });
+        push({ kind: 'refused', what: `${d.method ?? 'frame'} refused`, detail: `${d.message} [rule ${d.rule}]`, tone: 'refused' });
         break;
       case 'cdp.step':
       case 'cdp.resume':
-        rows.push({ time, kind: e.type === 'cdp.step' ? 'step' : 'resume', what: d.method, detail: '', tone: 'normal' });
+        push({ kind: e.type === 'cdp.step' ? 'step' : 'resume', what: d.method, detail: '', tone: 'normal' });
         break;
       case 'watchdog.resumed':
-        rows.push({ time, kind: 'watchdog', what: `target resumed by the watchdog after ${d.maxPauseSeconds} s`, detail: '', tone: 'alert' });
+        push({ kind: 'watchdog', what: `target resumed by the watchdog after ${d.maxPauseSeconds} s`, detail: '', tone: 'alert' });
         break;
       default:
-        if (e.type.startsWith('alert.')) rows.push({ time, kind: 'alert', what: e.type, detail: short(d), tone: 'alert' });
+        if (e.type.startsWith('alert.')) push({ kind: 'alert', what: e.type, detail: short(d), tone: 'alert' });
     }
   }
   return rows;
@@ -72,10 +99,19 @@ export function renderReport(result: VerifyResult, options: { generatedAt?: Date
   const last = result.events.at(-1);
   const ended = [...result.events].reverse().find((e) => e.type === 'session.ended');
   const rows = timeline(result.events);
-  const counts = (kind: string) => rows.filter((r) => r.kind === kind).length;
+  const counts = (kind: string, what?: RegExp) => rows.filter((r) => r.kind === kind && (!what || what.test(r.what))).length;
+  const badSeqs = new Set(result.problems.flatMap((p) => [...p.matchAll(/\(seq (\d+)\)/g)].map((m) => Number(m[1]))));
+  // A failed record the timeline does not show (a response, say) still gets a row of its own.
+  for (const seq of badSeqs) {
+    const event = result.events.find((e) => e.seq === seq);
+    if (!event || rows.some((r) => r.seq === seq)) continue;
+    rows.push({ seq, time: event.time.slice(11, 23), kind: event.type, what: `record ${seq}`, detail: short(event.data, 200), tone: 'normal' });
+    rows.sort((a, b) => a.seq - b.seq);
+  }
   const verdict = result.ok
     ? `<div class="ok">Verified: ${result.events.length} records, every hash link and seal checks out${result.manifest ? ', sealed by its manifest' : ''}.</div>`
-    : `<div class="bad">Verification FAILED: ${escapeHtml(result.problems[0])}${result.problems.length > 1 ? ` (and ${result.problems.length - 1} more problem(s))` : ''}</div>`;
+    : `<div class="bad">Verification FAILED: ${escapeHtml(result.problems[0])}${result.problems.length > 1 ? ` (and ${result.problems.length - 1} more problem(s))` : ''}<br><span class="warn">Everything below comes from records that failed verification: do not rely on it. Rows of records named in the problems are marked.</span></div>
+<h2>Problems</h2><ul>${result.problems.map((p) => `<li>${escapeHtml(p)}</li>`).join('')}</ul>`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Loupe session ${escapeHtml(first?.stream)}</title>
 <style>
@@ -84,7 +120,7 @@ h1{font-size:20px;margin:0 0 4px}.sub{color:#5a6472;margin-bottom:16px}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:16px 0}dt{color:#5a6472}dd{margin:0}
 .ok,.bad{padding:10px 14px;border-radius:6px;margin:12px 0;font-weight:600}.ok{background:#e6f6ea;color:#17612c}.bad{background:#fde8e8;color:#9b1c1c}
 table{border-collapse:collapse;width:100%;margin-top:12px}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e4e7eb;vertical-align:top}
-th{background:#f4f6f8;font-weight:600}td.k{white-space:nowrap;color:#5a6472}tr.refused td{background:#fff4f4}tr.alert td{background:#fff8e6}tr.end td{background:#f4f6f8}
+th{background:#f4f6f8;font-weight:600}td.k{white-space:nowrap;color:#5a6472}tr.refused td{background:#fff4f4}tr.alert td{background:#fff8e6}tr.end td{background:#f4f6f8}tr.tampered td{background:#fde8e8;color:#9b1c1c}.warn{font-weight:400}
 code{font:12px ui-monospace,monospace}.counts span{margin-right:16px}
 </style></head><body>
 <h1>Debugging session on ${escapeHtml(first?.target ?? '?')}</h1>
@@ -96,14 +132,13 @@ ${verdict}
 <dt>Why</dt><dd>${escapeHtml(first?.reason)}</dd>
 <dt>Ticket</dt><dd>${escapeHtml(first?.ticket ?? '(none)')}</dd>
 <dt>Grant</dt><dd><code>${escapeHtml(first?.grant)}</code></dd>
-<dt>When</dt><dd>${escapeHtml(first?.time)} → ${escapeHtml(last?.time)}</dd>
-<dt>How it ended</dt><dd>${escapeHtml(ended ? (ended.data as { endReason?: string }).endReason : 'no end recorded')}</dd>
+<dt>When</dt><dd>${escapeHtml(first?.time)} → ${escapeHtml(last?.time)}${first && last ? ` (${Math.round((Date.parse(last.time) - Date.parse(first.time)) / 1000)} s)` : ''}</dd>
+<dt>How it ended</dt><dd>${escapeHtml(ended ? (endReasons[String((ended.data as { endReason?: string }).endReason)] ?? (ended.data as { endReason?: string }).endReason) : 'no end recorded')}</dd>
 </dl>
-<div class="counts"><span>breakpoints: ${counts('breakpoint')}</span><span>pauses: ${counts('pause')}</span><span>evaluations: ${counts('evaluate')}</span><span>variable reads: ${counts('read')}</span><span>refusals: ${counts('refused') + rows.filter((r) => r.kind === 'evaluate' && r.tone === 'refused').length}</span><span>alerts: ${counts('alert') + counts('watchdog')}</span></div>
+<div class="counts"><span>breakpoints set: ${counts('breakpoint', /^set /)};</span> <span>pauses: ${counts('pause')};</span> <span>evaluations: ${counts('evaluate')};</span> <span>variable reads: ${counts('read')};</span> <span>refusals: ${counts('refused') + rows.filter((r) => r.kind === 'evaluate' && r.tone === 'refused').length};</span> <span>alerts: ${counts('alert') + counts('watchdog')}</span></div>
 <table><thead><tr><th>time (UTC)</th><th>kind</th><th>what</th><th>detail</th></tr></thead><tbody>
-${rows.map((r) => `<tr class="${r.tone}"><td class="k">${escapeHtml(r.time)}</td><td class="k">${escapeHtml(r.kind)}</td><td>${escapeHtml(r.what)}</td><td>${escapeHtml(r.detail)}</td></tr>`).join('\n')}
+${rows.map((r) => `<tr class="${badSeqs.has(r.seq) ? 'tampered' : r.tone}"><td class="k">${escapeHtml(r.time)}</td><td class="k">${badSeqs.has(r.seq) ? '⚠ ' : ''}${escapeHtml(r.kind)}</td><td>${escapeHtml(r.what)}</td><td>${badSeqs.has(r.seq) ? '<b>this record failed verification</b> · ' : ''}${escapeHtml(r.detail)}</td></tr>`).join('\n')}
 </tbody></table>
-${result.problems.length > 0 ? `<h2>Problems</h2><ul>${result.problems.map((p) => `<li>${escapeHtml(p)}</li>`).join('')}</ul>` : ''}
 ${result.notes.length > 0 ? `<h2>Notes</h2><ul>${result.notes.map((p) => `<li>${escapeHtml(p)}</li>`).join('')}</ul>` : ''}
 <p class="sub">Generated ${escapeHtml((options.generatedAt ?? new Date()).toISOString())} by Loupe.</p>
 </body></html>

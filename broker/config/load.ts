@@ -267,11 +267,16 @@ function validateAudit(raw: Raw, stateDir: string, baseDir: string, problems: Pr
     if (s3.forcePathStyle !== undefined && typeof s3.forcePathStyle !== 'boolean') problems.add('audit.s3.forcePathStyle', 'expected true or false');
     store = { kind: 's3', bucket, prefix, ...(endpoint ? { endpoint } : {}), ...(region ? { region } : {}), ...(typeof s3.forcePathStyle === 'boolean' ? { forcePathStyle: s3.forcePathStyle } : {}) };
   } else if (raw.s3 !== undefined) problems.add('audit.s3', 'only used with store: s3');
+  const failClosedAfterSeconds = duration(raw, 'failClosedAfter', 'audit', problems, 30)!;
+  const uploadIntervalSeconds = duration(raw, 'uploadInterval', 'audit', problems, 1)!;
+  if (uploadIntervalSeconds >= failClosedAfterSeconds) {
+    problems.add('audit.uploadInterval', `must be shorter than audit.failClosedAfter (${failClosedAfterSeconds}s): records waiting that long fail the broker closed`);
+  }
   return {
     store,
     retentionDays: int(raw, 'retentionDays', 'audit', problems, 30, 1, 36500),
-    failClosedAfterSeconds: duration(raw, 'failClosedAfter', 'audit', problems, 30)!,
-    uploadIntervalSeconds: duration(raw, 'uploadInterval', 'audit', problems, 1)!,
+    failClosedAfterSeconds,
+    uploadIntervalSeconds,
     chunkMaxEvents: int(raw, 'chunkMaxEvents', 'audit', problems, 500, 1, 100000),
   };
 }

@@ -238,7 +238,7 @@ describe('crash recovery', () => {
     const dir = mkdtempSync(join(tmpdir(), 'loupe-crash-'));
     const configFile = join(dir, 'loupe.yaml');
     // Uploads every hour: everything recorded before the kill is only in the WAL.
-    writeFileSync(configFile, stringify({ ...auditPolicy(target.inspector), audit: { uploadInterval: '1h', chunkMaxEvents: 10000 }, stateDir: join(dir, 'state') }));
+    writeFileSync(configFile, stringify({ ...auditPolicy(target.inspector), audit: { uploadInterval: '1h', failClosedAfter: '2h', chunkMaxEvents: 10000 }, stateDir: join(dir, 'state') }));
     const config = parseConfigText(readFileSync(configFile, 'utf8'), dir);
     let broker = await startBroker(configFile);
     proc = broker.proc;

@@ -1,3 +1,4 @@
+import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { createHash } from 'node:crypto';
 import {
   CreateBucketCommand,
@@ -41,6 +42,9 @@ export function createS3Client(options: S3ConnectionOptions = {}): S3Client {
     ...(region ? { region } : {}),
     ...(options.credentials ? { credentials: options.credentials } : {}),
     forcePathStyle: options.forcePathStyle ?? endpoint !== undefined,
+    // A store that hangs must fail like one that refuses, so the fail-closed bound can act on it.
+    requestHandler: new NodeHttpHandler({ connectionTimeout: 3_000, requestTimeout: 10_000 }),
+    maxAttempts: 2,
     // Checksums only where an operation requires one (we add our own on PutObject). The SDK's default,
     // WHEN_SUPPORTED, sends stream bodies as aws-chunked with a trailing checksum, which RGW 16 refuses (411).
     requestChecksumCalculation: 'WHEN_REQUIRED',
