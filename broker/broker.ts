@@ -14,6 +14,11 @@ import { WriteAheadLog } from './audit/wal';
 import { SessionIndex, type SessionFilter, type SessionSummary } from './audit/sessionIndex';
 import { readTranscriptFromStore, transcriptToText, verifyTranscript } from './audit/verify';
 import { renderReport } from './audit/report';
+import { AlertEngine, type Alert } from './alerts/alertEngine';
+import { toEcs } from './alerts/ecs';
+import { LineWriter, WebhookSink } from './alerts/sinks';
+import { BrokerMetrics } from './metrics';
+import type { AuditEvent } from './audit/events';
 import { GrantStore, type Grant } from './grants/grantStore';
 import { loadOrCreateSigningKey, type SigningKey } from './identity/keys';
 import { createIdentityVerifier, type Identity, type IdentityVerifier } from './identity/verifyIdentity';
@@ -104,6 +109,7 @@ export class Broker {
       options.log?.(`audit: ending every session: ${error}`);
       void broker.endAll('audit_failure');
     });
+    broker.wireObservers();
     trail.start();
     const startedAt = new Date(clock()).toISOString();
     const { stream, opened } = trail.openStream({ stream: `grants-${startedAt.replace(/[:.]/g, '')}-${randomUUID().slice(0, 8)}`, kind: 'grants', startedAt, retentionDays: config.audit.retentionDays });
@@ -147,6 +153,48 @@ export class Broker {
     const { summary, transcript } = await this.sessionTranscript(identity, sessionId);
     const result = await verifyTranscript(transcript, this.auditKeys);
     return renderReport(result, { source: `recorded by the broker's ${this.audit.store.description.startsWith('s3:') ? 'S3 (Object Lock) store' : 'local audit store'}${summary.state === 'ended' ? '' : `, session ${summary.state}`}` });
+  }
+
+  readonly metrics = new BrokerMetrics({ liveSessions: () => this.sessions.size, walDepth: () => this.audit.wal.depth, auditState: () => this.audit.health.state });
+  private alerts!: AlertEngine;
+  private ecs: LineWriter | undefined;
+  private webhooks!: WebhookSink;
+
+  /** Alerts, metrics and the ECS export all read the durable audit stream. */
+  private wireObservers(): void {
+    const log = this.options.log ?? (() => undefined);
+    this.webhooks = new WebhookSink(this.config.alerting.webhooks, this.config.alerting.deadLetterFile, log);
+    if (this.config.alerting.ecsOutput) this.ecs = new LineWriter(this.config.alerting.ecsOutput);
+    this.alerts = new AlertEngine(
+      this.config,
+      {
+        record: async (alert) => {
+          const data = { alertId: alert.id, rule: alert.rule, message: alert.message, action: alert.action, evidence: alert.evidence };
+          const session = alert.session ? this.sessions.get(alert.session) : undefined;
+          if (session) await session.recordAlert(`alert.${alert.rule}`, data);
+          else await this.grantStream.record(`alert.${alert.rule}`, { ...data, session: alert.session ?? null, target: alert.target, user: alert.user ?? null });
+        },
+        endSession: (sessionId) => void this.sessions.get(sessionId)?.end('alert'),
+        deliver: (alert) => void this.webhooks.deliver(alert),
+      },
+      join(this.config.stateDir, 'alerts', 'first-attach.json'),
+      this.clock,
+    );
+    this.audit.on('event', (event: AuditEvent) => {
+      this.metrics.onEvent(event);
+      this.alerts.onEvent(event);
+      this.ecs?.write(toEcs(event, event.actor ? [...rolesOf(this.config, { sub: event.actor.sub, name: event.actor.name, groups: event.actor.groups, issuer: '' })] : []));
+    });
+    this.audit.on('uploaded', (seconds: number) => this.metrics.uploadSeconds.observe(seconds));
+  }
+
+  /** Alerts of the targets the caller owns (all of them for admins). */
+  listAlerts(identity: Identity): Alert[] {
+    const roles = rolesOf(this.config, identity);
+    const admin = isAdmin(this.config, roles);
+    const owned = new Set(Object.values(this.config.targets).filter((t) => isOwner(t, roles)).map((t) => t.name));
+    if (!admin && owned.size === 0) throw new LoupeError('forbidden', 'alerts are for the owners of a target and admins');
+    return this.alerts.list((alert) => admin || owned.has(alert.target));
   }
 
   /** The audit public keys, as published at GET /v1/audit/keys. */
@@ -341,6 +389,7 @@ export class Broker {
     const settled = await this.audit.settle(10_000);
     if (!settled) this.options.log?.('audit: some chains were not uploaded before shutdown; the next start uploads them from the write-ahead log');
     await this.audit.stop();
+    await this.ecs?.close();
     this.unlock();
   }
 }

@@ -38,12 +38,14 @@ function loadOrExit(file: string) {
   }
 }
 
-const log = (line: string) => process.stderr.write(`${new Date().toISOString()} loupe: ${line}\n`);
+/** The broker's own log (not the audit trail): one JSON object per line on stderr. */
+const log = (line: string, level: 'info' | 'warn' | 'error' = /fail|error|refused|cannot|not delivered/i.test(line) ? 'warn' : 'info') =>
+  process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, logger: 'loupe-broker', pid: process.pid, msg: line }) + '\n');
 
 async function runBroker(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' }, port: { type: 'string' } }, strict: true });
   const config = loadOrExit(configOption(values));
-  const broker = await Broker.create(config);
+  const broker = await Broker.create(config, { log });
   const port = values.port !== undefined ? Number(values.port) : config.server.port;
   const server = await listen(broker, config.server.host, port, log);
   log(`broker listening on ${server.url} (state in ${config.stateDir}; targets: ${Object.keys(config.targets).join(', ')})`);

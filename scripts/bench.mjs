@@ -176,7 +176,11 @@ say('== measuring (bench/run.ts)');
 let code;
 try {
   // The AWS SDK warns on every run that its 2027 releases will need Node 22; that is not a bench finding.
-  const child = spawn(process.execPath, ['--disable-warning=NodeVersionSupportWarning', '--import', 'tsx', join(root, 'bench', 'run.ts')], { cwd: root, stdio: 'inherit', env: { ...process.env, ...s3.env } });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench', 'run.ts')], {
+    cwd: root,
+    stdio: 'inherit',
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...s3.env },
+  });
   const forward = (signal) => child.kill(signal);
   process.on('SIGINT', forward);
   process.on('SIGTERM', forward);

@@ -2,6 +2,7 @@
 // `npm run demo`: a broker, a demo "production" service, and a real audited debugging session through the gate.
 // Leaves the broker and service running for another client; `--once` (or CI=true) ends after the session.
 import { spawn, spawnSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -106,6 +107,41 @@ function verdict(method, reply) {
   return show(`${method} → allowed`);
 }
 
+const alertSecret = 'demo-webhook-secret-change-me';
+
+/** A stand-in for the owners' alert endpoint (Slack, PagerDuty, a SIEM): it only collects what it receives. */
+async function startAlertReceiver() {
+  const { createServer } = await import('node:http');
+  const requests = [];
+  const server = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => (body += c));
+    req.on('end', () => {
+      requests.push({ headers: req.headers, body });
+      res.end('ok');
+    });
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  server.unref();
+  return {
+    url: `http://127.0.0.1:${server.address().port}/loupe-alerts`,
+    requests,
+    async waitFor(predicate) {
+      for (let i = 0; i < 200; i++) {
+        const found = requests.find(predicate);
+        if (found) return found;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error('the expected alert did not reach the webhook');
+    },
+  };
+}
+
+function verifySignature(delivery) {
+  const match = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(String(delivery.headers['x-loupe-signature']));
+  return !!match && createHmac('sha256', alertSecret).update(`${match[1]}.${delivery.body}`).digest('hex') === match[2];
+}
+
 function mintToken(env, user, groups, name) {
   const run = spawnSync(process.execPath, [cli, 'token', '--config', configFile, '--user', user, '--groups', groups, '--name', name], { cwd: root, env: { ...process.env, ...env }, encoding: 'utf8' });
   if (run.status !== 0) throw new Error(run.stderr);
@@ -122,7 +158,15 @@ async function main() {
 
   const inspectorPort = await freePort(0);
   const brokerPort = await freePort(Number(process.env.LOUPE_PORT ?? 7070));
-  const env = { LOUPE_PORT: String(brokerPort), LOUPE_DEMO_INSPECTOR: `127.0.0.1:${inspectorPort}`, ...(process.env.LOUPE_STATE_DIR ? { LOUPE_STATE_DIR: process.env.LOUPE_STATE_DIR } : {}) };
+  const receiver = await startAlertReceiver();
+  const env = {
+    LOUPE_PORT: String(brokerPort),
+    LOUPE_DEMO_INSPECTOR: `127.0.0.1:${inspectorPort}`,
+    LOUPE_ALERT_WEBHOOK: receiver.url,
+    LOUPE_ALERT_SECRET: alertSecret,
+    ...(process.env.LOUPE_STATE_DIR ? { LOUPE_STATE_DIR: process.env.LOUPE_STATE_DIR } : {}),
+  };
+  env.LOUPE_ECS_OUTPUT = join(stateDir(env), 'audit.ecs.ndjson');
 
   step('Start the demo service (production stand-in) with its inspector on loopback');
   const service = await startChild('service', [`--inspect=127.0.0.1:${inspectorPort}`, serviceFile], {}, /SERVICE_URL=(\S+)/);
@@ -198,6 +242,17 @@ async function main() {
   show(`alice's request completed after the resume: charged ${alice.charged} (total ${alice.total}, discount ${alice.discount})`);
   const burst = await Promise.all(Array.from({ length: 20 }, () => fetch(`${serviceUrl}/health`).then((r) => r.json())));
   show(`the service kept serving: 20/20 health checks answered, ${burst.at(-1).served} orders served in all`);
+
+  step('Alert: the burst of refusals fired the "refusals" rule (3 within 60 s)');
+  const delivery = await receiver.waitFor((d) => JSON.parse(d.body).rule === 'refusals');
+  const alert = JSON.parse(delivery.body);
+  for (const other of receiver.requests.filter((d) => d !== delivery)) show(`(also delivered: alert.${JSON.parse(other.body).rule}: ${JSON.parse(other.body).message})`);
+  show(`webhook POST ${receiver.url} (signature ${verifySignature(delivery) ? 'verified' : 'INVALID'}): alert.${alert.rule} on ${alert.target}: ${alert.message}`);
+  show(`evidence: ${alert.evidence.map((e) => `#${e.seq} ${e.type}`).join(', ')}`);
+  const ownerToken = mintToken(env, 'olga', 'payments-owners', 'Olga Owner');
+  const ownerView = await api(brokerUrl, 'GET', '/v1/alerts', ownerToken);
+  show(`GET /v1/alerts as the service owner: ${ownerView.body.alerts.length} alert(s), newest: ${ownerView.body.alerts[0]?.rule}`);
+  show(`also recorded in the session's audit chain as alert.${alert.rule}, and written as ECS to ${env.LOUPE_ECS_OUTPUT}`);
 
   step('End the session');
   const closed = await session.close();

@@ -100,7 +100,9 @@ export class AuditStream {
           const name = chunkName(first.seq, last.seq);
           const chunkSha256 = sha256(eventsText(events));
           const jws = await seal(this.trail.key, { session: this.id, firstSeq: first.seq, lastSeq: last.seq, chunkSha256, headHash: last.hash }, 'loupe-chunk+jws');
+          const putStarted = performance.now();
           await this.trail.store.put(streamPrefix(this.context) + name, encodeChunk(events, jws, name), this.retainUntil());
+          this.trail.emit('uploaded', (performance.now() - putStarted) / 1000);
           const chunk: ChunkInfo = { name, firstSeq: first.seq, lastSeq: last.seq, sha256: chunkSha256, headHash: last.hash };
           await this.trail.wal.append({ t: 'uploaded', stream: this.id, chunk });
           this.chunks.push(chunk);

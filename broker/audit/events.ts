@@ -24,6 +24,8 @@ export const eventCodes = {
   'cdp.step': 'L3030',
   'cdp.resume': 'L3031',
   'cdp.paused': 'L3032',
+  'cdp.resumed': 'L3033',
+  'snapshot.captured': 'L3040',
   'broker.request': 'L4000',
   'broker.response': 'L4001',
   'broker.response.missing': 'L4002',

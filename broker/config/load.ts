@@ -4,6 +4,7 @@ import { dirname, join as joinPath, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { LoupeError } from '../errors';
 import { parseDuration } from './duration';
+import { validateAlertRules, validateAlerting, type AlertRules } from './alertConfig';
 import { modes, type AccessRule, type AuditConfig, type IssuerConfig, type LoupeConfig, type Mode, type RoleConfig, type TargetConfig } from './types';
 
 type Raw = Record<string, unknown>;
@@ -225,14 +226,14 @@ function validateAccess(raw: unknown, path: string, roles: Record<string, RoleCo
   return { role, modes: Object.freeze(modeList as Mode[]), maxDurationSeconds, requireTicket };
 }
 
-function validateTarget(name: string, raw: unknown, roles: Record<string, RoleConfig>, defaultRetentionDays: number, problems: Problems): TargetConfig | undefined {
+function validateTarget(name: string, raw: unknown, roles: Record<string, RoleConfig>, defaultRetentionDays: number, defaultAlerts: AlertRules, problems: Problems): TargetConfig | undefined {
   const path = `targets.${name}`;
   if (!/^[a-z0-9][a-z0-9._-]{0,62}$/i.test(name)) problems.add(path, 'target names use letters, digits, ".", "_" and "-" (at most 63)');
   if (!isObject(raw)) {
     problems.add(path, 'expected a mapping');
     return undefined;
   }
-  checkKeys(raw, path, ['inspector', 'owners', 'access', 'maxPauseSeconds', 'retentionDays'], problems);
+  checkKeys(raw, path, ['inspector', 'owners', 'access', 'maxPauseSeconds', 'retentionDays', 'alerts'], problems);
   const inspector = str(raw, 'inspector', path, problems) ?? '';
   if (inspector && !/^wss?:\/\/[^\s]+$/.test(inspector) && !/^[a-z0-9.-]+:\d{1,5}$|^\[[0-9a-f:]+\]:\d{1,5}$/i.test(inspector)) {
     problems.add(join(path, 'inspector'), 'expected "host:port" or a ws:// URL');
@@ -247,7 +248,8 @@ function validateTarget(name: string, raw: unknown, roles: Record<string, RoleCo
     });
   const maxPauseSeconds = int(raw, 'maxPauseSeconds', path, problems, 30, 1, 3600);
   const retentionDays = int(raw, 'retentionDays', path, problems, defaultRetentionDays, 1, 36500);
-  return { name, inspector, owners: Object.freeze(owners), access: Object.freeze(access), maxPauseSeconds, retentionDays };
+  const alerts = validateAlertRules(raw.alerts, `${path}.alerts`, defaultAlerts, (p, m) => problems.add(p, m));
+  return { name, inspector, owners: Object.freeze(owners), access: Object.freeze(access), maxPauseSeconds, retentionDays, alerts };
 }
 
 function validateAudit(raw: Raw, stateDir: string, baseDir: string, problems: Problems): AuditConfig {
@@ -287,7 +289,7 @@ export function validateConfig(raw: unknown, baseDir: string): LoupeConfig {
   if (!isObject(raw)) {
     throw new LoupeError('config_invalid', 'config: expected a YAML mapping at the top level', { problems: ['(root): expected a mapping'] });
   }
-  checkKeys(raw, '', ['server', 'stateDir', 'limits', 'identity', 'roles', 'admins', 'auditors', 'audit', 'targets'], problems);
+  checkKeys(raw, '', ['server', 'stateDir', 'limits', 'identity', 'roles', 'admins', 'auditors', 'audit', 'alerting', 'targets'], problems);
   const server = validateServer(section(raw, 'server', '', problems), problems);
   const stateDir = resolve(baseDir, str(raw, 'stateDir', '', problems, '.loupe')!);
   const limitsRaw = section(raw, 'limits', '', problems);
@@ -303,11 +305,12 @@ export function validateConfig(raw: unknown, baseDir: string): LoupeConfig {
   const admins = roleRefs(raw, 'admins', '', roles, problems);
   const auditors = roleRefs(raw, 'auditors', '', roles, problems);
   const audit = validateAudit(section(raw, 'audit', '', problems), stateDir, baseDir, problems);
+  const alerting = validateAlerting(raw.alerting, stateDir, (p) => resolve(baseDir, p), (p, m) => problems.add(p, m));
   const targets: Record<string, TargetConfig> = {};
   const targetsRaw = section(raw, 'targets', '', problems);
   if (Object.keys(targetsRaw).length === 0) problems.add('targets', 'at least one target is required');
   for (const [name, value] of Object.entries(targetsRaw)) {
-    const target = validateTarget(name, value, roles, audit.retentionDays, problems);
+    const target = validateTarget(name, value, roles, audit.retentionDays, alerting.rules, problems);
     if (target) targets[name] = Object.freeze(target);
   }
   if (problems.list.length > 0) {
@@ -322,6 +325,7 @@ export function validateConfig(raw: unknown, baseDir: string): LoupeConfig {
     admins: Object.freeze(admins),
     auditors: Object.freeze(auditors),
     audit: Object.freeze(audit),
+    alerting,
     targets: Object.freeze(targets),
   });
 }

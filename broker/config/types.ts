@@ -1,3 +1,5 @@
+import type { AlertingConfig, AlertRules } from './alertConfig';
+
 export type Mode = 'pause' | 'snapshot';
 export const modes: readonly Mode[] = ['pause', 'snapshot'];
 
@@ -40,6 +42,8 @@ export interface TargetConfig {
   readonly maxPauseSeconds: number;
   /** How long this target's session records are kept (S3 Object Lock retain-until). */
   readonly retentionDays: number;
+  /** The alert rules watching this target's sessions (defaults from alerting.rules). */
+  readonly alerts: AlertRules;
 }
 
 export interface BrokerLimits {
@@ -68,5 +72,6 @@ export interface LoupeConfig {
   readonly admins: readonly string[];
   readonly auditors: readonly string[];
   readonly audit: AuditConfig;
+  readonly alerting: AlertingConfig;
   readonly targets: Readonly<Record<string, TargetConfig>>;
 }

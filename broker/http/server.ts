@@ -72,6 +72,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       },
     ],
     ['POST', /^\/v1\/grants\/([0-9a-f-]{36})\/tickets$/, async (_req, res, identity, match) => sendJson(res, 201, broker.issueAttachTicket(identity, match[1]!))],
+    ['GET', /^\/v1\/alerts$/, async (_req, res, identity) => sendJson(res, 200, { alerts: broker.listAlerts(identity) })],
     [
       'GET',
       /^\/v1\/sessions$/,
@@ -117,6 +118,11 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
         return sendJson(res, ready ? 200 : 503, { ready, audit });
       }
       if (path === '/v1/audit/keys') return sendJson(res, 200, broker.auditKeys);
+      if (path === '/metrics' && req.method === 'GET') {
+        const text = await broker.metrics.registry.metrics();
+        res.writeHead(200, { 'content-type': broker.metrics.registry.contentType });
+        return res.end(text);
+      }
       const candidates = routes.map(([method, pattern, handler]) => ({ method, match: pattern.exec(path), handler })).filter((r) => r.match);
       if (candidates.length === 0) throw new LoupeError('not_found', `no route ${req.method} ${path}`);
       const route = candidates.find((r) => r.method === req.method);

@@ -6,7 +6,7 @@ import { cdpErrorCodes, gateClientFrame, truncate, type GateDecision } from '../
 import { conditionProbe } from '../gate/conditionCheck';
 import type { Grant } from '../grants/grantStore';
 
-export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure';
+export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert';
 
 /** Close codes the client sees, with a reason it can show as is. */
 export const closeCodes: Record<EndReason, number> = {
@@ -16,6 +16,7 @@ export const closeCodes: Record<EndReason, number> = {
   shutdown: 4003,
   target_gone: 4004,
   audit_failure: 4005,
+  alert: 4006,
 };
 
 const closeMessages: Record<EndReason, string> = {
@@ -25,6 +26,7 @@ const closeMessages: Record<EndReason, string> = {
   shutdown: 'broker shutting down: the session has ended',
   target_gone: 'the target process went away',
   audit_failure: 'audit trail unavailable: the session has ended',
+  alert: 'ended by an alert rule of the target owner',
 };
 
 type Pending =
@@ -241,11 +243,11 @@ export class DebugSession {
       this.record('target.invalid_frame', { bytes: data.length }).catch(() => undefined);
       return;
     }
-    if (typeof message.id === 'number') this.onTargetResponse(message);
+    if (typeof message.id === 'number') this.onTargetResponse(message, data);
     else if (typeof message.method === 'string') this.onTargetEvent(message, data);
   }
 
-  private onTargetResponse(message: CdpMessage): void {
+  private onTargetResponse(message: CdpMessage, raw: Buffer): void {
     const pending = this.pending.get(message.id!);
     if (!pending) return;
     this.pending.delete(message.id!);
@@ -266,9 +268,13 @@ export class DebugSession {
       requestSeq: pending.requestSeq ?? null,
       method: pending.method,
       ms: this.options.clock() - pending.sentAt,
+      bytes: raw.length,
       ...(message.error ? { error: message.error } : { result: summarizeResult(pending.method, message.result) }),
     });
-    this.enqueue(JSON.stringify(message.error ? { id: pending.clientId, error: message.error } : { id: pending.clientId, result: message.result ?? {} }), false, recorded);
+    // The response's place in the chain is fixed now and it becomes durable with the next group commit;
+    // waiting for that sync would double the cost of every round trip. What is write-ahead is the request.
+    void recorded;
+    this.enqueue(JSON.stringify(message.error ? { id: pending.clientId, error: message.error } : { id: pending.clientId, result: message.result ?? {} }), false);
   }
 
   private onTargetEvent(message: CdpMessage, raw: Buffer): void {
@@ -280,12 +286,14 @@ export class DebugSession {
       this.scriptUrls.set(message.params.scriptId, message.params.url);
     }
     if (message.method === 'Debugger.resumed') {
+      const wasShown = this.paused && this.swallowResumed === 0;
       this.paused = false;
       this.clearWatchdog();
       if (this.swallowResumed > 0) {
         this.swallowResumed--;
         return;
       }
+      if (wasShown) this.record('cdp.resumed', {}).catch(() => undefined);
     }
     if (this.held) this.held.push(raw.toString('utf8'));
     else this.enqueue(raw.toString('utf8'), true);
@@ -350,12 +358,13 @@ export class DebugSession {
     const recorded = this.recordOrEnd(hits.length > 0 ? 'cdp.breakpoint.hit' : 'cdp.paused', {
       reason: message.params?.reason ?? null,
       hitBreakpoints: hits,
-      ...(top ? { frame: this.frameLabels.get(top.callFrameId) } : {}),
+      ...(top ? { frame: this.frameLabels.get(top.callFrameId), url: top.url || this.scriptUrls.get(top.location.scriptId) || null } : {}),
       stack: frames.slice(0, 10).map((f) => this.frameLabels.get(f.callFrameId)),
     });
     const held = this.held ?? [];
     this.held = null;
-    this.enqueue(text, false, recorded);
+    void recorded;
+    this.enqueue(text, false);
     for (const item of held) this.enqueue(item, true);
     this.armWatchdog();
   }
@@ -410,7 +419,7 @@ export class DebugSession {
 
   /**
    * Queues a client-bound message; it leaves only after everything queued before it, and only once `after`
-   * (its record) is durable. A message whose record failed is dropped: nothing unrecorded reaches the client.
+   * has settled. A message whose `after` failed is dropped.
    */
   private enqueue(text: string, isEvent: boolean, after?: Promise<unknown>): void {
     const entry = { text: text as string | null, isEvent, ready: after === undefined };
@@ -436,6 +445,11 @@ export class DebugSession {
       if (!isEvent) this.droppedEvents = 0;
       client.send(text);
     }
+  }
+
+  /** Records an alert in this session's chain. */
+  recordAlert(type: `alert.${string}`, data: Record<string, unknown>): Promise<unknown> {
+    return this.options.audit.record(type, data);
   }
 
   // ---- the end ----

@@ -27,5 +27,7 @@ describe('npm run demo', () => {
     assert.match(out, /ended: client_closed/);
     assert.match(out, /loupe audit verify → OK: session [0-9a-f-]{36}: \d+ records in \d+ sealed chunk\(s\), chain intact, manifest sealed/);
     assert.match(out, /report: .*report\.html/);
+    assert.match(out, /webhook POST http:\/\/127\.0\.0\.1:\d+\/loupe-alerts \(signature verified\): alert\.refusals on checkout: \d+ refusals within 60 s \(threshold 3\)/);
+    assert.match(out, /GET \/v1\/alerts as the service owner: [1-9]\d* alert\(s\)/);
   });
 });

@@ -1,0 +1,265 @@
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import picomatch from 'picomatch';
+import type { AuditEvent } from '../audit/events';
+import type { AlertAction, AlertRules } from '../config/alertConfig';
+import type { LoupeConfig } from '../config/types';
+import { withinHours } from '../policy/hours';
+
+export interface Alert {
+  readonly id: string;
+  readonly rule: keyof AlertRules;
+  readonly at: string;
+  readonly target: string;
+  readonly session?: string;
+  readonly user?: string;
+  readonly message: string;
+  readonly action: AlertAction;
+  /** The records that made the rule fire: seq, type and a short summary each. */
+  readonly evidence: readonly { seq: number; type: string; summary: string }[];
+}
+
+export interface AlertEngineHooks {
+  /** Records the alert in the session's chain (or the broker's grant chain when there is no session). */
+  record(alert: Alert): Promise<void>;
+  endSession(sessionId: string, alert: Alert): void;
+  deliver(alert: Alert): void;
+}
+
+interface SessionState {
+  readonly target: string;
+  readonly user: string;
+  readonly rules: AlertRules;
+  evaluations: AuditEvent[];
+  reads: AuditEvent[];
+  refusals: AuditEvent[];
+  bytes: number;
+  bytesFired: boolean;
+  readonly lastFired: Map<string, number>;
+  pauseTimer?: NodeJS.Timeout;
+  ending: boolean;
+}
+
+const normalize = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, '');
+
+function luhn(digits: string): boolean {
+  let sum = 0;
+  for (let i = 0; i < digits.length; i++) {
+    let d = Number(digits[digits.length - 1 - i]);
+    if (i % 2 === 1) d = d * 2 > 9 ? d * 2 - 9 : d * 2;
+    sum += d;
+  }
+  return sum % 10 === 0;
+}
+
+/** Values that look like secrets whatever their name: card numbers, bearer tokens, JWTs, private keys. */
+export function sensitiveValue(text: string): string | undefined {
+  for (const match of text.matchAll(/\b(?:\d[ -]?){13,19}\b/g)) {
+    const digits = match[0].replace(/\D/g, '');
+    if (digits.length >= 13 && digits.length <= 19 && luhn(digits)) return 'a card number';
+  }
+  if (/\bBearer\s+[A-Za-z0-9._~+/-]{12,}/i.test(text)) return 'a bearer token';
+  if (/\beyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}/.test(text)) return 'a JWT';
+  if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) return 'a private key';
+  return undefined;
+}
+
+const summarize = (event: AuditEvent): string => {
+  const d = event.data as Record<string, any>;
+  if (event.type === 'cdp.evaluate') return String(d.params?.expression ?? '').slice(0, 120);
+  if (event.type === 'cdp.properties.read') return String(d.object ?? d.params?.objectId ?? '');
+  if (event.type === 'cdp.refused') return `${d.method}: ${String(d.message).slice(0, 120)}`;
+  if (event.type === 'cdp.response') return `${d.method}${d.bytes ? ` (${d.bytes} bytes)` : ''}${d.result?.error ? `: ${String(d.result.error).split('\n')[0]}` : ''}`;
+  if (event.type === 'cdp.breakpoint.condition') return `${d.condition}: ${d.detail ?? d.value}`;
+  return event.type;
+};
+
+/**
+ * Watches the live audit stream for debugging that looks wrong. Rules read durable audit events only,
+ * so an alert always points at records that exist; an alert is itself recorded as `alert.<rule>`.
+ */
+export class AlertEngine {
+  private readonly sessions = new Map<string, SessionState>();
+  private readonly recent: Alert[] = [];
+  private firstAttach: Record<string, string>;
+
+  constructor(
+    private readonly config: LoupeConfig,
+    private readonly hooks: AlertEngineHooks,
+    private readonly firstAttachFile: string,
+    private readonly clock: () => number,
+  ) {
+    try {
+      this.firstAttach = JSON.parse(readFileSync(firstAttachFile, 'utf8')) as Record<string, string>;
+    } catch {
+      this.firstAttach = {};
+    }
+  }
+
+  /** Alerts kept in memory for the API, newest first (every alert is also in the audit trail). */
+  list(filter: (alert: Alert) => boolean = () => true): Alert[] {
+    return this.recent.filter(filter).reverse();
+  }
+
+  onEvent(event: AuditEvent): void {
+    if (event.type.startsWith('alert.') || event.kind !== 'session') return;
+    if (event.type === 'session.started') return this.onStart(event);
+    const state = this.sessions.get(event.stream);
+    if (!state) return;
+    const d = event.data as Record<string, any>;
+    switch (event.type) {
+      case 'cdp.evaluate': {
+        state.evaluations = this.window(state.evaluations, event, 60);
+        const rule = state.rules.evaluationRate;
+        if (rule && state.evaluations.length > rule.perMinute) this.fire(state, event.stream, 'evaluationRate', `${state.evaluations.length} evaluations in the last minute (threshold ${rule.perMinute})`, state.evaluations.slice(-20), 60);
+        const names = this.sensitiveNames(state, String(d.params?.expression ?? '').match(/[A-Za-z_$][\w$]*/g) ?? []);
+        if (names.length > 0) this.fire(state, event.stream, 'sensitiveReads', `evaluation of ${names.join(', ')}: ${String(d.params?.expression).slice(0, 80)}`, [event], 0);
+        break;
+      }
+      case 'cdp.properties.read': {
+        state.reads = this.window(state.reads, event, 60);
+        const rule = state.rules.readRate;
+        if (rule && state.reads.length > rule.perMinute) this.fire(state, event.stream, 'readRate', `${state.reads.length} variable reads in the last minute (threshold ${rule.perMinute})`, state.reads.slice(-20), 60);
+        break;
+      }
+      case 'cdp.response': {
+        if (/^(Runtime\.getProperties|Runtime\.evaluate|Debugger\.evaluateOnCallFrame)$/.test(d.method) && typeof d.bytes === 'number') {
+          state.bytes += d.bytes;
+          const rule = state.rules.capturedBytes;
+          if (rule && !state.bytesFired && state.bytes > rule.perSession) {
+            state.bytesFired = true;
+            this.fire(state, event.stream, 'capturedBytes', `${state.bytes} bytes of values read in this session (threshold ${rule.perSession})`, [event], 0);
+          }
+        }
+        if (d.method === 'Runtime.getProperties') {
+          const props = (d.result?.properties ?? []) as { name: string; preview?: string }[];
+          const names = this.sensitiveNames(state, props.map((p) => p.name));
+          const valueHit = props.map((p) => (p.preview ? sensitiveValue(p.preview) : undefined)).find(Boolean);
+          if (names.length > 0 || valueHit) this.fire(state, event.stream, 'sensitiveReads', names.length > 0 ? `read of ${names.join(', ')}` : `a value read looks like ${valueHit}`, [event], 0);
+        }
+        if (typeof d.result?.error === 'string' && /Possible side-effect/.test(d.result.error)) this.refusal(state, event);
+        else if (typeof d.result?.preview === 'string') {
+          const hit = sensitiveValue(d.result.preview);
+          if (hit) this.fire(state, event.stream, 'sensitiveReads', `an evaluation result looks like ${hit}`, [event], 0);
+        }
+        break;
+      }
+      case 'cdp.refused':
+        this.refusal(state, event);
+        break;
+      case 'cdp.breakpoint.condition':
+        if (typeof d.detail === 'string' && /^refused/.test(d.detail)) this.refusal(state, event);
+        break;
+      case 'cdp.breakpoint.set':
+        this.sensitiveFile(state, event, String(d.params?.url ?? d.params?.urlRegex ?? ''));
+        break;
+      case 'cdp.breakpoint.hit':
+      case 'cdp.paused': {
+        if (typeof d.url === 'string') this.sensitiveFile(state, event, d.url);
+        const rule = state.rules.longPause;
+        clearTimeout(state.pauseTimer);
+        if (rule) {
+          state.pauseTimer = setTimeout(() => this.fire(state, event.stream, 'longPause', `the target has been paused for ${rule.seconds} s at ${d.frame ?? 'an unknown frame'}`, [event], 0), rule.seconds * 1000);
+          state.pauseTimer.unref();
+        }
+        break;
+      }
+      case 'cdp.resumed':
+      case 'cdp.resume':
+      case 'cdp.step':
+        clearTimeout(state.pauseTimer);
+        break;
+      case 'watchdog.resumed':
+        if (state.rules.watchdogResume) this.fire(state, event.stream, 'watchdogResume', `the watchdog resumed the target after ${d.maxPauseSeconds} s paused`, [event], 0);
+        break;
+      case 'session.ended':
+        clearTimeout(state.pauseTimer);
+        this.sessions.delete(event.stream);
+        break;
+    }
+  }
+
+  private onStart(event: AuditEvent): void {
+    const target = this.config.targets[event.target ?? ''];
+    if (!target || !event.actor) return;
+    const state: SessionState = { target: target.name, user: event.actor.sub, rules: target.alerts, evaluations: [], reads: [], refusals: [], bytes: 0, bytesFired: false, lastFired: new Map(), ending: false };
+    this.sessions.set(event.stream, state);
+    const at = new Date(Date.parse(event.time));
+    const offHours = state.rules.offHours;
+    if (offHours && !withinHours(offHours.hours, at)) this.fire(state, event.stream, 'offHours', `attach at ${event.time} is outside ${offHours.hours.text}`, [event], 0);
+    const first = state.rules.firstAttach;
+    if (first) {
+      const key = `${state.user}\u0000${state.target}`;
+      const last = this.firstAttach[key];
+      if (!last || at.getTime() - Date.parse(last) > first.days * 86400_000) {
+        this.fire(state, event.stream, 'firstAttach', last ? `${state.user} had not attached to ${state.target} since ${last}` : `first attach of ${state.user} to ${state.target}`, [event], 0);
+      }
+      this.firstAttach[key] = event.time;
+      mkdirSync(dirname(this.firstAttachFile), { recursive: true });
+      writeFileSync(`${this.firstAttachFile}.tmp`, JSON.stringify(this.firstAttach));
+      renameSync(`${this.firstAttachFile}.tmp`, this.firstAttachFile);
+    }
+    const many = state.rules.concurrentTargets;
+    if (many) {
+      const targets = new Set([...this.sessions.values()].filter((s) => s.user === state.user).map((s) => s.target));
+      if (targets.size >= many.max) this.fire(state, event.stream, 'concurrentTargets', `${state.user} holds sessions on ${targets.size} targets at once: ${[...targets].join(', ')}`, [event], 0);
+    }
+  }
+
+  private window(list: AuditEvent[], event: AuditEvent, seconds: number): AuditEvent[] {
+    const since = Date.parse(event.time) - seconds * 1000;
+    return [...list.filter((e) => Date.parse(e.time) > since), event];
+  }
+
+  private refusal(state: SessionState, event: AuditEvent): void {
+    const rule = state.rules.refusals;
+    if (!rule) return;
+    state.refusals = this.window(state.refusals, event, rule.withinSeconds);
+    if (state.refusals.length >= rule.count) {
+      this.fire(state, event.stream, 'refusals', `${state.refusals.length} refusals within ${rule.withinSeconds} s (threshold ${rule.count})`, state.refusals.slice(-20), rule.withinSeconds);
+    }
+  }
+
+  private sensitiveNames(state: SessionState, names: readonly string[]): string[] {
+    const watched = new Set(state.rules.sensitiveReads?.names.map(normalize) ?? []);
+    return [...new Set(names.filter((n) => watched.has(normalize(n))))];
+  }
+
+  private sensitiveFile(state: SessionState, event: AuditEvent, url: string): void {
+    const rule = state.rules.sensitiveFiles;
+    if (!rule || !url) return;
+    const path = url.replace(/^file:\/\//, '').replace(/\\(.)/g, '$1').replace(/[$^]/g, '');
+    const hit = rule.globs.find((glob) => picomatch.isMatch(path, glob.startsWith('/') || glob.startsWith('**') ? glob : `**/${glob}`, { dot: true }));
+    if (hit) this.fire(state, event.stream, 'sensitiveFiles', `${event.type === 'cdp.breakpoint.set' ? 'breakpoint set' : 'paused'} in ${path}, which the owner marks sensitive (${hit})`, [event], 0);
+  }
+
+  /** Fires once per rule per cooldown window (0: every time the evidence differs). */
+  private fire(state: SessionState, session: string, rule: keyof AlertRules, message: string, evidence: AuditEvent[], cooldownSeconds: number): void {
+    const now = this.clock();
+    const key = cooldownSeconds > 0 ? rule : `${rule}:${message}`;
+    const last = state.lastFired.get(key);
+    if (last !== undefined && (cooldownSeconds === 0 || now - last < cooldownSeconds * 1000)) return;
+    state.lastFired.set(key, now);
+    const action = ((state.rules[rule] as { action?: AlertAction } | undefined)?.action ?? 'none') as AlertAction;
+    const alert: Alert = {
+      id: randomUUID(),
+      rule,
+      at: new Date(now).toISOString(),
+      target: state.target,
+      session,
+      user: state.user,
+      message,
+      action,
+      evidence: evidence.map((e) => ({ seq: e.seq, type: e.type, summary: summarize(e) })),
+    };
+    this.recent.push(alert);
+    if (this.recent.length > 1000) this.recent.shift();
+    void this.hooks.record(alert).catch(() => undefined);
+    this.hooks.deliver(alert);
+    if (action === 'end-session' && !state.ending) {
+      state.ending = true;
+      this.hooks.endSession(session, alert);
+    }
+  }
+}
