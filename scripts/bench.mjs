@@ -107,7 +107,7 @@ function printResults(r) {
     const mark = (xs, goal) => `${xs.map(ratio).join(' / ')} ${xs.every((x) => x <= goal) ? 'MET' : xs[0] <= goal ? 'MET at median, MISSED at p99' : 'MISSED'}`;
     say(`   ${op.padEnd(14)} broker ≤ 0.1 × plain direct: ${mark(vsPlain, 0.1)};  broker ≤ 1.5 × bare relay: ${mark(vsRelay, 1.5)}`);
   }
-  say(`   Recording check: the broker's local store holds ${r.roundTrip.brokerStoredSessionEvents} session events for ${r.roundTrip.brokerTimedRoundTrips} round trips (2 records each: request before forwarding, response before replying).`);
+  say(`   Recording check: the broker's local store holds ${r.roundTrip.brokerStoredSessionEvents} session events for ${r.roundTrip.brokerTimedRoundTrips} round trips (2 records each: the request, durable before forwarding; the response, chained before replying and durable with the next group commit).`);
 
   // ---- 2e
   const a = r.audit;
@@ -147,7 +147,7 @@ function printResults(r) {
     addedRows.push(added(op, 'relay', 'broker', 'added, (d) − (c)'));
     if (v.brokerMem) {
       addedRows.push(added(op, 'relay', 'brokerMem', "  software: gate, hashing, JSON, (d') − (c)"));
-      addedRows.push(added(op, 'brokerMem', 'broker', "  disk: 2 WAL commits, (d) − (d')"));
+      addedRows.push(added(op, 'brokerMem', 'broker', "  disk: WAL commits, (d) − (d')"));
     }
   }
   say(table(['call', 'added median ms', 'added p99 ms', 'added / relay (median)', 'added / relay (p99)'], addedRows));
