@@ -1,4 +1,5 @@
 // Bundles the shipped entry points; tsc only type-checks.
+import { writeFileSync } from 'node:fs';
 import { build } from 'esbuild';
 
 const common = {
@@ -12,7 +13,13 @@ const common = {
   external: ['sockopt', 'vscode'],
 };
 
-await Promise.all([
+const [, , extension, adapter] = await Promise.all([
   build({ ...common, entryPoints: { cli: 'broker/cli.ts' }, outdir: 'dist', banner: { js: '#!/usr/bin/env node' } }),
   build({ ...common, entryPoints: { broker: 'broker/index.ts' }, outdir: 'dist' }),
+  // The VS Code extension (runs the debug adapter inline) and the adapter's standalone entry. Their metafiles
+  // let test/extension/bundle.test.ts check that no broker code and no @aws-sdk went in.
+  build({ ...common, entryPoints: { extension: 'extension/extension.ts' }, outdir: 'dist', metafile: true }),
+  build({ ...common, entryPoints: { debugAdapter: 'extension/adapter/debugAdapter.ts' }, outdir: 'dist', metafile: true }),
 ]);
+writeFileSync('dist/extension.meta.json', JSON.stringify(extension.metafile));
+writeFileSync('dist/debugAdapter.meta.json', JSON.stringify(adapter.metafile));

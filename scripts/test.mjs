@@ -5,6 +5,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ensureChromium } from './chromium/ensure-chromium.mjs';
 import { ensureS3 } from './s3/ensure-s3.mjs';
+import { ensureCodeServer } from './vscode/ensure-code-server.mjs';
 
 const root = join(import.meta.dirname, '..');
 
@@ -38,4 +39,7 @@ run('typecheck', process.execPath, [join(root, 'node_modules', 'typescript', 'bi
 const s3Env = ensureS3();
 // The report page is checked in a real headless Chromium (Debian's chromium, installed here when missing).
 const chromiumEnv = { CHROMIUM_PATH: ensureChromium(), PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: '1' };
-run(`tests (${files.length} files)`, process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', ...files], { ...process.env, ...s3Env, ...chromiumEnv });
+// The extension is tested in a real VS Code: code-server (installed here when missing) driven by that Chromium.
+// LOUPE_SKIP_VSCODE=1 asks for a fast run: those tests are then skipped, each saying why.
+const vscodeEnv = files.some((f) => f.startsWith('test/extension/') || f.startsWith('test/dap/')) ? ensureCodeServer() : {};
+run(`tests (${files.length} files)`, process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', ...files], { ...process.env, ...s3Env, ...chromiumEnv, ...vscodeEnv });
