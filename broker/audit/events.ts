@@ -26,6 +26,7 @@ export const eventCodes = {
   'cdp.paused': 'L3032',
   'cdp.resumed': 'L3033',
   'snapshot.captured': 'L3040',
+  'snapshot.throttled': 'L3041',
   'broker.request': 'L4000',
   'broker.response': 'L4001',
   'broker.response.missing': 'L4002',

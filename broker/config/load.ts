@@ -233,7 +233,7 @@ function validateTarget(name: string, raw: unknown, roles: Record<string, RoleCo
     problems.add(path, 'expected a mapping');
     return undefined;
   }
-  checkKeys(raw, path, ['inspector', 'owners', 'access', 'maxPauseSeconds', 'retentionDays', 'alerts'], problems);
+  checkKeys(raw, path, ['inspector', 'owners', 'access', 'maxPauseSeconds', 'retentionDays', 'alerts', 'snapshot'], problems);
   const inspector = str(raw, 'inspector', path, problems) ?? '';
   if (inspector && !/^wss?:\/\/[^\s]+$/.test(inspector) && !/^[a-z0-9.-]+:\d{1,5}$|^\[[0-9a-f:]+\]:\d{1,5}$/i.test(inspector)) {
     problems.add(join(path, 'inspector'), 'expected "host:port" or a ws:// URL');
@@ -249,7 +249,23 @@ function validateTarget(name: string, raw: unknown, roles: Record<string, RoleCo
   const maxPauseSeconds = int(raw, 'maxPauseSeconds', path, problems, 30, 1, 3600);
   const retentionDays = int(raw, 'retentionDays', path, problems, defaultRetentionDays, 1, 36500);
   const alerts = validateAlertRules(raw.alerts, `${path}.alerts`, defaultAlerts, (p, m) => problems.add(p, m));
-  return { name, inspector, owners: Object.freeze(owners), access: Object.freeze(access), maxPauseSeconds, retentionDays, alerts };
+  const snapshotRaw = section(raw, 'snapshot', path, problems);
+  const snapPath = `${path}.snapshot`;
+  checkKeys(snapshotRaw, snapPath, ['frames', 'expandFrames', 'depth', 'collectionItems', 'fieldsPerObject', 'stringLength', 'timeBudgetMs', 'maxBytes', 'minIntervalMs', 'maxCapturesPerBreakpoint', 'maxCapturesPerMinute'], problems);
+  const snapshot = Object.freeze({
+    frames: int(snapshotRaw, 'frames', snapPath, problems, 20, 1, 200),
+    expandFrames: int(snapshotRaw, 'expandFrames', snapPath, problems, 5, 0, 50),
+    depth: int(snapshotRaw, 'depth', snapPath, problems, 3, 0, 10),
+    collectionItems: int(snapshotRaw, 'collectionItems', snapPath, problems, 100, 1, 10000),
+    fieldsPerObject: int(snapshotRaw, 'fieldsPerObject', snapPath, problems, 20, 1, 1000),
+    stringLength: int(snapshotRaw, 'stringLength', snapPath, problems, 255, 8, 1 << 20),
+    timeBudgetMs: int(snapshotRaw, 'timeBudgetMs', snapPath, problems, 10, 1, 1000),
+    maxBytes: int(snapshotRaw, 'maxBytes', snapPath, problems, 64 * 1024, 1024, 16 << 20),
+    minIntervalMs: int(snapshotRaw, 'minIntervalMs', snapPath, problems, 1000, 0, 3600_000),
+    maxCapturesPerBreakpoint: int(snapshotRaw, 'maxCapturesPerBreakpoint', snapPath, problems, 100, 1, 100000),
+    maxCapturesPerMinute: int(snapshotRaw, 'maxCapturesPerMinute', snapPath, problems, 60, 1, 100000),
+  });
+  return { name, inspector, owners: Object.freeze(owners), access: Object.freeze(access), maxPauseSeconds, retentionDays, alerts, snapshot };
 }
 
 function validateAudit(raw: Raw, stateDir: string, baseDir: string, problems: Problems): AuditConfig {

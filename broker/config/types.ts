@@ -44,6 +44,23 @@ export interface TargetConfig {
   readonly retentionDays: number;
   /** The alert rules watching this target's sessions (defaults from alerting.rules). */
   readonly alerts: AlertRules;
+  readonly snapshot: SnapshotLimits;
+}
+
+/** What a snapshot capture may take from the target, and how often. */
+export interface SnapshotLimits {
+  readonly frames: number;
+  readonly expandFrames: number;
+  readonly depth: number;
+  readonly collectionItems: number;
+  readonly fieldsPerObject: number;
+  readonly stringLength: number;
+  readonly timeBudgetMs: number;
+  readonly maxBytes: number;
+  /** At most one capture per breakpoint in this many ms; hits in between are resumed at once and counted. */
+  readonly minIntervalMs: number;
+  readonly maxCapturesPerBreakpoint: number;
+  readonly maxCapturesPerMinute: number;
 }
 
 export interface BrokerLimits {

@@ -57,13 +57,14 @@ const allowlist: Record<string, MethodRule> = {
   'Debugger.setBlackboxPatterns': { modes: both, params: { patterns: { arrayOf: 'string' } }, required: ['patterns'] },
   'Debugger.setBlackboxedRanges': { modes: both, params: { scriptId: 'string', positions }, required: ['scriptId', 'positions'] },
   'Debugger.getStackTrace': { modes: both, params: { stackTraceId: { object: { id: 'string', debuggerId: 'string' } } }, required: ['stackTraceId'] },
+  // In snapshot mode these become non-pausing captures (see session/snapshot.ts).
   'Debugger.setBreakpointByUrl': {
-    modes: pauseOnly,
+    modes: both,
     params: { lineNumber: 'integer', url: 'string', urlRegex: 'string', scriptHash: 'string', columnNumber: 'integer', condition: 'string' },
     required: ['lineNumber'],
     handling: 'breakpoint',
   },
-  'Debugger.setBreakpoint': { modes: pauseOnly, params: { location, condition: 'string' }, required: ['location'], handling: 'breakpoint' },
+  'Debugger.setBreakpoint': { modes: both, params: { location, condition: 'string' }, required: ['location'], handling: 'breakpoint' },
   'Debugger.setBreakpointOnFunctionCall': { modes: pauseOnly, params: { objectId: 'string', condition: 'string' }, required: ['objectId'], handling: 'breakpoint' },
   'Debugger.removeBreakpoint': { modes: both, params: { breakpointId: 'string' }, required: ['breakpointId'] },
   'Debugger.setBreakpointsActive': { modes: both, params: { active: 'boolean' }, required: ['active'] },

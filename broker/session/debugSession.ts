@@ -4,6 +4,7 @@ import type { AuditStream } from '../audit/auditTrail';
 import type { EventType } from '../audit/events';
 import { cdpErrorCodes, gateClientFrame, truncate, type GateDecision } from '../gate/cdpGate';
 import { conditionProbe } from '../gate/conditionCheck';
+import { captureFrames, type Capture, type PausedFrameInput } from './snapshot';
 import type { Grant } from '../grants/grantStore';
 
 export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert';
@@ -97,6 +98,9 @@ export class DebugSession {
   private readonly objectLabels = new Map<string, string>();
   private readonly frameLabels = new Map<string, string>();
   private readonly scriptUrls = new Map<string, string>();
+  private readonly snapshots = new Map<string, { lastCaptureAt: number; captures: number; skipped: number; lastThrottleNoticeAt: number }>();
+  private captureTimes: number[] = [];
+  private captureCount = 0;
 
   constructor(private readonly options: DebugSessionOptions) {
     this.sessionId = options.sessionId;
@@ -285,6 +289,8 @@ export class DebugSession {
     if (message.method === 'Debugger.scriptParsed' && typeof message.params?.scriptId === 'string' && typeof message.params.url === 'string') {
       this.scriptUrls.set(message.params.scriptId, message.params.url);
     }
+    // A snapshot session never shows a pause or a resume: its client sees captures instead.
+    if (message.method === 'Debugger.resumed' && this.grant.mode === 'snapshot') return;
     if (message.method === 'Debugger.resumed') {
       const wasShown = this.paused && this.swallowResumed === 0;
       this.paused = false;
@@ -300,6 +306,7 @@ export class DebugSession {
   }
 
   private async onPaused(message: CdpMessage, raw: Buffer): Promise<void> {
+    if (this.grant.mode === 'snapshot') return this.onSnapshotPause(message);
     this.paused = true;
     const params = message.params ?? {};
     const hits = Array.isArray(params.hitBreakpoints) ? (params.hitBreakpoints as string[]) : [];
@@ -329,6 +336,81 @@ export class DebugSession {
       return;
     }
     this.forwardPause(message, JSON.stringify({ ...message, params: { ...params, hitBreakpoints: passed } }), passed);
+  }
+
+  /**
+   * Snapshot mode: a hit of one of this session's breakpoints is captured within the limits and the target
+   * resumed at once; rate limits skip the capture (never the resume). Pauses of other sessions are left alone.
+   */
+  private async onSnapshotPause(message: CdpMessage): Promise<void> {
+    const params = message.params ?? {};
+    const hits = (Array.isArray(params.hitBreakpoints) ? (params.hitBreakpoints as string[]) : []).filter((id) => this.breakpoints.has(id));
+    if (hits.length === 0 || this.ending) return;
+    const limits = this.options.target.snapshot;
+    const started = performance.now();
+    const frames = (params.callFrames as PausedFrameInput[] | undefined) ?? [];
+    let captureFor: string | undefined;
+    let skipped: { breakpointId: string; reason: string } | undefined;
+    for (const id of hits) {
+      const state = this.snapshotState(id);
+      const condition = this.breakpoints.get(id)!.condition;
+      if (condition !== undefined && frames[0]) {
+        const verdict = await this.evaluateCondition(frames[0].callFrameId, condition);
+        this.record('cdp.breakpoint.condition', { breakpointId: id, condition, value: verdict.value, ...(verdict.detail ? { detail: verdict.detail } : {}) }).catch(() => undefined);
+        if (!verdict.value) continue;
+      }
+      const now = Date.now();
+      this.captureTimes = this.captureTimes.filter((t) => now - t < 60_000);
+      if (now - state.lastCaptureAt < limits.minIntervalMs) skipped = { breakpointId: id, reason: `at most one capture every ${limits.minIntervalMs} ms per breakpoint` };
+      else if (this.captureTimes.length >= limits.maxCapturesPerMinute) skipped = { breakpointId: id, reason: `at most ${limits.maxCapturesPerMinute} captures per minute per session` };
+      else {
+        captureFor = id;
+        break;
+      }
+    }
+    let capture: Capture | undefined;
+    if (captureFor) {
+      try {
+        capture = await captureFrames(frames, this.scriptUrls, (objectId) => this.command('Runtime.getProperties', { objectId, ownProperties: true }, { critical: true }) as never, limits);
+      } catch (err) {
+        capture = { frames: [], durationMs: 0, bytes: 0, truncated: `capture failed: ${(err as Error).message}` };
+      }
+    }
+    // Resume first: the capture is in hand, the target must not wait for the record or the client.
+    this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined);
+    const pauseMs = Math.round((performance.now() - started) * 1000) / 1000;
+    if (skipped && !captureFor) {
+      const state = this.snapshotState(skipped.breakpointId);
+      state.skipped++;
+      if (Date.now() - state.lastThrottleNoticeAt >= 1000) {
+        state.lastThrottleNoticeAt = Date.now();
+        this.record('snapshot.throttled', { breakpointId: skipped.breakpointId, reason: skipped.reason, skipped: state.skipped }).catch(() => undefined);
+        this.enqueue(JSON.stringify({ method: 'Loupe.snapshotThrottled', params: { breakpointId: skipped.breakpointId, reason: skipped.reason, skipped: state.skipped } }), true);
+      }
+      return;
+    }
+    if (!captureFor || !capture) return;
+    const state = this.snapshotState(captureFor);
+    state.lastCaptureAt = Date.now();
+    state.captures++;
+    this.captureTimes.push(Date.now());
+    const captureId = `${this.sessionId.slice(0, 8)}-${++this.captureCount}`;
+    const record = { captureId, breakpointId: captureFor, capturedAt: new Date(this.options.clock()).toISOString(), pauseMs, ...capture };
+    this.recordOrEnd('snapshot.captured', record).catch(() => undefined);
+    this.enqueue(JSON.stringify({ method: 'Loupe.snapshotCaptured', params: record }), false);
+    if (state.captures >= limits.maxCapturesPerBreakpoint) {
+      this.breakpoints.delete(captureFor);
+      this.command('Debugger.removeBreakpoint', { breakpointId: captureFor }, { critical: true }).catch(() => undefined);
+      const reason = `reached its limit of ${limits.maxCapturesPerBreakpoint} captures and was removed`;
+      this.record('snapshot.throttled', { breakpointId: captureFor, reason }).catch(() => undefined);
+      this.enqueue(JSON.stringify({ method: 'Loupe.snapshotThrottled', params: { breakpointId: captureFor, reason, removed: true } }), false);
+    }
+  }
+
+  private snapshotState(breakpointId: string): { lastCaptureAt: number; captures: number; skipped: number; lastThrottleNoticeAt: number } {
+    let state = this.snapshots.get(breakpointId);
+    if (!state) this.snapshots.set(breakpointId, (state = { lastCaptureAt: -Infinity, captures: 0, skipped: 0, lastThrottleNoticeAt: -Infinity }));
+    return state;
   }
 
   /** Runs a condition in the paused frame under V8's side-effect check and a short timeout. */

@@ -1,0 +1,146 @@
+import { strict as assert } from 'node:assert';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { CdpClient } from '../support/cdpClient';
+import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
+import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+
+const file = join(fixtures, 'snapshot-app.js');
+const line = markerLine(file, 'handle');
+
+function snapshotPolicy(inspector: string, snapshot: Record<string, number> = {}) {
+  const base = basePolicy(inspector);
+  return { ...base, targets: { app: { ...base.targets.app, snapshot } } };
+}
+
+const prop = (props: any[], name: string) => props.find((p) => p.name === name)?.value;
+
+describe('snapshot mode: non-pausing captures against a real target', () => {
+  let target: TargetProcess;
+  let direct: CdpClient;
+  let broker: TestBroker | undefined;
+  before(async () => {
+    target = await startTarget(file);
+    direct = await CdpClient.connect(target.wsUrl); // reads the target's own counters, Debugger off
+  });
+  afterEach(async () => {
+    await broker?.close();
+    broker = undefined;
+  });
+  after(async () => {
+    await direct.close();
+    await target.stop();
+  });
+
+  async function snapshotSession(snapshot: Record<string, number> = {}) {
+    broker = await startTestBroker(snapshotPolicy(target.inspector, snapshot));
+    const { client } = await broker.attach({ mode: 'snapshot' });
+    await client.call('Debugger.enable');
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'snapshot-app\\.js$' });
+    return { client, breakpointId };
+  }
+
+  it('captures the stack and locals within every limit, without running getters or Proxy traps', async () => {
+    // A generous time budget, so the content limits are what cuts the capture here.
+    const { client, breakpointId } = await snapshotSession({ timeBudgetMs: 1000 });
+    const captured = await client.waitEvent('Loupe.snapshotCaptured');
+    const c = captured.params;
+    assert.equal(c.breakpointId, breakpointId);
+    assert.equal(c.frames[0].functionName, 'handle');
+    assert.match(c.frames[0].url, /snapshot-app\.js$/);
+    assert.equal(c.frames[0].lineNumber, line);
+    assert.ok(c.pauseMs < 1000);
+    const local = c.frames[0].scopes.find((s: any) => s.type === 'local').properties;
+    // depth 3: deep.a.b is expanded, deep.a.b.c is not
+    const b = prop(prop(prop(local, 'deep').properties, 'a').properties, 'b');
+    assert.equal(prop(b.properties, 'c').truncated, 'depth');
+    const wide = prop(local, 'wide');
+    assert.equal(wide.properties.length, 20);
+    assert.equal(wide.truncated, '50 properties, 20 captured');
+    const long = prop(local, 'long');
+    assert.equal(long.value.length, 255);
+    assert.equal(long.truncated, 'string of 1000 characters');
+    const list = prop(local, 'list');
+    assert.equal(list.properties.length, 100);
+    assert.match(list.truncated, /captured/);
+    assert.equal(prop(prop(prop(local, 'cyclic').properties, 'self').properties, 'name').value, 'loop');
+    assert.equal(prop(prop(local, 'withGetter').properties, 'boom').description, 'getter (not invoked)');
+    const proxy = prop(local, 'proxy');
+    assert.equal(proxy.subtype, 'proxy');
+    assert.equal(proxy.properties, undefined);
+    const entries = prop(prop(local, 'map').properties, '[[Entries]]');
+    assert.equal(entries.properties.filter((p: any) => /^\d+$/.test(p.name)).length, 2);
+    assert.ok(c.frames.length > 1, 'the callers are there too');
+    assert.equal(c.truncated, undefined);
+    assert.equal(client.events.filter((e) => e.method === 'Debugger.paused' || e.method === 'Debugger.resumed').length, 0, 'the client never sees a pause');
+    await client.close();
+    const counters = await direct.call('Runtime.evaluate', { expression: '[globalThis.getterRan, globalThis.trapRan]', returnByValue: true });
+    assert.deepEqual(counters.result.value, [0, 0]);
+    await waitFor(async () => (await broker!.sessionEvents()).some((e) => e.type === 'snapshot.captured' && e.data.captureId === c.captureId));
+  });
+
+  it('cuts a capture at its time budget and byte limit, and says so', async () => {
+    const { client } = await snapshotSession({ timeBudgetMs: 1 });
+    const timed = (await client.waitEvent('Loupe.snapshotCaptured')).params;
+    assert.equal(timed.truncated, 'time budget of 1 ms');
+    assert.ok(timed.durationMs < 50, `capture took ${timed.durationMs} ms`);
+    await client.close();
+    await broker!.close();
+    const small = await snapshotSession({ timeBudgetMs: 1000, maxBytes: 1024 });
+    const sized = (await small.client.waitEvent('Loupe.snapshotCaptured')).params;
+    assert.equal(sized.truncated, '1024 bytes');
+    assert.ok(JSON.stringify(sized.frames).length < 8 * 1024);
+    await small.client.close();
+  });
+
+  it('never leaves the target paused: the timer keeps firing through a burst of hits', async () => {
+    const { client } = await snapshotSession({ minIntervalMs: 0, maxCapturesPerMinute: 100000, maxCapturesPerBreakpoint: 100000 });
+    await client.waitEvent('Loupe.snapshotCaptured');
+    const before = target.lastTick();
+    const startedAt = Date.now();
+    await target.ticksAdvance(30, 5000);
+    const captures = client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').length;
+    assert.ok(captures >= 10, `only ${captures} captures`);
+    assert.ok(target.lastTick() - before >= 30, `the target ran ${target.lastTick() - before} ticks in ${Date.now() - startedAt} ms`);
+    await client.close();
+  });
+
+  it('throttles a breakpoint to its rate and tells the client why', async () => {
+    const { client, breakpointId } = await snapshotSession({ minIntervalMs: 1000 });
+    await client.waitEvent('Loupe.snapshotCaptured');
+    const throttled = await client.waitEvent('Loupe.snapshotThrottled');
+    assert.equal(throttled.params.breakpointId, breakpointId);
+    assert.equal(throttled.params.reason, 'at most one capture every 1000 ms per breakpoint');
+    await new Promise((r) => setTimeout(r, 1200));
+    const captures = client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').length;
+    assert.ok(captures >= 1 && captures <= 3, `${captures} captures in about 1.3 s`);
+    await client.close();
+  });
+
+  it('removes a breakpoint after its capture limit, saying so', async () => {
+    const { client, breakpointId } = await snapshotSession({ minIntervalMs: 0, maxCapturesPerBreakpoint: 2 });
+    const removed = await client.waitEvent('Loupe.snapshotThrottled', (e) => e.params.removed === true);
+    assert.equal(removed.params.breakpointId, breakpointId);
+    assert.match(removed.params.reason, /limit of 2 captures and was removed/);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').length, 2);
+    await client.close();
+  });
+
+  it('refuses pausing methods in snapshot mode', async () => {
+    const { client } = await snapshotSession();
+    for (const method of ['Debugger.pause', 'Debugger.stepOver', 'Debugger.setPauseOnExceptions']) {
+      const reply = await client.send(method, { state: 'all' });
+      assert.match(reply.error!.message, new RegExp(`^${method.replace('.', '\\.')} refused by Loupe: it is not allowed in snapshot mode`));
+    }
+    await client.close();
+  });
+});
+
+async function waitFor(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
