@@ -27,6 +27,8 @@ export const eventCodes = {
   'cdp.resumed': 'L3033',
   'snapshot.captured': 'L3040',
   'snapshot.throttled': 'L3041',
+  'cdp.logpoint': 'L3042',
+  'cdp.breakpoint.suspended': 'L3014',
   'broker.request': 'L4000',
   'broker.response': 'L4001',
   'broker.response.missing': 'L4002',

@@ -309,12 +309,13 @@ export function validateConfig(raw: unknown, baseDir: string): LoupeConfig {
   const server = validateServer(section(raw, 'server', '', problems), problems);
   const stateDir = resolve(baseDir, str(raw, 'stateDir', '', problems, '.loupe')!);
   const limitsRaw = section(raw, 'limits', '', problems);
-  checkKeys(limitsRaw, 'limits', ['maxFrameBytes', 'evaluateTimeoutMs', 'conditionTimeoutMs', 'clientBufferBytes'], problems);
+  checkKeys(limitsRaw, 'limits', ['maxFrameBytes', 'evaluateTimeoutMs', 'conditionTimeoutMs', 'clientBufferBytes', 'conditionBudgetMsPerSecond'], problems);
   const limits = {
     maxFrameBytes: int(limitsRaw, 'maxFrameBytes', 'limits', problems, 1 << 20, 1024, 64 << 20),
     evaluateTimeoutMs: int(limitsRaw, 'evaluateTimeoutMs', 'limits', problems, 1000, 10, 30000),
     conditionTimeoutMs: int(limitsRaw, 'conditionTimeoutMs', 'limits', problems, 50, 5, 1000),
     clientBufferBytes: int(limitsRaw, 'clientBufferBytes', 'limits', problems, 16 << 20, 1 << 20, 1 << 30),
+    conditionBudgetMsPerSecond: int(limitsRaw, 'conditionBudgetMsPerSecond', 'limits', problems, 100, 1, 1000),
   };
   const identity = validateIdentity(section(raw, 'identity', '', problems), problems);
   const roles = validateRoles(section(raw, 'roles', '', problems), problems);

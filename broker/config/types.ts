@@ -68,6 +68,8 @@ export interface BrokerLimits {
   readonly evaluateTimeoutMs: number;
   readonly conditionTimeoutMs: number;
   readonly clientBufferBytes: number;
+  /** Pause time per second that one breakpoint's unseen pauses (conditions, logpoints) may cost the target. */
+  readonly conditionBudgetMsPerSecond: number;
 }
 
 export interface AuditConfig {

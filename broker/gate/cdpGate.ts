@@ -11,7 +11,43 @@ type Spec = 'string' | 'integer' | 'number' | 'boolean' | { object: Record<strin
 const location: Spec = { object: { scriptId: 'string', lineNumber: 'integer', columnNumber: 'integer' } };
 const positions: Spec = { arrayOf: { object: { lineNumber: 'integer', columnNumber: 'integer' } } };
 
-type Handling = 'plain' | 'evaluate' | 'breakpoint' | 'step';
+type Handling = 'plain' | 'evaluate' | 'breakpoint' | 'step' | 'logpoint';
+
+/** A logpoint message `text {expression} text`: the literal pieces around the expressions. */
+export interface LogTemplate {
+  readonly literals: readonly string[];
+  readonly expressions: readonly string[];
+}
+
+export function parseLogMessage(message: string): LogTemplate {
+  const literals: string[] = [];
+  const expressions: string[] = [];
+  let literal = '';
+  let i = 0;
+  while (i < message.length) {
+    if (message[i] !== '{') {
+      literal += message[i++];
+      continue;
+    }
+    // Balanced braces, so an object literal inside an expression stays whole.
+    let depth = 0;
+    let j = i;
+    for (; j < message.length; j++) {
+      if (message[j] === '{') depth++;
+      else if (message[j] === '}' && --depth === 0) break;
+    }
+    if (j >= message.length) {
+      literal += message.slice(i);
+      break;
+    }
+    literals.push(literal);
+    expressions.push(message.slice(i + 1, j).trim());
+    literal = '';
+    i = j + 1;
+  }
+  literals.push(literal);
+  return { literals, expressions };
+}
 
 interface MethodRule {
   readonly modes: readonly Mode[];
@@ -63,6 +99,14 @@ const allowlist: Record<string, MethodRule> = {
     params: { lineNumber: 'integer', url: 'string', urlRegex: 'string', scriptHash: 'string', columnNumber: 'integer', condition: 'string' },
     required: ['lineNumber'],
     handling: 'breakpoint',
+  },
+  // A Loupe extension: a logpoint the broker evaluates on each hit (side-effect free, bounded, rate limited)
+  // and reports as a Loupe.logpoint event, resuming at once. It never pauses the target longer than that.
+  'Loupe.setLogpoint': {
+    modes: both,
+    params: { lineNumber: 'integer', url: 'string', urlRegex: 'string', scriptHash: 'string', columnNumber: 'integer', condition: 'string', logMessage: 'string' },
+    required: ['lineNumber', 'logMessage'],
+    handling: 'logpoint',
   },
   'Debugger.setBreakpoint': { modes: both, params: { location, condition: 'string' }, required: ['location'], handling: 'breakpoint' },
   'Debugger.setBreakpointOnFunctionCall': { modes: pauseOnly, params: { objectId: 'string', condition: 'string' }, required: ['objectId'], handling: 'breakpoint' },
@@ -121,6 +165,8 @@ export type GateDecision =
       readonly rewrites: readonly string[];
       /** A breakpoint condition the broker evaluates itself on pause; stripped from the forwarded message. */
       readonly condition?: string;
+      /** A logpoint's message, parsed; the broker evaluates its expressions on each hit. */
+      readonly logpoint?: LogTemplate;
       readonly handling: Handling;
     }
   | { readonly action: 'refuse'; readonly id: number | null; readonly method?: string; readonly code: number; readonly message: string; readonly rule: string };
@@ -210,8 +256,21 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   if (missing.length > 0) return refuse(messageId, method, cdpErrorCodes.invalidParams, 'params.required', `${method} refused: missing ${missing.join(', ')}`);
   const rewrites = dropped.map((path) => `${path} dropped`);
 
-  const handling = rule.handling ?? 'plain';
+  let handling = rule.handling ?? 'plain';
   let condition: string | undefined;
+  let logpoint: LogTemplate | undefined;
+  let forwardMethod = method;
+  if (handling === 'logpoint') {
+    logpoint = parseLogMessage(String(clean.logMessage));
+    for (const expression of logpoint.expressions) {
+      const verdict = checkCondition(expression);
+      if (!verdict.ok) return refuse(messageId, method, cdpErrorCodes.refused, 'logpoint.static', `${method} refused: logpoint expression "${truncate(expression)}" ${verdict.reason}`);
+    }
+    delete clean.logMessage;
+    forwardMethod = 'Debugger.setBreakpointByUrl';
+    rewrites.push('logpoint kept by the broker: a plain breakpoint is set, the message is evaluated on each hit');
+    handling = 'breakpoint';
+  }
   if (handling === 'evaluate') {
     clean.throwOnSideEffect = true;
     clean.timeout = limits.evaluateTimeoutMs;
@@ -235,7 +294,7 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   if (method === 'Debugger.setPauseOnExceptions' && !['none', 'caught', 'uncaught', 'all'].includes(clean.state as string)) {
     return refuse(messageId, method, cdpErrorCodes.invalidParams, 'params.value', `${method} refused: state must be none, caught, uncaught or all`);
   }
-  return { action: 'forward', id: messageId, method, params: clean, rewrites, handling, ...(condition !== undefined ? { condition } : {}) };
+  return { action: 'forward', id: messageId, method: forwardMethod, params: clean, rewrites, handling, ...(condition !== undefined ? { condition } : {}), ...(logpoint ? { logpoint } : {}) };
 }
 
 export const truncate = (text: string, max = 120) => (text.length > max ? `${text.slice(0, max)}…` : text);

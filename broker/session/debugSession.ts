@@ -2,7 +2,7 @@ import type WebSocket from 'ws';
 import type { BrokerLimits, TargetConfig } from '../config/types';
 import type { AuditStream } from '../audit/auditTrail';
 import type { EventType } from '../audit/events';
-import { cdpErrorCodes, gateClientFrame, truncate, type GateDecision } from '../gate/cdpGate';
+import { cdpErrorCodes, gateClientFrame, truncate, type GateDecision, type LogTemplate } from '../gate/cdpGate';
 import { conditionProbe } from '../gate/conditionCheck';
 import { captureFrames, type Capture, type PausedFrameInput } from './snapshot';
 import type { Grant } from '../grants/grantStore';
@@ -31,7 +31,7 @@ const closeMessages: Record<EndReason, string> = {
 };
 
 type Pending =
-  | { origin: 'client'; clientId: number; method: string; sentAt: number; requestSeq?: number; condition?: string; removes?: string; describes?: string }
+  | { origin: 'client'; clientId: number; method: string; sentAt: number; requestSeq?: number; condition?: string; logpoint?: LogTemplate; removes?: string; describes?: string }
   | { origin: 'broker'; method: string; resolve: (result: Record<string, unknown>) => void; reject: (err: Error) => void; timer: NodeJS.Timeout };
 
 interface CdpMessage {
@@ -82,7 +82,9 @@ export class DebugSession {
   private nextTargetId = 1;
   private readonly pending = new Map<number, Pending>();
   /** Breakpoints this session set, with the condition the broker evaluates for each. */
-  private readonly breakpoints = new Map<string, { condition?: string }>();
+  private readonly breakpoints = new Map<string, { condition?: string; logpoint?: LogTemplate }>();
+  /** Recent broker-held pauses per breakpoint (condition checks, logpoints): [time, ms]. */
+  private readonly heldPauses = new Map<string, [number, number][]>();
   private paused = false;
   private clientExpectsPause = false;
   /** Target events held back while the broker decides whether a pause reaches the client. */
@@ -176,6 +178,7 @@ export class DebugSession {
       method: decision.method,
       sentAt: this.options.clock(),
       ...(decision.condition !== undefined ? { condition: decision.condition } : {}),
+      ...(decision.logpoint ? { logpoint: decision.logpoint } : {}),
       ...(decision.method === 'Debugger.removeBreakpoint' ? { removes: params.breakpointId as string } : {}),
       ...(decision.method === 'Runtime.getProperties' ? { describes: object ?? `object ${String(params.objectId)}` } : {}),
       ...(decision.handling === 'evaluate' ? { describes: `(${truncate(String(params.expression), 80)})` } : {}),
@@ -191,6 +194,7 @@ export class DebugSession {
       decision: decision.rewrites.length > 0 || decision.condition !== undefined ? 'rewrite' : 'allow',
       ...(decision.rewrites.length > 0 ? { rewrites: decision.rewrites } : {}),
       ...(decision.condition !== undefined ? { condition: decision.condition } : {}),
+      ...(decision.logpoint ? { logMessage: decision.logpoint } : {}),
       ...(frame ? { frame } : {}),
       ...(object ? { object } : {}),
     }).then(
@@ -263,7 +267,9 @@ export class DebugSession {
       return;
     }
     const breakpointId = message.result?.breakpointId;
-    if (typeof breakpointId === 'string') this.breakpoints.set(breakpointId, pending.condition !== undefined ? { condition: pending.condition } : {});
+    if (typeof breakpointId === 'string') {
+      this.breakpoints.set(breakpointId, { ...(pending.condition !== undefined ? { condition: pending.condition } : {}), ...(pending.logpoint ? { logpoint: pending.logpoint } : {}) });
+    }
     if (pending.removes !== undefined && !message.error) this.breakpoints.delete(pending.removes);
     if (pending.describes && message.result) this.labelObjects(pending.method, pending.describes, message.result);
     const recorded = this.recordOrEnd('cdp.response', {
@@ -310,13 +316,16 @@ export class DebugSession {
     this.paused = true;
     const params = message.params ?? {};
     const hits = Array.isArray(params.hitBreakpoints) ? (params.hitBreakpoints as string[]) : [];
-    const conditional = hits.filter((id) => this.breakpoints.get(id)?.condition !== undefined);
-    if (hits.length === 0 || conditional.length < hits.length || this.clientExpectsPause || params.reason !== 'other') {
+    const logpoints = hits.filter((id) => this.breakpoints.get(id)?.logpoint !== undefined);
+    const conditional = hits.filter((id) => !logpoints.includes(id) && this.breakpoints.get(id)?.condition !== undefined);
+    const frame = (params.callFrames as PausedFrameInput[] | undefined)?.[0];
+    if (hits.length === 0 || conditional.length + logpoints.length < hits.length || this.clientExpectsPause || params.reason !== 'other') {
       this.forwardPause(message, raw.toString('utf8'), hits);
       return;
     }
+    const started = performance.now();
     this.held = [];
-    const frame = (params.callFrames as { callFrameId: string }[] | undefined)?.[0];
+    for (const id of logpoints) if (frame) await this.emitLogpoint(id, frame);
     const passed: string[] = [];
     for (const id of conditional) {
       const condition = this.breakpoints.get(id)!.condition!;
@@ -325,6 +334,7 @@ export class DebugSession {
       if (verdict.value) passed.push(id);
     }
     if (this.ending) return;
+    if (passed.length === 0) this.chargeHeldPause([...logpoints, ...conditional], performance.now() - started);
     if (passed.length === 0) {
       this.swallowResumed++;
       this.flushHeld();
@@ -351,7 +361,9 @@ export class DebugSession {
     const frames = (params.callFrames as PausedFrameInput[] | undefined) ?? [];
     let captureFor: string | undefined;
     let skipped: { breakpointId: string; reason: string } | undefined;
-    for (const id of hits) {
+    const logpoints = hits.filter((id) => this.breakpoints.get(id)?.logpoint !== undefined);
+    for (const id of logpoints) if (frames[0]) await this.emitLogpoint(id, frames[0]);
+    for (const id of hits.filter((h) => !logpoints.includes(h))) {
       const state = this.snapshotState(id);
       const condition = this.breakpoints.get(id)!.condition;
       if (condition !== undefined && frames[0]) {
@@ -379,6 +391,7 @@ export class DebugSession {
     // Resume first: the capture is in hand, the target must not wait for the record or the client.
     this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined);
     const pauseMs = Math.round((performance.now() - started) * 1000) / 1000;
+    if (!captureFor) this.chargeHeldPause(hits, pauseMs);
     if (skipped && !captureFor) {
       const state = this.snapshotState(skipped.breakpointId);
       state.skipped++;
@@ -411,6 +424,62 @@ export class DebugSession {
     let state = this.snapshots.get(breakpointId);
     if (!state) this.snapshots.set(breakpointId, (state = { lastCaptureAt: -Infinity, captures: 0, skipped: 0, lastThrottleNoticeAt: -Infinity }));
     return state;
+  }
+
+  /**
+   * A logpoint hit: its condition and message parts run in the paused frame under V8's side-effect check
+   * and a short timeout, rate limited like captures; the message goes to the client as Loupe.logpoint.
+   */
+  private async emitLogpoint(breakpointId: string, frame: PausedFrameInput): Promise<void> {
+    const entry = this.breakpoints.get(breakpointId)!;
+    const limits = this.options.target.snapshot;
+    const state = this.snapshotState(breakpointId);
+    if (Date.now() - state.lastCaptureAt < limits.minIntervalMs) {
+      state.skipped++;
+      return;
+    }
+    if (entry.condition !== undefined && !(await this.evaluateCondition(frame.callFrameId, entry.condition)).value) return;
+    state.lastCaptureAt = Date.now();
+    const template = entry.logpoint!;
+    const values: string[] = [];
+    for (const expression of template.expressions) {
+      try {
+        const result = await this.command('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, throwOnSideEffect: true, timeout: this.options.limits.conditionTimeoutMs, silent: true });
+        const details = result.exceptionDetails as { exception?: { description?: string } } | undefined;
+        const value = result.result as { type: string; value?: unknown; description?: string } | undefined;
+        if (details) values.push(/Possible side-effect/.test(details.exception?.description ?? '') ? '<refused: side effect>' : `<error: ${truncate(String(details.exception?.description ?? 'exception').split('\n')[0]!, 80)}>`);
+        else values.push(value?.type === 'string' ? String(value.value) : (value?.description ?? String(value?.value)));
+      } catch (err) {
+        values.push(`<error: ${(err as Error).message}>`);
+      }
+    }
+    const message = template.literals.map((literal, i) => literal + (values[i] ?? '')).join('');
+    const where = `${frame.functionName || '(anonymous)'} (${(frame.url || this.scriptUrls.get(frame.location.scriptId) || '').split('/').pop()}:${frame.location.lineNumber + 1})`;
+    this.record('cdp.logpoint', { breakpointId, message, frame: where, skipped: state.skipped }).catch(() => undefined);
+    this.enqueue(JSON.stringify({ method: 'Loupe.logpoint', params: { breakpointId, message, frame: where, time: new Date(this.options.clock()).toISOString() } }), true);
+  }
+
+  /**
+   * Charges a pause the client never saw (condition checks, logpoints) to its breakpoints. A breakpoint
+   * whose pauses cost the target more than the budget per second is suspended, and the client told why.
+   */
+  private chargeHeldPause(breakpointIds: readonly string[], ms: number): void {
+    const budget = this.options.limits.conditionBudgetMsPerSecond;
+    const now = Date.now();
+    for (const id of breakpointIds) {
+      const window = (this.heldPauses.get(id) ?? []).filter(([t]) => now - t < 1000);
+      window.push([now, ms]);
+      this.heldPauses.set(id, window);
+      const spent = window.reduce((sum, [, m]) => sum + m, 0);
+      if (spent <= budget || !this.breakpoints.has(id)) continue;
+      this.breakpoints.delete(id);
+      this.heldPauses.delete(id);
+      this.command('Debugger.removeBreakpoint', { breakpointId: id }, { critical: true }).catch(() => undefined);
+      const figures = { pauseMsPerSecond: Math.round(spent * 10) / 10, hitsPerSecond: window.length, budgetMsPerSecond: budget };
+      const reason = `suspended: its hits held the target ${figures.pauseMsPerSecond} ms in the last second over ${figures.hitsPerSecond} hits (budget ${budget} ms per second)`;
+      this.record('cdp.breakpoint.suspended', { breakpointId: id, reason, ...figures }).catch(() => undefined);
+      this.enqueue(JSON.stringify({ method: 'Loupe.breakpointSuspended', params: { breakpointId: id, reason, ...figures } }), false);
+    }
   }
 
   /** Runs a condition in the paused frame under V8's side-effect check and a short timeout. */

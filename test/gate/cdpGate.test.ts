@@ -43,8 +43,8 @@ describe('CDP gate: refusals', () => {
   }
 
   it('refuses pausing methods in snapshot mode', () => {
-    for (const method of ['Debugger.pause', 'Debugger.setBreakpointByUrl', 'Debugger.evaluateOnCallFrame', 'Debugger.stepOver']) {
-      const decision = gate({ id: 1, method, params: { lineNumber: 1, callFrameId: 'x', expression: '1' } }, 'snapshot');
+    for (const method of ['Debugger.pause', 'Debugger.setBreakpointOnFunctionCall', 'Debugger.evaluateOnCallFrame', 'Debugger.stepOver']) {
+      const decision = gate({ id: 1, method, params: { lineNumber: 1, callFrameId: 'x', expression: '1', objectId: 'o' } }, 'snapshot');
       assert.equal(decision.action, 'refuse', method);
       if (decision.action === 'refuse') assert.match(decision.message, /not allowed in snapshot mode/);
     }
@@ -123,6 +123,19 @@ describe('CDP gate: rewrites', () => {
     const decision = gate({ id: 5, method: 'Debugger.setBreakpoint', params: { location: { scriptId: '1', lineNumber: 2, evil: true } } });
     assert.equal(decision.action, 'forward');
     if (decision.action === 'forward') assert.deepEqual(decision.params, { location: { scriptId: '1', lineNumber: 2 } });
+  });
+});
+
+describe('logpoints', () => {
+  it('become plain breakpoints kept by the broker, with every expression screened', () => {
+    const decision = gate({ id: 1, method: 'Loupe.setLogpoint', params: { lineNumber: 3, url: 'file:///a.js', logMessage: 'user {user.id} paid {order.total.toFixed(2)} {{a: 1}.a}' } });
+    assert.equal(decision.action, 'forward');
+    if (decision.action !== 'forward') return;
+    assert.equal(decision.method, 'Debugger.setBreakpointByUrl');
+    assert.deepEqual(decision.params, { lineNumber: 3, url: 'file:///a.js' });
+    assert.deepEqual(decision.logpoint, { literals: ['user ', ' paid ', ' ', ''], expressions: ['user.id', 'order.total.toFixed(2)', '{a: 1}.a'] });
+    const hostile = gate({ id: 2, method: 'Loupe.setLogpoint', params: { lineNumber: 3, logMessage: 'x {process.exit()}' } });
+    assert.equal(hostile.action, 'refuse');
   });
 });
 

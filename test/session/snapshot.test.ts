@@ -127,6 +127,47 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     await client.close();
   });
 
+  it('logpoints: evaluated side-effect free by the broker on each hit, rate limited, never shown as a pause', async () => {
+    broker = await startTestBroker(snapshotPolicy(target.inspector, { minIntervalMs: 200 }));
+    const { client } = await broker.attach({ mode: 'pause' });
+    await client.call('Debugger.enable');
+    const hostile = await client.send('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} x={globalThis.x = 1}' });
+    assert.match(hostile.error!.message, /^Loupe\.setLogpoint refused: logpoint expression "globalThis\.x = 1" assignment changes program state$/);
+    const set = await client.call('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} long={long.length} sneaky={Object.assign(globalThis, { x: 1 })}' });
+    const first = await client.waitEvent('Loupe.logpoint');
+    assert.equal(first.params.breakpointId, set.breakpointId);
+    assert.match(first.params.message, /^n=\d+ long=1000 sneaky=<refused: side effect>$/);
+    assert.match(first.params.frame, /^handle \(snapshot-app\.js:\d+\)$/);
+    const startTick = target.lastTick();
+    await new Promise((r) => setTimeout(r, 1000));
+    const logs = client.events.filter((e) => e.method === 'Loupe.logpoint').length;
+    assert.ok(logs >= 3 && logs <= 7, `${logs} logpoint messages in about a second at one per 200 ms`);
+    assert.ok(target.lastTick() - startTick > 40, 'the target kept running');
+    assert.equal(client.events.filter((e) => e.method === 'Debugger.paused').length, 0);
+    const x = await direct.call('Runtime.evaluate', { expression: 'typeof globalThis.x', returnByValue: true });
+    assert.equal(x.result.value, 'undefined');
+    await client.close();
+  });
+
+  it('suspends a conditional breakpoint whose checks cost the target more than the budget, with the figures', async () => {
+    broker = await startTestBroker({ ...snapshotPolicy(target.inspector), limits: { conditionBudgetMsPerSecond: 2 } });
+    const { client } = await broker.attach({ mode: 'pause' });
+    await client.call('Debugger.enable');
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', condition: 'n < 0' });
+    const suspended = await client.waitEvent('Loupe.breakpointSuspended');
+    assert.equal(suspended.params.breakpointId, breakpointId);
+    assert.equal(suspended.params.budgetMsPerSecond, 2);
+    assert.ok(suspended.params.pauseMsPerSecond > 2);
+    assert.ok(suspended.params.hitsPerSecond >= 1);
+    assert.match(suspended.params.reason, /^suspended: its hits held the target [\d.]+ ms in the last second over \d+ hits \(budget 2 ms per second\)$/);
+    const hitsBefore = (await broker.sessionEvents()).length;
+    void hitsBefore;
+    await target.ticksAdvance(10);
+    assert.equal(client.events.filter((e) => e.method === 'Debugger.paused').length, 0);
+    await client.close();
+    await waitFor(async () => (await broker!.sessionEvents()).some((e) => e.type === 'cdp.breakpoint.suspended'));
+  });
+
   it('refuses pausing methods in snapshot mode', async () => {
     const { client } = await snapshotSession();
     for (const method of ['Debugger.pause', 'Debugger.stepOver', 'Debugger.setPauseOnExceptions']) {
