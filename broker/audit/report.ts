@@ -83,6 +83,19 @@ function timeline(events: readonly AuditEvent[]): Row[] {
       case 'cdp.resume':
         push({ kind: e.type === 'cdp.step' ? 'step' : 'resume', what: d.method, detail: '', tone: 'normal' });
         break;
+      case 'snapshot.captured': {
+        const top = (d.frames ?? [])[0];
+        const names = (top?.scopes ?? []).flatMap((sc: any) => (sc.properties ?? []).map((p: any) => p.name));
+        push({ kind: 'snapshot', what: `captured at ${top ? `${top.functionName} (${String(top.url).split('/').pop()}:${top.lineNumber + 1})` : '?'}`, detail: `${names.slice(0, 20).join(', ')}${names.length > 20 ? ' …' : ''} · ${d.bytes} bytes, target held ${d.pauseMs} ms${d.truncated ? `, cut at ${d.truncated}` : ''}`, tone: 'normal' });
+        break;
+      }
+      case 'cdp.logpoint':
+        push({ kind: 'logpoint', what: short(d.message, 200), detail: `at ${d.frame}`, tone: 'normal' });
+        break;
+      case 'snapshot.throttled':
+      case 'cdp.breakpoint.suspended':
+        push({ kind: 'limit', what: `breakpoint ${short(d.breakpointId, 60)}`, detail: d.reason, tone: 'alert' });
+        break;
       case 'watchdog.resumed':
         push({ kind: 'watchdog', what: `target resumed by the watchdog after ${d.maxPauseSeconds} s`, detail: '', tone: 'alert' });
         break;
@@ -135,7 +148,7 @@ ${verdict}
 <dt>When</dt><dd>${escapeHtml(first?.time)} → ${escapeHtml(last?.time)}${first && last ? ` (${Math.round((Date.parse(last.time) - Date.parse(first.time)) / 1000)} s)` : ''}</dd>
 <dt>How it ended</dt><dd>${escapeHtml(ended ? (endReasons[String((ended.data as { endReason?: string }).endReason)] ?? (ended.data as { endReason?: string }).endReason) : 'no end recorded')}</dd>
 </dl>
-<div class="counts"><span>breakpoints set: ${counts('breakpoint', /^set /)};</span> <span>pauses: ${counts('pause')};</span> <span>evaluations: ${counts('evaluate')};</span> <span>variable reads: ${counts('read')};</span> <span>refusals: ${counts('refused') + rows.filter((r) => r.kind === 'evaluate' && r.tone === 'refused').length};</span> <span>alerts: ${counts('alert') + counts('watchdog')}</span></div>
+<div class="counts"><span>breakpoints set: ${counts('breakpoint', /^set /)};</span> <span>pauses: ${counts('pause')};</span> <span>evaluations: ${counts('evaluate')};</span> <span>variable reads: ${counts('read')};</span> <span>snapshots: ${counts('snapshot')};</span> <span>logpoints: ${counts('logpoint')};</span> <span>refusals: ${counts('refused') + rows.filter((r) => r.kind === 'evaluate' && r.tone === 'refused').length};</span> <span>alerts: ${counts('alert') + counts('watchdog')}</span></div>
 <table><thead><tr><th>time (UTC)</th><th>kind</th><th>what</th><th>detail</th></tr></thead><tbody>
 ${rows.map((r) => `<tr class="${badSeqs.has(r.seq) ? 'tampered' : r.tone}"><td class="k">${escapeHtml(r.time)}</td><td class="k">${badSeqs.has(r.seq) ? '⚠ ' : ''}${escapeHtml(r.kind)}</td><td>${escapeHtml(r.what)}</td><td>${badSeqs.has(r.seq) ? '<b>this record failed verification</b> · ' : ''}${escapeHtml(r.detail)}</td></tr>`).join('\n')}
 </tbody></table>
