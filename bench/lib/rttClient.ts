@@ -19,6 +19,8 @@ export class RttClient {
   private readonly waiting = new Map<number, (reply: Reply) => void>();
   events = 0;
   quickAck = false;
+  /** Optional: sees every event's text (replies never reach it). Unset in section 1, so its cost is unchanged. */
+  onEvent: ((text: string) => void) | undefined;
 
   private constructor(readonly socket: WebSocket) {
     socket.on('message', (data) => {
@@ -27,6 +29,7 @@ export class RttClient {
       const match = /^\{"id":(\d+)/.exec(text);
       if (!match) {
         this.events++;
+        this.onEvent?.(text);
         return;
       }
       const resolve = this.waiting.get(Number(match[1]));
