@@ -1,0 +1,54 @@
+/**
+ * The `loupe` debug type's attach configuration. package.json's `contributes.debuggers[0].configurationAttributes.attach`
+ * is its JSON schema; test/extension/manifest.test.ts keeps the two in step.
+ */
+export interface LoupeAttachConfiguration {
+  /** Target name as the broker's policy names it. */
+  target: string;
+  /** `pause` (breakpoints hold the process) or `snapshot`. */
+  mode?: 'pause' | 'snapshot';
+  /** Requested grant length; the broker caps it to the policy's maximum. */
+  durationSeconds?: number;
+  /** Why you attach (recorded in the audit trail). */
+  reason?: string;
+  /** Ticket link or id, where the policy asks for one. */
+  ticket?: string;
+  /** Base URL of the broker; defaults to the `loupe.brokerUrl` setting. */
+  brokerUrl?: string;
+  /** Local folder that corresponds to `remoteRoot` on the target. */
+  localRoot?: string;
+  /** Folder on the target that corresponds to `localRoot`. */
+  remoteRoot?: string;
+  /** Map locations through source maps (default true). */
+  sourceMaps?: boolean;
+  /** Glob patterns of the compiled JavaScript files (with source maps) to search for breakpoint locations. */
+  outFiles?: string[];
+  /** Log the DAP traffic of the adapter to the Debug Console. */
+  trace?: boolean;
+}
+
+/** What the adapter receives in addition: filled in by the extension, or by a test driving the adapter directly. */
+export interface LoupeAttachArguments extends LoupeAttachConfiguration {
+  /** Identity token (the adapter then requests the grant itself). */
+  identityToken?: string;
+  /** An already issued grant: its token and attach URL (then no grant is requested). */
+  grantToken?: string;
+  attachUrl?: string;
+  grantId?: string;
+  expiresAt?: string;
+}
+
+/** The custom DAP event the adapter sends once the grant is known: the extension's status bar counts it down. */
+export interface GrantEventBody {
+  grantId: string;
+  target: string;
+  mode: string;
+  expiresAt: string;
+}
+
+/** The custom DAP event sent when the broker ends the session (expiry, revocation, shutdown, target gone, audit failure). */
+export interface SessionEndedEventBody {
+  code: number;
+  reason: string;
+  message: string;
+}

@@ -1,0 +1,321 @@
+/**
+ * The Loupe VS Code extension: commands, the `loupe` debug type (its adapter runs inline), sign-in with the
+ * identity token kept in SecretStorage, and a status bar countdown of the grant. A convenience, not a guard:
+ * the broker enforces everything.
+ */
+import * as vscode from 'vscode';
+import { BrokerApi, describeBrokerError, type TargetInfo } from './adapter/brokerApi';
+import type { GrantEventBody, LoupeAttachArguments, SessionEndedEventBody } from './adapter/config';
+import { LoupeDebugSession } from './adapter/loupeDebugSession';
+
+const TOKEN_KEY = 'loupe.identityToken';
+const DEBUG_TYPE = 'loupe';
+
+interface LiveGrant extends GrantEventBody {
+  session: vscode.DebugSession;
+}
+
+export interface LoupeExtensionApi {
+  /** Live Loupe sessions and their grants (for the integration tests). */
+  liveGrants(): readonly GrantEventBody[];
+  statusBarText(): string | undefined;
+}
+
+export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
+  const live = new Map<string, LiveGrant>();
+  const output = vscode.window.createOutputChannel('Loupe');
+  const status = vscode.window.createStatusBarItem('loupe.session', vscode.StatusBarAlignment.Left, 100);
+  status.name = 'Loupe session';
+  status.command = 'loupe.endSession';
+  context.subscriptions.push(output, status);
+
+  const brokerUrl = () => vscode.workspace.getConfiguration('loupe').get<string>('brokerUrl')?.trim() || '';
+  const token = () => context.secrets.get(TOKEN_KEY);
+
+  async function signIn(): Promise<string | undefined> {
+    let url = brokerUrl();
+    if (!url) {
+      url = (await vscode.window.showInputBox({ title: 'Loupe: broker URL', prompt: 'The URL of your Loupe broker', placeHolder: 'https://loupe.example.com', ignoreFocusOut: true })) ?? '';
+      if (!url) return undefined;
+      await vscode.workspace.getConfiguration('loupe').update('brokerUrl', url, vscode.ConfigurationTarget.Global);
+    }
+    const value = await vscode.window.showInputBox({
+      title: 'Loupe: Sign In',
+      prompt: `Identity token for ${url} (from your identity provider, or \`loupe token\` for the development issuer). Kept in VS Code's secret storage.`,
+      password: true,
+      ignoreFocusOut: true,
+      validateInput: (v) => (v.trim().split('.').length === 3 ? undefined : 'expected a JWT (three dot-separated parts)'),
+    });
+    if (!value) return undefined;
+    const candidate = value.trim();
+    try {
+      const targets = await new BrokerApi(url, candidate).targets();
+      await context.secrets.store(TOKEN_KEY, candidate);
+      void vscode.window.showInformationMessage(`Loupe: signed in to ${url}. You may attach to ${targets.length} target${targets.length === 1 ? '' : 's'}${targets.length ? `: ${targets.map((t) => t.name).join(', ')}` : ''}.`);
+      return candidate;
+    } catch (err) {
+      void vscode.window.showErrorMessage(`Loupe: sign-in failed: ${describeBrokerError(err)}`);
+      return undefined;
+    }
+  }
+
+  async function api(): Promise<BrokerApi | undefined> {
+    const url = brokerUrl();
+    const t = (await token()) ?? (await signIn());
+    if (!t) return undefined;
+    return new BrokerApi(brokerUrl() || url, t);
+  }
+
+  /** A launch.json `loupe` configuration for this target, for its localRoot/remoteRoot/outFiles. */
+  function launchConfigFor(folder: vscode.WorkspaceFolder | undefined, target: string): Partial<LoupeAttachArguments> {
+    const configs = vscode.workspace.getConfiguration('launch', folder?.uri).get<any[]>('configurations') ?? [];
+    const match = configs.find((c) => c?.type === DEBUG_TYPE && c?.target === target);
+    if (!match) return folder ? { localRoot: folder.uri.fsPath } : {};
+    const { localRoot, remoteRoot, sourceMaps, outFiles } = match;
+    const sub = (v: string) => v.replace(/\$\{workspaceFolder\}/g, folder?.uri.fsPath ?? '');
+    return {
+      ...(localRoot ? { localRoot: sub(localRoot) } : folder ? { localRoot: folder.uri.fsPath } : {}),
+      ...(remoteRoot ? { remoteRoot } : {}),
+      ...(sourceMaps !== undefined ? { sourceMaps } : {}),
+      ...(outFiles ? { outFiles: (outFiles as string[]).map(sub) } : {}),
+    };
+  }
+
+  async function attach(): Promise<boolean> {
+    const broker = await api();
+    if (!broker) return false;
+    output.appendLine(`attach: listing targets at ${broker.baseUrl}`);
+    let targets: TargetInfo[];
+    try {
+      targets = await broker.targets();
+      output.appendLine(`attach: ${targets.length} target(s): ${targets.map((t) => t.name).join(', ')}`);
+    } catch (err) {
+      void vscode.window.showErrorMessage(`Loupe: cannot list targets: ${describeBrokerError(err)}`);
+      return false;
+    }
+    if (targets.length === 0) {
+      void vscode.window.showWarningMessage('Loupe: the policy lets you attach to no target.');
+      return false;
+    }
+    const picked = await vscode.window.showQuickPick(
+      targets.map((t) => ({ label: t.name, description: `${t.modes.join(' / ')} · up to ${Math.round(t.maxDurationSeconds / 60)} min${t.ticketRequired ? ' · ticket required' : ''}`, target: t })),
+      { title: 'Loupe: Attach to Production (1/4): target', placeHolder: 'Which service?', ignoreFocusOut: true },
+    );
+    if (!picked) return false;
+    const t = picked.target;
+    let mode = t.modes[0] ?? 'pause';
+    if (t.modes.length > 1) {
+      const m = await vscode.window.showQuickPick(
+        t.modes.map((name) => ({ label: name, description: name === 'pause' ? 'breakpoints hold the process while you look' : 'non-pausing captures' })),
+        { title: 'Loupe: Attach to Production (2/4): mode', ignoreFocusOut: true },
+      );
+      if (!m) return false;
+      mode = m.label;
+    }
+    const maxMinutes = Math.max(1, Math.floor(t.maxDurationSeconds / 60));
+    const minutes = await vscode.window.showInputBox({
+      title: 'Loupe: Attach to Production (3/4): duration',
+      prompt: `Minutes (at most ${maxMinutes})`,
+      value: String(Math.min(15, maxMinutes)),
+      ignoreFocusOut: true,
+      validateInput: (v) => (/^\d+$/.test(v.trim()) && Number(v) >= 1 && Number(v) <= maxMinutes ? undefined : `a whole number of minutes from 1 to ${maxMinutes}`),
+    });
+    if (!minutes) return false;
+    const reason = await vscode.window.showInputBox({
+      title: 'Loupe: Attach to Production (4/4): reason',
+      prompt: 'Why are you attaching? Recorded with every action of the session.',
+      ignoreFocusOut: true,
+      validateInput: (v) => (v.trim().length >= 3 ? undefined : 'a reason is required'),
+    });
+    if (!reason) return false;
+    let ticket: string | undefined;
+    if (t.ticketRequired) {
+      const pattern = t.ticketPattern ? new RegExp(t.ticketPattern) : undefined;
+      ticket = await vscode.window.showInputBox({
+        title: 'Loupe: ticket',
+        prompt: `The policy for ${t.name} asks for a ticket${t.ticketPattern ? ` matching ${t.ticketPattern}` : ''}`,
+        ignoreFocusOut: true,
+        validateInput: (v) => (pattern && !pattern.test(v.trim()) ? `must match ${t.ticketPattern}` : v.trim() ? undefined : 'a ticket is required'),
+      });
+      if (!ticket) return false;
+    }
+    let grant;
+    try {
+      grant = await broker.requestGrant({ target: t.name, mode, durationSeconds: Number(minutes) * 60, reason: reason.trim(), ...(ticket ? { ticket: ticket.trim() } : {}) });
+    } catch (err) {
+      void vscode.window.showErrorMessage(`Loupe: grant refused: ${describeBrokerError(err)}`);
+      return false;
+    }
+    const folder = vscode.workspace.workspaceFolders?.[0];
+    const config: vscode.DebugConfiguration & LoupeAttachArguments = {
+      type: DEBUG_TYPE,
+      request: 'attach',
+      name: `Loupe: ${t.name} (${mode})`,
+      target: t.name,
+      mode: mode as 'pause' | 'snapshot',
+      reason: reason.trim(),
+      ...(ticket ? { ticket: ticket.trim() } : {}),
+      ...launchConfigFor(folder, t.name),
+      grantToken: grant.token,
+      attachUrl: grant.attachUrl,
+      grantId: grant.grantId,
+      expiresAt: grant.expiresAt,
+    };
+    output.appendLine(`grant ${grant.grantId} for ${t.name} (${mode}) until ${grant.expiresAt}${grant.capped ? ' (capped by policy)' : ''}`);
+    return vscode.debug.startDebugging(folder, config);
+  }
+
+  async function endSession(): Promise<void> {
+    const sessions = [...live.values()];
+    if (sessions.length === 0) {
+      const loupeSessions = vscode.debug.activeDebugSession?.type === DEBUG_TYPE ? [vscode.debug.activeDebugSession] : [];
+      for (const s of loupeSessions) await vscode.debug.stopDebugging(s);
+      if (loupeSessions.length === 0) void vscode.window.showInformationMessage('Loupe: no live session.');
+      return;
+    }
+    let chosen = sessions;
+    if (sessions.length > 1) {
+      const pick = await vscode.window.showQuickPick(sessions.map((s) => ({ label: s.target, description: `${s.mode}, until ${new Date(s.expiresAt).toLocaleTimeString()}`, s })), { title: 'Loupe: End Session' });
+      if (!pick) return;
+      chosen = [pick.s];
+    }
+    for (const s of chosen) {
+      live.delete(s.session.id);
+      await vscode.debug.stopDebugging(s.session);
+      // Ending means the grant is spent: revoke it so it cannot be attached with again.
+      const t = await token();
+      if (t && s.grantId && brokerUrl()) await new BrokerApi(brokerUrl(), t).revokeGrant(s.grantId).catch((err) => output.appendLine(`revoke ${s.grantId}: ${describeBrokerError(err)}`));
+      output.appendLine(`session on ${s.target} ended by the user`);
+    }
+    render();
+  }
+
+  async function downloadTranscript(): Promise<void> {
+    const broker = await api();
+    if (!broker) return;
+    let sessions: any[];
+    try {
+      sessions = await broker.sessions();
+    } catch (err) {
+      void vscode.window.showErrorMessage(`Loupe: cannot list sessions: ${describeBrokerError(err)}`);
+      return;
+    }
+    if (sessions.length === 0) return void vscode.window.showInformationMessage('Loupe: no recorded sessions.');
+    const pick = await vscode.window.showQuickPick(
+      sessions.map((s) => ({ label: `${s.target} · ${s.user?.name ?? s.user?.sub ?? '?'}`, description: `${s.startedAt} · ${s.state}${s.endReason ? ` (${s.endReason})` : ''}`, detail: s.reason, s })),
+      { title: 'Loupe: Download Transcript', matchOnDetail: true },
+    );
+    if (!pick) return;
+    const id: string = pick.s.sessionId;
+    const folder = vscode.workspace.workspaceFolders?.[0]?.uri;
+    const uri = await vscode.window.showSaveDialog({ defaultUri: folder ? vscode.Uri.joinPath(folder, `loupe-session-${id}.ndjson`) : undefined, filters: { 'Loupe transcript': ['ndjson'] } });
+    if (!uri) return;
+    try {
+      const text = await broker.transcript(id);
+      await vscode.workspace.fs.writeFile(uri, Buffer.from(text, 'utf8'));
+      const html = await broker.report(id);
+      const panel = vscode.window.createWebviewPanel('loupe.report', `Loupe session ${id.slice(0, 8)}`, vscode.ViewColumn.Active, { enableScripts: false });
+      panel.webview.html = html;
+      void vscode.window.showInformationMessage(`Loupe: transcript saved to ${uri.fsPath}. Verify it offline with: loupe audit verify ${uri.fsPath}`);
+    } catch (err) {
+      void vscode.window.showErrorMessage(`Loupe: cannot download the transcript: ${describeBrokerError(err)}`);
+    }
+  }
+
+  // ---- status bar countdown ----
+
+  function render(): void {
+    const next = [...live.values()].filter((g) => g.expiresAt).sort((a, b) => Date.parse(a.expiresAt) - Date.parse(b.expiresAt))[0];
+    if (!next) {
+      status.hide();
+      return;
+    }
+    const left = Math.max(0, Math.round((Date.parse(next.expiresAt) - Date.now()) / 1000));
+    const clock = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}`;
+    status.text = `$(shield) Loupe ${next.target} ${clock}`;
+    status.tooltip = `Loupe: ${next.mode} session on ${next.target}, recorded; the grant ends at ${new Date(next.expiresAt).toLocaleTimeString()}. Click to end the session now.`;
+    status.backgroundColor = left <= 60 ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
+    status.show();
+  }
+  const ticker = setInterval(render, 1000);
+  context.subscriptions.push({ dispose: () => clearInterval(ticker) });
+
+  context.subscriptions.push(
+    vscode.debug.onDidReceiveDebugSessionCustomEvent((e) => {
+      if (e.session.type !== DEBUG_TYPE) return;
+      if (e.event === 'loupe.grant') {
+        live.set(e.session.id, { ...(e.body as GrantEventBody), session: e.session });
+        render();
+      } else if (e.event === 'loupe.sessionEnded') {
+        live.delete(e.session.id);
+        render();
+        const body = e.body as SessionEndedEventBody;
+        // One message, not an error dialog per pending request.
+        void vscode.window.showWarningMessage(body.message);
+      }
+    }),
+    vscode.debug.onDidTerminateDebugSession((s) => {
+      if (live.delete(s.id)) render();
+    }),
+    vscode.commands.registerCommand('loupe.attach', attach),
+    vscode.commands.registerCommand('loupe.signIn', signIn),
+    vscode.commands.registerCommand('loupe.signOut', async () => {
+      await context.secrets.delete(TOKEN_KEY);
+      void vscode.window.showInformationMessage('Loupe: signed out.');
+    }),
+    vscode.commands.registerCommand('loupe.endSession', endSession),
+    vscode.commands.registerCommand('loupe.downloadTranscript', downloadTranscript),
+    vscode.debug.registerDebugAdapterDescriptorFactory(DEBUG_TYPE, {
+      createDebugAdapterDescriptor: () => new vscode.DebugAdapterInlineImplementation(new LoupeDebugSession() as unknown as vscode.DebugAdapter),
+    }),
+    vscode.debug.registerDebugConfigurationProvider(DEBUG_TYPE, {
+      provideDebugConfigurations: () => [defaultConfiguration()],
+      resolveDebugConfiguration: async (folder, config) => {
+        if (!config.type && !config.request && !config.name) {
+          // F5 with no launch.json: the guided attach.
+          void vscode.commands.executeCommand('loupe.attach');
+          return undefined;
+        }
+        return config;
+      },
+      resolveDebugConfigurationWithSubstitutedVariables: async (folder, config) => {
+        const c = config as vscode.DebugConfiguration & LoupeAttachArguments;
+        if (c.grantToken && c.attachUrl) return c;
+        // A launch.json configuration: the adapter requests the grant with the signed-in identity.
+        c.brokerUrl ||= brokerUrl();
+        const t = c.identityToken ?? (await token()) ?? (await signIn());
+        if (!t) return undefined;
+        c.identityToken = t;
+        c.brokerUrl ||= brokerUrl();
+        if (!c.localRoot && folder) c.localRoot = folder.uri.fsPath;
+        if (!c.reason?.trim()) {
+          const reason = await vscode.window.showInputBox({ title: `Loupe: why are you attaching to ${c.target}?`, prompt: 'Recorded with every action of the session.', ignoreFocusOut: true });
+          if (!reason?.trim()) return undefined;
+          c.reason = reason.trim();
+        }
+        return c;
+      },
+    }),
+  );
+
+  return {
+    liveGrants: () => [...live.values()].map(({ session: _s, ...g }) => g),
+    statusBarText: () => (live.size > 0 ? status.text : undefined),
+  };
+}
+
+function defaultConfiguration(): vscode.DebugConfiguration {
+  return {
+    type: DEBUG_TYPE,
+    request: 'attach',
+    name: 'Loupe: attach to production',
+    target: 'checkout',
+    mode: 'pause',
+    durationSeconds: 900,
+    localRoot: '${workspaceFolder}',
+    remoteRoot: '/app',
+    outFiles: ['${workspaceFolder}/dist/**/*.js'],
+  };
+}
+
+export function deactivate(): void {}

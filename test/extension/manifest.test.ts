@@ -1,0 +1,69 @@
+// The extension's manifest: the `loupe` attach schema in package.json matches the TypeScript interface the adapter
+// reads (LoupeAttachConfiguration), and every contributed command is registered by the extension.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import ts from 'typescript';
+
+const root = join(__dirname, '..', '..');
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+
+/** The interface's members as {name → {optional, schemaType}} read with the TypeScript compiler. */
+function interfaceMembers(file: string, name: string) {
+  const source = ts.createSourceFile(file, readFileSync(file, 'utf8'), ts.ScriptTarget.ES2022, true);
+  const members = new Map<string, { optional: boolean; type: string; enum?: string[] }>();
+  source.forEachChild((node) => {
+    if (!ts.isInterfaceDeclaration(node) || node.name.text !== name) return;
+    for (const m of node.members) {
+      if (!ts.isPropertySignature(m) || !m.type) continue;
+      const t = m.type;
+      let type = t.getText(source);
+      let literals: string[] | undefined;
+      if (ts.isUnionTypeNode(t) && t.types.every((u) => ts.isLiteralTypeNode(u) && ts.isStringLiteral(u.literal))) {
+        literals = t.types.map((u) => ((u as ts.LiteralTypeNode).literal as ts.StringLiteral).text);
+        type = 'string';
+      } else if (ts.isArrayTypeNode(t)) type = `array<${t.elementType.getText(source)}>`;
+      members.set(m.name.getText(source), { optional: !!m.questionToken, type, ...(literals ? { enum: literals } : {}) });
+    }
+  });
+  return members;
+}
+
+describe('extension manifest', () => {
+  const debuggerContribution = pkg.contributes.debuggers.find((d: any) => d.type === 'loupe');
+  const schema = debuggerContribution.configurationAttributes.attach;
+
+  it('the attach schema in package.json matches the LoupeAttachConfiguration interface', () => {
+    const members = interfaceMembers(join(root, 'extension', 'adapter', 'config.ts'), 'LoupeAttachConfiguration');
+    assert.ok(members.size >= 10, `found ${members.size} members`);
+    assert.deepEqual(Object.keys(schema.properties).sort(), [...members.keys()].sort(), 'same property names');
+    for (const [name, m] of members) {
+      const prop = schema.properties[name];
+      const schemaType = prop.type === 'array' ? `array<${prop.items.type}>` : prop.type;
+      assert.equal(schemaType, m.type, `${name}: schema type ${schemaType}, interface type ${m.type}`);
+      if (m.enum) assert.deepEqual(prop.enum, m.enum, `${name}: enum`);
+      assert.equal(schema.required.includes(name), !m.optional, `${name}: required in the schema iff not optional in the interface`);
+      assert.ok(prop.description, `${name} has a description`);
+    }
+  });
+
+  it('initial configuration and snippets use only schema properties', () => {
+    const known = new Set([...Object.keys(schema.properties), 'type', 'request', 'name']);
+    for (const config of [...debuggerContribution.initialConfigurations, ...debuggerContribution.configurationSnippets.map((s: any) => s.body)]) {
+      for (const key of Object.keys(config)) assert.ok(known.has(key), `unknown key ${key}`);
+      assert.equal(config.type, 'loupe');
+      assert.equal(config.request, 'attach');
+    }
+  });
+
+  it('every contributed command is registered by the extension, and the bundle is the entry point', () => {
+    const source = readFileSync(join(root, 'extension', 'extension.ts'), 'utf8');
+    const titles = pkg.contributes.commands.map((c: any) => `${c.category}: ${c.title}`);
+    for (const title of ['Loupe: Attach to Production…', 'Loupe: Sign In…', 'Loupe: End Session', 'Loupe: Download Transcript…']) assert.ok(titles.includes(title), title);
+    for (const c of pkg.contributes.commands) assert.ok(source.includes(`registerCommand('${c.command}'`), `${c.command} is registered`);
+    assert.equal(pkg.main, './dist/extension.js');
+    assert.ok(pkg.activationEvents.includes('onDebugResolve:loupe'));
+    assert.equal(pkg.contributes.configuration.properties['loupe.brokerUrl'].type, 'string');
+  });
+});
