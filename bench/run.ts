@@ -18,6 +18,9 @@ import { startTarget, type TargetProcess } from '../test/support/target';
 import { spawnNode, type Child } from './lib/procs';
 import { RttClient } from './lib/rttClient';
 import { nowMs, summarize, type Summary } from './lib/stats';
+import { benchPause } from './pause';
+import { benchSessions } from './sessions';
+import { benchThroughput } from './throughput';
 
 const root = join(__dirname, '..');
 const fixture = join(__dirname, 'fixtures', 'target.js');
@@ -38,7 +41,15 @@ const counts = {
   auditSequentialBudgetMs: 4000,
   uploadEvents: 40_000,
   chunkMaxEvents: 500,
+  /** Section 2: bursts of breakpoint hits, gapMs apart, per variant and round. */
+  pause: { rounds: Number(process.env.BENCH_PAUSE_ROUNDS ?? 5), perRound: Number(process.env.BENCH_PAUSE_PER_ROUND ?? 50), warmup: 20, gapMs: 10 },
+  /** Section 3: per variant and round, `concurrency` keep-alive workers for durationMs after warmupMs. */
+  load: { rounds: Number(process.env.BENCH_LOAD_ROUNDS ?? 5), concurrency: 32, durationMs: Number(process.env.BENCH_LOAD_MS ?? 2000), warmupMs: 500 },
+  /** Section 4: sessions opened at once, per path and round. */
+  sessions: { sessions: Number(process.env.BENCH_SESSIONS ?? 100), rounds: 2, settleMs: 1000 },
 };
+/** BENCH_SECTIONS=1,2,2e,3,4 runs only those (2e stands for the audit sections 2e-2g); default all. */
+const sections = new Set((process.env.BENCH_SECTIONS ?? '1,2,2e,3,4').split(',').map((x) => x.trim()));
 
 // ---------------------------------------------------------------------------------------------------
 // 1. CDP round trips
@@ -376,18 +387,34 @@ async function main(): Promise<void> {
   const loadBefore = loadavg();
   const scratch = mkdtempSync(join(tmpdir(), 'loupe-bench-'));
   try {
-    const roundTrip = await benchRoundTrips(scratch);
+    const timings: Record<string, number> = {};
+    const timed = async <T>(name: string, run: () => Promise<T>): Promise<T> => {
+      const start = nowMs();
+      try {
+        return await run();
+      } finally {
+        timings[name] = (nowMs() - start) / 1000;
+      }
+    };
+    const roundTrip = sections.has('1') ? await timed('1', () => benchRoundTrips(scratch)) : null;
+    const pause = sections.has('2') ? await timed('2', () => benchPause(scratch, counts.pause, tmpfsDir, log)) : null;
     const key = await loadOrCreateSigningKey(join(scratch, 'keys'), 'audit-key');
-    const audit = await benchAudit(scratch, key);
-    const upload = await benchUpload(scratch, key);
+    const audit = sections.has('2e') ? await timed('2e', () => benchAudit(scratch, key)) : null;
+    const upload = sections.has('2e') ? await timed('2f', () => benchUpload(scratch, key)) : null;
+    const throughput = sections.has('3') ? await timed('3', () => benchThroughput(scratch, counts.load, log)) : null;
+    const sessionsResult = sections.has('4') ? await timed('4', () => benchSessions(scratch, counts.sessions, log)) : null;
     const results = {
       generatedAt: new Date().toISOString(),
       machine: { node: process.version, v8: process.versions.v8, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, platform: `${process.platform} ${process.arch}`, scratchDir: scratch, loadavgBefore: loadBefore, loadavgAfter: loadavg() },
       counts,
       evaluateParamsAsForwarded: evaluateAsForwarded,
       roundTrip,
+      pause,
       audit,
       upload,
+      throughput,
+      sessions: sessionsResult,
+      sectionSeconds: timings,
       durationSeconds: (nowMs() - started) / 1000,
     };
     writeFileSync(resultsFile, JSON.stringify(results, null, 2) + '\n');

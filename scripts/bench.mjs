@@ -3,9 +3,14 @@
 // (bench/run.ts, through tsx) and prints the table from bench/results.json. Every figure is a median and a
 // p99 over many samples, with its ratio to a baseline measured in the same run on the same machine.
 //
-//   npm run bench                 the full run (about a minute on 2 cores; budget 5 minutes)
+// Sections: 1 CDP round trip; 2 target pause per snapshot hit (inside the target); 2e-2g audit recording and
+// upload; 3 demo service throughput under a session; 4 idle sessions (memory, time to open 100).
+//
+//   npm run bench                 the full run (about 3 minutes on 2 cores; budget 5 minutes)
 //   npm run bench -- --no-s3      skip the S3 upload figure (no server started)
 //   npm run bench -- --print      only print the table of the last bench/results.json
+//   BENCH_SECTIONS=2,3 npm run bench -- --no-s3   only those sections (1, 2, 2e for 2e-2g, 3, 4); with
+//   BENCH_RESULTS=/tmp/x.json the results go there instead of bench/results.json (also for --print)
 //
 // S3: uses S3_ENDPOINT / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION when set; otherwise runs
 // scripts/s3/start-rgw.sh $LOUPE_RGW_DIR (default /tmp/loupe-rgw). If the bench started that server it
@@ -17,7 +22,7 @@ import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '..');
-const resultsFile = join(root, 'bench', 'results.json');
+const resultsFile = process.env.BENCH_RESULTS ?? join(root, 'bench', 'results.json');
 const args = new Set(process.argv.slice(2));
 const t0 = Date.now();
 const say = (line) => process.stdout.write(`${line}\n`);
@@ -83,8 +88,18 @@ function printResults(r) {
   say(`Results of ${r.generatedAt} (measured on Node ${r.machine.node}, ${r.machine.cpu}, ${r.machine.cores} cores), in ${r.durationSeconds.toFixed(1)} s`);
   const load = (l) => l?.map((x) => x.toFixed(2)).join(' ') ?? '?';
   say(`Load average before / after: ${load(r.machine.loadavgBefore)} / ${load(r.machine.loadavgAfter)} (other work on this machine widens p99s; ratios come from interleaved rounds)`);
+  if (r.sectionSeconds) say(`Seconds per section: ${Object.entries(r.sectionSeconds).map(([k, s]) => `${k}: ${s.toFixed(1)}`).join(', ')}`);
+  if (r.roundTrip) printRoundTrip(r);
+  if (r.pause) printPause(r.pause);
+  if (r.audit) printAudit(r);
+  if (r.upload) printUpload(r);
+  if (r.roundTrip) printAdded(r);
+  if (r.throughput) printThroughput(r.throughput, r.machine.cores);
+  if (r.sessions) printSessions(r.sessions);
+  say('');
+}
 
-  // ---- 1
+function printRoundTrip(r) {
   const v = r.roundTrip.variants;
   say('');
   say('1. CDP round trip, Debugger domain enabled (ms per call; ratios are median/median and p99/p99)');
@@ -108,8 +123,9 @@ function printResults(r) {
     say(`   ${op.padEnd(14)} broker ≤ 0.1 × plain direct: ${mark(vsPlain, 0.1)};  broker ≤ 1.5 × bare relay: ${mark(vsRelay, 1.5)}`);
   }
   say(`   Recording check: the broker's local store holds ${r.roundTrip.brokerStoredSessionEvents} session events for ${r.roundTrip.brokerTimedRoundTrips} round trips (2 records each: the request, durable before forwarding; the response, chained before replying and durable with the next group commit).`);
+}
 
-  // ---- 2e
+function printAudit(r) {
   const a = r.audit;
   say('');
   say('2e. Audit recorder: events made durable (µs per event; samples are batches, or single records when sequential)');
@@ -120,8 +136,9 @@ function printResults(r) {
   ]));
   say(`   batch of ${a.groupCommit.inFlight} durable: median ${ms(a.groupCommit.batchMs.median)} ms, p99 ${ms(a.groupCommit.batchMs.p99)} ms; one record alone: median ${ms(a.sequential.recordMs.median)} ms, p99 ${ms(a.sequential.recordMs.p99)} ms; closing the ${a.groupCommit.events}-event stream (last uploads + manifest): ${ms(a.groupCommit.closeMs)} ms`);
   say('   Local store uploads (every 500 events) run alongside, as in the broker.');
+}
 
-  // ---- 2f
+function printUpload(r) {
   const u = r.upload;
   say('');
   say(`2f. Upload of durable events in sealed chunks of ${r.counts.chunkMaxEvents} (seal + put + WAL note; samples are chunks)`);
@@ -131,8 +148,10 @@ function printResults(r) {
   say(table(['store', 'chunks', 'chunk ms med', 'chunk ms p99', 'put ms med', 'put ms p99', 'events/s', 'vs local (ev/s)'], uploadRows));
   if (!u.s3) say(`   S3: ${u.s3Skipped}`);
   else say(`   S3 bucket ${u.s3.bucket}: first chunk retained ${u.s3.retention?.mode ?? 'no retention!'} until ${u.s3.retention?.retainUntil ?? '-'}; ${u.s3.bytes} bytes in ${u.s3.chunks} objects`);
+}
 
-  // ---- 2g
+function printAdded(r) {
+  const v = r.roundTrip.variants;
   say('');
   say('2g. Latency the broker adds per recorded CDP round trip: (d) broker − (c) bare relay (differences of medians and of p99s)');
   const added = (op, from, to, label) => {
@@ -153,7 +172,102 @@ function printResults(r) {
   say(table(['call', 'added median ms', 'added p99 ms', 'added / relay (median)', 'added / relay (p99)'], addedRows));
   if (v.brokerMem) say("   (d') runs the same broker with its state dir (WAL, audit store) on tmpfs: not a durable setup, only to split software time from disk time.");
   if (v.plain.getProperties.median < 5) say(`   Note: plain direct getProperties does not stall (median ${ms(v.plain.getProperties.median)} ms): its reply is one write with nothing unacknowledged before it; the ~40 ms Nagle stall hits evaluate, whose reply follows a Debugger.scriptParsed event.`);
+}
+
+const medP99 = (s) => `${ms(s.median)} / ${ms(s.p99)}`;
+const ratioPair = (s, base) => `${ratio(s.median / base.median)} / ${ratio(s.p99 / base.p99)}`;
+const kib = (bytes) => (Number.isFinite(bytes) ? `${(bytes / 1024).toFixed(0)} KiB` : '-');
+const mib = (bytes) => (Number.isFinite(bytes) ? `${(bytes / 2 ** 20).toFixed(1)} MiB` : '-');
+
+function printPause(p) {
+  const v = p.variants;
   say('');
+  say(`2. Target pause per breakpoint hit, measured INSIDE the target (ms the breakpoint line took: process.hrtime.bigint() before and after it;`);
+  say(`   line ${p.line} of bench/fixtures/pause-target.js, 5 frames deep; bursts of hits ${p.gapMs} ms apart; interleaved rounds; one target process per row)`);
+  const rows = Object.entries(v).map(([key, x]) => [
+    x.name,
+    x.pauseMs.n,
+    ms(x.pauseMs.median),
+    ms(x.pauseMs.p99),
+    key === 'floor' ? '-' : ratioPair(x.pauseMs, v.bare.pauseMs),
+    x.brokerPauseMs ? medP99(x.brokerPauseMs) : '-',
+    x.captures !== undefined ? `${x.framesExpanded} of ${x.framesCaptured}` : '-',
+    x.captures !== undefined ? `${x.bytes.median}` : '-',
+    x.captures !== undefined ? `${x.truncated}/${x.captures}` : '-',
+  ]);
+  say(table(['figure', 'n', 'median', 'p99', 'vs (a) med / p99', 'broker pauseMs med / p99', 'frames expanded', 'bytes med', 'cut short'], rows));
+  say('   Goals (snapshot rows, inside the target): within 2× of the bare pause/resume (a), and p99 under 5 ms:');
+  for (const key of ['snap1', 'snap5', 'snap1Mem', 'snap5Mem']) {
+    const x = v[key];
+    if (!x) continue;
+    const r2 = [x.pauseMs.median / v.bare.pauseMs.median, x.pauseMs.p99 / v.bare.pauseMs.p99];
+    const within = r2.every((y) => y <= 2) ? 'MET' : r2[0] <= 2 ? 'MET at median, MISSED at p99' : 'MISSED';
+    say(`   ${x.name.padEnd(42)} ≤ 2 × (a): ${r2.map(ratio).join(' / ')} ${within};  p99 < 5 ms: ${ms(x.pauseMs.p99)} ms ${x.pauseMs.p99 < 5 ? 'MET' : 'MISSED'}`);
+  }
+  const cut = Object.values(v).filter((x) => x.truncated > 0);
+  if (cut.length > 0) say(`   Cut short: ${cut.map((x) => `${x.name.split(' ')[0]} ${x.truncated}/${x.captures} (${x.truncatedReasons.join('; ')})`).join(', ')}: the capture stops at its time budget, so "frames expanded" can stay below expandFrames.`);
+  say("   broker pauseMs: the broker's own figure (from the Debugger.paused it read to the Debugger.resume it issued); the target also pays the event's transit and the resume's way out.");
+  if (v.cond) say('   (d) is not a snapshot: a pause-mode breakpoint whose condition is false, checked by the broker on each pause (the per-request cost of section 3 (d)); pause budget at 1000 ms/s here.');
+}
+
+function printThroughput(t, cores) {
+  const v = t.variants;
+  const base = v.none;
+  say('');
+  say(`3. Demo service throughput: GET ${t.url}, ${t.concurrency} keep-alive workers (bench/load.mjs, own process), ${t.durationMs / 1000} s per run after ${t.warmupMs / 1000} s warm-up,`);
+  say(`   ${base.rounds} interleaved rounds; req/s: median of the rounds; vs (a): median over rounds of req/s / the same round's (a), and its range; breakpoints on line ${t.hotLine} of examples/demo/service.js (const charged =); condition ${t.condition}`);
+  const rows = Object.values(v).map((x) => [
+    x.name,
+    rate(x.rps.median),
+    x.rpsPerRound.map(rate).join(' '),
+    ratio(x.ratioToNone.median),
+    `${(100 * (1 - x.ratioToNone.median)).toFixed(1)} %`,
+    `${ratio(x.ratioToNone.min)}–${ratio(x.ratioToNone.max)}`,
+    ms(x.latencyMedianMs),
+    ms(x.latencyP99Ms),
+    x.serviceCpuPerSecond.toFixed(2),
+    x.brokerCpuPerSecond.toFixed(2),
+    Object.entries(x.eventsPerSecond).map(([k, n]) => `${k.replace(/^Loupe\./, '')} ${n.toFixed(1)}`).join(', ') || '-',
+  ]);
+  say(table(['variant', 'req/s', 'per round', 'vs (a)', 'loss', 'vs (a) range', 'latency med ms', 'p99 ms', 'service CPU', 'broker CPU', 'client events/s'], rows));
+  const loss = (x) => 1 - x.ratioToNone.median;
+  say(`   Goals: loss < 1 % with an idle session: ${(100 * loss(v.idle)).toFixed(1)} % ${loss(v.idle) < 0.01 ? 'MET' : 'MISSED'};  loss < 5 % with a rate-limited snapshot breakpoint: ${(100 * loss(v.snapshot)).toFixed(1)} % ${loss(v.snapshot) < 0.05 ? 'MET' : 'MISSED'}`);
+  say('   CPU columns: cores used by the service and the broker during the runs (CPU seconds / wall seconds, /proc).');
+  if (v.falseCondition.suspendedRuns > 0) {
+    const s = v.falseCondition.suspension;
+    say(`   (d): the broker suspended the breakpoint in ${v.falseCondition.suspendedRuns} of ${v.falseCondition.rounds} runs, ${v.falseCondition.suspendedAfterMs.join(', ')} ms after it was set (within the warm-up), with "${s.reason}"; its row is mostly the service after the suspension.`);
+    const d2 = v.falseConditionNoBudget;
+    if (d2) say(`   What the budget charged per hit: ${ms(s.pauseMsPerSecond / s.hitsPerSecond)} ms; what each hit cost the service with no suspension, (d'): ${ms(1000 / d2.rps.median)} ms of a ${rate(d2.rps.median)} req/s service, against ${ms(1000 / base.rps.median)} ms per request in (a).`);
+  }
+  if (base.serviceCpuPerSecond < 0.9) say(`   Note: in (a) the service used ${base.serviceCpuPerSecond.toFixed(2)} of a core: the load generator, on the same ${cores} cores, bounds the baseline, so a small loss (as in (b)) is under-reported, not over-reported.`);
+}
+
+function printSessions(s) {
+  const p = s.paths;
+  say('');
+  say(`4. Idle sessions: ${s.sessions} opened at once on one target, each Debugger.enable'd; ${s.rounds} interleaved rounds (time: wall per round, and per session; memory: first round)`);
+  const rows = Object.values(p).map((x) => [
+    x.name,
+    x.wallMsPerRound.map((w) => ms(w)).join(' '),
+    ratio(x.wallMs.median / p.direct.wallMs.median),
+    ratio(x.wallMs.median / p.relay.wallMs.median),
+    medP99(x.totalMs),
+    x.grantMs.median > 0 ? medP99(x.grantMs) : '-',
+    medP99(x.attachMs),
+    medP99(x.enableMs),
+  ]);
+  say(table([`open ${s.sessions} at once`, 'wall ms per round', 'vs (a)', 'vs (c)', 'per session med / p99', 'grant med / p99', 'attach med / p99', 'enable med / p99'], rows));
+  const memRows = Object.values(p).map((x) => [
+    x.name,
+    Number.isFinite(x.proxyRssBeforeBytes) ? `${mib(x.proxyRssBeforeBytes)} → ${mib(x.proxyRssAfterBytes)}` : '- (no proxy process)',
+    kib(x.proxyBytesPerSession),
+    x.proxyBytesPerSessionPerRound.map((b) => (b === null ? '-' : kib(b))).join(' '),
+    Number.isFinite(x.proxyRssAfterCloseBytes) ? mib(x.proxyRssAfterCloseBytes) : '-',
+    Number.isFinite(x.proxyBytesPerSession) && p.relay.proxyBytesPerSession > 0 ? ratio(x.proxyBytesPerSession / p.relay.proxyBytesPerSession) : '-',
+    kib(x.targetBytesPerSession),
+  ]);
+  say(table(['memory', 'proxy RSS before → after', 'per session', 'per round', 'after close', 'vs (c)', 'target RSS per session'], memRows));
+  say(`   per session = (RSS with the ${s.sessions} sessions settled ${s.settleMs} ms − RSS before) / ${s.sessions}; RSS includes garbage not yet collected. Later rounds start from a heap that once held them.`);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -195,4 +309,4 @@ if (code !== 0) {
   process.exit(code);
 }
 printResults(JSON.parse(readFileSync(resultsFile, 'utf8')));
-say(`== total ${((Date.now() - t0) / 1000).toFixed(1)} s; results in bench/results.json`);
+say(`== total ${((Date.now() - t0) / 1000).toFixed(1)} s; results in ${resultsFile}`);
