@@ -175,7 +175,9 @@ describe('the session report in a real Chromium', () => {
     assert.equal(refusal.tone, 'refused');
     assert.match(refusal.detail, /\[rule .+\]/);
     assert.match(row('session', /^session ended: the developer disconnected$/).tone, /^end$/);
-    assert.deepEqual(await page.locator('.counts span').allInnerTexts(), ['breakpoints set: 1;', 'pauses: 1;', 'evaluations: 2;', 'variable reads: 1;', 'snapshots: 0;', 'logpoints: 0;', 'refusals: 2;', 'alerts: 0']);
+    // This user never attached to this target before: the first-attach rule fires, and the report shows it.
+    assert.equal(row('alert', /^alert\.firstAttach$/).tone, 'alert');
+    assert.deepEqual(await page.locator('.counts span').allInnerTexts(), ['breakpoints set: 1;', 'pauses: 1;', 'evaluations: 2;', 'variable reads: 1;', 'snapshots: 0;', 'logpoints: 0;', 'refusals: 2;', 'alerts: 1']);
 
     // Refused rows stand out from the others.
     const background = (tr: string) => page.locator(tr).first().locator('td').first().evaluate((td) => String((globalThis as any).getComputedStyle(td).backgroundColor));
