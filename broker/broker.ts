@@ -224,7 +224,7 @@ export class Broker {
     const request = parseGrantRequest(body);
     const actor = { sub: identity.sub, name: identity.name, groups: identity.groups };
     await this.recordGrantEvent('grant.requested', { actor, ...request });
-    const decision = decideAccess(this.config, identity, request);
+    const decision = decideAccess(this.config, identity, request, new Date(this.clock()));
     if (!decision.allowed) {
       await this.recordGrantEvent('grant.refused', { actor, target: request.target, mode: request.mode, rule: decision.rule, message: decision.message });
       throw new LoupeError('policy_refused', `grant refused: ${decision.message}`, { rule: decision.rule });

@@ -4,6 +4,8 @@ import { LoupeError } from './errors';
 import { mintDevToken } from './identity/devIssuer';
 import { parseDuration } from './config/duration';
 import { Broker } from './broker';
+import { explainAccess } from './policy/access';
+import { modes, type Mode } from './config/types';
 import { listen } from './http/server';
 import { describeVerification, downloadSession, listSessions, renderLocation, verifyLocation } from './audit/auditCli';
 
@@ -12,6 +14,9 @@ const usage = `usage:
   loupe token --config <file.yaml> --user <id> [--groups g1,g2] [--name "Display Name"] [--ttl 8h]
                                                print an identity token from the development issuer
   loupe policy check <file.yaml>               validate a config/policy file, listing every problem
+  loupe policy explain --config <file.yaml> --user <id> [--groups g1,g2] --target <name> [--mode pause|snapshot]
+                       [--at <ISO time>] [--ticket T] [--duration 30m]
+                                               print the access decision and the rule that made it (exit 3 when refused)
   loupe audit list [--target T] [--user U] [--from ISO] [--to ISO]      sessions (auditors)
   loupe audit download <sessionId> [-o dir]    save a session's transcript and the broker's audit keys
   loupe audit verify <dir | s3://bucket/[prefix/]sessions/YYYY/MM/DD/<id>> [--keys file|url]
@@ -80,10 +85,37 @@ async function runToken(args: string[]): Promise<void> {
 }
 
 function runPolicy(args: string[]): void {
-  const [sub, file] = args;
-  if (sub !== 'check' || !file) fail(usage);
-  const config = loadOrExit(file);
-  process.stdout.write(`${file}: valid (${Object.keys(config.targets).length} target(s), ${Object.keys(config.roles).length} role(s))\n`);
+  const [sub, ...rest] = args;
+  if (sub === 'check') {
+    const file = rest[0] ?? fail(`missing <file.yaml>\n\n${usage}`);
+    const config = loadOrExit(file);
+    process.stdout.write(`${file}: valid (${Object.keys(config.targets).length} target(s), ${Object.keys(config.roles).length} role(s))\n`);
+    return;
+  }
+  if (sub !== 'explain') fail(usage);
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: { config: { type: 'string' }, user: { type: 'string' }, groups: { type: 'string' }, target: { type: 'string' }, mode: { type: 'string' }, at: { type: 'string' }, ticket: { type: 'string' }, duration: { type: 'string' } },
+    strict: true,
+  });
+  const config = loadOrExit(values.config ?? positionals[0] ?? fail(`missing --config <file.yaml>\n\n${usage}`));
+  const user = values.user ?? fail('missing --user <id>');
+  const target = values.target ?? fail('missing --target <name>');
+  const mode = values.mode ?? 'snapshot';
+  if (!modes.includes(mode as Mode)) fail(`--mode: expected one of ${modes.join(', ')}, got "${mode}"`);
+  const at = values.at ? new Date(values.at) : new Date();
+  if (Number.isNaN(at.getTime())) fail(`--at: expected a time like 2026-11-28T09:30:00+01:00, got "${values.at}"`);
+  const durationSeconds = values.duration ? parseDuration(values.duration) ?? fail(`--duration: expected a duration like "30m", got "${values.duration}"`) : 1800;
+  const groups = (values.groups ?? '').split(',').map((g) => g.trim()).filter(Boolean);
+  const { decision, roles, trace } = explainAccess(config, { sub: user, name: user, groups, issuer: 'explain' }, { target, mode: mode as Mode, durationSeconds, reason: 'explain', ...(values.ticket ? { ticket: values.ticket } : {}) }, at);
+  const lines = [
+    `${user} (groups: ${groups.join(', ') || 'none'}; roles: ${roles.join(', ') || 'none'}) asking for ${mode} on ${target} at ${at.toISOString()}`,
+    decision.allowed ? `ALLOWED by ${decision.rule}: up to ${decision.durationSeconds} s${decision.capped ? ' (capped)' : ''}` : `REFUSED by ${decision.rule}: ${decision.message}`,
+    ...trace.map((t) => `  ${t.rule}: ${t.outcome}${t.message ? ` (${t.message})` : ''}`),
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+  if (!decision.allowed) process.exit(3);
 }
 
 async function runAudit(args: string[]): Promise<void> {

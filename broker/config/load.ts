@@ -5,6 +5,7 @@ import { parseDocument } from 'yaml';
 import { LoupeError } from '../errors';
 import { parseDuration } from './duration';
 import { validateAlertRules, validateAlerting, type AlertRules } from './alertConfig';
+import { parseHours, type Hours } from '../policy/hours';
 import { modes, type AccessRule, type AuditConfig, type IssuerConfig, type LoupeConfig, type Mode, type RoleConfig, type TargetConfig } from './types';
 
 type Raw = Record<string, unknown>;
@@ -204,7 +205,7 @@ function validateAccess(raw: unknown, path: string, roles: Record<string, RoleCo
     problems.add(path, 'expected a mapping');
     return undefined;
   }
-  checkKeys(raw, path, ['role', 'modes', 'maxDuration', 'requireTicket'], problems);
+  checkKeys(raw, path, ['role', 'modes', 'maxDuration', 'requireTicket', 'hours'], problems);
   const role = str(raw, 'role', path, problems) ?? '';
   if (role && !(role in roles)) problems.add(join(path, 'role'), `unknown role "${role}" (defined roles: ${Object.keys(roles).join(', ') || 'none'})`);
   const modeList = strList(raw, 'modes', path, problems, ['snapshot']);
@@ -223,7 +224,18 @@ function validateAccess(raw: unknown, path: string, roles: Record<string, RoleCo
       }
     }
   }
-  return { role, modes: Object.freeze(modeList as Mode[]), maxDurationSeconds, requireTicket };
+  let hours: Hours | undefined;
+  if (raw.hours !== undefined) {
+    const text = str(raw, 'hours', path, problems);
+    if (text !== undefined) {
+      try {
+        hours = parseHours(text);
+      } catch (err) {
+        problems.add(join(path, 'hours'), (err as Error).message);
+      }
+    }
+  }
+  return { role, modes: Object.freeze(modeList as Mode[]), maxDurationSeconds, requireTicket, ...(hours ? { hours } : {}) };
 }
 
 function validateTarget(name: string, raw: unknown, roles: Record<string, RoleConfig>, defaultRetentionDays: number, defaultAlerts: AlertRules, problems: Problems): TargetConfig | undefined {

@@ -1,3 +1,4 @@
+import type { Hours } from '../policy/hours';
 import type { AlertingConfig, AlertRules } from './alertConfig';
 
 export type Mode = 'pause' | 'snapshot';
@@ -31,6 +32,8 @@ export interface AccessRule {
   readonly modes: readonly Mode[];
   readonly maxDurationSeconds: number;
   readonly requireTicket?: RegExp;
+  /** When the rule applies (wall-clock hours in a time zone); outside them it does not allow. */
+  readonly hours?: Hours;
 }
 
 export interface TargetConfig {

@@ -1,5 +1,6 @@
 import type { AccessRule, LoupeConfig, Mode, TargetConfig } from '../config/types';
 import type { Identity } from '../identity/verifyIdentity';
+import { withinHours } from './hours';
 
 /** The roles an identity holds: a role matches when one of its groups or users does. */
 export function rolesOf(config: LoupeConfig, identity: Identity): Set<string> {
@@ -55,28 +56,59 @@ export type AccessDecision =
 
 const ruleName = (target: string, index: number, rule: AccessRule) => `targets.${target}.access[${index}] (role ${rule.role})`;
 
+type RuleCheck = { readonly allows: true } | { readonly allows: false; readonly message: string; readonly weight: number };
+
+/** Whether one rule allows the request; a refusal's weight ranks how close the rule came (for the message shown). */
+function checkRule(rule: AccessRule, request: GrantRequest, at: Date): RuleCheck {
+  if (!rule.modes.includes(request.mode)) return { allows: false, weight: 0, message: `mode "${request.mode}" is not allowed (allowed: ${rule.modes.join(', ')})` };
+  if (rule.hours && !withinHours(rule.hours, at)) return { allows: false, weight: 1, message: `outside the rule's hours (${rule.hours.text}; it is ${wallTime(at, rule.hours.timeZone)} there)` };
+  if (rule.requireTicket && !(request.ticket && rule.requireTicket.test(request.ticket))) {
+    return { allows: false, weight: 2, message: request.ticket ? `ticket "${request.ticket}" does not match ${rule.requireTicket.source}` : `a ticket matching ${rule.requireTicket.source} is required` };
+  }
+  return { allows: true };
+}
+
+export interface RuleTrace {
+  readonly rule: string;
+  readonly applies: boolean;
+  readonly outcome: 'allows' | 'refuses' | 'not your role';
+  readonly message?: string;
+}
+
 /** Decides a grant request against the target's access rules; the first rule that fully allows wins. */
-export function decideAccess(config: LoupeConfig, identity: Identity, request: GrantRequest): AccessDecision {
-  const target = config.targets[request.target];
-  if (!target) return { allowed: false, rule: 'targets', message: `no target named "${request.target}"` };
+export function decideAccess(config: LoupeConfig, identity: Identity, request: GrantRequest, at: Date = new Date()): AccessDecision {
+  return explainAccess(config, identity, request, at).decision;
+}
+
+/** The decision with every rule of the target and what it said, for `loupe policy explain`. */
+export function explainAccess(config: LoupeConfig, identity: Identity, request: GrantRequest, at: Date = new Date()): { decision: AccessDecision; roles: string[]; trace: RuleTrace[] } {
   const roles = rolesOf(config, identity);
-  const matching = target.access.map((rule, index) => ({ rule, index })).filter(({ rule }) => roles.has(rule.role));
-  if (matching.length === 0) {
-    return { allowed: false, rule: `targets.${target.name}.access`, message: `none of your roles (${[...roles].join(', ') || 'none'}) may attach to ${target.name}` };
-  }
-  let refusal: AccessDecision | undefined;
-  for (const { rule, index } of matching) {
+  const target = config.targets[request.target];
+  if (!target) return { decision: { allowed: false, rule: 'targets', message: `no target named "${request.target}"` }, roles: [...roles], trace: [] };
+  const trace: RuleTrace[] = [];
+  let decision: AccessDecision | undefined;
+  let refusal: { decision: AccessDecision; weight: number } | undefined;
+  target.access.forEach((rule, index) => {
     const name = ruleName(target.name, index, rule);
-    if (!rule.modes.includes(request.mode)) {
-      refusal ??= { allowed: false, rule: name, message: `mode "${request.mode}" is not allowed (allowed: ${rule.modes.join(', ')})` };
-      continue;
+    if (!roles.has(rule.role)) {
+      trace.push({ rule: name, applies: false, outcome: 'not your role' });
+      return;
     }
-    if (rule.requireTicket && !(request.ticket && rule.requireTicket.test(request.ticket))) {
-      refusal = { allowed: false, rule: name, message: request.ticket ? `ticket "${request.ticket}" does not match ${rule.requireTicket.source}` : `a ticket matching ${rule.requireTicket.source} is required` };
-      continue;
+    const check = checkRule(rule, request, at);
+    if (check.allows) {
+      const durationSeconds = Math.min(request.durationSeconds, rule.maxDurationSeconds);
+      trace.push({ rule: name, applies: true, outcome: 'allows', message: `up to ${rule.maxDurationSeconds} s` });
+      decision ??= { allowed: true, rule: name, durationSeconds, capped: durationSeconds < request.durationSeconds };
+    } else {
+      trace.push({ rule: name, applies: true, outcome: 'refuses', message: check.message });
+      if (!refusal || check.weight >= refusal.weight) refusal = { decision: { allowed: false, rule: name, message: check.message }, weight: check.weight };
     }
-    const durationSeconds = Math.min(request.durationSeconds, rule.maxDurationSeconds);
-    return { allowed: true, rule: name, durationSeconds, capped: durationSeconds < request.durationSeconds };
-  }
-  return refusal!;
+  });
+  decision ??= refusal?.decision ?? { allowed: false, rule: `targets.${target.name}.access`, message: `none of your roles (${[...roles].join(', ') || 'none'}) may attach to ${target.name}` };
+  return { decision, roles: [...roles].sort(), trace };
+}
+
+/** "Sat 21:04" in a time zone, for refusals that say why the hours did not match. */
+function wallTime(at: Date, timeZone: string): string {
+  return new Intl.DateTimeFormat('en-GB', { timeZone, weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).format(at).replace(',', '');
 }
