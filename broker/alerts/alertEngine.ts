@@ -62,6 +62,9 @@ export function sensitiveValue(text: string): string | undefined {
   if (/\bBearer\s+[A-Za-z0-9._~+/-]{12,}/i.test(text)) return 'a bearer token';
   if (/\beyJ[\w-]{8,}\.[\w-]{8,}\.[\w-]{8,}/.test(text)) return 'a JWT';
   if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) return 'a private key';
+  // The broker redacted it before recording: the marker says what it was.
+  const redacted = /\[redacted: ([^\]]{1,60})\]/.exec(text);
+  if (redacted) return `a redacted value (${redacted[1]})`;
   return undefined;
 }
 

@@ -6,7 +6,9 @@ import { LoupeError } from '../errors';
 import { parseDuration } from './duration';
 import { validateAlertRules, validateAlerting, type AlertRules } from './alertConfig';
 import { parseHours, type Hours } from '../policy/hours';
-import { modes, type AccessRule, type AuditConfig, type IssuerConfig, type LoupeConfig, type Mode, type RoleConfig, type TargetConfig } from './types';
+import { compileRedaction, defaultPatterns, defaultSensitiveNames, normalizeName, type RedactionPolicy, type RedactPattern } from '../policy/redact';
+import { defaultDenyIdentifiers, type EvaluationPolicy } from '../gate/evaluationCheck';
+import { modes, type AccessRule, type ApprovalRequirement, type AuditConfig, type IssuerConfig, type LoupeConfig, type Mode, type RoleConfig, type TargetConfig } from './types';
 
 type Raw = Record<string, unknown>;
 
@@ -103,7 +105,7 @@ function validateIssuer(raw: unknown, path: string, defaultAudience: string, pro
     problems.add(path, 'expected a mapping');
     return undefined;
   }
-  checkKeys(raw, path, ['issuer', 'audience', 'jwksUrl', 'publicKey', 'publicKeyFile', 'algorithms', 'groupsClaim', 'nameClaim'], problems);
+  checkKeys(raw, path, ['issuer', 'audience', 'discovery', 'jwksUrl', 'jwksCacheMaxAge', 'publicKey', 'publicKeyFile', 'algorithms', 'groupsClaim', 'nameClaim'], problems);
   const issuer = str(raw, 'issuer', path, problems) ?? '';
   const audience = str(raw, 'audience', path, problems, defaultAudience)!;
   const jwksUrl = raw.jwksUrl === undefined ? undefined : str(raw, 'jwksUrl', path, problems);
@@ -118,10 +120,21 @@ function validateIssuer(raw: unknown, path: string, defaultAudience: string, pro
       }
     }
   }
-  if ((jwksUrl === undefined) === (publicKey === undefined)) {
-    problems.add(path, 'set exactly one of jwksUrl, publicKey or publicKeyFile');
+  if (raw.discovery !== undefined && typeof raw.discovery !== 'boolean') problems.add(join(path, 'discovery'), 'expected true or false');
+  const keySources = [raw.discovery === true, jwksUrl !== undefined, raw.publicKey !== undefined || raw.publicKeyFile !== undefined].filter(Boolean).length;
+  if (keySources > 1) problems.add(path, 'set only one of discovery, jwksUrl, publicKey or publicKeyFile');
+  else if (keySources === 0 && raw.discovery === false) problems.add(path, 'no key source: set discovery: true, jwksUrl, publicKey or publicKeyFile');
+  // With no key source given, the issuer's discovery document names its key set.
+  const discovery = raw.discovery === true || (keySources === 0 && raw.discovery === undefined);
+  if (discovery && issuer) {
+    // Plain http would let anyone on the path hand the broker keys of their own; loopback is for tests and local IdPs.
+    if (!/^https:\/\/[^\s]+$|^http:\/\/(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(\/[^\s]*)?$/.test(issuer)) {
+      problems.add(join(path, 'issuer'), `discovery needs an https URL (http only on loopback), got "${issuer}"; or set jwksUrl, publicKey or publicKeyFile`);
+    }
   }
   if (jwksUrl !== undefined && !/^https?:\/\//.test(jwksUrl)) problems.add(join(path, 'jwksUrl'), 'expected an http(s) URL');
+  const jwksCacheMaxAgeSeconds = duration(raw, 'jwksCacheMaxAge', path, problems, 600)!;
+  if (raw.jwksCacheMaxAge !== undefined && !discovery && jwksUrl === undefined) problems.add(join(path, 'jwksCacheMaxAge'), 'only used with discovery or jwksUrl');
   const algorithms = strList(raw, 'algorithms', path, problems, ['RS256', 'ES256', 'EdDSA']);
   if (publicKey !== undefined) {
     const keyPath = join(path, publicKey === raw.publicKey ? 'publicKey' : 'publicKeyFile');
@@ -148,8 +161,10 @@ function validateIssuer(raw: unknown, path: string, defaultAudience: string, pro
   return {
     issuer,
     audience,
+    discovery,
     jwksUrl,
     publicKey,
+    jwksCacheMaxAgeSeconds,
     algorithms,
     groupsClaim: str(raw, 'groupsClaim', path, problems, 'groups')!,
     nameClaim: str(raw, 'nameClaim', path, problems, 'name')!,
@@ -205,7 +220,7 @@ function validateAccess(raw: unknown, path: string, roles: Record<string, RoleCo
     problems.add(path, 'expected a mapping');
     return undefined;
   }
-  checkKeys(raw, path, ['role', 'modes', 'maxDuration', 'requireTicket', 'hours'], problems);
+  checkKeys(raw, path, ['role', 'modes', 'maxDuration', 'requireTicket', 'hours', 'requireApproval'], problems);
   const role = str(raw, 'role', path, problems) ?? '';
   if (role && !(role in roles)) problems.add(join(path, 'role'), `unknown role "${role}" (defined roles: ${Object.keys(roles).join(', ') || 'none'})`);
   const modeList = strList(raw, 'modes', path, problems, ['snapshot']);
@@ -235,7 +250,29 @@ function validateAccess(raw: unknown, path: string, roles: Record<string, RoleCo
       }
     }
   }
-  return { role, modes: Object.freeze(modeList as Mode[]), maxDurationSeconds, requireTicket, ...(hours ? { hours } : {}) };
+  const requireApproval = raw.requireApproval === undefined ? undefined : validateApproval(raw.requireApproval, join(path, 'requireApproval'), roles, problems);
+  return { role, modes: Object.freeze(modeList as Mode[]), maxDurationSeconds, requireTicket, ...(hours ? { hours } : {}), ...(requireApproval ? { requireApproval } : {}) };
+}
+
+/** `requireApproval: { approvers: <role or roles>, minApprovals: 1..10 (default 1), expiresAfter: <duration> (default 1h) }`. */
+function validateApproval(raw: unknown, path: string, roles: Record<string, RoleConfig>, problems: Problems): ApprovalRequirement | undefined {
+  if (!isObject(raw)) {
+    problems.add(path, 'expected a mapping { approvers, minApprovals, expiresAfter }');
+    return undefined;
+  }
+  checkKeys(raw, path, ['approvers', 'minApprovals', 'expiresAfter'], problems);
+  let approvers: string[] = [];
+  if (raw.approvers === undefined) problems.add(join(path, 'approvers'), 'required: the role whose holders may approve');
+  else if (typeof raw.approvers === 'string') approvers = [raw.approvers];
+  else approvers = strList(raw, 'approvers', path, problems);
+  if (approvers.length === 0 && raw.approvers !== undefined) problems.add(join(path, 'approvers'), 'expected a role name (or a list of role names)');
+  const defined = Object.keys(roles).join(', ') || 'none';
+  approvers.forEach((role, i) => {
+    if (!(role in roles)) problems.add(typeof raw.approvers === 'string' ? join(path, 'approvers') : `${join(path, 'approvers')}[${i}]`, `unknown role "${role}" (defined roles: ${defined})`);
+  });
+  const minApprovals = int(raw, 'minApprovals', path, problems, 1, 1, 10);
+  const expiresAfterSeconds = duration(raw, 'expiresAfter', path, problems, 3600)!;
+  return Object.freeze({ approvers: Object.freeze(approvers), minApprovals, expiresAfterSeconds });
 }
 
 function validateTarget(name: string, raw: unknown, roles: Record<string, RoleConfig>, defaultRetentionDays: number, defaultAlerts: AlertRules, problems: Problems): TargetConfig | undefined {
@@ -245,7 +282,7 @@ function validateTarget(name: string, raw: unknown, roles: Record<string, RoleCo
     problems.add(path, 'expected a mapping');
     return undefined;
   }
-  checkKeys(raw, path, ['inspector', 'owners', 'access', 'maxPauseSeconds', 'retentionDays', 'alerts', 'snapshot'], problems);
+  checkKeys(raw, path, ['inspector', 'owners', 'access', 'maxPauseSeconds', 'retentionDays', 'alerts', 'snapshot', 'evaluation', 'redact'], problems);
   const inspector = str(raw, 'inspector', path, problems) ?? '';
   if (inspector && !/^wss?:\/\/[^\s]+$/.test(inspector) && !/^[a-z0-9.-]+:\d{1,5}$|^\[[0-9a-f:]+\]:\d{1,5}$/i.test(inspector)) {
     problems.add(join(path, 'inspector'), 'expected "host:port" or a ws:// URL');
@@ -261,6 +298,9 @@ function validateTarget(name: string, raw: unknown, roles: Record<string, RoleCo
   const maxPauseSeconds = int(raw, 'maxPauseSeconds', path, problems, 30, 1, 3600);
   const retentionDays = int(raw, 'retentionDays', path, problems, defaultRetentionDays, 1, 36500);
   const alerts = validateAlertRules(raw.alerts, `${path}.alerts`, defaultAlerts, (p, m) => problems.add(p, m));
+  // An alert's require-approval asks the target's owners; with none, the user could never attach again.
+  const approvalAlerts = Object.entries(alerts).filter(([, rule]) => (rule as { action?: string } | undefined)?.action === 'require-approval').map(([rule]) => rule);
+  if (approvalAlerts.length > 0 && owners.length === 0) problems.add(join(path, 'owners'), `required: alert rule(s) ${approvalAlerts.join(', ')} use action require-approval, and the target's owners are its approvers`);
   const snapshotRaw = section(raw, 'snapshot', path, problems);
   const snapPath = `${path}.snapshot`;
   checkKeys(snapshotRaw, snapPath, ['frames', 'expandFrames', 'depth', 'collectionItems', 'fieldsPerObject', 'stringLength', 'timeBudgetMs', 'maxBytes', 'minIntervalMs', 'maxCapturesPerBreakpoint', 'maxCapturesPerMinute'], problems);
@@ -277,7 +317,59 @@ function validateTarget(name: string, raw: unknown, roles: Record<string, RoleCo
     maxCapturesPerBreakpoint: int(snapshotRaw, 'maxCapturesPerBreakpoint', snapPath, problems, 100, 1, 100000),
     maxCapturesPerMinute: int(snapshotRaw, 'maxCapturesPerMinute', snapPath, problems, 60, 1, 100000),
   });
-  return { name, inspector, owners: Object.freeze(owners), access: Object.freeze(access), maxPauseSeconds, retentionDays, alerts, snapshot };
+  const evaluation = validateEvaluation(section(raw, 'evaluation', path, problems), `${path}.evaluation`, problems);
+  const redaction = validateRedaction(section(raw, 'redact', path, problems), `${path}.redact`, problems);
+  return { name, inspector, owners: Object.freeze(owners), access: Object.freeze(access), maxPauseSeconds, retentionDays, alerts, snapshot, evaluation, redaction };
+}
+
+function validateEvaluation(raw: Raw, path: string, problems: Problems): EvaluationPolicy {
+  checkKeys(raw, path, ['allow', 'denyIdentifiers', 'maxResultBytes'], problems);
+  let allow = true;
+  if (raw.allow !== undefined) {
+    if (typeof raw.allow === 'boolean') allow = raw.allow;
+    else problems.add(join(path, 'allow'), 'expected true or false');
+  }
+  const denyIdentifiers = strList(raw, 'denyIdentifiers', path, problems, [...defaultDenyIdentifiers]);
+  denyIdentifiers.forEach((entry, i) => {
+    if (!/^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/.test(entry)) problems.add(`${join(path, 'denyIdentifiers')}[${i}]`, `expected an identifier or a dotted path like "process.env", got "${entry}"`);
+  });
+  const maxResultBytes = int(raw, 'maxResultBytes', path, problems, 64 * 1024, 256, 16 << 20);
+  return Object.freeze({ allow, denyIdentifiers: Object.freeze(denyIdentifiers), maxResultBytes });
+}
+
+function validateRedaction(raw: Raw, path: string, problems: Problems): RedactionPolicy {
+  checkKeys(raw, path, ['names', 'patterns', 'defaults'], problems);
+  let defaults = true;
+  if (raw.defaults !== undefined) {
+    if (typeof raw.defaults === 'boolean') defaults = raw.defaults;
+    else problems.add(join(path, 'defaults'), 'expected true or false');
+  }
+  const names = strList(raw, 'names', path, problems);
+  names.forEach((name, i) => {
+    if (normalizeName(name) === '') problems.add(`${join(path, 'names')}[${i}]`, `"${name}" has no letters or digits`);
+  });
+  const patterns: RedactPattern[] = [];
+  if (raw.patterns !== undefined && !Array.isArray(raw.patterns)) problems.add(join(path, 'patterns'), 'expected a list of { name, regex }');
+  else
+    ((raw.patterns as unknown[]) ?? []).forEach((item, i) => {
+      const itemPath = `${join(path, 'patterns')}[${i}]`;
+      if (!isObject(item)) {
+        problems.add(itemPath, 'expected a mapping { name, regex }');
+        return;
+      }
+      checkKeys(item, itemPath, ['name', 'regex'], problems);
+      const name = str(item, 'name', itemPath, problems);
+      const source = str(item, 'regex', itemPath, problems);
+      if (name === undefined || source === undefined) return;
+      try {
+        const regex = new RegExp(source, 'g');
+        if (regex.test('')) problems.add(join(itemPath, 'regex'), 'matches the empty string, which would redact everything');
+        else patterns.push({ name, regex });
+      } catch (err) {
+        problems.add(join(itemPath, 'regex'), `invalid regular expression: ${(err as Error).message}`);
+      }
+    });
+  return compileRedaction([...(defaults ? defaultSensitiveNames : []), ...names], [...(defaults ? defaultPatterns : []), ...patterns]);
 }
 
 function validateAudit(raw: Raw, stateDir: string, baseDir: string, problems: Problems): AuditConfig {

@@ -1,4 +1,6 @@
 import type { Hours } from '../policy/hours';
+import type { RedactionPolicy } from '../policy/redact';
+import type { EvaluationPolicy } from '../gate/evaluationCheck';
 import type { AlertingConfig, AlertRules } from './alertConfig';
 
 export type Mode = 'pause' | 'snapshot';
@@ -7,11 +9,16 @@ export const modes: readonly Mode[] = ['pause', 'snapshot'];
 export interface IssuerConfig {
   readonly issuer: string;
   readonly audience: string;
-  /** Remote key set; exactly one of jwksUrl and publicKey is set. */
+  /** Keys from `<issuer>/.well-known/openid-configuration` → jwks_uri; exactly one of discovery, jwksUrl and publicKey. */
+  readonly discovery: boolean;
+  /** Remote key set at a fixed URL. */
   readonly jwksUrl?: string;
   /** PEM (SPKI) public key. */
   readonly publicKey?: string;
+  /** How long a fetched key set is trusted before it is fetched again: how soon a key the IdP removed stops verifying. */
+  readonly jwksCacheMaxAgeSeconds: number;
   readonly algorithms: readonly string[];
+  /** Claim holding the groups; a dotted path (`realm_access.roles`) reaches into nested objects. */
   readonly groupsClaim: string;
   readonly nameClaim: string;
 }
@@ -34,6 +41,18 @@ export interface AccessRule {
   readonly requireTicket?: RegExp;
   /** When the rule applies (wall-clock hours in a time zone); outside them it does not allow. */
   readonly hours?: Hours;
+  /** The two-person rule: a grant under this rule waits for approvals (see broker/policy/approvals.ts). */
+  readonly requireApproval?: ApprovalRequirement;
+}
+
+/** Who must approve a grant before its requester can collect it. */
+export interface ApprovalRequirement {
+  /** Roles whose holders may approve; never the requester, even when they hold one. */
+  readonly approvers: readonly string[];
+  /** Approvals by distinct approvers needed (1..10). */
+  readonly minApprovals: number;
+  /** How long a request waits for its approvals, and an approved one for its collection. */
+  readonly expiresAfterSeconds: number;
 }
 
 export interface TargetConfig {
@@ -48,6 +67,10 @@ export interface TargetConfig {
   /** The alert rules watching this target's sessions (defaults from alerting.rules). */
   readonly alerts: AlertRules;
   readonly snapshot: SnapshotLimits;
+  /** What evaluations may do here: allowed at all, identifiers denied, result size. */
+  readonly evaluation: EvaluationPolicy;
+  /** Names and value patterns redacted in everything that leaves the broker and everything recorded. */
+  readonly redaction: RedactionPolicy;
 }
 
 /** What a snapshot capture may take from the target, and how often. */

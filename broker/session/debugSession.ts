@@ -4,6 +4,8 @@ import type { AuditStream } from '../audit/auditTrail';
 import type { EventType } from '../audit/events';
 import { cdpErrorCodes, gateClientFrame, truncate, type GateDecision, type LogTemplate } from '../gate/cdpGate';
 import { conditionProbe } from '../gate/conditionCheck';
+import { reachableValuesProbe, screenEvaluation } from '../gate/evaluationCheck';
+import { marker, Redactor } from '../policy/redact';
 import { captureFrames, type Capture, type PausedFrameInput } from './snapshot';
 import type { Grant } from '../grants/grantStore';
 
@@ -32,7 +34,7 @@ const closeMessages: Record<EndReason, string> = {
 
 type Pending =
   | { origin: 'client'; clientId: number; method: string; sentAt: number; requestSeq?: number; condition?: string; logpoint?: LogTemplate; removes?: string; describes?: string }
-  | { origin: 'broker'; method: string; resolve: (result: Record<string, unknown>) => void; reject: (err: Error) => void; timer: NodeJS.Timeout };
+  | { origin: 'broker'; method: string; resolve: (result: Record<string, unknown>) => void; reject: (err: Error) => void; timer: NodeJS.Timeout; quiet?: boolean };
 
 interface CdpMessage {
   id?: number;
@@ -102,11 +104,14 @@ export class DebugSession {
   private readonly scriptUrls = new Map<string, string>();
   private readonly snapshots = new Map<string, { lastCaptureAt: number; captures: number; skipped: number; lastThrottleNoticeAt: number }>();
   private captureTimes: number[] = [];
+  /** Redacts what the target sends before it is recorded or passed on; learns redacted values per session. */
+  readonly redactor: Redactor;
   private captureCount = 0;
 
   constructor(private readonly options: DebugSessionOptions) {
     this.sessionId = options.sessionId;
     this.grant = options.grant;
+    this.redactor = new Redactor(options.target.redaction);
   }
 
   /** Records the start, then relays. Throws if the start cannot be recorded: no unrecorded session. */
@@ -167,7 +172,62 @@ export class DebugSession {
     this.enqueue(JSON.stringify(reply), false, recorded.catch(() => undefined));
   }
 
+  /**
+   * The target policy's evaluation rules for an evaluation, condition or logpoint: refused, answered with the
+   * redaction marker without running, or allowed (with the roots whose reachable sensitive values are learned first).
+   */
+  private screen(decision: Extract<GateDecision, { action: 'forward' }>): { refuse?: string; rule?: string; redact?: string; roots: readonly string[]; transforms?: string } {
+    const policy = this.options.target.evaluation;
+    const sensitive = (name: string) => this.redactor.isSensitive(name);
+    const checks: [string, 'evaluate' | 'condition' | 'logpoint'][] = [];
+    if (decision.handling === 'evaluate') checks.push([String(decision.params.expression), 'evaluate']);
+    if (decision.condition !== undefined) checks.push([decision.condition, 'condition']);
+    for (const expression of decision.logpoint?.expressions ?? []) checks.push([expression, 'logpoint']);
+    let roots: readonly string[] = [];
+    let transforms: string | undefined;
+    for (const [source, use] of checks) {
+      const verdict = screenEvaluation(source, use, policy, sensitive, this.redactor.active);
+      if (verdict.kind === 'refuse') return { refuse: `${decision.method} refused: ${use === 'evaluate' ? 'the expression' : use === 'condition' ? 'the condition' : `logpoint expression "${truncate(source)}"`}: ${verdict.reason}`, rule: verdict.rule, roots };
+      if (verdict.kind === 'redact') return { redact: verdict.name, roots };
+      roots = verdict.roots;
+      transforms = verdict.transforms;
+    }
+    return { roots, ...(transforms ? { transforms } : {}) };
+  }
+
+  /** An evaluation that names a redacted field: recorded, never run, answered with the marker. */
+  private answerRedacted(decision: Extract<GateDecision, { action: 'forward' }>, name: string): void {
+    const recorded = this.recordOrEnd('cdp.evaluate', { id: decision.id, method: decision.method, params: decision.params, decision: 'redact', redacted: name });
+    const text = marker(name);
+    this.enqueue(JSON.stringify({ id: decision.id, result: { result: { type: 'string', value: text, description: text } } }), false, recorded.catch(() => undefined));
+  }
+
+  /** Learns the sensitive values the roots reach, so they are scrubbed from the evaluation's result. */
+  private async learnReachable(decision: Extract<GateDecision, { action: 'forward' }>, roots: readonly string[]): Promise<number> {
+    if (roots.length === 0 || !this.redactor.active) return 0;
+    const expression = reachableValuesProbe(roots);
+    const common = { expression, returnByValue: true, silent: true, throwOnSideEffect: true, timeout: this.options.limits.evaluateTimeoutMs };
+    const params = decision.method === 'Debugger.evaluateOnCallFrame' ? { ...common, callFrameId: decision.params.callFrameId } : { ...common, ...(decision.params.contextId !== undefined ? { contextId: decision.params.contextId } : {}) };
+    try {
+      const result = await this.command(decision.method === 'Debugger.evaluateOnCallFrame' ? 'Debugger.evaluateOnCallFrame' : 'Runtime.evaluate', params, { quiet: true });
+      const pairs = (result.result as { value?: unknown } | undefined)?.value;
+      return Array.isArray(pairs) ? this.redactor.learnPairs(pairs as [string, string][]) : 0;
+    } catch {
+      // The probe is bounded like any evaluation; what it could not read is still scrubbed by name and pattern.
+      return 0;
+    }
+  }
+
   private forward(decision: Extract<GateDecision, { action: 'forward' }>): void {
+    const screened = this.screen(decision);
+    if (screened.refuse) {
+      this.refuse({ action: 'refuse', id: decision.id, method: decision.method, code: cdpErrorCodes.refused, rule: screened.rule!, message: screened.refuse });
+      return;
+    }
+    if (screened.redact !== undefined) {
+      this.answerRedacted(decision, screened.redact);
+      return;
+    }
     const targetId = this.nextTargetId++;
     const params = decision.params;
     const frame = typeof params.callFrameId === 'string' ? this.frameLabels.get(params.callFrameId) : undefined;
@@ -198,8 +258,17 @@ export class DebugSession {
       ...(frame ? { frame } : {}),
       ...(object ? { object } : {}),
     }).then(
-      (event) => {
+      async (event) => {
         pending.requestSeq = (event as { seq: number }).seq;
+        if (decision.handling === 'evaluate') {
+          const secrets = await this.learnReachable(decision, screened.roots);
+          // Reshaping a value past matching (reversed, sliced, encoded) is refused once the roots reach secrets.
+          if (secrets > 0 && screened.transforms) {
+            this.pending.delete(targetId);
+            this.refuse({ action: 'refuse', id: decision.id, method: decision.method, code: cdpErrorCodes.refused, rule: 'redact.transform', message: `${decision.method} refused: the expression reaches ${secrets} redacted field(s) and calls ${screened.transforms}(), which could reshape a redacted value past redaction` });
+            return;
+          }
+        }
         const socket = this.options.targetSocket;
         if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ id: targetId, method: decision.method, params }));
       },
@@ -211,7 +280,7 @@ export class DebugSession {
   }
 
   /** A command of the broker's own, recorded like the client's. `critical` commands (cleanup) go out even if recording fails. */
-  private command(method: string, params: Record<string, unknown> = {}, options: { timeoutMs?: number; critical?: boolean } = {}): Promise<Record<string, unknown>> {
+  private command(method: string, params: Record<string, unknown> = {}, options: { timeoutMs?: number; critical?: boolean; quiet?: boolean } = {}): Promise<Record<string, unknown>> {
     const timeoutMs = options.timeoutMs ?? brokerCommandTimeoutMs;
     const targetId = this.nextTargetId++;
     const recorded = this.record('broker.request', { targetId, method, params });
@@ -221,7 +290,7 @@ export class DebugSession {
         this.record('broker.response.missing', { targetId, method, afterMs: timeoutMs }).catch(() => undefined);
         reject(new Error(`${method}: no answer from the target within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer });
+      this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer, ...(options.quiet ? { quiet: true } : {}) });
       const send = () => {
         const socket = this.options.targetSocket;
         if (socket.readyState !== socket.OPEN) {
@@ -261,11 +330,15 @@ export class DebugSession {
     this.pending.delete(message.id!);
     if (pending.origin === 'broker') {
       clearTimeout(pending.timer);
-      this.record('broker.response', { targetId: message.id, method: pending.method, ...(message.error ? { error: message.error } : { result: summarizeResult(pending.method, message.result) }) }).catch(() => undefined);
+      // A quiet command's answer is read by the broker alone (the redaction probe): only its size is recorded.
+      if (!pending.quiet) this.redactor.response(pending.method, message.result);
+      this.record('broker.response', { targetId: message.id, method: pending.method, ...(message.error ? { error: message.error } : pending.quiet ? { result: { bytes: raw.length } } : { result: summarizeResult(pending.method, message.result) }) }).catch(() => undefined);
       if (message.error) pending.reject(new Error(`${pending.method}: ${message.error.message}`));
       else pending.resolve(message.result ?? {});
       return;
     }
+    this.redactor.response(pending.method, message.result);
+    if (message.result && (pending.method === 'Runtime.evaluate' || pending.method === 'Debugger.evaluateOnCallFrame')) capResult(message.result, this.options.target.evaluation.maxResultBytes);
     const breakpointId = message.result?.breakpointId;
     if (typeof breakpointId === 'string') {
       this.breakpoints.set(breakpointId, { ...(pending.condition !== undefined ? { condition: pending.condition } : {}), ...(pending.logpoint ? { logpoint: pending.logpoint } : {}) });
@@ -307,12 +380,19 @@ export class DebugSession {
       }
       if (wasShown) this.record('cdp.resumed', {}).catch(() => undefined);
     }
-    if (this.held) this.held.push(raw.toString('utf8'));
-    else this.enqueue(raw.toString('utf8'), true);
+    let text = raw.toString('utf8');
+    if (message.method === 'Runtime.consoleAPICalled' || message.method === 'Runtime.exceptionThrown' || message.method === 'Log.entryAdded') {
+      this.redactor.event(message.method, message.params);
+      text = JSON.stringify(message);
+    }
+    if (this.held) this.held.push(text);
+    else this.enqueue(text, true);
   }
 
   private async onPaused(message: CdpMessage, raw: Buffer): Promise<void> {
+    this.redactor.event('Debugger.paused', message.params);
     if (this.grant.mode === 'snapshot') return this.onSnapshotPause(message);
+    const text = JSON.stringify(message);
     this.paused = true;
     const params = message.params ?? {};
     const hits = Array.isArray(params.hitBreakpoints) ? (params.hitBreakpoints as string[]) : [];
@@ -320,7 +400,7 @@ export class DebugSession {
     const conditional = hits.filter((id) => !logpoints.includes(id) && this.breakpoints.get(id)?.condition !== undefined);
     const frame = (params.callFrames as PausedFrameInput[] | undefined)?.[0];
     if (hits.length === 0 || conditional.length + logpoints.length < hits.length || this.clientExpectsPause || params.reason !== 'other') {
-      this.forwardPause(message, raw.toString('utf8'), hits);
+      this.forwardPause(message, text, hits);
       return;
     }
     const started = performance.now();
@@ -678,4 +758,21 @@ function preview(value: RemoteValue | undefined): string | undefined {
   if (value.description !== undefined) return truncate(value.description, 200);
   if (value.type === 'undefined') return 'undefined';
   return truncate(JSON.stringify(value.value) ?? String(value.value), 200);
+}
+
+/** evaluation.maxResultBytes: a larger result keeps its type but loses its bulk, and says so. */
+function capResult(result: Record<string, unknown>, maxBytes: number): void {
+  const size = Buffer.byteLength(JSON.stringify(result));
+  if (size <= maxBytes) return;
+  const note = ` … [truncated by Loupe: the result is ${size} bytes, over this target's evaluation.maxResultBytes of ${maxBytes}]`;
+  const remote = result.result as Record<string, unknown> | undefined;
+  if (!remote) return;
+  const keep = Math.max(0, Math.floor(maxBytes / 2) - note.length);
+  delete remote.preview;
+  if (typeof remote.value === 'string') remote.value = remote.value.slice(0, keep) + note;
+  else if (remote.value !== undefined) {
+    delete remote.value;
+    remote.description = `${String(remote.description ?? remote.type).slice(0, keep)}${note}`;
+  }
+  if (typeof remote.description === 'string' && remote.description.length > keep + note.length) remote.description = remote.description.slice(0, keep) + note;
 }

@@ -1,0 +1,302 @@
+/**
+ * Redaction of values the policy marks sensitive. It runs on everything the target sends before the broker
+ * records it or passes it on: CDP responses (variables, evaluation results, previews, exception details),
+ * events (console messages, exceptions, pauses) and therefore snapshot captures and logpoint output, which
+ * the broker builds from those responses.
+ *
+ * Three layers, because a name alone is easy to route around:
+ * - names: a property, preview field, Map key or returned-by-value key whose name is sensitive is replaced
+ *   whole (objects too, so they cannot be expanded);
+ * - patterns: strings are scrubbed of values that look secret wherever they appear (card numbers, bearer
+ *   tokens, JWTs, keys, and `name: value` / `name=value` / `"name" => value` pairs with a sensitive name, which
+ *   is what JSON.stringify, query strings, header dumps and Map descriptions produce);
+ * - learned values: a value once redacted by name is remembered for the session and scrubbed from every later
+ *   string, so `Object.values(user).join()` does not give back what `user.password` hid.
+ */
+
+export interface RedactPattern {
+  readonly name: string;
+  readonly regex: RegExp;
+}
+
+export interface RedactionPolicy {
+  /** Normalized sensitive names (lower case, no separators). */
+  readonly names: ReadonlySet<string>;
+  readonly patterns: readonly RedactPattern[];
+}
+
+export const defaultSensitiveNames: readonly string[] = [
+  'password', 'passwd', 'passphrase', 'pwd', 'secret', 'token', 'authorization', 'auth', 'cookie', 'set-cookie', 'apiKey', 'api_key',
+  'accessKey', 'privateKey', 'clientSecret', 'credentials', 'credential', 'ssn', 'socialSecurityNumber', 'creditCard', 'cardNumber',
+  'cvv', 'cvc', 'pin', 'iban', 'sessionId', 'sid', 'otp', 'mfa', 'signature', 'salt',
+];
+
+export const defaultPatterns: readonly RedactPattern[] = [
+  { name: 'bearer token', regex: /\b(?:Bearer|Basic)\s+[A-Za-z0-9\-._~+/]{8,}=*/gi },
+  { name: 'JWT', regex: /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g },
+  { name: 'private key', regex: /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g },
+  { name: 'AWS access key', regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g },
+  { name: 'card number', regex: /\b\d(?:[ -]?\d){12,18}\b/g },
+];
+
+/** Lower case without separators: `API-Key`, `api_key` and `apiKey` are one name. */
+export const normalizeName = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, '');
+
+/** The words of an identifier: `dbPassword` → db, password; `X-API-Key` → x, api, key. */
+function words(name: string): string[] {
+  return name
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
+    .split(/[^A-Za-z0-9]+/)
+    .filter(Boolean)
+    .map((w) => w.toLowerCase());
+}
+
+export function compileRedaction(names: readonly string[], patterns: readonly RedactPattern[]): RedactionPolicy {
+  return { names: new Set(names.map(normalizeName).filter(Boolean)), patterns };
+}
+
+export const defaultRedaction = compileRedaction(defaultSensitiveNames, defaultPatterns);
+
+/**
+ * Whether a name is sensitive: the whole name, or a run of its words, is on the list (plurals too), so
+ * `dbPassword`, `x-api-key` and `refreshTokens` match while `className` does not match `ssn`.
+ */
+export function sensitiveName(policy: RedactionPolicy, name: string): boolean {
+  if (policy.names.size === 0 || name.length > 200) return false;
+  const whole = normalizeName(name);
+  if (policy.names.has(whole) || (whole.endsWith('s') && policy.names.has(whole.slice(0, -1)))) return true;
+  const parts = words(name);
+  for (let i = 0; i < parts.length; i++) {
+    let run = '';
+    for (let j = i; j < parts.length; j++) {
+      run += parts[j];
+      if (policy.names.has(run) || (run.endsWith('s') && policy.names.has(run.slice(0, -1)))) return true;
+    }
+  }
+  return false;
+}
+
+export const marker = (what: string) => `[redacted: ${what}]`;
+
+function luhn(digits: string): boolean {
+  let sum = 0;
+  for (let i = 0; i < digits.length; i++) {
+    let d = digits.charCodeAt(digits.length - 1 - i) - 48;
+    if (i % 2 === 1) d = d * 2 > 9 ? d * 2 - 9 : d * 2;
+    sum += d;
+  }
+  return sum % 10 === 0;
+}
+
+// `"password":"x"`, `password=x`, `password: x`, `'password' => 'x'`: a sensitive name followed by its value.
+const pairPattern = /(["']?)([A-Za-z_$][\w$.-]{0,60})\1(\s*(?:=>|[:=])\s*)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,;&}\]]+)/g;
+
+/** Per-session redaction state: the policy and the values learned by name. */
+export class Redactor {
+  private readonly learned = new Set<string>();
+  /** What was redacted, by name or pattern, for alerts and the record. */
+  readonly hits: string[] = [];
+
+  constructor(readonly policy: RedactionPolicy) {}
+
+  get active(): boolean {
+    return this.policy.names.size > 0 || this.policy.patterns.length > 0;
+  }
+
+  isSensitive(name: string): boolean {
+    return sensitiveName(this.policy, name);
+  }
+
+  private learn(value: unknown): void {
+    if (typeof value === 'string' && value.length >= 4 && value.length <= 4096 && !value.startsWith('[redacted: ')) this.learned.add(value);
+    else if (typeof value === 'number' && Math.abs(value) >= 1000) this.learned.add(String(value));
+  }
+
+  /** Learns the values of sensitive fields from [name, value] pairs (the broker's reachability probe). */
+  learnPairs(pairs: readonly [string, string][]): number {
+    let found = 0;
+    for (const pair of pairs) {
+      if (Array.isArray(pair) && typeof pair[0] === 'string' && typeof pair[1] === 'string' && this.isSensitive(pair[0])) {
+        this.learn(pair[1]);
+        found++;
+      }
+    }
+    return found;
+  }
+
+  /** Scrubs a string of pattern matches, sensitive pairs and learned values. */
+  scrub(text: string): string {
+    let out = text;
+    for (const { name, regex } of this.policy.patterns) {
+      regex.lastIndex = 0;
+      out = out.replace(regex, (match) => {
+        if (name === 'card number' && !luhn(match.replace(/\D/g, ''))) return match;
+        this.hits.push(name);
+        return marker(name);
+      });
+    }
+    if (this.policy.names.size > 0) {
+      pairPattern.lastIndex = 0;
+      out = out.replace(pairPattern, (match, quote: string, key: string, sep: string, value: string) => {
+        const last = key.split('.').pop()!;
+        if (!this.isSensitive(last) || value.startsWith('[redacted') || value.startsWith('"[redacted')) return match;
+        this.hits.push(last);
+        const quoted = value.startsWith('"') ? `"${marker(last)}"` : value.startsWith("'") ? `'${marker(last)}'` : marker(last);
+        return `${quote}${key}${quote}${sep}${quoted}`;
+      });
+    }
+    for (const secret of this.learned) {
+      if (out.includes(secret)) {
+        this.hits.push('learned value');
+        out = out.split(secret).join(marker('value of a redacted field'));
+      }
+    }
+    return out;
+  }
+
+  /** A RemoteObject (or a PropertyDescriptor's value) that a sensitive name points at, replaced whole. */
+  private replaced(name: string, original: Record<string, unknown> | undefined): Record<string, unknown> {
+    this.hits.push(name);
+    if (original) {
+      this.learn(original.value);
+      if (original.type === 'string' || original.type === 'number') this.learn(original.description);
+    }
+    const text = marker(name);
+    return { type: 'string', value: text, description: text };
+  }
+
+  /** Redacts a Runtime.RemoteObject in place; `name` is the name it is known by, if any. */
+  remoteObject(object: unknown, name?: string): unknown {
+    if (!isRecord(object)) return object;
+    if (name !== undefined && this.isSensitive(name)) return this.replaced(name, object);
+    if (typeof object.value === 'string') object.value = this.scrub(object.value);
+    else if (object.value !== undefined && typeof object.value === 'object') object.value = this.byValue(object.value);
+    if (typeof object.description === 'string') object.description = this.scrub(object.description);
+    if (typeof object.unserializableValue === 'string') object.unserializableValue = this.scrub(object.unserializableValue);
+    if (isRecord(object.preview)) this.preview(object.preview);
+    return object;
+  }
+
+  /** A value returned by value (returnByValue): keys with sensitive names are replaced, strings scrubbed. */
+  byValue(value: unknown, depth = 0): unknown {
+    if (typeof value === 'string') return this.scrub(value);
+    if (depth > 50 || value === null || typeof value !== 'object') return value;
+    if (Array.isArray(value)) return value.map((v) => this.byValue(v, depth + 1));
+    const out: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value)) {
+      if (this.isSensitive(key)) {
+        this.hits.push(key);
+        this.learn(item);
+        out[key] = marker(key);
+      } else out[key] = this.byValue(item, depth + 1);
+    }
+    return out;
+  }
+
+  /** Runtime.ObjectPreview: fields by name, Map/Set entries by key, nested previews. */
+  preview(preview: Record<string, unknown>): void {
+    if (typeof preview.description === 'string') preview.description = this.scrub(preview.description);
+    if (Array.isArray(preview.properties)) {
+      for (const field of preview.properties as Record<string, unknown>[]) {
+        if (!isRecord(field)) continue;
+        if (typeof field.name === 'string' && this.isSensitive(field.name)) {
+          this.hits.push(field.name);
+          this.learn(field.value);
+          field.type = 'string';
+          field.value = marker(field.name);
+          delete field.valuePreview;
+          delete field.subtype;
+          continue;
+        }
+        if (typeof field.value === 'string') field.value = this.scrub(field.value);
+        if (isRecord(field.valuePreview)) this.preview(field.valuePreview);
+      }
+    }
+    if (Array.isArray(preview.entries)) {
+      for (const entry of preview.entries as Record<string, unknown>[]) {
+        if (!isRecord(entry)) continue;
+        const keyName = isRecord(entry.key) ? previewPrimitive(entry.key) : undefined;
+        if (keyName !== undefined && this.isSensitive(keyName)) {
+          this.hits.push(keyName);
+          if (isRecord(entry.value)) this.learn(previewPrimitive(entry.value));
+          const text = marker(keyName);
+          entry.value = { type: 'string', description: text, overflow: false, properties: [] };
+          continue;
+        }
+        if (isRecord(entry.key)) this.preview(entry.key);
+        if (isRecord(entry.value)) this.preview(entry.value);
+      }
+    }
+  }
+
+  /** Runtime.getProperties: every property by its name; a Map entry (`{key, value}`) by its key. */
+  properties(result: Record<string, unknown>): void {
+    const list = Array.isArray(result.result) ? (result.result as Record<string, unknown>[]) : [];
+    const keyProp = list.find((p) => isRecord(p) && p.name === 'key');
+    const entryKey = keyProp && isRecord(keyProp.value) && list.some((p) => isRecord(p) && p.name === 'value') ? keyProp.value.value : undefined;
+    for (const prop of list) {
+      if (!isRecord(prop)) continue;
+      const name = typeof prop.name === 'string' ? prop.name : undefined;
+      if (name === 'value' && typeof entryKey === 'string' && this.isSensitive(entryKey)) {
+        prop.value = this.replaced(entryKey, isRecord(prop.value) ? prop.value : undefined);
+        continue;
+      }
+      if (isRecord(prop.value)) prop.value = this.remoteObject(prop.value, name);
+      // An accessor's getter is never invoked, but its function description could still carry source text.
+      if (isRecord(prop.get)) prop.get = this.remoteObject(prop.get);
+      if (isRecord(prop.set)) prop.set = this.remoteObject(prop.set);
+    }
+    for (const key of ['internalProperties', 'privateProperties'] as const) {
+      const extra = result[key];
+      if (!Array.isArray(extra)) continue;
+      for (const prop of extra as Record<string, unknown>[]) {
+        if (isRecord(prop) && isRecord(prop.value)) prop.value = this.remoteObject(prop.value, typeof prop.name === 'string' ? prop.name : undefined);
+      }
+    }
+    if (isRecord(result.exceptionDetails)) this.exceptionDetails(result.exceptionDetails);
+  }
+
+  exceptionDetails(details: Record<string, unknown>): void {
+    if (typeof details.text === 'string') details.text = this.scrub(details.text);
+    if (isRecord(details.exception)) this.remoteObject(details.exception);
+  }
+
+  /** A CDP response's result, by method, in place. */
+  response(method: string, result: Record<string, unknown> | undefined): void {
+    if (!result || !this.active) return;
+    if (method === 'Runtime.getProperties') this.properties(result);
+    else {
+      if (isRecord(result.result)) this.remoteObject(result.result);
+      if (isRecord(result.exceptionDetails)) this.exceptionDetails(result.exceptionDetails);
+    }
+  }
+
+  /** A CDP event from the target, in place. */
+  event(method: string, params: Record<string, unknown> | undefined): void {
+    if (!params || !this.active) return;
+    if (method === 'Runtime.consoleAPICalled' && Array.isArray(params.args)) {
+      params.args = (params.args as unknown[]).map((arg) => this.remoteObject(arg));
+    } else if (method === 'Runtime.exceptionThrown' && isRecord(params.exceptionDetails)) {
+      this.exceptionDetails(params.exceptionDetails);
+    } else if (method === 'Debugger.paused') {
+      if (isRecord(params.data)) this.remoteObject(params.data);
+      for (const frame of Array.isArray(params.callFrames) ? (params.callFrames as Record<string, unknown>[]) : []) {
+        if (isRecord(frame.this)) frame.this = this.remoteObject(frame.this);
+        if (isRecord(frame.returnValue)) frame.returnValue = this.remoteObject(frame.returnValue);
+      }
+    } else if (method === 'Runtime.consoleAPICalled' || method === 'Log.entryAdded') {
+      const entry = isRecord(params.entry) ? params.entry : undefined;
+      if (entry && typeof entry.text === 'string') entry.text = this.scrub(entry.text);
+    }
+  }
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** The text of a primitive preview (a Map key such as "password"); previews of strings carry it as description. */
+function previewPrimitive(preview: Record<string, unknown>): string | undefined {
+  if (preview.type === 'string' && typeof preview.description === 'string') return preview.description;
+  if (preview.type === 'string' && typeof preview.value === 'string') return preview.value;
+  return undefined;
+}

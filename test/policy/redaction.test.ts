@@ -1,0 +1,200 @@
+import { strict as assert } from 'node:assert';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { CdpClient } from '../support/cdpClient';
+import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
+import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+
+const app = join(fixtures, 'redact-app.js');
+const line = markerLine(app, 'handle');
+// Every secret in the fixture carries one of these; none may reach the client or the audit trail.
+const leaks = /SECRET|4111[ -]?1111|078-05-1120/;
+
+/** Attaches, records every frame the client receives, and pauses at the fixture's breakpoint. */
+async function pausedSession(broker: TestBroker, mode: 'pause' | 'snapshot' = 'pause') {
+  const { client } = await broker.attach({ mode });
+  const frames: string[] = [];
+  client.socket.on('message', (data) => frames.push(data.toString()));
+  await client.call('Runtime.enable');
+  await client.call('Debugger.enable');
+  const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'redact-app\\.js$' });
+  return { client, frames, breakpointId };
+}
+
+describe('redaction', () => {
+  let target: TargetProcess;
+  let broker: TestBroker;
+  let direct: CdpClient;
+  before(async () => {
+    target = await startTarget(app);
+    broker = await startTestBroker(basePolicy(target.inspector, {}));
+    direct = await CdpClient.connect(target.wsUrl);
+  });
+  after(async () => {
+    await direct.close();
+    await broker.close();
+    await target.stop();
+  });
+
+  it('hides sensitive values in variables, previews, Map entries, evaluations and the routes around names', async () => {
+    const { client, frames, breakpointId } = await pausedSession(broker);
+    const paused = await client.waitEvent('Debugger.paused');
+    const frame = paused.params.callFrames[0];
+    const callFrameId = frame.callFrameId;
+    const evaluate = async (expression: string) => client.send('Debugger.evaluateOnCallFrame', { callFrameId, expression, generatePreview: true });
+    const props = async (objectId: string) => (await client.call('Runtime.getProperties', { objectId, ownProperties: true, generatePreview: true })).result as any[];
+    const prop = (list: any[], name: string) => list.find((p) => p.name === name)?.value;
+
+    // Variables: the local scope, then user, its nested profile, headers, and the Map's entries.
+    const local = await props(frame.scopeChain.find((s: any) => s.type === 'local').object.objectId);
+    const user = prop(local, 'user');
+    assert.equal(user.type, 'object');
+    const password = user.preview.properties.find((p: any) => p.name === 'password');
+    assert.equal(password.value, '[redacted: password]', 'previews redact by name');
+    const userProps = await props(user.objectId);
+    assert.deepEqual(prop(userProps, 'password'), { type: 'string', value: '[redacted: password]', description: '[redacted: password]' });
+    assert.equal(prop(userProps, 'name').value, 'alice', 'other fields are untouched');
+    const profile = await props(prop(userProps, 'profile').objectId);
+    assert.equal(prop(profile, 'ssn').value, '[redacted: ssn]');
+    assert.equal(prop(profile, 'email').value, 'alice@example.com');
+    const headers = await props(prop(local, 'headers').objectId);
+    assert.equal(prop(headers, 'Authorization').value, '[redacted: Authorization]', 'names match case-insensitively');
+    assert.equal(prop(local, 'note').value, `paid with [redacted: card number] on ${/on (\d+)$/.exec(prop(local, 'note').value)![1]}`, 'value patterns are scrubbed inside strings');
+
+    const sessions = (await evaluate('sessions')).result.result;
+    const entry = sessions.preview.entries.find((e: any) => e.key.description === 'token');
+    assert.equal(entry.value.description, '[redacted: token]', 'Map entries redact by key in previews');
+    const internal = (await client.call('Runtime.getProperties', { objectId: sessions.objectId, ownProperties: true })).internalProperties;
+    const entries = await props(internal.find((p: any) => p.name === '[[Entries]]').value.objectId);
+    const tokenEntry = await props(entries[0].value.objectId);
+    assert.equal(prop(tokenEntry, 'key').value, 'token');
+    assert.equal(prop(tokenEntry, 'value').value, '[redacted: token]', 'an expanded Map entry redacts its value by its key');
+
+    const config = (await evaluate('config')).result.result;
+    const configProps = await props(config.objectId);
+    assert.equal(prop(configProps, 'x-api-key').value, '[redacted: x-api-key]', 'separators do not matter: x-api-key is apiKey');
+    assert.equal(prop(await props(prop(configProps, 'db').objectId), 'dbPassword').value, '[redacted: dbPassword]', 'a sensitive word inside a name');
+
+    // Evaluations: named reads answer the marker without running; the routes around names are scrubbed.
+    assert.equal((await evaluate('user.password')).result.result.value, '[redacted: password]');
+    assert.equal((await evaluate('(({ password }) => password)(user)')).result.result.value, '[redacted: password]');
+    assert.equal((await evaluate('String(user.profile.ssn)')).result.result.value, '[redacted: ssn]');
+    const routes: string[] = [
+      'JSON.stringify(user)',
+      'JSON.stringify(config)',
+      "user['pass' + 'word']",
+      'user[Object.keys(user)[1]]',
+      'Object.values(user)',
+      'Object.values(user).join(" ")',
+      'Object.entries(config.db)',
+      "sessions.get('to' + 'ken')",
+      '[...sessions]',
+      '`${Object.values(user)}`',
+      'globalThis.check(user)',
+    ];
+    for (const expression of routes) {
+      const reply = await evaluate(expression);
+      assert.ok(reply.result, `${expression}: ${JSON.stringify(reply.error)}`);
+      const remote = reply.result.result;
+      let seen = JSON.stringify(reply.result);
+      if (remote.objectId) {
+        seen += JSON.stringify(await props(remote.objectId));
+        for (const p of await props(remote.objectId)) if (p.value?.objectId) seen += JSON.stringify(await props(p.value.objectId));
+      }
+      assert.doesNotMatch(seen, leaks, `${expression} leaked: ${seen.slice(0, 400)}`);
+      assert.match(seen, /\[redacted: /, `${expression} shows where it redacted: ${seen.slice(0, 300)}`);
+    }
+    assert.match((await evaluate('JSON.stringify(user)')).result.result.value, /"password":"\[redacted: password\]"/);
+    // Reshaping a reachable secret past value matching is refused, with the reason.
+    const reversed = await evaluate("user[Object.keys(user)[1]].split('').reverse().join('')");
+    assert.match(reversed.error?.message ?? '', /reaches \d+ redacted field\(s\) and calls (split|reverse)\(\)/);
+    // Plain reads that reach no secret are unaffected.
+    assert.equal((await evaluate('user.name.slice(1)')).result.result.value, 'lice');
+    assert.equal((await evaluate('n * 3 > 0')).result.result.value, true);
+
+    // Conditions on a redacted value would be an oracle: refused with the reason.
+    for (const condition of ["user.password === 'x'", "JSON.stringify(user).includes('hunter')", "user['pass' + 'word'].length > 3"]) {
+      const reply = await client.send('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'redact-app\\.js$', condition });
+      assert.match(reply.error?.message ?? '', /refused: the condition: /, condition);
+    }
+
+    await client.call('Debugger.removeBreakpoint', { breakpointId });
+    await client.call('Debugger.resume');
+    // Console output of the target, redacted the same way.
+    const logged = await client.waitEvent('Runtime.consoleAPICalled');
+    const text = JSON.stringify(logged.params.args);
+    assert.doesNotMatch(text, leaks);
+    assert.match(text, /\[redacted: authorization\]|\[redacted: bearer token\]/);
+    assert.match(text, /card \[redacted: card number\]/);
+    await client.close();
+    await target.ticksAdvance(2);
+    await new Promise((r) => setTimeout(r, 200));
+
+    // Nothing secret reached the client, nor the audit trail.
+    for (const f of frames) if (!/"Debugger\.scriptParsed"/.test(f)) assert.doesNotMatch(f, leaks, `client frame leaked: ${f.slice(0, 300)}`);
+    const recorded = JSON.stringify(await broker.sessionEvents());
+    assert.doesNotMatch(recorded, leaks, 'the audit trail holds no secret');
+    assert.match(recorded, /\[redacted: password\]/);
+  });
+
+  it('redacts snapshot captures', async () => {
+    const { client, frames, breakpointId } = await pausedSession(broker, 'snapshot');
+    const capture = (await client.waitEvent('Loupe.snapshotCaptured')).params;
+    const text = JSON.stringify(capture);
+    assert.match(text, /\[redacted: password\]/);
+    assert.match(text, /alice/);
+    assert.doesNotMatch(text, leaks);
+    await client.call('Debugger.removeBreakpoint', { breakpointId });
+    await client.close();
+    await new Promise((r) => setTimeout(r, 200));
+    for (const f of frames) if (!/"Debugger\.scriptParsed"/.test(f)) assert.doesNotMatch(f, leaks);
+    assert.doesNotMatch(JSON.stringify(await broker.sessionEvents()), leaks);
+  });
+});
+
+describe('evaluation rules', () => {
+  let target: TargetProcess;
+  after(async () => target?.stop());
+  before(async () => {
+    target = await startTarget(app);
+  });
+
+  it('refuses denied identifiers however they are spelled, caps result size, and forbids evaluation when asked', async () => {
+    const policy = basePolicy(target.inspector);
+    policy.targets.app.evaluation = { denyIdentifiers: ['process.env', 'require'], maxResultBytes: 1024 };
+    const broker = await startTestBroker(policy);
+    try {
+      const { client } = await broker.attach();
+      for (const expression of ['process.env.HOME', "process['env']", 'globalThis.process.env', "process[['e','nv'].join('')]", "require('fs')"]) {
+        const reply = await client.send('Runtime.evaluate', { expression });
+        assert.match(reply.error?.message ?? '', /denied by this target's policy|could reach "process\.env"/, expression);
+      }
+      assert.equal((await client.call('Runtime.evaluate', { expression: 'process.pid', returnByValue: true })).result.value, target.proc.pid);
+      const big = (await client.call('Runtime.evaluate', { expression: "'x'.repeat(100000)" })).result;
+      assert.match(big.value, /truncated by Loupe: the result is \d+ bytes, over this target's evaluation\.maxResultBytes of 1024/);
+      assert.ok(big.value.length < 1024);
+      await client.close();
+    } finally {
+      await broker.close();
+    }
+
+    const closed = basePolicy(target.inspector);
+    closed.targets.app.evaluation = { allow: false };
+    const noEval = await startTestBroker(closed);
+    try {
+      const { client } = await noEval.attach();
+      await client.call('Debugger.enable');
+      const reply = await client.send('Runtime.evaluate', { expression: '1 + 1' });
+      assert.match(reply.error?.message ?? '', /forbids evaluation \(evaluation\.allow: false\)/);
+      const condition = await client.send('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'redact-app\\.js$', condition: 'n > 1' });
+      assert.match(condition.error?.message ?? '', /forbids evaluation/);
+      await client.close();
+      await client.closed;
+      await new Promise((r) => setTimeout(r, 200));
+      const refused = (await noEval.sessionEvents()).filter((e) => e.type === 'cdp.refused').map((e) => e.data.rule);
+      assert.deepEqual(refused, ['evaluation.allow', 'evaluation.allow']);
+    } finally {
+      await noEval.close();
+    }
+  });
+});
