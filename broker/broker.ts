@@ -78,7 +78,7 @@ export class Broker {
   }
 
   private static async build(config: LoupeConfig, options: BrokerOptions, clock: () => number, unlock: () => void): Promise<Broker> {
-    const verifier = await createIdentityVerifier(config, clock);
+    const verifier = await createIdentityVerifier(config, clock, options.log);
     const grantKey = await loadOrCreateSigningKey(config.stateDir, 'grant-key');
     const auditKey = await loadOrCreateSigningKey(config.stateDir, 'audit-key');
     const store = options.auditStore ?? createAuditStore(config.audit.store);

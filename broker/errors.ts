@@ -13,6 +13,7 @@ export type LoupeErrorCode =
   | 'grant_expired'
   | 'session_busy'
   | 'target_unreachable'
+  | 'issuer_unavailable'
   | 'config_invalid'
   | 'internal';
 
@@ -30,6 +31,8 @@ const httpStatus: Record<LoupeErrorCode, number> = {
   grant_expired: 403,
   session_busy: 409,
   target_unreachable: 502,
+  // The token may be fine: the broker could not reach its identity provider to check it. Retry later.
+  issuer_unavailable: 503,
   config_invalid: 500,
   internal: 500,
 };

@@ -1,7 +1,8 @@
-import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErrors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type CryptoKey } from 'jose';
+import { decodeJwt, decodeProtectedHeader, errors as joseErrors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type CryptoKey } from 'jose';
 import type { LoupeConfig } from '../config/types';
 import { LoupeError } from '../errors';
 import { devIssuerName, loadDevIssuerKey } from './devIssuer';
+import { createIssuerKeys } from './issuerKeys';
 
 export interface Identity {
   readonly sub: string;
@@ -46,17 +47,36 @@ export function bearer(authorization: string | undefined): string {
   return match[1]!;
 }
 
+/**
+ * A claim by name, or else by dotted path into nested objects (`realm_access.roles`); the exact name wins, since
+ * namespaced claims like `https://example.com/groups` contain dots themselves.
+ */
+export function claimAt(payload: JWTPayload, name: string): unknown {
+  if (Object.hasOwn(payload, name)) return payload[name];
+  let value: unknown = payload;
+  for (const part of name.split('.')) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.hasOwn(value, part)) return undefined;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
+}
+
 /** Builds the verifier for every configured issuer; issuer, audience, expiry and algorithms are always checked. */
-export async function createIdentityVerifier(config: LoupeConfig, clock: () => number = Date.now): Promise<IdentityVerifier> {
+export async function createIdentityVerifier(config: LoupeConfig, clock: () => number = Date.now, log: (line: string) => void = () => undefined): Promise<IdentityVerifier> {
   const trusted = new Map<string, TrustedIssuer>();
   if (config.identity.devIssuer.enabled) {
     const key = await loadDevIssuerKey(config);
     trusted.set(devIssuerName, { issuer: devIssuerName, audience: config.identity.devIssuer.audience, algorithms: ['EdDSA'], groupsClaim: 'groups', nameClaim: 'name', key: key.publicKey });
   }
   for (const issuer of config.identity.issuers) {
-    const key = issuer.jwksUrl
-      ? createRemoteJWKSet(new URL(issuer.jwksUrl), { cooldownDuration: 30_000, timeoutDuration: 5_000 })
-      : await importSPKI(issuer.publicKey!, issuer.algorithms[0]!);
+    let key: CryptoKey | JWTVerifyGetKey;
+    if (issuer.publicKey) key = await importSPKI(issuer.publicKey, issuer.algorithms[0]!);
+    else {
+      const remote = createIssuerKeys(issuer, { log });
+      // In the background: the broker starts even while the IdP is down, and picks it up when it answers.
+      void remote.warmUp();
+      key = remote.getKey;
+    }
     trusted.set(issuer.issuer, { ...issuer, key });
   }
 
@@ -87,9 +107,9 @@ export async function createIdentityVerifier(config: LoupeConfig, clock: () => n
     } catch (err) {
       throw tokenError(err, 'identity token');
     }
-    const groupsValue = payload[issuer.groupsClaim];
+    const groupsValue = claimAt(payload, issuer.groupsClaim);
     const groups = Array.isArray(groupsValue) ? groupsValue.filter((g): g is string => typeof g === 'string') : typeof groupsValue === 'string' ? [groupsValue] : [];
-    const nameValue = payload[issuer.nameClaim];
+    const nameValue = claimAt(payload, issuer.nameClaim);
     return Object.freeze({ sub: payload.sub!, name: typeof nameValue === 'string' ? nameValue : payload.sub!, groups: Object.freeze(groups), issuer: issuer.issuer });
   };
 }
