@@ -68,8 +68,10 @@ describe('the gate in a live session', () => {
     }
     const n = await client.call('Debugger.evaluateOnCallFrame', { callFrameId, expression: 'local.n === n', returnByValue: true });
     assert.equal(n.result.value, true, 'local.n unchanged');
-    const req = await client.call('Runtime.evaluate', { expression: 'typeof require', includeCommandLineAPI: true, returnByValue: true });
-    assert.equal(req.result.value, 'undefined', 'command-line API not exposed');
+    const api = await client.call('Runtime.evaluate', { expression: 'typeof copy', includeCommandLineAPI: true, returnByValue: true });
+    assert.equal(api.result.value, 'undefined', 'command-line API not exposed');
+    const req = await client.send('Runtime.evaluate', { expression: 'typeof require' });
+    assert.match(req.error?.message ?? '', /"require" is denied by this target's policy \(evaluation\.denyIdentifiers\)/, 'require is denied by default');
     await client.call('Debugger.removeBreakpoint', { breakpointId });
     await client.call('Debugger.resume');
     await client.close();
@@ -104,7 +106,7 @@ describe('the gate in a live session', () => {
   it('a condition that passes the screen but has a side effect never runs it: V8 refuses, the target never pauses', async () => {
     const { client } = await broker.attach();
     await client.call('Debugger.enable');
-    const reply = await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'app\\.js$', condition: 'Object.assign(globalThis, { n: 1 }) && hooks.sneaky' });
+    const reply = await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'app\\.js$', condition: 'Object.defineProperty(globalThis, "n", { value: 1 }) && hooks.sneaky' });
     assert.ok(reply.breakpointId);
     await target.ticksAdvance(5);
     assert.equal(client.events.filter((e) => e.method === 'Debugger.paused').length, 0, 'client never saw a pause');

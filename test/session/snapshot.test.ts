@@ -133,7 +133,7 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     await client.call('Debugger.enable');
     const hostile = await client.send('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} x={globalThis.x = 1}' });
     assert.match(hostile.error!.message, /^Loupe\.setLogpoint refused: logpoint expression "globalThis\.x = 1" assignment changes program state$/);
-    const set = await client.call('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} long={long.length} sneaky={Object.assign(globalThis, { x: 1 })}' });
+    const set = await client.call('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} long={long.length} sneaky={Object.defineProperty(globalThis, "x", { value: 1 })}' });
     const first = await client.waitEvent('Loupe.logpoint');
     assert.equal(first.params.breakpointId, set.breakpointId);
     assert.match(first.params.message, /^n=\d+ long=1000 sneaky=<refused: side effect>$/);
