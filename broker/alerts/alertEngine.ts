@@ -24,6 +24,8 @@ export interface AlertEngineHooks {
   /** Records the alert in the session's chain (or the broker's grant chain when there is no session). */
   record(alert: Alert): Promise<void>;
   endSession(sessionId: string, alert: Alert): void;
+  /** action require-approval: the user's next grant on the target waits for an owner's approval. */
+  requireApproval(alert: Alert): void;
   deliver(alert: Alert): void;
 }
 
@@ -64,7 +66,7 @@ export function sensitiveValue(text: string): string | undefined {
   if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(text)) return 'a private key';
   // The broker redacted it before recording: the marker says what it was.
   const redacted = /\[redacted: ([^\]]{1,60})\]/.exec(text);
-  if (redacted) return `a redacted value (${redacted[1]})`;
+  if (redacted) return `a ${redacted[1]} (redacted)`;
   return undefined;
 }
 
@@ -264,5 +266,6 @@ export class AlertEngine {
       state.ending = true;
       this.hooks.endSession(session, alert);
     }
+    if (action === 'require-approval') this.hooks.requireApproval(alert);
   }
 }

@@ -27,7 +27,7 @@ async function scriptedSession(client: CdpClient): Promise<void> {
   const local = frame.scopeChain.find((s: any) => s.type === 'local');
   await client.call('Runtime.getProperties', { objectId: local.object.objectId, ownProperties: true });
   await client.call('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression: 'local.label' });
-  await client.call('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression: 'globalThis.leak = secrets' });
+  await client.call('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression: 'globalThis.leak = local' });
   await client.send('Debugger.setScriptSource', { scriptId: frame.location.scriptId, scriptSource: '' });
   await client.call('Debugger.removeBreakpoint', { breakpointId });
   await client.call('Debugger.resume');
@@ -204,7 +204,7 @@ describe('audit trail of a real session (local store)', () => {
     assert.equal(render.status, 0, render.stderr);
     const html = readFileSync(join(out, 'report.html'), 'utf8');
     assert.match(html, /Verified: \d+ records/);
-    assert.match(html, /globalThis\.leak = secrets/);
+    assert.match(html, /globalThis\.leak = local/);
     const denied = await run(['audit', 'list'], { ...env, LOUPE_TOKEN: 'x.y.z' });
     assert.equal(denied.status, 1);
     assert.match(denied.stderr, /HTTP 401/);

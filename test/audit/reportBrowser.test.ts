@@ -32,7 +32,7 @@ async function scriptedSession(client: CdpClient): Promise<void> {
   const local = frame.scopeChain.find((s: any) => s.type === 'local');
   await client.call('Runtime.getProperties', { objectId: local.object.objectId, ownProperties: true });
   await client.call('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression: 'local.label' });
-  await client.call('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression: 'globalThis.leak = secrets' });
+  await client.call('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression: 'globalThis.leak = local' });
   const refused = await client.send('Debugger.setScriptSource', { scriptId: frame.location.scriptId, scriptSource: '' });
   assert.ok(refused.error, 'the gate refuses Debugger.setScriptSource');
   await client.call('Debugger.removeBreakpoint', { breakpointId });
@@ -168,7 +168,7 @@ describe('the session report in a real Chromium', () => {
     const allowed = row('evaluate', /^local\.label$/);
     assert.equal(allowed.tone, 'normal');
     assert.match(allowed.detail, /item-\d+/);
-    const sideEffect = row('evaluate', /^globalThis\.leak = secrets$/);
+    const sideEffect = row('evaluate', /^globalThis\.leak = local$/);
     assert.equal(sideEffect.tone, 'refused');
     assert.match(sideEffect.detail, /refused by V8: possible side effect$/);
     const refusal = row('refused', /^Debugger\.setScriptSource refused$/);
