@@ -7,8 +7,10 @@ import * as vscode from 'vscode';
 import { BrokerApi, describeBrokerError, type TargetInfo } from './adapter/brokerApi';
 import type { GrantEventBody, LoupeAttachArguments, SessionEndedEventBody } from './adapter/config';
 import { LoupeDebugSession } from './adapter/loupeDebugSession';
+import { refreshTokens, signInWithBrowser, tokenExpiry, type OidcSettings, type OidcTokens } from './oidcSignIn';
 
 const TOKEN_KEY = 'loupe.identityToken';
+const REFRESH_KEY = 'loupe.oidcRefresh';
 const DEBUG_TYPE = 'loupe';
 
 interface LiveGrant extends GrantEventBody {
@@ -30,14 +32,64 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
   context.subscriptions.push(output, status);
 
   const brokerUrl = () => vscode.workspace.getConfiguration('loupe').get<string>('brokerUrl')?.trim() || '';
-  const token = () => context.secrets.get(TOKEN_KEY);
+  const oidcSettings = (): OidcSettings | undefined => {
+    const settings = vscode.workspace.getConfiguration('loupe.oidc');
+    const issuer = settings.get<string>('issuer')?.trim();
+    const clientId = settings.get<string>('clientId')?.trim();
+    if (!issuer || !clientId) return undefined;
+    const resource = settings.get<string>('resource')?.trim();
+    return { issuer, clientId, scopes: settings.get<string>('scopes')?.trim() || 'openid profile offline_access', ...(resource ? { resource } : {}) };
+  };
 
+  /** The stored identity token; an expired one is renewed with the stored refresh token, or dropped (sign in again). */
+  async function token(): Promise<string | undefined> {
+    const current = await context.secrets.get(TOKEN_KEY);
+    const expiresAt = current ? tokenExpiry(current) : undefined;
+    // A margin, so a token does not expire between here and the broker.
+    if (!current || expiresAt === undefined || expiresAt - 30_000 > Date.now()) return current;
+    const oidc = oidcSettings();
+    const saved = await context.secrets.get(REFRESH_KEY);
+    let refresh: { issuer?: string; clientId?: string; refreshToken?: string } = {};
+    try {
+      refresh = saved ? JSON.parse(saved) : {};
+    } catch {
+      // unreadable: treated as absent
+    }
+    if (oidc && refresh.refreshToken && refresh.issuer === oidc.issuer && refresh.clientId === oidc.clientId) {
+      try {
+        const tokens = await refreshTokens(oidc, refresh.refreshToken);
+        await context.secrets.store(TOKEN_KEY, tokens.brokerToken);
+        if (tokens.refreshToken) await context.secrets.store(REFRESH_KEY, JSON.stringify({ issuer: oidc.issuer, clientId: oidc.clientId, refreshToken: tokens.refreshToken }));
+        output.appendLine(`identity token renewed with ${oidc.issuer}`);
+        return tokens.brokerToken;
+      } catch (err) {
+        output.appendLine(`identity token could not be renewed: ${(err as Error).message}`);
+      }
+    }
+    await context.secrets.delete(TOKEN_KEY);
+    await context.secrets.delete(REFRESH_KEY);
+    return undefined;
+  }
+
+  /** Sign-in through the configured OpenID provider (loupe.oidc.*) or, always available, a pasted token. */
   async function signIn(): Promise<string | undefined> {
     let url = brokerUrl();
     if (!url) {
       url = (await vscode.window.showInputBox({ title: 'Loupe: broker URL', prompt: 'The URL of your Loupe broker', placeHolder: 'https://loupe.example.com', ignoreFocusOut: true })) ?? '';
       if (!url) return undefined;
       await vscode.workspace.getConfiguration('loupe').update('brokerUrl', url, vscode.ConfigurationTarget.Global);
+    }
+    const oidc = oidcSettings();
+    if (oidc) {
+      const choice = await vscode.window.showQuickPick(
+        [
+          { label: `Sign in with ${oidc.issuer}`, description: 'opens your browser', browser: true },
+          { label: 'Paste a development token', description: '`loupe token`, or a token from your identity provider', browser: false },
+        ],
+        { title: 'Loupe: Sign In', ignoreFocusOut: true },
+      );
+      if (!choice) return undefined;
+      if (choice.browser) return signInWithProvider(url, oidc);
     }
     const value = await vscode.window.showInputBox({
       title: 'Loupe: Sign In',
@@ -47,10 +99,34 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
       validateInput: (v) => (v.trim().split('.').length === 3 ? undefined : 'expected a JWT (three dot-separated parts)'),
     });
     if (!value) return undefined;
-    const candidate = value.trim();
+    return keepToken(url, value.trim());
+  }
+
+  async function signInWithProvider(url: string, oidc: OidcSettings): Promise<string | undefined> {
+    let tokens: OidcTokens;
+    try {
+      tokens = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `Loupe: signing in with ${oidc.issuer} in your browser…`, cancellable: true },
+        (_progress, cancel) => {
+          const abort = new AbortController();
+          cancel.onCancellationRequested(() => abort.abort());
+          return signInWithBrowser(oidc, { openBrowser: (authorizeUrl) => vscode.env.openExternal(vscode.Uri.parse(authorizeUrl)), signal: abort.signal });
+        },
+      );
+    } catch (err) {
+      void vscode.window.showErrorMessage(`Loupe: sign-in failed: ${(err as Error).message}`);
+      return undefined;
+    }
+    return keepToken(url, tokens.brokerToken, oidc, tokens.refreshToken);
+  }
+
+  /** Keeps a token once the broker accepts it (and the refresh token that renews it), both in SecretStorage. */
+  async function keepToken(url: string, candidate: string, oidc?: OidcSettings, refreshToken?: string): Promise<string | undefined> {
     try {
       const targets = await new BrokerApi(url, candidate).targets();
       await context.secrets.store(TOKEN_KEY, candidate);
+      if (oidc && refreshToken) await context.secrets.store(REFRESH_KEY, JSON.stringify({ issuer: oidc.issuer, clientId: oidc.clientId, refreshToken }));
+      else await context.secrets.delete(REFRESH_KEY);
       void vscode.window.showInformationMessage(`Loupe: signed in to ${url}. You may attach to ${targets.length} target${targets.length === 1 ? '' : 's'}${targets.length ? `: ${targets.map((t) => t.name).join(', ')}` : ''}.`);
       return candidate;
     } catch (err) {
@@ -261,6 +337,7 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
     vscode.commands.registerCommand('loupe.signIn', signIn),
     vscode.commands.registerCommand('loupe.signOut', async () => {
       await context.secrets.delete(TOKEN_KEY);
+      await context.secrets.delete(REFRESH_KEY);
       void vscode.window.showInformationMessage('Loupe: signed out.');
     }),
     vscode.commands.registerCommand('loupe.endSession', endSession),
