@@ -18,11 +18,12 @@ import { AlertEngine, type Alert } from './alerts/alertEngine';
 import { toEcs } from './alerts/ecs';
 import { LineWriter, WebhookSink } from './alerts/sinks';
 import { BrokerMetrics } from './metrics';
-import type { AuditEvent } from './audit/events';
+import type { AuditEvent, EventType } from './audit/events';
+import { AccessRequests, type AccessRequestView } from './policy/approvals';
 import { GrantStore, type Grant } from './grants/grantStore';
 import { loadOrCreateSigningKey, type SigningKey } from './identity/keys';
 import { createIdentityVerifier, type Identity, type IdentityVerifier } from './identity/verifyIdentity';
-import { decideAccess, isAdmin, isOwner, rolesOf, visibleTargets, type TargetView } from './policy/access';
+import { decideAccess, isAdmin, isOwner, rolesOf, visibleTargets, type AccessDecision, type GrantRequest, type TargetView } from './policy/access';
 import { DebugSession, type EndReason } from './session/debugSession';
 import { connectTarget, resolveInspectorUrl } from './session/targetLink';
 
@@ -36,6 +37,19 @@ export interface BrokerOptions {
 }
 
 const attachTicketSeconds = 60;
+
+/** The answer to a granted request (201), directly or collected after its approvals. */
+export interface GrantAnswer {
+  readonly grantId: string;
+  readonly token: string;
+  readonly expiresAt: string;
+  readonly attachUrl: string;
+  readonly durationSeconds: number;
+  readonly capped: boolean;
+  /** Who approved it, when it came through an access request. */
+  readonly requestId?: string;
+  readonly approvedBy?: readonly { sub: string; name: string; at: string }[];
+}
 const maxReasonLength = 2000;
 
 /** The broker's decisions, independent of HTTP: grants, attach, revocation, session lifecycle. */
@@ -102,6 +116,11 @@ export class Broker {
     });
     const broker = new Broker(config, verifier, new GrantStore(config.stateDir, grantKey, clock), trail, auditKey, options);
     broker.unlock = unlock;
+    broker.approvals = new AccessRequests(config, clock, {
+      record: (type, data) => broker.recordGrantEvent(type, data),
+      issueGrant: (identity, request, decision, approval) => broker.issueGrant(identity, request, decision, approval),
+      log: options.log ?? (() => undefined),
+    });
     const summary = await trail.recover(recovered);
     if (summary.streams > 0) options.log?.(`audit: recovered ${summary.streams} chain(s) with ${summary.events} record(s) from the write-ahead log`);
     trail.on('fail-closed', (error: string) => {
@@ -115,6 +134,7 @@ export class Broker {
     const { stream, opened } = trail.openStream({ stream: `grants-${startedAt.replace(/[:.]/g, '')}-${randomUUID().slice(0, 8)}`, kind: 'grants', startedAt, retentionDays: config.audit.retentionDays });
     await opened;
     broker.grantStream = stream;
+    broker.approvals.start();
     return broker;
   }
 
@@ -152,7 +172,8 @@ export class Broker {
   async report(identity: Identity, sessionId: string): Promise<string> {
     const { summary, transcript } = await this.sessionTranscript(identity, sessionId);
     const result = await verifyTranscript(transcript, this.auditKeys);
-    return renderReport(result, { source: `recorded by the broker's ${this.audit.store.description.startsWith('s3:') ? 'S3 (Object Lock) store' : 'local audit store'}${summary.state === 'ended' ? '' : `, session ${summary.state}`}` });
+    const grant = this.grants.get(summary.grantId);
+    return renderReport(result, { ...(grant?.approvedBy ? { approval: { requestId: grant.requestId, approvedBy: grant.approvedBy } } : {}), source: `recorded by the broker's ${this.audit.store.description.startsWith('s3:') ? 'S3 (Object Lock) store' : 'local audit store'}${summary.state === 'ended' ? '' : `, session ${summary.state}`}` });
   }
 
   readonly metrics = new BrokerMetrics({ liveSessions: () => this.sessions.size, walDepth: () => this.audit.wal.depth, auditState: () => this.audit.health.state });
@@ -175,6 +196,11 @@ export class Broker {
           else await this.grantStream.record(`alert.${alert.rule}`, { ...data, session: alert.session ?? null, target: alert.target, user: alert.user ?? null });
         },
         endSession: (sessionId) => void this.sessions.get(sessionId)?.end('alert'),
+        requireApproval: (alert) => {
+          if (!alert.user) return;
+          const cause = { alertId: alert.id, rule: alert.rule, message: alert.message, at: alert.at, ...(alert.session ? { session: alert.session } : {}) };
+          void this.approvals.hold(alert.user, alert.target, cause).catch((err: Error) => log(`alert ${alert.id}: cannot put ${alert.user} on hold for ${alert.target}: ${err.message}`));
+        },
         deliver: (alert) => void this.webhooks.deliver(alert),
       },
       join(this.config.stateDir, 'alerts', 'first-attach.json'),
@@ -220,7 +246,11 @@ export class Broker {
     return visibleTargets(this.config, identity);
   }
 
-  async requestGrant(identity: Identity, body: unknown): Promise<{ grantId: string; token: string; expiresAt: string; attachUrl: string; durationSeconds: number; capped: boolean }> {
+  /** Access requests under the two-person rule: list, decide, collect (broker/policy/approvals.ts). */
+  approvals!: AccessRequests;
+
+  /** A grant (201), or an access request waiting for approvals (202) when the rule or an alert requires them. */
+  async requestGrant(identity: Identity, body: unknown): Promise<GrantAnswer | AccessRequestView> {
     const request = parseGrantRequest(body);
     const actor = { sub: identity.sub, name: identity.name, groups: identity.groups };
     await this.recordGrantEvent('grant.requested', { actor, ...request });
@@ -229,8 +259,16 @@ export class Broker {
       await this.recordGrantEvent('grant.refused', { actor, target: request.target, mode: request.mode, rule: decision.rule, message: decision.message });
       throw new LoupeError('policy_refused', `grant refused: ${decision.message}`, { rule: decision.rule });
     }
-    const { grant, token } = await this.grants.issue(identity, { ...request, durationSeconds: decision.durationSeconds, rule: decision.rule });
-    await this.recordGrantEvent('grant.issued', { actor, grantId: grant.grantId, target: grant.target, mode: grant.mode, reason: grant.reason, ticket: grant.ticket ?? null, rule: decision.rule, expiresAt: new Date(grant.expiresAt * 1000).toISOString(), capped: decision.capped });
+    const pending = await this.approvals.requestIfRequired(identity, request, decision);
+    if (pending) return pending;
+    return this.issueGrant(identity, request, decision);
+  }
+
+  /** Issues a grant the policy allowed (directly, or collected after its approvals) and records it. */
+  private async issueGrant(identity: Identity, request: GrantRequest, decision: Extract<AccessDecision, { allowed: true }>, approval?: { requestId: string; approvedBy: GrantAnswer['approvedBy'] & {} }): Promise<GrantAnswer> {
+    const actor = { sub: identity.sub, name: identity.name, groups: identity.groups };
+    const { grant, token } = await this.grants.issue(identity, { ...request, durationSeconds: decision.durationSeconds, rule: decision.rule, ...(approval ? { approval } : {}) });
+    await this.recordGrantEvent('grant.issued', { actor, grantId: grant.grantId, target: grant.target, mode: grant.mode, reason: grant.reason, ticket: grant.ticket ?? null, rule: decision.rule, expiresAt: new Date(grant.expiresAt * 1000).toISOString(), capped: decision.capped, ...(approval ? { requestId: approval.requestId, approvedBy: approval.approvedBy } : {}) });
     return {
       grantId: grant.grantId,
       token,
@@ -238,11 +276,12 @@ export class Broker {
       attachUrl: this.attachUrl(grant.grantId),
       durationSeconds: decision.durationSeconds,
       capped: decision.capped,
+      ...(approval ? { requestId: approval.requestId, approvedBy: approval.approvedBy } : {}),
     };
   }
 
   /** Grant events are recorded before the caller gets an answer; if they cannot be, the call fails. */
-  private async recordGrantEvent(type: 'grant.requested' | 'grant.issued' | 'grant.refused' | 'grant.revoked', data: Record<string, unknown>): Promise<void> {
+  private async recordGrantEvent(type: EventType, data: Record<string, unknown>): Promise<void> {
     try {
       await this.grantStream.record(type, data);
     } catch (err) {
@@ -383,6 +422,7 @@ export class Broker {
 
   /** Shutdown: end sessions (targets resumed), close the grant chain, upload what is left (bounded), stop. */
   async shutdown(): Promise<void> {
+    this.approvals.stop();
     await this.endAll('shutdown');
     await this.grantStream.record('stream.closed', { endReason: 'shutdown' }).catch(() => undefined);
     void this.grantStream.close('shutdown').catch(() => undefined);

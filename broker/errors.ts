@@ -12,6 +12,10 @@ export type LoupeErrorCode =
   | 'grant_revoked'
   | 'grant_expired'
   | 'session_busy'
+  | 'self_approval'
+  | 'not_approver'
+  | 'request_not_pending'
+  | 'request_not_approved'
   | 'target_unreachable'
   | 'issuer_unavailable'
   | 'config_invalid'
@@ -30,6 +34,10 @@ const httpStatus: Record<LoupeErrorCode, number> = {
   grant_revoked: 403,
   grant_expired: 403,
   session_busy: 409,
+  self_approval: 403,
+  not_approver: 403,
+  request_not_pending: 409,
+  request_not_approved: 409,
   target_unreachable: 502,
   // The token may be fine: the broker could not reach its identity provider to check it. Retry later.
   issuer_unavailable: 503,

@@ -8,6 +8,7 @@ export class BrokerMetrics {
   private readonly cdp = new Counter({ name: 'loupe_cdp_messages_total', help: 'Client CDP messages by method and gate decision', labelNames: ['method', 'decision'], registers: [this.registry] });
   private readonly captures = new Counter({ name: 'loupe_captures_total', help: 'Snapshot captures taken', registers: [this.registry] });
   private readonly watchdog = new Counter({ name: 'loupe_watchdog_resumes_total', help: 'Targets resumed by the pause watchdog', registers: [this.registry] });
+  private readonly requests = new Counter({ name: 'loupe_access_requests_total', help: 'Access request steps (two-person rule) by event', labelNames: ['event'], registers: [this.registry] });
   private readonly alerts = new Counter({ name: 'loupe_alerts_total', help: 'Alerts fired by rule', labelNames: ['rule'], registers: [this.registry] });
   private readonly sessionsEnded = new Counter({ name: 'loupe_sessions_ended_total', help: 'Sessions ended by reason', labelNames: ['reason'], registers: [this.registry] });
   readonly uploadSeconds = new Histogram({ name: 'loupe_audit_upload_seconds', help: 'Time to seal and upload one audit chunk', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] });
@@ -35,5 +36,6 @@ export class BrokerMetrics {
     else if (event.type === 'snapshot.captured') this.captures.inc();
     else if (event.type === 'session.ended') this.sessionsEnded.inc({ reason: String(d.endReason) });
     else if (event.type.startsWith('alert.')) this.alerts.inc({ rule: event.type.slice(6) });
+    else if (event.type.startsWith('request.')) this.requests.inc({ event: event.type.slice(8) });
   }
 }

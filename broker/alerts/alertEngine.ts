@@ -26,6 +26,8 @@ export interface AlertEngineHooks {
   endSession(sessionId: string, alert: Alert): void;
   /** action require-approval: the user's next grant on the target waits for an owner's approval. */
   requireApproval(alert: Alert): void;
+  /** action require-approval: the user's next grant on the target waits for an owner's approval. */
+  requireApproval(alert: Alert): void;
   deliver(alert: Alert): void;
 }
 
@@ -266,6 +268,7 @@ export class AlertEngine {
       state.ending = true;
       this.hooks.endSession(session, alert);
     }
+    if (action === 'require-approval') this.hooks.requireApproval(alert);
     if (action === 'require-approval') this.hooks.requireApproval(alert);
   }
 }

@@ -5,6 +5,7 @@ export const ecsVersion = '8.11.0';
 
 const categories: Record<string, string[]> = {
   grant: ['iam'],
+  request: ['iam'],
   session: ['session'],
   cdp: ['process'],
   broker: ['process'],
@@ -18,6 +19,8 @@ const categories: Record<string, string[]> = {
 
 function outcome(event: AuditEvent): 'success' | 'failure' | 'unknown' {
   const data = event.data as Record<string, any>;
+  if (['request.denied', 'request.expired', 'request.decision_refused'].includes(event.type)) return 'failure';
+  if (event.type.startsWith('request.')) return 'success';
   if (event.type === 'grant.refused' || event.type === 'cdp.refused' || event.type === 'cdp.response.missing' || event.type === 'broker.response.missing') return 'failure';
   if (event.type === 'cdp.response') return data.error || data.result?.error ? 'failure' : 'success';
   if (event.type === 'session.ended') return ['client_closed', 'expired'].includes(data.endReason) ? 'success' : 'failure';
@@ -29,7 +32,7 @@ function outcome(event: AuditEvent): 'success' | 'failure' | 'unknown' {
 export function toEcs(event: AuditEvent, roles: readonly string[]): Record<string, unknown> {
   const family = event.type.split('.')[0]!;
   const data = event.data as Record<string, any>;
-  const users = [event.actor?.sub, data.actor?.sub, data.holder].filter((u): u is string => typeof u === 'string');
+  const users = [event.actor?.sub, data.actor?.sub, data.holder, data.requester?.sub, data.user].filter((u): u is string => typeof u === 'string');
   return {
     '@timestamp': event.time,
     message: `${event.type}${event.target ? ` on ${event.target}` : ''}${event.actor ? ` by ${event.actor.sub}` : data.actor?.sub ? ` by ${data.actor.sub}` : ''}${data.method ? `: ${data.method}` : ''}`,
@@ -39,7 +42,7 @@ export function toEcs(event: AuditEvent, roles: readonly string[]): Record<strin
       code: event.code,
       kind: family === 'alert' ? 'alert' : 'event',
       category: categories[family] ?? ['process'],
-      type: family === 'session' ? [event.type === 'session.started' ? 'start' : 'end'] : family === 'grant' ? ['access'] : ['info'],
+      type: family === 'session' ? [event.type === 'session.started' ? 'start' : 'end'] : family === 'grant' || family === 'request' ? ['access'] : ['info'],
       outcome: outcome(event),
       sequence: event.seq,
       dataset: 'loupe.audit',

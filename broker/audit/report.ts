@@ -37,6 +37,43 @@ const endReasons: Record<string, string> = {
   broker_crashed: 'the broker stopped abruptly (recovered from its write-ahead log)',
 };
 
+const who = (actor: { sub?: string; name?: string } | undefined) => (actor ? (actor.name && actor.name !== actor.sub ? `${actor.name} (${actor.sub})` : String(actor.sub)) : '?');
+const approverList = (list: { sub: string; name?: string }[] | undefined) => (list ?? []).map((a) => who(a)).join(', ');
+
+/** Grant and access-request records (the broker's grant stream), one row each. */
+function grantRow(e: AuditEvent): Omit<Row, 'seq' | 'time'> | undefined {
+  const d = e.data as Record<string, any>;
+  const request = d.requestId ? `request ${String(d.requestId).slice(0, 8)}` : '';
+  switch (e.type) {
+    case 'grant.requested':
+      return { kind: 'grant', what: `${who(d.actor)} asks for ${d.mode} on ${d.target} for ${d.durationSeconds} s`, detail: `${short(d.reason)}${d.ticket ? ` · ticket ${d.ticket}` : ''}`, tone: 'normal' };
+    case 'grant.issued':
+      return { kind: 'grant', what: `grant ${String(d.grantId).slice(0, 8)} issued to ${who(d.actor)} for ${d.mode} on ${d.target}`, detail: `until ${d.expiresAt}${d.capped ? ' (capped by the rule)' : ''}${d.approvedBy ? ` · approved by ${approverList(d.approvedBy)} (${request})` : ''} · ${d.rule}`, tone: 'normal' };
+    case 'grant.refused':
+      return { kind: 'grant', what: `grant refused to ${who(d.actor)} on ${d.target}`, detail: `${d.message} [rule ${d.rule}]`, tone: 'refused' };
+    case 'grant.revoked':
+      return { kind: 'grant', what: `grant ${String(d.grantId).slice(0, 8)} of ${d.holder} revoked by ${who(d.actor)}`, detail: '', tone: 'end' };
+    case 'request.created':
+      return { kind: 'approval', what: `${request}: ${who(d.actor)} asks for ${d.mode} on ${d.target}; needs ${d.minApprovals} approval(s) by ${(d.approvers ?? []).join(' or ')}`, detail: `${d.cause ? `because of alert ${d.cause.rule}: ${short(d.cause.message)} · ` : ''}${short(d.reason)}${d.ticket ? ` · ticket ${d.ticket}` : ''} · decide by ${d.expiresAt}`, tone: d.cause ? 'alert' : 'normal' };
+    case 'request.approved':
+      return { kind: 'approval', what: `${request} approved by ${who(d.actor)} (${d.approvals} of ${d.minApprovals})${d.status === 'approved' ? ': approved, the requester may collect the grant' : ''}`, detail: d.comment ? `“${short(d.comment)}”` : '', tone: 'normal' };
+    case 'request.denied':
+      return { kind: 'approval', what: `${request} of ${who(d.requester)} denied by ${who(d.actor)}`, detail: `“${short(d.comment)}”`, tone: 'refused' };
+    case 'request.expired':
+      return { kind: 'approval', what: `${request} of ${who(d.requester)} expired (${d.was === 'approved' ? 'approved, never collected' : `${d.approvals} of ${d.minApprovals} approvals`})`, detail: `at ${d.expiredAt}`, tone: 'end' };
+    case 'request.collected':
+      return { kind: 'approval', what: `${request} collected by ${who(d.actor)} as grant ${String(d.grantId).slice(0, 8)}`, detail: `approved by ${approverList(d.approvedBy)} · until ${d.expiresAt}`, tone: 'normal' };
+    case 'request.withdrawn':
+      return { kind: 'approval', what: `${request} withdrawn by ${who(d.actor)}`, detail: `it was ${d.was}`, tone: 'end' };
+    case 'request.decision_refused':
+      return { kind: 'approval', what: `${who(d.actor)} may not ${d.action} ${request}`, detail: `${d.message} [${d.code}]`, tone: 'refused' };
+    case 'request.approval_required':
+      return { kind: 'approval', what: `alert ${d.rule}: ${d.user}'s next grant on ${d.target} needs an owner's approval`, detail: short(d.message), tone: 'alert' };
+    default:
+      return undefined;
+  }
+}
+
 /** One line of the timeline per thing an auditor cares about; request and response are joined. */
 function timeline(events: readonly AuditEvent[]): Row[] {
   const responses = new Map<number, AuditEvent>();
@@ -99,15 +136,40 @@ function timeline(events: readonly AuditEvent[]): Row[] {
       case 'watchdog.resumed':
         push({ kind: 'watchdog', what: `target resumed by the watchdog after ${d.maxPauseSeconds} s`, detail: '', tone: 'alert' });
         break;
-      default:
-        if (e.type.startsWith('alert.')) push({ kind: 'alert', what: e.type, detail: short(d), tone: 'alert' });
+      default: {
+        const row = grantRow(e);
+        if (row) push(row);
+        else if (e.type.startsWith('alert.')) push({ kind: 'alert', what: e.type, detail: short(d), tone: 'alert' });
+      }
     }
   }
   return rows;
 }
 
+/** The summary of a grant stream: what was asked, granted, refused, approved and denied. */
+function grantFacts(events: readonly AuditEvent[]): string {
+  const count = (type: string) => events.filter((e) => e.type === type).length;
+  const figures: [string, string][] = [
+    ['grants requested', 'grant.requested'],
+    ['issued', 'grant.issued'],
+    ['refused', 'grant.refused'],
+    ['revoked', 'grant.revoked'],
+    ['access requests', 'request.created'],
+    ['approvals', 'request.approved'],
+    ['denied', 'request.denied'],
+    ['expired', 'request.expired'],
+    ['collected', 'request.collected'],
+    ['refused decisions', 'request.decision_refused'],
+  ];
+  return `<dl>
+<dt>When</dt><dd>${escapeHtml(events[0]?.time)} → ${escapeHtml(events.at(-1)?.time)}</dd>
+</dl>
+<div class="counts">${figures.map(([label, type]) => `<span>${label}: ${count(type)}</span>`).join(' ')}</div>
+`;
+}
+
 /** A self-contained HTML page an auditor can read and archive. */
-export function renderReport(result: VerifyResult, options: { generatedAt?: Date; source?: string } = {}): string {
+export function renderReport(result: VerifyResult, options: { generatedAt?: Date; source?: string; approval?: { requestId?: string; approvedBy?: readonly { sub: string; name: string; at: string }[] } } = {}): string {
   const first = result.events[0];
   const last = result.events.at(-1);
   const ended = [...result.events].reverse().find((e) => e.type === 'session.ended');
@@ -121,12 +183,24 @@ export function renderReport(result: VerifyResult, options: { generatedAt?: Date
     rows.push({ seq, time: event.time.slice(11, 23), kind: event.type, what: `record ${seq}`, detail: short(event.data, 200), tone: 'normal' });
     rows.sort((a, b) => a.seq - b.seq);
   }
+  const grants = first?.kind === 'grants';
+  const approval = options.approval?.approvedBy ? `approved by ${approverList([...options.approval.approvedBy])} (access request ${options.approval.requestId ?? '?'}, from the broker's grant records)` : undefined;
   const verdict = result.ok
     ? `<div class="ok">Verified: ${result.events.length} records, every hash link and seal checks out${result.manifest ? ', sealed by its manifest' : ''}.</div>`
     : `<div class="bad">Verification FAILED: ${escapeHtml(result.problems[0])}${result.problems.length > 1 ? ` (and ${result.problems.length - 1} more problem(s))` : ''}<br><span class="warn">Everything below comes from records that failed verification: do not rely on it. Rows of records named in the problems are marked.</span></div>
 <h2>Problems</h2><ul>${result.problems.map((p) => `<li>${escapeHtml(p)}</li>`).join('')}</ul>`;
+  const sessionFacts = `<dl>
+<dt>Who</dt><dd>${escapeHtml(first?.actor?.name)} (<code>${escapeHtml(first?.actor?.sub)}</code>; groups ${escapeHtml(first?.actor?.groups?.join(', '))})</dd>
+<dt>Target</dt><dd>${escapeHtml(first?.target)} in ${escapeHtml(first?.mode)} mode</dd>
+<dt>Why</dt><dd>${escapeHtml(first?.reason)}</dd>
+<dt>Ticket</dt><dd>${escapeHtml(first?.ticket ?? '(none)')}</dd>
+<dt>Grant</dt><dd><code>${escapeHtml(first?.grant)}</code>${approval ? ` · ${escapeHtml(approval)}` : ''}</dd>
+<dt>When</dt><dd>${escapeHtml(first?.time)} → ${escapeHtml(last?.time)}${first && last ? ` (${Math.round((Date.parse(last.time) - Date.parse(first.time)) / 1000)} s)` : ''}</dd>
+<dt>How it ended</dt><dd>${escapeHtml(ended ? (endReasons[String((ended.data as { endReason?: string }).endReason)] ?? (ended.data as { endReason?: string }).endReason) : 'no end recorded')}</dd>
+</dl>
+<div class="counts"><span>breakpoints set: ${counts('breakpoint', /^set /)};</span> <span>pauses: ${counts('pause')};</span> <span>evaluations: ${counts('evaluate')};</span> <span>variable reads: ${counts('read')};</span> <span>snapshots: ${counts('snapshot')};</span> <span>logpoints: ${counts('logpoint')};</span> <span>refusals: ${counts('refused') + rows.filter((r) => r.kind === 'evaluate' && r.tone === 'refused').length};</span> <span>alerts: ${counts('alert') + counts('watchdog')}</span></div>`;
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Loupe session ${escapeHtml(first?.stream)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Loupe ${grants ? 'grant stream' : 'session'} ${escapeHtml(first?.stream)}</title>
 <style>
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d2430;background:#fff}
 h1{font-size:20px;margin:0 0 4px}.sub{color:#5a6472;margin-bottom:16px}
@@ -136,19 +210,10 @@ table{border-collapse:collapse;width:100%;margin-top:12px}th,td{text-align:left;
 th{background:#f4f6f8;font-weight:600}td.k{white-space:nowrap;color:#5a6472}tr.refused td{background:#fff4f4}tr.alert td{background:#fff8e6}tr.end td{background:#f4f6f8}tr.tampered td{background:#fde8e8;color:#9b1c1c}.warn{font-weight:400}
 code{font:12px ui-monospace,monospace}.counts span{margin-right:16px}
 </style></head><body>
-<h1>Debugging session on ${escapeHtml(first?.target ?? '?')}</h1>
-<div class="sub">session <code>${escapeHtml(first?.stream)}</code>${options.source ? ` · ${escapeHtml(options.source)}` : ''}</div>
+<h1>${grants ? 'Grants and access requests' : `Debugging session on ${escapeHtml(first?.target ?? '?')}`}</h1>
+<div class="sub">${grants ? 'grant stream of one broker run' : 'session'} <code>${escapeHtml(first?.stream)}</code>${options.source ? ` · ${escapeHtml(options.source)}` : ''}</div>
 ${verdict}
-<dl>
-<dt>Who</dt><dd>${escapeHtml(first?.actor?.name)} (<code>${escapeHtml(first?.actor?.sub)}</code>; groups ${escapeHtml(first?.actor?.groups?.join(', '))})</dd>
-<dt>Target</dt><dd>${escapeHtml(first?.target)} in ${escapeHtml(first?.mode)} mode</dd>
-<dt>Why</dt><dd>${escapeHtml(first?.reason)}</dd>
-<dt>Ticket</dt><dd>${escapeHtml(first?.ticket ?? '(none)')}</dd>
-<dt>Grant</dt><dd><code>${escapeHtml(first?.grant)}</code></dd>
-<dt>When</dt><dd>${escapeHtml(first?.time)} → ${escapeHtml(last?.time)}${first && last ? ` (${Math.round((Date.parse(last.time) - Date.parse(first.time)) / 1000)} s)` : ''}</dd>
-<dt>How it ended</dt><dd>${escapeHtml(ended ? (endReasons[String((ended.data as { endReason?: string }).endReason)] ?? (ended.data as { endReason?: string }).endReason) : 'no end recorded')}</dd>
-</dl>
-<div class="counts"><span>breakpoints set: ${counts('breakpoint', /^set /)};</span> <span>pauses: ${counts('pause')};</span> <span>evaluations: ${counts('evaluate')};</span> <span>variable reads: ${counts('read')};</span> <span>snapshots: ${counts('snapshot')};</span> <span>logpoints: ${counts('logpoint')};</span> <span>refusals: ${counts('refused') + rows.filter((r) => r.kind === 'evaluate' && r.tone === 'refused').length};</span> <span>alerts: ${counts('alert') + counts('watchdog')}</span></div>
+${grants ? grantFacts(result.events) : sessionFacts}
 <table><thead><tr><th>time (UTC)</th><th>kind</th><th>what</th><th>detail</th></tr></thead><tbody>
 ${rows.map((r) => `<tr class="${badSeqs.has(r.seq) ? 'tampered' : r.tone}"><td class="k">${escapeHtml(r.time)}</td><td class="k">${badSeqs.has(r.seq) ? '⚠ ' : ''}${escapeHtml(r.kind)}</td><td>${escapeHtml(r.what)}</td><td>${badSeqs.has(r.seq) ? '<b>this record failed verification</b> · ' : ''}${escapeHtml(r.detail)}</td></tr>`).join('\n')}
 </tbody></table>

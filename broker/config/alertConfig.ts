@@ -1,8 +1,9 @@
 import { parseHours, type Hours } from '../policy/hours';
 import picomatch from 'picomatch';
 
-export type AlertAction = 'none' | 'end-session';
-export const alertActions: readonly AlertAction[] = ['none', 'end-session'];
+/** `require-approval`: the user's grant requests on the target wait for an owner's approval until one is collected. */
+export type AlertAction = 'none' | 'end-session' | 'require-approval';
+export const alertActions: readonly AlertAction[] = ['none', 'end-session', 'require-approval'];
 
 /** Each rule with its thresholds; a rule set to `false` in the policy is off. */
 export interface AlertRules {
@@ -90,8 +91,7 @@ export function validateAlertRules(raw: unknown, path: string, base: AlertRules,
       if (key !== 'action' && !(key in fields)) add(`${rulePath}.${key}`, `unknown key (expected one of: ${[...Object.keys(fields), 'action'].join(', ')})`);
     }
     if (given.action !== undefined) {
-      if (given.action === 'require-approval') add(`${rulePath}.action`, 'require-approval needs access approvals, which this broker does not have yet; use none or end-session');
-      else if (!alertActions.includes(given.action as AlertAction)) add(`${rulePath}.action`, `expected one of: ${alertActions.join(', ')}`);
+      if (!alertActions.includes(given.action as AlertAction)) add(`${rulePath}.action`, `expected one of: ${alertActions.join(', ')}`);
       else rule.action = given.action;
     }
     for (const [key, kind] of Object.entries(fields)) {

@@ -20,10 +20,20 @@ export interface Grant {
   readonly reason: string;
   readonly ticket?: string;
   readonly rule: string;
+  /** The access request this grant was collected from, and who approved it (the two-person rule). */
+  readonly requestId?: string;
+  readonly approvedBy?: readonly Approver[];
   readonly issuedAt: number;
   readonly expiresAt: number;
   revokedAt?: number;
   revokedBy?: string;
+}
+
+export interface Approver {
+  readonly sub: string;
+  readonly name: string;
+  /** ISO time of the approval. */
+  readonly at: string;
 }
 
 type GrantLogLine = { type: 'issued'; grant: Grant } | { type: 'revoked'; grantId: string; by: string; at: number };
@@ -67,7 +77,7 @@ export class GrantStore {
     appendFileSync(this.file, JSON.stringify(line) + '\n');
   }
 
-  async issue(identity: Identity, fields: { target: string; mode: Mode; reason: string; ticket?: string; durationSeconds: number; rule: string }): Promise<{ grant: Grant; token: string }> {
+  async issue(identity: Identity, fields: { target: string; mode: Mode; reason: string; ticket?: string; durationSeconds: number; rule: string; approval?: { requestId: string; approvedBy: readonly Approver[] } }): Promise<{ grant: Grant; token: string }> {
     const now = this.clock();
     const issuedAt = Math.floor(now / 1000);
     const grant: Grant = {
@@ -80,10 +90,12 @@ export class GrantStore {
       reason: fields.reason,
       ...(fields.ticket ? { ticket: fields.ticket } : {}),
       rule: fields.rule,
+      ...(fields.approval ? { requestId: fields.approval.requestId, approvedBy: fields.approval.approvedBy } : {}),
       issuedAt,
       expiresAt: issuedAt + fields.durationSeconds,
     };
-    const token = await new SignJWT({ target: grant.target, mode: grant.mode, reason: grant.reason, ...(grant.ticket ? { ticket: grant.ticket } : {}), name: grant.name })
+    const approval = grant.approvedBy ? { request: grant.requestId, approved_by: grant.approvedBy.map((a) => a.sub) } : {};
+    const token = await new SignJWT({ target: grant.target, mode: grant.mode, reason: grant.reason, ...(grant.ticket ? { ticket: grant.ticket } : {}), name: grant.name, ...approval })
       .setProtectedHeader({ alg: 'EdDSA', kid: this.key.kid, typ: 'JWT' })
       .setIssuer(grantIssuer)
       .setAudience(grantAudience)

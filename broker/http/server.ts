@@ -41,6 +41,15 @@ function readJson(req: IncomingMessage): Promise<unknown> {
   });
 }
 
+/** A JSON body where one is optional (approve may carry a comment or nothing). */
+function readOptionalJson(req: IncomingMessage): Promise<unknown> {
+  if (req.headers['content-length'] === '0' || (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined)) {
+    req.resume();
+    return Promise.resolve(undefined);
+  }
+  return readJson(req);
+}
+
 type Route = (req: IncomingMessage, res: ServerResponse, identity: Identity, match: RegExpExecArray) => Promise<void>;
 
 export interface BrokerServer {
@@ -57,8 +66,24 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       'POST',
       /^\/v1\/grants$/,
       async (req, res, identity) => {
-        const grant = await broker.requestGrant(identity, await readJson(req));
-        log(`grant ${grant.grantId} issued to ${identity.sub}`);
+        const answer = await broker.requestGrant(identity, await readJson(req));
+        if ('status' in answer) return sendJson(res, 202, answer); // pending: an access request, not a grant
+        log(`grant ${answer.grantId} issued to ${identity.sub}`);
+        sendJson(res, 201, answer);
+      },
+    ],
+    // Access requests under the two-person rule (broker/policy/approvals.ts).
+    ['GET', /^\/v1\/requests$/, async (_req, res, identity) => sendJson(res, 200, { requests: await broker.approvals.list(identity) })],
+    ['GET', /^\/v1\/requests\/([0-9a-f-]{36})$/, async (_req, res, identity, match) => sendJson(res, 200, await broker.approvals.get(identity, match[1]!))],
+    ['POST', /^\/v1\/requests\/([0-9a-f-]{36})\/approve$/, async (req, res, identity, match) => sendJson(res, 200, await broker.approvals.approve(identity, match[1]!, await readOptionalJson(req)))],
+    ['POST', /^\/v1\/requests\/([0-9a-f-]{36})\/deny$/, async (req, res, identity, match) => sendJson(res, 200, await broker.approvals.deny(identity, match[1]!, await readOptionalJson(req)))],
+    ['POST', /^\/v1\/requests\/([0-9a-f-]{36})\/withdraw$/, async (_req, res, identity, match) => sendJson(res, 200, await broker.approvals.withdraw(identity, match[1]!))],
+    [
+      'POST',
+      /^\/v1\/requests\/([0-9a-f-]{36})\/grant$/,
+      async (_req, res, identity, match) => {
+        const grant = await broker.approvals.collect(identity, match[1]!);
+        log(`grant ${grant.grantId} issued to ${identity.sub} after the approval of request ${match[1]}`);
         sendJson(res, 201, grant);
       },
     ],

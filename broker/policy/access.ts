@@ -1,4 +1,4 @@
-import type { AccessRule, LoupeConfig, Mode, TargetConfig } from '../config/types';
+import type { AccessRule, ApprovalRequirement, LoupeConfig, Mode, TargetConfig } from '../config/types';
 import type { Identity } from '../identity/verifyIdentity';
 import { withinHours } from './hours';
 
@@ -51,7 +51,7 @@ export interface GrantRequest {
 }
 
 export type AccessDecision =
-  | { readonly allowed: true; readonly rule: string; readonly durationSeconds: number; readonly capped: boolean }
+  | { readonly allowed: true; readonly rule: string; readonly durationSeconds: number; readonly capped: boolean; readonly requireApproval?: ApprovalRequirement }
   | { readonly allowed: false; readonly rule: string; readonly message: string };
 
 const ruleName = (target: string, index: number, rule: AccessRule) => `targets.${target}.access[${index}] (role ${rule.role})`;
@@ -98,7 +98,7 @@ export function explainAccess(config: LoupeConfig, identity: Identity, request: 
     if (check.allows) {
       const durationSeconds = Math.min(request.durationSeconds, rule.maxDurationSeconds);
       trace.push({ rule: name, applies: true, outcome: 'allows', message: `up to ${rule.maxDurationSeconds} s` });
-      decision ??= { allowed: true, rule: name, durationSeconds, capped: durationSeconds < request.durationSeconds };
+      decision ??= { allowed: true, rule: name, durationSeconds, capped: durationSeconds < request.durationSeconds, ...(rule.requireApproval ? { requireApproval: rule.requireApproval } : {}) };
     } else {
       trace.push({ rule: name, applies: true, outcome: 'refuses', message: check.message });
       if (!refusal || check.weight >= refusal.weight) refusal = { decision: { allowed: false, rule: name, message: check.message }, weight: check.weight };

@@ -31,9 +31,16 @@ describe('alert configuration', () => {
       'alerting.ecs: expected "stdout" or a file path',
       'targets.app.alerts.nope: unknown alert rule (expected one of: offHours, evaluationRate, readRate, capturedBytes, refusals, sensitiveReads, firstAttach, longPause, watchdogResume, sensitiveFiles, concurrentTargets)',
       'targets.app.alerts.offHours.hours: unknown time zone "Mars/Olympus" (use an IANA name like Europe/Berlin or UTC)',
-      'targets.app.alerts.sensitiveFiles.action: require-approval needs access approvals, which this broker does not have yet; use none or end-session',
-      'targets.app.alerts.longPause.action: expected one of: none, end-session',
+      'targets.app.alerts.longPause.action: expected one of: none, end-session, require-approval',
     ]);
+  });
+
+  it('require-approval is an action, and needs the target to have owners (they approve)', () => {
+    const base = basePolicy('127.0.0.1:9');
+    const config = validateConfig({ ...base, targets: { app: { ...base.targets.app, alerts: { refusals: { count: 3, withinSeconds: 60, action: 'require-approval' } } } } }, tmpdir());
+    assert.equal(config.targets.app!.alerts.refusals!.action, 'require-approval');
+    const problems = problemsOf({ ...base, alerting: { rules: { sensitiveReads: { action: 'require-approval' } } }, targets: { app: { ...base.targets.app, owners: [] } } });
+    assert.deepEqual(problems, ['targets.app.owners: required: alert rule(s) sensitiveReads use action require-approval, and the target\'s owners are its approvers']);
   });
 
   it('applies defaults, lets a target tighten or switch off a rule, and parses sizes', () => {
