@@ -4,7 +4,8 @@
  * the broker enforces everything.
  */
 import * as vscode from 'vscode';
-import { BrokerApi, describeBrokerError, type TargetInfo } from './adapter/brokerApi';
+import { outcomeText, pendingText, waitForDecision } from './adapter/accessRequests';
+import { BrokerApi, describeBrokerError, type AccessRequestInfo, type GrantAnswer, type TargetInfo } from './adapter/brokerApi';
 import type { GrantEventBody, LoupeAttachArguments, SessionEndedEventBody } from './adapter/config';
 import { LoupeDebugSession } from './adapter/loupeDebugSession';
 import { refreshTokens, signInWithBrowser, tokenExpiry, type OidcSettings, type OidcTokens } from './oidcSignIn';
@@ -215,13 +216,15 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
       });
       if (!ticket) return false;
     }
-    let grant;
+    let grant: GrantAnswer | undefined;
     try {
-      grant = await broker.requestGrant({ target: t.name, mode, durationSeconds: Number(minutes) * 60, reason: reason.trim(), ...(ticket ? { ticket: ticket.trim() } : {}) });
+      const answer = await broker.requestAccess({ target: t.name, mode, durationSeconds: Number(minutes) * 60, reason: reason.trim(), ...(ticket ? { ticket: ticket.trim() } : {}) });
+      grant = 'grant' in answer ? answer.grant : await awaitApproval(broker, answer.pending);
     } catch (err) {
       void vscode.window.showErrorMessage(`Loupe: grant refused: ${describeBrokerError(err)}`);
       return false;
     }
+    if (!grant) return false;
     const folder = vscode.workspace.workspaceFolders?.[0];
     const config: vscode.DebugConfiguration & LoupeAttachArguments = {
       type: DEBUG_TYPE,
@@ -239,6 +242,93 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
     };
     output.appendLine(`grant ${grant.grantId} for ${t.name} (${mode}) until ${grant.expiresAt}${grant.capped ? ' (capped by policy)' : ''}`);
     return vscode.debug.startDebugging(folder, config);
+  }
+
+  /**
+   * A request that needs approvals: a cancellable progress notification follows it until approvers decide.
+   * Approved: the grant is collected (and the session starts); denied: the approver's comment is shown;
+   * cancelled: the request is withdrawn so approvers no longer see it.
+   */
+  async function awaitApproval(broker: BrokerApi, pending: AccessRequestInfo): Promise<GrantAnswer | undefined> {
+    output.appendLine(`access request ${pending.requestId}: ${pending.message}`);
+    const cancelled = new AbortController();
+    let final: AccessRequestInfo;
+    try {
+      final = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: `Loupe: access to ${pending.target} needs approval`, cancellable: true },
+        (progress, token) => {
+          token.onCancellationRequested(() => cancelled.abort());
+          return waitForDecision(broker, pending.requestId, {
+            signal: cancelled.signal,
+            onUpdate: (r) => {
+              progress.report({ message: pendingText(r) });
+              output.appendLine(`access request ${r.requestId}: ${r.message}`);
+            },
+          });
+        },
+      );
+    } catch (err) {
+      if (cancelled.signal.aborted) {
+        await broker.withdrawRequest(pending.requestId).catch((e) => output.appendLine(`withdraw ${pending.requestId}: ${describeBrokerError(e)}`));
+        void vscode.window.showInformationMessage(`Loupe: you stopped waiting; the request for ${pending.target} is withdrawn.`);
+        return undefined;
+      }
+      void vscode.window.showErrorMessage(`Loupe: cannot follow the access request: ${describeBrokerError(err)}`);
+      return undefined;
+    }
+    if (final.status === 'approved') {
+      void vscode.window.showInformationMessage(`Loupe: ${outcomeText(final)}; starting the session.`);
+      return broker.collectGrant(final.requestId);
+    }
+    if (final.status === 'denied') void vscode.window.showErrorMessage(`Loupe: ${outcomeText(final)}`);
+    else void vscode.window.showWarningMessage(`Loupe: ${outcomeText(final)}`);
+    return undefined;
+  }
+
+  /** For approvers: pick a pending request, approve or deny it with a comment. */
+  async function reviewRequests(): Promise<void> {
+    const broker = await api();
+    if (!broker) return;
+    let requests: AccessRequestInfo[];
+    try {
+      requests = await broker.pendingRequests();
+    } catch (err) {
+      void vscode.window.showErrorMessage(`Loupe: cannot list access requests: ${describeBrokerError(err)}`);
+      return;
+    }
+    if (requests.length === 0) return void vscode.window.showInformationMessage('Loupe: no access request waits for your decision.');
+    const picked = await vscode.window.showQuickPick(
+      requests.map((r) => ({
+        label: `${r.requester.name || r.requester.sub} → ${r.target} (${r.mode})`,
+        description: `${Math.round(r.durationSeconds / 60)} min · ${r.approvals.length} of ${r.minApprovals} approvals · until ${new Date(r.expiresAt).toLocaleTimeString()}`,
+        detail: `${r.reason}${r.ticket ? ` · ticket ${r.ticket}` : ''}${r.cause ? ` · after the alert ${r.cause.rule}: ${r.cause.message}` : ''}`,
+        r,
+      })),
+      { title: 'Loupe: Review Access Requests', placeHolder: 'Which request?', matchOnDescription: true, matchOnDetail: true, ignoreFocusOut: true },
+    );
+    if (!picked) return;
+    const decision = await vscode.window.showQuickPick(
+      [
+        { label: '$(check) Approve', action: 'approve' as const },
+        { label: '$(close) Deny', action: 'deny' as const },
+      ],
+      { title: `Loupe: ${picked.label}`, placeHolder: picked.r.reason, ignoreFocusOut: true },
+    );
+    if (!decision) return;
+    const deny = decision.action === 'deny';
+    const comment = await vscode.window.showInputBox({
+      title: `Loupe: ${deny ? 'deny' : 'approve'} ${picked.label}`,
+      prompt: deny ? 'Why not? The requester sees this comment.' : 'Comment (optional), recorded with your approval',
+      ignoreFocusOut: true,
+      validateInput: (v) => (deny && v.trim() === '' ? 'a comment is required to deny' : undefined),
+    });
+    if (comment === undefined) return;
+    try {
+      const result = deny ? await broker.denyRequest(picked.r.requestId, comment.trim()) : await broker.approveRequest(picked.r.requestId, comment.trim() || undefined);
+      void vscode.window.showInformationMessage(`Loupe: ${deny ? 'denied' : 'approved'}: ${result.message}`);
+    } catch (err) {
+      void vscode.window.showErrorMessage(`Loupe: ${describeBrokerError(err)}`);
+    }
   }
 
   async function endSession(): Promise<void> {
@@ -342,6 +432,7 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
     }),
     vscode.commands.registerCommand('loupe.endSession', endSession),
     vscode.commands.registerCommand('loupe.downloadTranscript', downloadTranscript),
+    vscode.commands.registerCommand('loupe.reviewRequests', reviewRequests),
     vscode.debug.registerDebugAdapterDescriptorFactory(DEBUG_TYPE, {
       createDebugAdapterDescriptor: () => new vscode.DebugAdapterInlineImplementation(new LoupeDebugSession() as unknown as vscode.DebugAdapter),
     }),

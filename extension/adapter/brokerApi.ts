@@ -28,6 +28,29 @@ export interface GrantAnswer {
   capped: boolean;
 }
 
+/** An access request under the two-person rule, as the broker shows it (GET /v1/requests/:id). */
+export interface AccessRequestInfo {
+  requestId: string;
+  status: 'pending' | 'approved' | 'denied' | 'expired' | 'collected' | 'withdrawn';
+  target: string;
+  mode: string;
+  durationSeconds: number;
+  reason: string;
+  ticket?: string;
+  requester: { sub: string; name: string };
+  approvers: string[];
+  minApprovals: number;
+  approvals: { sub: string; name: string; at: string; comment?: string }[];
+  denial?: { sub: string; name: string; at: string; comment?: string };
+  /** The alert that made approval necessary, when it was not the policy rule. */
+  cause?: { alertId: string; rule: string; message: string; at: string };
+  createdAt: string;
+  expiresAt: string;
+  grantId?: string;
+  /** The state in words, from the broker. */
+  message: string;
+}
+
 export interface GrantRequest {
   target: string;
   mode: string;
@@ -74,9 +97,46 @@ export class BrokerApi {
   }
 
   async requestGrant(request: GrantRequest): Promise<GrantAnswer> {
-    const { status, body } = await this.call<GrantAnswer & { status?: string }>('POST', '/v1/grants', request);
-    if (status !== 201 || !body?.token) throw new BrokerApiError(status, 'pending', `the grant is not issued yet (${status}): ${JSON.stringify(body)}`);
-    return body;
+    const answer = await this.requestAccess(request);
+    if ('pending' in answer) {
+      const p = answer.pending;
+      throw new BrokerApiError(202, 'approval_required', `approval required: ${p.message}. Request ${p.requestId} is pending; use "Loupe: Attach to Production…" to wait for it and collect the grant`);
+    }
+    return answer.grant;
+  }
+
+  /** A grant (201), or an access request that waits for approvals (202). */
+  async requestAccess(request: GrantRequest): Promise<{ grant: GrantAnswer } | { pending: AccessRequestInfo }> {
+    const { status, body } = await this.call<GrantAnswer & AccessRequestInfo>('POST', '/v1/grants', request);
+    if (status === 202 && body?.requestId) return { pending: body };
+    if (status !== 201 || !body?.token) throw new BrokerApiError(status, 'unexpected', `unexpected answer to a grant request (${status}): ${JSON.stringify(body).slice(0, 300)}`);
+    return { grant: body };
+  }
+
+  async accessRequest(requestId: string): Promise<AccessRequestInfo> {
+    return (await this.call<AccessRequestInfo>('GET', `/v1/requests/${encodeURIComponent(requestId)}`)).body;
+  }
+
+  /** Pending requests the caller may approve or deny. */
+  async pendingRequests(): Promise<AccessRequestInfo[]> {
+    return (await this.call<{ requests: AccessRequestInfo[] }>('GET', '/v1/requests')).body.requests;
+  }
+
+  async approveRequest(requestId: string, comment?: string): Promise<AccessRequestInfo> {
+    return (await this.call<AccessRequestInfo>('POST', `/v1/requests/${encodeURIComponent(requestId)}/approve`, comment ? { comment } : {})).body;
+  }
+
+  async denyRequest(requestId: string, comment: string): Promise<AccessRequestInfo> {
+    return (await this.call<AccessRequestInfo>('POST', `/v1/requests/${encodeURIComponent(requestId)}/deny`, { comment })).body;
+  }
+
+  async withdrawRequest(requestId: string): Promise<AccessRequestInfo> {
+    return (await this.call<AccessRequestInfo>('POST', `/v1/requests/${encodeURIComponent(requestId)}/withdraw`)).body;
+  }
+
+  /** The requester collects the grant of an approved request. */
+  async collectGrant(requestId: string): Promise<GrantAnswer> {
+    return (await this.call<GrantAnswer>('POST', `/v1/requests/${encodeURIComponent(requestId)}/grant`)).body;
   }
 
   async revokeGrant(grantId: string): Promise<void> {

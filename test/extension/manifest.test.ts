@@ -60,7 +60,7 @@ describe('extension manifest', () => {
   it('every contributed command is registered by the extension, and the bundle is the entry point', () => {
     const source = readFileSync(join(root, 'extension', 'extension.ts'), 'utf8');
     const titles = pkg.contributes.commands.map((c: any) => `${c.category}: ${c.title}`);
-    for (const title of ['Loupe: Attach to Production…', 'Loupe: Sign In…', 'Loupe: End Session', 'Loupe: Download Transcript…']) assert.ok(titles.includes(title), title);
+    for (const title of ['Loupe: Attach to Production…', 'Loupe: Sign In…', 'Loupe: End Session', 'Loupe: Download Transcript…', 'Loupe: Review Access Requests…']) assert.ok(titles.includes(title), title);
     for (const c of pkg.contributes.commands) assert.ok(source.includes(`registerCommand('${c.command}'`), `${c.command} is registered`);
     assert.equal(pkg.main, './dist/extension.js');
     assert.ok(pkg.activationEvents.includes('onDebugResolve:loupe'));
