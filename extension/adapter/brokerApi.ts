@@ -99,8 +99,13 @@ export class BrokerApi {
   async requestGrant(request: GrantRequest): Promise<GrantAnswer> {
     const answer = await this.requestAccess(request);
     if ('pending' in answer) {
+      // This caller cannot wait for approvers: take the request back rather than leave it for them to decide.
       const p = answer.pending;
-      throw new BrokerApiError(202, 'approval_required', `approval required: ${p.message}. Request ${p.requestId} is pending; use "Loupe: Attach to Production…" to wait for it and collect the grant`);
+      const withdrawn = await this.withdrawRequest(p.requestId).then(
+        () => 'it was withdrawn',
+        () => 'it is still pending',
+      );
+      throw new BrokerApiError(202, 'approval_required', `approval required: ${p.message}. This attach cannot wait for approvers, so request ${p.requestId} was not kept (${withdrawn}); use "Loupe: Attach to Production…", which waits for the approvals and then attaches`);
     }
     return answer.grant;
   }

@@ -317,7 +317,9 @@ describe('access requests over HTTP (real broker, real target)', () => {
     assert.equal(outcomeText(final), 'access to app approved by sam, sue');
     const grant = await dev.collectGrant(final.requestId);
     assert.equal(grant.durationSeconds, 120);
-    await assert.rejects(dev.requestGrant({ target: 'app', mode: 'pause', durationSeconds: 60, reason: 'the adapter path' }), (err: any) => err.code === 'approval_required' && /Request .* is pending/.test(err.message));
+    // The adapter (launch.json) cannot wait: its request is withdrawn and it says where to go instead.
+    await assert.rejects(dev.requestGrant({ target: 'app', mode: 'pause', durationSeconds: 60, reason: 'the adapter path' }), (err: any) => err.code === 'approval_required' && /request .* was not kept \(it was withdrawn\); use "Loupe: Attach to Production…"/.test(err.message));
+    assert.ok(!(await sam.pendingRequests()).some((r) => r.reason === 'the adapter path'), 'approvers are not left a request nobody waits for');
 
     // Denied: the wait ends with the approver's comment. Cancelled: the wait rejects and the request can be withdrawn.
     const denied = await dev.requestAccess({ target: 'app', mode: 'pause', durationSeconds: 60, reason: 'to be denied' });
