@@ -23,6 +23,7 @@ import { AccessRequests, type AccessRequestView } from './policy/approvals';
 import { GrantStore, type Grant } from './grants/grantStore';
 import { loadOrCreateSigningKey, type SigningKey } from './identity/keys';
 import { createIdentityVerifier, type Identity, type IdentityVerifier } from './identity/verifyIdentity';
+import { policyChanges, stricterTarget } from './policy/reload';
 import { decideAccess, isAdmin, isOwner, rolesOf, visibleTargets, type AccessDecision, type GrantRequest, type TargetView } from './policy/access';
 import { DebugSession, type EndReason } from './session/debugSession';
 import { connectTarget, resolveInspectorUrl } from './session/targetLink';
@@ -66,7 +67,8 @@ export class Broker {
   private unlock: () => void = () => undefined;
 
   private constructor(
-    readonly config: LoupeConfig,
+    /** Replaced as a whole on a policy reload (see reload()); readers take it fresh each time. */
+    public config: LoupeConfig,
     readonly verifyIdentity: IdentityVerifier,
     readonly grants: GrantStore,
     readonly audit: AuditTrail,
@@ -414,6 +416,50 @@ export class Broker {
     } finally {
       this.attaching.delete(grant.grantId);
     }
+  }
+
+  /**
+   * Applies a new policy file: new grants follow it at once; each live session continues under the stricter of
+   * its old rules and the new ones, or ends when the new policy no longer allows it at all. Sections that need
+   * a restart (listener, state, identity, audit store, alert sinks) keep their running values, and the event says so.
+   */
+  async reload(next: LoupeConfig, source: string): Promise<{ changed: string[]; needRestart: string[]; sessionsEnded: number; sessionsNarrowed: number }> {
+    const old = this.config;
+    const { changed, needRestart } = policyChanges(old, next);
+    const applied: LoupeConfig = { ...old, roles: next.roles, admins: next.admins, auditors: next.auditors, targets: next.targets };
+    this.config = applied;
+    this.alerts.useConfig(applied);
+    this.approvals.useConfig(applied);
+    let sessionsEnded = 0;
+    let sessionsNarrowed = 0;
+    for (const session of this.sessions.values()) {
+      const grant = session.grant;
+      const target = next.targets[grant.target];
+      const identity = { sub: grant.sub, name: grant.name, groups: grant.groups, issuer: 'grant' };
+      const requested = grant.expiresAt - grant.issuedAt;
+      const decision = target
+        ? decideAccess(applied, identity, { target: grant.target, mode: grant.mode, durationSeconds: requested, reason: grant.reason, ...(grant.ticket ? { ticket: grant.ticket } : {}) }, new Date(this.clock()))
+        : { allowed: false as const, rule: 'targets', message: `target ${grant.target} was removed from the policy` };
+      if (!decision.allowed) {
+        sessionsEnded++;
+        void session.end('policy');
+        continue;
+      }
+      const oldTarget = old.targets[grant.target]!;
+      if (!changed.includes(`targets.${grant.target}`) && !decision.capped) continue;
+      sessionsNarrowed++;
+      session.applyPolicy(stricterTarget(oldTarget, target!), {
+        why: `policy reloaded from ${source}`,
+        ...(decision.capped ? { expiresAtMs: (grant.issuedAt + decision.durationSeconds) * 1000 } : {}),
+      });
+    }
+    await this.recordGrantEvent('policy.reloaded', { source, changed, needRestart, sessionsEnded, sessionsNarrowed });
+    return { changed, needRestart, sessionsEnded, sessionsNarrowed };
+  }
+
+  /** A new policy file that failed validation: the old policy stays in force, and the refusal is recorded. */
+  async reloadRefused(source: string, problems: string): Promise<void> {
+    await this.recordGrantEvent('policy.reload_refused', { source, problems: problems.slice(0, 4000) });
   }
 
   async endAll(reason: EndReason): Promise<void> {

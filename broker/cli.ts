@@ -1,4 +1,6 @@
 import { parseArgs } from 'node:util';
+import { readFileSync, watch } from 'node:fs';
+import { basename, dirname, resolve as resolvePath } from 'node:path';
 import { loadConfig } from './config/load';
 import { LoupeError } from './errors';
 import { mintDevToken } from './identity/devIssuer';
@@ -71,6 +73,50 @@ async function runBroker(args: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  watchPolicy(broker, resolvePath(configOption(values)));
+}
+
+/**
+ * Reloads the policy on SIGHUP and when the file changes. An invalid file is refused: the old policy stays in
+ * force, the problems are logged and recorded. Reloads run one at a time.
+ */
+function watchPolicy(broker: Broker, file: string): void {
+  let chain: Promise<void> = Promise.resolve();
+  let lastText: string | undefined = readFileSync(file, 'utf8');
+  const reload = (why: string) => {
+    chain = chain.then(async () => {
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (err) {
+        log(`policy reload (${why}): cannot read ${file}: ${(err as Error).message}; the old policy stays in force`, 'error');
+        return;
+      }
+      if (why === 'file changed' && text === lastText) return;
+      lastText = text;
+      try {
+        const next = loadConfig(file);
+        const result = await broker.reload(next, `${file} (${why})`);
+        log(`policy reloaded from ${file} (${why}): ${result.changed.join(', ') || 'no policy changes'}; ${result.sessionsNarrowed} live session(s) narrowed, ${result.sessionsEnded} ended${result.needRestart.length ? `; changes to ${result.needRestart.join(', ')} take effect after a restart` : ''}`);
+      } catch (err) {
+        const message = err instanceof LoupeError ? err.message : (err as Error).message;
+        log(`policy reload refused (${why}): the old policy stays in force. ${message}`, 'error');
+        await broker.reloadRefused(`${file} (${why})`, message).catch(() => undefined);
+      }
+    });
+  };
+  process.on('SIGHUP', () => reload('SIGHUP'));
+  // Editors often replace the file, so the directory is watched; a burst of events becomes one reload.
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    watch(dirname(file), (_event, name) => {
+      if (name !== basename(file)) return;
+      clearTimeout(timer);
+      timer = setTimeout(() => reload('file changed'), 200);
+    }).unref();
+  } catch (err) {
+    log(`cannot watch ${file} for changes (${(err as Error).message}); reload with SIGHUP`, 'warn');
+  }
 }
 
 async function runToken(args: string[]): Promise<void> {

@@ -26,8 +26,6 @@ export interface AlertEngineHooks {
   endSession(sessionId: string, alert: Alert): void;
   /** action require-approval: the user's next grant on the target waits for an owner's approval. */
   requireApproval(alert: Alert): void;
-  /** action require-approval: the user's next grant on the target waits for an owner's approval. */
-  requireApproval(alert: Alert): void;
   deliver(alert: Alert): void;
 }
 
@@ -92,7 +90,7 @@ export class AlertEngine {
   private firstAttach: Record<string, string>;
 
   constructor(
-    private readonly config: LoupeConfig,
+    private config: LoupeConfig,
     private readonly hooks: AlertEngineHooks,
     private readonly firstAttachFile: string,
     private readonly clock: () => number,
@@ -102,6 +100,11 @@ export class AlertEngine {
     } catch {
       this.firstAttach = {};
     }
+  }
+
+  /** A policy reload: rules of sessions that start from now on come from the new targets. */
+  useConfig(config: LoupeConfig): void {
+    this.config = config;
   }
 
   /** Alerts kept in memory for the API, newest first (every alert is also in the audit trail). */
@@ -268,7 +271,6 @@ export class AlertEngine {
       state.ending = true;
       this.hooks.endSession(session, alert);
     }
-    if (action === 'require-approval') this.hooks.requireApproval(alert);
     if (action === 'require-approval') this.hooks.requireApproval(alert);
   }
 }

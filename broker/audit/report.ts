@@ -29,6 +29,7 @@ function breakpointPlace(params: Record<string, any> | undefined): string {
 
 const endReasons: Record<string, string> = {
   client_closed: 'the developer disconnected',
+  policy: 'the policy changed and no longer allowed the session',
   expired: 'the grant expired',
   revoked: 'the grant was revoked',
   shutdown: 'the broker shut down',

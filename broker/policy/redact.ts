@@ -98,7 +98,7 @@ export class Redactor {
   /** What was redacted, by name or pattern, for alerts and the record. */
   readonly hits: string[] = [];
 
-  constructor(readonly policy: RedactionPolicy) {}
+  constructor(public policy: RedactionPolicy) {}
 
   get active(): boolean {
     return this.policy.names.size > 0 || this.policy.patterns.length > 0;

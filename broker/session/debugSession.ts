@@ -9,7 +9,7 @@ import { marker, Redactor } from '../policy/redact';
 import { captureFrames, type Capture, type PausedFrameInput } from './snapshot';
 import type { Grant } from '../grants/grantStore';
 
-export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert';
+export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert' | 'policy';
 
 /** Close codes the client sees, with a reason it can show as is. */
 export const closeCodes: Record<EndReason, number> = {
@@ -20,6 +20,7 @@ export const closeCodes: Record<EndReason, number> = {
   target_gone: 4004,
   audit_failure: 4005,
   alert: 4006,
+  policy: 4007,
 };
 
 const closeMessages: Record<EndReason, string> = {
@@ -30,6 +31,7 @@ const closeMessages: Record<EndReason, string> = {
   target_gone: 'the target process went away',
   audit_failure: 'audit trail unavailable: the session has ended',
   alert: 'ended by an alert rule of the target owner',
+  policy: 'the target policy changed and no longer allows this session',
 };
 
 type Pending =
@@ -131,10 +133,34 @@ export class DebugSession {
     return started;
   }
 
+  /** When the session ends: the grant's expiry, or earlier when a policy reload shortened it. */
+  private expiresAtMs(): number {
+    return Math.min(this.grant.expiresAt * 1000, this.shortenedTo ?? Infinity);
+  }
+
+  private shortenedTo: number | undefined;
+
   private scheduleExpiry(): void {
-    const remaining = this.grant.expiresAt * 1000 - this.options.clock();
+    clearTimeout(this.expiryTimer);
+    const remaining = this.expiresAtMs() - this.options.clock();
     // Timers are capped near 24.8 days; a longer grant re-arms.
-    this.expiryTimer = setTimeout(() => (this.grant.expiresAt * 1000 <= this.options.clock() ? void this.end('expired') : this.scheduleExpiry()), Math.min(Math.max(remaining, 0), 2 ** 31 - 1));
+    this.expiryTimer = setTimeout(() => (this.expiresAtMs() <= this.options.clock() ? void this.end('expired') : this.scheduleExpiry()), Math.min(Math.max(remaining, 0), 2 ** 31 - 1));
+  }
+
+  /** A policy reload: the session continues under `target` (already the stricter of old and new), maybe for less time. */
+  applyPolicy(target: TargetConfig, changes: { expiresAtMs?: number; why: string }): void {
+    if (this.ending) return;
+    (this.options as { target: TargetConfig }).target = target;
+    this.redactor.policy = target.redaction;
+    const shortened = changes.expiresAtMs !== undefined && changes.expiresAtMs < this.expiresAtMs();
+    if (shortened) this.shortenedTo = changes.expiresAtMs;
+    this.record('session.policy_applied', {
+      why: changes.why,
+      maxPauseSeconds: target.maxPauseSeconds,
+      evaluation: target.evaluation,
+      ...(shortened ? { expiresAt: new Date(changes.expiresAtMs!).toISOString() } : {}),
+    }).catch(() => undefined);
+    if (shortened) this.scheduleExpiry();
   }
 
   get isEnding(): boolean {
