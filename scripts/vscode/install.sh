@@ -9,6 +9,12 @@ set -euo pipefail
 . "$(dirname "$0")/env.sh"
 mkdir -p "$LOUPE_VSCODE_HOME"
 say() { echo "$@" >&2; }
+# One install at a time: two test runs starting together would otherwise build into the same tree and break it.
+exec 9>"$LOUPE_VSCODE_HOME/.install.lock"
+if ! flock -n 9; then
+  say "another install of code-server is running; waiting for it (up to 15 min)"
+  flock -w 900 9 || { say "gave up waiting for the other install"; exit 1; }
+fi
 t() { date +%s; }
 T0=$(t)
 
@@ -38,9 +44,17 @@ if [ ! -f "$MARK" ] || [ ! -f "$CODE_SERVER" ]; then
   say "installing code-server@$CODE_SERVER_VERSION on Node $NODE24_VERSION (about 2-4 minutes; log: $LOUPE_VSCODE_HOME/code-server-install.log)"
   mkdir -p "$LOUPE_VSCODE_HOME/code-server"; cd "$LOUPE_VSCODE_HOME/code-server"
   [ -f package.json ] || echo '{"name":"code-server-install","private":true}' > package.json
-  if ! PATH="$NODE24_HOME/bin:$PATH" npm_config_nodedir="$NODE24_HOME" NODE_DISABLE_COMPILE_CACHE=1 \
-       npm i --no-audit --no-fund --foreground-scripts "code-server@$CODE_SERVER_VERSION" > "$LOUPE_VSCODE_HOME/code-server-install.log" 2>&1; then
-    tail -30 "$LOUPE_VSCODE_HOME/code-server-install.log" >&2; say "code-server install FAILED (log: $LOUPE_VSCODE_HOME/code-server-install.log)"; exit 1
+  install_code_server() {
+    PATH="$NODE24_HOME/bin:$PATH" npm_config_nodedir="$NODE24_HOME" NODE_DISABLE_COMPILE_CACHE=1 \
+      npm i --no-audit --no-fund --foreground-scripts "code-server@$CODE_SERVER_VERSION" > "$LOUPE_VSCODE_HOME/code-server-install.log" 2>&1
+  }
+  # A half-built tree (an interrupted earlier install) is removed and the install tried once more from clean.
+  if ! install_code_server; then
+    say "code-server install failed; retrying once from a clean tree"
+    rm -rf node_modules package-lock.json
+    if ! install_code_server; then
+      tail -30 "$LOUPE_VSCODE_HOME/code-server-install.log" >&2; say "code-server install FAILED (log: $LOUPE_VSCODE_HOME/code-server-install.log)"; exit 1
+    fi
   fi
   touch "$MARK"
 fi
