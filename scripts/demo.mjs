@@ -231,6 +231,17 @@ async function main() {
   verdict('evaluate "user.tier = \\"basic\\""', await session.send('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression: 'user.tier = "basic"' }));
   verdict('evaluate "process.exit(1)"', await session.send('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression: 'process.exit(1)' }));
 
+  step('Redaction: the password field and the routes around it');
+  const userProp = props.result.result.find((p) => p.name === 'user');
+  if (userProp?.value?.objectId) {
+    const fields = await session.send('Runtime.getProperties', { objectId: userProp.value.objectId, ownProperties: true });
+    show(`user.password read as a variable = ${JSON.stringify(fields.result.result.find((p) => p.name === 'password')?.value?.value)}`);
+  }
+  for (const expression of ['user.password', 'JSON.stringify(user)', 'Object.values(user).join(" ")']) {
+    const reply = await session.send('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, returnByValue: true });
+    show(`evaluate ${JSON.stringify(expression)} = ${JSON.stringify(reply.result?.result?.value ?? reply.error?.message)}`);
+  }
+
   step('Try to change production code');
   verdict('Debugger.setScriptSource', await session.send('Debugger.setScriptSource', { scriptId: frame.location.scriptId, scriptSource: '/* patched */' }));
   verdict('Runtime.callFunctionOn', await session.send('Runtime.callFunctionOn', { functionDeclaration: 'function () { while (true) {} }', objectId: local.object.objectId }));
