@@ -369,6 +369,8 @@ describe('operations: ECS export, metrics, health', () => {
   });
 
   it('serves Prometheus metrics', async () => {
+    // The upload latency is observed when the session's chunks reach the store: wait for that, not for a timer.
+    await broker.broker.audit.settle();
     const res = await fetch(`${broker.url}/metrics`);
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type')!, /^text\/plain/);

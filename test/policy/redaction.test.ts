@@ -27,7 +27,10 @@ describe('redaction', () => {
   let direct: CdpClient;
   before(async () => {
     target = await startTarget(app);
-    broker = await startTestBroker(basePolicy(target.inspector, {}));
+    const policy = basePolicy(target.inspector);
+    // A generous capture budget, so a loaded machine still expands the objects whose fields are checked.
+    policy.targets.app.snapshot = { timeBudgetMs: 1000 };
+    broker = await startTestBroker(policy);
     direct = await CdpClient.connect(target.wsUrl);
   });
   after(async () => {
