@@ -2,9 +2,11 @@
 // target (bench/fixtures/pause-target.js), a snapshot breakpoint, N hits; the broker's own commands to the
 // target are timed from the outside (no broker change) by wrapping DebugSession's command() and the target
 // socket of the session:
-//   before send  = command() called → frame written to the target socket (the broker.request record made
-//                  durable first: WAL append, one write + fdatasync when alone)
-//   target RTT   = frame written → answer read from the target socket
+//   before send  = command() called → frame written to the target socket (for command(), the broker.request
+//                  record made durable first: WAL append, one write + fdatasync when alone; a capture's reads
+//                  and its resume go through captureCommand(), sent at once)
+//   target RTT   = frame written → answer read from the target socket (reads are pipelined, so this
+//                  includes waiting behind the reads sent before it)
 //   after answer = answer read → command() resolved (parse, broker.response record)
 // Usage: node --import tsx bench/profile-snapshot.ts [N] [--tmpfs] [--expand=5] [--budget=1000]
 //   (--budget raises the capture time budget so the whole capture is seen, not just its first 10 ms)
@@ -43,33 +45,37 @@ async function main(): Promise<void> {
   const timed: Timed[] = [];
   const byTargetId = new Map<number, Timed>();
   let recording = false;
-  const proto = DebugSession.prototype as unknown as { command: (...a: unknown[]) => Promise<unknown> };
-  const original = proto.command;
+  // Both ways the session sends its own commands: command() (recorded first) and captureCommand() (a capture's
+  // reads and its resume, recorded once in the capture's event).
+  const proto = DebugSession.prototype as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  const originals = { command: proto.command!, captureCommand: proto.captureCommand! };
   const patched = new WeakSet<object>();
-  proto.command = function (this: { options: { targetSocket: any }; nextTargetId: number }, ...args: unknown[]) {
-    const socket = this.options.targetSocket;
-    if (!patched.has(socket)) {
-      patched.add(socket);
-      const send = socket.send.bind(socket);
-      socket.send = (data: string, ...rest: unknown[]) => {
-        const id = Number(/^\{"id":(\d+)/.exec(String(data))?.[1]);
-        const t = byTargetId.get(id);
-        if (t) t.sent = nowMs();
-        return send(data, ...rest);
-      };
-      socket.prependListener('message', (data: Buffer) => {
-        const id = Number(/^\{"id":(\d+)/.exec(data.toString('utf8', 0, 24))?.[1]);
-        const t = byTargetId.get(id);
-        if (t) t.answered = nowMs();
-      });
-    }
-    const t: Timed = { method: String(args[0]), called: nowMs() };
-    byTargetId.set(this.nextTargetId, t);
-    if (recording) timed.push(t);
-    const result = original.apply(this, args);
-    void result.then(() => (t.resolved = nowMs()), () => (t.resolved = nowMs()));
-    return result;
-  };
+  const wrap = (original: (...a: unknown[]) => Promise<unknown>) =>
+    function (this: { options: { targetSocket: any }; nextTargetId: number }, ...args: unknown[]) {
+      const socket = this.options.targetSocket;
+      if (!patched.has(socket)) {
+        patched.add(socket);
+        const send = socket.send.bind(socket);
+        socket.send = (data: string, ...rest: unknown[]) => {
+          const id = Number(/^\{"id":(\d+)/.exec(String(data))?.[1]);
+          const t = byTargetId.get(id);
+          if (t) t.sent = nowMs();
+          return send(data, ...rest);
+        };
+        socket.prependListener('message', (data: Buffer) => {
+          const id = Number(/^\{"id":(\d+)/.exec(data.toString('utf8', 0, 24))?.[1]);
+          const t = byTargetId.get(id);
+          if (t) t.answered = nowMs();
+        });
+      }
+      const t: Timed = { method: String(args[0]), called: nowMs() };
+      byTargetId.set(this.nextTargetId, t);
+      if (recording) timed.push(t);
+      const result = original.apply(this, args);
+      void result.then(() => (t.resolved = nowMs()), () => (t.resolved = nowMs()));
+      return result;
+    };
+  for (const [name, original] of Object.entries(originals)) proto[name] = wrap(original);
   try {
     const { client } = await tb.attach({ mode: 'snapshot' });
     await client.call('Debugger.enable');
@@ -100,7 +106,7 @@ async function main(): Promise<void> {
     );
     await client.close();
   } finally {
-    proto.command = original;
+    Object.assign(proto, originals);
     await control.close();
     await tb.close();
     await tb.broker.audit.stop();

@@ -6,7 +6,7 @@ import { cdpErrorCodes, gateClientFrame, truncate, type GateDecision, type LogTe
 import { conditionProbe } from '../gate/conditionCheck';
 import { reachableValuesProbe, screenEvaluation } from '../gate/evaluationCheck';
 import { marker, Redactor } from '../policy/redact';
-import { captureFrames, type Capture, type PausedFrameInput } from './snapshot';
+import { captureFrames, scrubCapture, type Capture, type PausedFrameInput } from './snapshot';
 import type { Grant } from '../grants/grantStore';
 
 export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert' | 'policy';
@@ -35,8 +35,39 @@ const closeMessages: Record<EndReason, string> = {
 };
 
 type Pending =
-  | { origin: 'client'; clientId: number; method: string; sentAt: number; requestSeq?: number; condition?: string; logpoint?: LogTemplate; removes?: string; describes?: string }
-  | { origin: 'broker'; method: string; resolve: (result: Record<string, unknown>) => void; reject: (err: Error) => void; timer: NodeJS.Timeout; quiet?: boolean };
+  | { origin: 'client'; clientId: number; method: string; sentAt: number; requestSeq?: number; condition?: string; logpoint?: LogTemplate; removes?: string; describes?: string; setAs?: BreakpointEntry['setAs'] }
+  | {
+      origin: 'broker';
+      method: string;
+      resolve: (result: Record<string, unknown>) => void;
+      reject: (err: Error) => void;
+      timer: NodeJS.Timeout;
+      quiet?: boolean;
+      /** A read of a snapshot capture: the capture's one record holds what it read. */
+      unrecorded?: boolean;
+      /** Runs as the answer is read, before any later frame of the target is handled. */
+      onAnswer?: (message: CdpMessage) => void;
+    };
+
+/** A breakpoint of this session, by the id the client knows it by. */
+interface BreakpointEntry {
+  readonly condition?: string;
+  readonly logpoint?: LogTemplate;
+  /** How it was set in V8, so the broker can set it again when a throttle ends. */
+  readonly setAs: { readonly method: string; readonly params: Record<string, unknown> };
+  /** Its id in V8 while it is set there; undefined while the broker has taken it out. */
+  v8Id: string | undefined;
+  /** Taken out of V8 by a rate limit until `until` (Date.now() time), then set again. */
+  throttled?: { until: number; reason: string; timer: NodeJS.Timeout };
+  /** The broker's changes to it in V8 (remove, set again), one after another. */
+  ops: Promise<unknown>;
+}
+
+/**
+ * A rate-limited breakpoint is taken out of V8 until its next capture is due, so V8 stops pausing on it,
+ * when that wait is at least this long; shorter waits are cheaper as hits resumed at once.
+ */
+export const minThrottleOutMs = 50;
 
 interface CdpMessage {
   id?: number;
@@ -85,8 +116,10 @@ export class DebugSession {
   readonly grant: Grant;
   private nextTargetId = 1;
   private readonly pending = new Map<number, Pending>();
-  /** Breakpoints this session set, with the condition the broker evaluates for each. */
-  private readonly breakpoints = new Map<string, { condition?: string; logpoint?: LogTemplate }>();
+  /** Breakpoints this session set, by client id, with the condition or logpoint the broker evaluates for each. */
+  private readonly breakpoints = new Map<string, BreakpointEntry>();
+  /** This session's breakpoints as V8 has them now (V8 id → client id), also those the broker is removing. */
+  private readonly inV8 = new Map<string, string>();
   /** Recent broker-held pauses per breakpoint (condition checks, logpoints): [time, ms]. */
   private readonly heldPauses = new Map<string, [number, number][]>();
   private paused = false;
@@ -256,6 +289,12 @@ export class DebugSession {
     }
     const targetId = this.nextTargetId++;
     const params = decision.params;
+    if (decision.method === 'Debugger.removeBreakpoint') {
+      // Gone for the broker at once: a hit racing the removal is resumed unseen, and a throttle never sets it again.
+      const entry = this.retire(String(params.breakpointId));
+      // V8 gives a breakpoint set again with the same parameters the same id; should it ever differ, V8's is sent.
+      if (entry?.v8Id !== undefined && entry.v8Id !== params.breakpointId) params.breakpointId = entry.v8Id;
+    }
     const frame = typeof params.callFrameId === 'string' ? this.frameLabels.get(params.callFrameId) : undefined;
     const object = typeof params.objectId === 'string' ? this.objectLabels.get(params.objectId) : undefined;
     const pending: Extract<Pending, { origin: 'client' }> = {
@@ -266,6 +305,7 @@ export class DebugSession {
       ...(decision.condition !== undefined ? { condition: decision.condition } : {}),
       ...(decision.logpoint ? { logpoint: decision.logpoint } : {}),
       ...(decision.method === 'Debugger.removeBreakpoint' ? { removes: params.breakpointId as string } : {}),
+      ...(decision.handling === 'breakpoint' ? { setAs: { method: decision.method, params } } : {}),
       ...(decision.method === 'Runtime.getProperties' ? { describes: object ?? `object ${String(params.objectId)}` } : {}),
       ...(decision.handling === 'evaluate' ? { describes: `(${truncate(String(params.expression), 80)})` } : {}),
     };
@@ -306,17 +346,17 @@ export class DebugSession {
   }
 
   /** A command of the broker's own, recorded like the client's. `critical` commands (cleanup) go out even if recording fails. */
-  private command(method: string, params: Record<string, unknown> = {}, options: { timeoutMs?: number; critical?: boolean; quiet?: boolean } = {}): Promise<Record<string, unknown>> {
+  private command(method: string, params: Record<string, unknown> = {}, options: { timeoutMs?: number; critical?: boolean; quiet?: boolean; why?: string; onAnswer?: (message: CdpMessage) => void } = {}): Promise<Record<string, unknown>> {
     const timeoutMs = options.timeoutMs ?? brokerCommandTimeoutMs;
     const targetId = this.nextTargetId++;
-    const recorded = this.record('broker.request', { targetId, method, params });
+    const recorded = this.record('broker.request', { targetId, method, params, ...(options.why ? { why: options.why } : {}) });
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(targetId);
         this.record('broker.response.missing', { targetId, method, afterMs: timeoutMs }).catch(() => undefined);
         reject(new Error(`${method}: no answer from the target within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer, ...(options.quiet ? { quiet: true } : {}) });
+      this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer, ...(options.quiet ? { quiet: true } : {}), ...(options.onAnswer ? { onAnswer: options.onAnswer } : {}) });
       const send = () => {
         const socket = this.options.targetSocket;
         if (socket.readyState !== socket.OPEN) {
@@ -333,6 +373,28 @@ export class DebugSession {
         this.pending.delete(targetId);
         reject(err);
       });
+    });
+  }
+
+  /**
+   * A read of a snapshot capture, or the resume that ends it: sent at once, not recorded by itself, so the
+   * target is never held for the disk. The breakpoint that causes the capture was recorded before V8 had it,
+   * and the capture's one record (snapshot.captured) holds everything these reads returned.
+   */
+  private captureCommand(method: 'Runtime.getProperties' | 'Debugger.resume', params: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+    const targetId = this.nextTargetId++;
+    return new Promise((resolve, reject) => {
+      const socket = this.options.targetSocket;
+      if (socket.readyState !== socket.OPEN) {
+        reject(new Error('target link closed'));
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.pending.delete(targetId);
+        reject(new Error(`${method}: no answer from the target within ${brokerCommandTimeoutMs} ms`));
+      }, brokerCommandTimeoutMs);
+      this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer, unrecorded: true });
+      socket.send(JSON.stringify({ id: targetId, method, params }));
     });
   }
 
@@ -358,7 +420,8 @@ export class DebugSession {
       clearTimeout(pending.timer);
       // A quiet command's answer is read by the broker alone (the redaction probe): only its size is recorded.
       if (!pending.quiet) this.redactor.response(pending.method, message.result);
-      this.record('broker.response', { targetId: message.id, method: pending.method, ...(message.error ? { error: message.error } : pending.quiet ? { result: { bytes: raw.length } } : { result: summarizeResult(pending.method, message.result) }) }).catch(() => undefined);
+      pending.onAnswer?.(message);
+      if (!pending.unrecorded) this.record('broker.response', { targetId: message.id, method: pending.method, ...(message.error ? { error: message.error } : pending.quiet ? { result: { bytes: raw.length } } : { result: summarizeResult(pending.method, message.result) }) }).catch(() => undefined);
       if (message.error) pending.reject(new Error(`${pending.method}: ${message.error.message}`));
       else pending.resolve(message.result ?? {});
       return;
@@ -367,9 +430,18 @@ export class DebugSession {
     if (message.result && (pending.method === 'Runtime.evaluate' || pending.method === 'Debugger.evaluateOnCallFrame')) capResult(message.result, this.options.target.evaluation.maxResultBytes);
     const breakpointId = message.result?.breakpointId;
     if (typeof breakpointId === 'string') {
-      this.breakpoints.set(breakpointId, { ...(pending.condition !== undefined ? { condition: pending.condition } : {}), ...(pending.logpoint ? { logpoint: pending.logpoint } : {}) });
+      const previous = this.breakpoints.get(breakpointId);
+      if (previous?.throttled) clearTimeout(previous.throttled.timer);
+      this.breakpoints.set(breakpointId, {
+        ...(pending.condition !== undefined ? { condition: pending.condition } : {}),
+        ...(pending.logpoint ? { logpoint: pending.logpoint } : {}),
+        setAs: pending.setAs ?? { method: pending.method, params: {} },
+        v8Id: breakpointId,
+        ops: Promise.resolve(),
+      });
+      this.inV8.set(breakpointId, breakpointId);
     }
-    if (pending.removes !== undefined && !message.error) this.breakpoints.delete(pending.removes);
+    if (pending.removes !== undefined && !message.error) this.inV8.delete(pending.removes);
     if (pending.describes && message.result) this.labelObjects(pending.method, pending.describes, message.result);
     const recorded = this.recordOrEnd('cdp.response', {
       id: pending.clientId,
@@ -418,10 +490,23 @@ export class DebugSession {
   private async onPaused(message: CdpMessage, raw: Buffer): Promise<void> {
     this.redactor.event('Debugger.paused', message.params);
     if (this.grant.mode === 'snapshot') return this.onSnapshotPause(message);
-    const text = JSON.stringify(message);
     this.paused = true;
     const params = message.params ?? {};
-    const hits = Array.isArray(params.hitBreakpoints) ? (params.hitBreakpoints as string[]) : [];
+    const { live: hits, quiet } = this.sortHits(params.hitBreakpoints);
+    if (hits.length === 0 && quiet.length > 0 && !this.clientExpectsPause && params.reason === 'other') {
+      // Only breakpoints the broker is taking out of V8 (throttled, suspended, removed): resumed, never shown.
+      for (const id of quiet) if (this.breakpoints.has(id)) this.snapshotState(id).skipped++;
+      this.swallowResumed++;
+      try {
+        await this.command('Debugger.resume', {}, { critical: true });
+      } catch {
+        this.swallowResumed = Math.max(0, this.swallowResumed - 1);
+      }
+      return;
+    }
+    // The client sees its own ids, and only breakpoints it still has.
+    if (Array.isArray(params.hitBreakpoints)) params.hitBreakpoints = hits;
+    const text = JSON.stringify(message);
     const logpoints = hits.filter((id) => this.breakpoints.get(id)?.logpoint !== undefined);
     const conditional = hits.filter((id) => !logpoints.includes(id) && this.breakpoints.get(id)?.condition !== undefined);
     const frame = (params.callFrames as PausedFrameInput[] | undefined)?.[0];
@@ -460,52 +545,55 @@ export class DebugSession {
    */
   private async onSnapshotPause(message: CdpMessage): Promise<void> {
     const params = message.params ?? {};
-    const hits = (Array.isArray(params.hitBreakpoints) ? (params.hitBreakpoints as string[]) : []).filter((id) => this.breakpoints.has(id));
-    if (hits.length === 0 || this.ending) return;
+    const { live: hits, quiet } = this.sortHits(params.hitBreakpoints);
+    if ((hits.length === 0 && quiet.length === 0) || this.ending) return;
+    if (hits.length === 0 || !this.options.auditAccepting()) {
+      // A hit of a breakpoint the broker is taking out of V8 (or nothing could record a capture): resumed at once.
+      this.resumeNow();
+      for (const id of [...hits, ...quiet]) if (this.breakpoints.has(id)) this.snapshotState(id).skipped++;
+      return;
+    }
     const limits = this.options.target.snapshot;
     const started = performance.now();
     const frames = (params.callFrames as PausedFrameInput[] | undefined) ?? [];
     let captureFor: string | undefined;
-    let skipped: { breakpointId: string; reason: string } | undefined;
+    let skipped: { breakpointId: string; reason: string; until: number } | undefined;
     const logpoints = hits.filter((id) => this.breakpoints.get(id)?.logpoint !== undefined);
     for (const id of logpoints) if (frames[0]) await this.emitLogpoint(id, frames[0]);
     for (const id of hits.filter((h) => !logpoints.includes(h))) {
+      const entry = this.breakpoints.get(id);
+      if (!entry) continue;
       const state = this.snapshotState(id);
-      const condition = this.breakpoints.get(id)!.condition;
-      if (condition !== undefined && frames[0]) {
-        const verdict = await this.evaluateCondition(frames[0].callFrameId, condition);
-        this.record('cdp.breakpoint.condition', { breakpointId: id, condition, value: verdict.value, ...(verdict.detail ? { detail: verdict.detail } : {}) }).catch(() => undefined);
+      if (entry.condition !== undefined && frames[0]) {
+        const verdict = await this.evaluateCondition(frames[0].callFrameId, entry.condition);
+        this.record('cdp.breakpoint.condition', { breakpointId: id, condition: entry.condition, value: verdict.value, ...(verdict.detail ? { detail: verdict.detail } : {}) }).catch(() => undefined);
         if (!verdict.value) continue;
       }
       const now = Date.now();
       this.captureTimes = this.captureTimes.filter((t) => now - t < 60_000);
-      if (now - state.lastCaptureAt < limits.minIntervalMs) skipped = { breakpointId: id, reason: `at most one capture every ${limits.minIntervalMs} ms per breakpoint` };
-      else if (this.captureTimes.length >= limits.maxCapturesPerMinute) skipped = { breakpointId: id, reason: `at most ${limits.maxCapturesPerMinute} captures per minute per session` };
+      if (now - state.lastCaptureAt < limits.minIntervalMs) skipped = { breakpointId: id, reason: `at most one capture every ${limits.minIntervalMs} ms per breakpoint`, until: state.lastCaptureAt + limits.minIntervalMs };
+      else if (this.captureTimes.length >= limits.maxCapturesPerMinute) skipped = { breakpointId: id, reason: `at most ${limits.maxCapturesPerMinute} captures per minute per session`, until: this.captureTimes[0]! + 60_000 };
       else {
         captureFor = id;
         break;
       }
     }
-    let capture: Capture | undefined;
+    let capture: (Capture & { reads?: number }) | undefined;
     if (captureFor) {
       try {
-        capture = await captureFrames(frames, this.scriptUrls, (objectId) => this.command('Runtime.getProperties', { objectId, ownProperties: true }, { critical: true }) as never, limits);
+        capture = await captureFrames(frames, this.scriptUrls, (objectId) => this.captureCommand('Runtime.getProperties', { objectId, ownProperties: true }) as never, limits);
       } catch (err) {
         capture = { frames: [], durationMs: 0, bytes: 0, truncated: `capture failed: ${(err as Error).message}` };
       }
     }
     // Resume first: the capture is in hand, the target must not wait for the record or the client.
-    this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined);
+    this.resumeNow();
     const pauseMs = Math.round((performance.now() - started) * 1000) / 1000;
     if (!captureFor) this.chargeHeldPause(hits, pauseMs);
     if (skipped && !captureFor) {
-      const state = this.snapshotState(skipped.breakpointId);
-      state.skipped++;
-      if (Date.now() - state.lastThrottleNoticeAt >= 1000) {
-        state.lastThrottleNoticeAt = Date.now();
-        this.record('snapshot.throttled', { breakpointId: skipped.breakpointId, reason: skipped.reason, skipped: state.skipped }).catch(() => undefined);
-        this.enqueue(JSON.stringify({ method: 'Loupe.snapshotThrottled', params: { breakpointId: skipped.breakpointId, reason: skipped.reason, skipped: state.skipped } }), true);
-      }
+      this.snapshotState(skipped.breakpointId).skipped++;
+      this.throttle(skipped.breakpointId, skipped.until, skipped.reason, false);
+      this.throttleNotice(skipped.breakpointId, skipped.reason, skipped.until);
       return;
     }
     if (!captureFor || !capture) return;
@@ -515,15 +603,126 @@ export class DebugSession {
     this.captureTimes.push(Date.now());
     const captureId = `${this.sessionId.slice(0, 8)}-${++this.captureCount}`;
     const record = { captureId, breakpointId: captureFor, capturedAt: new Date(this.options.clock()).toISOString(), pauseMs, ...capture };
-    this.recordOrEnd('snapshot.captured', record).catch(() => undefined);
-    this.enqueue(JSON.stringify({ method: 'Loupe.snapshotCaptured', params: record }), false);
+    // Reads arrive in parallel, so a value learned from one reply may sit in a string read before it.
+    if (this.redactor.active) scrubCapture(record.frames, (text) => this.redactor.scrub(text));
+    // One record per capture, durable before the client sees it.
+    const recorded = this.recordOrEnd('snapshot.captured', record);
+    this.enqueue(JSON.stringify({ method: 'Loupe.snapshotCaptured', params: record }), false, recorded);
     if (state.captures >= limits.maxCapturesPerBreakpoint) {
-      this.breakpoints.delete(captureFor);
-      this.command('Debugger.removeBreakpoint', { breakpointId: captureFor }, { critical: true }).catch(() => undefined);
       const reason = `reached its limit of ${limits.maxCapturesPerBreakpoint} captures and was removed`;
+      this.retire(captureFor, `snapshot breakpoint ${reason}`);
       this.record('snapshot.throttled', { breakpointId: captureFor, reason }).catch(() => undefined);
       this.enqueue(JSON.stringify({ method: 'Loupe.snapshotThrottled', params: { breakpointId: captureFor, reason, removed: true } }), false);
+      return;
     }
+    // Rate limits: take the breakpoint out of V8 until its next capture is due, so V8 stops pausing on it.
+    this.throttle(captureFor, state.lastCaptureAt + limits.minIntervalMs, `at most one capture every ${limits.minIntervalMs} ms per breakpoint`, true);
+    if (this.captureTimes.length >= limits.maxCapturesPerMinute) {
+      const reason = `at most ${limits.maxCapturesPerMinute} captures per minute per session`;
+      for (const [id, entry] of this.breakpoints) if (!entry.logpoint) this.throttle(id, this.captureTimes[0]! + 60_000, reason, true);
+    }
+  }
+
+  /** Resumes the target at once, without waiting for any record (snapshot mode: the capture's record says so). */
+  private resumeNow(): void {
+    this.captureCommand('Debugger.resume').catch(() => undefined);
+  }
+
+  /**
+   * A pause's hits as client ids: live (this session's breakpoint, set in V8 now) and quiet (one the broker is
+   * taking out of V8 or has: throttled, suspended, removed). Ids that are no breakpoint of this session are left out.
+   */
+  private sortHits(raw: unknown): { live: string[]; quiet: string[] } {
+    const live: string[] = [];
+    const quiet: string[] = [];
+    for (const id of Array.isArray(raw) ? raw : []) {
+      const clientId = typeof id === 'string' ? this.inV8.get(id) : undefined;
+      if (clientId === undefined) continue;
+      const entry = this.breakpoints.get(clientId);
+      (entry && entry.v8Id === id && !entry.throttled ? live : quiet).push(clientId);
+    }
+    return { live, quiet };
+  }
+
+  /** Tells the client (and the record) why hits of a breakpoint give no capture, at most once a second. */
+  private throttleNotice(breakpointId: string, reason: string, until?: number): void {
+    const state = this.snapshotState(breakpointId);
+    if (Date.now() - state.lastThrottleNoticeAt < 1000) return;
+    state.lastThrottleNoticeAt = Date.now();
+    const untilText = until !== undefined ? { until: new Date(until).toISOString() } : {};
+    this.record('snapshot.throttled', { breakpointId, reason, skipped: state.skipped, ...untilText }).catch(() => undefined);
+    this.enqueue(JSON.stringify({ method: 'Loupe.snapshotThrottled', params: { breakpointId, reason, skipped: state.skipped, ...untilText } }), true);
+  }
+
+  /** Serialises the broker's changes to one breakpoint in V8. */
+  private changeInV8(entry: BreakpointEntry, change: () => Promise<unknown>): void {
+    entry.ops = entry.ops.then(change).catch(() => undefined);
+  }
+
+  /** Removes a breakpoint from V8 on the broker's own account (recorded first, like every broker command). */
+  private removeFromV8(entry: BreakpointEntry, v8Id: string, why: string): void {
+    this.changeInV8(entry, () => this.command('Debugger.removeBreakpoint', { breakpointId: v8Id }, { critical: true, why }).then(() => this.inV8.delete(v8Id)));
+  }
+
+  /**
+   * A rate limit: the breakpoint leaves V8 until `until`, then the broker sets it again with the client's
+   * parameters (V8 gives it the same id). Hits racing the removal are resumed at once. A wait shorter than
+   * minThrottleOutMs is left to those quick resumes.
+   */
+  private throttle(clientId: string, until: number, reason: string, notify: boolean): void {
+    const entry = this.breakpoints.get(clientId);
+    const wait = until - Date.now();
+    if (!entry || entry.throttled || entry.v8Id === undefined || this.ending || wait < minThrottleOutMs) return;
+    const v8Id = entry.v8Id;
+    entry.v8Id = undefined;
+    entry.throttled = { until, reason, timer: setTimeout(() => this.setAgain(clientId, entry), wait) };
+    this.removeFromV8(entry, v8Id, `throttled until ${new Date(until).toISOString()}: ${reason}`);
+    if (notify) this.throttleNotice(clientId, reason, until);
+  }
+
+  /** The end of a throttle: sets the breakpoint again as the client set it, unless it has gone meanwhile. */
+  private setAgain(clientId: string, entry: BreakpointEntry): void {
+    const current = () => this.breakpoints.get(clientId) === entry && !this.ending;
+    this.changeInV8(entry, async () => {
+      if (!current() || !this.options.auditAccepting()) return;
+      const why = `set again: the throttle (${entry.throttled?.reason ?? 'rate limit'}) is over`;
+      try {
+        await this.command(entry.setAs.method, entry.setAs.params, {
+          why,
+          // Bookkeeping as the answer is read: a hit can follow it in the same read from the socket.
+          onAnswer: (message) => {
+            const id = message.result?.breakpointId;
+            if (typeof id !== 'string') return;
+            this.inV8.set(id, clientId);
+            if (current()) {
+              entry.v8Id = id;
+              entry.throttled = undefined;
+            } else this.removeFromV8(entry, id, 'removed while the broker set it again');
+          },
+        });
+      } catch (err) {
+        if (!current()) return;
+        // It could not be set again: the client is told it is gone, as for a capture limit.
+        this.retire(clientId);
+        const reason = `could not be set again after a throttle (${(err as Error).message}) and was removed`;
+        this.record('snapshot.throttled', { breakpointId: clientId, reason }).catch(() => undefined);
+        this.enqueue(JSON.stringify({ method: 'Loupe.snapshotThrottled', params: { breakpointId: clientId, reason, removed: true } }), false);
+      }
+    });
+  }
+
+  /**
+   * A breakpoint gone for good (the client removed it, a capture limit, the pause budget). With `why`, the
+   * broker removes it from V8 itself; hits still in flight are recognised as this session's and resumed.
+   */
+  private retire(clientId: string, why?: string): BreakpointEntry | undefined {
+    const entry = this.breakpoints.get(clientId);
+    if (!entry) return undefined;
+    this.breakpoints.delete(clientId);
+    this.heldPauses.delete(clientId);
+    if (entry.throttled) clearTimeout(entry.throttled.timer);
+    if (why !== undefined && entry.v8Id !== undefined) this.removeFromV8(entry, entry.v8Id, why);
+    return entry;
   }
 
   private snapshotState(breakpointId: string): { lastCaptureAt: number; captures: number; skipped: number; lastThrottleNoticeAt: number } {
@@ -537,15 +736,20 @@ export class DebugSession {
    * and a short timeout, rate limited like captures; the message goes to the client as Loupe.logpoint.
    */
   private async emitLogpoint(breakpointId: string, frame: PausedFrameInput): Promise<void> {
-    const entry = this.breakpoints.get(breakpointId)!;
+    const entry = this.breakpoints.get(breakpointId);
+    if (!entry) return;
     const limits = this.options.target.snapshot;
     const state = this.snapshotState(breakpointId);
+    const rateLimit = `at most one logpoint message every ${limits.minIntervalMs} ms per breakpoint`;
     if (Date.now() - state.lastCaptureAt < limits.minIntervalMs) {
       state.skipped++;
+      this.throttle(breakpointId, state.lastCaptureAt + limits.minIntervalMs, rateLimit, false);
       return;
     }
     if (entry.condition !== undefined && !(await this.evaluateCondition(frame.callFrameId, entry.condition)).value) return;
     state.lastCaptureAt = Date.now();
+    // Like a capture: out of V8 until the next message is due, so hits in between cost the target nothing.
+    this.throttle(breakpointId, state.lastCaptureAt + limits.minIntervalMs, rateLimit, false);
     const template = entry.logpoint!;
     const values: string[] = [];
     for (const expression of template.expressions) {
@@ -578,11 +782,9 @@ export class DebugSession {
       this.heldPauses.set(id, window);
       const spent = window.reduce((sum, [, m]) => sum + m, 0);
       if (spent <= budget || !this.breakpoints.has(id)) continue;
-      this.breakpoints.delete(id);
-      this.heldPauses.delete(id);
-      this.command('Debugger.removeBreakpoint', { breakpointId: id }, { critical: true }).catch(() => undefined);
       const figures = { pauseMsPerSecond: Math.round(spent * 10) / 10, hitsPerSecond: window.length, budgetMsPerSecond: budget };
       const reason = `suspended: its hits held the target ${figures.pauseMsPerSecond} ms in the last second over ${figures.hitsPerSecond} hits (budget ${budget} ms per second)`;
+      this.retire(id, `breakpoint ${reason}`);
       this.record('cdp.breakpoint.suspended', { breakpointId: id, reason, ...figures }).catch(() => undefined);
       this.enqueue(JSON.stringify({ method: 'Loupe.breakpointSuspended', params: { breakpointId: id, reason, ...figures } }), false);
     }
@@ -722,11 +924,14 @@ export class DebugSession {
     clearTimeout(this.expiryTimer);
     this.clearWatchdog();
     this.record('session.ending', { endReason: reason, breakpoints: [...this.breakpoints.keys()], paused: this.paused }).catch(() => undefined);
+    // No throttled breakpoint is set again from now on.
+    for (const entry of this.breakpoints.values()) if (entry.throttled) clearTimeout(entry.throttled.timer);
     if (targetSocket.readyState === targetSocket.OPEN) {
       // Production first: these go out even when the audit trail is failing, and the target handles them
       // in order, also while paused.
       const steps: Promise<unknown>[] = [];
-      for (const breakpointId of this.breakpoints.keys()) steps.push(this.command('Debugger.removeBreakpoint', { breakpointId }, { critical: true }).catch(() => undefined));
+      // Everything this session has in V8, also breakpoints the broker is taking out.
+      for (const breakpointId of this.inV8.keys()) steps.push(this.command('Debugger.removeBreakpoint', { breakpointId }, { critical: true }).catch(() => undefined));
       steps.push(this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined));
       steps.push(this.command('Debugger.disable', {}, { critical: true }).catch(() => undefined));
       steps.push(this.command('Runtime.disable', {}, { critical: true }).catch(() => undefined));
@@ -737,6 +942,7 @@ export class DebugSession {
     }
     this.pending.clear();
     this.breakpoints.clear();
+    this.inV8.clear();
     targetSocket.removeAllListeners('close');
     targetSocket.close();
     await audit.record('session.ended', { endReason: reason }).catch(() => undefined);
