@@ -581,7 +581,7 @@ export class DebugSession {
     let capture: (Capture & { reads?: number }) | undefined;
     if (captureFor) {
       try {
-        capture = await captureFrames(frames, this.scriptUrls, (objectId) => this.captureCommand('Runtime.getProperties', { objectId, ownProperties: true }) as never, limits);
+        capture = await captureFrames(frames, this.scriptUrls, (objectId, preview) => this.captureCommand('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) }) as never, limits);
       } catch (err) {
         capture = { frames: [], durationMs: 0, bytes: 0, truncated: `capture failed: ${(err as Error).message}` };
       }

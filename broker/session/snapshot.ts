@@ -37,6 +37,13 @@ interface RemoteObject {
   unserializableValue?: string;
   description?: string;
   objectId?: string;
+  preview?: ObjectPreview;
+}
+
+/** Runtime.ObjectPreview, as V8 builds it for getProperties with generatePreview (no user code runs). */
+interface ObjectPreview {
+  overflow?: boolean;
+  properties?: { name: string; type: string; subtype?: string; value?: string }[];
 }
 
 interface PropertyDescriptor {
@@ -56,7 +63,63 @@ export interface PausedFrameInput {
   this?: RemoteObject;
 }
 
-type GetProperties = (objectId: string) => Promise<{ result?: PropertyDescriptor[]; internalProperties?: PropertyDescriptor[] }>;
+/** Reads an object's own properties; with `preview`, each object among them comes with V8's preview. */
+type GetProperties = (objectId: string, preview: boolean) => Promise<{ result?: PropertyDescriptor[]; internalProperties?: PropertyDescriptor[] }>;
+
+/** Preview strings shorter than this are exact (V8 shortens longer ones around an ellipsis from 100 on). */
+const previewStringExact = 99;
+
+const unserializableNumbers = new Set(['NaN', 'Infinity', '-Infinity', '-0']);
+
+/** A primitive as a preview gives it (as text), as Runtime.getProperties would give it; undefined if unsure. */
+function primitiveFromPreview(p: NonNullable<ObjectPreview['properties']>[number]): RemoteObject | undefined {
+  const text = p.value ?? '';
+  switch (p.type) {
+    case 'string':
+      return text.length < previewStringExact ? { type: 'string', value: text } : undefined;
+    case 'number':
+      if (unserializableNumbers.has(text)) return { type: 'number', unserializableValue: text, description: text };
+      return /^-?\d+(\.\d+)?(e[+-]\d+)?$/.test(text) ? { type: 'number', value: Number(text) } : undefined;
+    case 'boolean':
+      return text === 'true' || text === 'false' ? { type: 'boolean', value: text === 'true' } : undefined;
+    case 'undefined':
+      return { type: 'undefined' };
+    case 'bigint':
+      return { type: 'bigint', unserializableValue: text, description: text };
+    case 'symbol':
+      return { type: 'symbol', description: text };
+    case 'object':
+      return p.subtype === 'null' ? { type: 'object', subtype: 'null', value: null } : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/**
+ * The properties of a small plain object or array of primitives, when V8's preview of it holds all of them
+ * exactly: then the capture needs no read of its own. A preview lists own properties (enumerable or not, symbol
+ * keys too) up to 5 names or 100 indices and says when it stopped (overflow); it shortens strings of 100
+ * characters or more; numbers are exact decimal text. Anything else (nested objects, functions, accessors,
+ * class instances, whose previews also list private fields) is read as usual.
+ */
+export function propertiesFromPreview(remote: RemoteObject): PropertyDescriptor[] | undefined {
+  const preview = remote.preview;
+  const plain = remote.subtype === undefined && remote.className === 'Object';
+  const array = remote.subtype === 'array' && remote.className === 'Array';
+  if (!preview || preview.overflow !== false || !Array.isArray(preview.properties) || !(plain || array)) return undefined;
+  const out: PropertyDescriptor[] = [];
+  for (const p of preview.properties) {
+    const value = array && !/^\d+$/.test(p.name) ? undefined : primitiveFromPreview(p);
+    if (!value) return undefined;
+    out.push({ name: p.name, value });
+  }
+  if (array) {
+    const length = /^Array\((\d+)\)$/.exec(remote.description ?? '')?.[1];
+    if (length === undefined) return undefined;
+    out.push({ name: 'length', value: { type: 'number', value: Number(length) } });
+  }
+  return out;
+}
 
 const expandedScopes = new Set(['local', 'block', 'catch', 'closure']);
 
@@ -79,11 +142,13 @@ interface Filling {
  * runs user code: getters, Proxy traps and toString are not invoked). Depth bounds cycles.
  *
  * Reads are pipelined: every object found is queued at once and up to `captureReadWindow` reads are in
- * flight, so a capture costs about one round trip per level of depth rather than one per object. Objects are
- * read breadth first (the locals of every expanded frame before what they point to), and each reply is
- * converted as it arrives, so when the last read is answered the capture is complete and the target can be
- * resumed. At the time budget the capture stops waiting: what has not arrived is marked with the budget.
- * The result is plain data (no remote ids), built from replies the session has already redacted.
+ * flight, so a capture costs about one round trip per level of depth rather than one per object; and a small
+ * plain object or array of primitives whose preview (asked for with the read of its parent) holds it whole
+ * costs no read at all. Objects are filled breadth first, in the order found (the locals of every expanded
+ * frame before what they point to), whether read or previewed, so limits cut the same values either way.
+ * When the last read is answered the capture is complete and the target can be resumed. At the time budget
+ * the capture stops waiting: what has not arrived is marked with the budget. The result is plain data (no
+ * remote ids), built from replies the session has already redacted.
  */
 export async function captureFrames(frames: readonly PausedFrameInput[], scriptUrls: ReadonlyMap<string, string>, getProperties: GetProperties, limits: SnapshotLimits, now: () => number = () => performance.now()): Promise<Capture & { readonly reads: number }> {
   const started = now();
@@ -98,8 +163,23 @@ export async function captureFrames(frames: readonly PausedFrameInput[], scriptU
     return cut;
   };
 
-  const queue: { objectId: string; depthLeft: number; isArray: boolean; into: Filling }[] = [];
-  const inFlight = new Set<Filling>();
+  /** An object to fill: read (objectId) or already known from a preview (known). */
+  interface Item {
+    readonly objectId?: string;
+    readonly known?: PropertyDescriptor[];
+    readonly depthLeft: number;
+    readonly isArray: boolean;
+    readonly into: Filling;
+    reply?: Awaited<ReturnType<GetProperties>>;
+    error?: string;
+    /** Not read: a limit was reached before its turn. */
+    unsent?: boolean;
+  }
+  /** Not started yet, in the order found. */
+  const queue: Item[] = [];
+  /** Started (read sent, or known), filled strictly in this order: the order of a breadth-first walk. */
+  const toFill: Item[] = [];
+  let inFlight = 0;
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => (finish = resolve));
 
@@ -116,9 +196,9 @@ export async function captureFrames(frames: readonly PausedFrameInput[], scriptU
     return { type: remote.type, value: remote.value };
   };
 
-  /** Queues the read of an object's properties into `into`; its children get `depthLeft`. */
-  const expand = (objectId: string, depthLeft: number, isArray: boolean, into: Filling): void => {
-    queue.push({ objectId, depthLeft, isArray, into });
+  /** Queues an object's properties for `into` (a read, unless `known` from a preview); its children get `depthLeft`. */
+  const expand = (source: { objectId: string } | { known: PropertyDescriptor[] }, depthLeft: number, isArray: boolean, into: Filling): void => {
+    queue.push({ ...source, depthLeft, isArray, into });
   };
 
   const convert = (remote: RemoteObject, depthLeft: number): CapturedValue => {
@@ -129,7 +209,9 @@ export async function captureFrames(frames: readonly PausedFrameInput[], scriptU
     if (!remote.objectId || remote.subtype === 'proxy') return head;
     if (depthLeft <= 0) return { ...head, truncated: 'depth' };
     const node: CapturedValue & Filling = { ...head, properties: [] };
-    expand(remote.objectId, depthLeft - 1, remote.subtype === 'array' || remote.subtype === 'typedarray', node);
+    // Queued like a read and filled in its turn, so a preview changes the cost, never the capture.
+    const known = propertiesFromPreview(remote);
+    expand(known ? { known } : { objectId: remote.objectId }, depthLeft - 1, remote.subtype === 'array' || remote.subtype === 'typedarray', node);
     return node;
   };
 
@@ -155,40 +237,53 @@ export async function captureFrames(frames: readonly PausedFrameInput[], scriptU
     if (entries?.value?.objectId && !over()) {
       const node: CapturedValue & Filling = { type: 'object', subtype: 'array', properties: [] };
       into.properties.push({ name: '[[Entries]]', value: node });
-      expand(entries.value.objectId, depthLeft, true, node);
+      expand({ objectId: entries.value.objectId }, depthLeft, true, node);
     }
     if (truncated) into.truncated = truncated;
   };
 
-  /** Sends queued reads while the window has room; finishes when nothing is queued or in flight. */
+  /**
+   * Starts queued items while the read window has room, then fills started items in order as their replies
+   * are in (the target answers in the order asked). Limits are checked as each item is filled, so which
+   * values a cut leaves out does not depend on how the reads were timed. Finishes when all is filled.
+   */
   const pump = (): void => {
-    while (!closed && queue.length > 0 && inFlight.size < captureReadWindow) {
-      const next = queue.shift()!;
-      const stop = over();
-      if (stop) {
-        next.into.truncated = stop;
-        continue;
+    for (;;) {
+      while (!closed && queue.length > 0 && inFlight < captureReadWindow) {
+        const next = queue.shift()!;
+        toFill.push(next);
+        if (next.known) next.reply = { result: next.known };
+        // Past a limit nothing more is read; the item is marked as cut when its turn comes.
+        else if (over()) next.unsent = true;
+        else read(next);
       }
-      inFlight.add(next.into);
-      reads++;
-      getProperties(next.objectId).then(
-        (reply) => {
-          inFlight.delete(next.into);
-          if (closed) return;
-          const stop = over();
-          if (stop) next.into.truncated = stop;
-          else fill(reply, next.depthLeft, next.isArray, next.into);
-          pump();
-        },
-        (err: Error) => {
-          inFlight.delete(next.into);
-          if (closed) return;
-          next.into.truncated = `read failed: ${err.message}`;
-          pump();
-        },
-      );
+      const head = toFill[0];
+      if (closed || !head || !(head.reply || head.error || head.unsent)) break;
+      toFill.shift();
+      const stop = over();
+      if (head.error) head.into.truncated = head.error;
+      else if (stop) head.into.truncated = stop;
+      else fill(head.reply!, head.depthLeft, head.isArray, head.into);
     }
-    if (!closed && queue.length === 0 && inFlight.size === 0) finish();
+    if (!closed && queue.length === 0 && toFill.length === 0) finish();
+  };
+
+  const read = (item: Item): void => {
+    inFlight++;
+    reads++;
+    // Previews only pay when what this read finds may be expanded in turn.
+    getProperties(item.objectId!, item.depthLeft > 0).then(
+      (reply) => {
+        inFlight--;
+        item.reply = reply;
+        if (!closed) pump();
+      },
+      (err: Error) => {
+        inFlight--;
+        item.error = `read failed: ${err.message}`;
+        if (!closed) pump();
+      },
+    );
   };
 
   const captured: CapturedFrame[] = [];
@@ -210,7 +305,7 @@ export async function captureFrames(frames: readonly PausedFrameInput[], scriptU
       if (scope.type === 'closure' && index > 0) continue;
       const node: { type: string; properties: Properties; truncated?: string } = { type: scope.type, properties: [] };
       scopes.push(node);
-      expand(scope.object.objectId, limits.depth, false, node);
+      expand({ objectId: scope.object.objectId }, limits.depth, false, node);
     }
     captured.push({ ...base, scopes, ...(frame.this && frame.this.type === 'object' && frame.this.subtype !== 'null' ? { this: convert(frame.this, 1) } : {}) });
   }
@@ -222,10 +317,10 @@ export async function captureFrames(frames: readonly PausedFrameInput[], scriptU
   await Promise.race([finished, new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, budgetLeft) + 1)))]);
   clearTimeout(timer);
   closed = true;
-  if (inFlight.size > 0 || queue.length > 0) {
+  if (toFill.length > 0 || queue.length > 0) {
     // Stopped waiting: what has not arrived is marked, and late replies are ignored (closed).
     cut ??= `time budget of ${limits.timeBudgetMs} ms`;
-    for (const pending of [...inFlight, ...queue.map((q) => q.into)]) pending.truncated = cut;
+    for (const item of [...toFill, ...queue]) item.into.truncated = cut;
   }
   return { frames: captured, durationMs: Math.round((now() - started) * 1000) / 1000, bytes, reads, ...(cut ? { truncated: cut } : {}) };
 }

@@ -1,0 +1,76 @@
+import { strict as assert } from 'node:assert';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { SnapshotLimits } from '../../broker/config/types';
+import { captureFrames, type PausedFrameInput } from '../../broker/session/snapshot';
+import { CdpClient } from '../support/cdpClient';
+import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
+
+// A capture stands in V8's preview of a small plain object or array of primitives for a read of its own. The
+// preview must never change what is captured: the same paused frame is captured with previews and with every
+// object read, against a real target, and the two must be equal, under generous and under tight limits.
+
+const file = join(fixtures, 'capture-values.js');
+const line = markerLine(file, 'handle');
+const generous: SnapshotLimits = { frames: 20, expandFrames: 5, depth: 3, collectionItems: 100, fieldsPerObject: 20, stringLength: 255, timeBudgetMs: 5000, maxBytes: 1 << 20, minIntervalMs: 0, maxCapturesPerBreakpoint: 100, maxCapturesPerMinute: 100 };
+
+describe('capture: previews stand in for reads without changing the capture', () => {
+  let target: TargetProcess;
+  let client: CdpClient;
+  let frames: PausedFrameInput[];
+  before(async () => {
+    target = await startTarget(file);
+    client = await CdpClient.connect(target.wsUrl);
+    await client.call('Debugger.enable');
+    await client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'capture-values\\.js$' });
+    frames = (await client.waitEvent('Debugger.paused')).params.callFrames;
+  });
+  after(async () => {
+    await client.call('Debugger.resume');
+    await client.close();
+    await target.stop();
+  });
+
+  async function both(limits: SnapshotLimits) {
+    const previews: unknown[] = [];
+    const withPreviews = await captureFrames(frames, new Map(), async (objectId, preview) => {
+      const result = await client.call('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) });
+      previews.push(preview);
+      return result;
+    }, limits);
+    const readingAll = await captureFrames(frames, new Map(), (objectId) => client.call('Runtime.getProperties', { objectId, ownProperties: true }), limits);
+    return { withPreviews, readingAll, previews };
+  }
+
+  it('captures the same values with fewer reads', async () => {
+    const { withPreviews, readingAll } = await both(generous);
+    assert.equal(readingAll.truncated, undefined);
+    assert.deepEqual(withPreviews.frames, readingAll.frames);
+    assert.equal(withPreviews.bytes, readingAll.bytes);
+    assert.ok(withPreviews.reads < readingAll.reads, `${withPreviews.reads} reads with previews, ${readingAll.reads} without`);
+    // What the preview path must hand back exactly: a few of the values, as a read gives them.
+    const local = withPreviews.frames[0]!.scopes!.find((s) => s.type === 'local')!.properties!;
+    const value = (name: string) => local.find((p) => p.name === name)!.value;
+    const field = (name: string, key: string) => value(name).properties!.find((p) => p.name === key)?.value;
+    assert.deepEqual(field('numbers', 'negZero'), { type: 'number', description: '-0' });
+    assert.deepEqual(field('numbers', 'big'), { type: 'number', value: 1e21 });
+    assert.deepEqual(field('odd', 'Symbol(key)'), { type: 'string', value: 'by symbol' });
+    assert.deepEqual(field('hidden', 'notEnumerable'), { type: 'number', value: 7 });
+    assert.equal(field('strings', 's300')!.truncated, 'string of 300 characters');
+    assert.deepEqual(field('sparse', 'length'), { type: 'number', value: 1000 });
+    assert.equal(field('withGetter', 'g')!.type, 'accessor');
+    assert.equal(field('account', '#pin'), undefined, 'private fields are not captured');
+  });
+
+  it('and the same cuts under tight limits', async () => {
+    for (const limits of [
+      { ...generous, fieldsPerObject: 3, collectionItems: 2, stringLength: 10 },
+      { ...generous, depth: 1 },
+      { ...generous, maxBytes: 600 },
+    ]) {
+      const { withPreviews, readingAll } = await both(limits);
+      assert.deepEqual(withPreviews.frames, readingAll.frames, JSON.stringify(limits));
+      assert.equal(withPreviews.truncated, readingAll.truncated);
+    }
+  });
+});
