@@ -287,7 +287,12 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   } else if (handling === 'breakpoint') {
     delete clean.condition;
   }
-  if (method === 'Debugger.setAsyncCallStackDepth' && (clean.maxDepth as number) > 32) {
+  if (method === 'Debugger.setAsyncCallStackDepth' && mode === 'snapshot' && (clean.maxDepth as number) !== 0) {
+    // Tracking async stacks hooks every async operation of the target (measured: half the throughput of an
+    // HTTP service, idle session), and a capture never carries one.
+    clean.maxDepth = 0;
+    rewrites.push('maxDepth 0 in snapshot mode: captures have no async stacks, and tracking them slows every request of the target');
+  } else if (method === 'Debugger.setAsyncCallStackDepth' && (clean.maxDepth as number) > 32) {
     clean.maxDepth = 32;
     rewrites.push('maxDepth capped at 32');
   }

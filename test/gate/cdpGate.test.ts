@@ -119,6 +119,17 @@ describe('CDP gate: rewrites', () => {
     assert.deepEqual(decision.params, { lineNumber: 3, url: 'file:///app.js' });
   });
 
+  it('turns async stack tracking off in snapshot mode and caps it in pause mode', () => {
+    const snapshot = gate({ id: 6, method: 'Debugger.setAsyncCallStackDepth', params: { maxDepth: 32 } }, 'snapshot');
+    assert.equal(snapshot.action, 'forward');
+    if (snapshot.action !== 'forward') return;
+    assert.deepEqual(snapshot.params, { maxDepth: 0 });
+    assert.deepEqual(snapshot.rewrites, ['maxDepth 0 in snapshot mode: captures have no async stacks, and tracking them slows every request of the target']);
+    const pause = gate({ id: 7, method: 'Debugger.setAsyncCallStackDepth', params: { maxDepth: 100 } });
+    assert.equal(pause.action, 'forward');
+    if (pause.action === 'forward') assert.deepEqual(pause.params, { maxDepth: 32 });
+  });
+
   it('drops unknown fields nested in known objects', () => {
     const decision = gate({ id: 5, method: 'Debugger.setBreakpoint', params: { location: { scriptId: '1', lineNumber: 2, evil: true } } });
     assert.equal(decision.action, 'forward');
