@@ -3,7 +3,8 @@
 // process so that it never shares an event loop with the broker or the bench. `concurrency` workers each
 // send one GET, read the whole answer, and send the next, over `concurrency` kept-alive sockets. Answers
 // completed in [warmupMs, warmupMs + durationMs] are counted (with their latency); then it stops and prints
-// one JSON line: {requests, seconds, rps, errors, non200, latencyMs: {median, p99, max}}.
+// one JSON line: {requests, seconds, rps, errors, non200, latencyMs: {median, p99, max}, answered} (answered:
+// every answer, warm-up included, to divide the service's CPU time by).
 // Usage: node bench/load.mjs <url> <concurrency> <durationMs> [warmupMs]
 import { Agent, get } from 'node:http';
 
@@ -22,6 +23,7 @@ const start = now();
 const measureFrom = start + warmupMs;
 const stopAt = measureFrom + durationMs;
 let requests = 0;
+let answered = 0;
 let errors = 0;
 let non200 = 0;
 const latencies = [];
@@ -34,6 +36,7 @@ function one() {
       res.on('data', () => undefined);
       res.on('end', () => {
         const done = now();
+        answered++;
         if (done >= measureFrom && done <= stopAt) {
           requests++;
           latencies.push(done - sent);
@@ -56,4 +59,4 @@ agent.destroy();
 latencies.sort((a, b) => a - b);
 const pick = (p) => latencies[Math.min(latencies.length - 1, Math.max(0, Math.ceil((p / 100) * latencies.length) - 1))] ?? NaN;
 const seconds = durationMs / 1000;
-process.stdout.write(`${JSON.stringify({ requests, seconds, rps: requests / seconds, errors, non200, latencyMs: { median: pick(50), p99: pick(99), max: latencies.at(-1) ?? NaN } })}\n`);
+process.stdout.write(`${JSON.stringify({ requests, seconds, rps: requests / seconds, errors, non200, latencyMs: { median: pick(50), p99: pick(99), max: latencies.at(-1) ?? NaN }, answered })}\n`);

@@ -52,6 +52,8 @@ interface LoadResult {
   errors: number;
   non200: number;
   latencyMs: { median: number; p99: number; max: number };
+  /** Every answer of the run, warm-up included (the CPU figures cover the whole run). */
+  answered: number;
 }
 
 function runLoad(url: string, counts: LoadCounts): Promise<LoadResult> {
@@ -188,6 +190,11 @@ export async function benchThroughput(scratch: string, counts: LoadCounts, log: 
         latencyMedianMs: summarize(rs.map((r) => r.latencyMs.median)).median,
         latencyP99Ms: summarize(rs.map((r) => r.latencyMs.p99)).median,
         serviceCpuPerSecond: rs.reduce((s, r) => s + r.serviceCpuS, 0) / loadSeconds,
+        /** The service's CPU per answered request (µs): what a variant costs the target, steadier than req/s when
+         *  other work shares the machine; paired per round like the req/s ratio. /proc ticks are 10 ms, so a run's
+         *  figure is good to about 10 ms / its requests. */
+        serviceCpuUsPerRequest: summarize(rs.map((r) => (r.serviceCpuS / r.answered) * 1e6)),
+        cpuPerRequestToNone: summarize(rs.map((r, i) => r.serviceCpuS / r.answered / (runs.none[i]!.serviceCpuS / runs.none[i]!.answered))),
         brokerCpuPerSecond: rs.reduce((s, r) => s + r.brokerCpuS, 0) / loadSeconds,
         eventsPerSecond: Object.fromEntries(Object.entries(events).map(([k, v]) => [k, v / loadSeconds])),
         suspendedRuns: rs.filter((r) => r.suspended).length,

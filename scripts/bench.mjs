@@ -226,13 +226,17 @@ function printThroughput(t, cores) {
     ms(x.latencyMedianMs),
     ms(x.latencyP99Ms),
     x.serviceCpuPerSecond.toFixed(2),
+    x.serviceCpuUsPerRequest ? `${x.serviceCpuUsPerRequest.median.toFixed(1)} (${ratio(x.cpuPerRequestToNone.median)})` : '-',
     x.brokerCpuPerSecond.toFixed(2),
     Object.entries(x.eventsPerSecond).map(([k, n]) => `${k.replace(/^Loupe\./, '')} ${n.toFixed(1)}`).join(', ') || '-',
   ]);
-  say(table(['variant', 'req/s', 'per round', 'vs (a)', 'loss', 'vs (a) range', 'latency med ms', 'p99 ms', 'service CPU', 'broker CPU', 'client events/s'], rows));
+  say(table(['variant', 'req/s', 'per round', 'vs (a)', 'loss', 'vs (a) range', 'latency med ms', 'p99 ms', 'service CPU', 'service CPU µs/req (vs (a))', 'broker CPU', 'client events/s'], rows));
   const loss = (x) => 1 - x.ratioToNone.median;
   say(`   Goals: loss < 1 % with an idle session: ${(100 * loss(v.idle)).toFixed(1)} % ${loss(v.idle) < 0.01 ? 'MET' : 'MISSED'};  loss < 5 % with a rate-limited snapshot breakpoint: ${(100 * loss(v.snapshot)).toFixed(1)} % ${loss(v.snapshot) < 0.05 ? 'MET' : 'MISSED'}`);
-  say('   CPU columns: cores used by the service and the broker during the runs (CPU seconds / wall seconds, /proc).');
+  const extra = (x) => (x.cpuPerRequestToNone ? `${(100 * (x.cpuPerRequestToNone.median - 1)).toFixed(1)} %` : '-');
+  if (v.idle.cpuPerRequestToNone) say(`   The same as service CPU per request over (a): idle session ${extra(v.idle)}, rate-limited snapshot breakpoint ${extra(v.snapshot)}`);
+  say('   CPU columns: cores used by the service and the broker during the runs (CPU seconds / wall seconds, /proc);');
+  say("   service CPU µs/req: the service's CPU time per answered request, median over rounds, and its median paired ratio to (a): what the variant costs the target, less swayed than req/s by other work on the machine.");
   if (v.falseCondition.suspendedRuns > 0) {
     const s = v.falseCondition.suspension;
     say(`   (d): the broker suspended the breakpoint in ${v.falseCondition.suspendedRuns} of ${v.falseCondition.rounds} runs, ${v.falseCondition.suspendedAfterMs.join(', ')} ms after it was set (within the warm-up), with "${s.reason}"; its row is mostly the service after the suspension.`);
