@@ -68,6 +68,8 @@ interface BreakpointEntry {
  * when that wait is at least this long; shorter waits are cheaper as hits resumed at once.
  */
 export const minThrottleOutMs = 50;
+/** How long before a throttle ends its setting again is recorded (write-ahead), so it is sent on time. */
+const setAgainLeadMs = 100;
 
 interface CdpMessage {
   id?: number;
@@ -346,7 +348,7 @@ export class DebugSession {
   }
 
   /** A command of the broker's own, recorded like the client's. `critical` commands (cleanup) go out even if recording fails. */
-  private command(method: string, params: Record<string, unknown> = {}, options: { timeoutMs?: number; critical?: boolean; quiet?: boolean; why?: string; onAnswer?: (message: CdpMessage) => void } = {}): Promise<Record<string, unknown>> {
+  private command(method: string, params: Record<string, unknown> = {}, options: { timeoutMs?: number; critical?: boolean; quiet?: boolean; why?: string; onAnswer?: (message: CdpMessage) => void; notBefore?: number } = {}): Promise<Record<string, unknown>> {
     const timeoutMs = options.timeoutMs ?? brokerCommandTimeoutMs;
     const targetId = this.nextTargetId++;
     const recorded = this.record('broker.request', { targetId, method, params, ...(options.why ? { why: options.why } : {}) });
@@ -368,7 +370,13 @@ export class DebugSession {
         socket.send(JSON.stringify({ id: targetId, method, params }));
       };
       const guard = options.critical ? Promise.race([recorded.catch(() => undefined), new Promise((r) => setTimeout(r, 500))]) : recorded;
-      guard.then(send, (err: Error) => {
+      // notBefore (Date.now() time): recorded now, sent then, so the disk's latency is not added to the wait.
+      const sendInTime = () => {
+        const early = (options.notBefore ?? 0) - Date.now();
+        if (early > 0) setTimeout(send, early);
+        else send();
+      };
+      guard.then(sendInTime, (err: Error) => {
         clearTimeout(timer);
         this.pending.delete(targetId);
         reject(err);
@@ -675,7 +683,8 @@ export class DebugSession {
     if (!entry || entry.throttled || entry.v8Id === undefined || this.ending || wait < minThrottleOutMs) return;
     const v8Id = entry.v8Id;
     entry.v8Id = undefined;
-    entry.throttled = { until, reason, timer: setTimeout(() => this.setAgain(clientId, entry), wait) };
+    // The setting again is recorded a little ahead and sent at `until`.
+    entry.throttled = { until, reason, timer: setTimeout(() => this.setAgain(clientId, entry), wait - Math.min(setAgainLeadMs, wait / 2)) };
     this.removeFromV8(entry, v8Id, `throttled until ${new Date(until).toISOString()}: ${reason}`);
     if (notify) this.throttleNotice(clientId, reason, until);
   }
@@ -689,6 +698,7 @@ export class DebugSession {
       try {
         await this.command(entry.setAs.method, entry.setAs.params, {
           why,
+          notBefore: entry.throttled?.until ?? 0,
           // Bookkeeping as the answer is read: a hit can follow it in the same read from the socket.
           onAnswer: (message) => {
             const id = message.result?.breakpointId;

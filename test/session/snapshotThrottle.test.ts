@@ -96,7 +96,7 @@ describe('throttled breakpoints leave V8: no pause while the broker would only r
     assert.deepEqual(setAgain.data.params, { lineNumber: line, urlRegex: 'snapshot-app\\.js$' });
     const reply = await records.wait(answered(setAgain));
     assert.equal(reply.data.result.breakpointId, breakpointId);
-    assert.ok(Date.parse(second.params.capturedAt) - Date.parse(first.params.capturedAt) >= 3000);
+    assert.ok(Date.parse(second.params.capturedAt) - Date.parse(first.params.capturedAt) >= 2990, 'not before the interval is over');
 
     // The client's own removal still works on a breakpoint the broker has taken out and set again.
     assert.deepEqual(await client.call('Debugger.removeBreakpoint', { breakpointId }), {});
