@@ -52,3 +52,30 @@ export interface SessionEndedEventBody {
   reason: string;
   message: string;
 }
+
+/**
+ * The custom DAP event `loupe.snapshot`, sent for each capture of a snapshot session (the extension's Snapshots view
+ * lists them). The custom request `loupe.showSnapshot` `{captureId}` shows one as the stopped state.
+ */
+export interface SnapshotEventBody {
+  captureId: string;
+  /** 1, 2, 3… in this session. */
+  seq: number;
+  capturedAt: string;
+  functionName: string;
+  /** `service.ts:15`, through source maps where they apply. */
+  location: string;
+  path?: string;
+  line?: number;
+  /** The DAP id of the breakpoint that captured it, when it is still set. */
+  breakpointId?: number;
+  /** Why the capture is incomplete (the broker's time budget or byte limit). */
+  truncated?: string;
+  /** Why it was not shown as a stop on its own (e.g. the breakpoint's hit count); it can still be selected. */
+  notShown?: string;
+}
+
+/** The custom DAP event `loupe.snapshotShown`: the capture now presented as the stopped state. */
+export interface SnapshotShownEventBody {
+  captureId: string;
+}

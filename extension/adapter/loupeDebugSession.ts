@@ -5,9 +5,11 @@
  * The broker is the enforcement point; this adapter only speaks its dialect well:
  * - variables come from Runtime.getProperties (getters are never invoked; Runtime.callFunctionOn is refused);
  * - evaluation is side-effect free (forced by the broker); a refusal is shown as the evaluation's result;
- * - breakpoint conditions go to the broker, which checks them on pause; hit counts and logpoints are done
- *   here: a logpoint is a breakpoint whose message the adapter evaluates (side-effect free) on pause and then
- *   resumes, so the target is held only for those evaluations;
+ * - breakpoint conditions go to the broker, which checks them on pause; logpoints go to the broker too
+ *   (`Loupe.setLogpoint`: it evaluates the message side-effect free on each hit, resumes at once, and sends
+ *   `Loupe.logpoint`), except a pause-mode logpoint with a hit count, which the adapter counts and evaluates itself;
+ * - snapshot mode: the broker captures instead of pausing (`Loupe.snapshotCaptured`); the adapter shows each
+ *   capture as a read-only stopped state answered from the capture alone, and `continue` moves to the next one;
  * - disconnect closes the socket: the broker removes the breakpoints and resumes the target. The target is never ended.
  */
 import { basename } from 'node:path';
@@ -34,7 +36,8 @@ import {
 import type { DebugProtocol } from '@vscode/debugprotocol';
 import { BrokerApi, describeBrokerError } from './brokerApi';
 import { CdpConnection, CdpError, type CloseInfo } from './cdpConnection';
-import type { GrantEventBody, LoupeAttachArguments, SessionEndedEventBody } from './config';
+import type { GrantEventBody, LoupeAttachArguments, SessionEndedEventBody, SnapshotEventBody, SnapshotShownEventBody } from './config';
+import { capturedType, formatCaptured, hasChildren, lookupCaptured, truncationText, type CapturedFrame, type CapturedProperty, type CapturedValue, type SnapshotCapture } from './snapshots';
 import { PathMapper, SourceMap, findOutFiles, loadSourceMap } from './sourceMaps';
 
 const THREAD_ID = 1;
@@ -81,7 +84,20 @@ interface CallFrame {
   this?: RemoteObject;
 }
 
-type VariableContainer = { objectId: string };
+/** What a variables reference expands: a live object (pause mode) or captured properties (snapshot mode). */
+type VariableContainer = { objectId: string } | { captured: readonly CapturedProperty[]; truncated?: string; self?: CapturedValue };
+
+/** A capture as the adapter keeps it: numbered in arrival order. */
+interface CaptureEntry extends SnapshotCapture {
+  seq: number;
+  /** Why it is listed but was not shown as a stop on its own (hit count). */
+  notShown?: string;
+}
+
+/** Captures kept for the Snapshots view and `loupe.showSnapshot`; older ones are dropped (the broker recorded them all). */
+const maxCapturesKept = 200;
+/** A throttle notice repeats (with the count of skipped hits) at most this often per breakpoint and reason. */
+const throttleNoticeIntervalMs = 30_000;
 
 const closeMessages: Record<number, string> = {
   4001: 'the grant expired',
@@ -112,6 +128,15 @@ export class LoupeDebugSession extends LoggingDebugSession {
   private disconnecting = false;
   private ended = false;
   private grant: GrantEventBody | undefined;
+  private mode: 'pause' | 'snapshot' = 'pause';
+  private readonly scriptsByUrl = new Map<string, ScriptInfo>();
+  /** Snapshot mode: every capture kept, the ones waiting to be shown (in order), and the one shown. */
+  private readonly captures: CaptureEntry[] = [];
+  private readonly captureQueue: CaptureEntry[] = [];
+  private shownCapture: CaptureEntry | undefined;
+  private captureSeq = 0;
+  private readonly throttleNotices = new Map<string, number>();
+  private explainedSnapshots = false;
 
   constructor() {
     super();
@@ -178,6 +203,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
         if (answer.capped) this.output(`Loupe: the grant was capped by policy to ${answer.durationSeconds} s.\n`, 'console');
       }
       this.grant = grant;
+      this.mode = (grant?.mode ?? a.mode) === 'snapshot' ? 'snapshot' : 'pause';
       if (this.useSourceMaps) this.outFileMaps = this.loadOutFiles(a);
       const cdp = await CdpConnection.connect(attachUrl!, grantToken!);
       this.cdp = cdp;
@@ -225,6 +251,10 @@ export class LoupeDebugSession extends LoggingDebugSession {
     cdp.on('Debugger.paused', (p) => void this.onPaused(p));
     cdp.on('Debugger.resumed', () => this.onResumed());
     cdp.on('Runtime.consoleAPICalled', (p) => this.onConsole(p));
+    cdp.on('Loupe.snapshotCaptured', (p) => this.onCapture(p as SnapshotCapture));
+    cdp.on('Loupe.logpoint', (p) => this.onBrokerLogpoint(p));
+    cdp.on('Loupe.snapshotThrottled', (p) => this.onThrottled(p));
+    cdp.on('Loupe.breakpointSuspended', (p) => this.onSuspended(p));
     cdp.on('Runtime.exceptionThrown', (p) => {
       const d = p.exceptionDetails;
       this.output(`Uncaught ${d?.exception?.description ?? d?.text ?? 'exception'}\n`, 'stderr');
@@ -263,6 +293,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
     const local = info.url ? this.mapper.toLocal(info.url) : undefined;
     if (local) info.localPath = local;
     this.scripts.set(info.scriptId, info);
+    if (info.url) this.scriptsByUrl.set(info.url, info);
     if (!local || !info.url.startsWith('file://')) return;
     const pending = [...this.byPath()].filter((r) => !r.verified && r.cdpIds.length === 0 && !r.message?.includes('refused'));
     if (pending.length > 0 && this.useSourceMaps) {
@@ -400,9 +431,13 @@ export class LoupeDebugSession extends LoggingDebugSession {
       return;
     }
     if (places.length === 0) places.push({ url: this.mapper.toRemoteUrl(record.path), lineNumber: record.line - 1 });
+    const byBroker = this.brokerLogpoint(record);
     for (const place of places) {
       try {
-        const r = await this.cdp!.send('Debugger.setBreakpointByUrl', { ...place, ...(record.condition ? { condition: record.condition } : {}) });
+        // A logpoint is the broker's (Loupe.setLogpoint): it refuses a side-effecting template part up front.
+        const r = byBroker
+          ? await this.cdp!.send('Loupe.setLogpoint', { ...place, ...(record.condition ? { condition: record.condition } : {}), logMessage: record.logMessage! })
+          : await this.cdp!.send('Debugger.setBreakpointByUrl', { ...place, ...(record.condition ? { condition: record.condition } : {}) });
         record.cdpIds.push(r.breakpointId);
         this.byCdpId.set(r.breakpointId, record);
         const loc = r.locations?.[0];
@@ -418,6 +453,15 @@ export class LoupeDebugSession extends LoggingDebugSession {
         record.message = (err as Error).message;
       }
     }
+  }
+
+  /**
+   * Logpoints are the broker's in both modes, except in pause mode with a hit count: the broker's logpoint never
+   * reaches the adapter, so only a pausing breakpoint lets the adapter count every hit (and then it evaluates the
+   * message itself, side-effect free as the broker forces). In snapshot mode a hit count counts the broker's messages.
+   */
+  private brokerLogpoint(record: BreakpointRecord): boolean {
+    return record.logMessage !== undefined && (this.mode === 'snapshot' || !record.hitCondition);
   }
 
   private toDap(record: BreakpointRecord): DebugProtocol.Breakpoint {
@@ -447,7 +491,14 @@ export class LoupeDebugSession extends LoggingDebugSession {
   protected override async setExceptionBreakPointsRequest(response: DebugProtocol.SetExceptionBreakpointsResponse, args: DebugProtocol.SetExceptionBreakpointsArguments): Promise<void> {
     const filters = args.filters ?? [];
     const state = filters.includes('all') ? 'all' : filters.includes('uncaught') ? 'uncaught' : 'none';
-    if (!this.cdp || (state === 'none' && this.args?.mode === 'snapshot')) return this.sendResponse(response);
+    if (this.mode === 'snapshot' && state !== 'none') {
+      // The broker refuses setPauseOnExceptions in snapshot mode: nothing may hold the target. Said once, not as an error.
+      const message = 'exception breakpoints are not available in snapshot mode: the target never pauses';
+      response.body = { breakpoints: filters.map(() => ({ verified: false, message: `Loupe: ${message}` })) };
+      this.output(`Loupe: ${message}.\n`, 'console');
+      return this.sendResponse(response);
+    }
+    if (!this.cdp || (state === 'none' && this.mode === 'snapshot')) return this.sendResponse(response);
     try {
       await this.cdp.send('Debugger.setPauseOnExceptions', { state });
       this.sendResponse(response);
@@ -503,6 +554,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
     this.stoppedReported = false;
   }
 
+  /** A pause-mode logpoint with a hit count (see brokerLogpoint): its message evaluated here, side-effect free as the broker forces. */
   private async logpoint(record: BreakpointRecord, frame: CallFrame | undefined): Promise<void> {
     const parts = splitLogMessage(record.logMessage!);
     let text = '';
@@ -519,7 +571,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
         }
       }
     }
-    this.output(`${text}\n`, 'stdout', { source: new Source(basename(record.path), record.path), line: record.boundLine ?? record.line });
+    this.output(`${text}\n`, 'console', { source: new Source(basename(record.path), record.path), line: record.boundLine ?? record.line });
   }
 
   protected override threadsRequest(response: DebugProtocol.ThreadsResponse): void {
@@ -529,27 +581,43 @@ export class LoupeDebugSession extends LoggingDebugSession {
   }
 
   protected override stackTraceRequest(response: DebugProtocol.StackTraceResponse, args: DebugProtocol.StackTraceArguments): void {
-    const frames = this.pausedFrames ?? [];
+    // A live pause, or in snapshot mode the capture shown: the same mapping to the user's sources.
+    const frames: { name: string; script: ScriptInfo; lineNumber: number; columnNumber: number }[] =
+      this.mode === 'snapshot'
+        ? (this.shownCapture?.frames ?? []).map((f) => ({ name: f.functionName, script: this.scriptForUrl(f.url), lineNumber: f.lineNumber, columnNumber: f.columnNumber }))
+        : (this.pausedFrames ?? []).map((f) => ({ name: f.functionName, script: this.scripts.get(f.location.scriptId) ?? { scriptId: f.location.scriptId, url: f.url ?? '' }, lineNumber: f.location.lineNumber, columnNumber: f.location.columnNumber ?? 0 }));
     const start = args.startFrame ?? 0;
     const count = args.levels && args.levels > 0 ? args.levels : frames.length;
     const out: StackFrame[] = [];
     for (let i = start; i < Math.min(frames.length, start + count); i++) {
       const f = frames[i]!;
-      const id = this.pauseSeq * 10_000 + i;
-      const name = f.functionName || '(anonymous)';
-      const script = this.scripts.get(f.location.scriptId) ?? { scriptId: f.location.scriptId, url: f.url ?? '' };
-      const map = this.mapFor(script);
-      const orig = map?.toOriginal({ line: f.location.lineNumber + 1, column: f.location.columnNumber ?? 0 });
-      if (orig) out.push(new StackFrame(id, name, new Source(basename(orig.source), orig.source), orig.line, orig.column + 1));
-      else if (script.localPath && existsSync(script.localPath)) out.push(new StackFrame(id, name, new Source(basename(script.localPath), script.localPath), f.location.lineNumber + 1, (f.location.columnNumber ?? 0) + 1));
-      else {
-        const frame = new StackFrame(id, name, this.remoteSource(script), f.location.lineNumber + 1, (f.location.columnNumber ?? 0) + 1) as DebugProtocol.StackFrame;
-        if (script.url.startsWith('node:')) frame.presentationHint = 'subtle';
-        out.push(frame);
-      }
+      const place = this.placeOf(f.script, f.lineNumber, f.columnNumber);
+      const frame = new StackFrame(this.pauseSeq * 10_000 + i, f.name || '(anonymous)', place.source, place.line, place.column) as DebugProtocol.StackFrame;
+      if (place.internal) frame.presentationHint = 'subtle';
+      out.push(frame);
     }
     response.body = { stackFrames: out, totalFrames: frames.length };
     this.sendResponse(response);
+  }
+
+  /** Where a generated position is for the user: the original source (source map), the local file, or the remote script. */
+  private placeOf(script: ScriptInfo, lineNumber: number, columnNumber: number): { source: Source; line: number; column: number; internal: boolean } {
+    const orig = this.mapFor(script)?.toOriginal({ line: lineNumber + 1, column: columnNumber });
+    if (orig) return { source: new Source(basename(orig.source), orig.source), line: orig.line, column: orig.column + 1, internal: false };
+    if (script.localPath && existsSync(script.localPath)) return { source: new Source(basename(script.localPath), script.localPath), line: lineNumber + 1, column: columnNumber + 1, internal: false };
+    return { source: this.remoteSource(script), line: lineNumber + 1, column: columnNumber + 1, internal: script.url.startsWith('node:') };
+  }
+
+  /** The script a captured frame ran in (captures name URLs, not script ids). */
+  private scriptForUrl(url: string): ScriptInfo {
+    let script = this.scriptsByUrl.get(url);
+    if (!script) {
+      script = { scriptId: '', url };
+      const local = url ? this.mapper.toLocal(url) : undefined;
+      if (local) script.localPath = local;
+      this.scriptsByUrl.set(url, script);
+    }
+    return script;
   }
 
   private frameFor(frameId: number | undefined): CallFrame | undefined {
@@ -558,7 +626,17 @@ export class LoupeDebugSession extends LoggingDebugSession {
     return this.pausedFrames[frameId % 10_000];
   }
 
+  private capturedFrameFor(frameId: number | undefined): CapturedFrame | undefined {
+    if (frameId === undefined || !this.shownCapture) return undefined;
+    if (Math.floor(frameId / 10_000) !== this.pauseSeq) return undefined;
+    return this.shownCapture.frames[frameId % 10_000];
+  }
+
   protected override scopesRequest(response: DebugProtocol.ScopesResponse, args: DebugProtocol.ScopesArguments): void {
+    if (this.mode === 'snapshot') {
+      response.body = { scopes: this.capturedScopes(this.capturedFrameFor(args.frameId)) };
+      return this.sendResponse(response);
+    }
     const frame = this.frameFor(args.frameId);
     const scopes: DebugProtocol.Scope[] = [];
     for (const s of frame?.scopeChain ?? []) {
@@ -572,8 +650,43 @@ export class LoupeDebugSession extends LoggingDebugSession {
     this.sendResponse(response);
   }
 
+  /** A captured frame's scopes; `this` is shown among the locals. */
+  private capturedScopes(frame: CapturedFrame | undefined): DebugProtocol.Scope[] {
+    if (!frame) return [];
+    if (!frame.scopes) return [new Scope('Not captured: the broker reads the variables of the top frames only', 0, false)];
+    const scopes: DebugProtocol.Scope[] = [];
+    const self = frame.this ? [{ name: 'this', value: frame.this }] : [];
+    for (const s of frame.scopes) {
+      const label = s.type === 'local' ? 'Local' : s.type[0]!.toUpperCase() + s.type.slice(1);
+      const properties = s.type === 'local' ? [...self, ...(s.properties ?? [])] : (s.properties ?? []);
+      const scope = new Scope(label, this.variableHandles.create({ captured: properties, ...(s.truncated ? { truncated: s.truncated } : {}) }), false) as DebugProtocol.Scope;
+      if (s.type === 'local') scope.presentationHint = 'locals';
+      scopes.push(scope);
+    }
+    if (self.length > 0 && !frame.scopes.some((s) => s.type === 'local')) scopes.unshift(new Scope('This', this.variableHandles.create({ captured: self }), false));
+    return scopes;
+  }
+
+  private capturedVariable(name: string, value: CapturedValue): DebugProtocol.Variable {
+    const type = capturedType(value);
+    return {
+      name,
+      value: formatCaptured(value),
+      ...(type ? { type } : {}),
+      variablesReference: hasChildren(value) ? this.variableHandles.create({ captured: value.properties!, ...(value.truncated ? { truncated: value.truncated } : {}) }) : 0,
+      presentationHint: { kind: value.type === 'accessor' ? 'property' : 'data', attributes: ['readOnly'] },
+    };
+  }
+
   protected override async variablesRequest(response: DebugProtocol.VariablesResponse, args: DebugProtocol.VariablesArguments): Promise<void> {
     const container = this.variableHandles.get(args.variablesReference);
+    if (container && 'captured' in container) {
+      // Snapshot mode: from the capture alone; the target has run on since.
+      const variables = container.captured.map((p) => this.capturedVariable(p.name, p.value));
+      if (container.truncated) variables.push({ name: '…', value: `(${truncationText(container.truncated)})`, variablesReference: 0, presentationHint: { kind: 'virtual', attributes: ['readOnly'] } });
+      response.body = { variables };
+      return this.sendResponse(response);
+    }
     if (!container || !this.cdp) {
       response.body = { variables: [] };
       return this.sendResponse(response);
@@ -608,6 +721,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
 
   protected override async evaluateRequest(response: DebugProtocol.EvaluateResponse, args: DebugProtocol.EvaluateArguments): Promise<void> {
     if (!this.cdp) return this.fail(response, new Error('not attached'));
+    if (this.mode === 'snapshot' && args.frameId !== undefined) return this.evaluateInCapture(response, args);
     const frame = this.frameFor(args.frameId);
     try {
       const common = { expression: args.expression, objectGroup: 'loupe-eval', silent: true, generatePreview: false };
@@ -633,6 +747,155 @@ export class LoupeDebugSession extends LoggingDebugSession {
     }
   }
 
+  /** Snapshot mode: hover, watch and console read captured names and paths; nothing runs in the target. */
+  private evaluateInCapture(response: DebugProtocol.EvaluateResponse, args: DebugProtocol.EvaluateArguments): void {
+    const frame = this.capturedFrameFor(args.frameId);
+    const found = frame ? lookupCaptured(frame, args.expression) : { notCaptured: 'not captured in this snapshot: that capture is no longer shown' };
+    if ('notCaptured' in found) {
+      response.body = { result: found.notCaptured, variablesReference: 0, presentationHint: { attributes: ['readOnly'] } };
+      return this.sendResponse(response);
+    }
+    const v = this.capturedVariable(args.expression, found.value);
+    response.body = { result: v.value, variablesReference: v.variablesReference, presentationHint: { attributes: ['readOnly'] }, ...(v.type ? { type: v.type } : {}) };
+    this.sendResponse(response);
+  }
+
+  protected override setVariableRequest(response: DebugProtocol.SetVariableResponse): void {
+    const why = this.mode === 'snapshot' ? 'a snapshot shows values as captured, and the target has run on since' : 'the broker refuses changes to program state in production';
+    this.sendErrorResponse(response, { id: 2005, format: `Loupe: variables are read-only: ${why}`, showUser: true });
+  }
+
+  // ---- snapshots ----
+
+  /** A capture from the broker: listed for the Snapshots view, shown at once or queued behind the one shown. */
+  private onCapture(capture: SnapshotCapture): void {
+    if (!capture || typeof capture.captureId !== 'string' || !Array.isArray(capture.frames)) return;
+    const entry: CaptureEntry = { ...capture, seq: ++this.captureSeq };
+    const record = this.byCdpId.get(capture.breakpointId);
+    if (record) {
+      // Hits inside the broker's rate limit never reach the adapter: in snapshot mode a hit count counts captures.
+      record.hits++;
+      if (record.hitCondition && !hitConditionPasses(record.hitCondition, record.hits)) entry.notShown = `hit count ${record.hitCondition} not met (capture ${record.hits} of this breakpoint)`;
+    }
+    this.captures.push(entry);
+    if (this.captures.length > maxCapturesKept) {
+      const dropped = this.captures.shift()!;
+      const queued = this.captureQueue.indexOf(dropped);
+      if (queued >= 0) this.captureQueue.splice(queued, 1);
+    }
+    this.sendEvent(new Event('loupe.snapshot', this.snapshotBody(entry)));
+    if (entry.notShown) return;
+    if (this.shownCapture) this.captureQueue.push(entry);
+    else this.showCapture(entry);
+  }
+
+  private snapshotBody(entry: CaptureEntry): SnapshotEventBody {
+    const top = entry.frames[0];
+    const place = top ? this.placeOf(this.scriptForUrl(top.url), top.lineNumber, top.columnNumber) : undefined;
+    const record = this.byCdpId.get(entry.breakpointId);
+    return {
+      captureId: entry.captureId,
+      seq: entry.seq,
+      capturedAt: entry.capturedAt,
+      functionName: top?.functionName || '(anonymous)',
+      location: place ? `${place.source.name}:${place.line}` : '(no frame)',
+      ...(place?.source.path ? { path: place.source.path, line: place.line } : {}),
+      ...(record ? { breakpointId: record.dapId } : {}),
+      ...(entry.truncated ? { truncated: entry.truncated } : {}),
+      ...(entry.notShown ? { notShown: entry.notShown } : {}),
+    };
+  }
+
+  /** Presents a capture as the stopped state; the target is running all along. */
+  private showCapture(entry: CaptureEntry): void {
+    if (!this.explainedSnapshots) {
+      this.explainedSnapshots = true;
+      this.output('Loupe: snapshot mode: a stop shows a capture the broker took while the target ran on (values as captured, read-only). Continue shows the next capture; stepping is not available.\n', 'console');
+    }
+    this.shownCapture = entry;
+    this.pauseSeq++;
+    this.variableHandles = new Handles<VariableContainer>();
+    const record = this.byCdpId.get(entry.breakpointId);
+    const stopped = new StoppedEvent('breakpoint', THREAD_ID) as DebugProtocol.StoppedEvent;
+    stopped.body.description = 'Snapshot';
+    stopped.body.text = `Snapshot ${entry.seq} taken at ${entry.capturedAt}${entry.pauseMs !== undefined ? ` (the target was held ${entry.pauseMs} ms for it)` : ''}${entry.truncated ? `; incomplete: ${entry.truncated}` : ''}`;
+    if (record) stopped.body.hitBreakpointIds = [record.dapId];
+    this.stoppedReported = true;
+    this.sendEvent(new Event('loupe.snapshotShown', { captureId: entry.captureId } satisfies SnapshotShownEventBody));
+    this.sendEvent(stopped);
+  }
+
+  protected override customRequest(command: string, response: DebugProtocol.Response, args: any): void {
+    if (command === 'loupe.showSnapshot') {
+      const entry = this.captures.find((c) => c.captureId === args?.captureId);
+      if (!entry) return this.sendErrorResponse(response, { id: 2006, format: `Loupe: capture ${String(args?.captureId)} is not kept (the adapter keeps the last ${maxCapturesKept}; the session's transcript has every capture)`, showUser: true });
+      const queued = this.captureQueue.indexOf(entry);
+      if (queued >= 0) this.captureQueue.splice(queued, 1);
+      response.body = { captureId: entry.captureId, seq: entry.seq };
+      this.sendResponse(response);
+      this.showCapture(entry);
+      return;
+    }
+    if (command === 'loupe.snapshots') {
+      response.body = { captures: this.captures.map((c) => this.snapshotBody(c)), shown: this.shownCapture?.captureId, queued: this.captureQueue.map((c) => c.captureId) };
+      return this.sendResponse(response);
+    }
+    super.customRequest(command, response, args);
+  }
+
+  private where(record: BreakpointRecord | undefined, breakpointId: string): string {
+    return record ? `${basename(record.path)}:${record.boundLine ?? record.line}` : `breakpoint ${breakpointId}`;
+  }
+
+  /** A broker logpoint's message: Debug Console output at the logpoint's line. */
+  private onBrokerLogpoint(p: { breakpointId: string; message: string; frame?: string }): void {
+    const record = this.byCdpId.get(p.breakpointId);
+    if (record?.hitCondition) {
+      record.hits++;
+      if (!hitConditionPasses(record.hitCondition, record.hits)) return;
+    }
+    const at = record ? { source: new Source(basename(record.path), record.path), line: record.boundLine ?? record.line } : {};
+    this.output(`${p.message}${record ? '' : ` (${p.frame ?? p.breakpointId})`}\n`, 'console', at);
+  }
+
+  /** The broker skips hits inside its rate limits, or has removed a breakpoint at its capture limit. */
+  private onThrottled(p: { breakpointId: string; reason: string; skipped?: number; until?: string; removed?: boolean }): void {
+    const record = this.byCdpId.get(p.breakpointId);
+    const kind = record?.logMessage !== undefined ? 'logpoint' : 'snapshot breakpoint';
+    const where = this.where(record, p.breakpointId);
+    if (p.removed) {
+      this.output(`Loupe: the ${kind} at ${where} ${p.reason}.\n`, 'important');
+      if (record) this.markRemoved(record, p.breakpointId, `Removed by Loupe: ${p.reason}`);
+      return;
+    }
+    // The broker repeats the notice every second while hits are skipped: the user hears of it now and then.
+    const key = `${p.breakpointId}\n${p.reason}`;
+    const last = this.throttleNotices.get(key);
+    if (last !== undefined && Date.now() - last < throttleNoticeIntervalMs) return;
+    this.throttleNotices.set(key, Date.now());
+    const skipped = p.skipped ? `; ${p.skipped} hit${p.skipped === 1 ? '' : 's'} skipped so far` : '';
+    const next = p.until ? `; next capture from ${new Date(p.until).toLocaleTimeString()}` : '';
+    this.output(`Loupe: the ${kind} at ${where} is throttled by the broker: ${p.reason}${skipped}${next}. Skipped hits resume the target at once.\n`, 'console');
+  }
+
+  /** A conditional breakpoint or logpoint whose hits cost the target more than the pause budget: removed by the broker. */
+  private onSuspended(p: { breakpointId: string; reason: string; pauseMsPerSecond?: number; hitsPerSecond?: number; budgetMsPerSecond?: number }): void {
+    const record = this.byCdpId.get(p.breakpointId);
+    const kind = record?.logMessage !== undefined ? 'logpoint' : 'breakpoint';
+    const why = p.reason.replace(/^suspended:\s*/, '');
+    this.output(`Loupe: the ${kind} at ${this.where(record, p.breakpointId)} was suspended by the broker: ${why}. It no longer fires; make its condition rarer or remove it.\n`, 'important');
+    if (record) this.markRemoved(record, p.breakpointId, `Suspended by Loupe: ${why}`);
+  }
+
+  /** The broker took a breakpoint out for good: it shows unverified with the reason. */
+  private markRemoved(record: BreakpointRecord, cdpId: string, message: string): void {
+    this.byCdpId.delete(cdpId);
+    record.cdpIds = record.cdpIds.filter((id) => id !== cdpId);
+    record.verified = false;
+    record.message = message;
+    this.sendEvent(new BreakpointEvent('changed', this.toDap(record)));
+  }
+
   // ---- execution control ----
 
   private async control(response: DebugProtocol.Response, method: string, expecting?: 'step' | 'pause'): Promise<void> {
@@ -652,24 +915,49 @@ export class LoupeDebugSession extends LoggingDebugSession {
   protected override continueRequest(response: DebugProtocol.ContinueResponse): Promise<void> {
     response.body = { allThreadsContinued: true };
     this.stoppedReported = false;
+    if (this.mode === 'snapshot') {
+      // The target never stopped: continue moves to the next capture, or waits for one.
+      this.sendResponse(response);
+      this.shownCapture = undefined;
+      const next = this.captureQueue.shift();
+      if (next) this.showCapture(next);
+      else this.sendEvent(new ContinuedEvent(THREAD_ID, true));
+      return Promise.resolve();
+    }
     return this.control(response, 'Debugger.resume');
   }
+
+  /** Snapshot mode has no live pause to step in or to make. */
+  private refuseInSnapshot(response: DebugProtocol.Response, what: 'step' | 'pause'): boolean {
+    if (this.mode !== 'snapshot') return false;
+    const format =
+      what === 'step'
+        ? 'Loupe: stepping is not available in snapshot mode: this stop is a capture, and the target was never paused. Continue shows the next capture.'
+        : 'Loupe: snapshot mode never pauses the target: set a breakpoint, and its hits are captured and shown here.';
+    this.sendErrorResponse(response, { id: 2003, format, showUser: true });
+    return true;
+  }
+
   protected override nextRequest(response: DebugProtocol.NextResponse): Promise<void> {
+    if (this.refuseInSnapshot(response, 'step')) return Promise.resolve();
     this.stoppedReported = false;
     this.resumeRequested = true;
     return this.control(response, 'Debugger.stepOver', 'step');
   }
   protected override stepInRequest(response: DebugProtocol.StepInResponse): Promise<void> {
+    if (this.refuseInSnapshot(response, 'step')) return Promise.resolve();
     this.stoppedReported = false;
     this.resumeRequested = true;
     return this.control(response, 'Debugger.stepInto', 'step');
   }
   protected override stepOutRequest(response: DebugProtocol.StepOutResponse): Promise<void> {
+    if (this.refuseInSnapshot(response, 'step')) return Promise.resolve();
     this.stoppedReported = false;
     this.resumeRequested = true;
     return this.control(response, 'Debugger.stepOut', 'step');
   }
   protected override pauseRequest(response: DebugProtocol.PauseResponse): Promise<void> {
+    if (this.refuseInSnapshot(response, 'pause')) return Promise.resolve();
     return this.control(response, 'Debugger.pause', 'pause');
   }
 

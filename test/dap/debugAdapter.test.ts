@@ -14,9 +14,18 @@ let service: DeployedService;
 let broker: TestBroker;
 let identityToken: string;
 
+/**
+ * The base policy, with snapshot limits that let a test see several captures and logpoint messages in a second or
+ * two, and a time budget a loaded machine meets (the content of a capture is what these tests read).
+ */
+function dapPolicy(inspector: string, snapshot: Record<string, number> = {}, extra: Record<string, unknown> = {}) {
+  const base = basePolicy(inspector);
+  return { ...base, targets: { app: { ...base.targets.app, snapshot: { minIntervalMs: 300, maxCapturesPerMinute: 1000, timeBudgetMs: 1000, ...snapshot } } }, ...extra };
+}
+
 before(async () => {
   service = await startService();
-  broker = await startTestBroker(basePolicy(service.target.inspector));
+  broker = await startTestBroker(dapPolicy(service.target.inspector));
   identityToken = await broker.token('dev', ['devs']);
 });
 after(async () => {
@@ -40,16 +49,17 @@ function attachArgs(extra: Record<string, unknown> = {}) {
 }
 
 /** Starts the adapter process and attaches; collects output events. */
-async function open(extra: Record<string, unknown> = {}): Promise<{ dc: DebugClient; output: string[]; events: DebugProtocol.Event[] }> {
+async function open(extra: Record<string, unknown> = {}): Promise<{ dc: DebugClient; output: string[]; events: DebugProtocol.Event[]; outputEvents: DebugProtocol.OutputEvent[] }> {
   const dc = new DebugClient(process.execPath, adapter, 'loupe', undefined, true);
   dc.defaultTimeout = 10_000;
   const output: string[] = [];
+  const outputEvents: DebugProtocol.OutputEvent[] = [];
   const events: DebugProtocol.Event[] = [];
-  dc.on('output', (e: DebugProtocol.OutputEvent) => output.push(e.body.output));
-  for (const name of ['loupe.grant', 'loupe.sessionEnded', 'terminated', 'continued']) dc.on(name, (e: DebugProtocol.Event) => events.push(e));
+  dc.on('output', (e: DebugProtocol.OutputEvent) => (output.push(e.body.output), outputEvents.push(e)));
+  for (const name of ['loupe.grant', 'loupe.sessionEnded', 'terminated', 'continued', 'stopped', 'breakpoint', 'loupe.snapshot', 'loupe.snapshotShown']) dc.on(name, (e: DebugProtocol.Event) => events.push(e));
   await dc.start();
   await Promise.all([dc.configurationSequence(), dc.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' }).then(() => dc.attachRequest(attachArgs(extra) as any))]);
-  return { dc, output, events };
+  return { dc, output, events, outputEvents };
 }
 
 async function close(dc: DebugClient): Promise<void> {
@@ -180,8 +190,8 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
     }
   });
 
-  it('hit count and logpoints: a logpoint prints its message and never stops; a hit count stops on the Nth hit', async () => {
-    const { dc, output } = await open();
+  it('hit count and logpoints: a logpoint (by the broker) prints its message and never stops; a side-effecting one is refused; a hit count stops on the Nth hit', async () => {
+    const { dc, output, outputEvents } = await open();
     try {
       const handleLine = line(serviceTs, 'handle');
       let stops = 0;
@@ -192,13 +202,24 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       });
       assert.equal(set.body.breakpoints[0]!.verified, true);
       await until(() => output.filter((o) => o.startsWith('priced order-')).length >= 3);
-      const lineOut = output.find((o) => o.startsWith('priced order-'))!;
-      assert.match(lineOut, /^priced order-\d+ for (Ada|Grace): \d+(\.\d+)? \[Object, Object\]\n$/);
+      // The broker evaluates the message on each hit (at most one message per snapshot.minIntervalMs) and resumes.
+      const logged = outputEvents.find((o) => o.body.output.startsWith('priced order-'))!;
+      assert.match(logged.body.output, /^priced order-\d+ for (Ada|Grace): \d+(\.\d+)? Array\(2\)\n$/);
+      assert.equal(logged.body.category, 'console');
+      assert.equal(logged.body.source?.path, serviceTs, 'at the logpoint in the .ts source');
+      assert.equal(logged.body.line, handleLine);
       assert.equal(stops, 0, 'a logpoint never stops');
       await service.target.ticksAdvance(3);
-      // a logpoint with a refused (side-effecting) expression says so in its line
-      await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine, logMessage: 'x={processed++}' }] });
-      await until(() => output.some((o) => o.startsWith('x=<Refused by Loupe')));
+      // a logpoint with a side-effecting part is refused by the broker: unverified, with its reason
+      const refused = await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine, logMessage: 'x={processed++}' }] });
+      assert.equal(refused.body.breakpoints[0]!.verified, false);
+      assert.match(refused.body.breakpoints[0]!.message ?? '', /^Loupe\.setLogpoint refused: logpoint expression "processed\+\+" /);
+      // a pause-mode logpoint with a hit count: the adapter counts every hit, so messages come two orders apart
+      await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine, logMessage: 'every other: {order.id}', hitCondition: '%2' }] });
+      await until(() => output.filter((o) => o.startsWith('every other: ')).length >= 2);
+      const ids = output.filter((o) => o.startsWith('every other: ')).map((o) => Number(o.slice('every other: '.length)));
+      assert.equal(ids[1]! - ids[0]!, 2, `messages at orders ${ids.join(', ')}`);
+      assert.equal(stops, 0, 'a logpoint with a hit count never stops either');
       // hit count "%3": stops on every third hit, so consecutive stops are three orders apart
       await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [] });
       await dc.setBreakpointsRequest({ source: { path: pricingTs }, breakpoints: [{ line: line(pricingTs, 'total'), hitCondition: '%3' }] });
@@ -214,6 +235,181 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       await dc.continueRequest({ threadId: 1 });
     } finally {
       await close(dc);
+    }
+  });
+
+  it('snapshot mode: a capture is shown as a stop (stack, locals, hover from the capture) while the target runs on; continue moves to the next capture; read-only', async () => {
+    // Arrival times of the target's own ticks (every 50 ms): a held target would leave a gap.
+    const tickTimes: number[] = [];
+    const onTick = (chunk: string) => {
+      for (const l of chunk.split('\n')) if (/^tick \d+$/.test(l)) tickTimes.push(Date.now());
+    };
+    service.target.proc.stdout!.on('data', onTick);
+    const { dc, output, events } = await open({ mode: 'snapshot' });
+    const snapshots = () => events.filter((e) => e.event === 'loupe.snapshot').map((e) => e.body);
+    const stops = () => events.filter((e) => e.event === 'stopped');
+    try {
+      const handleLine = line(serviceTs, 'handle');
+      const set = await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine }] });
+      assert.equal(set.body.breakpoints[0]!.verified, true, JSON.stringify(set.body));
+      const stopped = (await dc.waitForEvent('stopped')) as DebugProtocol.StoppedEvent;
+      const sessionStart = Date.now();
+      assert.equal(stopped.body.reason, 'breakpoint');
+      assert.equal(stopped.body.description, 'Snapshot');
+      assert.deepEqual(stopped.body.hitBreakpointIds, [set.body.breakpoints[0]!.id]);
+      const first = snapshots()[0]!;
+      assert.equal(first.seq, 1);
+      assert.equal(first.functionName, 'handle');
+      assert.equal(first.path, serviceTs);
+      assert.equal(first.line, handleLine);
+      assert.equal(first.location, `service.ts:${handleLine}`);
+      assert.equal(first.breakpointId, set.body.breakpoints[0]!.id);
+      assert.deepEqual(events.find((e) => e.event === 'loupe.snapshotShown')?.body, { captureId: first.captureId });
+      // the stack, source-mapped as in pause mode
+      const { frames, top } = await topFrame(dc);
+      assert.equal(top.name, 'handle');
+      assert.equal(top.source?.path, serviceTs);
+      assert.equal(top.line, handleLine);
+      assert.equal(frames[1]?.source?.path, serviceTs, 'the timer callback, also mapped to service.ts');
+      // locals from the capture
+      const vars = await locals(dc, top.id);
+      const label = vars.get('label')!.value;
+      assert.match(label, /^"order-\d+"$/);
+      assert.match(vars.get('total')!.value, /^\d+(\.\d+)?$/);
+      const order = vars.get('order')!;
+      assert.ok(order.variablesReference > 0);
+      assert.deepEqual(order.presentationHint?.attributes, ['readOnly']);
+      const orderProps = new Map((await dc.variablesRequest({ variablesReference: order.variablesReference })).body.variables.map((v) => [v.name, v]));
+      const customer = new Map((await dc.variablesRequest({ variablesReference: orderProps.get('customer')!.variablesReference })).body.variables.map((v) => [v.name, v]));
+      const name = customer.get('name')!.value;
+      assert.match(name, /^"(Ada|Grace)"$/);
+      // the module closure of the top frame: a getter is listed, never run
+      const scopes = await dc.scopesRequest({ frameId: top.id });
+      const closure = scopes.body.scopes.find((s) => s.name === 'Closure')!;
+      assert.ok(closure, `a Closure scope among ${scopes.body.scopes.map((s) => s.name)}`);
+      const closureVars = new Map((await dc.variablesRequest({ variablesReference: closure.variablesReference })).body.variables.map((v) => [v.name, v]));
+      const audit = closureVars.get('audit')!;
+      assert.ok(audit, `audit among ${[...closureVars.keys()]}`);
+      const lastRead = (await dc.variablesRequest({ variablesReference: audit.variablesReference })).body.variables.find((v) => v.name === 'lastRead')!;
+      assert.equal(lastRead.value, '(getter: not invoked by Loupe)');
+      // hover and watch read the capture; anything else says it is not captured
+      const hover = await dc.evaluateRequest({ expression: 'order.customer.name', frameId: top.id, context: 'hover' });
+      assert.equal(hover.body.result, name);
+      assert.equal((await dc.evaluateRequest({ expression: 'order.items[1]["sku"]', frameId: top.id, context: 'hover' })).body.result, '"cap"');
+      assert.equal((await dc.evaluateRequest({ expression: 'order.items.length', frameId: top.id, context: 'watch' })).body.result, '2');
+      assert.equal((await dc.evaluateRequest({ expression: 'label', frameId: top.id, context: 'repl' })).body.result, label);
+      const missing = await dc.evaluateRequest({ expression: 'nothing', frameId: top.id, context: 'hover' });
+      assert.equal(missing.body.result, 'not captured in this snapshot: "nothing" is not among the captured variables of handle');
+      const missingField = await dc.evaluateRequest({ expression: 'order.customer.email', frameId: top.id, context: 'hover' });
+      assert.equal(missingField.body.result, 'not captured in this snapshot: order.customer.email');
+      const computed = await dc.evaluateRequest({ expression: 'order.id + 1', frameId: top.id, context: 'watch' });
+      assert.match(computed.body.result, /^not captured in this snapshot: "order\.id \+ 1" is not a captured name or path/);
+      const write = await dc.evaluateRequest({ expression: 'processed = 0', frameId: top.id, context: 'repl' });
+      assert.match(write.body.result, /^not captured in this snapshot/);
+      // read-only: no stepping, no pause, no setVariable
+      await assert.rejects(dc.nextRequest({ threadId: 1 }), /stepping is not available in snapshot mode/);
+      await assert.rejects(dc.stepInRequest({ threadId: 1 }), /stepping is not available in snapshot mode/);
+      await assert.rejects(dc.pauseRequest({ threadId: 1 }), /snapshot mode never pauses the target/);
+      await assert.rejects(dc.customRequest('setVariable', { variablesReference: order.variablesReference, name: 'id', value: '0' }), /read-only/);
+      // the target ran on all along, from its own side: its ticks keep coming while we look at the capture
+      const tickWhileShown = service.target.lastTick();
+      await service.target.ticksAdvance(5);
+      assert.ok(service.target.lastTick() > tickWhileShown);
+      // continue: the next capture, queued while the first was shown (in order, a later order)
+      await until(() => snapshots().length >= 3);
+      await Promise.all([dc.continueRequest({ threadId: 1 }), dc.waitForEvent('stopped')]);
+      const listed = (await dc.customRequest('loupe.snapshots')).body;
+      assert.equal(listed.shown, snapshots()[1]!.captureId);
+      assert.equal(listed.queued[0], snapshots()[2]!.captureId);
+      const next = await topFrame(dc);
+      const nextLabel = (await locals(dc, next.top.id)).get('label')!.value;
+      assert.ok(Number(nextLabel.slice(7, -1)) > Number(label.slice(7, -1)), `${nextLabel} after ${label}`);
+      // the Snapshots view's request: show the first capture again
+      await Promise.all([dc.customRequest('loupe.showSnapshot', { captureId: first.captureId }), dc.waitForEvent('stopped')]);
+      assert.equal((await locals(dc, (await topFrame(dc)).top.id)).get('label')!.value, label);
+      // the broker's rate limit is told, with its figures
+      await until(() => output.some((o) => o.includes('is throttled by the broker')));
+      assert.match(output.find((o) => o.includes('is throttled by the broker'))!, /^Loupe: the snapshot breakpoint at service\.ts:\d+ is throttled by the broker: at most one capture every 300 ms per breakpoint/);
+      // no more captures: continue drains the queue, then the adapter says the thread runs and waits
+      await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [] });
+      await new Promise((r) => setTimeout(r, 300));
+      for (let i = 0; i < 50 && !events.some((e) => e.event === 'continued'); i++) {
+        const before = stops().length;
+        await dc.continueRequest({ threadId: 1 });
+        await until(() => stops().length > before || events.some((e) => e.event === 'continued'));
+      }
+      assert.ok(events.some((e) => e.event === 'continued'), 'continued once no capture is queued');
+      const shownIds = stops().length;
+      assert.ok(shownIds >= 4, `${shownIds} stops`);
+      // from the target's side: never held. Ticks every 50 ms, and no gap near what a pause would leave.
+      const during = tickTimes.filter((t) => t >= sessionStart);
+      const gaps = during.slice(1).map((t, i) => t - during[i]!);
+      assert.ok(during.length >= 10, `${during.length} ticks`);
+      assert.ok(Math.max(...gaps) < 750, `longest gap between ticks ${Math.max(...gaps)} ms`);
+      assert.equal(service.target.proc.exitCode, null);
+    } finally {
+      service.target.proc.stdout!.off('data', onTick);
+      await close(dc);
+    }
+  });
+
+  it('snapshot mode: logpoints by the broker print with their location; a side-effecting one is unverified with the reason', async () => {
+    const { dc, outputEvents, events } = await open({ mode: 'snapshot' });
+    try {
+      const handleLine = line(serviceTs, 'handle');
+      const totalLine = line(pricingTs, 'total');
+      const refused = await dc.setBreakpointsRequest({ source: { path: pricingTs }, breakpoints: [{ line: totalLine, logMessage: 'bye {process.exit()}' }, { line: totalLine + 1, logMessage: 'x {x = 1}' }] });
+      assert.equal(refused.body.breakpoints[0]!.verified, false);
+      assert.match(refused.body.breakpoints[0]!.message ?? '', /^Loupe\.setLogpoint refused: logpoint expression "process\.exit\(\)" /);
+      assert.equal(refused.body.breakpoints[1]!.verified, false);
+      assert.match(refused.body.breakpoints[1]!.message ?? '', /^Loupe\.setLogpoint refused: logpoint expression "x = 1" /);
+      const set = await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine, logMessage: 'snap {label} for {order.customer.name} upper={label.toUpperCase()}' }] });
+      assert.equal(set.body.breakpoints[0]!.verified, true, JSON.stringify(set.body));
+      await until(() => outputEvents.some((o) => o.body.output.startsWith('snap order-')));
+      const logged = outputEvents.find((o) => o.body.output.startsWith('snap order-'))!;
+      // toUpperCase is a side effect for V8's check: refused by the broker in the message, the rest evaluated
+      assert.match(logged.body.output, /^snap order-\d+ for (Ada|Grace) upper=<refused: side effect>\n$/);
+      assert.equal(logged.body.category, 'console');
+      assert.equal(logged.body.source?.path, serviceTs);
+      assert.equal(logged.body.line, handleLine);
+      await service.target.ticksAdvance(3);
+      assert.equal(events.filter((e) => e.event === 'stopped').length, 0, 'a logpoint never shows a stop');
+      assert.equal(service.target.proc.exitCode, null, 'and the target is still there');
+    } finally {
+      await close(dc);
+    }
+  });
+
+  it('the broker takes a breakpoint out (capture limit, pause budget): unverified with the reason, and the figures in the output', async () => {
+    const strict = await startTestBroker(dapPolicy(service.target.inspector, { minIntervalMs: 0, maxCapturesPerBreakpoint: 2 }, { limits: { conditionBudgetMsPerSecond: 2 } }));
+    const dc = new DebugClient(process.execPath, adapter, 'loupe', undefined, true);
+    dc.defaultTimeout = 10_000;
+    const output: string[] = [];
+    const changed: DebugProtocol.BreakpointEvent[] = [];
+    dc.on('output', (e: DebugProtocol.OutputEvent) => output.push(e.body.output));
+    dc.on('breakpoint', (e: DebugProtocol.BreakpointEvent) => changed.push(e));
+    try {
+      await dc.start();
+      const token = await strict.token('dev', ['devs']);
+      await Promise.all([dc.configurationSequence(), dc.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' }).then(() => dc.attachRequest({ ...attachArgs({ mode: 'snapshot' }), brokerUrl: strict.url, identityToken: token } as any))]);
+      const limited = await dc.setBreakpointsRequest({ source: { path: pricingTs }, breakpoints: [{ line: line(pricingTs, 'total') }] });
+      const never = await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: line(serviceTs, 'handle'), condition: 'order.id < 0' }] });
+      const limitedId = limited.body.breakpoints[0]!.id;
+      const neverId = never.body.breakpoints[0]!.id;
+      await until(() => changed.some((e) => e.body.breakpoint.id === limitedId) && changed.some((e) => e.body.breakpoint.id === neverId));
+      const removed = changed.find((e) => e.body.breakpoint.id === limitedId)!.body;
+      assert.equal(removed.reason, 'changed');
+      assert.equal(removed.breakpoint.verified, false);
+      assert.equal(removed.breakpoint.message, 'Removed by Loupe: reached its limit of 2 captures and was removed');
+      assert.ok(output.some((o) => o === `Loupe: the snapshot breakpoint at pricing.ts:${line(pricingTs, 'total')} reached its limit of 2 captures and was removed.\n`), output.join(''));
+      const suspended = changed.find((e) => e.body.breakpoint.id === neverId)!.body.breakpoint;
+      assert.equal(suspended.verified, false);
+      assert.match(suspended.message ?? '', /^Suspended by Loupe: its hits held the target [\d.]+ ms in the last second over \d+ hits \(budget 2 ms per second\)$/);
+      assert.ok(output.some((o) => /^Loupe: the breakpoint at service\.ts:\d+ was suspended by the broker: its hits held the target [\d.]+ ms in the last second over \d+ hits \(budget 2 ms per second\)\./.test(o)), output.join(''));
+      await service.target.ticksAdvance(3);
+    } finally {
+      await close(dc);
+      await strict.close();
     }
   });
 
