@@ -9,6 +9,7 @@ import { BrokerApi, describeBrokerError, type AccessRequestInfo, type GrantAnswe
 import type { GrantEventBody, LoupeAttachArguments, SessionEndedEventBody } from './adapter/config';
 import { LoupeDebugSession } from './adapter/loupeDebugSession';
 import { refreshTokens, signInWithBrowser, tokenExpiry, type OidcSettings, type OidcTokens } from './oidcSignIn';
+import { SnapshotsView } from './snapshotsView';
 
 const TOKEN_KEY = 'loupe.identityToken';
 const REFRESH_KEY = 'loupe.oidcRefresh';
@@ -406,9 +407,14 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
   const ticker = setInterval(render, 1000);
   context.subscriptions.push({ dispose: () => clearInterval(ticker) });
 
+  // ---- the Snapshots view: captures of snapshot sessions, each shown as a stop on selection ----
+  const snapshotsView = new SnapshotsView();
+  context.subscriptions.push(snapshotsView);
+
   context.subscriptions.push(
     vscode.debug.onDidReceiveDebugSessionCustomEvent((e) => {
       if (e.session.type !== DEBUG_TYPE) return;
+      if (snapshotsView.onEvent(e.session, e.event, e.body)) return;
       if (e.event === 'loupe.grant') {
         live.set(e.session.id, { ...(e.body as GrantEventBody), session: e.session });
         render();
@@ -421,6 +427,7 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
       }
     }),
     vscode.debug.onDidTerminateDebugSession((s) => {
+      snapshotsView.endSession(s);
       if (live.delete(s.id)) render();
     }),
     vscode.commands.registerCommand('loupe.attach', attach),
@@ -433,6 +440,7 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
     vscode.commands.registerCommand('loupe.endSession', endSession),
     vscode.commands.registerCommand('loupe.downloadTranscript', downloadTranscript),
     vscode.commands.registerCommand('loupe.reviewRequests', reviewRequests),
+    vscode.commands.registerCommand('loupe.showSnapshot', (node?: Parameters<SnapshotsView['show']>[0]) => snapshotsView.show(node)),
     vscode.debug.registerDebugAdapterDescriptorFactory(DEBUG_TYPE, {
       createDebugAdapterDescriptor: () => new vscode.DebugAdapterInlineImplementation(new LoupeDebugSession() as unknown as vscode.DebugAdapter),
     }),

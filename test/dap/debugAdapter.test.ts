@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { DebugClient } from '@vscode/debugadapter-testsupport';
 import type { DebugProtocol } from '@vscode/debugprotocol';
+import { SnapshotList, snapshotRow } from '../../extension/snapshotList';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { line, pricingTs, serviceRoot, serviceTs, startService, type DeployedService } from './tsService';
 
@@ -324,8 +325,15 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       const next = await topFrame(dc);
       const nextLabel = (await locals(dc, next.top.id)).get('label')!.value;
       assert.ok(Number(nextLabel.slice(7, -1)) > Number(label.slice(7, -1)), `${nextLabel} after ${label}`);
-      // the Snapshots view's request: show the first capture again
-      await Promise.all([dc.customRequest('loupe.showSnapshot', { captureId: first.captureId }), dc.waitForEvent('stopped')]);
+      // the Snapshots view lists the adapter's events (newest first); selecting the oldest row shows it again
+      const list = new SnapshotList();
+      for (const body of snapshots()) list.add('session-1', 'Loupe: app (snapshot)', body);
+      const rows = list.list()[0]!.captures;
+      assert.equal(rows.at(-1)!.captureId, first.captureId);
+      const row = snapshotRow(rows.at(-1)!, false);
+      assert.equal(row.label, '#1 handle');
+      assert.match(row.description, new RegExp(`^service\\.ts:${handleLine} · \\d`));
+      await Promise.all([dc.customRequest('loupe.showSnapshot', { captureId: rows.at(-1)!.captureId }), dc.waitForEvent('stopped')]);
       assert.equal((await locals(dc, (await topFrame(dc)).top.id)).get('label')!.value, label);
       // the broker's rate limit is told, with its figures
       await until(() => output.some((o) => o.includes('is throttled by the broker')));

@@ -66,4 +66,24 @@ describe('extension manifest', () => {
     assert.ok(pkg.activationEvents.includes('onDebugResolve:loupe'));
     assert.equal(pkg.contributes.configuration.properties['loupe.brokerUrl'].type, 'string');
   });
+
+  it('the Snapshots view is contributed to Run and Debug for Loupe sessions, and its command is registered', () => {
+    const view = pkg.contributes.views.debug.find((v: any) => v.id === 'loupe.snapshots');
+    assert.ok(view, 'a loupe.snapshots view in the debug container');
+    assert.equal(view.name, 'Snapshots');
+    assert.equal(view.when, "debugType == 'loupe'");
+    const command = pkg.contributes.commands.find((c: any) => c.command === 'loupe.showSnapshot');
+    assert.equal(`${command?.category}: ${command?.title}`, 'Loupe: Show Snapshot…');
+    const extension = readFileSync(join(root, 'extension', 'extension.ts'), 'utf8');
+    assert.ok(extension.includes("registerCommand('loupe.showSnapshot'"), 'loupe.showSnapshot is registered');
+    assert.ok(extension.includes('new SnapshotsView('), 'the view is created on activation');
+    // The view's id, the event it listens to and the request it makes are the ones the adapter speaks.
+    const viewSource = readFileSync(join(root, 'extension', 'snapshotsView.ts'), 'utf8');
+    const adapterSource = readFileSync(join(root, 'extension', 'adapter', 'loupeDebugSession.ts'), 'utf8');
+    assert.ok(viewSource.includes(`SNAPSHOTS_VIEW = '${view.id}'`));
+    for (const name of ['loupe.snapshot', 'loupe.snapshotShown', 'loupe.showSnapshot']) {
+      assert.ok(viewSource.includes(`'${name}'`), `the view uses ${name}`);
+      assert.ok(adapterSource.includes(`'${name}'`), `the adapter speaks ${name}`);
+    }
+  });
 });
