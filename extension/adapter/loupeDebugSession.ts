@@ -85,7 +85,7 @@ interface CallFrame {
 }
 
 /** What a variables reference expands: a live object (pause mode) or captured properties (snapshot mode). */
-type VariableContainer = { objectId: string } | { captured: readonly CapturedProperty[]; truncated?: string; self?: CapturedValue };
+type VariableContainer = { objectId: string } | { captured: readonly CapturedProperty[]; truncated?: string };
 
 /** A capture as the adapter keeps it: numbered in arrival order. */
 interface CaptureEntry extends SnapshotCapture {
