@@ -9,6 +9,7 @@ import { BrokerApi, describeBrokerError, type AccessRequestInfo, type GrantAnswe
 import type { GrantEventBody, LoupeAttachArguments, SessionEndedEventBody } from './adapter/config';
 import { LoupeDebugSession } from './adapter/loupeDebugSession';
 import { refreshTokens, signInWithBrowser, tokenExpiry, type OidcSettings, type OidcTokens } from './oidcSignIn';
+import { describeCheck, listRecordedSessions, NotAuditorError, saveTranscript, sessionRow } from './transcripts';
 import { SnapshotsView } from './snapshotsView';
 
 const TOKEN_KEY = 'loupe.identityToken';
@@ -357,35 +358,45 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
     render();
   }
 
+  /** For auditors: pick a recorded session, save its transcript, keys and report into a folder, verify it here. */
   async function downloadTranscript(): Promise<void> {
     const broker = await api();
     if (!broker) return;
-    let sessions: any[];
+    let sessions: Awaited<ReturnType<typeof listRecordedSessions>>;
     try {
-      sessions = await broker.sessions();
+      sessions = await listRecordedSessions(broker);
     } catch (err) {
-      void vscode.window.showErrorMessage(`Loupe: cannot list sessions: ${describeBrokerError(err)}`);
+      void vscode.window.showErrorMessage(`Loupe: ${err instanceof NotAuditorError ? err.message : `cannot list sessions: ${describeBrokerError(err)}`}`);
       return;
     }
     if (sessions.length === 0) return void vscode.window.showInformationMessage('Loupe: no recorded sessions.');
     const pick = await vscode.window.showQuickPick(
-      sessions.map((s) => ({ label: `${s.target} · ${s.user?.name ?? s.user?.sub ?? '?'}`, description: `${s.startedAt} · ${s.state}${s.endReason ? ` (${s.endReason})` : ''}`, detail: s.reason, s })),
-      { title: 'Loupe: Download Transcript', matchOnDetail: true },
+      sessions.map((s) => ({ ...sessionRow(s), s })),
+      { title: 'Loupe: Download Transcript', matchOnDescription: true, matchOnDetail: true },
     );
     if (!pick) return;
-    const id: string = pick.s.sessionId;
+    const id = pick.s.sessionId;
     const folder = vscode.workspace.workspaceFolders?.[0]?.uri;
-    const uri = await vscode.window.showSaveDialog({ defaultUri: folder ? vscode.Uri.joinPath(folder, `loupe-session-${id}.ndjson`) : undefined, filters: { 'Loupe transcript': ['ndjson'] } });
-    if (!uri) return;
+    const where = await vscode.window.showOpenDialog({
+      title: `Loupe: save session ${id.slice(0, 8)} into (a folder loupe-session-${id.slice(0, 8)}… is made there)`,
+      openLabel: 'Save Here',
+      canSelectFolders: true,
+      canSelectFiles: false,
+      canSelectMany: false,
+      ...(folder ? { defaultUri: folder } : {}),
+    });
+    if (!where?.[0]) return;
     try {
-      const text = await broker.transcript(id);
-      await vscode.workspace.fs.writeFile(uri, Buffer.from(text, 'utf8'));
-      const html = await broker.report(id);
+      const saved = await saveTranscript(broker, id, where[0].fsPath);
+      output.appendLine(`transcript of ${id} saved to ${saved.dir}: ${describeCheck(saved.check)}`);
+      for (const problem of saved.check.problems) output.appendLine(`  ${problem}`);
       const panel = vscode.window.createWebviewPanel('loupe.report', `Loupe session ${id.slice(0, 8)}`, vscode.ViewColumn.Active, { enableScripts: false });
-      panel.webview.html = html;
-      void vscode.window.showInformationMessage(`Loupe: transcript saved to ${uri.fsPath}. Verify it offline with: loupe audit verify ${uri.fsPath}`);
+      panel.webview.html = Buffer.from(await vscode.workspace.fs.readFile(vscode.Uri.file(saved.reportFile))).toString('utf8');
+      const text = `Loupe: session saved to ${saved.dir} (transcript.ndjson, keys.json, report.html); ${describeCheck(saved.check)}. Check it offline: loupe audit verify ${saved.dir}`;
+      if (saved.check.ok) void vscode.window.showInformationMessage(text);
+      else void vscode.window.showErrorMessage(text);
     } catch (err) {
-      void vscode.window.showErrorMessage(`Loupe: cannot download the transcript: ${describeBrokerError(err)}`);
+      void vscode.window.showErrorMessage(`Loupe: ${err instanceof NotAuditorError ? err.message : `cannot download the transcript: ${describeBrokerError(err)}`}`);
     }
   }
 

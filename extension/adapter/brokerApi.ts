@@ -51,6 +51,36 @@ export interface AccessRequestInfo {
   message: string;
 }
 
+/** An alert as GET /v1/alerts lists it (the broker's alert rules, for the owners of its target and admins). */
+export interface AlertInfo {
+  id: string;
+  rule: string;
+  at: string;
+  target: string;
+  session?: string;
+  user?: string;
+  message: string;
+  /** none, end-session or require-approval. */
+  action: string;
+  /** The records that made the rule fire. */
+  evidence: { seq: number; type: string; summary: string }[];
+}
+
+/** A recorded session as GET /v1/sessions lists it (auditors). */
+export interface RecordedSession {
+  sessionId: string;
+  target: string;
+  user: { sub: string; name: string };
+  mode: string;
+  reason: string;
+  ticket?: string;
+  grantId: string;
+  startedAt: string;
+  endedAt?: string;
+  endReason?: string;
+  state: 'live' | 'ended' | 'incomplete';
+}
+
 export interface GrantRequest {
   target: string;
   mode: string;
@@ -148,9 +178,19 @@ export class BrokerApi {
     await this.call('DELETE', `/v1/grants/${encodeURIComponent(grantId)}`);
   }
 
-  async sessions(): Promise<any[]> {
+  async sessions(): Promise<RecordedSession[]> {
     const body = (await this.call<any>('GET', '/v1/sessions')).body;
     return Array.isArray(body) ? body : (body?.sessions ?? []);
+  }
+
+  /** Alerts of the targets the caller owns (all for admins), newest first; 403 for everyone else. */
+  async alerts(): Promise<AlertInfo[]> {
+    return (await this.call<{ alerts: AlertInfo[] }>('GET', '/v1/alerts')).body.alerts;
+  }
+
+  /** The broker's published audit keys (a JWKS), to verify transcripts against. */
+  async auditKeys(): Promise<{ keys: Record<string, unknown>[] }> {
+    return (await this.call<{ keys: Record<string, unknown>[] }>('GET', '/v1/audit/keys')).body;
   }
 
   async transcript(sessionId: string): Promise<string> {
