@@ -8,6 +8,7 @@ import { outcomeText, pendingText, waitForDecision } from './adapter/accessReque
 import { BrokerApi, describeBrokerError, type AccessRequestInfo, type GrantAnswer, type TargetInfo } from './adapter/brokerApi';
 import type { GrantEventBody, LoupeAttachArguments, SessionEndedEventBody } from './adapter/config';
 import { LoupeDebugSession } from './adapter/loupeDebugSession';
+import { AlertsView } from './alertsView';
 import { refreshTokens, signInWithBrowser, tokenExpiry, type OidcSettings, type OidcTokens } from './oidcSignIn';
 import { describeCheck, listRecordedSessions, NotAuditorError, saveTranscript, sessionRow } from './transcripts';
 import { SnapshotsView } from './snapshotsView';
@@ -418,6 +419,15 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
   const ticker = setInterval(render, 1000);
   context.subscriptions.push({ dispose: () => clearInterval(ticker) });
 
+  // ---- alerts for owners (the Loupe Alerts view) ----
+  const alertsView = new AlertsView(context, {
+    brokerUrl,
+    storedToken: token,
+    tokenOrSignIn: async () => (await token()) ?? (await signIn()),
+    log: (line) => output.appendLine(line),
+  });
+  context.subscriptions.push(alertsView);
+
   // ---- the Snapshots view: captures of snapshot sessions, each shown as a stop on selection ----
   const snapshotsView = new SnapshotsView();
   context.subscriptions.push(snapshotsView);
@@ -452,6 +462,7 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
     vscode.commands.registerCommand('loupe.downloadTranscript', downloadTranscript),
     vscode.commands.registerCommand('loupe.reviewRequests', reviewRequests),
     vscode.commands.registerCommand('loupe.showSnapshot', (node?: Parameters<SnapshotsView['show']>[0]) => snapshotsView.show(node)),
+    vscode.commands.registerCommand('loupe.refreshAlerts', () => alertsView.refresh(true)),
     vscode.debug.registerDebugAdapterDescriptorFactory(DEBUG_TYPE, {
       createDebugAdapterDescriptor: () => new vscode.DebugAdapterInlineImplementation(new LoupeDebugSession() as unknown as vscode.DebugAdapter),
     }),

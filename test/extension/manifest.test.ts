@@ -86,4 +86,24 @@ describe('extension manifest', () => {
       assert.ok(adapterSource.includes(`'${name}'`), `the adapter speaks ${name}`);
     }
   });
+
+  it('the Loupe Alerts view is contributed to Run and Debug with its refresh command and settings', () => {
+    const view = pkg.contributes.views.debug.find((v: any) => v.id === 'loupe.alerts');
+    assert.ok(view, 'a loupe.alerts view in the debug container');
+    assert.equal(view.name, 'Loupe Alerts');
+    assert.equal(view.when, undefined, 'shown outside debug sessions too: alerts come from other people’s sessions');
+    const command = pkg.contributes.commands.find((c: any) => c.command === 'loupe.refreshAlerts');
+    assert.equal(`${command?.category}: ${command?.title}`, 'Loupe: Refresh Alerts');
+    assert.ok(pkg.contributes.menus['view/title'].some((m: any) => m.command === 'loupe.refreshAlerts' && m.when === 'view == loupe.alerts'), 'refresh in the view title');
+    const settings = pkg.contributes.configuration.properties;
+    assert.equal(settings['loupe.alerts.refreshSeconds'].type, 'number');
+    assert.equal(settings['loupe.alerts.notify'].type, 'boolean');
+    // Owners are notified without opening the view first.
+    assert.ok(pkg.activationEvents.includes('onStartupFinished'));
+    const extension = readFileSync(join(root, 'extension', 'extension.ts'), 'utf8');
+    assert.ok(extension.includes('new AlertsView('), 'the view is created on activation');
+    const viewSource = readFileSync(join(root, 'extension', 'alertsView.ts'), 'utf8');
+    assert.ok(viewSource.includes(`ALERTS_VIEW = '${view.id}'`));
+    for (const key of ['refreshSeconds', 'notify']) assert.ok(viewSource.includes(`get<${key === 'notify' ? 'boolean' : 'number'}>('${key}')`), `the view reads loupe.alerts.${key}`);
+  });
 });
