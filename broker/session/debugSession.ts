@@ -475,7 +475,11 @@ export class DebugSession {
       this.scriptUrls.set(message.params.scriptId, message.params.url);
     }
     // A snapshot session never shows a pause or a resume: its client sees captures instead.
-    if (message.method === 'Debugger.resumed' && this.grant.mode === 'snapshot') return;
+    if (message.method === 'Debugger.resumed' && this.grant.mode === 'snapshot') {
+      clearTimeout(this.foreignPauseTimer);
+      this.foreignPauseTimer = undefined;
+      return;
+    }
     if (message.method === 'Debugger.resumed') {
       const wasShown = this.paused && this.swallowResumed === 0;
       this.paused = false;
@@ -554,7 +558,12 @@ export class DebugSession {
   private async onSnapshotPause(message: CdpMessage): Promise<void> {
     const params = message.params ?? {};
     const { live: hits, quiet } = this.sortHits(params.hitBreakpoints);
-    if ((hits.length === 0 && quiet.length === 0) || this.ending) return;
+    if (this.ending) return;
+    if (hits.length === 0 && quiet.length === 0) {
+      // Not ours (a `debugger;` statement, another debugger): left alone, but never held past maxPauseSeconds.
+      this.armForeignPauseWatchdog();
+      return;
+    }
     if (hits.length === 0 || !this.options.auditAccepting()) {
       // A hit of a breakpoint the broker is taking out of V8 (or nothing could record a capture): resumed at once.
       this.resumeNow();
@@ -871,6 +880,20 @@ export class DebugSession {
     this.objectLabels.set(objectId, label);
   }
 
+  private foreignPauseTimer: NodeJS.Timeout | undefined;
+
+  /** Snapshot mode has no human holding a pause: one it did not cause is resumed once maxPauseSeconds have passed. */
+  private armForeignPauseWatchdog(): void {
+    clearTimeout(this.foreignPauseTimer);
+    const seconds = this.options.target.maxPauseSeconds;
+    this.foreignPauseTimer = setTimeout(() => {
+      this.foreignPauseTimer = undefined;
+      if (this.ending) return;
+      this.record('watchdog.resumed', { maxPauseSeconds: seconds, pause: 'not caused by this session' }).catch(() => undefined);
+      this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined);
+    }, seconds * 1000);
+  }
+
   private armWatchdog(): void {
     this.clearWatchdog();
     const seconds = this.options.target.maxPauseSeconds;
@@ -933,6 +956,7 @@ export class DebugSession {
     const { audit, targetSocket, client } = this.options;
     clearTimeout(this.expiryTimer);
     this.clearWatchdog();
+    clearTimeout(this.foreignPauseTimer);
     this.record('session.ending', { endReason: reason, breakpoints: [...this.breakpoints.keys()], paused: this.paused }).catch(() => undefined);
     // No throttled breakpoint is set again from now on.
     for (const entry of this.breakpoints.values()) if (entry.throttled) clearTimeout(entry.throttled.timer);

@@ -93,6 +93,30 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     await small.client.close();
   });
 
+  it('a pause it did not cause (another debugger, a debugger statement) is resumed after maxPauseSeconds', async () => {
+    const base = basePolicy(target.inspector);
+    broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, maxPauseSeconds: 1 } } });
+    const { client } = await broker.attach({ mode: 'snapshot' });
+    await client.call('Debugger.enable');
+    const other = await CdpClient.connect(target.wsUrl);
+    try {
+      await other.call('Debugger.enable');
+      await other.call('Debugger.pause');
+      await other.waitEvent('Debugger.paused');
+      const heldAt = target.lastTick();
+      await new Promise((r) => setTimeout(r, 300));
+      assert.ok(target.lastTick() <= heldAt + 1, 'the other debugger holds the target for now');
+      await other.waitEvent('Debugger.resumed', () => true, 5000);
+      await target.ticksAdvance(3);
+      await client.close();
+      await new Promise((r) => setTimeout(r, 200));
+      const resumed = (await broker.sessionEvents()).find((e) => e.type === 'watchdog.resumed');
+      assert.equal(resumed?.data.pause, 'not caused by this session');
+    } finally {
+      await other.close();
+    }
+  });
+
   it('never leaves the target paused: the timer keeps firing through a burst of hits', async () => {
     const { client } = await snapshotSession({ minIntervalMs: 0, maxCapturesPerMinute: 100000, maxCapturesPerBreakpoint: 100000 });
     await client.waitEvent('Loupe.snapshotCaptured');
