@@ -131,6 +131,7 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
       await context.secrets.store(TOKEN_KEY, candidate);
       if (oidc && refreshToken) await context.secrets.store(REFRESH_KEY, JSON.stringify({ issuer: oidc.issuer, clientId: oidc.clientId, refreshToken }));
       else await context.secrets.delete(REFRESH_KEY);
+      void alertsView.refresh(false); // an owner's alerts, now that there is an identity to ask with
       void vscode.window.showInformationMessage(`Loupe: signed in to ${url}. You may attach to ${targets.length} target${targets.length === 1 ? '' : 's'}${targets.length ? `: ${targets.map((t) => t.name).join(', ')}` : ''}.`);
       return candidate;
     } catch (err) {
@@ -456,6 +457,7 @@ export function activate(context: vscode.ExtensionContext): LoupeExtensionApi {
     vscode.commands.registerCommand('loupe.signOut', async () => {
       await context.secrets.delete(TOKEN_KEY);
       await context.secrets.delete(REFRESH_KEY);
+      void alertsView.refresh(false);
       void vscode.window.showInformationMessage('Loupe: signed out.');
     }),
     vscode.commands.registerCommand('loupe.endSession', endSession),

@@ -26,6 +26,10 @@ describe('VS Code (code-server) end to end', { skip }, () => {
     service = await startService({ TICK_MS: '200' });
     const policy = basePolicy(service.target.inspector);
     policy.targets.app.maxPauseSeconds = 120; // a UI run holds the pause longer than the default watchdog's 30 s
+    // The developer also owns the target: the refused evaluation below fires the refusals alert, which the Loupe
+    // Alerts view lists and notifies.
+    policy.alerting = { rules: { firstAttach: false } };
+    policy.targets.app.alerts = { refusals: { count: 1, withinSeconds: 60 } };
     broker = await startTestBroker(policy);
     // The .vsix exactly as `npm run package` builds it (dist/ is fresh: npm test builds first).
     vsixDir = mkdtempSync(join(tmpdir(), 'loupe-vsix-'));
@@ -39,7 +43,7 @@ describe('VS Code (code-server) end to end', { skip }, () => {
       join(workspace, '.vscode', 'launch.json'),
       JSON.stringify({ version: '0.2.0', configurations: [{ type: 'loupe', request: 'attach', name: 'Loupe: app', target: 'app', localRoot: '${workspaceFolder}', remoteRoot: service.remoteRoot, outFiles: ['${workspaceFolder}/dist/**/*.js'] }] }, null, 2),
     );
-    codeServer = await startCodeServer({ vsix: [join(vsixDir, 'loupe.vsix')], settings: { 'loupe.brokerUrl': broker.url } });
+    codeServer = await startCodeServer({ vsix: [join(vsixDir, 'loupe.vsix')], settings: { 'loupe.brokerUrl': broker.url, 'loupe.alerts.refreshSeconds': 5 } });
   });
 
   after(async () => {
@@ -60,7 +64,7 @@ describe('VS Code (code-server) end to end', { skip }, () => {
       await page.waitForSelector('.monaco-workbench .statusbar', { timeout: 60_000 });
       log('workbench loaded');
       await wb.run('Loupe: Sign In…');
-      await wb.type(await broker.token('dev', ['devs']), { title: 'Loupe: Sign In' });
+      await wb.type(await broker.token('dev', ['devs', 'owners']), { title: 'Loupe: Sign In' });
       await wb.expectText(/signed in to/);
       const handleLine = line(serviceTs, 'handle');
       await wb.openFile('service.ts', handleLine);
@@ -91,6 +95,12 @@ describe('VS Code (code-server) end to end', { skip }, () => {
       await page.keyboard.press('Enter');
       await wb.expectRow(/"(Ada|Grace)"/, 20_000);
       await wb.shot('03-debug-console-refusal');
+      // The owner is told about the alert the refusal fired, and "Show Alerts" opens the Loupe Alerts view with it.
+      await wb.expectText(/Loupe alert on app: refusals \(dev\): 1 refusals within 60 s/, 30_000);
+      await wb.shot('03b-alert-notification');
+      await page.locator('.notification-toast .monaco-button', { hasText: 'Show Alerts' }).first().click();
+      await wb.expectRow(/refusals · app\s*dev · \d\d:\d\d:\d\d · 1 refusals within 60 s \(threshold 1\)/, 20_000);
+      await wb.shot('03c-alerts-view');
       await wb.run('Loupe: End Session');
       await service.target.ticksAdvance(3, 15_000);
       log('session ended; the target runs on');

@@ -25,7 +25,7 @@ test('contributes the Loupe commands and the loupe debug type', async () => {
   assert.ok(ext, 'the extension under development is loaded');
   await ext.activate();
   const commands = await vscode.commands.getCommands(true);
-  for (const c of ['loupe.attach', 'loupe.signIn', 'loupe.endSession', 'loupe.downloadTranscript']) assert.ok(commands.includes(c), c);
+  for (const c of ['loupe.attach', 'loupe.signIn', 'loupe.endSession', 'loupe.downloadTranscript', 'loupe.refreshAlerts']) assert.ok(commands.includes(c), c);
   assert.ok(ext.packageJSON.contributes.debuggers.some((d: any) => d.type === 'loupe'));
 });
 
