@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import canonicalize from 'canonicalize';
+import { chunkName, genesisHash, hashRecord, manifestName, sha256 } from '../../common/transcript';
 
 /** Audit event types with stable codes: codes never change meaning, new types get new codes. */
 export const eventCodes = {
@@ -98,17 +97,8 @@ export interface AuditEvent {
   readonly hash: string;
 }
 
-/** The first `prev` of a stream binds the chain to its stream id, so records cannot move between streams. */
-export const genesisHash = (stream: string) => sha256(`loupe-audit-genesis:${stream}`);
-
-export function sha256(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
-}
-
 /** SHA-256 over the RFC 8785 canonical JSON of the event without its own hash (prev is inside). */
-export function hashEvent(event: Omit<AuditEvent, 'hash'>): string {
-  return sha256(canonicalize(event)!);
-}
+export const hashEvent = (event: Omit<AuditEvent, 'hash'>): string => hashRecord(event);
 
 /** Builds the next event of a chain. */
 export function chainEvent(context: StreamContext, seq: number, prev: string, time: string, type: EventType, data: Record<string, unknown>): AuditEvent {
@@ -137,5 +127,4 @@ export function streamPrefix(context: Pick<StreamContext, 'stream' | 'kind' | 's
   return `${context.kind === 'session' ? 'sessions' : 'grants'}/${day}/${context.stream}/`;
 }
 
-export const chunkName = (firstSeq: number, lastSeq: number) => `chunk-${String(firstSeq).padStart(9, '0')}-${String(lastSeq).padStart(9, '0')}.ndjson`;
-export const manifestName = 'manifest.json';
+export { chunkName, genesisHash, manifestName, sha256 };

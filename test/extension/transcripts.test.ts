@@ -141,7 +141,7 @@ describe('Download Transcript (extension/transcripts.ts) against a real broker a
     for (const [what, variant] of variants) {
       const tampered = variant.join('\n') + '\n';
       const theirs = await verifyTranscript(parseTranscriptText(tampered), keys as any);
-      const ours = checkTranscript(tampered, keys, session.sessionId);
+      const ours = await checkTranscript(tampered, keys, session.sessionId);
       assert.equal(theirs.ok, false, `${what}: the broker's verifier fails it`);
       assert.equal(ours.ok, false, `${what}: so does the extension's check`);
       assert.equal(ours.problems[0], theirs.problems[0], `${what}: the same first problem`);
@@ -149,11 +149,11 @@ describe('Download Transcript (extension/transcripts.ts) against a real broker a
     }
     // Keys that are not the broker's: nothing verifies.
     const otherKeys = { keys: [{ ...keys.keys[0], x: Buffer.alloc(32, 7).toString('base64url') }] };
-    const wrongKey = checkTranscript(text, otherKeys);
+    const wrongKey = await checkTranscript(text, otherKeys);
     assert.equal(wrongKey.ok, false);
     assert.match(wrongKey.problems[0]!, /seal does not verify against the audit keys \(signature verification failed\)/);
     // The untouched transcript passes both.
-    assert.equal(checkTranscript(text, keys).ok, true);
+    assert.equal((await checkTranscript(text, keys)).ok, true);
   });
 
   it('refuses someone without an auditor role clearly, and writes nothing', async () => {

@@ -1,0 +1,208 @@
+/**
+ * The audit transcript format and its verification, shared by the broker (`loupe audit verify`, the report) and the
+ * VS Code extension (Download Transcript…), so both check a transcript the same way. No broker code and no jose here:
+ * each side passes in how it opens a seal (the broker with jose, the extension with node:crypto).
+ */
+import { createHash } from 'node:crypto';
+import canonicalize from 'canonicalize';
+
+export function sha256(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/** The first `prev` of a stream binds the chain to its stream id, so records cannot move between streams. */
+export const genesisHash = (stream: string) => sha256(`loupe-audit-genesis:${stream}`);
+
+/** SHA-256 over the RFC 8785 canonical JSON of the event without its own hash (prev is inside). */
+export const hashRecord = (record: object): string => sha256(canonicalize(record)!);
+
+export const chunkName = (firstSeq: number, lastSeq: number) => `chunk-${String(firstSeq).padStart(9, '0')}-${String(lastSeq).padStart(9, '0')}.ndjson`;
+export const manifestName = 'manifest.json';
+
+export interface TranscriptRetention {
+  readonly mode?: string;
+  readonly retainUntil?: Date;
+}
+
+/** A transcript as stored: sealed chunks in order, then the manifest. */
+export interface Transcript {
+  readonly stream: string;
+  readonly chunks: { readonly name: string; readonly lines: readonly string[]; readonly sealLine?: string; readonly retention?: TranscriptRetention }[];
+  readonly manifestLine?: string;
+  readonly manifestRetention?: TranscriptRetention;
+}
+
+/** A record of the chain, as far as verification reads it. */
+export interface ChainRecord {
+  readonly seq: number;
+  readonly stream: string;
+  readonly prev: string;
+  readonly hash: string;
+}
+
+export interface VerifyResult<R extends ChainRecord = ChainRecord> {
+  readonly ok: boolean;
+  /** The first problem found, naming the record; later problems follow. */
+  readonly problems: string[];
+  readonly notes: string[];
+  readonly events: R[];
+  readonly manifest?: Record<string, unknown>;
+  /** Key ids that signed the seals that verified. */
+  readonly kids: string[];
+  /** The manifest is there and its seal verified: the session ended and nothing is missing at its end. */
+  readonly sealedEnd: boolean;
+}
+
+/** Verifies a compact JWS seal of type `typ` and returns its signed payload, or throws saying why. */
+export type SealOpener = (jws: string, typ: string) => Promise<Record<string, unknown>>;
+
+const sealKid = (jws: string): string | undefined => {
+  try {
+    const kid = (JSON.parse(Buffer.from(jws.split('.')[0] ?? '', 'base64url').toString('utf8')) as { kid?: unknown }).kid;
+    return typeof kid === 'string' ? kid : undefined;
+  } catch {
+    return undefined;
+  }
+};
+
+/** Splits a downloaded NDJSON transcript (events, a seal line after each chunk, the manifest last). */
+export function parseTranscriptText(text: string, stream?: string): Transcript {
+  const chunks: { name: string; lines: string[]; sealLine?: string }[] = [];
+  let lines: string[] = [];
+  let manifestLine: string | undefined;
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    let type: unknown;
+    try {
+      type = (JSON.parse(line) as { type?: unknown }).type;
+    } catch {
+      type = undefined;
+    }
+    if (type === 'seal') {
+      const name = (JSON.parse(line) as { chunk?: unknown }).chunk;
+      chunks.push({ name: typeof name === 'string' ? name : `chunk ${chunks.length + 1}`, lines, sealLine: line });
+      lines = [];
+    } else if (type === 'manifest') manifestLine = line;
+    else lines.push(line);
+  }
+  if (lines.length > 0) chunks.push({ name: `unsealed lines after chunk ${chunks.length}`, lines });
+  let id = stream;
+  if (!id && manifestLine) id = String((JSON.parse(manifestLine) as { session?: unknown }).session ?? '');
+  if (!id) {
+    for (const chunk of chunks) {
+      try {
+        id = String((JSON.parse(chunk.lines[0] ?? '{}') as { stream?: unknown }).stream ?? '');
+      } catch {
+        /* the checks below name the bad line */
+      }
+      if (id) break;
+    }
+  }
+  return { stream: id ?? '', chunks, ...(manifestLine ? { manifestLine } : {}) };
+}
+
+/**
+ * Checks every hash link, every seal against the published keys, that no sequence number is missing,
+ * that the manifest matches the chunks, and (when asked) COMPLIANCE retention on every object.
+ */
+export async function checkTranscript<R extends ChainRecord = ChainRecord>(transcript: Transcript, openSeal: SealOpener, options: { requireRetention?: boolean; now?: Date } = {}): Promise<VerifyResult<R>> {
+  const problems: string[] = [];
+  const notes: string[] = [];
+  const events: R[] = [];
+  const kids = new Set<string>();
+  let sealedEnd = false;
+  const now = options.now ?? new Date();
+  let expectedSeq = 0;
+  let prev = genesisHash(transcript.stream);
+  const seen: { name: string; firstSeq: number; lastSeq: number; sha256: string; headHash: string }[] = [];
+
+  const checkRetention = (what: string, retention: TranscriptRetention | undefined) => {
+    if (!options.requireRetention) return;
+    if (!retention || retention.mode !== 'COMPLIANCE') problems.push(`${what}: not under COMPLIANCE retention (mode ${retention?.mode ?? 'unknown'})`);
+    else if (!retention.retainUntil || retention.retainUntil <= now) problems.push(`${what}: retention ended ${retention.retainUntil?.toISOString() ?? '(no date)'}`);
+  };
+
+  if (transcript.chunks.length === 0) problems.push('the transcript holds no chunk');
+  for (const chunk of transcript.chunks) {
+    const text = chunk.lines.map((l) => l + '\n').join('');
+    let chunkEvents: R[] = [];
+    for (const [index, line] of chunk.lines.entries()) {
+      const where = `${chunk.name}, line ${index + 1}`;
+      let event: R;
+      try {
+        event = JSON.parse(line) as R;
+      } catch {
+        problems.push(`${where}: not valid JSON (the record was changed)`);
+        continue;
+      }
+      const label = `${where} (seq ${event.seq})`;
+      if (event.stream !== transcript.stream) problems.push(`${label}: belongs to stream ${event.stream}, not ${transcript.stream}`);
+      if (event.seq !== expectedSeq) {
+        problems.push(event.seq > expectedSeq ? `${label}: records ${expectedSeq}..${event.seq - 1} are missing (deleted)` : `${label}: out of order, expected seq ${expectedSeq} (records reordered or repeated)`);
+      }
+      const { hash, ...body } = event;
+      if (hashRecord(body) !== hash) problems.push(`${label}: hash does not match the record (the record was changed)`);
+      else if (event.prev !== prev) problems.push(`${label}: prev does not link to the record before it (records removed, reordered or inserted)`);
+      prev = hash;
+      expectedSeq = event.seq + 1;
+      chunkEvents.push(event);
+    }
+    events.push(...chunkEvents);
+    if (!chunk.sealLine) {
+      problems.push(`${chunk.name}: has no seal (truncated)`);
+      continue;
+    }
+    try {
+      const sealRecord = JSON.parse(chunk.sealLine) as { jws?: unknown };
+      const payload = await openSeal(String(sealRecord.jws), 'loupe-chunk+jws');
+      const kid = sealKid(String(sealRecord.jws));
+      if (kid) kids.add(kid);
+      const first = chunkEvents[0];
+      const last = chunkEvents.at(-1);
+      const actualSha = sha256(text);
+      if (last && typeof payload.lastSeq === 'number' && payload.lastSeq > last.seq && payload.firstSeq === first!.seq) {
+        problems.push(`${chunk.name}: records ${last.seq + 1}..${payload.lastSeq} are missing from the end of the chunk (deleted)`);
+      }
+      if (payload.session !== transcript.stream) problems.push(`${chunk.name}: seal is for stream ${String(payload.session)}`);
+      if (payload.chunkSha256 !== actualSha) problems.push(`${chunk.name}: content does not match its seal (sha256 ${actualSha.slice(0, 12)}…, sealed ${String(payload.chunkSha256).slice(0, 12)}…)`);
+      if (!first || payload.firstSeq !== first.seq || payload.lastSeq !== last!.seq) problems.push(`${chunk.name}: seal covers seq ${String(payload.firstSeq)}..${String(payload.lastSeq)}, the chunk holds ${first?.seq ?? '-'}..${last?.seq ?? '-'}`);
+      if (last && payload.headHash !== last.hash) problems.push(`${chunk.name}: seal's head hash differs from the chunk's last record`);
+      if (first && chunk.name !== chunkName(first.seq, last!.seq)) notes.push(`${chunk.name}: object name does not match its range`);
+      seen.push({ name: chunk.name, firstSeq: Number(payload.firstSeq), lastSeq: Number(payload.lastSeq), sha256: String(payload.chunkSha256), headHash: String(payload.headHash) });
+    } catch (err) {
+      problems.push(`${chunk.name}: seal does not verify against the audit keys (${(err as Error).message})`);
+    }
+    checkRetention(chunk.name, chunk.retention);
+    chunkEvents = [];
+  }
+
+  let manifest: Record<string, unknown> | undefined;
+  if (!transcript.manifestLine) problems.push('no manifest: the session is still live, or the transcript was truncated');
+  else {
+    try {
+      manifest = JSON.parse(transcript.manifestLine) as Record<string, unknown>;
+      const payload = await openSeal(String(manifest.jws), 'loupe-manifest+jws');
+      const kid = sealKid(String(manifest.jws));
+      if (kid) kids.add(kid);
+      for (const field of ['session', 'kind', 'lastSeq', 'headHash', 'closedAt', 'endReason']) {
+        if (JSON.stringify(payload[field]) !== JSON.stringify(manifest[field])) problems.push(`manifest: field ${field} differs from what its seal signed`);
+      }
+      const listed = payload.chunks as { name: string; firstSeq: number; lastSeq: number; sha256: string; headHash: string }[];
+      for (const [i, chunk] of listed.entries()) {
+        const found = seen.find((c) => c.name === chunk.name);
+        if (!found) problems.push(`manifest: chunk ${chunk.name} (seq ${chunk.firstSeq}..${chunk.lastSeq}) is missing`);
+        else if (found.sha256 !== chunk.sha256 || found.headHash !== chunk.headHash) problems.push(`manifest: chunk ${chunk.name} differs from the one sealed in the manifest`);
+        else if (seen.indexOf(found) !== i) problems.push(`manifest: chunk ${chunk.name} is out of order`);
+      }
+      for (const chunk of seen) if (!listed.some((c) => c.name === chunk.name)) notes.push(`${chunk.name}: not listed in the manifest (an upload repeated after a crash)`);
+      const last = events.at(-1);
+      if (payload.lastSeq !== (last?.seq ?? -1)) problems.push(`manifest: the session ends at seq ${String(payload.lastSeq)}, the transcript at ${last?.seq ?? '-'} (truncated)`);
+      if (last && payload.headHash !== last.hash) problems.push(`manifest: head hash differs from the last record`);
+      checkRetention(manifestName, transcript.manifestRetention);
+      sealedEnd = true;
+    } catch (err) {
+      problems.push(`manifest: seal does not verify against the audit keys (${(err as Error).message})`);
+    }
+  }
+  return { ok: problems.length === 0, problems, notes, events, ...(manifest ? { manifest } : {}), kids: [...kids], sealedEnd };
+}
