@@ -5,6 +5,7 @@ import picomatch from 'picomatch';
 import type { AuditEvent } from '../audit/events';
 import type { AlertAction, AlertRules } from '../config/alertConfig';
 import type { LoupeConfig } from '../config/types';
+import { luhn } from '../policy/redact';
 import { withinHours } from '../policy/hours';
 
 export interface Alert {
@@ -44,16 +45,6 @@ interface SessionState {
 }
 
 const normalize = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, '');
-
-function luhn(digits: string): boolean {
-  let sum = 0;
-  for (let i = 0; i < digits.length; i++) {
-    let d = Number(digits[digits.length - 1 - i]);
-    if (i % 2 === 1) d = d * 2 > 9 ? d * 2 - 9 : d * 2;
-    sum += d;
-  }
-  return sum % 10 === 0;
-}
 
 /** Values that look like secrets whatever their name: card numbers, bearer tokens, JWTs, private keys. */
 export function sensitiveValue(text: string): string | undefined {

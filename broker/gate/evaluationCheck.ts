@@ -49,17 +49,6 @@ function parseSource(source: string): Node {
   return parse(source, { ecmaVersion: 'latest', sourceType: 'script', allowAwaitOutsideFunction: true, allowReturnOutsideFunction: true });
 }
 
-/** The static dotted path of a member chain (`process['env'].X` → process.env.X), or undefined when a key is dynamic. */
-function staticPath(node: AnyNode): string | undefined {
-  if (node.type === 'Identifier') return node.name as string;
-  if (node.type === 'ThisExpression') return 'this';
-  if (node.type === 'ParenthesizedExpression' || node.type === 'ChainExpression') return staticPath(node.expression as AnyNode);
-  if (node.type !== 'MemberExpression') return undefined;
-  const key = memberKey(node);
-  const base = staticPath(node.object as AnyNode);
-  return base !== undefined && key !== undefined ? `${base}.${key}` : undefined;
-}
-
 /** The segments of a static member chain (`config['x-api-key']` → config, x-api-key), or undefined when a key is dynamic. */
 function staticSegments(node: AnyNode): string[] | undefined {
   if (node.type === 'Identifier') return [node.name as string];
@@ -70,6 +59,9 @@ function staticSegments(node: AnyNode): string[] | undefined {
   const base = staticSegments(node.object as AnyNode);
   return base !== undefined && key !== undefined ? [...base, key] : undefined;
 }
+
+/** The static dotted path of a member chain (`process['env'].X` → process.env.X), or undefined when a key is dynamic. */
+const staticPath = (node: AnyNode): string | undefined => staticSegments(node)?.join('.');
 
 function memberKey(node: AnyNode): string | undefined {
   const property = node.property as AnyNode;

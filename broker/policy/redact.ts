@@ -79,7 +79,8 @@ export function sensitiveName(policy: RedactionPolicy, name: string): boolean {
 
 export const marker = (what: string) => `[redacted: ${what}]`;
 
-function luhn(digits: string): boolean {
+/** The Luhn checksum of a card number's digits. */
+export function luhn(digits: string): boolean {
   let sum = 0;
   for (let i = 0; i < digits.length; i++) {
     let d = digits.charCodeAt(digits.length - 1 - i) - 48;
