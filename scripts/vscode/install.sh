@@ -7,6 +7,10 @@
 # Progress goes to stderr; stdout prints only CODE_SERVER=..., NODE24=... lines for callers.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
+# Run as a child of `npm test`, the outer npm leaves its npm_* variables behind (npm_config_user_agent naming
+# Node 20, npm_config_nodedir, npm_execpath, ...); the npm installs below would take them for their own and
+# code-server's postinstall would refuse Node 20. Clear them all, so the script behaves the same whoever calls it.
+while IFS= read -r name; do unset "$name"; done < <(compgen -e | grep -i '^npm_')
 mkdir -p "$LOUPE_VSCODE_HOME"
 say() { echo "$@" >&2; }
 # One install at a time: two test runs starting together would otherwise build into the same tree and break it.
@@ -45,7 +49,9 @@ if [ ! -f "$MARK" ] || [ ! -f "$CODE_SERVER" ]; then
   mkdir -p "$LOUPE_VSCODE_HOME/code-server"; cd "$LOUPE_VSCODE_HOME/code-server"
   [ -f package.json ] || echo '{"name":"code-server-install","private":true}' > package.json
   install_code_server() {
-    PATH="$NODE24_HOME/bin:$PATH" npm_config_nodedir="$NODE24_HOME" NODE_DISABLE_COMPILE_CACHE=1 \
+    # npm 11 runs no dependency install script unless allowed, and code-server's postinstall (and the nested
+    # npm install of VS Code's modules it starts) is the install: allowed for this one tool tree only.
+    PATH="$NODE24_HOME/bin:$PATH" npm_config_nodedir="$NODE24_HOME" NODE_DISABLE_COMPILE_CACHE=1 npm_config_dangerously_allow_all_scripts=true \
       npm i --no-audit --no-fund --foreground-scripts "code-server@$CODE_SERVER_VERSION" > "$LOUPE_VSCODE_HOME/code-server-install.log" 2>&1
   }
   # A half-built tree (an interrupted earlier install) is removed and the install tried once more from clean.
