@@ -95,10 +95,12 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
     try {
       assert.equal(events.find((e) => e.event === 'loupe.grant')?.body.target, 'app');
       const handleLine = line(serviceTs, 'handle');
+      // Waiting starts before the request: the stop can arrive in the same read as the answer.
+      const stopping = dc.waitForEvent('stopped');
       const set = await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine }] });
       assert.equal(set.body.breakpoints[0]!.verified, true, JSON.stringify(set.body));
       assert.equal(set.body.breakpoints[0]!.line, handleLine);
-      const stopped = (await dc.waitForEvent('stopped')) as DebugProtocol.StoppedEvent;
+      const stopped = (await stopping) as DebugProtocol.StoppedEvent;
       assert.equal(stopped.body.reason, 'breakpoint');
       const { frames, top } = await topFrame(dc);
       assert.equal(top.name, 'handle');
@@ -172,12 +174,13 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
     const { dc } = await open();
     try {
       const handleLine = line(serviceTs, 'handle');
+      const stopping = dc.waitForEvent('stopped');
       const set = await dc.setBreakpointsRequest({
         source: { path: serviceTs },
         breakpoints: [{ line: handleLine, condition: 'order.id % 4 === 0' }],
       });
       assert.equal(set.body.breakpoints[0]!.verified, true, JSON.stringify(set.body));
-      await dc.waitForEvent('stopped');
+      await stopping;
       const { top } = await topFrame(dc);
       const id = await dc.evaluateRequest({ expression: 'order.id', frameId: top.id, context: 'watch' });
       assert.equal(Number(id.body.result) % 4, 0);
@@ -223,15 +226,17 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       assert.equal(stops, 0, 'a logpoint with a hit count never stops either');
       // hit count "%3": stops on every third hit, so consecutive stops are three orders apart
       await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [] });
-      await dc.setBreakpointsRequest({ source: { path: pricingTs }, breakpoints: [{ line: line(pricingTs, 'total'), hitCondition: '%3' }] });
-      const orderIdAtStop = async () => {
-        await dc.waitForEvent('stopped');
+      const orderIdAtStop = async (stopping: Promise<unknown>) => {
+        await stopping;
         const { top } = await topFrame(dc);
         return Number((await dc.evaluateRequest({ expression: 'order.id', frameId: top.id, context: 'watch' })).body.result);
       };
-      const first = await orderIdAtStop();
+      const firstStop = dc.waitForEvent('stopped');
+      await dc.setBreakpointsRequest({ source: { path: pricingTs }, breakpoints: [{ line: line(pricingTs, 'total'), hitCondition: '%3' }] });
+      const first = await orderIdAtStop(firstStop);
+      const secondStop = dc.waitForEvent('stopped');
       await dc.continueRequest({ threadId: 1 });
-      const second = await orderIdAtStop();
+      const second = await orderIdAtStop(secondStop);
       assert.equal(second - first, 3, `stops at orders ${first} and ${second}`);
       await dc.continueRequest({ threadId: 1 });
     } finally {
@@ -251,9 +256,10 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
     const stops = () => events.filter((e) => e.event === 'stopped');
     try {
       const handleLine = line(serviceTs, 'handle');
+      const stopping = dc.waitForEvent('stopped');
       const set = await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine }] });
       assert.equal(set.body.breakpoints[0]!.verified, true, JSON.stringify(set.body));
-      const stopped = (await dc.waitForEvent('stopped')) as DebugProtocol.StoppedEvent;
+      const stopped = (await stopping) as DebugProtocol.StoppedEvent;
       const sessionStart = Date.now();
       assert.equal(stopped.body.reason, 'breakpoint');
       assert.equal(stopped.body.description, 'Snapshot');
@@ -436,8 +442,9 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
   it('grant expiry ends the session cleanly with a clear message; the target runs on without the breakpoints', async () => {
     const { dc, output, events } = await open({ durationSeconds: 3 });
     const terminated = dc.waitForEvent('terminated', 15_000);
+    const stopping = dc.waitForEvent('stopped');
     await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: line(serviceTs, 'handle') }] });
-    await dc.waitForEvent('stopped');
+    await stopping;
     await terminated;
     const ended = events.find((e) => e.event === 'loupe.sessionEnded');
     assert.equal(ended?.body.code, 4001);

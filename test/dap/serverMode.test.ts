@@ -119,9 +119,11 @@ describe('dist/debugAdapter.js --server=PORT (DAP over TCP) through a real broke
   it('attaches over TCP, stops at a .ts breakpoint, reads a variable, disconnects; the target runs on', async () => {
     const { dc, events } = await connect();
     const handleLine = line(serviceTs, 'handle');
+    // Waiting starts before the request: the stop can arrive in the same read as the answer.
+    const stopping = dc.waitForEvent('stopped');
     const set = await within('setBreakpoints', dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine }] }));
     assert.equal(set.body.breakpoints[0]!.verified, true, JSON.stringify(set.body));
-    const stopped = (await within('the stop', dc.waitForEvent('stopped'))) as DebugProtocol.StoppedEvent;
+    const stopped = (await within('the stop', stopping)) as DebugProtocol.StoppedEvent;
     assert.equal(stopped.body.reason, 'breakpoint');
     assert.equal(events.find((e) => e.event === 'loupe.grant')?.body.target, 'app');
     const st = await within('stackTrace', dc.stackTraceRequest({ threadId: 1 }));
@@ -147,8 +149,9 @@ describe('dist/debugAdapter.js --server=PORT (DAP over TCP) through a real broke
 
   it('serves the next client too; one that vanishes without a disconnect ends its session and the target runs on', async () => {
     const { dc } = await connect();
+    const stopping = dc.waitForEvent('stopped');
     await within('setBreakpoints', dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: line(serviceTs, 'handle') }] }));
-    await within('the stop', dc.waitForEvent('stopped'));
+    await within('the stop', stopping);
     assert.equal(broker.broker.liveSessions.length, 1);
     // The client goes away mid-pause: no disconnect request, the TCP connection just drops.
     (dc as unknown as { _socket: import('node:net').Socket })._socket.destroy();
