@@ -258,6 +258,23 @@ describe('a session ends or resumes only pauses it caused', () => {
     assert.equal(events.find((e) => e.type === 'session.ending').data.ownPause, true);
   });
 
+  it('a snapshot session that ends leaves a pause session\'s pause alone', async () => {
+    target = await startTarget();
+    broker = await startTestBroker(policy(target, {}));
+    const { client: watcher, grant } = await broker.attach({ mode: 'snapshot' });
+    clients.push(watcher);
+    await watcher.call('Debugger.enable');
+    const holder = await session();
+    const breakpointId = await pauseAt(holder.client);
+    await watcher.close();
+    const events = await ended(grant.grantId);
+    assert.equal(events.filter((e) => e.type === 'broker.request' && e.data.method === 'Debugger.resume').length, 0, 'the snapshot session sent no resume');
+    assert.equal(await progress(target, 500), 0, 'the pause still holds');
+    await holder.client.call('Debugger.removeBreakpoint', { breakpointId });
+    await holder.client.call('Debugger.resume');
+    await target.ticksAdvance(2);
+  });
+
   it('a pause of a debugger outside the broker holds when a broker session ends', async () => {
     target = await startTarget();
     broker = await startTestBroker(policy(target, {}));
