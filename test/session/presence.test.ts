@@ -6,6 +6,8 @@ import { afterEach, describe, it } from 'node:test';
 import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { renderReport } from '../../broker/audit/report';
+import { readTranscriptFromStore, verifyTranscript } from '../../broker/audit/verify';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -100,6 +102,16 @@ async function waitFor<T>(check: () => Promise<T | undefined | false>, what: str
   }
 }
 
+/** The auditor's report of a session, from its verified transcript in the store. */
+async function reportOf(broker: TestBroker, sessionId: string): Promise<string> {
+  await broker.broker.audit.settle();
+  const store = broker.broker.audit.store;
+  const prefix = (await store.list('sessions/')).find((k) => k.includes(`/${sessionId}/`))!.replace(/[^/]+$/, '');
+  const result = await verifyTranscript(await readTranscriptFromStore(store, prefix, false), broker.broker.auditKeys);
+  assert.deepEqual(result.problems, []);
+  return renderReport(result);
+}
+
 /** A session's records once it has ended (its chain is closed and in the store). */
 async function endedEvents(broker: TestBroker, grantId: string): Promise<any[]> {
   return waitFor(async () => {
@@ -150,6 +162,9 @@ describe('a client that is gone is noticed even when its TCP connection is not',
     assert.equal(events.at(-1).data.endReason, 'client_unresponsive');
     assert.ok(events.some((e) => e.type === 'broker.request' && e.data.method === 'Debugger.removeBreakpoint'));
     assert.ok(events.some((e) => e.type === 'broker.response' && e.data.method === 'Debugger.resume'));
+    const report = await reportOf(broker, events[0].stream);
+    assert.match(report, /session ended: the developer&#39;s client stopped answering \(frozen or cut off\)/);
+    assert.match(report, /the client answered nothing for \d+ ms/);
     // Thawed, the client reads the close frame the broker sent before it let go of the socket.
     child.proc.kill('SIGCONT');
     await child.printed('closed 4009');
@@ -194,6 +209,9 @@ describe('a client that is gone is noticed even when its TCP connection is not',
     assert.equal(events.slice(absentAt, returnedAt).filter((e) => e.type === 'cdp.breakpoint.hit').length, 0, 'no hit held for the absent client');
     assert.ok(events.slice(returnedAt).some((e) => e.type === 'cdp.breakpoint.hit'), 'a hit held for the client once back');
     assert.ok(events.some((e) => e.type === 'broker.request' && e.data.method === 'Debugger.setSkipAllPauses' && e.data.params.skip === false));
+    const report = await reportOf(broker, events[0].stream);
+    assert.match(report, /breakpoints off until the client is back/);
+    assert.match(report, /the client is back: breakpoints on again/);
   });
 });
 
