@@ -45,6 +45,10 @@ export const eventCodes = {
   'broker.response': 'L4001',
   'broker.response.missing': 'L4002',
   'watchdog.resumed': 'L4010',
+  // A client that is gone (heartbeat) or absent (after a watchdog resume, until its next frame).
+  'client.unresponsive': 'L4030',
+  'client.absent': 'L4031',
+  'client.returned': 'L4032',
   'client.events_dropped': 'L4020',
   'target.invalid_frame': 'L4021',
   'audit.degraded': 'L5000',

@@ -29,6 +29,7 @@ function breakpointPlace(params: Record<string, any> | undefined): string {
 
 const endReasons: Record<string, string> = {
   client_closed: 'the developer disconnected',
+  client_unresponsive: "the developer's client stopped answering (frozen or cut off)",
   policy: 'the policy changed and no longer allowed the session',
   expired: 'the grant expired',
   revoked: 'the grant was revoked',
@@ -136,6 +137,15 @@ function timeline(events: readonly AuditEvent[]): Row[] {
         break;
       case 'watchdog.resumed':
         push({ kind: 'watchdog', what: `target resumed by the watchdog after ${d.maxPauseSeconds} s`, detail: '', tone: 'alert' });
+        break;
+      case 'client.absent':
+        push({ kind: 'session', what: 'breakpoints off until the client is back', detail: `${(d.breakpoints ?? []).length} breakpoint(s) taken out of the target: ${d.why}`, tone: 'alert' });
+        break;
+      case 'client.returned':
+        push({ kind: 'session', what: 'the client is back: breakpoints on again', detail: `${(d.breakpoints ?? []).length} breakpoint(s) set again`, tone: 'normal' });
+        break;
+      case 'client.unresponsive':
+        push({ kind: 'session', what: `the client answered nothing for ${d.silentMs} ms`, detail: `bound ${d.boundMs} ms, pinged every ${d.pingIntervalMs} ms`, tone: 'alert' });
         break;
       default: {
         const row = grantRow(e);

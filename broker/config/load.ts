@@ -413,14 +413,20 @@ export function validateConfig(raw: unknown, baseDir: string): LoupeConfig {
   const server = validateServer(section(raw, 'server', '', problems), problems);
   const stateDir = resolve(baseDir, str(raw, 'stateDir', '', problems, '.loupe')!);
   const limitsRaw = section(raw, 'limits', '', problems);
-  checkKeys(limitsRaw, 'limits', ['maxFrameBytes', 'evaluateTimeoutMs', 'conditionTimeoutMs', 'clientBufferBytes', 'conditionBudgetMsPerSecond'], problems);
+  checkKeys(limitsRaw, 'limits', ['maxFrameBytes', 'evaluateTimeoutMs', 'conditionTimeoutMs', 'clientBufferBytes', 'conditionBudgetMsPerSecond', 'clientPingIntervalMs', 'clientUnresponsiveMs'], problems);
   const limits = {
     maxFrameBytes: int(limitsRaw, 'maxFrameBytes', 'limits', problems, 1 << 20, 1024, 64 << 20),
     evaluateTimeoutMs: int(limitsRaw, 'evaluateTimeoutMs', 'limits', problems, 1000, 10, 30000),
     conditionTimeoutMs: int(limitsRaw, 'conditionTimeoutMs', 'limits', problems, 50, 5, 1000),
     clientBufferBytes: int(limitsRaw, 'clientBufferBytes', 'limits', problems, 16 << 20, 1 << 20, 1 << 30),
     conditionBudgetMsPerSecond: int(limitsRaw, 'conditionBudgetMsPerSecond', 'limits', problems, 100, 1, 1000),
+    clientPingIntervalMs: int(limitsRaw, 'clientPingIntervalMs', 'limits', problems, 5000, 50, 60000),
+    clientUnresponsiveMs: int(limitsRaw, 'clientUnresponsiveMs', 'limits', problems, 10000, 100, 600000),
   };
+  // A bound no longer than the interval would end a client that answers every ping.
+  if (limits.clientUnresponsiveMs <= limits.clientPingIntervalMs) {
+    problems.add('limits.clientUnresponsiveMs', `must be longer than limits.clientPingIntervalMs (${limits.clientPingIntervalMs} ms): a client gets at least one ping to answer`);
+  }
   const identity = validateIdentity(section(raw, 'identity', '', problems), problems);
   const roles = validateRoles(section(raw, 'roles', '', problems), problems);
   const admins = roleRefs(raw, 'admins', '', roles, problems);

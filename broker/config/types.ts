@@ -96,6 +96,10 @@ export interface BrokerLimits {
   readonly clientBufferBytes: number;
   /** Pause time per second that one breakpoint's unseen pauses (conditions, logpoints) may cost the target. */
   readonly conditionBudgetMsPerSecond: number;
+  /** How often the broker pings each client (WebSocket ping; never the target, whose inspector drops on a ping). */
+  readonly clientPingIntervalMs: number;
+  /** A client heard nothing from (no pong, no frame) for this long is gone: its session ends as client_unresponsive. */
+  readonly clientUnresponsiveMs: number;
 }
 
 export interface AuditConfig {

@@ -9,7 +9,7 @@ import { marker, Redactor } from '../policy/redact';
 import { captureFrames, scrubCapture, type Capture, type PausedFrameInput } from './snapshot';
 import type { Grant } from '../grants/grantStore';
 
-export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert' | 'policy';
+export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert' | 'policy' | 'client_unresponsive';
 
 /** Close codes the client sees, with a reason it can show as is. */
 export const closeCodes: Record<EndReason, number> = {
@@ -21,6 +21,7 @@ export const closeCodes: Record<EndReason, number> = {
   audit_failure: 4005,
   alert: 4006,
   policy: 4007,
+  client_unresponsive: 4009,
 };
 
 const closeMessages: Record<EndReason, string> = {
@@ -32,6 +33,7 @@ const closeMessages: Record<EndReason, string> = {
   audit_failure: 'audit trail unavailable: the session has ended',
   alert: 'ended by an alert rule of the target owner',
   policy: 'the target policy changed and no longer allows this session',
+  client_unresponsive: 'the client stopped answering pings: the session has ended',
 };
 
 type Pending =
@@ -61,6 +63,8 @@ interface BreakpointEntry {
   throttled?: { until: number; reason: string; timer: NodeJS.Timeout };
   /** The broker's changes to it in V8 (remove, set again), one after another. */
   ops: Promise<unknown>;
+  /** Taken out of V8 while the client is absent (after a watchdog resume); set again at its next frame. */
+  parked?: boolean;
 }
 
 /**
@@ -70,6 +74,12 @@ interface BreakpointEntry {
 export const minThrottleOutMs = 50;
 /** How long before a throttle ends its setting again is recorded (write-ahead), so it is sent on time. */
 const setAgainLeadMs = 100;
+/**
+ * A pause this session did not cause is resumed by it only this long after maxPauseSeconds: the session that
+ * caused it acts first (its watchdog also keeps its absent client from pausing again); this resume is for
+ * pauses nobody on the broker owns (a `debugger;` statement, a debugger outside Loupe).
+ */
+export const foreignPauseGraceMs = 2000;
 
 interface CdpMessage {
   id?: number;
@@ -125,6 +135,25 @@ export class DebugSession {
   /** Recent broker-held pauses per breakpoint (condition checks, logpoints): [time, ms]. */
   private readonly heldPauses = new Map<string, [number, number][]>();
   private paused = false;
+  /**
+   * The pause the target is in was caused by this session (its breakpoint, its step or pause request, its
+   * pause on exceptions). Only such a pause is this session's to resume at its end or by its watchdog: a
+   * Debugger-enabled session also sees the pauses of other sessions.
+   */
+  private ownPause = false;
+  /**
+   * The watchdog resumed a pause of this session and its client has sent nothing since: the session holds no
+   * pause until it does (its breakpoints are out of V8 and it skips all pauses).
+   */
+  private clientAbsent = false;
+  /** What the client itself last asked for, restored when it comes back. */
+  private clientSkipsPauses = false;
+  private pausesOnExceptions = false;
+  /** performance.now() of the last pong or frame from the client. */
+  private lastHeardAt = performance.now();
+  private heartbeat: NodeJS.Timeout | undefined;
+  private unresponsiveCheck: NodeJS.Timeout | undefined;
+  private unresponsiveConfirm: NodeJS.Immediate | undefined;
   private clientExpectsPause = false;
   /** Target events held back while the broker decides whether a pause reaches the client. */
   private held: string[] | null = null;
@@ -158,6 +187,7 @@ export class DebugSession {
     // and every later record, hence every forward, waits behind this one.
     const started = audit.record('session.started', { inspector: this.options.target.inspector, expiresAt: new Date(this.grant.expiresAt * 1000).toISOString(), rule: this.grant.rule });
     client.on('message', (data, isBinary) => this.onClientFrame(data as Buffer, isBinary));
+    client.on('pong', () => (this.lastHeardAt = performance.now()));
     client.on('close', () => void this.end('client_closed'));
     client.on('error', () => void this.end('client_closed'));
     // The target is always drained: a stalled reader makes the target's memory grow without bound.
@@ -165,7 +195,43 @@ export class DebugSession {
     targetSocket.on('close', () => void this.end('target_gone'));
     targetSocket.on('error', () => void this.end('target_gone'));
     this.scheduleExpiry();
+    this.startHeartbeat();
     return started;
+  }
+
+  /**
+   * A client whose process is frozen keeps its TCP connection open, so only its silence shows it is gone: it
+   * is pinged (the client, never the target) and ends as client_unresponsive when nothing comes back in time.
+   */
+  private startHeartbeat(): void {
+    const { clientPingIntervalMs: intervalMs, clientUnresponsiveMs: boundMs } = this.options.limits;
+    const client = this.options.client;
+    this.heartbeat = setInterval(() => {
+      if (client.readyState === client.OPEN) client.ping();
+    }, intervalMs);
+    const check = (confirm: boolean) => {
+      if (this.ending) return;
+      const silentMs = performance.now() - this.lastHeardAt;
+      if (silentMs < boundMs) {
+        this.unresponsiveCheck = setTimeout(() => check(false), boundMs - silentMs);
+        return;
+      }
+      // Timers run before sockets are read: after a stall of the broker's own loop, a pong may be waiting
+      // unread. One turn of the loop reads it before the client is judged.
+      if (!confirm) {
+        this.unresponsiveConfirm = setImmediate(() => check(true));
+        return;
+      }
+      this.record('client.unresponsive', { silentMs: Math.round(silentMs), boundMs, pingIntervalMs: intervalMs }).catch(() => undefined);
+      void this.end('client_unresponsive');
+    };
+    this.unresponsiveCheck = setTimeout(() => check(false), boundMs);
+  }
+
+  private stopHeartbeat(): void {
+    clearInterval(this.heartbeat);
+    clearTimeout(this.unresponsiveCheck);
+    clearImmediate(this.unresponsiveConfirm);
   }
 
   /** When the session ends: the grant's expiry, or earlier when a policy reload shortened it. */
@@ -216,6 +282,8 @@ export class DebugSession {
   // ---- client → target ----
 
   private onClientFrame(data: Buffer, isBinary: boolean): void {
+    this.lastHeardAt = performance.now();
+    if (this.clientAbsent && !this.ending) this.clientReturned();
     const decision = gateClientFrame(data, isBinary, this.grant.mode, this.options.limits);
     if (this.ending || !this.options.auditAccepting()) {
       const why = this.ending ? 'the session is ending' : 'the audit trail cannot record it (Loupe fails closed)';
@@ -313,6 +381,8 @@ export class DebugSession {
     };
     this.pending.set(targetId, pending);
     if (decision.handling === 'step') this.clientExpectsPause = true;
+    if (decision.method === 'Debugger.setSkipAllPauses') this.clientSkipsPauses = params.skip === true;
+    if (decision.method === 'Debugger.setPauseOnExceptions') this.pausesOnExceptions = params.state !== 'none';
     // Write-ahead: the request is durable before the target sees it.
     this.recordOrEnd(requestEventType(decision.method), {
       id: decision.id,
@@ -475,11 +545,12 @@ export class DebugSession {
       this.scriptUrls.set(message.params.scriptId, message.params.url);
     }
     // A snapshot session never shows a pause or a resume: its client sees captures instead.
-    if (message.method === 'Debugger.resumed' && this.grant.mode === 'snapshot') {
+    if (message.method === 'Debugger.resumed') {
+      this.ownPause = false;
       clearTimeout(this.foreignPauseTimer);
       this.foreignPauseTimer = undefined;
-      return;
     }
+    if (message.method === 'Debugger.resumed' && this.grant.mode === 'snapshot') return;
     if (message.method === 'Debugger.resumed') {
       const wasShown = this.paused && this.swallowResumed === 0;
       this.paused = false;
@@ -505,6 +576,7 @@ export class DebugSession {
     this.paused = true;
     const params = message.params ?? {};
     const { live: hits, quiet } = this.sortHits(params.hitBreakpoints);
+    this.ownPause = hits.length > 0 || quiet.length > 0 || this.clientExpectsPause || (this.pausesOnExceptions && (params.reason === 'exception' || params.reason === 'promiseRejection'));
     if (hits.length === 0 && quiet.length > 0 && !this.clientExpectsPause && params.reason === 'other') {
       // Only breakpoints the broker is taking out of V8 (throttled, suspended, removed): resumed, never shown.
       for (const id of quiet) if (this.breakpoints.has(id)) this.snapshotState(id).skipped++;
@@ -558,6 +630,7 @@ export class DebugSession {
   private async onSnapshotPause(message: CdpMessage): Promise<void> {
     const params = message.params ?? {};
     const { live: hits, quiet } = this.sortHits(params.hitBreakpoints);
+    this.ownPause = hits.length > 0 || quiet.length > 0;
     if (this.ending) return;
     if (hits.length === 0 && quiet.length === 0) {
       // Not ours (a `debugger;` statement, another debugger): left alone, but never held past maxPauseSeconds.
@@ -672,13 +745,13 @@ export class DebugSession {
   }
 
   /** Serialises the broker's changes to one breakpoint in V8. */
-  private changeInV8(entry: BreakpointEntry, change: () => Promise<unknown>): void {
-    entry.ops = entry.ops.then(change).catch(() => undefined);
+  private changeInV8(entry: BreakpointEntry, change: () => Promise<unknown>): Promise<unknown> {
+    return (entry.ops = entry.ops.then(change).catch(() => undefined));
   }
 
   /** Removes a breakpoint from V8 on the broker's own account (recorded first, like every broker command). */
-  private removeFromV8(entry: BreakpointEntry, v8Id: string, why: string): void {
-    this.changeInV8(entry, () => this.command('Debugger.removeBreakpoint', { breakpointId: v8Id }, { critical: true, why }).then(() => this.inV8.delete(v8Id)));
+  private removeFromV8(entry: BreakpointEntry, v8Id: string, why: string): Promise<unknown> {
+    return this.changeInV8(entry, () => this.command('Debugger.removeBreakpoint', { breakpointId: v8Id }, { critical: true, why }).then(() => this.inV8.delete(v8Id)));
   }
 
   /**
@@ -699,11 +772,12 @@ export class DebugSession {
   }
 
   /** The end of a throttle: sets the breakpoint again as the client set it, unless it has gone meanwhile. */
-  private setAgain(clientId: string, entry: BreakpointEntry): void {
-    const current = () => this.breakpoints.get(clientId) === entry && !this.ending;
+  private setAgain(clientId: string, entry: BreakpointEntry, reason?: string): void {
+    // Not while the client is absent: the breakpoint stays parked until it is back.
+    const current = () => this.breakpoints.get(clientId) === entry && !this.ending && !this.clientAbsent;
     this.changeInV8(entry, async () => {
-      if (!current() || !this.options.auditAccepting()) return;
-      const why = `set again: the throttle (${entry.throttled?.reason ?? 'rate limit'}) is over`;
+      if (!current() || entry.v8Id !== undefined || !this.options.auditAccepting()) return;
+      const why = reason ?? `set again: the throttle (${entry.throttled?.reason ?? 'rate limit'}) is over`;
       try {
         await this.command(entry.setAs.method, entry.setAs.params, {
           why,
@@ -844,7 +918,8 @@ export class DebugSession {
     void recorded;
     this.enqueue(text, false);
     for (const item of held) this.enqueue(item, true);
-    this.armWatchdog();
+    if (this.ownPause) this.armWatchdog();
+    else this.armForeignPauseWatchdog();
   }
 
   private flushHeld(): void {
@@ -882,16 +957,18 @@ export class DebugSession {
 
   private foreignPauseTimer: NodeJS.Timeout | undefined;
 
-  /** Snapshot mode has no human holding a pause: one it did not cause is resumed once maxPauseSeconds have passed. */
+  /**
+   * A pause this session did not cause is never held past maxPauseSeconds either, but the session that caused
+   * it acts first: this one resumes it only foreignPauseGraceMs later, if it still holds.
+   */
   private armForeignPauseWatchdog(): void {
     clearTimeout(this.foreignPauseTimer);
     const seconds = this.options.target.maxPauseSeconds;
     this.foreignPauseTimer = setTimeout(() => {
       this.foreignPauseTimer = undefined;
       if (this.ending) return;
-      this.record('watchdog.resumed', { maxPauseSeconds: seconds, pause: 'not caused by this session' }).catch(() => undefined);
-      this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined);
-    }, seconds * 1000);
+      void this.watchdogResume(seconds, 'not caused by this session');
+    }, seconds * 1000 + foreignPauseGraceMs);
   }
 
   private armWatchdog(): void {
@@ -899,9 +976,63 @@ export class DebugSession {
     const seconds = this.options.target.maxPauseSeconds;
     this.watchdog = setTimeout(() => {
       if (!this.paused || this.ending) return;
-      this.record('watchdog.resumed', { maxPauseSeconds: seconds }).catch(() => undefined);
-      this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined);
+      void this.watchdogResume(seconds);
     }, seconds * 1000);
+  }
+
+  /**
+   * A pause held past maxPauseSeconds is resumed. In pause mode its client may be frozen with the same
+   * breakpoint in a hot path, so the session first stops holding pauses until the client sends a frame.
+   */
+  private async watchdogResume(seconds: number, pause?: string): Promise<void> {
+    this.record('watchdog.resumed', { maxPauseSeconds: seconds, ...(pause ? { pause } : {}) }).catch(() => undefined);
+    if (this.grant.mode === 'pause') await this.parkUntilClientReturns(`the watchdog resumed a pause held over ${seconds} s`);
+    this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined);
+  }
+
+  /**
+   * Until the client sends a frame, the session holds no pause: its breakpoints leave V8 (hits racing the
+   * removal are resumed unseen) and it skips all pauses (a `debugger;` statement, exceptions). Per session:
+   * Debugger.setBreakpointsActive is not (V8 keeps breakpoints active while any session has them active), and
+   * skipping alone is not (another Debugger-enabled session would then hold this session's breakpoint hits).
+   */
+  private async parkUntilClientReturns(why: string): Promise<void> {
+    if (this.clientAbsent || this.ending) return;
+    this.clientAbsent = true;
+    this.clientExpectsPause = false;
+    const parked: string[] = [];
+    const changes: Promise<unknown>[] = [];
+    for (const [clientId, entry] of this.breakpoints) {
+      entry.parked = true;
+      parked.push(clientId);
+      if (entry.throttled) {
+        // Already out of V8: it now stays out until the client is back, not until its throttle ends.
+        clearTimeout(entry.throttled.timer);
+        entry.throttled = undefined;
+      } else if (entry.v8Id !== undefined) {
+        const v8Id = entry.v8Id;
+        entry.v8Id = undefined;
+        changes.push(this.removeFromV8(entry, v8Id, `${why}; set again at the client's next request`));
+      }
+    }
+    this.record('client.absent', { why, breakpoints: parked }).catch(() => undefined);
+    changes.push(this.command('Debugger.setSkipAllPauses', { skip: true }, { critical: true, why }).catch(() => undefined));
+    this.enqueue(JSON.stringify({ method: 'Loupe.breakpointsParked', params: { breakpointIds: parked, reason: `${why}: breakpoints are off until this client sends a request` } }), true);
+    // Out of V8 before the resume, so the same breakpoint cannot pause again; bounded, since a hit racing it is resumed unseen anyway.
+    await Promise.race([Promise.all(changes), new Promise((r) => setTimeout(r, 1000))]);
+  }
+
+  /** The client sent a frame after a watchdog resume: its breakpoints and pauses are back as it set them. */
+  private clientReturned(): void {
+    this.clientAbsent = false;
+    const why = 'the client is back: it sent a frame after the watchdog resume';
+    const restored = [...this.breakpoints].filter(([, entry]) => entry.parked);
+    this.record('client.returned', { breakpoints: restored.map(([id]) => id), skipAllPauses: this.clientSkipsPauses }).catch(() => undefined);
+    if (!this.clientSkipsPauses) this.command('Debugger.setSkipAllPauses', { skip: false }, { why }).catch(() => undefined);
+    for (const [clientId, entry] of restored) {
+      entry.parked = false;
+      this.setAgain(clientId, entry, why);
+    }
   }
 
   private clearWatchdog(): void {
@@ -957,7 +1088,8 @@ export class DebugSession {
     clearTimeout(this.expiryTimer);
     this.clearWatchdog();
     clearTimeout(this.foreignPauseTimer);
-    this.record('session.ending', { endReason: reason, breakpoints: [...this.breakpoints.keys()], paused: this.paused }).catch(() => undefined);
+    this.stopHeartbeat();
+    this.record('session.ending', { endReason: reason, breakpoints: [...this.breakpoints.keys()], paused: this.paused, ownPause: this.ownPause }).catch(() => undefined);
     // No throttled breakpoint is set again from now on.
     for (const entry of this.breakpoints.values()) if (entry.throttled) clearTimeout(entry.throttled.timer);
     if (targetSocket.readyState === targetSocket.OPEN) {
@@ -966,7 +1098,9 @@ export class DebugSession {
       const steps: Promise<unknown>[] = [];
       // Everything this session has in V8, also breakpoints the broker is taking out.
       for (const breakpointId of this.inV8.keys()) steps.push(this.command('Debugger.removeBreakpoint', { breakpointId }, { critical: true }).catch(() => undefined));
-      steps.push(this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined));
+      // Only a pause this session caused: another session may hold the one it sees. A pause nobody else
+      // holds ends with Debugger.disable (V8 resumes when no other Debugger-enabled session remains).
+      if (this.ownPause) steps.push(this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined));
       steps.push(this.command('Debugger.disable', {}, { critical: true }).catch(() => undefined));
       steps.push(this.command('Runtime.disable', {}, { critical: true }).catch(() => undefined));
       await Promise.all(steps);
@@ -983,6 +1117,8 @@ export class DebugSession {
     // Let records already durable reach the client before the close frame.
     await new Promise((r) => setImmediate(r));
     if (client.readyState === client.OPEN || client.readyState === client.CONNECTING) client.close(closeCodes[reason], closeMessages[reason]);
+    // A frozen client never answers the close frame: its socket is not kept for ws's 30 s close timeout.
+    if (reason === 'client_unresponsive') setTimeout(() => client.terminate(), 1000).unref();
     void audit.close(reason).catch(() => undefined);
     this.options.onEnded(this);
   }

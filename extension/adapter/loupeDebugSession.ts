@@ -255,6 +255,8 @@ export class LoupeDebugSession extends LoggingDebugSession {
     cdp.on('Loupe.logpoint', (p) => this.onBrokerLogpoint(p));
     cdp.on('Loupe.snapshotThrottled', (p) => this.onThrottled(p));
     cdp.on('Loupe.breakpointSuspended', (p) => this.onSuspended(p));
+    // Until the user acts again, the broker holds no pause for this session: say so, or a user waiting for the next hit waits forever.
+    cdp.on('Loupe.breakpointsParked', (p) => this.output(`Loupe: ${(p as { reason: string }).reason}. Any action here (an evaluation, a breakpoint change, a pause) turns them back on.\n`, 'important'));
     cdp.on('Runtime.exceptionThrown', (p) => {
       const d = p.exceptionDetails;
       this.output(`Uncaught ${d?.exception?.description ?? d?.text ?? 'exception'}\n`, 'stderr');

@@ -199,6 +199,21 @@ describe('config: validation reports each problem with its path', () => {
     assert.deepEqual(problems, ['targets.checkout.inspector: expected "host:port" or a ws:// URL']);
   });
 
+  it('client heartbeat limits: defaults, ranges, and a bound longer than the interval', () => {
+    const config = parseConfigText(goodYaml, tmpdir(), 'policy.yaml', {});
+    assert.equal(config.limits.clientPingIntervalMs, 5000);
+    assert.equal(config.limits.clientUnresponsiveMs, 10000);
+    const limits = (text: string) => withLine('server:\n', `limits: { ${text} }\nserver:\n`);
+    assert.equal(parseConfigText(limits('clientPingIntervalMs: 200, clientUnresponsiveMs: 1000'), tmpdir(), 'policy.yaml', {}).limits.clientUnresponsiveMs, 1000);
+    assert.deepEqual(invalid(limits('clientPingIntervalMs: 0, clientUnresponsiveMs: soon')).problems, [
+      'limits.clientPingIntervalMs: expected an integer from 50 to 60000',
+      'limits.clientUnresponsiveMs: expected an integer from 100 to 600000',
+    ]);
+    assert.deepEqual(invalid(limits('clientPingIntervalMs: 5000, clientUnresponsiveMs: 5000')).problems, [
+      'limits.clientUnresponsiveMs: must be longer than limits.clientPingIntervalMs (5000 ms): a client gets at least one ping to answer',
+    ]);
+  });
+
   it('several problems in one file are all listed, each with its path', () => {
     const text = `
 servre: {}

@@ -427,6 +427,36 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
     }
   });
 
+  it('after the watchdog resumes a pause the user is told breakpoints are off until they act; an evaluation turns them back on', async () => {
+    const base = dapPolicy(service.target.inspector);
+    const watchful = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, maxPauseSeconds: 1 } } });
+    const dc = new DebugClient(process.execPath, adapter, 'loupe', undefined, true);
+    dc.defaultTimeout = 10_000;
+    const output: string[] = [];
+    // Counted from the start: a stop can arrive in the same read as the setBreakpoints answer, before a wait would be registered.
+    let stops = 0;
+    let continues = 0;
+    dc.on('output', (e: DebugProtocol.OutputEvent) => output.push(e.body.output));
+    dc.on('stopped', () => stops++);
+    dc.on('continued', () => continues++);
+    try {
+      await dc.start();
+      const token = await watchful.token('dev', ['devs']);
+      await Promise.all([dc.configurationSequence(), dc.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' }).then(() => dc.attachRequest({ ...attachArgs(), brokerUrl: watchful.url, identityToken: token } as any))]);
+      await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: line(serviceTs, 'handle') }] });
+      await until(() => stops === 1);
+      await until(() => continues === 1, 5000);
+      await until(() => output.some((o) => /^Loupe: the watchdog resumed a pause held over 1 s: breakpoints are off until this client sends a request\. Any action here/.test(o)), 5000);
+      await service.target.ticksAdvance(5);
+      assert.equal(stops, 1, 'no pause while the user has not acted');
+      await dc.evaluateRequest({ expression: '6 * 7', context: 'repl' });
+      await until(() => stops === 2);
+    } finally {
+      await close(dc);
+      await watchful.close();
+    }
+  });
+
   it('a refused method and global evaluation: Runtime.evaluate without a frame, side effects refused', async () => {
     const { dc } = await open();
     try {

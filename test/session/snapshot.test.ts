@@ -4,6 +4,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { foreignPauseGraceMs } from '../../broker/session/debugSession';
 
 const file = join(fixtures, 'snapshot-app.js');
 const line = markerLine(file, 'handle');
@@ -93,7 +94,7 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     await small.client.close();
   });
 
-  it('a pause it did not cause (another debugger, a debugger statement) is resumed after maxPauseSeconds', async () => {
+  it('a pause it did not cause (another debugger, a debugger statement) is resumed after maxPauseSeconds and a grace for its owner', async () => {
     const base = basePolicy(target.inspector);
     broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, maxPauseSeconds: 1 } } });
     const { client } = await broker.attach({ mode: 'snapshot' });
@@ -103,10 +104,13 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
       await other.call('Debugger.enable');
       await other.call('Debugger.pause');
       await other.waitEvent('Debugger.paused');
+      const heldSince = Date.now();
       const heldAt = target.lastTick();
       await new Promise((r) => setTimeout(r, 300));
       assert.ok(target.lastTick() <= heldAt + 1, 'the other debugger holds the target for now');
-      await other.waitEvent('Debugger.resumed', () => true, 5000);
+      await other.waitEvent('Debugger.resumed', () => true, 8000);
+      // The session that caused a pause acts first: this one waits maxPauseSeconds (1 s) plus the grace.
+      assert.ok(Date.now() - heldSince >= 1000 + foreignPauseGraceMs - 500, `resumed ${Date.now() - heldSince} ms after the pause`);
       await target.ticksAdvance(3);
       await client.close();
       await new Promise((r) => setTimeout(r, 200));
