@@ -1,0 +1,175 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { AuditStream, AuditTrail } from './auditTrail';
+import type { EventType } from './events';
+
+export interface SecurityStreamOptions {
+  /** Events waiting to be chained; beyond this a flood is counted, not kept, and one summary record says so. */
+  readonly maxQueued: number;
+  /** A segment is closed (sealed by its manifest) and the next one opened after this many events… */
+  readonly segmentMaxEvents: number;
+  /** …or when it is this old and holds events. */
+  readonly segmentMaxSeconds: number;
+  readonly retentionDays: number;
+  readonly log?: (line: string) => void;
+}
+
+export const defaultSecurityStreamOptions = { maxQueued: 1000, segmentMaxEvents: 10_000, segmentMaxSeconds: 3600 } as const;
+
+/** What an attacker controls is cut to this many characters before it is recorded. */
+export const maxFieldChars = 200;
+
+/** A string an attacker may control, cut to `max` characters (saying how much was cut); anything else is null. */
+export function bounded(value: unknown, max = maxFieldChars): string | null {
+  if (typeof value !== 'string') return null;
+  return value.length <= max ? value : `${value.slice(0, max)}… (${value.length} characters)`;
+}
+
+/** A credential is never recorded, only enough of its digest to tell two attempts with the same one apart. */
+export function credentialDigest(secret: string | undefined | null): string | null {
+  return secret ? `sha256:${createHash('sha256').update(secret).digest('hex').slice(0, 16)}` : null;
+}
+
+export const securityStreamId = /^security-\d{8}T\d{9}Z-[0-9a-f]{8}$/;
+
+interface Queued {
+  readonly type: EventType;
+  readonly data: Record<string, unknown>;
+  readonly observedAt: string;
+}
+
+/**
+ * The broker's own chain of security events (refused attaches, rejected identity tokens, malformed grant
+ * requests, session faults), kept like a session chain: WAL, sealed chunks, a sealed manifest per segment.
+ * Recording never waits and never costs an fsync per event: events are queued (bounded) and chained in
+ * batches that share one WAL group commit. Segments link to their predecessor by id and head hash.
+ */
+export class SecurityStream {
+  private segment: AuditStream | undefined;
+  private segmentEvents = 0;
+  private segmentOpenedAt = 0;
+  private queue: Queued[] = [];
+  private readonly dropped = new Map<string, number>();
+  private droppedSince: string | undefined;
+  private draining: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private writeFailureLogged = false;
+
+  constructor(
+    private readonly trail: AuditTrail,
+    private readonly options: SecurityStreamOptions,
+  ) {}
+
+  /** The segment being written. */
+  get current(): AuditStream {
+    return this.segment!;
+  }
+
+  async start(): Promise<void> {
+    await this.openSegment(undefined);
+    const every = Math.min(60_000, (this.options.segmentMaxSeconds * 1000) / 4);
+    this.timer = setInterval(() => this.schedule(), every);
+    this.timer.unref();
+  }
+
+  /** Queues an event; returns at once. */
+  record(type: EventType, data: Record<string, unknown>): void {
+    if (this.closed) return;
+    if (this.queue.length >= this.options.maxQueued) {
+      this.dropped.set(type, (this.dropped.get(type) ?? 0) + 1);
+      this.droppedSince ??= new Date(this.trail.clock()).toISOString();
+    } else this.queue.push({ type, data, observedAt: new Date(this.trail.clock()).toISOString() });
+    this.schedule();
+  }
+
+  /** Resolves once everything queued so far is durable in the WAL (tests, shutdown). */
+  async flush(): Promise<void> {
+    while (this.segment && (this.draining || this.queue.length > 0 || this.dropped.size > 0)) {
+      this.schedule();
+      await this.draining;
+    }
+  }
+
+  private schedule(): void {
+    if (this.draining || !this.segment) return;
+    this.draining = new Promise<void>((r) => setImmediate(r))
+      .then(() => this.drain())
+      .catch((err: Error) => this.options.log?.(`audit: security stream: ${err.message}`))
+      .finally(() => {
+        this.draining = undefined;
+        if (this.queue.length > 0 || this.dropped.size > 0) this.schedule();
+      });
+  }
+
+  private async drain(): Promise<void> {
+    const segment = this.segment!;
+    const batch = this.queue.splice(0);
+    const writes = batch.map((e) => segment.record(e.type, { ...e.data, observedAt: e.observedAt }));
+    if (this.dropped.size > 0) {
+      const byType = Object.fromEntries(this.dropped);
+      const count = [...this.dropped.values()].reduce((a, b) => a + b, 0);
+      writes.push(
+        segment.record('security.events_dropped', {
+          count,
+          byType,
+          from: this.droppedSince,
+          to: new Date(this.trail.clock()).toISOString(),
+          maxQueued: this.options.maxQueued,
+          detail: `${count} security event(s) arrived while ${this.options.maxQueued} were already waiting to be recorded: they were counted here, not recorded one by one`,
+        }),
+      );
+      this.dropped.clear();
+      this.droppedSince = undefined;
+    }
+    this.segmentEvents += writes.length;
+    const results = await Promise.allSettled(writes);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    // The trail fails closed on a WAL failure by itself; here it is only worth one line in the log.
+    if (failed && !this.writeFailureLogged) {
+      this.writeFailureLogged = true;
+      this.options.log?.(`audit: security events cannot be recorded: ${(failed.reason as Error).message}`);
+    }
+    if (!failed) this.writeFailureLogged = false;
+    const age = this.trail.clock() - this.segmentOpenedAt;
+    if (!this.closed && !failed && (this.segmentEvents >= this.options.segmentMaxEvents || (this.segmentEvents > 0 && age >= this.options.segmentMaxSeconds * 1000))) await this.rotate();
+  }
+
+  private async rotate(): Promise<void> {
+    const old = this.segment!;
+    const next = newSegmentId(this.trail.clock());
+    const last = await old.record('stream.closed', { endReason: 'rotated', next });
+    void old.close('rotated').catch((err: Error) => this.options.log?.(`audit: cannot close security segment ${old.id}: ${err.message}`));
+    await this.openSegment({ id: old.id, head: last.hash }, next);
+  }
+
+  private async openSegment(previous: { id: string; head: string } | undefined, id = newSegmentId(this.trail.clock())): Promise<void> {
+    const startedAt = new Date(this.trail.clock()).toISOString();
+    const { stream, opened } = this.trail.openStream({ stream: id, kind: 'security', startedAt, retentionDays: this.options.retentionDays });
+    await opened;
+    await stream.record('security.segment_opened', {
+      previous: previous?.id ?? null,
+      previousHead: previous?.head ?? null,
+      maxQueued: this.options.maxQueued,
+      segmentMaxEvents: this.options.segmentMaxEvents,
+      segmentMaxSeconds: this.options.segmentMaxSeconds,
+    });
+    this.segment = stream;
+    this.segmentEvents = 0;
+    this.segmentOpenedAt = this.trail.clock();
+  }
+
+  /** Records what is queued, then ends the current segment (its upload and manifest follow, see AuditTrail.settle). */
+  async close(endReason: string): Promise<void> {
+    clearInterval(this.timer);
+    await this.flush().catch(() => undefined);
+    this.closed = true;
+    const segment = this.segment;
+    if (!segment) return;
+    await segment.record('stream.closed', { endReason }).catch(() => undefined);
+    void segment.close(endReason).catch(() => undefined);
+  }
+}
+
+function newSegmentId(now: number): string {
+  return `security-${new Date(now).toISOString().replace(/[-:.]/g, '')}-${randomUUID().slice(0, 8)}`;
+}
