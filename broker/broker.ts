@@ -7,7 +7,7 @@ import { lockStateDir } from './stateLock';
 import { join } from 'node:path';
 import { decodeJwt, type JSONWebKeySet } from 'jose';
 import { AuditTrail, type AuditHealth, type AuditStream } from './audit/auditTrail';
-import { bounded, credentialDigest, defaultSecurityStreamOptions, SecurityStream, type SecurityStreamOptions } from './audit/securityStream';
+import { bounded, credentialDigest, defaultSecurityStreamOptions, listSecuritySegments, SecurityStream, type SecuritySegmentSummary, type SecurityStreamOptions } from './audit/securityStream';
 import type { StreamContext } from './audit/events';
 import { createAuditStore } from './audit/stores/createStore';
 import type { AuditStore } from './audit/stores/auditStore';
@@ -178,6 +178,29 @@ export class Broker {
     const summary = await this.sessionIndex.find(sessionId);
     if (!summary) throw new LoupeError('not_found', `no recorded session ${sessionId}`);
     return { summary, transcript: await readTranscriptFromStore(this.audit.store, summary.prefix, false) };
+  }
+
+  /** The security stream's segments in the store (auditors), newest first. */
+  async listSecuritySegments(identity: Identity): Promise<SecuritySegmentSummary[]> {
+    this.requireAuditor(identity);
+    return listSecuritySegments(this.audit.store, new Set([this.security.current.id]));
+  }
+
+  private async securityTranscript(identity: Identity, segmentId: string) {
+    const segment = (await this.listSecuritySegments(identity)).find((s) => s.stream === segmentId);
+    if (!segment) throw new LoupeError('not_found', `no stored security segment ${segmentId}`);
+    return { segment, transcript: await readTranscriptFromStore(this.audit.store, segment.prefix, false) };
+  }
+
+  /** A security segment as NDJSON, like a session transcript. */
+  async securitySegmentText(identity: Identity, segmentId: string): Promise<string> {
+    return transcriptToText((await this.securityTranscript(identity, segmentId)).transcript);
+  }
+
+  /** A security segment's readable report, verified against this broker's keys. */
+  async securitySegmentReport(identity: Identity, segmentId: string): Promise<string> {
+    const { segment, transcript } = await this.securityTranscript(identity, segmentId);
+    return renderReport(await verifyTranscript(transcript, this.auditKeys), { source: `security segment recorded by the broker's ${this.audit.store.description.startsWith('s3:') ? 'S3 (Object Lock) store' : 'local audit store'}${segment.state === 'ended' ? '' : `, ${segment.state}`}` });
   }
 
   /** The stored transcript as NDJSON: events, a seal line after each chunk, the manifest last. */

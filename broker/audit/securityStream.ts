@@ -1,6 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { AuditStream, AuditTrail } from './auditTrail';
-import type { EventType } from './events';
+import { manifestName, type EventType, type StreamContext } from './events';
+import type { AuditStore } from './stores/auditStore';
 
 export interface SecurityStreamOptions {
   /** Events waiting to be chained; beyond this a flood is counted, not kept, and one summary record says so. */
@@ -172,4 +173,42 @@ export class SecurityStream {
 
 function newSegmentId(now: number): string {
   return `security-${new Date(now).toISOString().replace(/[-:.]/g, '')}-${randomUUID().slice(0, 8)}`;
+}
+
+export interface SecuritySegmentSummary {
+  readonly stream: string;
+  readonly startedAt: string;
+  readonly endedAt?: string;
+  readonly endReason?: string;
+  /** Records in the segment, once sealed by its manifest. */
+  readonly records?: number;
+  /** live: the segment being written; ended: sealed by its manifest; incomplete: neither (its broker stopped). */
+  readonly state: 'live' | 'ended' | 'incomplete';
+  readonly prefix: string;
+}
+
+const segmentPrefix = /^(security\/\d{4}\/\d{2}\/\d{2}\/(security-[0-9TZ]+-[0-9a-f]{8})\/)/;
+
+/** The security stream's segments in a store, newest first. */
+export async function listSecuritySegments(store: AuditStore, live: ReadonlySet<string>): Promise<SecuritySegmentSummary[]> {
+  const prefixes = new Map<string, { id: string; keys: string[] }>();
+  for (const key of await store.list('security/')) {
+    const match = segmentPrefix.exec(key);
+    if (!match) continue;
+    const entry = prefixes.get(match[1]!) ?? { id: match[2]!, keys: [] };
+    entry.keys.push(key);
+    prefixes.set(match[1]!, entry);
+  }
+  const out: SecuritySegmentSummary[] = [];
+  for (const [prefix, { id, keys }] of prefixes) {
+    if (keys.includes(prefix + manifestName)) {
+      const manifest = JSON.parse((await store.get(prefix + manifestName)).toString('utf8')) as { context: StreamContext; closedAt: string; endReason: string; lastSeq: number };
+      out.push({ stream: id, startedAt: manifest.context.startedAt, endedAt: manifest.closedAt, endReason: manifest.endReason, records: manifest.lastSeq + 1, state: 'ended', prefix });
+    } else {
+      const first = keys.find((k) => k.includes('/chunk-'));
+      const startedAt = first ? (JSON.parse((await store.get(first)).toString('utf8').split('\n')[0]!) as { time: string }).time : '';
+      out.push({ stream: id, startedAt, state: live.has(id) ? 'live' : 'incomplete', prefix });
+    }
+  }
+  return out.sort((a, b) => b.startedAt.localeCompare(a.startedAt) || b.stream.localeCompare(a.stream));
 }
