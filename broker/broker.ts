@@ -37,7 +37,7 @@ export interface BrokerOptions {
   /** Where a client should connect; filled in by the HTTP edge once it listens. */
   publicUrl?: string;
   /** Queue bound and segment rotation of the security stream (defaults in broker/audit/securityStream.ts). */
-  readonly securityStream?: Partial<Pick<SecurityStreamOptions, 'maxQueued' | 'segmentMaxEvents' | 'segmentMaxSeconds'>>;
+  readonly securityStream?: Partial<Pick<SecurityStreamOptions, 'maxQueued' | 'maxBacklog' | 'segmentMaxEvents' | 'segmentMaxSeconds'>>;
 }
 
 /** Where a refused or rejected request came from, as the edge saw it. */

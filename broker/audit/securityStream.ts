@@ -6,6 +6,11 @@ import type { AuditStore } from './stores/auditStore';
 export interface SecurityStreamOptions {
   /** Events waiting to be chained; beyond this a flood is counted, not kept, and one summary record says so. */
   readonly maxQueued: number;
+  /**
+   * While the store does not accept records, at most this many are kept waiting for it (in the WAL and in memory);
+   * the rest are counted, so a flood during an outage cannot grow memory without bound.
+   */
+  readonly maxBacklog: number;
   /** A segment is closed (sealed by its manifest) and the next one opened after this many events… */
   readonly segmentMaxEvents: number;
   /** …or when it is this old and holds events. */
@@ -14,7 +19,7 @@ export interface SecurityStreamOptions {
   readonly log?: (line: string) => void;
 }
 
-export const defaultSecurityStreamOptions = { maxQueued: 1000, segmentMaxEvents: 10_000, segmentMaxSeconds: 3600 } as const;
+export const defaultSecurityStreamOptions = { maxQueued: 1000, maxBacklog: 10_000, segmentMaxEvents: 10_000, segmentMaxSeconds: 3600 } as const;
 
 /** What an attacker controls is cut to this many characters before it is recorded. */
 export const maxFieldChars = 200;
@@ -55,6 +60,8 @@ export class SecurityStream {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private writeFailureLogged = false;
+  /** Events recorded since the store stopped accepting records. */
+  private backlog = 0;
 
   constructor(
     private readonly trail: AuditTrail,
@@ -68,7 +75,7 @@ export class SecurityStream {
 
   async start(): Promise<void> {
     await this.openSegment(undefined);
-    const every = Math.min(60_000, (this.options.segmentMaxSeconds * 1000) / 4);
+    const every = Math.min(5_000, (this.options.segmentMaxSeconds * 1000) / 4);
     this.timer = setInterval(() => this.schedule(), every);
     this.timer.unref();
   }
@@ -76,16 +83,24 @@ export class SecurityStream {
   /** Queues an event; returns at once. */
   record(type: EventType, data: Record<string, unknown>): void {
     if (this.closed) return;
-    if (this.queue.length >= this.options.maxQueued) {
-      this.dropped.set(type, (this.dropped.get(type) ?? 0) + 1);
-      this.droppedSince ??= new Date(this.trail.clock()).toISOString();
-    } else this.queue.push({ type, data, observedAt: new Date(this.trail.clock()).toISOString() });
+    if (this.queue.length >= this.options.maxQueued) this.count(type);
+    else this.queue.push({ type, data, observedAt: new Date(this.trail.clock()).toISOString() });
     this.schedule();
+  }
+
+  /** Counted events are summarized at the next drain, unless the store is down and the backlog full: then once it is back. */
+  private get summaryDue(): boolean {
+    return this.dropped.size > 0 && (this.trail.health.state === 'ok' || this.backlog < this.options.maxBacklog);
+  }
+
+  private count(type: EventType): void {
+    this.dropped.set(type, (this.dropped.get(type) ?? 0) + 1);
+    this.droppedSince ??= new Date(this.trail.clock()).toISOString();
   }
 
   /** Resolves once everything queued so far is durable in the WAL (tests, shutdown). */
   async flush(): Promise<void> {
-    while (this.segment && (this.draining || this.queue.length > 0 || this.dropped.size > 0)) {
+    while (this.segment && (this.draining || this.queue.length > 0 || this.summaryDue)) {
       this.schedule();
       await this.draining;
     }
@@ -98,15 +113,23 @@ export class SecurityStream {
       .catch((err: Error) => this.options.log?.(`audit: security stream: ${err.message}`))
       .finally(() => {
         this.draining = undefined;
-        if (this.queue.length > 0 || this.dropped.size > 0) this.schedule();
+        if (this.queue.length > 0 || this.summaryDue) this.schedule();
       });
   }
 
   private async drain(): Promise<void> {
     const segment = this.segment!;
-    const batch = this.queue.splice(0);
+    let batch = this.queue.splice(0);
+    if (this.trail.health.state === 'ok') this.backlog = 0;
+    else {
+      const room = Math.max(0, this.options.maxBacklog - this.backlog);
+      for (const e of batch.slice(room)) this.count(e.type);
+      batch = batch.slice(0, room);
+      this.backlog += batch.length;
+    }
     const writes = batch.map((e) => segment.record(e.type, { ...e.data, observedAt: e.observedAt }));
-    if (this.dropped.size > 0) {
+    if (this.summaryDue) {
+      this.backlog++;
       const byType = Object.fromEntries(this.dropped);
       const count = [...this.dropped.values()].reduce((a, b) => a + b, 0);
       writes.push(
@@ -116,7 +139,7 @@ export class SecurityStream {
           from: this.droppedSince,
           to: new Date(this.trail.clock()).toISOString(),
           maxQueued: this.options.maxQueued,
-          detail: `${count} security event(s) arrived while ${this.options.maxQueued} were already waiting to be recorded: they were counted here, not recorded one by one`,
+          detail: `${count} security event(s) arrived while ${this.options.maxQueued} were already waiting to be recorded, or while the audit store was not accepting records and ${this.options.maxBacklog} were already waiting for it: they were counted here, not recorded one by one`,
         }),
       );
       this.dropped.clear();

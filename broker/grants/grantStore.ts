@@ -127,6 +127,10 @@ export class GrantStore {
 
   /** Checks that a live, unrevoked grant stands behind the token; any mismatch is refused. */
   async verifyToken(token: string, grantId?: string): Promise<Grant> {
+    // A token that names another grant, or none this broker issued, is refused before any signature check:
+    // a flood of such tokens costs no crypto (whose jobs share the thread pool with the WAL's syncs).
+    const named = claimedGrantId(token);
+    if (named !== undefined && ((grantId !== undefined && named !== grantId) || !this.grants.has(named))) throw new LoupeError('token_invalid', 'grant token does not match this grant');
     let jti: string | undefined;
     try {
       const { payload } = await jwtVerify(token, this.key.publicKey, {
@@ -149,5 +153,18 @@ export class GrantStore {
   assertUsable(grant: Grant): void {
     if (grant.revokedAt !== undefined) throw new LoupeError('grant_revoked', `grant ${grant.grantId} was revoked by ${grant.revokedBy}`);
     if (grant.expiresAt * 1000 <= this.clock()) throw new LoupeError('grant_expired', `grant ${grant.grantId} has expired`);
+  }
+}
+
+/** The grant id a token claims, read without verifying anything (undefined when it has none to read). */
+function claimedGrantId(token: string): string | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3 || parts[1]!.length > 8192) return undefined;
+  try {
+    const payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as unknown;
+    const jti = typeof payload === 'object' && payload !== null && Object.hasOwn(payload, 'jti') ? (payload as { jti: unknown }).jti : undefined;
+    return typeof jti === 'string' ? jti : undefined;
+  } catch {
+    return undefined;
   }
 }

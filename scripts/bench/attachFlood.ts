@@ -9,6 +9,8 @@ import type { CdpClient } from '../../test/support/cdpClient';
 const sessions = Number(process.env.SESSIONS ?? 20);
 const flood = Number(process.env.FLOOD ?? 200);
 const seconds = Number(process.env.SECONDS ?? 3);
+/** Each session evaluates once per PACE_MS (0: back to back, which saturates the broker). */
+const paceMs = Number(process.env.PACE_MS ?? 50);
 
 const pct = (xs: number[], p: number) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -24,6 +26,7 @@ async function evaluateFor(clients: CdpClient[], ms: number): Promise<number[]> 
         const t = performance.now();
         await client.call('Runtime.evaluate', { expression: '1 + 2', returnByValue: true });
         latencies.push(performance.now() - t);
+        if (paceMs > 0) await new Promise((r) => setTimeout(r, Math.max(0, t + paceMs - performance.now())));
       }
     }),
   );
@@ -44,7 +47,7 @@ async function main() {
     attacker.stop();
     const answered = answers.filter((a) => a.ms < 1000).length;
     const statuses = Object.entries(answers.reduce<Record<number, number>>((m, a) => ((m[a.status] = (m[a.status] ?? 0) + 1), m), {}));
-    console.log(`sessions ${sessions}, bad attaches ${flood}`);
+    console.log(`sessions ${sessions} (one evaluation per ${paceMs} ms each), bad attaches ${flood}`);
     console.log(`evaluations without flood: n=${quiet.length} p50=${pct(quiet, 50).toFixed(1)} ms p99=${pct(quiet, 99).toFixed(1)} ms`);
     console.log(`evaluations with flood:    n=${loud.length} p50=${pct(loud, 50).toFixed(1)} ms p99=${pct(loud, 99).toFixed(1)} ms (ratio p50 ${(pct(loud, 50) / pct(quiet, 50)).toFixed(2)}, p99 ${(pct(loud, 99) / pct(quiet, 99)).toFixed(2)})`);
     console.log(`bad attaches: answered within 1 s ${answered}/${flood}; p50=${pct(answers.map((a) => a.ms), 50).toFixed(1)} ms p99=${pct(answers.map((a) => a.ms), 99).toFixed(1)} ms max=${Math.max(...answers.map((a) => a.ms)).toFixed(1)} ms; statuses ${statuses.map(([s, n]) => `${s}:${n}`).join(' ')}`);

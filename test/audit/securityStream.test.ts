@@ -8,9 +8,15 @@ import { after, before, describe, it } from 'node:test';
 import { SignJWT, generateKeyPair } from 'jose';
 import { verifyTranscript, readTranscriptFromStore } from '../../broker/audit/verify';
 import { listSecuritySegments } from '../../broker/audit/securityStream';
+import { AuditStoreError, type AuditStore } from '../../broker/audit/stores/auditStore';
+import { LocalDirectoryStore } from '../../broker/audit/stores/localStore';
+import { Broker } from '../../broker/broker';
+import { parseConfigText } from '../../broker/config/load';
+import { stringify } from 'yaml';
 import type { EndReason } from '../../broker/session/debugSession';
 import type { CdpClient } from '../support/cdpClient';
 import { badAttaches, floodFromChild, forgedGrantToken, rawAttach } from '../support/attachFlood';
+import { freshLockedBucket, s3Settings } from '../support/s3';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 
@@ -219,6 +225,8 @@ describe('security stream under a flood', () => {
               const t = performance.now();
               await client.call('Runtime.evaluate', { expression: '1 + 2', returnByValue: true });
               latencies.push(performance.now() - t);
+              // Each session evaluates every 50 ms: busy debugging, not a benchmark loop that saturates the broker.
+              await new Promise((r) => setTimeout(r, Math.max(0, t + 50 - performance.now())));
             }
           }),
         );
@@ -307,6 +315,80 @@ describe('security stream under a flood', () => {
       assert.match(summary.data.detail, /counted here, not recorded one by one/);
     } finally {
       await tb.close();
+      await target.stop();
+    }
+  });
+
+  it('keeps a bounded backlog while the store is down and counts the rest; the summary follows when it is back', async () => {
+    const stateDir = mkdtempSync(join(tmpdir(), 'loupe-sec-'));
+    const local = new LocalDirectoryStore(join(stateDir, 'store'));
+    let down = false;
+    // The real directory store, refusing every put while `down`, as an unreachable S3 endpoint does.
+    const store: AuditStore = {
+      description: local.description,
+      check: () => local.check(),
+      put: (key, body, until) => (down ? Promise.reject(new AuditStoreError('unavailable', 'store unreachable')) : local.put(key, body, until)),
+      get: (key) => local.get(key),
+      list: (prefix) => local.list(prefix),
+      retention: (key) => local.retention(key),
+    };
+    const config = parseConfigText(stringify({ ...policy('127.0.0.1:1'), stateDir, audit: { failClosedAfter: '1h' } }), stateDir);
+    const broker = await Broker.create(config, { auditStore: store, securityStream: { maxQueued: 100, maxBacklog: 300 } });
+    try {
+      down = true;
+      await broker.security.current.upload().catch(() => undefined);
+      assert.equal(broker.audit.health.state, 'degraded');
+      for (let round = 0; round < 10; round++) {
+        for (let i = 0; i < 100; i++) broker.recordSecurityEvent('attach.refused', { reason: 'bad_signature', n: round * 100 + i });
+        await broker.security.flush();
+      }
+      down = false;
+      await broker.security.current.upload();
+      assert.equal(broker.audit.health.state, 'ok');
+      broker.recordSecurityEvent('identity.rejected', { reason: 'expired' });
+      await broker.security.flush();
+      await broker.security.current.upload();
+      const events: any[] = [];
+      for (const key of await local.list('security/')) for (const line of (await local.get(key)).toString('utf8').split('\n')) if (line && !line.includes('"type":"seal"')) events.push(JSON.parse(line));
+      const kept = events.filter((e) => e.type === 'attach.refused').length;
+      const counted = events.filter((e) => e.type === 'security.events_dropped').reduce((n, e) => n + e.data.count, 0);
+      assert.ok(kept <= 300, `at most maxBacklog recorded during the outage (${kept})`);
+      assert.equal(kept + counted, 1000, 'every event is recorded or counted');
+      assert.ok(events.some((e) => e.type === 'identity.rejected'), 'recording goes on after the outage');
+    } finally {
+      await broker.shutdown();
+      rmSync(stateDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('security stream in S3 with Object Lock', () => {
+  it('stores each segment as sealed, COMPLIANCE-locked objects that `loupe audit verify s3://…` accepts', async () => {
+    const target = await startTarget();
+    const bucket = await freshLockedBucket('loupe-security');
+    const tb = await startTestBroker(policy(target.inspector, { audit: { store: 's3', s3: { bucket, endpoint: s3Settings().endpoint, region: 'us-east-1', forcePathStyle: true }, retentionDays: 1 } }), { securityStream: { segmentMaxEvents: 4 } });
+    let closed = false;
+    try {
+      const g = await tb.grant('dev', ['devs']);
+      for (let i = 0; i < 6; i++) assert.equal((await rawAttach(g.attachUrl, { authorization: `Bearer forged-${i}` })).status, 401);
+      await tb.broker.security.flush();
+      await tb.close();
+      closed = true;
+      const store = tb.broker.audit.store;
+      const segments = await listSecuritySegments(store, new Set());
+      assert.ok(segments.length >= 2 && segments.every((s) => s.state === 'ended'), `every segment sealed at shutdown: ${JSON.stringify(segments.map((s) => s.state))}`);
+      for (const segment of segments) {
+        for (const key of await store.list(segment.prefix)) assert.equal((await store.retention(key)).mode, 'COMPLIANCE', key);
+        const verified = await run(['audit', 'verify', `s3://${bucket}/${segment.prefix}`], process.env);
+        assert.equal(verified.status, 0, verified.stdout + verified.stderr);
+        assert.match(verified.stdout, /^OK: security segment .*chain intact, manifest sealed/);
+        assert.match(verified.stdout, /every object is under COMPLIANCE retention/);
+      }
+      const refused = [];
+      for (const segment of segments) refused.push(...(await verifyTranscript(await readTranscriptFromStore(store, segment.prefix, false), tb.broker.auditKeys)).events.filter((e) => e.type === 'attach.refused'));
+      assert.equal(refused.length, 6);
+    } finally {
+      if (!closed) await tb.close();
       await target.stop();
     }
   });
