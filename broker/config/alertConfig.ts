@@ -38,6 +38,9 @@ export const defaultAlertRules: AlertRules = {
   failedAttaches: { count: 10, withinSeconds: 60, action: 'none' },
 };
 
+/** Rules over the broker's security stream rather than a session: only in `alerting.rules`. */
+const brokerWideRules: readonly string[] = ['failedAttaches'];
+
 type Add = (path: string, message: string) => void;
 type Raw = Record<string, unknown>;
 
@@ -73,11 +76,16 @@ export function validateAlertRules(raw: unknown, path: string, base: AlertRules,
     return base;
   }
   const out: Record<string, unknown> = { ...base };
+  const perTarget = path !== 'alerting.rules';
   for (const [name, value] of Object.entries(raw as Raw)) {
     const rulePath = `${path}.${name}`;
     const fields = ruleFields[name as keyof AlertRules];
+    if (perTarget && brokerWideRules.includes(name)) {
+      add(rulePath, 'a broker-wide rule: set it under alerting.rules');
+      continue;
+    }
     if (!fields) {
-      add(rulePath, `unknown alert rule (expected one of: ${Object.keys(ruleFields).join(', ')})`);
+      add(rulePath, `unknown alert rule (expected one of: ${Object.keys(ruleFields).filter((r) => !perTarget || !brokerWideRules.includes(r)).join(', ')})`);
       continue;
     }
     if (value === false) {

@@ -393,3 +393,18 @@ describe('security stream in S3 with Object Lock', () => {
     }
   });
 });
+
+describe('failedAttaches alert rule configuration', () => {
+  it('is set under alerting.rules, validated there, and refused per target with a clear message', () => {
+    const config = parseConfigText(stringify({ ...policy('127.0.0.1:1'), stateDir: '/tmp/unused', alerting: { rules: { failedAttaches: { count: 3, withinSeconds: 10, action: 'require-approval' } } } }), '/tmp/unused');
+    assert.deepEqual({ ...config.alerting.rules.failedAttaches }, { count: 3, withinSeconds: 10, action: 'require-approval' });
+    const defaults = parseConfigText(stringify({ ...policy('127.0.0.1:1'), stateDir: '/tmp/unused' }), '/tmp/unused');
+    assert.deepEqual({ ...defaults.alerting.rules.failedAttaches }, { count: 10, withinSeconds: 60, action: 'none' });
+    const bad = policy('127.0.0.1:1', { alerting: { rules: { failedAttaches: { count: 0, withinSeconds: 10 } } } });
+    bad.targets.app.alerts = { failedAttaches: { count: 3, withinSeconds: 10 } };
+    assert.throws(
+      () => parseConfigText(stringify({ ...bad, stateDir: '/tmp/unused' }), '/tmp/unused'),
+      (err: Error) => /alerting\.rules\.failedAttaches\.count: expected a positive integer/.test(err.message) && /targets\.app\.alerts\.failedAttaches: a broker-wide rule: set it under alerting\.rules/.test(err.message),
+    );
+  });
+});
