@@ -180,27 +180,28 @@ export class Broker {
     return { summary, transcript: await readTranscriptFromStore(this.audit.store, summary.prefix, false) };
   }
 
-  /** The security stream's segments in the store (auditors), newest first. */
-  async listSecuritySegments(identity: Identity): Promise<SecuritySegmentSummary[]> {
+  /** The security stream's segments, or the grant streams, in the store (auditors), newest first. */
+  async listSecuritySegments(identity: Identity, kind: 'security' | 'grants' = 'security'): Promise<SecuritySegmentSummary[]> {
     this.requireAuditor(identity);
-    return listSecuritySegments(this.audit.store, new Set([this.security.current.id]));
+    return listSecuritySegments(this.audit.store, new Set([this.security.current.id, this.grantStream.id]), kind);
   }
 
   private async securityTranscript(identity: Identity, segmentId: string) {
-    const segment = (await this.listSecuritySegments(identity)).find((s) => s.stream === segmentId);
-    if (!segment) throw new LoupeError('not_found', `no stored security segment ${segmentId}`);
+    const kind = segmentId.startsWith('grants-') ? 'grants' : 'security';
+    const segment = (await this.listSecuritySegments(identity, kind)).find((s) => s.stream === segmentId);
+    if (!segment) throw new LoupeError('not_found', `no stored ${kind === 'grants' ? 'grant stream' : 'security segment'} ${segmentId}`);
     return { segment, transcript: await readTranscriptFromStore(this.audit.store, segment.prefix, false) };
   }
 
-  /** A security segment as NDJSON, like a session transcript. */
+  /** A security segment (or grant stream) as NDJSON, like a session transcript. */
   async securitySegmentText(identity: Identity, segmentId: string): Promise<string> {
     return transcriptToText((await this.securityTranscript(identity, segmentId)).transcript);
   }
 
-  /** A security segment's readable report, verified against this broker's keys. */
+  /** A security segment's (or grant stream's) readable report, verified against this broker's keys. */
   async securitySegmentReport(identity: Identity, segmentId: string): Promise<string> {
     const { segment, transcript } = await this.securityTranscript(identity, segmentId);
-    return renderReport(await verifyTranscript(transcript, this.auditKeys), { source: `security segment recorded by the broker's ${this.audit.store.description.startsWith('s3:') ? 'S3 (Object Lock) store' : 'local audit store'}${segment.state === 'ended' ? '' : `, ${segment.state}`}` });
+    return renderReport(await verifyTranscript(transcript, this.auditKeys), { source: `${segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment'} recorded by the broker's ${this.audit.store.description.startsWith('s3:') ? 'S3 (Object Lock) store' : 'local audit store'}${segment.state === 'ended' ? '' : `, ${segment.state}`}` });
   }
 
   /** The stored transcript as NDJSON: events, a seal line after each chunk, the manifest last. */

@@ -33,19 +33,19 @@ export async function listSessions(options: BrokerClientOptions, filter: Record<
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? String(c) : String(c).padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
 }
 
-/** The segments of the broker's security stream. */
-export async function listSecurity(options: BrokerClientOptions): Promise<string> {
-  const { segments } = (await (await brokerGet(options, '/v1/audit/security')).json()) as { segments: Record<string, any>[] };
-  if (segments.length === 0) return 'no security segments stored yet\n';
+/** The segments of the broker's security stream, or its grant streams. */
+export async function listSecurity(options: BrokerClientOptions, kind: 'security' | 'grants' = 'security'): Promise<string> {
+  const { segments } = (await (await brokerGet(options, `/v1/audit/${kind}`)).json()) as { segments: Record<string, any>[] };
+  if (segments.length === 0) return `no ${kind === 'grants' ? 'grant streams' : 'security segments'} stored yet\n`;
   const rows = segments.map((s) => [s.stream, s.startedAt, s.state === 'ended' ? `ended: ${s.endReason}` : s.state, s.records ?? '']);
-  const header = ['SEGMENT', 'STARTED', 'STATE', 'RECORDS'];
+  const header = [kind === 'grants' ? 'STREAM' : 'SEGMENT', 'STARTED', 'STATE', 'RECORDS'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? String(c) : String(c).padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
 }
 
 /** Saves a session's (or a security segment's) transcript and the broker's published audit keys into a folder. */
 export async function downloadSession(options: BrokerClientOptions, sessionId: string, outDir: string): Promise<{ dir: string; transcript: string; keys: string }> {
-  const path = sessionId.startsWith('security-') ? `/v1/audit/security/${encodeURIComponent(sessionId)}/transcript` : `/v1/sessions/${encodeURIComponent(sessionId)}/transcript`;
+  const path = /^(security|grants)-/.test(sessionId) ? `/v1/audit/${sessionId.split('-')[0]}/${encodeURIComponent(sessionId)}/transcript` : `/v1/sessions/${encodeURIComponent(sessionId)}/transcript`;
   const transcript = await (await brokerGet(options, path)).text();
   const keys = await (await brokerGet(options, '/v1/audit/keys')).text();
   const dir = resolve(outDir);
@@ -110,7 +110,7 @@ export function describeVerification(result: VerifyResult, target: VerifyTarget)
   const lines: string[] = [];
   const kids = target.keys.keys.map((k) => k.kid).join(', ');
   if (result.ok) {
-    lines.push(`OK: ${target.transcript.stream.startsWith('security-') ? 'security segment' : 'session'} ${target.transcript.stream}: ${result.events.length} records in ${target.transcript.chunks.length} sealed chunk(s), chain intact, manifest sealed (audit key ${kids})`);
+    lines.push(`OK: ${target.transcript.stream.startsWith('security-') ? 'security segment' : target.transcript.stream.startsWith('grants-') ? 'grant stream' : 'session'} ${target.transcript.stream}: ${result.events.length} records in ${target.transcript.chunks.length} sealed chunk(s), chain intact, manifest sealed (audit key ${kids})`);
     if (target.requireRetention) lines.push('   every object is under COMPLIANCE retention');
   } else {
     lines.push(`FAILED: session ${target.transcript.stream || '(unknown)'}`);

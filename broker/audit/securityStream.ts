@@ -35,8 +35,6 @@ export function credentialDigest(secret: string | undefined | null): string | nu
   return secret ? `sha256:${createHash('sha256').update(secret).digest('hex').slice(0, 16)}` : null;
 }
 
-export const securityStreamId = /^security-\d{8}T\d{9}Z-[0-9a-f]{8}$/;
-
 interface Queued {
   readonly type: EventType;
   readonly data: Record<string, unknown>;
@@ -210,12 +208,14 @@ export interface SecuritySegmentSummary {
   readonly prefix: string;
 }
 
-const segmentPrefix = /^(security\/\d{4}\/\d{2}\/\d{2}\/(security-[0-9TZ]+-[0-9a-f]{8})\/)/;
+/** Ids of the broker's own chains: security segments and grant streams (one per broker run). */
+export const brokerStreamId = /^(?:security|grants)-[0-9TZ-]+-[0-9a-f]{8}$/;
+const segmentPrefix = /^((?:security|grants)\/\d{4}\/\d{2}\/\d{2}\/((?:security|grants)-[0-9TZ-]+-[0-9a-f]{8})\/)/;
 
-/** The security stream's segments in a store, newest first. */
-export async function listSecuritySegments(store: AuditStore, live: ReadonlySet<string>): Promise<SecuritySegmentSummary[]> {
+/** The security stream's segments (or the grant streams) in a store, newest first. */
+export async function listSecuritySegments(store: AuditStore, live: ReadonlySet<string>, kind: 'security' | 'grants' = 'security'): Promise<SecuritySegmentSummary[]> {
   const prefixes = new Map<string, { id: string; keys: string[] }>();
-  for (const key of await store.list('security/')) {
+  for (const key of await store.list(`${kind}/`)) {
     const match = segmentPrefix.exec(key);
     if (!match) continue;
     const entry = prefixes.get(match[1]!) ?? { id: match[2]!, keys: [] };

@@ -108,11 +108,11 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
     ],
     ['POST', /^\/v1\/grants\/([0-9a-f-]{36})\/tickets$/, async (_req, res, identity, match) => sendJson(res, 201, broker.issueAttachTicket(identity, match[1]!))],
     ['GET', /^\/v1\/alerts$/, async (_req, res, identity) => sendJson(res, 200, { alerts: broker.listAlerts(identity) })],
-    // The broker's security stream (broker/audit/securityStream.ts), for auditors.
-    ['GET', /^\/v1\/audit\/security$/, async (_req, res, identity) => sendJson(res, 200, { segments: await broker.listSecuritySegments(identity) })],
+    // The broker's own chains, for auditors: its security stream (broker/audit/securityStream.ts) and grant streams.
+    ['GET', /^\/v1\/audit\/(security|grants)$/, async (_req, res, identity, match) => sendJson(res, 200, { segments: await broker.listSecuritySegments(identity, match[1] as 'security' | 'grants') })],
     [
       'GET',
-      /^\/v1\/audit\/security\/(security-[0-9TZ]+-[0-9a-f]{8})\/transcript$/,
+      /^\/v1\/audit\/(?:security|grants)\/((?:security|grants)-[0-9TZ-]+-[0-9a-f]{8})\/transcript$/,
       async (_req, res, identity, match) => {
         const text = await broker.securitySegmentText(identity, match[1]!);
         res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
@@ -121,7 +121,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
     ],
     [
       'GET',
-      /^\/v1\/audit\/security\/(security-[0-9TZ]+-[0-9a-f]{8})\/report$/,
+      /^\/v1\/audit\/(?:security|grants)\/((?:security|grants)-[0-9TZ-]+-[0-9a-f]{8})\/report$/,
       async (_req, res, identity, match) => {
         const html = await broker.securitySegmentReport(identity, match[1]!);
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html), 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" });

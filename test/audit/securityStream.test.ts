@@ -193,6 +193,16 @@ describe('security stream: refusals at the edges are in the tamper-evident trail
       rmSync(dir, { recursive: true, force: true });
     }
     assert.equal((await tb.api('GET', '/v1/audit/security', await tb.token('dev', ['devs']))).status, 403, 'auditors only');
+    // The grant stream (where policy refusals of grant requests are) is listed the same way.
+    let grants: any[] = [];
+    for (let i = 0; i < 50 && grants.length === 0; i++) {
+      grants = (await tb.api('GET', '/v1/audit/grants', env.LOUPE_TOKEN)).body.segments;
+      if (grants.length === 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(grants.length, 1);
+    assert.equal(grants[0].state, 'live');
+    const listedGrants = await run(['audit', 'list', '--grants'], env);
+    assert.match(listedGrants.stdout, new RegExp(`^STREAM .*\\n${grants[0].stream}\\s+\\S+\\s+live`));
     const report = await fetch(`${tb.url}/v1/audit/security/${ended[0]!.stream}/report`, { headers: { authorization: `Bearer ${await tb.token('audrey', ['auditors'])}` } });
     assert.equal(report.status, 200);
     const html = await report.text();
@@ -370,6 +380,7 @@ describe('security stream in S3 with Object Lock', () => {
     let closed = false;
     try {
       const g = await tb.grant('dev', ['devs']);
+      assert.equal((await tb.api('POST', '/v1/grants', await tb.token('eve', ['outsiders']), { target: 'app', mode: 'pause', durationSeconds: 60, reason: 'curious' })).status, 403);
       for (let i = 0; i < 6; i++) assert.equal((await rawAttach(g.attachUrl, { authorization: `Bearer forged-${i}` })).status, 401);
       await tb.broker.security.flush();
       await tb.close();
@@ -387,6 +398,14 @@ describe('security stream in S3 with Object Lock', () => {
       const refused = [];
       for (const segment of segments) refused.push(...(await verifyTranscript(await readTranscriptFromStore(store, segment.prefix, false), tb.broker.auditKeys)).events.filter((e) => e.type === 'attach.refused'));
       assert.equal(refused.length, 6);
+      // The grant stream, with the policy refusal, verifies from the store the same way.
+      const [grantStream] = await listSecuritySegments(store, new Set(), 'grants');
+      assert.equal(grantStream!.state, 'ended');
+      const verified = await run(['audit', 'verify', `s3://${bucket}/${grantStream!.prefix}`], process.env);
+      assert.equal(verified.status, 0, verified.stdout + verified.stderr);
+      assert.match(verified.stdout, /^OK: grant stream grants-/);
+      const grantEvents = (await verifyTranscript(await readTranscriptFromStore(store, grantStream!.prefix, false), tb.broker.auditKeys)).events;
+      assert.ok(grantEvents.some((e) => e.type === 'grant.refused' && (e.data as any).actor.sub === 'eve'));
     } finally {
       if (!closed) await tb.close();
       await target.stop();
