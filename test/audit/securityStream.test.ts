@@ -1,6 +1,7 @@
 import { strict as assert } from 'node:assert';
-import { execFile, spawnSync } from 'node:child_process';
-import fs, { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import fs, { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -425,5 +426,57 @@ describe('failedAttaches alert rule configuration', () => {
       () => parseConfigText(stringify({ ...bad, stateDir: '/tmp/unused' }), '/tmp/unused'),
       (err: Error) => /alerting\.rules\.failedAttaches\.count: expected a positive integer/.test(err.message) && /targets\.app\.alerts\.failedAttaches: a broker-wide rule: set it under alerting\.rules/.test(err.message),
     );
+  });
+});
+
+describe('security stream after a crash', () => {
+  /** The shipped broker (dist/cli.js) in its own process, so it can be killed outright. */
+  async function startBrokerProcess(configFile: string) {
+    const proc = spawn(process.execPath, [cli, 'broker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stderr!.resume();
+    const url = await new Promise<string>((resolve, reject) => {
+      proc.stdout!.setEncoding('utf8').on('data', (c: string) => {
+        out += c;
+        const match = /^LOUPE_BROKER_URL=(\S+)$/m.exec(out);
+        if (match) resolve(match[1]!);
+      });
+      proc.once('exit', (code) => reject(new Error(`broker exited (${code}) before listening`)));
+    });
+    return { proc, url };
+  }
+
+  it('closes the segment a killed broker left open as broker_crashed, sealed and verifiable, on the next start', async () => {
+    spawnSync(process.execPath, [join(root, 'esbuild.mjs')], { cwd: root, stdio: 'inherit' });
+    const dir = mkdtempSync(join(tmpdir(), 'loupe-sec-crash-'));
+    const configFile = join(dir, 'loupe.yaml');
+    writeFileSync(configFile, stringify({ ...policy('127.0.0.1:1'), stateDir: join(dir, 'state'), audit: { dir: join(dir, 'store') } }));
+    let broker = await startBrokerProcess(configFile);
+    try {
+      for (let i = 0; i < 3; i++) assert.equal((await rawAttach(`${broker.url.replace(/^http/, 'ws')}/v1/attach/00000000-0000-4000-8000-00000000000${i}`, { authorization: 'Bearer nope' })).status, 401);
+      await new Promise((r) => setTimeout(r, 300)); // queued, then durable in the WAL (group commit)
+      broker.proc.kill('SIGKILL');
+      await once(broker.proc, 'exit');
+      broker = await startBrokerProcess(configFile);
+      const store = new LocalDirectoryStore(join(dir, 'store'));
+      let crashed: any;
+      for (let i = 0; i < 100 && !crashed; i++) {
+        crashed = (await listSecuritySegments(store, new Set())).find((s) => s.state === 'ended' && s.endReason === 'broker_crashed');
+        if (!crashed) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(crashed, 'the segment of the killed broker is sealed by its manifest');
+      const keys = JSON.parse((await (await fetch(`${broker.url}/v1/audit/keys`)).text()));
+      const result = await verifyTranscript(await readTranscriptFromStore(store, crashed.prefix, false), keys);
+      assert.ok(result.ok, result.problems.join('; '));
+      assert.equal(result.events.filter((e) => e.type === 'attach.refused').length, 3, 'the refusals recorded before the crash');
+      assert.equal(result.events.at(-1)!.type, 'stream.closed');
+      assert.equal((result.events.at(-1)!.data as any).endReason, 'broker_crashed');
+    } finally {
+      if (broker.proc.exitCode === null && broker.proc.signalCode === null) {
+        broker.proc.kill('SIGKILL');
+        await once(broker.proc, 'exit');
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
