@@ -26,6 +26,7 @@ const securityEvents: Record<string, { category: string[]; type: string[] }> = {
   'identity.rejected': { category: ['authentication'], type: ['denied'] },
   'grant.malformed': { category: ['iam'], type: ['denied'] },
   'session.fault': { category: ['session'], type: ['end', 'error'] },
+  'broker.fault': { category: ['process'], type: ['error'] },
   'security.events_dropped': { category: ['configuration'], type: ['info'] },
   'security.segment_opened': { category: ['configuration'], type: ['info'] },
 };
@@ -34,7 +35,7 @@ function outcome(event: AuditEvent): 'success' | 'failure' | 'unknown' {
   const data = event.data as Record<string, any>;
   if (['request.denied', 'request.expired', 'request.decision_refused'].includes(event.type)) return 'failure';
   if (event.type.startsWith('request.')) return 'success';
-  if (['attach.refused', 'identity.rejected', 'grant.malformed', 'session.fault'].includes(event.type)) return 'failure';
+  if (['attach.refused', 'identity.rejected', 'grant.malformed', 'session.fault', 'broker.fault'].includes(event.type)) return 'failure';
   if (event.type === 'grant.refused' || event.type === 'cdp.refused' || event.type === 'cdp.response.missing' || event.type === 'broker.response.missing') return 'failure';
   if (event.type === 'cdp.response') return data.error || data.result?.error ? 'failure' : 'success';
   if (event.type === 'session.ended') return ['client_closed', 'expired'].includes(data.endReason) ? 'success' : 'failure';

@@ -55,6 +55,8 @@ export const eventCodes = {
   'identity.rejected': 'L7001',
   'grant.malformed': 'L7002',
   'session.fault': 'L7003',
+  // A fault outside any session that the process-level guard caught (Broker.reportFault records it here).
+  'broker.fault': 'L7004',
   'security.events_dropped': 'L7010',
   'security.segment_opened': 'L7011',
 } as const;

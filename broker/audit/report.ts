@@ -160,6 +160,8 @@ function securityRow(e: AuditEvent): Omit<Row, 'seq' | 'time'> | undefined {
       return { kind: 'grant', what: `malformed grant request by ${d.actor?.sub ?? '?'}${from}`, detail: String(d.message ?? ''), tone: 'refused' };
     case 'session.fault':
       return { kind: 'fault', what: `session ${String(d.session).slice(0, 8)} of ${d.user ?? '?'} on ${d.target ?? '?'} ended on a fault`, detail: short(d.fault, 200), tone: 'alert' };
+    case 'broker.fault':
+      return { kind: 'fault', what: `fault in the broker at ${d.where ?? '?'}`, detail: short(d.error ?? d, 200), tone: 'alert' };
     case 'security.events_dropped':
       return { kind: 'limit', what: `${d.count} security events counted, not recorded (queue full)`, detail: `${short(d.byType, 200)} · ${d.from} → ${d.to}`, tone: 'alert' };
     case 'security.segment_opened':
