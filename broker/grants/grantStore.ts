@@ -1,6 +1,6 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { KeyObject, randomUUID, verify as verifySignature } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
 import type { Mode } from '../config/types';
 import { LoupeError } from '../errors';
@@ -131,6 +131,9 @@ export class GrantStore {
     // a flood of such tokens costs no crypto (whose jobs share the thread pool with the WAL's syncs).
     const named = claimedGrantId(token);
     if (named !== undefined && ((grantId !== undefined && named !== grantId) || !this.grants.has(named))) throw new LoupeError('token_invalid', 'grant token does not match this grant');
+    // A forged signature is refused here, on this thread: jose verifies with WebCrypto, whose jobs wait in the
+    // thread pool behind the WAL's fdatasyncs, so on a busy disk a flood of forgeries would wait seconds.
+    if (named !== undefined && !this.signatureHolds(token)) throw new LoupeError('token_invalid', 'grant token has an invalid signature');
     let jti: string | undefined;
     try {
       const { payload } = await jwtVerify(token, this.key.publicKey, {
@@ -148,6 +151,20 @@ export class GrantStore {
     if (!grant || (grantId !== undefined && grant.grantId !== grantId)) throw new LoupeError('token_invalid', 'grant token does not match this grant');
     this.assertUsable(grant);
     return grant;
+  }
+
+  private verifyKey: KeyObject | undefined;
+
+  /** The token's EdDSA signature under the grant key (other algorithms are left to jose, which refuses them). */
+  private signatureHolds(token: string): boolean {
+    const [header, payload, signature] = token.split('.') as [string, string, string];
+    try {
+      if ((JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as { alg?: unknown }).alg !== 'EdDSA') return true;
+    } catch {
+      return true;
+    }
+    this.verifyKey ??= KeyObject.from(this.key.publicKey);
+    return verifySignature(null, Buffer.from(`${header}.${payload}`), this.verifyKey, Buffer.from(signature, 'base64url'));
   }
 
   assertUsable(grant: Grant): void {

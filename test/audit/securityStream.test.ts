@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import fs, { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -271,6 +271,46 @@ describe('security stream under a flood', () => {
       for (const c of clients) await c.close();
       await tb.close();
       await target.stop();
+    }
+  });
+
+  it('answers forged grant tokens while a stalled disk holds every thread of the pool', async () => {
+    const target = await startTarget();
+    const tb = await startTestBroker(policy(target.inspector));
+    const dir = mkdtempSync(join(tmpdir(), 'loupe-stall-'));
+    const held: Promise<fs.promises.FileHandle>[] = [];
+    const fifos: string[] = [];
+    try {
+      const g = await tb.grant('mallory', ['devs']);
+      const forged = await forgedGrantToken(g.grantId, 'mallory');
+      const attempts = Array.from({ length: 100 }, (_, i) => ({ url: g.attachUrl, token: i % 2 ? forged : `${g.token.slice(0, -6)}${i % 4 === 1 ? 'AAAAAA' : 'BBBBBB'}` }));
+      const flood = await floodFromChild(attempts);
+      // Each open of a FIFO with no writer blocks one thread-pool thread, as an fdatasync on a stalled disk does.
+      const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+      for (let i = 0; i < threads; i++) {
+        fifos.push(join(dir, `fifo-${i}`));
+        spawnSync('mkfifo', [fifos[i]!]);
+        held.push(fs.promises.open(fifos[i]!, 'r'));
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      const answers = await flood.fire();
+      flood.stop();
+      const slowest = Math.max(...answers.map((a) => a.ms));
+      assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([401]));
+      assert.ok(slowest < 1000, `every forged token refused within 1 s with the thread pool held (slowest ${slowest.toFixed(0)} ms)`);
+      // The disk comes back: every refusal is then recorded.
+      for (const fifo of fifos) closeSync(openSync(fifo, 'w'));
+      for (const handle of await Promise.all(held)) await handle.close();
+      held.length = 0;
+      const refused = (await securityEvents(tb)).filter((e) => e.type === 'attach.refused');
+      assert.equal(refused.length, 100);
+      assert.ok(refused.every((e) => e.data.reason === 'bad_signature'));
+    } finally {
+      for (const fifo of held.length ? fifos : []) closeSync(openSync(fifo, 'w'));
+      for (const handle of await Promise.all(held)) await handle.close();
+      await tb.close();
+      await target.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
