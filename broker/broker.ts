@@ -183,7 +183,7 @@ export class Broker {
   /** The security stream's segments, or the grant streams, in the store (auditors), newest first. */
   async listSecuritySegments(identity: Identity, kind: 'security' | 'grants' = 'security'): Promise<SecuritySegmentSummary[]> {
     this.requireAuditor(identity);
-    return listSecuritySegments(this.audit.store, new Set([this.security.current.id, this.grantStream.id]), kind);
+    return listSecuritySegments(this.audit.store, new Set([this.security.current?.id ?? '', this.grantStream.id]), kind);
   }
 
   private async securityTranscript(identity: Identity, segmentId: string) {

@@ -45,7 +45,7 @@ interface Queued {
  * The broker's own chain of security events (refused attaches, rejected identity tokens, malformed grant
  * requests, session faults), kept like a session chain: WAL, sealed chunks, a sealed manifest per segment.
  * Recording never waits and never costs an fsync per event: events are queued (bounded) and chained in
- * batches that share one WAL group commit. Segments link to their predecessor by id and head hash.
+ * batches that share one WAL group commit. Within a broker run, each segment names its predecessor's id and head hash.
  */
 export class SecurityStream {
   private segment: AuditStream | undefined;
@@ -66,16 +66,30 @@ export class SecurityStream {
     private readonly options: SecurityStreamOptions,
   ) {}
 
-  /** The segment being written. */
-  get current(): AuditStream {
-    return this.segment!;
+  /** The segment being written (none while the WAL cannot be written at start-up). */
+  get current(): AuditStream | undefined {
+    return this.segment;
   }
 
+  /**
+   * Opens the first segment. A WAL that cannot be written does not stop the broker from starting: events are
+   * queued (bounded) and the segment is opened once the WAL takes records again.
+   */
   async start(): Promise<void> {
-    await this.openSegment(undefined);
     const every = Math.min(5_000, (this.options.segmentMaxSeconds * 1000) / 4);
-    this.timer = setInterval(() => this.schedule(), every);
+    this.timer = setInterval(() => void this.ensureSegment().then(() => this.schedule()), every);
     this.timer.unref();
+    await this.ensureSegment();
+  }
+
+  private opening: Promise<void> | undefined;
+
+  private ensureSegment(): Promise<void> {
+    if (this.segment || this.closed) return Promise.resolve();
+    this.opening ??= this.openSegment(undefined)
+      .catch((err: Error) => this.options.log?.(`audit: cannot open the security stream yet: ${err.message}`))
+      .finally(() => (this.opening = undefined));
+    return this.opening;
   }
 
   /** Queues an event; returns at once. */
@@ -161,6 +175,7 @@ export class SecurityStream {
     const next = newSegmentId(this.trail.clock());
     const last = await old.record('stream.closed', { endReason: 'rotated', next });
     void old.close('rotated').catch((err: Error) => this.options.log?.(`audit: cannot close security segment ${old.id}: ${err.message}`));
+    this.segment = undefined; // if the next one cannot be opened now, ensureSegment opens one later
     await this.openSegment({ id: old.id, head: last.hash }, next);
   }
 
@@ -172,6 +187,7 @@ export class SecurityStream {
       previous: previous?.id ?? null,
       previousHead: previous?.head ?? null,
       maxQueued: this.options.maxQueued,
+      maxBacklog: this.options.maxBacklog,
       segmentMaxEvents: this.options.segmentMaxEvents,
       segmentMaxSeconds: this.options.segmentMaxSeconds,
     });

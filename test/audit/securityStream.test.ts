@@ -1,5 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { execFile, spawn, spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import fs, { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
@@ -38,7 +39,7 @@ const policy = (inspector: string, extra: Record<string, unknown> = {}) =>
 /** Every security event the broker has recorded: queued ones made durable, and the live segment uploaded. */
 async function securityEvents(tb: TestBroker): Promise<any[]> {
   await tb.broker.security.flush();
-  await tb.broker.security.current.upload();
+  await tb.broker.security.current!.upload();
   const store = tb.broker.audit.store;
   const events: any[] = [];
   for (const key of await store.list('security/')) {
@@ -159,7 +160,7 @@ describe('security stream: refusals at the edges are in the tamper-evident trail
     const store = tb.broker.audit.store;
     await tb.broker.security.flush();
     await tb.broker.audit.settle();
-    const segments = await listSecuritySegments(store, new Set([tb.broker.security.current.id]));
+    const segments = await listSecuritySegments(store, new Set([tb.broker.security.current!.id]));
     const ended = segments.filter((s) => s.state === 'ended').reverse();
     assert.ok(ended.length >= 2, `rotated into sealed segments (${segments.length} listed)`);
     for (const [i, segment] of ended.entries()) {
@@ -245,6 +246,13 @@ describe('security stream under a flood', () => {
       };
       await evaluateFor(500);
       const quiet = await evaluateFor(2500);
+      // Calibration on this (shared, loaded) machine: 200 attaches without any credential, refused before any
+      // token work, under the same session load. A loaded CI machine may need longer than 1 s for 200 connections
+      // at all; what must hold is that checking bad tokens adds no waiting of its own.
+      const baseline = await floodFromChild(Array.from({ length: 200 }, () => ({ url: `${tb.url.replace(/^http/, 'ws')}/v1/attach/${randomUUID()}`, token: '' })));
+      const [, baselineAnswers] = await Promise.all([evaluateFor(2500), baseline.fire()]);
+      baseline.stop();
+      const baselineSlowest = Math.max(...baselineAnswers.map((a) => a.ms));
       const flood = await floodFromChild(await badAttaches(await tb.grant('mallory', ['devs']), 'mallory', 200));
       stopFlood = flood.stop;
       await tb.broker.security.flush();
@@ -254,7 +262,7 @@ describe('security stream under a flood', () => {
       await tb.broker.security.flush();
       const slowest = Math.max(...answers.map((a) => a.ms));
       assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([401]));
-      assert.ok(slowest < 1000, `every bad attach answered within 1 s (slowest ${slowest.toFixed(0)} ms)`);
+      assert.ok(slowest < Math.max(1000, 2 * baselineSlowest), `every bad attach answered within 1 s, or on an overloaded machine within twice the time 200 credential-less attaches took (slowest ${slowest.toFixed(0)} ms; those ${baselineSlowest.toFixed(0)} ms)`);
       const ratio = pct(loud, 50) / pct(quiet, 50);
       assert.ok(ratio <= 2, `evaluation p50 ${pct(loud, 50).toFixed(1)} ms with the flood vs ${pct(quiet, 50).toFixed(1)} ms without (ratio ${ratio.toFixed(2)})`);
 
@@ -265,7 +273,7 @@ describe('security stream under a flood', () => {
       const alerts = events.filter((e) => e.type === 'alert.failedAttaches');
       assert.ok(alerts.some((a) => /from 127\.0\.0\.1/.test(a.data.message)), 'a burst of failed attaches from one address is an alert');
       assert.ok(alerts.length <= 3, `one alert per address or user and window, not one per refusal (${alerts.length})`);
-      console.log(`flood: bad attaches slowest ${slowest.toFixed(0)} ms, p50 ${pct(answers.map((a) => a.ms), 50).toFixed(0)} ms; evaluation p50 ${pct(quiet, 50).toFixed(1)} → ${pct(loud, 50).toFixed(1)} ms, p99 ${pct(quiet, 99).toFixed(1)} → ${pct(loud, 99).toFixed(1)} ms`);
+      console.log(`flood: credential-less attaches slowest ${baselineSlowest.toFixed(0)} ms; bad attaches slowest ${slowest.toFixed(0)} ms, p50 ${pct(answers.map((a) => a.ms), 50).toFixed(0)} ms; evaluation p50 ${pct(quiet, 50).toFixed(1)} → ${pct(loud, 50).toFixed(1)} ms, p99 ${pct(quiet, 99).toFixed(1)} → ${pct(loud, 99).toFixed(1)} ms`);
     } finally {
       stopFlood();
       for (const c of clients) await c.close();
@@ -387,18 +395,18 @@ describe('security stream under a flood', () => {
     const broker = await Broker.create(config, { auditStore: store, securityStream: { maxQueued: 100, maxBacklog: 300 } });
     try {
       down = true;
-      await broker.security.current.upload().catch(() => undefined);
+      await broker.security.current!.upload().catch(() => undefined);
       assert.equal(broker.audit.health.state, 'degraded');
       for (let round = 0; round < 10; round++) {
         for (let i = 0; i < 100; i++) broker.recordSecurityEvent('attach.refused', { reason: 'bad_signature', n: round * 100 + i });
         await broker.security.flush();
       }
       down = false;
-      await broker.security.current.upload();
+      await broker.security.current!.upload();
       assert.equal(broker.audit.health.state, 'ok');
       broker.recordSecurityEvent('identity.rejected', { reason: 'expired' });
       await broker.security.flush();
-      await broker.security.current.upload();
+      await broker.security.current!.upload();
       const events: any[] = [];
       for (const key of await local.list('security/')) for (const line of (await local.get(key)).toString('utf8').split('\n')) if (line && !line.includes('"type":"seal"')) events.push(JSON.parse(line));
       const kept = events.filter((e) => e.type === 'attach.refused').length;
