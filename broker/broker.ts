@@ -5,8 +5,9 @@ import { modes } from './config/types';
 import { LoupeError } from './errors';
 import { lockStateDir } from './stateLock';
 import { join } from 'node:path';
-import type { JSONWebKeySet } from 'jose';
+import { decodeJwt, type JSONWebKeySet } from 'jose';
 import { AuditTrail, type AuditHealth, type AuditStream } from './audit/auditTrail';
+import { bounded, credentialDigest, defaultSecurityStreamOptions, listSecuritySegments, SecurityStream, type SecuritySegmentSummary, type SecurityStreamOptions } from './audit/securityStream';
 import type { StreamContext } from './audit/events';
 import { createAuditStore } from './audit/stores/createStore';
 import type { AuditStore } from './audit/stores/auditStore';
@@ -35,6 +36,16 @@ export interface BrokerOptions {
   readonly auditStore?: AuditStore;
   /** Where a client should connect; filled in by the HTTP edge once it listens. */
   publicUrl?: string;
+  /** Queue bound and segment rotation of the security stream (defaults in broker/audit/securityStream.ts). */
+  readonly securityStream?: Partial<Pick<SecurityStreamOptions, 'maxQueued' | 'maxBacklog' | 'segmentMaxEvents' | 'segmentMaxSeconds'>>;
+}
+
+/** Where a refused or rejected request came from, as the edge saw it. */
+export interface RequestOrigin {
+  readonly source: string | undefined;
+  readonly method?: string;
+  readonly path?: string;
+  readonly userAgent?: string | undefined;
 }
 
 const attachTicketSeconds = 60;
@@ -63,6 +74,8 @@ export class Broker {
 
   /** This run's chain of grant events. */
   private grantStream!: AuditStream;
+  /** This broker's chain of security events, in segments. */
+  security!: SecurityStream;
   private failedClosed = false;
   private unlock: () => void = () => undefined;
 
@@ -136,6 +149,8 @@ export class Broker {
     const { stream, opened } = trail.openStream({ stream: `grants-${startedAt.replace(/[:.]/g, '')}-${randomUUID().slice(0, 8)}`, kind: 'grants', startedAt, retentionDays: config.audit.retentionDays });
     await opened;
     broker.grantStream = stream;
+    broker.security = new SecurityStream(trail, { ...defaultSecurityStreamOptions, ...options.securityStream, retentionDays: config.audit.retentionDays, ...(options.log ? { log: options.log } : {}) });
+    await broker.security.start();
     broker.approvals.start();
     return broker;
   }
@@ -163,6 +178,30 @@ export class Broker {
     const summary = await this.sessionIndex.find(sessionId);
     if (!summary) throw new LoupeError('not_found', `no recorded session ${sessionId}`);
     return { summary, transcript: await readTranscriptFromStore(this.audit.store, summary.prefix, false) };
+  }
+
+  /** The security stream's segments, or the grant streams, in the store (auditors), newest first. */
+  async listSecuritySegments(identity: Identity, kind: 'security' | 'grants' = 'security'): Promise<SecuritySegmentSummary[]> {
+    this.requireAuditor(identity);
+    return listSecuritySegments(this.audit.store, new Set([this.security.current?.id ?? '', this.grantStream.id]), kind);
+  }
+
+  private async securityTranscript(identity: Identity, segmentId: string) {
+    const kind = segmentId.startsWith('grants-') ? 'grants' : 'security';
+    const segment = (await this.listSecuritySegments(identity, kind)).find((s) => s.stream === segmentId);
+    if (!segment) throw new LoupeError('not_found', `no stored ${kind === 'grants' ? 'grant stream' : 'security segment'} ${segmentId}`);
+    return { segment, transcript: await readTranscriptFromStore(this.audit.store, segment.prefix, false) };
+  }
+
+  /** A security segment (or grant stream) as NDJSON, like a session transcript. */
+  async securitySegmentText(identity: Identity, segmentId: string): Promise<string> {
+    return transcriptToText((await this.securityTranscript(identity, segmentId)).transcript);
+  }
+
+  /** A security segment's (or grant stream's) readable report, verified against this broker's keys. */
+  async securitySegmentReport(identity: Identity, segmentId: string): Promise<string> {
+    const { segment, transcript } = await this.securityTranscript(identity, segmentId);
+    return renderReport(await verifyTranscript(transcript, this.auditKeys), { source: `${segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment'} recorded by the broker's ${this.audit.store.description.startsWith('s3:') ? 'S3 (Object Lock) store' : 'local audit store'}${segment.state === 'ended' ? '' : `, ${segment.state}`}` });
   }
 
   /** The stored transcript as NDJSON: events, a seal line after each chunk, the manifest last. */
@@ -195,6 +234,7 @@ export class Broker {
           const data = { alertId: alert.id, rule: alert.rule, message: alert.message, action: alert.action, evidence: alert.evidence };
           const session = alert.session ? this.sessions.get(alert.session) : undefined;
           if (session) await session.recordAlert(`alert.${alert.rule}`, data);
+          else if (alert.rule === 'failedAttaches') this.security.record(`alert.${alert.rule}`, { ...data, target: alert.target || null, user: alert.user ?? null });
           else await this.grantStream.record(`alert.${alert.rule}`, { ...data, session: alert.session ?? null, target: alert.target, user: alert.user ?? null });
         },
         endSession: (sessionId) => void this.sessions.get(sessionId)?.end('alert'),
@@ -209,6 +249,11 @@ export class Broker {
       this.clock,
     );
     this.audit.on('event', (event: AuditEvent) => {
+      // A session that ended on a fault in the broker is a security event too, with the session's record as evidence.
+      if (event.kind === 'session' && event.type === 'session.ended' && (event.data as { endReason?: string }).endReason === 'internal_error') {
+        const d = event.data as { fault?: unknown };
+        this.security.record('session.fault', { session: event.stream, grantId: event.grant ?? null, user: event.actor?.sub ?? null, target: event.target ?? null, endedSeq: event.seq, endedHash: event.hash, fault: d.fault === undefined ? null : boundedJson(d.fault) });
+      }
       this.metrics.onEvent(event);
       this.alerts.onEvent(event);
       this.ecs?.write(toEcs(event, event.actor ? [...rolesOf(this.config, { sub: event.actor.sub, name: event.actor.name, groups: event.actor.groups, issuer: '' })] : []));
@@ -252,8 +297,14 @@ export class Broker {
   approvals!: AccessRequests;
 
   /** A grant (201), or an access request waiting for approvals (202) when the rule or an alert requires them. */
-  async requestGrant(identity: Identity, body: unknown): Promise<GrantAnswer | AccessRequestView> {
-    const request = parseGrantRequest(body);
+  async requestGrant(identity: Identity, body: unknown, origin?: RequestOrigin): Promise<GrantAnswer | AccessRequestView> {
+    let request: ReturnType<typeof parseGrantRequest>;
+    try {
+      request = parseGrantRequest(body);
+    } catch (err) {
+      this.grantRequestMalformed(identity, err, origin);
+      throw err;
+    }
     const actor = { sub: identity.sub, name: identity.name, groups: identity.groups };
     await this.recordGrantEvent('grant.requested', { actor, ...request });
     const decision = decideAccess(this.config, identity, request, new Date(this.clock()));
@@ -289,6 +340,65 @@ export class Broker {
     } catch (err) {
       throw new LoupeError('internal', `the audit trail cannot record ${type}: ${(err as Error).message}`);
     }
+  }
+
+  /** Records a security event in the broker's security stream; never waits, never throws (see SecurityStream). */
+  recordSecurityEvent(type: EventType, data: Record<string, unknown>): void {
+    this.security.record(type, data);
+  }
+
+  /** A grant request whose body could not be read or parsed: who sent it, from where, and what was wrong. */
+  grantRequestMalformed(identity: Identity, err: unknown, origin?: RequestOrigin): void {
+    const error = err instanceof LoupeError ? err : undefined;
+    const problems = (error?.details as { problems?: unknown } | undefined)?.problems;
+    this.security.record('grant.malformed', {
+      actor: { sub: bounded(identity.sub), name: bounded(identity.name), issuer: bounded(identity.issuer) },
+      code: error?.code ?? 'internal',
+      message: bounded(error?.message ?? String(err), 500),
+      problems: Array.isArray(problems) ? problems.slice(0, 10).map((p) => bounded(p)) : null,
+      ...originData(origin),
+    });
+  }
+
+  /** An API call whose identity token was missing, malformed, expired or not trusted. The token itself is never kept. */
+  identityRejected(err: unknown, authorization: string | undefined, origin?: RequestOrigin): void {
+    if (!(err instanceof LoupeError) || !['unauthenticated', 'token_expired', 'token_invalid'].includes(err.code)) return;
+    const token = /^Bearer\s+(\S+)$/.exec(authorization?.trim() ?? '')?.[1];
+    let claims: { iss?: unknown; sub?: unknown } = {};
+    try {
+      if (token && token.length <= 16_384) claims = decodeJwt(token);
+    } catch {
+      // not a JWT at all: the digest is all there is
+    }
+    this.security.record('identity.rejected', {
+      code: err.code,
+      reason: identityRejection(err),
+      message: bounded(err.message, 300),
+      issuer: bounded(claims.iss),
+      claimedSub: bounded(claims.sub),
+      tokenDigest: credentialDigest(token ?? authorization),
+      ...originData(origin),
+    });
+  }
+
+  /** An attach that was refused, whatever refused it: the credential (as a digest), the grant, the reason. */
+  attachRefused(err: unknown, grantId: string | undefined, credential: { ticket?: string | null; authorization?: string | undefined }, origin?: RequestOrigin): void {
+    const error = err instanceof LoupeError ? err : new LoupeError('internal', `attach failed: ${(err as Error)?.message}`);
+    const grant = grantId ? this.grants.get(grantId) : undefined;
+    const token = /^Bearer\s+(\S+)$/.exec(credential.authorization?.trim() ?? '')?.[1];
+    this.security.record('attach.refused', {
+      reason: attachRefusal(error),
+      code: error.code,
+      status: error.status,
+      message: bounded(error.message, 300),
+      grantId: grantId ?? null,
+      // The grant's holder and target, when the grant exists: whose access someone tried to use.
+      user: grant?.sub ?? null,
+      target: grant?.target ?? null,
+      credential: credential.ticket != null ? 'ticket' : token ? 'grant token' : credential.authorization ? 'malformed header' : 'none',
+      credentialDigest: credentialDigest(credential.ticket ?? token ?? credential.authorization),
+      ...originData(origin),
+    });
   }
 
   private attachUrl(grantId: string): string {
@@ -472,6 +582,7 @@ export class Broker {
     await this.endAll('shutdown');
     await this.grantStream.record('stream.closed', { endReason: 'shutdown' }).catch(() => undefined);
     void this.grantStream.close('shutdown').catch(() => undefined);
+    await this.security.close('shutdown');
     const settled = await this.audit.settle(10_000);
     if (!settled) this.options.log?.('audit: some chains were not uploaded before shutdown; the next start uploads them from the write-ahead log');
     await this.audit.stop();
@@ -493,4 +604,43 @@ function parseGrantRequest(body: unknown): { target: string; mode: Mode; duratio
   if (ticket !== undefined && (typeof ticket !== 'string' || ticket.length > 500)) problems.push('ticket: expected a string (a ticket link or id)');
   if (problems.length > 0) throw new LoupeError('bad_request', `invalid grant request: ${problems.join('; ')}`, { problems });
   return { target: target as string, mode: mode as Mode, durationSeconds: durationSeconds as number, reason: (reason as string).trim(), ...(ticket ? { ticket: ticket as string } : {}) };
+}
+
+function originData(origin: RequestOrigin | undefined): Record<string, unknown> {
+  if (!origin) return {};
+  return { source: bounded(origin.source, 64), ...(origin.method ? { method: bounded(origin.method, 16) } : {}), ...(origin.path ? { path: bounded(origin.path) } : {}), ...(origin.userAgent ? { userAgent: bounded(origin.userAgent) } : {}) };
+}
+
+/** A fault's detail as recorded in the session's chain, cut to a bounded size for the security stream. */
+function boundedJson(value: unknown): unknown {
+  const text = JSON.stringify(value) ?? 'null';
+  return text.length <= 2000 ? value : { truncated: text.slice(0, 2000), bytes: text.length };
+}
+
+/** Why an identity token was rejected, as a stable word (the message says it in full). */
+function identityRejection(err: LoupeError): string {
+  if (err.code === 'unauthenticated') return /malformed/.test(err.message) ? 'malformed_header' : 'no_token';
+  if (err.code === 'token_expired') return 'expired';
+  if (/signature|does not publish|algorithm/.test(err.message)) return 'bad_signature';
+  if (/issuer/.test(err.message)) return 'unknown_issuer';
+  if (/audience/.test(err.message)) return 'wrong_audience';
+  if (/not a valid JWT/.test(err.message)) return 'malformed_token';
+  return 'invalid';
+}
+
+/** Why an attach was refused, as a stable word (the message says it in full). */
+function attachRefusal(err: LoupeError): string {
+  if (err.code === 'unauthenticated') return 'no_credentials';
+  if (/ticket/.test(err.message) && err.code === 'token_invalid') return 'ticket_unknown_used_or_expired';
+  if (err.code === 'token_expired' || err.code === 'grant_expired') return 'expired';
+  if (err.code === 'grant_revoked') return 'revoked';
+  if (/signature|does not publish|algorithm/.test(err.message)) return 'bad_signature';
+  if (/does not match this grant/.test(err.message)) return 'wrong_grant';
+  if (/not a valid JWT/.test(err.message)) return 'malformed_token';
+  if (err.code === 'token_invalid') return 'invalid_token';
+  if (/already has a live session/.test(err.message)) return 'second_attach';
+  if (/audit trail/.test(err.message)) return 'audit_unavailable';
+  if (/no WebSocket endpoint/.test(err.message)) return 'no_endpoint';
+  if (err.code === 'not_found') return 'unknown_grant';
+  return err.code;
 }

@@ -9,7 +9,7 @@ import { Broker } from './broker';
 import { explainAccess } from './policy/access';
 import { modes, type Mode } from './config/types';
 import { listen } from './http/server';
-import { describeVerification, downloadSession, listSessions, renderLocation, verifyLocation } from './audit/auditCli';
+import { describeVerification, downloadSession, listSecurity, listSessions, renderLocation, verifyLocation } from './audit/auditCli';
 
 const usage = `usage:
   loupe broker --config <file.yaml>            start the broker
@@ -20,7 +20,8 @@ const usage = `usage:
                        [--at <ISO time>] [--ticket T] [--duration 30m]
                                                print the access decision and the rule that made it (exit 3 when refused)
   loupe audit list [--target T] [--user U] [--from ISO] [--to ISO]      sessions (auditors)
-  loupe audit download <sessionId> [-o dir]    save a session's transcript and the broker's audit keys
+  loupe audit list --security | --grants       segments of the broker's security stream, or its grant streams (auditors)
+  loupe audit download <sessionId | security-… | grants-…> [-o dir]    save a transcript and the broker's audit keys
   loupe audit verify <dir | s3://bucket/[prefix/]sessions/YYYY/MM/DD/<id>> [--keys file|url]
                                                check hash chain, seals, sequence, manifest (and S3 retention)
   loupe audit render <dir | s3://…> -o report.html [--keys file|url]
@@ -169,7 +170,7 @@ async function runAudit(args: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
-    options: { broker: { type: 'string' }, token: { type: 'string' }, target: { type: 'string' }, user: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, output: { type: 'string', short: 'o' }, keys: { type: 'string' } },
+    options: { broker: { type: 'string' }, token: { type: 'string' }, target: { type: 'string' }, user: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, security: { type: 'boolean' }, grants: { type: 'boolean' }, output: { type: 'string', short: 'o' }, keys: { type: 'string' } },
     strict: true,
   });
   const client = () => {
@@ -180,10 +181,11 @@ async function runAudit(args: string[]): Promise<void> {
     return { broker, token };
   };
   try {
-    if (sub === 'list') process.stdout.write(await listSessions(client(), { target: values.target, user: values.user, from: values.from, to: values.to }));
+    if (sub === 'list' && (values.security || values.grants)) process.stdout.write(await listSecurity(client(), values.grants ? 'grants' : 'security'));
+    else if (sub === 'list') process.stdout.write(await listSessions(client(), { target: values.target, user: values.user, from: values.from, to: values.to }));
     else if (sub === 'download') {
       const id = positionals[0] ?? fail(`missing <sessionId>\n\n${usage}`);
-      const saved = await downloadSession(client(), id, values.output ?? `loupe-session-${id}`);
+      const saved = await downloadSession(client(), id, values.output ?? `${/^(security|grants)-/.test(id) ? 'loupe-' : 'loupe-session-'}${id}`);
       process.stdout.write(`saved ${saved.transcript}\nsaved ${saved.keys}\nverify with: loupe audit verify ${saved.dir}\n`);
     } else if (sub === 'verify') {
       const location = positionals[0] ?? fail(`missing <dir | s3://…>\n\n${usage}`);

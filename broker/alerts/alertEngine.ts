@@ -44,6 +44,9 @@ interface SessionState {
   ending: boolean;
 }
 
+/** Source addresses and users the failedAttaches rule keeps counts for at once (a flood from many addresses stays bounded). */
+const maxWatched = 10_000;
+
 const normalize = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, '');
 
 /** Values that look like secrets whatever their name: card numbers, bearer tokens, JWTs, private keys. */
@@ -68,6 +71,7 @@ const summarize = (event: AuditEvent): string => {
   if (event.type === 'cdp.refused') return `${d.method}: ${String(d.message).slice(0, 120)}`;
   if (event.type === 'cdp.response') return `${d.method}${d.bytes ? ` (${d.bytes} bytes)` : ''}${d.result?.error ? `: ${String(d.result.error).split('\n')[0]}` : ''}`;
   if (event.type === 'cdp.breakpoint.condition') return `${d.condition}: ${d.detail ?? d.value}`;
+  if (event.type === 'attach.refused') return `${d.reason} (grant ${d.grantId ?? 'none'}, from ${d.source ?? '?'})`;
   return event.type;
 };
 
@@ -104,7 +108,9 @@ export class AlertEngine {
   }
 
   onEvent(event: AuditEvent): void {
-    if (event.type.startsWith('alert.') || event.kind !== 'session') return;
+    if (event.type.startsWith('alert.')) return;
+    if (event.kind === 'security') return this.onSecurityEvent(event);
+    if (event.kind !== 'session') return;
     if (event.type === 'session.started') return this.onStart(event);
     const state = this.sessions.get(event.stream);
     if (!state) return;
@@ -178,6 +184,50 @@ export class AlertEngine {
         clearTimeout(state.pauseTimer);
         this.sessions.delete(event.stream);
         break;
+    }
+  }
+
+  /** Recent refused attaches per source address and per grant holder: at most `count` each, at most maxWatched keys. */
+  private readonly refusedAttaches = new Map<string, AuditEvent[]>();
+  private readonly brokerFired = new Map<string, number>();
+
+  /** The broker-wide failedAttaches rule over the security stream. */
+  private onSecurityEvent(event: AuditEvent): void {
+    const rule = this.config.alerting.rules.failedAttaches;
+    if (event.type !== 'attach.refused' || !rule) return;
+    const d = event.data as Record<string, unknown>;
+    // Not the caller's doing: the broker could not serve an attach it would have allowed.
+    if (d.reason === 'target_unreachable' || d.reason === 'audit_unavailable') return;
+    const since = Date.parse(event.time) - rule.withinSeconds * 1000;
+    const keys: [string, string][] = [];
+    if (typeof d.source === 'string') keys.push([`source ${d.source}`, `from ${d.source}`]);
+    if (typeof d.user === 'string') keys.push([`user ${d.user}`, `on grants of ${d.user}`]);
+    for (const [key, where] of keys) {
+      const recent = [...(this.refusedAttaches.get(key) ?? []).filter((e) => Date.parse(e.time) > since), event].slice(-rule.count);
+      this.refusedAttaches.delete(key); // re-inserted last: the map's first key is the least recently seen
+      this.refusedAttaches.set(key, recent);
+      if (this.refusedAttaches.size > maxWatched) this.refusedAttaches.delete(this.refusedAttaches.keys().next().value!);
+      if (recent.length < rule.count) continue;
+      const now = this.clock();
+      const last = this.brokerFired.get(key);
+      if (last !== undefined && now - last < rule.withinSeconds * 1000) continue;
+      this.brokerFired.set(key, now);
+      if (this.brokerFired.size > maxWatched) this.brokerFired.delete(this.brokerFired.keys().next().value!);
+      const alert: Alert = {
+        id: randomUUID(),
+        rule: 'failedAttaches',
+        at: new Date(now).toISOString(),
+        target: typeof d.target === 'string' ? d.target : '',
+        ...(typeof d.user === 'string' ? { user: d.user } : {}),
+        message: `${recent.length} refused attaches within ${rule.withinSeconds} s ${where} (threshold ${rule.count}); last: ${String(d.reason)}`,
+        action: rule.action,
+        evidence: recent.slice(-20).map((e) => ({ seq: e.seq, type: e.type, summary: summarize(e) })),
+      };
+      this.recent.push(alert);
+      if (this.recent.length > 1000) this.recent.shift();
+      void this.hooks.record(alert).catch(() => undefined);
+      this.hooks.deliver(alert);
+      if (rule.action === 'require-approval' && alert.user && alert.target) this.hooks.requireApproval(alert);
     }
   }
 

@@ -33,9 +33,20 @@ export async function listSessions(options: BrokerClientOptions, filter: Record<
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? String(c) : String(c).padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
 }
 
-/** Saves a session's transcript and the broker's published audit keys into a folder. */
+/** The segments of the broker's security stream, or its grant streams. */
+export async function listSecurity(options: BrokerClientOptions, kind: 'security' | 'grants' = 'security'): Promise<string> {
+  const { segments } = (await (await brokerGet(options, `/v1/audit/${kind}`)).json()) as { segments: Record<string, any>[] };
+  if (segments.length === 0) return `no ${kind === 'grants' ? 'grant streams' : 'security segments'} stored yet\n`;
+  const rows = segments.map((s) => [s.stream, s.startedAt, s.state === 'ended' ? `ended: ${s.endReason}` : s.state, s.records ?? '']);
+  const header = [kind === 'grants' ? 'STREAM' : 'SEGMENT', 'STARTED', 'STATE', 'RECORDS'];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? String(c) : String(c).padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
+}
+
+/** Saves a session's (or a security segment's) transcript and the broker's published audit keys into a folder. */
 export async function downloadSession(options: BrokerClientOptions, sessionId: string, outDir: string): Promise<{ dir: string; transcript: string; keys: string }> {
-  const transcript = await (await brokerGet(options, `/v1/sessions/${encodeURIComponent(sessionId)}/transcript`)).text();
+  const path = /^(security|grants)-/.test(sessionId) ? `/v1/audit/${sessionId.split('-')[0]}/${encodeURIComponent(sessionId)}/transcript` : `/v1/sessions/${encodeURIComponent(sessionId)}/transcript`;
+  const transcript = await (await brokerGet(options, path)).text();
   const keys = await (await brokerGet(options, '/v1/audit/keys')).text();
   const dir = resolve(outDir);
   mkdirSync(dir, { recursive: true });
@@ -65,8 +76,8 @@ export async function openVerifyTarget(location: string, keysSpec: string | unde
   const s3 = /^s3:\/\/([^/]+)\/(.+?)\/?$/.exec(location);
   if (s3) {
     const [, bucket, path] = s3 as unknown as [string, string, string];
-    const at = path.search(/(^|\/)sessions\//);
-    if (at < 0) throw new Error(`${location}: expected s3://bucket/[prefix/]sessions/YYYY/MM/DD/<sessionId>`);
+    const at = path.search(/(^|\/)(sessions|grants|security)\//);
+    if (at < 0) throw new Error(`${location}: expected s3://bucket/[prefix/]sessions/YYYY/MM/DD/<sessionId> (or grants/…, security/…)`);
     const storePrefix = path.slice(0, at === 0 ? 0 : at + 1);
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { S3AuditStore } = require('./stores/s3Store') as typeof import('./stores/s3Store');
@@ -99,7 +110,7 @@ export function describeVerification(result: VerifyResult, target: VerifyTarget)
   const lines: string[] = [];
   const kids = target.keys.keys.map((k) => k.kid).join(', ');
   if (result.ok) {
-    lines.push(`OK: session ${target.transcript.stream}: ${result.events.length} records in ${target.transcript.chunks.length} sealed chunk(s), chain intact, manifest sealed (audit key ${kids})`);
+    lines.push(`OK: ${target.transcript.stream.startsWith('security-') ? 'security segment' : target.transcript.stream.startsWith('grants-') ? 'grant stream' : 'session'} ${target.transcript.stream}: ${result.events.length} records in ${target.transcript.chunks.length} sealed chunk(s), chain intact, manifest sealed (audit key ${kids})`);
     if (target.requireRetention) lines.push('   every object is under COMPLIANCE retention');
   } else {
     lines.push(`FAILED: session ${target.transcript.stream || '(unknown)'}`);

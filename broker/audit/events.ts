@@ -54,6 +54,15 @@ export const eventCodes = {
   'audit.degraded': 'L5000',
   'audit.recovered': 'L5001',
   'stream.closed': 'L5002',
+  // The broker's security stream (broker/audit/securityStream.ts): refusals at the edges and session faults.
+  'attach.refused': 'L7000',
+  'identity.rejected': 'L7001',
+  'grant.malformed': 'L7002',
+  'session.fault': 'L7003',
+  // A fault outside any session that the process-level guard caught (Broker.reportFault records it here).
+  'broker.fault': 'L7004',
+  'security.events_dropped': 'L7010',
+  'security.segment_opened': 'L7011',
 } as const;
 
 export type EventType = keyof typeof eventCodes | `alert.${string}`;
@@ -68,9 +77,9 @@ export interface Actor {
 
 /** What every event of a stream repeats: who, on what, under which grant and why. */
 export interface StreamContext {
-  /** The chain this event belongs to: a session id, or a broker run's grant stream. */
+  /** The chain this event belongs to: a session id, a broker run's grant stream, or a segment of its security stream. */
   readonly stream: string;
-  readonly kind: 'session' | 'grants';
+  readonly kind: 'session' | 'grants' | 'security';
   readonly grant?: string;
   readonly actor?: Actor;
   readonly target?: string;
@@ -128,7 +137,7 @@ export function chainEvent(context: StreamContext, seq: number, prev: string, ti
 /** Object keys of a stream in the store. */
 export function streamPrefix(context: Pick<StreamContext, 'stream' | 'kind' | 'startedAt'>): string {
   const day = context.startedAt.slice(0, 10).split('-').join('/');
-  return `${context.kind === 'session' ? 'sessions' : 'grants'}/${day}/${context.stream}/`;
+  return `${context.kind === 'session' ? 'sessions' : context.kind === 'security' ? 'security' : 'grants'}/${day}/${context.stream}/`;
 }
 
 export { chunkName, genesisHash, manifestName, sha256 };

@@ -148,13 +148,47 @@ function timeline(events: readonly AuditEvent[]): Row[] {
         push({ kind: 'session', what: `the client answered nothing for ${d.silentMs} ms`, detail: `bound ${d.boundMs} ms, pinged every ${d.pingIntervalMs} ms`, tone: 'alert' });
         break;
       default: {
-        const row = grantRow(e);
+        const row = e.kind === 'security' ? securityRow(e) : grantRow(e);
         if (row) push(row);
         else if (e.type.startsWith('alert.')) push({ kind: 'alert', what: e.type, detail: short(d), tone: 'alert' });
       }
     }
   }
   return rows;
+}
+
+/** Rows of the security stream: refusals at the broker's edges, session faults, and what the queue had to count. */
+function securityRow(e: AuditEvent): Omit<Row, 'seq' | 'time'> | undefined {
+  const d = e.data as Record<string, any>;
+  const from = d.source ? ` from ${d.source}` : '';
+  switch (e.type) {
+    case 'attach.refused':
+      return { kind: 'attach', what: `attach refused (${d.reason})${d.grantId ? ` on grant ${String(d.grantId).slice(0, 8)}` : ''}${d.user ? ` of ${d.user}` : ''}${from}`, detail: `${d.message ?? ''}${d.credentialDigest ? ` · ${d.credential} ${d.credentialDigest}` : ''}`, tone: 'refused' };
+    case 'identity.rejected':
+      return { kind: 'identity', what: `identity token rejected (${d.reason})${d.issuer ? ` issued by ${d.issuer}` : ''}${from}`, detail: `${d.method ?? ''} ${d.path ?? ''} · ${d.message ?? ''}${d.tokenDigest ? ` · token ${d.tokenDigest}` : ''}`, tone: 'refused' };
+    case 'grant.malformed':
+      return { kind: 'grant', what: `malformed grant request by ${d.actor?.sub ?? '?'}${from}`, detail: String(d.message ?? ''), tone: 'refused' };
+    case 'session.fault':
+      return { kind: 'fault', what: `session ${String(d.session).slice(0, 8)} of ${d.user ?? '?'} on ${d.target ?? '?'} ended on a fault`, detail: short(d.fault, 200), tone: 'alert' };
+    case 'broker.fault':
+      return { kind: 'fault', what: `fault in the broker at ${d.where ?? '?'}`, detail: short(d.error ?? d, 200), tone: 'alert' };
+    case 'security.events_dropped':
+      return { kind: 'limit', what: `${d.count} security events counted, not recorded (queue full)`, detail: `${short(d.byType, 200)} · ${d.from} → ${d.to}`, tone: 'alert' };
+    case 'security.segment_opened':
+      return { kind: 'segment', what: 'segment opened', detail: d.previous ? `after ${d.previous} (head ${String(d.previousHead).slice(0, 12)}…)` : 'first segment of this broker run', tone: 'normal' };
+    case 'stream.closed':
+      return { kind: 'segment', what: `segment closed: ${d.endReason}`, detail: d.next ? `continues in ${d.next}` : d.detail ?? '', tone: 'end' };
+  }
+  return undefined;
+}
+
+function securityFacts(events: readonly AuditEvent[]): string {
+  const count = (type: string) => events.filter((e) => e.type === type).length;
+  const dropped = events.filter((e) => e.type === 'security.events_dropped').reduce((n, e) => n + Number((e.data as { count?: number }).count ?? 0), 0);
+  return `<dl>
+<dt>When</dt><dd>${escapeHtml(events[0]?.time)} → ${escapeHtml(events.at(-1)?.time)}</dd>
+<dt>Recorded</dt><dd>refused attaches: ${count('attach.refused')}; rejected identity tokens: ${count('identity.rejected')}; malformed grant requests: ${count('grant.malformed')}; session faults: ${count('session.fault')}; alerts: ${events.filter((e) => e.type.startsWith('alert.')).length}${dropped ? `; <b>${dropped} more counted, not recorded one by one (queue full)</b>` : ''}</dd>
+</dl>`;
 }
 
 /** The summary of a grant stream: what was asked, granted, refused, approved and denied. */
@@ -194,7 +228,8 @@ export function renderReport(result: VerifyResult, options: { generatedAt?: Date
     rows.push({ seq, time: event.time.slice(11, 23), kind: event.type, what: `record ${seq}`, detail: short(event.data, 200), tone: 'normal' });
     rows.sort((a, b) => a.seq - b.seq);
   }
-  const grants = first?.kind === 'grants';
+  const grants = first?.kind === 'grants' || first?.kind === 'security';
+  const security = first?.kind === 'security';
   const approval = options.approval?.approvedBy ? `approved by ${approverList([...options.approval.approvedBy])} (access request ${options.approval.requestId ?? '?'}, from the broker's grant records)` : undefined;
   const verdict = result.ok
     ? `<div class="ok">Verified: ${result.events.length} records, every hash link and seal checks out${result.manifest ? ', sealed by its manifest' : ''}.</div>`
@@ -211,7 +246,7 @@ export function renderReport(result: VerifyResult, options: { generatedAt?: Date
 </dl>
 <div class="counts"><span>breakpoints set: ${counts('breakpoint', /^set /)};</span> <span>pauses: ${counts('pause')};</span> <span>evaluations: ${counts('evaluate')};</span> <span>variable reads: ${counts('read')};</span> <span>snapshots: ${counts('snapshot')};</span> <span>logpoints: ${counts('logpoint')};</span> <span>refusals: ${counts('refused') + rows.filter((r) => r.kind === 'evaluate' && r.tone === 'refused').length};</span> <span>alerts: ${counts('alert') + counts('watchdog')}</span></div>`;
   return `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Loupe ${grants ? 'grant stream' : 'session'} ${escapeHtml(first?.stream)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>Loupe ${security ? 'security segment' : grants ? 'grant stream' : 'session'} ${escapeHtml(first?.stream)}</title>
 <style>
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d2430;background:#fff}
 h1{font-size:20px;margin:0 0 4px}.sub{color:#5a6472;margin-bottom:16px}
@@ -221,10 +256,10 @@ table{border-collapse:collapse;width:100%;margin-top:12px}th,td{text-align:left;
 th{background:#f4f6f8;font-weight:600}td.k{white-space:nowrap;color:#5a6472}tr.refused td{background:#fff4f4}tr.alert td{background:#fff8e6}tr.end td{background:#f4f6f8}tr.tampered td{background:#fde8e8;color:#9b1c1c}.warn{font-weight:400}
 code{font:12px ui-monospace,monospace}.counts span{margin-right:16px}
 </style></head><body>
-<h1>${grants ? 'Grants and access requests' : `Debugging session on ${escapeHtml(first?.target ?? '?')}`}</h1>
-<div class="sub">${grants ? 'grant stream of one broker run' : 'session'} <code>${escapeHtml(first?.stream)}</code>${options.source ? ` · ${escapeHtml(options.source)}` : ''}</div>
+<h1>${security ? 'Security events' : grants ? 'Grants and access requests' : `Debugging session on ${escapeHtml(first?.target ?? '?')}`}</h1>
+<div class="sub">${security ? 'segment of the broker\'s security stream' : grants ? 'grant stream of one broker run' : 'session'} <code>${escapeHtml(first?.stream)}</code>${options.source ? ` · ${escapeHtml(options.source)}` : ''}</div>
 ${verdict}
-${grants ? grantFacts(result.events) : sessionFacts}
+${security ? securityFacts(result.events) : grants ? grantFacts(result.events) : sessionFacts}
 <table><thead><tr><th>time (UTC)</th><th>kind</th><th>what</th><th>detail</th></tr></thead><tbody>
 ${rows.map((r) => `<tr class="${badSeqs.has(r.seq) ? 'tampered' : r.tone}"><td class="k">${escapeHtml(r.time)}</td><td class="k">${badSeqs.has(r.seq) ? '⚠ ' : ''}${escapeHtml(r.kind)}</td><td>${escapeHtml(r.what)}</td><td>${badSeqs.has(r.seq) ? '<b>this record failed verification</b> · ' : ''}${escapeHtml(r.detail)}</td></tr>`).join('\n')}
 </tbody></table>

@@ -18,6 +18,8 @@ export interface AlertRules {
   readonly watchdogResume?: { readonly action: AlertAction };
   readonly sensitiveFiles?: { readonly globs: readonly string[]; readonly action: AlertAction };
   readonly concurrentTargets?: { readonly max: number; readonly action: AlertAction };
+  /** Broker-wide (read from `alerting.rules` only): refused attaches from one source address, or on one user's grants. */
+  readonly failedAttaches?: { readonly count: number; readonly withinSeconds: number; readonly action: AlertAction };
 }
 
 /** Names whose reads are worth an alert, compared case- and separator-insensitively. */
@@ -33,7 +35,11 @@ export const defaultAlertRules: AlertRules = {
   longPause: { seconds: 20, action: 'none' },
   watchdogResume: { action: 'none' },
   concurrentTargets: { max: 3, action: 'none' },
+  failedAttaches: { count: 10, withinSeconds: 60, action: 'none' },
 };
+
+/** Rules over the broker's security stream rather than a session: only in `alerting.rules`. */
+const brokerWideRules: readonly string[] = ['failedAttaches'];
 
 type Add = (path: string, message: string) => void;
 type Raw = Record<string, unknown>;
@@ -50,6 +56,7 @@ const ruleFields: Record<keyof AlertRules, Record<string, 'int' | 'hours' | 'nam
   watchdogResume: {},
   sensitiveFiles: { globs: 'globs' },
   concurrentTargets: { max: 'int' },
+  failedAttaches: { count: 'int', withinSeconds: 'int' },
 };
 
 function parseBytes(value: unknown): number | undefined {
@@ -69,11 +76,16 @@ export function validateAlertRules(raw: unknown, path: string, base: AlertRules,
     return base;
   }
   const out: Record<string, unknown> = { ...base };
+  const perTarget = path !== 'alerting.rules';
   for (const [name, value] of Object.entries(raw as Raw)) {
     const rulePath = `${path}.${name}`;
     const fields = ruleFields[name as keyof AlertRules];
+    if (perTarget && brokerWideRules.includes(name)) {
+      add(rulePath, 'a broker-wide rule: set it under alerting.rules');
+      continue;
+    }
     if (!fields) {
-      add(rulePath, `unknown alert rule (expected one of: ${Object.keys(ruleFields).join(', ')})`);
+      add(rulePath, `unknown alert rule (expected one of: ${Object.keys(ruleFields).filter((r) => !perTarget || !brokerWideRules.includes(r)).join(', ')})`);
       continue;
     }
     if (value === false) {

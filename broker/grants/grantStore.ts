@@ -1,6 +1,6 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
+import { KeyObject, randomUUID, verify as verifySignature } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
 import type { Mode } from '../config/types';
 import { LoupeError } from '../errors';
@@ -127,6 +127,13 @@ export class GrantStore {
 
   /** Checks that a live, unrevoked grant stands behind the token; any mismatch is refused. */
   async verifyToken(token: string, grantId?: string): Promise<Grant> {
+    // A token that names another grant, or none this broker issued, is refused before any signature check:
+    // a flood of such tokens costs no crypto (whose jobs share the thread pool with the WAL's syncs).
+    const named = claimedGrantId(token);
+    if (named !== undefined && ((grantId !== undefined && named !== grantId) || !this.grants.has(named))) throw new LoupeError('token_invalid', 'grant token does not match this grant');
+    // A forged signature is refused here, on this thread: jose verifies with WebCrypto, whose jobs wait in the
+    // thread pool behind the WAL's fdatasyncs, so on a busy disk a flood of forgeries would wait seconds.
+    if (named !== undefined && !this.signatureHolds(token)) throw new LoupeError('token_invalid', 'grant token has an invalid signature');
     let jti: string | undefined;
     try {
       const { payload } = await jwtVerify(token, this.key.publicKey, {
@@ -146,8 +153,35 @@ export class GrantStore {
     return grant;
   }
 
+  private verifyKey: KeyObject | undefined;
+
+  /** The token's EdDSA signature under the grant key (other algorithms are left to jose, which refuses them). */
+  private signatureHolds(token: string): boolean {
+    const [header, payload, signature] = token.split('.') as [string, string, string];
+    try {
+      if ((JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as { alg?: unknown }).alg !== 'EdDSA') return true;
+    } catch {
+      return true;
+    }
+    this.verifyKey ??= KeyObject.from(this.key.publicKey);
+    return verifySignature(null, Buffer.from(`${header}.${payload}`), this.verifyKey, Buffer.from(signature, 'base64url'));
+  }
+
   assertUsable(grant: Grant): void {
     if (grant.revokedAt !== undefined) throw new LoupeError('grant_revoked', `grant ${grant.grantId} was revoked by ${grant.revokedBy}`);
     if (grant.expiresAt * 1000 <= this.clock()) throw new LoupeError('grant_expired', `grant ${grant.grantId} has expired`);
+  }
+}
+
+/** The grant id a token claims, read without verifying anything (undefined when it has none to read). */
+function claimedGrantId(token: string): string | undefined {
+  const parts = token.split('.');
+  if (parts.length !== 3 || parts[1]!.length > 8192) return undefined;
+  try {
+    const payload = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as unknown;
+    const jti = typeof payload === 'object' && payload !== null && Object.hasOwn(payload, 'jti') ? (payload as { jti: unknown }).jti : undefined;
+    return typeof jti === 'string' ? jti : undefined;
+  } catch {
+    return undefined;
   }
 }

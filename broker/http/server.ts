@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer } from 'ws';
-import type { Broker } from '../broker';
+import type { Broker, RequestOrigin } from '../broker';
 import { LoupeError } from '../errors';
 import type { Identity } from '../identity/verifyIdentity';
 
@@ -50,6 +50,11 @@ function readOptionalJson(req: IncomingMessage): Promise<unknown> {
   return readJson(req);
 }
 
+/** Where a request came from: the peer address as the socket has it (no forwarding header is trusted). */
+function originOf(req: IncomingMessage): RequestOrigin {
+  return { source: req.socket.remoteAddress, method: req.method ?? '', path: new URL(req.url ?? '/', 'http://broker').pathname, userAgent: req.headers['user-agent'] };
+}
+
 type Route = (req: IncomingMessage, res: ServerResponse, identity: Identity, match: RegExpExecArray) => Promise<void>;
 
 export interface BrokerServer {
@@ -66,7 +71,12 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       'POST',
       /^\/v1\/grants$/,
       async (req, res, identity) => {
-        const answer = await broker.requestGrant(identity, await readJson(req));
+        const origin = originOf(req);
+        const body = await readJson(req).catch((err: unknown) => {
+          broker.grantRequestMalformed(identity, err, origin);
+          throw err;
+        });
+        const answer = await broker.requestGrant(identity, body, origin);
         if ('status' in answer) return sendJson(res, 202, answer); // pending: an access request, not a grant
         log(`grant ${answer.grantId} issued to ${identity.sub}`);
         sendJson(res, 201, answer);
@@ -98,6 +108,26 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
     ],
     ['POST', /^\/v1\/grants\/([0-9a-f-]{36})\/tickets$/, async (_req, res, identity, match) => sendJson(res, 201, broker.issueAttachTicket(identity, match[1]!))],
     ['GET', /^\/v1\/alerts$/, async (_req, res, identity) => sendJson(res, 200, { alerts: broker.listAlerts(identity) })],
+    // The broker's own chains, for auditors: its security stream (broker/audit/securityStream.ts) and grant streams.
+    ['GET', /^\/v1\/audit\/(security|grants)$/, async (_req, res, identity, match) => sendJson(res, 200, { segments: await broker.listSecuritySegments(identity, match[1] as 'security' | 'grants') })],
+    [
+      'GET',
+      /^\/v1\/audit\/(?:security|grants)\/((?:security|grants)-[0-9TZ-]+-[0-9a-f]{8})\/transcript$/,
+      async (_req, res, identity, match) => {
+        const text = await broker.securitySegmentText(identity, match[1]!);
+        res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+        res.end(text);
+      },
+    ],
+    [
+      'GET',
+      /^\/v1\/audit\/(?:security|grants)\/((?:security|grants)-[0-9TZ-]+-[0-9a-f]{8})\/report$/,
+      async (_req, res, identity, match) => {
+        const html = await broker.securitySegmentReport(identity, match[1]!);
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html), 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" });
+        res.end(html);
+      },
+    ],
     [
       'GET',
       /^\/v1\/sessions$/,
@@ -152,7 +182,10 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       if (candidates.length === 0) throw new LoupeError('not_found', `no route ${req.method} ${path}`);
       const route = candidates.find((r) => r.method === req.method);
       if (!route) throw new LoupeError('method_not_allowed', `${req.method} is not supported on ${path} (use ${candidates.map((r) => r.method).join(', ')})`);
-      const identity = await broker.verifyIdentity(req.headers.authorization);
+      const identity = await broker.verifyIdentity(req.headers.authorization).catch((err: unknown) => {
+        broker.identityRejected(err, req.headers.authorization, originOf(req));
+        throw err;
+      });
       await route.handler(req, res, identity, route.match!);
     })().catch((err: unknown) => {
       const error = err instanceof LoupeError ? err : new LoupeError('internal', 'internal error', undefined, { cause: err });
@@ -173,7 +206,12 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
     };
     const url = new URL(req.url ?? '/', 'http://broker');
     const match = /^\/v1\/attach\/([0-9a-f-]{36})$/.exec(url.pathname);
-    if (!match) return reject(new LoupeError('not_found', `no WebSocket endpoint at ${url.pathname}`));
+    const refused = (err: unknown) => broker.attachRefused(err, match?.[1], { ticket: url.searchParams.get('ticket'), authorization: req.headers.authorization }, originOf(req));
+    if (!match) {
+      const error = new LoupeError('not_found', `no WebSocket endpoint at ${url.pathname}`);
+      refused(error);
+      return reject(error);
+    }
     if (shuttingDown) return reject(new LoupeError('session_busy', 'broker is shutting down'));
     let upgraded = false;
     void (async () => {
@@ -186,6 +224,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
     })().catch((err: unknown) => {
       const error = err instanceof LoupeError ? err : new LoupeError('internal', `attach failed: ${(err as Error)?.message}`);
       log(`attach refused: ${error.message}`);
+      refused(error);
       if (!upgraded && socket.writable) reject(error);
     });
   });

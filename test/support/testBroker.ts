@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { Broker } from '../../broker/broker';
+import { Broker, type BrokerOptions } from '../../broker/broker';
 import { parseConfigText } from '../../broker/config/load';
 import type { LoupeConfig } from '../../broker/config/types';
 import { listen, type BrokerServer } from '../../broker/http/server';
@@ -46,10 +46,10 @@ export function basePolicy(inspector: string, overrides: Record<string, any> = {
 }
 
 /** Starts a real broker in this process on a free loopback port, with its own state directory. */
-export async function startTestBroker(policy: Record<string, any>, options: { stateDir?: string; clock?: () => number; log?: (line: string) => void } = {}): Promise<TestBroker> {
+export async function startTestBroker(policy: Record<string, any>, options: { stateDir?: string; clock?: () => number; log?: (line: string) => void; securityStream?: BrokerOptions['securityStream'] } = {}): Promise<TestBroker> {
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'loupe-test-'));
   const config = parseConfigText(stringify({ ...policy, stateDir }), stateDir);
-  const broker = await Broker.create(config, { ...(options.clock ? { clock: options.clock } : {}), ...(options.log ? { log: options.log } : {}) });
+  const broker = await Broker.create(config, { ...(options.clock ? { clock: options.clock } : {}), ...(options.log ? { log: options.log } : {}), ...(options.securityStream ? { securityStream: options.securityStream } : {}) });
   const server = await listen(broker, '127.0.0.1', 0);
   const api: TestBroker['api'] = async (method, path, token, body) => {
     const res = await fetch(`${server.url}${path}`, {
