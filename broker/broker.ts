@@ -63,7 +63,6 @@ export class Broker {
 
   /** This run's chain of grant events. */
   private grantStream!: AuditStream;
-  private failedClosed = false;
   private unlock: () => void = () => undefined;
 
   private constructor(
@@ -126,7 +125,6 @@ export class Broker {
     const summary = await trail.recover(recovered);
     if (summary.streams > 0) options.log?.(`audit: recovered ${summary.streams} chain(s) with ${summary.events} record(s) from the write-ahead log`);
     trail.on('fail-closed', (error: string) => {
-      broker.failedClosed = true;
       options.log?.(`audit: ending every session: ${error}`);
       void broker.endAll('audit_failure');
     });
@@ -230,10 +228,10 @@ export class Broker {
     return { keys: [this.auditKey.publicJwk] };
   }
 
-  /** Ready when the audit trail can take records. */
+  /** Ready when the audit trail takes records and its store answers. */
   get ready(): { ready: boolean; audit: AuditHealth } {
     const health = this.audit.health;
-    return { ready: health.state !== 'failed', audit: health };
+    return { ready: health.state === 'ok', audit: health };
   }
 
   set publicUrl(url: string) {
@@ -253,6 +251,7 @@ export class Broker {
 
   /** A grant (201), or an access request waiting for approvals (202) when the rule or an alert requires them. */
   async requestGrant(identity: Identity, body: unknown): Promise<GrantAnswer | AccessRequestView> {
+    this.assertAuditAccepting('grant requests are');
     const request = parseGrantRequest(body);
     const actor = { sub: identity.sub, name: identity.name, groups: identity.groups };
     await this.recordGrantEvent('grant.requested', { actor, ...request });
@@ -268,6 +267,7 @@ export class Broker {
 
   /** Issues a grant the policy allowed (directly, or collected after its approvals) and records it. */
   private async issueGrant(identity: Identity, request: GrantRequest, decision: Extract<AccessDecision, { allowed: true }>, approval?: { requestId: string; approvedBy: GrantAnswer['approvedBy'] & {} }): Promise<GrantAnswer> {
+    this.assertAuditAccepting('grants are');
     const actor = { sub: identity.sub, name: identity.name, groups: identity.groups };
     const { grant, token } = await this.grants.issue(identity, { ...request, durationSeconds: decision.durationSeconds, rule: decision.rule, ...(approval ? { approval } : {}) });
     await this.recordGrantEvent('grant.issued', { actor, grantId: grant.grantId, target: grant.target, mode: grant.mode, reason: grant.reason, ticket: grant.ticket ?? null, rule: decision.rule, expiresAt: new Date(grant.expiresAt * 1000).toISOString(), capped: decision.capped, ...(approval ? { requestId: approval.requestId, approvedBy: approval.approvedBy } : {}) });
@@ -282,12 +282,18 @@ export class Broker {
     };
   }
 
+  /** While the trail has failed closed nothing new starts: 503 with code audit_unavailable, until it recovers. */
+  private assertAuditAccepting(what: string): void {
+    if (this.audit.accepting) return;
+    throw new LoupeError('audit_unavailable', `the audit trail is unavailable (${this.audit.health.state === 'failed' ? (this.audit.health as { error: string }).error : 'failed closed'}): ${what} refused until it recovers; retry later`);
+  }
+
   /** Grant events are recorded before the caller gets an answer; if they cannot be, the call fails. */
   private async recordGrantEvent(type: EventType, data: Record<string, unknown>): Promise<void> {
     try {
       await this.grantStream.record(type, data);
     } catch (err) {
-      throw new LoupeError('internal', `the audit trail cannot record ${type}: ${(err as Error).message}`);
+      throw new LoupeError('audit_unavailable', `the audit trail is unavailable: cannot record ${type} (${(err as Error).message}); retry later`);
     }
   }
 
@@ -341,7 +347,7 @@ export class Broker {
       if (!match) throw new LoupeError('unauthenticated', 'attach needs "Authorization: Bearer <grant token>" or a ?ticket= from POST /v1/grants/:id/tickets');
       grant = await this.grants.verifyToken(match[1]!, grantId);
     }
-    if (this.failedClosed || !this.audit.accepting) throw new LoupeError('session_busy', 'the audit trail is unavailable: attaching is refused until it recovers');
+    this.assertAuditAccepting('attaching');
     if (this.attaching.has(grantId) || [...this.sessions.values()].some((s) => s.grant.grantId === grantId)) {
       throw new LoupeError('session_busy', `grant ${grantId} already has a live session; end it first`);
     }
@@ -395,7 +401,7 @@ export class Broker {
         client,
         targetSocket: link.socket,
         audit: stream,
-        auditAccepting: () => !this.failedClosed && this.audit.accepting,
+        auditAccepting: () => this.audit.accepting,
         limits: this.config.limits,
         clock: this.clock,
         onEnded: (s) => this.sessions.delete(s.sessionId),

@@ -12,8 +12,16 @@ export interface AuditTrailOptions {
   readonly failClosedAfterMs: number;
   readonly clock: () => number;
   readonly log?: (line: string) => void;
+  /** How long the store may leave a call unanswered before readiness reports it as not answering (default 3 s). */
+  readonly storeAnswerTimeoutMs?: number;
+  /** How often the store is asked whether it answers when nothing else has reached it (default 2 s). */
+  readonly probeIntervalMs?: number;
 }
 
+/**
+ * `ok`: the store answers and takes records. `degraded`: uploads fail or the store does not answer; records
+ * wait in the WAL within the fail-closed bound and the broker reports not ready. `failed`: failed closed.
+ */
 export type AuditHealth = { readonly state: 'ok' } | { readonly state: 'degraded'; readonly since: number; readonly error: string } | { readonly state: 'failed'; readonly error: string };
 
 /** Encodes a sealed chunk: its events, one per line, then the seal line. */
@@ -101,7 +109,7 @@ export class AuditStream {
           const chunkSha256 = sha256(eventsText(events));
           const jws = await seal(this.trail.key, { session: this.id, firstSeq: first.seq, lastSeq: last.seq, chunkSha256, headHash: last.hash }, 'loupe-chunk+jws');
           const putStarted = performance.now();
-          await this.trail.store.put(streamPrefix(this.context) + name, encodeChunk(events, jws, name), this.retainUntil());
+          await this.trail.call(() => this.trail.store.put(streamPrefix(this.context) + name, encodeChunk(events, jws, name), this.retainUntil()));
           this.trail.emit('uploaded', (performance.now() - putStarted) / 1000);
           const chunk: ChunkInfo = { name, firstSeq: first.seq, lastSeq: last.seq, sha256: chunkSha256, headHash: last.hash };
           await this.trail.wal.append({ t: 'uploaded', stream: this.id, chunk });
@@ -142,7 +150,7 @@ export class AuditStream {
           const jws = await seal(this.trail.key, payload, 'loupe-manifest+jws');
           const manifest = { type: 'manifest', ...payload, context: this.context, jws };
           try {
-            await this.trail.store.put(streamPrefix(this.context) + manifestName, Buffer.from(JSON.stringify(manifest) + '\n'), this.retainUntil());
+            await this.trail.call(() => this.trail.store.put(streamPrefix(this.context) + manifestName, Buffer.from(JSON.stringify(manifest) + '\n'), this.retainUntil()));
           } catch (err) {
             // A manifest written before a crash, for this same chain head, already closes the stream.
             if (!(err instanceof AuditStoreError && err.code === 'conflict')) throw err;
@@ -156,7 +164,7 @@ export class AuditStream {
         } catch (err) {
           if (this.trail.wal.failed) throw err;
           this.trail.log?.(`audit: closing ${this.id} waits for the store: ${(err as Error).message}`);
-          await new Promise((r) => setTimeout(r, Math.min(30_000, 500 * 2 ** Math.min(attempt, 6))).unref());
+          await this.trail.waitForStore(Math.min(30_000, 500 * 2 ** Math.min(attempt, 6)));
         }
       }
     })();
@@ -172,6 +180,13 @@ export class AuditTrail extends EventEmitter {
   private degradedSince: number | undefined;
   private lastError = '';
   private failedClosed = false;
+  /** Store calls in flight, by when they started (performance.now(): liveness is about real time, whatever the clock). */
+  private readonly inFlight = new Map<number, number>();
+  private nextCall = 0;
+  private lastAnswerAt = performance.now();
+  private probing = false;
+  private probeError: string | undefined;
+  private storeWaiters: (() => void)[] = [];
   readonly clock: () => number;
   readonly log?: (line: string) => void;
 
@@ -200,11 +215,88 @@ export class AuditTrail extends EventEmitter {
       await Promise.all([...this.streams.values()].map((s) => s.upload().catch(() => undefined)));
     }
     this.checkBound();
+    this.probe();
+  }
+
+  /** Runs one call to the store, noting how long it has been in flight and when the store last answered. */
+  async call<T>(op: () => Promise<T>): Promise<T> {
+    const id = this.nextCall++;
+    this.inFlight.set(id, performance.now());
+    try {
+      const result = await op();
+      this.lastAnswerAt = performance.now();
+      return result;
+    } catch (err) {
+      // A refusal about the object itself is still an answer.
+      if (err instanceof AuditStoreError && (err.code === 'conflict' || err.code === 'not_found')) this.lastAnswerAt = performance.now();
+      throw err;
+    } finally {
+      this.inFlight.delete(id);
+    }
+  }
+
+  /**
+   * Asks the store whether it answers when nothing has reached it for a while, so readiness notices a
+   * silent store within seconds, and the broker notices its return without waiting for a retry's backoff.
+   */
+  private probe(): void {
+    const interval = this.options.probeIntervalMs ?? 2000;
+    if (this.probing || performance.now() - this.lastAnswerAt < interval) return;
+    this.probing = true;
+    this.call(() => this.store.check())
+      .then(
+        () => {
+          const wasDown = this.probeError !== undefined || this.degradedSince !== undefined || this.failedClosed;
+          this.probeError = undefined;
+          if (wasDown) this.storeReturned();
+        },
+        (err: Error) => {
+          this.probeError = err.message;
+          this.lastError = err.message;
+        },
+      )
+      .finally(() => {
+        this.probing = false;
+      });
+  }
+
+  /** The store answers again: upload what waits, at once (open and closing chains), and wake closing chains. */
+  private storeReturned(): void {
+    this.log?.(`audit: store ${this.store.description} answers again; uploading what waits`);
+    for (const wake of this.storeWaiters.splice(0)) wake();
+    const all = [...this.streams.values(), ...this.closingStreams];
+    void Promise.all(all.map((s) => s.upload().catch(() => undefined))).then(() => {
+      // Nothing was waiting: the probe's answer is the only news, and it is good.
+      if (all.every((s) => s.firstPendingAt === undefined)) this.uploadSucceeded();
+    });
+  }
+
+  /** Waits `ms`, or less when the store is seen to answer again. */
+  waitForStore(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms).unref();
+      function done() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.storeWaiters.push(done);
+    });
+  }
+
+  /** Since when a store call has gone unanswered beyond the bound (performance.now() time), if one has. */
+  private silentSince(): number | undefined {
+    const oldest = Math.min(...this.inFlight.values());
+    return performance.now() - oldest > (this.options.storeAnswerTimeoutMs ?? 3000) ? oldest : undefined;
+  }
+
+  /** How long the oldest record not yet in the store has waited (0 when none waits). */
+  private longestWait(): number {
+    const oldest = Math.min(...[...this.streams.values(), ...this.closingStreams].map((s) => s.firstPendingAt ?? Infinity));
+    return oldest === Infinity ? 0 : this.clock() - oldest;
   }
 
   private checkBound(): void {
-    const oldest = Math.min(...[...this.streams.values(), ...this.closingStreams].map((s) => s.firstPendingAt ?? Infinity));
-    const waited = this.clock() - oldest;
+    const waited = this.longestWait();
     const walFailed = this.wal.failed;
     // Records waiting longer than the bound fail the broker closed, whether uploads fail or hang.
     if ((walFailed || waited > this.options.failClosedAfterMs) && !this.failedClosed) {
@@ -218,7 +310,13 @@ export class AuditTrail extends EventEmitter {
   get health(): AuditHealth {
     if (this.wal.failed) return { state: 'failed', error: this.wal.failed.message };
     if (this.failedClosed) return { state: 'failed', error: this.lastError };
+    const silent = this.silentSince();
+    if (silent !== undefined) {
+      const seconds = (performance.now() - silent) / 1000;
+      return { state: 'degraded', since: this.clock() - seconds * 1000, error: `audit store ${this.store.description} has not answered for ${seconds.toFixed(1)} s` };
+    }
     if (this.degradedSince !== undefined) return { state: 'degraded', since: this.degradedSince, error: this.lastError };
+    if (this.probeError !== undefined) return { state: 'degraded', since: this.clock(), error: `audit store ${this.store.description} does not answer: ${this.probeError}` };
     return { state: 'ok' };
   }
 
@@ -230,7 +328,13 @@ export class AuditTrail extends EventEmitter {
   uploadSucceeded(): void {
     if (this.degradedSince !== undefined) this.log?.(`audit: store ${this.store.description} accepts records again`);
     this.degradedSince = undefined;
-    this.failedClosed = false;
+    this.probeError = undefined;
+    // Recovered once no chain still waits past the bound (the store's return uploads them all at once).
+    if (this.failedClosed && !this.wal.failed && this.longestWait() <= this.options.failClosedAfterMs) {
+      this.failedClosed = false;
+      this.log?.('audit: the trail accepts records again; new sessions may attach');
+      this.emit('recovered');
+    }
   }
 
   uploadFailed(err: Error): void {
