@@ -416,7 +416,7 @@ export class Broker {
         void session.end('audit_failure');
         link.socket.close();
         client.close(4005, 'audit trail unavailable: the session was not started');
-        throw new LoupeError('internal', `the audit trail cannot record the session: ${(err as Error).message}`);
+        throw new LoupeError('audit_unavailable', `the audit trail is unavailable: cannot record the session (${(err as Error).message}); retry later`);
       }
       return session;
     } finally {

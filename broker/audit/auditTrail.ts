@@ -44,6 +44,12 @@ export class AuditStream {
   private uploading: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private lastEvent: AuditEvent | undefined;
+  /**
+   * The boundaries of the chunk being uploaded, fixed (in the WAL) before its first attempt: a retry after a
+   * lost answer sends the very same object (the seal is deterministic EdDSA), which the store accepts as
+   * already there, instead of an overlapping chunk that would break the transcript for good.
+   */
+  private nextChunk: { firstSeq: number; lastSeq: number } | undefined;
   firstPendingAt: number | undefined;
 
   constructor(
@@ -62,6 +68,7 @@ export class AuditStream {
         if (event.seq > uploadedThrough) this.pending.push(event);
       }
       if (this.pending.length > 0) this.firstPendingAt = trail.clock();
+      if (recovered.uploading && recovered.uploading.firstSeq === uploadedThrough + 1 && this.pending.some((e) => e.seq === recovered.uploading!.lastSeq)) this.nextChunk = recovered.uploading;
     }
   }
 
@@ -102,7 +109,14 @@ export class AuditStream {
     this.uploading = (async () => {
       try {
         while (this.pending.length > 0) {
-          const events = this.pending.slice(0, this.trail.options.chunkMaxEvents);
+          if (!this.nextChunk) {
+            const next = this.pending.slice(0, this.trail.options.chunkMaxEvents);
+            const bounds = { firstSeq: next[0]!.seq, lastSeq: next.at(-1)!.seq };
+            await this.trail.wal.append({ t: 'uploading', stream: this.id, ...bounds });
+            this.nextChunk = bounds;
+          }
+          const { lastSeq } = this.nextChunk;
+          const events = this.pending.filter((e) => e.seq <= lastSeq);
           const first = events[0]!;
           const last = events.at(-1)!;
           const name = chunkName(first.seq, last.seq);
@@ -115,10 +129,15 @@ export class AuditStream {
           await this.trail.wal.append({ t: 'uploaded', stream: this.id, chunk });
           this.chunks.push(chunk);
           this.pending = this.pending.slice(events.length);
+          this.nextChunk = undefined;
           this.firstPendingAt = this.pending.length > 0 ? this.trail.clock() : undefined;
           this.trail.uploadSucceeded();
         }
       } catch (err) {
+        if (err instanceof AuditStoreError && err.code === 'conflict') {
+          // The same key with other bytes: tampering in the store, or a bug. Never papered over; the chain waits (and fails closed).
+          this.trail.log?.(`audit: CONFLICT: ${this.id}: ${err.message}; this chain cannot be uploaded until it is investigated`);
+        }
         this.trail.uploadFailed(err as Error);
         throw err;
       } finally {

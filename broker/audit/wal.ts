@@ -15,6 +15,8 @@ export interface ChunkInfo {
 export type WalRecord =
   | { readonly t: 'open'; readonly context: StreamContext }
   | { readonly t: 'event'; readonly event: AuditEvent }
+  /** Fixes a chunk's boundaries before its first upload, so every retry (in this run or after a crash) sends the same object. */
+  | { readonly t: 'uploading'; readonly stream: string; readonly firstSeq: number; readonly lastSeq: number }
   | { readonly t: 'uploaded'; readonly stream: string; readonly chunk: ChunkInfo }
   | { readonly t: 'closed'; readonly stream: string };
 
@@ -23,6 +25,8 @@ export interface RecoveredStream {
   events: AuditEvent[];
   chunks: ChunkInfo[];
   closed: boolean;
+  /** A chunk whose upload began and was not seen to complete: it is retried with these same boundaries. */
+  uploading?: { firstSeq: number; lastSeq: number };
 }
 
 export interface WalOptions {
@@ -104,9 +108,13 @@ export class WriteAheadLog {
           if (!stream) continue;
           if (stream.events.length === 0 || stream.events.at(-1)!.seq < record.event.seq) stream.events.push(record.event);
           perStream.set(record.event.stream, Math.max(perStream.get(record.event.stream) ?? -1, record.event.seq));
+        } else if (record.t === 'uploading') {
+          const stream = streams.get(record.stream);
+          if (stream) stream.uploading = { firstSeq: record.firstSeq, lastSeq: record.lastSeq };
         } else if (record.t === 'uploaded') {
           const stream = streams.get(record.stream);
           if (stream && !stream.chunks.some((c) => c.name === record.chunk.name)) stream.chunks.push(record.chunk);
+          if (stream?.uploading && stream.uploading.lastSeq <= record.chunk.lastSeq) delete stream.uploading;
           this.uploadedThrough.set(record.stream, Math.max(this.uploadedThrough.get(record.stream) ?? -1, record.chunk.lastSeq));
         } else if (record.t === 'closed') {
           const stream = streams.get(record.stream);
