@@ -132,7 +132,8 @@ export class Broker {
     trail.start();
     const startedAt = new Date(clock()).toISOString();
     const { stream, opened } = trail.openStream({ stream: `grants-${startedAt.replace(/[:.]/g, '')}-${randomUUID().slice(0, 8)}`, kind: 'grants', startedAt, retentionDays: config.audit.retentionDays });
-    await opened;
+    // A full disk does not stop the start: the broker reports not ready, and the stream's opening is restated once the WAL takes records.
+    await opened.catch((err: Error) => options.log?.(`audit: starting not ready: ${err.message}`));
     broker.grantStream = stream;
     broker.approvals.start();
     return broker;

@@ -44,6 +44,9 @@ export class AuditStream {
   private uploading: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private lastEvent: AuditEvent | undefined;
+  private lastDurable: AuditEvent | undefined;
+  /** Whether the chain's end (session.ended / stream.closed) is durable. */
+  private endRecorded = false;
   /**
    * The boundaries of the chunk being uploaded, fixed (in the WAL) before its first attempt: a retry after a
    * lost answer sends the very same object (the seal is deterministic EdDSA), which the store accepts as
@@ -65,6 +68,8 @@ export class AuditStream {
         this.seq = event.seq + 1;
         this.head = event.hash;
         this.lastEvent = event;
+        this.lastDurable = event;
+        if (event.type === 'session.ended' || event.type === 'stream.closed') this.endRecorded = true;
         if (event.seq > uploadedThrough) this.pending.push(event);
       }
       if (this.pending.length > 0) this.firstPendingAt = trail.clock();
@@ -89,13 +94,27 @@ export class AuditStream {
     const event = chainEvent(this.context, this.seq++, this.head, new Date(this.trail.clock()).toISOString(), type, data);
     this.head = event.hash;
     this.lastEvent = event;
-    return this.trail.wal.append({ t: 'event', event }).then(() => {
-      this.pending.push(event);
-      this.firstPendingAt ??= this.trail.clock();
-      this.trail.emit('event', event);
-      if (this.pending.length >= this.trail.options.chunkMaxEvents) void this.upload().catch(() => undefined);
-      return event;
-    });
+    return this.trail.wal.append({ t: 'event', event }).then(
+      () => {
+        this.lastDurable = event;
+        if (type === 'session.ended' || type === 'stream.closed') this.endRecorded = true;
+        this.pending.push(event);
+        this.firstPendingAt ??= this.trail.clock();
+        this.trail.emit('event', event);
+        if (this.pending.length >= this.trail.options.chunkMaxEvents) void this.upload().catch(() => undefined);
+        return event;
+      },
+      (err: unknown) => {
+        // Never durable, so it never happened: the chain goes back to before it (and before any record queued
+        // after it, all refused with it), so it continues whole once the disk takes records again.
+        if (event.seq < this.seq) {
+          this.seq = event.seq;
+          this.head = event.prev;
+          this.lastEvent = this.lastDurable;
+        }
+        throw err;
+      },
+    );
   }
 
   private retainUntil(): Date {
@@ -156,6 +175,11 @@ export class AuditStream {
       this.trail.detach(this);
       for (let attempt = 0; ; attempt++) {
         try {
+          if (this.trail.wal.failed) throw this.trail.wal.failed;
+          // The chain's last record, when the disk refused it at the end (it is recorded now, when the WAL takes records again).
+          if (!this.endRecorded) {
+            await this.record(this.context.kind === 'session' ? 'session.ended' : 'stream.closed', { endReason, detail: 'recorded late: the write-ahead log could not take records when this chain ended' });
+          }
           await this.upload();
           const payload: ManifestPayload = {
             session: this.id,
@@ -181,8 +205,9 @@ export class AuditStream {
           this.trail.forget(this);
           return;
         } catch (err) {
-          if (this.trail.wal.failed) throw err;
-          this.trail.log?.(`audit: closing ${this.id} waits for the store: ${(err as Error).message}`);
+          if (this.trail.stopped) throw err; // the next start completes it from the WAL
+          // A full disk or a store outage: the chain waits for either to return (both wake it), and is completed then.
+          this.trail.log?.(`audit: closing ${this.id} waits for the ${this.trail.wal.failed ? 'write-ahead log' : 'store'}: ${(err as Error).message}`);
           await this.trail.waitForStore(Math.min(30_000, 500 * 2 ** Math.min(attempt, 6)));
         }
       }
@@ -235,6 +260,15 @@ export class AuditTrail extends EventEmitter {
     }
     this.checkBound();
     this.probe();
+    if (this.wal.failed) void this.retryWal();
+  }
+
+  /** A failed WAL (a full disk) is tried again on every tick; once it takes records, what waited goes on. */
+  private async retryWal(): Promise<void> {
+    if (!(await this.wal.retry())) return;
+    this.log?.('audit: the write-ahead log takes records again');
+    for (const wake of this.storeWaiters.splice(0)) wake();
+    this.maybeRecover();
   }
 
   /** Runs one call to the store, noting how long it has been in flight and when the store last answered. */
@@ -348,7 +382,11 @@ export class AuditTrail extends EventEmitter {
     if (this.degradedSince !== undefined) this.log?.(`audit: store ${this.store.description} accepts records again`);
     this.degradedSince = undefined;
     this.probeError = undefined;
-    // Recovered once no chain still waits past the bound (the store's return uploads them all at once).
+    this.maybeRecover();
+  }
+
+  /** Recovered once the WAL takes records and no chain still waits past the bound (the store's return uploads them all at once). */
+  private maybeRecover(): void {
     if (this.failedClosed && !this.wal.failed && this.longestWait() <= this.options.failClosedAfterMs) {
       this.failedClosed = false;
       this.log?.('audit: the trail accepts records again; new sessions may attach');
@@ -417,12 +455,18 @@ export class AuditTrail extends EventEmitter {
       const last = chain.last;
       const ended = last?.type === 'session.ended' || last?.type === 'stream.closed';
       if (!ended) {
-        await chain.record(stream.context.kind === 'session' ? 'session.ended' : 'stream.closed', {
-          endReason: 'broker_crashed',
-          detail: 'the broker stopped without closing this chain; recovered from its write-ahead log on restart',
-          lastRecordedSeq: last?.seq ?? null,
-        });
-        events++;
+        // With a full disk this cannot be recorded now; close() records the end once the WAL takes records.
+        const recorded = await chain
+          .record(stream.context.kind === 'session' ? 'session.ended' : 'stream.closed', {
+            endReason: 'broker_crashed',
+            detail: 'the broker stopped without closing this chain; recovered from its write-ahead log on restart',
+            lastRecordedSeq: last?.seq ?? null,
+          })
+          .then(
+            () => true,
+            () => false,
+          );
+        if (recorded) events++;
       }
       events += stream.events.length;
       void chain.close(ended ? String((last!.data as { endReason?: string }).endReason ?? 'ended') : 'broker_crashed').catch((err) => this.log?.(`audit: cannot close recovered ${chain.id}: ${(err as Error).message}`));
@@ -437,7 +481,10 @@ export class AuditTrail extends EventEmitter {
     return Promise.race([all.then(() => true as const), timeout]);
   }
 
+  stopped = false;
+
   async stop(): Promise<void> {
+    this.stopped = true;
     clearInterval(this.timer);
     await this.wal.close();
   }
