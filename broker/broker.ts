@@ -135,6 +135,11 @@ export class Broker {
     // A full disk does not stop the start: the broker reports not ready, and the stream's opening is restated once the WAL takes records.
     await opened.catch((err: Error) => options.log?.(`audit: starting not ready: ${err.message}`));
     broker.grantStream = stream;
+    for (const repair of wal.repairs) {
+      options.log?.(`audit: write-ahead log ${repair.kind === 'torn_tail' ? 'torn tail repaired' : 'unreadable record skipped'}: ${repair.segment} at byte ${repair.offset} (${repair.bytes} bytes, never acknowledged)`);
+      await stream.record('audit.wal_repaired', { ...repair }).catch(() => undefined);
+    }
+    for (const reconciled of trail.reconciled) await stream.record('audit.reconciled', { ...reconciled }).catch(() => undefined);
     broker.approvals.start();
     return broker;
   }

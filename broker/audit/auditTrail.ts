@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import type { SigningKey } from '../identity/keys';
-import { chainEvent, chunkName, genesisHash, manifestName, sha256, streamPrefix, type AuditEvent, type EventType, type StreamContext } from './events';
-import { seal, type ManifestPayload } from './seal';
+import { chainEvent, chunkName, genesisHash, hashEvent, manifestName, sha256, streamPrefix, type AuditEvent, type EventType, type StreamContext } from './events';
+import { openSeal, seal, type ManifestPayload } from './seal';
 import { AuditStoreError, type AuditStore } from './stores/auditStore';
 import type { ChunkInfo, RecoveredStream, WriteAheadLog } from './wal';
 
@@ -427,21 +427,57 @@ export class AuditTrail extends EventEmitter {
     try {
       keys = await this.store.list(streamPrefix(stream.context));
     } catch {
-      return; // store down: the chunks are uploaded again; verify reports any overlap
+      return; // store down: a chunk begun before the crash is retried with the same boundaries (see nextChunk)
     }
     const known = new Set(stream.chunks.map((c) => c.name));
     for (const key of keys) {
       const match = /chunk-(\d{9})-(\d{9})\.ndjson$/.exec(key);
       if (!match || known.has(key.slice(key.lastIndexOf('/') + 1))) continue;
       const [firstSeq, lastSeq] = [Number(match[1]), Number(match[2])];
-      const events = stream.events.filter((e) => e.seq >= firstSeq && e.seq <= lastSeq);
       const uploadedThrough = Math.max(-1, ...stream.chunks.map((c) => c.lastSeq));
-      if (events.length !== lastSeq - firstSeq + 1 || firstSeq !== uploadedThrough + 1) continue;
+      if (firstSeq !== uploadedThrough + 1) continue;
+      const have = stream.events.filter((e) => e.seq >= firstSeq && e.seq <= lastSeq);
       const body = await this.store.get(key).catch(() => undefined);
-      if (!body || !body.toString('utf8').startsWith(eventsText(events))) continue;
+      if (!body || !body.toString('utf8').startsWith(eventsText(have))) continue;
+      // The WAL may end inside this chunk (cut by a crash or a full disk after the upload): the rest is
+      // taken from the store, if its seal is ours and its records continue the chain the WAL holds.
+      const missing = have.length < lastSeq - firstSeq + 1 ? await this.storedContinuation(body, have, firstSeq, lastSeq) : [];
+      if (missing === undefined) continue;
+      for (const event of missing) await this.wal.append({ t: 'event', event });
+      const events = [...have, ...missing];
+      stream.events.push(...missing);
+      if (missing.length > 0) {
+        this.log?.(`audit: ${stream.context.stream}: the write-ahead log ended at seq ${firstSeq + have.length - 1}; seq ${missing[0]!.seq}-${lastSeq} reconciled from the store (${key})`);
+        this.reconciled.push({ stream: stream.context.stream, fromSeq: missing[0]!.seq, toSeq: lastSeq, chunk: key });
+      }
       const chunk: ChunkInfo = { name: key.slice(key.lastIndexOf('/') + 1), firstSeq, lastSeq, sha256: sha256(eventsText(events)), headHash: events.at(-1)!.hash };
       await this.wal.append({ t: 'uploaded', stream: stream.context.stream, chunk });
       stream.chunks.push(chunk);
+    }
+  }
+
+  /** Streams whose records were taken back from the store at recovery (logged, and recorded by the broker). */
+  readonly reconciled: { stream: string; fromSeq: number; toSeq: number; chunk: string }[] = [];
+
+  /** The records of a stored chunk after those the WAL has, when its seal verifies and they chain on; else undefined. */
+  private async storedContinuation(body: Buffer, have: readonly AuditEvent[], firstSeq: number, lastSeq: number): Promise<AuditEvent[] | undefined> {
+    const lines = body.toString('utf8').split('\n').filter((l) => l !== '');
+    try {
+      const sealLine = JSON.parse(lines.at(-1)!) as { type?: string; jws?: string };
+      const events = lines.slice(0, -1).map((l) => JSON.parse(l) as AuditEvent);
+      if (sealLine.type !== 'seal' || !sealLine.jws || events.length !== lastSeq - firstSeq + 1) return undefined;
+      const sealed = await openSeal(sealLine.jws, { keys: [this.key.publicJwk] }, 'loupe-chunk+jws');
+      if (sealed.chunkSha256 !== sha256(eventsText(events)) || sealed.firstSeq !== firstSeq || sealed.lastSeq !== lastSeq) return undefined;
+      let prev = have.at(-1)?.hash ?? (firstSeq === 0 ? genesisHash(events[0]!.stream) : undefined);
+      const rest = events.slice(have.length);
+      for (const [i, event] of rest.entries()) {
+        const { hash, ...body } = event;
+        if (event.seq !== firstSeq + have.length + i || event.prev !== prev || hashEvent(body) !== hash) return undefined;
+        prev = hash;
+      }
+      return rest;
+    } catch {
+      return undefined;
     }
   }
 

@@ -1,4 +1,4 @@
-import { fdatasyncSync, ftruncateSync, mkdirSync, readdirSync, readFileSync, writeSync } from 'node:fs';
+import { fdatasyncSync, ftruncateSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AuditEvent, StreamContext } from './events';
@@ -65,6 +65,8 @@ export class WriteAheadLog {
   private readonly segmentStreams = new Map<number, Map<string, number>>();
   private readonly uploadedThrough = new Map<string, number>();
   private readonly openContexts = new Map<string, StreamContext>();
+  /** What replay found damaged (a torn tail is cut back to the last whole record), to be logged and recorded. */
+  readonly repairs: { segment: string; offset: number; bytes: number; kind: 'torn_tail' | 'unreadable_record' }[] = [];
 
   private constructor(
     private readonly dir: string,
@@ -100,13 +102,26 @@ export class WriteAheadLog {
     for (const n of segments) {
       const perStream = new Map<string, number>();
       this.segmentStreams.set(n, perStream);
-      for (const line of readFileSync(this.segmentFile(n), 'utf8').split('\n')) {
+      const bytes = readFileSync(this.segmentFile(n));
+      let offset = 0;
+      while (offset < bytes.length) {
+        const end = bytes.indexOf(10, offset);
+        const lineEnd = end < 0 ? bytes.length : end;
+        const line = bytes.subarray(offset, lineEnd).toString('utf8');
+        const at = offset;
+        offset = lineEnd + 1;
         if (!line) continue;
         let record: WalRecord;
         try {
           record = JSON.parse(line) as WalRecord;
         } catch {
-          continue; // a torn tail from a crash: its append never resolved, so nothing acted on it
+          // A record cut by a crash or a full disk: its append never resolved, so nothing acted on it.
+          const tail = end < 0 || offset >= bytes.length;
+          if (tail) {
+            truncateSync(this.segmentFile(n), at); // repaired: the segment ends with its last whole record
+            this.repairs.push({ segment: this.segmentFile(n), offset: at, bytes: bytes.length - at, kind: 'torn_tail' });
+          } else this.repairs.push({ segment: this.segmentFile(n), offset: at, bytes: lineEnd - at, kind: 'unreadable_record' });
+          continue;
         }
         if (record.t === 'open') {
           if (!streams.has(record.context.stream)) streams.set(record.context.stream, { context: record.context, events: [], chunks: [], closed: false });
