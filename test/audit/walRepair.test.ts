@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import { AuditTrail } from '../../broker/audit/auditTrail';
 import { streamPrefix, type StreamContext } from '../../broker/audit/events';
 import { LocalDirectoryStore } from '../../broker/audit/stores/localStore';
+import { renderReport } from '../../broker/audit/report';
 import { readTranscriptFromStore, verifyTranscript } from '../../broker/audit/verify';
 import { WriteAheadLog } from '../../broker/audit/wal';
 import { loadOrCreateSigningKey, type SigningKey } from '../../broker/identity/keys';
@@ -77,5 +78,39 @@ describe('a damaged write-ahead log is repaired on restart', () => {
     assert.equal(repaired.length, 1);
     assert.equal(repaired[0].data.kind, 'torn_tail');
     assert.equal(repaired[0].code, 'L5003');
+  });
+});
+
+describe('a request whose response was not recorded when the broker stopped', () => {
+  it('verify and the report say its answer may have been delivered', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loupe-unanswered-'));
+    try {
+      const key = await loadOrCreateSigningKey(dir, 'audit-key');
+      const store = new LocalDirectoryStore(join(dir, 'store'));
+      const walDir = join(dir, 'wal');
+      const options = { chunkMaxEvents: 100, uploadIntervalMs: 3600_000, failClosedAfterMs: 3600_000, clock: Date.now };
+      const first = await WriteAheadLog.open(walDir, walOptions);
+      const crashed = new AuditTrail(first.wal, store, key, options);
+      const ctx: StreamContext = { stream: '6a1e0c1e-0000-4000-8000-000000000002', kind: 'session', target: 'app', startedAt: new Date().toISOString(), retentionDays: 1 };
+      const { stream, opened } = crashed.openStream(ctx);
+      await opened;
+      // As the session records them: the request (durable, then forwarded), then its response, for two requests;
+      // the broker dies before the second response is recorded.
+      const answered = await stream.record('cdp.evaluate', { id: 1, targetId: 10, method: 'Runtime.evaluate', params: { expression: '1' }, decision: 'rewrite' });
+      await stream.record('cdp.response', { id: 1, targetId: 10, requestSeq: answered.seq, method: 'Runtime.evaluate', result: {} });
+      const unanswered = await stream.record('cdp.breakpoint.set', { id: 2, targetId: 11, method: 'Debugger.setBreakpointByUrl', params: { lineNumber: 3 }, decision: 'allow' });
+      await crashed.stop();
+      const second = await WriteAheadLog.open(walDir, walOptions);
+      const restarted = new AuditTrail(second.wal, store, key, options);
+      await restarted.recover(second.recovered);
+      assert.ok(await restarted.settle(10_000));
+      const result = await verifyTranscript(await readTranscriptFromStore(store, streamPrefix(ctx), false), { keys: [key.publicJwk] });
+      assert.deepEqual(result.problems, []);
+      assert.deepEqual(result.notes, [`seq ${unanswered.seq} (Debugger.setBreakpointByUrl, client id 2): forwarded to the target, but no response was recorded before the broker stopped; its answer may have been delivered to the client`]);
+      assert.match(renderReport(result, { source: 'test' }), /its answer may have been delivered to the client/);
+      await restarted.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
