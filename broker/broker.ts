@@ -275,7 +275,11 @@ export class Broker {
   private async issueGrant(identity: Identity, request: GrantRequest, decision: Extract<AccessDecision, { allowed: true }>, approval?: { requestId: string; approvedBy: GrantAnswer['approvedBy'] & {} }): Promise<GrantAnswer> {
     this.assertAuditAccepting('grants are');
     const actor = { sub: identity.sub, name: identity.name, groups: identity.groups };
-    const { grant, token } = await this.grants.issue(identity, { ...request, durationSeconds: decision.durationSeconds, rule: decision.rule, ...(approval ? { approval } : {}) });
+    const { grant, token } = await this.grants.issue(identity, { ...request, durationSeconds: decision.durationSeconds, rule: decision.rule, ...(approval ? { approval } : {}) }).catch((err: NodeJS.ErrnoException) => {
+      // The grant state shares the disk with the WAL: a full disk is a 503 to retry, not an internal error.
+      if (err?.code && /^(ENOSPC|EDQUOT|EIO|EROFS)$/.test(err.code)) throw new LoupeError('audit_unavailable', `the broker's state directory cannot be written (${err.code}): grants are refused until it can; retry later`);
+      throw err;
+    });
     await this.recordGrantEvent('grant.issued', { actor, grantId: grant.grantId, target: grant.target, mode: grant.mode, reason: grant.reason, ticket: grant.ticket ?? null, rule: decision.rule, expiresAt: new Date(grant.expiresAt * 1000).toISOString(), capped: decision.capped, ...(approval ? { requestId: approval.requestId, approvedBy: approval.approvedBy } : {}) });
     return {
       grantId: grant.grantId,

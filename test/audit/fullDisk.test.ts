@@ -62,7 +62,7 @@ describe('a full disk under the state directory (a real 2 MB tmpfs)', () => {
   after(async () => {
     proc?.kill('SIGKILL');
     await target?.stop();
-    spawnSync('umount', [state]);
+    spawnSync('umount', ['-l', state]);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -150,5 +150,38 @@ describe('a full disk under the state directory (a real 2 MB tmpfs)', () => {
     proc.kill('SIGTERM');
     assert.equal((await once(proc, 'exit'))[0], 0);
     proc = undefined;
+  });
+});
+
+describe('the WAL on a filesystem that takes only part of a write', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'loupe-short-'));
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { encoding: 'utf8' });
+    assert.equal(mounted.status, 0, mounted.stderr);
+  });
+  after(() => {
+    spawnSync('umount', ['-l', dir]); // lazily: a WAL handle left open by a failed assertion must not keep it mounted
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a short write is a failure, not a durable record, and the segment keeps only whole records', async () => {
+    const { WriteAheadLog } = await import('../../broker/audit/wal');
+    const walDir = join(dir, 'wal');
+    const { wal } = await WriteAheadLog.open(walDir, { maxBatch: 64, segmentBytes: 1 << 20 });
+    const context = { stream: 's1', kind: 'session' as const, startedAt: new Date().toISOString(), retentionDays: 1 };
+    await wal.append({ t: 'open', context });
+    fill(dir);
+    // The segment's last page has room for part of this record only: the kernel takes a part and says how much.
+    const event = { seq: 0, time: new Date().toISOString(), type: 'cdp.request' as const, code: 'L3000', stream: 's1', kind: 'session' as const, data: { padding: 'x'.repeat(6000) }, prev: 'p', hash: 'h' };
+    await assert.rejects(wal.append({ t: 'event', event }), /short write|ENOSPC/);
+    assert.ok(wal.failed, 'the WAL fails closed');
+    await wal.close();
+    rmSync(join(dir, 'filler'));
+    // What is on disk: only whole records (the open), nothing of the refused event.
+    const reopened = await WriteAheadLog.open(walDir, { maxBatch: 64, segmentBytes: 1 << 20 });
+    assert.deepEqual(reopened.wal.repairs, []);
+    assert.deepEqual(reopened.recovered.get('s1')?.events, []);
+    await reopened.wal.close();
   });
 });
