@@ -82,7 +82,7 @@ describe('the audit trail recovers when its S3 store returns', () => {
     spawnSync('bash', [join(root, 'scripts', 's3', 'stop-rgw.sh'), dir, '--purge'], { encoding: 'utf8' });
   });
 
-  it('reports a silent (frozen) store as not ready within seconds, and ready again once it answers', async () => {
+  it('reports a silent (frozen) store as not ready within seconds, and ready again once it answers', async (t) => {
     // A bound far beyond the test: readiness must not wait for it.
     broker = await startTestBroker(s3Policy(target.inspector, await freshBucket(), settings.S3_ENDPOINT!, { failClosedAfter: '10m' }));
     const { client } = await broker.attach();
@@ -103,6 +103,7 @@ describe('the audit trail recovers when its S3 store returns', () => {
     assert.equal(notReady.audit.state, 'degraded');
     assert.match(notReady.audit.error, /has not answered for/);
     assert.ok(noticedAfter < 10_000, `not ready ${noticedAfter} ms after the store froze`);
+    t.diagnostic(`not ready ${noticedAfter} ms after the store froze`);
     // Within the bound the session goes on: records wait in the WAL.
     assert.equal((await client.call('Runtime.evaluate', { expression: '1 + 1', returnByValue: true })).result.value, 2);
     process.kill(frozen, 'SIGCONT');
@@ -110,12 +111,13 @@ describe('the audit trail recovers when its S3 store returns', () => {
     const thawedAt = Date.now();
     await until('readyz 200 after the store answers again', 30_000, async () => ((await fetch(`${broker!.url}/readyz`)).status === 200 ? true : undefined));
     assert.ok(Date.now() - thawedAt < 25_000);
+    t.diagnostic(`ready again ${Date.now() - thawedAt} ms after the store was thawed`);
     await client.close();
     await broker.close();
     broker = undefined;
   });
 
-  it('after failing closed, refuses grants with 503 audit_unavailable, and attaches again within seconds of the store\'s return; every session verifies', async () => {
+  it('after failing closed, refuses grants with 503 audit_unavailable, and attaches again within seconds of the store\'s return; every session verifies', async (t) => {
     await broker?.close();
     broker = await startTestBroker(s3Policy(target.inspector, await freshBucket(), settings.S3_ENDPOINT!, { failClosedAfter: '3s' }));
     const first = await broker.attach();
@@ -141,6 +143,7 @@ describe('the audit trail recovers when its S3 store returns', () => {
     const second = await until('an attach after the store returned', 30_000, async () => broker!.attach());
     const attachedAfter = Date.now() - backAt;
     assert.ok(attachedAfter < 15_000, `attached ${attachedAfter} ms after the store returned`);
+    t.diagnostic(`attached ${attachedAfter} ms after the store returned`);
     assert.equal((await fetch(`${broker.url}/readyz`)).status, 200);
     assert.equal((await second.client.call('Runtime.evaluate', { expression: '3', returnByValue: true })).result.value, 3);
     await second.client.close();
