@@ -91,6 +91,8 @@ describe('the audit trail recovers when its S3 store returns', () => {
     frozen = rgwPid();
     process.kill(frozen, 'SIGSTOP');
     const frozenAt = Date.now();
+    const hungPut = broker.broker.audit.store.put(`probe/${Date.now()}.txt`, Buffer.from('x'), new Date(Date.now() + 86400_000));
+    hungPut.catch(() => undefined);
     const notReady = await until('readyz 503 while the store is frozen', 20_000, async () => {
       const res = await fetch(`${broker!.url}/readyz`);
       return res.status === 503 ? ((await res.json()) as any) : undefined;
@@ -106,6 +108,16 @@ describe('the audit trail recovers when its S3 store returns', () => {
     t.diagnostic(`not ready ${noticedAfter} ms after the store froze`);
     // Within the bound the session goes on: records wait in the WAL.
     assert.equal((await client.call('Runtime.evaluate', { expression: '1 + 1', returnByValue: true })).result.value, 2);
+    // A call to the silent store ends (it is retried later), rather than holding the uploader for good.
+    const failedAfter = await Promise.race([
+      hungPut.then(
+        () => 'answered',
+        (err: Error) => (/timeout|unavailable|failed/i.test(err.message) ? Date.now() - frozenAt : `other error: ${err.message}`),
+      ),
+      new Promise<string>((r) => setTimeout(() => r('still waiting after 40 s'), 40_000)),
+    ]);
+    assert.equal(typeof failedAfter, 'number', String(failedAfter));
+    t.diagnostic(`a put to the frozen store failed after ${String(failedAfter)} ms`);
     process.kill(frozen, 'SIGCONT');
     frozen = undefined;
     const thawedAt = Date.now();
