@@ -76,7 +76,6 @@ export class Broker {
   private grantStream!: AuditStream;
   /** This broker's chain of security events, in segments. */
   security!: SecurityStream;
-  private failedClosed = false;
   private unlock: () => void = () => undefined;
 
   private constructor(
@@ -139,7 +138,6 @@ export class Broker {
     const summary = await trail.recover(recovered);
     if (summary.streams > 0) options.log?.(`audit: recovered ${summary.streams} chain(s) with ${summary.events} record(s) from the write-ahead log`);
     trail.on('fail-closed', (error: string) => {
-      broker.failedClosed = true;
       options.log?.(`audit: ending every session: ${error}`);
       void broker.endAll('audit_failure');
     });
@@ -147,8 +145,14 @@ export class Broker {
     trail.start();
     const startedAt = new Date(clock()).toISOString();
     const { stream, opened } = trail.openStream({ stream: `grants-${startedAt.replace(/[:.]/g, '')}-${randomUUID().slice(0, 8)}`, kind: 'grants', startedAt, retentionDays: config.audit.retentionDays });
-    await opened;
+    // A full disk does not stop the start: the broker reports not ready, and the stream's opening is restated once the WAL takes records.
+    await opened.catch((err: Error) => options.log?.(`audit: starting not ready: ${err.message}`));
     broker.grantStream = stream;
+    for (const repair of wal.repairs) {
+      options.log?.(`audit: write-ahead log ${repair.kind === 'torn_tail' ? 'torn tail repaired' : 'unreadable record skipped'}: ${repair.segment} at byte ${repair.offset} (${repair.bytes} bytes, never acknowledged)`);
+      await stream.record('audit.wal_repaired', { ...repair }).catch(() => undefined);
+    }
+    for (const reconciled of trail.reconciled) await stream.record('audit.reconciled', { ...reconciled }).catch(() => undefined);
     broker.security = new SecurityStream(trail, { ...defaultSecurityStreamOptions, ...options.securityStream, retentionDays: config.audit.retentionDays, ...(options.log ? { log: options.log } : {}) });
     await broker.security.start();
     broker.approvals.start();
@@ -275,10 +279,10 @@ export class Broker {
     return { keys: [this.auditKey.publicJwk] };
   }
 
-  /** Ready when the audit trail can take records. */
+  /** Ready when the audit trail takes records and its store answers. */
   get ready(): { ready: boolean; audit: AuditHealth } {
     const health = this.audit.health;
-    return { ready: health.state !== 'failed', audit: health };
+    return { ready: health.state === 'ok', audit: health };
   }
 
   set publicUrl(url: string) {
@@ -298,6 +302,7 @@ export class Broker {
 
   /** A grant (201), or an access request waiting for approvals (202) when the rule or an alert requires them. */
   async requestGrant(identity: Identity, body: unknown, origin?: RequestOrigin): Promise<GrantAnswer | AccessRequestView> {
+    this.assertAuditAccepting('grant requests are');
     let request: ReturnType<typeof parseGrantRequest>;
     try {
       request = parseGrantRequest(body);
@@ -319,8 +324,13 @@ export class Broker {
 
   /** Issues a grant the policy allowed (directly, or collected after its approvals) and records it. */
   private async issueGrant(identity: Identity, request: GrantRequest, decision: Extract<AccessDecision, { allowed: true }>, approval?: { requestId: string; approvedBy: GrantAnswer['approvedBy'] & {} }): Promise<GrantAnswer> {
+    this.assertAuditAccepting('grants are');
     const actor = { sub: identity.sub, name: identity.name, groups: identity.groups };
-    const { grant, token } = await this.grants.issue(identity, { ...request, durationSeconds: decision.durationSeconds, rule: decision.rule, ...(approval ? { approval } : {}) });
+    const { grant, token } = await this.grants.issue(identity, { ...request, durationSeconds: decision.durationSeconds, rule: decision.rule, ...(approval ? { approval } : {}) }).catch((err: NodeJS.ErrnoException) => {
+      // The grant state shares the disk with the WAL: a full disk is a 503 to retry, not an internal error.
+      if (err?.code && /^(ENOSPC|EDQUOT|EIO|EROFS)$/.test(err.code)) throw new LoupeError('audit_unavailable', `the broker's state directory cannot be written (${err.code}): grants are refused until it can; retry later`);
+      throw err;
+    });
     await this.recordGrantEvent('grant.issued', { actor, grantId: grant.grantId, target: grant.target, mode: grant.mode, reason: grant.reason, ticket: grant.ticket ?? null, rule: decision.rule, expiresAt: new Date(grant.expiresAt * 1000).toISOString(), capped: decision.capped, ...(approval ? { requestId: approval.requestId, approvedBy: approval.approvedBy } : {}) });
     return {
       grantId: grant.grantId,
@@ -333,12 +343,18 @@ export class Broker {
     };
   }
 
+  /** While the trail has failed closed nothing new starts: 503 with code audit_unavailable, until it recovers. */
+  private assertAuditAccepting(what: string): void {
+    if (this.audit.accepting) return;
+    throw new LoupeError('audit_unavailable', `the audit trail is unavailable (${this.audit.health.state === 'failed' ? (this.audit.health as { error: string }).error : 'failed closed'}): ${what} refused until it recovers; retry later`);
+  }
+
   /** Grant events are recorded before the caller gets an answer; if they cannot be, the call fails. */
   private async recordGrantEvent(type: EventType, data: Record<string, unknown>): Promise<void> {
     try {
       await this.grantStream.record(type, data);
     } catch (err) {
-      throw new LoupeError('internal', `the audit trail cannot record ${type}: ${(err as Error).message}`);
+      throw new LoupeError('audit_unavailable', `the audit trail is unavailable: cannot record ${type} (${(err as Error).message}); retry later`);
     }
   }
 
@@ -451,7 +467,7 @@ export class Broker {
       if (!match) throw new LoupeError('unauthenticated', 'attach needs "Authorization: Bearer <grant token>" or a ?ticket= from POST /v1/grants/:id/tickets');
       grant = await this.grants.verifyToken(match[1]!, grantId);
     }
-    if (this.failedClosed || !this.audit.accepting) throw new LoupeError('session_busy', 'the audit trail is unavailable: attaching is refused until it recovers');
+    this.assertAuditAccepting('attaching');
     if (this.attaching.has(grantId) || [...this.sessions.values()].some((s) => s.grant.grantId === grantId)) {
       throw new LoupeError('session_busy', `grant ${grantId} already has a live session; end it first`);
     }
@@ -505,7 +521,7 @@ export class Broker {
         client,
         targetSocket: link.socket,
         audit: stream,
-        auditAccepting: () => !this.failedClosed && this.audit.accepting,
+        auditAccepting: () => this.audit.accepting,
         limits: this.config.limits,
         clock: this.clock,
         onEnded: (s) => this.sessions.delete(s.sessionId),
@@ -520,7 +536,7 @@ export class Broker {
         void session.end('audit_failure');
         link.socket.close();
         client.close(4005, 'audit trail unavailable: the session was not started');
-        throw new LoupeError('internal', `the audit trail cannot record the session: ${(err as Error).message}`);
+        throw new LoupeError('audit_unavailable', `the audit trail is unavailable: cannot record the session (${(err as Error).message}); retry later`);
       }
       return session;
     } finally {

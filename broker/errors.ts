@@ -18,6 +18,7 @@ export type LoupeErrorCode =
   | 'request_not_approved'
   | 'target_unreachable'
   | 'issuer_unavailable'
+  | 'audit_unavailable'
   | 'config_invalid'
   | 'internal';
 
@@ -41,6 +42,8 @@ const httpStatus: Record<LoupeErrorCode, number> = {
   target_unreachable: 502,
   // The token may be fine: the broker could not reach its identity provider to check it. Retry later.
   issuer_unavailable: 503,
+  // The audit trail failed closed (store or disk): nothing new starts until it recovers. Retry later.
+  audit_unavailable: 503,
   config_invalid: 500,
   internal: 500,
 };

@@ -1,4 +1,4 @@
-import { readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readFileSync, readlinkSync, rmSync, symlinkSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { LoupeError } from './errors';
 
@@ -12,6 +12,9 @@ function alive(pid: number): boolean {
 }
 
 /**
+ * The lock is a symbolic link whose target is the holder's token: made atomically, and it needs no data
+ * block, so a broker can start (and report not ready) on a full disk.
+ *
  * One broker per state directory: two would share the audit write-ahead log and each take the other's
  * open chains for a crash. A lock left by a dead process is taken over.
  */
@@ -21,17 +24,23 @@ export function lockStateDir(stateDir: string): () => void {
   const token = `${process.pid}:${Date.now()}:${Math.random()}`;
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      writeFileSync(file, token, { flag: 'wx', mode: 0o600 });
+      symlinkSync(token, file);
       return () => {
         try {
-          if (readFileSync(file, 'utf8') === token) rmSync(file);
+          if (readlinkSync(file) === token) rmSync(file);
         } catch {
           /* already gone */
         }
       };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const holder = Number(readFileSync(file, 'utf8').split(':')[0]);
+      let held = '';
+      try {
+        held = readlinkSync(file);
+      } catch {
+        held = readFileSync(file, 'utf8'); // a lock file of an older version
+      }
+      const holder = Number(held.split(':')[0]);
       if (Number.isInteger(holder) && alive(holder)) {
         throw new LoupeError('config_invalid', `another broker (pid ${holder}${holder === process.pid ? ', this process' : ''}) is using the state directory ${stateDir}; stop it or give this one another stateDir`);
       }

@@ -204,5 +204,26 @@ export async function checkTranscript<R extends ChainRecord = ChainRecord>(trans
       problems.push(`manifest: seal does not verify against the audit keys (${(err as Error).message})`);
     }
   }
+  notes.push(...unansweredRequests(events));
   return { ok: problems.length === 0, problems, notes, events, ...(manifest ? { manifest } : {}), kids: [...kids], sealedEnd };
+}
+
+/**
+ * Requests forwarded to the target with no response and no `cdp.response.missing` recorded: only a broker
+ * that stopped abruptly leaves these. A request is durable before it is forwarded, but its response is made
+ * durable with the group commit after the client may already have it, so the answer may have been delivered.
+ */
+function unansweredRequests(events: readonly ChainRecord[]): string[] {
+  type Loose = ChainRecord & { type?: string; data?: Record<string, unknown> };
+  if (!(events as readonly Loose[]).some((e) => e.data?.endReason === 'broker_crashed')) return [];
+  const answered = new Set<unknown>();
+  for (const e of events as readonly Loose[]) if (e.type === 'cdp.response' || e.type === 'cdp.response.missing') answered.add(e.data?.requestSeq);
+  const notes: string[] = [];
+  for (const e of events as readonly Loose[]) {
+    const d = e.data ?? {};
+    const forwarded = typeof d.targetId === 'number' && (d.decision === 'allow' || d.decision === 'rewrite') && typeof e.type === 'string' && e.type.startsWith('cdp.');
+    if (!forwarded || answered.has(e.seq)) continue;
+    notes.push(`seq ${e.seq} (${String(d.method)}, client id ${String(d.id)}): forwarded to the target, but no response was recorded before the broker stopped; its answer may have been delivered to the client`);
+  }
+  return notes;
 }

@@ -54,6 +54,9 @@ export const eventCodes = {
   'audit.degraded': 'L5000',
   'audit.recovered': 'L5001',
   'stream.closed': 'L5002',
+  // Recovery on start: a WAL segment's torn tail cut back, and records taken back from the store.
+  'audit.wal_repaired': 'L5003',
+  'audit.reconciled': 'L5004',
   // The broker's security stream (broker/audit/securityStream.ts): refusals at the edges and session faults.
   'attach.refused': 'L7000',
   'identity.rejected': 'L7001',

@@ -1,4 +1,4 @@
-import { fdatasyncSync, mkdirSync, readdirSync, readFileSync, writeSync } from 'node:fs';
+import { fdatasyncSync, ftruncateSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AuditEvent, StreamContext } from './events';
@@ -15,6 +15,8 @@ export interface ChunkInfo {
 export type WalRecord =
   | { readonly t: 'open'; readonly context: StreamContext }
   | { readonly t: 'event'; readonly event: AuditEvent }
+  /** Fixes a chunk's boundaries before its first upload, so every retry (in this run or after a crash) sends the same object. */
+  | { readonly t: 'uploading'; readonly stream: string; readonly firstSeq: number; readonly lastSeq: number }
   | { readonly t: 'uploaded'; readonly stream: string; readonly chunk: ChunkInfo }
   | { readonly t: 'closed'; readonly stream: string };
 
@@ -23,6 +25,8 @@ export interface RecoveredStream {
   events: AuditEvent[];
   chunks: ChunkInfo[];
   closed: boolean;
+  /** A chunk whose upload began and was not seen to complete: it is retried with these same boundaries. */
+  uploading?: { firstSeq: number; lastSeq: number };
 }
 
 export interface WalOptions {
@@ -42,6 +46,8 @@ interface Pending {
 
 const segmentPattern = /^wal-(\d{8})\.log$/;
 
+const walError = (err: unknown) => new Error(`audit write-ahead log cannot be written: ${(err as Error).message}`, { cause: err });
+
 /**
  * The local write-ahead log in front of the audit store. `append` resolves only once the record is on disk
  * (group commit: records queued while a write is in flight share the next fdatasync). Old segments are
@@ -51,6 +57,7 @@ export class WriteAheadLog {
   private queue: Pending[] = [];
   private flushing = false;
   private failure: Error | undefined;
+  private retrying = false;
   private handle: FileHandle | undefined;
   private segment = 0;
   private segmentSize = 0;
@@ -58,6 +65,8 @@ export class WriteAheadLog {
   private readonly segmentStreams = new Map<number, Map<string, number>>();
   private readonly uploadedThrough = new Map<string, number>();
   private readonly openContexts = new Map<string, StreamContext>();
+  /** What replay found damaged (a torn tail is cut back to the last whole record), to be logged and recorded. */
+  readonly repairs: { segment: string; offset: number; bytes: number; kind: 'torn_tail' | 'unreadable_record' }[] = [];
 
   private constructor(
     private readonly dir: string,
@@ -70,7 +79,12 @@ export class WriteAheadLog {
     const wal = new WriteAheadLog(dir, options);
     const recovered = wal.replay();
     wal.segment = Math.max(0, ...wal.segmentStreams.keys()) + 1;
-    await wal.openSegment();
+    try {
+      await wal.openSegment();
+    } catch (err) {
+      // A full disk at start: the broker still starts, reports not ready, and retries (see retry()).
+      wal.failure = walError(err);
+    }
     return { wal, recovered };
   }
 
@@ -88,13 +102,26 @@ export class WriteAheadLog {
     for (const n of segments) {
       const perStream = new Map<string, number>();
       this.segmentStreams.set(n, perStream);
-      for (const line of readFileSync(this.segmentFile(n), 'utf8').split('\n')) {
+      const bytes = readFileSync(this.segmentFile(n));
+      let offset = 0;
+      while (offset < bytes.length) {
+        const end = bytes.indexOf(10, offset);
+        const lineEnd = end < 0 ? bytes.length : end;
+        const line = bytes.subarray(offset, lineEnd).toString('utf8');
+        const at = offset;
+        offset = lineEnd + 1;
         if (!line) continue;
         let record: WalRecord;
         try {
           record = JSON.parse(line) as WalRecord;
         } catch {
-          continue; // a torn tail from a crash: its append never resolved, so nothing acted on it
+          // A record cut by a crash or a full disk: its append never resolved, so nothing acted on it.
+          const tail = end < 0 || offset >= bytes.length;
+          if (tail) {
+            truncateSync(this.segmentFile(n), at); // repaired: the segment ends with its last whole record
+            this.repairs.push({ segment: this.segmentFile(n), offset: at, bytes: bytes.length - at, kind: 'torn_tail' });
+          } else this.repairs.push({ segment: this.segmentFile(n), offset: at, bytes: lineEnd - at, kind: 'unreadable_record' });
+          continue;
         }
         if (record.t === 'open') {
           if (!streams.has(record.context.stream)) streams.set(record.context.stream, { context: record.context, events: [], chunks: [], closed: false });
@@ -104,9 +131,13 @@ export class WriteAheadLog {
           if (!stream) continue;
           if (stream.events.length === 0 || stream.events.at(-1)!.seq < record.event.seq) stream.events.push(record.event);
           perStream.set(record.event.stream, Math.max(perStream.get(record.event.stream) ?? -1, record.event.seq));
+        } else if (record.t === 'uploading') {
+          const stream = streams.get(record.stream);
+          if (stream) stream.uploading = { firstSeq: record.firstSeq, lastSeq: record.lastSeq };
         } else if (record.t === 'uploaded') {
           const stream = streams.get(record.stream);
           if (stream && !stream.chunks.some((c) => c.name === record.chunk.name)) stream.chunks.push(record.chunk);
+          if (stream?.uploading && stream.uploading.lastSeq <= record.chunk.lastSeq) delete stream.uploading;
           this.uploadedThrough.set(record.stream, Math.max(this.uploadedThrough.get(record.stream) ?? -1, record.chunk.lastSeq));
         } else if (record.t === 'closed') {
           const stream = streams.get(record.stream);
@@ -120,15 +151,46 @@ export class WriteAheadLog {
   }
 
   private async openSegment(): Promise<void> {
-    this.handle = await open(this.segmentFile(this.segment), 'a', 0o600);
-    this.segmentSize = 0;
-    this.segmentStreams.set(this.segment, new Map());
-    // Each segment restates the streams still open, so older segments can go once uploaded.
-    const lines = [...this.openContexts.values()].map((context) => JSON.stringify({ t: 'open', context } satisfies WalRecord) + '\n').join('');
-    if (lines) {
-      await this.handle.write(lines);
-      await this.handle.datasync();
-      this.segmentSize += Buffer.byteLength(lines);
+    const file = this.segmentFile(this.segment);
+    const handle = await open(file, 'a', 0o600);
+    try {
+      // Each segment restates the streams still open, so older segments can go once uploaded.
+      const lines = Buffer.from([...this.openContexts.values()].map((context) => JSON.stringify({ t: 'open', context } satisfies WalRecord) + '\n').join(''));
+      if (lines.length > 0) {
+        const { bytesWritten } = await handle.write(lines);
+        if (bytesWritten !== lines.length) throw new Error(`short write: ${bytesWritten} of ${lines.length} bytes (disk full?)`);
+        await handle.datasync();
+      }
+      this.handle = handle;
+      this.segmentSize = lines.length;
+      this.segmentStreams.set(this.segment, new Map());
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      await rm(file, { force: true }).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /**
+   * After a failure (a full disk): starts a new segment, restating every open stream. Succeeds only when
+   * the disk takes and syncs it, and then clears the failure; the failed segment's tail was cut back to
+   * its last whole record when the write failed, and the records that failed were never acknowledged.
+   */
+  async retry(): Promise<boolean> {
+    if (!this.failure) return true;
+    if (this.flushing || this.retrying) return false;
+    this.retrying = true;
+    try {
+      await this.handle?.close().catch(() => undefined);
+      this.handle = undefined;
+      this.segment++;
+      await this.openSegment();
+      this.failure = undefined;
+      return true;
+    } catch {
+      return false;
+    } finally {
+      this.retrying = false;
     }
   }
 
@@ -142,10 +204,11 @@ export class WriteAheadLog {
 
   /** Appends one record; resolves once it is durable, rejects if the disk refuses it. */
   append(record: WalRecord): Promise<void> {
-    if (this.failure) return Promise.reject(this.failure);
     const stream = record.t === 'open' ? record.context.stream : record.t === 'event' ? record.event.stream : record.stream;
-    const seq = record.t === 'event' ? record.event.seq : -1;
+    // Known even when the disk refuses it now: the segment that retry() starts restates it.
     if (record.t === 'open') this.openContexts.set(stream, record.context);
+    if (this.failure) return Promise.reject(this.failure);
+    const seq = record.t === 'event' ? record.event.seq : -1;
     if (record.t === 'closed') {
       this.openContexts.delete(stream);
       this.uploadedThrough.set(stream, Number.MAX_SAFE_INTEGER);
@@ -163,32 +226,49 @@ export class WriteAheadLog {
   private async flush(): Promise<void> {
     while (this.queue.length > 0 && !this.failure) {
       const batch = this.queue.splice(0, this.options.maxBatch);
-      const text = batch.map((p) => p.line).join('');
+      const text = Buffer.from(batch.map((p) => p.line).join(''));
       try {
+        // A write that took only part of the batch (a full disk) is a failure: nothing in it is durable.
+        let written: number;
         if (batch.length === 1) {
           // A lone record: a synchronous write and sync cost about half of the thread-pool round trip.
-          writeSync(this.handle!.fd, text);
-          fdatasyncSync(this.handle!.fd);
+          written = writeSync(this.handle!.fd, text);
+          if (written === text.length) fdatasyncSync(this.handle!.fd);
         } else {
-          await this.handle!.write(text);
-          await this.handle!.datasync();
+          written = (await this.handle!.write(text)).bytesWritten;
+          if (written === text.length) await this.handle!.datasync();
         }
+        if (written !== text.length) throw new Error(`short write: ${written} of ${text.length} bytes (disk full?)`);
       } catch (err) {
-        this.failure = new Error(`audit write-ahead log cannot be written: ${(err as Error).message}`, { cause: err });
+        this.failure = walError(err);
+        // Cut the torn tail back to the last whole record, so the segment holds only acknowledged records.
+        try {
+          ftruncateSync(this.handle!.fd, this.segmentSize);
+        } catch {
+          /* the next segment starts clean anyway; a restart repairs a torn tail */
+        }
         for (const p of [...batch, ...this.queue.splice(0)]) p.reject(this.failure);
         break;
       }
-      this.segmentSize += Buffer.byteLength(text);
+      this.segmentSize += text.length;
       const perStream = this.segmentStreams.get(this.segment)!;
       for (const p of batch) perStream.set(p.stream, Math.max(perStream.get(p.stream) ?? -1, p.seq));
       for (const p of batch) p.resolve();
-      if (this.segmentSize > this.options.segmentBytes) await this.rotate();
+      if (this.segmentSize > this.options.segmentBytes) {
+        try {
+          await this.rotate();
+        } catch (err) {
+          this.failure = walError(err);
+          for (const p of this.queue.splice(0)) p.reject(this.failure);
+        }
+      }
     }
     this.flushing = false;
   }
 
   private async rotate(): Promise<void> {
     await this.handle!.close();
+    this.handle = undefined;
     this.segment++;
     await this.openSegment();
     await this.compact();
@@ -206,7 +286,7 @@ export class WriteAheadLog {
   }
 
   async close(): Promise<void> {
-    while (this.flushing) await new Promise((r) => setImmediate(r));
+    while (this.flushing || this.retrying) await new Promise((r) => setImmediate(r));
     await this.handle?.close();
     this.handle = undefined;
   }

@@ -119,7 +119,8 @@ function requestEventType(method: string): EventType {
 
 /**
  * One client attached to one target under one grant. Every client frame goes through the gate and is
- * recorded durably before it is forwarded; every response is recorded before the client sees it. Ids
+ * recorded durably before it is forwarded; a response takes its place in the chain before the client sees it
+ * and is durable with the next group commit (a crash in between leaves a request with no response). Ids
  * toward the target come from the broker's own sequence, shared with its own commands (condition checks,
  * cleanup, watchdog), so they never collide with the client's.
  */

@@ -43,7 +43,9 @@ export function createS3Client(options: S3ConnectionOptions = {}): S3Client {
     ...(options.credentials ? { credentials: options.credentials } : {}),
     forcePathStyle: options.forcePathStyle ?? endpoint !== undefined,
     // A store that hangs must fail like one that refuses, so the fail-closed bound can act on it.
-    requestHandler: new NodeHttpHandler({ connectionTimeout: 3_000, requestTimeout: 10_000 }),
+    // throwOnRequestTimeout: without it the SDK only warns, and a put to a silent store never ends, so the
+    // uploader would wait on it for good instead of retrying once the store answers again.
+    requestHandler: new NodeHttpHandler({ connectionTimeout: 3_000, requestTimeout: 10_000, throwOnRequestTimeout: true }),
     maxAttempts: 2,
     // Checksums only where an operation requires one (we add our own on PutObject). The SDK's default,
     // WHEN_SUPPORTED, sends stream bodies as aws-chunked with a trailing checksum, which RGW 16 refuses (411).

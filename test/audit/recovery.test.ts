@@ -1,0 +1,176 @@
+import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { createLockedBucket } from '../../broker/audit/stores/s3Store';
+import { readTranscriptFromStore, verifyTranscript } from '../../broker/audit/verify';
+import { uniqueBucketName } from '../support/s3';
+import { startTarget, type TargetProcess } from '../support/target';
+import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+
+const root = join(__dirname, '..', '..');
+// A cluster of its own (other ports than the shared one and s3Session's), so stopping or freezing it leaves the others alone.
+const dir = '/tmp/loupe-rgw-auditrec';
+const ports = { RGW_PORT: '7537', RGW_MON_PORT: '3357' };
+
+const startRgw = () => {
+  const started = spawnSync('bash', [join(root, 'scripts', 's3', 'start-rgw.sh'), dir], { encoding: 'utf8', env: { ...process.env, ...ports }, timeout: 300_000 });
+  assert.equal(started.status, 0, started.stderr);
+  return Object.fromEntries(started.stdout.trim().split('\n').map((l) => l.split('=', 2) as [string, string]));
+};
+const rgwPid = () => Number(readFileSync(join(dir, 'run', 'client.rgw.gw.pid'), 'utf8').trim());
+/** Stops only radosgw (the cluster's data stays, as when an S3 endpoint goes away and comes back). */
+async function stopGateway(): Promise<void> {
+  const pid = rgwPid();
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 100; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  process.kill(pid, 'SIGKILL');
+}
+/** Starts radosgw again on the same cluster, as start-rgw.sh does (it forks into the background). */
+function startGateway(): void {
+  const started = spawnSync('radosgw', ['-c', join(dir, 'ceph.conf'), '-n', 'client.rgw.gw'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+  assert.equal(started.status, 0, started.stderr);
+}
+
+const s3Policy = (inspector: string, bucket: string, endpoint: string, audit: Record<string, unknown>) =>
+  basePolicy(inspector, {
+    roles: { ...basePolicy('').roles, auditor: { groups: ['auditors'] } },
+    auditors: ['auditor'],
+    audit: { store: 's3', s3: { bucket, endpoint, region: 'us-east-1', forcePathStyle: true }, retentionDays: 1, chunkMaxEvents: 8, uploadInterval: '1s', ...audit },
+  });
+
+async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('the audit trail recovers when its S3 store returns', () => {
+  let target: TargetProcess;
+  let broker: TestBroker | undefined;
+  let settings: Record<string, string> = {};
+  /** A bucket per test: each test broker has its own audit key. */
+  const freshBucket = async () => {
+    const bucket = uniqueBucketName('loupe-recovery');
+    await createLockedBucket({ endpoint: settings.S3_ENDPOINT!, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: settings.AWS_ACCESS_KEY_ID!, secretAccessKey: settings.AWS_SECRET_ACCESS_KEY! } }, bucket);
+    return bucket;
+  };
+  let frozen: number | undefined;
+
+  before(async () => {
+    settings = startRgw();
+    process.env.AWS_ACCESS_KEY_ID = settings.AWS_ACCESS_KEY_ID; // the broker reads credentials the usual way
+    process.env.AWS_SECRET_ACCESS_KEY = settings.AWS_SECRET_ACCESS_KEY;
+    target = await startTarget();
+  });
+  after(async () => {
+    if (frozen) process.kill(frozen, 'SIGCONT');
+    await broker?.close();
+    await target?.stop();
+    spawnSync('bash', [join(root, 'scripts', 's3', 'stop-rgw.sh'), dir, '--purge'], { encoding: 'utf8' });
+  });
+
+  it('reports a silent (frozen) store as not ready within seconds, and ready again once it answers', async (t) => {
+    // A bound far beyond the test: readiness must not wait for it.
+    broker = await startTestBroker(s3Policy(target.inspector, await freshBucket(), settings.S3_ENDPOINT!, { failClosedAfter: '10m' }));
+    const { client } = await broker.attach();
+    await client.call('Debugger.enable');
+    assert.equal((await fetch(`${broker.url}/readyz`)).status, 200);
+    frozen = rgwPid();
+    process.kill(frozen, 'SIGSTOP');
+    const frozenAt = Date.now();
+    const hungPut = broker.broker.audit.store.put(`probe/${Date.now()}.txt`, Buffer.from('x'), new Date(Date.now() + 86400_000));
+    hungPut.catch(() => undefined);
+    const notReady = await until('readyz 503 while the store is frozen', 20_000, async () => {
+      const res = await fetch(`${broker!.url}/readyz`);
+      return res.status === 503 ? ((await res.json()) as any) : undefined;
+    }).catch((err) => {
+      process.kill(frozen!, 'SIGCONT'); // the next test needs the store
+      frozen = undefined;
+      throw err;
+    });
+    const noticedAfter = Date.now() - frozenAt;
+    assert.equal(notReady.audit.state, 'degraded');
+    assert.match(notReady.audit.error, /has not answered for/);
+    assert.ok(noticedAfter < 10_000, `not ready ${noticedAfter} ms after the store froze`);
+    t.diagnostic(`not ready ${noticedAfter} ms after the store froze`);
+    // Within the bound the session goes on: records wait in the WAL.
+    assert.equal((await client.call('Runtime.evaluate', { expression: '1 + 1', returnByValue: true })).result.value, 2);
+    // A call to the silent store ends (it is retried later), rather than holding the uploader for good.
+    const failedAfter = await Promise.race([
+      hungPut.then(
+        () => 'answered',
+        (err: Error) => (/timeout|unavailable|failed/i.test(err.message) ? Date.now() - frozenAt : `other error: ${err.message}`),
+      ),
+      new Promise<string>((r) => setTimeout(() => r('still waiting after 40 s'), 40_000)),
+    ]);
+    assert.equal(typeof failedAfter, 'number', String(failedAfter));
+    t.diagnostic(`a put to the frozen store failed after ${String(failedAfter)} ms`);
+    process.kill(frozen, 'SIGCONT');
+    frozen = undefined;
+    const thawedAt = Date.now();
+    await until('readyz 200 after the store answers again', 30_000, async () => ((await fetch(`${broker!.url}/readyz`)).status === 200 ? true : undefined));
+    assert.ok(Date.now() - thawedAt < 25_000);
+    t.diagnostic(`ready again ${Date.now() - thawedAt} ms after the store was thawed`);
+    await client.close();
+    await broker.close();
+    broker = undefined;
+  });
+
+  it('after failing closed, refuses grants with 503 audit_unavailable, and attaches again within seconds of the store\'s return; every session verifies', async (t) => {
+    await broker?.close();
+    broker = await startTestBroker(s3Policy(target.inspector, await freshBucket(), settings.S3_ENDPOINT!, { failClosedAfter: '3s' }));
+    const first = await broker.attach();
+    await first.client.call('Debugger.enable');
+    const stopping = stopGateway();
+    const ticker = setInterval(() => void first.client.send('Runtime.evaluate', { expression: '2', returnByValue: true }).catch(() => undefined), 300);
+    const closed = await first.client.closed;
+    clearInterval(ticker);
+    await stopping;
+    assert.equal(closed.code, 4005);
+    const ready = await fetch(`${broker.url}/readyz`);
+    assert.equal(ready.status, 503);
+    assert.equal(((await ready.json()) as any).audit.state, 'failed');
+
+    const devToken = await broker.token('dev', ['devs']);
+    const refused = await broker.api('POST', '/v1/grants', devToken, { target: 'app', mode: 'pause', durationSeconds: 60, reason: 'during the outage' });
+    assert.equal(refused.status, 503);
+    assert.equal(refused.body.error.code, 'audit_unavailable');
+    assert.match(refused.body.error.message, /audit trail is unavailable/);
+
+    startGateway();
+    const backAt = Date.now();
+    const second = await until('an attach after the store returned', 30_000, async () => broker!.attach());
+    const attachedAfter = Date.now() - backAt;
+    assert.ok(attachedAfter < 15_000, `attached ${attachedAfter} ms after the store returned`);
+    t.diagnostic(`attached ${attachedAfter} ms after the store returned`);
+    assert.equal((await fetch(`${broker.url}/readyz`)).status, 200);
+    assert.equal((await second.client.call('Runtime.evaluate', { expression: '3', returnByValue: true })).result.value, 3);
+    await second.client.close();
+
+    // Both sessions end up complete and verified in the store: the one cut by the outage, and the one after it.
+    const store = broker.broker.audit.store;
+    const keys = broker.broker.auditKeys;
+    const prefixes = await until('both sessions closed in the store', 60_000, async () => {
+      const manifests = (await store.list('sessions/')).filter((k) => k.endsWith('manifest.json'));
+      return manifests.length >= 2 ? manifests.map((k) => k.slice(0, k.lastIndexOf('/') + 1)) : undefined;
+    });
+    for (const prefix of prefixes) {
+      const result = await verifyTranscript(await readTranscriptFromStore(store, prefix, false), keys);
+      assert.deepEqual(result.problems, [], prefix);
+      assert.ok(result.ok);
+    }
+  });
+});
