@@ -112,7 +112,8 @@ export class SecurityStream {
 
   /** Resolves once everything queued so far is durable in the WAL (tests, shutdown). */
   async flush(): Promise<void> {
-    while (this.segment && (this.draining || this.queue.length > 0 || this.summaryDue)) {
+    // A rotation leaves no segment while it opens the next one: wait for that drain too, or close() finds none.
+    while (this.draining || (this.segment && (this.queue.length > 0 || this.summaryDue))) {
       this.schedule();
       await this.draining;
     }
