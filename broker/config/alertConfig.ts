@@ -18,6 +18,8 @@ export interface AlertRules {
   readonly watchdogResume?: { readonly action: AlertAction };
   readonly sensitiveFiles?: { readonly globs: readonly string[]; readonly action: AlertAction };
   readonly concurrentTargets?: { readonly max: number; readonly action: AlertAction };
+  /** A session ended because its target stopped answering its inspector (limits.targetResponseSeconds). */
+  readonly targetUnresponsive?: { readonly action: AlertAction };
 }
 
 /** Names whose reads are worth an alert, compared case- and separator-insensitively. */
@@ -33,6 +35,7 @@ export const defaultAlertRules: AlertRules = {
   longPause: { seconds: 20, action: 'none' },
   watchdogResume: { action: 'none' },
   concurrentTargets: { max: 3, action: 'none' },
+  targetUnresponsive: { action: 'none' },
 };
 
 type Add = (path: string, message: string) => void;
@@ -50,6 +53,7 @@ const ruleFields: Record<keyof AlertRules, Record<string, 'int' | 'hours' | 'nam
   watchdogResume: {},
   sensitiveFiles: { globs: 'globs' },
   concurrentTargets: { max: 'int' },
+  targetUnresponsive: {},
 };
 
 function parseBytes(value: unknown): number | undefined {

@@ -413,14 +413,20 @@ export function validateConfig(raw: unknown, baseDir: string): LoupeConfig {
   const server = validateServer(section(raw, 'server', '', problems), problems);
   const stateDir = resolve(baseDir, str(raw, 'stateDir', '', problems, '.loupe')!);
   const limitsRaw = section(raw, 'limits', '', problems);
-  checkKeys(limitsRaw, 'limits', ['maxFrameBytes', 'evaluateTimeoutMs', 'conditionTimeoutMs', 'clientBufferBytes', 'conditionBudgetMsPerSecond'], problems);
+  checkKeys(limitsRaw, 'limits', ['maxFrameBytes', 'evaluateTimeoutMs', 'conditionTimeoutMs', 'clientBufferBytes', 'conditionBudgetMsPerSecond', 'targetResponseSeconds', 'maxTargetFrameBytes'], problems);
   const limits = {
     maxFrameBytes: int(limitsRaw, 'maxFrameBytes', 'limits', problems, 1 << 20, 1024, 64 << 20),
     evaluateTimeoutMs: int(limitsRaw, 'evaluateTimeoutMs', 'limits', problems, 1000, 10, 30000),
     conditionTimeoutMs: int(limitsRaw, 'conditionTimeoutMs', 'limits', problems, 50, 5, 1000),
     clientBufferBytes: int(limitsRaw, 'clientBufferBytes', 'limits', problems, 16 << 20, 1 << 20, 1 << 30),
     conditionBudgetMsPerSecond: int(limitsRaw, 'conditionBudgetMsPerSecond', 'limits', problems, 100, 1, 1000),
+    targetResponseSeconds: int(limitsRaw, 'targetResponseSeconds', 'limits', problems, 10, 1, 600),
+    maxTargetFrameBytes: int(limitsRaw, 'maxTargetFrameBytes', 'limits', problems, 2 << 20, 64 << 10, 256 << 20),
   };
+  // An evaluation may run its whole timeout before the target answers; only silence past that is unresponsive.
+  if (limits.targetResponseSeconds * 1000 <= limits.evaluateTimeoutMs) {
+    problems.add('limits.targetResponseSeconds', `must be longer than limits.evaluateTimeoutMs (${limits.evaluateTimeoutMs} ms): an evaluation may take that long to answer`);
+  }
   const identity = validateIdentity(section(raw, 'identity', '', problems), problems);
   const roles = validateRoles(section(raw, 'roles', '', problems), problems);
   const admins = roleRefs(raw, 'admins', '', roles, problems);

@@ -96,6 +96,10 @@ export interface BrokerLimits {
   readonly clientBufferBytes: number;
   /** Pause time per second that one breakpoint's unseen pauses (conditions, logpoints) may cost the target. */
   readonly conditionBudgetMsPerSecond: number;
+  /** A request to the target unanswered this long ends the session (target_unresponsive). */
+  readonly targetResponseSeconds: number;
+  /** A larger frame from the target is not parsed: a response becomes an error, an event is dropped (both recorded). */
+  readonly maxTargetFrameBytes: number;
 }
 
 export interface AuditConfig {

@@ -102,6 +102,8 @@ export function luhn(digits: string): boolean {
 // `"password":"x"`, `password=x`, `password: x`, `'password' => 'x'`: a sensitive name followed by its value.
 // Tried only where it can start (see pairMatches); sticky, so each try is anchored.
 const pairPattern = /(["']?)([A-Za-z_$][\w$.-]{0,60})\1(\s*(?:=>|[:=])\s*)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,;&}\]]+)/y;
+// The same match without captures: where a pair whose key is not sensitive ends, found without allocating.
+const pairExtent = /(?:"[A-Za-z_$][\w$.-]{0,60}"|'[A-Za-z_$][\w$.-]{0,60}'|[A-Za-z_$][\w$.-]{0,60})\s*(?:=>|[:=])\s*(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,;&}\]]+)/y;
 const keyRun = /[\w$.-]+/g;
 const keyStart = /[A-Za-z_$]/;
 
@@ -111,7 +113,7 @@ const keyStart = /[A-Za-z_$]/;
  * run only two starts can match: a quote just before it, or the first key start at most 61 characters from
  * its end; a global RegExp tried every offset of the run, 61 characters each.
  */
-function pairMatches(text: string): RegExpExecArray[] {
+function pairMatches(text: string, sensitive: (name: string) => boolean): RegExpExecArray[] {
   const found: RegExpExecArray[] = [];
   let cursor = 0;
   keyRun.lastIndex = 0;
@@ -127,11 +129,19 @@ function pairMatches(text: string): RegExpExecArray[] {
       }
     }
     for (const at of candidates) {
-      pairPattern.lastIndex = at;
-      const match = pairPattern.exec(text);
-      if (!match) continue;
-      found.push(match);
-      cursor = pairPattern.lastIndex;
+      // Only a pair whose key is sensitive is replaced; any other is only skipped, as a global search would.
+      const key = text.slice(at === start - 1 ? start : at, end);
+      if (sensitive(key.slice(key.lastIndexOf('.') + 1))) {
+        pairPattern.lastIndex = at;
+        const match = pairPattern.exec(text);
+        if (!match) continue;
+        found.push(match);
+        cursor = pairPattern.lastIndex;
+      } else {
+        pairExtent.lastIndex = at;
+        if (!pairExtent.test(text)) continue;
+        cursor = pairExtent.lastIndex;
+      }
       keyRun.lastIndex = cursor;
       break;
     }
@@ -200,7 +210,7 @@ export class Redactor {
     if (this.policy.names.size > 0) {
       let kept = '';
       let from = 0;
-      for (const match of pairMatches(out)) {
+      for (const match of pairMatches(out, (name) => this.isSensitive(name))) {
         const [whole, quote, key, sep, value] = match as unknown as [string, string, string, string, string];
         const last = key.split('.').pop()!;
         if (!this.isSensitive(last) || value.startsWith('[redacted') || value.startsWith('"[redacted')) continue;

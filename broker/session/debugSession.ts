@@ -7,9 +7,10 @@ import { conditionProbe } from '../gate/conditionCheck';
 import { reachableValuesProbe, screenEvaluation } from '../gate/evaluationCheck';
 import { marker, Redactor } from '../policy/redact';
 import { captureFrames, scrubCapture, type Capture, type PausedFrameInput } from './snapshot';
+import { boundMessage, finishCuts, messageBounds, sniffEventMethod, sniffResponseId } from './resultBounds';
 import type { Grant } from '../grants/grantStore';
 
-export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert' | 'policy';
+export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert' | 'policy' | 'target_unresponsive';
 
 /** Close codes the client sees, with a reason it can show as is. */
 export const closeCodes: Record<EndReason, number> = {
@@ -21,6 +22,7 @@ export const closeCodes: Record<EndReason, number> = {
   audit_failure: 4005,
   alert: 4006,
   policy: 4007,
+  target_unresponsive: 4010,
 };
 
 const closeMessages: Record<EndReason, string> = {
@@ -32,6 +34,7 @@ const closeMessages: Record<EndReason, string> = {
   audit_failure: 'audit trail unavailable: the session has ended',
   alert: 'ended by an alert rule of the target owner',
   policy: 'the target policy changed and no longer allows this session',
+  target_unresponsive: 'the target stopped answering its inspector: the session has ended',
 };
 
 type Pending =
@@ -144,6 +147,9 @@ export class DebugSession {
   /** Redacts what the target sends before it is recorded or passed on; learns redacted values per session. */
   readonly redactor: Redactor;
   private captureCount = 0;
+  /** Requests the target has not answered yet, by target id, with when each was sent (oldest first). */
+  private readonly inFlight = new Map<number, number>();
+  private unresponsiveTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: DebugSessionOptions) {
     this.sessionId = options.sessionId;
@@ -338,7 +344,10 @@ export class DebugSession {
           }
         }
         const socket = this.options.targetSocket;
-        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ id: targetId, method: decision.method, params }));
+        if (socket.readyState === socket.OPEN) {
+          socket.send(JSON.stringify({ id: targetId, method: decision.method, params }));
+          this.sentToTarget(targetId);
+        }
       },
       () => {
         this.pending.delete(targetId);
@@ -368,6 +377,7 @@ export class DebugSession {
           return;
         }
         socket.send(JSON.stringify({ id: targetId, method, params }));
+        this.sentToTarget(targetId);
       };
       const guard = options.critical ? Promise.race([recorded.catch(() => undefined), new Promise((r) => setTimeout(r, 500))]) : recorded;
       // notBefore (Date.now() time): recorded now, sent then, so the disk's latency is not added to the wait.
@@ -403,12 +413,51 @@ export class DebugSession {
       }, brokerCommandTimeoutMs);
       this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer, unrecorded: true });
       socket.send(JSON.stringify({ id: targetId, method, params }));
+      this.sentToTarget(targetId);
     });
+  }
+
+  /**
+   * Every request sent to the target is watched until it is answered, also after the broker stopped waiting for
+   * it: a target that answers none for limits.targetResponseSeconds (wedged in a builtin V8 cannot interrupt, or
+   * in its own code) ends the session, so its user and the next are not held behind it.
+   */
+  private sentToTarget(targetId: number): void {
+    this.inFlight.set(targetId, Date.now());
+    if (!this.unresponsiveTimer) this.watchTargetAnswers();
+  }
+
+  private watchTargetAnswers(): void {
+    const oldest = this.inFlight.values().next();
+    if (oldest.done || this.ending) {
+      this.unresponsiveTimer = undefined;
+      return;
+    }
+    const boundMs = this.options.limits.targetResponseSeconds * 1000;
+    this.unresponsiveTimer = setTimeout(() => {
+      this.unresponsiveTimer = undefined;
+      const first = this.inFlight.entries().next();
+      if (first.done || this.ending) return;
+      const [targetId, sentAt] = first.value;
+      const waitedMs = Date.now() - sentAt;
+      if (waitedMs < boundMs) return this.watchTargetAnswers();
+      const pending = this.pending.get(targetId);
+      this.record('broker.response.missing', {
+        targetId,
+        method: pending?.method ?? null,
+        ...(pending?.origin === 'client' ? { id: pending.clientId } : {}),
+        afterMs: waitedMs,
+        unanswered: this.inFlight.size,
+        why: `the target answered nothing for ${waitedMs} ms, over limits.targetResponseSeconds (${this.options.limits.targetResponseSeconds} s): the session ends`,
+      }).catch(() => undefined);
+      void this.end('target_unresponsive');
+    }, Math.max(0, oldest.value + boundMs - Date.now()));
   }
 
   // ---- target → client ----
 
   private onTargetFrame(data: Buffer): void {
+    if (data.length > this.options.limits.maxTargetFrameBytes && this.refuseOversizedFrame(data)) return;
     let message: CdpMessage;
     try {
       message = JSON.parse(data.toString('utf8')) as CdpMessage;
@@ -420,21 +469,65 @@ export class DebugSession {
     else if (typeof message.method === 'string') this.onTargetEvent(message, data);
   }
 
+  /**
+   * A frame over limits.maxTargetFrameBytes is not parsed (parsing alone would hold the event loop): the request
+   * it answers gets an error saying so, an event is dropped; both are recorded. A script's source (code, read
+   * once, never redacted) and a pause (the session must see every pause) are parsed whatever their size.
+   * Returns false for those.
+   */
+  private refuseOversizedFrame(data: Buffer): boolean {
+    const limit = this.options.limits.maxTargetFrameBytes;
+    const id = sniffResponseId(data);
+    if (id !== undefined) this.inFlight.delete(id);
+    const pending = id === undefined ? undefined : this.pending.get(id);
+    if (id !== undefined && pending?.method === 'Debugger.getScriptSource') return false;
+    if (id === undefined && sniffEventMethod(data) === 'Debugger.paused') return false;
+    if (id === undefined || !pending) {
+      this.record('target.invalid_frame', { bytes: data.length, method: sniffEventMethod(data) ?? null, reason: `over limits.maxTargetFrameBytes (${limit}): not read` }).catch(() => undefined);
+      return true;
+    }
+    this.pending.delete(id);
+    const error = { code: cdpErrorCodes.refused, message: `${pending.method}: the target's answer is ${data.length} bytes, over this broker's limits.maxTargetFrameBytes of ${limit}, so Loupe did not read it; ask for less (a narrower expression, a smaller object)` };
+    if (pending.origin === 'broker') {
+      clearTimeout(pending.timer);
+      if (!pending.unrecorded) this.record('broker.response', { targetId: id, method: pending.method, bytes: data.length, error }).catch(() => undefined);
+      pending.reject(new Error(error.message));
+      return true;
+    }
+    const recorded = this.recordOrEnd('cdp.response', { id: pending.clientId, targetId: id, requestSeq: pending.requestSeq ?? null, method: pending.method, ms: this.options.clock() - pending.sentAt, bytes: data.length, error });
+    void recorded;
+    this.enqueue(JSON.stringify({ id: pending.clientId, error }), false);
+    return true;
+  }
+
+  /**
+   * Bounds a parsed message, redacts it, then cuts it to its bounds (see resultBounds.ts): redaction does bounded
+   * work and sees whole whatever straddles a cut. Pauses keep all their frames: only their strings are cut.
+   */
+  private redactBounded(value: unknown, redact: () => void, keepLists = false): void {
+    const bounds = messageBounds(this.options.target.evaluation.maxResultBytes);
+    boundMessage(value, keepLists ? { ...bounds, budget: Infinity } : bounds);
+    redact();
+    finishCuts(value, bounds);
+  }
+
   private onTargetResponse(message: CdpMessage, raw: Buffer): void {
+    this.inFlight.delete(message.id!);
     const pending = this.pending.get(message.id!);
     if (!pending) return;
     this.pending.delete(message.id!);
     if (pending.origin === 'broker') {
       clearTimeout(pending.timer);
       // A quiet command's answer is read by the broker alone (the redaction probe): only its size is recorded.
-      if (!pending.quiet) this.redactor.response(pending.method, message.result);
+      // Bounded before anything reads it; a script's source is code and goes whole.
+      if (pending.method !== 'Debugger.getScriptSource') this.redactBounded(message.result, () => pending.quiet || this.redactor.response(pending.method, message.result));
       pending.onAnswer?.(message);
       if (!pending.unrecorded) this.record('broker.response', { targetId: message.id, method: pending.method, ...(message.error ? { error: message.error } : pending.quiet ? { result: { bytes: raw.length } } : { result: summarizeResult(pending.method, message.result) }) }).catch(() => undefined);
       if (message.error) pending.reject(new Error(`${pending.method}: ${message.error.message}`));
       else pending.resolve(message.result ?? {});
       return;
     }
-    this.redactor.response(pending.method, message.result);
+    if (pending.method !== 'Debugger.getScriptSource') this.redactBounded(message.result, () => this.redactor.response(pending.method, message.result));
     if (message.result && (pending.method === 'Runtime.evaluate' || pending.method === 'Debugger.evaluateOnCallFrame')) capResult(message.result, this.options.target.evaluation.maxResultBytes);
     const breakpointId = message.result?.breakpointId;
     if (typeof breakpointId === 'string') {
@@ -492,7 +585,7 @@ export class DebugSession {
     }
     let text = raw.toString('utf8');
     if (message.method === 'Runtime.consoleAPICalled' || message.method === 'Runtime.exceptionThrown' || message.method === 'Log.entryAdded') {
-      this.redactor.event(message.method, message.params);
+      this.redactBounded(message.params, () => this.redactor.event(message.method!, message.params));
       text = JSON.stringify(message);
     }
     if (this.held) this.held.push(text);
@@ -500,7 +593,7 @@ export class DebugSession {
   }
 
   private async onPaused(message: CdpMessage, raw: Buffer): Promise<void> {
-    this.redactor.event('Debugger.paused', message.params);
+    this.redactBounded(message.params, () => this.redactor.event('Debugger.paused', message.params), true);
     if (this.grant.mode === 'snapshot') return this.onSnapshotPause(message);
     this.paused = true;
     const params = message.params ?? {};
@@ -957,10 +1050,13 @@ export class DebugSession {
     clearTimeout(this.expiryTimer);
     this.clearWatchdog();
     clearTimeout(this.foreignPauseTimer);
+    clearTimeout(this.unresponsiveTimer);
     this.record('session.ending', { endReason: reason, breakpoints: [...this.breakpoints.keys()], paused: this.paused }).catch(() => undefined);
     // No throttled breakpoint is set again from now on.
     for (const entry of this.breakpoints.values()) if (entry.throttled) clearTimeout(entry.throttled.timer);
-    if (targetSocket.readyState === targetSocket.OPEN) {
+    // A target that stopped answering would not answer these either: its link is cut instead, and Node resumes
+    // and drops this session's breakpoints when it runs again.
+    if (targetSocket.readyState === targetSocket.OPEN && reason !== 'target_unresponsive') {
       // Production first: these go out even when the audit trail is failing, and the target handles them
       // in order, also while paused.
       const steps: Promise<unknown>[] = [];
@@ -978,7 +1074,8 @@ export class DebugSession {
     this.breakpoints.clear();
     this.inV8.clear();
     targetSocket.removeAllListeners('close');
-    targetSocket.close();
+    if (reason === 'target_unresponsive') targetSocket.terminate();
+    else targetSocket.close();
     await audit.record('session.ended', { endReason: reason }).catch(() => undefined);
     // Let records already durable reach the client before the close frame.
     await new Promise((r) => setImmediate(r));
