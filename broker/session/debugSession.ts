@@ -8,6 +8,7 @@ import { reachableValuesProbe, screenEvaluation } from '../gate/evaluationCheck'
 import { marker, Redactor } from '../policy/redact';
 import { captureFrames, scrubCapture, type Capture, type PausedFrameInput } from './snapshot';
 import { boundMessage, finishCuts, messageBounds, sniffEventMethod, sniffResponseId } from './resultBounds';
+import { searchSource } from './sourceSearch';
 import type { Grant } from '../grants/grantStore';
 
 export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert' | 'policy' | 'target_unresponsive';
@@ -97,6 +98,8 @@ export interface DebugSessionOptions {
 }
 
 const brokerCommandTimeoutMs = 2000;
+/** Script source kept per session for searches (characters). */
+const maxSourceCacheChars = 32 << 20;
 const maxObjectLabels = 10_000;
 
 /** The audit event a client request is recorded as. */
@@ -269,6 +272,48 @@ export class DebugSession {
     this.enqueue(JSON.stringify({ id: decision.id, result: { result: { type: 'string', value: text, description: text } } }), false, recorded.catch(() => undefined));
   }
 
+  /** Script sources read for searches, by script id (sources never change: setScriptSource is refused). */
+  private readonly sources = new Map<string, string>();
+  private sourceChars = 0;
+
+  /** A script's source, read from the target once and kept within a bound (oldest dropped first). */
+  private async scriptSource(scriptId: string): Promise<string> {
+    const known = this.sources.get(scriptId);
+    if (known !== undefined) return known;
+    const result = await this.command('Debugger.getScriptSource', { scriptId }, { why: 'Debugger.searchInContent: Loupe searches the source itself' });
+    const source = typeof result.scriptSource === 'string' ? result.scriptSource : '';
+    this.sources.set(scriptId, source);
+    this.sourceChars += source.length;
+    for (const [id, text] of this.sources) {
+      if (this.sourceChars <= maxSourceCacheChars || id === scriptId) break;
+      this.sources.delete(id);
+      this.sourceChars -= text.length;
+    }
+    return source;
+  }
+
+  /** Debugger.searchInContent: recorded first like any request, answered from the source, never run by V8. */
+  private async answerSearch(decision: Extract<GateDecision, { action: 'forward' }>): Promise<void> {
+    const { id, method, params } = decision;
+    const started = this.options.clock();
+    try {
+      await this.recordOrEnd('cdp.request', { id, method, params, decision: 'rewrite', rewrites: decision.rewrites });
+    } catch {
+      this.enqueue(JSON.stringify({ id, error: { code: cdpErrorCodes.refused, message: `${method} not answered: the audit trail could not record it` } }), false);
+      return;
+    }
+    let reply: { result: { result: ReturnType<typeof searchSource> } } | { error: { code: number; message: string } };
+    try {
+      const source = await this.scriptSource(String(params.scriptId));
+      reply = { result: { result: searchSource(source, String(params.query), { caseSensitive: params.caseSensitive === true, isRegex: params.isRegex === true }) } };
+    } catch (err) {
+      reply = { error: { code: cdpErrorCodes.refused, message: `${method}: the script's source could not be read: ${(err as Error).message}` } };
+    }
+    const recorded = this.recordOrEnd('cdp.response', { id, method, ms: this.options.clock() - started, ...('error' in reply ? { error: reply.error } : { result: { matches: reply.result.result.length } }) });
+    void recorded;
+    this.enqueue(JSON.stringify({ id, ...reply }), false);
+  }
+
   /** Learns the sensitive values the roots reach, so they are scrubbed from the evaluation's result. */
   private async learnReachable(decision: Extract<GateDecision, { action: 'forward' }>, roots: readonly string[]): Promise<number> {
     if (roots.length === 0 || !this.redactor.active) return 0;
@@ -293,6 +338,10 @@ export class DebugSession {
     }
     if (screened.redact !== undefined) {
       this.answerRedacted(decision, screened.redact);
+      return;
+    }
+    if (decision.handling === 'search') {
+      void this.answerSearch(decision);
       return;
     }
     const targetId = this.nextTargetId++;

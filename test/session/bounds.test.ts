@@ -95,6 +95,39 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
     assert.ok(value.includes('[redacted: ') && value.endsWith('over the bound of 32768 for one value]'), value.slice(-300));
   });
 
+  it('Debugger.searchInContent is answered by the broker: a backtracking pattern never reaches the target', async () => {
+    target = await startTarget(join(fixtures, 'search-app.js'));
+    broker = await startTestBroker(basePolicy(target.inspector));
+    ({ client } = await broker.attach());
+    await client.call('Debugger.enable');
+    const script = await client.waitEvent('Debugger.scriptParsed', (e) => /search-app\.js$/.test(e.params.url));
+    const scriptId = script.params.scriptId;
+    // V8 would take minutes on the comment line (36 a's then '!'): exponential backtracking, no timeout.
+    const started = performance.now();
+    const hostile = await client.call('Debugger.searchInContent', { scriptId, query: '(a+)+$', isRegex: true });
+    const ms = performance.now() - started;
+    assert.deepEqual(hostile.result, []);
+    assert.ok(ms < 2000, `answered in ${ms.toFixed(0)} ms`);
+    await target.ticksAdvance(2, 5000);
+    // Matches as V8 gives them: 0-based lines, the line's text; plain text case-insensitive, regex case-sensitive.
+    const plain = await client.call('Debugger.searchInContent', { scriptId, query: 'greeting', caseSensitive: false });
+    assert.deepEqual(plain.result.map((m: any) => m.lineNumber), [4, 7]);
+    assert.equal(plain.result[0].lineContent, "const Greeting = 'Hello, search';");
+    const regex = await client.call('Debugger.searchInContent', { scriptId, query: '^let \\w+ = \\d;$', isRegex: true, caseSensitive: true });
+    assert.deepEqual(regex.result, [{ lineNumber: 3, lineContent: 'let counter = 0;' }]);
+    // A pattern with no linear-time form is refused, saying why.
+    const backreference = await client.send('Debugger.searchInContent', { scriptId, query: '(a)\\1', isRegex: true });
+    assert.equal(backreference.error?.code, -32602);
+    assert.match(backreference.error!.message, /^Debugger\.searchInContent refused: the pattern has no linear-time form \(.+\); backreferences and lookaround are not supported$/);
+    await client.close();
+    const log = await endedSessionLog(broker);
+    // The source was read once, and no search was ever sent to the target.
+    assert.equal(log.filter((r) => r.type === 'broker.request' && r.data.method === 'Debugger.getScriptSource').length, 1);
+    assert.ok(!log.some((r) => (r.type === 'broker.request' || r.data.targetId !== undefined) && r.data.method === 'Debugger.searchInContent'));
+    assert.equal(log.filter((r) => r.type === 'cdp.request' && r.data.method === 'Debugger.searchInContent').length, 3);
+    assert.equal(log.filter((r) => r.type === 'cdp.refused' && r.data.rule === 'search.regex').length, 1);
+  });
+
   it('a target that stops answering ends the session (4010), recorded, with an alert, and the next user attaches', async () => {
     target = await startTarget();
     broker = await startTestBroker(basePolicy(target.inspector, { limits: { targetResponseSeconds: 2 } }));
