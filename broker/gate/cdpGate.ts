@@ -150,6 +150,9 @@ const refusalReasons: [RegExp, string][] = [
   [/^Network\./, 'network inspection exposes request data outside the grant'],
 ];
 
+/** Expressions one logpoint message may hold: all of them run, one after another, on every hit. */
+export const maxLogpointExpressions = 10;
+
 export const cdpErrorCodes = { invalidRequest: -32600, methodNotFound: -32601, invalidParams: -32602, refused: -32000 } as const;
 
 export interface GateLimits {
@@ -264,6 +267,9 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   let forwardMethod = method;
   if (handling === 'logpoint') {
     logpoint = parseLogMessage(String(clean.logMessage));
+    if (logpoint.expressions.length > maxLogpointExpressions) {
+      return refuse(messageId, method, cdpErrorCodes.refused, 'logpoint.parts', `${method} refused: the message has ${logpoint.expressions.length} {expressions}; a logpoint may have at most ${maxLogpointExpressions}, each hit holds the target while they run`);
+    }
     for (const expression of logpoint.expressions) {
       const verdict = checkCondition(expression);
       if (!verdict.ok) return refuse(messageId, method, cdpErrorCodes.refused, 'logpoint.static', `${method} refused: logpoint expression "${truncate(expression)}" ${verdict.reason}`);

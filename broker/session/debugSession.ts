@@ -907,15 +907,25 @@ export class DebugSession {
       this.throttle(breakpointId, state.lastCaptureAt + limits.minIntervalMs, rateLimit, false);
       return;
     }
+    // One budget for the whole hit (condition and every part), not one per part: conditionTimeoutMs.
+    const budgetMs = this.options.limits.conditionTimeoutMs;
+    const started = performance.now();
     if (entry.condition !== undefined && !(await this.evaluateCondition(frame.callFrameId, entry.condition)).value) return;
     state.lastCaptureAt = Date.now();
     // Like a capture: out of V8 until the next message is due, so hits in between cost the target nothing.
     this.throttle(breakpointId, state.lastCaptureAt + limits.minIntervalMs, rateLimit, false);
     const template = entry.logpoint!;
     const values: string[] = [];
+    let skippedParts = 0;
     for (const expression of template.expressions) {
+      const leftMs = Math.floor(budgetMs - (performance.now() - started));
+      if (leftMs < 1) {
+        values.push('<skipped: budget>');
+        skippedParts++;
+        continue;
+      }
       try {
-        const result = await this.command('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, throwOnSideEffect: true, timeout: this.options.limits.conditionTimeoutMs, silent: true });
+        const result = await this.command('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, throwOnSideEffect: true, timeout: leftMs, silent: true });
         const details = result.exceptionDetails as { exception?: { description?: string } } | undefined;
         const value = result.result as { type: string; value?: unknown; description?: string } | undefined;
         if (details) values.push(/Possible side-effect/.test(details.exception?.description ?? '') ? '<refused: side effect>' : `<error: ${truncate(String(details.exception?.description ?? 'exception').split('\n')[0]!, 80)}>`);
@@ -926,7 +936,8 @@ export class DebugSession {
     }
     const message = template.literals.map((literal, i) => literal + (values[i] ?? '')).join('');
     const where = `${frame.functionName || '(anonymous)'} (${(frame.url || this.scriptUrls.get(frame.location.scriptId) || '').split('/').pop()}:${frame.location.lineNumber + 1})`;
-    this.record('cdp.logpoint', { breakpointId, message, frame: where, skipped: state.skipped }).catch(() => undefined);
+    const ms = Math.round((performance.now() - started) * 10) / 10;
+    this.record('cdp.logpoint', { breakpointId, message, frame: where, skipped: state.skipped, ms, ...(skippedParts > 0 ? { skippedParts, budgetMs } : {}) }).catch(() => undefined);
     this.enqueue(JSON.stringify({ method: 'Loupe.logpoint', params: { breakpointId, message, frame: where, time: new Date(this.options.clock()).toISOString() } }), true);
   }
 

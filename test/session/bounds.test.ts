@@ -128,6 +128,28 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
     assert.equal(log.filter((r) => r.type === 'cdp.refused' && r.data.rule === 'search.regex').length, 1);
   });
 
+  it('a logpoint has one budget per hit for all its parts, and at most 10 parts', async () => {
+    target = await startTarget();
+    broker = await startTestBroker(basePolicy(target.inspector));
+    ({ client } = await broker.attach());
+    await client.call('Debugger.enable');
+    const tooMany = await client.send('Loupe.setLogpoint', { lineNumber: appLine, urlRegex: 'app\\.js$', logMessage: Array.from({ length: 11 }, (_, i) => `{${i}}`).join(' ') });
+    assert.equal(tooMany.error?.message, 'Loupe.setLogpoint refused: the message has 11 {expressions}; a logpoint may have at most 10, each hit holds the target while they run');
+    // Each part scans 80 MB (tens of ms or more, and V8 cannot cut it short): before, every part had its own
+    // 50 ms bound and all ten ran on every hit.
+    const slow = "{'ab'.repeat(4e7).lastIndexOf('c')}";
+    await client.call('Loupe.setLogpoint', { lineNumber: appLine, urlRegex: 'app\\.js$', logMessage: Array.from({ length: 10 }, () => slow).join(' ') });
+    const hit = await client.waitEvent('Loupe.logpoint', () => true, 20_000);
+    const skipped = (String(hit.params.message).match(/<skipped: budget>/g) ?? []).length;
+    assert.ok(skipped >= 8, hit.params.message);
+    await client.close();
+    const log = await endedSessionLog(broker);
+    const record = log.find((r) => r.type === 'cdp.logpoint');
+    assert.equal(record.data.skippedParts, skipped);
+    assert.equal(record.data.budgetMs, 50);
+    console.log(`logpoint of 10 slow parts held the target ${record.data.ms} ms on its hit (${skipped} parts skipped)`);
+  });
+
   it('a target that stops answering ends the session (4010), recorded, with an alert, and the next user attaches', async () => {
     target = await startTarget();
     broker = await startTestBroker(basePolicy(target.inspector, { limits: { targetResponseSeconds: 2 } }));
