@@ -112,6 +112,7 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
     const ms = performance.now() - started;
     assert.deepEqual(hostile.result, []);
     assert.ok(ms < 2000, `answered in ${ms.toFixed(0)} ms`);
+    console.log(`searchInContent (a+)+$ answered by the broker in ${ms.toFixed(1)} ms`);
     await target.ticksAdvance(2, 5000);
     // Matches as V8 gives them: 0-based lines, the line's text; plain text case-insensitive, regex case-sensitive.
     const plain = await client.call('Debugger.searchInContent', { scriptId, query: 'greeting', caseSensitive: false });
@@ -168,6 +169,7 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
     assert.equal(closed.code, 4010);
     assert.match(closed.reason, /stopped answering its inspector/);
     assert.ok(afterMs >= 1900 && afterMs < 6000, `ended after ${afterMs} ms (bound 2 s)`);
+    console.log(`the wedged target's session ended ${afterMs} ms after the request (limits.targetResponseSeconds 2)`);
     const log = await endedSessionLog(broker);
     const missing = log.find((r) => r.type === 'broker.response.missing' && r.data.method === 'Runtime.evaluate');
     assert.ok(missing, 'the unanswered request is recorded');
