@@ -11,6 +11,8 @@
 export const redactionMargin = 8 * 1024;
 
 export interface MessageBounds {
+  /** evaluation.maxResultBytes, which the bounds derive from and the note names. */
+  readonly maxResultBytes: number;
   /** Characters a string keeps. */
   readonly keep: number;
   /** Characters all strings of one message keep together; past it strings are emptied and lists end. */
@@ -22,11 +24,12 @@ export interface MessageBounds {
  * answer keeps of a string anyway), all strings of a message together that whole size.
  */
 export function messageBounds(maxResultBytes: number): MessageBounds {
-  return { keep: Math.floor(maxResultBytes / 2), budget: maxResultBytes };
+  return { maxResultBytes, keep: Math.floor(maxResultBytes / 2), budget: maxResultBytes };
 }
 
-const notePattern = / … \[cut by Loupe: (\d+) characters, over the bound of \d+ for one value\]$/;
-const note = (length: number, keep: number) => ` … [cut by Loupe: ${length} characters, over the bound of ${keep} for one value]`;
+// The words of capResult (debugSession.ts), so a client sees one kind of note whichever cut a value.
+const notePattern = / … \[truncated by Loupe: the result is \d+ bytes, over this target's evaluation\.maxResultBytes of \d+\]$/;
+const note = (text: string, maxResultBytes: number) => ` … [truncated by Loupe: the result is ${Buffer.byteLength(text)} bytes, over this target's evaluation.maxResultBytes of ${maxResultBytes}]`;
 
 /**
  * Before redaction: bounds a parsed message in place. A string longer than `keep` is cut to `keep` plus the
@@ -42,7 +45,7 @@ export function boundMessage(message: unknown, bounds: MessageBounds): void {
       return text;
     }
     left -= keep;
-    return text.slice(0, keep + redactionMargin) + note(text.length, keep);
+    return text.slice(0, keep + redactionMargin) + note(text, bounds.maxResultBytes);
   };
   walk(message, boundString, (list) => {
     // Items past the budget are dropped: each costs at least a little, so a list of empty values ends too.
@@ -56,8 +59,8 @@ export function boundMessage(message: unknown, bounds: MessageBounds): void {
 export function finishCuts(message: unknown, bounds: MessageBounds): void {
   walk(message, (text) => {
     if (text.length <= bounds.keep) return text;
-    const cut = notePattern.exec(text.slice(-120));
-    return cut ? text.slice(0, bounds.keep) + note(Number(cut[1]), bounds.keep) : text;
+    const cut = notePattern.exec(text.slice(-160));
+    return cut ? text.slice(0, bounds.keep) + cut[0] : text;
   });
 }
 

@@ -77,7 +77,7 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
     assert.ok(cut.length >= 3 && cut.length === answers.length - answers.filter((a) => a.error).length, JSON.stringify(answers.map((a) => a.error ?? a.result?.result?.type)));
     for (const a of cut) {
       const value = String(a.result.result.value);
-      assert.ok(value.length < 40_000 && / … \[cut by Loupe: \d+ characters, over the bound of 32768 for one value\]$/.test(value), value.slice(-200));
+      assert.ok(value.length < 40_000 && / … \[truncated by Loupe: the result is \d+ bytes, over this target's evaluation\.maxResultBytes of 65536\]$/.test(value), value.slice(-200));
     }
     const refused = answers.filter((a) => a.error);
     assert.equal(refused.length, answers.filter((_, i) => i % 4 === 1).length);
@@ -96,7 +96,7 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
     const reply = await client.send('Runtime.evaluate', { expression: `'x'.repeat(32757) + ' ' + ${JSON.stringify(jwt)} + 'y'.repeat(100000)` });
     const value = String(reply.result.result.value);
     assert.ok(!value.includes('eyJhbGciOi'), 'no part of the JWT');
-    assert.ok(value.includes('[redacted: ') && value.endsWith('over the bound of 32768 for one value]'), value.slice(-300));
+    assert.ok(value.includes('[redacted: ') && value.endsWith("over this target's evaluation.maxResultBytes of 65536]"), value.slice(-300));
   });
 
   it('Debugger.searchInContent is answered by the broker: a backtracking pattern never reaches the target', async () => {
