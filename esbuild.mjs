@@ -9,8 +9,8 @@ const common = {
   format: 'cjs',
   sourcemap: true,
   logLevel: 'warning',
-  // sockopt loads a native prebuild relative to its own folder.
-  external: ['sockopt', 'vscode'],
+  // sockopt loads a native prebuild, re2-wasm its re2.wasm, relative to their own folders.
+  external: ['sockopt', 're2-wasm', 'vscode'],
 };
 
 const [, , extension, adapter] = await Promise.all([

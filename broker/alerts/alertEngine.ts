@@ -180,6 +180,9 @@ export class AlertEngine {
       case 'watchdog.resumed':
         if (state.rules.watchdogResume) this.fire(state, event.stream, 'watchdogResume', `the watchdog resumed the target after ${d.maxPauseSeconds} s paused`, [event], 0);
         break;
+      case 'session.ending':
+        if (d.endReason === 'target_unresponsive' && state.rules.targetUnresponsive) this.fire(state, event.stream, 'targetUnresponsive', `the target stopped answering its inspector for longer than its bound; the session was ended`, [event], 0);
+        break;
       case 'session.ended':
         clearTimeout(state.pauseTimer);
         this.sessions.delete(event.stream);

@@ -35,6 +35,7 @@ const endReasons: Record<string, string> = {
   revoked: 'the grant was revoked',
   shutdown: 'the broker shut down',
   target_gone: 'the target process went away',
+  target_unresponsive: 'the target stopped answering its inspector (the link was cut)',
   audit_failure: 'the audit store was unavailable (failed closed)',
   broker_crashed: 'the broker stopped abruptly (recovered from its write-ahead log)',
 };

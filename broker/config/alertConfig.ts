@@ -20,6 +20,8 @@ export interface AlertRules {
   readonly concurrentTargets?: { readonly max: number; readonly action: AlertAction };
   /** Broker-wide (read from `alerting.rules` only): refused attaches from one source address, or on one user's grants. */
   readonly failedAttaches?: { readonly count: number; readonly withinSeconds: number; readonly action: AlertAction };
+  /** A session ended because its target stopped answering its inspector (limits.targetResponseSeconds). */
+  readonly targetUnresponsive?: { readonly action: AlertAction };
 }
 
 /** Names whose reads are worth an alert, compared case- and separator-insensitively. */
@@ -36,6 +38,7 @@ export const defaultAlertRules: AlertRules = {
   watchdogResume: { action: 'none' },
   concurrentTargets: { max: 3, action: 'none' },
   failedAttaches: { count: 10, withinSeconds: 60, action: 'none' },
+  targetUnresponsive: { action: 'none' },
 };
 
 /** Rules over the broker's security stream rather than a session: only in `alerting.rules`. */
@@ -57,6 +60,7 @@ const ruleFields: Record<keyof AlertRules, Record<string, 'int' | 'hours' | 'nam
   sensitiveFiles: { globs: 'globs' },
   concurrentTargets: { max: 'int' },
   failedAttaches: { count: 'int', withinSeconds: 'int' },
+  targetUnresponsive: {},
 };
 
 function parseBytes(value: unknown): number | undefined {

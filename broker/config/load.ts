@@ -413,7 +413,7 @@ export function validateConfig(raw: unknown, baseDir: string): LoupeConfig {
   const server = validateServer(section(raw, 'server', '', problems), problems);
   const stateDir = resolve(baseDir, str(raw, 'stateDir', '', problems, '.loupe')!);
   const limitsRaw = section(raw, 'limits', '', problems);
-  checkKeys(limitsRaw, 'limits', ['maxFrameBytes', 'evaluateTimeoutMs', 'conditionTimeoutMs', 'clientBufferBytes', 'conditionBudgetMsPerSecond', 'clientPingIntervalMs', 'clientUnresponsiveMs'], problems);
+  checkKeys(limitsRaw, 'limits', ['maxFrameBytes', 'evaluateTimeoutMs', 'conditionTimeoutMs', 'clientBufferBytes', 'conditionBudgetMsPerSecond', 'clientPingIntervalMs', 'clientUnresponsiveMs', 'targetResponseSeconds', 'maxTargetFrameBytes'], problems);
   const limits = {
     maxFrameBytes: int(limitsRaw, 'maxFrameBytes', 'limits', problems, 1 << 20, 1024, 64 << 20),
     evaluateTimeoutMs: int(limitsRaw, 'evaluateTimeoutMs', 'limits', problems, 1000, 10, 30000),
@@ -422,10 +422,16 @@ export function validateConfig(raw: unknown, baseDir: string): LoupeConfig {
     conditionBudgetMsPerSecond: int(limitsRaw, 'conditionBudgetMsPerSecond', 'limits', problems, 100, 1, 1000),
     clientPingIntervalMs: int(limitsRaw, 'clientPingIntervalMs', 'limits', problems, 5000, 50, 60000),
     clientUnresponsiveMs: int(limitsRaw, 'clientUnresponsiveMs', 'limits', problems, 10000, 100, 600000),
+    targetResponseSeconds: int(limitsRaw, 'targetResponseSeconds', 'limits', problems, 10, 1, 600),
+    maxTargetFrameBytes: int(limitsRaw, 'maxTargetFrameBytes', 'limits', problems, 2 << 20, 64 << 10, 256 << 20),
   };
   // A bound no longer than the interval would end a client that answers every ping.
   if (limits.clientUnresponsiveMs <= limits.clientPingIntervalMs) {
     problems.add('limits.clientUnresponsiveMs', `must be longer than limits.clientPingIntervalMs (${limits.clientPingIntervalMs} ms): a client gets at least one ping to answer`);
+  }
+  // An evaluation may run its whole timeout before the target answers; only silence past that is unresponsive.
+  if (limits.targetResponseSeconds * 1000 <= limits.evaluateTimeoutMs) {
+    problems.add('limits.targetResponseSeconds', `must be longer than limits.evaluateTimeoutMs (${limits.evaluateTimeoutMs} ms): an evaluation may take that long to answer`);
   }
   const identity = validateIdentity(section(raw, 'identity', '', problems), problems);
   const roles = validateRoles(section(raw, 'roles', '', problems), problems);

@@ -100,6 +100,10 @@ export interface BrokerLimits {
   readonly clientPingIntervalMs: number;
   /** A client heard nothing from (no pong, no frame) for this long is gone: its session ends as client_unresponsive. */
   readonly clientUnresponsiveMs: number;
+  /** A request to the target unanswered this long ends the session (target_unresponsive). */
+  readonly targetResponseSeconds: number;
+  /** A larger frame from the target is not parsed: a response becomes an error, an event is dropped (both recorded). */
+  readonly maxTargetFrameBytes: number;
 }
 
 export interface AuditConfig {

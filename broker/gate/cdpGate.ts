@@ -5,13 +5,14 @@
  */
 import type { Mode } from '../config/types';
 import { checkCondition } from './conditionCheck';
+import { compileSearch } from '../session/sourceSearch';
 
 type Spec = 'string' | 'integer' | 'number' | 'boolean' | { object: Record<string, Spec> } | { arrayOf: Spec };
 
 const location: Spec = { object: { scriptId: 'string', lineNumber: 'integer', columnNumber: 'integer' } };
 const positions: Spec = { arrayOf: { object: { lineNumber: 'integer', columnNumber: 'integer' } } };
 
-type Handling = 'plain' | 'evaluate' | 'breakpoint' | 'step' | 'logpoint';
+type Handling = 'plain' | 'evaluate' | 'breakpoint' | 'step' | 'logpoint' | 'search';
 
 /** A logpoint message `text {expression} text`: the literal pieces around the expressions. */
 export interface LogTemplate {
@@ -87,7 +88,8 @@ const allowlist: Record<string, MethodRule> = {
   'Debugger.enable': { modes: both, params: { maxScriptsCacheSize: 'number' } },
   'Debugger.disable': { modes: both, params: {} },
   'Debugger.getScriptSource': { modes: both, params: { scriptId: 'string' }, required: ['scriptId'] },
-  'Debugger.searchInContent': { modes: both, params: { scriptId: 'string', query: 'string', caseSensitive: 'boolean', isRegex: 'boolean' }, required: ['scriptId', 'query'] },
+  // Answered by the broker (session/sourceSearch.ts): V8 runs the pattern with no timeout.
+  'Debugger.searchInContent': { modes: both, params: { scriptId: 'string', query: 'string', caseSensitive: 'boolean', isRegex: 'boolean' }, required: ['scriptId', 'query'], handling: 'search' },
   'Debugger.getPossibleBreakpoints': { modes: both, params: { start: location, end: location, restrictToFunction: 'boolean' }, required: ['start'] },
   'Debugger.setAsyncCallStackDepth': { modes: both, params: { maxDepth: 'integer' }, required: ['maxDepth'] },
   'Debugger.setBlackboxPatterns': { modes: both, params: { patterns: { arrayOf: 'string' } }, required: ['patterns'] },
@@ -147,6 +149,9 @@ const refusalReasons: [RegExp, string][] = [
   [/^NodeRuntime\./, 'it changes how the Node process runs or exits'],
   [/^Network\./, 'network inspection exposes request data outside the grant'],
 ];
+
+/** Expressions one logpoint message may hold: all of them run, one after another, on every hit. */
+export const maxLogpointExpressions = 10;
 
 export const cdpErrorCodes = { invalidRequest: -32600, methodNotFound: -32601, invalidParams: -32602, refused: -32000 } as const;
 
@@ -262,6 +267,9 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   let forwardMethod = method;
   if (handling === 'logpoint') {
     logpoint = parseLogMessage(String(clean.logMessage));
+    if (logpoint.expressions.length > maxLogpointExpressions) {
+      return refuse(messageId, method, cdpErrorCodes.refused, 'logpoint.parts', `${method} refused: the message has ${logpoint.expressions.length} {expressions}; a logpoint may have at most ${maxLogpointExpressions}, each hit holds the target while they run`);
+    }
     for (const expression of logpoint.expressions) {
       const verdict = checkCondition(expression);
       if (!verdict.ok) return refuse(messageId, method, cdpErrorCodes.refused, 'logpoint.static', `${method} refused: logpoint expression "${truncate(expression)}" ${verdict.reason}`);
@@ -286,6 +294,16 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
     rewrites.push('condition moved to the broker (checked side-effect free on each pause)');
   } else if (handling === 'breakpoint') {
     delete clean.condition;
+  }
+  if (handling === 'search') {
+    if (clean.isRegex === true) {
+      try {
+        compileSearch(String(clean.query), clean.caseSensitive === true);
+      } catch (err) {
+        return refuse(messageId, method, cdpErrorCodes.invalidParams, 'search.regex', `${method} refused: the pattern has no linear-time form (${(err as Error).message}); backreferences and lookaround are not supported`);
+      }
+    }
+    rewrites.push('answered by the broker: the source is searched in Loupe (RE2 for patterns), never by the target');
   }
   if (method === 'Debugger.setAsyncCallStackDepth' && mode === 'snapshot' && (clean.maxDepth as number) !== 0) {
     // Tracking async stacks hooks every async operation of the target (measured: half the throughput of an

@@ -12,6 +12,10 @@
  *   is what JSON.stringify, query strings, header dumps and Map descriptions produce);
  * - learned values: a value once redacted by name is remembered for the session and scrubbed from every later
  *   string, so `Object.values(user).join()` does not give back what `user.password` hid.
+ *
+ * A target's output is shaped by whoever debugs it, so scrubbing is linear in its input: no built-in pattern
+ * is retried over the same run of characters (`'eyJ-'.repeat(16384)` took 9 s in the JWT pattern, 64 KiB of
+ * letters 130 ms in the pair pattern; both now take a few ms).
  */
 
 export interface RedactPattern {
@@ -33,11 +37,16 @@ export const defaultSensitiveNames: readonly string[] = [
 
 export const defaultPatterns: readonly RedactPattern[] = [
   { name: 'bearer token', regex: /\b(?:Bearer|Basic)\s+[A-Za-z0-9\-._~+/]{8,}=*/gi },
-  { name: 'JWT', regex: /\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*/g },
+  // The second alternative skips the rest of a dot-free run once its first `eyJ` failed: every later `eyJ` in
+  // that run ends at the same dot with a shorter first segment, so it would fail too (retrying was quadratic).
+  // What it matches is handed back unchanged (see scrub).
+  { name: 'JWT', regex: /(\beyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*)|\beyJ[A-Za-z0-9_-]*/g },
   { name: 'private key', regex: /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g },
   { name: 'AWS access key', regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g },
   { name: 'card number', regex: /\b\d(?:[ -]?\d){12,18}\b/g },
 ];
+
+const jwtPattern = defaultPatterns.find((p) => p.name === 'JWT')!.regex;
 
 /** Lower case without separators: `API-Key`, `api_key` and `apiKey` are one name. */
 export const normalizeName = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, '');
@@ -91,7 +100,54 @@ export function luhn(digits: string): boolean {
 }
 
 // `"password":"x"`, `password=x`, `password: x`, `'password' => 'x'`: a sensitive name followed by its value.
-const pairPattern = /(["']?)([A-Za-z_$][\w$.-]{0,60})\1(\s*(?:=>|[:=])\s*)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,;&}\]]+)/g;
+// Tried only where it can start (see pairMatches); sticky, so each try is anchored.
+const pairPattern = /(["']?)([A-Za-z_$][\w$.-]{0,60})\1(\s*(?:=>|[:=])\s*)("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,;&}\]]+)/y;
+// The same match without captures: where a pair whose key is not sensitive ends, found without allocating.
+const pairExtent = /(?:"[A-Za-z_$][\w$.-]{0,60}"|'[A-Za-z_$][\w$.-]{0,60}'|[A-Za-z_$][\w$.-]{0,60})\s*(?:=>|[:=])\s*(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[^\s,;&}\]]+)/y;
+const keyRun = /[\w$.-]+/g;
+const keyStart = /[A-Za-z_$]/;
+
+/**
+ * The matches of pairPattern, left to right, as a global search would find them, in linear time. A key runs to
+ * the end of its run of key characters (what follows a key, a quote, space, `:` or `=`, is none), so in each
+ * run only two starts can match: a quote just before it, or the first key start at most 61 characters from
+ * its end; a global RegExp tried every offset of the run, 61 characters each.
+ */
+function pairMatches(text: string, sensitive: (name: string) => boolean): RegExpExecArray[] {
+  const found: RegExpExecArray[] = [];
+  let cursor = 0;
+  keyRun.lastIndex = 0;
+  for (let run = keyRun.exec(text); run !== null; run = keyRun.exec(text)) {
+    const start = run.index;
+    const end = start + run[0].length;
+    const candidates: number[] = [];
+    if (start - 1 >= cursor && (text[start - 1] === '"' || text[start - 1] === "'")) candidates.push(start - 1);
+    for (let i = Math.max(start, end - 61); i < end; i++) {
+      if (keyStart.test(text[i]!)) {
+        candidates.push(i);
+        break;
+      }
+    }
+    for (const at of candidates) {
+      // Only a pair whose key is sensitive is replaced; any other is only skipped, as a global search would.
+      const key = text.slice(at === start - 1 ? start : at, end);
+      if (sensitive(key.slice(key.lastIndexOf('.') + 1))) {
+        pairPattern.lastIndex = at;
+        const match = pairPattern.exec(text);
+        if (!match) continue;
+        found.push(match);
+        cursor = pairPattern.lastIndex;
+      } else {
+        pairExtent.lastIndex = at;
+        if (!pairExtent.test(text)) continue;
+        cursor = pairExtent.lastIndex;
+      }
+      keyRun.lastIndex = cursor;
+      break;
+    }
+  }
+  return found;
+}
 
 /** Per-session redaction state: the policy and the values learned by name. */
 export class Redactor {
@@ -105,8 +161,21 @@ export class Redactor {
     return this.policy.names.size > 0 || this.policy.patterns.length > 0;
   }
 
+  /** Verdicts by name under `verdictsOf`: output repeats its keys, and a pair-dense string asks once per pair. */
+  private readonly verdicts = new Map<string, boolean>();
+  private verdictsOf: RedactionPolicy | undefined;
+
   isSensitive(name: string): boolean {
-    return sensitiveName(this.policy, name);
+    if (this.verdictsOf !== this.policy) {
+      this.verdicts.clear();
+      this.verdictsOf = this.policy;
+    }
+    let verdict = this.verdicts.get(name);
+    if (verdict === undefined) {
+      verdict = sensitiveName(this.policy, name);
+      if (this.verdicts.size < 10_000) this.verdicts.set(name, verdict);
+    }
+    return verdict;
   }
 
   private learn(value: unknown): void {
@@ -131,21 +200,26 @@ export class Redactor {
     let out = text;
     for (const { name, regex } of this.policy.patterns) {
       regex.lastIndex = 0;
-      out = out.replace(regex, (match) => {
+      out = out.replace(regex, (match: string, ...groups: unknown[]) => {
+        if (name === 'JWT' && regex === jwtPattern && groups[0] === undefined) return match;
         if (name === 'card number' && !luhn(match.replace(/\D/g, ''))) return match;
         this.hits.push(name);
         return marker(name);
       });
     }
     if (this.policy.names.size > 0) {
-      pairPattern.lastIndex = 0;
-      out = out.replace(pairPattern, (match, quote: string, key: string, sep: string, value: string) => {
+      let kept = '';
+      let from = 0;
+      for (const match of pairMatches(out, (name) => this.isSensitive(name))) {
+        const [whole, quote, key, sep, value] = match as unknown as [string, string, string, string, string];
         const last = key.split('.').pop()!;
-        if (!this.isSensitive(last) || value.startsWith('[redacted') || value.startsWith('"[redacted')) return match;
+        if (!this.isSensitive(last) || value.startsWith('[redacted') || value.startsWith('"[redacted')) continue;
         this.hits.push(last);
         const quoted = value.startsWith('"') ? `"${marker(last)}"` : value.startsWith("'") ? `'${marker(last)}'` : marker(last);
-        return `${quote}${key}${quote}${sep}${quoted}`;
-      });
+        kept += out.slice(from, match.index) + `${quote}${key}${quote}${sep}${quoted}`;
+        from = match.index + whole.length;
+      }
+      if (from > 0) out = kept + out.slice(from);
     }
     for (const secret of this.learned) {
       if (out.includes(secret)) {

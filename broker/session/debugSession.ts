@@ -7,9 +7,11 @@ import { conditionProbe } from '../gate/conditionCheck';
 import { reachableValuesProbe, screenEvaluation } from '../gate/evaluationCheck';
 import { marker, Redactor } from '../policy/redact';
 import { captureFrames, scrubCapture, type Capture, type PausedFrameInput } from './snapshot';
+import { boundMessage, finishCuts, messageBounds, sniffEventMethod, sniffResponseId } from './resultBounds';
+import { searchSource } from './sourceSearch';
 import type { Grant } from '../grants/grantStore';
 
-export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert' | 'policy' | 'client_unresponsive';
+export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert' | 'policy' | 'client_unresponsive' | 'target_unresponsive';
 
 /** Close codes the client sees, with a reason it can show as is. */
 export const closeCodes: Record<EndReason, number> = {
@@ -22,6 +24,7 @@ export const closeCodes: Record<EndReason, number> = {
   alert: 4006,
   policy: 4007,
   client_unresponsive: 4009,
+  target_unresponsive: 4010,
 };
 
 const closeMessages: Record<EndReason, string> = {
@@ -34,6 +37,7 @@ const closeMessages: Record<EndReason, string> = {
   alert: 'ended by an alert rule of the target owner',
   policy: 'the target policy changed and no longer allows this session',
   client_unresponsive: 'the client stopped answering pings: the session has ended',
+  target_unresponsive: 'the target stopped answering its inspector: the session has ended',
 };
 
 type Pending =
@@ -104,6 +108,8 @@ export interface DebugSessionOptions {
 }
 
 const brokerCommandTimeoutMs = 2000;
+/** Script source kept per session for searches (characters). */
+const maxSourceCacheChars = 32 << 20;
 const maxObjectLabels = 10_000;
 
 /** The audit event a client request is recorded as. */
@@ -174,6 +180,9 @@ export class DebugSession {
   /** Redacts what the target sends before it is recorded or passed on; learns redacted values per session. */
   readonly redactor: Redactor;
   private captureCount = 0;
+  /** Requests the target has not answered yet, by target id, with when each was sent (oldest first). */
+  private readonly inFlight = new Map<number, number>();
+  private unresponsiveTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: DebugSessionOptions) {
     this.sessionId = options.sessionId;
@@ -332,6 +341,48 @@ export class DebugSession {
     this.enqueue(JSON.stringify({ id: decision.id, result: { result: { type: 'string', value: text, description: text } } }), false, recorded.catch(() => undefined));
   }
 
+  /** Script sources read for searches, by script id (sources never change: setScriptSource is refused). */
+  private readonly sources = new Map<string, string>();
+  private sourceChars = 0;
+
+  /** A script's source, read from the target once and kept within a bound (oldest dropped first). */
+  private async scriptSource(scriptId: string): Promise<string> {
+    const known = this.sources.get(scriptId);
+    if (known !== undefined) return known;
+    const result = await this.command('Debugger.getScriptSource', { scriptId }, { why: 'Debugger.searchInContent: Loupe searches the source itself' });
+    const source = typeof result.scriptSource === 'string' ? result.scriptSource : '';
+    this.sources.set(scriptId, source);
+    this.sourceChars += source.length;
+    for (const [id, text] of this.sources) {
+      if (this.sourceChars <= maxSourceCacheChars || id === scriptId) break;
+      this.sources.delete(id);
+      this.sourceChars -= text.length;
+    }
+    return source;
+  }
+
+  /** Debugger.searchInContent: recorded first like any request, answered from the source, never run by V8. */
+  private async answerSearch(decision: Extract<GateDecision, { action: 'forward' }>): Promise<void> {
+    const { id, method, params } = decision;
+    const started = this.options.clock();
+    try {
+      await this.recordOrEnd('cdp.request', { id, method, params, decision: 'rewrite', rewrites: decision.rewrites });
+    } catch {
+      this.enqueue(JSON.stringify({ id, error: { code: cdpErrorCodes.refused, message: `${method} not answered: the audit trail could not record it` } }), false);
+      return;
+    }
+    let reply: { result: { result: ReturnType<typeof searchSource> } } | { error: { code: number; message: string } };
+    try {
+      const source = await this.scriptSource(String(params.scriptId));
+      reply = { result: { result: searchSource(source, String(params.query), { caseSensitive: params.caseSensitive === true, isRegex: params.isRegex === true }) } };
+    } catch (err) {
+      reply = { error: { code: cdpErrorCodes.refused, message: `${method}: the script's source could not be read: ${(err as Error).message}` } };
+    }
+    const recorded = this.recordOrEnd('cdp.response', { id, method, ms: this.options.clock() - started, ...('error' in reply ? { error: reply.error } : { result: { matches: reply.result.result.length } }) });
+    void recorded;
+    this.enqueue(JSON.stringify({ id, ...reply }), false);
+  }
+
   /** Learns the sensitive values the roots reach, so they are scrubbed from the evaluation's result. */
   private async learnReachable(decision: Extract<GateDecision, { action: 'forward' }>, roots: readonly string[]): Promise<number> {
     if (roots.length === 0 || !this.redactor.active) return 0;
@@ -356,6 +407,10 @@ export class DebugSession {
     }
     if (screened.redact !== undefined) {
       this.answerRedacted(decision, screened.redact);
+      return;
+    }
+    if (decision.handling === 'search') {
+      void this.answerSearch(decision);
       return;
     }
     const targetId = this.nextTargetId++;
@@ -409,7 +464,10 @@ export class DebugSession {
           }
         }
         const socket = this.options.targetSocket;
-        if (socket.readyState === socket.OPEN) socket.send(JSON.stringify({ id: targetId, method: decision.method, params }));
+        if (socket.readyState === socket.OPEN) {
+          socket.send(JSON.stringify({ id: targetId, method: decision.method, params }));
+          this.sentToTarget(targetId);
+        }
       },
       () => {
         this.pending.delete(targetId);
@@ -439,6 +497,7 @@ export class DebugSession {
           return;
         }
         socket.send(JSON.stringify({ id: targetId, method, params }));
+        this.sentToTarget(targetId);
       };
       const guard = options.critical ? Promise.race([recorded.catch(() => undefined), new Promise((r) => setTimeout(r, 500))]) : recorded;
       // notBefore (Date.now() time): recorded now, sent then, so the disk's latency is not added to the wait.
@@ -474,12 +533,51 @@ export class DebugSession {
       }, brokerCommandTimeoutMs);
       this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer, unrecorded: true });
       socket.send(JSON.stringify({ id: targetId, method, params }));
+      this.sentToTarget(targetId);
     });
+  }
+
+  /**
+   * Every request sent to the target is watched until it is answered, also after the broker stopped waiting for
+   * it: a target that answers none for limits.targetResponseSeconds (wedged in a builtin V8 cannot interrupt, or
+   * in its own code) ends the session, so its user and the next are not held behind it.
+   */
+  private sentToTarget(targetId: number): void {
+    this.inFlight.set(targetId, Date.now());
+    if (!this.unresponsiveTimer) this.watchTargetAnswers();
+  }
+
+  private watchTargetAnswers(): void {
+    const oldest = this.inFlight.values().next();
+    if (oldest.done || this.ending) {
+      this.unresponsiveTimer = undefined;
+      return;
+    }
+    const boundMs = this.options.limits.targetResponseSeconds * 1000;
+    this.unresponsiveTimer = setTimeout(() => {
+      this.unresponsiveTimer = undefined;
+      const first = this.inFlight.entries().next();
+      if (first.done || this.ending) return;
+      const [targetId, sentAt] = first.value;
+      const waitedMs = Date.now() - sentAt;
+      if (waitedMs < boundMs) return this.watchTargetAnswers();
+      const pending = this.pending.get(targetId);
+      this.record('broker.response.missing', {
+        targetId,
+        method: pending?.method ?? null,
+        ...(pending?.origin === 'client' ? { id: pending.clientId } : {}),
+        afterMs: waitedMs,
+        unanswered: this.inFlight.size,
+        why: `the target answered nothing for ${waitedMs} ms, over limits.targetResponseSeconds (${this.options.limits.targetResponseSeconds} s): the session ends`,
+      }).catch(() => undefined);
+      void this.end('target_unresponsive');
+    }, Math.max(0, oldest.value + boundMs - Date.now()));
   }
 
   // ---- target → client ----
 
   private onTargetFrame(data: Buffer): void {
+    if (data.length > this.options.limits.maxTargetFrameBytes && this.refuseOversizedFrame(data)) return;
     let message: CdpMessage;
     try {
       message = JSON.parse(data.toString('utf8')) as CdpMessage;
@@ -491,21 +589,65 @@ export class DebugSession {
     else if (typeof message.method === 'string') this.onTargetEvent(message, data);
   }
 
+  /**
+   * A frame over limits.maxTargetFrameBytes is not parsed (parsing alone would hold the event loop): the request
+   * it answers gets an error saying so, an event is dropped; both are recorded. A script's source (code, read
+   * once, never redacted) and a pause (the session must see every pause) are parsed whatever their size.
+   * Returns false for those.
+   */
+  private refuseOversizedFrame(data: Buffer): boolean {
+    const limit = this.options.limits.maxTargetFrameBytes;
+    const id = sniffResponseId(data);
+    if (id !== undefined) this.inFlight.delete(id);
+    const pending = id === undefined ? undefined : this.pending.get(id);
+    if (id !== undefined && pending?.method === 'Debugger.getScriptSource') return false;
+    if (id === undefined && sniffEventMethod(data) === 'Debugger.paused') return false;
+    if (id === undefined || !pending) {
+      this.record('target.invalid_frame', { bytes: data.length, method: sniffEventMethod(data) ?? null, reason: `over limits.maxTargetFrameBytes (${limit}): not read` }).catch(() => undefined);
+      return true;
+    }
+    this.pending.delete(id);
+    const error = { code: cdpErrorCodes.refused, message: `${pending.method}: the target's answer is ${data.length} bytes, over this broker's limits.maxTargetFrameBytes of ${limit}, so Loupe did not read it; ask for less (a narrower expression, a smaller object)` };
+    if (pending.origin === 'broker') {
+      clearTimeout(pending.timer);
+      if (!pending.unrecorded) this.record('broker.response', { targetId: id, method: pending.method, bytes: data.length, error }).catch(() => undefined);
+      pending.reject(new Error(error.message));
+      return true;
+    }
+    const recorded = this.recordOrEnd('cdp.response', { id: pending.clientId, targetId: id, requestSeq: pending.requestSeq ?? null, method: pending.method, ms: this.options.clock() - pending.sentAt, bytes: data.length, error });
+    void recorded;
+    this.enqueue(JSON.stringify({ id: pending.clientId, error }), false);
+    return true;
+  }
+
+  /**
+   * Bounds a parsed message, redacts it, then cuts it to its bounds (see resultBounds.ts): redaction does bounded
+   * work and sees whole whatever straddles a cut. Pauses keep all their frames: only their strings are cut.
+   */
+  private redactBounded(value: unknown, redact: () => void, keepLists = false): void {
+    const bounds = messageBounds(this.options.target.evaluation.maxResultBytes);
+    boundMessage(value, keepLists ? { ...bounds, budget: Infinity } : bounds);
+    redact();
+    finishCuts(value, bounds);
+  }
+
   private onTargetResponse(message: CdpMessage, raw: Buffer): void {
+    this.inFlight.delete(message.id!);
     const pending = this.pending.get(message.id!);
     if (!pending) return;
     this.pending.delete(message.id!);
     if (pending.origin === 'broker') {
       clearTimeout(pending.timer);
       // A quiet command's answer is read by the broker alone (the redaction probe): only its size is recorded.
-      if (!pending.quiet) this.redactor.response(pending.method, message.result);
+      // Bounded before anything reads it; a script's source is code and goes whole.
+      if (pending.method !== 'Debugger.getScriptSource') this.redactBounded(message.result, () => pending.quiet || this.redactor.response(pending.method, message.result));
       pending.onAnswer?.(message);
       if (!pending.unrecorded) this.record('broker.response', { targetId: message.id, method: pending.method, ...(message.error ? { error: message.error } : pending.quiet ? { result: { bytes: raw.length } } : { result: summarizeResult(pending.method, message.result) }) }).catch(() => undefined);
       if (message.error) pending.reject(new Error(`${pending.method}: ${message.error.message}`));
       else pending.resolve(message.result ?? {});
       return;
     }
-    this.redactor.response(pending.method, message.result);
+    if (pending.method !== 'Debugger.getScriptSource') this.redactBounded(message.result, () => this.redactor.response(pending.method, message.result));
     if (message.result && (pending.method === 'Runtime.evaluate' || pending.method === 'Debugger.evaluateOnCallFrame')) capResult(message.result, this.options.target.evaluation.maxResultBytes);
     const breakpointId = message.result?.breakpointId;
     if (typeof breakpointId === 'string') {
@@ -564,7 +706,7 @@ export class DebugSession {
     }
     let text = raw.toString('utf8');
     if (message.method === 'Runtime.consoleAPICalled' || message.method === 'Runtime.exceptionThrown' || message.method === 'Log.entryAdded') {
-      this.redactor.event(message.method, message.params);
+      this.redactBounded(message.params, () => this.redactor.event(message.method!, message.params));
       text = JSON.stringify(message);
     }
     if (this.held) this.held.push(text);
@@ -572,7 +714,7 @@ export class DebugSession {
   }
 
   private async onPaused(message: CdpMessage, raw: Buffer): Promise<void> {
-    this.redactor.event('Debugger.paused', message.params);
+    this.redactBounded(message.params, () => this.redactor.event('Debugger.paused', message.params), true);
     if (this.grant.mode === 'snapshot') return this.onSnapshotPause(message);
     this.paused = true;
     const params = message.params ?? {};
@@ -840,15 +982,25 @@ export class DebugSession {
       this.throttle(breakpointId, state.lastCaptureAt + limits.minIntervalMs, rateLimit, false);
       return;
     }
+    // One budget for the whole hit (condition and every part), not one per part: conditionTimeoutMs.
+    const budgetMs = this.options.limits.conditionTimeoutMs;
+    const started = performance.now();
     if (entry.condition !== undefined && !(await this.evaluateCondition(frame.callFrameId, entry.condition)).value) return;
     state.lastCaptureAt = Date.now();
     // Like a capture: out of V8 until the next message is due, so hits in between cost the target nothing.
     this.throttle(breakpointId, state.lastCaptureAt + limits.minIntervalMs, rateLimit, false);
     const template = entry.logpoint!;
     const values: string[] = [];
+    let skippedParts = 0;
     for (const expression of template.expressions) {
+      const leftMs = Math.floor(budgetMs - (performance.now() - started));
+      if (leftMs < 1) {
+        values.push('<skipped: budget>');
+        skippedParts++;
+        continue;
+      }
       try {
-        const result = await this.command('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, throwOnSideEffect: true, timeout: this.options.limits.conditionTimeoutMs, silent: true });
+        const result = await this.command('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, throwOnSideEffect: true, timeout: leftMs, silent: true });
         const details = result.exceptionDetails as { exception?: { description?: string } } | undefined;
         const value = result.result as { type: string; value?: unknown; description?: string } | undefined;
         if (details) values.push(/Possible side-effect/.test(details.exception?.description ?? '') ? '<refused: side effect>' : `<error: ${truncate(String(details.exception?.description ?? 'exception').split('\n')[0]!, 80)}>`);
@@ -859,7 +1011,8 @@ export class DebugSession {
     }
     const message = template.literals.map((literal, i) => literal + (values[i] ?? '')).join('');
     const where = `${frame.functionName || '(anonymous)'} (${(frame.url || this.scriptUrls.get(frame.location.scriptId) || '').split('/').pop()}:${frame.location.lineNumber + 1})`;
-    this.record('cdp.logpoint', { breakpointId, message, frame: where, skipped: state.skipped }).catch(() => undefined);
+    const ms = Math.round((performance.now() - started) * 10) / 10;
+    this.record('cdp.logpoint', { breakpointId, message, frame: where, skipped: state.skipped, ms, ...(skippedParts > 0 ? { skippedParts, budgetMs } : {}) }).catch(() => undefined);
     this.enqueue(JSON.stringify({ method: 'Loupe.logpoint', params: { breakpointId, message, frame: where, time: new Date(this.options.clock()).toISOString() } }), true);
   }
 
@@ -1090,10 +1243,13 @@ export class DebugSession {
     this.clearWatchdog();
     clearTimeout(this.foreignPauseTimer);
     this.stopHeartbeat();
+    clearTimeout(this.unresponsiveTimer);
     this.record('session.ending', { endReason: reason, breakpoints: [...this.breakpoints.keys()], paused: this.paused, ownPause: this.ownPause }).catch(() => undefined);
     // No throttled breakpoint is set again from now on.
     for (const entry of this.breakpoints.values()) if (entry.throttled) clearTimeout(entry.throttled.timer);
-    if (targetSocket.readyState === targetSocket.OPEN) {
+    // A target that stopped answering would not answer these either: its link is cut instead, and Node resumes
+    // and drops this session's breakpoints when it runs again.
+    if (targetSocket.readyState === targetSocket.OPEN && reason !== 'target_unresponsive') {
       // Production first: these go out even when the audit trail is failing, and the target handles them
       // in order, also while paused.
       const steps: Promise<unknown>[] = [];
@@ -1113,7 +1269,8 @@ export class DebugSession {
     this.breakpoints.clear();
     this.inV8.clear();
     targetSocket.removeAllListeners('close');
-    targetSocket.close();
+    if (reason === 'target_unresponsive') targetSocket.terminate();
+    else targetSocket.close();
     await audit.record('session.ended', { endReason: reason }).catch(() => undefined);
     // Let records already durable reach the client before the close frame.
     await new Promise((r) => setImmediate(r));

@@ -86,6 +86,16 @@ describe('config: validation reports each problem with its path', () => {
     assert.equal(problems.length, 2);
   });
 
+  it('limits.targetResponseSeconds and maxTargetFrameBytes: defaults, ranges, longer than an evaluation may take', () => {
+    const config = parseConfigText(goodYaml, tmpdir(), 'policy.yaml', {});
+    assert.equal(config.limits.targetResponseSeconds, 10);
+    assert.equal(config.limits.maxTargetFrameBytes, 2 << 20);
+    const short = invalid(`limits:\n  evaluateTimeoutMs: 5000\n  targetResponseSeconds: 5\n${goodYaml}`);
+    assert.deepEqual(short.problems, ['limits.targetResponseSeconds: must be longer than limits.evaluateTimeoutMs (5000 ms): an evaluation may take that long to answer']);
+    const range = invalid(`limits:\n  targetResponseSeconds: 0\n  maxTargetFrameBytes: 1000\n${goodYaml}`);
+    assert.deepEqual(range.problems, ['limits.targetResponseSeconds: expected an integer from 1 to 600', 'limits.maxTargetFrameBytes: expected an integer from 65536 to 268435456']);
+  });
+
   it('unknown role in owners', () => {
     const { problems } = invalid(withLine('owners: [owner]', 'owners: [owner, ghost]'));
     assert.deepEqual(problems, ['targets.checkout.owners[1]: unknown role "ghost" (defined roles: dev, owner)']);
