@@ -47,6 +47,8 @@ export const eventCodes = {
   'watchdog.resumed': 'L4010',
   'client.events_dropped': 'L4020',
   'target.invalid_frame': 'L4021',
+  // A fault contained by the broker (a session ended on it, or the process-level guard caught it), in the grant stream.
+  'broker.fault': 'L4030',
   'audit.degraded': 'L5000',
   'audit.recovered': 'L5001',
   'stream.closed': 'L5002',

@@ -314,7 +314,16 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   return { action: 'forward', id: messageId, method: forwardMethod, params: clean, rewrites, handling, ...(condition !== undefined ? { condition } : {}), ...(logpoint ? { logpoint } : {}) };
 }
 
-export const truncate = (text: string, max = 120) => (text.length > max ? `${text.slice(0, max)}…` : text);
+/**
+ * Text of any value parsed from a frame, without running anything of it: String() of a JSON object with an own
+ * "toString" key throws, JSON.stringify never calls a non-function.
+ */
+export const safeText = (value: unknown): string => (typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value)));
+
+export const truncate = (text: string, max = 120) => {
+  const t = safeText(text);
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+};
 
 /** The allowlist as documentation: method and the modes it is open in. */
 export function describeAllowlist(): { method: string; modes: readonly Mode[] }[] {

@@ -1,4 +1,7 @@
 import { strict as assert } from 'node:assert';
+import { createHash } from 'node:crypto';
+import { CdpClient } from '../support/cdpClient';
+import { startHostileTarget, defaultAnswer, type HostileTarget } from '../support/hostileTarget';
 import { after, before, describe, it } from 'node:test';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
@@ -63,6 +66,69 @@ describe('one client frame never takes the broker down', () => {
     assert.equal(request.data.params.throwOnSideEffect, true);
     assert.equal(request.data.params.includeCommandLineAPI, undefined);
     assert.ok(request.data.rewrites.includes('params.__proto__ dropped'), JSON.stringify(request.data.rewrites));
+  });
+});
+
+describe('a fault in handling one frame ends that session alone, cleanly and on the record', () => {
+  let target: TargetProcess;
+  let hostile: HostileTarget;
+  let broker: TestBroker;
+  const log: string[] = [];
+  before(async () => {
+    target = await startTarget();
+    hostile = await startHostileTarget();
+    const policy = basePolicy(target.inspector);
+    policy.targets.hostile = { ...policy.targets.app, inspector: hostile.inspector };
+    broker = await startTestBroker(policy, { log: (line) => log.push(line) });
+  });
+  after(async () => {
+    await broker.close();
+    await hostile.close();
+    await target.stop();
+  });
+
+  it('a target answer the broker cannot handle ends that session with internal_error (4008): breakpoints removed, target resumed, the frame digested in session.ended', async () => {
+    const victim = (await broker.attach()).client;
+    // Nested deeper than any serializer's stack: handling it throws a RangeError inside the broker.
+    const depth = 200_000;
+    const poison = `{"id":ID,"result":{"result":{"type":"object","value":${'['.repeat(depth)}${']'.repeat(depth)}}}}`;
+    let poisonFrame = '';
+    hostile.answer = (request) => {
+      if (request.method === 'Debugger.setBreakpointByUrl') return [JSON.stringify({ id: request.id, result: { breakpointId: 'hostile-bp-1', locations: [] } })];
+      if (request.method === 'Runtime.evaluate' && !(request.params as { silent?: boolean }).silent) return [(poisonFrame = poison.replace('ID', String(request.id)))];
+      return defaultAnswer(request);
+    };
+    const g = await broker.grant('dev', ['devs'], { target: 'hostile' });
+    const attacker = await CdpClient.connect(g.attachUrl, { authorization: `Bearer ${g.token}` });
+    await attacker.call('Debugger.enable');
+    await attacker.call('Debugger.setBreakpointByUrl', { lineNumber: 3, url: 'file:///app.js' });
+    const faultAt = hostile.requests.length;
+    attacker.socket.send(JSON.stringify({ id: 99, method: 'Runtime.evaluate', params: { expression: '1' } }));
+    const closed = await attacker.closed;
+    assert.equal(closed.code, 4008);
+    assert.match(closed.reason, /failed handling a message/);
+    // The usual cleanup reached the target after the fault.
+    const after = hostile.requests.slice(faultAt).map((r) => r.method);
+    assert.ok(after.includes('Debugger.removeBreakpoint'), after.join(', '));
+    assert.ok(after.includes('Debugger.resume'), after.join(', '));
+    assert.deepEqual(hostile.requests.slice(faultAt).find((r) => r.method === 'Debugger.removeBreakpoint')?.params, { breakpointId: 'hostile-bp-1' });
+    // The broker, the other session and the real target carry on.
+    assert.equal((await victim.call('Runtime.evaluate', { expression: '2+3', returnByValue: true })).result.value, 5);
+    assert.equal((await fetch(`${broker.url}/healthz`)).status, 200);
+    await target.ticksAdvance(2);
+    await victim.close();
+    const events = await waitForEvents(broker, (list) => list.filter((e) => e.type === 'session.ended').length >= 2);
+    const ended = events.find((e) => e.type === 'session.ended' && e.data.endReason === 'internal_error');
+    assert.ok(ended, 'session.ended with internal_error');
+    assert.equal(ended.target, 'hostile');
+    assert.equal(ended.data.fault.where, 'target message');
+    assert.match(ended.data.fault.error, /^RangeError: Maximum call stack size exceeded/);
+    assert.equal(ended.data.fault.frameSha256, createHash('sha256').update(poisonFrame).digest('hex'));
+    assert.equal(ended.data.fault.bytes, Buffer.byteLength(poisonFrame));
+    assert.ok(events.some((e) => e.type === 'session.ending' && e.stream === ended.stream && e.data.fault?.frameSha256 === ended.data.fault.frameSha256));
+    assert.ok(events.some((e) => e.type === 'session.ended' && e.target === 'app' && e.data.endReason === 'client_closed'), 'the victim ended normally');
+    assert.ok(log.some((line) => /^fault in target message: RangeError/.test(line) && line.includes(ended.stream)), log.join('\n'));
+    assert.equal(broker.broker.faults, 1);
   });
 });
 
