@@ -1,5 +1,13 @@
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { parseConfigText } from '../../broker/config/load';
+import { mintDevToken } from '../../broker/identity/devIssuer';
 import { CdpClient } from '../support/cdpClient';
 import { startHostileTarget, defaultAnswer, type HostileTarget } from '../support/hostileTarget';
 import { after, before, describe, it } from 'node:test';
@@ -104,7 +112,7 @@ describe('a fault in handling one frame ends that session alone, cleanly and on 
     await attacker.call('Debugger.setBreakpointByUrl', { lineNumber: 3, url: 'file:///app.js' });
     const faultAt = hostile.requests.length;
     attacker.socket.send(JSON.stringify({ id: 99, method: 'Runtime.evaluate', params: { expression: '1' } }));
-    const closed = await attacker.closed;
+    const closed = await within(attacker.closed, 15_000, 'close of the faulted session');
     assert.equal(closed.code, 4008);
     assert.match(closed.reason, /failed handling a message/);
     // The usual cleanup reached the target after the fault.
@@ -132,6 +140,84 @@ describe('a fault in handling one frame ends that session alone, cleanly and on 
   });
 });
 
+describe('the broker process (loupe broker, dist/cli.js) survives hostile frames from both sides', () => {
+  let target: TargetProcess;
+  let hostile: HostileTarget;
+  let dir: string;
+  after(async () => {
+    await hostile?.close();
+    await target?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('refuses a prototype-named method, contains a poisoned target answer, logs and records the fault, keeps serving and exits 0 on SIGTERM', async () => {
+    target = await startTarget();
+    hostile = await startHostileTarget();
+    dir = mkdtempSync(join(tmpdir(), 'loupe-faults-'));
+    const policy = basePolicy(target.inspector);
+    policy.targets.hostile = { ...policy.targets.app, inspector: hostile.inspector };
+    const configFile = join(dir, 'loupe.yaml');
+    writeFileSync(configFile, stringify({ ...policy, stateDir: join(dir, 'state') }));
+    const proc = spawn(process.execPath, [join(__dirname, '..', '..', 'dist', 'cli.js'), 'broker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    proc.stderr!.on('data', (c) => (stderr += c));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        proc.stdout!.on('data', (c) => {
+          const m = /LOUPE_BROKER_URL=(\S+)/.exec(String(c));
+          if (m) resolve(m[1]!);
+        });
+        proc.once('exit', (code) => reject(new Error(`broker exited ${code}: ${stderr}`)));
+      });
+      const config = parseConfigText(readFileSync(configFile, 'utf8'), dir);
+      const token = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
+      const connect = async (targetName: string) => {
+        const res = await fetch(`${url}/v1/grants`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: targetName, mode: 'pause', durationSeconds: 300, reason: 'fault test' }) });
+        const grant = (await res.json()) as { attachUrl: string; token: string };
+        return CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` });
+      };
+      const victim = await connect('app');
+      const attacker = await connect('app');
+      // The frame that used to end the process.
+      const refused = await attacker.sendRaw('{"id":1,"method":"toString"}', 1);
+      assert.match(refused.error?.message ?? '', /^toString refused by Loupe/);
+      const poison = `{"id":ID,"result":{"result":{"type":"object","value":${'['.repeat(200_000)}${']'.repeat(200_000)}}}}`;
+      hostile.answer = (request) => (request.method === 'Runtime.evaluate' ? [poison.replace('ID', String(request.id))] : defaultAnswer(request));
+      const poisoned = await connect('hostile');
+      poisoned.socket.send(JSON.stringify({ id: 5, method: 'Runtime.evaluate', params: { expression: '1' } }));
+      assert.equal((await within(poisoned.closed, 15_000, 'close of the poisoned session')).code, 4008);
+      assert.equal(proc.exitCode, null, 'the broker process is still running');
+      assert.equal((await fetch(`${url}/healthz`)).status, 200);
+      assert.equal((await victim.call('Runtime.evaluate', { expression: '40+2', returnByValue: true })).result.value, 42);
+      assert.equal((await attacker.call('Runtime.evaluate', { expression: '1+2', returnByValue: true })).result.value, 3);
+      await target.ticksAdvance(2);
+      const faultLines = stderr.split('\n').filter((line) => line.includes('fault in target message'));
+      assert.equal(faultLines.length, 1, stderr);
+      assert.equal(JSON.parse(faultLines[0]!).logger, 'loupe-broker');
+      await victim.close();
+      await attacker.close();
+      proc.kill('SIGTERM');
+      const [code] = await once(proc, 'exit');
+      assert.equal(code, 0, stderr);
+      // broker.fault is in the run's grant stream, on disk.
+      const recorded = filesUnder(join(dir, 'state')).some((file) => readFileSync(file).includes('"broker.fault"'));
+      assert.ok(recorded, 'broker.fault recorded in the state directory');
+    } finally {
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+    }
+  });
+});
+
+function filesUnder(root: string): string[] {
+  const out: string[] = [];
+  for (const name of readdirSync(root)) {
+    const path = join(root, name);
+    if (statSync(path).isDirectory()) out.push(...filesUnder(path));
+    else out.push(path);
+  }
+  return out;
+}
+
 async function waitForEvents(broker: TestBroker, done: (events: any[]) => boolean): Promise<any[]> {
   for (let i = 0; i < 100; i++) {
     const events = await broker.sessionEvents();
@@ -139,4 +225,9 @@ async function waitForEvents(broker: TestBroker, done: (events: any[]) => boolea
     await new Promise((r) => setTimeout(r, 50));
   }
   return broker.sessionEvents();
+}
+
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
 }
