@@ -455,6 +455,15 @@ export class DebugSession {
   // ---- target → client ----
 
   private onTargetFrame(data: Buffer): void {
+    if (nestedDeeperThan(data, maxTargetNesting)) {
+      // Parsing it is fine, but every later step (redaction, the record, the copy to the client) recurses.
+      const problem = `nested deeper than ${maxTargetNesting} levels`;
+      this.record('target.invalid_frame', { bytes: data.length, problem }).catch(() => undefined);
+      const id = /^\s*\{\s*"id"\s*:\s*(\d{1,15})\s*[,}]/.exec(data.subarray(0, 64).toString('latin1'))?.[1];
+      const pending = id !== undefined ? this.pending.get(Number(id)) : undefined;
+      if (pending) this.failPending(Number(id), pending, `the target answered with a malformed message (${problem}); it was not passed on`);
+      return;
+    }
     let message: CdpMessage;
     try {
       message = JSON.parse(data.toString('utf8')) as CdpMessage;
@@ -495,9 +504,15 @@ export class DebugSession {
     this.pending.delete(message.id!);
     if (pending.origin === 'broker') {
       clearTimeout(pending.timer);
-      // A quiet command's answer is read by the broker alone (the redaction probe): only its size is recorded.
-      if (!pending.quiet) this.redactor.response(pending.method, message.result);
-      pending.onAnswer?.(message);
+      try {
+        // A quiet command's answer is read by the broker alone (the redaction probe): only its size is recorded.
+        if (!pending.quiet) this.redactor.response(pending.method, message.result);
+        pending.onAnswer?.(message);
+      } catch (err) {
+        // Its caller (the cleanup among them) must not wait forever on an answer the broker failed to read.
+        pending.reject(err instanceof Error ? err : new Error(safeText(err)));
+        throw err;
+      }
       if (!pending.unrecorded) this.record('broker.response', { targetId: message.id, method: pending.method, ...(message.error ? { error: message.error } : pending.quiet ? { result: { bytes: raw.length } } : { result: summarizeResult(pending.method, message.result) }) }).catch(() => undefined);
       if (message.error) pending.reject(new Error(`${pending.method}: ${message.error.message}`));
       else pending.resolve(message.result ?? {});
@@ -1039,7 +1054,8 @@ export class DebugSession {
       steps.push(this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined));
       steps.push(this.command('Debugger.disable', {}, { critical: true }).catch(() => undefined));
       steps.push(this.command('Runtime.disable', {}, { critical: true }).catch(() => undefined));
-      await Promise.all(steps);
+      // Each command is bounded; so is the whole, should an answer be lost to a fault.
+      await Promise.race([Promise.all(steps), new Promise((r) => setTimeout(r, brokerCommandTimeoutMs + 1000).unref())]);
     }
     for (const [targetId, pending] of this.pending) {
       if (pending.origin === 'client') this.record('cdp.response.missing', { id: pending.clientId, targetId, method: pending.method, requestSeq: pending.requestSeq ?? null }).catch(() => undefined);
@@ -1056,6 +1072,26 @@ export class DebugSession {
     void audit.close(reason).catch(() => undefined);
     this.options.onEnded(this);
   }
+}
+
+/** V8 refuses to serialize values nested deeper than 1000 ("Object reference chain is too long"). */
+const maxTargetNesting = 1100;
+
+/** Whether JSON text nests arrays/objects deeper than `max`, by one pass over its bytes (strings skipped). */
+function nestedDeeperThan(json: Buffer, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i]!;
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
 }
 
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
