@@ -95,7 +95,7 @@ describe(`fuzz: ${total} generated client frames through a live broker to a real
     let answered = 0;
     const started = Date.now();
     await checkProperty(
-      fc.asyncProperty(fc.array(frameArb, { minLength: batchSize, maxLength: batchSize }), fc.constantFrom('pause', 'snapshot'), async (frames, mode) => {
+      fc.asyncProperty(fc.array(frameArb, { minLength: batchSize, maxLength: batchSize }), fc.constantFrom('pause', 'snapshot'), fc.boolean(), async (frames, mode, badUtf8) => {
         round++;
         const { client } = await broker.attach({ mode });
         const closedEarly = client.closed.then((c) => `the fuzz session was closed (${c.code} ${c.reason})`);
@@ -121,7 +121,12 @@ describe(`fuzz: ${total} generated client frames through a live broker to a real
         answered += frames.length - unanswered.length;
         assert.deepEqual(faults, [], 'no client frame faulted its session');
         assert.equal(broker.broker.faults, 0);
-        await client.close();
+        if (badUtf8) {
+          // A text frame that is not UTF-8 is a protocol error: the WebSocket layer closes that connection (1007).
+          client.socket.send(Buffer.from([0x7b, 0x22, 0x69, 0x64, 0x22, 0x3a, 0x31, 0xff, 0xfe, 0xc3, 0x28, 0x7d]), { binary: false });
+          sent++;
+          assert.equal((await Promise.race([client.closed, new Promise<{ code: number }>((r) => setTimeout(() => r({ code: -1 }), 10_000))])).code, 1007);
+        } else await client.close();
         await assertAllWell(broker, victim, target, round);
       }),
       { numRuns: Math.ceil(total / batchSize), seed, endOnFailure: true },
