@@ -257,3 +257,28 @@ describe('CDP gate: names from a frame never reach Object.prototype', () => {
     if (decision.action === 'refuse') assert.ok(decision.message.length < 300, String(decision.message.length));
   });
 });
+
+describe('CDP gate: expressions too deep to walk are refused, not walked', () => {
+  const bigGate = (message: unknown) => gateClientFrame(JSON.stringify(message), false, 'pause', { maxFrameBytes: 1 << 20, evaluateTimeoutMs: 500 });
+  const deep: [string, string][] = [
+    ['a long sum', `1${'+1'.repeat(300)}`],
+    ['nested parentheses', `${'('.repeat(300)}1${')'.repeat(300)}`],
+    ['a long member chain', `a${'.b'.repeat(300)}`],
+    ['nested arrays', `${'['.repeat(300)}${']'.repeat(300)}`],
+    ['stacked unary operators', `${'!'.repeat(400)}a`],
+  ];
+  for (const [name, expression] of deep) {
+    it(`refuses ${name} (${expression.length} characters) as a condition and in a logpoint, with the reason`, () => {
+      const verdict = checkCondition(expression);
+      assert.equal(verdict.ok, false);
+      if (!verdict.ok) assert.equal(verdict.reason, 'nests deeper than 200 levels');
+      const condition = bigGate({ id: 1, method: 'Debugger.setBreakpointByUrl', params: { lineNumber: 1, url: 'x', condition: expression } });
+      assert.equal(condition.action, 'refuse');
+      if (condition.action === 'refuse') assert.equal(condition.rule, 'condition.static');
+      const logpoint = bigGate({ id: 2, method: 'Loupe.setLogpoint', params: { lineNumber: 1, url: 'x', logMessage: `v={${expression}}` } });
+      assert.equal(logpoint.action, 'refuse');
+      if (logpoint.action === 'refuse') assert.equal(logpoint.rule, 'logpoint.static');
+    });
+  }
+  it('a sum of 200 terms is still fine', () => assert.equal(checkCondition(`1${'+1'.repeat(150)}`).ok, true));
+});

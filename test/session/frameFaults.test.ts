@@ -65,6 +65,19 @@ describe('one client frame never takes the broker down', () => {
     }
   });
 
+  it('an evaluation too deep to walk is refused with the reason; its session carries on and nothing faults', async () => {
+    const { client } = await broker.attach();
+    const faultsBefore = broker.broker.faults;
+    for (const expression of [`1${'+1'.repeat(1000)}`, `a${'.b'.repeat(1000)}`, `${'!'.repeat(1000)}a`, `${'- '.repeat(1000)}1`, `${'('.repeat(300)}1${')'.repeat(300)}`, `1${'+1'.repeat(5000)}`, `a${'.b'.repeat(5000)}`, `${'!'.repeat(8000)}a`]) {
+      const reply = await client.send('Runtime.evaluate', { expression });
+      // Refused by the depth check, or by the parser itself when it runs out of stack first.
+      assert.match(reply.error?.message ?? '', /^Runtime\.evaluate refused: the expression: (the expression nests deeper than 200 levels|not valid JavaScript \(Not enough stack space)/, `${expression.slice(0, 20)}: ${JSON.stringify(reply).slice(0, 200)}`);
+    }
+    assert.equal((await client.call('Runtime.evaluate', { expression: `1${'+1'.repeat(150)}`, returnByValue: true })).result.value, 151);
+    assert.equal(broker.broker.faults, faultsBefore);
+    await client.close();
+  });
+
   it('a frame with "__proto__" among its params never reaches the target as anything but its own rebuilt message', async () => {
     const { client } = await broker.attach();
     const reply = await client.sendRaw('{"id":7,"method":"Runtime.evaluate","params":{"expression":"typeof process","returnByValue":true,"__proto__":{"includeCommandLineAPI":true,"throwOnSideEffect":false}}}', 7);
