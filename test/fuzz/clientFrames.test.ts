@@ -79,8 +79,11 @@ describe(`fuzz: ${total} generated client frames through a live broker to a real
   const faults: string[] = [];
   before(async () => {
     target = await startHttpTarget();
-    broker = await startTestBroker(basePolicy(target.inspector), { log: (line) => (line.startsWith('fault in') ? faults.push(line) : undefined) });
-    victim = (await broker.attach()).client;
+    const policy = basePolicy(target.inspector);
+    policy.targets.app.access[0].maxDuration = '12h';
+    broker = await startTestBroker(policy, { log: (line) => (line.startsWith('fault in') ? faults.push(line) : undefined) });
+    // A full run outlasts the default grant: the victim holds a long one.
+    victim = (await broker.attach({ durationSeconds: 12 * 3600 })).client;
     await victim.call('Runtime.enable');
   });
   after(async () => {

@@ -109,9 +109,11 @@ describe(`fuzz: ${total} frames from a hostile target through a live broker (see
     target = await startHttpTarget();
     hostile = await startHostileTarget();
     const policy = basePolicy(target.inspector);
+    policy.targets.app.access[0].maxDuration = '12h';
     policy.targets.hostile = { ...policy.targets.app, inspector: hostile.inspector };
     broker = await startTestBroker(policy, { log: (line) => (line.startsWith('fault in') ? faults.push(line) : undefined) });
-    victim = (await broker.attach()).client;
+    // A full run outlasts the default grant: the victim holds a long one.
+    victim = (await broker.attach({ durationSeconds: 12 * 3600 })).client;
     await victim.call('Runtime.enable');
     await victim.call('Debugger.enable');
   });

@@ -77,7 +77,10 @@ export async function startHttpTarget(): Promise<HttpTarget> {
 export async function assertAllWell(broker: TestBroker, victim: CdpClient, target: HttpTarget, round: number): Promise<void> {
   const health = await fetch(`${broker.url}/healthz`, { signal: AbortSignal.timeout(5000) });
   if (health.status !== 200) throw new Error(`/healthz answered ${health.status} after round ${round}`);
-  if (victim.socket.readyState !== victim.socket.OPEN) throw new Error(`the victim session was closed after round ${round}`);
+  if (victim.socket.readyState !== victim.socket.OPEN) {
+    const { code, reason } = await victim.closed;
+    throw new Error(`the victim session was closed after round ${round} (${code} ${reason})`);
+  }
   const reply = await victim.send('Runtime.evaluate', { expression: `${round} + 1`, returnByValue: true });
   if (reply.result?.result?.value !== round + 1) throw new Error(`the victim session's evaluation failed after round ${round}: ${JSON.stringify(reply).slice(0, 300)}`);
   await target.serves();
