@@ -190,6 +190,17 @@ describe('a hostile target answer that nests deeper than V8 ever does is refused
     await hostile.close();
   });
 
+  it('a discovery answer whose webSocketDebuggerUrl is not a URL refuses the attach as unreachable (502), with the reason', async () => {
+    const listed = hostile.discovery;
+    hostile.discovery = () => '[{"webSocketDebuggerUrl":"not a url"}]';
+    try {
+      const grant = await broker.grant('dev', ['devs']);
+      await assert.rejects(CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` }), (err: { status?: number; body?: string }) => err.status === 502 && /lists an invalid webSocketDebuggerUrl/.test(err.body ?? ''));
+    } finally {
+      hostile.discovery = listed;
+    }
+  });
+
   it('the request gets an error that says why, the session carries on, the frame is on the record', async () => {
     const depth = 200_000;
     hostile.answer = (request) => (request.method === 'Runtime.evaluate' && !(request.params as { silent?: boolean }).silent ? [`{"id":${request.id},"result":{"result":{"type":"object","value":${'['.repeat(depth)}${']'.repeat(depth)}}}}`] : defaultAnswer(request));
