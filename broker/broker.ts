@@ -27,6 +27,7 @@ import { createIdentityVerifier, type Identity, type IdentityVerifier } from './
 import { policyChanges, stricterTarget } from './policy/reload';
 import { decideAccess, isAdmin, isOwner, rolesOf, visibleTargets, type AccessDecision, type GrantRequest, type TargetView } from './policy/access';
 import { DebugSession, type EndReason } from './session/debugSession';
+import { safeText } from './gate/cdpGate';
 import { connectTarget, resolveInspectorUrl } from './session/targetLink';
 
 export interface BrokerOptions {
@@ -226,6 +227,44 @@ export class Broker {
   private ecs: LineWriter | undefined;
   private webhooks!: WebhookSink;
 
+  private readonly observers: [string, (event: AuditEvent) => void][] = [
+    ['metrics', (event) => this.metrics.onEvent(event)],
+    ['alerts', (event) => this.alerts.onEvent(event)],
+    ['ecs', (event) => this.ecs?.write(toEcs(event, event.actor ? [...rolesOf(this.config, { sub: event.actor.sub, name: event.actor.name, groups: event.actor.groups, issuer: '' })] : []))],
+    // A session that ended on a fault in the broker is a security event too, with the session's record as evidence.
+    [
+      'security',
+      (event) => {
+        if (event.kind !== 'session' || event.type !== 'session.ended' || (event.data as { endReason?: string }).endReason !== 'internal_error') return;
+        const d = event.data as { fault?: unknown };
+        this.security.record('session.fault', { session: event.stream, grantId: event.grant ?? null, user: event.actor?.sub ?? null, target: event.target ?? null, endedSeq: event.seq, endedHash: event.hash, fault: d.fault === undefined ? null : boundedJson(d.fault) });
+      },
+    ],
+  ];
+
+  /**
+   * A fault the broker contained: a session ended on it (where, the error, the frame's digest), or something
+   * that escaped to the process-level guard. Logged, and recorded in the security stream; never fatal.
+   */
+  reportFault(where: string, err: unknown, detail: Record<string, unknown> = {}): void {
+    const error = err instanceof Error ? `${err.name}: ${err.message}` : `thrown: ${safeText(err).slice(0, 200)}`;
+    this.faults++;
+    try {
+      this.options.log?.(`fault in ${where}: ${error.slice(0, 500)} ${JSON.stringify(detail)}`);
+    } catch {
+      /* logging is best effort */
+    }
+    const stack = err instanceof Error && err.stack ? { stack: err.stack.split('\n').slice(0, 8).join('\n') } : {};
+    try {
+      this.security?.record('broker.fault', { where, error: error.slice(0, 500), ...stack, ...detail });
+    } catch {
+      /* the security stream is closed (shutdown): the log line stands */
+    }
+  }
+
+  /** Faults reported since start (contained ones included). */
+  faults = 0;
+
   /** Alerts, metrics and the ECS export all read the durable audit stream. */
   private wireObservers(): void {
     const log = this.options.log ?? (() => undefined);
@@ -253,14 +292,14 @@ export class Broker {
       this.clock,
     );
     this.audit.on('event', (event: AuditEvent) => {
-      // A session that ended on a fault in the broker is a security event too, with the session's record as evidence.
-      if (event.kind === 'session' && event.type === 'session.ended' && (event.data as { endReason?: string }).endReason === 'internal_error') {
-        const d = event.data as { fault?: unknown };
-        this.security.record('session.fault', { session: event.stream, grantId: event.grant ?? null, user: event.actor?.sub ?? null, target: event.target ?? null, endedSeq: event.seq, endedHash: event.hash, fault: d.fault === undefined ? null : boundedJson(d.fault) });
+      // An observer's fault must not fail the record that is already durable, nor the other observers.
+      for (const [name, observe] of this.observers) {
+        try {
+          observe(event);
+        } catch (err) {
+          this.reportFault(`audit observer ${name}`, err, { stream: event.stream, seq: event.seq, type: event.type });
+        }
       }
-      this.metrics.onEvent(event);
-      this.alerts.onEvent(event);
-      this.ecs?.write(toEcs(event, event.actor ? [...rolesOf(this.config, { sub: event.actor.sub, name: event.actor.name, groups: event.actor.groups, issuer: '' })] : []));
     });
     this.audit.on('uploaded', (seconds: number) => this.metrics.uploadSeconds.observe(seconds));
   }
@@ -525,6 +564,7 @@ export class Broker {
         limits: this.config.limits,
         clock: this.clock,
         onEnded: (s) => this.sessions.delete(s.sessionId),
+        onFault: (s, fault, err) => this.reportFault(fault.where, err, { session: s.sessionId, target: grant.target, user: grant.sub, frameSha256: fault.frameSha256, bytes: fault.bytes }),
       });
       this.sessions.set(sessionId, session);
       const started = session.start();

@@ -54,6 +54,9 @@ async function runBroker(args: string[]): Promise<void> {
   const { values } = parseArgs({ args, options: { config: { type: 'string' }, port: { type: 'string' } }, strict: true });
   const config = loadOrExit(configOption(values));
   const broker = await Broker.create(config, { log });
+  // Whatever still escapes the per-session containment is logged and recorded; the broker keeps serving.
+  process.on('uncaughtException', (err) => broker.reportFault('process: uncaught exception', err));
+  process.on('unhandledRejection', (reason) => broker.reportFault('process: unhandled rejection', reason));
   const port = values.port !== undefined ? Number(values.port) : config.server.port;
   const server = await listen(broker, config.server.host, port, log);
   log(`broker listening on ${server.url} (state in ${config.stateDir}; targets: ${Object.keys(config.targets).join(', ')})`);

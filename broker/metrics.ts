@@ -1,6 +1,8 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { AuditEvent } from './audit/events';
 
+const maxMethodLabels = 200;
+
 /** Prometheus metrics, derived from the audit events so they count exactly what was recorded. */
 export class BrokerMetrics {
   readonly registry = new Registry();
@@ -26,12 +28,23 @@ export class BrokerMetrics {
     });
   }
 
+  /** Method names seen as labels: a client can send any name, so past a bound they count as "(other)". */
+  private readonly methodLabels = new Set<string>();
+
+  private methodLabel(method: unknown): string {
+    if (typeof method !== 'string') return '(invalid)';
+    if (this.methodLabels.has(method)) return method;
+    if (this.methodLabels.size >= maxMethodLabels || method.length > 80) return '(other)';
+    this.methodLabels.add(method);
+    return method;
+  }
+
   onEvent(event: AuditEvent): void {
     const d = event.data as Record<string, any>;
     if (event.type === 'grant.issued') this.grants.inc({ outcome: 'issued' });
     else if (event.type === 'grant.refused') this.grants.inc({ outcome: 'refused' });
-    else if (event.type === 'cdp.refused') this.cdp.inc({ method: typeof d.method === 'string' ? d.method : '(invalid)', decision: 'refused' });
-    else if (typeof d.decision === 'string' && typeof d.method === 'string' && event.type.startsWith('cdp.')) this.cdp.inc({ method: d.method, decision: d.decision });
+    else if (event.type === 'cdp.refused') this.cdp.inc({ method: this.methodLabel(d.method), decision: 'refused' });
+    else if (typeof d.decision === 'string' && typeof d.method === 'string' && event.type.startsWith('cdp.')) this.cdp.inc({ method: this.methodLabel(d.method), decision: d.decision });
     else if (event.type === 'watchdog.resumed') this.watchdog.inc();
     else if (event.type === 'snapshot.captured') this.captures.inc();
     else if (event.type === 'session.ended') this.sessionsEnded.inc({ reason: String(d.endReason) });

@@ -62,7 +62,7 @@ export const eventCodes = {
   'identity.rejected': 'L7001',
   'grant.malformed': 'L7002',
   'session.fault': 'L7003',
-  // A fault outside any session that the process-level guard caught (Broker.reportFault records it here).
+  // A fault the broker contained (a session ended on it, or the process-level guard caught it): Broker.reportFault.
   'broker.fault': 'L7004',
   'security.events_dropped': 'L7010',
   'security.segment_opened': 'L7011',

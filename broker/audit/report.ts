@@ -36,6 +36,7 @@ const endReasons: Record<string, string> = {
   shutdown: 'the broker shut down',
   target_gone: 'the target process went away',
   target_unresponsive: 'the target stopped answering its inspector (the link was cut)',
+  internal_error: 'the broker failed handling one of its messages (the fault and a digest of the frame are recorded)',
   audit_failure: 'the audit store was unavailable (failed closed)',
   broker_crashed: 'the broker stopped abruptly (recovered from its write-ahead log)',
 };

@@ -2,6 +2,8 @@
  * The CDP gate: the one place where a client→target message is allowed, rewritten or refused.
  * It parses each frame once and returns its own rebuilt message; the raw frame is never forwarded.
  * Unknown methods and unknown parameters are dropped or refused: an allowlist, never a denylist.
+ * Names from a frame are only ever looked up as own properties: a method or key such as "toString" or
+ * "__proto__" must find nothing, never a member of Object.prototype.
  */
 import type { Mode } from '../config/types';
 import { checkCondition } from './conditionCheck';
@@ -176,6 +178,11 @@ export type GateDecision =
     }
   | { readonly action: 'refuse'; readonly id: number | null; readonly method?: string; readonly code: number; readonly message: string; readonly rule: string };
 
+/** `table[key]` only if `key` is the table's own: input never reaches Object.prototype. */
+function own<T>(table: Readonly<Record<string, T>>, key: string): T | undefined {
+  return Object.hasOwn(table, key) ? table[key] : undefined;
+}
+
 const refuse = (id: number | null, method: string | undefined, code: number, rule: string, message: string): GateDecision => ({ action: 'refuse', id, method, code, rule, message });
 
 function sanitize(value: unknown, spec: Spec, path: string, dropped: string[]): { ok: true; value: unknown } | { ok: false; error: string } {
@@ -196,13 +203,14 @@ function sanitize(value: unknown, spec: Spec, path: string, dropped: string[]): 
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return { ok: false, error: `${path} must be an object` };
   const out: Record<string, unknown> = {};
   for (const [key, item] of Object.entries(value)) {
-    const itemSpec = spec.object[key];
-    if (!itemSpec) {
-      dropped.push(`${path}.${key}`);
+    const itemSpec = own(spec.object, key);
+    if (itemSpec === undefined) {
+      dropped.push(`${path}.${truncate(key, 60)}`);
       continue;
     }
     const r = sanitize(item, itemSpec, `${path}.${key}`, dropped);
     if (!r.ok) return r;
+    // Only keys of the spec are written, so the output can never gain a prototype from input.
     out[key] = r.value;
   }
   return { ok: true, value: out };
@@ -215,7 +223,7 @@ function sniffId(text: string): number | null {
 }
 
 export function methodAllowed(method: string, mode: Mode): boolean {
-  return allowlist[method]?.modes.includes(mode) ?? false;
+  return own(allowlist, method)?.modes.includes(mode) ?? false;
 }
 
 /** Decides one client frame. */
@@ -234,21 +242,25 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   }
   if (Array.isArray(message)) return refuse(null, undefined, cdpErrorCodes.invalidRequest, 'frame.batch', 'batches refused: send one CDP message per frame');
   if (typeof message !== 'object' || message === null) return refuse(null, undefined, cdpErrorCodes.invalidRequest, 'frame.shape', 'refused: a CDP message is a JSON object with id, method and params');
-  const { id, method, params, ...extra } = message as Record<string, unknown>;
+  const fields = message as Record<string, unknown>;
+  const field = (key: string) => own(fields, key);
+  const id = field('id');
+  const method = field('method');
+  const params = field('params');
   if (!Number.isSafeInteger(id) || (id as number) < 0) {
     return refuse(null, typeof method === 'string' ? method : undefined, cdpErrorCodes.invalidRequest, 'frame.id', 'refused: a CDP message needs a non-negative integer "id"');
   }
   const messageId = id as number;
   if (typeof method !== 'string') return refuse(messageId, undefined, cdpErrorCodes.invalidRequest, 'frame.method', 'refused: a CDP message needs a string "method"');
-  const extraKeys = Object.keys(extra);
+  const extraKeys = Object.keys(fields).filter((key) => key !== 'id' && key !== 'method' && key !== 'params');
   if (extraKeys.length > 0) {
-    return refuse(messageId, method, cdpErrorCodes.invalidRequest, 'frame.fields', `${method} refused: unknown top-level field${extraKeys.length > 1 ? 's' : ''} ${extraKeys.map((k) => `"${k}"`).join(', ')} (sessions and flat-mode routing are not supported)`);
+    return refuse(messageId, method, cdpErrorCodes.invalidRequest, 'frame.fields', `${truncate(method)} refused: unknown top-level field${extraKeys.length > 1 ? 's' : ''} ${extraKeys.slice(0, 5).map((k) => `"${truncate(k, 60)}"`).join(', ')}${extraKeys.length > 5 ? ` and ${extraKeys.length - 5} more` : ''} (sessions and flat-mode routing are not supported)`);
   }
-  const rule = allowlist[method];
+  const rule = own(allowlist, method);
   if (!rule || !rule.modes.includes(mode)) {
     const known = refusalReasons.find(([pattern]) => pattern.test(method));
     const why = known ? known[1] : rule ? `it is not allowed in ${mode} mode` : `it is not on the allowlist for ${mode} sessions`;
-    return refuse(messageId, method, cdpErrorCodes.methodNotFound, known ? `refused:${method}` : 'allowlist', `${method} refused by Loupe: ${why}`);
+    return refuse(messageId, method, cdpErrorCodes.methodNotFound, known ? `refused:${method}` : 'allowlist', `${truncate(method)} refused by Loupe: ${why}`);
   }
   if (params !== undefined && (typeof params !== 'object' || params === null || Array.isArray(params))) {
     return refuse(messageId, method, cdpErrorCodes.invalidParams, 'params.shape', `${method} refused: params must be an object`);
@@ -320,7 +332,16 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   return { action: 'forward', id: messageId, method: forwardMethod, params: clean, rewrites, handling, ...(condition !== undefined ? { condition } : {}), ...(logpoint ? { logpoint } : {}) };
 }
 
-export const truncate = (text: string, max = 120) => (text.length > max ? `${text.slice(0, max)}…` : text);
+/**
+ * Text of any value parsed from a frame, without running anything of it: String() of a JSON object with an own
+ * "toString" key throws, JSON.stringify never calls a non-function.
+ */
+export const safeText = (value: unknown): string => (typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value)));
+
+export const truncate = (text: string, max = 120) => {
+  const t = safeText(text);
+  return t.length > max ? `${t.slice(0, max)}…` : t;
+};
 
 /** The allowlist as documentation: method and the modes it is open in. */
 export function describeAllowlist(): { method: string; modes: readonly Mode[] }[] {

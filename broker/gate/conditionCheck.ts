@@ -67,6 +67,24 @@ function visit(node: Node, out: string[]): void {
   }
 }
 
+/** Deeper syntax trees are refused: every check walks them recursively, and nothing a person writes nests so deep. */
+export const maxExpressionDepth = 200;
+
+/** Whether an acorn tree nests deeper than `max` (`1+1+…+1` is as deep as it is long), found without recursion. */
+export function syntaxDeeperThan(root: Node, max: number): boolean {
+  const stack: [Node, number][] = [[root, 1]];
+  while (stack.length > 0) {
+    const [node, depth] = stack.pop()!;
+    if (depth > max) return true;
+    for (const value of Object.values(node)) {
+      if (Array.isArray(value)) {
+        for (const child of value) if (child && typeof child.type === 'string') stack.push([child as Node, depth + 1]);
+      } else if (value && typeof value === 'object' && typeof (value as Node).type === 'string') stack.push([value as Node, depth + 1]);
+    }
+  }
+  return false;
+}
+
 export function checkCondition(source: string): ConditionVerdict {
   if (source.length > maxConditionLength) return { ok: false, reason: `longer than ${maxConditionLength} characters` };
   let node: Node;
@@ -77,6 +95,7 @@ export function checkCondition(source: string): ConditionVerdict {
     return { ok: false, reason: `not a valid JavaScript expression (${(err as Error).message})` };
   }
   if (source.slice(node.end).trim() !== '') return { ok: false, reason: 'must be a single expression' };
+  if (syntaxDeeperThan(node, maxExpressionDepth)) return { ok: false, reason: `nests deeper than ${maxExpressionDepth} levels` };
   const problems: string[] = [];
   visit(node, problems);
   return problems.length === 0 ? { ok: true } : { ok: false, reason: problems[0]! };

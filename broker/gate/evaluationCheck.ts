@@ -1,4 +1,5 @@
 import { parse, parseExpressionAt, type Node } from 'acorn';
+import { maxExpressionDepth, syntaxDeeperThan } from './conditionCheck';
 
 /**
  * The policy's evaluation rules, applied to every expression a session asks the target to run (evaluations,
@@ -91,6 +92,7 @@ export function screenEvaluation(source: string, use: 'evaluate' | 'condition' |
   } catch (err) {
     return { kind: 'refuse', rule: 'evaluation.parse', reason: `not valid JavaScript (${(err as Error).message})` };
   }
+  if (syntaxDeeperThan(root, maxExpressionDepth)) return { kind: 'refuse', rule: 'evaluation.depth', reason: `the expression nests deeper than ${maxExpressionDepth} levels` };
   const deny = policy.denyIdentifiers;
   const denied = (path: string): string | undefined => {
     const bare = path.replace(globalPrefixes, '');

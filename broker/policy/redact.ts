@@ -259,18 +259,26 @@ export class Redactor {
     if (depth > 50 || value === null || typeof value !== 'object') return value;
     if (Array.isArray(value)) return value.map((v) => this.byValue(v, depth + 1));
     const out: Record<string, unknown> = {};
+    // Defined, not assigned: a "__proto__" key from the target stays a key and never becomes a prototype.
+    const put = (key: string, item: unknown) => Object.defineProperty(out, key, { value: item, enumerable: true, writable: true, configurable: true });
     for (const [key, item] of Object.entries(value)) {
       if (this.isSensitive(key)) {
         this.hits.push(key);
         this.learn(item);
-        out[key] = marker(key);
-      } else out[key] = this.byValue(item, depth + 1);
+        put(key, marker(key));
+      } else put(key, this.byValue(item, depth + 1));
     }
     return out;
   }
 
   /** Runtime.ObjectPreview: fields by name, Map/Set entries by key, nested previews. */
-  preview(preview: Record<string, unknown>): void {
+  preview(preview: Record<string, unknown>, depth = 0): void {
+    // V8 nests previews one level; a target that nests them deeper is cut off rather than recursed into.
+    if (depth > 50) {
+      for (const key of Object.keys(preview)) delete preview[key];
+      preview.description = marker('preview nested too deep');
+      return;
+    }
     if (typeof preview.description === 'string') preview.description = this.scrub(preview.description);
     if (Array.isArray(preview.properties)) {
       for (const field of preview.properties as Record<string, unknown>[]) {
@@ -285,7 +293,7 @@ export class Redactor {
           continue;
         }
         if (typeof field.value === 'string') field.value = this.scrub(field.value);
-        if (isRecord(field.valuePreview)) this.preview(field.valuePreview);
+        if (isRecord(field.valuePreview)) this.preview(field.valuePreview, depth + 1);
       }
     }
     if (Array.isArray(preview.entries)) {
@@ -299,8 +307,8 @@ export class Redactor {
           entry.value = { type: 'string', description: text, overflow: false, properties: [] };
           continue;
         }
-        if (isRecord(entry.key)) this.preview(entry.key);
-        if (isRecord(entry.value)) this.preview(entry.value);
+        if (isRecord(entry.key)) this.preview(entry.key, depth + 1);
+        if (isRecord(entry.value)) this.preview(entry.value, depth + 1);
       }
     }
   }
@@ -356,7 +364,8 @@ export class Redactor {
       this.exceptionDetails(params.exceptionDetails);
     } else if (method === 'Debugger.paused') {
       if (isRecord(params.data)) this.remoteObject(params.data);
-      for (const frame of Array.isArray(params.callFrames) ? (params.callFrames as Record<string, unknown>[]) : []) {
+      for (const frame of Array.isArray(params.callFrames) ? (params.callFrames as unknown[]) : []) {
+        if (!isRecord(frame)) continue;
         if (isRecord(frame.this)) frame.this = this.remoteObject(frame.this);
         if (isRecord(frame.returnValue)) frame.returnValue = this.remoteObject(frame.returnValue);
       }

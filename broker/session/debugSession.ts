@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 import type WebSocket from 'ws';
 import type { BrokerLimits, TargetConfig } from '../config/types';
 import type { AuditStream } from '../audit/auditTrail';
 import type { EventType } from '../audit/events';
-import { cdpErrorCodes, gateClientFrame, truncate, type GateDecision, type LogTemplate } from '../gate/cdpGate';
+import { cdpErrorCodes, gateClientFrame, safeText, truncate, type GateDecision, type LogTemplate } from '../gate/cdpGate';
 import { conditionProbe } from '../gate/conditionCheck';
 import { reachableValuesProbe, screenEvaluation } from '../gate/evaluationCheck';
 import { marker, Redactor } from '../policy/redact';
@@ -11,7 +12,7 @@ import { boundMessage, finishCuts, messageBounds, sniffEventMethod, sniffRespons
 import { searchSource } from './sourceSearch';
 import type { Grant } from '../grants/grantStore';
 
-export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert' | 'policy' | 'client_unresponsive' | 'target_unresponsive';
+export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert' | 'policy' | 'internal_error' | 'client_unresponsive' | 'target_unresponsive';
 
 /** Close codes the client sees, with a reason it can show as is. */
 export const closeCodes: Record<EndReason, number> = {
@@ -23,6 +24,7 @@ export const closeCodes: Record<EndReason, number> = {
   audit_failure: 4005,
   alert: 4006,
   policy: 4007,
+  internal_error: 4008,
   client_unresponsive: 4009,
   target_unresponsive: 4010,
 };
@@ -36,9 +38,18 @@ const closeMessages: Record<EndReason, string> = {
   audit_failure: 'audit trail unavailable: the session has ended',
   alert: 'ended by an alert rule of the target owner',
   policy: 'the target policy changed and no longer allows this session',
+  internal_error: 'the broker failed handling a message of this session: it has ended (recorded)',
   client_unresponsive: 'the client stopped answering pings: the session has ended',
   target_unresponsive: 'the target stopped answering its inspector: the session has ended',
 };
+
+/** What ended a session on a fault: where, the error, and the frame that caused it (by digest, not content). */
+export interface SessionFault {
+  readonly where: string;
+  readonly error: string;
+  readonly frameSha256: string | null;
+  readonly bytes: number | null;
+}
 
 type Pending =
   | { origin: 'client'; clientId: number; method: string; sentAt: number; requestSeq?: number; condition?: string; logpoint?: LogTemplate; removes?: string; describes?: string; setAs?: BreakpointEntry['setAs'] }
@@ -105,6 +116,8 @@ export interface DebugSessionOptions {
   readonly limits: BrokerLimits;
   readonly clock: () => number;
   readonly onEnded: (session: DebugSession) => void;
+  /** Told of a fault that ends this session (the broker logs it). */
+  readonly onFault?: (session: DebugSession, fault: SessionFault, err: unknown) => void;
 }
 
 const brokerCommandTimeoutMs = 2000;
@@ -196,12 +209,12 @@ export class DebugSession {
     // Recorded first (its place in the chain is fixed now); listeners attach at once so no early frame is lost,
     // and every later record, hence every forward, waits behind this one.
     const started = audit.record('session.started', { inspector: this.options.target.inspector, expiresAt: new Date(this.grant.expiresAt * 1000).toISOString(), rule: this.grant.rule });
-    client.on('message', (data, isBinary) => this.onClientFrame(data as Buffer, isBinary));
+    client.on('message', (data, isBinary) => this.contain('client frame', data as Buffer, () => this.onClientFrame(data as Buffer, isBinary)));
     client.on('pong', () => (this.lastHeardAt = performance.now()));
     client.on('close', () => void this.end('client_closed'));
     client.on('error', () => void this.end('client_closed'));
     // The target is always drained: a stalled reader makes the target's memory grow without bound.
-    targetSocket.on('message', (data) => this.onTargetFrame(data as Buffer));
+    targetSocket.on('message', (data) => this.contain('target message', data as Buffer, () => this.onTargetFrame(data as Buffer)));
     targetSocket.on('close', () => void this.end('target_gone'));
     targetSocket.on('error', () => void this.end('target_gone'));
     this.scheduleExpiry();
@@ -274,6 +287,39 @@ export class DebugSession {
     if (shortened) this.scheduleExpiry();
   }
 
+  private faulted: SessionFault | undefined;
+
+  /**
+   * Runs the handling of one frame so that a throw, or a rejection of what it started, ends this session
+   * alone (breakpoints removed, target resumed, the fault on the record), never the broker process.
+   */
+  private contain(where: string, frame: Buffer, handle: () => void | Promise<unknown>): void {
+    try {
+      const running = handle();
+      if (running) running.catch((err: unknown) => this.fault(where, err, frame));
+    } catch (err) {
+      this.fault(where, err, frame);
+    }
+  }
+
+  /** Ends the session on a fault in handling `frame`; the first fault is the one recorded. */
+  private fault(where: string, err: unknown, frame?: Buffer): void {
+    if (this.faulted) return;
+    const message = err instanceof Error ? `${err.name}: ${err.message}` : `thrown: ${truncate(String(err), 200)}`;
+    this.faulted = {
+      where,
+      error: truncate(message, 500),
+      frameSha256: frame ? createHash('sha256').update(frame).digest('hex') : null,
+      bytes: frame ? frame.length : null,
+    };
+    try {
+      this.options.onFault?.(this, this.faulted, err);
+    } catch {
+      /* the log is best effort; the session ends regardless */
+    }
+    void this.end('internal_error');
+  }
+
   get isEnding(): boolean {
     return this.ending !== undefined;
   }
@@ -301,7 +347,7 @@ export class DebugSession {
       return;
     }
     if (decision.action === 'refuse') this.refuse(decision);
-    else this.forward(decision);
+    else this.forward(decision, data);
   }
 
   private refuse(decision: Extract<GateDecision, { action: 'refuse' }>): void {
@@ -399,7 +445,7 @@ export class DebugSession {
     }
   }
 
-  private forward(decision: Extract<GateDecision, { action: 'forward' }>): void {
+  private forward(decision: Extract<GateDecision, { action: 'forward' }>, raw?: Buffer): void {
     const screened = this.screen(decision);
     if (screened.refuse) {
       this.refuse({ action: 'refuse', id: decision.id, method: decision.method, code: cdpErrorCodes.refused, rule: screened.rule!, message: screened.refuse });
@@ -473,7 +519,7 @@ export class DebugSession {
         this.pending.delete(targetId);
         this.enqueue(JSON.stringify({ id: decision.id, error: { code: cdpErrorCodes.refused, message: `${decision.method} not forwarded: the audit trail could not record it` } }), false);
       },
-    );
+    ).catch((err: unknown) => this.fault(`client frame ${truncate(decision.method, 80)} (after recording)`, err, raw));
   }
 
   /** A command of the broker's own, recorded like the client's. `critical` commands (cleanup) go out even if recording fails. */
@@ -578,6 +624,15 @@ export class DebugSession {
 
   private onTargetFrame(data: Buffer): void {
     if (data.length > this.options.limits.maxTargetFrameBytes && this.refuseOversizedFrame(data)) return;
+    if (nestedDeeperThan(data, maxTargetNesting)) {
+      // Parsing it is fine, but every later step (redaction, the record, the copy to the client) recurses.
+      const problem = `nested deeper than ${maxTargetNesting} levels`;
+      this.record('target.invalid_frame', { bytes: data.length, problem }).catch(() => undefined);
+      const id = sniffResponseId(data);
+      const pending = id !== undefined ? this.pending.get(id) : undefined;
+      if (pending) this.failPending(id!, pending, `the target answered with a malformed message (${problem}); it was not passed on`);
+      return;
+    }
     let message: CdpMessage;
     try {
       message = JSON.parse(data.toString('utf8')) as CdpMessage;
@@ -585,6 +640,15 @@ export class DebugSession {
       this.record('target.invalid_frame', { bytes: data.length }).catch(() => undefined);
       return;
     }
+    // The target is not trusted either: a message of the wrong shape is recorded and goes no further.
+    const problem = targetMessageProblem(message);
+    if (problem) {
+      this.record('target.invalid_frame', { bytes: data.length, problem }).catch(() => undefined);
+      const pending = isRecord(message) && typeof message.id === 'number' ? this.pending.get(message.id) : undefined;
+      if (pending) this.failPending(message.id!, pending, `the target answered with a malformed message (${problem}); it was not passed on`);
+      return;
+    }
+    if (message.method === 'Debugger.paused') message.params!.callFrames = wellFormedFrames(message.params!.callFrames);
     if (typeof message.id === 'number') this.onTargetResponse(message, data);
     else if (typeof message.method === 'string') this.onTargetEvent(message, data);
   }
@@ -631,6 +695,21 @@ export class DebugSession {
     finishCuts(value, bounds);
   }
 
+  /** A request whose answer cannot be used: the client gets an error, a broker command fails. */
+  private failPending(targetId: number, pending: Pending, why: string): void {
+    this.inFlight.delete(targetId);
+    this.pending.delete(targetId);
+    if (pending.origin === 'broker') {
+      clearTimeout(pending.timer);
+      pending.reject(new Error(`${pending.method}: ${why}`));
+      return;
+    }
+    const error = { code: cdpErrorCodes.refused, message: `${pending.method}: ${why}` };
+    const recorded = this.recordOrEnd('cdp.response', { id: pending.clientId, targetId, requestSeq: pending.requestSeq ?? null, method: pending.method, ms: this.options.clock() - pending.sentAt, error });
+    void recorded;
+    this.enqueue(JSON.stringify({ id: pending.clientId, error }), false);
+  }
+
   private onTargetResponse(message: CdpMessage, raw: Buffer): void {
     this.inFlight.delete(message.id!);
     const pending = this.pending.get(message.id!);
@@ -638,10 +717,16 @@ export class DebugSession {
     this.pending.delete(message.id!);
     if (pending.origin === 'broker') {
       clearTimeout(pending.timer);
-      // A quiet command's answer is read by the broker alone (the redaction probe): only its size is recorded.
-      // Bounded before anything reads it; a script's source is code and goes whole.
-      if (pending.method !== 'Debugger.getScriptSource') this.redactBounded(message.result, () => pending.quiet || this.redactor.response(pending.method, message.result));
-      pending.onAnswer?.(message);
+      try {
+        // A quiet command's answer is read by the broker alone (the redaction probe): only its size is recorded.
+        // Bounded before anything reads it; a script's source is code and goes whole.
+        if (pending.method !== 'Debugger.getScriptSource') this.redactBounded(message.result, () => pending.quiet || this.redactor.response(pending.method, message.result));
+        pending.onAnswer?.(message);
+      } catch (err) {
+        // Its caller (the cleanup among them) must not wait forever on an answer the broker failed to read.
+        pending.reject(err instanceof Error ? err : new Error(safeText(err)));
+        throw err;
+      }
       if (!pending.unrecorded) this.record('broker.response', { targetId: message.id, method: pending.method, ...(message.error ? { error: message.error } : pending.quiet ? { result: { bytes: raw.length } } : { result: summarizeResult(pending.method, message.result) }) }).catch(() => undefined);
       if (message.error) pending.reject(new Error(`${pending.method}: ${message.error.message}`));
       else pending.resolve(message.result ?? {});
@@ -681,7 +766,7 @@ export class DebugSession {
 
   private onTargetEvent(message: CdpMessage, raw: Buffer): void {
     if (message.method === 'Debugger.paused') {
-      void this.onPaused(message, raw);
+      this.onPaused(message, raw).catch((err: unknown) => this.fault('target event Debugger.paused', err, raw));
       return;
     }
     if (message.method === 'Debugger.scriptParsed' && typeof message.params?.scriptId === 'string' && typeof message.params.url === 'string') {
@@ -1003,14 +1088,14 @@ export class DebugSession {
         const result = await this.command('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, throwOnSideEffect: true, timeout: leftMs, silent: true });
         const details = result.exceptionDetails as { exception?: { description?: string } } | undefined;
         const value = result.result as { type: string; value?: unknown; description?: string } | undefined;
-        if (details) values.push(/Possible side-effect/.test(details.exception?.description ?? '') ? '<refused: side effect>' : `<error: ${truncate(String(details.exception?.description ?? 'exception').split('\n')[0]!, 80)}>`);
-        else values.push(value?.type === 'string' ? String(value.value) : (value?.description ?? String(value?.value)));
+        if (details) values.push(/Possible side-effect/.test(safeText(details.exception?.description ?? '')) ? '<refused: side effect>' : `<error: ${truncate(safeText(details.exception?.description ?? 'exception').split('\n')[0]!, 80)}>`);
+        else values.push(safeText(value?.type === 'string' ? value.value : (value?.description ?? value?.value)));
       } catch (err) {
         values.push(`<error: ${(err as Error).message}>`);
       }
     }
     const message = template.literals.map((literal, i) => literal + (values[i] ?? '')).join('');
-    const where = `${frame.functionName || '(anonymous)'} (${(frame.url || this.scriptUrls.get(frame.location.scriptId) || '').split('/').pop()}:${frame.location.lineNumber + 1})`;
+    const where = `${frame.functionName || '(anonymous)'} (${safeText(frame.url || this.scriptUrls.get(frame.location.scriptId) || '').split('/').pop()}:${frame.location.lineNumber + 1})`;
     const ms = Math.round((performance.now() - started) * 10) / 10;
     this.record('cdp.logpoint', { breakpointId, message, frame: where, skipped: state.skipped, ms, ...(skippedParts > 0 ? { skippedParts, budgetMs } : {}) }).catch(() => undefined);
     this.enqueue(JSON.stringify({ method: 'Loupe.logpoint', params: { breakpointId, message, frame: where, time: new Date(this.options.clock()).toISOString() } }), true);
@@ -1095,12 +1180,12 @@ export class DebugSession {
 
   private labelObjects(method: string, parent: string, result: Record<string, unknown>): void {
     if (method === 'Runtime.getProperties') {
-      for (const p of (result.result as { name: string; value?: { objectId?: string } }[] | undefined) ?? []) {
-        if (p.value?.objectId) this.setLabel(p.value.objectId, `${parent} › ${p.name}`);
+      for (const p of Array.isArray(result.result) ? (result.result as unknown[]) : []) {
+        if (isRecord(p) && isRecord(p.value) && typeof p.value.objectId === 'string') this.setLabel(p.value.objectId, `${parent} › ${safeText(p.name)}`);
       }
     } else {
-      const value = result.result as { objectId?: string } | undefined;
-      if (value?.objectId) this.setLabel(value.objectId, parent);
+      const value = result.result;
+      if (isRecord(value) && typeof value.objectId === 'string') this.setLabel(value.objectId, parent);
     }
   }
 
@@ -1244,7 +1329,8 @@ export class DebugSession {
     clearTimeout(this.foreignPauseTimer);
     this.stopHeartbeat();
     clearTimeout(this.unresponsiveTimer);
-    this.record('session.ending', { endReason: reason, breakpoints: [...this.breakpoints.keys()], paused: this.paused, ownPause: this.ownPause }).catch(() => undefined);
+    const fault = this.faulted ? { fault: this.faulted } : {};
+    this.record('session.ending', { endReason: reason, ...fault, breakpoints: [...this.breakpoints.keys()], paused: this.paused, ownPause: this.ownPause }).catch(() => undefined);
     // No throttled breakpoint is set again from now on.
     for (const entry of this.breakpoints.values()) if (entry.throttled) clearTimeout(entry.throttled.timer);
     // A target that stopped answering would not answer these either: its link is cut instead, and Node resumes
@@ -1260,7 +1346,8 @@ export class DebugSession {
       if (this.ownPause) steps.push(this.command('Debugger.resume', {}, { critical: true }).catch(() => undefined));
       steps.push(this.command('Debugger.disable', {}, { critical: true }).catch(() => undefined));
       steps.push(this.command('Runtime.disable', {}, { critical: true }).catch(() => undefined));
-      await Promise.all(steps);
+      // Each command is bounded; so is the whole, should an answer be lost to a fault.
+      await Promise.race([Promise.all(steps), new Promise((r) => setTimeout(r, brokerCommandTimeoutMs + 1000).unref())]);
     }
     for (const [targetId, pending] of this.pending) {
       if (pending.origin === 'client') this.record('cdp.response.missing', { id: pending.clientId, targetId, method: pending.method, requestSeq: pending.requestSeq ?? null }).catch(() => undefined);
@@ -1271,7 +1358,7 @@ export class DebugSession {
     targetSocket.removeAllListeners('close');
     if (reason === 'target_unresponsive') targetSocket.terminate();
     else targetSocket.close();
-    await audit.record('session.ended', { endReason: reason }).catch(() => undefined);
+    await audit.record('session.ended', { endReason: reason, ...fault }).catch(() => undefined);
     // Let records already durable reach the client before the close frame.
     await new Promise((r) => setImmediate(r));
     if (client.readyState === client.OPEN || client.readyState === client.CONNECTING) client.close(closeCodes[reason], closeMessages[reason]);
@@ -1280,6 +1367,56 @@ export class DebugSession {
     void audit.close(reason).catch(() => undefined);
     this.options.onEnded(this);
   }
+}
+
+/** V8 refuses to serialize values nested deeper than 1000 ("Object reference chain is too long"). */
+const maxTargetNesting = 1100;
+
+/** Whether JSON text nests arrays/objects deeper than `max`, by one pass over its bytes (strings skipped). */
+function nestedDeeperThan(json: Buffer, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json[i]!;
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) {
+      if (++depth > max) return true;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return false;
+}
+
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Why a message from the target has a shape no inspector sends, or undefined when it is usable. */
+function targetMessageProblem(message: unknown): string | undefined {
+  if (!isRecord(message)) return 'not a JSON object';
+  if (message.id !== undefined && !Number.isSafeInteger(message.id)) return 'id is not an integer';
+  if (message.id === undefined && typeof message.method !== 'string') return 'neither a response (id) nor an event (method)';
+  if (message.params !== undefined && !isRecord(message.params)) return 'params is not an object';
+  if (message.result !== undefined && !isRecord(message.result)) return 'result is not an object';
+  if (message.error !== undefined && !(isRecord(message.error) && typeof message.error.message === 'string')) return 'error has no message';
+  if (message.method === 'Debugger.paused' && !isRecord(message.params)) return 'Debugger.paused without params';
+  return undefined;
+}
+
+/** The call frames of a Debugger.paused that have the shape the broker reads; the rest are left out. */
+function wellFormedFrames(raw: unknown): PausedFrameInput[] {
+  if (!Array.isArray(raw)) return [];
+  const frames: PausedFrameInput[] = [];
+  for (const f of raw) {
+    if (!isRecord(f) || typeof f.callFrameId !== 'string' || !isRecord(f.location)) continue;
+    if (typeof f.location.scriptId !== 'string' || !Number.isSafeInteger(f.location.lineNumber)) continue;
+    if (typeof f.functionName !== 'string') f.functionName = '';
+    if (f.url !== undefined && typeof f.url !== 'string') delete f.url;
+    if (f.this !== undefined && !isRecord(f.this)) delete f.this;
+    f.scopeChain = Array.isArray(f.scopeChain) ? f.scopeChain.filter((scope) => isRecord(scope) && typeof scope.type === 'string' && isRecord(scope.object)) : [];
+    frames.push(f as unknown as PausedFrameInput);
+  }
+  return frames;
 }
 
 interface PausedFrame {
@@ -1294,14 +1431,14 @@ interface PausedFrame {
 /** What the record keeps of a result: enough to answer "what did they see", without whole script sources. */
 function summarizeResult(method: string, result: Record<string, unknown> | undefined): unknown {
   if (!result) return {};
-  if (method === 'Debugger.getScriptSource') return { bytes: String(result.scriptSource ?? '').length };
+  if (method === 'Debugger.getScriptSource') return { bytes: safeText(result.scriptSource ?? '').length };
   if (method === 'Runtime.getProperties') {
-    const props = (result.result as { name: string; value?: RemoteValue }[] | undefined) ?? [];
-    return { properties: props.slice(0, 200).map((p) => ({ name: p.name, preview: preview(p.value) })), count: props.length };
+    const props = Array.isArray(result.result) ? (result.result as unknown[]) : [];
+    return { properties: props.slice(0, 200).map((p) => (isRecord(p) ? { name: safeText(p.name), preview: preview(isRecord(p.value) ? (p.value as unknown as RemoteValue) : undefined) } : { name: '(malformed)' })), count: props.length };
   }
   if (method === 'Runtime.evaluate' || method === 'Debugger.evaluateOnCallFrame') {
-    const details = result.exceptionDetails as { exception?: { description?: string }; text?: string } | undefined;
-    return details ? { error: truncate(details.exception?.description ?? details.text ?? 'exception', 300) } : { preview: preview(result.result as RemoteValue | undefined) };
+    const details = result.exceptionDetails as { exception?: { description?: unknown }; text?: unknown } | undefined;
+    return details ? { error: truncate(safeText(details.exception?.description ?? details.text ?? 'exception'), 300) } : { preview: preview(isRecord(result.result) ? (result.result as unknown as RemoteValue) : undefined) };
   }
   const text = JSON.stringify(result);
   return text.length <= 2000 ? result : { bytes: text.length };
@@ -1315,9 +1452,9 @@ interface RemoteValue {
 
 function preview(value: RemoteValue | undefined): string | undefined {
   if (!value) return undefined;
-  if (value.description !== undefined) return truncate(value.description, 200);
+  if (value.description !== undefined) return truncate(safeText(value.description), 200);
   if (value.type === 'undefined') return 'undefined';
-  return truncate(JSON.stringify(value.value) ?? String(value.value), 200);
+  return truncate(JSON.stringify(value.value) ?? safeText(value.value), 200);
 }
 
 /** evaluation.maxResultBytes: a larger result keeps its type but loses its bulk, and says so. */
@@ -1332,7 +1469,7 @@ function capResult(result: Record<string, unknown>, maxBytes: number): void {
   if (typeof remote.value === 'string') remote.value = remote.value.slice(0, keep) + note;
   else if (remote.value !== undefined) {
     delete remote.value;
-    remote.description = `${String(remote.description ?? remote.type).slice(0, keep)}${note}`;
+    remote.description = `${safeText(remote.description ?? remote.type).slice(0, keep)}${note}`;
   }
   if (typeof remote.description === 'string' && remote.description.length > keep + note.length) remote.description = remote.description.slice(0, keep) + note;
 }

@@ -74,7 +74,12 @@ export async function resolveInspectorUrl(inspector: string, timeoutMs = 3000): 
   }
   const entry = Array.isArray(list) ? (list as { webSocketDebuggerUrl?: unknown }[]).find((e) => typeof e?.webSocketDebuggerUrl === 'string') : undefined;
   if (!entry) throw new LoupeError('target_unreachable', `target inspector at ${inspector} lists no debuggable process`);
-  const url = new URL(entry.webSocketDebuggerUrl as string);
+  let url: URL;
+  try {
+    url = new URL(entry.webSocketDebuggerUrl as string);
+  } catch {
+    throw new LoupeError('target_unreachable', `target inspector at ${inspector} lists an invalid webSocketDebuggerUrl`);
+  }
   // The inspector reports its own idea of its host; keep the address the policy named.
   return `ws://${inspector}${url.pathname}`;
 }

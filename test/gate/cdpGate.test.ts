@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
-import { gateClientFrame } from '../../broker/gate/cdpGate';
+import { gateClientFrame, methodAllowed } from '../../broker/gate/cdpGate';
 import { checkCondition } from '../../broker/gate/conditionCheck';
 
 const limits = { maxFrameBytes: 4096, evaluateTimeoutMs: 500 };
@@ -177,4 +177,108 @@ describe('condition screen', () => {
   for (const condition of ['n % 5 === 0', 'user.tier === "gold" && items.length > 2', 'a?.b ?? c', '`${n}` === "3"', 'Math.max(a, b) > 3']) {
     it(`lets ${condition} through to the runtime check`, () => assert.equal(checkCondition(condition).ok, true));
   }
+});
+
+describe('CDP gate: names from a frame never reach Object.prototype', () => {
+  const prototypeNames = Object.getOwnPropertyNames(Object.prototype);
+  it('knows the names it is testing', () => assert.ok(prototypeNames.includes('__proto__') && prototypeNames.includes('toString') && prototypeNames.length >= 12));
+
+  for (const name of prototypeNames) {
+    it(`refuses method "${name}" as not on the allowlist`, () => {
+      for (const mode of ['pause', 'snapshot'] as const) {
+        const decision = gate(`{"id":3,"method":${JSON.stringify(name)},"params":{}}`, mode);
+        assert.equal(decision.action, 'refuse');
+        if (decision.action !== 'refuse') continue;
+        assert.equal(decision.rule, 'allowlist');
+        assert.equal(decision.code, -32601);
+        assert.equal(decision.message, `${name} refused by Loupe: it is not on the allowlist for ${mode} sessions`);
+      }
+    });
+  }
+
+  const paramCases: { name: string; frame: (key: string) => string; dropped: (key: string) => string }[] = [
+    { name: 'a top-level param', frame: (k) => `{"id":1,"method":"Runtime.evaluate","params":{"expression":"1",${JSON.stringify(k)}:{"expression":"x"}}}`, dropped: (k) => `params.${k}` },
+    { name: 'a nested object key', frame: (k) => `{"id":1,"method":"Debugger.setBreakpoint","params":{"location":{"scriptId":"1","lineNumber":2,${JSON.stringify(k)}:1}}}`, dropped: (k) => `params.location.${k}` },
+    { name: 'a key inside an array item', frame: (k) => `{"id":1,"method":"Debugger.stepInto","params":{"skipList":[{"scriptId":"1",${JSON.stringify(k)}:[1]}]}}`, dropped: (k) => `params.skipList[0].${k}` },
+    { name: 'a key two objects deep inside an array item', frame: (k) => `{"id":1,"method":"Debugger.stepOver","params":{"skipList":[{"start":{"lineNumber":0,${JSON.stringify(k)}:null}}]}}`, dropped: (k) => `params.skipList[0].start.${k}` },
+  ];
+  for (const { name, frame, dropped } of paramCases) {
+    it(`drops every prototype name as ${name}, and the rebuilt params keep Object.prototype`, () => {
+      for (const key of prototypeNames) {
+        const decision = gate(frame(key));
+        assert.equal(decision.action, 'forward', `${key}: ${JSON.stringify(decision)}`);
+        if (decision.action !== 'forward') continue;
+        assert.ok(decision.rewrites.includes(`${dropped(key)} dropped`), `${key}: ${decision.rewrites.join('; ')}`);
+        assert.equal(Object.getPrototypeOf(decision.params), Object.prototype);
+        assert.equal(JSON.stringify(decision.params).includes(`"${key}"`), false, `${key} is not forwarded`);
+      }
+    });
+  }
+
+  it('a "__proto__" key cannot smuggle a rewritten flag back in', () => {
+    const decision = gate('{"id":1,"method":"Runtime.evaluate","params":{"expression":"1","__proto__":{"throwOnSideEffect":false,"includeCommandLineAPI":true}}}');
+    assert.equal(decision.action, 'forward');
+    if (decision.action !== 'forward') return;
+    assert.equal(decision.params.throwOnSideEffect, true);
+    assert.equal(decision.params.includeCommandLineAPI, undefined);
+    assert.deepEqual(Object.keys(decision.params).sort(), ['disableBreaks', 'expression', 'throwOnSideEffect', 'timeout']);
+  });
+
+  const shapes: [string, string, string][] = [
+    ['a frame with "__proto__" as a top-level field', '{"id":1,"method":"Runtime.enable","__proto__":{"id":2}}', 'frame.fields'],
+    ['an id only on the prototype chain', '{"__proto__":{"id":1},"method":"Runtime.enable"}', 'frame.id'],
+    ['a method only on the prototype chain', '{"id":1,"__proto__":{"method":"Runtime.enable"}}', 'frame.method'],
+    ['params as an array', '{"id":1,"method":"Runtime.enable","params":[]}', 'params.shape'],
+    ['a string for a nested object', '{"id":1,"method":"Debugger.setBreakpoint","params":{"location":"toString"}}', 'params.type'],
+    ['null for a required param', '{"id":1,"method":"Runtime.releaseObject","params":{"objectId":null}}', 'params.type'],
+    ['a required param named only on the prototype', '{"id":1,"method":"Runtime.releaseObject","params":{"__proto__":{"objectId":"1"}}}', 'params.required'],
+    ['an array for skipList items', '{"id":1,"method":"Debugger.stepOver","params":{"skipList":[[1]]}}', 'params.type'],
+    ['a number as the frame', '42', 'frame.shape'],
+    ['a negative id', '{"id":-1,"method":"Runtime.enable"}', 'frame.id'],
+    ['a method that is an object', '{"id":1,"method":{"toString":"Runtime.enable"}}', 'frame.method'],
+  ];
+  for (const [name, frame, rule] of shapes) {
+    it(`refuses ${name} (${rule}) with a reason`, () => {
+      const decision = gate(frame);
+      assert.equal(decision.action, 'refuse', JSON.stringify(decision));
+      if (decision.action !== 'refuse') return;
+      assert.equal(decision.rule, rule);
+      assert.match(decision.message, /refused/);
+    });
+  }
+
+  it('methodAllowed answers false for prototype names', () => {
+    for (const name of prototypeNames) assert.equal(methodAllowed(name, 'pause'), false, name);
+  });
+
+  it('a huge method name is refused with a bounded message', () => {
+    const decision = gate({ id: 1, method: 'x'.repeat(3000) });
+    assert.equal(decision.action, 'refuse');
+    if (decision.action === 'refuse') assert.ok(decision.message.length < 300, String(decision.message.length));
+  });
+});
+
+describe('CDP gate: expressions too deep to walk are refused, not walked', () => {
+  const bigGate = (message: unknown) => gateClientFrame(JSON.stringify(message), false, 'pause', { maxFrameBytes: 1 << 20, evaluateTimeoutMs: 500 });
+  const deep: [string, string][] = [
+    ['a long sum', `1${'+1'.repeat(300)}`],
+    ['nested parentheses', `${'('.repeat(300)}1${')'.repeat(300)}`],
+    ['a long member chain', `a${'.b'.repeat(300)}`],
+    ['nested arrays', `${'['.repeat(300)}${']'.repeat(300)}`],
+    ['stacked unary operators', `${'!'.repeat(400)}a`],
+  ];
+  for (const [name, expression] of deep) {
+    it(`refuses ${name} (${expression.length} characters) as a condition and in a logpoint, with the reason`, () => {
+      const verdict = checkCondition(expression);
+      assert.equal(verdict.ok, false);
+      if (!verdict.ok) assert.equal(verdict.reason, 'nests deeper than 200 levels');
+      const condition = bigGate({ id: 1, method: 'Debugger.setBreakpointByUrl', params: { lineNumber: 1, url: 'x', condition: expression } });
+      assert.equal(condition.action, 'refuse');
+      if (condition.action === 'refuse') assert.equal(condition.rule, 'condition.static');
+      const logpoint = bigGate({ id: 2, method: 'Loupe.setLogpoint', params: { lineNumber: 1, url: 'x', logMessage: `v={${expression}}` } });
+      assert.equal(logpoint.action, 'refuse');
+      if (logpoint.action === 'refuse') assert.equal(logpoint.rule, 'logpoint.static');
+    });
+  }
+  it('a sum of 200 terms is still fine', () => assert.equal(checkCondition(`1${'+1'.repeat(150)}`).ok, true));
 });
