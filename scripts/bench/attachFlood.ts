@@ -1,7 +1,7 @@
 // Benchmark: 20 live sessions evaluating while 200 attaches with bad grant tokens arrive at once.
 // Prints the sessions' evaluation latency (p50/p99) without and with the flood, and how fast the bad
 // attaches were answered. Run: node --import tsx scripts/bench/attachFlood.ts
-import { badAttaches, floodFromChild } from '../../test/support/attachFlood';
+import { badAttaches, evaluateFor, floodFromChild } from '../../test/support/attachFlood';
 import { startTarget } from '../../test/support/target';
 import { basePolicy, startTestBroker } from '../../test/support/testBroker';
 import type { CdpClient } from '../../test/support/cdpClient';
@@ -17,33 +17,17 @@ const pct = (xs: number[], p: number) => {
   return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]! : NaN;
 };
 
-async function evaluateFor(clients: CdpClient[], ms: number): Promise<number[]> {
-  const until = performance.now() + ms;
-  const latencies: number[] = [];
-  await Promise.all(
-    clients.map(async (client) => {
-      while (performance.now() < until) {
-        const t = performance.now();
-        await client.call('Runtime.evaluate', { expression: '1 + 2', returnByValue: true });
-        latencies.push(performance.now() - t);
-        if (paceMs > 0) await new Promise((r) => setTimeout(r, Math.max(0, t + paceMs - performance.now())));
-      }
-    }),
-  );
-  return latencies;
-}
-
 async function main() {
   const target = await startTarget();
   const broker = await startTestBroker(basePolicy(target.inspector));
   try {
     const clients: CdpClient[] = [];
     for (let i = 0; i < sessions; i++) clients.push((await broker.attach()).client);
-    await evaluateFor(clients, 500);
-    const quiet = await evaluateFor(clients, seconds * 1000);
+    await evaluateFor(clients, 500, paceMs);
+    const quiet = await evaluateFor(clients, seconds * 1000, paceMs);
     // The attacker is another process, as in production: its handshakes do not run on the broker's event loop.
     const attacker = await floodFromChild(await badAttaches(await broker.grant('mallory', ['devs']), 'mallory', flood));
-    const [loud, answers] = await Promise.all([evaluateFor(clients, seconds * 1000), attacker.fire()]);
+    const [loud, answers] = await Promise.all([evaluateFor(clients, seconds * 1000, paceMs), attacker.fire()]);
     attacker.stop();
     const answered = answers.filter((a) => a.ms < 1000).length;
     const statuses = Object.entries(answers.reduce<Record<number, number>>((m, a) => ((m[a.status] = (m[a.status] ?? 0) + 1), m), {}));

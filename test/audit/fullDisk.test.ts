@@ -12,6 +12,7 @@ import { mintDevToken } from '../../broker/identity/devIssuer';
 import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy } from '../support/testBroker';
+import { until } from '../support/until';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 const cli = join(__dirname, '..', '..', 'dist', 'cli.js');
@@ -33,16 +34,6 @@ async function startBroker(configFile: string, log: string[]): Promise<{ proc: C
     child.once('exit', (code) => reject(new Error(`broker exited ${code}: ${log.join('')}`)));
   });
   return { proc: child, url };
-}
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 describe('a full disk under the state directory (a real 2 MB tmpfs)', () => {

@@ -8,6 +8,7 @@ import { readTranscriptFromStore, verifyTranscript } from '../../broker/audit/ve
 import { uniqueBucketName } from '../support/s3';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { until } from '../support/until';
 
 const root = join(__dirname, '..', '..');
 // A cluster of its own (other ports than the shared one and s3Session's), so stopping or freezing it leaves the others alone.
@@ -46,16 +47,6 @@ const s3Policy = (inspector: string, bucket: string, endpoint: string, audit: Re
     auditors: ['auditor'],
     audit: { store: 's3', s3: { bucket, endpoint, region: 'us-east-1', forcePathStyle: true }, retentionDays: 1, chunkMaxEvents: 8, uploadInterval: '1s', ...audit },
   });
-
-async function until<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
 
 describe('the audit trail recovers when its S3 store returns', () => {
   let target: TargetProcess;

@@ -17,7 +17,7 @@ import { parseConfigText } from '../../broker/config/load';
 import { stringify } from 'yaml';
 import type { EndReason } from '../../broker/session/debugSession';
 import type { CdpClient } from '../support/cdpClient';
-import { badAttaches, floodFromChild, forgedGrantToken, rawAttach } from '../support/attachFlood';
+import { badAttaches, evaluateFor, floodFromChild, forgedGrantToken, rawAttach } from '../support/attachFlood';
 import { freshLockedBucket, s3Settings } from '../support/s3';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
@@ -228,29 +228,15 @@ describe('security stream under a flood', () => {
     let stopFlood: () => void = () => undefined;
     try {
       for (let i = 0; i < 20; i++) clients.push((await tb.attach()).client);
-      const evaluateFor = async (ms: number) => {
-        const until = performance.now() + ms;
-        const latencies: number[] = [];
-        await Promise.all(
-          clients.map(async (client) => {
-            while (performance.now() < until) {
-              const t = performance.now();
-              await client.call('Runtime.evaluate', { expression: '1 + 2', returnByValue: true });
-              latencies.push(performance.now() - t);
-              // Each session evaluates every 50 ms: busy debugging, not a benchmark loop that saturates the broker.
-              await new Promise((r) => setTimeout(r, Math.max(0, t + 50 - performance.now())));
-            }
-          }),
-        );
-        return latencies;
-      };
-      await evaluateFor(500);
-      const quiet = await evaluateFor(2500);
+      // Each session evaluates every 50 ms: busy debugging, not a benchmark loop that saturates the broker.
+      const paced = (ms: number) => evaluateFor(clients, ms, 50);
+      await paced(500);
+      const quiet = await paced(2500);
       // Calibration on this (shared, loaded) machine: 200 attaches without any credential, refused before any
       // token work, under the same session load. A loaded CI machine may need longer than 1 s for 200 connections
       // at all; what must hold is that checking bad tokens adds no waiting of its own.
       const baseline = await floodFromChild(Array.from({ length: 200 }, () => ({ url: `${tb.url.replace(/^http/, 'ws')}/v1/attach/${randomUUID()}`, token: '' })));
-      const [, baselineAnswers] = await Promise.all([evaluateFor(2500), baseline.fire()]);
+      const [, baselineAnswers] = await Promise.all([paced(2500), baseline.fire()]);
       baseline.stop();
       const baselineSlowest = Math.max(...baselineAnswers.map((a) => a.ms));
       const flood = await floodFromChild(await badAttaches(await tb.grant('mallory', ['devs']), 'mallory', 200));
@@ -258,7 +244,7 @@ describe('security stream under a flood', () => {
       await tb.broker.security.flush();
       const before = (await securityEvents(tb)).length;
 
-      const [loud, answers] = await Promise.all([evaluateFor(2500), flood.fire()]);
+      const [loud, answers] = await Promise.all([paced(2500), flood.fire()]);
       await tb.broker.security.flush();
       const slowest = Math.max(...answers.map((a) => a.ms));
       assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([401]));

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { SignJWT, generateKeyPair } from 'jose';
 import WebSocket from 'ws';
+import type { CdpClient } from './cdpClient';
 
 /** One attach on a raw WebSocket: the HTTP status of the answer and how long it took (status 0 and Infinity after 10 s). */
 export function rawAttach(url: string, headers: Record<string, string> = {}): Promise<{ status: number; ms: number; body: string }> {
@@ -89,4 +90,24 @@ if (require.main === module && process.argv[2] === 'child') {
       }
     }
   });
+}
+
+/**
+ * Each client evaluates `1 + 2` for `ms`, once per `paceMs` (0: back to back); returns every round trip in ms.
+ * Paced, the sessions are busy debugging rather than a benchmark loop that saturates the broker.
+ */
+export async function evaluateFor(clients: readonly CdpClient[], ms: number, paceMs: number): Promise<number[]> {
+  const until = performance.now() + ms;
+  const latencies: number[] = [];
+  await Promise.all(
+    clients.map(async (client) => {
+      while (performance.now() < until) {
+        const t = performance.now();
+        await client.call('Runtime.evaluate', { expression: '1 + 2', returnByValue: true });
+        latencies.push(performance.now() - t);
+        if (paceMs > 0) await new Promise((r) => setTimeout(r, Math.max(0, t + paceMs - performance.now())));
+      }
+    }),
+  );
+  return latencies;
 }
