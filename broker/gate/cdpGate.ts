@@ -336,7 +336,15 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
  * Text of any value parsed from a frame, without running anything of it: String() of a JSON object with an own
  * "toString" key throws, JSON.stringify never calls a non-function.
  */
-export const safeText = (value: unknown): string => (typeof value === 'string' ? value : (JSON.stringify(value) ?? String(value)));
+export function safeText(value: unknown): string {
+  if (typeof value === 'string') return value;
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    // Circular, a BigInt, a throwing toJSON or toString: named by its kind alone.
+    return Object.prototype.toString.call(value);
+  }
+}
 
 export const truncate = (text: string, max = 120) => {
   const t = safeText(text);

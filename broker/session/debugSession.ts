@@ -305,7 +305,7 @@ export class DebugSession {
   /** Ends the session on a fault in handling `frame`; the first fault is the one recorded. */
   private fault(where: string, err: unknown, frame?: Buffer): void {
     if (this.faulted) return;
-    const message = err instanceof Error ? `${err.name}: ${err.message}` : `thrown: ${truncate(String(err), 200)}`;
+    const message = err instanceof Error ? `${err.name}: ${err.message}` : `thrown: ${truncate(safeText(err), 200)}`;
     this.faulted = {
       where,
       error: truncate(message, 500),
