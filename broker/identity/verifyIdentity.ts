@@ -1,3 +1,4 @@
+import { constants, KeyObject, verify as verifySignature } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader, errors as joseErrors, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type CryptoKey } from 'jose';
 import type { LoupeConfig } from '../config/types';
 import { LoupeError } from '../errors';
@@ -96,6 +97,7 @@ export async function createIdentityVerifier(config: LoupeConfig, clock: () => n
     if (!issuer) throw new LoupeError('token_invalid', 'identity token comes from an issuer this broker does not trust');
     let payload: JWTPayload;
     try {
+      if (!(await signatureMayHold(token, issuer))) throw new joseErrors.JWSSignatureVerificationFailed();
       ({ payload } = await jwtVerify(token, issuer.key as CryptoKey, {
         issuer: issuer.issuer,
         audience: issuer.audience,
@@ -112,4 +114,38 @@ export async function createIdentityVerifier(config: LoupeConfig, clock: () => n
     const nameValue = claimAt(payload, issuer.nameClaim);
     return Object.freeze({ sub: payload.sub!, name: typeof nameValue === 'string' ? nameValue : payload.sub!, groups: Object.freeze(groups), issuer: issuer.issuer });
   };
+}
+
+/** node:crypto's digest and options for each JWS algorithm an issuer may allow. */
+const signatureSchemes: Record<string, { digest: string | null; options: { padding?: number; saltLength?: number; dsaEncoding?: 'ieee-p1363' } }> = {
+  RS256: { digest: 'sha256', options: {} },
+  RS384: { digest: 'sha384', options: {} },
+  RS512: { digest: 'sha512', options: {} },
+  PS256: { digest: 'sha256', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } },
+  PS384: { digest: 'sha384', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } },
+  PS512: { digest: 'sha512', options: { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_DIGEST } },
+  ES256: { digest: 'sha256', options: { dsaEncoding: 'ieee-p1363' } },
+  ES384: { digest: 'sha384', options: { dsaEncoding: 'ieee-p1363' } },
+  ES512: { digest: 'sha512', options: { dsaEncoding: 'ieee-p1363' } },
+  EdDSA: { digest: null, options: {} },
+};
+
+/**
+ * The signature checked on the main thread before jose's WebCrypto check, whose jobs wait in libuv's thread pool
+ * behind the WAL's fdatasyncs: a stalled disk would otherwise hold every forged token's answer. False only when
+ * the signature is certainly wrong; anything this check cannot judge is left to jose, which stays the authority.
+ */
+async function signatureMayHold(token: string, issuer: TrustedIssuer): Promise<boolean> {
+  try {
+    const [header, payload, signature] = token.split('.') as [string, string, string];
+    const protectedHeader = decodeProtectedHeader(token);
+    const alg = protectedHeader.alg;
+    const scheme = typeof alg === 'string' && issuer.algorithms.includes(alg) && Object.hasOwn(signatureSchemes, alg) ? signatureSchemes[alg]! : undefined;
+    if (!scheme || signature === undefined) return true;
+    const key = typeof issuer.key === 'function' ? await (issuer.key as JWTVerifyGetKey)({ ...protectedHeader, alg } as never, { payload, signature } as never) : issuer.key;
+    const keyObject = key instanceof KeyObject ? key : KeyObject.from(key as CryptoKey);
+    return verifySignature(scheme.digest, Buffer.from(`${header}.${payload}`), { key: keyObject, ...scheme.options }, Buffer.from(signature, 'base64url'));
+  } catch {
+    return true;
+  }
 }

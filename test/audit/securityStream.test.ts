@@ -268,6 +268,50 @@ describe('security stream under a flood', () => {
     }
   });
 
+  it('answers forged identity tokens while a stalled disk holds every thread of the pool', async () => {
+    const target = await startTarget();
+    const tb = await startTestBroker(policy(target.inspector));
+    const dir = mkdtempSync(join(tmpdir(), 'loupe-stall-'));
+    const held: Promise<fs.promises.FileHandle>[] = [];
+    const fifos: string[] = [];
+    try {
+      const good = await tb.token('mallory', ['devs']);
+      const forged = Array.from({ length: 60 }, (_, i) => `${good.slice(0, -6)}${['AAAAAA', 'BBBBBB', 'CCCCCC'][i % 3]}`);
+      // Each open of a FIFO with no writer blocks one thread-pool thread, as an fdatasync on a stalled disk does.
+      const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
+      for (let i = 0; i < threads; i++) {
+        fifos.push(join(dir, `fifo-${i}`));
+        spawnSync('mkfifo', [fifos[i]!]);
+        held.push(fs.promises.open(fifos[i]!, 'r'));
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      const answers = await Promise.all(
+        forged.map(async (token) => {
+          const started = performance.now();
+          const controller = AbortSignal.timeout(5000);
+          const status = await fetch(`${tb.url}/v1/targets`, { headers: { authorization: `Bearer ${token}` }, signal: controller }).then((r) => r.status, () => 0);
+          return { status, ms: performance.now() - started };
+        }),
+      );
+      const slowest = Math.max(...answers.map((a) => a.ms));
+      assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([401]));
+      assert.ok(slowest < 1000, `every forged identity token refused within 1 s with the thread pool held (slowest ${slowest.toFixed(0)} ms)`);
+      for (const fifo of fifos) closeSync(openSync(fifo, 'w'));
+      for (const handle of await Promise.all(held)) await handle.close();
+      held.length = 0;
+      // The genuine token still verifies (jose stays the authority once the pre-check passes).
+      assert.equal((await tb.api('GET', '/v1/targets', good)).status, 200);
+      const rejected = (await securityEvents(tb)).filter((e) => e.type === 'identity.rejected');
+      assert.equal(rejected.length, 60);
+    } finally {
+      for (const fifo of held.length ? fifos : []) closeSync(openSync(fifo, 'w'));
+      for (const handle of await Promise.all(held)) await handle.close();
+      await tb.close();
+      await target.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('answers forged grant tokens while a stalled disk holds every thread of the pool', async () => {
     const target = await startTarget();
     const tb = await startTestBroker(policy(target.inspector));
