@@ -271,20 +271,11 @@ describe('security stream under a flood', () => {
   it('answers forged identity tokens while a stalled disk holds every thread of the pool', async () => {
     const target = await startTarget();
     const tb = await startTestBroker(policy(target.inspector));
-    const dir = mkdtempSync(join(tmpdir(), 'loupe-stall-'));
-    const held: Promise<fs.promises.FileHandle>[] = [];
-    const fifos: string[] = [];
+    let pool: { release(): Promise<void> } | undefined;
     try {
       const good = await tb.token('mallory', ['devs']);
       const forged = Array.from({ length: 60 }, (_, i) => `${good.slice(0, -6)}${['AAAAAA', 'BBBBBB', 'CCCCCC'][i % 3]}`);
-      // Each open of a FIFO with no writer blocks one thread-pool thread, as an fdatasync on a stalled disk does.
-      const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
-      for (let i = 0; i < threads; i++) {
-        fifos.push(join(dir, `fifo-${i}`));
-        spawnSync('mkfifo', [fifos[i]!]);
-        held.push(fs.promises.open(fifos[i]!, 'r'));
-      }
-      await new Promise((r) => setTimeout(r, 100));
+      pool = await holdThreadPool();
       const answers = await Promise.all(
         forged.map(async (token) => {
           const started = performance.now();
@@ -296,59 +287,42 @@ describe('security stream under a flood', () => {
       const slowest = Math.max(...answers.map((a) => a.ms));
       assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([401]));
       assert.ok(slowest < 1000, `every forged identity token refused within 1 s with the thread pool held (slowest ${slowest.toFixed(0)} ms)`);
-      for (const fifo of fifos) closeSync(openSync(fifo, 'w'));
-      for (const handle of await Promise.all(held)) await handle.close();
-      held.length = 0;
+      await pool.release();
       // The genuine token still verifies (jose stays the authority once the pre-check passes).
       assert.equal((await tb.api('GET', '/v1/targets', good)).status, 200);
       const rejected = (await securityEvents(tb)).filter((e) => e.type === 'identity.rejected');
       assert.equal(rejected.length, 60);
     } finally {
-      for (const fifo of held.length ? fifos : []) closeSync(openSync(fifo, 'w'));
-      for (const handle of await Promise.all(held)) await handle.close();
+      await pool?.release();
       await tb.close();
       await target.stop();
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 
   it('answers forged grant tokens while a stalled disk holds every thread of the pool', async () => {
     const target = await startTarget();
     const tb = await startTestBroker(policy(target.inspector));
-    const dir = mkdtempSync(join(tmpdir(), 'loupe-stall-'));
-    const held: Promise<fs.promises.FileHandle>[] = [];
-    const fifos: string[] = [];
+    let pool: { release(): Promise<void> } | undefined;
     try {
       const g = await tb.grant('mallory', ['devs']);
       const forged = await forgedGrantToken(g.grantId, 'mallory');
       const attempts = Array.from({ length: 100 }, (_, i) => ({ url: g.attachUrl, token: i % 2 ? forged : `${g.token.slice(0, -6)}${i % 4 === 1 ? 'AAAAAA' : 'BBBBBB'}` }));
       const flood = await floodFromChild(attempts);
-      // Each open of a FIFO with no writer blocks one thread-pool thread, as an fdatasync on a stalled disk does.
-      const threads = Number(process.env.UV_THREADPOOL_SIZE ?? 4);
-      for (let i = 0; i < threads; i++) {
-        fifos.push(join(dir, `fifo-${i}`));
-        spawnSync('mkfifo', [fifos[i]!]);
-        held.push(fs.promises.open(fifos[i]!, 'r'));
-      }
-      await new Promise((r) => setTimeout(r, 100));
+      pool = await holdThreadPool();
       const answers = await flood.fire();
       flood.stop();
       const slowest = Math.max(...answers.map((a) => a.ms));
       assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([401]));
       assert.ok(slowest < 1000, `every forged token refused within 1 s with the thread pool held (slowest ${slowest.toFixed(0)} ms)`);
       // The disk comes back: every refusal is then recorded.
-      for (const fifo of fifos) closeSync(openSync(fifo, 'w'));
-      for (const handle of await Promise.all(held)) await handle.close();
-      held.length = 0;
+      await pool.release();
       const refused = (await securityEvents(tb)).filter((e) => e.type === 'attach.refused');
       assert.equal(refused.length, 100);
       assert.ok(refused.every((e) => e.data.reason === 'bad_signature'));
     } finally {
-      for (const fifo of held.length ? fifos : []) closeSync(openSync(fifo, 'w'));
-      for (const handle of await Promise.all(held)) await handle.close();
+      await pool?.release();
       await tb.close();
       await target.stop();
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 
@@ -558,3 +532,28 @@ describe('security stream after a crash', () => {
     }
   });
 });
+
+/**
+ * Holds every thread of libuv's pool, as fdatasyncs on a stalled disk do: each open of a FIFO with no writer blocks
+ * one thread until release() opens the writing end. release() is idempotent.
+ */
+async function holdThreadPool(): Promise<{ release(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'loupe-stall-'));
+  const fifos: string[] = [];
+  const held: Promise<fs.promises.FileHandle>[] = [];
+  for (let i = 0; i < Number(process.env.UV_THREADPOOL_SIZE ?? 4); i++) {
+    fifos.push(join(dir, `fifo-${i}`));
+    spawnSync('mkfifo', [fifos[i]!]);
+    held.push(fs.promises.open(fifos[i]!, 'r'));
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  let released: Promise<void> | undefined;
+  return {
+    release: () =>
+      (released ??= (async () => {
+        for (const fifo of fifos) closeSync(openSync(fifo, 'w'));
+        for (const handle of await Promise.all(held)) await handle.close();
+        rmSync(dir, { recursive: true, force: true });
+      })()),
+  };
+}
