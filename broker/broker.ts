@@ -138,10 +138,13 @@ export class Broker {
     });
     const summary = await trail.recover(recovered);
     if (summary.streams > 0) options.log?.(`audit: recovered ${summary.streams} chain(s) with ${summary.events} record(s) from the write-ahead log`);
+    // The outage itself is on the record: both wait in the WAL and reach the store with everything else at its return.
     trail.on('fail-closed', (error: string) => {
       options.log?.(`audit: ending every session: ${error}`);
+      broker.grantStream?.record('audit.degraded', { error: error.slice(0, 500), failClosedAfterSeconds: config.audit.failClosedAfterSeconds }).catch(() => undefined);
       void broker.endAll('audit_failure');
     });
+    trail.on('recovered', () => broker.grantStream?.record('audit.recovered', {}).catch(() => undefined));
     broker.wireObservers();
     trail.start();
     const startedAt = new Date(clock()).toISOString();

@@ -163,5 +163,16 @@ describe('the audit trail recovers when its S3 store returns', () => {
       assert.deepEqual(result.problems, [], prefix);
       assert.ok(result.ok);
     }
+    // The outage is in the broker's grant stream: when it failed closed and why, and when it recovered.
+    const outage = await until('audit.degraded and audit.recovered in the grant stream', 30_000, async () => {
+      const types: string[] = [];
+      for (const key of await store.list('grants/')) {
+        if (!key.includes('/chunk-')) continue;
+        for (const line of (await store.get(key)).toString('utf8').split('\n')) if (line && !line.includes('"type":"seal"')) types.push(JSON.parse(line).type);
+      }
+      const degraded = types.indexOf('audit.degraded');
+      return degraded >= 0 && types.indexOf('audit.recovered') > degraded ? types : undefined;
+    });
+    assert.ok(outage.includes('audit.recovered'));
   });
 });
