@@ -12,6 +12,7 @@ import { mintDevToken } from '../../broker/identity/devIssuer';
 import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { brokerUrl } from '../support/brokerProcess';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 const cli = join(__dirname, '..', '..', 'dist', 'cli.js');
@@ -223,13 +224,7 @@ describe('crash recovery', () => {
     const child = spawn(process.execPath, [cli, 'broker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr!.on('data', (c) => (stderr += c));
-    const url = await new Promise<string>((resolve, reject) => {
-      child.stdout!.on('data', (c) => {
-        const m = /LOUPE_BROKER_URL=(\S+)/.exec(String(c));
-        if (m) resolve(m[1]!);
-      });
-      child.once('exit', (code) => reject(new Error(`broker exited ${code}: ${stderr}`)));
-    });
+    const url = await brokerUrl(child, () => stderr);
     return { proc: child, url };
   }
 

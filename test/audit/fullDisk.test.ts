@@ -10,6 +10,7 @@ import { stringify } from 'yaml';
 import { parseConfigText } from '../../broker/config/load';
 import { mintDevToken } from '../../broker/identity/devIssuer';
 import { CdpClient } from '../support/cdpClient';
+import { brokerUrl } from '../support/brokerProcess';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy } from '../support/testBroker';
 import { until } from '../support/until';
@@ -26,13 +27,7 @@ function fill(dir: string): void {
 async function startBroker(configFile: string, log: string[]): Promise<{ proc: ChildProcess; url: string }> {
   const child = spawn(process.execPath, [cli, 'broker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stderr!.on('data', (c) => log.push(String(c)));
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (c) => {
-      const m = /LOUPE_BROKER_URL=(\S+)/.exec(String(c));
-      if (m) resolve(m[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`broker exited ${code}: ${log.join('')}`)));
-  });
+  const url = await brokerUrl(child, () => log.join(''));
   return { proc: child, url };
 }
 

@@ -21,6 +21,7 @@ import { badAttaches, evaluateFor, floodFromChild, forgedGrantToken, rawAttach }
 import { freshLockedBucket, s3Settings } from '../support/s3';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { brokerUrl } from '../support/brokerProcess';
 
 const root = join(__dirname, '..', '..');
 const cli = join(root, 'dist', 'cli.js');
@@ -485,16 +486,8 @@ describe('security stream after a crash', () => {
   /** The shipped broker (dist/cli.js) in its own process, so it can be killed outright. */
   async function startBrokerProcess(configFile: string) {
     const proc = spawn(process.execPath, [cli, 'broker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
     proc.stderr!.resume();
-    const url = await new Promise<string>((resolve, reject) => {
-      proc.stdout!.setEncoding('utf8').on('data', (c: string) => {
-        out += c;
-        const match = /^LOUPE_BROKER_URL=(\S+)$/m.exec(out);
-        if (match) resolve(match[1]!);
-      });
-      proc.once('exit', (code) => reject(new Error(`broker exited (${code}) before listening`)));
-    });
+    const url = await brokerUrl(proc, () => '');
     return { proc, url };
   }
 

@@ -9,6 +9,7 @@ import { decodeJwt, exportSPKI, generateKeyPair } from 'jose';
 import { parseConfigText, validateConfig } from '../../broker/config/load';
 import { LoupeError } from '../../broker/errors';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { brokerUrl } from '../support/brokerProcess';
 
 const root = join(__dirname, '..', '..');
 const cli = join(root, 'dist', 'cli.js');
@@ -383,16 +384,7 @@ targets:
     procs.push(proc);
     let stderr = '';
     proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => reject(new Error(`no LOUPE_BROKER_URL within 10s: ${stderr}`)), 10000);
-      proc.stdout!.setEncoding('utf8').on('data', (c: string) => {
-        out += c;
-        const match = /^LOUPE_BROKER_URL=(\S+)$/m.exec(out);
-        if (match) (clearTimeout(timer), resolve(match[1]!));
-      });
-      proc.once('exit', (code) => (clearTimeout(timer), reject(new Error(`broker exited ${code}: ${stderr}`))));
-    });
+    const url = await brokerUrl(proc, () => stderr, 10_000);
     const health = await fetch(`${url}/healthz`);
     assert.equal(health.status, 200);
     const { stdout: token } = await runCli(['token', '--config', goodFile, '--user', 'bob', '--groups', 'g1'], dir);

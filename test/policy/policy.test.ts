@@ -11,6 +11,7 @@ import { LoupeError } from '../../broker/errors';
 import { mintDevToken } from '../../broker/identity/devIssuer';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { brokerUrl } from '../support/brokerProcess';
 
 const root = join(__dirname, '..', '..');
 const cli = join(root, 'dist', 'cli.js');
@@ -235,15 +236,7 @@ describe('policy reload', () => {
     let stderr = '';
     proc.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        let out = '';
-        const timer = setTimeout(() => reject(new Error(`no LOUPE_BROKER_URL: ${stderr}`)), 10000);
-        proc.stdout!.setEncoding('utf8').on('data', (c: string) => {
-          out += c;
-          const match = /^LOUPE_BROKER_URL=(\S+)$/m.exec(out);
-          if (match) (clearTimeout(timer), resolve(match[1]!));
-        });
-      });
+      const url = await brokerUrl(proc, () => stderr, 10_000);
       const token = (await runCli(['token', '--config', file, '--user', 'dan', '--groups', 'devs'], dir)).stdout.trim();
       const grant = (mode: string) =>
         fetch(`${url}/v1/grants`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: 'app', mode, durationSeconds: 60, reason: 'reload test' }) });

@@ -13,6 +13,7 @@ import { startHostileTarget, defaultAnswer, type HostileTarget } from '../suppor
 import { after, before, describe, it } from 'node:test';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { brokerUrl } from '../support/brokerProcess';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 
@@ -240,13 +241,7 @@ describe('the broker process (loupe broker, dist/cli.js) survives hostile frames
     let stderr = '';
     proc.stderr!.on('data', (c) => (stderr += c));
     try {
-      const url = await new Promise<string>((resolve, reject) => {
-        proc.stdout!.on('data', (c) => {
-          const m = /LOUPE_BROKER_URL=(\S+)/.exec(String(c));
-          if (m) resolve(m[1]!);
-        });
-        proc.once('exit', (code) => reject(new Error(`broker exited ${code}: ${stderr}`)));
-      });
+      const url = await brokerUrl(proc, () => stderr);
       const config = parseConfigText(readFileSync(configFile, 'utf8'), dir);
       const token = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
       const connect = async (targetName: string) => {

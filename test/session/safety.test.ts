@@ -11,6 +11,7 @@ import { fixtures, markerLine, startTarget, type TargetProcess } from '../suppor
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { mintDevToken } from '../../broker/identity/devIssuer';
 import { parseConfigText } from '../../broker/config/load';
+import { brokerUrl } from '../support/brokerProcess';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 
@@ -133,13 +134,7 @@ describe('SIGTERM to the broker process', () => {
     const proc = spawn(process.execPath, [join(__dirname, '..', '..', 'dist', 'cli.js'), 'broker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     proc.stderr!.on('data', (c) => (stderr += c));
-    const url = await new Promise<string>((resolve, reject) => {
-      proc.stdout!.on('data', (c) => {
-        const m = /LOUPE_BROKER_URL=(\S+)/.exec(String(c));
-        if (m) resolve(m[1]!);
-      });
-      proc.once('exit', (code) => reject(new Error(`broker exited ${code}: ${stderr}`)));
-    });
+    const url = await brokerUrl(proc, () => stderr);
     const config = parseConfigText(readFileSync(configFile, 'utf8'), dir);
     const token = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
     const res = await fetch(`${url}/v1/grants`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 300, reason: 'sigterm test' }) });
