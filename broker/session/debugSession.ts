@@ -1374,6 +1374,8 @@ const maxTargetNesting = 1100;
 
 /** Whether JSON text nests arrays/objects deeper than `max`, by one pass over its bytes (strings skipped). */
 function nestedDeeperThan(json: Buffer, max: number): boolean {
+  // Deeper than max takes more than max opening brackets: most frames are shorter and skip the scan.
+  if (json.length <= max) return false;
   let depth = 0;
   let inString = false;
   for (let i = 0; i < json.length; i++) {
