@@ -237,7 +237,7 @@ describe('security stream under a flood', () => {
       // token work, under the same session load. A loaded CI machine may need longer than 1 s for 200 connections
       // at all; what must hold is that checking bad tokens adds no waiting of its own.
       const baseline = await floodFromChild(Array.from({ length: 200 }, () => ({ url: `${tb.url.replace(/^http/, 'ws')}/v1/attach/${randomUUID()}`, token: '' })));
-      const [, baselineAnswers] = await Promise.all([paced(2500), baseline.fire()]);
+      const [baselineLoud, baselineAnswers] = await Promise.all([paced(2500), baseline.fire()]);
       baseline.stop();
       const baselineSlowest = Math.max(...baselineAnswers.map((a) => a.ms));
       const flood = await floodFromChild(await badAttaches(await tb.grant('mallory', ['devs']), 'mallory', 200));
@@ -250,8 +250,11 @@ describe('security stream under a flood', () => {
       const slowest = Math.max(...answers.map((a) => a.ms));
       assert.deepEqual(new Set(answers.map((a) => a.status)), new Set([401]));
       assert.ok(slowest < Math.max(1000, 2 * baselineSlowest), `every bad attach answered within 1 s, or on an overloaded machine within twice the time 200 credential-less attaches took (slowest ${slowest.toFixed(0)} ms; those ${baselineSlowest.toFixed(0)} ms)`);
+      // Within 2x of no flood; on an overloaded machine, where 200 connections of any kind cost the sessions more,
+      // at most 1.5x what the credential-less flood cost them: checking bad tokens adds no cost of its own.
       const ratio = pct(loud, 50) / pct(quiet, 50);
-      assert.ok(ratio <= 2, `evaluation p50 ${pct(loud, 50).toFixed(1)} ms with the flood vs ${pct(quiet, 50).toFixed(1)} ms without (ratio ${ratio.toFixed(2)})`);
+      const overCalibration = pct(loud, 50) / pct(baselineLoud, 50);
+      assert.ok(ratio <= 2 || overCalibration <= 1.5, `evaluation p50 ${pct(loud, 50).toFixed(1)} ms with the flood vs ${pct(quiet, 50).toFixed(1)} ms without (ratio ${ratio.toFixed(2)}) and ${pct(baselineLoud, 50).toFixed(1)} ms under 200 credential-less attaches (ratio ${overCalibration.toFixed(2)})`);
 
       const events = await securityEvents(tb);
       const refused = events.slice(before).filter((e) => e.type === 'attach.refused');

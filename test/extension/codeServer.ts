@@ -151,9 +151,19 @@ export class Workbench {
     await row.waitFor({ state: 'visible', timeout: 30_000 });
     await row.click();
     await this.page.locator(`.tab.active`, { hasText: name }).waitFor({ state: 'visible', timeout: 20_000 });
-    await this.page.keyboard.press('F1');
-    await this.input.fill(`:${line}`);
-    await this.page.keyboard.press('Enter');
+    // Go to the line, and make sure the cursor is there (the status bar says "Ln N,"): on a loaded machine the
+    // quick input can take its text before it is open, leaving the cursor at line 1.
+    const cursorAt = this.page.locator('.statusbar-item', { hasText: new RegExp(`Ln ${line},`) }).first();
+    for (let attempt = 1; ; attempt++) {
+      await this.page.keyboard.press('Escape');
+      await this.page.keyboard.press('F1');
+      await this.input.waitFor({ state: 'visible', timeout: 10_000 });
+      await this.input.fill(`:${line}`);
+      await this.page.keyboard.press('Enter');
+      const there = await cursorAt.waitFor({ state: 'visible', timeout: 10_000 }).then(() => true, () => false);
+      if (there) break;
+      if (attempt === 3) throw new Error(`the cursor did not reach line ${line} of ${name} after 3 attempts`);
+    }
     this.log(`opened ${name} at line ${line}`);
   }
 
