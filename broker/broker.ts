@@ -29,6 +29,7 @@ import { decideAccess, isAdmin, isOwner, rolesOf, visibleTargets, type AccessDec
 import { DebugSession, type EndReason } from './session/debugSession';
 import { safeText } from './gate/cdpGate';
 import { connectTarget, resolveInspectorUrl } from './session/targetLink';
+import type { GrantAnswer } from '../common/http';
 
 export interface BrokerOptions {
   readonly clock?: () => number;
@@ -51,18 +52,6 @@ export interface RequestOrigin {
 
 const attachTicketSeconds = 60;
 
-/** The answer to a granted request (201), directly or collected after its approvals. */
-export interface GrantAnswer {
-  readonly grantId: string;
-  readonly token: string;
-  readonly expiresAt: string;
-  readonly attachUrl: string;
-  readonly durationSeconds: number;
-  readonly capped: boolean;
-  /** Who approved it, when it came through an access request. */
-  readonly requestId?: string;
-  readonly approvedBy?: readonly { sub: string; name: string; at: string }[];
-}
 const maxReasonLength = 2000;
 
 /** The broker's decisions, independent of HTTP: grants, attach, revocation, session lifecycle. */

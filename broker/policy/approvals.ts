@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { GrantAnswer } from '../broker';
+import type { GrantAnswer } from '../../common/http';
 import type { EventType } from '../audit/events';
 import type { ApprovalRequirement, LoupeConfig, Mode } from '../config/types';
 import { formatDuration } from '../config/duration';
