@@ -3,6 +3,7 @@ import type { SigningKey } from '../identity/keys';
 import { chainEvent, chunkName, genesisHash, hashEvent, manifestName, sha256, streamPrefix, type AuditEvent, type EventType, type StreamContext } from './events';
 import { openSeal, seal, type ManifestPayload } from './seal';
 import { AuditStoreError, type AuditStore } from './stores/auditStore';
+import { backoffDelay } from '../retry';
 import type { ChunkInfo, RecoveredStream, WriteAheadLog } from './wal';
 
 export interface AuditTrailOptions {
@@ -208,7 +209,7 @@ export class AuditStream {
           if (this.trail.stopped) throw err; // the next start completes it from the WAL
           // A full disk or a store outage: the chain waits for either to return (both wake it), and is completed then.
           this.trail.log?.(`audit: closing ${this.id} waits for the ${this.trail.wal.failed ? 'write-ahead log' : 'store'}: ${(err as Error).message}`);
-          await this.trail.waitForStore(Math.min(30_000, 500 * 2 ** Math.min(attempt, 6)));
+          await this.trail.waitForStore(backoffDelay(attempt, { baseMs: 500, maxMs: 30_000 }));
         }
       }
     })();
