@@ -12,11 +12,10 @@ import { defaultSecurityStreamOptions, SecurityStream, type SecurityStreamOption
 import { createAuditStore } from './audit/stores/createStore';
 import type { AuditStore } from './audit/stores/auditStore';
 import { WriteAheadLog } from './audit/wal';
-import { AlertEngine, type Alert } from './alerts/alertEngine';
-import { toEcs } from './alerts/ecs';
-import { LineWriter, WebhookSink } from './alerts/sinks';
+import type { Alert } from './alerts/alertEngine';
+import { AuditObservers } from './auditObservers';
 import { BrokerMetrics } from './metrics';
-import type { AuditEvent, EventType } from './audit/events';
+import type { EventType } from './audit/events';
 import { AccessRequests, type AccessRequestView } from './policy/approvals';
 import { GrantStore, type Grant } from './grants/grantStore';
 import { loadOrCreateSigningKey, type SigningKey } from './identity/keys';
@@ -137,7 +136,18 @@ export class Broker {
       void broker.endAll('audit_failure');
     });
     trail.on('recovered', () => broker.grantStream?.record('audit.recovered', {}).catch(() => undefined));
-    broker.wireObservers();
+    broker.observers = new AuditObservers({
+      config: () => broker.config,
+      clock,
+      log: options.log ?? (() => undefined),
+      audit: trail,
+      metrics: broker.metrics,
+      sessions: broker.sessions,
+      security: () => broker.security,
+      grantStream: () => broker.grantStream,
+      approvals: () => broker.approvals,
+      reportFault: (where, err, detail) => broker.reportFault(where, err, detail),
+    });
     trail.start();
     const startedAt = new Date(clock()).toISOString();
     const { stream, opened } = trail.openStream({ stream: `grants-${startedAt.replace(/[:.]/g, '')}-${randomUUID().slice(0, 8)}`, kind: 'grants', startedAt, retentionDays: config.audit.retentionDays });
@@ -156,23 +166,8 @@ export class Broker {
   }
 
   readonly metrics = new BrokerMetrics({ liveSessions: () => this.sessions.size, walDepth: () => this.audit.wal.depth, auditState: () => this.audit.health.state });
-  private alerts!: AlertEngine;
-  private ecs: LineWriter | undefined;
-  private webhooks!: WebhookSink;
-
-  private readonly observers: [string, (event: AuditEvent) => void][] = [
-    ['metrics', (event) => this.metrics.onEvent(event)],
-    ['alerts', (event) => this.alerts.onEvent(event)],
-    ['ecs', (event) => this.ecs?.write(toEcs(event, event.actor ? [...rolesOf(this.config, { sub: event.actor.sub, name: event.actor.name, groups: event.actor.groups, issuer: '' })] : []))],
-    // A session that ended on a fault in the broker is a security event too, with the session's record as evidence.
-    [
-      'security',
-      (event) => {
-        const fault = sessionFault(event);
-        if (fault) this.security.record('session.fault', fault);
-      },
-    ],
-  ];
+  /** Alerts, metrics, the ECS export and session faults, fed by the durable audit stream. */
+  private observers!: AuditObservers;
 
   /**
    * A fault the broker contained: a session ended on it (where, the error, the frame's digest), or something
@@ -196,52 +191,9 @@ export class Broker {
   /** Faults reported since start (contained ones included). */
   faults = 0;
 
-  /** Alerts, metrics and the ECS export all read the durable audit stream. */
-  private wireObservers(): void {
-    const log = this.options.log ?? (() => undefined);
-    this.webhooks = new WebhookSink(this.config.alerting.webhooks, this.config.alerting.deadLetterFile, log);
-    if (this.config.alerting.ecsOutput) this.ecs = new LineWriter(this.config.alerting.ecsOutput);
-    this.alerts = new AlertEngine(
-      this.config,
-      {
-        record: async (alert) => {
-          const data = { alertId: alert.id, rule: alert.rule, message: alert.message, action: alert.action, evidence: alert.evidence };
-          const session = alert.session ? this.sessions.get(alert.session) : undefined;
-          if (session) await session.recordAlert(`alert.${alert.rule}`, data);
-          else if (alert.rule === 'failedAttaches') this.security.record(`alert.${alert.rule}`, { ...data, target: alert.target || null, user: alert.user ?? null });
-          else await this.grantStream.record(`alert.${alert.rule}`, { ...data, session: alert.session ?? null, target: alert.target, user: alert.user ?? null });
-        },
-        endSession: (sessionId) => void this.sessions.get(sessionId)?.end('alert'),
-        requireApproval: (alert) => {
-          if (!alert.user) return;
-          const cause = { alertId: alert.id, rule: alert.rule, message: alert.message, at: alert.at, ...(alert.session ? { session: alert.session } : {}) };
-          void this.approvals.hold(alert.user, alert.target, cause).catch((err: Error) => log(`alert ${alert.id}: cannot put ${alert.user} on hold for ${alert.target}: ${err.message}`));
-        },
-        deliver: (alert) => void this.webhooks.deliver(alert),
-      },
-      join(this.config.stateDir, 'alerts', 'first-attach.json'),
-      this.clock,
-    );
-    this.audit.on('event', (event: AuditEvent) => {
-      // An observer's fault must not fail the record that is already durable, nor the other observers.
-      for (const [name, observe] of this.observers) {
-        try {
-          observe(event);
-        } catch (err) {
-          this.reportFault(`audit observer ${name}`, err, { stream: event.stream, seq: event.seq, type: event.type });
-        }
-      }
-    });
-    this.audit.on('uploaded', (seconds: number) => this.metrics.uploadSeconds.observe(seconds));
-  }
-
   /** Alerts of the targets the caller owns (all of them for admins). */
   listAlerts(identity: Identity): Alert[] {
-    const roles = rolesOf(this.config, identity);
-    const admin = isAdmin(this.config, roles);
-    const owned = new Set(Object.values(this.config.targets).filter((t) => isOwner(t, roles)).map((t) => t.name));
-    if (!admin && owned.size === 0) throw new LoupeError('forbidden', 'alerts are for the owners of a target and admins');
-    return this.alerts.list((alert) => admin || owned.has(alert.target));
+    return this.observers.listAlerts(identity);
   }
 
   /** The audit public keys, as published at GET /v1/audit/keys. */
@@ -401,7 +353,7 @@ export class Broker {
     const { changed, needRestart } = policyChanges(old, next);
     const applied: LoupeConfig = { ...old, roles: next.roles, admins: next.admins, auditors: next.auditors, targets: next.targets };
     this.config = applied;
-    this.alerts.useConfig(applied);
+    this.observers.useConfig(applied);
     this.approvals.useConfig(applied);
     const { sessionsEnded, sessionsNarrowed } = reloadLiveSessions(this.sessions.live, old, applied, changed, source, this.clock);
     await this.recordGrantEvent('policy.reloaded', { source, changed, needRestart, sessionsEnded, sessionsNarrowed });
@@ -427,7 +379,7 @@ export class Broker {
     const settled = await this.audit.settle(10_000);
     if (!settled) this.options.log?.('audit: some chains were not uploaded before shutdown; the next start uploads them from the write-ahead log');
     await this.audit.stop();
-    await this.ecs?.close();
+    await this.observers.close();
     this.unlock();
   }
 }
