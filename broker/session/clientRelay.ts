@@ -87,6 +87,8 @@ export class ClientRelay {
 
   private forward(screened: Extract<ScreenedFrame, { action: 'forward' }>, raw: Buffer): void {
     const { decision } = screened;
+    // Requests the broker answers itself go through answerInBroker (a broker-side evaluator would answer
+    // handling === 'evaluate' the same way); everything else is forwarded to V8.
     if (decision.handling === 'search') {
       void this.answerInBroker(decision, () => this.searchReply(decision), (result) => ({ matches: (result.result as unknown[]).length }));
       return;
