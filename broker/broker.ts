@@ -51,18 +51,9 @@ export interface RequestOrigin {
 
 const attachTicketSeconds = 60;
 
-/** The answer to a granted request (201), directly or collected after its approvals. */
-export interface GrantAnswer {
-  readonly grantId: string;
-  readonly token: string;
-  readonly expiresAt: string;
-  readonly attachUrl: string;
-  readonly durationSeconds: number;
-  readonly capped: boolean;
-  /** Who approved it, when it came through an access request. */
-  readonly requestId?: string;
-  readonly approvedBy?: readonly { sub: string; name: string; at: string }[];
-}
+/** The answer to a granted request (201): defined with the other HTTP answers the extension reads. */
+export type { GrantAnswer } from '../common/http';
+import type { GrantAnswer } from '../common/http';
 const maxReasonLength = 2000;
 
 /** The broker's decisions, independent of HTTP: grants, attach, revocation, session lifecycle. */
