@@ -1,58 +1,51 @@
 /**
- * The Loupe debug adapter: DAP toward VS Code (or any DAP client), the broker's CDP through `LoupeRuntime`.
- * No `vscode` import: it runs inline in the extension host and standalone (dist/debugAdapter.js) for the DAP tests.
+ * The Loupe debug adapter: DAP toward VS Code (or any DAP client), the broker's CDP through `LoupeRuntime`. No
+ * `vscode` import: it runs inline in the extension host and standalone (dist/debugAdapter.js) for the DAP tests.
+ * This class translates; the rest has a file each: scripts.ts, breakpoints.ts, hitConditions.ts, brokerNotices.ts,
+ * captures.ts, stoppedState.ts, variables.ts, valueFormat.ts, errors.ts.
  *
- * This class translates only; each concern has its own file: scripts and source maps (scripts.ts), breakpoints
- * and hit conditions (breakpoints.ts), snapshot captures (captures.ts), variables (variables.ts), value text
- * (valueFormat.ts), DAP error ids (errors.ts).
- *
- * The broker is the enforcement point; this adapter only speaks its dialect well:
- * - evaluation is side-effect free (forced by the broker); a refusal is shown as the evaluation's result;
- * - snapshot mode: the broker captures instead of pausing (`Loupe.snapshotCaptured`); the adapter shows each
- *   capture as a read-only stopped state answered from the capture alone, and `continue` moves to the next one;
- * - disconnect closes the socket: the broker removes the breakpoints and resumes the target. The target is never ended.
+ * The broker is the enforcement point; this adapter only speaks its dialect well: evaluation is side-effect free
+ * (forced by the broker) and a refusal is shown as the evaluation's result; in snapshot mode the broker captures
+ * instead of pausing, each capture is shown as a read-only stopped state and `continue` moves to the next one;
+ * disconnect closes the socket, and the broker removes the breakpoints and resumes the target (never ends it).
  */
-import { BreakpointEvent, ContinuedEvent, Event, InitializedEvent, LoadedSourceEvent, Logger, logger, LoggingDebugSession, OutputEvent, StackFrame, StoppedEvent, TerminatedEvent, Thread } from '@vscode/debugadapter';
+import { BreakpointEvent, ContinuedEvent, Event, InitializedEvent, LoadedSourceEvent, Logger, logger, LoggingDebugSession, OutputEvent, StoppedEvent, TerminatedEvent, Thread } from '@vscode/debugadapter';
 import type { DebugProtocol } from '@vscode/debugprotocol';
 import type { Protocol } from 'devtools-protocol';
 import { BreakpointTable, type BreakpointRecord } from './breakpoints';
+import { BrokerNotices, type Notice } from './brokerNotices';
+import { capabilities } from './capabilities';
 import { CaptureList, maxCapturesKept, snapshotBody, type CaptureEntry } from './captures';
 import type { CloseInfo } from './cdpConnection';
 import { closeMessage } from './closeCodes';
 import type { LoupeAttachArguments, SessionEndedEventBody, SnapshotEventBody, SnapshotShownEventBody } from './config';
 import { dapFormat, DapErrorId } from './errors';
 import { obtainGrant } from './grant';
-import { LoupeRuntime, type ExecutionCommand, type LogpointEvent, type SuspendedEvent, type ThrottledEvent } from './runtime';
-import { ScriptRegistry, type ScriptInfo } from './scripts';
+import { LoupeRuntime, type ExecutionCommand } from './runtime';
+import { ScriptRegistry } from './scripts';
+import { StoppedState } from './stoppedState';
 import { lookupCaptured, notCapturedPrefix, type CapturedFrame, type SnapshotCapture } from './snapshots';
 import { PathMapper } from './sourceMaps';
 import { formatValue, refusalOrError, refusalText } from './valueFormat';
 import { textResult, VariableStore } from './variables';
 
 const THREAD_ID = 1;
-/** Frame ids are `stop * 10_000 + index`: an id from an earlier stop finds nothing. */
-const framesPerStop = 10_000;
-/** A throttle notice repeats (with the count of skipped hits) at most this often per breakpoint and reason. */
-const throttleNoticeIntervalMs = 30_000;
-
-type OutputCategory = 'console' | 'stdout' | 'stderr' | 'important';
 
 export class LoupeDebugSession extends LoggingDebugSession {
   private runtime: LoupeRuntime | undefined;
   private args: LoupeAttachArguments | undefined;
   private scripts = new ScriptRegistry();
   private breakpoints: BreakpointTable | undefined;
+  private notices: BrokerNotices | undefined;
+  private readonly stopped = new StoppedState();
   private readonly variables = new VariableStore();
   private readonly captures = new CaptureList();
   private mode: 'pause' | 'snapshot' = 'pause';
-  private pausedFrames: Protocol.Debugger.CallFrame[] | undefined;
-  private stopSeq = 0;
   private stoppedReported = false;
   private expectingStop: 'step' | 'pause' | undefined;
   private resumeRequested = false;
   private disconnecting = false;
   private ended = false;
-  private readonly throttleNotices = new Map<string, number>();
   private explainedSnapshots = false;
 
   constructor() {
@@ -64,31 +57,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
   // ---- lifecycle ----
 
   protected override initializeRequest(response: DebugProtocol.InitializeResponse): void {
-    response.body = {
-      supportsConfigurationDoneRequest: true,
-      supportsConditionalBreakpoints: true,
-      supportsHitConditionalBreakpoints: true,
-      supportsLogPoints: true,
-      supportsEvaluateForHovers: true,
-      supportsLoadedSourcesRequest: true,
-      supportsTerminateRequest: false,
-      supportTerminateDebuggee: false,
-      supportsSetVariable: false,
-      supportsSetExpression: false,
-      supportsRestartFrame: false,
-      supportsRestartRequest: false,
-      supportsStepBack: false,
-      supportsCompletionsRequest: false,
-      supportsExceptionInfoRequest: false,
-      supportsFunctionBreakpoints: false,
-      supportsDataBreakpoints: false,
-      supportsReadMemoryRequest: false,
-      supportsValueFormattingOptions: false,
-      exceptionBreakpointFilters: [
-        { filter: 'uncaught', label: 'Uncaught Exceptions', default: false },
-        { filter: 'all', label: 'All Exceptions', default: false },
-      ],
-    };
+    response.body = capabilities;
     this.sendResponse(response);
   }
 
@@ -105,6 +74,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
       const runtime = await LoupeRuntime.connect(attachUrl, grantToken);
       this.runtime = runtime;
       this.breakpoints = new BreakpointTable(runtime, this.scripts, this.mode, (bp) => this.sendEvent(new BreakpointEvent('changed', bp)));
+      this.notices = new BrokerNotices(this.breakpoints);
       this.listen(runtime);
       await runtime.enable();
       this.sendEvent(new Event('loupe.grant', grant));
@@ -136,15 +106,12 @@ export class LoupeDebugSession extends LoggingDebugSession {
     runtime.on('resumed', () => this.onResumed());
     runtime.on('console', (p) => this.onConsole(p));
     runtime.on('capture', (p) => this.onCapture(p));
-    runtime.on('logpoint', (p) => this.onBrokerLogpoint(p));
-    runtime.on('throttled', (p) => this.onThrottled(p));
-    runtime.on('suspended', (p) => this.onSuspended(p));
+    runtime.on('logpoint', (p) => this.notice(this.notices?.logpoint(p)));
+    runtime.on('throttled', (p) => this.notice(this.notices?.throttled(p)));
+    runtime.on('suspended', (p) => this.notice(this.notices?.suspended(p)));
     // Until the user acts again, the broker holds no pause for this session: say so, or a user waiting for the next hit waits forever.
     runtime.on('parked', (p) => this.output(`Loupe: ${p.reason}. Any action here (an evaluation, a breakpoint change, a pause) turns them back on.\n`, 'important'));
-    runtime.on('exception', (p) => {
-      const d = p.exceptionDetails;
-      this.output(`Uncaught ${d?.exception?.description ?? d?.text ?? 'exception'}\n`, 'stderr');
-    });
+    runtime.on('exception', ({ exceptionDetails: d }) => this.output(`Uncaught ${d?.exception?.description ?? d?.text ?? 'exception'}\n`, 'stderr'));
     runtime.on('closed', (info) => this.onClosed(info));
   }
 
@@ -160,7 +127,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
     this.sendEvent(new TerminatedEvent());
   }
 
-  private output(text: string, category: OutputCategory, extra?: Partial<DebugProtocol.OutputEvent['body']>): void {
+  private output(text: string, category: 'console' | 'stdout' | 'stderr' | 'important', extra?: Partial<DebugProtocol.OutputEvent['body']>): void {
     const e = new OutputEvent(text, category) as DebugProtocol.OutputEvent;
     if (extra) Object.assign(e.body, extra);
     this.sendEvent(e);
@@ -229,44 +196,10 @@ export class LoupeDebugSession extends LoggingDebugSession {
     }
   }
 
-  /** A broker logpoint's message: Debug Console output at the logpoint's line. */
-  private onBrokerLogpoint(p: LogpointEvent): void {
-    const record = this.breakpoints?.get(p.breakpointId);
-    if (record?.hitCount && !this.breakpoints!.countHit(record)) return;
-    this.output(`${p.message}${record ? '' : ` (${p.frame ?? p.breakpointId})`}\n`, 'console', record ? this.breakpoints!.at(record) : {});
-  }
-
-  /** The broker skips hits inside its rate limits, or has removed a breakpoint at its capture limit. */
-  private onThrottled(p: ThrottledEvent): void {
-    const record = this.breakpoints?.get(p.breakpointId);
-    const kind = record?.logMessage !== undefined ? 'logpoint' : 'snapshot breakpoint';
-    const where = this.where(record, p.breakpointId);
-    if (p.removed) {
-      this.output(`Loupe: the ${kind} at ${where} ${p.reason}.\n`, 'important');
-      if (record) this.breakpoints!.removedByBroker(record, p.breakpointId, `Removed by Loupe: ${p.reason}`);
-      return;
-    }
-    // The broker repeats the notice every second while hits are skipped: the user hears of it now and then.
-    const key = `${p.breakpointId}\n${p.reason}`;
-    const last = this.throttleNotices.get(key);
-    if (last !== undefined && Date.now() - last < throttleNoticeIntervalMs) return;
-    this.throttleNotices.set(key, Date.now());
-    const skipped = p.skipped ? `; ${p.skipped} hit${p.skipped === 1 ? '' : 's'} skipped so far` : '';
-    const next = p.until ? `; next capture from ${new Date(p.until).toLocaleTimeString()}` : '';
-    this.output(`Loupe: the ${kind} at ${where} is throttled by the broker: ${p.reason}${skipped}${next}. Skipped hits resume the target at once.\n`, 'console');
-  }
-
-  /** A conditional breakpoint or logpoint whose hits cost the target more than the pause budget: removed by the broker. */
-  private onSuspended(p: SuspendedEvent): void {
-    const record = this.breakpoints?.get(p.breakpointId);
-    const kind = record?.logMessage !== undefined ? 'logpoint' : 'breakpoint';
-    const why = p.reason.replace(/^suspended:\s*/, '');
-    this.output(`Loupe: the ${kind} at ${this.where(record, p.breakpointId)} was suspended by the broker: ${why}. It no longer fires; make its condition rarer or remove it.\n`, 'important');
-    if (record) this.breakpoints!.removedByBroker(record, p.breakpointId, `Suspended by Loupe: ${why}`);
-  }
-
-  private where(record: BreakpointRecord | undefined, breakpointId: string): string {
-    return this.breakpoints?.where(record, breakpointId) ?? `breakpoint ${breakpointId}`;
+  private notice(notice: Notice | undefined): void {
+    if (!notice) return;
+    this.output(notice.text, notice.category, notice.at);
+    notice.then?.();
   }
 
   // ---- pauses ----
@@ -277,7 +210,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
     const expected = this.expectingStop;
     this.expectingStop = undefined;
     this.newStop();
-    this.pausedFrames = frames;
+    this.stopped.paused = frames;
     if (!expected && hits.length > 0) {
       let stop = false;
       for (const record of new Set(hits)) {
@@ -287,7 +220,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
       }
       if (!stop) {
         // Logpoints and unmet hit counts: the target goes on at once.
-        this.pausedFrames = undefined;
+        this.stopped.paused = undefined;
         this.resumeRequested = true;
         await this.runtime?.execute('Debugger.resume').catch(() => undefined);
         return;
@@ -302,7 +235,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
   }
 
   private onResumed(): void {
-    this.pausedFrames = undefined;
+    this.stopped.paused = undefined;
     const requested = this.resumeRequested;
     this.resumeRequested = false;
     if (this.stoppedReported && !requested) {
@@ -315,7 +248,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
 
   /** A new stopped state: frame ids and variable references of the last one no longer answer. */
   private newStop(): void {
-    this.stopSeq++;
+    this.stopped.next();
     this.variables.reset();
   }
 
@@ -327,41 +260,16 @@ export class LoupeDebugSession extends LoggingDebugSession {
 
   protected override stackTraceRequest(response: DebugProtocol.StackTraceResponse, args: DebugProtocol.StackTraceArguments): void {
     // A live pause, or in snapshot mode the capture shown: the same mapping to the user's sources.
-    const frames: { name: string; script: ScriptInfo; lineNumber: number; columnNumber: number }[] =
-      this.mode === 'snapshot'
-        ? (this.captures.shown?.frames ?? []).map((f) => ({ name: f.functionName, script: this.scripts.forUrl(f.url), lineNumber: f.lineNumber, columnNumber: f.columnNumber }))
-        : (this.pausedFrames ?? []).map((f) => ({ name: f.functionName, script: this.scripts.get(f.location.scriptId) ?? { scriptId: f.location.scriptId, url: f.url ?? '' }, lineNumber: f.location.lineNumber, columnNumber: f.location.columnNumber ?? 0 }));
-    const start = args.startFrame ?? 0;
-    const count = args.levels && args.levels > 0 ? args.levels : frames.length;
-    const out: StackFrame[] = [];
-    for (let i = start; i < Math.min(frames.length, start + count); i++) {
-      const f = frames[i]!;
-      const place = this.scripts.placeOf(f.script, f.lineNumber, f.columnNumber);
-      const frame = new StackFrame(this.stopSeq * framesPerStop + i, f.name || '(anonymous)', place.source, place.line, place.column) as DebugProtocol.StackFrame;
-      if (place.internal) frame.presentationHint = 'subtle';
-      out.push(frame);
-    }
-    response.body = { stackFrames: out, totalFrames: frames.length };
+    response.body = this.stopped.stackTrace(this.scripts, this.mode === 'snapshot' ? { shown: this.captures.shown?.frames } : undefined, args);
     this.sendResponse(response);
   }
 
-  private frameIndex(frameId: number | undefined): number | undefined {
-    if (frameId === undefined || Math.floor(frameId / framesPerStop) !== this.stopSeq) return undefined;
-    return frameId % framesPerStop;
-  }
-
-  private frameFor(frameId: number | undefined): Protocol.Debugger.CallFrame | undefined {
-    const index = this.frameIndex(frameId);
-    return index === undefined ? undefined : this.pausedFrames?.[index];
-  }
-
   private capturedFrameFor(frameId: number | undefined): CapturedFrame | undefined {
-    const index = this.frameIndex(frameId);
-    return index === undefined ? undefined : this.captures.shown?.frames[index];
+    return this.stopped.capturedFrame(frameId, this.captures.shown?.frames);
   }
 
   protected override scopesRequest(response: DebugProtocol.ScopesResponse, args: DebugProtocol.ScopesArguments): void {
-    const scopes = this.mode === 'snapshot' ? this.variables.capturedScopes(this.capturedFrameFor(args.frameId)) : this.variables.liveScopes(this.frameFor(args.frameId));
+    const scopes = this.mode === 'snapshot' ? this.variables.capturedScopes(this.capturedFrameFor(args.frameId)) : this.variables.liveScopes(this.stopped.liveFrame(args.frameId));
     response.body = { scopes };
     this.sendResponse(response);
   }
@@ -380,7 +288,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
   protected override async evaluateRequest(response: DebugProtocol.EvaluateResponse, args: DebugProtocol.EvaluateArguments): Promise<void> {
     if (!this.runtime) return this.fail(response, new Error('not attached'));
     if (this.mode === 'snapshot' && args.frameId !== undefined) return this.evaluateInCapture(response, args);
-    const frame = this.frameFor(args.frameId);
+    const frame = this.stopped.liveFrame(args.frameId);
     try {
       const r = await this.runtime.evaluate(args.expression, { objectGroup: 'loupe-eval', ...(frame ? { callFrameId: frame.callFrameId } : {}) });
       if (r.exceptionDetails) {
