@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { eventCodes, codeOf } from '../broker/audit/events';
 import { LoupeError, type LoupeErrorCode } from '../broker/errors';
 import { describeAllowlist, gateClientFrame } from '../broker/gate/cdpGate';
-import { closeCodes, type EndReason } from '../broker/session/debugSession';
+import { closeCodes, type EndReason } from '../common/session';
 
 export const root = join(__dirname, '..');
 

@@ -30,7 +30,7 @@ export function redactSource(source: string, redactor: Redactor): { source: stri
     return { source: scrubbed, replaced: scrubbed === source ? 0 : 1 };
   }
   const replacements: Replacement[] = [];
-  visit(ast, undefined, (node, sensitiveAs) => {
+  visit(ast as AnyNode, undefined, (node, sensitiveAs) => {
     const replacement = literalReplacement(source, node, sensitiveAs, redactor);
     if (replacement) replacements.push(replacement);
   });
