@@ -15,7 +15,7 @@ type Spec = 'string' | 'integer' | 'number' | 'boolean' | { object: Record<strin
 const location: Spec = { object: { scriptId: 'string', lineNumber: 'integer', columnNumber: 'integer' } };
 const positions: Spec = { arrayOf: { object: { lineNumber: 'integer', columnNumber: 'integer' } } };
 
-type Handling = 'plain' | 'evaluate' | 'breakpoint' | 'step' | 'logpoint' | 'search';
+type Handling = 'plain' | 'evaluate' | 'breakpoint' | 'step' | 'logpoint' | 'search' | 'source';
 
 /** The logpoint template is parsed by the one parser the debug adapter uses too. */
 export type { LogTemplate } from '../../common/logpoint';
@@ -57,7 +57,7 @@ const allowlist: Record<string, MethodRule> = {
   },
   'Debugger.enable': { modes: both, params: { maxScriptsCacheSize: 'number' } },
   'Debugger.disable': { modes: both, params: {} },
-  'Debugger.getScriptSource': { modes: both, params: { scriptId: 'string' }, required: ['scriptId'] },
+  'Debugger.getScriptSource': { modes: both, params: { scriptId: 'string' }, required: ['scriptId'], handling: 'source' },
   // Answered by the broker (session/sourceSearch.ts): V8 runs the pattern with no timeout.
   'Debugger.searchInContent': { modes: both, params: { scriptId: 'string', query: 'string', caseSensitive: 'boolean', isRegex: 'boolean' }, required: ['scriptId', 'query'], handling: 'search' },
   'Debugger.getPossibleBreakpoints': { modes: both, params: { start: location, end: location, restrictToFunction: 'boolean' }, required: ['start'] },
@@ -287,6 +287,7 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
     }
     rewrites.push('answered by the broker: the source is searched in Loupe (RE2 for patterns), never by the target');
   }
+  if (handling === 'source') rewrites.push('answered by the broker: the source with its secret literals redacted');
   if (method === 'Debugger.setAsyncCallStackDepth' && mode === 'snapshot' && (clean.maxDepth as number) !== 0) {
     // Tracking async stacks hooks every async operation of the target (measured: half the throughput of an
     // HTTP service, idle session), and a capture never carries one.

@@ -27,6 +27,8 @@ export interface RedactionPolicy {
   /** Normalized sensitive names (lower case, no separators). */
   readonly names: ReadonlySet<string>;
   readonly patterns: readonly RedactPattern[];
+  /** false: script sources are shown as they are (a policy's opt-out); otherwise their secret literals are redacted. */
+  readonly source?: boolean;
 }
 
 export const defaultSensitiveNames: readonly string[] = [

@@ -6,7 +6,7 @@ import { marker, type Redactor } from './redact';
  * `Debugger.searchInContent`). Secrets are often literals in the code itself: a string or number literal
  * assigned to a redacted name (`const apiKey = "…"`, `{ password: "…" }`, `cfg.token = "…"`), and any
  * string literal matching a redaction pattern (a bearer token, a JWT, a card number) is replaced by the
- * marker. Only literal text changes and never across a line break, so line numbers (breakpoints) stay right.
+ * marker (as are values beside a redacted key: `['token', …]`, `headers.set('authorization', …)`). Only literal text changes and never across a line break, so line numbers (breakpoints) stay right.
  * A source that does not parse (or is too large to parse within the broker's time bounds) is scrubbed by
  * pattern and `name: value` pair as any other text is.
  */
@@ -84,6 +84,9 @@ function assignedName(parent: AnyNode, child: AnyNode): string | undefined {
   if (parent.type === 'Property' && parent.value === child) return keyName(parent);
   if (parent.type === 'PropertyDefinition' && parent.value === child) return keyName(parent);
   if ((parent.type === 'AssignmentExpression' || parent.type === 'AssignmentPattern') && parent.right === child) return nameOf(parent.left as AnyNode);
+  // A key and its value side by side: `['token', v]` (Map entries, fromEntries) and `set('token', v)`, `setHeader('authorization', v)`.
+  const pair = parent.type === 'ArrayExpression' ? (parent.elements as AnyNode[]) : parent.type === 'CallExpression' || parent.type === 'NewExpression' ? (parent.arguments as AnyNode[]) : undefined;
+  if (pair && pair[1] === child && pair[0]?.type === 'Literal' && typeof pair[0].value === 'string') return pair[0].value;
   return undefined;
 }
 

@@ -7,6 +7,7 @@ import { cdpErrorCodes, truncate } from '../gate/cdpGate';
 import type { Forward, Refusal, ScreenedFrame, TargetScreen } from '../gate/targetScreen';
 import type { SessionContext } from './context';
 import { requestEventType } from './recordShapes';
+import { sourceRedaction } from '../policy/sourceRedactThread';
 import { ScriptSources, searchSource } from './sourceSearch';
 import type { ClientPending } from './targetChannel';
 
@@ -19,9 +20,12 @@ export class ClientRelay {
     private readonly context: SessionContext,
     private readonly screen: TargetScreen,
   ) {
+    // Kept redacted: the client reads and searches the source only as the redactor leaves it.
     this.sources = new ScriptSources(async (scriptId) => {
-      const result = await context.channel.command('Debugger.getScriptSource', { scriptId }, { why: 'Debugger.searchInContent: Loupe searches the source itself' });
-      return typeof result.scriptSource === 'string' ? result.scriptSource : '';
+      const result = await context.channel.command('Debugger.getScriptSource', { scriptId }, { why: 'Loupe reads the source to redact it (and search it) itself' });
+      const source = typeof result.scriptSource === 'string' ? result.scriptSource : '';
+      if (context.target().redaction.source === false) return source;
+      return (await sourceRedaction.redact(source, context.redactor)).source;
     });
   }
 
@@ -73,6 +77,15 @@ export class ClientRelay {
     }
   }
 
+  /** Debugger.getScriptSource: the script's source as the redactor leaves it (string literals of secrets replaced). */
+  private async sourceReply({ method, params }: Forward): Promise<CdpReply> {
+    try {
+      return { result: { scriptSource: await this.sources.get(String(params.scriptId)) } };
+    } catch (err) {
+      return { error: { code: cdpErrorCodes.refused, message: `${method}: the script's source could not be read: ${(err as Error).message}` } };
+    }
+  }
+
   /** Learns the sensitive values an evaluation's roots reach, so they are scrubbed from its result. */
   private async learnReachable(decision: Forward, roots: readonly string[]): Promise<number> {
     const probe = this.screen.reachableProbe(decision, roots);
@@ -91,6 +104,10 @@ export class ClientRelay {
     // handling === 'evaluate' the same way); everything else is forwarded to V8.
     if (decision.handling === 'search') {
       void this.answerInBroker(decision, () => this.searchReply(decision), (result) => ({ matches: (result.result as unknown[]).length }));
+      return;
+    }
+    if (decision.handling === 'source') {
+      void this.answerInBroker(decision, () => this.sourceReply(decision), (result) => ({ bytes: String(result.scriptSource).length }));
       return;
     }
     const { channel, labels, breakpoints, pauses } = this.context;

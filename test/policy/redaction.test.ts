@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CdpClient } from '../support/cdpClient';
@@ -155,6 +156,25 @@ describe('redaction', () => {
     await client.call('Debugger.removeBreakpoint', { breakpointId });
     await client.close();
     await new Promise((r) => setTimeout(r, 200));
+    for (const f of frames) if (!/"Debugger\.scriptParsed"/.test(f)) assert.doesNotMatch(f, leaks);
+    assert.doesNotMatch(JSON.stringify(await broker.sessionEvents()), leaks);
+  });
+
+  it('redacts the secret literals of script sources, for reading and searching, lines kept', async () => {
+    const { client, frames, breakpointId } = await pausedSession(broker, 'snapshot');
+    const parsed = await client.waitEvent('Debugger.scriptParsed', (m) => /redact-app\.js$/.test(m.params.url));
+    const { scriptSource } = await client.call('Debugger.getScriptSource', { scriptId: parsed.params.scriptId });
+    const original = readFileSync(app, 'utf8');
+    assert.match(original, leaks, 'the fixture holds secrets in its source');
+    assert.doesNotMatch(scriptSource, leaks);
+    assert.match(scriptSource, /dbPassword: '\[redacted: dbPassword\]'/);
+    assert.match(scriptSource, /\['token', '\[redacted: token\]'\]/);
+    assert.equal(scriptSource.split('\n').length, original.split('\n').length, 'lines stay where they were');
+    assert.equal(scriptSource.split('\n')[line], original.split('\n')[line], 'the breakpoint line is the same');
+    const hits = await client.call('Debugger.searchInContent', { scriptId: parsed.params.scriptId, query: 'SECRET', caseSensitive: true });
+    assert.deepEqual(hits.result, [], 'a search finds no secret either');
+    await client.call('Debugger.removeBreakpoint', { breakpointId });
+    await client.close();
     for (const f of frames) if (!/"Debugger\.scriptParsed"/.test(f)) assert.doesNotMatch(f, leaks);
     assert.doesNotMatch(JSON.stringify(await broker.sessionEvents()), leaks);
   });

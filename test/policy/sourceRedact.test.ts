@@ -22,6 +22,8 @@ describe('script source redaction', () => {
     ['a class field', 'class A { secret = "s3"; #otp = "123456"; }', 'class A { secret = "[redacted: secret]"; #otp = "[redacted: otp]"; }'],
     ['a concatenation', 'const secret = "abc" + "def";', 'const secret = "[redacted: secret]" + "[redacted: secret]";'],
     ['a template literal', 'const token = `tok-${n}-x`;', 'const token = `[redacted: token]${n}[redacted: token]`;'],
+    ['a Map entry', "const m = new Map([['token', 'tok-1'], ['region', 'eu']]);", "const m = new Map([['token', '[redacted: token]'], ['region', 'eu']]);"],
+    ['a value set under a redacted key', "res.setHeader('Set-Cookie', 'sid=abc'); h.set('apiKey', k);", "res.setHeader('Set-Cookie', '[redacted: Set-Cookie]'); h.set('apiKey', k);"],
     ['a JWT anywhere', `log("${jwt}");`, 'log("[redacted: JWT]");'],
     ['a bearer token inside a longer string', 'fetch(u, { h: "Bearer abcdefghijkl and more" });', 'fetch(u, { h: "[redacted: bearer token] and more" });'],
     ['a card number passing Luhn', 'const n = "4111 1111 1111 1111";', 'const n = "[redacted: card number]";'],
