@@ -128,20 +128,29 @@ const envPattern = '\\$\\{[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\\}';
 
 type JsonNode = Record<string, unknown>;
 
-/** Lets every scalar also be a `${VAR}` reference, which the loader substitutes before it validates. */
+const isScalar = (node: JsonNode) =>
+  'const' in node || 'enum' in node || (typeof node.type === 'string' && !['object', 'array', 'null'].includes(node.type) && (node.type !== 'string' || 'pattern' in node));
+const envRef = { $ref: '#/definitions/env' };
+
+/**
+ * Lets every scalar also be a `${VAR}` reference, which the loader substitutes before it validates (plain strings
+ * already are); hoists a section's description out of its `anyOf` so editors show it on the key.
+ */
 function allowEnv(node: JsonNode): JsonNode {
   const out: JsonNode = { ...node };
-  for (const key of ['properties', 'additionalProperties', 'items', 'anyOf'] as const) {
-    const value = out[key];
-    if (key === 'properties' && value) out[key] = Object.fromEntries(Object.entries(value as Record<string, JsonNode>).map(([k, v]) => [k, allowEnv(v)]));
-    else if (key === 'anyOf' && Array.isArray(value)) out[key] = (value as JsonNode[]).map(allowEnv);
-    else if (value && typeof value === 'object') out[key] = allowEnv(value as JsonNode);
+  if (out.properties) out.properties = Object.fromEntries(Object.entries(out.properties as Record<string, JsonNode>).map(([k, v]) => [k, allowEnv(v)]));
+  for (const key of ['additionalProperties', 'items'] as const) if (out[key] && typeof out[key] === 'object') out[key] = allowEnv(out[key] as JsonNode);
+  if (Array.isArray(out.anyOf)) {
+    const options = out.anyOf as JsonNode[];
+    const scalar = options.some(isScalar);
+    out.anyOf = [...options.map((o) => (isScalar(o) ? o : allowEnv(o))), ...(scalar ? [envRef] : [])];
+    const described = options.find((o) => typeof o.description === 'string');
+    if (out.description === undefined && described) out.description = described.description;
+    return out;
   }
-  const scalar = typeof out.type === 'string' && !['object', 'array', 'null'].includes(out.type) && (out.type !== 'string' || 'pattern' in out || 'enum' in out);
-  const literal = 'const' in out || ('enum' in out && out.type === undefined);
-  if (!scalar && !literal) return out;
+  if (!isScalar(out)) return out;
   const { title, description, default: fallback, ...rest } = out;
-  return { ...(title ? { title } : {}), ...(description ? { description } : {}), ...(fallback !== undefined ? { default: fallback } : {}), anyOf: [rest, { $ref: '#/definitions/env' }] };
+  return { ...(title ? { title } : {}), ...(description ? { description } : {}), ...(fallback !== undefined ? { default: fallback } : {}), anyOf: [rest, envRef] };
 }
 
 /** The JSON Schema of the policy file, for editors (`# yaml-language-server: $schema=...`). */
@@ -157,12 +166,17 @@ export function configJsonSchema(): JsonNode {
   };
 }
 
+/** `loupe.schema.json` as committed: `npm run schema` writes it, a test checks it is current. */
+export const configJsonSchemaText = (): string => `${JSON.stringify(configJsonSchema(), null, 2)}\n`;
+
 export interface ConfigField {
   /** Dotted path; `<name>` for a key of your choosing, `[]` for a list item. */
   readonly path: string;
   readonly type: string;
   /** The default as it would be written in the file, or undefined when there is none. */
   readonly default: unknown;
+  /** Must be given (no default, not optional). */
+  readonly required: boolean;
   readonly description: string;
 }
 
@@ -173,20 +187,21 @@ export function listConfigFields(): ConfigField[] {
     const inner = unwrap(schema);
     const def = inner.def as unknown as Record<string, unknown> & { type: string };
     const about = description ?? inner.description ?? '';
+    const required = fallback === undefined && !schema.safeParse(undefined).success && (schema as { _zod: { optin?: string } })._zod.optin === undefined;
     if (def.type === 'object') {
-      if (path) fields.push({ path, type: 'mapping', default: undefined, description: about });
+      if (path) fields.push({ path, type: 'mapping', default: undefined, required, description: about });
       for (const [key, child] of Object.entries(def.shape as Record<string, z.ZodType>)) {
         if (child.def.type === 'never' || (child.def.type === 'optional' && (child.def as unknown as { innerType: z.ZodType }).innerType.def.type === 'never')) continue;
         walk(child, path ? `${path}.${key}` : key, child.description, defaultOf(child));
       }
     } else if (def.type === 'record') {
-      fields.push({ path, type: 'mapping', default: undefined, description: about });
+      fields.push({ path, type: 'mapping', default: undefined, required, description: about });
       walk(def.valueType as z.ZodType, `${path}.<name>`, undefined, undefined);
     } else if (def.type === 'array' && unwrap(def.element as z.ZodType).def.type === 'object') {
-      fields.push({ path, type: 'list', default: fallback, description: about });
+      fields.push({ path, type: 'list', default: fallback, required, description: about });
       walk(def.element as z.ZodType, `${path}[]`, undefined, undefined);
     } else {
-      fields.push({ path, type: kindOf(schema) ?? def.type, default: fallback, description: about });
+      fields.push({ path, type: kindOf(schema) ?? def.type, default: fallback, required, description: about });
     }
   };
   walk(configSchema, '', undefined, undefined);
@@ -209,6 +224,7 @@ function kindOf(schema: z.ZodType): string | undefined {
     const found = fieldKinds.get(current);
     if (found) return found.kind;
     if (current.def.type === 'pipe') current = current.def.in as typeof current;
+    else if (current.def.type === 'array') return `list of ${kindOf(current.def.element as z.ZodType)}`;
     else if (current.def.type === 'union') return (current.def.options as z.ZodType[]).map((o) => kindOf(o) ?? o.def.type).join(' or ');
     else current = current.def.innerType as typeof current;
   }

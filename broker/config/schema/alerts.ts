@@ -1,7 +1,7 @@
 import picomatch from 'picomatch';
 import { z } from 'zod';
 import { parseHours } from '../../policy/hours';
-import { mapping, oneOf, parsed, positiveInt, textList, unknownRule } from './fields';
+import { kind, mapping, oneOf, parsed, positiveInt, textList, unknownRule } from './fields';
 
 /** `require-approval`: the user's grant requests on the target wait for an owner's approval until one is collected. */
 export const alertActions = ['none', 'end-session', 'require-approval'] as const;
@@ -21,7 +21,7 @@ function parseBytes(value: number | string): number {
 
 function bytes() {
   const error = 'expected a size like "5MB" or a number of bytes';
-  return z.union([z.int({ error }).min(1, { error }), z.string({ error }).regex(bytesPattern, { error })], { error }).transform(parseBytes);
+  return kind(z.union([z.int({ error }).min(1, { error }), z.string({ error }).regex(bytesPattern, { error })], { error }), 'size ("5MB") or a number of bytes').transform(parseBytes);
 }
 
 function globs() {
@@ -101,7 +101,7 @@ const webhookSchema = mapping(
     url: z.string({ error: 'expected an http(s) URL' }).regex(/^https?:\/\/\S+$/, { error: 'expected an http(s) URL' }).describe('Where alerts are POSTed.'),
     secret: z.string({ error: 'expected a string of at least 16 characters (used for the HMAC signature)' }).min(16, { error: 'expected a string of at least 16 characters (used for the HMAC signature)' }).optional().describe('Signs each delivery (HMAC-SHA256); at least 16 characters.'),
     format: oneOf(['json', 'slack'], 'expected json or slack').prefault('json').describe('json (the alert as it is) or slack (an incoming-webhook message).'),
-    maxAttempts: z.int({ error: 'expected an integer from 1 to 20' }).min(1, { error: 'expected an integer from 1 to 20' }).max(20, { error: 'expected an integer from 1 to 20' }).prefault(5).describe('Delivery attempts before an alert goes to the dead-letter file.'),
+    maxAttempts: kind(z.int({ error: 'expected an integer from 1 to 20' }).min(1, { error: 'expected an integer from 1 to 20' }).max(20, { error: 'expected an integer from 1 to 20' }), 'integer 1..20').prefault(5).describe('Delivery attempts before an alert goes to the dead-letter file.'),
   },
   'expected a mapping { url, secret, format, maxAttempts }',
 );

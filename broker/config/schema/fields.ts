@@ -9,7 +9,7 @@ import { parseDuration } from '../duration';
 /** What a field holds, in words, for the config reference (`listConfigFields`); never part of the JSON Schema. */
 export const fieldKinds = z.registry<{ kind: string }>();
 
-const kind = <S extends z.ZodType>(schema: S, text: string): S => {
+export const kind = <S extends z.ZodType>(schema: S, text: string): S => {
   fieldKinds.add(schema, { kind: text });
   return schema;
 };

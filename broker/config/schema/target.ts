@@ -3,7 +3,7 @@ import { defaultDenyIdentifiers } from '../../gate/evaluationCheck';
 import { parseHours } from '../../policy/hours';
 import { compileRedaction, defaultPatterns, defaultSensitiveNames, normalizeName } from '../../policy/redact';
 import { targetAlertsSchema } from './alerts';
-import { bool, duration, int, listProblem, mapping, oneOf, parsed, section, text, textList } from './fields';
+import { bool, duration, int, kind, listProblem, mapping, oneOf, parsed, section, text, textList } from './fields';
 
 export const modes = ['pause', 'snapshot'] as const;
 export type Mode = (typeof modes)[number];
@@ -20,10 +20,12 @@ function compileRegExp(source: string, flags?: string): RegExp {
 
 export const approvalSchema = mapping(
   {
-    approvers: z
-      .union([z.string().min(1), z.array(z.string({ error: listProblem }).min(1, { error: listProblem })).min(1, { error: 'expected a role name (or a list of role names)' })], {
+    approvers: kind(
+      z.union([z.string().min(1), z.array(z.string({ error: listProblem }).min(1, { error: listProblem })).min(1, { error: 'expected a role name (or a list of role names)' })], {
         error: (iss) => (iss.input === undefined ? 'required: the role whose holders may approve' : 'expected a role name (or a list of role names)'),
-      })
+      }),
+      'role name, or list of role names',
+    )
       .transform((value) => (typeof value === 'string' ? [value] : value))
       .describe('The role (or roles) whose holders may approve; never the requester, even when they hold one.'),
     minApprovals: int(1, 10).prefault(1).describe('Approvals by distinct approvers needed.'),
@@ -104,8 +106,8 @@ const redactSchema = mapping({
   patterns: z.array(patternSchema, { error: 'expected a list of { name, regex }' }).prefault([]).describe('Value patterns redacted wherever they appear.'),
   defaults: bool().prefault(true).describe('Whether the built-in names and patterns (passwords, tokens, card numbers, ...) apply too.'),
 })
-  .transform(({ names, patterns, defaults }) => compileRedaction([...(defaults ? defaultSensitiveNames : []), ...names], [...(defaults ? defaultPatterns : []), ...patterns]))
-  .describe('Names and value patterns redacted in everything that leaves the broker and everything recorded.');
+  .describe('Names and value patterns redacted in everything that leaves the broker and everything recorded.')
+  .transform(({ names, patterns, defaults }) => compileRedaction([...(defaults ? defaultSensitiveNames : []), ...names], [...(defaults ? defaultPatterns : []), ...patterns]));
 
 const inspectorPattern = /^wss?:\/\/[^\s]+$|^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$/;
 
