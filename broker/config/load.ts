@@ -109,8 +109,15 @@ export function parseConfigText(text: string, baseDir: string, source = 'config'
     const problems = doc.errors.map((e) => `${source}: ${e.message.split('\n')[0]}`);
     throw invalid(problems);
   }
+  let parsed: unknown;
+  try {
+    parsed = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    // An alias to no anchor, or aliases expanding past the bound: the document has no value to validate.
+    throw invalid([`${source}: ${(err as Error).message.split('\n')[0]}`]);
+  }
   const problems: Problem[] = [];
-  const raw = substituteEnv(doc.toJS(), env, [], problems);
+  const raw = substituteEnv(parsed, env, [], problems);
   if (problems.length > 0) throw invalid(orderProblems(problems, configSchema, raw));
   return validateConfig(raw, baseDir);
 }

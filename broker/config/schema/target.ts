@@ -21,7 +21,7 @@ function compileRegExp(source: string, flags?: string): RegExp {
 export const approvalSchema = mapping(
   {
     approvers: kind(
-      z.union([z.string().min(1), z.array(z.string({ error: listProblem }).min(1, { error: listProblem })).min(1, { error: 'expected a role name (or a list of role names)' })], {
+      z.union([z.string().min(1, { error: 'expected a role name (or a list of role names)' }), z.array(z.string({ error: listProblem }).min(1, { error: listProblem })).min(1, { error: 'expected a role name (or a list of role names)' })], {
         error: (iss) => (iss.input === undefined ? 'required: the role whose holders may approve' : 'expected a role name (or a list of role names)'),
       }),
       'role name, or list of role names',
