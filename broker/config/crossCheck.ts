@@ -4,7 +4,7 @@ import type { z } from 'zod';
 import { defaultAlertRules } from './alertConfig';
 import type { Path, Problem } from './problems';
 import { auditSchema, asymmetricAlgorithm, devIssuerSchema, issuerSchema, limitsSchema, roleSchema } from './schema';
-import { alertRulesSchema, ruleSchemas, targetAlertsSchema, type AlertRules, type RuleName } from './schema/alerts';
+import { brokerWideRules, ruleSchemas, type AlertRules, type RuleName } from './schema/alerts';
 import { bool } from './schema/fields';
 import { accessSchema, approvalSchema, targetSchema } from './schema/target';
 
@@ -46,10 +46,12 @@ export function crossCheck(raw: Record<string, unknown>): { problems: Problem[];
     if (role && role.groups.length + role.users.length === 0) add(['roles', name], 'a role needs at least one group or user');
   }
   const known = roles.join(', ') || 'none';
-  const roleRefs = (value: unknown, path: Path) => {
-    const list = typeof value === 'string' ? [value] : valid(targetSchema.shape.owners, value ?? []);
+  /** A list of role names; approvers may also be one name. */
+  const roleRefs = (value: unknown, path: Path, one = false) => {
+    const single = one && typeof value === 'string';
+    const list = single ? [value] : valid(targetSchema.shape.owners, value ?? []);
     list?.forEach((role, i) => {
-      if (!roles.includes(role)) add(typeof value === 'string' ? path : [...path, i], `unknown role "${role}" (defined roles: ${known})`);
+      if (!roles.includes(role)) add(single ? path : [...path, i], `unknown role "${role}" (defined roles: ${known})`);
     });
     return list ?? [];
   };
@@ -58,7 +60,7 @@ export function crossCheck(raw: Record<string, unknown>): { problems: Problem[];
 
   checkAudit(at(raw, 'audit'), add);
 
-  const alertDefaults = mergeRules(defaultAlertRules, valid(alertRulesSchema, at(at(raw, 'alerting'), 'rules')), ['alerting', 'rules'], add);
+  const alertDefaults = mergeRules(defaultAlertRules, givenRules(at(at(raw, 'alerting'), 'rules'), false), ['alerting', 'rules'], add);
   const targetAlerts: Record<string, AlertRules> = {};
   const targets = at(raw, 'targets');
   if (!isMapping(targets) || Object.keys(targets).length === 0) add(['targets'], 'at least one target is required');
@@ -71,9 +73,9 @@ export function crossCheck(raw: Record<string, unknown>): { problems: Problem[];
       const role = valid(accessSchema.shape.role, at(rule, 'role'));
       if (role !== undefined && !roles.includes(role)) add([...rulePath, 'role'], `unknown role "${role}" (defined roles: ${known})`);
       const approvers = at(at(rule, 'requireApproval'), 'approvers');
-      if (valid(approvalSchema.shape.approvers, approvers)) roleRefs(approvers, [...rulePath, 'requireApproval', 'approvers']);
+      if (valid(approvalSchema.shape.approvers, approvers)) roleRefs(approvers, [...rulePath, 'requireApproval', 'approvers'], true);
     });
-    const alerts = mergeRules(alertDefaults, valid(targetAlertsSchema, at(target, 'alerts')), [...path, 'alerts'], add);
+    const alerts = mergeRules(alertDefaults, givenRules(at(target, 'alerts'), true), [...path, 'alerts'], add);
     targetAlerts[name] = alerts;
     // An alert's require-approval asks the target's owners; with none, the user could never attach again.
     const approvalAlerts = Object.entries(alerts).filter(([, rule]) => rule?.action === 'require-approval').map(([rule]) => rule);
@@ -161,6 +163,26 @@ function checkIdentity(identity: unknown, add: (path: Path, message: string) => 
   });
 }
 
+const invalid = Symbol('invalid');
+
+/**
+ * The rules of a set field by field, each value parsed if it passes the schema or marked invalid (the schema pass
+ * reported it): one bad field does not hide another that is missing.
+ */
+function givenRules(value: unknown, perTarget: boolean): GivenRules | undefined {
+  if (!isMapping(value)) return undefined;
+  const rules: Record<string, false | Record<string, unknown>> = {};
+  for (const [name, rule] of Object.entries(value)) {
+    if (!Object.hasOwn(ruleSchemas, name) || (perTarget && brokerWideRules.includes(name as RuleName))) continue;
+    if (rule === false) rules[name] = false;
+    else if (isMapping(rule)) {
+      const shape = ruleSchemas[name as RuleName].shape as Record<string, z.ZodType>;
+      rules[name] = Object.fromEntries(Object.keys(shape).filter((key) => rule[key] !== undefined).map((key) => [key, shape[key]!.safeParse(rule[key]).data ?? invalid]));
+    }
+  }
+  return rules as GivenRules;
+}
+
 type GivenRules = { readonly [K in RuleName]?: false | Record<string, unknown> };
 
 /** A set of alert rules over `base`: a rule given is merged field by field, `false` switches it off. */
@@ -173,14 +195,17 @@ function mergeRules(base: AlertRules, given: GivenRules | undefined, path: Path,
       continue;
     }
     const previous = (base[name] ?? {}) as Record<string, unknown>;
-    const rule: Record<string, unknown> = { action: value.action ?? previous.action ?? 'none' };
+    const rule: Record<string, unknown> = { action: (value.action !== invalid && value.action) || previous.action || 'none' };
+    let complete = !Object.values(value).includes(invalid);
     for (const key of Object.keys(ruleSchemas[name].shape)) {
-      if (key === 'action') continue;
+      if (key === 'action' || value[key] === invalid) continue;
       const v = value[key] ?? previous[key];
-      if (v === undefined) add([...path, name, key], 'required');
-      else rule[key] = v;
+      if (v === undefined) {
+        add([...path, name, key], 'required');
+        complete = false;
+      } else rule[key] = v;
     }
-    out[name] = Object.freeze(rule);
+    if (complete) out[name] = Object.freeze(rule);
   }
   return Object.freeze(out) as AlertRules;
 }

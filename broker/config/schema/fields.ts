@@ -68,14 +68,18 @@ export function duration(required = 'required: a duration like "30m"') {
 /** A value checked by a function that throws what is wrong with it (hours, regular expressions). */
 export function parsed<T>(kindText: string, parse: (value: string) => T, wrong = 'expected a non-empty string') {
   return kind(
-    z.string({ error: wrong }).min(1, { error: wrong, abort: true }).transform((value, ctx) => {
-      try {
-        return parse(value);
-      } catch (err) {
-        ctx.issues.push({ code: 'custom', message: (err as Error).message, input: value });
-        return z.NEVER;
-      }
-    }),
+    z
+      .string({ error: wrong })
+      .min(1, { error: wrong, abort: true })
+      .refine((v) => v.trim() !== '', { error: wrong, abort: true })
+      .transform((value, ctx) => {
+        try {
+          return parse(value);
+        } catch (err) {
+          ctx.issues.push({ code: 'custom', message: (err as Error).message, input: value });
+          return z.NEVER;
+        }
+      }),
     kindText,
   );
 }
