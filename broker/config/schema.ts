@@ -159,7 +159,6 @@ export function configJsonSchema(): JsonNode {
   const { $schema, ...body } = generated;
   return {
     $schema,
-    $id: 'https://loupe.dev/loupe.schema.json',
     title: 'Loupe policy',
     ...allowEnv(body),
     definitions: { env: { type: 'string', pattern: envPattern, description: 'A value from the environment: ${VAR}, or ${VAR:-default} when it is unset.' } },

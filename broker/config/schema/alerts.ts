@@ -94,8 +94,6 @@ export const targetAlertsSchema = mapping(
   .optional()
   .describe('The alert rules watching this target\'s sessions, over `alerting.rules`; set a rule to false to switch it off here.');
 
-export type AlertRulesInput = z.output<typeof alertRulesSchema>;
-
 const webhookSchema = mapping(
   {
     url: z.string({ error: 'expected an http(s) URL' }).regex(/^https?:\/\/\S+$/, { error: 'expected an http(s) URL' }).describe('Where alerts are POSTed.'),
