@@ -63,7 +63,6 @@ export function crossCheck(raw: Record<string, unknown>): { problems: Problem[];
   const alertDefaults = mergeRules(defaultAlertRules, givenRules(at(at(raw, 'alerting'), 'rules'), false), ['alerting', 'rules'], add);
   const targetAlerts: Record<string, AlertRules> = {};
   const targets = at(raw, 'targets');
-  if (!isMapping(targets) || Object.keys(targets).length === 0) add(['targets'], 'at least one target is required');
   for (const [name, target] of Object.entries(isMapping(targets) ? targets : {})) {
     const path = ['targets', name];
     const owners = roleRefs(at(target, 'owners'), [...path, 'owners']);

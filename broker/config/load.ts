@@ -43,7 +43,7 @@ function build(input: ConfigInput, derived: Derived, baseDir: string): LoupeConf
     return Object.freeze({ issuer: issuer.issuer, audience: issuer.audience ?? identity.audience, discovery, jwksUrl, publicKey, jwksCacheMaxAgeSeconds: issuer.jwksCacheMaxAge ?? 600, algorithms: freezeList(issuer.algorithms), groupsClaim: issuer.groupsClaim, nameClaim: issuer.nameClaim });
   });
   const targets: Record<string, TargetConfig> = {};
-  for (const [name, target] of Object.entries(input.targets ?? {})) {
+  for (const [name, target] of Object.entries(input.targets)) {
     const access = target.access.map((rule) =>
       Object.freeze({
         role: rule.role,

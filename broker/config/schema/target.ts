@@ -129,7 +129,9 @@ export const targetNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 export const targetsSchema = z
   .record(z.string().regex(targetNamePattern), targetSchema, {
-    error: (iss) => (iss.code === 'invalid_key' ? 'target names use letters, digits, ".", "_" and "-" (at most 63)' : 'expected a mapping'),
+    error: (iss) =>
+      iss.code === 'invalid_key' ? 'target names use letters, digits, ".", "_" and "-" (at most 63)' : iss.input === undefined || iss.input === null ? 'at least one target is required' : 'expected a mapping',
   })
-  .nullish()
+  .refine((targets) => Object.keys(targets).length > 0, { error: 'at least one target is required' })
+  .meta({ minProperties: 1 })
   .describe('The services that can be debugged, by name.');
