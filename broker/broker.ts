@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type WebSocket from 'ws';
 import type { LoupeConfig, Mode } from './config/types';
-import { modes } from './config/types';
+import { parseGrantRequest } from './http/requests';
 import { LoupeError } from './errors';
 import { lockStateDir } from './stateLock';
 import { join } from 'node:path';
@@ -38,7 +38,6 @@ export interface BrokerOptions {
   readonly securityStream?: Partial<Pick<SecurityStreamOptions, 'maxQueued' | 'maxBacklog' | 'segmentMaxEvents' | 'segmentMaxSeconds'>>;
 }
 
-const maxReasonLength = 2000;
 
 /** The broker's decisions, independent of HTTP: grants, attach, revocation, session lifecycle. */
 export class Broker {
@@ -382,19 +381,4 @@ export class Broker {
     await this.observers.close();
     this.unlock();
   }
-}
-
-function parseGrantRequest(body: unknown): { target: string; mode: Mode; durationSeconds: number; reason: string; ticket?: string } {
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new LoupeError('bad_request', 'expected a JSON object {target, mode, durationSeconds, reason, ticket?}');
-  const { target, mode, durationSeconds, reason, ticket, ...extra } = body as Record<string, unknown>;
-  const problems: string[] = [];
-  if (Object.keys(extra).length > 0) problems.push(`unknown field(s): ${Object.keys(extra).join(', ')}`);
-  if (typeof target !== 'string' || target === '') problems.push('target: expected a target name');
-  if (!modes.includes(mode as Mode)) problems.push(`mode: expected one of ${modes.join(', ')}`);
-  if (!Number.isSafeInteger(durationSeconds) || (durationSeconds as number) < 1) problems.push('durationSeconds: expected a positive integer');
-  if (typeof reason !== 'string' || reason.trim() === '') problems.push('reason: required, say why you need to debug production');
-  else if (reason.length > maxReasonLength) problems.push(`reason: at most ${maxReasonLength} characters`);
-  if (ticket !== undefined && (typeof ticket !== 'string' || ticket.length > 500)) problems.push('ticket: expected a string (a ticket link or id)');
-  if (problems.length > 0) throw new LoupeError('bad_request', `invalid grant request: ${problems.join('; ')}`, { problems });
-  return { target: target as string, mode: mode as Mode, durationSeconds: durationSeconds as number, reason: (reason as string).trim(), ...(ticket ? { ticket: ticket as string } : {}) };
 }

@@ -1,26 +1,28 @@
+import type { z } from 'zod';
 import type { Hours } from '../policy/hours';
 import type { RedactionPolicy } from '../policy/redact';
 import type { EvaluationPolicy } from '../gate/evaluationCheck';
 import type { AlertingConfig, AlertRules } from './alertConfig';
+import type { auditSchema, issuerSchema, limitsSchema, roleSchema } from './schema';
+import type { ApprovalRequirementInput, Mode, SnapshotLimits } from './schema/target';
 
-export type Mode = 'pause' | 'snapshot';
-export const modes: readonly Mode[] = ['pause', 'snapshot'];
+// The policy file is defined once, in ./schema.ts; the types here derive from it. What is declared by hand is the
+// compiled, frozen form the broker runs on where it differs from the file: durations in seconds under names that
+// say so, regular expressions compiled, paths resolved, defaults that come from elsewhere in the file filled in.
 
-export interface IssuerConfig {
-  readonly issuer: string;
+export { modes, type Mode, type SnapshotLimits } from './schema/target';
+export type { ConfigField } from './schema';
+
+type Frozen<T> = { readonly [K in keyof T]: T[K] extends readonly (infer I)[] ? readonly I[] : T[K] };
+
+type IssuerInput = z.output<typeof issuerSchema>;
+
+export interface IssuerConfig extends Frozen<Pick<IssuerInput, 'issuer' | 'jwksUrl' | 'publicKey' | 'algorithms' | 'groupsClaim' | 'nameClaim'>> {
   readonly audience: string;
   /** Keys from `<issuer>/.well-known/openid-configuration` → jwks_uri; exactly one of discovery, jwksUrl and publicKey. */
   readonly discovery: boolean;
-  /** Remote key set at a fixed URL. */
-  readonly jwksUrl?: string;
-  /** PEM (SPKI) public key. */
-  readonly publicKey?: string;
   /** How long a fetched key set is trusted before it is fetched again: how soon a key the IdP removed stops verifying. */
   readonly jwksCacheMaxAgeSeconds: number;
-  readonly algorithms: readonly string[];
-  /** Claim holding the groups; a dotted path (`realm_access.roles`) reaches into nested objects. */
-  readonly groupsClaim: string;
-  readonly nameClaim: string;
 }
 
 export interface IdentityConfig {
@@ -29,10 +31,7 @@ export interface IdentityConfig {
   readonly issuers: readonly IssuerConfig[];
 }
 
-export interface RoleConfig {
-  readonly groups: readonly string[];
-  readonly users: readonly string[];
-}
+export type RoleConfig = Frozen<z.output<typeof roleSchema>>;
 
 export interface AccessRule {
   readonly role: string;
@@ -46,11 +45,7 @@ export interface AccessRule {
 }
 
 /** Who must approve a grant before its requester can collect it. */
-export interface ApprovalRequirement {
-  /** Roles whose holders may approve; never the requester, even when they hold one. */
-  readonly approvers: readonly string[];
-  /** Approvals by distinct approvers needed (1..10). */
-  readonly minApprovals: number;
+export interface ApprovalRequirement extends Frozen<Pick<ApprovalRequirementInput, 'approvers' | 'minApprovals'>> {
   /** How long a request waits for its approvals, and an approved one for its collection. */
   readonly expiresAfterSeconds: number;
 }
@@ -73,47 +68,15 @@ export interface TargetConfig {
   readonly redaction: RedactionPolicy;
 }
 
-/** What a snapshot capture may take from the target, and how often. */
-export interface SnapshotLimits {
-  readonly frames: number;
-  readonly expandFrames: number;
-  readonly depth: number;
-  readonly collectionItems: number;
-  readonly fieldsPerObject: number;
-  readonly stringLength: number;
-  readonly timeBudgetMs: number;
-  readonly maxBytes: number;
-  /** At most one capture per breakpoint in this many ms; hits in between are resumed at once and counted. */
-  readonly minIntervalMs: number;
-  readonly maxCapturesPerBreakpoint: number;
-  readonly maxCapturesPerMinute: number;
-}
+export type BrokerLimits = Frozen<z.output<typeof limitsSchema>>;
 
-export interface BrokerLimits {
-  readonly maxFrameBytes: number;
-  readonly evaluateTimeoutMs: number;
-  readonly conditionTimeoutMs: number;
-  readonly clientBufferBytes: number;
-  /** Pause time per second that one breakpoint's unseen pauses (conditions, logpoints) may cost the target. */
-  readonly conditionBudgetMsPerSecond: number;
-  /** How often the broker pings each client (WebSocket ping; never the target, whose inspector drops on a ping). */
-  readonly clientPingIntervalMs: number;
-  /** A client heard nothing from (no pong, no frame) for this long is gone: its session ends as client_unresponsive. */
-  readonly clientUnresponsiveMs: number;
-  /** A request to the target unanswered this long ends the session (target_unresponsive). */
-  readonly targetResponseSeconds: number;
-  /** A larger frame from the target is not parsed: a response becomes an error, an event is dropped (both recorded). */
-  readonly maxTargetFrameBytes: number;
-}
+type AuditInput = z.output<typeof auditSchema>;
+type S3Input = NonNullable<AuditInput['s3']>;
 
-export interface AuditConfig {
-  readonly store:
-    | { readonly kind: 'local'; readonly dir: string }
-    | { readonly kind: 's3'; readonly bucket: string; readonly prefix: string; readonly endpoint?: string; readonly region?: string; readonly forcePathStyle?: boolean };
-  readonly retentionDays: number;
+export interface AuditConfig extends Frozen<Pick<AuditInput, 'retentionDays' | 'chunkMaxEvents'>> {
+  readonly store: { readonly kind: 'local'; readonly dir: string } | ({ readonly kind: 's3' } & Frozen<Pick<S3Input, 'bucket' | 'prefix'>> & Partial<Frozen<Pick<S3Input, 'endpoint' | 'region' | 'forcePathStyle'>>>);
   readonly failClosedAfterSeconds: number;
   readonly uploadIntervalSeconds: number;
-  readonly chunkMaxEvents: number;
 }
 
 export interface LoupeConfig {

@@ -5,6 +5,7 @@ import type { EventType } from '../audit/events';
 import type { ApprovalRequirement, LoupeConfig, Mode } from '../config/types';
 import { formatDuration } from '../config/duration';
 import { LoupeError } from '../errors';
+import { parseDecisionComment } from '../http/requests';
 import type { Approver } from '../grants/grantStore';
 import type { Identity } from '../identity/verifyIdentity';
 import { NdjsonLog } from '../ndjsonLog';
@@ -110,7 +111,6 @@ export interface ApprovalHooks {
 
 /** An alert's require-approval asks the target's owners, once, within the default hour. */
 const holdRequirement = (owners: readonly string[]): ApprovalRequirement => ({ approvers: owners, minApprovals: 1, expiresAfterSeconds: 3600 });
-const maxCommentLength = 2000;
 const sweepIntervalMs = 15_000;
 
 const actorOf = (identity: Identity) => ({ sub: identity.sub, name: identity.name, groups: identity.groups });
@@ -279,12 +279,12 @@ export class AccessRequests {
   }
 
   async approve(identity: Identity, requestId: string, body: unknown): Promise<AccessRequestView> {
-    const comment = parseComment(body, false);
+    const comment = parseDecisionComment(body, 'approve');
     return this.decide(identity, requestId, 'approve', comment);
   }
 
   async deny(identity: Identity, requestId: string, body: unknown): Promise<AccessRequestView> {
-    const comment = parseComment(body, true);
+    const comment = parseDecisionComment(body, 'deny');
     return this.decide(identity, requestId, 'deny', comment);
   }
 
@@ -421,15 +421,3 @@ export class AccessRequests {
 }
 
 const holdKey = (user: string, target: string) => `${user}\u0000${target}`;
-
-function parseComment(body: unknown, required: boolean): string | undefined {
-  const object = body === undefined ? {} : body;
-  if (typeof object !== 'object' || object === null || Array.isArray(object)) throw new LoupeError('bad_request', 'expected a JSON object {comment}');
-  const { comment, ...extra } = object as Record<string, unknown>;
-  if (Object.keys(extra).length > 0) throw new LoupeError('bad_request', `unknown field(s): ${Object.keys(extra).join(', ')} (expected {comment})`);
-  if (comment !== undefined && typeof comment !== 'string') throw new LoupeError('bad_request', 'comment: expected a string');
-  const text = (comment as string | undefined)?.trim() ?? '';
-  if (required && text === '') throw new LoupeError('bad_request', 'comment: required when denying, say why (the requester sees it)');
-  if (text.length > maxCommentLength) throw new LoupeError('bad_request', `comment: at most ${maxCommentLength} characters`);
-  return text || undefined;
-}

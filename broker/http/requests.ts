@@ -1,0 +1,74 @@
+import { z } from 'zod';
+import { modes } from '../config/types';
+import { LoupeError } from '../errors';
+
+/**
+ * The JSON bodies the HTTP API accepts, as schemas: each parser refuses with `bad_request` saying what is wrong with
+ * which field, and unknown fields are refused rather than ignored (a client that sends `approvedBy` learns it has
+ * no such power).
+ */
+
+const maxReasonLength = 2000;
+const maxCommentLength = 2000;
+
+const ticketProblem = 'expected a string (a ticket link or id)';
+const reasonRequired = 'required, say why you need to debug production';
+
+export const grantRequestSchema = z.strictObject({
+  target: z.string({ error: 'expected a target name' }).min(1, { error: 'expected a target name' }),
+  mode: z.enum(modes, { error: `expected one of ${modes.join(', ')}` }),
+  durationSeconds: z.int({ error: 'expected a positive integer' }).min(1, { error: 'expected a positive integer' }),
+  reason: z
+    .string({ error: reasonRequired })
+    .refine((reason) => reason.trim() !== '', { error: reasonRequired, abort: true })
+    .refine((reason) => reason.length <= maxReasonLength, { error: `at most ${maxReasonLength} characters` })
+    .transform((reason) => reason.trim()),
+  ticket: z.string({ error: ticketProblem }).max(500, { error: ticketProblem }).optional(),
+});
+
+export type GrantRequestBody = Omit<z.output<typeof grantRequestSchema>, 'ticket'> & { ticket?: string };
+
+/** What is wrong with a body, field by field; unknown fields first, in one line. */
+function problemsOf(issues: readonly z.core.$ZodIssue[], expected?: string): string[] {
+  const unknown = issues.flatMap((issue) => (issue.code === 'unrecognized_keys' ? issue.keys : []));
+  return [
+    ...(unknown.length > 0 ? [`unknown field(s): ${unknown.join(', ')}${expected ? ` (expected ${expected})` : ''}`] : []),
+    ...issues.filter((issue) => issue.code !== 'unrecognized_keys').map((issue) => `${issue.path.map(String).join('.')}: ${issue.message}`),
+  ];
+}
+
+const isObject = (body: unknown): body is Record<string, unknown> => typeof body === 'object' && body !== null && !Array.isArray(body);
+
+/** POST /v1/grants: every problem of a bad request together. */
+export function parseGrantRequest(body: unknown): GrantRequestBody {
+  if (!isObject(body)) throw new LoupeError('bad_request', 'expected a JSON object {target, mode, durationSeconds, reason, ticket?}');
+  const parsed = grantRequestSchema.safeParse(body);
+  if (!parsed.success) {
+    const problems = problemsOf(parsed.error.issues);
+    throw new LoupeError('bad_request', `invalid grant request: ${problems.join('; ')}`, { problems });
+  }
+  const { ticket, ...request } = parsed.data;
+  return { ...request, ...(ticket ? { ticket } : {}) };
+}
+
+const comment = z
+  .string({ error: 'expected a string' })
+  .transform((text) => text.trim())
+  .pipe(z.string().max(maxCommentLength, { error: `at most ${maxCommentLength} characters` }));
+
+/** POST /v1/requests/:id/approve (a comment is optional) and /deny (the requester is owed a reason). */
+export const decisionSchemas = {
+  approve: z.strictObject({ comment: comment.optional() }),
+  deny: z.strictObject({ comment: comment.optional() }).superRefine((body, ctx) => {
+    if (!body.comment) ctx.issues.push({ code: 'custom', path: ['comment'], message: 'required when denying, say why (the requester sees it)', input: body.comment });
+  }),
+};
+
+/** The decision's comment, trimmed; an empty body is no comment. One problem at a time, the first found. */
+export function parseDecisionComment(body: unknown, decision: keyof typeof decisionSchemas): string | undefined {
+  const object = body === undefined ? {} : body;
+  if (!isObject(object)) throw new LoupeError('bad_request', 'expected a JSON object {comment}');
+  const parsed = decisionSchemas[decision].safeParse(object);
+  if (!parsed.success) throw new LoupeError('bad_request', problemsOf(parsed.error.issues, '{comment}')[0]!);
+  return parsed.data.comment || undefined;
+}
