@@ -34,6 +34,15 @@ async function pauseAtWork(client: CdpClient): Promise<{ breakpointId: string; p
 
 const sessionLog = (broker: TestBroker) => broker.sessionEvents();
 
+/** Proof that the target is held at the pause now: only a paused frame answers an evaluation (asked directly, not through the broker). */
+async function assertHeld(observer: CdpClient, target: TargetProcess): Promise<void> {
+  const held = target.lastTick();
+  const paused = await observer.waitEvent('Debugger.paused');
+  const reply = await observer.send('Debugger.evaluateOnCallFrame', { callFrameId: paused.params.callFrames[0].callFrameId, expression: 'n', returnByValue: true });
+  assert.equal(typeof reply.result?.result?.value, 'number', `target is held at the breakpoint (evaluation in the paused frame: ${JSON.stringify(reply)})`);
+  assert.equal(target.lastTick(), held, 'target is held at the breakpoint');
+}
+
 async function assertHeldThenFreed(target: TargetProcess): Promise<void> {
   await target.ticksAdvance(2, 5000);
 }
@@ -56,9 +65,7 @@ describe('session safety: every ending leaves the target running with no breakpo
   it('grant expiry closes a paused session within a second of exp and resumes the target', async () => {
     const { client, grant } = await broker.attach({ durationSeconds: 2 });
     await pauseAtWork(client);
-    const held = target.lastTick();
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(target.lastTick(), held, 'target is held at the breakpoint');
+    await assertHeld(observer, target);
     const closed = await client.closed;
     const lateBy = Date.now() - Date.parse(grant.expiresAt);
     assert.equal(closed.code, 4001);
@@ -80,7 +87,8 @@ describe('session safety: every ending leaves the target running with no breakpo
     client.socket.terminate();
     await assertHeldThenFreed(target);
     await target.ticksAdvance(5);
-    await waitFor(async () => (await sessionLog(broker)).some((r) => r.type === 'session.ended' && r.data.endReason === 'client_closed'));
+    await broker.waitForRecord('session.ended', (r) => r.data.endReason === 'client_closed');
+    assert.ok((await sessionLog(broker)).some((r) => r.type === 'session.ended' && r.data.endReason === 'client_closed'), 'the end is in the stored session');
   });
 
   it('revoking a live grant ends its session at once and resumes the target', async () => {
@@ -117,7 +125,9 @@ describe('session safety: every ending leaves the target running with no breakpo
     assert.ok(held >= 800 && held < 3000, `resumed after ${held} ms`);
     await target.ticksAdvance(3);
     await client.close();
-    await waitFor(async () => (await sessionLog(broker)).some((r) => r.type === 'watchdog.resumed'));
+    const resumed = await broker.waitForRecord('watchdog.resumed');
+    await broker.waitForRecord('session.ended', (e) => e.stream === resumed.stream);
+    assert.ok((await sessionLog(broker)).some((r) => r.type === 'watchdog.resumed'), 'the watchdog resume is in the stored session');
   });
 });
 
@@ -141,9 +151,7 @@ describe('SIGTERM to the broker process', () => {
     const grant = (await res.json()) as any;
     const client = await CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` });
     await pauseAtWork(client);
-    const held = target.lastTick();
-    await new Promise((r) => setTimeout(r, 200));
-    assert.equal(target.lastTick(), held);
+    await assertHeld(observer, target);
     proc.kill('SIGTERM');
     const [code] = await once(proc, 'exit');
     assert.equal(code, 0, stderr);
@@ -153,10 +161,3 @@ describe('SIGTERM to the broker process', () => {
   });
 });
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 3000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}

@@ -5,6 +5,7 @@ import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { foreignPauseGraceMs } from '../../broker/session/debugSession';
+import { sleep } from '../support/wait';
 
 const file = join(fixtures, 'snapshot-app.js');
 const line = markerLine(file, 'handle');
@@ -77,7 +78,9 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     await client.close();
     const counters = await direct.call('Runtime.evaluate', { expression: '[globalThis.getterRan, globalThis.trapRan]', returnByValue: true });
     assert.deepEqual(counters.result.value, [0, 0]);
-    await waitFor(async () => (await broker!.sessionEvents()).some((e) => e.type === 'snapshot.captured' && e.data.captureId === c.captureId));
+    const stored = await broker!.waitForRecord('snapshot.captured', (e) => e.data.captureId === c.captureId);
+    await broker!.waitForRecord('session.ended', (e) => e.stream === stored.stream);
+    assert.ok((await broker!.sessionEvents()).some((e) => e.type === 'snapshot.captured' && e.data.captureId === c.captureId), 'the capture is in the stored session');
   });
 
   it('cuts a capture at its time budget and byte limit, and says so', async () => {
@@ -97,23 +100,25 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
   it('a pause it did not cause (another debugger, a debugger statement) is resumed after maxPauseSeconds and a grace for its owner', async () => {
     const base = basePolicy(target.inspector);
     broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, maxPauseSeconds: 1 } } });
-    const { client } = await broker.attach({ mode: 'snapshot' });
+    const { client, grant } = await broker.attach({ mode: 'snapshot' });
     await client.call('Debugger.enable');
     const other = await CdpClient.connect(target.wsUrl);
     try {
       await other.call('Debugger.enable');
       await other.call('Debugger.pause');
-      await other.waitEvent('Debugger.paused');
+      const paused = await other.waitEvent('Debugger.paused');
       const heldSince = Date.now();
       const heldAt = target.lastTick();
-      await new Promise((r) => setTimeout(r, 300));
+      // Only a paused frame answers an evaluation: proof the other debugger holds the target now.
+      const inFrame = await other.send('Debugger.evaluateOnCallFrame', { callFrameId: paused.params.callFrames[0].callFrameId, expression: '1 + 1', returnByValue: true });
+      assert.equal(inFrame.result?.result?.value, 2, `the other debugger holds the target for now (${JSON.stringify(inFrame)})`);
       assert.ok(target.lastTick() <= heldAt + 1, 'the other debugger holds the target for now');
       await other.waitEvent('Debugger.resumed', () => true, 8000);
       // The session that caused a pause acts first: this one waits maxPauseSeconds (1 s) plus the grace.
       assert.ok(Date.now() - heldSince >= 1000 + foreignPauseGraceMs - 500, `resumed ${Date.now() - heldSince} ms after the pause`);
       await target.ticksAdvance(3);
       await client.close();
-      await new Promise((r) => setTimeout(r, 200));
+      await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
       const resumed = (await broker.sessionEvents()).find((e) => e.type === 'watchdog.resumed');
       assert.equal(resumed?.data.pause, 'not caused by this session');
     } finally {
@@ -139,7 +144,7 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     const throttled = await client.waitEvent('Loupe.snapshotThrottled');
     assert.equal(throttled.params.breakpointId, breakpointId);
     assert.equal(throttled.params.reason, 'at most one capture every 1000 ms per breakpoint');
-    await new Promise((r) => setTimeout(r, 1200));
+    await sleep(1200); // a rate over wall-clock time
     const captures = client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').length;
     assert.ok(captures >= 1 && captures <= 3, `${captures} captures in about 1.3 s`);
     await client.close();
@@ -150,7 +155,10 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     const removed = await client.waitEvent('Loupe.snapshotThrottled', (e) => e.params.removed === true);
     assert.equal(removed.params.breakpointId, breakpointId);
     assert.match(removed.params.reason, /limit of 2 captures and was removed/);
-    await new Promise((r) => setTimeout(r, 300));
+    // The line runs every tick: had the breakpoint stayed, these ticks would have hit it, and a capture sent
+    // before the reply to a later request arrives before that reply.
+    await target.ticksAdvance(10);
+    await client.call('Runtime.evaluate', { expression: '1' });
     assert.equal(client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').length, 2);
     await client.close();
   });
@@ -167,7 +175,7 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     assert.match(first.params.message, /^n=\d+ long=1000 sneaky=<refused: side effect>$/);
     assert.match(first.params.frame, /^handle \(snapshot-app\.js:\d+\)$/);
     const startTick = target.lastTick();
-    await new Promise((r) => setTimeout(r, 1000));
+    await sleep(1000); // a rate over wall-clock time
     const logs = client.events.filter((e) => e.method === 'Loupe.logpoint').length;
     assert.ok(logs >= 3 && logs <= 7, `${logs} logpoint messages in about a second at one per 200 ms`);
     assert.ok(target.lastTick() - startTick > 40, 'the target kept running');
@@ -193,7 +201,9 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     await target.ticksAdvance(10);
     assert.equal(client.events.filter((e) => e.method === 'Debugger.paused').length, 0);
     await client.close();
-    await waitFor(async () => (await broker!.sessionEvents()).some((e) => e.type === 'cdp.breakpoint.suspended'));
+    const suspension = await broker.waitForRecord('cdp.breakpoint.suspended');
+    await broker.waitForRecord('session.ended', (e) => e.stream === suspension.stream);
+    assert.ok((await broker.sessionEvents()).some((e) => e.type === 'cdp.breakpoint.suspended'), 'the suspension is in the stored session');
   });
 
   it('refuses pausing methods in snapshot mode', async () => {
@@ -206,10 +216,3 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
   });
 });
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
