@@ -1,3 +1,4 @@
+// needs: s3
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -5,22 +6,14 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLockedBucket } from '../../broker/audit/stores/s3Store';
 import { readTranscriptFromStore, verifyTranscript } from '../../broker/audit/verify';
-import { uniqueBucketName } from '../support/s3';
+import { startOwnRgw, uniqueBucketName, type OwnRgw } from '../support/s3';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { waitFor, within } from '../support/wait';
 
-const root = join(__dirname, '..', '..');
-// A cluster of its own (other ports than the shared one and s3Session's), so stopping or freezing it leaves the others alone.
-const dir = '/tmp/loupe-rgw-auditrec';
-const ports = { RGW_PORT: '7537', RGW_MON_PORT: '3357' };
-
-const startRgw = () => {
-  const started = spawnSync('bash', [join(root, 'scripts', 's3', 'start-rgw.sh'), dir], { encoding: 'utf8', env: { ...process.env, ...ports }, timeout: 300_000 });
-  assert.equal(started.status, 0, started.stderr);
-  return Object.fromEntries(started.stdout.trim().split('\n').map((l) => l.split('=', 2) as [string, string]));
-};
-const rgwPid = () => Number(readFileSync(join(dir, 'run', 'client.rgw.gw.pid'), 'utf8').trim());
+// A cluster of its own (its own directory and free ports), so stopping or freezing it leaves the others alone.
+let rgw: OwnRgw | undefined;
+const rgwPid = () => Number(readFileSync(join(rgw!.dir, 'run', 'client.rgw.gw.pid'), 'utf8').trim());
 /** Stops only radosgw (the cluster's data stays, as when an S3 endpoint goes away and comes back). */
 async function stopGateway(): Promise<void> {
   const pid = rgwPid();
@@ -37,7 +30,7 @@ async function stopGateway(): Promise<void> {
 }
 /** Starts radosgw again on the same cluster, as start-rgw.sh does (it forks into the background). */
 function startGateway(): void {
-  const started = spawnSync('radosgw', ['-c', join(dir, 'ceph.conf'), '-n', 'client.rgw.gw'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+  const started = spawnSync('radosgw', ['-c', join(rgw!.dir, 'ceph.conf'), '-n', 'client.rgw.gw'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
   assert.equal(started.status, 0, started.stderr);
 }
 
@@ -61,7 +54,8 @@ describe('the audit trail recovers when its S3 store returns', () => {
   let frozen: number | undefined;
 
   before(async () => {
-    settings = startRgw();
+    rgw = startOwnRgw('auditrec');
+    settings = rgw.settings;
     process.env.AWS_ACCESS_KEY_ID = settings.AWS_ACCESS_KEY_ID; // the broker reads credentials the usual way
     process.env.AWS_SECRET_ACCESS_KEY = settings.AWS_SECRET_ACCESS_KEY;
     target = await startTarget();
@@ -70,7 +64,7 @@ describe('the audit trail recovers when its S3 store returns', () => {
     if (frozen) process.kill(frozen, 'SIGCONT');
     await broker?.close();
     await target?.stop();
-    spawnSync('bash', [join(root, 'scripts', 's3', 'stop-rgw.sh'), dir, '--purge'], { encoding: 'utf8' });
+    rgw?.stop();
   });
 
   it('reports a silent (frozen) store as not ready within seconds, and ready again once it answers', async (t) => {

@@ -1,3 +1,4 @@
+// needs: chromium
 // The auditor's HTML session report, opened in a real headless Chromium as an auditor would open it:
 // what the page shows, that it loads nothing and runs nothing, and a full-page screenshot kept in
 // test-artifacts/ (git-ignored) for a person to look at.

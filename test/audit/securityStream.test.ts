@@ -1,3 +1,4 @@
+// needs: s3
 import { strict as assert } from 'node:assert';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
