@@ -6,9 +6,9 @@ import { dirname, join, relative, resolve } from 'node:path';
 
 /** The services `npm test` can provision, and the support modules whose use means a file needs them. */
 export const services = {
-  s3: { what: 'S3 server with Object Lock (Ceph RGW)', modules: ['test/support/s3.ts'] },
+  s3: { what: 'S3 server with Object Lock, Ceph RGW', modules: ['test/support/s3.ts'] },
   chromium: { what: 'headless Chromium', modules: ['test/support/browser.ts', 'test/extension/codeServer.ts'] },
-  'code-server': { what: 'code-server (VS Code)', modules: ['test/extension/codeServer.ts'] },
+  'code-server': { what: 'VS Code server', modules: ['test/extension/codeServer.ts'] },
 };
 
 const needsLine = /^\/\/ needs: (.+)$/m;

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { CdpClient } from '../support/cdpClient';
-import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
+import { assertHeld, fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { mintDevToken } from '../../broker/identity/devIssuer';
 import { parseConfigText } from '../../broker/config/load';
@@ -33,15 +33,6 @@ async function pauseAtWork(client: CdpClient): Promise<{ breakpointId: string; p
 }
 
 const sessionLog = (broker: TestBroker) => broker.sessionEvents();
-
-/** Proof that the target is held at the pause now: only a paused frame answers an evaluation (asked directly, not through the broker). */
-async function assertHeld(observer: CdpClient, target: TargetProcess): Promise<void> {
-  const held = target.lastTick();
-  const paused = await observer.waitEvent('Debugger.paused');
-  const reply = await observer.send('Debugger.evaluateOnCallFrame', { callFrameId: paused.params.callFrames[0].callFrameId, expression: 'n', returnByValue: true });
-  assert.equal(typeof reply.result?.result?.value, 'number', `target is held at the breakpoint (evaluation in the paused frame: ${JSON.stringify(reply)})`);
-  assert.equal(target.lastTick(), held, 'target is held at the breakpoint');
-}
 
 async function assertHeldThenFreed(target: TargetProcess): Promise<void> {
   await target.ticksAdvance(2, 5000);
