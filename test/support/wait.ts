@@ -28,7 +28,7 @@ const describe = (value: unknown): string => {
  * after `timeoutMs` naming `what` and the last value (or error) the probe gave.
  */
 export async function waitFor<T>(probe: () => T | Promise<T>, options: WaitOptions = {}): Promise<Exclude<T, undefined | null | false | 0 | ''>> {
-  const { timeoutMs = 10_000, what = 'a condition', intervalMs = 25 } = options;
+  const { timeoutMs = 10_000, what = `${String(probe).replace(/\s+/g, ' ').slice(0, 200)}`, intervalMs = 25 } = options;
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   for (;;) {
