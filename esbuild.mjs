@@ -13,9 +13,11 @@ const common = {
   external: ['sockopt', 're2-wasm', 'vscode'],
 };
 
-const [, , extension, adapter] = await Promise.all([
+const [, , , extension, adapter] = await Promise.all([
   build({ ...common, entryPoints: { cli: 'broker/cli.ts' }, outdir: 'dist', banner: { js: '#!/usr/bin/env node' } }),
   build({ ...common, entryPoints: { broker: 'broker/index.ts' }, outdir: 'dist' }),
+  // Script sources are redacted on a thread of their own (see broker/policy/sourceRedactThread.ts).
+  build({ ...common, entryPoints: { sourceRedactWorker: 'broker/policy/sourceRedactWorker.ts' }, outdir: 'dist' }),
   // The VS Code extension (runs the debug adapter inline) and the adapter's standalone entry. Their metafiles
   // let test/extension/bundle.test.ts check that no broker code and no @aws-sdk went in.
   build({ ...common, entryPoints: { extension: 'extension/extension.ts' }, outdir: 'dist', metafile: true }),

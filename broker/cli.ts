@@ -1,4 +1,4 @@
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFileSync, watch } from 'node:fs';
 import { basename, dirname, resolve as resolvePath } from 'node:path';
 import { loadConfig } from './config/load';
@@ -25,15 +25,149 @@ const usage = `usage:
   loupe audit verify <dir | s3://bucket/[prefix/]sessions/YYYY/MM/DD/<id>> [--keys file|url]
                                                check hash chain, seals, sequence, manifest (and S3 retention)
   loupe audit render <dir | s3://…> -o report.html [--keys file|url]
-  audit list/download take --broker <url> (or LOUPE_BROKER_URL) and --token <identity token> (or LOUPE_TOKEN)`;
+  audit list/download take --broker <url> (or LOUPE_BROKER_URL) and --token <identity token> (or LOUPE_TOKEN)
+  loupe <command> --help                       that command's usage and options`;
+
+const brokerOptions = `  --broker <url>          the broker's URL (default: $LOUPE_BROKER_URL)
+  --token <token>         an identity token of an auditor (default: $LOUPE_TOKEN)`;
+const keysOption = `  --keys <file | url>     the audit public keys (JWKS) to verify the seals with (default: keys.json in the
+                          folder; for s3://, the keys the broker published in the bucket)`;
+const helpOption = `  -h, --help              print this help`;
+
+/** Each command's usage: `loupe <command> --help` prints it, and a mistake in its arguments points to it. */
+const commandUsage = {
+  broker: `usage: loupe broker --config <file.yaml> [--port <n>]
+
+Starts the broker: the HTTP API and the attach endpoint, under the policy, identity and audit store of the
+config file. Prints LOUPE_BROKER_URL=<url> on stdout once it listens, and logs JSON lines on stderr.
+SIGHUP or an edit of the file reloads the policy; SIGTERM or SIGINT ends every session (targets resumed) and stops.
+
+options:
+  --config <file.yaml>    the config and policy file (required)
+  --port <n>              listen on this port instead of server.port (0: a free one)
+${helpOption}`,
+  token: `usage: loupe token --config <file.yaml> --user <id> [--groups g1,g2] [--name "Display Name"] [--ttl 8h]
+
+Prints an identity token from the broker's development issuer (identity.devIssuer.enabled in the config).
+
+options:
+  --config <file.yaml>    the broker's config file (required)
+  --user <id>             the token's subject (required)
+  --groups g1,g2          its groups (roles are given by group)
+  --name "Display Name"   its display name (default: the user id)
+  --ttl <duration>        how long it is valid, e.g. 30m or 8h (default: 8h)
+${helpOption}`,
+  policy: `usage: loupe policy check <file.yaml>
+       loupe policy explain --config <file.yaml> --user <id> --target <name> [options]
+
+  check     validate a config/policy file, listing every problem
+  explain   print the access decision for a request and the rule that made it
+
+loupe policy <check | explain> --help prints the options of each.`,
+  'policy check': `usage: loupe policy check <file.yaml>
+
+Validates a config/policy file and lists every problem with its path; exits 1 when there is one.
+
+options:
+${helpOption}`,
+  'policy explain': `usage: loupe policy explain --config <file.yaml> --user <id> [--groups g1,g2] --target <name> [--mode pause|snapshot]
+                            [--at <ISO time>] [--ticket T] [--duration 30m]
+
+Prints the access decision the policy makes for a grant request, the rule that made it and each rule's outcome;
+exits 3 when the request is refused.
+
+options:
+  --config <file.yaml>    the config and policy file (required; or as the first argument)
+  --user <id>             who asks (required)
+  --groups g1,g2          their groups (roles are given by group)
+  --target <name>         the target asked for (required)
+  --mode <pause|snapshot> the mode asked for (default: snapshot)
+  --at <ISO time>         when (default: now), e.g. 2026-11-28T09:30:00+01:00
+  --ticket <T>            the ticket given with the request
+  --duration <duration>   the grant length asked for (default: 30m)
+${helpOption}`,
+  audit: `usage: loupe audit list [--target T] [--user U] [--from ISO] [--to ISO] | --security | --grants
+       loupe audit download <sessionId | security-… | grants-…> [-o dir]
+       loupe audit verify <dir | s3://…> [--keys file|url]
+       loupe audit render <dir | s3://…> -o report.html [--keys file|url]
+
+  list       recorded sessions, security segments or grant streams (auditors)
+  download   save a transcript and the broker's audit keys into a folder
+  verify     check a transcript: hash chain, seals, sequence, manifest (and S3 retention)
+  render     write a transcript's readable HTML report
+
+loupe audit <command> --help prints the options of each.`,
+  'audit list': `usage: loupe audit list [--target T] [--user U] [--from ISO] [--to ISO]
+       loupe audit list --security | --grants
+
+Lists the recorded sessions (for auditors), newest first; with --security the segments of the broker's
+security stream, with --grants its grant streams.
+
+options:
+  --target <T>            sessions on this target
+  --user <U>              sessions of this user
+  --from, --to <ISO>      sessions started in this window
+  --security              the security stream's segments instead of sessions
+  --grants                the grant streams instead of sessions
+${brokerOptions}
+${helpOption}`,
+  'audit download': `usage: loupe audit download <sessionId | security-… | grants-…> [-o dir]
+
+Saves a session's transcript (or a security segment's, or a grant stream's) and the broker's audit public keys
+into a folder, ready for loupe audit verify.
+
+options:
+  -o, --output <dir>      the folder (default: loupe-session-<id>, or loupe-<id>)
+${brokerOptions}
+${helpOption}`,
+  'audit verify': `usage: loupe audit verify <dir | s3://bucket/[prefix/]sessions/YYYY/MM/DD/<id>> [--keys file|url]
+
+Checks a transcript offline: every record's hash and link, the chunk seals, the sequence and the sealed
+manifest; in S3 also that every object is under COMPLIANCE retention. Exits 1 when a check fails.
+
+options:
+${keysOption}
+${helpOption}`,
+  'audit render': `usage: loupe audit render <dir | s3://…> -o report.html [--keys file|url]
+
+Verifies a transcript as loupe audit verify does and writes its readable HTML report, the result included.
+
+options:
+  -o, --output <file>     the report to write (required)
+${keysOption}
+${helpOption}`,
+} as const;
+type Command = keyof typeof commandUsage;
+const auditCommands = ['list', 'download', 'verify', 'render'] as const;
+const help = { help: { type: 'boolean', short: 'h' } } as const;
 
 function fail(message: string, code = 2): never {
   process.stderr.write(`${message}\n`);
   process.exit(code);
 }
 
-function configOption(values: { config?: string }): string {
-  if (!values.config) fail(`missing --config <file.yaml>\n\n${usage}`);
+/** Help asked for: on stdout, exit 0. */
+function printHelp(text: string): never {
+  process.stdout.write(`${text}\n`);
+  process.exit(0);
+}
+
+/** Parses a command's arguments: --help prints its usage; an unknown option or a bad value exits 2, pointing to --help. */
+function parseCommand<T extends ParseArgsConfig>(command: Command, config: T): ReturnType<typeof parseArgs<T>> {
+  let parsed: ReturnType<typeof parseArgs<T>>;
+  try {
+    parsed = parseArgs(config);
+  } catch (err) {
+    if (!(err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS_')) throw err;
+    const unknown = /^Unknown option '([^']+)'/.exec((err as Error).message);
+    fail(`loupe ${command}: ${unknown ? `unknown option '${unknown[1]}'` : (err as Error).message}\nsee: loupe ${command} --help`);
+  }
+  if ((parsed.values as { help?: boolean }).help) printHelp(commandUsage[command]);
+  return parsed;
+}
+
+function configOption(command: Command, values: { config?: string }): string {
+  if (!values.config) fail(`missing --config <file.yaml>\n\n${commandUsage[command]}`);
   return values.config;
 }
 
@@ -51,8 +185,8 @@ const log = (line: string, level: 'info' | 'warn' | 'error' = /fail|error|refuse
   process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, logger: 'loupe-broker', pid: process.pid, msg: line }) + '\n');
 
 async function runBroker(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string' }, port: { type: 'string' } }, strict: true });
-  const config = loadOrExit(configOption(values));
+  const { values } = parseCommand('broker', { args, options: { config: { type: 'string' }, port: { type: 'string' }, ...help }, strict: true });
+  const config = loadOrExit(configOption('broker', values));
   const broker = await Broker.create(config, { log });
   // Whatever still escapes the per-session containment is logged and recorded; the broker keeps serving.
   process.on('uncaughtException', (err) => broker.reportFault('process: uncaught exception', err));
@@ -77,7 +211,7 @@ async function runBroker(args: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  watchPolicy(broker, resolvePath(configOption(values)));
+  watchPolicy(broker, resolvePath(configOption('broker', values)));
 }
 
 /**
@@ -124,8 +258,8 @@ function watchPolicy(broker: Broker, file: string): void {
 }
 
 async function runToken(args: string[]): Promise<void> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string' }, user: { type: 'string' }, groups: { type: 'string' }, name: { type: 'string' }, ttl: { type: 'string' } }, strict: true });
-  const config = loadOrExit(configOption(values));
+  const { values } = parseCommand('token', { args, options: { config: { type: 'string' }, user: { type: 'string' }, groups: { type: 'string' }, name: { type: 'string' }, ttl: { type: 'string' }, ...help }, strict: true });
+  const config = loadOrExit(configOption('token', values));
   if (!values.user) fail('missing --user <id>');
   if (!config.identity.devIssuer.enabled) fail('the development issuer is disabled in this config (identity.devIssuer.enabled: false)', 1);
   const ttlSeconds = values.ttl ? parseDuration(values.ttl) : undefined;
@@ -136,20 +270,23 @@ async function runToken(args: string[]): Promise<void> {
 
 function runPolicy(args: string[]): void {
   const [sub, ...rest] = args;
+  if (sub === undefined) fail(`loupe policy: missing command (check or explain)\n\n${commandUsage.policy}`);
+  if (sub === '--help' || sub === '-h' || sub === 'help') printHelp(commandUsage.policy);
   if (sub === 'check') {
-    const file = rest[0] ?? fail(`missing <file.yaml>\n\n${usage}`);
+    const { positionals } = parseCommand('policy check', { args: rest, allowPositionals: true, options: { ...help }, strict: true });
+    const file = positionals[0] ?? fail(`missing <file.yaml>\n\n${commandUsage['policy check']}`);
     const config = loadOrExit(file);
     process.stdout.write(`${file}: valid (${Object.keys(config.targets).length} target(s), ${Object.keys(config.roles).length} role(s))\n`);
     return;
   }
-  if (sub !== 'explain') fail(usage);
-  const { values, positionals } = parseArgs({
+  if (sub !== 'explain') fail(`${commandUsage.policy}\n\nloupe policy: unknown command '${sub}'`);
+  const { values, positionals } = parseCommand('policy explain', {
     args: rest,
     allowPositionals: true,
-    options: { config: { type: 'string' }, user: { type: 'string' }, groups: { type: 'string' }, target: { type: 'string' }, mode: { type: 'string' }, at: { type: 'string' }, ticket: { type: 'string' }, duration: { type: 'string' } },
+    options: { config: { type: 'string' }, user: { type: 'string' }, groups: { type: 'string' }, target: { type: 'string' }, mode: { type: 'string' }, at: { type: 'string' }, ticket: { type: 'string' }, duration: { type: 'string' }, ...help },
     strict: true,
   });
-  const config = loadOrExit(values.config ?? positionals[0] ?? fail(`missing --config <file.yaml>\n\n${usage}`));
+  const config = loadOrExit(values.config ?? positionals[0] ?? fail(`missing --config <file.yaml>\n\n${commandUsage['policy explain']}`));
   const user = values.user ?? fail('missing --user <id>');
   const target = values.target ?? fail('missing --target <name>');
   const mode = values.mode ?? 'snapshot';
@@ -170,10 +307,14 @@ function runPolicy(args: string[]): void {
 
 async function runAudit(args: string[]): Promise<void> {
   const [sub, ...rest] = args;
-  const { values, positionals } = parseArgs({
+  if (sub === undefined) fail(`loupe audit: missing command (${auditCommands.join(', ')})\n\n${commandUsage.audit}`);
+  if (sub === '--help' || sub === '-h' || sub === 'help') printHelp(commandUsage.audit);
+  if (!(auditCommands as readonly string[]).includes(sub)) fail(`${commandUsage.audit}\n\nloupe audit: unknown command '${sub}'`);
+  const command = `audit ${sub}` as `audit ${(typeof auditCommands)[number]}`;
+  const { values, positionals } = parseCommand(command, {
     args: rest,
     allowPositionals: true,
-    options: { broker: { type: 'string' }, token: { type: 'string' }, target: { type: 'string' }, user: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, security: { type: 'boolean' }, grants: { type: 'boolean' }, output: { type: 'string', short: 'o' }, keys: { type: 'string' } },
+    options: { broker: { type: 'string' }, token: { type: 'string' }, target: { type: 'string' }, user: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, security: { type: 'boolean' }, grants: { type: 'boolean' }, output: { type: 'string', short: 'o' }, keys: { type: 'string' }, ...help },
     strict: true,
   });
   const client = () => {
@@ -187,22 +328,30 @@ async function runAudit(args: string[]): Promise<void> {
     if (sub === 'list' && (values.security || values.grants)) process.stdout.write(await listSecurity(client(), values.grants ? 'grants' : 'security'));
     else if (sub === 'list') process.stdout.write(await listSessions(client(), { target: values.target, user: values.user, from: values.from, to: values.to }));
     else if (sub === 'download') {
-      const id = positionals[0] ?? fail(`missing <sessionId>\n\n${usage}`);
+      const id = positionals[0] ?? fail(`missing <sessionId>\n\n${commandUsage[command]}`);
       const saved = await downloadSession(client(), id, values.output ?? `${/^(security|grants)-/.test(id) ? 'loupe-' : 'loupe-session-'}${id}`);
       process.stdout.write(`saved ${saved.transcript}\nsaved ${saved.keys}\nverify with: loupe audit verify ${saved.dir}\n`);
     } else if (sub === 'verify') {
-      const location = positionals[0] ?? fail(`missing <dir | s3://…>\n\n${usage}`);
+      const location = positionals[0] ?? fail(`missing <dir | s3://…>\n\n${commandUsage[command]}`);
       const { result, target } = await verifyLocation(location, values.keys);
       process.stdout.write(describeVerification(result, target));
       if (!result.ok) process.exit(1);
     } else if (sub === 'render') {
-      const location = positionals[0] ?? fail(`missing <dir | s3://…>\n\n${usage}`);
-      const rendered = await renderLocation(location, values.output ?? fail('missing -o report.html'), values.keys);
+      const location = positionals[0] ?? fail(`missing <dir | s3://…>\n\n${commandUsage[command]}`);
+      const rendered = await renderLocation(location, values.output ?? fail(`missing -o report.html\n\n${commandUsage[command]}`), values.keys);
       process.stdout.write(`wrote ${rendered.output}${rendered.ok ? '' : ' (verification FAILED: see the report)'}\n`);
-    } else fail(usage);
+    }
   } catch (err) {
     fail(`loupe audit ${sub}: ${(err as Error).message}`, 1);
   }
+}
+
+/** `loupe help [command…]`: the usage of a command, or the overview. */
+function runHelp(words: string[]): never {
+  if (words.length === 0) printHelp(usage);
+  const command = words.join(' ');
+  if (Object.hasOwn(commandUsage, command)) printHelp(commandUsage[command as Command]);
+  fail(`${usage}\n\nloupe help: unknown command '${command}'`);
 }
 
 async function main(): Promise<void> {
@@ -212,10 +361,11 @@ async function main(): Promise<void> {
     else if (command === 'token') await runToken(rest);
     else if (command === 'policy') runPolicy(rest);
     else if (command === 'audit') await runAudit(rest);
-    else fail(usage, command === undefined || command === 'help' || command === '--help' ? 0 : 2);
+    else if (command === undefined || command === '--help' || command === '-h') printHelp(usage);
+    else if (command === 'help') runHelp(rest);
+    else fail(`${usage}\n\nloupe: unknown command '${command}'`); // usage first, as it always was
   } catch (err) {
     if (err instanceof LoupeError) fail(err.message, 1);
-    if ((err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (err as { code?: string }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') fail(`${(err as Error).message}\n\n${usage}`);
     throw err;
   }
 }

@@ -1,11 +1,12 @@
 /**
  * Sign-in to an OpenID provider from the editor: authorization code with PKCE and a loopback redirect (RFC 8252),
- * and refresh. No `vscode` import (the extension passes in how to open the browser), so tests drive it against a
- * real provider. No token is verified here: the broker verifies what it is sent.
+ * and refresh, through oauth4webapi (discovery, PKCE, state and nonce, the authorization response's `iss`, the code
+ * exchange and the ID token's claims). No `vscode` import (the extension passes in how to open the browser), so
+ * tests drive it against a real provider. No token signature is verified here: the broker verifies what it is sent.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import * as oauth from 'oauth4webapi';
 
 export interface OidcSettings {
   readonly issuer: string;
@@ -41,44 +42,37 @@ export class OidcSignInError extends Error {
   override readonly name = 'OidcSignInError';
 }
 
-interface ProviderMetadata {
-  readonly issuer: string;
-  readonly authorization_endpoint: string;
-  readonly token_endpoint: string;
+/** The provider's own words for a refusal, or what went wrong on the way, as one OidcSignInError. */
+function signInError(err: unknown, what: string, url: string): OidcSignInError {
+  if (err instanceof OidcSignInError) return err;
+  if (err instanceof oauth.ResponseBodyError) return new OidcSignInError(`${what} refused (HTTP ${err.status}): ${err.error}${err.error_description ? `: ${err.error_description}` : ''}`, { cause: err });
+  if (err instanceof oauth.OperationProcessingError || err instanceof oauth.UnsupportedOperationError) return new OidcSignInError(`${what} at ${url}: ${err.message}`, { cause: err });
+  return new OidcSignInError(`cannot reach ${what} at ${url}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }
 
-const base64url = (bytes: Buffer) => bytes.toString('base64url');
-
-async function getJson(url: string, init: RequestInit, what: string): Promise<Record<string, any>> {
-  let res: Response;
-  try {
-    res = await fetch(url, { ...init, signal: AbortSignal.timeout(15_000) });
-  } catch (err) {
-    throw new OidcSignInError(`cannot reach ${what} at ${url}: ${(err as Error).message}`);
-  }
-  const text = await res.text();
-  let body: any;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw new OidcSignInError(`${what} at ${url} answered HTTP ${res.status} without JSON: ${text.slice(0, 200)}`);
-  }
-  if (!res.ok) {
-    const reason = body?.error ? `${body.error}${body.error_description ? `: ${body.error_description}` : ''}` : text.slice(0, 200);
-    throw new OidcSignInError(`${what} refused (HTTP ${res.status}): ${reason}`);
-  }
-  return body;
+/** Every request: bounded in time; plain http only when the configured issuer is itself http (a local provider). */
+function requestOptions(issuer: string) {
+  return { signal: () => AbortSignal.timeout(15_000), ...(issuer.startsWith('http:') ? { [oauth.allowInsecureRequests]: true } : {}) };
 }
 
-/** The provider's endpoints from its discovery document, which must name the configured issuer. */
-export async function discoverProvider(issuer: string): Promise<ProviderMetadata> {
+/** The provider's metadata from its discovery document, which must name the configured issuer exactly. */
+export async function discoverProvider(issuer: string): Promise<oauth.AuthorizationServer> {
   const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
-  const doc = await getJson(url, { headers: { accept: 'application/json' } }, 'the identity provider');
-  if (doc.issuer !== issuer) throw new OidcSignInError(`${url} names issuer ${JSON.stringify(doc.issuer)}, not ${issuer}: check the loupe.oidc.issuer setting`);
-  for (const key of ['authorization_endpoint', 'token_endpoint'] as const) {
-    if (typeof doc[key] !== 'string') throw new OidcSignInError(`${url} has no ${key}`);
+  const wrongIssuer = (named: unknown) => new OidcSignInError(`${url} names issuer ${JSON.stringify(named)}, not ${issuer}: check the loupe.oidc.issuer setting`);
+  let metadata: oauth.AuthorizationServer;
+  try {
+    metadata = await oauth.processDiscoveryResponse(new URL(issuer), await oauth.discoveryRequest(new URL(issuer), requestOptions(issuer)));
+  } catch (err) {
+    const cause = (err as { cause?: { attribute?: string; body?: { issuer?: unknown } } }).cause;
+    if (err instanceof oauth.OperationProcessingError && cause?.attribute === 'issuer') throw wrongIssuer(cause.body?.issuer);
+    throw signInError(err, 'the identity provider', url);
   }
-  return doc as ProviderMetadata;
+  // oauth4webapi compares URLs (a trailing slash is the same issuer to it); the broker compares the `iss` string.
+  if (metadata.issuer !== issuer) throw wrongIssuer(metadata.issuer);
+  for (const key of ['authorization_endpoint', 'token_endpoint'] as const) {
+    if (typeof metadata[key] !== 'string') throw new OidcSignInError(`${url} has no ${key}`);
+  }
+  return metadata;
 }
 
 /** A JWT's payload, read without verifying it (only for exp and nonce; the broker verifies). */
@@ -98,7 +92,7 @@ export function tokenExpiry(token: string): number | undefined {
   return typeof exp === 'number' ? exp * 1000 : undefined;
 }
 
-function tokensFrom(body: Record<string, any>, settings: OidcSettings, previousRefresh?: string): OidcTokens {
+function tokensFrom(body: oauth.TokenEndpointResponse, settings: OidcSettings, previousRefresh?: string): OidcTokens {
   const accessToken = body.access_token;
   const idToken = typeof body.id_token === 'string' ? body.id_token : undefined;
   if (typeof accessToken !== 'string') throw new OidcSignInError('the token response has no access_token');
@@ -118,42 +112,52 @@ function page(res: ServerResponse, status: number, message: string): void {
   res.end(html);
 }
 
+/** A public client (no secret), as an editor is: PKCE protects the code. */
+const publicClient = (settings: OidcSettings): oauth.Client => ({ client_id: settings.clientId });
+
+function tokenRequestOptions(settings: OidcSettings): oauth.TokenEndpointRequestOptions {
+  return { ...requestOptions(settings.issuer), ...(settings.resource ? { additionalParameters: { resource: settings.resource } } : {}) };
+}
+
 /**
  * Authorization code flow with PKCE: a one-shot HTTP server on 127.0.0.1 (a free port) receives the browser's
  * redirect; the code is exchanged with the verifier only this process knows. Checks state (and the `iss` response
- * parameter where the IdP sends it) so a redirect from elsewhere cannot complete the sign-in.
+ * parameter where the IdP sends it) so a redirect from elsewhere cannot complete the sign-in, and the ID token's
+ * nonce, issuer and audience.
  */
 export async function signInWithBrowser(settings: OidcSettings, options: BrowserSignInOptions): Promise<OidcTokens> {
   const provider = await discoverProvider(settings.issuer);
-  const verifier = base64url(randomBytes(32));
-  const challenge = base64url(createHash('sha256').update(verifier).digest());
-  const state = base64url(randomBytes(16));
-  const nonce = base64url(randomBytes(16));
+  const client = publicClient(settings);
+  const verifier = oauth.generateRandomCodeVerifier();
+  const challenge = await oauth.calculatePKCECodeChallenge(verifier);
+  const state = oauth.generateRandomState();
+  const nonce = oauth.generateRandomNonce();
 
-  let settle!: { resolve: (code: string) => void; reject: (err: Error) => void };
-  const codeArrived = new Promise<string>((resolve, reject) => (settle = { resolve, reject }));
-  codeArrived.catch(() => undefined); // a timeout or cancel before it is awaited is not an unhandled rejection
+  let settle!: { resolve: (callback: URLSearchParams) => void; reject: (err: Error) => void };
+  const callbackArrived = new Promise<URLSearchParams>((resolve, reject) => (settle = { resolve, reject }));
+  callbackArrived.catch(() => undefined); // a timeout or cancel before it is awaited is not an unhandled rejection
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://127.0.0.1');
     if (url.pathname !== '/callback') return page(res, 404, 'Not found.');
-    const params = url.searchParams;
     // Anything else hitting the port (a stale tab, another page) must not end this sign-in.
-    if (params.get('state') !== state) return page(res, 400, 'This sign-in link is not the one Loupe is waiting for. Start again from VS Code.');
-    const iss = params.get('iss');
-    if (iss !== null && iss !== provider.issuer) {
-      page(res, 400, 'The answer came from another identity provider.');
-      return settle.reject(new OidcSignInError(`the authorization response came from ${iss}, not ${provider.issuer}`));
+    if (url.searchParams.get('state') !== state) return page(res, 400, 'This sign-in link is not the one Loupe is waiting for. Start again from VS Code.');
+    let params: URLSearchParams;
+    try {
+      params = oauth.validateAuthResponse(provider, client, url.searchParams, state);
+    } catch (err) {
+      if (err instanceof oauth.AuthorizationResponseError) {
+        const refusal = `${err.error}${err.error_description ? `: ${err.error_description}` : ''}`;
+        page(res, 400, `Sign-in failed: ${refusal}. You may close this tab.`);
+        return settle.reject(new OidcSignInError(`the identity provider refused the sign-in: ${refusal}`, { cause: err }));
+      }
+      const iss = url.searchParams.get('iss');
+      page(res, 400, iss !== null && iss !== provider.issuer ? 'The answer came from another identity provider.' : 'The answer could not be used. Start again from VS Code.');
+      const why = iss !== null && iss !== provider.issuer ? `came from ${iss}, not ${provider.issuer}` : `was not usable: ${(err as Error).message}`;
+      return settle.reject(new OidcSignInError(`the authorization response ${why}`, { cause: err }));
     }
-    const error = params.get('error');
-    if (error) {
-      const description = params.get('error_description');
-      page(res, 400, `Sign-in failed: ${error}${description ? `: ${description}` : ''}. You may close this tab.`);
-      return settle.reject(new OidcSignInError(`the identity provider refused the sign-in: ${error}${description ? `: ${description}` : ''}`));
-    }
-    const code = params.get('code');
-    if (!code) return page(res, 400, 'The answer has no authorization code.');
+    if (!params.get('code')) return page(res, 400, 'The answer has no authorization code.');
     page(res, 200, 'You are signed in to Loupe. You may close this tab and return to VS Code.');
-    settle.resolve(code);
+    settle.resolve(params);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -161,7 +165,7 @@ export async function signInWithBrowser(settings: OidcSettings, options: Browser
   });
   try {
     const redirectUri = `http://127.0.0.1:${(server.address() as AddressInfo).port}/callback`;
-    const authorize = new URL(provider.authorization_endpoint);
+    const authorize = new URL(provider.authorization_endpoint!);
     const query: Record<string, string> = {
       response_type: 'code',
       client_id: settings.clientId,
@@ -179,27 +183,23 @@ export async function signInWithBrowser(settings: OidcSettings, options: Browser
     const timer = setTimeout(() => settle.reject(new OidcSignInError(`no answer from the browser within ${Math.round(timeoutMs / 1000)}s; sign in again`)), timeoutMs);
     const onAbort = () => settle.reject(new OidcSignInError('sign-in cancelled'));
     options.signal?.addEventListener('abort', onAbort, { once: true });
-    let code: string;
+    let callback: URLSearchParams;
     try {
       await options.openBrowser(authorize.href);
-      code = await codeArrived;
+      callback = await callbackArrived;
     } finally {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
     }
 
-    const body = await getJson(
-      provider.token_endpoint,
-      {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-        body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: redirectUri, client_id: settings.clientId, code_verifier: verifier, ...(settings.resource ? { resource: settings.resource } : {}) }),
-      },
-      'the token endpoint',
-    );
-    const tokens = tokensFrom(body, settings);
-    if (tokens.idToken && jwtPayload(tokens.idToken)?.nonce !== nonce) throw new OidcSignInError('the ID token does not carry this sign-in\'s nonce');
-    return tokens;
+    let body: oauth.TokenEndpointResponse;
+    try {
+      const response = await oauth.authorizationCodeGrantRequest(provider, client, oauth.None(), callback, redirectUri, verifier, tokenRequestOptions(settings));
+      body = await oauth.processAuthorizationCodeResponse(provider, client, response, { expectedNonce: nonce });
+    } catch (err) {
+      throw signInError(err, 'the token endpoint', provider.token_endpoint!);
+    }
+    return tokensFrom(body, settings);
   } finally {
     server.closeAllConnections();
     server.close();
@@ -209,14 +209,13 @@ export async function signInWithBrowser(settings: OidcSettings, options: Browser
 /** Exchanges a refresh token for fresh tokens (the IdP may rotate the refresh token; the old one is kept otherwise). */
 export async function refreshTokens(settings: OidcSettings, refreshToken: string): Promise<OidcTokens> {
   const provider = await discoverProvider(settings.issuer);
-  const body = await getJson(
-    provider.token_endpoint,
-    {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-      body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: refreshToken, client_id: settings.clientId, ...(settings.resource ? { resource: settings.resource } : {}) }),
-    },
-    'the token endpoint',
-  );
+  const client = publicClient(settings);
+  let body: oauth.TokenEndpointResponse;
+  try {
+    const response = await oauth.refreshTokenGrantRequest(provider, client, oauth.None(), refreshToken, tokenRequestOptions(settings));
+    body = await oauth.processRefreshTokenResponse(provider, client, response);
+  } catch (err) {
+    throw signInError(err, 'the token endpoint', provider.token_endpoint!);
+  }
   return tokensFrom(body, settings, refreshToken);
 }

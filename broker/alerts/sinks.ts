@@ -3,6 +3,7 @@ import { appendFileSync, createWriteStream, mkdirSync, type WriteStream } from '
 import { dirname } from 'node:path';
 import type { WebhookConfig } from '../config/alertConfig';
 import type { Alert } from './alertEngine';
+import { backoffDelay } from '../retry';
 
 /** `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`: the receiver recomputes it with the shared secret. */
 export function signWebhook(secret: string, timestamp: number, body: string): string {
@@ -66,7 +67,7 @@ export class WebhookSink {
       } catch (err) {
         lastError = (err as Error).message;
       }
-      if (attempt < hook.maxAttempts) await new Promise((r) => setTimeout(r, Math.min(30_000, this.retryBaseMs * 2 ** (attempt - 1))));
+      if (attempt < hook.maxAttempts) await new Promise((r) => setTimeout(r, backoffDelay(attempt - 1, { baseMs: this.retryBaseMs, maxMs: 30_000 })));
     }
     this.log(`alert ${alert.id} (${alert.rule}) not delivered to ${hook.url} after ${hook.maxAttempts} attempts (${lastError}); written to ${this.deadLetterFile}`);
     mkdirSync(dirname(this.deadLetterFile), { recursive: true });

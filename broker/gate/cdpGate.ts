@@ -8,6 +8,7 @@
 import type { Mode } from '../config/types';
 import { checkCondition } from './conditionCheck';
 import { compileSearch } from '../session/sourceSearch';
+import { parseLogTemplate, type LogTemplate } from '../../common/logpoint';
 
 type Spec = 'string' | 'integer' | 'number' | 'boolean' | { object: Record<string, Spec> } | { arrayOf: Spec };
 
@@ -16,41 +17,8 @@ const positions: Spec = { arrayOf: { object: { lineNumber: 'integer', columnNumb
 
 type Handling = 'plain' | 'evaluate' | 'breakpoint' | 'step' | 'logpoint' | 'search';
 
-/** A logpoint message `text {expression} text`: the literal pieces around the expressions. */
-export interface LogTemplate {
-  readonly literals: readonly string[];
-  readonly expressions: readonly string[];
-}
-
-export function parseLogMessage(message: string): LogTemplate {
-  const literals: string[] = [];
-  const expressions: string[] = [];
-  let literal = '';
-  let i = 0;
-  while (i < message.length) {
-    if (message[i] !== '{') {
-      literal += message[i++];
-      continue;
-    }
-    // Balanced braces, so an object literal inside an expression stays whole.
-    let depth = 0;
-    let j = i;
-    for (; j < message.length; j++) {
-      if (message[j] === '{') depth++;
-      else if (message[j] === '}' && --depth === 0) break;
-    }
-    if (j >= message.length) {
-      literal += message.slice(i);
-      break;
-    }
-    literals.push(literal);
-    expressions.push(message.slice(i + 1, j).trim());
-    literal = '';
-    i = j + 1;
-  }
-  literals.push(literal);
-  return { literals, expressions };
-}
+/** The logpoint template is parsed by the one parser the debug adapter uses too. */
+export type { LogTemplate } from '../../common/logpoint';
 
 interface MethodRule {
   readonly modes: readonly Mode[];
@@ -278,7 +246,9 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   let logpoint: LogTemplate | undefined;
   let forwardMethod = method;
   if (handling === 'logpoint') {
-    logpoint = parseLogMessage(String(clean.logMessage));
+    const parsed = parseLogTemplate(String(clean.logMessage));
+    if (!parsed.ok) return refuse(messageId, method, cdpErrorCodes.invalidParams, 'logpoint.template', `${method} refused: ${parsed.error}`);
+    logpoint = parsed.template;
     if (logpoint.expressions.length > maxLogpointExpressions) {
       return refuse(messageId, method, cdpErrorCodes.refused, 'logpoint.parts', `${method} refused: the message has ${logpoint.expressions.length} {expressions}; a logpoint may have at most ${maxLogpointExpressions}, each hit holds the target while they run`);
     }

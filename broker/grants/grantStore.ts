@@ -1,4 +1,3 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KeyObject, randomUUID, verify as verifySignature } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
@@ -6,6 +5,7 @@ import type { Mode } from '../config/types';
 import { LoupeError } from '../errors';
 import type { SigningKey } from '../identity/keys';
 import { tokenError, type Identity } from '../identity/verifyIdentity';
+import { NdjsonLog } from '../ndjsonLog';
 
 export const grantIssuer = 'urn:loupe:broker';
 export const grantAudience = 'urn:loupe:attach';
@@ -44,37 +44,21 @@ type GrantLogLine = { type: 'issued'; grant: Grant } | { type: 'revoked'; grantI
  */
 export class GrantStore {
   private readonly grants = new Map<string, Grant>();
-  private readonly file: string;
+  private readonly stateLog: NdjsonLog<GrantLogLine>;
 
   constructor(
     stateDir: string,
     private readonly key: SigningKey,
     private readonly clock: () => number,
   ) {
-    mkdirSync(stateDir, { recursive: true });
-    this.file = join(stateDir, 'grants.ndjson');
-    if (existsSync(this.file)) this.replay(readFileSync(this.file, 'utf8'));
-  }
-
-  private replay(text: string): void {
-    for (const line of text.split('\n')) {
-      if (!line.trim()) continue;
-      let entry: GrantLogLine;
-      try {
-        entry = JSON.parse(line) as GrantLogLine;
-      } catch {
-        continue; // a torn last line from a crash: the grant it described was never handed out
-      }
+    this.stateLog = new NdjsonLog(join(stateDir, 'grants.ndjson'));
+    this.stateLog.replay((entry) => {
       if (entry.type === 'issued') this.grants.set(entry.grant.grantId, entry.grant);
       else {
         const grant = this.grants.get(entry.grantId);
         if (grant) Object.assign(grant, { revokedAt: entry.at, revokedBy: entry.by });
       }
-    }
-  }
-
-  private append(line: GrantLogLine): void {
-    appendFileSync(this.file, JSON.stringify(line) + '\n');
+    });
   }
 
   async issue(identity: Identity, fields: { target: string; mode: Mode; reason: string; ticket?: string; durationSeconds: number; rule: string; approval?: { requestId: string; approvedBy: readonly Approver[] } }): Promise<{ grant: Grant; token: string }> {
@@ -104,7 +88,7 @@ export class GrantStore {
       .setIssuedAt(issuedAt)
       .setExpirationTime(grant.expiresAt)
       .sign(this.key.privateKey);
-    this.append({ type: 'issued', grant });
+    this.stateLog.append({ type: 'issued', grant });
     this.grants.set(grant.grantId, grant);
     return { grant, token };
   }
@@ -118,7 +102,7 @@ export class GrantStore {
     if (!grant) throw new LoupeError('not_found', `no grant ${grantId}`);
     if (grant.revokedAt === undefined) {
       const at = Math.floor(this.clock() / 1000);
-      this.append({ type: 'revoked', grantId, by, at });
+      this.stateLog.append({ type: 'revoked', grantId, by, at });
       grant.revokedAt = at;
       grant.revokedBy = by;
     }

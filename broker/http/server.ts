@@ -1,7 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { WebSocketServer } from 'ws';
-import type { Broker, RequestOrigin } from '../broker';
+import type { Broker } from '../broker';
+import type { RequestOrigin } from '../securityEvents';
 import { LoupeError } from '../errors';
 import type { Identity } from '../identity/verifyIdentity';
 
@@ -109,12 +110,12 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
     ['POST', /^\/v1\/grants\/([0-9a-f-]{36})\/tickets$/, async (_req, res, identity, match) => sendJson(res, 201, broker.issueAttachTicket(identity, match[1]!))],
     ['GET', /^\/v1\/alerts$/, async (_req, res, identity) => sendJson(res, 200, { alerts: broker.listAlerts(identity) })],
     // The broker's own chains, for auditors: its security stream (broker/audit/securityStream.ts) and grant streams.
-    ['GET', /^\/v1\/audit\/(security|grants)$/, async (_req, res, identity, match) => sendJson(res, 200, { segments: await broker.listSecuritySegments(identity, match[1] as 'security' | 'grants') })],
+    ['GET', /^\/v1\/audit\/(security|grants)$/, async (_req, res, identity, match) => sendJson(res, 200, { segments: await broker.auditReader.listSecuritySegments(identity, match[1] as 'security' | 'grants') })],
     [
       'GET',
       /^\/v1\/audit\/(?:security|grants)\/((?:security|grants)-[0-9TZ-]+-[0-9a-f]{8})\/transcript$/,
       async (_req, res, identity, match) => {
-        const text = await broker.securitySegmentText(identity, match[1]!);
+        const text = await broker.auditReader.securitySegmentText(identity, match[1]!);
         res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
         res.end(text);
       },
@@ -123,7 +124,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       'GET',
       /^\/v1\/audit\/(?:security|grants)\/((?:security|grants)-[0-9TZ-]+-[0-9a-f]{8})\/report$/,
       async (_req, res, identity, match) => {
-        const html = await broker.securitySegmentReport(identity, match[1]!);
+        const html = await broker.auditReader.securitySegmentReport(identity, match[1]!);
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html), 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" });
         res.end(html);
       },
@@ -141,14 +142,14 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
           return parsed;
         };
         const filter = { ...(query.get('target') ? { target: query.get('target')! } : {}), ...(query.get('user') ? { user: query.get('user')! } : {}), ...(date('from') ? { from: date('from')! } : {}), ...(date('to') ? { to: date('to')! } : {}) };
-        sendJson(res, 200, { sessions: await broker.listSessions(identity, filter) });
+        sendJson(res, 200, { sessions: await broker.auditReader.listSessions(identity, filter) });
       },
     ],
     [
       'GET',
       /^\/v1\/sessions\/([0-9a-f-]{36})\/transcript$/,
       async (_req, res, identity, match) => {
-        const text = await broker.transcript(identity, match[1]!);
+        const text = await broker.auditReader.transcript(identity, match[1]!);
         res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
         res.end(text);
       },
@@ -157,7 +158,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       'GET',
       /^\/v1\/sessions\/([0-9a-f-]{36})\/report$/,
       async (_req, res, identity, match) => {
-        const html = await broker.report(identity, match[1]!);
+        const html = await broker.auditReader.report(identity, match[1]!);
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html), 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" });
         res.end(html);
       },

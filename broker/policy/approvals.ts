@@ -1,13 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { GrantAnswer } from '../broker';
+import type { GrantAnswer } from '../../common/http';
 import type { EventType } from '../audit/events';
 import type { ApprovalRequirement, LoupeConfig, Mode } from '../config/types';
 import { formatDuration } from '../config/duration';
 import { LoupeError } from '../errors';
 import type { Approver } from '../grants/grantStore';
 import type { Identity } from '../identity/verifyIdentity';
+import { NdjsonLog } from '../ndjsonLog';
 import { decideAccess, isAdmin, isOwner, rolesOf, type AccessDecision, type GrantRequest } from './access';
 
 /**
@@ -119,7 +119,7 @@ export class AccessRequests {
   private readonly requests = new Map<string, AccessRequest>();
   /** user \0 target → the alert that put that user on hold there. */
   private readonly holds = new Map<string, Hold>();
-  private readonly file: string;
+  private readonly stateLog: NdjsonLog<RequestLogLine>;
   /** Every change runs alone: check, record, apply, so two approvals cannot race past a check. */
   private queue: Promise<unknown> = Promise.resolve();
   private sweeper: NodeJS.Timeout | undefined;
@@ -129,9 +129,8 @@ export class AccessRequests {
     private readonly clock: () => number,
     private readonly hooks: ApprovalHooks,
   ) {
-    mkdirSync(config.stateDir, { recursive: true });
-    this.file = join(config.stateDir, 'requests.ndjson');
-    if (existsSync(this.file)) this.replay(readFileSync(this.file, 'utf8'));
+    this.stateLog = new NdjsonLog(join(config.stateDir, 'requests.ndjson'));
+    this.stateLog.replay((entry) => this.apply(entry));
   }
 
   /** A policy reload: approvers and requirements come from the new policy from now on. */
@@ -147,19 +146,6 @@ export class AccessRequests {
 
   stop(): void {
     clearInterval(this.sweeper);
-  }
-
-  private replay(text: string): void {
-    for (const line of text.split('\n')) {
-      if (!line.trim()) continue;
-      let entry: RequestLogLine;
-      try {
-        entry = JSON.parse(line) as RequestLogLine;
-      } catch {
-        continue; // a torn last line from a crash: the change it described was never answered
-      }
-      this.apply(entry);
-    }
   }
 
   private apply(entry: RequestLogLine): void {
@@ -192,7 +178,7 @@ export class AccessRequests {
   }
 
   private commit(entry: RequestLogLine): void {
-    appendFileSync(this.file, JSON.stringify(entry) + '\n');
+    this.stateLog.append(entry);
     this.apply(entry);
   }
 

@@ -155,7 +155,17 @@ export class Redactor {
   /** What was redacted, by name or pattern, for alerts and the record. */
   readonly hits: string[] = [];
 
-  constructor(public policy: RedactionPolicy) {}
+  constructor(
+    public policy: RedactionPolicy,
+    learned: Iterable<string> = [],
+  ) {
+    for (const value of learned) this.learned.add(value);
+  }
+
+  /** The values learned so far (a worker thread that redacts for this session starts from them). */
+  get learnedValues(): readonly string[] {
+    return [...this.learned];
+  }
 
   get active(): boolean {
     return this.policy.names.size > 0 || this.policy.patterns.length > 0;

@@ -1,4 +1,6 @@
 import type { LoupeConfig, SnapshotLimits, TargetConfig } from '../config/types';
+import type { Grant } from '../grants/grantStore';
+import { decideAccess } from './access';
 import { compileRedaction, type RedactionPolicy } from './redact';
 
 /**
@@ -51,4 +53,43 @@ export function stricterTarget(old: TargetConfig, next: TargetConfig): TargetCon
     }),
     redaction: stricterRedaction(old.redaction, next.redaction),
   };
+}
+
+/** A live session, as a reload sees it. */
+export interface ReloadedSession {
+  readonly grant: Grant;
+  applyPolicy(target: TargetConfig, changes: { expiresAtMs?: number; why: string }): void;
+  end(reason: 'policy'): Promise<unknown>;
+}
+
+/**
+ * Puts each live session under the reloaded policy (`applied`, the old config with the reloadable sections of
+ * the new one): it ends when the policy no longer allows its grant at all, and continues under the stricter of
+ * its old and new target rules (and a shorter grant, when the new rule caps it) when either changed.
+ */
+export function reloadLiveSessions(sessions: Iterable<ReloadedSession>, old: LoupeConfig, applied: LoupeConfig, changed: readonly string[], source: string, clock: () => number): { sessionsEnded: number; sessionsNarrowed: number } {
+  let sessionsEnded = 0;
+  let sessionsNarrowed = 0;
+  for (const session of sessions) {
+    const grant = session.grant;
+    const target = applied.targets[grant.target];
+    const identity = { sub: grant.sub, name: grant.name, groups: grant.groups, issuer: 'grant' };
+    const requested = grant.expiresAt - grant.issuedAt;
+    const decision = target
+      ? decideAccess(applied, identity, { target: grant.target, mode: grant.mode, durationSeconds: requested, reason: grant.reason, ...(grant.ticket ? { ticket: grant.ticket } : {}) }, new Date(clock()))
+      : { allowed: false as const, rule: 'targets', message: `target ${grant.target} was removed from the policy` };
+    if (!decision.allowed) {
+      sessionsEnded++;
+      void session.end('policy');
+      continue;
+    }
+    const oldTarget = old.targets[grant.target]!;
+    if (!changed.includes(`targets.${grant.target}`) && !decision.capped) continue;
+    sessionsNarrowed++;
+    session.applyPolicy(stricterTarget(oldTarget, target!), {
+      why: `policy reloaded from ${source}`,
+      ...(decision.capped ? { expiresAtMs: (grant.issuedAt + decision.durationSeconds) * 1000 } : {}),
+    });
+  }
+  return { sessionsEnded, sessionsNarrowed };
 }

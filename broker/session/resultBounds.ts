@@ -27,7 +27,7 @@ export function messageBounds(maxResultBytes: number): MessageBounds {
   return { maxResultBytes, keep: Math.floor(maxResultBytes / 2), budget: maxResultBytes };
 }
 
-// The words of capResult (debugSession.ts), so a client sees one kind of note whichever cut a value.
+// The words of capResult (gate/targetFrame.ts), so a client sees one kind of note whichever cut a value.
 const notePattern = / … \[truncated by Loupe: the result is \d+ bytes, over this target's evaluation\.maxResultBytes of \d+\]$/;
 const note = (text: string, maxResultBytes: number) => ` … [truncated by Loupe: the result is ${Buffer.byteLength(text)} bytes, over this target's evaluation.maxResultBytes of ${maxResultBytes}]`;
 

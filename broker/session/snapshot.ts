@@ -1,67 +1,21 @@
+/**
+ * The snapshot engine: in snapshot mode a hit of one of the session's breakpoints is captured within the limits
+ * (captureFrames) and the target resumed at once; per-breakpoint and per-session rate limits skip captures (never
+ * the resume) and take a breakpoint out of V8 until its next capture is due.
+ */
+import type { Protocol } from 'devtools-protocol';
 import type { SnapshotLimits } from '../config/types';
+import type { Capture, CapturedFrame, CapturedValue } from '../../common/session';
+import type { CdpMessage, PausedFrameInput } from '../gate/targetFrame';
+import type { SessionContext } from './context';
+import { emitLogpoint } from './logpoints';
 
-/** A captured value: primitives by value (strings cut), objects expanded within the limits. */
-export interface CapturedValue {
-  readonly type: string;
-  readonly subtype?: string;
-  readonly className?: string;
-  readonly value?: unknown;
-  readonly description?: string;
-  readonly properties?: { readonly name: string; readonly value: CapturedValue }[];
-  /** Why this value is not complete: depth, fields, items, time budget, bytes. */
-  readonly truncated?: string;
-}
+export type { Capture, CapturedFrame, CapturedValue, PausedFrameInput };
 
-export interface CapturedFrame {
-  readonly functionName: string;
-  readonly url: string;
-  readonly lineNumber: number;
-  readonly columnNumber: number;
-  readonly scopes?: { readonly type: string; readonly properties: CapturedValue['properties']; readonly truncated?: string }[];
-  readonly this?: CapturedValue;
-}
-
-export interface Capture {
-  readonly frames: CapturedFrame[];
-  readonly durationMs: number;
-  readonly bytes: number;
-  /** Set when a limit cut the capture short (time budget or bytes). */
-  readonly truncated?: string;
-}
-
-interface RemoteObject {
-  type: string;
-  subtype?: string;
-  className?: string;
-  value?: unknown;
-  unserializableValue?: string;
-  description?: string;
-  objectId?: string;
-  preview?: ObjectPreview;
-}
-
+type RemoteObject = Protocol.Runtime.RemoteObject;
 /** Runtime.ObjectPreview, as V8 builds it for getProperties with generatePreview (no user code runs). */
-interface ObjectPreview {
-  overflow?: boolean;
-  properties?: { name: string; type: string; subtype?: string; value?: string }[];
-}
-
-interface PropertyDescriptor {
-  name: string;
-  value?: RemoteObject;
-  get?: RemoteObject;
-  set?: RemoteObject;
-  isOwn?: boolean;
-}
-
-export interface PausedFrameInput {
-  callFrameId: string;
-  functionName: string;
-  url?: string;
-  location: { scriptId: string; lineNumber: number; columnNumber?: number };
-  scopeChain: { type: string; object: RemoteObject }[];
-  this?: RemoteObject;
-}
+type ObjectPreview = Protocol.Runtime.ObjectPreview;
+type PropertyDescriptor = Pick<Protocol.Runtime.PropertyDescriptor, 'name' | 'value' | 'get' | 'set' | 'isOwn'>;
 
 /** Reads an object's own properties; with `preview`, each object among them comes with V8's preview. */
 type GetProperties = (objectId: string, preview: boolean) => Promise<{ result?: PropertyDescriptor[]; internalProperties?: PropertyDescriptor[] }>;
@@ -336,5 +290,107 @@ export function scrubCapture(frames: readonly CapturedFrame[], scrub: (text: str
   for (const frame of frames) {
     for (const scope of frame.scopes ?? []) for (const p of scope.properties ?? []) value(p.value);
     if (frame.this) value(frame.this);
+  }
+}
+
+/**
+ * Snapshot mode for one session: a hit of one of its breakpoints is captured within the limits and the target
+ * resumed at once; rate limits skip the capture (never the resume). Pauses of other sessions are left alone.
+ */
+export class SnapshotMode {
+  /** Clock times of this session's captures in the last minute. */
+  private captureTimes: number[] = [];
+  private captureCount = 0;
+
+  constructor(private readonly context: SessionContext) {}
+
+  async onPause(message: CdpMessage): Promise<void> {
+    const { context } = this;
+    const { breakpoints, pauses } = context;
+    const params = message.params ?? {};
+    const { live: hits, quiet } = breakpoints.sortHits(params.hitBreakpoints);
+    pauses.ownPause = hits.length > 0 || quiet.length > 0;
+    if (context.isEnding()) return;
+    if (hits.length === 0 && quiet.length === 0) {
+      // Not ours (a `debugger;` statement, another debugger): left alone, but never held past maxPauseSeconds.
+      pauses.armForeignPauseWatchdog();
+      return;
+    }
+    if (hits.length === 0 || !context.auditAccepting()) {
+      // A hit of a breakpoint the broker is taking out of V8 (or nothing could record a capture): resumed at once.
+      this.resumeNow();
+      breakpoints.skipped([...hits, ...quiet]);
+      return;
+    }
+    const limits = context.target().snapshot;
+    // How long the target is held: a duration of real work, measured finely.
+    const started = performance.now();
+    const frames = (params.callFrames as PausedFrameInput[] | undefined) ?? [];
+    let captureFor: string | undefined;
+    let skipped: { breakpointId: string; reason: string; until: number } | undefined;
+    const logpoints = hits.filter((id) => breakpoints.get(id)?.logpoint !== undefined);
+    for (const id of logpoints) if (frames[0]) await emitLogpoint(context, id, frames[0]);
+    for (const id of hits.filter((h) => !logpoints.includes(h))) {
+      const entry = breakpoints.get(id);
+      if (!entry) continue;
+      const state = breakpoints.rate(id);
+      if (entry.condition !== undefined && frames[0] && !(await pauses.conditionHolds(id, entry.condition, frames[0]))) continue;
+      const now = context.now();
+      this.captureTimes = this.captureTimes.filter((t) => now - t < 60_000);
+      if (now - state.lastCaptureAt < limits.minIntervalMs) skipped = { breakpointId: id, reason: `at most one capture every ${limits.minIntervalMs} ms per breakpoint`, until: state.lastCaptureAt + limits.minIntervalMs };
+      else if (this.captureTimes.length >= limits.maxCapturesPerMinute) skipped = { breakpointId: id, reason: `at most ${limits.maxCapturesPerMinute} captures per minute per session`, until: this.captureTimes[0]! + 60_000 };
+      else {
+        captureFor = id;
+        break;
+      }
+    }
+    let capture: (Capture & { reads?: number }) | undefined;
+    if (captureFor) {
+      try {
+        capture = await captureFrames(frames, context.labels.scriptUrls, (objectId, preview) => context.channel.captureCommand('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) }) as never, limits);
+      } catch (err) {
+        capture = { frames: [], durationMs: 0, bytes: 0, truncated: `capture failed: ${(err as Error).message}` };
+      }
+    }
+    // Resume first: the capture is in hand, the target must not wait for the record or the client.
+    this.resumeNow();
+    const pauseMs = Math.round((performance.now() - started) * 1000) / 1000;
+    if (!captureFor) pauses.chargeHeldPause(hits, pauseMs);
+    if (skipped && !captureFor) {
+      breakpoints.rate(skipped.breakpointId).skipped++;
+      breakpoints.throttle(skipped.breakpointId, skipped.until, skipped.reason, false);
+      breakpoints.throttleNotice(skipped.breakpointId, skipped.reason, skipped.until);
+      return;
+    }
+    if (!captureFor || !capture) return;
+    const state = breakpoints.rate(captureFor);
+    const capturedAt = context.now();
+    state.lastCaptureAt = capturedAt;
+    state.captures++;
+    this.captureTimes.push(capturedAt);
+    const captureId = `${context.sessionId.slice(0, 8)}-${++this.captureCount}`;
+    const record = { captureId, breakpointId: captureFor, capturedAt: new Date(capturedAt).toISOString(), pauseMs, ...capture };
+    // Reads arrive in parallel, so a value learned from one reply may sit in a string read before it.
+    if (context.redactor.active) scrubCapture(record.frames, (text) => context.redactor.scrub(text));
+    // One record per capture, durable before the client sees it.
+    const recorded = context.recordOrEnd('snapshot.captured', record);
+    context.notify('Loupe.snapshotCaptured', record, false, recorded);
+    if (state.captures >= limits.maxCapturesPerBreakpoint) {
+      const reason = `reached its limit of ${limits.maxCapturesPerBreakpoint} captures and was removed`;
+      breakpoints.retire(captureFor, `snapshot breakpoint ${reason}`);
+      breakpoints.removedNotice(captureFor, reason);
+      return;
+    }
+    // Rate limits: take the breakpoint out of V8 until its next capture is due, so V8 stops pausing on it.
+    breakpoints.throttle(captureFor, state.lastCaptureAt + limits.minIntervalMs, `at most one capture every ${limits.minIntervalMs} ms per breakpoint`, true);
+    if (this.captureTimes.length >= limits.maxCapturesPerMinute) {
+      const reason = `at most ${limits.maxCapturesPerMinute} captures per minute per session`;
+      for (const [id, entry] of breakpoints.all()) if (!entry.logpoint) breakpoints.throttle(id, this.captureTimes[0]! + 60_000, reason, true);
+    }
+  }
+
+  /** Resumes the target at once, without waiting for any record (the capture's record says so). */
+  private resumeNow(): void {
+    this.context.channel.captureCommand('Debugger.resume').catch(() => undefined);
   }
 }

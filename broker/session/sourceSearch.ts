@@ -48,3 +48,29 @@ export function searchSource(source: string, query: string, options: { caseSensi
   }
   return found;
 }
+
+/** Script source kept per session for searches (characters). */
+const maxSourceCacheChars = 32 << 20;
+
+/** Script sources read for searches, by script id (sources never change: setScriptSource is refused). */
+export class ScriptSources {
+  private readonly sources = new Map<string, string>();
+  private chars = 0;
+
+  constructor(private readonly read: (scriptId: string) => Promise<string>) {}
+
+  /** A script's source, read from the target once and kept within a bound (oldest dropped first). */
+  async get(scriptId: string): Promise<string> {
+    const known = this.sources.get(scriptId);
+    if (known !== undefined) return known;
+    const source = await this.read(scriptId);
+    this.sources.set(scriptId, source);
+    this.chars += source.length;
+    for (const [id, text] of this.sources) {
+      if (this.chars <= maxSourceCacheChars || id === scriptId) break;
+      this.sources.delete(id);
+      this.chars -= text.length;
+    }
+    return source;
+  }
+}

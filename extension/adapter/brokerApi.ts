@@ -1,92 +1,20 @@
 /** The broker's HTTP API as the extension and the adapter use it (fetch only: no broker code is bundled). */
+import type { AccessRequestInfo, AlertInfo, GrantAnswer, GrantRequest, HttpErrorBody, HttpErrorCode, RecordedSession, TargetInfo } from '../../common/http';
+
+export type { AccessRequestInfo, AlertInfo, GrantAnswer, GrantRequest, RecordedSession, TargetInfo } from '../../common/http';
+
+/** The broker's error codes, and the client's own: unreachable (status 0), an answer of an unexpected shape, an approval this caller cannot wait for. */
+export type BrokerApiErrorCode = HttpErrorCode | 'unreachable' | 'unexpected' | 'approval_required' | `http_${number}`;
 
 export class BrokerApiError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: BrokerApiErrorCode,
     message: string,
     readonly rule?: string,
   ) {
     super(message);
   }
-}
-
-export interface TargetInfo {
-  name: string;
-  modes: string[];
-  maxDurationSeconds: number;
-  ticketRequired: boolean;
-  ticketPattern?: string;
-}
-
-export interface GrantAnswer {
-  grantId: string;
-  token: string;
-  expiresAt: string;
-  attachUrl: string;
-  durationSeconds: number;
-  capped: boolean;
-}
-
-/** An access request under the two-person rule, as the broker shows it (GET /v1/requests/:id). */
-export interface AccessRequestInfo {
-  requestId: string;
-  status: 'pending' | 'approved' | 'denied' | 'expired' | 'collected' | 'withdrawn';
-  target: string;
-  mode: string;
-  durationSeconds: number;
-  reason: string;
-  ticket?: string;
-  requester: { sub: string; name: string };
-  approvers: string[];
-  minApprovals: number;
-  approvals: { sub: string; name: string; at: string; comment?: string }[];
-  denial?: { sub: string; name: string; at: string; comment?: string };
-  /** The alert that made approval necessary, when it was not the policy rule. */
-  cause?: { alertId: string; rule: string; message: string; at: string };
-  createdAt: string;
-  expiresAt: string;
-  grantId?: string;
-  /** The state in words, from the broker. */
-  message: string;
-}
-
-/** An alert as GET /v1/alerts lists it (the broker's alert rules, for the owners of its target and admins). */
-export interface AlertInfo {
-  id: string;
-  rule: string;
-  at: string;
-  target: string;
-  session?: string;
-  user?: string;
-  message: string;
-  /** none, end-session or require-approval. */
-  action: string;
-  /** The records that made the rule fire. */
-  evidence: { seq: number; type: string; summary: string }[];
-}
-
-/** A recorded session as GET /v1/sessions lists it (auditors). */
-export interface RecordedSession {
-  sessionId: string;
-  target: string;
-  user: { sub: string; name: string };
-  mode: string;
-  reason: string;
-  ticket?: string;
-  grantId: string;
-  startedAt: string;
-  endedAt?: string;
-  endReason?: string;
-  state: 'live' | 'ended' | 'incomplete';
-}
-
-export interface GrantRequest {
-  target: string;
-  mode: string;
-  durationSeconds: number;
-  reason: string;
-  ticket?: string;
 }
 
 export class BrokerApi {
@@ -116,7 +44,7 @@ export class BrokerApi {
       parsed = undefined;
     }
     if (!res.ok) {
-      const error = parsed?.error ?? {};
+      const error: Partial<HttpErrorBody['error']> = (parsed as Partial<HttpErrorBody> | undefined)?.error ?? {};
       throw new BrokerApiError(res.status, error.code ?? `http_${res.status}`, error.message ?? (text.slice(0, 300) || res.statusText), error.rule);
     }
     return { status: res.status, body: parsed as T, text };

@@ -9,6 +9,7 @@
  * target).
  */
 import { createServer, type Socket } from 'node:net';
+import { parseArgs } from 'node:util';
 import { LoupeDebugSession } from './loupeDebugSession';
 
 const usage = 'usage: node debugAdapter.js [--server=PORT]   (DAP on stdin/stdout, or on 127.0.0.1:PORT; PORT 1-65535, or 0 for a free one)';
@@ -19,21 +20,25 @@ function fail(message: string): never {
 }
 
 /** The --server port, undefined for stdin/stdout; exits with a message for anything it cannot use. */
-function serverPort(argv: readonly string[]): number | undefined {
-  let port: number | undefined;
-  for (const arg of argv) {
-    if (arg === '--help' || arg === '-h') {
-      process.stdout.write(`${usage}\n`);
-      process.exit(0);
-    }
-    const match = /^--server(?:=(.*))?$/.exec(arg);
-    if (!match) fail(`unknown argument "${arg}"`);
-    const value = match[1];
-    if (value === undefined || value === '') fail('--server needs a port: --server=PORT');
-    if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) fail(`--server=${value}: not a TCP port (a whole number from 1 to 65535, or 0 for a free one)`);
-    port = Number(value);
+function serverPort(argv: string[]): number | undefined {
+  let values: { server?: string; help?: boolean };
+  try {
+    ({ values } = parseArgs({ args: argv, options: { server: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false }));
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') fail('--server needs a port: --server=PORT');
+    const unknown = argv.find((arg) => !/^(?:--server(?:=.*)?|--help|-h)$/.test(arg));
+    fail(unknown !== undefined ? `unknown argument "${unknown}"` : (err as Error).message);
   }
-  return port;
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
+    process.exit(0);
+  }
+  const value = values.server;
+  if (value === undefined) return undefined;
+  if (value === '') fail('--server needs a port: --server=PORT');
+  if (!/^\d{1,5}$/.test(value) || Number(value) > 65535) fail(`--server=${value}: not a TCP port (a whole number from 1 to 65535, or 0 for a free one)`);
+  return Number(value);
 }
 
 function serve(port: number): void {

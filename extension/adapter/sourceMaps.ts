@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import picomatch from 'picomatch';
 import { GREATEST_LOWER_BOUND, LEAST_UPPER_BOUND, TraceMap, generatedPositionFor, originalPositionFor } from '@jridgewell/trace-mapping';
 
 /** 1-based lines and 0-based columns, as trace-mapping counts them. */
@@ -132,34 +133,17 @@ export function loadSourceMap(generatedPath: string, mapper: PathMapper, sourceM
   }
 }
 
-/** A small glob: `**` any directories, `*` any name part, `?` one character; a leading `!` excludes. */
-export function globToRegExp(pattern: string): RegExp {
-  let re = '';
-  const p = resolve(pattern).split(sep).join('/');
-  for (let i = 0; i < p.length; i++) {
-    const c = p[i]!;
-    if (c === '*' && p[i + 1] === '*') {
-      re += p[i + 2] === '/' ? '(?:.*/)?' : '.*';
-      i += p[i + 2] === '/' ? 2 : 1;
-    } else if (c === '*') re += '[^/]*';
-    else if (c === '?') re += '[^/]';
-    else if (c === '{') {
-      const end = p.indexOf('}', i);
-      re += `(?:${p.slice(i + 1, end).split(',').map(escape).join('|')})`;
-      i = end;
-    } else re += escape(c);
-  }
-  return new RegExp(`^${re}$`);
+/** An outFiles pattern as an absolute POSIX path (`**`, `*`, `?`, `{a,b}`), matched by picomatch. */
+function globMatcher(pattern: string): (path: string) => boolean {
+  return picomatch(resolve(pattern).split(sep).join('/'), { dot: true });
 }
-
-const escape = (s: string) => s.replace(/[.+^${}()|[\]\\]/g, '\\$&');
 
 /** The .js files matching the outFiles patterns (node_modules skipped unless a pattern names it), capped. */
 export function findOutFiles(patterns: readonly string[], cap = 5000): string[] {
-  const include = patterns.filter((p) => !p.startsWith('!')).map((p) => ({ base: globBase(p), re: globToRegExp(p) }));
-  const exclude = patterns.filter((p) => p.startsWith('!')).map((p) => globToRegExp(p.slice(1)));
+  const include = patterns.filter((p) => !p.startsWith('!')).map((p) => ({ base: globBase(p), matches: globMatcher(p), namesNodeModules: p.includes('node_modules') }));
+  const exclude = patterns.filter((p) => p.startsWith('!')).map((p) => globMatcher(p.slice(1)));
   const found = new Set<string>();
-  for (const { base, re } of include) {
+  for (const { base, matches, namesNodeModules } of include) {
     const walk = (dir: string, depth: number) => {
       if (found.size >= cap || depth > 20) return;
       let names: string[];
@@ -177,11 +161,11 @@ export function findOutFiles(patterns: readonly string[], cap = 5000): string[] 
           continue;
         }
         if (isDir) {
-          if ((name === 'node_modules' && !re.source.includes('node_modules')) || name.startsWith('.')) continue;
+          if ((name === 'node_modules' && !namesNodeModules) || name.startsWith('.')) continue;
           walk(path, depth + 1);
         } else if (/\.[cm]?js$/.test(name)) {
           const posix = path.split(sep).join('/');
-          if (re.test(posix) && !exclude.some((x) => x.test(posix))) found.add(path);
+          if (matches(posix) && !exclude.some((excluded) => excluded(posix))) found.add(path);
         }
       }
     };

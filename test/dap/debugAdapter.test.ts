@@ -212,6 +212,25 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       const refused = await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine, logMessage: 'x={processed++}' }] });
       assert.equal(refused.body.breakpoints[0]!.verified, false);
       assert.match(refused.body.breakpoints[0]!.message ?? '', /^Loupe\.setLogpoint refused: logpoint expression "processed\+\+" /);
+      // input the adapter cannot use is reported on the breakpoint, never read as "never": a hit condition that is
+      // not one, and (for the logpoint the adapter evaluates itself) a template whose braces do not balance
+      const invalid = await dc.setBreakpointsRequest({
+        source: { path: serviceTs },
+        breakpoints: [
+          { line: handleLine, hitCondition: 'every 2' },
+          { line: handleLine, logMessage: 'a {b {c}', hitCondition: '%2' },
+          { line: handleLine, logMessage: 'a {b {c}' },
+        ],
+      });
+      const [badHit, badTemplate, badBrokerTemplate] = invalid.body.breakpoints;
+      assert.equal(badHit!.verified, false);
+      assert.equal(badHit!.message, 'Loupe: the hit condition "every 2" is invalid: expected a hit count with an optional operator: >5 (after the 5th hit), >=5 or 5 (from the 5th on), <5, <=5, ==3 or =3 (the 3rd only), %2 (every 2nd hit)');
+      assert.equal(badTemplate!.verified, false);
+      assert.match(badTemplate!.message ?? '', /^Loupe: the logpoint message has a "\{" at position 3 that is never closed: write each expression in matching braces/);
+      assert.equal(badBrokerTemplate!.verified, false, 'the broker refuses the same template with the same words');
+      assert.match(badBrokerTemplate!.message ?? '', /^Loupe\.setLogpoint refused: the logpoint message has a "\{" at position 3 that is never closed/);
+      await service.target.ticksAdvance(3);
+      assert.equal(stops, 0, 'an invalid breakpoint never stops');
       // a pause-mode logpoint with a hit count: the adapter counts every hit, so messages come two orders apart
       await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine, logMessage: 'every other: {order.id}', hitCondition: '%2' }] });
       await waitFor(() => output.filter((o) => o.startsWith('every other: ')).length >= 2, { intervalMs: 50 });

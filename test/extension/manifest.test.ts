@@ -1,12 +1,14 @@
 // The extension's manifest: the `loupe` attach schema in package.json matches the TypeScript interface the adapter
 // reads (LoupeAttachConfiguration), and every contributed command is registered by the extension.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import ts from 'typescript';
 
 const root = join(__dirname, '..', '..');
+/** extension.ts and the feature files it wires (extension/ui/): where commands and views are registered. */
+const activationSource = () => [join(root, 'extension', 'extension.ts'), ...readdirSync(join(root, 'extension', 'ui')).filter((f) => f.endsWith('.ts')).map((f) => join(root, 'extension', 'ui', f))].map((f) => readFileSync(f, 'utf8')).join('\n');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 
 /** The interface's members as {name → {optional, schemaType}} read with the TypeScript compiler. */
@@ -58,7 +60,7 @@ describe('extension manifest', () => {
   });
 
   it('every contributed command is registered by the extension, and the bundle is the entry point', () => {
-    const source = readFileSync(join(root, 'extension', 'extension.ts'), 'utf8');
+    const source = activationSource();
     const titles = pkg.contributes.commands.map((c: any) => `${c.category}: ${c.title}`);
     for (const title of ['Loupe: Attach to Production…', 'Loupe: Sign In…', 'Loupe: End Session', 'Loupe: Download Transcript…', 'Loupe: Review Access Requests…']) assert.ok(titles.includes(title), title);
     for (const c of pkg.contributes.commands) assert.ok(source.includes(`registerCommand('${c.command}'`), `${c.command} is registered`);
@@ -74,7 +76,7 @@ describe('extension manifest', () => {
     assert.equal(view.when, "debugType == 'loupe'");
     const command = pkg.contributes.commands.find((c: any) => c.command === 'loupe.showSnapshot');
     assert.equal(`${command?.category}: ${command?.title}`, 'Loupe: Show Snapshot…');
-    const extension = readFileSync(join(root, 'extension', 'extension.ts'), 'utf8');
+    const extension = activationSource();
     assert.ok(extension.includes("registerCommand('loupe.showSnapshot'"), 'loupe.showSnapshot is registered');
     assert.ok(extension.includes('new SnapshotsView('), 'the view is created on activation');
     // The view's id, the event it listens to and the request it makes are the ones the adapter speaks.
@@ -100,7 +102,7 @@ describe('extension manifest', () => {
     assert.equal(settings['loupe.alerts.notify'].type, 'boolean');
     // Owners are notified without opening the view first.
     assert.ok(pkg.activationEvents.includes('onStartupFinished'));
-    const extension = readFileSync(join(root, 'extension', 'extension.ts'), 'utf8');
+    const extension = activationSource();
     assert.ok(extension.includes('new AlertsView('), 'the view is created on activation');
     const viewSource = readFileSync(join(root, 'extension', 'alertsView.ts'), 'utf8');
     assert.ok(viewSource.includes(`ALERTS_VIEW = '${view.id}'`));

@@ -34,7 +34,7 @@ describe('VS Code (code-server) end to end', { skip }, () => {
     broker = await startTestBroker(policy);
     // The .vsix exactly as `npm run package` builds it (dist/ is fresh: npm test builds first).
     vsixDir = mkdtempSync(join(tmpdir(), 'loupe-vsix-'));
-    const vsce = spawnSync(process.execPath, [join(root, 'node_modules', '@vscode', 'vsce', 'vsce'), 'package', '--no-dependencies', '--allow-missing-repository', '--skip-license', '-o', join(vsixDir, 'loupe.vsix')], { cwd: root, encoding: 'utf8' });
+    const vsce = spawnSync(process.execPath, [join(root, 'node_modules', '@vscode', 'vsce', 'vsce'), 'package', '--no-dependencies', '--allow-missing-repository', '--skip-license', '--no-rewrite-relative-links', '-o', join(vsixDir, 'loupe.vsix')], { cwd: root, encoding: 'utf8' });
     assert.equal(vsce.status, 0, `vsce package: ${vsce.stdout}${vsce.stderr}`);
     // The developer's checkout of the service: sources, compiled output and a launch.json mapping it onto the target.
     workspace = mkdtempSync(join(tmpdir(), 'loupe-ws-'));

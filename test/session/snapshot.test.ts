@@ -4,7 +4,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
-import { foreignPauseGraceMs } from '../../broker/session/debugSession';
+import { foreignPauseGraceMs } from '../../broker/session/pauses';
 import { sleep } from '../support/wait';
 
 const file = join(fixtures, 'snapshot-app.js');

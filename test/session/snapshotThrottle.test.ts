@@ -192,4 +192,27 @@ describe('throttled breakpoints leave V8: no pause while the broker would only r
     assert.deepEqual(captured[0].data.frames, captures[0].frames, 'the record holds what the client got');
     assert.equal(events.filter((e) => /^broker\./.test(e.type) && e.data.method === 'Runtime.getProperties').length, 0);
   });
+
+  it('rate limits read the injected clock: while it stands still no second capture is due, however often the line runs', async () => {
+    let frozen: number | undefined;
+    // A budget the skipped hits cannot exhaust: the budget's window reads the same clock, which stands still.
+    broker = await startTestBroker(snapshotPolicy(target.inspector, { minIntervalMs: 40 }, { conditionBudgetMsPerSecond: 1000 }), { clock: () => frozen ?? Date.now() });
+    const { client } = await broker.attach({ mode: 'snapshot' });
+    await client.call('Debugger.enable');
+    frozen = Date.now();
+    const captures = () => client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').length;
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'snapshot-app\\.js$' });
+    await client.waitEvent('Loupe.snapshotCaptured');
+    await target.ticksAdvance(20);
+    assert.equal(captures(), 1, 'no capture is due while the clock stands still');
+    // Notices too are at most one per second of that clock.
+    const notices = client.events.filter((e) => e.method === 'Loupe.snapshotThrottled');
+    assert.equal(notices.length, 1);
+    assert.equal(notices[0]!.params.breakpointId, breakpointId);
+    frozen += 40;
+    await client.waitEvent('Loupe.snapshotCaptured', (e) => e.params.captureId !== client.events.find((f) => f.method === 'Loupe.snapshotCaptured')!.params.captureId);
+    await target.ticksAdvance(20);
+    assert.equal(captures(), 2, 'one more capture once the clock has moved on by minIntervalMs');
+    await client.close();
+  });
 });

@@ -1,0 +1,97 @@
+import type { JSONWebKeySet } from 'jose';
+import type { LoupeConfig } from '../config/types';
+import { LoupeError } from '../errors';
+import type { Grant } from '../grants/grantStore';
+import type { Identity } from '../identity/verifyIdentity';
+import { rolesOf } from '../policy/access';
+import { renderReport } from './report';
+import { listSecuritySegments, type SecuritySegmentSummary } from './securityStream';
+import { SessionIndex, type SessionFilter, type SessionSummary } from './sessionIndex';
+import type { AuditStore } from './stores/auditStore';
+import { readTranscriptFromStore, transcriptToText, verifyTranscript } from './verify';
+
+export interface AuditReaderOptions {
+  /** The policy in force, taken fresh each time (a reload replaces it): who the auditors are. */
+  config(): LoupeConfig;
+  readonly store: AuditStore;
+  /** The sessions still live: their transcripts are still being written. */
+  liveSessions(): Set<string>;
+  /** The security segment and the grant stream this broker is writing now. */
+  openStreams(): Set<string>;
+  /** This broker's audit public keys, which the reports are verified against. */
+  keys(): JSONWebKeySet;
+  grant(grantId: string): Grant | undefined;
+}
+
+/** What auditors read from the store: recorded sessions, the security stream's segments, grant streams, and their reports. */
+export class AuditReader {
+  private index: SessionIndex | undefined;
+
+  constructor(private readonly options: AuditReaderOptions) {}
+
+  private get sessionIndex(): SessionIndex {
+    this.index ??= new SessionIndex(this.options.store, () => this.options.liveSessions());
+    return this.index;
+  }
+
+  private requireAuditor(identity: Identity): void {
+    const config = this.options.config();
+    const roles = rolesOf(config, identity);
+    if (!config.auditors.some((r) => roles.has(r))) {
+      throw new LoupeError('forbidden', `session transcripts are for auditors (roles: ${config.auditors.join(', ') || 'none configured'})`);
+    }
+  }
+
+  private get storeName(): string {
+    return this.options.store.description.startsWith('s3:') ? 'S3 (Object Lock) store' : 'local audit store';
+  }
+
+  async listSessions(identity: Identity, filter: SessionFilter): Promise<SessionSummary[]> {
+    this.requireAuditor(identity);
+    return this.sessionIndex.list(filter);
+  }
+
+  private async sessionTranscript(identity: Identity, sessionId: string) {
+    this.requireAuditor(identity);
+    const summary = await this.sessionIndex.find(sessionId);
+    if (!summary) throw new LoupeError('not_found', `no recorded session ${sessionId}`);
+    return { summary, transcript: await readTranscriptFromStore(this.options.store, summary.prefix, false) };
+  }
+
+  /** The security stream's segments, or the grant streams, in the store (auditors), newest first. */
+  async listSecuritySegments(identity: Identity, kind: 'security' | 'grants' = 'security'): Promise<SecuritySegmentSummary[]> {
+    this.requireAuditor(identity);
+    return listSecuritySegments(this.options.store, this.options.openStreams(), kind);
+  }
+
+  private async securityTranscript(identity: Identity, segmentId: string) {
+    const kind = segmentId.startsWith('grants-') ? 'grants' : 'security';
+    const segment = (await this.listSecuritySegments(identity, kind)).find((s) => s.stream === segmentId);
+    if (!segment) throw new LoupeError('not_found', `no stored ${kind === 'grants' ? 'grant stream' : 'security segment'} ${segmentId}`);
+    return { segment, transcript: await readTranscriptFromStore(this.options.store, segment.prefix, false) };
+  }
+
+  /** A security segment (or grant stream) as NDJSON, like a session transcript. */
+  async securitySegmentText(identity: Identity, segmentId: string): Promise<string> {
+    return transcriptToText((await this.securityTranscript(identity, segmentId)).transcript);
+  }
+
+  /** A security segment's (or grant stream's) readable report, verified against this broker's keys. */
+  async securitySegmentReport(identity: Identity, segmentId: string): Promise<string> {
+    const { segment, transcript } = await this.securityTranscript(identity, segmentId);
+    return renderReport(await verifyTranscript(transcript, this.options.keys()), { source: `${segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment'} recorded by the broker's ${this.storeName}${segment.state === 'ended' ? '' : `, ${segment.state}`}` });
+  }
+
+  /** The stored transcript as NDJSON: events, a seal line after each chunk, the manifest last. */
+  async transcript(identity: Identity, sessionId: string): Promise<string> {
+    return transcriptToText((await this.sessionTranscript(identity, sessionId)).transcript);
+  }
+
+  /** The readable report, with the result of verifying the stored transcript against this broker's keys. */
+  async report(identity: Identity, sessionId: string): Promise<string> {
+    const { summary, transcript } = await this.sessionTranscript(identity, sessionId);
+    const result = await verifyTranscript(transcript, this.options.keys());
+    const grant = this.options.grant(summary.grantId);
+    return renderReport(result, { ...(grant?.approvedBy ? { approval: { requestId: grant.requestId, approvedBy: grant.approvedBy } } : {}), source: `recorded by the broker's ${this.storeName}${summary.state === 'ended' ? '' : `, session ${summary.state}`}` });
+  }
+}

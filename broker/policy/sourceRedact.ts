@@ -1,0 +1,178 @@
+import { parse, type Node } from 'acorn';
+import { marker, type Redactor } from './redact';
+
+/**
+ * Redaction of script source (`Debugger.getScriptSource`, and the source the broker searches for
+ * `Debugger.searchInContent`). Secrets are often literals in the code itself: a string or number literal
+ * assigned to a redacted name (`const apiKey = "…"`, `{ password: "…" }`, `cfg.token = "…"`), and any
+ * string literal matching a redaction pattern (a bearer token, a JWT, a card number) is replaced by the
+ * marker. Only literal text changes and never across a line break, so line numbers (breakpoints) stay right.
+ * A source that does not parse (or is too large to parse within the broker's time bounds) is scrubbed by
+ * pattern and `name: value` pair as any other text is.
+ */
+
+/** Above this, parsing could hold the broker's event loop too long (acorn parses ~30 MB/s here). */
+export const maxParsedSourceChars = 4 << 20;
+
+type AnyNode = Node & Record<string, unknown>;
+
+interface Replacement {
+  readonly start: number;
+  readonly end: number;
+  readonly text: string;
+}
+
+export function redactSource(source: string, redactor: Redactor): { source: string; replaced: number } {
+  if (!redactor.active) return { source, replaced: 0 };
+  const ast = source.length <= maxParsedSourceChars ? parseAny(source) : undefined;
+  if (!ast) {
+    const scrubbed = scrubByLine(source, redactor);
+    return { source: scrubbed, replaced: scrubbed === source ? 0 : 1 };
+  }
+  const replacements: Replacement[] = [];
+  visit(ast as AnyNode, undefined, (node, sensitiveAs) => {
+    const replacement = literalReplacement(source, node, sensitiveAs, redactor);
+    if (replacement) replacements.push(replacement);
+  });
+  if (replacements.length === 0) return { source, replaced: 0 };
+  replacements.sort((a, b) => a.start - b.start);
+  let out = '';
+  let from = 0;
+  for (const r of replacements) {
+    if (r.start < from) continue;
+    out += source.slice(from, r.start) + r.text;
+    from = r.end;
+  }
+  return { source: out + source.slice(from), replaced: replacements.length };
+}
+
+/**
+ * Text that did not parse, scrubbed a line at a time so no match joins lines; a private key's body lines,
+ * which no single line shows as one, are replaced between its BEGIN and END lines.
+ */
+function scrubByLine(source: string, redactor: Redactor): string {
+  let inKey = false;
+  return source
+    .split(/(\r\n|[\r\n\u2028\u2029])/)
+    .map((line, i) => {
+      if (i % 2 === 1) return line;
+      if (inKey) {
+        if (/-----END [A-Z ]*PRIVATE KEY-----/.test(line)) inKey = false;
+        return marker('private key');
+      }
+      if (/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(line) && !/-----END [A-Z ]*PRIVATE KEY-----/.test(line)) inKey = true;
+      return redactor.scrub(line);
+    })
+    .join('');
+}
+
+function parseAny(source: string): Node | undefined {
+  const common = { ecmaVersion: 'latest', allowHashBang: true, allowReturnOutsideFunction: true, allowAwaitOutsideFunction: true, allowImportExportEverywhere: true } as const;
+  for (const sourceType of ['module', 'script'] as const) {
+    try {
+      return parse(source, { ...common, sourceType });
+    } catch {
+      // next: sloppy-mode scripts (`with`, octal literals) parse only as scripts
+    }
+  }
+  return undefined;
+}
+
+/** The name a value is assigned to, when its parent gives one: `name = v`, `{ name: v }`, `o.name = v`, `name = v` default. */
+function assignedName(parent: AnyNode, child: AnyNode): string | undefined {
+  if (parent.type === 'VariableDeclarator' && parent.init === child) return nameOf(parent.id as AnyNode);
+  if (parent.type === 'Property' && parent.value === child) return keyName(parent);
+  if (parent.type === 'PropertyDefinition' && parent.value === child) return keyName(parent);
+  if ((parent.type === 'AssignmentExpression' || parent.type === 'AssignmentPattern') && parent.right === child) return nameOf(parent.left as AnyNode);
+  return undefined;
+}
+
+function nameOf(node: AnyNode): string | undefined {
+  if (node.type === 'Identifier' || node.type === 'PrivateIdentifier') return node.name as string;
+  if (node.type === 'MemberExpression') {
+    const property = node.property as AnyNode;
+    if (!node.computed) return nameOf(property);
+    if (property.type === 'Literal' && typeof property.value === 'string') return property.value;
+  }
+  return undefined;
+}
+
+function keyName(node: AnyNode): string | undefined {
+  const key = node.key as AnyNode;
+  if (!node.computed) return key.type === 'Literal' ? String(key.value) : nameOf(key);
+  return key.type === 'Literal' && typeof key.value === 'string' ? key.value : undefined;
+}
+
+/**
+ * Walks every node. `sensitiveAs` is the redacted name a value is assigned to; it reaches the literals
+ * under it through wrappers that keep the value (`"…" + "…"`, `` `…` ``, `cond ? "a" : "b"`, `x ?? "…"`,
+ * arrays and `String("…")`-like calls), not into nested objects, whose own keys decide.
+ */
+function visit(node: AnyNode, sensitiveAs: string | undefined, onLiteral: (node: AnyNode, sensitiveAs: string | undefined) => void): void {
+  // An explicit stack: generated bundles nest deeper than the call stack allows.
+  const stack: [AnyNode, string | undefined][] = [[node, sensitiveAs]];
+  while (stack.length > 0) {
+    const [current, inherited] = stack.pop()!;
+    if (current.type === 'Literal' || current.type === 'TemplateElement') {
+      onLiteral(current, inherited);
+      continue;
+    }
+    const carries = carriesValue(current.type);
+    for (const key of Object.keys(current)) {
+      if (key === 'type' || key === 'start' || key === 'end' || key === 'loc' || key === 'range') continue;
+      const value = current[key];
+      const children = Array.isArray(value) ? value : [value];
+      for (const child of children) {
+        if (!child || typeof child !== 'object' || typeof (child as AnyNode).type !== 'string') continue;
+        const named = assignedName(current, child as AnyNode);
+        const next = named !== undefined ? named : carries && key !== 'test' && key !== 'callee' ? inherited : undefined;
+        stack.push([child as AnyNode, next]);
+      }
+    }
+  }
+}
+
+/** Nodes whose value is (part of) their children's literal text. */
+function carriesValue(type: string): boolean {
+  return ['BinaryExpression', 'TemplateLiteral', 'ConditionalExpression', 'LogicalExpression', 'ArrayExpression', 'CallExpression', 'NewExpression', 'ParenthesizedExpression', 'SequenceExpression', 'AwaitExpression', 'TSAsExpression'].includes(type);
+}
+
+function literalReplacement(source: string, node: AnyNode, sensitiveAs: string | undefined, redactor: Redactor): Replacement | undefined {
+  const start = node.start as number;
+  const end = node.end as number;
+  if (node.type === 'TemplateElement') {
+    const raw = source.slice(start, end);
+    if (raw === '') return undefined;
+    const text = sensitiveAs !== undefined && redactor.isSensitive(sensitiveAs) ? marker(sensitiveAs) : redactor.scrub(raw);
+    return text === raw ? undefined : { start, end, text: keepLines(raw, text) };
+  }
+  const value = node.value;
+  if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'bigint') return undefined;
+  const raw = source.slice(start, end);
+  if (sensitiveAs !== undefined && redactor.isSensitive(sensitiveAs)) {
+    redactor.hits.push(sensitiveAs);
+    return { start, end, text: quoted(raw, marker(sensitiveAs)) };
+  }
+  if (typeof value !== 'string') return undefined;
+  const scrubbed = redactor.scrub(value);
+  return scrubbed === value ? undefined : { start, end, text: quoted(raw, scrubbed) };
+}
+
+/**
+ * The replacement in the literal's own quotes (a number becomes a string: the source is read, not run). A
+ * literal continued over lines (`"a\\⏎b"`) keeps its line breaks as continuations.
+ */
+function quoted(raw: string, text: string): string {
+  const quote = raw[0] === "'" || raw[0] === '"' ? raw[0] : '"';
+  const escaped = text.replace(/\\/g, '\\\\').replace(new RegExp(quote, 'g'), `\\${quote}`).replace(/[\r\n\u2028\u2029]/g, ' ');
+  return `${quote}${escaped}${'\\\n'.repeat(lineBreaks(raw))}${quote}`;
+}
+
+const lineBreaks = (text: string) => text.match(/\r\n|[\r\n\u2028\u2029]/g)?.length ?? 0;
+
+/** A template part keeps its line breaks, so the lines after it keep their numbers. */
+function keepLines(raw: string, text: string): string {
+  const breaks = lineBreaks(raw);
+  const flat = text.replace(/[\r\n\u2028\u2029]/g, ' ').replace(/`/g, '\\`').replace(/\$\{/g, '\\${');
+  return flat + '\n'.repeat(breaks);
+}

@@ -1,0 +1,57 @@
+/**
+ * What each remote object and call frame of a session is, for the record: "local scope of work (app.js:14)",
+ * "local scope of work (app.js:14) › order". Also the URL of each script, which pauses and captures name frames by.
+ */
+import { safeText } from '../gate/cdpGate';
+import { isRecord, type PausedFrameInput } from '../gate/targetFrame';
+
+const maxObjectLabels = 10_000;
+
+export class RecordLabels {
+  private readonly objects = new Map<string, string>();
+  private readonly frames = new Map<string, string>();
+  /** Script URLs by script id, from Debugger.scriptParsed. */
+  readonly scriptUrls = new Map<string, string>();
+
+  object(objectId: unknown): string | undefined {
+    return typeof objectId === 'string' ? this.objects.get(objectId) : undefined;
+  }
+
+  frame(callFrameId: unknown): string | undefined {
+    return typeof callFrameId === 'string' ? this.frames.get(callFrameId) : undefined;
+  }
+
+  /** A frame's URL, from the frame or its script. */
+  urlOf(frame: Pick<PausedFrameInput, 'url' | 'location'>): string | undefined {
+    return frame.url || this.scriptUrls.get(frame.location.scriptId) || undefined;
+  }
+
+  /** Labels the frames of a pause and their scopes; the labels of the previous pause's frames are dropped. */
+  labelFrames(frames: readonly PausedFrameInput[]): void {
+    this.frames.clear();
+    for (const f of frames) {
+      const url = this.urlOf(f) ?? '';
+      const where = `${f.functionName || '(anonymous)'} (${url.split('/').pop() || `script ${f.location.scriptId}`}:${f.location.lineNumber + 1})`;
+      this.frames.set(f.callFrameId, where);
+      for (const scope of f.scopeChain ?? []) if (scope.object?.objectId) this.set(scope.object.objectId, `${scope.type} scope of ${where}`);
+      if (f.this?.objectId) this.set(f.this.objectId, `this of ${where}`);
+    }
+  }
+
+  /** Labels the objects an answer holds, after what was read (`parent`). */
+  labelObjects(method: string, parent: string, result: Record<string, unknown>): void {
+    if (method === 'Runtime.getProperties') {
+      for (const p of Array.isArray(result.result) ? (result.result as unknown[]) : []) {
+        if (isRecord(p) && isRecord(p.value) && typeof p.value.objectId === 'string') this.set(p.value.objectId, `${parent} › ${safeText(p.name)}`);
+      }
+    } else {
+      const value = result.result;
+      if (isRecord(value) && typeof value.objectId === 'string') this.set(value.objectId, parent);
+    }
+  }
+
+  private set(objectId: string, label: string): void {
+    if (this.objects.size >= maxObjectLabels) this.objects.delete(this.objects.keys().next().value!);
+    this.objects.set(objectId, label);
+  }
+}

@@ -1,0 +1,268 @@
+/**
+ * The pauses of one session in pause mode, and what bounds every pause in either mode: which pause is this
+ * session's (its breakpoint, step, pause request or pause on exceptions), the hits the broker decides itself
+ * (conditions, logpoints) and resumes unseen, the pause budget those unseen pauses are charged to, and the
+ * watchdogs that resume a pause held past maxPauseSeconds (parking an absent client's breakpoints first).
+ */
+import type { PausedFrameInput, CdpMessage } from '../gate/targetFrame';
+import type { Forward } from '../gate/targetScreen';
+import type { SessionContext } from './context';
+import { emitLogpoint } from './logpoints';
+
+/**
+ * A pause this session did not cause is resumed by it only this long after maxPauseSeconds: the session that
+ * caused it acts first (its watchdog also keeps its absent client from pausing again); this resume is for
+ * pauses nobody on the broker owns (a `debugger;` statement, a debugger outside Loupe).
+ */
+export const foreignPauseGraceMs = 2000;
+
+export class Pauses {
+  /** The target is paused in a pause the client was shown. */
+  paused = false;
+  /**
+   * The pause the target is in was caused by this session (its breakpoint, its step or pause request, its
+   * pause on exceptions). Only such a pause is this session's to resume at its end or by its watchdog: a
+   * Debugger-enabled session also sees the pauses of other sessions.
+   */
+  ownPause = false;
+  /**
+   * The watchdog resumed a pause of this session and its client has sent nothing since: the session holds no
+   * pause until it does (its breakpoints are out of V8 and it skips all pauses).
+   */
+  clientAbsent = false;
+  /** What the client itself last asked for, restored when it comes back. */
+  private clientSkipsPauses = false;
+  private pausesOnExceptions = false;
+  private clientExpectsPause = false;
+  /** Target events held back while the broker decides whether a pause reaches the client. */
+  private held: string[] | null = null;
+  /** Debugger.resumed events of pauses the client never saw, still to come. */
+  private swallowResumed = 0;
+  private watchdog: NodeJS.Timeout | undefined;
+  private foreignPauseTimer: NodeJS.Timeout | undefined;
+  /** Recent broker-held pauses per breakpoint (condition checks, logpoints): [clock time, ms]. */
+  private readonly heldPauses = new Map<string, [number, number][]>();
+
+  constructor(private readonly context: SessionContext) {}
+
+  /** What a forwarded client request changes about pauses. */
+  onRequest(decision: Forward): void {
+    if (decision.handling === 'step') this.clientExpectsPause = true;
+    if (decision.method === 'Debugger.setSkipAllPauses') this.clientSkipsPauses = decision.params.skip === true;
+    if (decision.method === 'Debugger.setPauseOnExceptions') this.pausesOnExceptions = decision.params.state !== 'none';
+  }
+
+  /** Any frame from the client: an absent client is back. */
+  onClientFrame(): void {
+    if (this.clientAbsent && !this.context.isEnding()) this.clientReturned();
+  }
+
+  /** Holds a target event while a pause is being decided; false when it can go to the client now. */
+  hold(text: string): boolean {
+    if (!this.held) return false;
+    this.held.push(text);
+    return true;
+  }
+
+  /** Debugger.resumed: whether the client is to see it. */
+  onResumed(): boolean {
+    this.ownPause = false;
+    clearTimeout(this.foreignPauseTimer);
+    this.foreignPauseTimer = undefined;
+    // A snapshot session never shows a pause or a resume: its client sees captures instead.
+    if (this.context.grant.mode === 'snapshot') return false;
+    const wasShown = this.paused && this.swallowResumed === 0;
+    this.paused = false;
+    this.clearWatchdog();
+    if (this.swallowResumed > 0) {
+      this.swallowResumed--;
+      return false;
+    }
+    if (wasShown) this.context.record('cdp.resumed', {}).catch(() => undefined);
+    return true;
+  }
+
+  /** A pause in pause mode: shown to the client, or decided by the broker (conditions, logpoints) and resumed unseen. */
+  async onPaused(message: CdpMessage): Promise<void> {
+    const { context } = this;
+    const { breakpoints } = context;
+    this.paused = true;
+    const params = message.params ?? {};
+    const { live: hits, quiet } = breakpoints.sortHits(params.hitBreakpoints);
+    this.ownPause = hits.length > 0 || quiet.length > 0 || this.clientExpectsPause || (this.pausesOnExceptions && (params.reason === 'exception' || params.reason === 'promiseRejection'));
+    if (hits.length === 0 && quiet.length > 0 && !this.clientExpectsPause && params.reason === 'other') {
+      // Only breakpoints the broker is taking out of V8 (throttled, suspended, removed): resumed, never shown.
+      breakpoints.skipped(quiet);
+      await this.resumeUnseen();
+      return;
+    }
+    // The client sees its own ids, and only breakpoints it still has.
+    if (Array.isArray(params.hitBreakpoints)) params.hitBreakpoints = hits;
+    const text = JSON.stringify(message);
+    const logpoints = hits.filter((id) => breakpoints.get(id)?.logpoint !== undefined);
+    const conditional = hits.filter((id) => !logpoints.includes(id) && breakpoints.get(id)?.condition !== undefined);
+    const frame = (params.callFrames as PausedFrameInput[] | undefined)?.[0];
+    if (hits.length === 0 || conditional.length + logpoints.length < hits.length || this.clientExpectsPause || params.reason !== 'other') {
+      this.forwardPause(message, text, hits);
+      return;
+    }
+    // A duration of real work in the target, measured finely: what the pause budget is charged.
+    const started = performance.now();
+    this.held = [];
+    for (const id of logpoints) if (frame) await emitLogpoint(context, id, frame);
+    const passed: string[] = [];
+    for (const id of conditional) if (await this.conditionHolds(id, breakpoints.get(id)!.condition!, frame)) passed.push(id);
+    if (context.isEnding()) return;
+    if (passed.length === 0) {
+      this.chargeHeldPause([...logpoints, ...conditional], performance.now() - started);
+      this.flushHeld();
+      await this.resumeUnseen();
+      return;
+    }
+    this.forwardPause(message, JSON.stringify({ ...message, params: { ...params, hitBreakpoints: passed } }), passed);
+  }
+
+  /** Evaluates a breakpoint's condition in the paused frame (see evaluation.ts) and records the verdict. */
+  async conditionHolds(breakpointId: string, condition: string, frame: PausedFrameInput | undefined): Promise<boolean> {
+    const verdict = frame ? await this.context.evaluation.condition(frame.callFrameId, condition) : { value: false, detail: 'no call frame' };
+    this.context.record('cdp.breakpoint.condition', { breakpointId, condition, value: verdict.value, ...(verdict.detail ? { detail: verdict.detail } : {}) }).catch(() => undefined);
+    return verdict.value;
+  }
+
+  /** Resumes a pause the client never saw; its Debugger.resumed is not passed on either. */
+  private async resumeUnseen(): Promise<void> {
+    this.swallowResumed++;
+    try {
+      await this.context.channel.command('Debugger.resume', {}, { critical: true });
+    } catch {
+      this.swallowResumed = Math.max(0, this.swallowResumed - 1);
+    }
+  }
+
+  private forwardPause(message: CdpMessage, text: string, hits: string[]): void {
+    const { labels } = this.context;
+    this.clientExpectsPause = false;
+    const frames = (message.params?.callFrames as PausedFrameInput[] | undefined) ?? [];
+    labels.labelFrames(frames);
+    const top = frames[0];
+    const recorded = this.context.recordOrEnd(hits.length > 0 ? 'cdp.breakpoint.hit' : 'cdp.paused', {
+      reason: message.params?.reason ?? null,
+      hitBreakpoints: hits,
+      ...(top ? { frame: labels.frame(top.callFrameId), url: labels.urlOf(top) ?? null } : {}),
+      stack: frames.slice(0, 10).map((f) => labels.frame(f.callFrameId)),
+    });
+    void recorded;
+    this.context.send(text, false);
+    this.flushHeld();
+    if (this.ownPause) this.armWatchdog();
+    else this.armForeignPauseWatchdog();
+  }
+
+  private flushHeld(): void {
+    const held = this.held ?? [];
+    this.held = null;
+    for (const item of held) this.context.send(item, true);
+  }
+
+  /**
+   * Charges a pause the client never saw (condition checks, logpoints) to its breakpoints. A breakpoint
+   * whose pauses cost the target more than the budget per second is suspended, and the client told why.
+   */
+  chargeHeldPause(breakpointIds: readonly string[], ms: number): void {
+    const { context } = this;
+    const budget = context.limits.conditionBudgetMsPerSecond;
+    const now = context.now();
+    for (const id of breakpointIds) {
+      const window = (this.heldPauses.get(id) ?? []).filter(([t]) => now - t < 1000);
+      window.push([now, ms]);
+      this.heldPauses.set(id, window);
+      const spent = window.reduce((sum, [, m]) => sum + m, 0);
+      if (spent <= budget || !context.breakpoints.has(id)) continue;
+      const figures = { pauseMsPerSecond: Math.round(spent * 10) / 10, hitsPerSecond: window.length, budgetMsPerSecond: budget };
+      const reason = `suspended: its hits held the target ${figures.pauseMsPerSecond} ms in the last second over ${figures.hitsPerSecond} hits (budget ${budget} ms per second)`;
+      context.breakpoints.retire(id, `breakpoint ${reason}`);
+      context.record('cdp.breakpoint.suspended', { breakpointId: id, reason, ...figures }).catch(() => undefined);
+      context.notify('Loupe.breakpointSuspended', { breakpointId: id, reason, ...figures }, false);
+    }
+  }
+
+  /** A retired breakpoint's budget window goes with it. */
+  forgetBudget(breakpointId: string): void {
+    this.heldPauses.delete(breakpointId);
+  }
+
+  // ---- watchdogs ----
+
+  /**
+   * A pause this session did not cause is never held past maxPauseSeconds either, but the session that caused
+   * it acts first: this one resumes it only foreignPauseGraceMs later, if it still holds.
+   */
+  armForeignPauseWatchdog(): void {
+    clearTimeout(this.foreignPauseTimer);
+    const seconds = this.context.target().maxPauseSeconds;
+    this.foreignPauseTimer = setTimeout(() => {
+      this.foreignPauseTimer = undefined;
+      if (this.context.isEnding()) return;
+      void this.watchdogResume(seconds, 'not caused by this session');
+    }, seconds * 1000 + foreignPauseGraceMs);
+  }
+
+  private armWatchdog(): void {
+    this.clearWatchdog();
+    const seconds = this.context.target().maxPauseSeconds;
+    this.watchdog = setTimeout(() => {
+      if (!this.paused || this.context.isEnding()) return;
+      void this.watchdogResume(seconds);
+    }, seconds * 1000);
+  }
+
+  private clearWatchdog(): void {
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+  }
+
+  /**
+   * A pause held past maxPauseSeconds is resumed. In pause mode its client may be frozen with the same
+   * breakpoint in a hot path, so the session first stops holding pauses until the client sends a frame.
+   */
+  private async watchdogResume(seconds: number, pause?: string): Promise<void> {
+    this.context.record('watchdog.resumed', { maxPauseSeconds: seconds, ...(pause ? { pause } : {}) }).catch(() => undefined);
+    if (this.context.grant.mode === 'pause') await this.parkUntilClientReturns(`the watchdog resumed a pause held over ${seconds} s`);
+    this.context.channel.command('Debugger.resume', {}, { critical: true }).catch(() => undefined);
+  }
+
+  /**
+   * Until the client sends a frame, the session holds no pause: its breakpoints leave V8 (hits racing the
+   * removal are resumed unseen) and it skips all pauses (a `debugger;` statement, exceptions). Per session:
+   * Debugger.setBreakpointsActive is not (V8 keeps breakpoints active while any session has them active), and
+   * skipping alone is not (another Debugger-enabled session would then hold this session's breakpoint hits).
+   */
+  private async parkUntilClientReturns(why: string): Promise<void> {
+    const { context } = this;
+    if (this.clientAbsent || context.isEnding()) return;
+    this.clientAbsent = true;
+    this.clientExpectsPause = false;
+    const { parked, changes } = context.breakpoints.park(why);
+    context.record('client.absent', { why, breakpoints: parked }).catch(() => undefined);
+    changes.push(context.channel.command('Debugger.setSkipAllPauses', { skip: true }, { critical: true, why }).catch(() => undefined));
+    context.notify('Loupe.breakpointsParked', { breakpointIds: parked, reason: `${why}: breakpoints are off until this client sends a request` }, true);
+    // Out of V8 before the resume, so the same breakpoint cannot pause again; bounded, since a hit racing it is resumed unseen anyway.
+    await Promise.race([Promise.all(changes), new Promise((r) => setTimeout(r, 1000))]);
+  }
+
+  /** The client sent a frame after a watchdog resume: its breakpoints and pauses are back as it set them. */
+  private clientReturned(): void {
+    const { context } = this;
+    this.clientAbsent = false;
+    const why = 'the client is back: it sent a frame after the watchdog resume';
+    context.record('client.returned', { breakpoints: context.breakpoints.parkedIds(), skipAllPauses: this.clientSkipsPauses }).catch(() => undefined);
+    if (!this.clientSkipsPauses) context.channel.command('Debugger.setSkipAllPauses', { skip: false }, { why }).catch(() => undefined);
+    context.breakpoints.unpark(why);
+  }
+
+  /** The session is ending: no watchdog fires from now on. */
+  stop(): void {
+    this.clearWatchdog();
+    clearTimeout(this.foreignPauseTimer);
+  }
+}

@@ -1,0 +1,282 @@
+/**
+ * The session's side of the target link: one id sequence toward the target, shared by the client's requests and the
+ * broker's own commands (condition checks, captures, cleanup, watchdog) so they never collide; the requests waiting
+ * for an answer; and the watch that ends a session whose target stops answering.
+ */
+import type WebSocket from 'ws';
+import type { BrokerLimits } from '../config/types';
+import type { EventType } from '../audit/events';
+import { safeText, type LogTemplate } from '../gate/cdpGate';
+import type { CdpMessage } from '../gate/targetFrame';
+import { summarizeResult } from './recordShapes';
+
+/** How long the broker waits for the answer to one of its own commands. */
+export const brokerCommandTimeoutMs = 2000;
+
+/** Why a command of the broker's own failed. */
+export type TargetCommandErrorKind =
+  /** No answer within its time. */
+  | 'timeout'
+  /** The target answered with a CDP error. */
+  | 'target_error'
+  /** The link to the target is closed. */
+  | 'gone'
+  /** The command could not be recorded, so it was never sent. */
+  | 'not_recorded'
+  /** The answer came but cannot be used (malformed, over the size limit, or the broker failed reading it). */
+  | 'unreadable';
+
+export class TargetCommandError extends Error {
+  override readonly name = 'TargetCommandError';
+  constructor(
+    readonly kind: TargetCommandErrorKind,
+    readonly method: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** A breakpoint as the client set it, so the broker can set it again as it was. */
+export interface SetAs {
+  readonly method: string;
+  readonly params: Record<string, unknown>;
+}
+
+/** A client request forwarded to the target, waiting for its answer. */
+export interface ClientPending {
+  readonly origin: 'client';
+  readonly clientId: number;
+  readonly method: string;
+  readonly sentAt: number;
+  requestSeq?: number;
+  readonly condition?: string;
+  readonly logpoint?: LogTemplate;
+  /** The V8 id of a breakpoint it removes. */
+  readonly removes?: string;
+  /** What it reads, for the labels of the objects in its answer. */
+  readonly describes?: string;
+  readonly setAs?: SetAs;
+}
+
+/** A command of the broker's own, waiting for its answer. */
+export interface BrokerPending {
+  readonly origin: 'broker';
+  readonly method: string;
+  readonly resolve: (result: Record<string, unknown>) => void;
+  readonly reject: (err: Error) => void;
+  readonly timer: NodeJS.Timeout;
+  /** Its answer is read by the broker alone (the redaction probe): only its size is recorded. */
+  readonly quiet?: boolean;
+  /** A read of a snapshot capture: the capture's one record holds what it read. */
+  readonly unrecorded?: boolean;
+  /** Runs as the answer is read, before any later frame of the target is handled. */
+  readonly onAnswer?: (message: CdpMessage) => void;
+}
+
+export type Pending = ClientPending | BrokerPending;
+
+export interface CommandOptions {
+  readonly timeoutMs?: number;
+  /** Cleanup: goes out even if recording it fails (after at most 500 ms). */
+  readonly critical?: boolean;
+  readonly quiet?: boolean;
+  readonly why?: string;
+  readonly onAnswer?: (message: CdpMessage) => void;
+  /** Clock time before which it is not sent: recorded now, sent then, so the disk's latency is not added to the wait. */
+  readonly notBefore?: number;
+}
+
+export interface TargetChannelContext {
+  readonly socket: WebSocket;
+  readonly limits: BrokerLimits;
+  /** The injected clock (ms). */
+  now(): number;
+  isEnding(): boolean;
+  record(type: EventType, data: Record<string, unknown>): Promise<unknown>;
+  /** The target answered nothing for limits.targetResponseSeconds: the session ends. */
+  onUnresponsive(): void;
+}
+
+export class TargetChannel {
+  private nextTargetId = 1;
+  private readonly pending = new Map<number, Pending>();
+  /** Requests the target has not answered yet, by target id, with when each was sent (oldest first). */
+  private readonly inFlight = new Map<number, number>();
+  private unresponsiveTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly context: TargetChannelContext) {}
+
+  /** A fresh id toward the target. */
+  nextId(): number {
+    return this.nextTargetId++;
+  }
+
+  /** Waits for the answer to a client request sent as `targetId`. */
+  expect(targetId: number, pending: ClientPending): void {
+    this.pending.set(targetId, pending);
+  }
+
+  /** What waits for the answer `targetId`, if anything. */
+  get(targetId: number): Pending | undefined {
+    return this.pending.get(targetId);
+  }
+
+  /** The target answered `targetId` (or its answer will never be read): the unresponsive watch lets it go. */
+  heard(targetId: number): void {
+    this.inFlight.delete(targetId);
+  }
+
+  /** What waited for the answer `targetId`, no longer waiting. */
+  take(targetId: number): Pending | undefined {
+    const pending = this.pending.get(targetId);
+    this.pending.delete(targetId);
+    return pending;
+  }
+
+  /** Stops waiting for `targetId` without its answer (the target may still answer it: that answer is ignored). */
+  forget(targetId: number): void {
+    this.pending.delete(targetId);
+  }
+
+  /** The client requests still unanswered, for the record at the end. */
+  clientPendings(): [number, ClientPending][] {
+    return [...this.pending].filter((entry): entry is [number, ClientPending] => entry[1].origin === 'client');
+  }
+
+  /** Sends a message if the link is open, and watches for its answer. */
+  send(targetId: number, method: string, params: Record<string, unknown>): boolean {
+    const socket = this.context.socket;
+    if (socket.readyState !== socket.OPEN) return false;
+    socket.send(JSON.stringify({ id: targetId, method, params }));
+    this.sentToTarget(targetId);
+    return true;
+  }
+
+  /** A command of the broker's own, recorded like the client's. `critical` commands (cleanup) go out even if recording fails. */
+  command(method: string, params: Record<string, unknown> = {}, options: CommandOptions = {}): Promise<Record<string, unknown>> {
+    const timeoutMs = options.timeoutMs ?? brokerCommandTimeoutMs;
+    const targetId = this.nextId();
+    const recorded = this.context.record('broker.request', { targetId, method, params, ...(options.why ? { why: options.why } : {}) });
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(targetId);
+        this.context.record('broker.response.missing', { targetId, method, afterMs: timeoutMs }).catch(() => undefined);
+        reject(new TargetCommandError('timeout', method, `${method}: no answer from the target within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer, ...(options.quiet ? { quiet: true } : {}), ...(options.onAnswer ? { onAnswer: options.onAnswer } : {}) });
+      const send = () => {
+        if (this.send(targetId, method, params)) return;
+        clearTimeout(timer);
+        this.pending.delete(targetId);
+        reject(new TargetCommandError('gone', method, 'target link closed'));
+      };
+      const guard = options.critical ? Promise.race([recorded.catch(() => undefined), new Promise((r) => setTimeout(r, 500))]) : recorded;
+      const sendInTime = () => {
+        const early = (options.notBefore ?? 0) - this.context.now();
+        if (early > 0) setTimeout(send, early);
+        else send();
+      };
+      guard.then(sendInTime, (err: Error) => {
+        clearTimeout(timer);
+        this.pending.delete(targetId);
+        reject(new TargetCommandError('not_recorded', method, err.message, { cause: err }));
+      });
+    });
+  }
+
+  /**
+   * A read of a snapshot capture, or the resume that ends it: sent at once, not recorded by itself, so the
+   * target is never held for the disk. The breakpoint that causes the capture was recorded before V8 had it,
+   * and the capture's one record (snapshot.captured) holds everything these reads returned.
+   */
+  captureCommand(method: 'Runtime.getProperties' | 'Debugger.resume', params: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+    const targetId = this.nextId();
+    return new Promise((resolve, reject) => {
+      const socket = this.context.socket;
+      if (socket.readyState !== socket.OPEN) {
+        reject(new TargetCommandError('gone', method, 'target link closed'));
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.pending.delete(targetId);
+        reject(new TargetCommandError('timeout', method, `${method}: no answer from the target within ${brokerCommandTimeoutMs} ms`));
+      }, brokerCommandTimeoutMs);
+      this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer, unrecorded: true });
+      this.send(targetId, method, params);
+    });
+  }
+
+  /**
+   * The answer to a command of the broker's own. `read` bounds and redacts it first; a failure there rejects the
+   * command (its caller, the cleanup among them, must not wait forever) and is thrown on as a fault.
+   */
+  settle(targetId: number, pending: BrokerPending, message: CdpMessage, bytes: number, read: () => void): void {
+    clearTimeout(pending.timer);
+    try {
+      read();
+      pending.onAnswer?.(message);
+    } catch (err) {
+      pending.reject(err instanceof Error ? err : new TargetCommandError('unreadable', pending.method, safeText(err)));
+      throw err;
+    }
+    if (!pending.unrecorded) this.context.record('broker.response', { targetId, method: pending.method, ...(message.error ? { error: message.error } : pending.quiet ? { result: { bytes } } : { result: summarizeResult(pending.method, message.result) }) }).catch(() => undefined);
+    if (message.error) pending.reject(new TargetCommandError('target_error', pending.method, `${pending.method}: ${message.error.message}`));
+    else pending.resolve(message.result ?? {});
+  }
+
+  /** A command whose answer cannot be used fails with `error` (recorded unless it is a capture's read). */
+  fail(targetId: number, pending: BrokerPending, error: { code: number; message: string }, bytes?: number): void {
+    clearTimeout(pending.timer);
+    if (bytes !== undefined && !pending.unrecorded) this.context.record('broker.response', { targetId, method: pending.method, bytes, error }).catch(() => undefined);
+    pending.reject(new TargetCommandError('unreadable', pending.method, error.message));
+  }
+
+  /**
+   * Every request sent to the target is watched until it is answered, also after the broker stopped waiting for
+   * it: a target that answers none for limits.targetResponseSeconds (wedged in a builtin V8 cannot interrupt, or
+   * in its own code) ends the session, so its user and the next are not held behind it.
+   */
+  private sentToTarget(targetId: number): void {
+    this.inFlight.set(targetId, this.context.now());
+    if (!this.unresponsiveTimer) this.watchTargetAnswers();
+  }
+
+  private watchTargetAnswers(): void {
+    const oldest = this.inFlight.values().next();
+    if (oldest.done || this.context.isEnding()) {
+      this.unresponsiveTimer = undefined;
+      return;
+    }
+    const { targetResponseSeconds } = this.context.limits;
+    const boundMs = targetResponseSeconds * 1000;
+    this.unresponsiveTimer = setTimeout(() => {
+      this.unresponsiveTimer = undefined;
+      const first = this.inFlight.entries().next();
+      if (first.done || this.context.isEnding()) return;
+      const [targetId, sentAt] = first.value;
+      const waitedMs = this.context.now() - sentAt;
+      if (waitedMs < boundMs) return this.watchTargetAnswers();
+      const pending = this.pending.get(targetId);
+      this.context.record('broker.response.missing', {
+        targetId,
+        method: pending?.method ?? null,
+        ...(pending?.origin === 'client' ? { id: pending.clientId } : {}),
+        afterMs: waitedMs,
+        unanswered: this.inFlight.size,
+        why: `the target answered nothing for ${waitedMs} ms, over limits.targetResponseSeconds (${targetResponseSeconds} s): the session ends`,
+      }).catch(() => undefined);
+      this.context.onUnresponsive();
+    }, Math.max(0, oldest.value + boundMs - this.context.now()));
+  }
+
+  /** The session is ending: no more watching; what still waits is dropped. */
+  stopWatching(): void {
+    clearTimeout(this.unresponsiveTimer);
+  }
+
+  clear(): void {
+    this.pending.clear();
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * Target → client: the target is not trusted either. A frame is bounded (gate/targetFrame.ts) before it is parsed,
+ * checked for shape, then an answer goes to whoever waits for it (a client request: redacted, recorded, passed on;
+ * a broker command: settled) and an event to the client, except pauses, which the session's pause handling or
+ * snapshot mode decides.
+ */
+import { capResult, isRecord, maxTargetNesting, nestedDeeperThan, oversizedAnswerError, oversizedFrameIsRead, targetMessageProblem, unusableAnswerError, wellFormedFrames, type CdpMessage } from '../gate/targetFrame';
+import type { SessionContext } from './context';
+import { summarizeResult } from './recordShapes';
+import { boundMessage, finishCuts, messageBounds, sniffEventMethod, sniffResponseId } from './resultBounds';
+import type { SnapshotMode } from './snapshot';
+import type { ClientPending, Pending } from './targetChannel';
+
+export class TargetRelay {
+  constructor(
+    private readonly context: SessionContext,
+    /** Set in snapshot mode: pauses become captures. */
+    private readonly snapshots: SnapshotMode | undefined,
+  ) {}
+
+  /** One frame from the target, in the order received; the target is always drained. */
+  onFrame(data: Buffer): void {
+    if (data.length > this.context.limits.maxTargetFrameBytes && this.refuseOversizedFrame(data)) return;
+    if (nestedDeeperThan(data, maxTargetNesting)) {
+      // Parsing it is fine, but every later step (redaction, the record, the copy to the client) recurses.
+      const problem = `nested deeper than ${maxTargetNesting} levels`;
+      this.context.record('target.invalid_frame', { bytes: data.length, problem }).catch(() => undefined);
+      const id = sniffResponseId(data);
+      const pending = id !== undefined ? this.context.channel.get(id) : undefined;
+      if (pending) this.failPending(id!, pending, `the target answered with a malformed message (${problem}); it was not passed on`);
+      return;
+    }
+    let message: CdpMessage;
+    try {
+      message = JSON.parse(data.toString('utf8')) as CdpMessage;
+    } catch {
+      this.context.record('target.invalid_frame', { bytes: data.length }).catch(() => undefined);
+      return;
+    }
+    // The target is not trusted either: a message of the wrong shape is recorded and goes no further.
+    const problem = targetMessageProblem(message);
+    if (problem) {
+      this.context.record('target.invalid_frame', { bytes: data.length, problem }).catch(() => undefined);
+      const pending = isRecord(message) && typeof message.id === 'number' ? this.context.channel.get(message.id) : undefined;
+      if (pending) this.failPending(message.id!, pending, `the target answered with a malformed message (${problem}); it was not passed on`);
+      return;
+    }
+    if (message.method === 'Debugger.paused') message.params!.callFrames = wellFormedFrames(message.params!.callFrames);
+    if (typeof message.id === 'number') this.onTargetResponse(message, data);
+    else if (typeof message.method === 'string') this.onTargetEvent(message, data);
+  }
+
+  /**
+   * A frame over limits.maxTargetFrameBytes is not parsed (parsing alone would hold the event loop): the request
+   * it answers gets an error saying so, an event is dropped; both are recorded. Returns false for the frames that
+   * are parsed whatever their size (gate/targetFrame.ts).
+   */
+  private refuseOversizedFrame(data: Buffer): boolean {
+    const limit = this.context.limits.maxTargetFrameBytes;
+    const id = sniffResponseId(data);
+    if (id !== undefined) this.context.channel.heard(id);
+    const pending = id === undefined ? undefined : this.context.channel.get(id);
+    if (oversizedFrameIsRead(id !== undefined ? pending?.method : undefined, id === undefined ? sniffEventMethod(data) : undefined)) return false;
+    if (id === undefined || !pending) {
+      this.context.record('target.invalid_frame', { bytes: data.length, method: sniffEventMethod(data) ?? null, reason: `over limits.maxTargetFrameBytes (${limit}): not read` }).catch(() => undefined);
+      return true;
+    }
+    this.context.channel.take(id);
+    const error = oversizedAnswerError(pending.method, data.length, limit);
+    if (pending.origin === 'broker') this.context.channel.fail(id, pending, error, data.length);
+    else this.answerClientError(id, pending, error, data.length);
+    return true;
+  }
+
+  /** A request whose answer cannot be used: the client gets an error, a broker command fails. */
+  private failPending(targetId: number, pending: Pending, why: string): void {
+    this.context.channel.heard(targetId);
+    this.context.channel.take(targetId);
+    const error = unusableAnswerError(pending.method, why);
+    if (pending.origin === 'broker') this.context.channel.fail(targetId, pending, error);
+    else this.answerClientError(targetId, pending, error);
+  }
+
+  private answerClientError(targetId: number, pending: ClientPending, error: { code: number; message: string }, bytes?: number): void {
+    const recorded = this.context.recordOrEnd('cdp.response', { id: pending.clientId, targetId, requestSeq: pending.requestSeq ?? null, method: pending.method, ms: this.context.now() - pending.sentAt, ...(bytes !== undefined ? { bytes } : {}), error });
+    void recorded;
+    this.context.send(JSON.stringify({ id: pending.clientId, error }), false);
+  }
+
+  /**
+   * Bounds a parsed message, redacts it, then cuts it to its bounds (see resultBounds.ts): redaction does bounded
+   * work and sees whole whatever straddles a cut. Pauses keep all their frames: only their strings are cut.
+   */
+  private redactBounded(value: unknown, redact: () => void, keepLists = false): void {
+    const bounds = messageBounds(this.context.target().evaluation.maxResultBytes);
+    boundMessage(value, keepLists ? { ...bounds, budget: Infinity } : bounds);
+    redact();
+    finishCuts(value, bounds);
+  }
+
+  private onTargetResponse(message: CdpMessage, raw: Buffer): void {
+    this.context.channel.heard(message.id!);
+    const pending = this.context.channel.take(message.id!);
+    if (!pending) return;
+    // Bounded before anything reads it; a script's source is code and goes whole. A quiet command's answer is
+    // read by the broker alone (the redaction probe): only its size is recorded.
+    const read = () => {
+      if (pending.method !== 'Debugger.getScriptSource') this.redactBounded(message.result, () => (pending.origin === 'broker' && pending.quiet) || this.context.redactor.response(pending.method, message.result));
+    };
+    if (pending.origin === 'broker') return this.context.channel.settle(message.id!, pending, message, raw.length, read);
+    read();
+    if (message.result && (pending.method === 'Runtime.evaluate' || pending.method === 'Debugger.evaluateOnCallFrame')) capResult(message.result, this.context.target().evaluation.maxResultBytes);
+    this.context.breakpoints.answered(pending, message);
+    if (pending.describes && message.result) this.context.labels.labelObjects(pending.method, pending.describes, message.result);
+    const recorded = this.context.recordOrEnd('cdp.response', {
+      id: pending.clientId,
+      targetId: message.id,
+      requestSeq: pending.requestSeq ?? null,
+      method: pending.method,
+      ms: this.context.now() - pending.sentAt,
+      bytes: raw.length,
+      ...(message.error ? { error: message.error } : { result: summarizeResult(pending.method, message.result) }),
+    });
+    // The response's place in the chain is fixed now and it becomes durable with the next group commit;
+    // waiting for that sync would double the cost of every round trip. What is write-ahead is the request.
+    void recorded;
+    this.context.send(JSON.stringify(message.error ? { id: pending.clientId, error: message.error } : { id: pending.clientId, result: message.result ?? {} }), false);
+  }
+
+  private onTargetEvent(message: CdpMessage, raw: Buffer): void {
+    if (message.method === 'Debugger.paused') {
+      this.onPaused(message).catch((err: unknown) => this.context.fault('target event Debugger.paused', err, raw));
+      return;
+    }
+    if (message.method === 'Debugger.scriptParsed' && typeof message.params?.scriptId === 'string' && typeof message.params.url === 'string') {
+      this.context.labels.scriptUrls.set(message.params.scriptId, message.params.url);
+    }
+    if (message.method === 'Debugger.resumed' && !this.context.pauses.onResumed()) return;
+    let text = raw.toString('utf8');
+    if (message.method === 'Runtime.consoleAPICalled' || message.method === 'Runtime.exceptionThrown' || message.method === 'Log.entryAdded') {
+      this.redactBounded(message.params, () => this.context.redactor.event(message.method!, message.params));
+      text = JSON.stringify(message);
+    }
+    if (!this.context.pauses.hold(text)) this.context.send(text, true);
+  }
+
+  private async onPaused(message: CdpMessage): Promise<void> {
+    this.redactBounded(message.params, () => this.context.redactor.event('Debugger.paused', message.params), true);
+    if (this.snapshots) return this.snapshots.onPause(message);
+    return this.context.pauses.onPaused(message);
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The broker's HTTP answers as the VS Code extension and the debug adapter read them: one definition of the
+ * wire contract instead of a copy on each side. Types only (no code), so the extension bundle takes nothing of
+ * the broker with it.
+ */
+
+/** The `code` of an error answer `{ error: { code, message, rule? } }` (the broker's LoupeError codes). */
+export type HttpErrorCode =
+  | 'bad_request'
+  | 'payload_too_large'
+  | 'not_found'
+  | 'method_not_allowed'
+  | 'unauthenticated'
+  | 'token_expired'
+  | 'token_invalid'
+  | 'forbidden'
+  | 'policy_refused'
+  | 'grant_revoked'
+  | 'grant_expired'
+  | 'session_busy'
+  | 'self_approval'
+  | 'not_approver'
+  | 'request_not_pending'
+  | 'request_not_approved'
+  | 'target_unreachable'
+  | 'issuer_unavailable'
+  | 'audit_unavailable'
+  | 'config_invalid'
+  | 'internal';
+
+/** The body of every refused HTTP request. */
+export interface HttpErrorBody {
+  readonly error: { readonly code: HttpErrorCode; readonly message: string; readonly rule?: string } & Record<string, unknown>;
+}
+
+/** A target the caller may attach to (GET /v1/targets). */
+export interface TargetInfo {
+  readonly name: string;
+  readonly modes: readonly string[];
+  readonly maxDurationSeconds: number;
+  readonly ticketRequired: boolean;
+  readonly ticketPattern?: string;
+}
+
+/** The body of POST /v1/grants. */
+export interface GrantRequest {
+  readonly target: string;
+  readonly mode: string;
+  readonly durationSeconds: number;
+  readonly reason: string;
+  readonly ticket?: string;
+}
+
+/** The answer to a granted request (201), directly or collected after its approvals. */
+export interface GrantAnswer {
+  readonly grantId: string;
+  readonly token: string;
+  readonly expiresAt: string;
+  readonly attachUrl: string;
+  readonly durationSeconds: number;
+  readonly capped: boolean;
+  /** Who approved it, when it came through an access request. */
+  readonly requestId?: string;
+  readonly approvedBy?: readonly { sub: string; name: string; at: string }[];
+}
+
+export type AccessRequestStatus = 'pending' | 'approved' | 'denied' | 'expired' | 'collected' | 'withdrawn';
+
+export interface AccessRequestDecision {
+  readonly sub: string;
+  readonly name: string;
+  readonly at: string;
+  readonly comment?: string;
+}
+
+/** An access request under the two-person rule (202 to POST /v1/grants, GET /v1/requests/:id). */
+export interface AccessRequestInfo {
+  readonly requestId: string;
+  readonly status: AccessRequestStatus;
+  readonly target: string;
+  readonly mode: string;
+  readonly durationSeconds: number;
+  readonly reason: string;
+  readonly ticket?: string;
+  readonly requester: { readonly sub: string; readonly name: string };
+  /** The policy rule that asks for approval. */
+  readonly rule?: string;
+  readonly approvers: readonly string[];
+  readonly minApprovals: number;
+  readonly approvals: readonly AccessRequestDecision[];
+  readonly denial?: AccessRequestDecision;
+  /** The alert that made approval necessary, when it was not the policy rule. */
+  readonly cause?: { readonly alertId: string; readonly rule: string; readonly message: string; readonly at: string; readonly session?: string };
+  readonly createdAt: string;
+  readonly expiresAt: string;
+  readonly grantId?: string;
+  /** The state in words, from the broker. */
+  readonly message: string;
+}
+
+/** An alert as GET /v1/alerts lists it (the broker's alert rules, for the owners of its target and admins). */
+export interface AlertInfo {
+  readonly id: string;
+  readonly rule: string;
+  readonly at: string;
+  readonly target: string;
+  readonly session?: string;
+  readonly user?: string;
+  readonly message: string;
+  /** none, end-session or require-approval. */
+  readonly action: string;
+  /** The records that made the rule fire. */
+  readonly evidence: readonly { seq: number; type: string; summary: string }[];
+}
+
+/** A recorded session as GET /v1/sessions lists it (auditors). */
+export interface RecordedSession {
+  readonly sessionId: string;
+  readonly target: string;
+  readonly user: { readonly sub: string; readonly name: string };
+  readonly mode: string;
+  readonly reason: string;
+  readonly ticket?: string;
+  readonly grantId: string;
+  readonly startedAt: string;
+  readonly endedAt?: string;
+  readonly endReason?: string;
+  readonly state: 'live' | 'ended' | 'incomplete';
+}
