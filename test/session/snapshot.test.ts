@@ -5,14 +5,13 @@ import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { foreignPauseGraceMs } from '../../broker/session/pauses';
-import { sleep } from '../support/wait';
 
 const file = join(fixtures, 'snapshot-app.js');
 const line = markerLine(file, 'handle');
 
-function snapshotPolicy(inspector: string, snapshot: Record<string, number> = {}) {
+function snapshotPolicy(inspector: string, snapshot: Record<string, number> = {}, limits: Record<string, number> = {}) {
   const base = basePolicy(inspector);
-  return { ...base, targets: { app: { ...base.targets.app, snapshot } } };
+  return { ...base, limits, targets: { app: { ...base.targets.app, snapshot } } };
 }
 
 const prop = (props: any[], name: string) => props.find((p) => p.name === name)?.value;
@@ -139,14 +138,25 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
   });
 
   it('throttles a breakpoint to its rate and tells the client why', async () => {
-    const { client, breakpointId } = await snapshotSession({ minIntervalMs: 1000 });
+    // The rate reads the broker's clock, held still here: a second capture is due only once it moves 1000 ms.
+    // (A budget the skipped hits cannot exhaust: its window reads the same clock.)
+    let frozen: number | undefined;
+    broker = await startTestBroker(snapshotPolicy(target.inspector, { minIntervalMs: 1000 }, { conditionBudgetMsPerSecond: 1000 }), { clock: () => frozen ?? Date.now() });
+    const { client } = await broker.attach({ mode: 'snapshot' });
+    await client.call('Debugger.enable');
+    frozen = Date.now();
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'snapshot-app\\.js$' });
+    const captures = () => client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').length;
     await client.waitEvent('Loupe.snapshotCaptured');
     const throttled = await client.waitEvent('Loupe.snapshotThrottled');
     assert.equal(throttled.params.breakpointId, breakpointId);
     assert.equal(throttled.params.reason, 'at most one capture every 1000 ms per breakpoint');
-    await sleep(1200); // a rate over wall-clock time
-    const captures = client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').length;
-    assert.ok(captures >= 1 && captures <= 3, `${captures} captures in about 1.3 s`);
+    await target.ticksAdvance(20);
+    assert.equal(captures(), 1, 'no second capture within 1000 ms of the clock, however often the line runs');
+    frozen += 1000;
+    await client.waitEvent('Loupe.snapshotCaptured');
+    await target.ticksAdvance(20);
+    assert.equal(captures(), 2, 'one more capture once the clock has moved on by minIntervalMs');
     await client.close();
   });
 
@@ -164,9 +174,12 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
   });
 
   it('logpoints: evaluated side-effect free by the broker on each hit, rate limited, never shown as a pause', async () => {
-    broker = await startTestBroker(snapshotPolicy(target.inspector, { minIntervalMs: 200 }));
+    // The rate reads the broker's clock, held still here: one message per 200 ms of that clock.
+    let frozen: number | undefined;
+    broker = await startTestBroker(snapshotPolicy(target.inspector, { minIntervalMs: 200 }, { conditionBudgetMsPerSecond: 1000 }), { clock: () => frozen ?? Date.now() });
     const { client } = await broker.attach({ mode: 'pause' });
     await client.call('Debugger.enable');
+    frozen = Date.now();
     const hostile = await client.send('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} x={globalThis.x = 1}' });
     assert.match(hostile.error!.message, /^Loupe\.setLogpoint refused: logpoint expression "globalThis\.x = 1" assignment changes program state$/);
     const set = await client.call('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} long={long.length} sneaky={Object.defineProperty(globalThis, "x", { value: 1 })}' });
@@ -174,11 +187,15 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     assert.equal(first.params.breakpointId, set.breakpointId);
     assert.match(first.params.message, /^n=\d+ long=1000 sneaky=<refused: side effect>$/);
     assert.match(first.params.frame, /^handle \(snapshot-app\.js:\d+\)$/);
-    const startTick = target.lastTick();
-    await sleep(1000); // a rate over wall-clock time
-    const logs = client.events.filter((e) => e.method === 'Loupe.logpoint').length;
-    assert.ok(logs >= 3 && logs <= 7, `${logs} logpoint messages in about a second at one per 200 ms`);
-    assert.ok(target.lastTick() - startTick > 40, 'the target kept running');
+    const logs = () => client.events.filter((e) => e.method === 'Loupe.logpoint').length;
+    await target.ticksAdvance(40, 1000); // the target keeps running
+    assert.equal(logs(), 1, 'no second message within 200 ms of the clock');
+    for (let n = 2; n <= 4; n++) {
+      frozen += 200;
+      await client.waitEvent('Loupe.logpoint');
+      await target.ticksAdvance(20);
+      assert.equal(logs(), n, `one message per 200 ms of the clock (${n - 1} steps)`);
+    }
     assert.equal(client.events.filter((e) => e.method === 'Debugger.paused').length, 0);
     const x = await direct.call('Runtime.evaluate', { expression: 'typeof globalThis.x', returnByValue: true });
     assert.equal(x.result.value, 'undefined');
