@@ -1,10 +1,13 @@
 #!/usr/bin/env node
-// `npm test`: build the shipped bundles, type-check, then run every test file with node's test runner.
+// `npm test`: build the shipped bundles, type-check, provision the services (S3, Chromium, code-server), then run
+// every test file with node's test runner. `npm test -- <filter>...` runs the files whose path contains one of the
+// filters, and provisions only the services those files declare (`// needs: ...`, see scripts/test-needs.mjs).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ensureChromium } from './chromium/ensure-chromium.mjs';
 import { ensureS3 } from './s3/ensure-s3.mjs';
+import { declaredNeeds, services } from './test-needs.mjs';
 import { ensureCodeServer } from './vscode/ensure-code-server.mjs';
 
 const root = join(import.meta.dirname, '..');
@@ -33,13 +36,37 @@ if (files.length === 0) {
   process.exit(1);
 }
 
+// The services to provision: every one for a full run; with a filter, those the selected files declare on their
+// `// needs: s3, chromium` line (test/needs.test.ts checks the declarations against what each file imports).
+const wanted = new Map(Object.keys(services).map((name) => [name, []]));
+if (filter.length > 0) {
+  for (const file of files) {
+    let declared;
+    try {
+      declared = declaredNeeds(root, file);
+    } catch (err) {
+      process.stdout.write(`\n${err.message}\n`);
+      process.exit(1);
+    }
+    for (const name of declared) wanted.get(name).push(file);
+  }
+}
+const needed = (name) => filter.length === 0 || wanted.get(name).length > 0;
+process.stdout.write('\n== services\n');
+for (const [name, users] of wanted) {
+  const why = filter.length === 0 ? 'full run' : users.length > 0 ? `needed by ${users.join(', ')}` : 'no selected file needs it';
+  process.stdout.write(`${needed(name) ? 'provisioning' : 'skipping'} ${name} (${services[name].what}): ${why}\n`);
+}
+
 run('build', process.execPath, ['esbuild.mjs']);
 run('typecheck', process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '--noEmit', '-p', '.']);
+
+const env = { ...process.env };
 // The audit store tests run against a real S3 server with Object Lock (started here unless S3_ENDPOINT is set).
-const s3Env = ensureS3();
+if (needed('s3')) Object.assign(env, ensureS3());
 // The report page is checked in a real headless Chromium (Debian's chromium, installed here when missing).
-const chromiumEnv = { CHROMIUM_PATH: ensureChromium(), PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: '1' };
+if (needed('chromium')) Object.assign(env, { CHROMIUM_PATH: ensureChromium(), PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: '1' });
 // The extension is tested in a real VS Code: code-server (installed here when missing) driven by that Chromium.
 // LOUPE_SKIP_VSCODE=1 asks for a fast run: those tests are then skipped, each saying why.
-const vscodeEnv = files.some((f) => f.startsWith('test/extension/') || f.startsWith('test/dap/')) ? ensureCodeServer() : {};
-run(`tests (${files.length} files)`, process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', ...files], { ...process.env, ...s3Env, ...chromiumEnv, ...vscodeEnv });
+if (needed('code-server')) Object.assign(env, ensureCodeServer());
+run(`tests (${files.length} files)`, process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', ...files], env);

@@ -28,6 +28,9 @@
 # Environment (all optional):
 #   RGW_PORT            S3 port on 127.0.0.1                  (7480)
 #   RGW_MON_PORT        ceph-mon msgr2 port on 127.0.0.1      (3300)
+#                       "auto" for either: a free port picked when the cluster is built (a running
+#                       cluster in DATA_DIR keeps the ports its ceph.conf names), so clusters of
+#                       their own (tests that stop or freeze one) never collide with another run
 #   RGW_OSD_STORE       memstore (RAM, fastest) | bluestore (sparse file in DATA_DIR)  (memstore)
 #   RGW_STORE_BYTES     capacity the OSD reports; memstore holds data in RAM  (2147483648)
 #   RGW_ACCESS_KEY / RGW_SECRET_KEY   fixed S3 credentials of the test user
@@ -149,6 +152,14 @@ wait_for() {  # wait_for DESCRIPTION CMD...
 ceph_() { timeout 30 ceph -c "$CONF" --connect-timeout 10 "$@"; }
 osd_up() { ceph_ osd dump -f json | grep -q '"up":1'; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {  # a port nothing listens on now, from the range Linux does not hand out as ephemeral
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( 20000 + RANDOM % 12000 ))
+    if ! port_busy "$p"; then echo "$p"; return 0; fi
+  done
+  die "found no free port on 127.0.0.1"
+}
 print_env() {
   {
     echo "S3_ENDPOINT=http://127.0.0.1:$RGW_PORT"
@@ -167,6 +178,16 @@ ensure_user() {
     || { cat "$DATA_DIR/log/user-create.json" >&2; die "radosgw-admin user create failed"; }
   log "S3 user $USER_ID created"
 }
+
+# --- ports ----------------------------------------------------------------
+AUTO_RGW_PORT=0 AUTO_MON_PORT=0
+[ "$RGW_PORT" = auto ] && AUTO_RGW_PORT=1
+[ "$MON_PORT" = auto ] && AUTO_MON_PORT=1
+# A cluster already built here keeps its ports.
+if [ -s "$CONF" ]; then
+  if [ "$AUTO_RGW_PORT" = 1 ]; then RGW_PORT=$(sed -n 's/^rgw frontends = beast endpoint=127\.0\.0\.1:\([0-9]*\)$/\1/p' "$CONF"); fi
+  if [ "$AUTO_MON_PORT" = 1 ]; then MON_PORT=$(sed -n 's/^mon host = \[v2:127\.0\.0\.1:\([0-9]*\)\]$/\1/p' "$CONF"); fi
+fi
 
 # --- already running? -----------------------------------------------------
 running=0
@@ -190,6 +211,12 @@ fi
 stop_daemons "leftover "
 find "$DATA_DIR" -mindepth 1 -maxdepth 1 ! -name apt.log ! -name "$MARKER" -exec rm -rf {} +
 
+if [ "$AUTO_RGW_PORT" = 1 ]; then RGW_PORT=$(free_port); fi
+if [ "$AUTO_MON_PORT" = 1 ]; then
+  MON_PORT=$(free_port)
+  while [ "$MON_PORT" = "$RGW_PORT" ]; do MON_PORT=$(free_port); done
+fi
+log "ports: S3 127.0.0.1:$RGW_PORT, ceph-mon 127.0.0.1:$MON_PORT"
 if port_busy "$RGW_PORT"; then die "127.0.0.1:$RGW_PORT is in use by another process (set RGW_PORT)"; fi
 if port_busy "$MON_PORT"; then die "127.0.0.1:$MON_PORT is in use by another process (set RGW_MON_PORT)"; fi
 

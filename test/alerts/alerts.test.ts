@@ -10,6 +10,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { sleep, waitFor } from '../support/wait';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 const secret = 'webhook-secret-for-tests-0123456789';
@@ -33,11 +34,7 @@ async function startReceiver(statuses: number[] = [200]): Promise<{ url: string;
     requests,
     server,
     async received(n, timeoutMs = 10_000) {
-      const end = Date.now() + timeoutMs;
-      while (requests.length < n) {
-        if (Date.now() > end) throw new Error(`receiver got ${requests.length} requests, expected ${n}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
+      await waitFor(() => requests.length >= n, { what: () => `${n} webhook requests (received ${requests.length})`, timeoutMs });
     },
   };
 }
@@ -75,13 +72,9 @@ async function alertsOf(broker: TestBroker, rule?: string): Promise<any[]> {
 }
 
 async function waitForAlert(broker: TestBroker, rule: string, timeoutMs = 5000): Promise<any> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const found = (await alertsOf(broker, rule))[0];
-    if (found) return found;
-    if (Date.now() > end) throw new Error(`no ${rule} alert within ${timeoutMs} ms; alerts: ${JSON.stringify(await alertsOf(broker))}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  return waitFor(async () => (await alertsOf(broker, rule))[0], { what: `a ${rule} alert`, timeoutMs, intervalMs: 50 }).catch(async (err: Error) => {
+    throw new Error(`${err.message}; alerts: ${JSON.stringify(await alertsOf(broker))}`);
+  });
 }
 
 describe('alert rules over the live audit stream (real target, real broker)', () => {
@@ -117,8 +110,8 @@ describe('alert rules over the live audit stream (real target, real broker)', ()
     assert.equal((await broker.api('GET', '/v1/alerts', await broker.token('dev', ['devs']))).status, 403);
     await client.call('Debugger.resume');
     await client.close();
-    let events: any[] = [];
-    await waitFor(async () => (events = await broker!.sessionEvents()).some((e) => e.type === 'session.ended'));
+    await broker.waitForRecord('session.ended');
+    const events = await broker.sessionEvents();
     const recorded = events.find((e) => e.type === 'alert.refusals');
     assert.ok(recorded, 'alert recorded in the session chain');
     assert.deepEqual(recorded.data.evidence.map((e: any) => e.seq), alert.evidence.map((e: any) => e.seq));
@@ -144,10 +137,11 @@ describe('alert rules over the live audit stream (real target, real broker)', ()
     );
     const first = await broker.attach();
     await first.client.close();
-    await new Promise((r) => setTimeout(r, 100));
+    // Alerts are raised as the records are observed: once the session's end is, all of its alerts are listed.
+    await broker.waitForRecord('session.ended', (e) => e.grant === first.grant.grantId);
     const before = (await alertsOf(broker)).length;
     assert.equal((await alertsOf(broker, 'firstAttach')).length, 1);
-    const { client } = await broker.attach();
+    const { client, grant } = await broker.attach();
     const { frame, breakpointId } = await pausedAtWork(client);
     const local = frame.scopeChain.find((s: any) => s.type === 'local');
     await client.call('Runtime.getProperties', { objectId: local.object.objectId, ownProperties: true });
@@ -155,7 +149,7 @@ describe('alert rules over the live audit stream (real target, real broker)', ()
     await client.call('Debugger.removeBreakpoint', { breakpointId });
     await client.call('Debugger.resume');
     await client.close();
-    await new Promise((r) => setTimeout(r, 200));
+    await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
     assert.deepEqual((await alertsOf(broker)).length, before, JSON.stringify(await alertsOf(broker)));
   });
 
@@ -199,8 +193,9 @@ describe('alert rules over the live audit stream (real target, real broker)', ()
     assert.match((await waitForAlert(broker, 'firstAttach')).message, /^first attach of dev to app$/);
     await broker.close();
     broker = await startTestBroker(p, { stateDir });
-    await (await broker.attach()).client.close();
-    await new Promise((r) => setTimeout(r, 200));
+    const again = await broker.attach();
+    await again.client.close();
+    await broker.waitForRecord('session.ended', (e) => e.grant === again.grant.grantId);
     assert.equal((await alertsOf(broker, 'firstAttach')).length, 0);
     assert.ok(existsSync(join(stateDir, 'alerts', 'first-attach.json')));
   });
@@ -291,7 +286,7 @@ describe('webhook delivery', () => {
     const ids = receiver.requests.map((r) => r.headers['x-loupe-delivery']);
     assert.equal(new Set(ids).size, 1);
     assert.ok(receiver.requests.every((r) => verifySignature(r.headers['x-loupe-signature'], r.body)));
-    await new Promise((r) => setTimeout(r, 600));
+    await sleep(600); // a retry would come within the backoff; no event marks its absence
     assert.equal(receiver.requests.length, 3, 'no retry after success');
     receiver.server.close();
   });
@@ -407,10 +402,3 @@ function parsePrometheus(text: string): Map<string, number> {
   return out;
 }
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}

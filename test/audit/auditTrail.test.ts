@@ -13,6 +13,7 @@ import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { brokerUrl } from '../support/brokerProcess';
+import { waitFor } from '../support/wait';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 const cli = join(__dirname, '..', '..', 'dist', 'cli.js');
@@ -35,13 +36,7 @@ async function scriptedSession(client: CdpClient): Promise<void> {
 }
 
 async function waitForSession(broker: TestBroker, auditorToken: string): Promise<any> {
-  for (let i = 0; i < 100; i++) {
-    const res = await broker.api('GET', '/v1/sessions', auditorToken);
-    const ended = res.body.sessions?.find((s: any) => s.state === 'ended');
-    if (ended) return ended;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('no ended session listed');
+  return waitFor(async () => (await broker.api('GET', '/v1/sessions', auditorToken)).body.sessions?.find((s: any) => s.state === 'ended'), { what: 'an ended session listed', intervalMs: 100 });
 }
 
 describe('audit trail of a real session (local store)', () => {
@@ -253,10 +248,13 @@ describe('crash recovery', () => {
     proc = broker.proc;
     const auditor = await mintDevToken(config, { user: 'audrey', groups: ['auditors'] });
     let sessions: any[] = [];
-    for (let i = 0; i < 100 && !sessions.some((s) => s.state === 'ended'); i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      sessions = ((await (await fetch(`${broker.url}/v1/sessions`, { headers: { authorization: `Bearer ${auditor}` } })).json()) as any).sessions;
-    }
+    await waitFor(
+      async () => {
+        sessions = ((await (await fetch(`${broker.url}/v1/sessions`, { headers: { authorization: `Bearer ${auditor}` } })).json()) as any).sessions;
+        return sessions.some((s) => s.state === 'ended');
+      },
+      { what: 'the crashed session listed as ended', intervalMs: 100 },
+    ).catch(() => undefined); // the assertion below says what is missing
     const recovered = sessions.find((s) => s.state === 'ended');
     assert.ok(recovered, 'the crashed session was uploaded and closed');
     assert.equal(recovered.endReason, 'broker_crashed');

@@ -13,7 +13,7 @@ import { CdpClient } from '../support/cdpClient';
 import { brokerUrl } from '../support/brokerProcess';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy } from '../support/testBroker';
-import { until } from '../support/until';
+import { waitFor, within } from '../support/wait';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 const cli = join(__dirname, '..', '..', 'dist', 'cli.js');
@@ -92,7 +92,7 @@ describe('a full disk under the state directory (a real 2 MB tmpfs)', () => {
     await Promise.race([client.send('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'app\\.js$' }).catch(() => undefined), client.closed]);
     await target.ticksAdvance(3);
     assert.equal(pauses(), 0, 'the target never paused');
-    const closed = await Promise.race([client.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 10_000))]);
+    const closed = await within(client.closed, 10_000, undefined);
     assert.equal(closed?.code, 4005, 'the session ended on the audit failure');
 
     const refused = await api(broker.url, 'POST', '/v1/grants', dev, grantBody);
@@ -115,16 +115,16 @@ describe('a full disk under the state directory (a real 2 MB tmpfs)', () => {
     // Space returns: ready within seconds, attaching works, and every session verifies.
     rmSync(join(state, 'filler'));
     rmSync(join(state, 'filler-check'), { force: true });
-    await until('ready after space returned', 15_000, async () => ((await fetch(`${broker.url}/readyz`)).status === 200 ? true : undefined));
+    await waitFor(async () => ((await fetch(`${broker.url}/readyz`)).status === 200 ? true : undefined), { what: 'ready after space returned', timeoutMs: 15_000, intervalMs: 200 });
     const again = (await api(broker.url, 'POST', '/v1/grants', dev, grantBody)).body;
     const second = await CdpClient.connect(again.attachUrl, { authorization: `Bearer ${again.token}` });
     assert.equal((await second.call('Runtime.evaluate', { expression: '6 * 7', returnByValue: true })).result.value, 42);
     await second.close();
     const auditor = await mintDevToken(config, { user: 'audrey', groups: ['auditors'] });
-    const sessions = await until('both sessions closed', 30_000, async () => {
+    const sessions = await waitFor(async () => {
       const list = (await api(broker.url, 'GET', '/v1/sessions', auditor)).body.sessions as any[];
       return list.length >= 2 && list.every((s) => s.state === 'ended') ? list : undefined;
-    });
+    }, { what: 'both sessions closed', timeoutMs: 30_000, intervalMs: 200 });
     const keys = await (await fetch(`${broker.url}/v1/audit/keys`)).json();
     for (const session of sessions) {
       const text = await (await fetch(`${broker.url}/v1/sessions/${session.sessionId}/transcript`, { headers: { authorization: `Bearer ${auditor}` } })).text();

@@ -1,3 +1,4 @@
+// needs: s3
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -5,39 +6,31 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createLockedBucket } from '../../broker/audit/stores/s3Store';
 import { readTranscriptFromStore, verifyTranscript } from '../../broker/audit/verify';
-import { uniqueBucketName } from '../support/s3';
+import { startOwnRgw, uniqueBucketName, type OwnRgw } from '../support/s3';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
-import { until } from '../support/until';
+import { waitFor, within } from '../support/wait';
 
-const root = join(__dirname, '..', '..');
-// A cluster of its own (other ports than the shared one and s3Session's), so stopping or freezing it leaves the others alone.
-const dir = '/tmp/loupe-rgw-auditrec';
-const ports = { RGW_PORT: '7537', RGW_MON_PORT: '3357' };
-
-const startRgw = () => {
-  const started = spawnSync('bash', [join(root, 'scripts', 's3', 'start-rgw.sh'), dir], { encoding: 'utf8', env: { ...process.env, ...ports }, timeout: 300_000 });
-  assert.equal(started.status, 0, started.stderr);
-  return Object.fromEntries(started.stdout.trim().split('\n').map((l) => l.split('=', 2) as [string, string]));
-};
-const rgwPid = () => Number(readFileSync(join(dir, 'run', 'client.rgw.gw.pid'), 'utf8').trim());
+// A cluster of its own (its own directory and free ports), so stopping or freezing it leaves the others alone.
+let rgw: OwnRgw | undefined;
+const rgwPid = () => Number(readFileSync(join(rgw!.dir, 'run', 'client.rgw.gw.pid'), 'utf8').trim());
 /** Stops only radosgw (the cluster's data stays, as when an S3 endpoint goes away and comes back). */
 async function stopGateway(): Promise<void> {
   const pid = rgwPid();
   process.kill(pid, 'SIGTERM');
-  for (let i = 0; i < 100; i++) {
+  const gone = () => {
     try {
       process.kill(pid, 0);
+      return false;
     } catch {
-      return;
+      return true;
     }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  process.kill(pid, 'SIGKILL');
+  };
+  await waitFor(gone, { what: `radosgw (pid ${pid}) to exit on SIGTERM`, timeoutMs: 10_000, intervalMs: 100 }).catch(() => process.kill(pid, 'SIGKILL'));
 }
 /** Starts radosgw again on the same cluster, as start-rgw.sh does (it forks into the background). */
 function startGateway(): void {
-  const started = spawnSync('radosgw', ['-c', join(dir, 'ceph.conf'), '-n', 'client.rgw.gw'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
+  const started = spawnSync('radosgw', ['-c', join(rgw!.dir, 'ceph.conf'), '-n', 'client.rgw.gw'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 60_000 });
   assert.equal(started.status, 0, started.stderr);
 }
 
@@ -61,7 +54,8 @@ describe('the audit trail recovers when its S3 store returns', () => {
   let frozen: number | undefined;
 
   before(async () => {
-    settings = startRgw();
+    rgw = startOwnRgw('auditrec');
+    settings = rgw.settings;
     process.env.AWS_ACCESS_KEY_ID = settings.AWS_ACCESS_KEY_ID; // the broker reads credentials the usual way
     process.env.AWS_SECRET_ACCESS_KEY = settings.AWS_SECRET_ACCESS_KEY;
     target = await startTarget();
@@ -70,7 +64,7 @@ describe('the audit trail recovers when its S3 store returns', () => {
     if (frozen) process.kill(frozen, 'SIGCONT');
     await broker?.close();
     await target?.stop();
-    spawnSync('bash', [join(root, 'scripts', 's3', 'stop-rgw.sh'), dir, '--purge'], { encoding: 'utf8' });
+    rgw?.stop();
   });
 
   it('reports a silent (frozen) store as not ready within seconds, and ready again once it answers', async (t) => {
@@ -84,10 +78,10 @@ describe('the audit trail recovers when its S3 store returns', () => {
     const frozenAt = Date.now();
     const hungPut = broker.broker.audit.store.put(`probe/${Date.now()}.txt`, Buffer.from('x'), new Date(Date.now() + 86400_000));
     hungPut.catch(() => undefined);
-    const notReady = await until('readyz 503 while the store is frozen', 20_000, async () => {
+    const notReady = await waitFor(async () => {
       const res = await fetch(`${broker!.url}/readyz`);
       return res.status === 503 ? ((await res.json()) as any) : undefined;
-    }).catch((err) => {
+    }, { what: 'readyz 503 while the store is frozen', timeoutMs: 20_000, intervalMs: 200 }).catch((err) => {
       process.kill(frozen!, 'SIGCONT'); // the next test needs the store
       frozen = undefined;
       throw err;
@@ -100,19 +94,20 @@ describe('the audit trail recovers when its S3 store returns', () => {
     // Within the bound the session goes on: records wait in the WAL.
     assert.equal((await client.call('Runtime.evaluate', { expression: '1 + 1', returnByValue: true })).result.value, 2);
     // A call to the silent store ends (it is retried later), rather than holding the uploader for good.
-    const failedAfter = await Promise.race([
+    const failedAfter = await within(
       hungPut.then(
         () => 'answered',
         (err: Error) => (/timeout|unavailable|failed/i.test(err.message) ? Date.now() - frozenAt : `other error: ${err.message}`),
       ),
-      new Promise<string>((r) => setTimeout(() => r('still waiting after 40 s'), 40_000)),
-    ]);
+      40_000,
+      'still waiting after 40 s',
+    );
     assert.equal(typeof failedAfter, 'number', String(failedAfter));
     t.diagnostic(`a put to the frozen store failed after ${String(failedAfter)} ms`);
     process.kill(frozen, 'SIGCONT');
     frozen = undefined;
     const thawedAt = Date.now();
-    await until('readyz 200 after the store answers again', 30_000, async () => ((await fetch(`${broker!.url}/readyz`)).status === 200 ? true : undefined));
+    await waitFor(async () => ((await fetch(`${broker!.url}/readyz`)).status === 200 ? true : undefined), { what: 'readyz 200 after the store answers again', timeoutMs: 30_000, intervalMs: 200 });
     assert.ok(Date.now() - thawedAt < 25_000);
     t.diagnostic(`ready again ${Date.now() - thawedAt} ms after the store was thawed`);
     await client.close();
@@ -143,7 +138,7 @@ describe('the audit trail recovers when its S3 store returns', () => {
 
     startGateway();
     const backAt = Date.now();
-    const second = await until('an attach after the store returned', 30_000, async () => broker!.attach());
+    const second = await waitFor(async () => broker!.attach(), { what: 'an attach after the store returned', timeoutMs: 30_000, intervalMs: 200 });
     const attachedAfter = Date.now() - backAt;
     assert.ok(attachedAfter < 15_000, `attached ${attachedAfter} ms after the store returned`);
     t.diagnostic(`attached ${attachedAfter} ms after the store returned`);
@@ -154,17 +149,17 @@ describe('the audit trail recovers when its S3 store returns', () => {
     // Both sessions end up complete and verified in the store: the one cut by the outage, and the one after it.
     const store = broker.broker.audit.store;
     const keys = broker.broker.auditKeys;
-    const prefixes = await until('both sessions closed in the store', 60_000, async () => {
+    const prefixes = await waitFor(async () => {
       const manifests = (await store.list('sessions/')).filter((k) => k.endsWith('manifest.json'));
       return manifests.length >= 2 ? manifests.map((k) => k.slice(0, k.lastIndexOf('/') + 1)) : undefined;
-    });
+    }, { what: 'both sessions closed in the store', timeoutMs: 60_000, intervalMs: 200 });
     for (const prefix of prefixes) {
       const result = await verifyTranscript(await readTranscriptFromStore(store, prefix, false), keys);
       assert.deepEqual(result.problems, [], prefix);
       assert.ok(result.ok);
     }
     // The outage is in the broker's grant stream: when it failed closed and why, and when it recovered.
-    const outage = await until('audit.degraded and audit.recovered in the grant stream', 30_000, async () => {
+    const outage = await waitFor(async () => {
       const types: string[] = [];
       for (const key of await store.list('grants/')) {
         if (!key.includes('/chunk-')) continue;
@@ -172,7 +167,7 @@ describe('the audit trail recovers when its S3 store returns', () => {
       }
       const degraded = types.indexOf('audit.degraded');
       return degraded >= 0 && types.indexOf('audit.recovered') > degraded ? types : undefined;
-    });
+    }, { what: 'audit.degraded and audit.recovered in the grant stream', timeoutMs: 30_000, intervalMs: 200 });
     assert.ok(outage.includes('audit.recovered'));
   });
 });

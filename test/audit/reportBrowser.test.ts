@@ -1,3 +1,4 @@
+// needs: chromium
 // The auditor's HTML session report, opened in a real headless Chromium as an auditor would open it:
 // what the page shows, that it loads nothing and runs nothing, and a full-page screenshot kept in
 // test-artifacts/ (git-ignored) for a person to look at.
@@ -13,6 +14,7 @@ import { launchChromium } from '../support/browser';
 import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { waitFor } from '../support/wait';
 
 const root = join(__dirname, '..', '..');
 const cli = join(root, 'dist', 'cli.js');
@@ -40,13 +42,7 @@ async function scriptedSession(client: CdpClient): Promise<void> {
 }
 
 async function waitForEndedSession(broker: TestBroker, auditorToken: string): Promise<any> {
-  for (let i = 0; i < 100; i++) {
-    const res = await broker.api('GET', '/v1/sessions', auditorToken);
-    const ended = res.body.sessions?.find((s: any) => s.state === 'ended');
-    if (ended) return ended;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('no ended session listed within 10 s');
+  return waitFor(async () => (await broker.api('GET', '/v1/sessions', auditorToken)).body.sessions?.find((s: any) => s.state === 'ended'), { what: 'an ended session listed', intervalMs: 100 });
 }
 
 /** What went wrong on a page as a user would notice it: console errors, script errors, failed or refused loads. */

@@ -1,3 +1,4 @@
+// needs: s3
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';

@@ -1,3 +1,4 @@
+// needs: s3
 import { strict as assert } from 'node:assert';
 import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -8,9 +9,10 @@ import { stringify } from 'yaml';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { createS3Client } from '../../broker/audit/stores/s3Store';
 import { CdpClient } from '../support/cdpClient';
-import { freshLockedBucket, s3Settings, uniqueBucketName } from '../support/s3';
+import { freshLockedBucket, s3Settings, startOwnRgw, uniqueBucketName, type OwnRgw } from '../support/s3';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { waitFor } from '../support/wait';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 const root = join(__dirname, '..', '..');
@@ -52,12 +54,7 @@ describe('audit trail in S3 with Object Lock', () => {
     await client.call('Debugger.resume');
     await client.close();
     const auditor = await broker.token('audrey', ['auditors']);
-    let session: any;
-    for (let i = 0; i < 100 && !session; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      session = (await broker.api('GET', '/v1/sessions', auditor)).body.sessions.find((s: any) => s.state === 'ended');
-    }
-    assert.ok(session, 'session listed from S3');
+    const session = await waitFor(async () => (await broker.api('GET', '/v1/sessions', auditor)).body.sessions.find((s: any) => s.state === 'ended'), { what: 'the ended session listed from S3', intervalMs: 100 });
     const keys = await broker.broker.audit.store.list(session.prefix);
     assert.ok(keys.filter((k) => k.includes('/chunk-')).length >= 2);
     for (const key of keys) {
@@ -85,21 +82,19 @@ describe('audit trail in S3 with Object Lock', () => {
 });
 
 describe('fail closed when the S3 server stops mid-session', () => {
-  const dir = '/tmp/loupe-rgw-failclosed';
-  const ports = { RGW_PORT: '7491', RGW_MON_PORT: '3311' };
+  let rgw: OwnRgw | undefined;
   let target: TargetProcess;
   let broker: TestBroker | undefined;
   let settings: Record<string, string> = {};
   before(() => {
-    // A cluster of its own, so stopping it leaves the shared one to the other tests.
-    const started = spawnSync('bash', [join(root, 'scripts', 's3', 'start-rgw.sh'), dir], { encoding: 'utf8', env: { ...process.env, ...ports }, timeout: 300_000 });
-    assert.equal(started.status, 0, started.stderr);
-    settings = Object.fromEntries(started.stdout.trim().split('\n').map((l) => l.split('=', 2) as [string, string]));
+    // A cluster of its own (its own directory and free ports), so stopping it leaves the shared one to the other tests.
+    rgw = startOwnRgw('failclosed');
+    settings = rgw.settings;
   });
   after(async () => {
     await broker?.close();
     await target?.stop();
-    spawnSync('bash', [join(root, 'scripts', 's3', 'stop-rgw.sh'), dir, '--purge'], { encoding: 'utf8' });
+    rgw?.stop();
   });
 
   it('keeps recording to the WAL within the bound, then ends the session with the target resumed and refuses new work', async () => {
@@ -120,7 +115,7 @@ describe('fail closed when the S3 server stops mid-session', () => {
     assert.equal((await fetch(`${broker.url}/readyz`)).status, 200);
 
     // Asynchronously: the broker runs in this process and must keep working while the server stops.
-    const stopping = new Promise<number>((resolve) => execFile('bash', [join(root, 'scripts', 's3', 'stop-rgw.sh'), dir], (err) => resolve(err ? 1 : 0)));
+    const stopping = new Promise<number>((resolve) => execFile('bash', [join(root, 'scripts', 's3', 'stop-rgw.sh'), rgw!.dir], (err) => resolve(err ? 1 : 0)));
     const stoppedAt = Date.now();
     // Within the bound the WAL takes the records and the session goes on.
     const early = await client.send('Runtime.evaluate', { expression: '1 + 1', returnByValue: true });

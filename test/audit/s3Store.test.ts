@@ -1,3 +1,4 @@
+// needs: s3
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
 import { CreateBucketCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';

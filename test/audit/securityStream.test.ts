@@ -1,8 +1,9 @@
+// needs: s3
 import { strict as assert } from 'node:assert';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import fs, { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +23,7 @@ import { freshLockedBucket, s3Settings } from '../support/s3';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { brokerUrl } from '../support/brokerProcess';
+import { sleep, waitFor } from '../support/wait';
 
 const root = join(__dirname, '..', '..');
 const cli = join(root, 'dist', 'cli.js');
@@ -145,11 +147,8 @@ describe('security stream: refusals at the edges are in the tamper-evident trail
     const session = tb.broker.liveSessions.at(-1)!;
     await session.end('internal_error' as EndReason);
     await client.closed;
-    let fault: any;
-    for (let i = 0; i < 50 && !fault; i++) {
-      fault = (await securityEvents(tb)).find((e) => e.type === 'session.fault' && e.data.session === session.sessionId);
-      if (!fault) await new Promise((r) => setTimeout(r, 100));
-    }
+    await tb.waitForRecord('session.fault', (e) => e.data.session === session.sessionId);
+    const fault = (await securityEvents(tb)).find((e) => e.type === 'session.fault' && e.data.session === session.sessionId);
     assert.ok(fault, 'session.fault recorded');
     const ended = (await tb.sessionEvents()).find((e) => e.stream === session.sessionId && e.type === 'session.ended');
     assert.equal(fault.data.endedHash, ended.hash);
@@ -197,11 +196,10 @@ describe('security stream: refusals at the edges are in the tamper-evident trail
     }
     assert.equal((await tb.api('GET', '/v1/audit/security', await tb.token('dev', ['devs']))).status, 403, 'auditors only');
     // The grant stream (where policy refusals of grant requests are) is listed the same way.
-    let grants: any[] = [];
-    for (let i = 0; i < 50 && grants.length === 0; i++) {
-      grants = (await tb.api('GET', '/v1/audit/grants', env.LOUPE_TOKEN)).body.segments;
-      if (grants.length === 0) await new Promise((r) => setTimeout(r, 100));
-    }
+    const grants = await waitFor(async () => {
+      const segments = (await tb.api('GET', '/v1/audit/grants', env.LOUPE_TOKEN)).body.segments as any[];
+      return segments.length > 0 && segments;
+    }, { what: 'the grant stream listed', intervalMs: 100 }).catch(() => [] as any[]);
     assert.equal(grants.length, 1);
     assert.equal(grants[0].state, 'live');
     const listedGrants = await run(['audit', 'list', '--grants'], env);
@@ -502,17 +500,15 @@ describe('security stream after a crash', () => {
     let broker = await startBrokerProcess(configFile);
     try {
       for (let i = 0; i < 3; i++) assert.equal((await rawAttach(`${broker.url.replace(/^http/, 'ws')}/v1/attach/00000000-0000-4000-8000-00000000000${i}`, { authorization: 'Bearer nope' })).status, 401);
-      await new Promise((r) => setTimeout(r, 300)); // queued, then durable in the WAL (group commit)
+      // Queued, then durable in the WAL (group commit): written to its files, which a SIGKILL leaves intact.
+      const walDir = join(dir, 'state', 'audit-wal');
+      const refusalsInWal = () => readdirSync(walDir).reduce((n, f) => n + (readFileSync(join(walDir, f), 'utf8').match(/"attach\.refused"/g)?.length ?? 0), 0);
+      await waitFor(() => refusalsInWal() >= 3, { what: () => `the 3 refusals in the WAL (${refusalsInWal()} there)`, intervalMs: 20 });
       broker.proc.kill('SIGKILL');
       await once(broker.proc, 'exit');
       broker = await startBrokerProcess(configFile);
       const store = new LocalDirectoryStore(join(dir, 'store'));
-      let crashed: any;
-      for (let i = 0; i < 100 && !crashed; i++) {
-        crashed = (await listSecuritySegments(store, new Set())).find((s) => s.state === 'ended' && s.endReason === 'broker_crashed');
-        if (!crashed) await new Promise((r) => setTimeout(r, 100));
-      }
-      assert.ok(crashed, 'the segment of the killed broker is sealed by its manifest');
+      const crashed = await waitFor(async () => (await listSecuritySegments(store, new Set())).find((s) => s.state === 'ended' && s.endReason === 'broker_crashed'), { what: 'the segment of the killed broker sealed by its manifest', intervalMs: 100 });
       const keys = JSON.parse((await (await fetch(`${broker.url}/v1/audit/keys`)).text()));
       const result = await verifyTranscript(await readTranscriptFromStore(store, crashed.prefix, false), keys);
       assert.ok(result.ok, result.problems.join('; '));
@@ -542,7 +538,7 @@ async function holdThreadPool(): Promise<{ release(): Promise<void> }> {
     spawnSync('mkfifo', [fifos[i]!]);
     held.push(fs.promises.open(fifos[i]!, 'r'));
   }
-  await new Promise((r) => setTimeout(r, 100));
+  await sleep(100); // the opens have taken the pool's threads (nothing signals that they block)
   let released: Promise<void> | undefined;
   return {
     release: () =>

@@ -8,6 +8,7 @@ import type { DebugProtocol } from '@vscode/debugprotocol';
 import { SnapshotList, snapshotRow } from '../../extension/snapshotList';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { line, pricingTs, serviceRoot, serviceTs, startService, type DeployedService } from './tsService';
+import { sleep, waitFor } from '../support/wait';
 
 const adapter = join(__dirname, '..', '..', 'dist', 'debugAdapter.js');
 
@@ -81,13 +82,6 @@ async function locals(dc: DebugClient, frameId: number): Promise<Map<string, Deb
   return new Map(vars.body.variables.map((v) => [v.name, v]));
 }
 
-const until = async (check: () => boolean, ms = 10_000) => {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
 
 describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
   it('stops at a breakpoint in the .ts source with the right line, stack and locals; steps; evaluates; refuses side effects', async () => {
@@ -205,7 +199,7 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
         breakpoints: [{ line: handleLine, logMessage: 'priced {label} for {order.customer.name}: {total} {order.items}' }],
       });
       assert.equal(set.body.breakpoints[0]!.verified, true);
-      await until(() => output.filter((o) => o.startsWith('priced order-')).length >= 3);
+      await waitFor(() => output.filter((o) => o.startsWith('priced order-')).length >= 3, { intervalMs: 50 });
       // The broker evaluates the message on each hit (at most one message per snapshot.minIntervalMs) and resumes.
       const logged = outputEvents.find((o) => o.body.output.startsWith('priced order-'))!;
       assert.match(logged.body.output, /^priced order-\d+ for (Ada|Grace): \d+(\.\d+)? Array\(2\)\n$/);
@@ -239,7 +233,7 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       assert.equal(stops, 0, 'an invalid breakpoint never stops');
       // a pause-mode logpoint with a hit count: the adapter counts every hit, so messages come two orders apart
       await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine, logMessage: 'every other: {order.id}', hitCondition: '%2' }] });
-      await until(() => output.filter((o) => o.startsWith('every other: ')).length >= 2);
+      await waitFor(() => output.filter((o) => o.startsWith('every other: ')).length >= 2, { intervalMs: 50 });
       const ids = output.filter((o) => o.startsWith('every other: ')).map((o) => Number(o.slice('every other: '.length)));
       assert.equal(ids[1]! - ids[0]!, 2, `messages at orders ${ids.join(', ')}`);
       assert.equal(stops, 0, 'a logpoint with a hit count never stops either');
@@ -342,7 +336,7 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       await service.target.ticksAdvance(5);
       assert.ok(service.target.lastTick() > tickWhileShown);
       // continue: the next capture, queued while the first was shown (in order, a later order)
-      await until(() => snapshots().length >= 3);
+      await waitFor(() => snapshots().length >= 3, { intervalMs: 50 });
       await Promise.all([dc.continueRequest({ threadId: 1 }), dc.waitForEvent('stopped')]);
       const listed = (await dc.customRequest('loupe.snapshots')).body;
       assert.equal(listed.shown, snapshots()[1]!.captureId);
@@ -361,15 +355,15 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       await Promise.all([dc.customRequest('loupe.showSnapshot', { captureId: rows.at(-1)!.captureId }), dc.waitForEvent('stopped')]);
       assert.equal((await locals(dc, (await topFrame(dc)).top.id)).get('label')!.value, label);
       // the broker's rate limit is told, with its figures
-      await until(() => output.some((o) => o.includes('is throttled by the broker')));
+      await waitFor(() => output.some((o) => o.includes('is throttled by the broker')), { intervalMs: 50 });
       assert.match(output.find((o) => o.includes('is throttled by the broker'))!, /^Loupe: the snapshot breakpoint at service\.ts:\d+ is throttled by the broker: at most one capture every 300 ms per breakpoint/);
       // no more captures: continue drains the queue, then the adapter says the thread runs and waits
       await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [] });
-      await new Promise((r) => setTimeout(r, 300));
+      await sleep(300); // captures already on their way arrive first (nothing marks the last of them)
       for (let i = 0; i < 50 && !events.some((e) => e.event === 'continued'); i++) {
         const before = stops().length;
         await dc.continueRequest({ threadId: 1 });
-        await until(() => stops().length > before || events.some((e) => e.event === 'continued'));
+        await waitFor(() => stops().length > before || events.some((e) => e.event === 'continued'), { intervalMs: 50 });
       }
       assert.ok(events.some((e) => e.event === 'continued'), 'continued once no capture is queued');
       const shownIds = stops().length;
@@ -398,7 +392,7 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       assert.match(refused.body.breakpoints[1]!.message ?? '', /^Loupe\.setLogpoint refused: logpoint expression "x = 1" /);
       const set = await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine, logMessage: 'snap {label} for {order.customer.name} upper={label.toUpperCase()}' }] });
       assert.equal(set.body.breakpoints[0]!.verified, true, JSON.stringify(set.body));
-      await until(() => outputEvents.some((o) => o.body.output.startsWith('snap order-')));
+      await waitFor(() => outputEvents.some((o) => o.body.output.startsWith('snap order-')), { intervalMs: 50 });
       const logged = outputEvents.find((o) => o.body.output.startsWith('snap order-'))!;
       // toUpperCase is a side effect for V8's check: refused by the broker in the message, the rest evaluated
       assert.match(logged.body.output, /^snap order-\d+ for (Ada|Grace) upper=<refused: side effect>\n$/);
@@ -429,7 +423,7 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       const never = await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: line(serviceTs, 'handle'), condition: 'order.id < 0' }] });
       const limitedId = limited.body.breakpoints[0]!.id;
       const neverId = never.body.breakpoints[0]!.id;
-      await until(() => changed.some((e) => e.body.breakpoint.id === limitedId) && changed.some((e) => e.body.breakpoint.id === neverId));
+      await waitFor(() => changed.some((e) => e.body.breakpoint.id === limitedId) && changed.some((e) => e.body.breakpoint.id === neverId), { intervalMs: 50 });
       const removed = changed.find((e) => e.body.breakpoint.id === limitedId)!.body;
       assert.equal(removed.reason, 'changed');
       assert.equal(removed.breakpoint.verified, false);
@@ -463,13 +457,13 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       const token = await watchful.token('dev', ['devs']);
       await Promise.all([dc.configurationSequence(), dc.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' }).then(() => dc.attachRequest({ ...attachArgs(), brokerUrl: watchful.url, identityToken: token } as any))]);
       await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: line(serviceTs, 'handle') }] });
-      await until(() => stops === 1);
-      await until(() => continues === 1, 5000);
-      await until(() => output.some((o) => /^Loupe: the watchdog resumed a pause held over 1 s: breakpoints are off until this client sends a request\. Any action here/.test(o)), 5000);
+      await waitFor(() => stops === 1, { intervalMs: 50 });
+      await waitFor(() => continues === 1, { timeoutMs: 5000, intervalMs: 50 });
+      await waitFor(() => output.some((o) => /^Loupe: the watchdog resumed a pause held over 1 s: breakpoints are off until this client sends a request\. Any action here/.test(o)), { timeoutMs: 5000, intervalMs: 50 });
       await service.target.ticksAdvance(5);
       assert.equal(stops, 1, 'no pause while the user has not acted');
       await dc.evaluateRequest({ expression: '6 * 7', context: 'repl' });
-      await until(() => stops === 2);
+      await waitFor(() => stops === 2, { intervalMs: 50 });
     } finally {
       await close(dc);
       await watchful.close();

@@ -13,6 +13,7 @@ import { DebugClient } from '@vscode/debugadapter-testsupport';
 import type { DebugProtocol } from '@vscode/debugprotocol';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { line, serviceRoot, serviceTs, startService, type DeployedService } from './tsService';
+import { waitFor, withTimeout } from '../support/wait';
 
 const adapter = join(__dirname, '..', '..', 'dist', 'debugAdapter.js');
 
@@ -27,10 +28,7 @@ async function freePort(): Promise<number> {
 }
 
 /** DebugClient disables its own timeouts when connected to a port: every wait here has one. */
-function within<T>(what: string, promise: Promise<T>, ms = 15_000): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)))]).finally(() => clearTimeout(timer));
-}
+const within = <T>(what: string, promise: Promise<T>, ms = 15_000): Promise<T> => withTimeout(promise, ms, what);
 
 /** Runs the adapter with `args` to its exit: code and stderr. */
 async function runToExit(args: string[]): Promise<{ code: number | null; stderr: string; stdout: string }> {
@@ -109,11 +107,7 @@ describe('dist/debugAdapter.js --server=PORT (DAP over TCP) through a real broke
   }
 
   async function untilNoLiveSession(): Promise<void> {
-    const end = Date.now() + 10_000;
-    while (broker.broker.liveSessions.length > 0) {
-      if (Date.now() > end) throw new Error(`${broker.broker.liveSessions.length} session(s) still live at the broker`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitFor(() => broker.broker.liveSessions.length === 0, { what: () => `no live session at the broker (${broker.broker.liveSessions.length} still live)`, intervalMs: 50 });
   }
 
   it('attaches over TCP, stops at a .ts breakpoint, reads a variable, disconnects; the target runs on', async () => {

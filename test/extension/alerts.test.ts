@@ -10,6 +10,7 @@ import { AlertWatcher, alertRow, alertTooltip, evidenceRow, notificationText, po
 import type { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { sleep, waitFor } from '../support/wait';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 const off = { evaluationRate: false, readRate: false, capturedBytes: false, refusals: false, sensitiveReads: false, firstAttach: false, longPause: false, watchdogResume: false, concurrentTargets: false };
@@ -43,14 +44,16 @@ describe('alerts for owners, as the extension fetches and shows them (real broke
 
   /** Polls as the owner until the broker lists `n` alerts. */
   async function untilListed(watcher: AlertWatcher, n: number) {
-    const end = Date.now() + 10_000;
-    for (;;) {
-      const poll = await pollAlerts(owner, watcher);
-      assert.equal(poll.kind, 'alerts', JSON.stringify(poll));
-      if (poll.kind === 'alerts' && poll.alerts.length >= n) return poll;
-      if (Date.now() > end) throw new Error(`the broker lists ${poll.kind === 'alerts' ? poll.alerts.length : '?'} alerts, expected ${n}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    let poll: Awaited<ReturnType<typeof pollAlerts>> | undefined;
+    await waitFor(
+      async () => {
+        poll = await pollAlerts(owner, watcher);
+        return poll.kind !== 'alerts' || poll.alerts.length >= n;
+      },
+      { what: () => `${n} alerts listed (the broker lists ${poll?.kind === 'alerts' ? poll.alerts.length : '?'})`, intervalMs: 50 },
+    );
+    assert.equal(poll!.kind, 'alerts', JSON.stringify(poll));
+    return poll!;
   }
 
   it('lists the owner’s alerts newest first and reports each new one once, across a restart of the watcher', async () => {
@@ -75,7 +78,7 @@ describe('alerts for owners, as the extension fetches and shows them (real broke
     assert.deepEqual(again.kind === 'alerts' ? again.fresh : again, [], 'and only once');
 
     // A read of a name the owner marks sensitive: a second alert, listed first.
-    await new Promise((r) => setTimeout(r, 5)); // distinct timestamps
+    await sleep(5); // distinct timestamps
     await client.call('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression: 'secrets.apiKey' });
     const two = await untilListed(watcher, 2);
     if (two.kind !== 'alerts') return;

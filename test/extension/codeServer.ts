@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { waitFor } from '../support/wait';
 
 export const root = join(__dirname, '..', '..');
 export const scripts = join(root, 'scripts', 'vscode');
@@ -181,16 +182,15 @@ export class Workbench {
 
   /** Waits for text on screen (not just in the off-screen aria-live region: pitfall 6). */
   async expectText(text: string | RegExp, timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
     const vp = this.page.viewportSize()!;
-    while (Date.now() < deadline) {
+    const onScreen = async () => {
       for (const el of await this.page.getByText(text).all()) {
         const box = await el.boundingBox().catch(() => null);
         const inAria = await el.evaluate((e) => !!e.closest('.monaco-aria-container')).catch(() => true);
-        if (box && !inAria && box.width > 0 && box.height > 0 && box.x < vp.width && box.y < vp.height) return;
+        if (box && !inAria && box.width > 0 && box.height > 0 && box.x < vp.width && box.y < vp.height) return true;
       }
-      await this.page.waitForTimeout(250);
-    }
-    throw new Error(`text ${String(text)} not on screen within ${timeoutMs} ms`);
+      return false;
+    };
+    await waitFor(onScreen, { what: `text ${String(text)} on screen`, timeoutMs, intervalMs: 250 });
   }
 }

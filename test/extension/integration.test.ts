@@ -1,3 +1,4 @@
+// needs: code-server, chromium
 // Runs the extension's integration tests (test/extension/suite) inside a real VS Code through the standard
 // @vscode/test-electron runTests(), with vscodeExecutablePath pointing at scripts/vscode/code-server-as-vscode.sh
 // (code-server stands in for an Electron VS Code, which cannot be downloaded here). A real broker and target

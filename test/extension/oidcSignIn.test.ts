@@ -1,3 +1,4 @@
+// needs: chromium
 // The extension's sign-in (extension/oidcSignIn.ts, what `Loupe: Sign In…` runs) against a real OIDC provider
 // process: authorization code with PKCE and a loopback redirect, completed in a real headless Chromium through the
 // provider's login and consent pages; the broker then accepts the token it yields, and a refresh gives a new one.

@@ -14,6 +14,7 @@ import { BrokerApi } from '../../extension/adapter/brokerApi';
 import { checkTranscript, describeCheck, listRecordedSessions, NotAuditorError, saveTranscript, sessionRow, type RecordedSession } from '../../extension/transcripts';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { waitFor } from '../support/wait';
 
 const cli = join(__dirname, '..', '..', 'dist', 'cli.js');
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
@@ -49,16 +50,7 @@ describe('Download Transcript (extension/transcripts.ts) against a real broker a
     await client.call('Debugger.removeBreakpoint', { breakpointId });
     await client.call('Debugger.resume');
     await client.close();
-    const end = Date.now() + 15_000;
-    for (;;) {
-      const ended = (await listRecordedSessions(auditor)).find((s) => s.state === 'ended');
-      if (ended) {
-        session = ended;
-        break;
-      }
-      if (Date.now() > end) throw new Error('the session is not listed as ended');
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    session = await waitFor(async () => (await listRecordedSessions(auditor)).find((s) => s.state === 'ended'), { what: 'the session listed as ended', timeoutMs: 15_000, intervalMs: 100 });
   });
   after(async () => {
     await broker?.close();

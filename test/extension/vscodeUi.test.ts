@@ -1,3 +1,4 @@
+// needs: code-server, chromium
 // End to end in a real VS Code: the packaged .vsix installed in code-server, driven through headless Chromium as a
 // person would: sign in, "Loupe: Attach to Production…" from the command palette against a real broker and a real
 // target running the compiled TypeScript service, a breakpoint in the .ts source, the Variables view, a refused

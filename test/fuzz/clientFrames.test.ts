@@ -5,6 +5,7 @@ import { describeAllowlist } from '../../broker/gate/cdpGate';
 import { CdpClient } from '../support/cdpClient';
 import { assertAllWell, checkProperty, deepJson, fuzzFrames, fuzzSeed, jsonArb, keyArb, prototypeNames, startHttpTarget, type HttpTarget } from '../support/fuzz';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { waitFor, within } from '../support/wait';
 
 /**
  * Property: whatever frames a client sends, the broker answers each one it can route (a result, or a refusal
@@ -118,7 +119,7 @@ describe(`fuzz: ${total} generated client frames through a live broker to a real
         assert.equal(outcome, 'ok');
         // Answers may overtake each other (an evaluation is sent to the target a few ticks after a plain request).
         const missing = () => frames.filter((f) => f.id !== undefined && !answeredIds.has(f.id));
-        for (const end = Date.now() + 15_000; missing().length > 0 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
+        await waitFor(() => missing().length === 0, { what: 'an answer to every frame with an id', timeoutMs: 15_000, intervalMs: 20 }).catch(() => undefined); // asserted below
         const unanswered = missing();
         assert.deepEqual(unanswered.map((f) => String(f.text).slice(0, 200)), [], 'every frame with an id got an answer with that id');
         answered += frames.length - unanswered.length;
@@ -128,7 +129,7 @@ describe(`fuzz: ${total} generated client frames through a live broker to a real
           // A text frame that is not UTF-8 is a protocol error: the WebSocket layer closes that connection (1007).
           client.socket.send(Buffer.from([0x7b, 0x22, 0x69, 0x64, 0x22, 0x3a, 0x31, 0xff, 0xfe, 0xc3, 0x28, 0x7d]), { binary: false });
           sent++;
-          assert.equal((await Promise.race([client.closed, new Promise<{ code: number }>((r) => setTimeout(() => r({ code: -1 }), 10_000))])).code, 1007);
+          assert.equal((await within(client.closed, 10_000, { code: -1 })).code, 1007);
         } else await client.close();
         await assertAllWell(broker, victim, target, round);
       }),

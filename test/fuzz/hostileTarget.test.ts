@@ -6,6 +6,7 @@ import { CdpClient } from '../support/cdpClient';
 import { assertAllWell, checkProperty, deepJson, fuzzFrames, fuzzSeed, jsonArb, prototypeNames, startHttpTarget, type HttpTarget } from '../support/fuzz';
 import { startHostileTarget, type HostileTarget } from '../support/hostileTarget';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { sleep, waitFor } from '../support/wait';
 
 /**
  * Property: whatever a compromised target sends (malformed JSON, answers to ids never sent, events of the wrong
@@ -172,11 +173,10 @@ describe(`fuzz: ${total} frames from a hostile target through a live broker (see
         }
         for (const step of clientScript) client.socket.send(JSON.stringify({ id: id++, ...step }));
         await new Promise<void>((resolve) => link.send('{"method":"Debugger.resumed","params":{}}', () => resolve()));
-        await new Promise((r) => setTimeout(r, 50));
+        await sleep(50); // lets the broker take the last frames before the client goes (fuzz pacing, no assertion)
         await client.close();
         // The broker's cleanup finishes within its command bound, even against a target that never answers.
-        const deadline = Date.now() + 15_000;
-        while (broker.broker.liveSessions.length > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        await waitFor(() => broker.broker.liveSessions.length <= 1, { what: 'the hostile session to end', timeoutMs: 15_000, intervalMs: 20 }).catch(() => undefined);
         assert.equal(broker.broker.liveSessions.length, 1, 'only the victim session is left');
         const code = closedBy ?? 0;
         assert.ok([1000, 1005, 4004, 4008].includes(code), `the hostile session ended with ${code}`);

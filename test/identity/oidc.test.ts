@@ -9,6 +9,7 @@ import { decodeJwt, decodeProtectedHeader, exportSPKI, generateKeyPair, importJW
 import { discoveryUrl } from '../../broker/identity/issuerKeys';
 import { rsaSigningKey, startOidcProvider, type OidcProvider, type OidcProviderOptions } from '../support/oidcProvider';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { waitFor } from '../support/wait';
 
 // No attach happens here, so the target's inspector address is never dialled.
 const dummyInspector = '127.0.0.1:9';
@@ -64,7 +65,15 @@ async function targetNames(broker: TestBroker, token: string): Promise<string[]>
 }
 
 const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Polls GET /v1/targets with `token` until the broker answers `status` (caches and retries here follow the wall clock). */
+async function statusBecomes(broker: TestBroker, token: string, status: number, what: string, timeoutMs = 10_000): Promise<void> {
+  let last: unknown;
+  await waitFor(async () => {
+    const res = await broker.api('GET', '/v1/targets', token);
+    last = `${res.status} ${JSON.stringify(res.body)}`;
+    return res.status === status;
+  }, { what: () => `${what} (last answer: ${String(last)})`, timeoutMs, intervalMs: 100 });
+}
 
 describe('identity: tokens from a real OIDC provider, its keys found through discovery', () => {
   let provider: OidcProvider;
@@ -212,7 +221,7 @@ describe('identity: key rotation at the provider while the broker runs', () => {
     // signed with the old key are refused; the new key keeps working.
     provider = await provider.restart({ keys: [newKey], signingKid: 'key-new' });
     assert.deepEqual(await publishedKids(), ['key-new']);
-    await sleep(2_100);
+    await statusBecomes(broker, oldToken, 401, 'the old key\'s token refused once the cached key set is stale (2 s)', 6000);
     await expectRefused(broker, oldToken, 401, 'token_invalid', /signed with a key the issuer does not publish/);
     assert.deepEqual(await targetNames(broker, newToken), ['app']);
     assert.deepEqual(await targetNames(broker, await provider.clientCredentials('svc-dev', 'svc-dev-secret', audience)), ['app']);
@@ -236,14 +245,7 @@ describe('identity: the provider unavailable', () => {
 
       provider = await provider.restart({});
       // Discovery is retried on demand (at most once a second), so the broker is not left broken.
-      const deadline = Date.now() + 10_000;
-      let status = 0;
-      while (Date.now() < deadline) {
-        status = (await broker.api('GET', '/v1/targets', token)).status;
-        if (status === 200) break;
-        await sleep(250);
-      }
-      assert.equal(status, 200, 'the broker recovered once the provider answered');
+      await statusBecomes(broker, token, 200, 'the broker to recover once the provider answered');
       assert.deepEqual(await targetNames(broker, token), ['app']);
     } finally {
       await broker.close();
@@ -258,12 +260,12 @@ describe('identity: the provider unavailable', () => {
       const token = await provider.clientCredentials('svc-dev', 'svc-dev-secret', audience);
       assert.deepEqual(await targetNames(broker, token), ['app']);
       await provider.stop();
-      await sleep(1_100);
+      await statusBecomes(broker, token, 503, 'a refusal once the cached keys are stale (1 s) and the provider is gone', 6000);
       const error = await expectRefused(broker, token, 503, 'issuer_unavailable', /cannot fetch its key set http:\/\/127\.0\.0\.1:\d+\/jwks/);
       assert.match(error.message, /try again shortly/);
       // Back again: accepted again.
       provider = await provider.restart({});
-      await sleep(1_100);
+      await statusBecomes(broker, token, 200, 'acceptance once the provider is back');
       assert.deepEqual(await targetNames(broker, token), ['app']);
     } finally {
       await broker.close();

@@ -17,6 +17,7 @@ import { BrokerApi } from '../../extension/adapter/brokerApi';
 import { CdpClient } from '../support/cdpClient';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { waitFor } from '../support/wait';
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -307,9 +308,10 @@ describe('access requests over HTTP (real broker, real target)', () => {
     assert.ok('pending' in answer);
     const seen: string[] = [];
     const waiting = waitForDecision(dev, answer.pending.requestId, { intervalMs: 50, onUpdate: (r) => seen.push(`${r.status}:${r.approvals.length}`) });
-    await new Promise((r) => setTimeout(r, 150));
+    // Each approval once the client has reported the state before it, so every step is seen.
+    await waitFor(() => seen.includes('pending:0'), { what: () => `the client to report the pending request (seen: ${seen.join(', ')})` });
     await sam.approveRequest(answer.pending.requestId, 'ok');
-    await new Promise((r) => setTimeout(r, 150));
+    await waitFor(() => seen.includes('pending:1'), { what: () => `the client to report the first approval (seen: ${seen.join(', ')})` });
     await sue.approveRequest(answer.pending.requestId);
     const final = await waiting;
     assert.equal(final.status, 'approved');
@@ -452,12 +454,7 @@ describe('alert action require-approval', () => {
     const cdp = await CdpClient.connect(direct.body.attachUrl, { authorization: `Bearer ${direct.body.token}` });
     await cdp.send('Profiler.enable');
     await cdp.send('HeapProfiler.enable');
-    let alert: any;
-    for (const end = Date.now() + 5000; !alert; ) {
-      alert = (await as('olga', 'GET', '/v1/alerts')).body.alerts.find((a: any) => a.rule === 'refusals');
-      if (!alert && Date.now() > end) assert.fail('the refusals alert did not fire');
-      if (!alert) await new Promise((r) => setTimeout(r, 50));
-    }
+    const alert = await waitFor(async () => (await as('olga', 'GET', '/v1/alerts')).body.alerts.find((a: any) => a.rule === 'refusals'), { what: 'the refusals alert', timeoutMs: 5000, intervalMs: 50 });
     assert.equal(alert.action, 'require-approval');
     assert.equal(alert.user, 'dev');
     await cdp.close();

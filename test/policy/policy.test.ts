@@ -12,6 +12,7 @@ import { mintDevToken } from '../../broker/identity/devIssuer';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { brokerUrl } from '../support/brokerProcess';
+import { waitFor } from '../support/wait';
 
 const root = join(__dirname, '..', '..');
 const cli = join(root, 'dist', 'cli.js');
@@ -215,7 +216,8 @@ describe('policy reload', () => {
       assert.equal((await freshClient.call('Runtime.evaluate', { expression: '1 + 1', returnByValue: true })).result.value, 2);
       await freshClient.close();
       await client.close();
-      await new Promise((r) => setTimeout(r, 200));
+      await broker.waitForRecord('session.ended', (e) => e.grant === fresh.grantId);
+      await broker.waitForRecord('session.ended', (e) => e.data.endReason === 'policy');
       const events = await broker.sessionEvents();
       const applied = events.filter((e) => e.type === 'session.policy_applied');
       assert.ok(applied.length >= 1);
@@ -241,7 +243,7 @@ describe('policy reload', () => {
       const grant = (mode: string) =>
         fetch(`${url}/v1/grants`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: 'app', mode, durationSeconds: 60, reason: 'reload test' }) });
       const waitLog = async (pattern: RegExp) => {
-        for (let i = 0; i < 100 && !pattern.test(stderr); i++) await new Promise((r) => setTimeout(r, 50));
+        await waitFor(() => pattern.test(stderr), { what: `the broker to log ${pattern}`, timeoutMs: 5000 }).catch(() => undefined);
         assert.match(stderr, pattern);
       };
       assert.equal((await grant('pause')).status, 201);

@@ -13,13 +13,13 @@ const leaks = /SECRET|4111[ -]?1111|078-05-1120/;
 
 /** Attaches, records every frame the client receives, and pauses at the fixture's breakpoint. */
 async function pausedSession(broker: TestBroker, mode: 'pause' | 'snapshot' = 'pause') {
-  const { client } = await broker.attach({ mode });
+  const { client, grant } = await broker.attach({ mode });
   const frames: string[] = [];
   client.socket.on('message', (data) => frames.push(data.toString()));
   await client.call('Runtime.enable');
   await client.call('Debugger.enable');
   const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'redact-app\\.js$' });
-  return { client, frames, breakpointId };
+  return { client, frames, breakpointId, ended: () => broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId) };
 }
 
 describe('redaction', () => {
@@ -41,7 +41,7 @@ describe('redaction', () => {
   });
 
   it('hides sensitive values in variables, previews, Map entries, evaluations and the routes around names', async () => {
-    const { client, frames, breakpointId } = await pausedSession(broker);
+    const { client, frames, breakpointId, ended } = await pausedSession(broker);
     const paused = await client.waitEvent('Debugger.paused');
     const frame = paused.params.callFrames[0];
     const callFrameId = frame.callFrameId;
@@ -137,7 +137,7 @@ describe('redaction', () => {
     assert.match(text, /card \[redacted: card number\]/);
     await client.close();
     await target.ticksAdvance(2);
-    await new Promise((r) => setTimeout(r, 200));
+    await ended();
 
     // Nothing secret reached the client, nor the audit trail.
     for (const f of frames) if (!/"Debugger\.scriptParsed"/.test(f)) assert.doesNotMatch(f, leaks, `client frame leaked: ${f.slice(0, 300)}`);
@@ -147,7 +147,7 @@ describe('redaction', () => {
   });
 
   it('redacts snapshot captures', async () => {
-    const { client, frames, breakpointId } = await pausedSession(broker, 'snapshot');
+    const { client, frames, breakpointId, ended } = await pausedSession(broker, 'snapshot');
     const capture = (await client.waitEvent('Loupe.snapshotCaptured')).params;
     const text = JSON.stringify(capture);
     assert.match(text, /\[redacted: password\]/);
@@ -155,7 +155,7 @@ describe('redaction', () => {
     assert.doesNotMatch(text, leaks);
     await client.call('Debugger.removeBreakpoint', { breakpointId });
     await client.close();
-    await new Promise((r) => setTimeout(r, 200));
+    await ended();
     for (const f of frames) if (!/"Debugger\.scriptParsed"/.test(f)) assert.doesNotMatch(f, leaks);
     assert.doesNotMatch(JSON.stringify(await broker.sessionEvents()), leaks);
   });
@@ -210,7 +210,7 @@ describe('evaluation rules', () => {
     closed.targets.app.evaluation = { allow: false };
     const noEval = await startTestBroker(closed);
     try {
-      const { client } = await noEval.attach();
+      const { client, grant } = await noEval.attach();
       await client.call('Debugger.enable');
       const reply = await client.send('Runtime.evaluate', { expression: '1 + 1' });
       assert.match(reply.error?.message ?? '', /forbids evaluation \(evaluation\.allow: false\)/);
@@ -218,7 +218,7 @@ describe('evaluation rules', () => {
       assert.match(condition.error?.message ?? '', /forbids evaluation/);
       await client.close();
       await client.closed;
-      await new Promise((r) => setTimeout(r, 200));
+      await noEval.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
       const refused = (await noEval.sessionEvents()).filter((e) => e.type === 'cdp.refused').map((e) => e.data.rule);
       assert.deepEqual(refused, ['evaluation.allow', 'evaluation.allow']);
     } finally {

@@ -4,6 +4,7 @@ import { afterEach, describe, it } from 'node:test';
 import type { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { sleep } from '../support/wait';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 
@@ -18,18 +19,15 @@ async function healthzLatencies(url: string, until: Promise<unknown>): Promise<n
     await res.text();
     latencies.push(performance.now() - started);
     assert.equal(res.status, 200);
-    await new Promise((r) => setTimeout(r, 5));
+    await sleep(5); // paces the health checks
   }
   return latencies;
 }
 
 /** The session's records once it has ended (the last ones reach the store when its chain closes). */
 async function endedSessionLog(broker: TestBroker): Promise<any[]> {
-  for (const until = Date.now() + 10_000; ; ) {
-    const log = await broker.sessionEvents();
-    if (log.some((r) => r.type === 'session.ended') || Date.now() > until) return log;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await broker.waitForRecord('session.ended').catch(() => undefined); // the assertions on the log tell what is missing
+  return broker.sessionEvents();
 }
 
 const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor((values.length * p) / 100))]!;

@@ -11,9 +11,10 @@ import { mintDevToken } from '../../broker/identity/devIssuer';
 import { CdpClient } from '../support/cdpClient';
 import { startHostileTarget, defaultAnswer, type HostileTarget } from '../support/hostileTarget';
 import { after, before, describe, it } from 'node:test';
-import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
+import { assertHeld, fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { brokerUrl } from '../support/brokerProcess';
+import { waitFor, withTimeout } from '../support/wait';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 
@@ -118,9 +119,7 @@ describe('a fault in handling one frame ends that session alone, cleanly and on 
     await client.call('Debugger.enable');
     await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'app\\.js$' });
     await client.waitEvent('Debugger.paused');
-    const held = target.lastTick();
-    await new Promise((r) => setTimeout(r, 200));
-    assert.equal(target.lastTick(), held, 'the target is held at the breakpoint');
+    await assertHeld(observer, target);
     const session = broker.broker.liveSessions.find((s) => s.grant.grantId === grant.grantId)!;
     return { client, session };
   }
@@ -137,7 +136,7 @@ describe('a fault in handling one frame ends that session alone, cleanly and on 
     };
     const frame = '{"id":41,"method":"Runtime.evaluate","params":{"expression":"local.n"}}';
     client.socket.send(frame);
-    const closed = await within(client.closed, 15_000, 'close of the faulted session');
+    const closed = await withTimeout(client.closed, 15_000, 'close of the faulted session');
     assert.equal(closed.code, 4008);
     assert.match(closed.reason, /failed handling a message/);
     await target.ticksAdvance(2);
@@ -167,7 +166,7 @@ describe('a fault in handling one frame ends that session alone, cleanly and on 
       throw new RangeError('injected fault: redaction failed');
     };
     client.socket.send('{"id":42,"method":"Runtime.getHeapUsage"}');
-    const closed = await within(client.closed, 15_000, 'close of the faulted session');
+    const closed = await withTimeout(client.closed, 15_000, 'close of the faulted session');
     assert.equal(closed.code, 4008);
     await target.ticksAdvance(2);
     const events = await waitForEvents(broker, (list) => list.some((e) => e.type === 'session.ended' && e.stream === session.sessionId));
@@ -275,16 +274,13 @@ describe('the broker process (loupe broker, dist/cli.js) survives hostile frames
   });
 });
 
+/** The stored session records once `done` holds for them (or as they are after 5 s, for the assertions to tell). */
 async function waitForEvents(broker: TestBroker, done: (events: any[]) => boolean): Promise<any[]> {
-  for (let i = 0; i < 100; i++) {
-    const events = await broker.sessionEvents();
-    if (done(events)) return events;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return broker.sessionEvents();
-}
-
-function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout;
-  return Promise.race([promise, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+  return waitFor(
+    async () => {
+      const events = await broker.sessionEvents();
+      return done(events) && events;
+    },
+    { what: 'the stored session records', timeoutMs: 5000, intervalMs: 50 },
+  ).catch(() => broker.sessionEvents());
 }

@@ -26,7 +26,7 @@ describe('the gate in a live session', () => {
   const globalType = async (name: string) => (await direct.call('Runtime.evaluate', { expression: `typeof globalThis.${name}` })).result.value;
 
   it('refuses code-changing and unbounded methods with the same id, and the session stays up', async () => {
-    const { client } = await broker.attach();
+    const { client, grant } = await broker.attach();
     await client.call('Debugger.enable');
     const scripts = client.events.filter((e) => e.method === 'Debugger.scriptParsed' && /app\.js$/.test(e.params.url));
     assert.equal(scripts.length, 1);
@@ -49,7 +49,7 @@ describe('the gate in a live session', () => {
     assert.match(source.scriptSource, /BREAK:work/, 'code unchanged');
     assert.equal((await client.call('Runtime.evaluate', { expression: '6*7', returnByValue: true })).result.value, 42);
     await client.close();
-    await new Promise((r) => setTimeout(r, 100));
+    await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
     const log = await broker.sessionEvents();
     const refused = log.find((e) => e.type === 'cdp.refused' && e.data.method === 'Debugger.setScriptSource');
     assert.match(refused.data.message, /would change the code running in production/);
@@ -144,11 +144,11 @@ describe('the gate in a live session', () => {
     assert.match(routed.error!.message, /unknown top-level field "sessionId"/);
     client.socket.send('[{"id":80,"method":"Runtime.enable"}]');
     client.socket.send('{"method":"Runtime.enable"}');
-    await new Promise((r) => setTimeout(r, 100));
+    // The reply to a later request proves both frames were handled (the broker answers frames in order).
+    assert.equal((await client.call('Runtime.evaluate', { expression: '1+1', returnByValue: true })).result.value, 2);
     assert.equal(client.unrouted.length, 2);
     assert.match(client.unrouted[0]!.error!.message, /batches refused/);
     assert.match(client.unrouted[1]!.error!.message, /integer "id"/);
-    assert.equal((await client.call('Runtime.evaluate', { expression: '1+1', returnByValue: true })).result.value, 2);
     await client.close();
   });
 

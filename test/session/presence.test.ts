@@ -4,13 +4,13 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { CdpClient } from '../support/cdpClient';
-import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
+import { assertHeld, fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { renderReport } from '../../broker/audit/report';
 import { readTranscriptFromStore, verifyTranscript } from '../../broker/audit/verify';
+import { sleep, waitFor } from '../support/wait';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function policy(target: TargetProcess, options: { maxPauseSeconds?: number; pingMs?: number; boundMs?: number }): Record<string, any> {
   const base = basePolicy(target.inspector);
@@ -92,15 +92,6 @@ async function eventsOf(broker: TestBroker, grantId: string): Promise<any[]> {
   return (await broker.sessionEvents()).filter((e) => e.grant === grantId).sort((a, b) => a.seq - b.seq);
 }
 
-async function waitFor<T>(check: () => Promise<T | undefined | false>, what: string, timeoutMs = 5000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > end) throw new Error(`${what}: not within ${timeoutMs} ms`);
-    await sleep(50);
-  }
-}
 
 /** The auditor's report of a session, from its verified transcript in the store. */
 async function reportOf(broker: TestBroker, sessionId: string): Promise<string> {
@@ -114,10 +105,8 @@ async function reportOf(broker: TestBroker, sessionId: string): Promise<string> 
 
 /** A session's records once it has ended (its chain is closed and in the store). */
 async function endedEvents(broker: TestBroker, grantId: string): Promise<any[]> {
-  return waitFor(async () => {
-    const list = await eventsOf(broker, grantId);
-    return list.some((e) => e.type === 'session.ended') && list;
-  }, 'session.ended recorded');
+  await broker.waitForRecord('session.ended', (e) => e.grant === grantId);
+  return eventsOf(broker, grantId);
 }
 
 describe('a client that is gone is noticed even when its TCP connection is not', () => {
@@ -144,7 +133,7 @@ describe('a client that is gone is noticed even when its TCP connection is not',
     await child.printed('paused');
     child.proc.kill('SIGSTOP');
     const frozenAt = Date.now();
-    assert.equal(await progress(target, 300), 0, 'the target is held at the breakpoint');
+    await assertHeld(observer, target);
     await target.ticksAdvance(2, boundMs + 5000);
     const freedAfter = Date.now() - frozenAt;
     t.diagnostic(`the target ran again ${freedAfter} ms after the client froze (bound ${boundMs} ms, ping every ${pingMs} ms)`);
@@ -152,7 +141,7 @@ describe('a client that is gone is noticed even when its TCP connection is not',
     assert.ok(freedAfter >= boundMs - pingMs - 1000, `freed ${freedAfter} ms after the freeze, well before the bound of ${boundMs} ms`);
     assert.ok(freedAfter < boundMs + 2500, `freed ${freedAfter} ms after the freeze (bound ${boundMs} ms)`);
     // The breakpoint is gone from V8: the line runs freely while a Debugger-enabled observer is connected.
-    assert.ok((await progress(target, 500)) >= 10, 'the target runs freely past the line');
+    await target.ticksAdvance(10, 500); // the target runs freely past the line
     assert.equal(observer.events.filter((e) => e.method === 'Debugger.paused').length, 1, 'no pause after the end');
     const events = await endedEvents(broker, child.grantId);
     const unresponsive = events.find((e) => e.type === 'client.unresponsive');
@@ -174,9 +163,12 @@ describe('a client that is gone is noticed even when its TCP connection is not',
     target = await startTarget();
     broker = await startTestBroker(policy(target, { pingMs: 200, boundMs: 1200 }));
     const { client } = await broker.attach();
+    let pings = 0;
+    client.socket.on('ping', () => pings++);
     await client.call('Debugger.enable');
-    await sleep(3000);
-    assert.equal(client.socket.readyState, client.socket.OPEN, 'still connected after 2.5 bounds of idling');
+    // 13 pings at 200 ms: the broker checked the idle client past two of its 1200 ms bounds.
+    await waitFor(() => pings >= 13 || client.socket.readyState !== client.socket.OPEN, { what: () => `13 pings (${pings} so far)` });
+    assert.equal(client.socket.readyState, client.socket.OPEN, 'still connected after more than 2 bounds of idling');
     assert.equal((await client.send('Runtime.evaluate', { expression: '1 + 1' })).result?.result.value, 2);
     await client.close();
   });
@@ -187,7 +179,8 @@ describe('a client that is gone is noticed even when its TCP connection is not',
     child = await childClient(broker);
     await child.printed('paused');
     child.proc.kill('SIGSTOP');
-    assert.equal(await progress(target, 300), 0, 'the target is held at the breakpoint');
+    observer = await observe(target); // it sees the pause it joins (V8 tells a new Debugger session where it is paused)
+    await assertHeld(observer, target);
     await target.ticksAdvance(1, 5000); // the watchdog resumes it after maxPauseSeconds
     // The same hot breakpoint (hit every 20 ms) must not pause it again: count what the target does over 3 s.
     const window = 3000;
@@ -198,7 +191,7 @@ describe('a client that is gone is noticed even when its TCP connection is not',
     child.proc.kill('SIGCONT');
     child.proc.stdin!.write('poke\n');
     await child.printed('paused', 2);
-    assert.equal(await progress(target, 300), 0, 'held again, now for a client that is there');
+    await assertHeld(observer, target, 'held again, now for a client that is there');
     child.proc.kill('SIGKILL');
     const events = await endedEvents(broker, child.grantId);
     const absentAt = events.findIndex((e) => e.type === 'client.absent');
@@ -255,7 +248,7 @@ describe('a session ends or resumes only pauses it caused', () => {
     const events = await ended(a.grantId);
     assert.equal(events.filter((e) => e.type === 'broker.request' && e.data.method === 'Debugger.resume').length, 0, 'A sent no resume');
     assert.equal(events.find((e) => e.type === 'session.ending').data.ownPause, false);
-    assert.equal(await progress(target, 500), 0, "B's pause still holds after A's end");
+    await assertHeld(b.client, target, "B's pause still holds after A's end");
     await b.client.call('Debugger.removeBreakpoint', { breakpointId });
     await b.client.call('Debugger.resume');
     await target.ticksAdvance(2);
@@ -271,7 +264,7 @@ describe('a session ends or resumes only pauses it caused', () => {
     await a.client.close();
     await target.ticksAdvance(2, 5000);
     await b.client.waitEvent('Debugger.resumed');
-    assert.ok((await progress(target, 500)) >= 10, "A's breakpoint is gone: the line runs freely with B connected");
+    await target.ticksAdvance(10, 500); // A's breakpoint is gone: the line runs freely with B connected
     const events = await ended(a.grantId);
     assert.equal(events.find((e) => e.type === 'session.ending').data.ownPause, true);
   });
@@ -287,7 +280,7 @@ describe('a session ends or resumes only pauses it caused', () => {
     await watcher.close();
     const events = await ended(grant.grantId);
     assert.equal(events.filter((e) => e.type === 'broker.request' && e.data.method === 'Debugger.resume').length, 0, 'the snapshot session sent no resume');
-    assert.equal(await progress(target, 500), 0, 'the pause still holds');
+    await assertHeld(holder.client, target, 'the pause still holds');
     await holder.client.call('Debugger.removeBreakpoint', { breakpointId });
     await holder.client.call('Debugger.resume');
     await target.ticksAdvance(2);
@@ -302,7 +295,7 @@ describe('a session ends or resumes only pauses it caused', () => {
     await a.client.waitEvent('Debugger.paused');
     await a.client.close();
     await ended(a.grantId);
-    assert.equal(await progress(target, 500), 0, "the other debugger's pause still holds");
+    await assertHeld(observer, target, "the other debugger's pause still holds");
     await observer.call('Debugger.resume');
     await target.ticksAdvance(2);
   });

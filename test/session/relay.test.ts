@@ -60,10 +60,6 @@ describe('debug session through the broker against a real target', () => {
 });
 
 async function waitForEnded(broker: TestBroker): Promise<any[]> {
-  for (let i = 0; i < 100; i++) {
-    const events = await broker.sessionEvents();
-    if (events.some((e) => e.type === 'session.ended')) return events;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error('no ended session in the audit store');
+  await broker.waitForRecord('session.ended');
+  return broker.sessionEvents();
 }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, afterEach, beforeEach, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { CdpClient } from '../support/cdpClient';
-import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
+import { assertHeld, fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { mintDevToken } from '../../broker/identity/devIssuer';
 import { parseConfigText } from '../../broker/config/load';
@@ -56,9 +56,7 @@ describe('session safety: every ending leaves the target running with no breakpo
   it('grant expiry closes a paused session within a second of exp and resumes the target', async () => {
     const { client, grant } = await broker.attach({ durationSeconds: 2 });
     await pauseAtWork(client);
-    const held = target.lastTick();
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(target.lastTick(), held, 'target is held at the breakpoint');
+    await assertHeld(observer, target);
     const closed = await client.closed;
     const lateBy = Date.now() - Date.parse(grant.expiresAt);
     assert.equal(closed.code, 4001);
@@ -80,7 +78,8 @@ describe('session safety: every ending leaves the target running with no breakpo
     client.socket.terminate();
     await assertHeldThenFreed(target);
     await target.ticksAdvance(5);
-    await waitFor(async () => (await sessionLog(broker)).some((r) => r.type === 'session.ended' && r.data.endReason === 'client_closed'));
+    await broker.waitForRecord('session.ended', (r) => r.data.endReason === 'client_closed');
+    assert.ok((await sessionLog(broker)).some((r) => r.type === 'session.ended' && r.data.endReason === 'client_closed'), 'the end is in the stored session');
   });
 
   it('revoking a live grant ends its session at once and resumes the target', async () => {
@@ -117,7 +116,9 @@ describe('session safety: every ending leaves the target running with no breakpo
     assert.ok(held >= 800 && held < 3000, `resumed after ${held} ms`);
     await target.ticksAdvance(3);
     await client.close();
-    await waitFor(async () => (await sessionLog(broker)).some((r) => r.type === 'watchdog.resumed'));
+    const resumed = await broker.waitForRecord('watchdog.resumed');
+    await broker.waitForRecord('session.ended', (e) => e.stream === resumed.stream);
+    assert.ok((await sessionLog(broker)).some((r) => r.type === 'watchdog.resumed'), 'the watchdog resume is in the stored session');
   });
 });
 
@@ -141,9 +142,7 @@ describe('SIGTERM to the broker process', () => {
     const grant = (await res.json()) as any;
     const client = await CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` });
     await pauseAtWork(client);
-    const held = target.lastTick();
-    await new Promise((r) => setTimeout(r, 200));
-    assert.equal(target.lastTick(), held);
+    await assertHeld(observer, target);
     proc.kill('SIGTERM');
     const [code] = await once(proc, 'exit');
     assert.equal(code, 0, stderr);
@@ -153,10 +152,3 @@ describe('SIGTERM to the broker process', () => {
   });
 });
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 3000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}

@@ -9,9 +9,9 @@ import { foreignPauseGraceMs } from '../../broker/session/pauses';
 const file = join(fixtures, 'snapshot-app.js');
 const line = markerLine(file, 'handle');
 
-function snapshotPolicy(inspector: string, snapshot: Record<string, number> = {}) {
+function snapshotPolicy(inspector: string, snapshot: Record<string, number> = {}, limits: Record<string, number> = {}) {
   const base = basePolicy(inspector);
-  return { ...base, targets: { app: { ...base.targets.app, snapshot } } };
+  return { ...base, limits, targets: { app: { ...base.targets.app, snapshot } } };
 }
 
 const prop = (props: any[], name: string) => props.find((p) => p.name === name)?.value;
@@ -77,7 +77,9 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     await client.close();
     const counters = await direct.call('Runtime.evaluate', { expression: '[globalThis.getterRan, globalThis.trapRan]', returnByValue: true });
     assert.deepEqual(counters.result.value, [0, 0]);
-    await waitFor(async () => (await broker!.sessionEvents()).some((e) => e.type === 'snapshot.captured' && e.data.captureId === c.captureId));
+    const stored = await broker!.waitForRecord('snapshot.captured', (e) => e.data.captureId === c.captureId);
+    await broker!.waitForRecord('session.ended', (e) => e.stream === stored.stream);
+    assert.ok((await broker!.sessionEvents()).some((e) => e.type === 'snapshot.captured' && e.data.captureId === c.captureId), 'the capture is in the stored session');
   });
 
   it('cuts a capture at its time budget and byte limit, and says so', async () => {
@@ -97,23 +99,25 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
   it('a pause it did not cause (another debugger, a debugger statement) is resumed after maxPauseSeconds and a grace for its owner', async () => {
     const base = basePolicy(target.inspector);
     broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, maxPauseSeconds: 1 } } });
-    const { client } = await broker.attach({ mode: 'snapshot' });
+    const { client, grant } = await broker.attach({ mode: 'snapshot' });
     await client.call('Debugger.enable');
     const other = await CdpClient.connect(target.wsUrl);
     try {
       await other.call('Debugger.enable');
       await other.call('Debugger.pause');
-      await other.waitEvent('Debugger.paused');
+      const paused = await other.waitEvent('Debugger.paused');
       const heldSince = Date.now();
       const heldAt = target.lastTick();
-      await new Promise((r) => setTimeout(r, 300));
+      // Only a paused frame answers an evaluation: proof the other debugger holds the target now.
+      const inFrame = await other.send('Debugger.evaluateOnCallFrame', { callFrameId: paused.params.callFrames[0].callFrameId, expression: '1 + 1', returnByValue: true });
+      assert.equal(inFrame.result?.result?.value, 2, `the other debugger holds the target for now (${JSON.stringify(inFrame)})`);
       assert.ok(target.lastTick() <= heldAt + 1, 'the other debugger holds the target for now');
       await other.waitEvent('Debugger.resumed', () => true, 8000);
       // The session that caused a pause acts first: this one waits maxPauseSeconds (1 s) plus the grace.
       assert.ok(Date.now() - heldSince >= 1000 + foreignPauseGraceMs - 500, `resumed ${Date.now() - heldSince} ms after the pause`);
       await target.ticksAdvance(3);
       await client.close();
-      await new Promise((r) => setTimeout(r, 200));
+      await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
       const resumed = (await broker.sessionEvents()).find((e) => e.type === 'watchdog.resumed');
       assert.equal(resumed?.data.pause, 'not caused by this session');
     } finally {
@@ -134,14 +138,25 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
   });
 
   it('throttles a breakpoint to its rate and tells the client why', async () => {
-    const { client, breakpointId } = await snapshotSession({ minIntervalMs: 1000 });
+    // The rate reads the broker's clock, held still here: a second capture is due only once it moves 1000 ms.
+    // (A budget the skipped hits cannot exhaust: its window reads the same clock.)
+    let frozen: number | undefined;
+    broker = await startTestBroker(snapshotPolicy(target.inspector, { minIntervalMs: 1000 }, { conditionBudgetMsPerSecond: 1000 }), { clock: () => frozen ?? Date.now() });
+    const { client } = await broker.attach({ mode: 'snapshot' });
+    await client.call('Debugger.enable');
+    frozen = Date.now();
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'snapshot-app\\.js$' });
+    const captures = () => client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').length;
     await client.waitEvent('Loupe.snapshotCaptured');
     const throttled = await client.waitEvent('Loupe.snapshotThrottled');
     assert.equal(throttled.params.breakpointId, breakpointId);
     assert.equal(throttled.params.reason, 'at most one capture every 1000 ms per breakpoint');
-    await new Promise((r) => setTimeout(r, 1200));
-    const captures = client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').length;
-    assert.ok(captures >= 1 && captures <= 3, `${captures} captures in about 1.3 s`);
+    await target.ticksAdvance(20);
+    assert.equal(captures(), 1, 'no second capture within 1000 ms of the clock, however often the line runs');
+    frozen += 1000;
+    await client.waitEvent('Loupe.snapshotCaptured');
+    await target.ticksAdvance(20);
+    assert.equal(captures(), 2, 'one more capture once the clock has moved on by minIntervalMs');
     await client.close();
   });
 
@@ -150,15 +165,21 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     const removed = await client.waitEvent('Loupe.snapshotThrottled', (e) => e.params.removed === true);
     assert.equal(removed.params.breakpointId, breakpointId);
     assert.match(removed.params.reason, /limit of 2 captures and was removed/);
-    await new Promise((r) => setTimeout(r, 300));
+    // The line runs every tick: had the breakpoint stayed, these ticks would have hit it, and a capture sent
+    // before the reply to a later request arrives before that reply.
+    await target.ticksAdvance(10);
+    await client.call('Runtime.evaluate', { expression: '1' });
     assert.equal(client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').length, 2);
     await client.close();
   });
 
   it('logpoints: evaluated side-effect free by the broker on each hit, rate limited, never shown as a pause', async () => {
-    broker = await startTestBroker(snapshotPolicy(target.inspector, { minIntervalMs: 200 }));
+    // The rate reads the broker's clock, held still here: one message per 200 ms of that clock.
+    let frozen: number | undefined;
+    broker = await startTestBroker(snapshotPolicy(target.inspector, { minIntervalMs: 200 }, { conditionBudgetMsPerSecond: 1000 }), { clock: () => frozen ?? Date.now() });
     const { client } = await broker.attach({ mode: 'pause' });
     await client.call('Debugger.enable');
+    frozen = Date.now();
     const hostile = await client.send('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} x={globalThis.x = 1}' });
     assert.match(hostile.error!.message, /^Loupe\.setLogpoint refused: logpoint expression "globalThis\.x = 1" assignment changes program state$/);
     const set = await client.call('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} long={long.length} sneaky={Object.defineProperty(globalThis, "x", { value: 1 })}' });
@@ -166,11 +187,15 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     assert.equal(first.params.breakpointId, set.breakpointId);
     assert.match(first.params.message, /^n=\d+ long=1000 sneaky=<refused: side effect>$/);
     assert.match(first.params.frame, /^handle \(snapshot-app\.js:\d+\)$/);
-    const startTick = target.lastTick();
-    await new Promise((r) => setTimeout(r, 1000));
-    const logs = client.events.filter((e) => e.method === 'Loupe.logpoint').length;
-    assert.ok(logs >= 3 && logs <= 7, `${logs} logpoint messages in about a second at one per 200 ms`);
-    assert.ok(target.lastTick() - startTick > 40, 'the target kept running');
+    const logs = () => client.events.filter((e) => e.method === 'Loupe.logpoint').length;
+    await target.ticksAdvance(40, 1000); // the target keeps running
+    assert.equal(logs(), 1, 'no second message within 200 ms of the clock');
+    for (let n = 2; n <= 4; n++) {
+      frozen += 200;
+      await client.waitEvent('Loupe.logpoint');
+      await target.ticksAdvance(20);
+      assert.equal(logs(), n, `one message per 200 ms of the clock (${n - 1} steps)`);
+    }
     assert.equal(client.events.filter((e) => e.method === 'Debugger.paused').length, 0);
     const x = await direct.call('Runtime.evaluate', { expression: 'typeof globalThis.x', returnByValue: true });
     assert.equal(x.result.value, 'undefined');
@@ -193,7 +218,9 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     await target.ticksAdvance(10);
     assert.equal(client.events.filter((e) => e.method === 'Debugger.paused').length, 0);
     await client.close();
-    await waitFor(async () => (await broker!.sessionEvents()).some((e) => e.type === 'cdp.breakpoint.suspended'));
+    const suspension = await broker.waitForRecord('cdp.breakpoint.suspended');
+    await broker.waitForRecord('session.ended', (e) => e.stream === suspension.stream);
+    assert.ok((await broker.sessionEvents()).some((e) => e.type === 'cdp.breakpoint.suspended'), 'the suspension is in the stored session');
   });
 
   it('refuses pausing methods in snapshot mode', async () => {
@@ -206,10 +233,3 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
   });
 });
 
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error('condition not reached');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}

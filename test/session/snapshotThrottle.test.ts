@@ -18,29 +18,23 @@ function snapshotPolicy(inspector: string, snapshot: Record<string, number> = {}
   return { ...base, limits, targets: { app: { ...base.targets.app, snapshot } } };
 }
 
-/** The broker's audit records as they become durable, in order (the broker runs in this process). */
+/** A record to wait for on the test broker (its audit records as they become durable; the broker runs in this process). */
+interface RecordMatch {
+  readonly type: string;
+  readonly match: (e: any) => boolean;
+}
+const brokerRequest = (method: string, why: RegExp): RecordMatch => ({ type: 'broker.request', match: (e) => e.data.method === method && why.test(e.data.why ?? '') });
+const answered = (request: any): RecordMatch => ({ type: 'broker.response', match: (e) => e.data.targetId === request.data.targetId && !e.data.error });
+/** The broker's records in the shape these tests read them: `seen` so far, and `wait` for one (earlier ones included). */
 function liveRecords(broker: TestBroker) {
-  const seen: any[] = [];
-  const waiters: { match: (e: any) => boolean; resolve: (e: any) => void }[] = [];
-  broker.broker.audit.on('event', (event: any) => {
-    seen.push(event);
-    for (const w of [...waiters]) if (w.match(event)) (waiters.splice(waiters.indexOf(w), 1), w.resolve(event));
-  });
   return {
-    seen,
-    wait(match: (e: any) => boolean, timeoutMs = 10000): Promise<any> {
-      const earlier = seen.find(match);
-      if (earlier) return Promise.resolve(earlier);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no matching audit record within ${timeoutMs} ms`)), timeoutMs);
-        waiters.push({ match, resolve: (e) => (clearTimeout(timer), resolve(e)) });
-      });
+    get seen() {
+      return broker.records as any[];
     },
+    wait: ({ type, match }: RecordMatch, timeoutMs?: number) => broker.waitForRecord(type, match, timeoutMs),
+    count: ({ type, match }: RecordMatch) => broker.records.filter((e) => e.type === type && match(e)).length,
   };
 }
-
-const brokerRequest = (method: string, why: RegExp) => (e: any) => e.type === 'broker.request' && e.data.method === method && why.test(e.data.why ?? '');
-const answered = (request: any) => (e: any) => e.type === 'broker.response' && e.data.targetId === request.data.targetId && !e.data.error;
 
 describe('throttled breakpoints leave V8: no pause while the broker would only resume', () => {
   let target: TargetProcess;
@@ -118,7 +112,7 @@ describe('throttled breakpoints leave V8: no pause while the broker would only r
     await target.ticksAdvance(150, 10000);
     assert.equal(pauses() - before, 0);
     assert.equal(client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').length, 1);
-    assert.equal(records.seen.filter(brokerRequest('Debugger.setBreakpointByUrl', /^set again/)).length, 0);
+    assert.equal(records.count(brokerRequest('Debugger.setBreakpointByUrl', /^set again/)), 0);
     await client.close();
   });
 
@@ -190,12 +184,9 @@ describe('throttled breakpoints leave V8: no pause while the broker would only r
       assert.equal(c.truncated, undefined);
     }
     await client.close();
-    let events: any[] = [];
     // The session's chain reaches the store once the session has ended and its stream closed.
-    for (let i = 0; i < 200 && !events.some((e) => e.type === 'session.ended'); i++) {
-      await new Promise((r) => setTimeout(r, 25));
-      events = await broker.sessionEvents();
-    }
+    await broker.waitForRecord('session.ended');
+    const events = await broker.sessionEvents();
     const captured = events.filter((e) => e.type === 'snapshot.captured');
     assert.deepEqual(captured.map((e) => e.data.captureId), captures.map((c) => c.captureId));
     assert.deepEqual(captured[0].data.frames, captures[0].frames, 'the record holds what the client got');

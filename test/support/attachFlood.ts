@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, generateKeyPair } from 'jose';
 import WebSocket from 'ws';
 import type { CdpClient } from './cdpClient';
+import { sleep, waitFor } from './wait';
 
 /** One attach on a raw WebSocket: the HTTP status of the answer and how long it took (status 0 and Infinity after 10 s). */
 export function rawAttach(url: string, headers: Record<string, string> = {}): Promise<{ status: number; ms: number; body: string }> {
@@ -51,16 +52,12 @@ export async function floodFromChild(attempts: readonly { url: string; token: st
   const child = spawn(process.execPath, ['--import', 'tsx', __filename, 'child'], { stdio: ['pipe', 'pipe', 'inherit'] });
   let out = '';
   child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
-  const line = (prefix: string) =>
-    new Promise<string>((resolve, reject) => {
-      const check = () => {
-        const found = out.split('\n').find((l) => l.startsWith(prefix));
-        if (found) return resolve(found.slice(prefix.length));
-        if (child.exitCode !== null) return reject(new Error(`flood process exited (${child.exitCode})`));
-        setTimeout(check, 10);
-      };
-      check();
-    });
+  const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`flood process exited (${code})`))));
+  exited.catch(() => undefined);
+  const line = async (prefix: string) => {
+    const printed = waitFor(() => out.split('\n').find((l) => l.startsWith(prefix)), { what: `the flood process to print "${prefix}"`, timeoutMs: 300_000, intervalMs: 10 });
+    return (await Promise.race([printed, exited])).slice(prefix.length);
+  };
   child.stdin!.write(JSON.stringify(attempts) + '\n');
   await line('ready');
   return {
@@ -105,7 +102,7 @@ export async function evaluateFor(clients: readonly CdpClient[], ms: number, pac
         const t = performance.now();
         await client.call('Runtime.evaluate', { expression: '1 + 2', returnByValue: true });
         latencies.push(performance.now() - t);
-        if (paceMs > 0) await new Promise((r) => setTimeout(r, Math.max(0, t + paceMs - performance.now())));
+        if (paceMs > 0) await sleep(Math.max(0, t + paceMs - performance.now())); // pacing a load
       }
     }),
   );

@@ -5,6 +5,7 @@ import fc from 'fast-check';
 import { fixtures, startTarget, type TargetProcess } from './target';
 import type { TestBroker } from './testBroker';
 import type { CdpClient } from './cdpClient';
+import { waitFor } from './wait';
 
 /** Frames per suite: LOUPE_FUZZ_FRAMES, or a count small enough for the default CI run. `npm run fuzz` sets 100000. */
 export function fuzzFrames(ciDefault: number): number {
@@ -53,16 +54,7 @@ export async function startHttpTarget(): Promise<HttpTarget> {
   const dir = mkdtempSync(join(tmpdir(), 'loupe-fuzz-target-'));
   const portFile = join(dir, 'port');
   const target = await startTarget(join(fixtures, 'http-app.js'), { PORT_FILE: portFile });
-  let port = 0;
-  for (let i = 0; i < 200 && !port; i++) {
-    try {
-      port = Number(readFileSync(portFile, 'utf8'));
-    } catch {
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-  rmSync(dir, { recursive: true, force: true });
-  if (!port) throw new Error('the HTTP target did not report its port');
+  const port = await waitFor(() => Number(readFileSync(portFile, 'utf8')), { what: 'the HTTP target to report its port', timeoutMs: 5000 }).finally(() => rmSync(dir, { recursive: true, force: true }));
   return {
     ...target,
     async serves(timeoutMs = 5000) {

@@ -1,4 +1,8 @@
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createLockedBucket, type S3ConnectionOptions } from '../../broker/audit/stores/s3Store';
 
 export interface S3Settings extends S3ConnectionOptions {
@@ -46,4 +50,31 @@ export async function freshLockedBucket(label = 'loupe-test'): Promise<string> {
   const bucket = uniqueBucketName(label);
   await createLockedBucket(s3Settings(), bucket);
   return bucket;
+}
+
+const s3Scripts = join(__dirname, '..', '..', 'scripts', 's3');
+
+export interface OwnRgw {
+  /** The cluster's data directory (its ceph.conf, PID files and logs). */
+  readonly dir: string;
+  /** S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION of this cluster. */
+  readonly settings: Record<string, string>;
+  /** Stops the cluster and deletes its directory. */
+  stop(): void;
+}
+
+/**
+ * A Ceph RGW cluster of the caller's own, for tests that stop or freeze their S3 server: a fresh directory and
+ * free ports picked at start (scripts/s3/start-rgw.sh with RGW_PORT=auto), so neither the shared cluster, another
+ * run, nor a leftover process of an earlier run can collide with it.
+ */
+export function startOwnRgw(label: string): OwnRgw {
+  const dir = mkdtempSync(join(tmpdir(), `loupe-rgw-${label}-`));
+  const started = spawnSync('bash', [join(s3Scripts, 'start-rgw.sh'), dir], { encoding: 'utf8', env: { ...process.env, RGW_PORT: 'auto', RGW_MON_PORT: 'auto' }, timeout: 300_000 });
+  if (started.status !== 0) {
+    spawnSync('bash', [join(s3Scripts, 'stop-rgw.sh'), dir, '--purge'], { encoding: 'utf8' });
+    throw new Error(`start-rgw.sh ${dir} failed (exit ${started.status ?? started.signal}):\n${started.stderr}`);
+  }
+  const settings = Object.fromEntries(started.stdout.trim().split('\n').map((l) => l.split('=', 2) as [string, string]));
+  return { dir, settings, stop: () => void spawnSync('bash', [join(s3Scripts, 'stop-rgw.sh'), dir, '--purge'], { encoding: 'utf8' }) };
 }

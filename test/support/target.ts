@@ -2,6 +2,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { once } from 'node:events';
+import { strict as assert } from 'node:assert';
+import type { CdpClient } from './cdpClient';
+import { waitFor } from './wait';
 
 export const fixtures = join(__dirname, '..', 'fixtures');
 
@@ -75,4 +78,22 @@ export async function startTarget(file = join(fixtures, 'app.js'), env: Record<s
       }
     },
   };
+}
+
+/**
+ * Proof that the target is held at a pause now, asked through `observer`, a direct Debugger-enabled client (it sees
+ * every pause, whoever caused it): only a paused frame answers an evaluation. The tick count must not have moved.
+ */
+export async function assertHeld(observer: CdpClient, target: TargetProcess, message = 'the target is held at the breakpoint'): Promise<void> {
+  const held = target.lastTick();
+  const paused = await waitFor(
+    () => {
+      const last = observer.events.filter((e) => e.method === 'Debugger.paused' || e.method === 'Debugger.resumed').at(-1);
+      return last?.method === 'Debugger.paused' && last;
+    },
+    { what: `${message}: the observer to see the pause` },
+  );
+  const reply = await observer.send('Debugger.evaluateOnCallFrame', { callFrameId: paused.params.callFrames[0].callFrameId, expression: '1 + 1', returnByValue: true });
+  assert.equal(reply.result?.result?.value, 2, `${message} (an evaluation in the paused frame: ${JSON.stringify(reply)})`);
+  assert.equal(target.lastTick(), held, message);
 }

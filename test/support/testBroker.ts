@@ -7,7 +7,9 @@ import { parseConfigText } from '../../broker/config/load';
 import type { LoupeConfig } from '../../broker/config/types';
 import { listen, type BrokerServer } from '../../broker/http/server';
 import { mintDevToken } from '../../broker/identity/devIssuer';
+import type { AuditEvent } from '../../broker/audit/events';
 import { CdpClient } from './cdpClient';
+import { waitFor } from './wait';
 
 export interface TestBroker {
   readonly broker: Broker;
@@ -21,6 +23,13 @@ export interface TestBroker {
   grant(user: string, groups: string[], request?: Partial<{ target: string; mode: string; durationSeconds: number; reason: string; ticket: string }>): Promise<{ grantId: string; token: string; attachUrl: string; expiresAt: string }>;
   /** Grant and attach in one step, as user "dev" of group "devs". */
   attach(request?: Partial<{ target: string; mode: string; durationSeconds: number }>): Promise<{ client: CdpClient; grant: { grantId: string; token: string; attachUrl: string; expiresAt: string } }>;
+  /** Every audit record made durable since the broker started (all streams), in order, as the broker's observers saw them. */
+  readonly records: readonly AuditEvent[];
+  /**
+   * The first audit record of `type` that passes `predicate`, already recorded or yet to come, as the broker's
+   * audit observers (metrics, alerts) see it once durable; fails after `timeoutMs` naming the type.
+   */
+  waitForRecord(type: string, predicate?: (event: AuditEvent & { data: any }) => boolean, timeoutMs?: number): Promise<AuditEvent & { data: any }>;
   /** Every session event the broker has put in its audit store, once closing chains have settled. */
   sessionEvents(): Promise<any[]>;
   close(): Promise<void>;
@@ -50,6 +59,32 @@ export async function startTestBroker(policy: Record<string, any>, options: { st
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'loupe-test-'));
   const config = parseConfigText(stringify({ ...policy, stateDir }), stateDir);
   const broker = await Broker.create(config, { ...(options.clock ? { clock: options.clock } : {}), ...(options.log ? { log: options.log } : {}), ...(options.securityStream ? { securityStream: options.securityStream } : {}) });
+  // Records made inside Broker.create (before this line) are not seen; every later one is.
+  const records: AuditEvent[] = [];
+  const recordWaiters = new Set<(event: AuditEvent) => void>();
+  broker.audit.on('event', (event: AuditEvent) => {
+    records.push(event);
+    for (const waiter of [...recordWaiters]) waiter(event);
+  });
+  const waitForRecord: TestBroker['waitForRecord'] = (type, predicate, timeoutMs = 10_000) => {
+    const matches = (event: AuditEvent): event is AuditEvent & { data: any } => event.type === type && (!predicate || predicate(event as AuditEvent & { data: any }));
+    const earlier = records.find(matches);
+    if (earlier) return Promise.resolve(earlier);
+    return new Promise((resolve, reject) => {
+      const waiter = (event: AuditEvent) => {
+        if (!matches(event)) return;
+        recordWaiters.delete(waiter);
+        clearTimeout(timer);
+        resolve(event);
+      };
+      const timer = setTimeout(() => {
+        recordWaiters.delete(waiter);
+        const ofType = records.filter((e) => e.type === type);
+        reject(new Error(`no ${type} audit record${predicate ? ' matching the predicate' : ''} within ${timeoutMs} ms (${ofType.length} of that type seen; last record: ${records.at(-1)?.type ?? 'none'})`));
+      }, timeoutMs);
+      recordWaiters.add(waiter);
+    });
+  };
   const server = await listen(broker, '127.0.0.1', 0);
   const api: TestBroker['api'] = async (method, path, token, body) => {
     const res = await fetch(`${server.url}${path}`, {
@@ -75,12 +110,19 @@ export async function startTestBroker(policy: Record<string, any>, options: { st
     token,
     api,
     grant,
+    records,
+    waitForRecord,
     async attach(request = {}) {
       const g = await grant('dev', ['devs'], request);
       const client = await CdpClient.connect(g.attachUrl, { authorization: `Bearer ${g.token}` });
       return { client, grant: g };
     },
     async sessionEvents() {
+      // A session's chain begins to close just after its session.ended record is durable; settle() waits only for
+      // chains already closing, so first wait until every ended session's chain has left the open ones (read only).
+      const ended = records.filter((e) => e.type === 'session.ended').map((e) => e.stream);
+      const open = (broker.audit as unknown as { streams: Map<string, unknown> }).streams;
+      await waitFor(() => ended.every((id) => !open.has(id)), { what: 'the chains of ended sessions to begin closing', timeoutMs: 5000, intervalMs: 5 });
       await broker.audit.settle();
       const store = broker.audit.store;
       const events: any[] = [];

@@ -3,6 +3,7 @@
 // A tiny runner instead of mocha: run() resolves when every test passed and rejects otherwise.
 import assert from 'node:assert/strict';
 import * as vscode from 'vscode';
+import { waitFor as poll } from '../../support/wait';
 
 const env = (name: string) => {
   const value = process.env[name];
@@ -13,6 +14,7 @@ const env = (name: string) => {
 const tests: [string, () => Promise<void>][] = [];
 const test = (name: string, fn: () => Promise<void>) => tests.push([name, fn]);
 
+/** The first value a VS Code event gives through `subscribe`, or a failure naming `what` after `ms`. */
 function waitFor<T>(what: string, ms: number, subscribe: (done: (v: T) => void) => vscode.Disposable): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => (sub.dispose(), reject(new Error(`timed out waiting for ${what}`))), ms);
@@ -57,8 +59,7 @@ test('a launch.json-style loupe configuration attaches, stops at a .ts breakpoin
     });
     assert.equal(ok, true, 'startDebugging');
     const session = await started;
-    const deadline = Date.now() + 30_000;
-    while (stopped.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await poll(() => stopped.length > 0, { what: 'a stop at the breakpoint', timeoutMs: 30_000, intervalMs: 100 }).catch(() => undefined);
     assert.ok(stopped.length > 0, 'stopped at the breakpoint');
     const st = await session.customRequest('stackTrace', { threadId: 1 });
     // VS Code hands DAP paths back as vscode-remote:// URIs in code-server: compare the file path.
