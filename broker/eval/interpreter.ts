@@ -8,7 +8,7 @@ import type { Protocol } from 'devtools-protocol';
 import { ChainShort, LoupeRefusal, LoupeThrow } from './budget';
 import { callFunction, construct } from './builtins';
 import { builtinNames, type AstNode } from './parse';
-import { childTaint, isRemoteList, readValue, remoteElements, remoteEntries, remoteHas, remoteMember, remoteOwnEntries, type ReadContext } from './remote';
+import { childTaint, isRemoteList, memberValue, readValue, remoteElements, remoteEntries, remoteHas, remoteMember, remoteOwnEntries, type ReadContext } from './remote';
 import {
   contentSecret, full, isFull, isNullish, poison, prim, secretLabel, toPrimitive, toStringValue, truthy, typeOf, undef,
   type Prim, type Scope, type Taint, type Val,
@@ -296,18 +296,13 @@ export class Interpreter {
           const secret = read.result.find((d) => ctx.redaction.isSensitive(d.name));
           if (secret) taint = { full: false, label: secret.name };
         }
-        if (found.get && found.get.type !== 'undefined') return prim('(getter)', taint);
-        return readValue(ctx, found.value, taint);
+        return memberValue(ctx, found, taint);
       }
     } else {
       const global = await this.globalObject();
       const read = await ctx.reader.getProperties(global.objectId!, ctx.spend);
       const found = read.result.find((d) => d.name === name && !d.symbol);
-      if (found) {
-        const taint = childTaint(ctx, undefined, name);
-        if (found.get && found.get.type !== 'undefined') return prim('(getter)', taint);
-        return readValue(ctx, found.value, taint);
-      }
+      if (found) return memberValue(ctx, found, undefined);
       const lexical = await ctx.reader.globalLexical(name, ctx.spend);
       if (lexical) return readValue(ctx, lexical, childTaint(ctx, undefined, name));
     }

@@ -45,11 +45,33 @@ export function readValue(ctx: ReadContext, object: Protocol.Runtime.RemoteObjec
 }
 
 /** The value of one property descriptor; an accessor is described, never invoked. */
-function descriptorValue(ctx: ReadContext, d: Protocol.Runtime.PropertyDescriptor, parent: Taint | undefined): Val {
+export function descriptorValue(ctx: ReadContext, d: Protocol.Runtime.PropertyDescriptor, parent: Taint | undefined): Val {
   const taint = childTaint(ctx, parent, d.name);
   if (d.get && d.get.type !== 'undefined') return prim('(getter)', taint);
   if (!('value' in d) && d.set) return prim(undefined, taint);
   return readValue(ctx, d.value, taint);
+}
+
+// `get() { return _process; }`: the whole getter hands out one closure variable (Node's lazy globals such as
+// `process` are defined this way). Its value is read from the getter's scopes; the getter never runs.
+const trivialGetter = /^get(?:\s+[\w$]+)?\s*\(\)\s*\{\s*return\s+([A-Za-z_$][\w$]*)\s*;?\s*\}$/;
+
+/** A property read by name: a data property's value; an accessor's "(getter)", or a trivial getter's variable. */
+export async function memberValue(ctx: ReadContext, d: Protocol.Runtime.PropertyDescriptor, parent: Taint | undefined): Promise<Val> {
+  const variable = d.get?.objectId ? trivialGetter.exec(d.get.description ?? '')?.[1] : undefined;
+  if (!variable || !d.get?.objectId) return descriptorValue(ctx, d, parent);
+  const taint = childTaint(ctx, parent, d.name) ?? childTaint(ctx, undefined, variable);
+  const fn = await ctx.reader.getProperties(d.get.objectId, ctx.spend);
+  const scopes = fn.internalProperties?.find((p) => p.name === '[[Scopes]]')?.value;
+  if (!scopes?.objectId) return prim('(getter)', taint);
+  const list = await ctx.reader.getProperties(scopes.objectId, ctx.spend);
+  for (const scope of list.result) {
+    if (!scope.value?.objectId || scope.value.description === 'Global') continue;
+    const names = await ctx.reader.getProperties(scope.value.objectId, ctx.spend);
+    const found = names.result.find((x) => x.name === variable && !x.symbol);
+    if (found) return found.get ? prim('(getter)', taint) : readValue(ctx, found.value, taint);
+  }
+  return prim('(getter)', taint);
 }
 
 const prototypeOf = (read: PropertiesRead) => read.internalProperties?.find((p) => p.name === '[[Prototype]]')?.value;
@@ -61,12 +83,16 @@ export async function remoteMember(ctx: ReadContext, v: RemoteVal, key: string):
     const size = describedSize(object);
     if (size !== undefined) return prim(size, v.taint?.full ? v.taint : undefined);
   }
+  if (object.subtype === 'typedarray' && key === 'length') {
+    const length = describedSize(object);
+    if (length !== undefined) return prim(length, v.taint?.full ? v.taint : undefined);
+  }
   if (object.type === 'symbol') return prim(undefined);
   let current: RemoteVal = v;
   for (let hop = 0; hop <= ctx.spend.budget.maxPrototypeHops; hop++) {
     const read = await readObject(ctx, current);
     const own = read.result.find((d) => d.name === key && !d.symbol);
-    if (own) return descriptorValue(ctx, own, v.taint);
+    if (own) return memberValue(ctx, own, v.taint);
     if (hop === 0 && key.startsWith('#')) {
       const field = read.privateProperties?.find((p) => p.name === key);
       if (field) return readValue(ctx, field.value, childTaint(ctx, v.taint, key));

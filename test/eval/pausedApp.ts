@@ -22,14 +22,14 @@ export interface PausedApp {
   options(extra?: Partial<LoupeEvalOptions>): LoupeEvalOptions;
   evaluate(expression: string, extra?: Partial<LoupeEvalOptions>): Promise<LoupeOutcome>;
   /** V8's own answer for the same expression in the same frame, by value. */
-  v8(expression: string): Promise<{ result: Protocol.Runtime.RemoteObject; exceptionDetails?: Protocol.Runtime.ExceptionDetails }>;
+  v8(expression: string, sideEffectCheck?: boolean): Promise<{ result: Protocol.Runtime.RemoteObject; exceptionDetails?: Protocol.Runtime.ExceptionDetails }>;
   /** How many times the fixture's getters and Proxy trap ran (read without running anything). */
   getterRuns(): Promise<number>;
   stop(): Promise<void>;
 }
 
-export async function pausedApp(): Promise<PausedApp> {
-  const target = await startTarget(evalApp, { SECRET_X: envSecret });
+export async function pausedApp(secretSuffix = ''): Promise<PausedApp> {
+  const target = await startTarget(evalApp, { SECRET_X: envSecret + secretSuffix, EVAL_SECRET_SUFFIX: secretSuffix });
   const client = await CdpClient.connect(target.wsUrl);
   await client.call('Runtime.enable');
   await client.call('Debugger.enable');
@@ -48,7 +48,10 @@ export async function pausedApp(): Promise<PausedApp> {
     reader,
     options,
     evaluate: (expression, extra) => evaluateLoupe(expression, options(extra)),
-    v8: (expression) => client.call('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, returnByValue: true, throwOnSideEffect: true, timeout: 1000, silent: true }),
+    // Without the side-effect check by default: V8 refuses pure string methods under it (CDP-FACTS.md), and
+    // the table's expressions are the test's own, pure ones.
+    v8: (expression, sideEffectCheck = false) =>
+      client.call('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, returnByValue: true, throwOnSideEffect: sideEffectCheck, timeout: 1000, silent: true }),
     async getterRuns() {
       const global = await client.call('Runtime.getProperties', { objectId: frame.scopeChain.at(-1)!.object.objectId, ownProperties: true });
       const probe = global.result.find((d: Protocol.Runtime.PropertyDescriptor) => d.name === 'probe');
