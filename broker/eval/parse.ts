@@ -62,7 +62,7 @@ export function parseLoupeExpression(source: string, budget: Pick<EvalBudget, 'm
     }
     let ast: AstNode;
     try {
-      ast = parseExpressionAt(source, 0, { ecmaVersion: 'latest', locations: true }) as AstNode;
+      ast = parseExpressionAt(source, 0, { ecmaVersion: 'latest', locations: true, preserveParens: true }) as AstNode;
     } catch (error) {
       if (error instanceof RangeError) throw new LoupeRefusal('budget', `the expression is nested too deeply to parse (Loupe accepts at most ${budget.maxDepth} levels)`);
       throw new LoupeRefusal('syntax', `SyntaxError: ${(error as Error).message}`);

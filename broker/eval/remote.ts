@@ -83,9 +83,10 @@ export async function remoteMember(ctx: ReadContext, v: RemoteVal, key: string):
     const size = describedSize(object);
     if (size !== undefined) return prim(size, v.taint?.full ? v.taint : undefined);
   }
-  if (object.subtype === 'typedarray' && key === 'length') {
-    const length = describedSize(object);
-    if (length !== undefined) return prim(length, v.taint?.full ? v.taint : undefined);
+  if (key === 'length' && isRemoteList(v)) {
+    // A list's length is its shape, even for a list read from a redacted place.
+    const length = describedSize(object) ?? (await remoteElements(ctx, v)).length;
+    return prim(length, v.taint?.full ? v.taint : undefined);
   }
   if (object.type === 'symbol') return prim(undefined);
   let current: RemoteVal = v;

@@ -12,6 +12,8 @@ import { isRemoteList, remoteElements, remoteOwnEntries } from './remote';
 import { dateString, poison, prim, type Prim, type Val } from './values';
 
 const omit = Symbol('omit');
+/** Strings Loupe's JSON.stringify wrote: every leaf and key in them was checked already, markers included. */
+const vetted = new WeakSet<Val>();
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 const maxJsonDepth = 32;
 
@@ -83,8 +85,11 @@ async function jsonList(interp: Interpreter, items: Val[], labels: Set<string>, 
 async function jsonObject(interp: Interpreter, entries: [string, Val][], labels: Set<string>, depth: number): Promise<{ [key: string]: Json }> {
   const values = await Promise.all(entries.map(([, value]) => toJson(interp, value, labels, depth + 1)));
   const out: { [key: string]: Json } = {};
-  for (const [i, [key]] of entries.entries()) {
+  for (const [i, [name]] of entries.entries()) {
     const value = values[i]!;
+    const secret = interp.ctx.redaction.secretIn(name);
+    if (secret) labels.add(secret);
+    const key = secret ? marker(secret) : name;
     // Defined, not assigned: a "__proto__" key stays a key.
     if (value !== omit) Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
   }
@@ -98,7 +103,9 @@ export async function jsonStringify(interp: Interpreter, v: Val, space: Prim): P
   if (json === omit) return prim(undefined);
   const text = JSON.stringify(json, null, typeof space === 'number' || typeof space === 'string' ? space : undefined);
   interp.ctx.spend.string(text.length);
-  return prim(text);
+  const out = prim(text);
+  vetted.add(out);
+  return out;
 }
 
 export function jsonParse(spend: Spend, text: string): Val {
@@ -168,7 +175,7 @@ export async function toRemoteObject(interp: Interpreter, v: Val, byValue: boole
   }
   switch (v.kind) {
     case 'prim': {
-      if (typeof v.value === 'string') {
+      if (typeof v.value === 'string' && !vetted.has(v)) {
         const secret = interp.ctx.redaction.secretIn(v.value);
         if (secret) {
           labels.add(secret);
