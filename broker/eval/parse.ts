@@ -168,6 +168,9 @@ class Checker {
           if (node.callee.computed) this.check(node.callee.property, next, false);
         }
         this.checkCallee(node);
+        if (this.text(node.callee) === 'JSON.stringify' && node.arguments[1]?.type === 'ArrowFunctionExpression') {
+          this.refuse(node.arguments[1], `the replacer ${this.text(node.arguments[1])}`, "Loupe's JSON.stringify takes no replacer function", 'call');
+        }
         for (const a of node.arguments) this.check(a, next, true);
         return;
       case 'NewExpression':
@@ -246,7 +249,7 @@ class Checker {
       if (methodNames.has(name)) return;
       this.refuse(node, `calling ${this.text(callee)}()`, why, 'call');
     }
-    this.refuse(node, `calling ${this.text(callee)}()`, why, 'call');
+    this.refuse(node, `calling ${this.text(node.callee)}()`, why, 'call');
   }
 }
 
