@@ -189,7 +189,8 @@ async function objectStatic(interp: Interpreter, name: string, args: Val[]): Pro
       for (const item of items) {
         const pair = (await interp.iterate(item)).items;
         const key = pair[0] ?? undef;
-        if (contentSecret(key)) return poison(key.taint!.label);
+        const keyLabel = secretLabel(key);
+        if (keyLabel) return poison(keyLabel);
         props.set(interp.propertyKey(key), pair[1] ?? undef);
       }
       interp.ctx.spend.elements(props.size);

@@ -211,7 +211,8 @@ export class Interpreter {
   }
 
   async has(keyVal: Val, object: Val): Promise<Val> {
-    if (isFull(object) || contentSecret(keyVal)) return poison((isFull(object) ? object : keyVal).taint!.label);
+    const label = (contentSecret(object) ? object.taint!.label : undefined) ?? secretLabel(keyVal);
+    if (label) return poison(label);
     const key = this.propertyKey(keyVal);
     switch (object.kind) {
       case 'remote':
@@ -225,7 +226,7 @@ export class Interpreter {
       case 'date':
         return prim(false);
       default:
-        throw new LoupeThrow('TypeError', `Cannot use 'in' operator to search for '${key}' in ${toStringValue(object)}`);
+        throw new LoupeThrow('TypeError', `Cannot use 'in' operator to search for '${key}' in ${describe(object)}`);
     }
   }
 
@@ -237,7 +238,8 @@ export class Interpreter {
   /** `object[key]`. */
   async member(object: Val, keyVal: Val): Promise<Val> {
     if (isFull(object)) return poison(object.taint!.label);
-    if (contentSecret(keyVal)) return poison(keyVal.taint!.label);
+    const keyLabel = secretLabel(keyVal);
+    if (keyLabel) return poison(keyLabel);
     const key = this.propertyKey(keyVal);
     switch (object.kind) {
       case 'prim': {
@@ -399,7 +401,8 @@ export class Interpreter {
       } else {
         const keyVal = p.computed ? await this.eval(p.key, scope) : prim(p.key.type === 'Identifier' ? p.key.name : String(p.key.value));
         const value = await this.eval(p.value, scope);
-        if (contentSecret(keyVal)) taint ??= full(keyVal.taint!.label);
+        const keyLabel = secretLabel(keyVal);
+        if (keyLabel) taint ??= full(keyLabel);
         else props.set(this.propertyKey(keyVal), value);
       }
       this.ctx.spend.elements(props.size);
@@ -431,10 +434,12 @@ function methodRef(type: string, key: string): Val {
   return { kind: 'builtin', name: `${type}.${key}` };
 }
 
+/** A value named in an error message: never its content when that is secret (or a string at all). */
 export function describe(v: Val): string {
+  if (v.taint && (v.taint.full || v.kind === 'prim')) return 'a redacted value';
   switch (v.kind) {
     case 'prim':
-      return typeof v.value === 'string' ? 'a string' : String(v.value);
+      return typeof v.value === 'string' ? 'a string' : typeof v.value === 'bigint' ? 'a bigint' : String(v.value);
     case 'remote':
       return v.object.description ?? v.object.className ?? v.object.type;
     case 'array':

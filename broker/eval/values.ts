@@ -46,9 +46,26 @@ export const isFull = (v: Val): boolean => v.taint?.full === true;
 /** Content is secret: a fully tainted value, or a primitive read from a redacted place. */
 export const contentSecret = (v: Val): boolean => v.taint !== undefined && (v.taint.full || v.kind === 'prim' || v.kind === 'date');
 
-/** The label of the first value whose content is secret, if any. */
+/**
+ * The label of the first value whose content is secret, if any, looking into the arrays the interpreter
+ * built: turning `[otp]` into a string or a property key is reading otp.
+ */
 export function secretLabel(...vals: (Val | undefined)[]): string | undefined {
-  for (const v of vals) if (v && contentSecret(v)) return v.taint!.label;
+  for (const v of vals) {
+    const label = v && secretWithin(v, 0);
+    if (label) return label;
+  }
+  return undefined;
+}
+
+function secretWithin(v: Val, depth: number): string | undefined {
+  if (contentSecret(v)) return v.taint!.label;
+  if (v.kind !== 'array') return undefined;
+  if (depth > 64) return 'value nested too deeply to check';
+  for (const item of v.items) {
+    const label = secretWithin(item, depth + 1);
+    if (label) return label;
+  }
   return undefined;
 }
 

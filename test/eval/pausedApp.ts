@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import type { Protocol } from 'devtools-protocol';
 import { CdpClient } from '../support/cdpClient';
@@ -72,4 +73,10 @@ export function valueOf(outcome: LoupeOutcome): unknown {
   if (r.type === 'undefined') return undefined;
   if (r.unserializableValue !== undefined) return r.unserializableValue;
   return r.value;
+}
+
+/** Fails when the text holds any of the fixture's secrets or a recognisable part of one, in any case. */
+export function assertNoSecret(text: string, context: string): void {
+  const lower = text.toLowerCase();
+  for (const secret of [...secretTexts, 'Zq7-other']) assert.ok(!lower.includes(secret.toLowerCase()), `${context} leaked ${secret}: ${text}`);
 }
