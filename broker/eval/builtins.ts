@@ -127,7 +127,10 @@ async function callStatic(interp: Interpreter, ns: string, name: string, args: V
     if (isFull(a0)) return poison(a0.taint!.label);
     let items: Val[];
     if (a0.kind === 'object') {
-      const length = toNumberValue(a0.props.get('length') ?? undef);
+      const lengthVal = a0.props.get('length') ?? undef;
+      const lengthLabel = secretLabel(lengthVal);
+      if (lengthLabel) return poison(lengthLabel);
+      const length = toNumberValue(lengthVal);
       const n = Number.isFinite(length) && length > 0 ? Math.floor(length) : 0;
       spend.elements(n);
       items = Array.from({ length: n }, (_, i) => a0.props.get(String(i)) ?? undef);

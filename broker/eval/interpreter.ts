@@ -7,6 +7,7 @@
 import type { Protocol } from 'devtools-protocol';
 import { ChainShort, LoupeRefusal, LoupeThrow } from './budget';
 import { callFunction, construct } from './builtins';
+import { binaryOperation } from './operators';
 import { builtinNames, type AstNode } from './parse';
 import { childTaint, isRemoteList, memberValue, readValue, remoteElements, remoteEntries, remoteHas, remoteMember, remoteOwnEntries, type ReadContext } from './remote';
 import {
@@ -168,46 +169,7 @@ export class Interpreter {
   }
 
   binary(op: string, left: Val, right: Val): Val {
-    if (op === '===' || op === '!==' || op === '==' || op === '!=') {
-      // Presence against null/undefined is shape: only a fully tainted side hides it.
-      const presence = (a: Val, b: Val) => isNullish(b) && !b.taint && !isFull(a);
-      if (presence(left, right) || presence(right, left)) return prim(this.equals(op, left, right));
-    }
-    const label = secretLabel(left, right);
-    if (label) return poison(label);
-    if (op === '===' || op === '!==' || op === '==' || op === '!=') return prim(this.equals(op, left, right));
-    if (op === 'in') throw new LoupeRefusal('construct', 'internal: `in` is evaluated asynchronously');
-    const a = toPrimitive(left, 'default');
-    const b = toPrimitive(right, 'default');
-    try {
-      const value = applyBinary(op, a, b);
-      if (typeof value === 'string') this.ctx.spend.string(value.length);
-      return prim(value);
-    } catch (error) {
-      if (error instanceof LoupeRefusal) throw error;
-      throw new LoupeThrow('TypeError', (error as Error).message);
-    }
-  }
-
-  private equals(op: string, left: Val, right: Val): boolean {
-    const strict = op === '===' || op === '!==';
-    const negate = op === '!==' || op === '!=';
-    let same: boolean;
-    if (left.kind === 'prim' && right.kind === 'prim') same = strict ? left.value === right.value : left.value == right.value;
-    else if (left.kind !== 'prim' && right.kind !== 'prim') {
-      if (left.kind === 'remote' && right.kind === 'remote') {
-        if (left.object.objectId !== right.object.objectId) {
-          throw new LoupeRefusal('construct', 'comparing two objects of the target by identity is not supported (Loupe sees them through separate references); compare a field such as an id');
-        }
-        same = true;
-      } else same = left === right;
-    } else if (strict) same = false;
-    else {
-      const p = left.kind === 'prim' ? left : right;
-      const o = left.kind === 'prim' ? right : left;
-      same = p.kind === 'prim' && (p.value === null || p.value === undefined) ? false : toPrimitive(o, 'default') == (p as { value: Prim }).value;
-    }
-    return negate ? !same : same;
+    return binaryOperation(this.ctx.spend, op, left, right);
   }
 
   async has(keyVal: Val, object: Val): Promise<Val> {
@@ -450,28 +412,3 @@ export function describe(v: Val): string {
       return `a ${v.kind}`;
   }
 }
-
-function applyBinary(op: string, a: Prim, b: Prim): Prim {
-  const x = a as any;
-  const y = b as any;
-  switch (op) {
-    case '+': return x + y;
-    case '-': return x - y;
-    case '*': return x * y;
-    case '/': return x / y;
-    case '%': return x % y;
-    case '**': return x ** y;
-    case '<': return x < y;
-    case '>': return x > y;
-    case '<=': return x <= y;
-    case '>=': return x >= y;
-    case '<<': return x << y;
-    case '>>': return x >> y;
-    case '>>>': return x >>> y;
-    case '&': return x & y;
-    case '|': return x | y;
-    case '^': return x ^ y;
-  }
-  throw new LoupeRefusal('construct', `the operator ${op} is not a Loupe expression`);
-}
-

@@ -37,6 +37,7 @@ export function childTaint(ctx: ReadContext, parent: Taint | undefined, name: st
 /** A value read from the target, tainted by where it was read and, for strings, by what it looks like. */
 export function readValue(ctx: ReadContext, object: Protocol.Runtime.RemoteObject | undefined, taint: Taint | undefined): Val {
   if (!object) return prim(undefined, taint);
+  if (typeof object.value === 'string') ctx.spend.string(object.value.length);
   if (!taint && object.type === 'string' && typeof object.value === 'string') {
     const found = ctx.redaction.secretIn(object.value);
     if (found) return prim(object.value, { full: false, label: found });

@@ -150,8 +150,11 @@ function previewOf(interp: Interpreter, entries: [string, Val][], subtype: 'arra
         const secret = typeof v.value === 'string' ? interp.ctx.redaction.secretIn(v.value) : undefined;
         return { name, type: o.type as Protocol.Runtime.PropertyPreview['type'], subtype: o.subtype as Protocol.Runtime.PropertyPreview['subtype'], value: secret ? marker(secret) : o.description ?? String(v.value) };
       }
-      case 'remote':
-        return { name, type: v.object.type as Protocol.Runtime.PropertyPreview['type'], subtype: v.object.subtype as Protocol.Runtime.PropertyPreview['subtype'], value: v.object.description ?? '' };
+      case 'remote': {
+        const description = v.object.description ?? '';
+        const secret = interp.ctx.redaction.secretIn(description);
+        return { name, type: v.object.type as Protocol.Runtime.PropertyPreview['type'], subtype: v.object.subtype as Protocol.Runtime.PropertyPreview['subtype'], value: secret ? marker(secret) : description };
+      }
       case 'array':
         return { name, type: 'object', subtype: 'array', value: `Array(${v.items.length})` };
       case 'date':
@@ -188,6 +191,12 @@ export async function toRemoteObject(interp: Interpreter, v: Val, byValue: boole
       if (v.taint) {
         labels.add(v.taint.label);
         return markerObject(v.taint.label);
+      }
+      // A function's description is its source text: literals in it may look secret.
+      const secret = v.object.description ? interp.ctx.redaction.secretIn(v.object.description) : undefined;
+      if (secret) {
+        labels.add(secret);
+        return { ...v.object, description: `${v.object.type === 'function' ? 'function' : (v.object.className ?? 'Object')} ${marker(secret)}` };
       }
       if (!byValue || v.object.type !== 'object') return v.object;
       const value = await toJson(interp, v, labels);
