@@ -30,22 +30,43 @@ export class TargetReader {
   ) {}
 
   /** Own properties, internal properties (`[[Prototype]]`, `[[Entries]]`, …) and private fields of one object. */
-  getProperties(objectId: string, spend: Spend): Promise<PropertiesRead> {
-    let read = this.cache.get(objectId);
+  getProperties(objectId: string, spend: Spend, preview = false): Promise<PropertiesRead> {
+    const key = preview ? `${objectId} preview` : objectId;
+    let read = this.cache.get(key);
     if (!read) {
       spend.read();
+      // With previews, each object-valued property arrives with its primitive fields: one read fewer per hop.
       read = this.timed(
-        this.send('Runtime.getProperties', { objectId, ownProperties: true, accessorPropertiesOnly: false, generatePreview: false }).then((r) => ({
+        this.send('Runtime.getProperties', { objectId, ownProperties: true, accessorPropertiesOnly: false, generatePreview: preview }).then((r) => ({
           result: Array.isArray(r?.result) ? r.result : [],
           internalProperties: Array.isArray(r?.internalProperties) ? r.internalProperties : undefined,
           privateProperties: Array.isArray(r?.privateProperties) ? r.privateProperties : undefined,
         })),
         spend,
       );
+      this.cache.set(key, read);
+      read.catch(() => this.cache.delete(key));
+    }
+    return read;
+  }
+
+  /**
+   * Reads a paused frame's scopes ahead of any evaluation (the session calls it as the pause arrives, while
+   * the client is still rendering it), so the first expression starts with its names at hand. A fixed read
+   * of a bounded list: it counts against no expression's budget.
+   */
+  prefetchScopes(frame: { scopeChain: readonly { type: string; object: { objectId?: string } }[] }): void {
+    for (const scope of frame.scopeChain) {
+      const objectId = scope.object.objectId;
+      if (!objectId || scope.type === 'global' || this.cache.has(objectId)) continue;
+      const read = this.send('Runtime.getProperties', { objectId, ownProperties: true, accessorPropertiesOnly: false, generatePreview: false }).then((r) => ({
+        result: Array.isArray(r?.result) ? r.result : [],
+        internalProperties: Array.isArray(r?.internalProperties) ? r.internalProperties : undefined,
+        privateProperties: Array.isArray(r?.privateProperties) ? r.privateProperties : undefined,
+      }));
       this.cache.set(objectId, read);
       read.catch(() => this.cache.delete(objectId));
     }
-    return read;
   }
 
   /** The global object, when no frame is paused: the broker's own fixed expression, no user text. */

@@ -24,7 +24,7 @@ export async function readObject(ctx: ReadContext, v: RemoteVal): Promise<Proper
     throw new LoupeRefusal('target', `${object.description ?? 'the object'} is a Proxy: Loupe never reads through one (its traps are app code)`);
   }
   if (!object.objectId) return { result: [] };
-  return ctx.reader.getProperties(object.objectId, ctx.spend);
+  return ctx.reader.getProperties(object.objectId, ctx.spend, true);
 }
 
 /** The taint of something read from `parent` under `name`: the parent's, else the name's if it is redacted. */
@@ -90,6 +90,8 @@ export async function remoteMember(ctx: ReadContext, v: RemoteVal, key: string):
     return prim(length, v.taint?.full ? v.taint : undefined);
   }
   if (object.type === 'symbol') return prim(undefined);
+  const previewed = previewMember(ctx, v, key);
+  if (previewed) return previewed;
   let current: RemoteVal = v;
   for (let hop = 0; hop <= ctx.spend.budget.maxPrototypeHops; hop++) {
     const read = await readObject(ctx, current);
@@ -104,6 +106,38 @@ export async function remoteMember(ctx: ReadContext, v: RemoteVal, key: string):
     current = { kind: 'remote', object: proto, taint: v.taint };
   }
   return prim(undefined, childTaint(ctx, v.taint, key));
+}
+
+/**
+ * A primitive own field answered from the preview V8 attached to the object when its parent was read: the
+ * same value a read would give, without the read. Anything a preview may shorten or hide (long strings,
+ * objects, accessors, private fields, fields past the preview's end) is read instead.
+ */
+function previewMember(ctx: ReadContext, v: RemoteVal, key: string): Val | undefined {
+  const { preview } = v.object;
+  if (!preview || v.object.type !== 'object' || (v.object.subtype !== undefined && v.object.subtype !== 'array') || key.startsWith('#')) return undefined;
+  const field = preview.properties.find((p) => p.name === key);
+  if (!field || field.valuePreview) return undefined;
+  const taint = childTaint(ctx, v.taint, key);
+  const text = field.value ?? '';
+  switch (field.type) {
+    case 'string':
+      // A redacted string is never shown, so a shortened one will do: whether it is read must not depend on
+      // its length (the number of reads is on the record).
+      return text.length < 100 || taint ? readValue(ctx, { type: 'string', value: text }, taint) : undefined;
+    case 'number':
+      return readValue(ctx, { type: 'number', unserializableValue: text }, taint);
+    case 'boolean':
+      return readValue(ctx, { type: 'boolean', value: text === 'true' }, taint);
+    case 'undefined':
+      return prim(undefined, taint);
+    case 'bigint':
+      return readValue(ctx, { type: 'bigint', unserializableValue: text }, taint);
+    case 'object':
+      return field.subtype === 'null' ? prim(null, taint) : undefined;
+    default:
+      return undefined;
+  }
 }
 
 /** Whether `key in object`: own or inherited, data or accessor, without invoking anything. */
