@@ -16,7 +16,7 @@ type Outcome = { ok: true; value: Val } | { ok: false; error: unknown };
 
 /** Runs a callback for every element, all in flight together; outcomes in element order. */
 async function eachCallback(interp: Interpreter, fn: Val, items: Val[], self: Val): Promise<Outcome[]> {
-  if (fn.kind !== 'arrow') throw new LoupeThrow('TypeError', 'the callback is not a function (Loupe takes an arrow function here)');
+  if (fn.kind !== 'arrow' && fn.kind !== 'builtin') throw new LoupeThrow('TypeError', 'the callback is not a function (Loupe takes an arrow function here)');
   interp.ctx.spend.step(items.length);
   return Promise.all(
     items.map((item, i) =>
@@ -119,7 +119,7 @@ export async function arrayMethod(interp: Interpreter, self: Val, items: Val[], 
     }
     case 'reduce':
     case 'reduceRight': {
-      if (a0.kind !== 'arrow') throw new LoupeThrow('TypeError', 'the callback is not a function (Loupe takes an arrow function here)');
+      if (a0.kind !== 'arrow' && a0.kind !== 'builtin') throw new LoupeThrow('TypeError', 'the callback is not a function (Loupe takes an arrow function here)');
       const order = items.map((_, i) => i);
       if (name === 'reduceRight') order.reverse();
       let acc: Val;

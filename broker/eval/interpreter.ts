@@ -6,9 +6,9 @@
  */
 import type { Protocol } from 'devtools-protocol';
 import { ChainShort, LoupeRefusal, LoupeThrow } from './budget';
-import { callFunction, construct } from './builtins';
+import { callFunction, callGlobal, construct } from './builtins';
 import { binaryOperation } from './operators';
-import { builtinNames, type AstNode } from './parse';
+import { builtinNames, globalFunctions, type AstNode } from './parse';
 import { childTaint, isRemoteList, memberValue, readValue, remoteElements, remoteEntries, remoteHas, remoteMember, remoteOwnEntries, type ReadContext } from './remote';
 import {
   contentSecret, full, isFull, isNullish, poison, prim, secretLabel, toPrimitive, toStringValue, truthy, typeOf, undef,
@@ -311,6 +311,11 @@ export class Interpreter {
 
   /** Calls an arrow function given as a callback. */
   async callArrow(fn: Val, args: Val[]): Promise<Val> {
+    // `filter(Boolean)`, `map(Number)`, `map(parseInt)`: Loupe's own functions as callbacks, with JS's arguments.
+    if (fn.kind === 'builtin' && globalFunctions.has(fn.name)) {
+      this.ctx.spend.step();
+      return callGlobal(this, fn.name, fn.name === 'parseInt' ? args.slice(0, 2) : args.slice(0, 1));
+    }
     if (fn.kind !== 'arrow') throw new LoupeThrow('TypeError', `${describe(fn)} is not a function`);
     this.ctx.spend.step();
     const names = new Map<string, Val>();

@@ -85,6 +85,8 @@ export const everyday: readonly string[] = [
   'items.map(i => i.qty).includes(0)',
   "'abc'.at(-1) + 'abc'.charCodeAt(0)",
   'users.length > 1 && users[1].age',
+  "['1', '', '3'].filter(Boolean).map(Number)",
+  "['10', '10', '10'].map(parseInt)",
 ];
 
 let app: PausedApp;
