@@ -178,3 +178,5 @@ function logText(result: Protocol.Runtime.RemoteObject): string {
   if (result.value !== undefined && result.type === 'object' && result.subtype !== 'null') return JSON.stringify(result.value);
   return result.description ?? String(result.value);
 }
+
+export { SessionEvaluator, type SessionEvaluatorOptions } from './sessionEvaluator';
