@@ -178,6 +178,8 @@ async function objectStatic(interp: Interpreter, name: string, args: Val[]): Pro
     case 'entries': {
       const entries = await interp.ownEntries(a0);
       const keyOf = (k: string): Val => {
+        // The keys of a redacted container are content (how many there are is shape).
+        if (a0.taint) return prim(k, { full: true, label: a0.taint.label });
         const secret = redaction.secretIn(k);
         return prim(k, secret ? { full: false, label: secret } : undefined);
       };
@@ -200,7 +202,9 @@ async function objectStatic(interp: Interpreter, name: string, args: Val[]): Pro
       return { kind: 'object', props };
     }
     case 'hasOwn': {
-      if (contentSecret(a1)) return poison(a1.taint!.label);
+      if (a0.taint) return poison(a0.taint.label);
+      const keyLabel = secretLabel(a1);
+      if (keyLabel) return poison(keyLabel);
       const key = interp.propertyKey(a1);
       if (a0.kind === 'remote') return prim((await interp.ownEntries(a0)).some(([k]) => k === key) || (await ownNonEnumerable(interp, a0, key)));
       return prim((await interp.ownEntries(a0)).some(([k]) => k === key));

@@ -173,7 +173,8 @@ export class Interpreter {
   }
 
   async has(keyVal: Val, object: Val): Promise<Val> {
-    const label = (contentSecret(object) ? object.taint!.label : undefined) ?? secretLabel(keyVal);
+    // Which keys a redacted container has is secret: `guess in sessions`.
+    const label = object.taint?.label ?? secretLabel(keyVal);
     if (label) return poison(label);
     const key = this.propertyKey(keyVal);
     switch (object.kind) {
@@ -260,7 +261,7 @@ export class Interpreter {
           const secret = read.result.find((d) => ctx.redaction.isSensitive(d.name));
           if (secret) taint = { full: false, label: secret.name };
         }
-        return memberValue(ctx, found, taint);
+        return memberValue(ctx, found, undefined, taint);
       }
     } else {
       const global = await this.globalObject();

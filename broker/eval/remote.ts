@@ -27,9 +27,13 @@ export async function readObject(ctx: ReadContext, v: RemoteVal): Promise<Proper
   return ctx.reader.getProperties(object.objectId, ctx.spend, true);
 }
 
-/** The taint of something read from `parent` under `name`: the parent's, else the name's if it is redacted. */
+/**
+ * The taint of something read from `parent` under `name`: the name's if it is redacted (content: its shape
+ * stays visible). Inside a redacted container everything is secret, keys and presence included: a map of
+ * sessions keyed by token would otherwise answer `sessions[guess] === undefined`.
+ */
 export function childTaint(ctx: ReadContext, parent: Taint | undefined, name: string | undefined): Taint | undefined {
-  if (parent) return parent;
+  if (parent) return parent.full ? parent : { full: true, label: parent.label };
   if (name !== undefined && ctx.redaction.isSensitive(name)) return { full: false, label: name };
   return undefined;
 }
@@ -46,8 +50,8 @@ export function readValue(ctx: ReadContext, object: Protocol.Runtime.RemoteObjec
 }
 
 /** The value of one property descriptor; an accessor is described, never invoked. */
-export function descriptorValue(ctx: ReadContext, d: Protocol.Runtime.PropertyDescriptor, parent: Taint | undefined): Val {
-  const taint = childTaint(ctx, parent, d.name);
+export function descriptorValue(ctx: ReadContext, d: Protocol.Runtime.PropertyDescriptor, parent: Taint | undefined, own?: Taint): Val {
+  const taint = own ?? childTaint(ctx, parent, d.name);
   if (d.get && d.get.type !== 'undefined') return prim('(getter)', taint);
   if (!('value' in d) && d.set) return prim(undefined, taint);
   return readValue(ctx, d.value, taint);
@@ -58,10 +62,10 @@ export function descriptorValue(ctx: ReadContext, d: Protocol.Runtime.PropertyDe
 const trivialGetter = /^get(?:\s+[\w$]+)?\s*\(\)\s*\{\s*return\s+([A-Za-z_$][\w$]*)\s*;?\s*\}$/;
 
 /** A property read by name: a data property's value; an accessor's "(getter)", or a trivial getter's variable. */
-export async function memberValue(ctx: ReadContext, d: Protocol.Runtime.PropertyDescriptor, parent: Taint | undefined): Promise<Val> {
+export async function memberValue(ctx: ReadContext, d: Protocol.Runtime.PropertyDescriptor, parent: Taint | undefined, own?: Taint): Promise<Val> {
   const variable = d.get?.objectId ? trivialGetter.exec(d.get.description ?? '')?.[1] : undefined;
-  if (!variable || !d.get?.objectId) return descriptorValue(ctx, d, parent);
-  const taint = childTaint(ctx, parent, d.name) ?? childTaint(ctx, undefined, variable);
+  if (!variable || !d.get?.objectId) return descriptorValue(ctx, d, parent, own);
+  const taint = own ?? childTaint(ctx, parent, d.name) ?? childTaint(ctx, undefined, variable);
   const fn = await ctx.reader.getProperties(d.get.objectId, ctx.spend);
   const scopes = fn.internalProperties?.find((p) => p.name === '[[Scopes]]')?.value;
   if (!scopes?.objectId) return prim('(getter)', taint);
@@ -89,6 +93,9 @@ export async function remoteMember(ctx: ReadContext, v: RemoteVal, key: string):
     const length = describedSize(object) ?? (await remoteElements(ctx, v)).length;
     return prim(length, v.taint?.full ? v.taint : undefined);
   }
+  // Inside a redacted container every field is secret, found or not: answered without a read, so neither the
+  // answer nor the number of reads says whether the key exists.
+  if (v.taint) return prim(undefined, childTaint(ctx, v.taint, key));
   if (object.type === 'symbol') return prim(undefined);
   const previewed = previewMember(ctx, v, key);
   if (previewed) return previewed;
@@ -184,7 +191,7 @@ export async function remoteElements(ctx: ReadContext, v: RemoteVal): Promise<Va
   const out: Val[] = [];
   for (let i = 0; i < length; i++) {
     const d = byIndex.get(String(i));
-    out.push(d ? descriptorValue(ctx, d, v.taint) : prim(undefined, v.taint));
+    out.push(d ? descriptorValue(ctx, d, v.taint) : prim(undefined, childTaint(ctx, v.taint, undefined)));
   }
   return out;
 }
@@ -207,7 +214,7 @@ export async function remoteEntries(ctx: ReadContext, v: RemoteVal): Promise<[Va
       const entry = await readObject(ctx, item);
       const keyDesc = entry.result.find((d) => d.name === 'key');
       const valueDesc = entry.result.find((d) => d.name === 'value');
-      const key = readValue(ctx, keyDesc?.value, v.taint);
+      const key = readValue(ctx, keyDesc?.value, childTaint(ctx, v.taint, undefined));
       const keyName = keyDesc?.value?.type === 'string' ? String(keyDesc.value.value) : undefined;
       const value = readValue(ctx, valueDesc?.value, childTaint(ctx, v.taint, keyName));
       return isSet ? [value, value] : [key, value];

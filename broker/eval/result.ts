@@ -17,12 +17,13 @@ const vetted = new WeakSet<Val>();
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 const maxJsonDepth = 32;
 
-/** Whether the value's content is secret where it stands (a tainted leaf; presence alone is shape). */
+/** Whether the value's content is secret where it stands (anything tainted; presence alone is shape). */
 function hidden(v: Val): string | undefined {
   if (!v.taint) return undefined;
   if (v.taint.full) return v.taint.label;
   if (v.kind === 'prim' && (v.value === undefined || v.value === null)) return undefined;
-  return v.kind === 'prim' || v.kind === 'date' ? v.taint.label : undefined;
+  // A redacted container too: its keys are content.
+  return v.taint.label;
 }
 
 /**

@@ -30,7 +30,7 @@ export const everyday: readonly string[] = [
   'created.toISOString()',
   'sessionTokens.size',
   'req.headers.cookie === undefined',
-  'reqNoCookie.headers.cookie === undefined',
+  'plainRequest.headers.cookie === undefined',
   '`${order.id}-${items.length}`',
   "order.total > 50 ? 'big' : 'small'",
   "config.services.map(s => s.name).join(', ')",

@@ -23,6 +23,8 @@ export const oracles: readonly string[] = [
   'password.split("-")[1]',
   'arguments[1]',
   'arguments[1].length',
+  'typeof arguments[1]',
+  'arguments[0].name',
   "Object.values(users[1]).join(',')",
   'Object.values(order.customer).join()',
   '`${order.customer.password}`',
@@ -102,6 +104,21 @@ export const oracles: readonly string[] = [
   "'x'.concat([otp])",
   "({ [[otp]]: 1 })",
   'String([[password]])',
+  'Object.keys(apiKeys)[0]',
+  'Object.keys(apiKeys)',
+  "apiKeys['S3CR3T-key-one'] === undefined",
+  "apiKeys['S3CR3T-key-one']",
+  "'S3CR3T-key-one' in apiKeys",
+  "Object.hasOwn(apiKeys, 'S3CR3T-key-one')",
+  'JSON.stringify(apiKeys)',
+  'Object.entries(apiKeys)[0][0]',
+  'Object.values(apiKeys)',
+  "typeof apiKeys['S3CR3T-key-one']",
+  "sessionTokens.get('S3CR3T-session-token-alpha') === undefined",
+  '[...sessionTokens][0][0]',
+  'JSON.stringify([...sessionTokens])',
+  "Object.keys(config.services[2].credentials).includes('token')",
+  "config.services[2].credentials.user === undefined",
 ];
 
 /** Shape of a redacted value is not secret: these answer with real values. */
@@ -115,12 +132,14 @@ export const shapes: readonly [string, unknown][] = [
   ['sessionTokens.size', 2],
   ["Object.keys(config.db).includes('password')", true],
   ['config.services[2].credentials !== undefined', true],
-  ['Object.keys(config.services[2].credentials)', ['token', 'user']],
+  ['Object.keys(config.services[2].credentials).length', 2],
+  ['Object.keys(apiKeys).length', 2],
+  ['apiKeys === undefined', false],
   ['typeof config.services[0].credentials', 'object'],
   ['[...sessionTokens.keys()].length', 2],
   ['typeof settings.get("apiKey")', 'string'],
   ['gadget.summary', '(getter)'],
-  ['typeof arguments[1]', 'string'],
+  ['typeof arguments', 'object'],
   ['arguments.length', 2],
 ];
 
@@ -164,7 +183,7 @@ test('shape of redacted values is not secret', async () => {
 test('containers keep real elements next to redacted ones', async () => {
   assert.deepEqual(valueOf(await a.evaluate('Object.values(users[0])', { returnByValue: true })), ['ann', 'ann@example.com', 34, '[redacted: password]']);
   assert.equal(valueOf(await a.evaluate('JSON.stringify(order.customer)')), '{"name":"Ann Lee","email":"ann.lee@example.com","password":"[redacted: password]"}');
-  assert.equal(valueOf(await a.evaluate('JSON.stringify(config.services[0])')), '{"name":"billing","url":"https://billing.internal","credentials":{"token":"[redacted: credentials]"}}');
+  assert.equal(valueOf(await a.evaluate('JSON.stringify(config.services[0])')), '{"name":"billing","url":"https://billing.internal","credentials":"[redacted: credentials]"}');
   assert.deepEqual(valueOf(await a.evaluate('[...sessionTokens.keys()]', { returnByValue: true })), ['[redacted: sessionTokens]', '[redacted: sessionTokens]']);
   assert.deepEqual(valueOf(await a.evaluate('users.map(u => u.name + ":" + u.password.length)', { returnByValue: true })), ['[redacted: password]', '[redacted: password]']);
   const whole = await a.evaluate('config.db');
