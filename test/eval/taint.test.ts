@@ -119,6 +119,21 @@ export const oracles: readonly string[] = [
   'JSON.stringify([...sessionTokens])',
   "Object.keys(config.services[2].credentials).includes('token')",
   "config.services[2].credentials.user === undefined",
+  'cvv',
+  'cvv + 1',
+  'cvv > 500',
+  '[cvv].includes(123)',
+  'Math.sign(cvv - 500)',
+  'cvv.toString(2).length',
+  'JSON.stringify({ cvv })',
+  'mfa',
+  'mfa ? 1 : 0',
+  '!mfa',
+  "String(mfa)",
+  'mfa === true',
+  "mfa && 'on'",
+  '[1, 2].filter(() => mfa).length',
+  'new Date(cvv).getTime()',
 ];
 
 /** Shape of a redacted value is not secret: these answer with real values. */
@@ -141,6 +156,9 @@ export const shapes: readonly [string, unknown][] = [
   ['gadget.summary', '(getter)'],
   ['typeof arguments', 'object'],
   ['arguments.length', 2],
+  ['typeof cvv', 'number'],
+  ['typeof mfa', 'boolean'],
+  ['mfa == null', false],
 ];
 
 let a: PausedApp;
