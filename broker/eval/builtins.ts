@@ -61,6 +61,7 @@ export async function callMethod(interp: Interpreter, receiver: Val, name: strin
       if (isRemoteList(receiver)) return listMethod(interp, receiver, await remoteElements(interp.ctx, receiver), name, args);
       const subtype = receiver.object.subtype;
       if (subtype === 'map' || subtype === 'set') return collectionMethod(await remoteEntries(interp.ctx, receiver), subtype === 'set', name, args);
+      if (receiver.taint) return poison(receiver.taint.label);
       break;
     }
   }

@@ -404,7 +404,7 @@ function methodRef(type: string, key: string): Val {
 
 /** A value named in an error message: never its content when that is secret (or a string at all). */
 export function describe(v: Val): string {
-  if (v.taint && (v.taint.full || v.kind === 'prim')) return 'a redacted value';
+  if (v.taint) return 'a redacted value';
   switch (v.kind) {
     case 'prim':
       return typeof v.value === 'string' ? 'a string' : typeof v.value === 'bigint' ? 'a bigint' : String(v.value);

@@ -121,6 +121,8 @@ export function toPrimitive(v: Val, hint: 'string' | 'number' | 'default'): Prim
       return `function ${v.name.split('.').pop()}() { [native code] }`;
     case 'remote':
       if (v.object.type === 'symbol') throw new LoupeRefusal('construct', 'a Symbol cannot be turned into a string or number');
+      // A description can quote content (an Error's message): never that of a redacted object.
+      if (v.taint) throw coercionRefusal('a redacted object');
       throw coercionRefusal(`the ${v.object.subtype ?? v.object.type} ${v.object.description ?? ''}`.trimEnd());
   }
 }

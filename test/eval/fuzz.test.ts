@@ -10,7 +10,7 @@ import { assertNoSecret, pausedApp, type PausedApp } from './pausedApp';
 
 const names = [
   'password', 'user', 'users', 'items', 'order', 'config', 'sessionTokens', 'settings', 'tags', 'priceBySku', 'note', 'jwt', 'card', 'req', 'name',
-  'words', 'ts', 'created', 'account', 'gadget', 'env', 'arguments', 'moduleApiKey', 'otp', 'nested', 'bytes', 'status', 'missing', 'nothing', 'big', 'cvv', 'mfa', 'apiKeys',
+  'words', 'ts', 'created', 'account', 'gadget', 'env', 'arguments', 'moduleApiKey', 'otp', 'nested', 'bytes', 'status', 'missing', 'nothing', 'big', 'cvv', 'mfa', 'apiKeys', 'authError',
 ];
 const fields = ['length', 'password', 'token', 'name', 'email', 'headers', 'authorization', 'cookie', 'db', 'services', 'credentials', '0', '1', '2', 'size', 'SECRET_X', 'summary', 'price', 'customer', '#pin', 'user'];
 const literals = ["'S'", "'a'", "'-'", '0', '1', '2', '36', '-1', 'true', 'null', 'undefined', "'ann'", "'apiKey'", '1e3'];

@@ -134,7 +134,12 @@ export const oracles: readonly string[] = [
   "mfa && 'on'",
   '[1, 2].filter(() => mfa).length',
   'new Date(cvv).getTime()',
+  'authError.message',
+  'authError.toString()',
 ];
+
+/** Refused or thrown rather than redacted: what matters is that nothing of the secret shows. */
+export const refusedWithoutLeak: readonly string[] = ["authError + ''", '`${authError}`', '[...authError]', 'authError.stack.split()', 'Object.keys(authError)'];
 
 /** Shape of a redacted value is not secret: these answer with real values. */
 export const shapes: readonly [string, unknown][] = [
@@ -189,6 +194,15 @@ test(`${oracles.length} oracles over redacted values give the marker, identical 
   }
   process.stdout.write(`# taint: ${oracles.length - problems.length}/${oracles.length} oracles redacted and secret-independent\n`);
   assert.deepEqual(problems, []);
+});
+
+test('refusals and errors over redacted values quote nothing of them', async () => {
+  for (const expression of refusedWithoutLeak) {
+    const [x, y] = await Promise.all([a.evaluate(expression, { returnByValue: true }), b.evaluate(expression, { returnByValue: true })]);
+    assertNoSecret(comparable(x), expression);
+    assertNoSecret(comparable(y), expression);
+    assert.equal(comparable(x), comparable(y), expression);
+  }
 });
 
 test('shape of redacted values is not secret', async () => {
