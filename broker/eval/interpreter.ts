@@ -364,7 +364,8 @@ export class Interpreter {
     for (const p of node.properties as AstNode[]) {
       if (p.type === 'SpreadElement') {
         const source = await this.eval(p.argument, scope);
-        if (isFull(source) || (source.kind === 'prim' && source.taint && typeof source.value === 'string')) taint ??= full(source.taint!.label);
+        // The keys of a redacted container (or a secret string's indices) would become this object's keys.
+        if (source.taint && !isNullish(source)) taint ??= full(source.taint.label);
         else for (const [k, v] of await this.ownEntries(source)) props.set(k, v);
       } else {
         const keyVal = p.computed ? await this.eval(p.key, scope) : prim(p.key.type === 'Identifier' ? p.key.name : String(p.key.value));

@@ -170,6 +170,30 @@ function previewOf(interp: Interpreter, entries: [string, Val][], subtype: 'arra
   return { type: 'object', subtype, description, overflow: entries.length > 100, properties };
 }
 
+/**
+ * A preview V8 attached to an object read from the target: its fields are the target's raw values, so each is
+ * checked as a read would be (a redacted name or a string that looks secret gives the marker).
+ */
+function redactedPreview(interp: Interpreter, preview: Protocol.Runtime.ObjectPreview, depth: number): Protocol.Runtime.ObjectPreview {
+  const { redaction } = interp.ctx;
+  const text = (value: string | undefined) => {
+    const secret = value === undefined ? undefined : redaction.secretIn(value);
+    return secret ? marker(secret) : value;
+  };
+  const properties = preview.properties.map((p): Protocol.Runtime.PropertyPreview => {
+    if (redaction.isSensitive(p.name)) return { name: p.name, type: 'string', value: marker(p.name) };
+    const valuePreview = p.valuePreview && depth < 2 ? redactedPreview(interp, p.valuePreview, depth + 1) : undefined;
+    return { ...p, value: text(p.value), ...(valuePreview ? { valuePreview } : {}) };
+  });
+  const entries = preview.entries?.map((e): Protocol.Runtime.EntryPreview => {
+    const keyName = e.key?.type === 'string' ? e.key.description : undefined;
+    const key = e.key && depth < 2 ? redactedPreview(interp, e.key, depth + 1) : undefined;
+    if (keyName !== undefined && redaction.isSensitive(keyName)) return { ...(key ? { key } : {}), value: { type: 'string', description: marker(keyName), overflow: false, properties: [] } };
+    return { ...(key ? { key } : {}), value: depth < 2 ? redactedPreview(interp, e.value, depth + 1) : { type: e.value.type, description: '…', overflow: true, properties: [] } };
+  });
+  return { ...preview, description: text(preview.description), properties, ...(entries ? { entries } : {}) };
+}
+
 /** The evaluation's result as CDP returns it; `byValue` is the client's returnByValue. */
 export async function toRemoteObject(interp: Interpreter, v: Val, byValue: boolean, labels: Set<string>): Promise<Protocol.Runtime.RemoteObject> {
   const label = v.taint?.full || (v.taint && v.kind !== 'remote') ? v.taint.label : undefined;
@@ -199,7 +223,7 @@ export async function toRemoteObject(interp: Interpreter, v: Val, byValue: boole
         labels.add(secret);
         return { ...v.object, description: `${v.object.type === 'function' ? 'function' : (v.object.className ?? 'Object')} ${marker(secret)}` };
       }
-      if (!byValue || v.object.type !== 'object') return v.object;
+      if (!byValue || v.object.type !== 'object') return v.object.preview ? { ...v.object, preview: redactedPreview(interp, v.object.preview, 0) } : v.object;
       const value = await toJson(interp, v, labels);
       const { objectId: _objectId, preview: _preview, ...rest } = v.object;
       return { ...rest, value: value === omit ? undefined : value };

@@ -74,6 +74,8 @@ after(async () => {
 
 function comparable(outcome: LoupeOutcome): string {
   const { ms: _ms, ...rest } = outcome;
+  // objectIds differ between processes, and so does a Map or Set's description in a preview when its key is
+  // the secret itself, which the marker stands for; both are checked for secrets separately.
   return JSON.stringify(rest, (key, value) => (key === 'objectId' ? undefined : value));
 }
 
@@ -84,9 +86,9 @@ test('random expressions: never thrown, never a secret, within budget, the same 
   const budget = { maxMs: 1500 };
   const kinds: Record<string, number> = {};
   await fc.assert(
-    fc.asyncProperty(expressionArb, async (expression) => {
+    fc.asyncProperty(expressionArb, fc.boolean(), async (expression, returnByValue) => {
       const started = performance.now();
-      const [x, y] = await Promise.all([a.evaluate(expression, { budget, returnByValue: true }), b.evaluate(expression, { budget, returnByValue: true })]);
+      const [x, y] = await Promise.all([a.evaluate(expression, { budget, returnByValue }), b.evaluate(expression, { budget, returnByValue })]);
       const ms = performance.now() - started;
       kinds[x.kind] = (kinds[x.kind] ?? 0) + 1;
       assert.ok(ms < budget.maxMs + 1000, `${expression} took ${ms} ms`);

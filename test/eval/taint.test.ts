@@ -134,6 +134,8 @@ export const oracles: readonly string[] = [
   "mfa && 'on'",
   '[1, 2].filter(() => mfa).length',
   'new Date(cvv).getTime()',
+  '({ ...apiKeys })',
+  'Object.keys({ ...apiKeys })',
   'authError.message',
   'authError.toString()',
 ];
@@ -203,6 +205,15 @@ test('refusals and errors over redacted values quote nothing of them', async () 
     assertNoSecret(comparable(y), expression);
     assert.equal(comparable(x), comparable(y), expression);
   }
+});
+
+test('an object handed back by reference carries a preview with its redacted fields replaced', async () => {
+  const outcome = await a.evaluate('order.customer');
+  assert.ok(outcome.kind === 'value' && outcome.result.objectId && outcome.result.preview);
+  assertNoSecret(JSON.stringify(outcome), 'order.customer');
+  assert.deepEqual(outcome.result.preview!.properties.map((p) => [p.name, p.value]), [['name', 'Ann Lee'], ['email', 'ann.lee@example.com'], ['password', '[redacted: password]']]);
+  const list = await a.evaluate('users.filter(u => u.age > 30)');
+  assertNoSecret(JSON.stringify(list), 'users.filter');
 });
 
 test('shape of redacted values is not secret', async () => {
