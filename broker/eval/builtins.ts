@@ -80,7 +80,8 @@ async function listMethod(interp: Interpreter, self: Val, items: Val[], name: st
 }
 
 /** `parseInt(x)`, `Number(x)`, `String(x)`, `Boolean(x)`, … */
-export async function callGlobal(interp: Interpreter, name: string, args: Val[]): Promise<Val> {
+export async function callGlobal(interp: Interpreter, name: string, input: Val[]): Promise<Val> {
+  const args = await Promise.all(input.map((v) => interp.listed(v)));
   const [a0 = undef, a1 = undef] = args;
   if (name === 'Boolean') {
     const label = truthLabel(a0);

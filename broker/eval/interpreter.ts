@@ -52,7 +52,7 @@ export class Interpreter {
           throw error;
         }
       case 'TemplateLiteral': {
-        const values = await this.evalAll(node.expressions, scope);
+        const values = await Promise.all((await this.evalAll(node.expressions, scope)).map((v) => this.listed(v)));
         const label = secretLabel(...values);
         if (label) return poison(label);
         let text = node.quasis[0].value.cooked ?? '';
@@ -70,7 +70,8 @@ export class Interpreter {
         return this.unary(node, scope);
       case 'BinaryExpression':
         if (node.operator === 'in') return this.has(await this.eval(node.left, scope), await this.eval(node.right, scope));
-        return this.binary(node.operator, await this.eval(node.left, scope), await this.eval(node.right, scope));
+        if (node.operator === '===' || node.operator === '!==') return this.binary(node.operator, await this.eval(node.left, scope), await this.eval(node.right, scope));
+        return this.binary(node.operator, await this.listed(await this.eval(node.left, scope)), await this.listed(await this.eval(node.right, scope)));
       case 'LogicalExpression':
         return this.logical(node, scope);
       case 'ConditionalExpression': {
@@ -308,6 +309,16 @@ export class Interpreter {
       }
     }
     throw new LoupeThrow('TypeError', `${describe(v)} is not iterable by Loupe (arrays, strings, Maps and Sets are; a user iterator is app code)`);
+  }
+
+  /**
+   * A list of the target (array, typed array) as a list of the interpreter's, so that turning it into a string
+   * joins its elements as the built-in would (never the app's toString); other values unchanged.
+   */
+  async listed(v: Val, depth = 0): Promise<Val> {
+    if (v.kind !== 'remote' || (v.object.subtype !== 'array' && v.object.subtype !== 'typedarray') || isFull(v) || depth > 4) return v;
+    const items = await remoteElements(this.ctx, v);
+    return { kind: 'array', items: await Promise.all(items.map((item) => this.listed(item, depth + 1))) };
   }
 
   /** Calls an arrow function given as a callback. */

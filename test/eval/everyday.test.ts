@@ -87,6 +87,11 @@ export const everyday: readonly string[] = [
   'users.length > 1 && users[1].age',
   "['1', '', '3'].filter(Boolean).map(Number)",
   "['10', '10', '10'].map(parseInt)",
+  '`${config.retries}`',
+  "config.retries + ''",
+  'String(nested)',
+  '`retries: ${config.retries} of ${items.map(i => i.sku)}`',
+  'config.retries == "1,2,4,8"',
 ];
 
 let app: PausedApp;
