@@ -10,6 +10,8 @@ export interface EvalBudget {
   readonly maxReads: number;
   /** Characters of any one string the interpreter builds (repeat, padStart, join, templates, JSON). */
   readonly maxStringLength: number;
+  /** Characters of all the strings one evaluation builds together (a string per element adds up). */
+  readonly maxBuiltCharacters: number;
   /** Elements of any one collection the interpreter reads or builds. */
   readonly maxElements: number;
   /** Bytes of the serialized result handed back. */
@@ -28,6 +30,7 @@ export const defaultEvalBudget: EvalBudget = Object.freeze({
   maxSteps: 100_000,
   maxReads: 2_000,
   maxStringLength: 1 << 20,
+  maxBuiltCharacters: 16 << 20,
   maxElements: 10_000,
   maxResultBytes: 256 * 1024,
   maxMs: 2_000,
@@ -64,6 +67,7 @@ export class ChainShort {}
 export class Spend {
   steps = 0;
   reads = 0;
+  characters = 0;
   readonly started: number;
 
   constructor(
@@ -100,6 +104,8 @@ export class Spend {
 
   string(length: number): void {
     if (length > this.budget.maxStringLength) throw budgetRefusal(`a string longer than ${this.budget.maxStringLength} characters`);
+    this.characters += length;
+    if (this.characters > this.budget.maxBuiltCharacters) throw budgetRefusal(`strings of more than ${this.budget.maxBuiltCharacters} characters in all`);
   }
 
   elements(count: number): void {

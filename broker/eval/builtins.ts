@@ -15,7 +15,18 @@ import {
   contentSecret, isFull, isNullish, poison, prim, secretLabel, toNumberValue, toPrimitive, toStringValue, truthy, undef, type Prim, type Scope, type Val,
 } from './values';
 
+/** Every call's result costs its size in steps: containers built per element add up like the work they are. */
 export async function callFunction(interp: Interpreter, node: AstNode, scope: Scope | undefined): Promise<Val> {
+  const result = await dispatchCall(interp, node, scope);
+  interp.ctx.spend.step(sizeOf(result));
+  return result;
+}
+
+export function sizeOf(v: Val): number {
+  return v.kind === 'array' ? v.items.length : v.kind === 'object' ? v.props.size : v.kind === 'collection' ? v.entries.length : 0;
+}
+
+async function dispatchCall(interp: Interpreter, node: AstNode, scope: Scope | undefined): Promise<Val> {
   let callee = node.callee as AstNode;
   while (callee.type === 'ParenthesizedExpression') callee = callee.expression;
   if (callee.type === 'Identifier') return callGlobal(interp, callee.name, await interp.args(node.arguments, scope));
@@ -223,6 +234,12 @@ async function ownNonEnumerable(interp: Interpreter, v: Extract<Val, { kind: 're
 
 /** `new Date(…)`, `new Map(entries)`, `new Set(values)`. */
 export async function construct(interp: Interpreter, name: string, args: Val[]): Promise<Val> {
+  const result = await constructed(interp, name, args);
+  interp.ctx.spend.step(sizeOf(result));
+  return result;
+}
+
+async function constructed(interp: Interpreter, name: string, args: Val[]): Promise<Val> {
   const [a0 = undef] = args;
   if (name === 'Date') {
     const label = secretLabel(...args);

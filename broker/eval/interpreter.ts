@@ -366,6 +366,7 @@ export class Interpreter {
       } else items.push(await this.eval(e, scope));
       this.ctx.spend.elements(items.length);
     }
+    this.ctx.spend.step(items.length);
     return taint ? poison(taint.label) : { kind: 'array', items };
   }
 
@@ -387,6 +388,7 @@ export class Interpreter {
       }
       this.ctx.spend.elements(props.size);
     }
+    this.ctx.spend.step(props.size);
     return taint ? poison(taint.label) : { kind: 'object', props };
   }
 

@@ -104,6 +104,8 @@ test('each budget bound refuses with its name and value', async () => {
     ['('.repeat(300) + '1' + ')'.repeat(300), {}, /nested/],
     ['[' + '1,'.repeat(6000) + '1]', {}, /characters long; Loupe accepts at most 10000/],
     ['Array.from({ length: 5000 }, (_, i) => i).map(i => "x".repeat(100))', { maxResultBytes: 10000 }, /a result of more than 10000 bytes/],
+    ['Array.from({ length: 10000 }, () => Array.from({ length: 10000 }))', {}, /more than 100000 steps/],
+    ['Array.from({ length: 10000 }, () => "x".repeat(1e6))', {}, /strings of more than 16777216 characters in all/],
   ];
   for (const [expression, budget, message] of cases) {
     const outcome = await app.evaluate(expression, { budget });
