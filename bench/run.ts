@@ -15,6 +15,7 @@ import { WriteAheadLog } from '../broker/audit/wal';
 import { loadOrCreateSigningKey, type SigningKey } from '../broker/identity/keys';
 import { basePolicy } from '../test/support/testBroker';
 import { startTarget, type TargetProcess } from '../test/support/target';
+import { benchEvaluation } from './evaluation';
 import { spawnNode, type Child } from './lib/procs';
 import { RttClient } from './lib/rttClient';
 import { nowMs, summarize, type Summary } from './lib/stats';
@@ -47,9 +48,11 @@ const counts = {
   load: { rounds: Number(process.env.BENCH_LOAD_ROUNDS ?? 5), concurrency: 32, durationMs: Number(process.env.BENCH_LOAD_MS ?? 2000), warmupMs: 500 },
   /** Section 4: sessions opened at once, per path and round. */
   sessions: { sessions: Number(process.env.BENCH_SESSIONS ?? 100), rounds: 2, settleMs: 1000 },
+  /** Section 5: evaluations per variant and round (bench/evaluation.ts). */
+  evaluation: { rounds: 5, perRound: 60, warmup: 30 },
 };
-/** BENCH_SECTIONS=1,2,2e,3,4 runs only those (2e stands for the audit sections 2e-2g); default all. */
-const sections = new Set((process.env.BENCH_SECTIONS ?? '1,2,2e,3,4').split(',').map((x) => x.trim()));
+/** BENCH_SECTIONS=1,2,2e,3,4,5 runs only those (2e stands for the audit sections 2e-2g); default all. */
+const sections = new Set((process.env.BENCH_SECTIONS ?? '1,2,2e,3,4,5').split(',').map((x) => x.trim()));
 
 // ---------------------------------------------------------------------------------------------------
 // 1. CDP round trips
@@ -403,6 +406,7 @@ async function main(): Promise<void> {
     const upload = sections.has('2e') ? await timed('2f', () => benchUpload(scratch, key)) : null;
     const throughput = sections.has('3') ? await timed('3', () => benchThroughput(scratch, counts.load, log)) : null;
     const sessionsResult = sections.has('4') ? await timed('4', () => benchSessions(scratch, counts.sessions, log)) : null;
+    const evaluation = sections.has('5') ? await timed('5', () => benchEvaluation(counts.evaluation)) : null;
     const results = {
       generatedAt: new Date().toISOString(),
       machine: { node: process.version, v8: process.versions.v8, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, platform: `${process.platform} ${process.arch}`, scratchDir: scratch, loadavgBefore: loadBefore, loadavgAfter: loadavg() },
@@ -414,6 +418,7 @@ async function main(): Promise<void> {
       upload,
       throughput,
       sessions: sessionsResult,
+      evaluation,
       sectionSeconds: timings,
       durationSeconds: (nowMs() - started) / 1000,
     };

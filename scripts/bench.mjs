@@ -4,12 +4,13 @@
 // p99 over many samples, with its ratio to a baseline measured in the same run on the same machine.
 //
 // Sections: 1 CDP round trip; 2 target pause per snapshot hit (inside the target); 2e-2g audit recording and
-// upload; 3 demo service throughput under a session; 4 idle sessions (memory, time to open 100).
+// upload; 3 demo service throughput under a session; 4 idle sessions (memory, time to open 100); 5 an
+// evaluation through Loupe's interpreter vs V8 on one paused frame.
 //
 //   npm run bench                 the full run (about 3 minutes on 2 cores; budget 5 minutes)
 //   npm run bench -- --no-s3      skip the S3 upload figure (no server started)
 //   npm run bench -- --print      only print the table of the last bench/results.json
-//   BENCH_SECTIONS=2,3 npm run bench -- --no-s3   only those sections (1, 2, 2e for 2e-2g, 3, 4); with
+//   BENCH_SECTIONS=2,3 npm run bench -- --no-s3   only those sections (1, 2, 2e for 2e-2g, 3, 4, 5); with
 //   BENCH_RESULTS=/tmp/x.json the results go there instead of bench/results.json (also for --print)
 //
 // S3: uses S3_ENDPOINT / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION when set; otherwise runs
@@ -96,6 +97,7 @@ function printResults(r) {
   if (r.roundTrip) printAdded(r);
   if (r.throughput) printThroughput(r.throughput, r.machine.cores);
   if (r.sessions) printSessions(r.sessions);
+  if (r.evaluation) printEvaluation(r.evaluation);
   say('');
 }
 
@@ -272,6 +274,14 @@ function printSessions(s) {
   ]);
   say(table(['memory', 'proxy RSS before → after', 'per session', 'per round', 'after close', 'vs (c)', 'target RSS per session'], memRows));
   say(`   per session = (RSS with the ${s.sessions} sessions settled ${s.settleMs} ms − RSS before) / ${s.sessions}; RSS includes garbage not yet collected. Later rounds start from a heap that once held them.`);
+}
+
+function printEvaluation(e) {
+  say('');
+  say(`5. Evaluation on one paused frame: Loupe's interpreter (reads by Runtime.getProperties) vs V8 evaluateOnCallFrame (throwOnSideEffect + timeout), one QUICKACK connection, ${e.counts.rounds} interleaved rounds of ${e.counts.perRound} (bench/evaluation.ts)`);
+  const rows = e.rows.map((r) => [r.expression, medP99(r.v8), medP99(r.loupe), ratio(r.loupe.median / r.v8.median), medP99(r.loupeScoped), ratio(r.loupeScoped.median / r.v8.median), medP99(r.loupeWarm), ratio(r.loupeWarm.median / r.v8.median), String(r.reads)]);
+  say(table(['expression', 'V8 med / p99', 'Loupe, fresh reader', 'vs V8', 'scopes read at pause', 'vs V8', 'warm reader', 'vs V8', 'reads'], rows));
+  say('   fresh reader: nothing cached (first expression of a pause); scopes read at pause: the session reads the frame\'s scopes as the pause arrives; warm: the pause\'s cache (watch expressions re-evaluated).');
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,116 @@
+/**
+ * The bounds of one Loupe evaluation. Each bound, when exceeded, ends the evaluation with a refusal that names
+ * it and its value; none can stall the broker or the target. The defaults are one object so configuration can
+ * expose them.
+ */
+export interface EvalBudget {
+  /** AST nodes evaluated plus built-in iterations (a callback per element counts one each). */
+  readonly maxSteps: number;
+  /** Runtime.getProperties calls to the target. */
+  readonly maxReads: number;
+  /** Characters of any one string the interpreter builds (repeat, padStart, join, templates, JSON). */
+  readonly maxStringLength: number;
+  /** Characters of all the strings one evaluation builds together (a string per element adds up). */
+  readonly maxBuiltCharacters: number;
+  /** Elements of any one collection the interpreter reads or builds. */
+  readonly maxElements: number;
+  /** Bytes of the serialized result handed back. */
+  readonly maxResultBytes: number;
+  /** Wall time of the whole evaluation, reads included. */
+  readonly maxMs: number;
+  /** Characters of the expression's source. */
+  readonly maxSourceLength: number;
+  /** Nesting depth of the expression's syntax tree. */
+  readonly maxDepth: number;
+  /** Prototype links followed looking for a property. */
+  readonly maxPrototypeHops: number;
+}
+
+export const defaultEvalBudget: EvalBudget = Object.freeze({
+  maxSteps: 100_000,
+  maxReads: 2_000,
+  maxStringLength: 1 << 20,
+  maxBuiltCharacters: 16 << 20,
+  maxElements: 10_000,
+  maxResultBytes: 256 * 1024,
+  maxMs: 2_000,
+  maxSourceLength: 10_000,
+  maxDepth: 200,
+  maxPrototypeHops: 8,
+});
+
+/** An expression that is not a Loupe expression, or a construct it refuses. Nothing was read, or nothing more. */
+export class LoupeRefusal extends Error {
+  override readonly name = 'LoupeRefusal';
+  constructor(
+    readonly rule: 'syntax' | 'construct' | 'call' | 'budget' | 'target',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A JavaScript exception the expression raised (TypeError, ReferenceError, …), as V8 would have. */
+export class LoupeThrow extends Error {
+  constructor(
+    readonly className: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Optional chaining met a nullish value: the whole chain is undefined. */
+export class ChainShort {}
+
+/** Counts what one evaluation spends and refuses past a bound. */
+export class Spend {
+  steps = 0;
+  reads = 0;
+  characters = 0;
+  readonly started: number;
+
+  constructor(
+    readonly budget: EvalBudget,
+    readonly clock: () => number,
+  ) {
+    this.started = clock();
+  }
+
+  step(n = 1): void {
+    this.steps += n;
+    if (this.steps > this.budget.maxSteps) throw budgetRefusal(`more than ${this.budget.maxSteps} steps`);
+    if ((this.steps & 255) === 0) this.checkTime();
+  }
+
+  read(): void {
+    this.reads++;
+    if (this.reads > this.budget.maxReads) throw budgetRefusal(`more than ${this.budget.maxReads} reads of the target`);
+    this.checkTime();
+  }
+
+  checkTime(): void {
+    if (this.elapsed() > this.budget.maxMs) throw budgetRefusal(`more than ${this.budget.maxMs} ms`);
+  }
+
+  /** Milliseconds left before the time bound. */
+  remaining(): number {
+    return Math.max(0, this.budget.maxMs - this.elapsed());
+  }
+
+  elapsed(): number {
+    return this.clock() - this.started;
+  }
+
+  string(length: number): void {
+    if (length > this.budget.maxStringLength) throw budgetRefusal(`a string longer than ${this.budget.maxStringLength} characters`);
+    this.characters += length;
+    if (this.characters > this.budget.maxBuiltCharacters) throw budgetRefusal(`strings of more than ${this.budget.maxBuiltCharacters} characters in all`);
+  }
+
+  elements(count: number): void {
+    if (count > this.budget.maxElements) throw budgetRefusal(`a collection of more than ${this.budget.maxElements} elements`);
+  }
+}
+
+export const budgetRefusal = (what: string) => new LoupeRefusal('budget', `the expression needed ${what} (Loupe's budget per evaluation)`);

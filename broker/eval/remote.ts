@@ -1,0 +1,223 @@
+/**
+ * Reading objects of the target for the interpreter: own data properties, the prototype chain (data
+ * properties only), array elements, Map/Set entries, private fields. Every value read gets its taint here:
+ * from a redacted name (property, Map key, private field), from its container, or from a string that looks
+ * secret. A getter is never invoked (its value reads as "(getter)"); a Proxy is never read through.
+ */
+import type { Protocol } from 'devtools-protocol';
+import { LoupeRefusal, type Spend } from './budget';
+import type { RedactionContext } from './redaction';
+import type { PropertiesRead, TargetReader } from './reader';
+import { describedSize, fromRemote, prim, type Taint, type Val } from './values';
+
+export interface ReadContext {
+  readonly reader: TargetReader;
+  readonly spend: Spend;
+  readonly redaction: RedactionContext;
+}
+
+type RemoteVal = Extract<Val, { kind: 'remote' }>;
+
+export async function readObject(ctx: ReadContext, v: RemoteVal): Promise<PropertiesRead> {
+  const object = v.object;
+  if (object.subtype === 'proxy') {
+    throw new LoupeRefusal('target', `${object.description ?? 'the object'} is a Proxy: Loupe never reads through one (its traps are app code)`);
+  }
+  if (!object.objectId) return { result: [] };
+  return ctx.reader.getProperties(object.objectId, ctx.spend, true);
+}
+
+/**
+ * The taint of something read from `parent` under `name`: the name's if it is redacted (content: its shape
+ * stays visible). Inside a redacted container everything is secret, keys and presence included: a map of
+ * sessions keyed by token would otherwise answer `sessions[guess] === undefined`.
+ */
+export function childTaint(ctx: ReadContext, parent: Taint | undefined, name: string | undefined): Taint | undefined {
+  if (parent) return parent.full ? parent : { full: true, label: parent.label };
+  if (name !== undefined && ctx.redaction.isSensitive(name)) return { full: false, label: name };
+  return undefined;
+}
+
+/** A value read from the target, tainted by where it was read and, for strings, by what it looks like. */
+export function readValue(ctx: ReadContext, object: Protocol.Runtime.RemoteObject | undefined, taint: Taint | undefined): Val {
+  if (!object) return prim(undefined, taint);
+  if (typeof object.value === 'string') ctx.spend.string(object.value.length);
+  if (!taint && object.type === 'string' && typeof object.value === 'string') {
+    const found = ctx.redaction.secretIn(object.value);
+    if (found) return prim(object.value, { full: false, label: found });
+  }
+  return fromRemote(object, taint);
+}
+
+/** The value of one property descriptor; an accessor is described, never invoked. */
+export function descriptorValue(ctx: ReadContext, d: Protocol.Runtime.PropertyDescriptor, parent: Taint | undefined, own?: Taint): Val {
+  const taint = own ?? childTaint(ctx, parent, d.name);
+  if (d.get && d.get.type !== 'undefined') return prim('(getter)', taint);
+  if (!('value' in d) && d.set) return prim(undefined, taint);
+  return readValue(ctx, d.value, taint);
+}
+
+// `get() { return _process; }`: the whole getter hands out one closure variable (Node's lazy globals such as
+// `process` are defined this way). Its value is read from the getter's scopes; the getter never runs.
+const trivialGetter = /^get(?:\s+[\w$]+)?\s*\(\)\s*\{\s*return\s+([A-Za-z_$][\w$]*)\s*;?\s*\}$/;
+
+/** A property read by name: a data property's value; an accessor's "(getter)", or a trivial getter's variable. */
+export async function memberValue(ctx: ReadContext, d: Protocol.Runtime.PropertyDescriptor, parent: Taint | undefined, own?: Taint): Promise<Val> {
+  const variable = d.get?.objectId ? trivialGetter.exec(d.get.description ?? '')?.[1] : undefined;
+  if (!variable || !d.get?.objectId) return descriptorValue(ctx, d, parent, own);
+  const taint = own ?? childTaint(ctx, parent, d.name) ?? childTaint(ctx, undefined, variable);
+  const fn = await ctx.reader.getProperties(d.get.objectId, ctx.spend);
+  const scopes = fn.internalProperties?.find((p) => p.name === '[[Scopes]]')?.value;
+  if (!scopes?.objectId) return prim('(getter)', taint);
+  const list = await ctx.reader.getProperties(scopes.objectId, ctx.spend);
+  for (const scope of list.result) {
+    if (!scope.value?.objectId || scope.value.description === 'Global') continue;
+    const names = await ctx.reader.getProperties(scope.value.objectId, ctx.spend);
+    const found = names.result.find((x) => x.name === variable && !x.symbol);
+    if (found) return found.get ? prim('(getter)', taint) : readValue(ctx, found.value, taint);
+  }
+  return prim('(getter)', taint);
+}
+
+const prototypeOf = (read: PropertiesRead) => read.internalProperties?.find((p) => p.name === '[[Prototype]]')?.value;
+
+/** `object[key]` for an object of the target: own property, then data properties up the prototype chain. */
+export async function remoteMember(ctx: ReadContext, v: RemoteVal, key: string): Promise<Val> {
+  const { object } = v;
+  if ((object.subtype === 'map' || object.subtype === 'set') && key === 'size') {
+    const size = describedSize(object);
+    if (size !== undefined) return prim(size, v.taint?.full ? v.taint : undefined);
+  }
+  if (key === 'length' && isRemoteList(v)) {
+    // A list's length is its shape, even for a list read from a redacted place.
+    const length = describedSize(object) ?? (await remoteElements(ctx, v)).length;
+    return prim(length, v.taint?.full ? v.taint : undefined);
+  }
+  // Inside a redacted container every field is secret, found or not: answered without a read, so neither the
+  // answer nor the number of reads says whether the key exists.
+  if (v.taint) return prim(undefined, childTaint(ctx, v.taint, key));
+  if (object.type === 'symbol') return prim(undefined);
+  const previewed = previewMember(ctx, v, key);
+  if (previewed) return previewed;
+  let current: RemoteVal = v;
+  for (let hop = 0; hop <= ctx.spend.budget.maxPrototypeHops; hop++) {
+    const read = await readObject(ctx, current);
+    const own = read.result.find((d) => d.name === key && !d.symbol);
+    if (own) return memberValue(ctx, own, v.taint);
+    if (hop === 0 && key.startsWith('#')) {
+      const field = read.privateProperties?.find((p) => p.name === key);
+      if (field) return readValue(ctx, field.value, childTaint(ctx, v.taint, key));
+    }
+    const proto = prototypeOf(read);
+    if (!proto || proto.type !== 'object' || proto.subtype === 'null' || !proto.objectId) return prim(undefined, childTaint(ctx, v.taint, key));
+    current = { kind: 'remote', object: proto, taint: v.taint };
+  }
+  return prim(undefined, childTaint(ctx, v.taint, key));
+}
+
+/**
+ * A primitive own field answered from the preview V8 attached to the object when its parent was read: the
+ * same value a read would give, without the read. Anything a preview may shorten or hide (long strings,
+ * objects, accessors, private fields, fields past the preview's end) is read instead.
+ */
+function previewMember(ctx: ReadContext, v: RemoteVal, key: string): Val | undefined {
+  const { preview } = v.object;
+  if (!preview || v.object.type !== 'object' || (v.object.subtype !== undefined && v.object.subtype !== 'array') || key.startsWith('#')) return undefined;
+  const field = preview.properties.find((p) => p.name === key);
+  if (!field || field.valuePreview) return undefined;
+  const taint = childTaint(ctx, v.taint, key);
+  const text = field.value ?? '';
+  switch (field.type) {
+    case 'string':
+      // A redacted string is never shown, so a shortened one will do: whether it is read must not depend on
+      // its length (the number of reads is on the record).
+      return text.length < 100 || taint ? readValue(ctx, { type: 'string', value: text }, taint) : undefined;
+    case 'number':
+      return readValue(ctx, { type: 'number', unserializableValue: text }, taint);
+    case 'boolean':
+      return readValue(ctx, { type: 'boolean', value: text === 'true' }, taint);
+    case 'undefined':
+      return prim(undefined, taint);
+    case 'bigint':
+      return readValue(ctx, { type: 'bigint', unserializableValue: text }, taint);
+    case 'object':
+      return field.subtype === 'null' ? prim(null, taint) : undefined;
+    default:
+      return undefined;
+  }
+}
+
+/** Whether `key in object`: own or inherited, data or accessor, without invoking anything. */
+export async function remoteHas(ctx: ReadContext, v: RemoteVal, key: string): Promise<boolean> {
+  if ((v.object.subtype === 'map' || v.object.subtype === 'set') && key === 'size') return true;
+  let current: RemoteVal = v;
+  for (let hop = 0; hop <= ctx.spend.budget.maxPrototypeHops; hop++) {
+    const read = await readObject(ctx, current);
+    if (read.result.some((d) => d.name === key && !d.symbol)) return true;
+    const proto = prototypeOf(read);
+    if (!proto || proto.type !== 'object' || proto.subtype === 'null' || !proto.objectId) return false;
+    current = { kind: 'remote', object: proto, taint: v.taint };
+  }
+  return false;
+}
+
+/** Own enumerable string-keyed properties, in the target's order (Object.keys, spread, JSON). */
+export async function remoteOwnEntries(ctx: ReadContext, v: RemoteVal): Promise<[string, Val][]> {
+  const read = await readObject(ctx, v);
+  const out: [string, Val][] = [];
+  for (const d of read.result) {
+    if (d.symbol || !d.enumerable || d.isOwn === false) continue;
+    out.push([d.name, descriptorValue(ctx, d, v.taint)]);
+  }
+  ctx.spend.elements(out.length);
+  return out;
+}
+
+const indexed = new Set(['array', 'typedarray']);
+
+/** Whether the object is a list the interpreter reads by index: arrays, typed arrays, `arguments`. */
+export const isRemoteList = (v: RemoteVal) => indexed.has(v.object.subtype ?? '') || (v.object.type === 'object' && v.object.className === 'Arguments');
+
+/** The elements of an array, typed array or `arguments` object, holes as undefined. */
+export async function remoteElements(ctx: ReadContext, v: RemoteVal): Promise<Val[]> {
+  const size = describedSize(v.object);
+  if (size !== undefined) ctx.spend.elements(size);
+  const read = await readObject(ctx, v);
+  const lengthProp = read.result.find((d) => d.name === 'length' && !d.symbol);
+  const length = size ?? (typeof lengthProp?.value?.value === 'number' ? lengthProp.value.value : read.result.filter((d) => /^(0|[1-9]\d*)$/.test(d.name)).length);
+  ctx.spend.elements(length);
+  const byIndex = new Map<string, Protocol.Runtime.PropertyDescriptor>();
+  for (const d of read.result) if (!d.symbol) byIndex.set(d.name, d);
+  const out: Val[] = [];
+  for (let i = 0; i < length; i++) {
+    const d = byIndex.get(String(i));
+    out.push(d ? descriptorValue(ctx, d, v.taint) : prim(undefined, childTaint(ctx, v.taint, undefined)));
+  }
+  return out;
+}
+
+/**
+ * The entries of a Map or Set of the target, from its `[[Entries]]`. A value is tainted by its key's name;
+ * in a Map or Set read from a redacted place, keys are content too (a map of sessions keyed by token).
+ */
+export async function remoteEntries(ctx: ReadContext, v: RemoteVal): Promise<[Val, Val][]> {
+  const size = describedSize(v.object);
+  if (size !== undefined) ctx.spend.elements(size);
+  const read = await readObject(ctx, v);
+  const list = read.internalProperties?.find((p) => p.name === '[[Entries]]')?.value;
+  if (!list?.objectId) return [];
+  const items = await remoteElements(ctx, { kind: 'remote', object: list });
+  const isSet = v.object.subtype === 'set' || v.object.subtype === 'weakset';
+  return Promise.all(
+    items.map(async (item): Promise<[Val, Val]> => {
+      if (item.kind !== 'remote') return [prim(undefined), prim(undefined)];
+      const entry = await readObject(ctx, item);
+      const keyDesc = entry.result.find((d) => d.name === 'key');
+      const valueDesc = entry.result.find((d) => d.name === 'value');
+      const key = readValue(ctx, keyDesc?.value, childTaint(ctx, v.taint, undefined));
+      const keyName = keyDesc?.value?.type === 'string' ? String(keyDesc.value.value) : undefined;
+      const value = readValue(ctx, valueDesc?.value, childTaint(ctx, v.taint, keyName));
+      return isSet ? [value, value] : [key, value];
+    }),
+  );
+}

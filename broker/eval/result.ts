@@ -1,0 +1,251 @@
+/**
+ * What leaves the interpreter: values as CDP RemoteObjects and as JSON. A tainted value leaves only as the
+ * marker; a container the interpreter built leaves by value with the marker in each tainted element; an
+ * object of the target reached without taint leaves as its own RemoteObject (the client expands it through
+ * the session's redacted property reads).
+ */
+import type { Protocol } from 'devtools-protocol';
+import { marker } from '../policy/redact';
+import { LoupeRefusal, LoupeThrow, type Spend } from './budget';
+import type { Interpreter } from './interpreter';
+import { isRemoteList, remoteElements, remoteOwnEntries } from './remote';
+import { dateString, poison, prim, type Prim, type Val } from './values';
+
+const omit = Symbol('omit');
+/** Strings Loupe's JSON.stringify wrote: every leaf and key in them was checked already, markers included. */
+const vetted = new WeakSet<Val>();
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+const maxJsonDepth = 32;
+
+/** Whether the value's content is secret where it stands (anything tainted; presence alone is shape). */
+function hidden(v: Val): string | undefined {
+  if (!v.taint) return undefined;
+  if (v.taint.full) return v.taint.label;
+  if (v.kind === 'prim' && (v.value === undefined || v.value === null)) return undefined;
+  // A redacted container too: its keys are content.
+  return v.taint.label;
+}
+
+/**
+ * A value as JSON.stringify sees it, objects of the target read field by field. `labels` collects the
+ * redacted names whose marker was written.
+ */
+export async function toJson(interp: Interpreter, v: Val, labels: Set<string>, depth = 0): Promise<Json | typeof omit> {
+  const label = hidden(v);
+  if (label) {
+    labels.add(label);
+    return marker(label);
+  }
+  if (depth > maxJsonDepth) throw new LoupeRefusal('budget', `the value is nested more than ${maxJsonDepth} levels deep (or is circular): Loupe's bound for JSON`);
+  interp.ctx.spend.step();
+  switch (v.kind) {
+    case 'prim': {
+      const p = v.value;
+      if (p === undefined) return omit;
+      if (typeof p === 'bigint') throw new LoupeThrow('TypeError', 'Do not know how to serialize a BigInt');
+      if (typeof p === 'number') return Number.isFinite(p) ? p : null;
+      if (typeof p === 'string') {
+        const secret = interp.ctx.redaction.secretIn(p);
+        if (secret) {
+          labels.add(secret);
+          return marker(secret);
+        }
+      }
+      return p;
+    }
+    case 'date':
+      return Number.isNaN(v.time) ? null : new Date(v.time).toISOString();
+    case 'array':
+      return jsonList(interp, v.items, labels, depth);
+    case 'object':
+      return jsonObject(interp, [...v.props], labels, depth);
+    case 'collection':
+      return {};
+    case 'arrow':
+    case 'builtin':
+      return omit;
+    case 'remote': {
+      const { object } = v;
+      if (object.type !== 'object') return omit;
+      if (isRemoteList(v)) return jsonList(interp, await remoteElements(interp.ctx, v), labels, depth);
+      if (object.subtype === 'map' || object.subtype === 'set' || object.subtype === 'weakmap' || object.subtype === 'weakset') return {};
+      const entries = await remoteOwnEntries(interp.ctx, v);
+      if (entries.some(([k, value]) => k === 'toJSON' && value.kind === 'remote' && value.object.type === 'function')) {
+        throw new LoupeRefusal('call', `${object.description ?? 'the object'} has its own toJSON method: serializing it would run app code`);
+      }
+      return jsonObject(interp, entries, labels, depth);
+    }
+  }
+}
+
+async function jsonList(interp: Interpreter, items: Val[], labels: Set<string>, depth: number): Promise<Json[]> {
+  const out = await Promise.all(items.map((item) => toJson(interp, item, labels, depth + 1)));
+  return out.map((x) => (x === omit ? null : x));
+}
+
+async function jsonObject(interp: Interpreter, entries: [string, Val][], labels: Set<string>, depth: number): Promise<{ [key: string]: Json }> {
+  const values = await Promise.all(entries.map(([, value]) => toJson(interp, value, labels, depth + 1)));
+  const out: { [key: string]: Json } = {};
+  for (const [i, [name]] of entries.entries()) {
+    const value = values[i]!;
+    const secret = interp.ctx.redaction.secretIn(name);
+    if (secret) labels.add(secret);
+    const key = secret ? marker(secret) : name;
+    // Defined, not assigned: a "__proto__" key stays a key.
+    if (value !== omit) Object.defineProperty(out, key, { value, enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+/** Loupe's JSON.stringify: the marker in place of each tainted leaf; untainted when only leaves were. */
+export async function jsonStringify(interp: Interpreter, v: Val, space: Prim): Promise<Val> {
+  if (v.taint?.full) return poison(v.taint.label);
+  const json = await toJson(interp, v, new Set());
+  if (json === omit) return prim(undefined);
+  const text = JSON.stringify(json, null, typeof space === 'number' || typeof space === 'string' ? space : undefined);
+  interp.ctx.spend.string(text.length);
+  const out = prim(text);
+  vetted.add(out);
+  return out;
+}
+
+export function jsonParse(spend: Spend, text: string): Val {
+  spend.string(text.length);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    throw new LoupeThrow('SyntaxError', (error as Error).message);
+  }
+  const convert = (x: unknown): Val => {
+    spend.step();
+    if (Array.isArray(x)) return { kind: 'array', items: x.map(convert) };
+    if (x !== null && typeof x === 'object') return { kind: 'object', props: new Map(Object.entries(x).map(([k, item]) => [k, convert(item)])) };
+    return prim(x as Prim);
+  };
+  return convert(parsed);
+}
+
+const markerObject = (label: string): Protocol.Runtime.RemoteObject => ({ type: 'string', value: marker(label), description: marker(label) });
+
+/** A primitive as CDP describes it. */
+export function primitiveObject(p: Prim): Protocol.Runtime.RemoteObject {
+  if (p === undefined) return { type: 'undefined' };
+  if (p === null) return { type: 'object', subtype: 'null', value: null };
+  if (typeof p === 'bigint') return { type: 'bigint', unserializableValue: `${p}n`, description: `${p}n` };
+  if (typeof p === 'number') {
+    if (Number.isNaN(p) || !Number.isFinite(p) || Object.is(p, -0)) return { type: 'number', unserializableValue: Object.is(p, -0) ? '-0' : String(p), description: String(p) };
+    return { type: 'number', value: p, description: String(p) };
+  }
+  if (typeof p === 'boolean') return { type: 'boolean', value: p };
+  return { type: 'string', value: p };
+}
+
+function previewOf(interp: Interpreter, entries: [string, Val][], subtype: 'array' | undefined, description: string): Protocol.Runtime.ObjectPreview {
+  const properties: Protocol.Runtime.PropertyPreview[] = entries.slice(0, 100).map(([name, v]) => {
+    const label = hidden(v);
+    if (label) return { name, type: 'string', value: marker(label) };
+    switch (v.kind) {
+      case 'prim': {
+        const o = primitiveObject(v.value);
+        const secret = typeof v.value === 'string' ? interp.ctx.redaction.secretIn(v.value) : undefined;
+        return { name, type: o.type as Protocol.Runtime.PropertyPreview['type'], subtype: o.subtype as Protocol.Runtime.PropertyPreview['subtype'], value: secret ? marker(secret) : o.description ?? String(v.value) };
+      }
+      case 'remote': {
+        const description = v.object.description ?? '';
+        const secret = interp.ctx.redaction.secretIn(description);
+        return { name, type: v.object.type as Protocol.Runtime.PropertyPreview['type'], subtype: v.object.subtype as Protocol.Runtime.PropertyPreview['subtype'], value: secret ? marker(secret) : description };
+      }
+      case 'array':
+        return { name, type: 'object', subtype: 'array', value: `Array(${v.items.length})` };
+      case 'date':
+        return { name, type: 'object', subtype: 'date', value: dateString(v.time) };
+      case 'arrow':
+      case 'builtin':
+        return { name, type: 'function', value: '' };
+      default:
+        return { name, type: 'object', value: 'Object' };
+    }
+  });
+  return { type: 'object', subtype, description, overflow: entries.length > 100, properties };
+}
+
+/**
+ * A preview V8 attached to an object read from the target: its fields are the target's raw values, so each is
+ * checked as a read would be (a redacted name or a string that looks secret gives the marker).
+ */
+function redactedPreview(interp: Interpreter, preview: Protocol.Runtime.ObjectPreview, depth: number): Protocol.Runtime.ObjectPreview {
+  const { redaction } = interp.ctx;
+  const text = (value: string | undefined) => {
+    const secret = value === undefined ? undefined : redaction.secretIn(value);
+    return secret ? marker(secret) : value;
+  };
+  const properties = preview.properties.map((p): Protocol.Runtime.PropertyPreview => {
+    if (redaction.isSensitive(p.name)) return { name: p.name, type: 'string', value: marker(p.name) };
+    const valuePreview = p.valuePreview && depth < 2 ? redactedPreview(interp, p.valuePreview, depth + 1) : undefined;
+    return { ...p, value: text(p.value), ...(valuePreview ? { valuePreview } : {}) };
+  });
+  const entries = preview.entries?.map((e): Protocol.Runtime.EntryPreview => {
+    const keyName = e.key?.type === 'string' ? e.key.description : undefined;
+    const key = e.key && depth < 2 ? redactedPreview(interp, e.key, depth + 1) : undefined;
+    if (keyName !== undefined && redaction.isSensitive(keyName)) return { ...(key ? { key } : {}), value: { type: 'string', description: marker(keyName), overflow: false, properties: [] } };
+    return { ...(key ? { key } : {}), value: depth < 2 ? redactedPreview(interp, e.value, depth + 1) : { type: e.value.type, description: '…', overflow: true, properties: [] } };
+  });
+  return { ...preview, description: text(preview.description), properties, ...(entries ? { entries } : {}) };
+}
+
+/** The evaluation's result as CDP returns it; `byValue` is the client's returnByValue. */
+export async function toRemoteObject(interp: Interpreter, v: Val, byValue: boolean, labels: Set<string>): Promise<Protocol.Runtime.RemoteObject> {
+  const label = v.taint?.full || (v.taint && v.kind !== 'remote') ? v.taint.label : undefined;
+  if (label) {
+    labels.add(label);
+    return markerObject(label);
+  }
+  switch (v.kind) {
+    case 'prim': {
+      if (typeof v.value === 'string' && !vetted.has(v)) {
+        const secret = interp.ctx.redaction.secretIn(v.value);
+        if (secret) {
+          labels.add(secret);
+          return markerObject(secret);
+        }
+      }
+      return primitiveObject(v.value);
+    }
+    case 'remote': {
+      if (v.taint) {
+        labels.add(v.taint.label);
+        return markerObject(v.taint.label);
+      }
+      // A function's description is its source text: literals in it may look secret.
+      const secret = v.object.description ? interp.ctx.redaction.secretIn(v.object.description) : undefined;
+      if (secret) {
+        labels.add(secret);
+        return { ...v.object, description: `${v.object.type === 'function' ? 'function' : (v.object.className ?? 'Object')} ${marker(secret)}` };
+      }
+      if (!byValue || v.object.type !== 'object') return v.object.preview ? { ...v.object, preview: redactedPreview(interp, v.object.preview, 0) } : v.object;
+      const value = await toJson(interp, v, labels);
+      const { objectId: _objectId, preview: _preview, ...rest } = v.object;
+      return { ...rest, value: value === omit ? undefined : value };
+    }
+    case 'array': {
+      const value = await toJson(interp, v, labels);
+      const description = `Array(${v.items.length})`;
+      return { type: 'object', subtype: 'array', className: 'Array', description, value, preview: previewOf(interp, v.items.map((item, i) => [String(i), item]), 'array', description) };
+    }
+    case 'object': {
+      const value = await toJson(interp, v, labels);
+      return { type: 'object', className: 'Object', description: 'Object', value, preview: previewOf(interp, [...v.props], undefined, 'Object') };
+    }
+    case 'date':
+      return { type: 'object', subtype: 'date', className: 'Date', description: dateString(v.time) };
+    case 'collection': {
+      const description = `${v.isSet ? 'Set' : 'Map'}(${v.entries.length})`;
+      return { type: 'object', subtype: v.isSet ? 'set' : 'map', className: v.isSet ? 'Set' : 'Map', description, value: {} };
+    }
+    case 'arrow':
+      return { type: 'function', className: 'Function', description: interp.source.slice(v.node.start, v.node.end) };
+    case 'builtin':
+      return { type: 'function', className: 'Function', description: `function ${v.name.split('.').pop()}() { [native code] }` };
+  }
+}
