@@ -1,0 +1,362 @@
+/**
+ * The attacker for "nothing redacted can leak": hundreds of attempts through the real broker (default policy,
+ * a developer's grant) against a real target holding recognisable secrets, each judged refused, redacted,
+ * clean or leak, then the whole audit trail searched. LOUPE_ATTACK_VERBOSE=1 prints each leak's evidence.
+ */
+import { strict as assert } from 'node:assert';
+import { after, before, describe, it } from 'node:test';
+import { describeAllowlist } from '../../broker/gate/cdpGate';
+import type { CdpMessage } from '../support/cdpClient';
+import { markerLine, startTarget, type TargetProcess } from '../support/target';
+import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { aliasExpressions, conditionPairs, denySpellings, globalAliasExpressions, logpointProbes, ordinaryUse, secretRefs, templateAttempts, type SecretRef } from './support/attempts';
+import { answered, findSecrets, needlesFor, withoutNoise } from './support/judge';
+import { makeSecrets, secretsApp, type Secrets } from './support/secrets';
+import { filesUnder, observe, pool, Recorded, Tally } from './support/session';
+
+const verbose = process.env.LOUPE_ATTACK_VERBOSE === '1';
+const urlRegex = 'secrets-app\\.js$';
+const line = (name: string) => markerLine(secretsApp, name);
+const lineL = (i: number) => line(`L${String(i).padStart(2, '0')}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('adversarial evaluation: nothing redacted can leak', () => {
+  let secrets: Secrets;
+  let refs: SecretRef[];
+  let target: TargetProcess;
+  let broker: TestBroker;
+  let tally: Tally;
+  const ordinary: { expression: string; outcome: string }[] = [];
+  const sessions: Recorded[] = [];
+
+  before(async () => {
+    secrets = makeSecrets();
+    refs = secretRefs(secrets);
+    tally = new Tally(needlesFor(secrets.all));
+    target = await startTarget(secretsApp, { ...secrets.env, LOUPE_FIXTURE_SECRETS: JSON.stringify(secrets.fixture), NODE_OPTIONS: '--unhandled-rejections=warn', TICK_MS: '50' });
+    broker = await startTestBroker(basePolicy(target.inspector));
+  });
+  after(async () => {
+    await broker?.close();
+    await target?.stop();
+  });
+
+  it('a pause-mode session: evaluations, scopes, events, source, conditions, logpoints and every allowed method', async () => {
+    const { client } = await broker.attach({ mode: 'pause' });
+    const s = new Recorded(client);
+    sessions.push(s);
+    await s.send('Runtime.enable');
+    await s.send('Debugger.enable');
+    const script = client.events.find((e) => e.method === 'Debugger.scriptParsed' && /secrets-app\.js$/.test(e.params.url));
+    assert.ok(script, 'the fixture script is known');
+    const scriptId: string = script.params.scriptId;
+
+    const main = await s.send('Debugger.setBreakpointByUrl', { lineNumber: line('login'), urlRegex });
+    assert.ok(main.result?.breakpointId, JSON.stringify(main));
+    const paused = await client.waitEvent('Debugger.paused', (m) => m.params.hitBreakpoints?.includes(main.result.breakpointId));
+    const callFrameId: string = paused.params.callFrames[0].callFrameId;
+    const onFrame = (expression: string, extra: Record<string, unknown> = {}) => ({ callFrameId, expression, ...extra });
+
+    // 1. Oracles and control flow: a right and a wrong guess each, or one value compared with what the secret gives.
+    await pool(templateAttempts(refs), 12, async (a) => {
+      const observations = [];
+      for (const p of a.probes) {
+        const reply = await s.send('Debugger.evaluateOnCallFrame', onFrame(p.expression, { returnByValue: true }));
+        observations.push(observe([reply], { value: answered(reply), truth: p.truth, truthTells: a.truthTells, replace: [p.expression, p.guess ?? ''] }));
+      }
+      tally.add(a.kind, a.label, observations);
+    });
+
+    // 2. Aliases: copies under other names and in other shapes, by value and by reference (then expanded).
+    await pool(aliasExpressions, 8, async (expression) => {
+      tally.add('alias', `${expression} (by value)`, [observe([await s.send('Debugger.evaluateOnCallFrame', onFrame(expression, { returnByValue: true }))])]);
+      tally.add('alias', `${expression} (expanded)`, [observe(await s.sendExpanded('Debugger.evaluateOnCallFrame', onFrame(expression, { generatePreview: true })))]);
+    });
+    await pool(globalAliasExpressions, 4, async (expression) => {
+      tally.add('alias', `global ${expression} (by value)`, [observe([await s.send('Runtime.evaluate', { expression, returnByValue: true })])]);
+      tally.add('alias', `global ${expression} (expanded)`, [observe(await s.sendExpanded('Runtime.evaluate', { expression, generatePreview: true }))]);
+    });
+
+    // 3. denyIdentifiers spellings, in the frame and globally.
+    await pool(denySpellings, 6, async (expression) => {
+      tally.add('denyIdentifiers', `${expression} (frame)`, [observe(await s.sendExpanded('Debugger.evaluateOnCallFrame', onFrame(expression, { generatePreview: true })))]);
+      tally.add('denyIdentifiers', `${expression} (global)`, [observe(await s.sendExpanded('Runtime.evaluate', { expression, generatePreview: true }))]);
+    });
+
+    // 4. Ordinary use: harmless expressions must answer what V8 answers.
+    for (const { expression, expected } of ordinaryUse) {
+      const reply = await s.send('Debugger.evaluateOnCallFrame', onFrame(expression, { returnByValue: true }));
+      const value = answered(reply);
+      const outcome = reply.error ? `refused: ${reply.error.message}` : reply.result?.exceptionDetails ? `threw: ${String(reply.result.result?.description).split('\n')[0]}` : JSON.stringify(value) === JSON.stringify(expected) ? 'ok' : `answered ${JSON.stringify(value)}`;
+      ordinary.push({ expression, outcome });
+    }
+
+    // 5. Scopes: every scope object of the fixture's frames and what is reachable from it, with each variant of getProperties.
+    const variants: [string, Record<string, unknown>][] = [
+      ['own+preview', { ownProperties: true, generatePreview: true }],
+      ['own', { ownProperties: true }],
+      ['all', { ownProperties: false }],
+      ['accessors', { ownProperties: true, accessorPropertiesOnly: true }],
+      ['all+preview', { ownProperties: false, generatePreview: true }],
+    ];
+    const seen = new Set<string>();
+    let reads = 0;
+    const readObject = async (objectId: string, where: string, depth: number, full: boolean): Promise<void> => {
+      if (seen.has(objectId) || reads > 160) return;
+      seen.add(objectId);
+      const children: { id: string; name: string }[] = [];
+      for (const [variant, params] of full ? variants : variants.slice(0, 2)) {
+        reads++;
+        const reply = await s.send('Runtime.getProperties', { objectId, ...params });
+        tally.add('scope', `${where} ${variant}`, [observe([reply])]);
+        const r = reply.result ?? {};
+        for (const p of [...(r.result ?? []), ...(r.internalProperties ?? []), ...(r.privateProperties ?? [])]) {
+          for (const v of [p.value, p.get, p.set]) if (typeof v?.objectId === 'string') children.push({ id: v.objectId, name: p.name });
+        }
+      }
+      if (depth <= 0) return;
+      for (const child of children.filter((c, i, all) => all.findIndex((o) => o.id === c.id) === i).slice(0, 16)) {
+        await readObject(child.id, `${where}.${child.name}`, depth - 1, false);
+      }
+    };
+    for (const frame of paused.params.callFrames.filter((f: any) => /secrets-app\.js$/.test(f.url))) {
+      for (const scope of frame.scopeChain) {
+        if (scope.type === 'global') {
+          // The global object is large: follow only the routes to the app and the environment.
+          const globals = await s.send('Runtime.getProperties', { objectId: scope.object.objectId, ownProperties: true });
+          tally.add('scope', `${frame.functionName} global own`, [observe([globals])]);
+          for (const name of ['app', 'process']) {
+            const p = (globals.result?.result ?? []).find((g: any) => g.name === name);
+            if (p?.value?.objectId) await readObject(p.value.objectId, `global.${name}`, name === 'process' ? 1 : 3, true);
+          }
+          continue;
+        }
+        await readObject(scope.object.objectId, `${frame.functionName || '(anonymous)'} ${scope.type}`, 3, true);
+      }
+    }
+
+    // 6. The function getKey, for a breakpoint on its call later; then stepping, each pause judged.
+    const getKeyFn = await s.send('Debugger.evaluateOnCallFrame', onFrame('getKey'));
+    for (const [method, params] of [
+      ['Debugger.stepOver', {}],
+      ['Debugger.stepInto', {}],
+      ['Debugger.stepOut', {}],
+      ['Debugger.continueToLocation', { location: { scriptId, lineNumber: lineL(86) } }],
+    ] as [string, Record<string, unknown>][]) {
+      const before = client.events.length;
+      const reply = await s.send(method, params);
+      const step = await client.waitEvent('Debugger.paused', () => true, 5000).catch(() => undefined);
+      tally.add('stepping', method, [observe([reply, step ?? 'no pause', ...client.events.slice(before).filter((e) => e.method !== 'Debugger.paused')])]);
+    }
+    await s.send('Debugger.removeBreakpoint', { breakpointId: main.result.breakpointId });
+    await s.send('Debugger.resume');
+
+    // 7. An exception whose message holds a secret: pause on caught exceptions, read it every way.
+    await s.send('Debugger.setPauseOnExceptions', { state: 'caught' });
+    const thrown = await client.waitEvent('Debugger.paused', (m) => m.params.reason === 'exception', 5000).catch(() => undefined);
+    await s.send('Debugger.setPauseOnExceptions', { state: 'none' });
+    if (thrown) {
+      tally.add('events', 'Debugger.paused on an exception (its data)', [observe([thrown])]);
+      const errorId = thrown.params.data?.objectId;
+      if (errorId) {
+        tally.add('events', 'Runtime.getExceptionDetails of it', [observe([await s.send('Runtime.getExceptionDetails', { errorObjectId: errorId })])]);
+        tally.add('events', 'Runtime.getProperties of it', [observe(await s.expand(errorId, 2))]);
+      }
+      const exFrame = thrown.params.callFrames[0].callFrameId;
+      for (const expression of ['resetToken', 'arguments[0]', 'arguments[0].length']) {
+        tally.add('events', `in verify(): ${expression}`, [observe([await s.send('Debugger.evaluateOnCallFrame', { callFrameId: exFrame, expression, returnByValue: true })], { value: undefined })]);
+      }
+      await s.send('Debugger.resume');
+    } else tally.add('events', 'Debugger.paused on an exception', [observe(['no exception pause within 5 s'])]);
+
+    // 8. Source: the literals in the file, by reading and by searching.
+    tally.add('source', 'Debugger.getScriptSource', [observe([await s.send('Debugger.getScriptSource', { scriptId })])]);
+    for (const [query, isRegex] of [['S3cr3t-src', false], ['srcbearer', false], ['apiKey: "', false], ['Bearer ', false], ['S3cr3t-src\\w+', true], ['Tq8Wm2', false]] as [string, boolean][]) {
+      tally.add('source', `Debugger.searchInContent ${query}`, [observe([await s.send('Debugger.searchInContent', { scriptId, query, isRegex, caseSensitive: true })])]);
+    }
+
+    // 9. Conditions and logpoints while the target runs: a pause or a line that differs by guess is a leak.
+    const pairs = conditionPairs(refs);
+    const probes = logpointProbes(refs);
+    const pauses = new Map<string, number>();
+    const onMessage = (data: unknown) => {
+      const m = JSON.parse(String(data)) as CdpMessage;
+      if (m.method !== 'Debugger.paused') return;
+      for (const id of m.params.hitBreakpoints ?? []) pauses.set(id, (pauses.get(id) ?? 0) + 1);
+      void client.send('Debugger.resume');
+    };
+    client.socket.on('message', onMessage);
+    const set = await Promise.all([
+      ...pairs.flatMap((p, i) => [
+        s.send('Debugger.setBreakpointByUrl', { lineNumber: lineL(2 * i), urlRegex, condition: p.right }),
+        s.send('Debugger.setBreakpointByUrl', { lineNumber: lineL(2 * i + 1), urlRegex, condition: p.wrong }),
+      ]),
+      ...probes.map((p, i) => s.send('Loupe.setLogpoint', { lineNumber: lineL(50 + i), urlRegex, logMessage: `v={${p.expression}}` })),
+    ]);
+    const windowStart = client.events.length;
+    await sleep(2500);
+    client.socket.off('message', onMessage);
+    const ids = set.map((r) => r.result?.breakpointId as string | undefined);
+    await Promise.all(ids.filter((id): id is string => !!id).map((breakpointId) => s.send('Debugger.removeBreakpoint', { breakpointId })));
+    await sleep(100);
+    const windowEvents = client.events.slice(windowStart);
+    const notices = (id: string | undefined) => (id ? windowEvents.filter((e) => e.method?.startsWith('Loupe.') && e.method !== 'Loupe.logpoint' && JSON.stringify(e.params).includes(id)).map((e) => ({ method: e.method, reason: e.params.reason })) : []);
+    pairs.forEach((p, i) => {
+      const [right, wrong] = [set[2 * i]!, set[2 * i + 1]!];
+      const seenBy = (reply: CdpMessage, expr: string) =>
+        observe([{ set: reply.error ?? 'set', paused: (pauses.get(reply.result?.breakpointId) ?? 0) > 0, notices: notices(reply.result?.breakpointId) }], { refused: !!reply.error, replace: [expr] });
+      tally.add('condition', p.label, [seenBy(right, p.right), seenBy(wrong, p.wrong)]);
+    });
+    probes.forEach((p, i) => {
+      const reply = set[2 * pairs.length + i]!;
+      const id = reply.result?.breakpointId;
+      const lines = windowEvents.filter((e) => e.method === 'Loupe.logpoint' && e.params.breakpointId === id);
+      const told = lines.find((e) => e.params.message === `v=${String(p.truth)}`);
+      tally.add('logpoint', `{${p.expression}}`, [observe([reply, ...lines, ...notices(id)], { refused: !!reply.error, ...(told ? { value: p.truth, truth: p.truth } : {}) })]);
+    });
+
+    // 10. Every other method the gate allows in pause mode, so none that returns target data goes untried.
+    const lexical = await s.send('Runtime.globalLexicalScopeNames', {});
+    tally.add('sweep', 'Runtime.globalLexicalScopeNames', [observe([lexical])]);
+    const onCall = getKeyFn.result?.result?.objectId ? await s.send('Debugger.setBreakpointOnFunctionCall', { objectId: getKeyFn.result.result.objectId }) : undefined;
+    if (onCall) {
+      const hit = await client.waitEvent('Debugger.paused', () => true, 3000).catch(() => undefined);
+      tally.add('sweep', 'Debugger.setBreakpointOnFunctionCall getKey', [observe([onCall, hit ?? 'no pause'])]);
+      if (hit) {
+        const frameId = hit.params.callFrames[0].callFrameId;
+        tally.add('sweep', 'in getKey(): fnApiKey', [observe([await s.send('Debugger.evaluateOnCallFrame', { callFrameId: frameId, expression: 'fnApiKey', returnByValue: true })])]);
+        if (hit.params.asyncStackTraceId) tally.add('sweep', 'Debugger.getStackTrace', [observe([await s.send('Debugger.getStackTrace', { stackTraceId: hit.params.asyncStackTraceId })])]);
+      }
+      if (onCall.result?.breakpointId) await s.send('Debugger.removeBreakpoint', { breakpointId: onCall.result.breakpointId });
+      if (hit) await s.send('Debugger.resume');
+    }
+    const plain = await s.send('Debugger.setBreakpoint', { location: { scriptId, lineNumber: lineL(88) } });
+    const plainHit = await client.waitEvent('Debugger.paused', (m) => m.params.hitBreakpoints?.includes(plain.result?.breakpointId), 3000).catch(() => undefined);
+    tally.add('sweep', 'Debugger.setBreakpoint', [observe([plain, plainHit ?? 'no pause'])]);
+    if (plain.result?.breakpointId) await s.send('Debugger.removeBreakpoint', { breakpointId: plain.result.breakpointId });
+    if (plainHit) await s.send('Debugger.resume');
+    const pauseReply = await s.send('Debugger.pause');
+    const manual = await client.waitEvent('Debugger.paused', () => true, 3000).catch(() => undefined);
+    tally.add('sweep', 'Debugger.pause', [observe([pauseReply, manual ?? 'no pause'])]);
+    if (manual) await s.send('Debugger.resume');
+    const others: [string, Record<string, unknown>][] = [
+      ['Schema.getDomains', {}],
+      ['Runtime.runIfWaitingForDebugger', {}],
+      ['Runtime.getIsolateId', {}],
+      ['Runtime.getHeapUsage', {}],
+      ['Runtime.discardConsoleEntries', {}],
+      ['Runtime.releaseObject', { objectId: getKeyFn.result?.result?.objectId ?? 'none' }],
+      ['Runtime.releaseObjectGroup', { objectGroup: 'console' }],
+      ['Debugger.getPossibleBreakpoints', { start: { scriptId, lineNumber: line('login') }, end: { scriptId, lineNumber: lineL(3) } }],
+      ['Debugger.setAsyncCallStackDepth', { maxDepth: 4 }],
+      ['Debugger.setBlackboxPatterns', { patterns: [] }],
+      ['Debugger.setBlackboxedRanges', { scriptId, positions: [] }],
+      ['Debugger.getStackTrace', { stackTraceId: { id: '1' } }],
+      ['Debugger.setBreakpointsActive', { active: true }],
+      ['Debugger.setSkipAllPauses', { skip: false }],
+      ['Debugger.resume', {}],
+      ['Runtime.disable', {}],
+      ['Runtime.enable', {}],
+      ['Debugger.disable', {}],
+      ['Debugger.enable', {}],
+    ];
+    for (const [method, params] of others) tally.add('sweep', method, [observe([await s.send(method, params)])]);
+    await sleep(400);
+
+    // 11. Events: pauses, console output (its objects expanded), exceptions, Loupe notices.
+    const byMethod = (method: string) => client.events.filter((e) => e.method === method);
+    tally.add('events', 'Debugger.paused (all)', [observe(byMethod('Debugger.paused'))]);
+    tally.add('events', 'Runtime.exceptionThrown (all)', [observe(byMethod('Runtime.exceptionThrown'))]);
+    const consoles = byMethod('Runtime.consoleAPICalled');
+    tally.add('events', 'Runtime.consoleAPICalled (all)', [observe(consoles)]);
+    const logged = consoles.flatMap((e) => e.params.args.filter((a: any) => typeof a.objectId === 'string')).slice(-3);
+    for (const arg of logged) tally.add('events', 'console argument expanded', [observe(await s.expand(arg.objectId, 2))]);
+    tally.add('events', 'Loupe.* notices (all)', [observe(client.events.filter((e) => e.method?.startsWith('Loupe.')))]);
+
+    // Every method the gate allows in pause mode has been tried.
+    const allowed = describeAllowlist().filter((m) => m.modes.includes('pause')).map((m) => m.method);
+    assert.deepEqual(allowed.filter((m) => !s.methods.has(m)), [], 'every allowed method is tried');
+    await client.close();
+  });
+
+  it('a snapshot-mode session: captures, conditions on captures, logpoints and global evaluation', async () => {
+    const { client } = await broker.attach({ mode: 'snapshot' });
+    const s = new Recorded(client);
+    sessions.push(s);
+    await s.send('Runtime.enable');
+    await s.send('Debugger.enable');
+    const bp = await s.send('Debugger.setBreakpointByUrl', { lineNumber: line('login'), urlRegex });
+    const capture = await client.waitEvent('Loupe.snapshotCaptured', () => true, 8000).catch(() => undefined);
+    tally.add('snapshot', 'capture at login()', [observe([bp, capture ?? 'no capture'])]);
+    if (bp.result?.breakpointId) await s.send('Debugger.removeBreakpoint', { breakpointId: bp.result.breakpointId });
+
+    // A capture that happens only when a guess is right is an oracle too.
+    const pairs = conditionPairs(refs).slice(0, 5);
+    const probes = logpointProbes(refs).slice(0, 4);
+    const start = client.events.length;
+    const set = await Promise.all([
+      ...pairs.flatMap((p, i) => [
+        s.send('Debugger.setBreakpointByUrl', { lineNumber: lineL(60 + 2 * i), urlRegex, condition: p.right }),
+        s.send('Debugger.setBreakpointByUrl', { lineNumber: lineL(61 + 2 * i), urlRegex, condition: p.wrong }),
+      ]),
+      ...probes.map((p, i) => s.send('Loupe.setLogpoint', { lineNumber: lineL(75 + i), urlRegex, logMessage: `v={${p.expression}}` })),
+    ]);
+    await sleep(1500);
+    const ids = set.map((r) => r.result?.breakpointId as string | undefined);
+    await Promise.all(ids.filter((id): id is string => !!id).map((breakpointId) => s.send('Debugger.removeBreakpoint', { breakpointId })));
+    await sleep(100);
+    const events = client.events.slice(start);
+    const about = (id: string | undefined) => (id ? events.filter((e) => e.method?.startsWith('Loupe.') && JSON.stringify(e.params).includes(id)) : []);
+    pairs.forEach((p, i) => {
+      const seenBy = (reply: CdpMessage, expr: string) => {
+        const mine = about(reply.result?.breakpointId);
+        return observe([{ set: reply.error ?? 'set', captured: mine.some((e) => e.method === 'Loupe.snapshotCaptured'), notices: mine.filter((e) => e.method !== 'Loupe.snapshotCaptured').map((e) => ({ method: e.method, reason: e.params.reason })) }], { refused: !!reply.error, replace: [expr] });
+      };
+      tally.add('snapshot condition', p.label, [seenBy(set[2 * i]!, p.right), seenBy(set[2 * i + 1]!, p.wrong)]);
+      for (const reply of [set[2 * i]!, set[2 * i + 1]!]) for (const c of about(reply.result?.breakpointId).filter((e) => e.method === 'Loupe.snapshotCaptured')) tally.add('snapshot', `capture under ${p.label}`, [observe([c])]);
+    });
+    probes.forEach((p, i) => {
+      const reply = set[2 * pairs.length + i]!;
+      const lines = about(reply.result?.breakpointId);
+      const told = lines.find((e) => e.method === 'Loupe.logpoint' && e.params.message === `v=${String(p.truth)}`);
+      tally.add('snapshot logpoint', `{${p.expression}}`, [observe([reply, ...lines], { refused: !!reply.error, ...(told ? { value: p.truth, truth: p.truth } : {}) })]);
+    });
+    for (const expression of [...globalAliasExpressions, ...denySpellings.slice(0, 6)]) {
+      tally.add('snapshot', `Runtime.evaluate ${expression}`, [observe(await s.sendExpanded('Runtime.evaluate', { expression, generatePreview: true }))]);
+    }
+    const allowed = describeAllowlist().filter((m) => m.modes.includes('snapshot')).map((m) => m.method);
+    assert.ok(allowed.includes('Runtime.evaluate'));
+    await client.close();
+  });
+
+  it('the client frames and the whole audit trail hold no secret, and there are no leaks', async () => {
+    await sleep(300);
+    await broker.broker.audit.settle();
+    for (const [i, s] of sessions.entries()) {
+      // Script announcements carry no values; everything else the client received is searched.
+      const frames = s.frames.map((f) => JSON.stringify(withoutNoise(JSON.parse(f))));
+      tally.add('trail', `client frames of session ${i + 1} (${frames.length})`, [observe([frames.join('\n')])]);
+    }
+    const files = filesUnder(broker.stateDir);
+    for (const f of files) {
+      const findings = findSecrets(f.text, tally.needles);
+      tally.add('trail', `audit file ${f.path.slice(broker.stateDir.length + 1)}`, [{ text: findings.length ? f.text : '', comparable: '', refused: false }]);
+    }
+    tally.add('trail', 'audit store events', [observe([await broker.sessionEvents()])]);
+
+    const leaks = tally.records.filter((r) => r.verdict.outcome === 'leak');
+    console.log(tally.table());
+    const byKind = new Map<string, number>();
+    for (const l of leaks) byKind.set(l.kind, (byKind.get(l.kind) ?? 0) + 1);
+    if (leaks.length) console.log(`leaks by kind: ${[...byKind].map(([k, n]) => `${k} ${n}`).join(', ')}`);
+    console.log(`ordinary use:\n${ordinary.map((o) => `  ${o.expression}  →  ${o.outcome}`).join('\n')}`);
+    if (verbose) for (const l of leaks) console.log(`LEAK [${l.kind}] ${l.label}\n      ${l.verdict.evidence}`);
+    else if (leaks.length) console.log(`(LOUPE_ATTACK_VERBOSE=1 prints each leak's evidence; first: [${leaks[0]!.kind}] ${leaks[0]!.label}: ${leaks[0]!.verdict.evidence?.slice(0, 300)})`);
+    assert.ok(tally.records.length >= 200, `at least 200 attempts (${tally.records.length})`);
+    assert.equal(leaks.length, 0, `${leaks.length} leaks: ${[...byKind].map(([k, n]) => `${k} ${n}`).join(', ')}`);
+  });
+
+  it('ordinary use keeps working: harmless expressions answer what V8 answers', () => {
+    assert.deepEqual(ordinary.filter((o) => o.outcome !== 'ok'), []);
+  });
+});
