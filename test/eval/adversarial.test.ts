@@ -12,9 +12,9 @@ import { basePolicy, startTestBroker, type TestBroker } from '../support/testBro
 import { aliasExpressions, conditionPairs, denySpellings, globalAliasExpressions, logpointProbes, ordinaryUse, secretRefs, templateAttempts, type SecretRef } from './support/attempts';
 import { answered, findSecrets, needlesFor, withoutNoise } from './support/judge';
 import { makeSecrets, secretsApp, type Secrets } from './support/secrets';
-import { filesUnder, observe, pool, Recorded, Tally } from './support/session';
+import { filesUnder, observe, pool, Recorded, Tally, withoutNoiseText } from './support/session';
 
-const verbose = process.env.LOUPE_ATTACK_VERBOSE === '1';
+const verbose = !!process.env.LOUPE_ATTACK_VERBOSE && process.env.LOUPE_ATTACK_VERBOSE !== '0';
 const urlRegex = 'secrets-app\\.js$';
 const line = (name: string) => markerLine(secretsApp, name);
 const lineL = (i: number) => line(`L${String(i).padStart(2, '0')}`);
@@ -200,7 +200,7 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     await Promise.all(ids.filter((id): id is string => !!id).map((breakpointId) => s.send('Debugger.removeBreakpoint', { breakpointId })));
     await sleep(100);
     const windowEvents = client.events.slice(windowStart);
-    const notices = (id: string | undefined) => (id ? windowEvents.filter((e) => e.method?.startsWith('Loupe.') && e.method !== 'Loupe.logpoint' && JSON.stringify(e.params).includes(id)).map((e) => ({ method: e.method, reason: e.params.reason })) : []);
+    const notices = (id: string | undefined) => (id ? windowEvents.filter((e) => e.method?.startsWith('Loupe.') && e.method !== 'Loupe.logpoint' && e.params?.breakpointId === id).map((e) => ({ method: e.method, reason: e.params.reason })) : []);
     pairs.forEach((p, i) => {
       const [right, wrong] = [set[2 * i]!, set[2 * i + 1]!];
       const seenBy = (reply: CdpMessage, expr: string) =>
@@ -306,7 +306,7 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     await Promise.all(ids.filter((id): id is string => !!id).map((breakpointId) => s.send('Debugger.removeBreakpoint', { breakpointId })));
     await sleep(100);
     const events = client.events.slice(start);
-    const about = (id: string | undefined) => (id ? events.filter((e) => e.method?.startsWith('Loupe.') && JSON.stringify(e.params).includes(id)) : []);
+    const about = (id: string | undefined) => (id ? events.filter((e) => e.method?.startsWith('Loupe.') && e.params?.breakpointId === id) : []);
     pairs.forEach((p, i) => {
       const seenBy = (reply: CdpMessage, expr: string) => {
         const mine = about(reply.result?.breakpointId);
@@ -337,10 +337,16 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
       const frames = s.frames.map((f) => JSON.stringify(withoutNoise(JSON.parse(f))));
       tally.add('trail', `client frames of session ${i + 1} (${frames.length})`, [observe([frames.join('\n')])]);
     }
-    const files = filesUnder(broker.stateDir);
-    for (const f of files) {
-      const findings = findSecrets(f.text, tally.needles);
-      tally.add('trail', `audit file ${f.path.slice(broker.stateDir.length + 1)}`, [{ text: findings.length ? f.text : '', comparable: '', refused: false }]);
+    // The audit trail by channel: the write-ahead log, the store (chunks, manifests, the security stream), the rest.
+    const channels = new Map<string, string[]>();
+    for (const f of filesUnder(broker.stateDir)) {
+      const relative = f.path.slice(broker.stateDir.length + 1);
+      const channel = relative.split('/')[0]!;
+      const findings = findSecrets(withoutNoiseText(f.text), tally.needles).map((x) => `${relative}: ${x.label} (${x.encoding}) in …${x.context}…`);
+      channels.set(channel, [...(channels.get(channel) ?? []), ...findings]);
+    }
+    for (const [channel, findings] of channels) {
+      tally.addVerdict('trail', `state directory ${channel}`, findings.length ? { outcome: 'leak', evidence: findings.join('\n      ') } : { outcome: 'clean' });
     }
     tally.add('trail', 'audit store events', [observe([await broker.sessionEvents()])]);
 
@@ -350,7 +356,8 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     for (const l of leaks) byKind.set(l.kind, (byKind.get(l.kind) ?? 0) + 1);
     if (leaks.length) console.log(`leaks by kind: ${[...byKind].map(([k, n]) => `${k} ${n}`).join(', ')}`);
     console.log(`ordinary use:\n${ordinary.map((o) => `  ${o.expression}  →  ${o.outcome}`).join('\n')}`);
-    if (verbose) for (const l of leaks) console.log(`LEAK [${l.kind}] ${l.label}\n      ${l.verdict.evidence}`);
+    if (process.env.LOUPE_ATTACK_VERBOSE === 'all') for (const r of tally.records) console.log(`${r.verdict.outcome.toUpperCase()} [${r.kind}] ${r.label}  ${(r.verdict.evidence ?? '').slice(0, 400)}`);
+    else if (verbose) for (const l of leaks) console.log(`LEAK [${l.kind}] ${l.label}\n      ${l.verdict.evidence}`);
     else if (leaks.length) console.log(`(LOUPE_ATTACK_VERBOSE=1 prints each leak's evidence; first: [${leaks[0]!.kind}] ${leaks[0]!.label}: ${leaks[0]!.verdict.evidence?.slice(0, 300)})`);
     assert.ok(tally.records.length >= 200, `at least 200 attempts (${tally.records.length})`);
     assert.equal(leaks.length, 0, `${leaks.length} leaks: ${[...byKind].map(([k, n]) => `${k} ${n}`).join(', ')}`);

@@ -71,7 +71,7 @@ export function findSecrets(text: string, needles: readonly Needle[]): Finding[]
 }
 
 // Fields that are ids, digests or times: never data from the target, and the place short numbers turn up by chance.
-const noise = new Set(['id', 'objectId', 'callFrameId', 'scriptId', 'breakpointId', 'executionContextId', 'uniqueContextId', 'hash', 'timestamp', 'debuggerId', 'stackTraceId', 'uniqueId', 'isolateId', 'usedSize', 'totalSize', 'embedderHeapUsedSize', 'backingStorageSize', 'time']);
+const noise = new Set(['id', 'objectId', 'callFrameId', 'scriptId', 'breakpointId', 'executionContextId', 'uniqueContextId', 'hash', 'timestamp', 'debuggerId', 'stackTraceId', 'uniqueId', 'isolateId', 'usedSize', 'totalSize', 'embedderHeapUsedSize', 'backingStorageSize', 'time', 'seq', 'clientSeq', 'targetId', 'ms', 'bytes', 'count', 'prev', 'exceptionId', 'lineNumber', 'columnNumber']);
 
 /** A frame's JSON without ids and times, for searching and comparing. */
 export function withoutNoise(value: unknown): unknown {

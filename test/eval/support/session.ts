@@ -20,6 +20,11 @@ export class Tally {
     return verdict;
   }
 
+  /** An attempt judged elsewhere (a whole channel of the audit trail). */
+  addVerdict(kind: string, label: string, verdict: Verdict): void {
+    this.records.push({ kind, label, verdict });
+  }
+
   counts(): Record<Outcome, number> {
     const c: Record<Outcome, number> = { refused: 0, redacted: 0, clean: 0, leak: 0 };
     for (const r of this.records) c[r.verdict.outcome]++;
@@ -96,6 +101,22 @@ export async function pool<T>(items: readonly T[], n: number, fn: (item: T) => P
   await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
     while (next < items.length) await fn(items[next++]!);
   }));
+}
+
+/** A file's text with ids, sequence numbers and digests taken out of each JSON line it holds (WAL frames, chunks). */
+export function withoutNoiseText(text: string): string {
+  return text
+    .split('\n')
+    .map((line) => {
+      const at = line.indexOf('{');
+      if (at < 0) return line;
+      try {
+        return line.slice(0, at) + JSON.stringify(withoutNoise(JSON.parse(line.slice(at))));
+      } catch {
+        return line;
+      }
+    })
+    .join('\n');
 }
 
 /** Every file under `dir`, as text (the WAL, the local store's chunks and manifests, alert state). */
