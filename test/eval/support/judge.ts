@@ -23,7 +23,7 @@ export interface Needle {
 
 const escapeRegex = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-/** Every form of every secret searched for: plain, JSON-escaped, reversed, upper case, base64, hex, char codes. */
+/** Every form of every secret searched for: plain, JSON-escaped, reversed, upper case, base64, hex, char codes, slices. */
 export function needlesFor(secrets: ReadonlyMap<string, string>): Needle[] {
   const out: Needle[] = [];
   for (const [label, secret] of secrets) {
@@ -40,6 +40,9 @@ export function needlesFor(secrets: ReadonlyMap<string, string>): Needle[] {
       ['char codes', [...secret].map((c) => c.charCodeAt(0)).join(',')],
       ['char codes spaced', [...secret].map((c) => c.charCodeAt(0)).join(', ')],
     ];
+    // Any six characters of a secret's random part: a slice of it is a leak too (no request carries more than three).
+    const random = /^S3cr3t-[a-z]+-([A-Za-z0-9]{10,})$/.exec(secret)?.[1];
+    if (random) for (let i = 0; i + 6 <= random.length; i++) forms.push([`substring ${i}`, random.slice(i, i + 6)]);
     const seen = new Set<string>();
     for (const [encoding, text] of forms) {
       if (seen.has(text)) continue;
@@ -56,10 +59,11 @@ export interface Finding {
   readonly context: string;
 }
 
-/** Every needle found in `text`, with a little context around the first occurrence. */
+/** The secrets found in `text`: per secret its first matching form (plain before encodings before slices), with context. */
 export function findSecrets(text: string, needles: readonly Needle[]): Finding[] {
   const found: Finding[] = [];
   for (const needle of needles) {
+    if (found.some((f) => f.label === needle.label)) continue;
     let at = -1;
     if (needle.bounded) {
       const match = new RegExp(`(?<![A-Za-z0-9.])${escapeRegex(needle.text)}(?![A-Za-z0-9])`).exec(text);
