@@ -18,6 +18,11 @@ const verbose = !!process.env.LOUPE_ATTACK_VERBOSE && process.env.LOUPE_ATTACK_V
 const urlRegex = 'secrets-app\\.js$';
 const line = (name: string) => markerLine(secretsApp, name);
 const lineL = (i: number) => line(`L${String(i).padStart(2, '0')}`);
+// Notices compared between guesses. Rate limits and the pause budget depend on timing and machine load, not on
+// the guess (a timing oracle is not asserted here: too noisy on a shared machine); figures in reasons neither.
+const timingNotices = new Set(['Loupe.snapshotThrottled', 'Loupe.breakpointSuspended']);
+const comparableNotices = (events: CdpMessage[]) =>
+  [...new Set(events.filter((e) => !timingNotices.has(e.method!)).map((e) => `${e.method}: ${String(e.params?.reason ?? e.params?.message ?? '').replace(/\d+(\.\d+)?/g, '#')}`))].sort();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 describe('adversarial evaluation: nothing redacted can leak', () => {
@@ -154,7 +159,7 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
       const before = client.events.length;
       const reply = await s.send(method, params);
       const step = await pauseAfter(before);
-      tally.add('stepping', method, [observe([reply, step ?? 'no pause', ...client.events.slice(before).filter((e) => e.method !== 'Debugger.paused')])]);
+      tally.add('stepping', method, [observe([reply, step ?? 'no pause', ...client.events.slice(before).filter((e) => e.method?.startsWith('Loupe.'))])]);
     }
     await s.send('Debugger.removeBreakpoint', { breakpointId: main.result.breakpointId });
     await s.send('Debugger.resume');
@@ -180,7 +185,7 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
 
     // 8. Source: the literals in the file, by reading and by searching.
     tally.add('source', 'Debugger.getScriptSource', [observe([await s.send('Debugger.getScriptSource', { scriptId })])]);
-    for (const [query, isRegex] of [['S3cr3t-src', false], ['srcbearer', false], ['apiKey: "', false], ['Bearer ', false], ['S3cr3t-src\\w+', true], ['Tq8Wm2', false]] as [string, boolean][]) {
+    for (const [query, isRegex] of [['S3cr3t-src', false], ['srcbearer', false], ['apiKey: "', false], ['Bearer ', false], ['S3cr3t-src\\w+', true], ['Tq8Wm', false]] as [string, boolean][]) {
       tally.add('source', `Debugger.searchInContent ${query}`, [observe([await s.send('Debugger.searchInContent', { scriptId, query, isRegex, caseSensitive: true })])]);
     }
 
@@ -209,11 +214,11 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     await Promise.all(ids.filter((id): id is string => !!id).map((breakpointId) => s.send('Debugger.removeBreakpoint', { breakpointId })));
     await sleep(100);
     const windowEvents = client.events.slice(windowStart);
-    const notices = (id: string | undefined) => (id ? windowEvents.filter((e) => e.method?.startsWith('Loupe.') && e.method !== 'Loupe.logpoint' && e.params?.breakpointId === id).map((e) => ({ method: e.method, reason: e.params.reason })) : []);
+    const notices = (id: string | undefined) => (id ? windowEvents.filter((e) => e.method?.startsWith('Loupe.') && e.method !== 'Loupe.logpoint' && e.params?.breakpointId === id) : []);
     pairs.forEach((p, i) => {
       const [right, wrong] = [set[2 * i]!, set[2 * i + 1]!];
       const seenBy = (reply: CdpMessage, expr: string) =>
-        observe([{ set: reply.error ?? 'set', paused: (pauses.get(reply.result?.breakpointId) ?? 0) > 0, notices: notices(reply.result?.breakpointId) }], { refused: !!reply.error, replace: [expr] });
+        observe([{ set: reply.error ?? 'set', paused: (pauses.get(reply.result?.breakpointId) ?? 0) > 0, notices: comparableNotices(notices(reply.result?.breakpointId)) }], { refused: !!reply.error, replace: [expr] });
       tally.add('condition', p.label, [seenBy(right, p.right), seenBy(wrong, p.wrong)]);
     });
     probes.forEach((p, i) => {
@@ -326,7 +331,7 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     pairs.forEach((p, i) => {
       const seenBy = (reply: CdpMessage, expr: string) => {
         const mine = about(reply.result?.breakpointId);
-        return observe([{ set: reply.error ?? 'set', captured: mine.some((e) => e.method === 'Loupe.snapshotCaptured'), notices: mine.filter((e) => e.method !== 'Loupe.snapshotCaptured').map((e) => ({ method: e.method, reason: e.params.reason })) }], { refused: !!reply.error, replace: [expr] });
+        return observe([{ set: reply.error ?? 'set', captured: mine.some((e) => e.method === 'Loupe.snapshotCaptured'), notices: comparableNotices(mine.filter((e) => e.method !== 'Loupe.snapshotCaptured')) }], { refused: !!reply.error, replace: [expr] });
       };
       tally.add('snapshot condition', p.label, [seenBy(set[2 * i]!, p.right), seenBy(set[2 * i + 1]!, p.wrong)]);
       for (const reply of [set[2 * i]!, set[2 * i + 1]!]) for (const c of about(reply.result?.breakpointId).filter((e) => e.method === 'Loupe.snapshotCaptured')) tally.add('snapshot', `capture under ${p.label}`, [observe([c])]);

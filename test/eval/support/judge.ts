@@ -74,15 +74,16 @@ export function findSecrets(text: string, needles: readonly Needle[]): Finding[]
   return found;
 }
 
-// Fields that are ids, digests or times: never data from the target, and the place short numbers turn up by chance.
-const noise = new Set(['id', 'objectId', 'callFrameId', 'scriptId', 'breakpointId', 'executionContextId', 'uniqueContextId', 'hash', 'timestamp', 'debuggerId', 'stackTraceId', 'uniqueId', 'isolateId', 'usedSize', 'totalSize', 'embedderHeapUsedSize', 'backingStorageSize', 'time', 'seq', 'clientSeq', 'targetId', 'ms', 'bytes', 'count', 'prev', 'exceptionId', 'lineNumber', 'columnNumber']);
+// Fields that are ids, sequence numbers, digests, sizes or times: never data from the target, and where short
+// numbers (the PIN) turn up by chance.
+const noise = /^(id|seq|prev|hash|time|timestamp|ms|bytes|count|sig|signature|lineNumber|columnNumber)$|(Id|Seq|Size|At|Ms|Hash)$/;
 
 /** A frame's JSON without ids and times, for searching and comparing. */
 export function withoutNoise(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(withoutNoise);
   if (value && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) if (!noise.has(k)) out[k] = withoutNoise(v);
+    for (const [k, v] of Object.entries(value)) if (!noise.test(k)) out[k] = withoutNoise(v);
     return out;
   }
   return value;
@@ -135,6 +136,12 @@ export function judge(observations: readonly Observation[], needles: readonly Ne
 /** A comparable form of replies: ids gone, the expression echoed and the guess replaced by placeholders. */
 export function comparableText(values: readonly unknown[], replace: readonly string[]): string {
   let text = JSON.stringify(values.map(withoutNoise));
-  for (const r of replace) if (r) text = text.split(r).join('<G>');
+  // The expression and the guess as written, as JSON escapes them, and the guess without its quotes (only when
+  // long enough not to stand for other text: a one-character guess replaced bare would change unrelated words).
+  const forms = replace.filter(Boolean).flatMap((r) => {
+    const bare = r.replace(/^['"`/]\^?|['"`/]$/g, '');
+    return [r, JSON.stringify(r).slice(1, -1), JSON.stringify(JSON.stringify(r).slice(1, -1)).slice(1, -1), ...(bare.length >= 3 && bare !== r ? [bare] : [])];
+  });
+  for (const r of [...new Set(forms)].sort((a, b) => b.length - a.length)) text = text.split(r).join('<G>');
   return text;
 }
