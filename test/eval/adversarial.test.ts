@@ -4,6 +4,11 @@
  * clean or leak, then the whole audit trail searched. LOUPE_ATTACK_VERBOSE=1 prints each leak's evidence.
  */
 import { strict as assert } from 'node:assert';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { describeAllowlist } from '../../broker/gate/cdpGate';
 import type { CdpMessage } from '../support/cdpClient';
@@ -33,6 +38,9 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
   let tally: Tally;
   const ordinary: { expression: string; outcome: string }[] = [];
   const sessions: Recorded[] = [];
+  let hook: Server;
+  const hooked: string[] = [];
+  let outputDir: string;
 
   before(async () => {
     secrets = makeSecrets();
@@ -43,11 +51,22 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     // Default redaction and evaluation; only a capture budget a loaded machine can meet (the default 10 ms
     // captures nothing here), so captures hold the values they are checked for.
     policy.targets.app.snapshot = { timeBudgetMs: 1000 };
+    // The alert outputs, so they are searched too: a webhook receiver and the ECS file (default rules).
+    hook = createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => (hooked.push(body), res.end('ok')));
+    });
+    await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
+    outputDir = mkdtempSync(join(tmpdir(), 'loupe-attack-'));
+    policy.alerting = { webhooks: [{ url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`, secret: 'adversarial-webhook-secret-0123' }], ecs: join(outputDir, 'alerts.ecs.ndjson') };
     broker = await startTestBroker(policy);
   });
   after(async () => {
     await broker?.close();
     await target?.stop();
+    hook?.close();
+    if (outputDir) rmSync(outputDir, { recursive: true, force: true });
   });
 
   it('a pause-mode session: evaluations, scopes, events, source, conditions, logpoints and every allowed method', async () => {
@@ -348,7 +367,7 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
   });
 
   it('the client frames and the whole audit trail hold no secret', async () => {
-    await sleep(300);
+    await sleep(1000);
     await broker.broker.audit.settle();
     // Two searches: for the secrets evaluation reaches, and for those only the app's own strings and the source
     // text carry (an exception message, Node's warning for a rejection, literals in the file).
@@ -368,8 +387,11 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
         const findings = findSecrets(withoutNoiseText(f.text), needles[which]).map((x) => `${relative}: ${x.label} (${x.encoding}) in …${x.context}…`);
         channels.set(channel, [...(channels.get(channel) ?? []), ...findings]);
       }
+      // Alert outputs: the webhook bodies received and the ECS file.
+      const alertText = [...hooked, ...filesUnder(outputDir).map((f) => f.text)].map(withoutNoiseText).join('\n');
+      channels.set(`../alert outputs (${hooked.length} webhook posts, ECS file)`, findSecrets(alertText, needles[which]).map((x) => `alerts: ${x.label} (${x.encoding}) in …${x.context}…`));
       for (const [channel, findings] of channels) {
-        tally.addVerdict(kind, `state directory ${channel}`, findings.length ? { outcome: 'leak', evidence: findings.join('\n      ') } : { outcome: 'clean' });
+        tally.addVerdict(kind, channel.startsWith('../') ? channel.slice(3) : `state directory ${channel}`, findings.length ? { outcome: 'leak', evidence: findings.join('\n      ') } : { outcome: 'clean' });
       }
     }
 

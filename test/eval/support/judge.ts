@@ -76,7 +76,7 @@ export function findSecrets(text: string, needles: readonly Needle[]): Finding[]
 
 // Fields that are ids, sequence numbers, digests, sizes or times: never data from the target, and where short
 // numbers (the PIN) turn up by chance.
-const noise = /^(id|seq|prev|hash|time|timestamp|ms|bytes|count|sig|signature|lineNumber|columnNumber)$|(Id|Seq|Size|At|Ms|Hash)$/;
+const noise = /^(id|seq|sequence|prev|hash|time|timestamp|ms|bytes|count|sig|signature|lineNumber|columnNumber)$|(Id|Seq|Size|At|Ms|Hash)$/;
 
 /** A frame's JSON without ids and times, for searching and comparing. */
 export function withoutNoise(value: unknown): unknown {
