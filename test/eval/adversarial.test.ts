@@ -168,7 +168,13 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     }
 
     // 6. The function getKey, for a breakpoint on its call later; then stepping, each pause judged.
-    const getKeyFn = await s.send('Debugger.evaluateOnCallFrame', onFrame('getKey'));
+    // The function getKey, by evaluation or else from the closure scope that holds it.
+    let getKeyId: string | undefined = (await s.send('Debugger.evaluateOnCallFrame', onFrame('getKey'))).result?.result?.objectId;
+    for (const scope of paused.params.callFrames[0].scopeChain) {
+      if (getKeyId || scope.type === 'global') continue;
+      const props = await s.send('Runtime.getProperties', { objectId: scope.object.objectId, ownProperties: true });
+      getKeyId = (props.result?.result ?? []).find((p: any) => p.name === 'getKey')?.value?.objectId;
+    }
     for (const [method, params] of [
       ['Debugger.stepOver', {}],
       ['Debugger.stepInto', {}],
@@ -252,13 +258,14 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     const lexical = await s.send('Runtime.globalLexicalScopeNames', {});
     tally.add('sweep', 'Runtime.globalLexicalScopeNames', [observe([lexical])]);
     const beforeCall = client.events.length;
-    const onCall = getKeyFn.result?.result?.objectId ? await s.send('Debugger.setBreakpointOnFunctionCall', { objectId: getKeyFn.result.result.objectId }) : undefined;
-    if (onCall) {
+    const onCall = await s.send('Debugger.setBreakpointOnFunctionCall', { objectId: getKeyId ?? 'no object id for getKey' });
+    if (!getKeyId || onCall.error) tally.add('sweep', 'Debugger.setBreakpointOnFunctionCall getKey', [observe([onCall])]);
+    else {
       const hit = await pauseAfter(beforeCall);
       tally.add('sweep', 'Debugger.setBreakpointOnFunctionCall getKey', [observe([onCall, hit ?? 'no pause'])]);
       if (hit) {
         const frameId = hit.params.callFrames[0].callFrameId;
-        tally.add('sweep', 'in getKey(): fnApiKey', [observe([await s.send('Debugger.evaluateOnCallFrame', { callFrameId: frameId, expression: 'fnApiKey', returnByValue: true })])]);
+        tally.add('alias', 'in getKey(): fnApiKey', [observe([await s.send('Debugger.evaluateOnCallFrame', { callFrameId: frameId, expression: 'fnApiKey', returnByValue: true })])]);
         if (hit.params.asyncStackTraceId) tally.add('sweep', 'Debugger.getStackTrace', [observe([await s.send('Debugger.getStackTrace', { stackTraceId: hit.params.asyncStackTraceId })])]);
       }
       if (onCall.result?.breakpointId) await s.send('Debugger.removeBreakpoint', { breakpointId: onCall.result.breakpointId });
@@ -281,7 +288,7 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
       ['Runtime.getIsolateId', {}],
       ['Runtime.getHeapUsage', {}],
       ['Runtime.discardConsoleEntries', {}],
-      ['Runtime.releaseObject', { objectId: getKeyFn.result?.result?.objectId ?? 'none' }],
+      ['Runtime.releaseObject', { objectId: getKeyId ?? 'none' }],
       ['Runtime.releaseObjectGroup', { objectGroup: 'console' }],
       ['Debugger.getPossibleBreakpoints', { start: { scriptId, lineNumber: line('login') }, end: { scriptId, lineNumber: lineL(3) } }],
       ['Debugger.setAsyncCallStackDepth', { maxDepth: 4 }],
