@@ -1,7 +1,12 @@
 /**
- * The attacker for "nothing redacted can leak": hundreds of attempts through the real broker (default policy,
- * a developer's grant) against a real target holding recognisable secrets, each judged refused, redacted,
- * clean or leak, then the whole audit trail searched. LOUPE_ATTACK_VERBOSE=1 prints each leak's evidence.
+ * The attacker for "nothing redacted can leak": hundreds of attempts through the real broker (default redaction
+ * and evaluation policy, a developer's grant) against a real target holding recognisable secrets
+ * (test/fixtures/secrets-app.js), each judged refused, redacted, clean or leak (support/judge.ts), then every
+ * frame the clients received, the WAL, the audit store and the alert outputs searched for every secret in
+ * several encodings. Leaks through evaluation and leaks through what the target sends by itself (events,
+ * source, search) are asserted apart.
+ *   node --import tsx --test test/eval/adversarial.test.ts
+ *   LOUPE_ATTACK_VERBOSE=1 prints each leak's evidence; LOUPE_ATTACK_VERBOSE=all every attempt's outcome.
  */
 import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync } from 'node:fs';
