@@ -17,6 +17,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { describeAllowlist } from '../../broker/gate/cdpGate';
 import type { CdpMessage } from '../support/cdpClient';
+import { CdpClient } from '../support/cdpClient';
+import { freshLockedBucket, s3Settings } from '../support/s3';
 import { markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { aliasExpressions, conditionPairs, denySpellings, globalAliasExpressions, logpointProbes, ordinaryUse, secretRefs, templateAttempts, type SecretRef } from './support/attempts';
@@ -65,6 +67,11 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     await new Promise<void>((resolve) => hook.listen(0, '127.0.0.1', resolve));
     outputDir = mkdtempSync(join(tmpdir(), 'loupe-attack-'));
     policy.alerting = { webhooks: [{ url: `http://127.0.0.1:${(hook.address() as AddressInfo).port}/hook`, secret: 'adversarial-webhook-secret-0123' }], ecs: join(outputDir, 'alerts.ecs.ndjson') };
+    // LOUPE_ATTACK_S3=1: the audit store is the S3 server the S3 tests use (with S3_ENDPOINT etc. set), read back below.
+    if (process.env.LOUPE_ATTACK_S3 === '1') {
+      const s3 = s3Settings();
+      policy.audit = { store: 's3', s3: { bucket: await freshLockedBucket('loupe-attack'), endpoint: s3.endpoint, region: s3.region, forcePathStyle: true } };
+    }
     broker = await startTestBroker(policy);
   });
   after(async () => {
@@ -399,6 +406,11 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
         const findings = findSecrets(withoutNoiseText(f.text), needles[which]).map((x) => `${relative}: ${x.label} (${x.encoding}) in …${x.context}…`);
         channels.set(channel, [...(channels.get(channel) ?? []), ...findings]);
       }
+      // The audit store read back through its own interface: the local directory, or S3 when configured.
+      const store = broker.broker.audit.store;
+      const objects: string[] = [];
+      for (const key of await store.list('')) objects.push(`${key}\n${withoutNoiseText((await store.get(key)).toString('latin1'))}`);
+      channels.set(`../audit store read back (${process.env.LOUPE_ATTACK_S3 === '1' ? 'S3' : 'local'}, ${objects.length} objects)`, findSecrets(objects.join('\n'), needles[which]).map((x) => `store: ${x.label} (${x.encoding}) in …${x.context}…`));
       // Alert outputs: the webhook bodies received and the ECS file.
       const alertText = [...hooked, ...filesUnder(outputDir).map((f) => f.text)].map(withoutNoiseText).join('\n');
       channels.set(`../alert outputs (${hooked.length} webhook posts, ECS file)`, findSecrets(alertText, needles[which]).map((x) => `alerts: ${x.label} (${x.encoding}) in …${x.context}…`));
@@ -416,6 +428,39 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     if (process.env.LOUPE_ATTACK_VERBOSE === 'all') for (const r of tally.records) console.log(`${r.verdict.outcome.toUpperCase()} [${r.kind}] ${r.label}  ${(r.verdict.evidence ?? '').slice(0, 400)}`);
     else if (verbose) for (const l of leaks) console.log(`LEAK [${l.kind}] ${l.label}\n      ${l.verdict.evidence}`);
     else if (leaks.length) console.log(`(LOUPE_ATTACK_VERBOSE=1 prints each leak's evidence; first: [${leaks[0]!.kind}] ${leaks[0]!.label}: ${leaks[0]!.verdict.evidence?.slice(0, 300)})`);
+  });
+
+  it('control: the same judge sees leaks when V8 answers directly, without the broker', async () => {
+    // Proof the attempts and the judge can see a leak at all: straight to the target's inspector, a few of the
+    // attempts above must each be judged a leak. Not counted in the tally.
+    const direct = await CdpClient.connect(target.wsUrl);
+    try {
+      await direct.call('Debugger.enable');
+      const { breakpointId } = await direct.call('Debugger.setBreakpointByUrl', { lineNumber: line('login'), urlRegex });
+      const paused = await direct.waitEvent('Debugger.paused');
+      const callFrameId = paused.params.callFrames[0].callFrameId;
+      const control = new Tally(tally.needles);
+      const attempts = templateAttempts(refs.filter((r) => ['parameter', 'pin', 'nested config', 'env'].includes(r.id))).filter((_, i) => i % 3 === 0);
+      for (const a of attempts) {
+        const observations = [];
+        for (const p of a.probes) {
+          const reply = await direct.send('Debugger.evaluateOnCallFrame', { callFrameId, expression: p.expression, returnByValue: true, throwOnSideEffect: true, timeout: 500 });
+          observations.push(observe([reply], { value: answered(reply), truth: p.truth, truthTells: a.truthTells, replace: [p.expression, p.guess ?? ''] }));
+        }
+        control.add(a.kind, a.label, observations);
+      }
+      for (const expression of ['JSON.stringify(config)', 'process.env.DB_PASSWORD', '[pin, pwd, cardNumber]']) {
+        control.add('alias', expression, [observe([await direct.send('Debugger.evaluateOnCallFrame', { callFrameId, expression, returnByValue: true, throwOnSideEffect: true, timeout: 500 })])]);
+      }
+      await direct.call('Debugger.removeBreakpoint', { breakpointId });
+      await direct.call('Debugger.resume');
+      // V8's side-effect check refuses some forms (the reversal through a spread); everything it answers is a leak.
+      const answeredDirectly = control.records.filter((r) => r.verdict.outcome !== 'clean');
+      assert.ok(answeredDirectly.length >= 20, `${answeredDirectly.length} control attempts answered`);
+      assert.deepEqual(answeredDirectly.filter((r) => r.verdict.outcome !== 'leak').map((r) => `${r.label}: ${r.verdict.outcome}`), []);
+    } finally {
+      await direct.close();
+    }
   });
 
   // Kinds whose leaks come from what the target itself sends (events, source, search), not from evaluation.
