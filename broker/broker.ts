@@ -235,7 +235,7 @@ export class Broker {
     await this.recordGrantEvent('grant.requested', { actor, ...request });
     const decision = decideAccess(this.config, identity, request, new Date(this.clock()));
     if (!decision.allowed) {
-      await this.recordGrantEvent('grant.refused', { actor, target: request.target, mode: request.mode, rule: decision.rule, message: decision.message });
+      await this.recordGrantEvent('grant.refused', { actor, target: request.target, mode: request.mode, ...(request.evaluation ? { evaluation: request.evaluation } : {}), rule: decision.rule, message: decision.message });
       throw new LoupeError('policy_refused', `grant refused: ${decision.message}`, { rule: decision.rule });
     }
     const pending = await this.approvals.requestIfRequired(identity, request, decision);
@@ -252,7 +252,7 @@ export class Broker {
       if (err?.code && /^(ENOSPC|EDQUOT|EIO|EROFS)$/.test(err.code)) throw new LoupeError('audit_unavailable', `the broker's state directory cannot be written (${err.code}): grants are refused until it can; retry later`);
       throw err;
     });
-    await this.recordGrantEvent('grant.issued', { actor, grantId: grant.grantId, target: grant.target, mode: grant.mode, reason: grant.reason, ticket: grant.ticket ?? null, rule: decision.rule, expiresAt: new Date(grant.expiresAt * 1000).toISOString(), capped: decision.capped, ...(approval ? { requestId: approval.requestId, approvedBy: approval.approvedBy } : {}) });
+    await this.recordGrantEvent('grant.issued', { actor, grantId: grant.grantId, target: grant.target, mode: grant.mode, evaluation: grant.evaluation ?? 'loupe', reason: grant.reason, ticket: grant.ticket ?? null, rule: decision.rule, expiresAt: new Date(grant.expiresAt * 1000).toISOString(), capped: decision.capped, ...(approval ? { requestId: approval.requestId, approvedBy: approval.approvedBy } : {}) });
     return {
       grantId: grant.grantId,
       token,
@@ -260,6 +260,7 @@ export class Broker {
       attachUrl: this.attachUrl(grant.grantId),
       durationSeconds: decision.durationSeconds,
       capped: decision.capped,
+      evaluation: grant.evaluation ?? 'loupe',
       ...(approval ? { requestId: approval.requestId, approvedBy: approval.approvedBy } : {}),
     };
   }

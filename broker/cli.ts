@@ -7,7 +7,7 @@ import { mintDevToken } from './identity/devIssuer';
 import { parseDuration } from './config/duration';
 import { Broker } from './broker';
 import { explainAccess } from './policy/access';
-import { modes, type Mode } from './config/types';
+import { evaluations, modes, type Evaluation, type Mode } from './config/types';
 import { listen } from './http/server';
 import { describeVerification, downloadSession, listSecurity, listSessions, renderLocation, verifyLocation } from './audit/auditCli';
 
@@ -17,7 +17,7 @@ const usage = `usage:
                                                print an identity token from the development issuer
   loupe policy check <file.yaml>               validate a config/policy file, listing every problem
   loupe policy explain --config <file.yaml> --user <id> [--groups g1,g2] --target <name> [--mode pause|snapshot]
-                       [--at <ISO time>] [--ticket T] [--duration 30m]
+                       [--evaluation loupe|v8] [--at <ISO time>] [--ticket T] [--duration 30m]
                                                print the access decision and the rule that made it (exit 3 when refused)
   loupe audit list [--target T] [--user U] [--from ISO] [--to ISO]      sessions (auditors)
   loupe audit list --security | --grants       segments of the broker's security stream, or its grant streams (auditors)
@@ -71,7 +71,7 @@ Validates a config/policy file and lists every problem with its path; exits 1 wh
 options:
 ${helpOption}`,
   'policy explain': `usage: loupe policy explain --config <file.yaml> --user <id> [--groups g1,g2] --target <name> [--mode pause|snapshot]
-                            [--at <ISO time>] [--ticket T] [--duration 30m]
+                            [--evaluation loupe|v8] [--at <ISO time>] [--ticket T] [--duration 30m]
 
 Prints the access decision the policy makes for a grant request, the rule that made it and each rule's outcome;
 exits 3 when the request is refused.
@@ -82,6 +82,7 @@ options:
   --groups g1,g2          their groups (roles are given by group)
   --target <name>         the target asked for (required)
   --mode <pause|snapshot> the mode asked for (default: snapshot)
+  --evaluation <loupe|v8> the evaluation asked for: v8 is the privilege of running expressions in V8 (default: loupe)
   --at <ISO time>         when (default: now), e.g. 2026-11-28T09:30:00+01:00
   --ticket <T>            the ticket given with the request
   --duration <duration>   the grant length asked for (default: 30m)
@@ -283,7 +284,7 @@ function runPolicy(args: string[]): void {
   const { values, positionals } = parseCommand('policy explain', {
     args: rest,
     allowPositionals: true,
-    options: { config: { type: 'string' }, user: { type: 'string' }, groups: { type: 'string' }, target: { type: 'string' }, mode: { type: 'string' }, at: { type: 'string' }, ticket: { type: 'string' }, duration: { type: 'string' }, ...help },
+    options: { config: { type: 'string' }, user: { type: 'string' }, groups: { type: 'string' }, target: { type: 'string' }, mode: { type: 'string' }, evaluation: { type: 'string' }, at: { type: 'string' }, ticket: { type: 'string' }, duration: { type: 'string' }, ...help },
     strict: true,
   });
   const config = loadOrExit(values.config ?? positionals[0] ?? fail(`missing --config <file.yaml>\n\n${commandUsage['policy explain']}`));
@@ -291,13 +292,15 @@ function runPolicy(args: string[]): void {
   const target = values.target ?? fail('missing --target <name>');
   const mode = values.mode ?? 'snapshot';
   if (!modes.includes(mode as Mode)) fail(`--mode: expected one of ${modes.join(', ')}, got "${mode}"`);
+  const evaluation = values.evaluation ?? 'loupe';
+  if (!evaluations.includes(evaluation as Evaluation)) fail(`--evaluation: expected one of ${evaluations.join(', ')}, got "${evaluation}"`);
   const at = values.at ? new Date(values.at) : new Date();
   if (Number.isNaN(at.getTime())) fail(`--at: expected a time like 2026-11-28T09:30:00+01:00, got "${values.at}"`);
   const durationSeconds = values.duration ? parseDuration(values.duration) ?? fail(`--duration: expected a duration like "30m", got "${values.duration}"`) : 1800;
   const groups = (values.groups ?? '').split(',').map((g) => g.trim()).filter(Boolean);
-  const { decision, roles, trace } = explainAccess(config, { sub: user, name: user, groups, issuer: 'explain' }, { target, mode: mode as Mode, durationSeconds, reason: 'explain', ...(values.ticket ? { ticket: values.ticket } : {}) }, at);
+  const { decision, roles, trace } = explainAccess(config, { sub: user, name: user, groups, issuer: 'explain' }, { target, mode: mode as Mode, ...(evaluation === 'v8' ? { evaluation: 'v8' as const } : {}), durationSeconds, reason: 'explain', ...(values.ticket ? { ticket: values.ticket } : {}) }, at);
   const lines = [
-    `${user} (groups: ${groups.join(', ') || 'none'}; roles: ${roles.join(', ') || 'none'}) asking for ${mode} on ${target} at ${at.toISOString()}`,
+    `${user} (groups: ${groups.join(', ') || 'none'}; roles: ${roles.join(', ') || 'none'}) asking for ${mode}${evaluation === 'v8' ? ' with V8 evaluation' : ''} on ${target} at ${at.toISOString()}`,
     decision.allowed ? `ALLOWED by ${decision.rule}: up to ${decision.durationSeconds} s${decision.capped ? ' (capped)' : ''}` : `REFUSED by ${decision.rule}: ${decision.message}`,
     ...trace.map((t) => `  ${t.rule}: ${t.outcome}${t.message ? ` (${t.message})` : ''}`),
   ];

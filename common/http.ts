@@ -37,6 +37,8 @@ export interface HttpErrorBody {
 export interface TargetInfo {
   readonly name: string;
   readonly modes: readonly string[];
+  /** ['loupe'], or with 'v8' when a rule lets the caller ask for V8 evaluation. */
+  readonly evaluation?: readonly string[];
   readonly maxDurationSeconds: number;
   readonly ticketRequired: boolean;
   readonly ticketPattern?: string;
@@ -46,6 +48,8 @@ export interface TargetInfo {
 export interface GrantRequest {
   readonly target: string;
   readonly mode: string;
+  /** 'v8' asks for the privilege of V8 evaluation (app code may run; redaction best-effort); default 'loupe'. */
+  readonly evaluation?: 'loupe' | 'v8';
   readonly durationSeconds: number;
   readonly reason: string;
   readonly ticket?: string;
@@ -59,6 +63,8 @@ export interface GrantAnswer {
   readonly attachUrl: string;
   readonly durationSeconds: number;
   readonly capped: boolean;
+  /** 'v8' when the grant may run expressions in V8 (app functions, getters; redaction best-effort); else Loupe expressions. */
+  readonly evaluation: 'loupe' | 'v8';
   /** Who approved it, when it came through an access request. */
   readonly requestId?: string;
   readonly approvedBy?: readonly { sub: string; name: string; at: string }[];
@@ -79,6 +85,8 @@ export interface AccessRequestInfo {
   readonly status: AccessRequestStatus;
   readonly target: string;
   readonly mode: string;
+  /** 'v8' when the request asks for V8 evaluation (the approver should weigh it). */
+  readonly evaluation?: 'v8';
   readonly durationSeconds: number;
   readonly reason: string;
   readonly ticket?: string;
@@ -119,6 +127,8 @@ export interface RecordedSession {
   readonly target: string;
   readonly user: { readonly sub: string; readonly name: string };
   readonly mode: string;
+  /** 'v8' when the session could run expressions in V8. */
+  readonly evaluation?: 'v8';
   readonly reason: string;
   readonly ticket?: string;
   readonly grantId: string;

@@ -48,6 +48,7 @@ function build(input: ConfigInput, derived: Derived, baseDir: string): LoupeConf
       Object.freeze({
         role: rule.role,
         modes: freezeList(rule.modes),
+        evaluation: freezeList([...new Set(rule.evaluation)]),
         maxDurationSeconds: rule.maxDuration,
         requireTicket: rule.requireTicket,
         ...(rule.hours ? { hours: rule.hours } : {}),

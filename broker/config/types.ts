@@ -4,13 +4,13 @@ import type { RedactionPolicy } from '../policy/redact';
 import type { EvaluationPolicy } from '../gate/evaluationCheck';
 import type { AlertingConfig, AlertRules } from './alertConfig';
 import type { auditSchema, issuerSchema, limitsSchema, roleSchema } from './schema';
-import type { ApprovalRequirementInput, Mode, SnapshotLimits } from './schema/target';
+import type { ApprovalRequirementInput, Evaluation, Mode, SnapshotLimits } from './schema/target';
 
 // The policy file is defined once, in ./schema.ts; the types here derive from it. What is declared by hand is the
 // compiled, frozen form the broker runs on where it differs from the file: durations in seconds under names that
 // say so, regular expressions compiled, paths resolved, defaults that come from elsewhere in the file filled in.
 
-export { modes, type Mode, type SnapshotLimits } from './schema/target';
+export { evaluations, modes, type Evaluation, type Mode, type SnapshotLimits } from './schema/target';
 export type { ConfigField } from './schema';
 
 type Frozen<T> = { readonly [K in keyof T]: T[K] extends readonly (infer I)[] ? readonly I[] : T[K] };
@@ -36,6 +36,8 @@ export type RoleConfig = Frozen<z.output<typeof roleSchema>>;
 export interface AccessRule {
   readonly role: string;
   readonly modes: readonly Mode[];
+  /** How a grant under this rule may evaluate expressions; 'v8' is the privilege of running them in V8. */
+  readonly evaluation: readonly Evaluation[];
   readonly maxDurationSeconds: number;
   readonly requireTicket?: RegExp;
   /** When the rule applies (wall-clock hours in a time zone); outside them it does not allow. */

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { KeyObject, randomUUID, verify as verifySignature } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
-import type { Mode } from '../config/types';
+import type { Evaluation, Mode } from '../config/types';
 import { LoupeError } from '../errors';
 import type { SigningKey } from '../identity/keys';
 import { tokenError, type Identity } from '../identity/verifyIdentity';
@@ -17,6 +17,8 @@ export interface Grant {
   readonly groups: readonly string[];
   readonly target: string;
   readonly mode: Mode;
+  /** 'v8': this grant may run expressions in V8 (app functions, getters; redaction best-effort). Default: Loupe expressions. */
+  readonly evaluation?: 'loupe' | 'v8';
   readonly reason: string;
   readonly ticket?: string;
   readonly rule: string;
@@ -61,7 +63,7 @@ export class GrantStore {
     });
   }
 
-  async issue(identity: Identity, fields: { target: string; mode: Mode; reason: string; ticket?: string; durationSeconds: number; rule: string; approval?: { requestId: string; approvedBy: readonly Approver[] } }): Promise<{ grant: Grant; token: string }> {
+  async issue(identity: Identity, fields: { target: string; mode: Mode; evaluation?: Evaluation; reason: string; ticket?: string; durationSeconds: number; rule: string; approval?: { requestId: string; approvedBy: readonly Approver[] } }): Promise<{ grant: Grant; token: string }> {
     const now = this.clock();
     const issuedAt = Math.floor(now / 1000);
     const grant: Grant = {
@@ -71,6 +73,7 @@ export class GrantStore {
       groups: identity.groups,
       target: fields.target,
       mode: fields.mode,
+      ...(fields.evaluation === 'v8' ? { evaluation: 'v8' as const } : {}),
       reason: fields.reason,
       ...(fields.ticket ? { ticket: fields.ticket } : {}),
       rule: fields.rule,
@@ -79,7 +82,7 @@ export class GrantStore {
       expiresAt: issuedAt + fields.durationSeconds,
     };
     const approval = grant.approvedBy ? { request: grant.requestId, approved_by: grant.approvedBy.map((a) => a.sub) } : {};
-    const token = await new SignJWT({ target: grant.target, mode: grant.mode, reason: grant.reason, ...(grant.ticket ? { ticket: grant.ticket } : {}), name: grant.name, ...approval })
+    const token = await new SignJWT({ target: grant.target, mode: grant.mode, ...(grant.evaluation === 'v8' ? { evaluation: 'v8' } : {}), reason: grant.reason, ...(grant.ticket ? { ticket: grant.ticket } : {}), name: grant.name, ...approval })
       .setProtectedHeader({ alg: 'EdDSA', kid: this.key.kid, typ: 'JWT' })
       .setIssuer(grantIssuer)
       .setAudience(grantAudience)

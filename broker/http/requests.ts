@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { modes } from '../config/types';
+import { evaluations, modes } from '../config/types';
 import { LoupeError } from '../errors';
 
 /**
@@ -17,6 +17,7 @@ const reasonRequired = 'required, say why you need to debug production';
 export const grantRequestSchema = z.strictObject({
   target: z.string({ error: 'expected a target name' }).min(1, { error: 'expected a target name' }),
   mode: z.enum(modes, { error: `expected one of ${modes.join(', ')}` }),
+  evaluation: z.enum(evaluations, { error: `expected one of ${evaluations.join(', ')} (v8 is the privilege of running expressions in V8)` }).optional(),
   durationSeconds: z.int({ error: 'expected a positive integer' }).min(1, { error: 'expected a positive integer' }),
   reason: z
     .string({ error: reasonRequired })
@@ -26,7 +27,7 @@ export const grantRequestSchema = z.strictObject({
   ticket: z.string({ error: ticketProblem }).max(500, { error: ticketProblem }).optional(),
 });
 
-export type GrantRequestBody = Omit<z.output<typeof grantRequestSchema>, 'ticket'> & { ticket?: string };
+export type GrantRequestBody = Omit<z.output<typeof grantRequestSchema>, 'ticket' | 'evaluation'> & { ticket?: string; evaluation?: 'v8' };
 
 /** What is wrong with a body, field by field; unknown fields first, in one line. */
 function problemsOf(issues: readonly z.core.$ZodIssue[], expected?: string): string[] {
@@ -41,14 +42,15 @@ const isObject = (body: unknown): body is Record<string, unknown> => typeof body
 
 /** POST /v1/grants: every problem of a bad request together. */
 export function parseGrantRequest(body: unknown): GrantRequestBody {
-  if (!isObject(body)) throw new LoupeError('bad_request', 'expected a JSON object {target, mode, durationSeconds, reason, ticket?}');
+  if (!isObject(body)) throw new LoupeError('bad_request', 'expected a JSON object {target, mode, durationSeconds, reason, ticket?, evaluation?}');
   const parsed = grantRequestSchema.safeParse(body);
   if (!parsed.success) {
     const problems = problemsOf(parsed.error.issues);
     throw new LoupeError('bad_request', `invalid grant request: ${problems.join('; ')}`, { problems });
   }
-  const { ticket, ...request } = parsed.data;
-  return { ...request, ...(ticket ? { ticket } : {}) };
+  // Loupe expressions are the default and leave no trace in the request; only the privilege is named.
+  const { ticket, evaluation, ...request } = parsed.data;
+  return { ...request, ...(ticket ? { ticket } : {}), ...(evaluation === 'v8' ? { evaluation } : {}) };
 }
 
 const comment = z

@@ -1,4 +1,4 @@
-import type { AccessRule, ApprovalRequirement, LoupeConfig, Mode, TargetConfig } from '../config/types';
+import type { AccessRule, ApprovalRequirement, Evaluation, LoupeConfig, Mode, TargetConfig } from '../config/types';
 import type { Identity } from '../identity/verifyIdentity';
 import { withinHours } from './hours';
 
@@ -17,6 +17,8 @@ export const isOwner = (target: TargetConfig, roles: Set<string>) => target.owne
 export interface TargetView {
   readonly name: string;
   readonly modes: Mode[];
+  /** The evaluations some rule allows the caller: ['loupe'], or with 'v8' when one grants the privilege. */
+  readonly evaluation: Evaluation[];
   readonly maxDurationSeconds: number;
   readonly ticketRequired: boolean;
   readonly ticketPattern?: string;
@@ -30,10 +32,12 @@ export function visibleTargets(config: LoupeConfig, identity: Identity): TargetV
     const rules = target.access.filter((r) => roles.has(r.role));
     if (rules.length === 0) continue;
     const modes = [...new Set(rules.flatMap((r) => r.modes))].sort();
+    const evaluation = [...new Set(rules.flatMap((r) => r.evaluation))].sort();
     const pattern = rules.find((r) => r.requireTicket)?.requireTicket;
     views.push({
       name: target.name,
       modes,
+      evaluation,
       maxDurationSeconds: Math.max(...rules.map((r) => r.maxDurationSeconds)),
       ticketRequired: rules.every((r) => r.requireTicket !== undefined),
       ...(pattern ? { ticketPattern: pattern.source } : {}),
@@ -45,6 +49,8 @@ export function visibleTargets(config: LoupeConfig, identity: Identity): TargetV
 export interface GrantRequest {
   readonly target: string;
   readonly mode: Mode;
+  /** 'v8' asks for the privilege of V8 evaluation; absent means Loupe expressions. */
+  readonly evaluation?: Evaluation;
   readonly durationSeconds: number;
   readonly reason: string;
   readonly ticket?: string;
@@ -61,6 +67,14 @@ type RuleCheck = { readonly allows: true } | { readonly allows: false; readonly 
 /** Whether one rule allows the request; a refusal's weight ranks how close the rule came (for the message shown). */
 function checkRule(rule: AccessRule, request: GrantRequest, at: Date): RuleCheck {
   if (!rule.modes.includes(request.mode)) return { allows: false, weight: 0, message: `mode "${request.mode}" is not allowed (allowed: ${rule.modes.join(', ')})` };
+  const evaluation = request.evaluation ?? 'loupe';
+  if (!rule.evaluation.includes(evaluation)) {
+    return {
+      allows: false,
+      weight: 0.5,
+      message: evaluation === 'v8' ? 'the rule does not allow V8 evaluation (evaluation: v8); it allows Loupe expressions only' : `evaluation "${evaluation}" is not allowed (allowed: ${rule.evaluation.join(', ')})`,
+    };
+  }
   if (rule.hours && !withinHours(rule.hours, at)) return { allows: false, weight: 1, message: `outside the rule's hours (${rule.hours.text}; it is ${wallTime(at, rule.hours.timeZone)} there)` };
   if (rule.requireTicket && !(request.ticket && rule.requireTicket.test(request.ticket))) {
     return { allows: false, weight: 2, message: request.ticket ? `ticket "${request.ticket}" does not match ${rule.requireTicket.source}` : `a ticket matching ${rule.requireTicket.source} is required` };

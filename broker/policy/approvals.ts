@@ -42,6 +42,8 @@ export interface AccessRequest {
   readonly requester: { readonly sub: string; readonly name: string; readonly groups: readonly string[] };
   readonly target: string;
   readonly mode: Mode;
+  /** 'v8' when the request asks for the privilege of V8 evaluation. */
+  readonly evaluation?: 'v8';
   /** Asked for; the grant is capped by the rule again at collection, and runs from then. */
   readonly durationSeconds: number;
   readonly reason: string;
@@ -84,6 +86,8 @@ export interface AccessRequestView {
   readonly status: RequestStatus;
   readonly target: string;
   readonly mode: Mode;
+  /** 'v8' when the request asks for V8 evaluation: app code may run, redaction is best-effort. */
+  readonly evaluation?: 'v8';
   readonly durationSeconds: number;
   readonly reason: string;
   readonly ticket?: string;
@@ -205,7 +209,7 @@ export class AccessRequests {
 
   /** The fields every request event carries, so each record reads on its own. */
   private describe(request: AccessRequest): Record<string, unknown> {
-    return { requestId: request.requestId, target: request.target, mode: request.mode, requester: { sub: request.requester.sub, name: request.requester.name }, rule: request.rule, approvers: request.approvers, minApprovals: request.minApprovals };
+    return { requestId: request.requestId, target: request.target, mode: request.mode, ...(request.evaluation ? { evaluation: request.evaluation } : {}), requester: { sub: request.requester.sub, name: request.requester.name }, rule: request.rule, approvers: request.approvers, minApprovals: request.minApprovals };
   }
 
   /** An alert with action require-approval: the user's grant requests on the target wait for an owner until one is collected. */
@@ -233,6 +237,7 @@ export class AccessRequests {
         requester: actorOf(identity),
         target: request.target,
         mode: request.mode,
+        ...(request.evaluation === 'v8' ? { evaluation: 'v8' as const } : {}),
         durationSeconds: request.durationSeconds,
         reason: request.reason,
         ...(request.ticket ? { ticket: request.ticket } : {}),
@@ -337,7 +342,7 @@ export class AccessRequests {
       const request = this.find(requestId);
       if (request.requester.sub !== identity.sub) throw new LoupeError('forbidden', `only ${request.requester.sub}, who requested access ${requestId}, may collect its grant`);
       if (request.status !== 'approved') throw new LoupeError('request_not_approved', `request ${requestId} cannot be collected: ${this.statusText(request)}`, { status: request.status });
-      const grantRequest: GrantRequest = { target: request.target, mode: request.mode, durationSeconds: request.durationSeconds, reason: request.reason, ...(request.ticket ? { ticket: request.ticket } : {}) };
+      const grantRequest: GrantRequest = { target: request.target, mode: request.mode, ...(request.evaluation ? { evaluation: request.evaluation } : {}), durationSeconds: request.durationSeconds, reason: request.reason, ...(request.ticket ? { ticket: request.ticket } : {}) };
       // Roles, hours or the rule may have changed since the request: the grant is what the policy allows now.
       const decision = decideAccess(this.config, identity, grantRequest, new Date(this.clock()));
       if (!decision.allowed) {
@@ -397,11 +402,13 @@ export class AccessRequests {
     const why = request.cause
       ? `an alert (${request.cause.rule}: ${request.cause.message}) requires approval of your next grant on ${request.target}`
       : `${request.rule} requires ${request.minApprovals} approval${request.minApprovals === 1 ? '' : 's'} by ${request.approvers.join(' or ')} (within ${formatDuration(request.expiresAfterSeconds)})`;
+    const privilege = request.evaluation === 'v8' ? '. It asks for V8 evaluation: app code could run in the target, and redaction is best-effort' : '';
     return {
       requestId: request.requestId,
       status: request.status,
       target: request.target,
       mode: request.mode,
+      ...(request.evaluation ? { evaluation: request.evaluation } : {}),
       durationSeconds: request.durationSeconds,
       reason: request.reason,
       ...(request.ticket ? { ticket: request.ticket } : {}),
@@ -415,7 +422,7 @@ export class AccessRequests {
       createdAt: request.createdAt,
       expiresAt: request.expiresAt,
       ...(request.grantId ? { grantId: request.grantId } : {}),
-      message: `${why}; ${this.statusText(request)}`,
+      message: `${why}; ${this.statusText(request)}${privilege}`,
     };
   }
 }

@@ -76,7 +76,7 @@ export function reloadLiveSessions(sessions: Iterable<ReloadedSession>, old: Lou
     const identity = { sub: grant.sub, name: grant.name, groups: grant.groups, issuer: 'grant' };
     const requested = grant.expiresAt - grant.issuedAt;
     const decision = target
-      ? decideAccess(applied, identity, { target: grant.target, mode: grant.mode, durationSeconds: requested, reason: grant.reason, ...(grant.ticket ? { ticket: grant.ticket } : {}) }, new Date(clock()))
+      ? decideAccess(applied, identity, { target: grant.target, mode: grant.mode, ...(grant.evaluation === 'v8' ? { evaluation: 'v8' as const } : {}), durationSeconds: requested, reason: grant.reason, ...(grant.ticket ? { ticket: grant.ticket } : {}) }, new Date(clock()))
       : { allowed: false as const, rule: 'targets', message: `target ${grant.target} was removed from the policy` };
     if (!decision.allowed) {
       sessionsEnded++;

@@ -8,6 +8,10 @@ import { bool, duration, int, kind, listProblem, mapping, oneOf, parsed, section
 export const modes = ['pause', 'snapshot'] as const;
 export type Mode = (typeof modes)[number];
 
+/** How a grant evaluates expressions: the broker's own interpreter (Loupe expressions) or V8 itself (privileged). */
+export const evaluations = ['loupe', 'v8'] as const;
+export type Evaluation = (typeof evaluations)[number];
+
 const hoursSchema = () => parsed('hours like "Mon-Fri 08:00-19:00 Europe/Berlin"', parseHours);
 
 function compileRegExp(source: string, flags?: string): RegExp {
@@ -42,6 +46,13 @@ export const accessSchema = mapping({
     .array(oneOf(modes), { error: listProblem })
     .prefault(['snapshot'])
     .describe('What a grant under this rule may do: pause (breakpoints that stop the target) and/or snapshot (capture and resume).'),
+  evaluation: z
+    .array(oneOf(evaluations), { error: listProblem })
+    .min(1, { error: 'expected at least one of loupe, v8' })
+    .prefault(['loupe'])
+    .describe(
+      'How a grant under this rule may evaluate expressions: loupe (the broker interprets them; no app code runs) and/or v8 (privileged: V8 evaluates them, which runs app functions and getters; its redaction is best-effort, after the fact). A grant asks for one; every V8 evaluation raises the v8Evaluation alert.',
+    ),
   maxDuration: duration().prefault('30m').describe('The longest grant this rule gives, like "30m" or "2h".'),
   requireTicket: parsed('regular expression', (source) => compileRegExp(source))
     .optional()
