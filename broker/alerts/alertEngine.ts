@@ -33,6 +33,9 @@ export interface AlertEngineHooks {
 interface SessionState {
   readonly target: string;
   readonly user: string;
+  readonly grant?: string;
+  /** The session's grant allows V8 evaluation (its session.started says evaluation: v8). */
+  readonly v8: boolean;
   readonly rules: AlertRules;
   evaluations: AuditEvent[];
   reads: AuditEvent[];
@@ -110,6 +113,7 @@ export class AlertEngine {
   onEvent(event: AuditEvent): void {
     if (event.type.startsWith('alert.')) return;
     if (event.kind === 'security') return this.onSecurityEvent(event);
+    if (event.kind === 'grants') return this.onGrantEvent(event);
     if (event.kind !== 'session') return;
     if (event.type === 'session.started') return this.onStart(event);
     const state = this.sessions.get(event.stream);
@@ -122,6 +126,11 @@ export class AlertEngine {
         if (rule && state.evaluations.length > rule.perMinute) this.fire(state, event.stream, 'evaluationRate', `${state.evaluations.length} evaluations in the last minute (threshold ${rule.perMinute})`, state.evaluations.slice(-20), 60);
         const names = this.sensitiveNames(state, String(d.params?.expression ?? '').match(/[A-Za-z_$][\w$]*/g) ?? []);
         if (names.length > 0) this.fire(state, event.stream, 'sensitiveReads', `evaluation of ${names.join(', ')}: ${String(d.params?.expression).slice(0, 80)}`, [event], 0);
+        // Every evaluation V8 runs under the privilege, each its own alert (keyed by its record, so a repeat fires too).
+        if (state.v8 && state.rules.v8Evaluation) {
+          const expression = String(d.params?.expression ?? '').slice(0, 200);
+          this.fire(state, event.stream, 'v8Evaluation', `V8 evaluation by ${state.user} on ${state.target} (grant ${state.grant ?? 'unknown'}; app code may run): ${expression}`, [event], 0, `v8Evaluation:${event.seq}`);
+        }
         break;
       }
       case 'cdp.properties.read': {
@@ -234,10 +243,44 @@ export class AlertEngine {
     }
   }
 
+  /** Grants already alerted on: a V8 grant fires once, however its record reaches the engine. */
+  private readonly v8GrantsSeen = new Set<string>();
+
+  /** The broker's grant stream: a grant issued with V8 evaluation is worth an alert on its own. */
+  private onGrantEvent(event: AuditEvent): void {
+    if (event.type !== 'grant.issued') return;
+    const d = event.data as Record<string, any>;
+    if (d.evaluation !== 'v8' || typeof d.grantId !== 'string' || this.v8GrantsSeen.has(d.grantId)) return;
+    const target = this.config.targets[String(d.target ?? '')];
+    const rule = target?.alerts.v8Evaluation;
+    if (!target || !rule) return;
+    this.v8GrantsSeen.add(d.grantId);
+    if (this.v8GrantsSeen.size > maxWatched) this.v8GrantsSeen.delete(this.v8GrantsSeen.values().next().value!);
+    const user = String(d.actor?.sub ?? event.actor?.sub ?? '');
+    const approvedBy = Array.isArray(d.approvedBy) && d.approvedBy.length > 0 ? `, approved by ${d.approvedBy.map((a: { sub?: string }) => a.sub).join(', ')}` : '';
+    const alert: Alert = {
+      id: randomUUID(),
+      rule: 'v8Evaluation',
+      at: new Date(this.clock()).toISOString(),
+      target: target.name,
+      ...(user ? { user } : {}),
+      message: `grant ${d.grantId} with V8 evaluation issued to ${user || 'unknown'} on ${target.name} (${d.mode}, until ${d.expiresAt}${approvedBy}): app code may run; redaction is best-effort`,
+      action: rule.action,
+      evidence: [{ seq: event.seq, type: event.type, summary: `grant ${d.grantId} (${d.rule})` }],
+    };
+    this.recent.push(alert);
+    if (this.recent.length > 1000) this.recent.shift();
+    void this.hooks.record(alert).catch(() => undefined);
+    this.hooks.deliver(alert);
+    // end-session has no session yet; require-approval holds the user's next grant on the target.
+    if (rule.action === 'require-approval' && alert.user) this.hooks.requireApproval(alert);
+  }
+
   private onStart(event: AuditEvent): void {
     const target = this.config.targets[event.target ?? ''];
     if (!target || !event.actor) return;
-    const state: SessionState = { target: target.name, user: event.actor.sub, rules: target.alerts, evaluations: [], reads: [], refusals: [], bytes: 0, bytesFired: false, lastFired: new Map(), ending: false };
+    const v8 = (event.data as Record<string, unknown>).evaluation === 'v8';
+    const state: SessionState = { target: target.name, user: event.actor.sub, ...(event.grant ? { grant: event.grant } : {}), v8, rules: target.alerts, evaluations: [], reads: [], refusals: [], bytes: 0, bytesFired: false, lastFired: new Map(), ending: false };
     this.sessions.set(event.stream, state);
     const at = new Date(Date.parse(event.time));
     const offHours = state.rules.offHours;
@@ -289,9 +332,8 @@ export class AlertEngine {
   }
 
   /** Fires once per rule per cooldown window (0: every time the evidence differs). */
-  private fire(state: SessionState, session: string, rule: keyof AlertRules, message: string, evidence: AuditEvent[], cooldownSeconds: number): void {
+  private fire(state: SessionState, session: string, rule: keyof AlertRules, message: string, evidence: AuditEvent[], cooldownSeconds: number, key = cooldownSeconds > 0 ? rule : `${rule}:${message}`): void {
     const now = this.clock();
-    const key = cooldownSeconds > 0 ? rule : `${rule}:${message}`;
     const last = state.lastFired.get(key);
     if (last !== undefined && (cooldownSeconds === 0 || now - last < cooldownSeconds * 1000)) return;
     state.lastFired.set(key, now);

@@ -18,6 +18,7 @@ export const defaultAlertRules: AlertRules = {
   concurrentTargets: { max: 3, action: 'none' },
   failedAttaches: { count: 10, withinSeconds: 60, action: 'none' },
   targetUnresponsive: { action: 'none' },
+  v8Evaluation: { action: 'none' },
 };
 
 export interface AlertingConfig {

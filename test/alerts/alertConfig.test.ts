@@ -29,7 +29,7 @@ describe('alert configuration', () => {
       'alerting.webhooks[0].secret: expected a string of at least 16 characters (used for the HMAC signature)',
       'alerting.webhooks[0].format: expected json or slack',
       'alerting.ecs: expected "stdout" or a file path',
-      'targets.app.alerts.nope: unknown alert rule (expected one of: offHours, evaluationRate, readRate, capturedBytes, refusals, sensitiveReads, firstAttach, longPause, watchdogResume, sensitiveFiles, concurrentTargets, targetUnresponsive)',
+      'targets.app.alerts.nope: unknown alert rule (expected one of: offHours, evaluationRate, readRate, capturedBytes, refusals, sensitiveReads, firstAttach, longPause, watchdogResume, sensitiveFiles, concurrentTargets, targetUnresponsive, v8Evaluation)',
       'targets.app.alerts.offHours.hours: unknown time zone "Mars/Olympus" (use an IANA name like Europe/Berlin or UTC)',
       'targets.app.alerts.longPause.action: expected one of: none, end-session, require-approval',
     ]);

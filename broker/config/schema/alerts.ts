@@ -65,6 +65,7 @@ export const ruleSchemas = {
     'Broker-wide (alerting.rules only): refused attaches from one source address, or on one user\'s grants.',
   ),
   targetUnresponsive: rule({}, 'A session ended because its target stopped answering its inspector (limits.targetResponseSeconds).'),
+  v8Evaluation: rule({}, 'A grant with V8 evaluation issued, and every evaluation in its sessions (app code may run; redaction is best-effort): user, target, grant and expression.'),
 };
 
 export type RuleName = keyof typeof ruleSchemas;
