@@ -204,8 +204,23 @@ export async function checkTranscript<R extends ChainRecord = ChainRecord>(trans
       problems.push(`manifest: seal does not verify against the audit keys (${(err as Error).message})`);
     }
   }
+  notes.push(...v8Evaluation(events));
   notes.push(...unansweredRequests(events));
   return { ok: problems.length === 0, problems, notes, events, ...(manifest ? { manifest } : {}), kids: [...kids], sealedEnd };
+}
+
+/** What a V8-privileged session's transcript cannot show: whether app code ran, and what redaction missed. */
+export const v8EvaluationBanner = 'V8 evaluation: app code could run; redaction best-effort';
+
+/** Whether a session's records say its grant had V8 evaluation (its session.started record). */
+export function sessionHadV8Evaluation(events: readonly ChainRecord[]): boolean {
+  type Loose = ChainRecord & { type?: string; data?: Record<string, unknown> };
+  return (events as readonly Loose[]).some((e) => e.type === 'session.started' && e.data?.evaluation === 'v8');
+}
+
+function v8Evaluation(events: readonly ChainRecord[]): string[] {
+  if (!sessionHadV8Evaluation(events)) return [];
+  return [`${v8EvaluationBanner}: this session's grant allowed evaluating expressions in V8, which may call the app's functions and getters; the values recorded were redacted after the fact, which is best-effort`];
 }
 
 /**

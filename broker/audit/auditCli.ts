@@ -27,7 +27,7 @@ export async function listSessions(options: BrokerClientOptions, filter: Record<
   const query = new URLSearchParams(Object.entries(filter).filter((e): e is [string, string] => e[1] !== undefined));
   const { sessions } = (await (await brokerGet(options, `/v1/sessions${query.size ? `?${query}` : ''}`)).json()) as { sessions: Record<string, any>[] };
   if (sessions.length === 0) return 'no sessions match\n';
-  const rows = sessions.map((s) => [s.sessionId, s.startedAt, s.target, s.user.sub, s.mode, s.state === 'ended' ? `ended: ${s.endReason}` : s.state, s.reason]);
+  const rows = sessions.map((s) => [s.sessionId, s.startedAt, s.target, s.user.sub, s.evaluation === 'v8' ? `${s.mode} + V8 eval` : s.mode, s.state === 'ended' ? `ended: ${s.endReason}` : s.state, s.reason]);
   const header = ['SESSION', 'STARTED', 'TARGET', 'USER', 'MODE', 'STATE', 'REASON'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? String(c) : String(c).padEnd(widths[i]!))).join('  ')).join('\n') + '\n';

@@ -1,3 +1,4 @@
+import { sessionHadV8Evaluation, v8EvaluationBanner } from '../../common/transcript';
 import type { AuditEvent } from './events';
 import type { VerifyResult } from './verify';
 
@@ -44,21 +45,24 @@ const endReasons: Record<string, string> = {
 const who = (actor: { sub?: string; name?: string } | undefined) => (actor ? (actor.name && actor.name !== actor.sub ? `${actor.name} (${actor.sub})` : String(actor.sub)) : '?');
 const approverList = (list: { sub: string; name?: string }[] | undefined) => (list ?? []).map((a) => who(a)).join(', ');
 
+/** " with V8 evaluation" for a grant or request that has or asks for the privilege. */
+const v8 = (d: Record<string, any>) => (d.evaluation === 'v8' ? ' with V8 evaluation' : '');
+
 /** Grant and access-request records (the broker's grant stream), one row each. */
 function grantRow(e: AuditEvent): Omit<Row, 'seq' | 'time'> | undefined {
   const d = e.data as Record<string, any>;
   const request = d.requestId ? `request ${String(d.requestId).slice(0, 8)}` : '';
   switch (e.type) {
     case 'grant.requested':
-      return { kind: 'grant', what: `${who(d.actor)} asks for ${d.mode} on ${d.target} for ${d.durationSeconds} s`, detail: `${short(d.reason)}${d.ticket ? ` · ticket ${d.ticket}` : ''}`, tone: 'normal' };
+      return { kind: 'grant', what: `${who(d.actor)} asks for ${d.mode}${v8(d)} on ${d.target} for ${d.durationSeconds} s`, detail: `${short(d.reason)}${d.ticket ? ` · ticket ${d.ticket}` : ''}`, tone: 'normal' };
     case 'grant.issued':
-      return { kind: 'grant', what: `grant ${String(d.grantId).slice(0, 8)} issued to ${who(d.actor)} for ${d.mode} on ${d.target}`, detail: `until ${d.expiresAt}${d.capped ? ' (capped by the rule)' : ''}${d.approvedBy ? ` · approved by ${approverList(d.approvedBy)} (${request})` : ''} · ${d.rule}`, tone: 'normal' };
+      return { kind: 'grant', what: `grant ${String(d.grantId).slice(0, 8)} issued to ${who(d.actor)} for ${d.mode}${v8(d)} on ${d.target}`, detail: `${d.evaluation === 'v8' ? 'app code could run; redaction best-effort · ' : ''}until ${d.expiresAt}${d.capped ? ' (capped by the rule)' : ''}${d.approvedBy ? ` · approved by ${approverList(d.approvedBy)} (${request})` : ''} · ${d.rule}`, tone: 'normal' };
     case 'grant.refused':
       return { kind: 'grant', what: `grant refused to ${who(d.actor)} on ${d.target}`, detail: `${d.message} [rule ${d.rule}]`, tone: 'refused' };
     case 'grant.revoked':
       return { kind: 'grant', what: `grant ${String(d.grantId).slice(0, 8)} of ${d.holder} revoked by ${who(d.actor)}`, detail: '', tone: 'end' };
     case 'request.created':
-      return { kind: 'approval', what: `${request}: ${who(d.actor)} asks for ${d.mode} on ${d.target}; needs ${d.minApprovals} approval(s) by ${(d.approvers ?? []).join(' or ')}`, detail: `${d.cause ? `because of alert ${d.cause.rule}: ${short(d.cause.message)} · ` : ''}${short(d.reason)}${d.ticket ? ` · ticket ${d.ticket}` : ''} · decide by ${d.expiresAt}`, tone: d.cause ? 'alert' : 'normal' };
+      return { kind: 'approval', what: `${request}: ${who(d.actor)} asks for ${d.mode}${v8(d)} on ${d.target}; needs ${d.minApprovals} approval(s) by ${(d.approvers ?? []).join(' or ')}`, detail: `${d.cause ? `because of alert ${d.cause.rule}: ${short(d.cause.message)} · ` : ''}${short(d.reason)}${d.ticket ? ` · ticket ${d.ticket}` : ''} · decide by ${d.expiresAt}`, tone: d.cause ? 'alert' : 'normal' };
     case 'request.approved':
       return { kind: 'approval', what: `${request} approved by ${who(d.actor)} (${d.approvals} of ${d.minApprovals})${d.status === 'approved' ? ': approved, the requester may collect the grant' : ''}`, detail: d.comment ? `“${short(d.comment)}”` : '', tone: 'normal' };
     case 'request.denied':
@@ -80,6 +84,7 @@ function grantRow(e: AuditEvent): Omit<Row, 'seq' | 'time'> | undefined {
 
 /** One line of the timeline per thing an auditor cares about; request and response are joined. */
 function timeline(events: readonly AuditEvent[]): Row[] {
+  const v8 = sessionHadV8Evaluation(events);
   const responses = new Map<number, AuditEvent>();
   for (const e of events) if (e.type === 'cdp.response' && typeof e.data.requestSeq === 'number') responses.set(e.data.requestSeq, e);
   const rows: Row[] = [];
@@ -91,7 +96,7 @@ function timeline(events: readonly AuditEvent[]): Row[] {
     const push = (row: Omit<Row, 'seq' | 'time'>) => rows.push({ seq: e.seq, time, ...row });
     switch (e.type) {
       case 'session.started':
-        push({ kind: 'session', what: 'session started', detail: `inspector ${d.inspector}, grant expires ${d.expiresAt}`, tone: 'normal' });
+        push({ kind: 'session', what: `session started${d.evaluation === 'v8' ? ' with V8 evaluation (privileged)' : ''}`, detail: `inspector ${d.inspector}, grant expires ${d.expiresAt}`, tone: d.evaluation === 'v8' ? 'alert' : 'normal' });
         break;
       case 'session.ended':
         push({ kind: 'session', what: `session ended: ${endReasons[d.endReason] ?? d.endReason}`, detail: d.detail ?? '', tone: 'end' });
@@ -110,7 +115,7 @@ function timeline(events: readonly AuditEvent[]): Row[] {
         push({ kind: 'condition', what: `condition ${short(d.condition, 80)} → ${d.value}`, detail: d.detail ?? '', tone: d.detail ? 'refused' : 'normal' });
         break;
       case 'cdp.evaluate':
-        push({ kind: 'evaluate', what: short(d.params?.expression, 200), detail: `${d.frame ? `in ${d.frame} ` : ''}${outcome}`, tone: /^(refused|error|threw)/.test(outcome) ? 'refused' : 'normal' });
+        push({ kind: v8 ? 'evaluate (V8)' : 'evaluate', what: short(d.params?.expression, 200), detail: `${d.frame ? `in ${d.frame} ` : ''}${outcome}`, tone: /^(refused|error|threw)/.test(outcome) ? 'refused' : 'normal' });
         break;
       case 'cdp.properties.read': {
         const names = (response?.result?.properties ?? []).map((p: { name: string; preview?: string }) => `${p.name}=${short(p.preview, 40)}`);
@@ -221,7 +226,8 @@ export function renderReport(result: VerifyResult, options: { generatedAt?: Date
   const last = result.events.at(-1);
   const ended = [...result.events].reverse().find((e) => e.type === 'session.ended');
   const rows = timeline(result.events);
-  const counts = (kind: string, what?: RegExp) => rows.filter((r) => r.kind === kind && (!what || what.test(r.what))).length;
+  const counts = (kind: string, what?: RegExp) => rows.filter((r) => r.kind.replace(/ \(V8\)$/, '') === kind && (!what || what.test(r.what))).length;
+  const v8 = !(first?.kind === 'grants' || first?.kind === 'security') && sessionHadV8Evaluation(result.events);
   const badSeqs = new Set(result.problems.flatMap((p) => [...p.matchAll(/\(seq (\d+)\)/g)].map((m) => Number(m[1]))));
   // A failed record the timeline does not show (a response, say) still gets a row of its own.
   for (const seq of badSeqs) {
@@ -240,20 +246,21 @@ export function renderReport(result: VerifyResult, options: { generatedAt?: Date
   const sessionFacts = `<dl>
 <dt>Who</dt><dd>${escapeHtml(first?.actor?.name)} (<code>${escapeHtml(first?.actor?.sub)}</code>; groups ${escapeHtml(first?.actor?.groups?.join(', '))})</dd>
 <dt>Target</dt><dd>${escapeHtml(first?.target)} in ${escapeHtml(first?.mode)} mode</dd>
+${v8 ? '<dt>Evaluation</dt><dd><b>V8 (privileged)</b>: expressions ran in the target\'s V8</dd>' : ''}
 <dt>Why</dt><dd>${escapeHtml(first?.reason)}</dd>
 <dt>Ticket</dt><dd>${escapeHtml(first?.ticket ?? '(none)')}</dd>
 <dt>Grant</dt><dd><code>${escapeHtml(first?.grant)}</code>${approval ? ` · ${escapeHtml(approval)}` : ''}</dd>
 <dt>When</dt><dd>${escapeHtml(first?.time)} → ${escapeHtml(last?.time)}${first && last ? ` (${Math.round((Date.parse(last.time) - Date.parse(first.time)) / 1000)} s)` : ''}</dd>
 <dt>How it ended</dt><dd>${escapeHtml(ended ? (endReasons[String((ended.data as { endReason?: string }).endReason)] ?? (ended.data as { endReason?: string }).endReason) : 'no end recorded')}</dd>
 </dl>
-<div class="counts"><span>breakpoints set: ${counts('breakpoint', /^set /)};</span> <span>pauses: ${counts('pause')};</span> <span>evaluations: ${counts('evaluate')};</span> <span>variable reads: ${counts('read')};</span> <span>snapshots: ${counts('snapshot')};</span> <span>logpoints: ${counts('logpoint')};</span> <span>refusals: ${counts('refused') + rows.filter((r) => r.kind === 'evaluate' && r.tone === 'refused').length};</span> <span>alerts: ${counts('alert') + counts('watchdog')}</span></div>`;
+<div class="counts"><span>breakpoints set: ${counts('breakpoint', /^set /)};</span> <span>pauses: ${counts('pause')};</span> <span>evaluations: ${counts('evaluate')};</span> <span>variable reads: ${counts('read')};</span> <span>snapshots: ${counts('snapshot')};</span> <span>logpoints: ${counts('logpoint')};</span> <span>refusals: ${counts('refused') + rows.filter((r) => r.kind.startsWith('evaluate') && r.tone === 'refused').length};</span> <span>alerts: ${counts('alert') + counts('watchdog')}</span></div>`;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Loupe ${security ? 'security segment' : grants ? 'grant stream' : 'session'} ${escapeHtml(first?.stream)}</title>
 <style>
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d2430;background:#fff}
 h1{font-size:20px;margin:0 0 4px}.sub{color:#5a6472;margin-bottom:16px}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:16px 0}dt{color:#5a6472}dd{margin:0}
-.ok,.bad{padding:10px 14px;border-radius:6px;margin:12px 0;font-weight:600}.ok{background:#e6f6ea;color:#17612c}.bad{background:#fde8e8;color:#9b1c1c}
+.ok,.bad,.v8{padding:10px 14px;border-radius:6px;margin:12px 0;font-weight:600}.ok{background:#e6f6ea;color:#17612c}.bad{background:#fde8e8;color:#9b1c1c}.v8{background:#fff1d6;color:#7a4b00}
 table{border-collapse:collapse;width:100%;margin-top:12px}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e4e7eb;vertical-align:top}
 th{background:#f4f6f8;font-weight:600}td.k{white-space:nowrap;color:#5a6472}tr.refused td{background:#fff4f4}tr.alert td{background:#fff8e6}tr.end td{background:#f4f6f8}tr.tampered td{background:#fde8e8;color:#9b1c1c}.warn{font-weight:400}
 code{font:12px ui-monospace,monospace}.counts span{margin-right:16px}
@@ -261,6 +268,7 @@ code{font:12px ui-monospace,monospace}.counts span{margin-right:16px}
 <h1>${security ? 'Security events' : grants ? 'Grants and access requests' : `Debugging session on ${escapeHtml(first?.target ?? '?')}`}</h1>
 <div class="sub">${security ? 'segment of the broker\'s security stream' : grants ? 'grant stream of one broker run' : 'session'} <code>${escapeHtml(first?.stream)}</code>${options.source ? ` · ${escapeHtml(options.source)}` : ''}</div>
 ${verdict}
+${v8 ? `<div class="v8">${escapeHtml(v8EvaluationBanner)}. This session's grant allowed evaluating expressions in V8, which may call the app's functions and getters (side effects V8 did not detect); values were redacted after the fact.</div>` : ''}
 ${security ? securityFacts(result.events) : grants ? grantFacts(result.events) : sessionFacts}
 <table><thead><tr><th>time (UTC)</th><th>kind</th><th>what</th><th>detail</th></tr></thead><tbody>
 ${rows.map((r) => `<tr class="${badSeqs.has(r.seq) ? 'tampered' : r.tone}"><td class="k">${escapeHtml(r.time)}</td><td class="k">${badSeqs.has(r.seq) ? '⚠ ' : ''}${escapeHtml(r.kind)}</td><td>${escapeHtml(r.what)}</td><td>${badSeqs.has(r.seq) ? '<b>this record failed verification</b> · ' : ''}${escapeHtml(r.detail)}</td></tr>`).join('\n')}

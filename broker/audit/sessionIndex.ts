@@ -7,6 +7,8 @@ export interface SessionSummary {
   readonly target: string;
   readonly user: { readonly sub: string; readonly name: string };
   readonly mode: string;
+  /** 'v8' when the session's grant could run expressions in V8 (its session.started says so). */
+  readonly evaluation?: 'v8';
   readonly reason: string;
   readonly ticket?: string;
   readonly grantId: string;
@@ -65,14 +67,15 @@ export class SessionIndex {
     if (cached) return cached;
     let context: StreamContext | undefined;
     let ended: { closedAt?: string; endReason?: string } = {};
+    const firstChunk = keys.filter((k) => k.includes('/chunk-')).sort()[0];
+    const firstLines = firstChunk ? (await this.store.get(firstChunk)).toString('utf8').split('\n', 4) : [];
     if (keys.includes(prefix + manifestName)) {
       const manifest = JSON.parse((await this.store.get(prefix + manifestName)).toString('utf8')) as { context: StreamContext; closedAt: string; endReason: string };
       context = manifest.context;
       ended = { closedAt: manifest.closedAt, endReason: manifest.endReason };
     } else {
-      const first = keys.find((k) => k.includes('/chunk-'));
-      if (!first) return undefined;
-      const event = JSON.parse((await this.store.get(first)).toString('utf8').split('\n')[0]!) as AuditEvent;
+      if (!firstChunk) return undefined;
+      const event = JSON.parse(firstLines[0]!) as AuditEvent;
       context = { stream: id, kind: 'session', grant: event.grant, actor: event.actor, target: event.target, mode: event.mode, reason: event.reason, ticket: event.ticket, startedAt: event.time, retentionDays: 0 } as StreamContext;
     }
     const summary: SessionSummary = {
@@ -80,6 +83,7 @@ export class SessionIndex {
       target: context.target ?? '',
       user: { sub: context.actor?.sub ?? '', name: context.actor?.name ?? '' },
       mode: context.mode ?? '',
+      ...(startedWithV8(firstLines) ? { evaluation: 'v8' as const } : {}),
       reason: context.reason ?? '',
       ...(context.ticket ? { ticket: context.ticket } : {}),
       grantId: context.grant ?? '',
@@ -91,6 +95,20 @@ export class SessionIndex {
     if (summary.state === 'ended') this.sealed.set(prefix, summary);
     return summary;
   }
+}
+
+/** Whether the session's session.started record (among its first) says its grant had V8 evaluation. */
+function startedWithV8(lines: readonly string[]): boolean {
+  for (const line of lines) {
+    if (!line.includes('"session.started"')) continue;
+    try {
+      const event = JSON.parse(line) as AuditEvent;
+      if (event.type === 'session.started') return (event.data as { evaluation?: unknown }).evaluation === 'v8';
+    } catch {
+      return false;
+    }
+  }
+  return false;
 }
 
 function matches(s: SessionSummary, filter: SessionFilter): boolean {
