@@ -7,6 +7,8 @@ export interface LoupeAttachConfiguration {
   target: string;
   /** `pause` (breakpoints hold the process) or `snapshot`. */
   mode?: 'pause' | 'snapshot';
+  /** `v8` asks for the privilege of evaluating expressions in V8 (app functions and getters may run; redaction is best-effort), where the policy allows it. Default `loupe`: the broker interprets expressions. */
+  evaluation?: 'loupe' | 'v8';
   /** Requested grant length; the broker caps it to the policy's maximum. */
   durationSeconds?: number;
   /** Why you attach (recorded in the audit trail). */
@@ -44,7 +46,12 @@ export interface GrantEventBody {
   target: string;
   mode: string;
   expiresAt: string;
+  /** 'v8' when the grant may run expressions in V8 (privileged); absent: Loupe expressions. */
+  evaluation?: 'v8';
 }
+
+/** The Debug Console line at attach of a session whose grant has V8 evaluation. */
+export const v8SessionNotice = 'Loupe: this session may run app code in V8 (privileged). Redaction is best-effort.';
 
 /** The custom DAP event sent when the broker ends the session (expiry, revocation, shutdown, target gone, audit failure). */
 export interface SessionEndedEventBody {

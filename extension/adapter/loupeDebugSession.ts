@@ -18,7 +18,7 @@ import { capabilities } from './capabilities';
 import { CaptureList, maxCapturesKept, snapshotBody, type CaptureEntry } from './captures';
 import type { CloseInfo } from './cdpConnection';
 import { closeMessage } from './closeCodes';
-import type { LoupeAttachArguments, SessionEndedEventBody, SnapshotEventBody, SnapshotShownEventBody } from './config';
+import { v8SessionNotice, type LoupeAttachArguments, type SessionEndedEventBody, type SnapshotEventBody, type SnapshotShownEventBody } from './config';
 import { dapFormat, DapErrorId } from './errors';
 import { obtainGrant } from './grant';
 import { LoupeRuntime, type ExecutionCommand } from './runtime';
@@ -80,6 +80,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
       this.sendEvent(new Event('loupe.grant', grant));
       const until = grant.expiresAt ? ` until ${new Date(grant.expiresAt).toLocaleTimeString()}` : '';
       this.output(`Loupe: attached to ${a.target} (${a.mode ?? 'pause'} mode) through the broker${until}. Every request is recorded.\n`, 'console');
+      if (grant.evaluation === 'v8') this.output(`${v8SessionNotice}\n`, 'console');
       this.sendResponse(response);
       this.sendEvent(new InitializedEvent());
     } catch (err) {

@@ -30,7 +30,7 @@ async function attach(identity: Identity, output: vscode.OutputChannel): Promise
     return false;
   }
   const picked = await vscode.window.showQuickPick(
-    targets.map((t) => ({ label: t.name, description: `${t.modes.join(' / ')} · up to ${Math.round(t.maxDurationSeconds / 60)} min${t.ticketRequired ? ' · ticket required' : ''}`, target: t })),
+    targets.map((t) => ({ label: t.name, description: `${t.modes.join(' / ')}${t.evaluation?.includes('v8') ? ' · V8 evaluation available' : ''} · up to ${Math.round(t.maxDurationSeconds / 60)} min${t.ticketRequired ? ' · ticket required' : ''}`, target: t })),
     { title: 'Loupe: Attach to Production (1/4): target', placeHolder: 'Which service?', ignoreFocusOut: true },
   );
   if (!picked) return false;
@@ -43,6 +43,19 @@ async function attach(identity: Identity, output: vscode.OutputChannel): Promise
     );
     if (!m) return false;
     mode = m.label;
+  }
+  // Only offered where a rule allows it; the default stays Loupe expressions.
+  let evaluation: 'loupe' | 'v8' = 'loupe';
+  if (t.evaluation?.includes('v8')) {
+    const e = await vscode.window.showQuickPick(
+      [
+        { label: 'Loupe expressions', description: 'default: the broker evaluates them; no app code runs', evaluation: 'loupe' as const },
+        { label: 'V8 evaluation (privileged)', description: 'may call app functions and getters; redaction is best-effort; every evaluation raises an alert', evaluation: 'v8' as const },
+      ],
+      { title: 'Loupe: Attach to Production: evaluation', ignoreFocusOut: true },
+    );
+    if (!e) return false;
+    evaluation = e.evaluation;
   }
   const maxMinutes = Math.max(1, Math.floor(t.maxDurationSeconds / 60));
   const minutes = await vscode.window.showInputBox({
@@ -73,7 +86,7 @@ async function attach(identity: Identity, output: vscode.OutputChannel): Promise
   }
   let grant: GrantAnswer | undefined;
   try {
-    grant = await requestAccess(broker, { target: t.name, mode, durationSeconds: Number(minutes) * 60, reason: reason.trim(), ...(ticket ? { ticket: ticket.trim() } : {}) }, output);
+    grant = await requestAccess(broker, { target: t.name, mode, ...(evaluation === 'v8' ? { evaluation } : {}), durationSeconds: Number(minutes) * 60, reason: reason.trim(), ...(ticket ? { ticket: ticket.trim() } : {}) }, output);
   } catch (err) {
     void vscode.window.showErrorMessage(`Loupe: grant refused: ${describeBrokerError(err)}`);
     return false;
@@ -83,9 +96,10 @@ async function attach(identity: Identity, output: vscode.OutputChannel): Promise
   const config: vscode.DebugConfiguration & LoupeAttachArguments = {
     type: DEBUG_TYPE,
     request: 'attach',
-    name: `Loupe: ${t.name} (${mode})`,
+    name: `Loupe: ${t.name} (${mode}${grant.evaluation === 'v8' ? ', V8 eval' : ''})`,
     target: t.name,
     mode: mode as 'pause' | 'snapshot',
+    ...(grant.evaluation === 'v8' ? { evaluation: 'v8' as const } : {}),
     reason: reason.trim(),
     ...(ticket ? { ticket: ticket.trim() } : {}),
     ...launchConfigFor(folder, t.name),
@@ -94,6 +108,6 @@ async function attach(identity: Identity, output: vscode.OutputChannel): Promise
     grantId: grant.grantId,
     expiresAt: grant.expiresAt,
   };
-  output.appendLine(`grant ${grant.grantId} for ${t.name} (${mode}) until ${grant.expiresAt}${grant.capped ? ' (capped by policy)' : ''}`);
+  output.appendLine(`grant ${grant.grantId} for ${t.name} (${mode}${grant.evaluation === 'v8' ? ', V8 evaluation: app code may run, redaction best-effort' : ''}) until ${grant.expiresAt}${grant.capped ? ' (capped by policy)' : ''}`);
   return vscode.debug.startDebugging(folder, config);
 }

@@ -5,6 +5,7 @@
 import * as vscode from 'vscode';
 import type { GrantEventBody, SessionEndedEventBody } from '../adapter/config';
 import { DEBUG_TYPE } from './debugType';
+import { statusTextFor } from './statusText';
 
 export interface LiveGrant extends GrantEventBody {
   readonly session: vscode.DebugSession;
@@ -51,10 +52,9 @@ export class LiveSessions implements vscode.Disposable {
       this.status.hide();
       return;
     }
-    const left = Math.max(0, Math.round((Date.parse(next.expiresAt) - Date.now()) / 1000));
-    const clock = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')}`;
-    this.status.text = `$(shield) Loupe ${next.target} ${clock}`;
-    this.status.tooltip = `Loupe: ${next.mode} session on ${next.target}, recorded; the grant ends at ${new Date(next.expiresAt).toLocaleTimeString()}. Click to end the session now.`;
+    const { text, tooltip, secondsLeft: left } = statusTextFor(next, Date.now(), this.all);
+    this.status.text = text;
+    this.status.tooltip = tooltip;
     this.status.backgroundColor = left <= 60 ? new vscode.ThemeColor('statusBarItem.warningBackground') : undefined;
     this.status.show();
   }
