@@ -38,7 +38,7 @@ export function sessionRow(s: RecordedSession): { label: string; description: st
   const state = s.state === 'ended' ? `ended${s.endReason ? ` (${s.endReason})` : ''}` : s.state;
   return {
     label: `${s.target} · ${s.user?.name || s.user?.sub || '?'}`,
-    description: `${s.startedAt} · ${s.mode} · ${state}`,
+    description: `${s.startedAt} · ${s.mode}${s.evaluation === 'v8' ? ' · V8 eval' : ''} · ${state}`,
     detail: `${s.reason}${s.ticket ? ` · ticket ${s.ticket}` : ''} · session ${s.sessionId}`,
   };
 }

@@ -20,9 +20,9 @@ async function reviewRequests(identity: Identity): Promise<void> {
   if (requests.length === 0) return void vscode.window.showInformationMessage('Loupe: no access request waits for your decision.');
   const picked = await vscode.window.showQuickPick(
     requests.map((r) => ({
-      label: `${r.requester.name || r.requester.sub} → ${r.target} (${r.mode})`,
+      label: `${r.requester.name || r.requester.sub} → ${r.target} (${r.mode}${r.evaluation === 'v8' ? ', V8 evaluation' : ''})`,
       description: `${Math.round(r.durationSeconds / 60)} min · ${r.approvals.length} of ${r.minApprovals} approvals · until ${new Date(r.expiresAt).toLocaleTimeString()}`,
-      detail: `${r.reason}${r.ticket ? ` · ticket ${r.ticket}` : ''}${r.cause ? ` · after the alert ${r.cause.rule}: ${r.cause.message}` : ''}`,
+      detail: `${r.evaluation === 'v8' ? '$(warning) asks for V8 evaluation: app code may run in the target, redaction is best-effort · ' : ''}${r.reason}${r.ticket ? ` · ticket ${r.ticket}` : ''}${r.cause ? ` · after the alert ${r.cause.rule}: ${r.cause.message}` : ''}`,
       r,
     })),
     { title: 'Loupe: Review Access Requests', placeHolder: 'Which request?', matchOnDescription: true, matchOnDetail: true, ignoreFocusOut: true },
