@@ -50,6 +50,15 @@ describe('extension manifest', () => {
     }
   });
 
+  it('a launch.json attach may ask for V8 evaluation, which is privileged and says so; Loupe expressions are the default', () => {
+    const evaluation = schema.properties.evaluation;
+    assert.deepEqual(evaluation.enum, ['loupe', 'v8']);
+    assert.equal(evaluation.default, 'loupe');
+    assert.match(evaluation.description, /privileged/);
+    assert.match(evaluation.description, /app functions and getters/);
+    assert.match(evaluation.description, /best-effort/);
+  });
+
   it('initial configuration and snippets use only schema properties', () => {
     const known = new Set([...Object.keys(schema.properties), 'type', 'request', 'name']);
     for (const config of [...debuggerContribution.initialConfigurations, ...debuggerContribution.configurationSnippets.map((s: any) => s.body)]) {

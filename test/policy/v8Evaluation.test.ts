@@ -4,7 +4,8 @@
 // listing, the report's banner, and what the extension shows (status bar text, launch.json attribute).
 import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -119,6 +120,35 @@ describe('evaluation in the policy and the access decision', () => {
     );
     assert.deepEqual(visibleTargets(config, identity(['devs']))[0]!.evaluation, ['loupe']);
     assert.deepEqual(visibleTargets(config, identity(['owners']))[0]!.evaluation, ['loupe', 'v8']);
+  });
+});
+
+describe('loupe policy explain --evaluation', () => {
+  const run = (args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'broker', 'cli.ts'), ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      proc.stdout.setEncoding('utf8').on('data', (c: string) => (stdout += c));
+      proc.stderr.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+      proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+    });
+
+  it('explains a request for V8 evaluation, and refuses a value it does not know', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loupe-v8-'));
+    const file = join(dir, 'policy.yaml');
+    writeFileSync(file, stringify({ ...v8Policy('127.0.0.1:9'), stateDir: dir }));
+    const refused = await run(['policy', 'explain', file, '--user', 'd', '--groups', 'devs', '--target', 'app', '--mode', 'pause', '--evaluation', 'v8']);
+    assert.equal(refused.code, 3, refused.stderr);
+    assert.match(refused.stdout, /asking for pause with V8 evaluation on app/);
+    assert.match(refused.stdout, /REFUSED by targets\.app\.access\[0\] \(role dev\): the rule does not allow V8 evaluation/);
+    const allowed = await run(['policy', 'explain', file, '--user', 'o', '--groups', 'owners', '--target', 'app', '--mode', 'pause', '--evaluation', 'v8']);
+    assert.equal(allowed.code, 0, allowed.stderr);
+    assert.match(allowed.stdout, /ALLOWED by targets\.app\.access\[2\] \(role owner\)/);
+    const bad = await run(['policy', 'explain', file, '--user', 'o', '--target', 'app', '--evaluation', 'js']);
+    assert.notEqual(bad.code, 0);
+    assert.match(bad.stderr, /--evaluation: expected one of loupe, v8, got "js"/);
+    rmSync(dir, { recursive: true, force: true });
   });
 });
 
