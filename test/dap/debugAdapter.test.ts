@@ -470,6 +470,45 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
     }
   });
 
+  it('a launch.json attach with evaluation "v8": the grant has it, the loupe.grant event says so, the Debug Console warns; refused where no rule allows it', async () => {
+    const base = dapPolicy(service.target.inspector);
+    const privileged = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, access: [{ role: 'dev', modes: ['pause'], evaluation: ['loupe', 'v8'], maxDuration: '10m' }] } } });
+    const dc = new DebugClient(process.execPath, adapter, 'loupe', undefined, true);
+    dc.defaultTimeout = 10_000;
+    const output: string[] = [];
+    const grants: DebugProtocol.Event[] = [];
+    dc.on('output', (e: DebugProtocol.OutputEvent) => output.push(e.body.output));
+    dc.on('loupe.grant', (e: DebugProtocol.Event) => grants.push(e));
+    try {
+      await dc.start();
+      const token = await privileged.token('dev', ['devs']);
+      await Promise.all([dc.configurationSequence(), dc.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' }).then(() => dc.attachRequest({ ...attachArgs({ evaluation: 'v8' }), brokerUrl: privileged.url, identityToken: token } as any))]);
+      assert.equal(grants[0]?.body.evaluation, 'v8');
+      assert.ok(output.includes('Loupe: this session may run app code in V8 (privileged). Redaction is best-effort.\n'), output.join(''));
+      assert.equal((await privileged.waitForRecord('grant.issued')).data.evaluation, 'v8');
+    } finally {
+      await close(dc);
+      await privileged.close();
+    }
+    // The shared broker's rule allows Loupe expressions only: the attach fails with the broker's reason, and a plain attach has no warning.
+    const refusing = new DebugClient(process.execPath, adapter, 'loupe', undefined, true);
+    refusing.defaultTimeout = 10_000;
+    try {
+      await refusing.start();
+      await refusing.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' });
+      await assert.rejects(refusing.attachRequest(attachArgs({ evaluation: 'v8' }) as any), /grant refused: .*the rule does not allow V8 evaluation/);
+    } finally {
+      await refusing.stop();
+    }
+    const { dc: plain, output: plainOutput, events } = await open();
+    try {
+      assert.equal(events.find((e) => e.event === 'loupe.grant')?.body.evaluation, undefined);
+      assert.ok(!plainOutput.some((o) => /V8/.test(o)), plainOutput.join(''));
+    } finally {
+      await close(plain);
+    }
+  });
+
   it('a refused method and global evaluation: Runtime.evaluate without a frame, side effects refused', async () => {
     const { dc } = await open();
     try {
