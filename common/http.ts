@@ -4,29 +4,37 @@
  * the broker with it.
  */
 
-/** The `code` of an error answer `{ error: { code, message, rule? } }` (the broker's LoupeError codes). */
-export type HttpErrorCode =
-  | 'bad_request'
-  | 'payload_too_large'
-  | 'not_found'
-  | 'method_not_allowed'
-  | 'unauthenticated'
-  | 'token_expired'
-  | 'token_invalid'
-  | 'forbidden'
-  | 'policy_refused'
-  | 'grant_revoked'
-  | 'grant_expired'
-  | 'session_busy'
-  | 'self_approval'
-  | 'not_approver'
-  | 'request_not_pending'
-  | 'request_not_approved'
-  | 'target_unreachable'
-  | 'issuer_unavailable'
-  | 'audit_unavailable'
-  | 'config_invalid'
-  | 'internal';
+/**
+ * The `code` of an error answer `{ error: { code, message, rule? } }` and the HTTP status it is answered with: one
+ * table for the broker (LoupeError) and its clients. Data only, so the extension can import it.
+ */
+export const httpErrorStatus = {
+  bad_request: 400,
+  payload_too_large: 413,
+  not_found: 404,
+  method_not_allowed: 405,
+  unauthenticated: 401,
+  token_expired: 401,
+  token_invalid: 401,
+  forbidden: 403,
+  policy_refused: 403,
+  grant_revoked: 403,
+  grant_expired: 403,
+  session_busy: 409,
+  self_approval: 403,
+  not_approver: 403,
+  request_not_pending: 409,
+  request_not_approved: 409,
+  target_unreachable: 502,
+  // The token may be fine: the broker could not reach its identity provider to check it. Retry later.
+  issuer_unavailable: 503,
+  // The audit trail failed closed (store or disk): nothing new starts until it recovers. Retry later.
+  audit_unavailable: 503,
+  config_invalid: 500,
+  internal: 500,
+} as const;
+
+export type HttpErrorCode = keyof typeof httpErrorStatus;
 
 /** The body of every refused HTTP request. */
 export interface HttpErrorBody {

@@ -12,6 +12,7 @@ import { eventCodes, codeOf } from '../broker/audit/events';
 import { LoupeError, type LoupeErrorCode } from '../broker/errors';
 import { describeAllowlist, gateClientFrame } from '../broker/gate/cdpGate';
 import { closeCodes, type EndReason } from '../common/session';
+import { listConfigFields } from '../broker/config/schema';
 
 export const root = join(__dirname, '..');
 
@@ -203,17 +204,22 @@ function errorCodesTable(): string {
   return table(['code', 'HTTP status', 'when'], rows);
 }
 
-/**
- * Region name → its content. `undefined`: the region is kept by hand for now (the configuration fields get a
- * generator once the config schema lists its fields).
- */
+// ---- every configuration field (broker/config/schema.ts) ----
+
+function configTable(): string {
+  const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
+  const rows = listConfigFields().map((f) => [`\`${f.path}\``, cell(f.type), f.default === undefined ? (f.required ? 'required' : '') : `\`${cell(JSON.stringify(f.default))}\``, cell(f.description)]);
+  return table(['field', 'type', 'default', 'what it does'], rows);
+}
+
+/** Region name → its content. `undefined`: the region is kept by hand. */
 export const generators: Record<string, (() => string) | undefined> = {
   allowlist: allowlistTable,
   refused: refusedTable,
   events: eventsTable,
   'close-codes': closeCodesTable,
   'error-codes': errorCodesTable,
-  config: undefined,
+  config: configTable,
 };
 
 const regionPattern = /(<!-- generated:([a-z-]+) -->\n)([\s\S]*?)(<!-- \/generated:\2 -->)/g;
