@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { decodeJwt } from 'jose';
 import { stringify } from 'yaml';
+import { listSessions } from '../../broker/audit/auditCli';
 import { renderReport } from '../../broker/audit/report';
 import { parseConfigText } from '../../broker/config/load';
 import { listConfigFields } from '../../broker/config/schema';
@@ -289,6 +290,9 @@ describe('a V8 grant through a real broker (approvals, claim, records, alerts, l
     }, { what: 'both sessions listed' });
     assert.equal(listed.find((s) => s.sessionId === started.stream).evaluation, 'v8');
     assert.equal('evaluation' in listed.find((s) => s.sessionId === plainStarted.stream), false);
+    const table = (await listSessions({ broker: broker.url, token: await broker.token('ada', ['admins']) }, {})).split('\n');
+    assert.match(table.find((l) => l.startsWith(started.stream))!, /  pause \+ V8 eval  /);
+    assert.doesNotMatch(table.find((l) => l.startsWith(plainStarted.stream))!, /V8/);
     const events = (await broker.sessionEvents()).filter((e) => e.stream === started.stream);
     const result = { ok: true, problems: [], notes: [], events, kids: [], sealedEnd: true };
     const html = renderReport(result);
