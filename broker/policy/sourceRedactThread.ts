@@ -53,10 +53,11 @@ class SourceRedactThread {
 
   private start(): Worker {
     const worker = newWorker();
-    worker.unref();
     worker.on('message', (answer: SourceAnswer) => this.answered(answer));
     worker.on('error', (err) => this.lost(worker, `the source redaction thread failed: ${err.message}`));
     worker.on('exit', () => this.lost(worker, 'the source redaction thread stopped'));
+    // Held only while a job is in flight (after the listeners: adding a 'message' listener refs it again).
+    worker.unref();
     return worker;
   }
 
@@ -74,6 +75,7 @@ class SourceRedactThread {
     }, timeoutMs);
     timer.unref();
     this.current = { waiting, timer };
+    worker.ref();
     worker.postMessage(waiting.job);
   }
 
@@ -82,6 +84,7 @@ class SourceRedactThread {
     if (!current || current.waiting.job.id !== answer.id) return;
     clearTimeout(current.timer);
     this.current = undefined;
+    this.worker?.unref();
     if ('error' in answer) current.waiting.reject(new Error(`the source could not be redacted: ${answer.error}`));
     else current.waiting.resolve(answer);
     this.next(sourceRedactTimeoutMs);

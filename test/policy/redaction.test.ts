@@ -187,6 +187,22 @@ describe('evaluation rules', () => {
     target = await startTarget(app);
   });
 
+  it('shows script sources as they are when the policy opts out (redact.source: false)', async () => {
+    const policy = basePolicy(target.inspector);
+    policy.targets.app.redact = { source: false };
+    const broker = await startTestBroker(policy);
+    try {
+      const { client } = await broker.attach({ mode: 'snapshot' });
+      await client.call('Debugger.enable');
+      const parsed = await client.waitEvent('Debugger.scriptParsed', (m) => /redact-app\.js$/.test(m.params.url));
+      const { scriptSource } = await client.call('Debugger.getScriptSource', { scriptId: parsed.params.scriptId });
+      assert.equal(scriptSource, readFileSync(app, 'utf8'));
+      await client.close();
+    } finally {
+      await broker.close();
+    }
+  });
+
   it('refuses denied identifiers however they are spelled, caps result size, and forbids evaluation when asked', async () => {
     const policy = basePolicy(target.inspector);
     policy.targets.app.evaluation = { denyIdentifiers: ['process.env', 'require'], maxResultBytes: 1024 };

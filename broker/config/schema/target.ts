@@ -116,9 +116,15 @@ const redactSchema = mapping({
     .describe('Property and variable names whose values are redacted (case- and separator-insensitive).'),
   patterns: z.array(patternSchema, { error: 'expected a list of { name, regex }' }).prefault([]).describe('Value patterns redacted wherever they appear.'),
   defaults: bool().prefault(true).describe('Whether the built-in names and patterns (passwords, tokens, card numbers, ...) apply too.'),
+  source: bool()
+    .prefault(true)
+    .describe('Whether script sources (Debugger.getScriptSource, searches) have their secret literals redacted; false shows sources as they are.'),
 })
   .describe('Names and value patterns redacted in everything that leaves the broker and everything recorded.')
-  .transform(({ names, patterns, defaults }) => compileRedaction([...(defaults ? defaultSensitiveNames : []), ...names], [...(defaults ? defaultPatterns : []), ...patterns]));
+  .transform(({ names, patterns, defaults, source }) => ({
+    ...compileRedaction([...(defaults ? defaultSensitiveNames : []), ...names], [...(defaults ? defaultPatterns : []), ...patterns]),
+    ...(source ? {} : { source: false }),
+  }));
 
 const inspectorPattern = /^wss?:\/\/[^\s]+$|^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$/;
 
