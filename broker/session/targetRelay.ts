@@ -6,6 +6,7 @@
  */
 import { capResult, isRecord, maxTargetNesting, nestedDeeperThan, oversizedAnswerError, oversizedFrameIsRead, targetMessageProblem, unusableAnswerError, wellFormedFrames, type CdpMessage } from '../gate/targetFrame';
 import type { SessionContext } from './context';
+import { isExceptionPause, learnAtExceptionPause } from './exceptionLearning';
 import { summarizeResult } from './recordShapes';
 import { boundMessage, finishCuts, messageBounds, sniffEventMethod, sniffResponseId } from './resultBounds';
 import type { SnapshotMode } from './snapshot';
@@ -145,6 +146,8 @@ export class TargetRelay {
   }
 
   private async onPaused(message: CdpMessage): Promise<void> {
+    // An exception's text can carry a value the redactor has not met yet: the frames' values are learned first.
+    if (isExceptionPause(message.params)) await learnAtExceptionPause(this.context, message.params!);
     this.redactBounded(message.params, () => this.context.redactor.event('Debugger.paused', message.params), true);
     if (this.snapshots) return this.snapshots.onPause(message);
     return this.context.pauses.onPaused(message);
