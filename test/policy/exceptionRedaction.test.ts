@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { compileRedaction, defaultPatterns, defaultRedaction, defaultSensitiveNames, Redactor } from '../../broker/policy/redact';
 import { filesUnder } from '../eval/support/session';
 import { CdpClient } from '../support/cdpClient';
 import { fixtures, startTarget, type TargetProcess } from '../support/target';
@@ -69,5 +70,57 @@ describe('exception and console text', () => {
     await broker.broker.audit.settle();
     assert.deepEqual(frames.flatMap(leaked), [], 'no frame the client received holds a secret');
     assert.deepEqual(filesUnder(broker.stateDir).flatMap((f) => leaked(f.text).map((s) => `${f.path}: ${s}`)), [], 'no file of the audit trail holds a secret');
+  });
+});
+
+describe('exception messages outside an exception pause', () => {
+  const withheld = '[redacted: exception message]';
+
+  it('are withheld in console text, exception events and log entries; names, frames and other text stay', () => {
+    const r = new Redactor(defaultRedaction);
+    const warning = '(node:7) UnhandledPromiseRejectionWarning: Error: refresh failed for Xq-1\n    at refresh (/app.js:23:18)\n(Use `node --trace-warnings ...` to show where the warning was created)';
+    const consoleEvent = {
+      type: 'warning',
+      args: [
+        { type: 'string', value: warning },
+        { type: 'string', value: 'plain text: Error: not followed by a stack' },
+        { type: 'object', subtype: 'error', className: 'TypeError', description: 'TypeError [ERR_X]: bad Xq-2\nsecond line\n    at f (/app.js:1:1)', preview: { type: 'object', subtype: 'error', description: 'TypeError [ERR_X]: bad Xq-2\n    at f (/app.js:1:1)', overflow: false, properties: [{ name: 'stack', type: 'string', value: 'TypeError [ERR_X]: bad Xq-2\n    at f (/app.js:1:1)' }, { name: 'message', type: 'string', value: 'bad Xq-2' }, { name: 'code', type: 'string', value: 'ERR_X' }] } },
+      ],
+    };
+    r.event('Runtime.consoleAPICalled', consoleEvent);
+    assert.equal(consoleEvent.args[0]!.value, `(node:7) UnhandledPromiseRejectionWarning: Error: ${withheld}\n    at refresh (/app.js:23:18)\n(Use \`node --trace-warnings ...\` to show where the warning was created)`);
+    assert.equal(consoleEvent.args[1]!.value, 'plain text: Error: not followed by a stack');
+    const error = consoleEvent.args[2]! as any;
+    assert.equal(error.description, `TypeError [ERR_X]: ${withheld}\n    at f (/app.js:1:1)`);
+    assert.deepEqual(error.preview.properties.map((p: any) => p.value), [`TypeError [ERR_X]: ${withheld}\n    at f (/app.js:1:1)`, withheld, 'ERR_X']);
+
+    const thrown = { exceptionDetails: { text: 'Uncaught', exception: { type: 'object', subtype: 'error', description: 'Error: upstream refused Xq-3\n    at Timeout._onTimeout (/app.js:9:11)' } } };
+    r.event('Runtime.exceptionThrown', thrown);
+    assert.equal(thrown.exceptionDetails.text, 'Uncaught');
+    assert.equal(thrown.exceptionDetails.exception.description, `Error: ${withheld}\n    at Timeout._onTimeout (/app.js:9:11)`);
+    const thrownString = { exceptionDetails: { text: 'Uncaught Error: Xq-4', exception: { type: 'string', value: 'Xq-4' } } };
+    r.event('Runtime.exceptionThrown', thrownString);
+    assert.deepEqual(thrownString.exceptionDetails, { text: `Uncaught Error: ${withheld}`, exception: { type: 'string', value: withheld, description: withheld } });
+
+    const entry = { entry: { source: 'javascript', level: 'error', text: 'Error: Xq-5\n    at g (/app.js:2:2)' } };
+    r.event('Log.entryAdded', entry);
+    assert.equal(entry.entry.text, `Error: ${withheld}\n    at g (/app.js:2:2)`);
+    assert.doesNotMatch(JSON.stringify([consoleEvent, thrown, thrownString, entry]), /Xq-/);
+
+    // A policy that opts out sees messages, scrubbed like any text.
+    const open = new Redactor({ ...compileRedaction(defaultSensitiveNames, defaultPatterns), exceptionMessages: false });
+    assert.equal(open.exceptionText('Error: login failed password=hunter22\n    at f (/a.js:1:1)', true), 'Error: login failed password=[redacted: password]\n    at f (/a.js:1:1)');
+  });
+
+  it('are found in time linear in the text', () => {
+    const r = new Redactor(defaultRedaction);
+    const n = 256 * 1024;
+    for (const text of ['aError'.repeat(n / 6), ` ${'a'.repeat(90)}`.repeat(n / 91), 'Error: '.repeat(n / 7), ' xError ['.padEnd(n, 'a'), 'x\n    at f (a:1:2)\n'.repeat(n / 20), `(${'W'.repeat(79)}Warnin: `.repeat(n / 88)]) {
+      const started = performance.now();
+      r.exceptionText(text);
+      r.exceptionText(text, true);
+      r.hits.length = 0;
+      assert.ok(performance.now() - started < 1500, `${text.slice(0, 20)}…: ${Math.round(performance.now() - started)} ms`);
+    }
   });
 });
