@@ -13,6 +13,9 @@ import type { SnapshotMode } from './snapshot';
 import type { ClientPending, Pending } from './targetChannel';
 
 export class TargetRelay {
+  /** Events received while an exception pause is learned from, in order. */
+  private deferred: [CdpMessage, Buffer][] | undefined;
+
   constructor(
     private readonly context: SessionContext,
     /** Set in snapshot mode: pauses become captures. */
@@ -129,6 +132,11 @@ export class TargetRelay {
   }
 
   private onTargetEvent(message: CdpMessage, raw: Buffer): void {
+    // Events wait while an exception pause is learned from, so the client sees them in the target's order.
+    if (this.deferred) {
+      this.deferred.push([message, raw]);
+      return;
+    }
     if (message.method === 'Debugger.paused') {
       this.onPaused(message).catch((err: unknown) => this.context.fault('target event Debugger.paused', err, raw));
       return;
@@ -146,10 +154,28 @@ export class TargetRelay {
   }
 
   private async onPaused(message: CdpMessage): Promise<void> {
-    // An exception's text can carry a value the redactor has not met yet: the frames' values are learned first.
-    if (isExceptionPause(message.params)) await learnAtExceptionPause(this.context, message.params!);
+    // An exception's text can carry a value the redactor has not met yet: the frames' values are learned first
+    // (the answers to the learning's reads are handled meanwhile; events wait).
+    const learning = isExceptionPause(message.params) && this.context.redactor.active;
+    if (learning) {
+      this.deferred = [];
+      try {
+        await learnAtExceptionPause(this.context, message.params!);
+      } catch (err) {
+        this.replayDeferred();
+        throw err;
+      }
+    }
     this.redactBounded(message.params, () => this.context.redactor.event('Debugger.paused', message.params), true);
-    if (this.snapshots) return this.snapshots.onPause(message);
-    return this.context.pauses.onPaused(message);
+    const handled = this.snapshots ? this.snapshots.onPause(message) : this.context.pauses.onPaused(message);
+    // The pause has been shown (or taken for a capture) by now; what came after it follows.
+    if (learning) this.replayDeferred();
+    return handled;
+  }
+
+  private replayDeferred(): void {
+    const deferred = this.deferred ?? [];
+    this.deferred = undefined;
+    for (const [message, raw] of deferred) this.onTargetEvent(message, raw);
   }
 }
