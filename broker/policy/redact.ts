@@ -11,7 +11,14 @@
  *   tokens, JWTs, keys, and `name: value` / `name=value` / `"name" => value` pairs with a sensitive name, which
  *   is what JSON.stringify, query strings, header dumps and Map descriptions produce);
  * - learned values: a value once redacted by name is remembered for the session and scrubbed from every later
- *   string, so `Object.values(user).join()` does not give back what `user.password` hid.
+ *   string, so `Object.values(user).join()` does not give back what `user.password` hid. Values are learned from
+ *   every read that passes through here (variables, previews, captures, values returned by value), from the
+ *   reachable-values probe before an evaluation, from the scopes of an exception pause's frames before it is shown
+ *   (session/exceptionLearning.ts), and through learnValue (the broker's interpreter).
+ *
+ * Exception text is free text the program built, often from the value that failed. At an exception pause the
+ * broker has read the frames that built it, so its message is scrubbed of what they hold; outside one (console
+ * output, Runtime.exceptionThrown, Log.entryAdded) it could not, and the message is withheld (exceptionText).
  *
  * A target's output is shaped by whoever debugs it, so scrubbing is linear in its input: no built-in pattern
  * is retried over the same run of characters (`'eyJ-'.repeat(16384)` took 9 s in the JWT pattern, 64 KiB of
