@@ -2,13 +2,12 @@
  * Exception pauses: an exception's message is text the program built, often from the very value that failed
  * (`new Error('login failed for ' + password)`), and the redactor can scrub a value out of free text only once it
  * knows it. So before an exception pause is redacted and shown, the broker reads what the paused frames hold:
- * each scope object (Runtime.getProperties, own properties: no getter runs) and what their bindings reach (the
- * side-effect-free reachable-values probe), and learns every value held there under a sensitive name. The pause's
- * data, and every later read of the error (its message and stack, Runtime.getExceptionDetails, the record), are
- * then scrubbed of it. Bounded in frames, scopes, roots and time: the target waits, paused, while it runs.
+ * each scope object (Runtime.getProperties, own properties: no getter runs, no code at all) and the objects their
+ * bindings hold, a few levels down, and learns every value held there under a sensitive name. The pause's data,
+ * and every later read of the error (its message and stack, Runtime.getExceptionDetails, the record), are then
+ * scrubbed of it. Bounded in frames, scopes, depth, reads and time: the target waits, paused, while it runs.
  */
 import { isRecord, type PausedFrameInput } from '../gate/targetFrame';
-import { reachableValuesProbe } from '../gate/evaluationCheck';
 import type { SessionContext } from './context';
 
 export const exceptionLearningLimits = {
@@ -16,8 +15,10 @@ export const exceptionLearningLimits = {
   frames: 4,
   /** Scope objects read in all (the global scope is never read: it is the whole process). */
   scopes: 16,
-  /** Bindings per frame whose objects the probe walks. */
-  roots: 64,
+  /** Objects below a scope that are read: `config.db.password` is two below. */
+  depth: 3,
+  /** Runtime.getProperties reads in all. */
+  reads: 64,
   /** Time the target is held for it, at most (each command is bounded by its own timeout too). */
   ms: 1500,
 };
@@ -28,9 +29,9 @@ export function isExceptionPause(params: Record<string, unknown> | undefined): b
 }
 
 /**
- * Learns the values held under sensitive names in the scopes of an exception pause's top frames and on the thrown
- * value itself. Returns how many reads it made. Never throws: what it could not read is still scrubbed by name,
- * pattern and what was learned before.
+ * Learns the values held under sensitive names in the scopes of an exception pause's top frames, what their
+ * objects hold (nested, Map entries by key), and on the thrown value itself. Returns how many reads it made.
+ * Never throws: what it could not read is still scrubbed by name, pattern and what was learned before.
  */
 export async function learnAtExceptionPause(context: SessionContext, params: Record<string, unknown>, limits = exceptionLearningLimits): Promise<number> {
   const { redactor, channel } = context;
@@ -38,57 +39,64 @@ export async function learnAtExceptionPause(context: SessionContext, params: Rec
   const deadline = performance.now() + limits.ms;
   const timeoutMs = Math.max(100, Math.min(limits.ms, context.limits.evaluateTimeoutMs));
   const why = 'learn the sensitive values an exception pause holds before it is shown';
+  const over = () => reads >= limits.reads || performance.now() > deadline || context.isEnding();
   let reads = 0;
   // Quiet: the answer is read by the broker alone and only its size is recorded; it is not redacted on the way in,
-  // so the values under sensitive names are here to learn.
-  const ownProperties = async (objectId: string): Promise<Record<string, unknown>[]> => {
+  // so the values under sensitive names are here to learn. Own properties only: no getter runs, no code at all.
+  const read = async (objectId: string): Promise<Record<string, unknown>> => {
     reads++;
     try {
-      const result = await channel.command('Runtime.getProperties', { objectId, ownProperties: true }, { quiet: true, timeoutMs, why });
-      return Array.isArray(result.result) ? (result.result as unknown[]).filter(isRecord) : [];
+      return await channel.command('Runtime.getProperties', { objectId, ownProperties: true }, { quiet: true, timeoutMs, why });
     } catch {
-      return [];
+      return {};
     }
   };
-  /** Learns sensitive primitives; returns the names of bindings holding objects (for the probe). */
-  const learnFrom = (props: Record<string, unknown>[]): string[] => {
+  const learnPrimitive = (value: Record<string, unknown>) => {
+    redactor.learnValue(value.value);
+    if (value.type === 'string' || value.type === 'number') redactor.learnValue(value.description);
+    if (value.type === 'bigint') redactor.learnValue(value.unserializableValue);
+  };
+  /** Learns the sensitive primitives of one answer; returns the objects it holds, to read next. */
+  const learnFrom = (answer: Record<string, unknown>): string[] => {
+    const props = (Array.isArray(answer.result) ? (answer.result as unknown[]) : []).filter(isRecord);
+    const internal = (Array.isArray(answer.internalProperties) ? (answer.internalProperties as unknown[]) : []).filter(isRecord);
     const objects: string[] = [];
-    for (const prop of props) {
-      const name = typeof prop.name === 'string' ? prop.name : undefined;
+    // A Map entry ({key, value}) is known by its key.
+    const key = props.find((p) => p.name === 'key');
+    const entryKey = key && isRecord(key.value) && typeof key.value.value === 'string' && props.some((p) => p.name === 'value') ? key.value.value : undefined;
+    for (const prop of [...props, ...internal.filter((p) => p.name === '[[Entries]]')]) {
+      const name = prop.name === 'value' && entryKey !== undefined ? entryKey : typeof prop.name === 'string' ? prop.name : undefined;
       const value = isRecord(prop.value) ? prop.value : undefined;
       if (name === undefined || !value) continue;
-      if (value.type === 'object' && value.subtype !== 'null' && typeof value.objectId === 'string') objects.push(name);
-      else if (redactor.isSensitive(name)) {
-        redactor.learnValue(value.value);
-        if (value.type === 'string' || value.type === 'number' || value.type === 'bigint') redactor.learnValue(value.type === 'bigint' ? value.unserializableValue : value.description);
-      }
+      if (value.type === 'object' && typeof value.objectId === 'string') objects.push(value.objectId);
+      else if (redactor.isSensitive(name)) learnPrimitive(value);
     }
     return objects;
   };
 
-  // The thrown value's own fields (`err.token = …`).
+  // The thrown value's own fields (`err.token = …`), then each frame's scopes, breadth first: the bindings before
+  // what their objects hold.
+  let next: string[] = [];
   const data = isRecord(params.data) ? params.data : undefined;
-  if (data && typeof data.objectId === 'string') learnFrom(await ownProperties(data.objectId));
-
+  if (data && typeof data.objectId === 'string') next.push(data.objectId);
   const frames = (Array.isArray(params.callFrames) ? (params.callFrames as PausedFrameInput[]) : []).slice(0, limits.frames);
   let scopes = 0;
   for (const frame of frames) {
-    const roots = new Set<string>();
     for (const scope of frame.scopeChain) {
-      if (scope.type === 'global' || typeof scope.object.objectId !== 'string') continue;
-      if (scopes >= limits.scopes || performance.now() > deadline || context.isEnding()) break;
+      if (scope.type === 'global' || typeof scope.object.objectId !== 'string' || scopes >= limits.scopes) continue;
       scopes++;
-      for (const name of learnFrom(await ownProperties(scope.object.objectId))) if (roots.size < limits.roots && /^[A-Za-z_$][\w$]*$/.test(name)) roots.add(name);
+      next.push(scope.object.objectId);
     }
-    if (roots.size === 0 || performance.now() > deadline || context.isEnding()) continue;
-    // What the bindings' objects hold, nested (config.db.password), read by the probe in the frame itself.
-    reads++;
-    const expression = reachableValuesProbe([...roots].map((name) => JSON.stringify([name])));
-    const pairs = await context.evaluation.reachableValues({
-      method: 'Debugger.evaluateOnCallFrame',
-      params: { callFrameId: frame.callFrameId, expression, returnByValue: true, silent: true, throwOnSideEffect: true, timeout: timeoutMs },
-    });
-    if (pairs) redactor.learnPairs(pairs);
+  }
+  const seen = new Set<string>();
+  for (let depth = 0; depth <= limits.depth && next.length > 0 && !over(); depth++) {
+    const level = next.filter((id) => !seen.has(id));
+    next = [];
+    for (const objectId of level) {
+      if (over()) break;
+      seen.add(objectId);
+      next.push(...learnFrom(await read(objectId)));
+    }
   }
   return reads;
 }

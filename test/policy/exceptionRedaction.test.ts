@@ -13,7 +13,7 @@ const app = join(fixtures, 'exception-app.js');
 const secret = (label: string) => `Xq-${label}-${randomBytes(9).toString('base64').replace(/[^A-Za-z0-9]/g, 'z')}`;
 
 describe('exception and console text', () => {
-  const secrets = { loginPassword: secret('login'), apiTokenValue: secret('api'), refreshTokenValue: secret('refresh') };
+  const secrets = { loginPassword: secret('login'), apiTokenValue: secret('api'), refreshTokenValue: secret('refresh'), dbPassword: secret('db') };
   const all = Object.values(secrets);
   const leaked = (text: string) => all.filter((s) => text.includes(s));
   let target: TargetProcess;
@@ -43,17 +43,17 @@ describe('exception and console text', () => {
     // The pause's data: the error, its message built from the local `password`.
     const data = paused.params.data;
     assert.equal(data.subtype, 'error');
-    assert.match(data.description, /^Error: login failed for alice with \[redacted: value of a redacted field\]\n\s+at login /);
+    assert.match(data.description, /^Error: login failed for alice with \[redacted: value of a redacted field\] on \[redacted: value of a redacted field\]\n\s+at login /);
     const details = await client.call('Runtime.getExceptionDetails', { errorObjectId: data.objectId });
-    assert.equal(details.exceptionDetails.text, 'Error: login failed for alice with [redacted: value of a redacted field]');
+    assert.equal(details.exceptionDetails.text, 'Error: login failed for alice with [redacted: value of a redacted field] on [redacted: value of a redacted field]');
     const props = (await client.call('Runtime.getProperties', { objectId: data.objectId, ownProperties: true, generatePreview: true })).result as any[];
-    assert.equal(props.find((p) => p.name === 'message').value.value, 'login failed for alice with [redacted: value of a redacted field]');
-    assert.match(props.find((p) => p.name === 'stack').value.value, /^Error: login failed for alice with \[redacted: value of a redacted field\]\n/);
-    // A module binding under a sensitive name, reached from the paused frames, is learned too.
-    const evaluated = await client.call('Debugger.evaluateOnCallFrame', { callFrameId: paused.params.callFrames[0].callFrameId, expression: '"user " + "alice"', returnByValue: true });
+    assert.equal(props.find((p) => p.name === 'message').value.value, 'login failed for alice with [redacted: value of a redacted field] on [redacted: value of a redacted field]');
+    assert.match(props.find((p) => p.name === 'stack').value.value, /^Error: login failed for alice with \[redacted: value of a redacted field\] on \[redacted: value of a redacted field\]\n/);
+        const evaluated = await client.call('Debugger.evaluateOnCallFrame', { callFrameId: paused.params.callFrames[0].callFrameId, expression: '"user " + "alice"', returnByValue: true });
     assert.equal(evaluated.result.value, 'user alice', 'ordinary evaluation still answers');
     await client.call('Debugger.resume');
 
+    // A module binding under a sensitive name, reached from the paused frames, was learned too.
     // Console output from now on: the module's apiToken in a warning, and Node's warning for an unhandled rejection.
     const since = client.events.length;
     await direct.call('Runtime.evaluate', { expression: 'globalThis.noisy = true' });
