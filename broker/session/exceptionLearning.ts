@@ -34,11 +34,54 @@ export function isExceptionPause(params: Record<string, unknown> | undefined): b
  * Never throws: what it could not read is still scrubbed by name, pattern and what was learned before.
  */
 export async function learnAtExceptionPause(context: SessionContext, params: Record<string, unknown>, limits = exceptionLearningLimits): Promise<number> {
+  if (!context.redactor.active) return 0;
+  // The thrown value's own fields (`err.token = …`), then each frame's scopes.
+  const roots: string[] = [];
+  const data = isRecord(params.data) ? params.data : undefined;
+  if (data && typeof data.objectId === 'string') roots.push(data.objectId);
+  for (const frame of framesOf(params, limits)) {
+    for (const scope of frame.scopeChain) {
+      if (scope.type !== 'global' && typeof scope.object.objectId === 'string' && roots.length <= limits.scopes) roots.push(scope.object.objectId);
+    }
+  }
+  return learnBelow(context, roots, limits);
+}
+
+/** Long-lived scopes (closure, module, script) a session has read at an ordinary pause, by script and start. */
+const readScopes = new WeakMap<SessionContext, Set<string>>();
+
+/**
+ * An ordinary pause shown to the client: the long-lived scopes of its frames (closure, module, script), each
+ * read once per session, so the secrets a module holds under sensitive names are known before the program writes
+ * them into console output later. Run after the pause is shown, not before: the client does not wait for it.
+ */
+export async function learnAtPause(context: SessionContext, params: Record<string, unknown>, limits = exceptionLearningLimits): Promise<number> {
+  if (!context.redactor.active) return 0;
+  const known = readScopes.get(context) ?? new Set<string>();
+  readScopes.set(context, known);
+  const roots: string[] = [];
+  for (const frame of framesOf(params, limits)) {
+    for (const scope of frame.scopeChain as { type: string; object: { objectId?: string }; startLocation?: { scriptId?: unknown; lineNumber?: unknown; columnNumber?: unknown } }[]) {
+      if (!['closure', 'module', 'script'].includes(scope.type) || typeof scope.object.objectId !== 'string' || roots.length >= limits.scopes) continue;
+      const start = scope.startLocation;
+      const where = start ? `${scope.type} ${String(start.scriptId)}:${String(start.lineNumber)}:${String(start.columnNumber)}` : `${scope.type} ${frame.location.scriptId}`;
+      if (known.has(where) || known.size >= 10_000) continue;
+      known.add(where);
+      roots.push(scope.object.objectId);
+    }
+  }
+  return roots.length === 0 ? 0 : learnBelow(context, roots, limits);
+}
+
+const framesOf = (params: Record<string, unknown>, limits: typeof exceptionLearningLimits) =>
+  (Array.isArray(params.callFrames) ? (params.callFrames as PausedFrameInput[]) : []).slice(0, limits.frames);
+
+/** Reads the objects `roots` and what they hold, within `limits`, learning the values under sensitive names. */
+async function learnBelow(context: SessionContext, roots: readonly string[], limits: typeof exceptionLearningLimits): Promise<number> {
   const { redactor, channel } = context;
-  if (!redactor.active) return 0;
   const deadline = performance.now() + limits.ms;
   const timeoutMs = Math.max(100, Math.min(limits.ms, context.limits.evaluateTimeoutMs));
-  const why = 'learn the sensitive values an exception pause holds before it is shown';
+  const why = 'learn the sensitive values a pause holds (redaction)';
   const over = () => reads >= limits.reads || performance.now() > deadline || context.isEnding();
   let reads = 0;
   // Quiet: the answer is read by the broker alone and only its size is recorded; it is not redacted on the way in,
@@ -74,20 +117,8 @@ export async function learnAtExceptionPause(context: SessionContext, params: Rec
     return objects;
   };
 
-  // The thrown value's own fields (`err.token = …`), then each frame's scopes, breadth first: the bindings before
-  // what their objects hold.
-  let next: string[] = [];
-  const data = isRecord(params.data) ? params.data : undefined;
-  if (data && typeof data.objectId === 'string') next.push(data.objectId);
-  const frames = (Array.isArray(params.callFrames) ? (params.callFrames as PausedFrameInput[]) : []).slice(0, limits.frames);
-  let scopes = 0;
-  for (const frame of frames) {
-    for (const scope of frame.scopeChain) {
-      if (scope.type === 'global' || typeof scope.object.objectId !== 'string' || scopes >= limits.scopes) continue;
-      scopes++;
-      next.push(scope.object.objectId);
-    }
-  }
+  // Breadth first: the bindings before what their objects hold.
+  let next = [...roots];
   const seen = new Set<string>();
   for (let depth = 0; depth <= limits.depth && next.length > 0 && !over(); depth++) {
     const level = next.filter((id) => !seen.has(id));

@@ -6,7 +6,7 @@
  */
 import { capResult, isRecord, maxTargetNesting, nestedDeeperThan, oversizedAnswerError, oversizedFrameIsRead, targetMessageProblem, unusableAnswerError, wellFormedFrames, type CdpMessage } from '../gate/targetFrame';
 import type { SessionContext } from './context';
-import { isExceptionPause, learnAtExceptionPause } from './exceptionLearning';
+import { isExceptionPause, learnAtExceptionPause, learnAtPause } from './exceptionLearning';
 import { summarizeResult } from './recordShapes';
 import { boundMessage, finishCuts, messageBounds, sniffEventMethod, sniffResponseId } from './resultBounds';
 import type { SnapshotMode } from './snapshot';
@@ -170,7 +170,17 @@ export class TargetRelay {
     const handled = this.snapshots ? this.snapshots.onPause(message) : this.context.pauses.onPaused(message);
     // The pause has been shown (or taken for a capture) by now; what came after it follows.
     if (learning) this.replayDeferred();
+    else if (!this.snapshots && this.shownToClient(message.params)) void learnAtPause(this.context, message.params!).catch(() => undefined);
     return handled;
+  }
+
+  /** A pause the client sees: not one the broker decides alone (a condition, a logpoint), which may be hot. */
+  private shownToClient(params: Record<string, unknown> | undefined): boolean {
+    const hits = Array.isArray(params?.hitBreakpoints) ? (params.hitBreakpoints as unknown[]) : [];
+    return !hits.some((id) => {
+      const breakpoint = typeof id === 'string' ? this.context.breakpoints.get(id) : undefined;
+      return breakpoint?.condition !== undefined || breakpoint?.logpoint !== undefined;
+    });
   }
 
   private replayDeferred(): void {

@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { compileRedaction, defaultPatterns, defaultRedaction, defaultSensitiveNames, Redactor } from '../../broker/policy/redact';
 import { filesUnder } from '../eval/support/session';
 import { CdpClient } from '../support/cdpClient';
-import { fixtures, startTarget, type TargetProcess } from '../support/target';
+import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 
 const app = join(fixtures, 'exception-app.js');
@@ -70,6 +70,31 @@ describe('exception and console text', () => {
     await broker.broker.audit.settle();
     assert.deepEqual(frames.flatMap(leaked), [], 'no frame the client received holds a secret');
     assert.deepEqual(filesUnder(broker.stateDir).flatMap((f) => leaked(f.text).map((s) => `${f.path}: ${s}`)), [], 'no file of the audit trail holds a secret');
+  });
+
+  it('an ordinary pause learns what the module holds, so later console output is scrubbed of it', async () => {
+    const { client, grant } = await broker.attach({ mode: 'pause' });
+    const frames: string[] = [];
+    client.socket.on('message', (data) => frames.push(data.toString()));
+    await client.call('Runtime.enable');
+    await client.call('Debugger.enable');
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(app, 'login'), urlRegex: 'exception-app\\.js$' });
+    await client.waitEvent('Debugger.paused', (m) => m.params.hitBreakpoints?.includes(breakpointId));
+    // Before the pause this session knew nothing: V8 replays the console messages it kept (the first test's
+    // warnings) at Runtime.enable, unscrubbed of a value never seen. From the pause on, none holds a secret.
+    const fromPause = frames.length;
+    await client.call('Debugger.removeBreakpoint', { breakpointId });
+    // The client reads nothing: the broker reads the module's scope itself, after showing the pause.
+    await broker.waitForRecord('broker.response', (e) => e.grant === grant.grantId && e.data.method === 'Runtime.getProperties');
+    await client.call('Debugger.resume');
+    const since = client.events.length;
+    await direct.call('Runtime.evaluate', { expression: 'globalThis.noisy = true' });
+    const warned = await client.waitEvent('Runtime.consoleAPICalled', (m) => client.events.indexOf(m) >= since && /calling upstream/.test(m.params.args?.[0]?.value ?? ''));
+    await direct.call('Runtime.evaluate', { expression: 'globalThis.noisy = false' });
+    assert.match(warned.params.args[0].value, /^calling upstream with \[redacted: value of a redacted field\] \(attempt \d+\)$/);
+    await client.close();
+    await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
+    assert.deepEqual(frames.slice(fromPause).flatMap(leaked), [], 'no frame the client received since the pause holds a secret');
   });
 });
 
