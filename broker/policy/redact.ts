@@ -11,7 +11,14 @@
  *   tokens, JWTs, keys, and `name: value` / `name=value` / `"name" => value` pairs with a sensitive name, which
  *   is what JSON.stringify, query strings, header dumps and Map descriptions produce);
  * - learned values: a value once redacted by name is remembered for the session and scrubbed from every later
- *   string, so `Object.values(user).join()` does not give back what `user.password` hid.
+ *   string, so `Object.values(user).join()` does not give back what `user.password` hid. Values are learned from
+ *   every read that passes through here (variables, previews, captures, values returned by value), from the
+ *   reachable-values probe before an evaluation, from the scopes of an exception pause's frames before it is shown
+ *   (session/exceptionLearning.ts), and through learnValue (the broker's interpreter).
+ *
+ * Exception text is free text the program built, often from the value that failed. At an exception pause the
+ * broker has read the frames that built it, so its message is scrubbed of what they hold; outside one (console
+ * output, Runtime.exceptionThrown, Log.entryAdded) it could not, and the message is withheld (exceptionText).
  *
  * A target's output is shaped by whoever debugs it, so scrubbing is linear in its input: no built-in pattern
  * is retried over the same run of characters (`'eyJ-'.repeat(16384)` took 9 s in the JWT pattern, 64 KiB of
@@ -29,6 +36,11 @@ export interface RedactionPolicy {
   readonly patterns: readonly RedactPattern[];
   /** false: script sources are shown as they are (a policy's opt-out); otherwise their secret literals are redacted. */
   readonly source?: boolean;
+  /**
+   * false: the messages of exceptions outside an exception pause (console output, Runtime.exceptionThrown) are
+   * shown, scrubbed like any text; otherwise they are withheld (see Redactor.exceptionText).
+   */
+  readonly exceptionMessages?: boolean;
 }
 
 export const defaultSensitiveNames: readonly string[] = [
@@ -49,6 +61,13 @@ export const defaultPatterns: readonly RedactPattern[] = [
 ];
 
 const jwtPattern = defaultPatterns.find((p) => p.name === 'JWT')!.regex;
+
+/** A line of a stack trace as V8 writes it: `    at fn (file:1:2)`. */
+const stackFrameLine = /^\s{1,16}at \S/;
+// An error's name and the `: ` after it, as Error.prototype.toString and Node's warnings write it: `TypeError: `,
+// `Error [ERR_X]: `, `UnhandledPromiseRejectionWarning: `. Identifiers are bounded, so a try never runs long.
+const errorHeader = /(?:^|[\s(:])(?:[A-Za-z_$][\w$]{0,80})?(?:Error|Exception|Rejection|Warning)(?: \[[\w.-]{1,60}\])?: /g;
+const nextErrorHeader = /(?:[A-Za-z_$][\w$]{0,80})?(?:Error|Exception|Rejection|Warning)(?: \[[\w.-]{1,60}\])?: /y;
 
 /** Lower case without separators: `API-Key`, `api_key` and `apiKey` are one name. */
 export const normalizeName = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, '');
@@ -190,9 +209,20 @@ export class Redactor {
     return verdict;
   }
 
+  /**
+   * Remembers a value read under a sensitive name (a scope walk at an exception pause, a capture, the interpreter's
+   * reads), so it is scrubbed from every later string of the session. Strings of 4 to 4096 characters and numbers
+   * of 4 digits or more: a shorter value (a 3-digit cvv) would be scrubbed from every line number and word that
+   * contains it; such a value is still hidden wherever its name shows, and by the pair pattern.
+   */
+  learnValue(value: unknown): void {
+    this.learn(value);
+  }
+
   private learn(value: unknown): void {
     if (typeof value === 'string' && value.length >= 4 && value.length <= 4096 && !value.startsWith('[redacted: ')) this.learned.add(value);
-    else if (typeof value === 'number' && Math.abs(value) >= 1000) this.learned.add(String(value));
+    else if (typeof value === 'number' && Number.isFinite(value) && Math.abs(value) >= 1000) this.learned.add(String(value));
+    else if (typeof value === 'bigint' && (value >= 1000n || value <= -1000n)) this.learned.add(String(value));
   }
 
   /** Learns the values of sensitive fields from [name, value] pairs (the broker's reachability probe). */
@@ -240,6 +270,69 @@ export class Redactor {
       }
     }
     return out;
+  }
+
+  /**
+   * An exception's text seen outside an exception pause (a console message, Runtime.exceptionThrown, Log.entryAdded).
+   * Its message is text the program built, often from the value that failed, and the broker could not read the
+   * frame that built it (at an exception pause it does: exceptionLearning.ts), so the message is withheld: the
+   * error's name and its stack frames stay. In `text`, every block of lines that a stack trace follows is such a
+   * rendering; `whole` says the text is one exception's (exceptionDetails.text, an error's description) with or
+   * without frames. Other text is only scrubbed. A policy's `exceptionMessages: false` shows messages, scrubbed.
+   */
+  exceptionText(text: string, whole = false): string {
+    if (this.policy.exceptionMessages === false || !this.active) return this.scrub(text);
+    // V8's own words for an exception it reports, with no message in them.
+    if (whole && /^Uncaught(?: \(in promise\))?$/.test(text)) return text;
+    const lines = text.split('\n');
+    const frame = lines.map((line) => stackFrameLine.test(line));
+    const out: string[] = [];
+    let head = 0;
+    for (let i = 0; i <= lines.length; i++) {
+      if (i < lines.length && !frame[i]) continue;
+      // lines[head..i) is a run of non-frame lines; it is an exception's head if frames follow (or the text is one).
+      if (i > head) {
+        const isHead = i < lines.length || (whole && head === 0);
+        out.push(...(isHead ? this.withheldMessage(lines.slice(head, i)) : lines.slice(head, i)));
+      }
+      if (i < lines.length) out.push(lines[i]!);
+      head = i + 1;
+    }
+    return this.scrub(out.join('\n'));
+  }
+
+  /** The lines of an exception's head with its message withheld: `Name: [redacted: exception message]`. */
+  private withheldMessage(head: string[]): string[] {
+    const first = head[0]!;
+    const withheld = marker('exception message');
+    this.hits.push('exception message');
+    errorHeader.lastIndex = 0;
+    const found = first.length <= 4096 ? errorHeader.exec(first) : null;
+    if (!found) return [withheld];
+    // Headers that follow one another (`UnhandledPromiseRejectionWarning: Error: `) are names, not the message.
+    let end = found.index + found[0].length;
+    for (;;) {
+      nextErrorHeader.lastIndex = end;
+      if (!nextErrorHeader.test(first)) break;
+      end = nextErrorHeader.lastIndex;
+    }
+    return [first.slice(0, end) + withheld];
+  }
+
+  /** An Error RemoteObject outside an exception pause: its description and previewed message and stack withheld. */
+  private exceptionObject(object: unknown): unknown {
+    if (!isRecord(object)) return object;
+    if (object.subtype === 'error' && this.policy.exceptionMessages !== false) {
+      if (typeof object.description === 'string') object.description = this.exceptionText(object.description, true);
+      const preview = isRecord(object.preview) ? object.preview : undefined;
+      if (preview && typeof preview.description === 'string') preview.description = this.exceptionText(preview.description, true);
+      for (const field of preview && Array.isArray(preview.properties) ? (preview.properties as unknown[]) : []) {
+        if (!isRecord(field) || typeof field.value !== 'string') continue;
+        if (field.name === 'message') field.value = marker('exception message');
+        else if (field.name === 'stack') field.value = this.exceptionText(field.value, true);
+      }
+    }
+    return this.remoteObject(object);
   }
 
   /** A RemoteObject (or a PropertyDescriptor's value) that a sensitive name points at, replaced whole. */
@@ -371,9 +464,19 @@ export class Redactor {
   event(method: string, params: Record<string, unknown> | undefined): void {
     if (!params || !this.active) return;
     if (method === 'Runtime.consoleAPICalled' && Array.isArray(params.args)) {
-      params.args = (params.args as unknown[]).map((arg) => this.remoteObject(arg));
+      // Strings first through exceptionText: Node writes an unhandled rejection's stack as one.
+      params.args = (params.args as unknown[]).map((arg) => {
+        if (isRecord(arg) && typeof arg.value === 'string') arg.value = this.exceptionText(arg.value);
+        return this.exceptionObject(arg);
+      });
     } else if (method === 'Runtime.exceptionThrown' && isRecord(params.exceptionDetails)) {
-      this.exceptionDetails(params.exceptionDetails);
+      const details = params.exceptionDetails;
+      if (typeof details.text === 'string') details.text = this.exceptionText(details.text, true);
+      const thrown = isRecord(details.exception) ? details.exception : undefined;
+      // A thrown string is a message too.
+      if (thrown?.type === 'string' && this.policy.exceptionMessages !== false) thrown.value = thrown.description = marker('exception message');
+      if (thrown) this.exceptionObject(thrown);
+      this.exceptionDetails(details);
     } else if (method === 'Debugger.paused') {
       if (isRecord(params.data)) this.remoteObject(params.data);
       for (const frame of Array.isArray(params.callFrames) ? (params.callFrames as unknown[]) : []) {
@@ -383,7 +486,7 @@ export class Redactor {
       }
     } else if (method === 'Runtime.consoleAPICalled' || method === 'Log.entryAdded') {
       const entry = isRecord(params.entry) ? params.entry : undefined;
-      if (entry && typeof entry.text === 'string') entry.text = this.scrub(entry.text);
+      if (entry && typeof entry.text === 'string') entry.text = this.exceptionText(entry.text);
     }
   }
 }

@@ -6,12 +6,16 @@
  */
 import { capResult, isRecord, maxTargetNesting, nestedDeeperThan, oversizedAnswerError, oversizedFrameIsRead, targetMessageProblem, unusableAnswerError, wellFormedFrames, type CdpMessage } from '../gate/targetFrame';
 import type { SessionContext } from './context';
+import { isExceptionPause, learnAtExceptionPause, learnAtPause } from './exceptionLearning';
 import { summarizeResult } from './recordShapes';
 import { boundMessage, finishCuts, messageBounds, sniffEventMethod, sniffResponseId } from './resultBounds';
 import type { SnapshotMode } from './snapshot';
 import type { ClientPending, Pending } from './targetChannel';
 
 export class TargetRelay {
+  /** Events received while an exception pause is learned from, in order. */
+  private deferred: [CdpMessage, Buffer][] | undefined;
+
   constructor(
     private readonly context: SessionContext,
     /** Set in snapshot mode: pauses become captures. */
@@ -128,6 +132,11 @@ export class TargetRelay {
   }
 
   private onTargetEvent(message: CdpMessage, raw: Buffer): void {
+    // Events wait while an exception pause is learned from, so the client sees them in the target's order.
+    if (this.deferred) {
+      this.deferred.push([message, raw]);
+      return;
+    }
     if (message.method === 'Debugger.paused') {
       this.onPaused(message).catch((err: unknown) => this.context.fault('target event Debugger.paused', err, raw));
       return;
@@ -145,8 +154,38 @@ export class TargetRelay {
   }
 
   private async onPaused(message: CdpMessage): Promise<void> {
+    // An exception's text can carry a value the redactor has not met yet: the frames' values are learned first
+    // (the answers to the learning's reads are handled meanwhile; events wait).
+    const learning = isExceptionPause(message.params) && this.context.redactor.active;
+    if (learning) {
+      this.deferred = [];
+      try {
+        await learnAtExceptionPause(this.context, message.params!);
+      } catch (err) {
+        this.replayDeferred();
+        throw err;
+      }
+    }
     this.redactBounded(message.params, () => this.context.redactor.event('Debugger.paused', message.params), true);
-    if (this.snapshots) return this.snapshots.onPause(message);
-    return this.context.pauses.onPaused(message);
+    const handled = this.snapshots ? this.snapshots.onPause(message) : this.context.pauses.onPaused(message);
+    // The pause has been shown (or taken for a capture) by now; what came after it follows.
+    if (learning) this.replayDeferred();
+    else if (!this.snapshots && this.shownToClient(message.params)) void learnAtPause(this.context, message.params!).catch(() => undefined);
+    return handled;
+  }
+
+  /** A pause the client sees: not one the broker decides alone (a condition, a logpoint), which may be hot. */
+  private shownToClient(params: Record<string, unknown> | undefined): boolean {
+    const hits = Array.isArray(params?.hitBreakpoints) ? (params.hitBreakpoints as unknown[]) : [];
+    return !hits.some((id) => {
+      const breakpoint = typeof id === 'string' ? this.context.breakpoints.get(id) : undefined;
+      return breakpoint?.condition !== undefined || breakpoint?.logpoint !== undefined;
+    });
+  }
+
+  private replayDeferred(): void {
+    const deferred = this.deferred ?? [];
+    this.deferred = undefined;
+    for (const [message, raw] of deferred) this.onTargetEvent(message, raw);
   }
 }

@@ -1,0 +1,133 @@
+/**
+ * Exception pauses: an exception's message is text the program built, often from the very value that failed
+ * (`new Error('login failed for ' + password)`), and the redactor can scrub a value out of free text only once it
+ * knows it. So before an exception pause is redacted and shown, the broker reads what the paused frames hold:
+ * each scope object (Runtime.getProperties, own properties: no getter runs, no code at all) and the objects their
+ * bindings hold, a few levels down, and learns every value held there under a sensitive name. The pause's data,
+ * and every later read of the error (its message and stack, Runtime.getExceptionDetails, the record), are then
+ * scrubbed of it. Bounded in frames, scopes, depth, reads and time: the target waits, paused, while it runs.
+ */
+import { isRecord, type PausedFrameInput } from '../gate/targetFrame';
+import type { SessionContext } from './context';
+
+export const exceptionLearningLimits = {
+  /** The frames read, from the top: where the message was built, and its callers (a secret passed in). */
+  frames: 4,
+  /** Scope objects read in all (the global scope is never read: it is the whole process). */
+  scopes: 16,
+  /** Objects below a scope that are read: `config.db.password` is two below. */
+  depth: 3,
+  /** Runtime.getProperties reads in all. */
+  reads: 64,
+  /** Time the target is held for it, at most (each command is bounded by its own timeout too). */
+  ms: 1500,
+};
+
+/** Whether a Debugger.paused is a pause on an exception or a promise rejection. */
+export function isExceptionPause(params: Record<string, unknown> | undefined): boolean {
+  return params?.reason === 'exception' || params?.reason === 'promiseRejection';
+}
+
+/**
+ * Learns the values held under sensitive names in the scopes of an exception pause's top frames, what their
+ * objects hold (nested, Map entries by key), and on the thrown value itself. Returns how many reads it made.
+ * Never throws: what it could not read is still scrubbed by name, pattern and what was learned before.
+ */
+export async function learnAtExceptionPause(context: SessionContext, params: Record<string, unknown>, limits = exceptionLearningLimits): Promise<number> {
+  if (!context.redactor.active) return 0;
+  // The thrown value's own fields (`err.token = …`), then each frame's scopes.
+  const roots: string[] = [];
+  const data = isRecord(params.data) ? params.data : undefined;
+  if (data && typeof data.objectId === 'string') roots.push(data.objectId);
+  for (const frame of framesOf(params, limits)) {
+    for (const scope of frame.scopeChain) {
+      if (scope.type !== 'global' && typeof scope.object.objectId === 'string' && roots.length <= limits.scopes) roots.push(scope.object.objectId);
+    }
+  }
+  return learnBelow(context, roots, limits);
+}
+
+/** Long-lived scopes (closure, module, script) a session has read at an ordinary pause, by script and start. */
+const readScopes = new WeakMap<SessionContext, Set<string>>();
+
+/**
+ * An ordinary pause shown to the client: the long-lived scopes of its frames (closure, module, script), each
+ * read once per session, so the secrets a module holds under sensitive names are known before the program writes
+ * them into console output later. Run after the pause is shown, not before: the client does not wait for it.
+ */
+export async function learnAtPause(context: SessionContext, params: Record<string, unknown>, limits = exceptionLearningLimits): Promise<number> {
+  if (!context.redactor.active) return 0;
+  const known = readScopes.get(context) ?? new Set<string>();
+  readScopes.set(context, known);
+  const roots: string[] = [];
+  for (const frame of framesOf(params, limits)) {
+    for (const scope of frame.scopeChain as { type: string; object: { objectId?: string }; startLocation?: { scriptId?: unknown; lineNumber?: unknown; columnNumber?: unknown } }[]) {
+      if (!['closure', 'module', 'script'].includes(scope.type) || typeof scope.object.objectId !== 'string' || roots.length >= limits.scopes) continue;
+      const start = scope.startLocation;
+      const where = start ? `${scope.type} ${String(start.scriptId)}:${String(start.lineNumber)}:${String(start.columnNumber)}` : `${scope.type} ${frame.location.scriptId}`;
+      if (known.has(where) || known.size >= 10_000) continue;
+      known.add(where);
+      roots.push(scope.object.objectId);
+    }
+  }
+  return roots.length === 0 ? 0 : learnBelow(context, roots, limits);
+}
+
+const framesOf = (params: Record<string, unknown>, limits: typeof exceptionLearningLimits) =>
+  (Array.isArray(params.callFrames) ? (params.callFrames as PausedFrameInput[]) : []).slice(0, limits.frames);
+
+/** Reads the objects `roots` and what they hold, within `limits`, learning the values under sensitive names. */
+async function learnBelow(context: SessionContext, roots: readonly string[], limits: typeof exceptionLearningLimits): Promise<number> {
+  const { redactor, channel } = context;
+  const deadline = performance.now() + limits.ms;
+  const timeoutMs = Math.max(100, Math.min(limits.ms, context.limits.evaluateTimeoutMs));
+  const why = 'learn the sensitive values a pause holds (redaction)';
+  const over = () => reads >= limits.reads || performance.now() > deadline || context.isEnding();
+  let reads = 0;
+  // Quiet: the answer is read by the broker alone and only its size is recorded; it is not redacted on the way in,
+  // so the values under sensitive names are here to learn. Own properties only: no getter runs, no code at all.
+  const read = async (objectId: string): Promise<Record<string, unknown>> => {
+    reads++;
+    try {
+      return await channel.command('Runtime.getProperties', { objectId, ownProperties: true }, { quiet: true, timeoutMs, why });
+    } catch {
+      return {};
+    }
+  };
+  const learnPrimitive = (value: Record<string, unknown>) => {
+    redactor.learnValue(value.value);
+    if (value.type === 'string' || value.type === 'number') redactor.learnValue(value.description);
+    if (value.type === 'bigint') redactor.learnValue(value.unserializableValue);
+  };
+  /** Learns the sensitive primitives of one answer; returns the objects it holds, to read next. */
+  const learnFrom = (answer: Record<string, unknown>): string[] => {
+    const props = (Array.isArray(answer.result) ? (answer.result as unknown[]) : []).filter(isRecord);
+    const internal = (Array.isArray(answer.internalProperties) ? (answer.internalProperties as unknown[]) : []).filter(isRecord);
+    const objects: string[] = [];
+    // A Map entry ({key, value}) is known by its key.
+    const key = props.find((p) => p.name === 'key');
+    const entryKey = key && isRecord(key.value) && typeof key.value.value === 'string' && props.some((p) => p.name === 'value') ? key.value.value : undefined;
+    for (const prop of [...props, ...internal.filter((p) => p.name === '[[Entries]]')]) {
+      const name = prop.name === 'value' && entryKey !== undefined ? entryKey : typeof prop.name === 'string' ? prop.name : undefined;
+      const value = isRecord(prop.value) ? prop.value : undefined;
+      if (name === undefined || !value) continue;
+      if (value.type === 'object' && typeof value.objectId === 'string') objects.push(value.objectId);
+      else if (redactor.isSensitive(name)) learnPrimitive(value);
+    }
+    return objects;
+  };
+
+  // Breadth first: the bindings before what their objects hold.
+  let next = [...roots];
+  const seen = new Set<string>();
+  for (let depth = 0; depth <= limits.depth && next.length > 0 && !over(); depth++) {
+    const level = next.filter((id) => !seen.has(id));
+    next = [];
+    for (const objectId of level) {
+      if (over()) break;
+      seen.add(objectId);
+      next.push(...learnFrom(await read(objectId)));
+    }
+  }
+  return reads;
+}
