@@ -35,8 +35,12 @@ const minOf = <T extends Record<string, number>>(a: T, b: T): T => Object.fromEn
 function stricterRedaction(a: RedactionPolicy, b: RedactionPolicy): RedactionPolicy {
   const patterns = [...a.patterns];
   for (const p of b.patterns) if (!patterns.some((q) => q.name === p.name && q.regex.source === p.regex.source)) patterns.push(p);
-  // Sources stay unredacted only if both policies say so.
-  return { ...compileRedaction([...a.names, ...b.names], patterns), ...(a.source === false && b.source === false ? { source: false } : {}) };
+  // Sources and exception messages stay shown only if both policies say so.
+  return {
+    ...compileRedaction([...a.names, ...b.names], patterns),
+    ...(a.source === false && b.source === false ? { source: false } : {}),
+    ...(a.exceptionMessages === false && b.exceptionMessages === false ? { exceptionMessages: false } : {}),
+  };
 }
 
 /** The rules a live session continues under: every limit at its lower value, every list of denials joined. */

@@ -119,11 +119,17 @@ const redactSchema = mapping({
   source: bool()
     .prefault(true)
     .describe('Whether script sources (Debugger.getScriptSource, searches) have their secret literals redacted; false shows sources as they are.'),
+  exceptionMessages: bool()
+    .prefault(true)
+    .describe(
+      'Whether exception messages outside an exception pause (console output, Runtime.exceptionThrown, Log.entryAdded) are withheld; false shows them scrubbed of names, patterns and learned values.',
+    ),
 })
   .describe('Names and value patterns redacted in everything that leaves the broker and everything recorded.')
-  .transform(({ names, patterns, defaults, source }) => ({
+  .transform(({ names, patterns, defaults, source, exceptionMessages }) => ({
     ...compileRedaction([...(defaults ? defaultSensitiveNames : []), ...names], [...(defaults ? defaultPatterns : []), ...patterns]),
     ...(source ? {} : { source: false }),
+    ...(exceptionMessages ? {} : { exceptionMessages: false }),
   }));
 
 const inspectorPattern = /^wss?:\/\/[^\s]+$|^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$/;
