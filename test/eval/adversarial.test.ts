@@ -1,3 +1,4 @@
+// needs: s3
 /**
  * The attacker for "nothing redacted can leak": hundreds of attempts through the real broker (default redaction
  * and evaluation policy, a developer's grant) against a real target holding recognisable secrets

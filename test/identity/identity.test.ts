@@ -149,7 +149,7 @@ describe('identity: what a verified user sees on GET /v1/targets', () => {
   it('a developer sees target "app" with its modes and maximum duration', async () => {
     const res = await broker.api('GET', '/v1/targets', await broker.token('alice', ['devs']));
     assert.equal(res.status, 200);
-    assert.deepEqual(res.body, { targets: [{ name: 'app', modes: ['pause', 'snapshot'], maxDurationSeconds: 600, ticketRequired: false }] });
+    assert.deepEqual(res.body, { targets: [{ name: 'app', modes: ['pause', 'snapshot'], evaluation: ['loupe'], maxDurationSeconds: 600, ticketRequired: false }] });
   });
 
   it('a user with no role sees an empty list', async () => {

@@ -105,7 +105,7 @@ describe('identity: tokens from a real OIDC provider, its keys found through dis
 
     const res = await broker.api('GET', '/v1/targets', token);
     assert.equal(res.status, 200, JSON.stringify(res.body));
-    assert.deepEqual(res.body, { targets: [{ name: 'app', modes: ['pause', 'snapshot'], maxDurationSeconds: 600, ticketRequired: false }] });
+    assert.deepEqual(res.body, { targets: [{ name: 'app', modes: ['pause', 'snapshot'], evaluation: ['loupe'], maxDurationSeconds: 600, ticketRequired: false }] });
 
     // The grant is issued to the token's subject, with its groups.
     const grant = await broker.api('POST', '/v1/grants', token, { target: 'app', mode: 'snapshot', durationSeconds: 60, reason: 'oidc test' });

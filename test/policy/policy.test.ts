@@ -126,7 +126,7 @@ describe('policy check and explain (the CLI)', () => {
       'targets.app.evaluation.extra: unknown key (expected one of: allow, denyIdentifiers, maxResultBytes)',
       'targets.app.evaluation.allow: expected true or false',
       'targets.app.evaluation.denyIdentifiers[1]: expected an identifier or a dotted path like "process.env", got "a-b"',
-      'targets.app.redact.default: unknown key (expected one of: names, patterns, defaults)',
+      'targets.app.redact.default: unknown key (expected one of: names, patterns, defaults, source, exceptionMessages)',
       'targets.app.redact.names[0]: "---" has no letters or digits',
       'targets.app.redact.patterns[2]: expected a mapping { name, regex }',
     ];
