@@ -9,6 +9,8 @@ export interface RedactionContext {
   isSensitive(name: string): boolean;
   /** The label of what makes the text secret, or undefined when nothing does. */
   secretIn(text: string): string | undefined;
+  /** A value read under the redacted name `name`: the session scrubs it wherever it shows up later. */
+  learn?(name: string, value: string): void;
 }
 
 const markerLabel = /\[redacted: ([^\]]+)\]/;
@@ -21,6 +23,7 @@ export function redactionContextOf(redactor: Redactor): RedactionContext {
   const learned = (redactor as unknown as { learned: ReadonlySet<string> }).learned;
   return {
     isSensitive: (name) => redactor.isSensitive(name),
+    learn: (name, value) => void redactor.learnPairs([[name, value]]),
     secretIn(text) {
       if (text.length === 0) return undefined;
       for (const value of learned ?? []) if (text.includes(value)) return 'value of a redacted field';

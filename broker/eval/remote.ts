@@ -42,6 +42,8 @@ export function childTaint(ctx: ReadContext, parent: Taint | undefined, name: st
 export function readValue(ctx: ReadContext, object: Protocol.Runtime.RemoteObject | undefined, taint: Taint | undefined): Val {
   if (!object) return prim(undefined, taint);
   if (typeof object.value === 'string') ctx.spend.string(object.value.length);
+  // A secret read by name: exception and console text that later quotes it is scrubbed too.
+  if (taint && (typeof object.value === 'string' || typeof object.value === 'number')) ctx.redaction.learn?.(taint.label, String(object.value));
   if (!taint && object.type === 'string' && typeof object.value === 'string') {
     const found = ctx.redaction.secretIn(object.value);
     if (found) return prim(object.value, { full: false, label: found });

@@ -12,7 +12,7 @@ import type { EvalBudget } from './budget';
 import {
   evaluateCondition, evaluateLogpoint, evaluateLoupe, toEvaluateResponse, type ConditionVerdict, type LogpointTemplate, type LoupeEvalOptions,
   type LoupeOutcome,
-} from './index';
+} from './evaluate';
 import { TargetReader, type CdpSend } from './reader';
 import { redactionContextOf, type RedactionContext } from './redaction';
 

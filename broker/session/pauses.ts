@@ -6,7 +6,7 @@
  */
 import type { PausedFrameInput, CdpMessage } from '../gate/targetFrame';
 import type { Forward } from '../gate/targetScreen';
-import type { SessionContext } from './context';
+import type { SessionContext, SessionPauses } from './context';
 import { emitLogpoint } from './logpoints';
 
 /**
@@ -16,7 +16,7 @@ import { emitLogpoint } from './logpoints';
  */
 export const foreignPauseGraceMs = 2000;
 
-export class Pauses {
+export class Pauses implements SessionPauses {
   /** The target is paused in a pause the client was shown. */
   paused = false;
   /**
