@@ -27,6 +27,8 @@ export interface Grant {
   readonly expiresAt: number;
   revokedAt?: number;
   revokedBy?: string;
+  /** 'v8': this grant may run expressions in V8 (app functions, getters; redaction best-effort). Default: Loupe expressions. */
+  readonly evaluation?: 'loupe' | 'v8';
 }
 
 export interface Approver {
