@@ -85,8 +85,9 @@ function children(node: AnyNode): AnyNode[] {
 
 /**
  * `taints`: the expression is a Loupe expression, which the broker interprets and taints by what it reads, so the
- * oracle refusals are not needed (a tainted condition disables its breakpoint, a tainted part prints the marker)
- * and conditions and logpoint parts are not refused for naming a redacted field; the policy's refusals stay.
+ * oracle refusals and the marker for naming a redacted field are not needed (a tainted result is the marker, a
+ * tainted condition disables its breakpoint, a tainted part prints the marker, and the shape of a redacted value,
+ * `sessionTokens.size`, is not secret); the policy's refusals stay.
  */
 export function screenEvaluation(
   source: string,
@@ -116,7 +117,7 @@ export function screenEvaluation(
   let transforms: string | undefined;
   let problem: EvaluationScreen | undefined;
   const stop = (screen: EvaluationScreen) => {
-    if (taints && (screen.kind === 'redact' ? use !== 'evaluate' : screen.kind === 'refuse' && screen.rule === 'redact.oracle')) return;
+    if (taints && (screen.kind === 'redact' || (screen.kind === 'refuse' && screen.rule === 'redact.oracle'))) return;
     if (!problem || (problem.kind === 'redact' && screen.kind === 'refuse')) problem = screen;
   };
 

@@ -407,6 +407,39 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
     }
   });
 
+  it('Loupe expressions in the Debug Console: read around a redacted field, the marker for it; a condition on it disables the breakpoint with the notice', async () => {
+    const { dc, output } = await open();
+    const changed: DebugProtocol.BreakpointEvent[] = [];
+    dc.on('breakpoint', (e: DebugProtocol.BreakpointEvent) => changed.push(e));
+    try {
+      const handleLine = line(serviceTs, 'handle');
+      const stopping = dc.waitForEvent('stopped');
+      await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine }] });
+      await stopping;
+      const { top } = await topFrame(dc);
+      // Interpreted by the broker: string built-ins on a value that is not redacted work as in JavaScript.
+      const domain = await dc.evaluateRequest({ expression: 'user.email.split("@")[1]', frameId: top.id, context: 'repl' });
+      assert.equal(domain.body.result, '"example.com"');
+      // Anything computed from a redacted value is the marker, its length too.
+      const length = await dc.evaluateRequest({ expression: 'user.password.length', frameId: top.id, context: 'repl' });
+      assert.match(length.body.result, /\[redacted: password\]/);
+      assert.ok(!length.body.result.includes('28'), length.body.result);
+      // A condition whose value depends on the password never decides a pause: the breakpoint is disabled.
+      const set = await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine, condition: 'user.password.length > 3' }] });
+      const id = set.body.breakpoints[0]!.id;
+      assert.equal(set.body.breakpoints[0]!.verified, true, JSON.stringify(set.body));
+      await dc.continueRequest({ threadId: 1 });
+      await waitFor(() => changed.some((e) => e.body.breakpoint.id === id && !e.body.breakpoint.verified), { intervalMs: 50 });
+      const disabled = changed.find((e) => e.body.breakpoint.id === id && !e.body.breakpoint.verified)!.body.breakpoint;
+      assert.match(disabled.message ?? '', /^Disabled by Loupe: its condition depends on the redacted field "password"/);
+      assert.ok(output.some((o) => /^Loupe: the breakpoint at service\.ts:\d+ was disabled by the broker: its condition depends on the redacted field "password"/.test(o)), output.join(''));
+      // The target runs on: the breakpoint is out of V8.
+      await service.target.ticksAdvance(3);
+    } finally {
+      await close(dc);
+    }
+  });
+
   it('the broker takes a breakpoint out (capture limit, pause budget): unverified with the reason, and the figures in the output', async () => {
     const strict = await startTestBroker(dapPolicy(service.target.inspector, { minIntervalMs: 0, maxCapturesPerBreakpoint: 2 }, { limits: { conditionBudgetMsPerSecond: 2 } }));
     const dc = new DebugClient(process.execPath, adapter, 'loupe', undefined, true);
