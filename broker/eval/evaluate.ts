@@ -101,6 +101,9 @@ const clean = (message: string, redaction: RedactionContext) => {
   return secret ? `${message.split(':')[0]}: (message withheld: it quoted ${marker(secret)})` : message;
 };
 
+/** exceptionDetails.text of a refusal by Loupe. */
+export const loupeRefusalText = 'Refused by Loupe';
+
 /**
  * The reply to Runtime.evaluate / Debugger.evaluateOnCallFrame. A refusal is shaped like V8's EvalError
  * (result of subtype error plus exceptionDetails) so every client shows it where the expression was typed.
@@ -110,7 +113,8 @@ export function toEvaluateResponse(outcome: LoupeOutcome): Protocol.Runtime.Eval
   if (outcome.kind === 'exception') return { result: outcome.result, exceptionDetails: outcome.exceptionDetails };
   const description = `EvalError: ${outcome.refusal.message}`;
   const exception: Protocol.Runtime.RemoteObject = { type: 'object', subtype: 'error', className: 'EvalError', description };
-  return { result: exception, exceptionDetails: { exceptionId: 1, text: 'Uncaught', lineNumber: 0, columnNumber: 0, exception } };
+  // The text tells a client it is Loupe's refusal, not an EvalError of the app (V8 says 'Uncaught').
+  return { result: exception, exceptionDetails: { exceptionId: 1, text: loupeRefusalText, lineNumber: 0, columnNumber: 0, exception } };
 }
 
 export type ConditionVerdict =
