@@ -35,6 +35,11 @@ export interface LoupeEvalOptions {
   readonly returnByValue?: boolean;
   /** The policy's evaluation.denyIdentifiers as a check of a dotted path: the entry it falls under, if any. */
   readonly denied?: (path: string) => string | undefined;
+  /**
+   * The caller redacts the result's text by pattern itself, after cutting it to its bound (the session does, as for
+   * any answer): a string result that is not tainted is then not scanned here, where a huge one would stall.
+   */
+  readonly redactedAfter?: boolean;
 }
 
 export interface LoupeCost {
@@ -74,7 +79,9 @@ export async function evaluateLoupe(source: string, options: LoupeEvalOptions): 
   try {
     const value = await interp.eval(parsed.ast, undefined);
     const labels = new Set<string>();
-    const result = await toRemoteObject(interp, value, options.returnByValue === true, labels);
+    // An untainted string handed to a caller that redacts it after a cut (the session) is not scanned here in full.
+    const plain = options.redactedAfter === true && value.kind === 'prim' && !value.taint && typeof value.value === 'string';
+    const result = plain ? { type: 'string' as const, value: value.value } : await toRemoteObject(interp, value, options.returnByValue === true, labels);
     const bytes = JSON.stringify(result).length;
     if (bytes > budget.maxResultBytes) throw new LoupeRefusal('budget', `the expression needed a result of more than ${budget.maxResultBytes} bytes (Loupe's budget per evaluation)`);
     return { kind: 'value', result, tainted: [...labels], ...cost(spend) };

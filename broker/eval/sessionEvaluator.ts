@@ -22,6 +22,8 @@ export interface SessionEvaluatorOptions {
   /** The bounds of each evaluation; a function when they follow the session's policy. */
   readonly budget?: Partial<EvalBudget> | (() => Partial<EvalBudget>);
   readonly clock?: () => number;
+  /** The session redacts each answer by pattern after cutting it to its bound (see LoupeEvalOptions.redactedAfter). */
+  readonly redactsAnswers?: boolean;
   /** The policy's evaluation.denyIdentifiers as a check of the dotted paths the interpreter reads. */
   readonly denied?: () => (path: string) => string | undefined;
 }
@@ -57,7 +59,7 @@ export class SessionEvaluator {
     const outcome: LoupeOutcome =
       'refused' in options
         ? { kind: 'refused', refusal: { rule: 'target', message: options.refused }, reads: 0, steps: 0, ms: 0 }
-        : await evaluateLoupe(expression, { ...options, returnByValue: request.returnByValue === true });
+        : await evaluateLoupe(expression, { ...options, returnByValue: request.returnByValue === true, redactedAfter: this.options.redactsAnswers === true });
     return { response: toEvaluateResponse(outcome), outcome };
   }
 

@@ -88,6 +88,8 @@ function loupeEvaluation({ channel, limits, redactor, target }: FrameEvaluationO
     // as it cuts V8's answers, with the same note.
     budget: () => ({ maxMs: limits.evaluateTimeoutMs, maxResultBytes: limits.maxTargetFrameBytes }),
     denied: () => denyCheck(target().evaluation.denyIdentifiers),
+    // clientRelay.ts cuts and redacts each answer as it does V8's.
+    redactsAnswers: true,
   });
   const conditionBudget = () => ({ maxMs: limits.conditionTimeoutMs });
   return {
