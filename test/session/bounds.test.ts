@@ -34,8 +34,8 @@ async function endedSessionLog(broker: TestBroker): Promise<any[]> {
  * A policy whose rule lets the developer ask for V8 evaluation (a grant's privilege): the tests about the bounds of
  * V8's own answers and work (the target's frame bound, an evaluation V8 cannot cut short) run under it.
  */
-function v8Policy(inspector: string) {
-  const base = basePolicy(inspector);
+function v8Policy(inspector: string, overrides: Record<string, unknown> = {}) {
+  const base = basePolicy(inspector, overrides);
   return { ...base, targets: { app: { ...base.targets.app, access: [{ role: 'dev', modes: ['pause', 'snapshot'], evaluation: ['loupe', 'v8'], maxDuration: '10m' }] } } };
 }
 const v8Grant = { evaluation: 'v8' } as never;
@@ -165,8 +165,8 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
 
   it('a target that stops answering ends the session (4010), recorded, with an alert, and the next user attaches', async () => {
     target = await startTarget();
-    broker = await startTestBroker(basePolicy(target.inspector, { limits: { targetResponseSeconds: 2 } }));
-    ({ client } = await broker.attach());
+    broker = await startTestBroker(v8Policy(target.inspector, { limits: { targetResponseSeconds: 2 } }));
+    ({ client } = await broker.attach(v8Grant));
     await client.call('Runtime.enable');
     // V8 cannot interrupt the fill: the evaluation's 1 s timeout does not stop it, and the target answers nothing
     // for about 20 s (measured on this machine; 5e7 took 57 s).
