@@ -99,7 +99,15 @@ export class ClientRelay {
     const started = context.now();
     const frame = context.labels.frame(params.callFrameId);
     try {
-      await context.recordOrEnd('cdp.evaluate', { id, method, params, decision: 'allow', evaluator: 'loupe', ...(frame ? { frame } : {}) });
+      await context.recordOrEnd('cdp.evaluate', {
+        id,
+        method,
+        params,
+        decision: decision.rewrites.length > 0 ? 'rewrite' : 'allow',
+        ...(decision.rewrites.length > 0 ? { rewrites: decision.rewrites } : {}),
+        evaluator: 'loupe',
+        ...(frame ? { frame } : {}),
+      });
     } catch {
       context.send(JSON.stringify({ id, error: { code: cdpErrorCodes.refused, message: `${method} not answered: the audit trail could not record it` } }), false);
       return;
