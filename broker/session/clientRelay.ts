@@ -98,8 +98,9 @@ export class ClientRelay {
     const { context } = this;
     const started = context.now();
     const frame = context.labels.frame(params.callFrameId);
+    let requestSeq: number | null = null;
     try {
-      await context.recordOrEnd('cdp.evaluate', {
+      const event = await context.recordOrEnd('cdp.evaluate', {
         id,
         method,
         params,
@@ -108,6 +109,7 @@ export class ClientRelay {
         evaluator: 'loupe',
         ...(frame ? { frame } : {}),
       });
+      requestSeq = (event as { seq?: number } | undefined)?.seq ?? null;
     } catch {
       context.send(JSON.stringify({ id, error: { code: cdpErrorCodes.refused, message: `${method} not answered: the audit trail could not record it` } }), false);
       return;
@@ -135,7 +137,7 @@ export class ClientRelay {
       ...(outcome.kind === 'value' && outcome.tainted.length > 0 ? { tainted: outcome.tainted } : {}),
       ...(outcome.kind === 'refused' ? { refusal: outcome.refusal } : {}),
     };
-    void context.recordOrEnd('cdp.response', { id, method, ms: context.now() - started, evaluator: 'loupe', result: summary });
+    void context.recordOrEnd('cdp.response', { id, requestSeq, method, ms: context.now() - started, evaluator: 'loupe', result: summary });
     context.send(JSON.stringify({ id, result }), false);
   }
 
