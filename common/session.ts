@@ -131,6 +131,17 @@ export interface BreakpointSuspendedParams {
   readonly budgetMsPerSecond: number;
 }
 
+/**
+ * The params of `Loupe.breakpointDisabled`: a conditional breakpoint (or logpoint condition) whose condition's value
+ * depends on a redacted field; the broker removed it, since a pause on it would answer a question about the secret.
+ */
+export interface BreakpointDisabledParams {
+  readonly breakpointId: string;
+  readonly reason: string;
+  /** The redacted field the condition's value depends on. */
+  readonly field: string;
+}
+
 /** The params of `Loupe.breakpointsParked`: the watchdog resumed a pause, breakpoints are off until the client acts. */
 export interface BreakpointsParkedParams {
   readonly breakpointIds: readonly string[];
@@ -144,6 +155,7 @@ export interface LoupeEventParams {
   'Loupe.logpoint': LogpointParams;
   'Loupe.breakpointSuspended': BreakpointSuspendedParams;
   'Loupe.breakpointsParked': BreakpointsParkedParams;
+  'Loupe.breakpointDisabled': BreakpointDisabledParams;
 }
 
 export type LoupeEvent = keyof LoupeEventParams;
@@ -154,4 +166,5 @@ export const loupeEvents = {
   logpoint: 'Loupe.logpoint',
   breakpointSuspended: 'Loupe.breakpointSuspended',
   breakpointsParked: 'Loupe.breakpointsParked',
+  breakpointDisabled: 'Loupe.breakpointDisabled',
 } as const satisfies Record<string, LoupeEvent>;

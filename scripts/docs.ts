@@ -101,6 +101,7 @@ const eventNotes: Record<keyof typeof eventCodes, string> = {
   'cdp.breakpoint.hit': 'a breakpoint hit: frame and stack',
   'cdp.breakpoint.condition': 'the broker\'s check of a condition on pause, and its result',
   'cdp.breakpoint.suspended': 'a breakpoint taken out over the pause budget, with the figures',
+  'cdp.breakpoint.disabled': 'a breakpoint taken out because its condition depends on a redacted field (named)',
   'cdp.evaluate': 'an evaluation: expression and frame (the result is in its `cdp.response`)',
   'cdp.properties.read': 'a variable read: which object, e.g. `local scope of work (app.js:15)` (names and previews are in its `cdp.response`)',
   'cdp.step': 'a step',

@@ -41,6 +41,8 @@ export const eventCodes = {
   'snapshot.throttled': 'L3041',
   'cdp.logpoint': 'L3042',
   'cdp.breakpoint.suspended': 'L3014',
+  // A breakpoint whose condition depends on a redacted value: removed, never deciding a pause.
+  'cdp.breakpoint.disabled': 'L3015',
   'broker.request': 'L4000',
   'broker.response': 'L4001',
   'broker.response.missing': 'L4002',

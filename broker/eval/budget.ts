@@ -43,7 +43,7 @@ export const defaultEvalBudget: EvalBudget = Object.freeze({
 export class LoupeRefusal extends Error {
   override readonly name = 'LoupeRefusal';
   constructor(
-    readonly rule: 'syntax' | 'construct' | 'call' | 'budget' | 'target',
+    readonly rule: 'syntax' | 'construct' | 'call' | 'budget' | 'target' | 'deny',
     message: string,
   ) {
     super(message);

@@ -5,7 +5,7 @@
  */
 import { ChainShort, LoupeRefusal, LoupeThrow } from './budget';
 import { arrayMethod, collectionMethod } from './collections';
-import type { Interpreter } from './interpreter';
+import type { BuiltinCalls, Interpreter } from './interpreter';
 import { describe, truthLabel } from './interpreter';
 import { jsonParse, jsonStringify } from './result';
 import { memberName, type AstNode } from './parse';
@@ -263,3 +263,6 @@ async function constructed(interp: Interpreter, name: string, args: Val[]): Prom
   }
   return { kind: 'collection', isSet: name === 'Set', entries };
 }
+
+/** What the interpreter calls for a call, a global function or `new`. */
+export const builtinCalls: BuiltinCalls = { callFunction, callGlobal, construct };

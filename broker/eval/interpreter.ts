@@ -6,7 +6,6 @@
  */
 import type { Protocol } from 'devtools-protocol';
 import { ChainShort, LoupeRefusal, LoupeThrow } from './budget';
-import { callFunction, callGlobal, construct } from './builtins';
 import { binaryOperation } from './operators';
 import { builtinNames, globalFunctions, type AstNode } from './parse';
 import { childTaint, isRemoteList, memberValue, readValue, remoteElements, remoteEntries, remoteHas, remoteMember, remoteOwnEntries, type ReadContext } from './remote';
@@ -16,7 +15,17 @@ import {
 } from './values';
 
 
+/** The built-in functions (builtins.ts), handed in so the two modules do not import each other. */
+export interface BuiltinCalls {
+  callFunction(interp: Interpreter, node: AstNode, scope: Scope | undefined): Promise<Val>;
+  callGlobal(interp: Interpreter, name: string, input: Val[]): Promise<Val>;
+  construct(interp: Interpreter, name: string, args: Val[]): Promise<Val>;
+}
+
 export interface InterpreterContext extends ReadContext {
+  readonly calls: BuiltinCalls;
+  /** The policy's evaluation.denyIdentifiers: the entry a dotted path (`process.env`) falls under, if any. */
+  readonly denied?: (path: string) => string | undefined;
   readonly frame?: Protocol.Debugger.CallFrame;
 }
 
@@ -41,7 +50,7 @@ export class Interpreter {
       case 'Identifier':
         return this.resolve(node.name, scope);
       case 'ThisExpression':
-        return this.ctx.frame ? readValue(this.ctx, this.ctx.frame.this, undefined) : { kind: 'remote', object: await this.ctx.reader.globalObject(this.ctx.spend) };
+        return this.ctx.frame ? readValue(this.ctx, this.ctx.frame.this, undefined) : this.pathed({ kind: 'remote', object: await this.ctx.reader.globalObject(this.ctx.spend) }, '', '');
       case 'ParenthesizedExpression':
         return this.eval(node.expression, scope);
       case 'ChainExpression':
@@ -92,9 +101,9 @@ export class Interpreter {
         return this.member(object, key);
       }
       case 'CallExpression':
-        return callFunction(this, node, scope);
+        return this.ctx.calls.callFunction(this, node, scope);
       case 'NewExpression':
-        return construct(this, node.callee.name as string, await this.args(node.arguments, scope));
+        return this.ctx.calls.construct(this, node.callee.name as string, await this.args(node.arguments, scope));
       case 'ArrowFunctionExpression':
         return { kind: 'arrow', node, scope: scope ?? { names: new Map() } };
       default:
@@ -229,11 +238,26 @@ export class Interpreter {
         if (object.taint) return poison(object.taint.label);
         return methodRef('date', key);
       case 'remote':
-        return remoteMember(this.ctx, object, key);
+        return this.pathed(await remoteMember(this.ctx, object, key), this.paths.get(object), key);
       case 'arrow':
       case 'builtin':
         return undef;
     }
+  }
+
+  /**
+   * Where a value of the target was read from by name (`process`, `process.env`), kept with the value itself so an
+   * alias (`[process][0].env`, a callback's parameter) still carries it: a denied path is refused however reached.
+   */
+  private readonly paths = new WeakMap<Val, string>();
+
+  private pathed(v: Val, parent: string | undefined, key: string): Val {
+    if (parent === undefined || !this.ctx.denied) return v;
+    const path = parent === '' ? key : `${parent}.${key}`;
+    const hit = this.ctx.denied(path);
+    if (hit) throw new LoupeRefusal('deny', `"${hit}" is denied by this target's policy (evaluation.denyIdentifiers)`);
+    if (v.kind === 'remote') this.paths.set(v, path);
+    return v;
   }
 
   /** A name: callback parameters, then Loupe's built-ins, then the paused frame's scopes (or the global scope). */
@@ -242,6 +266,11 @@ export class Interpreter {
       const bound = s.names.get(name);
       if (bound) return bound;
     }
+    if (name === 'globalThis' || !builtinNames.has(name)) return this.pathed(await this.resolveName(name), '', name === 'globalThis' ? '' : name);
+    return this.resolveName(name);
+  }
+
+  private async resolveName(name: string): Promise<Val> {
     if (builtinNames.has(name)) {
       if (name === 'undefined') return undef;
       if (name === 'NaN') return prim(NaN);
@@ -326,7 +355,7 @@ export class Interpreter {
     // `filter(Boolean)`, `map(Number)`, `map(parseInt)`: Loupe's own functions as callbacks, with JS's arguments.
     if (fn.kind === 'builtin' && globalFunctions.has(fn.name)) {
       this.ctx.spend.step();
-      return callGlobal(this, fn.name, fn.name === 'parseInt' ? args.slice(0, 2) : args.slice(0, 1));
+      return this.ctx.calls.callGlobal(this, fn.name, fn.name === 'parseInt' ? args.slice(0, 2) : args.slice(0, 1));
     }
     if (fn.kind !== 'arrow') throw new LoupeThrow('TypeError', `${describe(fn)} is not a function`);
     this.ctx.spend.step();

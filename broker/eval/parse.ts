@@ -137,7 +137,7 @@ class Checker {
       case 'SpreadElement':
         return this.check(node.argument, next, false);
       case 'UnaryExpression':
-        if (node.operator === 'delete') this.refuse(node, `delete (${this.text(node)})`, 'it changes the target');
+        if (node.operator === 'delete') this.refuse(node, `delete (${this.text(node)})`, 'it changes the target (a side effect)');
         return this.check(node.argument, next, false);
       case 'BinaryExpression':
         if (node.operator === 'instanceof') this.refuse(node, `instanceof (${this.text(node)})`, 'it can run app code (Symbol.hasInstance)');
@@ -192,9 +192,9 @@ class Checker {
         }
         return this.check(node.body, next, false);
       case 'AssignmentExpression':
-        return this.refuse(node, `the assignment ${this.text(node)}`, 'it changes the target');
+        return this.refuse(node, `the assignment ${this.text(node)}`, 'it changes the target (a side effect)');
       case 'UpdateExpression':
-        return this.refuse(node, `${node.operator} (${this.text(node)})`, 'it changes the target');
+        return this.refuse(node, `${node.operator} (${this.text(node)})`, 'it changes the target (a side effect)');
       case 'AwaitExpression':
         return this.refuse(node, `await (${this.text(node)})`, 'nothing asynchronous runs in an expression');
       case 'YieldExpression':

@@ -2,7 +2,8 @@
  * Reading objects of the target for the interpreter: own data properties, the prototype chain (data
  * properties only), array elements, Map/Set entries, private fields. Every value read gets its taint here:
  * from a redacted name (property, Map key, private field), from its container, or from a string that looks
- * secret. A getter is never invoked (its value reads as "(getter)"); a Proxy is never read through.
+ * secret. A getter is never invoked (read by name it is refused; listed among an object's values it reads as
+ * "(getter)"); a Proxy is never read through.
  */
 import type { Protocol } from 'devtools-protocol';
 import { LoupeRefusal, type Spend } from './budget';
@@ -42,6 +43,8 @@ export function childTaint(ctx: ReadContext, parent: Taint | undefined, name: st
 export function readValue(ctx: ReadContext, object: Protocol.Runtime.RemoteObject | undefined, taint: Taint | undefined): Val {
   if (!object) return prim(undefined, taint);
   if (typeof object.value === 'string') ctx.spend.string(object.value.length);
+  // A secret read by name: exception and console text that later quotes it is scrubbed too.
+  if (taint && (typeof object.value === 'string' || typeof object.value === 'number')) ctx.redaction.learn?.(taint.label, String(object.value));
   if (!taint && object.type === 'string' && typeof object.value === 'string') {
     const found = ctx.redaction.secretIn(object.value);
     if (found) return prim(object.value, { full: false, label: found });
@@ -61,23 +64,35 @@ export function descriptorValue(ctx: ReadContext, d: Protocol.Runtime.PropertyDe
 // `process` are defined this way). Its value is read from the getter's scopes; the getter never runs.
 const trivialGetter = /^get(?:\s+[\w$]+)?\s*\(\)\s*\{\s*return\s+([A-Za-z_$][\w$]*)\s*;?\s*\}$/;
 
-/** A property read by name: a data property's value; an accessor's "(getter)", or a trivial getter's variable. */
+/**
+ * A property read by name: a data property's value, or a trivial getter's variable. Any other getter is refused:
+ * its value would be whatever app code returns, and a stand-in value would read as if it were the property's.
+ */
 export async function memberValue(ctx: ReadContext, d: Protocol.Runtime.PropertyDescriptor, parent: Taint | undefined, own?: Taint): Promise<Val> {
   const variable = d.get?.objectId ? trivialGetter.exec(d.get.description ?? '')?.[1] : undefined;
-  if (!variable || !d.get?.objectId) return descriptorValue(ctx, d, parent, own);
+  if (!variable || !d.get?.objectId) {
+    if (d.get && d.get.type !== 'undefined') throw getterRefusal(d.name);
+    return descriptorValue(ctx, d, parent, own);
+  }
   const taint = own ?? childTaint(ctx, parent, d.name) ?? childTaint(ctx, undefined, variable);
   const fn = await ctx.reader.getProperties(d.get.objectId, ctx.spend);
   const scopes = fn.internalProperties?.find((p) => p.name === '[[Scopes]]')?.value;
-  if (!scopes?.objectId) return prim('(getter)', taint);
+  if (!scopes?.objectId) throw getterRefusal(d.name);
   const list = await ctx.reader.getProperties(scopes.objectId, ctx.spend);
   for (const scope of list.result) {
     if (!scope.value?.objectId || scope.value.description === 'Global') continue;
     const names = await ctx.reader.getProperties(scope.value.objectId, ctx.spend);
     const found = names.result.find((x) => x.name === variable && !x.symbol);
-    if (found) return found.get ? prim('(getter)', taint) : readValue(ctx, found.value, taint);
+    if (found) {
+      if (found.get) throw getterRefusal(d.name);
+      return readValue(ctx, found.value, taint);
+    }
   }
-  return prim('(getter)', taint);
+  throw getterRefusal(d.name);
 }
+
+const getterRefusal = (name: string) =>
+  new LoupeRefusal('call', `the property "${name.slice(0, 80)}" is a getter: reading it would run app code, which Loupe never does (expand the object to see its fields)`);
 
 const prototypeOf = (read: PropertiesRead) => read.internalProperties?.find((p) => p.name === '[[Prototype]]')?.value;
 

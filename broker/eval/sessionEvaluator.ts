@@ -12,15 +12,20 @@ import type { EvalBudget } from './budget';
 import {
   evaluateCondition, evaluateLogpoint, evaluateLoupe, toEvaluateResponse, type ConditionVerdict, type LogpointTemplate, type LoupeEvalOptions,
   type LoupeOutcome,
-} from './index';
+} from './evaluate';
 import { TargetReader, type CdpSend } from './reader';
 import { redactionContextOf, type RedactionContext } from './redaction';
 
 export interface SessionEvaluatorOptions {
   readonly send: CdpSend;
   readonly redactor: Redactor;
-  readonly budget?: Partial<EvalBudget>;
+  /** The bounds of each evaluation; a function when they follow the session's policy. */
+  readonly budget?: Partial<EvalBudget> | (() => Partial<EvalBudget>);
   readonly clock?: () => number;
+  /** The session redacts each answer by pattern after cutting it to its bound (see LoupeEvalOptions.redactedAfter). */
+  readonly redactsAnswers?: boolean;
+  /** The policy's evaluation.denyIdentifiers as a check of the dotted paths the interpreter reads. */
+  readonly denied?: () => (path: string) => string | undefined;
 }
 
 export class SessionEvaluator {
@@ -32,10 +37,10 @@ export class SessionEvaluator {
   }
 
   /** The target paused: pass the event's callFrames as the target sent them (before redaction). */
-  paused(callFrames: readonly Protocol.Debugger.CallFrame[]): void {
+  paused(callFrames: readonly Protocol.Debugger.CallFrame[], prefetch = true): void {
     const reader = new TargetReader(this.options.send);
     this.pause = { reader, frames: new Map(callFrames.map((f) => [f.callFrameId, f])) };
-    if (callFrames[0]) reader.prefetchScopes(callFrames[0]);
+    if (callFrames[0] && prefetch) reader.prefetchScopes(callFrames[0]);
   }
 
   resumed(): void {
@@ -54,26 +59,33 @@ export class SessionEvaluator {
     const outcome: LoupeOutcome =
       'refused' in options
         ? { kind: 'refused', refusal: { rule: 'target', message: options.refused }, reads: 0, steps: 0, ms: 0 }
-        : await evaluateLoupe(expression, { ...options, returnByValue: request.returnByValue === true });
+        : await evaluateLoupe(expression, { ...options, returnByValue: request.returnByValue === true, redactedAfter: this.options.redactsAnswers === true });
     return { response: toEvaluateResponse(outcome), outcome };
   }
 
   /** A breakpoint condition on a pause: `{ tainted }` → disable the breakpoint with a notice naming it. */
-  async condition(callFrameId: string, condition: string): Promise<ConditionVerdict> {
-    const options = this.optionsFor(callFrameId);
+  async condition(callFrameId: string, condition: string, budget?: Partial<EvalBudget>): Promise<ConditionVerdict> {
+    const options = this.optionsFor(callFrameId, undefined, budget);
     if ('refused' in options) return { error: options.refused, refused: true, reads: 0, steps: 0, ms: 0 };
     return evaluateCondition(condition, options);
   }
 
   /** A logpoint message on a pause, each part on its own; a tainted part prints the marker. */
-  async logpoint(callFrameId: string, template: LogpointTemplate): ReturnType<typeof evaluateLogpoint> {
-    const options = this.optionsFor(callFrameId);
+  async logpoint(callFrameId: string, template: LogpointTemplate, budget?: Partial<EvalBudget>): ReturnType<typeof evaluateLogpoint> {
+    const options = this.optionsFor(callFrameId, undefined, budget);
     if ('refused' in options) return { message: template.literals.join(`<refused: ${options.refused}>`), tainted: [], refusedParts: template.expressions.length, reads: 0, steps: 0, ms: 0 };
     return evaluateLogpoint(template, options);
   }
 
-  private optionsFor(callFrameId: string | undefined, objectGroup?: string): LoupeEvalOptions | { refused: string } {
-    const base = { redaction: this.redaction, budget: this.options.budget, clock: this.options.clock };
+  private optionsFor(callFrameId: string | undefined, objectGroup?: string, budget?: Partial<EvalBudget>): LoupeEvalOptions | { refused: string } {
+    const own = this.options.budget;
+    const denied = this.options.denied?.();
+    const base = {
+      redaction: this.redaction,
+      budget: { ...(typeof own === 'function' ? own() : own), ...budget },
+      clock: this.options.clock,
+      ...(denied ? { denied } : {}),
+    };
     if (callFrameId === undefined) return { ...base, reader: new TargetReader(this.options.send, objectGroup) };
     const frame = this.pause?.frames.get(callFrameId);
     if (!this.pause || !frame) return { refused: `the call frame ${callFrameId.slice(0, 40)} is not one of the current pause (the target has resumed)` };

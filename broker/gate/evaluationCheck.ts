@@ -83,7 +83,21 @@ function children(node: AnyNode): AnyNode[] {
   return out;
 }
 
-export function screenEvaluation(source: string, use: 'evaluate' | 'condition' | 'logpoint', policy: EvaluationPolicy, isSensitive: (name: string) => boolean, redactionOn: boolean): EvaluationScreen {
+/**
+ * `taints`: the expression is a Loupe expression, which the broker interprets and taints by what it reads, so the
+ * oracle refusals and the marker for naming a redacted field are not needed (a tainted result is the marker, a
+ * tainted condition disables its breakpoint, a tainted part prints the marker, and the shape of a redacted value,
+ * `sessionTokens.size`, is not secret); the policy's refusals stay.
+ */
+export function screenEvaluation(
+  source: string,
+  use: 'evaluate' | 'condition' | 'logpoint',
+  policy: EvaluationPolicy,
+  isSensitive: (name: string) => boolean,
+  redactionOn: boolean,
+  options: { taints?: boolean } = {},
+): EvaluationScreen {
+  const taints = options.taints === true;
   const what = use === 'evaluate' ? 'evaluation' : use === 'condition' ? 'breakpoint condition' : 'logpoint expression';
   if (!policy.allow) return { kind: 'refuse', rule: 'evaluation.allow', reason: `this target's policy forbids evaluation (evaluation.allow: false), so a ${what} cannot run` };
   let root: Node;
@@ -103,6 +117,7 @@ export function screenEvaluation(source: string, use: 'evaluate' | 'condition' |
   let transforms: string | undefined;
   let problem: EvaluationScreen | undefined;
   const stop = (screen: EvaluationScreen) => {
+    if (taints && (screen.kind === 'redact' || (screen.kind === 'refuse' && screen.rule === 'redact.oracle'))) return;
     if (!problem || (problem.kind === 'redact' && screen.kind === 'refuse')) problem = screen;
   };
 

@@ -9,6 +9,7 @@ import type { BrokerLimits, TargetConfig } from '../config/types';
 import type { Grant } from '../grants/grantStore';
 import { marker, type Redactor } from '../policy/redact';
 import { cdpErrorCodes, gateClientFrame, truncate, type GateDecision } from './cdpGate';
+import { defaultEvalBudget, parseLoupeExpression } from '../eval';
 import { reachableValuesProbe, screenEvaluation } from './evaluationCheck';
 
 export type Forward = Extract<GateDecision, { action: 'forward' }>;
@@ -34,6 +35,12 @@ export interface TargetScreenContext {
   target(): TargetConfig;
   readonly redactor: Redactor;
   readonly limits: BrokerLimits;
+  /**
+   * 'loupe' (the default): the broker interprets expressions and taints what it reads, so the screen keeps the
+   * policy's refusals (evaluation.allow, denyIdentifiers, syntax) and checks conditions and logpoint parts are Loupe
+   * expressions; 'v8' (a grant's privilege): V8 runs them, and the screen also refuses what could be an oracle.
+   */
+  readonly evaluation?: 'loupe' | 'v8';
 }
 
 const refusal = (decision: { id: number | null; method?: string }, rule: string, message: string): Refusal => ({ action: 'refuse', id: decision.id, method: decision.method, code: cdpErrorCodes.refused, rule, message });
@@ -69,10 +76,18 @@ export class TargetScreen {
     for (const expression of decision.logpoint?.expressions ?? []) checks.push([expression, 'logpoint']);
     let roots: readonly string[] = [];
     let transforms: string | undefined;
+    const loupe = this.context.evaluation !== 'v8';
     for (const [source, use] of checks) {
-      const verdict = screenEvaluation(source, use, policy, sensitive, redactor.active);
-      if (verdict.kind === 'refuse') return { refuse: `${decision.method} refused: ${use === 'evaluate' ? 'the expression' : use === 'condition' ? 'the condition' : `logpoint expression "${truncate(source)}"`}: ${verdict.reason}`, rule: verdict.rule, roots };
+      const what = use === 'evaluate' ? 'the expression' : use === 'condition' ? 'the condition' : `logpoint expression "${truncate(source)}"`;
+      const verdict = screenEvaluation(source, use, policy, sensitive, redactor.active, { taints: loupe });
+      if (verdict.kind === 'refuse') return { refuse: `${decision.method} refused: ${what}: ${verdict.reason}`, rule: verdict.rule, roots };
       if (verdict.kind === 'redact') return { redact: verdict.name, roots };
+      if (loupe && use !== 'evaluate') {
+        // Checked when the breakpoint is set, so it is refused where it is typed and not on every hit.
+        const parsed = parseLoupeExpression(source, defaultEvalBudget);
+        if (!parsed.ok) return { refuse: `${decision.method} refused: ${what} is not a Loupe expression: ${parsed.refusal.message}`, rule: 'evaluation.loupe', roots };
+      }
+      if (loupe) continue;
       roots = verdict.roots;
       transforms = verdict.transforms;
     }

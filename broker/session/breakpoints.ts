@@ -5,33 +5,8 @@
  * between; hits racing such a change are recognised as this session's and resumed unseen.
  */
 import type { CdpMessage } from '../gate/targetFrame';
-import type { LogTemplate } from '../gate/cdpGate';
-import type { SessionContext } from './context';
-import type { ClientPending, SetAs } from './targetChannel';
-
-/** A breakpoint of this session, by the id the client knows it by. */
-export interface BreakpointEntry {
-  readonly condition?: string;
-  readonly logpoint?: LogTemplate;
-  /** How it was set in V8, so the broker can set it again when a throttle ends. */
-  readonly setAs: SetAs;
-  /** Its id in V8 while it is set there; undefined while the broker has taken it out. */
-  v8Id: string | undefined;
-  /** Taken out of V8 by a rate limit until `until` (clock time), then set again. */
-  throttled?: { until: number; reason: string; timer: NodeJS.Timeout };
-  /** The broker's changes to it in V8 (remove, set again), one after another. */
-  ops: Promise<unknown>;
-  /** Taken out of V8 while the client is absent (after a watchdog resume); set again at its next frame. */
-  parked?: boolean;
-}
-
-/** Per breakpoint: its captures or logpoint messages, the hits skipped, and when the client was last told why. */
-export interface BreakpointRates {
-  lastCaptureAt: number;
-  captures: number;
-  skipped: number;
-  lastThrottleNoticeAt: number;
-}
+import type { BreakpointEntry, BreakpointRates, SessionBreakpoints, SessionContext } from './context';
+import type { ClientPending } from './targetChannel';
 
 /**
  * A rate-limited breakpoint is taken out of V8 until its next capture is due, so V8 stops pausing on it,
@@ -41,7 +16,9 @@ export const minThrottleOutMs = 50;
 /** How long before a throttle ends its setting again is recorded (write-ahead), so it is sent on time. */
 const setAgainLeadMs = 100;
 
-export class Breakpoints {
+export type { BreakpointEntry, BreakpointRates };
+
+export class Breakpoints implements SessionBreakpoints {
   private readonly entries = new Map<string, BreakpointEntry>();
   /** This session's breakpoints as V8 has them now (V8 id → client id), also those the broker is removing. */
   private readonly inV8 = new Map<string, string>();

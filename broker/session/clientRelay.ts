@@ -4,9 +4,11 @@
  * with an id of the session's own sequence toward the target.
  */
 import { cdpErrorCodes, truncate } from '../gate/cdpGate';
+import { capResult } from '../gate/targetFrame';
 import type { Forward, Refusal, ScreenedFrame, TargetScreen } from '../gate/targetScreen';
 import type { SessionContext } from './context';
 import { requestEventType } from './recordShapes';
+import { boundMessage, finishCuts, messageBounds } from './resultBounds';
 import { sourceRedaction } from '../policy/sourceRedactThread';
 import { ScriptSources, searchSource } from './sourceSearch';
 import type { ClientPending } from './targetChannel';
@@ -86,6 +88,59 @@ export class ClientRelay {
     }
   }
 
+  /**
+   * Console, watch and hover as Loupe expressions: recorded first (write-ahead, with the expression), interpreted in
+   * the broker against the paused frame, then answered like V8 would (a refusal as an EvalError) with the result
+   * bounded and redacted as V8's answers are; the record keeps the outcome's kind and cost, never a value.
+   */
+  private async answerEvaluation(decision: Forward): Promise<void> {
+    const { id, method, params } = decision;
+    const { context } = this;
+    const started = context.now();
+    const frame = context.labels.frame(params.callFrameId);
+    let requestSeq: number | null = null;
+    try {
+      const event = await context.recordOrEnd('cdp.evaluate', {
+        id,
+        method,
+        params,
+        decision: decision.rewrites.length > 0 ? 'rewrite' : 'allow',
+        ...(decision.rewrites.length > 0 ? { rewrites: decision.rewrites } : {}),
+        evaluator: 'loupe',
+        ...(frame ? { frame } : {}),
+      });
+      requestSeq = (event as { seq?: number } | undefined)?.seq ?? null;
+    } catch {
+      context.send(JSON.stringify({ id, error: { code: cdpErrorCodes.refused, message: `${method} not answered: the audit trail could not record it` } }), false);
+      return;
+    }
+    const { response, outcome } = await context.evaluation.evaluate!(String(params.expression), {
+      ...(typeof params.callFrameId === 'string' ? { callFrameId: params.callFrameId } : {}),
+      ...(params.returnByValue === true ? { returnByValue: true } : {}),
+      ...(typeof params.objectGroup === 'string' ? { objectGroup: params.objectGroup } : {}),
+    });
+    const result = response as unknown as Record<string, unknown>;
+    // Defence in depth: what the interpreter built from the user's own literals is scrubbed like any answer, then cut.
+    const bounds = messageBounds(context.target().evaluation.maxResultBytes);
+    boundMessage(result, bounds);
+    context.redactor.response(method, result);
+    finishCuts(result, bounds);
+    capResult(result, context.target().evaluation.maxResultBytes);
+    context.labels.labelObjects(method, `(${truncate(String(params.expression), 80)})`, result);
+    const summary = {
+      kind: outcome.kind,
+      type: response.result.type,
+      ...(response.result.subtype ? { subtype: response.result.subtype } : {}),
+      reads: outcome.reads,
+      steps: outcome.steps,
+      evalMs: outcome.ms,
+      ...(outcome.kind === 'value' && outcome.tainted.length > 0 ? { tainted: outcome.tainted } : {}),
+      ...(outcome.kind === 'refused' ? { refusal: outcome.refusal } : {}),
+    };
+    void context.recordOrEnd('cdp.response', { id, requestSeq, method, ms: context.now() - started, evaluator: 'loupe', result: summary });
+    context.send(JSON.stringify({ id, result }), false);
+  }
+
   /** Learns the sensitive values an evaluation's roots reach, so they are scrubbed from its result. */
   private async learnReachable(decision: Forward, roots: readonly string[]): Promise<number> {
     const probe = this.screen.reachableProbe(decision, roots);
@@ -108,6 +163,10 @@ export class ClientRelay {
     }
     if (decision.handling === 'source') {
       void this.answerInBroker(decision, () => this.sourceReply(decision), (result) => ({ bytes: String(result.scriptSource).length }));
+      return;
+    }
+    if (decision.handling === 'evaluate' && this.context.evaluation.evaluate) {
+      void this.answerEvaluation(decision).catch((err: unknown) => this.context.fault(`client frame ${truncate(decision.method, 80)} (Loupe evaluation)`, err, raw));
       return;
     }
     const { channel, labels, breakpoints, pauses } = this.context;

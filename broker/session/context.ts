@@ -7,11 +7,12 @@ import type { EventType } from '../audit/events';
 import type { Grant } from '../grants/grantStore';
 import type { Redactor } from '../policy/redact';
 import type { LoupeEvent, LoupeEventParams } from '../../common/session';
-import type { Breakpoints } from './breakpoints';
 import type { FrameEvaluation } from './evaluation';
 import type { RecordLabels } from './labels';
-import type { Pauses } from './pauses';
-import type { TargetChannel } from './targetChannel';
+import type { LogTemplate } from '../gate/cdpGate';
+import type { CdpMessage, PausedFrameInput } from '../gate/targetFrame';
+import type { Forward } from '../gate/targetScreen';
+import type { ClientPending, SetAs, TargetChannel } from './targetChannel';
 
 export interface SessionContext {
   readonly sessionId: string;
@@ -36,8 +37,72 @@ export interface SessionContext {
   notify<M extends LoupeEvent>(method: M, params: LoupeEventParams[M], isEvent: boolean, after?: Promise<unknown>): void;
 
   readonly channel: TargetChannel;
-  readonly breakpoints: Breakpoints;
-  readonly pauses: Pauses;
+  readonly breakpoints: SessionBreakpoints;
+  readonly pauses: SessionPauses;
   readonly labels: RecordLabels;
   readonly evaluation: FrameEvaluation;
+}
+
+/** A breakpoint of this session, by the id the client knows it by. */
+export interface BreakpointEntry {
+  readonly condition?: string;
+  readonly logpoint?: LogTemplate;
+  /** How it was set in V8, so the broker can set it again when a throttle ends. */
+  readonly setAs: SetAs;
+  /** Its id in V8 while it is set there; undefined while the broker has taken it out. */
+  v8Id: string | undefined;
+  /** Taken out of V8 by a rate limit until `until` (clock time), then set again. */
+  throttled?: { until: number; reason: string; timer: NodeJS.Timeout };
+  /** The broker's changes to it in V8 (remove, set again), one after another. */
+  ops: Promise<unknown>;
+  /** Taken out of V8 while the client is absent (after a watchdog resume); set again at its next frame. */
+  parked?: boolean;
+}
+
+/** Per breakpoint: its captures or logpoint messages, the hits skipped, and when the client was last told why. */
+export interface BreakpointRates {
+  lastCaptureAt: number;
+  captures: number;
+  skipped: number;
+  lastThrottleNoticeAt: number;
+}
+
+/** The session's breakpoints as the other parts use them (breakpoints.ts). */
+export interface SessionBreakpoints {
+  get(clientId: string): BreakpointEntry | undefined;
+  has(clientId: string): boolean;
+  all(): IterableIterator<[string, BreakpointEntry]>;
+  ids(): string[];
+  v8Ids(): string[];
+  clientRemoves(params: Record<string, unknown>): void;
+  answered(pending: ClientPending, message: CdpMessage): void;
+  sortHits(raw: unknown): { live: string[]; quiet: string[] };
+  rate(clientId: string): BreakpointRates;
+  skipped(ids: readonly string[]): void;
+  throttleNotice(breakpointId: string, reason: string, until?: number): void;
+  removedNotice(breakpointId: string, reason: string): void;
+  throttle(clientId: string, until: number, reason: string, notify: boolean): void;
+  retire(clientId: string, why?: string): BreakpointEntry | undefined;
+  park(why: string): { parked: string[]; changes: Promise<unknown>[] };
+  parkedIds(): string[];
+  unpark(why: string): void;
+  stopThrottles(): void;
+  clear(): void;
+}
+
+/** The session's pauses as the other parts use them (pauses.ts). */
+export interface SessionPauses {
+  paused: boolean;
+  ownPause: boolean;
+  clientAbsent: boolean;
+  onRequest(decision: Forward): void;
+  onClientFrame(): void;
+  hold(text: string): boolean;
+  onResumed(): boolean;
+  onPaused(message: CdpMessage): Promise<void>;
+  conditionHolds(breakpointId: string, condition: string, frame: PausedFrameInput | undefined): Promise<boolean>;
+  chargeHeldPause(breakpointIds: readonly string[], ms: number): void;
+  forgetBudget(breakpointId: string): void;
+  armForeignPauseWatchdog(): void;
+  stop(): void;
 }

@@ -11,7 +11,7 @@ import { TargetScreen } from '../gate/targetScreen';
 import { Breakpoints } from './breakpoints';
 import { ClientRelay } from './clientRelay';
 import type { SessionContext } from './context';
-import { v8Evaluation } from './evaluation';
+import { frameEvaluation } from './evaluation';
 import { ClientHeartbeat } from './heartbeat';
 import { RecordLabels } from './labels';
 import { Pauses } from './pauses';
@@ -79,6 +79,7 @@ export class DebugSession {
     const now = () => this.options.clock();
     const isEnding = () => this.ending !== undefined;
     const record = (type: EventType, data: Record<string, unknown>) => this.record(type, data);
+    const evaluationKind = options.grant.evaluation === 'v8' ? 'v8' : 'loupe';
     this.channel = new TargetChannel({ socket: options.targetSocket, limits: options.limits, now, isEnding, record, onUnresponsive: () => void this.end('target_unresponsive') });
     const shared: Omit<SessionContext, 'breakpoints' | 'pauses'> = {
       sessionId: options.sessionId,
@@ -96,15 +97,16 @@ export class DebugSession {
       fault: (where, err, frame) => this.fault(where, err, frame),
       channel: this.channel,
       labels: new RecordLabels(),
-      // The evaluation hook: conditions, logpoint parts and the reachable-values probe go through it.
-      evaluation: v8Evaluation(this.channel, options.limits.conditionTimeoutMs),
+      // The one switch between Loupe expressions (the default) and V8 evaluation (a grant's privilege): console,
+      // watch, hover, conditions and logpoints all go through it.
+      evaluation: frameEvaluation({ kind: evaluationKind, channel: this.channel, limits: options.limits, redactor: this.redactor, target: () => this.options.target }),
     };
     // The parts reach each other through the context only when a frame is handled, after all are built.
     const context = shared as { -readonly [K in keyof SessionContext]: SessionContext[K] };
     context.breakpoints = new Breakpoints(context);
     context.pauses = new Pauses(context);
     this.context = context;
-    const screen = new TargetScreen({ grant: options.grant, target: context.target, redactor: this.redactor, limits: options.limits });
+    const screen = new TargetScreen({ grant: options.grant, target: context.target, redactor: this.redactor, limits: options.limits, evaluation: evaluationKind });
     this.fromClient = new ClientRelay(context, screen);
     this.fromTarget = new TargetRelay(context, options.grant.mode === 'snapshot' ? new SnapshotMode(context) : undefined);
   }

@@ -20,28 +20,18 @@ export async function emitLogpoint(context: SessionContext, breakpointId: string
     return;
   }
   // One budget for the whole hit (condition and every part), not one per part: conditionTimeoutMs. It is a
-  // duration of real work in the target, measured finely.
+  // duration of real work, measured finely.
   const budgetMs = context.limits.conditionTimeoutMs;
   const started = performance.now();
-  if (entry.condition !== undefined && !(await context.evaluation.condition(frame.callFrameId, entry.condition)).value) return;
+  if (entry.condition !== undefined && !(await context.pauses.conditionHolds(breakpointId, entry.condition, frame))) return;
   state.lastCaptureAt = context.now();
   // Like a capture: out of V8 until the next message is due, so hits in between cost the target nothing.
   breakpoints.throttle(breakpointId, state.lastCaptureAt + limits.minIntervalMs, rateLimit, false);
-  const template = entry.logpoint!;
-  const values: string[] = [];
-  let skippedParts = 0;
-  for (const expression of template.expressions) {
-    const leftMs = Math.floor(budgetMs - (performance.now() - started));
-    if (leftMs < 1) {
-      values.push('<skipped: budget>');
-      skippedParts++;
-      continue;
-    }
-    values.push(await context.evaluation.logpointPart(frame.callFrameId, expression, leftMs));
-  }
-  const message = template.literals.map((literal, i) => literal + (values[i] ?? '')).join('');
+  const leftMs = Math.floor(budgetMs - (performance.now() - started));
+  // A part that reads a redacted value prints the marker (Loupe expressions) in its place.
+  const { message, skippedParts, tainted } = await context.evaluation.logpoint(frame.callFrameId, entry.logpoint!, leftMs);
   const where = `${frame.functionName || '(anonymous)'} (${safeText(context.labels.urlOf(frame) ?? '').split('/').pop()}:${frame.location.lineNumber + 1})`;
   const ms = Math.round((performance.now() - started) * 10) / 10;
-  context.record('cdp.logpoint', { breakpointId, message, frame: where, skipped: state.skipped, ms, ...(skippedParts > 0 ? { skippedParts, budgetMs } : {}) }).catch(() => undefined);
+  context.record('cdp.logpoint', { breakpointId, message, frame: where, skipped: state.skipped, ms, ...(skippedParts > 0 ? { skippedParts, budgetMs } : {}), ...(tainted && tainted.length > 0 ? { tainted } : {}) }).catch(() => undefined);
   context.notify('Loupe.logpoint', { breakpointId, message, frame: where, time: new Date(context.now()).toISOString() }, true);
 }

@@ -6,7 +6,8 @@
  */
 import type { PausedFrameInput, CdpMessage } from '../gate/targetFrame';
 import type { Forward } from '../gate/targetScreen';
-import type { SessionContext } from './context';
+import type { SessionContext, SessionPauses } from './context';
+import type { ConditionVerdict } from './evaluation';
 import { emitLogpoint } from './logpoints';
 
 /**
@@ -16,7 +17,7 @@ import { emitLogpoint } from './logpoints';
  */
 export const foreignPauseGraceMs = 2000;
 
-export class Pauses {
+export class Pauses implements SessionPauses {
   /** The target is paused in a pause the client was shown. */
   paused = false;
   /**
@@ -122,10 +123,24 @@ export class Pauses {
     this.forwardPause(message, JSON.stringify({ ...message, params: { ...params, hitBreakpoints: passed } }), passed);
   }
 
-  /** Evaluates a breakpoint's condition in the paused frame (see evaluation.ts) and records the verdict. */
+  /**
+   * Evaluates a breakpoint's condition in the paused frame (see evaluation.ts) and records the verdict. A condition
+   * whose value depends on a redacted field never decides a pause (a pause would answer a question about the
+   * secret): its breakpoint is disabled, and the client told which field.
+   */
   async conditionHolds(breakpointId: string, condition: string, frame: PausedFrameInput | undefined): Promise<boolean> {
-    const verdict = frame ? await this.context.evaluation.condition(frame.callFrameId, condition) : { value: false, detail: 'no call frame' };
-    this.context.record('cdp.breakpoint.condition', { breakpointId, condition, value: verdict.value, ...(verdict.detail ? { detail: verdict.detail } : {}) }).catch(() => undefined);
+    const { context } = this;
+    const verdict: ConditionVerdict = frame ? await context.evaluation.condition(frame.callFrameId, condition) : { value: false, detail: 'no call frame' };
+    const cost = verdict.reads !== undefined ? { reads: verdict.reads, steps: verdict.steps } : {};
+    context.record('cdp.breakpoint.condition', { breakpointId, condition, value: verdict.value, ...(verdict.detail ? { detail: verdict.detail } : {}), ...cost }).catch(() => undefined);
+    if (verdict.tainted !== undefined && context.breakpoints.has(breakpointId)) {
+      const field = verdict.tainted;
+      const reason = `disabled: its condition depends on the redacted field "${field}", and a pause must never depend on a redacted value`;
+      context.breakpoints.retire(breakpointId, `breakpoint ${reason}`);
+      context.record('cdp.breakpoint.disabled', { breakpointId, reason, field, condition }).catch(() => undefined);
+      context.notify('Loupe.breakpointDisabled', { breakpointId, reason, field }, false);
+      return false;
+    }
     return verdict.value;
   }
 

@@ -4,6 +4,7 @@
  * a broker command: settled) and an event to the client, except pauses, which the session's pause handling or
  * snapshot mode decides.
  */
+import type { Protocol } from 'devtools-protocol';
 import { capResult, isRecord, maxTargetNesting, nestedDeeperThan, oversizedAnswerError, oversizedFrameIsRead, targetMessageProblem, unusableAnswerError, wellFormedFrames, type CdpMessage } from '../gate/targetFrame';
 import type { SessionContext } from './context';
 import { isExceptionPause, learnAtExceptionPause, learnAtPause } from './exceptionLearning';
@@ -144,6 +145,7 @@ export class TargetRelay {
     if (message.method === 'Debugger.scriptParsed' && typeof message.params?.scriptId === 'string' && typeof message.params.url === 'string') {
       this.context.labels.scriptUrls.set(message.params.scriptId, message.params.url);
     }
+    if (message.method === 'Debugger.resumed') this.context.evaluation.resumed();
     if (message.method === 'Debugger.resumed' && !this.context.pauses.onResumed()) return;
     let text = raw.toString('utf8');
     if (message.method === 'Runtime.consoleAPICalled' || message.method === 'Runtime.exceptionThrown' || message.method === 'Log.entryAdded') {
@@ -154,6 +156,10 @@ export class TargetRelay {
   }
 
   private async onPaused(message: CdpMessage): Promise<void> {
+    // The evaluator resolves names in the frames as the target sent them (redaction below changes the copy the
+    // client gets); its scopes are read ahead only where a client may evaluate in them.
+    const frames = message.params!.callFrames as Protocol.Debugger.CallFrame[];
+    this.context.evaluation.paused(structuredClone(frames), !this.snapshots);
     // An exception's text can carry a value the redactor has not met yet: the frames' values are learned first
     // (the answers to the learning's reads are handled meanwhile; events wait).
     const learning = isExceptionPause(message.params) && this.context.redactor.active;

@@ -1,11 +1,12 @@
 /**
  * What the broker says about a breakpoint on its own initiative, as Debug Console lines: a broker logpoint's
  * message, hits skipped inside its rate limits, a breakpoint removed at its capture limit or suspended for
- * costing the target more than the pause budget (then it shows unverified with the reason).
+ * costing the target more than the pause budget, or disabled because its condition depends on a redacted value
+ * (then it shows unverified with the reason).
  */
 import type { DebugProtocol } from '@vscode/debugprotocol';
 import type { BreakpointTable } from './breakpoints';
-import type { LogpointEvent, SuspendedEvent, ThrottledEvent } from './runtime';
+import type { DisabledEvent, LogpointEvent, SuspendedEvent, ThrottledEvent } from './runtime';
 
 /** A throttle notice repeats (with the count of skipped hits) at most this often per breakpoint and reason. */
 const throttleNoticeIntervalMs = 30_000;
@@ -56,6 +57,16 @@ export class BrokerNotices {
     const why = p.reason.replace(/^suspended:\s*/, '');
     const text = `Loupe: the ${kind} at ${this.breakpoints.where(record, p.breakpointId)} was suspended by the broker: ${why}. It no longer fires; make its condition rarer or remove it.\n`;
     const then = record ? () => this.breakpoints.removedByBroker(record, p.breakpointId, `Suspended by Loupe: ${why}`) : undefined;
+    return { text, category: 'important', ...(then ? { then } : {}) };
+  }
+
+  /** A breakpoint whose condition depends on a redacted field: removed by the broker, since a pause on it would tell the secret. */
+  disabled(p: DisabledEvent): Notice {
+    const record = this.breakpoints.get(p.breakpointId);
+    const kind = record?.logMessage !== undefined ? 'logpoint' : 'breakpoint';
+    const why = `its condition depends on the redacted field "${p.field}", and a pause must never depend on a redacted value`;
+    const text = `Loupe: the ${kind} at ${this.breakpoints.where(record, p.breakpointId)} was disabled by the broker: ${why}. It no longer fires; write a condition on values that are not redacted.\n`;
+    const then = record ? () => this.breakpoints.removedByBroker(record, p.breakpointId, `Disabled by Loupe: ${why}`) : undefined;
     return { text, category: 'important', ...(then ? { then } : {}) };
   }
 }

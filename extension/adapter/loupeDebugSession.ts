@@ -110,6 +110,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
     runtime.on('logpoint', (p) => this.notice(this.notices?.logpoint(p)));
     runtime.on('throttled', (p) => this.notice(this.notices?.throttled(p)));
     runtime.on('suspended', (p) => this.notice(this.notices?.suspended(p)));
+    runtime.on('disabled', (p) => this.notice(this.notices?.disabled(p)));
     // Until the user acts again, the broker holds no pause for this session: say so, or a user waiting for the next hit waits forever.
     runtime.on('parked', (p) => this.output(`Loupe: ${p.reason}. Any action here (an evaluation, a breakpoint change, a pause) turns them back on.\n`, 'important'));
     runtime.on('exception', ({ exceptionDetails: d }) => this.output(`Uncaught ${d?.exception?.description ?? d?.text ?? 'exception'}\n`, 'stderr'));

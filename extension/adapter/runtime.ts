@@ -9,13 +9,14 @@ import { EventEmitter } from 'node:events';
 import type { Protocol } from 'devtools-protocol';
 import { CdpConnection, type CloseInfo } from './cdpConnection';
 import type { SnapshotCapture } from './snapshots';
-import type { BreakpointSuspendedParams, BreakpointsParkedParams, LogpointParams, SnapshotThrottledParams } from '../../common/session';
+import type { BreakpointDisabledParams, BreakpointSuspendedParams, BreakpointsParkedParams, LogpointParams, SnapshotThrottledParams } from '../../common/session';
 
 // ---- the broker's own events (Loupe.*): their params as the broker defines them ----
 
 export type LogpointEvent = LogpointParams;
 export type ThrottledEvent = SnapshotThrottledParams;
 export type SuspendedEvent = BreakpointSuspendedParams;
+export type DisabledEvent = BreakpointDisabledParams;
 export type ParkedEvent = BreakpointsParkedParams;
 
 export interface RuntimeEvents {
@@ -29,6 +30,7 @@ export interface RuntimeEvents {
   logpoint: [LogpointEvent];
   throttled: [ThrottledEvent];
   suspended: [SuspendedEvent];
+  disabled: [DisabledEvent];
   parked: [ParkedEvent];
   closed: [CloseInfo];
 }
@@ -55,6 +57,7 @@ export class LoupeRuntime extends EventEmitter<RuntimeEvents> {
     cdp.on('Loupe.logpoint', (p) => this.emit('logpoint', p));
     cdp.on('Loupe.snapshotThrottled', (p) => this.emit('throttled', p));
     cdp.on('Loupe.breakpointSuspended', (p) => this.emit('suspended', p));
+    cdp.on('Loupe.breakpointDisabled', (p) => this.emit('disabled', p));
     cdp.on('Loupe.breakpointsParked', (p) => this.emit('parked', p));
     void cdp.closed.then((info) => this.emit('closed', info));
   }

@@ -394,14 +394,48 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       assert.equal(set.body.breakpoints[0]!.verified, true, JSON.stringify(set.body));
       await waitFor(() => outputEvents.some((o) => o.body.output.startsWith('snap order-')), { intervalMs: 50 });
       const logged = outputEvents.find((o) => o.body.output.startsWith('snap order-'))!;
-      // toUpperCase is a side effect for V8's check: refused by the broker in the message, the rest evaluated
-      assert.match(logged.body.output, /^snap order-\d+ for (Ada|Grace) upper=<refused: side effect>\n$/);
+      // Loupe expressions: the broker interprets each part (string built-ins included; V8's side-effect check
+      // refused toUpperCase here, a V8 evaluation grant still does)
+      assert.match(logged.body.output, /^snap order-\d+ for (Ada|Grace) upper=ORDER-\d+\n$/);
       assert.equal(logged.body.category, 'console');
       assert.equal(logged.body.source?.path, serviceTs);
       assert.equal(logged.body.line, handleLine);
       await service.target.ticksAdvance(3);
       assert.equal(events.filter((e) => e.event === 'stopped').length, 0, 'a logpoint never shows a stop');
       assert.equal(service.target.proc.exitCode, null, 'and the target is still there');
+    } finally {
+      await close(dc);
+    }
+  });
+
+  it('Loupe expressions in the Debug Console: read around a redacted field, the marker for it; a condition on it disables the breakpoint with the notice', async () => {
+    const { dc, output } = await open();
+    const changed: DebugProtocol.BreakpointEvent[] = [];
+    dc.on('breakpoint', (e: DebugProtocol.BreakpointEvent) => changed.push(e));
+    try {
+      const handleLine = line(serviceTs, 'handle');
+      const stopping = dc.waitForEvent('stopped');
+      await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine }] });
+      await stopping;
+      const { top } = await topFrame(dc);
+      // Interpreted by the broker: string built-ins on a value that is not redacted work as in JavaScript.
+      const domain = await dc.evaluateRequest({ expression: 'user.email.split("@")[1]', frameId: top.id, context: 'repl' });
+      assert.equal(domain.body.result, '"example.com"');
+      // Anything computed from a redacted value is the marker, its length too.
+      const length = await dc.evaluateRequest({ expression: 'user.password.length', frameId: top.id, context: 'repl' });
+      assert.match(length.body.result, /\[redacted: password\]/);
+      assert.ok(!length.body.result.includes('28'), length.body.result);
+      // A condition whose value depends on the password never decides a pause: the breakpoint is disabled.
+      const set = await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine, condition: 'user.password.length > 3' }] });
+      const id = set.body.breakpoints[0]!.id;
+      assert.equal(set.body.breakpoints[0]!.verified, true, JSON.stringify(set.body));
+      await dc.continueRequest({ threadId: 1 });
+      await waitFor(() => changed.some((e) => e.body.breakpoint.id === id && !e.body.breakpoint.verified), { intervalMs: 50 });
+      const disabled = changed.find((e) => e.body.breakpoint.id === id && !e.body.breakpoint.verified)!.body.breakpoint;
+      assert.match(disabled.message ?? '', /^Disabled by Loupe: its condition depends on the redacted field "password"/);
+      assert.ok(output.some((o) => /^Loupe: the breakpoint at service\.ts:\d+ was disabled by the broker: its condition depends on the redacted field "password"/.test(o)), output.join(''));
+      // The target runs on: the breakpoint is out of V8.
+      await service.target.ticksAdvance(3);
     } finally {
       await close(dc);
     }

@@ -68,6 +68,7 @@ test(`${refusedStatically.length} constructs outside the subset are refused befo
 test('constructs that only turn out to be app code at run time are refused when met', async () => {
   const cases: [string, RegExp][] = [
     ['hostile.a', /Proxy\(Object\) is a Proxy: Loupe never reads through one/],
+    ['gadget.summary', /the property "summary" is a getter: reading it would run app code/],
     ['order.toString()', /calling Object\.toString\(\) would run app code/],
     ['`${order}`', /turning the object Object into a primitive would run its toString\/valueOf \(app code\)/],
     ["order.customer + ''", /would run its toString/],

@@ -163,7 +163,6 @@ export const shapes: readonly [string, unknown][] = [
   ['typeof config.services[0].credentials', 'object'],
   ['[...sessionTokens.keys()].length', 2],
   ['typeof settings.get("apiKey")', 'string'],
-  ['gadget.summary', '(getter)'],
   ['typeof arguments', 'object'],
   ['arguments.length', 2],
   ['typeof cvv', 'number'],

@@ -30,6 +30,16 @@ async function endedSessionLog(broker: TestBroker): Promise<any[]> {
   return broker.sessionEvents();
 }
 
+/**
+ * A policy whose rule lets the developer ask for V8 evaluation (a grant's privilege): the tests about the bounds of
+ * V8's own answers and work (the target's frame bound, an evaluation V8 cannot cut short) run under it.
+ */
+function v8Policy(inspector: string, overrides: Record<string, unknown> = {}) {
+  const base = basePolicy(inspector, overrides);
+  return { ...base, targets: { app: { ...base.targets.app, access: [{ role: 'dev', modes: ['pause', 'snapshot'], evaluation: ['loupe', 'v8'], maxDuration: '10m' }] } } };
+}
+const v8Grant = { evaluation: 'v8' } as never;
+
 const percentile = (values: number[], p: number) => [...values].sort((a, b) => a - b)[Math.min(values.length - 1, Math.floor((values.length * p) / 100))]!;
 
 describe('no session stalls the broker or holds the target beyond its bounds', () => {
@@ -45,8 +55,8 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
 
   it('/healthz answers within 50 ms p99 while a session reads huge, hostile results and runs a many-part logpoint', async () => {
     target = await startTarget();
-    broker = await startTestBroker(basePolicy(target.inspector));
-    ({ client } = await broker.attach());
+    broker = await startTestBroker(v8Policy(target.inspector));
+    ({ client } = await broker.attach(v8Grant));
     await client.call('Runtime.enable');
     await client.call('Debugger.enable');
     // Ten parts that V8 cannot cut short, on a line the target runs every 20 ms (a hit a second, the rate limit).
@@ -133,8 +143,8 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
 
   it('a logpoint has one budget per hit for all its parts, and at most 10 parts', async () => {
     target = await startTarget();
-    broker = await startTestBroker(basePolicy(target.inspector));
-    ({ client } = await broker.attach());
+    broker = await startTestBroker(v8Policy(target.inspector));
+    ({ client } = await broker.attach(v8Grant));
     await client.call('Debugger.enable');
     const tooMany = await client.send('Loupe.setLogpoint', { lineNumber: appLine, urlRegex: 'app\\.js$', logMessage: Array.from({ length: 11 }, (_, i) => `{${i}}`).join(' ') });
     assert.equal(tooMany.error?.message, 'Loupe.setLogpoint refused: the message has 11 {expressions}; a logpoint may have at most 10, each hit holds the target while they run');
@@ -155,8 +165,8 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
 
   it('a target that stops answering ends the session (4010), recorded, with an alert, and the next user attaches', async () => {
     target = await startTarget();
-    broker = await startTestBroker(basePolicy(target.inspector, { limits: { targetResponseSeconds: 2 } }));
-    ({ client } = await broker.attach());
+    broker = await startTestBroker(v8Policy(target.inspector, { limits: { targetResponseSeconds: 2 } }));
+    ({ client } = await broker.attach(v8Grant));
     await client.call('Runtime.enable');
     // V8 cannot interrupt the fill: the evaluation's 1 s timeout does not stop it, and the target answers nothing
     // for about 20 s (measured on this machine; 5e7 took 57 s).

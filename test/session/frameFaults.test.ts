@@ -16,6 +16,17 @@ import { basePolicy, startTestBroker, type TestBroker } from '../support/testBro
 import { brokerUrl } from '../support/brokerProcess';
 import { waitFor, withTimeout } from '../support/wait';
 
+/**
+ * A policy whose rule lets the developer ask for V8 evaluation (a grant's privilege, grant.evaluation 'v8'): the
+ * tests about V8's own evaluation (its side-effect check, its timeout, the target's answers to it) run under it.
+ */
+function v8Policy(inspector: string, overrides: Record<string, unknown> = {}) {
+  const base = basePolicy(inspector, overrides);
+  return { ...base, targets: { ...base.targets, app: { ...base.targets.app, access: [{ role: 'dev', modes: ['pause', 'snapshot'], evaluation: ['loupe', 'v8'], maxDuration: '10m' }] } } };
+}
+const v8Grant = { evaluation: 'v8' } as never;
+
+
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 
 /** Frames whose method or params name members of Object.prototype: each once crashed the broker process. */
@@ -185,7 +196,8 @@ describe('a hostile target answer that nests deeper than V8 ever does is refused
   let broker: TestBroker;
   before(async () => {
     hostile = await startHostileTarget();
-    broker = await startTestBroker(basePolicy(hostile.inspector));
+    // The hostile answers are to Runtime.evaluate, which V8 answers only under a V8 evaluation grant.
+    broker = await startTestBroker(v8Policy(hostile.inspector));
   });
   after(async () => {
     await broker.close();
@@ -206,7 +218,7 @@ describe('a hostile target answer that nests deeper than V8 ever does is refused
   it('the request gets an error that says why, the session carries on, the frame is on the record', async () => {
     const depth = 200_000;
     hostile.answer = (request) => (request.method === 'Runtime.evaluate' && !(request.params as { silent?: boolean }).silent ? [`{"id":${request.id},"result":{"result":{"type":"object","value":${'['.repeat(depth)}${']'.repeat(depth)}}}}`] : defaultAnswer(request));
-    const { client } = await broker.attach();
+    const { client } = await broker.attach(v8Grant);
     const reply = await client.send('Runtime.evaluate', { expression: '1' });
     assert.match(reply.error?.message ?? '', /^Runtime\.evaluate: the target answered with a malformed message \(nested deeper than 1100 levels\)/);
     assert.deepEqual(await client.call('Runtime.getHeapUsage'), {});
@@ -233,7 +245,8 @@ describe('the broker process (loupe broker, dist/cli.js) survives hostile frames
     hostile = await startHostileTarget();
     dir = mkdtempSync(join(tmpdir(), 'loupe-faults-'));
     const policy = basePolicy(target.inspector);
-    policy.targets.hostile = { ...policy.targets.app, inspector: hostile.inspector };
+    // The poisoned answer is to Runtime.evaluate, which V8 answers only under a V8 evaluation grant.
+    policy.targets.hostile = { ...policy.targets.app, inspector: hostile.inspector, access: [{ role: 'dev', modes: ['pause'], evaluation: ['loupe', 'v8'], maxDuration: '10m' }] };
     const configFile = join(dir, 'loupe.yaml');
     writeFileSync(configFile, stringify({ ...policy, stateDir: join(dir, 'state') }));
     const proc = spawn(process.execPath, [join(__dirname, '..', '..', 'dist', 'cli.js'), 'broker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -244,7 +257,8 @@ describe('the broker process (loupe broker, dist/cli.js) survives hostile frames
       const config = parseConfigText(readFileSync(configFile, 'utf8'), dir);
       const token = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
       const connect = async (targetName: string) => {
-        const res = await fetch(`${url}/v1/grants`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: targetName, mode: 'pause', durationSeconds: 300, reason: 'fault test' }) });
+        const evaluation = targetName === 'hostile' ? { evaluation: 'v8' } : {};
+        const res = await fetch(`${url}/v1/grants`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: targetName, mode: 'pause', durationSeconds: 300, reason: 'fault test', ...evaluation }) });
         const grant = (await res.json()) as { attachUrl: string; token: string };
         return CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` });
       };

@@ -182,10 +182,14 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     frozen = Date.now();
     const hostile = await client.send('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} x={globalThis.x = 1}' });
     assert.match(hostile.error!.message, /^Loupe\.setLogpoint refused: logpoint expression "globalThis\.x = 1" assignment changes program state$/);
-    const set = await client.call('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} long={long.length} sneaky={Object.defineProperty(globalThis, "x", { value: 1 })}' });
+    // A part that is not a Loupe expression is refused when the logpoint is set.
+    const notLoupe = await client.send('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} sneaky={Object.defineProperty(globalThis, "x", { value: 1 })}' });
+    assert.match(notLoupe.error!.message, /^(Loupe\.setLogpoint|Debugger\.setBreakpointByUrl) refused: logpoint expression "Object\.defineProperty.*is not a Loupe expression: .*Object\.defineProperty is not one of Loupe's built-ins/);
+    // A part that turns out to need app code (a getter) is refused in the message; the rest is evaluated by the broker.
+    const set = await client.call('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} long={long.length} sneaky={withGetter.boom}' });
     const first = await client.waitEvent('Loupe.logpoint');
     assert.equal(first.params.breakpointId, set.breakpointId);
-    assert.match(first.params.message, /^n=\d+ long=1000 sneaky=<refused: side effect>$/);
+    assert.match(first.params.message, /^n=\d+ long=1000 sneaky=<refused: the property "boom" is a getter: reading it would run app code[^>]*>$/);
     assert.match(first.params.frame, /^handle \(snapshot-app\.js:\d+\)$/);
     const logs = () => client.events.filter((e) => e.method === 'Loupe.logpoint').length;
     await target.ticksAdvance(40, 1000); // the target keeps running
