@@ -282,7 +282,8 @@ export class Interpreter {
     if (ctx.frame) {
       for (const [index, s] of ctx.frame.scopeChain.entries()) {
         if (!s.object.objectId) continue;
-        const read = await ctx.reader.getProperties(s.object.objectId, ctx.spend);
+        // With previews: a value found in a scope is answered with its preview, as V8 answers it.
+        const read = await ctx.reader.getProperties(s.object.objectId, ctx.spend, true);
         const found = read.result.find((d) => d.name === name && !d.symbol);
         if (!found) continue;
         let taint = childTaint(ctx, undefined, name);

@@ -58,14 +58,15 @@ export class TargetReader {
   prefetchScopes(frame: { scopeChain: readonly { type: string; object: { objectId?: string } }[] }): void {
     for (const scope of frame.scopeChain) {
       const objectId = scope.object.objectId;
-      if (!objectId || scope.type === 'global' || this.cache.has(objectId)) continue;
-      const read = this.send('Runtime.getProperties', { objectId, ownProperties: true, accessorPropertiesOnly: false, generatePreview: false }).then((r) => ({
+      const key = `${objectId} preview`;
+      if (!objectId || scope.type === 'global' || this.cache.has(key)) continue;
+      const read = this.send('Runtime.getProperties', { objectId, ownProperties: true, accessorPropertiesOnly: false, generatePreview: true }).then((r) => ({
         result: Array.isArray(r?.result) ? r.result : [],
         internalProperties: Array.isArray(r?.internalProperties) ? r.internalProperties : undefined,
         privateProperties: Array.isArray(r?.privateProperties) ? r.privateProperties : undefined,
       }));
-      this.cache.set(objectId, read);
-      read.catch(() => this.cache.delete(objectId));
+      this.cache.set(key, read);
+      read.catch(() => this.cache.delete(key));
     }
   }
 

@@ -109,8 +109,11 @@ export class TargetRelay {
     if (!pending) return;
     // Bounded before anything reads it; a script's source is code and goes whole. A quiet command's answer is
     // read by the broker alone (the redaction probe): only its size is recorded.
+    // A quiet command's answer (the interpreter's reads, the learning reads) is the broker's alone and is used whole:
+    // cut to evaluation.maxResultBytes, a read of the global object would lose names. The frame bound still holds.
     const read = () => {
-      if (pending.method !== 'Debugger.getScriptSource') this.redactBounded(message.result, () => (pending.origin === 'broker' && pending.quiet) || this.context.redactor.response(pending.method, message.result));
+      if (pending.method === 'Debugger.getScriptSource' || (pending.origin === 'broker' && pending.quiet)) return;
+      this.redactBounded(message.result, () => this.context.redactor.response(pending.method, message.result));
     };
     if (pending.origin === 'broker') return this.context.channel.settle(message.id!, pending, message, raw.length, read);
     read();

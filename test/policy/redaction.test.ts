@@ -12,8 +12,8 @@ const line = markerLine(app, 'handle');
 const leaks = /SECRET|4111[ -]?1111|078-05-1120/;
 
 /** Attaches, records every frame the client receives, and pauses at the fixture's breakpoint. */
-async function pausedSession(broker: TestBroker, mode: 'pause' | 'snapshot' = 'pause') {
-  const { client, grant } = await broker.attach({ mode });
+async function pausedSession(broker: TestBroker, mode: 'pause' | 'snapshot' = 'pause', evaluation: 'loupe' | 'v8' = 'loupe') {
+  const { client, grant } = await broker.attach({ mode, evaluation } as never);
   const frames: string[] = [];
   client.socket.on('message', (data) => frames.push(data.toString()));
   await client.call('Runtime.enable');
@@ -29,6 +29,9 @@ describe('redaction', () => {
   before(async () => {
     target = await startTarget(app);
     const policy = basePolicy(target.inspector);
+    // The first test is about the privileged V8 path, whose redaction works after the fact (Loupe expressions are
+    // attacked in test/eval/adversarial.test.ts).
+    policy.targets.app.access = [{ role: 'dev', modes: ['pause', 'snapshot'], evaluation: ['loupe', 'v8'], maxDuration: '10m' }];
     // A generous capture budget, so a loaded machine still expands the objects whose fields are checked.
     policy.targets.app.snapshot = { timeBudgetMs: 1000 };
     broker = await startTestBroker(policy);
@@ -40,8 +43,8 @@ describe('redaction', () => {
     await target.stop();
   });
 
-  it('hides sensitive values in variables, previews, Map entries, evaluations and the routes around names', async () => {
-    const { client, frames, breakpointId, ended } = await pausedSession(broker);
+  it('hides sensitive values in variables, previews, Map entries, and in V8 evaluations (the privilege) on the routes around names', async () => {
+    const { client, frames, breakpointId, ended } = await pausedSession(broker, 'pause', 'v8');
     const paused = await client.waitEvent('Debugger.paused');
     const frame = paused.params.callFrames[0];
     const callFrameId = frame.callFrameId;
