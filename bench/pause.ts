@@ -94,7 +94,10 @@ export async function benchPause(scratch: string, counts: PauseCounts, tmpfsDir:
   try {
     const policyFor = (one: TargetProcess, five: TargetProcess) => {
       const base = basePolicy(one.inspector);
-      return { ...base, targets: { snap1: { ...base.targets.app, inspector: one.inspector, snapshot: snapshotLimits(1) }, snap5: { ...base.targets.app, inspector: five.inspector, snapshot: snapshotLimits(5) } } };
+      return {
+        ...base,
+        targets: { snap1: { ...base.targets.app, inspector: one.inspector, snapshot: snapshotLimits(1) }, snap5: { ...base.targets.app, inspector: five.inspector, snapshot: snapshotLimits(5) } },
+      };
     };
     const diskPolicy = policyFor(byVariant.get('snap1')!, byVariant.get('snap5')!);
     // The budget only charges pauses that capture nothing (condition checks, throttled hits): (b) and (c) are unaffected.
@@ -152,7 +155,14 @@ export async function benchPause(scratch: string, counts: PauseCounts, tmpfsDir:
         if (keep) {
           for (const e of path.session.events.filter((x) => x.method === 'Loupe.snapshotCaptured').slice(before, before + n)) {
             const c = e.params;
-            path.captures.push({ pauseMs: c.pauseMs, durationMs: c.durationMs, bytes: c.bytes, truncated: c.truncated, frames: c.frames.length, expanded: c.frames.filter((f: { scopes?: unknown }) => f.scopes).length });
+            path.captures.push({
+              pauseMs: c.pauseMs,
+              durationMs: c.durationMs,
+              bytes: c.bytes,
+              truncated: c.truncated,
+              frames: c.frames.length,
+              expanded: c.frames.filter((f: { scopes?: unknown }) => f.scopes).length,
+            });
           }
         }
         // The client keeps every event; drop the measured ones so memory stays flat.
@@ -192,7 +202,11 @@ export async function benchPause(scratch: string, counts: PauseCounts, tmpfsDir:
           : {}),
       };
     };
-    return { line: line + 1, gapMs: counts.gapMs, variants: Object.fromEntries(paths.map((p) => [p.variant, check(p)])) as Record<PauseVariant, ReturnType<typeof check> & { brokerPauseMs?: Summary }> };
+    return {
+      line: line + 1,
+      gapMs: counts.gapMs,
+      variants: Object.fromEntries(paths.map((p) => [p.variant, check(p)])) as Record<PauseVariant, ReturnType<typeof check> & { brokerPauseMs?: Summary }>,
+    };
   } finally {
     for (const c of clients) await c.close().catch(() => undefined);
     for (const b of brokers) {

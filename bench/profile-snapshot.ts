@@ -72,7 +72,10 @@ async function main(): Promise<void> {
       byTargetId.set(this.nextTargetId, t);
       if (recording) timed.push(t);
       const result = original.apply(this, args);
-      void result.then(() => (t.resolved = nowMs()), () => (t.resolved = nowMs()));
+      void result.then(
+        () => (t.resolved = nowMs()),
+        () => (t.resolved = nowMs()),
+      );
       return result;
     };
   for (const [name, original] of Object.entries(originals)) proto[name] = wrap(original);

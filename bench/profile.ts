@@ -40,7 +40,11 @@ async function main(): Promise<void> {
     wal.append = (record: WalRecord) => {
       const start = nowMs();
       const done = original(record);
-      if (recording && record.t === 'event') void done.then(() => appendMs.push(nowMs() - start), () => undefined);
+      if (recording && record.t === 'event')
+        void done.then(
+          () => appendMs.push(nowMs() - start),
+          () => undefined,
+        );
       return done;
     };
     const grant = await tb.grant('dev', ['devs']);

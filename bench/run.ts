@@ -68,7 +68,11 @@ const variantNames: Record<Variant, string> = {
 /** tmpfs, for the decomposition variant (d'): the same broker with fdatasync made nearly free. Not a durable setup. */
 const tmpfsDir = (() => {
   try {
-    return readFileSync('/proc/mounts', 'utf8').split('\n').some((l) => l.split(' ')[1] === '/dev/shm' && l.split(' ')[2] === 'tmpfs') ? '/dev/shm' : undefined;
+    return readFileSync('/proc/mounts', 'utf8')
+      .split('\n')
+      .some((l) => l.split(' ')[1] === '/dev/shm' && l.split(' ')[2] === 'tmpfs')
+      ? '/dev/shm'
+      : undefined;
   } catch {
     return undefined;
   }
@@ -136,7 +140,10 @@ function countStoredEvents(storeDir: string): number {
     for (const name of readdirSync(dir)) {
       const path = join(dir, name);
       if (statSync(path).isDirectory()) walk(path);
-      else if (/chunk-\d+-\d+\.ndjson$/.test(name)) count += readFileSync(path, 'utf8').split('\n').filter((l) => l && !l.startsWith('{"type":"seal"')).length;
+      else if (/chunk-\d+-\d+\.ndjson$/.test(name))
+        count += readFileSync(path, 'utf8')
+          .split('\n')
+          .filter((l) => l && !l.startsWith('{"type":"seal"')).length;
     }
   };
   try {
@@ -298,8 +305,22 @@ async function benchAudit(scratch: string, key: SigningKey) {
   const perEvent = (batches: number[], size: number) => summarize(batches.map((ms) => (ms * 1000) / size));
   return {
     checksum: sink,
-    baseline: { events: counts.auditEvents, ms: baselineMs, eventsPerSecond: (counts.auditEvents / baselineMs) * 1000, usPerEvent: perEvent(baselineBatches, counts.auditInFlight), batchMs: summarize(baselineBatches) },
-    groupCommit: { events: counts.auditEvents, inFlight: counts.auditInFlight, ms: groupMs, eventsPerSecond: (counts.auditEvents / groupMs) * 1000, usPerEvent: perEvent(groupBatches, counts.auditInFlight), batchMs: summarize(groupBatches), closeMs: groupCloseMs },
+    baseline: {
+      events: counts.auditEvents,
+      ms: baselineMs,
+      eventsPerSecond: (counts.auditEvents / baselineMs) * 1000,
+      usPerEvent: perEvent(baselineBatches, counts.auditInFlight),
+      batchMs: summarize(baselineBatches),
+    },
+    groupCommit: {
+      events: counts.auditEvents,
+      inFlight: counts.auditInFlight,
+      ms: groupMs,
+      eventsPerSecond: (counts.auditEvents / groupMs) * 1000,
+      usPerEvent: perEvent(groupBatches, counts.auditInFlight),
+      batchMs: summarize(groupBatches),
+      closeMs: groupCloseMs,
+    },
     sequential: { events: seqSamples.length, inFlight: 1, ms: seqMs, eventsPerSecond: (seqSamples.length / seqMs) * 1000, usPerEvent: perEvent(seqSamples, 1), recordMs: summarize(seqSamples) },
   };
 }
@@ -366,7 +387,12 @@ async function benchUpload(scratch: string, key: SigningKey) {
     log('section 2f: no S3 settings (S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): S3 upload skipped');
     return { local, s3: null, s3Skipped: 'no S3 settings in the environment' };
   }
-  const connection = { endpoint: S3_ENDPOINT, region: AWS_REGION || 'us-east-1', forcePathStyle: true as const, credentials: { accessKeyId: AWS_ACCESS_KEY_ID, secretAccessKey: AWS_SECRET_ACCESS_KEY } };
+  const connection = {
+    endpoint: S3_ENDPOINT,
+    region: AWS_REGION || 'us-east-1',
+    forcePathStyle: true as const,
+    credentials: { accessKeyId: AWS_ACCESS_KEY_ID, secretAccessKey: AWS_SECRET_ACCESS_KEY },
+  };
   const bucket = `loupe-bench-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
   await createLockedBucket(connection, bucket);
   const s3 = new S3AuditStore({ ...connection, bucket, prefix: 'bench/' });
@@ -409,7 +435,16 @@ async function main(): Promise<void> {
     const evaluation = sections.has('5') ? await timed('5', () => benchEvaluation(counts.evaluation)) : null;
     const results = {
       generatedAt: new Date().toISOString(),
-      machine: { node: process.version, v8: process.versions.v8, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, platform: `${process.platform} ${process.arch}`, scratchDir: scratch, loadavgBefore: loadBefore, loadavgAfter: loadavg() },
+      machine: {
+        node: process.version,
+        v8: process.versions.v8,
+        cpu: cpus()[0]?.model ?? 'unknown',
+        cores: cpus().length,
+        platform: `${process.platform} ${process.arch}`,
+        scratchDir: scratch,
+        loadavgBefore: loadBefore,
+        loadavgAfter: loadavg(),
+      },
       counts,
       evaluateParamsAsForwarded: evaluateAsForwarded,
       roundTrip,

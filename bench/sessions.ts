@@ -87,7 +87,15 @@ export async function benchSessions(scratch: string, counts: SessionCounts, log:
     await sleep(counts.settleMs);
 
     const paths: SessionPath[] = ['direct', 'relay', 'broker'];
-    const results: Record<SessionPath, { wallMs: number[]; perSession: { grantMs: number; attachMs: number; enableMs: number; totalMs: number }[]; proxyRss: { before: number; after: number; closed: number }[]; targetRss: { before: number; after: number }[] }> = {
+    const results: Record<
+      SessionPath,
+      {
+        wallMs: number[];
+        perSession: { grantMs: number; attachMs: number; enableMs: number; totalMs: number }[];
+        proxyRss: { before: number; after: number; closed: number }[];
+        targetRss: { before: number; after: number }[];
+      }
+    > = {
       direct: { wallMs: [], perSession: [], proxyRss: [], targetRss: [] },
       relay: { wallMs: [], perSession: [], proxyRss: [], targetRss: [] },
       broker: { wallMs: [], perSession: [], proxyRss: [], targetRss: [] },
@@ -112,7 +120,9 @@ export async function benchSessions(scratch: string, counts: SessionCounts, log:
         r.perSession.push(...sessions);
         r.proxyRss.push({ before, after, closed });
         r.targetRss.push({ before: targetBefore, after: targetAfter });
-        log(`section 4: round ${round + 1}/${counts.rounds}: ${sessionPathNames[path]}: ${counts.sessions} sessions open in ${wallMs.toFixed(0)} ms${pid ? `, RSS +${((after - before) / 2 ** 20).toFixed(1)} MiB` : ''}`);
+        log(
+          `section 4: round ${round + 1}/${counts.rounds}: ${sessionPathNames[path]}: ${counts.sessions} sessions open in ${wallMs.toFixed(0)} ms${pid ? `, RSS +${((after - before) / 2 ** 20).toFixed(1)} MiB` : ''}`,
+        );
       }
     }
     const n = counts.sessions;

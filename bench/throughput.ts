@@ -58,14 +58,19 @@ interface LoadResult {
 
 function runLoad(url: string, counts: LoadCounts): Promise<LoadResult> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [join(__dirname, 'load.mjs'), url, String(counts.concurrency), String(counts.durationMs), String(counts.warmupMs)], { encoding: 'utf8', timeout: counts.durationMs + counts.warmupMs + 60_000 }, (err, stdout, stderr) => {
-      if (err) return reject(new Error(`load generator failed: ${err.message}\n${stderr}`));
-      try {
-        resolve(JSON.parse(stdout.trim().split('\n').pop()!) as LoadResult);
-      } catch {
-        reject(new Error(`load generator printed no result: ${stdout}\n${stderr}`));
-      }
-    });
+    execFile(
+      process.execPath,
+      [join(__dirname, 'load.mjs'), url, String(counts.concurrency), String(counts.durationMs), String(counts.warmupMs)],
+      { encoding: 'utf8', timeout: counts.durationMs + counts.warmupMs + 60_000 },
+      (err, stdout, stderr) => {
+        if (err) return reject(new Error(`load generator failed: ${err.message}\n${stderr}`));
+        try {
+          resolve(JSON.parse(stdout.trim().split('\n').pop()!) as LoadResult);
+        } catch {
+          reject(new Error(`load generator printed no result: ${stdout}\n${stderr}`));
+        }
+      },
+    );
   });
 }
 
@@ -91,7 +96,9 @@ async function startService(): Promise<{ child: Child; url: string; inspector: s
 }
 
 export async function benchThroughput(scratch: string, counts: LoadCounts, log: (line: string) => void) {
-  const lineIndex = readFileSync(demoService, 'utf8').split('\n').findIndex((l) => l.includes(hotLineText));
+  const lineIndex = readFileSync(demoService, 'utf8')
+    .split('\n')
+    .findIndex((l) => l.includes(hotLineText));
   if (lineIndex < 0) throw new Error(`no "${hotLineText}" line in ${demoService}`);
   log(`section 3: starting the demo service and the broker (dist/cli.js); hot line ${lineIndex + 1} of service.js`);
   const service = await startService();
@@ -104,7 +111,11 @@ export async function benchThroughput(scratch: string, counts: LoadCounts, log: 
     const identity = mintIdentity(broker.configFile);
     // (e): the same policy with the pause budget of conditional breakpoints at its maximum (1000 ms per second),
     // to show what each false-condition hit costs when nothing suspends the breakpoint.
-    const unbudgeted = await startBrokerProcess({ ...basePolicy(service.inspector), limits: { conditionBudgetMsPerSecond: 1000 } }, join(scratch, 'throughput-broker-nobudget'), 'broker, condition budget 1000 ms/s');
+    const unbudgeted = await startBrokerProcess(
+      { ...basePolicy(service.inspector), limits: { conditionBudgetMsPerSecond: 1000 } },
+      join(scratch, 'throughput-broker-nobudget'),
+      'broker, condition budget 1000 ms/s',
+    );
     children.push(unbudgeted.child);
     const unbudgetedIdentity = mintIdentity(unbudgeted.configFile);
     const url = `${service.url}/checkout?user=alice&items=book,lamp`;
@@ -149,7 +160,13 @@ export async function benchThroughput(scratch: string, counts: LoadCounts, log: 
     };
 
     const variants: LoadVariant[] = ['none', 'idle', 'snapshot', 'falseCondition', 'falseConditionNoBudget'];
-    const runs: Record<LoadVariant, (LoadResult & { serviceCpuS: number; brokerCpuS: number; events: Record<string, number>; suspended?: Setup['suspended'] })[]> = { none: [], idle: [], snapshot: [], falseCondition: [], falseConditionNoBudget: [] };
+    const runs: Record<LoadVariant, (LoadResult & { serviceCpuS: number; brokerCpuS: number; events: Record<string, number>; suspended?: Setup['suspended'] })[]> = {
+      none: [],
+      idle: [],
+      snapshot: [],
+      falseCondition: [],
+      falseConditionNoBudget: [],
+    };
     log(`section 3: warm-up (${counts.warmupMs + 1000} ms of load, no debugger)`);
     await runLoad(url, { ...counts, durationMs: 1000 });
     for (let round = 0; round < counts.rounds; round++) {
@@ -168,7 +185,9 @@ export async function benchThroughput(scratch: string, counts: LoadCounts, log: 
           // The broker removes the session's breakpoints and disables the domains after the close.
           await new Promise((r) => setTimeout(r, 300));
         }
-        log(`section 3: round ${round + 1}/${counts.rounds}: ${loadVariantNames[variant]}: ${result.rps.toFixed(0)} req/s${setup.suspended ? ` (breakpoint suspended ${setup.suspended.afterMs.toFixed(0)} ms after it was set: ${setup.suspended.params.reason})` : ''}`);
+        log(
+          `section 3: round ${round + 1}/${counts.rounds}: ${loadVariantNames[variant]}: ${result.rps.toFixed(0)} req/s${setup.suspended ? ` (breakpoint suspended ${setup.suspended.afterMs.toFixed(0)} ms after it was set: ${setup.suspended.params.reason})` : ''}`,
+        );
       }
     }
     const summary = (variant: LoadVariant) => {

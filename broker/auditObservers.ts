@@ -68,7 +68,10 @@ export class AuditObservers {
         requireApproval: (alert) => {
           if (!alert.user) return;
           const cause = { alertId: alert.id, rule: alert.rule, message: alert.message, at: alert.at, ...(alert.session ? { session: alert.session } : {}) };
-          void host.approvals().hold(alert.user, alert.target, cause).catch((err: Error) => log(`alert ${alert.id}: cannot put ${alert.user} on hold for ${alert.target}: ${err.message}`));
+          void host
+            .approvals()
+            .hold(alert.user, alert.target, cause)
+            .catch((err: Error) => log(`alert ${alert.id}: cannot put ${alert.user} on hold for ${alert.target}: ${err.message}`));
         },
         deliver: (alert) => void this.webhooks.deliver(alert),
       },
@@ -98,7 +101,11 @@ export class AuditObservers {
     const config = this.host.config();
     const roles = rolesOf(config, identity);
     const admin = isAdmin(config, roles);
-    const owned = new Set(Object.values(config.targets).filter((t) => isOwner(t, roles)).map((t) => t.name));
+    const owned = new Set(
+      Object.values(config.targets)
+        .filter((t) => isOwner(t, roles))
+        .map((t) => t.name),
+    );
     if (!admin && owned.size === 0) throw new LoupeError('forbidden', 'alerts are for the owners of a target and admins');
     return this.alerts.list((alert) => admin || owned.has(alert.target));
   }

@@ -38,7 +38,6 @@ export interface BrokerOptions {
   readonly securityStream?: Partial<Pick<SecurityStreamOptions, 'maxQueued' | 'maxBacklog' | 'segmentMaxEvents' | 'segmentMaxSeconds'>>;
 }
 
-
 /** The broker's decisions, independent of HTTP: grants, attach, revocation, session lifecycle. */
 export class Broker {
   readonly clock: () => number;
@@ -149,16 +148,28 @@ export class Broker {
     });
     trail.start();
     const startedAt = new Date(clock()).toISOString();
-    const { stream, opened } = trail.openStream({ stream: `grants-${startedAt.replace(/[:.]/g, '')}-${randomUUID().slice(0, 8)}`, kind: 'grants', startedAt, retentionDays: config.audit.retentionDays });
+    const { stream, opened } = trail.openStream({
+      stream: `grants-${startedAt.replace(/[:.]/g, '')}-${randomUUID().slice(0, 8)}`,
+      kind: 'grants',
+      startedAt,
+      retentionDays: config.audit.retentionDays,
+    });
     // A full disk does not stop the start: the broker reports not ready, and the stream's opening is restated once the WAL takes records.
     await opened.catch((err: Error) => options.log?.(`audit: starting not ready: ${err.message}`));
     broker.grantStream = stream;
     for (const repair of wal.repairs) {
-      options.log?.(`audit: write-ahead log ${repair.kind === 'torn_tail' ? 'torn tail repaired' : 'unreadable record skipped'}: ${repair.segment} at byte ${repair.offset} (${repair.bytes} bytes, never acknowledged)`);
+      options.log?.(
+        `audit: write-ahead log ${repair.kind === 'torn_tail' ? 'torn tail repaired' : 'unreadable record skipped'}: ${repair.segment} at byte ${repair.offset} (${repair.bytes} bytes, never acknowledged)`,
+      );
       await stream.record('audit.wal_repaired', { ...repair }).catch(() => undefined);
     }
     for (const reconciled of trail.reconciled) await stream.record('audit.reconciled', { ...reconciled }).catch(() => undefined);
-    broker.security = new SecurityStream(trail, { ...defaultSecurityStreamOptions, ...options.securityStream, retentionDays: config.audit.retentionDays, ...(options.log ? { log: options.log } : {}) });
+    broker.security = new SecurityStream(trail, {
+      ...defaultSecurityStreamOptions,
+      ...options.securityStream,
+      retentionDays: config.audit.retentionDays,
+      ...(options.log ? { log: options.log } : {}),
+    });
     await broker.security.start();
     broker.approvals.start();
     return broker;
@@ -235,7 +246,14 @@ export class Broker {
     await this.recordGrantEvent('grant.requested', { actor, ...request });
     const decision = decideAccess(this.config, identity, request, new Date(this.clock()));
     if (!decision.allowed) {
-      await this.recordGrantEvent('grant.refused', { actor, target: request.target, mode: request.mode, ...(request.evaluation ? { evaluation: request.evaluation } : {}), rule: decision.rule, message: decision.message });
+      await this.recordGrantEvent('grant.refused', {
+        actor,
+        target: request.target,
+        mode: request.mode,
+        ...(request.evaluation ? { evaluation: request.evaluation } : {}),
+        rule: decision.rule,
+        message: decision.message,
+      });
       throw new LoupeError('policy_refused', `grant refused: ${decision.message}`, { rule: decision.rule });
     }
     const pending = await this.approvals.requestIfRequired(identity, request, decision);
@@ -244,15 +262,35 @@ export class Broker {
   }
 
   /** Issues a grant the policy allowed (directly, or collected after its approvals) and records it. */
-  private async issueGrant(identity: Identity, request: GrantRequest, decision: Extract<AccessDecision, { allowed: true }>, approval?: { requestId: string; approvedBy: GrantAnswer['approvedBy'] & {} }): Promise<GrantAnswer> {
+  private async issueGrant(
+    identity: Identity,
+    request: GrantRequest,
+    decision: Extract<AccessDecision, { allowed: true }>,
+    approval?: { requestId: string; approvedBy: GrantAnswer['approvedBy'] & {} },
+  ): Promise<GrantAnswer> {
     this.assertAuditAccepting('grants are');
     const actor = { sub: identity.sub, name: identity.name, groups: identity.groups };
-    const { grant, token } = await this.grants.issue(identity, { ...request, durationSeconds: decision.durationSeconds, rule: decision.rule, ...(approval ? { approval } : {}) }).catch((err: NodeJS.ErrnoException) => {
-      // The grant state shares the disk with the WAL: a full disk is a 503 to retry, not an internal error.
-      if (err?.code && /^(ENOSPC|EDQUOT|EIO|EROFS)$/.test(err.code)) throw new LoupeError('audit_unavailable', `the broker's state directory cannot be written (${err.code}): grants are refused until it can; retry later`);
-      throw err;
+    const { grant, token } = await this.grants
+      .issue(identity, { ...request, durationSeconds: decision.durationSeconds, rule: decision.rule, ...(approval ? { approval } : {}) })
+      .catch((err: NodeJS.ErrnoException) => {
+        // The grant state shares the disk with the WAL: a full disk is a 503 to retry, not an internal error.
+        if (err?.code && /^(ENOSPC|EDQUOT|EIO|EROFS)$/.test(err.code))
+          throw new LoupeError('audit_unavailable', `the broker's state directory cannot be written (${err.code}): grants are refused until it can; retry later`);
+        throw err;
+      });
+    await this.recordGrantEvent('grant.issued', {
+      actor,
+      grantId: grant.grantId,
+      target: grant.target,
+      mode: grant.mode,
+      evaluation: grant.evaluation ?? 'loupe',
+      reason: grant.reason,
+      ticket: grant.ticket ?? null,
+      rule: decision.rule,
+      expiresAt: new Date(grant.expiresAt * 1000).toISOString(),
+      capped: decision.capped,
+      ...(approval ? { requestId: approval.requestId, approvedBy: approval.approvedBy } : {}),
     });
-    await this.recordGrantEvent('grant.issued', { actor, grantId: grant.grantId, target: grant.target, mode: grant.mode, evaluation: grant.evaluation ?? 'loupe', reason: grant.reason, ticket: grant.ticket ?? null, rule: decision.rule, expiresAt: new Date(grant.expiresAt * 1000).toISOString(), capped: decision.capped, ...(approval ? { requestId: approval.requestId, approvedBy: approval.approvedBy } : {}) });
     return {
       grantId: grant.grantId,
       token,
@@ -268,7 +306,10 @@ export class Broker {
   /** While the trail has failed closed nothing new starts: 503 with code audit_unavailable, until it recovers. */
   private assertAuditAccepting(what: string): void {
     if (this.audit.accepting) return;
-    throw new LoupeError('audit_unavailable', `the audit trail is unavailable (${this.audit.health.state === 'failed' ? (this.audit.health as { error: string }).error : 'failed closed'}): ${what} refused until it recovers; retry later`);
+    throw new LoupeError(
+      'audit_unavailable',
+      `the audit trail is unavailable (${this.audit.health.state === 'failed' ? (this.audit.health as { error: string }).error : 'failed closed'}): ${what} refused until it recovers; retry later`,
+    );
   }
 
   /** Grant events are recorded before the caller gets an answer; if they cannot be, the call fails. */

@@ -236,7 +236,9 @@ function watchPolicy(broker: Broker, file: string): void {
       try {
         const next = loadConfig(file);
         const result = await broker.reload(next, `${file} (${why})`);
-        log(`policy reloaded from ${file} (${why}): ${result.changed.join(', ') || 'no policy changes'}; ${result.sessionsNarrowed} live session(s) narrowed, ${result.sessionsEnded} ended${result.needRestart.length ? `; changes to ${result.needRestart.join(', ')} take effect after a restart` : ''}`);
+        log(
+          `policy reloaded from ${file} (${why}): ${result.changed.join(', ') || 'no policy changes'}; ${result.sessionsNarrowed} live session(s) narrowed, ${result.sessionsEnded} ended${result.needRestart.length ? `; changes to ${result.needRestart.join(', ')} take effect after a restart` : ''}`,
+        );
       } catch (err) {
         const message = err instanceof LoupeError ? err.message : (err as Error).message;
         log(`policy reload refused (${why}): the old policy stays in force. ${message}`, 'error');
@@ -259,13 +261,20 @@ function watchPolicy(broker: Broker, file: string): void {
 }
 
 async function runToken(args: string[]): Promise<void> {
-  const { values } = parseCommand('token', { args, options: { config: { type: 'string' }, user: { type: 'string' }, groups: { type: 'string' }, name: { type: 'string' }, ttl: { type: 'string' }, ...help }, strict: true });
+  const { values } = parseCommand('token', {
+    args,
+    options: { config: { type: 'string' }, user: { type: 'string' }, groups: { type: 'string' }, name: { type: 'string' }, ttl: { type: 'string' }, ...help },
+    strict: true,
+  });
   const config = loadOrExit(configOption('token', values));
   if (!values.user) fail('missing --user <id>');
   if (!config.identity.devIssuer.enabled) fail('the development issuer is disabled in this config (identity.devIssuer.enabled: false)', 1);
   const ttlSeconds = values.ttl ? parseDuration(values.ttl) : undefined;
   if (values.ttl && ttlSeconds === undefined) fail(`--ttl: expected a duration like "8h", got "${values.ttl}"`);
-  const groups = (values.groups ?? '').split(',').map((g) => g.trim()).filter(Boolean);
+  const groups = (values.groups ?? '')
+    .split(',')
+    .map((g) => g.trim())
+    .filter(Boolean);
   process.stdout.write(`${await mintDevToken(config, { user: values.user, groups, ...(values.name ? { name: values.name } : {}), ...(ttlSeconds ? { ttlSeconds } : {}) })}\n`);
 }
 
@@ -284,7 +293,18 @@ function runPolicy(args: string[]): void {
   const { values, positionals } = parseCommand('policy explain', {
     args: rest,
     allowPositionals: true,
-    options: { config: { type: 'string' }, user: { type: 'string' }, groups: { type: 'string' }, target: { type: 'string' }, mode: { type: 'string' }, evaluation: { type: 'string' }, at: { type: 'string' }, ticket: { type: 'string' }, duration: { type: 'string' }, ...help },
+    options: {
+      config: { type: 'string' },
+      user: { type: 'string' },
+      groups: { type: 'string' },
+      target: { type: 'string' },
+      mode: { type: 'string' },
+      evaluation: { type: 'string' },
+      at: { type: 'string' },
+      ticket: { type: 'string' },
+      duration: { type: 'string' },
+      ...help,
+    },
     strict: true,
   });
   const config = loadOrExit(values.config ?? positionals[0] ?? fail(`missing --config <file.yaml>\n\n${commandUsage['policy explain']}`));
@@ -296,9 +316,17 @@ function runPolicy(args: string[]): void {
   if (!evaluations.includes(evaluation as Evaluation)) fail(`--evaluation: expected one of ${evaluations.join(', ')}, got "${evaluation}"`);
   const at = values.at ? new Date(values.at) : new Date();
   if (Number.isNaN(at.getTime())) fail(`--at: expected a time like 2026-11-28T09:30:00+01:00, got "${values.at}"`);
-  const durationSeconds = values.duration ? parseDuration(values.duration) ?? fail(`--duration: expected a duration like "30m", got "${values.duration}"`) : 1800;
-  const groups = (values.groups ?? '').split(',').map((g) => g.trim()).filter(Boolean);
-  const { decision, roles, trace } = explainAccess(config, { sub: user, name: user, groups, issuer: 'explain' }, { target, mode: mode as Mode, ...(evaluation === 'v8' ? { evaluation: 'v8' as const } : {}), durationSeconds, reason: 'explain', ...(values.ticket ? { ticket: values.ticket } : {}) }, at);
+  const durationSeconds = values.duration ? (parseDuration(values.duration) ?? fail(`--duration: expected a duration like "30m", got "${values.duration}"`)) : 1800;
+  const groups = (values.groups ?? '')
+    .split(',')
+    .map((g) => g.trim())
+    .filter(Boolean);
+  const { decision, roles, trace } = explainAccess(
+    config,
+    { sub: user, name: user, groups, issuer: 'explain' },
+    { target, mode: mode as Mode, ...(evaluation === 'v8' ? { evaluation: 'v8' as const } : {}), durationSeconds, reason: 'explain', ...(values.ticket ? { ticket: values.ticket } : {}) },
+    at,
+  );
   const lines = [
     `${user} (groups: ${groups.join(', ') || 'none'}; roles: ${roles.join(', ') || 'none'}) asking for ${mode}${evaluation === 'v8' ? ' with V8 evaluation' : ''} on ${target} at ${at.toISOString()}`,
     decision.allowed ? `ALLOWED by ${decision.rule}: up to ${decision.durationSeconds} s${decision.capped ? ' (capped)' : ''}` : `REFUSED by ${decision.rule}: ${decision.message}`,
@@ -317,7 +345,19 @@ async function runAudit(args: string[]): Promise<void> {
   const { values, positionals } = parseCommand(command, {
     args: rest,
     allowPositionals: true,
-    options: { broker: { type: 'string' }, token: { type: 'string' }, target: { type: 'string' }, user: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' }, security: { type: 'boolean' }, grants: { type: 'boolean' }, output: { type: 'string', short: 'o' }, keys: { type: 'string' }, ...help },
+    options: {
+      broker: { type: 'string' },
+      token: { type: 'string' },
+      target: { type: 'string' },
+      user: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      security: { type: 'boolean' },
+      grants: { type: 'boolean' },
+      output: { type: 'string', short: 'o' },
+      keys: { type: 'string' },
+      ...help,
+    },
     strict: true,
   });
   const client = () => {

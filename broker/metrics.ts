@@ -13,11 +13,30 @@ export class BrokerMetrics {
   private readonly requests = new Counter({ name: 'loupe_access_requests_total', help: 'Access request steps (two-person rule) by event', labelNames: ['event'], registers: [this.registry] });
   private readonly alerts = new Counter({ name: 'loupe_alerts_total', help: 'Alerts fired by rule', labelNames: ['rule'], registers: [this.registry] });
   private readonly sessionsEnded = new Counter({ name: 'loupe_sessions_ended_total', help: 'Sessions ended by reason', labelNames: ['reason'], registers: [this.registry] });
-  readonly uploadSeconds = new Histogram({ name: 'loupe_audit_upload_seconds', help: 'Time to seal and upload one audit chunk', buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry] });
+  readonly uploadSeconds = new Histogram({
+    name: 'loupe_audit_upload_seconds',
+    help: 'Time to seal and upload one audit chunk',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
 
   constructor(sources: { liveSessions: () => number; walDepth: () => number; auditState: () => string }) {
-    new Gauge({ name: 'loupe_live_sessions', help: 'Debug sessions now attached', registers: [this.registry], collect() { this.set(sources.liveSessions()); } });
-    new Gauge({ name: 'loupe_audit_wal_depth', help: 'Audit records waiting for the write-ahead log', registers: [this.registry], collect() { this.set(sources.walDepth()); } });
+    new Gauge({
+      name: 'loupe_live_sessions',
+      help: 'Debug sessions now attached',
+      registers: [this.registry],
+      collect() {
+        this.set(sources.liveSessions());
+      },
+    });
+    new Gauge({
+      name: 'loupe_audit_wal_depth',
+      help: 'Audit records waiting for the write-ahead log',
+      registers: [this.registry],
+      collect() {
+        this.set(sources.walDepth());
+      },
+    });
     new Gauge({
       name: 'loupe_audit_ready',
       help: '1 when the audit trail accepts records (0 when failed closed)',

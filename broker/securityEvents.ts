@@ -54,7 +54,13 @@ export function identityRejected(err: unknown, authorization: string | undefined
 }
 
 /** attach.refused: whatever refused it: the credential (as a digest), the grant, the reason. */
-export function attachRefused(err: unknown, grantId: string | undefined, grant: Grant | undefined, credential: { ticket?: string | null; authorization?: string | undefined }, origin?: RequestOrigin): Record<string, unknown> {
+export function attachRefused(
+  err: unknown,
+  grantId: string | undefined,
+  grant: Grant | undefined,
+  credential: { ticket?: string | null; authorization?: string | undefined },
+  origin?: RequestOrigin,
+): Record<string, unknown> {
   const error = err instanceof LoupeError ? err : new LoupeError('internal', `attach failed: ${(err as Error)?.message}`);
   const token = /^Bearer\s+(\S+)$/.exec(credential.authorization?.trim() ?? '')?.[1];
   return {
@@ -83,12 +89,25 @@ export function describeFault(err: unknown): { error: string; stack: { stack?: s
 export function sessionFault(event: AuditEvent): Record<string, unknown> | undefined {
   if (event.kind !== 'session' || event.type !== 'session.ended' || (event.data as { endReason?: string }).endReason !== 'internal_error') return undefined;
   const d = event.data as { fault?: unknown };
-  return { session: event.stream, grantId: event.grant ?? null, user: event.actor?.sub ?? null, target: event.target ?? null, endedSeq: event.seq, endedHash: event.hash, fault: d.fault === undefined ? null : boundedJson(d.fault) };
+  return {
+    session: event.stream,
+    grantId: event.grant ?? null,
+    user: event.actor?.sub ?? null,
+    target: event.target ?? null,
+    endedSeq: event.seq,
+    endedHash: event.hash,
+    fault: d.fault === undefined ? null : boundedJson(d.fault),
+  };
 }
 
 function originData(origin: RequestOrigin | undefined): Record<string, unknown> {
   if (!origin) return {};
-  return { source: bounded(origin.source, 64), ...(origin.method ? { method: bounded(origin.method, 16) } : {}), ...(origin.path ? { path: bounded(origin.path) } : {}), ...(origin.userAgent ? { userAgent: bounded(origin.userAgent) } : {}) };
+  return {
+    source: bounded(origin.source, 64),
+    ...(origin.method ? { method: bounded(origin.method, 16) } : {}),
+    ...(origin.path ? { path: bounded(origin.path) } : {}),
+    ...(origin.userAgent ? { userAgent: bounded(origin.userAgent) } : {}),
+  };
 }
 
 /** A fault's detail as recorded in the session's chain, cut to a bounded size for the security stream. */

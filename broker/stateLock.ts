@@ -42,7 +42,10 @@ export function lockStateDir(stateDir: string): () => void {
       }
       const holder = Number(held.split(':')[0]);
       if (Number.isInteger(holder) && alive(holder)) {
-        throw new LoupeError('config_invalid', `another broker (pid ${holder}${holder === process.pid ? ', this process' : ''}) is using the state directory ${stateDir}; stop it or give this one another stateDir`);
+        throw new LoupeError(
+          'config_invalid',
+          `another broker (pid ${holder}${holder === process.pid ? ', this process' : ''}) is using the state directory ${stateDir}; stop it or give this one another stateDir`,
+        );
       }
       rmSync(file, { force: true });
     }

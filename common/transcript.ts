@@ -105,7 +105,11 @@ export function parseTranscriptText(text: string, stream?: string): Transcript {
  * Checks every hash link, every seal against the published keys, that no sequence number is missing,
  * that the manifest matches the chunks, and (when asked) COMPLIANCE retention on every object.
  */
-export async function checkTranscript<R extends ChainRecord = ChainRecord>(transcript: Transcript, openSeal: SealOpener, options: { requireRetention?: boolean; now?: Date } = {}): Promise<VerifyResult<R>> {
+export async function checkTranscript<R extends ChainRecord = ChainRecord>(
+  transcript: Transcript,
+  openSeal: SealOpener,
+  options: { requireRetention?: boolean; now?: Date } = {},
+): Promise<VerifyResult<R>> {
   const problems: string[] = [];
   const notes: string[] = [];
   const events: R[] = [];
@@ -138,7 +142,9 @@ export async function checkTranscript<R extends ChainRecord = ChainRecord>(trans
       const label = `${where} (seq ${event.seq})`;
       if (event.stream !== transcript.stream) problems.push(`${label}: belongs to stream ${event.stream}, not ${transcript.stream}`);
       if (event.seq !== expectedSeq) {
-        problems.push(event.seq > expectedSeq ? `${label}: records ${expectedSeq}..${event.seq - 1} are missing (deleted)` : `${label}: out of order, expected seq ${expectedSeq} (records reordered or repeated)`);
+        problems.push(
+          event.seq > expectedSeq ? `${label}: records ${expectedSeq}..${event.seq - 1} are missing (deleted)` : `${label}: out of order, expected seq ${expectedSeq} (records reordered or repeated)`,
+        );
       }
       const { hash, ...body } = event;
       if (hashRecord(body) !== hash) problems.push(`${label}: hash does not match the record (the record was changed)`);
@@ -165,7 +171,8 @@ export async function checkTranscript<R extends ChainRecord = ChainRecord>(trans
       }
       if (payload.session !== transcript.stream) problems.push(`${chunk.name}: seal is for stream ${String(payload.session)}`);
       if (payload.chunkSha256 !== actualSha) problems.push(`${chunk.name}: content does not match its seal (sha256 ${actualSha.slice(0, 12)}…, sealed ${String(payload.chunkSha256).slice(0, 12)}…)`);
-      if (!first || payload.firstSeq !== first.seq || payload.lastSeq !== last!.seq) problems.push(`${chunk.name}: seal covers seq ${String(payload.firstSeq)}..${String(payload.lastSeq)}, the chunk holds ${first?.seq ?? '-'}..${last?.seq ?? '-'}`);
+      if (!first || payload.firstSeq !== first.seq || payload.lastSeq !== last!.seq)
+        problems.push(`${chunk.name}: seal covers seq ${String(payload.firstSeq)}..${String(payload.lastSeq)}, the chunk holds ${first?.seq ?? '-'}..${last?.seq ?? '-'}`);
       if (last && payload.headHash !== last.hash) problems.push(`${chunk.name}: seal's head hash differs from the chunk's last record`);
       if (first && chunk.name !== chunkName(first.seq, last!.seq)) notes.push(`${chunk.name}: object name does not match its range`);
       seen.push({ name: chunk.name, firstSeq: Number(payload.firstSeq), lastSeq: Number(payload.lastSeq), sha256: String(payload.chunkSha256), headHash: String(payload.headHash) });
@@ -220,7 +227,9 @@ export function sessionHadV8Evaluation(events: readonly ChainRecord[]): boolean 
 
 function v8Evaluation(events: readonly ChainRecord[]): string[] {
   if (!sessionHadV8Evaluation(events)) return [];
-  return [`${v8EvaluationBanner}: this session's grant allowed evaluating expressions in V8, which may call the app's functions and getters; the values recorded were redacted after the fact, which is best-effort`];
+  return [
+    `${v8EvaluationBanner}: this session's grant allowed evaluating expressions in V8, which may call the app's functions and getters; the values recorded were redacted after the fact, which is best-effort`,
+  ];
 }
 
 /**
@@ -238,7 +247,9 @@ function unansweredRequests(events: readonly ChainRecord[]): string[] {
     const d = e.data ?? {};
     const forwarded = typeof d.targetId === 'number' && (d.decision === 'allow' || d.decision === 'rewrite') && typeof e.type === 'string' && e.type.startsWith('cdp.');
     if (!forwarded || answered.has(e.seq)) continue;
-    notes.push(`seq ${e.seq} (${String(d.method)}, client id ${String(d.id)}): forwarded to the target, but no response was recorded before the broker stopped; its answer may have been delivered to the client`);
+    notes.push(
+      `seq ${e.seq} (${String(d.method)}, client id ${String(d.id)}): forwarded to the target, but no response was recorded before the broker stopped; its answer may have been delivered to the client`,
+    );
   }
   return notes;
 }

@@ -45,7 +45,8 @@ export class OidcSignInError extends Error {
 /** The provider's own words for a refusal, or what went wrong on the way, as one OidcSignInError. */
 function signInError(err: unknown, what: string, url: string): OidcSignInError {
   if (err instanceof OidcSignInError) return err;
-  if (err instanceof oauth.ResponseBodyError) return new OidcSignInError(`${what} refused (HTTP ${err.status}): ${err.error}${err.error_description ? `: ${err.error_description}` : ''}`, { cause: err });
+  if (err instanceof oauth.ResponseBodyError)
+    return new OidcSignInError(`${what} refused (HTTP ${err.status}): ${err.error}${err.error_description ? `: ${err.error_description}` : ''}`, { cause: err });
   if (err instanceof oauth.OperationProcessingError || err instanceof oauth.UnsupportedOperationError) return new OidcSignInError(`${what} at ${url}: ${err.message}`, { cause: err });
   return new OidcSignInError(`cannot reach ${what} at ${url}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }
@@ -99,7 +100,9 @@ function tokensFrom(body: oauth.TokenEndpointResponse, settings: OidcSettings, p
   const brokerToken = settings.resource ? accessToken : idToken;
   if (!brokerToken) throw new OidcSignInError('the token response has no id_token: add "openid" to loupe.oidc.scopes, or set loupe.oidc.resource');
   if (brokerToken.split('.').length !== 3) {
-    throw new OidcSignInError(`the ${settings.resource ? 'access token for the broker' : 'ID token'} is not a JWT, which the broker needs: ask your IdP administrator for JWT access tokens for ${settings.resource ?? 'this client'}`);
+    throw new OidcSignInError(
+      `the ${settings.resource ? 'access token for the broker' : 'ID token'} is not a JWT, which the broker needs: ask your IdP administrator for JWT access tokens for ${settings.resource ?? 'this client'}`,
+    );
   }
   const expiresAt = tokenExpiry(brokerToken) ?? Date.now() + (typeof body.expires_in === 'number' ? body.expires_in : 300) * 1000;
   const refreshToken = typeof body.refresh_token === 'string' ? body.refresh_token : previousRefresh;

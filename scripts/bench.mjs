@@ -89,7 +89,12 @@ function printResults(r) {
   say(`Results of ${r.generatedAt} (measured on Node ${r.machine.node}, ${r.machine.cpu}, ${r.machine.cores} cores), in ${r.durationSeconds.toFixed(1)} s`);
   const load = (l) => l?.map((x) => x.toFixed(2)).join(' ') ?? '?';
   say(`Load average before / after: ${load(r.machine.loadavgBefore)} / ${load(r.machine.loadavgAfter)} (other work on this machine widens p99s; ratios come from interleaved rounds)`);
-  if (r.sectionSeconds) say(`Seconds per section: ${Object.entries(r.sectionSeconds).map(([k, s]) => `${k}: ${s.toFixed(1)}`).join(', ')}`);
+  if (r.sectionSeconds)
+    say(
+      `Seconds per section: ${Object.entries(r.sectionSeconds)
+        .map(([k, s]) => `${k}: ${s.toFixed(1)}`)
+        .join(', ')}`,
+    );
   if (r.roundTrip) printRoundTrip(r);
   if (r.pause) printPause(r.pause);
   if (r.audit) printAudit(r);
@@ -109,10 +114,19 @@ function printRoundTrip(r) {
   say('   Runtime.getProperties of a 100-field global object ({ownProperties:true}). Interleaved rounds, same client code for all.');
   for (const op of ['evaluate', 'getProperties']) {
     say('');
-    const rows = ['plain', 'quickack', 'relay', 'broker', 'brokerMem'].filter((k) => v[k]).map((k) => {
-      const s = v[k][op];
-      return [v[k].name, s.n, ms(s.median), ms(s.p99), `${ratio(s.median / v.plain[op].median)} / ${ratio(s.p99 / v.plain[op].p99)}`, `${ratio(s.median / v.relay[op].median)} / ${ratio(s.p99 / v.relay[op].p99)}`];
-    });
+    const rows = ['plain', 'quickack', 'relay', 'broker', 'brokerMem']
+      .filter((k) => v[k])
+      .map((k) => {
+        const s = v[k][op];
+        return [
+          v[k].name,
+          s.n,
+          ms(s.median),
+          ms(s.p99),
+          `${ratio(s.median / v.plain[op].median)} / ${ratio(s.p99 / v.plain[op].p99)}`,
+          `${ratio(s.median / v.relay[op].median)} / ${ratio(s.p99 / v.relay[op].p99)}`,
+        ];
+      });
     say(table([op === 'evaluate' ? 'Runtime.evaluate' : 'Runtime.getProperties (100 fields)', 'n', 'median', 'p99', 'vs (a) med / p99', 'vs (c) med / p99'], rows));
   }
   say('');
@@ -124,19 +138,52 @@ function printRoundTrip(r) {
     const mark = (xs, goal) => `${xs.map(ratio).join(' / ')} ${xs.every((x) => x <= goal) ? 'MET' : xs[0] <= goal ? 'MET at median, MISSED at p99' : 'MISSED'}`;
     say(`   ${op.padEnd(14)} broker ≤ 0.1 × plain direct: ${mark(vsPlain, 0.1)};  broker ≤ 1.5 × bare relay: ${mark(vsRelay, 1.5)}`);
   }
-  say(`   Recording check: the broker's local store holds ${r.roundTrip.brokerStoredSessionEvents} session events for ${r.roundTrip.brokerTimedRoundTrips} round trips (2 records each: the request, durable before forwarding; the response, chained before replying and durable with the next group commit).`);
+  say(
+    `   Recording check: the broker's local store holds ${r.roundTrip.brokerStoredSessionEvents} session events for ${r.roundTrip.brokerTimedRoundTrips} round trips (2 records each: the request, durable before forwarding; the response, chained before replying and durable with the next group commit).`,
+  );
 }
 
 function printAudit(r) {
   const a = r.audit;
   say('');
   say('2e. Audit recorder: events made durable (µs per event; samples are batches, or single records when sequential)');
-  say(table(['figure', 'n', 'median µs/ev', 'p99 µs/ev', 'events/s', 'vs baseline (ev/s)', 'vs sequential (ev/s)'], [
-    ['baseline: chainEvent + encode, no WAL', a.baseline.usPerEvent.n, ms(a.baseline.usPerEvent.median), ms(a.baseline.usPerEvent.p99), rate(a.baseline.eventsPerSecond), ratio(1), ratio(a.baseline.eventsPerSecond / a.sequential.eventsPerSecond)],
-    [`recorder + WAL group commit, ${a.groupCommit.inFlight} in flight`, a.groupCommit.usPerEvent.n, ms(a.groupCommit.usPerEvent.median), ms(a.groupCommit.usPerEvent.p99), rate(a.groupCommit.eventsPerSecond), ratio(a.groupCommit.eventsPerSecond / a.baseline.eventsPerSecond), ratio(a.groupCommit.eventsPerSecond / a.sequential.eventsPerSecond)],
-    ['recorder + WAL, sequential (1 in flight)', a.sequential.usPerEvent.n, ms(a.sequential.usPerEvent.median), ms(a.sequential.usPerEvent.p99), rate(a.sequential.eventsPerSecond), ratio(a.sequential.eventsPerSecond / a.baseline.eventsPerSecond), ratio(1)],
-  ]));
-  say(`   batch of ${a.groupCommit.inFlight} durable: median ${ms(a.groupCommit.batchMs.median)} ms, p99 ${ms(a.groupCommit.batchMs.p99)} ms; one record alone: median ${ms(a.sequential.recordMs.median)} ms, p99 ${ms(a.sequential.recordMs.p99)} ms; closing the ${a.groupCommit.events}-event stream (last uploads + manifest): ${ms(a.groupCommit.closeMs)} ms`);
+  say(
+    table(
+      ['figure', 'n', 'median µs/ev', 'p99 µs/ev', 'events/s', 'vs baseline (ev/s)', 'vs sequential (ev/s)'],
+      [
+        [
+          'baseline: chainEvent + encode, no WAL',
+          a.baseline.usPerEvent.n,
+          ms(a.baseline.usPerEvent.median),
+          ms(a.baseline.usPerEvent.p99),
+          rate(a.baseline.eventsPerSecond),
+          ratio(1),
+          ratio(a.baseline.eventsPerSecond / a.sequential.eventsPerSecond),
+        ],
+        [
+          `recorder + WAL group commit, ${a.groupCommit.inFlight} in flight`,
+          a.groupCommit.usPerEvent.n,
+          ms(a.groupCommit.usPerEvent.median),
+          ms(a.groupCommit.usPerEvent.p99),
+          rate(a.groupCommit.eventsPerSecond),
+          ratio(a.groupCommit.eventsPerSecond / a.baseline.eventsPerSecond),
+          ratio(a.groupCommit.eventsPerSecond / a.sequential.eventsPerSecond),
+        ],
+        [
+          'recorder + WAL, sequential (1 in flight)',
+          a.sequential.usPerEvent.n,
+          ms(a.sequential.usPerEvent.median),
+          ms(a.sequential.usPerEvent.p99),
+          rate(a.sequential.eventsPerSecond),
+          ratio(a.sequential.eventsPerSecond / a.baseline.eventsPerSecond),
+          ratio(1),
+        ],
+      ],
+    ),
+  );
+  say(
+    `   batch of ${a.groupCommit.inFlight} durable: median ${ms(a.groupCommit.batchMs.median)} ms, p99 ${ms(a.groupCommit.batchMs.p99)} ms; one record alone: median ${ms(a.sequential.recordMs.median)} ms, p99 ${ms(a.sequential.recordMs.p99)} ms; closing the ${a.groupCommit.events}-event stream (last uploads + manifest): ${ms(a.groupCommit.closeMs)} ms`,
+  );
   say('   Local store uploads (every 500 events) run alongside, as in the broker.');
 }
 
@@ -144,7 +191,16 @@ function printUpload(r) {
   const u = r.upload;
   say('');
   say(`2f. Upload of durable events in sealed chunks of ${r.counts.chunkMaxEvents} (seal + put + WAL note; samples are chunks)`);
-  const uploadRow = (label, x) => [label, x.chunks, ms(x.chunkCycleMs.median), ms(x.chunkCycleMs.p99), ms(x.putMs.median), ms(x.putMs.p99), rate(x.eventsPerSecond), ratio(x.eventsPerSecond / u.local.eventsPerSecond)];
+  const uploadRow = (label, x) => [
+    label,
+    x.chunks,
+    ms(x.chunkCycleMs.median),
+    ms(x.chunkCycleMs.p99),
+    ms(x.putMs.median),
+    ms(x.putMs.p99),
+    rate(x.eventsPerSecond),
+    ratio(x.eventsPerSecond / u.local.eventsPerSecond),
+  ];
   const uploadRows = [uploadRow('local directory store (baseline)', u.local)];
   if (u.s3) uploadRows.push(uploadRow(`S3 + Object Lock ${u.s3.retention?.mode ?? '?'} (RGW)`, u.s3));
   say(table(['store', 'chunks', 'chunk ms med', 'chunk ms p99', 'put ms med', 'put ms p99', 'events/s', 'vs local (ev/s)'], uploadRows));
@@ -173,7 +229,10 @@ function printAdded(r) {
   }
   say(table(['call', 'added median ms', 'added p99 ms', 'added / relay (median)', 'added / relay (p99)'], addedRows));
   if (v.brokerMem) say("   (d') runs the same broker with its state dir (WAL, audit store) on tmpfs: not a durable setup, only to split software time from disk time.");
-  if (v.plain.getProperties.median < 5) say(`   Note: plain direct getProperties does not stall (median ${ms(v.plain.getProperties.median)} ms): its reply is one write with nothing unacknowledged before it; the ~40 ms Nagle stall hits evaluate, whose reply follows a Debugger.scriptParsed event.`);
+  if (v.plain.getProperties.median < 5)
+    say(
+      `   Note: plain direct getProperties does not stall (median ${ms(v.plain.getProperties.median)} ms): its reply is one write with nothing unacknowledged before it; the ~40 ms Nagle stall hits evaluate, whose reply follows a Debugger.scriptParsed event.`,
+    );
 }
 
 const medP99 = (s) => `${ms(s.median)} / ${ms(s.p99)}`;
@@ -207,9 +266,13 @@ function printPause(p) {
     say(`   ${x.name.padEnd(42)} ≤ 2 × (a): ${r2.map(ratio).join(' / ')} ${within};  p99 < 5 ms: ${ms(x.pauseMs.p99)} ms ${x.pauseMs.p99 < 5 ? 'MET' : 'MISSED'}`);
   }
   const cut = Object.values(v).filter((x) => x.truncated > 0);
-  if (cut.length > 0) say(`   Cut short: ${cut.map((x) => `${x.name.split(' ')[0]} ${x.truncated}/${x.captures} (${x.truncatedReasons.join('; ')})`).join(', ')}: the capture stops at its time budget, so "frames expanded" can stay below expandFrames.`);
+  if (cut.length > 0)
+    say(
+      `   Cut short: ${cut.map((x) => `${x.name.split(' ')[0]} ${x.truncated}/${x.captures} (${x.truncatedReasons.join('; ')})`).join(', ')}: the capture stops at its time budget, so "frames expanded" can stay below expandFrames.`,
+    );
   say("   broker pauseMs: the broker's own figure (from the Debugger.paused it read to the Debugger.resume it issued); the target also pays the event's transit and the resume's way out.");
-  if (v.cond) say('   (d) is not a snapshot: a pause-mode breakpoint whose condition is false, checked by the broker on each pause (the per-request cost of section 3 (d)); pause budget at 1000 ms/s here.');
+  if (v.cond)
+    say('   (d) is not a snapshot: a pause-mode breakpoint whose condition is false, checked by the broker on each pause (the per-request cost of section 3 (d)); pause budget at 1000 ms/s here.');
 }
 
 function printThroughput(t, cores) {
@@ -217,7 +280,9 @@ function printThroughput(t, cores) {
   const base = v.none;
   say('');
   say(`3. Demo service throughput: GET ${t.url}, ${t.concurrency} keep-alive workers (bench/load.mjs, own process), ${t.durationMs / 1000} s per run after ${t.warmupMs / 1000} s warm-up,`);
-  say(`   ${base.rounds} interleaved rounds; req/s: median of the rounds; vs (a): median over rounds of req/s / the same round's (a), and its range; breakpoints on line ${t.hotLine} of examples/demo/service.js (const charged =); condition ${t.condition}`);
+  say(
+    `   ${base.rounds} interleaved rounds; req/s: median of the rounds; vs (a): median over rounds of req/s / the same round's (a), and its range; breakpoints on line ${t.hotLine} of examples/demo/service.js (const charged =); condition ${t.condition}`,
+  );
   const rows = Object.values(v).map((x) => [
     x.name,
     rate(x.rps.median),
@@ -230,22 +295,36 @@ function printThroughput(t, cores) {
     x.serviceCpuPerSecond.toFixed(2),
     x.serviceCpuUsPerRequest ? `${x.serviceCpuUsPerRequest.median.toFixed(1)} (${ratio(x.cpuPerRequestToNone.median)})` : '-',
     x.brokerCpuPerSecond.toFixed(2),
-    Object.entries(x.eventsPerSecond).map(([k, n]) => `${k.replace(/^Loupe\./, '')} ${n.toFixed(1)}`).join(', ') || '-',
+    Object.entries(x.eventsPerSecond)
+      .map(([k, n]) => `${k.replace(/^Loupe\./, '')} ${n.toFixed(1)}`)
+      .join(', ') || '-',
   ]);
   say(table(['variant', 'req/s', 'per round', 'vs (a)', 'loss', 'vs (a) range', 'latency med ms', 'p99 ms', 'service CPU', 'service CPU µs/req (vs (a))', 'broker CPU', 'client events/s'], rows));
   const loss = (x) => 1 - x.ratioToNone.median;
-  say(`   Goals: loss < 1 % with an idle session: ${(100 * loss(v.idle)).toFixed(1)} % ${loss(v.idle) < 0.01 ? 'MET' : 'MISSED'};  loss < 5 % with a rate-limited snapshot breakpoint: ${(100 * loss(v.snapshot)).toFixed(1)} % ${loss(v.snapshot) < 0.05 ? 'MET' : 'MISSED'}`);
+  say(
+    `   Goals: loss < 1 % with an idle session: ${(100 * loss(v.idle)).toFixed(1)} % ${loss(v.idle) < 0.01 ? 'MET' : 'MISSED'};  loss < 5 % with a rate-limited snapshot breakpoint: ${(100 * loss(v.snapshot)).toFixed(1)} % ${loss(v.snapshot) < 0.05 ? 'MET' : 'MISSED'}`,
+  );
   const extra = (x) => (x.cpuPerRequestToNone ? `${(100 * (x.cpuPerRequestToNone.median - 1)).toFixed(1)} %` : '-');
   if (v.idle.cpuPerRequestToNone) say(`   The same as service CPU per request over (a): idle session ${extra(v.idle)}, rate-limited snapshot breakpoint ${extra(v.snapshot)}`);
   say('   CPU columns: cores used by the service and the broker during the runs (CPU seconds / wall seconds, /proc);');
-  say("   service CPU µs/req: the service's CPU time per answered request, median over rounds, and its median paired ratio to (a): what the variant costs the target, less swayed than req/s by other work on the machine.");
+  say(
+    "   service CPU µs/req: the service's CPU time per answered request, median over rounds, and its median paired ratio to (a): what the variant costs the target, less swayed than req/s by other work on the machine.",
+  );
   if (v.falseCondition.suspendedRuns > 0) {
     const s = v.falseCondition.suspension;
-    say(`   (d): the broker suspended the breakpoint in ${v.falseCondition.suspendedRuns} of ${v.falseCondition.rounds} runs, ${v.falseCondition.suspendedAfterMs.join(', ')} ms after it was set (within the warm-up), with "${s.reason}"; its row is mostly the service after the suspension.`);
+    say(
+      `   (d): the broker suspended the breakpoint in ${v.falseCondition.suspendedRuns} of ${v.falseCondition.rounds} runs, ${v.falseCondition.suspendedAfterMs.join(', ')} ms after it was set (within the warm-up), with "${s.reason}"; its row is mostly the service after the suspension.`,
+    );
     const d2 = v.falseConditionNoBudget;
-    if (d2) say(`   What the budget charged per hit: ${ms(s.pauseMsPerSecond / s.hitsPerSecond)} ms; what each hit cost the service with no suspension, (d'): ${ms(1000 / d2.rps.median)} ms of a ${rate(d2.rps.median)} req/s service, against ${ms(1000 / base.rps.median)} ms per request in (a).`);
+    if (d2)
+      say(
+        `   What the budget charged per hit: ${ms(s.pauseMsPerSecond / s.hitsPerSecond)} ms; what each hit cost the service with no suspension, (d'): ${ms(1000 / d2.rps.median)} ms of a ${rate(d2.rps.median)} req/s service, against ${ms(1000 / base.rps.median)} ms per request in (a).`,
+      );
   }
-  if (base.serviceCpuPerSecond < 0.9) say(`   Note: in (a) the service used ${base.serviceCpuPerSecond.toFixed(2)} of a core: the load generator, on the same ${cores} cores, bounds the baseline, so a small loss (as in (b)) is under-reported, not over-reported.`);
+  if (base.serviceCpuPerSecond < 0.9)
+    say(
+      `   Note: in (a) the service used ${base.serviceCpuPerSecond.toFixed(2)} of a core: the load generator, on the same ${cores} cores, bounds the baseline, so a small loss (as in (b)) is under-reported, not over-reported.`,
+    );
 }
 
 function printSessions(s) {
@@ -273,15 +352,31 @@ function printSessions(s) {
     kib(x.targetBytesPerSession),
   ]);
   say(table(['memory', 'proxy RSS before → after', 'per session', 'per round', 'after close', 'vs (c)', 'target RSS per session'], memRows));
-  say(`   per session = (RSS with the ${s.sessions} sessions settled ${s.settleMs} ms − RSS before) / ${s.sessions}; RSS includes garbage not yet collected. Later rounds start from a heap that once held them.`);
+  say(
+    `   per session = (RSS with the ${s.sessions} sessions settled ${s.settleMs} ms − RSS before) / ${s.sessions}; RSS includes garbage not yet collected. Later rounds start from a heap that once held them.`,
+  );
 }
 
 function printEvaluation(e) {
   say('');
-  say(`5. Evaluation on one paused frame: Loupe's interpreter (reads by Runtime.getProperties) vs V8 evaluateOnCallFrame (throwOnSideEffect + timeout), one QUICKACK connection, ${e.counts.rounds} interleaved rounds of ${e.counts.perRound} (bench/evaluation.ts)`);
-  const rows = e.rows.map((r) => [r.expression, medP99(r.v8), medP99(r.loupe), ratio(r.loupe.median / r.v8.median), medP99(r.loupeScoped), ratio(r.loupeScoped.median / r.v8.median), medP99(r.loupeWarm), ratio(r.loupeWarm.median / r.v8.median), String(r.reads)]);
+  say(
+    `5. Evaluation on one paused frame: Loupe's interpreter (reads by Runtime.getProperties) vs V8 evaluateOnCallFrame (throwOnSideEffect + timeout), one QUICKACK connection, ${e.counts.rounds} interleaved rounds of ${e.counts.perRound} (bench/evaluation.ts)`,
+  );
+  const rows = e.rows.map((r) => [
+    r.expression,
+    medP99(r.v8),
+    medP99(r.loupe),
+    ratio(r.loupe.median / r.v8.median),
+    medP99(r.loupeScoped),
+    ratio(r.loupeScoped.median / r.v8.median),
+    medP99(r.loupeWarm),
+    ratio(r.loupeWarm.median / r.v8.median),
+    String(r.reads),
+  ]);
   say(table(['expression', 'V8 med / p99', 'Loupe, fresh reader', 'vs V8', 'scopes read at pause', 'vs V8', 'warm reader', 'vs V8', 'reads'], rows));
-  say('   fresh reader: nothing cached (first expression of a pause); scopes read at pause: the session reads the frame\'s scopes as the pause arrives; warm: the pause\'s cache (watch expressions re-evaluated).');
+  say(
+    "   fresh reader: nothing cached (first expression of a pause); scopes read at pause: the session reads the frame's scopes as the pause arrives; warm: the pause's cache (watch expressions re-evaluated).",
+  );
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -205,7 +205,10 @@ async function main() {
   const line = serviceLines.findIndex((l) => l.includes('const charged ='));
 
   step('Set breakpoints: one with a side-effecting condition, one with an allowed condition');
-  verdict('Debugger.setBreakpointByUrl (condition "(prices.book = 0)")', await session.send('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'service\\.js$', condition: '(prices.book = 0)' }));
+  verdict(
+    'Debugger.setBreakpointByUrl (condition "(prices.book = 0)")',
+    await session.send('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'service\\.js$', condition: '(prices.book = 0)' }),
+  );
   const bp = await session.send('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'service\\.js$', condition: 'user.tier === "gold"' });
   verdict(`Debugger.setBreakpointByUrl (line ${line + 1}, condition 'user.tier === "gold"')`, bp);
   show('the broker sets the breakpoint without the condition and checks the condition itself on each pause');
@@ -287,10 +290,15 @@ async function main() {
   const verify = spawnSync(process.execPath, [cli, 'audit', 'verify', outDir], { cwd: root, env: cliEnv, encoding: 'utf8' });
   for (const line of verify.stdout.trim().split('\n')) show(`loupe audit verify → ${line.trim()}`);
   if (verify.status !== 0) throw new Error('the demo session did not verify');
-  const transcript = readFileSync(join(outDir, 'transcript.ndjson'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  const transcript = readFileSync(join(outDir, 'transcript.ndjson'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
   const events = transcript.filter((r) => r.seq !== undefined);
   const count = (type) => events.filter((r) => r.type === type).length;
-  show(`${events.length} records in ${transcript.filter((r) => r.type === 'seal').length} sealed chunk(s): ${count('cdp.evaluate')} evaluations, ${count('cdp.properties.read')} variable reads, ${count('cdp.refused')} refusals by the gate, ${count('cdp.breakpoint.condition')} condition checks; every request written before it was forwarded`);
+  show(
+    `${events.length} records in ${transcript.filter((r) => r.type === 'seal').length} sealed chunk(s): ${count('cdp.evaluate')} evaluations, ${count('cdp.properties.read')} variable reads, ${count('cdp.refused')} refusals by the gate, ${count('cdp.breakpoint.condition')} condition checks; every request written before it was forwarded`,
+  );
   const reportFile = join(outDir, 'report.html');
   const render = spawnSync(process.execPath, [cli, 'audit', 'render', outDir, '-o', reportFile], { cwd: root, env: cliEnv, encoding: 'utf8' });
   if (render.status !== 0) throw new Error(render.stderr);

@@ -19,8 +19,7 @@ export const root = join(__dirname, '..');
 /** Every Markdown file of the documentation, relative to the repository root. */
 export const docFiles = ['README.md', 'CONTRIBUTING.md', 'docs/developers.md', 'docs/owners.md', 'docs/auditors.md', 'docs/operators.md'];
 
-const table = (head: string[], rows: string[][]) =>
-  [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+const table = (head: string[], rows: string[][]) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 
 // ---- the CDP allowlist and the refused families (broker/gate/cdpGate.ts) ----
 
@@ -67,7 +66,7 @@ function refusedTable(): string {
     if (reasons.size !== 1) throw new Error(`docs: the gate gives ${label} different reasons: ${[...reasons].join(' / ')}`);
     return [label, [...reasons][0]!];
   });
-  return table(['refused', 'why (the gate\'s answer)'], rows);
+  return table(['refused', "why (the gate's answer)"], rows);
 }
 
 // ---- audit event codes (broker/audit/events.ts) ----
@@ -93,13 +92,13 @@ const eventNotes: Record<keyof typeof eventCodes, string> = {
   'session.ending': 'cleanup began: breakpoints removed, target resumed',
   'session.policy_applied': 'a live session narrowed to the stricter of its policy and a reloaded one',
   'cdp.request': 'a client request, before it is forwarded',
-  'cdp.response': 'the target\'s answer (`requestSeq`, result preview or error)',
+  'cdp.response': "the target's answer (`requestSeq`, result preview or error)",
   'cdp.response.missing': 'a forwarded request that got no answer',
   'cdp.refused': 'a request the gate refused: method, rule, message',
-  'cdp.breakpoint.set': 'a breakpoint set (its condition, if any, is the broker\'s)',
+  'cdp.breakpoint.set': "a breakpoint set (its condition, if any, is the broker's)",
   'cdp.breakpoint.removed': 'a breakpoint removed',
   'cdp.breakpoint.hit': 'a breakpoint hit: frame and stack',
-  'cdp.breakpoint.condition': 'the broker\'s check of a condition on pause, and its result',
+  'cdp.breakpoint.condition': "the broker's check of a condition on pause, and its result",
   'cdp.breakpoint.suspended': 'a breakpoint taken out over the pause budget, with the figures',
   'cdp.breakpoint.disabled': 'a breakpoint taken out because its condition depends on a redacted field (named)',
   'cdp.evaluate': 'an evaluation: expression and frame (the result is in its `cdp.response`)',
@@ -111,14 +110,14 @@ const eventNotes: Record<keyof typeof eventCodes, string> = {
   'snapshot.captured': 'a snapshot capture, whole, with the number of `reads`',
   'snapshot.throttled': 'a capture point throttled',
   'cdp.logpoint': 'a logpoint message, how long the hit held the target (`ms`) and parts skipped',
-  'broker.request': 'the broker\'s own command (condition check, cleanup, watchdog, throttling), with its `why`',
-  'broker.response': 'the answer to the broker\'s own command',
+  'broker.request': "the broker's own command (condition check, cleanup, watchdog, throttling), with its `why`",
+  'broker.response': "the answer to the broker's own command",
   'broker.response.missing': 'a request the target left unanswered past `limits.targetResponseSeconds`',
   'watchdog.resumed': 'the pause watchdog resumed the target',
   'client.events_dropped': 'target events shed toward a slow client (responses never are)',
   'target.invalid_frame': 'a target message that was malformed or over `limits.maxTargetFrameBytes`, not passed on',
   'client.unresponsive': 'a client that answered no ping for `limits.clientUnresponsiveMs`',
-  'client.absent': 'after a watchdog resume: the session\'s breakpoints taken out until its client acts',
+  'client.absent': "after a watchdog resume: the session's breakpoints taken out until its client acts",
   'client.returned': 'the client acted again: its breakpoints set back',
   'audit.degraded': 'the broker failed closed, with why and the bound (grant stream)',
   'audit.recovered': 'the audit trail takes records again (grant stream)',
@@ -131,7 +130,7 @@ const eventNotes: Record<keyof typeof eventCodes, string> = {
   'session.fault': 'security stream: a session ended on a fault, naming its `session.ended` hash',
   'broker.fault': 'security stream: a fault the process guard caught',
   'security.events_dropped': 'security stream: how many events a flood cost, of which types, when',
-  'security.segment_opened': 'security stream: a new segment, naming the previous one\'s id and head hash',
+  'security.segment_opened': "security stream: a new segment, naming the previous one's id and head hash",
 };
 
 function eventsTable(): string {
@@ -141,7 +140,7 @@ function eventsTable(): string {
     return [`\`${type}\``, code, note];
   });
   for (const type of Object.keys(eventNotes)) if (!(type in eventCodes)) throw new Error(`docs: scripts/docs.ts describes ${type}, which is not an event`);
-  rows.push(['`alert.<rule>`', codeOf('alert.rule'), 'an alert, with its evidence (see the owners\' guide)']);
+  rows.push(['`alert.<rule>`', codeOf('alert.rule'), "an alert, with its evidence (see the owners' guide)"]);
   rows.sort((a, b) => a[1].localeCompare(b[1]) || a[0].localeCompare(b[0]));
   return table(['event', 'code', 'what it records'], rows);
 }
@@ -163,11 +162,13 @@ const closeNotes: Record<EndReason, string> = {
 };
 
 function closeCodesTable(): string {
-  const rows = (Object.entries(closeCodes) as [EndReason, number][]).sort((a, b) => a[1] - b[1]).map(([reason, code]) => {
-    const note = closeNotes[reason];
-    if (note === undefined) throw new Error(`docs: close reason ${reason} (${code}) has no description in scripts/docs.ts`);
-    return [String(code), `\`${reason}\``, note];
-  });
+  const rows = (Object.entries(closeCodes) as [EndReason, number][])
+    .sort((a, b) => a[1] - b[1])
+    .map(([reason, code]) => {
+      const note = closeNotes[reason];
+      if (note === undefined) throw new Error(`docs: close reason ${reason} (${code}) has no description in scripts/docs.ts`);
+      return [String(code), `\`${reason}\``, note];
+    });
   return table(['code', 'reason', 'why the session ended'], rows);
 }
 
@@ -190,10 +191,10 @@ const errorNotes: Record<LoupeErrorCode, string> = {
   not_approver: 'the caller holds no approver role of the request',
   request_not_pending: 'the access request is decided, expired, or already approved by the caller',
   request_not_approved: 'the access request is not approved (the message says why)',
-  target_unreachable: 'the broker cannot reach the target\'s inspector, or its `/json/list` answer is bad',
-  issuer_unavailable: 'the broker cannot reach the token\'s identity provider to check it; retry',
+  target_unreachable: "the broker cannot reach the target's inspector, or its `/json/list` answer is bad",
+  issuer_unavailable: "the broker cannot reach the token's identity provider to check it; retry",
   audit_unavailable: 'the audit trail failed closed (store or disk); retry once it recovers',
-  config_invalid: 'the broker\'s configuration or state directory is unusable',
+  config_invalid: "the broker's configuration or state directory is unusable",
   internal: 'a fault in the broker',
 };
 

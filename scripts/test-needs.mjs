@@ -19,7 +19,10 @@ export function declaredNeeds(root, file) {
   const head = text.slice(0, text.search(/^import /m) >= 0 ? text.search(/^import /m) : text.length);
   const match = needsLine.exec(head);
   if (!match) return [];
-  const names = match[1].split(',').map((n) => n.trim()).filter(Boolean);
+  const names = match[1]
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
   const unknown = names.filter((n) => !Object.hasOwn(services, n));
   if (unknown.length > 0) throw new Error(`${file}: "// needs:" names ${unknown.join(', ')}, which no service is (known: ${Object.keys(services).join(', ')})`);
   return names;

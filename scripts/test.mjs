@@ -30,7 +30,9 @@ function findTests(dir) {
 }
 
 const filter = process.argv.slice(2);
-const files = findTests(join(root, 'test')).filter((f) => filter.length === 0 || filter.some((part) => f.includes(part))).sort();
+const files = findTests(join(root, 'test'))
+  .filter((f) => filter.length === 0 || filter.some((part) => f.includes(part)))
+  .sort();
 if (files.length === 0) {
   process.stdout.write(`no test files match ${filter.join(' ')}\n`);
   process.exit(1);

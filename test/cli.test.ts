@@ -18,11 +18,26 @@ const commands: [string[], RegExp[]][] = [
   [['broker'], [/--config <file\.yaml>/, /--port <n>/]],
   [['token'], [/--config <file\.yaml>/, /--user <id>/, /--groups/, /--name/, /--ttl/]],
   [['policy', 'check'], [/<file\.yaml>/]],
-  [['policy', 'explain'], [/--config/, /--user/, /--target/, /--mode/, /--at/, /--ticket/, /--duration/]],
-  [['audit', 'list'], [/--target/, /--user/, /--from/, /--security/, /--grants/, /--broker <url>/, /--token/]],
-  [['audit', 'download'], [/-o, --output <dir>/, /--broker <url>/, /--token/]],
-  [['audit', 'verify'], [/<dir \| s3:\/\//, /--keys/]],
-  [['audit', 'render'], [/-o, --output <file>/, /--keys/]],
+  [
+    ['policy', 'explain'],
+    [/--config/, /--user/, /--target/, /--mode/, /--at/, /--ticket/, /--duration/],
+  ],
+  [
+    ['audit', 'list'],
+    [/--target/, /--user/, /--from/, /--security/, /--grants/, /--broker <url>/, /--token/],
+  ],
+  [
+    ['audit', 'download'],
+    [/-o, --output <dir>/, /--broker <url>/, /--token/],
+  ],
+  [
+    ['audit', 'verify'],
+    [/<dir \| s3:\/\//, /--keys/],
+  ],
+  [
+    ['audit', 'render'],
+    [/-o, --output <file>/, /--keys/],
+  ],
 ];
 
 describe('the loupe CLI: --help on every command, and unknown options named', () => {
@@ -64,7 +79,10 @@ describe('the loupe CLI: --help on every command, and unknown options named', ()
   }
 
   it('loupe policy --help and loupe audit --help list their commands', () => {
-    for (const [group, subs] of [['policy', ['check', 'explain']], ['audit', ['list', 'download', 'verify', 'render']]] as const) {
+    for (const [group, subs] of [
+      ['policy', ['check', 'explain']],
+      ['audit', ['list', 'download', 'verify', 'render']],
+    ] as const) {
       const run = loupe(group, '--help');
       assert.equal(run.code, 0, run.stderr);
       assert.equal(run.stderr, '');
@@ -83,7 +101,7 @@ describe('the loupe CLI: --help on every command, and unknown options named', ()
     }
   });
 
-  it('a missing argument still exits 2 with the command\'s usage', () => {
+  it("a missing argument still exits 2 with the command's usage", () => {
     const run = loupe('audit', 'verify');
     assert.equal(run.code, 2);
     assert.match(run.stderr, /missing <dir \| s3:\/\/…>/);

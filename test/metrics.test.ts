@@ -18,6 +18,9 @@ describe('metrics: clients choose method names, so their labels are bounded', ()
     assert.equal(count('(other)'), 4801);
     assert.equal(count('(invalid)'), 1);
     assert.equal(count('Made.up7'), 2);
-    assert.equal(series.reduce((sum, v) => sum + v.value, 0), 5003);
+    assert.equal(
+      series.reduce((sum, v) => sum + v.value, 0),
+      5003,
+    );
   });
 });

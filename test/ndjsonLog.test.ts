@@ -47,6 +47,12 @@ describe('NdjsonLog: state files kept as appended JSON lines (grants, access req
     appendFileSync(file, '\n{"type":"set","key":"b","val');
     appendFileSync(file, '\n');
     log.append({ type: 'set', key: 'c', value: 3 });
-    assert.deepEqual([...rebuild(new NdjsonLog<Entry>(file))], [['a', 1], ['c', 3]]);
+    assert.deepEqual(
+      [...rebuild(new NdjsonLog<Entry>(file))],
+      [
+        ['a', 1],
+        ['c', 3],
+      ],
+    );
   });
 });

@@ -31,7 +31,10 @@ describe('test files declare the services they need', () => {
         continue;
       }
       const missing = (requiredNeeds(root, file) as string[]).filter((s) => !declared.includes(s));
-      if (missing.length > 0) problems.push(`${file} reaches ${missing.map((s) => (services as Record<string, { modules: string[] }>)[s]!.modules.join(' or ')).join(', ')} but its "// needs:" line lacks ${missing.join(', ')}`);
+      if (missing.length > 0)
+        problems.push(
+          `${file} reaches ${missing.map((s) => (services as Record<string, { modules: string[] }>)[s]!.modules.join(' or ')).join(', ')} but its "// needs:" line lacks ${missing.join(', ')}`,
+        );
     }
     assert.deepEqual(problems, []);
   });

@@ -4,7 +4,10 @@ import { backoffDelay } from '../broker/retry';
 
 describe('backoffDelay: one exponential backoff for audit uploads and webhook deliveries', () => {
   it('starts at the base and doubles with each retry', () => {
-    assert.deepEqual([0, 1, 2, 3, 4].map((retry) => backoffDelay(retry, { baseMs: 250, maxMs: 30_000 })), [250, 500, 1000, 2000, 4000]);
+    assert.deepEqual(
+      [0, 1, 2, 3, 4].map((retry) => backoffDelay(retry, { baseMs: 250, maxMs: 30_000 })),
+      [250, 500, 1000, 2000, 4000],
+    );
   });
 
   it('never waits longer than the bound, however long the outage', () => {

@@ -6,12 +6,23 @@ import { startTarget } from './support/target';
 import { basePolicy, startTestBroker } from './support/testBroker';
 import { waitFor, waitForEvent, waitForMessage, withTimeout, within } from './support/wait';
 
-describe('the tests\' waits (test/support/wait.ts, waitForRecord)', () => {
+describe("the tests' waits (test/support/wait.ts, waitForRecord)", () => {
   it('waitFor resolves with the first truthy value, and fails naming what it waited for and the last value seen', async () => {
     let n = 0;
     assert.equal(await waitFor(() => (++n >= 3 ? `after ${n}` : 0), { intervalMs: 1 }), 'after 3');
-    await assert.rejects(waitFor(() => n > 100, { what: 'three requests', timeoutMs: 50 }), /^Error: waited 50 ms for three requests; last seen: false$/);
-    await assert.rejects(waitFor(() => { throw new Error('not yet'); }, { what: () => 'a dynamic name', timeoutMs: 30 }), /waited 30 ms for a dynamic name; last seen: threw not yet/);
+    await assert.rejects(
+      waitFor(() => n > 100, { what: 'three requests', timeoutMs: 50 }),
+      /^Error: waited 50 ms for three requests; last seen: false$/,
+    );
+    await assert.rejects(
+      waitFor(
+        () => {
+          throw new Error('not yet');
+        },
+        { what: () => 'a dynamic name', timeoutMs: 30 },
+      ),
+      /waited 30 ms for a dynamic name; last seen: threw not yet/,
+    );
   });
 
   it('withTimeout fails naming what; within gives the fallback', async () => {
@@ -46,7 +57,10 @@ describe('the tests\' waits (test/support/wait.ts, waitForRecord)', () => {
       assert.equal((await ending).data.endReason, 'client_closed');
       await assert.rejects(broker.waitForRecord('watchdog.resumed', undefined, 30), /no watchdog\.resumed audit record within 30 ms/);
       const direct = await CdpClient.connect(target.wsUrl);
-      await assert.rejects(waitForMessage(direct, 'Debugger.paused', () => true, { what: 'a pause', timeoutMs: 30 }), /waited 30 ms for a pause: no Debugger\.paused within 30 ms; last Debugger\.paused: none/);
+      await assert.rejects(
+        waitForMessage(direct, 'Debugger.paused', () => true, { what: 'a pause', timeoutMs: 30 }),
+        /waited 30 ms for a pause: no Debugger\.paused within 30 ms; last Debugger\.paused: none/,
+      );
       await direct.close();
     } finally {
       await broker.close();

@@ -123,20 +123,30 @@ export class AlertEngine {
       case 'cdp.evaluate': {
         state.evaluations = this.window(state.evaluations, event, 60);
         const rule = state.rules.evaluationRate;
-        if (rule && state.evaluations.length > rule.perMinute) this.fire(state, event.stream, 'evaluationRate', `${state.evaluations.length} evaluations in the last minute (threshold ${rule.perMinute})`, state.evaluations.slice(-20), 60);
+        if (rule && state.evaluations.length > rule.perMinute)
+          this.fire(state, event.stream, 'evaluationRate', `${state.evaluations.length} evaluations in the last minute (threshold ${rule.perMinute})`, state.evaluations.slice(-20), 60);
         const names = this.sensitiveNames(state, String(d.params?.expression ?? '').match(/[A-Za-z_$][\w$]*/g) ?? []);
         if (names.length > 0) this.fire(state, event.stream, 'sensitiveReads', `evaluation of ${names.join(', ')}: ${String(d.params?.expression).slice(0, 80)}`, [event], 0);
         // Every evaluation V8 runs under the privilege, each its own alert (keyed by its record, so a repeat fires too).
         if (state.v8 && state.rules.v8Evaluation) {
           const expression = String(d.params?.expression ?? '').slice(0, 200);
-          this.fire(state, event.stream, 'v8Evaluation', `V8 evaluation by ${state.user} on ${state.target} (grant ${state.grant ?? 'unknown'}; app code may run): ${expression}`, [event], 0, `v8Evaluation:${event.seq}`);
+          this.fire(
+            state,
+            event.stream,
+            'v8Evaluation',
+            `V8 evaluation by ${state.user} on ${state.target} (grant ${state.grant ?? 'unknown'}; app code may run): ${expression}`,
+            [event],
+            0,
+            `v8Evaluation:${event.seq}`,
+          );
         }
         break;
       }
       case 'cdp.properties.read': {
         state.reads = this.window(state.reads, event, 60);
         const rule = state.rules.readRate;
-        if (rule && state.reads.length > rule.perMinute) this.fire(state, event.stream, 'readRate', `${state.reads.length} variable reads in the last minute (threshold ${rule.perMinute})`, state.reads.slice(-20), 60);
+        if (rule && state.reads.length > rule.perMinute)
+          this.fire(state, event.stream, 'readRate', `${state.reads.length} variable reads in the last minute (threshold ${rule.perMinute})`, state.reads.slice(-20), 60);
         break;
       }
       case 'cdp.response': {
@@ -150,7 +160,10 @@ export class AlertEngine {
         }
         if (d.method === 'Runtime.getProperties') {
           const props = (d.result?.properties ?? []) as { name: string; preview?: string }[];
-          const names = this.sensitiveNames(state, props.map((p) => p.name));
+          const names = this.sensitiveNames(
+            state,
+            props.map((p) => p.name),
+          );
           const valueHit = props.map((p) => (p.preview ? sensitiveValue(p.preview) : undefined)).find(Boolean);
           if (names.length > 0 || valueHit) this.fire(state, event.stream, 'sensitiveReads', names.length > 0 ? `read of ${names.join(', ')}` : `a value read looks like ${valueHit}`, [event], 0);
         }
@@ -176,7 +189,10 @@ export class AlertEngine {
         const rule = state.rules.longPause;
         clearTimeout(state.pauseTimer);
         if (rule) {
-          state.pauseTimer = setTimeout(() => this.fire(state, event.stream, 'longPause', `the target has been paused for ${rule.seconds} s at ${d.frame ?? 'an unknown frame'}`, [event], 0), rule.seconds * 1000);
+          state.pauseTimer = setTimeout(
+            () => this.fire(state, event.stream, 'longPause', `the target has been paused for ${rule.seconds} s at ${d.frame ?? 'an unknown frame'}`, [event], 0),
+            rule.seconds * 1000,
+          );
           state.pauseTimer.unref();
         }
         break;
@@ -190,7 +206,8 @@ export class AlertEngine {
         if (state.rules.watchdogResume) this.fire(state, event.stream, 'watchdogResume', `the watchdog resumed the target after ${d.maxPauseSeconds} s paused`, [event], 0);
         break;
       case 'session.ending':
-        if (d.endReason === 'target_unresponsive' && state.rules.targetUnresponsive) this.fire(state, event.stream, 'targetUnresponsive', `the target stopped answering its inspector for longer than its bound; the session was ended`, [event], 0);
+        if (d.endReason === 'target_unresponsive' && state.rules.targetUnresponsive)
+          this.fire(state, event.stream, 'targetUnresponsive', `the target stopped answering its inspector for longer than its bound; the session was ended`, [event], 0);
         break;
       case 'session.ended':
         clearTimeout(state.pauseTimer);
@@ -280,7 +297,20 @@ export class AlertEngine {
     const target = this.config.targets[event.target ?? ''];
     if (!target || !event.actor) return;
     const v8 = (event.data as Record<string, unknown>).evaluation === 'v8';
-    const state: SessionState = { target: target.name, user: event.actor.sub, ...(event.grant ? { grant: event.grant } : {}), v8, rules: target.alerts, evaluations: [], reads: [], refusals: [], bytes: 0, bytesFired: false, lastFired: new Map(), ending: false };
+    const state: SessionState = {
+      target: target.name,
+      user: event.actor.sub,
+      ...(event.grant ? { grant: event.grant } : {}),
+      v8,
+      rules: target.alerts,
+      evaluations: [],
+      reads: [],
+      refusals: [],
+      bytes: 0,
+      bytesFired: false,
+      lastFired: new Map(),
+      ending: false,
+    };
     this.sessions.set(event.stream, state);
     const at = new Date(Date.parse(event.time));
     const offHours = state.rules.offHours;
@@ -326,13 +356,24 @@ export class AlertEngine {
   private sensitiveFile(state: SessionState, event: AuditEvent, url: string): void {
     const rule = state.rules.sensitiveFiles;
     if (!rule || !url) return;
-    const path = url.replace(/^file:\/\//, '').replace(/\\(.)/g, '$1').replace(/[$^]/g, '');
+    const path = url
+      .replace(/^file:\/\//, '')
+      .replace(/\\(.)/g, '$1')
+      .replace(/[$^]/g, '');
     const hit = rule.globs.find((glob) => picomatch.isMatch(path, glob.startsWith('/') || glob.startsWith('**') ? glob : `**/${glob}`, { dot: true }));
     if (hit) this.fire(state, event.stream, 'sensitiveFiles', `${event.type === 'cdp.breakpoint.set' ? 'breakpoint set' : 'paused'} in ${path}, which the owner marks sensitive (${hit})`, [event], 0);
   }
 
   /** Fires once per rule per cooldown window (0: every time the evidence differs). */
-  private fire(state: SessionState, session: string, rule: keyof AlertRules, message: string, evidence: AuditEvent[], cooldownSeconds: number, key = cooldownSeconds > 0 ? rule : `${rule}:${message}`): void {
+  private fire(
+    state: SessionState,
+    session: string,
+    rule: keyof AlertRules,
+    message: string,
+    evidence: AuditEvent[],
+    cooldownSeconds: number,
+    key = cooldownSeconds > 0 ? rule : `${rule}:${message}`,
+  ): void {
     const now = this.clock();
     const last = state.lastFired.get(key);
     if (last !== undefined && (cooldownSeconds === 0 || now - last < cooldownSeconds * 1000)) return;

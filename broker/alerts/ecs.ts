@@ -66,9 +66,20 @@ export function toEcs(event: AuditEvent, roles: readonly string[]): Record<strin
     },
     source: typeof data.source === 'string' ? { ip: data.source.replace(/^::ffff:/, '') } : undefined,
     user_agent: typeof data.userAgent === 'string' ? { original: data.userAgent } : undefined,
-    user: event.actor ? { name: event.actor.sub, full_name: event.actor.name, roles, group: { name: event.actor.groups } } : data.actor ? { name: data.actor.sub, full_name: data.actor.name, group: { name: data.actor.groups } } : undefined,
+    user: event.actor
+      ? { name: event.actor.sub, full_name: event.actor.name, roles, group: { name: event.actor.groups } }
+      : data.actor
+        ? { name: data.actor.sub, full_name: data.actor.name, group: { name: data.actor.groups } }
+        : undefined,
     related: { user: [...new Set(users)], hash: [event.hash] },
-    labels: { stream: event.stream, session: event.kind === 'session' ? event.stream : typeof data.session === 'string' ? data.session : undefined, grant: event.grant ?? data.grantId, target: event.target ?? data.target, mode: event.mode ?? data.mode, ticket: event.ticket },
+    labels: {
+      stream: event.stream,
+      session: event.kind === 'session' ? event.stream : typeof data.session === 'string' ? data.session : undefined,
+      grant: event.grant ?? data.grantId,
+      target: event.target ?? data.target,
+      mode: event.mode ?? data.mode,
+      ticket: event.ticket,
+    },
     loupe: { stream_kind: event.kind, prev: event.prev, hash: event.hash, data },
   };
 }

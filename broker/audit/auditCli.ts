@@ -27,7 +27,15 @@ export async function listSessions(options: BrokerClientOptions, filter: Record<
   const query = new URLSearchParams(Object.entries(filter).filter((e): e is [string, string] => e[1] !== undefined));
   const { sessions } = (await (await brokerGet(options, `/v1/sessions${query.size ? `?${query}` : ''}`)).json()) as { sessions: Record<string, any>[] };
   if (sessions.length === 0) return 'no sessions match\n';
-  const rows = sessions.map((s) => [s.sessionId, s.startedAt, s.target, s.user.sub, s.evaluation === 'v8' ? `${s.mode} + V8 eval` : s.mode, s.state === 'ended' ? `ended: ${s.endReason}` : s.state, s.reason]);
+  const rows = sessions.map((s) => [
+    s.sessionId,
+    s.startedAt,
+    s.target,
+    s.user.sub,
+    s.evaluation === 'v8' ? `${s.mode} + V8 eval` : s.mode,
+    s.state === 'ended' ? `ended: ${s.endReason}` : s.state,
+    s.reason,
+  ]);
   const header = ['SESSION', 'STARTED', 'TARGET', 'USER', 'MODE', 'STATE', 'REASON'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? String(c) : String(c).padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
@@ -110,7 +118,9 @@ export function describeVerification(result: VerifyResult, target: VerifyTarget)
   const lines: string[] = [];
   const kids = target.keys.keys.map((k) => k.kid).join(', ');
   if (result.ok) {
-    lines.push(`OK: ${target.transcript.stream.startsWith('security-') ? 'security segment' : target.transcript.stream.startsWith('grants-') ? 'grant stream' : 'session'} ${target.transcript.stream}: ${result.events.length} records in ${target.transcript.chunks.length} sealed chunk(s), chain intact, manifest sealed (audit key ${kids})`);
+    lines.push(
+      `OK: ${target.transcript.stream.startsWith('security-') ? 'security segment' : target.transcript.stream.startsWith('grants-') ? 'grant stream' : 'session'} ${target.transcript.stream}: ${result.events.length} records in ${target.transcript.chunks.length} sealed chunk(s), chain intact, manifest sealed (audit key ${kids})`,
+    );
     if (target.requireRetention) lines.push('   every object is under COMPLIANCE retention');
   } else {
     lines.push(`FAILED: session ${target.transcript.stream || '(unknown)'}`);

@@ -79,7 +79,9 @@ export class AuditReader {
   /** A security segment's (or grant stream's) readable report, verified against this broker's keys. */
   async securitySegmentReport(identity: Identity, segmentId: string): Promise<string> {
     const { segment, transcript } = await this.securityTranscript(identity, segmentId);
-    return renderReport(await verifyTranscript(transcript, this.options.keys()), { source: `${segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment'} recorded by the broker's ${this.storeName}${segment.state === 'ended' ? '' : `, ${segment.state}`}` });
+    return renderReport(await verifyTranscript(transcript, this.options.keys()), {
+      source: `${segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment'} recorded by the broker's ${this.storeName}${segment.state === 'ended' ? '' : `, ${segment.state}`}`,
+    });
   }
 
   /** The stored transcript as NDJSON: events, a seal line after each chunk, the manifest last. */
@@ -92,6 +94,9 @@ export class AuditReader {
     const { summary, transcript } = await this.sessionTranscript(identity, sessionId);
     const result = await verifyTranscript(transcript, this.options.keys());
     const grant = this.options.grant(summary.grantId);
-    return renderReport(result, { ...(grant?.approvedBy ? { approval: { requestId: grant.requestId, approvedBy: grant.approvedBy } } : {}), source: `recorded by the broker's ${this.storeName}${summary.state === 'ended' ? '' : `, session ${summary.state}`}` });
+    return renderReport(result, {
+      ...(grant?.approvedBy ? { approval: { requestId: grant.requestId, approvedBy: grant.approvedBy } } : {}),
+      source: `recorded by the broker's ${this.storeName}${summary.state === 'ended' ? '' : `, session ${summary.state}`}`,
+    });
   }
 }

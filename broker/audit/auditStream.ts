@@ -182,7 +182,10 @@ export class AuditStream {
           if (this.trail.wal.failed) throw this.trail.wal.failed;
           // The chain's last record, when the disk refused it at the end (it is recorded now, when the WAL takes records again).
           if (!this.endRecorded) {
-            await this.record(this.context.kind === 'session' ? 'session.ended' : 'stream.closed', { endReason, detail: 'recorded late: the write-ahead log could not take records when this chain ended' });
+            await this.record(this.context.kind === 'session' ? 'session.ended' : 'stream.closed', {
+              endReason,
+              detail: 'recorded late: the write-ahead log could not take records when this chain ended',
+            });
           }
           await this.upload();
           const payload: ManifestPayload = {

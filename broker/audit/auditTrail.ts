@@ -257,7 +257,9 @@ export class AuditTrail extends EventEmitter implements ChainHost, RecoveryConte
         if (recorded) events++;
       }
       events += stream.events.length;
-      void chain.close(ended ? String((last!.data as { endReason?: string }).endReason ?? 'ended') : 'broker_crashed').catch((err) => this.log?.(`audit: cannot close recovered ${chain.id}: ${(err as Error).message}`));
+      void chain
+        .close(ended ? String((last!.data as { endReason?: string }).endReason ?? 'ended') : 'broker_crashed')
+        .catch((err) => this.log?.(`audit: cannot close recovered ${chain.id}: ${(err as Error).message}`));
     }
     return { streams: [...recovered.values()].filter((s) => !s.closed).length, events };
   }

@@ -62,7 +62,10 @@ export async function adoptUploaded(stream: RecoveredStream, trail: RecoveryCont
 
 /** The records of a stored chunk after those the WAL has, when its seal verifies and they chain on; else undefined. */
 async function storedContinuation(body: Buffer, have: readonly AuditEvent[], firstSeq: number, lastSeq: number, key: SigningKey): Promise<AuditEvent[] | undefined> {
-  const lines = body.toString('utf8').split('\n').filter((l) => l !== '');
+  const lines = body
+    .toString('utf8')
+    .split('\n')
+    .filter((l) => l !== '');
   try {
     const sealLine = JSON.parse(lines.at(-1)!) as { type?: string; jws?: string };
     const events = lines.slice(0, -1).map((l) => JSON.parse(l) as AuditEvent);

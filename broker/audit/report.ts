@@ -2,8 +2,7 @@ import { sessionHadV8Evaluation, v8EvaluationBanner } from '../../common/transcr
 import type { AuditEvent } from './events';
 import type { VerifyResult } from './verify';
 
-const escapeHtml = (value: unknown) =>
-  String(value ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
+const escapeHtml = (value: unknown) => String(value ?? '').replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
 const short = (value: unknown, max = 160) => {
   const text = typeof value === 'string' ? value : JSON.stringify(value);
@@ -54,23 +53,53 @@ function grantRow(e: AuditEvent): Omit<Row, 'seq' | 'time'> | undefined {
   const request = d.requestId ? `request ${String(d.requestId).slice(0, 8)}` : '';
   switch (e.type) {
     case 'grant.requested':
-      return { kind: 'grant', what: `${who(d.actor)} asks for ${d.mode}${v8(d)} on ${d.target} for ${d.durationSeconds} s`, detail: `${short(d.reason)}${d.ticket ? ` · ticket ${d.ticket}` : ''}`, tone: 'normal' };
+      return {
+        kind: 'grant',
+        what: `${who(d.actor)} asks for ${d.mode}${v8(d)} on ${d.target} for ${d.durationSeconds} s`,
+        detail: `${short(d.reason)}${d.ticket ? ` · ticket ${d.ticket}` : ''}`,
+        tone: 'normal',
+      };
     case 'grant.issued':
-      return { kind: 'grant', what: `grant ${String(d.grantId).slice(0, 8)} issued to ${who(d.actor)} for ${d.mode}${v8(d)} on ${d.target}`, detail: `${d.evaluation === 'v8' ? 'app code could run; redaction best-effort · ' : ''}until ${d.expiresAt}${d.capped ? ' (capped by the rule)' : ''}${d.approvedBy ? ` · approved by ${approverList(d.approvedBy)} (${request})` : ''} · ${d.rule}`, tone: 'normal' };
+      return {
+        kind: 'grant',
+        what: `grant ${String(d.grantId).slice(0, 8)} issued to ${who(d.actor)} for ${d.mode}${v8(d)} on ${d.target}`,
+        detail: `${d.evaluation === 'v8' ? 'app code could run; redaction best-effort · ' : ''}until ${d.expiresAt}${d.capped ? ' (capped by the rule)' : ''}${d.approvedBy ? ` · approved by ${approverList(d.approvedBy)} (${request})` : ''} · ${d.rule}`,
+        tone: 'normal',
+      };
     case 'grant.refused':
       return { kind: 'grant', what: `grant refused to ${who(d.actor)} on ${d.target}`, detail: `${d.message} [rule ${d.rule}]`, tone: 'refused' };
     case 'grant.revoked':
       return { kind: 'grant', what: `grant ${String(d.grantId).slice(0, 8)} of ${d.holder} revoked by ${who(d.actor)}`, detail: '', tone: 'end' };
     case 'request.created':
-      return { kind: 'approval', what: `${request}: ${who(d.actor)} asks for ${d.mode}${v8(d)} on ${d.target}; needs ${d.minApprovals} approval(s) by ${(d.approvers ?? []).join(' or ')}`, detail: `${d.cause ? `because of alert ${d.cause.rule}: ${short(d.cause.message)} · ` : ''}${short(d.reason)}${d.ticket ? ` · ticket ${d.ticket}` : ''} · decide by ${d.expiresAt}`, tone: d.cause ? 'alert' : 'normal' };
+      return {
+        kind: 'approval',
+        what: `${request}: ${who(d.actor)} asks for ${d.mode}${v8(d)} on ${d.target}; needs ${d.minApprovals} approval(s) by ${(d.approvers ?? []).join(' or ')}`,
+        detail: `${d.cause ? `because of alert ${d.cause.rule}: ${short(d.cause.message)} · ` : ''}${short(d.reason)}${d.ticket ? ` · ticket ${d.ticket}` : ''} · decide by ${d.expiresAt}`,
+        tone: d.cause ? 'alert' : 'normal',
+      };
     case 'request.approved':
-      return { kind: 'approval', what: `${request} approved by ${who(d.actor)} (${d.approvals} of ${d.minApprovals})${d.status === 'approved' ? ': approved, the requester may collect the grant' : ''}`, detail: d.comment ? `“${short(d.comment)}”` : '', tone: 'normal' };
+      return {
+        kind: 'approval',
+        what: `${request} approved by ${who(d.actor)} (${d.approvals} of ${d.minApprovals})${d.status === 'approved' ? ': approved, the requester may collect the grant' : ''}`,
+        detail: d.comment ? `“${short(d.comment)}”` : '',
+        tone: 'normal',
+      };
     case 'request.denied':
       return { kind: 'approval', what: `${request} of ${who(d.requester)} denied by ${who(d.actor)}`, detail: `“${short(d.comment)}”`, tone: 'refused' };
     case 'request.expired':
-      return { kind: 'approval', what: `${request} of ${who(d.requester)} expired (${d.was === 'approved' ? 'approved, never collected' : `${d.approvals} of ${d.minApprovals} approvals`})`, detail: `at ${d.expiredAt}`, tone: 'end' };
+      return {
+        kind: 'approval',
+        what: `${request} of ${who(d.requester)} expired (${d.was === 'approved' ? 'approved, never collected' : `${d.approvals} of ${d.minApprovals} approvals`})`,
+        detail: `at ${d.expiredAt}`,
+        tone: 'end',
+      };
     case 'request.collected':
-      return { kind: 'approval', what: `${request} collected by ${who(d.actor)} as grant ${String(d.grantId).slice(0, 8)}`, detail: `approved by ${approverList(d.approvedBy)} · until ${d.expiresAt}`, tone: 'normal' };
+      return {
+        kind: 'approval',
+        what: `${request} collected by ${who(d.actor)} as grant ${String(d.grantId).slice(0, 8)}`,
+        detail: `approved by ${approverList(d.approvedBy)} · until ${d.expiresAt}`,
+        tone: 'normal',
+      };
     case 'request.withdrawn':
       return { kind: 'approval', what: `${request} withdrawn by ${who(d.actor)}`, detail: `it was ${d.was}`, tone: 'end' };
     case 'request.decision_refused':
@@ -96,26 +125,46 @@ function timeline(events: readonly AuditEvent[]): Row[] {
     const push = (row: Omit<Row, 'seq' | 'time'>) => rows.push({ seq: e.seq, time, ...row });
     switch (e.type) {
       case 'session.started':
-        push({ kind: 'session', what: `session started${d.evaluation === 'v8' ? ' with V8 evaluation (privileged)' : ''}`, detail: `inspector ${d.inspector}, grant expires ${d.expiresAt}`, tone: d.evaluation === 'v8' ? 'alert' : 'normal' });
+        push({
+          kind: 'session',
+          what: `session started${d.evaluation === 'v8' ? ' with V8 evaluation (privileged)' : ''}`,
+          detail: `inspector ${d.inspector}, grant expires ${d.expiresAt}`,
+          tone: d.evaluation === 'v8' ? 'alert' : 'normal',
+        });
         break;
       case 'session.ended':
         push({ kind: 'session', what: `session ended: ${endReasons[d.endReason] ?? d.endReason}`, detail: d.detail ?? '', tone: 'end' });
         break;
       case 'cdp.breakpoint.set':
-        push({ kind: 'breakpoint', what: `set at ${breakpointPlace(d.params)}`, detail: `${d.condition ? `condition ${short(d.condition)} (checked by the broker)` : ''}${response?.error ? ` ${outcome}` : ''}`, tone: response?.error ? 'refused' : 'normal' });
+        push({
+          kind: 'breakpoint',
+          what: `set at ${breakpointPlace(d.params)}`,
+          detail: `${d.condition ? `condition ${short(d.condition)} (checked by the broker)` : ''}${response?.error ? ` ${outcome}` : ''}`,
+          tone: response?.error ? 'refused' : 'normal',
+        });
         break;
       case 'cdp.breakpoint.removed':
         push({ kind: 'breakpoint', what: `removed ${short(d.params?.breakpointId)}`, detail: '', tone: 'normal' });
         break;
       case 'cdp.breakpoint.hit':
       case 'cdp.paused':
-        push({ kind: 'pause', what: e.type === 'cdp.breakpoint.hit' ? `breakpoint hit at ${d.frame ?? '?'}` : `paused (${d.reason}) at ${d.frame ?? '?'}`, detail: (d.stack ?? []).slice(1, 4).join(' ← '), tone: 'normal' });
+        push({
+          kind: 'pause',
+          what: e.type === 'cdp.breakpoint.hit' ? `breakpoint hit at ${d.frame ?? '?'}` : `paused (${d.reason}) at ${d.frame ?? '?'}`,
+          detail: (d.stack ?? []).slice(1, 4).join(' ← '),
+          tone: 'normal',
+        });
         break;
       case 'cdp.breakpoint.condition':
         push({ kind: 'condition', what: `condition ${short(d.condition, 80)} → ${d.value}`, detail: d.detail ?? '', tone: d.detail ? 'refused' : 'normal' });
         break;
       case 'cdp.evaluate':
-        push({ kind: v8 ? 'evaluate (V8)' : 'evaluate', what: short(d.params?.expression, 200), detail: `${d.frame ? `in ${d.frame} ` : ''}${outcome}`, tone: /^(refused|error|threw)/.test(outcome) ? 'refused' : 'normal' });
+        push({
+          kind: v8 ? 'evaluate (V8)' : 'evaluate',
+          what: short(d.params?.expression, 200),
+          detail: `${d.frame ? `in ${d.frame} ` : ''}${outcome}`,
+          tone: /^(refused|error|threw)/.test(outcome) ? 'refused' : 'normal',
+        });
         break;
       case 'cdp.properties.read': {
         const names = (response?.result?.properties ?? []).map((p: { name: string; preview?: string }) => `${p.name}=${short(p.preview, 40)}`);
@@ -132,7 +181,12 @@ function timeline(events: readonly AuditEvent[]): Row[] {
       case 'snapshot.captured': {
         const top = (d.frames ?? [])[0];
         const names = (top?.scopes ?? []).flatMap((sc: any) => (sc.properties ?? []).map((p: any) => p.name));
-        push({ kind: 'snapshot', what: `captured at ${top ? `${top.functionName} (${String(top.url).split('/').pop()}:${top.lineNumber + 1})` : '?'}`, detail: `${names.slice(0, 20).join(', ')}${names.length > 20 ? ' …' : ''} · ${d.bytes} bytes, target held ${d.pauseMs} ms${d.truncated ? `, cut at ${d.truncated}` : ''}`, tone: 'normal' });
+        push({
+          kind: 'snapshot',
+          what: `captured at ${top ? `${top.functionName} (${String(top.url).split('/').pop()}:${top.lineNumber + 1})` : '?'}`,
+          detail: `${names.slice(0, 20).join(', ')}${names.length > 20 ? ' …' : ''} · ${d.bytes} bytes, target held ${d.pauseMs} ms${d.truncated ? `, cut at ${d.truncated}` : ''}`,
+          tone: 'normal',
+        });
         break;
       }
       case 'cdp.logpoint':
@@ -170,9 +224,19 @@ function securityRow(e: AuditEvent): Omit<Row, 'seq' | 'time'> | undefined {
   const from = d.source ? ` from ${d.source}` : '';
   switch (e.type) {
     case 'attach.refused':
-      return { kind: 'attach', what: `attach refused (${d.reason})${d.grantId ? ` on grant ${String(d.grantId).slice(0, 8)}` : ''}${d.user ? ` of ${d.user}` : ''}${from}`, detail: `${d.message ?? ''}${d.credentialDigest ? ` · ${d.credential} ${d.credentialDigest}` : ''}`, tone: 'refused' };
+      return {
+        kind: 'attach',
+        what: `attach refused (${d.reason})${d.grantId ? ` on grant ${String(d.grantId).slice(0, 8)}` : ''}${d.user ? ` of ${d.user}` : ''}${from}`,
+        detail: `${d.message ?? ''}${d.credentialDigest ? ` · ${d.credential} ${d.credentialDigest}` : ''}`,
+        tone: 'refused',
+      };
     case 'identity.rejected':
-      return { kind: 'identity', what: `identity token rejected (${d.reason})${d.issuer ? ` issued by ${d.issuer}` : ''}${from}`, detail: `${d.method ?? ''} ${d.path ?? ''} · ${d.message ?? ''}${d.tokenDigest ? ` · token ${d.tokenDigest}` : ''}`, tone: 'refused' };
+      return {
+        kind: 'identity',
+        what: `identity token rejected (${d.reason})${d.issuer ? ` issued by ${d.issuer}` : ''}${from}`,
+        detail: `${d.method ?? ''} ${d.path ?? ''} · ${d.message ?? ''}${d.tokenDigest ? ` · token ${d.tokenDigest}` : ''}`,
+        tone: 'refused',
+      };
     case 'grant.malformed':
       return { kind: 'grant', what: `malformed grant request by ${d.actor?.sub ?? '?'}${from}`, detail: String(d.message ?? ''), tone: 'refused' };
     case 'session.fault':
@@ -182,9 +246,14 @@ function securityRow(e: AuditEvent): Omit<Row, 'seq' | 'time'> | undefined {
     case 'security.events_dropped':
       return { kind: 'limit', what: `${d.count} security events counted, not recorded (queue full)`, detail: `${short(d.byType, 200)} · ${d.from} → ${d.to}`, tone: 'alert' };
     case 'security.segment_opened':
-      return { kind: 'segment', what: 'segment opened', detail: d.previous ? `after ${d.previous} (head ${String(d.previousHead).slice(0, 12)}…)` : 'first segment of this broker run', tone: 'normal' };
+      return {
+        kind: 'segment',
+        what: 'segment opened',
+        detail: d.previous ? `after ${d.previous} (head ${String(d.previousHead).slice(0, 12)}…)` : 'first segment of this broker run',
+        tone: 'normal',
+      };
     case 'stream.closed':
-      return { kind: 'segment', what: `segment closed: ${d.endReason}`, detail: d.next ? `continues in ${d.next}` : d.detail ?? '', tone: 'end' };
+      return { kind: 'segment', what: `segment closed: ${d.endReason}`, detail: d.next ? `continues in ${d.next}` : (d.detail ?? ''), tone: 'end' };
   }
   return undefined;
 }
@@ -221,7 +290,10 @@ function grantFacts(events: readonly AuditEvent[]): string {
 }
 
 /** A self-contained HTML page an auditor can read and archive. */
-export function renderReport(result: VerifyResult, options: { generatedAt?: Date; source?: string; approval?: { requestId?: string; approvedBy?: readonly { sub: string; name: string; at: string }[] } } = {}): string {
+export function renderReport(
+  result: VerifyResult,
+  options: { generatedAt?: Date; source?: string; approval?: { requestId?: string; approvedBy?: readonly { sub: string; name: string; at: string }[] } } = {},
+): string {
   const first = result.events[0];
   const last = result.events.at(-1);
   const ended = [...result.events].reverse().find((e) => e.type === 'session.ended');
@@ -238,7 +310,9 @@ export function renderReport(result: VerifyResult, options: { generatedAt?: Date
   }
   const grants = first?.kind === 'grants' || first?.kind === 'security';
   const security = first?.kind === 'security';
-  const approval = options.approval?.approvedBy ? `approved by ${approverList([...options.approval.approvedBy])} (access request ${options.approval.requestId ?? '?'}, from the broker's grant records)` : undefined;
+  const approval = options.approval?.approvedBy
+    ? `approved by ${approverList([...options.approval.approvedBy])} (access request ${options.approval.requestId ?? '?'}, from the broker's grant records)`
+    : undefined;
   const verdict = result.ok
     ? `<div class="ok">Verified: ${result.events.length} records, every hash link and seal checks out${result.manifest ? ', sealed by its manifest' : ''}.</div>`
     : `<div class="bad">Verification FAILED: ${escapeHtml(result.problems[0])}${result.problems.length > 1 ? ` (and ${result.problems.length - 1} more problem(s))` : ''}<br><span class="warn">Everything below comes from records that failed verification: do not rely on it. Rows of records named in the problems are marked.</span></div>
@@ -246,7 +320,7 @@ export function renderReport(result: VerifyResult, options: { generatedAt?: Date
   const sessionFacts = `<dl>
 <dt>Who</dt><dd>${escapeHtml(first?.actor?.name)} (<code>${escapeHtml(first?.actor?.sub)}</code>; groups ${escapeHtml(first?.actor?.groups?.join(', '))})</dd>
 <dt>Target</dt><dd>${escapeHtml(first?.target)} in ${escapeHtml(first?.mode)} mode</dd>
-${v8 ? '<dt>Evaluation</dt><dd><b>V8 (privileged)</b>: expressions ran in the target\'s V8</dd>' : ''}
+${v8 ? "<dt>Evaluation</dt><dd><b>V8 (privileged)</b>: expressions ran in the target's V8</dd>" : ''}
 <dt>Why</dt><dd>${escapeHtml(first?.reason)}</dd>
 <dt>Ticket</dt><dd>${escapeHtml(first?.ticket ?? '(none)')}</dd>
 <dt>Grant</dt><dd><code>${escapeHtml(first?.grant)}</code>${approval ? ` · ${escapeHtml(approval)}` : ''}</dd>
@@ -266,7 +340,7 @@ th{background:#f4f6f8;font-weight:600}td.k{white-space:nowrap;color:#5a6472}tr.r
 code{font:12px ui-monospace,monospace}.counts span{margin-right:16px}
 </style></head><body>
 <h1>${security ? 'Security events' : grants ? 'Grants and access requests' : `Debugging session on ${escapeHtml(first?.target ?? '?')}`}</h1>
-<div class="sub">${security ? 'segment of the broker\'s security stream' : grants ? 'grant stream of one broker run' : 'session'} <code>${escapeHtml(first?.stream)}</code>${options.source ? ` · ${escapeHtml(options.source)}` : ''}</div>
+<div class="sub">${security ? "segment of the broker's security stream" : grants ? 'grant stream of one broker run' : 'session'} <code>${escapeHtml(first?.stream)}</code>${options.source ? ` · ${escapeHtml(options.source)}` : ''}</div>
 ${verdict}
 ${v8 ? `<div class="v8">${escapeHtml(v8EvaluationBanner)}. This session's grant allowed evaluating expressions in V8, which may call the app's functions and getters (side effects V8 did not detect); values were redacted after the fact.</div>` : ''}
 ${security ? securityFacts(result.events) : grants ? grantFacts(result.events) : sessionFacts}

@@ -76,7 +76,18 @@ export class SessionIndex {
     } else {
       if (!firstChunk) return undefined;
       const event = JSON.parse(firstLines[0]!) as AuditEvent;
-      context = { stream: id, kind: 'session', grant: event.grant, actor: event.actor, target: event.target, mode: event.mode, reason: event.reason, ticket: event.ticket, startedAt: event.time, retentionDays: 0 } as StreamContext;
+      context = {
+        stream: id,
+        kind: 'session',
+        grant: event.grant,
+        actor: event.actor,
+        target: event.target,
+        mode: event.mode,
+        reason: event.reason,
+        ticket: event.ticket,
+        startedAt: event.time,
+        retentionDays: 0,
+      } as StreamContext;
     }
     const summary: SessionSummary = {
       sessionId: id,

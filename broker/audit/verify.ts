@@ -31,10 +31,7 @@ export async function readTranscriptFromStore(store: AuditStore, prefix: string,
 }
 
 export function transcriptToText(transcript: Transcript): string {
-  return (
-    transcript.chunks.map((c) => [...c.lines, ...(c.sealLine ? [c.sealLine] : [])].map((l) => l + '\n').join('')).join('') +
-    (transcript.manifestLine ? transcript.manifestLine + '\n' : '')
-  );
+  return transcript.chunks.map((c) => [...c.lines, ...(c.sealLine ? [c.sealLine] : [])].map((l) => l + '\n').join('')).join('') + (transcript.manifestLine ? transcript.manifestLine + '\n' : '');
 }
 
 /**

@@ -77,8 +77,11 @@ export function crossCheck(raw: Record<string, unknown>): { problems: Problem[];
     const alerts = mergeRules(alertDefaults, givenRules(at(target, 'alerts'), true), [...path, 'alerts'], add);
     targetAlerts[name] = alerts;
     // An alert's require-approval asks the target's owners; with none, the user could never attach again.
-    const approvalAlerts = Object.entries(alerts).filter(([, rule]) => rule?.action === 'require-approval').map(([rule]) => rule);
-    if (approvalAlerts.length > 0 && owners.length === 0) add([...path, 'owners'], `required: alert rule(s) ${approvalAlerts.join(', ')} use action require-approval, and the target's owners are its approvers`);
+    const approvalAlerts = Object.entries(alerts)
+      .filter(([, rule]) => rule?.action === 'require-approval')
+      .map(([rule]) => rule);
+    if (approvalAlerts.length > 0 && owners.length === 0)
+      add([...path, 'owners'], `required: alert rule(s) ${approvalAlerts.join(', ')} use action require-approval, and the target's owners are its approvers`);
   }
   return { problems, derived: { publicKeys, alertDefaults, targetAlerts } };
 }
@@ -176,7 +179,11 @@ function givenRules(value: unknown, perTarget: boolean): GivenRules | undefined 
     if (rule === false) rules[name] = false;
     else if (isMapping(rule)) {
       const shape = ruleSchemas[name as RuleName].shape as Record<string, z.ZodType>;
-      rules[name] = Object.fromEntries(Object.keys(shape).filter((key) => rule[key] !== undefined).map((key) => [key, shape[key]!.safeParse(rule[key]).data ?? invalid]));
+      rules[name] = Object.fromEntries(
+        Object.keys(shape)
+          .filter((key) => rule[key] !== undefined)
+          .map((key) => [key, shape[key]!.safeParse(rule[key]).data ?? invalid]),
+      );
     }
   }
   return rules as GivenRules;

@@ -35,12 +35,32 @@ function build(input: ConfigInput, derived: Derived, baseDir: string): LoupeConf
   const stateDir = resolve(baseDir, input.stateDir);
   const { identity, audit, alerting } = input;
   const s3 = audit.s3;
-  const store = audit.store === 's3' && s3 ? { kind: 's3' as const, bucket: s3.bucket, prefix: s3.prefix, ...(s3.endpoint ? { endpoint: s3.endpoint } : {}), ...(s3.region ? { region: s3.region } : {}), ...(s3.forcePathStyle !== undefined ? { forcePathStyle: s3.forcePathStyle } : {}) } : { kind: 'local' as const, dir: resolve(baseDir, audit.dir ?? joinPath(stateDir, 'audit-store')) };
+  const store =
+    audit.store === 's3' && s3
+      ? {
+          kind: 's3' as const,
+          bucket: s3.bucket,
+          prefix: s3.prefix,
+          ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
+          ...(s3.region ? { region: s3.region } : {}),
+          ...(s3.forcePathStyle !== undefined ? { forcePathStyle: s3.forcePathStyle } : {}),
+        }
+      : { kind: 'local' as const, dir: resolve(baseDir, audit.dir ?? joinPath(stateDir, 'audit-store')) };
   const issuers = identity.issuers.map((issuer, i) => {
     const publicKey = derived.publicKeys[i];
     const jwksUrl = issuer.jwksUrl;
     const discovery = issuer.discovery === true || (issuer.discovery === undefined && jwksUrl === undefined && publicKey === undefined);
-    return Object.freeze({ issuer: issuer.issuer, audience: issuer.audience ?? identity.audience, discovery, jwksUrl, publicKey, jwksCacheMaxAgeSeconds: issuer.jwksCacheMaxAge ?? 600, algorithms: freezeList(issuer.algorithms), groupsClaim: issuer.groupsClaim, nameClaim: issuer.nameClaim });
+    return Object.freeze({
+      issuer: issuer.issuer,
+      audience: issuer.audience ?? identity.audience,
+      discovery,
+      jwksUrl,
+      publicKey,
+      jwksCacheMaxAgeSeconds: issuer.jwksCacheMaxAge ?? 600,
+      algorithms: freezeList(issuer.algorithms),
+      groupsClaim: issuer.groupsClaim,
+      nameClaim: issuer.nameClaim,
+    });
   });
   const targets: Record<string, TargetConfig> = {};
   for (const [name, target] of Object.entries(input.targets)) {
@@ -52,7 +72,15 @@ function build(input: ConfigInput, derived: Derived, baseDir: string): LoupeConf
         maxDurationSeconds: rule.maxDuration,
         requireTicket: rule.requireTicket,
         ...(rule.hours ? { hours: rule.hours } : {}),
-        ...(rule.requireApproval ? { requireApproval: Object.freeze({ approvers: freezeList(rule.requireApproval.approvers), minApprovals: rule.requireApproval.minApprovals, expiresAfterSeconds: rule.requireApproval.expiresAfter }) } : {}),
+        ...(rule.requireApproval
+          ? {
+              requireApproval: Object.freeze({
+                approvers: freezeList(rule.requireApproval.approvers),
+                minApprovals: rule.requireApproval.minApprovals,
+                expiresAfterSeconds: rule.requireApproval.expiresAfter,
+              }),
+            }
+          : {}),
       }),
     );
     targets[name] = Object.freeze({
@@ -77,7 +105,13 @@ function build(input: ConfigInput, derived: Derived, baseDir: string): LoupeConf
     roles: Object.freeze(roles),
     admins: freezeList(input.admins),
     auditors: freezeList(input.auditors),
-    audit: Object.freeze({ store, retentionDays: audit.retentionDays, failClosedAfterSeconds: audit.failClosedAfter, uploadIntervalSeconds: audit.uploadInterval, chunkMaxEvents: audit.chunkMaxEvents }),
+    audit: Object.freeze({
+      store,
+      retentionDays: audit.retentionDays,
+      failClosedAfterSeconds: audit.failClosedAfter,
+      uploadIntervalSeconds: audit.uploadInterval,
+      chunkMaxEvents: audit.chunkMaxEvents,
+    }),
     alerting: Object.freeze({
       rules: derived.alertDefaults,
       webhooks: freezeList(alerting.webhooks.map((hook) => Object.freeze({ ...hook }))),

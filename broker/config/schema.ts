@@ -21,15 +21,21 @@ const serverSchema = mapping({
 }).describe('Where the broker listens.');
 
 export const limitsSchema = mapping({
-  maxFrameBytes: int(1024, 64 << 20).prefault(1 << 20).describe('The largest frame a client may send.'),
+  maxFrameBytes: int(1024, 64 << 20)
+    .prefault(1 << 20)
+    .describe('The largest frame a client may send.'),
   evaluateTimeoutMs: int(10, 30000).prefault(1000).describe('How long an evaluation may run in the target.'),
   conditionTimeoutMs: int(5, 1000).prefault(50).describe('How long a breakpoint condition may run in the target.'),
-  clientBufferBytes: int(1 << 20, 1 << 30).prefault(16 << 20).describe('What may wait unsent to a slow client before its session ends.'),
-  conditionBudgetMsPerSecond: int(1, 1000).prefault(100).describe('Pause time per second that one breakpoint\'s unseen pauses (conditions, logpoints) may cost the target.'),
+  clientBufferBytes: int(1 << 20, 1 << 30)
+    .prefault(16 << 20)
+    .describe('What may wait unsent to a slow client before its session ends.'),
+  conditionBudgetMsPerSecond: int(1, 1000).prefault(100).describe("Pause time per second that one breakpoint's unseen pauses (conditions, logpoints) may cost the target."),
   clientPingIntervalMs: int(50, 60000).prefault(5000).describe('How often the broker pings each client (WebSocket ping; never the target, whose inspector drops on a ping).'),
   clientUnresponsiveMs: int(100, 600000).prefault(10000).describe('A client heard nothing from (no pong, no frame) for this long is gone: its session ends as client_unresponsive.'),
   targetResponseSeconds: int(1, 600).prefault(10).describe('A request to the target unanswered this long ends the session (target_unresponsive).'),
-  maxTargetFrameBytes: int(64 << 10, 256 << 20).prefault(2 << 20).describe('A larger frame from the target is not parsed: a response becomes an error, an event is dropped (both recorded).'),
+  maxTargetFrameBytes: int(64 << 10, 256 << 20)
+    .prefault(2 << 20)
+    .describe('A larger frame from the target is not parsed: a response becomes an error, an event is dropped (both recorded).'),
 }).describe('Bounds on sessions: frame sizes, timeouts, heartbeats.');
 
 export const asymmetricAlgorithm = /^(RS|PS|ES)(256|384|512)$|^EdDSA$|^Ed25519$/;
@@ -75,7 +81,7 @@ const identitySchema = mapping({
 export const roleSchema = mapping(
   {
     groups: textList().prefault([]).describe('IdP groups whose members hold the role.'),
-    users: textList().prefault([]).describe('Users (the token\'s `sub`) who hold the role.'),
+    users: textList().prefault([]).describe("Users (the token's `sub`) who hold the role."),
   },
   'expected a mapping with groups and/or users',
 );
@@ -91,13 +97,13 @@ const s3Schema = mapping({
     .regex(/^https?:\/\//, { error: 'expected an http(s) URL' })
     .optional()
     .describe('An S3-compatible endpoint (MinIO, Ceph RGW); default AWS.'),
-  region: text().optional().describe('The bucket\'s region.'),
+  region: text().optional().describe("The bucket's region."),
   forcePathStyle: bool().optional().describe('Path-style URLs (most S3-compatible stores need them).'),
 }).describe('The S3 bucket (store: s3).');
 
 export const auditSchema = mapping({
   store: oneOf(['local', 's3'], 'expected "local" or "s3"').prefault('local').describe('Where session records go: local (a directory; development) or s3 (with Object Lock; production).'),
-  dir: text().optional().describe('The local store\'s directory (default <stateDir>/audit-store).'),
+  dir: text().optional().describe("The local store's directory (default <stateDir>/audit-store)."),
   s3: s3Schema.optional(),
   retentionDays: int(1, 36500).prefault(30).describe('How long session records are kept (S3 Object Lock retain-until); a target may set its own.'),
   failClosedAfter: duration().prefault('30s').describe('Records that cannot be stored for this long stop new sessions (the broker fails closed).'),
@@ -107,7 +113,7 @@ export const auditSchema = mapping({
 
 export const configShape = {
   server: section(serverSchema),
-  stateDir: text().prefault('.loupe').describe('The broker\'s own state (keys, grants, write-ahead log), relative to the policy file.'),
+  stateDir: text().prefault('.loupe').describe("The broker's own state (keys, grants, write-ahead log), relative to the policy file."),
   limits: section(limitsSchema),
   identity: section(identitySchema),
   roles: z.record(z.string(), roleSchema, { error: 'expected a mapping' }).nullish().describe('Roles by name: who holds each (IdP groups and/or users).'),

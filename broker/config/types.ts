@@ -76,7 +76,9 @@ type AuditInput = z.output<typeof auditSchema>;
 type S3Input = NonNullable<AuditInput['s3']>;
 
 export interface AuditConfig extends Frozen<Pick<AuditInput, 'retentionDays' | 'chunkMaxEvents'>> {
-  readonly store: { readonly kind: 'local'; readonly dir: string } | ({ readonly kind: 's3' } & Frozen<Pick<S3Input, 'bucket' | 'prefix'>> & Partial<Frozen<Pick<S3Input, 'endpoint' | 'region' | 'forcePathStyle'>>>);
+  readonly store:
+    | { readonly kind: 'local'; readonly dir: string }
+    | ({ readonly kind: 's3' } & Frozen<Pick<S3Input, 'bucket' | 'prefix'>> & Partial<Frozen<Pick<S3Input, 'endpoint' | 'region' | 'forcePathStyle'>>>);
   readonly failClosedAfterSeconds: number;
   readonly uploadIntervalSeconds: number;
 }

@@ -11,9 +11,7 @@ import { jsonParse, jsonStringify } from './result';
 import { memberName, type AstNode } from './parse';
 import { isRemoteList, remoteElements, remoteEntries, remoteHas, remoteMember } from './remote';
 import { dateFrom, dateMethod, primitiveMethod, stringMethod } from './strings';
-import {
-  contentSecret, isFull, isNullish, poison, prim, secretLabel, toNumberValue, toPrimitive, toStringValue, truthy, undef, type Prim, type Scope, type Val,
-} from './values';
+import { contentSecret, isFull, isNullish, poison, prim, secretLabel, toNumberValue, toPrimitive, toStringValue, truthy, undef, type Prim, type Scope, type Val } from './values';
 
 /** Every call's result costs its size in steps: containers built per element add up like the work they are. */
 export async function callFunction(interp: Interpreter, node: AstNode, scope: Scope | undefined): Promise<Val> {

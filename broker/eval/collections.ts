@@ -8,9 +8,7 @@
 import { LoupeThrow } from './budget';
 import type { Interpreter } from './interpreter';
 import { truthLabel } from './interpreter';
-import {
-  contentSecret, isFull, isNullish, poison, prim, secretLabel, toNumberValue, toStringValue, truthy, undef, type Val,
-} from './values';
+import { contentSecret, isFull, isNullish, poison, prim, secretLabel, toNumberValue, toStringValue, truthy, undef, type Val } from './values';
 
 type Outcome = { ok: true; value: Val } | { ok: false; error: unknown };
 

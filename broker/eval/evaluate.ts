@@ -21,7 +21,6 @@ import type { RedactionContext } from './redaction';
 import type { TargetReader } from './reader';
 import { toRemoteObject } from './result';
 
-
 export interface LoupeEvalOptions {
   /** Reads of the target; keep one per pause (its cache is valid while the target stays paused). */
   readonly reader: TargetReader;
@@ -156,10 +155,7 @@ export interface LogpointTemplate {
 }
 
 /** A logpoint message: each `{part}` evaluated on its own; one time budget for the whole message. */
-export async function evaluateLogpoint(
-  template: LogpointTemplate,
-  options: LoupeEvalOptions,
-): Promise<{ message: string; tainted: string[]; refusedParts: number } & LoupeCost> {
+export async function evaluateLogpoint(template: LogpointTemplate, options: LoupeEvalOptions): Promise<{ message: string; tainted: string[]; refusedParts: number } & LoupeCost> {
   const budget = budgetOf(options);
   const clock = options.clock ?? (() => performance.now());
   const started = clock();

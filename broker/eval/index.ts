@@ -5,8 +5,15 @@
  */
 export { defaultEvalBudget, LoupeRefusal, type EvalBudget } from './budget';
 export {
-  evaluateCondition, evaluateLogpoint, evaluateLoupe, toEvaluateResponse, type ConditionVerdict, type LogpointTemplate, type LoupeCost,
-  type LoupeEvalOptions, type LoupeOutcome,
+  evaluateCondition,
+  evaluateLogpoint,
+  evaluateLoupe,
+  toEvaluateResponse,
+  type ConditionVerdict,
+  type LogpointTemplate,
+  type LoupeCost,
+  type LoupeEvalOptions,
+  type LoupeOutcome,
 } from './evaluate';
 export { parseLoupeExpression } from './parse';
 export { redactionContextOf, type RedactionContext } from './redaction';

@@ -9,11 +9,7 @@ import { ChainShort, LoupeRefusal, LoupeThrow } from './budget';
 import { binaryOperation } from './operators';
 import { builtinNames, globalFunctions, type AstNode } from './parse';
 import { childTaint, isRemoteList, memberValue, readValue, remoteElements, remoteEntries, remoteHas, remoteMember, remoteOwnEntries, type ReadContext } from './remote';
-import {
-  contentSecret, full, isFull, isNullish, poison, prim, secretLabel, toPrimitive, toStringValue, truthy, typeOf, undef,
-  type Prim, type Scope, type Taint, type Val,
-} from './values';
-
+import { contentSecret, full, isFull, isNullish, poison, prim, secretLabel, toPrimitive, toStringValue, truthy, typeOf, undef, type Prim, type Scope, type Taint, type Val } from './values';
 
 /** The built-in functions (builtins.ts), handed in so the two modules do not import each other. */
 export interface BuiltinCalls {
@@ -130,9 +126,13 @@ export class Interpreter {
 
   /** Evaluates both branches of a decision on secret content; the chosen one's value, fully tainted. */
   private async bothSides(label: string, branches: AstNode[], scope: Scope | undefined): Promise<Val> {
-    await Promise.all(branches.map((n) => this.eval(n, scope).catch((error) => {
-      if (error instanceof LoupeRefusal && error.rule === 'budget') throw error;
-    })));
+    await Promise.all(
+      branches.map((n) =>
+        this.eval(n, scope).catch((error) => {
+          if (error instanceof LoupeRefusal && error.rule === 'budget') throw error;
+        }),
+      ),
+    );
     return poison(label);
   }
 

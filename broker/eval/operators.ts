@@ -53,23 +53,38 @@ function applyBinary(op: string, a: Prim, b: Prim): Prim {
   const x = a as any;
   const y = b as any;
   switch (op) {
-    case '+': return x + y;
-    case '-': return x - y;
-    case '*': return x * y;
-    case '/': return x / y;
-    case '%': return x % y;
-    case '**': return x ** y;
-    case '<': return x < y;
-    case '>': return x > y;
-    case '<=': return x <= y;
-    case '>=': return x >= y;
-    case '<<': return x << y;
-    case '>>': return x >> y;
-    case '>>>': return x >>> y;
-    case '&': return x & y;
-    case '|': return x | y;
-    case '^': return x ^ y;
+    case '+':
+      return x + y;
+    case '-':
+      return x - y;
+    case '*':
+      return x * y;
+    case '/':
+      return x / y;
+    case '%':
+      return x % y;
+    case '**':
+      return x ** y;
+    case '<':
+      return x < y;
+    case '>':
+      return x > y;
+    case '<=':
+      return x <= y;
+    case '>=':
+      return x >= y;
+    case '<<':
+      return x << y;
+    case '>>':
+      return x >> y;
+    case '>>>':
+      return x >>> y;
+    case '&':
+      return x & y;
+    case '|':
+      return x | y;
+    case '^':
+      return x ^ y;
   }
   throw new LoupeRefusal('construct', `the operator ${op} is not a Loupe expression`);
 }
-

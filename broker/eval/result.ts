@@ -149,12 +149,22 @@ function previewOf(interp: Interpreter, entries: [string, Val][], subtype: 'arra
       case 'prim': {
         const o = primitiveObject(v.value);
         const secret = typeof v.value === 'string' ? interp.ctx.redaction.secretIn(v.value) : undefined;
-        return { name, type: o.type as Protocol.Runtime.PropertyPreview['type'], subtype: o.subtype as Protocol.Runtime.PropertyPreview['subtype'], value: secret ? marker(secret) : o.description ?? String(v.value) };
+        return {
+          name,
+          type: o.type as Protocol.Runtime.PropertyPreview['type'],
+          subtype: o.subtype as Protocol.Runtime.PropertyPreview['subtype'],
+          value: secret ? marker(secret) : (o.description ?? String(v.value)),
+        };
       }
       case 'remote': {
         const description = v.object.description ?? '';
         const secret = interp.ctx.redaction.secretIn(description);
-        return { name, type: v.object.type as Protocol.Runtime.PropertyPreview['type'], subtype: v.object.subtype as Protocol.Runtime.PropertyPreview['subtype'], value: secret ? marker(secret) : description };
+        return {
+          name,
+          type: v.object.type as Protocol.Runtime.PropertyPreview['type'],
+          subtype: v.object.subtype as Protocol.Runtime.PropertyPreview['subtype'],
+          value: secret ? marker(secret) : description,
+        };
       }
       case 'array':
         return { name, type: 'object', subtype: 'array', value: `Array(${v.items.length})` };
@@ -231,7 +241,19 @@ export async function toRemoteObject(interp: Interpreter, v: Val, byValue: boole
     case 'array': {
       const value = await toJson(interp, v, labels);
       const description = `Array(${v.items.length})`;
-      return { type: 'object', subtype: 'array', className: 'Array', description, value, preview: previewOf(interp, v.items.map((item, i) => [String(i), item]), 'array', description) };
+      return {
+        type: 'object',
+        subtype: 'array',
+        className: 'Array',
+        description,
+        value,
+        preview: previewOf(
+          interp,
+          v.items.map((item, i) => [String(i), item]),
+          'array',
+          description,
+        ),
+      };
     }
     case 'object': {
       const value = await toJson(interp, v, labels);

@@ -9,10 +9,7 @@
 import type { Protocol } from 'devtools-protocol';
 import type { Redactor } from '../policy/redact';
 import type { EvalBudget } from './budget';
-import {
-  evaluateCondition, evaluateLogpoint, evaluateLoupe, toEvaluateResponse, type ConditionVerdict, type LogpointTemplate, type LoupeEvalOptions,
-  type LoupeOutcome,
-} from './evaluate';
+import { evaluateCondition, evaluateLogpoint, evaluateLoupe, toEvaluateResponse, type ConditionVerdict, type LogpointTemplate, type LoupeEvalOptions, type LoupeOutcome } from './evaluate';
 import { TargetReader, type CdpSend } from './reader';
 import { redactionContextOf, type RedactionContext } from './redaction';
 

@@ -7,9 +7,33 @@ import { LoupeRefusal, LoupeThrow, type Spend } from './budget';
 import { prim, toStringValue, type Prim, type Val } from './values';
 
 const stringMethods = new Set([
-  'slice', 'substring', 'substr', 'split', 'toUpperCase', 'toLowerCase', 'trim', 'trimStart', 'trimEnd', 'includes', 'startsWith', 'endsWith',
-  'indexOf', 'lastIndexOf', 'replace', 'replaceAll', 'padStart', 'padEnd', 'at', 'charAt', 'charCodeAt', 'codePointAt', 'repeat', 'concat',
-  'localeCompare', 'toString', 'valueOf',
+  'slice',
+  'substring',
+  'substr',
+  'split',
+  'toUpperCase',
+  'toLowerCase',
+  'trim',
+  'trimStart',
+  'trimEnd',
+  'includes',
+  'startsWith',
+  'endsWith',
+  'indexOf',
+  'lastIndexOf',
+  'replace',
+  'replaceAll',
+  'padStart',
+  'padEnd',
+  'at',
+  'charAt',
+  'charCodeAt',
+  'codePointAt',
+  'repeat',
+  'concat',
+  'localeCompare',
+  'toString',
+  'valueOf',
 ]);
 
 /** An argument as a primitive: a callback or object where a string method wants a string is refused. */
@@ -59,7 +83,10 @@ export function primitiveMethod(spend: Spend, p: number | boolean | bigint, name
     const proto = (typeof p === 'bigint' ? BigInt.prototype : Number.prototype) as unknown as Record<string, (...x: Prim[]) => Prim>;
     const method = proto[name];
     if (!method) throw new TypeError(`${name} is not a function of a ${typeof p}`);
-    const value = method.apply(p, a.map((x) => (x === undefined ? undefined : Number(x))));
+    const value = method.apply(
+      p,
+      a.map((x) => (x === undefined ? undefined : Number(x))),
+    );
     if (typeof value === 'string') spend.string(value.length);
     return prim(value);
   } catch (error) {
@@ -68,9 +95,29 @@ export function primitiveMethod(spend: Spend, p: number | boolean | bigint, name
 }
 
 const dateMethods = new Set([
-  'getFullYear', 'getMonth', 'getDate', 'getDay', 'getHours', 'getMinutes', 'getSeconds', 'getMilliseconds', 'getTime', 'getTimezoneOffset',
-  'getUTCFullYear', 'getUTCMonth', 'getUTCDate', 'getUTCDay', 'getUTCHours', 'getUTCMinutes', 'getUTCSeconds', 'getUTCMilliseconds',
-  'toISOString', 'toJSON', 'valueOf', 'toUTCString', 'toString',
+  'getFullYear',
+  'getMonth',
+  'getDate',
+  'getDay',
+  'getHours',
+  'getMinutes',
+  'getSeconds',
+  'getMilliseconds',
+  'getTime',
+  'getTimezoneOffset',
+  'getUTCFullYear',
+  'getUTCMonth',
+  'getUTCDate',
+  'getUTCDay',
+  'getUTCHours',
+  'getUTCMinutes',
+  'getUTCSeconds',
+  'getUTCMilliseconds',
+  'toISOString',
+  'toJSON',
+  'valueOf',
+  'toUTCString',
+  'toString',
 ]);
 
 /** Date methods on a time value; local-time getters use the broker's time zone. */

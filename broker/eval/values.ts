@@ -99,8 +99,7 @@ export function typeOf(v: Val): string {
   }
 }
 
-export const coercionRefusal = (what: string) =>
-  new LoupeRefusal('construct', `turning ${what} into a primitive would run its toString/valueOf (app code); read its fields instead`);
+export const coercionRefusal = (what: string) => new LoupeRefusal('construct', `turning ${what} into a primitive would run its toString/valueOf (app code); read its fields instead`);
 
 /** ToPrimitive for local values, as the built-ins would do it; objects of the target are refused. */
 export function toPrimitive(v: Val, hint: 'string' | 'number' | 'default'): Prim {

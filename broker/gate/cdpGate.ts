@@ -209,7 +209,8 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
     return refuse(sniffId(text), undefined, cdpErrorCodes.invalidRequest, 'frame.json', `invalid JSON refused: ${(err as Error).message}`);
   }
   if (Array.isArray(message)) return refuse(null, undefined, cdpErrorCodes.invalidRequest, 'frame.batch', 'batches refused: send one CDP message per frame');
-  if (typeof message !== 'object' || message === null) return refuse(null, undefined, cdpErrorCodes.invalidRequest, 'frame.shape', 'refused: a CDP message is a JSON object with id, method and params');
+  if (typeof message !== 'object' || message === null)
+    return refuse(null, undefined, cdpErrorCodes.invalidRequest, 'frame.shape', 'refused: a CDP message is a JSON object with id, method and params');
   const fields = message as Record<string, unknown>;
   const field = (key: string) => own(fields, key);
   const id = field('id');
@@ -222,7 +223,16 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   if (typeof method !== 'string') return refuse(messageId, undefined, cdpErrorCodes.invalidRequest, 'frame.method', 'refused: a CDP message needs a string "method"');
   const extraKeys = Object.keys(fields).filter((key) => key !== 'id' && key !== 'method' && key !== 'params');
   if (extraKeys.length > 0) {
-    return refuse(messageId, method, cdpErrorCodes.invalidRequest, 'frame.fields', `${truncate(method)} refused: unknown top-level field${extraKeys.length > 1 ? 's' : ''} ${extraKeys.slice(0, 5).map((k) => `"${truncate(k, 60)}"`).join(', ')}${extraKeys.length > 5 ? ` and ${extraKeys.length - 5} more` : ''} (sessions and flat-mode routing are not supported)`);
+    return refuse(
+      messageId,
+      method,
+      cdpErrorCodes.invalidRequest,
+      'frame.fields',
+      `${truncate(method)} refused: unknown top-level field${extraKeys.length > 1 ? 's' : ''} ${extraKeys
+        .slice(0, 5)
+        .map((k) => `"${truncate(k, 60)}"`)
+        .join(', ')}${extraKeys.length > 5 ? ` and ${extraKeys.length - 5} more` : ''} (sessions and flat-mode routing are not supported)`,
+    );
   }
   const rule = own(allowlist, method);
   if (!rule || !rule.modes.includes(mode)) {
@@ -250,7 +260,13 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
     if (!parsed.ok) return refuse(messageId, method, cdpErrorCodes.invalidParams, 'logpoint.template', `${method} refused: ${parsed.error}`);
     logpoint = parsed.template;
     if (logpoint.expressions.length > maxLogpointExpressions) {
-      return refuse(messageId, method, cdpErrorCodes.refused, 'logpoint.parts', `${method} refused: the message has ${logpoint.expressions.length} {expressions}; a logpoint may have at most ${maxLogpointExpressions}, each hit holds the target while they run`);
+      return refuse(
+        messageId,
+        method,
+        cdpErrorCodes.refused,
+        'logpoint.parts',
+        `${method} refused: the message has ${logpoint.expressions.length} {expressions}; a logpoint may have at most ${maxLogpointExpressions}, each hit holds the target while they run`,
+      );
     }
     for (const expression of logpoint.expressions) {
       const verdict = checkCondition(expression);
@@ -282,7 +298,13 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
       try {
         compileSearch(String(clean.query), clean.caseSensitive === true);
       } catch (err) {
-        return refuse(messageId, method, cdpErrorCodes.invalidParams, 'search.regex', `${method} refused: the pattern has no linear-time form (${(err as Error).message}); backreferences and lookaround are not supported`);
+        return refuse(
+          messageId,
+          method,
+          cdpErrorCodes.invalidParams,
+          'search.regex',
+          `${method} refused: the pattern has no linear-time form (${(err as Error).message}); backreferences and lookaround are not supported`,
+        );
       }
     }
     rewrites.push('answered by the broker: the source is searched in Loupe (RE2 for patterns), never by the target');

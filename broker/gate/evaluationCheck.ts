@@ -34,10 +34,77 @@ type AnyNode = Node & Record<string, unknown>;
 
 const globalPrefixes = /^(globalThis|global|window|self)\./;
 // Calls that enumerate or serialize an object, turning field names into data.
-const enumerating = new Set(['stringify', 'values', 'entries', 'getOwnPropertyDescriptor', 'getOwnPropertyDescriptors', 'fromEntries', 'assign', 'inspect', 'format', 'from', 'toJSON', 'structuredClone', 'get', 'forEach', 'reduce', 'join', 'toString']);
+const enumerating = new Set([
+  'stringify',
+  'values',
+  'entries',
+  'getOwnPropertyDescriptor',
+  'getOwnPropertyDescriptors',
+  'fromEntries',
+  'assign',
+  'inspect',
+  'format',
+  'from',
+  'toJSON',
+  'structuredClone',
+  'get',
+  'forEach',
+  'reduce',
+  'join',
+  'toString',
+]);
 
 // Calls that can reshape a string past value matching (reverse it, cut it up, encode it).
-const transforming = new Set(['split', 'reverse', 'slice', 'substring', 'substr', 'charAt', 'charCodeAt', 'codePointAt', 'at', 'replace', 'replaceAll', 'padStart', 'padEnd', 'repeat', 'toUpperCase', 'toLowerCase', 'toLocaleUpperCase', 'toLocaleLowerCase', 'normalize', 'concat', 'encodeURIComponent', 'encodeURI', 'escape', 'unescape', 'btoa', 'atob', 'fromCharCode', 'fromCodePoint', 'toString', 'map', 'flatMap', 'filter', 'find', 'sort', 'toSorted', 'toReversed', 'indexOf', 'lastIndexOf', 'includes', 'startsWith', 'endsWith', 'match', 'matchAll', 'search', 'localeCompare', 'Buffer', 'TextEncoder', 'Uint8Array']);
+const transforming = new Set([
+  'split',
+  'reverse',
+  'slice',
+  'substring',
+  'substr',
+  'charAt',
+  'charCodeAt',
+  'codePointAt',
+  'at',
+  'replace',
+  'replaceAll',
+  'padStart',
+  'padEnd',
+  'repeat',
+  'toUpperCase',
+  'toLowerCase',
+  'toLocaleUpperCase',
+  'toLocaleLowerCase',
+  'normalize',
+  'concat',
+  'encodeURIComponent',
+  'encodeURI',
+  'escape',
+  'unescape',
+  'btoa',
+  'atob',
+  'fromCharCode',
+  'fromCodePoint',
+  'toString',
+  'map',
+  'flatMap',
+  'filter',
+  'find',
+  'sort',
+  'toSorted',
+  'toReversed',
+  'indexOf',
+  'lastIndexOf',
+  'includes',
+  'startsWith',
+  'endsWith',
+  'match',
+  'matchAll',
+  'search',
+  'localeCompare',
+  'Buffer',
+  'TextEncoder',
+  'Uint8Array',
+]);
 
 function parseSource(source: string): Node {
   try {
@@ -139,7 +206,9 @@ export function screenEvaluation(
     switch (node.type) {
       case 'Identifier': {
         const name = node.name as string;
-        const isKey = parent && ((parent.type === 'MemberExpression' && parent.property === node && !parent.computed) || (parent.type === 'Property' && parent.key === node && !parent.computed && !parent.shorthand));
+        const isKey =
+          parent &&
+          ((parent.type === 'MemberExpression' && parent.property === node && !parent.computed) || (parent.type === 'Property' && parent.key === node && !parent.computed && !parent.shorthand));
         if (isSensitive(name)) stop({ kind: 'redact', name });
         if (!isKey) {
           const hit = denied(name);
@@ -217,7 +286,12 @@ export function reachableValuesProbe(roots: readonly string[]): string {
     .map((root) => JSON.parse(root) as string[])
     .filter(([first]) => first === 'this' || /^[A-Za-z_$][\w$]*$/.test(first!))
     .map((segments) => {
-      const access = segments[0] + segments.slice(1).map((k) => `[${JSON.stringify(k)}]`).join('');
+      const access =
+        segments[0] +
+        segments
+          .slice(1)
+          .map((k) => `[${JSON.stringify(k)}]`)
+          .join('');
       return `[(() => { try { return ${access}; } catch { return undefined; } })(), ${JSON.stringify(segments[segments.length - 1])}]`;
     })
     .join(', ');

@@ -87,7 +87,10 @@ export function oversizedFrameIsRead(answersMethod: string | undefined, eventMet
 
 /** The error a request gets when its answer is over limits.maxTargetFrameBytes. */
 export function oversizedAnswerError(method: string, bytes: number, limit: number): { code: number; message: string } {
-  return { code: cdpErrorCodes.refused, message: `${method}: the target's answer is ${bytes} bytes, over this broker's limits.maxTargetFrameBytes of ${limit}, so Loupe did not read it; ask for less (a narrower expression, a smaller object)` };
+  return {
+    code: cdpErrorCodes.refused,
+    message: `${method}: the target's answer is ${bytes} bytes, over this broker's limits.maxTargetFrameBytes of ${limit}, so Loupe did not read it; ask for less (a narrower expression, a smaller object)`,
+  };
 }
 
 /** The error a request gets when its answer cannot be used (malformed, or the broker failed reading it). */

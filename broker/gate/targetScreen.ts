@@ -43,7 +43,14 @@ export interface TargetScreenContext {
   readonly evaluation?: 'loupe' | 'v8';
 }
 
-const refusal = (decision: { id: number | null; method?: string }, rule: string, message: string): Refusal => ({ action: 'refuse', id: decision.id, method: decision.method, code: cdpErrorCodes.refused, rule, message });
+const refusal = (decision: { id: number | null; method?: string }, rule: string, message: string): Refusal => ({
+  action: 'refuse',
+  id: decision.id,
+  method: decision.method,
+  code: cdpErrorCodes.refused,
+  rule,
+  message,
+});
 
 export class TargetScreen {
   constructor(private readonly context: TargetScreenContext) {}
@@ -117,6 +124,10 @@ export class TargetScreen {
   /** Reshaping a value past matching (reversed, sliced, encoded) is refused once the roots reach secrets. */
   transformRefusal(decision: Forward, secrets: number, transforms: string | undefined): Refusal | undefined {
     if (secrets === 0 || !transforms) return undefined;
-    return refusal(decision, 'redact.transform', `${decision.method} refused: the expression reaches ${secrets} redacted field(s) and calls ${transforms}(), which could reshape a redacted value past redaction`);
+    return refusal(
+      decision,
+      'redact.transform',
+      `${decision.method} refused: the expression reaches ${secrets} redacted field(s) and calls ${transforms}(), which could reshape a redacted value past redaction`,
+    );
   }
 }

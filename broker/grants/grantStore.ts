@@ -63,7 +63,19 @@ export class GrantStore {
     });
   }
 
-  async issue(identity: Identity, fields: { target: string; mode: Mode; evaluation?: Evaluation; reason: string; ticket?: string; durationSeconds: number; rule: string; approval?: { requestId: string; approvedBy: readonly Approver[] } }): Promise<{ grant: Grant; token: string }> {
+  async issue(
+    identity: Identity,
+    fields: {
+      target: string;
+      mode: Mode;
+      evaluation?: Evaluation;
+      reason: string;
+      ticket?: string;
+      durationSeconds: number;
+      rule: string;
+      approval?: { requestId: string; approvedBy: readonly Approver[] };
+    },
+  ): Promise<{ grant: Grant; token: string }> {
     const now = this.clock();
     const issuedAt = Math.floor(now / 1000);
     const grant: Grant = {
@@ -82,7 +94,15 @@ export class GrantStore {
       expiresAt: issuedAt + fields.durationSeconds,
     };
     const approval = grant.approvedBy ? { request: grant.requestId, approved_by: grant.approvedBy.map((a) => a.sub) } : {};
-    const token = await new SignJWT({ target: grant.target, mode: grant.mode, ...(grant.evaluation === 'v8' ? { evaluation: 'v8' } : {}), reason: grant.reason, ...(grant.ticket ? { ticket: grant.ticket } : {}), name: grant.name, ...approval })
+    const token = await new SignJWT({
+      target: grant.target,
+      mode: grant.mode,
+      ...(grant.evaluation === 'v8' ? { evaluation: 'v8' } : {}),
+      reason: grant.reason,
+      ...(grant.ticket ? { ticket: grant.ticket } : {}),
+      name: grant.name,
+      ...approval,
+    })
       .setProtectedHeader({ alg: 'EdDSA', kid: this.key.kid, typ: 'JWT' })
       .setIssuer(grantIssuer)
       .setAudience(grantAudience)

@@ -110,7 +110,11 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
     ['POST', /^\/v1\/grants\/([0-9a-f-]{36})\/tickets$/, async (_req, res, identity, match) => sendJson(res, 201, broker.issueAttachTicket(identity, match[1]!))],
     ['GET', /^\/v1\/alerts$/, async (_req, res, identity) => sendJson(res, 200, { alerts: broker.listAlerts(identity) })],
     // The broker's own chains, for auditors: its security stream (broker/audit/securityStream.ts) and grant streams.
-    ['GET', /^\/v1\/audit\/(security|grants)$/, async (_req, res, identity, match) => sendJson(res, 200, { segments: await broker.auditReader.listSecuritySegments(identity, match[1] as 'security' | 'grants') })],
+    [
+      'GET',
+      /^\/v1\/audit\/(security|grants)$/,
+      async (_req, res, identity, match) => sendJson(res, 200, { segments: await broker.auditReader.listSecuritySegments(identity, match[1] as 'security' | 'grants') }),
+    ],
     [
       'GET',
       /^\/v1\/audit\/(?:security|grants)\/((?:security|grants)-[0-9TZ-]+-[0-9a-f]{8})\/transcript$/,
@@ -125,7 +129,12 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       /^\/v1\/audit\/(?:security|grants)\/((?:security|grants)-[0-9TZ-]+-[0-9a-f]{8})\/report$/,
       async (_req, res, identity, match) => {
         const html = await broker.auditReader.securitySegmentReport(identity, match[1]!);
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html), 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" });
+        res.writeHead(200, {
+          'content-type': 'text/html; charset=utf-8',
+          'content-length': Buffer.byteLength(html),
+          'cache-control': 'no-store',
+          'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
+        });
         res.end(html);
       },
     ],
@@ -141,7 +150,12 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
           if (Number.isNaN(parsed.getTime())) throw new LoupeError('bad_request', `${name}: expected an ISO 8601 time, got "${value}"`);
           return parsed;
         };
-        const filter = { ...(query.get('target') ? { target: query.get('target')! } : {}), ...(query.get('user') ? { user: query.get('user')! } : {}), ...(date('from') ? { from: date('from')! } : {}), ...(date('to') ? { to: date('to')! } : {}) };
+        const filter = {
+          ...(query.get('target') ? { target: query.get('target')! } : {}),
+          ...(query.get('user') ? { user: query.get('user')! } : {}),
+          ...(date('from') ? { from: date('from')! } : {}),
+          ...(date('to') ? { to: date('to')! } : {}),
+        };
         sendJson(res, 200, { sessions: await broker.auditReader.listSessions(identity, filter) });
       },
     ],
@@ -159,7 +173,12 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       /^\/v1\/sessions\/([0-9a-f-]{36})\/report$/,
       async (_req, res, identity, match) => {
         const html = await broker.auditReader.report(identity, match[1]!);
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html), 'cache-control': 'no-store', 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'" });
+        res.writeHead(200, {
+          'content-type': 'text/html; charset=utf-8',
+          'content-length': Buffer.byteLength(html),
+          'cache-control': 'no-store',
+          'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
+        });
         res.end(html);
       },
     ],

@@ -72,12 +72,19 @@ function checkRule(rule: AccessRule, request: GrantRequest, at: Date): RuleCheck
     return {
       allows: false,
       weight: 0.5,
-      message: evaluation === 'v8' ? 'the rule does not allow V8 evaluation (evaluation: v8); it allows Loupe expressions only' : `evaluation "${evaluation}" is not allowed (allowed: ${rule.evaluation.join(', ')})`,
+      message:
+        evaluation === 'v8'
+          ? 'the rule does not allow V8 evaluation (evaluation: v8); it allows Loupe expressions only'
+          : `evaluation "${evaluation}" is not allowed (allowed: ${rule.evaluation.join(', ')})`,
     };
   }
   if (rule.hours && !withinHours(rule.hours, at)) return { allows: false, weight: 1, message: `outside the rule's hours (${rule.hours.text}; it is ${wallTime(at, rule.hours.timeZone)} there)` };
   if (rule.requireTicket && !(request.ticket && rule.requireTicket.test(request.ticket))) {
-    return { allows: false, weight: 2, message: request.ticket ? `ticket "${request.ticket}" does not match ${rule.requireTicket.source}` : `a ticket matching ${rule.requireTicket.source} is required` };
+    return {
+      allows: false,
+      weight: 2,
+      message: request.ticket ? `ticket "${request.ticket}" does not match ${rule.requireTicket.source}` : `a ticket matching ${rule.requireTicket.source} is required`,
+    };
   }
   return { allows: true };
 }

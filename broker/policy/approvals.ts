@@ -209,13 +209,30 @@ export class AccessRequests {
 
   /** The fields every request event carries, so each record reads on its own. */
   private describe(request: AccessRequest): Record<string, unknown> {
-    return { requestId: request.requestId, target: request.target, mode: request.mode, ...(request.evaluation ? { evaluation: request.evaluation } : {}), requester: { sub: request.requester.sub, name: request.requester.name }, rule: request.rule, approvers: request.approvers, minApprovals: request.minApprovals };
+    return {
+      requestId: request.requestId,
+      target: request.target,
+      mode: request.mode,
+      ...(request.evaluation ? { evaluation: request.evaluation } : {}),
+      requester: { sub: request.requester.sub, name: request.requester.name },
+      rule: request.rule,
+      approvers: request.approvers,
+      minApprovals: request.minApprovals,
+    };
   }
 
   /** An alert with action require-approval: the user's grant requests on the target wait for an owner until one is collected. */
   async hold(user: string, target: string, cause: ApprovalCause): Promise<void> {
     await this.exclusive(async () => {
-      await this.hooks.record('request.approval_required', { user, target, alertId: cause.alertId, rule: cause.rule, message: cause.message, session: cause.session ?? null, approvers: this.config.targets[target]?.owners ?? [] });
+      await this.hooks.record('request.approval_required', {
+        user,
+        target,
+        alertId: cause.alertId,
+        rule: cause.rule,
+        message: cause.message,
+        session: cause.session ?? null,
+        approvers: this.config.targets[target]?.owners ?? [],
+      });
       this.commit({ type: 'hold', hold: { user, target, cause } });
     });
   }
@@ -251,7 +268,15 @@ export class AccessRequests {
         expiresAt: new Date(now + requirement.expiresAfterSeconds * 1000).toISOString(),
         approvals: [],
       };
-      await this.hooks.record('request.created', { actor: actorOf(identity), ...this.describe(created), durationSeconds: created.durationSeconds, reason: created.reason, ticket: created.ticket ?? null, expiresAt: created.expiresAt, cause: created.cause ?? null });
+      await this.hooks.record('request.created', {
+        actor: actorOf(identity),
+        ...this.describe(created),
+        durationSeconds: created.durationSeconds,
+        reason: created.reason,
+        ticket: created.ticket ?? null,
+        expiresAt: created.expiresAt,
+        cause: created.cause ?? null,
+      });
       this.commit({ type: 'created', request: created });
       this.hooks.log(`access request ${created.requestId} by ${identity.sub} on ${created.target} waits for ${created.minApprovals} approval(s) by ${created.approvers.join(', ')}`);
       return this.view(created);
@@ -313,7 +338,14 @@ export class AccessRequests {
         const approved = count >= request.minApprovals;
         // Once approved, the requester has another expiresAfter to collect it.
         const expiresAt = approved ? new Date(this.clock() + request.expiresAfterSeconds * 1000).toISOString() : request.expiresAt;
-        await this.hooks.record('request.approved', { actor: actorOf(identity), ...this.describe(request), comment: comment ?? null, approvals: count, status: approved ? 'approved' : 'pending', expiresAt });
+        await this.hooks.record('request.approved', {
+          actor: actorOf(identity),
+          ...this.describe(request),
+          comment: comment ?? null,
+          approvals: count,
+          status: approved ? 'approved' : 'pending',
+          expiresAt,
+        });
         this.commit({ type: 'approved', requestId, by, status: approved ? 'approved' : 'pending', expiresAt });
       }
       return this.view(request);
@@ -329,9 +361,14 @@ export class AccessRequests {
     if (!request.approvers.some((r) => roles.has(r))) {
       throw new LoupeError('not_approver', `deciding request ${request.requestId} needs the role ${request.approvers.join(' or ')} (yours: ${[...roles].sort().join(', ') || 'none'})`);
     }
-    if (request.status !== 'pending') throw new LoupeError('request_not_pending', `request ${request.requestId} is ${request.status}, not pending: ${this.statusText(request)}`, { status: request.status });
+    if (request.status !== 'pending')
+      throw new LoupeError('request_not_pending', `request ${request.requestId} is ${request.status}, not pending: ${this.statusText(request)}`, { status: request.status });
     if (action === 'approve' && request.approvals.some((a) => a.sub === identity.sub)) {
-      throw new LoupeError('request_not_pending', `you already approved request ${request.requestId}; it needs ${request.minApprovals - request.approvals.length} more approval(s) from other approvers`, { status: request.status });
+      throw new LoupeError(
+        'request_not_pending',
+        `you already approved request ${request.requestId}; it needs ${request.minApprovals - request.approvals.length} more approval(s) from other approvers`,
+        { status: request.status },
+      );
     }
   }
 
@@ -342,7 +379,14 @@ export class AccessRequests {
       const request = this.find(requestId);
       if (request.requester.sub !== identity.sub) throw new LoupeError('forbidden', `only ${request.requester.sub}, who requested access ${requestId}, may collect its grant`);
       if (request.status !== 'approved') throw new LoupeError('request_not_approved', `request ${requestId} cannot be collected: ${this.statusText(request)}`, { status: request.status });
-      const grantRequest: GrantRequest = { target: request.target, mode: request.mode, ...(request.evaluation ? { evaluation: request.evaluation } : {}), durationSeconds: request.durationSeconds, reason: request.reason, ...(request.ticket ? { ticket: request.ticket } : {}) };
+      const grantRequest: GrantRequest = {
+        target: request.target,
+        mode: request.mode,
+        ...(request.evaluation ? { evaluation: request.evaluation } : {}),
+        durationSeconds: request.durationSeconds,
+        reason: request.reason,
+        ...(request.ticket ? { ticket: request.ticket } : {}),
+      };
       // Roles, hours or the rule may have changed since the request: the grant is what the policy allows now.
       const decision = decideAccess(this.config, identity, grantRequest, new Date(this.clock()));
       if (!decision.allowed) {
@@ -352,7 +396,14 @@ export class AccessRequests {
       const approvedBy: Approver[] = request.approvals.map((a) => ({ sub: a.sub, name: a.name, at: a.at }));
       const grant = await this.hooks.issueGrant(identity, grantRequest, decision, { requestId, approvedBy });
       const at = this.now();
-      await this.hooks.record('request.collected', { actor: actorOf(identity), ...this.describe(request), grantId: grant.grantId, approvedBy, expiresAt: grant.expiresAt, releasesHold: request.cause?.alertId ?? null });
+      await this.hooks.record('request.collected', {
+        actor: actorOf(identity),
+        ...this.describe(request),
+        grantId: grant.grantId,
+        approvedBy,
+        expiresAt: grant.expiresAt,
+        releasesHold: request.cause?.alertId ?? null,
+      });
       this.commit({ type: 'collected', requestId, grantId: grant.grantId, at });
       if (request.cause) this.commit({ type: 'hold_released', user: request.requester.sub, target: request.target, alertId: request.cause.alertId, requestId, at });
       return grant;
@@ -365,7 +416,8 @@ export class AccessRequests {
       await this.expireDue();
       const request = this.find(requestId);
       if (request.requester.sub !== identity.sub) throw new LoupeError('forbidden', `only ${request.requester.sub}, who requested access ${requestId}, may withdraw it`);
-      if (request.status !== 'pending' && request.status !== 'approved') throw new LoupeError('request_not_pending', `request ${requestId} is ${request.status}: ${this.statusText(request)}`, { status: request.status });
+      if (request.status !== 'pending' && request.status !== 'approved')
+        throw new LoupeError('request_not_pending', `request ${requestId} is ${request.status}: ${this.statusText(request)}`, { status: request.status });
       await this.hooks.record('request.withdrawn', { actor: actorOf(identity), ...this.describe(request), was: request.status });
       this.commit({ type: 'withdrawn', requestId, at: this.now() });
       return this.view(request);

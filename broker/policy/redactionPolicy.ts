@@ -23,9 +23,37 @@ export interface RedactionPolicy {
 }
 
 export const defaultSensitiveNames: readonly string[] = [
-  'password', 'passwd', 'passphrase', 'pwd', 'secret', 'token', 'authorization', 'auth', 'cookie', 'set-cookie', 'apiKey', 'api_key',
-  'accessKey', 'privateKey', 'clientSecret', 'credentials', 'credential', 'ssn', 'socialSecurityNumber', 'creditCard', 'cardNumber',
-  'cvv', 'cvc', 'pin', 'iban', 'sessionId', 'sid', 'otp', 'mfa', 'signature', 'salt',
+  'password',
+  'passwd',
+  'passphrase',
+  'pwd',
+  'secret',
+  'token',
+  'authorization',
+  'auth',
+  'cookie',
+  'set-cookie',
+  'apiKey',
+  'api_key',
+  'accessKey',
+  'privateKey',
+  'clientSecret',
+  'credentials',
+  'credential',
+  'ssn',
+  'socialSecurityNumber',
+  'creditCard',
+  'cardNumber',
+  'cvv',
+  'cvc',
+  'pin',
+  'iban',
+  'sessionId',
+  'sid',
+  'otp',
+  'mfa',
+  'signature',
+  'salt',
 ];
 
 export const defaultPatterns: readonly RedactPattern[] = [
@@ -140,4 +168,3 @@ export function pairMatches(text: string, sensitive: (name: string) => boolean):
   }
   return found;
 }
-

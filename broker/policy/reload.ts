@@ -12,8 +12,7 @@ import { compileRedaction, type RedactionPolicy } from './redact';
 export const reloadableSections = ['roles', 'admins', 'auditors', 'targets'] as const;
 const restartSections = ['server', 'stateDir', 'limits', 'identity', 'audit', 'alerting'] as const;
 
-const canonical = (value: unknown) =>
-  JSON.stringify(value, (_key, v: unknown) => (v instanceof RegExp ? `/${v.source}/${v.flags}` : v instanceof Set ? [...(v as Set<unknown>)].sort() : v));
+const canonical = (value: unknown) => JSON.stringify(value, (_key, v: unknown) => (v instanceof RegExp ? `/${v.source}/${v.flags}` : v instanceof Set ? [...(v as Set<unknown>)].sort() : v));
 
 /** What changed between two configs, as paths, and which of the changes wait for a restart. */
 export function policyChanges(old: LoupeConfig, next: LoupeConfig): { changed: string[]; needRestart: string[] } {
@@ -72,7 +71,14 @@ export interface ReloadedSession {
  * the new one): it ends when the policy no longer allows its grant at all, and continues under the stricter of
  * its old and new target rules (and a shorter grant, when the new rule caps it) when either changed.
  */
-export function reloadLiveSessions(sessions: Iterable<ReloadedSession>, old: LoupeConfig, applied: LoupeConfig, changed: readonly string[], source: string, clock: () => number): { sessionsEnded: number; sessionsNarrowed: number } {
+export function reloadLiveSessions(
+  sessions: Iterable<ReloadedSession>,
+  old: LoupeConfig,
+  applied: LoupeConfig,
+  changed: readonly string[],
+  source: string,
+  clock: () => number,
+): { sessionsEnded: number; sessionsNarrowed: number } {
   let sessionsEnded = 0;
   let sessionsNarrowed = 0;
   for (const session of sessions) {
@@ -81,7 +87,19 @@ export function reloadLiveSessions(sessions: Iterable<ReloadedSession>, old: Lou
     const identity = { sub: grant.sub, name: grant.name, groups: grant.groups, issuer: 'grant' };
     const requested = grant.expiresAt - grant.issuedAt;
     const decision = target
-      ? decideAccess(applied, identity, { target: grant.target, mode: grant.mode, ...(grant.evaluation === 'v8' ? { evaluation: 'v8' as const } : {}), durationSeconds: requested, reason: grant.reason, ...(grant.ticket ? { ticket: grant.ticket } : {}) }, new Date(clock()))
+      ? decideAccess(
+          applied,
+          identity,
+          {
+            target: grant.target,
+            mode: grant.mode,
+            ...(grant.evaluation === 'v8' ? { evaluation: 'v8' as const } : {}),
+            durationSeconds: requested,
+            reason: grant.reason,
+            ...(grant.ticket ? { ticket: grant.ticket } : {}),
+          },
+          new Date(clock()),
+        )
       : { allowed: false as const, rule: 'targets', message: `target ${grant.target} was removed from the policy` };
     if (!decision.allowed) {
       sessionsEnded++;

@@ -137,7 +137,19 @@ function visit(node: AnyNode, sensitiveAs: string | undefined, onLiteral: (node:
 
 /** Nodes whose value is (part of) their children's literal text. */
 function carriesValue(type: string): boolean {
-  return ['BinaryExpression', 'TemplateLiteral', 'ConditionalExpression', 'LogicalExpression', 'ArrayExpression', 'CallExpression', 'NewExpression', 'ParenthesizedExpression', 'SequenceExpression', 'AwaitExpression', 'TSAsExpression'].includes(type);
+  return [
+    'BinaryExpression',
+    'TemplateLiteral',
+    'ConditionalExpression',
+    'LogicalExpression',
+    'ArrayExpression',
+    'CallExpression',
+    'NewExpression',
+    'ParenthesizedExpression',
+    'SequenceExpression',
+    'AwaitExpression',
+    'TSAsExpression',
+  ].includes(type);
 }
 
 function literalReplacement(source: string, node: AnyNode, sensitiveAs: string | undefined, redactor: Redactor): Replacement | undefined {
@@ -167,7 +179,10 @@ function literalReplacement(source: string, node: AnyNode, sensitiveAs: string |
  */
 function quoted(raw: string, text: string): string {
   const quote = raw[0] === "'" || raw[0] === '"' ? raw[0] : '"';
-  const escaped = text.replace(/\\/g, '\\\\').replace(new RegExp(quote, 'g'), `\\${quote}`).replace(/[\r\n\u2028\u2029]/g, ' ');
+  const escaped = text
+    .replace(/\\/g, '\\\\')
+    .replace(new RegExp(quote, 'g'), `\\${quote}`)
+    .replace(/[\r\n\u2028\u2029]/g, ' ');
   return `${quote}${escaped}${'\\\n'.repeat(lineBreaks(raw))}${quote}`;
 }
 
@@ -176,6 +191,9 @@ const lineBreaks = (text: string) => text.match(/\r\n|[\r\n\u2028\u2029]/g)?.len
 /** A template part keeps its line breaks, so the lines after it keep their numbers. */
 function keepLines(raw: string, text: string): string {
   const breaks = lineBreaks(raw);
-  const flat = text.replace(/[\r\n\u2028\u2029]/g, ' ').replace(/`/g, '\\`').replace(/\$\{/g, '\\${');
+  const flat = text
+    .replace(/[\r\n\u2028\u2029]/g, ' ')
+    .replace(/`/g, '\\`')
+    .replace(/\$\{/g, '\\${');
   return flat + '\n'.repeat(breaks);
 }

@@ -14,7 +14,8 @@ export interface SourceJob {
 export type SourceAnswer = { readonly id: number; readonly source: string; readonly replaced: number; readonly hits: readonly string[] } | { readonly id: number; readonly error: string };
 
 // A built-in pattern is used as itself: the redactor recognises some of them by identity.
-const pattern = (p: SourceJob['patterns'][number]): RedactPattern => defaultPatterns.find((d) => d.name === p.name && d.regex.source === p.source && d.regex.flags === p.flags) ?? { name: p.name, regex: new RegExp(p.source, p.flags) };
+const pattern = (p: SourceJob['patterns'][number]): RedactPattern =>
+  defaultPatterns.find((d) => d.name === p.name && d.regex.source === p.source && d.regex.flags === p.flags) ?? { name: p.name, regex: new RegExp(p.source, p.flags) };
 
 parentPort?.on('message', (job: SourceJob) => {
   try {

@@ -39,7 +39,11 @@ export class ClientRelay {
     else if (screened.action === 'redact') {
       // Recorded, never run, answered with the marker.
       const recorded = this.context.recordOrEnd('cdp.evaluate', screened.record);
-      this.context.send(JSON.stringify(screened.reply), false, recorded.catch(() => undefined));
+      this.context.send(
+        JSON.stringify(screened.reply),
+        false,
+        recorded.catch(() => undefined),
+      );
     } else this.forward(screened, data);
   }
 
@@ -47,7 +51,11 @@ export class ClientRelay {
     const recorded = this.context.record('cdp.refused', { id: decision.id, method: decision.method ?? null, rule: decision.rule, message: decision.message });
     const reply = decision.id === null ? { error: { code: decision.code, message: decision.message } } : { id: decision.id, error: { code: decision.code, message: decision.message } };
     // A refusal carries no target data: it reaches the client even if recording it failed.
-    this.context.send(JSON.stringify(reply), false, recorded.catch(() => undefined));
+    this.context.send(
+      JSON.stringify(reply),
+      false,
+      recorded.catch(() => undefined),
+    );
   }
 
   /**
@@ -158,11 +166,19 @@ export class ClientRelay {
     // Requests the broker answers itself go through answerInBroker (a broker-side evaluator would answer
     // handling === 'evaluate' the same way); everything else is forwarded to V8.
     if (decision.handling === 'search') {
-      void this.answerInBroker(decision, () => this.searchReply(decision), (result) => ({ matches: (result.result as unknown[]).length }));
+      void this.answerInBroker(
+        decision,
+        () => this.searchReply(decision),
+        (result) => ({ matches: (result.result as unknown[]).length }),
+      );
       return;
     }
     if (decision.handling === 'source') {
-      void this.answerInBroker(decision, () => this.sourceReply(decision), (result) => ({ bytes: String(result.scriptSource).length }));
+      void this.answerInBroker(
+        decision,
+        () => this.sourceReply(decision),
+        (result) => ({ bytes: String(result.scriptSource).length }),
+      );
       return;
     }
     if (decision.handling === 'evaluate' && this.context.evaluation.evaluate) {
@@ -190,34 +206,37 @@ export class ClientRelay {
     channel.expect(targetId, pending);
     pauses.onRequest(decision);
     // Write-ahead: the request is durable before the target sees it.
-    this.context.recordOrEnd(requestEventType(decision.method), {
-      id: decision.id,
-      targetId,
-      method: decision.method,
-      params,
-      decision: decision.rewrites.length > 0 || decision.condition !== undefined ? 'rewrite' : 'allow',
-      ...(decision.rewrites.length > 0 ? { rewrites: decision.rewrites } : {}),
-      ...(decision.condition !== undefined ? { condition: decision.condition } : {}),
-      ...(decision.logpoint ? { logMessage: decision.logpoint } : {}),
-      ...(frame ? { frame } : {}),
-      ...(object ? { object } : {}),
-    }).then(
-      async (event) => {
-        pending.requestSeq = (event as { seq: number }).seq;
-        if (decision.handling === 'evaluate') {
-          const refused = this.screen.transformRefusal(decision, await this.learnReachable(decision, screened.roots), screened.transforms);
-          if (refused) {
-            channel.forget(targetId);
-            this.refuse(refused);
-            return;
+    this.context
+      .recordOrEnd(requestEventType(decision.method), {
+        id: decision.id,
+        targetId,
+        method: decision.method,
+        params,
+        decision: decision.rewrites.length > 0 || decision.condition !== undefined ? 'rewrite' : 'allow',
+        ...(decision.rewrites.length > 0 ? { rewrites: decision.rewrites } : {}),
+        ...(decision.condition !== undefined ? { condition: decision.condition } : {}),
+        ...(decision.logpoint ? { logMessage: decision.logpoint } : {}),
+        ...(frame ? { frame } : {}),
+        ...(object ? { object } : {}),
+      })
+      .then(
+        async (event) => {
+          pending.requestSeq = (event as { seq: number }).seq;
+          if (decision.handling === 'evaluate') {
+            const refused = this.screen.transformRefusal(decision, await this.learnReachable(decision, screened.roots), screened.transforms);
+            if (refused) {
+              channel.forget(targetId);
+              this.refuse(refused);
+              return;
+            }
           }
-        }
-        channel.send(targetId, decision.method, params);
-      },
-      () => {
-        channel.forget(targetId);
-        this.context.send(JSON.stringify({ id: decision.id, error: { code: cdpErrorCodes.refused, message: `${decision.method} not forwarded: the audit trail could not record it` } }), false);
-      },
-    ).catch((err: unknown) => this.context.fault(`client frame ${truncate(decision.method, 80)} (after recording)`, err, raw));
+          channel.send(targetId, decision.method, params);
+        },
+        () => {
+          channel.forget(targetId);
+          this.context.send(JSON.stringify({ id: decision.id, error: { code: cdpErrorCodes.refused, message: `${decision.method} not forwarded: the audit trail could not record it` } }), false);
+        },
+      )
+      .catch((err: unknown) => this.context.fault(`client frame ${truncate(decision.method, 80)} (after recording)`, err, raw));
   }
 }

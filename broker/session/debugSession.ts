@@ -116,7 +116,12 @@ export class DebugSession {
     const { client, targetSocket, audit, limits } = this.options;
     // Recorded first (its place in the chain is fixed now); listeners attach at once so no early frame is lost,
     // and every later record, hence every forward, waits behind this one.
-    const started = audit.record('session.started', { inspector: this.options.target.inspector, expiresAt: new Date(this.grant.expiresAt * 1000).toISOString(), rule: this.grant.rule, ...(this.grant.evaluation === 'v8' ? { evaluation: 'v8' } : {}) });
+    const started = audit.record('session.started', {
+      inspector: this.options.target.inspector,
+      expiresAt: new Date(this.grant.expiresAt * 1000).toISOString(),
+      rule: this.grant.rule,
+      ...(this.grant.evaluation === 'v8' ? { evaluation: 'v8' } : {}),
+    });
     client.on('message', (data, isBinary) => this.contain('client frame', data as Buffer, () => this.onClientFrame(data as Buffer, isBinary)));
     client.on('pong', () => this.heartbeat?.heard());
     client.on('close', () => void this.end('client_closed'));

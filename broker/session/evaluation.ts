@@ -129,7 +129,10 @@ export function v8Evaluation(channel: TargetChannel, conditionTimeoutMs: number)
       const result = await channel.command('Debugger.evaluateOnCallFrame', { callFrameId, expression, throwOnSideEffect: true, timeout: timeoutMs, silent: true });
       const details = result.exceptionDetails as { exception?: { description?: string } } | undefined;
       const value = result.result as { type: string; value?: unknown; description?: string } | undefined;
-      if (details) return /Possible side-effect/.test(safeText(details.exception?.description ?? '')) ? '<refused: side effect>' : `<error: ${truncate(safeText(details.exception?.description ?? 'exception').split('\n')[0]!, 80)}>`;
+      if (details)
+        return /Possible side-effect/.test(safeText(details.exception?.description ?? ''))
+          ? '<refused: side effect>'
+          : `<error: ${truncate(safeText(details.exception?.description ?? 'exception').split('\n')[0]!, 80)}>`;
       return safeText(value?.type === 'string' ? value.value : (value?.description ?? value?.value));
     } catch (err) {
       return `<error: ${(err as Error).message}>`;

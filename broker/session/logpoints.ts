@@ -30,8 +30,20 @@ export async function emitLogpoint(context: SessionContext, breakpointId: string
   const leftMs = Math.floor(budgetMs - (performance.now() - started));
   // A part that reads a redacted value prints the marker (Loupe expressions) in its place.
   const { message, skippedParts, tainted } = await context.evaluation.logpoint(frame.callFrameId, entry.logpoint!, leftMs);
-  const where = `${frame.functionName || '(anonymous)'} (${safeText(context.labels.urlOf(frame) ?? '').split('/').pop()}:${frame.location.lineNumber + 1})`;
+  const where = `${frame.functionName || '(anonymous)'} (${safeText(context.labels.urlOf(frame) ?? '')
+    .split('/')
+    .pop()}:${frame.location.lineNumber + 1})`;
   const ms = Math.round((performance.now() - started) * 10) / 10;
-  context.record('cdp.logpoint', { breakpointId, message, frame: where, skipped: state.skipped, ms, ...(skippedParts > 0 ? { skippedParts, budgetMs } : {}), ...(tainted && tainted.length > 0 ? { tainted } : {}) }).catch(() => undefined);
+  context
+    .record('cdp.logpoint', {
+      breakpointId,
+      message,
+      frame: where,
+      skipped: state.skipped,
+      ms,
+      ...(skippedParts > 0 ? { skippedParts, budgetMs } : {}),
+      ...(tainted && tainted.length > 0 ? { tainted } : {}),
+    })
+    .catch(() => undefined);
   context.notify('Loupe.logpoint', { breakpointId, message, frame: where, time: new Date(context.now()).toISOString() }, true);
 }

@@ -215,11 +215,14 @@ export class Pauses implements SessionPauses {
   armForeignPauseWatchdog(): void {
     clearTimeout(this.foreignPauseTimer);
     const seconds = this.context.target().maxPauseSeconds;
-    this.foreignPauseTimer = setTimeout(() => {
-      this.foreignPauseTimer = undefined;
-      if (this.context.isEnding()) return;
-      void this.watchdogResume(seconds, 'not caused by this session');
-    }, seconds * 1000 + foreignPauseGraceMs);
+    this.foreignPauseTimer = setTimeout(
+      () => {
+        this.foreignPauseTimer = undefined;
+        if (this.context.isEnding()) return;
+        void this.watchdogResume(seconds, 'not caused by this session');
+      },
+      seconds * 1000 + foreignPauseGraceMs,
+    );
   }
 
   private armWatchdog(): void {

@@ -24,11 +24,18 @@ export function summarizeResult(method: string, result: Record<string, unknown> 
   if (method === 'Debugger.getScriptSource') return { bytes: safeText(result.scriptSource ?? '').length };
   if (method === 'Runtime.getProperties') {
     const props = Array.isArray(result.result) ? (result.result as unknown[]) : [];
-    return { properties: props.slice(0, 200).map((p) => (isRecord(p) ? { name: safeText(p.name), preview: preview(isRecord(p.value) ? (p.value as unknown as Protocol.Runtime.RemoteObject) : undefined) } : { name: '(malformed)' })), count: props.length };
+    return {
+      properties: props
+        .slice(0, 200)
+        .map((p) => (isRecord(p) ? { name: safeText(p.name), preview: preview(isRecord(p.value) ? (p.value as unknown as Protocol.Runtime.RemoteObject) : undefined) } : { name: '(malformed)' })),
+      count: props.length,
+    };
   }
   if (method === 'Runtime.evaluate' || method === 'Debugger.evaluateOnCallFrame') {
     const details = result.exceptionDetails as { exception?: { description?: unknown }; text?: unknown } | undefined;
-    return details ? { error: truncate(safeText(details.exception?.description ?? details.text ?? 'exception'), 300) } : { preview: preview(isRecord(result.result) ? (result.result as unknown as Protocol.Runtime.RemoteObject) : undefined) };
+    return details
+      ? { error: truncate(safeText(details.exception?.description ?? details.text ?? 'exception'), 300) }
+      : { preview: preview(isRecord(result.result) ? (result.result as unknown as Protocol.Runtime.RemoteObject) : undefined) };
   }
   const text = JSON.stringify(result);
   return text.length <= 2000 ? result : { bytes: text.length };

@@ -104,7 +104,13 @@ interface Filling {
  * the capture stops waiting: what has not arrived is marked with the budget. The result is plain data (no
  * remote ids), built from replies the session has already redacted.
  */
-export async function captureFrames(frames: readonly PausedFrameInput[], scriptUrls: ReadonlyMap<string, string>, getProperties: GetProperties, limits: SnapshotLimits, now: () => number = () => performance.now()): Promise<Capture & { readonly reads: number }> {
+export async function captureFrames(
+  frames: readonly PausedFrameInput[],
+  scriptUrls: ReadonlyMap<string, string>,
+  getProperties: GetProperties,
+  limits: SnapshotLimits,
+  now: () => number = () => performance.now(),
+): Promise<Capture & { readonly reads: number }> {
   const started = now();
   let bytes = 0;
   let cut: string | undefined;
@@ -156,8 +162,23 @@ export async function captureFrames(frames: readonly PausedFrameInput[], scriptU
   };
 
   const convert = (remote: RemoteObject, depthLeft: number): CapturedValue => {
-    if (remote.type !== 'object' || remote.subtype === 'null') return remote.subtype === 'null' ? { type: 'object', subtype: 'null', value: null } : remote.type === 'function' ? { type: 'function', description: String(remote.description ?? '').split('\n')[0]!.slice(0, limits.stringLength) } : primitive(remote);
-    const head = { type: 'object', ...(remote.subtype ? { subtype: remote.subtype } : {}), ...(remote.className ? { className: remote.className } : {}), description: String(remote.description ?? '').slice(0, limits.stringLength) };
+    if (remote.type !== 'object' || remote.subtype === 'null')
+      return remote.subtype === 'null'
+        ? { type: 'object', subtype: 'null', value: null }
+        : remote.type === 'function'
+          ? {
+              type: 'function',
+              description: String(remote.description ?? '')
+                .split('\n')[0]!
+                .slice(0, limits.stringLength),
+            }
+          : primitive(remote);
+    const head = {
+      type: 'object',
+      ...(remote.subtype ? { subtype: remote.subtype } : {}),
+      ...(remote.className ? { className: remote.className } : {}),
+      description: String(remote.description ?? '').slice(0, limits.stringLength),
+    };
     bytes += head.description.length + 16;
     // Proxies are described, never expanded: their traps stay untouched.
     if (!remote.objectId || remote.subtype === 'proxy') return head;
@@ -186,7 +207,10 @@ export async function captureFrames(frames: readonly PausedFrameInput[], scriptU
       // CDP reports a missing accessor half as {type: 'undefined'}.
       const getter = p.get !== undefined && p.get.type !== 'undefined';
       const setter = p.set !== undefined && p.set.type !== 'undefined';
-      into.properties.push({ name: p.name, value: p.value ? convert(p.value, depthLeft) : { type: 'accessor', description: `${[getter ? 'getter' : '', setter ? 'setter' : ''].filter(Boolean).join('/')} (not invoked)` } });
+      into.properties.push({
+        name: p.name,
+        value: p.value ? convert(p.value, depthLeft) : { type: 'accessor', description: `${[getter ? 'getter' : '', setter ? 'setter' : ''].filter(Boolean).join('/')} (not invoked)` },
+      });
     }
     if (entries?.value?.objectId && !over()) {
       const node: CapturedValue & Filling = { type: 'object', subtype: 'array', properties: [] };
@@ -337,8 +361,10 @@ export class SnapshotMode {
       if (entry.condition !== undefined && frames[0] && !(await pauses.conditionHolds(id, entry.condition, frames[0]))) continue;
       const now = context.now();
       this.captureTimes = this.captureTimes.filter((t) => now - t < 60_000);
-      if (now - state.lastCaptureAt < limits.minIntervalMs) skipped = { breakpointId: id, reason: `at most one capture every ${limits.minIntervalMs} ms per breakpoint`, until: state.lastCaptureAt + limits.minIntervalMs };
-      else if (this.captureTimes.length >= limits.maxCapturesPerMinute) skipped = { breakpointId: id, reason: `at most ${limits.maxCapturesPerMinute} captures per minute per session`, until: this.captureTimes[0]! + 60_000 };
+      if (now - state.lastCaptureAt < limits.minIntervalMs)
+        skipped = { breakpointId: id, reason: `at most one capture every ${limits.minIntervalMs} ms per breakpoint`, until: state.lastCaptureAt + limits.minIntervalMs };
+      else if (this.captureTimes.length >= limits.maxCapturesPerMinute)
+        skipped = { breakpointId: id, reason: `at most ${limits.maxCapturesPerMinute} captures per minute per session`, until: this.captureTimes[0]! + 60_000 };
       else {
         captureFor = id;
         break;
@@ -347,7 +373,12 @@ export class SnapshotMode {
     let capture: (Capture & { reads?: number }) | undefined;
     if (captureFor) {
       try {
-        capture = await captureFrames(frames, context.labels.scriptUrls, (objectId, preview) => context.channel.captureCommand('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) }) as never, limits);
+        capture = await captureFrames(
+          frames,
+          context.labels.scriptUrls,
+          (objectId, preview) => context.channel.captureCommand('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) }) as never,
+          limits,
+        );
       } catch (err) {
         capture = { frames: [], durationMs: 0, bytes: 0, truncated: `capture failed: ${(err as Error).message}` };
       }

@@ -221,7 +221,14 @@ export class TargetChannel {
       pending.reject(err instanceof Error ? err : new TargetCommandError('unreadable', pending.method, safeText(err)));
       throw err;
     }
-    if (!pending.unrecorded) this.context.record('broker.response', { targetId, method: pending.method, ...(message.error ? { error: message.error } : pending.quiet ? { result: { bytes } } : { result: summarizeResult(pending.method, message.result) }) }).catch(() => undefined);
+    if (!pending.unrecorded)
+      this.context
+        .record('broker.response', {
+          targetId,
+          method: pending.method,
+          ...(message.error ? { error: message.error } : pending.quiet ? { result: { bytes } } : { result: summarizeResult(pending.method, message.result) }),
+        })
+        .catch(() => undefined);
     if (message.error) pending.reject(new TargetCommandError('target_error', pending.method, `${pending.method}: ${message.error.message}`));
     else pending.resolve(message.result ?? {});
   }
@@ -251,24 +258,29 @@ export class TargetChannel {
     }
     const { targetResponseSeconds } = this.context.limits;
     const boundMs = targetResponseSeconds * 1000;
-    this.unresponsiveTimer = setTimeout(() => {
-      this.unresponsiveTimer = undefined;
-      const first = this.inFlight.entries().next();
-      if (first.done || this.context.isEnding()) return;
-      const [targetId, sentAt] = first.value;
-      const waitedMs = this.context.now() - sentAt;
-      if (waitedMs < boundMs) return this.watchTargetAnswers();
-      const pending = this.pending.get(targetId);
-      this.context.record('broker.response.missing', {
-        targetId,
-        method: pending?.method ?? null,
-        ...(pending?.origin === 'client' ? { id: pending.clientId } : {}),
-        afterMs: waitedMs,
-        unanswered: this.inFlight.size,
-        why: `the target answered nothing for ${waitedMs} ms, over limits.targetResponseSeconds (${targetResponseSeconds} s): the session ends`,
-      }).catch(() => undefined);
-      this.context.onUnresponsive();
-    }, Math.max(0, oldest.value + boundMs - this.context.now()));
+    this.unresponsiveTimer = setTimeout(
+      () => {
+        this.unresponsiveTimer = undefined;
+        const first = this.inFlight.entries().next();
+        if (first.done || this.context.isEnding()) return;
+        const [targetId, sentAt] = first.value;
+        const waitedMs = this.context.now() - sentAt;
+        if (waitedMs < boundMs) return this.watchTargetAnswers();
+        const pending = this.pending.get(targetId);
+        this.context
+          .record('broker.response.missing', {
+            targetId,
+            method: pending?.method ?? null,
+            ...(pending?.origin === 'client' ? { id: pending.clientId } : {}),
+            afterMs: waitedMs,
+            unanswered: this.inFlight.size,
+            why: `the target answered nothing for ${waitedMs} ms, over limits.targetResponseSeconds (${targetResponseSeconds} s): the session ends`,
+          })
+          .catch(() => undefined);
+        this.context.onUnresponsive();
+      },
+      Math.max(0, oldest.value + boundMs - this.context.now()),
+    );
   }
 
   /** The session is ending: no more watching; what still waits is dropped. */

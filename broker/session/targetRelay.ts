@@ -5,7 +5,18 @@
  * snapshot mode decides.
  */
 import type { Protocol } from 'devtools-protocol';
-import { capResult, isRecord, maxTargetNesting, nestedDeeperThan, oversizedAnswerError, oversizedFrameIsRead, targetMessageProblem, unusableAnswerError, wellFormedFrames, type CdpMessage } from '../gate/targetFrame';
+import {
+  capResult,
+  isRecord,
+  maxTargetNesting,
+  nestedDeeperThan,
+  oversizedAnswerError,
+  oversizedFrameIsRead,
+  targetMessageProblem,
+  unusableAnswerError,
+  wellFormedFrames,
+  type CdpMessage,
+} from '../gate/targetFrame';
 import type { SessionContext } from './context';
 import { isExceptionPause, learnAtExceptionPause, learnAtPause } from './exceptionLearning';
 import { summarizeResult } from './recordShapes';
@@ -67,7 +78,9 @@ export class TargetRelay {
     const pending = id === undefined ? undefined : this.context.channel.get(id);
     if (oversizedFrameIsRead(id !== undefined ? pending?.method : undefined, id === undefined ? sniffEventMethod(data) : undefined)) return false;
     if (id === undefined || !pending) {
-      this.context.record('target.invalid_frame', { bytes: data.length, method: sniffEventMethod(data) ?? null, reason: `over limits.maxTargetFrameBytes (${limit}): not read` }).catch(() => undefined);
+      this.context
+        .record('target.invalid_frame', { bytes: data.length, method: sniffEventMethod(data) ?? null, reason: `over limits.maxTargetFrameBytes (${limit}): not read` })
+        .catch(() => undefined);
       return true;
     }
     this.context.channel.take(id);
@@ -87,7 +100,15 @@ export class TargetRelay {
   }
 
   private answerClientError(targetId: number, pending: ClientPending, error: { code: number; message: string }, bytes?: number): void {
-    const recorded = this.context.recordOrEnd('cdp.response', { id: pending.clientId, targetId, requestSeq: pending.requestSeq ?? null, method: pending.method, ms: this.context.now() - pending.sentAt, ...(bytes !== undefined ? { bytes } : {}), error });
+    const recorded = this.context.recordOrEnd('cdp.response', {
+      id: pending.clientId,
+      targetId,
+      requestSeq: pending.requestSeq ?? null,
+      method: pending.method,
+      ms: this.context.now() - pending.sentAt,
+      ...(bytes !== undefined ? { bytes } : {}),
+      error,
+    });
     void recorded;
     this.context.send(JSON.stringify({ id: pending.clientId, error }), false);
   }

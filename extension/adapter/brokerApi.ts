@@ -63,7 +63,11 @@ export class BrokerApi {
         () => 'it was withdrawn',
         () => 'it is still pending',
       );
-      throw new BrokerApiError(202, 'approval_required', `approval required: ${p.message}. This attach cannot wait for approvers, so request ${p.requestId} was not kept (${withdrawn}); use "Loupe: Attach to Production…", which waits for the approvals and then attaches`);
+      throw new BrokerApiError(
+        202,
+        'approval_required',
+        `approval required: ${p.message}. This attach cannot wait for approvers, so request ${p.requestId} was not kept (${withdrawn}); use "Loupe: Attach to Production…", which waits for the approvals and then attaches`,
+      );
     }
     return answer.grant;
   }

@@ -9,7 +9,20 @@
  * instead of pausing, each capture is shown as a read-only stopped state and `continue` moves to the next one;
  * disconnect closes the socket, and the broker removes the breakpoints and resumes the target (never ends it).
  */
-import { BreakpointEvent, ContinuedEvent, Event, InitializedEvent, LoadedSourceEvent, Logger, logger, LoggingDebugSession, OutputEvent, StoppedEvent, TerminatedEvent, Thread } from '@vscode/debugadapter';
+import {
+  BreakpointEvent,
+  ContinuedEvent,
+  Event,
+  InitializedEvent,
+  LoadedSourceEvent,
+  Logger,
+  logger,
+  LoggingDebugSession,
+  OutputEvent,
+  StoppedEvent,
+  TerminatedEvent,
+  Thread,
+} from '@vscode/debugadapter';
 import type { DebugProtocol } from '@vscode/debugprotocol';
 import type { Protocol } from 'devtools-protocol';
 import { BreakpointTable, type BreakpointRecord } from './breakpoints';
@@ -228,7 +241,8 @@ export class LoupeDebugSession extends LoggingDebugSession {
         return;
       }
     }
-    const reason = hits.length > 0 && !expected ? 'breakpoint' : expected === 'step' ? 'step' : expected === 'pause' ? 'pause' : p.reason === 'exception' || p.reason === 'promiseRejection' ? 'exception' : 'pause';
+    const reason =
+      hits.length > 0 && !expected ? 'breakpoint' : expected === 'step' ? 'step' : expected === 'pause' ? 'pause' : p.reason === 'exception' || p.reason === 'promiseRejection' ? 'exception' : 'pause';
     const stopped = new StoppedEvent(reason, THREAD_ID) as DebugProtocol.StoppedEvent;
     if (reason === 'breakpoint') stopped.body.hitBreakpointIds = [...new Set(hits.map((h) => h.dapId))];
     if (reason === 'exception') stopped.body.text = (p.data as { description?: string } | undefined)?.description;
@@ -350,7 +364,10 @@ export class LoupeDebugSession extends LoggingDebugSession {
   private showCapture(entry: CaptureEntry): void {
     if (!this.explainedSnapshots) {
       this.explainedSnapshots = true;
-      this.output('Loupe: snapshot mode: a stop shows a capture the broker took while the target ran on (values as captured, read-only). Continue shows the next capture; stepping is not available.\n', 'console');
+      this.output(
+        'Loupe: snapshot mode: a stop shows a capture the broker took while the target ran on (values as captured, read-only). Continue shows the next capture; stepping is not available.\n',
+        'console',
+      );
     }
     this.captures.shown = entry;
     this.newStop();
@@ -367,7 +384,12 @@ export class LoupeDebugSession extends LoggingDebugSession {
   protected override customRequest(command: string, response: DebugProtocol.Response, args: any): void {
     if (command === 'loupe.showSnapshot') {
       const entry = this.captures.take(args?.captureId);
-      if (!entry) return this.sendErrorResponse(response, { id: DapErrorId.CaptureNotKept, format: `Loupe: capture ${String(args?.captureId)} is not kept (the adapter keeps the last ${maxCapturesKept}; the session's transcript has every capture)`, showUser: true });
+      if (!entry)
+        return this.sendErrorResponse(response, {
+          id: DapErrorId.CaptureNotKept,
+          format: `Loupe: capture ${String(args?.captureId)} is not kept (the adapter keeps the last ${maxCapturesKept}; the session's transcript has every capture)`,
+          showUser: true,
+        });
       response.body = { captureId: entry.captureId, seq: entry.seq };
       this.sendResponse(response);
       this.showCapture(entry);

@@ -153,14 +153,19 @@ export function lookupCaptured(frame: CapturedFrame, expression: string): { valu
       if (scope.truncated) incomplete ??= `the ${scope.type} scope was cut: ${truncationText(scope.truncated)}`;
     }
   }
-  if (!value) return { notCaptured: `${notCapturedPrefix}: ${JSON.stringify(path.root)} is not among the captured variables of ${frame.functionName || 'this frame'}${incomplete ? ` (${incomplete})` : ''}` };
+  if (!value)
+    return { notCaptured: `${notCapturedPrefix}: ${JSON.stringify(path.root)} is not among the captured variables of ${frame.functionName || 'this frame'}${incomplete ? ` (${incomplete})` : ''}` };
   let current: CapturedValue = value;
   let walked = path.root;
   for (const step of path.steps) {
     const label = step.kind === 'index' ? `${walked}[${step.name}]` : `${walked}.${step.name}`;
     const child: CapturedValue | undefined = current.properties?.find((p) => p.name === step.name)?.value ?? derived(current, step.name);
     if (!child) {
-      const why = current.truncated ? ` (${walked} was cut: ${truncationText(current.truncated)})` : current.type !== 'object' || current.subtype === 'null' ? ` (${walked} is ${formatCaptured(current)})` : '';
+      const why = current.truncated
+        ? ` (${walked} was cut: ${truncationText(current.truncated)})`
+        : current.type !== 'object' || current.subtype === 'null'
+          ? ` (${walked} is ${formatCaptured(current)})`
+          : '';
       return { notCaptured: `${notCapturedPrefix}: ${label}${why}` };
     }
     current = child;

@@ -37,10 +37,19 @@ export class StoppedState {
   }
 
   /** The stack as DAP frames, mapped to the user's sources: of the capture shown in snapshot mode, else of the live pause. */
-  stackTrace(scripts: ScriptRegistry, snapshot: { shown: readonly CapturedFrame[] | undefined } | undefined, args: DebugProtocol.StackTraceArguments): { stackFrames: DebugProtocol.StackFrame[]; totalFrames: number } {
+  stackTrace(
+    scripts: ScriptRegistry,
+    snapshot: { shown: readonly CapturedFrame[] | undefined } | undefined,
+    args: DebugProtocol.StackTraceArguments,
+  ): { stackFrames: DebugProtocol.StackFrame[]; totalFrames: number } {
     const frames: { name: string; script: ScriptInfo; lineNumber: number; columnNumber: number }[] = snapshot
       ? (snapshot.shown ?? []).map((f) => ({ name: f.functionName, script: scripts.forUrl(f.url), lineNumber: f.lineNumber, columnNumber: f.columnNumber }))
-      : (this.paused ?? []).map((f) => ({ name: f.functionName, script: scripts.get(f.location.scriptId) ?? { scriptId: f.location.scriptId, url: f.url ?? '' }, lineNumber: f.location.lineNumber, columnNumber: f.location.columnNumber ?? 0 }));
+      : (this.paused ?? []).map((f) => ({
+          name: f.functionName,
+          script: scripts.get(f.location.scriptId) ?? { scriptId: f.location.scriptId, url: f.url ?? '' },
+          lineNumber: f.location.lineNumber,
+          columnNumber: f.location.columnNumber ?? 0,
+        }));
     const start = args.startFrame ?? 0;
     const count = args.levels && args.levels > 0 ? args.levels : frames.length;
     const out: DebugProtocol.StackFrame[] = [];

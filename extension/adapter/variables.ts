@@ -73,7 +73,12 @@ export class VariableStore {
     for (const p of r.result ?? []) {
       if (p.value) variables.push(this.live(p.name, p.value));
       else if (p.get || p.set) {
-        variables.push({ name: p.name, value: p.get && p.get.type !== 'undefined' ? '(getter: not invoked by Loupe)' : '(setter only)', variablesReference: 0, presentationHint: { kind: 'property', attributes: ['readOnly'] } });
+        variables.push({
+          name: p.name,
+          value: p.get && p.get.type !== 'undefined' ? '(getter: not invoked by Loupe)' : '(setter only)',
+          variablesReference: 0,
+          presentationHint: { kind: 'property', attributes: ['readOnly'] },
+        });
       }
     }
     for (const p of r.internalProperties ?? []) {

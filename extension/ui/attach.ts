@@ -30,7 +30,11 @@ async function attach(identity: Identity, output: vscode.OutputChannel): Promise
     return false;
   }
   const picked = await vscode.window.showQuickPick(
-    targets.map((t) => ({ label: t.name, description: `${t.modes.join(' / ')}${t.evaluation?.includes('v8') ? ' · V8 evaluation available' : ''} · up to ${Math.round(t.maxDurationSeconds / 60)} min${t.ticketRequired ? ' · ticket required' : ''}`, target: t })),
+    targets.map((t) => ({
+      label: t.name,
+      description: `${t.modes.join(' / ')}${t.evaluation?.includes('v8') ? ' · V8 evaluation available' : ''} · up to ${Math.round(t.maxDurationSeconds / 60)} min${t.ticketRequired ? ' · ticket required' : ''}`,
+      target: t,
+    })),
     { title: 'Loupe: Attach to Production (1/4): target', placeHolder: 'Which service?', ignoreFocusOut: true },
   );
   if (!picked) return false;
@@ -86,7 +90,11 @@ async function attach(identity: Identity, output: vscode.OutputChannel): Promise
   }
   let grant: GrantAnswer | undefined;
   try {
-    grant = await requestAccess(broker, { target: t.name, mode, ...(evaluation === 'v8' ? { evaluation } : {}), durationSeconds: Number(minutes) * 60, reason: reason.trim(), ...(ticket ? { ticket: ticket.trim() } : {}) }, output);
+    grant = await requestAccess(
+      broker,
+      { target: t.name, mode, ...(evaluation === 'v8' ? { evaluation } : {}), durationSeconds: Number(minutes) * 60, reason: reason.trim(), ...(ticket ? { ticket: ticket.trim() } : {}) },
+      output,
+    );
   } catch (err) {
     void vscode.window.showErrorMessage(`Loupe: grant refused: ${describeBrokerError(err)}`);
     return false;
@@ -108,6 +116,8 @@ async function attach(identity: Identity, output: vscode.OutputChannel): Promise
     grantId: grant.grantId,
     expiresAt: grant.expiresAt,
   };
-  output.appendLine(`grant ${grant.grantId} for ${t.name} (${mode}${grant.evaluation === 'v8' ? ', V8 evaluation: app code may run, redaction best-effort' : ''}) until ${grant.expiresAt}${grant.capped ? ' (capped by policy)' : ''}`);
+  output.appendLine(
+    `grant ${grant.grantId} for ${t.name} (${mode}${grant.evaluation === 'v8' ? ', V8 evaluation: app code may run, redaction best-effort' : ''}) until ${grant.expiresAt}${grant.capped ? ' (capped by policy)' : ''}`,
+  );
   return vscode.debug.startDebugging(folder, config);
 }

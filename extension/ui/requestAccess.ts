@@ -19,19 +19,16 @@ async function awaitApproval(broker: BrokerApi, pending: AccessRequestInfo, outp
   const cancelled = new AbortController();
   let final: AccessRequestInfo;
   try {
-    final = await vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: `Loupe: access to ${pending.target} needs approval`, cancellable: true },
-      (progress, token) => {
-        token.onCancellationRequested(() => cancelled.abort());
-        return waitForDecision(broker, pending.requestId, {
-          signal: cancelled.signal,
-          onUpdate: (r) => {
-            progress.report({ message: pendingText(r) });
-            output.appendLine(`access request ${r.requestId}: ${r.message}`);
-          },
-        });
-      },
-    );
+    final = await vscode.window.withProgress({ location: vscode.ProgressLocation.Notification, title: `Loupe: access to ${pending.target} needs approval`, cancellable: true }, (progress, token) => {
+      token.onCancellationRequested(() => cancelled.abort());
+      return waitForDecision(broker, pending.requestId, {
+        signal: cancelled.signal,
+        onUpdate: (r) => {
+          progress.report({ message: pendingText(r) });
+          output.appendLine(`access request ${r.requestId}: ${r.message}`);
+        },
+      });
+    });
   } catch (err) {
     if (cancelled.signal.aborted) {
       await broker.withdrawRequest(pending.requestId).catch((e) => output.appendLine(`withdraw ${pending.requestId}: ${describeBrokerError(e)}`));

@@ -22,7 +22,10 @@ async function endSession({ identity, live, output }: { identity: Identity; live
   }
   let chosen = sessions;
   if (sessions.length > 1) {
-    const pick = await vscode.window.showQuickPick(sessions.map((s) => ({ label: s.target, description: `${s.mode}, until ${new Date(s.expiresAt).toLocaleTimeString()}`, s })), { title: 'Loupe: End Session' });
+    const pick = await vscode.window.showQuickPick(
+      sessions.map((s) => ({ label: s.target, description: `${s.mode}, until ${new Date(s.expiresAt).toLocaleTimeString()}`, s })),
+      { title: 'Loupe: End Session' },
+    );
     if (!pick) return;
     chosen = [pick.s];
   }

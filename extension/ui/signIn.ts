@@ -143,7 +143,9 @@ export class Identity implements vscode.Disposable {
       if (oidc && refreshToken) await this.context.secrets.store(REFRESH_KEY, JSON.stringify({ issuer: oidc.issuer, clientId: oidc.clientId, refreshToken }));
       else await this.context.secrets.delete(REFRESH_KEY);
       this.changed.fire();
-      void vscode.window.showInformationMessage(`Loupe: signed in to ${url}. You may attach to ${targets.length} target${targets.length === 1 ? '' : 's'}${targets.length ? `: ${targets.map((t) => t.name).join(', ')}` : ''}.`);
+      void vscode.window.showInformationMessage(
+        `Loupe: signed in to ${url}. You may attach to ${targets.length} target${targets.length === 1 ? '' : 's'}${targets.length ? `: ${targets.map((t) => t.name).join(', ')}` : ''}.`,
+      );
       return candidate;
     } catch (err) {
       void vscode.window.showErrorMessage(`Loupe: sign-in failed: ${describeBrokerError(err)}`);

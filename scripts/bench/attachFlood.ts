@@ -33,8 +33,18 @@ async function main() {
     const statuses = Object.entries(answers.reduce<Record<number, number>>((m, a) => ((m[a.status] = (m[a.status] ?? 0) + 1), m), {}));
     console.log(`sessions ${sessions} (one evaluation per ${paceMs} ms each), bad attaches ${flood}`);
     console.log(`evaluations without flood: n=${quiet.length} p50=${pct(quiet, 50).toFixed(1)} ms p99=${pct(quiet, 99).toFixed(1)} ms`);
-    console.log(`evaluations with flood:    n=${loud.length} p50=${pct(loud, 50).toFixed(1)} ms p99=${pct(loud, 99).toFixed(1)} ms (ratio p50 ${(pct(loud, 50) / pct(quiet, 50)).toFixed(2)}, p99 ${(pct(loud, 99) / pct(quiet, 99)).toFixed(2)})`);
-    console.log(`bad attaches: answered within 1 s ${answered}/${flood}; p50=${pct(answers.map((a) => a.ms), 50).toFixed(1)} ms p99=${pct(answers.map((a) => a.ms), 99).toFixed(1)} ms max=${Math.max(...answers.map((a) => a.ms)).toFixed(1)} ms; statuses ${statuses.map(([s, n]) => `${s}:${n}`).join(' ')}`);
+    console.log(
+      `evaluations with flood:    n=${loud.length} p50=${pct(loud, 50).toFixed(1)} ms p99=${pct(loud, 99).toFixed(1)} ms (ratio p50 ${(pct(loud, 50) / pct(quiet, 50)).toFixed(2)}, p99 ${(pct(loud, 99) / pct(quiet, 99)).toFixed(2)})`,
+    );
+    console.log(
+      `bad attaches: answered within 1 s ${answered}/${flood}; p50=${pct(
+        answers.map((a) => a.ms),
+        50,
+      ).toFixed(1)} ms p99=${pct(
+        answers.map((a) => a.ms),
+        99,
+      ).toFixed(1)} ms max=${Math.max(...answers.map((a) => a.ms)).toFixed(1)} ms; statuses ${statuses.map(([s, n]) => `${s}:${n}`).join(' ')}`,
+    );
     for (const c of clients) await c.close();
   } finally {
     await broker.close();
@@ -42,4 +52,8 @@ async function main() {
   }
 }
 
-if (require.main === module) void main().then(() => process.exit(0), (err) => (console.error(err), process.exit(1)));
+if (require.main === module)
+  void main().then(
+    () => process.exit(0),
+    (err) => (console.error(err), process.exit(1)),
+  );

@@ -19,7 +19,9 @@ export function ensureCodeServer({ env = process.env, out = process.stdout } = {
     if (m) settings[m[1]] = m[2];
   }
   if (result.status !== 0 || !settings.CODE_SERVER) {
-    out.write(`\ncode-server could not be installed (bash ${script}: exit ${result.status ?? result.signal}). The VS Code tests need it, so the tests were not run.\nSet LOUPE_SKIP_VSCODE=1 to run everything else.\n`);
+    out.write(
+      `\ncode-server could not be installed (bash ${script}: exit ${result.status ?? result.signal}). The VS Code tests need it, so the tests were not run.\nSet LOUPE_SKIP_VSCODE=1 to run everything else.\n`,
+    );
     process.exit(1);
   }
   out.write(`code-server ready (${((Date.now() - started) / 1000).toFixed(1)} s)\n`);

@@ -21,7 +21,12 @@ describe('alert configuration', () => {
     const problems = problemsOf({
       ...base,
       alerting: { rules: { refusals: { count: 0 } }, webhooks: [{ url: 'ftp://x', secret: 'short', format: 'xml' }], ecs: '' },
-      targets: { app: { ...base.targets.app, alerts: { nope: {}, offHours: { hours: 'Mon-Fri 08:00-19:00 Mars/Olympus' }, sensitiveFiles: { globs: [] , action: 'require-approval' }, longPause: { seconds: 5, action: 'page-someone' } } } },
+      targets: {
+        app: {
+          ...base.targets.app,
+          alerts: { nope: {}, offHours: { hours: 'Mon-Fri 08:00-19:00 Mars/Olympus' }, sensitiveFiles: { globs: [], action: 'require-approval' }, longPause: { seconds: 5, action: 'page-someone' } },
+        },
+      },
     });
     assert.deepEqual(problems, [
       'alerting.rules.refusals.count: expected a positive integer',
@@ -40,12 +45,19 @@ describe('alert configuration', () => {
     const config = validateConfig({ ...base, targets: { app: { ...base.targets.app, alerts: { refusals: { count: 3, withinSeconds: 60, action: 'require-approval' } } } } }, tmpdir());
     assert.equal(config.targets.app!.alerts.refusals!.action, 'require-approval');
     const problems = problemsOf({ ...base, alerting: { rules: { sensitiveReads: { action: 'require-approval' } } }, targets: { app: { ...base.targets.app, owners: [] } } });
-    assert.deepEqual(problems, ['targets.app.owners: required: alert rule(s) sensitiveReads use action require-approval, and the target\'s owners are its approvers']);
+    assert.deepEqual(problems, ["targets.app.owners: required: alert rule(s) sensitiveReads use action require-approval, and the target's owners are its approvers"]);
   });
 
   it('applies defaults, lets a target tighten or switch off a rule, and parses sizes', () => {
     const base = basePolicy('127.0.0.1:9');
-    const config = validateConfig({ ...base, alerting: { rules: { capturedBytes: { perSession: '2MB' } } }, targets: { app: { ...base.targets.app, alerts: { refusals: { count: 2, action: 'end-session' }, firstAttach: false } } } }, tmpdir());
+    const config = validateConfig(
+      {
+        ...base,
+        alerting: { rules: { capturedBytes: { perSession: '2MB' } } },
+        targets: { app: { ...base.targets.app, alerts: { refusals: { count: 2, action: 'end-session' }, firstAttach: false } } },
+      },
+      tmpdir(),
+    );
     const rules = config.targets.app!.alerts;
     assert.deepEqual(rules.refusals, { action: 'end-session', count: 2, withinSeconds: 60 });
     assert.equal(rules.firstAttach, undefined);

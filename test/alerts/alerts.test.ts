@@ -16,7 +16,9 @@ const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 const secret = 'webhook-secret-for-tests-0123456789';
 
 /** A real HTTP receiver on loopback that answers with the given statuses in turn (the last one repeats). */
-async function startReceiver(statuses: number[] = [200]): Promise<{ url: string; requests: { headers: IncomingMessage['headers']; body: string }[]; server: Server; received(n: number, timeoutMs?: number): Promise<void> }> {
+async function startReceiver(
+  statuses: number[] = [200],
+): Promise<{ url: string; requests: { headers: IncomingMessage['headers']; body: string }[]; server: Server; received(n: number, timeoutMs?: number): Promise<void> }> {
   const requests: { headers: IncomingMessage['headers']; body: string }[] = [];
   const server = createServer((req, res) => {
     let body = '';
@@ -46,7 +48,17 @@ function verifySignature(header: string | string[] | undefined, body: string): b
 }
 
 /** Rules off by default in these tests so each test turns on exactly the one it checks. */
-const allOff = { evaluationRate: false, readRate: false, capturedBytes: false, refusals: false, sensitiveReads: false, firstAttach: false, longPause: false, watchdogResume: false, concurrentTargets: false };
+const allOff = {
+  evaluationRate: false,
+  readRate: false,
+  capturedBytes: false,
+  refusals: false,
+  sensitiveReads: false,
+  firstAttach: false,
+  longPause: false,
+  watchdogResume: false,
+  concurrentTargets: false,
+};
 
 function policy(inspector: string, alerts: Record<string, unknown>, extra: Record<string, any> = {}, hookUrl?: string) {
   const base = basePolicy(inspector);
@@ -114,8 +126,15 @@ describe('alert rules over the live audit stream (real target, real broker)', ()
     const events = await broker.sessionEvents();
     const recorded = events.find((e) => e.type === 'alert.refusals');
     assert.ok(recorded, 'alert recorded in the session chain');
-    assert.deepEqual(recorded.data.evidence.map((e: any) => e.seq), alert.evidence.map((e: any) => e.seq));
-    for (const e of alert.evidence) assert.ok(events.some((x) => x.seq === e.seq && x.type === e.type), 'evidence points at real records');
+    assert.deepEqual(
+      recorded.data.evidence.map((e: any) => e.seq),
+      alert.evidence.map((e: any) => e.seq),
+    );
+    for (const e of alert.evidence)
+      assert.ok(
+        events.some((x) => x.seq === e.seq && x.type === e.type),
+        'evidence points at real records',
+      );
     receiver.server.close();
   });
 
@@ -217,7 +236,10 @@ describe('alert rules over the live audit stream (real target, real broker)', ()
     await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, url: script.params.url });
     await waitForAlert(broker, 'sensitiveFiles');
     const messages = (await alertsOf(broker, 'sensitiveFiles')).map((a) => a.message);
-    assert.ok(messages.some((m) => /^breakpoint set in \/.*\/test\/fixtures\/app\.js, which the owner marks sensitive \(test\/fixtures\/\*\*\)$/.test(m)), messages.join('\n'));
+    assert.ok(
+      messages.some((m) => /^breakpoint set in \/.*\/test\/fixtures\/app\.js, which the owner marks sensitive \(test\/fixtures\/\*\*\)$/.test(m)),
+      messages.join('\n'),
+    );
     await client.close();
   });
 
@@ -339,7 +361,10 @@ describe('operations: ECS export, metrics, health', () => {
 
   it('writes every audit event as an ECS document with the documented fields', async () => {
     await waitFor(async () => existsSync(ecsFile) && readFileSync(ecsFile, 'utf8').includes('"session.ended"'));
-    const docs = readFileSync(ecsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const docs = readFileSync(ecsFile, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     const actions = docs.map((d) => d.event.action);
     for (const action of ['grant.requested', 'grant.issued', 'session.started', 'cdp.evaluate', 'cdp.refused', 'alert.refusals', 'session.ended']) assert.ok(actions.includes(action), action);
     for (const doc of docs) {
@@ -401,4 +426,3 @@ function parsePrometheus(text: string): Map<string, number> {
   }
   return out;
 }
-

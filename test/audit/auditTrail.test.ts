@@ -110,7 +110,11 @@ describe('audit trail of a real session (local store)', () => {
   describe('tampering is detected and the first bad record named', () => {
     const lines = () => transcript.trimEnd().split('\n');
     const verify = async (text: string) => (await verifyTranscript(parseTranscriptText(text), keys)).problems;
-    const eventLineIndexes = () => lines().map((l, i) => [l, i] as const).filter(([l]) => !/"type":"(seal|manifest)"/.test(l)).map(([, i]) => i);
+    const eventLineIndexes = () =>
+      lines()
+        .map((l, i) => [l, i] as const)
+        .filter(([l]) => !/"type":"(seal|manifest)"/.test(l))
+        .map(([, i]) => i);
 
     it('a flipped byte', async () => {
       const all = lines();
@@ -137,7 +141,10 @@ describe('audit trail of a real session (local store)', () => {
 
     it('the last chunk dropped', async () => {
       const all = lines();
-      const seals = all.map((l, i) => [l, i] as const).filter(([l]) => l.includes('"type":"seal"')).map(([, i]) => i);
+      const seals = all
+        .map((l, i) => [l, i] as const)
+        .filter(([l]) => l.includes('"type":"seal"'))
+        .map(([, i]) => i);
       const lastChunkStart = seals.at(-2)! + 1;
       const dropped = [...all.slice(0, lastChunkStart), all.at(-1)!];
       const problems = await verify(dropped.join('\n') + '\n');
@@ -146,7 +153,10 @@ describe('audit trail of a real session (local store)', () => {
 
     it('a seal replaced by another chunk’s seal', async () => {
       const all = lines();
-      const seals = all.map((l, i) => [l, i] as const).filter(([l]) => l.includes('"type":"seal"')).map(([, i]) => i);
+      const seals = all
+        .map((l, i) => [l, i] as const)
+        .filter(([l]) => l.includes('"type":"seal"'))
+        .map(([, i]) => i);
       all[seals[1]!] = all[seals[0]!]!;
       const problems = await verify(all.join('\n') + '\n');
       assert.match(problems[0]!, /content does not match its seal|seal covers seq/);
@@ -233,7 +243,11 @@ describe('crash recovery', () => {
     let broker = await startBroker(configFile);
     proc = broker.proc;
     const token = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
-    const grantRes = await fetch(`${broker.url}/v1/grants`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 300, reason: 'crash test' }) });
+    const grantRes = await fetch(`${broker.url}/v1/grants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 300, reason: 'crash test' }),
+    });
     const grant = (await grantRes.json()) as any;
     const client = await CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` });
     await scriptedSession(client);

@@ -66,7 +66,11 @@ describe('a full disk under the state directory (a real 2 MB tmpfs)', () => {
     proc = broker.proc;
     const dev = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
     const api = async (url: string, method: string, path: string, token: string | undefined, body?: unknown) => {
-      const res = await fetch(`${url}${path}`, { method, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body ? { 'content-type': 'application/json' } : {}) }, body: body ? JSON.stringify(body) : undefined });
+      const res = await fetch(`${url}${path}`, {
+        method,
+        headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body ? { 'content-type': 'application/json' } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      });
       const text = await res.text();
       return { status: res.status, body: text ? JSON.parse(text) : undefined };
     };
@@ -121,10 +125,13 @@ describe('a full disk under the state directory (a real 2 MB tmpfs)', () => {
     assert.equal((await second.call('Runtime.evaluate', { expression: '6 * 7', returnByValue: true })).result.value, 42);
     await second.close();
     const auditor = await mintDevToken(config, { user: 'audrey', groups: ['auditors'] });
-    const sessions = await waitFor(async () => {
-      const list = (await api(broker.url, 'GET', '/v1/sessions', auditor)).body.sessions as any[];
-      return list.length >= 2 && list.every((s) => s.state === 'ended') ? list : undefined;
-    }, { what: 'both sessions closed', timeoutMs: 30_000, intervalMs: 200 });
+    const sessions = await waitFor(
+      async () => {
+        const list = (await api(broker.url, 'GET', '/v1/sessions', auditor)).body.sessions as any[];
+        return list.length >= 2 && list.every((s) => s.state === 'ended') ? list : undefined;
+      },
+      { what: 'both sessions closed', timeoutMs: 30_000, intervalMs: 200 },
+    );
     const keys = await (await fetch(`${broker.url}/v1/audit/keys`)).json();
     for (const session of sessions) {
       const text = await (await fetch(`${broker.url}/v1/sessions/${session.sessionId}/transcript`, { headers: { authorization: `Bearer ${auditor}` } })).text();
@@ -159,7 +166,17 @@ describe('the WAL on a filesystem that takes only part of a write', () => {
     await wal.append({ t: 'open', context });
     fill(dir);
     // The segment's last page has room for part of this record only: the kernel takes a part and says how much.
-    const event = { seq: 0, time: new Date().toISOString(), type: 'cdp.request' as const, code: 'L3000', stream: 's1', kind: 'session' as const, data: { padding: 'x'.repeat(6000) }, prev: 'p', hash: 'h' };
+    const event = {
+      seq: 0,
+      time: new Date().toISOString(),
+      type: 'cdp.request' as const,
+      code: 'L3000',
+      stream: 's1',
+      kind: 'session' as const,
+      data: { padding: 'x'.repeat(6000) },
+      prev: 'p',
+      hash: 'h',
+    };
     await assert.rejects(wal.append({ t: 'event', event }), /short write|ENOSPC/);
     assert.ok(wal.failed, 'the WAL fails closed');
     await wal.close();

@@ -48,7 +48,10 @@ describe('the audit trail recovers when its S3 store returns', () => {
   /** A bucket per test: each test broker has its own audit key. */
   const freshBucket = async () => {
     const bucket = uniqueBucketName('loupe-recovery');
-    await createLockedBucket({ endpoint: settings.S3_ENDPOINT!, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: settings.AWS_ACCESS_KEY_ID!, secretAccessKey: settings.AWS_SECRET_ACCESS_KEY! } }, bucket);
+    await createLockedBucket(
+      { endpoint: settings.S3_ENDPOINT!, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId: settings.AWS_ACCESS_KEY_ID!, secretAccessKey: settings.AWS_SECRET_ACCESS_KEY! } },
+      bucket,
+    );
     return bucket;
   };
   let frozen: number | undefined;
@@ -78,10 +81,13 @@ describe('the audit trail recovers when its S3 store returns', () => {
     const frozenAt = Date.now();
     const hungPut = broker.broker.audit.store.put(`probe/${Date.now()}.txt`, Buffer.from('x'), new Date(Date.now() + 86400_000));
     hungPut.catch(() => undefined);
-    const notReady = await waitFor(async () => {
-      const res = await fetch(`${broker!.url}/readyz`);
-      return res.status === 503 ? ((await res.json()) as any) : undefined;
-    }, { what: 'readyz 503 while the store is frozen', timeoutMs: 20_000, intervalMs: 200 }).catch((err) => {
+    const notReady = await waitFor(
+      async () => {
+        const res = await fetch(`${broker!.url}/readyz`);
+        return res.status === 503 ? ((await res.json()) as any) : undefined;
+      },
+      { what: 'readyz 503 while the store is frozen', timeoutMs: 20_000, intervalMs: 200 },
+    ).catch((err) => {
       process.kill(frozen!, 'SIGCONT'); // the next test needs the store
       frozen = undefined;
       throw err;
@@ -115,7 +121,7 @@ describe('the audit trail recovers when its S3 store returns', () => {
     broker = undefined;
   });
 
-  it('after failing closed, refuses grants with 503 audit_unavailable, and attaches again within seconds of the store\'s return; every session verifies', async (t) => {
+  it("after failing closed, refuses grants with 503 audit_unavailable, and attaches again within seconds of the store's return; every session verifies", async (t) => {
     await broker?.close();
     broker = await startTestBroker(s3Policy(target.inspector, await freshBucket(), settings.S3_ENDPOINT!, { failClosedAfter: '3s' }));
     const first = await broker.attach();
@@ -149,25 +155,31 @@ describe('the audit trail recovers when its S3 store returns', () => {
     // Both sessions end up complete and verified in the store: the one cut by the outage, and the one after it.
     const store = broker.broker.audit.store;
     const keys = broker.broker.auditKeys;
-    const prefixes = await waitFor(async () => {
-      const manifests = (await store.list('sessions/')).filter((k) => k.endsWith('manifest.json'));
-      return manifests.length >= 2 ? manifests.map((k) => k.slice(0, k.lastIndexOf('/') + 1)) : undefined;
-    }, { what: 'both sessions closed in the store', timeoutMs: 60_000, intervalMs: 200 });
+    const prefixes = await waitFor(
+      async () => {
+        const manifests = (await store.list('sessions/')).filter((k) => k.endsWith('manifest.json'));
+        return manifests.length >= 2 ? manifests.map((k) => k.slice(0, k.lastIndexOf('/') + 1)) : undefined;
+      },
+      { what: 'both sessions closed in the store', timeoutMs: 60_000, intervalMs: 200 },
+    );
     for (const prefix of prefixes) {
       const result = await verifyTranscript(await readTranscriptFromStore(store, prefix, false), keys);
       assert.deepEqual(result.problems, [], prefix);
       assert.ok(result.ok);
     }
     // The outage is in the broker's grant stream: when it failed closed and why, and when it recovered.
-    const outage = await waitFor(async () => {
-      const types: string[] = [];
-      for (const key of await store.list('grants/')) {
-        if (!key.includes('/chunk-')) continue;
-        for (const line of (await store.get(key)).toString('utf8').split('\n')) if (line && !line.includes('"type":"seal"')) types.push(JSON.parse(line).type);
-      }
-      const degraded = types.indexOf('audit.degraded');
-      return degraded >= 0 && types.indexOf('audit.recovered') > degraded ? types : undefined;
-    }, { what: 'audit.degraded and audit.recovered in the grant stream', timeoutMs: 30_000, intervalMs: 200 });
+    const outage = await waitFor(
+      async () => {
+        const types: string[] = [];
+        for (const key of await store.list('grants/')) {
+          if (!key.includes('/chunk-')) continue;
+          for (const line of (await store.get(key)).toString('utf8').split('\n')) if (line && !line.includes('"type":"seal"')) types.push(JSON.parse(line).type);
+        }
+        const degraded = types.indexOf('audit.degraded');
+        return degraded >= 0 && types.indexOf('audit.recovered') > degraded ? types : undefined;
+      },
+      { what: 'audit.degraded and audit.recovered in the grant stream', timeoutMs: 30_000, intervalMs: 200 },
+    );
     assert.ok(outage.includes('audit.recovered'));
   });
 });

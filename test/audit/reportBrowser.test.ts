@@ -147,9 +147,9 @@ describe('the session report in a real Chromium', () => {
     assert.equal(await field(page, 'How it ended'), 'the developer disconnected');
 
     // The timeline as it reads: one row per breakpoint, pause, read, evaluation and refusal.
-    const rows = await page.locator('tbody tr').evaluateAll((trs) =>
-      trs.map((tr: any) => ({ tone: String(tr.className), cells: [...tr.querySelectorAll('td')].map((td: any) => String(td.innerText)) })),
-    );
+    const rows = await page
+      .locator('tbody tr')
+      .evaluateAll((trs) => trs.map((tr: any) => ({ tone: String(tr.className), cells: [...tr.querySelectorAll('td')].map((td: any) => String(td.innerText)) })));
     const row = (kind: string, what: RegExp) => {
       const found = rows.find((r) => r.cells[1] === kind && what.test(r.cells[2]!));
       assert.ok(found, `no ${kind} row matching ${what} in:\n${rows.map((r) => r.cells.join(' | ')).join('\n')}`);
@@ -173,10 +173,25 @@ describe('the session report in a real Chromium', () => {
     assert.match(row('session', /^session ended: the developer disconnected$/).tone, /^end$/);
     // This user never attached to this target before: the first-attach rule fires, and the report shows it.
     assert.equal(row('alert', /^alert\.firstAttach$/).tone, 'alert');
-    assert.deepEqual(await page.locator('.counts span').allInnerTexts(), ['breakpoints set: 1;', 'pauses: 1;', 'evaluations: 2;', 'variable reads: 1;', 'snapshots: 0;', 'logpoints: 0;', 'refusals: 2;', 'alerts: 1']);
+    assert.deepEqual(await page.locator('.counts span').allInnerTexts(), [
+      'breakpoints set: 1;',
+      'pauses: 1;',
+      'evaluations: 2;',
+      'variable reads: 1;',
+      'snapshots: 0;',
+      'logpoints: 0;',
+      'refusals: 2;',
+      'alerts: 1',
+    ]);
 
     // Refused rows stand out from the others.
-    const background = (tr: string) => page.locator(tr).first().locator('td').first().evaluate((td) => String((globalThis as any).getComputedStyle(td).backgroundColor));
+    const background = (tr: string) =>
+      page
+        .locator(tr)
+        .first()
+        .locator('td')
+        .first()
+        .evaluate((td) => String((globalThis as any).getComputedStyle(td).backgroundColor));
     assert.notEqual(await background('tbody tr.refused'), await background('tbody tr.normal'));
 
     await page.screenshot({ path: join(artifacts, 'report.png'), fullPage: true });

@@ -2,15 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  GetObjectRetentionCommand,
-  HeadObjectCommand,
-  ListObjectVersionsCommand,
-  PutObjectCommand,
-  PutObjectRetentionCommand,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, GetObjectRetentionCommand, HeadObjectCommand, ListObjectVersionsCommand, PutObjectCommand, PutObjectRetentionCommand } from '@aws-sdk/client-s3';
 import { S3AuditStore } from '../../broker/audit/stores/s3Store';
 import { freshLockedBucket, s3Settings } from '../support/s3';
 

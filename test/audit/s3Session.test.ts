@@ -54,7 +54,10 @@ describe('audit trail in S3 with Object Lock', () => {
     await client.call('Debugger.resume');
     await client.close();
     const auditor = await broker.token('audrey', ['auditors']);
-    const session = await waitFor(async () => (await broker.api('GET', '/v1/sessions', auditor)).body.sessions.find((s: any) => s.state === 'ended'), { what: 'the ended session listed from S3', intervalMs: 100 });
+    const session = await waitFor(async () => (await broker.api('GET', '/v1/sessions', auditor)).body.sessions.find((s: any) => s.state === 'ended'), {
+      what: 'the ended session listed from S3',
+      intervalMs: 100,
+    });
     const keys = await broker.broker.audit.store.list(session.prefix);
     assert.ok(keys.filter((k) => k.includes('/chunk-')).length >= 2);
     for (const key of keys) {
@@ -99,7 +102,12 @@ describe('fail closed when the S3 server stops mid-session', () => {
 
   it('keeps recording to the WAL within the bound, then ends the session with the target resumed and refuses new work', async () => {
     target = await startTarget();
-    const connection = { endpoint: settings.S3_ENDPOINT!, region: 'us-east-1', forcePathStyle: true as const, credentials: { accessKeyId: settings.AWS_ACCESS_KEY_ID!, secretAccessKey: settings.AWS_SECRET_ACCESS_KEY! } };
+    const connection = {
+      endpoint: settings.S3_ENDPOINT!,
+      region: 'us-east-1',
+      forcePathStyle: true as const,
+      credentials: { accessKeyId: settings.AWS_ACCESS_KEY_ID!, secretAccessKey: settings.AWS_SECRET_ACCESS_KEY! },
+    };
     const { createLockedBucket } = await import('../../broker/audit/stores/s3Store');
     const bucket = uniqueBucketName('loupe-failclosed');
     await createLockedBucket(connection, bucket);

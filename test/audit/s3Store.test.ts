@@ -45,10 +45,7 @@ describe('S3 audit store: start-up check and configuration', () => {
   });
 
   it('refuses a bucket created without Object Lock, saying how to fix it', async () => {
-    await assert.rejects(
-      store({ bucket: unlocked }).check(),
-      isStoreError('misconfigured', new RegExp(`bucket ${unlocked}\\b.*has no Object Lock.*create-bucket .*--object-lock-enabled-for-bucket`)),
-    );
+    await assert.rejects(store({ bucket: unlocked }).check(), isStoreError('misconfigured', new RegExp(`bucket ${unlocked}\\b.*has no Object Lock.*create-bucket .*--object-lock-enabled-for-bucket`)));
   });
 
   it('refuses a missing bucket, saying how to create it', async () => {
@@ -79,7 +76,10 @@ describe('S3 audit store: start-up check and configuration', () => {
   it('cannot write locked objects into a bucket without Object Lock (check() catches this first)', async () => {
     const err = await store({ bucket: unlocked })
       .put('a', Buffer.from('x'), new Date(Date.now() + 60_000))
-      .then(() => undefined, (e: unknown) => e);
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     assert.ok(err instanceof AuditStoreError && err.code === 'unavailable', String(err));
     assert.match(err.message, /InvalidRequest/);
   });
@@ -128,7 +128,8 @@ describe('S3 audit store: start-up check and configuration', () => {
       (next, context) => async (args) => {
         if (context.commandName === 'HeadObjectCommand' || context.commandName === 'PutObjectCommand') refused.push(context.commandName);
         if (context.commandName === 'HeadObjectCommand') throw Object.assign(new Error('UnknownError'), { name: 'NotFound', $metadata: { httpStatusCode: 404 } });
-        if (context.commandName === 'PutObjectCommand') throw Object.assign(new Error('At least one of the pre-conditions you specified did not hold'), { name: 'PreconditionFailed', $metadata: { httpStatusCode: 412 } });
+        if (context.commandName === 'PutObjectCommand')
+          throw Object.assign(new Error('At least one of the pre-conditions you specified did not hold'), { name: 'PreconditionFailed', $metadata: { httpStatusCode: 412 } });
         return next(args);
       },
       { step: 'initialize', name: 'simulateRace' },

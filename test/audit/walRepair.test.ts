@@ -13,7 +13,14 @@ import { loadOrCreateSigningKey, type SigningKey } from '../../broker/identity/k
 import { basePolicy, startTestBroker } from '../support/testBroker';
 
 const walOptions = { maxBatch: 64, segmentBytes: 1 << 20 };
-const lastSegment = (walDir: string) => join(walDir, readdirSync(walDir).filter((n) => /^wal-\d+\.log$/.test(n)).sort().at(-1)!);
+const lastSegment = (walDir: string) =>
+  join(
+    walDir,
+    readdirSync(walDir)
+      .filter((n) => /^wal-\d+\.log$/.test(n))
+      .sort()
+      .at(-1)!,
+  );
 
 describe('a damaged write-ahead log is repaired on restart', () => {
   let dir: string;
@@ -49,11 +56,20 @@ describe('a damaged write-ahead log is repaired on restart', () => {
     const restarted = new AuditTrail(second.wal, store, key, { ...options, log: (l) => logs.push(l) });
     await restarted.recover(second.recovered);
     assert.ok(await restarted.settle(10_000));
-    assert.deepEqual(restarted.reconciled.map((r) => [r.fromSeq, r.toSeq]), [[3, 5]]);
-    assert.ok(logs.some((l) => /seq 3-5 reconciled from the store/.test(l)), logs.join('\n'));
+    assert.deepEqual(
+      restarted.reconciled.map((r) => [r.fromSeq, r.toSeq]),
+      [[3, 5]],
+    );
+    assert.ok(
+      logs.some((l) => /seq 3-5 reconciled from the store/.test(l)),
+      logs.join('\n'),
+    );
     const result = await verifyTranscript(await readTranscriptFromStore(store, streamPrefix(ctx), false), { keys: [key.publicJwk] });
     assert.deepEqual(result.problems, []);
-    assert.deepEqual(result.events.map((e) => e.seq), [0, 1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(
+      result.events.map((e) => e.seq),
+      [0, 1, 2, 3, 4, 5, 6],
+    );
     assert.equal(result.events.at(-1)!.data.endReason, 'broker_crashed');
     await restarted.stop();
   });
@@ -66,7 +82,10 @@ describe('a damaged write-ahead log is repaired on restart', () => {
     appendFileSync(lastSegment(join(stateDir, 'audit-wal')), '{"t":"event","event":{"seq":7,"ti');
     const logs: string[] = [];
     const secondRun = await startTestBroker(policy, { stateDir, log: (l) => logs.push(l) });
-    assert.ok(logs.some((l) => /write-ahead log torn tail repaired: .*wal-\d+\.log at byte \d+/.test(l)), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => /write-ahead log torn tail repaired: .*wal-\d+\.log at byte \d+/.test(l)),
+      logs.join('\n'),
+    );
     const store = secondRun.broker.audit.store;
     await secondRun.close();
     const grantEvents = [];
@@ -106,7 +125,9 @@ describe('a request whose response was not recorded when the broker stopped', ()
       assert.ok(await restarted.settle(10_000));
       const result = await verifyTranscript(await readTranscriptFromStore(store, streamPrefix(ctx), false), { keys: [key.publicJwk] });
       assert.deepEqual(result.problems, []);
-      assert.deepEqual(result.notes, [`seq ${unanswered.seq} (Debugger.setBreakpointByUrl, client id 2): forwarded to the target, but no response was recorded before the broker stopped; its answer may have been delivered to the client`]);
+      assert.deepEqual(result.notes, [
+        `seq ${unanswered.seq} (Debugger.setBreakpointByUrl, client id 2): forwarded to the target, but no response was recorded before the broker stopped; its answer may have been delivered to the client`,
+      ]);
       assert.match(renderReport(result, { source: 'test' }), /its answer may have been delivered to the client/);
       await restarted.stop();
     } finally {

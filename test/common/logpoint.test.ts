@@ -39,7 +39,7 @@ describe('logpoint template', () => {
     });
   }
 
-  it('the broker gate refuses an unbalanced message with the parser\'s words', () => {
+  it("the broker gate refuses an unbalanced message with the parser's words", () => {
     const frame = JSON.stringify({ id: 1, method: 'Loupe.setLogpoint', params: { lineNumber: 3, url: 'file:///a.js', logMessage: 'a {b {c}' } });
     const decision = gateClientFrame(frame, false, 'pause', { maxFrameBytes: 4096, evaluateTimeoutMs: 500 });
     assert.equal(decision.action, 'refuse');

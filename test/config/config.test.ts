@@ -179,13 +179,19 @@ describe('config: validation reports each problem with its path', () => {
 
   it('YAML syntax error', () => {
     const { error, problems } = invalid('targets:\n  checkout: {inspector: 127.0.0.1:9229\n  owners: [a\n');
-    assert.ok(problems.every((p) => p.startsWith('policy.yaml: ')), problems.join('\n'));
+    assert.ok(
+      problems.every((p) => p.startsWith('policy.yaml: ')),
+      problems.join('\n'),
+    );
     assert.match(error.message, /^invalid config:/);
   });
 
   it('duplicate keys are a syntax error, not a silent override', () => {
     const { problems } = invalid(withLine('    inspector: 127.0.0.1:9229', '    inspector: 127.0.0.1:9229\n    inspector: 10.0.0.1:9229'));
-    assert.ok(problems.some((p) => p.startsWith('policy.yaml: ') && /unique|duplicate/i.test(p)), problems.join('\n'));
+    assert.ok(
+      problems.some((p) => p.startsWith('policy.yaml: ') && /unique|duplicate/i.test(p)),
+      problems.join('\n'),
+    );
   });
 
   it('environment substitution: a missing variable is reported with its path', () => {
@@ -362,7 +368,11 @@ targets:
     try {
       const res = await broker.api('GET', '/v1/targets', token);
       assert.equal(res.status, 200, JSON.stringify(res.body));
-      assert.deepEqual(res.body.targets.map((t: { name: string }) => t.name), ['app'], 'group g1 maps to role dev');
+      assert.deepEqual(
+        res.body.targets.map((t: { name: string }) => t.name),
+        ['app'],
+        'group g1 maps to role dev',
+      );
       const grant = await broker.api('POST', '/v1/grants', token, { target: 'app', mode: 'snapshot', durationSeconds: 60, reason: 'cli token check' });
       assert.equal(grant.status, 201);
       assert.equal(decodeJwt(grant.body.token).sub, 'alice');

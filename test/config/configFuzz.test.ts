@@ -15,7 +15,13 @@ import { checkProperty, fuzzFrames, fuzzSeed, jsonArb, keyArb } from '../support
 const runs = fuzzFrames(400);
 const seed = fuzzSeed();
 
-const fieldPaths = listConfigFields().map((f) => f.path.replace(/<name>/g, 'app').replace(/\[\]/g, '.0').split('.').map((k) => (/^\d+$/.test(k) ? Number(k) : k)));
+const fieldPaths = listConfigFields().map((f) =>
+  f.path
+    .replace(/<name>/g, 'app')
+    .replace(/\[\]/g, '.0')
+    .split('.')
+    .map((k) => (/^\d+$/.test(k) ? Number(k) : k)),
+);
 const knownKeys = [...new Set(fieldPaths.flat().filter((k): k is string => typeof k === 'string'))];
 
 const policy = () => ({
@@ -47,7 +53,37 @@ function setAt(root: Record<string, unknown>, path: readonly (string | number)[]
 
 const valueArb = fc.oneof(
   { weight: 3, arbitrary: jsonArb(knownKeys) },
-  { weight: 2, arbitrary: fc.constantFrom('30m', '0s', '1h30m', 'pause', 'snapshot', 's3', 'owner', 'ghost', '${X}', '', ' ', '(', '.*', 'Mon-Fri 08:00-19:00 UTC', '-----BEGIN PUBLIC KEY-----', 'http://x', 'ws://h:1', 'h:1', false, true, 0, -1, 1e9, 3.5, '99999', null) },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      '30m',
+      '0s',
+      '1h30m',
+      'pause',
+      'snapshot',
+      's3',
+      'owner',
+      'ghost',
+      '${X}',
+      '',
+      ' ',
+      '(',
+      '.*',
+      'Mon-Fri 08:00-19:00 UTC',
+      '-----BEGIN PUBLIC KEY-----',
+      'http://x',
+      'ws://h:1',
+      'h:1',
+      false,
+      true,
+      0,
+      -1,
+      1e9,
+      3.5,
+      '99999',
+      null,
+    ),
+  },
   { weight: 1, arbitrary: fc.dictionary(fc.constantFrom(...knownKeys), jsonArb(knownKeys), { maxKeys: 4 }) },
 );
 
@@ -56,7 +92,11 @@ const mutatedArb = fc.array(fc.tuple(fc.constantFrom(...fieldPaths), valueArb), 
   for (const [path, value] of edits) setAt(p, path, value);
   return p;
 });
-const inputArb = fc.oneof({ weight: 4, arbitrary: mutatedArb }, { weight: 1, arbitrary: fc.dictionary(keyArb(knownKeys), jsonArb(knownKeys), { maxKeys: 8 }) }, { weight: 1, arbitrary: jsonArb(knownKeys) });
+const inputArb = fc.oneof(
+  { weight: 4, arbitrary: mutatedArb },
+  { weight: 1, arbitrary: fc.dictionary(keyArb(knownKeys), jsonArb(knownKeys), { maxKeys: 8 }) },
+  { weight: 1, arbitrary: jsonArb(knownKeys) },
+);
 
 /** A message zod would write by itself, had a field been left without ours. */
 const zodWording = /^(Invalid|Too (small|big)|Expected|Unrecognized)/;
@@ -89,7 +129,11 @@ describe(`config loading under arbitrary input (seed ${seed}, ${runs} inputs)`, 
   });
 
   it('parseConfigText: the same for YAML text, including text that is not YAML', async () => {
-    const textArb = fc.oneof(inputArb.map((input) => stringify(input)), fc.string({ maxLength: 200 }), inputArb.map((input) => stringify(input).slice(0, 80)));
+    const textArb = fc.oneof(
+      inputArb.map((input) => stringify(input)),
+      fc.string({ maxLength: 200 }),
+      inputArb.map((input) => stringify(input).slice(0, 80)),
+    );
     await checkProperty(
       fc.asyncProperty(textArb, async (text) => assertLoadOutcome(() => parseConfigText(text, tmpdir(), 'policy.yaml', {}))),
       { seed, numRuns: Math.ceil(runs / 2) },
@@ -99,7 +143,10 @@ describe(`config loading under arbitrary input (seed ${seed}, ${runs} inputs)`, 
   it('an unknown key anywhere in a valid policy is refused, with its path', async () => {
     // Not directly under roles or targets, where a new key names a new role or target.
     const records = new Set(['roles', 'targets']);
-    const mappingPaths = fieldPaths.filter((path) => typeof path.at(-1) === 'string').map((path) => path.slice(0, -1)).filter((path) => !(path.length === 1 && records.has(String(path[0]))));
+    const mappingPaths = fieldPaths
+      .filter((path) => typeof path.at(-1) === 'string')
+      .map((path) => path.slice(0, -1))
+      .filter((path) => !(path.length === 1 && records.has(String(path[0]))));
     await checkProperty(
       fc.asyncProperty(fc.constantFrom(...mappingPaths), fc.constantFrom('tragets', 'inspectr', 'extra', 'constructor', 'toString'), async (path, key) => {
         const p = policy() as Record<string, unknown>;
@@ -108,8 +155,14 @@ describe(`config loading under arbitrary input (seed ${seed}, ${runs} inputs)`, 
           validateConfig(p, tmpdir());
         } catch (err) {
           assert.ok(err instanceof LoupeError);
-          const where = [...path, key].map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`)).join('').replace(/^\./, '');
-          assert.ok((err.details!.problems as string[]).some((problem) => problem.startsWith(`${where}: unknown`)), `${where}: ${String(err.details!.problems)}`);
+          const where = [...path, key]
+            .map((k) => (typeof k === 'number' ? `[${k}]` : `.${k}`))
+            .join('')
+            .replace(/^\./, '');
+          assert.ok(
+            (err.details!.problems as string[]).some((problem) => problem.startsWith(`${where}: unknown`)),
+            `${where}: ${String(err.details!.problems)}`,
+          );
           return;
         }
         assert.fail(`unknown key ${key} at ${path.join('.')} was accepted`);

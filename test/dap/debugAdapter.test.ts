@@ -58,9 +58,13 @@ async function open(extra: Record<string, unknown> = {}): Promise<{ dc: DebugCli
   const outputEvents: DebugProtocol.OutputEvent[] = [];
   const events: DebugProtocol.Event[] = [];
   dc.on('output', (e: DebugProtocol.OutputEvent) => (output.push(e.body.output), outputEvents.push(e)));
-  for (const name of ['loupe.grant', 'loupe.sessionEnded', 'terminated', 'continued', 'stopped', 'breakpoint', 'loupe.snapshot', 'loupe.snapshotShown']) dc.on(name, (e: DebugProtocol.Event) => events.push(e));
+  for (const name of ['loupe.grant', 'loupe.sessionEnded', 'terminated', 'continued', 'stopped', 'breakpoint', 'loupe.snapshot', 'loupe.snapshotShown'])
+    dc.on(name, (e: DebugProtocol.Event) => events.push(e));
   await dc.start();
-  await Promise.all([dc.configurationSequence(), dc.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' }).then(() => dc.attachRequest(attachArgs(extra) as any))]);
+  await Promise.all([
+    dc.configurationSequence(),
+    dc.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' }).then(() => dc.attachRequest(attachArgs(extra) as any)),
+  ]);
   return { dc, output, events, outputEvents };
 }
 
@@ -81,7 +85,6 @@ async function locals(dc: DebugClient, frameId: number): Promise<Map<string, Deb
   const vars = await dc.variablesRequest({ variablesReference: local.variablesReference });
   return new Map(vars.body.variables.map((v) => [v.name, v]));
 }
-
 
 describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
   it('stops at a breakpoint in the .ts source with the right line, stack and locals; steps; evaluates; refuses side effects', async () => {
@@ -224,7 +227,10 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       });
       const [badHit, badTemplate, badBrokerTemplate] = invalid.body.breakpoints;
       assert.equal(badHit!.verified, false);
-      assert.equal(badHit!.message, 'Loupe: the hit condition "every 2" is invalid: expected a hit count with an optional operator: >5 (after the 5th hit), >=5 or 5 (from the 5th on), <5, <=5, ==3 or =3 (the 3rd only), %2 (every 2nd hit)');
+      assert.equal(
+        badHit!.message,
+        'Loupe: the hit condition "every 2" is invalid: expected a hit count with an optional operator: >5 (after the 5th hit), >=5 or 5 (from the 5th on), <5, <=5, ==3 or =3 (the 3rd only), %2 (every 2nd hit)',
+      );
       assert.equal(badTemplate!.verified, false);
       assert.match(badTemplate!.message ?? '', /^Loupe: the logpoint message has a "\{" at position 3 that is never closed: write each expression in matching braces/);
       assert.equal(badBrokerTemplate!.verified, false, 'the broker refuses the same template with the same words');
@@ -356,7 +362,10 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       assert.equal((await locals(dc, (await topFrame(dc)).top.id)).get('label')!.value, label);
       // the broker's rate limit is told, with its figures
       await waitFor(() => output.some((o) => o.includes('is throttled by the broker')), { intervalMs: 50 });
-      assert.match(output.find((o) => o.includes('is throttled by the broker'))!, /^Loupe: the snapshot breakpoint at service\.ts:\d+ is throttled by the broker: at most one capture every 300 ms per breakpoint/);
+      assert.match(
+        output.find((o) => o.includes('is throttled by the broker'))!,
+        /^Loupe: the snapshot breakpoint at service\.ts:\d+ is throttled by the broker: at most one capture every 300 ms per breakpoint/,
+      );
       // no more captures: continue drains the queue, then the adapter says the thread runs and waits
       await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [] });
       await sleep(300); // captures already on their way arrive first (nothing marks the last of them)
@@ -365,7 +374,10 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
         await dc.continueRequest({ threadId: 1 });
         await waitFor(() => stops().length > before || events.some((e) => e.event === 'continued'), { intervalMs: 50 });
       }
-      assert.ok(events.some((e) => e.event === 'continued'), 'continued once no capture is queued');
+      assert.ok(
+        events.some((e) => e.event === 'continued'),
+        'continued once no capture is queued',
+      );
       const shownIds = stops().length;
       assert.ok(shownIds >= 4, `${shownIds} stops`);
       // from the target's side: never held. Ticks every 50 ms, and no gap near what a pause would leave.
@@ -385,12 +397,21 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
     try {
       const handleLine = line(serviceTs, 'handle');
       const totalLine = line(pricingTs, 'total');
-      const refused = await dc.setBreakpointsRequest({ source: { path: pricingTs }, breakpoints: [{ line: totalLine, logMessage: 'bye {process.exit()}' }, { line: totalLine + 1, logMessage: 'x {x = 1}' }] });
+      const refused = await dc.setBreakpointsRequest({
+        source: { path: pricingTs },
+        breakpoints: [
+          { line: totalLine, logMessage: 'bye {process.exit()}' },
+          { line: totalLine + 1, logMessage: 'x {x = 1}' },
+        ],
+      });
       assert.equal(refused.body.breakpoints[0]!.verified, false);
       assert.match(refused.body.breakpoints[0]!.message ?? '', /^Loupe\.setLogpoint refused: logpoint expression "process\.exit\(\)" /);
       assert.equal(refused.body.breakpoints[1]!.verified, false);
       assert.match(refused.body.breakpoints[1]!.message ?? '', /^Loupe\.setLogpoint refused: logpoint expression "x = 1" /);
-      const set = await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: handleLine, logMessage: 'snap {label} for {order.customer.name} upper={label.toUpperCase()}' }] });
+      const set = await dc.setBreakpointsRequest({
+        source: { path: serviceTs },
+        breakpoints: [{ line: handleLine, logMessage: 'snap {label} for {order.customer.name} upper={label.toUpperCase()}' }],
+      });
       assert.equal(set.body.breakpoints[0]!.verified, true, JSON.stringify(set.body));
       await waitFor(() => outputEvents.some((o) => o.body.output.startsWith('snap order-')), { intervalMs: 50 });
       const logged = outputEvents.find((o) => o.body.output.startsWith('snap order-'))!;
@@ -433,7 +454,10 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       await waitFor(() => changed.some((e) => e.body.breakpoint.id === id && !e.body.breakpoint.verified), { intervalMs: 50 });
       const disabled = changed.find((e) => e.body.breakpoint.id === id && !e.body.breakpoint.verified)!.body.breakpoint;
       assert.match(disabled.message ?? '', /^Disabled by Loupe: its condition depends on the redacted field "password"/);
-      assert.ok(output.some((o) => /^Loupe: the breakpoint at service\.ts:\d+ was disabled by the broker: its condition depends on the redacted field "password"/.test(o)), output.join(''));
+      assert.ok(
+        output.some((o) => /^Loupe: the breakpoint at service\.ts:\d+ was disabled by the broker: its condition depends on the redacted field "password"/.test(o)),
+        output.join(''),
+      );
       // The target runs on: the breakpoint is out of V8.
       await service.target.ticksAdvance(3);
     } finally {
@@ -452,7 +476,12 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
     try {
       await dc.start();
       const token = await strict.token('dev', ['devs']);
-      await Promise.all([dc.configurationSequence(), dc.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' }).then(() => dc.attachRequest({ ...attachArgs({ mode: 'snapshot' }), brokerUrl: strict.url, identityToken: token } as any))]);
+      await Promise.all([
+        dc.configurationSequence(),
+        dc
+          .initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' })
+          .then(() => dc.attachRequest({ ...attachArgs({ mode: 'snapshot' }), brokerUrl: strict.url, identityToken: token } as any)),
+      ]);
       const limited = await dc.setBreakpointsRequest({ source: { path: pricingTs }, breakpoints: [{ line: line(pricingTs, 'total') }] });
       const never = await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: line(serviceTs, 'handle'), condition: 'order.id < 0' }] });
       const limitedId = limited.body.breakpoints[0]!.id;
@@ -462,11 +491,19 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       assert.equal(removed.reason, 'changed');
       assert.equal(removed.breakpoint.verified, false);
       assert.equal(removed.breakpoint.message, 'Removed by Loupe: reached its limit of 2 captures and was removed');
-      assert.ok(output.some((o) => o === `Loupe: the snapshot breakpoint at pricing.ts:${line(pricingTs, 'total')} reached its limit of 2 captures and was removed.\n`), output.join(''));
+      assert.ok(
+        output.some((o) => o === `Loupe: the snapshot breakpoint at pricing.ts:${line(pricingTs, 'total')} reached its limit of 2 captures and was removed.\n`),
+        output.join(''),
+      );
       const suspended = changed.find((e) => e.body.breakpoint.id === neverId)!.body.breakpoint;
       assert.equal(suspended.verified, false);
       assert.match(suspended.message ?? '', /^Suspended by Loupe: its hits held the target [\d.]+ ms in the last second over \d+ hits \(budget 2 ms per second\)$/);
-      assert.ok(output.some((o) => /^Loupe: the breakpoint at service\.ts:\d+ was suspended by the broker: its hits held the target [\d.]+ ms in the last second over \d+ hits \(budget 2 ms per second\)\./.test(o)), output.join(''));
+      assert.ok(
+        output.some((o) =>
+          /^Loupe: the breakpoint at service\.ts:\d+ was suspended by the broker: its hits held the target [\d.]+ ms in the last second over \d+ hits \(budget 2 ms per second\)\./.test(o),
+        ),
+        output.join(''),
+      );
       await service.target.ticksAdvance(3);
     } finally {
       await close(dc);
@@ -489,11 +526,19 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
     try {
       await dc.start();
       const token = await watchful.token('dev', ['devs']);
-      await Promise.all([dc.configurationSequence(), dc.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' }).then(() => dc.attachRequest({ ...attachArgs(), brokerUrl: watchful.url, identityToken: token } as any))]);
+      await Promise.all([
+        dc.configurationSequence(),
+        dc
+          .initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' })
+          .then(() => dc.attachRequest({ ...attachArgs(), brokerUrl: watchful.url, identityToken: token } as any)),
+      ]);
       await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [{ line: line(serviceTs, 'handle') }] });
       await waitFor(() => stops === 1, { intervalMs: 50 });
       await waitFor(() => continues === 1, { timeoutMs: 5000, intervalMs: 50 });
-      await waitFor(() => output.some((o) => /^Loupe: the watchdog resumed a pause held over 1 s: breakpoints are off until this client sends a request\. Any action here/.test(o)), { timeoutMs: 5000, intervalMs: 50 });
+      await waitFor(() => output.some((o) => /^Loupe: the watchdog resumed a pause held over 1 s: breakpoints are off until this client sends a request\. Any action here/.test(o)), {
+        timeoutMs: 5000,
+        intervalMs: 50,
+      });
       await service.target.ticksAdvance(5);
       assert.equal(stops, 1, 'no pause while the user has not acted');
       await dc.evaluateRequest({ expression: '6 * 7', context: 'repl' });
@@ -516,7 +561,12 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
     try {
       await dc.start();
       const token = await privileged.token('dev', ['devs']);
-      await Promise.all([dc.configurationSequence(), dc.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' }).then(() => dc.attachRequest({ ...attachArgs({ evaluation: 'v8' }), brokerUrl: privileged.url, identityToken: token } as any))]);
+      await Promise.all([
+        dc.configurationSequence(),
+        dc
+          .initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' })
+          .then(() => dc.attachRequest({ ...attachArgs({ evaluation: 'v8' }), brokerUrl: privileged.url, identityToken: token } as any)),
+      ]);
       assert.equal(grants[0]?.body.evaluation, 'v8');
       assert.ok(output.includes('Loupe: this session may run app code in V8 (privileged). Redaction is best-effort.\n'), output.join(''));
       assert.equal((await privileged.waitForRecord('grant.issued')).data.evaluation, 'v8');
@@ -565,7 +615,10 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
     const ended = events.find((e) => e.event === 'loupe.sessionEnded');
     assert.equal(ended?.body.code, 4001);
     assert.match(ended?.body.message, /grant expired/);
-    assert.ok(output.some((o) => /session has ended: the grant expired/.test(o)), output.join(''));
+    assert.ok(
+      output.some((o) => /session has ended: the grant expired/.test(o)),
+      output.join(''),
+    );
     await service.target.ticksAdvance(5);
     await dc.stop();
   });

@@ -153,7 +153,10 @@ describe('dist/debugAdapter.js --server=PORT (DAP over TCP) through a real broke
     await service.target.ticksAdvance(3);
     const ended = (await broker.sessionEvents()).filter((e) => e.type === 'session.ended');
     assert.equal(ended.length, 2, 'both sessions recorded as ended');
-    assert.ok(ended.every((e) => e.data.endReason === 'client_closed'), JSON.stringify(ended.map((e) => e.data)));
+    assert.ok(
+      ended.every((e) => e.data.endReason === 'client_closed'),
+      JSON.stringify(ended.map((e) => e.data)),
+    );
     assert.equal(server.exitCode, null);
   });
 

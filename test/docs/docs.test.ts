@@ -86,12 +86,9 @@ describe('docs', () => {
   });
 
   it('the anchors follow GitHub: punctuation dropped, spaces to hyphens, repeats numbered', () => {
-    assert.deepEqual([...anchorsOf('# Approvals (the two-person rule)\n## launch.json\n### What the broker\'s rules look like in VS Code\n## Tests\n## Tests\n```\n# not a heading\n```\n')], [
-      'approvals-the-two-person-rule',
-      'launchjson',
-      'what-the-brokers-rules-look-like-in-vs-code',
-      'tests',
-      'tests-1',
-    ]);
+    assert.deepEqual(
+      [...anchorsOf("# Approvals (the two-person rule)\n## launch.json\n### What the broker's rules look like in VS Code\n## Tests\n## Tests\n```\n# not a heading\n```\n")],
+      ['approvals-the-two-person-rule', 'launchjson', 'what-the-brokers-rules-look-like-in-vs-code', 'tests', 'tests-1'],
+    );
   });
 });

@@ -131,7 +131,13 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     for (const { expression, expected } of ordinaryUse) {
       const reply = await s.send('Debugger.evaluateOnCallFrame', onFrame(expression, { returnByValue: true }));
       const value = answered(reply);
-      const outcome = reply.error ? `refused: ${reply.error.message}` : reply.result?.exceptionDetails ? `threw: ${String(reply.result.result?.description).split('\n')[0]}` : JSON.stringify(value) === JSON.stringify(expected) ? 'ok' : `answered ${JSON.stringify(value)}`;
+      const outcome = reply.error
+        ? `refused: ${reply.error.message}`
+        : reply.result?.exceptionDetails
+          ? `threw: ${String(reply.result.result?.description).split('\n')[0]}`
+          : JSON.stringify(value) === JSON.stringify(expected)
+            ? 'ok'
+            : `answered ${JSON.stringify(value)}`;
       ordinary.push({ expression, outcome });
     }
 
@@ -223,7 +229,14 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
 
     // 8. Source: the literals in the file, by reading and by searching.
     tally.add('source', 'Debugger.getScriptSource', [observe([await s.send('Debugger.getScriptSource', { scriptId })])]);
-    for (const [query, isRegex] of [['S3cr3t-src', false], ['srcbearer', false], ['apiKey: "', false], ['Bearer ', false], ['S3cr3t-src\\w+', true], ['Tq8Wm', false]] as [string, boolean][]) {
+    for (const [query, isRegex] of [
+      ['S3cr3t-src', false],
+      ['srcbearer', false],
+      ['apiKey: "', false],
+      ['Bearer ', false],
+      ['S3cr3t-src\\w+', true],
+      ['Tq8Wm', false],
+    ] as [string, boolean][]) {
       tally.add('source', `Debugger.searchInContent ${query}`, [observe([await s.send('Debugger.searchInContent', { scriptId, query, isRegex, caseSensitive: true })])]);
     }
 
@@ -256,7 +269,10 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     pairs.forEach((p, i) => {
       const [right, wrong] = [set[2 * i]!, set[2 * i + 1]!];
       const seenBy = (reply: CdpMessage, expr: string) =>
-        observe([{ set: reply.error ?? 'set', paused: (pauses.get(reply.result?.breakpointId) ?? 0) > 0, notices: comparableNotices(notices(reply.result?.breakpointId)) }], { refused: !!reply.error, replace: [expr] });
+        observe([{ set: reply.error ?? 'set', paused: (pauses.get(reply.result?.breakpointId) ?? 0) > 0, notices: comparableNotices(notices(reply.result?.breakpointId)) }], {
+          refused: !!reply.error,
+          replace: [expr],
+        });
       tally.add('condition', p.label, [seenBy(right, p.right), seenBy(wrong, p.wrong)]);
     });
     probes.forEach((p, i) => {
@@ -330,8 +346,14 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     tally.add('events', 'Loupe.* notices (all but logpoint lines, judged above)', [observe(client.events.filter((e) => e.method?.startsWith('Loupe.') && e.method !== 'Loupe.logpoint'))]);
 
     // Every method the gate allows in pause mode has been tried.
-    const allowed = describeAllowlist().filter((m) => m.modes.includes('pause')).map((m) => m.method);
-    assert.deepEqual(allowed.filter((m) => !s.methods.has(m)), [], 'every allowed method is tried');
+    const allowed = describeAllowlist()
+      .filter((m) => m.modes.includes('pause'))
+      .map((m) => m.method);
+    assert.deepEqual(
+      allowed.filter((m) => !s.methods.has(m)),
+      [],
+      'every allowed method is tried',
+    );
     await client.close();
   });
 
@@ -370,10 +392,14 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     pairs.forEach((p, i) => {
       const seenBy = (reply: CdpMessage, expr: string) => {
         const mine = about(reply.result?.breakpointId);
-        return observe([{ set: reply.error ?? 'set', captured: mine.some((e) => e.method === 'Loupe.snapshotCaptured'), notices: comparableNotices(mine.filter((e) => e.method !== 'Loupe.snapshotCaptured')) }], { refused: !!reply.error, replace: [expr] });
+        return observe(
+          [{ set: reply.error ?? 'set', captured: mine.some((e) => e.method === 'Loupe.snapshotCaptured'), notices: comparableNotices(mine.filter((e) => e.method !== 'Loupe.snapshotCaptured')) }],
+          { refused: !!reply.error, replace: [expr] },
+        );
       };
       tally.add('snapshot condition', p.label, [seenBy(set[2 * i]!, p.right), seenBy(set[2 * i + 1]!, p.wrong)]);
-      for (const reply of [set[2 * i]!, set[2 * i + 1]!]) for (const c of about(reply.result?.breakpointId).filter((e) => e.method === 'Loupe.snapshotCaptured')) tally.add('snapshot', `capture under ${p.label}`, [observe([c])]);
+      for (const reply of [set[2 * i]!, set[2 * i + 1]!])
+        for (const c of about(reply.result?.breakpointId).filter((e) => e.method === 'Loupe.snapshotCaptured')) tally.add('snapshot', `capture under ${p.label}`, [observe([c])]);
     });
     probes.forEach((p, i) => {
       const reply = set[2 * pairs.length + i]!;
@@ -381,7 +407,9 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
       const told = lines.find((e) => e.method === 'Loupe.logpoint' && e.params.message === `v=${String(p.truth)}`);
       tally.add('snapshot logpoint', `{${p.expression}}`, [observe([reply, ...lines], { refused: !!reply.error, ...(told ? { value: p.truth, truth: p.truth } : {}) })]);
     });
-    const allowed = describeAllowlist().filter((m) => m.modes.includes('snapshot')).map((m) => m.method);
+    const allowed = describeAllowlist()
+      .filter((m) => m.modes.includes('snapshot'))
+      .map((m) => m.method);
     assert.ok(allowed.includes('Runtime.evaluate'));
     await client.close();
   });
@@ -393,7 +421,10 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     // text carry (an exception message, Node's warning for a rejection, literals in the file).
     const appStrings = new Set(['exceptionToken', 'rejectionToken', 'source.bearer', 'source.apiKey']);
     const needles = { evaluation: tally.needles.filter((n) => !appStrings.has(n.label)), other: tally.needles.filter((n) => appStrings.has(n.label)) };
-    for (const [which, kind] of [['evaluation', 'trail'], ['other', 'trail of events and source']] as const) {
+    for (const [which, kind] of [
+      ['evaluation', 'trail'],
+      ['other', 'trail of events and source'],
+    ] as const) {
       for (const [i, s] of sessions.entries()) {
         const frames = s.frames.map((f) => JSON.stringify(withoutNoise(JSON.parse(f)))).join('\n');
         const findings = findSecrets(frames, needles[which]).map((x) => `${x.label} (${x.encoding}) in …${x.context}…`);
@@ -411,12 +442,22 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
       const store = broker.broker.audit.store;
       const objects: string[] = [];
       for (const key of await store.list('')) objects.push(`${key}\n${withoutNoiseText((await store.get(key)).toString('latin1'))}`);
-      channels.set(`../audit store read back (${process.env.LOUPE_ATTACK_S3 === '1' ? 'S3' : 'local'}, ${objects.length} objects)`, findSecrets(objects.join('\n'), needles[which]).map((x) => `store: ${x.label} (${x.encoding}) in …${x.context}…`));
+      channels.set(
+        `../audit store read back (${process.env.LOUPE_ATTACK_S3 === '1' ? 'S3' : 'local'}, ${objects.length} objects)`,
+        findSecrets(objects.join('\n'), needles[which]).map((x) => `store: ${x.label} (${x.encoding}) in …${x.context}…`),
+      );
       // Alert outputs: the webhook bodies received and the ECS file.
       const alertText = [...hooked, ...filesUnder(outputDir).map((f) => f.text)].map(withoutNoiseText).join('\n');
-      channels.set(`../alert outputs (${hooked.length} webhook posts, ECS file)`, findSecrets(alertText, needles[which]).map((x) => `alerts: ${x.label} (${x.encoding}) in …${x.context}…`));
+      channels.set(
+        `../alert outputs (${hooked.length} webhook posts, ECS file)`,
+        findSecrets(alertText, needles[which]).map((x) => `alerts: ${x.label} (${x.encoding}) in …${x.context}…`),
+      );
       for (const [channel, findings] of channels) {
-        tally.addVerdict(kind, channel.startsWith('../') ? channel.slice(3) : `state directory ${channel}`, findings.length ? { outcome: 'leak', evidence: findings.join('\n      ') } : { outcome: 'clean' });
+        tally.addVerdict(
+          kind,
+          channel.startsWith('../') ? channel.slice(3) : `state directory ${channel}`,
+          findings.length ? { outcome: 'leak', evidence: findings.join('\n      ') } : { outcome: 'clean' },
+        );
       }
     }
 
@@ -426,7 +467,8 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
     for (const l of leaks) byKind.set(l.kind, (byKind.get(l.kind) ?? 0) + 1);
     if (leaks.length) console.log(`leaks by kind: ${[...byKind].map(([k, n]) => `${k} ${n}`).join(', ')}`);
     console.log(`ordinary use:\n${ordinary.map((o) => `  ${o.expression}  →  ${o.outcome}`).join('\n')}`);
-    if (process.env.LOUPE_ATTACK_VERBOSE === 'all') for (const r of tally.records) console.log(`${r.verdict.outcome.toUpperCase()} [${r.kind}] ${r.label}  ${(r.verdict.evidence ?? '').slice(0, 400)}`);
+    if (process.env.LOUPE_ATTACK_VERBOSE === 'all')
+      for (const r of tally.records) console.log(`${r.verdict.outcome.toUpperCase()} [${r.kind}] ${r.label}  ${(r.verdict.evidence ?? '').slice(0, 400)}`);
     else if (verbose) for (const l of leaks) console.log(`LEAK [${l.kind}] ${l.label}\n      ${l.verdict.evidence}`);
     else if (leaks.length) console.log(`(LOUPE_ATTACK_VERBOSE=1 prints each leak's evidence; first: [${leaks[0]!.kind}] ${leaks[0]!.label}: ${leaks[0]!.verdict.evidence?.slice(0, 300)})`);
   });
@@ -458,7 +500,10 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
       // V8's side-effect check refuses some forms (the reversal through a spread); everything it answers is a leak.
       const answeredDirectly = control.records.filter((r) => r.verdict.outcome !== 'clean');
       assert.ok(answeredDirectly.length >= 20, `${answeredDirectly.length} control attempts answered`);
-      assert.deepEqual(answeredDirectly.filter((r) => r.verdict.outcome !== 'leak').map((r) => `${r.label}: ${r.verdict.outcome}`), []);
+      assert.deepEqual(
+        answeredDirectly.filter((r) => r.verdict.outcome !== 'leak').map((r) => `${r.label}: ${r.verdict.outcome}`),
+        [],
+      );
     } finally {
       await direct.close();
     }
@@ -470,7 +515,10 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
   const summary = (records: { kind: string; label: string }[]) => {
     const byKind = new Map<string, number>();
     for (const r of records) byKind.set(r.kind, (byKind.get(r.kind) ?? 0) + 1);
-    return `${records.length} leaks: ${[...byKind].map(([k, n]) => `${k} ${n}`).join(', ')}; first: ${records.slice(0, 3).map((r) => `[${r.kind}] ${r.label}`).join('; ')}`;
+    return `${records.length} leaks: ${[...byKind].map(([k, n]) => `${k} ${n}`).join(', ')}; first: ${records
+      .slice(0, 3)
+      .map((r) => `[${r.kind}] ${r.label}`)
+      .join('; ')}`;
   };
 
   it('nothing redacted leaks through evaluation: oracles, aliases, control flow, conditions, logpoints, scopes, snapshots', () => {
@@ -485,6 +533,9 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
   });
 
   it('ordinary use keeps working: harmless expressions answer what V8 answers', () => {
-    assert.deepEqual(ordinary.filter((o) => o.outcome !== 'ok'), []);
+    assert.deepEqual(
+      ordinary.filter((o) => o.outcome !== 'ok'),
+      [],
+    );
   });
 });

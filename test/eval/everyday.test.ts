@@ -130,7 +130,10 @@ test('an object of the target reached without taint comes back as its own Remote
   assert.ok(local.kind === 'value');
   assert.equal(local.result.subtype, 'array');
   assert.equal(local.result.description, 'Array(3)');
-  assert.deepEqual(local.result.preview?.properties.map((p) => p.value), ['A-1', 'B-2', 'C-3']);
+  assert.deepEqual(
+    local.result.preview?.properties.map((p) => p.value),
+    ['A-1', 'B-2', 'C-3'],
+  );
 });
 
 test('everyday expressions ran no getter and changed nothing in the target', async () => {

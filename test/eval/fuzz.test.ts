@@ -9,13 +9,67 @@ import { fuzzFrames, fuzzSeed } from '../support/fuzz';
 import { assertNoSecret, pausedApp, type PausedApp } from './pausedApp';
 
 const names = [
-  'password', 'user', 'users', 'items', 'order', 'config', 'sessionTokens', 'settings', 'tags', 'priceBySku', 'note', 'jwt', 'card', 'req', 'name',
-  'words', 'ts', 'created', 'account', 'gadget', 'env', 'arguments', 'moduleApiKey', 'otp', 'nested', 'bytes', 'status', 'missing', 'nothing', 'big', 'cvv', 'mfa', 'apiKeys', 'authError',
+  'password',
+  'user',
+  'users',
+  'items',
+  'order',
+  'config',
+  'sessionTokens',
+  'settings',
+  'tags',
+  'priceBySku',
+  'note',
+  'jwt',
+  'card',
+  'req',
+  'name',
+  'words',
+  'ts',
+  'created',
+  'account',
+  'gadget',
+  'env',
+  'arguments',
+  'moduleApiKey',
+  'otp',
+  'nested',
+  'bytes',
+  'status',
+  'missing',
+  'nothing',
+  'big',
+  'cvv',
+  'mfa',
+  'apiKeys',
+  'authError',
 ];
-const fields = ['length', 'password', 'token', 'name', 'email', 'headers', 'authorization', 'cookie', 'db', 'services', 'credentials', '0', '1', '2', 'size', 'SECRET_X', 'summary', 'price', 'customer', '#pin', 'user'];
+const fields = [
+  'length',
+  'password',
+  'token',
+  'name',
+  'email',
+  'headers',
+  'authorization',
+  'cookie',
+  'db',
+  'services',
+  'credentials',
+  '0',
+  '1',
+  '2',
+  'size',
+  'SECRET_X',
+  'summary',
+  'price',
+  'customer',
+  '#pin',
+  'user',
+];
 const literals = ["'S'", "'a'", "'-'", '0', '1', '2', '36', '-1', 'true', 'null', 'undefined', "'ann'", "'apiKey'", '1e3'];
 const binaryOps = ['+', '-', '*', '<', '>', '===', '!==', '==', '&&', '||', '??', '%', '<=', 'in'];
-const lambdaBodies = ['x', 'x.password', 'x.name', 'x.length', 'x > 1', "x.includes('S')", 'x.price * 2', "typeof x", 'x[0]', 'x === undefined'];
+const lambdaBodies = ['x', 'x.password', 'x.name', 'x.length', 'x > 1', "x.includes('S')", 'x.price * 2', 'typeof x', 'x[0]', 'x === undefined'];
 
 const expressionArb: fc.Arbitrary<string> = fc.letrec<{ e: string }>((tie) => ({
   e: fc.oneof(
@@ -28,10 +82,40 @@ const expressionArb: fc.Arbitrary<string> = fc.letrec<{ e: string }>((tie) => ({
     fc.tuple(tie('e'), fc.constantFrom(...binaryOps), tie('e')).map(([l, op, r]) => `(${l} ${op} ${r})`),
     fc.tuple(fc.constantFrom('!', '-', 'typeof ', '+', '~'), tie('e')).map(([op, x]) => `${op}(${x})`),
     fc.tuple(tie('e'), tie('e'), tie('e')).map(([c, a, b]) => `(${c} ? ${a} : ${b})`),
-    fc.tuple(tie('e'), fc.constantFrom('slice(0, 3)', "split('-')", "includes('S')", 'charCodeAt(0)', "indexOf('a')", 'toUpperCase()', 'at(-1)', 'keys()', 'values()', "get('apiKey')", "has('S')", 'join()', 'length', 'sort()', 'flat()', "padStart(3, '*')", "startsWith('S3')", 'toFixed(1)', 'getTime()', 'entries()', 'trim()', "localeCompare('m')")).map(([o, m]) => `${o}.${m}`),
+    fc
+      .tuple(
+        tie('e'),
+        fc.constantFrom(
+          'slice(0, 3)',
+          "split('-')",
+          "includes('S')",
+          'charCodeAt(0)',
+          "indexOf('a')",
+          'toUpperCase()',
+          'at(-1)',
+          'keys()',
+          'values()',
+          "get('apiKey')",
+          "has('S')",
+          'join()',
+          'length',
+          'sort()',
+          'flat()',
+          "padStart(3, '*')",
+          "startsWith('S3')",
+          'toFixed(1)',
+          'getTime()',
+          'entries()',
+          'trim()',
+          "localeCompare('m')",
+        ),
+      )
+      .map(([o, m]) => `${o}.${m}`),
     fc.tuple(tie('e'), fc.constantFrom('map', 'filter', 'some', 'every', 'find', 'findIndex', 'flatMap', 'sort'), fc.constantFrom(...lambdaBodies)).map(([o, m, body]) => `${o}.${m}(x => ${body})`),
     fc.tuple(tie('e'), tie('e')).map(([o, init]) => `${o}.reduce((a, x) => a + x, ${init})`),
-    fc.tuple(fc.constantFrom('JSON.stringify', 'Object.values', 'Object.keys', 'Object.entries', 'Array.from', 'String', 'Number', 'Boolean', 'parseInt', 'Math.max', 'Array.isArray'), tie('e')).map(([f, x]) => `${f}(${x})`),
+    fc
+      .tuple(fc.constantFrom('JSON.stringify', 'Object.values', 'Object.keys', 'Object.entries', 'Array.from', 'String', 'Number', 'Boolean', 'parseInt', 'Math.max', 'Array.isArray'), tie('e'))
+      .map(([f, x]) => `${f}(${x})`),
     fc.tuple(tie('e'), tie('e')).map(([x, r]) => `parseInt(${x}, ${r})`),
     tie('e').map((x) => `[...${x}]`),
     tie('e').map((x) => `\`<\${${x}}>\``),
@@ -59,7 +143,10 @@ const expressionArb: fc.Arbitrary<string> = fc.letrec<{ e: string }>((tie) => ({
     fc.tuple(tie('e'), tie('e')).map(([a, b]) => `${a}?.[${b}]?.length`),
     fc.tuple(tie('e'), tie('e')).map(([a, b]) => `Array.from({ length: ${a} }, (x, i) => ${b})`),
     fc.tuple(tie('e'), tie('e')).map(([a, b]) => `(${a}, ${b})`),
-    fc.tuple(tie('e'), tie('e')).map(([a, b]) => `{ ...${a}, b: ${b} }`).map((x) => `(${x})`),
+    fc
+      .tuple(tie('e'), tie('e'))
+      .map(([a, b]) => `{ ...${a}, b: ${b} }`)
+      .map((x) => `(${x})`),
   ),
 })).e;
 

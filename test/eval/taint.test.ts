@@ -102,7 +102,7 @@ export const oracles: readonly string[] = [
   '`${[otp]}`',
   '[[otp]].join()',
   "'x'.concat([otp])",
-  "({ [[otp]]: 1 })",
+  '({ [[otp]]: 1 })',
   'String([[password]])',
   'Object.keys(apiKeys)[0]',
   'Object.keys(apiKeys)',
@@ -118,7 +118,7 @@ export const oracles: readonly string[] = [
   '[...sessionTokens][0][0]',
   'JSON.stringify([...sessionTokens])',
   "Object.keys(config.services[2].credentials).includes('token')",
-  "config.services[2].credentials.user === undefined",
+  'config.services[2].credentials.user === undefined',
   'cvv',
   'cvv + 1',
   'cvv > 500',
@@ -129,7 +129,7 @@ export const oracles: readonly string[] = [
   'mfa',
   'mfa ? 1 : 0',
   '!mfa',
-  "String(mfa)",
+  'String(mfa)',
   'mfa === true',
   "mfa && 'on'",
   '[1, 2].filter(() => mfa).length',
@@ -137,7 +137,7 @@ export const oracles: readonly string[] = [
   '({ ...apiKeys })',
   "Object.values(apiKeys) + ''",
   '`${arguments}`',
-  "String(users.map(u => u.password))",
+  'String(users.map(u => u.password))',
   'Object.keys({ ...apiKeys })',
   'authError.message',
   'authError.toString()',
@@ -213,7 +213,14 @@ test('an object handed back by reference carries a preview with its redacted fie
   const outcome = await a.evaluate('order.customer');
   assert.ok(outcome.kind === 'value' && outcome.result.objectId && outcome.result.preview);
   assertNoSecret(JSON.stringify(outcome), 'order.customer');
-  assert.deepEqual(outcome.result.preview!.properties.map((p) => [p.name, p.value]), [['name', 'Ann Lee'], ['email', 'ann.lee@example.com'], ['password', '[redacted: password]']]);
+  assert.deepEqual(
+    outcome.result.preview!.properties.map((p) => [p.name, p.value]),
+    [
+      ['name', 'Ann Lee'],
+      ['email', 'ann.lee@example.com'],
+      ['password', '[redacted: password]'],
+    ],
+  );
   const list = await a.evaluate('users.filter(u => u.age > 30)');
   assertNoSecret(JSON.stringify(list), 'users.filter');
 });

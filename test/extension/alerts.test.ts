@@ -13,7 +13,17 @@ import { basePolicy, startTestBroker, type TestBroker } from '../support/testBro
 import { sleep, waitFor } from '../support/wait';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
-const off = { evaluationRate: false, readRate: false, capturedBytes: false, refusals: false, sensitiveReads: false, firstAttach: false, longPause: false, watchdogResume: false, concurrentTargets: false };
+const off = {
+  evaluationRate: false,
+  readRate: false,
+  capturedBytes: false,
+  refusals: false,
+  sensitiveReads: false,
+  firstAttach: false,
+  longPause: false,
+  watchdogResume: false,
+  concurrentTargets: false,
+};
 
 describe('alerts for owners, as the extension fetches and shows them (real broker, real target)', () => {
   let target: TargetProcess;
@@ -73,7 +83,11 @@ describe('alerts for owners, as the extension fetches and shows them (real broke
     assert.equal(refusals.user, 'dev');
     assert.equal(refusals.message, '2 refusals within 60 s (threshold 2)');
     assert.equal(refusals.evidence.length, 2);
-    assert.deepEqual(one.fresh.map((a) => a.id), [refusals.id], 'reported as new');
+    assert.deepEqual(
+      one.fresh.map((a) => a.id),
+      [refusals.id],
+      'reported as new',
+    );
     const again = await pollAlerts(owner, watcher);
     assert.deepEqual(again.kind === 'alerts' ? again.fresh : again, [], 'and only once');
 
@@ -82,9 +96,17 @@ describe('alerts for owners, as the extension fetches and shows them (real broke
     await client.call('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression: 'secrets.apiKey' });
     const two = await untilListed(watcher, 2);
     if (two.kind !== 'alerts') return;
-    assert.deepEqual(two.alerts.map((a) => a.rule), ['sensitiveReads', 'refusals'], 'newest first');
+    assert.deepEqual(
+      two.alerts.map((a) => a.rule),
+      ['sensitiveReads', 'refusals'],
+      'newest first',
+    );
     assert.ok(Date.parse(two.alerts[0]!.at) >= Date.parse(two.alerts[1]!.at));
-    assert.deepEqual(two.fresh.map((a) => a.rule), ['sensitiveReads'], 'only the new one is reported');
+    assert.deepEqual(
+      two.fresh.map((a) => a.rule),
+      ['sensitiveReads'],
+      'only the new one is reported',
+    );
 
     // A watcher that remembers the ids (VS Code restarted) reports nothing again; one that remembers nothing
     // starts from what is there.
@@ -100,7 +122,10 @@ describe('alerts for owners, as the extension fetches and shows them (real broke
 
     // Admins see every target's alerts too.
     const admin = await pollAlerts(new BrokerApi(broker.url, await broker.token('ada', ['admins'])), new AlertWatcher());
-    assert.deepEqual(admin.kind === 'alerts' && admin.alerts.map((a) => a.id), two.alerts.map((a) => a.id));
+    assert.deepEqual(
+      admin.kind === 'alerts' && admin.alerts.map((a) => a.id),
+      two.alerts.map((a) => a.id),
+    );
   });
 
   it('words a row, its tooltip (the evidence) and the notification from the broker’s alert', async () => {

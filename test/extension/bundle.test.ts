@@ -12,10 +12,23 @@ describe('extension bundles', () => {
   for (const name of ['extension', 'debugAdapter']) {
     it(`dist/${name}.js has no broker code and no @aws-sdk`, () => {
       const files = inputs(name);
-      assert.ok(files.some((f) => f.startsWith('extension/adapter/')), 'the adapter is in it');
-      assert.deepEqual(files.filter((f) => f.startsWith('broker/') || f.includes('/broker/')), []);
-      assert.deepEqual(files.filter((f) => f.includes('@aws-sdk') || f.includes('@smithy')), []);
-      assert.deepEqual(files.filter((f) => /node_modules\/(jose|yaml|acorn|sockopt)\//.test(f)), [], 'no broker dependency');
+      assert.ok(
+        files.some((f) => f.startsWith('extension/adapter/')),
+        'the adapter is in it',
+      );
+      assert.deepEqual(
+        files.filter((f) => f.startsWith('broker/') || f.includes('/broker/')),
+        [],
+      );
+      assert.deepEqual(
+        files.filter((f) => f.includes('@aws-sdk') || f.includes('@smithy')),
+        [],
+      );
+      assert.deepEqual(
+        files.filter((f) => /node_modules\/(jose|yaml|acorn|sockopt)\//.test(f)),
+        [],
+        'no broker dependency',
+      );
     });
   }
 

@@ -81,7 +81,10 @@ const esc = (t: string) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** A workbench driven as a person would: command palette, quick inputs, keys. */
 export class Workbench {
-  constructor(readonly page: Page, readonly log: (...a: unknown[]) => void = () => undefined) {}
+  constructor(
+    readonly page: Page,
+    readonly log: (...a: unknown[]) => void = () => undefined,
+  ) {}
 
   async shot(name: string): Promise<string> {
     mkdirSync(artifacts, { recursive: true });
@@ -161,7 +164,10 @@ export class Workbench {
       await this.input.waitFor({ state: 'visible', timeout: 10_000 });
       await this.input.fill(`:${line}`);
       await this.page.keyboard.press('Enter');
-      const there = await cursorAt.waitFor({ state: 'visible', timeout: 10_000 }).then(() => true, () => false);
+      const there = await cursorAt.waitFor({ state: 'visible', timeout: 10_000 }).then(
+        () => true,
+        () => false,
+      );
       if (there) break;
       if (attempt === 3) throw new Error(`the cursor did not reach line ${line} of ${name} after 3 attempts`);
     }
@@ -175,7 +181,15 @@ export class Workbench {
       await row.waitFor({ state: 'visible', timeout: timeoutMs });
     } catch (err) {
       const rows = await this.page.locator('.monaco-list-row').allInnerTexts();
-      throw new Error(`no row matching ${String(text)} within ${timeoutMs} ms; rows: ${JSON.stringify(rows.map((r) => r.replace(/\s+/g, ' ').trim()).filter(Boolean).slice(0, 40))}`, { cause: err });
+      throw new Error(
+        `no row matching ${String(text)} within ${timeoutMs} ms; rows: ${JSON.stringify(
+          rows
+            .map((r) => r.replace(/\s+/g, ' ').trim())
+            .filter(Boolean)
+            .slice(0, 40),
+        )}`,
+        { cause: err },
+      );
     }
     this.log(`row ${String(text)}: ${(await row.innerText()).replace(/\s+/g, ' ').trim()}`);
   }

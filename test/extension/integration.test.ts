@@ -26,7 +26,16 @@ describe('extension integration tests in VS Code (runTests + code-server shim)',
     service = await startService({ TICK_MS: '200' });
     broker = await startTestBroker(basePolicy(service.target.inspector));
     outDir = mkdtempSync(join(tmpdir(), 'loupe-it-'));
-    await build({ entryPoints: [join(__dirname, 'suite', 'index.ts')], bundle: true, platform: 'node', format: 'cjs', target: 'node20', external: ['vscode'], outfile: join(outDir, 'index.js'), logLevel: 'warning' });
+    await build({
+      entryPoints: [join(__dirname, 'suite', 'index.ts')],
+      bundle: true,
+      platform: 'node',
+      format: 'cjs',
+      target: 'node20',
+      external: ['vscode'],
+      outfile: join(outDir, 'index.js'),
+      logLevel: 'warning',
+    });
   });
   after(async () => {
     await broker?.close();

@@ -8,7 +8,15 @@ import ts from 'typescript';
 
 const root = join(__dirname, '..', '..');
 /** extension.ts and the feature files it wires (extension/ui/): where commands and views are registered. */
-const activationSource = () => [join(root, 'extension', 'extension.ts'), ...readdirSync(join(root, 'extension', 'ui')).filter((f) => f.endsWith('.ts')).map((f) => join(root, 'extension', 'ui', f))].map((f) => readFileSync(f, 'utf8')).join('\n');
+const activationSource = () =>
+  [
+    join(root, 'extension', 'extension.ts'),
+    ...readdirSync(join(root, 'extension', 'ui'))
+      .filter((f) => f.endsWith('.ts'))
+      .map((f) => join(root, 'extension', 'ui', f)),
+  ]
+    .map((f) => readFileSync(f, 'utf8'))
+    .join('\n');
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 
 /** The interface's members as {name → {optional, schemaType}} read with the TypeScript compiler. */
@@ -71,7 +79,8 @@ describe('extension manifest', () => {
   it('every contributed command is registered by the extension, and the bundle is the entry point', () => {
     const source = activationSource();
     const titles = pkg.contributes.commands.map((c: any) => `${c.category}: ${c.title}`);
-    for (const title of ['Loupe: Attach to Production…', 'Loupe: Sign In…', 'Loupe: End Session', 'Loupe: Download Transcript…', 'Loupe: Review Access Requests…']) assert.ok(titles.includes(title), title);
+    for (const title of ['Loupe: Attach to Production…', 'Loupe: Sign In…', 'Loupe: End Session', 'Loupe: Download Transcript…', 'Loupe: Review Access Requests…'])
+      assert.ok(titles.includes(title), title);
     for (const c of pkg.contributes.commands) assert.ok(source.includes(`registerCommand('${c.command}'`), `${c.command} is registered`);
     assert.equal(pkg.main, './dist/extension.js');
     assert.ok(pkg.activationEvents.includes('onDebugResolve:loupe'));
@@ -105,7 +114,10 @@ describe('extension manifest', () => {
     assert.equal(view.when, undefined, 'shown outside debug sessions too: alerts come from other people’s sessions');
     const command = pkg.contributes.commands.find((c: any) => c.command === 'loupe.refreshAlerts');
     assert.equal(`${command?.category}: ${command?.title}`, 'Loupe: Refresh Alerts');
-    assert.ok(pkg.contributes.menus['view/title'].some((m: any) => m.command === 'loupe.refreshAlerts' && m.when === 'view == loupe.alerts'), 'refresh in the view title');
+    assert.ok(
+      pkg.contributes.menus['view/title'].some((m: any) => m.command === 'loupe.refreshAlerts' && m.when === 'view == loupe.alerts'),
+      'refresh in the view title',
+    );
     const settings = pkg.contributes.configuration.properties;
     assert.equal(settings['loupe.alerts.refreshSeconds'].type, 'number');
     assert.equal(settings['loupe.alerts.notify'].type, 'boolean');

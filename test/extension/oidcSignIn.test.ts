@@ -16,7 +16,11 @@ const resource = 'urn:loupe:broker';
 const clientId = 'loupe-vscode';
 
 /** The provider's pages link a web font; nothing here may leave the machine. */
-const offline = (context: BrowserContext) => context.route((url) => url.hostname !== '127.0.0.1', (route) => route.abort());
+const offline = (context: BrowserContext) =>
+  context.route(
+    (url) => url.hostname !== '127.0.0.1',
+    (route) => route.abort(),
+  );
 
 describe('extension sign-in: authorization code + PKCE through a real provider and browser', () => {
   let provider: OidcProvider;
@@ -29,7 +33,16 @@ describe('extension sign-in: authorization code + PKCE through a real provider a
     provider = await startOidcProvider({
       keys: [await rsaSigningKey('signin-1')],
       // A public native client, as an editor is: no secret, PKCE, any port on the loopback redirect (RFC 8252).
-      clients: [{ client_id: clientId, application_type: 'native', token_endpoint_auth_method: 'none', grant_types: ['authorization_code', 'refresh_token'], response_types: ['code'], redirect_uris: ['http://127.0.0.1/callback'] }],
+      clients: [
+        {
+          client_id: clientId,
+          application_type: 'native',
+          token_endpoint_auth_method: 'none',
+          grant_types: ['authorization_code', 'refresh_token'],
+          response_types: ['code'],
+          redirect_uris: ['http://127.0.0.1/callback'],
+        },
+      ],
       resources: { [resource]: {} },
       groups: { alice: ['devs'], bob: ['marketing'] },
     });
@@ -66,7 +79,7 @@ describe('extension sign-in: authorization code + PKCE through a real provider a
           const page = await profile.newPage();
           await page.goto(url);
           await page.fill('input[name=login]', user);
-          await page.fill('input[name=password]', 'any password: the provider\'s dev login takes any');
+          await page.fill('input[name=password]', "any password: the provider's dev login takes any");
           await page.click('button[type=submit]');
           await page.click('button:has-text("Continue")');
           await page.waitForURL(/^http:\/\/127\.0\.0\.1:\d+\/callback\?/);
@@ -95,14 +108,20 @@ describe('extension sign-in: authorization code + PKCE through a real provider a
 
     const res = await accessTokenBroker.api('GET', '/v1/targets', tokens.brokerToken);
     assert.equal(res.status, 200, JSON.stringify(res.body));
-    assert.deepEqual(res.body.targets.map((t: { name: string }) => t.name), ['app']);
+    assert.deepEqual(
+      res.body.targets.map((t: { name: string }) => t.name),
+      ['app'],
+    );
 
     // Refresh: new tokens without the browser, still accepted; the old refresh token was rotated away.
     const refreshed = await refreshTokens(settings, tokens.refreshToken!);
     assert.notEqual(refreshed.brokerToken, tokens.brokerToken);
     assert.equal(decodeJwt(refreshed.brokerToken).sub, 'alice');
     assert.equal(decodeJwt(refreshed.brokerToken).aud, resource);
-    assert.deepEqual((await accessTokenBroker.api('GET', '/v1/targets', refreshed.brokerToken)).body.targets.map((t: { name: string }) => t.name), ['app']);
+    assert.deepEqual(
+      (await accessTokenBroker.api('GET', '/v1/targets', refreshed.brokerToken)).body.targets.map((t: { name: string }) => t.name),
+      ['app'],
+    );
     assert.ok(refreshed.refreshToken);
     assert.notEqual(refreshed.refreshToken, tokens.refreshToken);
     await assert.rejects(refreshTokens(settings, 'not-a-refresh-token'), (err: Error) => err instanceof OidcSignInError && /invalid_grant/.test(err.message));
@@ -126,7 +145,7 @@ describe('extension sign-in: authorization code + PKCE through a real provider a
     assert.match(refused.body.error.message, /wrong audience/);
   });
 
-  it('a redirect that does not carry this sign-in\'s state is turned away and does not end it', async () => {
+  it("a redirect that does not carry this sign-in's state is turned away and does not end it", async () => {
     const settings: OidcSettings = { issuer: provider.issuer, clientId, scopes: 'openid loupe', resource };
     const user = userInBrowser('alice');
     let forged: Response | undefined;
@@ -159,15 +178,18 @@ describe('extension sign-in: authorization code + PKCE through a real provider a
     // An unknown client: the provider shows its error page and never redirects; the user cancels in VS Code.
     const cancel = new AbortController();
     await assert.rejects(
-      signInWithBrowser({ issuer: provider.issuer, clientId: 'no-such-client', scopes: 'openid' }, {
-        signal: cancel.signal,
-        openBrowser: async (url) => {
-          const page = await context.newPage();
-          await page.goto(url);
-          assert.match((await page.textContent('body')) ?? '', /invalid_client/);
-          cancel.abort();
+      signInWithBrowser(
+        { issuer: provider.issuer, clientId: 'no-such-client', scopes: 'openid' },
+        {
+          signal: cancel.signal,
+          openBrowser: async (url) => {
+            const page = await context.newPage();
+            await page.goto(url);
+            assert.match((await page.textContent('body')) ?? '', /invalid_client/);
+            cancel.abort();
+          },
         },
-      }),
+      ),
       (err: Error) => err instanceof OidcSignInError && err.message === 'sign-in cancelled',
     );
   });

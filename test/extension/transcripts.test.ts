@@ -78,12 +78,15 @@ describe('Download Transcript (extension/transcripts.ts) against a real broker a
     assert.deepEqual(result.problems, []);
     assert.equal(result.ok, true);
     const types = result.events.map((e) => e.type);
-    for (const type of ['session.started', 'cdp.breakpoint.set', 'cdp.breakpoint.hit', 'cdp.properties.read', 'cdp.evaluate', 'cdp.resume', 'session.ended']) assert.ok(types.includes(type as any), `the transcript records ${type}`);
+    for (const type of ['session.started', 'cdp.breakpoint.set', 'cdp.breakpoint.hit', 'cdp.properties.read', 'cdp.evaluate', 'cdp.resume', 'session.ended'])
+      assert.ok(types.includes(type as any), `the transcript records ${type}`);
     // …and the CLI an auditor runs offline, also against the broker's published keys rather than the saved ones.
     for (const args of [[saved.dir], [saved.dir, '--keys', `${broker.url}/v1/audit/keys`]]) {
       // Not spawnSync: the CLI asks the broker, which runs in this process.
       const run = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) =>
-        execFile(process.execPath, [cli, 'audit', 'verify', ...args], { encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) => resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })),
+        execFile(process.execPath, [cli, 'audit', 'verify', ...args], { encoding: 'utf8', timeout: 30_000 }, (err, stdout, stderr) =>
+          resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        ),
       );
       assert.equal(run.status, 0, `loupe audit verify ${args.join(' ')}: ${run.stdout}${run.stderr}`);
       assert.match(run.stdout, new RegExp(`^OK: session ${session.sessionId}: ${result.events.length} records in \\d+ sealed chunk\\(s\\), chain intact, manifest sealed`));
@@ -114,7 +117,10 @@ describe('Download Transcript (extension/transcripts.ts) against a real broker a
     const text = await auditor.transcript(session.sessionId);
     const keys = await auditor.auditKeys();
     const lines = text.trimEnd().split('\n');
-    const records = lines.map((l, i) => [l, i] as const).filter(([l]) => !/"type":"(seal|manifest)"/.test(l)).map(([, i]) => i);
+    const records = lines
+      .map((l, i) => [l, i] as const)
+      .filter(([l]) => !/"type":"(seal|manifest)"/.test(l))
+      .map(([, i]) => i);
     const variants: [string, string[]][] = [];
     const changed = [...lines];
     changed[records[4]!] = changed[records[4]!]!.replace('investigating a test', 'investigating a tesT');

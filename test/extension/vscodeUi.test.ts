@@ -34,7 +34,20 @@ describe('VS Code (code-server) end to end', { skip }, () => {
     broker = await startTestBroker(policy);
     // The .vsix exactly as `npm run package` builds it (dist/ is fresh: npm test builds first).
     vsixDir = mkdtempSync(join(tmpdir(), 'loupe-vsix-'));
-    const vsce = spawnSync(process.execPath, [join(root, 'node_modules', '@vscode', 'vsce', 'vsce'), 'package', '--no-dependencies', '--allow-missing-repository', '--skip-license', '--no-rewrite-relative-links', '-o', join(vsixDir, 'loupe.vsix')], { cwd: root, encoding: 'utf8' });
+    const vsce = spawnSync(
+      process.execPath,
+      [
+        join(root, 'node_modules', '@vscode', 'vsce', 'vsce'),
+        'package',
+        '--no-dependencies',
+        '--allow-missing-repository',
+        '--skip-license',
+        '--no-rewrite-relative-links',
+        '-o',
+        join(vsixDir, 'loupe.vsix'),
+      ],
+      { cwd: root, encoding: 'utf8' },
+    );
     assert.equal(vsce.status, 0, `vsce package: ${vsce.stdout}${vsce.stderr}`);
     // The developer's checkout of the service: sources, compiled output and a launch.json mapping it onto the target.
     workspace = mkdtempSync(join(tmpdir(), 'loupe-ws-'));
@@ -42,7 +55,16 @@ describe('VS Code (code-server) end to end', { skip }, () => {
     mkdirSync(join(workspace, '.vscode'));
     writeFileSync(
       join(workspace, '.vscode', 'launch.json'),
-      JSON.stringify({ version: '0.2.0', configurations: [{ type: 'loupe', request: 'attach', name: 'Loupe: app', target: 'app', localRoot: '${workspaceFolder}', remoteRoot: service.remoteRoot, outFiles: ['${workspaceFolder}/dist/**/*.js'] }] }, null, 2),
+      JSON.stringify(
+        {
+          version: '0.2.0',
+          configurations: [
+            { type: 'loupe', request: 'attach', name: 'Loupe: app', target: 'app', localRoot: '${workspaceFolder}', remoteRoot: service.remoteRoot, outFiles: ['${workspaceFolder}/dist/**/*.js'] },
+          ],
+        },
+        null,
+        2,
+      ),
     );
     codeServer = await startCodeServer({ vsix: [join(vsixDir, 'loupe.vsix')], settings: { 'loupe.brokerUrl': broker.url, 'loupe.alerts.refreshSeconds': 5 } });
   });

@@ -17,8 +17,46 @@ const batchSize = 250;
 const seed = fuzzSeed();
 
 const allowed = describeAllowlist().map((m) => m.method);
-const refusedKnown = ['Debugger.setScriptSource', 'Runtime.callFunctionOn', 'Runtime.compileScript', 'NodeWorker.sendMessageToWorker', 'HeapProfiler.takeHeapSnapshot', 'Runtime.terminateExecution', 'Debugger.setVariableValue'];
-const paramNames = ['expression', 'objectId', 'callFrameId', 'lineNumber', 'url', 'urlRegex', 'scriptId', 'location', 'condition', 'logMessage', 'breakpointId', 'skipList', 'start', 'end', 'patterns', 'positions', 'state', 'maxDepth', 'query', 'isRegex', 'returnByValue', 'generatePreview', 'throwOnSideEffect', 'includeCommandLineAPI', 'timeout', 'contextId', 'stackTraceId', 'id', 'debuggerId'];
+const refusedKnown = [
+  'Debugger.setScriptSource',
+  'Runtime.callFunctionOn',
+  'Runtime.compileScript',
+  'NodeWorker.sendMessageToWorker',
+  'HeapProfiler.takeHeapSnapshot',
+  'Runtime.terminateExecution',
+  'Debugger.setVariableValue',
+];
+const paramNames = [
+  'expression',
+  'objectId',
+  'callFrameId',
+  'lineNumber',
+  'url',
+  'urlRegex',
+  'scriptId',
+  'location',
+  'condition',
+  'logMessage',
+  'breakpointId',
+  'skipList',
+  'start',
+  'end',
+  'patterns',
+  'positions',
+  'state',
+  'maxDepth',
+  'query',
+  'isRegex',
+  'returnByValue',
+  'generatePreview',
+  'throwOnSideEffect',
+  'includeCommandLineAPI',
+  'timeout',
+  'contextId',
+  'stackTraceId',
+  'id',
+  'debuggerId',
+];
 
 const methodArb = fc.oneof(
   { weight: 6, arbitrary: fc.constantFrom(...allowed) },
@@ -35,8 +73,22 @@ const paramsArb = fc.oneof(
   { weight: 4, arbitrary: plausibleParams },
   { weight: 2, arbitrary: fc.dictionary(keyArb(paramNames), jsonArb(paramNames), { maxKeys: 6 }) },
   { weight: 1, arbitrary: jsonArb(paramNames) },
-  { weight: 1, arbitrary: fc.record({ expression: fc.constantFrom('1+1', 'this', 'local.n', 'process.env', 'globalThis.constructor', '({}).__proto__', '[].constructor.constructor("return 1")()'), returnByValue: fc.boolean() }) },
-  { weight: 1, arbitrary: fc.record({ lineNumber: fc.integer({ min: -1, max: 40 }), url: fc.constantFrom('file:///nope.js', ''), urlRegex: fc.constantFrom('http-app\\.js$', '(', '.*'), condition: fc.constantFrom('n > 1', 'toString', '__proto__', '))', 'while(1);') }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      expression: fc.constantFrom('1+1', 'this', 'local.n', 'process.env', 'globalThis.constructor', '({}).__proto__', '[].constructor.constructor("return 1")()'),
+      returnByValue: fc.boolean(),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      lineNumber: fc.integer({ min: -1, max: 40 }),
+      url: fc.constantFrom('file:///nope.js', ''),
+      urlRegex: fc.constantFrom('http-app\\.js$', '(', '.*'),
+      condition: fc.constantFrom('n > 1', 'toString', '__proto__', '))', 'while(1);'),
+    }),
+  },
 );
 
 const idArb = fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 1, max: 1e9 }) }, { weight: 1, arbitrary: jsonArb([]) });
@@ -44,7 +96,13 @@ const idArb = fc.oneof({ weight: 8, arbitrary: fc.integer({ min: 1, max: 1e9 }) 
 type Outgoing = { text: string | Buffer; binary: boolean; id?: number };
 
 const messageArb: fc.Arbitrary<Outgoing> = fc
-  .record({ id: idArb, method: methodArb, params: paramsArb, hasParams: fc.boolean(), extra: fc.option(fc.dictionary(keyArb(['sessionId', 'id']), jsonArb([]), { minKeys: 1, maxKeys: 2 }), { freq: 10 }) })
+  .record({
+    id: idArb,
+    method: methodArb,
+    params: paramsArb,
+    hasParams: fc.boolean(),
+    extra: fc.option(fc.dictionary(keyArb(['sessionId', 'id']), jsonArb([]), { minKeys: 1, maxKeys: 2 }), { freq: 10 }),
+  })
   .map(({ id, method, params, hasParams, extra }) => {
     const message: Record<string, unknown> = {};
     // Defined, so a "__proto__" key is sent as a key.
@@ -64,11 +122,17 @@ const rawArb: fc.Arbitrary<Outgoing> = fc.oneof(
   fc.integer({ min: 1, max: 1e6 }).map((id) => ({ text: `{"id":${id},"method":"Runtime.evaluate","params":{"expression":"1","x":${deepJson(50_000)}}}`, binary: false, id })),
   fc.integer({ min: 1, max: 1e6 }).map((id) => ({ text: `{"id":${id},"method":"Debugger.setBreakpoint","params":{"location":${deepJson(20_000, 'location')}}}`, binary: false, id })),
   fc.integer({ min: 1, max: 1e6 }).map((id) => ({ text: `{"id":${id},"method":"Debugger.setBreakpoint","params":{"location":${deepJson(20_000, '__proto__')}}}`, binary: false, id })),
-  fc.integer({ min: 1, max: 1e6 }).map((id) => ({ text: JSON.stringify({ id, method: 'Runtime.evaluate', params: { expression: `(${'('.repeat(30_000)}1${')'.repeat(30_000)})` } }), binary: false, id })),
-  fc.integer({ min: 1, max: 1e6 }).map((id) => ({ text: JSON.stringify({ id, method: 'Loupe.setLogpoint', params: { lineNumber: 1, url: 'x', logMessage: '{'.repeat(5000) + 'a' + '}'.repeat(5000) } }), binary: false, id })),
+  fc
+    .integer({ min: 1, max: 1e6 })
+    .map((id) => ({ text: JSON.stringify({ id, method: 'Runtime.evaluate', params: { expression: `(${'('.repeat(30_000)}1${')'.repeat(30_000)})` } }), binary: false, id })),
+  fc
+    .integer({ min: 1, max: 1e6 })
+    .map((id) => ({ text: JSON.stringify({ id, method: 'Loupe.setLogpoint', params: { lineNumber: 1, url: 'x', logMessage: '{'.repeat(5000) + 'a' + '}'.repeat(5000) } }), binary: false, id })),
   // Over the frame limit (1 MiB by default): refused by size, answered by the sniffed id.
   fc.integer({ min: 1, max: 1e6 }).map((id) => ({ text: JSON.stringify({ id, method: 'Runtime.evaluate', params: { expression: `"${'x'.repeat(1_200_000)}"` } }), binary: false, id })),
-  fc.integer({ min: 1, max: 1e6 }).map((id) => ({ text: JSON.stringify({ id, method: 'Runtime.evaluate', params: { expression: `'${'y'.repeat(200_000)}'.length`, returnByValue: true } }), binary: false, id })),
+  fc
+    .integer({ min: 1, max: 1e6 })
+    .map((id) => ({ text: JSON.stringify({ id, method: 'Runtime.evaluate', params: { expression: `'${'y'.repeat(200_000)}'.length`, returnByValue: true } }), binary: false, id })),
 );
 
 const frameArb = fc.oneof({ weight: 12, arbitrary: messageArb }, { weight: 2, arbitrary: rawArb });
@@ -121,7 +185,11 @@ describe(`fuzz: ${total} generated client frames through a live broker to a real
         const missing = () => frames.filter((f) => f.id !== undefined && !answeredIds.has(f.id));
         await waitFor(() => missing().length === 0, { what: 'an answer to every frame with an id', timeoutMs: 15_000, intervalMs: 20 }).catch(() => undefined); // asserted below
         const unanswered = missing();
-        assert.deepEqual(unanswered.map((f) => String(f.text).slice(0, 200)), [], 'every frame with an id got an answer with that id');
+        assert.deepEqual(
+          unanswered.map((f) => String(f.text).slice(0, 200)),
+          [],
+          'every frame with an id got an answer with that id',
+        );
         answered += frames.length - unanswered.length;
         assert.deepEqual(faults, [], 'no client frame faulted its session');
         assert.equal(broker.broker.faults, 0);
@@ -136,7 +204,9 @@ describe(`fuzz: ${total} generated client frames through a live broker to a real
       { numRuns: Math.ceil(total / batchSize), seed, endOnFailure: true },
     );
     const seconds = (Date.now() - started) / 1000;
-    process.stdout.write(`# client fuzz: ${sent} frames in ${round} sessions, ${answered} frames answered or refused by id, ${seconds.toFixed(1)} s (${Math.round(sent / seconds)} frames/s), seed ${seed}\n`);
+    process.stdout.write(
+      `# client fuzz: ${sent} frames in ${round} sessions, ${answered} frames answered or refused by id, ${seconds.toFixed(1)} s (${Math.round(sent / seconds)} frames/s), seed ${seed}\n`,
+    );
     assert.ok(sent >= total);
   });
 });

@@ -91,7 +91,11 @@ describe('CDP gate: refusals', () => {
 
 describe('CDP gate: rewrites', () => {
   it('forces throwOnSideEffect, a timeout and disableBreaks on Runtime.evaluate, dropping includeCommandLineAPI and unknown flags', () => {
-    const decision = gate({ id: 1, method: 'Runtime.evaluate', params: { expression: 'require("fs")', includeCommandLineAPI: true, throwOnSideEffect: false, timeout: 1e9, awaitPromise: true, replMode: true, futureFlag: 1 } });
+    const decision = gate({
+      id: 1,
+      method: 'Runtime.evaluate',
+      params: { expression: 'require("fs")', includeCommandLineAPI: true, throwOnSideEffect: false, timeout: 1e9, awaitPromise: true, replMode: true, futureFlag: 1 },
+    });
     assert.equal(decision.action, 'forward');
     if (decision.action !== 'forward') return;
     assert.deepEqual(decision.params, { expression: 'require("fs")', throwOnSideEffect: true, timeout: 500, disableBreaks: true });
@@ -198,9 +202,21 @@ describe('CDP gate: names from a frame never reach Object.prototype', () => {
 
   const paramCases: { name: string; frame: (key: string) => string; dropped: (key: string) => string }[] = [
     { name: 'a top-level param', frame: (k) => `{"id":1,"method":"Runtime.evaluate","params":{"expression":"1",${JSON.stringify(k)}:{"expression":"x"}}}`, dropped: (k) => `params.${k}` },
-    { name: 'a nested object key', frame: (k) => `{"id":1,"method":"Debugger.setBreakpoint","params":{"location":{"scriptId":"1","lineNumber":2,${JSON.stringify(k)}:1}}}`, dropped: (k) => `params.location.${k}` },
-    { name: 'a key inside an array item', frame: (k) => `{"id":1,"method":"Debugger.stepInto","params":{"skipList":[{"scriptId":"1",${JSON.stringify(k)}:[1]}]}}`, dropped: (k) => `params.skipList[0].${k}` },
-    { name: 'a key two objects deep inside an array item', frame: (k) => `{"id":1,"method":"Debugger.stepOver","params":{"skipList":[{"start":{"lineNumber":0,${JSON.stringify(k)}:null}}]}}`, dropped: (k) => `params.skipList[0].start.${k}` },
+    {
+      name: 'a nested object key',
+      frame: (k) => `{"id":1,"method":"Debugger.setBreakpoint","params":{"location":{"scriptId":"1","lineNumber":2,${JSON.stringify(k)}:1}}}`,
+      dropped: (k) => `params.location.${k}`,
+    },
+    {
+      name: 'a key inside an array item',
+      frame: (k) => `{"id":1,"method":"Debugger.stepInto","params":{"skipList":[{"scriptId":"1",${JSON.stringify(k)}:[1]}]}}`,
+      dropped: (k) => `params.skipList[0].${k}`,
+    },
+    {
+      name: 'a key two objects deep inside an array item',
+      frame: (k) => `{"id":1,"method":"Debugger.stepOver","params":{"skipList":[{"start":{"lineNumber":0,${JSON.stringify(k)}:null}}]}}`,
+      dropped: (k) => `params.skipList[0].start.${k}`,
+    },
   ];
   for (const { name, frame, dropped } of paramCases) {
     it(`drops every prototype name as ${name}, and the rebuilt params keep Object.prototype`, () => {

@@ -364,7 +364,11 @@ describe('grants: attach authentication against a real target', () => {
 
   it('only the holder may open a ticket', async () => {
     const grant = await broker.grant('dev', ['devs']);
-    for (const [sub, groups] of [['dev2', ['devs']], ['ada', ['admins']], ['olga', ['owners']]] as const) {
+    for (const [sub, groups] of [
+      ['dev2', ['devs']],
+      ['ada', ['admins']],
+      ['olga', ['owners']],
+    ] as const) {
       const res = await broker.api('POST', `/v1/grants/${grant.grantId}/tickets`, await broker.token(sub, [...groups]));
       assert.equal(res.status, 403, `${sub} opened a ticket`);
       assert.equal(res.body.error.code, 'forbidden');

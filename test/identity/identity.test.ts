@@ -197,7 +197,10 @@ describe('identity: a configured external issuer with a PEM public key', () => {
     const token = await new SignJWT(externalClaims()).setProtectedHeader({ alg: 'RS256', typ: 'JWT' }).sign(rsaPrivate);
     const res = await broker.api('GET', '/v1/targets', token);
     assert.equal(res.status, 200, JSON.stringify(res.body));
-    assert.deepEqual(res.body.targets.map((t: { name: string }) => t.name), ['app']);
+    assert.deepEqual(
+      res.body.targets.map((t: { name: string }) => t.name),
+      ['app'],
+    );
     assert.deepEqual(res.body.targets[0].modes, ['pause', 'snapshot']);
   });
 

@@ -68,11 +68,14 @@ const b64url = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('
 /** Polls GET /v1/targets with `token` until the broker answers `status` (caches and retries here follow the wall clock). */
 async function statusBecomes(broker: TestBroker, token: string, status: number, what: string, timeoutMs = 10_000): Promise<void> {
   let last: unknown;
-  await waitFor(async () => {
-    const res = await broker.api('GET', '/v1/targets', token);
-    last = `${res.status} ${JSON.stringify(res.body)}`;
-    return res.status === status;
-  }, { what: () => `${what} (last answer: ${String(last)})`, timeoutMs, intervalMs: 100 });
+  await waitFor(
+    async () => {
+      const res = await broker.api('GET', '/v1/targets', token);
+      last = `${res.status} ${JSON.stringify(res.body)}`;
+      return res.status === status;
+    },
+    { what: () => `${what} (last answer: ${String(last)})`, timeoutMs, intervalMs: 100 },
+  );
 }
 
 describe('identity: tokens from a real OIDC provider, its keys found through discovery', () => {
@@ -158,7 +161,7 @@ describe('identity: tokens from a real OIDC provider, its keys found through dis
     await expectRefused(broker, token, 401, 'token_invalid', /uses an algorithm this issuer does not allow/);
   });
 
-  it('refuses HS256 keyed with the provider\'s published RSA key (key confusion)', async () => {
+  it("refuses HS256 keyed with the provider's published RSA key (key confusion)", async () => {
     const jwks = (await (await fetch(`${provider.issuer}/jwks`)).json()) as { keys: JWK[] };
     const pem = await exportSPKI((await importJWK(jwks.keys[0]!, 'RS256')) as CryptoKey);
     const genuine = decodeJwt(await provider.clientCredentials('svc-dev', 'svc-dev-secret', audience));
@@ -181,7 +184,11 @@ describe('identity: tokens from a real OIDC provider, its keys found through dis
 
   it('the dev issuer still works next to the provider', async () => {
     assert.deepEqual(await targetNames(broker, await broker.token('alice', ['devs'])), ['app']);
-    assert.deepEqual(logs.filter((l) => l.startsWith('identity:')), [], 'no identity trouble was logged');
+    assert.deepEqual(
+      logs.filter((l) => l.startsWith('identity:')),
+      [],
+      'no identity trouble was logged',
+    );
   });
 });
 
@@ -221,7 +228,7 @@ describe('identity: key rotation at the provider while the broker runs', () => {
     // signed with the old key are refused; the new key keeps working.
     provider = await provider.restart({ keys: [newKey], signingKid: 'key-new' });
     assert.deepEqual(await publishedKids(), ['key-new']);
-    await statusBecomes(broker, oldToken, 401, 'the old key\'s token refused once the cached key set is stale (2 s)', 6000);
+    await statusBecomes(broker, oldToken, 401, "the old key's token refused once the cached key set is stale (2 s)", 6000);
     await expectRefused(broker, oldToken, 401, 'token_invalid', /signed with a key the issuer does not publish/);
     assert.deepEqual(await targetNames(broker, newToken), ['app']);
     assert.deepEqual(await targetNames(broker, await provider.clientCredentials('svc-dev', 'svc-dev-secret', audience)), ['app']);
@@ -241,7 +248,10 @@ describe('identity: the provider unavailable', () => {
       const error = await expectRefused(broker, token, 503, 'issuer_unavailable', /cannot verify tokens from http:\/\/127\.0\.0\.1:\d+: cannot fetch its discovery document/);
       assert.ok(error.message.includes(discoveryUrl(provider.issuer)), error.message);
       assert.match(error.message, /ECONNREFUSED/);
-      assert.ok(logs.some((l) => l.startsWith('identity: cannot verify tokens from') && l.includes(discoveryUrl(provider.issuer))), logs.join('\n'));
+      assert.ok(
+        logs.some((l) => l.startsWith('identity: cannot verify tokens from') && l.includes(discoveryUrl(provider.issuer))),
+        logs.join('\n'),
+      );
 
       provider = await provider.restart({});
       // Discovery is retried on demand (at most once a second), so the broker is not left broken.
@@ -281,7 +291,13 @@ describe('identity: the provider unavailable', () => {
     try {
       const { privateKey } = await generateKeyPair('RS256');
       const now = Math.floor(Date.now() / 1000);
-      const token = await new SignJWT({ sub: 'x', realm_access: { roles: ['devs'] } }).setProtectedHeader({ alg: 'RS256', kid: 'k' }).setIssuer(issuer).setAudience(audience).setIssuedAt(now).setExpirationTime(now + 60).sign(privateKey);
+      const token = await new SignJWT({ sub: 'x', realm_access: { roles: ['devs'] } })
+        .setProtectedHeader({ alg: 'RS256', kid: 'k' })
+        .setIssuer(issuer)
+        .setAudience(audience)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 60)
+        .sign(privateKey);
       const started = Date.now();
       await expectRefused(broker, token, 503, 'issuer_unavailable', /discovery document .* no answer within 5s/);
       assert.ok(Date.now() - started < 8_000, 'bounded by the fetch timeout');
@@ -300,7 +316,13 @@ describe('identity: the provider unavailable', () => {
     try {
       const { privateKey } = await generateKeyPair('RS256');
       const now = Math.floor(Date.now() / 1000);
-      const token = await new SignJWT({ sub: 'x' }).setProtectedHeader({ alg: 'RS256', kid: 'slash-1' }).setIssuer(configured).setAudience(audience).setIssuedAt(now).setExpirationTime(now + 60).sign(privateKey);
+      const token = await new SignJWT({ sub: 'x' })
+        .setProtectedHeader({ alg: 'RS256', kid: 'slash-1' })
+        .setIssuer(configured)
+        .setAudience(audience)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 60)
+        .sign(privateKey);
       const error = await expectRefused(broker, token, 503, 'issuer_unavailable', /names issuer "http:\/\/127\.0\.0\.1:\d+"; the configured issuer must equal it exactly/);
       assert.ok(error.message.includes(discoveryUrl(configured)), error.message);
     } finally {

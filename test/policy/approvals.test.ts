@@ -31,7 +31,19 @@ function approvalPolicy(inspector: string, extra: Record<string, any> = {}): Rec
     ...base,
     roles: { ...base.roles, sre: { groups: ['sres'] } },
     auditors: ['admin'],
-    alerting: { rules: { evaluationRate: false, readRate: false, capturedBytes: false, refusals: false, sensitiveReads: false, firstAttach: false, longPause: false, watchdogResume: false, concurrentTargets: false } },
+    alerting: {
+      rules: {
+        evaluationRate: false,
+        readRate: false,
+        capturedBytes: false,
+        refusals: false,
+        sensitiveReads: false,
+        firstAttach: false,
+        longPause: false,
+        watchdogResume: false,
+        concurrentTargets: false,
+      },
+    },
     targets: {
       app: { ...base.targets.app, access: [{ role: 'dev', modes: ['pause', 'snapshot'], maxDuration: '10m', requireApproval: { approvers: 'sre', minApprovals: 2, expiresAfter: '30m' } }] },
       peer: { ...base.targets.app, access: [{ role: 'dev', modes: ['pause'], maxDuration: '10m', requireApproval: { approvers: ['dev'] } }] },
@@ -60,7 +72,8 @@ const people: Record<string, string[]> = {
 
 function client(broker: TestBroker) {
   const as = async (user: string, method: string, path: string, body?: unknown) => broker.api(method, path, await broker.token(user, people[user]!), body);
-  const ask = (user: string, overrides: Record<string, unknown> = {}) => as(user, 'POST', '/v1/grants', { target: 'app', mode: 'pause', durationSeconds: 300, reason: 'checkout 500s since deploy', ticket: 'INC-42', ...overrides });
+  const ask = (user: string, overrides: Record<string, unknown> = {}) =>
+    as(user, 'POST', '/v1/grants', { target: 'app', mode: 'pause', durationSeconds: 300, reason: 'checkout 500s since deploy', ticket: 'INC-42', ...overrides });
   return { as, ask };
 }
 
@@ -87,7 +100,21 @@ describe('requireApproval in the policy file', () => {
 
   it('accepts a role (or roles) with defaults of one approval within an hour', () => {
     const base = basePolicy('127.0.0.1:9');
-    const config = validateConfig({ ...base, targets: { app: { ...base.targets.app, access: [{ role: 'dev', requireApproval: { approvers: 'owner' } }, { role: 'dev', requireApproval: { approvers: ['owner', 'admin'], minApprovals: 3, expiresAfter: '15m' } }] } } }, tmpdir());
+    const config = validateConfig(
+      {
+        ...base,
+        targets: {
+          app: {
+            ...base.targets.app,
+            access: [
+              { role: 'dev', requireApproval: { approvers: 'owner' } },
+              { role: 'dev', requireApproval: { approvers: ['owner', 'admin'], minApprovals: 3, expiresAfter: '15m' } },
+            ],
+          },
+        },
+      },
+      tmpdir(),
+    );
     assert.deepEqual(config.targets.app!.access[0]!.requireApproval, { approvers: ['owner'], minApprovals: 1, expiresAfterSeconds: 3600 });
     assert.deepEqual(config.targets.app!.access[1]!.requireApproval, { approvers: ['owner', 'admin'], minApprovals: 3, expiresAfterSeconds: 900 });
   });
@@ -140,7 +167,7 @@ describe('access requests over HTTP (real broker, real target)', () => {
     assert.equal(request.status, 'pending');
     assert.deepEqual(request.approvers, ['sre']);
     assert.equal(request.minApprovals, 2);
-    assert.equal(Date.parse(request.expiresAt) - Date.parse(request.createdAt), 30 * 60_000, 'decide within the rule\'s 30m');
+    assert.equal(Date.parse(request.expiresAt) - Date.parse(request.createdAt), 30 * 60_000, "decide within the rule's 30m");
     assert.equal(request.token, undefined, 'no grant token before approval');
     assert.match(request.message, /^targets\.app\.access\[0\] \(role dev\) requires 2 approvals by sre \(within 30m\); waiting for 2 more approvals by sre/);
     flowRequestId = request.requestId;
@@ -152,7 +179,10 @@ describe('access requests over HTTP (real broker, real target)', () => {
       assert.equal(list.status, 200);
       const mine = list.body.requests.find((r: any) => r.requestId === request.requestId);
       assert.ok(mine, `${approver} sees the request`);
-      assert.deepEqual({ requester: mine.requester, target: mine.target, mode: mine.mode, reason: mine.reason, ticket: mine.ticket }, { requester: { sub: 'dev', name: 'dev' }, target: 'app', mode: 'pause', reason: 'checkout 500s since deploy', ticket: 'INC-42' });
+      assert.deepEqual(
+        { requester: mine.requester, target: mine.target, mode: mine.mode, reason: mine.reason, ticket: mine.ticket },
+        { requester: { sub: 'dev', name: 'dev' }, target: 'app', mode: 'pause', reason: 'checkout 500s since deploy', ticket: 'INC-42' },
+      );
     }
     for (const other of ['dev', 'dev2', 'olga']) assert.deepEqual((await as(other, 'GET', '/v1/requests')).body.requests, [], `${other} has nothing to decide`);
     assert.equal((await as('dev', 'GET', path)).status, 200);
@@ -170,7 +200,10 @@ describe('access requests over HTTP (real broker, real target)', () => {
     const first = await as('sam', 'POST', `${path}/approve`, { comment: 'looked at INC-42, fine' });
     assert.equal(first.status, 200, JSON.stringify(first.body));
     assert.equal(first.body.status, 'pending');
-    assert.deepEqual(first.body.approvals.map((a: any) => [a.sub, a.comment]), [['sam', 'looked at INC-42, fine']]);
+    assert.deepEqual(
+      first.body.approvals.map((a: any) => [a.sub, a.comment]),
+      [['sam', 'looked at INC-42, fine']],
+    );
 
     // The same approver again does not count twice.
     const again = await as('sam', 'POST', `${path}/approve`);
@@ -184,8 +217,11 @@ describe('access requests over HTTP (real broker, real target)', () => {
     const second = await as('sue', 'POST', `${path}/approve`);
     assert.equal(second.status, 200);
     assert.equal(second.body.status, 'approved');
-    assert.deepEqual(second.body.approvals.map((a: any) => a.sub), ['sam', 'sue']);
-    assert.equal((await as('sam', 'GET', '/v1/requests')).body.requests.length, 0, 'an approved request leaves the approvers\' list');
+    assert.deepEqual(
+      second.body.approvals.map((a: any) => a.sub),
+      ['sam', 'sue'],
+    );
+    assert.equal((await as('sam', 'GET', '/v1/requests')).body.requests.length, 0, "an approved request leaves the approvers' list");
 
     const stolen = await as('dev2', 'POST', `${path}/grant`);
     assert.equal(stolen.status, 403);
@@ -199,7 +235,10 @@ describe('access requests over HTTP (real broker, real target)', () => {
     assert.equal(grant.durationSeconds, 600, 'capped by the rule');
     assert.equal(grant.capped, true);
     assert.equal(grant.requestId, request.requestId);
-    assert.deepEqual(grant.approvedBy.map((a: any) => a.sub), ['sam', 'sue']);
+    assert.deepEqual(
+      grant.approvedBy.map((a: any) => a.sub),
+      ['sam', 'sue'],
+    );
     const expiresIn = Date.parse(grant.expiresAt) - clock.now();
     assert.ok(expiresIn > 595_000 && expiresIn <= 600_000, `the grant runs 600 s from collection (${expiresIn} ms left)`);
     const claims = decodeJwt(grant.token);
@@ -220,7 +259,10 @@ describe('access requests over HTTP (real broker, real target)', () => {
 
   it('self-approval is refused, even for a requester who holds the approver role', async () => {
     const { as, ask } = client(broker);
-    for (const [user, targetName, approver] of [['dora', 'app', 'sam'], ['dev', 'peer', 'dev2']] as const) {
+    for (const [user, targetName, approver] of [
+      ['dora', 'app', 'sam'],
+      ['dev', 'peer', 'dev2'],
+    ] as const) {
       const created = await ask(user, { target: targetName });
       assert.equal(created.status, 202);
       const path = `/v1/requests/${created.body.requestId}`;
@@ -300,7 +342,7 @@ describe('access requests over HTTP (real broker, real target)', () => {
     assert.match(collect.body.error.message, /expired at .* with 2 of 2 approvals/);
   });
 
-  it('the extension\'s client follows a request until approvers decide, and a cancelled wait withdraws nothing by itself', async () => {
+  it("the extension's client follows a request until approvers decide, and a cancelled wait withdraws nothing by itself", async () => {
     const dev = new BrokerApi(broker.url, await broker.token('dev', people.dev!));
     const sam = new BrokerApi(broker.url, await broker.token('sam', people.sam!));
     const sue = new BrokerApi(broker.url, await broker.token('sue', people.sue!));
@@ -320,7 +362,10 @@ describe('access requests over HTTP (real broker, real target)', () => {
     const grant = await dev.collectGrant(final.requestId);
     assert.equal(grant.durationSeconds, 120);
     // The adapter (launch.json) cannot wait: its request is withdrawn and it says where to go instead.
-    await assert.rejects(dev.requestGrant({ target: 'app', mode: 'pause', durationSeconds: 60, reason: 'the adapter path' }), (err: any) => err.code === 'approval_required' && /request .* was not kept \(it was withdrawn\); use "Loupe: Attach to Production…"/.test(err.message));
+    await assert.rejects(
+      dev.requestGrant({ target: 'app', mode: 'pause', durationSeconds: 60, reason: 'the adapter path' }),
+      (err: any) => err.code === 'approval_required' && /request .* was not kept \(it was withdrawn\); use "Loupe: Attach to Production…"/.test(err.message),
+    );
     assert.ok(!(await sam.pendingRequests()).some((r) => r.reason === 'the adapter path'), 'approvers are not left a request nobody waits for');
 
     // Denied: the wait ends with the approver's comment. Cancelled: the wait rejects and the request can be withdrawn.
@@ -351,7 +396,10 @@ describe('access requests over HTTP (real broker, real target)', () => {
     const seen = await after.as('dev', 'GET', `/v1/requests/${created.requestId}`);
     assert.equal(seen.status, 200);
     assert.equal(seen.body.status, 'pending');
-    assert.deepEqual(seen.body.approvals.map((a: any) => [a.sub, a.comment]), [['sam', 'before the restart']]);
+    assert.deepEqual(
+      seen.body.approvals.map((a: any) => [a.sub, a.comment]),
+      [['sam', 'before the restart']],
+    );
     assert.ok((await after.as('sue', 'GET', '/v1/requests')).body.requests.some((r: any) => r.requestId === created.requestId));
     const again = await after.as('sam', 'POST', `/v1/requests/${created.requestId}/approve`);
     assert.equal(again.status, 409, 'the approval from before the restart still counts for sam');
@@ -360,7 +408,10 @@ describe('access requests over HTTP (real broker, real target)', () => {
     assert.equal(grant.status, 201);
     assert.equal(await attachWith(grant.body), 42);
     // The flow's grant from before the restart still carries its approvers.
-    assert.deepEqual(broker.broker.grants.get(flowGrantId)?.approvedBy?.map((a) => a.sub), ['sam', 'sue']);
+    assert.deepEqual(
+      broker.broker.grants.get(flowGrantId)?.approvedBy?.map((a) => a.sub),
+      ['sam', 'sue'],
+    );
   });
 
   it('every step is an audit event with a stable code, the grant chains verify, and the report reads them', async () => {
@@ -399,12 +450,21 @@ describe('access requests over HTTP (real broker, real target)', () => {
         'request.decision_refused L1016',
       ],
     );
-    assert.deepEqual(flow.map((e) => e.data.actor?.sub), ['dev', 'sam', 'sam', 'sue', 'dev', 'dev', 'sam']);
+    assert.deepEqual(
+      flow.map((e) => e.data.actor?.sub),
+      ['dev', 'sam', 'sam', 'sue', 'dev', 'dev', 'sam'],
+    );
     assert.equal(flow[2].data.code, 'request_not_pending');
-    assert.deepEqual(flow[4].data.approvedBy.map((a: any) => a.sub), ['sam', 'sue']);
+    assert.deepEqual(
+      flow[4].data.approvedBy.map((a: any) => a.sub),
+      ['sam', 'sue'],
+    );
     assert.equal(flow[5].data.grantId, flowGrantId);
     for (const type of ['request.created', 'request.approved', 'request.denied', 'request.expired', 'request.collected', 'request.withdrawn', 'request.decision_refused']) {
-      assert.ok(events.some((e) => e.type === type), `${type} recorded`);
+      assert.ok(
+        events.some((e) => e.type === type),
+        `${type} recorded`,
+      );
       assert.equal(events.find((e) => e.type === type).code, eventCodes[type as keyof typeof eventCodes]);
     }
     const refusedCodes = new Set(events.filter((e) => e.type === 'request.decision_refused').map((e) => e.data.code));
@@ -446,7 +506,7 @@ describe('alert action require-approval', () => {
 
   const policy = () => approvalPolicy(target.inspector, { open: { alerts: { refusals: { count: 2, withinSeconds: 60, action: 'require-approval' } } } });
 
-  it('turns the user\'s next grant on the target into an approval request by its owners, durably, until one is collected', async () => {
+  it("turns the user's next grant on the target into an approval request by its owners, durably, until one is collected", async () => {
     broker = await startTestBroker(policy(), { stateDir });
     const { as, ask } = client(broker);
     const direct = await ask('dev', { target: 'open' });
@@ -454,7 +514,11 @@ describe('alert action require-approval', () => {
     const cdp = await CdpClient.connect(direct.body.attachUrl, { authorization: `Bearer ${direct.body.token}` });
     await cdp.send('Profiler.enable');
     await cdp.send('HeapProfiler.enable');
-    const alert = await waitFor(async () => (await as('olga', 'GET', '/v1/alerts')).body.alerts.find((a: any) => a.rule === 'refusals'), { what: 'the refusals alert', timeoutMs: 5000, intervalMs: 50 });
+    const alert = await waitFor(async () => (await as('olga', 'GET', '/v1/alerts')).body.alerts.find((a: any) => a.rule === 'refusals'), {
+      what: 'the refusals alert',
+      timeoutMs: 5000,
+      intervalMs: 50,
+    });
     assert.equal(alert.action, 'require-approval');
     assert.equal(alert.user, 'dev');
     await cdp.close();
@@ -493,7 +557,10 @@ describe('alert action require-approval', () => {
     }
     const hold = events.find((e) => e.type === 'request.approval_required');
     assert.ok(hold, 'the hold is recorded');
-    assert.deepEqual({ user: hold.data.user, target: hold.data.target, alertId: hold.data.alertId, approvers: hold.data.approvers }, { user: 'dev', target: 'open', alertId: alert.id, approvers: ['owner'] });
+    assert.deepEqual(
+      { user: hold.data.user, target: hold.data.target, alertId: hold.data.alertId, approvers: hold.data.approvers },
+      { user: 'dev', target: 'open', alertId: alert.id, approvers: ['owner'] },
+    );
     assert.equal(hold.code, 'L1017');
     assert.ok(events.some((e) => e.type === 'request.collected' && e.data.releasesHold === alert.id));
     broker = undefined;

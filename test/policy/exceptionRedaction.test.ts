@@ -10,7 +10,10 @@ import { basePolicy, startTestBroker, type TestBroker } from '../support/testBro
 
 const app = join(fixtures, 'exception-app.js');
 // Letters beyond hex: a secret cannot turn up by chance in ids or hashes.
-const secret = (label: string) => `Xq-${label}-${randomBytes(9).toString('base64').replace(/[^A-Za-z0-9]/g, 'z')}`;
+const secret = (label: string) =>
+  `Xq-${label}-${randomBytes(9)
+    .toString('base64')
+    .replace(/[^A-Za-z0-9]/g, 'z')}`;
 
 describe('exception and console text', () => {
   const secrets = { loginPassword: secret('login'), apiTokenValue: secret('api'), refreshTokenValue: secret('refresh'), dbPassword: secret('db') };
@@ -49,7 +52,7 @@ describe('exception and console text', () => {
     const props = (await client.call('Runtime.getProperties', { objectId: data.objectId, ownProperties: true, generatePreview: true })).result as any[];
     assert.equal(props.find((p) => p.name === 'message').value.value, 'login failed for alice with [redacted: value of a redacted field] on [redacted: value of a redacted field]');
     assert.match(props.find((p) => p.name === 'stack').value.value, /^Error: login failed for alice with \[redacted: value of a redacted field\] on \[redacted: value of a redacted field\]\n/);
-        const evaluated = await client.call('Debugger.evaluateOnCallFrame', { callFrameId: paused.params.callFrames[0].callFrameId, expression: '"user " + "alice"', returnByValue: true });
+    const evaluated = await client.call('Debugger.evaluateOnCallFrame', { callFrameId: paused.params.callFrames[0].callFrameId, expression: '"user " + "alice"', returnByValue: true });
     assert.equal(evaluated.result.value, 'user alice', 'ordinary evaluation still answers');
     await client.call('Debugger.resume');
 
@@ -69,7 +72,11 @@ describe('exception and console text', () => {
     await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
     await broker.broker.audit.settle();
     assert.deepEqual(frames.flatMap(leaked), [], 'no frame the client received holds a secret');
-    assert.deepEqual(filesUnder(broker.stateDir).flatMap((f) => leaked(f.text).map((s) => `${f.path}: ${s}`)), [], 'no file of the audit trail holds a secret');
+    assert.deepEqual(
+      filesUnder(broker.stateDir).flatMap((f) => leaked(f.text).map((s) => `${f.path}: ${s}`)),
+      [],
+      'no file of the audit trail holds a secret',
+    );
   });
 
   it('an ordinary pause learns what the module holds, so later console output is scrubbed of it', async () => {
@@ -103,21 +110,44 @@ describe('exception messages outside an exception pause', () => {
 
   it('are withheld in console text, exception events and log entries; names, frames and other text stay', () => {
     const r = new Redactor(defaultRedaction);
-    const warning = '(node:7) UnhandledPromiseRejectionWarning: Error: refresh failed for Xq-1\n    at refresh (/app.js:23:18)\n(Use `node --trace-warnings ...` to show where the warning was created)';
+    const warning =
+      '(node:7) UnhandledPromiseRejectionWarning: Error: refresh failed for Xq-1\n    at refresh (/app.js:23:18)\n(Use `node --trace-warnings ...` to show where the warning was created)';
     const consoleEvent = {
       type: 'warning',
       args: [
         { type: 'string', value: warning },
         { type: 'string', value: 'plain text: Error: not followed by a stack' },
-        { type: 'object', subtype: 'error', className: 'TypeError', description: 'TypeError [ERR_X]: bad Xq-2\nsecond line\n    at f (/app.js:1:1)', preview: { type: 'object', subtype: 'error', description: 'TypeError [ERR_X]: bad Xq-2\n    at f (/app.js:1:1)', overflow: false, properties: [{ name: 'stack', type: 'string', value: 'TypeError [ERR_X]: bad Xq-2\n    at f (/app.js:1:1)' }, { name: 'message', type: 'string', value: 'bad Xq-2' }, { name: 'code', type: 'string', value: 'ERR_X' }] } },
+        {
+          type: 'object',
+          subtype: 'error',
+          className: 'TypeError',
+          description: 'TypeError [ERR_X]: bad Xq-2\nsecond line\n    at f (/app.js:1:1)',
+          preview: {
+            type: 'object',
+            subtype: 'error',
+            description: 'TypeError [ERR_X]: bad Xq-2\n    at f (/app.js:1:1)',
+            overflow: false,
+            properties: [
+              { name: 'stack', type: 'string', value: 'TypeError [ERR_X]: bad Xq-2\n    at f (/app.js:1:1)' },
+              { name: 'message', type: 'string', value: 'bad Xq-2' },
+              { name: 'code', type: 'string', value: 'ERR_X' },
+            ],
+          },
+        },
       ],
     };
     r.event('Runtime.consoleAPICalled', consoleEvent);
-    assert.equal(consoleEvent.args[0]!.value, `(node:7) UnhandledPromiseRejectionWarning: Error: ${withheld}\n    at refresh (/app.js:23:18)\n(Use \`node --trace-warnings ...\` to show where the warning was created)`);
+    assert.equal(
+      consoleEvent.args[0]!.value,
+      `(node:7) UnhandledPromiseRejectionWarning: Error: ${withheld}\n    at refresh (/app.js:23:18)\n(Use \`node --trace-warnings ...\` to show where the warning was created)`,
+    );
     assert.equal(consoleEvent.args[1]!.value, 'plain text: Error: not followed by a stack');
     const error = consoleEvent.args[2]! as any;
     assert.equal(error.description, `TypeError [ERR_X]: ${withheld}\n    at f (/app.js:1:1)`);
-    assert.deepEqual(error.preview.properties.map((p: any) => p.value), [`TypeError [ERR_X]: ${withheld}\n    at f (/app.js:1:1)`, withheld, 'ERR_X']);
+    assert.deepEqual(
+      error.preview.properties.map((p: any) => p.value),
+      [`TypeError [ERR_X]: ${withheld}\n    at f (/app.js:1:1)`, withheld, 'ERR_X'],
+    );
 
     const thrown = { exceptionDetails: { text: 'Uncaught', exception: { type: 'object', subtype: 'error', description: 'Error: upstream refused Xq-3\n    at Timeout._onTimeout (/app.js:9:11)' } } };
     r.event('Runtime.exceptionThrown', thrown);
@@ -140,7 +170,14 @@ describe('exception messages outside an exception pause', () => {
   it('are found in time linear in the text', () => {
     const r = new Redactor(defaultRedaction);
     const n = 256 * 1024;
-    for (const text of ['aError'.repeat(n / 6), ` ${'a'.repeat(90)}`.repeat(n / 91), 'Error: '.repeat(n / 7), ' xError ['.padEnd(n, 'a'), 'x\n    at f (a:1:2)\n'.repeat(n / 20), `(${'W'.repeat(79)}Warnin: `.repeat(n / 88)]) {
+    for (const text of [
+      'aError'.repeat(n / 6),
+      ` ${'a'.repeat(90)}`.repeat(n / 91),
+      'Error: '.repeat(n / 7),
+      ' xError ['.padEnd(n, 'a'),
+      'x\n    at f (a:1:2)\n'.repeat(n / 20),
+      `(${'W'.repeat(79)}Warnin: `.repeat(n / 88),
+    ]) {
       const started = performance.now();
       r.exceptionText(text);
       r.exceptionText(text, true);

@@ -55,7 +55,14 @@ describe('policy rules through a real broker', () => {
 
   // Tokens are minted at the broker's frozen time, as an IdP in step with it would.
   const ask = async (groups: string[], body: Record<string, unknown>) =>
-    broker.api('POST', '/v1/grants', await mintDevToken(broker.config, { user: 'u1', groups, now }), { target: 'app', mode: 'snapshot', durationSeconds: 600, reason: 'checking the totals', ticket: 'PAY-1', ...body });
+    broker.api('POST', '/v1/grants', await mintDevToken(broker.config, { user: 'u1', groups, now }), {
+      target: 'app',
+      mode: 'snapshot',
+      durationSeconds: 600,
+      reason: 'checking the totals',
+      ticket: 'PAY-1',
+      ...body,
+    });
 
   it('hours across a time-zone boundary, with a frozen clock', async () => {
     now = Date.parse('2026-11-27T06:59:00Z');
@@ -156,7 +163,10 @@ describe('policy check and explain (the CLI)', () => {
         '',
       ].join('\n'),
     );
-    const allowed = await runCli(['policy', 'explain', file, '--user', 'carol', '--groups', 'devs,owners', '--target', 'app', '--mode', 'pause', '--at', '2026-11-27T10:00:00+01:00', '--duration', '3h'], dir);
+    const allowed = await runCli(
+      ['policy', 'explain', file, '--user', 'carol', '--groups', 'devs,owners', '--target', 'app', '--mode', 'pause', '--at', '2026-11-27T10:00:00+01:00', '--duration', '3h'],
+      dir,
+    );
     assert.equal(allowed.code, 0, allowed.stderr);
     assert.match(allowed.stdout, /^ALLOWED by targets\.app\.access\[1\] \(role owner\): up to 7200 s \(capped\)$/m);
     assert.match(allowed.stdout, /targets\.app\.access\[0\] \(role dev\): refuses \(mode "pause" is not allowed \(allowed: snapshot\)\)/);
@@ -241,7 +251,11 @@ describe('policy reload', () => {
       const url = await brokerUrl(proc, () => stderr, 10_000);
       const token = (await runCli(['token', '--config', file, '--user', 'dan', '--groups', 'devs'], dir)).stdout.trim();
       const grant = (mode: string) =>
-        fetch(`${url}/v1/grants`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: 'app', mode, durationSeconds: 60, reason: 'reload test' }) });
+        fetch(`${url}/v1/grants`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ target: 'app', mode, durationSeconds: 60, reason: 'reload test' }),
+        });
       const waitLog = async (pattern: RegExp) => {
         await waitFor(() => pattern.test(stderr), { what: `the broker to log ${pattern}`, timeoutMs: 5000 }).catch(() => undefined);
         assert.match(stderr, pattern);

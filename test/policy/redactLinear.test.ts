@@ -34,7 +34,39 @@ function referenceScrub(text: string): string {
 }
 
 // Pieces that make the patterns and pairs start, fail and overlap.
-const pieces = ['eyJ', 'eyJhbGciOi', 'abcdef', '.', '-', '_', ' ', '\u00a0', ':', '=', '=>', '"', "'", '\\', ',', '}', 'password', 'Token', 'db', 'x', '1', '4111 1111 1111 1111', '4111-1111', 'Bearer ', 'AKIA', 'ABCDEFGHIJKLMNOP', '-----BEGIN RSA PRIVATE KEY-----', '-----END RSA PRIVATE KEY-----', '$', 'a'.repeat(58), 'b'.repeat(70)];
+const pieces = [
+  'eyJ',
+  'eyJhbGciOi',
+  'abcdef',
+  '.',
+  '-',
+  '_',
+  ' ',
+  '\u00a0',
+  ':',
+  '=',
+  '=>',
+  '"',
+  "'",
+  '\\',
+  ',',
+  '}',
+  'password',
+  'Token',
+  'db',
+  'x',
+  '1',
+  '4111 1111 1111 1111',
+  '4111-1111',
+  'Bearer ',
+  'AKIA',
+  'ABCDEFGHIJKLMNOP',
+  '-----BEGIN RSA PRIVATE KEY-----',
+  '-----END RSA PRIVATE KEY-----',
+  '$',
+  'a'.repeat(58),
+  'b'.repeat(70),
+];
 const text = fc.array(fc.constantFrom(...pieces), { maxLength: 40 }).map((parts) => parts.join(''));
 
 describe('redaction is linear in its input and scrubs what the backtracking patterns scrubbed', () => {

@@ -37,7 +37,20 @@ function v8Policy(inspector: string, extra: Record<string, any> = {}): Record<st
     ...base,
     roles: { ...base.roles, sre: { groups: ['sres'] }, oncall: { groups: ['oncall'] } },
     auditors: ['admin'],
-    alerting: { rules: { evaluationRate: false, readRate: false, capturedBytes: false, refusals: false, sensitiveReads: false, firstAttach: false, longPause: false, watchdogResume: false, concurrentTargets: false }, ...extra.alerting },
+    alerting: {
+      rules: {
+        evaluationRate: false,
+        readRate: false,
+        capturedBytes: false,
+        refusals: false,
+        sensitiveReads: false,
+        firstAttach: false,
+        longPause: false,
+        watchdogResume: false,
+        concurrentTargets: false,
+      },
+      ...extra.alerting,
+    },
     targets: {
       app: {
         ...base.targets.app,
@@ -60,7 +73,10 @@ describe('evaluation in the policy and the access decision', () => {
 
   it('a rule defaults to Loupe expressions; the schema describes the privilege and lists the field', () => {
     const rules = config.targets.app!.access;
-    assert.deepEqual(rules.map((r) => r.evaluation), [['loupe'], ['loupe'], ['loupe', 'v8'], ['v8']]);
+    assert.deepEqual(
+      rules.map((r) => r.evaluation),
+      [['loupe'], ['loupe'], ['loupe', 'v8'], ['v8']],
+    );
     const field = listConfigFields().find((f) => f.path === 'targets.<name>.access[].evaluation');
     assert.ok(field, 'listed in the config reference');
     assert.deepEqual(field.default, ['loupe']);
@@ -284,15 +300,24 @@ describe('a V8 grant through a real broker (approvals, claim, records, alerts, l
     assert.equal(receiver.alerts.filter((a) => a.session === plainStarted.stream && a.rule === 'v8Evaluation').length, 0);
 
     // The listing marks it (loupe audit list reads this), the report carries the banner, the transcript a note.
-    const listed = await waitFor(async () => {
-      const sessions = (await as('ada', ['admins'], 'GET', '/v1/sessions')).body.sessions as any[];
-      return sessions.length >= 2 ? sessions : undefined;
-    }, { what: 'both sessions listed' });
+    const listed = await waitFor(
+      async () => {
+        const sessions = (await as('ada', ['admins'], 'GET', '/v1/sessions')).body.sessions as any[];
+        return sessions.length >= 2 ? sessions : undefined;
+      },
+      { what: 'both sessions listed' },
+    );
     assert.equal(listed.find((s) => s.sessionId === started.stream).evaluation, 'v8');
     assert.equal('evaluation' in listed.find((s) => s.sessionId === plainStarted.stream), false);
     const table = (await listSessions({ broker: broker.url, token: await broker.token('ada', ['admins']) }, {})).split('\n');
-    assert.match(table.find((l) => l.startsWith(started.stream))!, /  pause \+ V8 eval  /);
-    assert.doesNotMatch(table.find((l) => l.startsWith(plainStarted.stream))!, /V8/);
+    assert.match(
+      table.find((l) => l.startsWith(started.stream))!,
+      /  pause \+ V8 eval  /,
+    );
+    assert.doesNotMatch(
+      table.find((l) => l.startsWith(plainStarted.stream))!,
+      /V8/,
+    );
     const events = (await broker.sessionEvents()).filter((e) => e.stream === started.stream);
     const result = { ok: true, problems: [], notes: [], events, kids: [], sealedEnd: true };
     const html = renderReport(result);
@@ -313,9 +338,15 @@ describe('a V8 grant through a real broker (approvals, claim, records, alerts, l
     await cdp.call('Runtime.evaluate', { expression: '2 + 2', returnByValue: true });
     await cdp.close();
     await broker.waitForRecord('session.ended');
-    assert.ok(broker.records.some((e) => e.type === 'cdp.evaluate'), 'the evaluation was recorded');
+    assert.ok(
+      broker.records.some((e) => e.type === 'cdp.evaluate'),
+      'the evaluation was recorded',
+    );
     const alerts = (await as('olga', ['owners'], 'GET', '/v1/alerts')).body.alerts as any[];
-    assert.deepEqual(alerts.filter((a) => a.rule === 'v8Evaluation'), []);
+    assert.deepEqual(
+      alerts.filter((a) => a.rule === 'v8Evaluation'),
+      [],
+    );
     assert.equal(receiver.alerts.filter((a) => a.user === 'oscar').length, 0);
   });
 });

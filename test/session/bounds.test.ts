@@ -64,7 +64,7 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
     const hostile = async () => {
       const answers: any[] = [];
       // For 4 s, so the p99 is taken over hundreds of health checks, not the worst few.
-      for (const until = Date.now() + 4000; Date.now() < until; ) {
+      for (const until = Date.now() + 4000; Date.now() < until;) {
         // 1 MB that the old JWT pattern took minutes over; 4 MB over the frame bound; pairs and letters.
         for (const expression of [`'eyJ-'.repeat(250000)`, `'x'.repeat(4e6)`, `'a:"'.repeat(300000)`, `'k=v '.repeat(250000)`]) {
           answers.push(await client!.send('Runtime.evaluate', { expression }, undefined));
@@ -75,9 +75,14 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
     const run = hostile();
     const latencies = await healthzLatencies(broker.url, run);
     const answers = await run;
-    assert.ok(client.events.some((e) => e.method === 'Loupe.logpoint'), 'the logpoint ran meanwhile');
+    assert.ok(
+      client.events.some((e) => e.method === 'Loupe.logpoint'),
+      'the logpoint ran meanwhile',
+    );
     const p99 = percentile(latencies, 99);
-    console.log(`/healthz under a hostile session: ${latencies.length} requests, p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms`);
+    console.log(
+      `/healthz under a hostile session: ${latencies.length} requests, p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${p99.toFixed(1)} ms, max ${Math.max(...latencies).toFixed(1)} ms`,
+    );
     assert.ok(latencies.length >= 100, `only ${latencies.length} health checks ran`);
     assert.ok(p99 < 50, `/healthz p99 ${p99.toFixed(1)} ms`);
     // Every request was answered: bounded results say they were cut, the one over the frame bound says why.
@@ -124,7 +129,10 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
     await target.ticksAdvance(2, 5000);
     // Matches as V8 gives them: 0-based lines, the line's text; plain text case-insensitive, regex case-sensitive.
     const plain = await client.call('Debugger.searchInContent', { scriptId, query: 'greeting', caseSensitive: false });
-    assert.deepEqual(plain.result.map((m: any) => m.lineNumber), [4, 7]);
+    assert.deepEqual(
+      plain.result.map((m: any) => m.lineNumber),
+      [4, 7],
+    );
     assert.equal(plain.result[0].lineContent, "const Greeting = 'Hello, search';");
     const regex = await client.call('Debugger.searchInContent', { scriptId, query: '^let \\w+ = \\d;$', isRegex: true, caseSensitive: true });
     assert.deepEqual(regex.result, [{ lineNumber: 3, lineContent: 'let counter = 0;' }]);
@@ -184,9 +192,15 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
     assert.ok(missing.data.afterMs >= 2000);
     assert.equal(log.find((r) => r.type === 'session.ending')?.data.endReason, 'target_unresponsive');
     assert.equal(log.find((r) => r.type === 'session.ended')?.data.endReason, 'target_unresponsive');
-    assert.ok(log.some((r) => r.type === 'alert.targetUnresponsive'), 'the alert is in the session record');
+    assert.ok(
+      log.some((r) => r.type === 'alert.targetUnresponsive'),
+      'the alert is in the session record',
+    );
     const alerts = broker.broker.listAlerts({ sub: 'admin', name: 'admin', groups: ['admins'], roles: ['admin'] } as never);
-    assert.ok(alerts.some((a) => a.rule === 'targetUnresponsive'), JSON.stringify(alerts.map((a) => a.rule)));
+    assert.ok(
+      alerts.some((a) => a.rule === 'targetUnresponsive'),
+      JSON.stringify(alerts.map((a) => a.rule)),
+    );
     // The next user is not held behind the wedged session: the grant and attach succeed, and once the target
     // runs again (Node resumed and dropped the old session's state) the new session is served.
     const next = await broker.attach();

@@ -26,12 +26,13 @@ function v8Policy(inspector: string, overrides: Record<string, unknown> = {}) {
 }
 const v8Grant = { evaluation: 'v8' } as never;
 
-
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 
 /** Frames whose method or params name members of Object.prototype: each once crashed the broker process. */
 const prototypeFrames: string[] = [
-  ...['toString', 'constructor', '__proto__', 'hasOwnProperty', 'valueOf', '__defineGetter__', 'isPrototypeOf', 'propertyIsEnumerable', 'toLocaleString'].map((method, i) => JSON.stringify({ id: 100 + i, method })),
+  ...['toString', 'constructor', '__proto__', 'hasOwnProperty', 'valueOf', '__defineGetter__', 'isPrototypeOf', 'propertyIsEnumerable', 'toLocaleString'].map((method, i) =>
+    JSON.stringify({ id: 100 + i, method }),
+  ),
   '{"id":120,"method":"Runtime.evaluate","params":{"expression":"1","toString":1,"constructor":{},"valueOf":null}}',
   '{"id":121,"method":"Runtime.evaluate","params":{"expression":"1","__proto__":{"expression":"process.exit()"}}}',
   '{"id":122,"method":"Debugger.setBreakpoint","params":{"location":{"scriptId":"1","lineNumber":1,"constructor":"x","__proto__":{"polluted":true}}}}',
@@ -74,17 +75,33 @@ describe('one client frame never takes the broker down', () => {
     await victim.close();
     const refusals = (await waitForEvents(broker, (events) => events.filter((e) => e.type === 'session.ended').length >= 2)).filter((e) => e.type === 'cdp.refused');
     for (const method of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) {
-      assert.ok(refusals.some((e) => e.data.method === method && /not on the allowlist/.test(e.data.message)), `refusal of ${method} recorded`);
+      assert.ok(
+        refusals.some((e) => e.data.method === method && /not on the allowlist/.test(e.data.message)),
+        `refusal of ${method} recorded`,
+      );
     }
   });
 
   it('an evaluation too deep to walk is refused with the reason; its session carries on and nothing faults', async () => {
     const { client } = await broker.attach();
     const faultsBefore = broker.broker.faults;
-    for (const expression of [`1${'+1'.repeat(1000)}`, `a${'.b'.repeat(1000)}`, `${'!'.repeat(1000)}a`, `${'- '.repeat(1000)}1`, `${'('.repeat(300)}1${')'.repeat(300)}`, `1${'+1'.repeat(5000)}`, `a${'.b'.repeat(5000)}`, `${'!'.repeat(8000)}a`]) {
+    for (const expression of [
+      `1${'+1'.repeat(1000)}`,
+      `a${'.b'.repeat(1000)}`,
+      `${'!'.repeat(1000)}a`,
+      `${'- '.repeat(1000)}1`,
+      `${'('.repeat(300)}1${')'.repeat(300)}`,
+      `1${'+1'.repeat(5000)}`,
+      `a${'.b'.repeat(5000)}`,
+      `${'!'.repeat(8000)}a`,
+    ]) {
       const reply = await client.send('Runtime.evaluate', { expression });
       // Refused by the depth check, or by the parser itself when it runs out of stack first.
-      assert.match(reply.error?.message ?? '', /^Runtime\.evaluate refused: the expression: (the expression nests deeper than 200 levels|not valid JavaScript \(Not enough stack space)/, `${expression.slice(0, 20)}: ${JSON.stringify(reply).slice(0, 200)}`);
+      assert.match(
+        reply.error?.message ?? '',
+        /^Runtime\.evaluate refused: the expression: (the expression nests deeper than 200 levels|not valid JavaScript \(Not enough stack space)/,
+        `${expression.slice(0, 20)}: ${JSON.stringify(reply).slice(0, 200)}`,
+      );
     }
     assert.equal((await client.call('Runtime.evaluate', { expression: `1${'+1'.repeat(150)}`, returnByValue: true })).result.value, 151);
     assert.equal(broker.broker.faults, faultsBefore);
@@ -93,7 +110,10 @@ describe('one client frame never takes the broker down', () => {
 
   it('a frame with "__proto__" among its params never reaches the target as anything but its own rebuilt message', async () => {
     const { client } = await broker.attach();
-    const reply = await client.sendRaw('{"id":7,"method":"Runtime.evaluate","params":{"expression":"typeof process","returnByValue":true,"__proto__":{"includeCommandLineAPI":true,"throwOnSideEffect":false}}}', 7);
+    const reply = await client.sendRaw(
+      '{"id":7,"method":"Runtime.evaluate","params":{"expression":"typeof process","returnByValue":true,"__proto__":{"includeCommandLineAPI":true,"throwOnSideEffect":false}}}',
+      7,
+    );
     assert.equal(reply.result.result.value, 'object');
     await client.close();
     const events = await waitForEvents(broker, (list) => list.some((e) => e.type === 'cdp.evaluate' && e.data.id === 7));
@@ -156,17 +176,35 @@ describe('a fault in handling one frame ends that session alone, cleanly and on 
     await victim.close();
     const events = await waitForEvents(broker, (list) => list.filter((e) => e.type === 'session.ended').length >= 2);
     const ended = events.find((e) => e.type === 'session.ended' && e.stream === session.sessionId);
-    assert.deepEqual(ended.data, { endReason: 'internal_error', fault: { where: 'client frame', error: 'TypeError: injected fault: the redactor broke', frameSha256: createHash('sha256').update(frame).digest('hex'), bytes: frame.length } });
+    assert.deepEqual(ended.data, {
+      endReason: 'internal_error',
+      fault: { where: 'client frame', error: 'TypeError: injected fault: the redactor broke', frameSha256: createHash('sha256').update(frame).digest('hex'), bytes: frame.length },
+    });
     const ending = events.find((e) => e.type === 'session.ending' && e.stream === session.sessionId);
     assert.deepEqual(ending.data.fault, ended.data.fault);
     assert.ok(ending.data.paused, 'it was paused when it ended');
     const mine = events.filter((e) => e.stream === session.sessionId && e.seq > ending.seq);
-    assert.ok(mine.some((e) => e.type === 'broker.request' && e.data.method === 'Debugger.removeBreakpoint'), 'breakpoint removed');
-    assert.ok(mine.some((e) => e.type === 'broker.request' && e.data.method === 'Debugger.resume'), 'target resumed');
-    assert.ok(log.some((line) => line.startsWith('fault in client frame: TypeError: injected fault') && line.includes(session.sessionId)), log.join('\n'));
+    assert.ok(
+      mine.some((e) => e.type === 'broker.request' && e.data.method === 'Debugger.removeBreakpoint'),
+      'breakpoint removed',
+    );
+    assert.ok(
+      mine.some((e) => e.type === 'broker.request' && e.data.method === 'Debugger.resume'),
+      'target resumed',
+    );
+    assert.ok(
+      log.some((line) => line.startsWith('fault in client frame: TypeError: injected fault') && line.includes(session.sessionId)),
+      log.join('\n'),
+    );
     await broker.broker.security.flush();
-    assert.ok(recorded.some((e) => e.type === 'broker.fault' && e.kind === 'security' && e.data.session === session.sessionId && e.data.where === 'client frame'), 'broker.fault is durable in the security stream');
-    assert.ok(recorded.some((e) => e.type === 'session.fault' && e.kind === 'security' && e.data.session === session.sessionId), 'session.fault names the session in the security stream');
+    assert.ok(
+      recorded.some((e) => e.type === 'broker.fault' && e.kind === 'security' && e.data.session === session.sessionId && e.data.where === 'client frame'),
+      'broker.fault is durable in the security stream',
+    );
+    assert.ok(
+      recorded.some((e) => e.type === 'session.fault' && e.kind === 'security' && e.data.session === session.sessionId),
+      'session.fault names the session in the security stream',
+    );
   });
 
   it('a target message whose handling throws ends that session with internal_error: the cleanup still removes the breakpoint and resumes the target', async () => {
@@ -209,7 +247,10 @@ describe('a hostile target answer that nests deeper than V8 ever does is refused
     hostile.discovery = () => '[{"webSocketDebuggerUrl":"not a url"}]';
     try {
       const grant = await broker.grant('dev', ['devs']);
-      await assert.rejects(CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` }), (err: { status?: number; body?: string }) => err.status === 502 && /lists an invalid webSocketDebuggerUrl/.test(err.body ?? ''));
+      await assert.rejects(
+        CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` }),
+        (err: { status?: number; body?: string }) => err.status === 502 && /lists an invalid webSocketDebuggerUrl/.test(err.body ?? ''),
+      );
     } finally {
       hostile.discovery = listed;
     }
@@ -217,7 +258,10 @@ describe('a hostile target answer that nests deeper than V8 ever does is refused
 
   it('the request gets an error that says why, the session carries on, the frame is on the record', async () => {
     const depth = 200_000;
-    hostile.answer = (request) => (request.method === 'Runtime.evaluate' && !(request.params as { silent?: boolean }).silent ? [`{"id":${request.id},"result":{"result":{"type":"object","value":${'['.repeat(depth)}${']'.repeat(depth)}}}}`] : defaultAnswer(request));
+    hostile.answer = (request) =>
+      request.method === 'Runtime.evaluate' && !(request.params as { silent?: boolean }).silent
+        ? [`{"id":${request.id},"result":{"result":{"type":"object","value":${'['.repeat(depth)}${']'.repeat(depth)}}}}`]
+        : defaultAnswer(request);
     const { client } = await broker.attach(v8Grant);
     const reply = await client.send('Runtime.evaluate', { expression: '1' });
     assert.match(reply.error?.message ?? '', /^Runtime\.evaluate: the target answered with a malformed message \(nested deeper than 1100 levels\)/);
@@ -258,7 +302,11 @@ describe('the broker process (loupe broker, dist/cli.js) survives hostile frames
       const token = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
       const connect = async (targetName: string) => {
         const evaluation = targetName === 'hostile' ? { evaluation: 'v8' } : {};
-        const res = await fetch(`${url}/v1/grants`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: targetName, mode: 'pause', durationSeconds: 300, reason: 'fault test', ...evaluation }) });
+        const res = await fetch(`${url}/v1/grants`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ target: targetName, mode: 'pause', durationSeconds: 300, reason: 'fault test', ...evaluation }),
+        });
         const grant = (await res.json()) as { attachUrl: string; token: string };
         return CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` });
       };

@@ -92,7 +92,6 @@ async function eventsOf(broker: TestBroker, grantId: string): Promise<any[]> {
   return (await broker.sessionEvents()).filter((e) => e.grant === grantId).sort((a, b) => a.seq - b.seq);
 }
 
-
 /** The auditor's report of a session, from its verified transcript in the store. */
 async function reportOf(broker: TestBroker, sessionId: string): Promise<string> {
   await broker.broker.audit.settle();
@@ -200,7 +199,10 @@ describe('a client that is gone is noticed even when its TCP connection is not',
     assert.ok(returnedAt > absentAt, 'the return is recorded');
     assert.deepEqual(events[returnedAt].data.breakpoints, events[absentAt].data.breakpoints);
     assert.equal(events.slice(absentAt, returnedAt).filter((e) => e.type === 'cdp.breakpoint.hit').length, 0, 'no hit held for the absent client');
-    assert.ok(events.slice(returnedAt).some((e) => e.type === 'cdp.breakpoint.hit'), 'a hit held for the client once back');
+    assert.ok(
+      events.slice(returnedAt).some((e) => e.type === 'cdp.breakpoint.hit'),
+      'a hit held for the client once back',
+    );
     assert.ok(events.some((e) => e.type === 'broker.request' && e.data.method === 'Debugger.setSkipAllPauses' && e.data.params.skip === false));
     const report = await reportOf(broker, events[0].stream);
     assert.match(report, /breakpoints off until the client is back/);
@@ -269,7 +271,7 @@ describe('a session ends or resumes only pauses it caused', () => {
     assert.equal(events.find((e) => e.type === 'session.ending').data.ownPause, true);
   });
 
-  it('a snapshot session that ends leaves a pause session\'s pause alone', async () => {
+  it("a snapshot session that ends leaves a pause session's pause alone", async () => {
     target = await startTarget();
     broker = await startTestBroker(policy(target, {}));
     const { client: watcher, grant } = await broker.attach({ mode: 'snapshot' });
@@ -318,7 +320,10 @@ describe('a session ends or resumes only pauses it caused', () => {
     await b.client.close();
     const ofA = await ended(a.grantId);
     const ofB = await ended(b.grantId);
-    assert.ok(ofB.some((e) => e.type === 'watchdog.resumed'), "B's watchdog resumed its own pause");
+    assert.ok(
+      ofB.some((e) => e.type === 'watchdog.resumed'),
+      "B's watchdog resumed its own pause",
+    );
     assert.ok(ofB.some((e) => e.type === 'client.absent') && ofB.some((e) => e.type === 'client.returned'));
     assert.equal(ofA.filter((e) => e.type === 'watchdog.resumed' || e.type === 'client.absent').length, 0, "A's watchdog left B's pause alone");
   });

@@ -79,7 +79,10 @@ describe('session safety: every ending leaves the target running with no breakpo
     await assertHeldThenFreed(target);
     await target.ticksAdvance(5);
     await broker.waitForRecord('session.ended', (r) => r.data.endReason === 'client_closed');
-    assert.ok((await sessionLog(broker)).some((r) => r.type === 'session.ended' && r.data.endReason === 'client_closed'), 'the end is in the stored session');
+    assert.ok(
+      (await sessionLog(broker)).some((r) => r.type === 'session.ended' && r.data.endReason === 'client_closed'),
+      'the end is in the stored session',
+    );
   });
 
   it('revoking a live grant ends its session at once and resumes the target', async () => {
@@ -118,7 +121,10 @@ describe('session safety: every ending leaves the target running with no breakpo
     await client.close();
     const resumed = await broker.waitForRecord('watchdog.resumed');
     await broker.waitForRecord('session.ended', (e) => e.stream === resumed.stream);
-    assert.ok((await sessionLog(broker)).some((r) => r.type === 'watchdog.resumed'), 'the watchdog resume is in the stored session');
+    assert.ok(
+      (await sessionLog(broker)).some((r) => r.type === 'watchdog.resumed'),
+      'the watchdog resume is in the stored session',
+    );
   });
 });
 
@@ -138,7 +144,11 @@ describe('SIGTERM to the broker process', () => {
     const url = await brokerUrl(proc, () => stderr);
     const config = parseConfigText(readFileSync(configFile, 'utf8'), dir);
     const token = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
-    const res = await fetch(`${url}/v1/grants`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 300, reason: 'sigterm test' }) });
+    const res = await fetch(`${url}/v1/grants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 300, reason: 'sigterm test' }),
+    });
     const grant = (await res.json()) as any;
     const client = await CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` });
     await pauseAtWork(client);
@@ -151,4 +161,3 @@ describe('SIGTERM to the broker process', () => {
     await observer.close();
   });
 });
-

@@ -79,7 +79,10 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     assert.deepEqual(counters.result.value, [0, 0]);
     const stored = await broker!.waitForRecord('snapshot.captured', (e) => e.data.captureId === c.captureId);
     await broker!.waitForRecord('session.ended', (e) => e.stream === stored.stream);
-    assert.ok((await broker!.sessionEvents()).some((e) => e.type === 'snapshot.captured' && e.data.captureId === c.captureId), 'the capture is in the stored session');
+    assert.ok(
+      (await broker!.sessionEvents()).some((e) => e.type === 'snapshot.captured' && e.data.captureId === c.captureId),
+      'the capture is in the stored session',
+    );
   });
 
   it('cuts a capture at its time budget and byte limit, and says so', async () => {
@@ -184,7 +187,10 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     assert.match(hostile.error!.message, /^Loupe\.setLogpoint refused: logpoint expression "globalThis\.x = 1" assignment changes program state$/);
     // A part that is not a Loupe expression is refused when the logpoint is set.
     const notLoupe = await client.send('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} sneaky={Object.defineProperty(globalThis, "x", { value: 1 })}' });
-    assert.match(notLoupe.error!.message, /^(Loupe\.setLogpoint|Debugger\.setBreakpointByUrl) refused: logpoint expression "Object\.defineProperty.*is not a Loupe expression: .*Object\.defineProperty is not one of Loupe's built-ins/);
+    assert.match(
+      notLoupe.error!.message,
+      /^(Loupe\.setLogpoint|Debugger\.setBreakpointByUrl) refused: logpoint expression "Object\.defineProperty.*is not a Loupe expression: .*Object\.defineProperty is not one of Loupe's built-ins/,
+    );
     // A part that turns out to need app code (a getter) is refused in the message; the rest is evaluated by the broker.
     const set = await client.call('Loupe.setLogpoint', { lineNumber: line, urlRegex: 'snapshot-app\\.js$', logMessage: 'n={n} long={long.length} sneaky={withGetter.boom}' });
     const first = await client.waitEvent('Loupe.logpoint');
@@ -224,7 +230,10 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     await client.close();
     const suspension = await broker.waitForRecord('cdp.breakpoint.suspended');
     await broker.waitForRecord('session.ended', (e) => e.stream === suspension.stream);
-    assert.ok((await broker.sessionEvents()).some((e) => e.type === 'cdp.breakpoint.suspended'), 'the suspension is in the stored session');
+    assert.ok(
+      (await broker.sessionEvents()).some((e) => e.type === 'cdp.breakpoint.suspended'),
+      'the suspension is in the stored session',
+    );
   });
 
   it('refuses pausing methods in snapshot mode', async () => {
@@ -236,4 +245,3 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     await client.close();
   });
 });
-

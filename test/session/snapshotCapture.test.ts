@@ -12,7 +12,19 @@ import { fixtures, markerLine, startTarget, type TargetProcess } from '../suppor
 
 const file = join(fixtures, 'capture-values.js');
 const line = markerLine(file, 'handle');
-const generous: SnapshotLimits = { frames: 20, expandFrames: 5, depth: 3, collectionItems: 100, fieldsPerObject: 20, stringLength: 255, timeBudgetMs: 5000, maxBytes: 1 << 20, minIntervalMs: 0, maxCapturesPerBreakpoint: 100, maxCapturesPerMinute: 100 };
+const generous: SnapshotLimits = {
+  frames: 20,
+  expandFrames: 5,
+  depth: 3,
+  collectionItems: 100,
+  fieldsPerObject: 20,
+  stringLength: 255,
+  timeBudgetMs: 5000,
+  maxBytes: 1 << 20,
+  minIntervalMs: 0,
+  maxCapturesPerBreakpoint: 100,
+  maxCapturesPerMinute: 100,
+};
 
 describe('capture: previews stand in for reads without changing the capture', () => {
   let target: TargetProcess;
@@ -33,11 +45,16 @@ describe('capture: previews stand in for reads without changing the capture', ()
 
   async function both(limits: SnapshotLimits) {
     const previews: unknown[] = [];
-    const withPreviews = await captureFrames(frames, new Map(), async (objectId, preview) => {
-      const result = await client.call('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) });
-      previews.push(preview);
-      return result;
-    }, limits);
+    const withPreviews = await captureFrames(
+      frames,
+      new Map(),
+      async (objectId, preview) => {
+        const result = await client.call('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) });
+        previews.push(preview);
+        return result;
+      },
+      limits,
+    );
     const readingAll = await captureFrames(frames, new Map(), (objectId) => client.call('Runtime.getProperties', { objectId, ownProperties: true }), limits);
     return { withPreviews, readingAll, previews };
   }

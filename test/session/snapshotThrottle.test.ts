@@ -188,7 +188,10 @@ describe('throttled breakpoints leave V8: no pause while the broker would only r
     await broker.waitForRecord('session.ended');
     const events = await broker.sessionEvents();
     const captured = events.filter((e) => e.type === 'snapshot.captured');
-    assert.deepEqual(captured.map((e) => e.data.captureId), captures.map((c) => c.captureId));
+    assert.deepEqual(
+      captured.map((e) => e.data.captureId),
+      captures.map((c) => c.captureId),
+    );
     assert.deepEqual(captured[0].data.frames, captures[0].frames, 'the record holds what the client got');
     assert.equal(events.filter((e) => /^broker\./.test(e.type) && e.data.method === 'Runtime.getProperties').length, 0);
   });

@@ -54,7 +54,9 @@ export async function startHttpTarget(): Promise<HttpTarget> {
   const dir = mkdtempSync(join(tmpdir(), 'loupe-fuzz-target-'));
   const portFile = join(dir, 'port');
   const target = await startTarget(join(fixtures, 'http-app.js'), { PORT_FILE: portFile });
-  const port = await waitFor(() => Number(readFileSync(portFile, 'utf8')), { what: 'the HTTP target to report its port', timeoutMs: 5000 }).finally(() => rmSync(dir, { recursive: true, force: true }));
+  const port = await waitFor(() => Number(readFileSync(portFile, 'utf8')), { what: 'the HTTP target to report its port', timeoutMs: 5000 }).finally(() =>
+    rmSync(dir, { recursive: true, force: true }),
+  );
   return {
     ...target,
     async serves(timeoutMs = 5000) {

@@ -75,6 +75,11 @@ export function startOwnRgw(label: string): OwnRgw {
     spawnSync('bash', [join(s3Scripts, 'stop-rgw.sh'), dir, '--purge'], { encoding: 'utf8' });
     throw new Error(`start-rgw.sh ${dir} failed (exit ${started.status ?? started.signal}):\n${started.stderr}`);
   }
-  const settings = Object.fromEntries(started.stdout.trim().split('\n').map((l) => l.split('=', 2) as [string, string]));
+  const settings = Object.fromEntries(
+    started.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split('=', 2) as [string, string]),
+  );
   return { dir, settings, stop: () => void spawnSync('bash', [join(s3Scripts, 'stop-rgw.sh'), dir, '--purge'], { encoding: 'utf8' }) };
 }

@@ -10,7 +10,9 @@ export const fixtures = join(__dirname, '..', 'fixtures');
 
 /** The 0-based line of a `// BREAK:<name>` marker in a fixture file, as CDP counts lines. */
 export function markerLine(file: string, name: string): number {
-  const index = readFileSync(file, 'utf8').split('\n').findIndex((line) => line.includes(`// BREAK:${name}`));
+  const index = readFileSync(file, 'utf8')
+    .split('\n')
+    .findIndex((line) => line.includes(`// BREAK:${name}`));
   if (index < 0) throw new Error(`no BREAK:${name} in ${file}`);
   return index;
 }

@@ -20,7 +20,11 @@ export interface TestBroker {
   token(user: string, groups: string[]): Promise<string>;
   api(method: string, path: string, token: string | undefined, body?: unknown): Promise<{ status: number; body: any }>;
   /** Requests a grant as `user` and returns the broker's answer (throws unless 201). */
-  grant(user: string, groups: string[], request?: Partial<{ target: string; mode: string; durationSeconds: number; reason: string; ticket: string }>): Promise<{ grantId: string; token: string; attachUrl: string; expiresAt: string }>;
+  grant(
+    user: string,
+    groups: string[],
+    request?: Partial<{ target: string; mode: string; durationSeconds: number; reason: string; ticket: string }>,
+  ): Promise<{ grantId: string; token: string; attachUrl: string; expiresAt: string }>;
   /** Grant and attach in one step, as user "dev" of group "devs". */
   attach(request?: Partial<{ target: string; mode: string; durationSeconds: number }>): Promise<{ client: CdpClient; grant: { grantId: string; token: string; attachUrl: string; expiresAt: string } }>;
   /** Every audit record made durable since the broker started (all streams), in order, as the broker's observers saw them. */
@@ -55,10 +59,17 @@ export function basePolicy(inspector: string, overrides: Record<string, any> = {
 }
 
 /** Starts a real broker in this process on a free loopback port, with its own state directory. */
-export async function startTestBroker(policy: Record<string, any>, options: { stateDir?: string; clock?: () => number; log?: (line: string) => void; securityStream?: BrokerOptions['securityStream'] } = {}): Promise<TestBroker> {
+export async function startTestBroker(
+  policy: Record<string, any>,
+  options: { stateDir?: string; clock?: () => number; log?: (line: string) => void; securityStream?: BrokerOptions['securityStream'] } = {},
+): Promise<TestBroker> {
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'loupe-test-'));
   const config = parseConfigText(stringify({ ...policy, stateDir }), stateDir);
-  const broker = await Broker.create(config, { ...(options.clock ? { clock: options.clock } : {}), ...(options.log ? { log: options.log } : {}), ...(options.securityStream ? { securityStream: options.securityStream } : {}) });
+  const broker = await Broker.create(config, {
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.log ? { log: options.log } : {}),
+    ...(options.securityStream ? { securityStream: options.securityStream } : {}),
+  });
   // Records made inside Broker.create (before this line) are not seen; every later one is.
   const records: AuditEvent[] = [];
   const recordWaiters = new Set<(event: AuditEvent) => void>();
@@ -80,7 +91,9 @@ export async function startTestBroker(policy: Record<string, any>, options: { st
       const timer = setTimeout(() => {
         recordWaiters.delete(waiter);
         const ofType = records.filter((e) => e.type === type);
-        reject(new Error(`no ${type} audit record${predicate ? ' matching the predicate' : ''} within ${timeoutMs} ms (${ofType.length} of that type seen; last record: ${records.at(-1)?.type ?? 'none'})`));
+        reject(
+          new Error(`no ${type} audit record${predicate ? ' matching the predicate' : ''} within ${timeoutMs} ms (${ofType.length} of that type seen; last record: ${records.at(-1)?.type ?? 'none'})`),
+        );
       }, timeoutMs);
       recordWaiters.add(waiter);
     });

@@ -157,20 +157,24 @@ export class S3AuditStore implements AuditStore {
       }
       if (name === 'NoSuchBucket') throw new AuditStoreError('misconfigured', `${where} does not exist: ${createLockedBucketHint(this.bucket)}`, { cause: err });
       if (name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'CredentialsProviderError') {
-        throw new AuditStoreError('misconfigured', `${where}: S3 credentials refused or missing (${describeError(err)}): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the store's credentials`, { cause: err });
+        throw new AuditStoreError('misconfigured', `${where}: S3 credentials refused or missing (${describeError(err)}): check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the store's credentials`, {
+          cause: err,
+        });
       }
       if (name === 'AccessDenied' || httpStatus(err) === 403) {
-        throw new AuditStoreError('misconfigured', `${where}: access denied reading its Object Lock configuration (${describeError(err)}): the broker's credentials need s3:GetBucketObjectLockConfiguration, s3:PutObject, s3:PutObjectRetention, s3:GetObject, s3:GetObjectRetention and s3:ListBucket on it`, { cause: err });
+        throw new AuditStoreError(
+          'misconfigured',
+          `${where}: access denied reading its Object Lock configuration (${describeError(err)}): the broker's credentials need s3:GetBucketObjectLockConfiguration, s3:PutObject, s3:PutObjectRetention, s3:GetObject, s3:GetObjectRetention and s3:ListBucket on it`,
+          { cause: err },
+        );
       }
       if (/region is missing/i.test((err as SdkError)?.message ?? '')) {
         throw new AuditStoreError('misconfigured', `${where}: no S3 region configured: set AWS_REGION or the store's region`, { cause: err });
       }
       const status = httpStatus(err);
-      throw new AuditStoreError(
-        'unavailable',
-        status ? `${where}: the S3 server answered GetObjectLockConfiguration with ${describeError(err)}` : `${where} is unreachable: ${describeError(err)}`,
-        { cause: err },
-      );
+      throw new AuditStoreError('unavailable', status ? `${where}: the S3 server answered GetObjectLockConfiguration with ${describeError(err)}` : `${where} is unreachable: ${describeError(err)}`, {
+        cause: err,
+      });
     }
     if (enabled !== 'Enabled') {
       throw new AuditStoreError('misconfigured', `${where} does not have Object Lock enabled (ObjectLockEnabled: ${enabled ?? 'absent'}): ${createLockedBucketHint(this.bucket)}`);
@@ -307,7 +311,11 @@ export async function createLockedBucket(target: S3Client | S3ConnectionOptions,
     } catch (err) {
       if (!isNoLockConfiguration(err)) throw new AuditStoreError('unavailable', `cannot read the Object Lock configuration of bucket ${bucket}: ${describeError(err)}`, { cause: err });
     }
-    if (enabled !== 'Enabled') throw new AuditStoreError('misconfigured', `bucket ${bucket} already exists without Object Lock; use another name (Ceph RGW cannot add Object Lock to an existing bucket; on AWS: aws s3api put-object-lock-configuration --bucket ${bucket} --object-lock-configuration ObjectLockEnabled=Enabled)`);
+    if (enabled !== 'Enabled')
+      throw new AuditStoreError(
+        'misconfigured',
+        `bucket ${bucket} already exists without Object Lock; use another name (Ceph RGW cannot add Object Lock to an existing bucket; on AWS: aws s3api put-object-lock-configuration --bucket ${bucket} --object-lock-configuration ObjectLockEnabled=Enabled)`,
+      );
   } finally {
     if (client !== target) client.destroy();
   }

@@ -25,9 +25,15 @@ function compileRegExp(source: string, flags?: string): RegExp {
 export const approvalSchema = mapping(
   {
     approvers: kind(
-      z.union([z.string().min(1, { error: 'expected a role name (or a list of role names)' }), z.array(z.string({ error: listProblem }).min(1, { error: listProblem })).min(1, { error: 'expected a role name (or a list of role names)' })], {
-        error: (iss) => (iss.input === undefined ? 'required: the role whose holders may approve' : 'expected a role name (or a list of role names)'),
-      }),
+      z.union(
+        [
+          z.string().min(1, { error: 'expected a role name (or a list of role names)' }),
+          z.array(z.string({ error: listProblem }).min(1, { error: listProblem })).min(1, { error: 'expected a role name (or a list of role names)' }),
+        ],
+        {
+          error: (iss) => (iss.input === undefined ? 'required: the role whose holders may approve' : 'expected a role name (or a list of role names)'),
+        },
+      ),
       'role name, or list of role names',
     )
       .transform((value) => (typeof value === 'string' ? [value] : value))
@@ -56,7 +62,7 @@ export const accessSchema = mapping({
   maxDuration: duration().prefault('30m').describe('The longest grant this rule gives, like "30m" or "2h".'),
   requireTicket: parsed('regular expression', (source) => compileRegExp(source))
     .optional()
-    .describe('A regular expression the request\'s ticket must match; without it no ticket is needed.'),
+    .describe("A regular expression the request's ticket must match; without it no ticket is needed."),
   hours: hoursSchema().optional().describe('When the rule applies (wall-clock hours in a time zone), like "Mon-Fri 08:00-19:00 Europe/Berlin"; outside them it does not allow.'),
   requireApproval: approvalSchema.optional().describe('The two-person rule: a grant under this rule waits for approvals before its requester can collect it.'),
 });
@@ -67,9 +73,13 @@ const snapshotSchema = mapping({
   depth: int(0, 10).prefault(3).describe('How deep objects are expanded.'),
   collectionItems: int(1, 10000).prefault(100).describe('Items taken from one array, map or set.'),
   fieldsPerObject: int(1, 1000).prefault(20).describe('Properties taken from one object.'),
-  stringLength: int(8, 1 << 20).prefault(255).describe('Characters kept of one string.'),
+  stringLength: int(8, 1 << 20)
+    .prefault(255)
+    .describe('Characters kept of one string.'),
   timeBudgetMs: int(1, 1000).prefault(10).describe('How long one capture may keep the target paused.'),
-  maxBytes: int(1024, 16 << 20).prefault(64 * 1024).describe('The largest capture.'),
+  maxBytes: int(1024, 16 << 20)
+    .prefault(64 * 1024)
+    .describe('The largest capture.'),
   minIntervalMs: int(0, 3600_000).prefault(1000).describe('At most one capture per breakpoint in this many ms; hits in between are resumed at once and counted.'),
   maxCapturesPerBreakpoint: int(1, 100000).prefault(100).describe('Captures one breakpoint may take in a session.'),
   maxCapturesPerMinute: int(1, 100000).prefault(60).describe('Captures per minute in a session.'),
@@ -89,7 +99,9 @@ const evaluationSchema = mapping({
     })
     .prefault([...defaultDenyIdentifiers])
     .describe('Identifiers and dotted paths an evaluation may not reach.'),
-  maxResultBytes: int(256, 16 << 20).prefault(64 * 1024).describe('The largest evaluation result sent to the client.'),
+  maxResultBytes: int(256, 16 << 20)
+    .prefault(64 * 1024)
+    .describe('The largest evaluation result sent to the client.'),
 }).describe('What evaluations may do here: allowed at all, identifiers denied, result size.');
 
 const patternSchema = mapping(
@@ -116,9 +128,7 @@ const redactSchema = mapping({
     .describe('Property and variable names whose values are redacted (case- and separator-insensitive).'),
   patterns: z.array(patternSchema, { error: 'expected a list of { name, regex }' }).prefault([]).describe('Value patterns redacted wherever they appear.'),
   defaults: bool().prefault(true).describe('Whether the built-in names and patterns (passwords, tokens, card numbers, ...) apply too.'),
-  source: bool()
-    .prefault(true)
-    .describe('Whether script sources (Debugger.getScriptSource, searches) have their secret literals redacted; false shows sources as they are.'),
+  source: bool().prefault(true).describe('Whether script sources (Debugger.getScriptSource, searches) have their secret literals redacted; false shows sources as they are.'),
   exceptionMessages: bool()
     .prefault(true)
     .describe(
@@ -135,13 +145,11 @@ const redactSchema = mapping({
 const inspectorPattern = /^wss?:\/\/[^\s]+$|^[A-Za-z0-9.-]+:\d{1,5}$|^\[[0-9A-Fa-f:]+\]:\d{1,5}$/;
 
 export const targetSchema = mapping({
-  inspector: text()
-    .regex(inspectorPattern, { error: 'expected "host:port" or a ws:// URL' })
-    .describe('`host:port` of the inspector (resolved through /json/list) or a full ws:// URL.'),
+  inspector: text().regex(inspectorPattern, { error: 'expected "host:port" or a ws:// URL' }).describe('`host:port` of the inspector (resolved through /json/list) or a full ws:// URL.'),
   owners: textList().prefault([]).describe('Roles that own the target: they approve requests under the two-person rule and see its alerts.'),
   access: z.array(accessSchema, { error: 'expected a list of rules' }).prefault([]).describe('Who may request grants on this target, for what and how long.'),
   maxPauseSeconds: int(1, 3600).prefault(30).describe('The longest the target may stay paused; the broker resumes it after that.'),
-  retentionDays: int(1, 36500).optional().describe('How long this target\'s session records are kept (S3 Object Lock retain-until); default audit.retentionDays.'),
+  retentionDays: int(1, 36500).optional().describe("How long this target's session records are kept (S3 Object Lock retain-until); default audit.retentionDays."),
   alerts: targetAlertsSchema,
   snapshot: section(snapshotSchema),
   evaluation: section(evaluationSchema),
@@ -153,7 +161,11 @@ export const targetNamePattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 export const targetsSchema = z
   .record(z.string().regex(targetNamePattern), targetSchema, {
     error: (iss) =>
-      iss.code === 'invalid_key' ? 'target names use letters, digits, ".", "_" and "-" (at most 63)' : iss.input === undefined || iss.input === null ? 'at least one target is required' : 'expected a mapping',
+      iss.code === 'invalid_key'
+        ? 'target names use letters, digits, ".", "_" and "-" (at most 63)'
+        : iss.input === undefined || iss.input === null
+          ? 'at least one target is required'
+          : 'expected a mapping',
   })
   .refine((targets) => Object.keys(targets).length > 0, { error: 'at least one target is required' })
   .meta({ minProperties: 1 })

@@ -102,7 +102,8 @@ export function answered(reply: CdpMessage): unknown {
   return undefined;
 }
 
-const equalTruth = (value: unknown, truth: unknown) => value !== undefined && (value === truth || (typeof truth !== 'string' && String(value) === String(truth)) || (typeof truth === 'object' && JSON.stringify(value) === JSON.stringify(truth)));
+const equalTruth = (value: unknown, truth: unknown) =>
+  value !== undefined && (value === truth || (typeof truth !== 'string' && String(value) === String(truth)) || (typeof truth === 'object' && JSON.stringify(value) === JSON.stringify(truth)));
 
 export interface Observation {
   /** The replies and events one expression or probe produced, as text, already expanded (object reads). */

@@ -98,9 +98,11 @@ export function observe(values: readonly unknown[], extra: { refused?: boolean; 
 /** Runs `fn` over `items`, `n` at a time. */
 export async function pool<T>(items: readonly T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: Math.min(n, items.length) }, async () => {
-    while (next < items.length) await fn(items[next++]!);
-  }));
+  await Promise.all(
+    Array.from({ length: Math.min(n, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]!);
+    }),
+  );
 }
 
 /** A file's text with ids, sequence numbers and digests taken out of each JSON line it holds (WAL frames, chunks). */
