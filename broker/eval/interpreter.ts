@@ -9,6 +9,8 @@ import { ChainShort, LoupeRefusal, LoupeThrow } from './budget';
 import { binaryOperation } from './operators';
 import { builtinNames, globalFunctions, type AstNode } from './parse';
 import { childTaint, isRemoteList, memberValue, readValue, remoteElements, remoteEntries, remoteHas, remoteMember, remoteOwnEntries, type ReadContext } from './remote';
+export { describe, truthLabel } from './values';
+import { describe, truthLabel } from './values';
 import { contentSecret, full, isFull, isNullish, poison, prim, secretLabel, toPrimitive, toStringValue, truthy, typeOf, undef, type Prim, type Scope, type Taint, type Val } from './values';
 
 /** The built-in functions (builtins.ts), handed in so the two modules do not import each other. */
@@ -23,13 +25,6 @@ export interface InterpreterContext extends ReadContext {
   /** The policy's evaluation.denyIdentifiers: the entry a dotted path (`process.env`) falls under, if any. */
   readonly denied?: (path: string) => string | undefined;
   readonly frame?: Protocol.Debugger.CallFrame;
-}
-
-/** The label that makes a value's truthiness secret: presence (null/undefined) is shape, the rest content. */
-export function truthLabel(v: Val): string | undefined {
-  if (!v.taint) return undefined;
-  if (v.taint.full) return v.taint.label;
-  return v.kind === 'prim' && !isNullish(v) ? v.taint.label : v.kind === 'date' ? v.taint.label : undefined;
 }
 
 export class Interpreter {
@@ -444,21 +439,4 @@ export class Interpreter {
 /** A method of a built-in type read without calling it: shown as a native function. */
 function methodRef(type: string, key: string): Val {
   return { kind: 'builtin', name: `${type}.${key}` };
-}
-
-/** A value named in an error message: never its content when that is secret (or a string at all). */
-export function describe(v: Val): string {
-  if (v.taint) return 'a redacted value';
-  switch (v.kind) {
-    case 'prim':
-      return typeof v.value === 'string' ? 'a string' : typeof v.value === 'bigint' ? 'a bigint' : String(v.value);
-    case 'remote':
-      return v.object.description ?? v.object.className ?? v.object.type;
-    case 'array':
-      return `Array(${v.items.length})`;
-    case 'builtin':
-      return v.name;
-    default:
-      return `a ${v.kind}`;
-  }
 }

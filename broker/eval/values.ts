@@ -170,3 +170,27 @@ export function describedSize(object: Protocol.Runtime.RemoteObject): number | u
   const match = /\((\d+)\)$/.exec(object.description ?? '');
   return match ? Number(match[1]) : undefined;
 }
+
+/** The label that makes a value's truthiness secret: presence (null/undefined) is shape, the rest content. */
+export function truthLabel(v: Val): string | undefined {
+  if (!v.taint) return undefined;
+  if (v.taint.full) return v.taint.label;
+  return v.kind === 'prim' && !isNullish(v) ? v.taint.label : v.kind === 'date' ? v.taint.label : undefined;
+}
+
+/** A value named in an error message: never its content when that is secret (or a string at all). */
+export function describe(v: Val): string {
+  if (v.taint) return 'a redacted value';
+  switch (v.kind) {
+    case 'prim':
+      return typeof v.value === 'string' ? 'a string' : typeof v.value === 'bigint' ? 'a bigint' : String(v.value);
+    case 'remote':
+      return v.object.description ?? v.object.className ?? v.object.type;
+    case 'array':
+      return `Array(${v.items.length})`;
+    case 'builtin':
+      return v.name;
+    default:
+      return `a ${v.kind}`;
+  }
+}
