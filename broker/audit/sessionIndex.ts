@@ -1,23 +1,10 @@
 import type { AuditEvent, StreamContext } from './events';
 import { manifestName } from './events';
 import type { AuditStore } from './stores/auditStore';
+import type { RecordedSession } from '../../common/http';
 
-export interface SessionSummary {
-  readonly sessionId: string;
-  readonly target: string;
-  readonly user: { readonly sub: string; readonly name: string };
-  readonly mode: string;
-  /** 'v8' when the session's grant could run expressions in V8 (its session.started says so). */
-  readonly evaluation?: 'v8';
-  readonly reason: string;
-  readonly ticket?: string;
-  readonly grantId: string;
-  readonly startedAt: string;
-  readonly endedAt?: string;
-  readonly endReason?: string;
-  /** live: records still coming; ended: sealed by its manifest; incomplete: no manifest and not live here. */
-  readonly state: 'live' | 'ended' | 'incomplete';
-  /** Where its objects are in the store. */
+/** A recorded session as listed (common/http.ts, the wire shape), and where its objects are in the store. */
+export interface SessionSummary extends RecordedSession {
   readonly prefix: string;
 }
 

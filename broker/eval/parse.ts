@@ -63,9 +63,8 @@ export const globalFunctions = new Set(['parseInt', 'parseFloat', 'isNaN', 'isFi
 /** Names that always mean Loupe's built-ins, whatever the app binds to them. */
 export const builtinNames = new Set([...Object.keys(staticFunctions), ...globalFunctions, 'Map', 'Set', 'undefined', 'NaN', 'Infinity', 'globalThis']);
 
-/** Method names Loupe implements on the values it knows (strings, arrays, Maps, Sets, Dates, numbers). */
-export const methodNames = new Set([
-  // strings
+/** The string methods Loupe implements (strings.ts). */
+export const stringMethods = new Set([
   'slice',
   'substring',
   'substr',
@@ -92,6 +91,12 @@ export const methodNames = new Set([
   'concat',
   'localeCompare',
   'toString',
+  'valueOf',
+]);
+
+/** Method names Loupe implements on the values it knows (strings, arrays, Maps, Sets, Dates, numbers). */
+export const methodNames = new Set([
+  ...stringMethods,
   // arrays
   'map',
   'filter',

@@ -4,37 +4,8 @@
  * content into a fully tainted result.
  */
 import { LoupeRefusal, LoupeThrow, type Spend } from './budget';
+import { stringMethods } from './parse';
 import { prim, toStringValue, type Prim, type Val } from './values';
-
-const stringMethods = new Set([
-  'slice',
-  'substring',
-  'substr',
-  'split',
-  'toUpperCase',
-  'toLowerCase',
-  'trim',
-  'trimStart',
-  'trimEnd',
-  'includes',
-  'startsWith',
-  'endsWith',
-  'indexOf',
-  'lastIndexOf',
-  'replace',
-  'replaceAll',
-  'padStart',
-  'padEnd',
-  'at',
-  'charAt',
-  'charCodeAt',
-  'codePointAt',
-  'repeat',
-  'concat',
-  'localeCompare',
-  'toString',
-  'valueOf',
-]);
 
 /** An argument as a primitive: a callback or object where a string method wants a string is refused. */
 function primArg(v: Val | undefined, method: string): Prim {
