@@ -72,7 +72,10 @@ const summarize = (event: AuditEvent): string => {
   if (event.type === 'cdp.evaluate') return String(d.params?.expression ?? '').slice(0, 120);
   if (event.type === 'cdp.properties.read') return String(d.object ?? d.params?.objectId ?? '');
   if (event.type === 'cdp.refused') return `${d.method}: ${String(d.message).slice(0, 120)}`;
-  if (event.type === 'cdp.response') return `${d.method}${d.bytes ? ` (${d.bytes} bytes)` : ''}${d.result?.error ? `: ${String(d.result.error).split('\n')[0]}` : ''}`;
+  if (event.type === 'cdp.response') {
+    const why = d.result?.error ?? d.result?.refusal?.message;
+    return `${d.method}${d.bytes ? ` (${d.bytes} bytes)` : ''}${why ? `: ${String(why).split('\n')[0]}` : ''}`;
+  }
   if (event.type === 'cdp.breakpoint.condition') return `${d.condition}: ${d.detail ?? d.value}`;
   if (event.type === 'attach.refused') return `${d.reason} (grant ${d.grantId ?? 'none'}, from ${d.source ?? '?'})`;
   return event.type;
@@ -167,7 +170,12 @@ export class AlertEngine {
           const valueHit = props.map((p) => (p.preview ? sensitiveValue(p.preview) : undefined)).find(Boolean);
           if (names.length > 0 || valueHit) this.fire(state, event.stream, 'sensitiveReads', names.length > 0 ? `read of ${names.join(', ')}` : `a value read looks like ${valueHit}`, [event], 0);
         }
-        if (typeof d.result?.error === 'string' && /Possible side-effect/.test(d.result.error)) this.refusal(state, event);
+        // Loupe expressions: a refusal counts like V8's side-effect refusal; a tainted answer is a sensitive read.
+        if (d.evaluator === 'loupe') {
+          if (d.result?.kind === 'refused') this.refusal(state, event);
+          const tainted = [d.result?.tainted, d.result?.redacted].flatMap((list) => (Array.isArray(list) ? (list as unknown[]).map(String) : []));
+          if (tainted.length > 0) this.fire(state, event.stream, 'sensitiveReads', `an evaluation result looks like a ${tainted[0]} (redacted)`, [event], 0);
+        } else if (typeof d.result?.error === 'string' && /Possible side-effect/.test(d.result.error)) this.refusal(state, event);
         else if (typeof d.result?.preview === 'string') {
           const hit = sensitiveValue(d.result.preview);
           if (hit) this.fire(state, event.stream, 'sensitiveReads', `an evaluation result looks like ${hit}`, [event], 0);

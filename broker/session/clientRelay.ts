@@ -131,7 +131,9 @@ export class ClientRelay {
     // Defence in depth: what the interpreter built from the user's own literals is scrubbed like any answer, then cut.
     const bounds = messageBounds(context.target().evaluation.maxResultBytes);
     boundMessage(result, bounds);
+    const hitsBefore = context.redactor.hits.length;
     context.redactor.response(method, result);
+    const redacted = [...new Set(context.redactor.hits.slice(hitsBefore))];
     finishCuts(result, bounds);
     capResult(result, context.target().evaluation.maxResultBytes);
     context.labels.labelObjects(method, `(${truncate(String(params.expression), 80)})`, result);
@@ -143,10 +145,12 @@ export class ClientRelay {
       steps: outcome.steps,
       evalMs: outcome.ms,
       ...(outcome.kind === 'value' && outcome.tainted.length > 0 ? { tainted: outcome.tainted } : {}),
+      ...(redacted.length > 0 ? { redacted } : {}),
       ...(outcome.kind === 'refused' ? { refusal: outcome.refusal } : {}),
     };
-    void context.recordOrEnd('cdp.response', { id, requestSeq, method, ms: context.now() - started, evaluator: 'loupe', result: summary });
-    context.send(JSON.stringify({ id, result }), false);
+    const text = JSON.stringify({ id, result });
+    void context.recordOrEnd('cdp.response', { id, requestSeq, method, ms: context.now() - started, evaluator: 'loupe', bytes: Buffer.byteLength(text), result: summary });
+    context.send(text, false);
   }
 
   /** Learns the sensitive values an evaluation's roots reach, so they are scrubbed from its result. */
