@@ -170,10 +170,11 @@ export class AlertEngine {
           const valueHit = props.map((p) => (p.preview ? sensitiveValue(p.preview) : undefined)).find(Boolean);
           if (names.length > 0 || valueHit) this.fire(state, event.stream, 'sensitiveReads', names.length > 0 ? `read of ${names.join(', ')}` : `a value read looks like ${valueHit}`, [event], 0);
         }
-        // Loupe expressions: a refusal counts like V8's side-effect refusal; a tainted answer is a sensitive read.
+        // Loupe expressions: a refusal counts like V8's side-effect refusal; an answer the redactor scrubbed is a sensitive read.
         if (d.evaluator === 'loupe') {
           if (d.result?.kind === 'refused') this.refusal(state, event);
-          const tainted = [d.result?.tainted, d.result?.redacted].flatMap((list) => (Array.isArray(list) ? (list as unknown[]).map(String) : []));
+          // Names an expression reads are alerted on from its text (cdp.evaluate); here, values the redactor caught.
+          const tainted = Array.isArray(d.result?.redacted) ? (d.result.redacted as unknown[]).map(String) : [];
           if (tainted.length > 0) this.fire(state, event.stream, 'sensitiveReads', `an evaluation result looks like a ${tainted[0]} (redacted)`, [event], 0);
         } else if (typeof d.result?.error === 'string' && /Possible side-effect/.test(d.result.error)) this.refusal(state, event);
         else if (typeof d.result?.preview === 'string') {

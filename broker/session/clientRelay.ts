@@ -7,7 +7,7 @@ import { cdpErrorCodes, truncate } from '../gate/cdpGate';
 import { capResult } from '../gate/targetFrame';
 import type { Forward, Refusal, ScreenedFrame, TargetScreen } from '../gate/targetScreen';
 import type { SessionContext } from './context';
-import { requestEventType } from './recordShapes';
+import { requestEventType, summarizeResult } from './recordShapes';
 import { boundMessage, finishCuts, messageBounds } from './resultBounds';
 import { sourceRedaction } from '../policy/sourceRedactThread';
 import { ScriptSources, searchSource } from './sourceSearch';
@@ -138,6 +138,8 @@ export class ClientRelay {
     capResult(result, context.target().evaluation.maxResultBytes);
     context.labels.labelObjects(method, `(${truncate(String(params.expression), 80)})`, result);
     const summary = {
+      // What V8's answers record too: the redacted preview, or the error (a refusal's reason).
+      ...(summarizeResult(method, result) as Record<string, unknown>),
       kind: outcome.kind,
       type: response.result.type,
       ...(response.result.subtype ? { subtype: response.result.subtype } : {}),

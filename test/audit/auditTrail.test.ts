@@ -92,7 +92,7 @@ describe('audit trail of a real session (local store)', () => {
     const refusedEval = events.find((e) => e.type === 'cdp.evaluate' && String(e.data.params && (e.data.params as any).expression).includes('leak'))!;
     const response = events.find((e) => e.type === 'cdp.response' && e.data.requestSeq === refusedEval.seq)!;
     assert.ok(response.seq > refusedEval.seq);
-    assert.match(String((response.data.result as any).error), /Possible side-effect/);
+    assert.match(String((response.data.result as any).error), /side effect/);
     for (const e of events) {
       assert.equal(e.actor?.sub, 'dev');
       assert.equal(e.grant, session.grantId);

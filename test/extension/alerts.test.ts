@@ -145,7 +145,7 @@ describe('alerts for owners, as the extension fetches and shows them (real broke
     assert.match(tooltip, new RegExp(`session ${refusals.session}`));
     assert.match(tooltip, /Evidence \(2 records of the session's audit chain\)/);
     for (const e of refusals.evidence) {
-      assert.match(e.summary, /Possible side-effect/);
+      assert.match(e.summary, /side effect/);
       assert.ok(tooltip.includes(`- seq ${e.seq} \`${e.type}\`: `), `evidence seq ${e.seq} in the tooltip`);
       assert.deepEqual(evidenceRow(e), { label: `seq ${e.seq} ${e.type}`, description: e.summary });
     }
