@@ -94,6 +94,33 @@ export const stringMethods = new Set([
   'valueOf',
 ]);
 
+/** The Date methods Loupe implements (strings.ts). */
+export const dateMethods = new Set([
+  'getFullYear',
+  'getMonth',
+  'getDate',
+  'getDay',
+  'getHours',
+  'getMinutes',
+  'getSeconds',
+  'getMilliseconds',
+  'getTime',
+  'getTimezoneOffset',
+  'getUTCFullYear',
+  'getUTCMonth',
+  'getUTCDate',
+  'getUTCDay',
+  'getUTCHours',
+  'getUTCMinutes',
+  'getUTCSeconds',
+  'getUTCMilliseconds',
+  'toISOString',
+  'toJSON',
+  'valueOf',
+  'toUTCString',
+  'toString',
+]);
+
 /** Method names Loupe implements on the values it knows (strings, arrays, Maps, Sets, Dates, numbers). */
 export const methodNames = new Set([
   ...stringMethods,
@@ -122,29 +149,7 @@ export const methodNames = new Set([
   // Maps and Sets
   'has',
   'get',
-  // Dates
-  'getFullYear',
-  'getMonth',
-  'getDate',
-  'getDay',
-  'getHours',
-  'getMinutes',
-  'getSeconds',
-  'getMilliseconds',
-  'getTime',
-  'getTimezoneOffset',
-  'getUTCFullYear',
-  'getUTCMonth',
-  'getUTCDate',
-  'getUTCDay',
-  'getUTCHours',
-  'getUTCMinutes',
-  'getUTCSeconds',
-  'getUTCMilliseconds',
-  'toISOString',
-  'toJSON',
-  'valueOf',
-  'toUTCString',
+  ...dateMethods,
   // numbers
   'toFixed',
   'toPrecision',

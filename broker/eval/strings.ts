@@ -4,7 +4,7 @@
  * content into a fully tainted result.
  */
 import { LoupeRefusal, LoupeThrow, type Spend } from './budget';
-import { stringMethods } from './parse';
+import { dateMethods, stringMethods } from './parse';
 import { prim, toStringValue, type Prim, type Val } from './values';
 
 /** An argument as a primitive: a callback or object where a string method wants a string is refused. */
@@ -64,32 +64,6 @@ export function primitiveMethod(spend: Spend, p: number | boolean | bigint, name
     throw new LoupeThrow((error as Error).name ?? 'Error', (error as Error).message);
   }
 }
-
-const dateMethods = new Set([
-  'getFullYear',
-  'getMonth',
-  'getDate',
-  'getDay',
-  'getHours',
-  'getMinutes',
-  'getSeconds',
-  'getMilliseconds',
-  'getTime',
-  'getTimezoneOffset',
-  'getUTCFullYear',
-  'getUTCMonth',
-  'getUTCDate',
-  'getUTCDay',
-  'getUTCHours',
-  'getUTCMinutes',
-  'getUTCSeconds',
-  'getUTCMilliseconds',
-  'toISOString',
-  'toJSON',
-  'valueOf',
-  'toUTCString',
-  'toString',
-]);
 
 /** Date methods on a time value; local-time getters use the broker's time zone. */
 export function dateMethod(time: number, name: string): Val {
