@@ -206,6 +206,15 @@ function printUpload(r) {
   say(table(['store', 'chunks', 'chunk ms med', 'chunk ms p99', 'put ms med', 'put ms p99', 'events/s', 'vs local (ev/s)'], uploadRows));
   if (!u.s3) say(`   S3: ${u.s3Skipped}`);
   else say(`   S3 bucket ${u.s3.bucket}: first chunk retained ${u.s3.retention?.mode ?? 'no retention!'} until ${u.s3.retention?.retainUntil ?? '-'}; ${u.s3.bytes} bytes in ${u.s3.chunks} objects`);
+  const b = u.busy;
+  if (b) {
+    say('');
+    say(
+      `2h. A busy session's uploads: ${rate(b.recordsPerSecond)} records/s for ${b.seconds.toFixed(1)} s through the trail with the default chunking (chunkMaxEvents ${b.options.chunkMaxEvents}, chunkMaxBytes ${kib(b.options.chunkMaxBytes)}, uploadInterval ${b.options.uploadIntervalMs / 1000} s), to ${b.store}`,
+    );
+    say(`   ${b.chunkPuts} chunk PUTs while recording ${b.records} records: ${b.putsPerSecond.toFixed(2)} PUTs/s, ${b.recordsPerPut?.toFixed(0) ?? '-'} records and ${kib(b.bytesPerPut)} per PUT`);
+    say(`   Goal: a busy session costs a few PUTs a second at most (≤ 3/s): ${b.putsPerSecond.toFixed(2)}/s ${b.putsPerSecond <= 3 ? 'MET' : 'MISSED'}`);
+  }
 }
 
 function printAdded(r) {

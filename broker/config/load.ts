@@ -111,6 +111,7 @@ function build(input: ConfigInput, derived: Derived, baseDir: string): LoupeConf
       failClosedAfterSeconds: audit.failClosedAfter,
       uploadIntervalSeconds: audit.uploadInterval,
       chunkMaxEvents: audit.chunkMaxEvents,
+      chunkMaxBytes: audit.chunkMaxBytes,
     }),
     alerting: Object.freeze({
       rules: derived.alertDefaults,
