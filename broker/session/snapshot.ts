@@ -27,6 +27,7 @@ const unserializableNumbers = new Set(['NaN', 'Infinity', '-Infinity', '-0']);
 
 /** A primitive as a preview gives it (as text), as Runtime.getProperties would give it; undefined if unsure. */
 function primitiveFromPreview(p: NonNullable<ObjectPreview['properties']>[number]): RemoteObject | undefined {
+  if (p.value !== undefined && typeof p.value !== 'string') return undefined;
   const text = p.value ?? '';
   switch (p.type) {
     case 'string':
@@ -57,12 +58,14 @@ function primitiveFromPreview(p: NonNullable<ObjectPreview['properties']>[number
  * class instances, whose previews also list private fields) is read as usual.
  */
 export function propertiesFromPreview(remote: RemoteObject): PropertyDescriptor[] | undefined {
+  if (!isObject(remote)) return undefined;
   const preview = remote.preview;
   const plain = remote.subtype === undefined && remote.className === 'Object';
   const array = remote.subtype === 'array' && remote.className === 'Array';
   if (!preview || preview.overflow !== false || !Array.isArray(preview.properties) || !(plain || array)) return undefined;
   const out: PropertyDescriptor[] = [];
   for (const p of preview.properties) {
+    if (!isObject(p) || typeof p.name !== 'string') return undefined;
     const value = array && !/^\d+$/.test(p.name) ? undefined : primitiveFromPreview(p);
     if (!value) return undefined;
     out.push({ name: p.name, value });
@@ -77,6 +80,8 @@ export function propertiesFromPreview(remote: RemoteObject): PropertyDescriptor[
 
 type Reply = Awaited<ReturnType<GetProperties>>;
 
+const isObject = (value: unknown): value is Record<string, never> => typeof value === 'object' && value !== null;
+
 /**
  * Replies known without a read, for the stand-ins entriesFromPreview makes: a stand-in's object id is never sent
  * to the target; the capture takes this reply in its place.
@@ -85,6 +90,7 @@ const knownReplies = new WeakMap<RemoteObject, Reply>();
 
 /** A key or value of a Map or Set entry, as a read of the entry gives it; undefined when its preview may not hold it exactly. */
 function entryPart(p: ObjectPreview): RemoteObject | undefined {
+  if (p.description !== undefined && typeof p.description !== 'string') return undefined;
   if (p.type !== 'object' || p.subtype === 'null') return p.type === 'function' ? undefined : primitiveFromPreview({ name: '', type: p.type, subtype: p.subtype, value: p.description ?? '' });
   // A small plain object: its preview stands in for its read in turn (propertiesFromPreview).
   const remote: RemoteObject = { type: 'object', className: 'Object', description: 'Object', objectId: 'preview', preview: p };
@@ -100,9 +106,18 @@ const entryText = (p: ObjectPreview): string => (p.type === 'string' ? `"${p.des
  * preview, so the capture costs no read for them (three levels of reads fewer). Anything else is read as usual.
  */
 export function entriesFromPreview(remote: RemoteObject): Reply | undefined {
-  const preview = remote.preview;
+  const preview = isObject(remote) ? remote.preview : undefined;
+  if (!isObject(preview)) return undefined;
   const kind = remote.subtype === 'map' && remote.className === 'Map' ? 'map' : remote.subtype === 'set' && remote.className === 'Set' ? 'set' : undefined;
-  if (!kind || !preview || preview.overflow !== false || !Array.isArray(preview.entries) || !Array.isArray(preview.properties)) return undefined;
+  if (
+    !kind ||
+    preview.overflow !== false ||
+    !Array.isArray(preview.entries) ||
+    !Array.isArray(preview.properties) ||
+    !preview.entries.every((e) => isObject(e) && isObject(e.value) && (e.key === undefined || isObject(e.key)))
+  )
+    return undefined;
+  if (!preview.properties.every(isObject)) return undefined;
   // Own properties beyond `size` (a Map with fields of its own) would need the read.
   const size = preview.properties.length === 1 && preview.properties[0]!.name === 'size' ? preview.properties[0]!.value : undefined;
   if (size !== String(preview.entries.length) || remote.description !== `${kind === 'map' ? 'Map' : 'Set'}(${size})`) return undefined;

@@ -89,6 +89,24 @@ describe('capture: previews stand in for reads without changing the capture', ()
     for (const name of ['deepMap', 'longMap', 'bigSet', 'withOwn']) assert.ok(!standsIn(name), `${name}: read, not taken from its preview`);
   });
 
+  it("lists frames of Node's own code without expanding them, unless the policy asks", async () => {
+    const read = (objectId: string, preview: boolean) => client.call('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) });
+    // Node's paused frames carry no url: it comes from the scripts the session was told about.
+    const scriptUrls = new Map<string, string>(client.events.filter((e) => e.method === 'Debugger.scriptParsed').map((e) => [e.params.scriptId, e.params.url]));
+    const internal = frames.map((f, i) => [i, scriptUrls.get(f.location.scriptId) ?? ''] as const).filter(([, url]) => url.startsWith('node:'));
+    assert.ok(internal.length > 0 && internal[0]![0] < generous.expandFrames, `a node: frame among the first ${generous.expandFrames}: ${[...scriptUrls.values()].length} scripts`);
+    const listed = await captureFrames(frames, scriptUrls, read, generous);
+    for (const [i, url] of internal) {
+      assert.equal(listed.frames[i]!.url, url);
+      assert.equal(listed.frames[i]!.scopes, undefined, `${url} is listed, not expanded`);
+    }
+    assert.ok(listed.frames[0]!.scopes!.length > 0, 'the app frame is expanded');
+    const asked = await captureFrames(frames, scriptUrls, read, { ...generous, expandInternalFrames: true });
+    const [first] = internal[0]!;
+    assert.ok(asked.frames[first]!.scopes !== undefined, 'expandInternalFrames: true expands it');
+    assert.ok(listed.reads < asked.reads, `${listed.reads} reads without internal frames, ${asked.reads} with`);
+  });
+
   it('and the same cuts under tight limits', async () => {
     for (const limits of [
       { ...generous, fieldsPerObject: 3, collectionItems: 2, stringLength: 10 },
