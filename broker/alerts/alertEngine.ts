@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import picomatch from 'picomatch';
 import type { AuditEvent } from '../audit/events';
@@ -106,6 +107,37 @@ export class AlertEngine {
   /** A policy reload: rules of sessions that start from now on come from the new targets. */
   useConfig(config: LoupeConfig): void {
     this.config = config;
+  }
+
+  private persisting: Promise<void> | undefined;
+  private persistAgain = false;
+
+  /**
+   * Saves the first-attach times off the event loop, one write at a time; starts that come during a write are
+   * saved together by the next, so a burst of sessions costs a few writes, not a synchronous write and rename
+   * each. A write lost to a crash only means a first-attach alert fires once more.
+   */
+  private persistFirstAttach(): void {
+    if (this.persisting) {
+      this.persistAgain = true;
+      return;
+    }
+    this.persisting = (async () => {
+      do {
+        this.persistAgain = false;
+        const text = JSON.stringify(this.firstAttach);
+        await mkdir(dirname(this.firstAttachFile), { recursive: true });
+        await writeFile(`${this.firstAttachFile}.tmp`, text);
+        await rename(`${this.firstAttachFile}.tmp`, this.firstAttachFile);
+      } while (this.persistAgain);
+    })()
+      .catch(() => undefined)
+      .finally(() => (this.persisting = undefined));
+  }
+
+  /** Waits for the first-attach times to be saved (at shutdown). */
+  async flush(): Promise<void> {
+    while (this.persisting) await this.persisting;
   }
 
   /** Alerts kept in memory for the API, newest first (every alert is also in the audit trail). */
@@ -332,9 +364,7 @@ export class AlertEngine {
         this.fire(state, event.stream, 'firstAttach', last ? `${state.user} had not attached to ${state.target} since ${last}` : `first attach of ${state.user} to ${state.target}`, [event], 0);
       }
       this.firstAttach[key] = event.time;
-      mkdirSync(dirname(this.firstAttachFile), { recursive: true });
-      writeFileSync(`${this.firstAttachFile}.tmp`, JSON.stringify(this.firstAttach));
-      renameSync(`${this.firstAttachFile}.tmp`, this.firstAttachFile);
+      this.persistFirstAttach();
     }
     const many = state.rules.concurrentTargets;
     if (many) {
