@@ -512,6 +512,17 @@ export class SnapshotMode {
       }
     }
     this.prefetched.clear();
+    const intervalReason = `at most one capture every ${limits.minIntervalMs} ms per breakpoint`;
+    const throttledUntil = context.now() + limits.minIntervalMs;
+    let removedWithCapture = false;
+    if (captureFor && capture && breakpoints.rate(captureFor).captures + 1 < limits.maxCapturesPerBreakpoint) {
+      // The rate limit takes the breakpoint out of V8 ahead of the resume, so V8 handles the removal while still
+      // paused and the hot path does not pause on it again, for nothing, until the removal arrives.
+      breakpoints.throttle(captureFor, throttledUntil, intervalReason, false, true);
+      removedWithCapture = breakpoints.get(captureFor)?.throttled !== undefined;
+      // The removal leaves from the breakpoint's queue of changes, a microtask away: it goes first.
+      if (removedWithCapture) await new Promise((resolve) => setImmediate(resolve));
+    }
     // Resume first: the capture is in hand, the target must not wait for the record or the client.
     this.resumeNow();
     const pauseMs = Math.round((performance.now() - started) * 1000) / 1000;
@@ -542,7 +553,8 @@ export class SnapshotMode {
       return;
     }
     // Rate limits: take the breakpoint out of V8 until its next capture is due, so V8 stops pausing on it.
-    breakpoints.throttle(captureFor, state.lastCaptureAt + limits.minIntervalMs, `at most one capture every ${limits.minIntervalMs} ms per breakpoint`, true);
+    if (removedWithCapture) breakpoints.throttleNotice(captureFor, intervalReason, throttledUntil);
+    else breakpoints.throttle(captureFor, state.lastCaptureAt + limits.minIntervalMs, intervalReason, true);
     if (this.captureTimes.length >= limits.maxCapturesPerMinute) {
       const reason = `at most ${limits.maxCapturesPerMinute} captures per minute per session`;
       for (const [id, entry] of breakpoints.all()) if (!entry.logpoint) breakpoints.throttle(id, this.captureTimes[0]! + 60_000, reason, true);
