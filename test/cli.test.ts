@@ -23,6 +23,10 @@ const commands: [string[], RegExp[]][] = [
     [/--config/, /--user/, /--target/, /--mode/, /--at/, /--ticket/, /--duration/],
   ],
   [
+    ['connect'],
+    [/<target>/, /--reason/, /--ticket/, /--mode/, /--duration/, /--port/, /--broker <url>/, /--token-file/, /--issuer/, /--client-id/],
+  ],
+  [
     ['audit', 'list'],
     [/--target/, /--user/, /--from/, /--security/, /--grants/, /--broker <url>/, /--token/],
   ],

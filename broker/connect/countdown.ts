@@ -8,6 +8,6 @@ export function countdownMarks(remainingMs: number): { ms: number; words: string
   const marks: { ms: number; words: string }[] = [{ ms: 10_000, words: '10 s' }];
   for (let m = 1; m <= 5; m++) marks.push({ ms: m * minute, words: `${m} min` });
   const step = remainingMs > 2 * 60 * minute ? 30 : 5;
-  for (let m = step === 30 ? 30 : 10; m * minute < remainingMs; m += step) marks.push({ ms: m * minute, words: m % 60 === 0 ? `${m / 60} h` : `${m} min` });
+  for (let m = step === 30 ? 30 : 10; m * minute < remainingMs; m += step) marks.push({ ms: m * minute, words: m < 60 ? `${m} min` : `${Math.floor(m / 60)} h${m % 60 ? ` ${m % 60} min` : ''}` });
   return marks.filter((mark) => mark.ms < remainingMs - 1000).sort((a, b) => b.ms - a.ms);
 }

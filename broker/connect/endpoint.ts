@@ -146,7 +146,11 @@ export class LocalEndpoint {
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const send = (status: number, body: unknown) => {
       const text = typeof body === 'string' ? `${body}\n` : JSON.stringify(body, null, 2);
-      res.writeHead(status, { 'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json; charset=UTF-8', 'cache-control': 'no-store' });
+      res.writeHead(status, {
+        'content-type': typeof body === 'string' ? 'text/plain; charset=utf-8' : 'application/json; charset=UTF-8',
+        'content-length': Buffer.byteLength(text),
+        'cache-control': 'no-store',
+      });
       res.end(text);
     };
     // As node --inspect does: a name that is not loopback may be a DNS rebinding page reading the target list.

@@ -231,7 +231,7 @@ describe('loupe connect: any inspector client through the broker', () => {
 
     const unreachable = await run(['app', '--reason', 'r', '--port', '0', '--broker', 'http://127.0.0.1:9'], { LOUPE_TOKEN: devToken });
     assert.equal(unreachable.code, 1);
-    assert.match(unreachable.stderr, /cannot reach the Loupe broker at http:\/\/127\.0\.0\.1:9.*is --broker right and the broker running\?/);
+    assert.match(unreachable.stderr, /cannot reach the Loupe broker at http:\/\/127\.0\.0\.1:9: fetch failed \(ECONNREFUSED\) \(is --broker right and the broker running\?/);
     assert.equal(unreachable.stdout, '', 'no LOUPE_CONNECT_URL without a grant');
 
     const badToken = await run(['app', '--reason', 'r', '--port', '0', '--broker', broker.url], { LOUPE_TOKEN: 'not.a.token' });

@@ -1,0 +1,96 @@
+// The local endpoint's gate, on real sockets: which requests reach the broker. Raw HTTP upgrades (so Host and Origin
+// are exactly what a hostile page or process sends), fuzzed with fast-check. The broker side is not needed to decide
+// admission: openBroker answers 503 with a marker, so an upgrade that passed every check of the endpoint says so.
+import { strict as assert } from 'node:assert';
+import { connect as tcpConnect } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { AttachRefusal, LocalEndpoint } from '../../broker/connect/endpoint';
+import { fuzzFrames, fuzzSeed } from '../support/fuzz';
+
+const passed = 'the upgrade passed every check of the endpoint';
+
+/** Sends one raw request and returns the status line and body of the answer. */
+function raw(port: number, request: string): Promise<{ status: number; text: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = tcpConnect(port, '127.0.0.1');
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => (text += chunk));
+    socket.on('end', () => resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0), text }));
+    socket.on('error', reject);
+    socket.setTimeout(5000, () => (socket.destroy(), reject(new Error(`no answer to ${JSON.stringify(request.slice(0, 200))}`))));
+    socket.write(request);
+  });
+}
+
+const upgrade = (path: string, host: string | undefined, origin: string | undefined) =>
+  `GET ${path} HTTP/1.1\r\n${host === undefined ? '' : `Host: ${host}\r\n`}${origin === undefined ? '' : `Origin: ${origin}\r\n`}Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+
+describe('loupe connect: the local endpoint admits only loopback debuggers, at its one path', () => {
+  let endpoint: LocalEndpoint;
+  before(async () => {
+    endpoint = await LocalEndpoint.listen({ port: 0, target: 'app', mode: 'pause', openBroker: () => Promise.reject(new AttachRefusal(503, passed)) });
+  });
+  after(() => endpoint.close('test over'));
+
+  it('before the grant: discovery and attach answer 503, saying why', async () => {
+    const list = await raw(endpoint.port, `GET /json/list HTTP/1.1\r\nHost: 127.0.0.1:${endpoint.port}\r\nConnection: close\r\n\r\n`);
+    assert.equal(list.status, 503);
+    assert.match(list.text, /no grant yet/);
+    const attach = await raw(endpoint.port, upgrade(`/${endpoint.id}`, `127.0.0.1:${endpoint.port}`, undefined));
+    assert.equal(attach.status, 503);
+    assert.match(attach.text, /attach refused by loupe connect: no grant yet/);
+    endpoint.open();
+  });
+
+  it('answers what node --inspect answers, and refuses other methods and paths in words', async () => {
+    const get = (path: string, method = 'GET') => raw(endpoint.port, `${method} ${path} HTTP/1.1\r\nHost: localhost:${endpoint.port}\r\nConnection: close\r\n\r\n`);
+    const protocol = await get('/json/protocol');
+    assert.equal(protocol.status, 200);
+    assert.ok(JSON.parse(protocol.text.slice(protocol.text.indexOf('\r\n\r\n') + 4)).domains.some((d: { domain: string }) => d.domain === 'Debugger'));
+    assert.equal((await get('/json/list/')).status, 200);
+    const post = await get('/json/list', 'POST');
+    assert.equal(post.status, 405);
+    assert.match(post.text, /POST is not supported/);
+    const other = await get('/json/new?about:blank');
+    assert.equal(other.status, 404);
+    assert.match(other.text, /no such endpoint \/json\/new/);
+  });
+
+  it('fuzz: an upgrade reaches the broker only with a loopback Host, no web origin, and the exact path', async () => {
+    const port = endpoint.port;
+    const id = endpoint.id;
+    const alnum = fc.stringMatching(/^[a-z0-9.-]{1,20}$/);
+    const hosts = fc.oneof(
+      fc.constantFrom(`127.0.0.1:${port}`, '127.0.0.1', `localhost:${port}`, 'LocalHost', `[::1]:${port}`).map((h) => ({ h: h as string | undefined, ok: true })),
+      fc
+        .constantFrom('localhost.evil.example', '127.0.0.1.nip.io', `evil.example:${port}`, '127.0.0.2', '0.0.0.0', `127.0.0.1:${port}.evil`, '[::ffff:127.0.0.1]', 'localhost:', '')
+        .map((h) => ({ h: h as string | undefined, ok: false })),
+      alnum.filter((h) => !/^(127\.0\.0\.1|localhost)$/i.test(h)).map((h) => ({ h: h as string | undefined, ok: false })),
+      fc.constant({ h: undefined as string | undefined, ok: false }),
+    );
+    const origins = fc.oneof(
+      fc.constantFrom(undefined, 'devtools://devtools', 'chrome-devtools://devtools', 'http://127.0.0.1:8080', 'http://localhost', 'https://localhost:8443').map((o) => ({ o, ok: true })),
+      fc
+        .constantFrom('https://evil.example', 'null', 'http://127.0.0.1.evil.example', 'devtools://devtools.evil', 'file://', 'chrome-extension://abcdef', 'http://[::ffff:7f00:1]', 'ws://localhost')
+        .map((o) => ({ o: o as string | undefined, ok: false })),
+      alnum.map((o) => ({ o: o as string | undefined, ok: false })),
+    );
+    const paths = fc.oneof(
+      fc.constantFrom(`/${id}`, `/${id}?ticket=x`).map((p) => ({ p, ok: true })),
+      fc.constantFrom(`/${id}/`, `/${id}x`, `/${id.toUpperCase()}`, '/', '/json', `/json/${id}`, `/${id.slice(0, -1)}`, `//${id}`, `/ws/${id}`).map((p) => ({ p, ok: false })),
+      alnum.map((p) => ({ p: `/${p}`, ok: false })),
+    );
+    await fc.assert(
+      fc.asyncProperty(hosts, origins, paths, async (host, origin, path) => {
+        const answer = await raw(port, upgrade(path.p, host.h, origin.o));
+        const admitted = answer.text.includes(passed);
+        assert.equal(admitted, host.ok && origin.ok && path.ok, `${JSON.stringify({ host, origin, path })}: ${answer.text.slice(0, 300)}`);
+        if (!admitted) assert.ok([400, 403, 404].includes(answer.status), answer.text.slice(0, 300));
+        if (!admitted && answer.status !== 400) assert.match(answer.text, /refused by loupe connect: /);
+      }),
+      { numRuns: fuzzFrames(300), seed: fuzzSeed() },
+    );
+  });
+});
