@@ -1,7 +1,8 @@
 // `loupe connect` as a real child process between chrome-remote-interface (attached by host and port, as to
 // `node --inspect`) and a real broker in front of a real `node --inspect=127.0.0.1:0` target.
 import { strict as assert } from 'node:assert';
-import { get as httpGet } from 'node:http';
+import { spawn } from 'node:child_process';
+import { createServer, get as httpGet } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import CDP from 'chrome-remote-interface';
@@ -9,6 +10,7 @@ import WebSocket from 'ws';
 import { startConnect, type ConnectProcess } from '../support/connectProcess';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { waitFor } from '../support/wait';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 
@@ -23,6 +25,16 @@ function upgradeRefusal(url: string, headers: Record<string, string> = {}): Prom
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
     });
     socket.once('error', () => undefined);
+  });
+}
+
+/** A loopback port nothing listens on (it was free a moment ago). */
+function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
   });
 }
 
@@ -157,6 +169,28 @@ describe('loupe connect: any inspector client through the broker', () => {
     assert.equal((await child.kill('SIGTERM')).code, 0);
   });
 
+  // node inspect starts with Promise.all([Profiler.enable(), Profiler.setSamplingInterval(…), Debugger.enable(), …]) and
+  // exits on any error there; the broker refuses Profiler.*, so node inspect cannot attach until the broker answers
+  // those routine requests quietly (issue 12 item 2, client compatibility in the broker).
+  it('node inspect attaches by host and port and evaluates', { todo: 'needs the broker to answer Profiler.enable and Profiler.setSamplingInterval without an error' }, async () => {
+    const child = await connect();
+    const url = new URL(await child.url);
+    const inspect = spawn(process.execPath, ['inspect', `127.0.0.1:${url.port}`], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    inspect.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    inspect.stderr.setEncoding('utf8').on('data', (c: string) => (out += c));
+    try {
+      await waitFor(() => out.includes('debug>') || inspect.exitCode !== null, { what: 'the debug> prompt of node inspect', timeoutMs: 10_000 });
+      assert.equal(inspect.exitCode, null, out);
+      inspect.stdin.write('exec 6 * 7\n');
+      await waitFor(() => /^42$/m.test(out) || inspect.exitCode !== null, { what: 'node inspect to print 42', timeoutMs: 10_000 });
+      assert.match(out, /^42$/m);
+    } finally {
+      inspect.kill();
+      await child.kill('SIGINT');
+    }
+  });
+
   it('a revoked grant ends it with the reason printed (exit 1)', async () => {
     const child = await connect();
     const url = await child.url;
@@ -229,9 +263,10 @@ describe('loupe connect: any inspector client through the broker', () => {
     assert.equal(noIdentity.code, 2);
     assert.match(noIdentity.stderr, /no identity: set LOUPE_TOKEN, pass --token-file <file>, or sign in with --issuer/);
 
-    const unreachable = await run(['app', '--reason', 'r', '--port', '0', '--broker', 'http://127.0.0.1:9'], { LOUPE_TOKEN: devToken });
+    const closed = await closedPort();
+    const unreachable = await run(['app', '--reason', 'r', '--port', '0', '--broker', `http://127.0.0.1:${closed}`], { LOUPE_TOKEN: devToken });
     assert.equal(unreachable.code, 1);
-    assert.match(unreachable.stderr, /cannot reach the Loupe broker at http:\/\/127\.0\.0\.1:9: fetch failed \(ECONNREFUSED\) \(is --broker right and the broker running\?/);
+    assert.match(unreachable.stderr, new RegExp(`cannot reach the Loupe broker at http://127\\.0\\.0\\.1:${closed}: fetch failed \\(ECONNREFUSED\\) \\(is --broker right and the broker running\\?`));
     assert.equal(unreachable.stdout, '', 'no LOUPE_CONNECT_URL without a grant');
 
     const badToken = await run(['app', '--reason', 'r', '--port', '0', '--broker', broker.url], { LOUPE_TOKEN: 'not.a.token' });
