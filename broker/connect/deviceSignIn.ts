@@ -26,7 +26,9 @@ export interface DeviceSignInOptions {
 export async function signInWithDeviceCode(settings: OidcSettings, options: DeviceSignInOptions): Promise<OidcTokens> {
   const provider = await discoverProvider(settings.issuer);
   if (typeof provider.device_authorization_endpoint !== 'string') {
-    throw new OidcSignInError(`${settings.issuer} offers no device authorization endpoint (the sign-in for terminals): ask for it to be enabled for ${settings.clientId}, or pass a token with --token-file or LOUPE_TOKEN`);
+    throw new OidcSignInError(
+      `${settings.issuer} offers no device authorization endpoint (the sign-in for terminals): ask for it to be enabled for ${settings.clientId}, or pass a token with --token-file or LOUPE_TOKEN`,
+    );
   }
   const client: oauth.Client = { client_id: settings.clientId };
   let device: oauth.DeviceAuthorizationResponse;
@@ -59,7 +61,8 @@ export async function signInWithDeviceCode(settings: OidcSettings, options: Devi
         continue;
       }
       if (err instanceof oauth.ResponseBodyError && err.error === 'access_denied') throw new OidcSignInError('the sign-in was declined in the browser', { cause: err });
-      if (err instanceof oauth.ResponseBodyError && err.error === 'expired_token') throw new OidcSignInError(`the code ${device.user_code} expired before the sign-in was completed; run the command again`, { cause: err });
+      if (err instanceof oauth.ResponseBodyError && err.error === 'expired_token')
+        throw new OidcSignInError(`the code ${device.user_code} expired before the sign-in was completed; run the command again`, { cause: err });
       throw signInError(err, 'the token endpoint', provider.token_endpoint!);
     }
   }

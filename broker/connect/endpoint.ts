@@ -173,7 +173,8 @@ export class LocalEndpoint {
         socket.end(`HTTP/1.1 ${refusal.status} ${statusText}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     };
     socket.on('error', () => undefined);
-    if (!loopbackHost.test(req.headers.host ?? '')) return refuse(new AttachRefusal(403, `attach refused by loupe connect: Host "${req.headers.host ?? ''}" is not a loopback address (DNS rebinding protection)`));
+    if (!loopbackHost.test(req.headers.host ?? ''))
+      return refuse(new AttachRefusal(403, `attach refused by loupe connect: Host "${req.headers.host ?? ''}" is not a loopback address (DNS rebinding protection)`));
     const origin = req.headers.origin;
     if (!originAllowed(origin)) return refuse(new AttachRefusal(403, `attach refused by loupe connect: a web page (origin ${origin}) may not attach; use a debugger or Chrome DevTools`));
     const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname;

@@ -82,7 +82,8 @@ export function connectSettings(values: ConnectValues, positionals: readonly str
   const evaluation = (values.evaluation ?? 'loupe') as Evaluation;
   if (!evaluations.includes(evaluation)) wrong(`--evaluation: expected one of ${evaluations.join(', ')}, got "${values.evaluation}"`);
   const durationSeconds = values.duration === undefined ? 900 : (parseDuration(values.duration) ?? wrong(`--duration: expected a duration like "15m" or "1h", got "${values.duration}"`));
-  const port = values.port === undefined ? 9229 : /^\d{1,5}$/.test(values.port) && Number(values.port) <= 65535 ? Number(values.port) : wrong(`--port: expected a port number 0-65535, got "${values.port}"`);
+  const port =
+    values.port === undefined ? 9229 : /^\d{1,5}$/.test(values.port) && Number(values.port) <= 65535 ? Number(values.port) : wrong(`--port: expected a port number 0-65535, got "${values.port}"`);
   const brokerText = values.broker ?? env.LOUPE_BROKER_URL ?? wrong('missing --broker <url> (or LOUPE_BROKER_URL)');
   let broker: URL;
   try {

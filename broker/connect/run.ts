@@ -146,7 +146,13 @@ function connectBroker(grant: GrantAnswer): Promise<WebSocket> {
         } catch {
           /* not JSON */
         }
-        reject(new AttachRefusal(res.statusCode === 409 ? 409 : res.statusCode && res.statusCode < 500 ? 403 : 502, `the broker refused the attach (${res.statusCode} ${error.code ?? ''}): ${error.message ?? body.slice(0, 300)}`, error.code));
+        reject(
+          new AttachRefusal(
+            res.statusCode === 409 ? 409 : res.statusCode && res.statusCode < 500 ? 403 : 502,
+            `the broker refused the attach (${res.statusCode} ${error.code ?? ''}): ${error.message ?? body.slice(0, 300)}`,
+            error.code,
+          ),
+        );
       });
     });
     socket.once('error', (err) => reject(new AttachRefusal(502, `cannot reach the broker's attach endpoint ${grant.attachUrl}: ${err.message}`)));

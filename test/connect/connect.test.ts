@@ -134,8 +134,14 @@ describe('loupe connect: any inspector client through the broker', () => {
       const ended = await broker.waitForRecord('session.ended');
       assert.equal(ended.data.endReason, 'client_closed', JSON.stringify(ended.data));
       const events = await broker.sessionEvents();
-      assert.ok(events.some((e) => e.type === 'cdp.refused' && e.data.method === 'Debugger.setScriptSource'), 'the refusal is on the record');
-      assert.ok(events.some((e) => e.type === 'cdp.evaluate' && e.data.method === 'Debugger.evaluateOnCallFrame'), 'the evaluation is on the record');
+      assert.ok(
+        events.some((e) => e.type === 'cdp.refused' && e.data.method === 'Debugger.setScriptSource'),
+        'the refusal is on the record',
+      );
+      assert.ok(
+        events.some((e) => e.type === 'cdp.evaluate' && e.data.method === 'Debugger.evaluateOnCallFrame'),
+        'the evaluation is on the record',
+      );
     } finally {
       await client.close().catch(() => undefined);
     }

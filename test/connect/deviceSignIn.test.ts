@@ -29,7 +29,23 @@ describe('loupe connect: device authorization sign-in through a real provider an
   let browser: Browser;
   const running: ConnectProcess[] = [];
   const connect = () => {
-    const child = startConnect(['app', '--reason', 'INC-11', '--port', '0', '--broker', broker.url, '--issuer', provider.issuer, '--client-id', clientId, '--resource', resource, '--scopes', 'openid loupe']);
+    const child = startConnect([
+      'app',
+      '--reason',
+      'INC-11',
+      '--port',
+      '0',
+      '--broker',
+      broker.url,
+      '--issuer',
+      provider.issuer,
+      '--client-id',
+      clientId,
+      '--resource',
+      resource,
+      '--scopes',
+      'openid loupe',
+    ]);
     running.push(child);
     return child;
   };
@@ -54,7 +70,9 @@ describe('loupe connect: device authorization sign-in through a real provider an
     });
     target = await startTarget();
     broker = await startTestBroker(
-      basePolicy(target.inspector, { identity: { devIssuer: { enabled: false }, issuers: [{ issuer: provider.issuer, audience: resource, groupsClaim: 'realm_access.roles', algorithms: ['RS256'] }] } }),
+      basePolicy(target.inspector, {
+        identity: { devIssuer: { enabled: false }, issuers: [{ issuer: provider.issuer, audience: resource, groupsClaim: 'realm_access.roles', algorithms: ['RS256'] }] },
+      }),
     );
     browser = await launchChromium();
   });

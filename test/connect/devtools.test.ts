@@ -94,7 +94,10 @@ describe('loupe connect: Chrome DevTools front end, headless', () => {
     await page.getByText(/Paused on breakpoint/).waitFor({ timeout: 10_000 });
     await broker.waitForRecord('cdp.breakpoint.hit');
     // The locals, read through the broker; the source as the broker redacted it.
-    await page.getByText(/label: 'item-\d+'/).first().waitFor({ timeout: 10_000 });
+    await page
+      .getByText(/label: 'item-\d+'/)
+      .first()
+      .waitFor({ timeout: 10_000 });
     const source = (await page.locator('.cm-content').first().textContent()) ?? '';
     assert.match(source, /apiKey: '\[redacted: apiKey\]'/);
     assert.doesNotMatch(source, /k-123/);
