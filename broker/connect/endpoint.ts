@@ -39,8 +39,8 @@ export interface EndpointOptions {
   readonly port: number;
   readonly target: string;
   readonly mode: string;
-  /** Opens the broker's attach socket for a new local client; rejects with an AttachRefusal. */
-  readonly openBroker: () => Promise<WebSocket>;
+  /** Opens the broker's attach socket for a new local client (its User-Agent, if any); rejects with an AttachRefusal. */
+  readonly openBroker: (client: { readonly userAgent?: string }) => Promise<WebSocket>;
   readonly onSessionStart?: () => void;
   readonly onSessionClosed?: (closed: SessionClosed) => void;
   /** An attach the endpoint refused, with why (shown in the terminal too). */
@@ -194,7 +194,7 @@ export class LocalEndpoint {
     socket.once('close', () => {
       if (!live.local) release(); // gone before the broker answered
     });
-    void this.options.openBroker().then(
+    void this.options.openBroker(req.headers['user-agent'] ? { userAgent: req.headers['user-agent'] } : {}).then(
       (broker) => {
         live.broker = broker;
         if (socket.destroyed) {

@@ -45,7 +45,7 @@ export async function runConnect(settings: ConnectSettings, io: ConnectIo): Prom
       port: settings.port,
       target: settings.target,
       mode: settings.mode,
-      openBroker: () => openBroker(grant!),
+      openBroker: (client) => openBroker(grant!, client.userAgent),
       onSessionStart: () => say(`debugger attached: session started on ${settings.target} (${settings.mode})`),
       onSessionClosed: (closed) => onClosed(closed),
       onRefused: (refusal) => {
@@ -72,7 +72,10 @@ export async function runConnect(settings: ConnectSettings, io: ConnectIo): Prom
   io.stopSignal.addEventListener('abort', onStop, { once: true });
   try {
     const token = await identityToken(settings, io, say);
-    if (token === undefined) return 0; // stopped while signing in
+    if (token === undefined) {
+      await endpoint.close('loupe connect stopped');
+      return 0; // stopped while signing in
+    }
     const api = new BrokerApi(settings.broker, token);
     grant = await obtainGrant(api, settings, io, say);
     if (!grant) return io.stopSignal.aborted ? 0 : 1;
@@ -119,11 +122,11 @@ export async function runConnect(settings: ConnectSettings, io: ConnectIo): Prom
   return outcome.status;
 
   /** The broker's attach socket for a new local client, with the grant token; refusals keep the broker's words. */
-  async function openBroker(current: GrantAnswer): Promise<WebSocket> {
+  async function openBroker(current: GrantAnswer, userAgent: string | undefined): Promise<WebSocket> {
     // The previous session may still be ending on the broker (one live session per grant): wait a little for it.
     for (let attempt = 0; ; attempt++) {
       try {
-        return await connectBroker(current);
+        return await connectBroker(current, userAgent);
       } catch (err) {
         if (!(err instanceof AttachRefusal) || err.code !== 'session_busy' || attempt >= 10) throw err;
         await new Promise((resolve) => setTimeout(resolve, 300));
@@ -132,9 +135,16 @@ export async function runConnect(settings: ConnectSettings, io: ConnectIo): Prom
   }
 }
 
-function connectBroker(grant: GrantAnswer): Promise<WebSocket> {
+/** The broker's attach socket with the grant token; the User-Agent names the local debugger for the broker's records. */
+function connectBroker(grant: GrantAnswer, localUserAgent: string | undefined): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const socket = new WebSocket(grant.attachUrl, { headers: { authorization: `Bearer ${grant.token}` }, perMessageDeflate: false, handshakeTimeout: 20_000, maxPayload: 128 << 20 });
+    const userAgent = `loupe-connect (local client: ${localUserAgent?.replace(/[^\x20-\x7e]/g, '?').slice(0, 200) ?? 'no user agent'})`;
+    const socket = new WebSocket(grant.attachUrl, {
+      headers: { authorization: `Bearer ${grant.token}`, 'user-agent': userAgent },
+      perMessageDeflate: false,
+      handshakeTimeout: 20_000,
+      maxPayload: 128 << 20,
+    });
     socket.once('open', () => resolve(socket));
     socket.once('unexpected-response', (_req, res) => {
       let body = '';

@@ -211,6 +211,22 @@ describe('loupe connect: any inspector client through the broker', () => {
     assert.match(child.stderr(), /the session has ended: the grant was revoked \(close 4002\)/);
   });
 
+  it("a grant revoked while no debugger is attached: the next attach is refused in the broker's words, and it ends (exit 1)", async () => {
+    const child = await connect();
+    const url = await child.url;
+    const grantId = /grant ([0-9a-f-]{36}):/.exec(child.stderr())![1]!;
+    assert.equal((await broker.api('DELETE', `/v1/grants/${grantId}`, await broker.token('boss', ['admins']))).status, 200);
+    const [{ webSocketDebuggerUrl }] = (await (await fetch(`${url}/json/list`)).json()) as any[];
+    const refused = await upgradeRefusal(webSocketDebuggerUrl);
+    assert.equal(refused.status, 403);
+    assert.match(refused.body, /the broker refused the attach \(403 grant_revoked\): /);
+    assert.equal((await child.exited).code, 1, child.stderr());
+    assert.match(child.stderr(), /the broker refused the attach \(403 grant_revoked\)/);
+    // The broker's security record names the relay and the local client.
+    const record = await broker.waitForRecord('attach.refused', (e) => e.data.grantId === grantId || JSON.stringify(e.data).includes(grantId));
+    assert.match(JSON.stringify(record.data), /loupe-connect \(local client: no user agent\)/);
+  });
+
   it('an expiring grant counts down and ends with the reason printed (exit 0)', async () => {
     const child = await connect(['--duration', '12s']);
     const url = await child.url;
