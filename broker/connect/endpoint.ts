@@ -32,6 +32,8 @@ export interface SessionClosed {
   readonly reason: string;
   /** Who ended it: the local client (disconnect), this process (stop), or the broker. */
   readonly by: 'local-client' | 'connect' | 'broker';
+  /** Why this process gave up a side (it stopped answering pings). */
+  readonly note?: string;
 }
 
 export interface EndpointOptions {
@@ -45,6 +47,8 @@ export interface EndpointOptions {
   readonly onSessionClosed?: (closed: SessionClosed) => void;
   /** An attach the endpoint refused, with why (shown in the terminal too). */
   readonly onRefused?: (refusal: AttachRefusal) => void;
+  /** How often both sockets are pinged; a side that misses two pongs is given up (default 15 s). */
+  readonly heartbeatMs?: number;
 }
 
 const loopbackHost = /^(?:127\.0\.0\.1|localhost|\[::1\])(?::(\d+))?$/i;
@@ -223,20 +227,50 @@ export class LocalEndpoint {
     broker.on('message', forward(local));
     local.on('error', () => undefined);
     broker.on('error', () => undefined);
+    // The broker pings this process, not the debugger behind it: so the debugger is pinged here, and a broker that
+    // went silent (a dropped network) is noticed here, each ending the session as the broker would.
+    const heartbeat = setInterval(() => {
+      for (const [socket, words] of [
+        [local, 'the local debugger stopped answering pings'],
+        [broker, 'the broker stopped answering pings'],
+      ] as const) {
+        const missed = (pongsMissed.get(socket) ?? 0) + 1;
+        pongsMissed.set(socket, missed);
+        if (missed > 2) {
+          clearInterval(heartbeat);
+          giveUp = words;
+          if (socket === local) {
+            local.terminate();
+          } else {
+            broker.terminate();
+          }
+          return;
+        }
+        if (socket.readyState === WebSocket.OPEN) socket.ping();
+      }
+    }, this.options.heartbeatMs ?? 15_000);
+    heartbeat.unref();
+    const pongsMissed = new Map<WebSocket, number>();
+    let giveUp: string | undefined;
+    local.on('pong', () => pongsMissed.set(local, 0));
+    broker.on('pong', () => pongsMissed.set(broker, 0));
     local.once('close', () => {
+      clearInterval(heartbeat);
       closedBy ??= live.stopping ? 'connect' : 'local-client';
       // The broker ends the session on this close: it removes the session's breakpoints and resumes the target.
-      if (broker.readyState === WebSocket.OPEN || broker.readyState === WebSocket.CONNECTING) broker.close(1000, 'local debugger disconnected');
+      if (broker.readyState === WebSocket.OPEN || broker.readyState === WebSocket.CONNECTING) broker.close(1000, giveUp ?? 'local debugger disconnected');
     });
     broker.once('close', (code: number, reason: Buffer) => {
+      clearInterval(heartbeat);
       closedBy ??= live.stopping ? 'connect' : 'broker';
-      const text = reason.toString();
+      const text = reason.toString() || (giveUp ?? '');
+      const note = giveUp ? { note: giveUp } : {};
       if (local.readyState === WebSocket.OPEN) local.close(sendableCode(code), closeReason(text || 'the connection to the broker closed'));
       // A local client that does not finish the close handshake must not keep the endpoint busy.
       const kill = setTimeout(() => local.terminate(), 2000);
       kill.unref();
       release();
-      this.options.onSessionClosed?.({ code, reason: text, by: closedBy });
+      this.options.onSessionClosed?.({ code, reason: text, by: closedBy, ...note });
     });
     this.options.onSessionStart?.();
   }

@@ -61,9 +61,11 @@ export async function runConnect(settings: ConnectSettings, io: ConnectIo): Prom
   const onClosed = (closed: SessionClosed) => {
     if (closed.by === 'connect') return;
     const reason = finalCodes.get(closed.code);
-    const words = closed.code === 1000 ? 'the session ended' : `the session has ended: ${closeMessage(closed.code, closed.reason)} (close ${closed.code})`;
+    const why = closeMessage(closed.code, closed.reason);
+    const words = closed.code === 1000 ? 'the session ended' : `the session has ended: ${why}${why.includes(`(code ${closed.code})`) ? '' : ` (close ${closed.code})`}`;
     if (reason) return end(reason === 'expired' ? 0 : 1, words);
-    if (closed.by === 'local-client') say(`debugger disconnected; the broker ended its session (target resumed, breakpoints removed). Another may attach at ${endpoint.url} ${left()}`);
+    if (closed.by === 'local-client')
+      say(`debugger disconnected${closed.note ? ` (${closed.note})` : ''}; the broker ended its session (target resumed, breakpoints removed). Another may attach at ${endpoint.url} ${left()}`);
     else say(`${words}; another debugger may attach at ${endpoint.url} ${left()}`);
   };
   const left = () => (grant ? `until the grant ends at ${new Date(grant.expiresAt).toLocaleTimeString()}` : '');

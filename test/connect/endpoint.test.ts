@@ -5,8 +5,11 @@ import { strict as assert } from 'node:assert';
 import { connect as tcpConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { AttachRefusal, LocalEndpoint } from '../../broker/connect/endpoint';
+import WebSocket from 'ws';
+import { AttachRefusal, LocalEndpoint, type SessionClosed } from '../../broker/connect/endpoint';
 import { fuzzFrames, fuzzSeed } from '../support/fuzz';
+import { startTarget, type TargetProcess } from '../support/target';
+import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 
 const passed = 'the upgrade passed every check of the endpoint';
 
@@ -92,5 +95,51 @@ describe('loupe connect: the local endpoint admits only loopback debuggers, at i
       }),
       { numRuns: fuzzFrames(300), seed: fuzzSeed() },
     );
+  });
+});
+
+describe('loupe connect: a local debugger that stops answering pings', () => {
+  let target: TargetProcess;
+  let broker: TestBroker;
+  before(async () => {
+    target = await startTarget();
+    broker = await startTestBroker(basePolicy(target.inspector));
+  });
+  after(async () => {
+    await broker?.close();
+    await target?.stop();
+  });
+
+  it('is given up after two missed pongs, and its broker session ends (recorded)', async () => {
+    const grant = await broker.grant('dev', ['devs']);
+    const closed: SessionClosed[] = [];
+    const endpoint = await LocalEndpoint.listen({
+      port: 0,
+      target: 'app',
+      mode: 'pause',
+      heartbeatMs: 150,
+      onSessionClosed: (c) => closed.push(c),
+      openBroker: () =>
+        new Promise((resolve, reject) => {
+          const socket = new WebSocket(grant.attachUrl, { headers: { authorization: `Bearer ${grant.token}` } });
+          socket.once('open', () => resolve(socket));
+          socket.once('error', reject);
+        }),
+    });
+    endpoint.open();
+    try {
+      // A debugger whose process hangs: it never answers a ping.
+      const hung = new WebSocket(endpoint.webSocketUrl, { autoPong: false });
+      await new Promise((resolve, reject) => (hung.once('open', resolve), hung.once('error', reject)));
+      const code = await new Promise<number>((resolve) => hung.once('close', resolve));
+      assert.equal(code, 1006, 'terminated, not closed politely');
+      const ended = await broker.waitForRecord('session.ended');
+      assert.equal(ended.data.endReason, 'client_closed');
+      assert.equal(closed.length, 1);
+      assert.deepEqual({ by: closed[0]!.by, note: closed[0]!.note }, { by: 'local-client', note: 'the local debugger stopped answering pings' });
+      assert.equal(endpoint.attached, false, 'free for the next debugger');
+    } finally {
+      await endpoint.close('test over');
+    }
   });
 });
