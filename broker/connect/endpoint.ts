@@ -220,11 +220,16 @@ export class LocalEndpoint {
 
   private relay(live: NonNullable<LocalEndpoint['live']>, local: WebSocket, broker: WebSocket, release: () => void): void {
     let closedBy: SessionClosed['by'] | undefined;
-    const forward = (to: WebSocket) => (data: RawData, isBinary: boolean) => {
-      if (to.readyState === WebSocket.OPEN) to.send(data, { binary: isBinary });
+    // Flow control: a side that cannot keep up pauses reading from the other, so nothing piles up in this process.
+    const forward = (from: WebSocket, to: WebSocket) => (data: RawData, isBinary: boolean) => {
+      if (to.readyState !== WebSocket.OPEN) return;
+      to.send(data, { binary: isBinary }, () => {
+        if (from.isPaused && to.bufferedAmount < 1 << 20) from.resume();
+      });
+      if (to.bufferedAmount > 8 << 20) from.pause();
     };
-    local.on('message', forward(broker));
-    broker.on('message', forward(local));
+    local.on('message', forward(local, broker));
+    broker.on('message', forward(broker, local));
     local.on('error', () => undefined);
     broker.on('error', () => undefined);
     // The broker pings this process, not the debugger behind it: so the debugger is pinged here, and a broker that
