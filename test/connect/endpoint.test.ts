@@ -142,4 +142,50 @@ describe('loupe connect: a local debugger that stops answering pings', () => {
       await endpoint.close('test over');
     }
   });
+
+  it('a debugger that stops reading pauses the broker socket instead of piling answers up here; all arrive once it reads', async () => {
+    const grant = await broker.grant('dev', ['devs']);
+    let brokerSocket: WebSocket | undefined;
+    const endpoint = await LocalEndpoint.listen({
+      port: 0,
+      target: 'app',
+      mode: 'pause',
+      openBroker: () =>
+        new Promise((resolve, reject) => {
+          const socket = new WebSocket(grant.attachUrl, { headers: { authorization: `Bearer ${grant.token}` } });
+          socket.once('open', () => resolve((brokerSocket = socket)));
+          socket.once('error', reject);
+        }),
+    });
+    endpoint.open();
+    try {
+      const client = new WebSocket(endpoint.webSocketUrl);
+      await new Promise((resolve, reject) => (client.once('open', resolve), client.once('error', reject)));
+      const answers: number[] = [];
+      client.on('message', (data) => answers.push(JSON.parse(data.toString()).id));
+      client.pause();
+      // 400 answers of ~32 KB: about 13 MB, over the relay's 8 MB high-water mark.
+      const count = 400;
+      for (let id = 1; id <= count; id++) client.send(JSON.stringify({ id, method: 'Runtime.evaluate', params: { expression: "'x'.repeat(60000)", returnByValue: true } }));
+      let sawPause = false;
+      const deadline = Date.now() + 20_000;
+      while (!sawPause && Date.now() < deadline) {
+        sawPause = brokerSocket?.isPaused === true;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      assert.ok(sawPause, 'the relay paused reading from the broker');
+      client.resume();
+      const until = Date.now() + 30_000;
+      while (answers.length < count && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.deepEqual(
+        answers,
+        Array.from({ length: count }, (_, i) => i + 1),
+        'every answer, in order',
+      );
+      assert.equal(brokerSocket!.isPaused, false, 'reading again');
+      client.close();
+    } finally {
+      await endpoint.close('test over');
+    }
+  });
 });
