@@ -29,8 +29,8 @@ const usage = `usage:
   loupe audit verify <dir | s3://bucket/[prefix/]sessions/YYYY/MM/DD/<id>> [--keys file|url]
                                                check hash chain, seals, sequence, manifest (and S3 retention)
   loupe audit render <dir | s3://…> -o report.html [--keys file|url]
-  connect and audit list/download take --broker <url> (or LOUPE_BROKER_URL); audit list/download --token <identity token>
-  (or LOUPE_TOKEN); connect LOUPE_TOKEN, --token-file or a sign-in
+  audit list/download take --broker <url> (or LOUPE_BROKER_URL) and --token <identity token> (or LOUPE_TOKEN)
+  connect takes --broker too, and LOUPE_TOKEN, --token-file or a sign-in at your identity provider
   loupe <command> --help                       that command's usage and options`;
 
 const brokerOptions = `  --broker <url>          the broker's URL (default: $LOUPE_BROKER_URL)
