@@ -80,7 +80,10 @@ export async function runConnect(settings: ConnectSettings, io: ConnectIo): Prom
     }
     const api = new BrokerApi(settings.broker, token);
     grant = await obtainGrant(api, settings, io, say);
-    if (!grant) return io.stopSignal.aborted ? 0 : 1;
+    if (!grant) {
+      await endpoint.close('no grant');
+      return io.stopSignal.aborted ? 0 : 1;
+    }
   } catch (err) {
     say(err instanceof BrokerApiError ? brokerRefusal(err, settings) : (err as Error).message);
     await endpoint.close('loupe connect could not start');
@@ -100,20 +103,15 @@ export async function runConnect(settings: ConnectSettings, io: ConnectIo): Prom
   io.stdout(`LOUPE_CONNECT_URL=${endpoint.url}`);
 
   // The countdown: a line at each mark, and the end at expiry (the broker closes a live session with 4001 then).
+  // Timers longer than 2^31-1 ms would fire at once; no grant is that long, but a clock can be that wrong.
   const timers: NodeJS.Timeout[] = [];
-  for (const mark of countdownMarks(expiresAt - Date.now())) {
-    timers.push(setTimeout(() => say(`${mark.words} left on the grant (until ${new Date(expiresAt).toLocaleTimeString()})`), expiresAt - mark.ms - Date.now()));
-  }
-  timers.push(
-    setTimeout(
-      () => {
-        // A live session is ended by the broker (close 4001) and reported from there; give it a moment.
-        if (!endpoint.attached) end(0, `the grant expired: ${closeMessage(closeCodes.expired, '')}`);
-        else setTimeout(() => end(0, `the grant expired: ${closeMessage(closeCodes.expired, '')}`), 3000).unref();
-      },
-      Math.max(0, expiresAt - Date.now()),
-    ),
-  );
+  const at = (ms: number, fire: () => void) => timers.push(setTimeout(fire, Math.min(Math.max(0, ms - Date.now()), 2 ** 31 - 1)));
+  for (const mark of countdownMarks(expiresAt - Date.now())) at(expiresAt - mark.ms, () => say(`${mark.words} left on the grant (until ${new Date(expiresAt).toLocaleTimeString()})`));
+  at(expiresAt, () => {
+    // A live session is ended by the broker (close 4001) and reported from there; give it a moment.
+    if (!endpoint.attached) end(0, `the grant expired: ${closeMessage(closeCodes.expired, '')}`);
+    else setTimeout(() => end(0, `the grant expired: ${closeMessage(closeCodes.expired, '')}`), 3000).unref();
+  });
 
   const outcome = await ended;
   for (const timer of timers) clearTimeout(timer);

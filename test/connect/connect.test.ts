@@ -228,9 +228,9 @@ describe('loupe connect: any inspector client through the broker', () => {
   });
 
   it('an expiring grant counts down and ends with the reason printed (exit 0)', async () => {
-    const child = await connect(['--duration', '12s']);
+    const child = await connect(['--duration', '14s']);
     const url = await child.url;
-    assert.match(child.stderr(), /until .* \(12 s\)/);
+    assert.match(child.stderr(), /until .* \(14 s\)/);
     const client = await CDP({ host: '127.0.0.1', port: port(url) });
     client.on('error', () => undefined);
     await child.waitFor(/10 s left on the grant/, 10_000);
