@@ -3,6 +3,8 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { createServer, get as httpGet } from 'node:http';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import CDP from 'chrome-remote-interface';
@@ -255,8 +257,10 @@ describe('loupe connect: any inspector client through the broker', () => {
     assert.equal((await gated.kill('SIGINT')).code, 0);
   });
 
-  it('Ctrl-C while waiting for approvers withdraws the request', async () => {
-    const gated = startConnect(['gated', '--reason', 'INC-9', '--port', '0', '--broker', broker.url], { LOUPE_TOKEN: devToken });
+  it('Ctrl-C while waiting for approvers withdraws the request (identity from --token-file)', async () => {
+    const tokenFile = join(mkdtempSync(join(tmpdir(), 'loupe-connect-')), 'token');
+    writeFileSync(tokenFile, `${devToken}\n`, { mode: 0o600 });
+    const gated = startConnect(['gated', '--reason', 'INC-9', '--port', '0', '--broker', broker.url, '--token-file', tokenFile], { LOUPE_TOKEN: 'ignored: --token-file wins' });
     running.push(gated);
     const [, requestId] = await gated.waitFor(/access request ([0-9a-f-]{36}): /);
     await gated.waitFor(/waiting for approval/);
