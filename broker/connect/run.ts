@@ -68,7 +68,8 @@ export async function runConnect(settings: ConnectSettings, io: ConnectIo): Prom
       say(`debugger disconnected${closed.note ? ` (${closed.note})` : ''}; the broker ended its session (target resumed, breakpoints removed). Another may attach at ${endpoint.url} ${left()}`);
     else say(`${words}; another debugger may attach at ${endpoint.url} ${left()}`);
   };
-  const left = () => (grant ? `until the grant ends at ${new Date(grant.expiresAt).toLocaleTimeString()}` : '');
+  let deadline: number | undefined;
+  const left = () => (deadline ? `until the grant ends at ${new Date(deadline).toLocaleTimeString()}` : '');
 
   const onStop = () => end(0, 'stopped (Ctrl-C)');
   io.stopSignal.addEventListener('abort', onStop, { once: true });
@@ -94,7 +95,10 @@ export async function runConnect(settings: ConnectSettings, io: ConnectIo): Prom
     return 0;
   }
 
-  const expiresAt = new Date(grant.expiresAt).getTime();
+  // The grant was issued just before this answer (also one collected after approvals), so this clock's deadline is
+  // now + its duration: right even when this machine's clock is off from the broker's. The broker enforces the real one.
+  const expiresAt = grant.durationSeconds > 0 ? Date.now() + grant.durationSeconds * 1000 : new Date(grant.expiresAt).getTime();
+  deadline = expiresAt;
   endpoint.open();
   say(
     `grant ${grant.grantId}: ${settings.mode} on ${settings.target} until ${new Date(expiresAt).toLocaleTimeString()} (${length(grant.durationSeconds)}${grant.capped ? ', shortened by the policy' : ''})${grant.evaluation === 'v8' ? ', with V8 evaluation' : ''}`,
