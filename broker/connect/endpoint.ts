@@ -13,6 +13,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { randomUUID } from 'node:crypto';
 import WebSocket, { WebSocketServer, type RawData } from 'ws';
 import protocol from 'devtools-protocol/json/js_protocol.json';
+import { peerUid } from './peerUser';
 
 /** A refusal of the local upgrade: the HTTP status and the words the local client (and the terminal) see. */
 export class AttachRefusal extends Error {
@@ -78,6 +79,15 @@ function closeReason(reason: string): string {
   let cut = reason;
   while (Buffer.byteLength(cut) > 123) cut = cut.slice(0, -1);
   return cut;
+}
+
+/** Why a connection from another local user is refused, or undefined when it is this user's (or the OS cannot tell). */
+function otherUser(socket: Socket, port: number): string | undefined {
+  const uid = peerUid(port, socket.remotePort ?? 0);
+  const own = process.getuid?.();
+  if (uid === 'unsupported' || own === undefined) return undefined;
+  if (uid === undefined) return 'the connection is not listed by the kernel, so its user is unknown';
+  return uid === own ? undefined : `the connection comes from another local user (uid ${uid}); only the user who ran loupe connect (uid ${own}) may use its grant`;
 }
 
 export class LocalEndpoint {
@@ -158,6 +168,8 @@ export class LocalEndpoint {
       res.end(text);
     };
     // As node --inspect does: a name that is not loopback may be a DNS rebinding page reading the target list.
+    const stranger = otherUser(req.socket, this.port);
+    if (stranger) return send(403, `refused by loupe connect: ${stranger}`);
     if (!loopbackHost.test(req.headers.host ?? '')) return send(403, `refused by loupe connect: Host "${req.headers.host ?? ''}" is not a loopback address (DNS rebinding protection)`);
     if (req.method !== 'GET') return send(405, `refused by loupe connect: ${req.method} is not supported; the endpoint answers GET /json/list, /json/version, /json/protocol`);
     const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname.replace(/\/$/, '');
@@ -177,6 +189,8 @@ export class LocalEndpoint {
         socket.end(`HTTP/1.1 ${refusal.status} ${statusText}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
     };
     socket.on('error', () => undefined);
+    const stranger = otherUser(socket, this.port);
+    if (stranger) return refuse(new AttachRefusal(403, `attach refused by loupe connect: ${stranger}`));
     if (!loopbackHost.test(req.headers.host ?? ''))
       return refuse(new AttachRefusal(403, `attach refused by loupe connect: Host "${req.headers.host ?? ''}" is not a loopback address (DNS rebinding protection)`));
     const origin = req.headers.origin;

@@ -2,6 +2,7 @@
 // are exactly what a hostile page or process sends), fuzzed with fast-check. The broker side is not needed to decide
 // admission: openBroker answers 503 with a marker, so an upgrade that passed every check of the endpoint says so.
 import { strict as assert } from 'node:assert';
+import { spawn } from 'node:child_process';
 import { connect as tcpConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
@@ -60,6 +61,41 @@ describe('loupe connect: the local endpoint admits only loopback debuggers, at i
     assert.equal(other.status, 404);
     assert.match(other.text, /no such endpoint \/json\/new/);
   });
+
+  // Another user's process on the same machine: run as uid 65534 (nobody), which only root may do.
+  it(
+    'refuses discovery and attach from another local user',
+    { skip: process.getuid?.() === 0 && process.platform === 'linux' ? false : 'needs root on Linux to run a client as another user' },
+    async () => {
+      const script = `
+      const net = require('node:net');
+      const ask = (request) => new Promise((resolve) => {
+        const socket = net.connect(${endpoint.port}, '127.0.0.1');
+        let text = '';
+        socket.setEncoding('utf8').on('data', (c) => (text += c)).on('end', () => resolve(text)).on('error', (e) => resolve('error ' + e.message));
+        socket.write(request);
+      });
+      (async () => {
+        const list = await ask('GET /json/list HTTP/1.1\\r\\nHost: 127.0.0.1\\r\\nConnection: close\\r\\n\\r\\n');
+        const attach = await ask(${JSON.stringify(upgrade(`/${endpoint.id}`, '127.0.0.1', undefined))});
+        process.stdout.write(JSON.stringify({ list, attach }));
+      })();`;
+      const child = spawn(process.execPath, ['-e', script], { uid: 65534, gid: 65534, cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      let err = '';
+      child.stdout!.setEncoding('utf8').on('data', (c: string) => (out += c));
+      child.stderr!.setEncoding('utf8').on('data', (c: string) => (err += c));
+      await new Promise((resolve) => child.once('exit', resolve));
+      const { list, attach } = JSON.parse(out || `{"list":${JSON.stringify(err)},"attach":""}`) as { list: string; attach: string };
+      assert.match(list, /^HTTP\/1\.1 403 /, list);
+      assert.match(list, /refused by loupe connect: the connection comes from another local user \(uid 65534\); only the user who ran loupe connect \(uid 0\) may use its grant/);
+      assert.match(attach, /^HTTP\/1\.1 403 /, attach);
+      assert.match(attach, /attach refused by loupe connect: the connection comes from another local user \(uid 65534\)/);
+      assert.ok(!attach.includes(passed), 'never reached the broker');
+      // The same requests from this user are answered.
+      assert.equal((await raw(endpoint.port, 'GET /json/list HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n')).status, 200);
+    },
+  );
 
   it('fuzz: an upgrade reaches the broker only with a loopback Host, no web origin, and the exact path', async () => {
     const port = endpoint.port;
