@@ -36,7 +36,11 @@ export async function runConnect(settings: ConnectSettings, io: ConnectIo): Prom
   let grant: GrantAnswer | undefined;
   let settleEnd!: (outcome: { status: number; why: string }) => void;
   const ended = new Promise<{ status: number; why: string }>((resolve) => (settleEnd = resolve));
-  const end = (status: number, why: string) => settleEnd({ status, why });
+  let ending = false;
+  const end = (status: number, why: string) => {
+    ending = true;
+    settleEnd({ status, why });
+  };
 
   let endpoint: LocalEndpoint;
   try {
@@ -64,6 +68,7 @@ export async function runConnect(settings: ConnectSettings, io: ConnectIo): Prom
     const why = closeMessage(closed.code, closed.reason);
     const words = closed.code === 1000 ? 'the session ended' : `the session has ended: ${why}${why.includes(`(code ${closed.code})`) ? '' : ` (close ${closed.code})`}`;
     if (reason) return end(reason === 'expired' ? 0 : 1, words);
+    if (ending) return; // the last line says how it ended
     if (closed.by === 'local-client')
       say(`debugger disconnected${closed.note ? ` (${closed.note})` : ''}; the broker ended its session (target resumed, breakpoints removed). Another may attach at ${endpoint.url} ${left()}`);
     else say(`${words}; another debugger may attach at ${endpoint.url} ${left()}`);
