@@ -39,7 +39,8 @@ import { ScriptRegistry } from './scripts';
 import { StoppedState } from './stoppedState';
 import { lookupCaptured, notCapturedPrefix, type CapturedFrame, type SnapshotCapture } from './snapshots';
 import { PathMapper } from './sourceMaps';
-import { formatValue, refusalOrError, refusalText } from './valueFormat';
+import { placeOf } from './objectPreview';
+import { formatValue, logValue, refusalOrError, refusalText } from './valueFormat';
 import { textResult, VariableStore } from './variables';
 
 const THREAD_ID = 1;
@@ -306,7 +307,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
     if (this.mode === 'snapshot' && args.frameId !== undefined) return this.evaluateInCapture(response, args);
     const frame = this.stopped.liveFrame(args.frameId);
     try {
-      const r = await this.runtime.evaluate(args.expression, { objectGroup: 'loupe-eval', ...(frame ? { callFrameId: frame.callFrameId } : {}) });
+      const r = await this.runtime.evaluate(args.expression, { objectGroup: 'loupe-eval', generatePreview: true, ...(frame ? { callFrameId: frame.callFrameId } : {}) });
       if (r.exceptionDetails) {
         const { text, refused } = refusalOrError(r);
         if (refused) {
@@ -316,7 +317,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
         return this.sendErrorResponse(response, { id: DapErrorId.EvaluationFailed, format: dapFormat(text), showUser: false });
       }
       const value = r.result;
-      response.body = { result: formatValue(value), variablesReference: this.variables.reference(value), ...(value.type ? { type: value.subtype ?? value.type } : {}) };
+      response.body = { result: formatValue(value, placeOf(args.context)), variablesReference: this.variables.reference(value), ...(value.type ? { type: value.subtype ?? value.type } : {}) };
       this.sendResponse(response);
     } catch (err) {
       // A refusal by the broker's gate (or V8's termination at the forced timeout): shown as the result.
@@ -467,7 +468,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
   // ---- console ----
 
   private onConsole(p: Protocol.Runtime.ConsoleAPICalledEvent): void {
-    const text = (p.args ?? []).map((a) => (a.type === 'string' ? String(a.value) : formatValue(a))).join(' ');
+    const text = (p.args ?? []).map(logValue).join(' ');
     this.output(`${text}\n`, p.type === 'error' || p.type === 'warning' ? 'stderr' : 'stdout');
   }
 }
