@@ -5,12 +5,13 @@
 //
 // Sections: 1 CDP round trip; 2 target pause per snapshot hit (inside the target); 2e-2g audit recording and
 // upload; 3 demo service throughput under a session; 4 idle sessions (memory, time to open 100); 5 an
-// evaluation through Loupe's interpreter vs V8 on one paused frame.
+// evaluation through Loupe's interpreter vs V8 on one paused frame; 6 a Debug Console evaluation through Loupe's
+// VS Code adapter vs a raw CDP client through the broker (the adapter's own share).
 //
 //   npm run bench                 the full run (about 3 minutes on 2 cores; budget 5 minutes)
 //   npm run bench -- --no-s3      skip the S3 upload figure (no server started)
 //   npm run bench -- --print      only print the table of the last bench/results.json
-//   BENCH_SECTIONS=2,3 npm run bench -- --no-s3   only those sections (1, 2, 2e for 2e-2g, 3, 4, 5); with
+//   BENCH_SECTIONS=2,3 npm run bench -- --no-s3   only those sections (1, 2, 2e for 2e-2g, 3, 4, 5, 6); with
 //   BENCH_RESULTS=/tmp/x.json the results go there instead of bench/results.json (also for --print)
 //
 // S3: uses S3_ENDPOINT / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION when set; otherwise runs
@@ -103,6 +104,7 @@ function printResults(r) {
   if (r.throughput) printThroughput(r.throughput, r.machine.cores);
   if (r.sessions) printSessions(r.sessions);
   if (r.evaluation) printEvaluation(r.evaluation);
+  if (r.adapter) printAdapter(r.adapter);
   say('');
 }
 
@@ -377,6 +379,34 @@ function printEvaluation(e) {
   say(
     "   fresh reader: nothing cached (first expression of a pause); scopes read at pause: the session reads the frame's scopes as the pause arrives; warm: the pause's cache (watch expressions re-evaluated).",
   );
+}
+
+function printAdapter(a) {
+  const p90 = (s) => `${ms(s.median)} / ${ms(s.p90)} / ${ms(s.p99)}`;
+  const signed = (x) => `${x >= 0 ? '+' : '−'}${ms(Math.abs(x))}`;
+  say('');
+  say(`6. Debug Console evaluation through Loupe's VS Code adapter (dist/debugAdapter.js under a DAP client, context repl) vs a raw CDP client sending the same Debugger.evaluateOnCallFrame`);
+  say(
+    `   through the same broker process, both attached to one target paused in test/fixtures/preview-app.js; pairs alternate which goes first; ${a.counts.rounds} rounds of ${a.counts.perRound} pairs; paced: ${a.counts.pacedGapMs} ms apart (bench/adapter.ts)`,
+  );
+  const rows = a.rows.map((r) => [
+    r.expression,
+    r.pacing,
+    p90(r.raw),
+    p90(r.adapter),
+    ratio(r.adapter.median / r.raw.median),
+    `${signed(r.share.median)} / ${signed(r.share.p90)}`,
+    `${signed(r.paired.median)} / ${signed(r.paired.p90)}`,
+    Number.isFinite(r.adapterCpuUs) ? r.adapterCpuUs.toFixed(0) : '-',
+    r.shown.length > 40 ? `${r.shown.slice(0, 39)}…` : r.shown,
+  ]);
+  say(table(['expression', 'pacing', 'raw CDP p50 / p90 / p99', 'adapter p50 / p90 / p99', 'ratio p50', 'share p50 / p90', 'paired share p50 / p90', 'adapter CPU µs/eval', 'adapter shows'], rows));
+  for (const r of a.rows) {
+    const met = r.share.median <= 1 && r.share.p90 <= 1;
+    say(`   Goal "adapter share <= broker round trip + 1 ms" (${r.expression}, ${r.pacing}): ${signed(r.share.median)} ms p50, ${signed(r.share.p90)} ms p90 ${met ? 'MET' : 'NOT MET'}`);
+  }
+  say('   share: adapter − raw of the same percentile; paired share: adapter − raw within each pair; adapter CPU: the adapter process, /proc, per evaluation.');
+  say("   In VS Code the adapter runs inline in the extension host (no stdio hop): this measures the adapter's own work plus one local pipe hop each way.");
 }
 
 // ---------------------------------------------------------------------------------------------------
