@@ -111,13 +111,15 @@ export function quote(text: string): string {
 const escapeAnsi = (text: string) => text.replaceAll('\x1b', '\\x1b');
 const oneLine = (text: string) => text.replace(/\n/g, '\\n').replace(/\r/g, '\\r').replace(/\t/g, '\\t');
 const str = (x: unknown): string | undefined => (typeof x === 'string' ? x : undefined);
+/** Any field as text; an object where a primitive belongs (even one without a prototype) never throws. */
+const text = (x: unknown): string => (typeof x === 'object' && x !== null ? (Array.isArray(x) ? 'Array' : 'Object') : typeof x === 'symbol' ? 'Symbol()' : String(x));
 
 /** A value as js-debug shows it in `place`. */
 export function previewValue(value: RemoteObject, place: PreviewPlace = 'repl'): string {
   const { budget, oneLine: single } = places[place];
-  const text = render(value, budget);
-  // A regular expression is shown as written, its escapes included.
-  return single && value.subtype !== 'regexp' ? oneLine(text) : text;
+  if (typeof value !== 'object' || value === null) return 'undefined';
+  const shown = render(value, budget);
+  return single ? oneLine(shown) : shown;
 }
 
 function render(value: RemoteObject, budget: number): string {
@@ -140,7 +142,7 @@ function isPreview(p: unknown): p is ObjectPreview {
 }
 
 function renderPlain(value: RemoteObject, budget: number): string {
-  if (value.unserializableValue !== undefined) return String(value.unserializableValue);
+  if (value.unserializableValue !== undefined) return text(value.unserializableValue);
   switch (value.type) {
     case 'string': {
       const text = str(value.value) ?? str(value.description) ?? '';
@@ -150,16 +152,16 @@ function renderPlain(value: RemoteObject, budget: number): string {
       return 'undefined';
     case 'number':
     case 'boolean':
-      return String(value.value ?? value.description);
+      return text(value.value ?? value.description);
     case 'bigint':
-      return str(value.description) ?? `${String(value.value)}n`;
+      return str(value.description) ?? `${text(value.value)}n`;
     case 'symbol':
       return str(value.description) ?? 'Symbol()';
     case 'object':
       if (value.subtype === 'null') return 'null';
       return trimEnd(str(value.description) ?? str(value.className) ?? 'Object', Math.max(budget, 100_000));
     default:
-      return trimEnd(str(value.description) ?? String(value.value), budget);
+      return trimEnd(str(value.description) ?? text(value.value), budget);
   }
 }
 
@@ -198,7 +200,7 @@ function arrayPreview(preview: ObjectPreview, budget: number): string {
   for (const p of properties) {
     if (!items.fits()) break;
     if (isIndex(p.name)) continue;
-    items.append(propertyText(p, items.room(), String(p.name)));
+    items.append(propertyText(p, items.room(), text(p.name)));
   }
   if (preview.overflow) items.ellipsis();
   out.append(`[${items}]`);
@@ -220,18 +222,18 @@ function objectPreview(preview: ObjectPreview, budget: number): string {
   const promiseState = byName.get('[[PromiseState]]') ?? byName.get('[[PromiseStatus]]');
   const promiseResult = byName.get('[[PromiseResult]]') ?? byName.get('[[PromiseValue]]');
   if (promiseState && promiseResult) {
-    out.append(promiseState.value === 'pending' ? '{<pending>}' : `{${propertyText(promiseResult, out.room() - 2, `<${String(promiseState.value)}>`)}}`);
+    out.append(promiseState.value === 'pending' ? '{<pending>}' : `{${propertyText(promiseResult, out.room() - 2, `<${text(promiseState.value)}>`)}}`);
     return out.toString();
   }
   const generator = byName.get('[[GeneratorState]]') ?? byName.get('[[GeneratorStatus]]');
   if (generator) {
-    out.append(`{<${String(generator.value)}>}`);
+    out.append(`{<${text(generator.value)}>}`);
     return out.toString();
   }
   const items = new Budgeted(out.room() - 2, ', ');
   for (const p of properties) {
     if (!items.fits()) break;
-    items.append(propertyText(p, items.room(), String(p.name)));
+    items.append(propertyText(p, items.room(), text(p.name)));
   }
   for (const entry of Array.isArray(preview.entries) ? preview.entries : []) {
     if (!items.fits()) break;
@@ -269,7 +271,7 @@ function propertyText(p: PropertyPreview, budget: number, name?: string): string
   budget = Math.min(budget, maxPropertyLength);
   if (p.type === 'function') return keyValue(name, ': ', 'ƒ', budget);
   if (p.type === 'object' && p.value === 'Object') return keyValue(name, ': ', `{${ellipsis}}`, budget);
-  if (typeof p.value !== 'string') return keyValue(name, ': ', `<${String(p.type)}>`, budget);
+  if (typeof p.value !== 'string') return keyValue(name, ': ', `<${text(p.type)}>`, budget);
   if (p.type === 'string') return keyValue(name, ': ', quote(p.value), budget);
   return keyValue(name, ': ', p.value, budget);
 }

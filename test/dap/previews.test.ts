@@ -29,8 +29,20 @@ before(async () => {
   dc.defaultTimeout = 10_000;
   for (const name of ['output', 'stopped', 'loupe.grant']) dc.on(name, (e: DebugProtocol.Event) => seen.push(JSON.stringify(e)));
   await dc.start();
-  const args = { target: 'app', mode: 'pause', durationSeconds: 120, reason: 'DAP test: previews', brokerUrl: broker.url, identityToken: await broker.token('dev', ['devs']), localRoot: fixtures, remoteRoot: fixtures };
-  await Promise.all([dc.configurationSequence(), dc.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' }).then(() => dc.attachRequest(args as any))]);
+  const args = {
+    target: 'app',
+    mode: 'pause',
+    durationSeconds: 120,
+    reason: 'DAP test: previews',
+    brokerUrl: broker.url,
+    identityToken: await broker.token('dev', ['devs']),
+    localRoot: fixtures,
+    remoteRoot: fixtures,
+  };
+  await Promise.all([
+    dc.configurationSequence(),
+    dc.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' }).then(() => dc.attachRequest(args as any)),
+  ]);
   const stopping = dc.waitForEvent('stopped');
   const set = await dc.setBreakpointsRequest({ source: { path: app }, breakpoints: [{ line: markerLine(app, 'shapes') + 1 }] });
   assert.equal(set.body.breakpoints[0]!.verified, true, JSON.stringify(set.body));
