@@ -384,29 +384,47 @@ function printEvaluation(e) {
 function printAdapter(a) {
   const p90 = (s) => `${ms(s.median)} / ${ms(s.p90)} / ${ms(s.p99)}`;
   const signed = (x) => `${x >= 0 ? '+' : '−'}${ms(Math.abs(x))}`;
+  const shares = (x) => `${signed(x.median)} / ${signed(x.p90)}`;
   say('');
-  say(`6. Debug Console evaluation through Loupe's VS Code adapter (dist/debugAdapter.js under a DAP client, context repl) vs a raw CDP client sending the same Debugger.evaluateOnCallFrame`);
+  say("6. Debug Console evaluation through Loupe's VS Code adapter vs a raw CDP client sending the same Debugger.evaluateOnCallFrame through the same broker process (bench/adapter.ts)");
   say(
-    `   through the same broker process, both attached to one target paused in test/fixtures/preview-app.js; pairs alternate which goes first; ${a.counts.rounds} rounds of ${a.counts.perRound} pairs; paced: ${a.counts.pacedGapMs} ms apart (bench/adapter.ts)`,
+    `   all attached to one target paused in test/fixtures/preview-app.js; each round one sample per path, the order rotating; ${a.counts.rounds} rounds of ${a.counts.perRound}; paced: ${a.counts.pacedGapMs} ms apart`,
   );
+  say('   (b) adapter: dist/debugAdapter.js under a DAP client over stdin/stdout; (c) inline: the same adapter in the measuring process, messages as objects, as VS Code runs it');
   const rows = a.rows.map((r) => [
     r.expression,
     r.pacing,
     p90(r.raw),
     p90(r.adapter),
-    ratio(r.adapter.median / r.raw.median),
-    `${signed(r.share.median)} / ${signed(r.share.p90)}`,
-    `${signed(r.paired.median)} / ${signed(r.paired.p90)}`,
+    shares(r.share),
+    p90(r.inline),
+    shares(r.inlineShare),
     Number.isFinite(r.adapterCpuUs) ? r.adapterCpuUs.toFixed(0) : '-',
     r.shown.length > 40 ? `${r.shown.slice(0, 39)}…` : r.shown,
   ]);
-  say(table(['expression', 'pacing', 'raw CDP p50 / p90 / p99', 'adapter p50 / p90 / p99', 'ratio p50', 'share p50 / p90', 'paired share p50 / p90', 'adapter CPU µs/eval', 'adapter shows'], rows));
+  say(
+    table(
+      [
+        'expression',
+        'pacing',
+        '(a) raw CDP p50 / p90 / p99',
+        '(b) adapter p50 / p90 / p99',
+        '(b) share p50 / p90',
+        '(c) inline p50 / p90 / p99',
+        '(c) share p50 / p90',
+        '(b) CPU µs/eval',
+        'adapter shows',
+      ],
+      rows,
+    ),
+  );
+  const goal = (x) => (x.median <= 1 && x.p90 <= 1 ? 'MET' : 'NOT MET');
   for (const r of a.rows) {
-    const met = r.share.median <= 1 && r.share.p90 <= 1;
-    say(`   Goal "adapter share <= broker round trip + 1 ms" (${r.expression}, ${r.pacing}): ${signed(r.share.median)} ms p50, ${signed(r.share.p90)} ms p90 ${met ? 'MET' : 'NOT MET'}`);
+    say(
+      `   Goal "adapter share <= broker round trip + 1 ms" (${r.expression}, ${r.pacing}): (b) ${signed(r.share.median)} ms p50, ${signed(r.share.p90)} ms p90 ${goal(r.share)}; (c) inline ${signed(r.inlineShare.median)} ms p50, ${signed(r.inlineShare.p90)} ms p90 ${goal(r.inlineShare)}`,
+    );
   }
-  say('   share: adapter − raw of the same percentile; paired share: adapter − raw within each pair; adapter CPU: the adapter process, /proc, per evaluation.');
-  say("   In VS Code the adapter runs inline in the extension host (no stdio hop): this measures the adapter's own work plus one local pipe hop each way.");
+  say('   share: the path − (a) at the same percentile; (b) CPU: the adapter process per evaluation (/proc). (b) adds a process and a pipe each way, which VS Code does not have.');
 }
 
 // ---------------------------------------------------------------------------------------------------
