@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { DebugClient } from '@vscode/debugadapter-testsupport';
+import type WebSocket from 'ws';
 import type { DebugProtocol } from '@vscode/debugprotocol';
 import { LoupeDebugSession } from '../extension/adapter/loupeDebugSession';
 import { basePolicy } from '../test/support/testBroker';
@@ -54,6 +55,8 @@ export interface AdapterRow {
   inline: LatencySummary;
   /** Inline − raw: of medians, p90s and p99s. */
   inlineShare: { median: number; p90: number; p99: number };
+  /** Inline, the adapter's own time per evaluation (request in to CDP frame out, plus CDP answer in to response out). */
+  own: LatencySummary;
   /** What the adapter answered (one sample), to show the preview was rendered. */
   shown: string;
   /** CPU the adapter process used per evaluation (µs, user + system, /proc): its own work, free of scheduling noise. */
@@ -169,13 +172,22 @@ async function inlineClient(brokerUrl: string, identity: string) {
       await stoppedEvent;
       const stack = (await request('stackTrace', { threadId: 1 })) as DebugProtocol.StackTraceResponse;
       const frameId = stack.body.stackFrames[0]!.id;
+      // The adapter's own work, apart from the broker's round trip: from the request to the CDP frame leaving, and from
+      // the answer arriving to the DAP response. Read off its socket to the broker (a private field: measuring only).
+      const socket = (session as unknown as { runtime: { cdp: { socket: WebSocket } } }).runtime.cdp.socket;
+      let sent = 0;
+      let answered = 0;
+      const send = socket.send.bind(socket);
+      socket.send = ((data: unknown, ...rest: unknown[]) => ((sent = nowMs()), (send as (...a: unknown[]) => void)(data, ...rest))) as typeof socket.send;
+      socket.prependListener('message', () => (answered = nowMs()));
       this.evaluate = async (expression: string) => {
         const start = nowMs();
         const r = (await request('evaluate', { expression, frameId, context: 'repl' })) as DebugProtocol.EvaluateResponse;
-        return { ms: nowMs() - start, text: r.body.result };
+        const end = nowMs();
+        return { ms: end - start, text: r.body.result, ownMs: sent - start + (end - answered) };
       };
     },
-    evaluate: undefined as unknown as (expression: string) => Promise<{ ms: number; text: string }>,
+    evaluate: undefined as unknown as (expression: string) => Promise<{ ms: number; text: string; ownMs: number }>,
     async close(): Promise<void> {
       await request('disconnect', {}).catch(() => undefined);
     },
@@ -227,7 +239,13 @@ export async function benchAdapter(counts: AdapterCounts = { rounds: 4, perRound
             for (const path of order) {
               if (pacing === 'paced') await sleep(counts.pacedGapMs);
               const before = [cpuSeconds(brokerPid), adapter.pid ? cpuSeconds(adapter.pid) : NaN];
-              const { ms, text } = await paths[path].evaluate(expression);
+              const answer: { ms: number; text: string; ownMs?: number } = await paths[path].evaluate(expression);
+              const { ms, text } = answer;
+              if (answer.ownMs !== undefined) {
+                const own = samples.get(key('own', expression, pacing)) ?? [];
+                samples.set(key('own', expression, pacing), own);
+                own.push(answer.ownMs);
+              }
               addCpu(key(`broker ${path}`, expression, pacing), cpuSeconds(brokerPid) - before[0]!);
               if (path === 'adapter' && adapter.pid) addCpu(key('adapter', expression, pacing), cpuSeconds(adapter.pid) - before[1]!);
               const list = samples.get(key(path, expression, pacing)) ?? [];
@@ -258,6 +276,7 @@ export async function benchAdapter(counts: AdapterCounts = { rounds: 4, perRound
           paired: { median: pairs.median, p90: pairs.p90 },
           inline,
           inlineShare: { median: inline.median - raw.median, p90: inline.p90 - raw.p90, p99: inline.p99 - raw.p99 },
+          own: summary(samples.get(key('own', expression, pacing))!),
           shown: shown.get(expression) ?? '',
           adapterCpuUs: ((cpu.get(key('adapter', expression, pacing)) ?? NaN) / adapter.n) * 1e6,
           brokerCpuUs: { raw: ((cpu.get(key('broker raw', expression, pacing)) ?? NaN) / raw.n) * 1e6, adapter: ((cpu.get(key('broker adapter', expression, pacing)) ?? NaN) / adapter.n) * 1e6 },
@@ -290,7 +309,7 @@ if (require.main === module) {
     const f = (x: number) => x.toFixed(2);
     for (const r of rows) {
       process.stdout.write(
-        `${r.expression.padEnd(10)} ${r.pacing.padEnd(12)} raw ${f(r.raw.median)}/${f(r.raw.p90)}/${f(r.raw.p99)}  adapter ${f(r.adapter.median)}/${f(r.adapter.p90)}/${f(r.adapter.p99)}  ratio ${f(r.adapter.median / r.raw.median)}×  adapter CPU ${r.adapterCpuUs.toFixed(0)} µs/eval, broker CPU ${r.brokerCpuUs.raw.toFixed(0)}/${r.brokerCpuUs.adapter.toFixed(0)} µs  ${adapterGoal(r.share).text}  inline ${f(r.inline.median)}/${f(r.inline.p90)}/${f(r.inline.p99)} ${adapterGoal(r.inlineShare).text}  shown ${JSON.stringify(r.shown)}\n`,
+        `${r.expression.padEnd(10)} ${r.pacing.padEnd(12)} raw ${f(r.raw.median)}/${f(r.raw.p90)}/${f(r.raw.p99)}  adapter ${f(r.adapter.median)}/${f(r.adapter.p90)}/${f(r.adapter.p99)}  ratio ${f(r.adapter.median / r.raw.median)}×  adapter CPU ${r.adapterCpuUs.toFixed(0)} µs/eval, broker CPU ${r.brokerCpuUs.raw.toFixed(0)}/${r.brokerCpuUs.adapter.toFixed(0)} µs  ${adapterGoal(r.share).text}  inline ${f(r.inline.median)}/${f(r.inline.p90)}/${f(r.inline.p99)} ${adapterGoal(r.inlineShare).text}  own ${r.own.median.toFixed(3)}/${r.own.p90.toFixed(3)}/${r.own.p99.toFixed(3)}  shown ${JSON.stringify(r.shown)}\n`,
       );
     }
   });
