@@ -98,6 +98,14 @@ describe('object previews in the debug adapter, as js-debug writes them', () => 
     const long = local('long').value;
     assert.equal(long.length, 1000);
     assert.match(long, /^'x+…x+'$/);
+    // The largest scope, every object in it previewed, still reads in one answer.
+    const scopes = await dc.scopesRequest({ frameId });
+    const global = await variables(scopes.body.scopes.find((s) => s.name === 'Global')!.variablesReference);
+    assert.ok(global.length > 20, `${global.length} globals`);
+    assert.ok(
+      global.some((v) => /^ƒ \w+\(/.test(v.value)),
+      global.map((v) => `${v.name} = ${v.value}`),
+    );
     // The type is the class; the object still expands.
     assert.equal(local('point').type, 'Point');
     const obj = new Map((await variables(local('obj').variablesReference)).map((v) => [v.name, v]));
