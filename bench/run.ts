@@ -15,6 +15,7 @@ import { WriteAheadLog } from '../broker/audit/wal';
 import { loadOrCreateSigningKey, type SigningKey } from '../broker/identity/keys';
 import { basePolicy } from '../test/support/testBroker';
 import { startTarget, type TargetProcess } from '../test/support/target';
+import { benchAdapter } from './adapter';
 import { benchBusyUpload } from './busyUpload';
 import { benchEvaluation } from './evaluation';
 import { spawnNode, type Child } from './lib/procs';
@@ -53,9 +54,11 @@ const counts = {
   sessions: { sessions: Number(process.env.BENCH_SESSIONS ?? 100), rounds: 2, settleMs: 1000 },
   /** Section 5: evaluations per variant and round (bench/evaluation.ts). */
   evaluation: { rounds: 5, perRound: 60, warmup: 30 },
+  /** Section 6: Debug Console evaluations per path, expression, pacing and round (bench/adapter.ts). */
+  adapter: { rounds: Number(process.env.BENCH_ADAPTER_ROUNDS ?? 3), perRound: Number(process.env.BENCH_ADAPTER_PER_ROUND ?? 50), warmup: 20, pacedGapMs: 150 },
 };
-/** BENCH_SECTIONS=1,2,2e,3,4,5 runs only those (2e stands for the audit sections 2e-2g); default all. */
-const sections = new Set((process.env.BENCH_SECTIONS ?? '1,2,2e,3,4,5').split(',').map((x) => x.trim()));
+/** BENCH_SECTIONS=1,2,2e,3,4,5,6 runs only those (2e stands for the audit sections 2e-2g); default all. */
+const sections = new Set((process.env.BENCH_SECTIONS ?? '1,2,2e,3,4,5,6').split(',').map((x) => x.trim()));
 
 // ---------------------------------------------------------------------------------------------------
 // 1. CDP round trips
@@ -440,6 +443,7 @@ async function main(): Promise<void> {
     const throughput = sections.has('3') ? await timed('3', () => benchThroughput(scratch, counts.load, log)) : null;
     const sessionsResult = sections.has('4') ? await timed('4', () => benchSessions(scratch, counts.sessions, log)) : null;
     const evaluation = sections.has('5') ? await timed('5', () => benchEvaluation(counts.evaluation)) : null;
+    const adapter = sections.has('6') ? await timed('6', () => benchAdapter(counts.adapter)) : null;
     const results = {
       generatedAt: new Date().toISOString(),
       machine: {
@@ -461,6 +465,7 @@ async function main(): Promise<void> {
       throughput,
       sessions: sessionsResult,
       evaluation,
+      adapter,
       sectionSeconds: timings,
       durationSeconds: (nowMs() - started) / 1000,
     };

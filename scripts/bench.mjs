@@ -5,12 +5,13 @@
 //
 // Sections: 1 CDP round trip; 2 target pause per snapshot hit (inside the target); 2e-2g audit recording and
 // upload; 3 demo service throughput under a session; 4 idle sessions (memory, time to open 100); 5 an
-// evaluation through Loupe's interpreter vs V8 on one paused frame.
+// evaluation through Loupe's interpreter vs V8 on one paused frame; 6 a Debug Console evaluation through Loupe's
+// VS Code adapter vs a raw CDP client through the broker (the adapter's own share).
 //
 //   npm run bench                 the full run (about 3 minutes on 2 cores; budget 5 minutes)
 //   npm run bench -- --no-s3      skip the S3 upload figure (no server started)
 //   npm run bench -- --print      only print the table of the last bench/results.json
-//   BENCH_SECTIONS=2,3 npm run bench -- --no-s3   only those sections (1, 2, 2e for 2e-2g, 3, 4, 5); with
+//   BENCH_SECTIONS=2,3 npm run bench -- --no-s3   only those sections (1, 2, 2e for 2e-2g, 3, 4, 5, 6); with
 //   BENCH_RESULTS=/tmp/x.json the results go there instead of bench/results.json (also for --print)
 //
 // S3: uses S3_ENDPOINT / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION when set; otherwise runs
@@ -103,6 +104,7 @@ function printResults(r) {
   if (r.throughput) printThroughput(r.throughput, r.machine.cores);
   if (r.sessions) printSessions(r.sessions);
   if (r.evaluation) printEvaluation(r.evaluation);
+  if (r.adapter) printAdapter(r.adapter);
   say('');
 }
 
@@ -391,6 +393,60 @@ function printEvaluation(e) {
   say(
     "   fresh reader: nothing cached (first expression of a pause); scopes read at pause: the session reads the frame's scopes as the pause arrives; warm: the pause's cache (watch expressions re-evaluated).",
   );
+}
+
+function printAdapter(a) {
+  const p90 = (s) => `${ms(s.median)} / ${ms(s.p90)} / ${ms(s.p99)}`;
+  const signed = (x) => `${x >= 0 ? '+' : '−'}${ms(Math.abs(x))}`;
+  const shares = (x) => `${signed(x.median)} / ${signed(x.p90)}`;
+  say('');
+  say("6. Debug Console evaluation through Loupe's VS Code adapter vs a raw CDP client sending the same Debugger.evaluateOnCallFrame through the same broker process (bench/adapter.ts)");
+  say(
+    `   all attached to one target paused in test/fixtures/preview-app.js; each round one sample per path, the order rotating; ${a.counts.rounds} rounds of ${a.counts.perRound}; paced: ${a.counts.pacedGapMs} ms apart`,
+  );
+  say('   (b) adapter: dist/debugAdapter.js under a DAP client over stdin/stdout; (c) inline: the same adapter in the measuring process, messages as objects, as VS Code runs it');
+  const rows = a.rows.map((r) => [
+    r.expression,
+    r.pacing,
+    p90(r.raw),
+    p90(r.adapter),
+    shares(r.share),
+    p90(r.inline),
+    shares(r.inlineShare),
+    r.own ? `${ms(r.own.median)} / ${ms(r.own.p90)}` : '-',
+    Number.isFinite(r.adapterCpuUs) ? r.adapterCpuUs.toFixed(0) : '-',
+    r.shown.length > 40 ? `${r.shown.slice(0, 39)}…` : r.shown,
+  ]);
+  say(
+    table(
+      [
+        'expression',
+        'pacing',
+        '(a) raw CDP p50 / p90 / p99',
+        '(b) adapter p50 / p90 / p99',
+        '(b) share p50 / p90',
+        '(c) inline p50 / p90 / p99',
+        '(c) share p50 / p90',
+        '(b) CPU µs/eval',
+        'adapter shows',
+      ],
+      rows,
+    ),
+  );
+  const goal = (x) => (x.median <= 1 && x.p90 <= 1 ? 'MET' : 'NOT MET');
+  for (const r of a.rows) {
+    say(
+      `   Goal "adapter share <= broker round trip + 1 ms" (${r.expression}, ${r.pacing}): (b) ${signed(r.share.median)} ms p50, ${signed(r.share.p90)} ms p90 ${goal(r.share)}; (c) inline ${signed(r.inlineShare.median)} ms p50, ${signed(r.inlineShare.p90)} ms p90 ${goal(r.inlineShare)}`,
+    );
+  }
+  for (const r of a.rows.filter((x) => x.own)) {
+    say(
+      `   The adapter's own time per evaluation (${r.expression}, ${r.pacing}): ${ms(r.own.median)} ms p50, ${ms(r.own.p90)} ms p90: within 1 ms ${r.own.median <= 1 && r.own.p90 <= 1 ? 'MET' : 'NOT MET'}`,
+    );
+  }
+  say('   share: the path − (a) at the same percentile (other processes on a shared machine move it by milliseconds either way);');
+  say("   (c) own: inside the inline adapter, DAP request to CDP frame sent plus CDP answer received to DAP response, the broker's round trip excluded;");
+  say('   (b) CPU: the adapter process per evaluation (/proc). (b) adds a process and a pipe each way, which VS Code does not have.');
 }
 
 // ---------------------------------------------------------------------------------------------------
