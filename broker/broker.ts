@@ -25,6 +25,9 @@ import { decideAccess, isAdmin, isOwner, rolesOf, visibleTargets, type AccessDec
 import type { DebugSession, EndReason } from './session/debugSession';
 import { SessionRegistry } from './sessionRegistry';
 import { attachRefused, describeFault, grantMalformed, identityRejected, sessionFault, type RequestOrigin } from './securityEvents';
+import { createStateBackend, replicaName } from './state/createState';
+import { ReplicaDuties } from './state/replicaDuties';
+import { StateUnavailableError, type StateBackend } from './state/stateBackend';
 import type { GrantAnswer } from '../common/http';
 
 export interface BrokerOptions {
@@ -34,6 +37,10 @@ export interface BrokerOptions {
   readonly auditStore?: AuditStore;
   /** Where a client should connect; filled in by the HTTP edge once it listens. */
   publicUrl?: string;
+  /** Replaces the configured state backend (tests share one between brokers). */
+  readonly state?: StateBackend;
+  /** Another replica reloaded its policy: the CLI reloads this one's from its file. */
+  readonly onPolicyReloadNotice?: (source: string) => void;
   /** Queue bound and segment rotation of the security stream (defaults in broker/audit/securityStream.ts). */
   readonly securityStream?: Partial<Pick<SecurityStreamOptions, 'maxQueued' | 'maxBacklog' | 'segmentMaxEvents' | 'segmentMaxSeconds'>>;
 }
@@ -51,6 +58,9 @@ export class Broker {
   /** This broker's chain of security events, in segments. */
   security!: SecurityStream;
   private unlock: () => void = () => undefined;
+  /** This replica's name in the registry of live sessions. */
+  readonly replica: string;
+  private duties!: ReplicaDuties;
 
   private constructor(
     /** Replaced as a whole on a policy reload (see reload()); readers take it fresh each time. */
@@ -60,11 +70,17 @@ export class Broker {
     readonly audit: AuditTrail,
     readonly auditKey: SigningKey,
     private readonly options: BrokerOptions,
+    readonly state: StateBackend,
   ) {
     this.clock = options.clock ?? Date.now;
+    this.replica = replicaName(config);
     this.sessions = new SessionRegistry({
       config: () => this.config,
       grants,
+      state,
+      replica: this.replica,
+      leaseMs: () => this.config.state.sessionLeaseSeconds * 1000,
+      stateError: (err, what) => this.stateError(err, what),
       audit,
       clock: this.clock,
       assertAuditAccepting: (what) => this.assertAuditAccepting(what),
@@ -118,7 +134,11 @@ export class Broker {
       clock,
       ...(options.log ? { log: options.log } : {}),
     });
-    const broker = new Broker(config, verifier, new GrantStore(config.stateDir, grantKey, clock), trail, auditKey, options);
+    const state = options.state ?? createStateBackend(config, options.log);
+    await state.start();
+    const grants = new GrantStore(state, grantKey, clock);
+    await grants.start();
+    const broker = new Broker(config, verifier, grants, trail, auditKey, options, state);
     broker.unlock = unlock;
     broker.approvals = new AccessRequests(config, clock, {
       record: (type, data) => broker.recordGrantEvent(type, data),
@@ -172,6 +192,21 @@ export class Broker {
     });
     await broker.security.start();
     broker.approvals.start();
+    broker.duties = new ReplicaDuties({
+      state,
+      replica: broker.replica,
+      clock,
+      leaseMs: config.state.sessionLeaseSeconds * 1000,
+      outageGraceMs: config.state.outageGraceSeconds * 1000,
+      renewLeases: () => broker.sessions.renewLeases(),
+      endSessionOfGrant: (grantId, reason) => void broker.sessions.ofGrant(grantId)?.end(reason),
+      endSession: (sessionId, reason) => void broker.sessions.get(sessionId)?.end(reason),
+      endAll: (reason) => void broker.endAll(reason),
+      policyReloaded: (source) => options.onPolicyReloadNotice?.(source),
+      record: (type, data) => broker.recordGrantEvent(type, data).catch((err: Error) => options.log?.(`state: cannot record ${type}: ${err.message}`)),
+      log: options.log ?? (() => undefined),
+    });
+    broker.duties.start();
     return broker;
   }
 
@@ -211,10 +246,16 @@ export class Broker {
     return { keys: [this.auditKey.publicJwk] };
   }
 
-  /** Ready when the audit trail takes records and its store answers. */
+  /** Ready when the audit trail takes records and its store answers, and the state backend answers. */
   get ready(): { ready: boolean; audit: AuditHealth } {
     const health = this.audit.health;
-    return { ready: health.state === 'ok', audit: health };
+    return { ready: health.state === 'ok' && this.state.reachable, audit: health };
+  }
+
+  /** A state backend that cannot be reached is a 503 the caller may retry; anything else passes unchanged. */
+  private stateError(err: unknown, what: string): unknown {
+    if (!(err instanceof StateUnavailableError)) return err;
+    return new LoupeError('state_unavailable', `${err.message}: ${what} refused until it is back; retry later`, undefined, { cause: err });
   }
 
   set publicUrl(url: string) {
@@ -273,6 +314,7 @@ export class Broker {
     const { grant, token } = await this.grants
       .issue(identity, { ...request, durationSeconds: decision.durationSeconds, rule: decision.rule, ...(approval ? { approval } : {}) })
       .catch((err: NodeJS.ErrnoException) => {
+        if (err instanceof StateUnavailableError) throw this.stateError(err, 'grants are');
         // The grant state shares the disk with the WAL: a full disk is a 503 to retry, not an internal error.
         if (err?.code && /^(ENOSPC|EDQUOT|EIO|EROFS)$/.test(err.code))
           throw new LoupeError('audit_unavailable', `the broker's state directory cannot be written (${err.code}): grants are refused until it can; retry later`);
@@ -339,7 +381,8 @@ export class Broker {
 
   /** An attach that was refused, whatever refused it: the credential (as a digest), the grant, the reason. */
   attachRefused(err: unknown, grantId: string | undefined, credential: { ticket?: string | null; authorization?: string | undefined }, origin?: RequestOrigin): void {
-    this.security.record('attach.refused', attachRefused(err, grantId, grantId ? this.grants.get(grantId) : undefined, credential, origin));
+    const lookup = grantId && !(err instanceof LoupeError && err.code === 'state_unavailable') ? this.grants.get(grantId).catch(() => undefined) : Promise.resolve(undefined);
+    void lookup.then((grant) => this.security.record('attach.refused', attachRefused(err, grantId, grant, credential, origin))).catch(() => undefined);
   }
 
   private attachUrl(grantId: string): string {
@@ -347,8 +390,10 @@ export class Broker {
     return `${base}/v1/attach/${grantId}`;
   }
 
-  private grantFor(identity: Identity, grantId: string, action: string, allowOwnersAndAdmins: boolean): Grant {
-    const grant = this.grants.get(grantId);
+  private async grantFor(identity: Identity, grantId: string, action: string, allowOwnersAndAdmins: boolean): Promise<Grant> {
+    const grant = await this.grants.get(grantId).catch((err: unknown) => {
+      throw this.stateError(err, `${action === 'revoke' ? 'revocations' : 'attach tickets'} are`);
+    });
     if (!grant) throw new LoupeError('not_found', `no grant ${grantId}`);
     if (grant.sub === identity.sub) return grant;
     const roles = rolesOf(this.config, identity);
@@ -357,20 +402,29 @@ export class Broker {
     throw new LoupeError('forbidden', `only the grant's holder${allowOwnersAndAdmins ? ', an owner of the target or an admin' : ''} may ${action} grant ${grantId}`);
   }
 
-  /** Revokes a grant and ends its live session within the call. */
+  /**
+   * Revokes a grant and ends its live session: here within the call, on another replica through a notice (within a
+   * second; the notice is polled for too, should the replica's channel have dropped). Retrying is safe.
+   */
   async revokeGrant(identity: Identity, grantId: string): Promise<Grant> {
-    const grant = this.grantFor(identity, grantId, 'revoke', true);
-    this.grants.revoke(grantId, identity.sub);
+    const grant = await this.grantFor(identity, grantId, 'revoke', true);
+    const revoked = await this.grants.revoke(grantId, identity.sub).catch((err: unknown) => {
+      throw this.stateError(err, 'revocations are');
+    });
     await this.recordGrantEvent('grant.revoked', { actor: { sub: identity.sub, name: identity.name, groups: identity.groups }, grantId, target: grant.target, holder: grant.sub });
-    await this.sessions.ofGrant(grantId)?.end('revoked');
-    return grant;
+    const local = this.sessions.ofGrant(grantId)?.end('revoked');
+    await this.state.notify({ type: 'revoked', grantId, by: identity.sub }).catch((err: unknown) => {
+      throw this.stateError(err, 'revocations reaching other replicas are');
+    });
+    await local;
+    return revoked;
   }
 
   /** A single-use URL credential for clients that cannot set headers (Chrome DevTools). */
-  issueAttachTicket(identity: Identity, grantId: string): { ticket: string; attachUrl: string; expiresAt: string } {
-    const grant = this.grantFor(identity, grantId, 'open a ticket for', false);
+  async issueAttachTicket(identity: Identity, grantId: string): Promise<{ ticket: string; attachUrl: string; expiresAt: string }> {
+    const grant = await this.grantFor(identity, grantId, 'open a ticket for', false);
     this.grants.assertUsable(grant);
-    const { ticket, expiresAt } = this.sessions.issueTicket(grantId);
+    const { ticket, expiresAt } = await this.sessions.issueTicket(grantId);
     return { ticket, attachUrl: `${this.attachUrl(grantId)}?ticket=${ticket}`, expiresAt: new Date(expiresAt).toISOString() };
   }
 
@@ -389,7 +443,7 @@ export class Broker {
    * its old rules and the new ones, or ends when the new policy no longer allows it at all. Sections that need
    * a restart (listener, state, identity, audit store, alert sinks) keep their running values, and the event says so.
    */
-  async reload(next: LoupeConfig, source: string): Promise<{ changed: string[]; needRestart: string[]; sessionsEnded: number; sessionsNarrowed: number }> {
+  async reload(next: LoupeConfig, source: string, announce = true): Promise<{ changed: string[]; needRestart: string[]; sessionsEnded: number; sessionsNarrowed: number }> {
     const old = this.config;
     const { changed, needRestart } = policyChanges(old, next);
     const applied: LoupeConfig = { ...old, roles: next.roles, admins: next.admins, auditors: next.auditors, targets: next.targets };
@@ -398,6 +452,11 @@ export class Broker {
     this.approvals.useConfig(applied);
     const { sessionsEnded, sessionsNarrowed } = reloadLiveSessions(this.sessions.live, old, applied, changed, source, this.clock);
     await this.recordGrantEvent('policy.reloaded', { source, changed, needRestart, sessionsEnded, sessionsNarrowed });
+    // The other replicas reload their own policy files, so a session narrowed here is narrowed wherever it runs.
+    if (announce)
+      await this.state
+        .notify({ type: 'policy-reload', source, replica: this.replica })
+        .catch((err: Error) => this.options.log?.(`state: cannot tell the other replicas of the reload: ${err.message}`));
     return { changed, needRestart, sessionsEnded, sessionsNarrowed };
   }
 
@@ -413,6 +472,7 @@ export class Broker {
   /** Shutdown: end sessions (targets resumed), close the grant chain, upload what is left (bounded), stop. */
   async shutdown(): Promise<void> {
     this.approvals.stop();
+    await this.duties.stop();
     await this.endAll('shutdown');
     await this.grantStream.record('stream.closed', { endReason: 'shutdown' }).catch(() => undefined);
     void this.grantStream.close('shutdown').catch(() => undefined);
@@ -421,6 +481,7 @@ export class Broker {
     if (!settled) this.options.log?.('audit: some chains were not uploaded before shutdown; the next start uploads them from the write-ahead log');
     await this.audit.stop();
     await this.observers.close();
+    if (!this.options.state) await this.state.close();
     this.unlock();
   }
 }

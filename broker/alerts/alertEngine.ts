@@ -235,7 +235,7 @@ export class AlertEngine {
     if (event.type !== 'attach.refused' || !rule) return;
     const d = event.data as Record<string, unknown>;
     // Not the caller's doing: the broker could not serve an attach it would have allowed.
-    if (d.reason === 'target_unreachable' || d.reason === 'audit_unavailable') return;
+    if (d.reason === 'target_unreachable' || d.reason === 'audit_unavailable' || d.reason === 'state_unavailable') return;
     const since = Date.parse(event.time) - rule.withinSeconds * 1000;
     const keys: [string, string][] = [];
     if (typeof d.source === 'string') keys.push([`source ${d.source}`, `from ${d.source}`]);

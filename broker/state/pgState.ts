@@ -250,18 +250,17 @@ export class PostgresStateBackend implements StateBackend {
     if (Math.random() < 0.05) void this.query('DELETE FROM attach_tickets WHERE expires_at_ms < $1', [expiresAtMs - 3600_000]).catch(() => undefined);
   }
   async redeemTicket(ticket: string, nowMs: number): Promise<{ grantId: string; expiresAtMs: number } | undefined> {
-    const row = (
-      await this.query('UPDATE attach_tickets SET used_at_ms = $2 WHERE ticket_sha256 = $1 AND used_at_ms IS NULL RETURNING grant_id, expires_at_ms', [sha256(ticket), nowMs])
-    ).rows[0];
+    const row = (await this.query('UPDATE attach_tickets SET used_at_ms = $2 WHERE ticket_sha256 = $1 AND used_at_ms IS NULL RETURNING grant_id, expires_at_ms', [sha256(ticket), nowMs])).rows[0];
     return row && { grantId: row.grant_id, expiresAtMs: Number(row.expires_at_ms) };
   }
 
   async claimSession(claim: SessionClaim): Promise<{ claimed: true } | { claimed: false; holder: LiveSession }> {
     // A holder whose lease ran out is ended first (its replica died or lost the database); the index settles the rest.
-    await this.query(
-      `UPDATE live_sessions SET ended_at_ms = $2, ended_by = $3, end_reason = 'lease_expired' WHERE grant_id = $1 AND ended_at_ms IS NULL AND lease_until_ms <= $2`,
-      [claim.grantId, claim.nowMs, claim.replica],
-    );
+    await this.query(`UPDATE live_sessions SET ended_at_ms = $2, ended_by = $3, end_reason = 'lease_expired' WHERE grant_id = $1 AND ended_at_ms IS NULL AND lease_until_ms <= $2`, [
+      claim.grantId,
+      claim.nowMs,
+      claim.replica,
+    ]);
     const inserted = await this.query(
       `INSERT INTO live_sessions (session_id, grant_id, replica, user_sub, target, started_at_ms, lease_until_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)
        ON CONFLICT (grant_id) WHERE ended_at_ms IS NULL DO NOTHING RETURNING session_id`,
@@ -274,10 +273,11 @@ export class PostgresStateBackend implements StateBackend {
   }
   async renewLeases(replica: string, sessionIds: readonly string[], nowMs: number, leaseMs: number): Promise<string[]> {
     if (sessionIds.length === 0) return [];
-    const { rows } = await this.query<{ session_id: string }>(
-      'UPDATE live_sessions SET lease_until_ms = $3 WHERE replica = $1 AND session_id = ANY($2) AND ended_at_ms IS NULL RETURNING session_id',
-      [replica, sessionIds, nowMs + leaseMs],
-    );
+    const { rows } = await this.query<{ session_id: string }>('UPDATE live_sessions SET lease_until_ms = $3 WHERE replica = $1 AND session_id = ANY($2) AND ended_at_ms IS NULL RETURNING session_id', [
+      replica,
+      sessionIds,
+      nowMs + leaseMs,
+    ]);
     const live = new Set(rows.map((r) => r.session_id));
     return sessionIds.filter((id) => !live.has(id));
   }
@@ -285,10 +285,10 @@ export class PostgresStateBackend implements StateBackend {
     await this.query('UPDATE live_sessions SET ended_at_ms = $2, ended_by = $3, end_reason = $4 WHERE session_id = $1 AND ended_at_ms IS NULL', [sessionId, end.atMs, end.by, end.reason]);
   }
   async expireLeases(nowMs: number, by: string): Promise<LiveSession[]> {
-    const { rows } = await this.query(
-      `UPDATE live_sessions SET ended_at_ms = $1, ended_by = $2, end_reason = 'lease_expired' WHERE ended_at_ms IS NULL AND lease_until_ms <= $1 RETURNING *`,
-      [nowMs, by],
-    );
+    const { rows } = await this.query(`UPDATE live_sessions SET ended_at_ms = $1, ended_by = $2, end_reason = 'lease_expired' WHERE ended_at_ms IS NULL AND lease_until_ms <= $1 RETURNING *`, [
+      nowMs,
+      by,
+    ]);
     return rows.map(toSession);
   }
   async liveSessions(): Promise<LiveSession[]> {
@@ -339,17 +339,14 @@ export class PostgresStateBackend implements StateBackend {
     });
   }
   async closeRequest(requestId: string, from: readonly RequestStatus[], change: RequestClose): Promise<AccessRequest | undefined> {
-    const updated = await this.query(
-      'UPDATE access_requests SET status = $3, closed_at = $4, denial = $5, grant_id = $6 WHERE request_id = $1 AND status = ANY($2) RETURNING request_id',
-      [
-        requestId,
-        from,
-        change.status,
-        change.status === 'denied' ? change.denial.at : change.at,
-        change.status === 'denied' ? JSON.stringify(change.denial) : null,
-        change.status === 'collected' ? change.grantId : null,
-      ],
-    );
+    const updated = await this.query('UPDATE access_requests SET status = $3, closed_at = $4, denial = $5, grant_id = $6 WHERE request_id = $1 AND status = ANY($2) RETURNING request_id', [
+      requestId,
+      from,
+      change.status,
+      change.status === 'denied' ? change.denial.at : change.at,
+      change.status === 'denied' ? JSON.stringify(change.denial) : null,
+      change.status === 'collected' ? change.grantId : null,
+    ]);
     return updated.rowCount === 1 ? this.getRequest(requestId) : undefined;
   }
 

@@ -115,7 +115,7 @@ export type RequestClose =
 export type StateNotice =
   | { readonly type: 'revoked'; readonly grantId: string; readonly by: string }
   | { readonly type: 'end-session'; readonly sessionId: string; readonly reason: string; readonly alertId?: string }
-  | { readonly type: 'policy-reload'; readonly source: string };
+  | { readonly type: 'policy-reload'; readonly source: string; readonly replica: string };
 
 /** The state database cannot be reached (or answered with an error): new grants and attaches are refused with 503. */
 export class StateUnavailableError extends Error {
@@ -140,6 +140,6 @@ export function parseNotice(text: string): StateNotice | undefined {
   if (v.type === 'revoked' && str('grantId') && str('by')) return { type: 'revoked', grantId: v.grantId as string, by: v.by as string };
   if (v.type === 'end-session' && str('sessionId') && str('reason'))
     return { type: 'end-session', sessionId: v.sessionId as string, reason: v.reason as string, ...(str('alertId') ? { alertId: v.alertId as string } : {}) };
-  if (v.type === 'policy-reload' && str('source')) return { type: 'policy-reload', source: v.source as string };
+  if (v.type === 'policy-reload' && str('source') && str('replica')) return { type: 'policy-reload', source: v.source as string, replica: v.replica as string };
   return undefined;
 }

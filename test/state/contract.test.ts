@@ -101,7 +101,7 @@ describe('state backend contract: PostgreSQL, two replicas on one database', () 
       assert.ok(Date.now() - sentAt < 4000, 'delivered by the poll or the reopened channel');
       // The channel reopens on its own: the next notice arrives well within the poll interval.
       await new Promise((r) => setTimeout(r, 1600));
-      const back = { type: 'policy-reload' as const, source: `test ${randomUUID()}` };
+      const back = { type: 'policy-reload' as const, source: `test ${randomUUID()}`, replica: 'replica-a' };
       const sent = Date.now();
       await sender.notify(back);
       while (!seen.some((n) => n.type === 'policy-reload' && n.source === back.source) && Date.now() - sent < 1000) await new Promise((r) => setTimeout(r, 10));
@@ -134,20 +134,28 @@ describe('notice parsing', () => {
     const notice = fc.oneof(
       fc.record({ type: fc.constant('revoked'), grantId: fc.string({ minLength: 1 }), by: fc.string({ minLength: 1 }) }),
       fc.record({ type: fc.constant('end-session'), sessionId: fc.string({ minLength: 1 }), reason: fc.string({ minLength: 1 }) }),
-      fc.record({ type: fc.constant('policy-reload'), source: fc.string({ minLength: 1 }) }),
+      fc.record({ type: fc.constant('policy-reload'), source: fc.string({ minLength: 1 }), replica: fc.string({ minLength: 1 }) }),
     );
     fc.assert(
-      fc.property(fc.oneof(fc.string(), fc.json(), notice.map((n) => JSON.stringify(n))), (text) => {
-        const parsed = parseNotice(text);
-        if (parsed === undefined) return;
-        assert.ok(['revoked', 'end-session', 'policy-reload'].includes(parsed.type));
-        for (const value of Object.values(parsed)) assert.equal(typeof value, 'string');
-      }),
+      fc.property(
+        fc.oneof(
+          fc.string(),
+          fc.json(),
+          notice.map((n) => JSON.stringify(n)),
+        ),
+        (text) => {
+          const parsed = parseNotice(text);
+          if (parsed === undefined) return;
+          assert.ok(['revoked', 'end-session', 'policy-reload'].includes(parsed.type));
+          for (const value of Object.values(parsed)) assert.equal(typeof value, 'string');
+        },
+      ),
       { numRuns: 2000 },
     );
     assert.deepEqual(parseNotice('{"type":"revoked","grantId":"g","by":"b","extra":{"__proto__":1}}'), { type: 'revoked', grantId: 'g', by: 'b' });
     assert.equal(parseNotice('{"type":"revoked","grantId":"","by":"b"}'), undefined);
-    assert.equal(parseNotice(`{"type":"policy-reload","source":"${'x'.repeat(1001)}"}`), undefined);
+    assert.equal(parseNotice(`{"type":"policy-reload","source":"${'x'.repeat(1001)}","replica":"a"}`), undefined);
+    assert.equal(parseNotice('{"type":"policy-reload","source":"s"}'), undefined, 'a reload notice names its replica');
   });
 });
 
