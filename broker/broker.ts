@@ -140,11 +140,20 @@ export class Broker {
     await grants.start();
     const broker = new Broker(config, verifier, grants, trail, auditKey, options, state);
     broker.unlock = unlock;
-    broker.approvals = new AccessRequests(config, clock, {
-      record: (type, data) => broker.recordGrantEvent(type, data),
-      issueGrant: (identity, request, decision, approval) => broker.issueGrant(identity, request, decision, approval),
-      log: options.log ?? (() => undefined),
-    });
+    broker.approvals = new AccessRequests(
+      config,
+      clock,
+      {
+        record: (type, data) => broker.recordGrantEvent(type, data),
+        issueGrant: (identity, request, decision, approval) => broker.issueGrant(identity, request, decision, approval),
+        discardGrant: async (grantId, why) => {
+          await broker.grants.revoke(grantId, 'loupe');
+          await broker.recordGrantEvent('grant.revoked', { actor: { sub: 'loupe', name: 'Loupe', groups: [] }, grantId, why });
+        },
+        log: options.log ?? (() => undefined),
+      },
+      state,
+    );
     const summary = await trail.recover(recovered);
     if (summary.streams > 0) options.log?.(`audit: recovered ${summary.streams} chain(s) with ${summary.events} record(s) from the write-ahead log`);
     // The outage itself is on the record: both wait in the WAL and reach the store with everything else at its return.
@@ -161,6 +170,7 @@ export class Broker {
       audit: trail,
       metrics: broker.metrics,
       sessions: broker.sessions,
+      state,
       security: () => broker.security,
       grantStream: () => broker.grantStream,
       approvals: () => broker.approvals,

@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 import picomatch from 'picomatch';
 import type { AuditEvent } from '../audit/events';
 import type { AlertAction, AlertRules } from '../config/alertConfig';
 import type { LoupeConfig } from '../config/types';
 import { luhn } from '../policy/redact';
 import { withinHours } from '../policy/hours';
+import type { StateBackend } from '../state/stateBackend';
 
 export interface Alert {
   readonly id: string;
@@ -88,20 +87,15 @@ const summarize = (event: AuditEvent): string => {
 export class AlertEngine {
   private readonly sessions = new Map<string, SessionState>();
   private readonly recent: Alert[] = [];
-  private firstAttach: Record<string, string>;
 
   constructor(
     private config: LoupeConfig,
     private readonly hooks: AlertEngineHooks,
-    private readonly firstAttachFile: string,
+    /** First attaches are remembered there, shared by every replica on PostgreSQL. */
+    private readonly state: Pick<StateBackend, 'touchFirstAttach'>,
     private readonly clock: () => number,
-  ) {
-    try {
-      this.firstAttach = JSON.parse(readFileSync(firstAttachFile, 'utf8')) as Record<string, string>;
-    } catch {
-      this.firstAttach = {};
-    }
-  }
+    private readonly log: (line: string) => void = () => undefined,
+  ) {}
 
   /** A policy reload: rules of sessions that start from now on come from the new targets. */
   useConfig(config: LoupeConfig): void {
@@ -326,15 +320,15 @@ export class AlertEngine {
     if (offHours && !withinHours(offHours.hours, at)) this.fire(state, event.stream, 'offHours', `attach at ${event.time} is outside ${offHours.hours.text}`, [event], 0);
     const first = state.rules.firstAttach;
     if (first) {
-      const key = `${state.user}\u0000${state.target}`;
-      const last = this.firstAttach[key];
-      if (!last || at.getTime() - Date.parse(last) > first.days * 86400_000) {
-        this.fire(state, event.stream, 'firstAttach', last ? `${state.user} had not attached to ${state.target} since ${last}` : `first attach of ${state.user} to ${state.target}`, [event], 0);
-      }
-      this.firstAttach[key] = event.time;
-      mkdirSync(dirname(this.firstAttachFile), { recursive: true });
-      writeFileSync(`${this.firstAttachFile}.tmp`, JSON.stringify(this.firstAttach));
-      renameSync(`${this.firstAttachFile}.tmp`, this.firstAttachFile);
+      this.state.touchFirstAttach(state.user, state.target, event.time).then(
+        (last) => {
+          if (!last || at.getTime() - Date.parse(last) > first.days * 86400_000) {
+            this.fire(state, event.stream, 'firstAttach', last ? `${state.user} had not attached to ${state.target} since ${last}` : `first attach of ${state.user} to ${state.target}`, [event], 0);
+          }
+        },
+        // Without the memory the rule cannot tell; it says so rather than fire on every attach.
+        (err: Error) => this.log(`alerts: cannot check the firstAttach rule for session ${event.stream}: ${err.message}`),
+      );
     }
     const many = state.rules.concurrentTargets;
     if (many) {
