@@ -186,6 +186,10 @@ export class SessionRegistry {
         client.close(4005, 'audit trail unavailable: the session was not started');
         throw new LoupeError('audit_unavailable', `the audit trail is unavailable: cannot record the session (${(err as Error).message}); retry later`);
       }
+      // A revocation through another replica while this one connected found no session to end: read the grant
+      // again now that the session is registered (a later revocation's notice finds it).
+      const now = await this.options.grants.get(grant.grantId).catch(() => undefined);
+      if (now?.revokedAt !== undefined) void session.end('revoked');
       return session;
     } finally {
       this.attaching.delete(grant.grantId);

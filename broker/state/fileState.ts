@@ -91,11 +91,8 @@ export class FileStateBackend implements StateBackend {
   }
 
   async claimSession(claim: SessionClaim): Promise<{ claimed: true } | { claimed: false; holder: LiveSession }> {
-    for (const held of this.sessions.values()) {
-      if (held.grantId !== claim.grantId || held.endedAtMs !== undefined) continue;
-      if (held.leaseUntilMs > claim.nowMs) return { claimed: false, holder: held };
-      this.end(held, { by: claim.replica, reason: 'lease_expired', atMs: claim.nowMs });
-    }
+    // One process holds every session here: a live entry is a live session (its end releases it), whatever its lease says.
+    for (const held of this.sessions.values()) if (held.grantId === claim.grantId && held.endedAtMs === undefined) return { claimed: false, holder: held };
     this.sessions.set(claim.sessionId, {
       sessionId: claim.sessionId,
       grantId: claim.grantId,
@@ -127,10 +124,9 @@ export class FileStateBackend implements StateBackend {
     for (const [id, s] of this.sessions) if (s.endedAtMs !== undefined && s.endedAtMs < end.atMs - 3600_000) this.sessions.delete(id);
     return ended;
   }
-  async expireLeases(nowMs: number, by: string): Promise<LiveSession[]> {
-    const expired: LiveSession[] = [];
-    for (const held of this.sessions.values()) if (held.endedAtMs === undefined && held.leaseUntilMs <= nowMs) expired.push(this.end(held, { by, reason: 'lease_expired', atMs: nowMs }));
-    return expired;
+  /** No other replica exists to die: a session of this process ends when the process ends it (a stalled event loop is not a death). */
+  async expireLeases(): Promise<LiveSession[]> {
+    return [];
   }
   async liveSessions(): Promise<LiveSession[]> {
     return [...this.sessions.values()].filter((s) => s.endedAtMs === undefined);

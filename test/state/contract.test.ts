@@ -16,7 +16,7 @@ import { runStateContract } from './stateContract';
 
 describe('state backend contract: local files', () => {
   const backend = new FileStateBackend(mkdtempSync(join(tmpdir(), 'loupe-state-')));
-  runStateContract(async () => ({ a: backend, b: backend }));
+  runStateContract(async () => ({ a: backend, b: backend }), { shared: false });
 
   it('keeps grants, revocations, requests and first attaches across a restart (the files of one broker)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'loupe-state-'));
@@ -49,7 +49,7 @@ describe('state backend contract: PostgreSQL, two replicas on one database', () 
   after(async () => {
     await Promise.all(opened.map((b) => b.close()));
   });
-  runStateContract(async () => pair);
+  runStateContract(async () => pair, { shared: true });
 
   it('applies its migrations once when several replicas start together, and records the version', async () => {
     const fresh = `migrate_${randomUUID().replace(/-/g, '').slice(0, 12)}`;

@@ -9,7 +9,7 @@ import type { StateBackend, StateNotice } from '../../broker/state/stateBackend'
  * The contract every state backend keeps. `make` answers two backends on one store: two replicas on one database
  * for PostgreSQL; for the files (one broker) the same instance twice. Races are two calls at once, one through each.
  */
-export function runStateContract(make: () => Promise<{ a: StateBackend; b: StateBackend }>): void {
+export function runStateContract(make: () => Promise<{ a: StateBackend; b: StateBackend }>, options: { shared: boolean }): void {
   const now = Date.now();
   const grant = (over: Partial<Grant> = {}): Grant => ({
     grantId: randomUUID(),
@@ -101,7 +101,16 @@ export function runStateContract(make: () => Promise<{ a: StateBackend; b: State
     assert.equal(answers.filter((x) => x.claimed).length, 1);
   });
 
-  it('ends a session whose lease ran out, recording which replica noticed, and frees its grant', async () => {
+  it(options.shared ? 'ends a session whose lease ran out, recording which replica noticed, and frees its grant' : 'never expires a session of its one process: only its end frees the grant', async () => {
+    if (!options.shared) {
+      const { a } = await make();
+      const held = claim(randomUUID(), 'replica-a', now, 1000);
+      await a.claimSession(held);
+      assert.deepEqual(await a.expireLeases(now + 60_000, 'replica-a'), []);
+      assert.equal((await a.claimSession(claim(held.grantId, 'replica-a', now + 60_000))).claimed, false);
+      assert.deepEqual(await a.renewLeases('replica-a', [held.sessionId], now + 60_000, 1000), []);
+      return;
+    }
     const { a, b } = await make();
     const held = claim(randomUUID(), 'replica-a', now, 1000);
     await a.claimSession(held);
@@ -132,6 +141,7 @@ export function runStateContract(make: () => Promise<{ a: StateBackend; b: State
     assert.equal((await b.getSession(kept.sessionId))?.leaseUntilMs, now + 1900);
     assert.deepEqual(await b.renewLeases('replica-b', [kept.sessionId], now + 900, 1000), [kept.sessionId], 'another replica cannot renew a lease it does not hold');
     assert.equal((await b.claimSession(claim(kept.grantId, 'replica-b', now + 1500))).claimed, false, 'the renewed lease still holds');
+    if (options.shared) assert.deepEqual(await b.claimSession(claim(kept.grantId, 'replica-b', now + 1900)), { claimed: true }, 'and runs out when it is not renewed');
   });
 
   it('counts two approvals arriving on two replicas at once exactly twice', async () => {
