@@ -91,8 +91,8 @@ export class AlertEngine {
   constructor(
     private config: LoupeConfig,
     private readonly hooks: AlertEngineHooks,
-    /** First attaches are remembered there, shared by every replica on PostgreSQL. */
-    private readonly state: Pick<StateBackend, 'touchFirstAttach'>,
+    /** First attaches and refused-attach counts are kept there, shared by every replica on PostgreSQL. */
+    private readonly state: Pick<StateBackend, 'touchFirstAttach' | 'countInWindow'>,
     private readonly clock: () => number,
     private readonly log: (line: string) => void = () => undefined,
   ) {}
@@ -239,28 +239,40 @@ export class AlertEngine {
       this.refusedAttaches.delete(key); // re-inserted last: the map's first key is the least recently seen
       this.refusedAttaches.set(key, recent);
       if (this.refusedAttaches.size > maxWatched) this.refusedAttaches.delete(this.refusedAttaches.keys().next().value!);
-      if (recent.length < rule.count) continue;
-      const now = this.clock();
-      const last = this.brokerFired.get(key);
-      if (last !== undefined && now - last < rule.withinSeconds * 1000) continue;
-      this.brokerFired.set(key, now);
-      if (this.brokerFired.size > maxWatched) this.brokerFired.delete(this.brokerFired.keys().next().value!);
-      const alert: Alert = {
-        id: randomUUID(),
-        rule: 'failedAttaches',
-        at: new Date(now).toISOString(),
-        target: typeof d.target === 'string' ? d.target : '',
-        ...(typeof d.user === 'string' ? { user: d.user } : {}),
-        message: `${recent.length} refused attaches within ${rule.withinSeconds} s ${where} (threshold ${rule.count}); last: ${String(d.reason)}`,
-        action: rule.action,
-        evidence: recent.slice(-20).map((e) => ({ seq: e.seq, type: e.type, summary: summarize(e) })),
-      };
-      this.recent.push(alert);
-      if (this.recent.length > 1000) this.recent.shift();
-      void this.hooks.record(alert).catch(() => undefined);
-      this.hooks.deliver(alert);
-      if (rule.action === 'require-approval' && alert.user && alert.target) this.hooks.requireApproval(alert);
+      // Counted across replicas: attempts spread over several brokers behind one load balancer add up.
+      this.state.countInWindow(`failedAttaches ${key}`, Date.parse(event.time), rule.withinSeconds * 1000).then(
+        (count) => this.failedAttaches(key, where, Math.max(count, recent.length), recent, d),
+        (err: Error) => {
+          this.log(`alerts: cannot count refused attaches ${where} across replicas (${err.message}); counting this replica's alone`);
+          this.failedAttaches(key, where, recent.length, recent, d);
+        },
+      );
     }
+  }
+
+  private failedAttaches(key: string, where: string, count: number, recent: readonly AuditEvent[], d: Record<string, unknown>): void {
+    const rule = this.config.alerting.rules.failedAttaches;
+    if (!rule || count < rule.count) return;
+    const now = this.clock();
+    const last = this.brokerFired.get(key);
+    if (last !== undefined && now - last < rule.withinSeconds * 1000) return;
+    this.brokerFired.set(key, now);
+    if (this.brokerFired.size > maxWatched) this.brokerFired.delete(this.brokerFired.keys().next().value!);
+    const alert: Alert = {
+      id: randomUUID(),
+      rule: 'failedAttaches',
+      at: new Date(now).toISOString(),
+      target: typeof d.target === 'string' ? d.target : '',
+      ...(typeof d.user === 'string' ? { user: d.user } : {}),
+      message: `${count} refused attaches within ${rule.withinSeconds} s ${where} (threshold ${rule.count}); last: ${String(d.reason)}`,
+      action: rule.action,
+      evidence: recent.slice(-20).map((e) => ({ seq: e.seq, type: e.type, summary: summarize(e) })),
+    };
+    this.recent.push(alert);
+    if (this.recent.length > 1000) this.recent.shift();
+    void this.hooks.record(alert).catch(() => undefined);
+    this.hooks.deliver(alert);
+    if (rule.action === 'require-approval' && alert.user && alert.target) this.hooks.requireApproval(alert);
   }
 
   /** Grants already alerted on: a V8 grant fires once, however its record reaches the engine. */

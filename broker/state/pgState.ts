@@ -379,6 +379,7 @@ export class PostgresStateBackend implements StateBackend {
        SELECT count(*) + 1 AS n FROM rate_events WHERE key = $1 AND at_ms > $2 - $3`,
       [key, atMs, windowMs],
     );
+    if (Math.random() < 0.01) void this.query('DELETE FROM rate_events WHERE at_ms < $1', [atMs - 86400_000]).catch(() => undefined);
     return Number(rows[0]!.n);
   }
 }
