@@ -34,13 +34,13 @@ export const migrations: readonly { readonly version: number; readonly name: str
         target text NOT NULL,
         started_at_ms bigint NOT NULL,
         lease_until_ms bigint NOT NULL,
+        lease_ms bigint NOT NULL,
         ended_at_ms bigint,
         ended_by text,
         end_reason text
       );
       -- The one-live-session-per-grant rule, kept by the database whichever replica asks.
       CREATE UNIQUE INDEX live_sessions_one_per_grant ON live_sessions (grant_id) WHERE ended_at_ms IS NULL;
-      CREATE INDEX live_sessions_lease ON live_sessions (lease_until_ms) WHERE ended_at_ms IS NULL;
       CREATE TABLE access_requests (
         request_id text PRIMARY KEY,
         body jsonb NOT NULL,

@@ -18,6 +18,12 @@ export interface PostgresStateOptions {
 }
 
 const channel = 'loupe_state';
+/**
+ * A lease has run out when neither its last renewal nor the database's own start (plus one lease) is recent: while the
+ * database was down nobody could renew, so every replica gets one lease from its return before its sessions count as
+ * dead; a replica that really died stays dead one lease later.
+ */
+const leaseRunOut = (now: string) => `GREATEST(lease_until_ms, (extract(epoch from pg_postmaster_start_time()) * 1000)::bigint + lease_ms) <= ${now}`;
 /** Connection-level failures: the database is down or unreachable, not a query that was wrong. */
 const unreachableCodes = /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|57P0[1-3]|08\w{3}|53\w{3})$/;
 
@@ -256,15 +262,15 @@ export class PostgresStateBackend implements StateBackend {
 
   async claimSession(claim: SessionClaim): Promise<{ claimed: true } | { claimed: false; holder: LiveSession }> {
     // A holder whose lease ran out is ended first (its replica died or lost the database); the index settles the rest.
-    await this.query(`UPDATE live_sessions SET ended_at_ms = $2, ended_by = $3, end_reason = 'lease_expired' WHERE grant_id = $1 AND ended_at_ms IS NULL AND lease_until_ms <= $2`, [
+    await this.query(`UPDATE live_sessions SET ended_at_ms = $2, ended_by = $3, end_reason = 'lease_expired' WHERE grant_id = $1 AND ended_at_ms IS NULL AND ${leaseRunOut('$2')}`, [
       claim.grantId,
       claim.nowMs,
       claim.replica,
     ]);
     const inserted = await this.query(
-      `INSERT INTO live_sessions (session_id, grant_id, replica, user_sub, target, started_at_ms, lease_until_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)
+      `INSERT INTO live_sessions (session_id, grant_id, replica, user_sub, target, started_at_ms, lease_until_ms, lease_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
        ON CONFLICT (grant_id) WHERE ended_at_ms IS NULL DO NOTHING RETURNING session_id`,
-      [claim.sessionId, claim.grantId, claim.replica, claim.user, claim.target, claim.nowMs, claim.nowMs + claim.leaseMs],
+      [claim.sessionId, claim.grantId, claim.replica, claim.user, claim.target, claim.nowMs, claim.nowMs + claim.leaseMs, claim.leaseMs],
     );
     if (inserted.rowCount === 1) return { claimed: true };
     const holder = (await this.query('SELECT * FROM live_sessions WHERE grant_id = $1 AND ended_at_ms IS NULL', [claim.grantId])).rows[0];
@@ -273,11 +279,10 @@ export class PostgresStateBackend implements StateBackend {
   }
   async renewLeases(replica: string, sessionIds: readonly string[], nowMs: number, leaseMs: number): Promise<string[]> {
     if (sessionIds.length === 0) return [];
-    const { rows } = await this.query<{ session_id: string }>('UPDATE live_sessions SET lease_until_ms = $3 WHERE replica = $1 AND session_id = ANY($2) AND ended_at_ms IS NULL RETURNING session_id', [
-      replica,
-      sessionIds,
-      nowMs + leaseMs,
-    ]);
+    const { rows } = await this.query<{ session_id: string }>(
+      'UPDATE live_sessions SET lease_until_ms = $3, lease_ms = $4 WHERE replica = $1 AND session_id = ANY($2) AND ended_at_ms IS NULL RETURNING session_id',
+      [replica, sessionIds, nowMs + leaseMs, leaseMs],
+    );
     const live = new Set(rows.map((r) => r.session_id));
     return sessionIds.filter((id) => !live.has(id));
   }
@@ -285,7 +290,7 @@ export class PostgresStateBackend implements StateBackend {
     await this.query('UPDATE live_sessions SET ended_at_ms = $2, ended_by = $3, end_reason = $4 WHERE session_id = $1 AND ended_at_ms IS NULL', [sessionId, end.atMs, end.by, end.reason]);
   }
   async expireLeases(nowMs: number, by: string): Promise<LiveSession[]> {
-    const { rows } = await this.query(`UPDATE live_sessions SET ended_at_ms = $1, ended_by = $2, end_reason = 'lease_expired' WHERE ended_at_ms IS NULL AND lease_until_ms <= $1 RETURNING *`, [
+    const { rows } = await this.query(`UPDATE live_sessions SET ended_at_ms = $1, ended_by = $2, end_reason = 'lease_expired' WHERE ended_at_ms IS NULL AND ${leaseRunOut('$1')} RETURNING *`, [
       nowMs,
       by,
     ]);

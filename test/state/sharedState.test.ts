@@ -2,6 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { PostgresStateBackend } from '../../broker/state/pgState';
 import { CdpClient } from '../support/cdpClient';
 import { databaseUrl, startOwnPostgres, type OwnPostgres } from '../support/postgresTemporary';
 import { startTarget, type TargetProcess } from '../support/target';
@@ -152,12 +153,39 @@ describe('a replica whose database goes down', () => {
   before(async () => {
     db = await startOwnPostgres('outage');
     target = await startTarget();
-    broker = await startTestBroker(replicaPolicy(target.inspector, db.url, 'loupe', 'replica-c', { outageGrace: '2s' }));
+    broker = await startTestBroker(replicaPolicy(target.inspector, db.url, 'loupe', 'replica-c', { sessionLease: '1s', outageGrace: '5s' }));
   });
   after(async () => {
     await broker?.close();
     await target?.stop();
     db?.purge();
+  });
+
+  it('keeps a live session through an outage longer than its lease but within the grace: the database restart counts as a renewal', async () => {
+    const live = await broker.attach();
+    const sessionId = broker.broker.liveSessions[0]!.sessionId;
+    // Another replica, as it would look for expired leases the moment the database is back.
+    const other = new PostgresStateBackend({ url: db.url, queryTimeoutMs: 500 });
+    await other.start();
+    db.stop();
+    await new Promise((r) => setTimeout(r, 2500));
+    const refused = await broker.api('POST', '/v1/grants', await broker.token('dev', ['devs']), { target: 'app', mode: 'pause', durationSeconds: 60, reason: 'during the outage' });
+    assert.deepEqual([refused.status, refused.body.error.code], [503, 'state_unavailable']);
+    db.start();
+    const expired = await waitFor(() => other.expireLeases(Date.now(), 'replica-other').catch(() => undefined), { what: 'the other replica to reach the database', intervalMs: 5 });
+    await other.close();
+    assert.deepEqual(
+      expired.map((s) => s.sessionId),
+      [],
+      'nobody could renew while the database was down: its return counts as a renewal',
+    );
+    await waitFor(() => broker.broker.ready.ready, { what: 'the replica to be ready again', timeoutMs: 10_000 });
+    await new Promise((r) => setTimeout(r, 2000)); // several lease ticks after the return
+    assert.equal(await within(live.client.closed, 0, 'open'), 'open', 'the session lived through the outage');
+    assert.equal((await live.client.send('Runtime.evaluate', { expression: '6 * 7' })).result?.result?.value, 42);
+    assert.equal((await broker.broker.state.getSession(sessionId))?.endedAtMs, undefined, 'its registry entry is live');
+    live.client.socket.close();
+    await waitFor(async () => (await broker.broker.state.getSession(sessionId))?.endedAtMs !== undefined, { what: 'the closed session to be released' });
   });
 
   it('refuses grants and attaches with 503 state_unavailable, ends the live session cleanly after the grace, and serves again once the database is back', async () => {
@@ -176,11 +204,11 @@ describe('a replica whose database goes down', () => {
     const attach = await refusal(`${wsBase(broker)}/v1/attach/${spare.grantId}`, { authorization: `Bearer ${spare.token}` });
     assert.deepEqual([attach.status, attach.body.error.code], [503, 'state_unavailable']);
 
-    const closed = await within(live.client.closed, 8000, undefined);
+    const closed = await within(live.client.closed, 10_000, undefined);
     assert.ok(closed, 'the session ended');
     assert.equal(closed.code, 4011);
     const elapsed = Date.now() - stoppedAt;
-    assert.ok(elapsed >= 1500, `the session went on for the grace (ended after ${elapsed} ms)`);
+    assert.ok(elapsed >= 4500, `the session went on for the grace (5 s; ended after ${elapsed} ms)`);
     await target.ticksAdvance(3); // resumed
     await broker.waitForRecord('state.unavailable');
     const ended = await broker.waitForRecord('session.ended', (e) => e.data.endReason === 'state_unavailable');
