@@ -27,7 +27,7 @@ import { SessionRegistry } from './sessionRegistry';
 import { attachRefused, describeFault, grantMalformed, identityRejected, sessionFault, type RequestOrigin } from './securityEvents';
 import { createStateBackend, replicaName } from './state/createState';
 import { ReplicaDuties } from './state/replicaDuties';
-import { StateUnavailableError, type StateBackend } from './state/stateBackend';
+import { stateRefusal, StateUnavailableError, type StateBackend } from './state/stateBackend';
 import type { GrantAnswer } from '../common/http';
 
 export interface BrokerOptions {
@@ -80,7 +80,6 @@ export class Broker {
       state,
       replica: this.replica,
       leaseMs: () => this.config.state.sessionLeaseSeconds * 1000,
-      stateError: (err, what) => this.stateError(err, what),
       audit,
       clock: this.clock,
       assertAuditAccepting: (what) => this.assertAuditAccepting(what),
@@ -208,10 +207,7 @@ export class Broker {
       clock,
       leaseMs: config.state.sessionLeaseSeconds * 1000,
       outageGraceMs: config.state.outageGraceSeconds * 1000,
-      renewLeases: () => broker.sessions.renewLeases(),
-      endSessionOfGrant: (grantId, reason) => void broker.sessions.ofGrant(grantId)?.end(reason),
-      endSession: (sessionId, reason) => void broker.sessions.get(sessionId)?.end(reason),
-      endAll: (reason) => void broker.endAll(reason),
+      sessions: broker.sessions,
       policyReloaded: (source) => options.onPolicyReloadNotice?.(source),
       record: (type, data) => broker.recordGrantEvent(type, data).catch((err: Error) => options.log?.(`state: cannot record ${type}: ${err.message}`)),
       log: options.log ?? (() => undefined),
@@ -260,12 +256,6 @@ export class Broker {
   get ready(): { ready: boolean; audit: AuditHealth } {
     const health = this.audit.health;
     return { ready: health.state === 'ok' && this.state.reachable, audit: health };
-  }
-
-  /** A state backend that cannot be reached is a 503 the caller may retry; anything else passes unchanged. */
-  private stateError(err: unknown, what: string): unknown {
-    if (!(err instanceof StateUnavailableError)) return err;
-    return new LoupeError('state_unavailable', `${err.message}: ${what} refused until it is back; retry later`, undefined, { cause: err });
   }
 
   set publicUrl(url: string) {
@@ -324,7 +314,7 @@ export class Broker {
     const { grant, token } = await this.grants
       .issue(identity, { ...request, durationSeconds: decision.durationSeconds, rule: decision.rule, ...(approval ? { approval } : {}) })
       .catch((err: NodeJS.ErrnoException) => {
-        if (err instanceof StateUnavailableError) throw this.stateError(err, 'grants are');
+        if (err instanceof StateUnavailableError) throw stateRefusal(err, 'grants are');
         // The grant state shares the disk with the WAL: a full disk is a 503 to retry, not an internal error.
         if (err?.code && /^(ENOSPC|EDQUOT|EIO|EROFS)$/.test(err.code))
           throw new LoupeError('audit_unavailable', `the broker's state directory cannot be written (${err.code}): grants are refused until it can; retry later`);
@@ -402,7 +392,7 @@ export class Broker {
 
   private async grantFor(identity: Identity, grantId: string, action: string, allowOwnersAndAdmins: boolean): Promise<Grant> {
     const grant = await this.grants.get(grantId).catch((err: unknown) => {
-      throw this.stateError(err, `${action === 'revoke' ? 'revocations' : 'attach tickets'} are`);
+      throw stateRefusal(err, `${action === 'revoke' ? 'revocations' : 'attach tickets'} are`);
     });
     if (!grant) throw new LoupeError('not_found', `no grant ${grantId}`);
     if (grant.sub === identity.sub) return grant;
@@ -419,12 +409,12 @@ export class Broker {
   async revokeGrant(identity: Identity, grantId: string): Promise<Grant> {
     const grant = await this.grantFor(identity, grantId, 'revoke', true);
     const revoked = await this.grants.revoke(grantId, identity.sub).catch((err: unknown) => {
-      throw this.stateError(err, 'revocations are');
+      throw stateRefusal(err, 'revocations are');
     });
     await this.recordGrantEvent('grant.revoked', { actor: { sub: identity.sub, name: identity.name, groups: identity.groups }, grantId, target: grant.target, holder: grant.sub });
     const local = this.sessions.ofGrant(grantId)?.end('revoked');
     await this.state.notify({ type: 'revoked', grantId, by: identity.sub }).catch((err: unknown) => {
-      throw this.stateError(err, 'revocations reaching other replicas are');
+      throw stateRefusal(err, 'revocations reaching other replicas are');
     });
     await local;
     return revoked;

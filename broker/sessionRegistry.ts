@@ -7,7 +7,7 @@ import { LoupeError } from './errors';
 import type { Grant, GrantStore } from './grants/grantStore';
 import { DebugSession, type EndReason } from './session/debugSession';
 import { connectTarget, resolveInspectorUrl } from './session/targetLink';
-import type { StateBackend } from './state/stateBackend';
+import { stateRefusal, type StateBackend } from './state/stateBackend';
 
 const attachTicketSeconds = 60;
 
@@ -21,8 +21,6 @@ export interface SessionRegistryOptions {
   readonly replica: string;
   /** How long a claim on a live session lasts unrenewed. */
   leaseMs(): number;
-  /** Turns a state backend failure into the refusal the caller sees (503 state_unavailable). */
-  stateError(err: unknown, what: string): unknown;
   readonly audit: AuditTrail;
   readonly clock: () => number;
   /** Throws audit_unavailable while the audit trail has failed closed. */
@@ -63,7 +61,7 @@ export class SessionRegistry {
     const ticket = randomBytes(24).toString('base64url');
     const expiresAt = this.options.clock() + attachTicketSeconds * 1000;
     await this.options.state.putTicket(ticket, grantId, expiresAt).catch((err: unknown) => {
-      throw this.options.stateError(err, 'attach tickets are');
+      throw stateRefusal(err, 'attach tickets are');
     });
     return { ticket, expiresAt };
   }
@@ -87,7 +85,7 @@ export class SessionRegistry {
         grant = await grants.verifyToken(match[1]!, grantId);
       }
     } catch (err) {
-      throw this.options.stateError(err, 'attaches are');
+      throw stateRefusal(err, 'attaches are');
     }
     this.options.assertAuditAccepting('attaching');
     if (this.attaching.has(grantId) || this.ofGrant(grantId)) {
@@ -105,7 +103,7 @@ export class SessionRegistry {
       }
     } catch (err) {
       this.attaching.delete(grantId);
-      throw this.options.stateError(err, 'attaches are');
+      throw stateRefusal(err, 'attaches are');
     }
     return grant;
   }

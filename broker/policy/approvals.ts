@@ -22,7 +22,7 @@ import { decideAccess, isAdmin, isOwner, rolesOf, type AccessDecision, type Gran
 
 export type { AccessRequest, AccessRequestView, ApprovalCause, ApprovalHooks, RequestDecision, RequestStatus } from './approvalTypes';
 import type { AccessRequest, AccessRequestView, ApprovalCause, ApprovalHooks, RequestDecision } from './approvalTypes';
-import { StateUnavailableError, type StateBackend } from '../state/stateBackend';
+import { stateRefusal, type StateBackend } from '../state/stateBackend';
 
 const holdRequirement = (owners: readonly string[]): ApprovalRequirement => ({ approvers: owners, minApprovals: 1, expiresAfterSeconds: 3600 });
 const sweepIntervalMs = 15_000;
@@ -59,8 +59,7 @@ export class AccessRequests {
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
     const guarded = () =>
       fn().catch((err: unknown) => {
-        if (err instanceof StateUnavailableError) throw new LoupeError('state_unavailable', `${err.message}: access requests are refused until it is back; retry later`, undefined, { cause: err });
-        throw err;
+        throw stateRefusal(err, 'access requests are');
       });
     const run = this.queue.then(guarded, guarded);
     this.queue = run.catch(() => undefined);

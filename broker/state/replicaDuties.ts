@@ -1,5 +1,5 @@
 import type { EventType } from '../audit/events';
-import type { EndReason } from '../session/debugSession';
+import type { SessionRegistry } from '../sessionRegistry';
 import type { StateBackend, StateNotice } from './stateBackend';
 
 export interface ReplicaDutiesOptions {
@@ -9,11 +9,8 @@ export interface ReplicaDutiesOptions {
   readonly leaseMs: number;
   /** How long live sessions go on while the state backend cannot be reached. */
   readonly outageGraceMs: number;
-  /** Renews this replica's leases; throws when the backend cannot be reached. */
-  renewLeases(): Promise<void>;
-  endSessionOfGrant(grantId: string, reason: EndReason): void;
-  endSession(sessionId: string, reason: EndReason): void;
-  endAll(reason: EndReason): void;
+  /** This replica's live sessions: their leases are renewed here, and notices end them. */
+  readonly sessions: Pick<SessionRegistry, 'renewLeases' | 'ofGrant' | 'get' | 'endAll'>;
   /** Another replica reloaded its policy: reload this one's from its file. */
   policyReloaded(source: string): void;
   /** Records in the broker's grant stream; a failure is logged, never thrown. */
@@ -57,15 +54,15 @@ export class ReplicaDuties {
   }
 
   private onNotice(notice: StateNotice): void {
-    if (notice.type === 'revoked') this.options.endSessionOfGrant(notice.grantId, 'revoked');
-    else if (notice.type === 'end-session') this.options.endSession(notice.sessionId, 'alert');
+    if (notice.type === 'revoked') void this.options.sessions.ofGrant(notice.grantId)?.end('revoked');
+    else if (notice.type === 'end-session') void this.options.sessions.get(notice.sessionId)?.end('alert');
     else if (notice.replica !== this.options.replica) this.options.policyReloaded(notice.source);
   }
 
   private async tick(): Promise<void> {
     const { state, clock, replica } = this.options;
     try {
-      await this.options.renewLeases();
+      await this.options.sessions.renewLeases();
       const expired = await state.expireLeases(clock(), replica);
       this.reachable();
       for (const session of expired) {
@@ -104,7 +101,7 @@ export class ReplicaDuties {
     if (!this.endedForOutage && now - this.unreachableSince >= this.options.outageGraceMs) {
       this.endedForOutage = true;
       this.options.log(`state: the state database has been unreachable for ${Math.round((now - this.unreachableSince) / 1000)} s: ending every live session`);
-      this.options.endAll('state_unavailable');
+      void this.options.sessions.endAll('state_unavailable');
     }
   }
 }

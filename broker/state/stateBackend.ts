@@ -1,4 +1,5 @@
 import type { JWK } from 'jose';
+import { LoupeError } from '../errors';
 import type { Grant } from '../grants/grantStore';
 import type { AccessRequest, Hold, RequestDecision, RequestStatus } from '../policy/approvalTypes';
 
@@ -124,6 +125,12 @@ export class StateUnavailableError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
   }
+}
+
+/** A state backend that cannot be reached is a 503 the caller may retry (state_unavailable); anything else passes unchanged. */
+export function stateRefusal(err: unknown, what: string): unknown {
+  if (!(err instanceof StateUnavailableError)) return err;
+  return new LoupeError('state_unavailable', `${err.message}: ${what} refused until it is back; retry later`, undefined, { cause: err });
 }
 
 /** Parses a notice from the wire; anything malformed is dropped (undefined), never acted on. */
