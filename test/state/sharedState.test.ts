@@ -46,11 +46,12 @@ describe('two replicas on one PostgreSQL database', () => {
   let a: TestBroker;
   let b: TestBroker;
   const schema = `replicas_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+  const reloadsSeen: [string, string][] = [];
   before(async () => {
     const url = await databaseUrl();
     target = await startTarget();
-    a = await startTestBroker(replicaPolicy(target.inspector, url, schema, 'replica-a'));
-    b = await startTestBroker(replicaPolicy(target.inspector, url, schema, 'replica-b'));
+    a = await startTestBroker(replicaPolicy(target.inspector, url, schema, 'replica-a'), { onPolicyReloadNotice: (source) => reloadsSeen.push(['replica-a', source]) });
+    b = await startTestBroker(replicaPolicy(target.inspector, url, schema, 'replica-b'), { onPolicyReloadNotice: (source) => reloadsSeen.push(['replica-b', source]) });
   });
   after(async () => {
     await a?.close();
@@ -123,6 +124,27 @@ describe('two replicas on one PostgreSQL database', () => {
     assert.equal(collected.status, 201, JSON.stringify(collected.body));
     const collectedAgain = await a.api('POST', `/v1/requests/${id}/grant`, await a.token('dev', ['devs']));
     assert.equal(collectedAgain.status, 409);
+  });
+
+  it('tells the other replicas of a policy reload within a second, and not itself', async () => {
+    const source = `policy.yaml (SIGHUP ${randomUUID()})`;
+    const sent = Date.now();
+    await a.broker.reload(a.config, source);
+    await waitFor(() => reloadsSeen.some(([, s]) => s === source), { what: 'B to hear of the reload', timeoutMs: 1000, intervalMs: 5 });
+    assert.ok(Date.now() - sent < 1000);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(
+      reloadsSeen.filter(([, s]) => s === source),
+      [['replica-b', source]],
+    );
+    // A reload because another replica announced one is not announced again.
+    const echo = `policy.yaml (another replica reloaded ${randomUUID()})`;
+    await b.broker.reload(b.config, echo, false);
+    await new Promise((r) => setTimeout(r, 1200));
+    assert.deepEqual(
+      reloadsSeen.filter(([, s]) => s === echo),
+      [],
+    );
   });
 
   it('ends a session whose replica stopped renewing its lease, once, and records who ended it', async () => {
