@@ -102,15 +102,17 @@ export class Broker {
   static async create(config: LoupeConfig, options: BrokerOptions = {}): Promise<Broker> {
     const clock = options.clock ?? Date.now;
     const unlock = lockStateDir(config.stateDir);
+    const state = options.state ?? createStateBackend(config, options.log);
     try {
-      return await Broker.build(config, options, clock, unlock);
+      return await Broker.build(config, options, clock, unlock, state);
     } catch (err) {
+      if (!options.state) await state.close().catch(() => undefined);
       unlock();
       throw err;
     }
   }
 
-  private static async build(config: LoupeConfig, options: BrokerOptions, clock: () => number, unlock: () => void): Promise<Broker> {
+  private static async build(config: LoupeConfig, options: BrokerOptions, clock: () => number, unlock: () => void, state: StateBackend): Promise<Broker> {
     const verifier = await createIdentityVerifier(config, clock, options.log);
     const grantKey = await loadOrCreateSigningKey(config.stateDir, 'grant-key');
     const auditKey = await loadOrCreateSigningKey(config.stateDir, 'audit-key');
@@ -133,7 +135,6 @@ export class Broker {
       clock,
       ...(options.log ? { log: options.log } : {}),
     });
-    const state = options.state ?? createStateBackend(config, options.log);
     await state.start();
     const grants = new GrantStore(state, grantKey, clock);
     await grants.start();
