@@ -48,11 +48,6 @@ export class ReplicaDuties {
     await this.running;
   }
 
-  /** How long the state backend has been unreachable, in ms (0 when it answers). */
-  get outageMs(): number {
-    return this.unreachableSince === undefined ? 0 : this.options.clock() - this.unreachableSince;
-  }
-
   private onNotice(notice: StateNotice): void {
     if (notice.type === 'revoked') void this.options.sessions.ofGrant(notice.grantId)?.end('revoked');
     else if (notice.type === 'end-session') void this.options.sessions.get(notice.sessionId)?.end('alert');
