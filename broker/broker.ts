@@ -396,6 +396,11 @@ export class Broker {
       throw stateRefusal(err, `${action === 'revoke' ? 'revocations' : 'attach tickets'} are`);
     });
     if (!grant) throw new LoupeError('not_found', `no grant ${grantId}`);
+    return this.mayAct(identity, grant, action, allowOwnersAndAdmins);
+  }
+
+  private mayAct(identity: Identity, grant: Grant, action: string, allowOwnersAndAdmins: boolean): Grant {
+    const { grantId } = grant;
     if (grant.sub === identity.sub) return grant;
     const roles = rolesOf(this.config, identity);
     const target = this.config.targets[grant.target];
@@ -408,10 +413,16 @@ export class Broker {
    * second; the notice is polled for too, should the replica's channel have dropped). Retrying is safe.
    */
   async revokeGrant(identity: Identity, grantId: string): Promise<Grant> {
-    const grant = await this.grantFor(identity, grantId, 'revoke', true);
-    const revoked = await this.grants.revoke(grantId, identity.sub).catch((err: unknown) => {
-      throw stateRefusal(err, 'revocations are');
-    });
+    // Without the database, a session of the grant here still ends (fail closed); the revocation is not recorded.
+    const endHereAnyway = async (err: unknown): Promise<never> => {
+      const session = this.sessions.ofGrant(grantId);
+      if (!(err instanceof LoupeError && err.code === 'state_unavailable') || !session) throw err;
+      this.mayAct(identity, session.grant, 'revoke', true);
+      await session.end('revoked');
+      throw new LoupeError('state_unavailable', `${err.message}. The session of grant ${grantId} on this replica has ended, but the revocation is not recorded: repeat it once the database is back`);
+    };
+    const grant = await this.grantFor(identity, grantId, 'revoke', true).catch(endHereAnyway);
+    const revoked = await this.grants.revoke(grantId, identity.sub).catch((err: unknown) => endHereAnyway(stateRefusal(err, 'revocations are')));
     await this.recordGrantEvent('grant.revoked', { actor: { sub: identity.sub, name: identity.name, groups: identity.groups }, grantId, target: grant.target, holder: grant.sub });
     const local = this.sessions.ofGrant(grantId)?.end('revoked');
     await this.state.notify({ type: 'revoked', grantId, by: identity.sub }).catch((err: unknown) => {

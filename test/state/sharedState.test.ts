@@ -213,6 +213,8 @@ describe('a replica whose database goes down', () => {
   it('refuses grants and attaches with 503 state_unavailable, ends the live session cleanly after the grace, and serves again once the database is back', async () => {
     const live = await broker.attach();
     const spare = await broker.grant('dev', ['devs']);
+    const revocable = await broker.grant('dev', ['devs']);
+    const revocableClient = await CdpClient.connect(revocable.attachUrl, { authorization: `Bearer ${revocable.token}` });
     await live.client.send('Debugger.enable');
     await live.client.send('Debugger.pause');
     await waitFor(() => live.client.events.some((e) => e.method === 'Debugger.paused'), { what: 'the target to pause' });
@@ -226,12 +228,21 @@ describe('a replica whose database goes down', () => {
     const attach = await refusal(`${wsBase(broker)}/v1/attach/${spare.grantId}`, { authorization: `Bearer ${spare.token}` });
     assert.deepEqual([attach.status, attach.body.error.code], [503, 'state_unavailable']);
 
+    // A revocation without the database still ends the session here (only by whom the grant allows), and says it is not recorded.
+    const other = await broker.api('DELETE', `/v1/grants/${revocable.grantId}`, await broker.token('eve', ['devs']));
+    assert.deepEqual([other.status, other.body.error.code], [403, 'forbidden']);
+    const revoked = await broker.api('DELETE', `/v1/grants/${revocable.grantId}`, await broker.token('dev', ['devs']));
+    assert.deepEqual([revoked.status, revoked.body.error.code], [503, 'state_unavailable']);
+    assert.match(revoked.body.error.message, /has ended, but the revocation is not recorded: repeat it once the database is back/);
+    assert.equal((await within(revocableClient.closed, 1000, undefined))?.code, 4002);
+
     const closed = await within(live.client.closed, 10_000, undefined);
     assert.ok(closed, 'the session ended');
     assert.equal(closed.code, 4011);
     const elapsed = Date.now() - stoppedAt;
     assert.ok(elapsed >= 4500, `the session went on for the grace (5 s; ended after ${elapsed} ms)`);
     await target.ticksAdvance(3); // resumed
+
     await broker.waitForRecord('state.unavailable');
     const ended = await broker.waitForRecord('session.ended', (e) => e.data.endReason === 'state_unavailable');
     assert.equal(ended.grant, live.grant.grantId);
