@@ -21,12 +21,13 @@ import { GrantStore, type Grant } from './grants/grantStore';
 import { loadOrCreateSigningKey, type SigningKey } from './identity/keys';
 import { createIdentityVerifier, type Identity, type IdentityVerifier } from './identity/verifyIdentity';
 import { policyChanges, reloadLiveSessions } from './policy/reload';
-import { decideAccess, isAdmin, isOwner, rolesOf, visibleTargets, type AccessDecision, type GrantRequest, type TargetView } from './policy/access';
+import { decideAccess, visibleTargets, type AccessDecision, type GrantRequest, type TargetView } from './policy/access';
 import type { DebugSession, EndReason } from './session/debugSession';
 import { SessionRegistry } from './sessionRegistry';
 import { attachRefused, describeFault, grantMalformed, identityRejected, sessionFault, type RequestOrigin } from './securityEvents';
 import { createStateBackend, replicaName } from './state/createState';
 import { ReplicaDuties } from './state/replicaDuties';
+import { mayActOnGrant } from './grants/grantAccess';
 import { stateRefusal, StateUnavailableError, type StateBackend } from './state/stateBackend';
 import type { GrantAnswer } from '../common/http';
 
@@ -202,18 +203,14 @@ export class Broker {
     });
     await broker.security.start();
     broker.approvals.start();
-    broker.duties = new ReplicaDuties({
-      state,
-      replica: broker.replica,
-      clock,
-      leaseMs: config.state.sessionLeaseSeconds * 1000,
-      outageGraceMs: config.state.outageGraceSeconds * 1000,
-      sessions: broker.sessions,
-      policyReloaded: (source) => options.onPolicyReloadNotice?.(source),
-      record: (type, data) => broker.recordGrantEvent(type, data).catch((err: Error) => options.log?.(`state: cannot record ${type}: ${err.message}`)),
-      log: options.log ?? (() => undefined),
-    });
-    broker.duties.start();
+    broker.duties = ReplicaDuties.start(
+      config,
+      { state, replica: broker.replica, clock, sessions: broker.sessions, log: options.log ?? (() => undefined) },
+      {
+        policyReloaded: (source) => options.onPolicyReloadNotice?.(source),
+        record: (type, data) => broker.recordGrantEvent(type, data),
+      },
+    );
     return broker;
   }
 
@@ -400,12 +397,7 @@ export class Broker {
   }
 
   private mayAct(identity: Identity, grant: Grant, action: string, allowOwnersAndAdmins: boolean): Grant {
-    const { grantId } = grant;
-    if (grant.sub === identity.sub) return grant;
-    const roles = rolesOf(this.config, identity);
-    const target = this.config.targets[grant.target];
-    if (allowOwnersAndAdmins && (isAdmin(this.config, roles) || (target && isOwner(target, roles)))) return grant;
-    throw new LoupeError('forbidden', `only the grant's holder${allowOwnersAndAdmins ? ', an owner of the target or an admin' : ''} may ${action} grant ${grantId}`);
+    return mayActOnGrant(this.config, identity, grant, action, allowOwnersAndAdmins);
   }
 
   /**

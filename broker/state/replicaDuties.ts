@@ -1,4 +1,5 @@
 import type { EventType } from '../audit/events';
+import type { LoupeConfig } from '../config/types';
 import type { SessionRegistry } from '../sessionRegistry';
 import type { StateBackend, StateNotice } from './stateBackend';
 
@@ -32,6 +33,23 @@ export class ReplicaDuties {
   private endedForOutage = false;
 
   constructor(private readonly options: ReplicaDutiesOptions) {}
+
+  /** The duties of a replica configured by `config.state`, started. */
+  static start(
+    config: LoupeConfig,
+    base: Pick<ReplicaDutiesOptions, 'state' | 'replica' | 'clock' | 'sessions' | 'log'>,
+    hooks: { policyReloaded(source: string): void; record(type: EventType, data: Record<string, unknown>): Promise<void> },
+  ): ReplicaDuties {
+    const duties = new ReplicaDuties({
+      ...base,
+      leaseMs: config.state.sessionLeaseSeconds * 1000,
+      outageGraceMs: config.state.outageGraceSeconds * 1000,
+      policyReloaded: hooks.policyReloaded,
+      record: (type, data) => hooks.record(type, data).catch((err: Error) => base.log(`state: cannot record ${type}: ${err.message}`)),
+    });
+    duties.start();
+    return duties;
+  }
 
   start(): void {
     this.stopNotices = this.options.state.onNotice((notice) => this.onNotice(notice));
