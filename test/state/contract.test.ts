@@ -11,7 +11,8 @@ import pg from 'pg';
 import { FileStateBackend } from '../../broker/state/fileState';
 import { PostgresStateBackend } from '../../broker/state/pgState';
 import { parseNotice, StateUnavailableError, type StateNotice } from '../../broker/state/stateBackend';
-import { databaseUrl } from '../support/postgresTemporary';
+import { databaseUrl, startOwnPostgres } from '../support/postgresTemporary';
+import { waitFor } from '../support/wait';
 import { runStateContract } from './stateContract';
 
 describe('state backend contract: local files', () => {
@@ -82,6 +83,39 @@ describe('state backend contract: PostgreSQL, two replicas on one database', () 
     await assert.rejects(down.redeemTicket('t', Date.now()), StateUnavailableError);
     await assert.rejects(down.claimSession({ sessionId: 's', grantId: 'g', replica: 'r', user: 'u', target: 't', nowMs: 0, leaseMs: 1 }), StateUnavailableError);
     assert.equal(down.reachable, false);
+  });
+
+  it('fails typed while its database is stopped, and works again (notices included) once it is back', async () => {
+    const own = await startOwnPostgres('contract');
+    try {
+      const [sender, receiver] = [
+        new PostgresStateBackend({ url: own.url, pollIntervalMs: 300, queryTimeoutMs: 1000 }),
+        new PostgresStateBackend({ url: own.url, pollIntervalMs: 300, queryTimeoutMs: 1000 }),
+      ];
+      opened.push(sender, receiver);
+      await sender.start();
+      await receiver.start();
+      const seen: StateNotice[] = [];
+      receiver.onNotice((n) => seen.push(n));
+      own.stop();
+      await assert.rejects(sender.putTicket('t', 'g', Date.now() + 60_000), (err: unknown) => err instanceof StateUnavailableError && /cannot be reached/.test(err.message));
+      await assert.rejects(sender.notify({ type: 'revoked', grantId: 'g', by: 'b' }), StateUnavailableError);
+      assert.equal(sender.reachable, false);
+      own.start();
+      const grantId = randomUUID();
+      await waitFor(
+        () =>
+          sender.notify({ type: 'revoked', grantId, by: 'bob' }).then(
+            () => true,
+            () => false,
+          ),
+        { what: 'the database to answer again', intervalMs: 50 },
+      );
+      assert.equal(sender.reachable, true);
+      await waitFor(() => seen.some((n) => n.type === 'revoked' && n.grantId === grantId), { what: 'the notice sent after the return', timeoutMs: 3000 });
+    } finally {
+      own.purge();
+    }
   });
 
   it('still delivers notices when the channel drops (by the poll), and again within a second once it is back', async () => {
