@@ -15,6 +15,7 @@ import { WriteAheadLog } from '../broker/audit/wal';
 import { loadOrCreateSigningKey, type SigningKey } from '../broker/identity/keys';
 import { basePolicy } from '../test/support/testBroker';
 import { startTarget, type TargetProcess } from '../test/support/target';
+import { benchBusyUpload } from './busyUpload';
 import { benchEvaluation } from './evaluation';
 import { spawnNode, type Child } from './lib/procs';
 import { RttClient } from './lib/rttClient';
@@ -42,6 +43,8 @@ const counts = {
   auditSequentialBudgetMs: 4000,
   uploadEvents: 40_000,
   chunkMaxEvents: 500,
+  /** Section 2h: one busy session's records through the default chunking (bench/busyUpload.ts). */
+  busyUpload: { perSecond: 2000, seconds: 4 },
   /** Section 2: bursts of breakpoint hits, gapMs apart, per variant and round. */
   pause: { rounds: Number(process.env.BENCH_PAUSE_ROUNDS ?? 5), perRound: Number(process.env.BENCH_PAUSE_PER_ROUND ?? 50), warmup: 20, gapMs: 10 },
   /** Section 3: per variant and round, `concurrency` keep-alive workers for durationMs after warmupMs. */
@@ -385,7 +388,9 @@ async function benchUpload(scratch: string, key: SigningKey) {
   const { S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION } = process.env;
   if (!S3_ENDPOINT || !AWS_ACCESS_KEY_ID || !AWS_SECRET_ACCESS_KEY) {
     log('section 2f: no S3 settings (S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): S3 upload skipped');
-    return { local, s3: null, s3Skipped: 'no S3 settings in the environment' };
+    log(`section 2h: a busy session, ${counts.busyUpload.perSecond} records/s for ${counts.busyUpload.seconds} s, to the local directory store`);
+    const busy = await benchBusyUpload(join(scratch, 'busy-local'), new LocalDirectoryStore(join(scratch, 'busy-local', 'store')), key, benchContext('busy'), counts.busyUpload, sampleData);
+    return { local, s3: null, s3Skipped: 'no S3 settings in the environment', busy };
   }
   const connection = {
     endpoint: S3_ENDPOINT,
@@ -403,7 +408,9 @@ async function benchUpload(scratch: string, key: SigningKey) {
     // One object back: its retention proves the Object Lock path was exercised.
     const first = (await s3.list('sessions/')).find((k) => k.includes('/chunk-'));
     const retention = first ? await s3.retention(first) : undefined;
-    return { local, s3: { ...result, bucket, retention: retention ? { mode: retention.mode, retainUntil: retention.retainUntil?.toISOString() } : null } };
+    log(`section 2h: a busy session, ${counts.busyUpload.perSecond} records/s for ${counts.busyUpload.seconds} s, to ${s3.description}`);
+    const busy = await benchBusyUpload(join(scratch, 'busy-s3'), s3, key, benchContext('busy'), counts.busyUpload, sampleData);
+    return { local, s3: { ...result, bucket, retention: retention ? { mode: retention.mode, retainUntil: retention.retainUntil?.toISOString() } : null }, busy };
   } finally {
     s3.destroy();
   }

@@ -117,8 +117,8 @@ export class AuditObservers {
     return this.alerts.list((alert) => admin || owned.has(alert.target));
   }
 
-  /** Closes the ECS export's file. */
-  close(): Promise<void> {
-    return this.ecs?.close() ?? Promise.resolve();
+  /** Closes the ECS export's file and saves the alert engine's state. */
+  async close(): Promise<void> {
+    await Promise.all([this.ecs?.close(), this.alerts.flush()]);
   }
 }

@@ -131,6 +131,7 @@ export class Broker {
     const { wal, recovered } = await WriteAheadLog.open(join(config.stateDir, 'audit-wal'), { maxBatch: 512, segmentBytes: 8 << 20 });
     const trail = new AuditTrail(wal, store, auditKey, {
       chunkMaxEvents: config.audit.chunkMaxEvents,
+      chunkMaxBytes: config.audit.chunkMaxBytes,
       uploadIntervalMs: config.audit.uploadIntervalSeconds * 1000,
       failClosedAfterMs: config.audit.failClosedAfterSeconds * 1000,
       clock,

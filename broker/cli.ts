@@ -10,6 +10,8 @@ import { explainAccess } from './policy/access';
 import { evaluations, modes, type Evaluation, type Mode } from './config/types';
 import { listen } from './http/server';
 import { describeVerification, downloadSession, listSecurity, listSessions, renderLocation, verifyLocation } from './audit/auditCli';
+import { connectOptions, connectSettings, connectUsage, ConnectUsageError } from './connect/options';
+import { runConnect } from './connect/run';
 
 const usage = `usage:
   loupe broker --config <file.yaml>            start the broker
@@ -19,6 +21,8 @@ const usage = `usage:
   loupe policy explain --config <file.yaml> --user <id> [--groups g1,g2] --target <name> [--mode pause|snapshot]
                        [--evaluation loupe|v8] [--at <ISO time>] [--ticket T] [--duration 30m]
                                                print the access decision and the rule that made it (exit 3 when refused)
+  loupe connect <target> --reason TEXT [--mode pause|snapshot] [--duration 15m] [--port 9229] [--ticket T]
+                                               a local inspector endpoint for any debugger, through the broker
   loupe audit list [--target T] [--user U] [--from ISO] [--to ISO]      sessions (auditors)
   loupe audit list --security | --grants       segments of the broker's security stream, or its grant streams (auditors)
   loupe audit download <sessionId | security-… | grants-…> [-o dir]    save a transcript and the broker's audit keys
@@ -26,6 +30,7 @@ const usage = `usage:
                                                check hash chain, seals, sequence, manifest (and S3 retention)
   loupe audit render <dir | s3://…> -o report.html [--keys file|url]
   audit list/download take --broker <url> (or LOUPE_BROKER_URL) and --token <identity token> (or LOUPE_TOKEN)
+  connect takes --broker too, and LOUPE_TOKEN, --token-file or a sign-in at your identity provider
   loupe <command> --help                       that command's usage and options`;
 
 const brokerOptions = `  --broker <url>          the broker's URL (default: $LOUPE_BROKER_URL)
@@ -137,6 +142,7 @@ options:
   -o, --output <file>     the report to write (required)
 ${keysOption}
 ${helpOption}`,
+  connect: connectUsage,
 } as const;
 type Command = keyof typeof commandUsage;
 const auditCommands = ['list', 'download', 'verify', 'render'] as const;
@@ -392,6 +398,23 @@ async function runAudit(args: string[]): Promise<void> {
   }
 }
 
+async function runConnectCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseCommand('connect', { args, allowPositionals: true, options: { ...connectOptions, ...help }, strict: true });
+  let settings;
+  try {
+    settings = connectSettings(values, positionals, process.env);
+  } catch (err) {
+    if (err instanceof ConnectUsageError) fail(`loupe connect: ${err.message}\nsee: loupe connect --help`);
+    throw err;
+  }
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const status = await runConnect(settings, { stdout: (line) => process.stdout.write(`${line}\n`), stderr: (line) => process.stderr.write(`${line}\n`), stopSignal: stop.signal });
+  process.exit(status);
+}
+
 /** `loupe help [command…]`: the usage of a command, or the overview. */
 function runHelp(words: string[]): never {
   if (words.length === 0) printHelp(usage);
@@ -407,6 +430,7 @@ async function main(): Promise<void> {
     else if (command === 'token') await runToken(rest);
     else if (command === 'policy') runPolicy(rest);
     else if (command === 'audit') await runAudit(rest);
+    else if (command === 'connect') await runConnectCommand(rest);
     else if (command === undefined || command === '--help' || command === '-h') printHelp(usage);
     else if (command === 'help') runHelp(rest);
     else fail(`${usage}\n\nloupe: unknown command '${command}'`); // usage first, as it always was

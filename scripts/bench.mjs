@@ -206,6 +206,15 @@ function printUpload(r) {
   say(table(['store', 'chunks', 'chunk ms med', 'chunk ms p99', 'put ms med', 'put ms p99', 'events/s', 'vs local (ev/s)'], uploadRows));
   if (!u.s3) say(`   S3: ${u.s3Skipped}`);
   else say(`   S3 bucket ${u.s3.bucket}: first chunk retained ${u.s3.retention?.mode ?? 'no retention!'} until ${u.s3.retention?.retainUntil ?? '-'}; ${u.s3.bytes} bytes in ${u.s3.chunks} objects`);
+  const b = u.busy;
+  if (b) {
+    say('');
+    say(
+      `2h. A busy session's uploads: ${rate(b.recordsPerSecond)} records/s for ${b.seconds.toFixed(1)} s through the trail with the default chunking (chunkMaxEvents ${b.options.chunkMaxEvents}, chunkMaxBytes ${kib(b.options.chunkMaxBytes)}, uploadInterval ${b.options.uploadIntervalMs / 1000} s), to ${b.store}`,
+    );
+    say(`   ${b.chunkPuts} chunk PUTs while recording ${b.records} records: ${b.putsPerSecond.toFixed(2)} PUTs/s, ${b.recordsPerPut?.toFixed(0) ?? '-'} records and ${kib(b.bytesPerPut)} per PUT`);
+    say(`   Goal: a busy session costs a few PUTs a second at most (≤ 3/s): ${b.putsPerSecond.toFixed(2)}/s ${b.putsPerSecond <= 3 ? 'MET' : 'MISSED'}`);
+  }
 }
 
 function printAdded(r) {
@@ -301,11 +310,11 @@ function printThroughput(t, cores) {
   ]);
   say(table(['variant', 'req/s', 'per round', 'vs (a)', 'loss', 'vs (a) range', 'latency med ms', 'p99 ms', 'service CPU', 'service CPU µs/req (vs (a))', 'broker CPU', 'client events/s'], rows));
   const loss = (x) => 1 - x.ratioToNone.median;
-  say(
-    `   Goals: loss < 1 % with an idle session: ${(100 * loss(v.idle)).toFixed(1)} % ${loss(v.idle) < 0.01 ? 'MET' : 'MISSED'};  loss < 5 % with a rate-limited snapshot breakpoint: ${(100 * loss(v.snapshot)).toFixed(1)} % ${loss(v.snapshot) < 0.05 ? 'MET' : 'MISSED'}`,
-  );
-  const extra = (x) => (x.cpuPerRequestToNone ? `${(100 * (x.cpuPerRequestToNone.median - 1)).toFixed(1)} %` : '-');
-  if (v.idle.cpuPerRequestToNone) say(`   The same as service CPU per request over (a): idle session ${extra(v.idle)}, rate-limited snapshot breakpoint ${extra(v.snapshot)}`);
+  // The goals are judged by the service's CPU per request (what the variant costs the target), which other work on
+  // a shared machine sways far less than req/s; the req/s loss is shown beside it.
+  const cpuLoss = (x) => (x.cpuPerRequestToNone ? x.cpuPerRequestToNone.median - 1 : NaN);
+  const goal = (x, bound) => `${(100 * cpuLoss(x)).toFixed(1)} % ${cpuLoss(x) < bound ? 'MET' : 'MISSED'} (req/s loss ${(100 * loss(x)).toFixed(1)} %)`;
+  say(`   Goals (service CPU per request over (a)): < 1 % with an idle session: ${goal(v.idle, 0.01)};  < 5 % with a rate-limited snapshot breakpoint: ${goal(v.snapshot, 0.05)}`);
   say('   CPU columns: cores used by the service and the broker during the runs (CPU seconds / wall seconds, /proc);');
   say(
     "   service CPU µs/req: the service's CPU time per answered request, median over rounds, and its median paired ratio to (a): what the variant costs the target, less swayed than req/s by other work on the machine.",
@@ -352,6 +361,11 @@ function printSessions(s) {
     kib(x.targetBytesPerSession),
   ]);
   say(table(['memory', 'proxy RSS before → after', 'per session', 'per round', 'after close', 'vs (c)', 'target RSS per session'], memRows));
+  const time = p.broker.wallMs.median / p.relay.wallMs.median;
+  const memory = p.broker.proxyBytesPerSession / p.relay.proxyBytesPerSession;
+  say(
+    `   Goals (broker vs the bare relay (c)): time to open ${s.sessions} ≤ 2×: ${ratio(time)} ${time <= 2 ? 'MET' : 'MISSED'};  memory per session ≤ 2×: ${Number.isFinite(memory) ? ratio(memory) : '-'} ${memory <= 2 ? 'MET' : 'MISSED'}`,
+  );
   say(
     `   per session = (RSS with the ${s.sessions} sessions settled ${s.settleMs} ms − RSS before) / ${s.sessions}; RSS includes garbage not yet collected. Later rounds start from a heap that once held them.`,
   );

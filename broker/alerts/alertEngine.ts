@@ -102,6 +102,14 @@ export class AlertEngine {
     this.config = config;
   }
 
+  /** First-attach checks under way: flush() waits for them (at shutdown). */
+  private readonly touching = new Set<Promise<unknown>>();
+
+  /** Waits for the first-attach checks under way (at shutdown). */
+  async flush(): Promise<void> {
+    await Promise.all(this.touching);
+  }
+
   /** Alerts kept in memory for the API, newest first (every alert is also in the audit trail). */
   list(filter: (alert: Alert) => boolean = () => true): Alert[] {
     return this.recent.filter(filter).reverse();
@@ -332,7 +340,7 @@ export class AlertEngine {
     if (offHours && !withinHours(offHours.hours, at)) this.fire(state, event.stream, 'offHours', `attach at ${event.time} is outside ${offHours.hours.text}`, [event], 0);
     const first = state.rules.firstAttach;
     if (first) {
-      this.state.touchFirstAttach(state.user, state.target, event.time).then(
+      const touched = this.state.touchFirstAttach(state.user, state.target, event.time).then(
         (last) => {
           if (!last || at.getTime() - Date.parse(last) > first.days * 86400_000) {
             this.fire(state, event.stream, 'firstAttach', last ? `${state.user} had not attached to ${state.target} since ${last}` : `first attach of ${state.user} to ${state.target}`, [event], 0);
@@ -341,6 +349,8 @@ export class AlertEngine {
         // Without the memory the rule cannot tell; it says so rather than fire on every attach.
         (err: Error) => this.log(`alerts: cannot check the firstAttach rule for session ${event.stream}: ${err.message}`),
       );
+      this.touching.add(touched);
+      void touched.finally(() => this.touching.delete(touched));
     }
     const many = state.rules.concurrentTargets;
     if (many) {

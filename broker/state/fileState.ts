@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { JWK } from 'jose';
 import type { Grant } from '../grants/grantStore';
@@ -52,6 +53,7 @@ export class FileStateBackend implements StateBackend {
   async start(): Promise<void> {}
   async close(): Promise<void> {
     this.handlers.clear();
+    while (this.persisting) await this.persisting;
   }
 
   async publishGrantKey(jwk: JWK & { kid: string }): Promise<void> {
@@ -209,10 +211,34 @@ export class FileStateBackend implements StateBackend {
     const key = holdKey(user, target);
     const last = this.firstAttach[key];
     this.firstAttach[key] = at;
-    mkdirSync(dirname(this.firstAttachFile), { recursive: true });
-    writeFileSync(`${this.firstAttachFile}.tmp`, JSON.stringify(this.firstAttach));
-    renameSync(`${this.firstAttachFile}.tmp`, this.firstAttachFile);
+    this.persistFirstAttach();
     return last;
+  }
+
+  private persisting: Promise<void> | undefined;
+  private persistAgain = false;
+
+  /**
+   * Saves the first-attach times off the event loop, one write at a time; starts that come during a write are
+   * saved together by the next, so a burst of sessions costs a few writes, not a synchronous write and rename
+   * each. A write lost to a crash only means a first-attach alert fires once more. close() waits for it.
+   */
+  private persistFirstAttach(): void {
+    if (this.persisting) {
+      this.persistAgain = true;
+      return;
+    }
+    this.persisting = (async () => {
+      do {
+        this.persistAgain = false;
+        const text = JSON.stringify(this.firstAttach);
+        await mkdir(dirname(this.firstAttachFile), { recursive: true });
+        await writeFile(`${this.firstAttachFile}.tmp`, text);
+        await rename(`${this.firstAttachFile}.tmp`, this.firstAttachFile);
+      } while (this.persistAgain);
+    })()
+      .catch(() => undefined)
+      .finally(() => (this.persisting = undefined));
   }
   async countInWindow(key: string, atMs: number, windowMs: number): Promise<number> {
     const recent = [...(this.counters.get(key) ?? []).filter((t) => t > atMs - windowMs), atMs];

@@ -26,6 +26,7 @@ describe('state backend contract: local files', () => {
     await first.putGrant({ grantId, sub: 'alice', name: 'Alice', groups: [], target: 't', mode: 'snapshot', reason: 'r', rule: 'x', issuedAt: 1, expiresAt: 2 });
     await first.revokeGrant(grantId, 'bob', 5);
     await first.touchFirstAttach('alice', 't', '2026-01-01T00:00:00.000Z');
+    await first.close(); // the first-attach times are written off the event loop; close waits for them
     const again = new FileStateBackend(dir);
     assert.deepEqual([(await again.getGrant(grantId))?.revokedBy, (await again.getGrant(grantId))?.revokedAt], ['bob', 5]);
     assert.equal(await again.touchFirstAttach('alice', 't', '2026-01-02T00:00:00.000Z'), '2026-01-01T00:00:00.000Z');
