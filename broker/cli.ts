@@ -194,7 +194,8 @@ const log = (line: string, level: 'info' | 'warn' | 'error' = /fail|error|refuse
 async function runBroker(args: string[]): Promise<void> {
   const { values } = parseCommand('broker', { args, options: { config: { type: 'string' }, port: { type: 'string' }, ...help }, strict: true });
   const config = loadOrExit(configOption('broker', values));
-  const broker = await Broker.create(config, { log });
+  let reloadOnNotice: (source: string) => void = () => undefined;
+  const broker = await Broker.create(config, { log, onPolicyReloadNotice: (source) => reloadOnNotice(source) });
   // Whatever still escapes the per-session containment is logged and recorded; the broker keeps serving.
   process.on('uncaughtException', (err) => broker.reportFault('process: uncaught exception', err));
   process.on('unhandledRejection', (reason) => broker.reportFault('process: unhandled rejection', reason));
@@ -218,17 +219,18 @@ async function runBroker(args: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  watchPolicy(broker, resolvePath(configOption('broker', values)));
+  reloadOnNotice = watchPolicy(broker, resolvePath(configOption('broker', values)));
 }
 
 /**
  * Reloads the policy on SIGHUP and when the file changes. An invalid file is refused: the old policy stays in
- * force, the problems are logged and recorded. Reloads run one at a time.
+ * force, the problems are logged and recorded. Reloads run one at a time. Answers the reload another replica's
+ * notice triggers (this replica reads its own file, and does not announce it again).
  */
-function watchPolicy(broker: Broker, file: string): void {
+function watchPolicy(broker: Broker, file: string): (source: string) => void {
   let chain: Promise<void> = Promise.resolve();
   let lastText: string | undefined = readFileSync(file, 'utf8');
-  const reload = (why: string) => {
+  const reload = (why: string, announce = true) => {
     chain = chain.then(async () => {
       let text: string;
       try {
@@ -241,7 +243,7 @@ function watchPolicy(broker: Broker, file: string): void {
       lastText = text;
       try {
         const next = loadConfig(file);
-        const result = await broker.reload(next, `${file} (${why})`);
+        const result = await broker.reload(next, `${file} (${why})`, announce);
         log(
           `policy reloaded from ${file} (${why}): ${result.changed.join(', ') || 'no policy changes'}; ${result.sessionsNarrowed} live session(s) narrowed, ${result.sessionsEnded} ended${result.needRestart.length ? `; changes to ${result.needRestart.join(', ')} take effect after a restart` : ''}`,
         );
@@ -264,6 +266,7 @@ function watchPolicy(broker: Broker, file: string): void {
   } catch (err) {
     log(`cannot watch ${file} for changes (${(err as Error).message}); reload with SIGHUP`, 'warn');
   }
+  return (source) => reload(`another replica reloaded ${source}`.slice(0, 300), false);
 }
 
 async function runToken(args: string[]): Promise<void> {

@@ -20,7 +20,7 @@ export interface AuditReaderOptions {
   openStreams(): Set<string>;
   /** This broker's audit public keys, which the reports are verified against. */
   keys(): JSONWebKeySet;
-  grant(grantId: string): Grant | undefined;
+  grant(grantId: string): Promise<Grant | undefined>;
 }
 
 /** What auditors read from the store: recorded sessions, the security stream's segments, grant streams, and their reports. */
@@ -93,7 +93,7 @@ export class AuditReader {
   async report(identity: Identity, sessionId: string): Promise<string> {
     const { summary, transcript } = await this.sessionTranscript(identity, sessionId);
     const result = await verifyTranscript(transcript, this.options.keys());
-    const grant = this.options.grant(summary.grantId);
+    const grant = await this.options.grant(summary.grantId).catch(() => undefined);
     return renderReport(result, {
       ...(grant?.approvedBy ? { approval: { requestId: grant.requestId, approvedBy: grant.approvedBy } } : {}),
       source: `recorded by the broker's ${this.storeName}${summary.state === 'ended' ? '' : `, session ${summary.state}`}`,

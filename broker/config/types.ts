@@ -83,6 +83,15 @@ export interface AuditConfig extends Frozen<Pick<AuditInput, 'retentionDays' | '
   readonly uploadIntervalSeconds: number;
 }
 
+export interface StateConfig {
+  /** Shared state for several replicas; absent: the state directory (one broker). */
+  readonly postgres?: { readonly url: string; readonly schema: string };
+  readonly replica?: string;
+  readonly sessionLeaseSeconds: number;
+  readonly outageGraceSeconds: number;
+  readonly noticePollSeconds: number;
+}
+
 export interface LoupeConfig {
   readonly server: { readonly host: string; readonly port: number; readonly publicUrl?: string };
   readonly stateDir: string;
@@ -92,6 +101,7 @@ export interface LoupeConfig {
   readonly admins: readonly string[];
   readonly auditors: readonly string[];
   readonly audit: AuditConfig;
+  readonly state: StateConfig;
   readonly alerting: AlertingConfig;
   readonly targets: Readonly<Record<string, TargetConfig>>;
 }

@@ -73,6 +73,8 @@ export class DebugSession {
   private expiryTimer: NodeJS.Timeout | undefined;
   private shortenedTo: number | undefined;
   private ending: Promise<void> | undefined;
+  /** Why the session ended (the first reason given), once it is ending. */
+  endReason: EndReason | undefined;
   private faulted: SessionFault | undefined;
 
   constructor(private readonly options: DebugSessionOptions) {
@@ -294,6 +296,7 @@ export class DebugSession {
 
   /** Ends the session: breakpoints removed, target resumed, domains disabled, both sides closed. Idempotent. */
   end(reason: EndReason): Promise<void> {
+    this.endReason ??= reason;
     this.ending ??= this.cleanup(reason);
     return this.ending;
   }
