@@ -1,7 +1,7 @@
 // needs: postgres
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -58,6 +58,7 @@ describe('start-postgres.sh', () => {
     assert.match(result.stderr, /is not empty and was not made by start-postgres\.sh; pick another dir/);
     assert.ok(existsSync(join(dir, 'precious.txt')));
     assert.ok(!existsSync(join(dir, 'pgdata')));
+    rmSync(dir, { recursive: true });
   });
 
   it('refuses a role or database name that is not a plain identifier (no SQL reaches the server)', () => {
@@ -65,5 +66,7 @@ describe('start-postgres.sh', () => {
     const result = spawnSync('bash', [script, dir], { encoding: 'utf8', env: { ...process.env, PG_USER: "x'; DROP ROLE postgres; --" } });
     assert.equal(result.status, 1);
     assert.match(result.stderr, /PG_USER must be a plain lower-case identifier/);
+    assert.ok(!existsSync(join(dir, '.start-postgres-cluster')), 'refused before the directory was claimed');
+    rmSync(dir, { recursive: true });
   });
 });
