@@ -20,6 +20,7 @@ import { spawnNode, type Child } from './lib/procs';
 import { RttClient } from './lib/rttClient';
 import { nowMs, summarize, type Summary } from './lib/stats';
 import { benchPause } from './pause';
+import { benchReplicas } from './replicas';
 import { benchSessions } from './sessions';
 import { benchThroughput } from './throughput';
 
@@ -50,9 +51,11 @@ const counts = {
   sessions: { sessions: Number(process.env.BENCH_SESSIONS ?? 100), rounds: 2, settleMs: 1000 },
   /** Section 5: evaluations per variant and round (bench/evaluation.ts). */
   evaluation: { rounds: 5, perRound: 60, warmup: 30 },
+  /** Section 6: grants and attaches per variant and round, one broker vs three replicas (bench/replicas.ts). */
+  replicas: { rounds: Number(process.env.BENCH_REPLICA_ROUNDS ?? 4), grants: 100, concurrency: 8, attaches: 25 },
 };
-/** BENCH_SECTIONS=1,2,2e,3,4,5 runs only those (2e stands for the audit sections 2e-2g); default all. */
-const sections = new Set((process.env.BENCH_SECTIONS ?? '1,2,2e,3,4,5').split(',').map((x) => x.trim()));
+/** BENCH_SECTIONS=1,2,2e,3,4,5,6 runs only those (2e stands for the audit sections 2e-2g); default all. */
+const sections = new Set((process.env.BENCH_SECTIONS ?? '1,2,2e,3,4,5,6').split(',').map((x) => x.trim()));
 
 // ---------------------------------------------------------------------------------------------------
 // 1. CDP round trips
@@ -433,6 +436,7 @@ async function main(): Promise<void> {
     const throughput = sections.has('3') ? await timed('3', () => benchThroughput(scratch, counts.load, log)) : null;
     const sessionsResult = sections.has('4') ? await timed('4', () => benchSessions(scratch, counts.sessions, log)) : null;
     const evaluation = sections.has('5') ? await timed('5', () => benchEvaluation(counts.evaluation)) : null;
+    const replicas = sections.has('6') ? await timed('6', () => benchReplicas(scratch, counts.replicas, log)) : null;
     const results = {
       generatedAt: new Date().toISOString(),
       machine: {
@@ -454,6 +458,7 @@ async function main(): Promise<void> {
       throughput,
       sessions: sessionsResult,
       evaluation,
+      replicas,
       sectionSeconds: timings,
       durationSeconds: (nowMs() - started) / 1000,
     };
