@@ -449,7 +449,12 @@ if (build.status !== 0) {
 }
 const s3 = await ensureS3();
 say(`== S3: ${s3.note}`);
-const postgres = (process.env.BENCH_SECTIONS ?? '6').split(',').map((x) => x.trim()).includes('6') ? ensurePostgres() : { env: {}, stop: () => undefined, note: 'not needed (section 6 not selected)' };
+const postgres = (process.env.BENCH_SECTIONS ?? '6')
+  .split(',')
+  .map((x) => x.trim())
+  .includes('6')
+  ? ensurePostgres()
+  : { env: {}, stop: () => undefined, note: 'not needed (section 6 not selected)' };
 say(`== PostgreSQL: ${postgres.note}`);
 say('== measuring (bench/run.ts)');
 let code;

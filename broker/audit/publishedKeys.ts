@@ -39,8 +39,7 @@ export async function readKeyObject(name: string, body: Buffer): Promise<{ key: 
   const jwk = keys[0] as Record<string, unknown>;
   if (typeof jwk !== 'object' || jwk === null) return { problem: `${name}: the key is not an object` };
   if ('d' in jwk) return { problem: `${name}: holds a private key; refused` };
-  if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(jwk.x))
-    return { problem: `${name}: not an Ed25519 public key (kty OKP, crv Ed25519, x)` };
+  if (jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(jwk.x)) return { problem: `${name}: not an Ed25519 public key (kty OKP, crv Ed25519, x)` };
   if (jwk.alg !== undefined && jwk.alg !== 'EdDSA') return { problem: `${name}: alg ${String(jwk.alg)}, expected EdDSA` };
   const thumbprint = await calculateJwkThumbprint({ kty: 'OKP', crv: 'Ed25519', x: jwk.x });
   if (jwk.kid !== thumbprint || kidOfName !== thumbprint) return { problem: `${name}: kid ${String(jwk.kid)} is not the key's thumbprint ${thumbprint}` };

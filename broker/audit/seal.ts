@@ -36,8 +36,7 @@ export async function openSeal(jws: string, keys: JSONWebKeySet, typ: string): P
     throw new Error('the seal is not a JWS (its header does not parse)');
   }
   if (typeof kid !== 'string') throw new Error('the seal names no audit key (no kid in its header)');
-  if (!keys.keys.some((k) => k.kid === kid))
-    throw new Error(`sealed with audit key ${kid}, which no broker published (published: ${keys.keys.map((k) => k.kid).join(', ') || 'none'})`);
+  if (!keys.keys.some((k) => k.kid === kid)) throw new Error(`sealed with audit key ${kid}, which no broker published (published: ${keys.keys.map((k) => k.kid).join(', ') || 'none'})`);
   const { payload, protectedHeader } = await compactVerify(jws, createLocalJWKSet(keys), { algorithms: ['EdDSA'] });
   if (protectedHeader.typ !== typ) throw new Error(`seal has type ${protectedHeader.typ}, expected ${typ}`);
   return JSON.parse(new TextDecoder().decode(payload)) as Record<string, unknown>;

@@ -62,10 +62,11 @@ describe('audit keys of several replicas', () => {
     await client.call('Debugger.removeBreakpoint', { breakpointId });
     await client.call('Debugger.resume');
     await client.close();
-    const session = await waitFor(
-      async () => (await replica.api('GET', '/v1/sessions', auditor)).body.sessions.find((s: any) => s.grantId === grant.body.grantId && s.state === 'ended'),
-      { what: `the session recorded on ${replica.name}, ended and stored`, intervalMs: 200, timeoutMs: 20_000 },
-    );
+    const session = await waitFor(async () => (await replica.api('GET', '/v1/sessions', auditor)).body.sessions.find((s: any) => s.grantId === grant.body.grantId && s.state === 'ended'), {
+      what: `the session recorded on ${replica.name}, ended and stored`,
+      intervalMs: 200,
+      timeoutMs: 20_000,
+    });
     return session.sessionId;
   }
 
@@ -198,7 +199,23 @@ describe('audit keys of several replicas', () => {
         fc.oneof(fc.constant(`keys/${kid}.jwks.json`), fc.string({ maxLength: 60 })),
         fc.oneof(
           fc.json({ maxDepth: 4 }),
-          fc.record({ keys: fc.array(fc.record({ kty: fc.constantFrom('OKP', 'EC', 'RSA'), crv: fc.constantFrom('Ed25519', 'X25519', 'P-256'), x: fc.oneof(fc.constant(pub.x!), fc.string()), kid: fc.oneof(fc.constant(kid), fc.string()), d: fc.option(fc.string(), { nil: undefined }) }, { requiredKeys: ['kty', 'crv', 'x', 'kid'] }), { maxLength: 2 }) }).map((v) => JSON.stringify(v)),
+          fc
+            .record({
+              keys: fc.array(
+                fc.record(
+                  {
+                    kty: fc.constantFrom('OKP', 'EC', 'RSA'),
+                    crv: fc.constantFrom('Ed25519', 'X25519', 'P-256'),
+                    x: fc.oneof(fc.constant(pub.x!), fc.string()),
+                    kid: fc.oneof(fc.constant(kid), fc.string()),
+                    d: fc.option(fc.string(), { nil: undefined }),
+                  },
+                  { requiredKeys: ['kty', 'crv', 'x', 'kid'] },
+                ),
+                { maxLength: 2 },
+              ),
+            })
+            .map((v) => JSON.stringify(v)),
         ),
         async (name, text) => {
           const read = await readKeyObject(name, Buffer.from(text));

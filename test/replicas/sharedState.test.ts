@@ -132,7 +132,8 @@ describe('three replicas on one database', () => {
       assert.equal(res.status, 202, JSON.stringify(res.body));
       return res.body.requestId as string;
     };
-    const approve = async (replica: Replica, who: string, requestId: string) => replica.api('POST', `/v1/requests/${requestId}/approve`, await set.token(who, ['sre']), { comment: `on ${replica.name}` });
+    const approve = async (replica: Replica, who: string, requestId: string) =>
+      replica.api('POST', `/v1/requests/${requestId}/approve`, await set.token(who, ['sre']), { comment: `on ${replica.name}` });
 
     // Two approvers, two replicas, the same moment: both count, and the request is approved exactly once.
     const requestId = await ask();
@@ -176,10 +177,11 @@ describe('three replicas on one database', () => {
     // Node resumes when its inspector connection drops: nothing of B's is needed for that.
     await target.ticksAdvance(2, 5000);
     // The grant's slot is held until B's lease runs out; then the replica that notices ends the session.
-    await waitFor(
-      () => [a.stderr().slice(sinceA), c.stderr().slice(sinceC)].some((log) => /lease ran out/.test(log) && log.includes('replica b')),
-      { what: "A or C to end B's session when its lease runs out", timeoutMs: 10_000, intervalMs: 100 },
-    );
+    await waitFor(() => [a.stderr().slice(sinceA), c.stderr().slice(sinceC)].some((log) => /lease ran out/.test(log) && log.includes('replica b')), {
+      what: "A or C to end B's session when its lease runs out",
+      timeoutMs: 10_000,
+      intervalMs: 100,
+    });
     const reattached = await a.attach(grant);
     await reattached.call('Debugger.enable');
     await reattached.close();
