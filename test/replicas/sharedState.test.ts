@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { calculateJwkThumbprint, type JWK } from 'jose';
+import { Client } from 'pg';
 import { CdpClient } from '../support/cdpClient';
 import { freshDatabase, startOwnPostgres, type OwnPostgres } from '../support/postgres';
 import { startReplicas, type Replica, type ReplicaSet } from '../support/replicas';
@@ -68,11 +69,13 @@ describe('three replicas on one database', () => {
   let target: TargetProcess;
   let set: ReplicaSet;
   let bucket: string;
+  let databaseUrl: string;
 
   before(async () => {
     target = await startTarget();
     bucket = await freshLockedBucket('loupe-replicas');
-    const config = sharedConfig(target.inspector, bucket, await freshDatabase('loupe_replicas'));
+    databaseUrl = await freshDatabase('loupe_replicas');
+    const config = sharedConfig(target.inspector, bucket, databaseUrl);
     set = await startReplicas({ config, perReplica: named(config) });
   });
   after(async () => {
@@ -125,6 +128,46 @@ describe('three replicas on one database', () => {
     }
   });
 
+  it('two clients attaching one grant through A and B at the same moment: one session, the other refused as busy', async () => {
+    const [a, b] = [set.get('a'), set.get('b')];
+    for (let round = 0; round < 3; round++) {
+      const grant = await grantOn(set, a);
+      const headers = { authorization: `Bearer ${grant.token}` };
+      const results = await Promise.allSettled([CdpClient.connect(attachUrl(a, grant.grantId), headers), CdpClient.connect(attachUrl(b, grant.grantId), headers)]);
+      const won = results.filter((r): r is PromiseFulfilledResult<CdpClient> => r.status === 'fulfilled');
+      const lost = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      assert.equal(won.length, 1, `round ${round}: exactly one session (${lost.map((l) => l.reason.message).join('; ')})`);
+      assert.equal(lost[0]!.reason.status, 409, lost[0]!.reason.message);
+      assert.equal(JSON.parse(lost[0]!.reason.body).error.code, 'session_busy');
+      await won[0]!.value.call('Debugger.enable');
+      await won[0]!.value.close();
+    }
+  });
+
+  it('a revocation still arrives when every replica has lost its notification channel (the poll stands in)', async () => {
+    const [a, b, c] = [set.get('a'), set.get('b'), set.get('c')];
+    const grant = await grantOn(set, a);
+    const client = await b.attach(grant);
+    await client.call('Debugger.enable');
+    // Drop every LISTEN connection of this database, as a proxy or a failover would.
+    const db = new Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      const dropped = await db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND query ILIKE 'LISTEN %' AND pid <> pg_backend_pid()`);
+      assert.ok(dropped.rowCount! >= 3, `one LISTEN connection per replica was dropped (${dropped.rowCount})`);
+    } finally {
+      await db.end();
+    }
+    const revoke = await c.api('DELETE', `/v1/grants/${grant.grantId}`, await set.token('olga', ['owners']));
+    assert.equal(revoke.status, 200, JSON.stringify(revoke.body));
+    const revokedAt = Date.now();
+    const closed = await Promise.race([client.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000))]);
+    const took = Date.now() - revokedAt;
+    assert.ok(closed, 'the session on B ended');
+    assert.equal(closed.code, 4002, `closed as revoked (${closed.reason})`);
+    assert.ok(took <= 2000, `within noticePoll (1 s) and a second (took ${took} ms)`);
+  });
+
   it('approvals arriving on two replicas at once count twice; one approver on two replicas at once counts once', async () => {
     const [a, b, c] = [set.get('a'), set.get('b'), set.get('c')];
     const ask = async () => {
@@ -174,6 +217,9 @@ describe('three replicas on one database', () => {
     const sinceA = a.stderr().length;
     const sinceC = c.stderr().length;
     await b.kill9();
+    // B's lease was renewed at most a second ago: the grant's slot is still B's session's.
+    const early = await refusedAttach(attachUrl(a, grant.grantId), { authorization: `Bearer ${grant.token}` });
+    assert.deepEqual([early.status, early.code], [409, 'session_busy'], early.message);
     // Node resumes when its inspector connection drops: nothing of B's is needed for that.
     await target.ticksAdvance(2, 5000);
     // The grant's slot is held until B's lease runs out; then the replica that notices ends the session.
