@@ -22,6 +22,7 @@ import { spawnNode, type Child } from './lib/procs';
 import { RttClient } from './lib/rttClient';
 import { nowMs, summarize, type Summary } from './lib/stats';
 import { benchPause } from './pause';
+import { benchReplicas } from './replicas';
 import { benchSessions } from './sessions';
 import { benchThroughput } from './throughput';
 
@@ -56,9 +57,11 @@ const counts = {
   evaluation: { rounds: 5, perRound: 60, warmup: 30 },
   /** Section 6: Debug Console evaluations per path, expression, pacing and round (bench/adapter.ts). */
   adapter: { rounds: Number(process.env.BENCH_ADAPTER_ROUNDS ?? 3), perRound: Number(process.env.BENCH_ADAPTER_PER_ROUND ?? 50), warmup: 20, pacedGapMs: 150 },
+  /** Section 8: grants and attaches per variant and round, one broker vs three replicas (bench/replicas.ts). */
+  replicas: { rounds: Number(process.env.BENCH_REPLICA_ROUNDS ?? 4), grants: 100, concurrency: 8, attaches: 25 },
 };
-/** BENCH_SECTIONS=1,2,2e,3,4,5,6 runs only those (2e stands for the audit sections 2e-2g); default all. */
-const sections = new Set((process.env.BENCH_SECTIONS ?? '1,2,2e,3,4,5,6').split(',').map((x) => x.trim()));
+/** BENCH_SECTIONS=1,2,2e,3,4,5,6,8 runs only those (2e stands for the audit sections 2e-2g); default all. */
+const sections = new Set((process.env.BENCH_SECTIONS ?? '1,2,2e,3,4,5,6,8').split(',').map((x) => x.trim()));
 
 // ---------------------------------------------------------------------------------------------------
 // 1. CDP round trips
@@ -444,6 +447,7 @@ async function main(): Promise<void> {
     const sessionsResult = sections.has('4') ? await timed('4', () => benchSessions(scratch, counts.sessions, log)) : null;
     const evaluation = sections.has('5') ? await timed('5', () => benchEvaluation(counts.evaluation)) : null;
     const adapter = sections.has('6') ? await timed('6', () => benchAdapter(counts.adapter)) : null;
+    const replicas = sections.has('8') ? await timed('8', () => benchReplicas(scratch, counts.replicas, log)) : null;
     const results = {
       generatedAt: new Date().toISOString(),
       machine: {
@@ -466,6 +470,7 @@ async function main(): Promise<void> {
       sessions: sessionsResult,
       evaluation,
       adapter,
+      replicas,
       sectionSeconds: timings,
       durationSeconds: (nowMs() - started) / 1000,
     };

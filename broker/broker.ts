@@ -12,6 +12,7 @@ import { defaultSecurityStreamOptions, SecurityStream, type SecurityStreamOption
 import { createAuditStore } from './audit/stores/createStore';
 import type { AuditStore } from './audit/stores/auditStore';
 import { WriteAheadLog } from './audit/wal';
+import { PublishedAuditKeys, publishAuditKey } from './audit/publishedKeys';
 import type { Alert } from './alerts/alertEngine';
 import { AuditObservers } from './auditObservers';
 import { BrokerMetrics } from './metrics';
@@ -91,7 +92,7 @@ export class Broker {
       store: audit.store,
       liveSessions: () => this.sessions.ids(),
       openStreams: () => new Set([this.security.current?.id ?? '', this.grantStream.id]),
-      keys: () => this.auditKeys,
+      keys: () => this.publishedAuditKeys(),
       grant: (grantId) => this.grants.get(grantId),
     });
   }
@@ -123,10 +124,10 @@ export class Broker {
     } catch (err) {
       throw new LoupeError('config_invalid', `audit store ${store.description}: ${(err as Error).message}`, undefined, { cause: err });
     }
-    // The public key goes next to the records, under the same retention, so offline verification needs only the store.
-    const keyBody = Buffer.from(JSON.stringify({ keys: [auditKey.publicJwk] }) + '\n');
-    await store.put(`keys/${auditKey.kid}.jwks.json`, keyBody, new Date(clock() + config.audit.retentionDays * 86400_000)).catch((err: Error) => {
-      if ((err as { code?: string }).code !== 'conflict') throw new LoupeError('config_invalid', `audit store ${store.description}: cannot publish the audit key: ${err.message}`);
+    // The public key goes next to the records, under the same retention, so offline verification needs only the store
+    // and every replica sharing the store publishes every replica's key.
+    await publishAuditKey(store, auditKey, new Date(clock() + config.audit.retentionDays * 86400_000)).catch((err: Error) => {
+      throw new LoupeError('config_invalid', `audit store ${store.description}: cannot publish the audit key: ${err.message}`);
     });
     const { wal, recovered } = await WriteAheadLog.open(join(config.stateDir, 'audit-wal'), { maxBatch: 512, segmentBytes: 8 << 20 });
     const trail = new AuditTrail(wal, store, auditKey, {
@@ -246,9 +247,17 @@ export class Broker {
     return this.observers.listAlerts(identity);
   }
 
-  /** The audit public keys, as published at GET /v1/audit/keys. */
+  /** This broker's own audit public key, the one it seals with. */
   get auditKeys(): JSONWebKeySet {
     return { keys: [this.auditKey.publicJwk] };
+  }
+
+  private publishedKeys: PublishedAuditKeys | undefined;
+
+  /** The audit public keys of every broker sharing the audit store (every replica's), as served at GET /v1/audit/keys. */
+  publishedAuditKeys(): Promise<JSONWebKeySet> {
+    this.publishedKeys ??= new PublishedAuditKeys(this.audit.store, this.auditKey, this.options.log, this.clock);
+    return this.publishedKeys.keySet();
   }
 
   /** Ready when the audit trail takes records and its store answers, and the state backend answers. */

@@ -6,18 +6,23 @@
 // Sections: 1 CDP round trip; 2 target pause per snapshot hit (inside the target); 2e-2g audit recording and
 // upload; 3 demo service throughput under a session; 4 idle sessions (memory, time to open 100); 5 an
 // evaluation through Loupe's interpreter vs V8 on one paused frame; 6 a Debug Console evaluation through Loupe's
-// VS Code adapter vs a raw CDP client through the broker (the adapter's own share).
+// VS Code adapter vs a raw CDP client through the broker (the adapter's own share); 8 grants and attaches through
+// one broker vs three replicas on PostgreSQL.
 //
 //   npm run bench                 the full run (about 3 minutes on 2 cores; budget 5 minutes)
 //   npm run bench -- --no-s3      skip the S3 upload figure (no server started)
+//   npm run bench -- --no-postgres  skip section 8 (no PostgreSQL started)
 //   npm run bench -- --print      only print the table of the last bench/results.json
-//   BENCH_SECTIONS=2,3 npm run bench -- --no-s3   only those sections (1, 2, 2e for 2e-2g, 3, 4, 5, 6); with
+//   BENCH_SECTIONS=2,3 npm run bench -- --no-s3   only those sections (1, 2, 2e for 2e-2g, 3, 4, 5, 6, 8); with
 //   BENCH_RESULTS=/tmp/x.json the results go there instead of bench/results.json (also for --print)
 //
 // S3: uses S3_ENDPOINT / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION when set; otherwise runs
 // scripts/s3/start-rgw.sh $LOUPE_RGW_DIR (default /tmp/loupe-rgw). If the bench started that server it
 // stops it again at the end (scripts/s3/stop-rgw.sh), unless --keep-s3; a server that was already
 // running is left as it was.
+//
+// PostgreSQL (section 8): uses DATABASE_URL when set; otherwise runs scripts/postgres/start-postgres.sh
+// $LOUPE_POSTGRES_DIR (default /tmp/loupe-postgres), and stops it at the end if the bench started it.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -71,6 +76,28 @@ async function ensureS3() {
   return { env, stop, note };
 }
 
+/** Returns { env, stop, note }: DATABASE_URL for section 8, and how to undo what we started. */
+function ensurePostgres() {
+  const none = (note) => ({ env: {}, stop: () => undefined, note });
+  if (args.has('--no-postgres')) return none('skipped (--no-postgres); section 8 is skipped');
+  if (process.env.DATABASE_URL) return none('DATABASE_URL from the environment');
+  const dir = process.env.LOUPE_POSTGRES_DIR || '/tmp/loupe-postgres';
+  const script = (name, ...rest) => spawnSync('bash', [join(root, 'scripts', 'postgres', name), dir, ...rest], { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  const started = script('start-postgres.sh');
+  const wasRunning = /already running/.test(started.stderr ?? '');
+  const url = /^DATABASE_URL=(\S+)$/m.exec(started.stdout ?? '')?.[1];
+  if (started.status !== 0 || !url) {
+    say(`PostgreSQL did not start (exit ${started.status ?? started.signal}); section 8 is skipped. ${started.stderr?.trim().split('\n').at(-1) ?? ''}`);
+    return none('failed to start; section 8 skipped');
+  }
+  const stop = () => {
+    if (wasRunning || args.has('--keep-postgres')) return;
+    say(`== stopping the PostgreSQL server the bench started (${dir})`);
+    script('stop-postgres.sh');
+  };
+  return { env: { DATABASE_URL: url }, stop, note: `${dir} (${wasRunning ? 'already running' : 'started'})` };
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The table
 
@@ -105,6 +132,7 @@ function printResults(r) {
   if (r.sessions) printSessions(r.sessions);
   if (r.evaluation) printEvaluation(r.evaluation);
   if (r.adapter) printAdapter(r.adapter);
+  if (r.replicas) printReplicas(r.replicas);
   say('');
 }
 
@@ -449,6 +477,32 @@ function printAdapter(a) {
   say('   (b) CPU: the adapter process per evaluation (/proc). (b) adds a process and a pipe each way, which VS Code does not have.');
 }
 
+function printReplicas(x) {
+  say('');
+  if (x.skipped) {
+    say(`8. One broker vs three replicas on PostgreSQL: skipped (${x.skipped})`);
+    return;
+  }
+  const { single, replicas } = x.variants;
+  const c = x.counts;
+  say(
+    `8. Grants and attaches: one broker (state in files) vs three replicas on one PostgreSQL (bench/replicas.ts); ${c.rounds} interleaved rounds of ${c.grants} grants (${c.concurrency} in flight, spread over the replicas) and ${c.attaches} attaches (granted by one replica, attached through the next)`,
+  );
+  const rows = [single, replicas].map((v) => [
+    v.name,
+    rate(v.grantsPerSecond.median),
+    v.grantsPerSecondPerRound.map(rate).join(' '),
+    medP99(v.grantMs),
+    medP99(v.attachMs),
+    ratioPair(v.attachMs, single.attachMs),
+    medP99(v.enableMs),
+  ]);
+  say(table(['variant', 'grants/s', 'per round', 'grant ms med / p99', 'attach ms med / p99', 'attach vs (a)', 'Debugger.enable ms med / p99'], rows));
+  const r = replicas.attachMs.median / single.attachMs.median;
+  say(`   Goal: attach median through the replicas within 1.5× of the single broker's: ${ratio(r)} ${r <= 1.5 ? 'MET' : 'MISSED'}`);
+  say('   attach: the WebSocket upgrade sent until the socket is open (the grant checked, its one live session claimed, the target connected).');
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 if (args.has('--print')) {
@@ -465,6 +519,13 @@ if (build.status !== 0) {
 }
 const s3 = await ensureS3();
 say(`== S3: ${s3.note}`);
+const postgres = (process.env.BENCH_SECTIONS ?? '8')
+  .split(',')
+  .map((x) => x.trim())
+  .includes('8')
+  ? ensurePostgres()
+  : { env: {}, stop: () => undefined, note: 'not needed (section 8 not selected)' };
+say(`== PostgreSQL: ${postgres.note}`);
 say('== measuring (bench/run.ts)');
 let code;
 try {
@@ -472,7 +533,7 @@ try {
   const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench', 'run.ts')], {
     cwd: root,
     stdio: 'inherit',
-    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...s3.env },
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...s3.env, ...postgres.env },
   });
   const forward = (signal) => child.kill(signal);
   process.on('SIGINT', forward);
@@ -482,6 +543,7 @@ try {
   process.off('SIGTERM', forward);
 } finally {
   await s3.stop();
+  postgres.stop();
 }
 if (code !== 0) {
   say(`bench failed (exit ${code})`);

@@ -192,7 +192,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
         const { ready, audit } = broker.ready;
         return sendJson(res, ready ? 200 : 503, { ready, audit });
       }
-      if (path === '/v1/audit/keys') return sendJson(res, 200, broker.auditKeys);
+      if (path === '/v1/audit/keys') return sendJson(res, 200, await broker.publishedAuditKeys());
       if (path === '/metrics' && req.method === 'GET') {
         const text = await broker.metrics.registry.metrics();
         res.writeHead(200, { 'content-type': broker.metrics.registry.contentType });

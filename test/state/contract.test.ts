@@ -11,7 +11,7 @@ import pg from 'pg';
 import { FileStateBackend } from '../../broker/state/fileState';
 import { PostgresStateBackend } from '../../broker/state/pgState';
 import { parseNotice, StateUnavailableError, type StateNotice } from '../../broker/state/stateBackend';
-import { databaseUrl, startOwnPostgres } from '../support/postgresTemporary';
+import { databaseUrl, startOwnPostgres } from '../support/postgres';
 import { waitFor } from '../support/wait';
 import { runStateContract } from './stateContract';
 

@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { PostgresStateBackend } from '../../broker/state/pgState';
 import { CdpClient } from '../support/cdpClient';
-import { databaseUrl, startOwnPostgres, type OwnPostgres } from '../support/postgresTemporary';
+import { databaseUrl, startOwnPostgres, type OwnPostgres } from '../support/postgres';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { waitFor, within } from '../support/wait';
