@@ -104,7 +104,7 @@ describe('object previews in the debug adapter, as js-debug writes them', () => 
     assert.ok(global.length > 20, `${global.length} globals`);
     assert.ok(
       global.some((v) => /^ƒ \w+\(/.test(v.value)),
-      global.map((v) => `${v.name} = ${v.value}`),
+      global.map((v) => `${v.name} = ${v.value}`).join('\n'),
     );
     // The type is the class; the object still expands.
     assert.equal(local('point').type, 'Point');
