@@ -17,7 +17,7 @@ import { listConfigFields } from '../broker/config/schema';
 export const root = join(__dirname, '..');
 
 /** Every Markdown file of the documentation, relative to the repository root. */
-export const docFiles = ['README.md', 'CONTRIBUTING.md', 'docs/developers.md', 'docs/owners.md', 'docs/auditors.md', 'docs/operators.md'];
+export const docFiles = ['README.md', 'CONTRIBUTING.md', 'docs/developers.md', 'docs/owners.md', 'docs/auditors.md', 'docs/operators.md', 'docs/connect.md', 'docs/replicas.md'];
 
 const table = (head: string[], rows: string[][]) => [`| ${head.join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 
