@@ -184,7 +184,8 @@ export class AlertEngine {
         break;
       }
       case 'cdp.refused':
-        this.refusal(state, event);
+        // A client's own request at attach (gate/clientRoutine.ts) is refused and recorded, but nobody typed it.
+        if (d.routine === undefined) this.refusal(state, event);
         break;
       case 'cdp.breakpoint.condition':
         if (typeof d.detail === 'string' && /^refused/.test(d.detail)) this.refusal(state, event);

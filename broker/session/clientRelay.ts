@@ -5,6 +5,7 @@
  */
 import { cdpErrorCodes, truncate } from '../gate/cdpGate';
 import { capResult } from '../gate/targetFrame';
+import { withholdProcessFacts } from '../gate/processFacts';
 import type { Forward, Refusal, ScreenedFrame, TargetScreen } from '../gate/targetScreen';
 import type { SessionContext } from './context';
 import { requestEventType, summarizeResult } from './recordShapes';
@@ -48,7 +49,14 @@ export class ClientRelay {
   }
 
   private refuse(decision: Refusal): void {
-    const recorded = this.context.record('cdp.refused', { id: decision.id, method: decision.method ?? null, rule: decision.rule, message: decision.message });
+    const recorded = this.context.record('cdp.refused', {
+      id: decision.id,
+      method: decision.method ?? null,
+      rule: decision.rule,
+      message: decision.message,
+      // Sent by the client on its own at attach (gate/clientRoutine.ts): recorded, not counted by the refusals alert.
+      ...(decision.routine ? { routine: decision.routine.name, client: decision.routine.client } : {}),
+    });
     const reply = decision.id === null ? { error: { code: decision.code, message: decision.message } } : { id: decision.id, error: { code: decision.code, message: decision.message } };
     // A refusal carries no target data: it reaches the client even if recording it failed.
     this.context.send(
@@ -133,6 +141,7 @@ export class ClientRelay {
     boundMessage(result, bounds);
     const hitsBefore = context.redactor.hits.length;
     context.redactor.response(method, result);
+    withholdProcessFacts(method, result);
     const redacted = [...new Set(context.redactor.hits.slice(hitsBefore))];
     finishCuts(result, bounds);
     capResult(result, context.target().evaluation.maxResultBytes);

@@ -47,8 +47,8 @@ describe('the gate in a live session', () => {
       ['Runtime.callFunctionOn', { functionDeclaration: 'function(){ while(true){} }', executionContextId: 1 }],
       ['Runtime.terminateExecution', {}],
       ['HeapProfiler.takeHeapSnapshot', {}],
-      ['NodeWorker.enable', { waitForDebuggerOnStart: false }],
-      ['Profiler.enable', {}],
+      ['NodeWorker.enable', { waitForDebuggerOnStart: false, filter: [] }],
+      ['Profiler.start', {}],
     ];
     for (const [method, params] of refusals) {
       const reply = await client.send(method, params, 1000 + refusals.findIndex(([m]) => m === method));

@@ -1,0 +1,213 @@
+// needs: code-server, chromium
+// VS Code's own JavaScript debugger (js-debug, built into code-server) attached to a production target through the
+// broker with a plain `node` attach configuration: a breakpoint, variables, the Debug Console, a refusal that reads
+// as Loupe's, no `refusals` alert from what js-debug asks at attach, and the target alive and serving after
+// `vscode.debug.stopDebugging()` and after the toolbar's Disconnect (js-debug kills a pid it learns on stop).
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
+import { waitFor } from '../support/wait';
+import { openBrowser, root, startCodeServer, vscodeSkipReason, Workbench, type CodeServer } from './codeServer';
+
+const skip = vscodeSkipReason();
+if (skip) process.stdout.write(`# SKIP js-debug test: ${skip}\n`);
+
+/**
+ * A test extension with one command that calls `vscode.debug.stopDebugging()`, the API call that made js-debug
+ * SIGKILL the target; packaged with vsce like Loupe's own .vsix.
+ */
+export function buildStopProbe(dir: string): string {
+  const ext = join(dir, 'stop-probe');
+  mkdirSync(ext, { recursive: true });
+  writeFileSync(
+    join(ext, 'package.json'),
+    JSON.stringify({
+      name: 'stop-probe',
+      displayName: 'Stop probe',
+      publisher: 'loupe-test',
+      version: '0.0.1',
+      license: 'UNLICENSED',
+      engines: { vscode: '^1.90.0' },
+      main: './extension.js',
+      activationEvents: ['onStartupFinished'],
+      contributes: { commands: [{ command: 'stopProbe.stopDebugging', title: 'Stop Probe: vscode.debug.stopDebugging()' }] },
+    }),
+  );
+  writeFileSync(
+    join(ext, 'extension.js'),
+    "const vscode = require('vscode');\nexports.activate = (context) => context.subscriptions.push(vscode.commands.registerCommand('stopProbe.stopDebugging', () => vscode.debug.stopDebugging()));\n",
+  );
+  writeFileSync(join(ext, 'README.md'), 'Calls vscode.debug.stopDebugging() for the js-debug test.\n');
+  const vsix = join(dir, 'stop-probe.vsix');
+  const r = spawnSync(
+    process.execPath,
+    [join(root, 'node_modules', '@vscode', 'vsce', 'vsce'), 'package', '--no-dependencies', '--allow-missing-repository', '--skip-license', '-o', vsix],
+    { cwd: ext, encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`vsce package (stop probe): ${r.stdout}${r.stderr}`);
+  return vsix;
+}
+
+/** The address js-debug attaches to: today a single-use ticket URL of the broker. */
+export async function attachAddress(broker: TestBroker): Promise<string> {
+  const token = await broker.token('dev', ['devs']);
+  const grant = await broker.grant('dev', ['devs'], { reason: 'js-debug: why do items total wrong?' });
+  const ticket = await broker.api('POST', `/v1/grants/${grant.grantId}/tickets`, token);
+  assert.equal(ticket.status, 201, JSON.stringify(ticket.body));
+  return ticket.body.attachUrl as string;
+}
+
+/** Writes the workspace's launch.json: a plain node attach configuration, nothing Loupe-specific. */
+export function writeLaunch(workspace: string, name: string, address: string): void {
+  mkdirSync(join(workspace, '.vscode'), { recursive: true });
+  // With `loupe connect` this becomes { type: 'node', request: 'attach', name, port } (the one line to change).
+  const configuration = { type: 'node', request: 'attach', name, websocketAddress: address };
+  writeFileSync(join(workspace, '.vscode', 'launch.json'), JSON.stringify({ version: '0.2.0', configurations: [configuration] }, null, 2));
+}
+
+/** Starts a launch configuration by name through quick open's "debug " picker, retrying until js-debug is up. */
+export async function startDebugging(wb: Workbench, name: string, totalMs = 90_000): Promise<void> {
+  const { page } = wb;
+  const input = page.locator('.quick-input-widget input');
+  const deadline = Date.now() + totalMs;
+  for (;;) {
+    await page.keyboard.press('Escape');
+    await page.keyboard.press('F1');
+    await input.waitFor({ state: 'visible', timeout: 10_000 });
+    await input.fill('debug ' + name);
+    const row = page.locator('.quick-input-list .monaco-list-row', { hasText: name }).first();
+    try {
+      await row.waitFor({ state: 'visible', timeout: 5000 });
+      await row.click();
+      wb.log(`started "${name}"`);
+      return;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`no launch configuration "${name}" in the picker`);
+      await page.waitForTimeout(1000);
+    }
+  }
+}
+
+async function served(portFile: string): Promise<{ counter: number; served: number }> {
+  const port = Number(readFileSync(portFile, 'utf8'));
+  const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(5000) });
+  return (await res.json()) as { counter: number; served: number };
+}
+
+describe('js-debug (VS Code built-in JavaScript debugger) through the broker', { skip }, () => {
+  let target: TargetProcess;
+  let broker: TestBroker;
+  let codeServer: CodeServer;
+  let workspace: string;
+  let vsixDir: string;
+  let portFile: string;
+  const file = 'http-app.js';
+
+  before(async () => {
+    // The developer's checkout is the folder the target runs from, so js-debug maps paths one to one.
+    workspace = mkdtempSync(join(tmpdir(), 'loupe-jsd-'));
+    cpSync(join(fixtures, file), join(workspace, file));
+    portFile = join(workspace, 'port');
+    target = await startTarget(join(workspace, file), { TICK_MS: '200', PORT_FILE: portFile });
+    await waitFor(() => {
+      try {
+        return Number(readFileSync(portFile, 'utf8')) > 0;
+      } catch {
+        return false;
+      }
+    }, { what: 'the target to listen', timeoutMs: 10_000 });
+    const policy = basePolicy(target.inspector);
+    policy.targets.app.maxPauseSeconds = 120;
+    policy.alerting = { rules: { firstAttach: false } };
+    // Strict on purpose: three refusals within a minute fire. What js-debug asks at attach must not count.
+    policy.targets.app.alerts = { refusals: { count: 3, withinSeconds: 60 } };
+    broker = await startTestBroker(policy);
+    vsixDir = mkdtempSync(join(tmpdir(), 'loupe-vsix-'));
+    codeServer = await startCodeServer({ vsix: [buildStopProbe(vsixDir)] });
+  });
+
+  after(async () => {
+    codeServer?.stop();
+    await broker?.close();
+    await target?.stop();
+    if (workspace) rmSync(workspace, { recursive: true, force: true });
+    if (vsixDir) rmSync(vsixDir, { recursive: true, force: true });
+  });
+
+  it('breaks, shows variables and evaluates; refusals read as Loupe; no alert at attach; stopping never kills the target', { timeout: 400_000 }, async () => {
+    const t0 = Date.now();
+    const log = (...a: unknown[]) => process.stdout.write(`# [${((Date.now() - t0) / 1000).toFixed(1)}s] ${a.join(' ')}\n`);
+    const { page, close } = await openBrowser();
+    const wb = new Workbench(page, log);
+    const name = 'Attach through Loupe';
+    try {
+      writeLaunch(workspace, name, await attachAddress(broker));
+      await page.goto(`${codeServer.url}/?folder=${encodeURIComponent(workspace)}`);
+      await page.waitForSelector('.monaco-workbench .statusbar', { timeout: 60_000 });
+      log('workbench loaded');
+      const breakLine = markerLine(join(workspace, file), 'work') + 1;
+      await wb.openFile(file, breakLine);
+      await wb.run('Debug: Toggle Breakpoint');
+      await startDebugging(wb, name);
+      await wb.expectText(/Paused on breakpoint/i, 60_000);
+      log('paused on the breakpoint');
+      const session = await broker.waitForRecord('session.started');
+      const localScope = page.locator('.debug-variables .monaco-list-row', { hasText: /^\s*Local/ }).first();
+      await localScope.waitFor({ state: 'visible', timeout: 20_000 });
+      if ((await localScope.getAttribute('aria-expanded')) !== 'true') await localScope.click();
+      await wb.expectRow(/^\s*n\s*[:=]?\s*\d+/m);
+      await wb.shot('jsdebug-01-paused-variables');
+      const repl = page.locator('.repl-input-wrapper .monaco-editor');
+      if (!(await repl.isVisible())) await wb.run('Debug Console: Focus on Debug Console View');
+      await repl.click();
+      await page.keyboard.type('local.label');
+      await page.keyboard.press('Enter');
+      await wb.expectRow(/'item-\d+'/, 20_000);
+      await page.keyboard.type('counter = 0');
+      await page.keyboard.press('Enter');
+      await wb.expectRow(/Refused by Loupe: /, 20_000);
+      await page.keyboard.type('process.pid');
+      await page.keyboard.press('Enter');
+      await wb.expectRow(/Refused by Loupe: .*process id/, 20_000);
+      await wb.shot('jsdebug-02-debug-console');
+      const refused = broker.records.filter((e) => e.stream === session.stream && e.type === 'cdp.refused');
+      process.stdout.write(`# js-debug refusals: ${JSON.stringify(refused.map((e) => [(e.data as any).method, (e.data as any).rule, (e.data as any).routine ?? null]))}\n`);
+      const alerts = broker.records.filter((e) => e.type.startsWith('alert') && JSON.stringify(e.data).includes('refusals'));
+      assert.deepEqual(alerts, [], 'no refusals alert from what js-debug asks at attach');
+
+      await wb.run('Stop Probe: vscode.debug.stopDebugging()');
+      await broker.waitForRecord('session.ended', (e) => e.stream === session.stream, 30_000);
+      await target.ticksAdvance(3, 15_000);
+      const afterStop = await served(portFile);
+      log(`after stopDebugging(): target alive, served ${afterStop.served}`);
+      assert.equal(target.proc.exitCode, null);
+      assert.equal(target.proc.signalCode, null);
+
+      // Again, ended by the toolbar's Disconnect button.
+      writeLaunch(workspace, name, await attachAddress(broker));
+      await startDebugging(wb, name);
+      const second = await broker.waitForRecord('session.started', (e) => e.stream !== session.stream, 30_000);
+      await wb.expectText(/Paused on breakpoint/i, 60_000);
+      await page.locator('.debug-toolbar .action-label[aria-label^="Disconnect"]').first().click();
+      log('clicked Disconnect');
+      await broker.waitForRecord('session.ended', (e) => e.stream === second.stream, 30_000);
+      await target.ticksAdvance(3, 15_000);
+      const afterDisconnect = await served(portFile);
+      assert.ok(afterDisconnect.served > afterStop.served);
+      assert.equal(target.proc.exitCode, null);
+      assert.equal(target.proc.signalCode, null);
+      await wb.shot('jsdebug-03-after-disconnect');
+    } catch (err) {
+      if (process.env.LOUPE_JSDEBUG_DUMP) writeFileSync(process.env.LOUPE_JSDEBUG_DUMP, JSON.stringify(broker.records, null, 1));
+      await wb.shot('jsdebug-error').catch(() => undefined);
+      throw err;
+    } finally {
+      await close();
+    }
+  });
+});
