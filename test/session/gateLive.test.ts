@@ -74,7 +74,7 @@ describe('the gate in a live session', () => {
     for (const expression of ['globalThis.x = 1', 'local.n = 99', 'process.exit(3)', 'hooks.sneaky']) {
       const reply = await client.call('Debugger.evaluateOnCallFrame', { callFrameId, expression, throwOnSideEffect: false });
       assert.ok(reply.exceptionDetails, `${expression} must throw`);
-      assert.match(reply.result.description, /EvalError: Possible side-effect in debug-evaluate/);
+      assert.match(reply.result.description, /^EvalError: Refused by Loupe: .*\(V8: Possible side-effect in debug-evaluate\)/);
     }
     const n = await client.call('Debugger.evaluateOnCallFrame', { callFrameId, expression: 'local.n === n', returnByValue: true });
     assert.equal(n.result.value, true, 'local.n unchanged');
