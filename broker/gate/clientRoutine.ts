@@ -116,6 +116,23 @@ export const clientRoutines: readonly ClientRoutine[] = [
   },
 ];
 
+/**
+ * js-debug's name completion: as a person types `a.b.` in the Debug Console it evaluates `(a.b)` silently to list
+ * its properties. Allowed like any evaluation; only when it is refused (a denied or withheld name) is the refusal
+ * quiet, since the person has not asked for it yet. What they then submit counts as usual.
+ */
+export const completionProbe: ClientRoutine = {
+  name: 'completion',
+  client: 'js-debug',
+  method: 'Runtime.evaluate, Debugger.evaluateOnCallFrame',
+  matches: (p) =>
+    p.silent === true &&
+    typeof p.expression === 'string' &&
+    /^\((?:this|[A-Za-z_$][\w$]{0,80})(?:\.[A-Za-z_$][\w$]{0,80}){0,8}\)\n\/\/# sourceURL=eval-[0-9a-f]{8}\.cdp\n?$/.test(p.expression),
+  perSession: 200,
+  why: 'a name completion of a refused expression',
+};
+
 /** The routine a request is, if any (before the per-session allowance). */
 export function routineOf(method: string, params: unknown): ClientRoutine | undefined {
   const given = params ?? {};

@@ -11,7 +11,7 @@ import { marker, type Redactor } from '../policy/redact';
 import { cdpErrorCodes, gateClientFrame, truncate, type GateDecision } from './cdpGate';
 import { defaultEvalBudget, parseLoupeExpression } from '../eval';
 import { reachableValuesProbe, screenEvaluation } from './evaluationCheck';
-import { RoutineAllowance } from './clientRoutine';
+import { completionProbe, RoutineAllowance, type ClientRoutine } from './clientRoutine';
 
 export type Forward = Extract<GateDecision, { action: 'forward' }>;
 export type Refusal = Extract<GateDecision, { action: 'refuse' }>;
@@ -75,9 +75,18 @@ export class TargetScreen {
     }
     if (decision.action === 'refuse') return { action: 'refuse', refusal: decision };
     const screened = this.screen(decision);
-    if (screened.refuse) return { action: 'refuse', refusal: refusal(decision, screened.rule!, screened.refuse) };
+    if (screened.refuse) {
+      const quiet = this.quietCompletion(decision);
+      return { action: 'refuse', refusal: { ...refusal(decision, screened.rule!, screened.refuse), ...(quiet ? { routine: quiet } : {}) } };
+    }
     if (screened.redact !== undefined) return { action: 'redact', decision, ...this.redactedAnswer(decision, screened.redact) };
     return { action: 'forward', decision, roots: screened.roots, ...(screened.transforms ? { transforms: screened.transforms } : {}) };
+  }
+
+  /** A refused evaluation that is a client's name completion (clientRoutine.ts), within the session's allowance. */
+  quietCompletion(decision: Forward): ClientRoutine | undefined {
+    if (decision.handling !== 'evaluate' || !completionProbe.matches(decision.params)) return undefined;
+    return this.routines.take(completionProbe) ? completionProbe : undefined;
   }
 
   /**

@@ -51,7 +51,7 @@ const descriptionHelper =
   'function(r,e){if(e)try{let t="<<default preview>>",n=e.call(this,t);if(n!==t)return String(n)}catch(t){return`<<indescribable>>${JSON.stringify([String(t),"object"])}`}return this}' +
   jsDebugSource('aa11bb22');
 
-function v8Policy(inspector: string) {
+function v8Policy(inspector: string): Record<string, any> {
   const base = basePolicy(inspector);
   return { ...base, targets: { ...base.targets, app: { ...base.targets.app, access: [{ role: 'dev', modes: ['pause', 'snapshot'], evaluation: ['loupe', 'v8'], maxDuration: '10m' }] } } };
 }

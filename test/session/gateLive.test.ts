@@ -81,7 +81,7 @@ describe('the gate in a live session', () => {
     const api = await client.call('Runtime.evaluate', { expression: 'typeof copy', includeCommandLineAPI: true, returnByValue: true });
     assert.equal(api.result.value, 'undefined', 'command-line API not exposed');
     const req = await client.send('Runtime.evaluate', { expression: 'typeof require' });
-    assert.match(req.error?.message ?? '', /"require" is denied by this target's policy \(evaluation\.denyIdentifiers\)/, 'require is denied by default');
+    assert.match(req.result?.exceptionDetails?.exception?.description ?? '', /"require" is denied by this target's policy \(evaluation\.denyIdentifiers\)/, 'require is denied by default');
     await client.call('Debugger.removeBreakpoint', { breakpointId });
     await client.call('Debugger.resume');
     await client.close();
