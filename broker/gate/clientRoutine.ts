@@ -48,8 +48,14 @@ const wasmInstrumentation = exactly(
     '(()=>{let r=["instantiate","instantiateStreaming","compile","compileStreaming"];for(let e of r){let t=WebAssembly[e];WebAssembly[e]=function(...n){return t.apply(this,n).then(i=>{if(!(n[0]instanceof WebAssembly.Module))debugger;return i})}}})();\n',
   ),
 );
-// js-debug's description helpers: they call the object's own description methods (app code) to label it.
-const descriptionHelper = /^function\s*\([\w$,]*\)\s*\{[\s\S]{0,6000}(?:"<<default preview>>"|runtimeArgs\[0\]\[2\])[\s\S]{0,6000}\}\s*(?:\n\/\/# sourceURL=eval-[0-9a-f]{8}\.cdp\n?)?$/;
+// js-debug's helpers run on an object: the symbols it asks objects to describe themselves with, its descriptions of
+// properties (they call the object's own description methods, app code), and its name completions. js-debug puts
+// its sourceURL comment before the closing brace.
+const helperMarkers = ['Symbol.for("debug.description")', 'runtimeArgs[0][2]', '"<<default preview>>"', 'isArray:this instanceof Array'];
+const jsDebugHelper = (declaration: string) => {
+  const text = declaration.replace(/\n\/\/# sourceURL=eval-[0-9a-f]{8}\.cdp\n?/g, '');
+  return text.length <= 8000 && /^function\s*\([\w$.,]*\)\s*\{[\s\S]*\}\s*$/.test(text) && helperMarkers.some((marker) => text.includes(marker));
+};
 
 const evaluation = (params: Readonly<Record<string, unknown>>, expression: RegExp) =>
   keysWithin(params, ['expression', 'contextId', 'returnByValue', 'includeCommandLineAPI', 'silent', 'awaitPromise', 'objectGroup']) &&
@@ -109,10 +115,10 @@ export const clientRoutines: readonly ClientRoutine[] = [
       keysWithin(p, ['functionDeclaration', 'objectId', 'arguments', 'returnByValue', 'throwOnSideEffect', 'silent', 'generatePreview']) &&
       typeof p.objectId === 'string' &&
       typeof p.functionDeclaration === 'string' &&
-      descriptionHelper.test(p.functionDeclaration),
+      jsDebugHelper(p.functionDeclaration),
     // Never runs, whatever its count: Loupe describes objects as V8 does.
     perSession: Infinity,
-    why: "describing objects would run the app's own description methods",
+    why: "js-debug's helpers run functions in the target, and describing objects would run the app's own description methods",
   },
 ];
 
