@@ -83,7 +83,10 @@ async function measureConsole(wb: Workbench, label: string): Promise<{ backToBac
   await repl.click();
   await page.keyboard.type('local.n');
   await page.keyboard.press('Enter');
-  const nRow = page.locator('.repl .monaco-list-row').filter({ hasText: /^\s*\d+\s*$/ }).last();
+  const nRow = page
+    .locator('.repl .monaco-list-row')
+    .filter({ hasText: /^\s*\d+\s*$/ })
+    .last();
   await nRow.waitFor({ state: 'visible', timeout: 30_000 });
   const n = Number((await nRow.innerText()).trim());
   const backToBack: number[] = [];
@@ -130,7 +133,17 @@ async function main(): Promise<void> {
   const results: Record<string, { backToBack: number[]; paced: number[] }> = {};
   try {
     const configurations = (ticketUrl: string) => [
-      { type: 'loupe', request: 'attach', name: 'Loupe adapter', target: 'app', mode: 'pause', durationSeconds: 900, reason: 'bench: Debug Console latency', localRoot: workspace, remoteRoot: workspace },
+      {
+        type: 'loupe',
+        request: 'attach',
+        name: 'Loupe adapter',
+        target: 'app',
+        mode: 'pause',
+        durationSeconds: 900,
+        reason: 'bench: Debug Console latency',
+        localRoot: workspace,
+        remoteRoot: workspace,
+      },
       // With `loupe connect`: { type: 'node', request: 'attach', name: 'js-debug via Loupe', port: <its port> }.
       { type: 'node', request: 'attach', name: 'js-debug via Loupe', websocketAddress: ticketUrl },
       { type: 'node', request: 'attach', name: 'js-debug direct', websocketAddress: target.wsUrl },
@@ -184,7 +197,9 @@ async function main(): Promise<void> {
   for (const pacing of ['backToBack', 'paced'] as const) {
     const a = figures(share.adapter[pacing]);
     const b = figures(share.broker[pacing]);
-    log(`  ${pacing === 'backToBack' ? 'back to back' : 'paced 150 ms'}: adapter ${ms(a.p50)} / ${ms(a.p90)} / ${ms(a.p99)}; broker ${ms(b.p50)} / ${ms(b.p90)} / ${ms(b.p99)}; adapter share ${ms(a.p50 - b.p50)}`);
+    log(
+      `  ${pacing === 'backToBack' ? 'back to back' : 'paced 150 ms'}: adapter ${ms(a.p50)} / ${ms(a.p90)} / ${ms(a.p99)}; broker ${ms(b.p50)} / ${ms(b.p90)} / ${ms(b.p99)}; adapter share ${ms(a.p50 - b.p50)}`,
+    );
   }
   log('');
   for (const pacing of ['backToBack', 'paced'] as const) {
@@ -199,7 +214,11 @@ async function main(): Promise<void> {
   }
 }
 
-async function measureAdapterShare(broker: TestBroker, workspace: string, token: string): Promise<{ adapter: { backToBack: number[]; paced: number[] }; broker: { backToBack: number[]; paced: number[] } }> {
+async function measureAdapterShare(
+  broker: TestBroker,
+  workspace: string,
+  token: string,
+): Promise<{ adapter: { backToBack: number[]; paced: number[] }; broker: { backToBack: number[]; paced: number[] } }> {
   const dc = new DebugClient(process.execPath, join(root, 'dist', 'debugAdapter.js'), 'loupe', undefined, true);
   dc.defaultTimeout = 20_000;
   await dc.start();
@@ -210,7 +229,16 @@ async function measureAdapterShare(broker: TestBroker, workspace: string, token:
     dc
       .initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' })
       .then(() =>
-        dc.attachRequest({ target: 'app', mode: 'pause', durationSeconds: 600, reason: 'bench: adapter share', brokerUrl: broker.url, identityToken: token, localRoot: workspace, remoteRoot: workspace } as never),
+        dc.attachRequest({
+          target: 'app',
+          mode: 'pause',
+          durationSeconds: 600,
+          reason: 'bench: adapter share',
+          brokerUrl: broker.url,
+          identityToken: token,
+          localRoot: workspace,
+          remoteRoot: workspace,
+        } as never),
       ),
   ]);
   await dc.setBreakpointsRequest({ source: { path: join(workspace, file) }, breakpoints: [{ line: breakLine }] });

@@ -132,9 +132,7 @@ export const completionProbe: ClientRoutine = {
   client: 'js-debug',
   method: 'Runtime.evaluate, Debugger.evaluateOnCallFrame',
   matches: (p) =>
-    p.silent === true &&
-    typeof p.expression === 'string' &&
-    /^\((?:this|[A-Za-z_$][\w$]{0,80})(?:\.[A-Za-z_$][\w$]{0,80}){0,8}\)\n\/\/# sourceURL=eval-[0-9a-f]{8}\.cdp\n?$/.test(p.expression),
+    p.silent === true && typeof p.expression === 'string' && /^\((?:this|[A-Za-z_$][\w$]{0,80})(?:\.[A-Za-z_$][\w$]{0,80}){0,8}\)\n\/\/# sourceURL=eval-[0-9a-f]{8}\.cdp\n?$/.test(p.expression),
   perSession: 200,
   why: 'a name completion of a refused expression',
 };

@@ -184,7 +184,16 @@ export class ClientRelay {
     // A refused name completion the client made on its own is recorded as such; the refusals alert skips it.
     const routine = outcome.kind === 'refused' ? this.screen.quietCompletion(decision) : undefined;
     const text = JSON.stringify({ id, result });
-    void context.recordOrEnd('cdp.response', { id, requestSeq, method, ms: context.now() - started, evaluator: 'loupe', bytes: Buffer.byteLength(text), result: summary, ...(routine ? { routine: routine.name } : {}) });
+    void context.recordOrEnd('cdp.response', {
+      id,
+      requestSeq,
+      method,
+      ms: context.now() - started,
+      evaluator: 'loupe',
+      bytes: Buffer.byteLength(text),
+      result: summary,
+      ...(routine ? { routine: routine.name } : {}),
+    });
     context.send(text, false);
   }
 

@@ -3,6 +3,7 @@
  * (captureFrames) and the target resumed at once; per-breakpoint and per-session rate limits skip captures (never
  * the resume) and take a breakpoint out of V8 until its next capture is due.
  */
+import { withholdProcessFacts } from '../gate/processFacts';
 import type { Protocol } from 'devtools-protocol';
 import type { SnapshotLimits } from '../config/types';
 import type { Capture, CapturedFrame, CapturedValue } from '../../common/session';
@@ -376,7 +377,12 @@ export class SnapshotMode {
         capture = await captureFrames(
           frames,
           context.labels.scriptUrls,
-          (objectId, preview) => context.channel.captureCommand('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) }) as never,
+          async (objectId, preview) => {
+            const reply = await context.channel.captureCommand('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) });
+            // A captured process object (a local holding it) shows the marker for its pid, as a read would.
+            withholdProcessFacts('Runtime.getProperties', reply);
+            return reply as never;
+          },
           limits,
         );
       } catch (err) {

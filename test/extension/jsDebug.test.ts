@@ -38,13 +38,16 @@ describe('js-debug (VS Code built-in JavaScript debugger) through the broker', {
     cpSync(join(fixtures, file), join(workspace, file));
     portFile = join(workspace, 'port');
     target = await startTarget(join(workspace, file), { TICK_MS: '200', PORT_FILE: portFile });
-    await waitFor(() => {
-      try {
-        return Number(readFileSync(portFile, 'utf8')) > 0;
-      } catch {
-        return false;
-      }
-    }, { what: 'the target to listen', timeoutMs: 10_000 });
+    await waitFor(
+      () => {
+        try {
+          return Number(readFileSync(portFile, 'utf8')) > 0;
+        } catch {
+          return false;
+        }
+      },
+      { what: 'the target to listen', timeoutMs: 10_000 },
+    );
     const policy = basePolicy(target.inspector);
     policy.targets.app.maxPauseSeconds = 120;
     policy.alerting = { rules: { firstAttach: false } };

@@ -34,11 +34,10 @@ export function buildStopProbe(dir: string): string {
   );
   writeFileSync(join(ext, 'README.md'), 'Calls vscode.debug.stopDebugging() for the js-debug test.\n');
   const vsix = join(dir, 'stop-probe.vsix');
-  const r = spawnSync(
-    process.execPath,
-    [join(root, 'node_modules', '@vscode', 'vsce', 'vsce'), 'package', '--no-dependencies', '--allow-missing-repository', '--skip-license', '-o', vsix],
-    { cwd: ext, encoding: 'utf8' },
-  );
+  const r = spawnSync(process.execPath, [join(root, 'node_modules', '@vscode', 'vsce', 'vsce'), 'package', '--no-dependencies', '--allow-missing-repository', '--skip-license', '-o', vsix], {
+    cwd: ext,
+    encoding: 'utf8',
+  });
   if (r.status !== 0) throw new Error(`vsce package (stop probe): ${r.stdout}${r.stderr}`);
   return vsix;
 }
@@ -82,4 +81,3 @@ export async function startDebugging(wb: Workbench, name: string, totalMs = 90_0
     }
   }
 }
-

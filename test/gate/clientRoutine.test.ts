@@ -23,7 +23,8 @@ const examples: [string, string, Record<string, unknown>][] = [
       contextId: 1,
       returnByValue: true,
       expression:
-        "typeof process === 'undefined' || process.pid === undefined ? 'process not defined' : ({ processId: process.pid, nodeVersion: process.version, architecture: process.arch })" + url('15307cb3'),
+        "typeof process === 'undefined' || process.pid === undefined ? 'process not defined' : ({ processId: process.pid, nodeVersion: process.version, architecture: process.arch })" +
+        url('15307cb3'),
     },
   ],
   [
@@ -108,7 +109,9 @@ describe('client routine requests', () => {
       fc.tuple(fc.constantFrom(...examples.map(([, , p]) => String(p.expression ?? p.functionDeclaration ?? ''))), fc.string()).map(([e, tail]) => e + tail),
     );
     const params = fc.oneof(
-      fc.dictionary(fc.constantFrom('expression', 'functionDeclaration', 'objectId', 'contextId', 'returnByValue', 'waitForDebuggerOnStart', 'silent', '__proto__', 'toString'), values, { maxKeys: 5 }),
+      fc.dictionary(fc.constantFrom('expression', 'functionDeclaration', 'objectId', 'contextId', 'returnByValue', 'waitForDebuggerOnStart', 'silent', '__proto__', 'toString'), values, {
+        maxKeys: 5,
+      }),
       fc.record({ expression, returnByValue: fc.boolean() }, { requiredKeys: ['expression'] }),
       fc.record({ functionDeclaration: expression, objectId: fc.string() }),
     );

@@ -180,7 +180,11 @@ describe('client compatibility and withheld process facts', () => {
       for (const expression of ['process.pid', 'globalThis.process.ppid', "process['debugPort']"]) {
         const answer = await cdp.send('Runtime.evaluate', { expression });
         assert.equal(answer.exceptionDetails?.text, 'Refused by Loupe', expression);
-        assert.match(String(answer.exceptionDetails?.exception?.description), /^EvalError: Refused by Loupe: the expression: the target's .* is withheld: a debugger could act on the process outside Loupe/, expression);
+        assert.match(
+          String(answer.exceptionDetails?.exception?.description),
+          /^EvalError: Refused by Loupe: the expression: the target's .* is withheld: a debugger could act on the process outside Loupe/,
+          expression,
+        );
       }
       const sideEffect = await cdp.send('Runtime.evaluate', { expression: 'globalThis.touched = 1' });
       assert.equal(sideEffect.exceptionDetails?.text, 'Refused by Loupe');
