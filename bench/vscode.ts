@@ -76,29 +76,30 @@ async function evaluateOnce(page: Page, expression: string, expect: string): Pro
 }
 
 /** Back to back and paced evaluations of `local.n + k` in the paused frame (n read first). */
-async function measureConsole(wb: Workbench, label: string): Promise<{ backToBack: number[]; paced: number[] }> {
+async function measureConsole(wb: Workbench, label: string, offset: number): Promise<{ backToBack: number[]; paced: number[] }> {
   const { page } = wb;
   const repl = page.locator('.repl-input-wrapper .monaco-editor');
   if (!(await repl.isVisible())) await wb.run('Debug Console: Focus on Debug Console View');
   await repl.click();
-  await page.keyboard.type('local.n');
+  // n, read under a tag of this path (earlier paths' rows are still in the console).
+  const tag = `n${offset}:`;
+  await page.keyboard.type('`' + tag + '${local.n}`');
   await page.keyboard.press('Enter');
   const nRow = page
     .locator('.repl .monaco-list-row')
-    .filter({ hasText: /^\s*\d+\s*$/ })
+    .filter({ hasText: new RegExp(`${tag}\\d+`) })
     .last();
   await nRow.waitFor({ state: 'visible', timeout: 30_000 });
-  const n = Number((await nRow.innerText()).trim());
+  const n = Number(new RegExp(`${tag}(\\d+)`).exec(await nRow.innerText())![1]);
   const backToBack: number[] = [];
   const paced: number[] = [];
-  for (let i = 0; i < 5; i++) await evaluateOnce(page, `local.n + ${900_000 + i}`, String(n + 900_000 + i)); // warm-up
-  for (let i = 0; i < samples; i++) backToBack.push(await evaluateOnce(page, `local.n + ${100_000 + i}`, String(n + 100_000 + i)));
+  for (let i = 0; i < 5; i++) await evaluateOnce(page, `local.n + ${offset + 900_000 + i}`, String(n + offset + 900_000 + i)); // warm-up
+  for (let i = 0; i < samples; i++) backToBack.push(await evaluateOnce(page, `local.n + ${offset + 100_000 + i}`, String(n + offset + 100_000 + i)));
   for (let i = 0; i < samples; i++) {
     await sleep(paceMs);
-    paced.push(await evaluateOnce(page, `local.n + ${200_000 + i}`, String(n + 200_000 + i)));
+    paced.push(await evaluateOnce(page, `local.n + ${offset + 200_000 + i}`, String(n + offset + 200_000 + i)));
   }
   log(`  ${label}: back to back p50 ${ms(figures(backToBack).p50)}, paced p50 ${ms(figures(paced).p50)}`);
-  await wb.run('Debug: Clear Console');
   return { backToBack, paced };
 }
 
@@ -163,7 +164,7 @@ async function main(): Promise<void> {
       log(`${name}: attaching`);
       await startDebugging(wb, name);
       await waitPaused(wb);
-      results[name] = await measureConsole(wb, name);
+      results[name] = await measureConsole(wb, name, 1_000_000 * (1 + Object.keys(results).length)); // distinct answers per path
       await page.locator('.debug-toolbar .action-label[aria-label^="Disconnect"], .debug-toolbar .action-label[aria-label^="Stop"]').first().click();
       await page.locator('.debug-toolbar').waitFor({ state: 'hidden', timeout: 30_000 });
       if (name === 'Loupe adapter') await writeLaunch(); // a fresh single-use ticket for js-debug
@@ -226,20 +227,18 @@ async function measureAdapterShare(
   const stopped = dc.waitForEvent('stopped', 30_000);
   await Promise.all([
     dc.configurationSequence(),
-    dc
-      .initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' })
-      .then(() =>
-        dc.attachRequest({
-          target: 'app',
-          mode: 'pause',
-          durationSeconds: 600,
-          reason: 'bench: adapter share',
-          brokerUrl: broker.url,
-          identityToken: token,
-          localRoot: workspace,
-          remoteRoot: workspace,
-        } as never),
-      ),
+    dc.initializeRequest({ adapterID: 'loupe', linesStartAt1: true, columnsStartAt1: true, pathFormat: 'path' }).then(() =>
+      dc.attachRequest({
+        target: 'app',
+        mode: 'pause',
+        durationSeconds: 600,
+        reason: 'bench: adapter share',
+        brokerUrl: broker.url,
+        identityToken: token,
+        localRoot: workspace,
+        remoteRoot: workspace,
+      } as never),
+    ),
   ]);
   await dc.setBreakpointsRequest({ source: { path: join(workspace, file) }, breakpoints: [{ line: breakLine }] });
   await stopped;
