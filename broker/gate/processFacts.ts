@@ -55,10 +55,20 @@ function withholdInPreview(object: Record<string, unknown>): number {
   return count;
 }
 
-/** A RemoteObject anywhere in an answer: the process object's preview is scrubbed. */
+/** A RemoteObject anywhere in an answer: the process object's preview is scrubbed, and its value when sent by value. */
 function withholdInObject(value: unknown): number {
-  if (!isRecord(value) || !isProcessObject(value)) return 0;
-  return withholdInPreview(value);
+  if (!isRecord(value)) return 0;
+  let count = 0;
+  const byValue = value.value;
+  if (isRecord(byValue) && processSignature.every((name) => Object.hasOwn(byValue, name))) {
+    for (const field of Object.keys(withheldProcessFields)) {
+      if (!Object.hasOwn(byValue, field)) continue;
+      byValue[field] = withheldMarker(field);
+      count++;
+    }
+  }
+  if (isProcessObject(value)) count += withholdInPreview(value);
+  return count;
 }
 
 /**
