@@ -148,6 +148,7 @@ describe('js-debug (VS Code built-in JavaScript debugger) through the broker', {
       assert.equal(target.proc.signalCode, null);
       await wb.shot('jsdebug-03-after-disconnect');
     } catch (err) {
+      // LOUPE_JSDEBUG_DUMP=file keeps the audit records of a failed run (what js-debug sent, what was refused).
       if (process.env.LOUPE_JSDEBUG_DUMP) writeFileSync(process.env.LOUPE_JSDEBUG_DUMP, JSON.stringify(broker.records, null, 1));
       await wb.shot('jsdebug-error').catch(() => undefined);
       throw err;
