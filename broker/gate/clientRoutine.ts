@@ -62,7 +62,7 @@ const evaluation = (params: Readonly<Record<string, unknown>>, expression: RegEx
   typeof params.expression === 'string' &&
   expression.test(params.expression);
 
-/** The list. Kept short: only what a client was seen sending at attach (js-debug 1.117 in code-server 1.139). */
+/** The list. Kept short: only what a client was seen sending at attach (js-debug 1.117 in code-server 1.139; Chrome DevTools' js_app of Chromium 156). */
 export const clientRoutines: readonly ClientRoutine[] = [
   {
     name: 'workers',
@@ -77,7 +77,54 @@ export const clientRoutines: readonly ClientRoutine[] = [
     name: 'network',
     client: 'js-debug, Chrome DevTools',
     method: 'Network.enable',
-    matches: (p) => only(p, { maxTotalBufferSize: 'number', maxResourceBufferSize: 'number', maxPostDataSize: 'number' }),
+    matches: (p) => only(p, { maxTotalBufferSize: 'number', maxResourceBufferSize: 'number', maxPostDataSize: 'number', reportDirectSocketTraffic: 'boolean' }),
+    perSession: 2,
+    why: 'network inspection exposes request data outside the grant',
+  },
+  // Chrome DevTools (js_app.html of Chromium 156) sets its network panel to its defaults right after Network.enable.
+  {
+    name: 'network-settings',
+    client: 'Chrome DevTools',
+    method: 'Network.setAttachDebugStack',
+    matches: (p) => only(p, { enabled: 'boolean' }),
+    perSession: 2,
+    why: 'network inspection exposes request data outside the grant',
+  },
+  {
+    name: 'network-blocking',
+    client: 'Chrome DevTools',
+    method: 'Network.setBlockedURLs',
+    matches: (p) => keysWithin(p, ['urlPatterns']) && Array.isArray(p.urlPatterns) && p.urlPatterns.length === 0,
+    perSession: 2,
+    why: 'network inspection exposes request data outside the grant',
+  },
+  {
+    name: 'network-conditions',
+    client: 'Chrome DevTools',
+    method: 'Network.emulateNetworkConditionsByRule',
+    matches: (p) => keysWithin(p, ['offline', 'matchedNetworkConditions']) && p.offline === false && Array.isArray(p.matchedNetworkConditions) && p.matchedNetworkConditions.length === 0,
+    perSession: 2,
+    why: 'network inspection exposes request data outside the grant',
+  },
+  {
+    name: 'network-state',
+    client: 'Chrome DevTools',
+    method: 'Network.overrideNetworkState',
+    matches: (p) =>
+      keysWithin(p, ['offline', 'latency', 'downloadThroughput', 'uploadThroughput', 'connectionType']) &&
+      p.offline === false &&
+      p.latency === 0 &&
+      p.downloadThroughput === -1 &&
+      p.uploadThroughput === -1 &&
+      (p.connectionType === undefined || p.connectionType === 'none'),
+    perSession: 2,
+    why: 'network inspection exposes request data outside the grant',
+  },
+  {
+    name: 'network-encodings',
+    client: 'Chrome DevTools',
+    method: 'Network.clearAcceptedEncodingsOverride',
+    matches: (p) => only(p, {}),
     perSession: 2,
     why: 'network inspection exposes request data outside the grant',
   },

@@ -15,7 +15,13 @@ const url = (hex: string) => `\n//# sourceURL=eval-${hex}.cdp\n`;
 const examples: [string, string, Record<string, unknown>][] = [
   ['workers', 'NodeWorker.enable', { waitForDebuggerOnStart: true }],
   ['profiler', 'Profiler.enable', {}],
-  ['network', 'Network.enable', {}],
+  ['network', 'Network.enable', { maxPostDataSize: 65536, maxTotalBufferSize: 262144000, reportDirectSocketTraffic: true }],
+  // Chrome DevTools (js_app.html, Chromium 156) at attach, as recorded through the broker.
+  ['network-settings', 'Network.setAttachDebugStack', { enabled: true }],
+  ['network-blocking', 'Network.setBlockedURLs', { urlPatterns: [] }],
+  ['network-conditions', 'Network.emulateNetworkConditionsByRule', { offline: false, matchedNetworkConditions: [] }],
+  ['network-state', 'Network.overrideNetworkState', { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1, connectionType: 'none' }],
+  ['network-encodings', 'Network.clearAcceptedEncodingsOverride', {}],
   [
     'process-info',
     'Runtime.evaluate',
@@ -85,6 +91,12 @@ describe('client routine requests', () => {
     assert.equal(routineOf('Runtime.evaluate', { expression: injection }), undefined);
     assert.equal(routineOf('Runtime.callFunctionOn', { functionDeclaration: 'function(){ while(true){} }', objectId: '1' }), undefined);
     assert.equal(routineOf('Runtime.callFunctionOn', { functionDeclaration: 'function(){ return 1 }', objectId: '1', executionContextId: 1 }), undefined);
+  });
+
+  it('DevTools settings other than its defaults are not routine', () => {
+    assert.equal(routineOf('Network.setBlockedURLs', { urlPatterns: [{ urlPattern: '*' }] }), undefined);
+    assert.equal(routineOf('Network.overrideNetworkState', { offline: true, latency: 0, downloadThroughput: -1, uploadThroughput: -1 }), undefined);
+    assert.equal(routineOf('Network.emulateNetworkConditionsByRule', { offline: false, matchedNetworkConditions: [{ urlPattern: '' }] }), undefined);
   });
 
   it('the allowance: quiet only as often as a client sends it at attach', () => {
