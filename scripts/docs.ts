@@ -53,7 +53,9 @@ const refusedFamilies: { label: string; methods: string[] }[] = [
 
 /** The gate's own answer to `method` in a pause session: the text after "refused by Loupe: ". */
 function refusalReason(method: string): string {
-  const decision = gateClientFrame(JSON.stringify({ id: 1, method, params: {} }), false, 'pause', { maxFrameBytes: 1 << 20, evaluateTimeoutMs: 1000 });
+  // With a parameter no client sends on its own: the bare request may be one a debugger makes at attach, which the
+  // gate refuses in other words (broker/gate/clientRoutine.ts).
+  const decision = gateClientFrame(JSON.stringify({ id: 1, method, params: { docs: true } }), false, 'pause', { maxFrameBytes: 1 << 20, evaluateTimeoutMs: 1000 });
   if (decision.action !== 'refuse') throw new Error(`docs: ${method} is listed as refused, but the gate forwards it`);
   const prefix = `${method} refused by Loupe: `;
   if (!decision.message.startsWith(prefix)) throw new Error(`docs: unexpected refusal of ${method}: ${decision.message}`);

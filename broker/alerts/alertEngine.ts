@@ -174,7 +174,7 @@ export class AlertEngine {
         }
         // Loupe expressions: a refusal counts like V8's side-effect refusal; an answer the redactor scrubbed is a sensitive read.
         if (d.evaluator === 'loupe') {
-          if (d.result?.kind === 'refused') this.refusal(state, event);
+          if (d.result?.kind === 'refused' && d.routine === undefined) this.refusal(state, event);
           // Names an expression reads are alerted on from its text (cdp.evaluate); here, values the redactor caught.
           const tainted = Array.isArray(d.result?.redacted) ? (d.result.redacted as unknown[]).map(String) : [];
           if (tainted.length > 0) this.fire(state, event.stream, 'sensitiveReads', `an evaluation result looks like a ${tainted[0]} (redacted)`, [event], 0);
@@ -186,7 +186,8 @@ export class AlertEngine {
         break;
       }
       case 'cdp.refused':
-        this.refusal(state, event);
+        // A client's own request at attach (gate/clientRoutine.ts) is refused and recorded, but nobody typed it.
+        if (d.routine === undefined) this.refusal(state, event);
         break;
       case 'cdp.breakpoint.condition':
         if (typeof d.detail === 'string' && /^refused/.test(d.detail)) this.refusal(state, event);

@@ -117,7 +117,8 @@ export const loupeRefusalText = 'Refused by Loupe';
 export function toEvaluateResponse(outcome: LoupeOutcome): Protocol.Runtime.EvaluateResponse {
   if (outcome.kind === 'value') return { result: outcome.result };
   if (outcome.kind === 'exception') return { result: outcome.result, exceptionDetails: outcome.exceptionDetails };
-  const description = `EvalError: ${outcome.refusal.message}`;
+  // Clients show the exception's description (js-debug, DevTools): it says whose refusal it is.
+  const description = `EvalError: ${loupeRefusalText}: ${outcome.refusal.message}`;
   const exception: Protocol.Runtime.RemoteObject = { type: 'object', subtype: 'error', className: 'EvalError', description };
   // The text tells a client it is Loupe's refusal, not an EvalError of the app (V8 says 'Uncaught').
   return { result: exception, exceptionDetails: { exceptionId: 1, text: loupeRefusalText, lineNumber: 0, columnNumber: 0, exception } };

@@ -8,6 +8,7 @@ export {
   evaluateCondition,
   evaluateLogpoint,
   evaluateLoupe,
+  loupeRefusalText,
   toEvaluateResponse,
   type ConditionVerdict,
   type LogpointTemplate,

@@ -10,6 +10,7 @@ import { LoupeRefusal, type Spend } from './budget';
 import type { RedactionContext } from './redaction';
 import type { PropertiesRead, TargetReader } from './reader';
 import { describedSize, fromRemote, prim, type Taint, type Val } from './values';
+import { isProcessObject, isWithheldField, withheldReason } from '../gate/processFacts';
 
 export interface ReadContext {
   readonly reader: TargetReader;
@@ -25,7 +26,9 @@ export async function readObject(ctx: ReadContext, v: RemoteVal): Promise<Proper
     throw new LoupeRefusal('target', `${object.description ?? 'the object'} is a Proxy: Loupe never reads through one (its traps are app code)`);
   }
   if (!object.objectId) return { result: [] };
-  return ctx.reader.getProperties(object.objectId, ctx.spend, true);
+  const read = await ctx.reader.getProperties(object.objectId, ctx.spend, true);
+  // The process id and its kin are not among what an expression can list (Object.keys, spread, JSON.stringify).
+  return isProcessObject(object) ? { ...read, result: read.result.filter((d) => !isWithheldField(d.name)) } : read;
 }
 
 /**
@@ -111,6 +114,7 @@ export async function remoteMember(ctx: ReadContext, v: RemoteVal, key: string):
   // Inside a redacted container every field is secret, found or not: answered without a read, so neither the
   // answer nor the number of reads says whether the key exists.
   if (v.taint) return prim(undefined, childTaint(ctx, v.taint, key));
+  if (isProcessObject(object) && isWithheldField(key)) throw new LoupeRefusal('deny', withheldReason(key));
   if (object.type === 'symbol') return prim(undefined);
   const previewed = previewMember(ctx, v, key);
   if (previewed) return previewed;

@@ -9,6 +9,7 @@ import type { Mode } from '../config/types';
 import { checkCondition } from './conditionCheck';
 import { compileSearch } from '../session/sourceSearch';
 import { parseLogTemplate, type LogTemplate } from '../../common/logpoint';
+import { routineMessage, routineOf, type ClientRoutine } from './clientRoutine';
 
 type Spec = 'string' | 'integer' | 'number' | 'boolean' | { object: Record<string, Spec> } | { arrayOf: Spec };
 
@@ -144,7 +145,16 @@ export type GateDecision =
       readonly logpoint?: LogTemplate;
       readonly handling: Handling;
     }
-  | { readonly action: 'refuse'; readonly id: number | null; readonly method?: string; readonly code: number; readonly message: string; readonly rule: string };
+  | {
+      readonly action: 'refuse';
+      readonly id: number | null;
+      readonly method?: string;
+      readonly code: number;
+      readonly message: string;
+      readonly rule: string;
+      /** A request a client makes on its own at attach (clientRoutine.ts): refused quietly, outside the refusals alert. */
+      readonly routine?: ClientRoutine;
+    };
 
 /** `table[key]` only if `key` is the table's own: input never reaches Object.prototype. */
 function own<T>(table: Readonly<Record<string, T>>, key: string): T | undefined {
@@ -190,6 +200,9 @@ function sniffId(text: string): number | null {
   return match ? Number(match[1]) : null;
 }
 
+/** A routine request to an allowlisted method (an evaluation) is refused like a refused evaluation; any other like an unknown method. */
+const routineCode = (method: string) => (own(allowlist, method) ? cdpErrorCodes.refused : cdpErrorCodes.methodNotFound);
+
 export function methodAllowed(method: string, mode: Mode): boolean {
   return own(allowlist, method)?.modes.includes(mode) ?? false;
 }
@@ -234,6 +247,9 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
         .join(', ')}${extraKeys.length > 5 ? ` and ${extraKeys.length - 5} more` : ''} (sessions and flat-mode routing are not supported)`,
     );
   }
+  // What a client asks on its own at attach is refused in its own words, allowlisted method or not.
+  const routine = routineOf(method, params);
+  if (routine) return { action: 'refuse', id: messageId, method, code: routineCode(method), rule: `routine:${routine.name}`, message: routineMessage(routine), routine };
   const rule = own(allowlist, method);
   if (!rule || !rule.modes.includes(mode)) {
     const known = refusalReasons.find(([pattern]) => pattern.test(method));

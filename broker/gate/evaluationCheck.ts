@@ -1,5 +1,6 @@
 import { parse, parseExpressionAt, type Node } from 'acorn';
 import { maxExpressionDepth, syntaxDeeperThan } from './conditionCheck';
+import { withheldProcessPaths, withheldReason } from './processFacts';
 
 /**
  * The policy's evaluation rules, applied to every expression a session asks the target to run (evaluations,
@@ -174,7 +175,10 @@ export function screenEvaluation(
     return { kind: 'refuse', rule: 'evaluation.parse', reason: `not valid JavaScript (${(err as Error).message})` };
   }
   if (syntaxDeeperThan(root, maxExpressionDepth)) return { kind: 'refuse', rule: 'evaluation.depth', reason: `the expression nests deeper than ${maxExpressionDepth} levels` };
-  const deny = policy.denyIdentifiers;
+  // V8 answers whatever it is asked: the process facts a client could act on are denied by name there. Loupe
+  // expressions are refused them by the interpreter (eval/remote.ts), which also sees through aliases.
+  const deny = taints ? policy.denyIdentifiers : [...policy.denyIdentifiers, ...withheldProcessPaths];
+  const denyReason = (hit: string) => (withheldProcessPaths.includes(hit) ? withheldReason(hit.slice('process.'.length)) : `"${hit}" is denied by this target's policy (evaluation.denyIdentifiers)`);
   const denied = (path: string): string | undefined => {
     const bare = path.replace(globalPrefixes, '');
     return deny.find((d) => bare === d || bare.startsWith(`${d}.`));
@@ -212,7 +216,7 @@ export function screenEvaluation(
         if (isSensitive(name)) stop({ kind: 'redact', name });
         if (!isKey) {
           const hit = denied(name);
-          if (hit) stop({ kind: 'refuse', rule: 'evaluation.denyIdentifiers', reason: `"${hit}" is denied by this target's policy (evaluation.denyIdentifiers)` });
+          if (hit) stop({ kind: 'refuse', rule: 'evaluation.denyIdentifiers', reason: denyReason(hit) });
         }
         break;
       }
@@ -228,7 +232,7 @@ export function screenEvaluation(
         const path = staticPath(node);
         if (path !== undefined) {
           const hit = denied(path);
-          if (hit) stop({ kind: 'refuse', rule: 'evaluation.denyIdentifiers', reason: `"${hit}" is denied by this target's policy (evaluation.denyIdentifiers)` });
+          if (hit) stop({ kind: 'refuse', rule: 'evaluation.denyIdentifiers', reason: denyReason(hit) });
         } else if (memberKey(node) === undefined) {
           // A dynamic key: on a denied root it could spell the denied name at run time.
           reachesUnnamed = true;

@@ -117,3 +117,24 @@ export function capResult(result: Record<string, unknown>, maxBytes: number): vo
   }
   if (typeof remote.description === 'string' && remote.description.length > keep + note.length) remote.description = remote.description.slice(0, keep) + note;
 }
+
+const sideEffect = /^EvalError: Possible side-effect in debug-evaluate/;
+
+/**
+ * V8's refusals of a client's evaluation, said as Loupe's: clients show the exception's description (js-debug,
+ * DevTools) or the error's message, and the check and the timeout are the broker's, forced on every evaluation.
+ * V8's own words stay in parentheses. Changes `message` in place.
+ */
+export function inLoupeWords(message: { result?: Record<string, unknown>; error?: { code: number; message: string } }): void {
+  if (message.error && /^Execution was terminated/.test(message.error.message)) {
+    message.error = { ...message.error, message: `Refused by Loupe: the evaluation ran past the broker's time limit and was stopped (V8: ${message.error.message})` };
+    return;
+  }
+  const details = message.result?.exceptionDetails;
+  if (!isRecord(details) || !isRecord(details.exception) || typeof details.exception.description !== 'string' || !sideEffect.test(details.exception.description)) return;
+  const description = `EvalError: Refused by Loupe: the expression may have side effects, and production evaluation is side-effect free (V8: ${details.exception.description.split('\n')[0]!.replace(/^EvalError: /, '')})`;
+  details.exception.description = description;
+  details.text = 'Refused by Loupe';
+  const result = message.result!.result;
+  if (isRecord(result) && result.subtype === 'error') result.description = description;
+}

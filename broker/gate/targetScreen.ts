@@ -11,6 +11,7 @@ import { marker, type Redactor } from '../policy/redact';
 import { cdpErrorCodes, gateClientFrame, truncate, type GateDecision } from './cdpGate';
 import { defaultEvalBudget, parseLoupeExpression } from '../eval';
 import { reachableValuesProbe, screenEvaluation } from './evaluationCheck';
+import { completionProbe, RoutineAllowance, type ClientRoutine } from './clientRoutine';
 
 export type Forward = Extract<GateDecision, { action: 'forward' }>;
 export type Refusal = Extract<GateDecision, { action: 'refuse' }>;
@@ -53,6 +54,8 @@ const refusal = (decision: { id: number | null; method?: string }, rule: string,
 });
 
 export class TargetScreen {
+  private readonly routines = new RoutineAllowance();
+
   constructor(private readonly context: TargetScreenContext) {}
 
   /** Decides one client frame. Runs synchronously, so a fault in it is a fault of the frame. */
@@ -62,11 +65,28 @@ export class TargetScreen {
       const why = state.ending ? 'the session is ending' : 'the audit trail cannot record it (Loupe fails closed)';
       return { action: 'refuse', refusal: refusal(decision, state.ending ? 'session.ending' : 'audit.unavailable', `${decision.method ?? 'message'} refused: ${why}`) };
     }
+    if (decision.action === 'refuse' && decision.routine && !this.routines.take(decision.routine)) {
+      // Sent more often than a client does at attach: a refusal like any other, counted by the alert.
+      const { routine, ...counted } = decision;
+      return {
+        action: 'refuse',
+        refusal: { ...counted, rule: `refused:${routine.method}`, message: `${routine.method} refused by Loupe: ${routine.why} (sent ${routine.perSession}+ times in this session)` },
+      };
+    }
     if (decision.action === 'refuse') return { action: 'refuse', refusal: decision };
     const screened = this.screen(decision);
-    if (screened.refuse) return { action: 'refuse', refusal: refusal(decision, screened.rule!, screened.refuse) };
+    if (screened.refuse) {
+      const quiet = this.quietCompletion(decision);
+      return { action: 'refuse', refusal: { ...refusal(decision, screened.rule!, screened.refuse), ...(quiet ? { routine: quiet } : {}) } };
+    }
     if (screened.redact !== undefined) return { action: 'redact', decision, ...this.redactedAnswer(decision, screened.redact) };
     return { action: 'forward', decision, roots: screened.roots, ...(screened.transforms ? { transforms: screened.transforms } : {}) };
+  }
+
+  /** A refused evaluation that is a client's name completion (clientRoutine.ts), within the session's allowance. */
+  quietCompletion(decision: Forward): ClientRoutine | undefined {
+    if (decision.handling !== 'evaluate' || !completionProbe.matches(decision.params)) return undefined;
+    return this.routines.take(completionProbe) ? completionProbe : undefined;
   }
 
   /**

@@ -5,6 +5,8 @@
  */
 import { cdpErrorCodes, truncate } from '../gate/cdpGate';
 import { capResult } from '../gate/targetFrame';
+import { withholdProcessFacts } from '../gate/processFacts';
+import { loupeRefusalText } from '../eval';
 import type { Forward, Refusal, ScreenedFrame, TargetScreen } from '../gate/targetScreen';
 import type { SessionContext } from './context';
 import { requestEventType, summarizeResult } from './recordShapes';
@@ -12,6 +14,22 @@ import { boundMessage, finishCuts, messageBounds } from './resultBounds';
 import { sourceRedaction } from '../policy/sourceRedactThread';
 import { ScriptSources, searchSource } from './sourceSearch';
 import type { ClientPending } from './targetChannel';
+
+const evaluationMethods = new Set(['Runtime.evaluate', 'Debugger.evaluateOnCallFrame']);
+
+/**
+ * A person's evaluation refused by the gate is answered as an evaluation that threw Loupe's refusal: clients show
+ * an evaluation's exception where it was typed (js-debug shows nothing at all for a CDP error there). What a client
+ * sends on its own stays a CDP error: js-debug retries an evaluation that threw, up to 200 times.
+ */
+const shownAsEvaluation = (decision: Refusal) => decision.routine === undefined && decision.code === cdpErrorCodes.refused && evaluationMethods.has(decision.method ?? '');
+
+function refusedEvaluation(decision: Refusal): Record<string, unknown> {
+  const reason = decision.message.startsWith(`${decision.method} refused: `) ? decision.message.slice(`${decision.method} refused: `.length) : decision.message;
+  const description = `EvalError: ${loupeRefusalText}: ${reason}`;
+  const exception = { type: 'object', subtype: 'error', className: 'EvalError', description };
+  return { result: exception, exceptionDetails: { exceptionId: 1, text: loupeRefusalText, lineNumber: 0, columnNumber: 0, exception } };
+}
 
 type CdpReply = { result: Record<string, unknown> } | { error: { code: number; message: string } };
 
@@ -48,8 +66,20 @@ export class ClientRelay {
   }
 
   private refuse(decision: Refusal): void {
-    const recorded = this.context.record('cdp.refused', { id: decision.id, method: decision.method ?? null, rule: decision.rule, message: decision.message });
-    const reply = decision.id === null ? { error: { code: decision.code, message: decision.message } } : { id: decision.id, error: { code: decision.code, message: decision.message } };
+    const recorded = this.context.record('cdp.refused', {
+      id: decision.id,
+      method: decision.method ?? null,
+      rule: decision.rule,
+      message: decision.message,
+      // Sent by the client on its own at attach (gate/clientRoutine.ts): recorded, not counted by the refusals alert.
+      ...(decision.routine ? { routine: decision.routine.name, client: decision.routine.client } : {}),
+    });
+    const reply =
+      decision.id === null
+        ? { error: { code: decision.code, message: decision.message } }
+        : shownAsEvaluation(decision)
+          ? { id: decision.id, result: refusedEvaluation(decision) }
+          : { id: decision.id, error: { code: decision.code, message: decision.message } };
     // A refusal carries no target data: it reaches the client even if recording it failed.
     this.context.send(
       JSON.stringify(reply),
@@ -133,6 +163,7 @@ export class ClientRelay {
     boundMessage(result, bounds);
     const hitsBefore = context.redactor.hits.length;
     context.redactor.response(method, result);
+    withholdProcessFacts(method, result);
     const redacted = [...new Set(context.redactor.hits.slice(hitsBefore))];
     finishCuts(result, bounds);
     capResult(result, context.target().evaluation.maxResultBytes);
@@ -150,8 +181,19 @@ export class ClientRelay {
       ...(redacted.length > 0 ? { redacted } : {}),
       ...(outcome.kind === 'refused' ? { refusal: outcome.refusal } : {}),
     };
+    // A refused name completion the client made on its own is recorded as such; the refusals alert skips it.
+    const routine = outcome.kind === 'refused' ? this.screen.quietCompletion(decision) : undefined;
     const text = JSON.stringify({ id, result });
-    void context.recordOrEnd('cdp.response', { id, requestSeq, method, ms: context.now() - started, evaluator: 'loupe', bytes: Buffer.byteLength(text), result: summary });
+    void context.recordOrEnd('cdp.response', {
+      id,
+      requestSeq,
+      method,
+      ms: context.now() - started,
+      evaluator: 'loupe',
+      bytes: Buffer.byteLength(text),
+      result: summary,
+      ...(routine ? { routine: routine.name } : {}),
+    });
     context.send(text, false);
   }
 

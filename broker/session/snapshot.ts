@@ -3,6 +3,7 @@
  * (captureFrames) and the target resumed at once; per-breakpoint and per-session rate limits skip captures (never
  * the resume) and take a breakpoint out of V8 until its next capture is due.
  */
+import { withholdProcessFacts } from '../gate/processFacts';
 import type { Protocol } from 'devtools-protocol';
 import type { SnapshotLimits } from '../config/types';
 import type { Capture, CapturedFrame, CapturedValue } from '../../common/session';
@@ -506,7 +507,17 @@ export class SnapshotMode {
     let capture: (Capture & { reads?: number }) | undefined;
     if (captureFor) {
       try {
-        capture = await captureFrames(frames, context.labels.scriptUrls, (objectId, preview) => this.readForCapture(objectId, preview), limits);
+        capture = await captureFrames(
+          frames,
+          context.labels.scriptUrls,
+          async (objectId, preview) => {
+            const reply = await this.readForCapture(objectId, preview);
+            // A captured process object (a local holding it) shows the marker for its pid, as a read would.
+            withholdProcessFacts('Runtime.getProperties', reply);
+            return reply;
+          },
+          limits,
+        );
       } catch (err) {
         capture = { frames: [], durationMs: 0, bytes: 0, truncated: `capture failed: ${(err as Error).message}` };
       }

@@ -7,6 +7,7 @@
 import type { Protocol } from 'devtools-protocol';
 import {
   capResult,
+  inLoupeWords,
   isRecord,
   maxTargetNesting,
   nestedDeeperThan,
@@ -17,6 +18,7 @@ import {
   wellFormedFrames,
   type CdpMessage,
 } from '../gate/targetFrame';
+import { withholdProcessFacts } from '../gate/processFacts';
 import type { SessionContext } from './context';
 import { isExceptionPause, learnAtExceptionPause, learnAtPause } from './exceptionLearning';
 import { summarizeResult } from './recordShapes';
@@ -135,10 +137,14 @@ export class TargetRelay {
     const read = () => {
       if (pending.method === 'Debugger.getScriptSource' || (pending.origin === 'broker' && pending.quiet)) return;
       this.redactBounded(message.result, () => this.context.redactor.response(pending.method, message.result));
+      withholdProcessFacts(pending.method, message.result);
     };
     if (pending.origin === 'broker') return this.context.channel.settle(message.id!, pending, message, raw.length, read);
     read();
-    if (message.result && (pending.method === 'Runtime.evaluate' || pending.method === 'Debugger.evaluateOnCallFrame')) capResult(message.result, this.context.target().evaluation.maxResultBytes);
+    if (pending.method === 'Runtime.evaluate' || pending.method === 'Debugger.evaluateOnCallFrame') {
+      inLoupeWords(message);
+      if (message.result) capResult(message.result, this.context.target().evaluation.maxResultBytes);
+    }
     this.context.breakpoints.answered(pending, message);
     if (pending.describes && message.result) this.context.labels.labelObjects(pending.method, pending.describes, message.result);
     const recorded = this.context.recordOrEnd('cdp.response', {
@@ -174,6 +180,7 @@ export class TargetRelay {
     let text = raw.toString('utf8');
     if (message.method === 'Runtime.consoleAPICalled' || message.method === 'Runtime.exceptionThrown' || message.method === 'Log.entryAdded') {
       this.redactBounded(message.params, () => this.context.redactor.event(message.method!, message.params));
+      withholdProcessFacts(message.method, message.params);
       text = JSON.stringify(message);
     }
     if (!this.context.pauses.hold(text)) this.context.send(text, true);

@@ -27,7 +27,7 @@ export function refusalOrError(r: Pick<Protocol.Runtime.EvaluateResponse, 'resul
   const description: string = r.result?.description ?? r.exceptionDetails?.exception?.description ?? r.exceptionDetails?.text ?? 'exception';
   const first = description.split('\n')[0]!;
   // A Loupe expression the broker refused (not a Loupe expression, a budget, a getter): its reason, as the result.
-  if (r.exceptionDetails?.text === 'Refused by Loupe') return { text: `Refused by Loupe: ${first.replace(/^EvalError: /, '')}`, refused: true };
+  if (r.exceptionDetails?.text === 'Refused by Loupe') return { text: `Refused by Loupe: ${first.replace(/^EvalError: (?:Refused by Loupe: )?/, '')}`, refused: true };
   if (/Possible side-effect in debug-evaluate/.test(description)) {
     return { text: `Refused by Loupe: the expression may have side effects, and production evaluation is side-effect free (${first})`, refused: true };
   }

@@ -299,7 +299,8 @@ describe('webhook delivery', () => {
 
   const fireOne = async (b: TestBroker) => {
     const { client } = await b.attach();
-    await client.send('Profiler.enable');
+    // Profiler.enable alone is what debuggers send at attach (gate/clientRoutine.ts): starting it is a refusal that counts.
+    await client.send('Profiler.start');
     await client.close();
   };
 

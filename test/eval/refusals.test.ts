@@ -87,7 +87,7 @@ test('a refusal reaches the client shaped like V8 EvalError, where the Debug Con
   const response = toEvaluateResponse(await app.evaluate('user.getName()'));
   assert.equal(response.result.subtype, 'error');
   assert.equal(response.result.className, 'EvalError');
-  assert.match(String(response.result.description), /^EvalError: calling user\.getName\(\)/);
+  assert.match(String(response.result.description), /^EvalError: Refused by Loupe: calling user\.getName\(\)/);
   assert.ok(response.exceptionDetails);
   const thrown = toEvaluateResponse(await app.evaluate('missing.x'));
   assert.equal(thrown.result.description, "TypeError: Cannot read properties of undefined (reading 'x')");

@@ -30,6 +30,6 @@ test('evaluate, condition and logpoint by callFrameId; refused once resumed', as
   assert.equal(log.message, 'total 62');
   evaluator.resumed();
   const stale = await evaluator.evaluate('order.total', { callFrameId: app.frame.callFrameId });
-  assert.match(String(stale.response.result.description), /^EvalError: the call frame .* is not one of the current pause/);
+  assert.match(String(stale.response.result.description), /^EvalError: Refused by Loupe: the call frame .* is not one of the current pause/);
   assert.equal(await app.getterRuns(), 0);
 });

@@ -22,11 +22,8 @@ describe('CDP gate: refusals', () => {
     'HeapProfiler.takeHeapSnapshot',
     'HeapProfiler.enable',
     'Profiler.start',
-    'Profiler.enable',
-    'NodeWorker.enable',
     'NodeWorker.sendMessageToWorker',
     'NodeTracing.start',
-    'Network.enable',
     'NodeRuntime.notifyWhenWaitingForDisconnect',
     'Made.up',
   ];

@@ -512,7 +512,7 @@ describe('alert action require-approval', () => {
     const direct = await ask('dev', { target: 'open' });
     assert.equal(direct.status, 201, 'no approval needed before the alert');
     const cdp = await CdpClient.connect(direct.body.attachUrl, { authorization: `Bearer ${direct.body.token}` });
-    await cdp.send('Profiler.enable');
+    await cdp.send('Profiler.start');
     await cdp.send('HeapProfiler.enable');
     const alert = await waitFor(async () => (await as('olga', 'GET', '/v1/alerts')).body.alerts.find((a: any) => a.rule === 'refusals'), {
       what: 'the refusals alert',

@@ -211,12 +211,12 @@ describe('policy reload', () => {
       assert.equal(closed.code, 4007);
       assert.match(closed.reason, /policy changed/);
       const reply = await client.send('Runtime.evaluate', { expression: '1 + 1' });
-      assert.match(reply.error?.message ?? '', /forbids evaluation \(evaluation\.allow: false\)/, 'the live session is narrowed at once');
+      assert.match(reply.result?.exceptionDetails?.exception?.description ?? '', /forbids evaluation \(evaluation\.allow: false\)/, 'the live session is narrowed at once');
       // A loosening reload does not widen the live session: it keeps the stricter rule.
       const loose = structuredClone(next);
       loose.targets.app.evaluation = { allow: true };
       await broker.broker.reload(parseConfigText(stringify({ ...loose, stateDir: broker.stateDir }), broker.stateDir), 'test');
-      assert.match((await client.send('Runtime.evaluate', { expression: '1 + 1' })).error?.message ?? '', /forbids evaluation/);
+      assert.match((await client.send('Runtime.evaluate', { expression: '1 + 1' })).result?.exceptionDetails?.exception?.description ?? '', /^EvalError: Refused by Loupe: .*forbids evaluation/);
       // New grants follow the new policy.
       const refused = await broker.api('POST', '/v1/grants', await broker.token('olga', ['ops']), { target: 'app', mode: 'pause', durationSeconds: 60, reason: 'again' });
       assert.equal(refused.status, 403);

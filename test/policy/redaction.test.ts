@@ -214,9 +214,13 @@ describe('evaluation rules', () => {
       const { client } = await broker.attach();
       for (const expression of ['process.env.HOME', "process['env']", 'globalThis.process.env', "process[['e','nv'].join('')]", "require('fs')"]) {
         const reply = await client.send('Runtime.evaluate', { expression });
-        assert.match(reply.error?.message ?? '', /denied by this target's policy|could reach "process\.env"/, expression);
+        // Answered as an evaluation that threw Loupe's refusal: clients show it where it was typed.
+        assert.equal(reply.result?.exceptionDetails?.text, 'Refused by Loupe', expression);
+        assert.match(reply.result?.exceptionDetails?.exception?.description ?? '', /denied by this target's policy|could reach "process\.env"/, expression);
       }
-      assert.equal((await client.call('Runtime.evaluate', { expression: 'process.pid', returnByValue: true })).result.value, target.proc.pid);
+      // The process id is withheld: a client could act on the process outside Loupe (js-debug killed it on stop).
+      const pid = await client.call('Runtime.evaluate', { expression: 'process.pid', returnByValue: true });
+      assert.match(pid.exceptionDetails?.exception?.description ?? '', /^EvalError: Refused by Loupe: the target's process id \(process\.pid\) is withheld/);
       const big = (await client.call('Runtime.evaluate', { expression: "'x'.repeat(100000)" })).result;
       assert.match(big.value, /truncated by Loupe: the result is \d+ bytes, over this target's evaluation\.maxResultBytes of 1024/);
       assert.ok(big.value.length < 1024);
@@ -232,7 +236,7 @@ describe('evaluation rules', () => {
       const { client, grant } = await noEval.attach();
       await client.call('Debugger.enable');
       const reply = await client.send('Runtime.evaluate', { expression: '1 + 1' });
-      assert.match(reply.error?.message ?? '', /forbids evaluation \(evaluation\.allow: false\)/);
+      assert.match(reply.result?.exceptionDetails?.exception?.description ?? '', /^EvalError: Refused by Loupe: this target's policy forbids evaluation \(evaluation\.allow: false\)/);
       const condition = await client.send('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'redact-app\\.js$', condition: 'n > 1' });
       assert.match(condition.error?.message ?? '', /forbids evaluation/);
       await client.close();

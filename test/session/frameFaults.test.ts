@@ -98,8 +98,8 @@ describe('one client frame never takes the broker down', () => {
       const reply = await client.send('Runtime.evaluate', { expression });
       // Refused by the depth check, or by the parser itself when it runs out of stack first.
       assert.match(
-        reply.error?.message ?? '',
-        /^Runtime\.evaluate refused: the expression: (the expression nests deeper than 200 levels|not valid JavaScript \(Not enough stack space)/,
+        reply.result?.exceptionDetails?.exception?.description ?? '',
+        /^EvalError: Refused by Loupe: the expression: (the expression nests deeper than 200 levels|not valid JavaScript \(Not enough stack space)/,
         `${expression.slice(0, 20)}: ${JSON.stringify(reply).slice(0, 200)}`,
       );
     }

@@ -47,8 +47,8 @@ describe('the gate in a live session', () => {
       ['Runtime.callFunctionOn', { functionDeclaration: 'function(){ while(true){} }', executionContextId: 1 }],
       ['Runtime.terminateExecution', {}],
       ['HeapProfiler.takeHeapSnapshot', {}],
-      ['NodeWorker.enable', { waitForDebuggerOnStart: false }],
-      ['Profiler.enable', {}],
+      ['NodeWorker.enable', { waitForDebuggerOnStart: false, filter: [] }],
+      ['Profiler.start', {}],
     ];
     for (const [method, params] of refusals) {
       const reply = await client.send(method, params, 1000 + refusals.findIndex(([m]) => m === method));
@@ -74,14 +74,14 @@ describe('the gate in a live session', () => {
     for (const expression of ['globalThis.x = 1', 'local.n = 99', 'process.exit(3)', 'hooks.sneaky']) {
       const reply = await client.call('Debugger.evaluateOnCallFrame', { callFrameId, expression, throwOnSideEffect: false });
       assert.ok(reply.exceptionDetails, `${expression} must throw`);
-      assert.match(reply.result.description, /EvalError: Possible side-effect in debug-evaluate/);
+      assert.match(reply.result.description, /^EvalError: Refused by Loupe: .*\(V8: Possible side-effect in debug-evaluate\)/);
     }
     const n = await client.call('Debugger.evaluateOnCallFrame', { callFrameId, expression: 'local.n === n', returnByValue: true });
     assert.equal(n.result.value, true, 'local.n unchanged');
     const api = await client.call('Runtime.evaluate', { expression: 'typeof copy', includeCommandLineAPI: true, returnByValue: true });
     assert.equal(api.result.value, 'undefined', 'command-line API not exposed');
     const req = await client.send('Runtime.evaluate', { expression: 'typeof require' });
-    assert.match(req.error?.message ?? '', /"require" is denied by this target's policy \(evaluation\.denyIdentifiers\)/, 'require is denied by default');
+    assert.match(req.result?.exceptionDetails?.exception?.description ?? '', /"require" is denied by this target's policy \(evaluation\.denyIdentifiers\)/, 'require is denied by default');
     await client.call('Debugger.removeBreakpoint', { breakpointId });
     await client.call('Debugger.resume');
     await client.close();
