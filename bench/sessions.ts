@@ -10,10 +10,12 @@
 // Each path has its own target process (a target that once held N sessions reuses that memory for the next
 // N). Each round opens N, waits, measures, closes all; rounds are interleaved, rotating the order. Memory is
 // reported from each path's first round (a process that once held N sessions keeps part of that heap).
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { basePolicy } from '../test/support/testBroker';
 import { startTarget, type TargetProcess } from '../test/support/target';
-import { grantAndAttach, mintIdentity, rssBytes, startBrokerProcess } from './lib/broker';
+import { grantAndAttach, mintIdentity, rssBytes, startBrokerProcess, type BrokerProcess } from './lib/broker';
+import { fdatasyncFloor } from './lib/disk';
 import { spawnNode, type Child } from './lib/procs';
 import { RttClient } from './lib/rttClient';
 import { nowMs, summarize } from './lib/stats';
@@ -151,5 +153,188 @@ export async function benchSessions(scratch: string, counts: SessionCounts, log:
     await Promise.all(open.map((c) => c.close()));
     for (const child of children.reverse()) await child.stop();
     await Promise.all([tDirect, tRelay, tBroker].map((t) => t!.stop()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Section 6: recording under load. N sessions on one broker (dist/cli.js) and one target, each sending
+// `rate` evaluations a second on a fixed schedule (open loop: a late answer does not delay the next request,
+// so a backlog shows as growing latency and unanswered requests) for durationMs. Baseline: the same
+// evaluations from one session on the same broker while it is otherwise idle, first. Broker CPU time comes
+// from /proc (user + system); records are counted in the broker's local store after it stops.
+
+export interface RecordingCounts {
+  sessions: number;
+  /** Evaluations a second per session. */
+  rate: number;
+  durationMs: number;
+  idleMs: number;
+  /** How long answers may still arrive after the schedule ends before they count as unanswered. */
+  drainMs: number;
+  /** The evaluation each session sends (Runtime.evaluate, answered by Loupe's interpreter reading the target). */
+  expression: string;
+}
+
+/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat (clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Counts the events of session streams in the broker's local store recorded within [from, to] (epoch ms). */
+function storedSessionEvents(storeDir: string, from = 0, to = Infinity): number {
+  let count = 0;
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) walk(path);
+      else if (/chunk-\d+-\d+\.ndjson$/.test(name))
+        for (const line of readFileSync(path, 'utf8').split('\n')) {
+          if (!line || line.startsWith('{"type":"seal"')) continue;
+          const time = Date.parse((JSON.parse(line) as { time: string }).time);
+          if (time >= from && time <= to) count++;
+        }
+    }
+  };
+  try {
+    walk(join(storeDir, 'sessions'));
+  } catch {
+    /* no sessions yet */
+  }
+  return count;
+}
+
+interface ScheduleResult {
+  latencies: number[];
+  sent: number;
+  answered: number;
+  errors: number;
+  /** Answers still missing when the schedule ended, and after the drain. */
+  missingAtEnd: number;
+  missingAfterDrain: number;
+}
+
+/** Each client sends `rate` evaluations a second for `ms`, on a fixed schedule staggered across clients. */
+async function runSchedule(clients: RttClient[], rate: number, ms: number, drainMs: number, expression: string): Promise<ScheduleResult> {
+  const result: ScheduleResult = { latencies: [], sent: 0, answered: 0, errors: 0, missingAtEnd: 0, missingAfterDrain: 0 };
+  const interval = 1000 / rate;
+  const outstanding = new Set<Promise<void>>();
+  const start = nowMs();
+  const end = start + ms;
+  const one = (client: RttClient) => {
+    const sentAt = nowMs();
+    result.sent++;
+    const p: Promise<void> = client.send('Runtime.evaluate', { expression }, ms + drainMs + 10_000).then(
+      (reply) => {
+        result.answered++;
+        if (reply.error) result.errors++;
+        else result.latencies.push(nowMs() - sentAt);
+      },
+      () => undefined,
+    );
+    const tracked = p.finally(() => outstanding.delete(tracked));
+    outstanding.add(tracked);
+  };
+  await Promise.all(
+    clients.map(async (client, i) => {
+      let next = start + (i * interval) / clients.length;
+      for (;;) {
+        const wait = next - nowMs();
+        if (wait > 0) await sleep(wait);
+        if (nowMs() >= end) return;
+        one(client);
+        next += interval;
+      }
+    }),
+  );
+  result.missingAtEnd = outstanding.size;
+  const drainEnd = nowMs() + drainMs;
+  while (outstanding.size > 0 && nowMs() < drainEnd) await sleep(20);
+  result.missingAfterDrain = outstanding.size;
+  return result;
+}
+
+export async function benchLoad(scratch: string, counts: RecordingCounts, log: (line: string) => void) {
+  const fixture = join(__dirname, 'fixtures', 'target.js');
+  const target = await startTarget(fixture);
+  const stateDir = join(scratch, 'load-broker');
+  const clients: RttClient[] = [];
+  let broker: BrokerProcess | undefined;
+  try {
+    // BENCH_LOAD_CPU_PROF=<dir>: the broker runs under --cpu-prof, its profile written there when it stops.
+    const profDir = process.env.BENCH_LOAD_CPU_PROF;
+    broker = await startBrokerProcess(basePolicy(target!.inspector), stateDir, 'broker (dist/cli.js)', profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+    const pid = broker.child.proc.pid!;
+    const identity = mintIdentity(broker.configFile);
+    const floor = fdatasyncFloor(stateDir);
+    log(`section 6: fdatasync floor on the broker's disk: median ${floor.median.toFixed(3)} ms, p99 ${floor.p99.toFixed(3)} ms`);
+
+    const attach = async () => {
+      const { client } = await grantAndAttach(broker!.url, identity, { mode: 'pause', reason: 'benchmark: recording under load' });
+      await client.call('Debugger.enable', {}, 60_000);
+      const check = await client.call('Runtime.evaluate', { expression: counts.expression });
+      if (check?.exceptionDetails || check?.result?.type === undefined) throw new Error(`section 6: ${counts.expression} did not evaluate: ${JSON.stringify(check)}`);
+      clients.push(client);
+      return client;
+    };
+
+    log(`section 6: idle broker, 1 session × ${counts.rate} evaluations/s for ${counts.idleMs / 1000} s`);
+    const first = await attach();
+    await runSchedule([first], counts.rate, 1000, 1000, counts.expression); // warm-up
+    const idleCpu0 = cpuSeconds(pid);
+    const idleStart = nowMs();
+    const idle = await runSchedule([first], counts.rate, counts.idleMs, counts.drainMs, counts.expression);
+    const idleWall = (nowMs() - idleStart) / 1000;
+    const idleCpu = cpuSeconds(pid) - idleCpu0;
+
+    log(`section 6: opening ${counts.sessions - 1} more sessions`);
+    for (let i = 1; i < counts.sessions; i++) await attach();
+    log(`section 6: ${counts.sessions} sessions × ${counts.rate} evaluations/s for ${counts.durationMs / 1000} s`);
+    const cpu0 = cpuSeconds(pid);
+    const loadFrom = Date.now();
+    const loadStart = nowMs();
+    const load = await runSchedule(clients, counts.rate, counts.durationMs, counts.drainMs, counts.expression);
+    const loadWall = (nowMs() - loadStart) / 1000;
+    const loadCpu = cpuSeconds(pid) - cpu0;
+    const loadTo = Date.now();
+    await Promise.all(clients.splice(0).map((c) => c.close()));
+    const exit = await broker.child.stop(15_000);
+    const store = join(stateDir, 'state', 'audit-store');
+    const stored = storedSessionEvents(store);
+    log(`section 6: broker exited (${exit}); ${load.answered} of ${load.sent} answered, broker CPU ${loadCpu.toFixed(2)} s over ${loadWall.toFixed(1)} s`);
+    // Records made in the load window, by their own time (every record is in the store once the broker has stopped).
+    const loadRecords = storedSessionEvents(store, loadFrom, loadTo);
+    return {
+      sessions: counts.sessions,
+      rate: counts.rate,
+      durationMs: counts.durationMs,
+      idleMs: counts.idleMs,
+      drainMs: counts.drainMs,
+      expression: counts.expression,
+      fdatasyncMs: floor,
+      idle: { ...idle, latencies: undefined, latencyMs: summarize(idle.latencies), wallSeconds: idleWall, brokerCpuSeconds: idleCpu },
+      load: {
+        ...load,
+        latencies: undefined,
+        latencyMs: summarize(load.latencies),
+        wallSeconds: loadWall,
+        brokerCpuSeconds: loadCpu,
+        records: loadRecords,
+        recordsPerSecond: loadRecords / loadWall,
+        recordsPerCpuSecond: loadRecords / loadCpu,
+        recordsPerEvaluation: loadRecords / Math.max(1, load.answered),
+      },
+      storedSessionEvents: stored,
+      profileDir: process.env.BENCH_LOAD_CPU_PROF ?? null,
+    };
+  } finally {
+    await Promise.all(clients.map((c) => c.close()));
+    await broker?.child.stop();
+    await target!.stop();
   }
 }
