@@ -56,7 +56,6 @@ const counts = {
     durationMs: Number(process.env.BENCH_LOAD_SESSIONS_MS ?? 20_000),
     idleMs: 5000,
     drainMs: 5000,
-    expression: 'bigObject.field001',
   },
   /** Section 5: evaluations per variant and round (bench/evaluation.ts). */
   evaluation: { rounds: 5, perRound: 60, warmup: 30 },

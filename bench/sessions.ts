@@ -158,7 +158,8 @@ export async function benchSessions(scratch: string, counts: SessionCounts, log:
 
 // ---------------------------------------------------------------------------------------------------
 // Section 6: recording under load. N sessions on one broker (dist/cli.js) and one target, each sending
-// `rate` evaluations a second on a fixed schedule (open loop: a late answer does not delay the next request,
+// `rate` requests a second, alternately Runtime.evaluate('1') (answered by Loupe's interpreter in the broker) and
+// Runtime.getProperties of a 100-field object (forwarded to V8; its answer redacted and summarized), on a fixed schedule (open loop: a late answer does not delay the next request,
 // so a backlog shows as growing latency and unanswered requests) for durationMs. Baseline: the same
 // evaluations from one session on the same broker while it is otherwise idle, first. Broker CPU time comes
 // from /proc (user + system); records are counted in the broker's local store after it stops.
@@ -171,9 +172,11 @@ export interface RecordingCounts {
   idleMs: number;
   /** How long answers may still arrive after the schedule ends before they count as unanswered. */
   drainMs: number;
-  /** The evaluation each session sends (Runtime.evaluate, answered by Loupe's interpreter reading the target). */
-  expression: string;
 }
+
+/** What a session sends, alternately: the two calls of section 1, two records each (the request, write-ahead; the answer). */
+const loadRequest = (i: number, objectId: string): [string, Record<string, unknown>] =>
+  i % 2 === 0 ? ['Runtime.evaluate', { expression: '1' }] : ['Runtime.getProperties', { objectId, ownProperties: true }];
 
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat (clock ticks of 1/100 s). */
 function cpuSeconds(pid: number): number {
@@ -220,16 +223,17 @@ interface ScheduleResult {
 }
 
 /** Each client sends `rate` evaluations a second for `ms`, on a fixed schedule staggered across clients. */
-async function runSchedule(clients: RttClient[], rate: number, ms: number, drainMs: number, expression: string): Promise<ScheduleResult> {
+async function runSchedule(clients: { client: RttClient; objectId: string }[], rate: number, ms: number, drainMs: number): Promise<ScheduleResult> {
   const result: ScheduleResult = { latencies: [], sent: 0, answered: 0, errors: 0, missingAtEnd: 0, missingAfterDrain: 0 };
   const interval = 1000 / rate;
   const outstanding = new Set<Promise<void>>();
   const start = nowMs();
   const end = start + ms;
-  const one = (client: RttClient) => {
+  const one = ({ client, objectId }: { client: RttClient; objectId: string }, i: number) => {
     const sentAt = nowMs();
     result.sent++;
-    const p: Promise<void> = client.send('Runtime.evaluate', { expression }, ms + drainMs + 10_000).then(
+    const [method, params] = loadRequest(i, objectId);
+    const p: Promise<void> = client.send(method, params, ms + drainMs + 10_000).then(
       (reply) => {
         result.answered++;
         if (reply.error) result.errors++;
@@ -243,11 +247,11 @@ async function runSchedule(clients: RttClient[], rate: number, ms: number, drain
   await Promise.all(
     clients.map(async (client, i) => {
       let next = start + (i * interval) / clients.length;
-      for (;;) {
+      for (let n = 0; ; n++) {
         const wait = next - nowMs();
         if (wait > 0) await sleep(wait);
         if (nowMs() >= end) return;
-        one(client);
+        one(client, n);
         next += interval;
       }
     }),
@@ -263,7 +267,7 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
   const fixture = join(__dirname, 'fixtures', 'target.js');
   const target = await startTarget(fixture);
   const stateDir = join(scratch, 'load-broker');
-  const clients: RttClient[] = [];
+  const clients: { client: RttClient; objectId: string }[] = [];
   let broker: BrokerProcess | undefined;
   try {
     // BENCH_LOAD_CPU_PROF=<dir>: the broker runs under --cpu-prof, its profile written there when it stops.
@@ -277,32 +281,33 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
     const attach = async () => {
       const { client } = await grantAndAttach(broker!.url, identity, { mode: 'pause', reason: 'benchmark: recording under load' });
       await client.call('Debugger.enable', {}, 60_000);
-      const check = await client.call('Runtime.evaluate', { expression: counts.expression });
-      if (check?.exceptionDetails || check?.result?.type === undefined) throw new Error(`section 6: ${counts.expression} did not evaluate: ${JSON.stringify(check)}`);
-      clients.push(client);
-      return client;
+      const { result } = await client.call('Runtime.evaluate', { expression: 'bigObject' });
+      if (typeof result?.objectId !== 'string') throw new Error(`section 6: no objectId for bigObject: ${JSON.stringify(result)}`);
+      const session = { client, objectId: result.objectId as string };
+      clients.push(session);
+      return session;
     };
 
-    log(`section 6: idle broker, 1 session × ${counts.rate} evaluations/s for ${counts.idleMs / 1000} s`);
+    log(`section 6: idle broker, 1 session × ${counts.rate} requests/s for ${counts.idleMs / 1000} s`);
     const first = await attach();
-    await runSchedule([first], counts.rate, 1000, 1000, counts.expression); // warm-up
+    await runSchedule([first], counts.rate, 1000, 1000); // warm-up
     const idleCpu0 = cpuSeconds(pid);
     const idleStart = nowMs();
-    const idle = await runSchedule([first], counts.rate, counts.idleMs, counts.drainMs, counts.expression);
+    const idle = await runSchedule([first], counts.rate, counts.idleMs, counts.drainMs);
     const idleWall = (nowMs() - idleStart) / 1000;
     const idleCpu = cpuSeconds(pid) - idleCpu0;
 
     log(`section 6: opening ${counts.sessions - 1} more sessions`);
     for (let i = 1; i < counts.sessions; i++) await attach();
-    log(`section 6: ${counts.sessions} sessions × ${counts.rate} evaluations/s for ${counts.durationMs / 1000} s`);
+    log(`section 6: ${counts.sessions} sessions × ${counts.rate} requests/s for ${counts.durationMs / 1000} s`);
     const cpu0 = cpuSeconds(pid);
     const loadFrom = Date.now();
     const loadStart = nowMs();
-    const load = await runSchedule(clients, counts.rate, counts.durationMs, counts.drainMs, counts.expression);
+    const load = await runSchedule(clients, counts.rate, counts.durationMs, counts.drainMs);
     const loadWall = (nowMs() - loadStart) / 1000;
     const loadCpu = cpuSeconds(pid) - cpu0;
     const loadTo = Date.now();
-    await Promise.all(clients.splice(0).map((c) => c.close()));
+    await Promise.all(clients.splice(0).map((c) => c.client.close()));
     const exit = await broker.child.stop(15_000);
     const store = join(stateDir, 'state', 'audit-store');
     const stored = storedSessionEvents(store);
@@ -315,7 +320,7 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
       durationMs: counts.durationMs,
       idleMs: counts.idleMs,
       drainMs: counts.drainMs,
-      expression: counts.expression,
+      requests: "alternately Runtime.evaluate('1') (Loupe's interpreter) and Runtime.getProperties of a 100-field object (V8)",
       fdatasyncMs: floor,
       idle: { ...idle, latencies: undefined, latencyMs: summarize(idle.latencies), wallSeconds: idleWall, brokerCpuSeconds: idleCpu },
       load: {
@@ -327,13 +332,13 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
         records: loadRecords,
         recordsPerSecond: loadRecords / loadWall,
         recordsPerCpuSecond: loadRecords / loadCpu,
-        recordsPerEvaluation: loadRecords / Math.max(1, load.answered),
+        recordsPerRequest: loadRecords / Math.max(1, load.answered),
       },
       storedSessionEvents: stored,
       profileDir: process.env.BENCH_LOAD_CPU_PROF ?? null,
     };
   } finally {
-    await Promise.all(clients.map((c) => c.close()));
+    await Promise.all(clients.map((c) => c.client.close()));
     await broker?.child.stop();
     await target!.stop();
   }

@@ -397,7 +397,7 @@ function printEvaluation(e) {
 function printRecording(x) {
   say('');
   say(
-    `6. Recording under load: ${x.sessions} sessions × ${x.rate} evaluations/s (Runtime.evaluate ${JSON.stringify(x.expression)}, Loupe's interpreter reading the target) for ${x.durationMs / 1000} s on one broker; baseline: one session at the same rate on the same broker, idle otherwise, ${x.idleMs / 1000} s`,
+    `6. Recording under load: ${x.sessions} sessions × ${x.rate} requests/s (${x.requests ?? x.expression}) for ${x.durationMs / 1000} s on one broker; baseline: one session at the same rate on the same broker, idle otherwise, ${x.idleMs / 1000} s`,
   );
   const row = (label, y) => [
     label,
@@ -416,7 +416,7 @@ function printRecording(x) {
   );
   const l = x.load;
   say(
-    `   Records made in the load window: ${l.records} (${l.recordsPerEvaluation.toFixed(2)} per evaluation), ${rate(l.recordsPerSecond)}/s with the broker at ${l.brokerCpuSeconds.toFixed(2)} CPU s over ${l.wallSeconds.toFixed(1)} s: ${rate(l.recordsPerCpuSecond)} records per broker CPU second; fdatasync floor median ${ms(x.fdatasyncMs.median)} ms`,
+    `   Records made in the load window: ${l.records} (${(l.recordsPerRequest ?? l.recordsPerEvaluation).toFixed(2)} per request), ${rate(l.recordsPerSecond)}/s with the broker at ${l.brokerCpuSeconds.toFixed(2)} CPU s over ${l.wallSeconds.toFixed(1)} s: ${rate(l.recordsPerCpuSecond)} records per broker CPU second; fdatasync floor median ${ms(x.fdatasyncMs.median)} ms`,
   );
   const p99Ratio = l.latencyMs.p99 / x.idle.latencyMs.p99;
   const allAnswered = l.answered === l.sent && l.errors === 0 && l.missingAtEnd <= x.sessions;

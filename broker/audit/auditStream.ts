@@ -30,10 +30,14 @@ export interface ChainHost {
 
 /** Encodes a sealed chunk: its events, one per line, then the seal line. */
 export function encodeChunk(events: readonly AuditEvent[], jws: string, name: string): Buffer {
-  return Buffer.from(events.map((e) => JSON.stringify(e) + '\n').join('') + JSON.stringify({ type: 'seal', chunk: name, jws }) + '\n');
+  return Buffer.from(eventsText(events) + JSON.stringify({ type: 'seal', chunk: name, jws }) + '\n');
 }
 
-export const eventsText = (events: readonly AuditEvent[]) => events.map((e) => JSON.stringify(e) + '\n').join('');
+/** Each event's JSON, made once when it is recorded (the WAL line, the chunk's hash and the chunk's body use it). */
+const eventJson = new WeakMap<AuditEvent, string>();
+const jsonOf = (e: AuditEvent): string => eventJson.get(e) ?? JSON.stringify(e);
+
+export const eventsText = (events: readonly AuditEvent[]) => events.map((e) => jsonOf(e) + '\n').join('');
 
 /**
  * One hash chain: a session, or a broker run's grant events. `record` fixes the event's place in the
@@ -93,12 +97,17 @@ export class AuditStream {
     return this.closing !== undefined;
   }
 
-  /** Appends an event; resolves with it once durable. Rejects when the WAL cannot be written. */
-  record(type: EventType, data: Record<string, unknown> = {}): Promise<AuditEvent> {
+  /**
+   * Appends an event; resolves with it once durable. Rejects when the WAL cannot be written. `lazy`: nothing waits
+   * on it before acting (a response already passed on), so it joins the WAL's next commit (see WriteAheadLog.append).
+   */
+  record(type: EventType, data: Record<string, unknown> = {}, lazy = false): Promise<AuditEvent> {
     const event = chainEvent(this.context, this.seq++, this.head, new Date(this.trail.clock()).toISOString(), type, data);
     this.head = event.hash;
     this.lastEvent = event;
-    return this.trail.wal.append({ t: 'event', event }).then(
+    const json = JSON.stringify(event);
+    eventJson.set(event, json);
+    return this.trail.wal.append({ t: 'event', event }, lazy, `{"t":"event","event":${json}}`).then(
       () => {
         this.lastDurable = event;
         if (type === 'session.ended' || type === 'stream.closed') this.endRecorded = true;

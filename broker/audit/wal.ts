@@ -34,6 +34,11 @@ export interface WalOptions {
   readonly maxBatch: number;
   /** A segment over this size is closed and a new one started. */
   readonly segmentBytes: number;
+  /**
+   * How long a lazy record (one nothing waits on before acting) may wait for the next commit before it gets one of
+   * its own (default 5 ms). Any other record's commit takes the lazy ones queued before it along.
+   */
+  readonly lazyMs?: number;
 }
 
 interface Pending {
@@ -56,6 +61,7 @@ const walError = (err: unknown) => new Error(`audit write-ahead log cannot be wr
 export class WriteAheadLog {
   private queue: Pending[] = [];
   private flushing = false;
+  private lazyTimer: NodeJS.Timeout | undefined;
   private failure: Error | undefined;
   private retrying = false;
   private handle: FileHandle | undefined;
@@ -202,8 +208,13 @@ export class WriteAheadLog {
     return this.queue.length;
   }
 
-  /** Appends one record; resolves once it is durable, rejects if the disk refuses it. */
-  append(record: WalRecord): Promise<void> {
+  /**
+   * Appends one record; resolves once it is durable, rejects if the disk refuses it. A `lazy` record does not start
+   * a commit: it joins the next one (another record's, or its own after lazyMs), for records nothing waits on, such
+   * as a response already passed on. Records are written in the order appended, lazy or not. `line` is the record's
+   * JSON when the caller has it already.
+   */
+  append(record: WalRecord, lazy = false, line = JSON.stringify(record)): Promise<void> {
     const stream = record.t === 'open' ? record.context.stream : record.t === 'event' ? record.event.stream : record.stream;
     // Known even when the disk refuses it now: the segment that retry() starts restates it.
     if (record.t === 'open') this.openContexts.set(stream, record.context);
@@ -215,12 +226,24 @@ export class WriteAheadLog {
     }
     if (record.t === 'uploaded') this.uploadedThrough.set(stream, Math.max(this.uploadedThrough.get(stream) ?? -1, record.chunk.lastSeq));
     return new Promise((resolve, reject) => {
-      this.queue.push({ line: JSON.stringify(record) + '\n', stream, seq, resolve, reject });
-      if (!this.flushing) {
-        this.flushing = true;
-        setImmediate(() => void this.flush());
+      this.queue.push({ line: line + '\n', stream, seq, resolve, reject });
+      if (this.flushing) return;
+      if (lazy) {
+        this.lazyTimer ??= setTimeout(() => this.startFlush(), this.options.lazyMs ?? 5);
+        return;
       }
+      this.flushing = true;
+      clearTimeout(this.lazyTimer);
+      this.lazyTimer = undefined;
+      setImmediate(() => void this.flush());
     });
+  }
+
+  private startFlush(): void {
+    this.lazyTimer = undefined;
+    if (this.flushing || this.queue.length === 0) return;
+    this.flushing = true;
+    void this.flush();
   }
 
   private async flush(): Promise<void> {
@@ -230,8 +253,10 @@ export class WriteAheadLog {
       try {
         // A write that took only part of the batch (a full disk) is a failure: nothing in it is durable.
         let written: number;
-        if (batch.length === 1) {
-          // A lone record: a synchronous write and sync cost about half of the thread-pool round trip.
+        if (batch.length <= 2) {
+          // A quiet moment (a request, and the answer before it that waited for a commit): a synchronous write and sync
+          // cost about half of the thread-pool round trip. Under load batches are larger, and the event loop goes on
+          // with other sessions while the thread pool syncs.
           written = writeSync(this.handle!.fd, text);
           if (written === text.length) fdatasyncSync(this.handle!.fd);
         } else {
@@ -286,6 +311,7 @@ export class WriteAheadLog {
   }
 
   async close(): Promise<void> {
+    if (this.lazyTimer) this.startFlush();
     while (this.flushing || this.retrying) await new Promise((r) => setImmediate(r));
     await this.handle?.close();
     this.handle = undefined;

@@ -72,7 +72,7 @@ export class ClientRelay {
       return;
     }
     const reply = await answer();
-    const recorded = this.context.recordOrEnd('cdp.response', { id, method, ms: this.context.now() - started, ...('error' in reply ? { error: reply.error } : { result: summary(reply.result) }) });
+    const recorded = this.context.recordOrEnd('cdp.response', { id, method, ms: this.context.now() - started, ...('error' in reply ? { error: reply.error } : { result: summary(reply.result) }) }, true);
     void recorded;
     this.context.send(JSON.stringify({ id, ...reply }), false);
   }
@@ -151,7 +151,7 @@ export class ClientRelay {
       ...(outcome.kind === 'refused' ? { refusal: outcome.refusal } : {}),
     };
     const text = JSON.stringify({ id, result });
-    void context.recordOrEnd('cdp.response', { id, requestSeq, method, ms: context.now() - started, evaluator: 'loupe', bytes: Buffer.byteLength(text), result: summary });
+    void context.recordOrEnd('cdp.response', { id, requestSeq, method, ms: context.now() - started, evaluator: 'loupe', bytes: Buffer.byteLength(text), result: summary }, true);
     context.send(text, false);
   }
 

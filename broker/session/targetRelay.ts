@@ -100,15 +100,19 @@ export class TargetRelay {
   }
 
   private answerClientError(targetId: number, pending: ClientPending, error: { code: number; message: string }, bytes?: number): void {
-    const recorded = this.context.recordOrEnd('cdp.response', {
-      id: pending.clientId,
-      targetId,
-      requestSeq: pending.requestSeq ?? null,
-      method: pending.method,
-      ms: this.context.now() - pending.sentAt,
-      ...(bytes !== undefined ? { bytes } : {}),
-      error,
-    });
+    const recorded = this.context.recordOrEnd(
+      'cdp.response',
+      {
+        id: pending.clientId,
+        targetId,
+        requestSeq: pending.requestSeq ?? null,
+        method: pending.method,
+        ms: this.context.now() - pending.sentAt,
+        ...(bytes !== undefined ? { bytes } : {}),
+        error,
+      },
+      true,
+    );
     void recorded;
     this.context.send(JSON.stringify({ id: pending.clientId, error }), false);
   }
@@ -141,17 +145,21 @@ export class TargetRelay {
     if (message.result && (pending.method === 'Runtime.evaluate' || pending.method === 'Debugger.evaluateOnCallFrame')) capResult(message.result, this.context.target().evaluation.maxResultBytes);
     this.context.breakpoints.answered(pending, message);
     if (pending.describes && message.result) this.context.labels.labelObjects(pending.method, pending.describes, message.result);
-    const recorded = this.context.recordOrEnd('cdp.response', {
-      id: pending.clientId,
-      targetId: message.id,
-      requestSeq: pending.requestSeq ?? null,
-      method: pending.method,
-      ms: this.context.now() - pending.sentAt,
-      bytes: raw.length,
-      ...(message.error ? { error: message.error } : { result: summarizeResult(pending.method, message.result) }),
-    });
-    // The response's place in the chain is fixed now and it becomes durable with the next group commit;
-    // waiting for that sync would double the cost of every round trip. What is write-ahead is the request.
+    const recorded = this.context.recordOrEnd(
+      'cdp.response',
+      {
+        id: pending.clientId,
+        targetId: message.id,
+        requestSeq: pending.requestSeq ?? null,
+        method: pending.method,
+        ms: this.context.now() - pending.sentAt,
+        bytes: raw.length,
+        ...(message.error ? { error: message.error } : { result: summarizeResult(pending.method, message.result) }),
+      },
+      true,
+    );
+    // The response's place in the chain is fixed now and it becomes durable with the next commit (lazy: the next
+    // request's, usually), so it never costs a sync of its own on the round trip. What is write-ahead is the request.
     void recorded;
     this.context.send(JSON.stringify(message.error ? { id: pending.clientId, error: message.error } : { id: pending.clientId, result: message.result ?? {} }), false);
   }
