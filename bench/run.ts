@@ -56,6 +56,7 @@ const counts = {
     durationMs: Number(process.env.BENCH_LOAD_SESSIONS_MS ?? 20_000),
     idleMs: 5000,
     drainMs: 5000,
+    requests: process.env.BENCH_LOAD_REQUESTS === 'mixed' ? ('mixed' as const) : ('evaluate' as const),
   },
   /** Section 5: evaluations per variant and round (bench/evaluation.ts). */
   evaluation: { rounds: 5, perRound: 60, warmup: 30 },
@@ -260,7 +261,7 @@ const sampleData = (i: number) => ({
 });
 
 async function openTrail(dir: string, store: AuditStore, key: SigningKey) {
-  const { wal } = await WriteAheadLog.open(join(dir, 'wal'), { maxBatch: 512, segmentBytes: 8 << 20 }); // as Broker.create
+  const { wal } = await WriteAheadLog.open(join(dir, 'wal'), { maxBatch: 512, segmentBytes: 8 << 20, preallocateBytes: 1 << 20 }); // as Broker.create
   const trail = new AuditTrail(wal, store, key, { chunkMaxEvents: counts.chunkMaxEvents, uploadIntervalMs: 1000, failClosedAfterMs: 60_000, clock: Date.now });
   return trail;
 }

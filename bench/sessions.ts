@@ -158,8 +158,9 @@ export async function benchSessions(scratch: string, counts: SessionCounts, log:
 
 // ---------------------------------------------------------------------------------------------------
 // Section 6: recording under load. N sessions on one broker (dist/cli.js) and one target, each sending
-// `rate` requests a second, alternately Runtime.evaluate('1') (answered by Loupe's interpreter in the broker) and
-// Runtime.getProperties of a 100-field object (forwarded to V8; its answer redacted and summarized), on a fixed schedule (open loop: a late answer does not delay the next request,
+// `rate` evaluations a second (Runtime.evaluate('1') under the default grant: Loupe's interpreter answers it in the
+// broker; two records each, the request write-ahead and the answer), or with BENCH_LOAD_REQUESTS=mixed alternately
+// that and Runtime.getProperties of a 100-field object (forwarded to V8; its answer redacted and summarized), on a fixed schedule (open loop: a late answer does not delay the next request,
 // so a backlog shows as growing latency and unanswered requests) for durationMs. Baseline: the same
 // evaluations from one session on the same broker while it is otherwise idle, first. Broker CPU time comes
 // from /proc (user + system); records are counted in the broker's local store after it stops.
@@ -172,11 +173,17 @@ export interface RecordingCounts {
   idleMs: number;
   /** How long answers may still arrive after the schedule ends before they count as unanswered. */
   drainMs: number;
+  requests: keyof typeof loadRequestKinds;
 }
 
-/** What a session sends, alternately: the two calls of section 1, two records each (the request, write-ahead; the answer). */
-const loadRequest = (i: number, objectId: string): [string, Record<string, unknown>] =>
-  i % 2 === 0 ? ['Runtime.evaluate', { expression: '1' }] : ['Runtime.getProperties', { objectId, ownProperties: true }];
+export const loadRequestKinds = {
+  evaluate: "Runtime.evaluate('1'), answered by Loupe's interpreter (default grant)",
+  mixed: "alternately Runtime.evaluate('1') (Loupe's interpreter) and Runtime.getProperties of a 100-field object (V8)",
+} as const;
+
+/** What a session sends: the calls of section 1, two records each (the request, write-ahead; the answer). */
+const loadRequest = (kind: keyof typeof loadRequestKinds, i: number, objectId: string): [string, Record<string, unknown>] =>
+  kind === 'evaluate' || i % 2 === 0 ? ['Runtime.evaluate', { expression: '1' }] : ['Runtime.getProperties', { objectId, ownProperties: true }];
 
 /** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat (clock ticks of 1/100 s). */
 function cpuSeconds(pid: number): number {
@@ -223,7 +230,7 @@ interface ScheduleResult {
 }
 
 /** Each client sends `rate` evaluations a second for `ms`, on a fixed schedule staggered across clients. */
-async function runSchedule(clients: { client: RttClient; objectId: string }[], rate: number, ms: number, drainMs: number): Promise<ScheduleResult> {
+async function runSchedule(clients: { client: RttClient; objectId: string }[], kind: keyof typeof loadRequestKinds, rate: number, ms: number, drainMs: number): Promise<ScheduleResult> {
   const result: ScheduleResult = { latencies: [], sent: 0, answered: 0, errors: 0, missingAtEnd: 0, missingAfterDrain: 0 };
   const interval = 1000 / rate;
   const outstanding = new Set<Promise<void>>();
@@ -232,7 +239,7 @@ async function runSchedule(clients: { client: RttClient; objectId: string }[], r
   const one = ({ client, objectId }: { client: RttClient; objectId: string }, i: number) => {
     const sentAt = nowMs();
     result.sent++;
-    const [method, params] = loadRequest(i, objectId);
+    const [method, params] = loadRequest(kind, i, objectId);
     const p: Promise<void> = client.send(method, params, ms + drainMs + 10_000).then(
       (reply) => {
         result.answered++;
@@ -290,10 +297,10 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
 
     log(`section 6: idle broker, 1 session × ${counts.rate} requests/s for ${counts.idleMs / 1000} s`);
     const first = await attach();
-    await runSchedule([first], counts.rate, 1000, 1000); // warm-up
+    await runSchedule([first], counts.requests, counts.rate, 1000, 1000); // warm-up
     const idleCpu0 = cpuSeconds(pid);
     const idleStart = nowMs();
-    const idle = await runSchedule([first], counts.rate, counts.idleMs, counts.drainMs);
+    const idle = await runSchedule([first], counts.requests, counts.rate, counts.idleMs, counts.drainMs);
     const idleWall = (nowMs() - idleStart) / 1000;
     const idleCpu = cpuSeconds(pid) - idleCpu0;
 
@@ -303,7 +310,7 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
     const cpu0 = cpuSeconds(pid);
     const loadFrom = Date.now();
     const loadStart = nowMs();
-    const load = await runSchedule(clients, counts.rate, counts.durationMs, counts.drainMs);
+    const load = await runSchedule(clients, counts.requests, counts.rate, counts.durationMs, counts.drainMs);
     const loadWall = (nowMs() - loadStart) / 1000;
     const loadCpu = cpuSeconds(pid) - cpu0;
     const loadTo = Date.now();
@@ -320,7 +327,7 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
       durationMs: counts.durationMs,
       idleMs: counts.idleMs,
       drainMs: counts.drainMs,
-      requests: "alternately Runtime.evaluate('1') (Loupe's interpreter) and Runtime.getProperties of a 100-field object (V8)",
+      requests: loadRequestKinds[counts.requests],
       fdatasyncMs: floor,
       idle: { ...idle, latencies: undefined, latencyMs: summarize(idle.latencies), wallSeconds: idleWall, brokerCpuSeconds: idleCpu },
       load: {

@@ -1,4 +1,4 @@
-import { fdatasyncSync, ftruncateSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeSync } from 'node:fs';
+import { fdatasyncSync, ftruncateSync, mkdirSync, readdirSync, readFileSync, statfsSync, truncateSync, writeSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AuditEvent, StreamContext } from './events';
@@ -39,7 +39,16 @@ export interface WalOptions {
    * its own (default 5 ms). Any other record's commit takes the lazy ones queued before it along.
    */
   readonly lazyMs?: number;
+  /**
+   * Zeroes (and syncs) this many bytes of a segment ahead of its records (default 0: off), so that a commit's
+   * fdatasync writes data into blocks the file already has instead of also journaling a new file size. Off on
+   * tmpfs, where a sync costs nothing; a disk without room for it gets plain appends.
+   */
+  readonly preallocateBytes?: number;
 }
+
+/** statfs f_type of tmpfs. */
+const tmpfsMagic = 0x01021994;
 
 interface Pending {
   readonly line: string;
@@ -50,6 +59,12 @@ interface Pending {
 }
 
 const segmentPattern = /^wal-(\d{8})\.log$/;
+
+/** Whether every byte from `offset` on is zero. */
+function isZero(bytes: Buffer, offset: number): boolean {
+  for (let i = offset; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
+}
 
 const walError = (err: unknown) => new Error(`audit write-ahead log cannot be written: ${(err as Error).message}`, { cause: err });
 
@@ -67,6 +82,11 @@ export class WriteAheadLog {
   private handle: FileHandle | undefined;
   private segment = 0;
   private segmentSize = 0;
+  /** How far the current segment is zeroed and synced (records are written below it without growing the file). */
+  private zeroedTo = 0;
+  private readonly preallocate: number;
+  /** False once the disk had no room to zero ahead in this segment: it grows by plain appends until the next one. */
+  private preallocating = false;
   /** Per segment, the highest seq it holds for each stream. */
   private readonly segmentStreams = new Map<number, Map<string, number>>();
   private readonly uploadedThrough = new Map<string, number>();
@@ -77,7 +97,15 @@ export class WriteAheadLog {
   private constructor(
     private readonly dir: string,
     private readonly options: WalOptions,
-  ) {}
+  ) {
+    let preallocate = options.preallocateBytes ?? 0;
+    try {
+      if (preallocate > 0 && statfsSync(dir).type === tmpfsMagic) preallocate = 0;
+    } catch {
+      /* statfs unavailable: preallocate as asked */
+    }
+    this.preallocate = preallocate;
+  }
 
   /** Opens the WAL directory, returning what earlier runs left in it. */
   static async open(dir: string, options: WalOptions): Promise<{ wal: WriteAheadLog; recovered: Map<string, RecoveredStream> }> {
@@ -113,6 +141,11 @@ export class WriteAheadLog {
       while (offset < bytes.length) {
         const end = bytes.indexOf(10, offset);
         const lineEnd = end < 0 ? bytes.length : end;
+        // Zeroes where a record would start: the unused end of a preallocated segment (records never hold a NUL byte).
+        if (bytes[offset] === 0 && isZero(bytes, offset)) {
+          truncateSync(this.segmentFile(n), offset);
+          break;
+        }
         const line = bytes.subarray(offset, lineEnd).toString('utf8');
         const at = offset;
         offset = lineEnd + 1;
@@ -158,17 +191,20 @@ export class WriteAheadLog {
 
   private async openSegment(): Promise<void> {
     const file = this.segmentFile(this.segment);
-    const handle = await open(file, 'a', 0o600);
+    // Written at explicit offsets (not 'a'): a preallocated segment is longer than what it holds.
+    const handle = await open(file, 'w', 0o600);
     try {
       // Each segment restates the streams still open, so older segments can go once uploaded.
       const lines = Buffer.from([...this.openContexts.values()].map((context) => JSON.stringify({ t: 'open', context } satisfies WalRecord) + '\n').join(''));
       if (lines.length > 0) {
-        const { bytesWritten } = await handle.write(lines);
+        const { bytesWritten } = await handle.write(lines, 0, lines.length, 0);
         if (bytesWritten !== lines.length) throw new Error(`short write: ${bytesWritten} of ${lines.length} bytes (disk full?)`);
         await handle.datasync();
       }
       this.handle = handle;
       this.segmentSize = lines.length;
+      this.zeroedTo = lines.length;
+      this.preallocating = this.preallocate > 0;
       this.segmentStreams.set(this.segment, new Map());
     } catch (err) {
       await handle.close().catch(() => undefined);
@@ -253,14 +289,15 @@ export class WriteAheadLog {
       try {
         // A write that took only part of the batch (a full disk) is a failure: nothing in it is durable.
         let written: number;
+        if (this.segmentSize + text.length > this.zeroedTo) this.extend(text.length);
         if (batch.length <= 2) {
           // A quiet moment (a request, and the answer before it that waited for a commit): a synchronous write and sync
           // cost about half of the thread-pool round trip. Under load batches are larger, and the event loop goes on
           // with other sessions while the thread pool syncs.
-          written = writeSync(this.handle!.fd, text);
+          written = writeSync(this.handle!.fd, text, 0, text.length, this.segmentSize);
           if (written === text.length) fdatasyncSync(this.handle!.fd);
         } else {
-          written = (await this.handle!.write(text)).bytesWritten;
+          written = (await this.handle!.write(text, 0, text.length, this.segmentSize)).bytesWritten;
           if (written === text.length) await this.handle!.datasync();
         }
         if (written !== text.length) throw new Error(`short write: ${written} of ${text.length} bytes (disk full?)`);
@@ -291,7 +328,35 @@ export class WriteAheadLog {
     this.flushing = false;
   }
 
+  /**
+   * Zeroes and syncs the segment past its records, room for `bytes` and preallocateBytes more. Runs inside the
+   * commit loop, before a write that would pass the zeroed end, so it never races a record's write. A disk without
+   * room keeps what it took: the write then grows the file as a plain append would.
+   */
+  private extend(bytes: number): void {
+    if (!this.preallocating) return;
+    const from = Math.max(this.zeroedTo, this.segmentSize);
+    const length = bytes + this.preallocate;
+    try {
+      const written = writeSync(this.handle!.fd, Buffer.alloc(length), 0, length, from);
+      if (written !== length) throw new Error('short write');
+      fdatasyncSync(this.handle!.fd);
+      this.zeroedTo = from + written;
+    } catch {
+      this.preallocating = false;
+      // No room: the segment ends at its records again (its tail is cut before the next write) and grows as it goes.
+      try {
+        ftruncateSync(this.handle!.fd, this.segmentSize);
+      } catch {
+        /* the write that follows reports the disk's state */
+      }
+      this.zeroedTo = this.segmentSize;
+    }
+  }
+
   private async rotate(): Promise<void> {
+    // The closed segment ends at its last record (its zeroed tail is cut).
+    await this.handle!.truncate(this.segmentSize).catch(() => undefined);
     await this.handle!.close();
     this.handle = undefined;
     this.segment++;
