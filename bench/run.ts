@@ -206,10 +206,12 @@ async function benchRoundTrips(scratch: string) {
     // Interleaved rounds, rotating the order, so drift on a shared machine hits every variant alike. Each round also
     // times the disk's floor for a durable record (append + fdatasync) in the broker's state dir.
     const floorSamples: number[] = [];
+    const appendFloorSamples: number[] = [];
     for (let round = 0; round < counts.rounds; round++) {
       const order = paths.map((_, i) => paths[(i + round) % paths.length]!);
       for (const path of order) await roundTrips(path, path.variant === 'plain' ? counts.perRoundPlain : counts.perRound, true);
-      floorSamples.push(...fdatasyncSamples(stateDir, 30));
+      floorSamples.push(...fdatasyncSamples(stateDir, 30, 'preallocated'));
+      appendFloorSamples.push(...fdatasyncSamples(stateDir, 30, 'append'));
       log(`section 1: round ${round + 1}/${counts.rounds} done`);
     }
     const eventsSeen = Object.fromEntries(paths.map((p) => [p.variant, p.client.events]));
@@ -223,6 +225,7 @@ async function benchRoundTrips(scratch: string) {
         paths.map((p) => [p.variant, { name: variantNames[p.variant], quickAck: p.client.quickAck, evaluate: summarize(p.samples.evaluate), getProperties: summarize(p.samples.getProperties) }]),
       ) as Partial<Record<Variant, { name: string; quickAck: boolean; evaluate: Summary; getProperties: Summary }>>,
       fdatasyncMs: summarize(floorSamples),
+      fdatasyncAppendMs: summarize(appendFloorSamples),
       eventsSeenByClient: eventsSeen,
       brokerStoredSessionEvents: stored,
       brokerTimedRoundTrips: measured,

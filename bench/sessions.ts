@@ -282,7 +282,7 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
     broker = await startBrokerProcess(basePolicy(target!.inspector), stateDir, 'broker (dist/cli.js)', profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
     const pid = broker.child.proc.pid!;
     const identity = mintIdentity(broker.configFile);
-    const floor = fdatasyncFloor(stateDir);
+    const floor = fdatasyncFloor(stateDir, 200, 'preallocated');
     log(`section 6: fdatasync floor on the broker's disk: median ${floor.median.toFixed(3)} ms, p99 ${floor.p99.toFixed(3)} ms`);
 
     const attach = async () => {

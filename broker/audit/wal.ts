@@ -290,8 +290,8 @@ export class WriteAheadLog {
         // A write that took only part of the batch (a full disk) is a failure: nothing in it is durable.
         let written: number;
         if (this.segmentSize + text.length > this.zeroedTo) this.extend(text.length);
-        if (batch.length <= 2) {
-          // A quiet moment (a request, and the answer before it that waited for a commit): a synchronous write and sync
+        if (batch.length <= 4) {
+          // A quiet moment (a request, and the answer and alert before it that waited for a commit): a synchronous write and sync
           // cost about half of the thread-pool round trip. Under load batches are larger, and the event loop goes on
           // with other sessions while the thread pool syncs.
           written = writeSync(this.handle!.fd, text, 0, text.length, this.segmentSize);

@@ -257,7 +257,8 @@ export class DebugSession {
 
   /** Records an alert in this session's chain. */
   recordAlert(type: `alert.${string}`, data: Record<string, unknown>): Promise<unknown> {
-    return this.options.audit.record(type, data);
+    // Lazy: an alert is about records already durable, and nothing is forwarded on it; it joins the next commit.
+    return this.options.audit.record(type, data, true);
   }
 
   // ---- the end ----
