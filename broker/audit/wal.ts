@@ -87,6 +87,10 @@ export class WriteAheadLog {
   private readonly preallocate: number;
   /** False once the disk had no room to zero ahead in this segment: it grows by plain appends until the next one. */
   private preallocating = false;
+  /** Zeroing ahead, in the background; a write that needs the room waits for it. */
+  private extending: Promise<void> | undefined;
+  /** Until when (performance.now()) the WAL counts as busy: commits then go through the thread pool. */
+  private busyUntil = 0;
   /** Per segment, the highest seq it holds for each stream. */
   private readonly segmentStreams = new Map<number, Map<string, number>>();
   private readonly uploadedThrough = new Map<string, number>();
@@ -205,6 +209,7 @@ export class WriteAheadLog {
       this.segmentSize = lines.length;
       this.zeroedTo = lines.length;
       this.preallocating = this.preallocate > 0;
+      if (this.preallocating) this.extending = this.extend();
       this.segmentStreams.set(this.segment, new Map());
     } catch (err) {
       await handle.close().catch(() => undefined);
@@ -289,11 +294,14 @@ export class WriteAheadLog {
       try {
         // A write that took only part of the batch (a full disk) is a failure: nothing in it is durable.
         let written: number;
-        if (this.segmentSize + text.length > this.zeroedTo) this.extend(text.length);
-        if (batch.length <= 4) {
-          // A quiet moment (a request, and the answer and alert before it that waited for a commit): a synchronous write and sync
-          // cost about half of the thread-pool round trip. Under load batches are larger, and the event loop goes on
-          // with other sessions while the thread pool syncs.
+        // Never write where zeroes may still land; past the zeroed end (the disk had no room) the file just grows.
+        if (this.extending && this.segmentSize + text.length > this.zeroedTo) await this.extending;
+        const now = performance.now();
+        if (batch.length > 4 || batch.some((p) => p.stream !== batch[0]!.stream)) this.busyUntil = now + 50;
+        if (now >= this.busyUntil) {
+          // A quiet moment, one session (a request, and the answer and alert before it that waited for a commit): a
+          // synchronous write and sync cost about half of the thread-pool round trip. While several sessions record,
+          // the event loop goes on with the others while the thread pool syncs.
           written = writeSync(this.handle!.fd, text, 0, text.length, this.segmentSize);
           if (written === text.length) fdatasyncSync(this.handle!.fd);
         } else {
@@ -313,6 +321,7 @@ export class WriteAheadLog {
         break;
       }
       this.segmentSize += text.length;
+      if (this.preallocating && !this.extending && this.zeroedTo - this.segmentSize < this.preallocate / 2) this.extending = this.extend();
       const perStream = this.segmentStreams.get(this.segment)!;
       for (const p of batch) perStream.set(p.stream, Math.max(perStream.get(p.stream) ?? -1, p.seq));
       for (const p of batch) p.resolve();
@@ -329,32 +338,27 @@ export class WriteAheadLog {
   }
 
   /**
-   * Zeroes and syncs the segment past its records, room for `bytes` and preallocateBytes more. Runs inside the
-   * commit loop, before a write that would pass the zeroed end, so it never races a record's write. A disk without
-   * room keeps what it took: the write then grows the file as a plain append would.
+   * Zeroes and syncs preallocateBytes past the zeroed end, in the background, once less than half of it is left: it
+   * starts at or past the end of every record written so far, and a commit that would pass the zeroed end waits for
+   * it, so zeroes never land on a record. A disk without room stops it for this segment (plain appends from then).
    */
-  private extend(bytes: number): void {
-    if (!this.preallocating) return;
+  private async extend(): Promise<void> {
+    const handle = this.handle!;
     const from = Math.max(this.zeroedTo, this.segmentSize);
-    const length = bytes + this.preallocate;
     try {
-      const written = writeSync(this.handle!.fd, Buffer.alloc(length), 0, length, from);
-      if (written !== length) throw new Error('short write');
-      fdatasyncSync(this.handle!.fd);
-      this.zeroedTo = from + written;
+      const { bytesWritten } = await handle.write(Buffer.alloc(this.preallocate), 0, this.preallocate, from);
+      if (bytesWritten !== this.preallocate) throw new Error('short write');
+      await handle.datasync();
+      if (handle === this.handle) this.zeroedTo = from + bytesWritten;
     } catch {
       this.preallocating = false;
-      // No room: the segment ends at its records again (its tail is cut before the next write) and grows as it goes.
-      try {
-        ftruncateSync(this.handle!.fd, this.segmentSize);
-      } catch {
-        /* the write that follows reports the disk's state */
-      }
-      this.zeroedTo = this.segmentSize;
+    } finally {
+      this.extending = undefined;
     }
   }
 
   private async rotate(): Promise<void> {
+    await this.extending;
     // The closed segment ends at its last record (its zeroed tail is cut).
     await this.handle!.truncate(this.segmentSize).catch(() => undefined);
     await this.handle!.close();
@@ -378,6 +382,7 @@ export class WriteAheadLog {
   async close(): Promise<void> {
     if (this.lazyTimer) this.startFlush();
     while (this.flushing || this.retrying) await new Promise((r) => setImmediate(r));
+    await this.extending;
     await this.handle?.close();
     this.handle = undefined;
   }

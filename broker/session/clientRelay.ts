@@ -72,9 +72,9 @@ export class ClientRelay {
       return;
     }
     const reply = await answer();
-    const recorded = this.context.recordOrEnd('cdp.response', { id, method, ms: this.context.now() - started, ...('error' in reply ? { error: reply.error } : { result: summary(reply.result) }) }, true);
-    void recorded;
+    // Answered first, then recorded in the same turn (lazy: it joins the next commit).
     this.context.send(JSON.stringify({ id, ...reply }), false);
+    void this.context.recordOrEnd('cdp.response', { id, method, ms: this.context.now() - started, ...('error' in reply ? { error: reply.error } : { result: summary(reply.result) }) }, true);
   }
 
   /** Debugger.searchInContent: answered from the script's source (read once), searched in the broker. */
@@ -151,8 +151,9 @@ export class ClientRelay {
       ...(outcome.kind === 'refused' ? { refusal: outcome.refusal } : {}),
     };
     const text = JSON.stringify({ id, result });
-    void context.recordOrEnd('cdp.response', { id, requestSeq, method, ms: context.now() - started, evaluator: 'loupe', bytes: Buffer.byteLength(text), result: summary }, true);
+    // Answered first, then recorded in the same turn (lazy: it joins the next commit).
     context.send(text, false);
+    void context.recordOrEnd('cdp.response', { id, requestSeq, method, ms: context.now() - started, evaluator: 'loupe', bytes: Buffer.byteLength(text), result: summary }, true);
   }
 
   /** Learns the sensitive values an evaluation's roots reach, so they are scrubbed from its result. */

@@ -145,7 +145,11 @@ export class TargetRelay {
     if (message.result && (pending.method === 'Runtime.evaluate' || pending.method === 'Debugger.evaluateOnCallFrame')) capResult(message.result, this.context.target().evaluation.maxResultBytes);
     this.context.breakpoints.answered(pending, message);
     if (pending.describes && message.result) this.context.labels.labelObjects(pending.method, pending.describes, message.result);
-    const recorded = this.context.recordOrEnd(
+    // The client has its answer first: the record's hashing and encoding follow, in the same turn (so its place in
+    // the chain is the same), and it becomes durable with the next commit (lazy: the next request's, usually), so it
+    // never costs a sync of its own on the round trip. What is write-ahead is the request.
+    this.context.send(JSON.stringify(message.error ? { id: pending.clientId, error: message.error } : { id: pending.clientId, result: message.result ?? {} }), false);
+    void this.context.recordOrEnd(
       'cdp.response',
       {
         id: pending.clientId,
@@ -158,10 +162,6 @@ export class TargetRelay {
       },
       true,
     );
-    // The response's place in the chain is fixed now and it becomes durable with the next commit (lazy: the next
-    // request's, usually), so it never costs a sync of its own on the round trip. What is write-ahead is the request.
-    void recorded;
-    this.context.send(JSON.stringify(message.error ? { id: pending.clientId, error: message.error } : { id: pending.clientId, result: message.result ?? {} }), false);
   }
 
   private onTargetEvent(message: CdpMessage, raw: Buffer): void {
