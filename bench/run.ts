@@ -54,7 +54,7 @@ const counts = {
     sessions: Number(process.env.BENCH_LOAD_SESSIONS ?? 20),
     rate: 50,
     durationMs: Number(process.env.BENCH_LOAD_SESSIONS_MS ?? 20_000),
-    idleMs: 5000,
+    idleMs: 10_000,
     drainMs: 5000,
     requests: process.env.BENCH_LOAD_REQUESTS === 'mixed' ? ('mixed' as const) : ('evaluate' as const),
   },

@@ -185,16 +185,20 @@ export const loadRequestKinds = {
 const loadRequest = (kind: keyof typeof loadRequestKinds, i: number, objectId: string): [string, Record<string, unknown>] =>
   kind === 'evaluate' || i % 2 === 0 ? ['Runtime.evaluate', { expression: '1' }] : ['Runtime.getProperties', { objectId, ownProperties: true }];
 
-/** CPU seconds (user + system) a process has used so far, from /proc/<pid>/stat (clock ticks of 1/100 s). */
-function cpuSeconds(pid: number): number {
+/** CPU seconds a process has used so far, user and system, from /proc/<pid>/stat (clock ticks of 1/100 s). */
+function cpuTimes(pid: number): { user: number; system: number } {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
   } catch {
-    return NaN;
+    return { user: NaN, system: NaN };
   }
 }
+const cpuSeconds = (pid: number) => {
+  const { user, system } = cpuTimes(pid);
+  return user + system;
+};
 
 /** Counts the events of session streams in the broker's local store recorded within [from, to] (epoch ms). */
 function storedSessionEvents(storeDir: string, from = 0, to = Infinity): number {
@@ -308,11 +312,13 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
     for (let i = 1; i < counts.sessions; i++) await attach();
     log(`section 6: ${counts.sessions} sessions × ${counts.rate} requests/s for ${counts.durationMs / 1000} s`);
     const cpu0 = cpuSeconds(pid);
+    const times0 = cpuTimes(pid);
     const loadFrom = Date.now();
     const loadStart = nowMs();
     const load = await runSchedule(clients, counts.requests, counts.rate, counts.durationMs, counts.drainMs);
     const loadWall = (nowMs() - loadStart) / 1000;
     const loadCpu = cpuSeconds(pid) - cpu0;
+    const times1 = cpuTimes(pid);
     const loadTo = Date.now();
     await Promise.all(clients.splice(0).map((c) => c.client.close()));
     const exit = await broker.child.stop(15_000);
@@ -336,6 +342,8 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
         latencyMs: summarize(load.latencies),
         wallSeconds: loadWall,
         brokerCpuSeconds: loadCpu,
+        brokerUserSeconds: times1.user - times0.user,
+        brokerSystemSeconds: times1.system - times0.system,
         records: loadRecords,
         recordsPerSecond: loadRecords / loadWall,
         recordsPerCpuSecond: loadRecords / loadCpu,

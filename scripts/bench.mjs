@@ -420,7 +420,7 @@ function printRecording(x) {
   );
   const l = x.load;
   say(
-    `   Records made in the load window: ${l.records} (${(l.recordsPerRequest ?? l.recordsPerEvaluation).toFixed(2)} per request), ${rate(l.recordsPerSecond)}/s with the broker at ${l.brokerCpuSeconds.toFixed(2)} CPU s over ${l.wallSeconds.toFixed(1)} s: ${rate(l.recordsPerCpuSecond)} records per broker CPU second; fdatasync floor median ${ms(x.fdatasyncMs.median)} ms`,
+    `   Records made in the load window: ${l.records} (${(l.recordsPerRequest ?? l.recordsPerEvaluation).toFixed(2)} per request), ${rate(l.recordsPerSecond)}/s with the broker at ${l.brokerCpuSeconds.toFixed(2)} CPU s${l.brokerUserSeconds !== undefined ? ` (user ${l.brokerUserSeconds.toFixed(2)}, system ${l.brokerSystemSeconds.toFixed(2)})` : ''} over ${l.wallSeconds.toFixed(1)} s: ${rate(l.recordsPerCpuSecond)} records per broker CPU second; fdatasync floor median ${ms(x.fdatasyncMs.median)} ms`,
   );
   const p99Ratio = l.latencyMs.p99 / x.idle.latencyMs.p99;
   const allAnswered = l.answered === l.sent && l.errors === 0 && l.missingAtEnd <= x.sessions;
