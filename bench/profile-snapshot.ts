@@ -14,7 +14,7 @@
 //   node bench/lib/summarizeProfile.mjs --window=<printed> /tmp/loupe-prof/<file>.cpuprofile
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { DebugSession } from '../broker/session/debugSession';
+import { TargetChannel } from '../broker/session/targetChannel';
 import { basePolicy, startTestBroker } from '../test/support/testBroker';
 import { markerLine, startTarget } from '../test/support/target';
 import { RttClient } from './lib/rttClient';
@@ -26,14 +26,6 @@ const expandFrames = Number(/--expand=(\d+)/.exec(process.argv.join(' '))?.[1] ?
 const budget = /--budget=(\d+)/.exec(process.argv.join(' '))?.[1];
 const fmt = (s: { median: number; p99: number }) => `median ${s.median.toFixed(3)} ms, p99 ${s.p99.toFixed(3)} ms`;
 
-interface Timed {
-  method: string;
-  called: number;
-  sent?: number;
-  answered?: number;
-  resolved?: number;
-}
-
 async function main(): Promise<void> {
   const file = join(__dirname, 'fixtures', 'pause-target.js');
   const target = await startTarget(file);
@@ -42,41 +34,32 @@ async function main(): Promise<void> {
   const base = basePolicy(target.inspector);
   const snapshot = { minIntervalMs: 0, maxCapturesPerMinute: 100000, maxCapturesPerBreakpoint: 100000, expandFrames, ...(budget ? { timeBudgetMs: Number(budget) } : {}) };
   const tb = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, snapshot } } }, stateDir ? { stateDir } : {});
-  const timed: Timed[] = [];
-  const byTargetId = new Map<number, Timed>();
+  // The session's target socket, watched from the outside: every frame sent (id, method) and read (answer id or
+  // event), timed, so each hit reads as a timeline: Debugger.paused read → reads sent/answered → resume sent.
+  const frames: { t: number; dir: 'out' | 'in'; id?: number; method?: string }[] = [];
   let recording = false;
-  // Both ways the session sends its own commands: command() (recorded first) and captureCommand() (a capture's
-  // reads and its resume, recorded once in the capture's event).
-  const proto = DebugSession.prototype as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
-  const originals = { command: proto.command!, captureCommand: proto.captureCommand! };
+  const proto = TargetChannel.prototype as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>;
+  const originals = { captureCommand: proto.captureCommand!, command: proto.command! };
   const patched = new WeakSet<object>();
   const wrap = (original: (...a: unknown[]) => Promise<unknown>) =>
-    function (this: { options: { targetSocket: any }; nextTargetId: number }, ...args: unknown[]) {
-      const socket = this.options.targetSocket;
+    function (this: { context: { socket: any } }, ...args: unknown[]) {
+      const socket = this.context.socket;
       if (!patched.has(socket)) {
         patched.add(socket);
         const send = socket.send.bind(socket);
         socket.send = (data: string, ...rest: unknown[]) => {
-          const id = Number(/^\{"id":(\d+)/.exec(String(data))?.[1]);
-          const t = byTargetId.get(id);
-          if (t) t.sent = nowMs();
+          const m = /^\{"id":(\d+),"method":"([^"]+)"/.exec(String(data));
+          if (recording) frames.push({ t: nowMs(), dir: 'out', id: Number(m?.[1]), method: m?.[2] });
           return send(data, ...rest);
         };
         socket.prependListener('message', (data: Buffer) => {
-          const id = Number(/^\{"id":(\d+)/.exec(data.toString('utf8', 0, 24))?.[1]);
-          const t = byTargetId.get(id);
-          if (t) t.answered = nowMs();
+          const head = data.toString('utf8', 0, 40);
+          const id = /^\{"id":(\d+)/.exec(head)?.[1];
+          const method = /^\{"method":"([^"]+)"/.exec(head)?.[1];
+          if (recording) frames.push({ t: nowMs(), dir: 'in', ...(id ? { id: Number(id) } : {}), ...(method ? { method } : {}) });
         });
       }
-      const t: Timed = { method: String(args[0]), called: nowMs() };
-      byTargetId.set(this.nextTargetId, t);
-      if (recording) timed.push(t);
-      const result = original.apply(this, args);
-      void result.then(
-        () => (t.resolved = nowMs()),
-        () => (t.resolved = nowMs()),
-      );
-      return result;
+      return original.apply(this, args);
     };
   for (const [name, original] of Object.entries(originals)) proto[name] = wrap(original);
   try {
@@ -94,17 +77,53 @@ async function main(): Promise<void> {
     const windowEndUs = Math.round(nowMs() * 1000);
     recording = false;
     const captures = client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').map((e) => e.params);
-    const gets = timed.filter((t) => t.method === 'Runtime.getProperties' && t.sent && t.answered && t.resolved);
-    const resumes = timed.filter((t) => t.method === 'Debugger.resume' && t.sent);
+    // Per hit: from the Debugger.paused read to the resume sent; reads sent, and read levels (a read sent after
+    // an answer arrived, as opposed to alongside the first).
+    const hits: { reads: number; toFirstRead: number; readsMs: number; lastAnswerToResume: number; total: number; levels: number }[] = [];
+    for (let i = 0; i < frames.length; i++) {
+      if (frames[i]!.method !== 'Debugger.paused' || frames[i]!.dir !== 'in') continue;
+      const t0 = frames[i]!.t;
+      const outs: typeof frames = [];
+      let resume: (typeof frames)[number] | undefined;
+      let lastAnswer = t0;
+      let levels = 0;
+      let answeredSinceSend = true;
+      const sentIds = new Set<number>();
+      for (let j = i + 1; j < frames.length; j++) {
+        const f = frames[j]!;
+        if (f.dir === 'out' && f.method === 'Debugger.resume') {
+          resume = f;
+          break;
+        }
+        if (f.dir === 'out') {
+          outs.push(f);
+          sentIds.add(f.id!);
+          if (answeredSinceSend) levels++;
+          answeredSinceSend = false;
+        } else if (f.id !== undefined && sentIds.has(f.id)) {
+          lastAnswer = f.t;
+          answeredSinceSend = true;
+        }
+      }
+      if (!resume) continue;
+      hits.push({
+        reads: outs.length,
+        toFirstRead: outs.length ? outs[0]!.t - t0 : NaN,
+        readsMs: outs.length ? lastAnswer - outs[0]!.t : 0,
+        lastAnswerToResume: resume.t - lastAnswer,
+        total: resume.t - t0,
+        levels,
+      });
+    }
     process.stdout.write(
       `in-process broker${tmpfs ? ' (state dir on tmpfs)' : ''}, expandFrames ${expandFrames}${budget ? `, timeBudgetMs ${budget}` : ''}, ${n} hits 10 ms apart:\n` +
         `  pause inside the target        ${fmt(summarize(inside))}\n` +
         `  broker pauseMs                 ${fmt(summarize(captures.map((c) => c.pauseMs)))}; truncated ${captures.filter((c) => c.truncated).length}/${captures.length} (${[...new Set(captures.map((c) => c.truncated).filter(Boolean))].join('; ')})\n` +
-        `  getProperties per capture      ${(gets.length / Math.max(1, captures.length)).toFixed(1)}\n` +
-        `  per getProperties: before send ${fmt(summarize(gets.map((t) => t.sent! - t.called)))}\n` +
-        `                     target RTT  ${fmt(summarize(gets.map((t) => t.answered! - t.sent!)))}\n` +
-        `                     after answer ${fmt(summarize(gets.map((t) => t.resolved! - t.answered!)))}\n` +
-        `  Debugger.resume: before send   ${fmt(summarize(resumes.map((t) => t.sent! - t.called)))}\n` +
+        `  reads per capture              ${fmt(summarize(hits.map((h) => h.reads)))} (in ${fmt(summarize(hits.map((h) => h.levels)))} levels)\n` +
+        `  paused read → first read sent  ${fmt(summarize(hits.map((h) => h.toFirstRead).filter(Number.isFinite)))}\n` +
+        `  first read sent → last answer  ${fmt(summarize(hits.map((h) => h.readsMs)))}\n` +
+        `  last answer → resume sent      ${fmt(summarize(hits.map((h) => h.lastAnswerToResume)))}\n` +
+        `  paused read → resume sent      ${fmt(summarize(hits.map((h) => h.total)))}\n` +
         `  measured window for the profile summary: --window=${windowStartUs},${windowEndUs}\n`,
     );
     await client.close();

@@ -15,12 +15,15 @@ import { WriteAheadLog } from '../broker/audit/wal';
 import { loadOrCreateSigningKey, type SigningKey } from '../broker/identity/keys';
 import { basePolicy } from '../test/support/testBroker';
 import { startTarget, type TargetProcess } from '../test/support/target';
+import { benchAdapter } from './adapter';
+import { benchBusyUpload } from './busyUpload';
 import { benchEvaluation } from './evaluation';
 import { spawnNode, type Child } from './lib/procs';
 import { RttClient } from './lib/rttClient';
 import { nowMs, summarize, type Summary } from './lib/stats';
 import { benchPause } from './pause';
 import { fdatasyncSamples } from './lib/disk';
+import { benchReplicas } from './replicas';
 import { benchLoad, benchSessions } from './sessions';
 import { benchThroughput } from './throughput';
 
@@ -43,13 +46,15 @@ const counts = {
   auditSequentialBudgetMs: 4000,
   uploadEvents: 40_000,
   chunkMaxEvents: 500,
+  /** Section 2h: one busy session's records through the default chunking (bench/busyUpload.ts). */
+  busyUpload: { perSecond: 2000, seconds: 4 },
   /** Section 2: bursts of breakpoint hits, gapMs apart, per variant and round. */
   pause: { rounds: Number(process.env.BENCH_PAUSE_ROUNDS ?? 5), perRound: Number(process.env.BENCH_PAUSE_PER_ROUND ?? 50), warmup: 20, gapMs: 10 },
   /** Section 3: per variant and round, `concurrency` keep-alive workers for durationMs after warmupMs. */
   load: { rounds: Number(process.env.BENCH_LOAD_ROUNDS ?? 5), concurrency: 32, durationMs: Number(process.env.BENCH_LOAD_MS ?? 2000), warmupMs: 500 },
   /** Section 4: sessions opened at once, per path and round. */
   sessions: { sessions: Number(process.env.BENCH_SESSIONS ?? 100), rounds: 2, settleMs: 1000 },
-  /** Section 6: sessions × evaluations a second on one broker, against one session on it idle (bench/sessions.ts). */
+  /** Section 7: sessions × evaluations a second on one broker, against one session on it idle (bench/sessions.ts). */
   recording: {
     sessions: Number(process.env.BENCH_LOAD_SESSIONS ?? 20),
     rate: 50,
@@ -60,9 +65,13 @@ const counts = {
   },
   /** Section 5: evaluations per variant and round (bench/evaluation.ts). */
   evaluation: { rounds: 5, perRound: 60, warmup: 30 },
+  /** Section 6: Debug Console evaluations per path, expression, pacing and round (bench/adapter.ts). */
+  adapter: { rounds: Number(process.env.BENCH_ADAPTER_ROUNDS ?? 3), perRound: Number(process.env.BENCH_ADAPTER_PER_ROUND ?? 50), warmup: 20, pacedGapMs: 150 },
+  /** Section 8: grants and attaches per variant and round, one broker vs three replicas (bench/replicas.ts). */
+  replicas: { rounds: Number(process.env.BENCH_REPLICA_ROUNDS ?? 4), grants: 100, concurrency: 8, attaches: 25 },
 };
-/** BENCH_SECTIONS=1,2,2e,3,4,5,6 runs only those (2e stands for the audit sections 2e-2g); default all. */
-const sections = new Set((process.env.BENCH_SECTIONS ?? '1,2,2e,3,4,5,6').split(',').map((x) => x.trim()));
+/** BENCH_SECTIONS=1,2,2e,3,4,5,6,7,8 runs only those (2e stands for the audit sections 2e-2g); default all. */
+const sections = new Set((process.env.BENCH_SECTIONS ?? '1,2,2e,3,4,5,6,7,8').split(',').map((x) => x.trim()));
 
 // ---------------------------------------------------------------------------------------------------
 // 1. CDP round trips
@@ -409,7 +418,9 @@ async function benchUpload(scratch: string, key: SigningKey) {
   const { S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION } = process.env;
   if (!S3_ENDPOINT || !AWS_ACCESS_KEY_ID || !AWS_SECRET_ACCESS_KEY) {
     log('section 2f: no S3 settings (S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY): S3 upload skipped');
-    return { local, s3: null, s3Skipped: 'no S3 settings in the environment' };
+    log(`section 2h: a busy session, ${counts.busyUpload.perSecond} records/s for ${counts.busyUpload.seconds} s, to the local directory store`);
+    const busy = await benchBusyUpload(join(scratch, 'busy-local'), new LocalDirectoryStore(join(scratch, 'busy-local', 'store')), key, benchContext('busy'), counts.busyUpload, sampleData);
+    return { local, s3: null, s3Skipped: 'no S3 settings in the environment', busy };
   }
   const connection = {
     endpoint: S3_ENDPOINT,
@@ -427,7 +438,9 @@ async function benchUpload(scratch: string, key: SigningKey) {
     // One object back: its retention proves the Object Lock path was exercised.
     const first = (await s3.list('sessions/')).find((k) => k.includes('/chunk-'));
     const retention = first ? await s3.retention(first) : undefined;
-    return { local, s3: { ...result, bucket, retention: retention ? { mode: retention.mode, retainUntil: retention.retainUntil?.toISOString() } : null } };
+    log(`section 2h: a busy session, ${counts.busyUpload.perSecond} records/s for ${counts.busyUpload.seconds} s, to ${s3.description}`);
+    const busy = await benchBusyUpload(join(scratch, 'busy-s3'), s3, key, benchContext('busy'), counts.busyUpload, sampleData);
+    return { local, s3: { ...result, bucket, retention: retention ? { mode: retention.mode, retainUntil: retention.retainUntil?.toISOString() } : null }, busy };
   } finally {
     s3.destroy();
   }
@@ -457,7 +470,9 @@ async function main(): Promise<void> {
     const throughput = sections.has('3') ? await timed('3', () => benchThroughput(scratch, counts.load, log)) : null;
     const sessionsResult = sections.has('4') ? await timed('4', () => benchSessions(scratch, counts.sessions, log)) : null;
     const evaluation = sections.has('5') ? await timed('5', () => benchEvaluation(counts.evaluation)) : null;
-    const recording = sections.has('6') ? await timed('6', () => benchLoad(scratch, counts.recording, log)) : null;
+    const adapter = sections.has('6') ? await timed('6', () => benchAdapter(counts.adapter)) : null;
+    const recording = sections.has('7') ? await timed('7', () => benchLoad(scratch, counts.recording, log)) : null;
+    const replicas = sections.has('8') ? await timed('8', () => benchReplicas(scratch, counts.replicas, log)) : null;
     const results = {
       generatedAt: new Date().toISOString(),
       machine: {
@@ -479,7 +494,9 @@ async function main(): Promise<void> {
       throughput,
       sessions: sessionsResult,
       evaluation,
+      adapter,
       recording,
+      replicas,
       sectionSeconds: timings,
       durationSeconds: (nowMs() - started) / 1000,
     };

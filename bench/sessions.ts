@@ -157,7 +157,7 @@ export async function benchSessions(scratch: string, counts: SessionCounts, log:
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Section 6: recording under load. N sessions on one broker (dist/cli.js) and one target, each sending
+// Section 7: recording under load. N sessions on one broker (dist/cli.js) and one target, each sending
 // `rate` evaluations a second (Runtime.evaluate('1') under the default grant: Loupe's interpreter answers it in the
 // broker; two records each, the request write-ahead and the answer), or with BENCH_LOAD_REQUESTS=mixed alternately
 // that and Runtime.getProperties of a 100-field object (forwarded to V8; its answer redacted and summarized), on a fixed schedule (open loop: a late answer does not delay the next request,
@@ -287,19 +287,19 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
     const pid = broker.child.proc.pid!;
     const identity = mintIdentity(broker.configFile);
     const floor = fdatasyncFloor(stateDir, 200, 'preallocated');
-    log(`section 6: fdatasync floor on the broker's disk: median ${floor.median.toFixed(3)} ms, p99 ${floor.p99.toFixed(3)} ms`);
+    log(`section 7: fdatasync floor on the broker's disk: median ${floor.median.toFixed(3)} ms, p99 ${floor.p99.toFixed(3)} ms`);
 
     const attach = async () => {
       const { client } = await grantAndAttach(broker!.url, identity, { mode: 'pause', reason: 'benchmark: recording under load' });
       await client.call('Debugger.enable', {}, 60_000);
       const { result } = await client.call('Runtime.evaluate', { expression: 'bigObject' });
-      if (typeof result?.objectId !== 'string') throw new Error(`section 6: no objectId for bigObject: ${JSON.stringify(result)}`);
+      if (typeof result?.objectId !== 'string') throw new Error(`section 7: no objectId for bigObject: ${JSON.stringify(result)}`);
       const session = { client, objectId: result.objectId as string };
       clients.push(session);
       return session;
     };
 
-    log(`section 6: idle broker, 1 session × ${counts.rate} requests/s for ${counts.idleMs / 1000} s`);
+    log(`section 7: idle broker, 1 session × ${counts.rate} requests/s for ${counts.idleMs / 1000} s`);
     const first = await attach();
     await runSchedule([first], counts.requests, counts.rate, 1000, 1000); // warm-up
     const idleCpu0 = cpuSeconds(pid);
@@ -308,9 +308,9 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
     const idleWall = (nowMs() - idleStart) / 1000;
     const idleCpu = cpuSeconds(pid) - idleCpu0;
 
-    log(`section 6: opening ${counts.sessions - 1} more sessions`);
+    log(`section 7: opening ${counts.sessions - 1} more sessions`);
     for (let i = 1; i < counts.sessions; i++) await attach();
-    log(`section 6: ${counts.sessions} sessions × ${counts.rate} requests/s for ${counts.durationMs / 1000} s`);
+    log(`section 7: ${counts.sessions} sessions × ${counts.rate} requests/s for ${counts.durationMs / 1000} s`);
     const cpu0 = cpuSeconds(pid);
     const times0 = cpuTimes(pid);
     const loadFrom = Date.now();
@@ -324,7 +324,7 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
     const exit = await broker.child.stop(15_000);
     const store = join(stateDir, 'state', 'audit-store');
     const stored = storedSessionEvents(store);
-    log(`section 6: broker exited (${exit}); ${load.answered} of ${load.sent} answered, broker CPU ${loadCpu.toFixed(2)} s over ${loadWall.toFixed(1)} s`);
+    log(`section 7: broker exited (${exit}); ${load.answered} of ${load.sent} answered, broker CPU ${loadCpu.toFixed(2)} s over ${loadWall.toFixed(1)} s`);
     // Records made in the load window, by their own time (every record is in the store once the broker has stopped).
     const loadRecords = storedSessionEvents(store, loadFrom, loadTo);
     return {

@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import type { AuditStream, AuditTrail } from './audit/auditTrail';
 import type { AuditEvent } from './audit/events';
 import type { SecurityStream } from './audit/securityStream';
@@ -13,6 +12,7 @@ import { isAdmin, isOwner, rolesOf } from './policy/access';
 import type { AccessRequests } from './policy/approvals';
 import { sessionFault } from './securityEvents';
 import type { SessionRegistry } from './sessionRegistry';
+import type { StateBackend } from './state/stateBackend';
 
 /** What the observers need of the broker; the streams are taken when used (they open after the observers are wired). */
 export interface ObserverHost {
@@ -23,6 +23,7 @@ export interface ObserverHost {
   readonly audit: AuditTrail;
   readonly metrics: BrokerMetrics;
   readonly sessions: SessionRegistry;
+  readonly state: StateBackend;
   security(): SecurityStream;
   grantStream(): AuditStream;
   approvals(): AccessRequests;
@@ -64,7 +65,12 @@ export class AuditObservers {
           else if (alert.rule === 'failedAttaches') host.security().record(`alert.${alert.rule}`, { ...data, target: alert.target || null, user: alert.user ?? null });
           else await host.grantStream().record(`alert.${alert.rule}`, { ...data, session: alert.session ?? null, target: alert.target, user: alert.user ?? null });
         },
-        endSession: (sessionId) => void sessions.get(sessionId)?.end('alert'),
+        // Alerts watch this replica's own sessions; one held elsewhere is reached through a notice.
+        endSession: (sessionId) => {
+          const session = sessions.get(sessionId);
+          if (session) void session.end('alert');
+          else void host.state.notify({ type: 'end-session', sessionId, reason: 'alert' }).catch((err: Error) => log(`alert: cannot reach the replica holding session ${sessionId}: ${err.message}`));
+        },
         requireApproval: (alert) => {
           if (!alert.user) return;
           const cause = { alertId: alert.id, rule: alert.rule, message: alert.message, at: alert.at, ...(alert.session ? { session: alert.session } : {}) };
@@ -75,8 +81,9 @@ export class AuditObservers {
         },
         deliver: (alert) => void this.webhooks.deliver(alert),
       },
-      join(config.stateDir, 'alerts', 'first-attach.json'),
+      host.state,
       host.clock,
+      log,
     );
     host.audit.on('event', (event: AuditEvent) => {
       // An observer's fault must not fail the record that is already durable, nor the other observers.
@@ -110,8 +117,8 @@ export class AuditObservers {
     return this.alerts.list((alert) => admin || owned.has(alert.target));
   }
 
-  /** Closes the ECS export's file. */
-  close(): Promise<void> {
-    return this.ecs?.close() ?? Promise.resolve();
+  /** Closes the ECS export's file and saves the alert engine's state. */
+  async close(): Promise<void> {
+    await Promise.all([this.ecs?.close(), this.alerts.flush()]);
   }
 }

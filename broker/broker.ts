@@ -12,6 +12,7 @@ import { defaultSecurityStreamOptions, SecurityStream, type SecurityStreamOption
 import { createAuditStore } from './audit/stores/createStore';
 import type { AuditStore } from './audit/stores/auditStore';
 import { WriteAheadLog } from './audit/wal';
+import { PublishedAuditKeys, publishAuditKey } from './audit/publishedKeys';
 import type { Alert } from './alerts/alertEngine';
 import { AuditObservers } from './auditObservers';
 import { BrokerMetrics } from './metrics';
@@ -21,10 +22,14 @@ import { GrantStore, type Grant } from './grants/grantStore';
 import { loadOrCreateSigningKey, type SigningKey } from './identity/keys';
 import { createIdentityVerifier, type Identity, type IdentityVerifier } from './identity/verifyIdentity';
 import { policyChanges, reloadLiveSessions } from './policy/reload';
-import { decideAccess, isAdmin, isOwner, rolesOf, visibleTargets, type AccessDecision, type GrantRequest, type TargetView } from './policy/access';
+import { decideAccess, visibleTargets, type AccessDecision, type GrantRequest, type TargetView } from './policy/access';
 import type { DebugSession, EndReason } from './session/debugSession';
 import { SessionRegistry } from './sessionRegistry';
 import { attachRefused, describeFault, grantMalformed, identityRejected, sessionFault, type RequestOrigin } from './securityEvents';
+import { createStateBackend, replicaName } from './state/createState';
+import { ReplicaDuties } from './state/replicaDuties';
+import { mayActOnGrant } from './grants/grantAccess';
+import { stateRefusal, StateUnavailableError, type StateBackend } from './state/stateBackend';
 import type { GrantAnswer } from '../common/http';
 
 export interface BrokerOptions {
@@ -34,6 +39,10 @@ export interface BrokerOptions {
   readonly auditStore?: AuditStore;
   /** Where a client should connect; filled in by the HTTP edge once it listens. */
   publicUrl?: string;
+  /** Replaces the configured state backend (tests share one between brokers). */
+  readonly state?: StateBackend;
+  /** Another replica reloaded its policy: the CLI reloads this one's from its file. */
+  readonly onPolicyReloadNotice?: (source: string) => void;
   /** Queue bound and segment rotation of the security stream (defaults in broker/audit/securityStream.ts). */
   readonly securityStream?: Partial<Pick<SecurityStreamOptions, 'maxQueued' | 'maxBacklog' | 'segmentMaxEvents' | 'segmentMaxSeconds'>>;
 }
@@ -51,6 +60,9 @@ export class Broker {
   /** This broker's chain of security events, in segments. */
   security!: SecurityStream;
   private unlock: () => void = () => undefined;
+  /** This replica's name in the registry of live sessions. */
+  readonly replica: string;
+  private duties!: ReplicaDuties;
 
   private constructor(
     /** Replaced as a whole on a policy reload (see reload()); readers take it fresh each time. */
@@ -60,11 +72,16 @@ export class Broker {
     readonly audit: AuditTrail,
     readonly auditKey: SigningKey,
     private readonly options: BrokerOptions,
+    readonly state: StateBackend,
   ) {
     this.clock = options.clock ?? Date.now;
+    this.replica = replicaName(config);
     this.sessions = new SessionRegistry({
       config: () => this.config,
       grants,
+      state,
+      replica: this.replica,
+      leaseMs: () => this.config.state.sessionLeaseSeconds * 1000,
       audit,
       clock: this.clock,
       assertAuditAccepting: (what) => this.assertAuditAccepting(what),
@@ -75,7 +92,7 @@ export class Broker {
       store: audit.store,
       liveSessions: () => this.sessions.ids(),
       openStreams: () => new Set([this.security.current?.id ?? '', this.grantStream.id]),
-      keys: () => this.auditKeys,
+      keys: () => this.publishedAuditKeys(),
       grant: (grantId) => this.grants.get(grantId),
     });
   }
@@ -87,15 +104,17 @@ export class Broker {
   static async create(config: LoupeConfig, options: BrokerOptions = {}): Promise<Broker> {
     const clock = options.clock ?? Date.now;
     const unlock = lockStateDir(config.stateDir);
+    const state = options.state ?? createStateBackend(config, options.log);
     try {
-      return await Broker.build(config, options, clock, unlock);
+      return await Broker.build(config, options, clock, unlock, state);
     } catch (err) {
+      if (!options.state) await state.close().catch(() => undefined);
       unlock();
       throw err;
     }
   }
 
-  private static async build(config: LoupeConfig, options: BrokerOptions, clock: () => number, unlock: () => void): Promise<Broker> {
+  private static async build(config: LoupeConfig, options: BrokerOptions, clock: () => number, unlock: () => void, state: StateBackend): Promise<Broker> {
     const verifier = await createIdentityVerifier(config, clock, options.log);
     const grantKey = await loadOrCreateSigningKey(config.stateDir, 'grant-key');
     const auditKey = await loadOrCreateSigningKey(config.stateDir, 'audit-key');
@@ -105,26 +124,39 @@ export class Broker {
     } catch (err) {
       throw new LoupeError('config_invalid', `audit store ${store.description}: ${(err as Error).message}`, undefined, { cause: err });
     }
-    // The public key goes next to the records, under the same retention, so offline verification needs only the store.
-    const keyBody = Buffer.from(JSON.stringify({ keys: [auditKey.publicJwk] }) + '\n');
-    await store.put(`keys/${auditKey.kid}.jwks.json`, keyBody, new Date(clock() + config.audit.retentionDays * 86400_000)).catch((err: Error) => {
-      if ((err as { code?: string }).code !== 'conflict') throw new LoupeError('config_invalid', `audit store ${store.description}: cannot publish the audit key: ${err.message}`);
+    // The public key goes next to the records, under the same retention, so offline verification needs only the store
+    // and every replica sharing the store publishes every replica's key.
+    await publishAuditKey(store, auditKey, new Date(clock() + config.audit.retentionDays * 86400_000)).catch((err: Error) => {
+      throw new LoupeError('config_invalid', `audit store ${store.description}: cannot publish the audit key: ${err.message}`);
     });
     const { wal, recovered } = await WriteAheadLog.open(join(config.stateDir, 'audit-wal'), { maxBatch: 512, segmentBytes: 8 << 20, preallocateBytes: 1 << 20 });
     const trail = new AuditTrail(wal, store, auditKey, {
       chunkMaxEvents: config.audit.chunkMaxEvents,
+      chunkMaxBytes: config.audit.chunkMaxBytes,
       uploadIntervalMs: config.audit.uploadIntervalSeconds * 1000,
       failClosedAfterMs: config.audit.failClosedAfterSeconds * 1000,
       clock,
       ...(options.log ? { log: options.log } : {}),
     });
-    const broker = new Broker(config, verifier, new GrantStore(config.stateDir, grantKey, clock), trail, auditKey, options);
+    await state.start();
+    const grants = new GrantStore(state, grantKey, clock);
+    await grants.start();
+    const broker = new Broker(config, verifier, grants, trail, auditKey, options, state);
     broker.unlock = unlock;
-    broker.approvals = new AccessRequests(config, clock, {
-      record: (type, data) => broker.recordGrantEvent(type, data),
-      issueGrant: (identity, request, decision, approval) => broker.issueGrant(identity, request, decision, approval),
-      log: options.log ?? (() => undefined),
-    });
+    broker.approvals = new AccessRequests(
+      config,
+      clock,
+      {
+        record: (type, data) => broker.recordGrantEvent(type, data),
+        issueGrant: (identity, request, decision, approval) => broker.issueGrant(identity, request, decision, approval),
+        discardGrant: async (grantId, why) => {
+          await broker.grants.revoke(grantId, 'loupe');
+          await broker.recordGrantEvent('grant.revoked', { actor: { sub: 'loupe', name: 'Loupe', groups: [] }, grantId, why });
+        },
+        log: options.log ?? (() => undefined),
+      },
+      state,
+    );
     const summary = await trail.recover(recovered);
     if (summary.streams > 0) options.log?.(`audit: recovered ${summary.streams} chain(s) with ${summary.events} record(s) from the write-ahead log`);
     // The outage itself is on the record: both wait in the WAL and reach the store with everything else at its return.
@@ -141,6 +173,7 @@ export class Broker {
       audit: trail,
       metrics: broker.metrics,
       sessions: broker.sessions,
+      state,
       security: () => broker.security,
       grantStream: () => broker.grantStream,
       approvals: () => broker.approvals,
@@ -172,6 +205,14 @@ export class Broker {
     });
     await broker.security.start();
     broker.approvals.start();
+    broker.duties = ReplicaDuties.start(
+      config,
+      { state, replica: broker.replica, clock, sessions: broker.sessions, log: options.log ?? (() => undefined) },
+      {
+        policyReloaded: (source) => options.onPolicyReloadNotice?.(source),
+        record: (type, data) => broker.recordGrantEvent(type, data),
+      },
+    );
     return broker;
   }
 
@@ -206,15 +247,23 @@ export class Broker {
     return this.observers.listAlerts(identity);
   }
 
-  /** The audit public keys, as published at GET /v1/audit/keys. */
+  /** This broker's own audit public key, the one it seals with. */
   get auditKeys(): JSONWebKeySet {
     return { keys: [this.auditKey.publicJwk] };
   }
 
-  /** Ready when the audit trail takes records and its store answers. */
+  private publishedKeys: PublishedAuditKeys | undefined;
+
+  /** The audit public keys of every broker sharing the audit store (every replica's), as served at GET /v1/audit/keys. */
+  publishedAuditKeys(): Promise<JSONWebKeySet> {
+    this.publishedKeys ??= new PublishedAuditKeys(this.audit.store, this.auditKey, this.options.log, this.clock);
+    return this.publishedKeys.keySet();
+  }
+
+  /** Ready when the audit trail takes records and its store answers, and the state backend answers. */
   get ready(): { ready: boolean; audit: AuditHealth } {
     const health = this.audit.health;
-    return { ready: health.state === 'ok', audit: health };
+    return { ready: health.state === 'ok' && this.state.reachable, audit: health };
   }
 
   set publicUrl(url: string) {
@@ -273,6 +322,7 @@ export class Broker {
     const { grant, token } = await this.grants
       .issue(identity, { ...request, durationSeconds: decision.durationSeconds, rule: decision.rule, ...(approval ? { approval } : {}) })
       .catch((err: NodeJS.ErrnoException) => {
+        if (err instanceof StateUnavailableError) throw stateRefusal(err, 'grants are');
         // The grant state shares the disk with the WAL: a full disk is a 503 to retry, not an internal error.
         if (err?.code && /^(ENOSPC|EDQUOT|EIO|EROFS)$/.test(err.code))
           throw new LoupeError('audit_unavailable', `the broker's state directory cannot be written (${err.code}): grants are refused until it can; retry later`);
@@ -339,7 +389,8 @@ export class Broker {
 
   /** An attach that was refused, whatever refused it: the credential (as a digest), the grant, the reason. */
   attachRefused(err: unknown, grantId: string | undefined, credential: { ticket?: string | null; authorization?: string | undefined }, origin?: RequestOrigin): void {
-    this.security.record('attach.refused', attachRefused(err, grantId, grantId ? this.grants.get(grantId) : undefined, credential, origin));
+    const lookup = grantId && !(err instanceof LoupeError && err.code === 'state_unavailable') ? this.grants.get(grantId).catch(() => undefined) : Promise.resolve(undefined);
+    void lookup.then((grant) => this.security.record('attach.refused', attachRefused(err, grantId, grant, credential, origin))).catch(() => undefined);
   }
 
   private attachUrl(grantId: string): string {
@@ -347,30 +398,47 @@ export class Broker {
     return `${base}/v1/attach/${grantId}`;
   }
 
-  private grantFor(identity: Identity, grantId: string, action: string, allowOwnersAndAdmins: boolean): Grant {
-    const grant = this.grants.get(grantId);
+  private async grantFor(identity: Identity, grantId: string, action: string, allowOwnersAndAdmins: boolean): Promise<Grant> {
+    const grant = await this.grants.get(grantId).catch((err: unknown) => {
+      throw stateRefusal(err, `${action === 'revoke' ? 'revocations' : 'attach tickets'} are`);
+    });
     if (!grant) throw new LoupeError('not_found', `no grant ${grantId}`);
-    if (grant.sub === identity.sub) return grant;
-    const roles = rolesOf(this.config, identity);
-    const target = this.config.targets[grant.target];
-    if (allowOwnersAndAdmins && (isAdmin(this.config, roles) || (target && isOwner(target, roles)))) return grant;
-    throw new LoupeError('forbidden', `only the grant's holder${allowOwnersAndAdmins ? ', an owner of the target or an admin' : ''} may ${action} grant ${grantId}`);
+    return this.mayAct(identity, grant, action, allowOwnersAndAdmins);
   }
 
-  /** Revokes a grant and ends its live session within the call. */
+  private mayAct(identity: Identity, grant: Grant, action: string, allowOwnersAndAdmins: boolean): Grant {
+    return mayActOnGrant(this.config, identity, grant, action, allowOwnersAndAdmins);
+  }
+
+  /**
+   * Revokes a grant and ends its live session: here within the call, on another replica through a notice (within a
+   * second; the notice is polled for too, should the replica's channel have dropped). Retrying is safe.
+   */
   async revokeGrant(identity: Identity, grantId: string): Promise<Grant> {
-    const grant = this.grantFor(identity, grantId, 'revoke', true);
-    this.grants.revoke(grantId, identity.sub);
+    // Without the database, a session of the grant here still ends (fail closed); the revocation is not recorded.
+    const endHereAnyway = async (err: unknown): Promise<never> => {
+      const session = this.sessions.ofGrant(grantId);
+      if (!(err instanceof LoupeError && err.code === 'state_unavailable') || !session) throw err;
+      this.mayAct(identity, session.grant, 'revoke', true);
+      await session.end('revoked');
+      throw new LoupeError('state_unavailable', `${err.message}. The session of grant ${grantId} on this replica has ended, but the revocation is not recorded: repeat it once the database is back`);
+    };
+    const grant = await this.grantFor(identity, grantId, 'revoke', true).catch(endHereAnyway);
+    const revoked = await this.grants.revoke(grantId, identity.sub).catch((err: unknown) => endHereAnyway(stateRefusal(err, 'revocations are')));
     await this.recordGrantEvent('grant.revoked', { actor: { sub: identity.sub, name: identity.name, groups: identity.groups }, grantId, target: grant.target, holder: grant.sub });
-    await this.sessions.ofGrant(grantId)?.end('revoked');
-    return grant;
+    const local = this.sessions.ofGrant(grantId)?.end('revoked');
+    await this.state.notify({ type: 'revoked', grantId, by: identity.sub }).catch((err: unknown) => {
+      throw stateRefusal(err, 'revocations reaching other replicas are');
+    });
+    await local;
+    return revoked;
   }
 
   /** A single-use URL credential for clients that cannot set headers (Chrome DevTools). */
-  issueAttachTicket(identity: Identity, grantId: string): { ticket: string; attachUrl: string; expiresAt: string } {
-    const grant = this.grantFor(identity, grantId, 'open a ticket for', false);
+  async issueAttachTicket(identity: Identity, grantId: string): Promise<{ ticket: string; attachUrl: string; expiresAt: string }> {
+    const grant = await this.grantFor(identity, grantId, 'open a ticket for', false);
     this.grants.assertUsable(grant);
-    const { ticket, expiresAt } = this.sessions.issueTicket(grantId);
+    const { ticket, expiresAt } = await this.sessions.issueTicket(grantId);
     return { ticket, attachUrl: `${this.attachUrl(grantId)}?ticket=${ticket}`, expiresAt: new Date(expiresAt).toISOString() };
   }
 
@@ -389,7 +457,7 @@ export class Broker {
    * its old rules and the new ones, or ends when the new policy no longer allows it at all. Sections that need
    * a restart (listener, state, identity, audit store, alert sinks) keep their running values, and the event says so.
    */
-  async reload(next: LoupeConfig, source: string): Promise<{ changed: string[]; needRestart: string[]; sessionsEnded: number; sessionsNarrowed: number }> {
+  async reload(next: LoupeConfig, source: string, announce = true): Promise<{ changed: string[]; needRestart: string[]; sessionsEnded: number; sessionsNarrowed: number }> {
     const old = this.config;
     const { changed, needRestart } = policyChanges(old, next);
     const applied: LoupeConfig = { ...old, roles: next.roles, admins: next.admins, auditors: next.auditors, targets: next.targets };
@@ -398,6 +466,11 @@ export class Broker {
     this.approvals.useConfig(applied);
     const { sessionsEnded, sessionsNarrowed } = reloadLiveSessions(this.sessions.live, old, applied, changed, source, this.clock);
     await this.recordGrantEvent('policy.reloaded', { source, changed, needRestart, sessionsEnded, sessionsNarrowed });
+    // The other replicas reload their own policy files, so a session narrowed here is narrowed wherever it runs.
+    if (announce)
+      await this.state
+        .notify({ type: 'policy-reload', source, replica: this.replica })
+        .catch((err: Error) => this.options.log?.(`state: cannot tell the other replicas of the reload: ${err.message}`));
     return { changed, needRestart, sessionsEnded, sessionsNarrowed };
   }
 
@@ -413,6 +486,7 @@ export class Broker {
   /** Shutdown: end sessions (targets resumed), close the grant chain, upload what is left (bounded), stop. */
   async shutdown(): Promise<void> {
     this.approvals.stop();
+    await this.duties.stop();
     await this.endAll('shutdown');
     await this.grantStream.record('stream.closed', { endReason: 'shutdown' }).catch(() => undefined);
     void this.grantStream.close('shutdown').catch(() => undefined);
@@ -421,6 +495,7 @@ export class Broker {
     if (!settled) this.options.log?.('audit: some chains were not uploaded before shutdown; the next start uploads them from the write-ahead log');
     await this.audit.stop();
     await this.observers.close();
+    if (!this.options.state) await this.state.close();
     this.unlock();
   }
 }

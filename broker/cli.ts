@@ -10,6 +10,8 @@ import { explainAccess } from './policy/access';
 import { evaluations, modes, type Evaluation, type Mode } from './config/types';
 import { listen } from './http/server';
 import { describeVerification, downloadSession, listSecurity, listSessions, renderLocation, verifyLocation } from './audit/auditCli';
+import { connectOptions, connectSettings, connectUsage, ConnectUsageError } from './connect/options';
+import { runConnect } from './connect/run';
 
 const usage = `usage:
   loupe broker --config <file.yaml>            start the broker
@@ -19,6 +21,8 @@ const usage = `usage:
   loupe policy explain --config <file.yaml> --user <id> [--groups g1,g2] --target <name> [--mode pause|snapshot]
                        [--evaluation loupe|v8] [--at <ISO time>] [--ticket T] [--duration 30m]
                                                print the access decision and the rule that made it (exit 3 when refused)
+  loupe connect <target> --reason TEXT [--mode pause|snapshot] [--duration 15m] [--port 9229] [--ticket T]
+                                               a local inspector endpoint for any debugger, through the broker
   loupe audit list [--target T] [--user U] [--from ISO] [--to ISO]      sessions (auditors)
   loupe audit list --security | --grants       segments of the broker's security stream, or its grant streams (auditors)
   loupe audit download <sessionId | security-… | grants-…> [-o dir]    save a transcript and the broker's audit keys
@@ -26,6 +30,7 @@ const usage = `usage:
                                                check hash chain, seals, sequence, manifest (and S3 retention)
   loupe audit render <dir | s3://…> -o report.html [--keys file|url]
   audit list/download take --broker <url> (or LOUPE_BROKER_URL) and --token <identity token> (or LOUPE_TOKEN)
+  connect takes --broker too, and LOUPE_TOKEN, --token-file or a sign-in at your identity provider
   loupe <command> --help                       that command's usage and options`;
 
 const brokerOptions = `  --broker <url>          the broker's URL (default: $LOUPE_BROKER_URL)
@@ -137,6 +142,7 @@ options:
   -o, --output <file>     the report to write (required)
 ${keysOption}
 ${helpOption}`,
+  connect: connectUsage,
 } as const;
 type Command = keyof typeof commandUsage;
 const auditCommands = ['list', 'download', 'verify', 'render'] as const;
@@ -188,7 +194,8 @@ const log = (line: string, level: 'info' | 'warn' | 'error' = /fail|error|refuse
 async function runBroker(args: string[]): Promise<void> {
   const { values } = parseCommand('broker', { args, options: { config: { type: 'string' }, port: { type: 'string' }, ...help }, strict: true });
   const config = loadOrExit(configOption('broker', values));
-  const broker = await Broker.create(config, { log });
+  let reloadOnNotice: (source: string) => void = () => undefined;
+  const broker = await Broker.create(config, { log, onPolicyReloadNotice: (source) => reloadOnNotice(source) });
   // Whatever still escapes the per-session containment is logged and recorded; the broker keeps serving.
   process.on('uncaughtException', (err) => broker.reportFault('process: uncaught exception', err));
   process.on('unhandledRejection', (reason) => broker.reportFault('process: unhandled rejection', reason));
@@ -212,17 +219,18 @@ async function runBroker(args: string[]): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  watchPolicy(broker, resolvePath(configOption('broker', values)));
+  reloadOnNotice = watchPolicy(broker, resolvePath(configOption('broker', values)));
 }
 
 /**
  * Reloads the policy on SIGHUP and when the file changes. An invalid file is refused: the old policy stays in
- * force, the problems are logged and recorded. Reloads run one at a time.
+ * force, the problems are logged and recorded. Reloads run one at a time. Answers the reload another replica's
+ * notice triggers (this replica reads its own file, and does not announce it again).
  */
-function watchPolicy(broker: Broker, file: string): void {
+function watchPolicy(broker: Broker, file: string): (source: string) => void {
   let chain: Promise<void> = Promise.resolve();
   let lastText: string | undefined = readFileSync(file, 'utf8');
-  const reload = (why: string) => {
+  const reload = (why: string, announce = true) => {
     chain = chain.then(async () => {
       let text: string;
       try {
@@ -235,7 +243,7 @@ function watchPolicy(broker: Broker, file: string): void {
       lastText = text;
       try {
         const next = loadConfig(file);
-        const result = await broker.reload(next, `${file} (${why})`);
+        const result = await broker.reload(next, `${file} (${why})`, announce);
         log(
           `policy reloaded from ${file} (${why}): ${result.changed.join(', ') || 'no policy changes'}; ${result.sessionsNarrowed} live session(s) narrowed, ${result.sessionsEnded} ended${result.needRestart.length ? `; changes to ${result.needRestart.join(', ')} take effect after a restart` : ''}`,
         );
@@ -258,6 +266,7 @@ function watchPolicy(broker: Broker, file: string): void {
   } catch (err) {
     log(`cannot watch ${file} for changes (${(err as Error).message}); reload with SIGHUP`, 'warn');
   }
+  return (source) => reload(`another replica reloaded ${source}`.slice(0, 300), false);
 }
 
 async function runToken(args: string[]): Promise<void> {
@@ -389,6 +398,23 @@ async function runAudit(args: string[]): Promise<void> {
   }
 }
 
+async function runConnectCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseCommand('connect', { args, allowPositionals: true, options: { ...connectOptions, ...help }, strict: true });
+  let settings;
+  try {
+    settings = connectSettings(values, positionals, process.env);
+  } catch (err) {
+    if (err instanceof ConnectUsageError) fail(`loupe connect: ${err.message}\nsee: loupe connect --help`);
+    throw err;
+  }
+  const stop = new AbortController();
+  const onSignal = () => stop.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const status = await runConnect(settings, { stdout: (line) => process.stdout.write(`${line}\n`), stderr: (line) => process.stderr.write(`${line}\n`), stopSignal: stop.signal });
+  process.exit(status);
+}
+
 /** `loupe help [command…]`: the usage of a command, or the overview. */
 function runHelp(words: string[]): never {
   if (words.length === 0) printHelp(usage);
@@ -404,6 +430,7 @@ async function main(): Promise<void> {
     else if (command === 'token') await runToken(rest);
     else if (command === 'policy') runPolicy(rest);
     else if (command === 'audit') await runAudit(rest);
+    else if (command === 'connect') await runConnectCommand(rest);
     else if (command === undefined || command === '--help' || command === '-h') printHelp(usage);
     else if (command === 'help') runHelp(rest);
     else fail(`${usage}\n\nloupe: unknown command '${command}'`); // usage first, as it always was

@@ -139,6 +139,7 @@ function attachRefusal(err: LoupeError): string {
   if (err.code === 'token_invalid') return 'invalid_token';
   if (/already has a live session/.test(err.message)) return 'second_attach';
   if (/audit trail/.test(err.message)) return 'audit_unavailable';
+  if (err.code === 'state_unavailable') return 'state_unavailable';
   if (/no WebSocket endpoint/.test(err.message)) return 'no_endpoint';
   if (err.code === 'not_found') return 'unknown_grant';
   return err.code;

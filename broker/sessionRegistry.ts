@@ -7,6 +7,7 @@ import { LoupeError } from './errors';
 import type { Grant, GrantStore } from './grants/grantStore';
 import { DebugSession, type EndReason } from './session/debugSession';
 import { connectTarget, resolveInspectorUrl } from './session/targetLink';
+import { stateRefusal, type StateBackend } from './state/stateBackend';
 
 const attachTicketSeconds = 60;
 
@@ -14,6 +15,12 @@ export interface SessionRegistryOptions {
   /** The policy in force, taken fresh each time (a reload replaces it). */
   config(): LoupeConfig;
   readonly grants: GrantStore;
+  /** Where tickets and the one-live-session-per-grant slot are kept (shared by every replica on PostgreSQL). */
+  readonly state: StateBackend;
+  /** This replica's name in the registry of live sessions. */
+  readonly replica: string;
+  /** How long a claim on a live session lasts unrenewed. */
+  leaseMs(): number;
   readonly audit: AuditTrail;
   readonly clock: () => number;
   /** Throws audit_unavailable while the audit trail has failed closed. */
@@ -24,9 +31,8 @@ export interface SessionRegistryOptions {
 /** The live debug sessions, at most one per grant, and the way in: attach tickets, authentication, the relay's start. */
 export class SessionRegistry {
   private readonly sessions = new Map<string, DebugSession>();
-  /** Grants whose session is still connecting to the target: they hold the one-session-per-grant slot. */
-  private readonly attaching = new Set<string>();
-  private readonly attachTickets = new Map<string, { grantId: string; expiresAt: number }>();
+  /** Grants whose session is still connecting to the target, with the session id their claim holds the slot for. */
+  private readonly attaching = new Map<string, string>();
 
   constructor(private readonly options: SessionRegistryOptions) {}
 
@@ -51,35 +57,60 @@ export class SessionRegistry {
   }
 
   /** A single-use credential for a grant the caller may use (checked by the broker), valid for a minute. */
-  issueTicket(grantId: string): { ticket: string; expiresAt: number } {
+  async issueTicket(grantId: string): Promise<{ ticket: string; expiresAt: number }> {
     const ticket = randomBytes(24).toString('base64url');
     const expiresAt = this.options.clock() + attachTicketSeconds * 1000;
-    this.attachTickets.set(ticket, { grantId, expiresAt });
-    for (const [key, value] of this.attachTickets) if (value.expiresAt <= this.options.clock()) this.attachTickets.delete(key);
+    await this.options.state.putTicket(ticket, grantId, expiresAt).catch((err: unknown) => {
+      throw stateRefusal(err, 'attach tickets are');
+    });
     return { ticket, expiresAt };
   }
 
   /** Authenticates an attach: the grant token in the Authorization header, or a single-use ticket. */
   async authenticate(grantId: string, authorization: string | undefined, ticket: string | null): Promise<Grant> {
-    const { grants, clock } = this.options;
+    const { grants, clock, state } = this.options;
     let grant: Grant;
-    if (ticket !== null) {
-      const entry = this.attachTickets.get(ticket);
-      this.attachTickets.delete(ticket); // single use, even when it fails below
-      if (!entry || entry.grantId !== grantId || entry.expiresAt <= clock()) throw new LoupeError('token_invalid', 'attach ticket is unknown, used or expired; open a new one');
-      grant = grants.get(grantId)!;
-      grants.assertUsable(grant);
-    } else {
-      const match = /^Bearer (\S+)$/.exec(authorization ?? '');
-      if (!match) throw new LoupeError('unauthenticated', 'attach needs "Authorization: Bearer <grant token>" or a ?ticket= from POST /v1/grants/:id/tickets');
-      grant = await grants.verifyToken(match[1]!, grantId);
+    try {
+      if (ticket !== null) {
+        // Single use, even when it fails below, and even when two replicas race for it: the backend hands it out once.
+        const entry = ticket.length <= 200 ? await state.redeemTicket(ticket, clock()) : undefined;
+        if (!entry || entry.grantId !== grantId || entry.expiresAtMs <= clock()) throw new LoupeError('token_invalid', 'attach ticket is unknown, used or expired; open a new one');
+        const found = await grants.get(grantId);
+        if (!found) throw new LoupeError('token_invalid', 'attach ticket is unknown, used or expired; open a new one');
+        grant = found;
+        grants.assertUsable(grant);
+      } else {
+        const match = /^Bearer (\S+)$/.exec(authorization ?? '');
+        if (!match) throw new LoupeError('unauthenticated', 'attach needs "Authorization: Bearer <grant token>" or a ?ticket= from POST /v1/grants/:id/tickets');
+        grant = await grants.verifyToken(match[1]!, grantId);
+      }
+    } catch (err) {
+      throw stateRefusal(err, 'attaches are');
     }
     this.options.assertAuditAccepting('attaching');
     if (this.attaching.has(grantId) || this.ofGrant(grantId)) {
       throw new LoupeError('session_busy', `grant ${grantId} already has a live session; end it first`);
     }
-    this.attaching.add(grantId);
+    const sessionId = randomUUID();
+    this.attaching.set(grantId, sessionId);
+    try {
+      // The slot is taken in the shared registry before anything reaches the target: a second attach through
+      // another replica is refused while this session lives (or until its lease runs out).
+      const claim = await state.claimSession({ sessionId, grantId, replica: this.options.replica, user: grant.sub, target: grant.target, nowMs: clock(), leaseMs: this.options.leaseMs() });
+      if (!claim.claimed) {
+        const where = claim.holder.replica === this.options.replica ? '' : ` through broker replica ${claim.holder.replica}`;
+        throw new LoupeError('session_busy', `grant ${grantId} already has a live session${where} (since ${new Date(claim.holder.startedAtMs).toISOString()}); end it first`);
+      }
+    } catch (err) {
+      this.attaching.delete(grantId);
+      throw stateRefusal(err, 'attaches are');
+    }
     return grant;
+  }
+
+  /** Frees a claim whose session never started (or has ended) in the shared registry; a failure leaves it to the lease. */
+  private release(sessionId: string, reason: string): void {
+    void this.options.state.endSession(sessionId, { by: this.options.replica, reason, atMs: this.options.clock() }).catch(() => undefined);
   }
 
   /**
@@ -89,10 +120,12 @@ export class SessionRegistry {
    */
   async attach(grant: Grant, upgrade: () => Promise<WebSocket>): Promise<DebugSession> {
     const { audit, clock } = this.options;
+    const sessionId = this.attaching.get(grant.grantId);
+    if (sessionId === undefined) throw new LoupeError('internal', `attach of grant ${grant.grantId} without authentication`);
+    let started = false;
     try {
       const target = this.options.config().targets[grant.target];
       if (!target) throw new LoupeError('target_unreachable', `target ${grant.target} is no longer in the policy`);
-      const sessionId = randomUUID();
       const url = await resolveInspectorUrl(target.inspector);
       const link = await connectTarget(url);
       let client: WebSocket;
@@ -132,14 +165,18 @@ export class SessionRegistry {
         auditAccepting: () => audit.accepting,
         limits: this.options.config().limits,
         clock,
-        onEnded: (s) => this.sessions.delete(s.sessionId),
+        onEnded: (s) => {
+          this.sessions.delete(s.sessionId);
+          this.release(s.sessionId, s.endReason ?? 'ended');
+        },
         onFault: (s, fault, err) => this.options.reportFault(fault.where, err, { session: s.sessionId, target: grant.target, user: grant.sub, frameSha256: fault.frameSha256, bytes: fault.bytes }),
       });
       this.sessions.set(sessionId, session);
-      const started = session.start();
+      started = true;
+      const starting = session.start();
       try {
         await opened;
-        await started;
+        await starting;
       } catch (err) {
         this.sessions.delete(sessionId);
         void session.end('audit_failure');
@@ -147,10 +184,26 @@ export class SessionRegistry {
         client.close(4005, 'audit trail unavailable: the session was not started');
         throw new LoupeError('audit_unavailable', `the audit trail is unavailable: cannot record the session (${(err as Error).message}); retry later`);
       }
+      // A revocation through another replica while this one connected found no session to end: read the grant
+      // again now that the session is registered (a later revocation's notice finds it).
+      const now = await this.options.grants.get(grant.grantId).catch(() => undefined);
+      if (now?.revokedAt !== undefined) void session.end('revoked');
       return session;
     } finally {
       this.attaching.delete(grant.grantId);
+      if (!started) this.release(sessionId, 'attach_failed');
     }
+  }
+
+  /**
+   * Keeps this replica's claims alive and learns of sessions ended elsewhere; ends locally those it no longer holds.
+   * Throws (state_unavailable) when the backend cannot be reached: the caller bounds how long sessions go on.
+   */
+  async renewLeases(): Promise<void> {
+    const ids = [...this.sessions.keys()];
+    const gone = await this.options.state.renewLeases(this.options.replica, ids, this.options.clock(), this.options.leaseMs());
+    // Another replica ended these on lease expiry while this one could not renew: they are not ours to run.
+    for (const id of gone) void this.sessions.get(id)?.end('state_unavailable');
   }
 
   async endAll(reason: EndReason): Promise<void> {

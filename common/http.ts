@@ -30,6 +30,8 @@ export const httpErrorStatus = {
   issuer_unavailable: 503,
   // The audit trail failed closed (store or disk): nothing new starts until it recovers. Retry later.
   audit_unavailable: 503,
+  // The shared state database (PostgreSQL) cannot be reached: nothing is granted or attached that it did not record. Retry later.
+  state_unavailable: 503,
   config_invalid: 500,
   internal: 500,
 } as const;

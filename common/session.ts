@@ -4,7 +4,8 @@
  * it sends). Types and constants only: no broker code and nothing node-only, so the extension imports it as is.
  */
 
-export type EndReason = 'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert' | 'policy' | 'internal_error' | 'client_unresponsive' | 'target_unresponsive';
+export type EndReason =
+  'expired' | 'revoked' | 'client_closed' | 'target_gone' | 'shutdown' | 'audit_failure' | 'alert' | 'policy' | 'internal_error' | 'client_unresponsive' | 'target_unresponsive' | 'state_unavailable';
 
 /** Close codes the client sees, with a reason it can show as is. */
 export const closeCodes: Record<EndReason, number> = {
@@ -19,6 +20,7 @@ export const closeCodes: Record<EndReason, number> = {
   internal_error: 4008,
   client_unresponsive: 4009,
   target_unresponsive: 4010,
+  state_unavailable: 4011,
 };
 
 /** The close reason sent with each close code. */
@@ -34,6 +36,7 @@ export const closeMessages: Record<EndReason, string> = {
   internal_error: 'the broker failed handling a message of this session: it has ended (recorded)',
   client_unresponsive: 'the client stopped answering pings: the session has ended',
   target_unresponsive: 'the target stopped answering its inspector: the session has ended',
+  state_unavailable: 'the broker lost its state database for too long: the session has ended',
 };
 
 // ---- client → broker ----

@@ -43,7 +43,7 @@ export class OidcSignInError extends Error {
 }
 
 /** The provider's own words for a refusal, or what went wrong on the way, as one OidcSignInError. */
-function signInError(err: unknown, what: string, url: string): OidcSignInError {
+export function signInError(err: unknown, what: string, url: string): OidcSignInError {
   if (err instanceof OidcSignInError) return err;
   if (err instanceof oauth.ResponseBodyError)
     return new OidcSignInError(`${what} refused (HTTP ${err.status}): ${err.error}${err.error_description ? `: ${err.error_description}` : ''}`, { cause: err });
@@ -93,7 +93,7 @@ export function tokenExpiry(token: string): number | undefined {
   return typeof exp === 'number' ? exp * 1000 : undefined;
 }
 
-function tokensFrom(body: oauth.TokenEndpointResponse, settings: OidcSettings, previousRefresh?: string): OidcTokens {
+export function tokensFrom(body: oauth.TokenEndpointResponse, settings: OidcSettings, previousRefresh?: string): OidcTokens {
   const accessToken = body.access_token;
   const idToken = typeof body.id_token === 'string' ? body.id_token : undefined;
   if (typeof accessToken !== 'string') throw new OidcSignInError('the token response has no access_token');
@@ -118,7 +118,7 @@ function page(res: ServerResponse, status: number, message: string): void {
 /** A public client (no secret), as an editor is: PKCE protects the code. */
 const publicClient = (settings: OidcSettings): oauth.Client => ({ client_id: settings.clientId });
 
-function tokenRequestOptions(settings: OidcSettings): oauth.TokenEndpointRequestOptions {
+export function tokenRequestOptions(settings: OidcSettings): oauth.TokenEndpointRequestOptions {
   return { ...requestOptions(settings.issuer), ...(settings.resource ? { additionalParameters: { resource: settings.resource } } : {}) };
 }
 

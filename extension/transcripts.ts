@@ -106,7 +106,7 @@ function sealOpener(keys: { keys: Record<string, unknown>[] }): SealOpener {
     if (header.alg !== 'EdDSA') throw new Error(`algorithm ${header.alg}, expected EdDSA`);
     if (header.typ !== typ) throw new Error(`seal has type ${header.typ}, expected ${typ}`);
     const jwk = keys.keys.find((k) => k.kid === header.kid && k.kty === 'OKP' && k.crv === 'Ed25519');
-    if (!jwk) throw new Error(`no audit key ${header.kid} in the key set`);
+    if (!jwk) throw new Error(`sealed with audit key ${header.kid}, which no broker published (published: ${keys.keys.map((k) => k.kid).join(', ') || 'none'})`);
     const { kty, crv, x } = jwk as { kty: string; crv: string; x: string };
     const key = createPublicKey({ key: { kty, crv, x } as JsonWebKey, format: 'jwk' });
     if (!verifySignature(null, Buffer.from(`${h}.${p}`), key, Buffer.from(s, 'base64url'))) throw new Error('signature verification failed');

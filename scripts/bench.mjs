@@ -5,18 +5,25 @@
 //
 // Sections: 1 CDP round trip; 2 target pause per snapshot hit (inside the target); 2e-2g audit recording and
 // upload; 3 demo service throughput under a session; 4 idle sessions (memory, time to open 100); 5 an
-// evaluation through Loupe's interpreter vs V8 on one paused frame.
+// evaluation through Loupe's interpreter vs V8 on one paused frame; 6 a Debug Console evaluation through Loupe's
+// VS Code adapter vs a raw CDP client through the broker (the adapter's own share); 7 recording under load (20
+// sessions × 50 evaluations/s on one broker vs one session on it idle; records per broker CPU second); 8 grants and attaches through
+// one broker vs three replicas on PostgreSQL.
 //
 //   npm run bench                 the full run (about 3 minutes on 2 cores; budget 5 minutes)
 //   npm run bench -- --no-s3      skip the S3 upload figure (no server started)
+//   npm run bench -- --no-postgres  skip section 8 (no PostgreSQL started)
 //   npm run bench -- --print      only print the table of the last bench/results.json
-//   BENCH_SECTIONS=2,3 npm run bench -- --no-s3   only those sections (1, 2, 2e for 2e-2g, 3, 4, 5); with
+//   BENCH_SECTIONS=2,3 npm run bench -- --no-s3   only those sections (1, 2, 2e for 2e-2g, 3, 4, 5, 6, 7, 8); with
 //   BENCH_RESULTS=/tmp/x.json the results go there instead of bench/results.json (also for --print)
 //
 // S3: uses S3_ENDPOINT / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION when set; otherwise runs
 // scripts/s3/start-rgw.sh $LOUPE_RGW_DIR (default /tmp/loupe-rgw). If the bench started that server it
 // stops it again at the end (scripts/s3/stop-rgw.sh), unless --keep-s3; a server that was already
 // running is left as it was.
+//
+// PostgreSQL (section 8): uses DATABASE_URL when set; otherwise runs scripts/postgres/start-postgres.sh
+// $LOUPE_POSTGRES_DIR (default /tmp/loupe-postgres), and stops it at the end if the bench started it.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -70,6 +77,28 @@ async function ensureS3() {
   return { env, stop, note };
 }
 
+/** Returns { env, stop, note }: DATABASE_URL for section 8, and how to undo what we started. */
+function ensurePostgres() {
+  const none = (note) => ({ env: {}, stop: () => undefined, note });
+  if (args.has('--no-postgres')) return none('skipped (--no-postgres); section 8 is skipped');
+  if (process.env.DATABASE_URL) return none('DATABASE_URL from the environment');
+  const dir = process.env.LOUPE_POSTGRES_DIR || '/tmp/loupe-postgres';
+  const script = (name, ...rest) => spawnSync('bash', [join(root, 'scripts', 'postgres', name), dir, ...rest], { stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
+  const started = script('start-postgres.sh');
+  const wasRunning = /already running/.test(started.stderr ?? '');
+  const url = /^DATABASE_URL=(\S+)$/m.exec(started.stdout ?? '')?.[1];
+  if (started.status !== 0 || !url) {
+    say(`PostgreSQL did not start (exit ${started.status ?? started.signal}); section 8 is skipped. ${started.stderr?.trim().split('\n').at(-1) ?? ''}`);
+    return none('failed to start; section 8 skipped');
+  }
+  const stop = () => {
+    if (wasRunning || args.has('--keep-postgres')) return;
+    say(`== stopping the PostgreSQL server the bench started (${dir})`);
+    script('stop-postgres.sh');
+  };
+  return { env: { DATABASE_URL: url }, stop, note: `${dir} (${wasRunning ? 'already running' : 'started'})` };
+}
+
 // ---------------------------------------------------------------------------------------------------
 // The table
 
@@ -103,7 +132,9 @@ function printResults(r) {
   if (r.throughput) printThroughput(r.throughput, r.machine.cores);
   if (r.sessions) printSessions(r.sessions);
   if (r.evaluation) printEvaluation(r.evaluation);
+  if (r.adapter) printAdapter(r.adapter);
   if (r.recording) printRecording(r.recording);
+  if (r.replicas) printReplicas(r.replicas);
   say('');
 }
 
@@ -229,6 +260,15 @@ function printUpload(r) {
   say(table(['store', 'chunks', 'chunk ms med', 'chunk ms p99', 'put ms med', 'put ms p99', 'events/s', 'vs local (ev/s)'], uploadRows));
   if (!u.s3) say(`   S3: ${u.s3Skipped}`);
   else say(`   S3 bucket ${u.s3.bucket}: first chunk retained ${u.s3.retention?.mode ?? 'no retention!'} until ${u.s3.retention?.retainUntil ?? '-'}; ${u.s3.bytes} bytes in ${u.s3.chunks} objects`);
+  const b = u.busy;
+  if (b) {
+    say('');
+    say(
+      `2h. A busy session's uploads: ${rate(b.recordsPerSecond)} records/s for ${b.seconds.toFixed(1)} s through the trail with the default chunking (chunkMaxEvents ${b.options.chunkMaxEvents}, chunkMaxBytes ${kib(b.options.chunkMaxBytes)}, uploadInterval ${b.options.uploadIntervalMs / 1000} s), to ${b.store}`,
+    );
+    say(`   ${b.chunkPuts} chunk PUTs while recording ${b.records} records: ${b.putsPerSecond.toFixed(2)} PUTs/s, ${b.recordsPerPut?.toFixed(0) ?? '-'} records and ${kib(b.bytesPerPut)} per PUT`);
+    say(`   Goal: a busy session costs a few PUTs a second at most (≤ 3/s): ${b.putsPerSecond.toFixed(2)}/s ${b.putsPerSecond <= 3 ? 'MET' : 'MISSED'}`);
+  }
 }
 
 function printAdded(r) {
@@ -324,11 +364,11 @@ function printThroughput(t, cores) {
   ]);
   say(table(['variant', 'req/s', 'per round', 'vs (a)', 'loss', 'vs (a) range', 'latency med ms', 'p99 ms', 'service CPU', 'service CPU µs/req (vs (a))', 'broker CPU', 'client events/s'], rows));
   const loss = (x) => 1 - x.ratioToNone.median;
-  say(
-    `   Goals: loss < 1 % with an idle session: ${(100 * loss(v.idle)).toFixed(1)} % ${loss(v.idle) < 0.01 ? 'MET' : 'MISSED'};  loss < 5 % with a rate-limited snapshot breakpoint: ${(100 * loss(v.snapshot)).toFixed(1)} % ${loss(v.snapshot) < 0.05 ? 'MET' : 'MISSED'}`,
-  );
-  const extra = (x) => (x.cpuPerRequestToNone ? `${(100 * (x.cpuPerRequestToNone.median - 1)).toFixed(1)} %` : '-');
-  if (v.idle.cpuPerRequestToNone) say(`   The same as service CPU per request over (a): idle session ${extra(v.idle)}, rate-limited snapshot breakpoint ${extra(v.snapshot)}`);
+  // The goals are judged by the service's CPU per request (what the variant costs the target), which other work on
+  // a shared machine sways far less than req/s; the req/s loss is shown beside it.
+  const cpuLoss = (x) => (x.cpuPerRequestToNone ? x.cpuPerRequestToNone.median - 1 : NaN);
+  const goal = (x, bound) => `${(100 * cpuLoss(x)).toFixed(1)} % ${cpuLoss(x) < bound ? 'MET' : 'MISSED'} (req/s loss ${(100 * loss(x)).toFixed(1)} %)`;
+  say(`   Goals (service CPU per request over (a)): < 1 % with an idle session: ${goal(v.idle, 0.01)};  < 5 % with a rate-limited snapshot breakpoint: ${goal(v.snapshot, 0.05)}`);
   say('   CPU columns: cores used by the service and the broker during the runs (CPU seconds / wall seconds, /proc);');
   say(
     "   service CPU µs/req: the service's CPU time per answered request, median over rounds, and its median paired ratio to (a): what the variant costs the target, less swayed than req/s by other work on the machine.",
@@ -375,6 +415,11 @@ function printSessions(s) {
     kib(x.targetBytesPerSession),
   ]);
   say(table(['memory', 'proxy RSS before → after', 'per session', 'per round', 'after close', 'vs (c)', 'target RSS per session'], memRows));
+  const time = p.broker.wallMs.median / p.relay.wallMs.median;
+  const memory = p.broker.proxyBytesPerSession / p.relay.proxyBytesPerSession;
+  say(
+    `   Goals (broker vs the bare relay (c)): time to open ${s.sessions} ≤ 2×: ${ratio(time)} ${time <= 2 ? 'MET' : 'MISSED'};  memory per session ≤ 2×: ${Number.isFinite(memory) ? ratio(memory) : '-'} ${memory <= 2 ? 'MET' : 'MISSED'}`,
+  );
   say(
     `   per session = (RSS with the ${s.sessions} sessions settled ${s.settleMs} ms − RSS before) / ${s.sessions}; RSS includes garbage not yet collected. Later rounds start from a heap that once held them.`,
   );
@@ -405,7 +450,7 @@ function printEvaluation(e) {
 function printRecording(x) {
   say('');
   say(
-    `6. Recording under load: ${x.sessions} sessions × ${x.rate} requests/s (${x.requests ?? x.expression}) for ${x.durationMs / 1000} s on one broker; baseline: one session at the same rate on the same broker, idle otherwise, ${x.idleMs / 1000} s`,
+    `7. Recording under load: ${x.sessions} sessions × ${x.rate} requests/s (${x.requests ?? x.expression}) for ${x.durationMs / 1000} s on one broker; baseline: one session at the same rate on the same broker, idle otherwise, ${x.idleMs / 1000} s`,
   );
   const row = (label, y) => [
     label,
@@ -434,6 +479,86 @@ function printRecording(x) {
   );
 }
 
+function printAdapter(a) {
+  const p90 = (s) => `${ms(s.median)} / ${ms(s.p90)} / ${ms(s.p99)}`;
+  const signed = (x) => `${x >= 0 ? '+' : '−'}${ms(Math.abs(x))}`;
+  const shares = (x) => `${signed(x.median)} / ${signed(x.p90)}`;
+  say('');
+  say("6. Debug Console evaluation through Loupe's VS Code adapter vs a raw CDP client sending the same Debugger.evaluateOnCallFrame through the same broker process (bench/adapter.ts)");
+  say(
+    `   all attached to one target paused in test/fixtures/preview-app.js; each round one sample per path, the order rotating; ${a.counts.rounds} rounds of ${a.counts.perRound}; paced: ${a.counts.pacedGapMs} ms apart`,
+  );
+  say('   (b) adapter: dist/debugAdapter.js under a DAP client over stdin/stdout; (c) inline: the same adapter in the measuring process, messages as objects, as VS Code runs it');
+  const rows = a.rows.map((r) => [
+    r.expression,
+    r.pacing,
+    p90(r.raw),
+    p90(r.adapter),
+    shares(r.share),
+    p90(r.inline),
+    shares(r.inlineShare),
+    r.own ? `${ms(r.own.median)} / ${ms(r.own.p90)}` : '-',
+    Number.isFinite(r.adapterCpuUs) ? r.adapterCpuUs.toFixed(0) : '-',
+    r.shown.length > 40 ? `${r.shown.slice(0, 39)}…` : r.shown,
+  ]);
+  say(
+    table(
+      [
+        'expression',
+        'pacing',
+        '(a) raw CDP p50 / p90 / p99',
+        '(b) adapter p50 / p90 / p99',
+        '(b) share p50 / p90',
+        '(c) inline p50 / p90 / p99',
+        '(c) share p50 / p90',
+        '(b) CPU µs/eval',
+        'adapter shows',
+      ],
+      rows,
+    ),
+  );
+  const goal = (x) => (x.median <= 1 && x.p90 <= 1 ? 'MET' : 'NOT MET');
+  for (const r of a.rows) {
+    say(
+      `   Goal "adapter share <= broker round trip + 1 ms" (${r.expression}, ${r.pacing}): (b) ${signed(r.share.median)} ms p50, ${signed(r.share.p90)} ms p90 ${goal(r.share)}; (c) inline ${signed(r.inlineShare.median)} ms p50, ${signed(r.inlineShare.p90)} ms p90 ${goal(r.inlineShare)}`,
+    );
+  }
+  for (const r of a.rows.filter((x) => x.own)) {
+    say(
+      `   The adapter's own time per evaluation (${r.expression}, ${r.pacing}): ${ms(r.own.median)} ms p50, ${ms(r.own.p90)} ms p90: within 1 ms ${r.own.median <= 1 && r.own.p90 <= 1 ? 'MET' : 'NOT MET'}`,
+    );
+  }
+  say('   share: the path − (a) at the same percentile (other processes on a shared machine move it by milliseconds either way);');
+  say("   (c) own: inside the inline adapter, DAP request to CDP frame sent plus CDP answer received to DAP response, the broker's round trip excluded;");
+  say('   (b) CPU: the adapter process per evaluation (/proc). (b) adds a process and a pipe each way, which VS Code does not have.');
+}
+
+function printReplicas(x) {
+  say('');
+  if (x.skipped) {
+    say(`8. One broker vs three replicas on PostgreSQL: skipped (${x.skipped})`);
+    return;
+  }
+  const { single, replicas } = x.variants;
+  const c = x.counts;
+  say(
+    `8. Grants and attaches: one broker (state in files) vs three replicas on one PostgreSQL (bench/replicas.ts); ${c.rounds} interleaved rounds of ${c.grants} grants (${c.concurrency} in flight, spread over the replicas) and ${c.attaches} attaches (granted by one replica, attached through the next)`,
+  );
+  const rows = [single, replicas].map((v) => [
+    v.name,
+    rate(v.grantsPerSecond.median),
+    v.grantsPerSecondPerRound.map(rate).join(' '),
+    medP99(v.grantMs),
+    medP99(v.attachMs),
+    ratioPair(v.attachMs, single.attachMs),
+    medP99(v.enableMs),
+  ]);
+  say(table(['variant', 'grants/s', 'per round', 'grant ms med / p99', 'attach ms med / p99', 'attach vs (a)', 'Debugger.enable ms med / p99'], rows));
+  const r = replicas.attachMs.median / single.attachMs.median;
+  say(`   Goal: attach median through the replicas within 1.5× of the single broker's: ${ratio(r)} ${r <= 1.5 ? 'MET' : 'MISSED'}`);
+  say('   attach: the WebSocket upgrade sent until the socket is open (the grant checked, its one live session claimed, the target connected).');
+}
+
 // ---------------------------------------------------------------------------------------------------
 
 if (args.has('--print')) {
@@ -450,6 +575,13 @@ if (build.status !== 0) {
 }
 const s3 = await ensureS3();
 say(`== S3: ${s3.note}`);
+const postgres = (process.env.BENCH_SECTIONS ?? '8')
+  .split(',')
+  .map((x) => x.trim())
+  .includes('8')
+  ? ensurePostgres()
+  : { env: {}, stop: () => undefined, note: 'not needed (section 8 not selected)' };
+say(`== PostgreSQL: ${postgres.note}`);
 say('== measuring (bench/run.ts)');
 let code;
 try {
@@ -457,7 +589,7 @@ try {
   const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'bench', 'run.ts')], {
     cwd: root,
     stdio: 'inherit',
-    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...s3.env },
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...s3.env, ...postgres.env },
   });
   const forward = (signal) => child.kill(signal);
   process.on('SIGINT', forward);
@@ -467,6 +599,7 @@ try {
   process.off('SIGTERM', forward);
 } finally {
   await s3.stop();
+  postgres.stop();
 }
 if (code !== 0) {
   say(`bench failed (exit ${code})`);

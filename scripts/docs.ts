@@ -91,6 +91,7 @@ const eventNotes: Record<keyof typeof eventCodes, string> = {
   'session.attach_refused': 'reserved for a refused attach in a session chain (refused attaches are recorded as `attach.refused`)',
   'session.ending': 'cleanup began: breakpoints removed, target resumed',
   'session.policy_applied': 'a live session narrowed to the stricter of its policy and a reloaded one',
+  'session.lease_expired': "another replica's session ended by this one: its lease ran out (that replica died or lost the state database); grant stream",
   'cdp.request': 'a client request, before it is forwarded',
   'cdp.response': "the target's answer (`requestSeq`, result preview or error)",
   'cdp.response.missing': 'a forwarded request that got no answer',
@@ -124,6 +125,8 @@ const eventNotes: Record<keyof typeof eventCodes, string> = {
   'stream.closed': 'a grant stream or security segment closed, with why (`shutdown`, `rotated`, …)',
   'audit.wal_repaired': 'a torn write-ahead-log tail cut back on start (grant stream)',
   'audit.reconciled': 'records taken back from the store on start instead of an overlapping upload (grant stream)',
+  'state.unavailable': 'the shared state database (PostgreSQL) stopped answering: new grants and attaches refused, live sessions bounded by `state.outageGrace` (grant stream)',
+  'state.recovered': 'the shared state database answers again, with how long it was away (grant stream)',
   'attach.refused': 'security stream: a refused attach, with a reason',
   'identity.rejected': 'security stream: a rejected identity token (issuer, claimed subject, reason, digest)',
   'grant.malformed': 'security stream: an unreadable or invalid grant request',
@@ -159,6 +162,7 @@ const closeNotes: Record<EndReason, string> = {
   internal_error: 'a fault handling one frame of this session',
   client_unresponsive: 'the client answered no ping for `limits.clientUnresponsiveMs`',
   target_unresponsive: 'the target left a request unanswered for `limits.targetResponseSeconds`',
+  state_unavailable: 'the shared state database (PostgreSQL) was unreachable for longer than `state.outageGrace`, or another replica ended the session on its expired lease',
 };
 
 function closeCodesTable(): string {
@@ -194,6 +198,7 @@ const errorNotes: Record<LoupeErrorCode, string> = {
   target_unreachable: "the broker cannot reach the target's inspector, or its `/json/list` answer is bad",
   issuer_unavailable: "the broker cannot reach the token's identity provider to check it; retry",
   audit_unavailable: 'the audit trail failed closed (store or disk); retry once it recovers',
+  state_unavailable: 'the shared state database (PostgreSQL) cannot be reached: new grants, tickets, approvals and attaches are refused; retry once it is back',
   config_invalid: "the broker's configuration or state directory is unusable",
   internal: 'a fault in the broker',
 };

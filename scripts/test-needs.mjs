@@ -9,6 +9,7 @@ export const services = {
   s3: { what: 'S3 server with Object Lock, Ceph RGW', modules: ['test/support/s3.ts'] },
   chromium: { what: 'headless Chromium', modules: ['test/support/browser.ts', 'test/extension/codeServer.ts'] },
   'code-server': { what: 'VS Code server', modules: ['test/extension/codeServer.ts'] },
+  postgres: { what: 'PostgreSQL 15', modules: ['test/support/postgres.ts'] },
 };
 
 const needsLine = /^\/\/ needs: (.+)$/m;

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// `npm test`: build the shipped bundles, type-check, provision the services (S3, Chromium, code-server), then run
+// `npm test`: build the shipped bundles, type-check, provision the services (S3, PostgreSQL, Chromium, code-server), then run
 // every test file with node's test runner. `npm test -- <filter>...` runs the files whose path contains one of the
 // filters, and provisions only the services those files declare (`// needs: ...`, see scripts/test-needs.mjs).
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { ensureChromium } from './chromium/ensure-chromium.mjs';
+import { ensurePostgres } from './postgres/ensure-postgres.mjs';
 import { ensureS3 } from './s3/ensure-s3.mjs';
 import { declaredNeeds, services } from './test-needs.mjs';
 import { ensureCodeServer } from './vscode/ensure-code-server.mjs';
@@ -66,6 +67,8 @@ run('typecheck', process.execPath, [join(root, 'node_modules', 'typescript', 'bi
 const env = { ...process.env };
 // The audit store tests run against a real S3 server with Object Lock (started here unless S3_ENDPOINT is set).
 if (needed('s3')) Object.assign(env, ensureS3());
+// Several broker replicas share their state in a real PostgreSQL (started here unless DATABASE_URL is set).
+if (needed('postgres')) Object.assign(env, ensurePostgres());
 // The report page is checked in a real headless Chromium (Debian's chromium, installed here when missing).
 if (needed('chromium')) Object.assign(env, { CHROMIUM_PATH: ensureChromium(), PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: '1' });
 // The extension is tested in a real VS Code: code-server (installed here when missing) driven by that Chromium.

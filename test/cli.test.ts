@@ -22,6 +22,7 @@ const commands: [string[], RegExp[]][] = [
     ['policy', 'explain'],
     [/--config/, /--user/, /--target/, /--mode/, /--at/, /--ticket/, /--duration/],
   ],
+  [['connect'], [/<target>/, /--reason/, /--ticket/, /--mode/, /--duration/, /--port/, /--broker <url>/, /--token-file/, /--issuer/, /--client-id/]],
   [
     ['audit', 'list'],
     [/--target/, /--user/, /--from/, /--security/, /--grants/, /--broker <url>/, /--token/],

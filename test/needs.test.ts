@@ -39,8 +39,9 @@ describe('test files declare the services they need', () => {
     assert.deepEqual(problems, []);
   });
 
-  it('sees the declarations (the S3, browser and VS Code tests)', () => {
+  it('sees the declarations (the S3, PostgreSQL, browser and VS Code tests)', () => {
     assert.deepEqual(declaredNeeds(root, 'test/audit/s3Store.test.ts'), ['s3']);
+    assert.deepEqual(declaredNeeds(root, 'test/postgres/startPostgres.test.ts'), ['postgres']);
     assert.deepEqual(declaredNeeds(root, 'test/audit/reportBrowser.test.ts'), ['chromium']);
     assert.deepEqual(declaredNeeds(root, 'test/extension/vscodeUi.test.ts'), ['code-server', 'chromium']);
     assert.deepEqual(declaredNeeds(root, 'test/session/safety.test.ts'), []);

@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
 import picomatch from 'picomatch';
 import type { AuditEvent } from '../audit/events';
 import type { AlertAction, AlertRules } from '../config/alertConfig';
 import type { LoupeConfig } from '../config/types';
 import { luhn } from '../policy/redact';
 import { withinHours } from '../policy/hours';
+import type { StateBackend } from '../state/stateBackend';
 
 export interface Alert {
   readonly id: string;
@@ -121,24 +120,27 @@ const summarize = (event: AuditEvent): string => {
 export class AlertEngine {
   private readonly sessions = new Map<string, SessionState>();
   private readonly recent: Alert[] = [];
-  private firstAttach: Record<string, string>;
 
   constructor(
     private config: LoupeConfig,
     private readonly hooks: AlertEngineHooks,
-    private readonly firstAttachFile: string,
+    /** First attaches and refused-attach counts are kept there, shared by every replica on PostgreSQL. */
+    private readonly state: Pick<StateBackend, 'touchFirstAttach' | 'countInWindow'>,
     private readonly clock: () => number,
-  ) {
-    try {
-      this.firstAttach = JSON.parse(readFileSync(firstAttachFile, 'utf8')) as Record<string, string>;
-    } catch {
-      this.firstAttach = {};
-    }
-  }
+    private readonly log: (line: string) => void = () => undefined,
+  ) {}
 
   /** A policy reload: rules of sessions that start from now on come from the new targets. */
   useConfig(config: LoupeConfig): void {
     this.config = config;
+  }
+
+  /** First-attach checks under way: flush() waits for them (at shutdown). */
+  private readonly touching = new Set<Promise<unknown>>();
+
+  /** Waits for the first-attach checks under way (at shutdown). */
+  async flush(): Promise<void> {
+    await Promise.all(this.touching);
   }
 
   /** Alerts kept in memory for the API, newest first (every alert is also in the audit trail). */
@@ -268,7 +270,7 @@ export class AlertEngine {
     if (event.type !== 'attach.refused' || !rule) return;
     const d = event.data as Record<string, unknown>;
     // Not the caller's doing: the broker could not serve an attach it would have allowed.
-    if (d.reason === 'target_unreachable' || d.reason === 'audit_unavailable') return;
+    if (d.reason === 'target_unreachable' || d.reason === 'audit_unavailable' || d.reason === 'state_unavailable') return;
     const since = Date.parse(event.time) - rule.withinSeconds * 1000;
     const keys: [string, string][] = [];
     if (typeof d.source === 'string') keys.push([`source ${d.source}`, `from ${d.source}`]);
@@ -278,28 +280,40 @@ export class AlertEngine {
       this.refusedAttaches.delete(key); // re-inserted last: the map's first key is the least recently seen
       this.refusedAttaches.set(key, recent);
       if (this.refusedAttaches.size > maxWatched) this.refusedAttaches.delete(this.refusedAttaches.keys().next().value!);
-      if (recent.length < rule.count) continue;
-      const now = this.clock();
-      const last = this.brokerFired.get(key);
-      if (last !== undefined && now - last < rule.withinSeconds * 1000) continue;
-      this.brokerFired.set(key, now);
-      if (this.brokerFired.size > maxWatched) this.brokerFired.delete(this.brokerFired.keys().next().value!);
-      const alert: Alert = {
-        id: randomUUID(),
-        rule: 'failedAttaches',
-        at: new Date(now).toISOString(),
-        target: typeof d.target === 'string' ? d.target : '',
-        ...(typeof d.user === 'string' ? { user: d.user } : {}),
-        message: `${recent.length} refused attaches within ${rule.withinSeconds} s ${where} (threshold ${rule.count}); last: ${String(d.reason)}`,
-        action: rule.action,
-        evidence: recent.slice(-20).map((e) => ({ seq: e.seq, type: e.type, summary: summarize(e) })),
-      };
-      this.recent.push(alert);
-      if (this.recent.length > 1000) this.recent.shift();
-      void this.hooks.record(alert).catch(() => undefined);
-      this.hooks.deliver(alert);
-      if (rule.action === 'require-approval' && alert.user && alert.target) this.hooks.requireApproval(alert);
+      // Counted across replicas: attempts spread over several brokers behind one load balancer add up.
+      this.state.countInWindow(`failedAttaches ${key}`, Date.parse(event.time), rule.withinSeconds * 1000).then(
+        (count) => this.failedAttaches(key, where, Math.max(count, recent.length), recent, d),
+        (err: Error) => {
+          this.log(`alerts: cannot count refused attaches ${where} across replicas (${err.message}); counting this replica's alone`);
+          this.failedAttaches(key, where, recent.length, recent, d);
+        },
+      );
     }
+  }
+
+  private failedAttaches(key: string, where: string, count: number, recent: readonly AuditEvent[], d: Record<string, unknown>): void {
+    const rule = this.config.alerting.rules.failedAttaches;
+    if (!rule || count < rule.count) return;
+    const now = this.clock();
+    const last = this.brokerFired.get(key);
+    if (last !== undefined && now - last < rule.withinSeconds * 1000) return;
+    this.brokerFired.set(key, now);
+    if (this.brokerFired.size > maxWatched) this.brokerFired.delete(this.brokerFired.keys().next().value!);
+    const alert: Alert = {
+      id: randomUUID(),
+      rule: 'failedAttaches',
+      at: new Date(now).toISOString(),
+      target: typeof d.target === 'string' ? d.target : '',
+      ...(typeof d.user === 'string' ? { user: d.user } : {}),
+      message: `${count} refused attaches within ${rule.withinSeconds} s ${where} (threshold ${rule.count}); last: ${String(d.reason)}`,
+      action: rule.action,
+      evidence: recent.slice(-20).map((e) => ({ seq: e.seq, type: e.type, summary: summarize(e) })),
+    };
+    this.recent.push(alert);
+    if (this.recent.length > 1000) this.recent.shift();
+    void this.hooks.record(alert).catch(() => undefined);
+    this.hooks.deliver(alert);
+    if (rule.action === 'require-approval' && alert.user && alert.target) this.hooks.requireApproval(alert);
   }
 
   /** Grants already alerted on: a V8 grant fires once, however its record reaches the engine. */
@@ -359,15 +373,17 @@ export class AlertEngine {
     if (offHours && !withinHours(offHours.hours, at)) this.fire(state, event.stream, 'offHours', `attach at ${event.time} is outside ${offHours.hours.text}`, [event], 0);
     const first = state.rules.firstAttach;
     if (first) {
-      const key = `${state.user}\u0000${state.target}`;
-      const last = this.firstAttach[key];
-      if (!last || at.getTime() - Date.parse(last) > first.days * 86400_000) {
-        this.fire(state, event.stream, 'firstAttach', last ? `${state.user} had not attached to ${state.target} since ${last}` : `first attach of ${state.user} to ${state.target}`, [event], 0);
-      }
-      this.firstAttach[key] = event.time;
-      mkdirSync(dirname(this.firstAttachFile), { recursive: true });
-      writeFileSync(`${this.firstAttachFile}.tmp`, JSON.stringify(this.firstAttach));
-      renameSync(`${this.firstAttachFile}.tmp`, this.firstAttachFile);
+      const touched = this.state.touchFirstAttach(state.user, state.target, event.time).then(
+        (last) => {
+          if (!last || at.getTime() - Date.parse(last) > first.days * 86400_000) {
+            this.fire(state, event.stream, 'firstAttach', last ? `${state.user} had not attached to ${state.target} since ${last}` : `first attach of ${state.user} to ${state.target}`, [event], 0);
+          }
+        },
+        // Without the memory the rule cannot tell; it says so rather than fire on every attach.
+        (err: Error) => this.log(`alerts: cannot check the firstAttach rule for session ${event.stream}: ${err.message}`),
+      );
+      this.touching.add(touched);
+      void touched.finally(() => this.touching.delete(touched));
     }
     const many = state.rules.concurrentTargets;
     if (many) {

@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { JSONWebKeySet } from 'jose';
+import { readKeyObject } from './publishedKeys';
 import { renderReport } from './report';
 import { parseTranscriptText, readTranscriptFromStore, verifyTranscript, type Transcript, type VerifyResult } from './verify';
 
@@ -97,7 +98,12 @@ export async function openVerifyTarget(location: string, keysSpec: string | unde
     else {
       const keyObjects = await store.list('keys/');
       keys = { keys: [] };
-      for (const key of keyObjects) keys.keys.push(...(JSON.parse((await store.get(key)).toString('utf8')) as JSONWebKeySet).keys);
+      // Every broker sharing the bucket published its key here; an object that is not one public key named by its thumbprint is left out.
+      for (const name of keyObjects) {
+        const read = await readKeyObject(name, await store.get(name));
+        if ('key' in read) keys.keys.push(read.key);
+        else process.stderr.write(`loupe: not using ${read.problem}\n`);
+      }
     }
     return { transcript, keys, requireRetention: true, source: location };
   }
@@ -116,7 +122,8 @@ export async function verifyLocation(location: string, keysSpec?: string): Promi
 
 export function describeVerification(result: VerifyResult, target: VerifyTarget): string {
   const lines: string[] = [];
-  const kids = target.keys.keys.map((k) => k.kid).join(', ');
+  // The keys that sealed this transcript, not every key published (several replicas publish one each).
+  const kids = result.kids.join(', ');
   if (result.ok) {
     lines.push(
       `OK: ${target.transcript.stream.startsWith('security-') ? 'security segment' : target.transcript.stream.startsWith('grants-') ? 'grant stream' : 'session'} ${target.transcript.stream}: ${result.events.length} records in ${target.transcript.chunks.length} sealed chunk(s), chain intact, manifest sealed (audit key ${kids})`,

@@ -18,9 +18,9 @@ export interface AuditReaderOptions {
   liveSessions(): Set<string>;
   /** The security segment and the grant stream this broker is writing now. */
   openStreams(): Set<string>;
-  /** This broker's audit public keys, which the reports are verified against. */
-  keys(): JSONWebKeySet;
-  grant(grantId: string): Grant | undefined;
+  /** The audit public keys of every broker sharing the store, which the reports are verified against. */
+  keys(): Promise<JSONWebKeySet>;
+  grant(grantId: string): Promise<Grant | undefined>;
 }
 
 /** What auditors read from the store: recorded sessions, the security stream's segments, grant streams, and their reports. */
@@ -76,10 +76,10 @@ export class AuditReader {
     return transcriptToText((await this.securityTranscript(identity, segmentId)).transcript);
   }
 
-  /** A security segment's (or grant stream's) readable report, verified against this broker's keys. */
+  /** A security segment's (or grant stream's) readable report, verified against the published audit keys. */
   async securitySegmentReport(identity: Identity, segmentId: string): Promise<string> {
     const { segment, transcript } = await this.securityTranscript(identity, segmentId);
-    return renderReport(await verifyTranscript(transcript, this.options.keys()), {
+    return renderReport(await verifyTranscript(transcript, await this.options.keys()), {
       source: `${segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment'} recorded by the broker's ${this.storeName}${segment.state === 'ended' ? '' : `, ${segment.state}`}`,
     });
   }
@@ -92,8 +92,8 @@ export class AuditReader {
   /** The readable report, with the result of verifying the stored transcript against this broker's keys. */
   async report(identity: Identity, sessionId: string): Promise<string> {
     const { summary, transcript } = await this.sessionTranscript(identity, sessionId);
-    const result = await verifyTranscript(transcript, this.options.keys());
-    const grant = this.options.grant(summary.grantId);
+    const result = await verifyTranscript(transcript, await this.options.keys());
+    const grant = await this.options.grant(summary.grantId).catch(() => undefined);
     return renderReport(result, {
       ...(grant?.approvedBy ? { approval: { requestId: grant.requestId, approvedBy: grant.approvedBy } } : {}),
       source: `recorded by the broker's ${this.storeName}${summary.state === 'ended' ? '' : `, session ${summary.state}`}`,

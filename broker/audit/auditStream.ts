@@ -11,7 +11,7 @@ export interface ChainHost {
   readonly wal: WriteAheadLog;
   readonly store: AuditStore;
   readonly key: SigningKey;
-  readonly options: { readonly chunkMaxEvents: number };
+  readonly options: { readonly chunkMaxEvents: number; readonly chunkMaxBytes?: number };
   readonly log?: ((line: string) => void) | undefined;
   /** Set at shutdown: a chain that cannot close then is completed from the WAL by the next start. */
   readonly stopped: boolean;
@@ -28,16 +28,22 @@ export interface ChainHost {
   waitForStore(ms: number): Promise<void>;
 }
 
-/** Encodes a sealed chunk: its events, one per line, then the seal line. */
-export function encodeChunk(events: readonly AuditEvent[], jws: string, name: string): Buffer {
-  return Buffer.from(eventsText(events) + JSON.stringify({ type: 'seal', chunk: name, jws }) + '\n');
+/** Encodes a sealed chunk: its events' text (one per line, as eventsText), then the seal line. */
+export function encodeChunk(text: string, jws: string, name: string): Buffer {
+  return Buffer.from(text + JSON.stringify({ type: 'seal', chunk: name, jws }) + '\n');
 }
 
-/** Each event's JSON, made once when it is recorded (the WAL line, the chunk's hash and the chunk's body use it). */
-const eventJson = new WeakMap<AuditEvent, string>();
-const jsonOf = (e: AuditEvent): string => eventJson.get(e) ?? JSON.stringify(e);
+const eventLine = (e: AuditEvent) => JSON.stringify(e) + '\n';
+export const eventsText = (events: readonly AuditEvent[]) => events.map(eventLine).join('');
 
-export const eventsText = (events: readonly AuditEvent[]) => events.map((e) => jsonOf(e) + '\n').join('');
+/** Bytes of events per chunk when the config sets no bound: a busy session's records fill it in about a second. */
+export const defaultChunkMaxBytes = 1 << 20;
+
+/** A record durable in the WAL and not yet in the store, with its line as the chunk will hold it. */
+interface PendingEvent {
+  readonly event: AuditEvent;
+  readonly line: string;
+}
 
 /**
  * One hash chain: a session, or a broker run's grant events. `record` fixes the event's place in the
@@ -47,7 +53,9 @@ export class AuditStream {
   private seq = 0;
   private head: string;
   /** Durable in the WAL, not yet in the store. */
-  private pending: AuditEvent[] = [];
+  private pending: PendingEvent[] = [];
+  /** The length of the pending events' lines. */
+  private pendingBytes = 0;
   private readonly chunks: ChunkInfo[] = [];
   private uploading: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
@@ -78,10 +86,10 @@ export class AuditStream {
         this.lastEvent = event;
         this.lastDurable = event;
         if (event.type === 'session.ended' || event.type === 'stream.closed') this.endRecorded = true;
-        if (event.seq > uploadedThrough) this.pending.push(event);
+        if (event.seq > uploadedThrough) this.addPending(event);
       }
       if (this.pending.length > 0) this.firstPendingAt = trail.clock();
-      if (recovered.uploading && recovered.uploading.firstSeq === uploadedThrough + 1 && this.pending.some((e) => e.seq === recovered.uploading!.lastSeq)) this.nextChunk = recovered.uploading;
+      if (recovered.uploading && recovered.uploading.firstSeq === uploadedThrough + 1 && this.pending.some((p) => p.event.seq === recovered.uploading!.lastSeq)) this.nextChunk = recovered.uploading;
     }
   }
 
@@ -105,16 +113,18 @@ export class AuditStream {
     const event = chainEvent(this.context, this.seq++, this.head, new Date(this.trail.clock()).toISOString(), type, data);
     this.head = event.hash;
     this.lastEvent = event;
+    // Serialized once: the WAL line and the chunk's line.
     const json = JSON.stringify(event);
-    eventJson.set(event, json);
     return this.trail.wal.append({ t: 'event', event }, lazy, `{"t":"event","event":${json}}`).then(
       () => {
         this.lastDurable = event;
         if (type === 'session.ended' || type === 'stream.closed') this.endRecorded = true;
-        this.pending.push(event);
+        this.addPending(event, json);
         this.firstPendingAt ??= this.trail.clock();
         this.trail.emit('event', event);
-        if (this.pending.length >= this.trail.options.chunkMaxEvents) void this.upload().catch(() => undefined);
+        // A full chunk leaves now; a partial one waits for the trail's next upload round (uploadIntervalMs), so a
+        // busy session costs a PUT per full chunk plus one per round, never one per record.
+        if (!this.uploading && this.fullChunkPending()) void this.upload({ fullChunksOnly: true }).catch(() => undefined);
         return event;
       },
       (err: unknown) => {
@@ -134,33 +144,70 @@ export class AuditStream {
     return new Date(Date.parse(this.context.startedAt) + this.context.retentionDays * 86400_000);
   }
 
-  /** Uploads everything pending as sealed chunks, one upload at a time per stream. */
-  upload(): Promise<void> {
-    if (this.uploading) return this.uploading.then(() => (this.pending.length > 0 ? this.upload() : undefined));
+  /** `json`: the event's JSON when the caller made it already (record() makes it once for the WAL and the chunk). */
+  private addPending(event: AuditEvent, json?: string): void {
+    const line = json !== undefined ? json + '\n' : eventLine(event);
+    this.pending.push({ event, line });
+    this.pendingBytes += line.length;
+  }
+
+  private get chunkMaxBytes(): number {
+    return this.trail.options.chunkMaxBytes ?? defaultChunkMaxBytes;
+  }
+
+  /** Enough is pending for a chunk at its bound (events or bytes). */
+  private fullChunkPending(): boolean {
+    return this.pending.length >= this.trail.options.chunkMaxEvents || this.pendingBytes >= this.chunkMaxBytes;
+  }
+
+  /** How many pending events the next chunk takes: up to chunkMaxEvents and chunkMaxBytes, at least one. */
+  private nextChunkSize(): number {
+    const maxEvents = this.trail.options.chunkMaxEvents;
+    const maxBytes = this.chunkMaxBytes;
+    let bytes = 0;
+    let count = 0;
+    for (const { line } of this.pending) {
+      if (count >= maxEvents || (count > 0 && bytes + line.length > maxBytes)) break;
+      bytes += line.length;
+      count++;
+    }
+    return count;
+  }
+
+  /**
+   * Uploads as sealed chunks, one upload at a time per stream: everything pending when called (an upload round,
+   * and a close), or with `fullChunksOnly` only chunks at their bound. Records that arrive meanwhile go with this
+   * upload only as full chunks; the rest waits for the next round.
+   */
+  upload(options: { fullChunksOnly?: boolean } = {}): Promise<void> {
+    if (this.uploading) return this.uploading.then(() => this.upload(options));
     if (this.pending.length === 0) return Promise.resolve();
+    const through = options.fullChunksOnly ? -1 : this.pending.at(-1)!.event.seq;
     this.uploading = (async () => {
       try {
-        while (this.pending.length > 0) {
+        while (this.pending.length > 0 && (this.nextChunk || this.pending[0]!.event.seq <= through || this.fullChunkPending())) {
           if (!this.nextChunk) {
-            const next = this.pending.slice(0, this.trail.options.chunkMaxEvents);
-            const bounds = { firstSeq: next[0]!.seq, lastSeq: next.at(-1)!.seq };
+            const next = this.pending.slice(0, this.nextChunkSize());
+            const bounds = { firstSeq: next[0]!.event.seq, lastSeq: next.at(-1)!.event.seq };
             await this.trail.wal.append({ t: 'uploading', stream: this.id, ...bounds });
             this.nextChunk = bounds;
           }
           const { lastSeq } = this.nextChunk;
-          const events = this.pending.filter((e) => e.seq <= lastSeq);
-          const first = events[0]!;
-          const last = events.at(-1)!;
+          const taken = this.pending.filter((p) => p.event.seq <= lastSeq);
+          const first = taken[0]!.event;
+          const last = taken.at(-1)!.event;
           const name = chunkName(first.seq, last.seq);
-          const chunkSha256 = sha256(eventsText(events));
+          const text = taken.map((p) => p.line).join('');
+          const chunkSha256 = sha256(text);
           const jws = await seal(this.trail.key, { session: this.id, firstSeq: first.seq, lastSeq: last.seq, chunkSha256, headHash: last.hash }, 'loupe-chunk+jws');
           const putStarted = performance.now();
-          await this.trail.call(() => this.trail.store.put(streamPrefix(this.context) + name, encodeChunk(events, jws, name), this.retainUntil()));
+          await this.trail.call(() => this.trail.store.put(streamPrefix(this.context) + name, encodeChunk(text, jws, name), this.retainUntil()));
           this.trail.emit('uploaded', (performance.now() - putStarted) / 1000);
           const chunk: ChunkInfo = { name, firstSeq: first.seq, lastSeq: last.seq, sha256: chunkSha256, headHash: last.hash };
           await this.trail.wal.append({ t: 'uploaded', stream: this.id, chunk });
           this.chunks.push(chunk);
-          this.pending = this.pending.slice(events.length);
+          this.pending = this.pending.slice(taken.length);
+          this.pendingBytes -= text.length;
           this.nextChunk = undefined;
           this.firstPendingAt = this.pending.length > 0 ? this.trail.clock() : undefined;
           this.trail.uploadSucceeded();

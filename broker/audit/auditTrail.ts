@@ -11,6 +11,8 @@ export { AuditStream } from './auditStream';
 
 export interface AuditTrailOptions {
   readonly chunkMaxEvents: number;
+  /** Bytes of events per chunk (default defaultChunkMaxBytes). */
+  readonly chunkMaxBytes?: number;
   readonly uploadIntervalMs: number;
   /** How long records may wait for the store before the broker fails closed. */
   readonly failClosedAfterMs: number;

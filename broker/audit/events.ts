@@ -23,6 +23,8 @@ export const eventCodes = {
   'session.attach_refused': 'L2002',
   'session.ending': 'L2003',
   'session.policy_applied': 'L2004',
+  // A replica ended the session of another replica whose lease ran out (it died or lost the state database).
+  'session.lease_expired': 'L2005',
   'cdp.request': 'L3000',
   'cdp.response': 'L3001',
   'cdp.response.missing': 'L3002',
@@ -59,6 +61,9 @@ export const eventCodes = {
   // Recovery on start: a WAL segment's torn tail cut back, and records taken back from the store.
   'audit.wal_repaired': 'L5003',
   'audit.reconciled': 'L5004',
+  // The shared state database (PostgreSQL) became unreachable, and came back.
+  'state.unavailable': 'L5010',
+  'state.recovered': 'L5011',
   // The broker's security stream (broker/audit/securityStream.ts): refusals at the edges and session faults.
   'attach.refused': 'L7000',
   'identity.rejected': 'L7001',

@@ -28,6 +28,15 @@ export function seal(key: SigningKey, payload: ChunkSealPayload | ManifestPayloa
 
 /** Verifies a seal against a published key set; returns the signed payload, or throws. */
 export async function openSeal(jws: string, keys: JSONWebKeySet, typ: string): Promise<Record<string, unknown>> {
+  // A seal made with a key that no broker published is the first thing an auditor must learn, in those words.
+  let kid: unknown;
+  try {
+    kid = (JSON.parse(Buffer.from(jws.split('.')[0] ?? '', 'base64url').toString('utf8')) as { kid?: unknown }).kid;
+  } catch {
+    throw new Error('the seal is not a JWS (its header does not parse)');
+  }
+  if (typeof kid !== 'string') throw new Error('the seal names no audit key (no kid in its header)');
+  if (!keys.keys.some((k) => k.kid === kid)) throw new Error(`sealed with audit key ${kid}, which no broker published (published: ${keys.keys.map((k) => k.kid).join(', ') || 'none'})`);
   const { payload, protectedHeader } = await compactVerify(jws, createLocalJWKSet(keys), { algorithms: ['EdDSA'] });
   if (protectedHeader.typ !== typ) throw new Error(`seal has type ${protectedHeader.typ}, expected ${typ}`);
   return JSON.parse(new TextDecoder().decode(payload)) as Record<string, unknown>;

@@ -111,6 +111,14 @@ function build(input: ConfigInput, derived: Derived, baseDir: string): LoupeConf
       failClosedAfterSeconds: audit.failClosedAfter,
       uploadIntervalSeconds: audit.uploadInterval,
       chunkMaxEvents: audit.chunkMaxEvents,
+      chunkMaxBytes: audit.chunkMaxBytes,
+    }),
+    state: Object.freeze({
+      ...(input.state.postgres ? { postgres: Object.freeze({ url: input.state.postgres.url, schema: input.state.postgres.schema }) } : {}),
+      ...(input.state.replica ? { replica: input.state.replica } : {}),
+      sessionLeaseSeconds: input.state.sessionLease,
+      outageGraceSeconds: input.state.outageGrace,
+      noticePollSeconds: input.state.noticePoll,
     }),
     alerting: Object.freeze({
       rules: derived.alertDefaults,

@@ -107,9 +107,37 @@ export const auditSchema = mapping({
   s3: s3Schema.optional(),
   retentionDays: int(1, 36500).prefault(30).describe('How long session records are kept (S3 Object Lock retain-until); a target may set its own.'),
   failClosedAfter: duration().prefault('30s').describe('Records that cannot be stored for this long stop new sessions (the broker fails closed).'),
-  uploadInterval: duration().prefault('1s').describe('How often records are uploaded.'),
-  chunkMaxEvents: int(1, 100000).prefault(500).describe('Events per uploaded chunk.'),
+  uploadInterval: duration().prefault('1s').describe('How often records are uploaded: a session costs one upload per interval, plus one per chunk filled meanwhile.'),
+  chunkMaxEvents: int(1, 100000).prefault(5000).describe('At most this many events per uploaded chunk; a full chunk is uploaded at once.'),
+  chunkMaxBytes: int(1024, 64 << 20)
+    .prefault(1 << 20)
+    .describe('At most this many bytes of events per uploaded chunk (a single larger event goes alone); a full chunk is uploaded at once.'),
 }).describe('Where the audit trail goes and how long it is kept.');
+
+const postgresStateSchema = mapping({
+  url: text()
+    .regex(/^postgres(ql)?:\/\//, { error: 'expected a PostgreSQL URL like "postgres://loupe@db:5432/loupe" (usually ${DATABASE_URL})' })
+    .describe('The database every replica shares, as a connection URL (`${DATABASE_URL}`); its password, if any, belongs in the environment, not the file.'),
+  schema: text()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]{0,62}$/, { error: 'expected a plain SQL identifier like "loupe"' })
+    .prefault('loupe')
+    .describe("The schema holding Loupe's tables (created, and migrated, at start)."),
+}).describe('Shared state on PostgreSQL, for several broker replicas behind one load balancer.');
+
+export const stateSchema = mapping({
+  postgres: postgresStateSchema.optional(),
+  replica: text()
+    .regex(/^[\w.:-]{1,100}$/, { error: 'expected a name of letters, digits, ".", ":", "_" or "-"' })
+    .optional()
+    .describe("This replica's name in the registry of live sessions (default: the host name and process id)."),
+  sessionLease: duration()
+    .prefault('15s')
+    .describe("How long a replica's hold on a live session lasts unrenewed (renewed every third of it): a replica that dies frees its sessions' grants after this long."),
+  outageGrace: duration()
+    .prefault('60s')
+    .describe('How long live sessions continue while the state database cannot be reached; then they end (target resumed, breakpoints removed). New grants and attaches are refused at once.'),
+  noticePoll: duration().prefault('2s').describe('How often a replica also polls for revocations and other notices, in case its PostgreSQL notification channel dropped.'),
+}).describe('Where grants, tickets, access requests, alert state and the registry of live sessions are kept: the state directory (one broker; the default) or PostgreSQL (several replicas).');
 
 export const configShape = {
   server: section(serverSchema),
@@ -120,6 +148,7 @@ export const configShape = {
   admins: textList().prefault([]).describe('Roles that administer the broker (revoke any grant, see everything).'),
   auditors: textList().prefault([]).describe('Roles that read the audit trail.'),
   audit: section(auditSchema),
+  state: section(stateSchema),
   alerting: section(alertingSchema),
   targets: targetsSchema,
 };

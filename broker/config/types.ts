@@ -75,12 +75,21 @@ export type BrokerLimits = Frozen<z.output<typeof limitsSchema>>;
 type AuditInput = z.output<typeof auditSchema>;
 type S3Input = NonNullable<AuditInput['s3']>;
 
-export interface AuditConfig extends Frozen<Pick<AuditInput, 'retentionDays' | 'chunkMaxEvents'>> {
+export interface AuditConfig extends Frozen<Pick<AuditInput, 'retentionDays' | 'chunkMaxEvents' | 'chunkMaxBytes'>> {
   readonly store:
     | { readonly kind: 'local'; readonly dir: string }
     | ({ readonly kind: 's3' } & Frozen<Pick<S3Input, 'bucket' | 'prefix'>> & Partial<Frozen<Pick<S3Input, 'endpoint' | 'region' | 'forcePathStyle'>>>);
   readonly failClosedAfterSeconds: number;
   readonly uploadIntervalSeconds: number;
+}
+
+export interface StateConfig {
+  /** Shared state for several replicas; absent: the state directory (one broker). */
+  readonly postgres?: { readonly url: string; readonly schema: string };
+  readonly replica?: string;
+  readonly sessionLeaseSeconds: number;
+  readonly outageGraceSeconds: number;
+  readonly noticePollSeconds: number;
 }
 
 export interface LoupeConfig {
@@ -92,6 +101,7 @@ export interface LoupeConfig {
   readonly admins: readonly string[];
   readonly auditors: readonly string[];
   readonly audit: AuditConfig;
+  readonly state: StateConfig;
   readonly alerting: AlertingConfig;
   readonly targets: Readonly<Record<string, TargetConfig>>;
 }

@@ -141,43 +141,118 @@ export function primitiveObject(p: Prim): Protocol.Runtime.RemoteObject {
   return { type: 'string', value: p };
 }
 
-function previewOf(interp: Interpreter, entries: [string, Val][], subtype: 'array' | undefined, description: string): Protocol.Runtime.ObjectPreview {
-  const properties: Protocol.Runtime.PropertyPreview[] = entries.slice(0, 100).map(([name, v]) => {
-    const label = hidden(v);
-    if (label) return { name, type: 'string', value: marker(label) };
-    switch (v.kind) {
-      case 'prim': {
-        const o = primitiveObject(v.value);
-        const secret = typeof v.value === 'string' ? interp.ctx.redaction.secretIn(v.value) : undefined;
-        return {
-          name,
-          type: o.type as Protocol.Runtime.PropertyPreview['type'],
-          subtype: o.subtype as Protocol.Runtime.PropertyPreview['subtype'],
-          value: secret ? marker(secret) : (o.description ?? String(v.value)),
-        };
-      }
-      case 'remote': {
-        const description = v.object.description ?? '';
-        const secret = interp.ctx.redaction.secretIn(description);
-        return {
-          name,
-          type: v.object.type as Protocol.Runtime.PropertyPreview['type'],
-          subtype: v.object.subtype as Protocol.Runtime.PropertyPreview['subtype'],
-          value: secret ? marker(secret) : description,
-        };
-      }
-      case 'array':
-        return { name, type: 'object', subtype: 'array', value: `Array(${v.items.length})` };
-      case 'date':
-        return { name, type: 'object', subtype: 'date', value: dateString(v.time) };
-      case 'arrow':
-      case 'builtin':
-        return { name, type: 'function', value: '' };
-      default:
-        return { name, type: 'object', value: 'Object' };
+/** V8's bounds on a preview: fields of an object, elements of an array, entries of a Map or Set; text of a field. */
+const previewFields = 5;
+const previewElements = 100;
+const previewEntries = 5;
+const previewText = 100;
+
+/** A string field as V8 previews it: cut in the middle past 100 characters. */
+const abbreviated = (text: string) => (text.length > previewText ? `${text.slice(0, previewText / 2)}…${text.slice(text.length - previewText / 2 + 1)}` : text);
+/** An object's description as a field of a preview: cut at the end past 100 characters (an error's stack, say). */
+const abbreviatedEnd = (text: string) => (text.length > previewText ? `${text.slice(0, previewText - 1)}…` : text);
+
+/** One field of a preview, as V8 writes it: primitives as text, objects by their short description, functions blank. */
+function propertyPreview(interp: Interpreter, name: string, v: Val): Protocol.Runtime.PropertyPreview {
+  const label = hidden(v);
+  if (label) return { name, type: 'string', value: marker(label) };
+  switch (v.kind) {
+    case 'prim': {
+      const o = primitiveObject(v.value);
+      const secret = typeof v.value === 'string' ? interp.ctx.redaction.secretIn(v.value) : undefined;
+      const text = typeof v.value === 'string' ? abbreviated(v.value) : (o.description ?? String(v.value));
+      return {
+        name,
+        type: o.type as Protocol.Runtime.PropertyPreview['type'],
+        ...(o.subtype ? { subtype: o.subtype as Protocol.Runtime.PropertyPreview['subtype'] } : {}),
+        value: secret ? marker(secret) : text,
+      };
     }
+    case 'remote': {
+      if (v.object.type === 'function') return { name, type: 'function', value: '' };
+      const description = v.object.description ?? '';
+      const secret = interp.ctx.redaction.secretIn(description);
+      return {
+        name,
+        type: v.object.type as Protocol.Runtime.PropertyPreview['type'],
+        ...(v.object.subtype ? { subtype: v.object.subtype as Protocol.Runtime.PropertyPreview['subtype'] } : {}),
+        value: secret ? marker(secret) : abbreviatedEnd(description),
+      };
+    }
+    case 'array':
+      return { name, type: 'object', subtype: 'array', value: `Array(${v.items.length})` };
+    case 'date':
+      return { name, type: 'object', subtype: 'date', value: dateString(v.time) };
+    case 'collection':
+      return { name, type: 'object', subtype: v.isSet ? 'set' : 'map', value: `${v.isSet ? 'Set' : 'Map'}(${v.entries.length})` };
+    case 'arrow':
+    case 'builtin':
+      return { name, type: 'function', value: '' };
+    default:
+      return { name, type: 'object', value: 'Object' };
+  }
+}
+
+function previewOf(interp: Interpreter, entries: [string, Val][], subtype: 'array' | undefined, description: string): Protocol.Runtime.ObjectPreview {
+  const bound = subtype === 'array' ? previewElements : previewFields;
+  const properties = entries.slice(0, bound).map(([name, v]) => propertyPreview(interp, name, v));
+  return { type: 'object', ...(subtype ? { subtype } : {}), description, overflow: entries.length > bound, properties };
+}
+
+/** A Map key or value, or a Set element, as V8 previews it: a primitive by its text, an object one level deep. */
+function entryPreview(interp: Interpreter, v: Val): Protocol.Runtime.ObjectPreview {
+  const label = hidden(v);
+  if (label) return { type: 'string', description: marker(label), overflow: false, properties: [] };
+  switch (v.kind) {
+    case 'prim': {
+      const o = primitiveObject(v.value);
+      const secret = typeof v.value === 'string' ? interp.ctx.redaction.secretIn(v.value) : undefined;
+      const text = secret ? marker(secret) : typeof v.value === 'string' ? v.value : (o.description ?? String(v.value));
+      return {
+        type: o.type as Protocol.Runtime.ObjectPreview['type'],
+        ...(o.subtype ? { subtype: o.subtype as Protocol.Runtime.ObjectPreview['subtype'] } : {}),
+        description: text,
+        overflow: false,
+        properties: [],
+      };
+    }
+    case 'remote':
+      if (v.object.preview) return redactedPreview(interp, v.object.preview, 1);
+      return { type: v.object.type as Protocol.Runtime.ObjectPreview['type'], description: propertyPreview(interp, '', v).value ?? '', overflow: false, properties: [] };
+    case 'array':
+      return previewOf(
+        interp,
+        v.items.map((item, i) => [String(i), item]),
+        'array',
+        `Array(${v.items.length})`,
+      );
+    case 'object':
+      return previewOf(interp, [...v.props], undefined, 'Object');
+    case 'date':
+      return { type: 'object', subtype: 'date', description: dateString(v.time), overflow: false, properties: [] };
+    default: {
+      const field = propertyPreview(interp, '', v);
+      return { type: field.type === 'accessor' ? 'object' : field.type, ...(field.subtype ? { subtype: field.subtype } : {}), description: field.value ?? '', overflow: false, properties: [] };
+    }
+  }
+}
+
+/** A Map or Set the interpreter built, previewed as V8 previews one: its size, then up to five entries. */
+function collectionPreview(interp: Interpreter, v: Extract<Val, { kind: 'collection' }>, description: string): Protocol.Runtime.ObjectPreview {
+  const entries = v.entries.slice(0, previewEntries).map(([key, value]): Protocol.Runtime.EntryPreview => {
+    // A secret key hides its value too, as the redactor does for a Map read from the target.
+    const keyHidden = !v.isSet && hidden(key);
+    const shown = keyHidden ? { type: 'string' as const, description: marker(keyHidden), overflow: false, properties: [] } : entryPreview(interp, value);
+    return v.isSet ? { value: entryPreview(interp, value) } : { key: entryPreview(interp, key), value: shown };
   });
-  return { type: 'object', subtype, description, overflow: entries.length > 100, properties };
+  return {
+    type: 'object',
+    subtype: v.isSet ? 'set' : 'map',
+    description,
+    overflow: v.entries.length > previewEntries,
+    properties: [{ name: 'size', type: 'number', value: String(v.entries.length) }],
+    entries,
+  };
 }
 
 /**
@@ -202,6 +277,24 @@ function redactedPreview(interp: Interpreter, preview: Protocol.Runtime.ObjectPr
     return { ...(key ? { key } : {}), value: depth < 2 ? redactedPreview(interp, e.value, depth + 1) : { type: e.value.type, description: '…', overflow: true, properties: [] } };
   });
   return { ...preview, description: text(preview.description), properties, ...(entries ? { entries } : {}) };
+}
+
+/**
+ * The JSON value of an array or object the interpreter built (it has no objectId to expand). One JSON cannot hold (a
+ * BigInt in it) leaves the answer without a value, as V8's answer has none: its preview still shows it, and the names
+ * of the redacted fields the preview shows as markers are still recorded.
+ */
+async function builtValue(interp: Interpreter, v: Extract<Val, { kind: 'array' | 'object' }>, labels: Set<string>): Promise<Json | typeof omit> {
+  try {
+    return await toJson(interp, v, labels);
+  } catch (error) {
+    if (!(error instanceof LoupeThrow)) throw error;
+    for (const item of v.kind === 'array' ? v.items : v.props.values()) {
+      const label = hidden(item);
+      if (label) labels.add(label);
+    }
+    return omit;
+  }
 }
 
 /** The evaluation's result as CDP returns it; `byValue` is the client's returnByValue. */
@@ -239,14 +332,14 @@ export async function toRemoteObject(interp: Interpreter, v: Val, byValue: boole
       return { ...rest, value: value === omit ? undefined : value };
     }
     case 'array': {
-      const value = await toJson(interp, v, labels);
+      const value = await builtValue(interp, v, labels);
       const description = `Array(${v.items.length})`;
       return {
         type: 'object',
         subtype: 'array',
         className: 'Array',
         description,
-        value,
+        ...(value === omit ? {} : { value }),
         preview: previewOf(
           interp,
           v.items.map((item, i) => [String(i), item]),
@@ -256,14 +349,16 @@ export async function toRemoteObject(interp: Interpreter, v: Val, byValue: boole
       };
     }
     case 'object': {
-      const value = await toJson(interp, v, labels);
-      return { type: 'object', className: 'Object', description: 'Object', value, preview: previewOf(interp, [...v.props], undefined, 'Object') };
+      const value = await builtValue(interp, v, labels);
+      return { type: 'object', className: 'Object', description: 'Object', ...(value === omit ? {} : { value }), preview: previewOf(interp, [...v.props], undefined, 'Object') };
     }
-    case 'date':
-      return { type: 'object', subtype: 'date', className: 'Date', description: dateString(v.time) };
+    case 'date': {
+      const description = dateString(v.time);
+      return { type: 'object', subtype: 'date', className: 'Date', description, preview: { type: 'object', subtype: 'date', description, overflow: false, properties: [] } };
+    }
     case 'collection': {
       const description = `${v.isSet ? 'Set' : 'Map'}(${v.entries.length})`;
-      return { type: 'object', subtype: v.isSet ? 'set' : 'map', className: v.isSet ? 'Set' : 'Map', description, value: {} };
+      return { type: 'object', subtype: v.isSet ? 'set' : 'map', className: v.isSet ? 'Set' : 'Map', description, value: {}, preview: collectionPreview(interp, v, description) };
     }
     case 'arrow':
       return { type: 'function', className: 'Function', description: interp.source.slice(v.node.start, v.node.end) };

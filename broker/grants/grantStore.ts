@@ -1,11 +1,10 @@
-import { join } from 'node:path';
-import { KeyObject, randomUUID, verify as verifySignature } from 'node:crypto';
+import { createPublicKey, KeyObject, randomUUID, verify as verifySignature } from 'node:crypto';
 import { jwtVerify, SignJWT } from 'jose';
 import type { Evaluation, Mode } from '../config/types';
 import { LoupeError } from '../errors';
 import type { SigningKey } from '../identity/keys';
 import { tokenError, type Identity } from '../identity/verifyIdentity';
-import { NdjsonLog } from '../ndjsonLog';
+import type { StateBackend } from '../state/stateBackend';
 
 export const grantIssuer = 'urn:loupe:broker';
 export const grantAudience = 'urn:loupe:attach';
@@ -38,29 +37,26 @@ export interface Approver {
   readonly at: string;
 }
 
-type GrantLogLine = { type: 'issued'; grant: Grant } | { type: 'revoked'; grantId: string; by: string; at: number };
-
 /**
- * Issues, verifies and revokes grants. Every change is appended to `grants.ndjson` before it takes effect,
- * so a revocation survives a broker restart.
+ * Issues, verifies and revokes grants. Every grant and revocation is in the state backend (broker/state) before it
+ * takes effect: the state directory for one broker, PostgreSQL for several replicas. Each replica signs with its own
+ * grant key and publishes the public half there, so a grant issued by one replica verifies on every other.
  */
 export class GrantStore {
-  private readonly grants = new Map<string, Grant>();
-  private readonly stateLog: NdjsonLog<GrantLogLine>;
+  /** Grant keys of other replicas, by kid, once fetched (a key is never withdrawn while grants it signed live). */
+  private readonly keys = new Map<string, KeyObject>();
 
   constructor(
-    stateDir: string,
+    private readonly state: StateBackend,
     private readonly key: SigningKey,
     private readonly clock: () => number,
   ) {
-    this.stateLog = new NdjsonLog(join(stateDir, 'grants.ndjson'));
-    this.stateLog.replay((entry) => {
-      if (entry.type === 'issued') this.grants.set(entry.grant.grantId, entry.grant);
-      else {
-        const grant = this.grants.get(entry.grantId);
-        if (grant) Object.assign(grant, { revokedAt: entry.at, revokedBy: entry.by });
-      }
-    });
+    this.keys.set(key.kid, KeyObject.from(key.publicKey));
+  }
+
+  /** Publishes this replica's grant key, so other replicas verify the grants it issues. */
+  async start(): Promise<void> {
+    await this.state.publishGrantKey({ ...this.key.publicJwk, kid: this.key.kid });
   }
 
   async issue(
@@ -111,24 +107,18 @@ export class GrantStore {
       .setIssuedAt(issuedAt)
       .setExpirationTime(grant.expiresAt)
       .sign(this.key.privateKey);
-    this.stateLog.append({ type: 'issued', grant });
-    this.grants.set(grant.grantId, grant);
+    await this.state.putGrant(grant);
     return { grant, token };
   }
 
-  get(grantId: string): Grant | undefined {
-    return this.grants.get(grantId);
+  get(grantId: string): Promise<Grant | undefined> {
+    return this.state.getGrant(grantId);
   }
 
-  revoke(grantId: string, by: string): Grant {
-    const grant = this.grants.get(grantId);
+  /** Revokes once (the first revocation stands, whichever replica took it). */
+  async revoke(grantId: string, by: string): Promise<Grant> {
+    const grant = await this.state.revokeGrant(grantId, by, Math.floor(this.clock() / 1000));
     if (!grant) throw new LoupeError('not_found', `no grant ${grantId}`);
-    if (grant.revokedAt === undefined) {
-      const at = Math.floor(this.clock() / 1000);
-      this.stateLog.append({ type: 'revoked', grantId, by, at });
-      grant.revokedAt = at;
-      grant.revokedBy = by;
-    }
     return grant;
   }
 
@@ -137,13 +127,16 @@ export class GrantStore {
     // A token that names another grant, or none this broker issued, is refused before any signature check:
     // a flood of such tokens costs no crypto (whose jobs share the thread pool with the WAL's syncs).
     const named = claimedGrantId(token);
-    if (named !== undefined && ((grantId !== undefined && named !== grantId) || !this.grants.has(named))) throw new LoupeError('token_invalid', 'grant token does not match this grant');
+    if (named !== undefined && grantId !== undefined && named !== grantId) throw new LoupeError('token_invalid', 'grant token does not match this grant');
+    const stored = named !== undefined ? await this.state.getGrant(named) : undefined;
+    if (named !== undefined && !stored) throw new LoupeError('token_invalid', 'grant token does not match this grant');
+    const verifyKey = await this.keyOf(token);
     // A forged signature is refused here, on this thread: jose verifies with WebCrypto, whose jobs wait in the
     // thread pool behind the WAL's fdatasyncs, so on a busy disk a flood of forgeries would wait seconds.
-    if (named !== undefined && !this.signatureHolds(token)) throw new LoupeError('token_invalid', 'grant token has an invalid signature');
+    if (named !== undefined && !this.signatureHolds(token, verifyKey)) throw new LoupeError('token_invalid', 'grant token has an invalid signature');
     let jti: string | undefined;
     try {
-      const { payload } = await jwtVerify(token, this.key.publicKey, {
+      const { payload } = await jwtVerify(token, verifyKey, {
         issuer: grantIssuer,
         audience: grantAudience,
         algorithms: ['EdDSA'],
@@ -154,29 +147,52 @@ export class GrantStore {
     } catch (err) {
       throw tokenError(err, 'grant token');
     }
-    const grant = jti ? this.grants.get(jti) : undefined;
+    const grant = jti === undefined ? undefined : jti === stored?.grantId ? stored : await this.state.getGrant(jti);
     if (!grant || (grantId !== undefined && grant.grantId !== grantId)) throw new LoupeError('token_invalid', 'grant token does not match this grant');
     this.assertUsable(grant);
     return grant;
   }
 
-  private verifyKey: KeyObject | undefined;
+  /**
+   * The grant key named by the token's kid: this replica's, or one another replica published. A kid no replica
+   * published is refused; a token without a kid is checked against this replica's key (grants of older brokers).
+   */
+  private async keyOf(token: string): Promise<KeyObject> {
+    const kid = headerOf(token)?.kid;
+    if (kid === undefined) return this.keys.get(this.key.kid)!;
+    if (typeof kid !== 'string' || kid.length > 200) throw new LoupeError('token_invalid', 'grant token names no usable key');
+    const known = this.keys.get(kid);
+    if (known) return known;
+    const jwk = await this.state.grantKey(kid);
+    if (!jwk || jwk.kty !== 'OKP' || jwk.crv !== 'Ed25519' || typeof jwk.x !== 'string' || 'd' in jwk)
+      throw new LoupeError('token_invalid', `grant token is signed by a key (${kid}) that no broker published`);
+    const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, format: 'jwk' });
+    if (this.keys.size < 1000) this.keys.set(kid, key);
+    return key;
+  }
 
   /** The token's EdDSA signature under the grant key (other algorithms are left to jose, which refuses them). */
-  private signatureHolds(token: string): boolean {
+  private signatureHolds(token: string, key: KeyObject): boolean {
     const [header, payload, signature] = token.split('.') as [string, string, string];
-    try {
-      if ((JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as { alg?: unknown }).alg !== 'EdDSA') return true;
-    } catch {
-      return true;
-    }
-    this.verifyKey ??= KeyObject.from(this.key.publicKey);
-    return verifySignature(null, Buffer.from(`${header}.${payload}`), this.verifyKey, Buffer.from(signature, 'base64url'));
+    if (headerOf(token)?.alg !== 'EdDSA') return true;
+    return verifySignature(null, Buffer.from(`${header}.${payload}`), key, Buffer.from(signature, 'base64url'));
   }
 
   assertUsable(grant: Grant): void {
     if (grant.revokedAt !== undefined) throw new LoupeError('grant_revoked', `grant ${grant.grantId} was revoked by ${grant.revokedBy}`);
     if (grant.expiresAt * 1000 <= this.clock()) throw new LoupeError('grant_expired', `grant ${grant.grantId} has expired`);
+  }
+}
+
+/** The token's protected header, read without verifying anything (undefined when it cannot be read). */
+function headerOf(token: string): { alg?: unknown; kid?: unknown } | undefined {
+  const header = token.split('.')[0] ?? '';
+  if (header.length > 4096) return undefined;
+  try {
+    const value = JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as unknown;
+    return typeof value === 'object' && value !== null ? (value as { alg?: unknown; kid?: unknown }) : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -107,7 +107,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
         sendJson(res, 200, { grantId: grant.grantId, revokedAt: new Date(grant.revokedAt! * 1000).toISOString(), revokedBy: grant.revokedBy });
       },
     ],
-    ['POST', /^\/v1\/grants\/([0-9a-f-]{36})\/tickets$/, async (_req, res, identity, match) => sendJson(res, 201, broker.issueAttachTicket(identity, match[1]!))],
+    ['POST', /^\/v1\/grants\/([0-9a-f-]{36})\/tickets$/, async (_req, res, identity, match) => sendJson(res, 201, await broker.issueAttachTicket(identity, match[1]!))],
     ['GET', /^\/v1\/alerts$/, async (_req, res, identity) => sendJson(res, 200, { alerts: broker.listAlerts(identity) })],
     // The broker's own chains, for auditors: its security stream (broker/audit/securityStream.ts) and grant streams.
     [
@@ -192,7 +192,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
         const { ready, audit } = broker.ready;
         return sendJson(res, ready ? 200 : 503, { ready, audit });
       }
-      if (path === '/v1/audit/keys') return sendJson(res, 200, broker.auditKeys);
+      if (path === '/v1/audit/keys') return sendJson(res, 200, await broker.publishedAuditKeys());
       if (path === '/metrics' && req.method === 'GET') {
         const text = await broker.metrics.registry.metrics();
         res.writeHead(200, { 'content-type': broker.metrics.registry.contentType });

@@ -97,6 +97,8 @@ export interface ApprovalHooks {
   record(type: EventType, data: Record<string, unknown>): Promise<void>;
   /** Issues and records a grant the policy allows, as POST /v1/grants does. */
   issueGrant(identity: Identity, request: GrantRequest, decision: Extract<AccessDecision, { allowed: true }>, approval: { requestId: string; approvedBy: readonly Approver[] }): Promise<GrantAnswer>;
+  /** Revokes a grant just issued for a request another replica collected at the same moment. */
+  discardGrant(grantId: string, why: string): Promise<void>;
   log(line: string): void;
 }
 

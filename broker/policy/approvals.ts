@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
 import type { GrantAnswer } from '../../common/http';
 import type { EventType } from '../audit/events';
 import type { ApprovalRequirement, LoupeConfig, Mode } from '../config/types';
@@ -8,19 +7,22 @@ import { LoupeError } from '../errors';
 import { parseDecisionComment } from '../http/requests';
 import type { Approver } from '../grants/grantStore';
 import type { Identity } from '../identity/verifyIdentity';
-import { NdjsonLog } from '../ndjsonLog';
 import { decideAccess, isAdmin, isOwner, rolesOf, type AccessDecision, type GrantRequest } from './access';
 
 /**
  * The two-person rule. A grant request under a rule with `requireApproval` (or for a user an alert with
  * `action: require-approval` put on hold) becomes an access request: approvers holding the rule's role,
  * never the requester, approve or deny it; once `minApprovals` distinct approvers said yes, the requester
- * collects the grant. Every step is recorded in the grant stream before it takes effect, and appended to
- * `stateDir/requests.ndjson` so requests and holds survive a restart. Time comes from the broker's clock.
+ * collects the grant. Requests, approvals and holds are kept by the state backend (the state directory, or
+ * PostgreSQL shared by every replica), which settles races: an approver counts once, a request closes once, two
+ * approvals arriving on two replicas at once count exactly twice. A creation or hold is recorded in the grant stream
+ * before it is stored; a decision is recorded once the backend took it (so the record says what counted), and the
+ * grant a collection issues is recorded before the requester gets it. Time comes from the broker's clock.
  */
 
 export type { AccessRequest, AccessRequestView, ApprovalCause, ApprovalHooks, RequestDecision, RequestStatus } from './approvalTypes';
-import type { AccessRequest, AccessRequestView, ApprovalCause, ApprovalHooks, Hold, RequestDecision, RequestLogLine, RequestStatus } from './approvalTypes';
+import type { AccessRequest, AccessRequestView, ApprovalCause, ApprovalHooks, RequestDecision } from './approvalTypes';
+import { stateRefusal, type StateBackend } from '../state/stateBackend';
 
 const holdRequirement = (owners: readonly string[]): ApprovalRequirement => ({ approvers: owners, minApprovals: 1, expiresAfterSeconds: 3600 });
 const sweepIntervalMs = 15_000;
@@ -28,11 +30,7 @@ const sweepIntervalMs = 15_000;
 const actorOf = (identity: Identity) => ({ sub: identity.sub, name: identity.name, groups: identity.groups });
 
 export class AccessRequests {
-  private readonly requests = new Map<string, AccessRequest>();
-  /** user \0 target → the alert that put that user on hold there. */
-  private readonly holds = new Map<string, Hold>();
-  private readonly stateLog: NdjsonLog<RequestLogLine>;
-  /** Every change runs alone: check, record, apply, so two approvals cannot race past a check. */
+  /** Every change of this replica runs alone (other replicas are kept in line by the backend). */
   private queue: Promise<unknown> = Promise.resolve();
   private sweeper: NodeJS.Timeout | undefined;
 
@@ -40,10 +38,8 @@ export class AccessRequests {
     private config: LoupeConfig,
     private readonly clock: () => number,
     private readonly hooks: ApprovalHooks,
-  ) {
-    this.stateLog = new NdjsonLog(join(config.stateDir, 'requests.ndjson'));
-    this.stateLog.replay((entry) => this.apply(entry));
-  }
+    private readonly state: StateBackend,
+  ) {}
 
   /** A policy reload: approvers and requirements come from the new policy from now on. */
   useConfig(config: LoupeConfig): void {
@@ -60,42 +56,12 @@ export class AccessRequests {
     clearInterval(this.sweeper);
   }
 
-  private apply(entry: RequestLogLine): void {
-    if (entry.type === 'created') this.requests.set(entry.request.requestId, { ...entry.request, approvals: [...entry.request.approvals] });
-    else if (entry.type === 'hold') this.holds.set(holdKey(entry.hold.user, entry.hold.target), entry.hold);
-    else if (entry.type === 'hold_released') {
-      const key = holdKey(entry.user, entry.target);
-      if (this.holds.get(key)?.cause.alertId === entry.alertId) this.holds.delete(key);
-    } else {
-      const request = this.requests.get(entry.requestId);
-      if (!request) return;
-      if (entry.type === 'approved') {
-        request.approvals.push(entry.by);
-        request.status = entry.status;
-        request.expiresAt = entry.expiresAt;
-        if (entry.status === 'approved') request.approvedAt = entry.by.at;
-      } else if (entry.type === 'denied') {
-        request.status = 'denied';
-        request.denial = entry.by;
-        request.closedAt = entry.by.at;
-      } else if (entry.type === 'collected') {
-        request.status = 'collected';
-        request.grantId = entry.grantId;
-        request.closedAt = entry.at;
-      } else {
-        request.status = entry.type;
-        request.closedAt = entry.at;
-      }
-    }
-  }
-
-  private commit(entry: RequestLogLine): void {
-    this.stateLog.append(entry);
-    this.apply(entry);
-  }
-
   private exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.queue.then(fn, fn);
+    const guarded = () =>
+      fn().catch((err: unknown) => {
+        throw stateRefusal(err, 'access requests are');
+      });
+    const run = this.queue.then(guarded, guarded);
     this.queue = run.catch(() => undefined);
     return run;
   }
@@ -107,11 +73,11 @@ export class AccessRequests {
   /** Pending requests past their decide-by time and approved ones past their collect-by time expire. */
   private async expireDue(): Promise<void> {
     const now = this.clock();
-    for (const request of this.requests.values()) {
-      if ((request.status !== 'pending' && request.status !== 'approved') || Date.parse(request.expiresAt) > now) continue;
-      const at = this.now();
+    for (const request of await this.state.listRequests(['pending', 'approved'])) {
+      if (Date.parse(request.expiresAt) > now) continue;
+      // Whichever replica closes it records it, once.
+      if (!(await this.state.closeRequest(request.requestId, [request.status], { status: 'expired', at: this.now() }))) continue;
       await this.hooks.record('request.expired', { ...this.describe(request), was: request.status, approvals: request.approvals.length, expiredAt: request.expiresAt });
-      this.commit({ type: 'expired', requestId: request.requestId, at });
     }
   }
 
@@ -141,7 +107,7 @@ export class AccessRequests {
         session: cause.session ?? null,
         approvers: this.config.targets[target]?.owners ?? [],
       });
-      this.commit({ type: 'hold', hold: { user, target, cause } });
+      await this.state.putHold({ user, target, cause });
     });
   }
 
@@ -152,7 +118,7 @@ export class AccessRequests {
   async requestIfRequired(identity: Identity, request: GrantRequest, decision: Extract<AccessDecision, { allowed: true }>): Promise<AccessRequestView | undefined> {
     // Inside the queue: a hold an alert placed just before this request is seen by it.
     return this.exclusive(async () => {
-      const hold = this.holds.get(holdKey(identity.sub, request.target));
+      const hold = await this.state.getHold(identity.sub, request.target);
       const requirement = decision.requireApproval ?? (hold ? holdRequirement(this.config.targets[request.target]!.owners) : undefined);
       if (!requirement) return undefined;
       await this.expireDue();
@@ -185,7 +151,7 @@ export class AccessRequests {
         expiresAt: created.expiresAt,
         cause: created.cause ?? null,
       });
-      this.commit({ type: 'created', request: created });
+      await this.state.createRequest(created);
       this.hooks.log(`access request ${created.requestId} by ${identity.sub} on ${created.target} waits for ${created.minApprovals} approval(s) by ${created.approvers.join(', ')}`);
       return this.view(created);
     });
@@ -196,8 +162,8 @@ export class AccessRequests {
     return this.exclusive(async () => {
       await this.expireDue();
       const roles = rolesOf(this.config, identity);
-      return [...this.requests.values()]
-        .filter((r) => r.status === 'pending' && r.requester.sub !== identity.sub && r.approvers.some((role) => roles.has(role)))
+      return (await this.state.listRequests(['pending']))
+        .filter((r) => r.requester.sub !== identity.sub && r.approvers.some((role) => roles.has(role)))
         .sort((a, b) => a.createdAt.localeCompare(b.createdAt))
         .map((r) => this.view(r));
     });
@@ -207,7 +173,7 @@ export class AccessRequests {
   async get(identity: Identity, requestId: string): Promise<AccessRequestView> {
     return this.exclusive(async () => {
       await this.expireDue();
-      const request = this.find(requestId);
+      const request = await this.find(requestId);
       const roles = rolesOf(this.config, identity);
       const target = this.config.targets[request.target];
       const allowed = request.requester.sub === identity.sub || request.approvers.some((r) => roles.has(r)) || isAdmin(this.config, roles) || (target !== undefined && isOwner(target, roles));
@@ -229,34 +195,49 @@ export class AccessRequests {
   private decide(identity: Identity, requestId: string, action: 'approve' | 'deny', comment: string | undefined): Promise<AccessRequestView> {
     return this.exclusive(async () => {
       await this.expireDue();
-      const request = this.find(requestId);
+      const refused = async (request: AccessRequest, err: unknown) => {
+        const error = err as LoupeError;
+        await this.hooks.record('request.decision_refused', { actor: actorOf(identity), ...this.describe(request), action, code: error.code, message: error.message });
+        return err;
+      };
+      const request = await this.find(requestId);
       try {
         this.checkDecider(identity, request, action);
       } catch (err) {
-        const error = err as LoupeError;
-        await this.hooks.record('request.decision_refused', { actor: actorOf(identity), ...this.describe(request), action, code: error.code, message: error.message });
-        throw err;
+        throw await refused(request, err);
       }
       const by: RequestDecision = { sub: identity.sub, name: identity.name, at: this.now(), ...(comment ? { comment } : {}) };
+      // Another replica may have decided it since it was read: the backend's answer is what counts.
+      const lostRace = async () => {
+        const now = await this.find(requestId);
+        try {
+          this.checkDecider(identity, now, action);
+        } catch (err) {
+          throw await refused(now, err);
+        }
+        return new LoupeError('request_not_pending', `request ${requestId} changed while you decided it: ${this.statusText(now)}`, { status: now.status });
+      };
       if (action === 'deny') {
-        await this.hooks.record('request.denied', { actor: actorOf(identity), ...this.describe(request), comment: comment! });
-        this.commit({ type: 'denied', requestId, by });
-      } else {
-        const count = request.approvals.length + 1;
-        const approved = count >= request.minApprovals;
-        // Once approved, the requester has another expiresAfter to collect it.
-        const expiresAt = approved ? new Date(this.clock() + request.expiresAfterSeconds * 1000).toISOString() : request.expiresAt;
-        await this.hooks.record('request.approved', {
-          actor: actorOf(identity),
-          ...this.describe(request),
-          comment: comment ?? null,
-          approvals: count,
-          status: approved ? 'approved' : 'pending',
-          expiresAt,
-        });
-        this.commit({ type: 'approved', requestId, by, status: approved ? 'approved' : 'pending', expiresAt });
+        const denied = await this.state.closeRequest(requestId, ['pending'], { status: 'denied', denial: by, at: by.at });
+        if (!denied) throw await lostRace();
+        await this.hooks.record('request.denied', { actor: actorOf(identity), ...this.describe(denied), comment: comment! });
+        return this.view(denied);
       }
-      return this.view(request);
+      // Once approved, the requester has another expiresAfter to collect it.
+      const collectBy = new Date(this.clock() + request.expiresAfterSeconds * 1000).toISOString();
+      const { added, request: after } = await this.state.addApproval(requestId, by, collectBy);
+      if (!added || !after) throw await lostRace();
+      const count = after.approvals.findIndex((a) => a.sub === identity.sub) + 1;
+      const approved = count >= after.minApprovals;
+      await this.hooks.record('request.approved', {
+        actor: actorOf(identity),
+        ...this.describe(after),
+        comment: comment ?? null,
+        approvals: count,
+        status: approved ? 'approved' : 'pending',
+        expiresAt: approved ? collectBy : request.expiresAt,
+      });
+      return this.view(after);
     });
   }
 
@@ -284,7 +265,7 @@ export class AccessRequests {
   async collect(identity: Identity, requestId: string): Promise<GrantAnswer> {
     return this.exclusive(async () => {
       await this.expireDue();
-      const request = this.find(requestId);
+      const request = await this.find(requestId);
       if (request.requester.sub !== identity.sub) throw new LoupeError('forbidden', `only ${request.requester.sub}, who requested access ${requestId}, may collect its grant`);
       if (request.status !== 'approved') throw new LoupeError('request_not_approved', `request ${requestId} cannot be collected: ${this.statusText(request)}`, { status: request.status });
       const grantRequest: GrantRequest = {
@@ -304,6 +285,12 @@ export class AccessRequests {
       const approvedBy: Approver[] = request.approvals.map((a) => ({ sub: a.sub, name: a.name, at: a.at }));
       const grant = await this.hooks.issueGrant(identity, grantRequest, decision, { requestId, approvedBy });
       const at = this.now();
+      // Collected once: a collection that lost the race to another replica takes its grant back.
+      if (!(await this.state.closeRequest(requestId, ['approved'], { status: 'collected', grantId: grant.grantId, at }))) {
+        await this.hooks.discardGrant(grant.grantId, `request ${requestId} was collected through another broker replica at the same moment`);
+        const now = await this.find(requestId);
+        throw new LoupeError('request_not_approved', `request ${requestId} cannot be collected: ${this.statusText(now)}`, { status: now.status });
+      }
       await this.hooks.record('request.collected', {
         actor: actorOf(identity),
         ...this.describe(request),
@@ -312,8 +299,7 @@ export class AccessRequests {
         expiresAt: grant.expiresAt,
         releasesHold: request.cause?.alertId ?? null,
       });
-      this.commit({ type: 'collected', requestId, grantId: grant.grantId, at });
-      if (request.cause) this.commit({ type: 'hold_released', user: request.requester.sub, target: request.target, alertId: request.cause.alertId, requestId, at });
+      if (request.cause) await this.state.releaseHold(request.requester.sub, request.target, request.cause.alertId);
       return grant;
     });
   }
@@ -322,18 +308,19 @@ export class AccessRequests {
   async withdraw(identity: Identity, requestId: string): Promise<AccessRequestView> {
     return this.exclusive(async () => {
       await this.expireDue();
-      const request = this.find(requestId);
+      const request = await this.find(requestId);
       if (request.requester.sub !== identity.sub) throw new LoupeError('forbidden', `only ${request.requester.sub}, who requested access ${requestId}, may withdraw it`);
-      if (request.status !== 'pending' && request.status !== 'approved')
-        throw new LoupeError('request_not_pending', `request ${requestId} is ${request.status}: ${this.statusText(request)}`, { status: request.status });
+      const notOpen = (r: AccessRequest) => new LoupeError('request_not_pending', `request ${requestId} is ${r.status}: ${this.statusText(r)}`, { status: r.status });
+      if (request.status !== 'pending' && request.status !== 'approved') throw notOpen(request);
+      const withdrawn = await this.state.closeRequest(requestId, ['pending', 'approved'], { status: 'withdrawn', at: this.now() });
+      if (!withdrawn) throw notOpen(await this.find(requestId));
       await this.hooks.record('request.withdrawn', { actor: actorOf(identity), ...this.describe(request), was: request.status });
-      this.commit({ type: 'withdrawn', requestId, at: this.now() });
-      return this.view(request);
+      return this.view(withdrawn);
     });
   }
 
-  private find(requestId: string): AccessRequest {
-    const request = this.requests.get(requestId);
+  private async find(requestId: string): Promise<AccessRequest> {
+    const request = await this.state.getRequest(requestId);
     if (!request) throw new LoupeError('not_found', `no access request ${requestId}`);
     return request;
   }
@@ -386,5 +373,3 @@ export class AccessRequests {
     };
   }
 }
-
-const holdKey = (user: string, target: string) => `${user}\u0000${target}`;

@@ -10,7 +10,7 @@ import { compileRedaction, type RedactionPolicy } from './redact';
 
 /** Sections a reload applies; the rest (listener, state, identity, audit store, alert sinks) need a restart. */
 export const reloadableSections = ['roles', 'admins', 'auditors', 'targets'] as const;
-const restartSections = ['server', 'stateDir', 'limits', 'identity', 'audit', 'alerting'] as const;
+const restartSections = ['server', 'stateDir', 'limits', 'identity', 'audit', 'state', 'alerting'] as const;
 
 const canonical = (value: unknown) => JSON.stringify(value, (_key, v: unknown) => (v instanceof RegExp ? `/${v.source}/${v.flags}` : v instanceof Set ? [...(v as Set<unknown>)].sort() : v));
 

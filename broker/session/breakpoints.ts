@@ -123,8 +123,10 @@ export class Breakpoints implements SessionBreakpoints {
   }
 
   /** Removes a breakpoint from V8 on the broker's own account (recorded first, like every broker command). */
-  private removeFromV8(entry: BreakpointEntry, v8Id: string, why: string): Promise<unknown> {
-    return this.changeInV8(entry, () => this.context.channel.command('Debugger.removeBreakpoint', { breakpointId: v8Id }, { critical: true, why }).then(() => this.inV8.delete(v8Id)));
+  private removeFromV8(entry: BreakpointEntry, v8Id: string, why: string, withCapture = false): Promise<unknown> {
+    return this.changeInV8(entry, () =>
+      this.context.channel.command('Debugger.removeBreakpoint', { breakpointId: v8Id }, { critical: true, why, removalWithCapture: withCapture }).then(() => this.inV8.delete(v8Id)),
+    );
   }
 
   /**
@@ -132,7 +134,7 @@ export class Breakpoints implements SessionBreakpoints {
    * client's parameters (V8 gives it the same id). Hits racing the removal are resumed at once. A wait shorter than
    * minThrottleOutMs is left to those quick resumes.
    */
-  throttle(clientId: string, until: number, reason: string, notify: boolean): void {
+  throttle(clientId: string, until: number, reason: string, notify: boolean, withCapture = false): void {
     const entry = this.entries.get(clientId);
     const wait = until - this.context.now();
     if (!entry || entry.throttled || entry.v8Id === undefined || this.context.isEnding() || wait < minThrottleOutMs) return;
@@ -140,7 +142,7 @@ export class Breakpoints implements SessionBreakpoints {
     entry.v8Id = undefined;
     // The setting again is recorded a little ahead and sent at `until`.
     entry.throttled = { until, reason, timer: setTimeout(() => this.setAgain(clientId, entry), wait - Math.min(setAgainLeadMs, wait / 2)) };
-    this.removeFromV8(entry, v8Id, `throttled until ${new Date(until).toISOString()}: ${reason}`);
+    this.removeFromV8(entry, v8Id, `throttled until ${new Date(until).toISOString()}: ${reason}`, withCapture);
     if (notify) this.throttleNotice(clientId, reason, until);
   }
 

@@ -82,7 +82,7 @@ export interface SessionBreakpoints {
   skipped(ids: readonly string[]): void;
   throttleNotice(breakpointId: string, reason: string, until?: number): void;
   removedNotice(breakpointId: string, reason: string): void;
-  throttle(clientId: string, until: number, reason: string, notify: boolean): void;
+  throttle(clientId: string, until: number, reason: string, notify: boolean, withCapture?: boolean): void;
   retire(clientId: string, why?: string): BreakpointEntry | undefined;
   park(why: string): { parked: string[]; changes: Promise<unknown>[] };
   parkedIds(): string[];

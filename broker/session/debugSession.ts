@@ -46,6 +46,9 @@ export interface DebugSessionOptions {
   readonly onFault?: (session: DebugSession, fault: SessionFault, err: unknown) => void;
 }
 
+/** Bytes of frames held for one write to the client before they are let go early (well under limits.clientBufferBytes). */
+const clientBatchBytes = 64 << 10;
+
 /**
  * One client attached to one target under one grant. The relay runs both ways: clientRelay.ts (every client frame
  * decided by the gate in gate/, recorded durably before it is forwarded) and targetRelay.ts (every target frame
@@ -70,6 +73,8 @@ export class DebugSession {
   private expiryTimer: NodeJS.Timeout | undefined;
   private shortenedTo: number | undefined;
   private ending: Promise<void> | undefined;
+  /** Why the session ended (the first reason given), once it is ending. */
+  endReason: EndReason | undefined;
   private faulted: SessionFault | undefined;
 
   constructor(private readonly options: DebugSessionOptions) {
@@ -240,11 +245,38 @@ export class DebugSession {
     } else this.drainOutbox();
   }
 
+  /** The client's socket holds the frames sent in this tick, to write them together (see batchClientWrites). */
+  private clientCorked = false;
+
+  /**
+   * Frames sent to the client in one tick leave in one write: a burst of target events (Debugger.enable's
+   * scriptParsed, read from the target in one go) otherwise costs a system call per frame, which dominated the
+   * broker's time when many sessions open at once. Released at the end of the tick, or early once enough waits.
+   */
+  private batchClientWrites(): void {
+    const socket = (this.options.client as unknown as { _socket?: { cork(): void; uncork(): void; writableLength: number } })._socket;
+    if (!socket) return;
+    if (this.clientCorked) {
+      if (socket.writableLength < clientBatchBytes) return;
+      this.clientCorked = false;
+      socket.uncork();
+      return;
+    }
+    this.clientCorked = true;
+    socket.cork();
+    process.nextTick(() => {
+      if (!this.clientCorked) return;
+      this.clientCorked = false;
+      socket.uncork();
+    });
+  }
+
   private drainOutbox(): void {
     const client = this.options.client;
     while (this.outbox.length > 0 && this.outbox[0]!.ready) {
       const { text, isEvent } = this.outbox.shift()!;
       if (text === null || client.readyState !== client.OPEN) continue;
+      this.batchClientWrites();
       // Events are shed when the client cannot keep up; responses never are.
       if (isEvent && client.bufferedAmount > this.options.limits.clientBufferBytes) {
         if (this.droppedEvents++ === 0) this.record('client.events_dropped', { bufferedAmount: client.bufferedAmount }).catch(() => undefined);
@@ -265,6 +297,7 @@ export class DebugSession {
 
   /** Ends the session: breakpoints removed, target resumed, domains disabled, both sides closed. Idempotent. */
   end(reason: EndReason): Promise<void> {
+    this.endReason ??= reason;
     this.ending ??= this.cleanup(reason);
     return this.ending;
   }

@@ -27,6 +27,7 @@ const unserializableNumbers = new Set(['NaN', 'Infinity', '-Infinity', '-0']);
 
 /** A primitive as a preview gives it (as text), as Runtime.getProperties would give it; undefined if unsure. */
 function primitiveFromPreview(p: NonNullable<ObjectPreview['properties']>[number]): RemoteObject | undefined {
+  if (p.value !== undefined && typeof p.value !== 'string') return undefined;
   const text = p.value ?? '';
   switch (p.type) {
     case 'string':
@@ -57,12 +58,14 @@ function primitiveFromPreview(p: NonNullable<ObjectPreview['properties']>[number
  * class instances, whose previews also list private fields) is read as usual.
  */
 export function propertiesFromPreview(remote: RemoteObject): PropertyDescriptor[] | undefined {
+  if (!isObject(remote)) return undefined;
   const preview = remote.preview;
   const plain = remote.subtype === undefined && remote.className === 'Object';
   const array = remote.subtype === 'array' && remote.className === 'Array';
   if (!preview || preview.overflow !== false || !Array.isArray(preview.properties) || !(plain || array)) return undefined;
   const out: PropertyDescriptor[] = [];
   for (const p of preview.properties) {
+    if (!isObject(p) || typeof p.name !== 'string') return undefined;
     const value = array && !/^\d+$/.test(p.name) ? undefined : primitiveFromPreview(p);
     if (!value) return undefined;
     out.push({ name: p.name, value });
@@ -75,7 +78,83 @@ export function propertiesFromPreview(remote: RemoteObject): PropertyDescriptor[
   return out;
 }
 
+type Reply = Awaited<ReturnType<GetProperties>>;
+
+const isObject = (value: unknown): value is Record<string, never> => typeof value === 'object' && value !== null;
+
+/**
+ * Replies known without a read, for the stand-ins entriesFromPreview makes: a stand-in's object id is never sent
+ * to the target; the capture takes this reply in its place.
+ */
+const knownReplies = new WeakMap<RemoteObject, Reply>();
+
+/** A key or value of a Map or Set entry, as a read of the entry gives it; undefined when its preview may not hold it exactly. */
+function entryPart(p: ObjectPreview): RemoteObject | undefined {
+  if (p.description !== undefined && typeof p.description !== 'string') return undefined;
+  if (p.type !== 'object' || p.subtype === 'null') return p.type === 'function' ? undefined : primitiveFromPreview({ name: '', type: p.type, subtype: p.subtype, value: p.description ?? '' });
+  // A small plain object: its preview stands in for its read in turn (propertiesFromPreview).
+  const remote: RemoteObject = { type: 'object', className: 'Object', description: 'Object', objectId: 'preview', preview: p };
+  return p.subtype === undefined && p.description === 'Object' && propertiesFromPreview(remote) ? remote : undefined;
+}
+
+/** How V8 describes an entry part in the entry's description (`{key => value}` for a Map, the value for a Set): strings quoted. */
+const entryText = (p: ObjectPreview): string => (p.type === 'string' ? `"${p.description}"` : (p.description ?? ''));
+
+/**
+ * A Map or Set whose preview lists all of its entries, each key and value a primitive or a small plain object that
+ * its preview holds exactly: the replies reading the Map, its [[Entries]] and each entry would give, made from the
+ * preview, so the capture costs no read for them (three levels of reads fewer). Anything else is read as usual.
+ */
+export function entriesFromPreview(remote: RemoteObject): Reply | undefined {
+  const preview = isObject(remote) ? remote.preview : undefined;
+  if (!isObject(preview)) return undefined;
+  const kind = remote.subtype === 'map' && remote.className === 'Map' ? 'map' : remote.subtype === 'set' && remote.className === 'Set' ? 'set' : undefined;
+  if (
+    !kind ||
+    preview.overflow !== false ||
+    !Array.isArray(preview.entries) ||
+    !Array.isArray(preview.properties) ||
+    !preview.entries.every((e) => isObject(e) && isObject(e.value) && (e.key === undefined || isObject(e.key)))
+  )
+    return undefined;
+  if (!preview.properties.every(isObject)) return undefined;
+  // Own properties beyond `size` (a Map with fields of its own) would need the read.
+  const size = preview.properties.length === 1 && preview.properties[0]!.name === 'size' ? preview.properties[0]!.value : undefined;
+  if (size !== String(preview.entries.length) || remote.description !== `${kind === 'map' ? 'Map' : 'Set'}(${size})`) return undefined;
+  const items: PropertyDescriptor[] = [];
+  for (const [index, entry] of preview.entries.entries()) {
+    if ((kind === 'map') !== (entry.key !== undefined)) return undefined;
+    const key = entry.key ? entryPart(entry.key) : undefined;
+    const value = entryPart(entry.value);
+    if (!value || (entry.key && !key)) return undefined;
+    for (const part of [entry.key, entry.value]) if (part?.type === 'string' && (part.description ?? '').length >= previewStringExact) return undefined;
+    const description = entry.key ? `{${entryText(entry.key)} => ${entryText(entry.value)}}` : entryText(entry.value);
+    // V8's own subtype for an entry, outside the protocol's list.
+    const entryObject = { type: 'object', subtype: 'internal#entry', className: 'Object', description, objectId: 'preview' } as unknown as RemoteObject;
+    knownReplies.set(entryObject, { result: [...(key ? [{ name: 'key', value: key }] : []), { name: 'value', value }] });
+    items.push({ name: String(index), value: entryObject });
+  }
+  const length = preview.entries.length;
+  const entries: RemoteObject = { type: 'object', subtype: 'array', className: 'Array', description: `Array(${length})`, objectId: 'preview' };
+  knownReplies.set(entries, { result: [...items, { name: 'length', value: { type: 'number', value: length, description: String(length) } }] });
+  return { result: [], internalProperties: [{ name: '[[Entries]]', value: entries }] };
+}
+
 const expandedScopes = new Set(['local', 'block', 'catch', 'closure']);
+
+/** A frame of Node's own code (`node:internal/...`, `node:events`): expanded only when the policy asks. */
+const isInternalFrame = (url: string): boolean => url.startsWith('node:');
+
+/** Whether frame `index` (of those captured) has its scopes expanded. */
+function expandsFrame(index: number, url: string, limits: SnapshotLimits): boolean {
+  return index < limits.expandFrames && (limits.expandInternalFrames || !isInternalFrame(url));
+}
+
+/** The scope objects a capture reads first, frame by frame: one rule for the capture and for its prefetch. */
+function scopesToExpand(frame: PausedFrameInput, index: number): PausedFrameInput['scopeChain'] {
+  // Closures of the top frame only: deeper closures multiply the cost for little insight.
+  return frame.scopeChain.filter((scope) => expandedScopes.has(scope.type) && scope.object.objectId && !(scope.type === 'closure' && index > 0));
+}
 
 /**
  * Reads in flight at once. The target answers them one after another on its one socket, so a few are enough to
@@ -126,7 +205,7 @@ export async function captureFrames(
   /** An object to fill: read (objectId) or already known from a preview (known). */
   interface Item {
     readonly objectId?: string;
-    readonly known?: PropertyDescriptor[];
+    readonly known?: Reply;
     readonly depthLeft: number;
     readonly isArray: boolean;
     readonly into: Filling;
@@ -157,8 +236,18 @@ export async function captureFrames(
   };
 
   /** Queues an object's properties for `into` (a read, unless `known` from a preview); its children get `depthLeft`. */
-  const expand = (source: { objectId: string } | { known: PropertyDescriptor[] }, depthLeft: number, isArray: boolean, into: Filling): void => {
+  const expand = (source: { objectId: string } | { known: Reply }, depthLeft: number, isArray: boolean, into: Filling): void => {
     queue.push({ ...source, depthLeft, isArray, into });
+  };
+
+  /** What fills an object: a reply known without a read (a stand-in's, a preview's), or a read. */
+  const knownSource = (remote: RemoteObject): { objectId: string } | { known: Reply } => {
+    const stood = knownReplies.get(remote);
+    if (stood) return { known: stood };
+    const properties = propertiesFromPreview(remote);
+    if (properties) return { known: { result: properties } };
+    const entries = entriesFromPreview(remote);
+    return entries ? { known: entries } : { objectId: remote.objectId! };
   };
 
   const convert = (remote: RemoteObject, depthLeft: number): CapturedValue => {
@@ -185,8 +274,7 @@ export async function captureFrames(
     if (depthLeft <= 0) return { ...head, truncated: 'depth' };
     const node: CapturedValue & Filling = { ...head, properties: [] };
     // Queued like a read and filled in its turn, so a preview changes the cost, never the capture.
-    const known = propertiesFromPreview(remote);
-    expand(known ? { known } : { objectId: remote.objectId }, depthLeft - 1, remote.subtype === 'array' || remote.subtype === 'typedarray', node);
+    expand(knownSource(remote), depthLeft - 1, remote.subtype === 'array' || remote.subtype === 'typedarray', node);
     return node;
   };
 
@@ -215,7 +303,7 @@ export async function captureFrames(
     if (entries?.value?.objectId && !over()) {
       const node: CapturedValue & Filling = { type: 'object', subtype: 'array', properties: [] };
       into.properties.push({ name: '[[Entries]]', value: node });
-      expand({ objectId: entries.value.objectId }, depthLeft, true, node);
+      expand(knownSource(entries.value), depthLeft, true, node);
     }
     if (truncated) into.truncated = truncated;
   };
@@ -230,7 +318,7 @@ export async function captureFrames(
       while (!closed && queue.length > 0 && inFlight < captureReadWindow) {
         const next = queue.shift()!;
         toFill.push(next);
-        if (next.known) next.reply = { result: next.known };
+        if (next.known) next.reply = next.known;
         // Past a limit nothing more is read; the item is marked as cut when its turn comes.
         else if (over()) next.unsent = true;
         else read(next);
@@ -272,18 +360,15 @@ export async function captureFrames(
       lineNumber: frame.location.lineNumber,
       columnNumber: frame.location.columnNumber ?? 0,
     };
-    if (index >= limits.expandFrames) {
+    if (!expandsFrame(index, base.url, limits)) {
       captured.push(base);
       continue;
     }
     const scopes: { type: string; properties: Properties; truncated?: string }[] = [];
-    for (const scope of frame.scopeChain) {
-      if (!expandedScopes.has(scope.type) || !scope.object.objectId) continue;
-      // Closures of the top frame only: deeper closures multiply the cost for little insight.
-      if (scope.type === 'closure' && index > 0) continue;
+    for (const scope of scopesToExpand(frame, index)) {
       const node: { type: string; properties: Properties; truncated?: string } = { type: scope.type, properties: [] };
       scopes.push(node);
-      expand({ objectId: scope.object.objectId }, limits.depth, false, node);
+      expand({ objectId: scope.object.objectId! }, limits.depth, false, node);
     }
     captured.push({ ...base, scopes, ...(frame.this && frame.this.type === 'object' && frame.this.subtype !== 'null' ? { this: convert(frame.this, 1) } : {}) });
   }
@@ -325,8 +410,56 @@ export class SnapshotMode {
   /** Clock times of this session's captures in the last minute. */
   private captureTimes: number[] = [];
   private captureCount = 0;
+  /** Reads sent as the pause arrived (see prefetch), by object id, until the capture takes them. */
+  private readonly prefetched = new Map<string, { preview: boolean; reply: ReturnType<GetProperties> }>();
 
   constructor(private readonly context: SessionContext) {}
+
+  /**
+   * Called as a pause arrives, before the broker's own work on it (the evaluator's copy, the redaction of the
+   * event): when onPause will capture it, the reads of the scopes the capture starts from go out at once, so
+   * the target answers them meanwhile. Their answers are redacted as they arrive like every read of a capture,
+   * and nothing of them is shown before the capture is recorded.
+   */
+  prefetch(params: Record<string, unknown> | undefined): void {
+    const { context } = this;
+    const { breakpoints } = context;
+    this.prefetched.clear();
+    if (context.isEnding() || !context.auditAccepting()) return;
+    const { live: hits } = breakpoints.sortHits(params?.hitBreakpoints);
+    // Logpoints and conditions are decided first; a capture may not follow.
+    if (hits.length === 0 || hits.some((id) => breakpoints.get(id)?.logpoint !== undefined || breakpoints.get(id)?.condition !== undefined)) return;
+    const limits = context.target().snapshot;
+    const now = context.now();
+    const recent = this.captureTimes.filter((t) => now - t < 60_000).length;
+    if (recent >= limits.maxCapturesPerMinute || !hits.some((id) => now - breakpoints.rate(id).lastCaptureAt >= limits.minIntervalMs)) return;
+    const frames = ((params?.callFrames as PausedFrameInput[] | undefined) ?? []).slice(0, limits.frames);
+    const preview = limits.depth > 0;
+    for (const [index, frame] of frames.entries()) {
+      if (!expandsFrame(index, frame.url || context.labels.scriptUrls.get(frame.location.scriptId) || '', limits)) continue;
+      for (const scope of scopesToExpand(frame, index)) {
+        const objectId = scope.object.objectId!;
+        const reply = this.read(objectId, preview);
+        // Taken by the capture, which handles its failure; one left untaken fails unheard.
+        reply.catch(() => undefined);
+        this.prefetched.set(objectId, { preview, reply });
+      }
+    }
+  }
+
+  private read(objectId: string, preview: boolean): ReturnType<GetProperties> {
+    return this.context.channel.captureCommand('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) }) as ReturnType<GetProperties>;
+  }
+
+  /** A read for the capture: the one prefetched for the object, or a new one. */
+  private readForCapture(objectId: string, preview: boolean): ReturnType<GetProperties> {
+    const early = this.prefetched.get(objectId);
+    if (early && early.preview === preview) {
+      this.prefetched.delete(objectId);
+      return early.reply;
+    }
+    return this.read(objectId, preview);
+  }
 
   async onPause(message: CdpMessage): Promise<void> {
     const { context } = this;
@@ -373,15 +506,22 @@ export class SnapshotMode {
     let capture: (Capture & { reads?: number }) | undefined;
     if (captureFor) {
       try {
-        capture = await captureFrames(
-          frames,
-          context.labels.scriptUrls,
-          (objectId, preview) => context.channel.captureCommand('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) }) as never,
-          limits,
-        );
+        capture = await captureFrames(frames, context.labels.scriptUrls, (objectId, preview) => this.readForCapture(objectId, preview), limits);
       } catch (err) {
         capture = { frames: [], durationMs: 0, bytes: 0, truncated: `capture failed: ${(err as Error).message}` };
       }
+    }
+    this.prefetched.clear();
+    const intervalReason = `at most one capture every ${limits.minIntervalMs} ms per breakpoint`;
+    const throttledUntil = context.now() + limits.minIntervalMs;
+    let removedWithCapture = false;
+    if (captureFor && capture && breakpoints.rate(captureFor).captures + 1 < limits.maxCapturesPerBreakpoint) {
+      // The rate limit takes the breakpoint out of V8 ahead of the resume, so V8 handles the removal while still
+      // paused and the hot path does not pause on it again, for nothing, until the removal arrives.
+      breakpoints.throttle(captureFor, throttledUntil, intervalReason, false, true);
+      removedWithCapture = breakpoints.get(captureFor)?.throttled !== undefined;
+      // The removal leaves from the breakpoint's queue of changes, a microtask away: it goes first.
+      if (removedWithCapture) await new Promise((resolve) => setImmediate(resolve));
     }
     // Resume first: the capture is in hand, the target must not wait for the record or the client.
     this.resumeNow();
@@ -413,7 +553,8 @@ export class SnapshotMode {
       return;
     }
     // Rate limits: take the breakpoint out of V8 until its next capture is due, so V8 stops pausing on it.
-    breakpoints.throttle(captureFor, state.lastCaptureAt + limits.minIntervalMs, `at most one capture every ${limits.minIntervalMs} ms per breakpoint`, true);
+    if (removedWithCapture) breakpoints.throttleNotice(captureFor, intervalReason, throttledUntil);
+    else breakpoints.throttle(captureFor, state.lastCaptureAt + limits.minIntervalMs, intervalReason, true);
     if (this.captureTimes.length >= limits.maxCapturesPerMinute) {
       const reason = `at most ${limits.maxCapturesPerMinute} captures per minute per session`;
       for (const [id, entry] of breakpoints.all()) if (!entry.logpoint) breakpoints.throttle(id, this.captureTimes[0]! + 60_000, reason, true);

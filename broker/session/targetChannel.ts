@@ -86,6 +86,13 @@ export interface CommandOptions {
   readonly onAnswer?: (message: CdpMessage) => void;
   /** Clock time before which it is not sent: recorded now, sent then, so the disk's latency is not added to the wait. */
   readonly notBefore?: number;
+  /**
+   * The removal of a breakpoint that just gave a capture (its rate limit): its place in the chain is fixed at once
+   * and it is sent at once, ahead of the capture's resume, without waiting for the disk, as the capture's reads
+   * are. A removal only takes the debugger's hand off production; waiting for the disk would let the hot path pause
+   * on the breakpoint again, for nothing, until it arrives.
+   */
+  readonly removalWithCapture?: boolean;
 }
 
 export interface TargetChannelContext {
@@ -172,6 +179,11 @@ export class TargetChannel {
         this.pending.delete(targetId);
         reject(new TargetCommandError('gone', method, 'target link closed'));
       };
+      if (options.removalWithCapture && method === 'Debugger.removeBreakpoint') {
+        recorded.catch(() => undefined);
+        send();
+        return;
+      }
       const guard = options.critical ? Promise.race([recorded.catch(() => undefined), new Promise((r) => setTimeout(r, 500))]) : recorded;
       const sendInTime = () => {
         const early = (options.notBefore ?? 0) - this.context.now();

@@ -190,8 +190,11 @@ export class TargetRelay {
   private async onPaused(message: CdpMessage): Promise<void> {
     // The evaluator resolves names in the frames as the target sent them (redaction below changes the copy the
     // client gets); its scopes are read ahead only where a client may evaluate in them.
+    // A pause to be captured starts its first reads now, ahead of the work below.
+    this.snapshots?.prefetch(message.params);
     const frames = message.params!.callFrames as Protocol.Debugger.CallFrame[];
-    this.context.evaluation.paused(structuredClone(frames), !this.snapshots);
+    // In snapshot mode only the top frame is ever evaluated in (conditions, logpoints): only it is copied.
+    this.context.evaluation.paused(structuredClone(this.snapshots ? frames.slice(0, 1) : frames), !this.snapshots);
     // An exception's text can carry a value the redactor has not met yet: the frames' values are learned first
     // (the answers to the learning's reads are handled meanwhile; events wait).
     const learning = isExceptionPause(message.params) && this.context.redactor.active;

@@ -34,7 +34,9 @@ export class BrokerApi {
         signal: AbortSignal.timeout(15_000),
       });
     } catch (err) {
-      throw new BrokerApiError(0, 'unreachable', `cannot reach the Loupe broker at ${this.baseUrl}: ${(err as Error).message}`);
+      // fetch says only "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND, a timeout) is in its cause.
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      throw new BrokerApiError(0, 'unreachable', `cannot reach the Loupe broker at ${this.baseUrl}: ${(err as Error).message}${cause ? ` (${cause.code ?? cause.message})` : ''}`);
     }
     const text = await res.text();
     let parsed: any;

@@ -15,6 +15,7 @@ const closeWords: Record<SessionCloseReason, string> = {
   internal_error: 'the broker failed handling a message of this session (recorded in the audit trail)',
   client_unresponsive: 'this debugger stopped answering the broker’s pings',
   target_unresponsive: 'the target stopped answering its inspector',
+  state_unavailable: 'the broker lost its shared state database for longer than its bound (Loupe fails closed)',
 };
 
 const byCode = new Map<number, string>(Object.entries(closeWords).map(([reason, words]) => [closeCodes[reason as SessionCloseReason], words]));

@@ -1,28 +1,15 @@
 /**
  * The Loupe debug adapter: DAP toward VS Code (or any DAP client), the broker's CDP through `LoupeRuntime`. No
  * `vscode` import: it runs inline in the extension host and standalone (dist/debugAdapter.js) for the DAP tests.
- * This class translates; the rest has a file each: scripts.ts, breakpoints.ts, hitConditions.ts, brokerNotices.ts,
- * captures.ts, stoppedState.ts, variables.ts, valueFormat.ts, errors.ts.
+ * This class translates; the rest has a file each: dapSession.ts, scripts.ts, breakpoints.ts, hitConditions.ts, brokerNotices.ts,
+ * captures.ts, stoppedState.ts, variables.ts, valueFormat.ts, objectPreview.ts, errors.ts.
  *
  * The broker is the enforcement point; this adapter only speaks its dialect well: evaluation is side-effect free
  * (forced by the broker) and a refusal is shown as the evaluation's result; in snapshot mode the broker captures
  * instead of pausing, each capture is shown as a read-only stopped state and `continue` moves to the next one;
  * disconnect closes the socket, and the broker removes the breakpoints and resumes the target (never ends it).
  */
-import {
-  BreakpointEvent,
-  ContinuedEvent,
-  Event,
-  InitializedEvent,
-  LoadedSourceEvent,
-  Logger,
-  logger,
-  LoggingDebugSession,
-  OutputEvent,
-  StoppedEvent,
-  TerminatedEvent,
-  Thread,
-} from '@vscode/debugadapter';
+import { BreakpointEvent, ContinuedEvent, Event, InitializedEvent, LoadedSourceEvent, Logger, logger, StoppedEvent, TerminatedEvent, Thread } from '@vscode/debugadapter';
 import type { DebugProtocol } from '@vscode/debugprotocol';
 import type { Protocol } from 'devtools-protocol';
 import { BreakpointTable, type BreakpointRecord } from './breakpoints';
@@ -31,20 +18,22 @@ import { capabilities } from './capabilities';
 import { CaptureList, maxCapturesKept, snapshotBody, type CaptureEntry } from './captures';
 import type { CloseInfo } from './cdpConnection';
 import { closeMessage } from './closeCodes';
+import { DapSession } from './dapSession';
 import { v8SessionNotice, type LoupeAttachArguments, type SessionEndedEventBody, type SnapshotEventBody, type SnapshotShownEventBody } from './config';
 import { dapFormat, DapErrorId } from './errors';
+import { evaluateCaptured, evaluateLive } from './evaluation';
 import { obtainGrant } from './grant';
 import { LoupeRuntime, type ExecutionCommand } from './runtime';
 import { ScriptRegistry } from './scripts';
 import { StoppedState } from './stoppedState';
-import { lookupCaptured, notCapturedPrefix, type CapturedFrame, type SnapshotCapture } from './snapshots';
+import type { CapturedFrame, SnapshotCapture } from './snapshots';
 import { PathMapper } from './sourceMaps';
-import { formatValue, refusalOrError, refusalText } from './valueFormat';
-import { textResult, VariableStore } from './variables';
+import { logValue } from './valueFormat';
+import { VariableStore } from './variables';
 
 const THREAD_ID = 1;
 
-export class LoupeDebugSession extends LoggingDebugSession {
+export class LoupeDebugSession extends DapSession {
   private runtime: LoupeRuntime | undefined;
   private args: LoupeAttachArguments | undefined;
   private scripts = new ScriptRegistry();
@@ -77,6 +66,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
   protected override async attachRequest(response: DebugProtocol.AttachResponse, args: DebugProtocol.AttachRequestArguments): Promise<void> {
     const a = args as LoupeAttachArguments;
     this.args = a;
+    this.tracing = a.trace === true;
     logger.setup(a.trace ? Logger.LogLevel.Verbose : Logger.LogLevel.Stop, false);
     this.scripts = new ScriptRegistry(new PathMapper(a.localRoot, a.remoteRoot ?? a.localRoot), a.sourceMaps !== false);
     try {
@@ -140,17 +130,6 @@ export class LoupeDebugSession extends LoggingDebugSession {
       this.sendEvent(new Event('loupe.sessionEnded', body));
     }
     this.sendEvent(new TerminatedEvent());
-  }
-
-  private output(text: string, category: 'console' | 'stdout' | 'stderr' | 'important', extra?: Partial<DebugProtocol.OutputEvent['body']>): void {
-    const e = new OutputEvent(text, category) as DebugProtocol.OutputEvent;
-    if (extra) Object.assign(e.body, extra);
-    this.sendEvent(e);
-  }
-
-  private fail(response: DebugProtocol.Response, err: unknown, showUser = false): void {
-    const message = (err as Error)?.message ?? String(err);
-    this.sendErrorResponse(response, { id: DapErrorId.RequestFailed, format: dapFormat(message), showUser });
   }
 
   // ---- scripts and sources ----
@@ -303,38 +282,13 @@ export class LoupeDebugSession extends LoggingDebugSession {
 
   protected override async evaluateRequest(response: DebugProtocol.EvaluateResponse, args: DebugProtocol.EvaluateArguments): Promise<void> {
     if (!this.runtime) return this.fail(response, new Error('not attached'));
-    if (this.mode === 'snapshot' && args.frameId !== undefined) return this.evaluateInCapture(response, args);
-    const frame = this.stopped.liveFrame(args.frameId);
-    try {
-      const r = await this.runtime.evaluate(args.expression, { objectGroup: 'loupe-eval', ...(frame ? { callFrameId: frame.callFrameId } : {}) });
-      if (r.exceptionDetails) {
-        const { text, refused } = refusalOrError(r);
-        if (refused) {
-          response.body = textResult(text);
-          return this.sendResponse(response);
-        }
-        return this.sendErrorResponse(response, { id: DapErrorId.EvaluationFailed, format: dapFormat(text), showUser: false });
-      }
-      const value = r.result;
-      response.body = { result: formatValue(value), variablesReference: this.variables.reference(value), ...(value.type ? { type: value.subtype ?? value.type } : {}) };
-      this.sendResponse(response);
-    } catch (err) {
-      // A refusal by the broker's gate (or V8's termination at the forced timeout): shown as the result.
-      response.body = textResult(refusalText((err as Error).message));
-      this.sendResponse(response);
-    }
-  }
-
-  /** Snapshot mode: hover, watch and console read captured names and paths; nothing runs in the target. */
-  private evaluateInCapture(response: DebugProtocol.EvaluateResponse, args: DebugProtocol.EvaluateArguments): void {
-    const frame = this.capturedFrameFor(args.frameId);
-    const found = frame ? lookupCaptured(frame, args.expression) : { notCaptured: `${notCapturedPrefix}: that capture is no longer shown` };
-    if ('notCaptured' in found) {
-      response.body = textResult(found.notCaptured);
+    if (this.mode === 'snapshot' && args.frameId !== undefined) {
+      response.body = evaluateCaptured(this.variables, this.capturedFrameFor(args.frameId), args.expression);
       return this.sendResponse(response);
     }
-    const v = this.variables.captured(args.expression, found.value);
-    response.body = { result: v.value, variablesReference: v.variablesReference, presentationHint: { attributes: ['readOnly'] }, ...(v.type ? { type: v.type } : {}) };
+    const answer = await evaluateLive(this.runtime, this.variables, args, this.stopped.liveFrame(args.frameId)?.callFrameId);
+    if ('error' in answer) return this.sendErrorResponse(response, { id: DapErrorId.EvaluationFailed, format: dapFormat(answer.error), showUser: false });
+    response.body = answer;
     this.sendResponse(response);
   }
 
@@ -467,7 +421,7 @@ export class LoupeDebugSession extends LoggingDebugSession {
   // ---- console ----
 
   private onConsole(p: Protocol.Runtime.ConsoleAPICalledEvent): void {
-    const text = (p.args ?? []).map((a) => (a.type === 'string' ? String(a.value) : formatValue(a))).join(' ');
+    const text = (p.args ?? []).map(logValue).join(' ');
     this.output(`${text}\n`, p.type === 'error' || p.type === 'warning' ? 'stderr' : 'stdout');
   }
 }

@@ -123,8 +123,11 @@ export class LoupeRuntime extends EventEmitter<RuntimeEvents> {
       : this.cdp.send<Protocol.Runtime.EvaluateResponse>('Runtime.evaluate', common);
   }
 
-  /** Own properties; never runs user code (getters, Proxy traps and toString are not invoked). */
+  /**
+   * Own properties, each object among them with V8's preview (the Variables view shows `{a: 1, …}` without a read per
+   * row); never runs user code (getters, Proxy traps and toString are not invoked, previews included).
+   */
   properties(objectId: string): Promise<Protocol.Runtime.GetPropertiesResponse> {
-    return this.cdp.send<Protocol.Runtime.GetPropertiesResponse>('Runtime.getProperties', { objectId, ownProperties: true, generatePreview: false });
+    return this.cdp.send<Protocol.Runtime.GetPropertiesResponse>('Runtime.getProperties', { objectId, ownProperties: true, generatePreview: true });
   }
 }

@@ -4,6 +4,8 @@
  * a hover or watch expression is answered from a capture. Nothing here talks to the target: a capture is plain
  * data the broker read while the target was held for a moment, and the target has run on since.
  */
+import type { Protocol } from 'devtools-protocol';
+import { previewValue, quote } from './objectPreview';
 
 /** A captured value: primitives by value (strings cut), objects expanded within the broker's limits. */
 export interface CapturedValue {
@@ -63,30 +65,48 @@ export function truncationText(truncated: string): string {
   return truncated === 'depth' ? 'beyond the capture depth' : truncated;
 }
 
+/** A captured value as the Variables view shows it: the same js-debug forms as a live one (objectPreview.ts). */
 export function formatCaptured(v: CapturedValue): string {
   const cut = v.truncated ? ` (${truncationText(v.truncated)})` : '';
   switch (v.type) {
     case 'undefined':
       return 'undefined';
     case 'string': {
-      const s = JSON.stringify(String(v.value ?? ''));
-      return v.truncated ? `${s.slice(0, -1)}…"${cut}` : s;
+      const s = quote(String(v.value ?? ''));
+      return v.truncated ? `${s.slice(0, -1)}…${s.slice(-1)}${cut}` : s;
     }
     case 'number':
     case 'boolean':
       return v.description ?? String(v.value);
-    case 'object':
+    case 'object': {
       if (v.subtype === 'null') return 'null';
+      const preview = capturedPreview(v);
+      if (preview) return previewValue({ type: 'object', ...(v.subtype ? { subtype: v.subtype as never } : {}), description: preview.description, preview }, 'variables');
       // An object's own truncation (fields cut) shows inside it; "depth" means nothing was read.
       return `${v.description || v.className || 'Object'}${v.truncated && !v.properties?.length ? cut : ''}`;
+    }
     case 'function':
-      return v.description || 'ƒ';
+      return v.description ? previewValue({ type: 'function', description: v.description }, 'variables') : 'ƒ';
     case 'accessor':
       // The broker reads through Runtime.getProperties, which never runs a getter.
       return `(${(v.description ?? 'accessor').replace(/\s*\(not invoked\)$/, '')}: not invoked by Loupe)`;
     default:
       return v.description ?? String(v.value);
   }
+}
+
+/** The preview V8 would give of a captured object, from its captured fields (five of an object, a hundred of an array). */
+function capturedPreview(v: CapturedValue): Protocol.Runtime.ObjectPreview | undefined {
+  if (!v.properties?.length) return undefined;
+  const bound = v.subtype === 'array' || v.subtype === 'typedarray' ? 100 : 5;
+  const properties = v.properties.slice(0, bound).map(({ name, value: f }): Protocol.Runtime.PropertyPreview => {
+    if (f.type === 'accessor') return { name, type: 'accessor' };
+    if (f.type === 'function') return { name, type: 'function', value: '' };
+    if (f.type === 'string') return { name, type: 'string', value: String(f.value ?? '') };
+    if (f.type === 'object') return { name, type: 'object', ...(f.subtype ? { subtype: f.subtype as never } : {}), value: f.subtype === 'null' ? 'null' : f.description || f.className || 'Object' };
+    return { name, type: f.type as never, value: f.description ?? String(f.value) };
+  });
+  return { type: 'object', description: v.description || v.className || 'Object', overflow: v.properties.length > bound || v.truncated !== undefined, properties };
 }
 
 /** The DAP type label of a captured value. */

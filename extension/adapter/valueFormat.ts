@@ -3,43 +3,18 @@
  * Runtime.evaluate / Runtime.getProperties already returned is used: nothing here runs in the target.
  */
 import type { Protocol } from 'devtools-protocol';
+import { previewValue, type PreviewPlace } from './objectPreview';
 
 type RemoteObject = Protocol.Runtime.RemoteObject;
 
-export function formatValue(v: RemoteObject): string {
-  if (v.unserializableValue !== undefined) return v.unserializableValue;
-  switch (v.type) {
-    case 'undefined':
-      return 'undefined';
-    case 'string': {
-      const s = JSON.stringify(v.value ?? v.description ?? '');
-      return s.length > 1000 ? `${s.slice(0, 1000)}…"` : s;
-    }
-    case 'number':
-    case 'boolean':
-      return String(v.value ?? v.description);
-    case 'bigint':
-      return v.description ?? `${String(v.value)}n`;
-    case 'object':
-      if (v.subtype === 'null') return 'null';
-      return v.description ?? v.className ?? 'Object';
-    case 'function':
-      return v.description ? v.description.split('\n')[0]!.slice(0, 200) : 'ƒ';
-    default:
-      return v.description ?? String(v.value);
-  }
+/** A value as js-debug shows it in that place (objectPreview.ts): previews, quoting and cuts. */
+export function formatValue(v: RemoteObject, place: PreviewPlace = 'repl'): string {
+  return previewValue(v, place);
 }
 
-/** A value in a logpoint line: strings bare, objects and arrays from their preview (`{a: 1, b: 2}`, `[1, 2, …]`). */
+/** A value in a logpoint line or a console message: strings bare, everything else as in the Debug Console. */
 export function logValue(v: RemoteObject): string {
-  if (v.type === 'string') return String(v.value);
-  if (v.type === 'object' && v.preview?.properties && v.subtype !== 'null') {
-    const isArray = v.subtype === 'array';
-    const items = v.preview.properties.map((p) => (isArray ? String(p.value) : `${p.name}: ${p.value}`));
-    const body = items.join(', ') + (v.preview.overflow ? ', …' : '');
-    return isArray ? `[${body}]` : `{${body}}`;
-  }
-  return formatValue(v);
+  return v.type === 'string' && typeof v.value === 'string' ? v.value : previewValue(v, 'repl');
 }
 
 /** The DAP type label of a live value. */

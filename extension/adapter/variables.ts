@@ -89,7 +89,7 @@ export class VariableStore {
 
   /** A live value as a variable. */
   live(name: string, value: Protocol.Runtime.RemoteObject): DebugProtocol.Variable {
-    const v: DebugProtocol.Variable = { name, value: formatValue(value), variablesReference: this.reference(value) };
+    const v: DebugProtocol.Variable = { name, value: formatValue(value, 'variables'), variablesReference: this.reference(value) };
     const type = valueType(value);
     if (type) v.type = type;
     return v;

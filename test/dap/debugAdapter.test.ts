@@ -105,14 +105,14 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       assert.equal(top.line, handleLine);
       assert.equal(frames[1]?.source?.path, serviceTs, 'the timer callback, also mapped to service.ts');
       const vars = await locals(dc, top.id);
-      assert.match(vars.get('label')!.value, /^"order-\d+"$/);
+      assert.match(vars.get('label')!.value, /^'order-\d+'$/);
       assert.match(vars.get('total')!.value, /^\d+(\.\d+)?$/);
       // lazy expansion: order → customer → name
       const order = vars.get('order')!;
       assert.ok(order.variablesReference > 0);
       const orderProps = new Map((await dc.variablesRequest({ variablesReference: order.variablesReference })).body.variables.map((v) => [v.name, v]));
       const customer = new Map((await dc.variablesRequest({ variablesReference: orderProps.get('customer')!.variablesReference })).body.variables.map((v) => [v.name, v]));
-      assert.match(customer.get('name')!.value, /^"(Ada|Grace)"$/);
+      assert.match(customer.get('name')!.value, /^'(Ada|Grace)'$/);
       // a getter is shown, never invoked (Runtime.getProperties; Runtime.callFunctionOn is refused by the broker)
       const scopes = await dc.scopesRequest({ frameId: top.id });
       const closure = scopes.body.scopes.find((s) => /Closure|Module|Script/.test(s.name) && !/Global/.test(s.name))!;
@@ -129,7 +129,7 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       const refused = await dc.evaluateRequest({ expression: 'processed = 0', frameId: top.id, context: 'repl' });
       assert.match(refused.body.result, /Refused by Loupe: .*side effect/);
       const getterRan = await dc.evaluateRequest({ expression: 'typeof globalThis.getterRan', frameId: top.id, context: 'repl' });
-      assert.equal(getterRan.body.result, '"undefined"', 'no getter ran in the target');
+      assert.equal(getterRan.body.result, "'undefined'", 'no getter ran in the target');
       // step into priceOrder (pricing.ts) and out again
       await dc.setBreakpointsRequest({ source: { path: serviceTs }, breakpoints: [] });
       const totalLine = line(pricingTs, 'total');
@@ -300,15 +300,17 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       // locals from the capture
       const vars = await locals(dc, top.id);
       const label = vars.get('label')!.value;
-      assert.match(label, /^"order-\d+"$/);
+      assert.match(label, /^'order-\d+'$/);
       assert.match(vars.get('total')!.value, /^\d+(\.\d+)?$/);
       const order = vars.get('order')!;
       assert.ok(order.variablesReference > 0);
       assert.deepEqual(order.presentationHint?.attributes, ['readOnly']);
+      // previewed from the capture, as a live object is
+      assert.match(order.value, /^\{id: \d+, customer: \{…\}, items: Array\(2\)\}$/);
       const orderProps = new Map((await dc.variablesRequest({ variablesReference: order.variablesReference })).body.variables.map((v) => [v.name, v]));
       const customer = new Map((await dc.variablesRequest({ variablesReference: orderProps.get('customer')!.variablesReference })).body.variables.map((v) => [v.name, v]));
       const name = customer.get('name')!.value;
-      assert.match(name, /^"(Ada|Grace)"$/);
+      assert.match(name, /^'(Ada|Grace)'$/);
       // the module closure of the top frame: a getter is listed, never run
       const scopes = await dc.scopesRequest({ frameId: top.id });
       const closure = scopes.body.scopes.find((s) => s.name === 'Closure')!;
@@ -321,7 +323,7 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       // hover and watch read the capture; anything else says it is not captured
       const hover = await dc.evaluateRequest({ expression: 'order.customer.name', frameId: top.id, context: 'hover' });
       assert.equal(hover.body.result, name);
-      assert.equal((await dc.evaluateRequest({ expression: 'order.items[1]["sku"]', frameId: top.id, context: 'hover' })).body.result, '"cap"');
+      assert.equal((await dc.evaluateRequest({ expression: 'order.items[1]["sku"]', frameId: top.id, context: 'hover' })).body.result, "'cap'");
       assert.equal((await dc.evaluateRequest({ expression: 'order.items.length', frameId: top.id, context: 'watch' })).body.result, '2');
       assert.equal((await dc.evaluateRequest({ expression: 'label', frameId: top.id, context: 'repl' })).body.result, label);
       const missing = await dc.evaluateRequest({ expression: 'nothing', frameId: top.id, context: 'hover' });
@@ -441,7 +443,7 @@ describe('debug adapter (dist/debugAdapter.js) through a real broker', () => {
       const { top } = await topFrame(dc);
       // Interpreted by the broker: string built-ins on a value that is not redacted work as in JavaScript.
       const domain = await dc.evaluateRequest({ expression: 'user.email.split("@")[1]', frameId: top.id, context: 'repl' });
-      assert.equal(domain.body.result, '"example.com"');
+      assert.equal(domain.body.result, "'example.com'");
       // Anything computed from a redacted value is the marker, its length too.
       const length = await dc.evaluateRequest({ expression: 'user.password.length', frameId: top.id, context: 'repl' });
       assert.match(length.body.result, /\[redacted: password\]/);

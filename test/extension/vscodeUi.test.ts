@@ -1,8 +1,9 @@
 // needs: code-server, chromium
 // End to end in a real VS Code: the packaged .vsix installed in code-server, driven through headless Chromium as a
 // person would: sign in, "Loupe: Attach to Production…" from the command palette against a real broker and a real
-// target running the compiled TypeScript service, a breakpoint in the .ts source, the Variables view, a refused
-// evaluation in the Debug Console, the status bar countdown, End Session. Screenshots go to test-artifacts/vscode/.
+// target running the compiled TypeScript service, a breakpoint in the .ts source, the Variables view (values previewed
+// as js-debug writes them), a refused evaluation in the Debug Console, the status bar countdown, End Session.
+// Screenshots go to test-artifacts/vscode/.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -103,7 +104,9 @@ describe('VS Code (code-server) end to end', { skip }, () => {
       const localScope = page.locator('.debug-variables .monaco-list-row', { hasText: /^\s*Local\s*$/ }).first();
       await localScope.waitFor({ state: 'visible', timeout: 20_000 });
       if ((await localScope.getAttribute('aria-expanded')) !== 'true') await localScope.click();
-      await wb.expectRow(/label\s*=?\s*"order-\d+"/);
+      // Values as js-debug writes them: strings quoted, objects by their preview (not a bare "Object").
+      await wb.expectRow(/label\s*[:=]?\s*'order-\d+'/);
+      await wb.expectRow(/order\s*[:=]?\s*\{id: \d+, customer: \{…\}, items: Array\(2\)\}/);
       await wb.expectRow(new RegExp(`handle\\s*service\\.ts\\s*${handleLine}:\\d+`));
       await wb.expectText(/Loupe app \d+:\d\d/, 10_000);
       await wb.shot('02-paused-variables');
@@ -116,7 +119,10 @@ describe('VS Code (code-server) end to end', { skip }, () => {
       await wb.expectRow(/Refused by Loupe: .*side effect/, 20_000);
       await page.keyboard.type('order.customer.name');
       await page.keyboard.press('Enter');
-      await wb.expectRow(/"(Ada|Grace)"/, 20_000);
+      await wb.expectRow(/'(Ada|Grace)'/, 20_000);
+      await page.keyboard.type('order.customer');
+      await page.keyboard.press('Enter');
+      await wb.expectRow(/\{name: '(Ada|Grace)', tier: '(basic|gold)'\}/, 20_000);
       await wb.shot('03-debug-console-refusal');
       // The owner is told about the alert the refusal fired, and "Show Alerts" opens the Loupe Alerts view with it.
       await wb.expectText(/Loupe alert on app: refusals \(dev\): 1 refusals within 60 s/, 30_000);

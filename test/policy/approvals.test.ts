@@ -409,7 +409,7 @@ describe('access requests over HTTP (real broker, real target)', () => {
     assert.equal(await attachWith(grant.body), 42);
     // The flow's grant from before the restart still carries its approvers.
     assert.deepEqual(
-      broker.broker.grants.get(flowGrantId)?.approvedBy?.map((a) => a.sub),
+      (await broker.broker.grants.get(flowGrantId))?.approvedBy?.map((a) => a.sub),
       ['sam', 'sue'],
     );
   });

@@ -2,7 +2,7 @@ import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { SnapshotLimits } from '../../broker/config/types';
-import { captureFrames, type PausedFrameInput } from '../../broker/session/snapshot';
+import { captureFrames, entriesFromPreview, type PausedFrameInput } from '../../broker/session/snapshot';
 import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 
@@ -15,6 +15,7 @@ const line = markerLine(file, 'handle');
 const generous: SnapshotLimits = {
   frames: 20,
   expandFrames: 5,
+  expandInternalFrames: false,
   depth: 3,
   collectionItems: 100,
   fieldsPerObject: 20,
@@ -77,6 +78,33 @@ describe('capture: previews stand in for reads without changing the capture', ()
     assert.deepEqual(field('sparse', 'length'), { type: 'number', value: 1000 });
     assert.equal(field('withGetter', 'g')!.type, 'accessor');
     assert.equal(field('account', '#pin'), undefined, 'private fields are not captured');
+  });
+
+  it('stands in for the reads of a Map or Set only when its preview holds every entry exactly', async () => {
+    const local = frames[0]!.scopeChain.find((s) => s.type === 'local')!;
+    const { result } = await client.call('Runtime.getProperties', { objectId: local.object.objectId, ownProperties: true, generatePreview: true });
+    const standsIn = (name: string) => entriesFromPreview((result as { name: string; value: never }[]).find((p) => p.name === name)!.value) !== undefined;
+    for (const name of ['map', 'mixed', 'numberSet', 'set', 'objectKey']) assert.ok(standsIn(name), `${name}: its preview holds it`);
+    // A nested object, a long string, more entries than a preview lists, an own property.
+    for (const name of ['deepMap', 'longMap', 'bigSet', 'withOwn']) assert.ok(!standsIn(name), `${name}: read, not taken from its preview`);
+  });
+
+  it("lists frames of Node's own code without expanding them, unless the policy asks", async () => {
+    const read = (objectId: string, preview: boolean) => client.call('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) });
+    // Node's paused frames carry no url: it comes from the scripts the session was told about.
+    const scriptUrls = new Map<string, string>(client.events.filter((e) => e.method === 'Debugger.scriptParsed').map((e) => [e.params.scriptId, e.params.url]));
+    const internal = frames.map((f, i) => [i, scriptUrls.get(f.location.scriptId) ?? ''] as const).filter(([, url]) => url.startsWith('node:'));
+    assert.ok(internal.length > 0 && internal[0]![0] < generous.expandFrames, `a node: frame among the first ${generous.expandFrames}: ${[...scriptUrls.values()].length} scripts`);
+    const listed = await captureFrames(frames, scriptUrls, read, generous);
+    for (const [i, url] of internal) {
+      assert.equal(listed.frames[i]!.url, url);
+      assert.equal(listed.frames[i]!.scopes, undefined, `${url} is listed, not expanded`);
+    }
+    assert.ok(listed.frames[0]!.scopes!.length > 0, 'the app frame is expanded');
+    const asked = await captureFrames(frames, scriptUrls, read, { ...generous, expandInternalFrames: true });
+    const [first] = internal[0]!;
+    assert.ok(asked.frames[first]!.scopes !== undefined, 'expandInternalFrames: true expands it');
+    assert.ok(listed.reads < asked.reads, `${listed.reads} reads without internal frames, ${asked.reads} with`);
   });
 
   it('and the same cuts under tight limits', async () => {

@@ -8,6 +8,7 @@
 //   clients      oidc-provider client metadata
 //   groups       account id or client id → groups, put in tokens as realm_access.roles (Keycloak's shape)
 //   ttl          seconds for ID tokens and tokens of no resource (default 600)
+//   deviceFlow   true enables the device authorization grant (RFC 8628), the sign-in of terminals
 import { createServer } from 'node:http';
 import Provider, { errors } from 'oidc-provider';
 
@@ -30,6 +31,7 @@ const provider = new Provider(issuer, {
   features: {
     devInteractions: { enabled: true },
     clientCredentials: { enabled: true },
+    deviceFlow: { enabled: options.deviceFlow === true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => undefined,

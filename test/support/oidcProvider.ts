@@ -14,6 +14,7 @@ export interface OidcProviderOptions {
   clients?: Record<string, unknown>[];
   groups?: Record<string, string[]>;
   ttl?: number;
+  deviceFlow?: boolean;
 }
 
 export interface OidcProvider {

@@ -61,7 +61,13 @@ export function basePolicy(inspector: string, overrides: Record<string, any> = {
 /** Starts a real broker in this process on a free loopback port, with its own state directory. */
 export async function startTestBroker(
   policy: Record<string, any>,
-  options: { stateDir?: string; clock?: () => number; log?: (line: string) => void; securityStream?: BrokerOptions['securityStream'] } = {},
+  options: {
+    stateDir?: string;
+    clock?: () => number;
+    log?: (line: string) => void;
+    securityStream?: BrokerOptions['securityStream'];
+    onPolicyReloadNotice?: BrokerOptions['onPolicyReloadNotice'];
+  } = {},
 ): Promise<TestBroker> {
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'loupe-test-'));
   const config = parseConfigText(stringify({ ...policy, stateDir }), stateDir);
@@ -69,6 +75,7 @@ export async function startTestBroker(
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.log ? { log: options.log } : {}),
     ...(options.securityStream ? { securityStream: options.securityStream } : {}),
+    ...(options.onPolicyReloadNotice ? { onPolicyReloadNotice: options.onPolicyReloadNotice } : {}),
   });
   // Records made inside Broker.create (before this line) are not seen; every later one is.
   const records: AuditEvent[] = [];

@@ -70,6 +70,11 @@ export const accessSchema = mapping({
 const snapshotSchema = mapping({
   frames: int(1, 200).prefault(20).describe('Call frames captured.'),
   expandFrames: int(0, 50).prefault(5).describe('Frames whose scopes are expanded.'),
+  expandInternalFrames: bool()
+    .prefault(false)
+    .describe(
+      "Whether frames of Node's own code (node:internal/..., node:events) among them are expanded too; off, they are listed (function, place) without their scopes, which keeps the pause short.",
+    ),
   depth: int(0, 10).prefault(3).describe('How deep objects are expanded.'),
   collectionItems: int(1, 10000).prefault(100).describe('Items taken from one array, map or set.'),
   fieldsPerObject: int(1, 1000).prefault(20).describe('Properties taken from one object.'),

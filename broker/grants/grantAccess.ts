@@ -1,0 +1,14 @@
+import type { LoupeConfig } from '../config/types';
+import { LoupeError } from '../errors';
+import type { Identity } from '../identity/verifyIdentity';
+import { isAdmin, isOwner, rolesOf } from '../policy/access';
+import type { Grant } from './grantStore';
+
+/** Who may act on a grant: its holder, and (for revocation) an owner of its target or an admin; anyone else is refused. */
+export function mayActOnGrant(config: LoupeConfig, identity: Identity, grant: Grant, action: string, allowOwnersAndAdmins: boolean): Grant {
+  if (grant.sub === identity.sub) return grant;
+  const roles = rolesOf(config, identity);
+  const target = config.targets[grant.target];
+  if (allowOwnersAndAdmins && (isAdmin(config, roles) || (target && isOwner(target, roles)))) return grant;
+  throw new LoupeError('forbidden', `only the grant's holder${allowOwnersAndAdmins ? ', an owner of the target or an admin' : ''} may ${action} grant ${grant.grantId}`);
+}
