@@ -22,8 +22,9 @@ import { spawnNode, type Child } from './lib/procs';
 import { RttClient } from './lib/rttClient';
 import { nowMs, summarize, type Summary } from './lib/stats';
 import { benchPause } from './pause';
+import { fdatasyncSamples } from './lib/disk';
 import { benchReplicas } from './replicas';
-import { benchSessions } from './sessions';
+import { benchLoad, benchSessions } from './sessions';
 import { benchThroughput } from './throughput';
 
 const root = join(__dirname, '..');
@@ -53,6 +54,15 @@ const counts = {
   load: { rounds: Number(process.env.BENCH_LOAD_ROUNDS ?? 5), concurrency: 32, durationMs: Number(process.env.BENCH_LOAD_MS ?? 2000), warmupMs: 500 },
   /** Section 4: sessions opened at once, per path and round. */
   sessions: { sessions: Number(process.env.BENCH_SESSIONS ?? 100), rounds: 2, settleMs: 1000 },
+  /** Section 7: sessions × evaluations a second on one broker, against one session on it idle (bench/sessions.ts). */
+  recording: {
+    sessions: Number(process.env.BENCH_LOAD_SESSIONS ?? 20),
+    rate: 50,
+    durationMs: Number(process.env.BENCH_LOAD_SESSIONS_MS ?? 20_000),
+    idleMs: 10_000,
+    drainMs: 5000,
+    requests: process.env.BENCH_LOAD_REQUESTS === 'mixed' ? ('mixed' as const) : ('evaluate' as const),
+  },
   /** Section 5: evaluations per variant and round (bench/evaluation.ts). */
   evaluation: { rounds: 5, perRound: 60, warmup: 30 },
   /** Section 6: Debug Console evaluations per path, expression, pacing and round (bench/adapter.ts). */
@@ -60,19 +70,20 @@ const counts = {
   /** Section 8: grants and attaches per variant and round, one broker vs three replicas (bench/replicas.ts). */
   replicas: { rounds: Number(process.env.BENCH_REPLICA_ROUNDS ?? 4), grants: 100, concurrency: 8, attaches: 25 },
 };
-/** BENCH_SECTIONS=1,2,2e,3,4,5,6,8 runs only those (2e stands for the audit sections 2e-2g); default all. */
-const sections = new Set((process.env.BENCH_SECTIONS ?? '1,2,2e,3,4,5,6,8').split(',').map((x) => x.trim()));
+/** BENCH_SECTIONS=1,2,2e,3,4,5,6,7,8 runs only those (2e stands for the audit sections 2e-2g); default all. */
+const sections = new Set((process.env.BENCH_SECTIONS ?? '1,2,2e,3,4,5,6,7,8').split(',').map((x) => x.trim()));
 
 // ---------------------------------------------------------------------------------------------------
 // 1. CDP round trips
 
-type Variant = 'plain' | 'quickack' | 'relay' | 'broker' | 'brokerMem';
+type Variant = 'plain' | 'quickack' | 'relay' | 'broker' | 'brokerMem' | 'brokerLoupe';
 const variantNames: Record<Variant, string> = {
   plain: '(a) direct, plain ws client',
   quickack: '(b) direct, ws client + TCP_QUICKACK',
   relay: '(c) bare ws relay (QUICKACK to target)',
   broker: '(d) broker: gate + durable audit (local store)',
   brokerMem: "(d') broker, state dir on tmpfs (decomposition)",
+  brokerLoupe: "(d'') broker, default grant: Loupe's interpreter answers evaluate",
 };
 /** tmpfs, for the decomposition variant (d'): the same broker with fdatasync made nearly free. Not a durable setup. */
 const tmpfsDir = (() => {
@@ -103,18 +114,21 @@ interface Path {
 
 async function startBroker(target: TargetProcess, stateDir: string): Promise<{ child: Child; url: string; configFile: string }> {
   const configFile = join(stateDir, 'bench-broker.yaml');
-  // The default config: local audit store under the state dir, chunkMaxEvents 500, WAL with group commit.
-  writeFileSync(configFile, stringify({ ...basePolicy(target.inspector), stateDir: join(stateDir, 'state') }));
+  // The default config: local audit store under the state dir, chunkMaxEvents 500, WAL with group commit. The access
+  // rule also allows V8 evaluation, so that (d) can send Runtime.evaluate to V8 as (a)-(c) do.
+  const policy = basePolicy(target.inspector);
+  policy.targets.app.access = [{ role: 'dev', modes: ['pause', 'snapshot'], evaluation: ['loupe', 'v8'], maxDuration: '10m' }];
+  writeFileSync(configFile, stringify({ ...policy, stateDir: join(stateDir, 'state') }));
   const child = await spawnNode([join(root, 'dist', 'cli.js'), 'broker', '--config', configFile], /LOUPE_BROKER_URL=(\S+)/, { cwd: root, label: 'broker (dist/cli.js)' });
   return { child, url: child.ready, configFile };
 }
 
-async function attachThroughBroker(url: string, configFile: string): Promise<RttClient> {
+async function attachThroughBroker(url: string, configFile: string, evaluation?: 'v8'): Promise<RttClient> {
   const identity = execFileSync(process.execPath, [join(root, 'dist', 'cli.js'), 'token', '--config', configFile, '--user', 'dev', '--groups', 'devs'], { encoding: 'utf8' }).trim();
   const res = await fetch(`${url}/v1/grants`, {
     method: 'POST',
     headers: { authorization: `Bearer ${identity}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 600, reason: 'benchmark: round-trip latency' }),
+    body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 600, reason: 'benchmark: round-trip latency', ...(evaluation ? { evaluation } : {}) }),
   });
   const body = (await res.json()) as { attachUrl?: string; token?: string };
   if (res.status !== 201 || !body.attachUrl) throw new Error(`grant refused: ${res.status} ${JSON.stringify(body)}`);
@@ -188,29 +202,39 @@ async function benchRoundTrips(scratch: string) {
     add('plain', await RttClient.connect(tPlain.wsUrl), evaluateAsForwarded);
     add('quickack', await RttClient.connect(tQuick.wsUrl, { quickAck: true }), evaluateAsForwarded);
     add('relay', await RttClient.connect(`${relay.ready}/`), evaluateAsForwarded);
-    // Through the broker the client sends the plain request; the gate adds the rest.
-    add('broker', await attachThroughBroker(broker.url, broker.configFile), { expression: '1' });
-    if (brokerMem) add('brokerMem', await attachThroughBroker(brokerMem.url, brokerMem.configFile), { expression: '1' });
+    // Through the broker the client sends the plain request; the gate adds the rest. (d) and (d') hold grants with
+    // evaluation: v8, so V8 answers evaluate as in (a)-(c); (d'') holds the default grant, where Loupe's interpreter
+    // answers it in the broker (no target round trip for '1').
+    add('broker', await attachThroughBroker(broker.url, broker.configFile, 'v8'), { expression: '1' });
+    if (brokerMem) add('brokerMem', await attachThroughBroker(brokerMem.url, brokerMem.configFile, 'v8'), { expression: '1' });
+    add('brokerLoupe', await attachThroughBroker(broker.url, broker.configFile), { expression: '1' });
     for (const path of paths) await prepare(path);
 
     log(`section 1: warm-up (${counts.warmup} of each call per fast variant)`);
     for (const path of paths) await roundTrips(path, path.variant === 'plain' ? 3 : counts.warmup, false);
-    // Interleaved rounds, rotating the order, so drift on a shared machine hits every variant alike.
+    // Interleaved rounds, rotating the order, so drift on a shared machine hits every variant alike. Each round also
+    // times the disk's floor for a durable record (append + fdatasync) in the broker's state dir.
+    const floorSamples: number[] = [];
+    const appendFloorSamples: number[] = [];
     for (let round = 0; round < counts.rounds; round++) {
       const order = paths.map((_, i) => paths[(i + round) % paths.length]!);
       for (const path of order) await roundTrips(path, path.variant === 'plain' ? counts.perRoundPlain : counts.perRound, true);
+      floorSamples.push(...fdatasyncSamples(stateDir, 30, 'preallocated'));
+      appendFloorSamples.push(...fdatasyncSamples(stateDir, 30, 'append'));
       log(`section 1: round ${round + 1}/${counts.rounds} done`);
     }
     const eventsSeen = Object.fromEntries(paths.map((p) => [p.variant, p.client.events]));
     for (const c of clients.splice(0)) await c.close();
     const brokerExit = await broker.child.stop();
     const stored = countStoredEvents(join(stateDir, 'state', 'audit-store'));
-    const measured = 2 * (counts.rounds * counts.perRound + counts.warmup);
+    const measured = 2 * 2 * (counts.rounds * counts.perRound + counts.warmup); // sessions (d) and (d'') on the same broker
     log(`section 1: broker exited (${brokerExit}); its local store holds ${stored} session events for ${measured} timed round trips (+ setup)`);
     return {
       variants: Object.fromEntries(
         paths.map((p) => [p.variant, { name: variantNames[p.variant], quickAck: p.client.quickAck, evaluate: summarize(p.samples.evaluate), getProperties: summarize(p.samples.getProperties) }]),
       ) as Partial<Record<Variant, { name: string; quickAck: boolean; evaluate: Summary; getProperties: Summary }>>,
+      fdatasyncMs: summarize(floorSamples),
+      fdatasyncAppendMs: summarize(appendFloorSamples),
       eventsSeenByClient: eventsSeen,
       brokerStoredSessionEvents: stored,
       brokerTimedRoundTrips: measured,
@@ -249,7 +273,7 @@ const sampleData = (i: number) => ({
 });
 
 async function openTrail(dir: string, store: AuditStore, key: SigningKey) {
-  const { wal } = await WriteAheadLog.open(join(dir, 'wal'), { maxBatch: 512, segmentBytes: 8 << 20 }); // as Broker.create
+  const { wal } = await WriteAheadLog.open(join(dir, 'wal'), { maxBatch: 512, segmentBytes: 8 << 20, preallocateBytes: 1 << 20 }); // as Broker.create
   const trail = new AuditTrail(wal, store, key, { chunkMaxEvents: counts.chunkMaxEvents, uploadIntervalMs: 1000, failClosedAfterMs: 60_000, clock: Date.now });
   return trail;
 }
@@ -447,6 +471,7 @@ async function main(): Promise<void> {
     const sessionsResult = sections.has('4') ? await timed('4', () => benchSessions(scratch, counts.sessions, log)) : null;
     const evaluation = sections.has('5') ? await timed('5', () => benchEvaluation(counts.evaluation)) : null;
     const adapter = sections.has('6') ? await timed('6', () => benchAdapter(counts.adapter)) : null;
+    const recording = sections.has('7') ? await timed('7', () => benchLoad(scratch, counts.recording, log)) : null;
     const replicas = sections.has('8') ? await timed('8', () => benchReplicas(scratch, counts.replicas, log)) : null;
     const results = {
       generatedAt: new Date().toISOString(),
@@ -470,6 +495,7 @@ async function main(): Promise<void> {
       sessions: sessionsResult,
       evaluation,
       adapter,
+      recording,
       replicas,
       sectionSeconds: timings,
       durationSeconds: (nowMs() - started) / 1000,

@@ -10,10 +10,12 @@
 // Each path has its own target process (a target that once held N sessions reuses that memory for the next
 // N). Each round opens N, waits, measures, closes all; rounds are interleaved, rotating the order. Memory is
 // reported from each path's first round (a process that once held N sessions keeps part of that heap).
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { basePolicy } from '../test/support/testBroker';
 import { startTarget, type TargetProcess } from '../test/support/target';
-import { grantAndAttach, mintIdentity, rssBytes, startBrokerProcess } from './lib/broker';
+import { grantAndAttach, mintIdentity, rssBytes, startBrokerProcess, type BrokerProcess } from './lib/broker';
+import { fdatasyncFloor } from './lib/disk';
 import { spawnNode, type Child } from './lib/procs';
 import { RttClient } from './lib/rttClient';
 import { nowMs, summarize } from './lib/stats';
@@ -151,5 +153,208 @@ export async function benchSessions(scratch: string, counts: SessionCounts, log:
     await Promise.all(open.map((c) => c.close()));
     for (const child of children.reverse()) await child.stop();
     await Promise.all([tDirect, tRelay, tBroker].map((t) => t!.stop()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Section 7: recording under load. N sessions on one broker (dist/cli.js) and one target, each sending
+// `rate` evaluations a second (Runtime.evaluate('1') under the default grant: Loupe's interpreter answers it in the
+// broker; two records each, the request write-ahead and the answer), or with BENCH_LOAD_REQUESTS=mixed alternately
+// that and Runtime.getProperties of a 100-field object (forwarded to V8; its answer redacted and summarized), on a fixed schedule (open loop: a late answer does not delay the next request,
+// so a backlog shows as growing latency and unanswered requests) for durationMs. Baseline: the same
+// evaluations from one session on the same broker while it is otherwise idle, first. Broker CPU time comes
+// from /proc (user + system); records are counted in the broker's local store after it stops.
+
+export interface RecordingCounts {
+  sessions: number;
+  /** Evaluations a second per session. */
+  rate: number;
+  durationMs: number;
+  idleMs: number;
+  /** How long answers may still arrive after the schedule ends before they count as unanswered. */
+  drainMs: number;
+  requests: keyof typeof loadRequestKinds;
+}
+
+export const loadRequestKinds = {
+  evaluate: "Runtime.evaluate('1'), answered by Loupe's interpreter (default grant)",
+  mixed: "alternately Runtime.evaluate('1') (Loupe's interpreter) and Runtime.getProperties of a 100-field object (V8)",
+} as const;
+
+/** What a session sends: the calls of section 1, two records each (the request, write-ahead; the answer). */
+const loadRequest = (kind: keyof typeof loadRequestKinds, i: number, objectId: string): [string, Record<string, unknown>] =>
+  kind === 'evaluate' || i % 2 === 0 ? ['Runtime.evaluate', { expression: '1' }] : ['Runtime.getProperties', { objectId, ownProperties: true }];
+
+/** CPU seconds a process has used so far, user and system, from /proc/<pid>/stat (clock ticks of 1/100 s). */
+function cpuTimes(pid: number): { user: number; system: number } {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 };
+  } catch {
+    return { user: NaN, system: NaN };
+  }
+}
+const cpuSeconds = (pid: number) => {
+  const { user, system } = cpuTimes(pid);
+  return user + system;
+};
+
+/** Counts the events of session streams in the broker's local store recorded within [from, to] (epoch ms). */
+function storedSessionEvents(storeDir: string, from = 0, to = Infinity): number {
+  let count = 0;
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const path = join(dir, name);
+      if (statSync(path).isDirectory()) walk(path);
+      else if (/chunk-\d+-\d+\.ndjson$/.test(name))
+        for (const line of readFileSync(path, 'utf8').split('\n')) {
+          if (!line || line.startsWith('{"type":"seal"')) continue;
+          const time = Date.parse((JSON.parse(line) as { time: string }).time);
+          if (time >= from && time <= to) count++;
+        }
+    }
+  };
+  try {
+    walk(join(storeDir, 'sessions'));
+  } catch {
+    /* no sessions yet */
+  }
+  return count;
+}
+
+interface ScheduleResult {
+  latencies: number[];
+  sent: number;
+  answered: number;
+  errors: number;
+  /** Answers still missing when the schedule ended, and after the drain. */
+  missingAtEnd: number;
+  missingAfterDrain: number;
+}
+
+/** Each client sends `rate` evaluations a second for `ms`, on a fixed schedule staggered across clients. */
+async function runSchedule(clients: { client: RttClient; objectId: string }[], kind: keyof typeof loadRequestKinds, rate: number, ms: number, drainMs: number): Promise<ScheduleResult> {
+  const result: ScheduleResult = { latencies: [], sent: 0, answered: 0, errors: 0, missingAtEnd: 0, missingAfterDrain: 0 };
+  const interval = 1000 / rate;
+  const outstanding = new Set<Promise<void>>();
+  const start = nowMs();
+  const end = start + ms;
+  const one = ({ client, objectId }: { client: RttClient; objectId: string }, i: number) => {
+    const sentAt = nowMs();
+    result.sent++;
+    const [method, params] = loadRequest(kind, i, objectId);
+    const p: Promise<void> = client.send(method, params, ms + drainMs + 10_000).then(
+      (reply) => {
+        result.answered++;
+        if (reply.error) result.errors++;
+        else result.latencies.push(nowMs() - sentAt);
+      },
+      () => undefined,
+    );
+    const tracked = p.finally(() => outstanding.delete(tracked));
+    outstanding.add(tracked);
+  };
+  await Promise.all(
+    clients.map(async (client, i) => {
+      let next = start + (i * interval) / clients.length;
+      for (let n = 0; ; n++) {
+        const wait = next - nowMs();
+        if (wait > 0) await sleep(wait);
+        if (nowMs() >= end) return;
+        one(client, n);
+        next += interval;
+      }
+    }),
+  );
+  result.missingAtEnd = outstanding.size;
+  const drainEnd = nowMs() + drainMs;
+  while (outstanding.size > 0 && nowMs() < drainEnd) await sleep(20);
+  result.missingAfterDrain = outstanding.size;
+  return result;
+}
+
+export async function benchLoad(scratch: string, counts: RecordingCounts, log: (line: string) => void) {
+  const fixture = join(__dirname, 'fixtures', 'target.js');
+  const target = await startTarget(fixture);
+  const stateDir = join(scratch, 'load-broker');
+  const clients: { client: RttClient; objectId: string }[] = [];
+  let broker: BrokerProcess | undefined;
+  try {
+    // BENCH_LOAD_CPU_PROF=<dir>: the broker runs under --cpu-prof, its profile written there when it stops.
+    const profDir = process.env.BENCH_LOAD_CPU_PROF;
+    broker = await startBrokerProcess(basePolicy(target!.inspector), stateDir, 'broker (dist/cli.js)', profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+    const pid = broker.child.proc.pid!;
+    const identity = mintIdentity(broker.configFile);
+    const floor = fdatasyncFloor(stateDir, 200, 'preallocated');
+    log(`section 7: fdatasync floor on the broker's disk: median ${floor.median.toFixed(3)} ms, p99 ${floor.p99.toFixed(3)} ms`);
+
+    const attach = async () => {
+      const { client } = await grantAndAttach(broker!.url, identity, { mode: 'pause', reason: 'benchmark: recording under load' });
+      await client.call('Debugger.enable', {}, 60_000);
+      const { result } = await client.call('Runtime.evaluate', { expression: 'bigObject' });
+      if (typeof result?.objectId !== 'string') throw new Error(`section 7: no objectId for bigObject: ${JSON.stringify(result)}`);
+      const session = { client, objectId: result.objectId as string };
+      clients.push(session);
+      return session;
+    };
+
+    log(`section 7: idle broker, 1 session × ${counts.rate} requests/s for ${counts.idleMs / 1000} s`);
+    const first = await attach();
+    await runSchedule([first], counts.requests, counts.rate, 1000, 1000); // warm-up
+    const idleCpu0 = cpuSeconds(pid);
+    const idleStart = nowMs();
+    const idle = await runSchedule([first], counts.requests, counts.rate, counts.idleMs, counts.drainMs);
+    const idleWall = (nowMs() - idleStart) / 1000;
+    const idleCpu = cpuSeconds(pid) - idleCpu0;
+
+    log(`section 7: opening ${counts.sessions - 1} more sessions`);
+    for (let i = 1; i < counts.sessions; i++) await attach();
+    log(`section 7: ${counts.sessions} sessions × ${counts.rate} requests/s for ${counts.durationMs / 1000} s`);
+    const cpu0 = cpuSeconds(pid);
+    const times0 = cpuTimes(pid);
+    const loadFrom = Date.now();
+    const loadStart = nowMs();
+    const load = await runSchedule(clients, counts.requests, counts.rate, counts.durationMs, counts.drainMs);
+    const loadWall = (nowMs() - loadStart) / 1000;
+    const loadCpu = cpuSeconds(pid) - cpu0;
+    const times1 = cpuTimes(pid);
+    const loadTo = Date.now();
+    await Promise.all(clients.splice(0).map((c) => c.client.close()));
+    const exit = await broker.child.stop(15_000);
+    const store = join(stateDir, 'state', 'audit-store');
+    const stored = storedSessionEvents(store);
+    log(`section 7: broker exited (${exit}); ${load.answered} of ${load.sent} answered, broker CPU ${loadCpu.toFixed(2)} s over ${loadWall.toFixed(1)} s`);
+    // Records made in the load window, by their own time (every record is in the store once the broker has stopped).
+    const loadRecords = storedSessionEvents(store, loadFrom, loadTo);
+    return {
+      sessions: counts.sessions,
+      rate: counts.rate,
+      durationMs: counts.durationMs,
+      idleMs: counts.idleMs,
+      drainMs: counts.drainMs,
+      requests: loadRequestKinds[counts.requests],
+      fdatasyncMs: floor,
+      idle: { ...idle, latencies: undefined, latencyMs: summarize(idle.latencies), wallSeconds: idleWall, brokerCpuSeconds: idleCpu },
+      load: {
+        ...load,
+        latencies: undefined,
+        latencyMs: summarize(load.latencies),
+        wallSeconds: loadWall,
+        brokerCpuSeconds: loadCpu,
+        brokerUserSeconds: times1.user - times0.user,
+        brokerSystemSeconds: times1.system - times0.system,
+        records: loadRecords,
+        recordsPerSecond: loadRecords / loadWall,
+        recordsPerCpuSecond: loadRecords / loadCpu,
+        recordsPerRequest: loadRecords / Math.max(1, load.answered),
+      },
+      storedSessionEvents: stored,
+      profileDir: process.env.BENCH_LOAD_CPU_PROF ?? null,
+    };
+  } finally {
+    await Promise.all(clients.map((c) => c.client.close()));
+    await broker?.child.stop();
+    await target!.stop();
   }
 }

@@ -4,7 +4,7 @@
  * each side passes in how it opens a seal (the broker with jose, the extension with node:crypto).
  */
 import { createHash } from 'node:crypto';
-import canonicalize from 'canonicalize';
+import { canonicalJson } from './canonicalJson';
 
 export function sha256(data: string | Buffer): string {
   return createHash('sha256').update(data).digest('hex');
@@ -14,7 +14,7 @@ export function sha256(data: string | Buffer): string {
 export const genesisHash = (stream: string) => sha256(`loupe-audit-genesis:${stream}`);
 
 /** SHA-256 over the RFC 8785 canonical JSON of the event without its own hash (prev is inside). */
-export const hashRecord = (record: object): string => sha256(canonicalize(record)!);
+export const hashRecord = (record: object): string => sha256(canonicalJson(record));
 
 export const chunkName = (firstSeq: number, lastSeq: number) => `chunk-${String(firstSeq).padStart(9, '0')}-${String(lastSeq).padStart(9, '0')}.ndjson`;
 export const manifestName = 'manifest.json';

@@ -18,11 +18,11 @@ export interface BrokerProcess {
 }
 
 /** Starts `node dist/cli.js broker --config <stateDir>/bench-broker.yaml` with `policy` (its stateDir set here). */
-export async function startBrokerProcess(policy: Record<string, unknown>, stateDir: string, label = 'broker (dist/cli.js)'): Promise<BrokerProcess> {
+export async function startBrokerProcess(policy: Record<string, unknown>, stateDir: string, label = 'broker (dist/cli.js)', nodeArgs: readonly string[] = []): Promise<BrokerProcess> {
   mkdirSync(stateDir, { recursive: true });
   const configFile = join(stateDir, 'bench-broker.yaml');
   writeFileSync(configFile, stringify({ ...policy, stateDir: join(stateDir, 'state') }));
-  const child = await spawnNode([cli, 'broker', '--config', configFile], /LOUPE_BROKER_URL=(\S+)/, { cwd: root, label });
+  const child = await spawnNode([...nodeArgs, cli, 'broker', '--config', configFile], /LOUPE_BROKER_URL=(\S+)/, { cwd: root, label });
   return { child, url: child.ready, configFile };
 }
 

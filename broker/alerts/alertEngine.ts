@@ -29,6 +29,39 @@ export interface AlertEngineHooks {
   deliver(alert: Alert): void;
 }
 
+/**
+ * A session's recent events of one kind, oldest first, each with its time parsed once: adding one drops those that
+ * left the window from the front, so a busy session (thousands of events a minute) costs the same per event as a quiet one.
+ */
+export class EventWindow {
+  private events: AuditEvent[] = [];
+  private times: number[] = [];
+  private head = 0;
+
+  get length(): number {
+    return this.events.length - this.head;
+  }
+
+  /** Adds `event` and keeps those of the last `seconds` before it (a session's records come in time order). */
+  add(event: AuditEvent, seconds: number): void {
+    const time = Date.parse(event.time);
+    const since = time - seconds * 1000;
+    while (this.head < this.times.length && !(this.times[this.head]! > since)) this.head++;
+    if (this.head > 1024 && this.head * 2 > this.events.length) {
+      this.events = this.events.slice(this.head);
+      this.times = this.times.slice(this.head);
+      this.head = 0;
+    }
+    this.events.push(event);
+    this.times.push(time);
+  }
+
+  /** The last `n` events in the window, oldest first. */
+  last(n: number): AuditEvent[] {
+    return this.events.slice(Math.max(this.head, this.events.length - n));
+  }
+}
+
 interface SessionState {
   readonly target: string;
   readonly user: string;
@@ -36,9 +69,9 @@ interface SessionState {
   /** The session's grant allows V8 evaluation (its session.started says evaluation: v8). */
   readonly v8: boolean;
   readonly rules: AlertRules;
-  evaluations: AuditEvent[];
-  reads: AuditEvent[];
-  refusals: AuditEvent[];
+  readonly evaluations: EventWindow;
+  readonly reads: EventWindow;
+  readonly refusals: EventWindow;
   bytes: number;
   bytesFired: boolean;
   readonly lastFired: Map<string, number>;
@@ -126,10 +159,10 @@ export class AlertEngine {
     const d = event.data as Record<string, any>;
     switch (event.type) {
       case 'cdp.evaluate': {
-        state.evaluations = this.window(state.evaluations, event, 60);
+        state.evaluations.add(event, 60);
         const rule = state.rules.evaluationRate;
         if (rule && state.evaluations.length > rule.perMinute)
-          this.fire(state, event.stream, 'evaluationRate', `${state.evaluations.length} evaluations in the last minute (threshold ${rule.perMinute})`, state.evaluations.slice(-20), 60);
+          this.fire(state, event.stream, 'evaluationRate', `${state.evaluations.length} evaluations in the last minute (threshold ${rule.perMinute})`, state.evaluations.last(20), 60);
         const names = this.sensitiveNames(state, String(d.params?.expression ?? '').match(/[A-Za-z_$][\w$]*/g) ?? []);
         if (names.length > 0) this.fire(state, event.stream, 'sensitiveReads', `evaluation of ${names.join(', ')}: ${String(d.params?.expression).slice(0, 80)}`, [event], 0);
         // Every evaluation V8 runs under the privilege, each its own alert (keyed by its record, so a repeat fires too).
@@ -148,10 +181,10 @@ export class AlertEngine {
         break;
       }
       case 'cdp.properties.read': {
-        state.reads = this.window(state.reads, event, 60);
+        state.reads.add(event, 60);
         const rule = state.rules.readRate;
         if (rule && state.reads.length > rule.perMinute)
-          this.fire(state, event.stream, 'readRate', `${state.reads.length} variable reads in the last minute (threshold ${rule.perMinute})`, state.reads.slice(-20), 60);
+          this.fire(state, event.stream, 'readRate', `${state.reads.length} variable reads in the last minute (threshold ${rule.perMinute})`, state.reads.last(20), 60);
         break;
       }
       case 'cdp.response': {
@@ -327,9 +360,9 @@ export class AlertEngine {
       ...(event.grant ? { grant: event.grant } : {}),
       v8,
       rules: target.alerts,
-      evaluations: [],
-      reads: [],
-      refusals: [],
+      evaluations: new EventWindow(),
+      reads: new EventWindow(),
+      refusals: new EventWindow(),
       bytes: 0,
       bytesFired: false,
       lastFired: new Map(),
@@ -360,17 +393,12 @@ export class AlertEngine {
     }
   }
 
-  private window(list: AuditEvent[], event: AuditEvent, seconds: number): AuditEvent[] {
-    const since = Date.parse(event.time) - seconds * 1000;
-    return [...list.filter((e) => Date.parse(e.time) > since), event];
-  }
-
   private refusal(state: SessionState, event: AuditEvent): void {
     const rule = state.rules.refusals;
     if (!rule) return;
-    state.refusals = this.window(state.refusals, event, rule.withinSeconds);
+    state.refusals.add(event, rule.withinSeconds);
     if (state.refusals.length >= rule.count) {
-      this.fire(state, event.stream, 'refusals', `${state.refusals.length} refusals within ${rule.withinSeconds} s (threshold ${rule.count})`, state.refusals.slice(-20), rule.withinSeconds);
+      this.fire(state, event.stream, 'refusals', `${state.refusals.length} refusals within ${rule.withinSeconds} s (threshold ${rule.count})`, state.refusals.last(20), rule.withinSeconds);
     }
   }
 

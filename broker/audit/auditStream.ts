@@ -105,16 +105,21 @@ export class AuditStream {
     return this.closing !== undefined;
   }
 
-  /** Appends an event; resolves with it once durable. Rejects when the WAL cannot be written. */
-  record(type: EventType, data: Record<string, unknown> = {}): Promise<AuditEvent> {
+  /**
+   * Appends an event; resolves with it once durable. Rejects when the WAL cannot be written. `lazy`: nothing waits
+   * on it before acting (a response already passed on), so it joins the WAL's next commit (see WriteAheadLog.append).
+   */
+  record(type: EventType, data: Record<string, unknown> = {}, lazy = false): Promise<AuditEvent> {
     const event = chainEvent(this.context, this.seq++, this.head, new Date(this.trail.clock()).toISOString(), type, data);
     this.head = event.hash;
     this.lastEvent = event;
-    return this.trail.wal.append({ t: 'event', event }).then(
+    // Serialized once: the WAL line and the chunk's line.
+    const json = JSON.stringify(event);
+    return this.trail.wal.append({ t: 'event', event }, lazy, `{"t":"event","event":${json}}`).then(
       () => {
         this.lastDurable = event;
         if (type === 'session.ended' || type === 'stream.closed') this.endRecorded = true;
-        this.addPending(event);
+        this.addPending(event, json);
         this.firstPendingAt ??= this.trail.clock();
         this.trail.emit('event', event);
         // A full chunk leaves now; a partial one waits for the trail's next upload round (uploadIntervalMs), so a
@@ -139,8 +144,9 @@ export class AuditStream {
     return new Date(Date.parse(this.context.startedAt) + this.context.retentionDays * 86400_000);
   }
 
-  private addPending(event: AuditEvent): void {
-    const line = eventLine(event);
+  /** `json`: the event's JSON when the caller made it already (record() makes it once for the WAL and the chunk). */
+  private addPending(event: AuditEvent, json?: string): void {
+    const line = json !== undefined ? json + '\n' : eventLine(event);
     this.pending.push({ event, line });
     this.pendingBytes += line.length;
   }

@@ -1,4 +1,4 @@
-import { fdatasyncSync, ftruncateSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeSync } from 'node:fs';
+import { fdatasyncSync, ftruncateSync, mkdirSync, readdirSync, readFileSync, statfsSync, truncateSync, writeSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AuditEvent, StreamContext } from './events';
@@ -34,7 +34,21 @@ export interface WalOptions {
   readonly maxBatch: number;
   /** A segment over this size is closed and a new one started. */
   readonly segmentBytes: number;
+  /**
+   * How long a lazy record (one nothing waits on before acting) may wait for the next commit before it gets one of
+   * its own (default 5 ms). Any other record's commit takes the lazy ones queued before it along.
+   */
+  readonly lazyMs?: number;
+  /**
+   * Zeroes (and syncs) this many bytes of a segment ahead of its records (default 0: off), so that a commit's
+   * fdatasync writes data into blocks the file already has instead of also journaling a new file size. Off on
+   * tmpfs, where a sync costs nothing; a disk without room for it gets plain appends.
+   */
+  readonly preallocateBytes?: number;
 }
+
+/** statfs f_type of tmpfs. */
+const tmpfsMagic = 0x01021994;
 
 interface Pending {
   readonly line: string;
@@ -46,6 +60,12 @@ interface Pending {
 
 const segmentPattern = /^wal-(\d{8})\.log$/;
 
+/** Whether every byte from `offset` on is zero. */
+function isZero(bytes: Buffer, offset: number): boolean {
+  for (let i = offset; i < bytes.length; i++) if (bytes[i] !== 0) return false;
+  return true;
+}
+
 const walError = (err: unknown) => new Error(`audit write-ahead log cannot be written: ${(err as Error).message}`, { cause: err });
 
 /**
@@ -56,11 +76,21 @@ const walError = (err: unknown) => new Error(`audit write-ahead log cannot be wr
 export class WriteAheadLog {
   private queue: Pending[] = [];
   private flushing = false;
+  private lazyTimer: NodeJS.Timeout | undefined;
   private failure: Error | undefined;
   private retrying = false;
   private handle: FileHandle | undefined;
   private segment = 0;
   private segmentSize = 0;
+  /** How far the current segment is zeroed and synced (records are written below it without growing the file). */
+  private zeroedTo = 0;
+  private readonly preallocate: number;
+  /** False once the disk had no room to zero ahead in this segment: it grows by plain appends until the next one. */
+  private preallocating = false;
+  /** Zeroing ahead, in the background; a write that needs the room waits for it. */
+  private extending: Promise<void> | undefined;
+  /** Until when (performance.now()) the WAL counts as busy: commits then go through the thread pool. */
+  private busyUntil = 0;
   /** Per segment, the highest seq it holds for each stream. */
   private readonly segmentStreams = new Map<number, Map<string, number>>();
   private readonly uploadedThrough = new Map<string, number>();
@@ -71,7 +101,15 @@ export class WriteAheadLog {
   private constructor(
     private readonly dir: string,
     private readonly options: WalOptions,
-  ) {}
+  ) {
+    let preallocate = options.preallocateBytes ?? 0;
+    try {
+      if (preallocate > 0 && statfsSync(dir).type === tmpfsMagic) preallocate = 0;
+    } catch {
+      /* statfs unavailable: preallocate as asked */
+    }
+    this.preallocate = preallocate;
+  }
 
   /** Opens the WAL directory, returning what earlier runs left in it. */
   static async open(dir: string, options: WalOptions): Promise<{ wal: WriteAheadLog; recovered: Map<string, RecoveredStream> }> {
@@ -107,6 +145,11 @@ export class WriteAheadLog {
       while (offset < bytes.length) {
         const end = bytes.indexOf(10, offset);
         const lineEnd = end < 0 ? bytes.length : end;
+        // Zeroes where a record would start: the unused end of a preallocated segment (records never hold a NUL byte).
+        if (bytes[offset] === 0 && isZero(bytes, offset)) {
+          truncateSync(this.segmentFile(n), offset);
+          break;
+        }
         const line = bytes.subarray(offset, lineEnd).toString('utf8');
         const at = offset;
         offset = lineEnd + 1;
@@ -152,17 +195,21 @@ export class WriteAheadLog {
 
   private async openSegment(): Promise<void> {
     const file = this.segmentFile(this.segment);
-    const handle = await open(file, 'a', 0o600);
+    // Written at explicit offsets (not 'a'): a preallocated segment is longer than what it holds.
+    const handle = await open(file, 'w', 0o600);
     try {
       // Each segment restates the streams still open, so older segments can go once uploaded.
       const lines = Buffer.from([...this.openContexts.values()].map((context) => JSON.stringify({ t: 'open', context } satisfies WalRecord) + '\n').join(''));
       if (lines.length > 0) {
-        const { bytesWritten } = await handle.write(lines);
+        const { bytesWritten } = await handle.write(lines, 0, lines.length, 0);
         if (bytesWritten !== lines.length) throw new Error(`short write: ${bytesWritten} of ${lines.length} bytes (disk full?)`);
         await handle.datasync();
       }
       this.handle = handle;
       this.segmentSize = lines.length;
+      this.zeroedTo = lines.length;
+      this.preallocating = this.preallocate > 0;
+      if (this.preallocating) this.extending = this.extend();
       this.segmentStreams.set(this.segment, new Map());
     } catch (err) {
       await handle.close().catch(() => undefined);
@@ -202,8 +249,13 @@ export class WriteAheadLog {
     return this.queue.length;
   }
 
-  /** Appends one record; resolves once it is durable, rejects if the disk refuses it. */
-  append(record: WalRecord): Promise<void> {
+  /**
+   * Appends one record; resolves once it is durable, rejects if the disk refuses it. A `lazy` record does not start
+   * a commit: it joins the next one (another record's, or its own after lazyMs), for records nothing waits on, such
+   * as a response already passed on. Records are written in the order appended, lazy or not. `line` is the record's
+   * JSON when the caller has it already.
+   */
+  append(record: WalRecord, lazy = false, line = JSON.stringify(record)): Promise<void> {
     const stream = record.t === 'open' ? record.context.stream : record.t === 'event' ? record.event.stream : record.stream;
     // Known even when the disk refuses it now: the segment that retry() starts restates it.
     if (record.t === 'open') this.openContexts.set(stream, record.context);
@@ -215,12 +267,24 @@ export class WriteAheadLog {
     }
     if (record.t === 'uploaded') this.uploadedThrough.set(stream, Math.max(this.uploadedThrough.get(stream) ?? -1, record.chunk.lastSeq));
     return new Promise((resolve, reject) => {
-      this.queue.push({ line: JSON.stringify(record) + '\n', stream, seq, resolve, reject });
-      if (!this.flushing) {
-        this.flushing = true;
-        setImmediate(() => void this.flush());
+      this.queue.push({ line: line + '\n', stream, seq, resolve, reject });
+      if (this.flushing) return;
+      if (lazy) {
+        this.lazyTimer ??= setTimeout(() => this.startFlush(), this.options.lazyMs ?? 5);
+        return;
       }
+      this.flushing = true;
+      clearTimeout(this.lazyTimer);
+      this.lazyTimer = undefined;
+      setImmediate(() => void this.flush());
     });
+  }
+
+  private startFlush(): void {
+    this.lazyTimer = undefined;
+    if (this.flushing || this.queue.length === 0) return;
+    this.flushing = true;
+    void this.flush();
   }
 
   private async flush(): Promise<void> {
@@ -230,12 +294,18 @@ export class WriteAheadLog {
       try {
         // A write that took only part of the batch (a full disk) is a failure: nothing in it is durable.
         let written: number;
-        if (batch.length === 1) {
-          // A lone record: a synchronous write and sync cost about half of the thread-pool round trip.
-          written = writeSync(this.handle!.fd, text);
+        // Never write where zeroes may still land; past the zeroed end (the disk had no room) the file just grows.
+        if (this.extending && this.segmentSize + text.length > this.zeroedTo) await this.extending;
+        const now = performance.now();
+        if (batch.length > 4 || batch.some((p) => p.stream !== batch[0]!.stream)) this.busyUntil = now + 50;
+        if (now >= this.busyUntil) {
+          // A quiet moment, one session (a request, and the answer and alert before it that waited for a commit): a
+          // synchronous write and sync cost about half of the thread-pool round trip. While several sessions record,
+          // the event loop goes on with the others while the thread pool syncs.
+          written = writeSync(this.handle!.fd, text, 0, text.length, this.segmentSize);
           if (written === text.length) fdatasyncSync(this.handle!.fd);
         } else {
-          written = (await this.handle!.write(text)).bytesWritten;
+          written = (await this.handle!.write(text, 0, text.length, this.segmentSize)).bytesWritten;
           if (written === text.length) await this.handle!.datasync();
         }
         if (written !== text.length) throw new Error(`short write: ${written} of ${text.length} bytes (disk full?)`);
@@ -251,6 +321,7 @@ export class WriteAheadLog {
         break;
       }
       this.segmentSize += text.length;
+      if (this.preallocating && !this.extending && this.zeroedTo - this.segmentSize < this.preallocate / 2) this.extending = this.extend();
       const perStream = this.segmentStreams.get(this.segment)!;
       for (const p of batch) perStream.set(p.stream, Math.max(perStream.get(p.stream) ?? -1, p.seq));
       for (const p of batch) p.resolve();
@@ -266,7 +337,30 @@ export class WriteAheadLog {
     this.flushing = false;
   }
 
+  /**
+   * Zeroes and syncs preallocateBytes past the zeroed end, in the background, once less than half of it is left: it
+   * starts at or past the end of every record written so far, and a commit that would pass the zeroed end waits for
+   * it, so zeroes never land on a record. A disk without room stops it for this segment (plain appends from then).
+   */
+  private async extend(): Promise<void> {
+    const handle = this.handle!;
+    const from = Math.max(this.zeroedTo, this.segmentSize);
+    try {
+      const { bytesWritten } = await handle.write(Buffer.alloc(this.preallocate), 0, this.preallocate, from);
+      if (bytesWritten !== this.preallocate) throw new Error('short write');
+      await handle.datasync();
+      if (handle === this.handle) this.zeroedTo = from + bytesWritten;
+    } catch {
+      this.preallocating = false;
+    } finally {
+      this.extending = undefined;
+    }
+  }
+
   private async rotate(): Promise<void> {
+    await this.extending;
+    // The closed segment ends at its last record (its zeroed tail is cut).
+    await this.handle!.truncate(this.segmentSize).catch(() => undefined);
     await this.handle!.close();
     this.handle = undefined;
     this.segment++;
@@ -286,7 +380,9 @@ export class WriteAheadLog {
   }
 
   async close(): Promise<void> {
+    if (this.lazyTimer) this.startFlush();
     while (this.flushing || this.retrying) await new Promise((r) => setImmediate(r));
+    await this.extending;
     await this.handle?.close();
     this.handle = undefined;
   }

@@ -102,9 +102,9 @@ export class ClientRelay {
       return;
     }
     const reply = await answer();
-    const recorded = this.context.recordOrEnd('cdp.response', { id, method, ms: this.context.now() - started, ...('error' in reply ? { error: reply.error } : { result: summary(reply.result) }) });
-    void recorded;
+    // Answered first, then recorded in the same turn (lazy: it joins the next commit).
     this.context.send(JSON.stringify({ id, ...reply }), false);
+    void this.context.recordOrEnd('cdp.response', { id, method, ms: this.context.now() - started, ...('error' in reply ? { error: reply.error } : { result: summary(reply.result) }) }, true);
   }
 
   /** Debugger.searchInContent: answered from the script's source (read once), searched in the broker. */
@@ -184,17 +184,13 @@ export class ClientRelay {
     // A refused name completion the client made on its own is recorded as such; the refusals alert skips it.
     const routine = outcome.kind === 'refused' ? this.screen.quietCompletion(decision) : undefined;
     const text = JSON.stringify({ id, result });
-    void context.recordOrEnd('cdp.response', {
-      id,
-      requestSeq,
-      method,
-      ms: context.now() - started,
-      evaluator: 'loupe',
-      bytes: Buffer.byteLength(text),
-      result: summary,
-      ...(routine ? { routine: routine.name } : {}),
-    });
+    // Answered first, then recorded in the same turn (lazy: it joins the next commit).
     context.send(text, false);
+    void context.recordOrEnd(
+      'cdp.response',
+      { id, requestSeq, method, ms: context.now() - started, evaluator: 'loupe', bytes: Buffer.byteLength(text), result: summary, ...(routine ? { routine: routine.name } : {}) },
+      true,
+    );
   }
 
   /** Learns the sensitive values an evaluation's roots reach, so they are scrubbed from its result. */

@@ -26,9 +26,10 @@ export interface SessionContext {
   isEnding(): boolean;
   /** False once the audit trail has failed closed. */
   auditAccepting(): boolean;
-  record(type: EventType, data: Record<string, unknown>): Promise<unknown>;
+  /** `lazy`: nothing waits on this record before acting (see AuditStream.record); it joins the WAL's next commit. */
+  record(type: EventType, data: Record<string, unknown>, lazy?: boolean): Promise<unknown>;
   /** A record whose failure means the audit trail is gone: the session ends. */
-  recordOrEnd(type: EventType, data: Record<string, unknown>): Promise<unknown>;
+  recordOrEnd(type: EventType, data: Record<string, unknown>, lazy?: boolean): Promise<unknown>;
   /** Queues a client-bound message, sent in order once `after` has settled (dropped if it failed). */
   send(text: string, isEvent: boolean, after?: Promise<unknown>): void;
   /** Ends the session on a fault in handling `frame` (recorded, logged). */

@@ -83,7 +83,7 @@ export class DebugSession {
     this.redactor = new Redactor(options.target.redaction);
     const now = () => this.options.clock();
     const isEnding = () => this.ending !== undefined;
-    const record = (type: EventType, data: Record<string, unknown>) => this.record(type, data);
+    const record = (type: EventType, data: Record<string, unknown>, lazy?: boolean) => this.record(type, data, lazy);
     const evaluationKind = options.grant.evaluation === 'v8' ? 'v8' : 'loupe';
     this.channel = new TargetChannel({ socket: options.targetSocket, limits: options.limits, now, isEnding, record, onUnresponsive: () => void this.end('target_unresponsive') });
     const shared: Omit<SessionContext, 'breakpoints' | 'pauses'> = {
@@ -96,7 +96,7 @@ export class DebugSession {
       isEnding,
       auditAccepting: () => this.options.auditAccepting(),
       record,
-      recordOrEnd: (type, data) => this.recordOrEnd(type, data),
+      recordOrEnd: (type, data, lazy) => this.recordOrEnd(type, data, lazy),
       send: (text, isEvent, after) => this.enqueue(text, isEvent, after),
       notify: (method, params, isEvent, after) => this.enqueue(JSON.stringify({ method, params }), isEvent, after),
       fault: (where, err, frame) => this.fault(where, err, frame),
@@ -214,13 +214,13 @@ export class DebugSession {
     return this.ending !== undefined;
   }
 
-  private record(type: EventType, data: Record<string, unknown>): Promise<unknown> {
-    return this.options.audit.record(type, data);
+  private record(type: EventType, data: Record<string, unknown>, lazy = false): Promise<unknown> {
+    return this.options.audit.record(type, data, lazy);
   }
 
   /** A record whose failure means the audit trail is gone: the session ends, nothing more is forwarded. */
-  private recordOrEnd(type: EventType, data: Record<string, unknown>): Promise<unknown> {
-    const recorded = this.record(type, data);
+  private recordOrEnd(type: EventType, data: Record<string, unknown>, lazy = false): Promise<unknown> {
+    const recorded = this.record(type, data, lazy);
     recorded.catch(() => void this.end('audit_failure'));
     return recorded;
   }
@@ -289,7 +289,8 @@ export class DebugSession {
 
   /** Records an alert in this session's chain. */
   recordAlert(type: `alert.${string}`, data: Record<string, unknown>): Promise<unknown> {
-    return this.options.audit.record(type, data);
+    // Lazy: an alert is about records already durable, and nothing is forwarded on it; it joins the next commit.
+    return this.options.audit.record(type, data, true);
   }
 
   // ---- the end ----

@@ -8,13 +8,19 @@ import { isRecord, type PausedFrameInput } from '../gate/targetFrame';
 const maxObjectLabels = 10_000;
 
 export class RecordLabels {
-  private readonly objects = new Map<string, string>();
+  /**
+   * Object labels in two generations of up to maxObjectLabels / 2 each: when the young one is full it becomes the old
+   * one and the old one is dropped. (Dropping the oldest key one at a time costs a Map a scan past every key deleted
+   * before it, on each read of a 100-field object once the bound is reached.)
+   */
+  private objects = new Map<string, string>();
+  private olderObjects = new Map<string, string>();
   private readonly frames = new Map<string, string>();
   /** Script URLs by script id, from Debugger.scriptParsed. */
   readonly scriptUrls = new Map<string, string>();
 
   object(objectId: unknown): string | undefined {
-    return typeof objectId === 'string' ? this.objects.get(objectId) : undefined;
+    return typeof objectId === 'string' ? (this.objects.get(objectId) ?? this.olderObjects.get(objectId)) : undefined;
   }
 
   frame(callFrameId: unknown): string | undefined {
@@ -51,7 +57,10 @@ export class RecordLabels {
   }
 
   private set(objectId: string, label: string): void {
-    if (this.objects.size >= maxObjectLabels) this.objects.delete(this.objects.keys().next().value!);
+    if (this.objects.size >= maxObjectLabels / 2 && !this.objects.has(objectId)) {
+      this.olderObjects = this.objects;
+      this.objects = new Map();
+    }
     this.objects.set(objectId, label);
   }
 }

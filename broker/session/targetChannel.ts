@@ -101,7 +101,7 @@ export interface TargetChannelContext {
   /** The injected clock (ms). */
   now(): number;
   isEnding(): boolean;
-  record(type: EventType, data: Record<string, unknown>): Promise<unknown>;
+  record(type: EventType, data: Record<string, unknown>, lazy?: boolean): Promise<unknown>;
   /** The target answered nothing for limits.targetResponseSeconds: the session ends. */
   onUnresponsive(): void;
 }
@@ -233,13 +233,18 @@ export class TargetChannel {
       pending.reject(err instanceof Error ? err : new TargetCommandError('unreadable', pending.method, safeText(err)));
       throw err;
     }
+    // Nothing waits on the answer's record: it joins the WAL's next commit (the request was write-ahead).
     if (!pending.unrecorded)
       this.context
-        .record('broker.response', {
-          targetId,
-          method: pending.method,
-          ...(message.error ? { error: message.error } : pending.quiet ? { result: { bytes } } : { result: summarizeResult(pending.method, message.result) }),
-        })
+        .record(
+          'broker.response',
+          {
+            targetId,
+            method: pending.method,
+            ...(message.error ? { error: message.error } : pending.quiet ? { result: { bytes } } : { result: summarizeResult(pending.method, message.result) }),
+          },
+          true,
+        )
         .catch(() => undefined);
     if (message.error) pending.reject(new TargetCommandError('target_error', pending.method, `${pending.method}: ${message.error.message}`));
     else pending.resolve(message.result ?? {});

@@ -102,15 +102,19 @@ export class TargetRelay {
   }
 
   private answerClientError(targetId: number, pending: ClientPending, error: { code: number; message: string }, bytes?: number): void {
-    const recorded = this.context.recordOrEnd('cdp.response', {
-      id: pending.clientId,
-      targetId,
-      requestSeq: pending.requestSeq ?? null,
-      method: pending.method,
-      ms: this.context.now() - pending.sentAt,
-      ...(bytes !== undefined ? { bytes } : {}),
-      error,
-    });
+    const recorded = this.context.recordOrEnd(
+      'cdp.response',
+      {
+        id: pending.clientId,
+        targetId,
+        requestSeq: pending.requestSeq ?? null,
+        method: pending.method,
+        ms: this.context.now() - pending.sentAt,
+        ...(bytes !== undefined ? { bytes } : {}),
+        error,
+      },
+      true,
+    );
     void recorded;
     this.context.send(JSON.stringify({ id: pending.clientId, error }), false);
   }
@@ -147,19 +151,23 @@ export class TargetRelay {
     }
     this.context.breakpoints.answered(pending, message);
     if (pending.describes && message.result) this.context.labels.labelObjects(pending.method, pending.describes, message.result);
-    const recorded = this.context.recordOrEnd('cdp.response', {
-      id: pending.clientId,
-      targetId: message.id,
-      requestSeq: pending.requestSeq ?? null,
-      method: pending.method,
-      ms: this.context.now() - pending.sentAt,
-      bytes: raw.length,
-      ...(message.error ? { error: message.error } : { result: summarizeResult(pending.method, message.result) }),
-    });
-    // The response's place in the chain is fixed now and it becomes durable with the next group commit;
-    // waiting for that sync would double the cost of every round trip. What is write-ahead is the request.
-    void recorded;
+    // The client has its answer first: the record's hashing and encoding follow, in the same turn (so its place in
+    // the chain is the same), and it becomes durable with the next commit (lazy: the next request's, usually), so it
+    // never costs a sync of its own on the round trip. What is write-ahead is the request.
     this.context.send(JSON.stringify(message.error ? { id: pending.clientId, error: message.error } : { id: pending.clientId, result: message.result ?? {} }), false);
+    void this.context.recordOrEnd(
+      'cdp.response',
+      {
+        id: pending.clientId,
+        targetId: message.id,
+        requestSeq: pending.requestSeq ?? null,
+        method: pending.method,
+        ms: this.context.now() - pending.sentAt,
+        bytes: raw.length,
+        ...(message.error ? { error: message.error } : { result: summarizeResult(pending.method, message.result) }),
+      },
+      true,
+    );
   }
 
   private onTargetEvent(message: CdpMessage, raw: Buffer): void {
