@@ -5,37 +5,12 @@ import { LoupeError } from '../errors';
 import type { SigningKey } from '../identity/keys';
 import { tokenError, type Identity } from '../identity/verifyIdentity';
 import type { StateBackend } from '../state/stateBackend';
+import type { Approver, Grant } from './grantTypes';
+
+export type { Approver, Grant } from './grantTypes';
 
 export const grantIssuer = 'urn:loupe:broker';
 export const grantAudience = 'urn:loupe:attach';
-
-export interface Grant {
-  readonly grantId: string;
-  readonly sub: string;
-  readonly name: string;
-  readonly groups: readonly string[];
-  readonly target: string;
-  readonly mode: Mode;
-  /** 'v8': this grant may run expressions in V8 (app functions, getters; redaction best-effort). Default: Loupe expressions. */
-  readonly evaluation?: 'loupe' | 'v8';
-  readonly reason: string;
-  readonly ticket?: string;
-  readonly rule: string;
-  /** The access request this grant was collected from, and who approved it (the two-person rule). */
-  readonly requestId?: string;
-  readonly approvedBy?: readonly Approver[];
-  readonly issuedAt: number;
-  readonly expiresAt: number;
-  revokedAt?: number;
-  revokedBy?: string;
-}
-
-export interface Approver {
-  readonly sub: string;
-  readonly name: string;
-  /** ISO time of the approval. */
-  readonly at: string;
-}
 
 /**
  * Issues, verifies and revokes grants. Every grant and revocation is in the state backend (broker/state) before it

@@ -2,7 +2,7 @@
 import type { GrantAnswer } from '../../common/http';
 import type { EventType } from '../audit/events';
 import type { ApprovalRequirement, LoupeConfig, Mode } from '../config/types';
-import type { Approver } from '../grants/grantStore';
+import type { Approver } from '../grants/grantTypes';
 import type { Identity } from '../identity/verifyIdentity';
 import type { AccessDecision, GrantRequest } from './access';
 

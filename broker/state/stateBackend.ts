@@ -1,6 +1,6 @@
 import type { JWK } from 'jose';
 import { LoupeError } from '../errors';
-import type { Grant } from '../grants/grantStore';
+import type { Grant } from '../grants/grantTypes';
 import type { AccessRequest, Hold, RequestDecision, RequestStatus } from '../policy/approvalTypes';
 
 /**
