@@ -1,6 +1,6 @@
 /**
- * Requests debuggers send on their own at attach, which Loupe refuses: VS Code's JavaScript debugger (js-debug) and
- * Chrome DevTools enable workers, the profiler and the network domain, inject NODE_OPTIONS for child processes, probe
+ * Requests debuggers send on their own at attach, which Loupe refuses: VS Code's JavaScript debugger (js-debug),
+ * Chrome DevTools and `node inspect` enable workers, the profiler and the network domain, inject NODE_OPTIONS for child processes, probe
  * `require('module').builtinModules`, and describe objects with `Runtime.callFunctionOn`. Nobody typed them, so they
  * are answered quietly ("not available through Loupe") and do not count toward the `refusals` alert. A routine
  * request is refused all the same, never forwarded, and recorded (`cdp.refused` with `routine`); only the alert
@@ -23,6 +23,12 @@ export interface ClientRoutine {
   readonly perSession: number;
   /** Why Loupe does not offer it, for the client's error. */
   readonly why: string;
+  /**
+   * Answered with an empty result instead of an error, still never forwarded: for a domain switch a client cannot
+   * start without (`node inspect` exits when Profiler.enable fails), where every command that would act on the
+   * domain stays refused, so the answer grants nothing.
+   */
+  readonly answerEmpty?: true;
 }
 
 const keysWithin = (params: Readonly<Record<string, unknown>>, allowed: readonly string[]) => Object.keys(params).every((key) => allowed.includes(key));
@@ -72,7 +78,24 @@ export const clientRoutines: readonly ClientRoutine[] = [
     perSession: 2,
     why: 'worker sessions carry nested CDP that would bypass the gate',
   },
-  { name: 'profiler', client: 'js-debug, Chrome DevTools', method: 'Profiler.enable', matches: (p) => only(p, {}), perSession: 2, why: 'profiling is not part of a debugging grant' },
+  {
+    name: 'profiler',
+    client: 'js-debug, Chrome DevTools, node inspect',
+    method: 'Profiler.enable',
+    matches: (p) => only(p, {}),
+    perSession: 2,
+    why: 'profiling is not part of a debugging grant (Profiler.start and every other Profiler command are refused)',
+    answerEmpty: true,
+  },
+  {
+    name: 'profiler-interval',
+    client: 'node inspect',
+    method: 'Profiler.setSamplingInterval',
+    matches: (p) => only(p, { interval: 'number' }),
+    perSession: 2,
+    why: 'profiling is not part of a debugging grant (Profiler.start and every other Profiler command are refused)',
+    answerEmpty: true,
+  },
   {
     name: 'network',
     client: 'js-debug, Chrome DevTools',

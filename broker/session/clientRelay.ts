@@ -72,14 +72,16 @@ export class ClientRelay {
       rule: decision.rule,
       message: decision.message,
       // Sent by the client on its own at attach (gate/clientRoutine.ts): recorded, not counted by the refusals alert.
-      ...(decision.routine ? { routine: decision.routine.name, client: decision.routine.client } : {}),
+      ...(decision.routine ? { routine: decision.routine.name, client: decision.routine.client, ...(decision.routine.answerEmpty ? { answered: 'empty' } : {}) } : {}),
     });
     const reply =
       decision.id === null
         ? { error: { code: decision.code, message: decision.message } }
-        : shownAsEvaluation(decision)
-          ? { id: decision.id, result: refusedEvaluation(decision) }
-          : { id: decision.id, error: { code: decision.code, message: decision.message } };
+        : decision.routine?.answerEmpty
+          ? { id: decision.id, result: {} }
+          : shownAsEvaluation(decision)
+            ? { id: decision.id, result: refusedEvaluation(decision) }
+            : { id: decision.id, error: { code: decision.code, message: decision.message } };
     // A refusal carries no target data: it reaches the client even if recording it failed.
     this.context.send(
       JSON.stringify(reply),

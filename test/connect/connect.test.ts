@@ -178,9 +178,8 @@ describe('loupe connect: any inspector client through the broker', () => {
   });
 
   // node inspect starts with Promise.all([Profiler.enable(), Profiler.setSamplingInterval(…), Debugger.enable(), …]) and
-  // exits on any error there; the broker refuses Profiler.*, so node inspect cannot attach until the broker answers
-  // those routine requests quietly (issue 12 item 2, client compatibility in the broker).
-  it('node inspect attaches by host and port and evaluates', { todo: 'needs the broker to answer Profiler.enable and Profiler.setSamplingInterval without an error' }, async () => {
+  // exits on any error there: the broker answers those two routine requests with an empty result, never forwarded.
+  it('node inspect attaches by host and port and evaluates; its profiler switches are answered, not forwarded', async () => {
     const child = await connect();
     const url = new URL(await child.url);
     const inspect = spawn(process.execPath, ['inspect', `127.0.0.1:${url.port}`], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -191,8 +190,19 @@ describe('loupe connect: any inspector client through the broker', () => {
       await waitFor(() => out.includes('debug>') || inspect.exitCode !== null, { what: 'the debug> prompt of node inspect', timeoutMs: 10_000 });
       assert.equal(inspect.exitCode, null, out);
       inspect.stdin.write('exec 6 * 7\n');
-      await waitFor(() => /^42$/m.test(out) || inspect.exitCode !== null, { what: 'node inspect to print 42', timeoutMs: 10_000 });
-      assert.match(out, /^42$/m);
+      await waitFor(() => /^(?:debug> )?42$/m.test(out) || inspect.exitCode !== null, { what: 'node inspect to print 42', timeoutMs: 10_000 });
+      assert.match(out, /^(?:debug> )?42$/m);
+      const routine = broker.records.filter((r) => r.type === 'cdp.refused' && (r.data as { routine?: string }).routine?.startsWith('profiler'));
+      assert.deepEqual(
+        routine.map((r) => [(r.data as { method: string }).method, (r.data as { answered?: string }).answered]),
+        [
+          ['Profiler.enable', 'empty'],
+          ['Profiler.setSamplingInterval', 'empty'],
+        ],
+      );
+      inspect.stdin.write('exec process.pid\n');
+      await waitFor(() => /Refused by Loupe/.test(out) || inspect.exitCode !== null, { what: 'node inspect to show the refusal', timeoutMs: 10_000 });
+      assert.doesNotMatch(out, new RegExp(`^(?:debug> )?${target.proc.pid}$`, 'm'));
     } finally {
       inspect.kill();
       await child.kill('SIGINT');

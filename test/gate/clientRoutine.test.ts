@@ -15,6 +15,8 @@ const url = (hex: string) => `\n//# sourceURL=eval-${hex}.cdp\n`;
 const examples: [string, string, Record<string, unknown>][] = [
   ['workers', 'NodeWorker.enable', { waitForDebuggerOnStart: true }],
   ['profiler', 'Profiler.enable', {}],
+  // node inspect at start; answered with an empty result (still never forwarded).
+  ['profiler-interval', 'Profiler.setSamplingInterval', { interval: 100 }],
   ['network', 'Network.enable', { maxPostDataSize: 65536, maxTotalBufferSize: 262144000, reportDirectSocketTraffic: true }],
   // Chrome DevTools (js_app.html, Chromium 156) at attach, as recorded through the broker.
   ['network-settings', 'Network.setAttachDebugStack', { enabled: true }],

@@ -77,6 +77,11 @@ describe('client compatibility and withheld process facts', () => {
     await client.call('Debugger.enable');
     for (const [method, params] of jsDebugAttach) {
       const reply = await client.send(method, params);
+      if (method === 'Profiler.enable') {
+        // A domain switch node inspect cannot start without: answered empty, not forwarded (Profiler.start stays refused).
+        assert.deepEqual(reply, { id: reply.id, result: {} });
+        continue;
+      }
       assert.ok(reply.error, `${method} is refused`);
       assert.match(reply.error!.message, new RegExp(`^${method.replace('.', '\\.')} is not available through Loupe: `));
     }
@@ -98,7 +103,7 @@ describe('client compatibility and withheld process facts', () => {
 
   it('counts look-alikes and repeats as refusals: a person, not the client, sent them', async () => {
     const { client } = await broker.attach();
-    const first = (await client.send('Profiler.enable', {})).error!;
+    const first = (await client.send('Network.enable', {})).error!;
     assert.match(first.message, /not available through Loupe/);
     // A NODE_OPTIONS injection that is not js-debug's own shape.
     const injection = await client.send('Runtime.evaluate', {
@@ -123,6 +128,9 @@ describe('client compatibility and withheld process facts', () => {
     assert.match(replies[0]!, /not available through Loupe/);
     assert.match(replies[1]!, /not available through Loupe/);
     assert.match(replies[2]!, /^Network\.enable refused by Loupe: .*sent 2\+ times in this session/);
+    // The profiler switch answered empty grants nothing: profiling itself stays refused.
+    assert.deepEqual((await client.send('Profiler.enable', {})).result, {});
+    assert.match((await client.send('Profiler.start', {})).error!.message, /^Profiler\.start refused by Loupe/);
     await client.close();
   });
 
