@@ -1,7 +1,7 @@
 // `npm run bench:vscode`: Debug Console evaluation in a real VS Code (code-server, headless Chromium), from the
 // Enter key to the answer on screen, through three paths to one paused target:
 //   - Loupe's adapter (the `loupe` debug type of this extension) → broker → target;
-//   - js-debug (VS Code's built-in JavaScript debugger, a plain node attach) → broker (a single-use ticket URL) → target;
+//   - js-debug (VS Code's built-in JavaScript debugger, a plain node attach by port) → `loupe connect` → broker → target;
 //   - js-debug attached directly to the target's inspector (the baseline).
 // Each back to back and paced 150 ms apart, in one run. Then the adapter alone, without the UI: a DAP client's
 // evaluate through the adapter against a CDP client's evaluate through the broker (the broker's round trip) on the
@@ -20,7 +20,7 @@ import { CdpClient } from '../test/support/cdpClient';
 import { fixtures, markerLine, startTarget } from '../test/support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../test/support/testBroker';
 import { openBrowser, root, startCodeServer, Workbench } from '../test/extension/codeServer';
-import { attachAddress, startDebugging } from '../test/extension/jsDebugSupport';
+import { startDebugging, startLoupeConnect } from '../test/extension/jsDebugSupport';
 import { nowMs, percentile } from './lib/stats';
 
 const samples = Number(process.env.BENCH_VSCODE_SAMPLES ?? 100);
@@ -132,8 +132,9 @@ async function main(): Promise<void> {
   const { page, close } = await openBrowser();
   const wb = new Workbench(page);
   const results: Record<string, { backToBack: number[]; paced: number[] }> = {};
+  const { port: connectPort, connect } = await startLoupeConnect(broker);
   try {
-    const configurations = (ticketUrl: string) => [
+    const configurations = [
       {
         type: 'loupe',
         request: 'attach',
@@ -145,13 +146,10 @@ async function main(): Promise<void> {
         localRoot: workspace,
         remoteRoot: workspace,
       },
-      // With `loupe connect`: { type: 'node', request: 'attach', name: 'js-debug via Loupe', port: <its port> }.
-      { type: 'node', request: 'attach', name: 'js-debug via Loupe', websocketAddress: ticketUrl },
+      { type: 'node', request: 'attach', name: 'js-debug via Loupe', address: '127.0.0.1', port: connectPort },
       { type: 'node', request: 'attach', name: 'js-debug direct', websocketAddress: target.wsUrl },
     ];
-    const writeLaunch = async () =>
-      writeFileSync(join(workspace, '.vscode', 'launch.json'), JSON.stringify({ version: '0.2.0', configurations: configurations(await attachAddress(broker)) }, null, 2));
-    await writeLaunch();
+    writeFileSync(join(workspace, '.vscode', 'launch.json'), JSON.stringify({ version: '0.2.0', configurations }, null, 2));
     await page.goto(`${codeServer.url}/?folder=${encodeURIComponent(workspace)}`);
     await page.waitForSelector('.monaco-workbench .statusbar', { timeout: 60_000 });
     await installProbe(page);
@@ -167,12 +165,12 @@ async function main(): Promise<void> {
       results[name] = await measureConsole(wb, name, 1_000_000 * (1 + Object.keys(results).length)); // distinct answers per path
       await page.locator('.debug-toolbar .action-label[aria-label^="Disconnect"], .debug-toolbar .action-label[aria-label^="Stop"]').first().click();
       await page.locator('.debug-toolbar').waitFor({ state: 'hidden', timeout: 30_000 });
-      if (name === 'Loupe adapter') await writeLaunch(); // a fresh single-use ticket for js-debug
       await target.ticksAdvance(2, 15_000);
     }
   } finally {
     await close();
     codeServer.stop();
+    await connect.kill('SIGINT');
   }
 
   // The adapter alone: DAP evaluate through the adapter vs CDP evaluate through the broker, on one pause.

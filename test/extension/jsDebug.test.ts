@@ -1,6 +1,6 @@
 // needs: code-server, chromium
-// VS Code's own JavaScript debugger (js-debug, built into code-server) attached to a production target through the
-// broker with a plain `node` attach configuration: a breakpoint, variables, the Debug Console, a refusal that reads
+// VS Code's own JavaScript debugger (js-debug, built into code-server) attached by port to `loupe connect`, which
+// relays to the broker, with a plain `node` attach configuration: a breakpoint, variables, the Debug Console, a refusal that reads
 // as Loupe's, no `refusals` alert from what js-debug asks at attach, and the target alive and serving after
 // `vscode.debug.stopDebugging()` and after the toolbar's Disconnect (js-debug kills a pid it learns on stop).
 import assert from 'node:assert/strict';
@@ -12,7 +12,7 @@ import { basePolicy, startTestBroker, type TestBroker } from '../support/testBro
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { waitFor } from '../support/wait';
 import { openBrowser, startCodeServer, vscodeSkipReason, Workbench, type CodeServer } from './codeServer';
-import { attachAddress, buildStopProbe, startDebugging, writeLaunch } from './jsDebugSupport';
+import { buildStopProbe, startDebugging, startLoupeConnect, writeLaunch } from './jsDebugSupport';
 
 const skip = vscodeSkipReason();
 if (skip) process.stdout.write(`# SKIP js-debug test: ${skip}\n`);
@@ -72,8 +72,9 @@ describe('js-debug (VS Code built-in JavaScript debugger) through the broker', {
     const { page, close } = await openBrowser();
     const wb = new Workbench(page, log);
     const name = 'Attach through Loupe';
+    const { port, connect } = await startLoupeConnect(broker);
     try {
-      writeLaunch(workspace, name, await attachAddress(broker));
+      writeLaunch(workspace, name, port);
       await page.goto(`${codeServer.url}/?folder=${encodeURIComponent(workspace)}`);
       await page.waitForSelector('.monaco-workbench .statusbar', { timeout: 60_000 });
       log('workbench loaded');
@@ -133,8 +134,7 @@ describe('js-debug (VS Code built-in JavaScript debugger) through the broker', {
       assert.equal(target.proc.exitCode, null);
       assert.equal(target.proc.signalCode, null);
 
-      // Again, ended by the toolbar's Disconnect button.
-      writeLaunch(workspace, name, await attachAddress(broker));
+      // Again, through the same `loupe connect` (a new broker session under the same grant), ended by the toolbar's Disconnect button.
       await startDebugging(wb, name);
       const second = await broker.waitForRecord('session.started', (e) => e.stream !== session.stream, 30_000);
       await wb.expectText(/Paused on breakpoint/i, 60_000);
@@ -154,6 +154,8 @@ describe('js-debug (VS Code built-in JavaScript debugger) through the broker', {
       throw err;
     } finally {
       await close();
+      const ended = await connect.kill('SIGINT');
+      assert.equal(ended.code, 0, connect.stderr());
     }
   });
 });

@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TestBroker } from '../support/testBroker';
+import { startConnect, type ConnectProcess } from '../support/connectProcess';
 import { root, type Workbench } from './codeServer';
 
 /**
@@ -42,20 +43,19 @@ export function buildStopProbe(dir: string): string {
   return vsix;
 }
 
-/** The address js-debug attaches to: today a single-use ticket URL of the broker. */
-export async function attachAddress(broker: TestBroker): Promise<string> {
+/** `loupe connect` for the policy's `app` target on a free local port: the endpoint js-debug attaches to by port. */
+export async function startLoupeConnect(broker: TestBroker): Promise<{ port: number; connect: ConnectProcess }> {
   const token = await broker.token('dev', ['devs']);
-  const grant = await broker.grant('dev', ['devs'], { reason: 'js-debug: why do items total wrong?' });
-  const ticket = await broker.api('POST', `/v1/grants/${grant.grantId}/tickets`, token);
-  assert.equal(ticket.status, 201, JSON.stringify(ticket.body));
-  return ticket.body.attachUrl as string;
+  const connect = startConnect(['app', '--reason', 'js-debug: why do items total wrong?', '--port', '0', '--broker', broker.url], { LOUPE_TOKEN: token });
+  const port = Number(new URL(await connect.url).port);
+  assert.ok(port > 0, connect.stderr());
+  return { port, connect };
 }
 
-/** Writes the workspace's launch.json: a plain node attach configuration, nothing Loupe-specific. */
-export function writeLaunch(workspace: string, name: string, address: string): void {
+/** Writes the workspace's launch.json: a plain node attach configuration by port, nothing Loupe-specific. */
+export function writeLaunch(workspace: string, name: string, port: number): void {
   mkdirSync(join(workspace, '.vscode'), { recursive: true });
-  // With `loupe connect` this becomes { type: 'node', request: 'attach', name, port } (the one line to change).
-  const configuration = { type: 'node', request: 'attach', name, websocketAddress: address };
+  const configuration = { type: 'node', request: 'attach', name, address: '127.0.0.1', port };
   writeFileSync(join(workspace, '.vscode', 'launch.json'), JSON.stringify({ version: '0.2.0', configurations: [configuration] }, null, 2));
 }
 
