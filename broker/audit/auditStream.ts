@@ -61,6 +61,7 @@ export class AuditStream {
   private closing: Promise<void> | undefined;
   private lastEvent: AuditEvent | undefined;
   private lastDurable: AuditEvent | undefined;
+  private tail: Promise<void> = Promise.resolve();
   /** Whether the chain's end (session.ended / stream.closed) is durable. */
   private endRecorded = false;
   /**
@@ -115,7 +116,7 @@ export class AuditStream {
     this.lastEvent = event;
     // Serialized once: the WAL line and the chunk's line.
     const json = JSON.stringify(event);
-    return this.trail.wal.append({ t: 'event', event }, lazy, `{"t":"event","event":${json}}`).then(
+    const appended = this.trail.wal.append({ t: 'event', event }, lazy, `{"t":"event","event":${json}}`).then(
       () => {
         this.lastDurable = event;
         if (type === 'session.ended' || type === 'stream.closed') this.endRecorded = true;
@@ -138,6 +139,12 @@ export class AuditStream {
         throw err;
       },
     );
+    // The close waits for every record already in the chain (a lazy one too) before its last upload and manifest.
+    this.tail = appended.then(
+      () => undefined,
+      () => undefined,
+    );
+    return appended;
   }
 
   private retainUntil(): Date {
@@ -236,6 +243,7 @@ export class AuditStream {
       for (let attempt = 0; ; attempt++) {
         try {
           if (this.trail.wal.failed) throw this.trail.wal.failed;
+          await this.tail;
           // The chain's last record, when the disk refused it at the end (it is recorded now, when the WAL takes records again).
           if (!this.endRecorded) {
             await this.record(this.context.kind === 'session' ? 'session.ended' : 'stream.closed', {

@@ -167,7 +167,8 @@ export function screenEvaluation(
 ): EvaluationScreen {
   const taints = options.taints === true;
   const what = use === 'evaluate' ? 'evaluation' : use === 'condition' ? 'breakpoint condition' : 'logpoint expression';
-  if (!policy.allow) return { kind: 'refuse', rule: 'evaluation.allow', reason: `this target's policy forbids evaluation (evaluation.allow: false), so a ${what} cannot run` };
+  if (!policy.allow)
+    return { kind: 'refuse', rule: 'evaluation.allow', reason: `this target's policy forbids evaluation (evaluation.allow: false), so ${what === 'evaluation' ? 'an' : 'a'} ${what} cannot run` };
   let root: Node;
   try {
     root = parseSource(source);

@@ -114,7 +114,7 @@ describe('redaction', () => {
     assert.match((await evaluate('JSON.stringify(user)')).result.result.value, /"password":"\[redacted: password\]"/);
     // Reshaping a reachable secret past value matching is refused, with the reason.
     const reversed = await evaluate("user[Object.keys(user)[1]].split('').reverse().join('')");
-    assert.match(reversed.error?.message ?? '', /reaches \d+ redacted field\(s\) and calls (split|reverse)\(\)/);
+    assert.match(reversed.result?.exceptionDetails?.exception?.description ?? '', /^EvalError: Refused by Loupe: .*reaches \d+ redacted field\(s\) and calls (split|reverse)\(\)/);
     // Plain reads that reach no secret are unaffected.
     assert.equal((await evaluate('user.name.slice(1)')).result.result.value, 'lice');
     assert.equal((await evaluate('n * 3 > 0')).result.result.value, true);
@@ -236,7 +236,10 @@ describe('evaluation rules', () => {
       const { client, grant } = await noEval.attach();
       await client.call('Debugger.enable');
       const reply = await client.send('Runtime.evaluate', { expression: '1 + 1' });
-      assert.match(reply.result?.exceptionDetails?.exception?.description ?? '', /^EvalError: Refused by Loupe: this target's policy forbids evaluation \(evaluation\.allow: false\)/);
+      assert.match(
+        reply.result?.exceptionDetails?.exception?.description ?? '',
+        /^EvalError: Refused by Loupe: the expression: this target's policy forbids evaluation \(evaluation\.allow: false\), so an evaluation cannot run/,
+      );
       const condition = await client.send('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'redact-app\\.js$', condition: 'n > 1' });
       assert.match(condition.error?.message ?? '', /forbids evaluation/);
       await client.close();
