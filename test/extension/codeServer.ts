@@ -107,8 +107,14 @@ export class Workbench {
     for (;;) {
       await this.page.keyboard.press('Escape');
       await this.page.keyboard.press('F1');
-      await this.input.waitFor({ state: 'visible', timeout: 10_000 });
-      await this.input.fill('>' + title);
+      try {
+        await this.input.waitFor({ state: 'visible', timeout: 10_000 });
+        // A notification or view taking focus can close the palette as it opens (the input turns inert): open it again.
+        await this.input.fill('>' + title, { timeout: 5000 });
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        continue;
+      }
       const row = this.page
         .locator('.quick-input-list .monaco-list-row')
         .filter({ has: this.page.locator('.label-name', { hasText: new RegExp('^\\s*' + esc(title) + '\\s*$') }) })
