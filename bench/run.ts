@@ -2,7 +2,7 @@
 // this with tsx). Every figure is a distribution (median, p99) and a ratio to a baseline measured in this
 // same run on this same machine. Writes bench/results.json; scripts/bench.mjs prints the table from it.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -24,7 +24,7 @@ import { nowMs, summarize, type Summary } from './lib/stats';
 import { benchPause } from './pause';
 import { fdatasyncSamples } from './lib/disk';
 import { benchReplicas } from './replicas';
-import { benchLoad, benchSessions } from './sessions';
+import { benchLoad, benchSessions, storedSessionEvents } from './sessions';
 import { benchThroughput } from './throughput';
 
 const root = join(__dirname, '..');
@@ -156,27 +156,6 @@ async function roundTrips(path: Path, n: number, keep: boolean): Promise<void> {
   }
 }
 
-/** Counts the events the broker put in its local audit store, to show the recording really happened. */
-function countStoredEvents(storeDir: string): number {
-  let count = 0;
-  const walk = (dir: string) => {
-    for (const name of readdirSync(dir)) {
-      const path = join(dir, name);
-      if (statSync(path).isDirectory()) walk(path);
-      else if (/chunk-\d+-\d+\.ndjson$/.test(name))
-        count += readFileSync(path, 'utf8')
-          .split('\n')
-          .filter((l) => l && !l.startsWith('{"type":"seal"')).length;
-    }
-  };
-  try {
-    walk(join(storeDir, 'sessions'));
-  } catch {
-    /* no sessions directory */
-  }
-  return count;
-}
-
 async function benchRoundTrips(scratch: string) {
   log(`section 1: starting ${tmpfsDir ? 5 : 4} targets, the bare relay and the broker${tmpfsDir ? 's' : ''}`);
   const targets = await Promise.all(['plain', 'quickack', 'relay', 'broker', ...(tmpfsDir ? ['brokerMem'] : [])].map(() => startTarget(fixture)));
@@ -226,7 +205,7 @@ async function benchRoundTrips(scratch: string) {
     const eventsSeen = Object.fromEntries(paths.map((p) => [p.variant, p.client.events]));
     for (const c of clients.splice(0)) await c.close();
     const brokerExit = await broker.child.stop();
-    const stored = countStoredEvents(join(stateDir, 'state', 'audit-store'));
+    const stored = storedSessionEvents(join(stateDir, 'state', 'audit-store'));
     const measured = 2 * 2 * (counts.rounds * counts.perRound + counts.warmup); // sessions (d) and (d'') on the same broker
     log(`section 1: broker exited (${brokerExit}); its local store holds ${stored} session events for ${measured} timed round trips (+ setup)`);
     return {

@@ -201,7 +201,7 @@ const cpuSeconds = (pid: number) => {
 };
 
 /** Counts the events of session streams in the broker's local store recorded within [from, to] (epoch ms). */
-function storedSessionEvents(storeDir: string, from = 0, to = Infinity): number {
+export function storedSessionEvents(storeDir: string, from = 0, to = Infinity): number {
   let count = 0;
   const walk = (dir: string) => {
     for (const name of readdirSync(dir)) {

@@ -4,6 +4,7 @@
  * answers. The token the broker gets is chosen as the editor's sign-in chooses it (extension/oidcSignIn.ts).
  */
 import * as oauth from 'oauth4webapi';
+import { sleep } from '../../extension/adapter/accessRequests';
 import { discoverProvider, OidcSignInError, signInError, tokenRequestOptions, tokensFrom, type OidcSettings, type OidcTokens } from '../../extension/oidcSignIn';
 
 export interface DevicePrompt {
@@ -48,7 +49,10 @@ export async function signInWithDeviceCode(settings: OidcSettings, options: Devi
   let intervalMs = typeof device.interval === 'number' ? device.interval * 1000 : (options.defaultIntervalMs ?? 5000);
   const deadline = Date.now() + device.expires_in * 1000;
   for (;;) {
-    await sleep(intervalMs, options.signal);
+    if (options.signal?.aborted) throw new OidcSignInError('sign-in cancelled');
+    await sleep(intervalMs, options.signal).catch(() => {
+      throw new OidcSignInError('sign-in cancelled');
+    });
     if (Date.now() > deadline) throw new OidcSignInError(`the code ${device.user_code} expired before the sign-in was completed; run the command again`);
     try {
       const response = await oauth.deviceCodeGrantRequest(provider, client, oauth.None(), device.device_code, tokenRequestOptions(settings));
@@ -66,19 +70,4 @@ export async function signInWithDeviceCode(settings: OidcSettings, options: Devi
       throw signInError(err, 'the token endpoint', provider.token_endpoint!);
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(new OidcSignInError('sign-in cancelled'));
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(new OidcSignInError('sign-in cancelled'));
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
