@@ -393,12 +393,17 @@ describe('operations: ECS export, metrics, health', () => {
   });
 
   it('serves Prometheus metrics', async () => {
-    // The upload latency is observed when the session's chunks reach the store: wait for that, not for a timer.
+    // The upload latency is observed when the session's chunks reach the store (its stream may still be closing):
+    // wait for that, not for a timer.
     await broker.broker.audit.settle();
-    const res = await fetch(`${broker.url}/metrics`);
-    assert.equal(res.status, 200);
-    assert.match(res.headers.get('content-type')!, /^text\/plain/);
-    const metrics = parsePrometheus(await res.text());
+    const scrape = async () => {
+      const res = await fetch(`${broker.url}/metrics`);
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type')!, /^text\/plain/);
+      return parsePrometheus(await res.text());
+    };
+    await waitFor(async () => ((await scrape()).get('loupe_audit_upload_seconds_count') ?? 0) >= 1, { what: 'an upload observed in the metrics' });
+    const metrics = await scrape();
     assert.equal(metrics.get('loupe_live_sessions'), 0);
     assert.equal(metrics.get('loupe_grants_total{outcome="issued"}'), 1);
     assert.equal(metrics.get('loupe_cdp_messages_total{method="Runtime.evaluate",decision="rewrite"}'), 1);
