@@ -46,8 +46,15 @@ export async function benchEvaluation(counts: EvaluationCounts = { rounds: 5, pe
     };
     await client.call('Runtime.enable');
     await client.call('Debugger.enable');
+    // The inspector listens before the script has run: wait for its `run` to exist, or the pause never comes.
+    for (const deadline = nowMs() + 10_000; ;) {
+      const probe = (await client.call('Runtime.evaluate', { expression: 'typeof run', returnByValue: true })) as { result?: { value?: unknown } };
+      if (probe.result?.value === 'function') break;
+      if (nowMs() > deadline) throw new Error('section 5: test/fixtures/eval-app.js never defined run()');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
     await client.call('Runtime.evaluate', { expression: 'setTimeout(run, 0), 1' });
-    const frame = await frameReady;
+    const frame = await Promise.race([frameReady, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('section 5: the target did not pause in run() within 10 s')), 10_000).unref())]);
     client.onEvent = undefined;
     const send = (method: string, params: Record<string, unknown>) => client.call(method, params);
     const redaction = redactionContextOf(new Redactor(compileRedaction(defaultSensitiveNames, defaultPatterns)));
