@@ -8,6 +8,7 @@
 // open, then Debugger.enable answered; one session at a time, closed before the next. Rounds are interleaved,
 // (a) then (b), then (b) then (a). Goal: attach median through the replicas within 1.5× of the single broker's.
 import { join } from 'node:path';
+import { freshDatabase } from '../test/support/postgres';
 import { startReplicas, type Replica, type ReplicaSet } from '../test/support/replicas';
 import { startTarget } from '../test/support/target';
 import { RttClient } from './lib/rttClient';
@@ -50,7 +51,8 @@ export async function benchReplicas(scratch: string, counts: ReplicaCounts, log:
     const audit = (dir: string) => ({ store: 'local', dir: join(scratch, dir) });
     log('section 8: starting one broker (state in files) and three replicas on PostgreSQL (dist/cli.js)');
     sets.single = await startReplicas({ names: ['single'], config: { ...policy, audit: audit('replicas-audit-single') } });
-    const state = { postgres: { url: databaseUrl } };
+    // A database of its own: the server is shared with the tests, whose databases hold other schemas.
+    const state = { postgres: { url: await freshDatabase('loupe_bench', databaseUrl) } };
     sets.replicas = await startReplicas({
       names: ['a', 'b', 'c'],
       config: { ...policy, audit: audit('replicas-audit-shared'), state },
