@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
-import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { alertRulesOff, basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { sleep, waitFor } from '../support/wait';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
@@ -47,24 +47,11 @@ function verifySignature(header: string | string[] | undefined, body: string): b
   return createHmac('sha256', secret).update(`${match[1]}.${body}`).digest('hex') === match[2];
 }
 
-/** Rules off by default in these tests so each test turns on exactly the one it checks. */
-const allOff = {
-  evaluationRate: false,
-  readRate: false,
-  capturedBytes: false,
-  refusals: false,
-  sensitiveReads: false,
-  firstAttach: false,
-  longPause: false,
-  watchdogResume: false,
-  concurrentTargets: false,
-};
-
 function policy(inspector: string, alerts: Record<string, unknown>, extra: Record<string, any> = {}, hookUrl?: string) {
   const base = basePolicy(inspector);
   return {
     ...base,
-    alerting: { rules: allOff, ...(hookUrl ? { webhooks: [{ url: hookUrl, secret, maxAttempts: 3 }] } : {}), ...extra.alerting },
+    alerting: { rules: alertRulesOff, ...(hookUrl ? { webhooks: [{ url: hookUrl, secret, maxAttempts: 3 }] } : {}), ...extra.alerting },
     targets: { app: { ...base.targets.app, alerts, ...extra.target } },
     ...extra.top,
   };
@@ -334,7 +321,10 @@ describe('webhook delivery', () => {
 
   it('sends a Slack-compatible payload when asked', async () => {
     const receiver = await startReceiver();
-    broker = await startTestBroker({ ...policy(target.inspector, { refusals: { count: 1, withinSeconds: 60 } }), alerting: { rules: allOff, webhooks: [{ url: receiver.url, format: 'slack' }] } });
+    broker = await startTestBroker({
+      ...policy(target.inspector, { refusals: { count: 1, withinSeconds: 60 } }),
+      alerting: { rules: alertRulesOff, webhooks: [{ url: receiver.url, format: 'slack' }] },
+    });
     await fireOne(broker);
     await receiver.received(1);
     const body = JSON.parse(receiver.requests[0]!.body);
@@ -351,7 +341,7 @@ describe('operations: ECS export, metrics, health', () => {
   before(async () => {
     target = await startTarget();
     ecsFile = join(mkdtempSync(join(tmpdir(), 'loupe-ecs-')), 'audit.ecs.ndjson');
-    broker = await startTestBroker({ ...policy(target.inspector, { refusals: { count: 1, withinSeconds: 60 } }), alerting: { rules: allOff, ecs: ecsFile } });
+    broker = await startTestBroker({ ...policy(target.inspector, { refusals: { count: 1, withinSeconds: 60 } }), alerting: { rules: alertRulesOff, ecs: ecsFile } });
     const { client } = await broker.attach();
     await client.call('Runtime.evaluate', { expression: '1 + 1' });
     await client.send('HeapProfiler.enable');

@@ -9,22 +9,10 @@ import { BrokerApi } from '../../extension/adapter/brokerApi';
 import { AlertWatcher, alertRow, alertTooltip, evidenceRow, notificationText, pollAlerts, type AlertInfo } from '../../extension/alerts';
 import type { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
-import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { alertRulesOff, basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { sleep, waitFor } from '../support/wait';
 
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
-const off = {
-  evaluationRate: false,
-  readRate: false,
-  capturedBytes: false,
-  refusals: false,
-  sensitiveReads: false,
-  firstAttach: false,
-  longPause: false,
-  watchdogResume: false,
-  concurrentTargets: false,
-};
-
 describe('alerts for owners, as the extension fetches and shows them (real broker, real target)', () => {
   let target: TargetProcess;
   let broker: TestBroker;
@@ -37,7 +25,7 @@ describe('alerts for owners, as the extension fetches and shows them (real broke
     const base = basePolicy(target.inspector);
     broker = await startTestBroker({
       ...base,
-      alerting: { rules: off },
+      alerting: { rules: alertRulesOff },
       targets: { app: { ...base.targets.app, alerts: { refusals: { count: 2, withinSeconds: 60 }, sensitiveReads: { names: ['apiKey'] } } } },
     });
     owner = new BrokerApi(broker.url, await broker.token('olga', ['owners']));

@@ -16,7 +16,7 @@ import { outcomeText, waitForDecision } from '../../extension/adapter/accessRequ
 import { BrokerApi } from '../../extension/adapter/brokerApi';
 import { CdpClient } from '../support/cdpClient';
 import { startTarget, type TargetProcess } from '../support/target';
-import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { alertRulesOff, basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { waitFor } from '../support/wait';
 
 const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -32,17 +32,7 @@ function approvalPolicy(inspector: string, extra: Record<string, any> = {}): Rec
     roles: { ...base.roles, sre: { groups: ['sres'] } },
     auditors: ['admin'],
     alerting: {
-      rules: {
-        evaluationRate: false,
-        readRate: false,
-        capturedBytes: false,
-        refusals: false,
-        sensitiveReads: false,
-        firstAttach: false,
-        longPause: false,
-        watchdogResume: false,
-        concurrentTargets: false,
-      },
+      rules: alertRulesOff,
     },
     targets: {
       app: { ...base.targets.app, access: [{ role: 'dev', modes: ['pause', 'snapshot'], maxDuration: '10m', requireApproval: { approvers: 'sre', minApprovals: 2, expiresAfter: '30m' } }] },

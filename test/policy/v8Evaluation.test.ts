@@ -25,7 +25,7 @@ import { v8SessionNotice } from '../../extension/adapter/config';
 import { statusTextFor } from '../../extension/ui/statusText';
 import { CdpClient } from '../support/cdpClient';
 import { startTarget, type TargetProcess } from '../support/target';
-import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { alertRulesOff, basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { waitFor } from '../support/wait';
 
 const root = join(__dirname, '..', '..');
@@ -38,17 +38,7 @@ function v8Policy(inspector: string, extra: Record<string, any> = {}): Record<st
     roles: { ...base.roles, sre: { groups: ['sres'] }, oncall: { groups: ['oncall'] } },
     auditors: ['admin'],
     alerting: {
-      rules: {
-        evaluationRate: false,
-        readRate: false,
-        capturedBytes: false,
-        refusals: false,
-        sensitiveReads: false,
-        firstAttach: false,
-        longPause: false,
-        watchdogResume: false,
-        concurrentTargets: false,
-      },
+      rules: alertRulesOff,
       ...extra.alerting,
     },
     targets: {

@@ -40,6 +40,19 @@ export interface TestBroker {
 }
 
 /** A policy with one target "app" that group "devs" may debug in pause mode and group "owners" owns. */
+/** Every default alert rule off, so an alert test turns on exactly the one it checks. */
+export const alertRulesOff = {
+  evaluationRate: false,
+  readRate: false,
+  capturedBytes: false,
+  refusals: false,
+  sensitiveReads: false,
+  firstAttach: false,
+  longPause: false,
+  watchdogResume: false,
+  concurrentTargets: false,
+};
+
 export function basePolicy(inspector: string, overrides: Record<string, any> = {}): Record<string, any> {
   return {
     server: { host: '127.0.0.1', port: 0 },
