@@ -1,8 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, describe, it } from 'node:test';
+import { ensureBuilt } from './support/built';
 
 const root = join(__dirname, '..');
 const cli = join(root, 'dist', 'cli.js');
@@ -43,10 +43,7 @@ const commands: [string[], RegExp[]][] = [
 
 describe('the loupe CLI: --help on every command, and unknown options named', () => {
   before(() => {
-    if (!existsSync(cli)) {
-      const build = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
-      assert.equal(build.status, 0, 'npm run build failed');
-    }
+    ensureBuilt();
   });
 
   it('loupe --help, loupe -h, loupe help and a bare loupe print the overview on stdout and exit 0', () => {

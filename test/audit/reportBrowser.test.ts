@@ -4,7 +4,7 @@
 // test-artifacts/ (git-ignored) for a person to look at.
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -15,6 +15,7 @@ import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { waitFor } from '../support/wait';
+import { ensureBuilt } from '../support/built';
 
 const root = join(__dirname, '..', '..');
 const cli = join(root, 'dist', 'cli.js');
@@ -83,10 +84,7 @@ describe('the session report in a real Chromium', () => {
 
   before(async () => {
     mkdirSync(artifacts, { recursive: true });
-    if (!existsSync(cli)) {
-      const build = spawnSync(process.execPath, [join(root, 'esbuild.mjs')], { cwd: root, encoding: 'utf8' });
-      assert.equal(build.status, 0, `npm run build failed: ${build.stderr}`);
-    }
+    ensureBuilt();
     browser = await launchChromium();
     target = await startTarget();
     broker = await startTestBroker(auditPolicy(target.inspector));

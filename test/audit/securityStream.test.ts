@@ -24,6 +24,7 @@ import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { brokerUrl } from '../support/brokerProcess';
 import { sleep, waitFor } from '../support/wait';
+import { ensureBuilt } from '../support/built';
 
 const root = join(__dirname, '..', '..');
 const cli = join(root, 'dist', 'cli.js');
@@ -59,7 +60,7 @@ describe('security stream: refusals at the edges are in the tamper-evident trail
   let tb: TestBroker;
   let ecsDir: string;
   before(async () => {
-    spawnSync(process.execPath, [join(root, 'esbuild.mjs')], { cwd: root, stdio: 'inherit' });
+    ensureBuilt();
     ecsDir = mkdtempSync(join(tmpdir(), 'loupe-ecs-'));
     target = await startTarget();
     tb = await startTestBroker(policy(target.inspector, { alerting: { ecs: join(ecsDir, 'ecs.ndjson'), rules: { failedAttaches: { count: 5, withinSeconds: 60 } } } }), {
@@ -537,7 +538,7 @@ describe('security stream after a crash', () => {
   }
 
   it('closes the segment a killed broker left open as broker_crashed, sealed and verifiable, on the next start', async () => {
-    spawnSync(process.execPath, [join(root, 'esbuild.mjs')], { cwd: root, stdio: 'inherit' });
+    ensureBuilt();
     const dir = mkdtempSync(join(tmpdir(), 'loupe-sec-crash-'));
     const configFile = join(dir, 'loupe.yaml');
     writeFileSync(configFile, stringify({ ...policy('127.0.0.1:1'), stateDir: join(dir, 'state'), audit: { dir: join(dir, 'store') } }));

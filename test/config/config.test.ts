@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -10,6 +10,7 @@ import { parseConfigText, validateConfig } from '../../broker/config/load';
 import { LoupeError } from '../../broker/errors';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { brokerUrl } from '../support/brokerProcess';
+import { ensureBuilt } from '../support/built';
 
 const root = join(__dirname, '..', '..');
 const cli = join(root, 'dist', 'cli.js');
@@ -288,10 +289,7 @@ describe('config: the loupe CLI', () => {
   };
 
   before(() => {
-    if (!existsSync(cli)) {
-      const build = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
-      assert.equal(build.status, 0, 'npm run build failed');
-    }
+    ensureBuilt();
     writeFileSync(goodFile, JSON.stringify({ ...policy, stateDir }, null, 2)); // JSON is YAML
     writeFileSync(
       badFile,
