@@ -4,6 +4,7 @@
 //   node --cpu-prof --cpu-prof-dir=/tmp/loupe-prof --import tsx bench/profile.ts [N] [--tmpfs]
 //   node bench/lib/summarizeProfile.mjs --window=<printed> /tmp/loupe-prof/<main thread file>.cpuprofile
 // --tmpfs puts the broker's state dir (WAL, local store) on /dev/shm, leaving only the software cost.
+// --v8 holds a grant with evaluation: v8, as section 1's (d): V8 answers evaluate (the default grant's is Loupe's interpreter).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { basePolicy, startTestBroker } from '../test/support/testBroker';
@@ -14,12 +15,15 @@ import { nowMs, summarize } from './lib/stats';
 
 const n = Number(process.argv.slice(2).find((a) => /^\d+$/.test(a)) ?? 1500);
 const tmpfs = process.argv.includes('--tmpfs');
+const v8 = process.argv.includes('--v8');
 const fmt = (s: { median: number; p99: number }) => `median ${s.median.toFixed(3)} ms, p99 ${s.p99.toFixed(3)} ms`;
 
 async function main(): Promise<void> {
   const target = await startTarget(join(__dirname, 'fixtures', 'target.js'));
   const stateDir = tmpfs ? mkdtempSync('/dev/shm/loupe-profile-') : undefined;
-  const tb = await startTestBroker(basePolicy(target.inspector), stateDir ? { stateDir } : {});
+  const policy = basePolicy(target.inspector);
+  if (v8) policy.targets.app.access = [{ role: 'dev', modes: ['pause', 'snapshot'], evaluation: ['loupe', 'v8'], maxDuration: '10m' }];
+  const tb = await startTestBroker(policy, stateDir ? { stateDir } : {});
   try {
     const wal = tb.broker.audit.wal;
     const appendMs: number[] = [];
@@ -47,7 +51,7 @@ async function main(): Promise<void> {
         );
       return done;
     };
-    const grant = await tb.grant('dev', ['devs']);
+    const grant = await tb.grant('dev', ['devs'], v8 ? ({ evaluation: 'v8' } as Record<string, string>) : {});
     const client = await RttClient.connect(grant.attachUrl, { headers: { authorization: `Bearer ${grant.token}` } });
     await client.call('Debugger.enable');
     const { result } = await client.call('Runtime.evaluate', { expression: 'bigObject' });
@@ -58,6 +62,7 @@ async function main(): Promise<void> {
     const windowStartUs = Math.round(t0 * 1000);
     for (let i = 0; i < n; i++) evaluate.push(await client.timed('Runtime.evaluate', { expression: '1' }));
     const evaluateWal = summarize(appendMs.splice(0));
+    const evaluateEndUs = Math.round(nowMs() * 1000);
     const getProperties: number[] = [];
     for (let i = 0; i < n; i++) getProperties.push(await client.timed('Runtime.getProperties', { objectId: result.objectId, ownProperties: true }));
     const getPropertiesWal = summarize(appendMs.splice(0));
@@ -65,11 +70,11 @@ async function main(): Promise<void> {
     const windowEndUs = Math.round(nowMs() * 1000);
     recording = false;
     process.stdout.write(
-      `in-process broker${tmpfs ? ' (state dir on tmpfs)' : ''}, ${n} round trips each (${(wall / 1000).toFixed(1)} s):\n` +
+      `in-process broker${tmpfs ? ' (state dir on tmpfs)' : ''}${v8 ? ', grant with evaluation: v8' : ''}, ${n} round trips each (${(wall / 1000).toFixed(1)} s):\n` +
         `  Runtime.evaluate       RTT ${fmt(summarize(evaluate))}; WAL append→durable per record ${fmt(evaluateWal)} (${evaluateWal.n} records, 2 per RTT, serial)\n` +
         `  Runtime.getProperties  RTT ${fmt(summarize(getProperties))}; WAL append→durable per record ${fmt(getPropertiesWal)} (${getPropertiesWal.n} records)\n` +
         `  inside the WAL, per group commit: write ${fmt(summarize(writeMs))}, fdatasync ${fmt(summarize(syncMs))} (${syncMs.length} commits)\n` +
-        `  measured window for the profile summary: --window=${windowStartUs},${windowEndUs}\n`,
+        `  measured window for the profile summary: --window=${windowStartUs},${windowEndUs} (evaluate alone: --window=${windowStartUs},${evaluateEndUs}; getProperties alone: --window=${evaluateEndUs},${windowEndUs})\n`,
     );
     await client.close();
   } finally {

@@ -50,6 +50,31 @@ export class AuditObservers {
     ],
   ];
 
+  /**
+   * Durable records the observers have yet to see, in order. They see them after the turn that made them durable:
+   * a request is forwarded the moment its record is durable, and its alerts, metrics and ECS line (and those of the
+   * answer that joined the same commit) are worked out while the target answers, not before it is asked.
+   */
+  private queued: AuditEvent[] = [];
+  private draining: NodeJS.Immediate | undefined;
+
+  private drain(): void {
+    clearImmediate(this.draining);
+    this.draining = undefined;
+    const events = this.queued;
+    this.queued = [];
+    for (const event of events) {
+      // An observer's fault must not fail the record that is already durable, nor the other observers.
+      for (const [name, observe] of this.observers) {
+        try {
+          observe(event);
+        } catch (err) {
+          this.host.reportFault(`audit observer ${name}`, err, { stream: event.stream, seq: event.seq, type: event.type });
+        }
+      }
+    }
+  }
+
   constructor(private readonly host: ObserverHost) {
     const { log, sessions } = host;
     const config = host.config();
@@ -86,14 +111,8 @@ export class AuditObservers {
       log,
     );
     host.audit.on('event', (event: AuditEvent) => {
-      // An observer's fault must not fail the record that is already durable, nor the other observers.
-      for (const [name, observe] of this.observers) {
-        try {
-          observe(event);
-        } catch (err) {
-          host.reportFault(`audit observer ${name}`, err, { stream: event.stream, seq: event.seq, type: event.type });
-        }
-      }
+      this.queued.push(event);
+      this.draining ??= setImmediate(() => this.drain());
     });
     host.audit.on('uploaded', (seconds: number) => host.metrics.uploadSeconds.observe(seconds));
   }
@@ -119,6 +138,7 @@ export class AuditObservers {
 
   /** Closes the ECS export's file and saves the alert engine's state. */
   async close(): Promise<void> {
+    this.drain();
     await Promise.all([this.ecs?.close(), this.alerts.flush()]);
   }
 }

@@ -108,6 +108,9 @@ export class Redactor {
   scrub(text: string): string {
     let out = text;
     for (const { name, regex } of this.policy.patterns) {
+      // Most strings match no pattern: a test costs a fifth of a replace with a function that finds nothing.
+      regex.lastIndex = 0;
+      if (!regex.test(out)) continue;
       regex.lastIndex = 0;
       out = out.replace(regex, (match: string, ...groups: unknown[]) => {
         if (name === 'JWT' && regex === jwtPattern && groups[0] === undefined) return match;
@@ -116,7 +119,8 @@ export class Redactor {
         return marker(name);
       });
     }
-    if (this.policy.names.size > 0) {
+    // A pair has a `:` or `=` between its name and its value.
+    if (this.policy.names.size > 0 && (out.includes(':') || out.includes('='))) {
       let kept = '';
       let from = 0;
       for (const match of pairMatches(out, (name) => this.isSensitive(name))) {

@@ -162,12 +162,12 @@ export class ClientRelay {
     const result = response as unknown as Record<string, unknown>;
     // Defence in depth: what the interpreter built from the user's own literals is scrubbed like any answer, then cut.
     const bounds = messageBounds(context.target().evaluation.maxResultBytes);
-    boundMessage(result, bounds);
+    const { cut } = boundMessage(result, bounds);
     const hitsBefore = context.redactor.hits.length;
     context.redactor.response(method, result);
     withholdProcessFacts(method, result);
     const redacted = [...new Set(context.redactor.hits.slice(hitsBefore))];
-    finishCuts(result, bounds);
+    if (cut) finishCuts(result, bounds);
     capResult(result, context.target().evaluation.maxResultBytes);
     context.labels.labelObjects(method, `(${truncate(String(params.expression), 80)})`, result);
     const summary = {

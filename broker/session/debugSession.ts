@@ -273,6 +273,7 @@ export class DebugSession {
 
   private drainOutbox(): void {
     const client = this.options.client;
+    let answered = false;
     while (this.outbox.length > 0 && this.outbox[0]!.ready) {
       const { text, isEvent } = this.outbox.shift()!;
       if (text === null || client.readyState !== client.OPEN) continue;
@@ -284,6 +285,13 @@ export class DebugSession {
       }
       if (!isEvent) this.droppedEvents = 0;
       client.send(text);
+      answered ||= !isEvent;
+    }
+    // An answer leaves now, with the events batched before it: what the broker does next in this tick (the answer's
+    // record, its hashing) must not hold the client's round trip.
+    if (answered && this.clientCorked) {
+      this.clientCorked = false;
+      (this.options.client as unknown as { _socket?: { uncork(): void } })._socket?.uncork();
     }
   }
 

@@ -34,10 +34,12 @@ const note = (text: string, maxResultBytes: number) => ` … [truncated by Loupe
 /**
  * Before redaction: bounds a parsed message in place. A string longer than `keep` is cut to `keep` plus the
  * margin (and says so); all strings together keep at most `budget`; lists end once it is spent. Work is linear
- * in the message, which the frame bound already limits. finishCuts, after redaction, cuts to `keep`.
+ * in the message, which the frame bound already limits. finishCuts, after redaction, cuts to `keep`; `cut` says
+ * whether any string was cut (when none was, finishCuts has nothing of Loupe's to finish).
  */
-export function boundMessage(message: unknown, bounds: MessageBounds): void {
+export function boundMessage(message: unknown, bounds: MessageBounds): { readonly cut: boolean } {
   let left = bounds.budget;
+  let cut = false;
   const boundString = (text: string): string => {
     const keep = Math.max(0, Math.min(bounds.keep, left));
     if (text.length <= keep) {
@@ -45,6 +47,7 @@ export function boundMessage(message: unknown, bounds: MessageBounds): void {
       return text;
     }
     left -= keep;
+    cut = true;
     return text.slice(0, keep + redactionMargin) + note(text, bounds.maxResultBytes);
   };
   walk(message, boundString, (list) => {
@@ -53,6 +56,7 @@ export function boundMessage(message: unknown, bounds: MessageBounds): void {
     if (fits < list.length) list.length = fits;
     left -= fits * 16;
   });
+  return { cut };
 }
 
 /** After redaction: every string cut by boundMessage now keeps only its bound (redaction has seen the margin). */

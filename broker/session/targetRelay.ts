@@ -125,9 +125,9 @@ export class TargetRelay {
    */
   private redactBounded(value: unknown, redact: () => void, keepLists = false): void {
     const bounds = messageBounds(this.context.target().evaluation.maxResultBytes);
-    boundMessage(value, keepLists ? { ...bounds, budget: Infinity } : bounds);
+    const { cut } = boundMessage(value, keepLists ? { ...bounds, budget: Infinity } : bounds);
     redact();
-    finishCuts(value, bounds);
+    if (cut) finishCuts(value, bounds);
   }
 
   private onTargetResponse(message: CdpMessage, raw: Buffer): void {
@@ -150,11 +150,12 @@ export class TargetRelay {
       if (message.result) capResult(message.result, this.context.target().evaluation.maxResultBytes);
     }
     this.context.breakpoints.answered(pending, message);
-    if (pending.describes && message.result) this.context.labels.labelObjects(pending.method, pending.describes, message.result);
-    // The client has its answer first: the record's hashing and encoding follow, in the same turn (so its place in
-    // the chain is the same), and it becomes durable with the next commit (lazy: the next request's, usually), so it
-    // never costs a sync of its own on the round trip. What is write-ahead is the request.
+    // The client has its answer first: the labels of the objects in it (read by later requests only), the record's
+    // hashing and encoding follow, in the same turn (so its place in the chain is the same), and it becomes durable
+    // with the next commit (lazy: the next request's, usually), so it never costs a sync of its own on the round
+    // trip. What is write-ahead is the request.
     this.context.send(JSON.stringify(message.error ? { id: pending.clientId, error: message.error } : { id: pending.clientId, result: message.result ?? {} }), false);
+    if (pending.describes && message.result) this.context.labels.labelObjects(pending.method, pending.describes, message.result);
     void this.context.recordOrEnd(
       'cdp.response',
       {
