@@ -119,7 +119,9 @@ async function startBroker(target: TargetProcess, stateDir: string): Promise<{ c
   const policy = basePolicy(target.inspector);
   policy.targets.app.access = [{ role: 'dev', modes: ['pause', 'snapshot'], evaluation: ['loupe', 'v8'], maxDuration: '10m' }];
   writeFileSync(configFile, stringify({ ...policy, stateDir: join(stateDir, 'state') }));
-  const child = await spawnNode([join(root, 'dist', 'cli.js'), 'broker', '--config', configFile], /LOUPE_BROKER_URL=(\S+)/, { cwd: root, label: 'broker (dist/cli.js)' });
+  // BENCH_BROKER_PROFILE=<dir>: the broker runs under --cpu-prof, its profile written there at exit (where its time goes).
+  const profile = process.env.BENCH_BROKER_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_BROKER_PROFILE}`] : [];
+  const child = await spawnNode([...profile, join(root, 'dist', 'cli.js'), 'broker', '--config', configFile], /LOUPE_BROKER_URL=(\S+)/, { cwd: root, label: 'broker (dist/cli.js)' });
   return { child, url: child.ready, configFile };
 }
 

@@ -16,6 +16,8 @@
 //   npm run bench -- --print      only print the table of the last bench/results.json
 //   BENCH_SECTIONS=2,3 npm run bench -- --no-s3   only those sections (1, 2, 2e for 2e-2g, 3, 4, 5, 6, 7, 8); with
 //   BENCH_RESULTS=/tmp/x.json the results go there instead of bench/results.json (also for --print)
+//   BENCH_BROKER_PROFILE=/tmp/prof  section 1's brokers run under --cpu-prof, their profiles written there at exit
+//   (summarize with bench/lib/summarizeProfile.mjs; the figures of a profiled run are not the ones to publish)
 //
 // S3: uses S3_ENDPOINT / AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_REGION when set; otherwise runs
 // scripts/s3/start-rgw.sh $LOUPE_RGW_DIR (default /tmp/loupe-rgw). If the bench started that server it
