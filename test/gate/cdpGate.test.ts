@@ -2,6 +2,7 @@ import { strict as assert } from 'node:assert';
 import { describe, it } from 'node:test';
 import { gateClientFrame, methodAllowed } from '../../broker/gate/cdpGate';
 import { checkCondition } from '../../broker/gate/conditionCheck';
+import { screenEvaluation } from '../../broker/gate/evaluationCheck';
 
 const limits = { maxFrameBytes: 4096, evaluateTimeoutMs: 500 };
 const gate = (message: unknown, mode: 'pause' | 'snapshot' = 'pause') => gateClientFrame(typeof message === 'string' ? message : JSON.stringify(message), false, mode, limits);
@@ -294,4 +295,27 @@ describe('CDP gate: expressions too deep to walk are refused, not walked', () =>
     });
   }
   it('a sum of 200 terms is still fine', () => assert.equal(checkCondition(`1${'+1'.repeat(150)}`).ok, true));
+});
+
+describe('evaluation screen: a repeated expression (its parse kept) is judged by the policy in force', () => {
+  const open = { allow: true, denyIdentifiers: [] as string[], maxResultBytes: 1 << 16 };
+  it('gives each policy its own verdict for the same text, however often it is sent', () => {
+    const text = 'user.password + process.env.HOME';
+    for (let i = 0; i < 3; i++) {
+      assert.equal(screenEvaluation(text, 'evaluate', open, (n) => n === 'password', true).kind, 'redact');
+      assert.equal(screenEvaluation(text, 'evaluate', open, () => false, true).kind, 'allow');
+      const denied = screenEvaluation(text, 'evaluate', { ...open, denyIdentifiers: ['process.env'] }, () => false, true);
+      assert.equal(denied.kind, 'refuse');
+      if (denied.kind === 'refuse') assert.equal(denied.rule, 'evaluation.denyIdentifiers');
+    }
+  });
+  it('refuses a text too deep to walk every time, and one that does not parse every time', () => {
+    const deep = `1${'+1'.repeat(300)}`;
+    for (let i = 0; i < 2; i++) {
+      const verdict = screenEvaluation(deep, 'evaluate', open, () => false, true);
+      assert.equal(verdict.kind === 'refuse' && verdict.rule, 'evaluation.depth');
+      const broken = screenEvaluation('a +', 'evaluate', open, () => false, true);
+      assert.equal(broken.kind === 'refuse' && broken.rule, 'evaluation.parse');
+    }
+  });
 });
