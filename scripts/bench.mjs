@@ -195,7 +195,7 @@ function printRoundTrip(r) {
     say("   (d) holds a grant with evaluation: v8, so V8 answers evaluate in (a)-(d) alike; (d'') is the default grant, where Loupe's interpreter answers it in the broker.");
   }
   say(
-    `   Recording check: the broker's local store holds ${r.roundTrip.brokerStoredSessionEvents} session events for ${r.roundTrip.brokerTimedRoundTrips} round trips (2 records each: the request, durable before forwarding; the response, chained before replying and durable with the next group commit).`,
+    `   Recording check: the broker's local store holds ${r.roundTrip.brokerStoredSessionEvents} session events for ${r.roundTrip.brokerTimedRoundTrips} round trips (2 records each: the request, durable before forwarding; the response, chained in the turn of the reply, once the reply has left, and durable with the next group commit; (d)'s evaluations add a v8Evaluation alert each, which joins that commit too).`,
   );
 }
 
