@@ -180,9 +180,8 @@ interface Filling {
  * plain object or array of primitives whose preview (asked for with the read of its parent) holds it whole
  * costs no read at all. Objects are filled breadth first, in the order found (the locals of every expanded
  * frame before what they point to), whether read or previewed, so limits cut the same values either way.
- * When the last read is answered the capture is complete and the target can be resumed. No read is sent that
- * the target, at the pace it has answered so far, would answer only after the time budget; at the budget the
- * capture stops waiting: what has not arrived (or was not sent) is marked with the budget. The result is plain data (no
+ * When the last read is answered the capture is complete and the target can be resumed. At the time budget
+ * the capture stops waiting: what has not arrived is marked with the budget. The result is plain data (no
  * remote ids), built from replies the session has already redacted.
  */
 export async function captureFrames(
@@ -213,7 +212,7 @@ export async function captureFrames(
     readonly into: Filling;
     reply?: Awaited<ReturnType<GetProperties>>;
     error?: string;
-    /** Not read: a limit was reached before its turn, or its answer could not come within the time budget. */
+    /** Not read: a limit was reached before its turn. */
     unsent?: boolean;
   }
   /** Not started yet, in the order found. */
@@ -221,24 +220,6 @@ export async function captureFrames(
   /** Started (read sent, or known), filled strictly in this order: the order of a breadth-first walk. */
   const toFill: Item[] = [];
   let inFlight = 0;
-  /** Answers so far and when the last came: the target's pace, to send no read it cannot answer within the budget. */
-  let answered = 0;
-  let lastAnswerAt = started;
-  /** A read left unsent because its answer would come after the time budget. */
-  let late = false;
-  const budgetText = `time budget of ${limits.timeBudgetMs} ms`;
-  /**
-   * The target answers reads one after another, so a read sent now is answered after those in flight. When that
-   * falls past the budget, the read would only keep the target paused for an answer the capture must drop: it is
-   * not sent, and its value is cut with the budget's reason, as it would have been.
-   */
-  const answerTooLate = (): boolean => {
-    // Once one is, so is every later one: reading on would only trickle one read at a time up to the budget.
-    if (late) return true;
-    if (answered === 0) return false;
-    const paceMs = (lastAnswerAt - started) / answered;
-    return now() + (inFlight + 1) * paceMs - started > limits.timeBudgetMs;
-  };
   let finish!: () => void;
   const finished = new Promise<void>((resolve) => (finish = resolve));
 
@@ -341,7 +322,6 @@ export async function captureFrames(
         if (next.known) next.reply = next.known;
         // Past a limit nothing more is read; the item is marked as cut when its turn comes.
         else if (over()) next.unsent = true;
-        else if (answerTooLate()) next.unsent = late = true;
         else read(next);
       }
       const head = toFill[0];
@@ -350,7 +330,6 @@ export async function captureFrames(
       const stop = over();
       if (head.error) head.into.truncated = head.error;
       else if (stop) head.into.truncated = stop;
-      else if (head.unsent) head.into.truncated = budgetText;
       else fill(head.reply!, head.depthLeft, head.isArray, head.into);
     }
     if (!closed && queue.length === 0 && toFill.length === 0) finish();
@@ -363,8 +342,6 @@ export async function captureFrames(
     getProperties(item.objectId!, item.depthLeft > 0).then(
       (reply) => {
         inFlight--;
-        answered++;
-        lastAnswerAt = now();
         item.reply = reply;
         if (!closed) pump();
       },
@@ -406,10 +383,9 @@ export async function captureFrames(
   closed = true;
   if (toFill.length > 0 || queue.length > 0) {
     // Stopped waiting: what has not arrived is marked, and late replies are ignored (closed).
-    cut ??= budgetText;
+    cut ??= `time budget of ${limits.timeBudgetMs} ms`;
     for (const item of [...toFill, ...queue]) item.into.truncated = cut;
   }
-  if (late) cut ??= budgetText;
   return { frames: captured, durationMs: Math.round((now() - started) * 1000) / 1000, bytes, reads, ...(cut ? { truncated: cut } : {}) };
 }
 
