@@ -335,6 +335,10 @@ function printPause(p) {
     say(
       `   Cut short: ${cut.map((x) => `${x.name.split(' ')[0]} ${x.truncated}/${x.captures} (${x.truncatedReasons.join('; ')})`).join(', ')}: the capture stops at its time budget, so "frames expanded" can stay below expandFrames.`,
     );
+  if (v.bareReads)
+    say(
+      `   (a') makes (b)'s reads itself (the broker's capture engine with (b)'s limits, over a direct link like (a)'s), then resumes: no broker, gate, redaction or record. It is the floor under (b): ${ratio(v.bareReads.pauseMs.median / v.bare.pauseMs.median)} of (a) at the median.`,
+    );
   say("   broker pauseMs: the broker's own figure (from the Debugger.paused it read to the Debugger.resume it issued); the target also pays the event's transit and the resume's way out.");
   if (v.cond)
     say('   (d) is not a snapshot: a pause-mode breakpoint whose condition is false, checked by the broker on each pause (the per-request cost of section 3 (d)); pause budget at 1000 ms/s here.');
