@@ -4,9 +4,9 @@ import type { AuditTrail } from './audit/auditTrail';
 import type { StreamContext } from './audit/events';
 import type { LoupeConfig } from './config/types';
 import { LoupeError } from './errors';
-import type { Grant, GrantStore } from './grants/grantStore';
+import type { Grant, GrantClaims, GrantStore } from './grants/grantStore';
 import { DebugSession, type EndReason } from './session/debugSession';
-import { connectTarget, resolveInspectorUrl } from './session/targetLink';
+import { connectInspector } from './session/targetLink';
 import { stateRefusal, type StateBackend } from './state/stateBackend';
 
 const attachTicketSeconds = 60;
@@ -69,7 +69,8 @@ export class SessionRegistry {
   /** Authenticates an attach: the grant token in the Authorization header, or a single-use ticket. */
   async authenticate(grantId: string, authorization: string | undefined, ticket: string | null): Promise<Grant> {
     const { grants, clock, state } = this.options;
-    let grant: Grant;
+    let grant: Grant | undefined;
+    let claims: GrantClaims | undefined;
     try {
       if (ticket !== null) {
         // Single use, even when it fails below, and even when two replicas race for it: the backend hands it out once.
@@ -82,7 +83,8 @@ export class SessionRegistry {
       } else {
         const match = /^Bearer (\S+)$/.exec(authorization ?? '');
         if (!match) throw new LoupeError('unauthenticated', 'attach needs "Authorization: Bearer <grant token>" or a ?ticket= from POST /v1/grants/:id/tickets');
-        grant = await grants.verifyToken(match[1]!, grantId);
+        // The signature and claims first (on this thread); the grant's stored state is read below, with the claim.
+        claims = await grants.verifyTokenClaims(match[1]!, grantId);
       }
     } catch (err) {
       throw stateRefusal(err, 'attaches are');
@@ -95,8 +97,28 @@ export class SessionRegistry {
     this.attaching.set(grantId, sessionId);
     try {
       // The slot is taken in the shared registry before anything reaches the target: a second attach through
-      // another replica is refused while this session lives (or until its lease runs out).
-      const claim = await state.claimSession({ sessionId, grantId, replica: this.options.replica, user: grant.sub, target: grant.target, nowMs: clock(), leaseMs: this.options.leaseMs() });
+      // another replica is refused while this session lives (or until its lease runs out). With a grant token,
+      // the grant's revocation is read at the same time (one round trip to the database, not two): a claim
+      // taken for a grant that turns out revoked or gone is released before the refusal.
+      const user = grant?.sub ?? claims!.sub;
+      const target = grant?.target ?? claims!.target ?? '';
+      const [claimed, stored] = await Promise.allSettled([
+        state.claimSession({ sessionId, grantId, replica: this.options.replica, user, target, nowMs: clock(), leaseMs: this.options.leaseMs() }),
+        grant ?? grants.get(grantId),
+      ]);
+      const release = async () => {
+        if (claimed.status === 'fulfilled' && claimed.value.claimed)
+          await state.endSession(sessionId, { by: this.options.replica, reason: 'attach_refused', atMs: clock() }).catch(() => undefined);
+      };
+      try {
+        if (stored.status === 'rejected') throw stored.reason;
+        grant = claims ? grants.grantBehind(claims, stored.value) : stored.value!;
+      } catch (err) {
+        await release();
+        throw err;
+      }
+      if (claimed.status === 'rejected') throw claimed.reason;
+      const claim = claimed.value;
       if (!claim.claimed) {
         const where = claim.holder.replica === this.options.replica ? '' : ` through broker replica ${claim.holder.replica}`;
         throw new LoupeError('session_busy', `grant ${grantId} already has a live session${where} (since ${new Date(claim.holder.startedAtMs).toISOString()}); end it first`);
@@ -126,8 +148,7 @@ export class SessionRegistry {
     try {
       const target = this.options.config().targets[grant.target];
       if (!target) throw new LoupeError('target_unreachable', `target ${grant.target} is no longer in the policy`);
-      const url = await resolveInspectorUrl(target.inspector);
-      const link = await connectTarget(url);
+      const link = await connectInspector(target.inspector);
       let client: WebSocket;
       try {
         client = await upgrade();

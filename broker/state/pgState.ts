@@ -261,20 +261,25 @@ export class PostgresStateBackend implements StateBackend {
   }
 
   async claimSession(claim: SessionClaim): Promise<{ claimed: true } | { claimed: false; holder: LiveSession }> {
-    // A holder whose lease ran out is ended first (its replica died or lost the database); the index settles the rest.
-    await this.query(`UPDATE live_sessions SET ended_at_ms = $2, ended_by = $3, end_reason = 'lease_expired' WHERE grant_id = $1 AND ended_at_ms IS NULL AND ${leaseRunOut('$2')}`, [
+    const insert = async () =>
+      (
+        await this.query(
+          `INSERT INTO live_sessions (session_id, grant_id, replica, user_sub, target, started_at_ms, lease_until_ms, lease_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (grant_id) WHERE ended_at_ms IS NULL DO NOTHING RETURNING session_id`,
+          [claim.sessionId, claim.grantId, claim.replica, claim.user, claim.target, claim.nowMs, claim.nowMs + claim.leaseMs, claim.leaseMs],
+        )
+      ).rowCount === 1;
+    // The slot is free in the common case: one statement. The unique partial index settles a race.
+    if (await insert()) return { claimed: true };
+    // Held: a holder whose lease ran out is ended (its replica died or lost the database), and the slot taken again.
+    const expired = await this.query(`UPDATE live_sessions SET ended_at_ms = $2, ended_by = $3, end_reason = 'lease_expired' WHERE grant_id = $1 AND ended_at_ms IS NULL AND ${leaseRunOut('$2')}`, [
       claim.grantId,
       claim.nowMs,
       claim.replica,
     ]);
-    const inserted = await this.query(
-      `INSERT INTO live_sessions (session_id, grant_id, replica, user_sub, target, started_at_ms, lease_until_ms, lease_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-       ON CONFLICT (grant_id) WHERE ended_at_ms IS NULL DO NOTHING RETURNING session_id`,
-      [claim.sessionId, claim.grantId, claim.replica, claim.user, claim.target, claim.nowMs, claim.nowMs + claim.leaseMs, claim.leaseMs],
-    );
-    if (inserted.rowCount === 1) return { claimed: true };
+    if ((expired.rowCount ?? 0) > 0 && (await insert())) return { claimed: true };
     const holder = (await this.query('SELECT * FROM live_sessions WHERE grant_id = $1 AND ended_at_ms IS NULL', [claim.grantId])).rows[0];
-    // The holder ended between the two statements: claim again (bounded by how often that can happen).
+    // The holder ended between the statements: claim again (bounded by how often that can happen).
     return holder ? { claimed: false, holder: toSession(holder) } : this.claimSession(claim);
   }
   async renewLeases(replica: string, sessionIds: readonly string[], nowMs: number, leaseMs: number): Promise<string[]> {
