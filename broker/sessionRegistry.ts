@@ -7,7 +7,7 @@ import { LoupeError } from './errors';
 import type { Grant, GrantClaims, GrantStore } from './grants/grantStore';
 import { DebugSession, type EndReason } from './session/debugSession';
 import { connectInspector } from './session/targetLink';
-import { stateRefusal, type StateBackend } from './state/stateBackend';
+import { stateRefusal, type ClaimAnswer, type StateBackend } from './state/stateBackend';
 
 const attachTicketSeconds = 60;
 
@@ -97,28 +97,22 @@ export class SessionRegistry {
     this.attaching.set(grantId, sessionId);
     try {
       // The slot is taken in the shared registry before anything reaches the target: a second attach through
-      // another replica is refused while this session lives (or until its lease runs out). With a grant token,
-      // the grant's revocation is read at the same time (one round trip to the database, not two): a claim
-      // taken for a grant that turns out revoked or gone is released before the refusal.
-      const user = grant?.sub ?? claims!.sub;
-      const target = grant?.target ?? claims!.target ?? '';
-      const [claimed, stored] = await Promise.allSettled([
-        state.claimSession({ sessionId, grantId, replica: this.options.replica, user, target, nowMs: clock(), leaseMs: this.options.leaseMs() }),
-        grant ?? grants.get(grantId),
-      ]);
-      const release = async () => {
-        if (claimed.status === 'fulfilled' && claimed.value.claimed)
-          await state.endSession(sessionId, { by: this.options.replica, reason: 'attach_refused', atMs: clock() }).catch(() => undefined);
-      };
-      try {
-        if (stored.status === 'rejected') throw stored.reason;
-        grant = claims ? grants.grantBehind(claims, stored.value) : stored.value!;
-      } catch (err) {
-        await release();
-        throw err;
+      // another replica is refused while this session lives (or until its lease runs out).
+      const slot = { sessionId, grantId, replica: this.options.replica, user: grant?.sub ?? claims!.sub, target: grant?.target ?? claims!.target ?? '', nowMs: clock(), leaseMs: this.options.leaseMs() };
+      let claim: ClaimAnswer;
+      if (grant) claim = await state.claimSession(slot);
+      else {
+        // The grant's revocation is read in the same step as the claim (one round trip to a database, not two).
+        const answer = await state.claimSessionOfGrant(slot);
+        try {
+          grant = grants.grantBehind(claims!, answer.grant);
+        } catch (err) {
+          // A slot taken for a grant that is no longer usable (expired just now) is released before the refusal.
+          if (answer.claim?.claimed) await state.endSession(sessionId, { by: this.options.replica, reason: 'attach_refused', atMs: clock() }).catch(() => undefined);
+          throw err;
+        }
+        claim = answer.claim!;
       }
-      if (claimed.status === 'rejected') throw claimed.reason;
-      const claim = claimed.value;
       if (!claim.claimed) {
         const where = claim.holder.replica === this.options.replica ? '' : ` through broker replica ${claim.holder.replica}`;
         throw new LoupeError('session_busy', `grant ${grantId} already has a live session${where} (since ${new Date(claim.holder.startedAtMs).toISOString()}); end it first`);
