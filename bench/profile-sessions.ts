@@ -35,6 +35,7 @@ async function main(): Promise<void> {
       const s = summarize(xs);
       return `${s.median.toFixed(1)} / ${s.p99.toFixed(1)}`;
     };
+    const windowStart = process.hrtime.bigint() / 1000n;
     for (let round = 0; round < rounds; round++) {
       const start = nowMs();
       const sessions = await Promise.all(Array.from({ length: n }, open));
@@ -45,6 +46,8 @@ async function main(): Promise<void> {
       await Promise.all(sessions.map((s) => (s.client as RttClient).close()));
       await new Promise((r) => setTimeout(r, 500));
     }
+    // The profile's timestamps are this clock's (CLOCK_MONOTONIC, µs): the rounds alone, without the broker's start.
+    process.stdout.write(`window: --window=${windowStart},${process.hrtime.bigint() / 1000n}\n`);
   } finally {
     await broker.child.stop(15_000);
     await target.stop();
