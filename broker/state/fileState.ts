@@ -54,6 +54,8 @@ export class FileStateBackend implements StateBackend {
   async close(): Promise<void> {
     this.handlers.clear();
     while (this.persisting) await this.persisting;
+    this.grantLog.close();
+    this.requestLog.close();
   }
 
   async publishGrantKey(jwk: JWK & { kid: string }): Promise<void> {
