@@ -53,7 +53,8 @@ export class SessionRegistry {
   }
 
   ofGrant(grantId: string): DebugSession | undefined {
-    return [...this.sessions.values()].find((s) => s.grant.grantId === grantId);
+    for (const session of this.sessions.values()) if (session.grant.grantId === grantId) return session;
+    return undefined;
   }
 
   /** A single-use credential for a grant the caller may use (checked by the broker), valid for a minute. */
