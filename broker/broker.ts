@@ -292,7 +292,23 @@ export class Broker {
       throw err;
     }
     const actor = { sub: identity.sub, name: identity.name, groups: identity.groups };
-    await this.recordGrantEvent('grant.requested', { actor, ...request });
+    // The request joins the commit of the record that answers it (grant.issued, grant.refused, the access request's):
+    // the WAL writes in order, so that record durable means this one is, one fdatasync per grant instead of two.
+    // Nothing reaches the caller before it is durable: every answer, an error too, waits for it below.
+    const requested = this.recordGrantEvent('grant.requested', { actor, ...request }, true);
+    requested.catch(() => undefined);
+    let answer: GrantAnswer | AccessRequestView;
+    try {
+      answer = await this.decideGrant(identity, request, actor);
+    } catch (err) {
+      await requested;
+      throw err;
+    }
+    await requested;
+    return answer;
+  }
+
+  private async decideGrant(identity: Identity, request: GrantRequest, actor: { sub: string; name: string; groups: readonly string[] }): Promise<GrantAnswer | AccessRequestView> {
     const decision = decideAccess(this.config, identity, request, new Date(this.clock()));
     if (!decision.allowed) {
       await this.recordGrantEvent('grant.refused', {
@@ -363,9 +379,9 @@ export class Broker {
   }
 
   /** Grant events are recorded before the caller gets an answer; if they cannot be, the call fails. */
-  private async recordGrantEvent(type: EventType, data: Record<string, unknown>): Promise<void> {
+  private async recordGrantEvent(type: EventType, data: Record<string, unknown>, lazy = false): Promise<void> {
     try {
-      await this.grantStream.record(type, data);
+      await this.grantStream.record(type, data, lazy);
     } catch (err) {
       throw new LoupeError('audit_unavailable', `the audit trail is unavailable: cannot record ${type} (${(err as Error).message}); retry later`);
     }

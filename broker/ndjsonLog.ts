@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /**
@@ -25,7 +25,18 @@ export class NdjsonLog<Entry> {
     }
   }
 
+  /** Opened on the first append, in append mode, and kept: one write per change instead of an open, a write and a close. */
+  private fd: number | undefined;
+
   append(entry: Entry): void {
-    appendFileSync(this.file, JSON.stringify(entry) + '\n');
+    this.fd ??= openSync(this.file, 'a');
+    const line = Buffer.from(JSON.stringify(entry) + '\n');
+    for (let written = 0; written < line.length; ) written += writeSync(this.fd, line, written);
+  }
+
+  close(): void {
+    if (this.fd === undefined) return;
+    closeSync(this.fd);
+    this.fd = undefined;
   }
 }

@@ -4,10 +4,10 @@ import type { AuditTrail } from './audit/auditTrail';
 import type { StreamContext } from './audit/events';
 import type { LoupeConfig } from './config/types';
 import { LoupeError } from './errors';
-import type { Grant, GrantStore } from './grants/grantStore';
+import type { Grant, GrantClaims, GrantStore } from './grants/grantStore';
 import { DebugSession, type EndReason } from './session/debugSession';
-import { connectTarget, resolveInspectorUrl } from './session/targetLink';
-import { stateRefusal, type StateBackend } from './state/stateBackend';
+import { connectInspector } from './session/targetLink';
+import { stateRefusal, type ClaimAnswer, type StateBackend } from './state/stateBackend';
 
 const attachTicketSeconds = 60;
 
@@ -53,7 +53,8 @@ export class SessionRegistry {
   }
 
   ofGrant(grantId: string): DebugSession | undefined {
-    return [...this.sessions.values()].find((s) => s.grant.grantId === grantId);
+    for (const session of this.sessions.values()) if (session.grant.grantId === grantId) return session;
+    return undefined;
   }
 
   /** A single-use credential for a grant the caller may use (checked by the broker), valid for a minute. */
@@ -69,7 +70,8 @@ export class SessionRegistry {
   /** Authenticates an attach: the grant token in the Authorization header, or a single-use ticket. */
   async authenticate(grantId: string, authorization: string | undefined, ticket: string | null): Promise<Grant> {
     const { grants, clock, state } = this.options;
-    let grant: Grant;
+    let grant: Grant | undefined;
+    let claims: GrantClaims | undefined;
     try {
       if (ticket !== null) {
         // Single use, even when it fails below, and even when two replicas race for it: the backend hands it out once.
@@ -82,7 +84,8 @@ export class SessionRegistry {
       } else {
         const match = /^Bearer (\S+)$/.exec(authorization ?? '');
         if (!match) throw new LoupeError('unauthenticated', 'attach needs "Authorization: Bearer <grant token>" or a ?ticket= from POST /v1/grants/:id/tickets');
-        grant = await grants.verifyToken(match[1]!, grantId);
+        // The signature and claims first (on this thread); the grant's stored state is read below, with the claim.
+        claims = await grants.verifyTokenClaims(match[1]!, grantId);
       }
     } catch (err) {
       throw stateRefusal(err, 'attaches are');
@@ -96,7 +99,21 @@ export class SessionRegistry {
     try {
       // The slot is taken in the shared registry before anything reaches the target: a second attach through
       // another replica is refused while this session lives (or until its lease runs out).
-      const claim = await state.claimSession({ sessionId, grantId, replica: this.options.replica, user: grant.sub, target: grant.target, nowMs: clock(), leaseMs: this.options.leaseMs() });
+      const slot = { sessionId, grantId, replica: this.options.replica, user: grant?.sub ?? claims!.sub, target: grant?.target ?? claims!.target ?? '', nowMs: clock(), leaseMs: this.options.leaseMs() };
+      let claim: ClaimAnswer;
+      if (grant) claim = await state.claimSession(slot);
+      else {
+        // The grant's revocation is read in the same step as the claim (one round trip to a database, not two).
+        const answer = await state.claimSessionOfGrant(slot);
+        try {
+          grant = grants.grantBehind(claims!, answer.grant);
+        } catch (err) {
+          // A slot taken for a grant that is no longer usable (expired just now) is released before the refusal.
+          if (answer.claim?.claimed) await state.endSession(sessionId, { by: this.options.replica, reason: 'attach_refused', atMs: clock() }).catch(() => undefined);
+          throw err;
+        }
+        claim = answer.claim!;
+      }
       if (!claim.claimed) {
         const where = claim.holder.replica === this.options.replica ? '' : ` through broker replica ${claim.holder.replica}`;
         throw new LoupeError('session_busy', `grant ${grantId} already has a live session${where} (since ${new Date(claim.holder.startedAtMs).toISOString()}); end it first`);
@@ -126,8 +143,7 @@ export class SessionRegistry {
     try {
       const target = this.options.config().targets[grant.target];
       if (!target) throw new LoupeError('target_unreachable', `target ${grant.target} is no longer in the policy`);
-      const url = await resolveInspectorUrl(target.inspector);
-      const link = await connectTarget(url);
+      const link = await connectInspector(target.inspector);
       let client: WebSocket;
       try {
         client = await upgrade();

@@ -24,6 +24,9 @@ export interface AuditTrailOptions {
   readonly probeIntervalMs?: number;
 }
 
+/** Streams uploading at once in an upload round (see AuditTrail.uploadEach). */
+const uploadConcurrency = 16;
+
 /**
  * `ok`: the store answers and takes records. `degraded`: uploads fail or the store does not answer; records
  * wait in the WAL within the fail-closed bound and the broker reports not ready. `failed`: failed closed.
@@ -65,16 +68,32 @@ export class AuditTrail extends EventEmitter implements ChainHost, RecoveryConte
   }
 
   private lastUploadRound = 0;
+  private uploadRound: Promise<void> | undefined;
 
   private async tick(): Promise<void> {
     const now = this.clock();
-    if (now - this.lastUploadRound >= this.options.uploadIntervalMs) {
+    // One round at a time: a round that outlasts the interval is not joined by the next (each stream uploads what waits).
+    if (!this.uploadRound && now - this.lastUploadRound >= this.options.uploadIntervalMs) {
       this.lastUploadRound = now;
-      await Promise.all([...this.streams.values()].map((s) => s.upload().catch(() => undefined)));
+      this.uploadRound = this.uploadEach([...this.streams.values()]).finally(() => (this.uploadRound = undefined));
+      await this.uploadRound;
     }
     this.checkBound();
     this.probe();
     if (this.wal.failed) void this.retryWal();
+  }
+
+  /**
+   * Uploads what each stream has waiting, `uploadConcurrency` streams at a time. A hundred sessions uploading at once
+   * put a thousand file operations (a local store) ahead of the WAL's writes and syncs in libuv's thread pool, and
+   * every session's next request waited behind them.
+   */
+  private async uploadEach(streams: readonly AuditStream[]): Promise<void> {
+    let next = 0;
+    const worker = async () => {
+      while (next < streams.length) await streams[next++]!.upload().catch(() => undefined);
+    };
+    await Promise.all(Array.from({ length: Math.min(uploadConcurrency, streams.length) }, worker));
   }
 
   /** A failed WAL (a full disk) is tried again on every tick; once it takes records, what waited goes on. */

@@ -1,6 +1,6 @@
 import canonicalize from 'canonicalize';
-import { CompactSign, compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
-import type { SigningKey } from '../identity/keys';
+import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
+import { signCompact, type SigningKey } from '../identity/keys';
 import type { ChunkInfo } from './wal';
 
 export interface ChunkSealPayload {
@@ -23,7 +23,7 @@ export interface ManifestPayload {
 
 /** A JWS (EdDSA, audit key's kid in the header) over the canonical JSON of the payload. */
 export function seal(key: SigningKey, payload: ChunkSealPayload | ManifestPayload, typ: 'loupe-chunk+jws' | 'loupe-manifest+jws'): Promise<string> {
-  return new CompactSign(new TextEncoder().encode(canonicalize(payload)!)).setProtectedHeader({ alg: 'EdDSA', kid: key.kid, typ }).sign(key.privateKey);
+  return Promise.resolve(signCompact(key, { typ }, canonicalize(payload)!));
 }
 
 /** Verifies a seal against a published key set; returns the signed payload, or throws. */

@@ -1,13 +1,20 @@
 import { createPublicKey, KeyObject, randomUUID, verify as verifySignature } from 'node:crypto';
-import { jwtVerify, SignJWT } from 'jose';
+import { errors as joseErrors } from 'jose';
 import type { Evaluation, Mode } from '../config/types';
 import { LoupeError } from '../errors';
-import type { SigningKey } from '../identity/keys';
+import { signCompact, type SigningKey } from '../identity/keys';
 import { tokenError, type Identity } from '../identity/verifyIdentity';
 import type { StateBackend } from '../state/stateBackend';
 import type { Approver, Grant } from './grantTypes';
 
 export type { Approver, Grant } from './grantTypes';
+
+/** What a verified grant token says: whose grant, on which target (read before the grant's stored state). */
+export interface GrantClaims {
+  readonly grantId: string;
+  readonly sub: string;
+  readonly target: string | undefined;
+}
 
 export const grantIssuer = 'urn:loupe:broker';
 export const grantAudience = 'urn:loupe:attach';
@@ -65,23 +72,26 @@ export class GrantStore {
       expiresAt: issuedAt + fields.durationSeconds,
     };
     const approval = grant.approvedBy ? { request: grant.requestId, approved_by: grant.approvedBy.map((a) => a.sub) } : {};
-    const token = await new SignJWT({
-      target: grant.target,
-      mode: grant.mode,
-      ...(grant.evaluation === 'v8' ? { evaluation: 'v8' } : {}),
-      reason: grant.reason,
-      ...(grant.ticket ? { ticket: grant.ticket } : {}),
-      name: grant.name,
-      ...approval,
-    })
-      .setProtectedHeader({ alg: 'EdDSA', kid: this.key.kid, typ: 'JWT' })
-      .setIssuer(grantIssuer)
-      .setAudience(grantAudience)
-      .setSubject(grant.sub)
-      .setJti(grant.grantId)
-      .setIssuedAt(issuedAt)
-      .setExpirationTime(grant.expiresAt)
-      .sign(this.key.privateKey);
+    // Claims in the order jose's SignJWT wrote them; signed on this thread (see signCompact).
+    const token = signCompact(
+      this.key,
+      { typ: 'JWT' },
+      JSON.stringify({
+        target: grant.target,
+        mode: grant.mode,
+        ...(grant.evaluation === 'v8' ? { evaluation: 'v8' } : {}),
+        reason: grant.reason,
+        ...(grant.ticket ? { ticket: grant.ticket } : {}),
+        name: grant.name,
+        ...approval,
+        iss: grantIssuer,
+        aud: grantAudience,
+        sub: grant.sub,
+        jti: grant.grantId,
+        iat: issuedAt,
+        exp: grant.expiresAt,
+      }),
+    );
     await this.state.putGrant(grant);
     return { grant, token };
   }
@@ -99,33 +109,80 @@ export class GrantStore {
 
   /** Checks that a live, unrevoked grant stands behind the token; any mismatch is refused. */
   async verifyToken(token: string, grantId?: string): Promise<Grant> {
-    // A token that names another grant, or none this broker issued, is refused before any signature check:
-    // a flood of such tokens costs no crypto (whose jobs share the thread pool with the WAL's syncs).
+    const claims = await this.verifyTokenClaims(token, grantId);
+    const grant = await this.state.getGrant(claims.grantId);
+    return this.grantBehind(claims, grant);
+  }
+
+  /**
+   * The token's signature and claims, checked without the grant's stored state (its revocation): what it says once
+   * it is known to be a grant token this broker or another replica issued and still in date. A token that names
+   * another grant than `grantId` is refused before any signature check; the signature is checked here on the main
+   * thread (node:crypto, tens of microseconds), so a flood of forgeries neither waits in nor fills libuv's thread
+   * pool, where the WAL's fdatasyncs run.
+   */
+  async verifyTokenClaims(token: string, grantId?: string): Promise<GrantClaims> {
     const named = claimedGrantId(token);
     if (named !== undefined && grantId !== undefined && named !== grantId) throw new LoupeError('token_invalid', 'grant token does not match this grant');
-    const stored = named !== undefined ? await this.state.getGrant(named) : undefined;
-    if (named !== undefined && !stored) throw new LoupeError('token_invalid', 'grant token does not match this grant');
     const verifyKey = await this.keyOf(token);
-    // A forged signature is refused here, on this thread: jose verifies with WebCrypto, whose jobs wait in the
-    // thread pool behind the WAL's fdatasyncs, so on a busy disk a flood of forgeries would wait seconds.
-    if (named !== undefined && !this.signatureHolds(token, verifyKey)) throw new LoupeError('token_invalid', 'grant token has an invalid signature');
-    let jti: string | undefined;
+    let payload: Record<string, unknown>;
     try {
-      const { payload } = await jwtVerify(token, verifyKey, {
-        issuer: grantIssuer,
-        audience: grantAudience,
-        algorithms: ['EdDSA'],
-        currentDate: new Date(this.clock()),
-        requiredClaims: ['jti', 'exp', 'sub'],
-      });
-      jti = payload.jti;
+      payload = this.verifiedPayload(token, verifyKey);
     } catch (err) {
       throw tokenError(err, 'grant token');
     }
-    const grant = jti === undefined ? undefined : jti === stored?.grantId ? stored : await this.state.getGrant(jti);
-    if (!grant || (grantId !== undefined && grant.grantId !== grantId)) throw new LoupeError('token_invalid', 'grant token does not match this grant');
+    const jti = payload.jti as string;
+    if (grantId !== undefined && jti !== grantId) throw new LoupeError('token_invalid', 'grant token does not match this grant');
+    return { grantId: jti, sub: payload.sub as string, target: typeof payload.target === 'string' ? payload.target : undefined };
+  }
+
+  /** The stored grant behind verified claims, refused unless it is the token's and still usable. */
+  grantBehind(claims: GrantClaims, grant: Grant | undefined): Grant {
+    if (!grant || grant.grantId !== claims.grantId) throw new LoupeError('token_invalid', 'grant token does not match this grant');
     this.assertUsable(grant);
     return grant;
+  }
+
+  /**
+   * The payload of a grant token whose EdDSA signature holds under `key`, with the checks jose's jwtVerify makes
+   * for the options grants use (issuer, audience, EdDSA only, jti/exp/sub required, exp and nbf against the clock):
+   * jose would verify the signature a second time, in the thread pool. Throws jose's errors (see tokenError).
+   */
+  private verifiedPayload(token: string, key: KeyObject): Record<string, unknown> {
+    const parts = token.split('.');
+    if (parts.length !== 3) throw new joseErrors.JWTInvalid('JWTs must have three components');
+    const [headerPart, payloadPart, signaturePart] = parts as [string, string, string];
+    const header = headerOf(token);
+    if (!header || Array.isArray(header)) throw new joseErrors.JWSInvalid('JWS Protected Header is invalid');
+    if (header.alg !== 'EdDSA') throw new joseErrors.JOSEAlgNotAllowed('"alg" (Algorithm) Header Parameter value not allowed');
+    // Grant tokens carry no critical extensions; jose refuses ones it does not know, and so does this.
+    if (Object.hasOwn(header, 'crit') || Object.hasOwn(header, 'b64')) throw new joseErrors.JOSENotSupported('critical or b64 header parameters are not supported in grant tokens');
+    if (!/^[A-Za-z0-9_-]*$/.test(signaturePart) || !verifySignature(null, Buffer.from(`${headerPart}.${payloadPart}`), key, Buffer.from(signaturePart, 'base64url')))
+      throw new joseErrors.JWSSignatureVerificationFailed();
+    let payload: unknown;
+    try {
+      payload = JSON.parse(Buffer.from(payloadPart, 'base64url').toString('utf8'));
+    } catch {
+      throw new joseErrors.JWTInvalid('JWT Claims Set must be a top-level JSON object');
+    }
+    if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) throw new joseErrors.JWTInvalid('JWT Claims Set must be a top-level JSON object');
+    const claims = payload as Record<string, unknown>;
+    const failed = (message: string, claim: string, reason: string) => new joseErrors.JWTClaimValidationFailed(message, claims, claim, reason);
+    for (const claim of ['jti', 'exp', 'sub', 'iss', 'aud'])
+      if (!Object.hasOwn(claims, claim)) throw failed(`missing required "${claim}" claim`, claim, 'missing');
+    if (claims.iss !== grantIssuer) throw failed('unexpected "iss" claim value', 'iss', 'check_failed');
+    if (!(claims.aud === grantAudience || (Array.isArray(claims.aud) && claims.aud.includes(grantAudience)))) throw failed('unexpected "aud" claim value', 'aud', 'check_failed');
+    if (typeof claims.sub !== 'string') throw failed('"sub" claim must be a string', 'sub', 'invalid');
+    if (typeof claims.jti !== 'string') throw failed('"jti" claim must be a string', 'jti', 'invalid');
+    if (Object.hasOwn(claims, 'iat') && typeof claims.iat !== 'number') throw failed('"iat" claim must be a number', 'iat', 'invalid');
+    const now = Math.floor(this.clock() / 1000);
+    if (Object.hasOwn(claims, 'nbf')) {
+      if (typeof claims.nbf !== 'number') throw failed('"nbf" claim must be a number', 'nbf', 'invalid');
+      if (claims.nbf > now) throw failed('"nbf" claim timestamp check failed', 'nbf', 'check_failed');
+    }
+    if (typeof claims.exp !== 'number') throw failed('"exp" claim must be a number', 'exp', 'invalid');
+    if (claims.exp <= now) throw new joseErrors.JWTExpired('"exp" claim timestamp check failed', claims, 'exp', 'check_failed');
+    return claims;
   }
 
   /**
@@ -144,13 +201,6 @@ export class GrantStore {
     const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: jwk.x }, format: 'jwk' });
     if (this.keys.size < 1000) this.keys.set(kid, key);
     return key;
-  }
-
-  /** The token's EdDSA signature under the grant key (other algorithms are left to jose, which refuses them). */
-  private signatureHolds(token: string, key: KeyObject): boolean {
-    const [header, payload, signature] = token.split('.') as [string, string, string];
-    if (headerOf(token)?.alg !== 'EdDSA') return true;
-    return verifySignature(null, Buffer.from(`${header}.${payload}`), key, Buffer.from(signature, 'base64url'));
   }
 
   assertUsable(grant: Grant): void {

@@ -1,3 +1,4 @@
+import { KeyObject, sign } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair, importJWK, type JWK, type CryptoKey } from 'jose';
@@ -39,4 +40,22 @@ export async function loadOrCreateSigningKey(stateDir: string, name: string): Pr
     publicKey: (await importJWK(publicJwk, 'EdDSA')) as CryptoKey,
     publicJwk,
   };
+}
+
+/** The node:crypto form of each private key, made once: signing with it runs on this thread. */
+const keyObjects = new WeakMap<CryptoKey, KeyObject>();
+
+/**
+ * A compact JWS (EdDSA) over `payload`, signed here on the main thread. WebCrypto (jose's sign) queues each
+ * signature in libuv's thread pool behind the WAL's fdatasyncs, so a busy disk would delay every grant and seal;
+ * an Ed25519 signature costs tens of microseconds, and is the same bytes either way (Ed25519 is deterministic).
+ */
+export function signCompact(key: SigningKey, header: { readonly typ: string } & Record<string, unknown>, payload: string | Uint8Array): string {
+  let keyObject = keyObjects.get(key.privateKey);
+  if (!keyObject) {
+    keyObject = KeyObject.from(key.privateKey);
+    keyObjects.set(key.privateKey, keyObject);
+  }
+  const signingInput = `${Buffer.from(JSON.stringify({ alg: 'EdDSA', kid: key.kid, ...header })).toString('base64url')}.${Buffer.from(payload).toString('base64url')}`;
+  return `${signingInput}.${sign(null, Buffer.from(signingInput), keyObject).toString('base64url')}`;
 }

@@ -21,6 +21,9 @@ interface TrustedIssuer {
   readonly key: CryptoKey | JWTVerifyGetKey;
 }
 
+/** Seconds of clock skew allowed on an identity token's exp and nbf. */
+const clockToleranceSeconds = 5;
+
 export type IdentityVerifier = (authorization: string | undefined) => Promise<Identity>;
 
 /** Maps jose's failures to our codes; the message tells the caller what to fix without echoing the token. */
@@ -82,8 +85,32 @@ export async function createIdentityVerifier(config: LoupeConfig, clock: () => n
     trusted.set(issuer.issuer, { ...issuer, key });
   }
 
+  // Tokens of issuers whose keys are fixed for the process's life (the dev issuer, a configured publicKey) verified
+  // once: a client sends the same token with every call until it expires, and each verification is two Ed25519 checks
+  // (one here, one in WebCrypto's thread pool). The claims that change with time (exp, nbf) are checked on every use.
+  // Issuers with a fetched key set are verified every time: a key the provider withdraws must stop working.
+  const verified = new Map<string, { identity: Identity; exp: number; nbf: number | undefined; until: number }>();
+  const remember = (token: string, identity: Identity, payload: JWTPayload) => {
+    if (verified.size >= 1000) verified.delete(verified.keys().next().value!);
+    verified.set(token, { identity, exp: payload.exp!, nbf: typeof payload.nbf === 'number' ? payload.nbf : undefined, until: clock() + 300_000 });
+  };
+  const recalled = (token: string): Identity | undefined => {
+    const entry = verified.get(token);
+    if (!entry) return undefined;
+    const now = clock();
+    const seconds = Math.floor(now / 1000);
+    // Out of date (or not yet valid): verified afresh below, which refuses it with the reason.
+    if (now >= entry.until || entry.exp <= seconds - clockToleranceSeconds || (entry.nbf !== undefined && entry.nbf > seconds + clockToleranceSeconds)) {
+      verified.delete(token);
+      return undefined;
+    }
+    return entry.identity;
+  };
+
   return async (authorization) => {
     const token = bearer(authorization);
+    const known = recalled(token);
+    if (known) return known;
     let issuerName: unknown;
     try {
       const header = decodeProtectedHeader(token);
@@ -104,7 +131,7 @@ export async function createIdentityVerifier(config: LoupeConfig, clock: () => n
         audience: issuer.audience,
         algorithms: [...issuer.algorithms],
         currentDate: new Date(clock()),
-        clockTolerance: 5,
+        clockTolerance: clockToleranceSeconds,
         requiredClaims: ['exp', 'sub'],
       }));
     } catch (err) {
@@ -113,7 +140,9 @@ export async function createIdentityVerifier(config: LoupeConfig, clock: () => n
     const groupsValue = claimAt(payload, issuer.groupsClaim);
     const groups = Array.isArray(groupsValue) ? groupsValue.filter((g): g is string => typeof g === 'string') : typeof groupsValue === 'string' ? [groupsValue] : [];
     const nameValue = claimAt(payload, issuer.nameClaim);
-    return Object.freeze({ sub: payload.sub!, name: typeof nameValue === 'string' ? nameValue : payload.sub!, groups: Object.freeze(groups), issuer: issuer.issuer });
+    const identity: Identity = Object.freeze({ sub: payload.sub!, name: typeof nameValue === 'string' ? nameValue : payload.sub!, groups: Object.freeze(groups), issuer: issuer.issuer });
+    if (typeof issuer.key !== 'function') remember(token, identity, payload);
+    return identity;
   };
 }
 

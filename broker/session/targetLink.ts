@@ -84,6 +84,32 @@ export async function resolveInspectorUrl(inspector: string, timeoutMs = 3000): 
   return `ws://${inspector}${url.pathname}`;
 }
 
+/**
+ * The WebSocket URL each inspector address last resolved to. Node names its inspector by a UUID fixed for the
+ * process's life, so an attach reuses it instead of asking /json/list again; a URL that no longer connects (the
+ * process restarted, or another one took the port) is dropped and the address resolved afresh.
+ */
+const resolvedUrls = new Map<string, string>();
+
+/** Connects to the inspector at the policy's address, through the URL it resolved to before when that still connects. */
+export async function connectInspector(inspector: string): Promise<TargetLink> {
+  const known = resolvedUrls.get(inspector);
+  if (known !== undefined) {
+    try {
+      return await connectTarget(known);
+    } catch {
+      resolvedUrls.delete(inspector);
+    }
+  }
+  const url = await resolveInspectorUrl(inspector);
+  const link = await connectTarget(url);
+  if (url !== inspector) {
+    if (resolvedUrls.size >= 1000) resolvedUrls.clear(); // bounded by the policy's targets in practice
+    resolvedUrls.set(inspector, url);
+  }
+  return link;
+}
+
 export interface TargetLink {
   readonly socket: WebSocket;
   readonly quickAck: boolean;

@@ -5,7 +5,7 @@ import type { JWK } from 'jose';
 import type { Grant } from '../grants/grantStore';
 import { NdjsonLog } from '../ndjsonLog';
 import type { AccessRequest, Hold, RequestDecision, RequestLogLine, RequestStatus } from '../policy/approvalTypes';
-import type { LiveSession, RequestClose, SessionClaim, SessionEnd, StateBackend, StateNotice } from './stateBackend';
+import type { ClaimAnswer, LiveSession, RequestClose, SessionClaim, SessionEnd, StateBackend, StateNotice } from './stateBackend';
 
 type GrantLogLine = { type: 'issued'; grant: Grant } | { type: 'revoked'; grantId: string; by: string; at: number };
 
@@ -54,6 +54,8 @@ export class FileStateBackend implements StateBackend {
   async close(): Promise<void> {
     this.handlers.clear();
     while (this.persisting) await this.persisting;
+    this.grantLog.close();
+    this.requestLog.close();
   }
 
   async publishGrantKey(jwk: JWK & { kid: string }): Promise<void> {
@@ -105,6 +107,11 @@ export class FileStateBackend implements StateBackend {
       leaseUntilMs: claim.nowMs + claim.leaseMs,
     });
     return { claimed: true };
+  }
+  async claimSessionOfGrant(claim: SessionClaim): Promise<{ grant: Grant | undefined; claim?: ClaimAnswer }> {
+    const grant = await this.getGrant(claim.grantId);
+    if (!grant || grant.revokedAt !== undefined) return { grant };
+    return { grant, claim: await this.claimSession(claim) };
   }
   async renewLeases(replica: string, sessionIds: readonly string[], nowMs: number, leaseMs: number): Promise<string[]> {
     const gone: string[] = [];

@@ -4,7 +4,7 @@ import pg from 'pg';
 import type { Grant } from '../grants/grantStore';
 import type { AccessRequest, Hold, RequestDecision, RequestStatus } from '../policy/approvalTypes';
 import { migrate } from './pgMigrations';
-import { parseNotice, StateUnavailableError, type LiveSession, type RequestClose, type SessionClaim, type SessionEnd, type StateBackend, type StateNotice } from './stateBackend';
+import { parseNotice, StateUnavailableError, type ClaimAnswer, type LiveSession, type RequestClose, type SessionClaim, type SessionEnd, type StateBackend, type StateNotice } from './stateBackend';
 
 export interface PostgresStateOptions {
   readonly url: string;
@@ -260,23 +260,57 @@ export class PostgresStateBackend implements StateBackend {
     return row && { grantId: row.grant_id, expiresAtMs: Number(row.expires_at_ms) };
   }
 
-  async claimSession(claim: SessionClaim): Promise<{ claimed: true } | { claimed: false; holder: LiveSession }> {
-    // A holder whose lease ran out is ended first (its replica died or lost the database); the index settles the rest.
-    await this.query(`UPDATE live_sessions SET ended_at_ms = $2, ended_by = $3, end_reason = 'lease_expired' WHERE grant_id = $1 AND ended_at_ms IS NULL AND ${leaseRunOut('$2')}`, [
+  /**
+   * The slot's INSERT. Committed without waiting for PostgreSQL's WAL flush (synchronous_commit off for this
+   * statement's transaction alone): the claim is visible to every replica, and settles races, the moment it commits,
+   * as before. Only a database crash in the next fraction of a second can lose it; the holder's next lease renewal
+   * then finds its session gone and ends it (state_unavailable), so the one-session rule holds again within a renewal.
+   */
+  private claimStatement(claim: SessionClaim, onlyWhile = ''): string {
+    return `WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))
+      INSERT INTO live_sessions (session_id, grant_id, replica, user_sub, target, started_at_ms, lease_until_ms, lease_ms)
+      SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $7::bigint, $8::bigint FROM async_commit ${onlyWhile}
+      ON CONFLICT (grant_id) WHERE ended_at_ms IS NULL DO NOTHING RETURNING session_id`;
+  }
+  private claimValues(claim: SessionClaim): unknown[] {
+    return [claim.sessionId, claim.grantId, claim.replica, claim.user, claim.target, claim.nowMs, claim.nowMs + claim.leaseMs, claim.leaseMs];
+  }
+
+  async claimSession(claim: SessionClaim): Promise<ClaimAnswer> {
+    // The slot is free in the common case: one statement. The unique partial index settles a race.
+    if ((await this.query(this.claimStatement(claim), this.claimValues(claim))).rowCount === 1) return { claimed: true };
+    return this.claimHeld(claim);
+  }
+
+  /** The slot was taken: a holder whose lease ran out is ended (its replica died or lost the database), and the slot taken again. */
+  private async claimHeld(claim: SessionClaim): Promise<ClaimAnswer> {
+    const expired = await this.query(`UPDATE live_sessions SET ended_at_ms = $2, ended_by = $3, end_reason = 'lease_expired' WHERE grant_id = $1 AND ended_at_ms IS NULL AND ${leaseRunOut('$2')}`, [
       claim.grantId,
       claim.nowMs,
       claim.replica,
     ]);
-    const inserted = await this.query(
-      `INSERT INTO live_sessions (session_id, grant_id, replica, user_sub, target, started_at_ms, lease_until_ms, lease_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-       ON CONFLICT (grant_id) WHERE ended_at_ms IS NULL DO NOTHING RETURNING session_id`,
-      [claim.sessionId, claim.grantId, claim.replica, claim.user, claim.target, claim.nowMs, claim.nowMs + claim.leaseMs, claim.leaseMs],
-    );
-    if (inserted.rowCount === 1) return { claimed: true };
+    if ((expired.rowCount ?? 0) > 0 && (await this.query(this.claimStatement(claim), this.claimValues(claim))).rowCount === 1) return { claimed: true };
     const holder = (await this.query('SELECT * FROM live_sessions WHERE grant_id = $1 AND ended_at_ms IS NULL', [claim.grantId])).rows[0];
-    // The holder ended between the two statements: claim again (bounded by how often that can happen).
+    // The holder ended between the statements: claim again (bounded by how often that can happen).
     return holder ? { claimed: false, holder: toSession(holder) } : this.claimSession(claim);
   }
+
+  async claimSessionOfGrant(claim: SessionClaim): Promise<{ grant: Grant | undefined; claim?: ClaimAnswer }> {
+    // One statement: the grant as it stands, and the slot taken only while that grant exists unrevoked.
+    const usable = 'WHERE EXISTS (SELECT 1 FROM grants WHERE grant_id = $2::text AND revoked_at IS NULL)';
+    const row = (
+      await this.query(
+        `WITH claimed AS (${this.claimStatement(claim, usable)})
+         SELECT (SELECT count(*) FROM claimed)::int AS claimed, g.body, g.revoked_at, g.revoked_by FROM (SELECT 1) AS one LEFT JOIN grants g ON g.grant_id = $2::text`,
+        this.claimValues(claim),
+      )
+    ).rows[0]!;
+    if (row.body === null) return { grant: undefined };
+    const grant = toGrant(row);
+    if (grant.revokedAt !== undefined) return { grant };
+    return { grant, claim: row.claimed === 1 ? { claimed: true } : await this.claimHeld(claim) };
+  }
+
   async renewLeases(replica: string, sessionIds: readonly string[], nowMs: number, leaseMs: number): Promise<string[]> {
     if (sessionIds.length === 0) return [];
     const { rows } = await this.query<{ session_id: string }>(

@@ -39,7 +39,12 @@ export interface StateBackend {
    * Takes the grant's one live-session slot for this replica. Refused while another live session of the grant holds
    * an unexpired lease; a holder whose lease ran out is marked ended (lease_expired, by this replica) and replaced.
    */
-  claimSession(claim: SessionClaim): Promise<{ claimed: true } | { claimed: false; holder: LiveSession }>;
+  claimSession(claim: SessionClaim): Promise<ClaimAnswer>;
+  /**
+   * claimSession for an attach by grant token, with the grant read in the same step (one round trip to a database):
+   * the slot is taken only while the grant exists unrevoked. `claim` is absent when it was not attempted for that reason.
+   */
+  claimSessionOfGrant(claim: SessionClaim): Promise<{ grant: Grant | undefined; claim?: ClaimAnswer }>;
   /** Extends the leases of this replica's sessions; answers the ids that are no longer live (ended elsewhere). */
   renewLeases(replica: string, sessionIds: readonly string[], nowMs: number, leaseMs: number): Promise<string[]>;
   /** Marks a session ended (idempotent: the first end stands). */
@@ -77,6 +82,8 @@ export interface StateBackend {
   /** Receives notices; answers a function that stops. */
   onNotice(handler: (notice: StateNotice) => void): () => void;
 }
+
+export type ClaimAnswer = { claimed: true } | { claimed: false; holder: LiveSession };
 
 export interface SessionClaim {
   readonly sessionId: string;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt, decodeProtectedHeader, jwtVerify } from 'jose';
 import { grantAudience, grantIssuer } from '../../broker/grants/grantStore';
-import { loadOrCreateSigningKey } from '../../broker/identity/keys';
+import { loadOrCreateSigningKey, signCompact } from '../../broker/identity/keys';
 import { CdpClient } from '../support/cdpClient';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
@@ -290,6 +290,30 @@ describe('grants: attach authentication against a real target', () => {
     const refused = await attachRefused(grant.attachUrl, { authorization: `Bearer ${await broker.token('dev', ['devs'])}` });
     assert.equal(refused.status, 401);
     assert.equal(refused.body.error.code, 'token_invalid');
+  });
+
+  it("a token signed with the broker's own grant key is still held to a grant token's claims", async () => {
+    const grant = await broker.grant('dev', ['devs']);
+    const key = await loadOrCreateSigningKey(broker.stateDir, 'grant-key');
+    const claims = decodeJwt(grant.token);
+    const resigned = (payload: Record<string, unknown>, header: Record<string, unknown> = {}) =>
+      signCompact(key, { typ: 'JWT', ...header }, JSON.stringify({ ...claims, ...payload }));
+    const refusals: [string, RegExp][] = [
+      [resigned({ aud: 'urn:loupe:elsewhere' }), /grant token has the wrong audience/],
+      [resigned({ iss: 'urn:loupe:dev-issuer' }), /grant token has the wrong issuer/],
+      [resigned({ exp: Math.floor(Date.now() / 1000) - 1 }), /grant token has expired/],
+      [resigned({ nbf: Math.floor(Date.now() / 1000) + 600 }), /grant token is not yet valid/],
+      [resigned({ sub: undefined }), /grant token failed the "sub" check/],
+      [resigned({}, { crit: ['exp'] }), /grant token is not a valid JWT/],
+    ];
+    for (const [token, message] of refusals) {
+      const refused = await attachRefused(grant.attachUrl, { authorization: `Bearer ${token}` });
+      assert.equal(refused.status, 401, String(message));
+      assert.match(refused.body.error.message, message);
+    }
+    // The same claims, signed the same way, attach: the refusals above are the claims', not the signing's.
+    const client = await connect(grant.attachUrl, { authorization: `Bearer ${resigned({})}` });
+    await client.close();
   });
 
   it('a grant token only opens its own grant', async () => {

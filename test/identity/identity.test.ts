@@ -112,6 +112,27 @@ describe('identity: bad tokens are refused with 401 and a message that says what
     await expectUnauthorized(broker, `Bearer ${token}`, 'token_expired', /identity token has expired/);
   });
 
+  it('a token accepted once is refused when the broker clock passes its exp, or before its nbf (no verification outlives them)', async () => {
+    let skewMs = 0;
+    const skewed = await startTestBroker(basePolicy(dummyInspector), { clock: () => Date.now() + skewMs });
+    try {
+      const key = await devIssuerPrivateKey(skewed.stateDir);
+      const token = await new SignJWT(devClaims({ exp: nowSeconds() + 60 })).setProtectedHeader({ alg: 'EdDSA' }).sign(key);
+      assert.equal((await skewed.api('GET', '/v1/targets', token)).status, 200);
+      assert.equal((await skewed.api('GET', '/v1/targets', token)).status, 200, 'the same token again');
+      skewMs = 70_000;
+      await expectUnauthorized(skewed, `Bearer ${token}`, 'token_expired', /identity token has expired/);
+      skewMs = 0;
+      const later = await new SignJWT(devClaims({ nbf: nowSeconds() + 30 })).setProtectedHeader({ alg: 'EdDSA' }).sign(key);
+      skewMs = 40_000;
+      assert.equal((await skewed.api('GET', '/v1/targets', later)).status, 200);
+      skewMs = 0;
+      await expectUnauthorized(skewed, `Bearer ${later}`, 'token_invalid', /not yet valid/);
+    } finally {
+      await skewed.close();
+    }
+  });
+
   it('token without exp is refused', async () => {
     const { exp: _exp, ...claims } = devClaims();
     const token = await new SignJWT(claims).setProtectedHeader({ alg: 'EdDSA' }).sign(devKey);

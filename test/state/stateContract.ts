@@ -102,6 +102,27 @@ export function runStateContract(make: () => Promise<{ a: StateBackend; b: State
     assert.equal(answers.filter((x) => x.claimed).length, 1);
   });
 
+  it('claims a grant\'s slot together with reading the grant: only while it exists unrevoked, once under a race', async () => {
+    const { a, b } = await make();
+    const live = grant();
+    await a.putGrant(live);
+    const [first, second] = await Promise.all([a.claimSessionOfGrant(claim(live.grantId, 'replica-a', now)), b.claimSessionOfGrant(claim(live.grantId, 'replica-b', now))]);
+    for (const answer of [first, second]) assert.deepEqual(answer.grant, live);
+    assert.equal([first, second].filter((x) => x.claim?.claimed).length, 1, 'one of two racing claims is taken');
+    const refused = [first, second].find((x) => !x.claim?.claimed)!.claim!;
+    assert.equal(!refused.claimed && refused.holder.grantId, live.grantId);
+
+    const revoked = grant();
+    await a.putGrant(revoked);
+    await b.revokeGrant(revoked.grantId, 'bob', 100);
+    const answer = await a.claimSessionOfGrant(claim(revoked.grantId, 'replica-a', now));
+    assert.equal(answer.claim, undefined, 'no slot taken for a revoked grant');
+    assert.equal(answer.grant?.revokedBy, 'bob');
+    assert.deepEqual(await b.claimSession(claim(revoked.grantId, 'replica-b', now)), { claimed: true }, 'the revoked grant\'s slot was left free');
+
+    assert.deepEqual(await a.claimSessionOfGrant(claim(randomUUID(), 'replica-a', now)), { grant: undefined });
+  });
+
   it(
     options.shared ? 'ends a session whose lease ran out, recording which replica noticed, and frees its grant' : 'never expires a session of its one process: only its end frees the grant',
     async () => {
