@@ -261,15 +261,12 @@ export class PostgresStateBackend implements StateBackend {
   }
 
   /**
-   * The slot's INSERT. Committed without waiting for PostgreSQL's WAL flush (synchronous_commit off for this
-   * statement's transaction alone): the claim is visible to every replica, and settles races, the moment it commits,
-   * as before. Only a database crash in the next fraction of a second can lose it; the holder's next lease renewal
-   * then finds its session gone and ends it (state_unavailable), so the one-session rule holds again within a renewal.
+   * The slot's INSERT, committed like every other statement (durable before the attach goes on: a database crash
+   * never forgets a live session's claim). The unique partial index settles a race.
    */
   private claimStatement(claim: SessionClaim, onlyWhile = ''): string {
-    return `WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))
-      INSERT INTO live_sessions (session_id, grant_id, replica, user_sub, target, started_at_ms, lease_until_ms, lease_ms)
-      SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $7::bigint, $8::bigint FROM async_commit ${onlyWhile}
+    return `INSERT INTO live_sessions (session_id, grant_id, replica, user_sub, target, started_at_ms, lease_until_ms, lease_ms)
+      SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::bigint, $7::bigint, $8::bigint ${onlyWhile}
       ON CONFLICT (grant_id) WHERE ended_at_ms IS NULL DO NOTHING RETURNING session_id`;
   }
   private claimValues(claim: SessionClaim): unknown[] {
