@@ -95,3 +95,217 @@ export function withholdProcessFacts(method: string, payload: Record<string, unk
   if (isRecord(payload.exceptionDetails)) count += withholdInObject(payload.exceptionDetails.exception);
   return count;
 }
+
+/**
+ * The facts themselves, read once at session start (processFactsRead), so that a copy of them is withheld wherever it
+ * shows: a V8 evaluation can compute one without naming it (`Object.values(process)`, `[process.pid]`, `` `${...}` ``),
+ * and an app keeps copies (a logger's bindings, a worker's parent id). Every message bound for the client is checked
+ * against them once, as text (scrub); a message that shows one is rewritten with the marker in its place.
+ *
+ * What counts as showing a fact (a number of 4 digits or more, as for learned values in policy/redact.ts: a shorter
+ * one would be withheld from every line number and count that contains it; a container's pid 1 or 7 is no fact
+ * about another machine's process):
+ * - its decimal digits anywhere in a string, also grouped or split by one separator between digits (`4,321`,
+ *   `4 321`, `4.321e3`) and in any script's digits (`toLocaleString('ar-EG')`);
+ * - its binary, octal, hexadecimal or base-36 spelling (3 characters or more) as a word of its own, any case, with
+ *   or without `0b`/`0o`/`0x` and leading zeros (as a substring these would hit hashes and ids too often); a spelling
+ *   of letters alone only with its prefix, since it is also a word (`0xadd`, not every "add");
+ * - a number whose decimal form shows it (`4321`, `4321.5`, `14321`), where a value is (a RemoteObject's or a
+ *   preview's value, anything returned by value), and an object key or property name that shows it.
+ * Fields that are protocol identifiers (object, script and frame ids, hashes, urls) or the app's source text are
+ * not values and are left alone. Arithmetic over a fact (`pid * 2`, one digit at a time) is not recognized: no
+ * check of answers can be; V8 evaluation is a grant's privilege for that reason (see DESIGN.md).
+ */
+export type ProcessFactValues = Partial<Record<'pid' | 'ppid' | 'debugPort', number>>;
+
+/**
+ * The broker's own read of the facts, run once before the client sees anything. `ppid` and `debugPort` are native
+ * data properties that V8's side-effect check refuses (they only read), so this runs without it; a field the app
+ * redefined as an accessor is not read (no app function runs).
+ */
+export const processFactsRead = {
+  expression:
+    "(() => { const read = (name) => { const d = typeof process === 'object' && process !== null ? Object.getOwnPropertyDescriptor(process, name) : undefined; return d && 'value' in d && typeof d.value === 'number' ? d.value : null; }; return { pid: read('pid'), ppid: read('ppid'), debugPort: read('debugPort') }; })()",
+  returnByValue: true,
+  silent: true,
+  disableBreaks: true,
+  timeout: 200,
+};
+
+/** The facts in an answer to processFactsRead (a value the target gave: only plausible ones are kept). */
+export function processFactsFrom(result: Record<string, unknown> | undefined): ProcessFactValues {
+  const remote = isRecord(result) && isRecord(result.result) ? result.result : undefined;
+  const value = remote && isRecord(remote.value) ? remote.value : {};
+  const facts: ProcessFactValues = {};
+  for (const field of ['pid', 'ppid', 'debugPort'] as const) {
+    const n = value[field];
+    if (typeof n === 'number' && Number.isSafeInteger(n) && n > 0 && n < 2 ** 32) facts[field] = n;
+  }
+  return facts;
+}
+
+/** What a client sees where a message showed a fact. */
+export const scrubbedMarker = (field: string) => `[withheld by Loupe: ${withheldProcessFields[field] ?? field}, which a debugger could act on outside Loupe]`;
+
+/** Smallest fact value checked for: the learned-values rule of policy/redact.ts (4 digits). */
+const smallestFact = 1000;
+/** Between two digits: a grouping or decimal separator (toLocaleString), an exponent's point, a space of any width. */
+const digitSeparator = "[,.'_\\s\\u066b\\u066c\\u2019]?";
+const spellings: readonly [radix: number, prefix: string][] = [
+  [2, '0b'],
+  [8, '0o'],
+  [16, '0x'],
+  [36, ''],
+];
+/** Fields that are protocol identifiers or the app's source text, not values (outside a value returned by value). */
+const notValues = new Set(['objectId', 'scriptId', 'callFrameId', 'breakpointId', 'hitBreakpoints', 'hash', 'url', 'sourceMapURL', 'uniqueId', 'debuggerId', 'scriptSource', 'lineContent', 'method']);
+// A digit outside ASCII (any script's), a surrogate (digits beyond the BMP), or a JSON escape of either (V8 escapes
+// everything outside ASCII in what it sends; its events reach the client as sent).
+const notAsciiDigit = /(?![0-9])\p{Nd}/u;
+let notAsciiChecked: string | undefined;
+/** Built on first use (about 10 ms). */
+const notAsciiCheck = () => (notAsciiChecked ??= `[${nonAsciiDigitRanges()}\\ud800-\\udfff]|\\\\u(?!00[01])`);
+
+/** The runs of decimal digits outside ASCII in the BMP, as a character class's ranges (built once). */
+function nonAsciiDigitRanges(): string {
+  const hex = (code: number) => `\\u${code.toString(16).padStart(4, '0')}`;
+  const ranges: string[] = [];
+  for (let code = 0x80; code < 0xd800; code++) {
+    if (!notAsciiDigit.test(String.fromCharCode(code))) continue;
+    const first = code;
+    while (notAsciiDigit.test(String.fromCharCode(code + 1))) code++;
+    ranges.push(`${hex(first)}-${hex(code)}`);
+  }
+  for (let code = 0xe000; code <= 0xffff; code++) {
+    if (!notAsciiDigit.test(String.fromCharCode(code))) continue;
+    const first = code;
+    while (code < 0xffff && notAsciiDigit.test(String.fromCharCode(code + 1))) code++;
+    ranges.push(`${hex(first)}-${hex(code)}`);
+  }
+  return ranges.join('');
+}
+
+/** The digit value of a decimal digit of any script (Unicode keeps each script's digits 0-9 in a run). */
+function digitValue(digit: string): string {
+  const code = digit.codePointAt(0)!;
+  let zero = code;
+  while (zero > 0 && notAsciiDigit.test(String.fromCodePoint(zero - 1))) zero--;
+  return String((code - zero) % 10);
+}
+
+const asciiDigits = (text: string) => text.replace(/(?![0-9])\p{Nd}/gu, digitValue);
+
+interface Fact {
+  readonly field: string;
+  readonly marker: string;
+  readonly pattern: RegExp;
+}
+
+/** The learned facts, checked for in every message a client receives (see above). */
+export class WithheldFacts {
+  private readonly facts: Fact[] = [];
+  /** Whether a message may show a fact: one pass over its text; false for nearly every message. */
+  private readonly check: RegExp | undefined;
+  /** How many values it has withheld (for the record). */
+  withheld = 0;
+
+  constructor(values: ProcessFactValues = {}) {
+    const checks: string[] = [];
+    for (const [field, value] of Object.entries(values)) {
+      if (value === undefined || value < smallestFact) continue;
+      const decimal = String(value).split('').join(digitSeparator);
+      const words = spellings.map(([radix, prefix]) => [value.toString(radix), prefix] as const).filter(([spelled, prefix]) => spelled.length >= 3 && (prefix !== '' || /[0-9]/.test(spelled)));
+      // A spelling of letters alone (hex `add`, base 36 `the`) is a word of the language too: only with its prefix.
+      const asWords = words.map(([spelled, prefix]) => `(?<![0-9a-z])(?:${prefix}${/[0-9]/.test(spelled) ? '|' : ''})0*${spelled}(?![0-9a-z])`);
+      this.facts.push({ field, marker: scrubbedMarker(field), pattern: new RegExp([decimal, ...asWords].join('|'), 'gi') });
+      checks.push(decimal, ...words.map(([spelled]) => spelled));
+    }
+    if (checks.length > 0) this.check = new RegExp(`${[...new Set(checks)].join('|')}|${notAsciiCheck()}`, 'i');
+  }
+
+  get active(): boolean {
+    return this.check !== undefined;
+  }
+
+  /** A client-bound message (JSON text), with every value that shows a fact replaced by the marker. */
+  scrub(text: string): string {
+    if (!this.check?.test(text)) return text;
+    let message: unknown;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      // Every message the broker sends is JSON; one that is not is not sent with a fact in it.
+      return this.scrubString(text) ?? text;
+    }
+    const before = this.withheld;
+    const out = this.node(message, undefined, false);
+    return this.withheld === before ? text : JSON.stringify(out);
+  }
+
+  /** The string with the facts it shows replaced, or undefined if it shows none. */
+  private scrubString(text: string): string | undefined {
+    let out = notAsciiDigit.test(text) ? asciiDigits(text) : text;
+    let hit = false;
+    for (const fact of this.facts) {
+      fact.pattern.lastIndex = 0;
+      if (!fact.pattern.test(out)) continue;
+      fact.pattern.lastIndex = 0;
+      out = out.replace(fact.pattern, fact.marker);
+      hit = true;
+    }
+    if (!hit) return undefined;
+    this.withheld++;
+    return out;
+  }
+
+  private markerFor(text: string): string {
+    for (const fact of this.facts) {
+      fact.pattern.lastIndex = 0;
+      if (fact.pattern.test(text)) return fact.marker;
+    }
+    return this.facts[0]!.marker;
+  }
+
+  /** One node of the message; `byValue`: inside a value returned by value, where everything is a value. */
+  private node(value: unknown, key: string | undefined, byValue: boolean): unknown {
+    if (typeof value === 'string') return !byValue && key !== undefined && notValues.has(key) ? value : (this.scrubString(value) ?? value);
+    if (typeof value === 'number') {
+      if (!byValue && key !== 'value') return value;
+      const text = String(value);
+      if (this.scrubString(text) === undefined) return value;
+      return this.markerFor(text);
+    }
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) value[i] = this.node(value[i], key, byValue);
+      return value;
+    }
+    if (!isRecord(value)) return value;
+    const before = this.withheld;
+    const keys = Object.keys(value);
+    for (const name of keys) {
+      const item = value[name];
+      value[name] = this.node(item, name, byValue || (name === 'value' && typeof item === 'object' && item !== null));
+    }
+    // Keys are values too: `{[process.pid]: 1}`, an array's index.
+    for (const name of keys) {
+      const renamed = this.scrubString(name);
+      if (renamed === undefined) continue;
+      let unique = renamed;
+      for (let n = 2; Object.hasOwn(value, unique); n++) unique = `${renamed} (${n})`;
+      Object.defineProperty(value, unique, { value: value[name], enumerable: true, writable: true, configurable: true });
+      delete value[name];
+    }
+    // A number (or bigint) shown as the marker is a string now.
+    if (this.withheld !== before && (value.type === 'number' || value.type === 'bigint')) {
+      const shown = [value.value, value.description, value.unserializableValue].find((v): v is string => typeof v === 'string' && v.includes('[withheld by Loupe: '));
+      if (shown !== undefined) {
+        const marker = this.facts.find((fact) => shown.includes(fact.marker))?.marker ?? this.facts[0]!.marker;
+        value.type = 'string';
+        delete value.unserializableValue;
+        value.value = marker;
+        if ('description' in value) value.description = marker;
+      }
+    }
+    return value;
+  }
+}

@@ -8,6 +8,7 @@ import { Redactor } from '../policy/redact';
 import { closeCodes, closeMessages, type EndReason } from '../../common/session';
 import { safeText, truncate } from '../gate/cdpGate';
 import { TargetScreen } from '../gate/targetScreen';
+import { processFactsFrom, processFactsRead, WithheldFacts, type ProcessFactValues } from '../gate/processFacts';
 import { Breakpoints } from './breakpoints';
 import { ClientRelay } from './clientRelay';
 import type { SessionContext } from './context';
@@ -16,7 +17,7 @@ import { ClientHeartbeat } from './heartbeat';
 import { RecordLabels } from './labels';
 import { Pauses } from './pauses';
 import { SnapshotMode } from './snapshot';
-import { brokerCommandTimeoutMs, TargetChannel } from './targetChannel';
+import { brokerCommandTimeoutMs, TargetChannel, TargetCommandError } from './targetChannel';
 import { TargetRelay } from './targetRelay';
 
 export type { EndReason };
@@ -70,6 +71,8 @@ export class DebugSession {
   /** Client-bound messages in order; an entry waits until its record is durable. */
   private readonly outbox: { text: string | null; isEvent: boolean; ready: boolean }[] = [];
   private droppedEvents = 0;
+  /** The target's process facts, withheld from every message to the client; nothing is sent before they are known. */
+  private withheld: WithheldFacts | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private shortenedTo: number | undefined;
   private ending: Promise<void> | undefined;
@@ -127,6 +130,7 @@ export class DebugSession {
       rule: this.grant.rule,
       ...(this.grant.evaluation === 'v8' ? { evaluation: 'v8' } : {}),
     });
+    this.learnProcessFacts();
     client.on('message', (data, isBinary) => this.contain('client frame', data as Buffer, () => this.onClientFrame(data as Buffer, isBinary)));
     client.on('pong', () => this.heartbeat?.heard());
     client.on('close', () => void this.end('client_closed'));
@@ -149,6 +153,35 @@ export class DebugSession {
       },
     });
     return started;
+  }
+
+  /**
+   * Reads the target's process id, parent process id and inspector port once, as the session's first command (its
+   * answer is recorded by size only), so every message the client receives is checked for them (gate/processFacts.ts).
+   * The client's frames are handled meanwhile; what is bound for it waits. A target that does not answer ends the
+   * session; one that answers with an error or no process has no facts to withhold.
+   */
+  private learnProcessFacts(): void {
+    const why = "Loupe reads the target's process id, parent process id and inspector port once, to withhold them from everything the client receives";
+    this.channel
+      .command('Runtime.evaluate', { ...processFactsRead }, { quiet: true, why })
+      .then(
+        (result) => processFactsFrom(result),
+        (err: unknown): ProcessFactValues => {
+          if (err instanceof TargetCommandError && (err.kind === 'target_error' || err.kind === 'unreadable')) return {};
+          throw err;
+        },
+      )
+      .then(
+        (facts) => {
+          this.withheld = new WithheldFacts(facts);
+          this.drainOutbox();
+        },
+        (err: unknown) => {
+          const kind = err instanceof TargetCommandError ? err.kind : undefined;
+          void this.end(kind === 'not_recorded' ? 'audit_failure' : kind === 'gone' ? 'target_gone' : kind === 'timeout' ? 'target_unresponsive' : 'internal_error');
+        },
+      );
   }
 
   /** When the session ends: the grant's expiry, or earlier when a policy reload shortened it. */
@@ -273,6 +306,8 @@ export class DebugSession {
 
   private drainOutbox(): void {
     const client = this.options.client;
+    const withheld = this.withheld;
+    if (!withheld) return;
     while (this.outbox.length > 0 && this.outbox[0]!.ready) {
       const { text, isEvent } = this.outbox.shift()!;
       if (text === null || client.readyState !== client.OPEN) continue;
@@ -283,7 +318,7 @@ export class DebugSession {
         continue;
       }
       if (!isEvent) this.droppedEvents = 0;
-      client.send(text);
+      client.send(withheld.scrub(text));
     }
   }
 
