@@ -73,6 +73,7 @@ export class DebugSession {
   private droppedEvents = 0;
   /** The target's process facts, withheld from every message to the client; nothing is sent before they are known. */
   private withheld: WithheldFacts | undefined;
+  private learningFacts = false;
   private expiryTimer: NodeJS.Timeout | undefined;
   private shortenedTo: number | undefined;
   private ending: Promise<void> | undefined;
@@ -130,7 +131,6 @@ export class DebugSession {
       rule: this.grant.rule,
       ...(this.grant.evaluation === 'v8' ? { evaluation: 'v8' } : {}),
     });
-    this.learnProcessFacts();
     client.on('message', (data, isBinary) => this.contain('client frame', data as Buffer, () => this.onClientFrame(data as Buffer, isBinary)));
     client.on('pong', () => this.heartbeat?.heard());
     client.on('close', () => void this.end('client_closed'));
@@ -156,15 +156,16 @@ export class DebugSession {
   }
 
   /**
-   * Reads the target's process id, parent process id and inspector port once, as the session's first command (its
-   * answer is recorded by size only), so every message the client receives is checked for them (gate/processFacts.ts).
-   * The client's frames are handled meanwhile; what is bound for it waits. A target that does not answer ends the
-   * session; one that answers with an error or no process has no facts to withhold.
+   * Reads the target's process id, parent process id and inspector port once, at the client's first frame and ahead
+   * of it (its answer is recorded by size only), so every message the client receives is checked for them
+   * (gate/processFacts.ts); nothing reaches the client before. Not earlier: a target busy when the client attaches is
+   * given the time it would have had. One that does not answer ends the session like any request it leaves
+   * unanswered; one that answers with an error or no process has no facts to withhold.
    */
   private learnProcessFacts(): void {
     const why = "Loupe reads the target's process id, parent process id and inspector port once, to withhold them from everything the client receives";
     this.channel
-      .command('Runtime.evaluate', { ...processFactsRead }, { quiet: true, why })
+      .command('Runtime.evaluate', { ...processFactsRead }, { quiet: true, why, timeoutMs: this.options.limits.targetResponseSeconds * 1000 })
       .then(
         (result) => processFactsFrom(result),
         (err: unknown): ProcessFactValues => {
@@ -260,6 +261,10 @@ export class DebugSession {
 
   private onClientFrame(data: Buffer, isBinary: boolean): void {
     this.heartbeat?.heard();
+    if (!this.learningFacts) {
+      this.learningFacts = true;
+      this.learnProcessFacts();
+    }
     this.fromClient.onFrame(data, isBinary);
   }
 
