@@ -109,8 +109,8 @@ export function withholdProcessFacts(method: string, payload: Record<string, unk
  *   grouped by thousands (or the Indian way) with any locale's separator (`4,321`, `4 321`, `43,21,987`), with a point
  *   after the first digit (`4.321e+3`), and in any script's digits (`toLocaleString('ar-EG')`);
  * - its hexadecimal spelling as a word of its own, any case, with or without `0x` and leading zeros (as a substring
- *   it would hit hashes and ids too often); one of letters alone only with `0x`, since it is also a word (`0xadd`,
- *   not every "add"). Other radixes (2, 8, 36) are no more obvious than `pid * 2`, and each would cost another pass
+ *   it would hit hashes and ids too often); one of letters alone only after `0x` or zeros, since it is also a word
+ *   (`0xadd`, `0add`, not every "add"). Other radixes (2, 8, 36) are no more obvious than `pid * 2`, and each would cost another pass
  *   over every message;
  * - a number whose decimal form shows it (`4321`, `4321.5`, `14321`), where a value is (a RemoteObject's or a
  *   preview's value, anything returned by value), and an object key or property name that shows it.
@@ -154,7 +154,7 @@ const smallestFact = 1000;
 /** A grouping separator of any locale (toLocaleString), or a point: a space of any width, `,`, `.`, `'`, `’`, `٬`, `٫`. */
 const groupSeparator = "[,.'_\\s\\u066b\\u066c\\u2019]";
 
-/** The decimal spellings of a value, as pattern sources: plain, grouped by thousands, grouped the Indian way, exponent. */
+/** The decimal spellings of a value, as pattern sources: plain, grouped by thousands, grouped the Indian way, exponents. */
 function decimalSpellings(value: number): string[] {
   const digits = String(value);
   const grouped = (size: (index: number) => number) => {
@@ -163,7 +163,9 @@ function decimalSpellings(value: number): string[] {
     // The last separator is what makes it grouped; the others may be left out (`4194,304` is found like `4,194,304`).
     return `${groups.slice(0, -1).join(`${groupSeparator}?`)}${groupSeparator}${groups.at(-1)}`;
   };
-  return [...new Set([digits, grouped(() => 3), grouped((index) => (index === 0 ? 3 : 2)), `${digits[0]}\\.${digits.slice(1)}`])];
+  // toExponential drops trailing zeros (`3.19e+4`): then its own spelling too.
+  const exponent = digits.endsWith('0') ? [value.toExponential().replace(/[.+]/g, '\\$&')] : [];
+  return [...new Set([digits, grouped(() => 3), grouped((index) => (index === 0 ? 3 : 2)), `${digits[0]}\\.${digits.slice(1)}`, ...exponent])];
 }
 /** Fields that are protocol identifiers or the app's source text, not values (outside a value returned by value). */
 const notValues = new Set(['objectId', 'scriptId', 'callFrameId', 'breakpointId', 'hitBreakpoints', 'hash', 'url', 'sourceMapURL', 'uniqueId', 'debuggerId', 'scriptSource', 'lineContent', 'method']);
@@ -226,8 +228,8 @@ export class WithheldFacts {
       if (value === undefined || value < smallestFact) continue;
       const decimal = decimalSpellings(value);
       const hex = value.toString(16);
-      // Letters alone (`add`) only with the prefix: they are a word too.
-      const hexWord = `(?<![0-9a-z])(?:0x${/[0-9]/.test(hex) ? '|' : ''})0*${hex}(?![0-9a-z])`;
+      // Letters alone (`add`) only after `0x` or zeros: they are a word too.
+      const hexWord = /[0-9]/.test(hex) ? `(?<![0-9a-z])(?:0x)?0*${hex}(?![0-9a-z])` : `(?<![0-9a-z])(?:0x0*|0+)${hex}(?![0-9a-z])`;
       this.facts.push({ field, marker: scrubbedMarker(field), pattern: new RegExp([...decimal, hexWord].join('|'), 'gi') });
       spellings.push(...decimal, hex);
     }
