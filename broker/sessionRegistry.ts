@@ -161,6 +161,7 @@ export class SessionRegistry {
         target,
         client,
         targetSocket: link.socket,
+        targetUrl: url,
         audit: stream,
         auditAccepting: () => audit.accepting,
         limits: this.options.config().limits,

@@ -43,9 +43,19 @@ export interface DebugSessionOptions {
   /** The clock (ms since the epoch) of expiry, rate limits, throttles, the pause budget and the heartbeat. */
   readonly clock: () => number;
   readonly onEnded: (session: DebugSession) => void;
+  /** The target's inspector WebSocket URL (its id is the process's own): the process facts are read once per URL. */
+  readonly targetUrl?: string;
   /** Told of a fault that ends this session (the broker logs it). */
   readonly onFault?: (session: DebugSession, fault: SessionFault, err: unknown) => void;
 }
+
+/**
+ * The process facts of each target process, by its inspector URL, read by the first session that needed them: each
+ * read is an evaluation that every Debugger-enabled session of that target hears of (Debugger.scriptParsed), so 100
+ * sessions opened at once would each hear of 100 reads. A failed read is forgotten (the next session reads again).
+ */
+const processFactsByTarget = new Map<string, Promise<ProcessFactValues>>();
+const rememberedTargets = 1024;
 
 /** Bytes of frames held for one write to the client before they are let go early (well under limits.clientBufferBytes). */
 const clientBatchBytes = 64 << 10;
@@ -156,33 +166,46 @@ export class DebugSession {
   }
 
   /**
-   * Reads the target's process id, parent process id and inspector port once, at the client's first frame and ahead
-   * of it (its answer is recorded by size only), so every message the client receives is checked for them
-   * (gate/processFacts.ts); nothing reaches the client before. Not earlier: a target busy when the client attaches is
-   * given the time it would have had. One that does not answer ends the session like any request it leaves
-   * unanswered; one that answers with an error or no process has no facts to withhold.
+   * Learns the target's process id, parent process id and inspector port, read once per target process (at the first
+   * session's client's first frame, ahead of it; the answer is recorded by size only), so every message the client
+   * receives is checked for them (gate/processFacts.ts); nothing reaches the client before. Not earlier: a target busy
+   * when the client attaches is given the time it would have had. One that does not answer ends the session like any
+   * request it leaves unanswered; one that answers with an error or no process has no facts to withhold.
    */
   private learnProcessFacts(): void {
+    const key = this.options.targetUrl;
+    const known = key !== undefined ? processFactsByTarget.get(key) : undefined;
+    // Another session's read that failed (its session ended meanwhile, say) is no answer for this one: it reads itself.
+    (known ? known.catch(() => this.readProcessFacts(undefined)) : this.readProcessFacts(key)).then(
+      (facts) => {
+        this.withheld = new WithheldFacts(facts);
+        this.drainOutbox();
+      },
+      (err: unknown) => {
+        const kind = err instanceof TargetCommandError ? err.kind : undefined;
+        void this.end(kind === 'not_recorded' ? 'audit_failure' : kind === 'gone' ? 'target_gone' : kind === 'timeout' ? 'target_unresponsive' : 'internal_error');
+      },
+    );
+  }
+
+  /** The read itself, through this session's channel (recorded in its chain); remembered under `key` while it holds. */
+  private readProcessFacts(key: string | undefined): Promise<ProcessFactValues> {
     const why = "Loupe reads the target's process id, parent process id and inspector port once, to withhold them from everything the client receives";
-    this.channel
-      .command('Runtime.evaluate', { ...processFactsRead }, { quiet: true, why, timeoutMs: this.options.limits.targetResponseSeconds * 1000 })
-      .then(
-        (result) => processFactsFrom(result),
-        (err: unknown): ProcessFactValues => {
-          if (err instanceof TargetCommandError && (err.kind === 'target_error' || err.kind === 'unreadable')) return {};
-          throw err;
-        },
-      )
-      .then(
-        (facts) => {
-          this.withheld = new WithheldFacts(facts);
-          this.drainOutbox();
-        },
-        (err: unknown) => {
-          const kind = err instanceof TargetCommandError ? err.kind : undefined;
-          void this.end(kind === 'not_recorded' ? 'audit_failure' : kind === 'gone' ? 'target_gone' : kind === 'timeout' ? 'target_unresponsive' : 'internal_error');
-        },
-      );
+    const read = this.channel.command('Runtime.evaluate', { ...processFactsRead }, { quiet: true, why, timeoutMs: this.options.limits.targetResponseSeconds * 1000 }).then(
+      (result) => processFactsFrom(result),
+      (err: unknown): ProcessFactValues => {
+        if (err instanceof TargetCommandError && (err.kind === 'target_error' || err.kind === 'unreadable')) return {};
+        throw err;
+      },
+    );
+    if (key !== undefined) {
+      if (processFactsByTarget.size >= rememberedTargets) processFactsByTarget.delete(processFactsByTarget.keys().next().value!);
+      processFactsByTarget.set(key, read);
+      read.catch(() => {
+        if (processFactsByTarget.get(key) === read) processFactsByTarget.delete(key);
+      });
+    }
+    return read;
   }
 
   /** When the session ends: the grant's expiry, or earlier when a policy reload shortened it. */
