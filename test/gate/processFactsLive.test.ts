@@ -223,7 +223,8 @@ describe('process facts withheld by value, on every route', () => {
     await client.call('Debugger.stepOver');
     const atReturn = await client.waitEvent('Debugger.paused');
     const returned = atReturn.params.callFrames[0].returnValue;
-    if (returned) assert.ok(String(returned.value).startsWith(marker), JSON.stringify(returned));
+    assert.ok(returned, `a pause at the return shows its value: ${JSON.stringify(atReturn.params.callFrames[0]).slice(0, 300)}`);
+    assert.ok(String(returned.value).startsWith(marker), JSON.stringify(returned));
     await client.call('Debugger.removeBreakpoint', { breakpointId: paused.params.hitBreakpoints[0] });
     await client.call('Debugger.resume');
     // The app logs its own pid, ppid and port: the console event shows the marker in their place.
@@ -236,6 +237,19 @@ describe('process facts withheld by value, on every route', () => {
     assert.ok(read, 'the read of the facts is recorded');
     const answer = broker.records.find((e: any) => e.type === 'broker.response' && e.stream === read!.stream && e.data.targetId === (read as any).data.targetId) as any;
     assert.deepEqual(Object.keys(answer.data.result), ['bytes']);
+  });
+
+  it('snapshot captures: the locals that hold them show the marker', async () => {
+    const { client } = await broker.attach({ mode: 'snapshot' });
+    const frames = tap(client);
+    await client.call('Debugger.enable');
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'pid-app\\.js$' });
+    // Under load a capture may run out of its time budget before it reads the locals: the next one is taken.
+    const capture = await client.waitEvent('Loupe.snapshotCaptured', (e) => JSON.stringify(e.params.frames?.[0] ?? {}).includes('"mine"'), 30_000);
+    assert.ok(JSON.stringify(capture).includes(marker), JSON.stringify(capture).slice(0, 2000));
+    await client.call('Debugger.removeBreakpoint', { breakpointId });
+    assertNone(frames, 'the whole session');
+    await client.close();
   });
 
   it('Loupe expressions (the default grant): the same copies are withheld', async () => {
