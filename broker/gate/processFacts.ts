@@ -250,8 +250,8 @@ export class WithheldFacts {
     return this.spellings !== undefined;
   }
 
-  /** A client-bound message (JSON text), with every value that shows a fact replaced by the marker. */
-  scrub(text: string): string {
+  /** A client-bound message (JSON text), with every value that shows a fact replaced by the marker; null: not to be sent. */
+  scrub(text: string): string | null {
     if (!this.mayShow(text)) return text;
     let message: unknown;
     try {
@@ -261,8 +261,14 @@ export class WithheldFacts {
       return this.scrubString(text) ?? text;
     }
     const before = this.withheld;
-    const out = this.node(message, undefined, false);
-    return this.withheld === before ? text : JSON.stringify(out);
+    try {
+      const out = this.node(message, undefined, false);
+      return this.withheld === before ? text : JSON.stringify(out);
+    } catch {
+      // Fail closed: a message that could not be checked is not sent; a request still gets its answer, as an error.
+      const id = isRecord(message) && typeof message.id === 'number' ? message.id : undefined;
+      return id === undefined ? null : JSON.stringify({ id, error: { code: -32000, message: "not answered: Loupe could not check the answer for the target's process facts" } });
+    }
   }
 
   /** The string with the facts it shows replaced, or undefined if it shows none. */

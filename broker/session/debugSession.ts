@@ -346,7 +346,8 @@ export class DebugSession {
         continue;
       }
       if (!isEvent) this.droppedEvents = 0;
-      client.send(withheld.scrub(text));
+      const checked = withheld.scrub(text);
+      if (checked !== null) client.send(checked);
     }
   }
 
