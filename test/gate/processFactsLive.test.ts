@@ -95,6 +95,9 @@ describe('process facts withheld by value, on every route', () => {
     const { client } = await broker.attach({ evaluation: 'v8' } as never);
     const frames = tap(client);
     await client.call('Runtime.enable');
+    // Node names its context after its pid (`/usr/bin/node[4321]`): shown to every client that enables Runtime.
+    const context = await client.waitEvent('Runtime.executionContextCreated');
+    assert.match(context.params.context.name, /\[\[withheld by Loupe: the target's process id, which a debugger could act on outside Loupe\]\]$/);
     await client.call('Debugger.enable');
     await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'pid-app\\.js$' });
     const paused = await client.waitEvent('Debugger.paused');
