@@ -3,7 +3,8 @@
  * (js-debug read `process.pid` and, on stopDebugging, sent SIGKILL to that pid on the developer's own machine), its
  * parent's, and the inspector port. Loupe expressions are refused them (eval/remote.ts); answers and events that
  * show the process object (property lists, previews) carry a withheld marker in their place; V8 evaluations (a
- * grant's privilege) are refused expressions that name them (gate/evaluationCheck.ts).
+ * grant's privilege) are refused expressions that name them (gate/evaluationCheck.ts). Those are the names; their
+ * values are withheld from every message a client receives, whatever route brought them (WithheldFacts, below).
  */
 /** Fields of `process` that are withheld, and what each is. */
 export const withheldProcessFields: Readonly<Record<string, string>> = Object.freeze({
@@ -97,10 +98,11 @@ export function withholdProcessFacts(method: string, payload: Record<string, unk
 }
 
 /**
- * The facts themselves, read once at the client's first frame (processFactsRead), so that a copy of them is withheld wherever it
- * shows: a V8 evaluation can compute one without naming it (`Object.values(process)`, `[process.pid]`, `` `${...}` ``),
- * and an app keeps copies (a logger's bindings, a worker's parent id). Every message bound for the client is checked
- * against them once, as text (scrub); a message that shows one is rewritten with the marker in its place.
+ * The facts themselves, read once per target process before its first client sees anything (processFactsRead), so
+ * that a copy of them is withheld wherever it shows: a V8 evaluation can compute one without naming it
+ * (`Object.values(process)`, `[process.pid]`, `` `${...}` ``), an app keeps copies (a logger's bindings, a worker's
+ * parent id), and Node names its context after its pid (`/usr/bin/node[4321]`). Every message bound for the client is
+ * checked against them once, as text (scrub); a message that shows one is rewritten with the marker in its place.
  *
  * What counts as showing a fact (a number of 4 digits or more, as for learned values in policy/redact.ts: a shorter
  * one would be withheld from every line number and count that contains it; a container's pid 1 or 7 is no fact
@@ -110,8 +112,8 @@ export function withholdProcessFacts(method: string, payload: Record<string, unk
  *   after the first digit (`4.321e+3`), and in any script's digits (`toLocaleString('ar-EG')`);
  * - its hexadecimal spelling as a word of its own, any case, with or without `0x` and leading zeros (as a substring
  *   it would hit hashes and ids too often); one of letters alone only after `0x` or zeros, since it is also a word
- *   (`0xadd`, `0add`, not every "add"). Other radixes (2, 8, 36) are no more obvious than `pid * 2`, and each would cost another pass
- *   over every message;
+ *   (`0xadd`, `0add`, not every "add"). Other radixes (2, 8, 36) are no more obvious than `pid * 2`, and each would
+ *   cost another pass over every message;
  * - a number whose decimal form shows it (`4321`, `4321.5`, `14321`), where a value is (a RemoteObject's or a
  *   preview's value, anything returned by value), and an object key or property name that shows it.
  * Fields that are protocol identifiers (object, script and frame ids, hashes, urls) or the app's source text are

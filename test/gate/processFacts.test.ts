@@ -26,7 +26,8 @@ describe('withheld process facts in client-bound messages', () => {
   });
 
   it('withholds facts inside strings, keys, names, previews and values returned by value', () => {
-    const text = check(facts, 
+    const text = check(
+      facts,
       JSON.stringify({
         id: 4,
         result: {
@@ -51,7 +52,15 @@ describe('withheld process facts in client-bound messages', () => {
     const paused = JSON.stringify({
       method: 'Debugger.paused',
       params: {
-        callFrames: [{ callFrameId: '48213.1.9229', functionName: 'work', location: { scriptId: '48213', lineNumber: 48213, columnNumber: 9229 }, url: 'file:///srv/48213/app.js', this: { type: 'object', objectId: '-48213.1.1' } }],
+        callFrames: [
+          {
+            callFrameId: '48213.1.9229',
+            functionName: 'work',
+            location: { scriptId: '48213', lineNumber: 48213, columnNumber: 9229 },
+            url: 'file:///srv/48213/app.js',
+            this: { type: 'object', objectId: '-48213.1.1' },
+          },
+        ],
         hitBreakpoints: ['1:48213:0:file:///srv/48213/app.js'],
       },
     });
@@ -62,7 +71,7 @@ describe('withheld process facts in client-bound messages', () => {
     assert.equal(check(facts, plain), plain);
   });
 
-  it('a pid under 1000 (a container\'s 1 or 7) is not looked for: it would be withheld from every count and line', () => {
+  it("a pid under 1000 (a container's 1 or 7) is not looked for: it would be withheld from every count and line", () => {
     const small = new WithheldFacts({ pid: 7, ppid: 1 });
     const text = answer({ type: 'number', value: 7, description: '7' });
     assert.equal(check(small, text), text);
@@ -75,10 +84,13 @@ describe('withheld process facts in client-bound messages', () => {
     assert.equal(valueOf(check(lettered, answer({ type: 'string', value: '00000add' }))).value, pidMarker);
   });
 
-  it('another script\'s digits, also as V8 escapes them', () => {
+  it("another script's digits, also as V8 escapes them", () => {
     const arabic = (48213).toLocaleString('ar-EG');
     assert.equal(valueOf(check(facts, answer({ type: 'string', value: arabic }))).value, pidMarker);
-    const escaped = answer({ type: 'string', value: 'x' }).replace('"x"', JSON.stringify(arabic).replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+    const escaped = answer({ type: 'string', value: 'x' }).replace(
+      '"x"',
+      JSON.stringify(arabic).replace(/[^\x00-\x7f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`),
+    );
     assert.equal(valueOf(check(facts, escaped)).value, pidMarker);
   });
 
@@ -103,11 +115,20 @@ describe('withheld process facts in client-bound messages', () => {
         const one = new WithheldFacts({ pid });
         const text = `${before}${spell(pid)}${after}`;
         const message =
-          shape === 'string' ? answer({ type: 'string', value: text }) : shape === 'byValue' ? answer({ type: 'object', value: { list: [text, 1] } }) : answer({ type: 'object', value: { [text]: 1 } });
+          shape === 'string'
+            ? answer({ type: 'string', value: text })
+            : shape === 'byValue'
+              ? answer({ type: 'object', value: { list: [text, 1] } })
+              : answer({ type: 'object', value: { [text]: 1 } });
         const out = check(one, message);
         assert.ok(out.includes(pidMarker), `${message} → ${out}`);
         const digits = JSON.parse(out).result.result;
-        assert.ok(!JSON.stringify(digits).replace(/[^0-9a-f]/gi, '').includes(String(pid)), out);
+        assert.ok(
+          !JSON.stringify(digits)
+            .replace(/[^0-9a-f]/gi, '')
+            .includes(String(pid)),
+          out,
+        );
       }),
       { numRuns: 500 },
     );

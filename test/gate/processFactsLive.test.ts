@@ -22,7 +22,23 @@ function v8Policy(inspector: string): Record<string, any> {
 }
 
 /** Protocol identifiers and positions: V8 makes them up, nobody's expression does (a random id may contain any digits). */
-const identifiers = new Set(['id', 'objectId', 'scriptId', 'callFrameId', 'breakpointId', 'hitBreakpoints', 'hash', 'url', 'executionContextId', 'exceptionId', 'uniqueId', 'debuggerId', 'timestamp', 'lineNumber', 'columnNumber']);
+const identifiers = new Set([
+  'id',
+  'objectId',
+  'scriptId',
+  'callFrameId',
+  'breakpointId',
+  'hitBreakpoints',
+  'hash',
+  'url',
+  'executionContextId',
+  'exceptionId',
+  'uniqueId',
+  'debuggerId',
+  'timestamp',
+  'lineNumber',
+  'columnNumber',
+]);
 
 /** Digits of any script as ASCII digits. */
 const asciiDigits = (text: string) =>
