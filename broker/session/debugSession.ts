@@ -8,6 +8,7 @@ import { Redactor } from '../policy/redact';
 import { closeCodes, closeMessages, type EndReason } from '../../common/session';
 import { safeText, truncate } from '../gate/cdpGate';
 import { TargetScreen } from '../gate/targetScreen';
+import { processFactsFrom, processFactsRead, WithheldFacts, type ProcessFactValues } from '../gate/processFacts';
 import { Breakpoints } from './breakpoints';
 import { ClientRelay } from './clientRelay';
 import type { SessionContext } from './context';
@@ -16,7 +17,7 @@ import { ClientHeartbeat } from './heartbeat';
 import { RecordLabels } from './labels';
 import { Pauses } from './pauses';
 import { SnapshotMode } from './snapshot';
-import { brokerCommandTimeoutMs, TargetChannel } from './targetChannel';
+import { brokerCommandTimeoutMs, TargetChannel, TargetCommandError } from './targetChannel';
 import { TargetRelay } from './targetRelay';
 
 export type { EndReason };
@@ -42,9 +43,19 @@ export interface DebugSessionOptions {
   /** The clock (ms since the epoch) of expiry, rate limits, throttles, the pause budget and the heartbeat. */
   readonly clock: () => number;
   readonly onEnded: (session: DebugSession) => void;
+  /** The target's inspector WebSocket URL (its id is the process's own): the process facts are read once per URL. */
+  readonly targetUrl?: string;
   /** Told of a fault that ends this session (the broker logs it). */
   readonly onFault?: (session: DebugSession, fault: SessionFault, err: unknown) => void;
 }
+
+/**
+ * The process facts of each target process, by its inspector URL, read by the first session that needed them: each
+ * read is an evaluation that every Debugger-enabled session of that target hears of (Debugger.scriptParsed), so 100
+ * sessions opened at once would each hear of 100 reads. A failed read is forgotten (the next session reads again).
+ */
+const processFactsByTarget = new Map<string, Promise<ProcessFactValues>>();
+const rememberedTargets = 1024;
 
 /** Bytes of frames held for one write to the client before they are let go early (well under limits.clientBufferBytes). */
 const clientBatchBytes = 64 << 10;
@@ -70,6 +81,9 @@ export class DebugSession {
   /** Client-bound messages in order; an entry waits until its record is durable. */
   private readonly outbox: { text: string | null; isEvent: boolean; ready: boolean }[] = [];
   private droppedEvents = 0;
+  /** The target's process facts, withheld from every message to the client; nothing is sent before they are known. */
+  private withheld: WithheldFacts | undefined;
+  private learningFacts = false;
   private expiryTimer: NodeJS.Timeout | undefined;
   private shortenedTo: number | undefined;
   private ending: Promise<void> | undefined;
@@ -151,6 +165,49 @@ export class DebugSession {
     return started;
   }
 
+  /**
+   * Learns the target's process id, parent process id and inspector port, read once per target process (at the first
+   * session's client's first frame, ahead of it; the answer is recorded by size only), so every message the client
+   * receives is checked for them (gate/processFacts.ts); nothing reaches the client before. Not earlier: a target busy
+   * when the client attaches is given the time it would have had. One that does not answer ends the session like any
+   * request it leaves unanswered; one that answers with an error or no process has no facts to withhold.
+   */
+  private learnProcessFacts(): void {
+    const key = this.options.targetUrl;
+    const known = key !== undefined ? processFactsByTarget.get(key) : undefined;
+    // Another session's read that failed (its session ended meanwhile, say) is no answer for this one: it reads itself.
+    (known ? known.catch(() => this.readProcessFacts(undefined)) : this.readProcessFacts(key)).then(
+      (facts) => {
+        this.withheld = new WithheldFacts(facts);
+        this.drainOutbox();
+      },
+      (err: unknown) => {
+        const kind = err instanceof TargetCommandError ? err.kind : undefined;
+        void this.end(kind === 'not_recorded' ? 'audit_failure' : kind === 'gone' ? 'target_gone' : kind === 'timeout' ? 'target_unresponsive' : 'internal_error');
+      },
+    );
+  }
+
+  /** The read itself, through this session's channel (recorded in its chain); remembered under `key` while it holds. */
+  private readProcessFacts(key: string | undefined): Promise<ProcessFactValues> {
+    const why = "Loupe reads the target's process id, parent process id and inspector port once, to withhold them from everything the client receives";
+    const read = this.channel.command('Runtime.evaluate', { ...processFactsRead }, { quiet: true, why, timeoutMs: this.options.limits.targetResponseSeconds * 1000 }).then(
+      (result) => processFactsFrom(result),
+      (err: unknown): ProcessFactValues => {
+        if (err instanceof TargetCommandError && (err.kind === 'target_error' || err.kind === 'unreadable')) return {};
+        throw err;
+      },
+    );
+    if (key !== undefined) {
+      if (processFactsByTarget.size >= rememberedTargets) processFactsByTarget.delete(processFactsByTarget.keys().next().value!);
+      processFactsByTarget.set(key, read);
+      read.catch(() => {
+        if (processFactsByTarget.get(key) === read) processFactsByTarget.delete(key);
+      });
+    }
+    return read;
+  }
+
   /** When the session ends: the grant's expiry, or earlier when a policy reload shortened it. */
   private expiresAtMs(): number {
     return Math.min(this.grant.expiresAt * 1000, this.shortenedTo ?? Infinity);
@@ -227,6 +284,10 @@ export class DebugSession {
 
   private onClientFrame(data: Buffer, isBinary: boolean): void {
     this.heartbeat?.heard();
+    if (!this.learningFacts) {
+      this.learningFacts = true;
+      this.learnProcessFacts();
+    }
     this.fromClient.onFrame(data, isBinary);
   }
 
@@ -273,6 +334,8 @@ export class DebugSession {
 
   private drainOutbox(): void {
     const client = this.options.client;
+    const withheld = this.withheld;
+    if (!withheld) return;
     let answered = false;
     while (this.outbox.length > 0 && this.outbox[0]!.ready) {
       const { text, isEvent } = this.outbox.shift()!;
@@ -284,7 +347,9 @@ export class DebugSession {
         continue;
       }
       if (!isEvent) this.droppedEvents = 0;
-      client.send(text);
+      const checked = withheld.scrub(text);
+      if (checked === null) continue;
+      client.send(checked);
       answered ||= !isEvent;
     }
     // An answer leaves now, with the events batched before it: what the broker does next in this tick (the answer's

@@ -1,0 +1,317 @@
+// The target's process id, parent process id and inspector port never reach a client, by value: a real target that
+// keeps copies of them under names Loupe does not know, a real broker, and a client that tries to make them show in
+// every answer and event it can get (V8 evaluation under a v8 grant, property lists, previews, console events,
+// exceptions, pauses, encodings), then the same under a default grant (Loupe expressions). The broker learns the
+// facts once at session start and checks every message for them (broker/gate/processFacts.ts).
+import { strict as assert } from 'node:assert';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import type { CdpClient } from '../support/cdpClient';
+import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
+import { alertRulesOff, basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { waitFor } from '../support/wait';
+
+const appFile = join(fixtures, 'pid-app.js');
+const appLine = markerLine(appFile, 'work');
+const marker = '[withheld by Loupe: ';
+
+function v8Policy(inspector: string): Record<string, any> {
+  const base = basePolicy(inspector, { alerting: { rules: alertRulesOff } });
+  return { ...base, targets: { ...base.targets, app: { ...base.targets.app, access: [{ role: 'dev', modes: ['pause', 'snapshot'], evaluation: ['loupe', 'v8'], maxDuration: '10m' }] } } };
+}
+
+/** Protocol identifiers and positions: V8 makes them up, nobody's expression does (a random id may contain any digits). */
+const identifiers = new Set([
+  'id',
+  'objectId',
+  'scriptId',
+  'callFrameId',
+  'breakpointId',
+  'hitBreakpoints',
+  'hash',
+  'url',
+  'executionContextId',
+  'exceptionId',
+  'uniqueId',
+  'debuggerId',
+  'timestamp',
+  'lineNumber',
+  'columnNumber',
+]);
+
+/** Digits of any script as ASCII digits. */
+const asciiDigits = (text: string) =>
+  text.replace(/(?![0-9])\p{Nd}/gu, (digit) => {
+    const code = digit.codePointAt(0)!;
+    let zero = code;
+    while (/\p{Nd}/u.test(String.fromCodePoint(zero - 1))) zero--;
+    return String((code - zero) % 10);
+  });
+
+/** Where a client message shows one of `facts`: its decimal digits (grouped or split any way), or its hex word. */
+function shows(frame: string, facts: Record<string, number>): string[] {
+  const found: string[] = [];
+  const spellings = Object.entries(facts).map(([name, value]) => ({
+    name,
+    decimal: new RegExp(String(value).split('').join("[,.'_\\s\\u066b\\u066c\\u2019]?")),
+    hex: value.toString(16),
+  }));
+  const check = (text: string, where: string) => {
+    const plain = asciiDigits(text).toLowerCase();
+    for (const { name, decimal, hex } of spellings) {
+      if (decimal.test(plain)) found.push(`${name} (decimal) at ${where}: ${text.slice(0, 120)}`);
+      if (new RegExp(`(?<![0-9a-z])(?:0x${/[0-9]/.test(hex) ? '|' : ''})0*${hex}(?![0-9a-z])`).test(plain)) found.push(`${name} (hex ${hex}) at ${where}: ${text.slice(0, 120)}`);
+    }
+  };
+  const walk = (node: unknown, path: string, byValue: boolean) => {
+    if (typeof node === 'string') {
+      if (byValue || !identifiers.has(path.split('.').at(-1)!)) check(node, path);
+    } else if (typeof node === 'number') {
+      if (byValue || path.endsWith('.value')) check(String(node), path);
+    } else if (Array.isArray(node)) node.forEach((item, i) => walk(item, `${path}`, byValue));
+    else if (node && typeof node === 'object')
+      for (const [key, value] of Object.entries(node)) {
+        check(key, `${path} (key)`);
+        walk(value, `${path}.${key}`, byValue || (key === 'value' && typeof value === 'object' && value !== null));
+      }
+  };
+  walk(JSON.parse(frame), '', false);
+  return found;
+}
+
+/** Every frame a client receives, as sent. */
+function tap(client: CdpClient): string[] {
+  const frames: string[] = [];
+  client.socket.on('message', (data) => frames.push(data.toString()));
+  return frames;
+}
+
+describe('process facts withheld by value, on every route', () => {
+  let target: TargetProcess;
+  let broker: TestBroker;
+  let facts: Record<string, number>;
+  before(async () => {
+    target = await startTarget(appFile, { TICK_MS: '50' });
+    // Read from outside: the target is this process's child, and the broker reaches its inspector on its own port.
+    facts = { pid: target.proc.pid!, ppid: process.pid, debugPort: Number(new URL(target.wsUrl).port) };
+    broker = await startTestBroker(v8Policy(target.inspector));
+  });
+  after(async () => {
+    await broker.close();
+    await target.stop();
+  });
+
+  const assertNone = (frames: string[], what: string) => {
+    const leaks = frames.flatMap((frame) => shows(frame, facts));
+    assert.deepEqual(leaks, [], `${what}: the client saw a process fact`);
+  };
+
+  it('V8 evaluation (a v8 grant): 30+ routes, property lists, previews, pauses, console, exceptions, encodings', async () => {
+    const { client } = await broker.attach({ evaluation: 'v8' } as never);
+    const frames = tap(client);
+    await client.call('Runtime.enable');
+    // Node names its context after its pid (`/usr/bin/node[4321]`): shown to every client that enables Runtime.
+    const context = await client.waitEvent('Runtime.executionContextCreated');
+    assert.match(context.params.context.name, /\[\[withheld by Loupe: the target's process id, which a debugger could act on outside Loupe\]\]$/);
+    await client.call('Debugger.enable');
+    await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'pid-app\\.js$' });
+    const paused = await client.waitEvent('Debugger.paused');
+    const callFrameId = paused.params.callFrames[0].callFrameId;
+    const inFrame = (expression: string, extra: Record<string, unknown> = {}) => client.call('Debugger.evaluateOnCallFrame', { callFrameId, expression, ...extra });
+    const global = (expression: string, extra: Record<string, unknown> = {}) => client.call('Runtime.evaluate', { expression, ...extra });
+
+    const routes: [string, () => Promise<any>][] = [
+      ['Object.values(process) by value', () => global('Object.values(process).filter(v => typeof v === "number")', { returnByValue: true })],
+      ['Object.values(process) previewed', () => global('Object.values(process)', { generatePreview: true })],
+      ['Object.entries(process).find', () => global("Object.entries(process).find(([k]) => k === 'p' + 'id')", { returnByValue: true })],
+      ['Object.entries(process) to hex', () => global("Object.entries(process).find(([k]) => k === 'p' + 'id')[1].toString(16)")],
+      ['JSON.stringify of the values', () => global('JSON.stringify(Object.values(process).filter(v => typeof v === "number"))')],
+      ['a descriptor of process', () => global("Object.getOwnPropertyDescriptor(process, 'p' + 'id')", { returnByValue: true })],
+      ['a local', () => inFrame('mine')],
+      ['a local, previewed', () => inFrame('mine', { generatePreview: true })],
+      ['String(local)', () => inFrame('String(mine)')],
+      ['local + 0', () => inFrame('mine + 0')],
+      ['local + 0.5', () => inFrame('mine + 0.5')],
+      ['[local]', () => inFrame('[mine]', { generatePreview: true })],
+      ['[local] by value', () => inFrame('[mine]', { returnByValue: true })],
+      ['{[local]: 1} by value (a key)', () => inFrame('({[mine]: 1})', { returnByValue: true })],
+      ['{[local]: 1} previewed (a key)', () => inFrame('({[mine]: 1})', { generatePreview: true })],
+      ['template literal', () => inFrame('`${facts.port}`')],
+      ['ppid to hex', () => inFrame('facts.parent.toString(16)')],
+      ['ppid to hex, padded', () => inFrame("facts.parent.toString(16).padStart(8, '0')")],
+      ['ppid grouped the Indian way', () => inFrame('facts.parent.toLocaleString("en-IN")')],
+      ['ppid with a fixed point', () => inFrame('(facts.parent / 1000).toFixed(3)')],
+      ['debugPort to 0x hex', () => inFrame("'0x' + facts.port.toString(16).toUpperCase()")],
+      ['toLocaleString', () => inFrame('mine.toLocaleString("en-US")')],
+      ['toLocaleString de-CH', () => inFrame('mine.toLocaleString("de-CH")')],
+      ['toLocaleString ar-EG', () => inFrame('mine.toLocaleString("ar-EG")')],
+      ['fullwidth digits', () => inFrame('mine.toLocaleString("en-u-nu-fullwide")')],
+      ['BigInt', () => inFrame('BigInt(mine)')],
+      ['padded', () => inFrame("'x' + String(mine).padStart(12, '0') + 'y'")],
+      ['exponent', () => inFrame('mine.toExponential()')],
+      ['the app text', () => inFrame('line')],
+      ['the app bindings, parsed by value', () => inFrame('JSON.parse(bindings)', { returnByValue: true })],
+      ['the app object, previewed', () => inFrame('facts', { generatePreview: true })],
+      ['the app object, by value', () => inFrame('facts', { returnByValue: true })],
+      ['a Map of it, previewed', () => inFrame('new Map([[mine, facts.parent]])', { generatePreview: true })],
+      ['a Set of it, previewed', () => inFrame('new Set([facts.port])', { generatePreview: true })],
+      ['new Error(local)', () => inFrame('new Error(mine)', { generatePreview: true })],
+      ['new Error with text', () => inFrame("new Error('pid ' + mine)")],
+      ['thrown: JSON.parse of the text', () => inFrame('JSON.parse(line)')],
+      ['thrown: BigInt of the text', () => inFrame('BigInt(line)')],
+      ['thrown: a number', () => inFrame('(() => { throw mine })()')],
+      ['thrown: reading a key on null', () => inFrame('null[mine]')],
+      ['process itself, previewed', () => global('process', { generatePreview: true })],
+      ['process by value', () => global('process', { returnByValue: true })],
+    ];
+    let answered = 0;
+    let withheld = 0;
+    const objectIds: string[] = [];
+    for (const [name, route] of routes) {
+      const before = frames.length;
+      const answer = await route();
+      assertNone(frames.slice(before), name);
+      const text = JSON.stringify(answer);
+      if (!/Refused by Loupe/.test(text)) answered++;
+      if (text.includes(marker)) withheld++;
+      if (typeof answer?.result?.objectId === 'string') objectIds.push(answer.result.objectId);
+    }
+    // Most routes reached V8 and were answered, with the facts withheld from the answer (not refused before).
+    assert.ok(answered >= 30, `${answered} of ${routes.length} routes answered by V8`);
+    assert.ok(withheld >= 25, `${withheld} answers carried the marker`);
+
+    // Property lists (with previews) of every object those routes returned, and of the paused frame's scopes.
+    for (const scope of paused.params.callFrames[0].scopeChain) if (scope.object?.objectId) objectIds.push(scope.object.objectId);
+    for (const objectId of objectIds) {
+      const before = frames.length;
+      await client.send('Runtime.getProperties', { objectId, ownProperties: true, generatePreview: true });
+      await client.send('Runtime.getProperties', { objectId, ownProperties: false, accessorPropertiesOnly: false, generatePreview: true });
+      assertNone(frames.slice(before), `getProperties of ${objectId}`);
+    }
+    const local = await client.call('Runtime.getProperties', { objectId: paused.params.callFrames[0].scopeChain[0].object.objectId, ownProperties: true, generatePreview: true });
+    const mine = local.result.find((p: any) => p.name === 'mine');
+    assert.equal(mine.value.type, 'string');
+    assert.match(mine.value.value, /^\[withheld by Loupe: the target's process id, which a debugger could act on outside Loupe\]$/);
+
+    // An encoding of any fact, in any surrounding text: a property over the spellings V8 gives.
+    const encoding = fc.record({
+      fact: fc.constantFrom('mine', 'facts.parent', 'facts.port'),
+      spell: fc.constantFrom(
+        'String(F)',
+        'F.toString(16)',
+        'F.toString(16).toUpperCase()',
+        "'0x' + F.toString(16)",
+        "F.toString(16).padStart(8, '0')",
+        'F.toLocaleString("en-US")',
+        'F.toLocaleString("fr-FR")',
+        'F.toLocaleString("de-DE")',
+        'F.toLocaleString("de-CH")',
+        'F.toLocaleString("en-IN")',
+        'F.toLocaleString("ar-EG")',
+        'F.toFixed(2)',
+        'F.toLocaleString("hi-IN-u-nu-deva")',
+        'F.toLocaleString("th-u-nu-thai")',
+        'F.toLocaleString("en-u-nu-mathbold")',
+        '(-F).toString()',
+        '(F / 1000).toFixed(3)',
+        'F.toExponential()',
+      ),
+      before: fc.string({ maxLength: 6 }).map((s) => s.replace(/[0-9a-zA-Z\\'\n\r\u2028\u2029]/g, ' ')),
+      after: fc.string({ maxLength: 6 }).map((s) => s.replace(/[0-9a-zA-Z\\'\n\r\u2028\u2029]/g, ' ')),
+      byValue: fc.boolean(),
+    });
+    let runs = 0;
+    await fc.assert(
+      fc.asyncProperty(encoding, async ({ fact, spell, before, after, byValue }) => {
+        const expression = `'${before}' + (${spell.replaceAll('F', fact)}) + '${after}'`;
+        const start = frames.length;
+        const answer = await inFrame(byValue ? `[${expression}]` : expression, byValue ? { returnByValue: true } : {});
+        runs++;
+        // V8's side-effect check refuses toUpperCase on some strings (ICU); every other spelling is answered.
+        if (!spell.includes('toUpperCase')) assert.ok(!JSON.stringify(answer).includes('Refused by Loupe'), `${expression} was refused: ${JSON.stringify(answer)}`);
+        assertNone(frames.slice(start), `${expression} → ${JSON.stringify(answer)}`);
+      }),
+      { numRuns: 60 },
+    );
+    assert.ok(runs >= 60);
+
+    // A pause that shows a return value: step to the function's end, where the frame returns `mine`.
+    await client.call('Debugger.stepOver');
+    await client.waitEvent('Debugger.paused');
+    await client.call('Debugger.stepOver');
+    const atReturn = await client.waitEvent('Debugger.paused');
+    const returned = atReturn.params.callFrames[0].returnValue;
+    assert.ok(returned, `a pause at the return shows its value: ${JSON.stringify(atReturn.params.callFrames[0]).slice(0, 300)}`);
+    assert.ok(String(returned.value).startsWith(marker), JSON.stringify(returned));
+    await client.call('Debugger.removeBreakpoint', { breakpointId: paused.params.hitBreakpoints[0] });
+    await client.call('Debugger.resume');
+    // The app logs its own pid, ppid and port: the console event shows the marker in their place.
+    const logged = await client.waitEvent('Runtime.consoleAPICalled', (e) => e.params.args[0]?.value === 'alive');
+    assert.ok(JSON.stringify(logged).includes(marker));
+    assertNone(frames, 'the whole session');
+    await client.close();
+    // The broker's read of the facts is on the record, its answer by size only.
+    const read = broker.records.find((e: any) => e.type === 'broker.request' && /process id, parent process id and inspector port/.test(e.data.why ?? ''));
+    assert.ok(read, 'the read of the facts is recorded');
+    const answer = broker.records.find((e: any) => e.type === 'broker.response' && e.stream === read!.stream && e.data.targetId === (read as any).data.targetId) as any;
+    assert.deepEqual(Object.keys(answer.data.result), ['bytes']);
+  });
+
+  it('snapshot captures: the locals that hold them show the marker', async () => {
+    const { client } = await broker.attach({ mode: 'snapshot' });
+    const frames = tap(client);
+    await client.call('Debugger.enable');
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'pid-app\\.js$' });
+    // Under load a capture may run out of its time budget before it reads the locals: the next one is taken.
+    const capture = await client.waitEvent('Loupe.snapshotCaptured', (e) => JSON.stringify(e.params.frames?.[0] ?? {}).includes('"mine"'), 30_000);
+    assert.ok(JSON.stringify(capture).includes(marker), JSON.stringify(capture).slice(0, 2000));
+    await client.call('Debugger.removeBreakpoint', { breakpointId });
+    assertNone(frames, 'the whole session');
+    await client.close();
+  });
+
+  it('Loupe expressions (the default grant): the same copies are withheld', async () => {
+    const { client } = await broker.attach();
+    const frames = tap(client);
+    await client.call('Runtime.enable');
+    await client.call('Debugger.enable');
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'pid-app\\.js$' });
+    const paused = await client.waitEvent('Debugger.paused');
+    const callFrameId = paused.params.callFrames[0].callFrameId;
+    let withheld = 0;
+    for (const expression of [
+      'mine',
+      'String(mine)',
+      '[mine]',
+      'facts',
+      'Object.values(facts)',
+      'Object.values(facts).join(",")',
+      'JSON.stringify(facts)',
+      'facts.parent.toString(16)',
+      '`${facts.port}`',
+      'line',
+      'bindings',
+      'JSON.parse(bindings)',
+      'Object.values(process)',
+      'Object.entries(process)',
+      'JSON.stringify(process)',
+    ]) {
+      for (const extra of [{}, { returnByValue: true }, { generatePreview: true }]) {
+        const start = frames.length;
+        const answer = await client.call('Debugger.evaluateOnCallFrame', { callFrameId, expression, ...extra });
+        if (JSON.stringify(answer).includes(marker)) withheld++;
+        assertNone(frames.slice(start), `${expression} ${JSON.stringify(extra)}`);
+      }
+    }
+    assert.ok(withheld >= 15, `${withheld} answers carried the marker`);
+    const local = await client.call('Runtime.getProperties', { objectId: paused.params.callFrames[0].scopeChain[0].object.objectId, ownProperties: true, generatePreview: true });
+    assert.ok(JSON.stringify(local).includes(marker));
+    await client.call('Debugger.removeBreakpoint', { breakpointId });
+    await client.call('Debugger.resume');
+    await client.waitEvent('Runtime.consoleAPICalled', (e) => e.params.args[0]?.value === 'alive');
+    await waitFor(() => target.lastTick() > 0);
+    assertNone(frames, 'the whole session');
+    await client.close();
+  });
+});
