@@ -177,7 +177,7 @@ export class SessionRegistry {
         target,
         client,
         targetSocket: link.socket,
-        targetUrl: url,
+        targetUrl: link.url,
         audit: stream,
         auditAccepting: () => audit.accepting,
         limits: this.options.config().limits,

@@ -113,6 +113,8 @@ export async function connectInspector(inspector: string): Promise<TargetLink> {
 export interface TargetLink {
   readonly socket: WebSocket;
   readonly quickAck: boolean;
+  /** The inspector's WebSocket URL: its path is the target process's own id, so it names that process. */
+  readonly url: string;
 }
 
 /** Opens the broker's own connection to the target inspector: no pings (Node drops the link on one), no compression. */
@@ -125,7 +127,7 @@ export function connectTarget(url: string, timeoutMs = 5000): Promise<TargetLink
       socket.off('error', fail);
       const raw = (socket as unknown as { _socket: Socket })._socket;
       raw.setNoDelay(true);
-      resolve({ socket, quickAck: armQuickAck(raw) });
+      resolve({ socket, quickAck: armQuickAck(raw), url });
     });
   });
 }
