@@ -104,9 +104,10 @@ export function withholdProcessFacts(method: string, payload: Record<string, unk
  * parent id), and Node names its context after its pid (`/usr/bin/node[4321]`). Every message bound for the client is
  * checked against them once, as text (scrub); a message that shows one is rewritten with the marker in its place.
  *
- * What counts as showing a fact (a number of 4 digits or more, as for learned values in policy/redact.ts: a shorter
- * one would be withheld from every line number and count that contains it; a container's pid 1 or 7 is no fact
- * about another machine's process):
+ * What counts as showing a fact of 4 digits or more (as for learned values in policy/redact.ts); one of 3 digits (a
+ * machine whose pids wrapped) is looked for the same ways but only as a whole number, not inside a longer one (else
+ * it would be withheld from every line number and count that contains it); one of 1 or 2 digits (a container's pid
+ * 1 or 7) is not looked for, being no fact about another machine's process:
  * - its decimal digits anywhere in a string, as String, toLocaleString, toFixed and toExponential write them: also
  *   grouped by thousands (or the Indian way) with any locale's separator (`4,321`, `4 321`, `43,21,987`), with a point
  *   after the first digit (`4.321e+3`), and in any script's digits (`toLocaleString('ar-EG')`);
@@ -151,8 +152,10 @@ export function processFactsFrom(result: Record<string, unknown> | undefined): P
 /** What a client sees where a message showed a fact. */
 export const scrubbedMarker = (field: string) => `[withheld by Loupe: ${withheldProcessFields[field] ?? field}, which a debugger could act on outside Loupe]`;
 
-/** Smallest fact value checked for: the learned-values rule of policy/redact.ts (4 digits). */
-const smallestFact = 1000;
+/** Smallest fact value checked for; below `anywhereFact` only as a whole number (not inside a longer one). */
+const smallestFact = 100;
+/** Facts from here on are looked for anywhere in a string: the learned-values rule of policy/redact.ts (4 digits). */
+const anywhereFact = 1000;
 /** A grouping separator of any locale (toLocaleString), or a point: a space of any width, `,`, `.`, `'`, `’`, `٬`, `٫`. */
 const groupSeparator = "[,.'_\\s\\u066b\\u066c\\u2019]";
 
@@ -228,10 +231,12 @@ export class WithheldFacts {
     const spellings: string[] = [];
     for (const [field, value] of Object.entries(values)) {
       if (value === undefined || value < smallestFact) continue;
-      const decimal = decimalSpellings(value);
+      const spelled = decimalSpellings(value);
+      const decimal = value < anywhereFact ? spelled.map((spelling) => `(?<![0-9])(?:${spelling})(?![0-9])`) : spelled;
       const hex = value.toString(16);
       // Letters alone (`add`) only after `0x` or zeros: they are a word too.
-      const hexWord = /[0-9]/.test(hex) ? `(?<![0-9a-z])(?:0x)?0*${hex}(?![0-9a-z])` : `(?<![0-9a-z])(?:0x0*|0+)${hex}(?![0-9a-z])`;
+      // A 3-digit fact's hex (`2b5`, `100`) is a common word or number: only after `0x`.
+      const hexWord = value < anywhereFact ? `(?<![0-9a-z])0x0*${hex}(?![0-9a-z])` : /[0-9]/.test(hex) ? `(?<![0-9a-z])(?:0x)?0*${hex}(?![0-9a-z])` : `(?<![0-9a-z])(?:0x0*|0+)${hex}(?![0-9a-z])`;
       this.facts.push({ field, marker: scrubbedMarker(field), pattern: new RegExp([...decimal, hexWord].join('|'), 'gi') });
       spellings.push(...decimal, hex);
     }

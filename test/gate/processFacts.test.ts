@@ -71,10 +71,23 @@ describe('withheld process facts in client-bound messages', () => {
     assert.equal(check(facts, plain), plain);
   });
 
-  it("a pid under 1000 (a container's 1 or 7) is not looked for: it would be withheld from every count and line", () => {
+  it("a pid under 100 (a container's 1 or 7) is not looked for: it would be withheld from every count and line", () => {
     const small = new WithheldFacts({ pid: 7, ppid: 1 });
     const text = answer({ type: 'number', value: 7, description: '7' });
     assert.equal(check(small, text), text);
+  });
+
+  it('a pid of 3 digits (pids wrapped) is withheld as a whole number, never inside a longer one', () => {
+    const wrapped = new WithheldFacts({ pid: 693, ppid: 256 });
+    assert.equal(valueOf(check(wrapped, answer({ type: 'number', value: 693, description: '693' }))).value, pidMarker);
+    assert.equal(valueOf(check(wrapped, answer({ type: 'string', value: '/usr/bin/node[693]' }))).value, `/usr/bin/node[${pidMarker}]`);
+    assert.equal(valueOf(check(wrapped, answer({ type: 'string', value: 'worker 693 of 256' }))).value.includes('693'), false);
+    assert.equal(valueOf(check(wrapped, answer({ type: 'string', value: '6.93e+2' }))).value.startsWith(pidMarker), true);
+    for (const plain of ['tick-1693', 'order 6930', 'line 2560 of 0x1000', 'ticket 100 of 2b5']) {
+      const text = answer({ type: 'string', value: plain });
+      assert.equal(check(wrapped, text), text, plain);
+    }
+    assert.equal(valueOf(check(wrapped, answer({ type: 'string', value: 'at 0x100' }))).value.includes('0x100'), false);
   });
 
   it('a hex spelling of letters alone is withheld only after 0x or zeros (it is also a word)', () => {
