@@ -1,3 +1,4 @@
+import { canonicalJson } from '../../common/canonicalJson';
 import { chunkName, genesisHash, hashRecord, manifestName, sha256 } from '../../common/transcript';
 
 /** Audit event types with stable codes: codes never change meaning, new types get new codes. */
@@ -125,11 +126,42 @@ export const hashEvent = (event: Omit<AuditEvent, 'hash'>): string => hashRecord
 
 /** Builds the next event of a chain. */
 export function chainEvent(context: StreamContext, seq: number, prev: string, time: string, type: EventType, data: Record<string, unknown>): AuditEvent {
-  const body: Omit<AuditEvent, 'hash'> = {
+  return chainEventLine(context, seq, prev, time, type, data).event;
+}
+
+/**
+ * Builds the next event of a chain and its line: the RFC 8785 canonical JSON of the whole event, hash included. One
+ * serialization serves the hash (the same text without the hash, which sorts between `grant` and `kind`), the WAL
+ * and the chunk.
+ */
+export function chainEventLine(
+  context: StreamContext,
+  seq: number,
+  prev: string,
+  time: string,
+  type: EventType,
+  data: Record<string, unknown>,
+): { event: AuditEvent; json: string } {
+  const code = codeOf(type);
+  // The keys in canonical (sorted) order, in two parts around where the hash goes.
+  let before = '{';
+  if (context.actor !== undefined) before += `"actor":${canonicalJson(context.actor)},`;
+  before += `"code":${canonicalJson(code)},"data":${canonicalJson(data)}`;
+  if (context.grant !== undefined) before += `,"grant":${canonicalJson(context.grant)}`;
+  let after = `"kind":${canonicalJson(context.kind)}`;
+  if (context.mode !== undefined) after += `,"mode":${canonicalJson(context.mode)}`;
+  after += `,"prev":${canonicalJson(prev)}`;
+  if (context.reason !== undefined) after += `,"reason":${canonicalJson(context.reason)}`;
+  after += `,"seq":${canonicalJson(seq)},"stream":${canonicalJson(context.stream)}`;
+  if (context.target !== undefined) after += `,"target":${canonicalJson(context.target)}`;
+  if (context.ticket !== undefined) after += `,"ticket":${canonicalJson(context.ticket)}`;
+  after += `,"time":${canonicalJson(time)},"type":${canonicalJson(type)}}`;
+  const hash = sha256(`${before},${after}`);
+  const event: AuditEvent = {
     seq,
     time,
     type,
-    code: codeOf(type),
+    code,
     stream: context.stream,
     kind: context.kind,
     ...(context.grant !== undefined ? { grant: context.grant } : {}),
@@ -140,8 +172,9 @@ export function chainEvent(context: StreamContext, seq: number, prev: string, ti
     ...(context.ticket !== undefined ? { ticket: context.ticket } : {}),
     data,
     prev,
+    hash,
   };
-  return { ...body, hash: hashEvent(body) };
+  return { event, json: `${before},"hash":"${hash}",${after}` };
 }
 
 /** Object keys of a stream in the store. */
