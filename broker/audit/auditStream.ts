@@ -61,7 +61,8 @@ export class AuditStream {
   private closing: Promise<void> | undefined;
   private lastEvent: AuditEvent | undefined;
   private lastDurable: AuditEvent | undefined;
-  private tail: Promise<void> = Promise.resolve();
+  /** The chain's last record (the WAL settles records in order, so every earlier one has settled once it has). */
+  private tail: Promise<unknown> = Promise.resolve();
   /** Whether the chain's end (session.ended / stream.closed) is durable. */
   private endRecorded = false;
   /**
@@ -139,10 +140,7 @@ export class AuditStream {
       },
     );
     // The close waits for every record already in the chain (a lazy one too) before its last upload and manifest.
-    this.tail = appended.then(
-      () => undefined,
-      () => undefined,
-    );
+    this.tail = appended;
     return appended;
   }
 
@@ -242,7 +240,10 @@ export class AuditStream {
       for (let attempt = 0; ; attempt++) {
         try {
           if (this.trail.wal.failed) throw this.trail.wal.failed;
-          await this.tail;
+          await this.tail.then(
+            () => undefined,
+            () => undefined,
+          );
           // The chain's last record, when the disk refused it at the end (it is recorded now, when the WAL takes records again).
           if (!this.endRecorded) {
             await this.record(this.context.kind === 'session' ? 'session.ended' : 'stream.closed', {

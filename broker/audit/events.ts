@@ -129,6 +129,32 @@ export function chainEvent(context: StreamContext, seq: number, prev: string, ti
   return chainEventLine(context, seq, prev, time, type, data).event;
 }
 
+/** The canonical text of what every event of a stream repeats from its context, made once per stream. */
+interface ContextParts {
+  readonly actor: string;
+  readonly grant: string;
+  readonly kindMode: string;
+  readonly reason: string;
+  readonly streamTargetTicket: string;
+}
+const partsOf = new WeakMap<StreamContext, ContextParts>();
+
+function contextParts(context: StreamContext): ContextParts {
+  let parts = partsOf.get(context);
+  if (parts) return parts;
+  const field = (key: string, value: unknown, lead = ',') => (value === undefined ? '' : `${lead}"${key}":${canonicalJson(value)}`);
+  parts = {
+    actor: `{${field('actor', context.actor, '')}${context.actor === undefined ? '' : ','}`,
+    grant: field('grant', context.grant),
+    kindMode: `${field('kind', context.kind, '')}${field('mode', context.mode)}`,
+    reason: field('reason', context.reason),
+    streamTargetTicket: `${field('stream', context.stream)}${field('target', context.target)}${field('ticket', context.ticket)}`,
+  };
+  // A context is fixed once its stream opens (its WAL record and every event repeat it), so it is made once.
+  partsOf.set(context, parts);
+  return parts;
+}
+
 /**
  * Builds the next event of a chain and its line: the RFC 8785 canonical JSON of the whole event, hash included. One
  * serialization serves the hash (the same text without the hash, which sorts between `grant` and `kind`), the WAL
@@ -143,37 +169,22 @@ export function chainEventLine(
   data: Record<string, unknown>,
 ): { event: AuditEvent; json: string } {
   const code = codeOf(type);
+  const parts = contextParts(context);
   // The keys in canonical (sorted) order, in two parts around where the hash goes.
-  let before = '{';
-  if (context.actor !== undefined) before += `"actor":${canonicalJson(context.actor)},`;
-  before += `"code":${canonicalJson(code)},"data":${canonicalJson(data)}`;
-  if (context.grant !== undefined) before += `,"grant":${canonicalJson(context.grant)}`;
-  let after = `"kind":${canonicalJson(context.kind)}`;
-  if (context.mode !== undefined) after += `,"mode":${canonicalJson(context.mode)}`;
-  after += `,"prev":${canonicalJson(prev)}`;
-  if (context.reason !== undefined) after += `,"reason":${canonicalJson(context.reason)}`;
-  after += `,"seq":${canonicalJson(seq)},"stream":${canonicalJson(context.stream)}`;
-  if (context.target !== undefined) after += `,"target":${canonicalJson(context.target)}`;
-  if (context.ticket !== undefined) after += `,"ticket":${canonicalJson(context.ticket)}`;
-  after += `,"time":${canonicalJson(time)},"type":${canonicalJson(type)}}`;
+  const before = `${parts.actor}"code":${canonicalJson(code)},"data":${canonicalJson(data)}${parts.grant}`;
+  const after = `${parts.kindMode},"prev":${canonicalJson(prev)}${parts.reason},"seq":${canonicalJson(seq)}${parts.streamTargetTicket},"time":${canonicalJson(time)},"type":${canonicalJson(type)}}`;
   const hash = sha256(`${before},${after}`);
-  const event: AuditEvent = {
-    seq,
-    time,
-    type,
-    code,
-    stream: context.stream,
-    kind: context.kind,
-    ...(context.grant !== undefined ? { grant: context.grant } : {}),
-    ...(context.actor !== undefined ? { actor: context.actor } : {}),
-    ...(context.target !== undefined ? { target: context.target } : {}),
-    ...(context.mode !== undefined ? { mode: context.mode } : {}),
-    ...(context.reason !== undefined ? { reason: context.reason } : {}),
-    ...(context.ticket !== undefined ? { ticket: context.ticket } : {}),
-    data,
-    prev,
-    hash,
-  };
+  // Field by field, in the order events always had (no object made per optional field).
+  const event: { -readonly [K in keyof AuditEvent]: AuditEvent[K] } = { seq, time, type, code, stream: context.stream, kind: context.kind } as AuditEvent;
+  if (context.grant !== undefined) event.grant = context.grant;
+  if (context.actor !== undefined) event.actor = context.actor;
+  if (context.target !== undefined) event.target = context.target;
+  if (context.mode !== undefined) event.mode = context.mode;
+  if (context.reason !== undefined) event.reason = context.reason;
+  if (context.ticket !== undefined) event.ticket = context.ticket;
+  event.data = data;
+  event.prev = prev;
+  event.hash = hash;
   return { event, json: `${before},"hash":"${hash}",${after}` };
 }
 
