@@ -252,7 +252,7 @@ const sampleData = (i: number) => ({
 });
 
 async function openTrail(dir: string, store: AuditStore, key: SigningKey) {
-  const { wal } = await WriteAheadLog.open(join(dir, 'wal'), { maxBatch: 512, segmentBytes: 8 << 20, preallocateBytes: 1 << 20 }); // as Broker.create
+  const { wal } = await WriteAheadLog.open(join(dir, 'wal'), { maxBatch: 512, segmentBytes: 8 << 20, preallocateBytes: 1 << 20, gatherMs: 1 }); // as Broker.create
   const trail = new AuditTrail(wal, store, key, { chunkMaxEvents: counts.chunkMaxEvents, uploadIntervalMs: 1000, failClosedAfterMs: 60_000, clock: Date.now });
   return trail;
 }
