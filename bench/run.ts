@@ -7,11 +7,11 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { AuditTrail } from '../broker/audit/auditTrail';
-import { chainEvent, genesisHash, type AuditEvent, type StreamContext } from '../broker/audit/events';
+import { chainEventLine, genesisHash, type AuditEvent, type StreamContext } from '../broker/audit/events';
 import { createLockedBucket, S3AuditStore } from '../broker/audit/stores/s3Store';
 import { LocalDirectoryStore } from '../broker/audit/stores/localStore';
 import type { AuditStore } from '../broker/audit/stores/auditStore';
-import { WriteAheadLog } from '../broker/audit/wal';
+import { eventLinePrefix, WriteAheadLog } from '../broker/audit/wal';
 import { loadOrCreateSigningKey, type SigningKey } from '../broker/identity/keys';
 import { basePolicy } from '../test/support/testBroker';
 import { startTarget, type TargetProcess } from '../test/support/target';
@@ -254,7 +254,7 @@ const sampleData = (i: number) => ({
 });
 
 async function openTrail(dir: string, store: AuditStore, key: SigningKey) {
-  const { wal } = await WriteAheadLog.open(join(dir, 'wal'), { maxBatch: 512, segmentBytes: 8 << 20, preallocateBytes: 1 << 20 }); // as Broker.create
+  const { wal } = await WriteAheadLog.open(join(dir, 'wal'), { maxBatch: 512, segmentBytes: 8 << 20, preallocateBytes: 1 << 20, gatherMs: 1 }); // as Broker.create
   const trail = new AuditTrail(wal, store, key, { chunkMaxEvents: counts.chunkMaxEvents, uploadIntervalMs: 1000, failClosedAfterMs: 60_000, clock: Date.now });
   return trail;
 }
@@ -270,9 +270,9 @@ async function benchAudit(scratch: string, key: SigningKey) {
   for (let seq = 0; seq < counts.auditEvents; seq += counts.auditInFlight) {
     const start = nowMs();
     for (let i = seq; i < seq + counts.auditInFlight; i++) {
-      const event = chainEvent(context, i, head, new Date().toISOString(), 'cdp.evaluate', sampleData(i));
+      const { event, json } = chainEventLine(context, i, head, new Date().toISOString(), 'cdp.evaluate', sampleData(i));
       head = event.hash;
-      sink += (JSON.stringify({ t: 'event', event }) + '\n').length;
+      sink += `${eventLinePrefix}${json}}\n`.length;
     }
     baselineBatches.push(nowMs() - start);
   }
@@ -365,15 +365,17 @@ async function uploadThroughput(label: string, dir: string, store: AuditStore, k
   const trail = await openTrail(dir, timedStore(store, puts), key);
   const context = benchContext(label);
   const events: AuditEvent[] = [];
+  const lines: string[] = [];
   let head = genesisHash(context.stream);
   const startedAt = new Date().toISOString();
   for (let seq = 0; seq < counts.uploadEvents; seq++) {
-    const event = chainEvent(context, seq, head, startedAt, 'cdp.evaluate', sampleData(seq));
+    const { event, json } = chainEventLine(context, seq, head, startedAt, 'cdp.evaluate', sampleData(seq));
     head = event.hash;
     events.push(event);
+    lines.push(json);
   }
   // Opened as a recovered stream: every event pending, nothing uploaded yet.
-  const { stream } = trail.openStream(context, { context, events, chunks: [], closed: false });
+  const { stream } = trail.openStream(context, { context, events, lines, chunks: [], closed: false });
   const start = nowMs();
   await stream.upload();
   const ms = nowMs() - start;

@@ -3,11 +3,14 @@
  * VS Code extension (Download Transcript…), so both check a transcript the same way. No broker code and no jose here:
  * each side passes in how it opens a seal (the broker with jose, the extension with node:crypto).
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import { canonicalJson } from './canonicalJson';
 
+/** crypto.hash (Node 20.12+) hashes in one call, without a Hash object per record; older runtimes (an editor's) fall back. */
+const oneShot = typeof crypto.hash === 'function' ? crypto.hash : undefined;
+
 export function sha256(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
+  return oneShot ? oneShot('sha256', data, 'hex') : crypto.createHash('sha256').update(data).digest('hex');
 }
 
 /** The first `prev` of a stream binds the chain to its stream id, so records cannot move between streams. */

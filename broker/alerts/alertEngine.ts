@@ -83,6 +83,8 @@ interface SessionState {
 const maxWatched = 10_000;
 
 const normalize = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, '');
+/** The normalized names of a sensitiveReads rule, made once per rule (every evaluation and read is checked against them). */
+const watchedNames = new WeakMap<readonly string[], Set<string>>();
 
 /** Values that look like secrets whatever their name: card numbers, bearer tokens, JWTs, private keys. */
 export function sensitiveValue(text: string): string | undefined {
@@ -403,7 +405,10 @@ export class AlertEngine {
   }
 
   private sensitiveNames(state: SessionState, names: readonly string[]): string[] {
-    const watched = new Set(state.rules.sensitiveReads?.names.map(normalize) ?? []);
+    const rule = state.rules.sensitiveReads;
+    if (!rule || names.length === 0) return [];
+    let watched = watchedNames.get(rule.names);
+    if (!watched) watchedNames.set(rule.names, (watched = new Set(rule.names.map(normalize))));
     return [...new Set(names.filter((n) => watched.has(normalize(n))))];
   }
 

@@ -1,9 +1,9 @@
 import type { SigningKey } from '../identity/keys';
 import { backoffDelay } from '../retry';
-import { chainEvent, chunkName, genesisHash, manifestName, sha256, streamPrefix, type AuditEvent, type EventType, type StreamContext } from './events';
+import { chainEventLine, chunkName, genesisHash, manifestName, sha256, streamPrefix, type AuditEvent, type EventType, type StreamContext } from './events';
 import { seal, type ManifestPayload } from './seal';
 import { AuditStoreError, type AuditStore } from './stores/auditStore';
-import type { ChunkInfo, RecoveredStream, WriteAheadLog } from './wal';
+import { eventLinePrefix, type ChunkInfo, type RecoveredStream, type WriteAheadLog } from './wal';
 
 /** What a chain needs of the trail that holds it (AuditTrail): the WAL, the store, the key, and its bookkeeping. */
 export interface ChainHost {
@@ -28,13 +28,13 @@ export interface ChainHost {
   waitForStore(ms: number): Promise<void>;
 }
 
-/** Encodes a sealed chunk: its events' text (one per line, as eventsText), then the seal line. */
+/** Encodes a sealed chunk: its events' text (one line each, as linesText), then the seal line. */
 export function encodeChunk(text: string, jws: string, name: string): Buffer {
   return Buffer.from(text + JSON.stringify({ type: 'seal', chunk: name, jws }) + '\n');
 }
 
-const eventLine = (e: AuditEvent) => JSON.stringify(e) + '\n';
-export const eventsText = (events: readonly AuditEvent[]) => events.map(eventLine).join('');
+/** A chunk's text: each event's line (its JSON as the WAL holds it) and a newline. */
+export const linesText = (lines: readonly string[]) => lines.map((line) => line + '\n').join('');
 
 /** Bytes of events per chunk when the config sets no bound: a busy session's records fill it in about a second. */
 export const defaultChunkMaxBytes = 1 << 20;
@@ -61,7 +61,8 @@ export class AuditStream {
   private closing: Promise<void> | undefined;
   private lastEvent: AuditEvent | undefined;
   private lastDurable: AuditEvent | undefined;
-  private tail: Promise<void> = Promise.resolve();
+  /** The chain's last record (the WAL settles records in order, so every earlier one has settled once it has). */
+  private tail: Promise<unknown> = Promise.resolve();
   /** Whether the chain's end (session.ended / stream.closed) is durable. */
   private endRecorded = false;
   /**
@@ -81,13 +82,13 @@ export class AuditStream {
     if (recovered) {
       const uploadedThrough = Math.max(-1, ...recovered.chunks.map((c) => c.lastSeq));
       this.chunks.push(...[...recovered.chunks].sort((a, b) => a.firstSeq - b.firstSeq));
-      for (const event of recovered.events) {
+      for (const [i, event] of recovered.events.entries()) {
         this.seq = event.seq + 1;
         this.head = event.hash;
         this.lastEvent = event;
         this.lastDurable = event;
         if (event.type === 'session.ended' || event.type === 'stream.closed') this.endRecorded = true;
-        if (event.seq > uploadedThrough) this.addPending(event);
+        if (event.seq > uploadedThrough) this.addPending(event, recovered.lines[i]!);
       }
       if (this.pending.length > 0) this.firstPendingAt = trail.clock();
       if (recovered.uploading && recovered.uploading.firstSeq === uploadedThrough + 1 && this.pending.some((p) => p.event.seq === recovered.uploading!.lastSeq)) this.nextChunk = recovered.uploading;
@@ -111,12 +112,11 @@ export class AuditStream {
    * on it before acting (a response already passed on), so it joins the WAL's next commit (see WriteAheadLog.append).
    */
   record(type: EventType, data: Record<string, unknown> = {}, lazy = false): Promise<AuditEvent> {
-    const event = chainEvent(this.context, this.seq++, this.head, new Date(this.trail.clock()).toISOString(), type, data);
+    // Serialized once, canonically: the hash, the WAL line and the chunk's line.
+    const { event, json } = chainEventLine(this.context, this.seq++, this.head, new Date(this.trail.clock()).toISOString(), type, data);
     this.head = event.hash;
     this.lastEvent = event;
-    // Serialized once: the WAL line and the chunk's line.
-    const json = JSON.stringify(event);
-    const appended = this.trail.wal.append({ t: 'event', event }, lazy, `{"t":"event","event":${json}}`).then(
+    const appended = this.trail.wal.append({ t: 'event', event }, lazy, `${eventLinePrefix}${json}}`).then(
       () => {
         this.lastDurable = event;
         if (type === 'session.ended' || type === 'stream.closed') this.endRecorded = true;
@@ -140,10 +140,7 @@ export class AuditStream {
       },
     );
     // The close waits for every record already in the chain (a lazy one too) before its last upload and manifest.
-    this.tail = appended.then(
-      () => undefined,
-      () => undefined,
-    );
+    this.tail = appended;
     return appended;
   }
 
@@ -151,9 +148,9 @@ export class AuditStream {
     return new Date(Date.parse(this.context.startedAt) + this.context.retentionDays * 86400_000);
   }
 
-  /** `json`: the event's JSON when the caller made it already (record() makes it once for the WAL and the chunk). */
-  private addPending(event: AuditEvent, json?: string): void {
-    const line = json !== undefined ? json + '\n' : eventLine(event);
+  /** `json`: the event's line as the WAL holds it (record() makes it once for the hash, the WAL and the chunk). */
+  private addPending(event: AuditEvent, json: string): void {
+    const line = json + '\n';
     this.pending.push({ event, line });
     this.pendingBytes += line.length;
   }
@@ -243,7 +240,10 @@ export class AuditStream {
       for (let attempt = 0; ; attempt++) {
         try {
           if (this.trail.wal.failed) throw this.trail.wal.failed;
-          await this.tail;
+          await this.tail.then(
+            () => undefined,
+            () => undefined,
+          );
           // The chain's last record, when the disk refused it at the end (it is recorded now, when the WAL takes records again).
           if (!this.endRecorded) {
             await this.record(this.context.kind === 'session' ? 'session.ended' : 'stream.closed', {

@@ -1,3 +1,4 @@
+import { canonicalJson } from '../../common/canonicalJson';
 import { chunkName, genesisHash, hashRecord, manifestName, sha256 } from '../../common/transcript';
 
 /** Audit event types with stable codes: codes never change meaning, new types get new codes. */
@@ -125,23 +126,66 @@ export const hashEvent = (event: Omit<AuditEvent, 'hash'>): string => hashRecord
 
 /** Builds the next event of a chain. */
 export function chainEvent(context: StreamContext, seq: number, prev: string, time: string, type: EventType, data: Record<string, unknown>): AuditEvent {
-  const body: Omit<AuditEvent, 'hash'> = {
-    seq,
-    time,
-    type,
-    code: codeOf(type),
-    stream: context.stream,
-    kind: context.kind,
-    ...(context.grant !== undefined ? { grant: context.grant } : {}),
-    ...(context.actor !== undefined ? { actor: context.actor } : {}),
-    ...(context.target !== undefined ? { target: context.target } : {}),
-    ...(context.mode !== undefined ? { mode: context.mode } : {}),
-    ...(context.reason !== undefined ? { reason: context.reason } : {}),
-    ...(context.ticket !== undefined ? { ticket: context.ticket } : {}),
-    data,
-    prev,
+  return chainEventLine(context, seq, prev, time, type, data).event;
+}
+
+/** The canonical text of what every event of a stream repeats from its context, made once per stream. */
+interface ContextParts {
+  readonly actor: string;
+  readonly grant: string;
+  readonly kindMode: string;
+  readonly reason: string;
+  readonly streamTargetTicket: string;
+}
+const partsOf = new WeakMap<StreamContext, ContextParts>();
+
+function contextParts(context: StreamContext): ContextParts {
+  let parts = partsOf.get(context);
+  if (parts) return parts;
+  const field = (key: string, value: unknown, lead = ',') => (value === undefined ? '' : `${lead}"${key}":${canonicalJson(value)}`);
+  parts = {
+    actor: `{${field('actor', context.actor, '')}${context.actor === undefined ? '' : ','}`,
+    grant: field('grant', context.grant),
+    kindMode: `${field('kind', context.kind, '')}${field('mode', context.mode)}`,
+    reason: field('reason', context.reason),
+    streamTargetTicket: `${field('stream', context.stream)}${field('target', context.target)}${field('ticket', context.ticket)}`,
   };
-  return { ...body, hash: hashEvent(body) };
+  // A context is fixed once its stream opens (its WAL record and every event repeat it), so it is made once.
+  partsOf.set(context, parts);
+  return parts;
+}
+
+/**
+ * Builds the next event of a chain and its line: the RFC 8785 canonical JSON of the whole event, hash included. One
+ * serialization serves the hash (the same text without the hash, which sorts between `grant` and `kind`), the WAL
+ * and the chunk.
+ */
+export function chainEventLine(
+  context: StreamContext,
+  seq: number,
+  prev: string,
+  time: string,
+  type: EventType,
+  data: Record<string, unknown>,
+): { event: AuditEvent; json: string } {
+  const code = codeOf(type);
+  const parts = contextParts(context);
+  // The keys in canonical (sorted) order, in two parts around where the hash goes.
+  const before = `${parts.actor}"code":${canonicalJson(code)},"data":${canonicalJson(data)}${parts.grant}`;
+  const after = `${parts.kindMode},"prev":${canonicalJson(prev)}${parts.reason},"seq":${canonicalJson(seq)}${parts.streamTargetTicket},"time":${canonicalJson(time)},"type":${canonicalJson(type)}}`;
+  const hash = sha256(`${before},${after}`);
+  // Field by field, in the order events always had (no object made per optional field).
+  const event: { -readonly [K in keyof AuditEvent]: AuditEvent[K] } = { seq, time, type, code, stream: context.stream, kind: context.kind } as AuditEvent;
+  if (context.grant !== undefined) event.grant = context.grant;
+  if (context.actor !== undefined) event.actor = context.actor;
+  if (context.target !== undefined) event.target = context.target;
+  if (context.mode !== undefined) event.mode = context.mode;
+  if (context.reason !== undefined) event.reason = context.reason;
+  if (context.ticket !== undefined) event.ticket = context.ticket;
+  event.data = data;
+  event.prev = prev;
+  event.hash = hash;
+  return { event, json: `${before},"hash":"${hash}",${after}` };
 }
 
 /** Object keys of a stream in the store. */

@@ -5,6 +5,7 @@
  */
 import { parseExpressionAt, type Node } from 'acorn';
 import { LoupeRefusal, type EvalBudget } from './budget';
+import { BoundedCache } from '../../common/boundedCache';
 
 /** acorn's ESTree nodes, loosely typed: the checker below is what vouches for their shape. */
 export type AstNode = Node & Record<string, any>;
@@ -159,7 +160,15 @@ const constructors = new Set(['Date', 'Map', 'Set']);
 
 export type ParseResult = { ok: true; ast: AstNode } | { ok: false; refusal: LoupeRefusal };
 
+/** Checked parses of recent expressions (a watch is evaluated on every pause); the interpreter never changes an AST. */
+const checked = new BoundedCache<ParseResult>(512, 2000);
+
 export function parseLoupeExpression(source: string, budget: Pick<EvalBudget, 'maxSourceLength' | 'maxDepth'>): ParseResult {
+  if (typeof source !== 'string') return parseChecked(source, budget);
+  return checked.get(`${budget.maxSourceLength}:${budget.maxDepth}:${source}`, () => parseChecked(source, budget));
+}
+
+function parseChecked(source: string, budget: Pick<EvalBudget, 'maxSourceLength' | 'maxDepth'>): ParseResult {
   try {
     if (typeof source !== 'string') throw new LoupeRefusal('syntax', 'the expression is not a string');
     if (source.length > budget.maxSourceLength) {

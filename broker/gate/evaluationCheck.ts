@@ -1,6 +1,7 @@
 import { parse, parseExpressionAt, type Node } from 'acorn';
 import { maxExpressionDepth, syntaxDeeperThan } from './conditionCheck';
 import { withheldProcessPaths, withheldReason } from './processFacts';
+import { BoundedCache } from '../../common/boundedCache';
 
 /**
  * The policy's evaluation rules, applied to every expression a session asks the target to run (evaluations,
@@ -107,7 +108,22 @@ const transforming = new Set([
   'Uint8Array',
 ]);
 
+/** Parses of recent expressions (a watch is sent again on every pause, a console line often repeats), failures too. */
+const parsed = new BoundedCache<{ node: Node } | { error: Error }>(512, 2000);
+
 function parseSource(source: string): Node {
+  const outcome = parsed.get(source, () => {
+    try {
+      return { node: parseFresh(source) };
+    } catch (err) {
+      return { error: err as Error };
+    }
+  });
+  if ('error' in outcome) throw outcome.error;
+  return outcome.node;
+}
+
+function parseFresh(source: string): Node {
   try {
     // preserveParens keeps "(a = 1)" whole; a single expression is what the REPL, hover and watch send.
     const node = parseExpressionAt(source, 0, { ecmaVersion: 'latest', sourceType: 'script', preserveParens: true });

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import canonicalize from 'canonicalize';
 import fc from 'fast-check';
 import { canonicalJson } from '../../common/canonicalJson';
-import { chainEvent, genesisHash, type StreamContext } from '../../broker/audit/events';
+import { chainEvent, chainEventLine, genesisHash, hashEvent, type StreamContext } from '../../broker/audit/events';
 import { fuzzFrames, fuzzSeed, jsonArb } from '../support/fuzz';
 
 /** canonicalize's answer, or the error it throws. */
@@ -75,5 +75,32 @@ describe('canonical JSON (the audit hash input) is the canonicalize package’s 
     const { hash, ...body } = event;
     assert.equal(canonicalJson(body), canonicalize(body));
     assert.equal(hash, chainEvent(context, 0, genesisHash('s-1'), '2026-01-01T00:00:01.000Z', 'cdp.response', JSON.parse(JSON.stringify(event.data))).hash);
+  });
+
+  it("an event's line is the canonical JSON of the whole event, and its hash that of the event without it", () => {
+    const contexts: StreamContext[] = [
+      { stream: 's-1', kind: 'session', startedAt: '2026-01-01T00:00:00.000Z', retentionDays: 1 },
+      {
+        stream: 's-2',
+        kind: 'session',
+        grant: 'g-1',
+        actor: { sub: 'dev', name: 'Dev "the" tester', groups: ['devs', 'ops'] },
+        target: 'app',
+        mode: 'pause',
+        reason: 'INC-1: slow \u2028 requests',
+        ticket: 'INC-1',
+        startedAt: '2026-01-01T00:00:00.000Z',
+        retentionDays: 1,
+      },
+      { stream: 'grants-1', kind: 'grants', startedAt: '2026-01-01T00:00:00.000Z', retentionDays: 1 },
+    ];
+    const data = { method: 'Runtime.evaluate', id: 7, params: { 10: 'ten', 9: 'nine', b: [1, { z: null, a: undefined }], a: 1.5e-7 }, skipped: undefined, ok: true };
+    for (const context of contexts) {
+      const { event, json } = chainEventLine(context, 4, genesisHash(context.stream), '2026-01-01T00:00:01.000Z', 'cdp.evaluate', data);
+      assert.equal(json, canonicalize(event));
+      const { hash, ...body } = event;
+      assert.equal(hash, hashEvent(body));
+      assert.deepEqual(JSON.parse(json), JSON.parse(JSON.stringify(event)));
+    }
   });
 });

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs';
-import { access, chmod, link, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { access, chmod, link, mkdir, open, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { AuditStoreError, type AuditStore, type Retention } from './auditStore';
@@ -33,9 +33,28 @@ export class LocalDirectoryStore implements AuditStore {
     }
   }
 
+  /** Directories known to exist: a busy session puts a chunk a second into the same one. */
+  private readonly madeDirs = new Set<string>();
+
+  private async ensureDir(dir: string): Promise<void> {
+    if (this.madeDirs.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    this.madeDirs.add(dir);
+  }
+
   async put(key: string, body: Buffer, retainUntil: Date): Promise<void> {
+    try {
+      await this.write(key, body, retainUntil);
+    } catch (err) {
+      // A directory removed meanwhile is made again by the retry.
+      this.madeDirs.clear();
+      throw err;
+    }
+  }
+
+  private async write(key: string, body: Buffer, retainUntil: Date): Promise<void> {
     const path = join(this.dir, safeKey(key));
-    await mkdir(dirname(path), { recursive: true });
+    await this.ensureDir(dirname(path));
     const tmp = join(dirname(path), `.tmp-${randomBytes(6).toString('hex')}`);
     const handle = await open(tmp, 'wx', 0o444);
     try {
@@ -51,10 +70,10 @@ export class LocalDirectoryStore implements AuditStore {
       const existing = await readFile(path);
       if (!existing.equals(body)) throw new AuditStoreError('conflict', `audit object ${key} already exists with other content; objects are write-once`);
     } finally {
-      await rm(tmp, { force: true });
+      await unlink(tmp).catch(() => undefined);
     }
     const meta = join(this.dir, metaDir, `${key}.json`);
-    await mkdir(dirname(meta), { recursive: true });
+    await this.ensureDir(dirname(meta));
     await writeFile(meta, JSON.stringify({ retainUntil: retainUntil.toISOString() }), { flag: 'w' });
     await chmod(path, 0o444);
   }
