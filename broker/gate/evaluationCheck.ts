@@ -134,30 +134,6 @@ function parseFresh(source: string): Node {
   return parse(source, { ecmaVersion: 'latest', sourceType: 'script', allowAwaitOutsideFunction: true, allowReturnOutsideFunction: true });
 }
 
-/**
- * Parsed trees by their text, most recently used last: a client sends the same few expressions again and again
- * (watches, hovers, a console line repeated), and setting acorn up costs more than reading a short tree. The trees
- * are only read, never changed. Bounded by count and by text length; a text that does not parse is not kept.
- */
-const parsedTexts = new Map<string, Node>();
-const parsedTextsMax = 256;
-const parsedTextMaxLength = 1024;
-
-function parseOnce(source: string): Node {
-  const known = parsedTexts.get(source);
-  if (known) {
-    parsedTexts.delete(source);
-    parsedTexts.set(source, known);
-    return known;
-  }
-  const node = parseSource(source);
-  if (source.length <= parsedTextMaxLength) {
-    parsedTexts.set(source, node);
-    if (parsedTexts.size > parsedTextsMax) parsedTexts.delete(parsedTexts.keys().next().value!);
-  }
-  return node;
-}
-
 /** The segments of a static member chain (`config['x-api-key']` → config, x-api-key), or undefined when a key is dynamic. */
 function staticSegments(node: AnyNode): string[] | undefined {
   if (node.type === 'Identifier') return [node.name as string];
@@ -211,7 +187,7 @@ export function screenEvaluation(
     return { kind: 'refuse', rule: 'evaluation.allow', reason: `this target's policy forbids evaluation (evaluation.allow: false), so ${what === 'evaluation' ? 'an' : 'a'} ${what} cannot run` };
   let root: Node;
   try {
-    root = parseOnce(source);
+    root = parseSource(source);
   } catch (err) {
     return { kind: 'refuse', rule: 'evaluation.parse', reason: `not valid JavaScript (${(err as Error).message})` };
   }
