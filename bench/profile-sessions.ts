@@ -12,7 +12,10 @@ import { grantAndAttach, mintIdentity, startBrokerProcess } from './lib/broker';
 import type { RttClient } from './lib/rttClient';
 import { nowMs, summarize } from './lib/stats';
 
-const numbers = process.argv.slice(2).filter((a) => /^\d+$/.test(a)).map(Number);
+const numbers = process.argv
+  .slice(2)
+  .filter((a) => /^\d+$/.test(a))
+  .map(Number);
 const n = numbers[0] ?? 100;
 const rounds = numbers[1] ?? 3;
 const profDir = process.argv.find((a) => a.startsWith('--prof-dir='))?.slice(11) ?? '/tmp/loupe-prof-sessions';

@@ -31,7 +31,7 @@ export class NdjsonLog<Entry> {
   append(entry: Entry): void {
     this.fd ??= openSync(this.file, 'a');
     const line = Buffer.from(JSON.stringify(entry) + '\n');
-    for (let written = 0; written < line.length; ) written += writeSync(this.fd, line, written);
+    for (let written = 0; written < line.length;) written += writeSync(this.fd, line, written);
   }
 
   close(): void {

@@ -99,7 +99,15 @@ export class SessionRegistry {
     try {
       // The slot is taken in the shared registry before anything reaches the target: a second attach through
       // another replica is refused while this session lives (or until its lease runs out).
-      const slot = { sessionId, grantId, replica: this.options.replica, user: grant?.sub ?? claims!.sub, target: grant?.target ?? claims!.target ?? '', nowMs: clock(), leaseMs: this.options.leaseMs() };
+      const slot = {
+        sessionId,
+        grantId,
+        replica: this.options.replica,
+        user: grant?.sub ?? claims!.sub,
+        target: grant?.target ?? claims!.target ?? '',
+        nowMs: clock(),
+        leaseMs: this.options.leaseMs(),
+      };
       let claim: ClaimAnswer;
       if (grant) claim = await state.claimSession(slot);
       else {

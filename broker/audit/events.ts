@@ -160,14 +160,7 @@ function contextParts(context: StreamContext): ContextParts {
  * serialization serves the hash (the same text without the hash, which sorts between `grant` and `kind`), the WAL
  * and the chunk.
  */
-export function chainEventLine(
-  context: StreamContext,
-  seq: number,
-  prev: string,
-  time: string,
-  type: EventType,
-  data: Record<string, unknown>,
-): { event: AuditEvent; json: string } {
+export function chainEventLine(context: StreamContext, seq: number, prev: string, time: string, type: EventType, data: Record<string, unknown>): { event: AuditEvent; json: string } {
   const code = codeOf(type);
   const parts = contextParts(context);
   // The keys in canonical (sorted) order, in two parts around where the hash goes.

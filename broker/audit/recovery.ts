@@ -65,13 +65,7 @@ export async function adoptUploaded(stream: RecoveredStream, trail: RecoveryCont
 }
 
 /** The records of a stored chunk after those the WAL has (and their lines), when its seal verifies and they chain on; else undefined. */
-async function storedContinuation(
-  body: Buffer,
-  have: readonly AuditEvent[],
-  firstSeq: number,
-  lastSeq: number,
-  key: SigningKey,
-): Promise<{ events: AuditEvent[]; lines: string[] } | undefined> {
+async function storedContinuation(body: Buffer, have: readonly AuditEvent[], firstSeq: number, lastSeq: number, key: SigningKey): Promise<{ events: AuditEvent[]; lines: string[] } | undefined> {
   const lines = body
     .toString('utf8')
     .split('\n')

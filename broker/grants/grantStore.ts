@@ -168,8 +168,7 @@ export class GrantStore {
     if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) throw new joseErrors.JWTInvalid('JWT Claims Set must be a top-level JSON object');
     const claims = payload as Record<string, unknown>;
     const failed = (message: string, claim: string, reason: string) => new joseErrors.JWTClaimValidationFailed(message, claims, claim, reason);
-    for (const claim of ['jti', 'exp', 'sub', 'iss', 'aud'])
-      if (!Object.hasOwn(claims, claim)) throw failed(`missing required "${claim}" claim`, claim, 'missing');
+    for (const claim of ['jti', 'exp', 'sub', 'iss', 'aud']) if (!Object.hasOwn(claims, claim)) throw failed(`missing required "${claim}" claim`, claim, 'missing');
     if (claims.iss !== grantIssuer) throw failed('unexpected "iss" claim value', 'iss', 'check_failed');
     if (!(claims.aud === grantAudience || (Array.isArray(claims.aud) && claims.aud.includes(grantAudience)))) throw failed('unexpected "aud" claim value', 'aud', 'check_failed');
     if (typeof claims.sub !== 'string') throw failed('"sub" claim must be a string', 'sub', 'invalid');

@@ -50,7 +50,12 @@ describe("a recovered chain uploads each event's line as the WAL holds it", () =
     const keys = await store.list('sessions/');
     const first = keys.find((k) => k.endsWith('chunk-000000000-000000002.ndjson'));
     assert.ok(first, `the chunk begun before the crash, with its boundaries: ${keys.join(', ')}`);
-    assert.ok(readFileSync(join(dir, 'store', first)).toString('utf8').startsWith(lines.map((l) => l + '\n').join('')), 'the lines byte for byte');
+    assert.ok(
+      readFileSync(join(dir, 'store', first))
+        .toString('utf8')
+        .startsWith(lines.map((l) => l + '\n').join('')),
+      'the lines byte for byte',
+    );
     const prefix = first.slice(0, first.lastIndexOf('/') + 1);
     const result = await verifyTranscript(await readTranscriptFromStore(store, prefix, false), { keys: [key.publicJwk] });
     assert.ok(result.ok, result.problems.join('; '));

@@ -296,8 +296,7 @@ describe('grants: attach authentication against a real target', () => {
     const grant = await broker.grant('dev', ['devs']);
     const key = await loadOrCreateSigningKey(broker.stateDir, 'grant-key');
     const claims = decodeJwt(grant.token);
-    const resigned = (payload: Record<string, unknown>, header: Record<string, unknown> = {}) =>
-      signCompact(key, { typ: 'JWT', ...header }, JSON.stringify({ ...claims, ...payload }));
+    const resigned = (payload: Record<string, unknown>, header: Record<string, unknown> = {}) => signCompact(key, { typ: 'JWT', ...header }, JSON.stringify({ ...claims, ...payload }));
     const refusals: [string, RegExp][] = [
       [resigned({ aud: 'urn:loupe:elsewhere' }), /grant token has the wrong audience/],
       [resigned({ iss: 'urn:loupe:dev-issuer' }), /grant token has the wrong issuer/],

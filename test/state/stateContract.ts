@@ -102,7 +102,7 @@ export function runStateContract(make: () => Promise<{ a: StateBackend; b: State
     assert.equal(answers.filter((x) => x.claimed).length, 1);
   });
 
-  it('claims a grant\'s slot together with reading the grant: only while it exists unrevoked, once under a race', async () => {
+  it("claims a grant's slot together with reading the grant: only while it exists unrevoked, once under a race", async () => {
     const { a, b } = await make();
     const live = grant();
     await a.putGrant(live);
@@ -118,7 +118,7 @@ export function runStateContract(make: () => Promise<{ a: StateBackend; b: State
     const answer = await a.claimSessionOfGrant(claim(revoked.grantId, 'replica-a', now));
     assert.equal(answer.claim, undefined, 'no slot taken for a revoked grant');
     assert.equal(answer.grant?.revokedBy, 'bob');
-    assert.deepEqual(await b.claimSession(claim(revoked.grantId, 'replica-b', now)), { claimed: true }, 'the revoked grant\'s slot was left free');
+    assert.deepEqual(await b.claimSession(claim(revoked.grantId, 'replica-b', now)), { claimed: true }, "the revoked grant's slot was left free");
 
     assert.deepEqual(await a.claimSessionOfGrant(claim(randomUUID(), 'replica-a', now)), { grant: undefined });
   });
