@@ -106,6 +106,8 @@ export class WriteAheadLog {
   private preallocating = false;
   /** Zeroing ahead, in the background; a write that needs the room waits for it. */
   private extending: Promise<void> | undefined;
+  /** Durable commits made so far (each one write and its sync, or one O_DSYNC write). */
+  commits = 0;
   /** Until when (performance.now()) the WAL counts as busy: commits then go through the thread pool. */
   private busyUntil = 0;
   /** Per segment, the highest seq it holds for each stream. */
@@ -346,6 +348,7 @@ export class WriteAheadLog {
         break;
       }
       this.segmentSize += text.length;
+      this.commits++;
       if (this.preallocating && !this.extending && this.zeroedTo - this.segmentSize < this.preallocate / 2) this.extending = this.extend();
       const perStream = this.segmentStreams.get(this.segment)!;
       for (const p of batch) perStream.set(p.stream, Math.max(perStream.get(p.stream) ?? -1, p.seq));
