@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { waitFor } from '../support/wait';
 
 const app = join(fixtures, 'redact-app.js');
 const line = markerLine(app, 'handle');
@@ -179,7 +180,24 @@ describe('redaction', () => {
     await client.call('Debugger.removeBreakpoint', { breakpointId });
     await client.close();
     for (const f of frames) if (!/"Debugger\.scriptParsed"/.test(f)) assert.doesNotMatch(f, leaks);
-    assert.doesNotMatch(JSON.stringify(await broker.sessionEvents()), leaks);
+    // The transcript: no secret of the source anywhere; the search's own query is what the developer typed, kept as asked.
+    const typed = (e: any) => e.type === 'cdp.request' && e.data?.method === 'Debugger.searchInContent';
+    const search = await broker.waitForRecord('cdp.request', typed);
+    // The whole chain, once stored (it is uploaded as the session closes).
+    const events = await waitFor(
+      async () => {
+        const stored = (await broker.sessionEvents()) as any[];
+        return stored.some((e) => e.type === 'session.ended' && e.stream === search.stream) && stored;
+      },
+      { what: "the search's session stored to its end", intervalMs: 50 },
+    );
+    assert.equal(events.filter(typed).length, 1, 'the search is recorded');
+    const leaking = events.filter((e) => !typed(e) && leaks.test(JSON.stringify(e)));
+    assert.deepEqual(
+      leaking.map((e) => `${e.type} ${JSON.stringify(e.data).slice(0, 300)}`),
+      [],
+      'no record holds a secret of the source',
+    );
   });
 });
 
