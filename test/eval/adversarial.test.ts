@@ -251,25 +251,54 @@ describe('adversarial evaluation: nothing redacted can leak', () => {
       void client.send('Debugger.resume');
     };
     client.socket.on('message', onMessage);
-    const set = await Promise.all([
-      ...pairs.flatMap((p, i) => [
-        s.send('Debugger.setBreakpointByUrl', { lineNumber: lineL(2 * i), urlRegex, condition: p.right }),
-        s.send('Debugger.setBreakpointByUrl', { lineNumber: lineL(2 * i + 1), urlRegex, condition: p.wrong }),
-      ]),
-      ...probes.map((p, i) => s.send('Loupe.setLogpoint', { lineNumber: lineL(50 + i), urlRegex, logMessage: `v={${p.expression}}` })),
-    ]);
-    const windowStart = client.events.length;
-    await sleep(2500);
+    /** Sets the given pairs' conditions (and `logpoints`), lets the target run, and removes them: what each showed. */
+    const runWindow = async (indices: number[], logpoints: typeof probes) => {
+      const replies = await Promise.all([
+        ...indices.flatMap((i) => [
+          s.send('Debugger.setBreakpointByUrl', { lineNumber: lineL(2 * i), urlRegex, condition: pairs[i]!.right }),
+          s.send('Debugger.setBreakpointByUrl', { lineNumber: lineL(2 * i + 1), urlRegex, condition: pairs[i]!.wrong }),
+        ]),
+        ...logpoints.map((p, i) => s.send('Loupe.setLogpoint', { lineNumber: lineL(50 + i), urlRegex, logMessage: `v={${p.expression}}` })),
+      ]);
+      const windowStart = client.events.length;
+      await sleep(2500);
+      const ids = replies.map((r) => r.result?.breakpointId as string | undefined);
+      await Promise.all(ids.filter((id): id is string => !!id).map((breakpointId) => s.send('Debugger.removeBreakpoint', { breakpointId })));
+      await sleep(100);
+      return { replies, events: client.events.slice(windowStart) };
+    };
+    const noticesIn = (events: CdpMessage[], id: string | undefined) =>
+      id ? events.filter((e) => e.method?.startsWith('Loupe.') && e.method !== 'Loupe.logpoint' && e.params?.breakpointId === id) : [];
+    const shown = (events: CdpMessage[], reply: CdpMessage) => ({
+      set: reply.error ?? 'set',
+      paused: (pauses.get(reply.result?.breakpointId) ?? 0) > 0,
+      notices: comparableNotices(noticesIn(events, reply.result?.breakpointId)),
+    });
+    const first = await runWindow(
+      pairs.map((_, i) => i),
+      probes,
+    );
+    const set = first.replies;
+    const windowEvents = first.events;
+    // What each pair showed: from the window with all of them, or, where its two sides differed, from a window of its
+    // own. A pause budget shared by 40 breakpoints on a loaded machine can stop one side before its first hit (timing);
+    // a difference the secret makes shows again however often the pair is run alone.
+    const pairShown = pairs.map((_, i) => ({ events: windowEvents, right: set[2 * i]!, wrong: set[2 * i + 1]! }));
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const differing = pairShown.flatMap((x, i) => (JSON.stringify(shown(x.events, x.right)) !== JSON.stringify(shown(x.events, x.wrong)) ? [i] : []));
+      for (const i of differing) {
+        // V8 names a breakpoint by its place: the pair set again may come back under the same ids.
+        for (const reply of [pairShown[i]!.right, pairShown[i]!.wrong]) pauses.delete(reply.result?.breakpointId);
+        const again = await runWindow([i], []);
+        pairShown[i] = { events: again.events, right: again.replies[0]!, wrong: again.replies[1]! };
+      }
+    }
     client.socket.off('message', onMessage);
-    const ids = set.map((r) => r.result?.breakpointId as string | undefined);
-    await Promise.all(ids.filter((id): id is string => !!id).map((breakpointId) => s.send('Debugger.removeBreakpoint', { breakpointId })));
-    await sleep(100);
-    const windowEvents = client.events.slice(windowStart);
-    const notices = (id: string | undefined) => (id ? windowEvents.filter((e) => e.method?.startsWith('Loupe.') && e.method !== 'Loupe.logpoint' && e.params?.breakpointId === id) : []);
+    const notices = (id: string | undefined) => noticesIn(windowEvents, id);
     pairs.forEach((p, i) => {
-      const [right, wrong] = [set[2 * i]!, set[2 * i + 1]!];
+      const { events, right, wrong } = pairShown[i]!;
       const seenBy = (reply: CdpMessage, expr: string) =>
-        observe([{ set: reply.error ?? 'set', paused: (pauses.get(reply.result?.breakpointId) ?? 0) > 0, notices: comparableNotices(notices(reply.result?.breakpointId)) }], {
+        observe([shown(events, reply)], {
           refused: !!reply.error,
           replace: [expr],
         });
