@@ -24,11 +24,12 @@ export function summarizeResult(method: string, result: Record<string, unknown> 
   if (method === 'Debugger.getScriptSource') return { bytes: safeText(result.scriptSource ?? '').length };
   if (method === 'Runtime.getProperties') {
     const props = Array.isArray(result.result) ? (result.result as unknown[]) : [];
+    // Keys in canonical order, so the record's canonical JSON is JSON.stringify's (see common/canonicalJson.ts).
     return {
+      count: props.length,
       properties: props
         .slice(0, 200)
         .map((p) => (isRecord(p) ? { name: safeText(p.name), preview: preview(isRecord(p.value) ? (p.value as unknown as Protocol.Runtime.RemoteObject) : undefined) } : { name: '(malformed)' })),
-      count: props.length,
     };
   }
   if (method === 'Runtime.evaluate' || method === 'Debugger.evaluateOnCallFrame') {

@@ -59,6 +59,20 @@ export function boundMessage(message: unknown, bounds: MessageBounds): { readonl
   return { cut };
 }
 
+/**
+ * Whether boundMessage could cut nothing of a message parsed from `frame`, known from the text alone: its strings
+ * together are no longer than the frame, and every list item follows a `[` or a `,` of it, so the frame's length plus
+ * 16 per such byte is more than the walk could ever spend. A reply of 100 properties (16 KB) is far inside the default
+ * bounds, and skips the walk that would only prove so.
+ */
+export function frameWithinBounds(frame: Buffer, bounds: MessageBounds): boolean {
+  if (frame.length > bounds.keep) return false;
+  let items = 0;
+  for (let at = frame.indexOf(44); at !== -1; at = frame.indexOf(44, at + 1)) items++;
+  for (let at = frame.indexOf(91); at !== -1; at = frame.indexOf(91, at + 1)) items++;
+  return frame.length + 16 * items <= bounds.budget;
+}
+
 /** After redaction: every string cut by boundMessage now keeps only its bound (redaction has seen the margin). */
 export function finishCuts(message: unknown, bounds: MessageBounds): void {
   walk(message, (text) => {

@@ -22,7 +22,7 @@ import { withholdProcessFacts } from '../gate/processFacts';
 import type { SessionContext } from './context';
 import { isExceptionPause, learnAtExceptionPause, learnAtPause } from './exceptionLearning';
 import { summarizeResult } from './recordShapes';
-import { boundMessage, finishCuts, messageBounds, sniffEventMethod, sniffResponseId } from './resultBounds';
+import { boundMessage, finishCuts, frameWithinBounds, messageBounds, sniffEventMethod, sniffResponseId } from './resultBounds';
 import type { SnapshotMode } from './snapshot';
 import type { ClientPending, Pending } from './targetChannel';
 
@@ -123,8 +123,9 @@ export class TargetRelay {
    * Bounds a parsed message, redacts it, then cuts it to its bounds (see resultBounds.ts): redaction does bounded
    * work and sees whole whatever straddles a cut. Pauses keep all their frames: only their strings are cut.
    */
-  private redactBounded(value: unknown, redact: () => void, keepLists = false): void {
+  private redactBounded(value: unknown, redact: () => void, keepLists = false, frame?: Buffer): void {
     const bounds = messageBounds(this.context.target().evaluation.maxResultBytes);
+    if (frame && frameWithinBounds(frame, bounds)) return redact();
     const { cut } = boundMessage(value, keepLists ? { ...bounds, budget: Infinity } : bounds);
     redact();
     if (cut) finishCuts(value, bounds);
@@ -140,7 +141,7 @@ export class TargetRelay {
     // cut to evaluation.maxResultBytes, a read of the global object would lose names. The frame bound still holds.
     const read = () => {
       if (pending.method === 'Debugger.getScriptSource' || (pending.origin === 'broker' && pending.quiet)) return;
-      this.redactBounded(message.result, () => this.context.redactor.response(pending.method, message.result));
+      this.redactBounded(message.result, () => this.context.redactor.response(pending.method, message.result), false, raw);
       withholdProcessFacts(pending.method, message.result);
     };
     if (pending.origin === 'broker') return this.context.channel.settle(message.id!, pending, message, raw.length, read);
@@ -188,7 +189,7 @@ export class TargetRelay {
     if (message.method === 'Debugger.resumed' && !this.context.pauses.onResumed()) return;
     let text = raw.toString('utf8');
     if (message.method === 'Runtime.consoleAPICalled' || message.method === 'Runtime.exceptionThrown' || message.method === 'Log.entryAdded') {
-      this.redactBounded(message.params, () => this.context.redactor.event(message.method!, message.params));
+      this.redactBounded(message.params, () => this.context.redactor.event(message.method!, message.params), false, raw);
       withholdProcessFacts(message.method, message.params);
       text = JSON.stringify(message);
     }
