@@ -6,7 +6,7 @@ import type { LoupeConfig } from './config/types';
 import { LoupeError } from './errors';
 import type { Grant, GrantClaims, GrantStore } from './grants/grantStore';
 import { DebugSession, type EndReason } from './session/debugSession';
-import { connectInspector } from './session/targetLink';
+import { connectInspector, type TargetLink } from './session/targetLink';
 import { stateRefusal, type ClaimAnswer, type StateBackend } from './state/stateBackend';
 
 const attachTicketSeconds = 60;
@@ -33,6 +33,11 @@ export class SessionRegistry {
   private readonly sessions = new Map<string, DebugSession>();
   /** Grants whose session is still connecting to the target, with the session id their claim holds the slot for. */
   private readonly attaching = new Map<string, string>();
+  /**
+   * Connections to a target opened while the attach's claim is read (the shared registry is a database round trip
+   * away), by grant: attach takes it, or it is closed unused. Nothing is sent on one before its claim holds.
+   */
+  private readonly linking = new Map<string, { inspector: string; link: Promise<TargetLink> }>();
 
   constructor(private readonly options: SessionRegistryOptions) {}
 
@@ -96,6 +101,8 @@ export class SessionRegistry {
     }
     const sessionId = randomUUID();
     this.attaching.set(grantId, sessionId);
+    // The token already names a target this grant is for: its connection opens while the claim is decided.
+    const early = this.openLink(grantId, grant?.target ?? claims?.target);
     try {
       // The slot is taken in the shared registry before anything reaches the target: a second attach through
       // another replica is refused while this session lives (or until its lease runs out).
@@ -128,9 +135,42 @@ export class SessionRegistry {
       }
     } catch (err) {
       this.attaching.delete(grantId);
+      if (early) this.closeLink(grantId);
       throw stateRefusal(err, 'attaches are');
     }
     return grant;
+  }
+
+  private openLink(grantId: string, targetName: string | undefined): boolean {
+    const target = targetName === undefined ? undefined : this.options.config().targets[targetName];
+    if (!target) return false;
+    const link = connectInspector(target.inspector);
+    link.catch(() => undefined); // an unreachable target is reported by attach, which awaits it
+    this.linking.set(grantId, { inspector: target.inspector, link });
+    return true;
+  }
+
+  /** Closes a connection opened ahead of a claim that was refused (or of an attach that never came). */
+  private closeLink(grantId: string): void {
+    const early = this.linking.get(grantId);
+    this.linking.delete(grantId);
+    early?.link.then(
+      (l) => l.socket.close(),
+      () => undefined,
+    );
+  }
+
+  /** The connection opened during authentication if it goes where the policy now says, else a new one. */
+  private takeLink(grantId: string, inspector: string): Promise<TargetLink> {
+    const early = this.linking.get(grantId);
+    this.linking.delete(grantId);
+    if (early?.inspector === inspector) return early.link;
+    if (early)
+      early.link.then(
+        (l) => l.socket.close(),
+        () => undefined,
+      );
+    return connectInspector(inspector);
   }
 
   /** Frees a claim whose session never started (or has ended) in the shared registry; a failure leaves it to the lease. */
@@ -146,12 +186,15 @@ export class SessionRegistry {
   async attach(grant: Grant, upgrade: () => Promise<WebSocket>): Promise<DebugSession> {
     const { audit, clock } = this.options;
     const sessionId = this.attaching.get(grant.grantId);
-    if (sessionId === undefined) throw new LoupeError('internal', `attach of grant ${grant.grantId} without authentication`);
+    if (sessionId === undefined) {
+      this.closeLink(grant.grantId);
+      throw new LoupeError('internal', `attach of grant ${grant.grantId} without authentication`);
+    }
     let started = false;
     try {
       const target = this.options.config().targets[grant.target];
       if (!target) throw new LoupeError('target_unreachable', `target ${grant.target} is no longer in the policy`);
-      const link = await connectInspector(target.inspector);
+      const link = await this.takeLink(grant.grantId, target.inspector);
       let client: WebSocket;
       try {
         client = await upgrade();
@@ -216,6 +259,7 @@ export class SessionRegistry {
       return session;
     } finally {
       this.attaching.delete(grant.grantId);
+      this.closeLink(grant.grantId);
       if (!started) this.release(sessionId, 'attach_failed');
     }
   }

@@ -65,6 +65,16 @@ async function refusedAttach(url: string, headers: Record<string, string> = {}):
 
 const attachUrl = (replica: Replica, grantId: string) => `${replica.url.replace(/^http/, 'ws')}/v1/attach/${grantId}`;
 
+/** Connections the target's inspector has accepted and still holds (its side of each ESTABLISHED loopback socket). */
+function inspectorConnections(inspector: string): number {
+  const port = Number(inspector.split(':').pop()).toString(16).toUpperCase().padStart(4, '0');
+  return readFileSync('/proc/net/tcp', 'utf8')
+    .split('\n')
+    .slice(1)
+    .map((line) => line.trim().split(/\s+/))
+    .filter((f) => f[1]?.endsWith(`:${port}`) && f[3] === '01').length;
+}
+
 describe('three replicas on one database', () => {
   let target: TargetProcess;
   let set: ReplicaSet;
@@ -108,6 +118,23 @@ describe('three replicas on one database', () => {
       assert.ok(refused.status >= 400 && refused.status < 500, `${replica.name}: ${refused.status} ${refused.message}`);
       assert.match(refused.message, /revoked/);
     }
+  });
+
+  it('a refused attach leaves no connection to the target: the connection opened while the claim was read is closed unused', async () => {
+    const [a, b, c] = [set.get('a'), set.get('b'), set.get('c')];
+    const grant = await grantOn(set, a);
+    const headers = { authorization: `Bearer ${grant.token}` };
+    const client = await b.attach(grant);
+    await client.call('Debugger.enable');
+    const live = inspectorConnections(target.inspector);
+    assert.ok(live >= 1, 'the live session holds a connection');
+    for (let i = 0; i < 5; i++) assert.equal((await refusedAttach(attachUrl(i % 2 ? a : c, grant.grantId), headers)).code, 'session_busy');
+    await waitFor(() => inspectorConnections(target.inspector) === live, { timeoutMs: 3000, what: `the target back to ${live} connection(s) after refused attaches` });
+    const revoke = await c.api('DELETE', `/v1/grants/${grant.grantId}`, await set.token('olga', ['owners']));
+    assert.equal(revoke.status, 200, JSON.stringify(revoke.body));
+    await client.closed;
+    for (const replica of [a, b, c]) assert.match((await refusedAttach(attachUrl(replica, grant.grantId), headers)).message, /revoked/);
+    await waitFor(() => inspectorConnections(target.inspector) === live - 1, { timeoutMs: 3000, what: 'no connection left once the session ended and later attaches were refused' });
   });
 
   it('two clients racing one ticket through A and B: exactly one attaches', async () => {
