@@ -10,6 +10,7 @@ import type { Capture, CapturedFrame, CapturedValue } from '../../common/session
 import type { CdpMessage, PausedFrameInput } from '../gate/targetFrame';
 import type { SessionContext } from './context';
 import { emitLogpoint } from './logpoints';
+import { minThrottleOutMs } from './breakpoints';
 
 export type { Capture, CapturedFrame, CapturedValue, PausedFrameInput };
 
@@ -149,6 +150,14 @@ const isInternalFrame = (url: string): boolean => url.startsWith('node:');
 /** Whether frame `index` (of those captured) has its scopes expanded. */
 function expandsFrame(index: number, url: string, limits: SnapshotLimits): boolean {
   return index < limits.expandFrames && (limits.expandInternalFrames || !isInternalFrame(url));
+}
+
+/** The `this` of a frame when the capture reads it (an object it cannot take from a preview), for the prefetch. */
+function thisToRead(frame: PausedFrameInput): { objectId: string; subtype?: string } | undefined {
+  const self = frame.this;
+  if (!self || self.type !== 'object' || self.subtype === 'null' || self.subtype === 'proxy' || typeof self.objectId !== 'string') return undefined;
+  if (knownReplies.has(self) || propertiesFromPreview(self) || entriesFromPreview(self)) return undefined;
+  return { objectId: self.objectId, ...(self.subtype ? { subtype: self.subtype } : {}) };
 }
 
 /** The scope objects a capture reads first, frame by frame: one rule for the capture and for its prefetch. */
@@ -539,12 +548,20 @@ export function scrubCapture(frames: readonly CapturedFrame[], scrub: (text: str
  * Snapshot mode for one session: a hit of one of its breakpoints is captured within the limits and the target
  * resumed at once; rate limits skip the capture (never the resume). Pauses of other sessions are left alone.
  */
+/** The reads sent as a pause arrived (see prefetch), by object id, and whether the resume went with them. */
+interface Prefetched {
+  readonly reads: Map<string, ReturnType<GetProperties>>;
+  readonly resumed: boolean;
+}
+
+const noPrefetch = (): Prefetched => ({ reads: new Map(), resumed: false });
+
 export class SnapshotMode {
   /** Clock times of this session's captures in the last minute. */
   private captureTimes: number[] = [];
   private captureCount = 0;
-  /** Reads sent as the pause arrived (see prefetch), by object id, until the capture of that pause takes them. */
-  private prefetched = new Map<string, { preview: boolean; reply: ReturnType<GetProperties> }>();
+  /** What prefetch sent for the pause that onPause is about to handle. */
+  private prefetched: Prefetched = noPrefetch();
   /**
    * The pause being handled, until its bookkeeping (rate limits, record) is done. A capture resumes the target
    * with its last reads, so the next hit can arrive before that: it waits for it, and is not prefetched.
@@ -555,14 +572,16 @@ export class SnapshotMode {
 
   /**
    * Called as a pause arrives, before the broker's own work on it (the evaluator's copy, the redaction of the
-   * event): when onPause will capture it, the reads of the scopes the capture starts from go out at once, so
-   * the target answers them meanwhile. Their answers are redacted as they arrive like every read of a capture,
+   * event): when onPause will capture it, the reads of the scopes (and `this`) the capture starts from go out at
+   * once, in one write, so the target answers them meanwhile. When they are all the capture will read (depth 0,
+   * no entries to read, no rate-limit removal that must reach V8 first), the resume goes in the same write: V8
+   * answers them paused, then resumes. Their answers are redacted as they arrive like every read of a capture,
    * and nothing of them is shown before the capture is recorded.
    */
   prefetch(params: Record<string, unknown> | undefined): void {
     const { context } = this;
     const { breakpoints } = context;
-    this.prefetched = new Map();
+    this.prefetched = noPrefetch();
     if (this.handling || context.isEnding() || !context.auditAccepting()) return;
     const { live: hits } = breakpoints.sortHits(params?.hitBreakpoints);
     // Logpoints and conditions are decided first; a capture may not follow.
@@ -572,27 +591,40 @@ export class SnapshotMode {
     const recent = this.captureTimes.filter((t) => now - t < 60_000).length;
     if (recent >= limits.maxCapturesPerMinute || !hits.some((id) => now - breakpoints.rate(id).lastCaptureAt >= limits.minIntervalMs)) return;
     const frames = ((params?.callFrames as PausedFrameInput[] | undefined) ?? []).slice(0, limits.frames);
+    const objectIds: string[] = [];
+    // A rate limit long enough to take the breakpoint out of V8 sends that removal ahead of the resume (onPause).
+    let lastLevel = limits.depth === 0 && limits.minIntervalMs < minThrottleOutMs;
     for (const [index, frame] of frames.entries()) {
       if (!expandsFrame(index, frame.url || context.labels.scriptUrls.get(frame.location.scriptId) || '', limits)) continue;
-      for (const scope of scopesToExpand(frame, index)) {
-        const objectId = scope.object.objectId!;
-        const reply = this.read(objectId, true);
+      for (const scope of scopesToExpand(frame, index)) objectIds.push(scope.object.objectId!);
+      const self = thisToRead(frame);
+      if (!self) continue;
+      objectIds.push(self.objectId);
+      if (entryKinds.has(self.subtype ?? '')) lastLevel = false;
+    }
+    const reads = new Map<string, ReturnType<GetProperties>>();
+    context.channel.batch(() => {
+      for (const objectId of objectIds) {
+        if (reads.has(objectId)) continue;
+        const reply = this.read(objectId);
         // Taken by the capture, which handles its failure; one left untaken fails unheard.
         reply.catch(() => undefined);
-        this.prefetched.set(objectId, { preview: true, reply });
+        reads.set(objectId, reply);
       }
-    }
+      if (lastLevel) context.channel.captureCommand('Debugger.resume').catch(() => undefined);
+    });
+    this.prefetched = { reads, resumed: lastLevel };
   }
 
-  private read(objectId: string, preview: boolean): ReturnType<GetProperties> {
-    return this.context.channel.captureCommand('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) }) as ReturnType<GetProperties>;
+  private read(objectId: string): ReturnType<GetProperties> {
+    return this.context.channel.captureCommand('Runtime.getProperties', { objectId, ownProperties: true, generatePreview: true }) as ReturnType<GetProperties>;
   }
 
   async onPause(message: CdpMessage): Promise<void> {
     const { context } = this;
     const { breakpoints, pauses } = context;
     const prefetched = this.prefetched;
-    this.prefetched = new Map();
+    this.prefetched = noPrefetch();
     const { live, quiet } = breakpoints.sortHits(message.params?.hitBreakpoints);
     pauses.ownPause = live.length > 0 || quiet.length > 0;
     if (context.isEnding()) return;
@@ -614,14 +646,14 @@ export class SnapshotMode {
   }
 
   /** One pause of this session's breakpoints: captured, or skipped by a rate limit; resumed either way. */
-  private async handle(message: CdpMessage, prefetched: SnapshotMode['prefetched']): Promise<void> {
+  private async handle(message: CdpMessage, prefetched: Prefetched): Promise<void> {
     const { context } = this;
     const { breakpoints, pauses } = context;
     const params = message.params ?? {};
     // Sorted again: the bookkeeping of the pause before this one may have changed the breakpoints meanwhile.
     const { live: hits, quiet } = breakpoints.sortHits(params.hitBreakpoints);
     if (context.isEnding()) return;
-    let resumed = false;
+    let resumed = prefetched.resumed;
     // Resumes the target at once, without waiting for any record (the capture's record says so); once.
     const resume = (): void => {
       if (resumed) return;
@@ -674,20 +706,26 @@ export class SnapshotMode {
     let capture: (Capture & { reads?: number }) | undefined;
     if (captureFor) {
       try {
-        capture = await captureFrames(
-          frames,
-          context.labels.scriptUrls,
-          async (objectId, preview) => {
-            const early = prefetched.get(objectId);
-            prefetched.delete(objectId);
-            const reply = await (early && early.preview === preview ? early.reply : this.read(objectId, preview));
-            // A captured process object (a local holding it) shows the marker for its pid, as a read would.
-            withholdProcessFacts('Runtime.getProperties', reply);
-            return reply;
-          },
-          limits,
-          { resume },
+        // The capture's first reads and the resume that may follow them leave in one write.
+        const capturing = context.channel.batch(() =>
+          captureFrames(
+            frames,
+            context.labels.scriptUrls,
+            async (objectId) => {
+              const early = prefetched.reads.get(objectId);
+              prefetched.reads.delete(objectId);
+              // Never a read once the target has resumed: what it held is gone, and the capture must not race it.
+              if (!early && resumed) throw new Error('the target had resumed');
+              const reply = await (early ?? this.read(objectId));
+              // A captured process object (a local holding it) shows the marker for its pid, as a read would.
+              withholdProcessFacts('Runtime.getProperties', reply);
+              return reply;
+            },
+            limits,
+            { resume },
+          ),
         );
+        capture = await capturing;
       } catch (err) {
         capture = { frames: [], durationMs: 0, bytes: 0, truncated: `capture failed: ${(err as Error).message}` };
       }
