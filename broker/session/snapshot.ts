@@ -544,10 +544,6 @@ export function scrubCapture(frames: readonly CapturedFrame[], scrub: (text: str
   }
 }
 
-/**
- * Snapshot mode for one session: a hit of one of its breakpoints is captured within the limits and the target
- * resumed at once; rate limits skip the capture (never the resume). Pauses of other sessions are left alone.
- */
 /** The reads sent as a pause arrived (see prefetch), by object id, and whether the resume went with them. */
 interface Prefetched {
   readonly reads: Map<string, ReturnType<GetProperties>>;
@@ -556,6 +552,10 @@ interface Prefetched {
 
 const noPrefetch = (): Prefetched => ({ reads: new Map(), resumed: false });
 
+/**
+ * Snapshot mode for one session: a hit of one of its breakpoints is captured within the limits and the target
+ * resumed at once; rate limits skip the capture (never the resume). Pauses of other sessions are left alone.
+ */
 export class SnapshotMode {
   /** Clock times of this session's captures in the last minute. */
   private captureTimes: number[] = [];
