@@ -4,7 +4,8 @@
 //   (a) a bare pause/resume: a direct CDP client with TCP_QUICKACK answering each Debugger.paused with
 //       Debugger.resume at once, no capture (the baseline),
 //   (a') the reads of (b)'s capture by a bare client: the same capture engine (captureFrames, (b)'s limits) over a
-//       direct CDP link like (a)'s, then the resume; no broker, gate, redaction or record: the floor under (b),
+//       direct CDP link like (a)'s, with the resume sent as the broker sends it (right behind the last reads); no
+//       broker, gate, redaction or record: the floor under (b),
 //   (b) a snapshot breakpoint through the broker, top frame expanded (expandFrames 1),
 //   (c) the same with 5 frames expanded (expandFrames 5),
 //   (b') (c') the same broker with its state dir (WAL, audit store) on tmpfs: not a durable setup, only to
@@ -143,7 +144,13 @@ export async function benchPause(scratch: string, counts: PauseCounts, tmpfsDir:
         bare.onEvent = (text) => {
           if (!text.startsWith('{"method":"Debugger.paused"')) return;
           const frames = (JSON.parse(text) as { params: { callFrames: PausedFrameInput[] } }).params.callFrames;
-          void captureFrames(frames, new Map(), read, limits).finally(() => bare.socket.send(resume));
+          // As the broker does: the resume goes right behind the last reads (or at the end, if the capture did not send it).
+          let resumed = false;
+          const resumeOnce = () => {
+            if (!resumed) bare.socket.send(resume);
+            resumed = true;
+          };
+          void captureFrames(frames, new Map(), read, limits, { resume: resumeOnce }).finally(resumeOnce);
         };
         await bare.call('Debugger.enable');
         const set = await bare.call('Debugger.setBreakpointByUrl', breakpoint);

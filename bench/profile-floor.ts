@@ -6,6 +6,9 @@
 //   level1+pipe the same reads and the resume sent together (V8 answers the reads, then resumes): V8's own work
 //   level2      level1, then a read of every object among them whose preview does not hold it whole, then the resume:
 //               the reads a top-frame capture makes (4 reads in 2 levels here), at the speed of a bare client
+//   frames5+pipe  the scope reads of a 5-frame capture at depth 0 (local and block scopes of 5 frames, the top
+//               frame's closure; generatePreview) and the resume in one write: V8's own work under section 2 (c)
+//   frames5+bare  the same without generatePreview: what the previews cost V8
 // Variants alternate in rounds of `per` hits. Usage: node --import tsx bench/profile-floor.ts [rounds=5] [per=100]
 import { join } from 'node:path';
 import { markerLine, startTarget } from '../test/support/target';
@@ -14,7 +17,7 @@ import { summarize } from './lib/stats';
 
 const file = join(__dirname, 'fixtures', 'pause-target.js');
 const [rounds, per] = [Number(process.argv[2] ?? 5), Number(process.argv[3] ?? 100)];
-const modes = ['bare', 'level1', 'level1+pipe', 'level2'] as const;
+const modes = ['bare', 'level1', 'level1+pipe', 'level2', 'frames5+pipe', 'frames5+bare'] as const;
 type Mode = (typeof modes)[number];
 
 interface Scope {
@@ -37,7 +40,18 @@ async function main(): Promise<void> {
   client.onEvent = (text) => {
     if (!text.startsWith('{"method":"Debugger.paused"')) return;
     if (mode === 'bare') return send('Debugger.resume', {});
-    const top = (JSON.parse(text) as { params: { callFrames: { scopeChain: Scope[] }[] } }).params.callFrames[0]!;
+    const callFrames = (JSON.parse(text) as { params: { callFrames: { scopeChain: Scope[] }[] } }).params.callFrames;
+    if (mode === 'frames5+pipe' || mode === 'frames5+bare') {
+      const preview = mode === 'frames5+pipe' ? { generatePreview: true } : {};
+      const raw = (client.socket as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+      raw.cork();
+      for (const [i, frame] of callFrames.slice(0, 5).entries())
+        for (const scope of frame.scopeChain.filter((s) => s.type === 'local' || s.type === 'block' || (s.type === 'closure' && i === 0)))
+          send('Runtime.getProperties', { objectId: scope.object.objectId, ownProperties: true, ...preview });
+      send('Debugger.resume', {});
+      return raw.uncork();
+    }
+    const top = callFrames[0]!;
     const scopes = top.scopeChain.filter((s) => s.type === 'local' || s.type === 'block' || s.type === 'closure').map((s) => s.object.objectId);
     if (mode === 'level1+pipe') {
       for (const objectId of scopes) send('Runtime.getProperties', { objectId, ownProperties: true, generatePreview: true });

@@ -79,7 +79,7 @@ async function main(): Promise<void> {
     const captures = client.events.filter((e) => e.method === 'Loupe.snapshotCaptured').map((e) => e.params);
     // Per hit: from the Debugger.paused read to the resume sent; reads sent, and read levels (a read sent after
     // an answer arrived, as opposed to alongside the first).
-    const hits: { reads: number; toFirstRead: number; readsMs: number; lastAnswerToResume: number; total: number; levels: number }[] = [];
+    const hits: { reads: number; toFirstRead: number; readsMs: number; lastAnswerToResume: number; resumeToLastAnswer: number; total: number; levels: number }[] = [];
     for (let i = 0; i < frames.length; i++) {
       if (frames[i]!.method !== 'Debugger.paused' || frames[i]!.dir !== 'in') continue;
       const t0 = frames[i]!.t;
@@ -91,9 +91,15 @@ async function main(): Promise<void> {
       const sentIds = new Set<number>();
       for (let j = i + 1; j < frames.length; j++) {
         const f = frames[j]!;
+        if (f.dir === 'in' && f.method === 'Debugger.paused') break;
+        if (resume) {
+          // The resume goes right behind the last reads: their answers follow it.
+          if (f.id !== undefined && sentIds.has(f.id)) lastAnswer = f.t;
+          continue;
+        }
         if (f.dir === 'out' && f.method === 'Debugger.resume') {
           resume = f;
-          break;
+          continue;
         }
         if (f.dir === 'out') {
           outs.push(f);
@@ -111,6 +117,7 @@ async function main(): Promise<void> {
         toFirstRead: outs.length ? outs[0]!.t - t0 : NaN,
         readsMs: outs.length ? lastAnswer - outs[0]!.t : 0,
         lastAnswerToResume: resume.t - lastAnswer,
+        resumeToLastAnswer: lastAnswer - resume.t,
         total: resume.t - t0,
         levels,
       });
@@ -122,7 +129,8 @@ async function main(): Promise<void> {
         `  reads per capture              ${fmt(summarize(hits.map((h) => h.reads)))} (in ${fmt(summarize(hits.map((h) => h.levels)))} levels)\n` +
         `  paused read → first read sent  ${fmt(summarize(hits.map((h) => h.toFirstRead).filter(Number.isFinite)))}\n` +
         `  first read sent → last answer  ${fmt(summarize(hits.map((h) => h.readsMs)))}\n` +
-        `  last answer → resume sent      ${fmt(summarize(hits.map((h) => h.lastAnswerToResume)))}\n` +
+        `  last answer → resume sent      ${fmt(summarize(hits.map((h) => h.lastAnswerToResume)))} (negative: the resume went first, with the reads)\n` +
+        `  resume sent → last answer      ${fmt(summarize(hits.map((h) => h.resumeToLastAnswer)))} (V8 answers the reads, then resumes)\n` +
         `  paused read → resume sent      ${fmt(summarize(hits.map((h) => h.total)))}\n` +
         `  measured window for the profile summary: --window=${windowStartUs},${windowEndUs}\n`,
     );

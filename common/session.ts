@@ -68,8 +68,14 @@ export interface CapturedValue {
   readonly value?: unknown;
   readonly description?: string;
   readonly properties?: { readonly name: string; readonly value: CapturedValue }[];
-  /** Why this value is not complete: depth, fields, items, time budget, bytes. */
+  /** Why this value is not complete: depth, fields, items, time budget, bytes; `preview` (below). */
   readonly truncated?: string;
+  /**
+   * Beyond the read depth: taken from the preview V8 sent with the object (no read of its own), which lists up to
+   * 5 fields or 100 items and a nested object only by its description. Whole when the preview held all of it
+   * exactly; else `truncated` is `preview`.
+   */
+  readonly fromPreview?: boolean;
 }
 
 export interface CapturedFrame {

@@ -337,7 +337,7 @@ function printPause(p) {
     );
   if (v.bareReads)
     say(
-      `   (a') makes (b)'s reads itself (the broker's capture engine with (b)'s limits, over a direct link like (a)'s), then resumes: no broker, gate, redaction or record. It is the floor under (b): ${ratio(v.bareReads.pauseMs.median / v.bare.pauseMs.median)} of (a) at the median.`,
+      `   (a') makes (b)'s reads itself (the broker's capture engine with (b)'s limits, over a direct link like (a)'s), with the resume right behind its last reads, as the broker sends it: no broker, gate, redaction or record. It is the floor under (b): ${ratio(v.bareReads.pauseMs.median / v.bare.pauseMs.median)} of (a) at the median.`,
     );
   say("   broker pauseMs: the broker's own figure (from the Debugger.paused it read to the Debugger.resume it issued); the target also pays the event's transit and the resume's way out.");
   if (v.cond)

@@ -10,6 +10,7 @@ import type { Capture, CapturedFrame, CapturedValue } from '../../common/session
 import type { CdpMessage, PausedFrameInput } from '../gate/targetFrame';
 import type { SessionContext } from './context';
 import { emitLogpoint } from './logpoints';
+import { minThrottleOutMs } from './breakpoints';
 
 export type { Capture, CapturedFrame, CapturedValue, PausedFrameInput };
 
@@ -151,11 +152,25 @@ function expandsFrame(index: number, url: string, limits: SnapshotLimits): boole
   return index < limits.expandFrames && (limits.expandInternalFrames || !isInternalFrame(url));
 }
 
+/** The `this` of a frame when the capture reads it (an object it cannot take from a preview), for the prefetch. */
+function thisToRead(frame: PausedFrameInput): { objectId: string; subtype?: string } | undefined {
+  const self = frame.this;
+  if (!self || self.type !== 'object' || self.subtype === 'null' || self.subtype === 'proxy' || typeof self.objectId !== 'string') return undefined;
+  if (knownReplies.has(self) || propertiesFromPreview(self) || entriesFromPreview(self)) return undefined;
+  return { objectId: self.objectId, ...(self.subtype ? { subtype: self.subtype } : {}) };
+}
+
 /** The scope objects a capture reads first, frame by frame: one rule for the capture and for its prefetch. */
 function scopesToExpand(frame: PausedFrameInput, index: number): PausedFrameInput['scopeChain'] {
   // Closures of the top frame only: deeper closures multiply the cost for little insight.
   return frame.scopeChain.filter((scope) => expandedScopes.has(scope.type) && scope.object.objectId && !(scope.type === 'closure' && index > 0));
 }
+
+/** Object kinds whose read lists an [[Entries]] internal property, read in turn: never the last read of a branch. */
+const entryKinds = new Set(['map', 'set', 'weakmap', 'weakset', 'iterator']);
+
+/** The truncation of an object beyond the read depth taken from V8's preview that did not hold all of it. */
+export const previewCut = 'preview';
 
 /**
  * Reads in flight at once. The target answers them one after another on its one socket, so a few are enough to
@@ -180,22 +195,29 @@ interface Filling {
  * plain object or array of primitives whose preview (asked for with the read of its parent) holds it whole
  * costs no read at all. Objects are filled breadth first, in the order found (the locals of every expanded
  * frame before what they point to), whether read or previewed, so limits cut the same values either way.
- * When the last read is answered the capture is complete and the target can be resumed. At the time budget
- * the capture stops waiting: what has not arrived is marked with the budget. The result is plain data (no
- * remote ids), built from replies the session has already redacted.
+ * Beyond the read depth an object is taken from the preview V8 sent with it (previewed): no read.
+ *
+ * `resume` is called, once, the moment nothing more will be read: right behind the last reads, in the same tick,
+ * when none of what is still to fill can lead to another read (the last level: depth spent, nothing with entries
+ * to read). The target answers the reads it has from the paused state, then resumes, so the pause costs no
+ * round trip after the last read; no read is ever sent after it. At the time budget the capture stops waiting:
+ * what has not arrived is marked with the budget (and the caller resumes, if `resume` was not called). The
+ * result is plain data (no remote ids), built from replies the session has already redacted.
  */
 export async function captureFrames(
   frames: readonly PausedFrameInput[],
   scriptUrls: ReadonlyMap<string, string>,
   getProperties: GetProperties,
   limits: SnapshotLimits,
-  now: () => number = () => performance.now(),
+  options: { readonly resume?: () => void; readonly now?: () => number } = {},
 ): Promise<Capture & { readonly reads: number }> {
+  const now = options.now ?? (() => performance.now());
   const started = now();
   let bytes = 0;
   let cut: string | undefined;
   let reads = 0;
   let closed = false;
+  let resumed = false;
   const over = (): string | undefined => {
     if (cut) return cut;
     if (now() - started > limits.timeBudgetMs) cut = `time budget of ${limits.timeBudgetMs} ms`;
@@ -209,6 +231,8 @@ export async function captureFrames(
     readonly known?: Reply;
     readonly depthLeft: number;
     readonly isArray: boolean;
+    /** The object's subtype: a kind with entries reads them in turn. */
+    readonly subtype?: string;
     readonly into: Filling;
     reply?: Awaited<ReturnType<GetProperties>>;
     error?: string;
@@ -237,9 +261,12 @@ export async function captureFrames(
   };
 
   /** Queues an object's properties for `into` (a read, unless `known` from a preview); its children get `depthLeft`. */
-  const expand = (source: { objectId: string } | { known: Reply }, depthLeft: number, isArray: boolean, into: Filling): void => {
-    queue.push({ ...source, depthLeft, isArray, into });
+  const expand = (source: { objectId: string } | { known: Reply }, depthLeft: number, isArray: boolean, into: Filling, subtype?: string): void => {
+    queue.push({ ...source, depthLeft, isArray, into, ...(subtype ? { subtype } : {}) });
   };
+
+  /** Whether filling an item may send another read: a read one whose children are read in turn, or its entries. */
+  const leadsToReads = (item: Item): boolean => !item.known && !item.unsent && !item.error && (item.depthLeft > 0 || entryKinds.has(item.subtype ?? ''));
 
   /** What fills an object: a reply known without a read (a stand-in's, a preview's), or a read. */
   const knownSource = (remote: RemoteObject): { objectId: string } | { known: Reply } => {
@@ -272,11 +299,117 @@ export async function captureFrames(
     bytes += head.description.length + 16;
     // Proxies are described, never expanded: their traps stay untouched.
     if (!remote.objectId || remote.subtype === 'proxy') return head;
-    if (depthLeft <= 0) return { ...head, truncated: 'depth' };
+    if (depthLeft <= 0) return previewed(remote, head);
     const node: CapturedValue & Filling = { ...head, properties: [] };
     // Queued like a read and filled in its turn, so a preview changes the cost, never the capture.
-    expand(knownSource(remote), depthLeft - 1, remote.subtype === 'array' || remote.subtype === 'typedarray', node);
+    expand(knownSource(remote), depthLeft - 1, remote.subtype === 'array' || remote.subtype === 'typedarray', node, remote.subtype);
     return node;
+  };
+
+  /** A preview's text where it is exact (V8 shortens longer text), else undefined. */
+  const exactText = (text: unknown): string | undefined => (typeof text === 'string' && text.length < previewStringExact ? text : undefined);
+
+  /**
+   * A field of a preview: a primitive exactly as a read gives it, else what the preview says (`whole` false): a
+   * nested object by its description (beyond the depth), a function or accessor by its kind. A string the preview
+   * shortened is left out, not shown cut: redaction recognises a secret only whole, and V8 cut it before it could.
+   */
+  const previewField = (p: Record<string, unknown>): { value: CapturedValue; whole: boolean } => {
+    const subtype = typeof p.subtype === 'string' ? { subtype: p.subtype } : {};
+    if (p.type === 'object' && p.subtype !== 'null') {
+      const description = exactText(p.value);
+      bytes += (description?.length ?? 0) + 16;
+      return { value: { type: 'object', ...subtype, ...(description !== undefined ? { description } : {}), truncated: 'depth' }, whole: false };
+    }
+    bytes += 16;
+    if (p.type === 'object') return { value: { type: 'object', subtype: 'null', value: null }, whole: true };
+    if (p.type === 'function') return { value: { type: 'function' }, whole: false };
+    if (p.type === 'accessor') return { value: { type: 'accessor', description: 'accessor (not invoked)' }, whole: false };
+    const exact = primitiveFromPreview(p as never);
+    if (exact) return { value: primitive(exact), whole: true };
+    if (p.type === 'string') return { value: { type: 'string', value: '', truncated: 'string shortened in the preview, not read' }, whole: false };
+    const description = exactText(p.value);
+    return { value: { type: typeof p.type === 'string' ? p.type : 'undefined', ...(description !== undefined ? { description } : {}) }, whole: false };
+  };
+
+  /** A Map or Set entry's key or value (an ObjectPreview): a primitive, or an object with the fields its preview lists. */
+  const previewPart = (part: Record<string, unknown>): { value: CapturedValue; whole: boolean } => {
+    if (part.type !== 'object' || part.subtype === 'null') return previewField({ type: part.type, subtype: part.subtype, value: part.description });
+    const description = exactText(part.description);
+    bytes += (description?.length ?? 0) + 16;
+    const head: CapturedValue = { type: 'object', ...(typeof part.subtype === 'string' ? { subtype: part.subtype } : {}), ...(description !== undefined ? { description } : {}) };
+    if (!Array.isArray(part.properties)) return { value: { ...head, truncated: 'depth' }, whole: false };
+    const node = previewFields(part as unknown as ObjectPreview, head, false, false);
+    return { value: node, whole: node.truncated === undefined };
+  };
+
+  /**
+   * An object's node from its preview: its fields (up to 5, or 100 indices, as V8 lists them) and, for a Map or
+   * Set, its entries, within the capture's limits; `fromPreview`, and cut (previewCut) unless the preview held it
+   * all exactly.
+   */
+  const previewFields = (preview: ObjectPreview, head: CapturedValue, isArray: boolean, collection: boolean): CapturedValue => {
+    const properties: Properties = [];
+    let whole = preview.overflow === false;
+    let truncated: string | undefined;
+    const listed = (preview.properties as unknown[]).filter((p): p is Record<string, unknown> => isObject(p) && typeof p.name === 'string');
+    if (listed.length < (preview.properties as unknown[]).length) whole = false;
+    // As a read is filled: an array's indices (and its length), a Map's or Set's own fields (`size` is not one).
+    const fields = listed.filter((p) => (!isArray || /^\d+$/.test(String(p.name))) && !(collection && p.name === 'size'));
+    const limit = isArray ? limits.collectionItems : limits.fieldsPerObject;
+    if (fields.length > limit) truncated = `${fields.length} properties, ${limit} captured`;
+    for (const p of fields.slice(0, limit)) {
+      const stop = over();
+      if (stop) {
+        truncated = stop;
+        break;
+      }
+      bytes += String(p.name).length + 4;
+      const field = previewField(p);
+      whole &&= field.whole;
+      properties.push({ name: String(p.name), value: field.value });
+    }
+    const length = isArray ? /^[A-Za-z0-9]*Array\((\d+)\)$/.exec(head.description ?? '')?.[1] : undefined;
+    if (length !== undefined && !truncated) properties.push({ name: 'length', value: { type: 'number', value: Number(length) } });
+    const entries = collection && Array.isArray(preview.entries) ? (preview.entries as unknown[]) : undefined;
+    if (entries && !truncated && !over()) {
+      const items: Properties = [];
+      let entriesCut: string | undefined = entries.length > limits.collectionItems ? `${entries.length} properties, ${limits.collectionItems} captured` : undefined;
+      for (const [index, entry] of entries.slice(0, limits.collectionItems).entries()) {
+        const stop = over();
+        if (stop) {
+          entriesCut = stop;
+          break;
+        }
+        if (!isObject(entry) || !isObject(entry.value)) {
+          whole = false;
+          continue;
+        }
+        const key = isObject(entry.key) ? previewPart(entry.key) : undefined;
+        const value = previewPart(entry.value);
+        whole &&= value.whole && (key?.whole ?? true);
+        const text = (part: CapturedValue): string =>
+          part.type === 'string' ? (part.truncated ? '"…"' : `"${String(part.value)}"`) : (part.description ?? (part.value !== undefined ? String(part.value) : part.type));
+        const description = key ? `{${text(key.value)} => ${text(value.value)}}` : text(value.value);
+        bytes += description.length + 16;
+        items.push({
+          name: String(index),
+          value: { type: 'object', subtype: 'internal#entry', description, properties: [...(key ? [{ name: 'key', value: key.value }] : []), { name: 'value', value: value.value }] },
+        });
+      }
+      properties.push({ name: '[[Entries]]', value: { type: 'object', subtype: 'array', description: `Array(${entries.length})`, fromPreview: true, properties: items, ...(entriesCut ? { truncated: entriesCut } : {}) } });
+      if (entriesCut) truncated ??= entriesCut;
+    }
+    truncated ??= whole ? undefined : previewCut;
+    return { ...head, fromPreview: true, properties, ...(truncated ? { truncated } : {}) };
+  };
+
+  /** An object beyond the read depth: from the preview that came with it, if any; else its description alone. */
+  const previewed = (remote: RemoteObject, head: CapturedValue): CapturedValue => {
+    const preview = remote.preview;
+    if (!isObject(preview) || !Array.isArray(preview.properties)) return { ...head, truncated: 'depth' };
+    const collection = remote.subtype === 'map' || remote.subtype === 'set';
+    return previewFields(preview, head, remote.subtype === 'array' || remote.subtype === 'typedarray', collection);
   };
 
   /** Converts one reply into its node, queueing the objects it points to. */
@@ -322,7 +455,15 @@ export async function captureFrames(
         if (next.known) next.reply = next.known;
         // Past a limit nothing more is read; the item is marked as cut when its turn comes.
         else if (over()) next.unsent = true;
+        // Never a read after the resume (the last level's reads were all sent before it).
+        else if (resumed) next.error = 'not read: the target had resumed';
         else read(next);
+      }
+      // Every read still to come is sent and none of what is left to fill can lead to another: the resume goes
+      // right behind them, in this tick.
+      if (!resumed && options.resume && !closed && queue.length === 0 && !toFill.some(leadsToReads)) {
+        resumed = true;
+        options.resume();
       }
       const head = toFill[0];
       if (closed || !head || !(head.reply || head.error || head.unsent)) break;
@@ -338,8 +479,8 @@ export async function captureFrames(
   const read = (item: Item): void => {
     inFlight++;
     reads++;
-    // Previews only pay when what this read finds may be expanded in turn.
-    getProperties(item.objectId!, item.depthLeft > 0).then(
+    // With previews: what this read finds is expanded in turn, or beyond the depth taken from its preview.
+    getProperties(item.objectId!, true).then(
       (reply) => {
         inFlight--;
         item.reply = reply;
@@ -403,6 +544,14 @@ export function scrubCapture(frames: readonly CapturedFrame[], scrub: (text: str
   }
 }
 
+/** The reads sent as a pause arrived (see prefetch), by object id, and whether the resume went with them. */
+interface Prefetched {
+  readonly reads: Map<string, ReturnType<GetProperties>>;
+  readonly resumed: boolean;
+}
+
+const noPrefetch = (): Prefetched => ({ reads: new Map(), resumed: false });
+
 /**
  * Snapshot mode for one session: a hit of one of its breakpoints is captured within the limits and the target
  * resumed at once; rate limits skip the capture (never the resume). Pauses of other sessions are left alone.
@@ -411,22 +560,29 @@ export class SnapshotMode {
   /** Clock times of this session's captures in the last minute. */
   private captureTimes: number[] = [];
   private captureCount = 0;
-  /** Reads sent as the pause arrived (see prefetch), by object id, until the capture takes them. */
-  private readonly prefetched = new Map<string, { preview: boolean; reply: ReturnType<GetProperties> }>();
+  /** What prefetch sent for the pause that onPause is about to handle. */
+  private prefetched: Prefetched = noPrefetch();
+  /**
+   * The pause being handled, until its bookkeeping (rate limits, record) is done. A capture resumes the target
+   * with its last reads, so the next hit can arrive before that: it waits for it, and is not prefetched.
+   */
+  private handling: Promise<void> | undefined;
 
   constructor(private readonly context: SessionContext) {}
 
   /**
    * Called as a pause arrives, before the broker's own work on it (the evaluator's copy, the redaction of the
-   * event): when onPause will capture it, the reads of the scopes the capture starts from go out at once, so
-   * the target answers them meanwhile. Their answers are redacted as they arrive like every read of a capture,
+   * event): when onPause will capture it, the reads of the scopes (and `this`) the capture starts from go out at
+   * once, in one write, so the target answers them meanwhile. When they are all the capture will read (depth 0,
+   * no entries to read, no rate-limit removal that must reach V8 first), the resume goes in the same write: V8
+   * answers them paused, then resumes. Their answers are redacted as they arrive like every read of a capture,
    * and nothing of them is shown before the capture is recorded.
    */
   prefetch(params: Record<string, unknown> | undefined): void {
     const { context } = this;
     const { breakpoints } = context;
-    this.prefetched.clear();
-    if (context.isEnding() || !context.auditAccepting()) return;
+    this.prefetched = noPrefetch();
+    if (this.handling || context.isEnding() || !context.auditAccepting()) return;
     const { live: hits } = breakpoints.sortHits(params?.hitBreakpoints);
     // Logpoints and conditions are decided first; a capture may not follow.
     if (hits.length === 0 || hits.some((id) => breakpoints.get(id)?.logpoint !== undefined || breakpoints.get(id)?.condition !== undefined)) return;
@@ -435,48 +591,78 @@ export class SnapshotMode {
     const recent = this.captureTimes.filter((t) => now - t < 60_000).length;
     if (recent >= limits.maxCapturesPerMinute || !hits.some((id) => now - breakpoints.rate(id).lastCaptureAt >= limits.minIntervalMs)) return;
     const frames = ((params?.callFrames as PausedFrameInput[] | undefined) ?? []).slice(0, limits.frames);
-    const preview = limits.depth > 0;
+    const objectIds: string[] = [];
+    // A rate limit long enough to take the breakpoint out of V8 sends that removal ahead of the resume (onPause).
+    let lastLevel = limits.depth === 0 && limits.minIntervalMs < minThrottleOutMs;
     for (const [index, frame] of frames.entries()) {
       if (!expandsFrame(index, frame.url || context.labels.scriptUrls.get(frame.location.scriptId) || '', limits)) continue;
-      for (const scope of scopesToExpand(frame, index)) {
-        const objectId = scope.object.objectId!;
-        const reply = this.read(objectId, preview);
+      for (const scope of scopesToExpand(frame, index)) objectIds.push(scope.object.objectId!);
+      const self = thisToRead(frame);
+      if (!self) continue;
+      objectIds.push(self.objectId);
+      if (entryKinds.has(self.subtype ?? '')) lastLevel = false;
+    }
+    const reads = new Map<string, ReturnType<GetProperties>>();
+    context.channel.batch(() => {
+      for (const objectId of objectIds) {
+        if (reads.has(objectId)) continue;
+        const reply = this.read(objectId);
         // Taken by the capture, which handles its failure; one left untaken fails unheard.
         reply.catch(() => undefined);
-        this.prefetched.set(objectId, { preview, reply });
+        reads.set(objectId, reply);
       }
-    }
+      if (lastLevel) context.channel.captureCommand('Debugger.resume').catch(() => undefined);
+    });
+    this.prefetched = { reads, resumed: lastLevel };
   }
 
-  private read(objectId: string, preview: boolean): ReturnType<GetProperties> {
-    return this.context.channel.captureCommand('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) }) as ReturnType<GetProperties>;
-  }
-
-  /** A read for the capture: the one prefetched for the object, or a new one. */
-  private readForCapture(objectId: string, preview: boolean): ReturnType<GetProperties> {
-    const early = this.prefetched.get(objectId);
-    if (early && early.preview === preview) {
-      this.prefetched.delete(objectId);
-      return early.reply;
-    }
-    return this.read(objectId, preview);
+  private read(objectId: string): ReturnType<GetProperties> {
+    return this.context.channel.captureCommand('Runtime.getProperties', { objectId, ownProperties: true, generatePreview: true }) as ReturnType<GetProperties>;
   }
 
   async onPause(message: CdpMessage): Promise<void> {
     const { context } = this;
     const { breakpoints, pauses } = context;
-    const params = message.params ?? {};
-    const { live: hits, quiet } = breakpoints.sortHits(params.hitBreakpoints);
-    pauses.ownPause = hits.length > 0 || quiet.length > 0;
+    const prefetched = this.prefetched;
+    this.prefetched = noPrefetch();
+    const { live, quiet } = breakpoints.sortHits(message.params?.hitBreakpoints);
+    pauses.ownPause = live.length > 0 || quiet.length > 0;
     if (context.isEnding()) return;
-    if (hits.length === 0 && quiet.length === 0) {
+    if (live.length === 0 && quiet.length === 0) {
       // Not ours (a `debugger;` statement, another debugger): left alone, but never held past maxPauseSeconds.
       pauses.armForeignPauseWatchdog();
       return;
     }
+    const previous = this.handling;
+    let handled!: () => void;
+    const handling = (this.handling = new Promise<void>((resolve) => (handled = resolve)));
+    try {
+      if (previous) await previous;
+      await this.handle(message, prefetched);
+    } finally {
+      if (this.handling === handling) this.handling = undefined;
+      handled();
+    }
+  }
+
+  /** One pause of this session's breakpoints: captured, or skipped by a rate limit; resumed either way. */
+  private async handle(message: CdpMessage, prefetched: Prefetched): Promise<void> {
+    const { context } = this;
+    const { breakpoints, pauses } = context;
+    const params = message.params ?? {};
+    // Sorted again: the bookkeeping of the pause before this one may have changed the breakpoints meanwhile.
+    const { live: hits, quiet } = breakpoints.sortHits(params.hitBreakpoints);
+    if (context.isEnding()) return;
+    let resumed = prefetched.resumed;
+    // Resumes the target at once, without waiting for any record (the capture's record says so); once.
+    const resume = (): void => {
+      if (resumed) return;
+      resumed = true;
+      this.context.channel.captureCommand('Debugger.resume').catch(() => undefined);
+    };
     if (hits.length === 0 || !context.auditAccepting()) {
       // A hit of a breakpoint the broker is taking out of V8 (or nothing could record a capture): resumed at once.
-      this.resumeNow();
+      resume();
       breakpoints.skipped([...hits, ...quiet]);
       return;
     }
@@ -504,38 +690,49 @@ export class SnapshotMode {
         break;
       }
     }
-    let capture: (Capture & { reads?: number }) | undefined;
-    if (captureFor) {
-      try {
-        capture = await captureFrames(
-          frames,
-          context.labels.scriptUrls,
-          async (objectId, preview) => {
-            const reply = await this.readForCapture(objectId, preview);
-            // A captured process object (a local holding it) shows the marker for its pid, as a read would.
-            withholdProcessFacts('Runtime.getProperties', reply);
-            return reply;
-          },
-          limits,
-        );
-      } catch (err) {
-        capture = { frames: [], durationMs: 0, bytes: 0, truncated: `capture failed: ${(err as Error).message}` };
-      }
-    }
-    this.prefetched.clear();
     const intervalReason = `at most one capture every ${limits.minIntervalMs} ms per breakpoint`;
-    const throttledUntil = context.now() + limits.minIntervalMs;
+    const capturedAt = context.now();
+    const throttledUntil = capturedAt + limits.minIntervalMs;
     let removedWithCapture = false;
-    if (captureFor && capture && breakpoints.rate(captureFor).captures + 1 < limits.maxCapturesPerBreakpoint) {
-      // The rate limit takes the breakpoint out of V8 ahead of the resume, so V8 handles the removal while still
-      // paused and the hot path does not pause on it again, for nothing, until the removal arrives.
+    if (captureFor && breakpoints.rate(captureFor).captures + 1 < limits.maxCapturesPerBreakpoint) {
+      // The rate limit takes the breakpoint out of V8 ahead of the resume (which the capture sends with its last
+      // reads), so V8 handles the removal while still paused and the hot path does not pause on it again, for
+      // nothing, until the removal arrives. The reads prefetched as the pause arrived are answered meanwhile.
       breakpoints.throttle(captureFor, throttledUntil, intervalReason, false, true);
       removedWithCapture = breakpoints.get(captureFor)?.throttled !== undefined;
       // The removal leaves from the breakpoint's queue of changes, a microtask away: it goes first.
       if (removedWithCapture) await new Promise((resolve) => setImmediate(resolve));
     }
-    // Resume first: the capture is in hand, the target must not wait for the record or the client.
-    this.resumeNow();
+    let capture: (Capture & { reads?: number }) | undefined;
+    if (captureFor) {
+      try {
+        // The capture's first reads and the resume that may follow them leave in one write.
+        const capturing = context.channel.batch(() =>
+          captureFrames(
+            frames,
+            context.labels.scriptUrls,
+            async (objectId) => {
+              const early = prefetched.reads.get(objectId);
+              prefetched.reads.delete(objectId);
+              // Never a read once the target has resumed: what it held is gone, and the capture must not race it.
+              if (!early && resumed) throw new Error('the target had resumed');
+              const reply = await (early ?? this.read(objectId));
+              // A captured process object (a local holding it) shows the marker for its pid, as a read would.
+              withholdProcessFacts('Runtime.getProperties', reply);
+              return reply;
+            },
+            limits,
+            { resume },
+          ),
+        );
+        capture = await capturing;
+      } catch (err) {
+        capture = { frames: [], durationMs: 0, bytes: 0, truncated: `capture failed: ${(err as Error).message}` };
+      }
+    }
+    // Resumed by the capture with its last reads (V8 resumes right after answering them, about now), or here: the
+    // capture is in hand, the target must not wait for the record or the client.
+    resume();
     const pauseMs = Math.round((performance.now() - started) * 1000) / 1000;
     if (!captureFor) pauses.chargeHeldPause(hits, pauseMs);
     if (skipped && !captureFor) {
@@ -546,7 +743,6 @@ export class SnapshotMode {
     }
     if (!captureFor || !capture) return;
     const state = breakpoints.rate(captureFor);
-    const capturedAt = context.now();
     state.lastCaptureAt = capturedAt;
     state.captures++;
     this.captureTimes.push(capturedAt);
@@ -570,10 +766,5 @@ export class SnapshotMode {
       const reason = `at most ${limits.maxCapturesPerMinute} captures per minute per session`;
       for (const [id, entry] of breakpoints.all()) if (!entry.logpoint) breakpoints.throttle(id, this.captureTimes[0]! + 60_000, reason, true);
     }
-  }
-
-  /** Resumes the target at once, without waiting for any record (the capture's record says so). */
-  private resumeNow(): void {
-    this.context.channel.captureCommand('Debugger.resume').catch(() => undefined);
   }
 }

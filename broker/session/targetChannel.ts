@@ -199,6 +199,20 @@ export class TargetChannel {
   }
 
   /**
+   * Runs `send` with the link to the target corked, so what it sends (a capture's reads and its resume) leaves in
+   * one write: one system call, not one per message, while the target is held.
+   */
+  batch<T>(send: () => T): T {
+    const raw = (this.context.socket as unknown as { _socket?: { cork(): void; uncork(): void } })._socket;
+    raw?.cork();
+    try {
+      return send();
+    } finally {
+      raw?.uncork();
+    }
+  }
+
+  /**
    * A read of a snapshot capture, or the resume that ends it: sent at once, not recorded by itself, so the
    * target is never held for the disk. The breakpoint that causes the capture was recorded before V8 had it,
    * and the capture's one record (snapshot.captured) holds everything these reads returned.

@@ -15,8 +15,10 @@ export interface CapturedValue {
   readonly value?: unknown;
   readonly description?: string;
   readonly properties?: readonly CapturedProperty[];
-  /** Why this value is not complete: depth, fields, items, time budget, bytes. */
+  /** Why this value is not complete: depth, fields, items, time budget, bytes; `preview` (below). */
   readonly truncated?: string;
+  /** Beyond the capture's read depth: taken from V8's preview of the object (no read); cut, `truncated` says `preview`. */
+  readonly fromPreview?: boolean;
 }
 
 export interface CapturedProperty {
@@ -62,7 +64,9 @@ const lookupOrder = ['local', 'block', 'catch', 'closure'];
 
 /** A reason from the broker as a reader understands it ("depth" alone says little). */
 export function truncationText(truncated: string): string {
-  return truncated === 'depth' ? 'beyond the capture depth' : truncated;
+  if (truncated === 'depth') return 'beyond the capture depth';
+  if (truncated === 'preview') return "beyond the capture depth: V8's preview of it only (5 fields or 100 items, nested objects not read)";
+  return truncated;
 }
 
 /** A captured value as the Variables view shows it: the same js-debug forms as a live one (objectPreview.ts). */

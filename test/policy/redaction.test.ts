@@ -164,6 +164,61 @@ describe('redaction', () => {
     assert.doesNotMatch(JSON.stringify(await broker.sessionEvents()), leaks);
   });
 
+  it("redacts what a capture takes from V8's previews: by name, by pattern, Map keys, at the default depth and beyond an explicit one", async () => {
+    // The shared broker's policy: the default depth (0), so every object in a scope comes from its preview.
+    const { client, frames, breakpointId, ended } = await pausedSession(broker, 'snapshot');
+    const capture = (await client.waitEvent('Loupe.snapshotCaptured')).params;
+    const field = (props: any[], name: string) => props.find((p: any) => p.name === name)?.value;
+    const top = capture.frames[0];
+    const local = top.scopes.find((s: any) => s.type === 'local').properties;
+    const closure = top.scopes.find((s: any) => s.type === 'closure').properties;
+    const user = field(local, 'user');
+    assert.equal(user.fromPreview, true, 'user comes from its preview');
+    assert.equal(field(user.properties, 'password').value, '[redacted: password]');
+    assert.equal(field(user.properties, 'name').value, 'alice');
+    const headers = field(local, 'headers');
+    assert.equal(headers.fromPreview, true);
+    assert.match(field(headers.properties, 'Authorization').value, /^\[redacted: /);
+    const sessions = field(closure, 'sessions');
+    assert.equal(sessions.fromPreview, true);
+    const entries = field(sessions.properties, '[[Entries]]').properties.map((p: any) => p.value);
+    const token = entries.find((e: any) => field(e.properties, 'key')?.value === 'token');
+    assert.equal(field(token.properties, 'value').value, '[redacted: token]');
+    assert.match(token.description, /\[redacted: token\]/);
+    assert.equal(field(closure, 'config').fromPreview, true);
+    assert.doesNotMatch(JSON.stringify(capture), leaks);
+    await client.call('Debugger.removeBreakpoint', { breakpointId });
+    await client.close();
+    await ended();
+    for (const f of frames) if (!/"Debugger\.scriptParsed"/.test(f)) assert.doesNotMatch(f, leaks);
+
+    // Depth 1: config is read, and its db (a nested object, beyond the depth) comes from its preview.
+    const policy = basePolicy(target.inspector);
+    policy.targets.app.snapshot = { timeBudgetMs: 1000, depth: 1 };
+    const deeper = await startTestBroker(policy);
+    try {
+      const second = await pausedSession(deeper, 'snapshot');
+      const c = (await second.client.waitEvent('Loupe.snapshotCaptured')).params;
+      const config = field(c.frames[0].scopes.find((s: any) => s.type === 'closure').properties, 'config');
+      assert.equal(config.fromPreview, undefined, 'config is read');
+      const db = field(config.properties, 'db');
+      assert.equal(db.fromPreview, true, 'db comes from its preview');
+      assert.equal(field(db.properties, 'dbPassword').value, '[redacted: dbPassword]');
+      assert.equal(field(db.properties, 'host').value, 'db.internal');
+      const profile = field(field(c.frames[0].scopes.find((s: any) => s.type === 'local').properties, 'user').properties, 'profile');
+      assert.equal(profile.fromPreview, true);
+      assert.equal(field(profile.properties, 'ssn').value, '[redacted: ssn]');
+      assert.doesNotMatch(JSON.stringify(c), leaks);
+      await second.client.call('Debugger.removeBreakpoint', { breakpointId: second.breakpointId });
+      await second.client.close();
+      await second.ended();
+      for (const f of second.frames) if (!/"Debugger\.scriptParsed"/.test(f)) assert.doesNotMatch(f, leaks);
+      assert.doesNotMatch(JSON.stringify(await deeper.sessionEvents()), leaks);
+    } finally {
+      await deeper.close();
+    }
+  });
+
   it('redacts the secret literals of script sources, for reading and searching, lines kept', async () => {
     const { client, frames, breakpointId } = await pausedSession(broker, 'snapshot');
     const parsed = await client.waitEvent('Debugger.scriptParsed', (m) => /redact-app\.js$/.test(m.params.url));

@@ -42,8 +42,8 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
   }
 
   it('captures the stack and locals within every limit, without running getters or Proxy traps', async () => {
-    // A generous time budget, so the content limits are what cuts the capture here.
-    const { client, breakpointId } = await snapshotSession({ timeBudgetMs: 1000 });
+    // A generous time budget, so the content limits are what cuts the capture here; objects read 3 levels deep.
+    const { client, breakpointId } = await snapshotSession({ timeBudgetMs: 1000, depth: 3 });
     const captured = await client.waitEvent('Loupe.snapshotCaptured');
     const c = captured.params;
     assert.equal(c.breakpointId, breakpointId);
@@ -52,9 +52,13 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     assert.equal(c.frames[0].lineNumber, line);
     assert.ok(c.pauseMs < 1000);
     const local = c.frames[0].scopes.find((s: any) => s.type === 'local').properties;
-    // depth 3: deep.a.b is expanded, deep.a.b.c is not
+    // depth 3: deep.a.b is expanded (read), deep.a.b.c is not: it comes from its preview, its object d by description
     const b = prop(prop(prop(local, 'deep').properties, 'a').properties, 'b');
-    assert.equal(prop(b.properties, 'c').truncated, 'depth');
+    assert.equal(b.fromPreview, undefined);
+    const beyond = prop(b.properties, 'c');
+    assert.equal(beyond.fromPreview, true);
+    assert.equal(beyond.truncated, 'preview');
+    assert.deepEqual(prop(beyond.properties, 'd'), { type: 'object', description: 'Object', truncated: 'depth' });
     const wide = prop(local, 'wide');
     assert.equal(wide.properties.length, 20);
     assert.equal(wide.truncated, '50 properties, 20 captured');
@@ -83,6 +87,41 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
       (await broker!.sessionEvents()).some((e) => e.type === 'snapshot.captured' && e.data.captureId === c.captureId),
       'the capture is in the stored session',
     );
+  });
+
+  it('by default reads the scopes only, resumed with the reads, and takes the objects in them from their previews', async () => {
+    const { client } = await snapshotSession({ timeBudgetMs: 1000 });
+    const c = (await client.waitEvent('Loupe.snapshotCaptured')).params;
+    const expanded = c.frames.flatMap((f: any) => f.scopes ?? []);
+    assert.equal(c.reads, expanded.length, 'one read per scope, nothing more');
+    const local = expanded.find((s: any) => s.type === 'local').properties;
+    // Whole: the preview held all of it exactly.
+    const cyclic = prop(local, 'cyclic');
+    assert.equal(cyclic.fromPreview, true);
+    assert.equal(prop(cyclic.properties, 'name').value, 'loop');
+    assert.deepEqual(prop(cyclic.properties, 'self'), { type: 'object', description: 'Object', truncated: 'depth' });
+    assert.equal(cyclic.truncated, 'preview', 'a nested object is only its description');
+    const entries = prop(prop(local, 'map').properties, '[[Entries]]');
+    assert.deepEqual(
+      entries.properties.map((p: any) => p.value.description),
+      ['{"a" => 1}', '{"b" => 2}'],
+    );
+    assert.equal(prop(local, 'map').truncated, undefined);
+    // Cut: more fields than a preview lists.
+    const wide = prop(local, 'wide');
+    assert.equal(wide.properties.length, 5);
+    assert.equal(wide.truncated, 'preview');
+    const list = prop(local, 'list');
+    assert.equal(list.properties.filter((p: any) => /^\d+$/.test(p.name)).length, 100);
+    assert.equal(list.truncated, 'preview');
+    // Never a getter run or a Proxy opened, from a preview either.
+    assert.equal(prop(local, 'proxy').properties, undefined);
+    assert.equal(prop(prop(local, 'withGetter').properties, 'boom').type, 'accessor');
+    // A string in a scope is read whole, then cut to stringLength.
+    assert.equal(prop(local, 'long').truncated, 'string of 1000 characters');
+    await client.close();
+    const counters = await direct.call('Runtime.evaluate', { expression: '[globalThis.getterRan, globalThis.trapRan]', returnByValue: true });
+    assert.deepEqual(counters.result.value, [0, 0]);
   });
 
   it('cuts a capture at its time budget and byte limit, and says so', async () => {

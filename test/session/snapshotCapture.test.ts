@@ -27,6 +27,21 @@ const generous: SnapshotLimits = {
   maxCapturesPerMinute: 100,
 };
 
+/**
+ * The capture as reads without previews give it: an object beyond the read depth is only its description, cut at
+ * the depth (with previews, its fields come from V8's preview: fromPreview).
+ */
+function beyondDepthCut<T>(value: T): T {
+  if (Array.isArray(value)) return value.map(beyondDepthCut) as T;
+  if (typeof value !== 'object' || value === null) return value;
+  const node = value as Record<string, unknown>;
+  if (node.fromPreview === true) {
+    const { properties: _properties, fromPreview: _fromPreview, truncated: _truncated, ...head } = node;
+    return { ...head, truncated: 'depth' } as T;
+  }
+  return Object.fromEntries(Object.entries(node).map(([k, v]) => [k, beyondDepthCut(v)])) as T;
+}
+
 describe('capture: previews stand in for reads without changing the capture', () => {
   let target: TargetProcess;
   let client: CdpClient;
@@ -63,8 +78,9 @@ describe('capture: previews stand in for reads without changing the capture', ()
   it('captures the same values with fewer reads', async () => {
     const { withPreviews, readingAll } = await both(generous);
     assert.equal(readingAll.truncated, undefined);
-    assert.deepEqual(withPreviews.frames, readingAll.frames);
-    assert.equal(withPreviews.bytes, readingAll.bytes);
+    assert.deepEqual(beyondDepthCut(withPreviews.frames), readingAll.frames);
+    // Beyond the depth the reads without previews have nothing to show: the preview's fields are the difference.
+    assert.ok(withPreviews.bytes >= readingAll.bytes, `${withPreviews.bytes} bytes with previews, ${readingAll.bytes} without`);
     assert.ok(withPreviews.reads < readingAll.reads, `${withPreviews.reads} reads with previews, ${readingAll.reads} without`);
     // What the preview path must hand back exactly: a few of the values, as a read gives them.
     const local = withPreviews.frames[0]!.scopes!.find((s) => s.type === 'local')!.properties!;
@@ -78,6 +94,66 @@ describe('capture: previews stand in for reads without changing the capture', ()
     assert.deepEqual(field('sparse', 'length'), { type: 'number', value: 1000 });
     assert.equal(field('withGetter', 'g')!.type, 'accessor');
     assert.equal(field('account', '#pin'), undefined, 'private fields are not captured');
+  });
+
+  it('beyond the read depth takes objects from their previews, marked whole or cut; the scope reads are all it makes', async () => {
+    const read = (objectId: string, preview: boolean) => client.call('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) });
+    const capture = await captureFrames(frames, new Map(), read, { ...generous, depth: 0, expandFrames: 1 });
+    const scopes = capture.frames[0]!.scopes!;
+    assert.equal(capture.reads, scopes.length, 'one read per scope');
+    const value = (name: string) => scopes.find((s) => s.type === 'local')!.properties!.find((p) => p.name === name)!.value;
+    const fromRead = (await captureFrames(frames, new Map(), read, { ...generous, depth: 1, expandFrames: 1 })).frames[0]!.scopes!.find((s) => s.type === 'local')!.properties!;
+    const readValue = (name: string) => fromRead.find((p) => p.name === name)!.value;
+    // Whole: what a read gives, marked.
+    for (const name of ['primitives', 'numbers', 'list', 'hidden']) assert.deepEqual(value(name), { ...readValue(name), fromPreview: true }, name);
+    // Cut: more fields than a preview lists, nested objects (by their description), shortened strings (left out), getters.
+    assert.equal(value('six').truncated, 'preview');
+    assert.equal(value('six').properties!.length, 5);
+    const nested = value('nested');
+    assert.equal(nested.truncated, 'preview');
+    assert.deepEqual(nested.properties!.find((p) => p.name === 'inner')!.value, { type: 'object', description: 'Object', truncated: 'depth' });
+    const strings = value('strings');
+    assert.equal(strings.truncated, 'preview');
+    assert.deepEqual(strings.properties!.find((p) => p.name === 's98')!.value, { type: 'string', value: 'a'.repeat(98) });
+    assert.deepEqual(strings.properties!.find((p) => p.name === 's300')!.value, { type: 'string', value: '', truncated: 'string shortened in the preview, not read' });
+    assert.equal(value('withGetter').truncated, 'preview');
+    // A Map from its preview: entries with their keys and values (a value's own fields one level down).
+    const map = value('map');
+    assert.equal(map.fromPreview, true);
+    assert.equal(map.truncated, undefined);
+    const entry = map.properties!.find((p) => p.name === '[[Entries]]')!.value.properties![0]!.value;
+    assert.equal(entry.description, '{"k" => Object}');
+    assert.deepEqual(entry.properties, [
+      { name: 'key', value: { type: 'string', value: 'k' } },
+      { name: 'value', value: { type: 'object', description: 'Object', fromPreview: true, properties: [{ name: 'v', value: { type: 'number', value: 1 } }] } },
+    ]);
+    // Beyond an explicit depth (3: the Map, its entries, an entry, its value), from its preview: whole, as it holds it exactly.
+    const deep = await captureFrames(frames, new Map(), read, { ...generous, fieldsPerObject: 100, expandFrames: 1 });
+    const deepMap = deep.frames[0]!.scopes!.find((s) => s.type === 'local')!.properties!.find((p) => p.name === 'deepMap')!.value;
+    const deepEntry = deepMap.properties!.find((p) => p.name === '[[Entries]]')!.value.properties!.find((p) => p.name === '0')!.value;
+    const inner = deepEntry.properties!.find((p) => p.name === 'value')!.value.properties!.find((p) => p.name === 'inner')!.value;
+    assert.deepEqual(inner, { type: 'object', className: 'Object', description: 'Object', fromPreview: true, properties: [{ name: 'x', value: { type: 'number', value: 1 } }] });
+  });
+
+  it('sends the resume right behind the last reads, and no read after it', async () => {
+    for (const depth of [0, 1, 2]) {
+      const events: string[] = [];
+      let answered = 0;
+      const read = async (objectId: string, preview: boolean) => {
+        events.push(`read after ${answered} answers`);
+        const reply = await client.call('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) });
+        answered++;
+        return reply;
+      };
+      const capture = await captureFrames(frames, new Map(), read, { ...generous, depth, expandFrames: 1 }, { resume: () => events.push(`resume after ${answered} answers`) });
+      const resumeAt = events.findIndex((e) => e.startsWith('resume'));
+      assert.equal(events.filter((e) => e.startsWith('resume')).length, 1, `depth ${depth}: one resume (${events.join(', ')})`);
+      assert.equal(resumeAt, events.length - 1, `depth ${depth}: every read before the resume (${events.join(', ')})`);
+      assert.equal(events.length - 1, capture.reads);
+      // At depth 0 it goes with the scope reads, before any answer. Deeper, it goes with the last reads sent, unless
+      // the last answer to fill was one that could have led to more (a Map read at the last level: its entries).
+      if (depth === 0) assert.equal(events[resumeAt], 'resume after 0 answers', 'at depth 0 the resume goes with the scope reads');
+    }
   });
 
   it('stands in for the reads of a Map or Set only when its preview holds every entry exactly', async () => {
@@ -114,7 +190,7 @@ describe('capture: previews stand in for reads without changing the capture', ()
       { ...generous, maxBytes: 600 },
     ]) {
       const { withPreviews, readingAll } = await both(limits);
-      assert.deepEqual(withPreviews.frames, readingAll.frames, JSON.stringify(limits));
+      assert.deepEqual(beyondDepthCut(withPreviews.frames), readingAll.frames, JSON.stringify(limits));
       assert.equal(withPreviews.truncated, readingAll.truncated);
     }
   });

@@ -67,18 +67,23 @@ describe('capture: previews from a hostile target', () => {
           location: { scriptId: '1', lineNumber: 1, columnNumber: 0 },
           scopeChain: [{ type: 'local', object: { type: 'object', objectId: 'scope' } }],
         } as unknown as PausedFrameInput;
-        // Junk where an object belongs may fail the capture (onPause then records "capture failed"); never a stand-in read.
-        const capture = await captureFrames(
-          [frame],
-          new Map(),
-          async (objectId) => {
-            asked.push(objectId);
-            return objectId === 'scope' ? { result: values.map((v, i) => ({ name: `v${i}`, value: v as never })) } : { result: [] };
-          },
-          limits,
-        ).catch(() => undefined);
-        assert.ok(!asked.includes('preview'), `a stand-in was read: ${asked.join(', ')}`);
-        if (capture) assert.equal(capture.frames.length, 1);
+        // Junk where an object belongs may fail the capture (onPause then records "capture failed"); never a stand-in
+        // read. At depth 0 every object in the scope is taken from its preview: never a read beyond the scope's.
+        for (const depth of [limits.depth, 0]) {
+          asked.length = 0;
+          const capture = await captureFrames(
+            [frame],
+            new Map(),
+            async (objectId) => {
+              asked.push(objectId);
+              return objectId === 'scope' ? { result: values.map((v, i) => ({ name: `v${i}`, value: v as never })) } : { result: [] };
+            },
+            { ...limits, depth },
+          ).catch(() => undefined);
+          assert.ok(!asked.includes('preview'), `a stand-in was read: ${asked.join(', ')}`);
+          if (depth === 0) assert.deepEqual(asked, ['scope'], 'at depth 0 only the scope is read');
+          if (capture) assert.equal(capture.frames.length, 1);
+        }
       }),
       { seed, numRuns: 400 },
     );

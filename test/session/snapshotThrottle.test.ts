@@ -165,7 +165,8 @@ describe('throttled breakpoints leave V8: no pause while the broker would only r
   });
 
   it('one record per capture, durable before the client sees it; the reads are not recorded one by one', async () => {
-    broker = await startTestBroker(snapshotPolicy(target.inspector, { minIntervalMs: 0, maxCapturesPerBreakpoint: 3, timeBudgetMs: 1000 }));
+    // Objects read 3 levels deep: a capture of many reads.
+    broker = await startTestBroker(snapshotPolicy(target.inspector, { minIntervalMs: 0, maxCapturesPerBreakpoint: 3, timeBudgetMs: 1000, depth: 3 }));
     const records = liveRecords(broker);
     const { client } = await broker.attach({ mode: 'snapshot' });
     const recordedFirst: boolean[] = [];

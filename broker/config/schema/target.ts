@@ -75,7 +75,11 @@ const snapshotSchema = mapping({
     .describe(
       "Whether frames of Node's own code (node:internal/..., node:events) among them are expanded too; off, they are listed (function, place) without their scopes, which keeps the pause short.",
     ),
-  depth: int(0, 10).prefault(3).describe('How deep objects are expanded.'),
+  depth: int(0, 10)
+    .prefault(0)
+    .describe(
+      "How many levels of objects are read below each expanded scope. At 0 only the scopes are read, in one round trip, with the resume sent right behind the reads; the objects in them come from V8's preview (up to 5 fields or 100 items, a nested object by its description, a string of 100 characters or more left out) and say so. Each level more reads the objects one level deeper whose preview does not hold them whole, and adds a round trip of pause per hit; beyond the last level, objects again come from their previews.",
+    ),
   collectionItems: int(1, 10000).prefault(100).describe('Items taken from one array, map or set.'),
   fieldsPerObject: int(1, 1000).prefault(20).describe('Properties taken from one object.'),
   stringLength: int(8, 1 << 20)
