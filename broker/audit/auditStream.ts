@@ -39,9 +39,14 @@ export const linesText = (lines: readonly string[]) => lines.map((line) => line 
 /** Bytes of events per chunk when the config sets no bound: a busy session's records fill it in about a second. */
 export const defaultChunkMaxBytes = 1 << 20;
 
-/** A record durable in the WAL and not yet in the store, with its line as the chunk will hold it. */
+/**
+ * A record durable in the WAL and not yet in the store, with its line as the chunk will hold it. Its seq and hash
+ * only, not the event: a busy session holds a second of records until the upload round, and the events' data (params,
+ * summaries) would outlive the young generation for nothing.
+ */
 interface PendingEvent {
-  readonly event: AuditEvent;
+  readonly seq: number;
+  readonly hash: string;
   readonly line: string;
 }
 
@@ -91,7 +96,7 @@ export class AuditStream {
         if (event.seq > uploadedThrough) this.addPending(event, recovered.lines[i]!);
       }
       if (this.pending.length > 0) this.firstPendingAt = trail.clock();
-      if (recovered.uploading && recovered.uploading.firstSeq === uploadedThrough + 1 && this.pending.some((p) => p.event.seq === recovered.uploading!.lastSeq)) this.nextChunk = recovered.uploading;
+      if (recovered.uploading && recovered.uploading.firstSeq === uploadedThrough + 1 && this.pending.some((p) => p.seq === recovered.uploading!.lastSeq)) this.nextChunk = recovered.uploading;
     }
   }
 
@@ -151,7 +156,7 @@ export class AuditStream {
   /** `json`: the event's line as the WAL holds it (record() makes it once for the hash, the WAL and the chunk). */
   private addPending(event: AuditEvent, json: string): void {
     const line = json + '\n';
-    this.pending.push({ event, line });
+    this.pending.push({ seq: event.seq, hash: event.hash, line });
     this.pendingBytes += line.length;
   }
 
@@ -186,20 +191,20 @@ export class AuditStream {
   upload(options: { fullChunksOnly?: boolean } = {}): Promise<void> {
     if (this.uploading) return this.uploading.then(() => this.upload(options));
     if (this.pending.length === 0) return Promise.resolve();
-    const through = options.fullChunksOnly ? -1 : this.pending.at(-1)!.event.seq;
+    const through = options.fullChunksOnly ? -1 : this.pending.at(-1)!.seq;
     this.uploading = (async () => {
       try {
-        while (this.pending.length > 0 && (this.nextChunk || this.pending[0]!.event.seq <= through || this.fullChunkPending())) {
+        while (this.pending.length > 0 && (this.nextChunk || this.pending[0]!.seq <= through || this.fullChunkPending())) {
           if (!this.nextChunk) {
             const next = this.pending.slice(0, this.nextChunkSize());
-            const bounds = { firstSeq: next[0]!.event.seq, lastSeq: next.at(-1)!.event.seq };
+            const bounds = { firstSeq: next[0]!.seq, lastSeq: next.at(-1)!.seq };
             await this.trail.wal.append({ t: 'uploading', stream: this.id, ...bounds });
             this.nextChunk = bounds;
           }
           const { lastSeq } = this.nextChunk;
-          const taken = this.pending.filter((p) => p.event.seq <= lastSeq);
-          const first = taken[0]!.event;
-          const last = taken.at(-1)!.event;
+          const taken = this.pending.filter((p) => p.seq <= lastSeq);
+          const first = taken[0]!;
+          const last = taken.at(-1)!;
           const name = chunkName(first.seq, last.seq);
           const text = taken.map((p) => p.line).join('');
           const chunkSha256 = sha256(text);

@@ -93,7 +93,7 @@ export class AuditTrail extends EventEmitter implements ChainHost, RecoveryConte
     const worker = async () => {
       while (next < streams.length) await streams[next++]!.upload().catch(() => undefined);
     };
-    await Promise.all(Array.from({ length: Math.min(uploadConcurrency, streams.length) }, worker));
+    await Promise.all(Array.from({ length: Math.min(this.store.uploadConcurrency ?? uploadConcurrency, streams.length) }, worker));
   }
 
   /** A failed WAL (a full disk) is tried again on every tick; once it takes records, what waited goes on. */

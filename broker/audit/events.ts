@@ -164,8 +164,9 @@ export function chainEventLine(context: StreamContext, seq: number, prev: string
   const code = codeOf(type);
   const parts = contextParts(context);
   // The keys in canonical (sorted) order, in two parts around where the hash goes.
-  const before = `${parts.actor}"code":${canonicalJson(code)},"data":${canonicalJson(data)}${parts.grant}`;
-  const after = `${parts.kindMode},"prev":${canonicalJson(prev)}${parts.reason},"seq":${canonicalJson(seq)}${parts.streamTargetTicket},"time":${canonicalJson(time)},"type":${canonicalJson(type)}}`;
+  // code (a table's), prev (hex), seq (an integer) and time (ISO 8601) are written as they are: nothing in them to escape.
+  const before = `${parts.actor}"code":"${code}","data":${canonicalJson(data)}${parts.grant}`;
+  const after = `${parts.kindMode},"prev":"${prev}"${parts.reason},"seq":${seq}${parts.streamTargetTicket},"time":"${time}","type":${JSON.stringify(type)}}`;
   const hash = sha256(`${before},${after}`);
   // Field by field, in the order events always had (no object made per optional field).
   const event: { -readonly [K in keyof AuditEvent]: AuditEvent[K] } = { seq, time, type, code, stream: context.stream, kind: context.kind } as AuditEvent;

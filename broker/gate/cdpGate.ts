@@ -338,7 +338,21 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   if (method === 'Debugger.setPauseOnExceptions' && !['none', 'caught', 'uncaught', 'all'].includes(clean.state as string)) {
     return refuse(messageId, method, cdpErrorCodes.invalidParams, 'params.value', `${method} refused: state must be none, caught, uncaught or all`);
   }
-  return { action: 'forward', id: messageId, method: forwardMethod, params: clean, rewrites, handling, ...(condition !== undefined ? { condition } : {}), ...(logpoint ? { logpoint } : {}) };
+  return { action: 'forward', id: messageId, method: forwardMethod, params: sortedKeys(clean), rewrites, handling, ...(condition !== undefined ? { condition } : {}), ...(logpoint ? { logpoint } : {}) };
+}
+
+/**
+ * The params with their keys in canonical (sorted) order: the request's audit record holds them, and a record whose
+ * keys are already sorted is serialized by JSON.stringify alone (common/canonicalJson.ts). Keys are the allowlist's own.
+ */
+function sortedKeys(params: Record<string, unknown>): Record<string, unknown> {
+  const keys = Object.keys(params);
+  let sorted = true;
+  for (let i = 1; i < keys.length && sorted; i++) sorted = keys[i - 1]! < keys[i]!;
+  if (sorted) return params;
+  const out: Record<string, unknown> = {};
+  for (const key of keys.sort()) out[key] = params[key];
+  return out;
 }
 
 /**

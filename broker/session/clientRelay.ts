@@ -140,14 +140,15 @@ export class ClientRelay {
     const frame = context.labels.frame(params.callFrameId);
     let requestSeq: number | null = null;
     try {
+      // Keys in canonical (sorted) order, here and in the answer's record: serialized by JSON.stringify alone.
       const event = await context.recordOrEnd('cdp.evaluate', {
+        decision: decision.rewrites.length > 0 ? 'rewrite' : 'allow',
+        evaluator: 'loupe',
+        ...(frame ? { frame } : {}),
         id,
         method,
         params,
-        decision: decision.rewrites.length > 0 ? 'rewrite' : 'allow',
         ...(decision.rewrites.length > 0 ? { rewrites: decision.rewrites } : {}),
-        evaluator: 'loupe',
-        ...(frame ? { frame } : {}),
       });
       requestSeq = (event as { seq?: number } | undefined)?.seq ?? null;
     } catch {
@@ -170,18 +171,20 @@ export class ClientRelay {
     if (cut) finishCuts(result, bounds);
     capResult(result, context.target().evaluation.maxResultBytes);
     context.labels.labelObjects(method, `(${truncate(String(params.expression), 80)})`, result);
+    // What V8's answers record too: the redacted preview, or the error (a refusal's reason).
+    const shown = summarizeResult(method, result) as { error?: string; preview?: string };
     const summary = {
-      // What V8's answers record too: the redacted preview, or the error (a refusal's reason).
-      ...(summarizeResult(method, result) as Record<string, unknown>),
-      kind: outcome.kind,
-      type: response.result.type,
-      ...(response.result.subtype ? { subtype: response.result.subtype } : {}),
-      reads: outcome.reads,
-      steps: outcome.steps,
+      ...(shown.error !== undefined ? { error: shown.error } : {}),
       evalMs: outcome.ms,
-      ...(outcome.kind === 'value' && outcome.tainted.length > 0 ? { tainted: outcome.tainted } : {}),
+      kind: outcome.kind,
+      ...(shown.preview !== undefined ? { preview: shown.preview } : {}),
+      reads: outcome.reads,
       ...(redacted.length > 0 ? { redacted } : {}),
       ...(outcome.kind === 'refused' ? { refusal: outcome.refusal } : {}),
+      steps: outcome.steps,
+      ...(response.result.subtype ? { subtype: response.result.subtype } : {}),
+      ...(outcome.kind === 'value' && outcome.tainted.length > 0 ? { tainted: outcome.tainted } : {}),
+      type: response.result.type,
     };
     // A refused name completion the client made on its own is recorded as such; the refusals alert skips it.
     const routine = outcome.kind === 'refused' ? this.screen.quietCompletion(decision) : undefined;
@@ -190,7 +193,7 @@ export class ClientRelay {
     context.send(text, false);
     void context.recordOrEnd(
       'cdp.response',
-      { id, requestSeq, method, ms: context.now() - started, evaluator: 'loupe', bytes: Buffer.byteLength(text), result: summary, ...(routine ? { routine: routine.name } : {}) },
+      { bytes: Buffer.byteLength(text), evaluator: 'loupe', id, method, ms: context.now() - started, requestSeq, result: summary, ...(routine ? { routine: routine.name } : {}) },
       true,
     );
   }
@@ -253,17 +256,18 @@ export class ClientRelay {
     pauses.onRequest(decision);
     // Write-ahead: the request is durable before the target sees it.
     this.context
+      // Keys in canonical (sorted) order: serialized by JSON.stringify alone.
       .recordOrEnd(requestEventType(decision.method), {
-        id: decision.id,
-        targetId,
-        method: decision.method,
-        params,
-        decision: decision.rewrites.length > 0 || decision.condition !== undefined ? 'rewrite' : 'allow',
-        ...(decision.rewrites.length > 0 ? { rewrites: decision.rewrites } : {}),
         ...(decision.condition !== undefined ? { condition: decision.condition } : {}),
-        ...(decision.logpoint ? { logMessage: decision.logpoint } : {}),
+        decision: decision.rewrites.length > 0 || decision.condition !== undefined ? 'rewrite' : 'allow',
         ...(frame ? { frame } : {}),
+        id: decision.id,
+        ...(decision.logpoint ? { logMessage: decision.logpoint } : {}),
+        method: decision.method,
         ...(object ? { object } : {}),
+        params,
+        ...(decision.rewrites.length > 0 ? { rewrites: decision.rewrites } : {}),
+        targetId,
       })
       .then(
         async (event) => {

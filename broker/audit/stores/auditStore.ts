@@ -10,6 +10,11 @@ export interface Retention {
 export interface AuditStore {
   /** A short description for logs and errors, e.g. `s3://bucket/prefix` or `dir:/var/lib/loupe/audit`. */
   readonly description: string;
+  /**
+   * How many puts an upload round runs at once (default 16). A store whose puts are file operations keeps this below
+   * the thread pool's size, so the write-ahead log's own writes and syncs never queue behind a round's.
+   */
+  readonly uploadConcurrency?: number;
   /** Start-up check: the store is reachable, writable and (for S3) has Object Lock enabled. Throws with a clear message otherwise. */
   check(): Promise<void>;
   /** Writes an object once, retained until `retainUntil`. Writing the same key with the same bytes again succeeds (an upload retried after a crash); different bytes are refused. */

@@ -19,6 +19,8 @@ function safeKey(key: string): string {
  */
 export class LocalDirectoryStore implements AuditStore {
   readonly description: string;
+  /** A put is eight file operations in libuv's thread pool (four threads), one an fsync: two at a time leave room for the WAL's. */
+  readonly uploadConcurrency = 2;
 
   constructor(private readonly dir: string) {
     this.description = `dir:${dir}`;
