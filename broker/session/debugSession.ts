@@ -340,7 +340,8 @@ export class DebugSession {
     while (this.outbox.length > 0 && this.outbox[0]!.ready) {
       const { text, isEvent } = this.outbox.shift()!;
       if (text === null || client.readyState !== client.OPEN) continue;
-      this.batchClientWrites();
+      // An answer alone leaves at once (ws writes a frame's header and body together): no batch to hold it for.
+      if (isEvent || this.clientCorked || this.outbox.length > 0) this.batchClientWrites();
       // Events are shed when the client cannot keep up; responses never are.
       if (isEvent && client.bufferedAmount > this.options.limits.clientBufferBytes) {
         if (this.droppedEvents++ === 0) this.record('client.events_dropped', { bufferedAmount: client.bufferedAmount }).catch(() => undefined);
