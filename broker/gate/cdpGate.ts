@@ -338,7 +338,16 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   if (method === 'Debugger.setPauseOnExceptions' && !['none', 'caught', 'uncaught', 'all'].includes(clean.state as string)) {
     return refuse(messageId, method, cdpErrorCodes.invalidParams, 'params.value', `${method} refused: state must be none, caught, uncaught or all`);
   }
-  return { action: 'forward', id: messageId, method: forwardMethod, params: sortedKeys(clean), rewrites, handling, ...(condition !== undefined ? { condition } : {}), ...(logpoint ? { logpoint } : {}) };
+  return {
+    action: 'forward',
+    id: messageId,
+    method: forwardMethod,
+    params: sortedKeys(clean),
+    rewrites,
+    handling,
+    ...(condition !== undefined ? { condition } : {}),
+    ...(logpoint ? { logpoint } : {}),
+  };
 }
 
 /**

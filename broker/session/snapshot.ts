@@ -397,7 +397,10 @@ export async function captureFrames(
           value: { type: 'object', subtype: 'internal#entry', description, properties: [...(key ? [{ name: 'key', value: key.value }] : []), { name: 'value', value: value.value }] },
         });
       }
-      properties.push({ name: '[[Entries]]', value: { type: 'object', subtype: 'array', description: `Array(${entries.length})`, fromPreview: true, properties: items, ...(entriesCut ? { truncated: entriesCut } : {}) } });
+      properties.push({
+        name: '[[Entries]]',
+        value: { type: 'object', subtype: 'array', description: `Array(${entries.length})`, fromPreview: true, properties: items, ...(entriesCut ? { truncated: entriesCut } : {}) },
+      });
       if (entriesCut) truncated ??= entriesCut;
     }
     truncated ??= whole ? undefined : previewCut;
