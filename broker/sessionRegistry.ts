@@ -102,9 +102,9 @@ export class SessionRegistry {
     const sessionId = randomUUID();
     this.attaching.set(grantId, sessionId);
     // The token already names a target this grant is for: its connection opens while the claim is decided.
-    const early = this.openLink(grantId, grant?.target ?? claims?.target);
+    this.openLink(grantId, grant?.target ?? claims?.target);
     try {
-      // The slot is taken in the shared registry before anything reaches the target: a second attach through
+      // The slot is taken in the shared registry before anything is sent to the target: a second attach through
       // another replica is refused while this session lives (or until its lease runs out).
       const slot = {
         sessionId,
@@ -135,19 +135,18 @@ export class SessionRegistry {
       }
     } catch (err) {
       this.attaching.delete(grantId);
-      if (early) this.closeLink(grantId);
+      this.closeLink(grantId);
       throw stateRefusal(err, 'attaches are');
     }
     return grant;
   }
 
-  private openLink(grantId: string, targetName: string | undefined): boolean {
+  private openLink(grantId: string, targetName: string | undefined): void {
     const target = targetName === undefined ? undefined : this.options.config().targets[targetName];
-    if (!target) return false;
+    if (!target) return;
     const link = connectInspector(target.inspector);
     link.catch(() => undefined); // an unreachable target is reported by attach, which awaits it
     this.linking.set(grantId, { inspector: target.inspector, link });
-    return true;
   }
 
   /** Closes a connection opened ahead of a claim that was refused (or of an attach that never came). */
@@ -163,13 +162,11 @@ export class SessionRegistry {
   /** The connection opened during authentication if it goes where the policy now says, else a new one. */
   private takeLink(grantId: string, inspector: string): Promise<TargetLink> {
     const early = this.linking.get(grantId);
-    this.linking.delete(grantId);
-    if (early?.inspector === inspector) return early.link;
-    if (early)
-      early.link.then(
-        (l) => l.socket.close(),
-        () => undefined,
-      );
+    if (early?.inspector === inspector) {
+      this.linking.delete(grantId);
+      return early.link;
+    }
+    this.closeLink(grantId);
     return connectInspector(inspector);
   }
 
