@@ -187,4 +187,39 @@ describe('the WAL on a filesystem that takes only part of a write', () => {
     assert.deepEqual(reopened.recovered.get('s1')?.events, []);
     await reopened.wal.close();
   });
+
+  it("a busy WAL's commit through its writer thread that the disk refuses: every record in it is refused with the disk's code, and the segment keeps only whole records", async () => {
+    rmSync(join(dir, 'filler'), { force: true });
+    rmSync(join(dir, 'filler-check'), { force: true });
+    const { WriteAheadLog } = await import('../../broker/audit/wal');
+    const walDir = join(dir, 'wal-busy');
+    const { wal } = await WriteAheadLog.open(walDir, { maxBatch: 64, segmentBytes: 1 << 20 });
+    // Two streams in one commit: the WAL counts as busy, so its next commits go through the writer thread.
+    const contexts = ['b1', 'b2'].map((stream) => ({ stream, kind: 'session' as const, startedAt: new Date().toISOString(), retentionDays: 1 }));
+    await Promise.all(contexts.map((context) => wal.append({ t: 'open', context })));
+    fill(dir);
+    const event = (stream: string) => ({
+      seq: 0,
+      time: new Date().toISOString(),
+      type: 'cdp.request' as const,
+      code: 'L3000',
+      stream,
+      kind: 'session' as const,
+      data: { padding: 'x'.repeat(6000) },
+      prev: 'p',
+      hash: 'h',
+    });
+    const results = await Promise.allSettled(contexts.map((c) => wal.append({ t: 'event', event: event(c.stream) })));
+    for (const result of results) {
+      assert.equal(result.status, 'rejected');
+      assert.match(String((result as PromiseRejectedResult).reason.message), /short write|ENOSPC/);
+    }
+    assert.ok(wal.failed, 'the WAL fails closed');
+    await wal.close();
+    rmSync(join(dir, 'filler'));
+    const reopened = await WriteAheadLog.open(walDir, { maxBatch: 64, segmentBytes: 1 << 20 });
+    assert.deepEqual(reopened.wal.repairs, []);
+    for (const c of contexts) assert.deepEqual(reopened.recovered.get(c.stream)?.events, []);
+    await reopened.wal.close();
+  });
 });

@@ -1,16 +1,16 @@
 // A process that writes to a real write-ahead log from many streams at once, as a busy broker does, and notes each
 // record it "forwards" (acts on) the moment its append resolves. Killed with SIGKILL by test/audit/groupCommit.test.ts.
-// Usage: node --import tsx walCrashWriter.ts <walDir> <forwardedFile> <streams>
+// Usage: node --import tsx walCrashWriter.ts <walDir> <forwardedFile> <streams> [commitWaitMs]
 import { openSync, writeSync } from 'node:fs';
 import { chainEvent, genesisHash, type StreamContext } from '../../broker/audit/events';
 import { WriteAheadLog } from '../../broker/audit/wal';
 
-const [walDir, forwardedFile, streamsArg] = process.argv.slice(2);
+const [walDir, forwardedFile, streamsArg, waitArg] = process.argv.slice(2);
 const streams = Number(streamsArg);
 const forwarded = openSync(forwardedFile!, 'a');
 
 async function main(): Promise<void> {
-  const { wal } = await WriteAheadLog.open(walDir!, { maxBatch: 512, segmentBytes: 256 << 10, preallocateBytes: 64 << 10, lazyMs: 2 });
+  const { wal } = await WriteAheadLog.open(walDir!, { maxBatch: 512, segmentBytes: 256 << 10, preallocateBytes: 64 << 10, lazyMs: 2, ...(waitArg ? { commitWaitMs: Number(waitArg) } : {}) });
   await Promise.all(
     Array.from({ length: streams }, async (_, n) => {
       const context: StreamContext = { stream: `s-${n}`, kind: 'session', startedAt: new Date().toISOString(), retentionDays: 1 };
