@@ -113,8 +113,9 @@ export class WriteAheadLog {
   private readonly preallocate: number;
   /** False once the disk had no room to zero ahead in this segment: it grows by plain appends until the next one. */
   private preallocating = false;
-  /** Zeroing ahead, in the background; a write that needs the room waits for it. */
+  /** Zeroing ahead, in the background, from extendFrom on; a write that needs that room waits for it. */
   private extending: Promise<void> | undefined;
+  private extendFrom = 0;
   private readonly writer: WalWriter;
   /** Durable commits made so far (each one write and its sync, or one O_DSYNC write). */
   commits = 0;
@@ -334,7 +335,7 @@ export class WriteAheadLog {
         // A write that took only part of the batch (a full disk) is a failure: nothing in it is durable.
         let written: number;
         // Never write where zeroes may still land; past the zeroed end (the disk had no room) the file just grows.
-        if (this.extending && this.segmentSize + bytes > this.zeroedTo) await this.extending;
+        if (this.extending && this.segmentSize + bytes > this.extendFrom) await this.extending;
         const now = performance.now();
         if (batch.length > 4 || batch.some((p) => p.stream !== batch[0]!.stream)) this.busyUntil = now + 50;
         if (now >= this.busyUntil) {
@@ -384,12 +385,15 @@ export class WriteAheadLog {
 
   /**
    * Zeroes and syncs preallocateBytes past the zeroed end, in the background, once less than half of it is left: it
-   * starts at or past the end of every record written so far, and a commit that would pass the zeroed end waits for
-   * it, so zeroes never land on a record. A disk without room stops it for this segment (plain appends from then).
+   * starts at or past the end of every record written so far, and a commit that would pass its start waits for it,
+   * so zeroes never land on a record. In a new segment it starts a little past the records, so the first commits
+   * need not wait for it (they fill a hole, which reads as zeroes too). A disk without room stops it for this segment
+   * (plain appends from then).
    */
   private async extend(): Promise<void> {
     const handle = this.handle!;
-    const from = Math.max(this.zeroedTo, this.segmentSize);
+    const from = this.zeroedTo > this.segmentSize ? this.zeroedTo : this.segmentSize + Math.min(64 << 10, this.preallocate >> 2);
+    this.extendFrom = from;
     try {
       const { bytesWritten } = await handle.write(Buffer.alloc(this.preallocate), 0, this.preallocate, from);
       if (bytesWritten !== this.preallocate) throw new Error('short write');
@@ -410,7 +414,8 @@ export class WriteAheadLog {
     this.handle = undefined;
     this.segment++;
     await this.openSegment();
-    await this.compact();
+    // Deleting old segments is no commit's business: the next commit goes on meanwhile.
+    void this.compact().catch(() => undefined);
   }
 
   /** Deletes closed segments whose every record has been uploaded. */
