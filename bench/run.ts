@@ -22,7 +22,7 @@ import { spawnNode, type Child } from './lib/procs';
 import { RttClient } from './lib/rttClient';
 import { nowMs, summarize, type Summary } from './lib/stats';
 import { benchPause } from './pause';
-import { fdatasyncSamples } from './lib/disk';
+import { fdatasyncSamples, spacedFdatasyncSamples } from './lib/disk';
 import { benchReplicas } from './replicas';
 import { benchLoad, benchSessions, storedSessionEvents } from './sessions';
 import { benchThroughput } from './throughput';
@@ -197,11 +197,13 @@ async function benchRoundTrips(scratch: string) {
     // times the disk's floor for a durable record (append + fdatasync) in the broker's state dir.
     const floorSamples: number[] = [];
     const appendFloorSamples: number[] = [];
+    const spacedFloorSamples: number[] = [];
     for (let round = 0; round < counts.rounds; round++) {
       const order = paths.map((_, i) => paths[(i + round) % paths.length]!);
       for (const path of order) await roundTrips(path, path.variant === 'plain' ? counts.perRoundPlain : counts.perRound, true);
       floorSamples.push(...fdatasyncSamples(stateDir, 30, 'preallocated'));
       appendFloorSamples.push(...fdatasyncSamples(stateDir, 30, 'append'));
+      spacedFloorSamples.push(...(await spacedFdatasyncSamples(stateDir, 30)));
       log(`section 1: round ${round + 1}/${counts.rounds} done`);
     }
     const eventsSeen = Object.fromEntries(paths.map((p) => [p.variant, p.client.events]));
@@ -216,6 +218,7 @@ async function benchRoundTrips(scratch: string) {
       ) as Partial<Record<Variant, { name: string; quickAck: boolean; evaluate: Summary; getProperties: Summary }>>,
       fdatasyncMs: summarize(floorSamples),
       fdatasyncAppendMs: summarize(appendFloorSamples),
+      fdatasyncSpacedMs: summarize(spacedFloorSamples),
       eventsSeenByClient: eventsSeen,
       brokerStoredSessionEvents: stored,
       brokerTimedRoundTrips: measured,

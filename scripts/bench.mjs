@@ -192,6 +192,14 @@ function printRoundTrip(r) {
         say(`   ${op.padEnd(14)} added by the broker ${who}, median: ${ms(added)} ms ≤ disk floor ${ms(floor.median)} + ${budget} ms = ${ms(limit)} ms: ${added <= limit ? 'MET' : 'NOT MET'}`);
       }
     }
+    const spaced = r.roundTrip.fdatasyncSpacedMs;
+    if (spaced && v.brokerMem) {
+      // Where (d)'s added time goes: (d') − (c) is software (its state on tmpfs), (d) − (d') the disk.
+      const part = (op) => `${op} software (d') − (c) ${ms(v.brokerMem[op].median - v.relay[op].median)} ms, disk (d) − (d') ${ms(v.broker[op].median - v.brokerMem[op].median)} ms`;
+      say(
+        `   The same write after 1 ms asleep, as a commit between round trips meets the disk: median ${ms(spaced.median)} ms, p99 ${ms(spaced.p99)} ms (${ratio(spaced.median / floor.median)} the floor above: on this VM an idle CPU wakes to the I/O's completion more slowly). Decomposition, medians: ${part('evaluate')}; ${part('getProperties')}.`,
+      );
+    }
     say("   (d) holds a grant with evaluation: v8, so V8 answers evaluate in (a)-(d) alike; (d'') is the default grant, where Loupe's interpreter answers it in the broker.");
   }
   say(
