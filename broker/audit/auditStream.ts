@@ -245,18 +245,23 @@ export class AuditStream {
       for (let attempt = 0; ; attempt++) {
         try {
           if (this.trail.wal.failed) throw this.trail.wal.failed;
-          await this.tail.then(
-            () => undefined,
-            () => undefined,
-          );
-          // The chain's last record, when the disk refused it at the end (it is recorded now, when the WAL takes records again).
-          if (!this.endRecorded) {
-            await this.record(this.context.kind === 'session' ? 'session.ended' : 'stream.closed', {
-              endReason,
-              detail: 'recorded late: the write-ahead log could not take records when this chain ended',
-            });
-          }
-          await this.upload();
+          // Until no record joined the chain while the last ones were uploaded: the manifest then covers every record.
+          let tail: Promise<unknown>;
+          do {
+            tail = this.tail;
+            await tail.then(
+              () => undefined,
+              () => undefined,
+            );
+            // The chain's last record, when the disk refused it at the end (it is recorded now, when the WAL takes records again).
+            if (!this.endRecorded) {
+              await this.record(this.context.kind === 'session' ? 'session.ended' : 'stream.closed', {
+                endReason,
+                detail: 'recorded late: the write-ahead log could not take records when this chain ended',
+              });
+            }
+            await this.upload();
+          } while (tail !== this.tail);
           const payload: ManifestPayload = {
             session: this.id,
             kind: this.context.kind,
