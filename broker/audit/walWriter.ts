@@ -69,10 +69,12 @@ export class WalWriter {
     const data = new SharedArrayBuffer(options.capacity);
     this.data = Buffer.from(data);
     this.worker = new Worker(threadSource, { eval: true, workerData: { control: this.control, data } });
-    this.worker.unref();
     this.worker.on('message', (request: number) => this.landed(request));
     this.worker.on('error', (err) => this.stop(err));
     this.worker.on('exit', () => this.stop(new Error('the WAL writer thread stopped')));
+    // After the listeners (a 'message' listener refs the worker again): the thread never keeps the process alive by
+    // itself, only while a commit the loop went on without is in flight.
+    this.worker.unref();
   }
 
   /** Whether `bytes` fits the shared buffer. */

@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
 import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +66,15 @@ describe("the WAL's writer thread", () => {
     }
     assert.throws(() => writer.write(fd, 'z\n', 2, 0, false), /closed/);
   });
+
+  for (const mode of ['quiet', 'busy']) {
+    it(`never keeps the process alive: a WAL left open (a broker that failed to start) lets its process exit (${mode})`, () => {
+      const child = spawnSync(process.execPath, ['--import', 'tsx', join(__dirname, '..', 'support', 'walLeftOpen.ts'), mode], { encoding: 'utf8', timeout: 30_000 });
+      assert.equal(child.signal, null, `the process did not exit on its own within 30 s: ${child.stderr}`);
+      assert.equal(child.status, 0, child.stderr);
+      assert.match(child.stdout, mode === 'busy' ? /committed [3-9]/ : /committed 1/);
+    });
+  }
 
   it('a busy WAL whose commits all land after their turn keeps every record, in order per stream, and closes cleanly', async () => {
     const walDir = join(scratch(), 'wal');
