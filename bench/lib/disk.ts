@@ -13,29 +13,38 @@ export type FloorKind = 'preallocated' | 'append';
 /** The floor's distribution: `n` writes of `bytes` each, each followed by fdatasync, under `dir` (the WAL's disk). */
 export const fdatasyncFloor = (dir: string, n = 200, kind: FloorKind = 'preallocated', bytes = 400): Summary => summarize(fdatasyncSamples(dir, n, kind, bytes));
 
-/** Times `n` writes of `bytes` each followed by fdatasync, in a fresh file under `dir` (after 10 untimed ones). */
-export function fdatasyncSamples(dir: string, n: number, kind: FloorKind = 'preallocated', bytes = 400): number[] {
+/** A fresh file under `dir` for `writes` records of `bytes` (zeroed and synced first when preallocated); `time(i)` times the i-th. */
+function floorFile(dir: string, writes: number, bytes: number, kind: FloorKind) {
   const scratch = mkdtempSync(join(dir, 'fdatasync-'));
   const fd = openSync(join(scratch, 'floor.log'), 'w', 0o600);
   const line = Buffer.alloc(bytes, 'x');
   line[bytes - 1] = 10;
-  const samples: number[] = [];
-  try {
-    if (kind === 'preallocated') {
-      writeSync(fd, Buffer.alloc((n + 10) * bytes), 0, (n + 10) * bytes, 0);
-      fdatasyncSync(fd);
-    }
-    for (let i = 0; i < n + 10; i++) {
+  if (kind === 'preallocated') {
+    writeSync(fd, Buffer.alloc(writes * bytes), 0, writes * bytes, 0);
+    fdatasyncSync(fd);
+  }
+  return {
+    time(i: number): number {
       const start = nowMs();
       writeSync(fd, line, 0, bytes, i * bytes);
       fdatasyncSync(fd);
-      if (i >= 10) samples.push(nowMs() - start);
-    }
+      return nowMs() - start;
+    },
+    close(): void {
+      closeSync(fd);
+      rmSync(scratch, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Times `n` writes of `bytes` each followed by fdatasync, in a fresh file under `dir` (after 10 untimed ones). */
+export function fdatasyncSamples(dir: string, n: number, kind: FloorKind = 'preallocated', bytes = 400): number[] {
+  const file = floorFile(dir, n + 10, bytes, kind);
+  try {
+    return Array.from({ length: n + 10 }, (_, i) => file.time(i)).slice(10);
   } finally {
-    closeSync(fd);
-    rmSync(scratch, { recursive: true, force: true });
+    file.close();
   }
-  return samples;
 }
 
 /**
@@ -43,24 +52,16 @@ export function fdatasyncSamples(dir: string, n: number, kind: FloorKind = 'prea
  * round trips meets the disk: on a VM an idle vCPU wakes to the I/O's completion more slowly than a busy one.
  */
 export async function spacedFdatasyncSamples(dir: string, n: number, gapMs = 1, bytes = 400): Promise<number[]> {
-  const scratch = mkdtempSync(join(dir, 'fdatasync-'));
-  const fd = openSync(join(scratch, 'floor.log'), 'w', 0o600);
-  const line = Buffer.alloc(bytes, 'x');
-  line[bytes - 1] = 10;
+  const file = floorFile(dir, n + 3, bytes, 'preallocated');
   const samples: number[] = [];
   try {
-    writeSync(fd, Buffer.alloc((n + 3) * bytes), 0, (n + 3) * bytes, 0);
-    fdatasyncSync(fd);
     for (let i = 0; i < n + 3; i++) {
       await sleep(gapMs);
-      const start = nowMs();
-      writeSync(fd, line, 0, bytes, i * bytes);
-      fdatasyncSync(fd);
-      if (i >= 3) samples.push(nowMs() - start);
+      const ms = file.time(i);
+      if (i >= 3) samples.push(ms);
     }
   } finally {
-    closeSync(fd);
-    rmSync(scratch, { recursive: true, force: true });
+    file.close();
   }
   return samples;
 }
