@@ -77,9 +77,9 @@ export class WalWriter {
     this.worker.unref();
   }
 
-  /** Whether `bytes` fits the shared buffer. */
+  /** Whether this commit can go through the thread: it fits the shared buffer, and the thread runs (if it ever stops, commits go through libuv's thread pool instead). */
   fits(bytes: number): boolean {
-    return bytes <= this.options.capacity;
+    return !this.failed && bytes <= this.options.capacity;
   }
 
   /**

@@ -65,6 +65,7 @@ describe("the WAL's writer thread", () => {
       await writer.close();
     }
     assert.throws(() => writer.write(fd, 'z\n', 2, 0, false), /closed/);
+    assert.equal(writer.fits(2), false, 'a stopped writer takes no commits: the WAL writes through the thread pool instead');
   });
 
   for (const mode of ['quiet', 'busy']) {
@@ -75,6 +76,30 @@ describe("the WAL's writer thread", () => {
       assert.match(child.stdout, mode === 'busy' ? /committed [3-9]/ : /committed 1/);
     });
   }
+
+  it('a busy WAL whose writer thread stopped (killed mid-run) goes on through the thread pool: nothing refused, nothing lost', async () => {
+    const walDir = join(scratch(), 'wal');
+    const { wal } = await WriteAheadLog.open(walDir, { maxBatch: 64, segmentBytes: 1 << 20 });
+    const contexts = ['k1', 'k2', 'k3'].map((stream): StreamContext => ({ stream, kind: 'session', startedAt: new Date().toISOString(), retentionDays: 1 }));
+    await Promise.all(contexts.map((context) => wal.append({ t: 'open', context })));
+    // The fault: the thread is gone (terminated), as if it had crashed.
+    await (wal as unknown as { writer: WalWriter }).writer.close();
+    const heads = new Map(contexts.map((c) => [c.stream, genesisHash(c.stream)]));
+    for (let seq = 0; seq < 30; seq++) {
+      await Promise.all(
+        contexts.map((context) => {
+          const event = chainEvent(context, seq, heads.get(context.stream)!, new Date().toISOString(), 'cdp.evaluate', { id: seq });
+          heads.set(context.stream, event.hash);
+          return wal.append({ t: 'event', event });
+        }),
+      );
+    }
+    assert.equal(wal.failed, undefined);
+    await wal.close();
+    const reopened = await WriteAheadLog.open(walDir, { maxBatch: 64, segmentBytes: 1 << 20 });
+    await reopened.wal.close();
+    for (const c of contexts) assert.equal(reopened.recovered.get(c.stream)?.events.length, 30, c.stream);
+  });
 
   it('a busy WAL whose commits all land after their turn keeps every record, in order per stream, and closes cleanly', async () => {
     const walDir = join(scratch(), 'wal');
