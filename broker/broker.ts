@@ -129,7 +129,13 @@ export class Broker {
     await publishAuditKey(store, auditKey, new Date(clock() + config.audit.retentionDays * 86400_000)).catch((err: Error) => {
       throw new LoupeError('config_invalid', `audit store ${store.description}: cannot publish the audit key: ${err.message}`);
     });
-    const { wal, recovered } = await WriteAheadLog.open(join(config.stateDir, 'audit-wal'), { maxBatch: 512, segmentBytes: 8 << 20, preallocateBytes: 1 << 20, gatherMs: 1 });
+    const { wal, recovered } = await WriteAheadLog.open(join(config.stateDir, 'audit-wal'), {
+      maxBatch: 512,
+      segmentBytes: 8 << 20,
+      preallocateBytes: 1 << 20,
+      gatherMs: 1,
+      stallMs: config.audit.walStallAfterSeconds * 1000,
+    });
     const trail = new AuditTrail(wal, store, auditKey, {
       chunkMaxEvents: config.audit.chunkMaxEvents,
       chunkMaxBytes: config.audit.chunkMaxBytes,

@@ -1,12 +1,23 @@
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
- * A state file kept as an append-only log of JSON lines (grants, access requests). Each change is appended,
- * synchronously, before it takes effect, so replaying the log at start rebuilds the state a restart lost.
+ * A state file kept as an append-only log of JSON lines (grants, access requests). Each change is appended before
+ * it is answered, so replaying the log at start rebuilds the state a restart lost. Appends go through libuv's thread
+ * pool, in order: a disk that stops answering holds the changes waiting on it, never the event loop (sessions,
+ * watchdogs and revocations go on), and a change it has not taken within `stallMs` is refused.
  */
 export class NdjsonLog<Entry> {
-  constructor(readonly file: string) {
+  /** Opened on the first append, in append mode, and kept: one write per change instead of an open, a write and a close. */
+  private handle: Promise<FileHandle> | undefined;
+  /** The last append: each one starts after it, so lines land in the order appended. */
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly file: string,
+    private readonly stallMs = 5000,
+  ) {
     mkdirSync(dirname(file), { recursive: true });
   }
 
@@ -25,18 +36,38 @@ export class NdjsonLog<Entry> {
     }
   }
 
-  /** Opened on the first append, in append mode, and kept: one write per change instead of an open, a write and a close. */
-  private fd: number | undefined;
-
-  append(entry: Entry): void {
-    this.fd ??= openSync(this.file, 'a');
+  /**
+   * Appends one change; resolves once the disk has it. Rejects when the disk refuses it, or has not taken it within
+   * stallMs (the write may still land later, in its place: the caller treats the change as not made).
+   */
+  append(entry: Entry): Promise<void> {
     const line = Buffer.from(JSON.stringify(entry) + '\n');
-    for (let written = 0; written < line.length;) written += writeSync(this.fd, line, written);
+    const write = this.tail.then(async () => {
+      try {
+        this.handle ??= open(this.file, 'a');
+        const handle = await this.handle;
+        for (let written = 0; written < line.length;) written += (await handle.write(line, written)).bytesWritten;
+      } catch (err) {
+        // A file that could not be opened is tried again by the next append.
+        if (this.handle) await this.handle.then(undefined, () => (this.handle = undefined));
+        throw err;
+      }
+    });
+    this.tail = write.catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(Object.assign(new Error(`the disk has not taken a write to ${this.file} in ${this.stallMs / 1000} s (stalled)`), { code: 'ESTALLED' })), this.stallMs);
+    });
+    return Promise.race([write, stalled]).finally(() => clearTimeout(timer));
   }
 
-  close(): void {
-    if (this.fd === undefined) return;
-    closeSync(this.fd);
-    this.fd = undefined;
+  /** Waits (within stallMs) for the appends in flight, then closes the file. */
+  async close(): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.tail, new Promise((resolve) => (timer = setTimeout(resolve, this.stallMs)))]);
+    clearTimeout(timer);
+    const handle = this.handle;
+    this.handle = undefined;
+    await (await handle?.catch(() => undefined))?.close().catch(() => undefined);
   }
 }

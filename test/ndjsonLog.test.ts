@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -22,31 +22,31 @@ function rebuild(log: NdjsonLog<Entry>): Map<string, number> {
 }
 
 describe('NdjsonLog: state files kept as appended JSON lines (grants, access requests)', () => {
-  it('creates its folder, and replays nothing before the first append', () => {
+  it('creates its folder, and replays nothing before the first append', async () => {
     const file = join(stateDir(), 'nested', 'state.ndjson');
     const log = new NdjsonLog<Entry>(file);
     assert.equal(rebuild(log).size, 0);
-    log.append({ type: 'set', key: 'a', value: 1 });
+    await log.append({ type: 'set', key: 'a', value: 1 });
     assert.equal(readFileSync(file, 'utf8'), '{"type":"set","key":"a","value":1}\n');
   });
 
-  it('a new instance on the same file replays every change in order', () => {
+  it('a new instance on the same file replays every change in order', async () => {
     const file = join(stateDir(), 'state.ndjson');
     const first = new NdjsonLog<Entry>(file);
-    first.append({ type: 'set', key: 'a', value: 1 });
-    first.append({ type: 'set', key: 'b', value: 2 });
-    first.append({ type: 'delete', key: 'a' });
-    first.append({ type: 'set', key: 'b', value: 3 });
+    await first.append({ type: 'set', key: 'a', value: 1 });
+    await first.append({ type: 'set', key: 'b', value: 2 });
+    await first.append({ type: 'delete', key: 'a' });
+    await first.append({ type: 'set', key: 'b', value: 3 });
     assert.deepEqual([...rebuild(new NdjsonLog<Entry>(file))], [['b', 3]]);
   });
 
-  it('skips blank lines and a line torn by a crash, and keeps what follows', () => {
+  it('skips blank lines and a line torn by a crash, and keeps what follows', async () => {
     const file = join(stateDir(), 'state.ndjson');
     const log = new NdjsonLog<Entry>(file);
-    log.append({ type: 'set', key: 'a', value: 1 });
+    await log.append({ type: 'set', key: 'a', value: 1 });
     appendFileSync(file, '\n{"type":"set","key":"b","val');
     appendFileSync(file, '\n');
-    log.append({ type: 'set', key: 'c', value: 3 });
+    await log.append({ type: 'set', key: 'c', value: 3 });
     assert.deepEqual(
       [...rebuild(new NdjsonLog<Entry>(file))],
       [
@@ -54,5 +54,32 @@ describe('NdjsonLog: state files kept as appended JSON lines (grants, access req
         ['c', 3],
       ],
     );
+  });
+
+  it('appends made in one turn land whole and in the order made', async () => {
+    const file = join(stateDir(), 'state.ndjson');
+    const log = new NdjsonLog<Entry>(file);
+    await Promise.all(Array.from({ length: 300 }, (_, i) => log.append({ type: 'set', key: `k${i % 7}`, value: i })));
+    const values = readFileSync(file, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((line) => (JSON.parse(line) as { value: number }).value);
+    assert.deepEqual(
+      values,
+      Array.from({ length: 300 }, (_, i) => i),
+    );
+    await log.close();
+  });
+
+  it('refuses a change the file cannot take, and opens the file again for the next one', async () => {
+    const dir = stateDir();
+    const file = join(dir, 'state.ndjson');
+    mkdirSync(file); // a directory where the file should be: open fails
+    const log = new NdjsonLog<Entry>(file);
+    await assert.rejects(log.append({ type: 'set', key: 'a', value: 1 }), { code: 'EISDIR' });
+    rmSync(file, { recursive: true });
+    await log.append({ type: 'set', key: 'b', value: 2 });
+    assert.deepEqual([...rebuild(new NdjsonLog<Entry>(file))], [['b', 2]]);
+    await log.close();
   });
 });

@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
-import { appendFileSync, createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { WebhookConfig } from '../config/alertConfig';
 import type { Alert } from './alertEngine';
@@ -70,8 +71,9 @@ export class WebhookSink {
       if (attempt < hook.maxAttempts) await new Promise((r) => setTimeout(r, backoffDelay(attempt - 1, { baseMs: this.retryBaseMs, maxMs: 30_000 })));
     }
     this.log(`alert ${alert.id} (${alert.rule}) not delivered to ${hook.url} after ${hook.maxAttempts} attempts (${lastError}); written to ${this.deadLetterFile}`);
-    mkdirSync(dirname(this.deadLetterFile), { recursive: true });
-    appendFileSync(this.deadLetterFile, JSON.stringify({ url: hook.url, attempts: hook.maxAttempts, lastError, failedAt: new Date().toISOString(), alert }) + '\n');
+    // Through the thread pool: a disk that stopped answering holds this alert's letter, never the event loop.
+    await mkdir(dirname(this.deadLetterFile), { recursive: true });
+    await appendFile(this.deadLetterFile, JSON.stringify({ url: hook.url, attempts: hook.maxAttempts, lastError, failedAt: new Date().toISOString(), alert }) + '\n');
     return { url: hook.url, delivered: false, attempts: hook.maxAttempts, lastError };
   }
 }

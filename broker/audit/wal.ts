@@ -1,4 +1,4 @@
-import { constants, fdatasyncSync, ftruncateSync, mkdirSync, readdirSync, readFileSync, statfsSync, truncateSync, writeSync } from 'node:fs';
+import { constants, ftruncateSync, mkdirSync, readdirSync, readFileSync, statfsSync, truncateSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { AuditEvent, StreamContext } from './events';
@@ -58,6 +58,12 @@ export interface WalOptions {
    * disk commits well within it; a stalled one holds the loop this long at most.
    */
   readonly commitWaitMs?: number;
+  /**
+   * A commit (or a segment's rotation) that has not completed within this (default 5 s) fails the WAL: a disk that
+   * stopped answering fails the broker closed instead of leaving every command waiting. The commit in flight still
+   * lands, or fails, when the disk answers; retry() then starts a new segment.
+   */
+  readonly stallMs?: number;
 }
 
 /** The largest commit written through the WAL's own thread; a larger one goes through libuv's thread pool. */
@@ -335,23 +341,21 @@ export class WriteAheadLog {
         // A write that took only part of the batch (a full disk) is a failure: nothing in it is durable.
         let written: number;
         // Never write where zeroes may still land; past the zeroed end (the disk had no room) the file just grows.
-        if (this.extending && this.segmentSize + bytes > this.extendFrom) await this.extending;
-        const now = performance.now();
-        if (batch.length > 4 || batch.some((p) => p.stream !== batch[0]!.stream)) this.busyUntil = now + 50;
-        if (now >= this.busyUntil) {
-          // A quiet moment, one session (a request, and the answer and alert before it that waited for a commit): the
-          // loop writes and syncs itself, sparing the two thread wake-ups a handoff costs (about 0.1-0.3 ms here).
-          written = writeSync(this.handle!.fd, text, this.segmentSize, 'utf8');
-          if (written === bytes && !dsync) fdatasyncSync(this.handle!.fd);
-        } else if (this.writer.fits(bytes)) {
-          // While several sessions record: usually done before this returns, so the records resolve in this same turn
-          // and frames that arrived meanwhile share the next commit; a slow disk lets the loop go on (walWriter.ts).
+        if (this.extending && this.segmentSize + bytes > this.extendFrom) await this.bounded(this.extending, 'commit');
+        if (batch.length > 4 || batch.some((p) => p.stream !== batch[0]!.stream)) this.busyUntil = performance.now() + 50;
+        if (this.writer.fits(bytes)) {
+          // Usually done before this returns, so the records resolve in this same turn and frames that arrived
+          // meanwhile share the next commit; a slow or stalled disk holds the loop commitWaitMs at most (walWriter.ts).
           const done = this.writer.write(this.handle!.fd, text, bytes, this.segmentSize, dsync !== 0);
-          written = typeof done === 'number' ? done : await done;
+          written = typeof done === 'number' ? done : await this.bounded(done, 'commit');
         } else {
-          const buffer = Buffer.from(text);
-          written = (await this.handle!.write(buffer, 0, bytes, this.segmentSize)).bytesWritten;
-          if (written === bytes && !dsync) await this.handle!.datasync();
+          const handle = this.handle!;
+          const write = async () => {
+            const { bytesWritten } = await handle.write(Buffer.from(text), 0, bytes, this.segmentSize);
+            if (bytesWritten === bytes && !dsync) await handle.datasync();
+            return bytesWritten;
+          };
+          written = await this.bounded(write(), 'commit');
         }
         if (written !== bytes) throw new Error(`short write: ${written} of ${bytes} bytes (disk full?)`);
       } catch (err) {
@@ -373,7 +377,7 @@ export class WriteAheadLog {
       for (const p of batch) p.resolve();
       if (this.segmentSize > this.options.segmentBytes) {
         try {
-          await this.rotate();
+          await this.bounded(this.rotate(), 'rotation to a new segment');
         } catch (err) {
           this.failure = walError(err);
           for (const p of this.queue.splice(0)) p.reject(this.failure);
@@ -381,6 +385,33 @@ export class WriteAheadLog {
       }
     }
     this.flushing = false;
+  }
+
+  /**
+   * Waits for `work` however long it takes (what it writes may still land), but fails the WAL once it has taken
+   * stallMs: what is queued behind it, and every record appended from then on, is refused, so commands are refused
+   * and the broker fails closed rather than leaving them all waiting on a disk that stopped answering.
+   */
+  private async bounded<T>(work: Promise<T>, what: string): Promise<T> {
+    const stallMs = this.options.stallMs ?? 5000;
+    let timer: NodeJS.Timeout | undefined;
+    const stalled = new Promise<void>((resolve) => (timer = setTimeout(resolve, stallMs)));
+    try {
+      const first = await Promise.race([
+        work.then(
+          () => false,
+          () => false,
+        ),
+        stalled.then(() => true),
+      ]);
+      if (first && !this.failure) {
+        this.failure = Object.assign(walError(new Error(`the disk has not completed a ${what} in ${stallMs / 1000} s (stalled)`)), { code: 'ESTALLED' });
+        for (const p of this.queue.splice(0)) p.reject(this.failure);
+      }
+      return await work;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**

@@ -109,6 +109,7 @@ function build(input: ConfigInput, derived: Derived, baseDir: string): LoupeConf
       store,
       retentionDays: audit.retentionDays,
       failClosedAfterSeconds: audit.failClosedAfter,
+      walStallAfterSeconds: audit.walStallAfter,
       uploadIntervalSeconds: audit.uploadInterval,
       chunkMaxEvents: audit.chunkMaxEvents,
       chunkMaxBytes: audit.chunkMaxBytes,

@@ -107,6 +107,7 @@ export const auditSchema = mapping({
   s3: s3Schema.optional(),
   retentionDays: int(1, 36500).prefault(30).describe('How long session records are kept (S3 Object Lock retain-until); a target may set its own.'),
   failClosedAfter: duration().prefault('30s').describe('Records that cannot be stored for this long stop new sessions (the broker fails closed).'),
+  walStallAfter: duration().prefault('5s').describe('A write-ahead log commit not done in this long (a disk that stopped answering) fails the broker closed until the disk answers again.'),
   uploadInterval: duration().prefault('1s').describe('How often records are uploaded: a session costs one upload per interval, plus one per chunk filled meanwhile.'),
   chunkMaxEvents: int(1, 100000).prefault(5000).describe('At most this many events per uploaded chunk; a full chunk is uploaded at once.'),
   chunkMaxBytes: int(1024, 64 << 20)

@@ -80,6 +80,7 @@ export interface AuditConfig extends Frozen<Pick<AuditInput, 'retentionDays' | '
     | { readonly kind: 'local'; readonly dir: string }
     | ({ readonly kind: 's3' } & Frozen<Pick<S3Input, 'bucket' | 'prefix'>> & Partial<Frozen<Pick<S3Input, 'endpoint' | 'region' | 'forcePathStyle'>>>);
   readonly failClosedAfterSeconds: number;
+  readonly walStallAfterSeconds: number;
   readonly uploadIntervalSeconds: number;
 }
 

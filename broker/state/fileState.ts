@@ -5,7 +5,7 @@ import type { JWK } from 'jose';
 import type { Grant } from '../grants/grantStore';
 import { NdjsonLog } from '../ndjsonLog';
 import type { AccessRequest, Hold, RequestDecision, RequestLogLine, RequestStatus } from '../policy/approvalTypes';
-import type { ClaimAnswer, LiveSession, RequestClose, SessionClaim, SessionEnd, StateBackend, StateNotice } from './stateBackend';
+import { StateUnavailableError, type ClaimAnswer, type LiveSession, type RequestClose, type SessionClaim, type SessionEnd, type StateBackend, type StateNotice } from './stateBackend';
 
 type GrantLogLine = { type: 'issued'; grant: Grant } | { type: 'revoked'; grantId: string; by: string; at: number };
 
@@ -54,8 +54,7 @@ export class FileStateBackend implements StateBackend {
   async close(): Promise<void> {
     this.handlers.clear();
     while (this.persisting) await this.persisting;
-    this.grantLog.close();
-    this.requestLog.close();
+    await Promise.all([this.grantLog.close(), this.requestLog.close()]);
   }
 
   async publishGrantKey(jwk: JWK & { kid: string }): Promise<void> {
@@ -66,8 +65,8 @@ export class FileStateBackend implements StateBackend {
   }
 
   async putGrant(grant: Grant): Promise<void> {
-    this.grantLog.append({ type: 'issued', grant });
     this.grants.set(grant.grantId, { ...grant });
+    await persisted(this.grantLog.append({ type: 'issued', grant }), () => this.grants.delete(grant.grantId));
   }
   async getGrant(grantId: string): Promise<Grant | undefined> {
     const grant = this.grants.get(grantId);
@@ -77,8 +76,9 @@ export class FileStateBackend implements StateBackend {
     const grant = this.grants.get(grantId);
     if (!grant) return undefined;
     if (grant.revokedAt === undefined) {
-      this.grantLog.append({ type: 'revoked', grantId, by, at: atSeconds });
+      // In effect at once (a revocation only takes away), answered once on disk.
       Object.assign(grant, { revokedAt: atSeconds, revokedBy: by });
+      await persisted(this.grantLog.append({ type: 'revoked', grantId, by, at: atSeconds }));
     }
     return { ...grant };
   }
@@ -172,13 +172,17 @@ export class FileStateBackend implements StateBackend {
       }
     }
   }
-  private commit(entry: RequestLogLine): void {
-    this.requestLog.append(entry);
+  /**
+   * Applies a change in the same step as the checks before it (two callers never both pass them), and answers once it
+   * is on disk; a request whose creation the disk did not take is forgotten again.
+   */
+  private commit(entry: RequestLogLine): Promise<void> {
     this.apply(entry);
+    return persisted(this.requestLog.append(entry), entry.type === 'created' ? () => this.requests.delete(entry.request.requestId) : undefined);
   }
 
   async createRequest(request: AccessRequest): Promise<void> {
-    this.commit({ type: 'created', request });
+    await this.commit({ type: 'created', request });
   }
   async getRequest(requestId: string): Promise<AccessRequest | undefined> {
     const request = this.requests.get(requestId);
@@ -191,27 +195,27 @@ export class FileStateBackend implements StateBackend {
     const request = this.requests.get(requestId);
     if (!request || request.status !== 'pending' || request.approvals.some((a) => a.sub === by.sub)) return { added: false, request: request && copyRequest(request) };
     const approved = request.approvals.length + 1 >= request.minApprovals;
-    this.commit({ type: 'approved', requestId, by, status: approved ? 'approved' : 'pending', expiresAt: approved ? approvedExpiresAt : request.expiresAt });
+    await this.commit({ type: 'approved', requestId, by, status: approved ? 'approved' : 'pending', expiresAt: approved ? approvedExpiresAt : request.expiresAt });
     return { added: true, request: copyRequest(request) };
   }
   async closeRequest(requestId: string, from: readonly RequestStatus[], change: RequestClose): Promise<AccessRequest | undefined> {
     const request = this.requests.get(requestId);
     if (!request || !from.includes(request.status)) return undefined;
-    if (change.status === 'denied') this.commit({ type: 'denied', requestId, by: change.denial });
-    else if (change.status === 'collected') this.commit({ type: 'collected', requestId, grantId: change.grantId, at: change.at });
-    else this.commit({ type: change.status, requestId, at: change.at });
+    if (change.status === 'denied') await this.commit({ type: 'denied', requestId, by: change.denial });
+    else if (change.status === 'collected') await this.commit({ type: 'collected', requestId, grantId: change.grantId, at: change.at });
+    else await this.commit({ type: change.status, requestId, at: change.at });
     return copyRequest(request);
   }
 
   async putHold(hold: Hold): Promise<void> {
-    this.commit({ type: 'hold', hold });
+    await this.commit({ type: 'hold', hold });
   }
   async getHold(user: string, target: string): Promise<Hold | undefined> {
     return this.holds.get(holdKey(user, target));
   }
   async releaseHold(user: string, target: string, alertId: string): Promise<void> {
     if (this.holds.get(holdKey(user, target))?.cause.alertId !== alertId) return;
-    this.commit({ type: 'hold_released', user, target, alertId, requestId: '', at: new Date().toISOString() });
+    await this.commit({ type: 'hold_released', user, target, alertId, requestId: '', at: new Date().toISOString() });
   }
 
   async touchFirstAttach(user: string, target: string, at: string): Promise<string | undefined> {
@@ -266,3 +270,13 @@ export class FileStateBackend implements StateBackend {
 
 const holdKey = (user: string, target: string) => `${user}\u0000${target}`;
 const copyRequest = (r: AccessRequest): AccessRequest => ({ ...r, approvals: [...r.approvals] });
+
+/** A state file the disk did not take: a 503 the caller may retry, like an unreachable database (`undo` first). */
+async function persisted(append: Promise<void>, undo?: () => void): Promise<void> {
+  try {
+    await append;
+  } catch (err) {
+    undo?.();
+    throw new StateUnavailableError(`the state directory cannot be written: ${(err as Error).message}`, { cause: err });
+  }
+}

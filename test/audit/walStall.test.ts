@@ -1,0 +1,76 @@
+import { strict as assert } from 'node:assert';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chainEvent, genesisHash, type StreamContext } from '../../broker/audit/events';
+import { WriteAheadLog } from '../../broker/audit/wal';
+import { FreezableDisk, frozenDiskUnavailable } from '../support/frozenDisk';
+import { waitFor } from '../support/wait';
+
+describe('the WAL on a disk that stops answering (a real ext4 on a loop device, frozen)', { skip: frozenDiskUnavailable }, () => {
+  it('holds the event loop commitWaitMs at most, refuses records past stallMs, keeps the commit in flight, and takes records again once the disk answers', async () => {
+    const disk = new FreezableDisk(mkdtempSync(join(tmpdir(), 'loupe-walstall-')));
+    try {
+      const walDir = join(disk.path, 'wal');
+      const options = { maxBatch: 64, segmentBytes: 1 << 20, preallocateBytes: 64 << 10, stallMs: 600 };
+      const { wal } = await WriteAheadLog.open(walDir, options);
+      const context: StreamContext = { stream: 's-1', kind: 'session', startedAt: new Date().toISOString(), retentionDays: 1 };
+      await wal.append({ t: 'open', context });
+      const heads = [genesisHash(context.stream)];
+      const event = (seq: number, note = '') => chainEvent(context, seq, heads[seq]!, new Date().toISOString(), 'cdp.evaluate', { id: seq, note });
+      const first = event(0);
+      heads[1] = first.hash;
+      await wal.append({ t: 'event', event: first });
+
+      disk.freeze();
+      let lag = 0;
+      let last = performance.now();
+      const ticker = setInterval(() => {
+        const now = performance.now();
+        lag = Math.max(lag, now - last - 10);
+        last = now;
+      }, 10);
+      const second = event(1);
+      heads[2] = second.hash;
+      const inFlight = wal.append({ t: 'event', event: second });
+      let landed = false;
+      void inFlight.then(() => (landed = true));
+      await sleep(100);
+      const queued = wal.append({ t: 'event', event: event(2, 'refused') });
+      const queuedAt = performance.now();
+      await assert.rejects(queued, (err: Error) => /audit write-ahead log cannot be written: the disk has not completed a commit in 0\.6 s \(stalled\)/.test(err.message));
+      const refusedAfter = performance.now() - queuedAt;
+      assert.ok(refusedAfter > 300 && refusedAfter < 3000, `refused at the stall bound (after ${refusedAfter.toFixed(0)} ms)`);
+      // From then on, refused at once; no new segment while the commit is in flight.
+      await assert.rejects(wal.append({ t: 'event', event: event(2, 'refused too') }), /stalled/);
+      assert.equal(await wal.retry(), false);
+      clearInterval(ticker);
+      assert.ok(lag < 250, `the event loop went on throughout (longest lag ${lag.toFixed(0)} ms)`);
+      assert.equal(landed, false, 'the commit in flight waits for the disk');
+
+      disk.thaw();
+      await inFlight; // durable after all: what was forwarded on it stays true
+      await waitFor(async () => ((await wal.retry()) ? true : undefined), { what: 'the WAL takes records again', timeoutMs: 10_000, intervalMs: 50 });
+      assert.equal(wal.failed, undefined);
+      await wal.append({ t: 'event', event: event(2, 'after') });
+      await wal.close();
+
+      const reopened = await WriteAheadLog.open(walDir, options);
+      await reopened.wal.close();
+      assert.deepEqual(reopened.wal.repairs, []);
+      const events = reopened.recovered.get(context.stream)?.events ?? [];
+      assert.deepEqual(
+        events.map((e) => [e.seq, e.data.note]),
+        [
+          [0, ''],
+          [1, ''],
+          [2, 'after'],
+        ],
+      );
+    } finally {
+      disk.remove();
+    }
+  });
+});
