@@ -10,10 +10,13 @@ export interface Problem {
   readonly unknownKey?: boolean;
 }
 
-/** `targets.checkout.access[0].maxDuration`; the top level is `(root)`. */
+/** A key as written in a path: quoted unless it is a plain name, so a key such as ": " or "a.b" cannot blur the path. */
+const pathKey = (key: PropertyKey) => (typeof key === 'string' && /^[A-Za-z0-9_$@-]+$/.test(key) ? key : JSON.stringify(String(key)));
+
+/** `targets.checkout.access[0].maxDuration` (`targets."my app"` for a key that is not a plain name); the top level is `(root)`. */
 export function formatPath(path: Path): string {
   let out = '';
-  for (const key of path) out = typeof key === 'number' ? `${out}[${key}]` : out ? `${out}.${String(key)}` : String(key);
+  for (const key of path) out = typeof key === 'number' ? `${out}[${key}]` : out ? `${out}.${pathKey(key)}` : pathKey(key);
   return out || '(root)';
 }
 

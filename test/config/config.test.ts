@@ -88,6 +88,12 @@ describe('config: validation reports each problem with its path', () => {
     assert.equal(problems.length, 2);
   });
 
+  it('a key that is not a plain name is quoted in the path, so the path cannot blur into the message', () => {
+    const { problems } = invalid(withLine('targets:\n', '": ": {}\n"a.b": 1\ntargets:\n'));
+    hasProblem(problems, /^": ": unknown key \(expected one of: /);
+    hasProblem(problems, /^"a\.b": unknown key \(expected one of: /);
+  });
+
   it('limits.targetResponseSeconds and maxTargetFrameBytes: defaults, ranges, longer than an evaluation may take', () => {
     const config = parseConfigText(goodYaml, tmpdir(), 'policy.yaml', {});
     assert.equal(config.limits.targetResponseSeconds, 10);

@@ -18,12 +18,16 @@ let identityToken: string;
 
 /**
  * The base policy, with snapshot limits that let a test see several captures and logpoint messages in a second or
- * two, a time budget a loaded machine meets, and objects read 3 levels deep (the content of a capture is what
- * these tests read: nested fields, hovers into them).
+ * two, time budgets a loaded machine meets (a capture's, and a logpoint message's: its reads, each recorded first),
+ * and objects read 3 levels deep (the content of a capture is what these tests read: nested fields, hovers into them).
  */
-function dapPolicy(inspector: string, snapshot: Record<string, number> = {}, extra: Record<string, unknown> = {}) {
+function dapPolicy(inspector: string, snapshot: Record<string, number> = {}, extra: { limits?: Record<string, number> } = {}) {
   const base = basePolicy(inspector);
-  return { ...base, targets: { app: { ...base.targets.app, snapshot: { minIntervalMs: 300, maxCapturesPerMinute: 1000, timeBudgetMs: 1000, depth: 3, ...snapshot } } }, ...extra };
+  return {
+    ...base,
+    targets: { app: { ...base.targets.app, snapshot: { minIntervalMs: 300, maxCapturesPerMinute: 1000, timeBudgetMs: 1000, depth: 3, ...snapshot } } },
+    limits: { conditionTimeoutMs: 500, ...extra.limits },
+  };
 }
 
 before(async () => {
