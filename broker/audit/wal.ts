@@ -125,7 +125,7 @@ export class WriteAheadLog {
   private readonly writer: WalWriter;
   /** Durable commits made so far (each one write and its sync, or one O_DSYNC write). */
   commits = 0;
-  /** Until when (performance.now()) the WAL counts as busy: commits then go through the writer thread (and wait gatherMs). */
+  /** Until when (performance.now()) the WAL counts as busy: a commit then waits gatherMs for more records to join it. */
   private busyUntil = 0;
   /** Per segment, the highest seq it holds for each stream. */
   private readonly segmentStreams = new Map<number, Map<string, number>>();
