@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { spawnSync } from 'node:child_process';
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,4 +83,35 @@ describe('NdjsonLog: state files kept as appended JSON lines (grants, access req
     assert.deepEqual([...rebuild(new NdjsonLog<Entry>(file))], [['b', 2]]);
     await log.close();
   });
+
+  it(
+    'a change a full disk took only part of is refused, and the next change after space returns is read back whole (a real 1 MB tmpfs)',
+    { skip: process.getuid?.() !== 0 ? 'mounting a tmpfs needs root' : undefined },
+    async () => {
+      const dir = stateDir();
+      const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir], { encoding: 'utf8' });
+      assert.equal(mounted.status, 0, mounted.stderr);
+      try {
+        const file = join(dir, 'state.ndjson');
+        const log = new NdjsonLog<Entry>(file);
+        await log.append({ type: 'set', key: 'a', value: 1 });
+        // Every page but the one the file ends in is taken: a long change fills that page and is cut there.
+        spawnSync('sh', ['-c', `cat /dev/zero > ${join(dir, 'filler')}`]);
+        await assert.rejects(log.append({ type: 'set', key: 'b'.repeat(6000), value: 2 }), { code: 'ENOSPC' });
+        assert.ok(readFileSync(file, 'utf8').length > 1000, 'the disk took part of it');
+        rmSync(join(dir, 'filler'));
+        await log.append({ type: 'set', key: 'c', value: 3 });
+        await log.close();
+        assert.deepEqual(
+          [...rebuild(new NdjsonLog<Entry>(file))],
+          [
+            ['a', 1],
+            ['c', 3],
+          ],
+        );
+      } finally {
+        spawnSync('umount', ['-l', dir]);
+      }
+    },
+  );
 });
