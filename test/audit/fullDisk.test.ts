@@ -10,7 +10,7 @@ import { stringify } from 'yaml';
 import { parseConfigText } from '../../broker/config/load';
 import { mintDevToken } from '../../broker/identity/devIssuer';
 import { CdpClient } from '../support/cdpClient';
-import { brokerUrl } from '../support/brokerProcess';
+import { brokerUrl, verifyEndedSessions } from '../support/brokerProcess';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy } from '../support/testBroker';
 import { waitFor, within } from '../support/wait';
@@ -125,20 +125,7 @@ describe('a full disk under the state directory (a real 2 MB tmpfs)', () => {
     assert.equal((await second.call('Runtime.evaluate', { expression: '6 * 7', returnByValue: true })).result.value, 42);
     await second.close();
     const auditor = await mintDevToken(config, { user: 'audrey', groups: ['auditors'] });
-    const sessions = await waitFor(
-      async () => {
-        const list = (await api(broker.url, 'GET', '/v1/sessions', auditor)).body.sessions as any[];
-        return list.length >= 2 && list.every((s) => s.state === 'ended') ? list : undefined;
-      },
-      { what: 'both sessions closed', timeoutMs: 30_000, intervalMs: 200 },
-    );
-    const keys = await (await fetch(`${broker.url}/v1/audit/keys`)).json();
-    for (const session of sessions) {
-      const text = await (await fetch(`${broker.url}/v1/sessions/${session.sessionId}/transcript`, { headers: { authorization: `Bearer ${auditor}` } })).text();
-      const result = await verifyTranscript(parseTranscriptText(text), keys as any);
-      assert.deepEqual(result.problems, [], session.sessionId);
-      assert.equal(result.events.at(-1)!.type, 'session.ended');
-    }
+    await verifyEndedSessions(broker.url, auditor, 2);
     await observer.close();
     proc.kill('SIGTERM');
     assert.equal((await once(proc, 'exit'))[0], 0);

@@ -9,7 +9,7 @@ import { stringify } from 'yaml';
 import { parseTranscriptText, verifyTranscript } from '../../broker/audit/verify';
 import { parseConfigText } from '../../broker/config/load';
 import { mintDevToken } from '../../broker/identity/devIssuer';
-import { brokerUrl } from '../support/brokerProcess';
+import { brokerUrl, verifyEndedSessions } from '../support/brokerProcess';
 import { CdpClient } from '../support/cdpClient';
 import { FreezableDisk, frozenDiskUnavailable } from '../support/frozenDisk';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
@@ -115,22 +115,9 @@ describe('a disk under the state directory that stops answering (a real ext4 on 
     await second.close();
 
     const auditor = await mintDevToken(config, { user: 'audrey', groups: ['auditors'] });
-    const sessions = await waitFor(
-      async () => {
-        const list = ((await (await fetch(`${url}/v1/sessions`, { headers: { authorization: `Bearer ${auditor}` } })).json()) as any).sessions as any[];
-        return list.length >= 2 && list.every((s) => s.state === 'ended') ? list : undefined;
-      },
-      { what: 'both sessions closed', timeoutMs: 30_000, intervalMs: 200 },
-    );
-    const keys = await (await fetch(`${url}/v1/audit/keys`)).json();
-    for (const session of sessions) {
-      const text = await (await fetch(`${url}/v1/sessions/${session.sessionId}/transcript`, { headers: { authorization: `Bearer ${auditor}` } })).text();
-      const result = await verifyTranscript(parseTranscriptText(text), keys as any);
-      assert.deepEqual(result.problems, [], session.sessionId);
-      assert.equal(result.events.at(-1)!.type, 'session.ended');
-      // Whatever reached the target is in the transcript before it: a breakpoint request forwarded has its record.
-      const set = result.events.filter((e) => e.type === 'cdp.response' && (e.data as any).method === 'Debugger.setBreakpointByUrl');
-      assert.equal(set.length, 0, 'no breakpoint was set');
+    // Whatever reached the target is in the transcript before it: the breakpoint asked for on the frozen disk never was.
+    for (const { events } of await verifyEndedSessions(url, auditor, 2)) {
+      assert.equal(events.filter((e) => e.type === 'cdp.response' && (e.data as any).method === 'Debugger.setBreakpointByUrl').length, 0, 'no breakpoint was set');
     }
     await observer.close();
     child.kill('SIGTERM');
