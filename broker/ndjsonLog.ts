@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { ioTimeout, type IoTimer } from './ioTimer';
 
 /**
  * A state file kept as an append-only log of JSON lines (grants, access requests). Each change is appended before
@@ -48,11 +49,11 @@ export class NdjsonLog<Entry> {
     const line = JSON.stringify(entry) + '\n';
     const written = new Promise<void>((resolve, reject) => this.queued.push({ line, resolve, reject }));
     this.writing ??= this.writeQueued();
-    let timer: NodeJS.Timeout | undefined;
+    let timer: IoTimer | undefined;
     const stalled = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(Object.assign(new Error(`the disk has not taken a write to ${this.file} in ${this.stallMs / 1000} s (stalled)`), { code: 'ESTALLED' })), this.stallMs);
+      timer = ioTimeout(() => reject(Object.assign(new Error(`the disk has not taken a write to ${this.file} in ${this.stallMs / 1000} s (stalled)`), { code: 'ESTALLED' })), this.stallMs);
     });
-    return Promise.race([written, stalled]).finally(() => clearTimeout(timer));
+    return Promise.race([written, stalled]).finally(() => timer?.cancel());
   }
 
   private async writeQueued(): Promise<void> {

@@ -1,6 +1,7 @@
 import { constants, ftruncateSync, mkdirSync, readdirSync, readFileSync, statfsSync, truncateSync } from 'node:fs';
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { ioTimeout, type IoTimer } from '../ioTimer';
 import type { AuditEvent, StreamContext } from './events';
 import { WalWriter } from './walWriter';
 
@@ -394,23 +395,23 @@ export class WriteAheadLog {
    */
   private async bounded<T>(work: Promise<T>, what: string): Promise<T> {
     const stallMs = this.options.stallMs ?? 5000;
-    let timer: NodeJS.Timeout | undefined;
-    const stalled = new Promise<void>((resolve) => (timer = setTimeout(resolve, stallMs)));
+    let timer: IoTimer | undefined;
+    let settled = false;
+    const done = work.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    // An I/O deadline: a commit that landed while the loop was held up is not taken for a stalled disk.
+    const stalled = new Promise<void>((resolve) => (timer = ioTimeout(resolve, stallMs)));
     try {
-      const first = await Promise.race([
-        work.then(
-          () => false,
-          () => false,
-        ),
-        stalled.then(() => true),
-      ]);
-      if (first && !this.failure) {
+      await Promise.race([done, stalled]);
+      if (!settled && !this.failure) {
         this.failure = Object.assign(walError(new Error(`the disk has not completed a ${what} in ${stallMs / 1000} s (stalled)`)), { code: 'ESTALLED' });
         for (const p of this.queue.splice(0)) p.reject(this.failure);
       }
       return await work;
     } finally {
-      clearTimeout(timer);
+      timer?.cancel();
     }
   }
 

@@ -8,6 +8,7 @@ import type { BrokerLimits } from '../config/types';
 import type { EventType } from '../audit/events';
 import { safeText, type LogTemplate } from '../gate/cdpGate';
 import type { CdpMessage } from '../gate/targetFrame';
+import { ioTimeout, type IoTimer } from '../ioTimer';
 import { summarizeResult } from './recordShapes';
 
 /** How long the broker waits for the answer to one of its own commands. */
@@ -66,7 +67,8 @@ export interface BrokerPending {
   readonly method: string;
   readonly resolve: (result: Record<string, unknown>) => void;
   readonly reject: (err: Error) => void;
-  readonly timer: NodeJS.Timeout;
+  /** An I/O deadline: an answer already read off the socket settles it first. */
+  readonly timer: IoTimer;
   /** Its answer is read by the broker alone (the redaction probe): only its size is recorded. */
   readonly quiet?: boolean;
   /** A read of a snapshot capture: the capture's one record holds what it read. */
@@ -111,7 +113,7 @@ export class TargetChannel {
   private readonly pending = new Map<number, Pending>();
   /** Requests the target has not answered yet, by target id, with when each was sent (oldest first). */
   private readonly inFlight = new Map<number, number>();
-  private unresponsiveTimer: NodeJS.Timeout | undefined;
+  private unresponsiveTimer: IoTimer | undefined;
 
   constructor(private readonly context: TargetChannelContext) {}
 
@@ -167,7 +169,7 @@ export class TargetChannel {
     const targetId = this.nextId();
     const recorded = this.context.record('broker.request', { targetId, method, params, ...(options.why ? { why: options.why } : {}) });
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = ioTimeout(() => {
         this.pending.delete(targetId);
         this.context.record('broker.response.missing', { targetId, method, afterMs: timeoutMs }).catch(() => undefined);
         reject(new TargetCommandError('timeout', method, `${method}: no answer from the target within ${timeoutMs} ms`));
@@ -175,7 +177,7 @@ export class TargetChannel {
       this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer, ...(options.quiet ? { quiet: true } : {}), ...(options.onAnswer ? { onAnswer: options.onAnswer } : {}) });
       const send = () => {
         if (this.send(targetId, method, params)) return;
-        clearTimeout(timer);
+        timer.cancel();
         this.pending.delete(targetId);
         reject(new TargetCommandError('gone', method, 'target link closed'));
       };
@@ -191,7 +193,7 @@ export class TargetChannel {
         else send();
       };
       guard.then(sendInTime, (err: Error) => {
-        clearTimeout(timer);
+        timer.cancel();
         this.pending.delete(targetId);
         reject(new TargetCommandError('not_recorded', method, err.message, { cause: err }));
       });
@@ -225,7 +227,7 @@ export class TargetChannel {
         reject(new TargetCommandError('gone', method, 'target link closed'));
         return;
       }
-      const timer = setTimeout(() => {
+      const timer = ioTimeout(() => {
         this.pending.delete(targetId);
         reject(new TargetCommandError('timeout', method, `${method}: no answer from the target within ${brokerCommandTimeoutMs} ms`));
       }, brokerCommandTimeoutMs);
@@ -239,7 +241,7 @@ export class TargetChannel {
    * command (its caller, the cleanup among them, must not wait forever) and is thrown on as a fault.
    */
   settle(targetId: number, pending: BrokerPending, message: CdpMessage, bytes: number, read: () => void): void {
-    clearTimeout(pending.timer);
+    pending.timer.cancel();
     try {
       read();
       pending.onAnswer?.(message);
@@ -266,7 +268,7 @@ export class TargetChannel {
 
   /** A command whose answer cannot be used fails with `error` (recorded unless it is a capture's read). */
   fail(targetId: number, pending: BrokerPending, error: { code: number; message: string }, bytes?: number): void {
-    clearTimeout(pending.timer);
+    pending.timer.cancel();
     if (bytes !== undefined && !pending.unrecorded) this.context.record('broker.response', { targetId, method: pending.method, bytes, error }).catch(() => undefined);
     pending.reject(new TargetCommandError('unreadable', pending.method, error.message));
   }
@@ -289,7 +291,7 @@ export class TargetChannel {
     }
     const { targetResponseSeconds } = this.context.limits;
     const boundMs = targetResponseSeconds * 1000;
-    this.unresponsiveTimer = setTimeout(
+    this.unresponsiveTimer = ioTimeout(
       () => {
         this.unresponsiveTimer = undefined;
         const first = this.inFlight.entries().next();
@@ -316,7 +318,7 @@ export class TargetChannel {
 
   /** The session is ending: no more watching; what still waits is dropped. */
   stopWatching(): void {
-    clearTimeout(this.unresponsiveTimer);
+    this.unresponsiveTimer?.cancel();
   }
 
   clear(): void {

@@ -40,6 +40,8 @@ export interface BreakpointRecord {
 export class BreakpointTable {
   private readonly byPath = new Map<string, BreakpointRecord[]>();
   private readonly byCdp = new Map<string, BreakpointRecord>();
+  /** Breakpoint changes still waiting for the broker's answer: a hit can arrive before the answer that names it. */
+  private readonly inFlight = new Set<Promise<unknown>>();
   private nextId = 1;
 
   constructor(
@@ -51,7 +53,23 @@ export class BreakpointTable {
   ) {}
 
   /** Replaces the breakpoints of one file; answers them in order. */
-  async set(path: string, requested: readonly DebugProtocol.SourceBreakpoint[]): Promise<DebugProtocol.Breakpoint[]> {
+  set(path: string, requested: readonly DebugProtocol.SourceBreakpoint[]): Promise<DebugProtocol.Breakpoint[]> {
+    return this.track(this.replace(path, requested));
+  }
+
+  /** Resolves once every breakpoint change started so far has its answer. */
+  async settled(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+  }
+
+  private track<T>(work: Promise<T>): Promise<T> {
+    this.inFlight.add(work);
+    const done = (): void => void this.inFlight.delete(work);
+    work.then(done, done);
+    return work;
+  }
+
+  private async replace(path: string, requested: readonly DebugProtocol.SourceBreakpoint[]): Promise<DebugProtocol.Breakpoint[]> {
     const old = this.byPath.get(path) ?? [];
     // Remove first: the target refuses a second breakpoint at the same location.
     await Promise.all(
@@ -107,7 +125,7 @@ export class BreakpointTable {
     if (pending.length === 0) return;
     const map = this.scripts.mapFor(script);
     if (!map || !this.scripts.isNewMap(map)) return;
-    for (const record of pending) if (map.has(record.path)) void this.bind(record, [map]).then(() => this.changed(this.toDap(record)));
+    for (const record of pending) if (map.has(record.path)) void this.track(this.bind(record, [map])).then(() => this.changed(this.toDap(record)));
   }
 
   private *all(): Iterable<BreakpointRecord> {

@@ -45,6 +45,7 @@ export class LoupeDebugSession extends DapSession {
   private mode: 'pause' | 'snapshot' = 'pause';
   private stoppedReported = false;
   private expectingStop: 'step' | 'pause' | undefined;
+  private pauseEvents: Promise<void> = Promise.resolve();
   private resumeRequested = false;
   private disconnecting = false;
   private ended = false;
@@ -106,8 +107,13 @@ export class LoupeDebugSession extends DapSession {
   private listen(runtime: LoupeRuntime): void {
     runtime.on('scriptParsed', (p) => this.onScriptParsed(p));
     runtime.on('breakpointResolved', (p) => this.breakpoints?.resolved(p));
-    runtime.on('paused', (p) => void this.onPaused(p));
-    runtime.on('resumed', () => this.onResumed());
+    // In arrival order: a pause may wait for breakpoint answers, and its resume must not overtake it.
+    runtime.on('paused', (p) => {
+      const expected = this.expectingStop;
+      this.expectingStop = undefined;
+      this.inOrder(() => this.onPaused(p, expected));
+    });
+    runtime.on('resumed', () => this.inOrder(() => this.onResumed()));
     runtime.on('console', (p) => this.onConsole(p));
     runtime.on('capture', (p) => this.onCapture(p));
     runtime.on('logpoint', (p) => this.notice(this.notices?.logpoint(p)));
@@ -118,6 +124,10 @@ export class LoupeDebugSession extends DapSession {
     runtime.on('parked', (p) => this.output(`Loupe: ${p.reason}. Any action here (an evaluation, a breakpoint change, a pause) turns them back on.\n`, 'important'));
     runtime.on('exception', ({ exceptionDetails: d }) => this.output(`Uncaught ${d?.exception?.description ?? d?.text ?? 'exception'}\n`, 'stderr'));
     runtime.on('closed', (info) => this.onClosed(info));
+  }
+
+  private inOrder(handle: () => void | Promise<void>): void {
+    this.pauseEvents = this.pauseEvents.then(handle).catch((err: unknown) => this.output(`Loupe: ${(err as Error).message}\n`, 'stderr'));
   }
 
   private onClosed(info: CloseInfo): void {
@@ -198,13 +208,22 @@ export class LoupeDebugSession extends DapSession {
 
   // ---- pauses ----
 
-  private async onPaused(p: Protocol.Debugger.PausedEvent): Promise<void> {
+  private async onPaused(p: Protocol.Debugger.PausedEvent, expected: 'step' | 'pause' | undefined): Promise<void> {
     const frames = p.callFrames ?? [];
-    const hits = (p.hitBreakpoints ?? []).map((id) => this.breakpoints?.get(id)).filter((r): r is BreakpointRecord => r !== undefined);
-    const expected = this.expectingStop;
-    this.expectingStop = undefined;
+    const ids = p.hitBreakpoints ?? [];
+    // The stop can come before the answer that registers its breakpoint: wait for the changes in flight.
+    if (ids.some((id) => !this.breakpoints?.get(id))) await this.breakpoints?.settled();
+    if (this.ended) return;
+    const hits = ids.map((id) => this.breakpoints?.get(id)).filter((r): r is BreakpointRecord => r !== undefined);
     this.newStop();
     this.stopped.paused = frames;
+    if (!expected && ids.length > 0 && hits.length === 0) {
+      // Only breakpoints the user has removed since: their hit was on its way, nobody asked for this stop.
+      this.stopped.paused = undefined;
+      this.resumeRequested = true;
+      await this.runtime?.execute('Debugger.resume').catch(() => undefined);
+      return;
+    }
     if (!expected && hits.length > 0) {
       let stop = false;
       for (const record of new Set(hits)) {

@@ -74,3 +74,26 @@ describe('the WAL on a disk that stops answering (a real ext4 on a loop device, 
     }
   });
 });
+
+describe('the WAL on an event loop held up past the stall bound', () => {
+  it('does not take a commit that landed meanwhile for a stalled disk', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loupe-walheld-'));
+    // commitWaitMs 0: every commit lands through the writer thread's message, the way a slow disk's does.
+    const { wal } = await WriteAheadLog.open(dir, { maxBatch: 64, segmentBytes: 1 << 20, stallMs: 200, commitWaitMs: 0 });
+    const context: StreamContext = { stream: 's-held', kind: 'session', startedAt: new Date().toISOString(), retentionDays: 1 };
+    await wal.append({ t: 'open', context });
+    let head = genesisHash(context.stream);
+    for (let seq = 0; seq < 5; seq++) {
+      const event = chainEvent(context, seq, head, new Date().toISOString(), 'cdp.evaluate', { id: seq });
+      head = event.hash;
+      const appended = wal.append({ t: 'event', event });
+      // The loop is held (CPU starvation, a long GC) well past stallMs right after the commit starts.
+      await new Promise((r) => setImmediate(r));
+      const until = performance.now() + 500;
+      while (performance.now() < until);
+      await appended;
+    }
+    assert.equal(wal.failed, undefined);
+    await wal.close();
+  });
+});
