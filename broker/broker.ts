@@ -515,9 +515,11 @@ export class Broker {
     await this.security.close('shutdown');
     const settled = await this.audit.settle(10_000);
     if (!settled) this.options.log?.('audit: some chains were not uploaded before shutdown; the next start uploads them from the write-ahead log');
-    await this.audit.stop();
+    const walClosed = await this.audit.stop();
     await this.observers.close();
     if (!this.options.state) await this.state.close();
-    this.unlock();
+    if (walClosed) this.unlock();
+    // The lock stays (the next start takes over a dead holder's): removing it would wait on the same disk.
+    else this.options.log?.('audit: the disk under the state directory has not answered; stopping without it (nothing it had not taken was acknowledged; the next start repairs the write-ahead log)');
   }
 }

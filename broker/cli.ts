@@ -145,6 +145,9 @@ ${helpOption}`,
   connect: connectUsage,
 } as const;
 type Command = keyof typeof commandUsage;
+/** How long a SIGTERM or SIGINT waits for the audit trail after the targets are resumed. */
+const shutdownBoundMs = 30_000;
+
 const auditCommands = ['list', 'download', 'verify', 'render'] as const;
 const help = { help: { type: 'boolean', short: 'h' } } as const;
 
@@ -206,9 +209,18 @@ async function runBroker(args: string[]): Promise<void> {
   process.stdout.write(`LOUPE_BROKER_URL=${server.url}\n`);
   let stopping = false;
   const stop = (signal: string) => {
-    if (stopping) return;
+    if (stopping) {
+      // Asked twice: the inspector resumes a target and drops its breakpoints when its connections close.
+      log(`${signal} again: exiting now`);
+      process.exit(1);
+    }
     stopping = true;
     log(`${signal}: ending ${broker.liveSessions.length} live session(s), resuming their targets`);
+    // Targets are resumed first; what still waits after the bound (a store or a disk that stopped answering) is not waited for.
+    setTimeout(() => {
+      log(`shutdown did not finish in ${shutdownBoundMs / 1000} s: exiting (the next start uploads what is left from the write-ahead log)`);
+      process.exit(1);
+    }, shutdownBoundMs).unref();
     server.close().then(
       () => process.exit(0),
       (err) => {

@@ -294,9 +294,10 @@ export class AuditTrail extends EventEmitter implements ChainHost, RecoveryConte
 
   stopped = false;
 
-  async stop(): Promise<void> {
+  /** False when the WAL's disk did not answer (see WriteAheadLog.close). */
+  async stop(): Promise<boolean> {
     this.stopped = true;
     clearInterval(this.timer);
-    await this.wal.close();
+    return this.wal.close();
   }
 }

@@ -461,12 +461,24 @@ export class WriteAheadLog {
     }
   }
 
-  async close(): Promise<void> {
+  /**
+   * Waits for the commits in flight, then closes the segment and the writer thread. False when the disk has not
+   * answered within stallMs: the WAL is then left as it is (its thread may still land a commit), so a broker can stop on
+   * a disk that stopped answering; nothing it had not taken was acknowledged, and the next start repairs the tail.
+   */
+  async close(): Promise<boolean> {
     if (this.lazyTimer) this.startFlush();
-    while (this.flushing || this.retrying) await new Promise((r) => setImmediate(r));
-    await this.extending;
+    const drained = (async () => {
+      while (this.flushing || this.retrying) await new Promise((r) => setImmediate(r));
+      await this.extending;
+    })();
+    let timer: IoTimer | undefined;
+    const answered = await Promise.race([drained.then(() => true), new Promise<false>((resolve) => (timer = ioTimeout(() => resolve(false), this.options.stallMs ?? 5000)))]);
+    timer?.cancel();
+    if (!answered) return false;
     await this.handle?.close();
     this.handle = undefined;
     await this.writer.close();
+    return true;
   }
 }

@@ -39,20 +39,25 @@ describe('a disk under the state directory that stops answering (a real ext4 on 
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('keeps answering, resumes the paused target, refuses what it cannot record, and recovers when the disk answers: every session verifies', async () => {
-    const configFile = join(dir, 'loupe.yaml');
+  async function startBroker(name: string): Promise<{ child: ChildProcess; url: string; config: ReturnType<typeof parseConfigText> }> {
+    const configFile = join(dir, `${name}.yaml`);
     const policy = basePolicy(target.inspector, {
       roles: { ...basePolicy('').roles, auditor: { groups: ['auditors'] } },
       auditors: ['auditor'],
       // The store is elsewhere (it keeps answering): only the state directory, with the WAL, stops.
-      audit: { store: 'local', dir: join(dir, 'store'), uploadInterval: '1s', failClosedAfter: '1h', walStallAfter: '2s' },
+      audit: { store: 'local', dir: join(dir, `${name}-store`), uploadInterval: '1s', failClosedAfter: '1h', walStallAfter: '2s' },
     });
-    writeFileSync(configFile, stringify({ ...policy, stateDir: state }));
+    writeFileSync(configFile, stringify({ ...policy, stateDir: join(state, name) }));
     const config = parseConfigText(readFileSync(configFile, 'utf8'), dir);
+    log.length = 0;
     const child = spawn(process.execPath, [cli, 'broker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stderr!.on('data', (c) => log.push(String(c)));
     proc = child;
-    const url = await brokerUrl(child, () => log.join(''));
+    return { child, url: await brokerUrl(child, () => log.join('')), config };
+  }
+
+  it('keeps answering, resumes the paused target, refuses what it cannot record, and recovers when the disk answers: every session verifies', async () => {
+    const { child, url, config } = await startBroker('first');
     const dev = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
     const grantBody = { target: 'app', mode: 'pause', durationSeconds: 300, reason: 'stalled disk test' };
     const postGrant = () => fetch(`${url}/v1/grants`, { method: 'POST', headers: { authorization: `Bearer ${dev}`, 'content-type': 'application/json' }, body: JSON.stringify(grantBody) });
@@ -123,5 +128,37 @@ describe('a disk under the state directory that stops answering (a real ext4 on 
     child.kill('SIGTERM');
     assert.equal((await once(child, 'exit'))[0], 0, log.join(''));
     proc = undefined;
+  });
+  it('stops on SIGTERM while the disk is frozen: the paused target is resumed and its breakpoints removed, the broker stops answering within a bound, and the process ends once the disk answers', async () => {
+    const { child, url, config } = await startBroker('stopping');
+    const dev = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
+    const res = await fetch(`${url}/v1/grants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${dev}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 300, reason: 'frozen disk shutdown test' }),
+    });
+    const grant = (await res.json()) as any;
+    const client = await CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` });
+    await client.call('Debugger.enable');
+    await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'app\\.js$' });
+    await client.waitEvent('Debugger.paused');
+    await assert.rejects(target.ticksAdvance(2, 300), /held paused/);
+
+    disk.freeze();
+    const stoppedAt = performance.now();
+    child.kill('SIGTERM');
+    // Production first: resumed, and the breakpoint gone (it would pause the target again within a tick).
+    await target.ticksAdvance(5, 10_000);
+    await waitFor(() => (/stopping without it/.test(log.join('')) ? true : undefined), { what: 'the shutdown to finish without the disk', timeoutMs: 30_000, intervalMs: 100 });
+    const tookMs = performance.now() - stoppedAt;
+    assert.ok(tookMs < 20_000, `shut down ${(tookMs / 1000).toFixed(1)} s after SIGTERM`);
+    // Nothing answers any more: the port is closed although the process cannot end while one of its threads waits on the disk.
+    await assert.rejects(fetch(`${url}/healthz`, { signal: AbortSignal.timeout(3000) }));
+    const exited = once(child, 'exit');
+    disk.thaw();
+    const exit = await within(exited, 15_000, undefined);
+    assert.ok(exit, `the process ended once the disk answered:\n${log.join('')}`);
+    proc = undefined;
+    await client.close();
   });
 });
