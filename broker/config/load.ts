@@ -62,7 +62,8 @@ function build(input: ConfigInput, derived: Derived, baseDir: string): LoupeConf
       nameClaim: issuer.nameClaim,
     });
   });
-  const targets: Record<string, TargetConfig> = {};
+  // No prototype: a target asked for by name ("constructor", "__proto__") is one of the file's or none.
+  const targets: Record<string, TargetConfig> = Object.create(null) as Record<string, TargetConfig>;
   for (const [name, target] of Object.entries(input.targets)) {
     const access = target.access.map((rule) =>
       Object.freeze({

@@ -49,9 +49,40 @@ function equals(op: string, left: Val, right: Val): boolean {
   return negate ? !same : same;
 }
 
+/** The most bits a BigInt the interpreter computes may have: `(1n << 300000000n) ** 2n` would hold the broker for seconds. */
+const maxBigIntBits = 1 << 16;
+
+const bitsOf = (n: bigint): number => (n < 0n ? -n : n).toString(16).length * 4;
+
+/** Refuses a BigInt operation whose result could pass maxBigIntBits, before it is computed. */
+function boundBigInt(op: string, x: bigint, y: bigint): void {
+  const bx = bitsOf(x);
+  const by = bitsOf(y);
+  const bits =
+    op === '*'
+      ? bx + by
+      : op === '**'
+        ? x === 0n || x === 1n || x === -1n
+          ? 1
+          : y > BigInt(maxBigIntBits)
+            ? Infinity
+            : bx * Number(y)
+        : op === '<<'
+          ? y > BigInt(maxBigIntBits)
+            ? Infinity
+            : bx + Math.max(0, Number(y))
+          : op === '>>'
+            ? y < -BigInt(maxBigIntBits)
+              ? Infinity
+              : bx - Math.min(0, Number(y))
+            : Math.max(bx, by) + 1;
+  if (bits > maxBigIntBits) throw new LoupeRefusal('budget', `a BigInt of more than ${maxBigIntBits} bits (the operator ${op})`);
+}
+
 function applyBinary(op: string, a: Prim, b: Prim): Prim {
   const x = a as any;
   const y = b as any;
+  if (typeof x === 'bigint' && typeof y === 'bigint') boundBigInt(op, x, y);
   switch (op) {
     case '+':
       return x + y;

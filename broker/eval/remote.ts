@@ -45,13 +45,15 @@ export function childTaint(ctx: ReadContext, parent: Taint | undefined, name: st
 /** A value read from the target, tainted by where it was read and, for strings, by what it looks like. */
 export function readValue(ctx: ReadContext, object: Protocol.Runtime.RemoteObject | undefined, taint: Taint | undefined): Val {
   if (!object) return prim(undefined, taint);
-  if (typeof object.value === 'string') ctx.spend.string(object.value.length);
   // A secret read by name: exception and console text that later quotes it is scrubbed too.
   if (taint && (typeof object.value === 'string' || typeof object.value === 'number')) ctx.redaction.learn?.(taint.label, String(object.value));
   if (!taint && object.type === 'string' && typeof object.value === 'string') {
     const found = ctx.redaction.secretIn(object.value);
     if (found) return prim(object.value, { full: false, label: found });
   }
+  // Only what is not secret counts toward the character budget: a secret's length is content, and a refusal that
+  // depends on it would answer `password.length` (no operation ever looks into a secret, so it builds nothing).
+  if (!taint && typeof object.value === 'string') ctx.spend.string(object.value.length);
   return fromRemote(object, taint);
 }
 

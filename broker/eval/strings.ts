@@ -30,14 +30,32 @@ export function stringMethod(spend: Spend, s: string, name: string, args: Val[])
     spend.elements(parts.length);
     return { kind: 'array', items: parts.map((p) => prim(p)) };
   }
-  if ((name === 'replace' || name === 'replaceAll') && a[0] !== undefined) a[0] = String(a[0]);
+  if ((name === 'replace' || name === 'replaceAll') && a[0] !== undefined) {
+    a[0] = String(a[0]);
+    // Charged before it is built: `replaceAll('', long)` is the string's length times the replacement's.
+    if (typeof a[1] === 'string') {
+      const count = name === 'replace' ? (s.includes(a[0]) ? 1 : 0) : occurrences(s, a[0]);
+      // `$\`` and `$'` insert up to the whole string each.
+      const each = a[1].includes('$') ? a[1].length + 2 * s.length : a[1].length;
+      spend.string(s.length + count * each);
+    }
+  }
   try {
     const value = (String.prototype as unknown as Record<string, (...x: Prim[]) => Prim>)[name]!.apply(s, a);
     if (typeof value === 'string') spend.string(value.length);
     return prim(value);
   } catch (error) {
+    if (error instanceof LoupeRefusal) throw error;
     throw new LoupeThrow((error as Error).name ?? 'Error', (error as Error).message);
   }
+}
+
+/** How often `pattern` occurs in `s` as replaceAll finds it ('' occurs between every two characters). */
+function occurrences(s: string, pattern: string): number {
+  if (pattern === '') return s.length + 1;
+  let count = 0;
+  for (let at = s.indexOf(pattern); at !== -1; at = s.indexOf(pattern, at + pattern.length)) count++;
+  return count;
 }
 
 const numberMethods = new Set(['toFixed', 'toString', 'toPrecision', 'valueOf']);
@@ -61,6 +79,7 @@ export function primitiveMethod(spend: Spend, p: number | boolean | bigint, name
     if (typeof value === 'string') spend.string(value.length);
     return prim(value);
   } catch (error) {
+    if (error instanceof LoupeRefusal) throw error;
     throw new LoupeThrow((error as Error).name ?? 'Error', (error as Error).message);
   }
 }

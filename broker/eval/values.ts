@@ -58,12 +58,15 @@ export function secretLabel(...vals: (Val | undefined)[]): string | undefined {
   return undefined;
 }
 
-function secretWithin(v: Val, depth: number): string | undefined {
+function secretWithin(v: Val, depth: number, seen = new Set<Val>()): string | undefined {
   if (contentSecret(v)) return v.taint!.label;
   if (v.kind !== 'array') return undefined;
   if (depth > 64) return 'value nested too deeply to check';
+  // Each array once: `[a, a]` nested n deep holds 2^n leaves but only n arrays.
+  if (seen.has(v)) return undefined;
+  seen.add(v);
   for (const item of v.items) {
-    const label = secretWithin(item, depth + 1);
+    const label = secretWithin(item, depth + 1, seen);
     if (label) return label;
   }
   return undefined;
@@ -109,7 +112,7 @@ export function toPrimitive(v: Val, hint: 'string' | 'number' | 'default'): Prim
     case 'date':
       return hint === 'number' ? v.time : dateString(v.time);
     case 'array':
-      return v.items.map((item) => (isNullish(item) ? '' : toStringValue(item))).join(',');
+      return arrayText(v, { left: maxCoercedCharacters }, 0);
     case 'object':
       return '[object Object]';
     case 'collection':
@@ -124,6 +127,24 @@ export function toPrimitive(v: Val, hint: 'string' | 'number' | 'default'): Prim
       if (v.taint) throw coercionRefusal('a redacted object');
       throw coercionRefusal(`the ${v.object.subtype ?? v.object.type} ${v.object.description ?? ''}`.trimEnd());
   }
+}
+
+/**
+ * The most characters an array turned into a string may have (the default maxStringLength): `[a, a]` nested n deep
+ * is 2^n characters from n arrays, so the text is bounded as it is built, and so is the work.
+ */
+const maxCoercedCharacters = 1 << 20;
+
+function arrayText(v: Extract<Val, { kind: 'array' }>, budget: { left: number }, depth: number): string {
+  if (depth > 200) throw new LoupeRefusal('budget', 'an array nested more than 200 deep cannot be turned into a string');
+  const parts: string[] = [];
+  for (const item of v.items) {
+    const text = isNullish(item) ? '' : item.kind === 'array' ? arrayText(item, budget, depth + 1) : toStringValue(item);
+    budget.left -= text.length + 1;
+    if (budget.left < 0) throw new LoupeRefusal('budget', `an array turned into a string of more than ${maxCoercedCharacters} characters`);
+    parts.push(text);
+  }
+  return parts.join(',');
 }
 
 export function toStringValue(v: Val): string {

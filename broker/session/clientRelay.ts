@@ -11,6 +11,7 @@ import type { Forward, Refusal, ScreenedFrame, TargetScreen } from '../gate/targ
 import type { SessionContext } from './context';
 import { requestEventType, summarizeResult } from './recordShapes';
 import { boundMessage, finishCuts, messageBounds } from './resultBounds';
+import { Redactor } from '../policy/redact';
 import { sourceRedaction } from '../policy/sourceRedactThread';
 import { ScriptSources, searchSource } from './sourceSearch';
 import type { ClientPending } from './targetChannel';
@@ -161,13 +162,15 @@ export class ClientRelay {
       ...(typeof params.objectGroup === 'string' ? { objectGroup: params.objectGroup } : {}),
     });
     const result = response as unknown as Record<string, unknown>;
-    // Defence in depth: what the interpreter built from the user's own literals is scrubbed like any answer, then cut.
+    // Defence in depth: what the interpreter built from the user's own literals is scrubbed of patterns and pairs like
+    // any answer, then cut. Not of the values the session learned: the user's literals scrubbed of them would say
+    // which literal equals a secret (taint already marks what was read from one).
     const bounds = messageBounds(context.target().evaluation.maxResultBytes);
     const { cut } = boundMessage(result, bounds);
-    const hitsBefore = context.redactor.hits.length;
-    context.redactor.response(method, result);
+    const scrubber = new Redactor(context.redactor.policy);
+    scrubber.response(method, result);
     withholdProcessFacts(method, result);
-    const redacted = [...new Set(context.redactor.hits.slice(hitsBefore))];
+    const redacted = [...new Set(scrubber.hits)];
     if (cut) finishCuts(result, bounds);
     capResult(result, context.target().evaluation.maxResultBytes);
     context.labels.labelObjects(method, `(${truncate(String(params.expression), 80)})`, result);

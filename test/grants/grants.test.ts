@@ -171,6 +171,12 @@ describe('grants: POST /v1/grants', () => {
     assert.equal(res.body.error.code, 'policy_refused');
     assert.equal(res.body.error.rule, 'targets');
     assert.match(res.body.error.message, /no target named "billing"/);
+    // Names every object has are no targets either (before: 500 from the prototype's member).
+    for (const target of ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf']) {
+      const named = await broker.api('POST', '/v1/grants', devToken, request({ target }));
+      assert.equal(named.status, 403, `${target}: ${JSON.stringify(named.body)}`);
+      assert.match(named.body.error.message, /no target named/);
+    }
   });
 
   it('enforces requireTicket: missing and bad tickets refused, a matching one granted', async () => {
