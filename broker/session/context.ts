@@ -96,6 +96,10 @@ export interface SessionPauses {
   paused: boolean;
   ownPause: boolean;
   clientAbsent: boolean;
+  /** A pause the client asked for that V8 has not taken yet. */
+  readonly pauseOutstanding: boolean;
+  /** Resolves at the next pause, or after `ms`. */
+  nextPause(ms: number): Promise<void>;
   onRequest(decision: Forward): void;
   onClientFrame(): void;
   hold(text: string): boolean;

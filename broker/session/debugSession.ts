@@ -59,6 +59,8 @@ const rememberedTargets = 1024;
 
 /** Bytes of frames held for one write to the client before they are let go early (well under limits.clientBufferBytes). */
 const clientBatchBytes = 64 << 10;
+/** How long a session's end waits for a pause its client asked for and V8 has not taken yet. */
+const outstandingPauseWaitMs = 1000;
 
 /**
  * One client attached to one target under one grant. The relay runs both ways: clientRelay.ts (every client frame
@@ -395,6 +397,10 @@ export class DebugSession {
       const steps: Promise<unknown>[] = [];
       // Everything this session has in V8, also breakpoints the broker is taking out.
       for (const breakpointId of breakpoints.v8Ids()) steps.push(channel.command('Debugger.removeBreakpoint', { breakpointId }, { critical: true }).catch(() => undefined));
+      // A pause asked for and not yet taken outlives Debugger.disable while another session is enabled: taken within
+      // a moment, it is this session's and resumed below (a target that runs no code for that long is left to the
+      // other session's watchdog).
+      if (pauses.pauseOutstanding) await pauses.nextPause(outstandingPauseWaitMs);
       // Only a pause this session caused: another session may hold the one it sees. A pause nobody else
       // holds ends with Debugger.disable (V8 resumes when no other Debugger-enabled session remains).
       if (pauses.ownPause) steps.push(channel.command('Debugger.resume', {}, { critical: true }).catch(() => undefined));

@@ -83,11 +83,38 @@ export class Pauses implements SessionPauses {
     return true;
   }
 
+  /**
+   * A pause the client asked for (Debugger.pause, a step, continueToLocation) that V8 has not taken yet. While another
+   * Debugger-enabled session is connected, V8 keeps it past this session's Debugger.disable, and it would then hold
+   * the target with nobody to resume it: the session's end waits for it a moment (nextPause) to resume it itself.
+   */
+  get pauseOutstanding(): boolean {
+    // Also while paused: a step or continueToLocation sent from a pause resumes first, then pauses again.
+    return this.clientExpectsPause;
+  }
+
+  private pauseWaiters: (() => void)[] = [];
+
+  /** Resolves at the next pause, or after `ms`. */
+  nextPause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      const waiters = this.pauseWaiters;
+      function done(): void {
+        clearTimeout(timer);
+        waiters.splice(waiters.indexOf(done) >>> 0, 1);
+        resolve();
+      }
+      waiters.push(done);
+    });
+  }
+
   /** A pause in pause mode: shown to the client, or decided by the broker (conditions, logpoints) and resumed unseen. */
   async onPaused(message: CdpMessage): Promise<void> {
     const { context } = this;
     const { breakpoints } = context;
     this.paused = true;
+    for (const wake of [...this.pauseWaiters]) wake();
     const params = message.params ?? {};
     const { live: hits, quiet } = breakpoints.sortHits(params.hitBreakpoints);
     this.ownPause = hits.length > 0 || quiet.length > 0 || this.clientExpectsPause || (this.pausesOnExceptions && (params.reason === 'exception' || params.reason === 'promiseRejection'));

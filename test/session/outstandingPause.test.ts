@@ -1,0 +1,52 @@
+// A pause the client asked for and V8 had not taken yet when the session ended: with another Debugger-enabled
+// session connected, V8 keeps it past this session's Debugger.disable. The ending session waits for it a moment and
+// resumes it, so production is not held by a pause nobody owns.
+import { strict as assert } from 'node:assert';
+import { join } from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import { CdpClient } from '../support/cdpClient';
+import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
+import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+
+const appLine = markerLine(join(fixtures, 'app.js'), 'work');
+
+describe('a session ending with a pause it asked for still to come (real broker, real target, another session connected)', () => {
+  let target: TargetProcess | undefined;
+  let broker: TestBroker | undefined;
+  const others: CdpClient[] = [];
+  afterEach(async () => {
+    for (const c of others.splice(0)) await c.close().catch(() => undefined);
+    await broker?.close();
+    await target?.stop();
+    broker = target = undefined;
+  });
+
+  for (const other of ['a direct inspector client', 'another Loupe session'] as const) {
+    for (const action of ['Debugger.pause', 'Debugger.continueToLocation'] as const) {
+      it(`${action} then close, with ${other} connected: the target runs on`, async () => {
+        target = await startTarget();
+        const base = basePolicy(target.inspector);
+        broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, maxPauseSeconds: 30 } } });
+        const observer = other === 'a direct inspector client' ? await CdpClient.connect(target.wsUrl) : (await broker.attach()).client;
+        others.push(observer);
+        await observer.call('Debugger.enable');
+        const { client, grant } = await broker.attach();
+        await client.call('Debugger.enable');
+        if (action === 'Debugger.pause') {
+          client.socket.send(JSON.stringify({ id: 100, method: 'Debugger.pause', params: {} }));
+        } else {
+          const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'app\\.js$' });
+          const paused = await client.waitEvent('Debugger.paused');
+          await client.call('Debugger.removeBreakpoint', { breakpointId });
+          client.socket.send(JSON.stringify({ id: 100, method: 'Debugger.continueToLocation', params: { location: paused.params.callFrames[0].location } }));
+        }
+        client.socket.terminate();
+        await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
+        // Well inside maxPauseSeconds: only the ending session's own resume can explain a target that runs.
+        await target.ticksAdvance(5, 5000);
+        const ending = broker.records.find((e) => e.type === 'session.ending' && e.grant === grant.grantId);
+        assert.ok(ending, 'session.ending recorded');
+      });
+    }
+  }
+});
