@@ -28,6 +28,8 @@ export type ScreenedFrame =
 export interface SessionState {
   readonly ending: boolean;
   readonly auditAccepting: boolean;
+  /** Bytes of answers waiting for a client that does not read them, past limits.clientBufferBytes; else 0. */
+  readonly clientBacklog?: number;
 }
 
 export interface TargetScreenContext {
@@ -64,6 +66,11 @@ export class TargetScreen {
     if (state.ending || !state.auditAccepting) {
       const why = state.ending ? 'the session is ending' : 'the audit trail cannot record it (Loupe fails closed)';
       return { action: 'refuse', refusal: refusal(decision, state.ending ? 'session.ending' : 'audit.unavailable', `${decision.method ?? 'message'} refused: ${why}`) };
+    }
+    if (state.clientBacklog) {
+      // A small request can ask for a large answer: none is asked while the client leaves its answers unread.
+      const message = `${decision.method ?? 'message'} refused: ${state.clientBacklog} bytes of answers wait for this client to read them (limits.clientBufferBytes ${this.context.limits.clientBufferBytes})`;
+      return { action: 'refuse', refusal: refusal(decision, 'limits.clientBufferBytes', message) };
     }
     if (decision.action === 'refuse' && decision.routine && !this.routines.take(decision.routine)) {
       // Sent more often than a client does at attach: a refusal like any other, counted by the alert.

@@ -53,7 +53,7 @@ export class ClientRelay {
   /** One frame from the client, in the order received. */
   onFrame(data: Buffer, isBinary: boolean): void {
     this.context.pauses.onClientFrame();
-    const screened = this.screen.decide(data, isBinary, { ending: this.context.isEnding(), auditAccepting: this.context.auditAccepting() });
+    const screened = this.screen.decide(data, isBinary, { ending: this.context.isEnding(), auditAccepting: this.context.auditAccepting(), clientBacklog: this.context.clientBacklog() });
     if (screened.action === 'refuse') this.refuse(screened.refusal);
     else if (screened.action === 'redact') {
       // Recorded, never run, answered with the marker.

@@ -26,6 +26,8 @@ export interface SessionContext {
   isEnding(): boolean;
   /** False once the audit trail has failed closed. */
   auditAccepting(): boolean;
+  /** Bytes of answers waiting for a client that does not read them, past limits.clientBufferBytes; else 0. */
+  clientBacklog(): number;
   /** `lazy`: nothing waits on this record before acting (see AuditStream.record); it joins the WAL's next commit. */
   record(type: EventType, data: Record<string, unknown>, lazy?: boolean): Promise<unknown>;
   /** A record whose failure means the audit trail is gone: the session ends. */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type WebSocket from 'ws';
 import type { BrokerLimits, TargetConfig } from '../config/types';
 import type { AuditStream } from '../audit/auditTrail';
@@ -111,6 +112,7 @@ export class DebugSession {
       now,
       isEnding,
       auditAccepting: () => this.options.auditAccepting(),
+      clientBacklog: () => (this.options.client.bufferedAmount > this.options.limits.clientBufferBytes ? this.options.client.bufferedAmount : 0),
       record,
       recordOrEnd: (type, data, lazy) => this.recordOrEnd(type, data, lazy),
       send: (text, isEvent, after) => this.enqueue(text, isEvent, after),
@@ -355,12 +357,31 @@ export class DebugSession {
       client.send(checked);
       answered ||= !isEvent;
     }
+    if (client.bufferedAmount > this.options.limits.clientBufferBytes) this.holdClientReads();
     // An answer leaves now, with the events batched before it: what the broker does next in this tick (the answer's
     // record, its hashing) must not hold the client's round trip.
     if (answered && this.clientCorked) {
       this.clientCorked = false;
       (this.options.client as unknown as { _socket?: { uncork(): void } })._socket?.uncork();
     }
+  }
+
+  private clientReadsHeld = false;
+
+  /**
+   * The client leaves its answers unread: its frames are not read either until they drain (requests that arrived
+   * meanwhile are refused, see TargetScreen), so a client that writes and never reads cannot grow the broker's memory.
+   * A client that stays so is judged unresponsive: its pongs are not read.
+   */
+  private holdClientReads(): void {
+    const socket = (this.options.client as unknown as { _socket?: Socket })._socket;
+    if (!socket || this.clientReadsHeld) return;
+    this.clientReadsHeld = true;
+    socket.pause();
+    socket.once('drain', () => {
+      this.clientReadsHeld = false;
+      socket.resume();
+    });
   }
 
   /** Records an alert in this session's chain. */

@@ -3,6 +3,11 @@ import { describe, it } from 'node:test';
 import { gateClientFrame, methodAllowed } from '../../broker/gate/cdpGate';
 import { checkCondition } from '../../broker/gate/conditionCheck';
 import { screenEvaluation } from '../../broker/gate/evaluationCheck';
+import { TargetScreen } from '../../broker/gate/targetScreen';
+import { parseConfigText } from '../../broker/config/load';
+import { Redactor } from '../../broker/policy/redact';
+import { stringify } from 'yaml';
+import { basePolicy } from '../support/testBroker';
 
 const limits = { maxFrameBytes: 4096, evaluateTimeoutMs: 500 };
 const gate = (message: unknown, mode: 'pause' | 'snapshot' = 'pause') => gateClientFrame(typeof message === 'string' ? message : JSON.stringify(message), false, mode, limits);
@@ -317,5 +322,22 @@ describe('evaluation screen: a repeated expression (its parse kept) is judged by
       const broken = screenEvaluation('a +', 'evaluate', open, () => false, true);
       assert.equal(broken.kind === 'refuse' && broken.rule, 'evaluation.parse');
     }
+  });
+});
+
+describe('the target screen refuses requests while a client leaves its answers unread', () => {
+  it('names the request, the bytes waiting and the bound', () => {
+    const config = parseConfigText(stringify(basePolicy('127.0.0.1:9229')), process.cwd());
+    const target = config.targets.app!;
+    const grant = { grantId: 'g', sub: 'dev', target: 'app', mode: 'pause' } as any;
+    const screen = new TargetScreen({ grant, target: () => target, redactor: new Redactor(target.redaction), limits: config.limits });
+    const frame = Buffer.from(JSON.stringify({ id: 7, method: 'Debugger.getScriptSource', params: { scriptId: '1' } }));
+    const refused = screen.decide(frame, false, { ending: false, auditAccepting: true, clientBacklog: 5_000_000 });
+    assert.equal(refused.action, 'refuse');
+    if (refused.action !== 'refuse') return;
+    assert.equal(refused.refusal.id, 7);
+    assert.equal(refused.refusal.rule, 'limits.clientBufferBytes');
+    assert.match(refused.refusal.message, /^Debugger\.getScriptSource refused: 5000000 bytes of answers wait for this client to read them \(limits\.clientBufferBytes \d+\)$/);
+    assert.notEqual(screen.decide(frame, false, { ending: false, auditAccepting: true, clientBacklog: 0 }).action, 'refuse');
   });
 });
