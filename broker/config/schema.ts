@@ -28,7 +28,7 @@ export const limitsSchema = mapping({
   conditionTimeoutMs: int(5, 1000).prefault(50).describe('How long a breakpoint condition may run in the target.'),
   clientBufferBytes: int(1 << 20, 1 << 30)
     .prefault(16 << 20)
-    .describe('What may wait unsent to a slow client before its session ends.'),
+    .describe('What may wait unsent to a slow client: past it, events are shed and its frames are not read until it drains.'),
   conditionBudgetMsPerSecond: int(1, 1000).prefault(100).describe("Pause time per second that one breakpoint's unseen pauses (conditions, logpoints) may cost the target."),
   clientPingIntervalMs: int(50, 60000).prefault(5000).describe('How often the broker pings each client (WebSocket ping; never the target, whose inspector drops on a ping).'),
   clientUnresponsiveMs: int(100, 600000).prefault(10000).describe('A client heard nothing from (no pong, no frame) for this long is gone: its session ends as client_unresponsive.'),
