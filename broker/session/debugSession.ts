@@ -60,6 +60,8 @@ const rememberedTargets = 1024;
 
 /** Bytes of frames held for one write to the client before they are let go early (well under limits.clientBufferBytes). */
 const clientBatchBytes = 64 << 10;
+/** Requests of one session the target may have unanswered before the broker stops reading that client's frames. */
+const maxRequestsInFlight = 256;
 /** How long a session's end waits for a pause its client asked for and V8 has not taken yet. */
 const outstandingPauseWaitMs = 1000;
 
@@ -150,7 +152,7 @@ export class DebugSession {
     client.on('close', () => void this.end('client_closed'));
     client.on('error', () => void this.end('client_closed'));
     // The target is always drained: a stalled reader makes the target's memory grow without bound.
-    targetSocket.on('message', (data) => this.contain('target message', data as Buffer, () => this.fromTarget.onFrame(data as Buffer)));
+    targetSocket.on('message', (data) => this.contain('target message', data as Buffer, () => this.onTargetFrame(data as Buffer)));
     targetSocket.on('close', () => void this.end('target_gone'));
     targetSocket.on('error', () => void this.end('target_gone'));
     this.scheduleExpiry();
@@ -293,6 +295,17 @@ export class DebugSession {
       this.learnProcessFacts();
     }
     this.fromClient.onFrame(data, isBinary);
+    // A fair share of the broker: a client with many requests still unanswered sends no more until half are.
+    if (this.context.channel.waiting >= maxRequestsInFlight) this.holdReads('busy');
+  }
+
+  private onTargetFrame(data: Buffer): void {
+    this.fromTarget.onFrame(data);
+    if (this.readsHeld.has('busy')) {
+      // Not read by the broker's choice: its silence is not the client's.
+      this.heartbeat?.heard();
+      if (this.context.channel.waiting < maxRequestsInFlight / 2) this.releaseReads('busy');
+    }
   }
 
   /**
@@ -366,7 +379,12 @@ export class DebugSession {
     }
   }
 
-  private clientReadsHeld = false;
+  /** Why the client's frames are not read now: its answers wait unread (backlog), or the target has many of its requests (busy). */
+  private readonly readsHeld = new Set<'backlog' | 'busy'>();
+
+  private get clientSocket(): Socket | undefined {
+    return (this.options.client as unknown as { _socket?: Socket })._socket;
+  }
 
   /**
    * The client leaves its answers unread: its frames are not read either until they drain (requests that arrived
@@ -374,14 +392,20 @@ export class DebugSession {
    * A client that stays so is judged unresponsive: its pongs are not read.
    */
   private holdClientReads(): void {
-    const socket = (this.options.client as unknown as { _socket?: Socket })._socket;
-    if (!socket || this.clientReadsHeld) return;
-    this.clientReadsHeld = true;
-    socket.pause();
-    socket.once('drain', () => {
-      this.clientReadsHeld = false;
-      socket.resume();
-    });
+    const socket = this.clientSocket;
+    if (!socket || this.readsHeld.has('backlog')) return;
+    this.holdReads('backlog');
+    socket.once('drain', () => this.releaseReads('backlog'));
+  }
+
+  private holdReads(why: 'backlog' | 'busy'): void {
+    if (this.readsHeld.size === 0) this.clientSocket?.pause();
+    this.readsHeld.add(why);
+  }
+
+  private releaseReads(why: 'backlog' | 'busy'): void {
+    if (!this.readsHeld.delete(why) || this.readsHeld.size > 0) return;
+    this.clientSocket?.resume();
   }
 
   /** Records an alert in this session's chain. */

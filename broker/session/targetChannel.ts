@@ -150,6 +150,11 @@ export class TargetChannel {
   }
 
   /** The client requests still unanswered, for the record at the end. */
+  /** Requests (the client's and the broker's own) waiting for the target's answer. */
+  get waiting(): number {
+    return this.pending.size;
+  }
+
   clientPendings(): [number, ClientPending][] {
     return [...this.pending].filter((entry): entry is [number, ClientPending] => entry[1].origin === 'client');
   }
