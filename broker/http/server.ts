@@ -28,7 +28,9 @@ function readJson(req: IncomingMessage): Promise<unknown> {
       size += chunk.length;
       if (size > maxBodyBytes) {
         reject(new LoupeError('payload_too_large', `request body over ${maxBodyBytes} bytes`));
-        req.destroy();
+        // The rest is not read: the 413 goes out, then the connection closes (destroying it now would lose the answer).
+        req.removeAllListeners('data');
+        req.pause();
       } else chunks.push(chunk);
     });
     req.on('end', () => {
@@ -210,8 +212,13 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
     })().catch((err: unknown) => {
       const error = err instanceof LoupeError ? err : new LoupeError('internal', 'internal error', undefined, { cause: err });
       if (error.code === 'internal') log(`internal error on ${req.method} ${req.url}: ${(err as Error)?.stack ?? String(err)}`);
-      if (!res.headersSent) sendJson(res, error.status, error.toJSON());
-      else res.destroy();
+      if (!res.headersSent) {
+        if (error.code === 'payload_too_large') {
+          res.shouldKeepAlive = false;
+          res.once('finish', () => req.destroy());
+        }
+        sendJson(res, error.status, error.toJSON());
+      } else res.destroy();
     });
   });
 

@@ -165,6 +165,19 @@ describe('grants: POST /v1/grants', () => {
     assert.equal(res.body.error.rule, 'targets.app.access');
   });
 
+  it('answers a body over 64 KB with 413 and closes the connection, and the next request is served', async () => {
+    const res = await fetch(`${broker.url}/v1/grants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${devToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 300, reason: 'x'.repeat(1 << 20) }),
+    });
+    assert.equal(res.status, 413);
+    const body = (await res.json()) as any;
+    assert.equal(body.error.code, 'payload_too_large');
+    assert.match(body.error.message, /request body over 65536 bytes/);
+    assert.equal((await broker.api('POST', '/v1/grants', devToken, request({ target: 'billing' }))).status, 403);
+  });
+
   it('refuses an unknown target', async () => {
     const res = await broker.api('POST', '/v1/grants', devToken, request({ target: 'billing' }));
     assert.equal(res.status, 403);
