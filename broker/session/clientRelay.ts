@@ -36,6 +36,8 @@ type CdpReply = { result: Record<string, unknown> } | { error: { code: number; m
 
 export class ClientRelay {
   private readonly sources: ScriptSources;
+  /** Requests the broker is answering itself (sources, searches, Loupe evaluations), not yet answered. */
+  answering = 0;
 
   constructor(
     private readonly context: SessionContext,
@@ -89,6 +91,11 @@ export class ClientRelay {
       false,
       recorded.catch(() => undefined),
     );
+  }
+
+  private counted(answer: Promise<void>): Promise<void> {
+    this.answering++;
+    return answer.finally(() => this.answering--);
   }
 
   /**
@@ -218,23 +225,27 @@ export class ClientRelay {
     // Requests the broker answers itself go through answerInBroker (a broker-side evaluator would answer
     // handling === 'evaluate' the same way); everything else is forwarded to V8.
     if (decision.handling === 'search') {
-      void this.answerInBroker(
-        decision,
-        () => this.searchReply(decision),
-        (result) => ({ matches: (result.result as unknown[]).length }),
+      void this.counted(
+        this.answerInBroker(
+          decision,
+          () => this.searchReply(decision),
+          (result) => ({ matches: (result.result as unknown[]).length }),
+        ),
       );
       return;
     }
     if (decision.handling === 'source') {
-      void this.answerInBroker(
-        decision,
-        () => this.sourceReply(decision),
-        (result) => ({ bytes: String(result.scriptSource).length }),
+      void this.counted(
+        this.answerInBroker(
+          decision,
+          () => this.sourceReply(decision),
+          (result) => ({ bytes: String(result.scriptSource).length }),
+        ),
       );
       return;
     }
     if (decision.handling === 'evaluate' && this.context.evaluation.evaluate) {
-      void this.answerEvaluation(decision).catch((err: unknown) => this.context.fault(`client frame ${truncate(decision.method, 80)} (Loupe evaluation)`, err, raw));
+      void this.counted(this.answerEvaluation(decision)).catch((err: unknown) => this.context.fault(`client frame ${truncate(decision.method, 80)} (Loupe evaluation)`, err, raw));
       return;
     }
     const { channel, labels, breakpoints, pauses } = this.context;

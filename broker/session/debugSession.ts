@@ -296,7 +296,16 @@ export class DebugSession {
     }
     this.fromClient.onFrame(data, isBinary);
     // A fair share of the broker: a client with many requests still unanswered sends no more until half are.
-    if (this.context.channel.waiting >= maxRequestsInFlight) this.holdReads('busy');
+    if (this.requestsInFlight() >= maxRequestsInFlight) this.holdReads('busy');
+  }
+
+  /** Requests waiting for the target's answer or the broker's own. */
+  private requestsInFlight(): number {
+    return this.context.channel.waiting + this.fromClient.answering;
+  }
+
+  private releaseWhenAnswered(): void {
+    if (this.readsHeld.has('busy') && this.requestsInFlight() < maxRequestsInFlight / 2) this.releaseReads('busy');
   }
 
   private onTargetFrame(data: Buffer): void {
@@ -304,7 +313,7 @@ export class DebugSession {
     if (this.readsHeld.has('busy')) {
       // Not read by the broker's choice: its silence is not the client's.
       this.heartbeat?.heard();
-      if (this.context.channel.waiting < maxRequestsInFlight / 2) this.releaseReads('busy');
+      this.releaseWhenAnswered();
     }
   }
 
@@ -371,6 +380,7 @@ export class DebugSession {
       answered ||= !isEvent;
     }
     if (client.bufferedAmount > this.options.limits.clientBufferBytes) this.holdClientReads();
+    else if (answered) this.releaseWhenAnswered();
     // An answer leaves now, with the events batched before it: what the broker does next in this tick (the answer's
     // record, its hashing) must not hold the client's round trip.
     if (answered && this.clientCorked) {
