@@ -60,7 +60,7 @@ const rememberedTargets = 1024;
 
 /** Bytes of frames held for one write to the client before they are let go early (well under limits.clientBufferBytes). */
 const clientBatchBytes = 64 << 10;
-/** Requests of one session the target may have unanswered before the broker stops reading that client's frames. */
+/** Requests of one session unanswered (by its target or by the broker) before the broker stops reading its client's frames. */
 const maxRequestsInFlight = 256;
 /** How long a session's end waits for a pause its client asked for and V8 has not taken yet. */
 const outstandingPauseWaitMs = 1000;
@@ -114,7 +114,7 @@ export class DebugSession {
       now,
       isEnding,
       auditAccepting: () => this.options.auditAccepting(),
-      clientBacklog: () => (this.options.client.bufferedAmount > this.options.limits.clientBufferBytes ? this.options.client.bufferedAmount : 0),
+      clientBacklog: () => this.clientBacklog(),
       record,
       recordOrEnd: (type, data, lazy) => this.recordOrEnd(type, data, lazy),
       send: (text, isEvent, after) => this.enqueue(text, isEvent, after),
@@ -379,7 +379,7 @@ export class DebugSession {
       client.send(checked);
       answered ||= !isEvent;
     }
-    if (client.bufferedAmount > this.options.limits.clientBufferBytes) this.holdClientReads();
+    if (this.clientBacklog() > 0) this.holdClientReads();
     else if (answered) this.releaseWhenAnswered();
     // An answer leaves now, with the events batched before it: what the broker does next in this tick (the answer's
     // record, its hashing) must not hold the client's round trip.
@@ -389,7 +389,13 @@ export class DebugSession {
     }
   }
 
-  /** Why the client's frames are not read now: its answers wait unread (backlog), or the target has many of its requests (busy). */
+  /** Bytes waiting unsent to the client past limits.clientBufferBytes; else 0. */
+  private clientBacklog(): number {
+    const waiting = this.options.client.bufferedAmount;
+    return waiting > this.options.limits.clientBufferBytes ? waiting : 0;
+  }
+
+  /** Why the client's frames are not read now: its answers wait unread (backlog), or many of its requests are unanswered (busy). */
   private readonly readsHeld = new Set<'backlog' | 'busy'>();
 
   private get clientSocket(): Socket | undefined {
