@@ -468,13 +468,16 @@ export class WriteAheadLog {
    */
   async close(): Promise<boolean> {
     if (this.lazyTimer) this.startFlush();
+    let gaveUp = false;
     const drained = (async () => {
-      while (this.flushing || this.retrying) await new Promise((r) => setImmediate(r));
+      // Stops looking once the close has given up, so a disk that never answers leaves no loop turning.
+      while ((this.flushing || this.retrying) && !gaveUp) await new Promise((r) => setImmediate(r));
       await this.extending;
     })();
     let timer: IoTimer | undefined;
-    const answered = await Promise.race([drained.then(() => true), new Promise<false>((resolve) => (timer = ioTimeout(() => resolve(false), this.options.stallMs ?? 5000)))]);
+    const answered = await Promise.race([drained.then(() => !gaveUp), new Promise<false>((resolve) => (timer = ioTimeout(() => resolve(false), this.options.stallMs ?? 5000)))]);
     timer?.cancel();
+    gaveUp = !answered;
     if (!answered) return false;
     await this.handle?.close();
     this.handle = undefined;
