@@ -1,4 +1,5 @@
 import { parentPort } from 'node:worker_threads';
+import { compileOwnerRegExp } from './linearRegExp';
 import { defaultPatterns, Redactor, type RedactPattern } from './redact';
 import { redactSource } from './sourceRedact';
 
@@ -15,7 +16,7 @@ export type SourceAnswer = { readonly id: number; readonly source: string; reado
 
 // A built-in pattern is used as itself: the redactor recognises some of them by identity.
 const pattern = (p: SourceJob['patterns'][number]): RedactPattern =>
-  defaultPatterns.find((d) => d.name === p.name && d.regex.source === p.source && d.regex.flags === p.flags) ?? { name: p.name, regex: new RegExp(p.source, p.flags) };
+  defaultPatterns.find((d) => d.name === p.name && d.regex.source === p.source && d.regex.flags === p.flags) ?? { name: p.name, regex: compileOwnerRegExp(p.source, p.flags) };
 
 parentPort?.on('message', (job: SourceJob) => {
   try {

@@ -37,7 +37,7 @@ const policy = () => ({
       owners: ['owner'],
       alerts: { sensitiveFiles: { globs: ['src/**'] } },
       access: [{ role: 'dev', modes: ['pause'], maxDuration: '30m', requireApproval: { approvers: 'owner' } }],
-      redact: { names: ['pin'], patterns: [{ name: 'iban', regex: 'DE\\d{20}' }] },
+      redact: { names: ['pin'], patterns: [{ name: 'iban', regex: 'DE\\d{16}\\d{4}' }] },
     },
   },
 });

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { defaultDenyIdentifiers } from '../../gate/evaluationCheck';
 import { parseHours } from '../../policy/hours';
 import { compileRedaction, defaultPatterns, defaultSensitiveNames, normalizeName } from '../../policy/redact';
+import { compileOwnerRegExp } from '../../policy/linearRegExp';
 import { targetAlertsSchema } from './alerts';
 import { bool, duration, int, kind, listProblem, mapping, oneOf, parsed, section, text, textList } from './fields';
 
@@ -13,14 +14,6 @@ export const evaluations = ['loupe', 'v8'] as const;
 export type Evaluation = (typeof evaluations)[number];
 
 const hoursSchema = () => parsed('hours like "Mon-Fri 08:00-19:00 Europe/Berlin"', parseHours);
-
-function compileRegExp(source: string, flags?: string): RegExp {
-  try {
-    return new RegExp(source, flags);
-  } catch (err) {
-    throw new Error(`invalid regular expression: ${(err as Error).message}`);
-  }
-}
 
 export const approvalSchema = mapping(
   {
@@ -60,9 +53,11 @@ export const accessSchema = mapping({
       'How a grant under this rule may evaluate expressions: loupe (the broker interprets them; no app code runs) and/or v8 (privileged: V8 evaluates them, which runs app functions and getters; its redaction is best-effort, after the fact). A grant asks for one; every V8 evaluation raises the v8Evaluation alert.',
     ),
   maxDuration: duration().prefault('30m').describe('The longest grant this rule gives, like "30m" or "2h".'),
-  requireTicket: parsed('regular expression', (source) => compileRegExp(source))
+  requireTicket: parsed('regular expression', (source) => compileOwnerRegExp(source))
     .optional()
-    .describe("A regular expression the request's ticket must match; without it no ticket is needed."),
+    .describe(
+      "A regular expression the request's ticket must match; without it no ticket is needed. It runs in linear time whatever the ticket: lookaround, backreferences and counted repeats over 16 are refused.",
+    ),
   hours: hoursSchema().optional().describe('When the rule applies (wall-clock hours in a time zone), like "Mon-Fri 08:00-19:00 Europe/Berlin"; outside them it does not allow.'),
   requireApproval: approvalSchema.optional().describe('The two-person rule: a grant under this rule waits for approvals before its requester can collect it.'),
 });
@@ -117,11 +112,13 @@ const patternSchema = mapping(
   {
     name: text().describe('Shown in the marker that replaces a match: [redacted: <name>].'),
     regex: parsed('regular expression', (source) => {
-      const regex = compileRegExp(source, 'g');
+      const regex = compileOwnerRegExp(source, 'g');
       if (regex.test('')) throw new Error('matches the empty string, which would redact everything');
       regex.lastIndex = 0;
       return regex;
-    }).describe('A regular expression for values to redact.'),
+    }).describe(
+      'A regular expression for values to redact. It runs on text from production in linear time: lookaround, backreferences and counted repeats over 16 are refused (write \\d{20} as \\d{16}\\d{4}).',
+    ),
   },
   'expected a mapping { name, regex }',
 );
