@@ -10,6 +10,7 @@ import { checkCondition } from './conditionCheck';
 import { compileSearch } from '../session/sourceSearch';
 import { parseLogTemplate, type LogTemplate } from '../../common/logpoint';
 import { routineMessage, routineOf, type ClientRoutine } from './clientRoutine';
+import { urlPatternProblem } from './urlPattern';
 
 type Spec = 'string' | 'integer' | 'number' | 'boolean' | { object: Record<string, Spec> } | { arrayOf: Spec };
 
@@ -266,6 +267,25 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   const missing = (rule.required ?? []).filter((key) => clean[key] === undefined);
   if (missing.length > 0) return refuse(messageId, method, cdpErrorCodes.invalidParams, 'params.required', `${method} refused: missing ${missing.join(', ')}`);
   const rewrites = dropped.map((path) => `${path} dropped`);
+  // V8 runs these patterns over script URLs on the target's main thread with no time limit (urlPattern.ts).
+  const patterns: [string, string][] =
+    typeof clean.urlRegex === 'string'
+      ? [['urlRegex', clean.urlRegex]]
+      : Array.isArray(clean.patterns) && clean.patterns.length > 0
+        ? (clean.patterns as string[]).map((p, i): [string, string] => [`patterns[${i}]`, p])
+        : [];
+  for (const [name, pattern] of patterns) {
+    const problem = urlPatternProblem(pattern);
+    if (problem) {
+      return refuse(
+        messageId,
+        method,
+        cdpErrorCodes.refused,
+        'pattern.backtracking',
+        `${method} refused: ${name} "${truncate(pattern, 80)}": ${problem}. V8 matches it against script URLs on the target's main thread with no time limit, so a pattern that backtracks would hold the target; use url, or a simpler pattern`,
+      );
+    }
+  }
 
   let handling = rule.handling ?? 'plain';
   let condition: string | undefined;
