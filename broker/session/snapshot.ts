@@ -676,12 +676,13 @@ export class SnapshotMode {
     let captureFor: string | undefined;
     let skipped: { breakpointId: string; reason: string; until: number } | undefined;
     const logpoints = hits.filter((id) => breakpoints.get(id)?.logpoint !== undefined);
-    for (const id of logpoints) if (frames[0]) await emitLogpoint(context, id, frames[0]);
+    const bound = pauses.pauseBound(started);
+    for (const id of logpoints) if (frames[0] && bound.check(id)) await emitLogpoint(context, id, frames[0]);
     for (const id of hits.filter((h) => !logpoints.includes(h))) {
       const entry = breakpoints.get(id);
       if (!entry) continue;
       const state = breakpoints.rate(id);
-      if (entry.condition !== undefined && frames[0] && !(await pauses.conditionHolds(id, entry.condition, frames[0]))) continue;
+      if (entry.condition !== undefined && frames[0] && !(bound.check(id) && (await pauses.conditionHolds(id, entry.condition, frames[0])))) continue;
       const now = context.now();
       this.captureTimes = this.captureTimes.filter((t) => now - t < 60_000);
       if (now - state.lastCaptureAt < limits.minIntervalMs)
@@ -737,7 +738,8 @@ export class SnapshotMode {
     // capture is in hand, the target must not wait for the record or the client.
     resume();
     const pauseMs = Math.round((performance.now() - started) * 1000) / 1000;
-    if (!captureFor) pauses.chargeHeldPause(hits, pauseMs);
+    if (!captureFor) pauses.chargeHeldPause(hits.filter((id) => !bound.unchecked(id)), pauseMs);
+    bound.suspendUnchecked();
     if (skipped && !captureFor) {
       breakpoints.rate(skipped.breakpointId).skipped++;
       breakpoints.throttle(skipped.breakpointId, skipped.until, skipped.reason, false);
