@@ -48,8 +48,13 @@ export function readValue(ctx: ReadContext, object: Protocol.Runtime.RemoteObjec
   // A secret read by name: exception and console text that later quotes it is scrubbed too.
   if (taint && (typeof object.value === 'string' || typeof object.value === 'number')) ctx.redaction.learn?.(taint.label, String(object.value));
   if (!taint && object.type === 'string' && typeof object.value === 'string') {
-    const found = ctx.redaction.secretIn(object.value);
+    const found = ctx.redaction.secretInTarget(object.value);
     if (found) return prim(object.value, { full: false, label: found });
+  }
+  // An object whose description quotes a secret (an error whose message the program built from a token): all of it.
+  if (!taint && object.type === 'object' && typeof object.description === 'string') {
+    const found = ctx.redaction.secretInTarget(object.description);
+    if (found) return fromRemote(object, { full: true, label: found });
   }
   // Only what is not secret counts toward the character budget: a secret's length is content, and a refusal that
   // depends on it would answer `password.length` (no operation ever looks into a secret, so it builds nothing).

@@ -92,6 +92,12 @@ export class Redactor {
     else if (typeof value === 'bigint' && (value >= 1000n || value <= -1000n)) this.learned.add(String(value));
   }
 
+  /** Whether `text` holds a value learned under a redacted name. */
+  holdsLearned(text: string): boolean {
+    for (const secret of this.learned) if (text.includes(secret)) return true;
+    return false;
+  }
+
   /** Learns the values of sensitive fields from [name, value] pairs (the broker's reachability probe). */
   learnPairs(pairs: readonly [string, string][]): number {
     let found = 0;

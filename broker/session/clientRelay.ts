@@ -15,6 +15,7 @@ import { Redactor } from '../policy/redact';
 import { sourceRedaction } from '../policy/sourceRedactThread';
 import { ScriptSources, searchSource } from './sourceSearch';
 import type { ClientPending } from './targetChannel';
+import { learningInFlight } from './exceptionLearning';
 
 /**
  * Breakpoints and logpoints one session may have at once. Each costs V8 a match on every script it loads and the
@@ -170,6 +171,8 @@ export class ClientRelay {
       context.send(JSON.stringify({ id, error: { code: cdpErrorCodes.refused, message: `${method} not answered: the audit trail could not record it` } }), false);
       return;
     }
+    const learning = learningInFlight(context);
+    if (learning) await learning;
     const { response, outcome } = await context.evaluation.evaluate!(String(params.expression), {
       ...(typeof params.callFrameId === 'string' ? { callFrameId: params.callFrameId } : {}),
       ...(params.returnByValue === true ? { returnByValue: true } : {}),
@@ -307,6 +310,8 @@ export class ClientRelay {
       .then(
         async (event) => {
           pending.requestSeq = (event as { seq: number }).seq;
+          const learning = learningInFlight(this.context);
+          if (learning) await learning;
           if (decision.handling === 'evaluate') {
             const refused = this.screen.transformRefusal(decision, await this.learnReachable(decision, screened.roots), screened.transforms);
             if (refused) {
