@@ -16,6 +16,7 @@ import { sourceRedaction } from '../policy/sourceRedactThread';
 import { ScriptSources, searchSource } from './sourceSearch';
 import type { ClientPending } from './targetChannel';
 import { learningInFlight } from './exceptionLearning';
+import { maxIndexedRead } from './labels';
 
 /**
  * Breakpoints and logpoints one session may have at once. Each costs V8 a match on every script it loads and the
@@ -231,7 +232,7 @@ export class ClientRelay {
   }
 
   private forward(screened: Extract<ScreenedFrame, { action: 'forward' }>, raw: Buffer): void {
-    const { decision } = screened;
+    let { decision } = screened;
     // Requests the broker answers itself go through answerInBroker (a broker-side evaluator would answer
     // handling === 'evaluate' the same way); everything else is forwarded to V8.
     if (decision.handling === 'search') {
@@ -275,6 +276,17 @@ export class ClientRelay {
     }
     const targetId = channel.nextId();
     const params = decision.params;
+    const large = decision.method === 'Runtime.getProperties' && params.nonIndexedPropertiesOnly !== true ? labels.largeLength(params.objectId) : undefined;
+    if (large !== undefined) {
+      params.nonIndexedPropertiesOnly = true;
+      decision = {
+        ...decision,
+        rewrites: [
+          ...decision.rewrites,
+          `nonIndexedPropertiesOnly forced: the object has ${large} elements, over ${maxIndexedRead}, and listing them all would hold the target; read a range with an expression (such as .slice(0, 100))`,
+        ],
+      };
+    }
     if (decision.method === 'Debugger.removeBreakpoint') breakpoints.clientRemoves(params);
     const frame = labels.frame(params.callFrameId);
     const object = labels.object(params.objectId);

@@ -1,0 +1,71 @@
+import { strict as assert } from 'node:assert';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { CdpClient } from '../support/cdpClient';
+import { fixtures, startTarget, type TargetProcess } from '../support/target';
+import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+
+describe('reading large arrays', () => {
+  let target: TargetProcess;
+  let broker: TestBroker;
+  let direct: CdpClient;
+  before(async () => {
+    target = await startTarget(join(fixtures, 'large-app.js'));
+    await target.ticksAdvance(2, 20_000);
+    broker = await startTestBroker(basePolicy(target.inspector));
+    // Reads the target's own clock, from outside the broker.
+    direct = await CdpClient.connect(target.wsUrl);
+  });
+  after(async () => {
+    await direct.close();
+    await broker.close();
+    await target.stop();
+  });
+  const longestHold = async () => (await direct.call('Runtime.evaluate', { expression: 'longestHold()', returnByValue: true })).result.value as number;
+
+  it('a Runtime.getProperties of an array of 500,000 elements, or a typed array of 2,000,000, lists no elements and never holds the target', async () => {
+    const { client, grant } = await broker.attach({ mode: 'snapshot' });
+    for (const [expression, length] of [
+      ['samples', 500_000],
+      ['frameBytes', 2_000_000],
+    ] as const) {
+      const { result } = await client.call('Runtime.evaluate', { expression });
+      assert.equal(result.description, `${result.className}(${length})`);
+      await longestHold();
+      const reply = await client.send('Runtime.getProperties', { objectId: result.objectId, ownProperties: true });
+      await target.ticksAdvance(2, 30_000);
+      // Before: V8 listed every element, holding the target 3.7 s for samples on a loaded machine.
+      const held = await longestHold();
+      assert.ok(held < 1000, `${expression}: the read held the target ${Math.round(held)} ms`);
+      assert.ok(reply.result, JSON.stringify(reply.error));
+      const props = reply.result;
+      assert.ok(!props.result.some((p: { name: string }) => /^\d+$/.test(p.name)), `${expression}: no element is listed`);
+    }
+    // A small array is listed whole, as before.
+    const small = (await client.call('Runtime.evaluate', { expression: 'recent' })).result;
+    const listed = await client.call('Runtime.getProperties', { objectId: small.objectId, ownProperties: true });
+    assert.deepEqual(
+      listed.result.filter((p: { name: string }) => /^\d+$/.test(p.name)).map((p: { value: { value: number } }) => p.value.value),
+      [1, 2, 3],
+    );
+    await client.close();
+    await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
+    const rewritten = broker.records.filter((e) => e.grant === grant.grantId && e.type === 'cdp.properties.read' && JSON.stringify(e.data).includes('nonIndexedPropertiesOnly forced'));
+    assert.equal(rewritten.length, 2, 'each forced read is on the record, with the reason');
+  });
+
+  it(
+    'a Runtime.getProperties of a plain object with 300,000 keys never holds the target',
+    { todo: 'no CDP read tells its key count without listing them, and a function call (callFunctionOn) has no timeout: a bounded probe or a broker-side paged read is needed' },
+    async () => {
+      const { client } = await broker.attach({ mode: 'snapshot' });
+      const { result } = await client.call('Runtime.evaluate', { expression: 'byId' });
+      await longestHold();
+      await client.send('Runtime.getProperties', { objectId: result.objectId, ownProperties: true });
+      await target.ticksAdvance(2, 30_000);
+      const held = await longestHold();
+      await client.close();
+      assert.ok(held < 1000, `the read held the target ${Math.round(held)} ms`);
+    },
+  );
+});
