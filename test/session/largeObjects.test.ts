@@ -54,6 +54,22 @@ describe('reading large arrays', () => {
     assert.equal(rewritten.length, 2, 'each forced read is on the record, with the reason');
   });
 
+  it('a Loupe expression never has V8 list a large array: an element of one is refused with the reason, its length still answered', async () => {
+    const { client } = await broker.attach({ mode: 'snapshot' });
+    for (const expression of ['samples[3]', 'frameBytes[5]', 'samples.indexOf(7)', '"7" in samples']) {
+      await longestHold();
+      const reply = await client.send('Runtime.evaluate', { expression, returnByValue: true });
+      await target.ticksAdvance(2, 30_000);
+      // Before: samples[3] held the target 2.5 s, frameBytes[5] 10 s.
+      const held = await longestHold();
+      assert.ok(held < 1000, `${expression}: the evaluation held the target ${Math.round(held)} ms`);
+      assert.match(reply.result?.result?.description ?? '', /^EvalError: Refused by Loupe: .*(not read: V8 would list all its \d+ elements|elements)/, `${expression}: ${JSON.stringify(reply)}`);
+    }
+    assert.equal((await client.call('Runtime.evaluate', { expression: 'samples.length', returnByValue: true })).result.value, 500_000);
+    assert.equal((await client.call('Runtime.evaluate', { expression: 'recent[1]', returnByValue: true })).result.value, 2);
+    await client.close();
+  });
+
   it(
     'a Runtime.getProperties of a plain object with 300,000 keys never holds the target',
     { todo: 'no CDP read tells its key count without listing them, and a function call (callFunctionOn) has no timeout: a bounded probe or a broker-side paged read is needed' },
