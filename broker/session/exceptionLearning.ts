@@ -23,6 +23,9 @@ export const exceptionLearningLimits = {
   ms: 1500,
 };
 
+/** Elements of a list the learning still reads (the elements of a longer one are not read at all). */
+const maxListRead = 10_000;
+
 /** Whether a Debugger.paused is a pause on an exception or a promise rejection. */
 export function isExceptionPause(params: Record<string, unknown> | undefined): boolean {
   return params?.reason === 'exception' || params?.reason === 'promiseRejection';
@@ -142,7 +145,10 @@ async function learnBelow(context: SessionContext, roots: readonly string[], lim
       const name = prop.name === 'value' && entryKey !== undefined ? entryKey : typeof prop.name === 'string' ? prop.name : undefined;
       const value = isRecord(prop.value) ? prop.value : undefined;
       if (name === undefined || !value) continue;
-      if (value.type === 'object' && typeof value.objectId === 'string') objects.push(value.objectId);
+      if (value.type === 'object' && typeof value.objectId === 'string') {
+        // A large list is not read: V8 would list every element while the target waits (its elements hold no names).
+        if (!(value.subtype === 'array' || value.subtype === 'typedarray') || Number(/\((\d+)\)$/.exec(String(value.description))?.[1] ?? 0) <= maxListRead) objects.push(value.objectId);
+      }
       else if (redactor.isSensitive(name)) learnPrimitive(value);
     }
     return objects;

@@ -15,6 +15,9 @@ import { minThrottleOutMs } from './breakpoints';
 export type { Capture, CapturedFrame, CapturedValue, PausedFrameInput };
 
 type RemoteObject = Protocol.Runtime.RemoteObject;
+/** Elements of a list a capture still reads; a longer list is taken from its preview (its first elements). */
+const maxListRead = 10_000;
+
 /** Runtime.ObjectPreview, as V8 builds it for getProperties with generatePreview (no user code runs). */
 type ObjectPreview = Protocol.Runtime.ObjectPreview;
 type PropertyDescriptor = Pick<Protocol.Runtime.PropertyDescriptor, 'name' | 'value' | 'get' | 'set' | 'isOwn'>;
@@ -300,6 +303,8 @@ export async function captureFrames(
     // Proxies are described, never expanded: their traps stay untouched.
     if (!remote.objectId || remote.subtype === 'proxy') return head;
     if (depthLeft <= 0) return previewed(remote, head);
+    // A list longer than maxListRead is taken from its preview: V8 would list every element while the target waits.
+    if ((remote.subtype === 'array' || remote.subtype === 'typedarray') && Number(/\((\d+)\)$/.exec(head.description)?.[1] ?? 0) > maxListRead) return previewed(remote, head);
     const node: CapturedValue & Filling = { ...head, properties: [] };
     // Queued like a read and filled in its turn, so a preview changes the cost, never the capture.
     expand(knownSource(remote), depthLeft - 1, remote.subtype === 'array' || remote.subtype === 'typedarray', node, remote.subtype);

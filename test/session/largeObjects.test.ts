@@ -2,17 +2,23 @@ import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { CdpClient } from '../support/cdpClient';
-import { fixtures, startTarget, type TargetProcess } from '../support/target';
+import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+
+const app = join(fixtures, 'large-app.js');
+const batchLine = markerLine(app, 'batch');
 
 describe('reading large arrays', () => {
   let target: TargetProcess;
   let broker: TestBroker;
   let direct: CdpClient;
   before(async () => {
-    target = await startTarget(join(fixtures, 'large-app.js'));
+    target = await startTarget(app);
     await target.ticksAdvance(2, 20_000);
-    broker = await startTestBroker(basePolicy(target.inspector));
+    const policy = basePolicy(target.inspector);
+    // Captures read two levels down, so a local holding a large list would be read.
+    policy.targets.app.snapshot = { depth: 2, timeBudgetMs: 1000 };
+    broker = await startTestBroker(policy);
     // Reads the target's own clock, from outside the broker.
     direct = await CdpClient.connect(target.wsUrl);
   });
@@ -68,6 +74,32 @@ describe('reading large arrays', () => {
     assert.equal((await client.call('Runtime.evaluate', { expression: 'samples.length', returnByValue: true })).result.value, 500_000);
     assert.equal((await client.call('Runtime.evaluate', { expression: 'recent[1]', returnByValue: true })).result.value, 2);
     await client.close();
+  });
+
+  it('a capture or a pause over locals holding large lists never has V8 list them: captured from their previews', async () => {
+    for (const mode of ['snapshot', 'pause'] as const) {
+      const { client } = await broker.attach({ mode });
+      await client.call('Debugger.enable');
+      await longestHold();
+      const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: batchLine, urlRegex: 'large-app\\.js$' });
+      if (mode === 'snapshot') {
+        const capture = (await client.waitEvent('Loupe.snapshotCaptured', () => true, 20_000)).params;
+        const batch = capture.frames[0].scopes.flatMap((s: { properties: { name: string; value: { description?: string } }[] }) => s.properties).find((v: { name: string }) => v.name === 'batch');
+        assert.equal(batch?.value?.description, 'Array(500000)', JSON.stringify(capture.frames[0]).slice(0, 400));
+      } else {
+        const paused = await client.waitEvent('Debugger.paused', () => true, 20_000);
+        await client.call('Debugger.removeBreakpoint', { breakpointId });
+        // The client's first read waits for the broker's learning of the frame's scopes.
+        const local = paused.params.callFrames[0].scopeChain.find((s: { type: string }) => s.type === 'local');
+        await client.call('Runtime.getProperties', { objectId: local.object.objectId, ownProperties: true, generatePreview: true });
+        await client.call('Debugger.resume');
+      }
+      await target.ticksAdvance(3, 30_000);
+      // Before: a depth-2 capture of batch held the target for seconds; so did the learning at a pause.
+      const held = await longestHold();
+      assert.ok(held < 1000, `${mode}: the pause held the target ${Math.round(held)} ms`);
+      await client.close();
+    }
   });
 
   it(
