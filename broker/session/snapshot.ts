@@ -445,7 +445,10 @@ export async function captureFrames(
     if (entries?.value?.objectId && !over()) {
       const node: CapturedValue & Filling = { type: 'object', subtype: 'array', properties: [] };
       into.properties.push({ name: '[[Entries]]', value: node });
-      expand(knownSource(entries.value), depthLeft, true, node);
+      const size = Number(/\((\d+)\)$/.exec(String(entries.value.description ?? ''))?.[1] ?? 0);
+      // The entries of a large Map or Set are not read: V8 would list every one while the target waits.
+      if (size > maxListRead && !propertiesFromPreview(entries.value) && !entriesFromPreview(entries.value)) node.truncated = `${size} entries, not read (over ${maxListRead})`;
+      else expand(knownSource(entries.value), depthLeft, true, node);
     }
     if (truncated) into.truncated = truncated;
   };

@@ -103,6 +103,24 @@ describe('reading large arrays', () => {
   });
 
   it(
+    'a capture over a local holding a Map of 300,000 entries never holds the target',
+    {
+      todo: "V8 materializes every entry of a Map to preview it or to hand out its [[Entries]] (1.2 s for 300,000, even for a read of the scope with generatePreview, which every capture and client makes): scopes would have to be read without previews first, and large Maps read by no one",
+    },
+    async () => {
+      const { client } = await broker.attach({ mode: 'snapshot' });
+      await client.call('Debugger.enable');
+      await longestHold();
+      await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(app, 'cache'), urlRegex: 'large-app\\.js$' });
+      await client.waitEvent('Loupe.snapshotCaptured', () => true, 20_000);
+      await target.ticksAdvance(3, 30_000);
+      const held = await longestHold();
+      await client.close();
+      assert.ok(held < 1000, `the capture held the target ${Math.round(held)} ms`);
+    },
+  );
+
+  it(
     'a Runtime.getProperties of a plain object with 300,000 keys never holds the target',
     { todo: 'no CDP read tells its key count without listing them, and a function call (callFunctionOn) has no timeout: a bounded probe or a broker-side paged read is needed' },
     async () => {
