@@ -26,6 +26,7 @@
  */
 
 import { defaultPatterns, jwtPattern, luhn, marker, pairMatches, sensitiveName, type RedactionPolicy } from './redactionPolicy';
+import { redactFunctionSource } from './sourceRedact';
 
 export { compileRedaction, defaultPatterns, defaultRedaction, defaultSensitiveNames, luhn, marker, normalizeName, sensitiveName } from './redactionPolicy';
 export type { RedactionPolicy, RedactPattern } from './redactionPolicy';
@@ -223,10 +224,30 @@ export class Redactor {
     return { type: 'string', value: text, description: text };
   }
 
+  /** Function sources already redacted under `sourcesOf` (a prototype's methods show up in answer after answer). */
+  private readonly sources = new Map<string, string>();
+  private sourcesOf: RedactionPolicy | undefined;
+
+  private functionSource(text: string): string {
+    if (this.sourcesOf !== this.policy) {
+      this.sources.clear();
+      this.sourcesOf = this.policy;
+    }
+    let out = this.sources.get(text);
+    if (out === undefined) {
+      out = redactFunctionSource(text, this);
+      if (this.sources.size >= 512) this.sources.clear();
+      this.sources.set(text, out);
+    }
+    return out;
+  }
+
   /** Redacts a Runtime.RemoteObject in place; `name` is the name it is known by, if any. */
   remoteObject(object: unknown, name?: string): unknown {
     if (!isRecord(object)) return object;
     if (name !== undefined && this.isSensitive(name)) return this.replaced(name, object);
+    // A function's description is its source text: its secret literals go as they do in its script's source.
+    if (object.type === 'function' && typeof object.description === 'string') object.description = this.functionSource(object.description);
     if (typeof object.value === 'string') object.value = this.scrub(object.value);
     else if (object.value !== undefined && typeof object.value === 'object') object.value = this.byValue(object.value);
     if (typeof object.description === 'string') object.description = this.scrub(object.description);
