@@ -122,6 +122,9 @@ const refusalReasons: [RegExp, string][] = [
   [/^Network\./, 'network inspection exposes request data outside the grant'],
 ];
 
+/** Blackbox patterns one Debugger.setBlackboxPatterns may set. */
+export const maxBlackboxPatterns = 64;
+
 /** Expressions one logpoint message may hold: all of them run, one after another, on every hit. */
 export const maxLogpointExpressions = 10;
 
@@ -267,7 +270,17 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   const missing = (rule.required ?? []).filter((key) => clean[key] === undefined);
   if (missing.length > 0) return refuse(messageId, method, cdpErrorCodes.invalidParams, 'params.required', `${method} refused: missing ${missing.join(', ')}`);
   const rewrites = dropped.map((path) => `${path} dropped`);
-  // V8 runs these patterns over script URLs on the target's main thread with no time limit (urlPattern.ts).
+  // V8 runs these patterns over script URLs on the target's main thread with no time limit (urlPattern.ts), the
+  // blackbox patterns joined into one: each is bounded, and so is their number.
+  if (Array.isArray(clean.patterns) && clean.patterns.length > maxBlackboxPatterns) {
+    return refuse(
+      messageId,
+      method,
+      cdpErrorCodes.refused,
+      'pattern.count',
+      `${method} refused: ${clean.patterns.length} patterns, at most ${maxBlackboxPatterns} (V8 matches them all, as one expression, against each frame's script URL on every step and pause)`,
+    );
+  }
   const patterns: [string, string][] =
     typeof clean.urlRegex === 'string'
       ? [['urlRegex', clean.urlRegex]]

@@ -58,6 +58,8 @@ describe('URL patterns V8 runs on the target (urlRegex, blackbox patterns)', () 
       const reply = await client.sendRaw(JSON.stringify({ id, method: 'Debugger.setBlackboxPatterns', params: { patterns } }), id, 5000);
       assert.match(reply.error?.message ?? '', new RegExp(`^Debugger\\.setBlackboxPatterns refused: patterns\\[${index}\\] ".*": it (repeats a group|can match one URL)`), JSON.stringify(patterns));
     }
+    const many = await client.send('Debugger.setBlackboxPatterns', { patterns: Array.from({ length: 65 }, (_, i) => `^/vendor-${i}/`) });
+    assert.match(many.error?.message ?? '', /^Debugger\.setBlackboxPatterns refused: 65 patterns, at most 64 /);
     await client.call('Debugger.setBlackboxPatterns', { patterns: ['/node_modules/', '^node:'] });
     const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'app\\.js$' });
     await client.waitEvent('Debugger.paused', () => true, 5000);
