@@ -129,4 +129,3 @@ function alternativeWays(branches: readonly Branch[]): number {
   const ways = deterministic ? Math.max(...branches.map((b) => b.ways)) : branches.reduce((sum, b) => sum + b.ways, 0);
   return Math.min(ways, Number.MAX_SAFE_INTEGER);
 }
-

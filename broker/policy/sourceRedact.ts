@@ -1,6 +1,14 @@
 import { parse, type Node } from 'acorn';
 import { marker } from './redactionPolicy';
-import type { Redactor } from './redact';
+
+/** What source redaction asks of the session's Redactor (redact.ts, which redacts function sources with it). */
+export interface SourceRedactor {
+  readonly active: boolean;
+  readonly hits: string[];
+  isSensitive(name: string): boolean;
+  scrub(text: string): string;
+}
+type Redactor = SourceRedactor;
 
 /**
  * Redaction of script source (`Debugger.getScriptSource`, and the source the broker searches for

@@ -148,8 +148,7 @@ async function learnBelow(context: SessionContext, roots: readonly string[], lim
       if (value.type === 'object' && typeof value.objectId === 'string') {
         // A large list is not read: V8 would list every element while the target waits (its elements hold no names).
         if (!(value.subtype === 'array' || value.subtype === 'typedarray') || Number(/\((\d+)\)$/.exec(String(value.description))?.[1] ?? 0) <= maxListRead) objects.push(value.objectId);
-      }
-      else if (redactor.isSensitive(name)) learnPrimitive(value);
+      } else if (redactor.isSensitive(name)) learnPrimitive(value);
     }
     return objects;
   };

@@ -746,7 +746,11 @@ export class SnapshotMode {
     // capture is in hand, the target must not wait for the record or the client.
     resume();
     const pauseMs = Math.round((performance.now() - started) * 1000) / 1000;
-    if (!captureFor) pauses.chargeHeldPause(hits.filter((id) => !bound.unchecked(id)), pauseMs);
+    if (!captureFor)
+      pauses.chargeHeldPause(
+        hits.filter((id) => !bound.unchecked(id)),
+        pauseMs,
+      );
     bound.suspendUnchecked();
     if (skipped && !captureFor) {
       breakpoints.rate(skipped.breakpointId).skipped++;

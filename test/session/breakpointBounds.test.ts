@@ -43,7 +43,10 @@ describe('breakpoints a session may hold, and what one pause of them may cost', 
       ['Loupe.setLogpoint', { ...at(maxSessionBreakpoints + 1), logMessage: 'n={n}' }],
     ] as const) {
       const reply = await client.send(method, params);
-      assert.match(reply.error?.message ?? '', new RegExp(`^${method.replace('.', '\\.')} refused: this session has ${maxSessionBreakpoints} breakpoints and logpoints .*the most one session may have is ${maxSessionBreakpoints}`));
+      assert.match(
+        reply.error?.message ?? '',
+        new RegExp(`^${method.replace('.', '\\.')} refused: this session has ${maxSessionBreakpoints} breakpoints and logpoints .*the most one session may have is ${maxSessionBreakpoints}`),
+      );
     }
     await client.call('Debugger.removeBreakpoint', { breakpointId: set[0]!.result.breakpointId });
     assert.ok((await client.call('Debugger.setBreakpointByUrl', at(maxSessionBreakpoints + 2))).breakpointId);

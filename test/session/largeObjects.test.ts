@@ -105,7 +105,7 @@ describe('reading large arrays', () => {
   it(
     'a capture over a local holding a Map of 300,000 entries never holds the target',
     {
-      todo: "V8 materializes every entry of a Map to preview it or to hand out its [[Entries]] (1.2 s for 300,000, even for a read of the scope with generatePreview, which every capture and client makes): scopes would have to be read without previews first, and large Maps read by no one",
+      todo: 'V8 materializes every entry of a Map to preview it or to hand out its [[Entries]] (1.2 s for 300,000, even for a read of the scope with generatePreview, which every capture and client makes): scopes would have to be read without previews first, and large Maps read by no one',
     },
     async () => {
       const { client } = await broker.attach({ mode: 'snapshot' });
