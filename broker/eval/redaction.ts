@@ -9,27 +9,37 @@ export interface RedactionContext {
   isSensitive(name: string): boolean;
   /** The label of what makes the text secret, or undefined when nothing does. */
   secretIn(text: string): string | undefined;
+  /**
+   * secretIn for text the target holds (a string read from it, an object's description, a preview): also a value the
+   * session learned under a redacted name, which the program may have copied anywhere (an error's message built
+   * from a token). Never for text the expression built: whether a literal equals a secret must not show.
+   */
+  secretInTarget(text: string): string | undefined;
   /** A value read under the redacted name `name`: the session scrubs it wherever it shows up later. */
   learn?(name: string, value: string): void;
 }
 
 const markerLabel = /\[redacted: ([^\]]+)\]/;
+/** The label of a string of the target that holds a learned value, as the session's scrub marks it. */
+const learnedLabel = 'value of a redacted field';
 
 export function redactionContextOf(redactor: Redactor): RedactionContext {
   // A scratch Redactor with the same policy and nothing learned finds patterns and pairs; the session's own is left
-  // untouched (scrub records hits). Values the session learned are not matched here: whether a string of the target
-  // holds one depends on the secret, so the answer would too. What the interpreter reads by name is tainted anyway.
+  // untouched (scrub records hits). Values the session learned are matched only in what the target holds
+  // (secretInTarget): matched in what the expression built, they would say which literal equals a secret.
   const scratch = new Redactor(redactor.policy);
   return {
     isSensitive: (name) => redactor.isSensitive(name),
     learn: (name, value) => void redactor.learnPairs([[name, value]]),
-    secretIn(text) {
-      if (text.length === 0) return undefined;
-      if (scratch.policy !== redactor.policy) scratch.policy = redactor.policy;
-      const scrubbed = scratch.scrub(text);
-      scratch.hits.length = 0;
-      if (scrubbed === text) return undefined;
-      return markerLabel.exec(scrubbed)?.[1] ?? 'value that looks secret';
-    },
+    secretIn,
+    secretInTarget: (text) => secretIn(text) ?? (redactor.holdsLearned(text) ? learnedLabel : undefined),
   };
+  function secretIn(text: string): string | undefined {
+    if (text.length === 0) return undefined;
+    if (scratch.policy !== redactor.policy) scratch.policy = redactor.policy;
+    const scrubbed = scratch.scrub(text);
+    scratch.hits.length = 0;
+    if (scrubbed === text) return undefined;
+    return markerLabel.exec(scrubbed)?.[1] ?? 'value that looks secret';
+  }
 }

@@ -26,6 +26,15 @@ export async function readObject(ctx: ReadContext, v: RemoteVal): Promise<Proper
     throw new LoupeRefusal('target', `${object.description ?? 'the object'} is a Proxy: Loupe never reads through one (its traps are app code)`);
   }
   if (!object.objectId) return { result: [] };
+  // V8 lists every element of a list it is asked for, all in one command the target waits on (measured: element 5 of
+  // a 2,000,000-byte Uint8Array held the target 10 s); a list past the element budget is not read at all.
+  const size = isRemoteList(v) ? describedSize(object) : undefined;
+  if (size !== undefined && size > ctx.spend.budget.maxElements) {
+    throw new LoupeRefusal(
+      'budget',
+      `${object.description ?? 'the list'} is not read: V8 would list all its ${size} elements while the target waits, and Loupe reads lists of at most ${ctx.spend.budget.maxElements}`,
+    );
+  }
   const read = await ctx.reader.getProperties(object.objectId, ctx.spend, true);
   // The process id and its kin are not among what an expression can list (Object.keys, spread, JSON.stringify).
   return isProcessObject(object) ? { ...read, result: read.result.filter((d) => !isWithheldField(d.name)) } : read;
@@ -48,8 +57,13 @@ export function readValue(ctx: ReadContext, object: Protocol.Runtime.RemoteObjec
   // A secret read by name: exception and console text that later quotes it is scrubbed too.
   if (taint && (typeof object.value === 'string' || typeof object.value === 'number')) ctx.redaction.learn?.(taint.label, String(object.value));
   if (!taint && object.type === 'string' && typeof object.value === 'string') {
-    const found = ctx.redaction.secretIn(object.value);
+    const found = ctx.redaction.secretInTarget(object.value);
     if (found) return prim(object.value, { full: false, label: found });
+  }
+  // An object whose description quotes a secret (an error whose message the program built from a token): all of it.
+  if (!taint && object.type === 'object' && typeof object.description === 'string') {
+    const found = ctx.redaction.secretInTarget(object.description);
+    if (found) return fromRemote(object, { full: true, label: found });
   }
   // Only what is not secret counts toward the character budget: a secret's length is content, and a refusal that
   // depends on it would answer `password.length` (no operation ever looks into a secret, so it builds nothing).

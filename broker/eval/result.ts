@@ -171,7 +171,7 @@ function propertyPreview(interp: Interpreter, name: string, v: Val): Protocol.Ru
     case 'remote': {
       if (v.object.type === 'function') return { name, type: 'function', value: '' };
       const description = v.object.description ?? '';
-      const secret = interp.ctx.redaction.secretIn(description);
+      const secret = interp.ctx.redaction.secretInTarget(description);
       return {
         name,
         type: v.object.type as Protocol.Runtime.PropertyPreview['type'],
@@ -262,7 +262,7 @@ function collectionPreview(interp: Interpreter, v: Extract<Val, { kind: 'collect
 function redactedPreview(interp: Interpreter, preview: Protocol.Runtime.ObjectPreview, depth: number): Protocol.Runtime.ObjectPreview {
   const { redaction } = interp.ctx;
   const text = (value: string | undefined) => {
-    const secret = value === undefined ? undefined : redaction.secretIn(value);
+    const secret = value === undefined ? undefined : redaction.secretInTarget(value);
     return secret ? marker(secret) : value;
   };
   const properties = preview.properties.map((p): Protocol.Runtime.PropertyPreview => {
@@ -321,7 +321,7 @@ export async function toRemoteObject(interp: Interpreter, v: Val, byValue: boole
         return markerObject(v.taint.label);
       }
       // A function's description is its source text: literals in it may look secret.
-      const secret = v.object.description ? interp.ctx.redaction.secretIn(v.object.description) : undefined;
+      const secret = v.object.description ? interp.ctx.redaction.secretInTarget(v.object.description) : undefined;
       if (secret) {
         labels.add(secret);
         return { ...v.object, description: `${v.object.type === 'function' ? 'function' : (v.object.className ?? 'Object')} ${marker(secret)}` };

@@ -10,6 +10,7 @@ import { checkCondition } from './conditionCheck';
 import { compileSearch } from '../session/sourceSearch';
 import { parseLogTemplate, type LogTemplate } from '../../common/logpoint';
 import { routineMessage, routineOf, type ClientRoutine } from './clientRoutine';
+import { urlPatternProblem } from './urlPattern';
 
 type Spec = 'string' | 'integer' | 'number' | 'boolean' | { object: Record<string, Spec> } | { arrayOf: Spec };
 
@@ -120,6 +121,9 @@ const refusalReasons: [RegExp, string][] = [
   [/^NodeRuntime\./, 'it changes how the Node process runs or exits'],
   [/^Network\./, 'network inspection exposes request data outside the grant'],
 ];
+
+/** Blackbox patterns one Debugger.setBlackboxPatterns may set. */
+export const maxBlackboxPatterns = 64;
 
 /** Expressions one logpoint message may hold: all of them run, one after another, on every hit. */
 export const maxLogpointExpressions = 10;
@@ -266,6 +270,35 @@ export function gateClientFrame(frame: string | Buffer, isBinary: boolean, mode:
   const missing = (rule.required ?? []).filter((key) => clean[key] === undefined);
   if (missing.length > 0) return refuse(messageId, method, cdpErrorCodes.invalidParams, 'params.required', `${method} refused: missing ${missing.join(', ')}`);
   const rewrites = dropped.map((path) => `${path} dropped`);
+  // V8 runs these patterns over script URLs on the target's main thread with no time limit (urlPattern.ts), the
+  // blackbox patterns joined into one: each is bounded, and so is their number.
+  if (Array.isArray(clean.patterns) && clean.patterns.length > maxBlackboxPatterns) {
+    return refuse(
+      messageId,
+      method,
+      cdpErrorCodes.refused,
+      'pattern.count',
+      `${method} refused: ${clean.patterns.length} patterns, at most ${maxBlackboxPatterns} (V8 matches them all, as one expression, against each frame's script URL on every step and pause)`,
+    );
+  }
+  const patterns: [string, string][] =
+    typeof clean.urlRegex === 'string'
+      ? [['urlRegex', clean.urlRegex]]
+      : Array.isArray(clean.patterns) && clean.patterns.length > 0
+        ? (clean.patterns as string[]).map((p, i): [string, string] => [`patterns[${i}]`, p])
+        : [];
+  for (const [name, pattern] of patterns) {
+    const problem = urlPatternProblem(pattern);
+    if (problem) {
+      return refuse(
+        messageId,
+        method,
+        cdpErrorCodes.refused,
+        'pattern.backtracking',
+        `${method} refused: ${name} "${truncate(pattern, 80)}": ${problem}. V8 matches it against script URLs on the target's main thread with no time limit, so a pattern that backtracks would hold the target; use url, or a simpler pattern`,
+      );
+    }
+  }
 
   let handling = rule.handling ?? 'plain';
   let condition: string | undefined;

@@ -26,6 +26,7 @@
  */
 
 import { defaultPatterns, jwtPattern, luhn, marker, pairMatches, sensitiveName, type RedactionPolicy } from './redactionPolicy';
+import { redactFunctionSource } from './sourceRedact';
 
 export { compileRedaction, defaultPatterns, defaultRedaction, defaultSensitiveNames, luhn, marker, normalizeName, sensitiveName } from './redactionPolicy';
 export type { RedactionPolicy, RedactPattern } from './redactionPolicy';
@@ -37,9 +38,21 @@ const stackFrameLine = /^\s{1,16}at \S/;
 const errorHeader = /(?:^|[\s(:])(?:[A-Za-z_$][\w$]{0,80})?(?:Error|Exception|Rejection|Warning)(?: \[[\w.-]{1,60}\])?: /g;
 const nextErrorHeader = /(?:[A-Za-z_$][\w$]{0,80})?(?:Error|Exception|Rejection|Warning)(?: \[[\w.-]{1,60}\])?: /y;
 
+/** The ellipsis V8 puts where it shortened a string or a description. */
+const cut = '\u2026';
+/** Characters looked at on each side of a cut: V8 keeps 50 before and 49 after in a preview, 99 in a description. */
+const cutWindow = 100;
+/** The shortest piece of a learned value matched at a cut (values are learned from 4 characters on). */
+const minPiece = 4;
+/** Cuts looked at in one text: V8 makes one per string it shortens; a text with more is the program's own. */
+const maxCutsLooked = 16;
+
 /** Per-session redaction state: the policy and the values learned by name. */
 export class Redactor {
   private readonly learned = new Set<string>();
+  /** The learned values by their first and by their last minPiece characters, for cutPieces. */
+  private readonly heads = new Map<string, string[]>();
+  private readonly tails = new Map<string, string[]>();
   /** What was redacted, by name or pattern, for alerts and the record. */
   readonly hits: string[] = [];
 
@@ -47,7 +60,20 @@ export class Redactor {
     public policy: RedactionPolicy,
     learned: Iterable<string> = [],
   ) {
-    for (const value of learned) this.learned.add(value);
+    for (const value of learned) this.add(value);
+  }
+
+  private add(value: string): void {
+    if (this.learned.has(value)) return;
+    this.learned.add(value);
+    for (const [index, key] of [
+      [this.heads, value.slice(0, minPiece)],
+      [this.tails, value.slice(-minPiece)],
+    ] as const) {
+      const list = index.get(key);
+      if (list) list.push(value);
+      else index.set(key, [value]);
+    }
   }
 
   /** The values learned so far (a worker thread that redacts for this session starts from them). */
@@ -87,9 +113,15 @@ export class Redactor {
   }
 
   private learn(value: unknown): void {
-    if (typeof value === 'string' && value.length >= 4 && value.length <= 4096 && !value.startsWith('[redacted: ')) this.learned.add(value);
-    else if (typeof value === 'number' && Number.isFinite(value) && Math.abs(value) >= 1000) this.learned.add(String(value));
-    else if (typeof value === 'bigint' && (value >= 1000n || value <= -1000n)) this.learned.add(String(value));
+    if (typeof value === 'string' && value.length >= 4 && value.length <= 4096 && !value.startsWith('[redacted: ')) this.add(value);
+    else if (typeof value === 'number' && Number.isFinite(value) && Math.abs(value) >= 1000) this.add(String(value));
+    else if (typeof value === 'bigint' && (value >= 1000n || value <= -1000n)) this.add(String(value));
+  }
+
+  /** Whether `text` holds a value learned under a redacted name. */
+  holdsLearned(text: string): boolean {
+    for (const secret of this.learned) if (text.includes(secret)) return true;
+    return text.includes(cut) && this.learned.size > 0 && this.cutPieces(text).length > 0;
   }
 
   /** Learns the values of sensitive fields from [name, value] pairs (the broker's reachability probe). */
@@ -140,7 +172,59 @@ export class Redactor {
         out = out.split(secret).join(marker('value of a redacted field'));
       }
     }
+    if (out.includes(cut) && this.learned.size > 0) {
+      const pieces = this.cutPieces(out);
+      if (pieces.length > 0) {
+        this.hits.push('learned value');
+        let kept = '';
+        let from = 0;
+        for (const [start, end] of pieces) {
+          kept += out.slice(from, start) + marker('value of a redacted field');
+          from = end;
+        }
+        out = kept + out.slice(from);
+      }
+    }
     return out;
+  }
+
+  /**
+   * Pieces of learned values at the cuts of a text V8 shortened (a preview's string keeps its first 50 and last 49
+   * characters around `…`, a description its first 99): the head of a value that ends the text before a cut, the
+   * tail of one that starts the text after it. Such a piece never holds the whole value, so matching whole values
+   * missed it (a 140-character token copied into another field showed 92 of its characters). Sorted, disjoint spans.
+   */
+  private cutPieces(text: string): [number, number][] {
+    const spans: [number, number][] = [];
+    let looked = 0;
+    for (let at = text.indexOf(cut); at >= 0 && looked < maxCutsLooked; at = text.indexOf(cut, at + 1), looked++) {
+      const before = text.slice(Math.max(0, at - cutWindow), at);
+      const after = text.slice(at + 1, at + 1 + cutWindow);
+      // The longest head: the earliest start in `before` from which the rest of it begins a learned value.
+      for (let j = 0; j <= before.length - minPiece; j++) {
+        const rest = before.slice(j);
+        if ((this.heads.get(rest.slice(0, minPiece)) ?? []).some((secret) => secret.length > rest.length && secret.startsWith(rest))) {
+          spans.push([at - rest.length, at]);
+          break;
+        }
+      }
+      // The longest tail: the longest start of `after` that ends a learned value.
+      for (let k = after.length; k >= minPiece; k--) {
+        const start = after.slice(0, k);
+        if ((this.tails.get(start.slice(-minPiece)) ?? []).some((secret) => secret.length > start.length && secret.endsWith(start))) {
+          spans.push([at + 1, at + 1 + k]);
+          break;
+        }
+      }
+    }
+    spans.sort((a, b) => a[0] - b[0]);
+    const merged: [number, number][] = [];
+    for (const span of spans) {
+      const last = merged.at(-1);
+      if (last && span[0] <= last[1]) last[1] = Math.max(last[1], span[1]);
+      else merged.push(span);
+    }
+    return merged;
   }
 
   /**
@@ -217,10 +301,30 @@ export class Redactor {
     return { type: 'string', value: text, description: text };
   }
 
+  /** Function sources already redacted under `sourcesOf` (a prototype's methods show up in answer after answer). */
+  private readonly sources = new Map<string, string>();
+  private sourcesOf: RedactionPolicy | undefined;
+
+  private functionSource(text: string): string {
+    if (this.sourcesOf !== this.policy) {
+      this.sources.clear();
+      this.sourcesOf = this.policy;
+    }
+    let out = this.sources.get(text);
+    if (out === undefined) {
+      out = redactFunctionSource(text, this);
+      if (this.sources.size >= 512) this.sources.clear();
+      this.sources.set(text, out);
+    }
+    return out;
+  }
+
   /** Redacts a Runtime.RemoteObject in place; `name` is the name it is known by, if any. */
   remoteObject(object: unknown, name?: string): unknown {
     if (!isRecord(object)) return object;
     if (name !== undefined && this.isSensitive(name)) return this.replaced(name, object);
+    // A function's description is its source text: its secret literals go as they do in its script's source.
+    if (object.type === 'function' && typeof object.description === 'string') object.description = this.functionSource(object.description);
     if (typeof object.value === 'string') object.value = this.scrub(object.value);
     else if (object.value !== undefined && typeof object.value === 'object') object.value = this.byValue(object.value);
     if (typeof object.description === 'string') object.description = this.scrub(object.description);

@@ -1,5 +1,14 @@
 import { parse, type Node } from 'acorn';
-import { marker, type Redactor } from './redact';
+import { marker } from './redactionPolicy';
+
+/** What source redaction asks of the session's Redactor (redact.ts, which redacts function sources with it). */
+export interface SourceRedactor {
+  readonly active: boolean;
+  readonly hits: string[];
+  isSensitive(name: string): boolean;
+  scrub(text: string): string;
+}
+type Redactor = SourceRedactor;
 
 /**
  * Redaction of script source (`Debugger.getScriptSource`, and the source the broker searches for
@@ -29,6 +38,38 @@ export function redactSource(source: string, redactor: Redactor): { source: stri
     const scrubbed = scrubByLine(source, redactor);
     return { source: scrubbed, replaced: scrubbed === source ? 0 : 1 };
   }
+  return replaceLiterals(source, ast, redactor);
+}
+
+/** Function source a function object's description shows; longer is cut to its head (a parse would cost too much). */
+export const maxFunctionSourceChars = 64 << 10;
+
+/**
+ * The source text a function object's description carries (`function f() {…}`, an arrow, a class, a method
+ * `m() {…}`), with the same literals replaced as in its script's source: the description is a second way to the
+ * same text. Parsed as an expression, or as a method in an object literal; text that parses neither way is left to
+ * the caller's scrub. A description over maxFunctionSourceChars keeps its head, the body withheld.
+ */
+export function redactFunctionSource(text: string, redactor: Redactor): string {
+  if (!redactor.active) return text;
+  if (text.length > maxFunctionSourceChars) {
+    const head = text.slice(0, Math.max(0, text.indexOf('{') + 1)).slice(0, 400);
+    return `${head} ${marker(`function source of ${text.length} characters`)} }`;
+  }
+  for (const [open, close] of [
+    ['(', '\n)'],
+    ['({', '\n})'],
+  ] as const) {
+    const wrapped = open + text + close;
+    const ast = parseAny(wrapped);
+    if (!ast) continue;
+    const out = replaceLiterals(wrapped, ast, redactor).source;
+    return out.slice(open.length, out.length - close.length);
+  }
+  return text;
+}
+
+function replaceLiterals(source: string, ast: Node, redactor: Redactor): { source: string; replaced: number } {
   const replacements: Replacement[] = [];
   visit(ast as AnyNode, undefined, (node, sensitiveAs) => {
     const replacement = literalReplacement(source, node, sensitiveAs, redactor);

@@ -15,6 +15,15 @@ import { Redactor } from '../policy/redact';
 import { sourceRedaction } from '../policy/sourceRedactThread';
 import { ScriptSources, searchSource } from './sourceSearch';
 import type { ClientPending } from './targetChannel';
+import { learningInFlight } from './exceptionLearning';
+import { maxIndexedRead } from './labels';
+
+/**
+ * Breakpoints and logpoints one session may have at once. Each costs V8 a match on every script it loads and the
+ * broker a removal at the end, and those at one location are all decided in the same pause: thousands of them (set
+ * under distinct urlRegex spellings) made one pause cost the target seconds (measured: 5,000 conditions, 2.9 s).
+ */
+export const maxSessionBreakpoints = 256;
 
 const evaluationMethods = new Set(['Runtime.evaluate', 'Debugger.evaluateOnCallFrame']);
 
@@ -163,6 +172,8 @@ export class ClientRelay {
       context.send(JSON.stringify({ id, error: { code: cdpErrorCodes.refused, message: `${method} not answered: the audit trail could not record it` } }), false);
       return;
     }
+    const learning = learningInFlight(context);
+    if (learning) await learning;
     const { response, outcome } = await context.evaluation.evaluate!(String(params.expression), {
       ...(typeof params.callFrameId === 'string' ? { callFrameId: params.callFrameId } : {}),
       ...(params.returnByValue === true ? { returnByValue: true } : {}),
@@ -221,7 +232,7 @@ export class ClientRelay {
   }
 
   private forward(screened: Extract<ScreenedFrame, { action: 'forward' }>, raw: Buffer): void {
-    const { decision } = screened;
+    let { decision } = screened;
     // Requests the broker answers itself go through answerInBroker (a broker-side evaluator would answer
     // handling === 'evaluate' the same way); everything else is forwarded to V8.
     if (decision.handling === 'search') {
@@ -249,8 +260,33 @@ export class ClientRelay {
       return;
     }
     const { channel, labels, breakpoints, pauses } = this.context;
+    if (decision.handling === 'breakpoint') {
+      const held = breakpoints.ids().length + channel.clientPendings().filter(([, p]) => p.setAs !== undefined).length;
+      if (held >= maxSessionBreakpoints) {
+        this.refuse({
+          action: 'refuse',
+          id: decision.id,
+          method: decision.logpoint ? 'Loupe.setLogpoint' : decision.method,
+          code: cdpErrorCodes.refused,
+          rule: 'breakpoints.max',
+          message: `${decision.logpoint ? 'Loupe.setLogpoint' : decision.method} refused: this session has ${held} breakpoints and logpoints (set or being set), the most one session may have is ${maxSessionBreakpoints}; remove one first`,
+        });
+        return;
+      }
+    }
     const targetId = channel.nextId();
     const params = decision.params;
+    const large = decision.method === 'Runtime.getProperties' && params.nonIndexedPropertiesOnly !== true ? labels.largeLength(params.objectId) : undefined;
+    if (large !== undefined) {
+      params.nonIndexedPropertiesOnly = true;
+      decision = {
+        ...decision,
+        rewrites: [
+          ...decision.rewrites,
+          `nonIndexedPropertiesOnly forced: the object has ${large} elements, over ${maxIndexedRead}, and listing them all would hold the target; read a range with an expression (such as .slice(0, 100))`,
+        ],
+      };
+    }
     if (decision.method === 'Debugger.removeBreakpoint') breakpoints.clientRemoves(params);
     const frame = labels.frame(params.callFrameId);
     const object = labels.object(params.objectId);
@@ -286,6 +322,8 @@ export class ClientRelay {
       .then(
         async (event) => {
           pending.requestSeq = (event as { seq: number }).seq;
+          const learning = learningInFlight(this.context);
+          if (learning) await learning;
           if (decision.handling === 'evaluate') {
             const refused = this.screen.transformRefusal(decision, await this.learnReachable(decision, screened.roots), screened.transforms);
             if (refused) {

@@ -94,6 +94,16 @@ export interface SessionBreakpoints {
 }
 
 /** The session's pauses as the other parts use them (pauses.ts). */
+/** What one pause may spend on the conditions and logpoints hit in it (Pauses.pauseBound). */
+export interface PauseBound {
+  /** Whether `id` is checked in this pause: false once the pause has cost its budget. */
+  check(id: string): boolean;
+  readonly checked: readonly string[];
+  unchecked(id: string): boolean;
+  /** Suspends the breakpoints left unchecked, each with the reason. */
+  suspendUnchecked(): void;
+}
+
 export interface SessionPauses {
   paused: boolean;
   ownPause: boolean;
@@ -109,6 +119,8 @@ export interface SessionPauses {
   onPaused(message: CdpMessage): Promise<void>;
   conditionHolds(breakpointId: string, condition: string, frame: PausedFrameInput | undefined): Promise<boolean>;
   chargeHeldPause(breakpointIds: readonly string[], ms: number): void;
+  /** The bound of one pause's conditions and logpoints, from `started` (performance.now()). */
+  pauseBound(started: number): PauseBound;
   forgetBudget(breakpointId: string): void;
   armForeignPauseWatchdog(): void;
   stop(): void;

@@ -23,6 +23,9 @@ export const exceptionLearningLimits = {
   ms: 1500,
 };
 
+/** Elements of a list the learning still reads (the elements of a longer one are not read at all). */
+const maxListRead = 10_000;
+
 /** Whether a Debugger.paused is a pause on an exception or a promise rejection. */
 export function isExceptionPause(params: Record<string, unknown> | undefined): boolean {
   return params?.reason === 'exception' || params?.reason === 'promiseRejection';
@@ -53,7 +56,9 @@ const readScopes = new WeakMap<SessionContext, Set<string>>();
 /**
  * An ordinary pause shown to the client: the long-lived scopes of its frames (closure, module, script), each
  * read once per session, so the secrets a module holds under sensitive names are known before the program writes
- * them into console output later. Run after the pause is shown, not before: the client does not wait for it.
+ * them into console output later; and the frames' own scopes (local, block, catch), so a value the program copied
+ * from one into free text (an error's message) is known before the client reads that text. Run after the pause is
+ * shown; the client's requests wait for it (learningInFlight).
  */
 export async function learnAtPause(context: SessionContext, params: Record<string, unknown>, limits = exceptionLearningLimits): Promise<number> {
   if (!context.redactor.active) return 0;
@@ -62,7 +67,13 @@ export async function learnAtPause(context: SessionContext, params: Record<strin
   const roots: string[] = [];
   for (const frame of framesOf(params, limits)) {
     for (const scope of frame.scopeChain as { type: string; object: { objectId?: string }; startLocation?: { scriptId?: unknown; lineNumber?: unknown; columnNumber?: unknown } }[]) {
-      if (!['closure', 'module', 'script'].includes(scope.type) || typeof scope.object.objectId !== 'string' || roots.length >= limits.scopes) continue;
+      if (typeof scope.object.objectId !== 'string' || roots.length >= limits.scopes) continue;
+      // The frame's own scopes, at every pause: an error in a catch block quotes a local `password` it was built from.
+      if (['local', 'block', 'catch'].includes(scope.type)) {
+        roots.push(scope.object.objectId);
+        continue;
+      }
+      if (!['closure', 'module', 'script'].includes(scope.type)) continue;
       const start = scope.startLocation;
       const where = start ? `${scope.type} ${String(start.scriptId)}:${String(start.lineNumber)}:${String(start.columnNumber)}` : `${scope.type} ${frame.location.scriptId}`;
       if (known.has(where) || known.size >= 10_000) continue;
@@ -70,7 +81,30 @@ export async function learnAtPause(context: SessionContext, params: Record<strin
       roots.push(scope.object.objectId);
     }
   }
-  return roots.length === 0 ? 0 : learnBelow(context, roots, limits);
+  if (roots.length === 0) return 0;
+  const learned = learnBelow(context, roots, limits);
+  const settled = learned.then(
+    () => undefined,
+    () => undefined,
+  );
+  inFlight.set(context, settled);
+  void settled.then(() => {
+    if (inFlight.get(context) === settled) inFlight.delete(context);
+  });
+  return learned;
+}
+
+/** The learning at an ordinary pause still reading, per session. */
+const inFlight = new WeakMap<SessionContext, Promise<void>>();
+
+/**
+ * Resolves when the learning at an ordinary pause is done, if one is reading: the client's requests wait for it, so
+ * an answer is never redacted before the values its pause holds are known (a read of the scope right after the pause
+ * had an error's message, built from a module's token, shown before the learning found the token). Bounded by
+ * exceptionLearningLimits.ms.
+ */
+export function learningInFlight(context: SessionContext): Promise<void> | undefined {
+  return inFlight.get(context);
 }
 
 const framesOf = (params: Record<string, unknown>, limits: typeof exceptionLearningLimits) =>
@@ -111,8 +145,10 @@ async function learnBelow(context: SessionContext, roots: readonly string[], lim
       const name = prop.name === 'value' && entryKey !== undefined ? entryKey : typeof prop.name === 'string' ? prop.name : undefined;
       const value = isRecord(prop.value) ? prop.value : undefined;
       if (name === undefined || !value) continue;
-      if (value.type === 'object' && typeof value.objectId === 'string') objects.push(value.objectId);
-      else if (redactor.isSensitive(name)) learnPrimitive(value);
+      if (value.type === 'object' && typeof value.objectId === 'string') {
+        // A large list is not read: V8 would list every element while the target waits (its elements hold no names).
+        if (!(value.subtype === 'array' || value.subtype === 'typedarray') || Number(/\((\d+)\)$/.exec(String(value.description))?.[1] ?? 0) <= maxListRead) objects.push(value.objectId);
+      } else if (redactor.isSensitive(name)) learnPrimitive(value);
     }
     return objects;
   };

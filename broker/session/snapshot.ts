@@ -15,6 +15,9 @@ import { minThrottleOutMs } from './breakpoints';
 export type { Capture, CapturedFrame, CapturedValue, PausedFrameInput };
 
 type RemoteObject = Protocol.Runtime.RemoteObject;
+/** Elements of a list a capture still reads; a longer list is taken from its preview (its first elements). */
+const maxListRead = 10_000;
+
 /** Runtime.ObjectPreview, as V8 builds it for getProperties with generatePreview (no user code runs). */
 type ObjectPreview = Protocol.Runtime.ObjectPreview;
 type PropertyDescriptor = Pick<Protocol.Runtime.PropertyDescriptor, 'name' | 'value' | 'get' | 'set' | 'isOwn'>;
@@ -300,6 +303,8 @@ export async function captureFrames(
     // Proxies are described, never expanded: their traps stay untouched.
     if (!remote.objectId || remote.subtype === 'proxy') return head;
     if (depthLeft <= 0) return previewed(remote, head);
+    // A list longer than maxListRead is taken from its preview: V8 would list every element while the target waits.
+    if ((remote.subtype === 'array' || remote.subtype === 'typedarray') && Number(/\((\d+)\)$/.exec(head.description)?.[1] ?? 0) > maxListRead) return previewed(remote, head);
     const node: CapturedValue & Filling = { ...head, properties: [] };
     // Queued like a read and filled in its turn, so a preview changes the cost, never the capture.
     expand(knownSource(remote), depthLeft - 1, remote.subtype === 'array' || remote.subtype === 'typedarray', node, remote.subtype);
@@ -440,7 +445,10 @@ export async function captureFrames(
     if (entries?.value?.objectId && !over()) {
       const node: CapturedValue & Filling = { type: 'object', subtype: 'array', properties: [] };
       into.properties.push({ name: '[[Entries]]', value: node });
-      expand(knownSource(entries.value), depthLeft, true, node);
+      const size = Number(/\((\d+)\)$/.exec(String(entries.value.description ?? ''))?.[1] ?? 0);
+      // The entries of a large Map or Set are not read: V8 would list every one while the target waits.
+      if (size > maxListRead && !propertiesFromPreview(entries.value) && !entriesFromPreview(entries.value)) node.truncated = `${size} entries, not read (over ${maxListRead})`;
+      else expand(knownSource(entries.value), depthLeft, true, node);
     }
     if (truncated) into.truncated = truncated;
   };
@@ -676,12 +684,13 @@ export class SnapshotMode {
     let captureFor: string | undefined;
     let skipped: { breakpointId: string; reason: string; until: number } | undefined;
     const logpoints = hits.filter((id) => breakpoints.get(id)?.logpoint !== undefined);
-    for (const id of logpoints) if (frames[0]) await emitLogpoint(context, id, frames[0]);
+    const bound = pauses.pauseBound(started);
+    for (const id of logpoints) if (frames[0] && bound.check(id)) await emitLogpoint(context, id, frames[0]);
     for (const id of hits.filter((h) => !logpoints.includes(h))) {
       const entry = breakpoints.get(id);
       if (!entry) continue;
       const state = breakpoints.rate(id);
-      if (entry.condition !== undefined && frames[0] && !(await pauses.conditionHolds(id, entry.condition, frames[0]))) continue;
+      if (entry.condition !== undefined && frames[0] && !(bound.check(id) && (await pauses.conditionHolds(id, entry.condition, frames[0])))) continue;
       const now = context.now();
       this.captureTimes = this.captureTimes.filter((t) => now - t < 60_000);
       if (now - state.lastCaptureAt < limits.minIntervalMs)
@@ -737,7 +746,12 @@ export class SnapshotMode {
     // capture is in hand, the target must not wait for the record or the client.
     resume();
     const pauseMs = Math.round((performance.now() - started) * 1000) / 1000;
-    if (!captureFor) pauses.chargeHeldPause(hits, pauseMs);
+    if (!captureFor)
+      pauses.chargeHeldPause(
+        hits.filter((id) => !bound.unchecked(id)),
+        pauseMs,
+      );
+    bound.suspendUnchecked();
     if (skipped && !captureFor) {
       breakpoints.rate(skipped.breakpointId).skipped++;
       breakpoints.throttle(skipped.breakpointId, skipped.until, skipped.reason, false);

@@ -206,7 +206,8 @@ export class TargetRelay {
     this.context.evaluation.paused(structuredClone(this.snapshots ? frames.slice(0, 1) : frames), !this.snapshots);
     // An exception's text can carry a value the redactor has not met yet: the frames' values are learned first
     // (the answers to the learning's reads are handled meanwhile; events wait).
-    const learning = isExceptionPause(message.params) && this.context.redactor.active;
+    // So can a return value (a pause at a function's return: `return apiKey`), which the pause itself shows.
+    const learning = (isExceptionPause(message.params) || (!this.snapshots && returnsValue(message.params))) && this.context.redactor.active;
     if (learning) {
       this.deferred = [];
       try {
@@ -238,4 +239,9 @@ export class TargetRelay {
     this.deferred = undefined;
     for (const [message, raw] of deferred) this.onTargetEvent(message, raw);
   }
+}
+
+/** Whether a pause's frames carry a return value (a pause at a function's return position). */
+function returnsValue(params: Record<string, unknown> | undefined): boolean {
+  return Array.isArray(params?.callFrames) && (params.callFrames as { returnValue?: unknown }[]).some((frame) => frame.returnValue !== undefined);
 }

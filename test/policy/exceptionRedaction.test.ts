@@ -103,6 +103,44 @@ describe('exception and console text', () => {
     await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
     assert.deepEqual(frames.slice(fromPause).flatMap(leaked), [], 'no frame the client received since the pause holds a secret');
   });
+
+  it('an error the program built from a secret, held in a catch block, is shown by no read and no Loupe expression, right after the pause', async () => {
+    const { client, grant } = await broker.attach({ mode: 'pause' });
+    const frames: string[] = [];
+    client.socket.on('message', (data) => frames.push(data.toString()));
+    await client.call('Debugger.enable');
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(app, 'caught'), urlRegex: 'exception-app\\.js$' });
+    const paused = await client.waitEvent('Debugger.paused', (m) => m.params.hitBreakpoints?.includes(breakpointId));
+    await client.call('Debugger.removeBreakpoint', { breakpointId });
+    const top = paused.params.callFrames[0];
+    // At once, as a debugger's Variables view does: the frame's own scopes, and the error itself.
+    const scopes = await Promise.all(
+      top.scopeChain
+        .filter((scope: any) => ['local', 'block', 'catch'].includes(scope.type))
+        .map((scope: any) => client.call('Runtime.getProperties', { objectId: scope.object.objectId, ownProperties: true, generatePreview: true })),
+    );
+    const err = scopes.flatMap((scope) => scope.result).find((p: any) => p.name === 'err');
+    assert.equal(err?.value?.subtype, 'error', 'the catch scope holds the error');
+    await client.call('Runtime.getProperties', { objectId: err.value.objectId, ownProperties: true, generatePreview: true });
+    // The console and watch: Loupe expressions over the error, and over the text taken out of it.
+    for (const expression of ['err', 'err.message', 'err.stack', 'String(err)', '[err.message]', 'err.message.slice(20)', 'err.message.split(" ").reverse().join(" ")', '({ e: err })']) {
+      await client.call('Debugger.evaluateOnCallFrame', { callFrameId: top.callFrameId, expression, generatePreview: true });
+    }
+    await client.call('Debugger.resume');
+    await client.close();
+    await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
+    // The two secrets the message was built from; the module's plainly named copies are no secret by name.
+    const quoted = [secrets.loginPassword, secrets.dbPassword];
+    assert.deepEqual(
+      frames.flatMap((f) => quoted.filter((q) => f.includes(q))),
+      [],
+      'no frame the client received holds a secret the error quotes',
+    );
+    assert.ok(
+      frames.some((f) => f.includes('[redacted: value of a redacted field]')),
+      'the error shows where it was redacted',
+    );
+  });
 });
 
 describe('exception messages outside an exception pause', () => {

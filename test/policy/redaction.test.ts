@@ -230,6 +230,13 @@ describe('redaction', () => {
     assert.match(scriptSource, /\['token', '\[redacted: token\]'\]/);
     assert.equal(scriptSource.split('\n').length, original.split('\n').length, 'lines stay where they were');
     assert.equal(scriptSource.split('\n')[line], original.split('\n')[line], 'the breakpoint line is the same');
+    // A function object's description is the same text: its literal goes the same way, wherever the function shows.
+    assert.match(scriptSource, /headers\['x-api-key'\] = '\[redacted: x-api-key\]'/);
+    const fn = (await client.call('Runtime.evaluate', { expression: 'callUpstream' })).result;
+    assert.equal(fn.type, 'function');
+    assert.match(fn.description, /^function callUpstream\(headers\) \{\n {2}headers\['x-api-key'\] = '\[redacted: x-api-key\]';/);
+    const globals = await client.call('Runtime.getProperties', { objectId: (await client.call('Runtime.evaluate', { expression: 'globalThis' })).result.objectId, ownProperties: true });
+    assert.match(globals.result.find((p: { name: string }) => p.name === 'callUpstream').value.description, /'\[redacted: x-api-key\]'/);
     const hits = await client.call('Debugger.searchInContent', { scriptId: parsed.params.scriptId, query: 'SECRET', caseSensitive: true });
     assert.deepEqual(hits.result, [], 'a search finds no secret either');
     await client.call('Debugger.removeBreakpoint', { breakpointId });
