@@ -107,11 +107,14 @@ export function reloadLiveSessions(
       continue;
     }
     const oldTarget = old.targets[grant.target]!;
-    if (!changed.includes(`targets.${grant.target}`) && !decision.capped) continue;
+    // The new rule's maxDuration counts from the grant's issue; its hours from now.
+    const expiresAtMs = Math.min((grant.issuedAt + Math.min(requested, decision.maxDurationSeconds)) * 1000, decision.hoursEndMs ?? Infinity);
+    const capped = expiresAtMs < grant.expiresAt * 1000;
+    if (!changed.includes(`targets.${grant.target}`) && !capped) continue;
     sessionsNarrowed++;
     session.applyPolicy(stricterTarget(oldTarget, target!), {
       why: `policy reloaded from ${source}`,
-      ...(decision.capped ? { expiresAtMs: (grant.issuedAt + decision.durationSeconds) * 1000 } : {}),
+      ...(capped ? { expiresAtMs } : {}),
     });
   }
   return { sessionsEnded, sessionsNarrowed };

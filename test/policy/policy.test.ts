@@ -90,6 +90,28 @@ describe('policy rules through a real broker', () => {
     assert.match((await ask(['oncall'], { mode: 'pause' })).body.error.message, /it is Mon 06:00 there/);
   });
 
+  it('a grant issued near the end of the hours ends with them, not its requested duration later', async () => {
+    now = Date.parse('2026-11-27T17:50:00Z'); // Friday 18:50 in Berlin: the dev rule's hours end in 10 minutes
+    const late = await ask(['devs'], { durationSeconds: 900 });
+    assert.equal(late.status, 201, JSON.stringify(late.body));
+    assert.equal(late.body.expiresAt, '2026-11-27T18:00:00.000Z', 'ends at 19:00 Berlin, where the hours do');
+    assert.equal(late.body.durationSeconds, 600);
+    assert.equal(late.body.capped, true);
+    const issued = await broker.waitForRecord('grant.issued', (e) => e.data.grantId === late.body.grantId);
+    assert.equal(issued.data.expiresAt, '2026-11-27T18:00:00.000Z');
+    // Mid-minute: the grant still ends on the hour, to the second.
+    now = Date.parse('2026-11-27T17:59:30Z');
+    assert.equal((await ask(['devs'], { durationSeconds: 900 })).body.expiresAt, '2026-11-27T18:00:00.000Z');
+    // A range past midnight ends on the next morning: 05:50 in New York (10:50 UTC) leaves 10 minutes of 06:00.
+    now = Date.parse('2026-11-30T10:50:00Z');
+    const night = await ask(['oncall'], { mode: 'pause', durationSeconds: 3600 });
+    assert.equal(night.status, 201, JSON.stringify(night.body));
+    assert.equal(night.body.expiresAt, '2026-11-30T11:00:00.000Z');
+    // Well inside the hours, only maxDuration caps.
+    now = Date.parse('2026-11-27T10:00:00Z');
+    assert.equal(Date.parse((await ask(['devs'], { durationSeconds: 600 })).body.expiresAt) - now, 600_000);
+  });
+
   it('every access rule kind allows and refuses, naming the rule', async () => {
     now = Date.parse('2026-11-27T10:00:00Z');
     const mode = await ask(['devs'], { mode: 'pause' });
