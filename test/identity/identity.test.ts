@@ -259,6 +259,40 @@ describe('identity: a configured external issuer with a PEM public key', () => {
     await expectUnauthorized(broker, `Bearer ${token}`, 'token_invalid', /algorithm this issuer does not allow/);
   });
 
+  it('refuses a subject that is not one plain string: a number, object, list, boolean, empty, control characters, bidi overrides, 256 characters', async () => {
+    const cases: [unknown, RegExp][] = [
+      [123, /was a number/],
+      [{ id: 'carol' }, /was an object/],
+      [['carol'], /was a list/],
+      [true, /was a boolean/],
+      ['', /was empty/],
+      ['  ', /was empty/],
+      ['carol\nmallory', /control or bidirectional-override/],
+      ['carol\u001b[2K', /control or bidirectional-override/],
+      ['carol\u202emoc.elpmaxe', /control or bidirectional-override/],
+      ['c'.repeat(256), /256 characters long/],
+    ];
+    for (const [sub, reason] of cases) {
+      const token = await new SignJWT(externalClaims({ sub })).setProtectedHeader({ alg: 'RS256' }).sign(rsaPrivate);
+      await expectUnauthorized(broker, `Bearer ${token}`, 'token_invalid', new RegExp(`"sub" claim must be a non-empty string of at most 255 printable characters \\(it .*${reason.source}`));
+      const grant = await broker.api('POST', '/v1/grants', token, { target: 'app', mode: 'pause', durationSeconds: 60, reason: 'checking' });
+      assert.equal(grant.status, 401, `no grant for sub ${JSON.stringify(sub)}`);
+    }
+    // A unicode subject of 255 characters is a subject.
+    const token = await new SignJWT(externalClaims({ sub: 'ç'.repeat(255) })).setProtectedHeader({ alg: 'RS256' }).sign(rsaPrivate);
+    assert.equal((await broker.api('GET', '/v1/targets', token)).status, 200);
+  });
+
+  it('shows the subject in place of a display name that is not one plain string', async () => {
+    for (const name of ['Carol\r\n2026-11-30 grant issued to admin', { first: 'Carol' }]) {
+      const token = await new SignJWT(externalClaims({ sub: 'carol@example.com', name })).setProtectedHeader({ alg: 'RS256' }).sign(rsaPrivate);
+      const grant = await broker.api('POST', '/v1/grants', token, { target: 'app', mode: 'pause', durationSeconds: 60, reason: 'checking' });
+      assert.equal(grant.status, 201, JSON.stringify(grant.body));
+      const issued = await broker.waitForRecord('grant.issued', (e) => e.data.grantId === grant.body.grantId);
+      assert.deepEqual(issued.data.actor.name, 'carol@example.com');
+    }
+  });
+
   it('still accepts the dev issuer alongside', async () => {
     const res = await broker.api('GET', '/v1/targets', await broker.token('alice', ['devs']));
     assert.equal(res.status, 200);
