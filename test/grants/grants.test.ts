@@ -102,6 +102,32 @@ describe('grants: POST /v1/grants', () => {
     }
   });
 
+  it('refuses control characters and bidi overrides in the reason, the ticket and the target, which reach logs, terminals and reports', async () => {
+    const cases: Record<string, unknown>[] = [
+      // A forged row in `loupe audit list`, an erased line on an auditor's terminal, a reason that reads backwards.
+      { reason: 'routine check\n8c1e…  2026-11-30T07:00:00Z  app  alice  pause  ended: expired  approved change' },
+      { reason: 'routine check\r\u001b[2K\u001b[1Aharmless' },
+      { reason: 'routine check \u202edaolyap eht gnidaer' },
+      { reason: 'routine\u0000check' },
+      { ticket: 'PAY-1\r\nX-Injected: 1' },
+      { target: 'app\u001b[0m' },
+    ];
+    for (const fields of cases) {
+      const res = await broker.api('POST', '/v1/grants', devToken, request(fields));
+      assert.equal(res.status, 400, JSON.stringify(fields));
+      assert.equal(res.body.error.code, 'bad_request');
+      const field = Object.keys(fields)[0]!;
+      assert.match(res.body.error.message, new RegExp(`${field}: contains control characters \\(line breaks, tabs, escapes\\) or bidirectional overrides`), JSON.stringify(fields));
+    }
+    // Text in any script, punctuation and emoji are plain text.
+    const plain = await broker.api('POST', '/v1/grants', devToken, request({ reason: 'Bestellungen schlagen fehl — 注文 500 · ticket “PAY-9” 🔥', ticket: 'https://jira.example.com/browse/PAY-9?x=1&y=2' }));
+    assert.equal(plain.status, 201, JSON.stringify(plain.body));
+    // A target name is bounded like any other field.
+    const long = await broker.api('POST', '/v1/grants', devToken, request({ target: 'a'.repeat(60_000) }));
+    assert.equal(long.status, 400);
+    assert.match(long.body.error.message, /target: expected a target name \(at most 200 characters\)/);
+  });
+
   it('refuses unknown fields', async () => {
     const res = await broker.api('POST', '/v1/grants', devToken, request({ role: 'admin', approvedBy: 'self' }));
     assert.equal(res.status, 400);

@@ -294,6 +294,12 @@ describe('access requests over HTTP (real broker, real target)', () => {
       assert.equal(res.body.error.code, 'bad_request');
       assert.match(res.body.error.message, /comment: required when denying/);
     }
+    // A comment may run over lines, but carries no escapes or bidi overrides into the requester's view and the report.
+    for (const comment of ['no\u001b[2K', 'ok \u202eevorppa']) {
+      const res = await as('sue', 'POST', `${path}/deny`, { comment });
+      assert.equal(res.status, 400, JSON.stringify(comment));
+      assert.match(res.body.error.message, /comment: contains control characters \(other than line breaks\) or bidirectional overrides/);
+    }
     assert.equal((await as('sam', 'POST', `${path}/approve`)).status, 200);
     const denied = await as('sue', 'POST', `${path}/deny`, { comment: 'use the staging replica for this' });
     assert.equal(denied.status, 200);
