@@ -282,6 +282,14 @@ export class AccessRequests {
         await this.hooks.record('grant.refused', { actor: actorOf(identity), target: request.target, mode: request.mode, rule: decision.rule, message: decision.message, requestId });
         throw new LoupeError('policy_refused', `grant refused: ${decision.message}`, { rule: decision.rule });
       }
+      // The approvals too must satisfy the policy as it is now: a requirement made stricter since (more approvals, other
+      // approvers) is not met by the ones gathered under the old one.
+      const required = decision.requireApproval;
+      if (required && (request.approvals.length < required.minApprovals || !required.approvers.some((role) => request.approvers.includes(role)))) {
+        const message = `${decision.rule} now requires ${required.minApprovals} approval${required.minApprovals === 1 ? '' : 's'} by ${required.approvers.join(' or ')}, and it has ${request.approvals.length} by ${request.approvers.join(' or ')}; ask for access again`;
+        await this.hooks.record('grant.refused', { actor: actorOf(identity), target: request.target, mode: request.mode, rule: decision.rule, message, requestId });
+        throw new LoupeError('request_not_approved', `request ${requestId} cannot be collected: ${message}`, { status: request.status });
+      }
       const approvedBy: Approver[] = request.approvals.map((a) => ({ sub: a.sub, name: a.name, at: a.at }));
       const grant = await this.hooks.issueGrant(identity, grantRequest, decision, { requestId, approvedBy });
       const at = this.now();
