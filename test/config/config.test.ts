@@ -81,6 +81,13 @@ describe('config: validation reports each problem with its path', () => {
     assert.deepEqual(problems, ['targets.checkout.access[0].maxDuration: expected a duration like "30m"']);
   });
 
+  it('durations are at most 366 days, so the times computed from them stay dates', () => {
+    // A maxDuration of 10^9 days answered grant requests 500 internal, after storing a grant no record named.
+    hasProblem(invalid(withLine('maxDuration: 30m', 'maxDuration: 999999999d')).problems, 'targets.checkout.access[0].maxDuration: expected a duration like "30m", at most 366d');
+    hasProblem(invalid(withLine('maxDuration: 30m', 'maxDuration: 367d')).problems, 'targets.checkout.access[0].maxDuration: expected a duration like "30m", at most 366d');
+    assert.equal(parseConfigText(withLine('maxDuration: 30m', 'maxDuration: 366d'), tmpdir()).targets.checkout!.access[0]!.maxDurationSeconds, 366 * 86400);
+  });
+
   it('unknown keys, at the top level and nested', () => {
     const { problems } = invalid(withLine('targets:\n', 'tragets: {}\ntargets:\n').replace('inspector: 127.0.0.1:9229', 'inspector: 127.0.0.1:9229\n    inspectr: x'));
     hasProblem(problems, /^tragets: unknown key \(expected one of: .*targets/);
