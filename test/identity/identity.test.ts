@@ -293,6 +293,23 @@ describe('identity: a configured external issuer with a PEM public key', () => {
     }
   });
 
+  it("a subject names a user only within its issuer: another issuer's user of the same sub cannot open, revoke or attach through the grant", async () => {
+    // carol@example.com of the dev issuer holds a grant; the external issuer's carol@example.com is someone else.
+    const holder = await broker.token('carol@example.com', ['devs']);
+    const grant = await broker.api('POST', '/v1/grants', holder, { target: 'app', mode: 'pause', durationSeconds: 60, reason: 'checking' });
+    assert.equal(grant.status, 201, JSON.stringify(grant.body));
+    const other = await new SignJWT(externalClaims({ sub: 'carol@example.com' })).setProtectedHeader({ alg: 'RS256' }).sign(rsaPrivate);
+    const ticket = await broker.api('POST', `/v1/grants/${grant.body.grantId}/tickets`, other);
+    assert.equal(ticket.status, 403, JSON.stringify(ticket.body));
+    assert.equal(ticket.body.error.code, 'forbidden');
+    assert.match(ticket.body.error.message, /only the grant's holder may open a ticket for grant/);
+    const revoke = await broker.api('DELETE', `/v1/grants/${grant.body.grantId}`, other);
+    assert.equal(revoke.status, 403, JSON.stringify(revoke.body));
+    // The holder, of the issuer that vouched for them, still may.
+    assert.equal((await broker.api('POST', `/v1/grants/${grant.body.grantId}/tickets`, holder)).status, 201);
+    assert.equal((await broker.api('DELETE', `/v1/grants/${grant.body.grantId}`, holder)).status, 200);
+  });
+
   it('still accepts the dev issuer alongside', async () => {
     const res = await broker.api('GET', '/v1/targets', await broker.token('alice', ['devs']));
     assert.equal(res.status, 200);
