@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -202,6 +203,39 @@ describe('grants: POST /v1/grants', () => {
     assert.equal(body.error.code, 'payload_too_large');
     assert.match(body.error.message, /request body over 65536 bytes/);
     assert.equal((await broker.api('POST', '/v1/grants', devToken, request({ target: 'billing' }))).status, 403);
+  });
+
+  it('a request trickled one byte a second is answered 408 and closed: headers within 10 s, the whole request within 30 s', async () => {
+    const { port } = new URL(broker.url);
+    // Resolves with the status line the broker answered and how long the connection lived.
+    const trickle = (start: string) =>
+      new Promise<{ status: string; ms: number }>((resolve, reject) => {
+        const started = Date.now();
+        const socket = connect(Number(port), '127.0.0.1');
+        let answer = '';
+        const drip = setInterval(() => socket.writable && socket.write('a'), 1000);
+        socket.on('data', (chunk) => (answer += String(chunk)));
+        socket.on('error', () => undefined);
+        socket.on('close', () => {
+          clearInterval(drip);
+          resolve({ status: answer.split('\r\n')[0]!, ms: Date.now() - started });
+        });
+        socket.write(start);
+        setTimeout(() => {
+          clearInterval(drip);
+          socket.destroy();
+          reject(new Error(`still open after 45 s (answer so far: ${JSON.stringify(answer.slice(0, 80))})`));
+        }, 45_000).unref();
+      });
+    const [headers, body] = await Promise.all([
+      trickle('GET /v1/targets HTTP/1.1\r\nHost: broker\r\nX-Slow: '),
+      trickle(`POST /v1/grants HTTP/1.1\r\nHost: broker\r\nAuthorization: Bearer ${devToken}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{"reason":"`),
+    ]);
+    assert.equal(headers.status, 'HTTP/1.1 408 Request Timeout');
+    assert.ok(headers.ms >= 9_000 && headers.ms < 13_000, `slow headers closed after ${headers.ms} ms (Node's default: 90 s)`);
+    assert.equal(body.status, 'HTTP/1.1 408 Request Timeout');
+    assert.ok(body.ms >= 29_000 && body.ms < 33_000, `slow body closed after ${body.ms} ms (Node's default: 300 s)`);
+    assert.equal((await broker.api('GET', '/v1/targets', devToken)).status, 200);
   });
 
   it('refuses an unknown target', async () => {
