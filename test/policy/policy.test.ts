@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
+import { decodeJwt } from 'jose';
 import { parseConfigText } from '../../broker/config/load';
 import { LoupeError } from '../../broker/errors';
 import { mintDevToken } from '../../broker/identity/devIssuer';
@@ -256,6 +257,46 @@ describe('policy reload', () => {
       assert.equal(applied[0].data.evaluation.allow, false);
       assert.ok(applied[0].data.expiresAt, 'the session was shortened to the new maxDuration');
       assert.ok(events.some((e) => e.type === 'session.ended' && e.data.endReason === 'policy'));
+    } finally {
+      await broker.close();
+    }
+  });
+
+  it('a grant issued before a reload attaches only as the new policy allows: refused when no rule allows it, shortened to the new maxDuration', async () => {
+    const policy = basePolicy(target.inspector, { roles: { dev: { groups: ['devs'] }, ops: { groups: ['ops'] }, owner: { groups: ['owners'] }, admin: { groups: ['admins'] } } });
+    policy.targets.app.access = [
+      { role: 'dev', modes: ['pause', 'snapshot'], maxDuration: '10m' },
+      { role: 'ops', modes: ['pause'], maxDuration: '10m' },
+    ];
+    const broker = await startTestBroker(policy);
+    try {
+      const opsGrant = await broker.grant('olga', ['ops'], { durationSeconds: 600 });
+      const devGrant = await broker.grant('dev', ['devs'], { durationSeconds: 600 });
+      // ops lose access (say, after an incident); dev grants now last 2 minutes at most.
+      const next = structuredClone(policy);
+      next.targets.app.access = [{ role: 'dev', modes: ['pause', 'snapshot'], maxDuration: '2m' }];
+      await broker.broker.reload(parseConfigText(stringify({ ...next, stateDir: broker.stateDir }), broker.stateDir), 'test');
+
+      const { CdpClient } = await import('../support/cdpClient');
+      const refused = await CdpClient.connect(opsGrant.attachUrl, { authorization: `Bearer ${opsGrant.token}` }).then(
+        async (client) => {
+          await client.close();
+          return undefined;
+        },
+        (err: Error & { status?: number; body?: string }) => err,
+      );
+      assert.ok(refused, 'the attach of a grant the policy no longer allows was accepted');
+      assert.equal(refused.status, 403);
+      const body = JSON.parse(refused.body!);
+      assert.equal(body.error.code, 'policy_refused');
+      assert.match(body.error.message, /^grant [0-9a-f-]{36} is no longer allowed by the policy: none of your roles \(ops\) may attach to app$/);
+      await broker.waitForRecord('attach.refused', (e) => e.data.grantId === opsGrant.grantId);
+
+      const client = await CdpClient.connect(devGrant.attachUrl, { authorization: `Bearer ${devGrant.token}` });
+      const started = await broker.waitForRecord('session.started', (e) => e.grant === devGrant.grantId);
+      const issuedAt = decodeJwt(devGrant.token).iat! * 1000;
+      assert.equal(started.data.expiresAt, new Date(issuedAt + 120_000).toISOString(), 'the session runs under the new maxDuration from the grant');
+      await client.close();
     } finally {
       await broker.close();
     }
