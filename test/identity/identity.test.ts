@@ -145,6 +145,11 @@ describe('identity: bad tokens are refused with 401 and a message that says what
     await expectUnauthorized(broker, `Bearer ${token}`, 'token_invalid', /not yet valid \(nbf in the future\)/);
   });
 
+  it('an nbf that is not a number is reported as such, not as a time in the future', async () => {
+    const token = await new SignJWT(devClaims({ nbf: 'tomorrow' })).setProtectedHeader({ alg: 'EdDSA' }).sign(devKey);
+    await expectUnauthorized(broker, `Bearer ${token}`, 'token_invalid', /^identity token failed the "nbf" check \(invalid\)$/);
+  });
+
   it('wrong audience', async () => {
     const token = await new SignJWT(devClaims({ aud: 'some-other-service' })).setProtectedHeader({ alg: 'EdDSA' }).sign(devKey);
     await expectUnauthorized(broker, `Bearer ${token}`, 'token_invalid', /wrong audience/);
