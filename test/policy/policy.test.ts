@@ -103,6 +103,11 @@ describe('policy rules through a real broker', () => {
     // Mid-minute: the grant still ends on the hour, to the second.
     now = Date.parse('2026-11-27T17:59:30Z');
     assert.equal((await ask(['devs'], { durationSeconds: 900 })).body.expiresAt, '2026-11-27T18:00:00.000Z');
+    // Less than a second left: refused, not a grant that ends as it is issued.
+    now = Date.parse('2026-11-27T17:59:59.500Z');
+    const edge = await ask(['devs'], { durationSeconds: 900 });
+    assert.equal(edge.status, 403, JSON.stringify(edge.body));
+    assert.match(edge.body.error.message, /outside the rule's hours \(Mon-Fri 08:00-19:00 Europe\/Berlin; it is Fri 18:59 there\)/);
     // A range past midnight ends on the next morning: 05:50 in New York (10:50 UTC) leaves 10 minutes of 06:00.
     now = Date.parse('2026-11-30T10:50:00Z');
     const night = await ask(['oncall'], { mode: 'pause', durationSeconds: 3600 });
