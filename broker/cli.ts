@@ -1,7 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { readFileSync, watch } from 'node:fs';
+import { watch } from 'node:fs';
 import { basename, dirname, resolve as resolvePath } from 'node:path';
-import { loadConfig } from './config/load';
+import { loadConfig, parseConfigText, readPolicyFile } from './config/load';
 import { LoupeError } from './errors';
 import { mintDevToken } from './identity/devIssuer';
 import { parseDuration } from './config/duration';
@@ -241,20 +241,27 @@ async function runBroker(args: string[]): Promise<void> {
  */
 function watchPolicy(broker: Broker, file: string): (source: string) => void {
   let chain: Promise<void> = Promise.resolve();
-  let lastText: string | undefined = readFileSync(file, 'utf8');
+  let lastText: string | undefined = readPolicyFile(file);
   const reload = (why: string, announce = true) => {
     chain = chain.then(async () => {
       let text: string;
       try {
-        text = readFileSync(file, 'utf8');
+        text = readPolicyFile(file);
       } catch (err) {
-        log(`policy reload (${why}): cannot read ${file}: ${(err as Error).message}; the old policy stays in force`, 'error');
+        const message = (err as Error).message;
+        if (/^cannot read config /.test(message)) {
+          log(`policy reload (${why}): ${message}; the old policy stays in force`, 'error');
+          return;
+        }
+        // Refused unread (too large): a refused policy, on the record like an invalid one.
+        log(`policy reload refused (${why}): the old policy stays in force. ${message}`, 'error');
+        await broker.reloadRefused(`${file} (${why})`, message).catch(() => undefined);
         return;
       }
       if (why === 'file changed' && text === lastText) return;
       lastText = text;
       try {
-        const next = loadConfig(file);
+        const next = parseConfigText(text, dirname(resolvePath(file)), file);
         const result = await broker.reload(next, `${file} (${why})`, announce);
         log(
           `policy reloaded from ${file} (${why}): ${result.changed.join(', ') || 'no policy changes'}; ${result.sessionsNarrowed} live session(s) narrowed, ${result.sessionsEnded} ended${result.needRestart.length ? `; changes to ${result.needRestart.join(', ')} take effect after a restart` : ''}`,

@@ -8,6 +8,7 @@ import type { Grant, GrantClaims, GrantStore } from './grants/grantStore';
 import { DebugSession, type EndReason } from './session/debugSession';
 import { connectInspector, type TargetLink } from './session/targetLink';
 import { stateRefusal, type ClaimAnswer, type StateBackend } from './state/stateBackend';
+import { grantStanding } from './policy/reload';
 
 const attachTicketSeconds = 60;
 
@@ -189,8 +190,13 @@ export class SessionRegistry {
     }
     let started = false;
     try {
-      const target = this.options.config().targets[grant.target];
+      const config = this.options.config();
+      const target = config.targets[grant.target];
       if (!target) throw new LoupeError('target_unreachable', `target ${grant.target} is no longer in the policy`);
+      // A grant issued before a policy reload starts its session only as the policy now allows, as a live one continues.
+      const standing = grantStanding(grant, config, clock());
+      if (!standing.allowed) throw new LoupeError('policy_refused', `grant ${grant.grantId} is no longer allowed by the policy: ${standing.message}`, { rule: standing.rule });
+      if (standing.expiresAtMs < grant.expiresAt * 1000) grant = { ...grant, expiresAt: Math.floor(standing.expiresAtMs / 1000) };
       const link = await this.takeLink(grant.grantId, target.inspector);
       let client: WebSocket;
       try {

@@ -11,12 +11,19 @@ export function signWebhook(secret: string, timestamp: number, body: string): st
   return `t=${timestamp},v1=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
 }
 
+/**
+ * Slack's escaping of text: alert messages quote what users typed (an expression, a file path), and in Slack
+ * `<!channel>` pages a channel and `<https://…|text>` disguises a link.
+ */
+const slackText = (value: unknown) => String(value).replace(/[&<>]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;' })[c]!);
+
 function slackPayload(alert: Alert): Record<string, unknown> {
+  const [rule, target, message] = [slackText(alert.rule), slackText(alert.target), slackText(alert.message)];
   return {
-    text: `:rotating_light: Loupe alert *${alert.rule}* on *${alert.target}*: ${alert.message}`,
+    text: `:rotating_light: Loupe alert *${rule}* on *${target}*: ${message}`,
     blocks: [
-      { type: 'section', text: { type: 'mrkdwn', text: `:rotating_light: *${alert.rule}* on *${alert.target}*\n${alert.message}` } },
-      { type: 'context', elements: [{ type: 'mrkdwn', text: `user ${alert.user ?? '-'} · session ${alert.session ?? '-'} · action ${alert.action} · ${alert.at}` }] },
+      { type: 'section', text: { type: 'mrkdwn', text: `:rotating_light: *${rule}* on *${target}*\n${message}` } },
+      { type: 'context', elements: [{ type: 'mrkdwn', text: `user ${slackText(alert.user ?? '-')} · session ${slackText(alert.session ?? '-')} · action ${slackText(alert.action)} · ${slackText(alert.at)}` }] },
     ],
   };
 }

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { dirname, join as joinPath, resolve } from 'node:path';
-import { parseDocument } from 'yaml';
+import { isScalar, LineCounter, parseDocument, visit, type Document } from 'yaml';
 import { LoupeError } from '../errors';
 import { crossCheck, type Derived } from './crossCheck';
 import { fromIssues, orderProblems, type Path, type Problem } from './problems';
@@ -11,7 +11,13 @@ type Raw = Record<string, unknown>;
 
 const isObject = (v: unknown): v is Raw => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-const invalid = (problems: string[]) => new LoupeError('config_invalid', `invalid config:\n  ${problems.join('\n  ')}`, { problems });
+/** Problems listed in one refusal; a file with more is told how many more (the first ones usually explain the rest). */
+const maxProblemsListed = 500;
+
+const invalid = (all: string[]) => {
+  const problems = all.length > maxProblemsListed ? [...all.slice(0, maxProblemsListed), `… and ${all.length - maxProblemsListed} more problem(s)`] : all;
+  return new LoupeError('config_invalid', `invalid config:\n  ${problems.join('\n  ')}`, { problems });
+};
 
 /**
  * Validates a parsed config: the schema (./schema.ts), then the second pass (./crossCheck.ts); throws config_invalid
@@ -148,12 +154,43 @@ function substituteEnv(value: unknown, env: NodeJS.ProcessEnv, path: Path, probl
   return value;
 }
 
+/**
+ * The largest policy file read. A policy is written by people: a thousand targets fit in half of it. Parsing
+ * and validation run on the broker's thread, so a file without bound would hold every session while it is read.
+ */
+export const maxPolicyBytes = 512 * 1024;
+
+const tooLarge = (source: string, bytes: number) =>
+  invalid([`${source}: the policy file is ${bytes} bytes; at most ${maxPolicyBytes} bytes (512 KiB) are read (split rarely used targets out, or shorten it)`]);
+
+/** Keys repeated in a mapping (yaml's own check compares each key with every earlier one: minutes for a long mapping). */
+function duplicateKeys(doc: Document, lines: LineCounter, source: string): string[] {
+  const found: string[] = [];
+  visit(doc, {
+    Map(_key, map) {
+      const seen = new Set<string>();
+      for (const pair of map.items) {
+        // Keys that become the same property (1 and "1") override each other as surely as equal ones.
+        const name = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+        if (!seen.has(name)) {
+          seen.add(name);
+          continue;
+        }
+        const at = isScalar(pair.key) && pair.key.range ? lines.linePos(pair.key.range[0]) : undefined;
+        found.push(`${source}: Map keys must be unique; ${JSON.stringify(name.slice(0, 100))} is repeated${at ? ` at line ${at.line}, column ${at.col}` : ''}`);
+      }
+    },
+  });
+  return found;
+}
+
 export function parseConfigText(text: string, baseDir: string, source = 'config', env: NodeJS.ProcessEnv = process.env): LoupeConfig {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    const problems = doc.errors.map((e) => `${source}: ${e.message.split('\n')[0]}`);
-    throw invalid(problems);
-  }
+  const bytes = Buffer.byteLength(text);
+  if (bytes > maxPolicyBytes) throw tooLarge(source, bytes);
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: false, lineCounter: lines });
+  const syntax = [...doc.errors.map((e) => `${source}: ${e.message.split('\n')[0]}`), ...(doc.errors.length === 0 ? duplicateKeys(doc, lines, source) : [])];
+  if (syntax.length > 0) throw invalid(syntax);
   let parsed: unknown;
   try {
     parsed = doc.toJS({ maxAliasCount: 100 });
@@ -167,13 +204,28 @@ export function parseConfigText(text: string, baseDir: string, source = 'config'
   return validateConfig(raw, baseDir);
 }
 
+/** A policy file's text, refused (config_invalid) when it cannot be read or is over maxPolicyBytes; never more is read. */
+export function readPolicyFile(file: string): string {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, 'r');
+    const size = fstatSync(fd).size;
+    if (size > maxPolicyBytes) throw tooLarge(file, size);
+    // One byte more than the bound: a file that grew since the stat is refused too.
+    const buffer = Buffer.alloc(maxPolicyBytes + 1);
+    let length = 0;
+    for (let n; length < buffer.length && (n = readSync(fd, buffer, length, buffer.length - length, null)) > 0; ) length += n;
+    if (length > maxPolicyBytes) throw tooLarge(file, length);
+    return buffer.subarray(0, length).toString('utf8');
+  } catch (err) {
+    if (err instanceof LoupeError) throw err;
+    throw new LoupeError('config_invalid', `cannot read config ${file}: ${(err as Error).message}`, { problems: [`${file}: cannot read`] });
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
 /** Reads and validates a config file; relative paths in it resolve against the file's folder. */
 export function loadConfig(file: string): LoupeConfig {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new LoupeError('config_invalid', `cannot read config ${file}: ${(err as Error).message}`, { problems: [`${file}: cannot read`] });
-  }
-  return parseConfigText(text, dirname(resolve(file)), file);
+  return parseConfigText(readPolicyFile(file), dirname(resolve(file)), file);
 }

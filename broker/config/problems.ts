@@ -50,17 +50,28 @@ const isMapping = (v: unknown): v is Record<string, unknown> => typeof v === 'ob
  * file order, unknown keys first in their mapping; one path's problems stay in the order they were found.
  */
 export function orderProblems(problems: readonly Problem[], schema: z.ZodType, raw: unknown): string[] {
-  const keyed = problems.map((problem, index) => ({ problem, index, rank: rankOf(problem, schema, raw) }));
+  // Linear in the size of the file: a policy with thousands of mistakes is answered at once, not after minutes.
+  const positions = new WeakMap<object, Map<string, number>>();
+  const keyed = problems.map((problem, index) => ({ problem, index, rank: rankOf(problem, schema, raw, positions) }));
   keyed.sort((a, b) => {
     const n = Math.min(a.rank.length, b.rank.length);
     for (let i = 0; i < n; i++) if (a.rank[i] !== b.rank[i]) return a.rank[i]! - b.rank[i]!;
     return a.rank.length - b.rank.length || a.index - b.index;
   });
-  const lines = keyed.map(({ problem }) => `${formatPath(problem.path)}: ${problem.message}`);
-  return lines.filter((line, i) => lines.indexOf(line) === i);
+  return [...new Set(keyed.map(({ problem }) => `${formatPath(problem.path)}: ${problem.message}`))];
 }
 
-function rankOf(problem: Problem, schema: z.ZodType, raw: unknown): number[] {
+/** Where a key stands in its mapping, the file's order (each mapping's keys indexed once). */
+function positionIn(mapping: Record<string, unknown>, name: string, positions: WeakMap<object, Map<string, number>>): number {
+  let index = positions.get(mapping);
+  if (!index) {
+    index = new Map(Object.keys(mapping).map((key, i) => [key, i]));
+    positions.set(mapping, index);
+  }
+  return index.get(name) ?? -1;
+}
+
+function rankOf(problem: Problem, schema: z.ZodType, raw: unknown, positions: WeakMap<object, Map<string, number>>): number[] {
   const rank: number[] = [];
   let node: z.ZodType | undefined = schema;
   let value = raw;
@@ -81,7 +92,7 @@ function rankOf(problem: Problem, schema: z.ZodType, raw: unknown): number[] {
       node = def.shape[name];
     } else {
       // A record (targets, roles): the file's own order.
-      const index = isMapping(value) ? Object.keys(value).indexOf(name) : -1;
+      const index = isMapping(value) ? positionIn(value, name, positions) : -1;
       rank.push(index < 0 ? Number.MAX_SAFE_INTEGER : index);
       node = def?.type === 'record' ? def.valueType : undefined;
     }

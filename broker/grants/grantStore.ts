@@ -59,6 +59,7 @@ export class GrantStore {
     const grant: Grant = {
       grantId: randomUUID(),
       sub: identity.sub,
+      issuer: identity.issuer,
       name: identity.name,
       groups: identity.groups,
       target: fields.target,

@@ -4,6 +4,8 @@ import type { Mode } from '../config/types';
 export interface Grant {
   readonly grantId: string;
   readonly sub: string;
+  /** The identity issuer that vouched for `sub` (absent on grants of older brokers): a subject names a user only within its issuer. */
+  readonly issuer?: string;
   readonly name: string;
   readonly groups: readonly string[];
   readonly target: string;

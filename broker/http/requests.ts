@@ -14,17 +14,32 @@ const maxCommentLength = 2000;
 const ticketProblem = 'expected a string (a ticket link or id)';
 const reasonRequired = 'required, say why you need to debug production';
 
+/**
+ * Control characters (line breaks and tabs included), line separators and bidirectional overrides: in these
+ * one-line fields they only serve to forge lines, rewrite an auditor's terminal or reorder what a reader sees.
+ */
+const unprintable = /[\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]/u;
+const printableProblem = 'contains control characters (line breaks, tabs, escapes) or bidirectional overrides; write it on one line of plain text';
+const printable = (text: string) => !unprintable.test(text);
+/** A decision's comment may run over several lines. */
+const printableText = (text: string) => printable(text.replace(/\r?\n/g, ' '));
+
 export const grantRequestSchema = z.strictObject({
-  target: z.string({ error: 'expected a target name' }).min(1, { error: 'expected a target name' }),
+  target: z
+    .string({ error: 'expected a target name' })
+    .min(1, { error: 'expected a target name' })
+    .max(200, { error: 'expected a target name (at most 200 characters)' })
+    .refine(printable, { error: printableProblem }),
   mode: z.enum(modes, { error: `expected one of ${modes.join(', ')}` }),
   evaluation: z.enum(evaluations, { error: `expected one of ${evaluations.join(', ')} (v8 is the privilege of running expressions in V8)` }).optional(),
   durationSeconds: z.int({ error: 'expected a positive integer' }).min(1, { error: 'expected a positive integer' }),
   reason: z
     .string({ error: reasonRequired })
     .refine((reason) => reason.trim() !== '', { error: reasonRequired, abort: true })
-    .refine((reason) => reason.length <= maxReasonLength, { error: `at most ${maxReasonLength} characters` })
+    .refine((reason) => reason.length <= maxReasonLength, { error: `at most ${maxReasonLength} characters`, abort: true })
+    .refine((reason) => printable(reason.trim()), { error: printableProblem })
     .transform((reason) => reason.trim()),
-  ticket: z.string({ error: ticketProblem }).max(500, { error: ticketProblem }).optional(),
+  ticket: z.string({ error: ticketProblem }).max(500, { error: ticketProblem }).refine(printable, { error: printableProblem }).optional(),
 });
 
 export type GrantRequestBody = Omit<z.output<typeof grantRequestSchema>, 'ticket' | 'evaluation'> & { ticket?: string; evaluation?: 'v8' };
@@ -56,7 +71,12 @@ export function parseGrantRequest(body: unknown): GrantRequestBody {
 const comment = z
   .string({ error: 'expected a string' })
   .transform((text) => text.trim())
-  .pipe(z.string().max(maxCommentLength, { error: `at most ${maxCommentLength} characters` }));
+  .pipe(
+    z
+      .string()
+      .max(maxCommentLength, { error: `at most ${maxCommentLength} characters` })
+      .refine(printableText, { error: 'contains control characters (other than line breaks) or bidirectional overrides; write plain text' }),
+  );
 
 /** POST /v1/requests/:id/approve (a comment is optional) and /deny (the requester is owed a reason). */
 export const decisionSchemas = {

@@ -8,6 +8,13 @@ import type { Identity } from '../identity/verifyIdentity';
 
 const maxBodyBytes = 64 * 1024;
 
+/**
+ * Bounds on a request's arrival: its headers within 10 s, all of it (a body of at most 64 KB) within 30 s, checked
+ * every second. Node's defaults (60 s and 300 s, checked every 30 s) let a client that sends one byte a second hold
+ * a connection for 90 s without a token, and for 5 minutes with one.
+ */
+export const requestArrival = { headersMs: 10_000, requestMs: 30_000, checkEveryMs: 1_000 } as const;
+
 function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
@@ -186,7 +193,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
     ],
   ];
 
-  const server = createServer((req, res) => {
+  const server = createServer({ connectionsCheckingInterval: requestArrival.checkEveryMs, headersTimeout: requestArrival.headersMs, requestTimeout: requestArrival.requestMs }, (req, res) => {
     void (async () => {
       const path = new URL(req.url ?? '/', 'http://broker').pathname;
       if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });

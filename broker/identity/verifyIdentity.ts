@@ -33,7 +33,7 @@ export function tokenError(err: unknown, what: string): LoupeError {
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
     const claim = err.claim;
     const reason =
-      claim === 'nbf' ? 'is not yet valid (nbf in the future)' : claim === 'aud' ? 'has the wrong audience' : claim === 'iss' ? 'has the wrong issuer' : `failed the "${claim}" check (${err.reason})`;
+      claim === 'nbf' && err.reason === 'check_failed' ? 'is not yet valid (nbf in the future)' : claim === 'aud' ? 'has the wrong audience' : claim === 'iss' ? 'has the wrong issuer' : `failed the "${claim}" check (${err.reason})`;
     return new LoupeError('token_invalid', `${what} ${reason}`);
   }
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return new LoupeError('token_invalid', `${what} uses an algorithm this issuer does not allow`);
@@ -64,6 +64,24 @@ export function claimAt(payload: JWTPayload, name: string): unknown {
     value = (value as Record<string, unknown>)[part];
   }
   return value;
+}
+
+/** Longest subject accepted (OpenID Connect's bound on `sub`). */
+const maxSubjectLength = 255;
+
+/** Control characters, line and paragraph separators and bidirectional overrides: they forge lines and reorder text where a name is shown. */
+const unprintable = /[\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]/u;
+
+function isPrintableName(value: unknown): value is string {
+  return typeof value === 'string' && value.trim() !== '' && value.length <= maxSubjectLength && !unprintable.test(value);
+}
+
+/** What a refused claim was, without echoing it. */
+function describeClaim(value: unknown): string {
+  if (typeof value !== 'string') return Array.isArray(value) ? 'a list' : value === null ? 'null' : typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+  if (value.trim() === '') return 'empty';
+  if (value.length > maxSubjectLength) return `${value.length} characters long`;
+  return 'a string with control or bidirectional-override characters';
 }
 
 /** Builds the verifier for every configured issuer; issuer, audience, expiry and algorithms are always checked. */
@@ -137,10 +155,14 @@ export async function createIdentityVerifier(config: LoupeConfig, clock: () => n
     } catch (err) {
       throw tokenError(err, 'identity token');
     }
+    // The subject names the user in grants, policies (roles' users), approvals and the audit trail: one plain string.
+    if (!isPrintableName(payload.sub)) {
+      throw new LoupeError('token_invalid', `identity token's "sub" claim must be a non-empty string of at most ${maxSubjectLength} printable characters (it was ${describeClaim(payload.sub)})`);
+    }
     const groupsValue = claimAt(payload, issuer.groupsClaim);
     const groups = Array.isArray(groupsValue) ? groupsValue.filter((g): g is string => typeof g === 'string') : typeof groupsValue === 'string' ? [groupsValue] : [];
     const nameValue = claimAt(payload, issuer.nameClaim);
-    const identity: Identity = Object.freeze({ sub: payload.sub!, name: typeof nameValue === 'string' ? nameValue : payload.sub!, groups: Object.freeze(groups), issuer: issuer.issuer });
+    const identity: Identity = Object.freeze({ sub: payload.sub, name: isPrintableName(nameValue) ? nameValue : payload.sub, groups: Object.freeze(groups), issuer: issuer.issuer });
     if (typeof issuer.key !== 'function') remember(token, identity, payload);
     return identity;
   };

@@ -1,6 +1,6 @@
 import type { AccessRule, ApprovalRequirement, Evaluation, LoupeConfig, Mode, TargetConfig } from '../config/types';
 import type { Identity } from '../identity/verifyIdentity';
-import { withinHours } from './hours';
+import { msLeftWithin, withinHours } from './hours';
 
 /** The roles an identity holds: a role matches when one of its groups or users does. */
 export function rolesOf(config: LoupeConfig, identity: Identity): Set<string> {
@@ -57,7 +57,18 @@ export interface GrantRequest {
 }
 
 export type AccessDecision =
-  | { readonly allowed: true; readonly rule: string; readonly durationSeconds: number; readonly capped: boolean; readonly requireApproval?: ApprovalRequirement }
+  | {
+      readonly allowed: true;
+      readonly rule: string;
+      /** From the decision's instant: the request's duration, capped by the rule's maxDuration and by the end of its hours. */
+      readonly durationSeconds: number;
+      readonly capped: boolean;
+      /** The rule's maxDuration, counted from when a grant was issued. */
+      readonly maxDurationSeconds: number;
+      /** When the rule's hours stop allowing, if that comes before the request's duration runs out. */
+      readonly hoursEndMs?: number;
+      readonly requireApproval?: ApprovalRequirement;
+    }
   | { readonly allowed: false; readonly rule: string; readonly message: string };
 
 const ruleName = (target: string, index: number, rule: AccessRule) => `targets.${target}.access[${index}] (role ${rule.role})`;
@@ -78,7 +89,8 @@ function checkRule(rule: AccessRule, request: GrantRequest, at: Date): RuleCheck
           : `evaluation "${evaluation}" is not allowed (allowed: ${rule.evaluation.join(', ')})`,
     };
   }
-  if (rule.hours && !withinHours(rule.hours, at)) return { allows: false, weight: 1, message: `outside the rule's hours (${rule.hours.text}; it is ${wallTime(at, rule.hours.timeZone)} there)` };
+  // Less than a second of the hours left is none: the grant would end as it is issued.
+  if (rule.hours && (!withinHours(rule.hours, at) || msLeftWithin(rule.hours, at, 1000) < 1000)) return { allows: false, weight: 1, message: `outside the rule's hours (${rule.hours.text}; it is ${wallTime(at, rule.hours.timeZone)} there)` };
   if (rule.requireTicket && !(request.ticket && rule.requireTicket.test(request.ticket))) {
     return {
       allows: false,
@@ -117,9 +129,21 @@ export function explainAccess(config: LoupeConfig, identity: Identity, request: 
     }
     const check = checkRule(rule, request, at);
     if (check.allows) {
-      const durationSeconds = Math.min(request.durationSeconds, rule.maxDurationSeconds);
-      trace.push({ rule: name, applies: true, outcome: 'allows', message: `up to ${rule.maxDurationSeconds} s` });
-      decision ??= { allowed: true, rule: name, durationSeconds, capped: durationSeconds < request.durationSeconds, ...(rule.requireApproval ? { requireApproval: rule.requireApproval } : {}) };
+      const ruleSeconds = Math.min(request.durationSeconds, rule.maxDurationSeconds);
+      // A grant never outlives the hours that allowed it: it ends where they do.
+      const hoursLeftSeconds = rule.hours ? Math.floor(msLeftWithin(rule.hours, at, ruleSeconds * 1000) / 1000) : ruleSeconds;
+      const durationSeconds = Math.min(ruleSeconds, hoursLeftSeconds);
+      const hoursEnd = hoursLeftSeconds < ruleSeconds ? ` (until the rule's hours end, ${hoursLeftSeconds} s from now)` : '';
+      trace.push({ rule: name, applies: true, outcome: 'allows', message: `up to ${rule.maxDurationSeconds} s${hoursEnd}` });
+      decision ??= {
+        allowed: true,
+        rule: name,
+        durationSeconds,
+        capped: durationSeconds < request.durationSeconds,
+        maxDurationSeconds: rule.maxDurationSeconds,
+        ...(hoursEnd ? { hoursEndMs: at.getTime() + hoursLeftSeconds * 1000 } : {}),
+        ...(rule.requireApproval ? { requireApproval: rule.requireApproval } : {}),
+      };
     } else {
       trace.push({ rule: name, applies: true, outcome: 'refuses', message: check.message });
       if (!refusal || check.weight >= refusal.weight) refusal = { decision: { allowed: false, rule: name, message: check.message }, weight: check.weight };

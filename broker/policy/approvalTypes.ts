@@ -26,7 +26,8 @@ export interface ApprovalCause {
 
 export interface AccessRequest {
   readonly requestId: string;
-  readonly requester: { readonly sub: string; readonly name: string; readonly groups: readonly string[] };
+  /** `issuer`: the identity issuer that vouched for the requester (absent on requests of older brokers). */
+  readonly requester: { readonly sub: string; readonly name: string; readonly groups: readonly string[]; readonly issuer?: string };
   readonly target: string;
   readonly mode: Mode;
   /** 'v8' when the request asks for the privilege of V8 evaluation. */

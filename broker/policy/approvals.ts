@@ -8,6 +8,7 @@ import { parseDecisionComment } from '../http/requests';
 import type { Approver } from '../grants/grantStore';
 import type { Identity } from '../identity/verifyIdentity';
 import { decideAccess, isAdmin, isOwner, rolesOf, type AccessDecision, type GrantRequest } from './access';
+import { sameUser } from '../grants/grantAccess';
 
 /**
  * The two-person rule. A grant request under a rule with `requireApproval` (or for a user an alert with
@@ -125,7 +126,7 @@ export class AccessRequests {
       const now = this.clock();
       const created: AccessRequest = {
         requestId: randomUUID(),
-        requester: actorOf(identity),
+        requester: { ...actorOf(identity), issuer: identity.issuer },
         target: request.target,
         mode: request.mode,
         ...(request.evaluation === 'v8' ? { evaluation: 'v8' as const } : {}),
@@ -176,7 +177,7 @@ export class AccessRequests {
       const request = await this.find(requestId);
       const roles = rolesOf(this.config, identity);
       const target = this.config.targets[request.target];
-      const allowed = request.requester.sub === identity.sub || request.approvers.some((r) => roles.has(r)) || isAdmin(this.config, roles) || (target !== undefined && isOwner(target, roles));
+      const allowed = sameUser(request.requester, identity) || request.approvers.some((r) => roles.has(r)) || isAdmin(this.config, roles) || (target !== undefined && isOwner(target, roles));
       if (!allowed) throw new LoupeError('forbidden', `request ${requestId} is visible to its requester, its approvers (${request.approvers.join(', ')}), the target's owners and admins`);
       return this.view(request);
     });
@@ -266,7 +267,7 @@ export class AccessRequests {
     return this.exclusive(async () => {
       await this.expireDue();
       const request = await this.find(requestId);
-      if (request.requester.sub !== identity.sub) throw new LoupeError('forbidden', `only ${request.requester.sub}, who requested access ${requestId}, may collect its grant`);
+      if (!sameUser(request.requester, identity)) throw new LoupeError('forbidden', `only ${request.requester.sub}, who requested access ${requestId}, may collect its grant`);
       if (request.status !== 'approved') throw new LoupeError('request_not_approved', `request ${requestId} cannot be collected: ${this.statusText(request)}`, { status: request.status });
       const grantRequest: GrantRequest = {
         target: request.target,
@@ -281,6 +282,14 @@ export class AccessRequests {
       if (!decision.allowed) {
         await this.hooks.record('grant.refused', { actor: actorOf(identity), target: request.target, mode: request.mode, rule: decision.rule, message: decision.message, requestId });
         throw new LoupeError('policy_refused', `grant refused: ${decision.message}`, { rule: decision.rule });
+      }
+      // The approvals too must satisfy the policy as it is now: a requirement made stricter since (more approvals, other
+      // approvers) is not met by the ones gathered under the old one.
+      const required = decision.requireApproval;
+      if (required && (request.approvals.length < required.minApprovals || !required.approvers.some((role) => request.approvers.includes(role)))) {
+        const message = `${decision.rule} now requires ${required.minApprovals} approval${required.minApprovals === 1 ? '' : 's'} by ${required.approvers.join(' or ')}, and it has ${request.approvals.length} by ${request.approvers.join(' or ')}; ask for access again`;
+        await this.hooks.record('grant.refused', { actor: actorOf(identity), target: request.target, mode: request.mode, rule: decision.rule, message, requestId });
+        throw new LoupeError('request_not_approved', `request ${requestId} cannot be collected: ${message}`, { status: request.status });
       }
       const approvedBy: Approver[] = request.approvals.map((a) => ({ sub: a.sub, name: a.name, at: a.at }));
       const grant = await this.hooks.issueGrant(identity, grantRequest, decision, { requestId, approvedBy });
@@ -309,7 +318,7 @@ export class AccessRequests {
     return this.exclusive(async () => {
       await this.expireDue();
       const request = await this.find(requestId);
-      if (request.requester.sub !== identity.sub) throw new LoupeError('forbidden', `only ${request.requester.sub}, who requested access ${requestId}, may withdraw it`);
+      if (!sameUser(request.requester, identity)) throw new LoupeError('forbidden', `only ${request.requester.sub}, who requested access ${requestId}, may withdraw it`);
       const notOpen = (r: AccessRequest) => new LoupeError('request_not_pending', `request ${requestId} is ${r.status}: ${this.statusText(r)}`, { status: r.status });
       if (request.status !== 'pending' && request.status !== 'approved') throw notOpen(request);
       const withdrawn = await this.state.closeRequest(requestId, ['pending', 'approved'], { status: 'withdrawn', at: this.now() });

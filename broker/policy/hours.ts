@@ -52,9 +52,17 @@ export function parseHours(text: string): Hours {
   return { text, days, startMinute, endMinute, timeZone };
 }
 
+/** One formatter per time zone: making one costs far more than using it. */
+const formatters = new Map<string, Intl.DateTimeFormat>();
+
 /** The weekday and minute of the day of an instant in a time zone. */
 function wallClock(at: Date, timeZone: string): { day: number; minute: number } {
-  const parts = new Intl.DateTimeFormat('en-US', { timeZone, weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).formatToParts(at);
+  let format = formatters.get(timeZone);
+  if (!format) {
+    format = new Intl.DateTimeFormat('en-US', { timeZone, weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' });
+    formatters.set(timeZone, format);
+  }
+  const parts = format.formatToParts(at);
   const get = (type: string) => parts.find((p) => p.type === type)!.value;
   return { day: dayIndex(get('weekday')), minute: Number(get('hour')) * 60 + Number(get('minute')) };
 }
@@ -64,4 +72,24 @@ export function withinHours(hours: Hours, at: Date): boolean {
   if (hours.startMinute < hours.endMinute) return hours.days.has(day) && minute >= hours.startMinute && minute < hours.endMinute;
   // Past midnight: the evening part on a listed day, the morning part on the day after one.
   return (hours.days.has(day) && minute >= hours.startMinute) || (hours.days.has((day + 6) % 7) && minute < hours.endMinute);
+}
+
+/**
+ * Milliseconds from `at` until the hours stop allowing, at most `limitMs`; 0 when `at` is outside them. Windows that
+ * meet (Mon-Sun 00:00-24:00, a range past midnight into a listed day) count as one.
+ */
+export function msLeftWithin(hours: Hours, at: Date, limitMs: number): number {
+  const start = at.getTime();
+  let t = start;
+  // Each step reaches the end of a window as the zone's clock reads it: at least a minute, so this ends.
+  while (t - start < limitMs && withinHours(hours, new Date(t))) {
+    const { day, minute } = wallClock(new Date(t), hours.timeZone);
+    const evening = hours.startMinute > hours.endMinute && hours.days.has(day) && minute >= hours.startMinute;
+    const wallMinutesLeft = evening ? 1440 - minute + hours.endMinute : hours.endMinute - minute;
+    let next = t - (t % 60_000) + wallMinutesLeft * 60_000;
+    // The clock skipped ahead on the way (summer time): the end came sooner by as much.
+    while (next - 60_000 > t && !withinHours(hours, new Date(next - 60_000))) next -= 60_000;
+    t = next;
+  }
+  return Math.min(limitMs, t - start);
 }

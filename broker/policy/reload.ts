@@ -59,6 +59,33 @@ export function stricterTarget(old: TargetConfig, next: TargetConfig): TargetCon
   };
 }
 
+/**
+ * What the policy in force allows of an issued grant at `nowMs`: nothing (and why), or a session until `expiresAtMs`,
+ * which is the grant's expiry or sooner (the rule's maxDuration counted from the grant's issue, its hours from now).
+ * The grant is judged as its holder was when it was issued (the groups it recorded).
+ */
+export function grantStanding(grant: Grant, config: LoupeConfig, nowMs: number): { allowed: false; rule: string; message: string } | { allowed: true; expiresAtMs: number } {
+  if (!config.targets[grant.target]) return { allowed: false, rule: 'targets', message: `target ${grant.target} was removed from the policy` };
+  const identity = { sub: grant.sub, name: grant.name, groups: grant.groups, issuer: grant.issuer ?? 'grant' };
+  const requested = grant.expiresAt - grant.issuedAt;
+  const decision = decideAccess(
+    config,
+    identity,
+    {
+      target: grant.target,
+      mode: grant.mode,
+      ...(grant.evaluation === 'v8' ? { evaluation: 'v8' as const } : {}),
+      durationSeconds: requested,
+      reason: grant.reason,
+      ...(grant.ticket ? { ticket: grant.ticket } : {}),
+    },
+    new Date(nowMs),
+  );
+  if (!decision.allowed) return decision;
+  const expiresAtMs = Math.min((grant.issuedAt + Math.min(requested, decision.maxDurationSeconds)) * 1000, decision.hoursEndMs ?? Infinity, grant.expiresAt * 1000);
+  return { allowed: true, expiresAtMs };
+}
+
 /** A live session, as a reload sees it. */
 export interface ReloadedSession {
   readonly grant: Grant;
@@ -84,34 +111,20 @@ export function reloadLiveSessions(
   for (const session of sessions) {
     const grant = session.grant;
     const target = applied.targets[grant.target];
-    const identity = { sub: grant.sub, name: grant.name, groups: grant.groups, issuer: 'grant' };
-    const requested = grant.expiresAt - grant.issuedAt;
-    const decision = target
-      ? decideAccess(
-          applied,
-          identity,
-          {
-            target: grant.target,
-            mode: grant.mode,
-            ...(grant.evaluation === 'v8' ? { evaluation: 'v8' as const } : {}),
-            durationSeconds: requested,
-            reason: grant.reason,
-            ...(grant.ticket ? { ticket: grant.ticket } : {}),
-          },
-          new Date(clock()),
-        )
-      : { allowed: false as const, rule: 'targets', message: `target ${grant.target} was removed from the policy` };
-    if (!decision.allowed) {
+    const standing = grantStanding(grant, applied, clock());
+    if (!standing.allowed) {
       sessionsEnded++;
       void session.end('policy');
       continue;
     }
     const oldTarget = old.targets[grant.target]!;
-    if (!changed.includes(`targets.${grant.target}`) && !decision.capped) continue;
+    const expiresAtMs = standing.expiresAtMs;
+    const capped = expiresAtMs < grant.expiresAt * 1000;
+    if (!changed.includes(`targets.${grant.target}`) && !capped) continue;
     sessionsNarrowed++;
     session.applyPolicy(stricterTarget(oldTarget, target!), {
       why: `policy reloaded from ${source}`,
-      ...(decision.capped ? { expiresAtMs: (grant.issuedAt + decision.durationSeconds) * 1000 } : {}),
+      ...(capped ? { expiresAtMs } : {}),
     });
   }
   return { sessionsEnded, sessionsNarrowed };

@@ -332,6 +332,24 @@ describe('webhook delivery', () => {
     assert.ok(Array.isArray(body.blocks));
     receiver.server.close();
   });
+
+  it('a Slack payload shows what a user typed as text: no @channel, no disguised links, no markup from an expression', async () => {
+    const receiver = await startReceiver();
+    broker = await startTestBroker({
+      ...policy(target.inspector, { sensitiveReads: { names: ['api_key'] } }),
+      alerting: { rules: alertRulesOff, webhooks: [{ url: receiver.url, format: 'slack' }] },
+    });
+    const { client } = await broker.attach();
+    // The sensitiveReads alert quotes the expression; this one would page the channel and offer a sign-in link.
+    await client.call('Runtime.evaluate', { expression: 'typeof apiKey // <!channel> <https://evil.example/|Re-authenticate Loupe> *urgent*' });
+    await receiver.received(1);
+    await client.close();
+    const body = JSON.parse(receiver.requests[0]!.body);
+    const texts = [body.text, body.blocks[0].text.text, body.blocks[1].elements[0].text];
+    for (const text of texts) assert.ok(!/<[!@#]|<https?:/.test(text), `Slack markup reached the payload: ${text}`);
+    assert.match(body.blocks[0].text.text, /evaluation of apiKey: typeof apiKey \/\/ &lt;!channel&gt; &lt;https:\/\/evil\.example\/\|Re-authenticate Loupe&gt;/);
+    receiver.server.close();
+  });
 });
 
 describe('operations: ECS export, metrics, health', () => {

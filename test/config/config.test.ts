@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { decodeJwt, exportSPKI, generateKeyPair } from 'jose';
-import { parseConfigText, validateConfig } from '../../broker/config/load';
+import { loadConfig, maxPolicyBytes, parseConfigText, validateConfig } from '../../broker/config/load';
 import { LoupeError } from '../../broker/errors';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { brokerUrl } from '../support/brokerProcess';
@@ -79,6 +79,13 @@ describe('config: validation reports each problem with its path', () => {
     }
     const { problems } = invalid(withLine('maxDuration: 30m', 'maxDuration: 1800'));
     assert.deepEqual(problems, ['targets.checkout.access[0].maxDuration: expected a duration like "30m"']);
+  });
+
+  it('durations are at most 366 days, so the times computed from them stay dates', () => {
+    // A maxDuration of 10^9 days answered grant requests 500 internal, after storing a grant no record named.
+    hasProblem(invalid(withLine('maxDuration: 30m', 'maxDuration: 999999999d')).problems, 'targets.checkout.access[0].maxDuration: expected a duration like "30m", at most 366d');
+    hasProblem(invalid(withLine('maxDuration: 30m', 'maxDuration: 367d')).problems, 'targets.checkout.access[0].maxDuration: expected a duration like "30m", at most 366d');
+    assert.equal(parseConfigText(withLine('maxDuration: 30m', 'maxDuration: 366d'), tmpdir()).targets.checkout!.access[0]!.maxDurationSeconds, 366 * 86400);
   });
 
   it('unknown keys, at the top level and nested', () => {
@@ -199,6 +206,47 @@ describe('config: validation reports each problem with its path', () => {
       problems.some((p) => p.startsWith('policy.yaml: ') && /unique|duplicate/i.test(p)),
       problems.join('\n'),
     );
+  });
+
+  it('a duplicate key says which key and where, also in a mapping of thousands of keys', () => {
+    const { problems } = invalid(withLine('    inspector: 127.0.0.1:9229', '    inspector: 127.0.0.1:9229\n    inspector: 10.0.0.1:9229'));
+    hasProblem(problems, 'policy.yaml: Map keys must be unique; "inspector" is repeated at line 12, column 5');
+    // Keys that become one property (1 and "1") override each other just the same.
+    hasProblem(invalid(`${goodYaml}alerting: { webhooks: [], x: 1, "x": 2 }\n`).problems, /"x" is repeated at line \d+, column \d+/);
+    // yaml's own check compares each key with every earlier one (7 s for 24,000 keys here); this one reads each once.
+    const many = `${goodYaml}  ${Array.from({ length: 20_000 }, (_, i) => `t${i}: 1`).join('\n  ')}\n  t7: 2\n`;
+    const started = performance.now();
+    hasProblem(invalid(many).problems, /"t7" is repeated at line 20018, column 3/);
+    assert.ok(performance.now() - started < 5000, `took ${Math.round(performance.now() - started)} ms`);
+  });
+
+  it('a policy over 512 KiB is refused by its size, before it is parsed; from a file, no more than that is read', () => {
+    const huge = `${goodYaml}# ${'x'.repeat(maxPolicyBytes)}\n`;
+    const { problems } = invalid(huge);
+    assert.deepEqual(problems, [`policy.yaml: the policy file is ${Buffer.byteLength(huge)} bytes; at most 524288 bytes (512 KiB) are read (split rarely used targets out, or shorten it)`]);
+    const dir = mkdtempSync(join(tmpdir(), 'loupe-policy-'));
+    try {
+      const file = join(dir, 'policy.yaml');
+      writeFileSync(file, huge);
+      assert.throws(() => loadConfig(file), (err: LoupeError) => err.code === 'config_invalid' && /the policy file is \d+ bytes; at most 524288 bytes/.test(err.message));
+      writeFileSync(file, goodYaml);
+      assert.equal(Object.keys(loadConfig(file).targets).join(), 'checkout');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a policy with thousands of mistakes is refused at once, listing the first 500 and how many more', () => {
+    // 5,000 broken targets (424 KB): each problem used to be ranked by searching every target name (20 s here).
+    const targets = Array.from({ length: 5000 }, (_, i) => `  t${i}: {inspector: 'x', owners: [nobody], access: [{role: nobody, maxDuration: zz}]}`).join('\n');
+    const started = performance.now();
+    const { error, problems } = invalid(`${goodYaml}${targets}\n`, {}, false);
+    const took = performance.now() - started;
+    assert.equal(problems.length, 501);
+    assert.match(problems[500]!, /^… and \d+ more problem\(s\)$/);
+    assert.equal(problems[0], 'targets.t0.inspector: expected "host:port" or a ws:// URL');
+    assert.ok(error.message.length < 50_000, `message of ${error.message.length} characters`);
+    assert.ok(took < 8000, `took ${Math.round(took)} ms`);
   });
 
   it('environment substitution: a missing variable is reported with its path', () => {

@@ -1,4 +1,5 @@
 import { strict as assert } from 'node:assert';
+import { connect } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,6 +103,32 @@ describe('grants: POST /v1/grants', () => {
     }
   });
 
+  it('refuses control characters and bidi overrides in the reason, the ticket and the target, which reach logs, terminals and reports', async () => {
+    const cases: Record<string, unknown>[] = [
+      // A forged row in `loupe audit list`, an erased line on an auditor's terminal, a reason that reads backwards.
+      { reason: 'routine check\n8c1e…  2026-11-30T07:00:00Z  app  alice  pause  ended: expired  approved change' },
+      { reason: 'routine check\r\u001b[2K\u001b[1Aharmless' },
+      { reason: 'routine check \u202edaolyap eht gnidaer' },
+      { reason: 'routine\u0000check' },
+      { ticket: 'PAY-1\r\nX-Injected: 1' },
+      { target: 'app\u001b[0m' },
+    ];
+    for (const fields of cases) {
+      const res = await broker.api('POST', '/v1/grants', devToken, request(fields));
+      assert.equal(res.status, 400, JSON.stringify(fields));
+      assert.equal(res.body.error.code, 'bad_request');
+      const field = Object.keys(fields)[0]!;
+      assert.match(res.body.error.message, new RegExp(`${field}: contains control characters \\(line breaks, tabs, escapes\\) or bidirectional overrides`), JSON.stringify(fields));
+    }
+    // Text in any script, punctuation and emoji are plain text.
+    const plain = await broker.api('POST', '/v1/grants', devToken, request({ reason: 'Bestellungen schlagen fehl — 注文 500 · ticket “PAY-9” 🔥', ticket: 'https://jira.example.com/browse/PAY-9?x=1&y=2' }));
+    assert.equal(plain.status, 201, JSON.stringify(plain.body));
+    // A target name is bounded like any other field.
+    const long = await broker.api('POST', '/v1/grants', devToken, request({ target: 'a'.repeat(60_000) }));
+    assert.equal(long.status, 400);
+    assert.match(long.body.error.message, /target: expected a target name \(at most 200 characters\)/);
+  });
+
   it('refuses unknown fields', async () => {
     const res = await broker.api('POST', '/v1/grants', devToken, request({ role: 'admin', approvedBy: 'self' }));
     assert.equal(res.status, 400);
@@ -176,6 +203,39 @@ describe('grants: POST /v1/grants', () => {
     assert.equal(body.error.code, 'payload_too_large');
     assert.match(body.error.message, /request body over 65536 bytes/);
     assert.equal((await broker.api('POST', '/v1/grants', devToken, request({ target: 'billing' }))).status, 403);
+  });
+
+  it('a request trickled one byte a second is answered 408 and closed: headers within 10 s, the whole request within 30 s', async () => {
+    const { port } = new URL(broker.url);
+    // Resolves with the status line the broker answered and how long the connection lived.
+    const trickle = (start: string) =>
+      new Promise<{ status: string; ms: number }>((resolve, reject) => {
+        const started = Date.now();
+        const socket = connect(Number(port), '127.0.0.1');
+        let answer = '';
+        const drip = setInterval(() => socket.writable && socket.write('a'), 1000);
+        socket.on('data', (chunk) => (answer += String(chunk)));
+        socket.on('error', () => undefined);
+        socket.on('close', () => {
+          clearInterval(drip);
+          resolve({ status: answer.split('\r\n')[0]!, ms: Date.now() - started });
+        });
+        socket.write(start);
+        setTimeout(() => {
+          clearInterval(drip);
+          socket.destroy();
+          reject(new Error(`still open after 45 s (answer so far: ${JSON.stringify(answer.slice(0, 80))})`));
+        }, 45_000).unref();
+      });
+    const [headers, body] = await Promise.all([
+      trickle('GET /v1/targets HTTP/1.1\r\nHost: broker\r\nX-Slow: '),
+      trickle(`POST /v1/grants HTTP/1.1\r\nHost: broker\r\nAuthorization: Bearer ${devToken}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n{"reason":"`),
+    ]);
+    assert.equal(headers.status, 'HTTP/1.1 408 Request Timeout');
+    assert.ok(headers.ms >= 9_000 && headers.ms < 13_000, `slow headers closed after ${headers.ms} ms (Node's default: 90 s)`);
+    assert.equal(body.status, 'HTTP/1.1 408 Request Timeout');
+    assert.ok(body.ms >= 29_000 && body.ms < 33_000, `slow body closed after ${body.ms} ms (Node's default: 300 s)`);
+    assert.equal((await broker.api('GET', '/v1/targets', devToken)).status, 200);
   });
 
   it('refuses an unknown target', async () => {

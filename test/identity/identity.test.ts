@@ -145,6 +145,11 @@ describe('identity: bad tokens are refused with 401 and a message that says what
     await expectUnauthorized(broker, `Bearer ${token}`, 'token_invalid', /not yet valid \(nbf in the future\)/);
   });
 
+  it('an nbf that is not a number is reported as such, not as a time in the future', async () => {
+    const token = await new SignJWT(devClaims({ nbf: 'tomorrow' })).setProtectedHeader({ alg: 'EdDSA' }).sign(devKey);
+    await expectUnauthorized(broker, `Bearer ${token}`, 'token_invalid', /^identity token failed the "nbf" check \(invalid\)$/);
+  });
+
   it('wrong audience', async () => {
     const token = await new SignJWT(devClaims({ aud: 'some-other-service' })).setProtectedHeader({ alg: 'EdDSA' }).sign(devKey);
     await expectUnauthorized(broker, `Bearer ${token}`, 'token_invalid', /wrong audience/);
@@ -257,6 +262,57 @@ describe('identity: a configured external issuer with a PEM public key', () => {
   it('does not let the external key sign for the dev issuer', async () => {
     const token = await new SignJWT(externalClaims({ iss: devIssuerName, aud: 'loupe' })).setProtectedHeader({ alg: 'RS256' }).sign(rsaPrivate);
     await expectUnauthorized(broker, `Bearer ${token}`, 'token_invalid', /algorithm this issuer does not allow/);
+  });
+
+  it('refuses a subject that is not one plain string: a number, object, list, boolean, empty, control characters, bidi overrides, 256 characters', async () => {
+    const cases: [unknown, RegExp][] = [
+      [123, /was a number/],
+      [{ id: 'carol' }, /was an object/],
+      [['carol'], /was a list/],
+      [true, /was a boolean/],
+      ['', /was empty/],
+      ['  ', /was empty/],
+      ['carol\nmallory', /control or bidirectional-override/],
+      ['carol\u001b[2K', /control or bidirectional-override/],
+      ['carol\u202emoc.elpmaxe', /control or bidirectional-override/],
+      ['c'.repeat(256), /256 characters long/],
+    ];
+    for (const [sub, reason] of cases) {
+      const token = await new SignJWT(externalClaims({ sub })).setProtectedHeader({ alg: 'RS256' }).sign(rsaPrivate);
+      await expectUnauthorized(broker, `Bearer ${token}`, 'token_invalid', new RegExp(`"sub" claim must be a non-empty string of at most 255 printable characters \\(it .*${reason.source}`));
+      const grant = await broker.api('POST', '/v1/grants', token, { target: 'app', mode: 'pause', durationSeconds: 60, reason: 'checking' });
+      assert.equal(grant.status, 401, `no grant for sub ${JSON.stringify(sub)}`);
+    }
+    // A unicode subject of 255 characters is a subject.
+    const token = await new SignJWT(externalClaims({ sub: 'ç'.repeat(255) })).setProtectedHeader({ alg: 'RS256' }).sign(rsaPrivate);
+    assert.equal((await broker.api('GET', '/v1/targets', token)).status, 200);
+  });
+
+  it('shows the subject in place of a display name that is not one plain string', async () => {
+    for (const name of ['Carol\r\n2026-11-30 grant issued to admin', { first: 'Carol' }]) {
+      const token = await new SignJWT(externalClaims({ sub: 'carol@example.com', name })).setProtectedHeader({ alg: 'RS256' }).sign(rsaPrivate);
+      const grant = await broker.api('POST', '/v1/grants', token, { target: 'app', mode: 'pause', durationSeconds: 60, reason: 'checking' });
+      assert.equal(grant.status, 201, JSON.stringify(grant.body));
+      const issued = await broker.waitForRecord('grant.issued', (e) => e.data.grantId === grant.body.grantId);
+      assert.deepEqual(issued.data.actor.name, 'carol@example.com');
+    }
+  });
+
+  it("a subject names a user only within its issuer: another issuer's user of the same sub cannot open, revoke or attach through the grant", async () => {
+    // carol@example.com of the dev issuer holds a grant; the external issuer's carol@example.com is someone else.
+    const holder = await broker.token('carol@example.com', ['devs']);
+    const grant = await broker.api('POST', '/v1/grants', holder, { target: 'app', mode: 'pause', durationSeconds: 60, reason: 'checking' });
+    assert.equal(grant.status, 201, JSON.stringify(grant.body));
+    const other = await new SignJWT(externalClaims({ sub: 'carol@example.com' })).setProtectedHeader({ alg: 'RS256' }).sign(rsaPrivate);
+    const ticket = await broker.api('POST', `/v1/grants/${grant.body.grantId}/tickets`, other);
+    assert.equal(ticket.status, 403, JSON.stringify(ticket.body));
+    assert.equal(ticket.body.error.code, 'forbidden');
+    assert.match(ticket.body.error.message, /only the grant's holder may open a ticket for grant/);
+    const revoke = await broker.api('DELETE', `/v1/grants/${grant.body.grantId}`, other);
+    assert.equal(revoke.status, 403, JSON.stringify(revoke.body));
+    // The holder, of the issuer that vouched for them, still may.
+    assert.equal((await broker.api('POST', `/v1/grants/${grant.body.grantId}/tickets`, holder)).status, 201);
+    assert.equal((await broker.api('DELETE', `/v1/grants/${grant.body.grantId}`, holder)).status, 200);
   });
 
   it('still accepts the dev issuer alongside', async () => {

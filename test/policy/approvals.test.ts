@@ -10,7 +10,8 @@ import { decodeJwt, type JSONWebKeySet } from 'jose';
 import { eventCodes } from '../../broker/audit/events';
 import { renderReport } from '../../broker/audit/report';
 import { readTranscriptFromStore, verifyTranscript } from '../../broker/audit/verify';
-import { validateConfig } from '../../broker/config/load';
+import { parseConfigText, validateConfig } from '../../broker/config/load';
+import { stringify } from 'yaml';
 import { LoupeError } from '../../broker/errors';
 import { outcomeText, waitForDecision } from '../../extension/adapter/accessRequests';
 import { BrokerApi } from '../../extension/adapter/brokerApi';
@@ -294,6 +295,12 @@ describe('access requests over HTTP (real broker, real target)', () => {
       assert.equal(res.body.error.code, 'bad_request');
       assert.match(res.body.error.message, /comment: required when denying/);
     }
+    // A comment may run over lines, but carries no escapes or bidi overrides into the requester's view and the report.
+    for (const comment of ['no\u001b[2K', 'ok \u202eevorppa']) {
+      const res = await as('sue', 'POST', `${path}/deny`, { comment });
+      assert.equal(res.status, 400, JSON.stringify(comment));
+      assert.match(res.body.error.message, /comment: contains control characters \(other than line breaks\) or bidirectional overrides/);
+    }
     assert.equal((await as('sam', 'POST', `${path}/approve`)).status, 200);
     const denied = await as('sue', 'POST', `${path}/deny`, { comment: 'use the staging replica for this' });
     assert.equal(denied.status, 200);
@@ -554,5 +561,49 @@ describe('alert action require-approval', () => {
     assert.equal(hold.code, 'L1017');
     assert.ok(events.some((e) => e.type === 'request.collected' && e.data.releasesHold === alert.id));
     broker = undefined;
+  });
+});
+
+describe('approvals under a policy made stricter after they were given', () => {
+  let broker: TestBroker;
+  const policy = approvalPolicy('127.0.0.1:9');
+  before(async () => {
+    broker = await startTestBroker(policy);
+  });
+  after(async () => broker.close());
+
+  const reload = (next: Record<string, any>) => broker.broker.reload(parseConfigText(stringify({ ...next, stateDir: broker.stateDir }), broker.stateDir), 'test');
+
+  it('a grant is collected only with the approvals the policy requires at collection: more of them, or by another role, refuse it', async () => {
+    const { as, ask } = client(broker);
+    // peer: one approval by another dev.
+    const first = (await ask('dev', { target: 'peer' })).body;
+    const second = (await ask('dev', { target: 'peer' })).body;
+    for (const request of [first, second]) {
+      const approved = await as('dev2', 'POST', `/v1/requests/${request.requestId}/approve`);
+      assert.equal(approved.body.status, 'approved', JSON.stringify(approved.body));
+    }
+    // After an incident, peer's grants need two approvals by sre.
+    const stricter = structuredClone(policy);
+    stricter.targets.peer.access[0].requireApproval = { approvers: 'sre', minApprovals: 2 };
+    await reload(stricter);
+    const refused = await as('dev', 'POST', `/v1/requests/${first.requestId}/grant`);
+    assert.equal(refused.status, 409, JSON.stringify(refused.body));
+    assert.equal(refused.body.error.code, 'request_not_approved');
+    assert.equal(
+      refused.body.error.message,
+      `request ${first.requestId} cannot be collected: targets.peer.access[0] (role dev) now requires 2 approvals by sre, and it has 1 by dev; ask for access again`,
+    );
+    const record = await broker.waitForRecord('grant.refused', (e) => e.data.requestId === first.requestId);
+    assert.match(record.data.message, /now requires 2 approvals by sre/);
+    // One approval still, but by the other role: refused the same way.
+    const otherRole = structuredClone(policy);
+    otherRole.targets.peer.access[0].requireApproval = { approvers: 'sre' };
+    await reload(otherRole);
+    assert.match((await as('dev', 'POST', `/v1/requests/${second.requestId}/grant`)).body.error.message, /now requires 1 approval by sre, and it has 1 by dev/);
+    // Back to the policy it was approved under: collected.
+    await reload(policy);
+    const collected = await as('dev', 'POST', `/v1/requests/${second.requestId}/grant`);
+    assert.equal(collected.status, 201, JSON.stringify(collected.body));
   });
 });

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
+import { decodeJwt } from 'jose';
 import { parseConfigText } from '../../broker/config/load';
 import { LoupeError } from '../../broker/errors';
 import { mintDevToken } from '../../broker/identity/devIssuer';
@@ -88,6 +89,33 @@ describe('policy rules through a real broker', () => {
     assert.equal((await ask(['oncall'], { mode: 'pause' })).status, 201);
     now = Date.parse('2026-11-30T11:00:00Z'); // 06:00 in New York
     assert.match((await ask(['oncall'], { mode: 'pause' })).body.error.message, /it is Mon 06:00 there/);
+  });
+
+  it('a grant issued near the end of the hours ends with them, not its requested duration later', async () => {
+    now = Date.parse('2026-11-27T17:50:00Z'); // Friday 18:50 in Berlin: the dev rule's hours end in 10 minutes
+    const late = await ask(['devs'], { durationSeconds: 900 });
+    assert.equal(late.status, 201, JSON.stringify(late.body));
+    assert.equal(late.body.expiresAt, '2026-11-27T18:00:00.000Z', 'ends at 19:00 Berlin, where the hours do');
+    assert.equal(late.body.durationSeconds, 600);
+    assert.equal(late.body.capped, true);
+    const issued = await broker.waitForRecord('grant.issued', (e) => e.data.grantId === late.body.grantId);
+    assert.equal(issued.data.expiresAt, '2026-11-27T18:00:00.000Z');
+    // Mid-minute: the grant still ends on the hour, to the second.
+    now = Date.parse('2026-11-27T17:59:30Z');
+    assert.equal((await ask(['devs'], { durationSeconds: 900 })).body.expiresAt, '2026-11-27T18:00:00.000Z');
+    // Less than a second left: refused, not a grant that ends as it is issued.
+    now = Date.parse('2026-11-27T17:59:59.500Z');
+    const edge = await ask(['devs'], { durationSeconds: 900 });
+    assert.equal(edge.status, 403, JSON.stringify(edge.body));
+    assert.match(edge.body.error.message, /outside the rule's hours \(Mon-Fri 08:00-19:00 Europe\/Berlin; it is Fri 18:59 there\)/);
+    // A range past midnight ends on the next morning: 05:50 in New York (10:50 UTC) leaves 10 minutes of 06:00.
+    now = Date.parse('2026-11-30T10:50:00Z');
+    const night = await ask(['oncall'], { mode: 'pause', durationSeconds: 3600 });
+    assert.equal(night.status, 201, JSON.stringify(night.body));
+    assert.equal(night.body.expiresAt, '2026-11-30T11:00:00.000Z');
+    // Well inside the hours, only maxDuration caps.
+    now = Date.parse('2026-11-27T10:00:00Z');
+    assert.equal(Date.parse((await ask(['devs'], { durationSeconds: 600 })).body.expiresAt) - now, 600_000);
   });
 
   it('every access rule kind allows and refuses, naming the rule', async () => {
@@ -239,6 +267,46 @@ describe('policy reload', () => {
     }
   });
 
+  it('a grant issued before a reload attaches only as the new policy allows: refused when no rule allows it, shortened to the new maxDuration', async () => {
+    const policy = basePolicy(target.inspector, { roles: { dev: { groups: ['devs'] }, ops: { groups: ['ops'] }, owner: { groups: ['owners'] }, admin: { groups: ['admins'] } } });
+    policy.targets.app.access = [
+      { role: 'dev', modes: ['pause', 'snapshot'], maxDuration: '10m' },
+      { role: 'ops', modes: ['pause'], maxDuration: '10m' },
+    ];
+    const broker = await startTestBroker(policy);
+    try {
+      const opsGrant = await broker.grant('olga', ['ops'], { durationSeconds: 600 });
+      const devGrant = await broker.grant('dev', ['devs'], { durationSeconds: 600 });
+      // ops lose access (say, after an incident); dev grants now last 2 minutes at most.
+      const next = structuredClone(policy);
+      next.targets.app.access = [{ role: 'dev', modes: ['pause', 'snapshot'], maxDuration: '2m' }];
+      await broker.broker.reload(parseConfigText(stringify({ ...next, stateDir: broker.stateDir }), broker.stateDir), 'test');
+
+      const { CdpClient } = await import('../support/cdpClient');
+      const refused = await CdpClient.connect(opsGrant.attachUrl, { authorization: `Bearer ${opsGrant.token}` }).then(
+        async (client) => {
+          await client.close();
+          return undefined;
+        },
+        (err: Error & { status?: number; body?: string }) => err,
+      );
+      assert.ok(refused, 'the attach of a grant the policy no longer allows was accepted');
+      assert.equal(refused.status, 403);
+      const body = JSON.parse(refused.body!);
+      assert.equal(body.error.code, 'policy_refused');
+      assert.match(body.error.message, /^grant [0-9a-f-]{36} is no longer allowed by the policy: none of your roles \(ops\) may attach to app$/);
+      await broker.waitForRecord('attach.refused', (e) => e.data.grantId === opsGrant.grantId);
+
+      const client = await CdpClient.connect(devGrant.attachUrl, { authorization: `Bearer ${devGrant.token}` });
+      const started = await broker.waitForRecord('session.started', (e) => e.grant === devGrant.grantId);
+      const issuedAt = decodeJwt(devGrant.token).iat! * 1000;
+      assert.equal(started.data.expiresAt, new Date(issuedAt + 120_000).toISOString(), 'the session runs under the new maxDuration from the grant');
+      await client.close();
+    } finally {
+      await broker.close();
+    }
+  });
+
   it('the CLI broker reloads on SIGHUP and on file change, and keeps the old policy when the new file is invalid', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'loupe-reload-'));
     const file = join(dir, 'loupe.yaml');
@@ -267,6 +335,11 @@ describe('policy reload', () => {
       await waitLog(/policy reload refused \(file changed\): the old policy stays in force/);
       assert.match(stderr, /targets\.app\.maxPauseSeconds: /);
       assert.match(stderr, /targets\.app\.access\[0\]\.role: unknown role \\"ghost\\"/);
+      assert.equal((await grant('pause')).status, 201, 'the old policy still allows pause');
+
+      // A file over 512 KiB, valid or not, is refused by its size, unparsed (an 8 MB string took 1.3 s to parse alone on the broker's thread).
+      writeFileSync(file, `${stringify({ ...policy, targets: { app: { ...policy.targets.app, access: [{ role: 'dev', modes: ['snapshot'] }] } } })}# ${'x'.repeat(8 << 20)}\n`);
+      await waitLog(/policy reload refused \(file changed\): the old policy stays in force\. invalid config:\\n  .*loupe\.yaml: the policy file is \d+ bytes; at most 524288 bytes/);
       assert.equal((await grant('pause')).status, 201, 'the old policy still allows pause');
 
       // A valid file that allows only snapshot, picked up on SIGHUP.

@@ -49,7 +49,10 @@ export function bool() {
   return kind(z.boolean({ error: 'expected true or false' }), 'true or false');
 }
 
-/** A duration like "90s", "30m", "1h30m", "7d", as seconds. */
+/** The longest duration any field takes: times computed from it stay dates (a grant of 10^9 days was a 500, issued unrecorded). */
+export const maxDurationSeconds = 366 * 86400;
+
+/** A duration like "90s", "30m", "1h30m", "7d", as seconds; at most 366d. */
 export function duration(required = 'required: a duration like "30m"') {
   const wrong = 'expected a duration like "30m"';
   return kind(
@@ -57,6 +60,10 @@ export function duration(required = 'required: a duration like "30m"') {
       const seconds = parseDuration(value);
       if (seconds === undefined) {
         ctx.issues.push({ code: 'custom', message: wrong, input: value });
+        return z.NEVER;
+      }
+      if (seconds > maxDurationSeconds) {
+        ctx.issues.push({ code: 'custom', message: `${wrong}, at most 366d`, input: value });
         return z.NEVER;
       }
       return seconds;
