@@ -23,7 +23,10 @@ function slackPayload(alert: Alert): Record<string, unknown> {
     text: `:rotating_light: Loupe alert *${rule}* on *${target}*: ${message}`,
     blocks: [
       { type: 'section', text: { type: 'mrkdwn', text: `:rotating_light: *${rule}* on *${target}*\n${message}` } },
-      { type: 'context', elements: [{ type: 'mrkdwn', text: `user ${slackText(alert.user ?? '-')} · session ${slackText(alert.session ?? '-')} · action ${slackText(alert.action)} · ${slackText(alert.at)}` }] },
+      {
+        type: 'context',
+        elements: [{ type: 'mrkdwn', text: `user ${slackText(alert.user ?? '-')} · session ${slackText(alert.session ?? '-')} · action ${slackText(alert.action)} · ${slackText(alert.at)}` }],
+      },
     ],
   };
 }

@@ -214,7 +214,7 @@ export function readPolicyFile(file: string): string {
     // One byte more than the bound: a file that grew since the stat is refused too.
     const buffer = Buffer.alloc(maxPolicyBytes + 1);
     let length = 0;
-    for (let n; length < buffer.length && (n = readSync(fd, buffer, length, buffer.length - length, null)) > 0; ) length += n;
+    for (let n; length < buffer.length && (n = readSync(fd, buffer, length, buffer.length - length, null)) > 0;) length += n;
     if (length > maxPolicyBytes) throw tooLarge(file, length);
     return buffer.subarray(0, length).toString('utf8');
   } catch (err) {

@@ -33,7 +33,13 @@ export function tokenError(err: unknown, what: string): LoupeError {
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
     const claim = err.claim;
     const reason =
-      claim === 'nbf' && err.reason === 'check_failed' ? 'is not yet valid (nbf in the future)' : claim === 'aud' ? 'has the wrong audience' : claim === 'iss' ? 'has the wrong issuer' : `failed the "${claim}" check (${err.reason})`;
+      claim === 'nbf' && err.reason === 'check_failed'
+        ? 'is not yet valid (nbf in the future)'
+        : claim === 'aud'
+          ? 'has the wrong audience'
+          : claim === 'iss'
+            ? 'has the wrong issuer'
+            : `failed the "${claim}" check (${err.reason})`;
     return new LoupeError('token_invalid', `${what} ${reason}`);
   }
   if (err instanceof joseErrors.JOSEAlgNotAllowed) return new LoupeError('token_invalid', `${what} uses an algorithm this issuer does not allow`);

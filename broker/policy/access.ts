@@ -90,7 +90,8 @@ function checkRule(rule: AccessRule, request: GrantRequest, at: Date): RuleCheck
     };
   }
   // Less than a second of the hours left is none: the grant would end as it is issued.
-  if (rule.hours && (!withinHours(rule.hours, at) || msLeftWithin(rule.hours, at, 1000) < 1000)) return { allows: false, weight: 1, message: `outside the rule's hours (${rule.hours.text}; it is ${wallTime(at, rule.hours.timeZone)} there)` };
+  if (rule.hours && (!withinHours(rule.hours, at) || msLeftWithin(rule.hours, at, 1000) < 1000))
+    return { allows: false, weight: 1, message: `outside the rule's hours (${rule.hours.text}; it is ${wallTime(at, rule.hours.timeZone)} there)` };
   if (rule.requireTicket && !(request.ticket && rule.requireTicket.test(request.ticket))) {
     return {
       allows: false,

@@ -228,7 +228,10 @@ describe('config: validation reports each problem with its path', () => {
     try {
       const file = join(dir, 'policy.yaml');
       writeFileSync(file, huge);
-      assert.throws(() => loadConfig(file), (err: LoupeError) => err.code === 'config_invalid' && /the policy file is \d+ bytes; at most 524288 bytes/.test(err.message));
+      assert.throws(
+        () => loadConfig(file),
+        (err: LoupeError) => err.code === 'config_invalid' && /the policy file is \d+ bytes; at most 524288 bytes/.test(err.message),
+      );
       writeFileSync(file, goodYaml);
       assert.equal(Object.keys(loadConfig(file).targets).join(), 'checkout');
     } finally {

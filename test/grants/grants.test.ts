@@ -121,7 +121,12 @@ describe('grants: POST /v1/grants', () => {
       assert.match(res.body.error.message, new RegExp(`${field}: contains control characters \\(line breaks, tabs, escapes\\) or bidirectional overrides`), JSON.stringify(fields));
     }
     // Text in any script, punctuation and emoji are plain text.
-    const plain = await broker.api('POST', '/v1/grants', devToken, request({ reason: 'Bestellungen schlagen fehl — 注文 500 · ticket “PAY-9” 🔥', ticket: 'https://jira.example.com/browse/PAY-9?x=1&y=2' }));
+    const plain = await broker.api(
+      'POST',
+      '/v1/grants',
+      devToken,
+      request({ reason: 'Bestellungen schlagen fehl — 注文 500 · ticket “PAY-9” 🔥', ticket: 'https://jira.example.com/browse/PAY-9?x=1&y=2' }),
+    );
     assert.equal(plain.status, 201, JSON.stringify(plain.body));
     // A target name is bounded like any other field.
     const long = await broker.api('POST', '/v1/grants', devToken, request({ target: 'a'.repeat(60_000) }));
