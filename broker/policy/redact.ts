@@ -48,6 +48,14 @@ const minPiece = 4;
 const maxCutsLooked = 16;
 
 /** Per-session redaction state: the policy and the values learned by name. */
+/**
+ * PWD and OLDPWD hold a shell's working directory in a process's environment; `pwd` is a sensitive name (a password),
+ * so they are shown as markers, but a path there is not learned: every file path and stack trace would then read as
+ * a secret.
+ */
+const workingDirectoryNames = new Set(['PWD', 'OLDPWD']);
+const absolutePath = /^(?:\/|[A-Za-z]:\\)\S*$/;
+
 export class Redactor {
   private readonly learned = new Set<string>();
   /** The learned values by their first and by their last minPiece characters, for cutPieces. */
@@ -108,11 +116,12 @@ export class Redactor {
    * of 4 digits or more: a shorter value (a 3-digit cvv) would be scrubbed from every line number and word that
    * contains it; such a value is still hidden wherever its name shows, and by the pair pattern.
    */
-  learnValue(value: unknown): void {
-    this.learn(value);
+  learnValue(value: unknown, name?: string): void {
+    this.learn(value, name);
   }
 
-  private learn(value: unknown): void {
+  private learn(value: unknown, name?: string): void {
+    if (name !== undefined && workingDirectoryNames.has(name) && typeof value === 'string' && absolutePath.test(value)) return;
     if (typeof value === 'string' && value.length >= 4 && value.length <= 4096 && !value.startsWith('[redacted: ')) this.add(value);
     else if (typeof value === 'number' && Number.isFinite(value) && Math.abs(value) >= 1000) this.add(String(value));
     else if (typeof value === 'bigint' && (value >= 1000n || value <= -1000n)) this.add(String(value));
@@ -129,7 +138,7 @@ export class Redactor {
     let found = 0;
     for (const pair of pairs) {
       if (Array.isArray(pair) && typeof pair[0] === 'string' && typeof pair[1] === 'string' && this.isSensitive(pair[0])) {
-        this.learn(pair[1]);
+        this.learn(pair[1], pair[0]);
         found++;
       }
     }
@@ -294,8 +303,8 @@ export class Redactor {
   private replaced(name: string, original: Record<string, unknown> | undefined): Record<string, unknown> {
     this.hits.push(name);
     if (original) {
-      this.learn(original.value);
-      if (original.type === 'string' || original.type === 'number') this.learn(original.description);
+      this.learn(original.value, name);
+      if (original.type === 'string' || original.type === 'number') this.learn(original.description, name);
     }
     const text = marker(name);
     return { type: 'string', value: text, description: text };
@@ -344,7 +353,7 @@ export class Redactor {
     for (const [key, item] of Object.entries(value)) {
       if (this.isSensitive(key)) {
         this.hits.push(key);
-        this.learn(item);
+        this.learn(item, key);
         put(key, marker(key));
       } else put(key, this.byValue(item, depth + 1));
     }
@@ -365,7 +374,7 @@ export class Redactor {
         if (!isRecord(field)) continue;
         if (typeof field.name === 'string' && this.isSensitive(field.name)) {
           this.hits.push(field.name);
-          this.learn(field.value);
+          this.learn(field.value, field.name);
           field.type = 'string';
           field.value = marker(field.name);
           delete field.valuePreview;
@@ -382,7 +391,7 @@ export class Redactor {
         const keyName = isRecord(entry.key) ? previewPrimitive(entry.key) : undefined;
         if (keyName !== undefined && this.isSensitive(keyName)) {
           this.hits.push(keyName);
-          if (isRecord(entry.value)) this.learn(previewPrimitive(entry.value));
+          if (isRecord(entry.value)) this.learn(previewPrimitive(entry.value), keyName);
           const text = marker(keyName);
           entry.value = { type: 'string', description: text, overflow: false, properties: [] };
           continue;

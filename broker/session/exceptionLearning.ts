@@ -128,10 +128,10 @@ async function learnBelow(context: SessionContext, roots: readonly string[], lim
       return {};
     }
   };
-  const learnPrimitive = (value: Record<string, unknown>) => {
-    redactor.learnValue(value.value);
-    if (value.type === 'string' || value.type === 'number') redactor.learnValue(value.description);
-    if (value.type === 'bigint') redactor.learnValue(value.unserializableValue);
+  const learnPrimitive = (value: Record<string, unknown>, name: string) => {
+    redactor.learnValue(value.value, name);
+    if (value.type === 'string' || value.type === 'number') redactor.learnValue(value.description, name);
+    if (value.type === 'bigint') redactor.learnValue(value.unserializableValue, name);
   };
   /** Learns the sensitive primitives of one answer; returns the objects it holds, to read next. */
   const learnFrom = (answer: Record<string, unknown>): string[] => {
@@ -148,7 +148,7 @@ async function learnBelow(context: SessionContext, roots: readonly string[], lim
       if (value.type === 'object' && typeof value.objectId === 'string') {
         // A large list is not read: V8 would list every element while the target waits (its elements hold no names).
         if (!(value.subtype === 'array' || value.subtype === 'typedarray') || Number(/\((\d+)\)$/.exec(String(value.description))?.[1] ?? 0) <= maxListRead) objects.push(value.objectId);
-      } else if (redactor.isSensitive(name)) learnPrimitive(value);
+      } else if (redactor.isSensitive(name)) learnPrimitive(value, name);
     }
     return objects;
   };
