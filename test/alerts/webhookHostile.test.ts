@@ -1,0 +1,140 @@
+import { strict as assert } from 'node:assert';
+import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, afterEach, before, describe, it } from 'node:test';
+import { webhookConcurrency, webhookQueueLimit } from '../../broker/alerts/sinks';
+import { startTarget, type TargetProcess } from '../support/target';
+import { alertRulesOff, basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { waitFor } from '../support/wait';
+
+async function serve(handler: Parameters<typeof createServer>[1]): Promise<{ server: Server; url: string }> {
+  const server = createServer(handler);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook` };
+}
+
+function stop(server: Server): Promise<void> {
+  server.closeAllConnections();
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+function policy(inspector: string, alerts: Record<string, unknown>, hookUrl: string, maxAttempts = 1) {
+  const base = basePolicy(inspector);
+  return {
+    ...base,
+    alerting: { rules: alertRulesOff, webhooks: [{ url: hookUrl, maxAttempts }] },
+    targets: { app: { ...base.targets.app, alerts } },
+  };
+}
+
+const deadLetters = (broker: TestBroker): any[] =>
+  existsSync(broker.config.alerting.deadLetterFile)
+    ? readFileSync(broker.config.alerting.deadLetterFile, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+    : [];
+
+/** One refused method is one refusals alert (count 1). */
+async function fireOne(broker: TestBroker): Promise<void> {
+  const { client } = await broker.attach();
+  await client.send('Profiler.start');
+  await client.close();
+}
+
+describe('alert webhooks that misbehave (real broker, real receivers)', () => {
+  let target: TargetProcess;
+  let broker: TestBroker | undefined;
+  const servers: Server[] = [];
+  before(async () => {
+    target = await startTarget();
+  });
+  afterEach(async () => {
+    await Promise.all(servers.splice(0).map(stop));
+    await broker?.close();
+    broker = undefined;
+  });
+  after(async () => target.stop());
+
+  it('a redirect is not followed: the alert and its signature never reach the host the receiver points to', async () => {
+    const stolen: string[] = [];
+    const elsewhere = await serve((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        stolen.push(`${req.method} ${body}`);
+        res.end();
+      });
+    });
+    const redirecting = await serve((req, res) => {
+      req.resume();
+      res.writeHead(307, { location: elsewhere.url.replace('127.0.0.1', 'localhost') });
+      res.end();
+    });
+    servers.push(elsewhere.server, redirecting.server);
+    broker = await startTestBroker(policy(target.inspector, { refusals: { count: 1, withinSeconds: 60 } }, redirecting.url));
+    await fireOne(broker);
+    await waitFor(() => deadLetters(broker!).length > 0, { what: 'a dead letter' });
+    assert.deepEqual(stolen, [], 'the alert was re-POSTed to the redirect target');
+    const letter = deadLetters(broker)[0];
+    assert.equal(letter.url, redirecting.url);
+    assert.match(letter.lastError, /^HTTP 307: redirects are not followed/);
+  });
+
+  it('an answer with an endless body is not read: the delivery ends at once and the broker does not buffer it', async () => {
+    let written = 0;
+    let closedAt = 0;
+    const chunk = Buffer.alloc(1 << 20, 0x61);
+    const endless = await serve((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.on('close', () => (closedAt ||= Date.now()));
+      const pump = () => {
+        // Stops at 512 MiB so the old behaviour (read it all) ends too.
+        let more = true;
+        while (more && !res.destroyed && written < 512 << 20) {
+          more = res.write(chunk);
+          written += chunk.length;
+        }
+        if (written >= 512 << 20) res.end();
+        else if (!res.destroyed) res.once('drain', pump);
+      };
+      pump();
+    });
+    servers.push(endless.server);
+    broker = await startTestBroker(policy(target.inspector, { refusals: { count: 1, withinSeconds: 60 } }, endless.url));
+    await fireOne(broker);
+    await waitFor(() => closedAt > 0, { what: 'the broker to close the answer', timeoutMs: 15_000 });
+    assert.ok(written < 64 << 20, `the broker read ${(written / 2 ** 20).toFixed(0)} MiB of the receiver's answer`);
+    assert.deepEqual(deadLetters(broker), [], 'a 200 is a delivery');
+  });
+
+  it('a burst of alerts to a receiver that never answers: a few connections at once, the rest wait (bounded) or go to the dead-letter file', async () => {
+    let concurrent = 0;
+    let most = 0;
+    const silent = await serve((req) => {
+      req.resume();
+      most = Math.max(most, ++concurrent);
+      req.socket.once('close', () => concurrent--);
+    });
+    servers.push(silent.server);
+    broker = await startTestBroker(policy(target.inspector, { sensitiveReads: { names: ['password'] } }, silent.url));
+    const { client } = await broker.attach();
+    // Each expression differs, so each is its own sensitiveReads alert.
+    const burst = webhookQueueLimit + 300;
+    for (let from = 0; from < burst; from += 100)
+      await Promise.all(Array.from({ length: Math.min(100, burst - from) }, (_, i) => client.send('Runtime.evaluate', { expression: `password + ${from + i}` })));
+    await waitFor(() => deadLetters(broker!).length >= burst - webhookQueueLimit - webhookConcurrency, {
+      what: () => `dead letters for the alerts past the queue (${deadLetters(broker!).length} so far)`,
+      timeoutMs: 20_000,
+    });
+    assert.ok(most <= webhookConcurrency, `${most} deliveries at once to one webhook`);
+    const overflow = deadLetters(broker);
+    assert.ok(overflow.every((l) => l.attempts === 0 && /alerts already wait for this webhook/.test(l.lastError) && l.alert.rule === 'sensitiveReads'));
+    assert.equal(new Set(overflow.map((l) => l.alert.id)).size, overflow.length);
+    await client.close();
+  });
+});
