@@ -11,12 +11,23 @@ export function signWebhook(secret: string, timestamp: number, body: string): st
   return `t=${timestamp},v1=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
 }
 
+/**
+ * Slack reads `<…>` as a control sequence (`<!channel>` notifies everyone, `<https://…|text>` is a link under words of
+ * the sender's choosing): the alert's text (an expression a user typed, a target's or a user's name) is escaped as
+ * Slack asks, so it shows as typed and never mentions, links or formats.
+ */
+const slackText = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
 function slackPayload(alert: Alert): Record<string, unknown> {
+  const [rule, target, message] = [slackText(alert.rule), slackText(alert.target), slackText(alert.message)];
   return {
-    text: `:rotating_light: Loupe alert *${alert.rule}* on *${alert.target}*: ${alert.message}`,
+    text: `:rotating_light: Loupe alert *${rule}* on *${target}*: ${message}`,
     blocks: [
-      { type: 'section', text: { type: 'mrkdwn', text: `:rotating_light: *${alert.rule}* on *${alert.target}*\n${alert.message}` } },
-      { type: 'context', elements: [{ type: 'mrkdwn', text: `user ${alert.user ?? '-'} · session ${alert.session ?? '-'} · action ${alert.action} · ${alert.at}` }] },
+      { type: 'section', text: { type: 'mrkdwn', text: `:rotating_light: *${rule}* on *${target}*\n${message}` } },
+      {
+        type: 'context',
+        elements: [{ type: 'mrkdwn', text: slackText(`user ${alert.user ?? '-'} · session ${alert.session ?? '-'} · action ${alert.action} · ${alert.at}`) }],
+      },
     ],
   };
 }

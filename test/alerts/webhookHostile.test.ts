@@ -21,11 +21,11 @@ function stop(server: Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-function policy(inspector: string, alerts: Record<string, unknown>, hookUrl: string, maxAttempts = 1) {
+function policy(inspector: string, alerts: Record<string, unknown>, hookUrl: string, maxAttempts = 1, format = 'json') {
   const base = basePolicy(inspector);
   return {
     ...base,
-    alerting: { rules: alertRulesOff, webhooks: [{ url: hookUrl, maxAttempts }] },
+    alerting: { rules: alertRulesOff, webhooks: [{ url: hookUrl, maxAttempts, format }] },
     targets: { app: { ...base.targets.app, alerts } },
   };
 }
@@ -110,6 +110,28 @@ describe('alert webhooks that misbehave (real broker, real receivers)', () => {
     await waitFor(() => closedAt > 0, { what: 'the broker to close the answer', timeoutMs: 15_000 });
     assert.ok(written < 64 << 20, `the broker read ${(written / 2 ** 20).toFixed(0)} MiB of the receiver's answer`);
     assert.deepEqual(deadLetters(broker), [], 'a 200 is a delivery');
+  });
+
+  it('Slack: text a user typed is escaped, so an alert never mentions @channel or shows a link under words of their choosing', async () => {
+    const bodies: string[] = [];
+    const slack = await serve((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        bodies.push(body);
+        res.end();
+      });
+    });
+    servers.push(slack.server);
+    broker = await startTestBroker(policy(target.inspector, { sensitiveReads: { names: ['password'] } }, slack.url, 1, 'slack'));
+    const { client } = await broker.attach();
+    await client.send('Runtime.evaluate', { expression: 'password + "<!channel> <https://evil.example/approve|Approve> &"' });
+    await waitFor(() => bodies.length > 0, { what: 'the Slack delivery' });
+    await client.close();
+    const body = JSON.parse(bodies[0]!);
+    const texts = [body.text, ...body.blocks.flatMap((b: any) => (b.text ? [b.text.text] : b.elements.map((e: any) => e.text)))];
+    for (const text of texts) assert.doesNotMatch(text, /<!channel>|<https?:/, text);
+    assert.match(body.text, /&lt;!channel&gt; &lt;https:\/\/evil\.example\/approve\|Approve&gt; &amp;/);
   });
 
   it('a burst of alerts to a receiver that never answers: a few connections at once, the rest wait (bounded) or go to the dead-letter file', async () => {
