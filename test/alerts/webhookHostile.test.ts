@@ -30,11 +30,12 @@ function policy(inspector: string, alerts: Record<string, unknown>, hookUrl: str
   };
 }
 
+/** The dead letters written so far (whole lines: the broker may be appending one). */
 const deadLetters = (broker: TestBroker): any[] =>
   existsSync(broker.config.alerting.deadLetterFile)
     ? readFileSync(broker.config.alerting.deadLetterFile, 'utf8')
-        .trim()
         .split('\n')
+        .slice(0, -1)
         .map((l) => JSON.parse(l))
     : [];
 
@@ -149,12 +150,13 @@ describe('alert webhooks that misbehave (real broker, real receivers)', () => {
     const burst = webhookQueueLimit + 300;
     for (let from = 0; from < burst; from += 100)
       await Promise.all(Array.from({ length: Math.min(100, burst - from) }, (_, i) => client.send('Runtime.evaluate', { expression: `password + ${from + i}` })));
-    await waitFor(() => deadLetters(broker!).length >= burst - webhookQueueLimit - webhookConcurrency, {
-      what: () => `dead letters for the alerts past the queue (${deadLetters(broker!).length} so far)`,
-      timeoutMs: 20_000,
-    });
+    // Past the queue, alerts are written at once; a slot frees only as a delivery times out (5 s), so under any load
+    // most of the last 300 find the queue full.
+    const unsent = () => deadLetters(broker!).filter((l) => l.attempts === 0);
+    await waitFor(() => unsent().length >= 100, { what: () => `dead letters for the alerts past the queue (${unsent().length} so far)`, timeoutMs: 20_000 });
     assert.ok(most <= webhookConcurrency, `${most} deliveries at once to one webhook`);
-    const overflow = deadLetters(broker);
+    // The first alerts were sent (and time out); those past the queue were not.
+    const overflow = unsent();
     assert.ok(overflow.every((l) => l.attempts === 0 && /alerts already wait for this webhook/.test(l.lastError) && l.alert.rule === 'sensitiveReads'));
     assert.equal(new Set(overflow.map((l) => l.alert.id)).size, overflow.length);
     await client.close();
