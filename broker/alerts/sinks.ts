@@ -60,6 +60,7 @@ export class WebhookSink {
   private readonly queues = new Map<WebhookConfig, HookQueue>();
   /** Dead letters are appended one at a time, in order (a burst of them is not a burst of open files). */
   private letters: Promise<void> = Promise.resolve();
+  private closed = false;
 
   constructor(
     private readonly hooks: readonly WebhookConfig[],
@@ -72,7 +73,21 @@ export class WebhookSink {
     return Promise.all(this.hooks.map((hook) => this.enqueue(hook, alert)));
   }
 
+  /**
+   * Shutdown: the alerts still waiting for a webhook are written to the dead-letter file rather than lost with the
+   * process (deliveries under way finish or not within the shutdown bound; their alerts are in the audit trail).
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    const why = 'not sent: the broker shut down while the alert waited for this webhook';
+    const letters: Promise<DeliveryResult>[] = [];
+    for (const [hook, queue] of this.queues) for (const { alert, done } of queue.waiting.splice(0)) letters.push(this.deadLetter(hook, alert, 0, why).then((result) => (done(result), result)));
+    if (letters.length > 0) this.log(`${letters.length} alert(s) ${why}; written to ${this.deadLetterFile}`);
+    await Promise.all(letters);
+  }
+
   private enqueue(hook: WebhookConfig, alert: Alert): Promise<DeliveryResult> {
+    if (this.closed) return this.deadLetter(hook, alert, 0, 'not sent: the broker is shutting down');
     let queue = this.queues.get(hook);
     if (!queue) this.queues.set(hook, (queue = { inFlight: 0, waiting: [] }));
     if (queue.waiting.length >= webhookQueueLimit) {

@@ -1,8 +1,10 @@
 import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { webhookConcurrency, webhookQueueLimit } from '../../broker/alerts/sinks';
 import { startTarget, type TargetProcess } from '../support/target';
@@ -160,5 +162,27 @@ describe('alert webhooks that misbehave (real broker, real receivers)', () => {
     assert.ok(overflow.every((l) => l.attempts === 0 && /alerts already wait for this webhook/.test(l.lastError) && l.alert.rule === 'sensitiveReads'));
     assert.equal(new Set(overflow.map((l) => l.alert.id)).size, overflow.length);
     await client.close();
+  });
+
+  it('at shutdown, the alerts still waiting for a webhook are written to the dead-letter file, not lost', async () => {
+    const silent = await serve((req) => req.resume());
+    servers.push(silent.server);
+    // Outside the state directory, which the test broker deletes when it closes.
+    const deadLetterFile = join(mkdtempSync(join(tmpdir(), 'loupe-dead-letters-')), 'alerts.ndjson');
+    const base = policy(target.inspector, { sensitiveReads: { names: ['password'] } }, silent.url);
+    broker = await startTestBroker({ ...base, alerting: { ...base.alerting, deadLetterFile } });
+    const { client } = await broker.attach();
+    const fired = webhookConcurrency + 6;
+    for (let i = 0; i < fired; i++) await client.call('Runtime.evaluate', { expression: `password + ${i}` }).catch(() => undefined);
+    await waitFor(async () => (await broker!.api('GET', '/v1/alerts', await broker!.token('olga', ['owners']))).body.alerts.length >= fired, { what: `${fired} alerts` });
+    await client.close();
+    await broker.close();
+    const letters = deadLetters(broker);
+    broker = undefined;
+    assert.ok(letters.length >= fired - webhookConcurrency, `${letters.length} dead letters after shutdown`);
+    assert.ok(
+      letters.every((l) => l.attempts === 0 && /the broker shut down while the alert waited/.test(l.lastError)),
+      JSON.stringify(letters.map((l) => l.lastError)),
+    );
   });
 });
