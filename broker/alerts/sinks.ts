@@ -154,8 +154,9 @@ export class WebhookSink {
     const line = JSON.stringify({ url: hook.url, attempts, lastError, failedAt: new Date().toISOString(), alert }) + '\n';
     // Through the thread pool: a disk that stopped answering holds this alert's letter, never the event loop.
     const written = this.letters.then(async () => {
-      await mkdir(dirname(this.deadLetterFile), { recursive: true });
-      await appendFile(this.deadLetterFile, line);
+      await mkdir(dirname(this.deadLetterFile), { recursive: true, mode: 0o700 });
+      // Readable by the broker's user alone, as its write-ahead log is: alerts name users and quote what they typed.
+      await appendFile(this.deadLetterFile, line, { mode: 0o600 });
     });
     this.letters = written.catch((err: Error) => this.log(`alert ${alert.id} (${alert.rule}): cannot write the dead-letter file ${this.deadLetterFile}: ${err.message}`));
     return this.letters.then(() => ({ url: hook.url, delivered: false, attempts, lastError }));
@@ -168,8 +169,9 @@ export class LineWriter {
   constructor(output: string) {
     if (output === 'stdout') this.stream = process.stdout;
     else {
-      mkdirSync(dirname(output), { recursive: true });
-      this.stream = createWriteStream(output, { flags: 'a' });
+      mkdirSync(dirname(output), { recursive: true, mode: 0o700 });
+      // A copy of the audit trail: readable by the broker's user alone (a log shipper runs as that user or as root).
+      this.stream = createWriteStream(output, { flags: 'a', mode: 0o600 });
     }
   }
   write(value: unknown): void {

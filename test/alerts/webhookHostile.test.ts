@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -184,5 +184,26 @@ describe('alert webhooks that misbehave (real broker, real receivers)', () => {
       letters.every((l) => l.attempts === 0 && /the broker shut down while the alert waited/.test(l.lastError)),
       JSON.stringify(letters.map((l) => l.lastError)),
     );
+  });
+
+  it('the dead-letter file and the ECS export, outside the state directory, are readable by the broker user alone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loupe-alert-files-'));
+    const [deadLetterFile, ecs] = [join(dir, 'dead', 'letters.ndjson'), join(dir, 'ecs', 'audit.ndjson')];
+    const refusing = await serve((req, res) => {
+      req.resume();
+      res.statusCode = 503;
+      res.end();
+    });
+    servers.push(refusing.server);
+    const base = policy(target.inspector, { refusals: { count: 1, withinSeconds: 60 } }, refusing.url);
+    const umask = process.umask(0o022);
+    try {
+      broker = await startTestBroker({ ...base, alerting: { ...base.alerting, deadLetterFile, ecs } });
+      await fireOne(broker);
+      await waitFor(() => existsSync(deadLetterFile) && existsSync(ecs), { what: 'the dead letter and the ECS export' });
+    } finally {
+      process.umask(umask);
+    }
+    for (const file of [deadLetterFile, ecs]) assert.equal((statSync(file).mode & 0o777).toString(8), '600', file);
   });
 });
