@@ -49,6 +49,8 @@ export const webhookQueueLimit = 1000;
 
 interface HookQueue {
   inFlight: number;
+  /** Alerts written to the dead-letter file unsent because the queue was full (logged at the first and every 1000th). */
+  overflowed: number;
   readonly waiting: { readonly alert: Alert; readonly done: (result: DeliveryResult) => void }[];
 }
 
@@ -89,10 +91,11 @@ export class WebhookSink {
   private enqueue(hook: WebhookConfig, alert: Alert): Promise<DeliveryResult> {
     if (this.closed) return this.deadLetter(hook, alert, 0, 'not sent: the broker is shutting down');
     let queue = this.queues.get(hook);
-    if (!queue) this.queues.set(hook, (queue = { inFlight: 0, waiting: [] }));
+    if (!queue) this.queues.set(hook, (queue = { inFlight: 0, overflowed: 0, waiting: [] }));
     if (queue.waiting.length >= webhookQueueLimit) {
       const why = `not sent: ${webhookQueueLimit} alerts already wait for this webhook (it answers slower than alerts fire)`;
-      this.log(`alert ${alert.id} (${alert.rule}) ${why}; written to ${this.deadLetterFile}`);
+      if (++queue.overflowed === 1 || queue.overflowed % 1000 === 0)
+        this.log(`alert ${alert.id} (${alert.rule}) ${why}; written to ${this.deadLetterFile} (${queue.overflowed} so far for ${hook.url})`);
       return this.deadLetter(hook, alert, 0, why);
     }
     return new Promise<DeliveryResult>((done) => {
