@@ -136,9 +136,10 @@ export class AuditObservers {
     return this.alerts.list((alert) => admin || owned.has(alert.target));
   }
 
-  /** Closes the ECS export's file and saves the alert engine's state. */
+  /** Closes the ECS export's file, saves the alert engine's state, and writes the alerts still waiting for a webhook as dead letters. */
   async close(): Promise<void> {
     this.drain();
     await Promise.all([this.ecs?.close(), this.alerts.flush()]);
+    await this.webhooks.close();
   }
 }

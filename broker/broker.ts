@@ -81,7 +81,11 @@ export class Broker {
       grants,
       state,
       replica: this.replica,
-      leaseMs: () => this.config.state.sessionLeaseSeconds * 1000,
+      // What the other replicas wait for before they take a session as dead. A replica cut off from the database (the
+      // others still reach it) keeps its sessions for the outage grace, counted from its first failed renewal (at most
+      // a third of a lease after the last one): so the others wait a lease and the grace, and a grant never has a
+      // second session beside one that still runs.
+      leaseMs: () => (this.config.state.sessionLeaseSeconds + this.config.state.outageGraceSeconds) * 1000,
       audit,
       clock: this.clock,
       assertAuditAccepting: (what) => this.assertAuditAccepting(what),

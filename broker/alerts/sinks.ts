@@ -38,11 +38,31 @@ export interface DeliveryResult {
   readonly lastError?: string;
 }
 
+/** Deliveries to one webhook under way at once: a burst of alerts opens at most this many connections to it. */
+export const webhookConcurrency = 4;
+/**
+ * Alerts waiting for one webhook beyond those under way: past it an alert goes straight to the dead-letter file, so a
+ * burst (a client can fire an alert per evaluation) or a receiver that never answers grows neither memory nor sockets.
+ */
+export const webhookQueueLimit = 1000;
+
+interface HookQueue {
+  inFlight: number;
+  /** Alerts written to the dead-letter file unsent because the queue was full (logged at the first and every 1000th). */
+  overflowed: number;
+  readonly waiting: { readonly alert: Alert; readonly done: (result: DeliveryResult) => void }[];
+}
+
 /**
  * Delivers alerts to webhooks: JSON (or a Slack-compatible payload), signed with HMAC, retried with
  * exponential backoff; after the last attempt the alert goes to the dead-letter file so nothing is lost.
  */
 export class WebhookSink {
+  private readonly queues = new Map<WebhookConfig, HookQueue>();
+  /** Dead letters are appended one at a time, in order (a burst of them is not a burst of open files). */
+  private letters: Promise<void> = Promise.resolve();
+  private closed = false;
+
   constructor(
     private readonly hooks: readonly WebhookConfig[],
     private readonly deadLetterFile: string,
@@ -51,7 +71,49 @@ export class WebhookSink {
   ) {}
 
   deliver(alert: Alert): Promise<DeliveryResult[]> {
-    return Promise.all(this.hooks.map((hook) => this.deliverTo(hook, alert)));
+    return Promise.all(this.hooks.map((hook) => this.enqueue(hook, alert)));
+  }
+
+  /**
+   * Shutdown: the alerts still waiting for a webhook are written to the dead-letter file rather than lost with the
+   * process (deliveries under way finish or not within the shutdown bound; their alerts are in the audit trail).
+   */
+  async close(): Promise<void> {
+    this.closed = true;
+    const why = 'not sent: the broker shut down while the alert waited for this webhook';
+    const letters: Promise<DeliveryResult>[] = [];
+    for (const [hook, queue] of this.queues) for (const { alert, done } of queue.waiting.splice(0)) letters.push(this.deadLetter(hook, alert, 0, why).then((result) => (done(result), result)));
+    if (letters.length > 0) this.log(`${letters.length} alert(s) ${why}; written to ${this.deadLetterFile}`);
+    await Promise.all(letters);
+  }
+
+  private enqueue(hook: WebhookConfig, alert: Alert): Promise<DeliveryResult> {
+    if (this.closed) return this.deadLetter(hook, alert, 0, 'not sent: the broker is shutting down');
+    let queue = this.queues.get(hook);
+    if (!queue) this.queues.set(hook, (queue = { inFlight: 0, overflowed: 0, waiting: [] }));
+    if (queue.waiting.length >= webhookQueueLimit) {
+      const why = `not sent: ${webhookQueueLimit} alerts already wait for this webhook (it answers slower than alerts fire)`;
+      if (++queue.overflowed === 1 || queue.overflowed % 1000 === 0)
+        this.log(`alert ${alert.id} (${alert.rule}) ${why}; written to ${this.deadLetterFile} (${queue.overflowed} so far for ${hook.url})`);
+      return this.deadLetter(hook, alert, 0, why);
+    }
+    return new Promise<DeliveryResult>((done) => {
+      queue.waiting.push({ alert, done });
+      this.pump(hook, queue);
+    });
+  }
+
+  private pump(hook: WebhookConfig, queue: HookQueue): void {
+    while (queue.inFlight < webhookConcurrency && queue.waiting.length > 0) {
+      const next = queue.waiting.shift()!;
+      queue.inFlight++;
+      void this.deliverTo(hook, next.alert)
+        .then(next.done, (err: Error) => next.done({ url: hook.url, delivered: false, attempts: 0, lastError: err.message }))
+        .finally(() => {
+          queue.inFlight--;
+          this.pump(hook, queue);
+        });
+    }
   }
 
   private async deliverTo(hook: WebhookConfig, alert: Alert): Promise<DeliveryResult> {
@@ -70,21 +132,36 @@ export class WebhookSink {
             ...(hook.secret ? { 'x-loupe-signature': signWebhook(hook.secret, timestamp, body) } : {}),
           },
           body,
+          // A redirect would carry the alert and its signature to wherever the receiver points (another host).
+          redirect: 'manual',
           signal: AbortSignal.timeout(5000),
         });
-        await res.arrayBuffer().catch(() => undefined);
+        // The answer's body is never read: a receiver that answers with gigabytes must not fill the broker's memory.
+        await res.body?.cancel().catch(() => undefined);
         if (res.ok) return { url: hook.url, delivered: true, attempts: attempt };
-        lastError = `HTTP ${res.status}`;
+        lastError =
+          res.status >= 300 && res.status < 400
+            ? `HTTP ${res.status}: redirects are not followed (the alert goes only to the configured URL${res.headers.get('location') ? `, not to ${res.headers.get('location')!.slice(0, 200)}` : ''})`
+            : `HTTP ${res.status}`;
       } catch (err) {
         lastError = (err as Error).message;
       }
       if (attempt < hook.maxAttempts) await new Promise((r) => setTimeout(r, backoffDelay(attempt - 1, { baseMs: this.retryBaseMs, maxMs: 30_000 })));
     }
     this.log(`alert ${alert.id} (${alert.rule}) not delivered to ${hook.url} after ${hook.maxAttempts} attempts (${lastError}); written to ${this.deadLetterFile}`);
+    return this.deadLetter(hook, alert, hook.maxAttempts, lastError);
+  }
+
+  private deadLetter(hook: WebhookConfig, alert: Alert, attempts: number, lastError: string): Promise<DeliveryResult> {
+    const line = JSON.stringify({ url: hook.url, attempts, lastError, failedAt: new Date().toISOString(), alert }) + '\n';
     // Through the thread pool: a disk that stopped answering holds this alert's letter, never the event loop.
-    await mkdir(dirname(this.deadLetterFile), { recursive: true });
-    await appendFile(this.deadLetterFile, JSON.stringify({ url: hook.url, attempts: hook.maxAttempts, lastError, failedAt: new Date().toISOString(), alert }) + '\n');
-    return { url: hook.url, delivered: false, attempts: hook.maxAttempts, lastError };
+    const written = this.letters.then(async () => {
+      await mkdir(dirname(this.deadLetterFile), { recursive: true, mode: 0o700 });
+      // Readable by the broker's user alone, as its write-ahead log is: alerts name users and quote what they typed.
+      await appendFile(this.deadLetterFile, line, { mode: 0o600 });
+    });
+    this.letters = written.catch((err: Error) => this.log(`alert ${alert.id} (${alert.rule}): cannot write the dead-letter file ${this.deadLetterFile}: ${err.message}`));
+    return this.letters.then(() => ({ url: hook.url, delivered: false, attempts, lastError }));
   }
 }
 
@@ -94,8 +171,9 @@ export class LineWriter {
   constructor(output: string) {
     if (output === 'stdout') this.stream = process.stdout;
     else {
-      mkdirSync(dirname(output), { recursive: true });
-      this.stream = createWriteStream(output, { flags: 'a' });
+      mkdirSync(dirname(output), { recursive: true, mode: 0o700 });
+      // A copy of the audit trail: readable by the broker's user alone (a log shipper runs as that user or as root).
+      this.stream = createWriteStream(output, { flags: 'a', mode: 0o600 });
     }
   }
   write(value: unknown): void {

@@ -12,6 +12,14 @@ const maxReasonLength = 2000;
 const maxCommentLength = 2000;
 
 const ticketProblem = 'expected a string (a ticket link or id)';
+
+/**
+ * Text the broker keeps (in files or PostgreSQL, in the audit trail) must be storable everywhere: PostgreSQL refuses a
+ * NUL character and an unpaired surrogate in text and JSON, which made a grant request answer 503 "retry later" as if
+ * the database were down.
+ */
+const unstorable = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const storableText = { error: 'contains a NUL character or an unpaired UTF-16 surrogate, which cannot be stored; remove it' };
 const reasonRequired = 'required, say why you need to debug production';
 
 /**
@@ -38,8 +46,14 @@ export const grantRequestSchema = z.strictObject({
     .refine((reason) => reason.trim() !== '', { error: reasonRequired, abort: true })
     .refine((reason) => reason.length <= maxReasonLength, { error: `at most ${maxReasonLength} characters`, abort: true })
     .refine((reason) => printable(reason.trim()), { error: printableProblem })
+    .refine((reason) => !unstorable.test(reason), storableText)
     .transform((reason) => reason.trim()),
-  ticket: z.string({ error: ticketProblem }).max(500, { error: ticketProblem }).refine(printable, { error: printableProblem }).optional(),
+  ticket: z
+    .string({ error: ticketProblem })
+    .max(500, { error: ticketProblem })
+    .refine(printable, { error: printableProblem })
+    .refine((ticket) => !unstorable.test(ticket), storableText)
+    .optional(),
 });
 
 export type GrantRequestBody = Omit<z.output<typeof grantRequestSchema>, 'ticket' | 'evaluation'> & { ticket?: string; evaluation?: 'v8' };
@@ -75,7 +89,8 @@ const comment = z
     z
       .string()
       .max(maxCommentLength, { error: `at most ${maxCommentLength} characters` })
-      .refine(printableText, { error: 'contains control characters (other than line breaks) or bidirectional overrides; write plain text' }),
+      .refine(printableText, { error: 'contains control characters (other than line breaks) or bidirectional overrides; write plain text' })
+      .refine((text) => !unstorable.test(text), storableText),
   );
 
 /** POST /v1/requests/:id/approve (a comment is optional) and /deny (the requester is owed a reason). */

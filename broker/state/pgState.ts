@@ -58,7 +58,9 @@ export class PostgresStateBackend implements StateBackend {
     const timeout = options.queryTimeoutMs ?? 5000;
     this.pool = new pg.Pool({
       connectionString: options.url,
-      options: `-c search_path=${this.schema}`,
+      // The server gives up at the same bound as this client: a statement the broker reported as failed (a lock held
+      // elsewhere) is cancelled there too, rather than committing later; a transaction left open is ended by the server.
+      options: `-c search_path=${this.schema} -c statement_timeout=${timeout} -c idle_in_transaction_session_timeout=${Math.max(timeout * 2, 1000)}`,
       max: 10,
       connectionTimeoutMillis: timeout,
       query_timeout: timeout,
@@ -107,12 +109,20 @@ export class PostgresStateBackend implements StateBackend {
       const result = await fn(client);
       await client.query('COMMIT');
       this.reachable = true;
+      client.release();
       return result;
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      // A statement the server answered with an error leaves the connection usable once rolled back. Anything else (a
+      // timeout, a lost connection) leaves a statement running in an open transaction: the connection is destroyed,
+      // never handed back to the pool, where the next caller's statements would run (and stay uncommitted) inside it.
+      const rolledBack =
+        err instanceof pg.DatabaseError &&
+        (await client.query('ROLLBACK').then(
+          () => true,
+          () => false,
+        ));
+      client.release(rolledBack ? undefined : err instanceof Error ? err : new Error(String(err)));
       throw err instanceof StateUnavailableError ? err : this.unavailable(err);
-    } finally {
-      client.release();
     }
   }
 

@@ -249,10 +249,11 @@ describe('three replicas on one database', () => {
     assert.deepEqual([early.status, early.code], [409, 'session_busy'], early.message);
     // Node resumes when its inspector connection drops: nothing of B's is needed for that.
     await target.ticksAdvance(2, 5000);
-    // The grant's slot is held until B's lease runs out; then the replica that notices ends the session.
+    // The grant's slot is held until B's lease and outage grace run out (3 s + 4 s: B might only have been cut off from
+    // the database, and would hold its session that long); then the replica that notices ends the session.
     await waitFor(() => [a.stderr().slice(sinceA), c.stderr().slice(sinceC)].some((log) => /lease ran out/.test(log) && log.includes('replica b')), {
       what: "A or C to end B's session when its lease runs out",
-      timeoutMs: 10_000,
+      timeoutMs: 15_000,
       intervalMs: 100,
     });
     const reattached = await a.attach(grant);

@@ -37,7 +37,7 @@ describe('state backend contract: PostgreSQL, two replicas on one database', () 
   let url: string;
   const schema = `contract_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
   const opened: PostgresStateBackend[] = [];
-  const open = async (options: { schema?: string; pollIntervalMs?: number } = {}) => {
+  const open = async (options: { schema?: string; pollIntervalMs?: number; queryTimeoutMs?: number } = {}) => {
     const backend = new PostgresStateBackend({ url, schema, pollIntervalMs: 300, ...options });
     opened.push(backend);
     await backend.start();
@@ -143,6 +143,48 @@ describe('state backend contract: PostgreSQL, two replicas on one database', () 
       assert.ok(Date.now() - sent < 1000, `took ${Date.now() - sent} ms after the channel came back`);
       assert.equal(seen.filter((n) => n.type === 'end-session' && n.sessionId === dropped.sessionId).length, 1, 'delivered once');
     } finally {
+      await admin.end();
+    }
+  });
+
+  it('a transaction cut by the query timeout (a row lock held elsewhere) leaves no open transaction behind: what the replica writes next, the others see', async () => {
+    const a = await open({ queryTimeoutMs: 1000 });
+    const b = await open();
+    const requestId = randomUUID();
+    const at = new Date().toISOString();
+    await a.createRequest({
+      requestId,
+      requester: { sub: 'alice', name: 'Alice', groups: ['devs'] },
+      target: 'checkout',
+      mode: 'pause',
+      durationSeconds: 600,
+      reason: 'INC-3',
+      rule: 'targets.checkout.access[0]',
+      approvers: ['owners'],
+      minApprovals: 2,
+      expiresAfterSeconds: 3600,
+      createdAt: at,
+      status: 'pending',
+      expiresAt: new Date(Date.now() + 3600_000).toISOString(),
+      approvals: [],
+    });
+    const admin = new pg.Client({ connectionString: url, options: `-c search_path=${schema}` });
+    await admin.connect();
+    try {
+      // Another session holds the request's row: the approval's SELECT … FOR UPDATE waits past the timeout.
+      await admin.query('BEGIN');
+      await admin.query('SELECT 1 FROM access_requests WHERE request_id = $1 FOR UPDATE', [requestId]);
+      await assert.rejects(a.addApproval(requestId, { sub: 'bob', name: 'Bob', at }, at), StateUnavailableError);
+      await admin.query('COMMIT');
+      const grantId = randomUUID();
+      await a.putGrant({ grantId, sub: 'alice', name: 'Alice', groups: [], target: 't', mode: 'pause', reason: 'r', rule: 'x', issuedAt: 1, expiresAt: 2 });
+      await a.revokeGrant(grantId, 'owner', 5);
+      assert.equal((await b.getGrant(grantId))?.revokedBy, 'owner', 'the revocation through A is not seen through B');
+      assert.deepEqual((await b.getRequest(requestId))?.approvals, [], 'the approval that failed was not counted');
+      const open = await admin.query(`SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'`);
+      assert.deepEqual(open.rows, [], 'a connection left idle in a transaction');
+    } finally {
+      await admin.query('ROLLBACK').catch(() => undefined);
       await admin.end();
     }
   });

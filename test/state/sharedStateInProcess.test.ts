@@ -147,6 +147,21 @@ describe('two replicas on one PostgreSQL database', () => {
     );
   });
 
+  it('a reason or ticket PostgreSQL cannot store (a NUL, an unpaired surrogate) is refused 400 saying why, not 503 "retry later"', async () => {
+    const token = await a.token('dev', ['devs']);
+    for (const [field, value] of [
+      ['reason', 'investigating INC-7\u0000'],
+      ['reason', 'investigating INC-7 \uD800'],
+      ['ticket', 'INC-7\u0000'],
+    ] as const) {
+      const res = await a.api('POST', '/v1/grants', token, { target: 'app', mode: 'pause', durationSeconds: 60, reason: 'investigating INC-7', [field]: value });
+      assert.equal(res.status, 400, JSON.stringify(res.body));
+      assert.equal(res.body.error.code, 'bad_request');
+      assert.match(res.body.error.message, new RegExp(`${field}: contains a NUL character or an unpaired UTF-16 surrogate`));
+    }
+    assert.equal(a.broker.ready.ready, true);
+  });
+
   it('ends a session whose replica stopped renewing its lease, once, and records who ended it', async () => {
     const sessionId = randomUUID();
     const grantId = randomUUID();
