@@ -33,6 +33,8 @@ export interface Transcript {
   readonly chunks: { readonly name: string; readonly lines: readonly string[]; readonly sealLine?: string; readonly retention?: TranscriptRetention }[];
   readonly manifestLine?: string;
   readonly manifestRetention?: TranscriptRetention;
+  /** What reading it from the store found wrong (an object overwritten or deleted there), reported first. */
+  readonly problems?: readonly string[];
 }
 
 /** A record of the chain, as far as verification reads it. */
@@ -113,7 +115,7 @@ export async function checkTranscript<R extends ChainRecord = ChainRecord>(
   openSeal: SealOpener,
   options: { requireRetention?: boolean; now?: Date } = {},
 ): Promise<VerifyResult<R>> {
-  const problems: string[] = [];
+  const problems: string[] = [...(transcript.problems ?? [])];
   const notes: string[] = [];
   const events: R[] = [];
   const kids = new Set<string>();
