@@ -34,7 +34,7 @@ export async function listSessions(options: BrokerClientOptions, filter: Record<
     s.target,
     s.user.sub,
     s.evaluation === 'v8' ? `${s.mode} + V8 eval` : s.mode,
-    s.state === 'ended' ? `ended: ${s.endReason}` : s.state,
+    s.state === 'ended' ? `ended: ${s.endReason}` : s.state === 'damaged' ? `damaged: ${s.problem}` : s.state,
     s.reason,
   ]);
   const header = ['SESSION', 'STARTED', 'TARGET', 'USER', 'MODE', 'STATE', 'REASON'];
