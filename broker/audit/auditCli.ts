@@ -46,7 +46,7 @@ export async function listSessions(options: BrokerClientOptions, filter: Record<
 export async function listSecurity(options: BrokerClientOptions, kind: 'security' | 'grants' = 'security'): Promise<string> {
   const { segments } = (await (await brokerGet(options, `/v1/audit/${kind}`)).json()) as { segments: Record<string, any>[] };
   if (segments.length === 0) return `no ${kind === 'grants' ? 'grant streams' : 'security segments'} stored yet\n`;
-  const rows = segments.map((s) => [s.stream, s.startedAt, s.state === 'ended' ? `ended: ${s.endReason}` : s.state, s.records ?? '']);
+  const rows = segments.map((s) => [s.stream, s.startedAt, s.state === 'ended' ? `ended: ${s.endReason}` : s.state === 'damaged' ? `damaged: ${s.problem}` : s.state, s.records ?? '']);
   const header = [kind === 'grants' ? 'STREAM' : 'SEGMENT', 'STARTED', 'STATE', 'RECORDS'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? String(c) : String(c).padEnd(widths[i]!))).join('  ')).join('\n') + '\n';

@@ -27,6 +27,8 @@ describe('the auditor listing with a damaged session in the store', () => {
     await store.put(`${badManifest}chunk-000000000-000000000.ndjson`, Buffer.from('{"seq":0}\n{"type":"seal"}\n'), until);
     await store.put(`${badManifest}manifest.json`, Buffer.from('not json\n'), until);
     await store.put(`${badChunk}chunk-000000000-000000000.ndjson`, Buffer.from('\u0000\u0001garbage\n'), until);
+    await store.put('security/2026/11/30/security-20261130T000000000Z-0badf00d/manifest.json', Buffer.from('not json\n'), until);
+    await store.put('grants/2026/11/30/grants-20261130T000000000Z-0badf00d/chunk-000000000-000000000.ndjson', Buffer.from('not json\n'), until);
   });
   after(async () => {
     await broker?.close();
@@ -44,5 +46,16 @@ describe('the auditor listing with a damaged session in the store', () => {
     const report = await fetch(`${broker.url}/v1/sessions/0badf00d-0000-4000-8000-000000000001/report`, { headers: { authorization: `Bearer ${auditor}` } });
     assert.equal(report.status, 200);
     assert.match(await report.text(), /Verification FAILED/);
+  });
+
+  it('lists the security segments and grant streams, the damaged ones as damaged', async () => {
+    for (const kind of ['security', 'grants']) {
+      const listed = await broker.api('GET', `/v1/audit/${kind}`, auditor);
+      assert.equal(listed.status, 200, JSON.stringify(listed.body));
+      const segments = listed.body.segments as any[];
+      const damaged = segments.filter((s) => s.state === 'damaged');
+      assert.deepEqual(damaged.map((s) => s.stream), [`${kind}-20261130T000000000Z-0badf00d`]);
+      assert.match(damaged[0].problem, /its stored objects cannot be read/);
+    }
   });
 });
