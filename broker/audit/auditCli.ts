@@ -10,10 +10,27 @@ export interface BrokerClientOptions {
   readonly token: string;
 }
 
+/** How long the CLI waits for an HTTP answer to begin (LOUPE_HTTP_TIMEOUT_SECONDS, default 30), so a server that never answers does not hold it. */
+const answerTimeoutMs = () => (Number(process.env.LOUPE_HTTP_TIMEOUT_SECONDS) > 0 ? Number(process.env.LOUPE_HTTP_TIMEOUT_SECONDS) * 1000 : 30_000);
+
+/** fetch, refused with a clear error when no answer begins within answerTimeoutMs. */
+async function fetchAnswer(url: string, init: RequestInit = {}): Promise<Response> {
+  const ms = answerTimeoutMs();
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(new Error(`no answer within ${ms / 1000} s`)), ms);
+  try {
+    return await fetch(url, { ...init, signal: abort.signal });
+  } catch (err) {
+    throw abort.signal.aborted ? (abort.signal.reason as Error) : err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function brokerGet(options: BrokerClientOptions, path: string): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(`${options.broker.replace(/\/$/, '')}${path}`, { headers: { authorization: `Bearer ${options.token}` } });
+    res = await fetchAnswer(`${options.broker.replace(/\/$/, '')}${path}`, { headers: { authorization: `Bearer ${options.token}` } });
   } catch (err) {
     throw new Error(`cannot reach the broker at ${options.broker}: ${(err as Error).message}`);
   }
@@ -66,7 +83,9 @@ export async function downloadSession(options: BrokerClientOptions, sessionId: s
 
 async function loadKeys(spec: string): Promise<JSONWebKeySet> {
   if (/^https?:\/\//.test(spec)) {
-    const res = await fetch(spec);
+    const res = await fetchAnswer(spec).catch((err: Error) => {
+      throw new Error(`cannot fetch audit keys from ${spec}: ${err.message}`);
+    });
     if (!res.ok) throw new Error(`cannot fetch audit keys from ${spec}: HTTP ${res.status}`);
     return (await res.json()) as JSONWebKeySet;
   }

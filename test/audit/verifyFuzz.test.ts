@@ -172,3 +172,34 @@ describe('the verifier under fuzzed transcripts (fast-check)', () => {
     }
   });
 });
+
+describe('the audit CLI against a server that never answers', () => {
+  it('verify --keys <url> and download give up with a clear error, bounded by LOUPE_HTTP_TIMEOUT_SECONDS', async () => {
+    const { createServer } = await import('node:net');
+    const held: import('node:net').Socket[] = [];
+    const server = createServer((socket) => void held.push(socket)).listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const url = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`;
+    const dir = mkdtempSync(join(tmpdir(), 'loupe-silent-'));
+    writeFileSync(join(dir, 'transcript.ndjson'), '');
+    const { execFile } = await import('node:child_process');
+    const run = (args: string[]) =>
+      new Promise<{ status: number; out: string; ms: number }>((resolve) => {
+        const started = Date.now();
+        execFile(process.execPath, [cli, ...args], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, LOUPE_HTTP_TIMEOUT_SECONDS: '1' } }, (err, stdout, stderr) =>
+          resolve({ status: err ? Number((err as { code?: number }).code ?? -1) : 0, out: stdout + stderr, ms: Date.now() - started }),
+        );
+      });
+    try {
+      const verify = await run(['audit', 'verify', dir, '--keys', `${url}/v1/audit/keys`]);
+      assert.equal(verify.status, 1, verify.out);
+      assert.match(verify.out, /cannot fetch audit keys from http:\/\/127\.0\.0\.1:\d+\/v1\/audit\/keys: no answer within 1 s/);
+      const download = await run(['audit', 'download', '6f1c1e7e-2b9a-4c55-9d57-7b3c1c0e0a11', '--broker', url, '--token', 'x', '-o', join(dir, 'out')]);
+      assert.equal(download.status, 1, download.out);
+      assert.match(download.out, /cannot reach the broker at http:\/\/127\.0\.0\.1:\d+: no answer within 1 s/);
+    } finally {
+      for (const socket of held) socket.destroy();
+      server.close();
+    }
+  });
+});
