@@ -238,7 +238,7 @@ export class S3AuditStore implements AuditStore {
 
   async versions(prefix: string): Promise<Map<string, ObjectVersions>> {
     const full = this.prefix + prefix;
-    const found = new Map<string, { etags: { etag: string; at: number }[]; deleteMarkers: number }>();
+    const found = new Map<string, { etags: { etag: string; id: string; at: number }[]; deleteMarkers: number }>();
     const entry = (key: string) => found.get(key) ?? found.set(key, { etags: [], deleteMarkers: 0 }).get(key)!;
     let keyMarker: string | undefined;
     let versionMarker: string | undefined;
@@ -250,13 +250,27 @@ export class S3AuditStore implements AuditStore {
         throw this.failure('ListObjectVersions', prefix, err);
       }
       for (const v of out.Versions ?? []) {
-        if (v.Key?.startsWith(full)) entry(v.Key.slice(this.prefix.length)).etags.push({ etag: v.ETag ?? '', at: v.LastModified?.getTime() ?? 0 });
+        if (v.Key?.startsWith(full)) entry(v.Key.slice(this.prefix.length)).etags.push({ etag: v.ETag ?? '', id: v.VersionId ?? '', at: v.LastModified?.getTime() ?? 0 });
       }
       for (const m of out.DeleteMarkers ?? []) if (m.Key?.startsWith(full)) entry(m.Key.slice(this.prefix.length)).deleteMarkers++;
       keyMarker = out.IsTruncated ? out.NextKeyMarker : undefined;
       versionMarker = out.IsTruncated ? out.NextVersionIdMarker : undefined;
     } while (keyMarker);
-    return new Map([...found].map(([key, v]) => [key, { etags: v.etags.sort((a, b) => a.at - b.at).map((e) => e.etag), deleteMarkers: v.deleteMarkers }]));
+    return new Map(
+      [...found].map(([key, v]) => {
+        const sorted = v.etags.sort((a, b) => a.at - b.at);
+        return [key, { etags: sorted.map((e) => e.etag), ids: sorted.map((e) => e.id), deleteMarkers: v.deleteMarkers }];
+      }),
+    );
+  }
+
+  async getVersion(key: string, versionId: string): Promise<Buffer> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), VersionId: versionId }));
+      return out.Body ? Buffer.from(await out.Body.transformToByteArray()) : Buffer.alloc(0);
+    } catch (err) {
+      throw this.failure('GetObject', `${key} (version ${versionId})`, err);
+    }
   }
 
   async retention(key: string): Promise<Retention> {
