@@ -87,9 +87,28 @@ async function loadKeys(spec: string): Promise<JSONWebKeySet> {
       throw new Error(`cannot fetch audit keys from ${spec}: ${err.message}`);
     });
     if (!res.ok) throw new Error(`cannot fetch audit keys from ${spec}: HTTP ${res.status}`);
-    return (await res.json()) as JSONWebKeySet;
+    return keySet(spec, await res.text());
   }
-  return JSON.parse(readFileSync(spec, 'utf8')) as JSONWebKeySet;
+  let text: string;
+  try {
+    text = readFileSync(spec, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read the audit keys ${spec}: ${(err as Error).message}`);
+  }
+  return keySet(spec, text);
+}
+
+/** The audit keys as a JWKS ({"keys": [...]}), or an error naming where they came from. */
+function keySet(spec: string, text: string): JSONWebKeySet {
+  let set: unknown;
+  try {
+    set = JSON.parse(text);
+  } catch {
+    throw new Error(`${spec}: not JSON (expected the audit keys as a JWKS, {"keys": [...]}, as GET /v1/audit/keys serves them)`);
+  }
+  const keys = (set as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || !keys.every((k) => k !== null && typeof k === 'object')) throw new Error(`${spec}: not a JWKS (expected {"keys": [...]}, as GET /v1/audit/keys serves them)`);
+  return set as JSONWebKeySet;
 }
 
 export interface VerifyTarget {

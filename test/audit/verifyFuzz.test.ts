@@ -173,6 +173,30 @@ describe('the verifier under fuzzed transcripts (fast-check)', () => {
   });
 });
 
+describe('the audit CLI with keys that are not a key set', () => {
+  it('names the keys file and what it expected', () => {
+    for (const [keys, expected] of [
+      ['nope', /keys\.json: not JSON \(expected the audit keys as a JWKS/],
+      ['{"keys": 3}', /keys\.json: not a JWKS \(expected \{"keys": \[\.\.\.\]\}/],
+      ['null', /keys\.json: not a JWKS/],
+    ] as const) {
+      const dir = mkdtempSync(join(tmpdir(), 'loupe-badkeys-'));
+      writeFileSync(join(dir, 'transcript.ndjson'), '{}\n');
+      writeFileSync(join(dir, 'keys.json'), keys);
+      let out = '';
+      let status = 0;
+      try {
+        execFileSync(process.execPath, [cli, 'audit', 'verify', dir], { encoding: 'utf8', stdio: 'pipe', timeout: 30_000 });
+      } catch (err) {
+        status = (err as { status: number }).status;
+        out = String((err as { stderr: string }).stderr) + String((err as { stdout: string }).stdout);
+      }
+      assert.equal(status, 1, out);
+      assert.match(out, expected, out);
+    }
+  });
+});
+
 describe('the audit CLI against a server that never answers', () => {
   it('verify --keys <url> and download give up with a clear error, bounded by LOUPE_HTTP_TIMEOUT_SECONDS', async () => {
     const { createServer } = await import('node:net');
