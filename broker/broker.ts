@@ -202,7 +202,9 @@ export class Broker {
     broker.grantStream = stream;
     for (const repair of wal.repairs) {
       options.log?.(
-        `audit: write-ahead log ${repair.kind === 'torn_tail' ? 'torn tail repaired' : 'unreadable record skipped'}: ${repair.segment} at byte ${repair.offset} (${repair.bytes} bytes, never acknowledged)`,
+        repair.kind === 'torn_tail'
+          ? `audit: write-ahead log torn tail repaired: ${repair.segment} at byte ${repair.offset} (${repair.bytes} bytes, never acknowledged)`
+          : `audit: write-ahead log unreadable record skipped: ${repair.segment} at byte ${repair.offset} (${repair.bytes} bytes): ${repair.why}`,
       );
       await stream.record('audit.wal_repaired', { ...repair }).catch(() => undefined);
     }

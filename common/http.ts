@@ -145,5 +145,7 @@ export interface RecordedSession {
   readonly startedAt: string;
   readonly endedAt?: string;
   readonly endReason?: string;
-  readonly state: 'live' | 'ended' | 'incomplete';
+  /** 'damaged': its stored objects cannot be read (see `problem`); its report says what fails verification. */
+  readonly state: 'live' | 'ended' | 'incomplete' | 'damaged';
+  readonly problem?: string;
 }

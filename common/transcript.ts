@@ -33,6 +33,8 @@ export interface Transcript {
   readonly chunks: { readonly name: string; readonly lines: readonly string[]; readonly sealLine?: string; readonly retention?: TranscriptRetention }[];
   readonly manifestLine?: string;
   readonly manifestRetention?: TranscriptRetention;
+  /** What reading it from the store found wrong (an object overwritten or deleted there), reported first. */
+  readonly problems?: readonly string[];
 }
 
 /** A record of the chain, as far as verification reads it. */
@@ -73,8 +75,11 @@ export function parseTranscriptText(text: string, stream?: string): Transcript {
   const chunks: { name: string; lines: string[]; sealLine?: string }[] = [];
   let lines: string[] = [];
   let manifestLine: string | undefined;
+  const problems: string[] = [];
+  let afterManifest = 0;
   for (const line of text.split('\n')) {
     if (line === '') continue;
+    if (manifestLine !== undefined) afterManifest++;
     let type: unknown;
     try {
       type = (JSON.parse(line) as { type?: unknown }).type;
@@ -85,23 +90,25 @@ export function parseTranscriptText(text: string, stream?: string): Transcript {
       const name = (JSON.parse(line) as { chunk?: unknown }).chunk;
       chunks.push({ name: typeof name === 'string' ? name : `chunk ${chunks.length + 1}`, lines, sealLine: line });
       lines = [];
-    } else if (type === 'manifest') manifestLine = line;
-    else lines.push(line);
+    } else if (type === 'manifest') {
+      manifestLine ??= line;
+    } else lines.push(line);
   }
   if (lines.length > 0) chunks.push({ name: `unsealed lines after chunk ${chunks.length}`, lines });
+  if (afterManifest > 0) problems.push(`${afterManifest} line(s) after the manifest: a transcript ends with its manifest (the transcript was changed)`);
   let id = stream;
   if (!id && manifestLine) id = String((JSON.parse(manifestLine) as { session?: unknown }).session ?? '');
-  if (!id) {
-    for (const chunk of chunks) {
-      try {
-        id = String((JSON.parse(chunk.lines[0] ?? '{}') as { stream?: unknown }).stream ?? '');
-      } catch {
-        /* the checks below name the bad line */
-      }
-      if (id) break;
+  // The first record that names a stream (a changed or inserted line before it does not hide the stream's id).
+  for (const line of id ? [] : chunks.flatMap((c) => c.lines)) {
+    try {
+      const named = (JSON.parse(line) as { stream?: unknown } | null)?.stream;
+      if (typeof named === 'string' && named !== '') id = named;
+    } catch {
+      /* the checks below name the bad line */
     }
+    if (id) break;
   }
-  return { stream: id ?? '', chunks, ...(manifestLine ? { manifestLine } : {}) };
+  return { stream: id ?? '', chunks, ...(manifestLine ? { manifestLine } : {}), ...(problems.length ? { problems } : {}) };
 }
 
 /**
@@ -113,7 +120,7 @@ export async function checkTranscript<R extends ChainRecord = ChainRecord>(
   openSeal: SealOpener,
   options: { requireRetention?: boolean; now?: Date } = {},
 ): Promise<VerifyResult<R>> {
-  const problems: string[] = [];
+  const problems: string[] = [...(transcript.problems ?? [])];
   const notes: string[] = [];
   const events: R[] = [];
   const kids = new Set<string>();
@@ -142,6 +149,10 @@ export async function checkTranscript<R extends ChainRecord = ChainRecord>(
         problems.push(`${where}: not valid JSON (the record was changed)`);
         continue;
       }
+      if (typeof event !== 'object' || event === null || Array.isArray(event)) {
+        problems.push(`${where}: not an audit record (a JSON object) (the record was changed)`);
+        continue;
+      }
       const label = `${where} (seq ${event.seq})`;
       if (event.stream !== transcript.stream) problems.push(`${label}: belongs to stream ${event.stream}, not ${transcript.stream}`);
       if (event.seq !== expectedSeq) {
@@ -153,7 +164,8 @@ export async function checkTranscript<R extends ChainRecord = ChainRecord>(
       if (hashRecord(body) !== hash) problems.push(`${label}: hash does not match the record (the record was changed)`);
       else if (event.prev !== prev) problems.push(`${label}: prev does not link to the record before it (records removed, reordered or inserted)`);
       prev = hash;
-      expectedSeq = event.seq + 1;
+      // A seq that is not a number is named above; the records after it are checked against the count.
+      expectedSeq = Number.isSafeInteger(event.seq) ? event.seq + 1 : expectedSeq + 1;
       chunkEvents.push(event);
     }
     events.push(...chunkEvents);
@@ -194,8 +206,21 @@ export async function checkTranscript<R extends ChainRecord = ChainRecord>(
       const payload = await openSeal(String(manifest.jws), 'loupe-manifest+jws');
       const kid = sealKid(String(manifest.jws));
       if (kid) kids.add(kid);
-      for (const field of ['session', 'kind', 'lastSeq', 'headHash', 'closedAt', 'endReason']) {
-        if (JSON.stringify(payload[field]) !== JSON.stringify(manifest[field])) problems.push(`manifest: field ${field} differs from what its seal signed`);
+      // Every field of the manifest is what its seal signed (its copy of the chunk list too), and nothing is added.
+      for (const field of new Set([...Object.keys(manifest), ...Object.keys(payload)])) {
+        if (field === 'type' || field === 'jws' || (field === 'context' && !('context' in payload))) continue;
+        if (canonicalJson(payload[field]) !== canonicalJson(manifest[field])) {
+          problems.push(field in payload ? `manifest: field ${field} differs from what its seal signed` : `manifest: field ${field} is not in what its seal signed (added)`);
+        }
+      }
+      // A manifest sealed before its context was signed: the context must say what the chain's first record says.
+      if (!('context' in payload) && manifest.context !== undefined) {
+        notes.push("manifest: sealed by a broker that did not sign its context; the context's who, target, mode, reason and ticket were checked against the first record, its startedAt and retentionDays are not covered by the seal");
+        const context = (manifest.context ?? {}) as Record<string, unknown>;
+        const first = (events[0] ?? {}) as Record<string, unknown>;
+        for (const field of ['stream', 'kind', 'grant', 'actor', 'target', 'mode', 'reason', 'ticket']) {
+          if (canonicalJson(context[field]) !== canonicalJson(first[field])) problems.push(`manifest: context field ${field} differs from the chain's first record (the manifest was changed)`);
+        }
       }
       const listed = payload.chunks as { name: string; firstSeq: number; lastSeq: number; sha256: string; headHash: string }[];
       for (const [i, chunk] of listed.entries()) {

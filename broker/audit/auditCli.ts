@@ -10,10 +10,27 @@ export interface BrokerClientOptions {
   readonly token: string;
 }
 
+/** How long the CLI waits for an HTTP answer to begin (LOUPE_HTTP_TIMEOUT_SECONDS, default 30), so a server that never answers does not hold it. */
+const answerTimeoutMs = () => (Number(process.env.LOUPE_HTTP_TIMEOUT_SECONDS) > 0 ? Number(process.env.LOUPE_HTTP_TIMEOUT_SECONDS) * 1000 : 30_000);
+
+/** fetch, refused with a clear error when no answer begins within answerTimeoutMs. */
+async function fetchAnswer(url: string, init: RequestInit = {}): Promise<Response> {
+  const ms = answerTimeoutMs();
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(new Error(`no answer within ${ms / 1000} s`)), ms);
+  try {
+    return await fetch(url, { ...init, signal: abort.signal });
+  } catch (err) {
+    throw abort.signal.aborted ? (abort.signal.reason as Error) : err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 async function brokerGet(options: BrokerClientOptions, path: string): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(`${options.broker.replace(/\/$/, '')}${path}`, { headers: { authorization: `Bearer ${options.token}` } });
+    res = await fetchAnswer(`${options.broker.replace(/\/$/, '')}${path}`, { headers: { authorization: `Bearer ${options.token}` } });
   } catch (err) {
     throw new Error(`cannot reach the broker at ${options.broker}: ${(err as Error).message}`);
   }
@@ -34,7 +51,7 @@ export async function listSessions(options: BrokerClientOptions, filter: Record<
     s.target,
     s.user.sub,
     s.evaluation === 'v8' ? `${s.mode} + V8 eval` : s.mode,
-    s.state === 'ended' ? `ended: ${s.endReason}` : s.state,
+    s.state === 'ended' ? `ended: ${s.endReason}` : s.state === 'damaged' ? `damaged: ${s.problem}` : s.state,
     s.reason,
   ]);
   const header = ['SESSION', 'STARTED', 'TARGET', 'USER', 'MODE', 'STATE', 'REASON'];
@@ -46,7 +63,7 @@ export async function listSessions(options: BrokerClientOptions, filter: Record<
 export async function listSecurity(options: BrokerClientOptions, kind: 'security' | 'grants' = 'security'): Promise<string> {
   const { segments } = (await (await brokerGet(options, `/v1/audit/${kind}`)).json()) as { segments: Record<string, any>[] };
   if (segments.length === 0) return `no ${kind === 'grants' ? 'grant streams' : 'security segments'} stored yet\n`;
-  const rows = segments.map((s) => [s.stream, s.startedAt, s.state === 'ended' ? `ended: ${s.endReason}` : s.state, s.records ?? '']);
+  const rows = segments.map((s) => [s.stream, s.startedAt, s.state === 'ended' ? `ended: ${s.endReason}` : s.state === 'damaged' ? `damaged: ${s.problem}` : s.state, s.records ?? '']);
   const header = [kind === 'grants' ? 'STREAM' : 'SEGMENT', 'STARTED', 'STATE', 'RECORDS'];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
   return [header, ...rows].map((r) => r.map((c, i) => (i === r.length - 1 ? String(c) : String(c).padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
@@ -66,11 +83,32 @@ export async function downloadSession(options: BrokerClientOptions, sessionId: s
 
 async function loadKeys(spec: string): Promise<JSONWebKeySet> {
   if (/^https?:\/\//.test(spec)) {
-    const res = await fetch(spec);
+    const res = await fetchAnswer(spec).catch((err: Error) => {
+      throw new Error(`cannot fetch audit keys from ${spec}: ${err.message}`);
+    });
     if (!res.ok) throw new Error(`cannot fetch audit keys from ${spec}: HTTP ${res.status}`);
-    return (await res.json()) as JSONWebKeySet;
+    return keySet(spec, await res.text());
   }
-  return JSON.parse(readFileSync(spec, 'utf8')) as JSONWebKeySet;
+  let text: string;
+  try {
+    text = readFileSync(spec, 'utf8');
+  } catch (err) {
+    throw new Error(`cannot read the audit keys ${spec}: ${(err as Error).message}`);
+  }
+  return keySet(spec, text);
+}
+
+/** The audit keys as a JWKS ({"keys": [...]}), or an error naming where they came from. */
+function keySet(spec: string, text: string): JSONWebKeySet {
+  let set: unknown;
+  try {
+    set = JSON.parse(text);
+  } catch {
+    throw new Error(`${spec}: not JSON (expected the audit keys as a JWKS, {"keys": [...]}, as GET /v1/audit/keys serves them)`);
+  }
+  const keys = (set as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || !keys.every((k) => k !== null && typeof k === 'object')) throw new Error(`${spec}: not a JWKS (expected {"keys": [...]}, as GET /v1/audit/keys serves them)`);
+  return set as JSONWebKeySet;
 }
 
 export interface VerifyTarget {

@@ -270,9 +270,10 @@ export class AuditStream {
             headHash: this.head,
             closedAt: new Date(this.trail.clock()).toISOString(),
             endReason,
+            context: this.context,
           };
           const jws = await seal(this.trail.key, payload, 'loupe-manifest+jws');
-          const manifest = { type: 'manifest', ...payload, context: this.context, jws };
+          const manifest = { type: 'manifest', ...payload, jws };
           try {
             await this.trail.call(() => this.trail.store.put(streamPrefix(this.context) + manifestName, Buffer.from(JSON.stringify(manifest) + '\n'), this.retainUntil()));
           } catch (err) {

@@ -118,11 +118,21 @@ function timeline(events: readonly AuditEvent[]): Row[] {
   for (const e of events) if (e.type === 'cdp.response' && typeof e.data.requestSeq === 'number') responses.set(e.data.requestSeq, e);
   const rows: Row[] = [];
   for (const e of events) {
+    const time = e.time.slice(11, 23);
+    const push = (row: Omit<Row, 'seq' | 'time'>) => rows.push({ seq: e.seq, time, ...row });
+    try {
+      row(e, push);
+    } catch (err) {
+      // Only a record that failed verification has a shape the rows do not expect: it gets a row saying so.
+      push({ kind: e.type, what: `record ${e.seq}`, detail: `cannot be shown (${(err as Error).message}): ${short(e.data, 200)}`, tone: 'refused' });
+    }
+  }
+  return rows;
+
+  function row(e: AuditEvent, push: (row: Omit<Row, 'seq' | 'time'>) => void): void {
     const d = e.data as Record<string, any>;
     const response = responses.get(e.seq)?.data as Record<string, any> | undefined;
     const outcome = outcomeOf(response);
-    const time = e.time.slice(11, 23);
-    const push = (row: Omit<Row, 'seq' | 'time'>) => rows.push({ seq: e.seq, time, ...row });
     switch (e.type) {
       case 'session.started':
         push({
@@ -215,7 +225,23 @@ function timeline(events: readonly AuditEvent[]): Row[] {
       }
     }
   }
-  return rows;
+}
+
+/**
+ * A record as the report reads it. One that failed verification may be any JSON object (a field missing, or of
+ * another type); the report still renders, marks it, and shows what it holds.
+ */
+function readable(e: AuditEvent): AuditEvent {
+  const object = (v: unknown) => (v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined);
+  const actor = object(e.actor);
+  return {
+    ...e,
+    seq: Number.isSafeInteger(e.seq) ? e.seq : -1,
+    time: typeof e.time === 'string' ? e.time : '',
+    type: (typeof e.type === 'string' ? e.type : '(no type)') as AuditEvent['type'],
+    data: object(e.data) ?? {},
+    ...(e.actor !== undefined ? { actor: { ...actor, groups: Array.isArray(actor?.groups) ? actor.groups : [] } as unknown as AuditEvent['actor'] } : {}),
+  };
 }
 
 /** Rows of the security stream: refusals at the broker's edges, session faults, and what the queue had to count. */
@@ -294,6 +320,7 @@ export function renderReport(
   result: VerifyResult,
   options: { generatedAt?: Date; source?: string; approval?: { requestId?: string; approvedBy?: readonly { sub: string; name: string; at: string }[] } } = {},
 ): string {
+  result = { ...result, events: result.events.map(readable) };
   const first = result.events[0];
   const last = result.events.at(-1);
   const ended = [...result.events].reverse().find((e) => e.type === 'session.ended');

@@ -1,6 +1,7 @@
 import canonicalize from 'canonicalize';
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
 import { signCompact, type SigningKey } from '../identity/keys';
+import type { StreamContext } from './events';
 import type { ChunkInfo } from './wal';
 
 export interface ChunkSealPayload {
@@ -19,6 +20,8 @@ export interface ManifestPayload {
   readonly headHash: string;
   readonly closedAt: string;
   readonly endReason: string;
+  /** Who, where and why (what the auditor API lists), signed with the rest. */
+  readonly context?: StreamContext;
 }
 
 /** A JWS (EdDSA, audit key's kid in the header) over the canonical JSON of the payload. */

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { AuditStream, AuditTrail } from './auditTrail';
 import { manifestName, type EventType, type StreamContext } from './events';
-import type { AuditStore } from './stores/auditStore';
+import { AuditStoreError, type AuditStore } from './stores/auditStore';
 
 export interface SecurityStreamOptions {
   /** Events waiting to be chained; beyond this a flood is counted, not kept, and one summary record says so. */
@@ -221,7 +221,9 @@ export interface SecuritySegmentSummary {
   /** Records in the segment, once sealed by its manifest. */
   readonly records?: number;
   /** live: the segment being written; ended: sealed by its manifest; incomplete: neither (its broker stopped). */
-  readonly state: 'live' | 'ended' | 'incomplete';
+  readonly state: 'live' | 'ended' | 'incomplete' | 'damaged';
+  /** Why a damaged segment's objects cannot be read. */
+  readonly problem?: string;
   readonly prefix: string;
 }
 
@@ -241,13 +243,19 @@ export async function listSecuritySegments(store: AuditStore, live: ReadonlySet<
   }
   const out: SecuritySegmentSummary[] = [];
   for (const [prefix, { id, keys }] of prefixes) {
-    if (keys.includes(prefix + manifestName)) {
-      const manifest = JSON.parse((await store.get(prefix + manifestName)).toString('utf8')) as { context: StreamContext; closedAt: string; endReason: string; lastSeq: number };
-      out.push({ stream: id, startedAt: manifest.context.startedAt, endedAt: manifest.closedAt, endReason: manifest.endReason, records: manifest.lastSeq + 1, state: 'ended', prefix });
-    } else {
-      const first = keys.find((k) => k.includes('/chunk-'));
-      const startedAt = first ? (JSON.parse((await store.get(first)).toString('utf8').split('\n')[0]!) as { time: string }).time : '';
-      out.push({ stream: id, startedAt, state: live.has(id) ? 'live' : 'incomplete', prefix });
+    // One segment whose objects cannot be read is listed as damaged, and why: it never hides the others.
+    try {
+      if (keys.includes(prefix + manifestName)) {
+        const manifest = JSON.parse((await store.get(prefix + manifestName)).toString('utf8')) as { context: StreamContext; closedAt: string; endReason: string; lastSeq: number };
+        out.push({ stream: id, startedAt: manifest.context.startedAt, endedAt: manifest.closedAt, endReason: manifest.endReason, records: manifest.lastSeq + 1, state: 'ended', prefix });
+      } else {
+        const first = keys.find((k) => k.includes('/chunk-'));
+        const startedAt = first ? (JSON.parse((await store.get(first)).toString('utf8').split('\n')[0]!) as { time: string }).time : '';
+        out.push({ stream: id, startedAt: typeof startedAt === 'string' ? startedAt : '', state: live.has(id) ? 'live' : 'incomplete', prefix });
+      }
+    } catch (err) {
+      if (err instanceof AuditStoreError && err.code === 'unavailable') throw err;
+      out.push({ stream: id, startedAt: '', state: 'damaged', problem: `its stored objects cannot be read: ${(err as Error).message}`, prefix });
     }
   }
   return out.sort((a, b) => b.startedAt.localeCompare(a.startedAt) || b.stream.localeCompare(a.stream));

@@ -1,6 +1,6 @@
 import type { AuditEvent, StreamContext } from './events';
 import { manifestName } from './events';
-import type { AuditStore } from './stores/auditStore';
+import { AuditStoreError, type AuditStore } from './stores/auditStore';
 import type { RecordedSession } from '../../common/http';
 
 /** A recorded session as listed (common/http.ts, the wire shape), and where its objects are in the store. */
@@ -49,20 +49,40 @@ export class SessionIndex {
     return (await this.list()).find((s) => s.sessionId === sessionId);
   }
 
+  /** A session whose objects cannot be read is still listed, as damaged and why: one bad object never hides the others. */
   private async summarize(prefix: string, id: string, keys: string[], live: boolean): Promise<SessionSummary | undefined> {
+    try {
+      return await this.read(prefix, id, keys, live);
+    } catch (err) {
+      if (err instanceof AuditStoreError && err.code === 'unavailable') throw err;
+      return { sessionId: id, target: '', user: { sub: '', name: '' }, mode: '', reason: '', grantId: '', startedAt: '', state: 'damaged', problem: `its stored objects cannot be read: ${(err as Error).message}`, prefix };
+    }
+  }
+
+  private async read(prefix: string, id: string, keys: string[], live: boolean): Promise<SessionSummary | undefined> {
     const cached = this.sealed.get(prefix);
     if (cached) return cached;
     let context: StreamContext | undefined;
     let ended: { closedAt?: string; endReason?: string } = {};
     const firstChunk = keys.filter((k) => k.includes('/chunk-')).sort()[0];
     const firstLines = firstChunk ? (await this.store.get(firstChunk)).toString('utf8').split('\n', 4) : [];
+    const parse = <T>(name: string, text: string): T => {
+      try {
+        const value = JSON.parse(text) as unknown;
+        if (value === null || typeof value !== 'object') throw new Error();
+        return value as T;
+      } catch {
+        throw new Error(`${name.slice(prefix.length)} is not JSON`);
+      }
+    };
     if (keys.includes(prefix + manifestName)) {
-      const manifest = JSON.parse((await this.store.get(prefix + manifestName)).toString('utf8')) as { context: StreamContext; closedAt: string; endReason: string };
+      const manifest = parse<{ context: StreamContext; closedAt: string; endReason: string }>(prefix + manifestName, (await this.store.get(prefix + manifestName)).toString('utf8'));
+      if (manifest.context === null || typeof manifest.context !== 'object') throw new Error(`${manifestName} has no context`);
       context = manifest.context;
       ended = { closedAt: manifest.closedAt, endReason: manifest.endReason };
     } else {
       if (!firstChunk) return undefined;
-      const event = JSON.parse(firstLines[0]!) as AuditEvent;
+      const event = parse<AuditEvent>(firstChunk, firstLines[0]!);
       context = {
         stream: id,
         kind: 'session',

@@ -7,8 +7,13 @@ import type { AuditStore } from './stores/auditStore';
 export { parseTranscriptText, type Transcript };
 export type VerifyResult = CheckResult<AuditEvent>;
 
-/** Reads a stream's objects from a store, with their retention when `withRetention`. */
+/**
+ * Reads a stream's objects from a store, with their retention when `withRetention`. A store that keeps versions (S3)
+ * shows the newest, and Object Lock does not stop a newer version or a delete marker from being added: each object
+ * must have exactly one version, or the transcript is reported as changed.
+ */
 export async function readTranscriptFromStore(store: AuditStore, prefix: string, withRetention: boolean): Promise<Transcript> {
+  const problems = store.versions ? await versionProblems(store, prefix) : [];
   const keys = await store.list(prefix);
   const stream = prefix.replace(/\/$/, '').split('/').pop()!;
   const chunks: Transcript['chunks'][number][] = [];
@@ -27,7 +32,34 @@ export async function readTranscriptFromStore(store: AuditStore, prefix: string,
     const sealLine = lines.at(-1);
     chunks.push({ name, lines: lines.slice(0, -1), ...(sealLine ? { sealLine } : {}), ...(retention ? { retention } : {}) });
   }
-  return { stream, chunks, ...(manifestLine ? { manifestLine } : {}), ...(manifestRetention ? { manifestRetention } : {}) };
+  return { stream, chunks, ...(manifestLine ? { manifestLine } : {}), ...(manifestRetention ? { manifestRetention } : {}), ...(problems.length ? { problems } : {}) };
+}
+
+async function sameBytes(store: AuditStore, key: string, ids: readonly string[]): Promise<boolean> {
+  if (!store.getVersion) return false;
+  const first = await store.getVersion(key, ids[0]!);
+  for (const id of ids.slice(1)) if (!(await store.getVersion(key, id)).equals(first)) return false;
+  return true;
+}
+
+async function versionProblems(store: AuditStore, prefix: string): Promise<string[]> {
+  let versions;
+  try {
+    versions = await store.versions!(prefix);
+  } catch (err) {
+    return [`cannot list the versions of the stored objects, so an overwrite cannot be ruled out (${(err as Error).message})`];
+  }
+  const problems: string[] = [];
+  for (const [key, { etags, ids, deleteMarkers }] of versions) {
+    const name = key.slice(prefix.length);
+    // The same bytes twice is a retried upload whose first answer was lost; other bytes are a rewrite. ETags differ
+    // for the same bytes under some encryption settings, so differing ETags are settled by the bytes themselves.
+    if (new Set(etags).size > 1 && !(await sameBytes(store, key, ids).catch(() => false))) {
+      problems.push(`${name}: overwritten in the store: ${etags.length} versions of this write-once object with different content (the first, as sealed when written, is still retained)`);
+    }
+    if (deleteMarkers > 0) problems.push(`${name}: deleted in the store (a delete marker hides ${etags.length} retained version(s) of this write-once object)`);
+  }
+  return problems;
 }
 
 export function transcriptToText(transcript: Transcript): string {

@@ -2,6 +2,7 @@ import { constants, ftruncateSync, mkdirSync, readdirSync, readFileSync, statfsS
 import { open, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ioTimeout, type IoTimer } from '../ioTimer';
+import { hashRecord } from '../../common/transcript';
 import type { AuditEvent, StreamContext } from './events';
 import { WalWriter } from './walWriter';
 
@@ -21,6 +22,34 @@ export type WalRecord =
   | { readonly t: 'uploading'; readonly stream: string; readonly firstSeq: number; readonly lastSeq: number }
   | { readonly t: 'uploaded'; readonly stream: string; readonly chunk: ChunkInfo }
   | { readonly t: 'closed'; readonly stream: string };
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+const isSeq = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/** Why a parsed line is not a record the WAL wrote (undefined when it is one): its shape, and an event's own hash. */
+export function walRecordProblem(record: unknown): string | undefined {
+  if (!isObject(record)) return 'not a write-ahead-log record (not an object)';
+  const bad = (what: string) => `not a write-ahead-log record (${String(record.t)}: ${what})`;
+  switch (record.t) {
+    case 'open':
+      return isObject(record.context) && typeof record.context.stream === 'string' && typeof record.context.kind === 'string' ? undefined : bad('no context');
+    case 'event': {
+      const event = record.event;
+      if (!isObject(event)) return bad('no event');
+      if (typeof event.stream !== 'string' || !isSeq(event.seq) || typeof event.hash !== 'string' || typeof event.prev !== 'string') return bad('no stream, seq, prev or hash');
+      const { hash, ...body } = event;
+      return hashRecord(body) === hash ? undefined : `event seq ${event.seq} of ${event.stream}: its hash does not match its content (changed on disk)`;
+    }
+    case 'uploading':
+      return typeof record.stream === 'string' && isSeq(record.firstSeq) && isSeq(record.lastSeq) ? undefined : bad('no stream or range');
+    case 'uploaded':
+      return typeof record.stream === 'string' && isObject(record.chunk) && typeof record.chunk.name === 'string' && isSeq(record.chunk.lastSeq) ? undefined : bad('no chunk');
+    case 'closed':
+      return typeof record.stream === 'string' ? undefined : bad('no stream');
+    default:
+      return 'not a write-ahead-log record (unknown type)';
+  }
+}
 
 export interface RecoveredStream {
   context: StreamContext;
@@ -133,7 +162,7 @@ export class WriteAheadLog {
   private readonly uploadedThrough = new Map<string, number>();
   private readonly openContexts = new Map<string, StreamContext>();
   /** What replay found damaged (a torn tail is cut back to the last whole record), to be logged and recorded. */
-  readonly repairs: { segment: string; offset: number; bytes: number; kind: 'torn_tail' | 'unreadable_record' }[] = [];
+  readonly repairs: { segment: string; offset: number; bytes: number; kind: 'torn_tail' | 'unreadable_record'; why?: string }[] = [];
 
   private constructor(
     private readonly dir: string,
@@ -201,7 +230,13 @@ export class WriteAheadLog {
           if (tail) {
             truncateSync(this.segmentFile(n), at); // repaired: the segment ends with its last whole record
             this.repairs.push({ segment: this.segmentFile(n), offset: at, bytes: bytes.length - at, kind: 'torn_tail' });
-          } else this.repairs.push({ segment: this.segmentFile(n), offset: at, bytes: lineEnd - at, kind: 'unreadable_record' });
+          } else this.repairs.push({ segment: this.segmentFile(n), offset: at, bytes: lineEnd - at, kind: 'unreadable_record', why: 'not JSON' });
+          continue;
+        }
+        // JSON of another shape, or an event changed since it was written: skipped and named, never replayed as it is.
+        const why = walRecordProblem(record);
+        if (why) {
+          this.repairs.push({ segment: this.segmentFile(n), offset: at, bytes: lineEnd - at, kind: 'unreadable_record', why });
           continue;
         }
         if (record.t === 'open') {

@@ -1,5 +1,5 @@
 import { strict as assert } from 'node:assert';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -130,6 +130,83 @@ describe('a request whose response was not recorded when the broker stopped', ()
       ]);
       assert.match(renderReport(result, { source: 'test' }), /its answer may have been delivered to the client/);
       await restarted.stop();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a record damaged inside a write-ahead-log segment (not its tail)', () => {
+  /** A WAL with one session of six requests, not uploaded, whose record of seq 3 `damage` rewrites. */
+  async function damagedWal(dir: string, key: SigningKey, damage: (line: string) => string) {
+    const walDir = join(dir, 'wal');
+    const first = await WriteAheadLog.open(walDir, walOptions);
+    const trail = new AuditTrail(first.wal, new LocalDirectoryStore(join(dir, 'store')), key, { chunkMaxEvents: 100, uploadIntervalMs: 3600_000, failClosedAfterMs: 3600_000, clock: Date.now });
+    const ctx: StreamContext = { stream: '6a1e0c1e-0000-4000-8000-000000000003', kind: 'session', target: 'app', startedAt: new Date().toISOString(), retentionDays: 1 };
+    const { stream, opened } = trail.openStream(ctx);
+    await opened;
+    for (let i = 0; i < 6; i++) await stream.record('cdp.request', { i });
+    await trail.stop();
+    const segment = lastSegment(walDir);
+    const lines = readFileSync(segment, 'utf8').replace(/\0+$/, '').split('\n');
+    const at = lines.findIndex((l) => l.includes('"seq":3,'));
+    lines[at] = damage(lines[at]!);
+    writeFileSync(segment, lines.join('\n'));
+    return { walDir, ctx, store: new LocalDirectoryStore(join(dir, 'store')) };
+  }
+
+  for (const [what, damage, why] of [
+    ['a record of another shape', () => '{"t":"event","event":null}', /not a write-ahead-log record \(event: no event\)/],
+    ['an opening with no context', (l: string) => `{"t":"open"}\n${l}`, /not a write-ahead-log record \(open: no context\)/],
+    ['an event whose content no longer matches its hash', (l: string) => l.replace('"i":3', '"i":7'), /its hash does not match its content/],
+  ] as const) {
+    it(`${what}: the WAL opens, names the record it skips, and the stored chain shows the gap`, async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'loupe-walcorrupt-'));
+      try {
+        const key = await loadOrCreateSigningKey(dir, 'audit-key');
+        const { walDir, ctx, store } = await damagedWal(dir, key, damage);
+        const second = await WriteAheadLog.open(walDir, walOptions);
+        assert.equal(second.wal.repairs.length, 1, JSON.stringify(second.wal.repairs));
+        assert.equal(second.wal.repairs[0]!.kind, 'unreadable_record');
+        assert.match(second.wal.repairs[0]!.why ?? '', why);
+        const restarted = new AuditTrail(second.wal, store, key, { chunkMaxEvents: 100, uploadIntervalMs: 3600_000, failClosedAfterMs: 3600_000, clock: Date.now });
+        await restarted.recover(second.recovered);
+        assert.ok(await restarted.settle(10_000));
+        const result = await verifyTranscript(await readTranscriptFromStore(store, streamPrefix(ctx), false), { keys: [key.publicJwk] });
+        if (what.startsWith('an opening')) assert.deepEqual(result.problems, []);
+        else assert.match(result.problems[0] ?? '', /\(seq 4\): records 3\.\.3 are missing \(deleted\)/);
+        await restarted.stop();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  it('the broker starts, and its log and grant stream name the record skipped and why', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loupe-walcorrupt-'));
+    try {
+      const stateDir = join(dir, 'broker-state');
+      const policy = basePolicy('127.0.0.1:9', { audit: { uploadInterval: '1s' } });
+      const firstRun = await startTestBroker(policy, { stateDir });
+      await firstRun.close();
+      const segment = lastSegment(join(stateDir, 'audit-wal'));
+      writeFileSync(segment, '{"t":"uploaded","stream":"x"}\n' + readFileSync(segment, 'utf8'));
+      const logs: string[] = [];
+      const secondRun = await startTestBroker(policy, { stateDir, log: (l) => logs.push(l) });
+      assert.ok(
+        logs.some((l) => /write-ahead log unreadable record skipped: .*wal-\d+\.log at byte 0 \(\d+ bytes\): not a write-ahead-log record \(uploaded: no chunk\)/.test(l)),
+        logs.join('\n'),
+      );
+      const store = secondRun.broker.audit.store;
+      await secondRun.close();
+      const repaired = [];
+      for (const key of await store.list('grants/')) {
+        if (!key.includes('/chunk-')) continue;
+        for (const line of (await store.get(key)).toString('utf8').split('\n')) if (line.includes('"audit.wal_repaired"')) repaired.push(JSON.parse(line));
+      }
+      assert.equal(repaired.length, 1);
+      assert.equal(repaired[0].data.kind, 'unreadable_record');
+      assert.match(repaired[0].data.why, /uploaded: no chunk/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -25,6 +25,21 @@ export interface AuditStore {
   list(prefix: string): Promise<string[]>;
   /** The retention the store holds for a key. */
   retention(key: string): Promise<Retention>;
+  /**
+   * Every version each object under a prefix has, for a store that keeps versions (S3 with Object Lock): an audit
+   * object is written once, so a second version with other content, or a delete marker, is an attempt to change it.
+   */
+  versions?(prefix: string): Promise<Map<string, ObjectVersions>>;
+  /** Reads one version of an object (stores that keep versions). */
+  getVersion?(key: string, versionId: string): Promise<Buffer>;
+}
+
+/** The stored versions of one object: the ETag of each (oldest first) and how many delete markers. */
+export interface ObjectVersions {
+  readonly etags: readonly string[];
+  /** The version ids, in the order of etags. */
+  readonly ids: readonly string[];
+  readonly deleteMarkers: number;
 }
 
 export class AuditStoreError extends Error {

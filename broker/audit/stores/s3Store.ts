@@ -6,11 +6,12 @@ import {
   GetObjectLockConfigurationCommand,
   GetObjectRetentionCommand,
   HeadObjectCommand,
+  ListObjectVersionsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { AuditStoreError, type AuditStore, type Retention } from './auditStore';
+import { AuditStoreError, type AuditStore, type ObjectVersions, type Retention } from './auditStore';
 
 /**
  * Where and how to reach S3. Every field falls back to the SDK's usual sources: `endpoint` to
@@ -233,6 +234,43 @@ export class S3AuditStore implements AuditStore {
       token = out.IsTruncated ? out.NextContinuationToken : undefined;
     } while (token);
     return keys.sort();
+  }
+
+  async versions(prefix: string): Promise<Map<string, ObjectVersions>> {
+    const full = this.prefix + prefix;
+    const found = new Map<string, { etags: { etag: string; id: string; at: number }[]; deleteMarkers: number }>();
+    const entry = (key: string) => found.get(key) ?? found.set(key, { etags: [], deleteMarkers: 0 }).get(key)!;
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    do {
+      let out;
+      try {
+        out = await this.client.send(new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: full, KeyMarker: keyMarker, VersionIdMarker: versionMarker }));
+      } catch (err) {
+        throw this.failure('ListObjectVersions', prefix, err);
+      }
+      for (const v of out.Versions ?? []) {
+        if (v.Key?.startsWith(full)) entry(v.Key.slice(this.prefix.length)).etags.push({ etag: v.ETag ?? '', id: v.VersionId ?? '', at: v.LastModified?.getTime() ?? 0 });
+      }
+      for (const m of out.DeleteMarkers ?? []) if (m.Key?.startsWith(full)) entry(m.Key.slice(this.prefix.length)).deleteMarkers++;
+      keyMarker = out.IsTruncated ? out.NextKeyMarker : undefined;
+      versionMarker = out.IsTruncated ? out.NextVersionIdMarker : undefined;
+    } while (keyMarker);
+    return new Map(
+      [...found].map(([key, v]) => {
+        const sorted = v.etags.sort((a, b) => a.at - b.at);
+        return [key, { etags: sorted.map((e) => e.etag), ids: sorted.map((e) => e.id), deleteMarkers: v.deleteMarkers }];
+      }),
+    );
+  }
+
+  async getVersion(key: string, versionId: string): Promise<Buffer> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key), VersionId: versionId }));
+      return out.Body ? Buffer.from(await out.Body.transformToByteArray()) : Buffer.alloc(0);
+    } catch (err) {
+      throw this.failure('GetObject', `${key} (version ${versionId})`, err);
+    }
   }
 
   async retention(key: string): Promise<Retention> {
