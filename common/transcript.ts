@@ -215,7 +215,9 @@ export async function checkTranscript<R extends ChainRecord = ChainRecord>(
       }
       // A manifest sealed before its context was signed: the context must say what the chain's first record says.
       if (!('context' in payload) && manifest.context !== undefined) {
-        notes.push("manifest: sealed by a broker that did not sign its context; the context's who, target, mode, reason and ticket were checked against the first record, its startedAt and retentionDays are not covered by the seal");
+        notes.push(
+          "manifest: sealed by a broker that did not sign its context; the context's who, target, mode, reason and ticket were checked against the first record, its startedAt and retentionDays are not covered by the seal",
+        );
         const context = (manifest.context ?? {}) as Record<string, unknown>;
         const first = (events[0] ?? {}) as Record<string, unknown>;
         for (const field of ['stream', 'kind', 'grant', 'actor', 'target', 'mode', 'reason', 'ticket']) {

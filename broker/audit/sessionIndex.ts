@@ -55,7 +55,18 @@ export class SessionIndex {
       return await this.read(prefix, id, keys, live);
     } catch (err) {
       if (err instanceof AuditStoreError && err.code === 'unavailable') throw err;
-      return { sessionId: id, target: '', user: { sub: '', name: '' }, mode: '', reason: '', grantId: '', startedAt: '', state: 'damaged', problem: `its stored objects cannot be read: ${(err as Error).message}`, prefix };
+      return {
+        sessionId: id,
+        target: '',
+        user: { sub: '', name: '' },
+        mode: '',
+        reason: '',
+        grantId: '',
+        startedAt: '',
+        state: 'damaged',
+        problem: `its stored objects cannot be read: ${(err as Error).message}`,
+        prefix,
+      };
     }
   }
 

@@ -39,7 +39,10 @@ describe('the auditor listing with a damaged session in the store', () => {
     const listed = await broker.api('GET', '/v1/sessions', auditor);
     assert.equal(listed.status, 200, JSON.stringify(listed.body));
     const sessions = listed.body.sessions as any[];
-    assert.ok(sessions.some((s) => s.state === 'ended' && s.target === 'app'), JSON.stringify(sessions));
+    assert.ok(
+      sessions.some((s) => s.state === 'ended' && s.target === 'app'),
+      JSON.stringify(sessions),
+    );
     const damaged = sessions.filter((s) => s.state === 'damaged');
     assert.deepEqual(damaged.map((s) => s.sessionId).sort(), ['0badf00d-0000-4000-8000-000000000001', '0badf00d-0000-4000-8000-000000000002']);
     for (const s of damaged) assert.match(s.problem, /cannot be read: (manifest\.json|chunk-000000000-000000000\.ndjson) is not JSON/);
@@ -54,7 +57,10 @@ describe('the auditor listing with a damaged session in the store', () => {
       assert.equal(listed.status, 200, JSON.stringify(listed.body));
       const segments = listed.body.segments as any[];
       const damaged = segments.filter((s) => s.state === 'damaged');
-      assert.deepEqual(damaged.map((s) => s.stream), [`${kind}-20261130T000000000Z-0badf00d`]);
+      assert.deepEqual(
+        damaged.map((s) => s.stream),
+        [`${kind}-20261130T000000000Z-0badf00d`],
+      );
       assert.match(damaged[0].problem, /its stored objects cannot be read/);
     }
   });

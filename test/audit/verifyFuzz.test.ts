@@ -120,7 +120,7 @@ describe('the verifier under fuzzed transcripts (fast-check)', () => {
     );
   });
 
-  it('names each change that kept every seal intact: the manifest\'s unsigned copies, added fields, lines moved after it', async () => {
+  it("names each change that kept every seal intact: the manifest's unsigned copies, added fields, lines moved after it", async () => {
     const key = await loadOrCreateSigningKey(mkdtempSync(join(tmpdir(), 'loupe-fuzz-key-')), 'audit');
     const keys = { keys: [key.publicJwk] };
     const lines = meaningful(await sealedTranscript(key));
@@ -136,7 +136,7 @@ describe('the verifier under fuzzed transcripts (fast-check)', () => {
       assert.equal((await checkInEditor(text, keys)).ok, false, `${what}: accepted by the editor`);
       assert.match(renderReport(result), /Verification FAILED/);
     };
-    await check('the manifest line\'s chunk list', withManifest({ ...manifest, chunks: manifest.chunks.slice(1) }), /manifest: field chunks differs from what its seal signed/);
+    await check("the manifest line's chunk list", withManifest({ ...manifest, chunks: manifest.chunks.slice(1) }), /manifest: field chunks differs from what its seal signed/);
     await check('a field added to the manifest', withManifest({ ...manifest, approvedBy: 'mallory' }), /manifest: field approvedBy is not in what its seal signed \(added\)/);
     await check('the signed context', withManifest({ ...manifest, context: { ...manifest.context, reason: 'routine' } }), /manifest: field context differs/);
     await check('the last seal moved after the manifest', [...lines.slice(0, -2), lines.at(-1), lines.at(-2)].map((l) => l + '\n').join(''), /1 line\(s\) after the manifest/);
