@@ -133,7 +133,9 @@ export const stateSchema = mapping({
     .describe("This replica's name in the registry of live sessions (default: the host name and process id)."),
   sessionLease: duration()
     .prefault('15s')
-    .describe("How long a replica's hold on a live session lasts unrenewed (renewed every third of it): a replica that dies frees its sessions' grants after this long."),
+    .describe(
+      "How long a replica's hold on a live session lasts unrenewed (renewed every third of it): a replica that dies frees its sessions' grants after this long plus outageGrace (a replica cut off from the database may run its sessions that long).",
+    ),
   outageGrace: duration()
     .prefault('60s')
     .describe('How long live sessions continue while the state database cannot be reached; then they end (target resumed, breakpoints removed). New grants and attaches are refused at once.'),
