@@ -29,7 +29,7 @@ import { attachRefused, describeFault, grantMalformed, identityRejected, session
 import { createStateBackend, replicaName } from './state/createState';
 import { ReplicaDuties } from './state/replicaDuties';
 import { mayActOnGrant } from './grants/grantAccess';
-import { stateRefusal, StateUnavailableError, type StateBackend } from './state/stateBackend';
+import { stateRefusal, StateUnavailableError, type LiveSession, type StateBackend } from './state/stateBackend';
 import type { GrantAnswer } from '../common/http';
 
 export interface BrokerOptions {
@@ -48,6 +48,9 @@ export interface BrokerOptions {
 }
 
 /** The broker's decisions, independent of HTTP: grants, attach, revocation, session lifecycle. */
+/** How long a revocation waits for the grant's session on another replica to end (past noticePoll's default 2 s). */
+const revocationWaitMs = 3000;
+
 export class Broker {
   readonly clock: () => number;
   /** The live sessions, one per grant, and the attaches under way. */
@@ -440,9 +443,11 @@ export class Broker {
 
   /**
    * Revokes a grant and ends its live session: here within the call, on another replica through a notice (within a
-   * second; the notice is polled for too, should the replica's channel have dropped). Retrying is safe.
+   * second; the notice is polled for too, should the replica's channel have dropped). Retrying is safe. A session on
+   * another replica is waited for: one cut off from the database hears no notice and ends its sessions only when its
+   * outage grace runs out, so the answer says when the session has not ended, where it runs, and by when it will.
    */
-  async revokeGrant(identity: Identity, grantId: string): Promise<Grant> {
+  async revokeGrant(identity: Identity, grantId: string): Promise<{ grant: Grant; running?: LiveSession }> {
     // Without the database, a session of the grant here still ends (fail closed); the revocation is not recorded.
     const endHereAnyway = async (err: unknown): Promise<never> => {
       const session = this.sessions.ofGrant(grantId);
@@ -459,7 +464,20 @@ export class Broker {
       throw stateRefusal(err, 'revocations reaching other replicas are');
     });
     await local;
-    return revoked;
+    return { grant: revoked, running: await this.sessionStillRunning(grantId) };
+  }
+
+  /** The grant's session on another replica if it has not ended within revocationWaitMs (or cannot be read). */
+  private async sessionStillRunning(grantId: string): Promise<LiveSession | undefined> {
+    const elsewhere = (await this.state.liveSessions().catch(() => [])).find((s) => s.grantId === grantId && s.endedAtMs === undefined && s.replica !== this.replica);
+    if (!elsewhere) return undefined;
+    const deadline = Date.now() + revocationWaitMs;
+    while (Date.now() < deadline) {
+      const now = await this.state.getSession(elsewhere.sessionId).catch(() => elsewhere);
+      if (now?.endedAtMs !== undefined) return undefined;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return elsewhere;
   }
 
   /** A single-use URL credential for clients that cannot set headers (Chrome DevTools). */

@@ -111,9 +111,17 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       'DELETE',
       /^\/v1\/grants\/([0-9a-f-]{36})$/,
       async (_req, res, identity, match) => {
-        const grant = await broker.revokeGrant(identity, match[1]!);
-        log(`grant ${grant.grantId} revoked by ${identity.sub}`);
-        sendJson(res, 200, { grantId: grant.grantId, revokedAt: new Date(grant.revokedAt! * 1000).toISOString(), revokedBy: grant.revokedBy });
+        const { grant, running } = await broker.revokeGrant(identity, match[1]!);
+        log(`grant ${grant.grantId} revoked by ${identity.sub}${running ? `; its session still runs on replica ${running.replica}` : ''}`);
+        const revoked = { grantId: grant.grantId, revokedAt: new Date(grant.revokedAt! * 1000).toISOString(), revokedBy: grant.revokedBy };
+        if (!running) return sendJson(res, 200, revoked);
+        // Accepted, not done: the replica holding the session has not ended it (it may be cut off from the database).
+        const endsBy = new Date(running.leaseUntilMs).toISOString();
+        sendJson(res, 202, {
+          ...revoked,
+          session: { sessionId: running.sessionId, replica: running.replica, endsBy },
+          message: `grant ${grant.grantId} is revoked, but its live session on broker replica ${running.replica} has not ended yet: that replica has not answered (it may be cut off from the state database) and ends the session by ${endsBy} at the latest`,
+        });
       },
     ],
     ['POST', /^\/v1\/grants\/([0-9a-f-]{36})\/tickets$/, async (_req, res, identity, match) => sendJson(res, 201, await broker.issueAttachTicket(identity, match[1]!))],
