@@ -108,8 +108,10 @@ export class BrokerApi {
     return (await this.call<GrantAnswer>('POST', `/v1/requests/${encodeURIComponent(requestId)}/grant`)).body;
   }
 
-  async revokeGrant(grantId: string): Promise<void> {
-    await this.call('DELETE', `/v1/grants/${encodeURIComponent(grantId)}`);
+  /** Revokes a grant; the broker's message when its session has not ended yet (202: another replica holds it). */
+  async revokeGrant(grantId: string): Promise<string | undefined> {
+    const { status, body } = await this.call<{ message?: string }>('DELETE', `/v1/grants/${encodeURIComponent(grantId)}`);
+    return status === 202 ? body?.message : undefined;
   }
 
   async sessions(): Promise<RecordedSession[]> {

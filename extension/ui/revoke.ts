@@ -34,7 +34,10 @@ async function endSession({ identity, live, output }: { identity: Identity; live
     await vscode.debug.stopDebugging(s.session);
     // Ending means the grant is spent: revoke it so it cannot be attached with again.
     const t = await identity.token();
-    if (t && s.grantId && brokerUrl()) await new BrokerApi(brokerUrl(), t).revokeGrant(s.grantId).catch((err) => output.appendLine(`revoke ${s.grantId}: ${describeBrokerError(err)}`));
+    if (t && s.grantId && brokerUrl()) {
+      const pending = await new BrokerApi(brokerUrl(), t).revokeGrant(s.grantId).catch((err) => void output.appendLine(`revoke ${s.grantId}: ${describeBrokerError(err)}`));
+      if (pending) output.appendLine(`Loupe: ${pending}`);
+    }
     output.appendLine(`session on ${s.target} ended by the user`);
   }
   live.render();
