@@ -39,6 +39,15 @@ const problemsOf = (policy: Record<string, any>): string[] => {
   assert.fail('the policy was accepted');
 };
 
+/** The app target open to dev (pause, snapshot) and ops (pause), 10 minutes each: the policy a reload then narrows. */
+function devAndOpsPolicy(inspector: string): Record<string, any> {
+  const policy = basePolicy(inspector, { roles: { dev: { groups: ['devs'] }, ops: { groups: ['ops'] }, owner: { groups: ['owners'] }, admin: { groups: ['admins'] } } });
+  policy.targets.app.access = [
+    { role: 'dev', modes: ['pause', 'snapshot'], maxDuration: '10m' },
+    { role: 'ops', modes: ['pause'], maxDuration: '10m' },
+  ];
+  return policy;
+}
 describe('policy rules through a real broker', () => {
   let now = Date.parse('2026-11-27T06:59:00Z'); // Friday 07:59 in Berlin (CET, UTC+1)
   let broker: TestBroker;
@@ -212,11 +221,7 @@ describe('policy reload', () => {
   after(async () => target.stop());
 
   it('live sessions continue under the stricter rules; new grants follow the new policy; a session no longer allowed ends', async () => {
-    const policy = basePolicy(target.inspector, { roles: { dev: { groups: ['devs'] }, ops: { groups: ['ops'] }, owner: { groups: ['owners'] }, admin: { groups: ['admins'] } } });
-    policy.targets.app.access = [
-      { role: 'dev', modes: ['pause', 'snapshot'], maxDuration: '10m' },
-      { role: 'ops', modes: ['pause'], maxDuration: '10m' },
-    ];
+    const policy = devAndOpsPolicy(target.inspector);
     const broker = await startTestBroker(policy);
     try {
       const { client } = await broker.attach();
@@ -268,11 +273,7 @@ describe('policy reload', () => {
   });
 
   it('a grant issued before a reload attaches only as the new policy allows: refused when no rule allows it, shortened to the new maxDuration', async () => {
-    const policy = basePolicy(target.inspector, { roles: { dev: { groups: ['devs'] }, ops: { groups: ['ops'] }, owner: { groups: ['owners'] }, admin: { groups: ['admins'] } } });
-    policy.targets.app.access = [
-      { role: 'dev', modes: ['pause', 'snapshot'], maxDuration: '10m' },
-      { role: 'ops', modes: ['pause'], maxDuration: '10m' },
-    ];
+    const policy = devAndOpsPolicy(target.inspector);
     const broker = await startTestBroker(policy);
     try {
       const opsGrant = await broker.grant('olga', ['ops'], { durationSeconds: 600 });
