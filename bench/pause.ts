@@ -6,6 +6,7 @@
 //   (a') the reads of (b)'s capture by a bare client: the same capture engine (captureFrames, (b)'s limits) over a
 //       direct CDP link like (a)'s, with the resume sent as the broker sends it (right behind the last reads); no
 //       broker, gate, redaction or record: the floor under (b),
+//   (a'') the same for (c)'s reads (5 frames expanded): the floor under (c),
 //   (b) a snapshot breakpoint through the broker, top frame expanded (expandFrames 1),
 //   (c) the same with 5 frames expanded (expandFrames 5),
 //   (b') (c') the same broker with its state dir (WAL, audit store) on tmpfs: not a durable setup, only to
@@ -32,11 +33,12 @@ import { summarize, type Summary } from './lib/stats';
 
 export const pauseFixture = join(__dirname, 'fixtures', 'pause-target.js');
 
-export type PauseVariant = 'floor' | 'bare' | 'bareReads' | 'snap1' | 'snap5' | 'snap1Mem' | 'snap5Mem' | 'cond';
+export type PauseVariant = 'floor' | 'bare' | 'bareReads' | 'bareReads5' | 'snap1' | 'snap5' | 'snap1Mem' | 'snap5Mem' | 'cond';
 export const pauseVariantNames: Record<PauseVariant, string> = {
   floor: '(0) no breakpoint (floor of the measurement)',
   bare: '(a) bare pause/resume, direct + QUICKACK',
   bareReads: "(a') (b)'s reads by a bare client, no broker",
+  bareReads5: "(a'') (c)'s reads by a bare client, no broker",
   snap1: '(b) snapshot via broker, top frame',
   snap5: '(c) snapshot via broker, 5 frames',
   snap1Mem: "(b') snapshot, top frame, state on tmpfs",
@@ -89,7 +91,7 @@ async function capturesReach(path: Path, count: number, timeoutMs = 5000): Promi
 
 export async function benchPause(scratch: string, counts: PauseCounts, tmpfsDir: string | undefined, log: (line: string) => void) {
   const line = markerLine(pauseFixture, 'hot');
-  const variants: PauseVariant[] = ['floor', 'bare', 'bareReads', 'snap1', 'snap5', ...(tmpfsDir ? (['snap1Mem', 'snap5Mem'] as const) : []), 'cond'];
+  const variants: PauseVariant[] = ['floor', 'bare', 'bareReads', 'bareReads5', 'snap1', 'snap5', ...(tmpfsDir ? (['snap1Mem', 'snap5Mem'] as const) : []), 'cond'];
   log(`section 2: starting ${variants.length} targets (${pauseFixture.split('/').pop()}, breakpoint on line ${line + 1}) and the broker${tmpfsDir ? 's' : ''} (in process)`);
   const targets = await Promise.all(variants.map(() => startTarget(pauseFixture)));
   const byVariant = new Map(variants.map((v, i) => [v, targets[i]!]));
@@ -133,12 +135,12 @@ export async function benchPause(scratch: string, counts: PauseCounts, tmpfsDir:
         const set = await bare.call('Debugger.setBreakpointByUrl', breakpoint);
         if (!set.locations?.length) throw new Error('bare: breakpoint did not resolve');
         path.bare = bare;
-      } else if (variant === 'bareReads') {
+      } else if (variant === 'bareReads' || variant === 'bareReads5') {
         const bare = await RttClient.connect(target.wsUrl, { quickAck: true });
         clients.push(bare);
         // As the broker's target link: no Nagle on our side either.
         (bare.socket as unknown as { _socket: { setNoDelay(on: boolean): void } })._socket.setNoDelay(true);
-        const limits = disk.config.targets.snap1!.snapshot;
+        const limits = disk.config.targets[variant === 'bareReads' ? 'snap1' : 'snap5']!.snapshot;
         const read = (objectId: string, preview: boolean) => bare.call('Runtime.getProperties', { objectId, ownProperties: true, ...(preview ? { generatePreview: true } : {}) });
         const resume = JSON.stringify({ id: 1_000_000, method: 'Debugger.resume', params: {} });
         bare.onEvent = (text) => {
@@ -154,7 +156,7 @@ export async function benchPause(scratch: string, counts: PauseCounts, tmpfsDir:
         };
         await bare.call('Debugger.enable');
         const set = await bare.call('Debugger.setBreakpointByUrl', breakpoint);
-        if (!set.locations?.length) throw new Error('bareReads: breakpoint did not resolve');
+        if (!set.locations?.length) throw new Error(`${variant}: breakpoint did not resolve`);
         path.bare = bare;
       } else if (variant === 'cond') {
         const { client } = await disk.attach({ mode: 'pause', target: 'cond' });

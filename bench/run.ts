@@ -53,7 +53,7 @@ const counts = {
   /** Section 3: per variant and round, `concurrency` keep-alive workers for durationMs after warmupMs. */
   load: { rounds: Number(process.env.BENCH_LOAD_ROUNDS ?? 5), concurrency: 32, durationMs: Number(process.env.BENCH_LOAD_MS ?? 2000), warmupMs: 500 },
   /** Section 4: sessions opened at once, per path and round. */
-  sessions: { sessions: Number(process.env.BENCH_SESSIONS ?? 100), rounds: 2, settleMs: 1000 },
+  sessions: { sessions: Number(process.env.BENCH_SESSIONS ?? 100), rounds: 4, settleMs: 1000 },
   /** Section 7: sessions × evaluations a second on one broker, against one session on it idle (bench/sessions.ts). */
   recording: {
     sessions: Number(process.env.BENCH_LOAD_SESSIONS ?? 20),

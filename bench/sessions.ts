@@ -5,12 +5,14 @@
 //   (d) the broker (node dist/cli.js broker): per session one grant (POST /v1/grants, one identity token for
 //       all, minted once with `dist/cli.js token`), one attach, Debugger.enable.
 // Time to open: from the first request to the last Debugger.enable answer (wall), and per session (grant,
-// attach, enable). Memory: the proxy process's RSS (VmRSS) after the N sessions settled minus before, / N;
+// attach, enable). Memory: the proxy process's RSS (VmRSS) after the N sessions settled minus before, / N, each
+// read after a full garbage collection in that proxy (HeapProfiler.collectGarbage through the proxy's own
+// inspector, which both proxies run for this and nothing else), so garbage not yet collected does not count;
 // the target's RSS delta / N as well (every session, proxied or not, is an inspector session in the target).
 // Each path has its own target process (a target that once held N sessions reuses that memory for the next
 // N). Each round opens N, waits, measures, closes all; rounds are interleaved, rotating the order. Memory is
 // reported from each path's first round (a process that once held N sessions keeps part of that heap).
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { basePolicy } from '../test/support/testBroker';
 import { startTarget, type TargetProcess } from '../test/support/target';
@@ -34,8 +36,16 @@ export interface SessionCounts {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-/** Median of a few RSS reads, 50 ms apart: one read can land mid-allocation. */
-async function steadyRss(pid: number): Promise<number> {
+/** The inspector address a node child printed (started with --inspect=127.0.0.1:0). */
+const inspectorOf = (child: Child): string => {
+  const url = /Debugger listening on (ws:\/\/\S+)/.exec(child.output())?.[1];
+  if (!url) throw new Error(`no inspector address in the output of ${child.proc.pid}:\n${child.output().slice(0, 500)}`);
+  return url;
+};
+
+/** Median of a few RSS reads, 50 ms apart (one read can land mid-allocation), after a full GC when `gc` is given. */
+async function steadyRss(pid: number, gc?: RttClient): Promise<number> {
+  if (gc) await gc.call('HeapProfiler.collectGarbage', {}, 30_000);
   const reads: number[] = [];
   for (let i = 0; i < 5; i++) {
     reads.push(rssBytes(pid));
@@ -51,11 +61,15 @@ export async function benchSessions(scratch: string, counts: SessionCounts, log:
   const targetOf: Record<SessionPath, TargetProcess> = { direct: tDirect!, relay: tRelay!, broker: tBroker! };
   const children: Child[] = [];
   const open: RttClient[] = [];
+  const inspectors: RttClient[] = [];
   try {
-    const relay = await spawnNode([join(__dirname, 'relay.mjs'), tRelay!.wsUrl], /relay listening on (ws:\/\/\S+)/, { cwd: join(__dirname, '..'), label: 'relay' });
+    const relay = await spawnNode(['--inspect=127.0.0.1:0', join(__dirname, 'relay.mjs'), tRelay!.wsUrl], /relay listening on (ws:\/\/\S+)/, { cwd: join(__dirname, '..'), label: 'relay' });
     children.push(relay);
-    const broker = await startBrokerProcess(basePolicy(tBroker!.inspector), join(scratch, 'sessions-broker'));
+    const broker = await startBrokerProcess(basePolicy(tBroker!.inspector), join(scratch, 'sessions-broker'), 'broker (dist/cli.js)', ['--inspect=127.0.0.1:0']);
     children.push(broker.child);
+    // One connection to each proxy's inspector, for the whole section: its own memory is in every "before" too.
+    const gcOf: Partial<Record<SessionPath, RttClient>> = { relay: await RttClient.connect(inspectorOf(relay)), broker: await RttClient.connect(inspectorOf(broker.child)) };
+    inspectors.push(...Object.values(gcOf));
     const identity = mintIdentity(broker.configFile);
     const proxyPid: Record<SessionPath, number | undefined> = { direct: undefined, relay: relay.proc.pid, broker: broker.child.proc.pid };
 
@@ -106,17 +120,17 @@ export async function benchSessions(scratch: string, counts: SessionCounts, log:
       const order = paths.map((_, i) => paths[(i + round) % paths.length]!);
       for (const path of order) {
         const pid = proxyPid[path];
-        const before = pid ? await steadyRss(pid) : NaN;
+        const before = pid ? await steadyRss(pid, gcOf[path]) : NaN;
         const targetBefore = await steadyRss(targetOf[path].proc.pid!);
         const start = nowMs();
         const sessions = await Promise.all(Array.from({ length: counts.sessions }, () => openOne(path)));
         const wallMs = nowMs() - start;
         await sleep(counts.settleMs);
-        const after = pid ? await steadyRss(pid) : NaN;
+        const after = pid ? await steadyRss(pid, gcOf[path]) : NaN;
         const targetAfter = await steadyRss(targetOf[path].proc.pid!);
         await closeAll();
         await sleep(counts.settleMs);
-        const closed = pid ? await steadyRss(pid) : NaN;
+        const closed = pid ? await steadyRss(pid, gcOf[path]) : NaN;
         const r = results[path];
         r.wallMs.push(wallMs);
         r.perSession.push(...sessions);
@@ -150,7 +164,7 @@ export async function benchSessions(scratch: string, counts: SessionCounts, log:
     };
     return { sessions: n, rounds: counts.rounds, settleMs: counts.settleMs, paths: Object.fromEntries(paths.map((p) => [p, summary(p)])) as Record<SessionPath, ReturnType<typeof summary>> };
   } finally {
-    await Promise.all(open.map((c) => c.close()));
+    await Promise.all([...open, ...inspectors].map((c) => c.close()));
     for (const child of children.reverse()) await child.stop();
     await Promise.all([tDirect, tRelay, tBroker].map((t) => t!.stop()));
   }
@@ -283,7 +297,9 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
   try {
     // BENCH_LOAD_CPU_PROF=<dir>: the broker runs under --cpu-prof, its profile written there when it stops.
     const profDir = process.env.BENCH_LOAD_CPU_PROF;
-    broker = await startBrokerProcess(basePolicy(target!.inspector), stateDir, 'broker (dist/cli.js)', profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []);
+    // BENCH_LOAD_NODE_ARGS: more node options for that broker (space-separated), e.g. --trace-gc.
+    const nodeArgs = [...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), ...(process.env.BENCH_LOAD_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [])];
+    broker = await startBrokerProcess(basePolicy(target!.inspector), stateDir, 'broker (dist/cli.js)', nodeArgs);
     const pid = broker.child.proc.pid!;
     const identity = mintIdentity(broker.configFile);
     const floor = fdatasyncFloor(stateDir, 200, 'preallocated');
@@ -322,6 +338,7 @@ export async function benchLoad(scratch: string, counts: RecordingCounts, log: (
     const loadTo = Date.now();
     await Promise.all(clients.splice(0).map((c) => c.client.close()));
     const exit = await broker.child.stop(15_000);
+    if (process.env.BENCH_LOAD_OUTPUT) writeFileSync(process.env.BENCH_LOAD_OUTPUT, broker.child.output());
     const store = join(stateDir, 'state', 'audit-store');
     const stored = storedSessionEvents(store);
     log(`section 7: broker exited (${exit}); ${load.answered} of ${load.sent} answered, broker CPU ${loadCpu.toFixed(2)} s over ${loadWall.toFixed(1)} s`);

@@ -347,6 +347,10 @@ function printPause(p) {
     say(
       `   (a') makes (b)'s reads itself (the broker's capture engine with (b)'s limits, over a direct link like (a)'s), with the resume right behind its last reads, as the broker sends it: no broker, gate, redaction or record. It is the floor under (b): ${ratio(v.bareReads.pauseMs.median / v.bare.pauseMs.median)} of (a) at the median.`,
     );
+  if (v.bareReads5)
+    say(
+      `   (a'') does the same with (c)'s limits (5 frames expanded): the floor under (c), ${ratio(v.bareReads5.pauseMs.median / v.bare.pauseMs.median)} of (a) at the median; (c) adds ${ratio(v.snap5.pauseMs.median / v.bareReads5.pauseMs.median)} on top of it.`,
+    );
   say("   broker pauseMs: the broker's own figure (from the Debugger.paused it read to the Debugger.resume it issued); the target also pays the event's transit and the resume's way out.");
   if (v.cond)
     say('   (d) is not a snapshot: a pause-mode breakpoint whose condition is false, checked by the broker on each pause (the per-request cost of section 3 (d)); pause budget at 1000 ms/s here.');
@@ -435,7 +439,7 @@ function printSessions(s) {
     `   Goals (broker vs the bare relay (c)): time to open ${s.sessions} ≤ 2×: ${ratio(time)} ${time <= 2 ? 'MET' : 'MISSED'};  memory per session ≤ 2×: ${Number.isFinite(memory) ? ratio(memory) : '-'} ${memory <= 2 ? 'MET' : 'MISSED'}`,
   );
   say(
-    `   per session = (RSS with the ${s.sessions} sessions settled ${s.settleMs} ms − RSS before) / ${s.sessions}; RSS includes garbage not yet collected. Later rounds start from a heap that once held them.`,
+    `   per session = (RSS with the ${s.sessions} sessions settled ${s.settleMs} ms − RSS before) / ${s.sessions}; each RSS read after a full GC in that proxy (HeapProfiler.collectGarbage through its own inspector), so garbage not yet collected does not count. Later rounds start from a heap that once held them.`,
   );
 }
 
