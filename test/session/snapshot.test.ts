@@ -92,6 +92,13 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
   it('by default reads the scopes only, resumed with the reads, and takes the objects in them from their previews', async () => {
     const { client } = await snapshotSession({ timeBudgetMs: 1000 });
     const c = (await client.waitEvent('Loupe.snapshotCaptured')).params;
+    // The top frame only (expandFrames 1): the interval's callback, app code too, is listed without its scopes.
+    assert.match(c.frames[1].url, /snapshot-app\.js$/);
+    assert.deepEqual(
+      c.frames.map((f: any) => f.scopes !== undefined),
+      c.frames.map((_: unknown, i: number) => i === 0),
+      'only the top frame expanded',
+    );
     const expanded = c.frames.flatMap((f: any) => f.scopes ?? []);
     assert.equal(c.reads, expanded.length, 'one read per scope, nothing more');
     const local = expanded.find((s: any) => s.type === 'local').properties;
