@@ -17,7 +17,15 @@ export interface PostgresStateOptions {
   readonly log?: (line: string) => void;
 }
 
-const channel = 'loupe_state';
+/**
+ * The NOTIFY channel of a schema's notices. Channels are database-wide, so each schema (each deployment sharing the
+ * database) has its own: another's revocations and reloads must not reach this one's sessions. Unquoted, the schema
+ * name folds to lower case in search_path, and so does its channel; a long name is hashed into the 63-byte limit.
+ */
+export function noticeChannel(schema: string): string {
+  const folded = schema.toLowerCase();
+  return folded.length <= 50 ? `loupe_state_${folded}` : `loupe_state_${createHash('sha256').update(folded).digest('hex').slice(0, 32)}`;
+}
 /**
  * A lease has run out when neither its last renewal nor the database's own start (plus one lease) is recent: while the
  * database was down nobody could renew, so every replica gets one lease from its return before its sessions count as
@@ -39,6 +47,7 @@ export class PostgresStateBackend implements StateBackend {
   readonly kind = 'postgres' as const;
   private readonly pool: pg.Pool;
   private readonly schema: string;
+  private readonly channel: string;
   private readonly pollIntervalMs: number;
   private readonly handlers = new Set<(notice: StateNotice) => void>();
   /** Notices already handed to the handlers (id → when), so the NOTIFY and the poll deliver each once. */
@@ -54,6 +63,7 @@ export class PostgresStateBackend implements StateBackend {
   constructor(private readonly options: PostgresStateOptions) {
     this.schema = options.schema ?? 'loupe';
     if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(this.schema)) throw new Error(`state.postgres.schema: "${this.schema}" is not a plain SQL identifier`);
+    this.channel = noticeChannel(this.schema);
     this.pollIntervalMs = options.pollIntervalMs ?? 2000;
     const timeout = options.queryTimeoutMs ?? 5000;
     this.pool = new pg.Pool({
@@ -163,13 +173,13 @@ export class PostgresStateBackend implements StateBackend {
     client.on('error', (err) => dropped(err.message));
     client.on('end', () => dropped('connection ended'));
     client.on('notification', (message) => {
-      if (message.channel !== channel || !message.payload) return;
+      if (message.channel !== this.channel || !message.payload) return;
       const separator = message.payload.indexOf(':');
       this.deliver(message.payload.slice(0, separator), message.payload.slice(separator + 1));
     });
     try {
       await client.connect();
-      await client.query(`LISTEN ${channel}`);
+      await client.query(`LISTEN "${this.channel}"`);
     } catch (err) {
       client.removeAllListeners();
       client.on('error', () => undefined);
@@ -220,7 +230,7 @@ export class PostgresStateBackend implements StateBackend {
   async notify(notice: StateNotice): Promise<void> {
     const body = JSON.stringify(notice);
     // One statement: the row and the NOTIFY commit together (a NOTIFY payload is bounded at 8000 bytes; notices are small).
-    await this.query(`WITH n AS (INSERT INTO state_notices (body) VALUES ($1::jsonb) RETURNING id) SELECT pg_notify('${channel}', (SELECT id FROM n)::text || ':' || $2::text)`, [body, body]);
+    await this.query(`WITH n AS (INSERT INTO state_notices (body) VALUES ($1::jsonb) RETURNING id) SELECT pg_notify('${this.channel}', (SELECT id FROM n)::text || ':' || $2::text)`, [body, body]);
     if (Math.random() < 0.02) void this.query(`DELETE FROM state_notices WHERE at < clock_timestamp() - interval '10 minutes'`).catch(() => undefined);
   }
 

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
 import pg from 'pg';
 import { FileStateBackend } from '../../broker/state/fileState';
-import { PostgresStateBackend } from '../../broker/state/pgState';
+import { noticeChannel, PostgresStateBackend } from '../../broker/state/pgState';
 import { parseNotice, StateUnavailableError, type StateNotice } from '../../broker/state/stateBackend';
 import { databaseUrl, startOwnPostgres } from '../support/postgres';
 import { waitFor } from '../support/wait';
@@ -189,6 +189,28 @@ describe('state backend contract: PostgreSQL, two replicas on one database', () 
     }
   });
 
+  it("hears its own schema's notices and not another's in the same database (each deployment its own channel)", async () => {
+    const receiver = await open();
+    const sibling = await open();
+    const elsewhere = await open({ schema: `${schema}_other` });
+    const seen: StateNotice[] = [];
+    receiver.onNotice((n) => seen.push(n));
+    const heardElsewhere: StateNotice[] = [];
+    elsewhere.onNotice((n) => heardElsewhere.push(n));
+    await elsewhere.notify({ type: 'revoked', grantId: randomUUID(), by: 'other-deployment' });
+    const ours = { type: 'revoked', grantId: randomUUID(), by: 'owner' } as const;
+    await sibling.notify(ours);
+    const deadline = Date.now() + 5000;
+    while (seen.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // Past a poll interval too: the other schema's notice never comes, through the channel or the table.
+    await new Promise((r) => setTimeout(r, 700));
+    assert.deepEqual(seen, [ours]);
+    assert.equal(heardElsewhere.length, 1, 'the other deployment hears its own');
+    assert.notEqual(noticeChannel(schema), noticeChannel(`${schema}_other`));
+    assert.equal(noticeChannel('Loupe'), noticeChannel('loupe'), 'a schema name folds to lower case, and so does its channel');
+    assert.ok(noticeChannel('x'.repeat(63)).length <= 63, 'within the identifier limit');
+  });
+
   it('ignores a malformed notice written straight into the table', async () => {
     const receiver = await open();
     const seen: StateNotice[] = [];
@@ -197,7 +219,7 @@ describe('state backend contract: PostgreSQL, two replicas on one database', () 
     await admin.connect();
     try {
       await admin.query(`INSERT INTO ${schema}.state_notices (body) VALUES ('{"type":"revoked"}'::jsonb), ('[1,2]'::jsonb)`);
-      await admin.query(`SELECT pg_notify('loupe_state', '0:not json')`);
+      await admin.query(`SELECT pg_notify('${noticeChannel(schema)}', '0:not json')`);
       await new Promise((r) => setTimeout(r, 700));
       assert.deepEqual(seen, []);
     } finally {
