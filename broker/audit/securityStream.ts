@@ -132,7 +132,8 @@ export class SecurityStream {
 
   private async drain(): Promise<void> {
     const segment = this.segment!;
-    let batch = this.queue.splice(0);
+    // No more than the segment has room for: a burst that arrived during the last drain goes on in the next segment.
+    let batch = this.queue.splice(0, Math.max(1, this.options.segmentMaxEvents - this.segmentEvents));
     if (this.trail.health.state === 'ok') this.backlog = 0;
     else {
       const room = Math.max(0, this.options.maxBacklog - this.backlog);

@@ -186,6 +186,8 @@ describe('security stream: refusals at the edges are in the tamper-evident trail
       assert.ok(result.ok, `${segment.stream}: ${result.problems.join('; ')}`);
       const opened = result.events[0]!;
       assert.equal(opened.type, 'security.segment_opened');
+      // segmentMaxEvents (6) of events at most, between the segment's opening and closing records, however they came.
+      assert.ok(result.events.length <= 6 + 2, `${segment.stream} holds ${result.events.length} records`);
       if (i > 0) {
         const previous = (await verifyTranscript(await readTranscriptFromStore(store, ended[i - 1]!.prefix, false), tb.broker.auditKeys)).events;
         assert.equal((opened.data as any).previous, ended[i - 1]!.stream);
