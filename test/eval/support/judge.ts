@@ -59,8 +59,13 @@ export interface Finding {
   readonly context: string;
 }
 
+/** The ids the broker makes (sessions, grants, captures, requests): a short secret (the PIN) turns up in them by chance. */
+const brokerIds = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
+
 /** The secrets found in `text`: per secret its first matching form (plain before encodings before slices), with context. */
-export function findSecrets(text: string, needles: readonly Needle[]): Finding[] {
+export function findSecrets(input: string, needles: readonly Needle[]): Finding[] {
+  // No secret of the fixture is shaped like one of these ids (secrets.ts), so taking them out hides no leak.
+  const text = input.replace(brokerIds, '<id>');
   const found: Finding[] = [];
   for (const needle of needles) {
     if (found.some((f) => f.label === needle.label)) continue;
