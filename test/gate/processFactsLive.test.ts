@@ -49,13 +49,32 @@ const asciiDigits = (text: string) =>
     return String((code - zero) % 10);
   });
 
-/** Where a client message shows one of `facts`: its decimal digits (grouped or split any way), or its hex word. */
+/** A separator of digit groups in any locale, or a point. */
+const separator = "[,.'_\\s\\u066b\\u066c\\u2019]";
+
+/**
+ * The decimal spellings processFacts.ts promises to withhold, written here on their own: the digits; grouped by
+ * thousands or the Indian way (any group separator, the earlier ones optional); a point after the first digit. Not the
+ * digits split anywhere: `11.3.244.8` (V8's version) would then show a pid of 1132 or 1324.
+ */
+function decimalPattern(value: number): RegExp {
+  const digits = String(value);
+  if (value < 1000) return new RegExp(`(?<![0-9])${digits}(?![0-9])`);
+  const groupsOf = (sizes: (index: number) => number) => {
+    const groups: string[] = [];
+    for (let end = digits.length, i = 0; end > 0; end -= sizes(i++)) groups.unshift(digits.slice(Math.max(0, end - sizes(i)), end));
+    return `${groups.slice(0, -1).join(`${separator}?`)}${separator}${groups.at(-1)}`;
+  };
+  return new RegExp([digits, groupsOf(() => 3), groupsOf((i) => (i === 0 ? 3 : 2)), `${digits[0]}\\.${digits.slice(1)}`].join('|'));
+}
+
+/** Where a client message shows one of `facts`: a decimal spelling of it (decimalPattern), or its hex word. */
 function shows(frame: string, facts: Record<string, number>): string[] {
   const found: string[] = [];
   const spellings = Object.entries(facts).map(([name, value]) => ({
     name,
     // A fact of 3 digits is withheld as a whole number only (processFacts.ts), so only that counts as showing it.
-    decimal: new RegExp(value < 1000 ? `(?<![0-9])${value}(?![0-9])` : String(value).split('').join("[,.'_\\s\\u066b\\u066c\\u2019]?")),
+    decimal: decimalPattern(value),
     hex: value.toString(16),
   }));
   const check = (text: string, where: string) => {
