@@ -26,7 +26,10 @@ export class FileStateBackend implements StateBackend {
   private readonly firstAttachFile: string;
   private firstAttach: Record<string, string>;
   private readonly tickets = new Map<string, { grantId: string; expiresAtMs: number }>();
-  private readonly sessions = new Map<string, LiveSession>();
+  /** This process's live sessions, by id and by grant (one per grant), and the ended ones in the order they ended. */
+  private readonly live = new Map<string, LiveSession>();
+  private readonly liveOfGrant = new Map<string, LiveSession>();
+  private readonly ended = new Map<string, LiveSession>();
   private readonly counters = new Map<string, number[]>();
   private readonly keys = new Map<string, JWK & { kid: string }>();
   private readonly handlers = new Set<(notice: StateNotice) => void>();
@@ -96,8 +99,9 @@ export class FileStateBackend implements StateBackend {
 
   async claimSession(claim: SessionClaim): Promise<{ claimed: true } | { claimed: false; holder: LiveSession }> {
     // One process holds every session here: a live entry is a live session (its end releases it), whatever its lease says.
-    for (const held of this.sessions.values()) if (held.grantId === claim.grantId && held.endedAtMs === undefined) return { claimed: false, holder: held };
-    this.sessions.set(claim.sessionId, {
+    const holder = this.liveOfGrant.get(claim.grantId);
+    if (holder) return { claimed: false, holder };
+    const session = {
       sessionId: claim.sessionId,
       grantId: claim.grantId,
       replica: claim.replica,
@@ -105,7 +109,9 @@ export class FileStateBackend implements StateBackend {
       target: claim.target,
       startedAtMs: claim.nowMs,
       leaseUntilMs: claim.nowMs + claim.leaseMs,
-    });
+    };
+    this.live.set(session.sessionId, session);
+    this.liveOfGrant.set(session.grantId, session);
     return { claimed: true };
   }
   async claimSessionOfGrant(claim: SessionClaim): Promise<{ grant: Grant | undefined; claim?: ClaimAnswer }> {
@@ -116,32 +122,37 @@ export class FileStateBackend implements StateBackend {
   async renewLeases(replica: string, sessionIds: readonly string[], nowMs: number, leaseMs: number): Promise<string[]> {
     const gone: string[] = [];
     for (const id of sessionIds) {
-      const held = this.sessions.get(id);
-      if (!held || held.replica !== replica || held.endedAtMs !== undefined) gone.push(id);
-      else this.sessions.set(id, { ...held, leaseUntilMs: nowMs + leaseMs });
+      const held = this.live.get(id);
+      if (!held || held.replica !== replica) gone.push(id);
+      else {
+        const renewed = { ...held, leaseUntilMs: nowMs + leaseMs };
+        this.live.set(id, renewed);
+        this.liveOfGrant.set(renewed.grantId, renewed);
+      }
     }
     return gone;
   }
   async endSession(sessionId: string, end: SessionEnd): Promise<void> {
-    const held = this.sessions.get(sessionId);
-    if (held && held.endedAtMs === undefined) this.end(held, end);
-  }
-  private end(held: LiveSession, end: SessionEnd): LiveSession {
-    const ended = { ...held, endedAtMs: end.atMs, endedBy: end.by, endReason: end.reason };
-    this.sessions.set(held.sessionId, ended);
-    // Only this process's sessions live here: the ended ones are kept a while for getSession, then dropped.
-    for (const [id, s] of this.sessions) if (s.endedAtMs !== undefined && s.endedAtMs < end.atMs - 3600_000) this.sessions.delete(id);
-    return ended;
+    const held = this.live.get(sessionId);
+    if (!held) return;
+    this.live.delete(sessionId);
+    this.liveOfGrant.delete(held.grantId);
+    this.ended.set(sessionId, { ...held, endedAtMs: end.atMs, endedBy: end.by, endReason: end.reason });
+    // The ended ones are kept a while for getSession, then dropped: the oldest first, in the order they ended.
+    for (const [id, s] of this.ended) {
+      if (s.endedAtMs! >= end.atMs - 3600_000) break;
+      this.ended.delete(id);
+    }
   }
   /** No other replica exists to die: a session of this process ends when the process ends it (a stalled event loop is not a death). */
   async expireLeases(): Promise<LiveSession[]> {
     return [];
   }
   async liveSessions(): Promise<LiveSession[]> {
-    return [...this.sessions.values()].filter((s) => s.endedAtMs === undefined);
+    return [...this.live.values()];
   }
   async getSession(sessionId: string): Promise<LiveSession | undefined> {
-    return this.sessions.get(sessionId);
+    return this.live.get(sessionId) ?? this.ended.get(sessionId);
   }
 
   private apply(entry: RequestLogLine): void {

@@ -95,6 +95,24 @@ export function runStateContract(make: () => Promise<{ a: StateBackend; b: State
     assert.deepEqual([ended?.endedBy, ended?.endReason, ended?.endedAtMs], ['replica-a', 'client_gone', now + 2]);
   });
 
+  it('lists the live sessions alone, keeps the ended ones readable, and frees only their grants', async () => {
+    const { a, b } = await make();
+    const held = Array.from({ length: 30 }, (_, i) => claim(randomUUID(), 'replica-a', now + i));
+    for (const c of held) assert.deepEqual(await a.claimSession(c), { claimed: true });
+    const ended = held.filter((_, i) => i % 2 === 0);
+    const live = held.filter((_, i) => i % 2 === 1);
+    for (const [i, c] of ended.entries()) await b.endSession(c.sessionId, { by: 'replica-b', reason: 'client_gone', atMs: now + 100 + i });
+    const ours = new Set<string>(held.map((c) => c.sessionId));
+    const listed = (await a.liveSessions()).filter((s) => ours.has(s.sessionId)).map((s) => s.sessionId);
+    assert.deepEqual(listed.sort(), live.map((c) => c.sessionId).sort());
+    for (const [i, c] of ended.entries()) assert.equal((await a.getSession(c.sessionId))?.endedAtMs, now + 100 + i);
+    for (const c of live) {
+      const refused = await b.claimSession(claim(c.grantId, 'replica-b', now + 200));
+      assert.equal(!refused.claimed && refused.holder.sessionId, c.sessionId, 'a live grant is held by its own session');
+    }
+    for (const c of ended) assert.deepEqual(await b.claimSession(claim(c.grantId, 'replica-b', now + 200)), { claimed: true }, 'an ended grant is free again');
+  });
+
   it('lets exactly one of two claims racing for one grant through', async () => {
     const { a, b } = await make();
     const grantId = randomUUID();
