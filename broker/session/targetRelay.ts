@@ -28,7 +28,7 @@ import type { ClientPending, Pending } from './targetChannel';
 
 export class TargetRelay {
   /** Events received while an exception pause is learned from, in order. */
-  private deferred: [CdpMessage, Buffer][] | undefined;
+  private deferred: [CdpMessage, Buffer, string][] | undefined;
 
   constructor(
     private readonly context: SessionContext,
@@ -49,8 +49,10 @@ export class TargetRelay {
       return;
     }
     let message: CdpMessage;
+    // The text goes on as received where nothing in it changes (most events): decoded once.
+    const text = data.toString('utf8');
     try {
-      message = JSON.parse(data.toString('utf8')) as CdpMessage;
+      message = JSON.parse(text) as CdpMessage;
     } catch {
       this.context.record('target.invalid_frame', { bytes: data.length }).catch(() => undefined);
       return;
@@ -65,7 +67,7 @@ export class TargetRelay {
     }
     if (message.method === 'Debugger.paused') message.params!.callFrames = wellFormedFrames(message.params!.callFrames);
     if (typeof message.id === 'number') this.onTargetResponse(message, data);
-    else if (typeof message.method === 'string') this.onTargetEvent(message, data);
+    else if (typeof message.method === 'string') this.onTargetEvent(message, data, text);
   }
 
   /**
@@ -172,10 +174,10 @@ export class TargetRelay {
     );
   }
 
-  private onTargetEvent(message: CdpMessage, raw: Buffer): void {
+  private onTargetEvent(message: CdpMessage, raw: Buffer, received: string): void {
     // Events wait while an exception pause is learned from, so the client sees them in the target's order.
     if (this.deferred) {
-      this.deferred.push([message, raw]);
+      this.deferred.push([message, raw, received]);
       return;
     }
     if (message.method === 'Debugger.paused') {
@@ -187,7 +189,7 @@ export class TargetRelay {
     }
     if (message.method === 'Debugger.resumed') this.context.evaluation.resumed();
     if (message.method === 'Debugger.resumed' && !this.context.pauses.onResumed()) return;
-    let text = raw.toString('utf8');
+    let text = received;
     if (message.method === 'Runtime.consoleAPICalled' || message.method === 'Runtime.exceptionThrown' || message.method === 'Log.entryAdded') {
       this.redactBounded(message.params, () => this.context.redactor.event(message.method!, message.params), false, raw);
       withholdProcessFacts(message.method, message.params);
@@ -237,7 +239,7 @@ export class TargetRelay {
   private replayDeferred(): void {
     const deferred = this.deferred ?? [];
     this.deferred = undefined;
-    for (const [message, raw] of deferred) this.onTargetEvent(message, raw);
+    for (const [message, raw, received] of deferred) this.onTargetEvent(message, raw, received);
   }
 }
 
