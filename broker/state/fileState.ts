@@ -26,9 +26,9 @@ export class FileStateBackend implements StateBackend {
   private readonly firstAttachFile: string;
   private firstAttach: Record<string, string>;
   private readonly tickets = new Map<string, { grantId: string; expiresAtMs: number }>();
-  /** This process's live sessions, by id and by grant (one per grant), and the ended ones in the order they ended. */
+  /** This process's live sessions by id, the id of each grant's (one per grant), and the ended ones in the order they ended. */
   private readonly live = new Map<string, LiveSession>();
-  private readonly liveOfGrant = new Map<string, LiveSession>();
+  private readonly liveOfGrant = new Map<string, string>();
   private readonly ended = new Map<string, LiveSession>();
   private readonly counters = new Map<string, number[]>();
   private readonly keys = new Map<string, JWK & { kid: string }>();
@@ -99,7 +99,7 @@ export class FileStateBackend implements StateBackend {
 
   async claimSession(claim: SessionClaim): Promise<{ claimed: true } | { claimed: false; holder: LiveSession }> {
     // One process holds every session here: a live entry is a live session (its end releases it), whatever its lease says.
-    const holder = this.liveOfGrant.get(claim.grantId);
+    const holder = this.live.get(this.liveOfGrant.get(claim.grantId) ?? '');
     if (holder) return { claimed: false, holder };
     const session = {
       sessionId: claim.sessionId,
@@ -111,7 +111,7 @@ export class FileStateBackend implements StateBackend {
       leaseUntilMs: claim.nowMs + claim.leaseMs,
     };
     this.live.set(session.sessionId, session);
-    this.liveOfGrant.set(session.grantId, session);
+    this.liveOfGrant.set(session.grantId, session.sessionId);
     return { claimed: true };
   }
   async claimSessionOfGrant(claim: SessionClaim): Promise<{ grant: Grant | undefined; claim?: ClaimAnswer }> {
@@ -124,11 +124,7 @@ export class FileStateBackend implements StateBackend {
     for (const id of sessionIds) {
       const held = this.live.get(id);
       if (!held || held.replica !== replica) gone.push(id);
-      else {
-        const renewed = { ...held, leaseUntilMs: nowMs + leaseMs };
-        this.live.set(id, renewed);
-        this.liveOfGrant.set(renewed.grantId, renewed);
-      }
+      else this.live.set(id, { ...held, leaseUntilMs: nowMs + leaseMs });
     }
     return gone;
   }
