@@ -6,6 +6,21 @@ import { safeText } from '../gate/cdpGate';
 import { isRecord, type PausedFrameInput } from '../gate/targetFrame';
 
 const maxObjectLabels = 10_000;
+
+/**
+ * One copy of each script id and URL for every session: each session on a target hears Debugger.enable's whole list
+ * (a hundred scripts for a small service, thousands for a large one), and each parsed copy would stay in its labels.
+ * Bounded: emptied when full (what the sessions hold stays theirs).
+ */
+const sharedTexts = new Map<string, string>();
+const maxSharedTexts = 20_000;
+function shared(text: string): string {
+  const known = sharedTexts.get(text);
+  if (known !== undefined) return known;
+  if (sharedTexts.size >= maxSharedTexts) sharedTexts.clear();
+  sharedTexts.set(text, text);
+  return text;
+}
 /** Elements of an array a Runtime.getProperties may list; past it, only its other properties are read. */
 export const maxIndexedRead = 10_000;
 
@@ -20,6 +35,10 @@ export class RecordLabels {
   private readonly frames = new Map<string, string>();
   /** Script URLs by script id, from Debugger.scriptParsed. */
   readonly scriptUrls = new Map<string, string>();
+
+  scriptParsed(scriptId: string, url: string): void {
+    this.scriptUrls.set(shared(scriptId), shared(url));
+  }
 
   object(objectId: unknown): string | undefined {
     return typeof objectId === 'string' ? (this.objects.get(objectId) ?? this.olderObjects.get(objectId)) : undefined;

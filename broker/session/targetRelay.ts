@@ -185,7 +185,7 @@ export class TargetRelay {
       return;
     }
     if (message.method === 'Debugger.scriptParsed' && typeof message.params?.scriptId === 'string' && typeof message.params.url === 'string') {
-      this.context.labels.scriptUrls.set(message.params.scriptId, message.params.url);
+      this.context.labels.scriptParsed(message.params.scriptId, message.params.url);
     }
     if (message.method === 'Debugger.resumed') this.context.evaluation.resumed();
     if (message.method === 'Debugger.resumed' && !this.context.pauses.onResumed()) return;
