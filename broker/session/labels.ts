@@ -10,15 +10,23 @@ const maxObjectLabels = 10_000;
 /**
  * One copy of each script id and URL for every session: each session on a target hears Debugger.enable's whole list
  * (a hundred scripts for a small service, thousands for a large one), and each parsed copy would stay in its labels.
- * Bounded: emptied when full (what the sessions hold stays theirs).
+ * The target is not trusted: a text longer than a URL needs is not shared, and the table is emptied once it holds a
+ * million characters (what the sessions hold stays theirs), so it never keeps more than that past their end.
  */
 const sharedTexts = new Map<string, string>();
-const maxSharedTexts = 20_000;
+const maxSharedText = 2048;
+const maxSharedChars = 1_000_000;
+let sharedChars = 0;
 function shared(text: string): string {
+  if (text.length > maxSharedText) return text;
   const known = sharedTexts.get(text);
   if (known !== undefined) return known;
-  if (sharedTexts.size >= maxSharedTexts) sharedTexts.clear();
+  if (sharedChars + text.length > maxSharedChars) {
+    sharedTexts.clear();
+    sharedChars = 0;
+  }
   sharedTexts.set(text, text);
+  sharedChars += text.length;
   return text;
 }
 /** Elements of an array a Runtime.getProperties may list; past it, only its other properties are read. */
