@@ -9,6 +9,7 @@
 //   (a'') the same for (c)'s reads (5 frames expanded): the floor under (c),
 //   (b) a snapshot breakpoint through the broker, top frame expanded (expandFrames 1),
 //   (c) the same with 5 frames expanded (expandFrames 5),
+//   (b'') the top frame with its closure read too (closures: true, the module's scope here),
 //   (b') (c') the same broker with its state dir (WAL, audit store) on tmpfs: not a durable setup, only to
 //       split the disk's share from the software's,
 //   (d) for comparison, a pause-mode breakpoint whose condition is always false: the broker checks it on each
@@ -18,7 +19,7 @@
 // Each variant has its own target process (a Debugger-enabled session sees every other session's pauses, and
 // each one makes V8 serialise the paused call frames once more). The broker runs in this process
 // (test/support/testBroker, policy per target: snapshot {minIntervalMs 0, maxCapturesPerMinute 100000,
-// maxCapturesPerBreakpoint 100000, expandFrames 1 or 5}); the broker resumes the target itself and sends
+// maxCapturesPerBreakpoint 100000, expandFrames 1 or 5, closures only in (b'')}); the broker resumes the target itself and sends
 // Loupe.snapshotCaptured with its own pauseMs. A control session per target (direct, Debugger off) starts
 // each burst of hits with Runtime.evaluate(`burst(n, gapMs)`, awaitPromise, returnByValue) and gets the
 // target's own figures back. Rounds are interleaved, rotating the order, as in section 1.
@@ -33,7 +34,7 @@ import { summarize, type Summary } from './lib/stats';
 
 export const pauseFixture = join(__dirname, 'fixtures', 'pause-target.js');
 
-export type PauseVariant = 'floor' | 'bare' | 'bareReads' | 'bareReads5' | 'snap1' | 'snap5' | 'snap1Mem' | 'snap5Mem' | 'cond';
+export type PauseVariant = 'floor' | 'bare' | 'bareReads' | 'bareReads5' | 'snap1' | 'snap5' | 'snap1Closures' | 'snap1Mem' | 'snap5Mem' | 'cond';
 export const pauseVariantNames: Record<PauseVariant, string> = {
   floor: '(0) no breakpoint (floor of the measurement)',
   bare: '(a) bare pause/resume, direct + QUICKACK',
@@ -41,6 +42,7 @@ export const pauseVariantNames: Record<PauseVariant, string> = {
   bareReads5: "(a'') (c)'s reads by a bare client, no broker",
   snap1: '(b) snapshot via broker, top frame (default)',
   snap5: '(c) snapshot via broker, 5 frames (asked)',
+  snap1Closures: "(b'') snapshot, top frame and its closure (asked)",
   snap1Mem: "(b') snapshot, top frame, state on tmpfs",
   snap5Mem: "(c') snapshot, 5 frames, state on tmpfs",
   cond: '(d) false condition checked by broker',
@@ -67,7 +69,7 @@ interface Path {
   readonly captures: { pauseMs: number; durationMs: number; bytes: number; truncated?: string; frames: number; expanded: number }[];
 }
 
-const snapshotLimits = (expandFrames: number) => ({ minIntervalMs: 0, maxCapturesPerMinute: 100000, maxCapturesPerBreakpoint: 100000, expandFrames });
+const snapshotLimits = (expandFrames: number, closures = false) => ({ minIntervalMs: 0, maxCapturesPerMinute: 100000, maxCapturesPerBreakpoint: 100000, expandFrames, closures });
 
 async function burst(path: Path, n: number, gapMs: number): Promise<number[]> {
   const reply = await path.control.call('Runtime.evaluate', { expression: `burst(${n}, ${gapMs})`, awaitPromise: true, returnByValue: true }, 120_000);
@@ -91,7 +93,7 @@ async function capturesReach(path: Path, count: number, timeoutMs = 5000): Promi
 
 export async function benchPause(scratch: string, counts: PauseCounts, tmpfsDir: string | undefined, log: (line: string) => void) {
   const line = markerLine(pauseFixture, 'hot');
-  const variants: PauseVariant[] = ['floor', 'bare', 'bareReads', 'bareReads5', 'snap1', 'snap5', ...(tmpfsDir ? (['snap1Mem', 'snap5Mem'] as const) : []), 'cond'];
+  const variants: PauseVariant[] = ['floor', 'bare', 'bareReads', 'bareReads5', 'snap1', 'snap5', 'snap1Closures', ...(tmpfsDir ? (['snap1Mem', 'snap5Mem'] as const) : []), 'cond'];
   log(`section 2: starting ${variants.length} targets (${pauseFixture.split('/').pop()}, breakpoint on line ${line + 1}) and the broker${tmpfsDir ? 's' : ''} (in process)`);
   const targets = await Promise.all(variants.map(() => startTarget(pauseFixture)));
   const byVariant = new Map(variants.map((v, i) => [v, targets[i]!]));
@@ -109,7 +111,15 @@ export async function benchPause(scratch: string, counts: PauseCounts, tmpfsDir:
     const diskPolicy = policyFor(byVariant.get('snap1')!, byVariant.get('snap5')!);
     // The budget only charges pauses that capture nothing (condition checks, throttled hits): (b) and (c) are unaffected.
     const disk = await startTestBroker(
-      { ...diskPolicy, limits: { conditionBudgetMsPerSecond: 1000 }, targets: { ...diskPolicy.targets, cond: basePolicy(byVariant.get('cond')!.inspector).targets.app } },
+      {
+        ...diskPolicy,
+        limits: { conditionBudgetMsPerSecond: 1000 },
+        targets: {
+          ...diskPolicy.targets,
+          snap1Closures: { ...diskPolicy.targets.snap1, inspector: byVariant.get('snap1Closures')!.inspector, snapshot: snapshotLimits(1, true) },
+          cond: basePolicy(byVariant.get('cond')!.inspector).targets.app,
+        },
+      },
       { stateDir: join(scratch, 'pause-broker') },
     );
     brokers.push(disk);
@@ -167,7 +177,7 @@ export async function benchPause(scratch: string, counts: PauseCounts, tmpfsDir:
         path.condition = client;
       } else if (variant !== 'floor') {
         const broker = variant.endsWith('Mem') ? mem! : disk;
-        const { client } = await broker.attach({ mode: 'snapshot', target: variant.startsWith('snap1') ? 'snap1' : 'snap5' });
+        const { client } = await broker.attach({ mode: 'snapshot', target: variant === 'snap1Closures' ? 'snap1Closures' : variant.startsWith('snap1') ? 'snap1' : 'snap5' });
         clients.push(client);
         await client.call('Debugger.enable');
         const set = await client.call('Debugger.setBreakpointByUrl', breakpoint);

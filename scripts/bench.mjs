@@ -331,7 +331,7 @@ function printPause(p) {
   ]);
   say(table(['figure', 'n', 'median', 'p99', 'vs (a) med / p99', 'broker pauseMs med / p99', 'frames expanded', 'bytes med', 'cut short'], rows));
   say('   Goals (snapshot rows, inside the target): within 2× of the bare pause/resume (a), and p99 under 5 ms:');
-  for (const key of ['snap1', 'snap5', 'snap1Mem', 'snap5Mem']) {
+  for (const key of ['snap1', 'snap5', 'snap1Closures', 'snap1Mem', 'snap5Mem']) {
     const x = v[key];
     if (!x) continue;
     const r2 = [x.pauseMs.median / v.bare.pauseMs.median, x.pauseMs.p99 / v.bare.pauseMs.p99];

@@ -164,10 +164,13 @@ function thisToRead(frame: PausedFrameInput): { objectId: string; subtype?: stri
 }
 
 /** The scope objects a capture reads first, frame by frame: one rule for the capture and for its prefetch. */
-function scopesToExpand(frame: PausedFrameInput, index: number): PausedFrameInput['scopeChain'] {
-  // Closures of the top frame only: deeper closures multiply the cost for little insight.
-  return frame.scopeChain.filter((scope) => expandedScopes.has(scope.type) && scope.object.objectId && !(scope.type === 'closure' && index > 0));
+function scopesToExpand(frame: PausedFrameInput, index: number, limits: SnapshotLimits): PausedFrameInput['scopeChain'] {
+  // Closures of the top frame only, and only when the policy asks: each is one read more while the target waits.
+  return frame.scopeChain.filter((scope) => expandedScopes.has(scope.type) && scope.object.objectId && !(scope.type === 'closure' && (index > 0 || !limits.closures)));
 }
+
+/** What a capture says of the top frame's closure scopes when the policy leaves them unread. */
+export const closuresNotRead = "not read: the policy's snapshot.closures is off (each scope read lengthens the pause)";
 
 /** Object kinds whose read lists an [[Entries]] internal property, read in turn: never the last read of a branch. */
 const entryKinds = new Set(['map', 'set', 'weakmap', 'weakset', 'iterator']);
@@ -518,10 +521,13 @@ export async function captureFrames(
       continue;
     }
     const scopes: { type: string; properties: Properties; truncated?: string }[] = [];
-    for (const scope of scopesToExpand(frame, index)) {
-      const node: { type: string; properties: Properties; truncated?: string } = { type: scope.type, properties: [] };
-      scopes.push(node);
-      expand({ objectId: scope.object.objectId! }, limits.depth, false, node);
+    const read = new Set(scopesToExpand(frame, index, limits));
+    for (const scope of frame.scopeChain) {
+      if (read.has(scope)) {
+        const node: { type: string; properties: Properties; truncated?: string } = { type: scope.type, properties: [] };
+        scopes.push(node);
+        expand({ objectId: scope.object.objectId! }, limits.depth, false, node);
+      } else if (index === 0 && scope.type === 'closure') scopes.push({ type: scope.type, properties: [], truncated: closuresNotRead });
     }
     captured.push({ ...base, scopes, ...(frame.this && frame.this.type === 'object' && frame.this.subtype !== 'null' ? { this: convert(frame.this, 1) } : {}) });
   }
@@ -607,7 +613,7 @@ export class SnapshotMode {
     let lastLevel = limits.depth === 0 && limits.minIntervalMs < minThrottleOutMs;
     for (const [index, frame] of frames.entries()) {
       if (!expandsFrame(index, frame.url || context.labels.scriptUrls.get(frame.location.scriptId) || '', limits)) continue;
-      for (const scope of scopesToExpand(frame, index)) objectIds.push(scope.object.objectId!);
+      for (const scope of scopesToExpand(frame, index, limits)) objectIds.push(scope.object.objectId!);
       const self = thisToRead(frame);
       if (!self) continue;
       objectIds.push(self.objectId);

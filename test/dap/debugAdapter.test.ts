@@ -21,11 +21,11 @@ let identityToken: string;
  * two, time budgets a loaded machine meets (a capture's, and a logpoint message's: its reads, each recorded first),
  * and objects read 3 levels deep (the content of a capture is what these tests read: nested fields, hovers into them).
  */
-function dapPolicy(inspector: string, snapshot: Record<string, number> = {}, extra: { limits?: Record<string, number> } = {}) {
+function dapPolicy(inspector: string, snapshot: Record<string, number | boolean> = {}, extra: { limits?: Record<string, number> } = {}) {
   const base = basePolicy(inspector);
   return {
     ...base,
-    targets: { app: { ...base.targets.app, snapshot: { minIntervalMs: 300, maxCapturesPerMinute: 1000, timeBudgetMs: 1000, depth: 3, ...snapshot } } },
+    targets: { app: { ...base.targets.app, snapshot: { minIntervalMs: 300, maxCapturesPerMinute: 1000, timeBudgetMs: 1000, depth: 3, closures: true, ...snapshot } } },
     limits: { conditionTimeoutMs: 500, ...extra.limits },
   };
 }

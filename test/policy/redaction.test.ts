@@ -34,7 +34,7 @@ describe('redaction', () => {
     // attacked in test/eval/adversarial.test.ts).
     policy.targets.app.access = [{ role: 'dev', modes: ['pause', 'snapshot'], evaluation: ['loupe', 'v8'], maxDuration: '10m' }];
     // A generous capture budget, so a loaded machine still expands the objects whose fields are checked.
-    policy.targets.app.snapshot = { timeBudgetMs: 1000 };
+    policy.targets.app.snapshot = { timeBudgetMs: 1000, closures: true };
     broker = await startTestBroker(policy);
     direct = await CdpClient.connect(target.wsUrl);
   });
@@ -194,7 +194,7 @@ describe('redaction', () => {
 
     // Depth 1: config is read, and its db (a nested object, beyond the depth) comes from its preview.
     const policy = basePolicy(target.inspector);
-    policy.targets.app.snapshot = { timeBudgetMs: 1000, depth: 1 };
+    policy.targets.app.snapshot = { timeBudgetMs: 1000, depth: 1, closures: true };
     const deeper = await startTestBroker(policy);
     try {
       const second = await pausedSession(deeper, 'snapshot');

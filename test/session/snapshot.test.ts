@@ -5,11 +5,12 @@ import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { foreignPauseGraceMs } from '../../broker/session/pauses';
+import { closuresNotRead } from '../../broker/session/snapshot';
 
 const file = join(fixtures, 'snapshot-app.js');
 const line = markerLine(file, 'handle');
 
-function snapshotPolicy(inspector: string, snapshot: Record<string, number> = {}, limits: Record<string, number> = {}) {
+function snapshotPolicy(inspector: string, snapshot: Record<string, number | boolean> = {}, limits: Record<string, number> = {}) {
   const base = basePolicy(inspector);
   return { ...base, limits, targets: { app: { ...base.targets.app, snapshot } } };
 }
@@ -33,7 +34,7 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     await target.stop();
   });
 
-  async function snapshotSession(snapshot: Record<string, number> = {}) {
+  async function snapshotSession(snapshot: Record<string, number | boolean> = {}) {
     broker = await startTestBroker(snapshotPolicy(target.inspector, snapshot));
     const { client } = await broker.attach({ mode: 'snapshot' });
     await client.call('Debugger.enable');
@@ -100,7 +101,16 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
       'only the top frame expanded',
     );
     const expanded = c.frames.flatMap((f: any) => f.scopes ?? []);
-    assert.equal(c.reads, expanded.length, 'one read per scope, nothing more');
+    // The module closure is listed, not read: the policy did not ask for closures.
+    assert.deepEqual(
+      expanded.find((s: any) => s.type === 'closure'),
+      { type: 'closure', properties: [], truncated: closuresNotRead },
+    );
+    assert.deepEqual(
+      expanded.map((s: any) => s.type),
+      ['local', 'closure'],
+    );
+    assert.equal(c.reads, 1, 'one read, the locals, nothing more');
     const local = expanded.find((s: any) => s.type === 'local').properties;
     // Whole: the preview held all of it exactly.
     const cyclic = prop(local, 'cyclic');
@@ -129,6 +139,22 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     await client.close();
     const counters = await direct.call('Runtime.evaluate', { expression: '[globalThis.getterRan, globalThis.trapRan]', returnByValue: true });
     assert.deepEqual(counters.result.value, [0, 0]);
+  });
+
+  it("reads the top frame's closure too when the policy asks, in the same round trip", async () => {
+    const { client } = await snapshotSession({ timeBudgetMs: 1000, closures: true });
+    const c = (await client.waitEvent('Loupe.snapshotCaptured')).params;
+    const [local, closure] = ['local', 'closure'].map((type) => c.frames[0].scopes.find((s: any) => s.type === type));
+    assert.equal(c.reads, 2, 'the locals and the closure, one read each');
+    assert.equal(closure.truncated, undefined);
+    const settings = prop(closure.properties, 'settings');
+    assert.equal(settings.fromPreview, true);
+    assert.equal(prop(settings.properties, 'region').value, 'eu-west-1');
+    assert.equal(prop(settings.properties, 'retries').value, 3);
+    assert.equal(prop(local.properties, 'settings'), undefined);
+    // Deeper frames never have their closures read, asked or not.
+    for (const frame of c.frames.slice(1)) assert.equal(frame.scopes, undefined);
+    await client.close();
   });
 
   it('cuts a capture at its time budget and byte limit, and says so', async () => {

@@ -16,6 +16,7 @@ const generous: SnapshotLimits = {
   frames: 20,
   expandFrames: 5,
   expandInternalFrames: false,
+  closures: true,
   depth: 3,
   collectionItems: 100,
   fieldsPerObject: 20,

@@ -13,6 +13,7 @@ const limits: SnapshotLimits = {
   frames: 5,
   expandFrames: 5,
   expandInternalFrames: false,
+  closures: true,
   depth: 4,
   collectionItems: 10,
   fieldsPerObject: 10,
