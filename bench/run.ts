@@ -51,7 +51,13 @@ const counts = {
   /** Section 2: bursts of breakpoint hits, gapMs apart, per variant and round. */
   pause: { rounds: Number(process.env.BENCH_PAUSE_ROUNDS ?? 5), perRound: Number(process.env.BENCH_PAUSE_PER_ROUND ?? 50), warmup: 20, gapMs: 10 },
   /** Section 3: per variant and round, `concurrency` keep-alive workers for durationMs after warmupMs. */
-  load: { rounds: Number(process.env.BENCH_LOAD_ROUNDS ?? 5), concurrency: 32, durationMs: Number(process.env.BENCH_LOAD_MS ?? 2000), warmupMs: 500 },
+  load: {
+    rounds: Number(process.env.BENCH_LOAD_ROUNDS ?? 5),
+    idlePairs: Number(process.env.BENCH_IDLE_PAIRS ?? 8),
+    concurrency: 32,
+    durationMs: Number(process.env.BENCH_LOAD_MS ?? 2000),
+    warmupMs: 500,
+  },
   /** Section 4: sessions opened at once, per path and round. */
   sessions: { sessions: Number(process.env.BENCH_SESSIONS ?? 100), rounds: 4, settleMs: 1000 },
   /** Section 7: sessions × evaluations a second on one broker, against one session on it idle (bench/sessions.ts). */

@@ -40,6 +40,8 @@ export const loadVariantNames: Record<LoadVariant, string> = {
 
 export interface LoadCounts {
   rounds: number;
+  /** Adjacent (a)/(b) pairs of runs after the rounds, for the idle goal. */
+  idlePairs: number;
   concurrency: number;
   durationMs: number;
   warmupMs: number;
@@ -179,28 +181,46 @@ export async function benchThroughput(scratch: string, counts: LoadCounts, log: 
       falseCondition: [],
       falseConditionNoBudget: [],
     };
+    /** One load run under `variant`'s setup: its figures, with the service's and the broker's CPU around it. */
+    const measure = async (variant: LoadVariant) => {
+      const setup = await setups[variant]();
+      live = setup.client;
+      const brokerPid = (variant === 'falseConditionNoBudget' ? unbudgeted : broker).child.proc.pid!;
+      const cpu0 = [cpuSeconds(service.child.proc.pid!), cpuSeconds(brokerPid)];
+      const result = await runLoad(url, counts);
+      const cpu1 = [cpuSeconds(service.child.proc.pid!), cpuSeconds(brokerPid)];
+      if (setup.client) {
+        await setup.client.close();
+        live = undefined;
+        // The broker removes the session's breakpoints and disables the domains after the close.
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      return { ...result, serviceCpuS: cpu1[0]! - cpu0[0]!, brokerCpuS: cpu1[1]! - cpu0[1]!, events: { ...setup.events }, ...(setup.suspended ? { suspended: setup.suspended } : {}) };
+    };
     log(`section 3: warm-up (${counts.warmupMs + 1000} ms of load, no debugger)`);
     await runLoad(url, { ...counts, durationMs: 1000 });
     for (let round = 0; round < counts.rounds; round++) {
       const order = variants.map((_, i) => variants[(i + round) % variants.length]!);
       for (const variant of order) {
-        const setup = await setups[variant]();
-        live = setup.client;
-        const brokerPid = (variant === 'falseConditionNoBudget' ? unbudgeted : broker).child.proc.pid!;
-        const cpu0 = [cpuSeconds(service.child.proc.pid!), cpuSeconds(brokerPid)];
-        const result = await runLoad(url, counts);
-        const cpu1 = [cpuSeconds(service.child.proc.pid!), cpuSeconds(brokerPid)];
-        runs[variant].push({ ...result, serviceCpuS: cpu1[0]! - cpu0[0]!, brokerCpuS: cpu1[1]! - cpu0[1]!, events: { ...setup.events }, ...(setup.suspended ? { suspended: setup.suspended } : {}) });
-        if (setup.client) {
-          await setup.client.close();
-          live = undefined;
-          // The broker removes the session's breakpoints and disables the domains after the close.
-          await new Promise((r) => setTimeout(r, 300));
-        }
+        const run = await measure(variant);
+        runs[variant].push(run);
         log(
-          `section 3: round ${round + 1}/${counts.rounds}: ${loadVariantNames[variant]}: ${result.rps.toFixed(0)} req/s${setup.suspended ? ` (breakpoint suspended ${setup.suspended.afterMs.toFixed(0)} ms after it was set: ${setup.suspended.params.reason})` : ''}`,
+          `section 3: round ${round + 1}/${counts.rounds}: ${loadVariantNames[variant]}: ${run.rps.toFixed(0)} req/s${run.suspended ? ` (breakpoint suspended ${run.suspended.afterMs.toFixed(0)} ms after it was set: ${run.suspended.params.reason})` : ''}`,
         );
       }
+    }
+    // (b) against (a) again, in adjacent pairs with no breakpoint row between them: a breakpoint deoptimizes the hot
+    // function, and in the rounds the run after one pays for its re-optimization, whichever variant it is. Which of
+    // the two goes first alternates. The idle goal is judged on these pairs.
+    const idlePairs: { none: Awaited<ReturnType<typeof measure>>; idle: Awaited<ReturnType<typeof measure>> }[] = [];
+    for (let pair = 0; pair < counts.idlePairs; pair++) {
+      const first: LoadVariant = pair % 2 === 0 ? 'none' : 'idle';
+      const a = await measure(first);
+      const b = await measure(first === 'none' ? 'idle' : 'none');
+      const [none, idle] = first === 'none' ? [a, b] : [b, a];
+      idlePairs.push({ none, idle });
+      const cpuRatio = idle.serviceCpuS / idle.answered / (none.serviceCpuS / none.answered);
+      log(`section 3: pair ${pair + 1}/${counts.idlePairs}: (a) ${none.rps.toFixed(0)} req/s, (b) ${idle.rps.toFixed(0)} req/s, service CPU per request (b)/(a) ${cpuRatio.toFixed(3)}`);
     }
     const summary = (variant: LoadVariant) => {
       const rs = runs[variant];
@@ -233,8 +253,15 @@ export async function benchThroughput(scratch: string, counts: LoadCounts, log: 
         suspension: rs.find((r) => r.suspended)?.suspended?.params ?? null,
       };
     };
+    const cpuPerRequest = (r: { serviceCpuS: number; answered: number }) => r.serviceCpuS / r.answered;
     return {
       url: url.replace(service.url, ''),
+      idlePairs: {
+        pairs: idlePairs.length,
+        cpuPerRequestToNone: summarize(idlePairs.map((p) => cpuPerRequest(p.idle) / cpuPerRequest(p.none))),
+        cpuPerRequestToNonePerPair: idlePairs.map((p) => Math.round((cpuPerRequest(p.idle) / cpuPerRequest(p.none)) * 1000) / 1000),
+        ratioToNone: summarize(idlePairs.map((p) => p.idle.rps / p.none.rps)),
+      },
       hotLine: lineIndex + 1,
       condition: falseCondition,
       concurrency: counts.concurrency,
