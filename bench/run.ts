@@ -59,7 +59,7 @@ const counts = {
     warmupMs: 500,
   },
   /** Section 4: sessions opened at once, per path and round. */
-  sessions: { sessions: Number(process.env.BENCH_SESSIONS ?? 100), rounds: 4, settleMs: 1000 },
+  sessions: { sessions: Number(process.env.BENCH_SESSIONS ?? 100), rounds: 4, memoryRounds: Number(process.env.BENCH_MEMORY_ROUNDS ?? 4), settleMs: 1000 },
   /** Section 7: sessions × evaluations a second on one broker, against one session on it idle (bench/sessions.ts). */
   recording: {
     sessions: Number(process.env.BENCH_LOAD_SESSIONS ?? 20),

@@ -32,6 +32,8 @@ export const sessionPathNames: Record<SessionPath, string> = {
 export interface SessionCounts {
   sessions: number;
   rounds: number;
+  /** Fresh proxy processes more per proxy for the memory figure. */
+  memoryRounds: number;
   settleMs: number;
 }
 
@@ -73,16 +75,23 @@ export async function benchSessions(scratch: string, counts: SessionCounts, log:
     const identity = mintIdentity(broker.configFile);
     const proxyPid: Record<SessionPath, number | undefined> = { direct: undefined, relay: relay.proc.pid, broker: broker.child.proc.pid };
 
-    const openOne = async (path: SessionPath) => {
+    /** Where a path's sessions go: the section's proxies, or (memory rounds) fresh ones. */
+    interface Proxies {
+      relayUrl: string;
+      brokerUrl: string;
+      identity: string;
+    }
+    const section: Proxies = { relayUrl: `${relay.ready}/`, brokerUrl: broker.url, identity };
+    const openOne = async (path: SessionPath, via: Proxies = section) => {
       const t0 = nowMs();
       let grantMs = 0;
       let attachMs: number;
       let client: RttClient;
       if (path === 'broker') {
-        const s = await grantAndAttach(broker.url, identity, { mode: 'pause', reason: 'benchmark: idle sessions' });
+        const s = await grantAndAttach(via.brokerUrl, via.identity, { mode: 'pause', reason: 'benchmark: idle sessions' });
         ({ client, grantMs, attachMs } = s);
       } else {
-        client = await RttClient.connect(path === 'direct' ? tDirect!.wsUrl : `${relay.ready}/`, { quickAck: path === 'direct' });
+        client = await RttClient.connect(path === 'direct' ? tDirect!.wsUrl : via.relayUrl, { quickAck: path === 'direct' });
         attachMs = nowMs() - t0;
       }
       open.push(client);
@@ -141,10 +150,52 @@ export async function benchSessions(scratch: string, counts: SessionCounts, log:
         );
       }
     }
+    // Memory again in fresh proxy processes: a process's first N sessions are the figure (later rounds reuse what
+    // the first left), and one such figure swings with the allocator from run to run (the relay's from 38 to
+    // 65 KiB per session), so each proxy gets `memoryRounds` fresh processes more, each warmed up as above, and the
+    // goal takes the median of these and the timed rounds' first.
+    const fresh: Record<'relay' | 'broker', number[]> = {
+      relay: [(results.relay.proxyRss[0]!.after - results.relay.proxyRss[0]!.before) / counts.sessions],
+      broker: [(results.broker.proxyRss[0]!.after - results.broker.proxyRss[0]!.before) / counts.sessions],
+    };
+    for (let round = 0; round < counts.memoryRounds; round++) {
+      for (const path of round % 2 === 0 ? (['relay', 'broker'] as const) : (['broker', 'relay'] as const)) {
+        let proxy: Child;
+        let via: Proxies;
+        if (path === 'relay') {
+          proxy = await spawnNode(['--inspect=127.0.0.1:0', join(__dirname, 'relay.mjs'), tRelay!.wsUrl], /relay listening on (ws:\/\/\S+)/, { cwd: join(__dirname, '..'), label: 'relay' });
+          via = { ...section, relayUrl: `${proxy.ready}/` };
+        } else {
+          const started = await startBrokerProcess(basePolicy(tBroker!.inspector), join(scratch, `sessions-broker-memory-${round}`), 'broker (dist/cli.js)', ['--inspect=127.0.0.1:0']);
+          proxy = started.child;
+          via = { ...section, brokerUrl: started.url, identity: mintIdentity(started.configFile) };
+        }
+        try {
+          const gc = await RttClient.connect(inspectorOf(proxy));
+          try {
+            for (let i = 0; i < 5; i++) await openOne(path, via);
+            await closeAll();
+            await sleep(counts.settleMs);
+            const before = await steadyRss(proxy.proc.pid!, gc);
+            await Promise.all(Array.from({ length: counts.sessions }, () => openOne(path, via)));
+            await sleep(counts.settleMs);
+            const after = await steadyRss(proxy.proc.pid!, gc);
+            await closeAll();
+            fresh[path].push((after - before) / counts.sessions);
+            log(`section 4: memory round ${round + 1}/${counts.memoryRounds}: ${sessionPathNames[path]}, a fresh process: ${((after - before) / counts.sessions / 1024).toFixed(0)} KiB per session`);
+          } finally {
+            await gc.close();
+          }
+        } finally {
+          await proxy.stop();
+        }
+      }
+    }
     const n = counts.sessions;
     const summary = (path: SessionPath) => {
       const r = results[path];
       const first = r.proxyRss[0]!;
+      const firstRounds = path === 'direct' ? [] : fresh[path];
       return {
         name: sessionPathNames[path],
         wallMs: summarize(r.wallMs),
@@ -158,6 +209,9 @@ export async function benchSessions(scratch: string, counts: SessionCounts, log:
         proxyRssAfterCloseBytes: first.closed,
         proxyBytesPerSession: (first.after - first.before) / n,
         proxyBytesPerSessionPerRound: r.proxyRss.map((x) => Math.round((x.after - x.before) / n)),
+        /** The first round of a fresh process each: the timed rounds' and the memory rounds'. */
+        proxyBytesPerSessionFresh: firstRounds.map((b) => Math.round(b)),
+        proxyBytesPerSessionFreshMedian: firstRounds.length > 0 ? summarize(firstRounds).median : NaN,
         targetBytesPerSession: (r.targetRss[0]!.after - r.targetRss[0]!.before) / n,
         targetBytesPerSessionPerRound: r.targetRss.map((x) => Math.round((x.after - x.before) / n)),
       };

@@ -420,7 +420,10 @@ function printThroughput(t, cores) {
 function printSessions(s) {
   const p = s.paths;
   say('');
-  say(`4. Idle sessions: ${s.sessions} opened at once on one target, each Debugger.enable'd; ${s.rounds} interleaved rounds (time: wall per round, and per session; memory: first round)`);
+  const fresh = (x) => (Number.isFinite(x.proxyBytesPerSessionFreshMedian) ? x.proxyBytesPerSessionFreshMedian : x.proxyBytesPerSession);
+  say(
+    `4. Idle sessions: ${s.sessions} opened at once on one target, each Debugger.enable'd; ${s.rounds} interleaved rounds (time: wall per round, and per session; memory: the first round of a fresh process, median over ${p.relay.proxyBytesPerSessionFresh?.length ?? 1})`,
+  );
   const rows = Object.values(p).map((x) => [
     x.name,
     x.wallMsPerRound.map((w) => ms(w)).join(' '),
@@ -435,20 +438,21 @@ function printSessions(s) {
   const memRows = Object.values(p).map((x) => [
     x.name,
     Number.isFinite(x.proxyRssBeforeBytes) ? `${mib(x.proxyRssBeforeBytes)} → ${mib(x.proxyRssAfterBytes)}` : '- (no proxy process)',
-    kib(x.proxyBytesPerSession),
+    Number.isFinite(fresh(x)) ? kib(fresh(x)) : '-',
+    x.proxyBytesPerSessionFresh?.length ? x.proxyBytesPerSessionFresh.map(kib).join(' ') : '-',
     x.proxyBytesPerSessionPerRound.map((b) => (b === null ? '-' : kib(b))).join(' '),
     Number.isFinite(x.proxyRssAfterCloseBytes) ? mib(x.proxyRssAfterCloseBytes) : '-',
-    Number.isFinite(x.proxyBytesPerSession) && p.relay.proxyBytesPerSession > 0 ? ratio(x.proxyBytesPerSession / p.relay.proxyBytesPerSession) : '-',
+    Number.isFinite(fresh(x)) && fresh(p.relay) > 0 ? ratio(fresh(x) / fresh(p.relay)) : '-',
     kib(x.targetBytesPerSession),
   ]);
-  say(table(['memory', 'proxy RSS before → after', 'per session', 'per round', 'after close', 'vs (c)', 'target RSS per session'], memRows));
+  say(table(['memory', 'proxy RSS before → after (timed rounds)', 'per session (median)', 'fresh processes', 'timed rounds', 'after close', 'vs (c)', 'target RSS per session'], memRows));
   const time = p.broker.wallMs.median / p.relay.wallMs.median;
-  const memory = p.broker.proxyBytesPerSession / p.relay.proxyBytesPerSession;
+  const memory = fresh(p.broker) / fresh(p.relay);
   say(
     `   Goals (broker vs the bare relay (c)): time to open ${s.sessions} ≤ 2×: ${ratio(time)} ${time <= 2 ? 'MET' : 'MISSED'};  memory per session ≤ 2×: ${Number.isFinite(memory) ? ratio(memory) : '-'} ${memory <= 2 ? 'MET' : 'MISSED'}`,
   );
   say(
-    `   per session = (RSS with the ${s.sessions} sessions settled ${s.settleMs} ms − RSS before) / ${s.sessions}; each RSS read after a full GC in that proxy (HeapProfiler.collectGarbage through its own inspector), so garbage not yet collected does not count. Later rounds start from a heap that once held them.`,
+    `   per session = (RSS with the ${s.sessions} sessions settled ${s.settleMs} ms − RSS before) / ${s.sessions}; each RSS read after a full GC in that proxy (HeapProfiler.collectGarbage through its own inspector), so garbage not yet collected does not count. Fresh processes: the timed rounds' first, then one new proxy process each (warmed up by 5 sessions one after another, as the timed rounds' proxies), since later rounds of a process start from a heap that once held them.`,
   );
 }
 

@@ -27,7 +27,8 @@ export function redactionContextOf(redactor: Redactor): RedactionContext {
   // A scratch Redactor with the same policy and nothing learned finds patterns and pairs; the session's own is left
   // untouched (scrub records hits). Values the session learned are matched only in what the target holds
   // (secretInTarget): matched in what the expression built, they would say which literal equals a secret.
-  const scratch = new Redactor(redactor.policy);
+  // Made at the first check: most sessions never evaluate, and each holds one per session.
+  let scratch: Redactor | undefined;
   return {
     isSensitive: (name) => redactor.isSensitive(name),
     learn: (name, value) => void redactor.learnPairs([[name, value]]),
@@ -36,6 +37,7 @@ export function redactionContextOf(redactor: Redactor): RedactionContext {
   };
   function secretIn(text: string): string | undefined {
     if (text.length === 0) return undefined;
+    scratch ??= new Redactor(redactor.policy);
     if (scratch.policy !== redactor.policy) scratch.policy = redactor.policy;
     const scrubbed = scratch.scrub(text);
     scratch.hits.length = 0;

@@ -121,7 +121,7 @@ export class DebugSession {
       notify: (method, params, isEvent, after) => this.enqueue(JSON.stringify({ method, params }), isEvent, after),
       fault: (where, err, frame) => this.fault(where, err, frame),
       channel: this.channel,
-      labels: new RecordLabels(),
+      labels: new RecordLabels(options.targetUrl),
       // The one switch between Loupe expressions (the default) and V8 evaluation (a grant's privilege): console,
       // watch, hover, conditions and logpoints all go through it.
       evaluation: frameEvaluation({ kind: evaluationKind, channel: this.channel, limits: options.limits, redactor: this.redactor, target: () => this.options.target }),
@@ -475,6 +475,7 @@ export class DebugSession {
     }
     channel.clear();
     breakpoints.clear();
+    this.context.labels.release();
     targetSocket.removeAllListeners('close');
     if (reason === 'target_unresponsive') targetSocket.terminate();
     else targetSocket.close();

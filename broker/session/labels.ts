@@ -8,8 +8,8 @@ import { isRecord, type PausedFrameInput } from '../gate/targetFrame';
 const maxObjectLabels = 10_000;
 
 /**
- * One copy of each script id and URL for every session: each session on a target hears Debugger.enable's whole list
- * (a hundred scripts for a small service, thousands for a large one), and each parsed copy would stay in its labels.
+ * One copy of each script id and URL for every session: the processes of one service (replicas, restarts) list the
+ * same scripts, and each parsed copy would stay in their tables.
  * The target is not trusted: a text longer than a URL needs is not shared, and the table is emptied once it holds a
  * million characters (what the sessions hold stays theirs), so it never keeps more than that past their end.
  */
@@ -32,6 +32,27 @@ function shared(text: string): string {
 /** Elements of an array a Runtime.getProperties may list; past it, only its other properties are read. */
 export const maxIndexedRead = 10_000;
 
+/**
+ * Scripts a table keeps; past it a new script is not labelled (frames in it are named by script id). A hostile
+ * target could otherwise grow it with Debugger.scriptParsed events without end.
+ */
+export const maxScripts = 200_000;
+
+/**
+ * Script URLs by script id, one table per target process, shared by its sessions while one lives: script ids are
+ * the isolate's, and each Debugger-enabled session of a process hears the same scripts (Debugger.enable lists them
+ * all), so a table per session was the same hundreds or thousands of entries held once more per session. Keyed by
+ * the inspector's WebSocket URL, whose id is the process's own: a restarted process starts a table of its own.
+ */
+interface ScriptTable {
+  readonly urls: Map<string, string>;
+  sessions: number;
+}
+const scriptTables = new Map<string, ScriptTable>();
+
+/** Target processes with a live session's script table (for tests). */
+export const scriptTableCount = (): number => scriptTables.size;
+
 export class RecordLabels {
   /**
    * Object labels in two generations of up to maxObjectLabels / 2 each: when the young one is full it becomes the old
@@ -41,11 +62,34 @@ export class RecordLabels {
   private objects = new Map<string, string>();
   private olderObjects = new Map<string, string>();
   private readonly frames = new Map<string, string>();
-  /** Script URLs by script id, from Debugger.scriptParsed. */
-  readonly scriptUrls = new Map<string, string>();
+  /** Script URLs by script id, from Debugger.scriptParsed: the target process's table (shared), or this session's own. */
+  readonly scriptUrls: Map<string, string>;
+  private table: { readonly key: string; readonly entry: ScriptTable } | undefined;
+
+  /** `targetUrl`: the target's inspector WebSocket URL, naming its process; without it the session keeps its own table. */
+  constructor(targetUrl?: string) {
+    if (targetUrl === undefined) {
+      this.scriptUrls = new Map();
+      return;
+    }
+    let entry = scriptTables.get(targetUrl);
+    if (!entry) scriptTables.set(targetUrl, (entry = { urls: new Map(), sessions: 0 }));
+    entry.sessions++;
+    this.table = { key: targetUrl, entry };
+    this.scriptUrls = entry.urls;
+  }
 
   scriptParsed(scriptId: string, url: string): void {
+    if (this.scriptUrls.size >= maxScripts && !this.scriptUrls.has(scriptId)) return;
     this.scriptUrls.set(shared(scriptId), shared(url));
+  }
+
+  /** The session ended: the process's table goes with the last of its sessions. Idempotent. */
+  release(): void {
+    const table = this.table;
+    this.table = undefined;
+    if (!table || --table.entry.sessions > 0) return;
+    if (scriptTables.get(table.key) === table.entry) scriptTables.delete(table.key);
   }
 
   object(objectId: unknown): string | undefined {
