@@ -633,6 +633,19 @@ export class SnapshotMode {
     this.prefetched = { reads, resumed: lastLevel };
   }
 
+  /**
+   * When the resume left with the prefetched reads: a promise settled once the target has answered them (or at the
+   * capture's time budget). The target is answering them then, and needs the CPU more than the broker's own work on
+   * the pause, none of which it waits for.
+   */
+  prefetchAnswered(): Promise<void> | undefined {
+    const { reads, resumed } = this.prefetched;
+    if (!resumed) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.context.target().snapshot.timeBudgetMs)));
+    return Promise.race([Promise.allSettled(reads.values()).then(() => undefined), bound]).finally(() => clearTimeout(timer));
+  }
+
   private read(objectId: string): ReturnType<GetProperties> {
     return this.context.channel.captureCommand('Runtime.getProperties', { objectId, ownProperties: true, generatePreview: true }) as ReturnType<GetProperties>;
   }

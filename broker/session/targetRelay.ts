@@ -203,6 +203,13 @@ export class TargetRelay {
     // client gets); its scopes are read ahead only where a client may evaluate in them.
     // A pause to be captured starts its first reads now, ahead of the work below.
     this.snapshots?.prefetch(message.params);
+    // When the resume went with them, the broker's own work on the pause waits for their answers: it holds nothing,
+    // and done meanwhile it competes for the CPU with the target answering them. Events wait too, in order.
+    const answered = this.snapshots?.prefetchAnswered();
+    if (answered) {
+      this.deferred ??= [];
+      await answered;
+    }
     const frames = message.params!.callFrames as Protocol.Debugger.CallFrame[];
     // In snapshot mode only the top frame is ever evaluated in (conditions, logpoints): only it is copied.
     this.context.evaluation.paused(structuredClone(this.snapshots ? frames.slice(0, 1) : frames), !this.snapshots);
@@ -211,7 +218,7 @@ export class TargetRelay {
     // So can a return value (a pause at a function's return: `return apiKey`), which the pause itself shows.
     const learning = (isExceptionPause(message.params) || (!this.snapshots && returnsValue(message.params))) && this.context.redactor.active;
     if (learning) {
-      this.deferred = [];
+      this.deferred ??= [];
       try {
         await learnAtExceptionPause(this.context, message.params!);
       } catch (err) {
@@ -222,7 +229,7 @@ export class TargetRelay {
     this.redactBounded(message.params, () => this.context.redactor.event('Debugger.paused', message.params), true);
     const handled = this.snapshots ? this.snapshots.onPause(message) : this.context.pauses.onPaused(message);
     // The pause has been shown (or taken for a capture) by now; what came after it follows.
-    if (learning) this.replayDeferred();
+    if (learning || answered) this.replayDeferred();
     else if (!this.snapshots && this.shownToClient(message.params)) void learnAtPause(this.context, message.params!).catch(() => undefined);
     return handled;
   }

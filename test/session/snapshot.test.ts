@@ -157,6 +157,43 @@ describe('snapshot mode: non-pausing captures against a real target', () => {
     await client.close();
   });
 
+  it('keeps the events that arrive while a capture is read in order, none lost (the broker waits for the reads)', async () => {
+    const file = join(fixtures, 'snapshot-console.js');
+    const consoleTarget = await startTarget(file);
+    const other = await startTestBroker({
+      ...snapshotPolicy(consoleTarget.inspector, { minIntervalMs: 0, maxCapturesPerMinute: 100000, maxCapturesPerBreakpoint: 100000 }),
+    });
+    try {
+      const { client } = await other.attach({ mode: 'snapshot' });
+      await client.call('Runtime.enable');
+      await client.call('Debugger.enable');
+      await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(file, 'hot'), urlRegex: 'snapshot-console\\.js$' });
+      const captured = () => client.events.filter((e) => e.method === 'Loupe.snapshotCaptured');
+      const started = Date.now();
+      while (captured().length < 30 && Date.now() - started < 10_000) await new Promise((r) => setTimeout(r, 20));
+      await client.call('Debugger.setBreakpointsActive', { active: false }).catch(() => undefined);
+      const hits = captured().map((e) => prop(e.params.frames[0].scopes.find((s: any) => s.type === 'local').properties, 'i')?.value as number);
+      assert.ok(hits.length >= 30, `${hits.length} captures`);
+      assert.ok(
+        hits.every((h, i) => Number.isInteger(h) && (i === 0 || h > hits[i - 1]!)),
+        `captures in order: ${hits.join(' ')}`,
+      );
+      const printed = client.events.filter((e) => e.method === 'Runtime.consoleAPICalled').map((e) => e.params.args[1].value as number);
+      const first = printed.indexOf(hits[0]!);
+      assert.ok(first >= 0, `the first captured hit's output arrived: ${printed.slice(0, 20).join(' ')}`);
+      const after = printed.slice(first);
+      assert.ok(
+        after.every((v, i) => v === hits[0]! + i),
+        `every output after the first capture, in order: ${after.slice(0, 60).join(' ')}`,
+      );
+      assert.ok(after.at(-1)! >= hits.at(-1)!, 'the output of the last captured hit arrived too');
+      await client.close();
+    } finally {
+      await other.close();
+      await consoleTarget.stop();
+    }
+  });
+
   it('cuts a capture at its time budget and byte limit, and says so', async () => {
     const { client } = await snapshotSession({ timeBudgetMs: 1 });
     const timed = (await client.waitEvent('Loupe.snapshotCaptured')).params;
