@@ -215,10 +215,11 @@ export async function captureFrames(
   scriptUrls: ReadonlyMap<string, string>,
   getProperties: GetProperties,
   limits: SnapshotLimits,
-  options: { readonly resume?: () => void; readonly now?: () => number } = {},
+  options: { readonly resume?: () => void; readonly now?: () => number; readonly startedAt?: number } = {},
 ): Promise<Capture & { readonly reads: number }> {
   const now = options.now ?? (() => performance.now());
-  const started = now();
+  // From the pause's arrival when its first reads went out then (startedAt, on the same clock).
+  const started = options.startedAt ?? now();
   let bytes = 0;
   let cut: string | undefined;
   let reads = 0;
@@ -565,6 +566,8 @@ export function scrubCapture(frames: readonly CapturedFrame[], scrub: (text: str
 interface Prefetched {
   readonly reads: Map<string, ReturnType<GetProperties>>;
   readonly resumed: boolean;
+  /** When the pause arrived (performance.now()), for a prefetched one: its held time counts from there. */
+  readonly at?: number;
 }
 
 const noPrefetch = (): Prefetched => ({ reads: new Map(), resumed: false });
@@ -599,6 +602,7 @@ export class SnapshotMode {
     const { context } = this;
     const { breakpoints } = context;
     this.prefetched = noPrefetch();
+    const at = performance.now();
     if (this.handling || context.isEnding() || !context.auditAccepting()) return;
     const { live: hits } = breakpoints.sortHits(params?.hitBreakpoints);
     // Logpoints and conditions are decided first; a capture may not follow.
@@ -630,7 +634,7 @@ export class SnapshotMode {
       }
       if (lastLevel) context.channel.captureCommand('Debugger.resume').catch(() => undefined);
     });
-    this.prefetched = { reads, resumed: lastLevel };
+    this.prefetched = { reads, resumed: lastLevel, at };
   }
 
   /**
@@ -697,8 +701,9 @@ export class SnapshotMode {
       return;
     }
     const limits = context.target().snapshot;
-    // How long the target is held: a duration of real work, measured finely.
-    const started = performance.now();
+    // How long the target is held: a duration of real work, measured finely, from the pause's arrival when its
+    // reads went out then (the broker's own work on it may wait for their answers).
+    const started = prefetched.at ?? performance.now();
     const frames = (params.callFrames as PausedFrameInput[] | undefined) ?? [];
     let captureFor: string | undefined;
     let skipped: { breakpointId: string; reason: string; until: number } | undefined;
@@ -753,7 +758,7 @@ export class SnapshotMode {
               return reply;
             },
             limits,
-            { resume },
+            { resume, ...(prefetched.at !== undefined ? { startedAt: prefetched.at } : {}) },
           ),
         );
         capture = await capturing;
