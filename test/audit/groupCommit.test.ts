@@ -33,10 +33,20 @@ describe('group commit: kill -9 in the middle of batches loses nothing that was 
 
       const forwarded = readFileSync(forwardedFile, 'utf8').split('\n').filter(Boolean);
       const segments = readdirSync(walDir).filter((n) => /^wal-\d+\.log$/.test(n));
+      // The last segment holding anything but the zeroes of preallocation, read before replay repairs it.
+      const lastWritten = segments
+        .sort()
+        .filter((n) => readFileSync(join(walDir, n)).some((b) => b !== 0))
+        .at(-1);
       const { wal, recovered } = await WriteAheadLog.open(walDir, { maxBatch: 512, segmentBytes: 256 << 10 });
       await wal.close();
-      // A kill -9 leaves whole records only (each commit is one write): nothing to repair, the zeroed tail aside.
-      assert.deepEqual(wal.repairs, []);
+      // Each commit is one write, but a kill -9 can cut the one being written (Linux stops a write between pages for a
+      // fatal signal): its records were never synced, so never acted on. At most that torn tail, at the end of the last
+      // segment written, is repaired; nothing else.
+      assert.ok(
+        wal.repairs.length <= 1 && wal.repairs.every((r) => r.kind === 'torn_tail' && lastWritten !== undefined && r.segment === join(walDir, lastWritten)),
+        `repairs: ${JSON.stringify(wal.repairs)} (last segment written: ${lastWritten})`,
+      );
       const missing = forwarded.filter((line) => {
         const [stream, seq] = line.split(' ');
         return !recovered.get(stream!)?.events.some((e) => e.seq === Number(seq));
