@@ -441,7 +441,9 @@ export class DebugSession {
 
   private async cleanup(reason: EndReason): Promise<void> {
     const { audit, targetSocket, client } = this.options;
-    const { channel, breakpoints, pauses } = this.context;
+    const { channel, breakpoints, pauses, labels } = this.context;
+    // First, so that nothing below can keep the target process's script table alive past its last session.
+    labels.release();
     clearTimeout(this.expiryTimer);
     pauses.stop();
     this.heartbeat?.stop();
@@ -475,7 +477,6 @@ export class DebugSession {
     }
     channel.clear();
     breakpoints.clear();
-    this.context.labels.release();
     targetSocket.removeAllListeners('close');
     if (reason === 'target_unresponsive') targetSocket.terminate();
     else targetSocket.close();
