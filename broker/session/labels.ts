@@ -33,10 +33,14 @@ function shared(text: string): string {
 export const maxIndexedRead = 10_000;
 
 /**
- * Scripts a table keeps; past it a new script is not labelled (frames in it are named by script id). A hostile
- * target could otherwise grow it with Debugger.scriptParsed events without end.
+ * Scripts a table keeps; past it (or past maxScriptChars) a new script is not labelled (frames in it are named by
+ * script id). A hostile target could otherwise grow it with Debugger.scriptParsed events without end.
  */
 export const maxScripts = 200_000;
+/** Characters a table keeps in all, and of one URL (the rest cut); a script id longer than V8's is not kept. */
+export const maxScriptChars = 16_000_000;
+export const maxScriptUrl = 4096;
+const maxScriptId = 64;
 
 /**
  * Script URLs by script id, one table per target process, shared by its sessions while one lives: script ids are
@@ -47,6 +51,8 @@ export const maxScripts = 200_000;
 interface ScriptTable {
   readonly urls: Map<string, string>;
   sessions: number;
+  /** Characters of the ids and URLs it holds. */
+  chars: number;
 }
 const scriptTables = new Map<string, ScriptTable>();
 
@@ -64,32 +70,40 @@ export class RecordLabels {
   private readonly frames = new Map<string, string>();
   /** Script URLs by script id, from Debugger.scriptParsed: the target process's table (shared), or this session's own. */
   readonly scriptUrls: Map<string, string>;
-  private table: { readonly key: string; readonly entry: ScriptTable } | undefined;
+  private readonly scripts: ScriptTable;
+  /** The shared table's key while this session holds its share. */
+  private key: string | undefined;
 
   /** `targetUrl`: the target's inspector WebSocket URL, naming its process; without it the session keeps its own table. */
   constructor(targetUrl?: string) {
-    if (targetUrl === undefined) {
-      this.scriptUrls = new Map();
-      return;
+    let entry = targetUrl === undefined ? undefined : scriptTables.get(targetUrl);
+    if (!entry) {
+      entry = { urls: new Map(), sessions: 0, chars: 0 };
+      if (targetUrl !== undefined) scriptTables.set(targetUrl, entry);
     }
-    let entry = scriptTables.get(targetUrl);
-    if (!entry) scriptTables.set(targetUrl, (entry = { urls: new Map(), sessions: 0 }));
     entry.sessions++;
-    this.table = { key: targetUrl, entry };
+    this.key = targetUrl;
+    this.scripts = entry;
     this.scriptUrls = entry.urls;
   }
 
   scriptParsed(scriptId: string, url: string): void {
-    if (this.scriptUrls.size >= maxScripts && !this.scriptUrls.has(scriptId)) return;
-    this.scriptUrls.set(shared(scriptId), shared(url));
+    if (scriptId.length > maxScriptId) return;
+    const table = this.scripts;
+    const kept = url.length > maxScriptUrl ? url.slice(0, maxScriptUrl) : url;
+    const known = table.urls.get(scriptId);
+    const grows = known === undefined ? scriptId.length + kept.length : kept.length - known.length;
+    if (known === undefined && (table.urls.size >= maxScripts || table.chars + grows > maxScriptChars)) return;
+    table.chars += grows;
+    table.urls.set(shared(scriptId), shared(kept));
   }
 
   /** The session ended: the process's table goes with the last of its sessions. Idempotent. */
   release(): void {
-    const table = this.table;
-    this.table = undefined;
-    if (!table || --table.entry.sessions > 0) return;
-    if (scriptTables.get(table.key) === table.entry) scriptTables.delete(table.key);
+    const key = this.key;
+    this.key = undefined;
+    if (key === undefined || --this.scripts.sessions > 0) return;
+    if (scriptTables.get(key) === this.scripts) scriptTables.delete(key);
   }
 
   object(objectId: unknown): string | undefined {

@@ -1,7 +1,7 @@
 import { strict as assert } from 'node:assert';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { maxScripts, RecordLabels, scriptTableCount } from '../../broker/session/labels';
+import { maxScriptChars, maxScripts, maxScriptUrl, RecordLabels, scriptTableCount } from '../../broker/session/labels';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker } from '../support/testBroker';
 
@@ -73,6 +73,26 @@ describe('RecordLabels: script URLs from Debugger.scriptParsed', () => {
     assert.equal(labels.urlOf(frameIn('0')), 'file:///app/renamed.js');
     labels.release();
     assert.equal(scriptTableCount(), 0);
+  });
+
+  it('bounds what a table holds in characters too: URLs cut, ids longer than V8 gives ignored, no new script past the budget', () => {
+    const labels = new RecordLabels(processUrl(1_000_004));
+    labels.scriptParsed('1', `file:///app/${'u'.repeat(10_000)}.js`);
+    assert.equal(labels.urlOf(frameIn('1'))!.length, maxScriptUrl);
+    assert.ok(labels.urlOf(frameIn('1'))!.startsWith('file:///app/uuu'));
+    labels.scriptParsed('9'.repeat(100), 'file:///app/long-id.js');
+    assert.equal(labels.urlOf(frameIn('9'.repeat(100))), undefined, 'not a V8 script id');
+    const perScript = maxScriptUrl + 6;
+    const fits = Math.floor(maxScriptChars / perScript);
+    for (let i = 0; i < fits + 100; i++) labels.scriptParsed(String(100_000 + i), `file:///${String(i).padStart(6, '0')}${'x'.repeat(maxScriptUrl)}`);
+    const kept = [...labels.scriptUrls.values()].reduce((n, url) => n + url.length, 0) + [...labels.scriptUrls.keys()].reduce((n, id) => n + id.length, 0);
+    assert.ok(kept <= maxScriptChars, `${kept} characters kept`);
+    assert.ok(labels.scriptUrls.size < fits + 100 && labels.scriptUrls.size > fits - 10, `${labels.scriptUrls.size} scripts kept`);
+    assert.equal(labels.urlOf(frameIn(String(100_000 + fits + 99))), undefined, 'past the budget: named by script id');
+    // One already known is still updated.
+    labels.scriptParsed('1', 'file:///app/short.js');
+    assert.equal(labels.urlOf(frameIn('1')), 'file:///app/short.js');
+    labels.release();
   });
 
   it("keeps the labels right past the shared strings' bound (hostile targets sending many long, unique URLs)", () => {
