@@ -190,13 +190,26 @@ function loadOrExit(file: string) {
   }
 }
 
+/**
+ * Standard streams whose reader is gone (a log collector that died, a closed pipe): what the broker would write there
+ * is dropped. Their write errors are handled here, so they never reach the process-level guard, which would report
+ * each as a fault, log it (another write that fails) and record it, without end.
+ */
+const lostOutput = new Set<NodeJS.WriteStream>();
+function dropOutputOnError(): void {
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => lostOutput.add(stream));
+}
+
 /** The broker's own log (not the audit trail): one JSON object per line on stderr. */
-const log = (line: string, level: 'info' | 'warn' | 'error' = /fail|error|refused|cannot|not delivered/i.test(line) ? 'warn' : 'info') =>
+const log = (line: string, level: 'info' | 'warn' | 'error' = /fail|error|refused|cannot|not delivered/i.test(line) ? 'warn' : 'info'): void => {
+  if (lostOutput.has(process.stderr)) return;
   process.stderr.write(JSON.stringify({ time: new Date().toISOString(), level, logger: 'loupe-broker', pid: process.pid, msg: line }) + '\n');
+};
 
 async function runBroker(args: string[]): Promise<void> {
   const { values } = parseCommand('broker', { args, options: { config: { type: 'string' }, port: { type: 'string' }, ...help }, strict: true });
   const config = loadOrExit(configOption('broker', values));
+  dropOutputOnError();
   let reloadOnNotice: (source: string) => void = () => undefined;
   const broker = await Broker.create(config, { log, onPolicyReloadNotice: (source) => reloadOnNotice(source) });
   // Whatever still escapes the per-session containment is logged and recorded; the broker keeps serving.
@@ -206,7 +219,7 @@ async function runBroker(args: string[]): Promise<void> {
   const server = await listen(broker, config.server.host, port, log);
   log(`broker listening on ${server.url} (state in ${config.stateDir}; targets: ${Object.keys(config.targets).join(', ')})`);
   // One line for scripts to wait on.
-  process.stdout.write(`LOUPE_BROKER_URL=${server.url}\n`);
+  if (!lostOutput.has(process.stdout)) process.stdout.write(`LOUPE_BROKER_URL=${server.url}\n`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {

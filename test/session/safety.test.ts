@@ -1,6 +1,6 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -159,5 +159,49 @@ describe('SIGTERM to the broker process', () => {
     assert.equal((await client.closed).code, 4003);
     await target.ticksAdvance(3);
     await observer.close();
+  });
+
+  it('with the reader of its output gone (a log collector that died): keeps serving, records no fault per lost line, stops at once', { timeout: 60_000 }, async (t) => {
+    target ??= await startTarget();
+    const dir = mkdtempSync(join(tmpdir(), 'loupe-lost-output-'));
+    const configFile = join(dir, 'loupe.yaml');
+    writeFileSync(configFile, stringify({ ...basePolicy(target.inspector), stateDir: join(dir, 'state') }));
+    const proc = spawn(process.execPath, [join(__dirname, '..', '..', 'dist', 'cli.js'), 'broker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    proc.stderr!.on('data', (c) => (stderr += c));
+    t.after(() => void proc.kill('SIGKILL'));
+    const url = await brokerUrl(proc, () => stderr);
+    // Both pipes lose their reader: every line the broker writes from now on fails (EPIPE).
+    proc.stdout!.destroy();
+    proc.stderr!.destroy();
+    const config = parseConfigText(readFileSync(configFile, 'utf8'), dir);
+    const token = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
+    // A session's worth of log lines: the broker still grants, attaches, relays and ends it.
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${url}/v1/grants`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 300, reason: 'lost output test' }),
+        signal: AbortSignal.timeout(10_000),
+      });
+      assert.equal(res.status, 201);
+      const grant = (await res.json()) as any;
+      const client = await CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` });
+      await client.call('Runtime.evaluate', { expression: '1 + 1' });
+      await client.close();
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    const started = Date.now();
+    proc.kill('SIGTERM');
+    const [code] = await once(proc, 'exit');
+    assert.equal(code, 0);
+    assert.ok(Date.now() - started < 10_000, `stopped in ${Date.now() - started} ms`);
+    // Nothing recorded a fault for the lines it could not write.
+    const written = readdirSync(join(dir, 'state'), { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => readFileSync(join(e.parentPath ?? (e as any).path, e.name), 'latin1'))
+      .join('\n');
+    assert.ok(written.includes('session.ended'), 'the sessions were recorded');
+    assert.equal((written.match(/broker\.fault/g) ?? []).length, 0, 'no fault recorded');
   });
 });
