@@ -128,6 +128,29 @@ describe('session safety: every ending leaves the target running with no breakpo
   });
 });
 
+/** The broker as operators run it (node dist/cli.js broker), on `target`, with a grant request ready to send. */
+async function brokerProcess(target: TargetProcess, prefix: string) {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const configFile = join(dir, 'loupe.yaml');
+  writeFileSync(configFile, stringify({ ...basePolicy(target.inspector), stateDir: join(dir, 'state') }));
+  const proc = spawn(process.execPath, [join(__dirname, '..', '..', 'dist', 'cli.js'), 'broker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (c) => (stderr += c));
+  const url = await brokerUrl(proc, () => stderr);
+  const token = await mintDevToken(parseConfigText(readFileSync(configFile, 'utf8'), dir), { user: 'dev', groups: ['devs'] });
+  const grant = async (reason: string): Promise<any> => {
+    const res = await fetch(`${url}/v1/grants`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 300, reason }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    assert.equal(res.status, 201);
+    return res.json();
+  };
+  return { dir, proc, grant, stderr: () => stderr };
+}
+
 describe('SIGTERM to the broker process', () => {
   let target: TargetProcess;
   after(async () => target?.stop());
@@ -135,27 +158,14 @@ describe('SIGTERM to the broker process', () => {
   it('ends the paused session, resumes the target and exits 0', async () => {
     target = await startTarget();
     const observer = await observe(target);
-    const dir = mkdtempSync(join(tmpdir(), 'loupe-sigterm-'));
-    const configFile = join(dir, 'loupe.yaml');
-    writeFileSync(configFile, stringify({ ...basePolicy(target.inspector), stateDir: join(dir, 'state') }));
-    const proc = spawn(process.execPath, [join(__dirname, '..', '..', 'dist', 'cli.js'), 'broker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    proc.stderr!.on('data', (c) => (stderr += c));
-    const url = await brokerUrl(proc, () => stderr);
-    const config = parseConfigText(readFileSync(configFile, 'utf8'), dir);
-    const token = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
-    const res = await fetch(`${url}/v1/grants`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 300, reason: 'sigterm test' }),
-    });
-    const grant = (await res.json()) as any;
+    const { proc, grant: requestGrant, stderr } = await brokerProcess(target, 'loupe-sigterm-');
+    const grant = await requestGrant('sigterm test');
     const client = await CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` });
     await pauseAtWork(client);
     await assertHeld(observer, target);
     proc.kill('SIGTERM');
     const [code] = await once(proc, 'exit');
-    assert.equal(code, 0, stderr);
+    assert.equal(code, 0, stderr());
     assert.equal((await client.closed).code, 4003);
     await target.ticksAdvance(3);
     await observer.close();
@@ -163,29 +173,14 @@ describe('SIGTERM to the broker process', () => {
 
   it('with the reader of its output gone (a log collector that died): keeps serving, records no fault per lost line, stops at once', { timeout: 60_000 }, async (t) => {
     target ??= await startTarget();
-    const dir = mkdtempSync(join(tmpdir(), 'loupe-lost-output-'));
-    const configFile = join(dir, 'loupe.yaml');
-    writeFileSync(configFile, stringify({ ...basePolicy(target.inspector), stateDir: join(dir, 'state') }));
-    const proc = spawn(process.execPath, [join(__dirname, '..', '..', 'dist', 'cli.js'), 'broker', '--config', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    proc.stderr!.on('data', (c) => (stderr += c));
+    const { dir, proc, grant: requestGrant } = await brokerProcess(target, 'loupe-lost-output-');
     t.after(() => void proc.kill('SIGKILL'));
-    const url = await brokerUrl(proc, () => stderr);
     // Both pipes lose their reader: every line the broker writes from now on fails (EPIPE).
     proc.stdout!.destroy();
     proc.stderr!.destroy();
-    const config = parseConfigText(readFileSync(configFile, 'utf8'), dir);
-    const token = await mintDevToken(config, { user: 'dev', groups: ['devs'] });
     // A session's worth of log lines: the broker still grants, attaches, relays and ends it.
     for (let i = 0; i < 3; i++) {
-      const res = await fetch(`${url}/v1/grants`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ target: 'app', mode: 'pause', durationSeconds: 300, reason: 'lost output test' }),
-        signal: AbortSignal.timeout(10_000),
-      });
-      assert.equal(res.status, 201);
-      const grant = (await res.json()) as any;
+      const grant = await requestGrant('lost output test');
       const client = await CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` });
       await client.call('Runtime.evaluate', { expression: '1 + 1' });
       await client.close();
