@@ -528,7 +528,7 @@ export async function captureFrames(
         const node: { type: string; properties: Properties; truncated?: string } = { type: scope.type, properties: [] };
         scopes.push(node);
         expand({ objectId: scope.object.objectId! }, limits.depth, false, node);
-      } else if (index === 0 && scope.type === 'closure') scopes.push({ type: scope.type, properties: [], truncated: closuresNotRead });
+      } else if (index === 0 && scope.type === 'closure' && !limits.closures) scopes.push({ type: scope.type, properties: [], truncated: closuresNotRead });
     }
     captured.push({ ...base, scopes, ...(frame.this && frame.this.type === 'object' && frame.this.subtype !== 'null' ? { this: convert(frame.this, 1) } : {}) });
   }
