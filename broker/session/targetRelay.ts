@@ -207,9 +207,21 @@ export class TargetRelay {
     // and done meanwhile it competes for the CPU with the target answering them. Events wait too, in order.
     const answered = this.snapshots?.prefetchAnswered();
     if (answered) {
-      this.deferred ??= [];
+      const held = (this.deferred ??= []);
       await answered;
+      // Whatever the pause's own handling throws, the events held for it are let through.
+      try {
+        return await this.handlePaused(message, true);
+      } catch (err) {
+        if (this.deferred === held) this.replayDeferred();
+        throw err;
+      }
     }
+    return this.handlePaused(message, false);
+  }
+
+  /** The broker's work on a pause; `holding`: events wait (held since the pause arrived) until it is shown. */
+  private async handlePaused(message: CdpMessage, holding: boolean): Promise<void> {
     const frames = message.params!.callFrames as Protocol.Debugger.CallFrame[];
     // In snapshot mode only the top frame is ever evaluated in (conditions, logpoints): only it is copied.
     this.context.evaluation.paused(structuredClone(this.snapshots ? frames.slice(0, 1) : frames), !this.snapshots);
@@ -229,7 +241,7 @@ export class TargetRelay {
     this.redactBounded(message.params, () => this.context.redactor.event('Debugger.paused', message.params), true);
     const handled = this.snapshots ? this.snapshots.onPause(message) : this.context.pauses.onPaused(message);
     // The pause has been shown (or taken for a capture) by now; what came after it follows.
-    if (learning || answered) this.replayDeferred();
+    if (learning || holding) this.replayDeferred();
     else if (!this.snapshots && this.shownToClient(message.params)) void learnAtPause(this.context, message.params!).catch(() => undefined);
     return handled;
   }
