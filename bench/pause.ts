@@ -120,10 +120,10 @@ export async function benchPause(scratch: string, counts: PauseCounts, tmpfsDir:
           cond: basePolicy(byVariant.get('cond')!.inspector).targets.app,
         },
       },
-      { stateDir: join(scratch, 'pause-broker') },
+      { stateDir: join(scratch, 'pause-broker'), keepRecords: false },
     );
     brokers.push(disk);
-    const mem = memDir ? await startTestBroker(policyFor(byVariant.get('snap1Mem')!, byVariant.get('snap5Mem')!), { stateDir: memDir }) : undefined;
+    const mem = memDir ? await startTestBroker(policyFor(byVariant.get('snap1Mem')!, byVariant.get('snap5Mem')!), { stateDir: memDir, keepRecords: false }) : undefined;
     if (mem) brokers.push(mem);
 
     const paths: Path[] = [];

@@ -179,7 +179,9 @@ export function chainEventLine(context: StreamContext, seq: number, prev: string
   event.data = data;
   event.prev = prev;
   event.hash = hash;
-  return { event, json: `${before},"hash":"${hash}",${after}` };
+  // Joined, not concatenated: a flat string. A concatenation keeps every piece of the canonical writer's text alive
+  // as a rope while the line waits for its chunk (seconds), which the young-generation GC copies and promotes.
+  return { event, json: [before, ',"hash":"', hash, '",', after].join('') };
 }
 
 /** Object keys of a stream in the store. */

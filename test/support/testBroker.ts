@@ -80,6 +80,8 @@ export async function startTestBroker(
     log?: (line: string) => void;
     securityStream?: BrokerOptions['securityStream'];
     onPolicyReloadNotice?: BrokerOptions['onPolicyReloadNotice'];
+    /** false: `records` stays empty (waitForRecord still sees records to come). A benchmark hosting the broker sets it, so the harness does not hold every record the broker has long let go. */
+    keepRecords?: boolean;
   } = {},
 ): Promise<TestBroker> {
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'loupe-test-'));
@@ -94,7 +96,7 @@ export async function startTestBroker(
   const records: AuditEvent[] = [];
   const recordWaiters = new Set<(event: AuditEvent) => void>();
   broker.audit.on('event', (event: AuditEvent) => {
-    records.push(event);
+    if (options.keepRecords !== false) records.push(event);
     for (const waiter of [...recordWaiters]) waiter(event);
   });
   const waitForRecord: TestBroker['waitForRecord'] = (type, predicate, timeoutMs = 10_000) => {
