@@ -2,7 +2,7 @@
 // and the field list the config reference is generated from.
 import { strict as assert } from 'node:assert';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { describe, it } from 'node:test';
 import Ajv from 'ajv';
@@ -13,10 +13,12 @@ import { configJsonSchema, listConfigFields } from '../../broker/config/schema';
 const root = join(__dirname, '..', '..');
 const schemaFile = join(root, 'loupe.schema.json');
 
+/** The examples' policy files; a demo's state directory (`.loupe`, which holds a lock symlink) is not one of them. */
 function yamlFiles(dir: string): string[] {
-  return readdirSync(dir).flatMap((name) => {
-    const path = join(dir, name);
-    return statSync(path).isDirectory() ? yamlFiles(path) : /\.ya?ml$/.test(name) ? [path] : [];
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    if (entry.name.startsWith('.')) return [];
+    const path = join(dir, entry.name);
+    return entry.isDirectory() ? yamlFiles(path) : entry.isFile() && /\.ya?ml$/.test(entry.name) ? [path] : [];
   });
 }
 
