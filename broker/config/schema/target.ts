@@ -67,7 +67,7 @@ const snapshotSchema = mapping({
   expandFrames: int(0, 50)
     .prefault(1)
     .describe(
-      'Frames whose scopes are expanded; the others are listed (function, place). By default the top frame only: the target waits while V8 answers one read per scope, so each frame more lengthens every hit (5 frames hold it about 2.3 times as long as a bare pause, even for a client with no broker between).',
+      'Frames whose scopes are expanded; the others are listed (function, place). By default the top frame only: the target waits while V8 answers one read per scope, so each frame more lengthens every hit (5 frames hold it about twice as long as a bare pause, even for a client with no broker between).',
     ),
   expandInternalFrames: bool()
     .prefault(false)
@@ -77,7 +77,7 @@ const snapshotSchema = mapping({
   closures: bool()
     .prefault(false)
     .describe(
-      "Whether the top frame's closure scopes (what it uses from enclosing functions and its module) are read too. Each is one read more while the target waits, about as long as the locals' own (a bare pause held about 1.5 times as long with the locals, 1.8 times with the module's closure too); off, the capture lists them as not read.",
+      "Whether the top frame's closure scopes (what it uses from enclosing functions and its module) are read too. Each is one read more while the target waits, about as long as the locals' own (a bare pause held about 1.6 times as long with the locals, twice as long with the module's closure too); off, the capture lists them as not read.",
     ),
   depth: int(0, 10)
     .prefault(0)
