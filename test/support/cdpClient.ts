@@ -81,9 +81,23 @@ export class CdpClient {
       return Promise.resolve(earlier);
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ${method} within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => reject(new Error(`no ${method} within ${timeoutMs} ms${this.loupeEventsSeen()}`)), timeoutMs);
       this.eventWaiters.push({ method, predicate, resolve: (m) => (clearTimeout(timer), resolve(m)) });
     });
+  }
+
+  /** The broker's own events seen so far, counted, with the last reason of each: what a timed-out wait saw instead. */
+  private loupeEventsSeen(): string {
+    const seen = new Map<string, { count: number; reason?: string }>();
+    for (const e of this.events) {
+      if (!e.method?.startsWith('Loupe.')) continue;
+      const entry = seen.get(e.method) ?? { count: 0 };
+      entry.count++;
+      if (typeof e.params?.reason === 'string') entry.reason = e.params.reason;
+      seen.set(e.method, entry);
+    }
+    if (seen.size === 0) return '; no Loupe.* events seen';
+    return `; Loupe.* events seen: ${[...seen].map(([m, { count, reason }]) => `${m} ×${count}${reason ? ` (last: ${reason.slice(0, 200)})` : ''}`).join(', ')}`;
   }
 
   close(): Promise<{ code: number; reason: string }> {
