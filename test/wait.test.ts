@@ -59,7 +59,7 @@ describe("the tests' waits (test/support/wait.ts, waitForRecord)", () => {
       const direct = await CdpClient.connect(target.wsUrl);
       await assert.rejects(
         waitForMessage(direct, 'Debugger.paused', () => true, { what: 'a pause', timeoutMs: 30 }),
-        /waited 30 ms for a pause: no Debugger\.paused within 30 ms; last Debugger\.paused: none/,
+        /waited 30 ms for a pause: no Debugger\.paused within 30 ms; no Loupe\.\* events seen; last Debugger\.paused: none/,
       );
       await direct.close();
     } finally {
