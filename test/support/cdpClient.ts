@@ -60,7 +60,14 @@ export class CdpClient {
 
   sendRaw(text: string | Buffer, id: number, timeoutMs = 10000): Promise<CdpMessage> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no reply to id ${id} within ${timeoutMs} ms: ${String(text).slice(0, 100)}`)), timeoutMs);
+      const timer = setTimeout(() => {
+        // What did arrive meanwhile tells a target that never answered from a broker that held the request.
+        const last = this.events.at(-1)?.method ?? 'none';
+        const state = ['connecting', 'open', 'closing', 'closed'][this.socket.readyState];
+        reject(
+          new Error(`no reply to id ${id} within ${timeoutMs} ms: ${String(text).slice(0, 100)}; ${this.events.length} events received (last: ${last}), socket ${state}${this.loupeEventsSeen()}`),
+        );
+      }, timeoutMs);
       this.waiting.set(id, (m) => (clearTimeout(timer), resolve(m)));
       this.socket.send(text);
     });
