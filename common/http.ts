@@ -11,6 +11,9 @@
 export const httpErrorStatus = {
   bad_request: 400,
   payload_too_large: 413,
+  // The HTTP request itself: it did not arrive within the server's bounds, or its headers were over node's limit.
+  request_timeout: 408,
+  headers_too_large: 431,
   not_found: 404,
   method_not_allowed: 405,
   unauthenticated: 401,

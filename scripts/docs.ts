@@ -183,6 +183,8 @@ function closeCodesTable(): string {
 const errorNotes: Record<LoupeErrorCode, string> = {
   bad_request: 'the request is malformed; the message says which field',
   payload_too_large: 'the body is too large',
+  request_timeout: 'the request did not arrive in time: headers within 10 s, the whole request within 30 s',
+  headers_too_large: "the request's headers are over the server's limit",
   not_found: 'no such route, grant, request or session',
   method_not_allowed: 'the route exists, not with this method',
   unauthenticated: 'no bearer token',

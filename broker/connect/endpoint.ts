@@ -14,6 +14,7 @@ import { randomUUID } from 'node:crypto';
 import WebSocket, { WebSocketServer, type RawData } from 'ws';
 import protocol from 'devtools-protocol/json/js_protocol.json';
 import { peerUid } from './peerUser';
+import { requestTarget } from '../http/requestTarget';
 
 /** A refusal of the local upgrade: the HTTP status and the words the local client (and the terminal) see. */
 export class AttachRefusal extends Error {
@@ -172,7 +173,9 @@ export class LocalEndpoint {
     if (stranger) return send(403, `refused by loupe connect: ${stranger}`);
     if (!loopbackHost.test(req.headers.host ?? '')) return send(403, `refused by loupe connect: Host "${req.headers.host ?? ''}" is not a loopback address (DNS rebinding protection)`);
     if (req.method !== 'GET') return send(405, `refused by loupe connect: ${req.method} is not supported; the endpoint answers GET /json/list, /json/version, /json/protocol`);
-    const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname.replace(/\/$/, '');
+    const target = requestTarget(req.url);
+    if (!target) return send(400, 'refused by loupe connect: the request target must be a path like /json/list');
+    const path = target.path.replace(/\/$/, '');
     if (!this.ready) return send(503, 'loupe connect has no grant yet (waiting for the broker or for approvals); try again once it prints LOUPE_CONNECT_URL');
     if (path === '/json' || path === '/json/list') return send(200, this.targets());
     if (path === '/json/version') return send(200, { Browser: 'node.js (through Loupe)', 'Protocol-Version': '1.1' });
@@ -195,7 +198,7 @@ export class LocalEndpoint {
       return refuse(new AttachRefusal(403, `attach refused by loupe connect: Host "${req.headers.host ?? ''}" is not a loopback address (DNS rebinding protection)`));
     const origin = req.headers.origin;
     if (!originAllowed(origin)) return refuse(new AttachRefusal(403, `attach refused by loupe connect: a web page (origin ${origin}) may not attach; use a debugger or Chrome DevTools`));
-    const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname;
+    const path = requestTarget(req.url)?.path ?? String(req.url).slice(0, 200);
     if (path !== `/${this.id}`) return refuse(new AttachRefusal(404, `attach refused by loupe connect: no target at ${path}; the WebSocket is ${this.webSocketUrl} (see /json/list)`));
     if (!this.ready) return refuse(new AttachRefusal(503, 'attach refused by loupe connect: no grant yet (waiting for the broker or for approvals)'));
     if (this.live)

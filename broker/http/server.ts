@@ -5,6 +5,7 @@ import type { Broker } from '../broker';
 import type { RequestOrigin } from '../securityEvents';
 import { LoupeError } from '../errors';
 import type { Identity } from '../identity/verifyIdentity';
+import { requestTarget } from './requestTarget';
 
 const maxBodyBytes = 64 * 1024;
 
@@ -62,7 +63,7 @@ function readOptionalJson(req: IncomingMessage): Promise<unknown> {
 
 /** Where a request came from: the peer address as the socket has it (no forwarding header is trusted). */
 function originOf(req: IncomingMessage): RequestOrigin {
-  return { source: req.socket.remoteAddress, method: req.method ?? '', path: new URL(req.url ?? '/', 'http://broker').pathname, userAgent: req.headers['user-agent'] };
+  return { source: req.socket.remoteAddress, method: req.method ?? '', path: requestTarget(req.url)?.path ?? String(req.url).slice(0, 200), userAgent: req.headers['user-agent'] };
 }
 
 type Route = (req: IncomingMessage, res: ServerResponse, identity: Identity, match: RegExpExecArray) => Promise<void>;
@@ -71,6 +72,22 @@ export interface BrokerServer {
   readonly server: Server;
   readonly url: string;
   close(): Promise<void>;
+}
+
+/**
+ * Answers on a socket node's server no longer answers on (a refused upgrade, a CONNECT, a request its parser refused)
+ * and closes it. Lingering: what the client still sends is read and dropped for a moment, so it reads the answer
+ * rather than a reset; then the socket goes, whatever the client does, so no refused connection stays open.
+ */
+function answerAndClose(socket: Socket, error: LoupeError, reason: string, withBody = true): void {
+  const body = JSON.stringify(error.toJSON());
+  socket.on('error', () => undefined);
+  const linger = setTimeout(() => socket.destroy(), 500);
+  linger.unref();
+  socket.once('close', () => clearTimeout(linger));
+  socket.once('end', () => socket.destroy());
+  socket.resume();
+  socket.end(`HTTP/1.1 ${error.status} ${reason}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${withBody ? body : ''}`);
 }
 
 /** The HTTP and WebSocket edges: authentication happens here, decisions in the Broker. */
@@ -159,7 +176,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       'GET',
       /^\/v1\/sessions$/,
       async (req, res, identity) => {
-        const query = new URL(req.url ?? '/', 'http://broker').searchParams;
+        const query = requestTarget(req.url)!.query;
         const date = (name: string) => {
           const value = query.get(name);
           if (value === null) return undefined;
@@ -203,7 +220,9 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
 
   const server = createServer({ connectionsCheckingInterval: requestArrival.checkEveryMs, headersTimeout: requestArrival.headersMs, requestTimeout: requestArrival.requestMs }, (req, res) => {
     void (async () => {
-      const path = new URL(req.url ?? '/', 'http://broker').pathname;
+      const target = requestTarget(req.url);
+      if (!target) throw new LoupeError('bad_request', 'the request target must be a path (/v1/...)');
+      const { path } = target;
       if (path === '/healthz') return sendJson(res, 200, { status: 'ok' });
       if (path === '/readyz') {
         const { ready, audit } = broker.ready;
@@ -241,23 +260,44 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
   // frames far beyond it close the socket (1009).
   const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: Math.min(broker.config.limits.maxFrameBytes * 8, 128 << 20) });
 
+  // A request node's parser refused, or that did not arrive in time, is answered like every other refusal (node's
+  // own answer has no body), unless an answer to it has begun.
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
+    const answering = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+    if (err.code === 'ECONNRESET' || !socket.writable || answering) return void socket.destroy();
+    const [error, reason] =
+      err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? [
+            new LoupeError('request_timeout', `the request did not arrive in time (headers within ${requestArrival.headersMs} ms, the whole request within ${requestArrival.requestMs} ms)`),
+            'Request Timeout',
+          ]
+        : err.code === 'HPE_HEADER_OVERFLOW'
+          ? [new LoupeError('headers_too_large', 'request headers over the server limit'), 'Request Header Fields Too Large']
+          : [new LoupeError('bad_request', `malformed HTTP request (${err.code ?? 'unparsable'})`), 'Bad Request'];
+    // The answer to a HEAD has no body (its head says how long one would be).
+    const packet = (err as { rawPacket?: unknown }).rawPacket;
+    answerAndClose(socket, error, reason, !(Buffer.isBuffer(packet) && packet.subarray(0, 5).toString('latin1') === 'HEAD '));
+  });
+
+  // CONNECT is for proxies: node closes such a connection unanswered unless told otherwise; it is refused in words.
+  server.on('connect', (req: IncomingMessage, socket: Socket) => {
+    answerAndClose(socket, new LoupeError('method_not_allowed', `${req.method} is not supported: the broker is not a proxy`), 'Method Not Allowed');
+  });
+
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
-    const reject = (error: LoupeError) => {
-      const body = JSON.stringify(error.toJSON());
-      socket.end(`HTTP/1.1 ${error.status} ${error.code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
-    };
-    const url = new URL(req.url ?? '/', 'http://broker');
-    const match = /^\/v1\/attach\/([0-9a-f-]{36})$/.exec(url.pathname);
-    const refused = (err: unknown) => broker.attachRefused(err, match?.[1], { ticket: url.searchParams.get('ticket'), authorization: req.headers.authorization }, originOf(req));
+    const reject = (error: LoupeError) => answerAndClose(socket, error, error.code);
+    const url = requestTarget(req.url) ?? { path: String(req.url).slice(0, 200), query: new URLSearchParams() };
+    const match = /^\/v1\/attach\/([0-9a-f-]{36})$/.exec(url.path);
+    const refused = (err: unknown) => broker.attachRefused(err, match?.[1], { ticket: url.query.get('ticket'), authorization: req.headers.authorization }, originOf(req));
     if (!match) {
-      const error = new LoupeError('not_found', `no WebSocket endpoint at ${url.pathname}`);
+      const error = new LoupeError('not_found', `no WebSocket endpoint at ${url.path}`);
       refused(error);
       return reject(error);
     }
     if (shuttingDown) return reject(new LoupeError('session_busy', 'broker is shutting down'));
     let upgraded = false;
     void (async () => {
-      const grant = await broker.authenticateAttach(match[1]!, req.headers.authorization, url.searchParams.get('ticket'));
+      const grant = await broker.authenticateAttach(match[1]!, req.headers.authorization, url.query.get('ticket'));
       const session = await broker.attach(grant, () => {
         upgraded = true;
         return new Promise((resolve) => wss.handleUpgrade(req, socket, head, resolve));

@@ -118,7 +118,7 @@ describe('loupe connect: the local endpoint admits only loopback debuggers, at i
     );
     const paths = fc.oneof(
       fc.constantFrom(`/${id}`, `/${id}?ticket=x`).map((p) => ({ p, ok: true })),
-      fc.constantFrom(`/${id}/`, `/${id}x`, `/${id.toUpperCase()}`, '/', '/json', `/json/${id}`, `/${id.slice(0, -1)}`, `//${id}`, `/ws/${id}`).map((p) => ({ p, ok: false })),
+      fc.constantFrom(`/${id}/`, `/${id}x`, `/${id.toUpperCase()}`, '/', '/json', `/json/${id}`, `/${id.slice(0, -1)}`, `//${id}`, `///${id}`, '///', `/ws/${id}`).map((p) => ({ p, ok: false })),
       alnum.map((p) => ({ p: `/${p}`, ok: false })),
     );
     await fc.assert(
