@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import { CdpClient } from '../support/cdpClient';
 import { assertAllWell, checkProperty, fuzzFrames, fuzzSeed, jsonArb, startHttpTarget, type HttpTarget } from '../support/fuzz';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { waitFor } from '../support/wait';
 
 /**
  * Property: whatever HTTP request reaches the broker's API (any method, path, query, Authorization value, content
@@ -241,6 +242,68 @@ describe(`fuzz: ${total} generated HTTP requests to a live broker's API (seed ${
       [],
     );
     assert.equal((await fetch(`${broker.url}/healthz`)).status, 200);
+  });
+
+  it('upgrades to the attach path with any id, ticket and Authorization are refused in words, or attach only with what a grant gives', async () => {
+    const port = Number(new URL(broker.url).port);
+    const grant = await broker.grant('dev', ['devs']);
+    const attachPath = new URL(grant.attachUrl).pathname;
+    const answers = new Map<string, number>();
+    await checkProperty(
+      fc.asyncProperty(
+        fc.oneof(
+          fc.constant(attachPath),
+          uuidArb.map((id) => `/v1/attach/${encodeURIComponent(id)}`),
+          pathArb,
+        ),
+        fc.option(fc.oneof(fc.string({ maxLength: 60 }), fc.uuid(), fc.constant('')), { nil: undefined }),
+        authArb,
+        async (path, ticket, auth) => {
+          const authorization =
+            auth.kind === 'real'
+              ? `Bearer ${auth.index % 2 === 0 ? grant.token : tokens[auth.index % tokens.length]}`
+              : auth.kind === 'mangled'
+                ? `Bearer ${grant.token.slice(0, auth.at % grant.token.length)}A${grant.token.slice((auth.at % grant.token.length) + 1)}`
+                : auth.kind === 'raw'
+                  ? auth.value.replace(/[^\t\x20-\x7e\x80-\xff]/g, '?')
+                  : undefined;
+          const target = `${path}${ticket === undefined ? '' : `?ticket=${encodeURIComponent(ticket)}`}`;
+          const text = `GET ${target} HTTP/1.1\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n${authorization === undefined ? '' : `Authorization: ${authorization}\r\n`}\r\n`;
+          const answer = await new Promise<string>((resolve, reject) => {
+            const socket = connect(port, '127.0.0.1');
+            let got = '';
+            const timer = setTimeout(() => (socket.destroy(), reject(new Error(`no answer to an upgrade at ${target} within 5 s (so far: ${JSON.stringify(got.slice(0, 100))})`))), 5000);
+            socket.on('data', (chunk) => {
+              got += String(chunk);
+              // Attached: the session is real, so it is ended at once (the broker records it like any other).
+              if (got.startsWith('HTTP/1.1 101')) socket.destroy();
+            });
+            socket.on('close', () => (clearTimeout(timer), resolve(got)));
+            socket.on('error', () => undefined);
+            socket.write(text);
+          });
+          const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(answer)?.[1]);
+          answers.set(String(status), (answers.get(String(status)) ?? 0) + 1);
+          const what = `upgrade at ${target} (auth ${auth.kind}) answered ${JSON.stringify(answer.slice(0, 300))}`;
+          if (status === 101) {
+            assert.equal(path, attachPath, `attached off the grant's own path: ${what}`);
+            assert.equal(authorization, `Bearer ${grant.token}`, `attached without the grant's token: ${what}`);
+            // One live session per grant: the next attach waits for this one's end to be seen.
+            await waitFor(() => broker.broker.liveSessions.length <= 1, { what: 'the fuzz session to end', timeoutMs: 5000, intervalMs: 10 });
+            return;
+          }
+          assert.ok([400, 401, 403, 404, 409].includes(status), `not a refusal: ${what}`);
+          const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error?: { code?: unknown; message?: unknown } };
+          assert.ok(typeof body.error?.code === 'string' && typeof body.error.message === 'string' && body.error.message.length > 0, `a refusal that does not say why: ${what}`);
+        },
+      ),
+      { numRuns: Math.ceil(total / 3), seed, endOnFailure: true },
+    );
+    process.stdout.write(`# attach upgrade fuzz: answers ${JSON.stringify(Object.fromEntries(answers))}\n`);
+    assert.deepEqual(
+      logged.filter((line) => /^internal error|^fault in/.test(line)),
+      [],
+    );
   });
 
   it('every request is answered within its bound with a decision that says why; the broker, a live session and the target carry on', { timeout: 300_000 }, async () => {
