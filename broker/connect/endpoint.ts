@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import WebSocket, { WebSocketServer, type RawData } from 'ws';
 import protocol from 'devtools-protocol/json/js_protocol.json';
 import { peerUid } from './peerUser';
-import { requestTarget } from '../http/requestTarget';
+import { requestTarget, sentPath } from '../http/requestTarget';
 
 /** A refusal of the local upgrade: the HTTP status and the words the local client (and the terminal) see. */
 export class AttachRefusal extends Error {
@@ -198,7 +198,7 @@ export class LocalEndpoint {
       return refuse(new AttachRefusal(403, `attach refused by loupe connect: Host "${req.headers.host ?? ''}" is not a loopback address (DNS rebinding protection)`));
     const origin = req.headers.origin;
     if (!originAllowed(origin)) return refuse(new AttachRefusal(403, `attach refused by loupe connect: a web page (origin ${origin}) may not attach; use a debugger or Chrome DevTools`));
-    const path = requestTarget(req.url)?.path ?? String(req.url).slice(0, 200);
+    const path = sentPath(req.url);
     if (path !== `/${this.id}`) return refuse(new AttachRefusal(404, `attach refused by loupe connect: no target at ${path}; the WebSocket is ${this.webSocketUrl} (see /json/list)`));
     if (!this.ready) return refuse(new AttachRefusal(503, 'attach refused by loupe connect: no grant yet (waiting for the broker or for approvals)'));
     if (this.live)

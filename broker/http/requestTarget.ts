@@ -10,3 +10,8 @@ export function requestTarget(raw: string | undefined): { readonly path: string;
   const mark = target.indexOf('?');
   return mark < 0 ? { path: target, query: new URLSearchParams() } : { path: target.slice(0, mark), query: new URLSearchParams(target.slice(mark + 1)) };
 }
+
+/** The path a request sent, for messages and records: its origin-form path, or (any other form) the target itself, cut short. */
+export function sentPath(raw: string | undefined): string {
+  return requestTarget(raw)?.path ?? String(raw).slice(0, 200);
+}

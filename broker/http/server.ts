@@ -5,7 +5,7 @@ import type { Broker } from '../broker';
 import type { RequestOrigin } from '../securityEvents';
 import { LoupeError } from '../errors';
 import type { Identity } from '../identity/verifyIdentity';
-import { requestTarget } from './requestTarget';
+import { requestTarget, sentPath } from './requestTarget';
 
 const maxBodyBytes = 64 * 1024;
 
@@ -63,7 +63,7 @@ function readOptionalJson(req: IncomingMessage): Promise<unknown> {
 
 /** Where a request came from: the peer address as the socket has it (no forwarding header is trusted). */
 function originOf(req: IncomingMessage): RequestOrigin {
-  return { source: req.socket.remoteAddress, method: req.method ?? '', path: requestTarget(req.url)?.path ?? String(req.url).slice(0, 200), userAgent: req.headers['user-agent'] };
+  return { source: req.socket.remoteAddress, method: req.method ?? '', path: sentPath(req.url), userAgent: req.headers['user-agent'] };
 }
 
 type Route = (req: IncomingMessage, res: ServerResponse, identity: Identity, match: RegExpExecArray) => Promise<void>;
@@ -286,7 +286,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
 
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const reject = (error: LoupeError) => answerAndClose(socket, error, error.code);
-    const url = requestTarget(req.url) ?? { path: String(req.url).slice(0, 200), query: new URLSearchParams() };
+    const url = requestTarget(req.url) ?? { path: sentPath(req.url), query: new URLSearchParams() };
     const match = /^\/v1\/attach\/([0-9a-f-]{36})$/.exec(url.path);
     const refused = (err: unknown) => broker.attachRefused(err, match?.[1], { ticket: url.query.get('ticket'), authorization: req.headers.authorization }, originOf(req));
     if (!match) {
