@@ -5,6 +5,7 @@
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { ensureChromium } from './chromium/ensure-chromium.mjs';
 import { ensurePostgres } from './postgres/ensure-postgres.mjs';
 import { ensureS3 } from './s3/ensure-s3.mjs';
@@ -74,4 +75,8 @@ if (needed('chromium')) Object.assign(env, { CHROMIUM_PATH: ensureChromium(), PL
 // The extension is tested in a real VS Code: code-server (installed here when missing) driven by that Chromium.
 // LOUPE_SKIP_VSCODE=1 asks for a fast run: those tests are then skipped, each saying why.
 if (needed('code-server')) Object.assign(env, ensureCodeServer());
-run(`tests (${files.length} files)`, process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', ...files], env);
+// A file still running after 10 minutes has hung (a whole file takes a minute or two): the runner ends it and names it, so
+// one hang costs minutes, not the whole CI budget. Each test file's process names a test running past 2 minutes.
+const hangReport = pathToFileURL(join(root, 'test', 'support', 'hangReport.mjs')).href;
+const testArgs = ['--import', 'tsx', '--import', hangReport, '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-timeout=600000'];
+run(`tests (${files.length} files)`, process.execPath, [...testArgs, ...files], env);

@@ -15,6 +15,18 @@ import { sleep, waitFor } from '../support/wait';
 const appLine = markerLine(join(fixtures, 'app.js'), 'work');
 const secret = 'webhook-secret-for-tests-0123456789';
 
+/** Receivers still listening: closed after each test, passed or failed (a listening one keeps the file's process alive). */
+const receivers = new Set<Server>();
+afterEach(async () => {
+  await Promise.all(
+    [...receivers].map((server) => {
+      receivers.delete(server);
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(resolve));
+    }),
+  );
+});
+
 /** A real HTTP receiver on loopback that answers with the given statuses in turn (the last one repeats). */
 async function startReceiver(
   statuses: number[] = [200],
@@ -31,6 +43,7 @@ async function startReceiver(
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
+  receivers.add(server);
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
     requests,
@@ -125,7 +138,6 @@ describe('alert rules over the live audit stream (real target, real broker)', ()
         events.some((x) => x.seq === e.seq && x.type === e.type),
         'evidence points at real records',
       );
-    receiver.server.close();
   });
 
   it('a normal session fires nothing (and a second attach is not a first attach)', async () => {
@@ -301,7 +313,6 @@ describe('webhook delivery', () => {
     assert.ok(receiver.requests.every((r) => verifySignature(r.headers['x-loupe-signature'], r.body)));
     await sleep(600); // a retry would come within the backoff; no event marks its absence
     assert.equal(receiver.requests.length, 3, 'no retry after success');
-    receiver.server.close();
   });
 
   it('writes a dead letter when the receiver stays down', async () => {
@@ -310,13 +321,13 @@ describe('webhook delivery', () => {
     await fireOne(broker);
     await receiver.received(3);
     const file = broker.config.alerting.deadLetterFile;
-    await waitFor(async () => existsSync(file));
-    const letter = JSON.parse(readFileSync(file, 'utf8').trim().split('\n')[0]!);
+    // The file exists from the moment the broker opens it to append: wait for a whole line.
+    await waitFor(() => existsSync(file) && readFileSync(file, 'utf8').includes('\n'), { what: 'a whole dead letter' });
+    const letter = JSON.parse(readFileSync(file, 'utf8').split('\n')[0]!);
     assert.equal(letter.url, receiver.url);
     assert.equal(letter.attempts, 3);
     assert.equal(letter.lastError, 'HTTP 503');
     assert.equal(letter.alert.rule, 'refusals');
-    receiver.server.close();
   });
 
   it('sends a Slack-compatible payload when asked', async () => {
@@ -330,7 +341,6 @@ describe('webhook delivery', () => {
     const body = JSON.parse(receiver.requests[0]!.body);
     assert.match(body.text, /^:rotating_light: Loupe alert \*refusals\* on \*app\*: /);
     assert.ok(Array.isArray(body.blocks));
-    receiver.server.close();
   });
 
   it('a Slack payload shows what a user typed as text: no @channel, no disguised links, no markup from an expression', async () => {
@@ -348,7 +358,6 @@ describe('webhook delivery', () => {
     const texts = [body.text, body.blocks[0].text.text, body.blocks[1].elements[0].text];
     for (const text of texts) assert.ok(!/<[!@#]|<https?:/.test(text), `Slack markup reached the payload: ${text}`);
     assert.match(body.blocks[0].text.text, /evaluation of apiKey: typeof apiKey \/\/ &lt;!channel&gt; &lt;https:\/\/evil\.example\/\|Re-authenticate Loupe&gt;/);
-    receiver.server.close();
   });
 });
 
