@@ -2,6 +2,7 @@ import { createHmac } from 'node:crypto';
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { appendFile, mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { WebhookConfig } from '../config/alertConfig';
 import type { Alert } from './alertEngine';
 import { backoffDelay } from '../retry';
@@ -62,12 +63,18 @@ export class WebhookSink {
   /** Dead letters are appended one at a time, in order (a burst of them is not a burst of open files). */
   private letters: Promise<void> = Promise.resolve();
   private closed = false;
+  /** Ends the waits for a retry when the broker stops. */
+  private readonly closing = new AbortController();
+  /** The requests under way, cut when the broker stops once they have had shutdownGraceMs. */
+  private readonly requests = new Set<AbortController>();
+  private readonly underWay = new Set<Promise<unknown>>();
 
   constructor(
     private readonly hooks: readonly WebhookConfig[],
     private readonly deadLetterFile: string,
     private readonly log: (line: string) => void,
     private readonly retryBaseMs = 250,
+    private readonly shutdownGraceMs = 2000,
   ) {}
 
   deliver(alert: Alert): Promise<DeliveryResult[]> {
@@ -76,14 +83,24 @@ export class WebhookSink {
 
   /**
    * Shutdown: the alerts still waiting for a webhook are written to the dead-letter file rather than lost with the
-   * process (deliveries under way finish or not within the shutdown bound; their alerts are in the audit trail).
+   * process. Deliveries under way have shutdownGraceMs to finish, are not retried, and are then cut; an alert not
+   * delivered goes to the dead-letter file too. Nothing of the sink outlives this (no retry timer, no socket).
    */
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort();
     const why = 'not sent: the broker shut down while the alert waited for this webhook';
     const letters: Promise<DeliveryResult>[] = [];
     for (const [hook, queue] of this.queues) for (const { alert, done } of queue.waiting.splice(0)) letters.push(this.deadLetter(hook, alert, 0, why).then((result) => (done(result), result)));
     if (letters.length > 0) this.log(`${letters.length} alert(s) ${why}; written to ${this.deadLetterFile}`);
+    const underWay = [...this.underWay];
+    if (underWay.length > 0) {
+      let grace: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled(underWay), new Promise((resolve) => (grace = setTimeout(resolve, this.shutdownGraceMs)))]);
+      clearTimeout(grace);
+      for (const request of this.requests) request.abort(new Error('the broker shut down during the delivery'));
+      await Promise.allSettled(underWay);
+    }
     await Promise.all(letters);
   }
 
@@ -107,12 +124,14 @@ export class WebhookSink {
     while (queue.inFlight < webhookConcurrency && queue.waiting.length > 0) {
       const next = queue.waiting.shift()!;
       queue.inFlight++;
-      void this.deliverTo(hook, next.alert)
+      const delivery = this.deliverTo(hook, next.alert)
         .then(next.done, (err: Error) => next.done({ url: hook.url, delivered: false, attempts: 0, lastError: err.message }))
         .finally(() => {
+          this.underWay.delete(delivery);
           queue.inFlight--;
           this.pump(hook, queue);
         });
+      this.underWay.add(delivery);
     }
   }
 
@@ -121,6 +140,9 @@ export class WebhookSink {
     let lastError = '';
     for (let attempt = 1; attempt <= hook.maxAttempts; attempt++) {
       const timestamp = Math.floor(Date.now() / 1000);
+      const request = new AbortController();
+      const timer = setTimeout(() => request.abort(new Error('no answer within 5 s')), 5000);
+      this.requests.add(request);
       try {
         const res = await fetch(hook.url, {
           method: 'POST',
@@ -134,7 +156,7 @@ export class WebhookSink {
           body,
           // A redirect would carry the alert and its signature to wherever the receiver points (another host).
           redirect: 'manual',
-          signal: AbortSignal.timeout(5000),
+          signal: request.signal,
         });
         // The answer's body is never read: a receiver that answers with gigabytes must not fill the broker's memory.
         await res.body?.cancel().catch(() => undefined);
@@ -144,9 +166,19 @@ export class WebhookSink {
             ? `HTTP ${res.status}: redirects are not followed (the alert goes only to the configured URL${res.headers.get('location') ? `, not to ${res.headers.get('location')!.slice(0, 200)}` : ''})`
             : `HTTP ${res.status}`;
       } catch (err) {
-        lastError = (err as Error).message;
+        lastError = request.signal.aborted ? (request.signal.reason as Error).message : (err as Error).message;
+      } finally {
+        clearTimeout(timer);
+        this.requests.delete(request);
       }
-      if (attempt < hook.maxAttempts) await new Promise((r) => setTimeout(r, backoffDelay(attempt - 1, { baseMs: this.retryBaseMs, maxMs: 30_000 })));
+      if (attempt === hook.maxAttempts) break;
+      // A shutdown ends the wait for a retry at once, and there is no retry.
+      if (!this.closed) await sleep(backoffDelay(attempt - 1, { baseMs: this.retryBaseMs, maxMs: 30_000 }), undefined, { signal: this.closing.signal }).catch(() => undefined);
+      if (this.closed) {
+        lastError += '; not retried: the broker shut down';
+        this.log(`alert ${alert.id} (${alert.rule}) not delivered to ${hook.url} in ${attempt} attempt(s) before shutdown (${lastError}); written to ${this.deadLetterFile}`);
+        return this.deadLetter(hook, alert, attempt, lastError);
+      }
     }
     this.log(`alert ${alert.id} (${alert.rule}) not delivered to ${hook.url} after ${hook.maxAttempts} attempts (${lastError}); written to ${this.deadLetterFile}`);
     return this.deadLetter(hook, alert, hook.maxAttempts, lastError);

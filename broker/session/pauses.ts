@@ -40,6 +40,7 @@ export class Pauses implements SessionPauses {
   /** Debugger.resumed events of pauses the client never saw, still to come. */
   private swallowResumed = 0;
   private watchdog: NodeJS.Timeout | undefined;
+  private stopped = false;
   private foreignPauseTimer: NodeJS.Timeout | undefined;
   /** Recent broker-held pauses per breakpoint (condition checks, logpoints): [clock time, ms]. */
   private readonly heldPauses = new Map<string, [number, number][]>();
@@ -286,6 +287,7 @@ export class Pauses implements SessionPauses {
    */
   armForeignPauseWatchdog(): void {
     clearTimeout(this.foreignPauseTimer);
+    if (this.stopped) return;
     const seconds = this.context.target().maxPauseSeconds;
     this.foreignPauseTimer = setTimeout(
       () => {
@@ -299,6 +301,7 @@ export class Pauses implements SessionPauses {
 
   private armWatchdog(): void {
     this.clearWatchdog();
+    if (this.stopped) return;
     const seconds = this.context.target().maxPauseSeconds;
     this.watchdog = setTimeout(() => {
       if (!this.paused || this.context.isEnding()) return;
@@ -350,8 +353,12 @@ export class Pauses implements SessionPauses {
     context.breakpoints.unpark(why);
   }
 
-  /** The session is ending: no watchdog fires from now on. */
+  /**
+   * The session is ending: no watchdog fires from now on, and none is armed by a pause that arrives meanwhile (its
+   * timer would keep a stopping broker's process alive for maxPauseSeconds).
+   */
   stop(): void {
+    this.stopped = true;
     this.clearWatchdog();
     clearTimeout(this.foreignPauseTimer);
   }
