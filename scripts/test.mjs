@@ -3,7 +3,8 @@
 // every test file with node's test runner. `npm test -- <filter>...` runs the files whose path contains one of the
 // filters, and provisions only the services those files declare (`// needs: ...`, see scripts/test-needs.mjs).
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { ensureChromium } from './chromium/ensure-chromium.mjs';
@@ -21,6 +22,16 @@ function run(label, command, args, env = process.env) {
     process.stdout.write(`\n${label} failed (exit ${result.status ?? result.signal})\n`);
     process.exit(result.status ?? 1);
   }
+}
+
+/** Removes the run's temporary directory, unless a filesystem a test mounted is still inside it (never walk into one). */
+function removeScratch(dir) {
+  const mounts = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((line) => line.split(' ')[1] ?? '')
+    .filter((point) => point.startsWith(`${dir}/`));
+  if (mounts.length > 0) process.stdout.write(`\nleft ${dir} in place: ${mounts.join(', ')} still mounted there\n`);
+  else rmSync(dir, { recursive: true, force: true });
 }
 
 function findTests(dir) {
@@ -79,4 +90,12 @@ if (needed('code-server')) Object.assign(env, ensureCodeServer());
 // one hang costs minutes, not the whole CI budget. Each test file's process names a test running past 2 minutes.
 const hangReport = pathToFileURL(join(root, 'test', 'support', 'hangReport.mjs')).href;
 const testArgs = ['--import', 'tsx', '--import', hangReport, '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-timeout=600000'];
-run(`tests (${files.length} files)`, process.execPath, [...testArgs, ...files], env);
+// The tests' temporary files (state directories, keys, downloads, profiles) go to a directory of this run's own,
+// removed when the run ends, passed or failed: a machine that runs the suite every day does not fill its /tmp.
+const scratch = mkdtempSync(join(tmpdir(), 'loupe-tests-'));
+env.TMPDIR = scratch;
+process.stdout.write(`\n== tests (${files.length} files)\n`);
+const result = spawnSync(process.execPath, [...testArgs, ...files], { cwd: root, stdio: 'inherit', env });
+removeScratch(scratch);
+if (result.status !== 0) process.stdout.write(`\ntests failed (exit ${result.status ?? result.signal})\n`);
+process.exit(result.status ?? 1);
