@@ -4,7 +4,7 @@
 // (--no-prof: no profiler, for the broker's CPU per session and the rounds' times as they are without one)
 //   node bench/lib/summarizeProfile.mjs --window=<printed> <prof-dir>/<the broker's file>.cpuprofile
 // (build dist/ first: node esbuild.mjs)
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { basePolicy } from '../test/support/testBroker';
@@ -70,6 +70,7 @@ async function main(): Promise<void> {
   } finally {
     await broker.child.stop(15_000);
     await target.stop();
+    rmSync(scratch, { recursive: true, force: true });
   }
   if (profile) process.stdout.write(`profile of the broker in ${profDir} (the largest new .cpuprofile)\n`);
 }

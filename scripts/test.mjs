@@ -3,7 +3,7 @@
 // every test file with node's test runner. `npm test -- <filter>...` runs the files whose path contains one of the
 // filters, and provisions only the services those files declare (`// needs: ...`, see scripts/test-needs.mjs).
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -93,6 +93,8 @@ const testArgs = ['--import', 'tsx', '--import', hangReport, '--test', '--test-r
 // The tests' temporary files (state directories, keys, downloads, profiles) go to a directory of this run's own,
 // removed when the run ends, passed or failed: a machine that runs the suite every day does not fill its /tmp.
 const scratch = mkdtempSync(join(tmpdir(), 'loupe-tests-'));
+// It stands in for /tmp: other users pass and write there too (the PostgreSQL the tests start runs as postgres).
+chmodSync(scratch, 0o1777);
 env.TMPDIR = scratch;
 process.stdout.write(`\n== tests (${files.length} files)\n`);
 const result = spawnSync(process.execPath, [...testArgs, ...files], { cwd: root, stdio: 'inherit', env });
