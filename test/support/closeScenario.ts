@@ -25,17 +25,6 @@ async function receiver(answer: Receiver): Promise<{ server: Server; url: string
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`, requests: () => requests };
 }
 
-/** Handles still open, by kind and peer: what the test prints when the process does not exit. */
-function openHandles(): string {
-  const handles = (process as unknown as { _getActiveHandles(): any[] })._getActiveHandles().map((h) => {
-    if (typeof h?.remotePort === 'number') return `socket to ${h.remoteAddress}:${h.remotePort}`;
-    if (typeof h?.address === 'function' && typeof h.address()?.port === 'number') return `server on ${h.address().port}`;
-    if (typeof h?.pid === 'number') return `child ${h.pid}`;
-    return h?.constructor?.name ?? typeof h;
-  });
-  return `${process.getActiveResourcesInfo().join(', ')}; handles: ${handles.join(', ')}`;
-}
-
 async function main(scenario: string): Promise<void> {
   const appFile = join(fixtures, 'app.js');
   const target = await startTarget(appFile);
@@ -106,7 +95,8 @@ async function main(scenario: string): Promise<void> {
     server.close();
   }
   process.stdout.write(`dead letters: ${deadLetterFile}\n`);
-  setTimeout(() => process.stdout.write(`still open 3 s after close: ${openHandles()}\n`), 3000).unref();
+  // What still holds the process, by kind, for the test's message.
+  setTimeout(() => process.stdout.write(`still open 3 s after close: ${process.getActiveResourcesInfo().join(', ')}\n`), 3000).unref();
 }
 
 main(process.argv[2] ?? '').catch((err: Error) => {
