@@ -12,7 +12,7 @@ import { freshDatabase, startOwnPostgres, type OwnPostgres } from '../support/po
 import { startReplicas, type Replica, type ReplicaSet } from '../support/replicas';
 import { freshLockedBucket, s3Settings } from '../support/s3';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
-import { waitFor } from '../support/wait';
+import { waitFor, within } from '../support/wait';
 
 // Three broker replicas as separate processes on one PostgreSQL database and one S3 bucket, a real target, real
 // clients: what one replica decides, every other one honours.
@@ -105,7 +105,7 @@ describe('three replicas on one database', () => {
     const revoke = await c.api('DELETE', `/v1/grants/${grant.grantId}`, await set.token('olga', ['owners']));
     assert.equal(revoke.status, 200, JSON.stringify(revoke.body));
     const revokedAt = Date.now();
-    const closed = await Promise.race([client.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 3000))]);
+    const closed = await within(client.closed, 3000, undefined);
     const took = Date.now() - revokedAt;
     assert.ok(closed, 'the session on B ended');
     assert.equal(closed.code, 4002, `closed as revoked (${closed.reason})`);
@@ -188,7 +188,7 @@ describe('three replicas on one database', () => {
     const revoke = await c.api('DELETE', `/v1/grants/${grant.grantId}`, await set.token('olga', ['owners']));
     assert.equal(revoke.status, 200, JSON.stringify(revoke.body));
     const revokedAt = Date.now();
-    const closed = await Promise.race([client.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 5000))]);
+    const closed = await within(client.closed, 5000, undefined);
     const took = Date.now() - revokedAt;
     assert.ok(closed, 'the session on B ended');
     assert.equal(closed.code, 4002, `closed as revoked (${closed.reason})`);
@@ -343,7 +343,7 @@ describe('the state database down mid-session', () => {
     const stoppedAt = Date.now();
     pg.stop();
     try {
-      const closed = await Promise.race([client.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 15_000))]);
+      const closed = await within(client.closed, 15_000, undefined);
       assert.ok(closed, 'the session ended');
       assert.equal(closed.code, 4011, `closed as state_unavailable (${closed.reason})`);
       const took = Date.now() - stoppedAt;

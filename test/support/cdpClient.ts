@@ -12,6 +12,8 @@ export interface CdpMessage {
 export class CdpClient {
   private nextId = 1;
   private readonly waiting = new Map<number, (m: CdpMessage) => void>();
+  /** Calls still waiting for a reply, failed at once when the socket closes (no reply can come then). */
+  private readonly orphaned = new Map<number, (err: Error) => void>();
   readonly events: CdpMessage[] = [];
   /** Events already handed to a waiter; each event satisfies one waiter at most. */
   private readonly consumed = new WeakSet<CdpMessage>();
@@ -25,6 +27,7 @@ export class CdpClient {
       if (typeof message.id === 'number' && this.waiting.has(message.id)) {
         const resolve = this.waiting.get(message.id)!;
         this.waiting.delete(message.id);
+        this.orphaned.delete(message.id);
         resolve(message);
       } else if (message.method) {
         this.events.push(message);
@@ -37,7 +40,12 @@ export class CdpClient {
         }
       } else this.unrouted.push(message);
     });
-    this.closed = new Promise((resolve) => socket.on('close', (code, reason) => resolve({ code, reason: reason.toString() })));
+    this.closed = new Promise((resolve) =>
+      socket.on('close', (code, reason) => {
+        for (const [id, fail] of this.orphaned) fail(new Error(`the socket closed (${code} ${reason.toString()}) before a reply to id ${id}`));
+        resolve({ code, reason: reason.toString() });
+      }),
+    );
   }
 
   static connect(url: string, headers: Record<string, string> = {}): Promise<CdpClient> {
@@ -61,6 +69,8 @@ export class CdpClient {
   sendRaw(text: string | Buffer, id: number, timeoutMs = 10000): Promise<CdpMessage> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        this.orphaned.delete(id);
         // What did arrive meanwhile tells a target that never answered from a broker that held the request.
         const last = this.events.at(-1)?.method ?? 'none';
         const state = ['connecting', 'open', 'closing', 'closed'][this.socket.readyState];
@@ -69,6 +79,13 @@ export class CdpClient {
         );
       }, timeoutMs);
       this.waiting.set(id, (m) => (clearTimeout(timer), resolve(m)));
+      this.orphaned.set(id, (err) => {
+        clearTimeout(timer);
+        this.waiting.delete(id);
+        this.orphaned.delete(id);
+        reject(err);
+      });
+      if (this.socket.readyState === WebSocket.CLOSED) return this.orphaned.get(id)!(new Error(`the socket is closed: no reply can come to id ${id}`));
       this.socket.send(text);
     });
   }
