@@ -1,7 +1,7 @@
 // One scenario against a real target and a broker hosted in this process (as a library user hosts it), then the
 // broker is closed and the target stopped, and the process is left to exit by itself. test/closeLeavesNothing.test.ts
 // runs it: anything the broker started that outlives close() (a timer, a socket, a retry) keeps it alive.
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { mkdtempSync } from 'node:fs';
@@ -10,8 +10,9 @@ import { join } from 'node:path';
 import { CdpClient } from './cdpClient';
 import { fixtures, markerLine, startTarget } from './target';
 import { alertRulesOff, basePolicy, startTestBroker } from './testBroker';
+import { waitFor } from './wait';
 
-type Receiver = (res: import('node:http').ServerResponse) => void;
+type Receiver = (res: ServerResponse) => void;
 
 async function receiver(answer: Receiver): Promise<{ server: Server; url: string; requests: () => number }> {
   let requests = 0;
@@ -79,7 +80,7 @@ async function main(scenario: string): Promise<void> {
       broker = await startTestBroker(webhookPolicy(hook.url, 10));
       const { client } = await broker.attach();
       await client.send('Profiler.start'); // refused: one refusals alert
-      while (hook.requests() === 0) await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => hook.requests() > 0, { what: 'the first delivery to reach the receiver' });
       await client.close();
       break;
     }
