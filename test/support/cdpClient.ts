@@ -1,5 +1,12 @@
 import WebSocket from 'ws';
 
+/**
+ * How long a reply or an awaited event may take before the wait fails. It detects one that never comes, not a slow
+ * one (tests that assert latency time it themselves): on CI's 2 cores, with two test files running, a setup call once
+ * took over 10 s to be answered while a code-server test shut down beside it.
+ */
+export const replyTimeoutMs = 30_000;
+
 export interface CdpMessage {
   id?: number;
   method?: string;
@@ -66,7 +73,7 @@ export class CdpClient {
     return this.sendRaw(JSON.stringify({ id, method, params }), id);
   }
 
-  sendRaw(text: string | Buffer, id: number, timeoutMs = 10000): Promise<CdpMessage> {
+  sendRaw(text: string | Buffer, id: number, timeoutMs = replyTimeoutMs): Promise<CdpMessage> {
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
         this.waiting.delete(id);
@@ -98,14 +105,15 @@ export class CdpClient {
   }
 
   /** The first matching event not yet taken by another wait, including ones that arrived before this call. */
-  waitEvent(method: string, predicate: (m: CdpMessage) => boolean = () => true, timeoutMs = 10000): Promise<CdpMessage> {
+  waitEvent(method: string, predicate: (m: CdpMessage) => boolean = () => true, timeoutMs = replyTimeoutMs): Promise<CdpMessage> {
     const earlier = this.events.find((e) => !this.consumed.has(e) && e.method === method && predicate(e));
     if (earlier) {
       this.consumed.add(earlier);
       return Promise.resolve(earlier);
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no ${method} within ${timeoutMs} ms${this.loupeEventsSeen()}`)), timeoutMs);
+      // Unref'd: a wait left behind (an event that never came, its test over) does not hold the file's process.
+      const timer = setTimeout(() => reject(new Error(`no ${method} within ${timeoutMs} ms${this.loupeEventsSeen()}`)), timeoutMs).unref();
       this.eventWaiters.push({ method, predicate, resolve: (m) => (clearTimeout(timer), resolve(m)) });
     });
   }
