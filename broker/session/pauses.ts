@@ -227,7 +227,8 @@ export class Pauses implements SessionPauses {
       this.heldPauses.set(id, window);
       const spent = window.reduce((sum, [, m]) => sum + m, 0);
       if (spent <= budget || !context.breakpoints.has(id)) continue;
-      const figures = { pauseMsPerSecond: Math.round(spent * 10) / 10, hitsPerSecond: window.length, budgetMsPerSecond: budget };
+      // Rounded up: the figure shown is over the budget it went over (2.03 ms is not shown as a budget's 2).
+      const figures = { pauseMsPerSecond: Math.ceil(spent * 10) / 10, hitsPerSecond: window.length, budgetMsPerSecond: budget };
       const reason = `suspended: its hits held the target ${figures.pauseMsPerSecond} ms in the last second over ${figures.hitsPerSecond} hits (budget ${budget} ms per second)`;
       context.breakpoints.retire(id, `breakpoint ${reason}`);
       context.record('cdp.breakpoint.suspended', { breakpointId: id, reason, ...figures }).catch(() => undefined);
@@ -260,7 +261,7 @@ export class Pauses implements SessionPauses {
       },
       suspendUnchecked: () => {
         if (unchecked.size === 0) return;
-        const pauseMs = Math.round((performance.now() - started) * 10) / 10;
+        const pauseMs = Math.ceil((performance.now() - started) * 10) / 10;
         const reason = `suspended unchecked: the conditions and logpoints at this location held the target ${pauseMs} ms in one pause (${checked.length} checked, ${unchecked.size} left), over the budget of ${budget} ms`;
         for (const id of unchecked) {
           if (!context.breakpoints.has(id)) continue;
