@@ -89,7 +89,9 @@ if (needed('code-server')) Object.assign(env, ensureCodeServer());
 // A file still running after 10 minutes has hung (a whole file takes a minute or two): the runner ends it and names it, so
 // one hang costs minutes, not the whole CI budget. Each test file's process names a test running past 2 minutes.
 const hangReport = pathToFileURL(join(root, 'test', 'support', 'hangReport.mjs')).href;
-const testArgs = ['--import', 'tsx', '--import', hangReport, '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-timeout=600000'];
+// A failed bare assert.ok says so at once (see the file: Node's own message for it can take minutes under tsx).
+const assertOkMessage = pathToFileURL(join(root, 'test', 'support', 'assertOkMessage.mjs')).href;
+const testArgs = ['--import', 'tsx', '--import', hangReport, '--import', assertOkMessage, '--test', '--test-reporter=spec', '--test-concurrency=2', '--test-timeout=600000'];
 // The tests' temporary files (state directories, keys, downloads, profiles) go to a directory of this run's own,
 // removed when the run ends, passed or failed: a machine that runs the suite every day does not fill its /tmp.
 const scratch = mkdtempSync(join(tmpdir(), 'loupe-tests-'));
