@@ -78,6 +78,8 @@ export class AuditTrail extends EventEmitter implements ChainHost, RecoveryConte
       this.uploadRound = this.uploadEach([...this.streams.values()]).finally(() => (this.uploadRound = undefined));
       await this.uploadRound;
     }
+    // A round that was under way when the trail stopped: nothing more, no retry of a log stop() closed.
+    if (this.stopped) return;
     this.checkBound();
     this.probe();
     if (this.wal.failed) void this.retryWal();
@@ -98,7 +100,7 @@ export class AuditTrail extends EventEmitter implements ChainHost, RecoveryConte
 
   /** A failed WAL (a full disk) is tried again on every tick; once it takes records, what waited goes on. */
   private async retryWal(): Promise<void> {
-    if (!(await this.wal.retry())) return;
+    if (this.stopped || !(await this.wal.retry())) return;
     this.log?.('audit: the write-ahead log takes records again');
     for (const wake of this.storeWaiters.splice(0)) wake();
     this.maybeRecover();

@@ -302,7 +302,8 @@ export class WriteAheadLog {
    */
   async retry(): Promise<boolean> {
     if (!this.failure) return true;
-    if (this.flushing || this.retrying) return false;
+    // Never reopened once closed: a retry after the broker stopped would leave a segment and its thread behind.
+    if (this.flushing || this.retrying || this.closed) return false;
     this.retrying = true;
     try {
       await this.handle?.close().catch(() => undefined);
@@ -337,6 +338,8 @@ export class WriteAheadLog {
     // Known even when the disk refuses it now: the segment that retry() starts restates it.
     if (record.t === 'open') this.openContexts.set(stream, record.context);
     if (this.failure) return Promise.reject(this.failure);
+    // After close (an upload that finished as the broker stopped): refused as such, not taken for a failed disk.
+    if (this.closed) return Promise.reject(new Error('the write-ahead log is closed: the broker is stopping'));
     const seq = record.t === 'event' ? record.event.seq : -1;
     if (record.t === 'closed') {
       this.openContexts.delete(stream);
@@ -501,6 +504,9 @@ export class WriteAheadLog {
    * answered within stallMs: the WAL is then left as it is (its thread may still land a commit), so a broker can stop on
    * a disk that stopped answering; nothing it had not taken was acknowledged, and the next start repairs the tail.
    */
+  /** Set by close(): nothing more is appended, and a failed log is not reopened. */
+  private closed = false;
+
   async close(): Promise<boolean> {
     if (this.lazyTimer) this.startFlush();
     let gaveUp = false;
@@ -514,6 +520,7 @@ export class WriteAheadLog {
     timer?.cancel();
     gaveUp = !answered;
     if (!answered) return false;
+    this.closed = true;
     await this.handle?.close();
     this.handle = undefined;
     await this.writer.close();

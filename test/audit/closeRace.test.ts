@@ -45,3 +45,18 @@ describe('a record that joins a chain while it closes', () => {
     });
   }
 });
+
+describe('a write-ahead log appended to after it closed (an upload that ended as the broker stopped)', () => {
+  it('refuses the record as closed, is not taken for a failed disk, and is never reopened', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'loupe-closed-wal-'));
+    try {
+      const { wal } = await WriteAheadLog.open(join(dir, 'wal'), { maxBatch: 512, segmentBytes: 8 << 20, preallocateBytes: 1 << 20, lazyMs: 2 });
+      assert.equal(await wal.close(), true);
+      await assert.rejects(wal.append({ t: 'closed', stream: 'late' }), /the write-ahead log is closed: the broker is stopping/);
+      assert.equal(wal.failed, undefined, 'a record after close is no disk failure');
+      assert.equal(await wal.retry(), true, 'nothing failed: nothing to retry');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
