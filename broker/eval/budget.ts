@@ -78,9 +78,11 @@ export class Spend {
   }
 
   step(n = 1): void {
+    const before = this.steps;
     this.steps += n;
     if (this.steps > this.budget.maxSteps) throw budgetRefusal(`more than ${this.budget.maxSteps} steps`);
-    if ((this.steps & 255) === 0) this.checkTime();
+    // Every 256 steps, however they come: a step of many (a built-in's whole walk) can jump over a multiple of 256.
+    if (before >>> 8 !== this.steps >>> 8) this.checkTime();
   }
 
   read(): void {
@@ -110,6 +112,9 @@ export class Spend {
 
   elements(count: number): void {
     if (count > this.budget.maxElements) throw budgetRefusal(`a collection of more than ${this.budget.maxElements} elements`);
+    // A collection is built between steps (Array.from, concat, split, a string's characters): the clock is read
+    // here too, so built-ins called over and over cannot hold the broker past the time bound between two steps.
+    this.checkTime();
   }
 }
 

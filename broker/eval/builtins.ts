@@ -144,6 +144,8 @@ async function callStatic(interp: Interpreter, ns: string, name: string, args: V
       const length = toNumberValue(lengthVal);
       const n = Number.isFinite(length) && length > 0 ? Math.floor(length) : 0;
       spend.elements(n);
+      // n elements built: n steps, as a callback per element costs.
+      spend.step(n);
       items = Array.from({ length: n }, (_, i) => a0.props.get(String(i)) ?? undef);
     } else {
       const iterated = await interp.iterate(a0);

@@ -106,10 +106,18 @@ test('each budget bound refuses with its name and value', async () => {
     ['[' + '1,'.repeat(6000) + '1]', {}, /characters long; Loupe accepts at most 10000/],
     ['Array.from({ length: 5000 }, (_, i) => i).map(i => "x".repeat(100))', { maxResultBytes: 10000 }, /a result of more than 10000 bytes/],
     ['Array.from({ length: 10000 }, () => Array.from({ length: 10000 }))', {}, /more than 100000 steps/],
+    // Without a callback: the elements built are steps too (before, 10,000 of these held the broker for 12 s).
+    ['Array.from({ length: 10000 }).map(() => Array.from({ length: 10000 }).length).length', {}, /more than 100000 steps/],
+    // With the steps unbounded, the time bound still ends it: the clock is read as collections are built.
+    ['Array.from({ length: 10000 }).map(() => Array.from({ length: 10000 }).length).length', { maxSteps: 1e12, maxMs: 300 }, /more than 300 ms/],
     ['Array.from({ length: 10000 }, () => "x".repeat(1e6))', {}, /strings of more than 16777216 characters in all/],
   ];
   for (const [expression, budget, message] of cases) {
+    const started = performance.now();
     const outcome = await app.evaluate(expression, { budget });
+    const ms = performance.now() - started;
+    // No bound is kept by running far past the time bound (2 s by default) first.
+    assert.ok(ms < 4000, `${expression}: refused after ${Math.round(ms)} ms`);
     assert.equal(outcome.kind, 'refused', `${expression}: ${JSON.stringify(outcome).slice(0, 300)}`);
     assert.ok(outcome.kind === 'refused' && message.test(outcome.refusal.message), `${expression}: ${outcome.kind === 'refused' ? outcome.refusal.message : ''}`);
   }
