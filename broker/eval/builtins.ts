@@ -193,7 +193,8 @@ async function objectStatic(interp: Interpreter, name: string, args: Val[]): Pro
       const keyOf = (k: string): Val => {
         // The keys of a redacted container are content (how many there are is shape).
         if (a0.taint) return prim(k, { full: true, label: a0.taint.label });
-        const secret = redaction.secretIn(k);
+        // A key the target holds is its text (a cache keyed by an API key): a learned value in it is secret too.
+        const secret = a0.kind === 'remote' ? redaction.secretInTarget(k) : redaction.secretIn(k);
         return prim(k, secret ? { full: false, label: secret } : undefined);
       };
       if (name === 'keys') return { kind: 'array', items: entries.map(([k]) => keyOf(k)) };

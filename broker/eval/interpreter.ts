@@ -403,7 +403,13 @@ export class Interpreter {
         const source = await this.eval(p.argument, scope);
         // The keys of a redacted container (or a secret string's indices) would become this object's keys.
         if (source.taint && !isNullish(source)) taint ??= full(source.taint.label);
-        else for (const [k, v] of await this.ownEntries(source)) props.set(k, v);
+        else
+          for (const [k, v] of await this.ownEntries(source)) {
+            // A key of the target's that holds a secret would become a key of this object, shown as it is.
+            const keyLabel = source.kind === 'remote' ? this.ctx.redaction.secretInTarget(k) : undefined;
+            if (keyLabel) taint ??= full(keyLabel);
+            else props.set(k, v);
+          }
       } else {
         const keyVal = p.computed ? await this.eval(p.key, scope) : prim(p.key.type === 'Identifier' ? p.key.name : String(p.key.value));
         const value = await this.eval(p.value, scope);

@@ -17,11 +17,13 @@ export interface RedactionContext {
   secretInTarget(text: string): string | undefined;
   /** A value read under the redacted name `name`: the session scrubs it wherever it shows up later. */
   learn?(name: string, value: string): void;
+  /** Whether the text is, whole, a value learned under a redacted name (the digits of a number read elsewhere). */
+  isLearned?(text: string): boolean;
 }
 
 const markerLabel = /\[redacted: ([^\]]+)\]/;
 /** The label of a string of the target that holds a learned value, as the session's scrub marks it. */
-const learnedLabel = 'value of a redacted field';
+export const learnedLabel = 'value of a redacted field';
 
 export function redactionContextOf(redactor: Redactor): RedactionContext {
   // A scratch Redactor with the same policy and nothing learned finds patterns and pairs; the session's own is left
@@ -32,6 +34,7 @@ export function redactionContextOf(redactor: Redactor): RedactionContext {
   return {
     isSensitive: (name) => redactor.isSensitive(name),
     learn: (name, value) => void redactor.learnPairs([[name, value]]),
+    isLearned: (text) => redactor.isLearned(text),
     secretIn,
     secretInTarget: (text) => secretIn(text) ?? (redactor.holdsLearned(text) ? learnedLabel : undefined),
   };

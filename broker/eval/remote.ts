@@ -7,7 +7,7 @@
  */
 import type { Protocol } from 'devtools-protocol';
 import { LoupeRefusal, type Spend } from './budget';
-import type { RedactionContext } from './redaction';
+import { learnedLabel, type RedactionContext } from './redaction';
 import type { PropertiesRead, TargetReader } from './reader';
 import { describedSize, fromRemote, prim, type Taint, type Val } from './values';
 import { isProcessObject, isWithheldField, withheldReason } from '../gate/processFacts';
@@ -59,6 +59,11 @@ export function readValue(ctx: ReadContext, object: Protocol.Runtime.RemoteObjec
   if (!taint && object.type === 'string' && typeof object.value === 'string') {
     const found = ctx.redaction.secretInTarget(object.value);
     if (found) return prim(object.value, { full: false, label: found });
+  }
+  // A number copied from a redacted field under another name (an OTP kept in `code`): its digits are the secret.
+  if (!taint && (object.type === 'number' || object.type === 'bigint') && ctx.redaction.isLearned) {
+    const digits = typeof object.value === 'number' ? String(object.value) : object.unserializableValue?.replace(/n$/, '');
+    if (digits !== undefined && ctx.redaction.isLearned(digits)) return fromRemote(object, { full: false, label: learnedLabel });
   }
   // An object whose description quotes a secret (an error whose message the program built from a token): all of it.
   if (!taint && object.type === 'object' && typeof object.description === 'string') {

@@ -73,7 +73,7 @@ export async function toJson(interp: Interpreter, v: Val, labels: Set<string>, d
       if (entries.some(([k, value]) => k === 'toJSON' && value.kind === 'remote' && value.object.type === 'function')) {
         throw new LoupeRefusal('call', `${object.description ?? 'the object'} has its own toJSON method: serializing it would run app code`);
       }
-      return jsonObject(interp, entries, labels, depth);
+      return jsonObject(interp, entries, labels, depth, true);
     }
   }
 }
@@ -83,12 +83,13 @@ async function jsonList(interp: Interpreter, items: Val[], labels: Set<string>, 
   return out.map((x) => (x === omit ? null : x));
 }
 
-async function jsonObject(interp: Interpreter, entries: [string, Val][], labels: Set<string>, depth: number): Promise<{ [key: string]: Json }> {
+async function jsonObject(interp: Interpreter, entries: [string, Val][], labels: Set<string>, depth: number, fromTarget = false): Promise<{ [key: string]: Json }> {
   const values = await Promise.all(entries.map(([, value]) => toJson(interp, value, labels, depth + 1)));
   const out: { [key: string]: Json } = {};
   for (const [i, [name]] of entries.entries()) {
     const value = values[i]!;
-    const secret = interp.ctx.redaction.secretIn(name);
+    // The target's keys are its text: a learned value in one is as secret as in a value.
+    const secret = fromTarget ? interp.ctx.redaction.secretInTarget(name) : interp.ctx.redaction.secretIn(name);
     if (secret) labels.add(secret);
     const key = secret ? marker(secret) : name;
     // Defined, not assigned: a "__proto__" key stays a key.
@@ -268,7 +269,7 @@ function redactedPreview(interp: Interpreter, preview: Protocol.Runtime.ObjectPr
   const properties = preview.properties.map((p): Protocol.Runtime.PropertyPreview => {
     if (redaction.isSensitive(p.name)) return { name: p.name, type: 'string', value: marker(p.name) };
     const valuePreview = p.valuePreview && depth < 2 ? redactedPreview(interp, p.valuePreview, depth + 1) : undefined;
-    return { ...p, value: text(p.value), ...(valuePreview ? { valuePreview } : {}) };
+    return { ...p, name: text(p.name)!, value: text(p.value), ...(valuePreview ? { valuePreview } : {}) };
   });
   const entries = preview.entries?.map((e): Protocol.Runtime.EntryPreview => {
     const keyName = e.key?.type === 'string' ? e.key.description : undefined;

@@ -127,6 +127,31 @@ export class Redactor {
     else if (typeof value === 'bigint' && (value >= 1000n || value <= -1000n)) this.add(String(value));
   }
 
+  /** Whether `text` is, whole, a value learned under a redacted name (a number's digits, say). */
+  isLearned(text: string): boolean {
+    return this.learned.has(text);
+  }
+
+  /** Property names known to hold nothing to scrub, under `namesOf` and the number of values learned then. */
+  private readonly cleanNames = new Set<string>();
+  private cleanNamesOf: { policy: RedactionPolicy; learned: number } | undefined;
+
+  /**
+   * A property name from the target, scrubbed like its values: a cache or rate limiter keyed by an API key has the
+   * key as a name. Names repeat from read to read (one shape, many objects), so those found clean are remembered
+   * until the policy changes or a value is learned.
+   */
+  propertyName(name: string): string {
+    if (this.cleanNamesOf?.policy !== this.policy || this.cleanNamesOf.learned !== this.learned.size) {
+      this.cleanNames.clear();
+      this.cleanNamesOf = { policy: this.policy, learned: this.learned.size };
+    }
+    if (this.cleanNames.has(name)) return name;
+    const out = this.scrub(name);
+    if (out === name && this.cleanNames.size < 10_000) this.cleanNames.add(name);
+    return out;
+  }
+
   /** Whether `text` holds a value learned under a redacted name. */
   holdsLearned(text: string): boolean {
     for (const secret of this.learned) if (text.includes(secret)) return true;
@@ -332,6 +357,16 @@ export class Redactor {
   remoteObject(object: unknown, name?: string): unknown {
     if (!isRecord(object)) return object;
     if (name !== undefined && this.isSensitive(name)) return this.replaced(name, object);
+    // A number copied from a redacted field under another name (an OTP kept in `code`): its digits are the secret.
+    if ((object.type === 'number' || object.type === 'bigint') && this.learned.size > 0) {
+      const digits = typeof object.value === 'number' ? String(object.value) : typeof object.unserializableValue === 'string' ? object.unserializableValue.replace(/n$/, '') : undefined;
+      if (digits !== undefined && this.learned.has(digits)) {
+        this.hits.push('learned value');
+        const text = marker('value of a redacted field');
+        for (const key of Object.keys(object)) delete object[key];
+        return Object.assign(object, { type: 'string', value: text, description: text });
+      }
+    }
     // A function's description is its source text: its secret literals go as they do in its script's source.
     if (object.type === 'function' && typeof object.description === 'string') object.description = this.functionSource(object.description);
     if (typeof object.value === 'string') object.value = this.scrub(object.value);
@@ -345,6 +380,10 @@ export class Redactor {
   /** A value returned by value (returnByValue): keys with sensitive names are replaced, strings scrubbed. */
   byValue(value: unknown, depth = 0): unknown {
     if (typeof value === 'string') return this.scrub(value);
+    if ((typeof value === 'number' || typeof value === 'bigint') && this.learned.size > 0 && this.learned.has(String(value))) {
+      this.hits.push('learned value');
+      return marker('value of a redacted field');
+    }
     if (depth > 50 || value === null || typeof value !== 'object') return value;
     if (Array.isArray(value)) return value.map((v) => this.byValue(v, depth + 1));
     const out: Record<string, unknown> = {};
@@ -355,7 +394,7 @@ export class Redactor {
         this.hits.push(key);
         this.learn(item, key);
         put(key, marker(key));
-      } else put(key, this.byValue(item, depth + 1));
+      } else put(this.propertyName(key), this.byValue(item, depth + 1));
     }
     return out;
   }
@@ -381,6 +420,7 @@ export class Redactor {
           delete field.subtype;
           continue;
         }
+        if (typeof field.name === 'string') field.name = this.propertyName(field.name);
         if (typeof field.value === 'string') field.value = this.scrub(field.value);
         if (isRecord(field.valuePreview)) this.preview(field.valuePreview, depth + 1);
       }
@@ -415,6 +455,7 @@ export class Redactor {
         continue;
       }
       if (isRecord(prop.value)) prop.value = this.remoteObject(prop.value, name);
+      if (name !== undefined) prop.name = this.propertyName(name);
       // An accessor's getter is never invoked, but its function description could still carry source text.
       if (isRecord(prop.get)) prop.get = this.remoteObject(prop.get);
       if (isRecord(prop.set)) prop.set = this.remoteObject(prop.set);
@@ -423,7 +464,9 @@ export class Redactor {
       const extra = result[key];
       if (!Array.isArray(extra)) continue;
       for (const prop of extra as Record<string, unknown>[]) {
-        if (isRecord(prop) && isRecord(prop.value)) prop.value = this.remoteObject(prop.value, typeof prop.name === 'string' ? prop.name : undefined);
+        if (!isRecord(prop)) continue;
+        if (isRecord(prop.value)) prop.value = this.remoteObject(prop.value, typeof prop.name === 'string' ? prop.name : undefined);
+        if (typeof prop.name === 'string') prop.name = this.propertyName(prop.name);
       }
     }
     if (isRecord(result.exceptionDetails)) this.exceptionDetails(result.exceptionDetails);
