@@ -3,6 +3,7 @@
  * the redaction marker, answered by the broker itself, or recorded durably (write-ahead) and only then forwarded
  * with an id of the session's own sequence toward the target.
  */
+import { createHash } from 'node:crypto';
 import { cdpErrorCodes, truncate } from '../gate/cdpGate';
 import { capResult } from '../gate/targetFrame';
 import { withholdProcessFacts } from '../gate/processFacts';
@@ -80,7 +81,8 @@ export class ClientRelay {
   private refuse(decision: Refusal): void {
     const recorded = this.context.record('cdp.refused', {
       id: decision.id,
-      method: decision.method ?? null,
+      // The client's text, cut: a megabyte method name would otherwise make a megabyte record, frame after frame.
+      method: decision.method === undefined ? null : cutUntrusted(decision.method),
       rule: decision.rule,
       message: decision.message,
       // Sent by the client on its own at attach (gate/clientRoutine.ts): recorded, not counted by the refusals alert.
@@ -341,4 +343,10 @@ export class ClientRelay {
       )
       .catch((err: unknown) => this.context.fault(`client frame ${truncate(decision.method, 80)} (after recording)`, err, raw));
   }
+}
+
+/** A client's text kept in a record: whole up to 200 characters, else its start, length and SHA-256 (which still identify it). */
+function cutUntrusted(text: string): string {
+  if (text.length <= 200) return text;
+  return `${truncate(text, 200)} (${text.length} characters, sha256 ${createHash('sha256').update(text).digest('hex')})`;
 }
