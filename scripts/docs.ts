@@ -97,7 +97,7 @@ const eventNotes: Record<keyof typeof eventCodes, string> = {
   'cdp.request': 'a client request, before it is forwarded',
   'cdp.response': "the target's answer (`requestSeq`, result preview or error)",
   'cdp.response.missing': 'a forwarded request that got no answer',
-  'cdp.refused': 'a request the gate refused: method, rule, message',
+  'cdp.refused': 'a request the gate refused: method (over 200 characters: its start, length and SHA-256), rule, message',
   'cdp.breakpoint.set': "a breakpoint set (its condition, if any, is the broker's)",
   'cdp.breakpoint.removed': 'a breakpoint removed',
   'cdp.breakpoint.hit': 'a breakpoint hit: frame and stack',
