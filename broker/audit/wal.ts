@@ -499,14 +499,14 @@ export class WriteAheadLog {
     }
   }
 
+  /** Set by close(): nothing more is appended, and a failed log is not reopened. */
+  private closed = false;
+
   /**
    * Waits for the commits in flight, then closes the segment and the writer thread. False when the disk has not
    * answered within stallMs: the WAL is then left as it is (its thread may still land a commit), so a broker can stop on
    * a disk that stopped answering; nothing it had not taken was acknowledged, and the next start repairs the tail.
    */
-  /** Set by close(): nothing more is appended, and a failed log is not reopened. */
-  private closed = false;
-
   async close(): Promise<boolean> {
     if (this.lazyTimer) this.startFlush();
     let gaveUp = false;

@@ -132,7 +132,7 @@ export class Redactor {
     return this.learned.has(text);
   }
 
-  /** Property names known to hold nothing to scrub, under `namesOf` and the number of values learned then. */
+  /** Property names known to hold nothing to scrub, under `cleanNamesOf`: the policy and the number of values learned then. */
   private readonly cleanNames = new Set<string>();
   private cleanNamesOf: { policy: RedactionPolicy; learned: number } | undefined;
 
