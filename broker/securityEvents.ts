@@ -35,7 +35,7 @@ export function grantMalformed(identity: Identity, err: unknown, origin?: Reques
 /** identity.rejected: an identity token missing, malformed, expired or not trusted (undefined for other errors). The token itself is never kept. */
 export function identityRejected(err: unknown, authorization: string | undefined, origin?: RequestOrigin): Record<string, unknown> | undefined {
   if (!(err instanceof LoupeError) || !['unauthenticated', 'token_expired', 'token_invalid'].includes(err.code)) return undefined;
-  const token = /^Bearer\s+(\S+)$/.exec(authorization?.trim() ?? '')?.[1];
+  const token = /^Bearer\s+(\S+)$/i.exec(authorization?.trim() ?? '')?.[1];
   let claims: { iss?: unknown; sub?: unknown } = {};
   try {
     if (token && token.length <= 16_384) claims = decodeJwt(token);
@@ -62,7 +62,7 @@ export function attachRefused(
   origin?: RequestOrigin,
 ): Record<string, unknown> {
   const error = err instanceof LoupeError ? err : new LoupeError('internal', `attach failed: ${(err as Error)?.message}`);
-  const token = /^Bearer\s+(\S+)$/.exec(credential.authorization?.trim() ?? '')?.[1];
+  const token = /^Bearer\s+(\S+)$/i.exec(credential.authorization?.trim() ?? '')?.[1];
   return {
     reason: attachRefusal(error),
     code: error.code,

@@ -88,7 +88,7 @@ export class SessionRegistry {
         grant = found;
         grants.assertUsable(grant);
       } else {
-        const match = /^Bearer (\S+)$/.exec(authorization ?? '');
+        const match = /^Bearer (\S+)$/i.exec(authorization ?? '');
         if (!match) throw new LoupeError('unauthenticated', 'attach needs "Authorization: Bearer <grant token>" or a ?ticket= from POST /v1/grants/:id/tickets');
         // The signature and claims first (on this thread); the grant's stored state is read below, with the claim.
         claims = await grants.verifyTokenClaims(match[1]!, grantId);

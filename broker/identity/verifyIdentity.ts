@@ -53,7 +53,8 @@ export function tokenError(err: unknown, what: string): LoupeError {
 
 export function bearer(authorization: string | undefined): string {
   if (!authorization) throw new LoupeError('unauthenticated', 'missing Authorization header: send "Authorization: Bearer <token>"');
-  const match = /^Bearer ([A-Za-z0-9_\-.=]+)$/.exec(authorization.trim());
+  // The scheme's case does not matter (RFC 7235): "bearer" is sent by some clients.
+  const match = /^Bearer ([A-Za-z0-9_\-.=]+)$/i.exec(authorization.trim());
   if (!match) throw new LoupeError('unauthenticated', 'malformed Authorization header: expected "Bearer <token>"');
   return match[1]!;
 }

@@ -57,6 +57,14 @@ describe('identity: bad tokens are refused with 401 and a message that says what
     assert.equal(res.body.targets.length, 1);
   });
 
+  it('accepts the scheme in any case, as RFC 7235 has it ("bearer", "BEARER")', async () => {
+    const token = await new SignJWT(devClaims()).setProtectedHeader({ alg: 'EdDSA' }).sign(devKey);
+    for (const scheme of ['bearer', 'BEARER', 'BeArEr']) {
+      const res = await fetch(`${broker.url}/v1/targets`, { headers: { authorization: `${scheme} ${token}` } });
+      assert.equal(res.status, 200, scheme);
+    }
+  });
+
   it('missing Authorization header', async () => {
     await expectUnauthorized(broker, undefined, 'unauthenticated', /missing Authorization header/);
   });
