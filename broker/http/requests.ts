@@ -23,11 +23,14 @@ const storableText = { error: 'contains a NUL character or an unpaired UTF-16 su
 const reasonRequired = 'required, say why you need to debug production';
 
 /**
- * Control characters (line breaks and tabs included), line separators and bidirectional overrides: in these
- * one-line fields they only serve to forge lines, rewrite an auditor's terminal or reorder what a reader sees.
+ * Control characters (line breaks and tabs included), line separators, bidirectional overrides and marks, and
+ * invisible characters (zero-width space, soft hyphen, byte order mark, word joiner and the invisible operators):
+ * in these one-line fields they only serve to forge lines, rewrite an auditor's terminal, reorder what a reader sees
+ * or hide text in it. The zero-width joiners stay: Persian, Indic scripts and emoji need them.
  */
-const unprintable = /[\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069]/u;
-const printableProblem = 'contains control characters (line breaks, tabs, escapes) or bidirectional overrides; write it on one line of plain text';
+const unprintable = /[\p{Cc}\u2028\u2029\u202A-\u202E\u2066-\u2069\u200B\u200E\u200F\u061C\u00AD\uFEFF\u2060-\u2064\u180E]/u;
+const printableProblem =
+  'contains control characters (line breaks, tabs, escapes), bidirectional overrides or marks, or invisible characters (zero-width space, soft hyphen, byte order mark); write it on one line of plain text';
 const printable = (text: string) => !unprintable.test(text);
 /** A decision's comment may run over several lines. */
 const printableText = (text: string) => printable(text.replace(/\r?\n/g, ' '));

@@ -112,20 +112,30 @@ describe('grants: POST /v1/grants', () => {
       { reason: 'routine\u0000check' },
       { ticket: 'PAY-1\r\nX-Injected: 1' },
       { target: 'app\u001b[0m' },
+      // Invisible characters hide text from the reader of a list: a zero-width space, a soft hyphen, a byte order
+      // mark, a right-to-left mark.
+      { reason: 'routine\u200bcheck' },
+      { reason: 'rou\u00adtine check' },
+      { ticket: '\ufeffPAY-1' },
+      { reason: 'routine check \u200f' },
     ];
     for (const fields of cases) {
       const res = await broker.api('POST', '/v1/grants', devToken, request(fields));
       assert.equal(res.status, 400, JSON.stringify(fields));
       assert.equal(res.body.error.code, 'bad_request');
       const field = Object.keys(fields)[0]!;
-      assert.match(res.body.error.message, new RegExp(`${field}: contains control characters \\(line breaks, tabs, escapes\\) or bidirectional overrides`), JSON.stringify(fields));
+      assert.match(
+        res.body.error.message,
+        new RegExp(`${field}: contains control characters \\(line breaks, tabs, escapes\\), bidirectional overrides or marks, or invisible characters`),
+        JSON.stringify(fields),
+      );
     }
     // Text in any script, punctuation and emoji are plain text.
     const plain = await broker.api(
       'POST',
       '/v1/grants',
       devToken,
-      request({ reason: 'Bestellungen schlagen fehl — 注文 500 · ticket “PAY-9” 🔥', ticket: 'https://jira.example.com/browse/PAY-9?x=1&y=2' }),
+      request({ reason: 'Bestellungen schlagen fehl — 注文 500 · ticket “PAY-9” 🔥 · می‌خواهم · 👩‍💻', ticket: 'https://jira.example.com/browse/PAY-9?x=1&y=2' }),
     );
     assert.equal(plain.status, 201, JSON.stringify(plain.body));
     // A target name is bounded like any other field.
