@@ -163,8 +163,11 @@ export const maxPolicyBytes = 512 * 1024;
 const tooLarge = (source: string, bytes: number) =>
   invalid([`${source}: the policy file is ${bytes} bytes; at most ${maxPolicyBytes} bytes (512 KiB) are read (split rarely used targets out, or shorten it)`]);
 
-/** Keys repeated in a mapping (yaml's own check compares each key with every earlier one: minutes for a long mapping). */
-function duplicateKeys(doc: Document, lines: LineCounter, source: string): string[] {
+/**
+ * Keys repeated in a mapping (yaml's own check compares each key with every earlier one: minutes for a long mapping),
+ * and `__proto__` keys, which become no property when the document turns into objects: dropped without a word.
+ */
+function keyProblems(doc: Document, lines: LineCounter, source: string): string[] {
   const found: string[] = [];
   visit(doc, {
     Map(_key, map) {
@@ -172,6 +175,11 @@ function duplicateKeys(doc: Document, lines: LineCounter, source: string): strin
       for (const pair of map.items) {
         // Keys that become the same property (1 and "1") override each other as surely as equal ones.
         const name = isScalar(pair.key) ? String(pair.key.value) : String(pair.key);
+        if (name === '__proto__') {
+          const at = isScalar(pair.key) && pair.key.range ? lines.linePos(pair.key.range[0]) : undefined;
+          found.push(`${source}: "__proto__" is not a key Loupe reads${at ? ` (line ${at.line}, column ${at.col})` : ''}: it would be dropped without effect; remove it`);
+          continue;
+        }
         if (!seen.has(name)) {
           seen.add(name);
           continue;
@@ -189,7 +197,7 @@ export function parseConfigText(text: string, baseDir: string, source = 'config'
   if (bytes > maxPolicyBytes) throw tooLarge(source, bytes);
   const lines = new LineCounter();
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: false, lineCounter: lines });
-  const syntax = [...doc.errors.map((e) => `${source}: ${e.message.split('\n')[0]}`), ...(doc.errors.length === 0 ? duplicateKeys(doc, lines, source) : [])];
+  const syntax = [...doc.errors.map((e) => `${source}: ${e.message.split('\n')[0]}`), ...(doc.errors.length === 0 ? keyProblems(doc, lines, source) : [])];
   if (syntax.length > 0) throw invalid(syntax);
   let parsed: unknown;
   try {

@@ -208,6 +208,13 @@ describe('config: validation reports each problem with its path', () => {
     );
   });
 
+  it('a "__proto__" key is refused, saying where, not dropped without a word', () => {
+    // Turned into objects, such a key sets a prototype instead of a property: the validation would never see it.
+    for (const yaml of [`${goodYaml}  __proto__: { inspector: 10.0.0.1:9229 }\n`, `__proto__: { admins: [mallory] }\n${goodYaml}`]) {
+      hasProblem(invalid(yaml).problems, /policy\.yaml: "__proto__" is not a key Loupe reads \(line \d+, column \d+\): it would be dropped without effect; remove it/);
+    }
+  });
+
   it('a duplicate key says which key and where, also in a mapping of thousands of keys', () => {
     const { problems } = invalid(withLine('    inspector: 127.0.0.1:9229', '    inspector: 127.0.0.1:9229\n    inspector: 10.0.0.1:9229'));
     hasProblem(problems, 'policy.yaml: Map keys must be unique; "inspector" is repeated at line 12, column 5');
