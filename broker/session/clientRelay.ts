@@ -334,6 +334,20 @@ export class ClientRelay {
               return;
             }
           }
+          // The session began to end while this was recorded or waited: its cleanup has decided what the target
+          // still needs (resume, removals, disable), and nothing the client asked may follow it there.
+          if (this.context.isEnding()) {
+            channel.forget(targetId);
+            this.refuse({
+              action: 'refuse',
+              id: decision.id,
+              method: decision.method,
+              code: cdpErrorCodes.refused,
+              rule: 'session.ending',
+              message: `${decision.method} not forwarded: the session ended while it was being recorded`,
+            });
+            return;
+          }
           channel.send(targetId, decision.method, params);
         },
         () => {

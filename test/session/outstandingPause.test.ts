@@ -22,7 +22,7 @@ describe('a session ending with a pause it asked for still to come (real broker,
   });
 
   for (const other of ['a direct inspector client', 'another Loupe session'] as const) {
-    for (const action of ['Debugger.pause', 'Debugger.continueToLocation'] as const) {
+    for (const action of ['Debugger.pause', 'Debugger.continueToLocation', 'Debugger.stepOver', 'Debugger.stepInto', 'Debugger.stepOut', 'pause, resume, pause'] as const) {
       it(`${action} then close, with ${other} connected: the target runs on`, async () => {
         target = await startTarget();
         const base = basePolicy(target.inspector);
@@ -34,6 +34,20 @@ describe('a session ending with a pause it asked for still to come (real broker,
         await client.call('Debugger.enable');
         if (action === 'Debugger.pause') {
           client.socket.send(JSON.stringify({ id: 100, method: 'Debugger.pause', params: {} }));
+        } else if (action === 'pause, resume, pause') {
+          // The last of several, all in flight together.
+          for (const [id, method] of [
+            [100, 'Debugger.pause'],
+            [101, 'Debugger.resume'],
+            [102, 'Debugger.pause'],
+          ] as const)
+            client.socket.send(JSON.stringify({ id, method, params: {} }));
+        } else if (action !== 'Debugger.continueToLocation') {
+          // Paused at a breakpoint, the step asked for: V8 runs on and pauses again at once.
+          const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'app\\.js$' });
+          await client.waitEvent('Debugger.paused');
+          await client.call('Debugger.removeBreakpoint', { breakpointId });
+          client.socket.send(JSON.stringify({ id: 100, method: action, params: {} }));
         } else {
           const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'app\\.js$' });
           const paused = await client.waitEvent('Debugger.paused');
