@@ -289,6 +289,17 @@ export class ClientRelay {
         ],
       };
     }
+    if (decision.handling === 'evaluate' && params.returnByValue === true) {
+      // V8 copies a result by value through its getters, after the side-effect check has ended: app code would run.
+      delete params.returnByValue;
+      decision = {
+        ...decision,
+        rewrites: [
+          ...decision.rewrites,
+          'returnByValue dropped: V8 would copy the result through its getters, outside the side-effect check; an object comes as a reference (read it with Runtime.getProperties)',
+        ],
+      };
+    }
     if (decision.method === 'Debugger.removeBreakpoint') breakpoints.clientRemoves(params);
     const frame = labels.frame(params.callFrameId);
     const object = labels.object(params.objectId);

@@ -199,8 +199,11 @@ describe('client compatibility and withheld process facts', () => {
       assert.match(String(sideEffect.exceptionDetails?.exception?.description), /^EvalError: Refused by Loupe: the expression may have side effects.*\(V8: Possible side-effect in debug-evaluate\)/);
       const processObject = await cdp.send('Runtime.evaluate', { expression: 'process', generatePreview: true });
       assert.doesNotMatch(JSON.stringify(processObject.result.preview ?? {}), new RegExp(`"value":"${target.proc.pid}"`));
+      // Asked by value, it comes as a reference (a copy would run its getters); read, its process id is withheld.
       const byValue = await cdp.send('Runtime.evaluate', { expression: 'process', returnByValue: true });
-      assert.equal(byValue.result.value?.pid, "[withheld by Loupe: the target's process id]");
+      assert.equal(byValue.result.value, undefined);
+      const read = await cdp.send('Runtime.getProperties', { objectId: byValue.result.objectId!, ownProperties: true });
+      assert.equal(read.result.find((p) => p.name === 'pid')?.value?.value, "[withheld by Loupe: the target's process id]");
     } finally {
       await cdp.close();
     }

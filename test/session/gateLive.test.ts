@@ -90,6 +90,42 @@ describe('the gate in a live session', () => {
     await target.ticksAdvance(2);
   });
 
+  it('a result asked for by value never runs its getters: returnByValue is dropped, the object comes as a reference', async () => {
+    // V8 copies a result by value through its getters after the side-effect check has ended (measured: an
+    // object's getter ran under throwOnSideEffect); hooks.sneaky sets globalThis.sneakyRan.
+    const { client, grant } = await broker.attach(v8Grant);
+    await client.call('Debugger.enable');
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'app\\.js$' });
+    const paused = await client.waitEvent('Debugger.paused');
+    const callFrameId = paused.params.callFrames[0].callFrameId;
+    const onFrame = await client.call('Debugger.evaluateOnCallFrame', { callFrameId, expression: 'hooks', returnByValue: true });
+    const global = await client.call('Runtime.evaluate', { expression: '[{ get x() { return globalThis.sneakyRan = 2; } }]', returnByValue: true });
+    for (const reply of [onFrame, global]) {
+      assert.equal(reply.result.type, 'object');
+      assert.equal(reply.result.value, undefined, 'no value copied');
+      assert.ok(reply.result.objectId, 'a reference instead');
+    }
+    const props = await client.call('Runtime.getProperties', { objectId: onFrame.result.objectId, ownProperties: true });
+    assert.ok(
+      props.result.find((p: { name: string; get?: unknown }) => p.name === 'sneaky' && p.get),
+      'the getter is listed, not called',
+    );
+    await client.call('Debugger.removeBreakpoint', { breakpointId });
+    await client.call('Debugger.resume');
+    await client.close();
+    assert.equal(await globalType('sneakyRan'), 'undefined', 'no getter ran');
+    await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
+    const asked = (await broker.sessionEvents()).filter((e) => e.type === 'cdp.evaluate' && e.grant === grant.grantId);
+    assert.equal(asked.length, 2);
+    for (const e of asked) {
+      assert.equal(e.data.params.returnByValue, undefined, 'not sent to V8');
+      assert.ok(
+        e.data.rewrites.some((r: string) => /^returnByValue dropped: V8 would copy the result through its getters/.test(r)),
+        'the rewrite is recorded',
+      );
+    }
+  });
+
   it('a looping evaluation is terminated at the timeout and the target keeps running', async () => {
     const { client } = await broker.attach(v8Grant);
     const started = Date.now();
