@@ -22,10 +22,12 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-function readJson(req: IncomingMessage): Promise<unknown> {
+/** A JSON body; with `optional`, a body that turns out empty (chunked, or whitespace) is none, whatever its type. */
+function readJson(req: IncomingMessage, optional = false): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const type = req.headers['content-type'] ?? '';
-    if (!/^application\/json\b/.test(type)) {
+    const isJson = /^application\/json\b/.test(type);
+    if (!isJson && !optional) {
       reject(new LoupeError('bad_request', 'expected Content-Type: application/json'));
       req.resume();
       return;
@@ -42,8 +44,11 @@ function readJson(req: IncomingMessage): Promise<unknown> {
       } else chunks.push(chunk);
     });
     req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (optional && text.trim() === '') return resolve(undefined);
+      if (!isJson) return reject(new LoupeError('bad_request', 'expected Content-Type: application/json'));
       try {
-        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        resolve(JSON.parse(text));
       } catch (err) {
         reject(new LoupeError('bad_request', `malformed JSON body: ${(err as Error).message}`));
       }
@@ -58,7 +63,7 @@ function readOptionalJson(req: IncomingMessage): Promise<unknown> {
     req.resume();
     return Promise.resolve(undefined);
   }
-  return readJson(req);
+  return readJson(req, true);
 }
 
 /** Where a request came from: the peer address as the socket has it (no forwarding header is trusted). */
