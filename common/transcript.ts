@@ -72,12 +72,29 @@ const sealKid = (jws: string): string | undefined => {
 
 /** Splits a downloaded NDJSON transcript (events, a seal line after each chunk, the manifest last). */
 export function parseTranscriptText(text: string, stream?: string): Transcript {
+  return parseTranscriptLines(text.split('\n'), stream);
+}
+
+/** The lines of NDJSON bytes, each decoded alone: a file of any size, never one string. */
+export function* ndjsonLines(bytes: Uint8Array): Generator<string> {
+  const decoder = new TextDecoder();
+  let start = 0;
+  while (start < bytes.length) {
+    let end = bytes.indexOf(10, start);
+    if (end < 0) end = bytes.length;
+    yield decoder.decode(bytes.subarray(start, end));
+    start = end + 1;
+  }
+}
+
+/** As parseTranscriptText, from its lines. */
+export function parseTranscriptLines(allLines: Iterable<string>, stream?: string): Transcript {
   const chunks: { name: string; lines: string[]; sealLine?: string }[] = [];
   let lines: string[] = [];
   let manifestLine: string | undefined;
   const problems: string[] = [];
   let afterManifest = 0;
-  for (const line of text.split('\n')) {
+  for (const line of allLines) {
     if (line === '') continue;
     if (manifestLine !== undefined) afterManifest++;
     let type: unknown;

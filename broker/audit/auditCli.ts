@@ -1,9 +1,13 @@
-import { mkdirSync, readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream } from 'node:stream/web';
 import type { JSONWebKeySet } from 'jose';
 import { readKeyObject } from './publishedKeys';
 import { renderReport } from './report';
-import { parseTranscriptText, readTranscriptFromStore, verifyTranscript, type Transcript, type VerifyResult } from './verify';
+import { ndjsonLines, parseTranscriptLines } from '../../common/transcript';
+import { readTranscriptFromStore, verifyTranscript, type Transcript, type VerifyResult } from './verify';
 
 export interface BrokerClientOptions {
   readonly broker: string;
@@ -72,11 +76,15 @@ export async function listSecurity(options: BrokerClientOptions, kind: 'security
 /** Saves a session's (or a security segment's) transcript and the broker's published audit keys into a folder. */
 export async function downloadSession(options: BrokerClientOptions, sessionId: string, outDir: string): Promise<{ dir: string; transcript: string; keys: string }> {
   const path = /^(security|grants)-/.test(sessionId) ? `/v1/audit/${sessionId.split('-')[0]}/${encodeURIComponent(sessionId)}/transcript` : `/v1/sessions/${encodeURIComponent(sessionId)}/transcript`;
-  const transcript = await (await brokerGet(options, path)).text();
+  const answer = await brokerGet(options, path);
   const keys = await (await brokerGet(options, '/v1/audit/keys')).text();
   const dir = resolve(outDir);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'transcript.ndjson'), transcript);
+  // Written as it arrives: a transcript of any size, never held whole. A download cut short fails, naming the file.
+  const file = join(dir, 'transcript.ndjson');
+  await pipeline(Readable.fromWeb(answer.body as ReadableStream), createWriteStream(file)).catch((err: Error) => {
+    throw new Error(`the transcript download was cut short (${file} is incomplete): ${err.message}`);
+  });
   writeFileSync(join(dir, 'keys.json'), keys);
   return { dir, transcript: join(dir, 'transcript.ndjson'), keys: join(dir, 'keys.json') };
 }
@@ -150,7 +158,7 @@ export async function openVerifyTarget(location: string, keysSpec: string | unde
   const transcriptFile = join(dir, 'transcript.ndjson');
   if (!existsSync(transcriptFile)) throw new Error(`${location}: no transcript.ndjson`);
   const keys = await loadKeys(keysSpec ?? join(dir, 'keys.json'));
-  return { transcript: parseTranscriptText(readFileSync(transcriptFile, 'utf8')), keys, requireRetention: false, source: dir };
+  return { transcript: parseTranscriptLines(ndjsonLines(readFileSync(transcriptFile))), keys, requireRetention: false, source: dir };
 }
 
 export async function verifyLocation(location: string, keysSpec?: string): Promise<{ result: VerifyResult; target: VerifyTarget }> {

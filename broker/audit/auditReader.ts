@@ -8,7 +8,7 @@ import { renderReport } from './report';
 import { listSecuritySegments, type SecuritySegmentSummary } from './securityStream';
 import { SessionIndex, type SessionFilter, type SessionSummary } from './sessionIndex';
 import type { AuditStore } from './stores/auditStore';
-import { readTranscriptFromStore, transcriptToText, verifyTranscript } from './verify';
+import { readTranscriptFromStore, transcriptTextParts, verifyTranscript } from './verify';
 
 export interface AuditReaderOptions {
   /** The policy in force, taken fresh each time (a reload replaces it): who the auditors are. */
@@ -71,9 +71,12 @@ export class AuditReader {
     return { segment, transcript: await readTranscriptFromStore(this.options.store, segment.prefix, false) };
   }
 
-  /** A security segment (or grant stream) as NDJSON, like a session transcript. */
-  async securitySegmentText(identity: Identity, segmentId: string): Promise<string> {
-    return transcriptToText((await this.securityTranscript(identity, segmentId)).transcript);
+  /** A security segment (or grant stream) as NDJSON, like a session transcript, one stored object at a time. */
+  async *securitySegmentText(identity: Identity, segmentId: string): AsyncGenerator<string> {
+    const kind = segmentId.startsWith('grants-') ? 'grants' : 'security';
+    const segment = (await this.listSecuritySegments(identity, kind)).find((s) => s.stream === segmentId);
+    if (!segment) throw new LoupeError('not_found', `no stored ${kind === 'grants' ? 'grant stream' : 'security segment'} ${segmentId}`);
+    yield* transcriptTextParts(this.options.store, segment.prefix);
   }
 
   /** A security segment's (or grant stream's) readable report, verified against the published audit keys. */
@@ -84,9 +87,12 @@ export class AuditReader {
     });
   }
 
-  /** The stored transcript as NDJSON: events, a seal line after each chunk, the manifest last. */
-  async transcript(identity: Identity, sessionId: string): Promise<string> {
-    return transcriptToText((await this.sessionTranscript(identity, sessionId)).transcript);
+  /** The stored transcript as NDJSON (events, a seal line after each chunk, the manifest last), one stored object at a time. */
+  async *transcript(identity: Identity, sessionId: string): AsyncGenerator<string> {
+    this.requireAuditor(identity);
+    const summary = await this.sessionIndex.find(sessionId);
+    if (!summary) throw new LoupeError('not_found', `no recorded session ${sessionId}`);
+    yield* transcriptTextParts(this.options.store, summary.prefix);
   }
 
   /** The readable report, with the result of verifying the stored transcript against this broker's keys. */

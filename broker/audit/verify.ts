@@ -62,6 +62,28 @@ async function versionProblems(store: AuditStore, prefix: string): Promise<strin
   return problems;
 }
 
+/**
+ * A stream's objects as the NDJSON transcriptToText writes, one stored object at a time, the manifest last: a
+ * transcript of any size is served without being held whole (one string stops at 512 MiB in V8).
+ */
+export async function* transcriptTextParts(store: AuditStore, prefix: string): AsyncGenerator<string> {
+  let manifestLine = '';
+  for (const key of await store.list(prefix)) {
+    const body = (await store.get(key)).toString('utf8');
+    if (key.slice(prefix.length) === manifestName) {
+      manifestLine = body.trim();
+      continue;
+    }
+    const text = body
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => l + '\n')
+      .join('');
+    if (text !== '') yield text;
+  }
+  if (manifestLine !== '') yield manifestLine + '\n';
+}
+
 export function transcriptToText(transcript: Transcript): string {
   return transcript.chunks.map((c) => [...c.lines, ...(c.sealLine ? [c.sealLine] : [])].map((l) => l + '\n').join('')).join('') + (transcript.manifestLine ? transcript.manifestLine + '\n' : '');
 }

@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { WebSocketServer } from 'ws';
 import type { Broker } from '../broker';
 import type { RequestOrigin } from '../securityEvents';
@@ -20,6 +22,20 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
   res.end(text);
+}
+
+/**
+ * NDJSON sent as it is read (chunked): a refusal or an unknown id is found before the first part and answered as an
+ * error; a store failing after the headers went out cuts the response, so no client takes a short transcript for whole.
+ */
+async function sendParts(res: ServerResponse, parts: AsyncGenerator<string>, log: (line: string) => void): Promise<void> {
+  const first = await parts.next();
+  res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
+  const all = async function* () {
+    if (!first.done) yield first.value;
+    yield* parts;
+  };
+  await pipeline(Readable.from(all()), res).catch((err: Error) => log(`transcript download cut: ${err.message}`));
 }
 
 /** A JSON body; with `optional`, a body that turns out empty (chunked, or whitespace) is none, whatever its type. */
@@ -158,9 +174,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       'GET',
       /^\/v1\/audit\/(?:security|grants)\/((?:security|grants)-[0-9TZ-]+-[0-9a-f]{8})\/transcript$/,
       async (_req, res, identity, match) => {
-        const text = await broker.auditReader.securitySegmentText(identity, match[1]!);
-        res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-        res.end(text);
+        await sendParts(res, broker.auditReader.securitySegmentText(identity, match[1]!), log);
       },
     ],
     [
@@ -202,9 +216,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       'GET',
       /^\/v1\/sessions\/([0-9a-f-]{36})\/transcript$/,
       async (_req, res, identity, match) => {
-        const text = await broker.auditReader.transcript(identity, match[1]!);
-        res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-        res.end(text);
+        await sendParts(res, broker.auditReader.transcript(identity, match[1]!), log);
       },
     ],
     [

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { genesisHash, hashRecord, sha256 } from '../../common/transcript';
+import { genesisHash, hashRecord, ndjsonLines, parseTranscriptLines, sha256 } from '../../common/transcript';
 import { checkTranscript as checkInEditor } from '../../extension/transcripts';
 import { renderReport } from '../../broker/audit/report';
 import { seal } from '../../broker/audit/seal';
@@ -150,6 +150,19 @@ describe('the verifier under fuzzed transcripts (fast-check)', () => {
     assert.equal(untouched.ok, true, untouched.problems.join('; '));
     assert.ok(untouched.notes.some((n) => /did not sign its context/.test(n)));
     await check('an unsigned context', legacyText({ ...context, actor: { sub: 'bob', name: 'Bob', groups: [] } }), /manifest: context field actor differs from the chain's first record/);
+  });
+
+  it('reading a saved transcript line by line from its bytes (as `loupe audit verify` does) gives what reading it whole gives', async () => {
+    const key = await loadOrCreateSigningKey(mkdtempSync(join(tmpdir(), 'loupe-fuzz-key-')), 'audit');
+    const sealed = await sealedTranscript(key, 2, 2);
+    const line = fc.oneof(fc.constantFrom(...sealed.split('\n')), fc.string({ unit: 'binary' }), fc.json());
+    fc.assert(
+      fc.property(fc.array(line, { maxLength: 12 }), fc.constantFrom('\n', '\n\n', ''), (lines, end) => {
+        const bytes = Buffer.from(lines.join('\n') + end, 'utf8');
+        assert.deepEqual(parseTranscriptLines(ndjsonLines(bytes)), parseTranscriptText(bytes.toString('utf8')));
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('`loupe audit verify` names a record that is not a JSON object as changed, and exits 1 without a stack', () => {

@@ -4,12 +4,14 @@
 // broker's on the real transcript and on tampered copies, and someone without an auditor role is refused clearly.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { verifyLocation } from '../../broker/audit/auditCli';
-import { parseTranscriptText, verifyTranscript } from '../../broker/audit/verify';
+import { downloadSession, verifyLocation } from '../../broker/audit/auditCli';
+import { createAuditStore } from '../../broker/audit/stores/createStore';
+import { ndjsonLines, parseTranscriptLines } from '../../common/transcript';
+import { parseTranscriptText, readTranscriptFromStore, transcriptToText, verifyTranscript } from '../../broker/audit/verify';
 import { BrokerApi } from '../../extension/adapter/brokerApi';
 import { checkTranscript, describeCheck, listRecordedSessions, NotAuditorError, saveTranscript, sessionRow, type RecordedSession } from '../../extension/transcripts';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
@@ -23,6 +25,7 @@ describe('Download Transcript (extension/transcripts.ts) against a real broker a
   let target: TargetProcess;
   let broker: TestBroker;
   let auditor: BrokerApi;
+  let auditorToken: string;
   let session: RecordedSession;
   let out: string;
 
@@ -36,7 +39,8 @@ describe('Download Transcript (extension/transcripts.ts) against a real broker a
         audit: { chunkMaxEvents: 6, uploadInterval: '1s' },
       }),
     );
-    auditor = new BrokerApi(broker.url, await broker.token('audrey', ['auditors']));
+    auditorToken = await broker.token('audrey', ['auditors']);
+    auditor = new BrokerApi(broker.url, auditorToken);
     out = mkdtempSync(join(tmpdir(), 'loupe-transcripts-'));
     // A real session: a breakpoint hit, a variable read, an evaluation and one V8 refuses, resumed, closed.
     const { client } = await broker.attach({ durationSeconds: 120 });
@@ -171,5 +175,54 @@ describe('Download Transcript (extension/transcripts.ts) against a real broker a
     // A session that does not exist is not a refusal: the broker's words pass through.
     await assert.rejects(saveTranscript(auditor, '00000000-0000-4000-8000-000000000000', out), /no recorded session/);
     assert.equal(existsSync(join(out, 'loupe-session-00000000-0000-4000-8000-000000000000')), false);
+  });
+
+  /** The session's stored objects: the local store's files under its prefix, in order. */
+  const storedObjects = async () => {
+    const store = createAuditStore(broker.config.audit.store);
+    const keys = (await store.list('sessions/')).filter((k) => k.includes(`/${session.sessionId}/`));
+    const prefix = keys[0]!.slice(0, keys[0]!.lastIndexOf('/') + 1);
+    return { store, keys, prefix };
+  };
+  const download = (sessionId: string) => fetch(`${broker.url}/v1/sessions/${sessionId}/transcript`, { headers: { authorization: `Bearer ${auditorToken}` } });
+
+  it('sends the transcript as it reads it from the store (chunked, never one string), byte for byte what the store holds', async () => {
+    const { store, keys, prefix } = await storedObjects();
+    assert.ok(keys.length >= 3, `several chunks and the manifest (${keys.length} objects)`);
+    const res = await download(session.sessionId);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('transfer-encoding'), 'chunked');
+    assert.equal(res.headers.get('content-length'), null);
+    assert.equal(await res.text(), transcriptToText(await readTranscriptFromStore(store, prefix, false)));
+    // `loupe audit verify` reads the saved file line by line (parseTranscriptLines over its bytes): the same transcript.
+    const bytes = Buffer.from(await (await download(session.sessionId)).arrayBuffer());
+    assert.deepEqual(parseTranscriptLines(ndjsonLines(bytes)), parseTranscriptText(bytes.toString('utf8')));
+  });
+
+  it('a store that fails after the first object cuts the download: no short transcript passes for a whole one', async () => {
+    const { keys } = await storedObjects();
+    const store = broker.config.audit.store;
+    assert.ok(store.kind === 'local');
+    const file = join(store.dir, keys[1]!);
+    const saved = readFileSync(file);
+    // The second object, unreadable: listed, but its read fails as the response is under way.
+    rmSync(file, { force: true });
+    symlinkSync(join(tmpdir(), 'loupe-missing-object'), file);
+    try {
+      const res = await download(session.sessionId);
+      assert.equal(res.status, 200, 'the first object went out');
+      await assert.rejects(res.text(), 'the body ends in an error, not in a short transcript');
+      const dir = mkdtempSync(join(tmpdir(), 'loupe-cut-'));
+      try {
+        await assert.rejects(downloadSession({ broker: broker.url, token: auditorToken }, session.sessionId, dir), /the transcript download was cut short \(.*transcript\.ndjson is incomplete\)/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    } finally {
+      rmSync(file, { force: true });
+      writeFileSync(file, saved);
+    }
+    const whole = await download(session.sessionId);
+    assert.equal((await verifyTranscript(parseTranscriptText(await whole.text()), (await auditor.auditKeys()) as any)).ok, true, 'whole again');
   });
 });
