@@ -51,10 +51,15 @@ export class AuditReader {
     return this.sessionIndex.list(filter);
   }
 
-  private async sessionTranscript(identity: Identity, sessionId: string) {
+  private async findSession(identity: Identity, sessionId: string): Promise<SessionSummary> {
     this.requireAuditor(identity);
     const summary = await this.sessionIndex.find(sessionId);
     if (!summary) throw new LoupeError('not_found', `no recorded session ${sessionId}`);
+    return summary;
+  }
+
+  private async sessionTranscript(identity: Identity, sessionId: string) {
+    const summary = await this.findSession(identity, sessionId);
     return { summary, transcript: await readTranscriptFromStore(this.options.store, summary.prefix, false) };
   }
 
@@ -64,19 +69,21 @@ export class AuditReader {
     return listSecuritySegments(this.options.store, this.options.openStreams(), kind);
   }
 
-  private async securityTranscript(identity: Identity, segmentId: string) {
+  private async findSegment(identity: Identity, segmentId: string): Promise<SecuritySegmentSummary> {
     const kind = segmentId.startsWith('grants-') ? 'grants' : 'security';
     const segment = (await this.listSecuritySegments(identity, kind)).find((s) => s.stream === segmentId);
     if (!segment) throw new LoupeError('not_found', `no stored ${kind === 'grants' ? 'grant stream' : 'security segment'} ${segmentId}`);
+    return segment;
+  }
+
+  private async securityTranscript(identity: Identity, segmentId: string) {
+    const segment = await this.findSegment(identity, segmentId);
     return { segment, transcript: await readTranscriptFromStore(this.options.store, segment.prefix, false) };
   }
 
   /** A security segment (or grant stream) as NDJSON, like a session transcript, one stored object at a time. */
   async *securitySegmentText(identity: Identity, segmentId: string): AsyncGenerator<string> {
-    const kind = segmentId.startsWith('grants-') ? 'grants' : 'security';
-    const segment = (await this.listSecuritySegments(identity, kind)).find((s) => s.stream === segmentId);
-    if (!segment) throw new LoupeError('not_found', `no stored ${kind === 'grants' ? 'grant stream' : 'security segment'} ${segmentId}`);
-    yield* transcriptTextParts(this.options.store, segment.prefix);
+    yield* transcriptTextParts(this.options.store, (await this.findSegment(identity, segmentId)).prefix);
   }
 
   /** A security segment's (or grant stream's) readable report, verified against the published audit keys. */
@@ -89,10 +96,7 @@ export class AuditReader {
 
   /** The stored transcript as NDJSON (events, a seal line after each chunk, the manifest last), one stored object at a time. */
   async *transcript(identity: Identity, sessionId: string): AsyncGenerator<string> {
-    this.requireAuditor(identity);
-    const summary = await this.sessionIndex.find(sessionId);
-    if (!summary) throw new LoupeError('not_found', `no recorded session ${sessionId}`);
-    yield* transcriptTextParts(this.options.store, summary.prefix);
+    yield* transcriptTextParts(this.options.store, (await this.findSession(identity, sessionId)).prefix);
   }
 
   /** The readable report, with the result of verifying the stored transcript against this broker's keys. */
