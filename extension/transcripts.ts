@@ -5,9 +5,9 @@
  * broker's own checks (common/transcript.ts) and node:crypto for the seals (no broker code in the extension bundle). The extension shows what this returns; tests drive it against a real broker.
  */
 import { createPublicKey, verify as verifySignature, type JsonWebKey } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { checkTranscript as verifyTranscriptWith, parseTranscriptText, type SealOpener } from '../common/transcript';
+import { checkTranscript as verifyTranscriptWith, ndjsonLines, parseTranscriptLines, parseTranscriptText, type SealOpener, type Transcript } from '../common/transcript';
 import { BrokerApiError, describeBrokerError, type BrokerApi, type RecordedSession } from './adapter/brokerApi';
 
 export type { RecordedSession };
@@ -70,23 +70,22 @@ export interface SavedTranscript {
  * here against keys.json. Throws NotAuditorError for a caller without an auditor role, before writing anything.
  */
 export async function saveTranscript(api: BrokerApi, sessionId: string, parentDir: string): Promise<SavedTranscript> {
-  let transcript: string;
+  const dir = join(resolve(parentDir), `loupe-session-${sessionId}`);
+  const files = { transcriptFile: join(dir, 'transcript.ndjson'), keysFile: join(dir, 'keys.json'), reportFile: join(dir, 'report.html') };
   let report: string;
   let keys: { keys: Record<string, unknown>[] };
   try {
-    transcript = await api.transcript(sessionId);
+    // Written as it arrives, a transcript of any size; a refusal comes before the folder is made.
+    await api.downloadTranscript(sessionId, files.transcriptFile);
     report = await api.report(sessionId);
     keys = await api.auditKeys();
   } catch (err) {
     throw refusal(err);
   }
-  const dir = join(resolve(parentDir), `loupe-session-${sessionId}`);
-  mkdirSync(dir, { recursive: true });
-  const files = { transcriptFile: join(dir, 'transcript.ndjson'), keysFile: join(dir, 'keys.json'), reportFile: join(dir, 'report.html') };
-  writeFileSync(files.transcriptFile, transcript);
   writeFileSync(files.keysFile, JSON.stringify(keys, null, 2) + '\n');
   writeFileSync(files.reportFile, report);
-  return { dir, ...files, check: await checkTranscript(transcript, keys, sessionId) };
+  const transcript = parseTranscriptLines(ndjsonLines(readFileSync(files.transcriptFile)), sessionId);
+  return { dir, ...files, check: await checkParsed(transcript, keys) };
 }
 
 /** One line for the user: verified with what, or the first problem. */
@@ -121,7 +120,10 @@ function sealOpener(keys: { keys: Record<string, unknown>[] }): SealOpener {
  * the manifest's signature, chunk list, last seq and head.
  */
 export async function checkTranscript(text: string, keys: { keys: Record<string, unknown>[] }, expectedSession?: string): Promise<TranscriptCheck> {
-  const transcript = parseTranscriptText(text, expectedSession);
+  return checkParsed(parseTranscriptText(text, expectedSession), keys);
+}
+
+async function checkParsed(transcript: Transcript, keys: { keys: Record<string, unknown>[] }): Promise<TranscriptCheck> {
   const result = await verifyTranscriptWith(transcript, sealOpener(keys));
   return { ok: result.ok, sessionId: transcript.stream, records: result.events.length, chunks: transcript.chunks.length, sealedEnd: result.sealedEnd, kids: result.kids, problems: result.problems };
 }

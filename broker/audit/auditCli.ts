@@ -1,4 +1,4 @@
-import { createWriteStream, mkdirSync, readFileSync, writeFileSync, existsSync, statSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -80,10 +80,12 @@ export async function downloadSession(options: BrokerClientOptions, sessionId: s
   const keys = await (await brokerGet(options, '/v1/audit/keys')).text();
   const dir = resolve(outDir);
   mkdirSync(dir, { recursive: true });
-  // Written as it arrives: a transcript of any size, never held whole. A download cut short fails, naming the file.
+  // Written as it arrives: a transcript of any size, never held whole. A part cut at a chunk's end would pass for a
+  // live session's transcript, so a download cut short keeps nothing.
   const file = join(dir, 'transcript.ndjson');
   await pipeline(Readable.fromWeb(answer.body as ReadableStream), createWriteStream(file)).catch((err: Error) => {
-    throw new Error(`the transcript download was cut short (${file} is incomplete): ${err.message}`);
+    rmSync(file, { force: true });
+    throw new Error(`the transcript download was cut short, and nothing was kept: ${err.message}`);
   });
   writeFileSync(join(dir, 'keys.json'), keys);
   return { dir, transcript: join(dir, 'transcript.ndjson'), keys: join(dir, 'keys.json') };

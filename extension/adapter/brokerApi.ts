@@ -1,10 +1,18 @@
 /** The broker's HTTP API as the extension and the adapter use it (fetch only: no broker code is bundled). */
+import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream } from 'node:stream/web';
 import type { AccessRequestInfo, AlertInfo, GrantAnswer, GrantRequest, HttpErrorBody, HttpErrorCode, RecordedSession, TargetInfo } from '../../common/http';
 
 export type { AccessRequestInfo, AlertInfo, GrantAnswer, GrantRequest, RecordedSession, TargetInfo } from '../../common/http';
 
 /** The broker's error codes, and the client's own: unreachable (status 0), an answer of an unexpected shape, an approval this caller cannot wait for. */
-export type BrokerApiErrorCode = HttpErrorCode | 'unreachable' | 'unexpected' | 'approval_required' | `http_${number}`;
+export type BrokerApiErrorCode = HttpErrorCode | 'unreachable' | 'unexpected' | 'approval_required' | 'download_cut' | `http_${number}`;
+
+/** How long an answer may stay silent (and a whole JSON answer may take) before the request is given up. */
+const answerTimeoutMs = 15_000;
 
 export class BrokerApiError extends Error {
   constructor(
@@ -17,27 +25,36 @@ export class BrokerApiError extends Error {
   }
 }
 
+/** The error an answer carries: the broker's code and words, or the status and the start of the body. */
+function errorAnswer(res: Response, text: string, parsed: unknown): BrokerApiError {
+  const error: Partial<HttpErrorBody['error']> = (parsed as Partial<HttpErrorBody> | undefined)?.error ?? {};
+  return new BrokerApiError(res.status, error.code ?? `http_${res.status}`, error.message ?? (text.slice(0, 300) || res.statusText), error.rule);
+}
+
 export class BrokerApi {
   constructor(
     readonly baseUrl: string,
     private readonly identityToken: string,
   ) {}
 
-  async call<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T; text: string }> {
-    let res: Response;
+  private async request(method: string, path: string, body: unknown, signal: AbortSignal): Promise<Response> {
     const url = new URL(path, this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`).href;
     try {
-      res = await fetch(url, {
+      return await fetch(url, {
         method,
         headers: { authorization: `Bearer ${this.identityToken}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(15_000),
+        signal,
       });
     } catch (err) {
       // fetch says only "fetch failed"; the reason (ECONNREFUSED, ENOTFOUND, a timeout) is in its cause.
       const cause = (err as { cause?: { code?: string; message?: string } }).cause;
       throw new BrokerApiError(0, 'unreachable', `cannot reach the Loupe broker at ${this.baseUrl}: ${(err as Error).message}${cause ? ` (${cause.code ?? cause.message})` : ''}`);
     }
+  }
+
+  async call<T>(method: string, path: string, body?: unknown): Promise<{ status: number; body: T; text: string }> {
+    const res = await this.request(method, path, body, AbortSignal.timeout(answerTimeoutMs));
     const text = await res.text();
     let parsed: any;
     try {
@@ -45,11 +62,50 @@ export class BrokerApi {
     } catch {
       parsed = undefined;
     }
-    if (!res.ok) {
-      const error: Partial<HttpErrorBody['error']> = (parsed as Partial<HttpErrorBody> | undefined)?.error ?? {};
-      throw new BrokerApiError(res.status, error.code ?? `http_${res.status}`, error.message ?? (text.slice(0, 300) || res.statusText), error.rule);
-    }
+    if (!res.ok) throw errorAnswer(res, text, parsed);
     return { status: res.status, body: parsed as T, text };
+  }
+
+  /**
+   * GETs `path` into `file` as it arrives, however large (a transcript is never held whole), with no bound on the
+   * whole but on silence. An error answer is thrown before the file (or its folder) is made; a body cut short fails,
+   * and the part received is removed.
+   */
+  async download(path: string, file: string): Promise<void> {
+    const controller = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const quiet = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => controller.abort(new Error(`the broker sent nothing for ${answerTimeoutMs / 1000} s`)), answerTimeoutMs);
+    };
+    quiet();
+    try {
+      const res = await this.request('GET', path, undefined, controller.signal);
+      if (!res.ok || !res.body) {
+        const text = await res.text();
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          parsed = undefined;
+        }
+        throw errorAnswer(res, text, parsed);
+      }
+      mkdirSync(dirname(file), { recursive: true });
+      const heard = new Transform({
+        transform(chunk, _encoding, done) {
+          quiet();
+          done(null, chunk);
+        },
+      });
+      await pipeline(Readable.fromWeb(res.body as ReadableStream), heard, createWriteStream(file)).catch((err: Error) => {
+        // A part cut at a chunk's end would pass for a live session's transcript: it is not kept.
+        rmSync(file, { force: true });
+        throw new BrokerApiError(0, 'download_cut', `the download from the Loupe broker was cut short, and nothing was kept: ${err.message}`);
+      });
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async targets(): Promise<TargetInfo[]> {
@@ -131,6 +187,11 @@ export class BrokerApi {
 
   async transcript(sessionId: string): Promise<string> {
     return (await this.call('GET', `/v1/sessions/${encodeURIComponent(sessionId)}/transcript`)).text;
+  }
+
+  /** A session's transcript written to `file` as it arrives (see download). */
+  downloadTranscript(sessionId: string, file: string): Promise<void> {
+    return this.download(`/v1/sessions/${encodeURIComponent(sessionId)}/transcript`, file);
   }
 
   async report(sessionId: string): Promise<string> {

@@ -214,7 +214,11 @@ describe('Download Transcript (extension/transcripts.ts) against a real broker a
       await assert.rejects(res.text(), 'the body ends in an error, not in a short transcript');
       const dir = mkdtempSync(join(tmpdir(), 'loupe-cut-'));
       try {
-        await assert.rejects(downloadSession({ broker: broker.url, token: auditorToken }, session.sessionId, dir), /the transcript download was cut short \(.*transcript\.ndjson is incomplete\)/);
+        // A part cut at a chunk's end would verify as a live session's transcript: neither client keeps it.
+        await assert.rejects(downloadSession({ broker: broker.url, token: auditorToken }, session.sessionId, dir), /the transcript download was cut short, and nothing was kept/);
+        assert.equal(existsSync(join(dir, 'transcript.ndjson')), false);
+        await assert.rejects(saveTranscript(auditor, session.sessionId, dir), /the download from the Loupe broker was cut short, and nothing was kept/);
+        assert.deepEqual(readdirSync(join(dir, `loupe-session-${session.sessionId}`)), []);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
