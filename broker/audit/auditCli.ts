@@ -1,4 +1,4 @@
-import { createWriteStream, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
+import { createWriteStream, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -81,9 +81,10 @@ export async function downloadSession(options: BrokerClientOptions, sessionId: s
   const dir = resolve(outDir);
   mkdirSync(dir, { recursive: true });
   // Written as it arrives: a transcript of any size, never held whole. A part cut at a chunk's end would pass for a
-  // live session's transcript, so a download cut short keeps nothing.
+  // live session's transcript, so a download cut short keeps nothing (the file is opened at once, so its removal never
+  // races the stream's own open).
   const file = join(dir, 'transcript.ndjson');
-  await pipeline(Readable.fromWeb(answer.body as ReadableStream), createWriteStream(file)).catch((err: Error) => {
+  await pipeline(Readable.fromWeb(answer.body as ReadableStream), createWriteStream(file, { fd: openSync(file, 'w') })).catch((err: Error) => {
     rmSync(file, { force: true });
     throw new Error(`the transcript download was cut short, and nothing was kept: ${err.message}`);
   });

@@ -1,5 +1,5 @@
 /** The broker's HTTP API as the extension and the adapter use it (fetch only: no broker code is bundled). */
-import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, openSync, rmSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -98,8 +98,9 @@ export class BrokerApi {
           done(null, chunk);
         },
       });
-      await pipeline(Readable.fromWeb(res.body as ReadableStream), heard, createWriteStream(file)).catch((err: Error) => {
-        // A part cut at a chunk's end would pass for a live session's transcript: it is not kept.
+      await pipeline(Readable.fromWeb(res.body as ReadableStream), heard, createWriteStream(file, { fd: openSync(file, 'w') })).catch((err: Error) => {
+        // A part cut at a chunk's end would pass for a live session's transcript: it is not kept (the file was opened
+        // at once, so the removal never races the stream's own open).
         rmSync(file, { force: true });
         throw new BrokerApiError(0, 'download_cut', `the download from the Loupe broker was cut short, and nothing was kept: ${err.message}`);
       });

@@ -199,6 +199,18 @@ describe('Download Transcript (extension/transcripts.ts) against a real broker a
     assert.deepEqual(parseTranscriptLines(ndjsonLines(bytes)), parseTranscriptText(bytes.toString('utf8')));
   });
 
+  it('clients that go away mid-download leave the broker serving: the next download is whole', async () => {
+    for (let i = 0; i < 20; i++) {
+      const controller = new AbortController();
+      const res = await fetch(`${broker.url}/v1/sessions/${session.sessionId}/transcript`, { headers: { authorization: `Bearer ${auditorToken}` }, signal: controller.signal });
+      assert.equal(res.status, 200);
+      controller.abort();
+      await assert.rejects(res.text());
+    }
+    const whole = await download(session.sessionId);
+    assert.equal((await verifyTranscript(parseTranscriptText(await whole.text()), (await auditor.auditKeys()) as any)).ok, true);
+  });
+
   it('a store that fails after the first object cuts the download: no short transcript passes for a whole one', async () => {
     const { keys } = await storedObjects();
     const store = broker.config.audit.store;
