@@ -29,36 +29,43 @@ export interface AlertEngineHooks {
   deliver(alert: Alert): void;
 }
 
+/** The most evidence an alert carries: the last records of its window. */
+const evidenceRecords = 20;
+
 /**
- * A session's recent events of one kind, oldest first, each with its time parsed once: adding one drops those that
- * left the window from the front, so a busy session (thousands of events a minute) costs the same per event as a quiet one.
+ * A session's recent events of one kind: the time of each event in the window (so it can be counted), and the last
+ * few events themselves (an alert's evidence). Adding one drops the times that left the window from the front, so a
+ * busy session (thousands of events a minute) costs the same per event as a quiet one and holds a minute of numbers,
+ * not a minute of records.
  */
 export class EventWindow {
-  private events: AuditEvent[] = [];
   private times: number[] = [];
   private head = 0;
+  /** The last `evidenceRecords` events added, oldest first. */
+  private recent: AuditEvent[] = [];
 
   get length(): number {
-    return this.events.length - this.head;
+    return this.times.length - this.head;
   }
 
-  /** Adds `event` and keeps those of the last `seconds` before it (a session's records come in time order). */
+  /** Adds `event` and keeps the times of those of the last `seconds` before it (a session's records come in time order). */
   add(event: AuditEvent, seconds: number): void {
     const time = Date.parse(event.time);
     const since = time - seconds * 1000;
     while (this.head < this.times.length && !(this.times[this.head]! > since)) this.head++;
-    if (this.head > 1024 && this.head * 2 > this.events.length) {
-      this.events = this.events.slice(this.head);
+    if (this.head > 1024 && this.head * 2 > this.times.length) {
       this.times = this.times.slice(this.head);
       this.head = 0;
     }
-    this.events.push(event);
     this.times.push(time);
+    if (this.recent.length === evidenceRecords) this.recent.shift();
+    this.recent.push(event);
   }
 
-  /** The last `n` events in the window, oldest first. */
+  /** The last `n` (at most 20) events in the window, oldest first. */
   last(n: number): AuditEvent[] {
-    return this.events.slice(Math.max(this.head, this.events.length - n));
+    const count = Math.min(n, this.length, this.recent.length);
+    return count === 0 ? [] : this.recent.slice(-count);
   }
 }
 
@@ -164,7 +171,7 @@ export class AlertEngine {
         state.evaluations.add(event, 60);
         const rule = state.rules.evaluationRate;
         if (rule && state.evaluations.length > rule.perMinute)
-          this.fire(state, event.stream, 'evaluationRate', `${state.evaluations.length} evaluations in the last minute (threshold ${rule.perMinute})`, state.evaluations.last(20), 60);
+          this.fire(state, event.stream, 'evaluationRate', `${state.evaluations.length} evaluations in the last minute (threshold ${rule.perMinute})`, state.evaluations.last(evidenceRecords), 60);
         const names = this.sensitiveNames(state, String(d.params?.expression ?? '').match(/[A-Za-z_$][\w$]*/g) ?? []);
         if (names.length > 0) this.fire(state, event.stream, 'sensitiveReads', `evaluation of ${names.join(', ')}: ${String(d.params?.expression).slice(0, 80)}`, [event], 0);
         // Every evaluation V8 runs under the privilege, each its own alert (keyed by its record, so a repeat fires too).
@@ -186,7 +193,7 @@ export class AlertEngine {
         state.reads.add(event, 60);
         const rule = state.rules.readRate;
         if (rule && state.reads.length > rule.perMinute)
-          this.fire(state, event.stream, 'readRate', `${state.reads.length} variable reads in the last minute (threshold ${rule.perMinute})`, state.reads.last(20), 60);
+          this.fire(state, event.stream, 'readRate', `${state.reads.length} variable reads in the last minute (threshold ${rule.perMinute})`, state.reads.last(evidenceRecords), 60);
         break;
       }
       case 'cdp.response': {
@@ -400,7 +407,14 @@ export class AlertEngine {
     if (!rule) return;
     state.refusals.add(event, rule.withinSeconds);
     if (state.refusals.length >= rule.count) {
-      this.fire(state, event.stream, 'refusals', `${state.refusals.length} refusals within ${rule.withinSeconds} s (threshold ${rule.count})`, state.refusals.last(20), rule.withinSeconds);
+      this.fire(
+        state,
+        event.stream,
+        'refusals',
+        `${state.refusals.length} refusals within ${rule.withinSeconds} s (threshold ${rule.count})`,
+        state.refusals.last(evidenceRecords),
+        rule.withinSeconds,
+      );
     }
   }
 
