@@ -89,6 +89,11 @@ export class Redactor {
     return [...this.learned];
   }
 
+  /** How many values it has learned. */
+  get learnedCount(): number {
+    return this.learned.size;
+  }
+
   get active(): boolean {
     return this.policy.names.size > 0 || this.policy.patterns.length > 0;
   }

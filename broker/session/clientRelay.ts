@@ -46,6 +46,8 @@ type CdpReply = { result: Record<string, unknown> } | { error: { code: number; m
 
 export class ClientRelay {
   private readonly sources: ScriptSources;
+  /** The scrubber of the interpreter's answers, kept while it has learned nothing (see answerEvaluation). */
+  private answerScrubber: Redactor | undefined;
   /** Requests the broker is answering itself (sources, searches, Loupe evaluations), not yet answered. */
   answering = 0;
 
@@ -187,10 +189,15 @@ export class ClientRelay {
     // which literal equals a secret (taint already marks what was read from one).
     const bounds = messageBounds(context.target().evaluation.maxResultBytes);
     const { cut } = boundMessage(result, bounds);
-    const scrubber = new Redactor(context.redactor.policy);
+    let scrubber = this.answerScrubber;
+    if (scrubber?.policy !== context.redactor.policy) scrubber = this.answerScrubber = new Redactor(context.redactor.policy);
     scrubber.response(method, result);
     withholdProcessFacts(method, result);
     const redacted = [...new Set(scrubber.hits)];
+    scrubber.hits.length = 0;
+    // Kept for the next answer (with its verdicts by name) only while it has learned nothing: a value it learned would
+    // be scrubbed from the user's own literals in a later answer, saying which literal equals it.
+    if (scrubber.learnedCount > 0) this.answerScrubber = undefined;
     if (cut) finishCuts(result, bounds);
     capResult(result, context.target().evaluation.maxResultBytes);
     context.labels.labelObjects(method, `(${truncate(String(params.expression), 80)})`, result);

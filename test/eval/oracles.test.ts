@@ -62,6 +62,14 @@ describe('the interpreter gives no oracle over a secret and cannot be held (real
     assert.deepEqual((await s.evaluate(`[${JSON.stringify(secrets.pin)}, ${secrets.pin}]`)).value, [secrets.pin, Number(secrets.pin)]);
   });
 
+  it('an answer that hid a literal under a sensitive name leaves the next answers as they were', async () => {
+    // The answers' scrubber is kept between answers only while it has learned nothing: this one learns the literal.
+    const literal = 'plain-words-6150';
+    assert.deepEqual((await s.evaluate(`({ password: ${JSON.stringify(literal)} })`)).value, { password: '[redacted: password]' });
+    for (let i = 0; i < 3; i++) assert.equal((await s.evaluate(JSON.stringify(literal))).value, literal);
+    assert.deepEqual((await s.evaluate(`({ token: 'abc-${'x'.repeat(20)}', note: ${JSON.stringify(literal)} })`)).value, { token: '[redacted: token]', note: literal });
+  });
+
   it('answers the same whatever the length of a secret the budget would have counted', async () => {
     // Seven MiB of the user's own, then the secret twice: before, refused exactly when the secret was longer than g.
     const probe = (g: number) => `[${Array(7).fill("'x'.repeat(1048576)").join(', ')}, 'x'.repeat(${1048576 - g}), password, password].length`;
