@@ -11,6 +11,8 @@
 export const httpErrorStatus = {
   bad_request: 400,
   payload_too_large: 413,
+  // A report the broker will not render in its own memory (the transcript itself can still be downloaded).
+  report_too_large: 422,
   // The HTTP request itself: it did not arrive within the server's bounds, or its headers were over node's limit.
   request_timeout: 408,
   headers_too_large: 431,

@@ -60,7 +60,9 @@ export interface SavedTranscript {
   readonly dir: string;
   readonly transcriptFile: string;
   readonly keysFile: string;
-  readonly reportFile: string;
+  /** Absent when the broker would not render the report (a transcript over its bound): `reportRefused` says why. */
+  readonly reportFile?: string;
+  readonly reportRefused?: string;
   readonly check: TranscriptCheck;
 }
 
@@ -72,20 +74,27 @@ export interface SavedTranscript {
 export async function saveTranscript(api: BrokerApi, sessionId: string, parentDir: string): Promise<SavedTranscript> {
   const dir = join(resolve(parentDir), `loupe-session-${sessionId}`);
   const files = { transcriptFile: join(dir, 'transcript.ndjson'), keysFile: join(dir, 'keys.json'), reportFile: join(dir, 'report.html') };
-  let report: string;
+  let report: string | undefined;
+  let reportRefused: string | undefined;
   let keys: { keys: Record<string, unknown>[] };
   try {
     // Written as it arrives, a transcript of any size; a refusal comes before the folder is made.
     await api.downloadTranscript(sessionId, files.transcriptFile);
-    report = await api.report(sessionId);
+    // A transcript too large for the broker to render is still saved and checked here; only its report is missing.
+    report = await api.report(sessionId).catch((err: unknown) => {
+      if (!(err instanceof BrokerApiError && err.code === 'report_too_large')) throw err;
+      reportRefused = err.message;
+      return undefined;
+    });
     keys = await api.auditKeys();
   } catch (err) {
     throw refusal(err);
   }
   writeFileSync(files.keysFile, JSON.stringify(keys, null, 2) + '\n');
-  writeFileSync(files.reportFile, report);
+  if (report !== undefined) writeFileSync(files.reportFile, report);
   const transcript = parseTranscriptLines(ndjsonLines(readFileSync(files.transcriptFile)), sessionId);
-  return { dir, ...files, check: await checkParsed(transcript, keys) };
+  const { reportFile, ...rest } = files;
+  return { dir, ...rest, ...(report !== undefined ? { reportFile } : { reportRefused: reportRefused! }), check: await checkParsed(transcript, keys) };
 }
 
 /** One line for the user: verified with what, or the first problem. */

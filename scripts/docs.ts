@@ -183,6 +183,7 @@ function closeCodesTable(): string {
 const errorNotes: Record<LoupeErrorCode, string> = {
   bad_request: 'the request is malformed; the message says which field',
   payload_too_large: 'the body is too large',
+  report_too_large: 'the transcript is over `audit.maxReportBytes`: the broker does not render its report; download the transcript and render it with `loupe audit render`',
   request_timeout: 'the request did not arrive in time: headers within 10 s, the whole request within 30 s',
   headers_too_large: "the request's headers are over the server's limit",
   not_found: 'no such route, grant, request or session',

@@ -1,11 +1,11 @@
-import { createWriteStream, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, existsSync, statSync } from 'node:fs';
+import { closeSync, createWriteStream, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync, existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream } from 'node:stream/web';
 import type { JSONWebKeySet } from 'jose';
 import { readKeyObject } from './publishedKeys';
-import { renderReport } from './report';
+import { reportParts } from './report';
 import { ndjsonLines, parseTranscriptLines } from '../../common/transcript';
 import { readTranscriptFromStore, verifyTranscript, type Transcript, type VerifyResult } from './verify';
 
@@ -190,6 +190,12 @@ export function describeVerification(result: VerifyResult, target: VerifyTarget)
 
 export async function renderLocation(location: string, output: string, keysSpec?: string): Promise<{ ok: boolean; output: string }> {
   const { result, target } = await verifyLocation(location, keysSpec);
-  writeFileSync(output, renderReport(result, { source: target.source }));
+  // Part by part: a long timeline's page is never one string.
+  const fd = openSync(output, 'w');
+  try {
+    for (const part of reportParts(result, { source: target.source })) writeSync(fd, part);
+  } finally {
+    closeSync(fd);
+  }
   return { ok: result.ok, output: resolve(output) };
 }

@@ -4,7 +4,7 @@ import { LoupeError } from '../errors';
 import type { Grant } from '../grants/grantStore';
 import type { Identity } from '../identity/verifyIdentity';
 import { rolesOf } from '../policy/access';
-import { renderReport } from './report';
+import { reportParts } from './report';
 import { listSecuritySegments, type SecuritySegmentSummary } from './securityStream';
 import { SessionIndex, type SessionFilter, type SessionSummary } from './sessionIndex';
 import type { AuditStore } from './stores/auditStore';
@@ -58,11 +58,6 @@ export class AuditReader {
     return summary;
   }
 
-  private async sessionTranscript(identity: Identity, sessionId: string) {
-    const summary = await this.findSession(identity, sessionId);
-    return { summary, transcript: await readTranscriptFromStore(this.options.store, summary.prefix, false) };
-  }
-
   /** The security stream's segments, or the grant streams, in the store (auditors), newest first. */
   async listSecuritySegments(identity: Identity, kind: 'security' | 'grants' = 'security'): Promise<SecuritySegmentSummary[]> {
     this.requireAuditor(identity);
@@ -76,21 +71,35 @@ export class AuditReader {
     return segment;
   }
 
-  private async securityTranscript(identity: Identity, segmentId: string) {
-    const segment = await this.findSegment(identity, segmentId);
-    return { segment, transcript: await readTranscriptFromStore(this.options.store, segment.prefix, false) };
-  }
-
   /** A security segment (or grant stream) as NDJSON, like a session transcript, one stored object at a time. */
   async *securitySegmentText(identity: Identity, segmentId: string): AsyncGenerator<string> {
     yield* transcriptTextParts(this.options.store, (await this.findSegment(identity, segmentId)).prefix);
   }
 
-  /** A security segment's (or grant stream's) readable report, verified against the published audit keys. */
-  async securitySegmentReport(identity: Identity, segmentId: string): Promise<string> {
-    const { segment, transcript } = await this.securityTranscript(identity, segmentId);
-    return renderReport(await verifyTranscript(transcript, await this.options.keys()), {
-      source: `${segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment'} recorded by the broker's ${this.storeName}${segment.state === 'ended' ? '' : `, ${segment.state}`}`,
+  /** A security segment's (or grant stream's) readable report, verified against the published audit keys, in parts. */
+  async *securitySegmentReport(identity: Identity, segmentId: string): AsyncGenerator<string> {
+    const segment = await this.findSegment(identity, segmentId);
+    const transcript = await this.reportTranscript(segment.prefix, `${segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment'} ${segment.stream}`);
+    yield* loopFree(
+      reportParts(await verifyTranscript(transcript, await this.options.keys()), {
+        source: `${segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment'} recorded by the broker's ${this.storeName}${segment.state === 'ended' ? '' : `, ${segment.state}`}`,
+      }),
+    );
+  }
+
+  /**
+   * A stream's transcript, read whole to be verified and rendered in the broker: refused past audit.maxReportBytes, which
+   * would hold the broker's memory (about 3 bytes of heap per byte of transcript) and its event loop for every session.
+   */
+  private reportTranscript(prefix: string, what: string) {
+    const maxReportBytes = this.options.config().audit.maxReportBytes;
+    return readTranscriptFromStore(this.options.store, prefix, false, {
+      maxBytes: maxReportBytes,
+      tooLarge: (bytes) =>
+        new LoupeError(
+          'report_too_large',
+          `the report of ${what} is not rendered by the broker: its transcript is over ${mib(maxReportBytes)} MiB (audit.maxReportBytes; ${mib(bytes)} MiB read so far), which the broker would hold whole in memory; download the transcript (loupe audit download) and render it on your own machine (loupe audit render <dir> -o report.html)`,
+        ),
     });
   }
 
@@ -100,13 +109,26 @@ export class AuditReader {
   }
 
   /** The readable report, with the result of verifying the stored transcript against this broker's keys. */
-  async report(identity: Identity, sessionId: string): Promise<string> {
-    const { summary, transcript } = await this.sessionTranscript(identity, sessionId);
+  async *report(identity: Identity, sessionId: string): AsyncGenerator<string> {
+    const summary = await this.findSession(identity, sessionId);
+    const transcript = await this.reportTranscript(summary.prefix, `session ${sessionId}`);
     const result = await verifyTranscript(transcript, await this.options.keys());
     const grant = await this.options.grant(summary.grantId).catch(() => undefined);
-    return renderReport(result, {
-      ...(grant?.approvedBy ? { approval: { requestId: grant.requestId, approvedBy: grant.approvedBy } } : {}),
-      source: `recorded by the broker's ${this.storeName}${summary.state === 'ended' ? '' : `, session ${summary.state}`}`,
-    });
+    yield* loopFree(
+      reportParts(result, {
+        ...(grant?.approvedBy ? { approval: { requestId: grant.requestId, approvedBy: grant.approvedBy } } : {}),
+        source: `recorded by the broker's ${this.storeName}${summary.state === 'ended' ? '' : `, session ${summary.state}`}`,
+      }),
+    );
+  }
+}
+
+const mib = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;
+
+/** A report's parts, the event loop turning between them: a long timeline never holds the broker's sessions. */
+async function* loopFree(parts: Iterable<string>): AsyncGenerator<string> {
+  for (const part of parts) {
+    yield part;
+    await new Promise((resolve) => setImmediate(resolve));
   }
 }

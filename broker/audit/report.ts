@@ -315,11 +315,22 @@ function grantFacts(events: readonly AuditEvent[]): string {
 `;
 }
 
+export interface ReportOptions {
+  generatedAt?: Date;
+  source?: string;
+  approval?: { requestId?: string; approvedBy?: readonly { sub: string; name: string; at: string }[] };
+}
+
+/** Timeline rows a report part holds: the broker sends a report part by part, the event loop free between them. */
+const rowsPerPart = 1000;
+
 /** A self-contained HTML page an auditor can read and archive. */
-export function renderReport(
-  result: VerifyResult,
-  options: { generatedAt?: Date; source?: string; approval?: { requestId?: string; approvedBy?: readonly { sub: string; name: string; at: string }[] } } = {},
-): string {
+export function renderReport(result: VerifyResult, options: ReportOptions = {}): string {
+  return [...reportParts(result, options)].join('');
+}
+
+/** The report in parts: the page's head and facts, its timeline rowsPerPart rows at a time, its end. */
+export function* reportParts(result: VerifyResult, options: ReportOptions = {}): Generator<string> {
   result = { ...result, events: result.events.map(readable) };
   const first = result.events[0];
   const last = result.events.at(-1);
@@ -328,12 +339,20 @@ export function renderReport(
   const counts = (kind: string, what?: RegExp) => rows.filter((r) => r.kind.replace(/ \(V8\)$/, '') === kind && (!what || what.test(r.what))).length;
   const v8 = !(first?.kind === 'grants' || first?.kind === 'security') && sessionHadV8Evaluation(result.events);
   const badSeqs = new Set(result.problems.flatMap((p) => [...p.matchAll(/\(seq (\d+)\)/g)].map((m) => Number(m[1]))));
-  // A failed record the timeline does not show (a response, say) still gets a row of its own.
-  for (const seq of badSeqs) {
-    const event = result.events.find((e) => e.seq === seq);
-    if (!event || rows.some((r) => r.seq === seq)) continue;
-    rows.push({ seq, time: event.time.slice(11, 23), kind: event.type, what: `record ${seq}`, detail: short(event.data, 200), tone: 'normal' });
-    rows.sort((a, b) => a.seq - b.seq);
+  // A failed record the timeline does not show (a response, say) still gets a row of its own. Looked up by seq, and
+  // sorted once: a transcript changed throughout names a record in each of its problems.
+  if (badSeqs.size > 0) {
+    const bySeq = new Map<number, AuditEvent>();
+    for (const e of result.events) if (!bySeq.has(e.seq)) bySeq.set(e.seq, e);
+    const shown = new Set(rows.map((r) => r.seq));
+    const before = rows.length;
+    for (const seq of badSeqs) {
+      const event = bySeq.get(seq);
+      if (!event || shown.has(seq)) continue;
+      shown.add(seq);
+      rows.push({ seq, time: event.time.slice(11, 23), kind: event.type, what: `record ${seq}`, detail: short(event.data, 200), tone: 'normal' });
+    }
+    if (rows.length > before) rows.sort((a, b) => a.seq - b.seq);
   }
   const grants = first?.kind === 'grants' || first?.kind === 'security';
   const security = first?.kind === 'security';
@@ -355,7 +374,7 @@ ${v8 ? "<dt>Evaluation</dt><dd><b>V8 (privileged)</b>: expressions ran in the ta
 <dt>How it ended</dt><dd>${escapeHtml(ended ? (endReasons[String((ended.data as { endReason?: string }).endReason)] ?? (ended.data as { endReason?: string }).endReason) : 'no end recorded')}</dd>
 </dl>
 <div class="counts"><span>breakpoints set: ${counts('breakpoint', /^set /)};</span> <span>pauses: ${counts('pause')};</span> <span>evaluations: ${counts('evaluate')};</span> <span>variable reads: ${counts('read')};</span> <span>snapshots: ${counts('snapshot')};</span> <span>logpoints: ${counts('logpoint')};</span> <span>refusals: ${counts('refused') + rows.filter((r) => r.kind.startsWith('evaluate') && r.tone === 'refused').length};</span> <span>alerts: ${counts('alert') + counts('watchdog')}</span></div>`;
-  return `<!doctype html>
+  yield `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Loupe ${security ? 'security segment' : grants ? 'grant stream' : 'session'} ${escapeHtml(first?.stream)}</title>
 <style>
 body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#1d2430;background:#fff}
@@ -372,8 +391,15 @@ ${verdict}
 ${v8 ? `<div class="v8">${escapeHtml(v8EvaluationBanner)}. This session's grant allowed evaluating expressions in V8, which may call the app's functions and getters (side effects V8 did not detect); values were redacted after the fact.</div>` : ''}
 ${security ? securityFacts(result.events) : grants ? grantFacts(result.events) : sessionFacts}
 <table><thead><tr><th>time (UTC)</th><th>kind</th><th>what</th><th>detail</th></tr></thead><tbody>
-${rows.map((r) => `<tr class="${badSeqs.has(r.seq) ? 'tampered' : r.tone}"><td class="k">${escapeHtml(r.time)}</td><td class="k">${badSeqs.has(r.seq) ? '⚠ ' : ''}${escapeHtml(r.kind)}</td><td>${escapeHtml(r.what)}</td><td>${badSeqs.has(r.seq) ? '<b>this record failed verification</b> · ' : ''}${escapeHtml(r.detail)}</td></tr>`).join('\n')}
-</tbody></table>
+`;
+  const rowHtml = (r: Row) =>
+    `<tr class="${badSeqs.has(r.seq) ? 'tampered' : r.tone}"><td class="k">${escapeHtml(r.time)}</td><td class="k">${badSeqs.has(r.seq) ? '⚠ ' : ''}${escapeHtml(r.kind)}</td><td>${escapeHtml(r.what)}</td><td>${badSeqs.has(r.seq) ? '<b>this record failed verification</b> · ' : ''}${escapeHtml(r.detail)}</td></tr>\n`;
+  for (let i = 0; i < rows.length; i += rowsPerPart)
+    yield rows
+      .slice(i, i + rowsPerPart)
+      .map(rowHtml)
+      .join('');
+  yield `</tbody></table>
 ${result.notes.length > 0 ? `<h2>Notes</h2><ul>${result.notes.map((p) => `<li>${escapeHtml(p)}</li>`).join('')}</ul>` : ''}
 <p class="sub">Generated ${escapeHtml((options.generatedAt ?? new Date()).toISOString())} by Loupe.</p>
 </body></html>

@@ -12,16 +12,26 @@ export type VerifyResult = CheckResult<AuditEvent>;
  * shows the newest, and Object Lock does not stop a newer version or a delete marker from being added: each object
  * must have exactly one version, or the transcript is reported as changed.
  */
-export async function readTranscriptFromStore(store: AuditStore, prefix: string, withRetention: boolean): Promise<Transcript> {
+export async function readTranscriptFromStore(
+  store: AuditStore,
+  prefix: string,
+  withRetention: boolean,
+  /** Refused (with tooLarge's error) once the objects read pass maxBytes. */
+  bound?: { maxBytes: number; tooLarge(bytes: number): Error },
+): Promise<Transcript> {
   const problems = store.versions ? await versionProblems(store, prefix) : [];
   const keys = await store.list(prefix);
   const stream = prefix.replace(/\/$/, '').split('/').pop()!;
   const chunks: Transcript['chunks'][number][] = [];
   let manifestLine: string | undefined;
   let manifestRetention: TranscriptRetention | undefined;
+  let bytes = 0;
   for (const key of keys) {
     const name = key.slice(prefix.length);
-    const body = (await store.get(key)).toString('utf8');
+    const object = await store.get(key);
+    bytes += object.length;
+    if (bound && bytes > bound.maxBytes) throw bound.tooLarge(bytes);
+    const body = object.toString('utf8');
     const retention = withRetention ? await store.retention(key) : undefined;
     if (name === manifestName) {
       manifestLine = body.trim();

@@ -120,6 +120,7 @@ function build(input: ConfigInput, derived: Derived, baseDir: string): LoupeConf
       uploadIntervalSeconds: audit.uploadInterval,
       chunkMaxEvents: audit.chunkMaxEvents,
       chunkMaxBytes: audit.chunkMaxBytes,
+      maxReportBytes: audit.maxReportBytes,
     }),
     state: Object.freeze({
       ...(input.state.postgres ? { postgres: Object.freeze({ url: input.state.postgres.url, schema: input.state.postgres.schema }) } : {}),

@@ -113,6 +113,11 @@ export const auditSchema = mapping({
   chunkMaxBytes: int(1024, 64 << 20)
     .prefault(1 << 20)
     .describe('At most this many bytes of events per uploaded chunk (a single larger event goes alone); a full chunk is uploaded at once.'),
+  maxReportBytes: int(1 << 20, 1 << 30)
+    .prefault(128 << 20)
+    .describe(
+      "The largest transcript whose report the broker renders (GET …/report): it holds a transcript whole in memory to verify and render it, about 3 bytes of heap per byte. A larger one is refused (report_too_large); its transcript still downloads, and `loupe audit render` renders it on the auditor's machine.",
+    ),
 }).describe('Where the audit trail goes and how long it is kept.');
 
 const postgresStateSchema = mapping({

@@ -75,7 +75,7 @@ export type BrokerLimits = Frozen<z.output<typeof limitsSchema>>;
 type AuditInput = z.output<typeof auditSchema>;
 type S3Input = NonNullable<AuditInput['s3']>;
 
-export interface AuditConfig extends Frozen<Pick<AuditInput, 'retentionDays' | 'chunkMaxEvents' | 'chunkMaxBytes'>> {
+export interface AuditConfig extends Frozen<Pick<AuditInput, 'retentionDays' | 'chunkMaxEvents' | 'chunkMaxBytes' | 'maxReportBytes'>> {
   readonly store:
     | { readonly kind: 'local'; readonly dir: string }
     | ({ readonly kind: 's3' } & Frozen<Pick<S3Input, 'bucket' | 'prefix'>> & Partial<Frozen<Pick<S3Input, 'endpoint' | 'region' | 'forcePathStyle'>>>);

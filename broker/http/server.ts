@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -24,18 +24,26 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
+const ndjsonHeaders: OutgoingHttpHeaders = { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' };
+/** A report: a page that loads nothing and runs nothing. */
+const reportHeaders: OutgoingHttpHeaders = {
+  'content-type': 'text/html; charset=utf-8',
+  'cache-control': 'no-store',
+  'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
+};
+
 /**
- * NDJSON sent as it is read (chunked): a refusal or an unknown id is found before the first part and answered as an
+ * NDJSON (or a report) sent as it is read (chunked): a refusal or an unknown id is found before the first part and answered as an
  * error; a store failing after the headers went out cuts the response, so no client takes a short transcript for whole.
  */
-async function sendParts(res: ServerResponse, parts: AsyncGenerator<string>, log: (line: string) => void): Promise<void> {
+async function sendParts(res: ServerResponse, parts: AsyncGenerator<string>, log: (line: string) => void, headers: OutgoingHttpHeaders = ndjsonHeaders): Promise<void> {
   const first = await parts.next();
-  res.writeHead(200, { 'content-type': 'application/x-ndjson; charset=utf-8', 'cache-control': 'no-store' });
+  res.writeHead(200, headers);
   const all = async function* () {
     if (!first.done) yield first.value;
     yield* parts;
   };
-  await pipeline(Readable.from(all()), res).catch((err: Error) => log(`transcript download cut: ${err.message}`));
+  await pipeline(Readable.from(all()), res).catch((err: Error) => log(`${headers === reportHeaders ? 'report' : 'transcript'} download cut: ${err.message}`));
 }
 
 /** A JSON body; with `optional`, a body that turns out empty (chunked, or whitespace) is none, whatever its type. */
@@ -181,14 +189,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       'GET',
       /^\/v1\/audit\/(?:security|grants)\/((?:security|grants)-[0-9TZ-]+-[0-9a-f]{8})\/report$/,
       async (_req, res, identity, match) => {
-        const html = await broker.auditReader.securitySegmentReport(identity, match[1]!);
-        res.writeHead(200, {
-          'content-type': 'text/html; charset=utf-8',
-          'content-length': Buffer.byteLength(html),
-          'cache-control': 'no-store',
-          'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
-        });
-        res.end(html);
+        await sendParts(res, broker.auditReader.securitySegmentReport(identity, match[1]!), log, reportHeaders);
       },
     ],
     [
@@ -223,14 +224,7 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       'GET',
       /^\/v1\/sessions\/([0-9a-f-]{36})\/report$/,
       async (_req, res, identity, match) => {
-        const html = await broker.auditReader.report(identity, match[1]!);
-        res.writeHead(200, {
-          'content-type': 'text/html; charset=utf-8',
-          'content-length': Buffer.byteLength(html),
-          'cache-control': 'no-store',
-          'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
-        });
-        res.end(html);
+        await sendParts(res, broker.auditReader.report(identity, match[1]!), log, reportHeaders);
       },
     ],
   ];

@@ -2,6 +2,7 @@
  * "Loupe: Download Transcript…", for auditors: pick a recorded session, save its transcript, keys and report into
  * a folder, verify it here, and show the report.
  */
+import { join } from 'node:path';
 import * as vscode from 'vscode';
 import { describeBrokerError } from '../adapter/brokerApi';
 import { describeCheck, listRecordedSessions, NotAuditorError, saveTranscript, sessionRow } from '../transcripts';
@@ -42,9 +43,11 @@ async function downloadTranscript(identity: Identity, output: vscode.OutputChann
     const saved = await saveTranscript(broker, id, where[0].fsPath);
     output.appendLine(`transcript of ${id} saved to ${saved.dir}: ${describeCheck(saved.check)}`);
     for (const problem of saved.check.problems) output.appendLine(`  ${problem}`);
-    const panel = vscode.window.createWebviewPanel('loupe.report', `Loupe session ${id.slice(0, 8)}`, vscode.ViewColumn.Active, { enableScripts: false });
-    panel.webview.html = Buffer.from(await vscode.workspace.fs.readFile(vscode.Uri.file(saved.reportFile))).toString('utf8');
-    const text = `Loupe: session saved to ${saved.dir} (transcript.ndjson, keys.json, report.html); ${describeCheck(saved.check)}. Check it offline: loupe audit verify ${saved.dir}`;
+    if (saved.reportFile) {
+      const panel = vscode.window.createWebviewPanel('loupe.report', `Loupe session ${id.slice(0, 8)}`, vscode.ViewColumn.Active, { enableScripts: false });
+      panel.webview.html = Buffer.from(await vscode.workspace.fs.readFile(vscode.Uri.file(saved.reportFile))).toString('utf8');
+    } else output.appendLine(`no report: ${saved.reportRefused}`);
+    const text = `Loupe: session saved to ${saved.dir} (transcript.ndjson, keys.json${saved.reportFile ? ', report.html' : `; no report: the broker does not render one this large, so render it with: loupe audit render ${saved.dir} -o ${join(saved.dir, 'report.html')}`}); ${describeCheck(saved.check)}. Check it offline: loupe audit verify ${saved.dir}`;
     if (saved.check.ok) void vscode.window.showInformationMessage(text);
     else void vscode.window.showErrorMessage(text);
   } catch (err) {

@@ -110,7 +110,7 @@ describe('Download Transcript (extension/transcripts.ts) against a real broker a
     assert.equal(describeCheck(saved.check), `verified: ${result.events.length} records in ${saved.check.chunks} sealed chunks, hash chain intact, manifest sealed (audit key ${keys.keys[0].kid})`);
 
     // The report the command opens, written to the folder: the broker's rendering of this session, verified.
-    const report = readFileSync(saved.reportFile, 'utf8');
+    const report = readFileSync(saved.reportFile!, 'utf8');
     assert.match(report, /^<!doctype html>/i);
     assert.ok(report.includes(session.sessionId), 'the report names the session');
     assert.ok(report.includes('investigating a test'), 'and its reason');
