@@ -128,7 +128,7 @@ const mib = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;
 /** A report's parts, the event loop turning between them: a long timeline never holds the broker's sessions. */
 async function* loopFree(parts: Iterable<string>): AsyncGenerator<string> {
   for (const part of parts) {
-    yield part;
+    if (part !== '') yield part;
     await new Promise((resolve) => setImmediate(resolve));
   }
 }

@@ -111,13 +111,22 @@ function grantRow(e: AuditEvent): Omit<Row, 'seq' | 'time'> | undefined {
   }
 }
 
-/** One line of the timeline per thing an auditor cares about; request and response are joined. */
-function timeline(events: readonly AuditEvent[]): Row[] {
+/** Records read (or rows made) between two breaths of a report's making: see reportParts. */
+const recordsPerBreath = 5000;
+
+/**
+ * One line of the timeline per thing an auditor cares about, into `rows`; request and response are joined. Yields an
+ * empty part every recordsPerBreath records, where the broker lets its event loop turn.
+ */
+function* timeline(events: readonly AuditEvent[], rows: Row[]): Generator<string> {
   const v8 = sessionHadV8Evaluation(events);
   const responses = new Map<number, AuditEvent>();
-  for (const e of events) if (e.type === 'cdp.response' && typeof e.data.requestSeq === 'number') responses.set(e.data.requestSeq, e);
-  const rows: Row[] = [];
-  for (const e of events) {
+  for (const [i, e] of events.entries()) {
+    if (e.type === 'cdp.response' && typeof e.data.requestSeq === 'number') responses.set(e.data.requestSeq, e);
+    if (i % recordsPerBreath === recordsPerBreath - 1) yield '';
+  }
+  for (const [i, e] of events.entries()) {
+    if (i % recordsPerBreath === recordsPerBreath - 1) yield '';
     const time = e.time.slice(11, 23);
     const push = (row: Omit<Row, 'seq' | 'time'>) => rows.push({ seq: e.seq, time, ...row });
     try {
@@ -127,7 +136,6 @@ function timeline(events: readonly AuditEvent[]): Row[] {
       push({ kind: e.type, what: `record ${e.seq}`, detail: `cannot be shown (${(err as Error).message}): ${short(e.data, 200)}`, tone: 'refused' });
     }
   }
-  return rows;
 
   function row(e: AuditEvent, push: (row: Omit<Row, 'seq' | 'time'>) => void): void {
     const d = e.data as Record<string, any>;
@@ -329,21 +337,37 @@ export function renderReport(result: VerifyResult, options: ReportOptions = {}):
   return [...reportParts(result, options)].join('');
 }
 
-/** The report in parts: the page's head and facts, its timeline rowsPerPart rows at a time, its end. */
+/**
+ * The report in parts: the page's head and facts, its timeline rowsPerPart rows at a time, its end. Empty parts come
+ * while the page's facts are made (every recordsPerBreath records), so a caller can let other work run between.
+ */
 export function* reportParts(result: VerifyResult, options: ReportOptions = {}): Generator<string> {
-  result = { ...result, events: result.events.map(readable) };
+  const events: AuditEvent[] = [];
+  for (const [i, e] of result.events.entries()) {
+    events.push(readable(e));
+    if (i % recordsPerBreath === recordsPerBreath - 1) yield '';
+  }
+  result = { ...result, events };
   const first = result.events[0];
   const last = result.events.at(-1);
   const ended = [...result.events].reverse().find((e) => e.type === 'session.ended');
-  const rows = timeline(result.events);
+  const rows: Row[] = [];
+  yield* timeline(result.events, rows);
   const counts = (kind: string, what?: RegExp) => rows.filter((r) => r.kind.replace(/ \(V8\)$/, '') === kind && (!what || what.test(r.what))).length;
   const v8 = !(first?.kind === 'grants' || first?.kind === 'security') && sessionHadV8Evaluation(result.events);
-  const badSeqs = new Set(result.problems.flatMap((p) => [...p.matchAll(/\(seq (\d+)\)/g)].map((m) => Number(m[1]))));
+  const badSeqs = new Set<number>();
+  for (const [i, problem] of result.problems.entries()) {
+    for (const m of problem.matchAll(/\(seq (\d+)\)/g)) badSeqs.add(Number(m[1]));
+    if (i % recordsPerBreath === recordsPerBreath - 1) yield '';
+  }
   // A failed record the timeline does not show (a response, say) still gets a row of its own. Looked up by seq, and
   // sorted once: a transcript changed throughout names a record in each of its problems.
   if (badSeqs.size > 0) {
     const bySeq = new Map<number, AuditEvent>();
-    for (const e of result.events) if (!bySeq.has(e.seq)) bySeq.set(e.seq, e);
+    for (const [i, e] of result.events.entries()) {
+      if (!bySeq.has(e.seq)) bySeq.set(e.seq, e);
+      if (i % recordsPerBreath === recordsPerBreath - 1) yield '';
+    }
     const shown = new Set(rows.map((r) => r.seq));
     const before = rows.length;
     for (const seq of badSeqs) {
