@@ -79,10 +79,11 @@ export class AuditReader {
   /** A security segment's (or grant stream's) readable report, verified against the published audit keys, in parts. */
   async *securitySegmentReport(identity: Identity, segmentId: string): AsyncGenerator<string> {
     const segment = await this.findSegment(identity, segmentId);
-    const transcript = await this.reportTranscript(segment.prefix, `${segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment'} ${segment.stream}`);
+    const kind = segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment';
+    const transcript = await this.reportTranscript(segment.prefix, `${kind} ${segment.stream}`);
     yield* loopFree(
       reportParts(await verifyTranscript(transcript, await this.options.keys()), {
-        source: `${segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment'} recorded by the broker's ${this.storeName}${segment.state === 'ended' ? '' : `, ${segment.state}`}`,
+        source: `${kind} recorded by the broker's ${this.storeName}${segment.state === 'ended' ? '' : `, ${segment.state}`}`,
       }),
     );
   }
