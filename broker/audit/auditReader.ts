@@ -42,6 +42,26 @@ export class AuditReader {
     }
   }
 
+  /** The report being made: the next waits for it (see inTurn). */
+  private reportTurn: Promise<void> = Promise.resolve();
+
+  /**
+   * Reports are made one at a time, each after the one before has been sent (or its client left): each holds its
+   * transcript whole (up to audit.maxReportBytes, about three times that in heap), so several at once would hold
+   * several. A refusal (a caller who is not an auditor, an unknown id) is answered before, without waiting.
+   */
+  private async *inTurn(make: () => AsyncGenerator<string>): AsyncGenerator<string> {
+    const before = this.reportTurn;
+    let done!: () => void;
+    this.reportTurn = new Promise<void>((resolve) => (done = resolve));
+    try {
+      await before;
+      yield* make();
+    } finally {
+      done();
+    }
+  }
+
   private get storeName(): string {
     return this.options.store.description.startsWith('s3:') ? 'S3 (Object Lock) store' : 'local audit store';
   }
@@ -79,6 +99,10 @@ export class AuditReader {
   /** A security segment's (or grant stream's) readable report, verified against the published audit keys, in parts. */
   async *securitySegmentReport(identity: Identity, segmentId: string): AsyncGenerator<string> {
     const segment = await this.findSegment(identity, segmentId);
+    yield* this.inTurn(() => this.segmentReport(segment));
+  }
+
+  private async *segmentReport(segment: SecuritySegmentSummary): AsyncGenerator<string> {
     const kind = segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment';
     const transcript = await this.reportTranscript(segment.prefix, `${kind} ${segment.stream}`);
     yield* loopFree(
@@ -112,7 +136,11 @@ export class AuditReader {
   /** The readable report, with the result of verifying the stored transcript against this broker's keys. */
   async *report(identity: Identity, sessionId: string): AsyncGenerator<string> {
     const summary = await this.findSession(identity, sessionId);
-    const transcript = await this.reportTranscript(summary.prefix, `session ${sessionId}`);
+    yield* this.inTurn(() => this.sessionReport(summary));
+  }
+
+  private async *sessionReport(summary: SessionSummary): AsyncGenerator<string> {
+    const transcript = await this.reportTranscript(summary.prefix, `session ${summary.sessionId}`);
     const result = await verifyTranscript(transcript, await this.options.keys());
     const grant = await this.options.grant(summary.grantId).catch(() => undefined);
     yield* loopFree(

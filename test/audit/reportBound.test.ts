@@ -17,7 +17,7 @@ import { BrokerApi } from '../../extension/adapter/brokerApi';
 import { listRecordedSessions, saveTranscript } from '../../extension/transcripts';
 import { startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
-import { waitFor } from '../support/wait';
+import { sleep, waitFor } from '../support/wait';
 
 const cli = join(__dirname, '..', '..', 'dist', 'cli.js');
 const stream = '0b7a61f2-7f0c-4f43-9a51-3d7a8c2e5b10';
@@ -87,6 +87,8 @@ describe('session reports: a transcript over audit.maxReportBytes (real broker, 
   let broker: TestBroker;
   let auditor: BrokerApi;
   let sessionId: string;
+  let mediumId: string;
+  let smallId: string;
   let out: string;
 
   before(async () => {
@@ -101,12 +103,22 @@ describe('session reports: a transcript over audit.maxReportBytes (real broker, 
     auditor = new BrokerApi(broker.url, await broker.token('audrey', ['auditors']));
     out = mkdtempSync(join(tmpdir(), 'loupe-report-bound-'));
     // A little over 1 MiB of records: evaluations with long expressions (each is recorded whole).
-    const { client } = await broker.attach({ durationSeconds: 120 });
     const filler = 'x'.repeat(2000);
-    for (let i = 0; i < 400; i++) await client.call('Runtime.evaluate', { expression: `'${filler}'.length + ${i}` });
-    await client.close();
-    sessionId = (await waitFor(async () => (await listRecordedSessions(auditor)).find((s) => s.state === 'ended'), { what: 'the session listed as ended', timeoutMs: 15_000, intervalMs: 100 }))
-      .sessionId;
+    const session = async (evaluations: number) => {
+      const { client, grant } = await broker.attach({ durationSeconds: 120 });
+      for (let i = 0; i < evaluations; i++) await client.call('Runtime.evaluate', { expression: `'${filler}'.length + ${i}` });
+      await client.close();
+      const ended = await waitFor(async () => (await listRecordedSessions(auditor)).find((s) => s.grantId === grant.grantId && s.state === 'ended'), {
+        what: 'the session listed as ended',
+        timeoutMs: 15_000,
+        intervalMs: 100,
+      });
+      return ended.sessionId;
+    };
+    sessionId = await session(400);
+    // Two under the bound: reports the broker renders.
+    mediumId = await session(100);
+    smallId = await session(2);
   });
   after(async () => {
     await broker?.close();
@@ -122,6 +134,34 @@ describe('session reports: a transcript over audit.maxReportBytes (real broker, 
     assert.match(body.error.message, new RegExp(`report of session ${sessionId} is not rendered by the broker: its transcript is over 1 MiB \\(audit\\.maxReportBytes`));
     assert.match(body.error.message, /loupe audit render/);
     assert.equal((await fetch(`${broker.url}/healthz`)).status, 200);
+  });
+
+  it('makes reports one at a time: one asked while another is being made waits until that one is sent', async () => {
+    const reader = broker.broker.auditReader;
+    const audrey = { sub: 'audrey', name: 'Audrey', groups: ['auditors'], issuer: 'test' };
+    const drain = async (parts: AsyncGenerator<string>, first = '') => {
+      let text = first;
+      for await (const part of parts) text += part;
+      return text;
+    };
+    const a = reader.report(audrey, mediumId);
+    const aFirst = await a.next();
+    assert.equal(aFirst.done, false);
+    const b = reader.report(audrey, smallId);
+    const bFirst = b.next();
+    assert.equal(await Promise.race([bFirst.then(() => 'answered'), sleep(500).then(() => 'waiting')]), 'waiting');
+    assert.match(await drain(a, aFirst.value as string), /Verified: \d+ records/);
+    const bPart = await bFirst;
+    assert.equal(bPart.done, false);
+    assert.match(await drain(b, bPart.value as string), new RegExp(smallId));
+
+    // A refusal does not wait its turn; a client that leaves early gives its turn up.
+    const c = reader.report(audrey, mediumId);
+    await c.next();
+    await assert.rejects(reader.report({ ...audrey, groups: ['devs'] }, smallId).next(), /session transcripts are for auditors/);
+    await assert.rejects(reader.report(audrey, '00000000-0000-4000-8000-000000000000').next(), /no recorded session/);
+    await c.return(undefined);
+    assert.match(await drain(reader.report(audrey, smallId)), /Verified: \d+ records/);
   });
 
   it('Download Transcript saves and checks the transcript, says why there is no report, and it renders offline', async () => {
