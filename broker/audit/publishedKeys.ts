@@ -2,6 +2,9 @@ import { calculateJwkThumbprint, type JSONWebKeySet, type JWK } from 'jose';
 import type { SigningKey } from '../identity/keys';
 import type { AuditStore } from './stores/auditStore';
 
+/** A published key object is a few hundred bytes; a larger one is not a key Loupe wrote, and is not read. */
+const maxKeyObjectBytes = 64 << 10;
+
 /** Where each broker's audit public key lives in the audit store: `keys/<kid>.jwks.json`, one key per object. */
 export const keyPrefix = 'keys/';
 const keyObjectName = /^keys\/([A-Za-z0-9_-]{43})\.jwks\.json$/;
@@ -87,7 +90,7 @@ export class PublishedAuditKeys {
       if ((kid && this.known.has(kid)) || this.refused.has(name)) continue;
       let body: Buffer;
       try {
-        body = await this.store.get(name);
+        body = await this.store.get(name, maxKeyObjectBytes);
       } catch (err) {
         this.log(`audit: cannot read the published audit key ${name} (${(err as Error).message}); trying again on the next request`);
         continue;

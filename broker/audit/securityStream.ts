@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { AuditStream, AuditTrail } from './auditTrail';
 import { manifestName, type EventType, type StreamContext } from './events';
-import { AuditStoreError, type AuditStore } from './stores/auditStore';
+import { AuditStoreError, maxAuditObjectBytes, type AuditStore } from './stores/auditStore';
 
 export interface SecurityStreamOptions {
   /** Events waiting to be chained; beyond this a flood is counted, not kept, and one summary record says so. */
@@ -247,11 +247,11 @@ export async function listSecuritySegments(store: AuditStore, live: ReadonlySet<
     // One segment whose objects cannot be read is listed as damaged, and why: it never hides the others.
     try {
       if (keys.includes(prefix + manifestName)) {
-        const manifest = JSON.parse((await store.get(prefix + manifestName)).toString('utf8')) as { context: StreamContext; closedAt: string; endReason: string; lastSeq: number };
+        const manifest = JSON.parse((await store.get(prefix + manifestName, maxAuditObjectBytes)).toString('utf8')) as { context: StreamContext; closedAt: string; endReason: string; lastSeq: number };
         out.push({ stream: id, startedAt: manifest.context.startedAt, endedAt: manifest.closedAt, endReason: manifest.endReason, records: manifest.lastSeq + 1, state: 'ended', prefix });
       } else {
         const first = keys.find((k) => k.includes('/chunk-'));
-        const startedAt = first ? (JSON.parse((await store.get(first)).toString('utf8').split('\n')[0]!) as { time: string }).time : '';
+        const startedAt = first ? (JSON.parse((await store.get(first, maxAuditObjectBytes)).toString('utf8').split('\n')[0]!) as { time: string }).time : '';
         out.push({ stream: id, startedAt: typeof startedAt === 'string' ? startedAt : '', state: live.has(id) ? 'live' : 'incomplete', prefix });
       }
     } catch (err) {

@@ -1,6 +1,6 @@
 import type { AuditEvent, StreamContext } from './events';
 import { manifestName } from './events';
-import { AuditStoreError, type AuditStore } from './stores/auditStore';
+import { AuditStoreError, maxAuditObjectBytes, type AuditStore } from './stores/auditStore';
 import type { RecordedSession } from '../../common/http';
 
 /** A recorded session as listed (common/http.ts, the wire shape), and where its objects are in the store. */
@@ -76,7 +76,7 @@ export class SessionIndex {
     let context: StreamContext | undefined;
     let ended: { closedAt?: string; endReason?: string } = {};
     const firstChunk = keys.filter((k) => k.includes('/chunk-')).sort()[0];
-    const firstLines = firstChunk ? (await this.store.get(firstChunk)).toString('utf8').split('\n', 4) : [];
+    const firstLines = firstChunk ? (await this.store.get(firstChunk, maxAuditObjectBytes)).toString('utf8').split('\n', 4) : [];
     const parse = <T>(name: string, text: string): T => {
       try {
         const value = JSON.parse(text) as unknown;
@@ -87,7 +87,10 @@ export class SessionIndex {
       }
     };
     if (keys.includes(prefix + manifestName)) {
-      const manifest = parse<{ context: StreamContext; closedAt: string; endReason: string }>(prefix + manifestName, (await this.store.get(prefix + manifestName)).toString('utf8'));
+      const manifest = parse<{ context: StreamContext; closedAt: string; endReason: string }>(
+        prefix + manifestName,
+        (await this.store.get(prefix + manifestName, maxAuditObjectBytes)).toString('utf8'),
+      );
       if (manifest.context === null || typeof manifest.context !== 'object') throw new Error(`${manifestName} has no context`);
       context = manifest.context;
       ended = { closedAt: manifest.closedAt, endReason: manifest.endReason };

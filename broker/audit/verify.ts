@@ -2,7 +2,8 @@ import type { JSONWebKeySet } from 'jose';
 import { checkTranscript, manifestName, parseTranscriptText, type Transcript, type TranscriptRetention, type VerifyResult as CheckResult } from '../../common/transcript';
 import type { AuditEvent } from './events';
 import { openSeal } from './seal';
-import type { AuditStore } from './stores/auditStore';
+import { LoupeError } from '../errors';
+import { AuditStoreError, maxAuditObjectBytes, type AuditStore } from './stores/auditStore';
 
 export { parseTranscriptText, type Transcript };
 export type VerifyResult = CheckResult<AuditEvent>;
@@ -28,9 +29,18 @@ export async function readTranscriptFromStore(
   let bytes = 0;
   for (const key of keys) {
     const name = key.slice(prefix.length);
-    const object = await store.get(key);
+    const left = bound ? bound.maxBytes - bytes : Infinity;
+    let object: Buffer;
+    try {
+      object = await store.get(key, Math.min(maxAuditObjectBytes, left));
+    } catch (err) {
+      if (!(err instanceof AuditStoreError && err.code === 'too_large')) throw err;
+      if (bound && err.bytes! > left) throw bound.tooLarge(bytes + err.bytes!);
+      // Never read: what it holds fails verification as a missing object would.
+      problems.push(`${name}: ${err.bytes} bytes, larger than any object Loupe writes (the object was replaced); not read`);
+      continue;
+    }
     bytes += object.length;
-    if (bound && bytes > bound.maxBytes) throw bound.tooLarge(bytes);
     const body = object.toString('utf8');
     const retention = withRetention ? await store.retention(key) : undefined;
     if (name === manifestName) {
@@ -79,7 +89,13 @@ async function versionProblems(store: AuditStore, prefix: string): Promise<strin
 export async function* transcriptTextParts(store: AuditStore, prefix: string): AsyncGenerator<string> {
   let manifestLine = '';
   for (const key of await store.list(prefix)) {
-    const body = (await store.get(key)).toString('utf8');
+    // An object larger than any Loupe writes is not sent: the download is refused or cut there, never held whole.
+    const body = (
+      await store.get(key, maxAuditObjectBytes).catch((err: unknown) => {
+        if (!(err instanceof AuditStoreError && err.code === 'too_large')) throw err;
+        throw new LoupeError('internal', `${key}: ${err.bytes} bytes in the audit store, larger than any object Loupe writes (the object was replaced); not sent`);
+      })
+    ).toString('utf8');
     if (key.slice(prefix.length) === manifestName) {
       manifestLine = body.trim();
       continue;

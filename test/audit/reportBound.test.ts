@@ -3,7 +3,7 @@
 // transcript itself still downloads, and renders offline), and a transcript changed throughout renders in linear time.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -89,6 +89,7 @@ describe('session reports: a transcript over audit.maxReportBytes (real broker, 
   let sessionId: string;
   let mediumId: string;
   let smallId: string;
+  let plantedId: string;
   let out: string;
 
   before(async () => {
@@ -119,6 +120,7 @@ describe('session reports: a transcript over audit.maxReportBytes (real broker, 
     // Two under the bound: reports the broker renders.
     mediumId = await session(100);
     smallId = await session(2);
+    plantedId = await session(2);
   });
   after(async () => {
     await broker?.close();
@@ -162,6 +164,39 @@ describe('session reports: a transcript over audit.maxReportBytes (real broker, 
     await assert.rejects(reader.report(audrey, '00000000-0000-4000-8000-000000000000').next(), /no recorded session/);
     await c.return(undefined);
     assert.match(await drain(reader.report(audrey, smallId)), /Verified: \d+ records/);
+  });
+
+  it('an object larger than any Loupe writes, put in the store, is never read: its download and report are refused, the listing answers', async () => {
+    const storeDir = (broker.config.audit.store as { dir: string }).dir;
+    const find = (dir: string): string | undefined => {
+      for (const entry of readdirSync(dir, { withFileTypes: true })) {
+        if (!entry.isDirectory()) continue;
+        if (entry.name === plantedId) return join(dir, entry.name);
+        const found = find(join(dir, entry.name));
+        if (found) return found;
+      }
+      return undefined;
+    };
+    const sessionDir = find(join(storeDir, 'sessions'))!;
+    const chunk = join(
+      sessionDir,
+      readdirSync(sessionDir).find((name) => name.startsWith('chunk-'))!,
+    );
+    // 300 MiB, sparse: nothing is written to the disk, and a read of it would still be 300 MiB in the broker.
+    chmodSync(chunk, 0o644);
+    truncateSync(chunk, 300 << 20);
+    const authorization = `Bearer ${await broker.token('audrey', ['auditors'])}`;
+    const download = await fetch(`${broker.url}/v1/sessions/${plantedId}/transcript`, { headers: { authorization } });
+    assert.equal(download.status, 500);
+    assert.match(
+      ((await download.json()) as { error: { message: string } }).error.message,
+      /314572800 bytes in the audit store, larger than any object Loupe writes \(the object was replaced\); not sent/,
+    );
+    const report = await fetch(`${broker.url}/v1/sessions/${plantedId}/report`, { headers: { authorization } });
+    assert.equal(report.status, 422);
+    assert.equal(((await report.json()) as { error: { code: string } }).error.code, 'report_too_large');
+    const listed = await listRecordedSessions(auditor);
+    assert.ok(listed.some((s) => s.sessionId === smallId) && listed.some((s) => s.sessionId === plantedId));
   });
 
   it('Download Transcript saves and checks the transcript, says why there is no report, and it renders offline', async () => {

@@ -39,6 +39,16 @@ export function runStoreContract(makeStore: () => Promise<AuditStore> | AuditSto
     assert.equal((await store.get(key)).toString(), 'original');
   });
 
+  it('reads an object up to a bound, and answers too_large (with its size) past it without reading it', async () => {
+    const store = await makeStore();
+    const key = `${prefix()}chunk.ndjson`;
+    const body = Buffer.from('x'.repeat(1000));
+    await store.put(key, body, retainUntil());
+    assert.deepEqual(await store.get(key, 1000), body);
+    await assert.rejects(store.get(key, 999), (err: unknown) => err instanceof AuditStoreError && err.code === 'too_large' && err.bytes === 1000 && err.message.includes(key));
+    await assert.rejects(store.get(`${prefix()}absent`, 10), (err: unknown) => err instanceof AuditStoreError && err.code === 'not_found');
+  });
+
   it('answers not_found for a missing key', async () => {
     const store = await makeStore();
     await assert.rejects(store.get(`${prefix()}absent`), (err: unknown) => err instanceof AuditStoreError && err.code === 'not_found');

@@ -19,8 +19,11 @@ export interface AuditStore {
   check(): Promise<void>;
   /** Writes an object once, retained until `retainUntil`. Writing the same key with the same bytes again succeeds (an upload retried after a crash); different bytes are refused. */
   put(key: string, body: Buffer, retainUntil: Date): Promise<void>;
-  /** Reads an object; throws an error with code 'not_found' when absent. */
-  get(key: string): Promise<Buffer>;
+  /**
+   * Reads an object; throws an error with code 'not_found' when absent, and with code 'too_large' (and its `bytes`)
+   * when it is over `maxBytes`, without reading it.
+   */
+  get(key: string, maxBytes?: number): Promise<Buffer>;
   /** Keys under a prefix, sorted. */
   list(prefix: string): Promise<string[]>;
   /** The retention the store holds for a key. */
@@ -45,10 +48,22 @@ export interface ObjectVersions {
 export class AuditStoreError extends Error {
   override readonly name = 'AuditStoreError';
   constructor(
-    readonly code: 'not_found' | 'conflict' | 'unavailable' | 'misconfigured',
+    readonly code: 'not_found' | 'conflict' | 'unavailable' | 'misconfigured' | 'too_large',
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; bytes?: number },
   ) {
     super(message, options);
+    this.bytes = options?.bytes;
   }
+
+  /** The object's size, for 'too_large'. */
+  readonly bytes: number | undefined;
 }
+
+/**
+ * More than any object Loupe writes (a chunk holds at most audit.chunkMaxBytes, 64 MiB at most, plus one event and its
+ * seal): a larger one was put there by someone else, and is never read whole into the broker's memory.
+ */
+export const maxAuditObjectBytes = 256 << 20;
+
+export const tooLarge = (key: string, bytes: number, maxBytes: number) => new AuditStoreError('too_large', `audit object ${key} is ${bytes} bytes, over the ${maxBytes} read of it`, { bytes });

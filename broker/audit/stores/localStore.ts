@@ -2,7 +2,7 @@ import { constants } from 'node:fs';
 import { access, chmod, link, mkdir, open, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { AuditStoreError, type AuditStore, type Retention } from './auditStore';
+import { AuditStoreError, tooLarge, type AuditStore, type Retention } from './auditStore';
 
 const metaDir = '.retention';
 
@@ -80,10 +80,18 @@ export class LocalDirectoryStore implements AuditStore {
     await chmod(path, 0o444);
   }
 
-  async get(key: string): Promise<Buffer> {
+  async get(key: string, maxBytes = Infinity): Promise<Buffer> {
     try {
-      return await readFile(join(this.dir, safeKey(key)));
+      const handle = await open(join(this.dir, safeKey(key)), 'r');
+      try {
+        const { size } = await handle.stat();
+        if (size > maxBytes) throw tooLarge(key, size, maxBytes);
+        return await handle.readFile();
+      } finally {
+        await handle.close();
+      }
     } catch (err) {
+      if (err instanceof AuditStoreError) throw err;
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new AuditStoreError('not_found', `no audit object ${key}`);
       throw new AuditStoreError('unavailable', `cannot read ${key}: ${(err as Error).message}`, { cause: err });
     }

@@ -11,7 +11,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { AuditStoreError, type AuditStore, type ObjectVersions, type Retention } from './auditStore';
+import { AuditStoreError, tooLarge, type AuditStore, type ObjectVersions, type Retention } from './auditStore';
 
 /**
  * Where and how to reach S3. Every field falls back to the SDK's usual sources: `endpoint` to
@@ -205,13 +205,18 @@ export class S3AuditStore implements AuditStore {
     }
   }
 
-  async get(key: string): Promise<Buffer> {
+  async get(key: string, maxBytes = Infinity): Promise<Buffer> {
     const Key = this.objectKey(key);
     try {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key }));
       if (!out.Body) return Buffer.alloc(0);
+      if ((out.ContentLength ?? 0) > maxBytes) {
+        (out.Body as { destroy?: () => void }).destroy?.();
+        throw tooLarge(key, out.ContentLength!, maxBytes);
+      }
       return Buffer.from(await out.Body.transformToByteArray());
     } catch (err) {
+      if (err instanceof AuditStoreError) throw err;
       if (isMissingKey(err)) throw new AuditStoreError('not_found', `no audit object ${key} in ${this.description}`, { cause: err });
       throw this.failure('GetObject', key, err);
     }
