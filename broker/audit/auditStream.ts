@@ -2,7 +2,7 @@ import type { SigningKey } from '../identity/keys';
 import { backoffDelay } from '../retry';
 import { chainEventLine, chunkName, genesisHash, manifestName, sha256, streamPrefix, type AuditEvent, type EventType, type StreamContext } from './events';
 import { seal, type ManifestPayload } from './seal';
-import { AuditStoreError, type AuditStore } from './stores/auditStore';
+import { AuditStoreError, maxAuditObjectBytes, type AuditStore } from './stores/auditStore';
 import { eventLinePrefix, type ChunkInfo, type RecoveredStream, type WriteAheadLog } from './wal';
 
 /** What a chain needs of the trail that holds it (AuditTrail): the WAL, the store, the key, and its bookkeeping. */
@@ -279,7 +279,7 @@ export class AuditStream {
           } catch (err) {
             // A manifest written before a crash, for this same chain head, already closes the stream.
             if (!(err instanceof AuditStoreError && err.code === 'conflict')) throw err;
-            const existing = JSON.parse((await this.trail.store.get(streamPrefix(this.context) + manifestName)).toString('utf8')) as ManifestPayload;
+            const existing = JSON.parse((await this.trail.store.get(streamPrefix(this.context) + manifestName, maxAuditObjectBytes)).toString('utf8')) as ManifestPayload;
             if (existing.lastSeq !== payload.lastSeq || existing.headHash !== payload.headHash) throw err;
           }
           await this.trail.wal.append({ t: 'closed', stream: this.id });

@@ -2,7 +2,7 @@ import type { SigningKey } from '../identity/keys';
 import { linesText } from './auditStream';
 import { genesisHash, hashEvent, sha256, streamPrefix, type AuditEvent } from './events';
 import { openSeal } from './seal';
-import type { AuditStore } from './stores/auditStore';
+import { maxAuditObjectBytes, type AuditStore } from './stores/auditStore';
 import { eventLinePrefix, type ChunkInfo, type RecoveredStream, type WriteAheadLog } from './wal';
 
 /** A range of records the WAL had lost and the store still held, taken back at recovery. */
@@ -43,7 +43,7 @@ export async function adoptUploaded(stream: RecoveredStream, trail: RecoveryCont
     const held = [...stream.events.keys()].filter((i) => stream.events[i]!.seq >= firstSeq && stream.events[i]!.seq <= lastSeq);
     const have = held.map((i) => stream.events[i]!);
     const haveLines = held.map((i) => stream.lines[i]!);
-    const body = await trail.store.get(key).catch(() => undefined);
+    const body = await trail.store.get(key, maxAuditObjectBytes).catch(() => undefined);
     if (!body || !body.toString('utf8').startsWith(linesText(haveLines))) continue;
     // The WAL may end inside this chunk (cut by a crash or a full disk after the upload): the rest is
     // taken from the store, if its seal is ours and its records continue the chain the WAL holds.

@@ -36,6 +36,9 @@ export function runStoreContract(makeStore: () => Promise<AuditStore> | AuditSto
     const key = `${prefix()}chunk.ndjson`;
     await store.put(key, Buffer.from('original'), retainUntil());
     await assert.rejects(store.put(key, Buffer.from('forged'), retainUntil()), (err: unknown) => err instanceof AuditStoreError && err.code === 'conflict');
+    // The same size, other bytes; and longer.
+    await assert.rejects(store.put(key, Buffer.from('origina1'), retainUntil()), (err: unknown) => err instanceof AuditStoreError && err.code === 'conflict');
+    await assert.rejects(store.put(key, Buffer.from('original and more'), retainUntil()), (err: unknown) => err instanceof AuditStoreError && err.code === 'conflict');
     assert.equal((await store.get(key)).toString(), 'original');
   });
 
