@@ -4,7 +4,7 @@ import { LoupeError } from '../errors';
 import type { Grant } from '../grants/grantStore';
 import type { Identity } from '../identity/verifyIdentity';
 import { rolesOf } from '../policy/access';
-import { reportParts } from './report';
+import { reportParts, type ReportOptions } from './report';
 import { listSecuritySegments, type SecuritySegmentSummary } from './securityStream';
 import { SessionIndex, type SessionFilter, type SessionSummary } from './sessionIndex';
 import type { AuditStore } from './stores/auditStore';
@@ -99,26 +99,22 @@ export class AuditReader {
   /** A security segment's (or grant stream's) readable report, verified against the published audit keys, in parts. */
   async *securitySegmentReport(identity: Identity, segmentId: string): AsyncGenerator<string> {
     const segment = await this.findSegment(identity, segmentId);
-    yield* this.inTurn(() => this.segmentReport(segment));
-  }
-
-  private async *segmentReport(segment: SecuritySegmentSummary): AsyncGenerator<string> {
     const kind = segment.stream.startsWith('grants-') ? 'grant stream' : 'security segment';
-    const transcript = await this.reportTranscript(segment.prefix, `${kind} ${segment.stream}`);
-    yield* loopFree(
-      reportParts(await verifyTranscript(transcript, await this.options.keys()), {
+    yield* this.inTurn(() =>
+      this.rendered(segment.prefix, `${kind} ${segment.stream}`, async () => ({
         source: `${kind} recorded by the broker's ${this.storeName}${segment.state === 'ended' ? '' : `, ${segment.state}`}`,
-      }),
+      })),
     );
   }
 
   /**
-   * A stream's transcript, read whole to be verified and rendered in the broker: refused past audit.maxReportBytes, which
-   * would hold the broker's memory (about 3 bytes of heap per byte of transcript) and its event loop for every session.
+   * A stream's report (made in its turn: see inTurn): its transcript read whole to be verified and rendered in the broker,
+   * refused past audit.maxReportBytes, which would hold the broker's memory (about 3 bytes of heap per byte of
+   * transcript) and its event loop for every session. `options`: asked once the transcript is verified.
    */
-  private reportTranscript(prefix: string, what: string) {
+  private async *rendered(prefix: string, what: string, options: () => Promise<ReportOptions>): AsyncGenerator<string> {
     const maxReportBytes = this.options.config().audit.maxReportBytes;
-    return readTranscriptFromStore(this.options.store, prefix, false, {
+    const transcript = await readTranscriptFromStore(this.options.store, prefix, false, {
       maxBytes: maxReportBytes,
       tooLarge: (bytes) =>
         new LoupeError(
@@ -126,6 +122,8 @@ export class AuditReader {
           `the report of ${what} is not rendered by the broker: its transcript is over ${mib(maxReportBytes)} MiB (audit.maxReportBytes; ${mib(bytes)} MiB read so far), which the broker would hold whole in memory; download the transcript (loupe audit download) and render it on your own machine (loupe audit render <dir> -o report.html)`,
         ),
     });
+    const result = await verifyTranscript(transcript, await this.options.keys());
+    yield* loopFree(reportParts(result, await options()));
   }
 
   /** The stored transcript as NDJSON (events, a seal line after each chunk, the manifest last), one stored object at a time. */
@@ -136,17 +134,13 @@ export class AuditReader {
   /** The readable report, with the result of verifying the stored transcript against this broker's keys. */
   async *report(identity: Identity, sessionId: string): AsyncGenerator<string> {
     const summary = await this.findSession(identity, sessionId);
-    yield* this.inTurn(() => this.sessionReport(summary));
-  }
-
-  private async *sessionReport(summary: SessionSummary): AsyncGenerator<string> {
-    const transcript = await this.reportTranscript(summary.prefix, `session ${summary.sessionId}`);
-    const result = await verifyTranscript(transcript, await this.options.keys());
-    const grant = await this.options.grant(summary.grantId).catch(() => undefined);
-    yield* loopFree(
-      reportParts(result, {
-        ...(grant?.approvedBy ? { approval: { requestId: grant.requestId, approvedBy: grant.approvedBy } } : {}),
-        source: `recorded by the broker's ${this.storeName}${summary.state === 'ended' ? '' : `, session ${summary.state}`}`,
+    yield* this.inTurn(() =>
+      this.rendered(summary.prefix, `session ${summary.sessionId}`, async () => {
+        const grant = await this.options.grant(summary.grantId).catch(() => undefined);
+        return {
+          ...(grant?.approvedBy ? { approval: { requestId: grant.requestId, approvedBy: grant.approvedBy } } : {}),
+          source: `recorded by the broker's ${this.storeName}${summary.state === 'ended' ? '' : `, session ${summary.state}`}`,
+        };
       }),
     );
   }
