@@ -66,6 +66,7 @@ const counts = {
     rate: 50,
     durationMs: Number(process.env.BENCH_LOAD_SESSIONS_MS ?? 20_000),
     idleMs: 10_000,
+    warmupMs: 5000,
     drainMs: 5000,
     requests: process.env.BENCH_LOAD_REQUESTS === 'mixed' ? ('mixed' as const) : ('evaluate' as const),
   },

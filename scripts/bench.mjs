@@ -481,7 +481,7 @@ function printEvaluation(e) {
 function printRecording(x) {
   say('');
   say(
-    `7. Recording under load: ${x.sessions} sessions × ${x.rate} requests/s (${x.requests ?? x.expression}) for ${x.durationMs / 1000} s on one broker; baseline: one session at the same rate on the same broker, idle otherwise, ${x.idleMs / 1000} s`,
+    `7. Recording under load: ${x.sessions} sessions × ${x.rate} requests/s (${x.requests ?? x.expression}) for ${x.durationMs / 1000} s on one broker${x.warmupMs ? ` (after ${x.warmupMs / 1000} s of the same load, not measured)` : ''}; baseline: one session at the same rate on the same broker, idle otherwise, ${x.idleMs / 1000} s`,
   );
   const row = (label, y) => [
     label,
