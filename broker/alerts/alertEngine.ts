@@ -93,6 +93,9 @@ const normalize = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, '')
 /** The normalized names of a sensitiveReads rule, made once per rule (every evaluation and read is checked against them). */
 const watchedNames = new WeakMap<readonly string[], Set<string>>();
 
+/** Alert keys a session remembers (to hold repeats back): distinct sensitive-read alerts are one each. */
+const rememberedAlertKeys = 1000;
+
 /** Values that look like secrets whatever their name: card numbers, bearer tokens, JWTs, private keys. */
 export function sensitiveValue(text: string): string | undefined {
   // Nothing shorter matches: a card number is 13 digits at least, the other patterns and the marker longer still.
@@ -177,18 +180,10 @@ export class AlertEngine {
           this.fire(state, event.stream, 'evaluationRate', `${state.evaluations.length} evaluations in the last minute (threshold ${rule.perMinute})`, state.evaluations.last(evidenceRecords), 60);
         const names = this.sensitiveNames(state, String(d.params?.expression ?? '').match(/[A-Za-z_$][\w$]*/g) ?? []);
         if (names.length > 0) this.fire(state, event.stream, 'sensitiveReads', `evaluation of ${names.join(', ')}: ${String(d.params?.expression).slice(0, 80)}`, [event], 0);
-        // Every evaluation V8 runs under the privilege, each its own alert (keyed by its record, so a repeat fires too).
+        // Every evaluation V8 runs under the privilege, each its own alert (a repeat fires too: nothing is kept per evaluation).
         if (state.v8 && state.rules.v8Evaluation) {
           const expression = String(d.params?.expression ?? '').slice(0, 200);
-          this.fire(
-            state,
-            event.stream,
-            'v8Evaluation',
-            `V8 evaluation by ${state.user} on ${state.target} (grant ${state.grant ?? 'unknown'}; app code may run): ${expression}`,
-            [event],
-            0,
-            `v8Evaluation:${event.seq}`,
-          );
+          this.fire(state, event.stream, 'v8Evaluation', `V8 evaluation by ${state.user} on ${state.target} (grant ${state.grant ?? 'unknown'}; app code may run): ${expression}`, [event], 0, null);
         }
         break;
       }
@@ -448,12 +443,18 @@ export class AlertEngine {
     message: string,
     evidence: AuditEvent[],
     cooldownSeconds: number,
-    key = cooldownSeconds > 0 ? rule : `${rule}:${message}`,
+    /** What a repeat is known by (null: none, every one fires and nothing is kept). */
+    key: string | null = cooldownSeconds > 0 ? rule : `${rule}:${message}`,
   ): void {
     const now = this.clock();
-    const last = state.lastFired.get(key);
-    if (last !== undefined && (cooldownSeconds === 0 || now - last < cooldownSeconds * 1000)) return;
-    state.lastFired.set(key, now);
+    if (key !== null) {
+      const last = state.lastFired.get(key);
+      if (last !== undefined && (cooldownSeconds === 0 || now - last < cooldownSeconds * 1000)) return;
+      // Kept newest last and bounded: a long session of distinct alerts forgets the oldest (which may then fire again).
+      state.lastFired.delete(key);
+      state.lastFired.set(key, now);
+      if (state.lastFired.size > rememberedAlertKeys) state.lastFired.delete(state.lastFired.keys().next().value!);
+    }
     const action = ((state.rules[rule] as { action?: AlertAction } | undefined)?.action ?? 'none') as AlertAction;
     const alert: Alert = {
       id: randomUUID(),
