@@ -9,6 +9,7 @@ import { ChainShort, LoupeRefusal, LoupeThrow } from './budget';
 import { binaryOperation } from './operators';
 import { builtinNames, globalFunctions, type AstNode } from './parse';
 import { childTaint, isRemoteList, memberValue, readValue, remoteElements, remoteEntries, remoteHas, remoteMember, remoteOwnEntries, type ReadContext } from './remote';
+import { isProcessObject } from '../gate/processFacts';
 export { describe, truthLabel } from './values';
 import { describe, truthLabel } from './values';
 import { contentSecret, full, isFull, isNullish, poison, prim, secretLabel, toPrimitive, toStringValue, truthy, typeOf, undef, type Prim, type Scope, type Taint, type Val } from './values';
@@ -233,7 +234,7 @@ export class Interpreter {
         if (object.taint) return poison(object.taint.label);
         return methodRef('date', key);
       case 'remote':
-        return this.pathed(await remoteMember(this.ctx, object, key), this.paths.get(object), key);
+        return this.pathed(await remoteMember(this.ctx, object, key), this.pathOf(object), key);
       case 'arrow':
       case 'builtin':
         return undef;
@@ -245,6 +246,11 @@ export class Interpreter {
    * alias (`[process][0].env`, a callback's parameter) still carries it: a denied path is refused however reached.
    */
   private readonly paths = new WeakMap<Val, string>();
+
+  /** The path a value was read from; the process object is `process` however reached (an app's `const proc = process`). */
+  private pathOf(v: Extract<Val, { kind: 'remote' }>): string | undefined {
+    return isProcessObject(v.object) ? 'process' : this.paths.get(v);
+  }
 
   private pathed(v: Val, parent: string | undefined, key: string): Val {
     if (parent === undefined || !this.ctx.denied) return v;
@@ -275,15 +281,16 @@ export class Interpreter {
     }
     const { ctx } = this;
     if (ctx.frame) {
-      for (const [index, s] of ctx.frame.scopeChain.entries()) {
+      for (const s of ctx.frame.scopeChain) {
         if (!s.object.objectId) continue;
         // With previews: a value found in a scope is answered with its preview, as V8 answers it.
         const read = await ctx.reader.getProperties(s.object.objectId, ctx.spend, true);
         const found = read.result.find((d) => d.name === name && !d.symbol);
         if (!found) continue;
         let taint = childTaint(ctx, undefined, name);
-        // A frame with a redacted parameter or local hands the same value out as arguments[i].
-        if (name === 'arguments' && !taint && index === 0) {
+        // A frame with a redacted parameter or local hands the same value out as arguments[i]: the scope that holds
+        // `arguments` holds the parameters (the function's own scope, below any block scopes of the pause).
+        if (name === 'arguments' && !taint) {
           const secret = read.result.find((d) => ctx.redaction.isSensitive(d.name));
           if (secret) taint = { full: false, label: secret.name };
         }
@@ -435,10 +442,25 @@ export class Interpreter {
         if (v.value === null || v.value === undefined) throw new LoupeThrow('TypeError', 'Cannot convert undefined or null to object');
         return [];
       case 'remote':
-        return remoteOwnEntries(this.ctx, v);
+        return this.remoteOwnEntries(v);
       default:
         return [];
     }
+  }
+
+  /**
+   * A target object's own entries, each carrying its path as a member read by name does; a denied member (`env` of
+   * `process`) is listed by its key with the marker for its value, however the listing is made (Object.entries,
+   * Object.values, a spread, JSON.stringify), so nothing reaches what the policy denies.
+   */
+  async remoteOwnEntries(v: Extract<Val, { kind: 'remote' }>): Promise<[string, Val][]> {
+    const entries = await remoteOwnEntries(this.ctx, v);
+    const parent = this.pathOf(v);
+    if (parent === undefined || !this.ctx.denied) return entries;
+    return entries.map(([k, child]) => {
+      const hit = this.ctx.denied!(parent === '' ? k : `${parent}.${k}`);
+      return [k, hit ? poison(`${hit}, denied by this target's policy`) : this.pathed(child, parent, k)];
+    });
   }
 }
 

@@ -8,7 +8,7 @@ import type { Protocol } from 'devtools-protocol';
 import { marker } from '../policy/redact';
 import { LoupeRefusal, LoupeThrow, type Spend } from './budget';
 import type { Interpreter } from './interpreter';
-import { isRemoteList, remoteElements, remoteOwnEntries } from './remote';
+import { isRemoteList, remoteElements } from './remote';
 import { dateString, poison, prim, type Prim, type Val } from './values';
 
 const omit = Symbol('omit');
@@ -69,7 +69,7 @@ export async function toJson(interp: Interpreter, v: Val, labels: Set<string>, d
       if (object.type !== 'object') return omit;
       if (isRemoteList(v)) return jsonList(interp, await remoteElements(interp.ctx, v), labels, depth);
       if (object.subtype === 'map' || object.subtype === 'set' || object.subtype === 'weakmap' || object.subtype === 'weakset') return {};
-      const entries = await remoteOwnEntries(interp.ctx, v);
+      const entries = await interp.remoteOwnEntries(v);
       if (entries.some(([k, value]) => k === 'toJSON' && value.kind === 'remote' && value.object.type === 'function')) {
         throw new LoupeRefusal('call', `${object.description ?? 'the object'} has its own toJSON method: serializing it would run app code`);
       }

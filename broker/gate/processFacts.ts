@@ -32,7 +32,7 @@ export const isProcessObject = (object: { readonly type?: unknown; readonly clas
 // A property list is the process object's when it has these own fields (V8 does not say whose list it is).
 const processSignature = ['pid', 'ppid', 'execPath', 'versions', 'release', 'platform'];
 
-type Descriptor = { name?: unknown; value?: unknown; isOwn?: unknown };
+type Descriptor = { name?: unknown; value?: unknown; isOwn?: unknown; get?: unknown; set?: unknown };
 const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 function markValue(descriptor: Record<string, unknown>, field: string): void {
@@ -69,6 +69,33 @@ function withholdInObject(value: unknown): number {
     }
   }
   if (isProcessObject(value)) count += withholdInPreview(value);
+  return count;
+}
+
+/** What a property list of the process object shows in place of a member the target's policy denies. */
+export const deniedMarker = (path: string) => `[denied by this target's policy: ${path}]`;
+
+/**
+ * A property list of the process object (Runtime.getProperties, the Variables view) with each member whose path the
+ * target's evaluation.denyIdentifiers denies (`process.env`, `process.mainModule`) replaced by a marker: its object is
+ * not handed out, so it cannot be listed next (two reads would otherwise show the whole environment). Returns how many.
+ */
+export function denyProcessMembers(method: string, payload: Record<string, unknown> | undefined, denied: (path: string) => string | undefined): number {
+  if (method !== 'Runtime.getProperties' || !payload || !Array.isArray(payload.result)) return 0;
+  const list = payload.result as Descriptor[];
+  const names = new Set(list.map((d) => (isRecord(d) ? d.name : undefined)));
+  if (!processSignature.every((name) => names.has(name))) return 0;
+  let count = 0;
+  for (const d of list) {
+    if (!isRecord(d) || typeof d.name !== 'string') continue;
+    const hit = denied(`process.${d.name}`);
+    if (!hit) continue;
+    const text = deniedMarker(hit);
+    d.value = { type: 'string', value: text, description: text };
+    delete d.get;
+    delete d.set;
+    count++;
+  }
   return count;
 }
 

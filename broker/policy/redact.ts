@@ -452,9 +452,15 @@ export class Redactor {
     const list = Array.isArray(result.result) ? (result.result as Record<string, unknown>[]) : [];
     const keyProp = list.find((p) => isRecord(p) && p.name === 'key');
     const entryKey = keyProp && isRecord(keyProp.value) && list.some((p) => isRecord(p) && p.name === 'value') ? keyProp.value.value : undefined;
+    // A function's scope with a redacted parameter: its `arguments` object holds the same value by index.
+    const secretParameter = list.find((p) => isRecord(p) && typeof p.name === 'string' && this.isSensitive(p.name))?.name as string | undefined;
     for (const prop of list) {
       if (!isRecord(prop)) continue;
       const name = typeof prop.name === 'string' ? prop.name : undefined;
+      if (name === 'arguments' && secretParameter !== undefined && isRecord(prop.value) && prop.value.type === 'object') {
+        prop.value = this.replaced(secretParameter, prop.value);
+        continue;
+      }
       if (name === 'value' && typeof entryKey === 'string' && this.isSensitive(entryKey)) {
         prop.value = this.replaced(entryKey, isRecord(prop.value) ? prop.value : undefined);
         continue;

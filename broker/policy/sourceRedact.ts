@@ -71,10 +71,15 @@ export function redactFunctionSource(text: string, redactor: Redactor): string {
 
 function replaceLiterals(source: string, ast: Node, redactor: Redactor): { source: string; replaced: number } {
   const replacements: Replacement[] = [];
-  visit(ast as AnyNode, undefined, (node, sensitiveAs) => {
-    const replacement = literalReplacement(source, node, sensitiveAs, redactor);
-    if (replacement) replacements.push(replacement);
-  });
+  visit(
+    ast as AnyNode,
+    undefined,
+    (node, sensitiveAs) => {
+      const replacement = literalReplacement(source, node, sensitiveAs, redactor);
+      if (replacement) replacements.push(replacement);
+    },
+    (name) => redactor.isSensitive(name),
+  );
   if (replacements.length === 0) return { source, replaced: 0 };
   replacements.sort((a, b) => a.start - b.start);
   let out = '';
@@ -150,9 +155,11 @@ function keyName(node: AnyNode): string | undefined {
 /**
  * Walks every node. `sensitiveAs` is the redacted name a value is assigned to; it reaches the literals
  * under it through wrappers that keep the value (`"…" + "…"`, `` `…` ``, `cond ? "a" : "b"`, `x ?? "…"`,
- * arrays and `String("…")`-like calls), not into nested objects, whose own keys decide.
+ * arrays and `String("…")`-like calls). Into a nested object only from a redacted name: everything inside a
+ * redacted container is its secret (`credentials = { key: "…" }`), as the debugger shows it; otherwise the nested
+ * object's own keys decide. Never into a function's body (code, not the container's data).
  */
-function visit(node: AnyNode, sensitiveAs: string | undefined, onLiteral: (node: AnyNode, sensitiveAs: string | undefined) => void): void {
+function visit(node: AnyNode, sensitiveAs: string | undefined, onLiteral: (node: AnyNode, sensitiveAs: string | undefined) => void, isSensitive: (name: string) => boolean = () => false): void {
   // An explicit stack: generated bundles nest deeper than the call stack allows.
   const stack: [AnyNode, string | undefined][] = [[node, sensitiveAs]];
   while (stack.length > 0) {
@@ -162,6 +169,7 @@ function visit(node: AnyNode, sensitiveAs: string | undefined, onLiteral: (node:
       continue;
     }
     const carries = carriesValue(current.type);
+    const container = inherited !== undefined && isSensitive(inherited) && (current.type === 'ObjectExpression' || current.type === 'Property') ? inherited : undefined;
     for (const key of Object.keys(current)) {
       if (key === 'type' || key === 'start' || key === 'end' || key === 'loc' || key === 'range') continue;
       const value = current[key];
@@ -169,7 +177,10 @@ function visit(node: AnyNode, sensitiveAs: string | undefined, onLiteral: (node:
       for (const child of children) {
         if (!child || typeof child !== 'object' || typeof (child as AnyNode).type !== 'string') continue;
         const named = assignedName(current, child as AnyNode);
-        const next = named !== undefined ? named : carries && key !== 'test' && key !== 'callee' ? inherited : undefined;
+        let next = named !== undefined ? named : carries && key !== 'test' && key !== 'callee' ? inherited : undefined;
+        // A property of a redacted container keeps the container's name (its own, when that is redacted too); its key
+        // is a name, not a value.
+        if (container !== undefined && key !== 'key' && (next === undefined || !isSensitive(next))) next = container;
         stack.push([child as AnyNode, next]);
       }
     }

@@ -13,10 +13,10 @@ import type { SessionContext } from './context';
 export const exceptionLearningLimits = {
   /** The frames read, from the top: where the message was built, and its callers (a secret passed in). */
   frames: 4,
-  /** Scope objects read in all (the global scope is never read: it is the whole process). */
+  /** Scope objects read in all (of the global scope, the whole process, only what it holds under sensitive names). */
   scopes: 16,
-  /** Objects below a scope that are read: `config.db.password` is two below. */
-  depth: 3,
+  /** Objects below a scope that are read: `config.db.password` is two below, `vault.a.b.c.password` four. */
+  depth: 5,
   /** Runtime.getProperties reads in all. */
   reads: 64,
   /** Time the target is held for it, at most (each command is bounded by its own timeout too). */
@@ -60,17 +60,25 @@ const readScopes = new WeakMap<SessionContext, Set<string>>();
  * from one into free text (an error's message) is known before the client reads that text. Run after the pause is
  * shown; the client's requests wait for it (learningInFlight).
  */
-export async function learnAtPause(context: SessionContext, params: Record<string, unknown>, limits = exceptionLearningLimits): Promise<number> {
+export async function learnAtPause(context: SessionContext, params: Record<string, unknown>, limits = exceptionLearningLimits, frameScopes = true): Promise<number> {
   if (!context.redactor.active) return 0;
   const known = readScopes.get(context) ?? new Set<string>();
   readScopes.set(context, known);
-  const roots: string[] = [];
+  const roots: (string | Root)[] = [];
   for (const frame of framesOf(params, limits)) {
     for (const scope of frame.scopeChain as { type: string; object: { objectId?: string }; startLocation?: { scriptId?: unknown; lineNumber?: unknown; columnNumber?: unknown } }[]) {
       if (typeof scope.object.objectId !== 'string' || roots.length >= limits.scopes) continue;
       // The frame's own scopes, at every pause: an error in a catch block quotes a local `password` it was built from.
       if (['local', 'block', 'catch'].includes(scope.type)) {
-        roots.push(scope.object.objectId);
+        if (frameScopes) roots.push(scope.object.objectId);
+        continue;
+      }
+      // The global scope is the whole process: only what it holds under sensitive names (`globalThis.appSecrets`).
+      if (scope.type === 'global') {
+        if (!known.has('global')) {
+          known.add('global');
+          roots.push({ objectId: scope.object.objectId, onlySensitive: true });
+        }
         continue;
       }
       if (!['closure', 'module', 'script'].includes(scope.type)) continue;
@@ -111,7 +119,7 @@ const framesOf = (params: Record<string, unknown>, limits: typeof exceptionLearn
   (Array.isArray(params.callFrames) ? (params.callFrames as PausedFrameInput[]) : []).slice(0, limits.frames);
 
 /** Reads the objects `roots` and what they hold, within `limits`, learning the values under sensitive names. */
-async function learnBelow(context: SessionContext, roots: readonly string[], limits: typeof exceptionLearningLimits): Promise<number> {
+async function learnBelow(context: SessionContext, roots: readonly (string | Root)[], limits: typeof exceptionLearningLimits): Promise<number> {
   const { redactor, channel } = context;
   const deadline = performance.now() + limits.ms;
   const timeoutMs = Math.max(100, Math.min(limits.ms, context.limits.evaluateTimeoutMs));
@@ -133,11 +141,15 @@ async function learnBelow(context: SessionContext, roots: readonly string[], lim
     if (value.type === 'string' || value.type === 'number') redactor.learnValue(value.description, name);
     if (value.type === 'bigint') redactor.learnValue(value.unserializableValue, name);
   };
-  /** Learns the sensitive primitives of one answer; returns the objects it holds, to read next. */
-  const learnFrom = (answer: Record<string, unknown>): string[] => {
+  /**
+   * Learns the sensitive primitives of one answer; returns the objects it holds, to read next. Inside an object held
+   * under a sensitive name every primitive is its secret (`credentials.key`), learned under that name: the object
+   * reached another way (`this` in its method, an alias) then shows none of them.
+   */
+  const learnFrom = (answer: Record<string, unknown>, container: string | undefined, onlySensitive = false): Root[] => {
     const props = (Array.isArray(answer.result) ? (answer.result as unknown[]) : []).filter(isRecord);
     const internal = (Array.isArray(answer.internalProperties) ? (answer.internalProperties as unknown[]) : []).filter(isRecord);
-    const objects: string[] = [];
+    const objects: Root[] = [];
     // A Map entry ({key, value}) is known by its key.
     const key = props.find((p) => p.name === 'key');
     const entryKey = key && isRecord(key.value) && typeof key.value.value === 'string' && props.some((p) => p.name === 'value') ? key.value.value : undefined;
@@ -145,25 +157,40 @@ async function learnBelow(context: SessionContext, roots: readonly string[], lim
       const name = prop.name === 'value' && entryKey !== undefined ? entryKey : typeof prop.name === 'string' ? prop.name : undefined;
       const value = isRecord(prop.value) ? prop.value : undefined;
       if (name === undefined || !value) continue;
+      const label = redactor.isSensitive(name) ? name : container;
+      if (onlySensitive && label === undefined) continue;
       if (value.type === 'object' && typeof value.objectId === 'string') {
+        // The process object is the whole process (versions, config, env: dozens of objects), no app data: the reads
+        // go to the app's objects instead.
+        if (value.className === 'process') continue;
         // A large list is not read: V8 would list every element while the target waits (its elements hold no names).
-        if (!(value.subtype === 'array' || value.subtype === 'typedarray') || Number(/\((\d+)\)$/.exec(String(value.description))?.[1] ?? 0) <= maxListRead) objects.push(value.objectId);
-      } else if (redactor.isSensitive(name)) learnPrimitive(value, name);
+        if (!(value.subtype === 'array' || value.subtype === 'typedarray') || Number(/\((\d+)\)$/.exec(String(value.description))?.[1] ?? 0) <= maxListRead) {
+          objects.push({ objectId: value.objectId, ...(label !== undefined ? { label } : {}) });
+        }
+      } else if (label !== undefined) learnPrimitive(value, label);
     }
     return objects;
   };
 
   // Breadth first: the bindings before what their objects hold.
-  let next = [...roots];
+  let next: Root[] = roots.map((root) => (typeof root === 'string' ? { objectId: root } : root));
   const seen = new Set<string>();
   for (let depth = 0; depth <= limits.depth && next.length > 0 && !over(); depth++) {
-    const level = next.filter((id) => !seen.has(id));
+    const level = next.filter((root) => !seen.has(root.objectId));
     next = [];
-    for (const objectId of level) {
+    for (const { objectId, label, onlySensitive } of level) {
       if (over()) break;
       seen.add(objectId);
-      next.push(...learnFrom(await read(objectId)));
+      next.push(...learnFrom(await read(objectId), label, onlySensitive));
     }
   }
   return reads;
+}
+
+/** An object to read, and the sensitive name it is held under (directly or by a container), if any. */
+interface Root {
+  readonly objectId: string;
+  readonly label?: string;
+  /** The global object: only its members under sensitive names are followed. */
+  readonly onlySensitive?: boolean;
 }

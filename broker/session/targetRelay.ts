@@ -18,7 +18,8 @@ import {
   wellFormedFrames,
   type CdpMessage,
 } from '../gate/targetFrame';
-import { withholdProcessFacts } from '../gate/processFacts';
+import { denyProcessMembers, withholdProcessFacts } from '../gate/processFacts';
+import { denyCheck } from './evaluation';
 import type { SessionContext } from './context';
 import { isExceptionPause, learnAtExceptionPause, learnAtPause } from './exceptionLearning';
 import { summarizeResult } from './recordShapes';
@@ -145,6 +146,7 @@ export class TargetRelay {
       if (pending.method === 'Debugger.getScriptSource' || (pending.origin === 'broker' && pending.quiet)) return;
       this.redactBounded(message.result, () => this.context.redactor.response(pending.method, message.result), false, raw);
       withholdProcessFacts(pending.method, message.result);
+      denyProcessMembers(pending.method, message.result, denyCheck(this.context.target().evaluation.denyIdentifiers));
     };
     if (pending.origin === 'broker') return this.context.channel.settle(message.id!, pending, message, raw.length, read);
     read();
@@ -229,10 +231,16 @@ export class TargetRelay {
     // (the answers to the learning's reads are handled meanwhile; events wait).
     // So can a return value (a pause at a function's return: `return apiKey`), which the pause itself shows.
     const learning = (isExceptionPause(message.params) || (!this.snapshots && returnsValue(message.params))) && this.context.redactor.active;
-    if (learning) {
+    // A pause the broker decides alone (a condition, a logpoint): what the frames' long-lived scopes hold under
+    // sensitive names is learned first (each scope once a session, so a hot line pays it once), or the object of a
+    // redacted container reached as `this` would decide a condition, or show in a logpoint's message, in the clear.
+    // In snapshot mode too, where such a pause is evaluated before anything is captured. (A plain capture's reads go
+    // out with its resume, before anything could be learned: see snapshot.ts.)
+    const hidden = !learning && this.context.redactor.active && !this.shownToClient(message.params);
+    if (learning || hidden) {
       this.deferred ??= [];
       try {
-        await learnAtExceptionPause(this.context, message.params!);
+        await (learning ? learnAtExceptionPause(this.context, message.params!) : learnAtPause(this.context, message.params!, undefined, false));
       } catch (err) {
         this.replayDeferred();
         throw err;
@@ -241,7 +249,7 @@ export class TargetRelay {
     this.redactBounded(message.params, () => this.context.redactor.event('Debugger.paused', message.params), true);
     const handled = this.snapshots ? this.snapshots.onPause(message) : this.context.pauses.onPaused(message);
     // The pause has been shown (or taken for a capture) by now; what came after it follows.
-    if (learning || holding) this.replayDeferred();
+    if (learning || hidden || holding) this.replayDeferred();
     else if (!this.snapshots && this.shownToClient(message.params)) void learnAtPause(this.context, message.params!).catch(() => undefined);
     return handled;
   }
