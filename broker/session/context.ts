@@ -113,6 +113,8 @@ export interface SessionPauses {
   /** Resolves at the next pause, or after `ms`. */
   nextPause(ms: number): Promise<void>;
   onRequest(decision: Forward): void;
+  /** V8's answer to a request of the client's (a step it refused brings no pause). */
+  answered(method: string, failed: boolean): void;
   onClientFrame(): void;
   hold(text: string): boolean;
   onResumed(): boolean;

@@ -34,7 +34,14 @@ export class Pauses implements SessionPauses {
   /** What the client itself last asked for, restored when it comes back. */
   private clientSkipsPauses = false;
   private pausesOnExceptions = false;
-  private clientExpectsPause = false;
+  /**
+   * Pauses the client asked for (steps, Debugger.pause, continueToLocation) that V8 has not taken yet: a count, since a
+   * client may send a second step before the first one's pause has arrived (each brings one pause of this session).
+   */
+  private expectedPauses = 0;
+  private get clientExpectsPause(): boolean {
+    return this.expectedPauses > 0;
+  }
   /** Target events held back while the broker decides whether a pause reaches the client. */
   private held: string[] | null = null;
   /** Debugger.resumed events of pauses the client never saw, still to come. */
@@ -49,9 +56,19 @@ export class Pauses implements SessionPauses {
 
   /** What a forwarded client request changes about pauses. */
   onRequest(decision: Forward): void {
-    if (decision.handling === 'step') this.clientExpectsPause = true;
+    // Debugger.pause while paused brings no pause of its own; a resume from a pause leaves none expected (a step V8
+    // took while running, without a pause of its own, is then no longer counted).
+    if (decision.handling === 'step' && !(decision.method === 'Debugger.pause' && this.paused)) this.expectedPauses++;
+    if (decision.method === 'Debugger.resume' && this.paused) this.expectedPauses = 0;
     if (decision.method === 'Debugger.setSkipAllPauses') this.clientSkipsPauses = decision.params.skip === true;
     if (decision.method === 'Debugger.setPauseOnExceptions') this.pausesOnExceptions = decision.params.state !== 'none';
+  }
+
+  /** V8's answer to a request of the client's: a step it refused brings no pause. */
+  answered(method: string, failed: boolean): void {
+    if (failed && ['Debugger.pause', 'Debugger.stepOver', 'Debugger.stepInto', 'Debugger.stepOut', 'Debugger.continueToLocation'].includes(method)) {
+      this.expectedPauses = Math.max(0, this.expectedPauses - 1);
+    }
   }
 
   /** Any frame from the client: an absent client is back. */
@@ -190,7 +207,7 @@ export class Pauses implements SessionPauses {
 
   private forwardPause(message: CdpMessage, text: string, hits: string[]): void {
     const { labels } = this.context;
-    this.clientExpectsPause = false;
+    this.expectedPauses = Math.max(0, this.expectedPauses - 1);
     const frames = (message.params?.callFrames as PausedFrameInput[] | undefined) ?? [];
     labels.labelFrames(frames);
     const top = frames[0];
@@ -335,7 +352,7 @@ export class Pauses implements SessionPauses {
     const { context } = this;
     if (this.clientAbsent || context.isEnding()) return;
     this.clientAbsent = true;
-    this.clientExpectsPause = false;
+    this.expectedPauses = 0;
     const { parked, changes } = context.breakpoints.park(why);
     context.record('client.absent', { why, breakpoints: parked }).catch(() => undefined);
     changes.push(context.channel.command('Debugger.setSkipAllPauses', { skip: true }, { critical: true, why }).catch(() => undefined));

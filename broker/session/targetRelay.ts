@@ -119,6 +119,7 @@ export class TargetRelay {
       true,
     );
     void recorded;
+    this.context.pauses.answered(pending.method, true);
     this.context.send(JSON.stringify({ id: pending.clientId, error }), false);
   }
 
@@ -155,6 +156,7 @@ export class TargetRelay {
       if (message.result) capResult(message.result, this.context.target().evaluation.maxResultBytes);
     }
     this.context.breakpoints.answered(pending, message);
+    this.context.pauses.answered(pending.method, message.error !== undefined);
     // The client has its answer first: the labels of the objects in it (read by later requests only), the record's
     // hashing and encoding follow, in the same turn (so its place in the chain is the same), and it becomes durable
     // with the next commit (lazy: the next request's, usually), so it never costs a sync of its own on the round
