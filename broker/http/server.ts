@@ -311,7 +311,20 @@ export async function listen(broker: Broker, host = broker.config.server.host, p
       const grant = await broker.authenticateAttach(match[1]!, req.headers.authorization, url.query.get('ticket'));
       const session = await broker.attach(grant, () => {
         upgraded = true;
-        return new Promise((resolve) => wss.handleUpgrade(req, socket, head, resolve));
+        // ws drops a connection that closed before its upgrade without a word: the attach is told, so the target
+        // connection it opened is closed and the grant can attach again.
+        return new Promise((resolve, reject) => {
+          const gone = () => reject(new LoupeError('bad_request', 'the client closed its connection before the WebSocket upgrade completed'));
+          if (socket.destroyed || !socket.readable || !socket.writable) {
+            socket.destroy();
+            return gone();
+          }
+          socket.once('close', gone);
+          wss.handleUpgrade(req, socket, head, (client) => {
+            socket.off('close', gone);
+            resolve(client);
+          });
+        });
       });
       log(`session ${session.sessionId} started: ${grant.sub} on ${grant.target} (${grant.mode})`);
     })().catch((err: unknown) => {
