@@ -125,6 +125,9 @@ export function connectTarget(url: string, timeoutMs = 5000): Promise<TargetLink
     socket.once('error', fail);
     socket.once('open', () => {
       socket.off('error', fail);
+      // Until a session takes the link (and for one it never takes), a frame ws refuses (an invalid opcode from a
+      // hostile target) must not be an uncaught 'error': ws closes the socket after it, which the session then finds.
+      socket.on('error', () => undefined);
       const raw = (socket as unknown as { _socket: Socket })._socket;
       raw.setNoDelay(true);
       resolve({ socket, quickAck: armQuickAck(raw), url });

@@ -62,3 +62,38 @@ describe('the target link: the inspector URL resolved once per address', () => {
     await assert.rejects(connectInspector(`127.0.0.1:${port}`), (err: Error & { code?: string }) => err.code === 'target_unreachable' && /unreachable/.test(err.message));
   });
 });
+
+describe('a target link that fails before a session takes it', () => {
+  it('an invalid frame from the target as its link opens is no uncaught error: the attach ends, the broker carries on', async () => {
+    const { startHostileTarget } = await import('../support/hostileTarget');
+    const { basePolicy, startTestBroker } = await import('../support/testBroker');
+    const { CdpClient } = await import('../support/cdpClient');
+    const hostile = await startHostileTarget();
+    const broker = await startTestBroker(basePolicy(hostile.inspector));
+    const uncaught: unknown[] = [];
+    const record = (err: unknown) => uncaught.push(err);
+    // The test runner's own handler would fail some other test at random: this one counts them, and fails itself.
+    process.prependListener('uncaughtException', record);
+    try {
+      for (let i = 0; i < 5; i++) {
+        const grant = await broker.grant('dev', ['devs'], {});
+        // A frame with the reserved opcode 3, the moment the broker's link to the target opens.
+        const sent = hostile.nextLink().then((link) => (link as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.from([0x83, 0x00])));
+        const outcome = await CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` }).then(
+          async (client) => `closed ${JSON.stringify(await client.closed)}`,
+          (err: Error) => `refused ${err.message}`,
+        );
+        await sent;
+        assert.match(outcome, /target|4004|502/, outcome);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.deepEqual(uncaught.map(String), []);
+      // Still serving: a request that needs no target.
+      assert.equal((await fetch(`${broker.url}/healthz`)).status, 200);
+    } finally {
+      process.off('uncaughtException', record);
+      await broker.close();
+      await hostile.close();
+    }
+  });
+});
