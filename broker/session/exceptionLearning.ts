@@ -82,8 +82,7 @@ export async function learnAtPause(context: SessionContext, params: Record<strin
         continue;
       }
       if (!['closure', 'module', 'script'].includes(scope.type)) continue;
-      const start = scope.startLocation;
-      const where = start ? `${scope.type} ${String(start.scriptId)}:${String(start.lineNumber)}:${String(start.columnNumber)}` : `${scope.type} ${frame.location.scriptId}`;
+      const where = scopeKey(scope, frame);
       if (known.has(where) || known.size >= 10_000) continue;
       known.add(where);
       roots.push(scope.object.objectId);
@@ -101,6 +100,32 @@ export async function learnAtPause(context: SessionContext, params: Record<strin
   });
   return learned;
 }
+
+/**
+ * Whether a pause's frames hold a long-lived scope (closure, module, script, or the global object) this session has
+ * not read yet: a capture then waits for learnAtPause first, instead of reading with its resume (snapshot.ts).
+ */
+export function hasUnlearnedScopes(context: SessionContext, params: Record<string, unknown> | undefined, limits = exceptionLearningLimits): boolean {
+  if (!params || !context.redactor.active) return false;
+  const known = readScopes.get(context);
+  for (const frame of framesOf(params, limits)) {
+    for (const scope of frame.scopeChain as { type: string; object: { objectId?: string }; startLocation?: { scriptId?: unknown; lineNumber?: unknown; columnNumber?: unknown } }[]) {
+      if (typeof scope.object.objectId !== 'string') continue;
+      if (scope.type === 'global') {
+        if (!known?.has('global')) return true;
+        continue;
+      }
+      if (!['closure', 'module', 'script'].includes(scope.type)) continue;
+      if (!known?.has(scopeKey(scope, frame))) return true;
+    }
+  }
+  return false;
+}
+
+const scopeKey = (scope: { type: string; startLocation?: { scriptId?: unknown; lineNumber?: unknown; columnNumber?: unknown } }, frame: PausedFrameInput) => {
+  const start = scope.startLocation;
+  return start ? `${scope.type} ${String(start.scriptId)}:${String(start.lineNumber)}:${String(start.columnNumber)}` : `${scope.type} ${frame.location.scriptId}`;
+};
 
 /** The learning at an ordinary pause still reading, per session. */
 const inFlight = new WeakMap<SessionContext, Promise<void>>();

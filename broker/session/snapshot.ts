@@ -11,6 +11,7 @@ import type { CdpMessage, PausedFrameInput } from '../gate/targetFrame';
 import type { SessionContext } from './context';
 import { emitLogpoint } from './logpoints';
 import { minThrottleOutMs } from './breakpoints';
+import { hasUnlearnedScopes } from './exceptionLearning';
 
 export type { Capture, CapturedFrame, CapturedValue, PausedFrameInput };
 
@@ -604,6 +605,8 @@ export class SnapshotMode {
     this.prefetched = noPrefetch();
     const at = performance.now();
     if (this.handling || context.isEnding() || !context.auditAccepting()) return;
+    // A scope this session has not learned from yet is read first, with the target paused (targetRelay.ts).
+    if (hasUnlearnedScopes(context, params)) return;
     const { live: hits } = breakpoints.sortHits(params?.hitBreakpoints);
     // Logpoints and conditions are decided first; a capture may not follow.
     if (hits.length === 0 || hits.some((id) => breakpoints.get(id)?.logpoint !== undefined || breakpoints.get(id)?.condition !== undefined)) return;

@@ -21,7 +21,7 @@ import {
 import { denyProcessMembers, withholdProcessFacts } from '../gate/processFacts';
 import { denyCheck } from './evaluation';
 import type { SessionContext } from './context';
-import { isExceptionPause, learnAtExceptionPause, learnAtPause } from './exceptionLearning';
+import { hasUnlearnedScopes, isExceptionPause, learnAtExceptionPause, learnAtPause } from './exceptionLearning';
 import { summarizeResult } from './recordShapes';
 import { boundMessage, finishCuts, frameWithinBounds, messageBounds, sniffEventMethod, sniffResponseId } from './resultBounds';
 import type { SnapshotMode } from './snapshot';
@@ -236,9 +236,10 @@ export class TargetRelay {
     // A pause the broker decides alone (a condition, a logpoint): what the frames' long-lived scopes hold under
     // sensitive names is learned first (each scope once a session, so a hot line pays it once), or the object of a
     // redacted container reached as `this` would decide a condition, or show in a logpoint's message, in the clear.
-    // In snapshot mode too, where such a pause is evaluated before anything is captured. (A plain capture's reads go
-    // out with its resume, before anything could be learned: see snapshot.ts.)
-    const hidden = !learning && this.context.redactor.active && !this.shownToClient(message.params);
+    // In snapshot mode too, where such a pause is evaluated before anything is captured; and a capture in code whose
+    // scopes the session has not read yet (else its reads go out with its resume: see snapshot.ts's prefetch).
+    const hidden =
+      !learning && this.context.redactor.active && (!this.shownToClient(message.params) || (this.snapshots !== undefined && hasUnlearnedScopes(this.context, message.params)));
     if (learning || hidden) {
       this.deferred ??= [];
       try {

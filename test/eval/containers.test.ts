@@ -81,6 +81,29 @@ describe('secrets reached other than by their name stay hidden (real broker, rea
     assertHidden('the audit records', broker.records);
   });
 
+  it("a snapshot capture, the session's first in that code, of a method of a redacted container: its `this` shows none of it", async () => {
+    const base = basePolicy(target.inspector);
+    // A generous budget, so a loaded machine still reads `this` whole.
+    const snapshots = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, snapshot: { timeBudgetMs: 1000 } } } });
+    try {
+      const { client } = await snapshots.attach({ mode: 'snapshot' });
+      await client.call('Debugger.enable');
+      await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(app, 'describe'), urlRegex });
+      const captured = await client.waitEvent('Loupe.snapshotCaptured');
+      const self = captured.params.frames[0].this;
+      assert.ok(
+        self.properties.some((p: { name: string }) => p.name === 'key'),
+        JSON.stringify(self),
+      );
+      assertHidden('the capture', captured.params);
+      await client.close();
+      await snapshots.waitForRecord('snapshot.captured');
+      assertHidden('the audit records', snapshots.records);
+    } finally {
+      await snapshots.close();
+    }
+  });
+
   it('a redacted parameter as arguments[i], paused in a block of its function', async () => {
     const { client, frames } = await session();
     const [top] = await pausedAt(client, 'block');

@@ -103,7 +103,8 @@ describe('a snapshot hides a secret kept as a key or a copied number (real broke
   it('captures the locals with the key and the number as markers, in the capture and its record', async () => {
     const target = await startTarget(app, { KEYED_API_KEY: apiKey, KEYED_OTP: otp });
     const base = basePolicy(target.inspector);
-    const broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, snapshot: { depth: 1 } } } });
+    // A generous capture budget, so a loaded machine still reads the locals whole.
+    const broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, snapshot: { depth: 1, timeBudgetMs: 1000 } } } });
     try {
       const { client } = await broker.attach({ mode: 'snapshot' });
       await client.call('Debugger.enable');
