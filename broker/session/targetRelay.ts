@@ -238,8 +238,7 @@ export class TargetRelay {
     // redacted container reached as `this` would decide a condition, or show in a logpoint's message, in the clear.
     // In snapshot mode too, where such a pause is evaluated before anything is captured; and a capture in code whose
     // scopes the session has not read yet (else its reads go out with its resume: see snapshot.ts's prefetch).
-    const hidden =
-      !learning && this.context.redactor.active && (!this.shownToClient(message.params) || (this.snapshots !== undefined && hasUnlearnedScopes(this.context, message.params)));
+    const hidden = !learning && this.context.redactor.active && (!this.shownToClient(message.params) || (this.snapshots !== undefined && hasUnlearnedScopes(this.context, message.params)));
     if (learning || hidden) {
       this.deferred ??= [];
       try {
