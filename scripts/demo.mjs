@@ -238,7 +238,7 @@ async function main() {
   const userProp = props.result.result.find((p) => p.name === 'user');
   if (userProp?.value?.objectId) {
     const fields = await session.send('Runtime.getProperties', { objectId: userProp.value.objectId, ownProperties: true });
-    show(`user.password read as a variable = ${JSON.stringify(fields.result.result.find((p) => p.name === 'password')?.value?.value)}`);
+    show(`user.password read as a variable = ${JSON.stringify(fields.result?.result.find((p) => p.name === 'password')?.value?.value ?? fields.error?.message)}`);
   }
   for (const expression of ['user.password', 'JSON.stringify(user)', 'Object.values(user).join(" ")']) {
     const reply = await session.send('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression, returnByValue: true });
