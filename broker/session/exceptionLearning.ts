@@ -7,6 +7,7 @@
  * and every later read of the error (its message and stack, Runtime.getExceptionDetails, the record), are then
  * scrubbed of it. Bounded in frames, scopes, depth, reads and time: the target waits, paused, while it runs.
  */
+import { isProcessObject } from '../gate/processFacts';
 import { isRecord, type PausedFrameInput } from '../gate/targetFrame';
 import type { SessionContext } from './context';
 
@@ -187,7 +188,7 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
       if (value.type === 'object' && typeof value.objectId === 'string') {
         // The process object is the whole process (versions, config, env: dozens of objects), no app data: the reads
         // go to the app's objects instead.
-        if (value.className === 'process') continue;
+        if (isProcessObject(value)) continue;
         // A large list is not read: V8 would list every element while the target waits (its elements hold no names).
         if (!(value.subtype === 'array' || value.subtype === 'typedarray') || Number(/\((\d+)\)$/.exec(String(value.description))?.[1] ?? 0) <= maxListRead) {
           objects.push({ objectId: value.objectId, ...(label !== undefined ? { label } : {}) });
