@@ -12,6 +12,7 @@ import { cdpErrorCodes, gateClientFrame, truncate, type GateDecision } from './c
 import { defaultEvalBudget, parseLoupeExpression } from '../eval';
 import { reachableValuesProbe, screenEvaluation } from './evaluationCheck';
 import { completionProbe, RoutineAllowance, type ClientRoutine } from './clientRoutine';
+import { unknownObject, type HandedObjects } from './handedObjects';
 
 export type Forward = Extract<GateDecision, { action: 'forward' }>;
 export type Refusal = Extract<GateDecision, { action: 'refuse' }>;
@@ -44,6 +45,8 @@ export interface TargetScreenContext {
    * expressions; 'v8' (a grant's privilege): V8 runs them, and the screen also refuses what could be an oracle.
    */
   readonly evaluation?: 'loupe' | 'v8';
+  /** The object ids the client has been given: a request naming another is refused (see handedObjects.ts). */
+  readonly handed?: HandedObjects;
 }
 
 const refusal = (decision: { id: number | null; method?: string }, rule: string, message: string): Refusal => ({
@@ -81,6 +84,11 @@ export class TargetScreen {
       };
     }
     if (decision.action === 'refuse') return { action: 'refuse', refusal: decision };
+    const unknown = this.context.handed ? unknownObject(decision.params, this.context.handed) : undefined;
+    if (unknown) {
+      const message = `${decision.method} refused: ${unknown.param} ${JSON.stringify(truncate(unknown.id, 80))} is not an object this session was given (a request may name only objects the broker has sent to this client)`;
+      return { action: 'refuse', refusal: refusal(decision, 'objectId.unknown', message) };
+    }
     const screened = this.screen(decision);
     if (screened.refuse) {
       const quiet = this.quietCompletion(decision);

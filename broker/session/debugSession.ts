@@ -20,6 +20,7 @@ import { Pauses } from './pauses';
 import { SnapshotMode } from './snapshot';
 import { brokerCommandTimeoutMs, TargetChannel, TargetCommandError } from './targetChannel';
 import { TargetRelay } from './targetRelay';
+import { HandedObjects } from '../gate/handedObjects';
 
 export type { EndReason };
 
@@ -85,6 +86,8 @@ export class DebugSession {
   private heartbeat: ClientHeartbeat | undefined;
   /** Client-bound messages in order; an entry waits until its record is durable. */
   private readonly outbox: { text: string | null; isEvent: boolean; ready: boolean }[] = [];
+  /** The object ids sent to the client: the only ones its requests may name. */
+  private readonly handed = new HandedObjects();
   private droppedEvents = 0;
   /** The target's process facts, withheld from every message to the client; nothing is sent before they are known. */
   private withheld: WithheldFacts | undefined;
@@ -131,7 +134,7 @@ export class DebugSession {
     context.breakpoints = new Breakpoints(context);
     context.pauses = new Pauses(context);
     this.context = context;
-    const screen = new TargetScreen({ grant: options.grant, target: context.target, redactor: this.redactor, limits: options.limits, evaluation: evaluationKind });
+    const screen = new TargetScreen({ grant: options.grant, target: context.target, redactor: this.redactor, limits: options.limits, evaluation: evaluationKind, handed: this.handed });
     this.fromClient = new ClientRelay(context, screen);
     this.fromTarget = new TargetRelay(context, options.grant.mode === 'snapshot' ? new SnapshotMode(context) : undefined);
   }
@@ -376,6 +379,7 @@ export class DebugSession {
       if (!isEvent) this.droppedEvents = 0;
       const checked = withheld.scrub(text);
       if (checked === null) continue;
+      this.handed.note(checked);
       client.send(checked);
       answered ||= !isEvent;
     }

@@ -1,0 +1,48 @@
+/**
+ * The object ids a session's client has been given. V8 numbers the objects of one inspector connection in sequence,
+ * and the broker's own reads (the learning at a pause, the interpreter's) share the session's connection: a client
+ * that made ids up (`<prefix>.1.1` to `.1.400`) would read objects it was never shown, such as the contents of a
+ * redacted container, whose property names alone say nothing sensitive. So a request naming an object is forwarded
+ * only for an id that was in a message the broker sent to this client.
+ */
+
+/** Ids remembered per session; past this the oldest are forgotten (a request naming one is refused as unknown). */
+export const maxHandedObjects = 50_000;
+
+const needle = '"objectId":"';
+
+export class HandedObjects {
+  private readonly ids = new Set<string>();
+
+  /** Notes every object id in a client-bound message (JSON text, as sent). */
+  note(text: string): void {
+    for (let at = text.indexOf(needle); at >= 0; at = text.indexOf(needle, at)) {
+      const start = at + needle.length;
+      const end = text.indexOf('"', start);
+      if (end < 0) return;
+      at = end;
+      const id = text.slice(start, end);
+      // An id with an escape in it is not taken apart here: never noted, it is refused (V8's ids have none).
+      if (id.includes('\\')) continue;
+      this.ids.delete(id);
+      this.ids.add(id);
+      if (this.ids.size > maxHandedObjects) this.ids.delete(this.ids.values().next().value!);
+    }
+  }
+
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+}
+
+/** Request parameters that name an object by its id. */
+const objectParams = ['objectId', 'errorObjectId'] as const;
+
+/** The first object id in a request's parameters that the client was not given, if any. */
+export function unknownObject(params: Record<string, unknown>, handed: HandedObjects): { param: string; id: string } | undefined {
+  for (const param of objectParams) {
+    const id = params[param];
+    if (typeof id === 'string' && !handed.has(id)) return { param, id };
+  }
+  return undefined;
+}

@@ -1,0 +1,106 @@
+// A request may name only objects the broker has sent to its client. V8 numbers one connection's objects in
+// sequence and the broker's own reads share the session's connection: made-up ids would read what the broker read
+// (a redacted container's contents, listed under names that say nothing). Real broker, real target.
+import { strict as assert } from 'node:assert';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import fc from 'fast-check';
+import { HandedObjects, maxHandedObjects, unknownObject } from '../../broker/gate/handedObjects';
+import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
+import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+
+const app = join(fixtures, 'registry-app.js');
+const secret = /REGSECRET/;
+
+describe('object ids a client was never given', () => {
+  let target: TargetProcess;
+  let broker: TestBroker;
+  before(async () => {
+    target = await startTarget(app);
+    broker = await startTestBroker(basePolicy(target.inspector));
+  });
+  after(async () => {
+    await broker.close();
+    await target.stop();
+  });
+
+  it('are refused, saying why, so the objects the broker read at a pause stay unread; the ids it sent still read', async () => {
+    const { client } = await broker.attach({ mode: 'pause' });
+    const frames: string[] = [];
+    client.socket.on('message', (data) => frames.push(data.toString()));
+    await client.call('Debugger.enable');
+    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(app, 'work'), urlRegex: 'registry-app\\.js$' });
+    const paused = await client.waitEvent('Debugger.paused');
+    const top = paused.params.callFrames[0];
+    // The broker's learning at the pause and an evaluation read the registry on the session's connection.
+    const answer = await client.call('Debugger.evaluateOnCallFrame', { callFrameId: top.callFrameId, expression: 'services.billing.stripe.live.current.region' });
+    assert.equal(answer.result.value, 'eu-west-1');
+    const given = new Set(
+      frames
+        .join('\n')
+        .match(/"objectId":"[^"]+"/g)!
+        .map((m) => m.slice(12, -1)),
+    );
+    const prefix = String(top.scopeChain[0].object.objectId).replace(/\.\d+$/, '');
+    let refused = 0;
+    for (let n = 1; n <= 300; n++) {
+      const objectId = `${prefix}.${n}`;
+      if (given.has(objectId)) continue;
+      const reply = await client.send('Runtime.getProperties', { objectId, ownProperties: true });
+      assert.ok(reply.error, `${objectId} was read: ${JSON.stringify(reply).slice(0, 300)}`);
+      assert.match(reply.error.message, /^Runtime\.getProperties refused: objectId ".+" is not an object this session was given/);
+      refused++;
+    }
+    assert.ok(refused > 250, `${refused} made-up ids tried`);
+    for (const [method, params] of [
+      ['Runtime.releaseObject', { objectId: `${prefix}.7` }],
+      ['Runtime.getExceptionDetails', { errorObjectId: `${prefix}.8` }],
+      ['Runtime.getProperties', { objectId: `${prefix}.9\\u0000`, ownProperties: true }],
+    ] as const) {
+      if (given.has(params.objectId ?? params.errorObjectId ?? '')) continue;
+      const reply = await client.send(method, params);
+      assert.match(reply.error?.message ?? '', /is not an object this session was given/, `${method}: ${JSON.stringify(reply)}`);
+    }
+    // Walked from what it was sent, the registry shows its secrets as markers.
+    let objectId = top.scopeChain.find((s: any) => s.type !== 'local').object.objectId;
+    for (const name of ['services', 'billing', 'stripe', 'live', 'current']) {
+      const { result } = await client.call('Runtime.getProperties', { objectId, ownProperties: true });
+      objectId = result.find((p: any) => p.name === name)?.value?.objectId;
+      assert.ok(objectId, `${name} is listed with an id`);
+    }
+    const { result: current } = await client.call('Runtime.getProperties', { objectId, ownProperties: true });
+    for (const name of ['apiTokens', 'sessionSecrets', 'credentials']) assert.match(current.find((p: any) => p.name === name).value.value, /^\[redacted: /, name);
+    await client.call('Debugger.resume');
+    await client.close();
+    assert.ok(!frames.some((f) => secret.test(f)), 'the client received a secret');
+    const refusal = await broker.waitForRecord('cdp.refused', (e) => e.data.rule === 'objectId.unknown');
+    assert.match(refusal.data.message, /not an object this session was given/);
+    assert.ok(!secret.test(JSON.stringify(broker.records)), 'the audit records hold a secret');
+  });
+});
+
+describe('HandedObjects', () => {
+  it('notes exactly the object ids of a message, however they sit in it', () => {
+    const id = fc.stringMatching(/^-?\d{1,19}\.\d{1,3}\.\d{1,6}$/);
+    const remote = fc.record({ type: fc.constant('object'), objectId: id, description: fc.string() });
+    fc.assert(
+      fc.property(fc.array(fc.oneof(remote, fc.record({ name: fc.string(), value: remote }), fc.record({ text: fc.string() })), { maxLength: 20 }), (items) => {
+        const handed = new HandedObjects();
+        handed.note(JSON.stringify({ id: 3, result: { result: items } }));
+        const ids = items.map((i: any) => i.objectId ?? i.value?.objectId).filter(Boolean);
+        for (const one of ids) assert.ok(handed.has(one));
+        // A string that only looks like an id is not one.
+        for (const i of items as any[]) if (i.text !== undefined && !ids.includes(i.text)) assert.ok(!handed.has(i.text));
+        assert.equal(unknownObject({ objectId: 'made-up' }, handed)?.param, 'objectId');
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('forgets the oldest past its bound', () => {
+    const handed = new HandedObjects();
+    for (let i = 0; i <= maxHandedObjects; i++) handed.note(`{"objectId":"1.1.${i}"}`);
+    assert.ok(!handed.has('1.1.0'));
+    assert.ok(handed.has(`1.1.${maxHandedObjects}`));
+  });
+});
