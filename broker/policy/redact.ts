@@ -25,7 +25,7 @@
  * letters 130 ms in the pair pattern; both now take a few ms).
  */
 
-import { defaultPatterns, jwtPattern, luhn, marker, pairMatches, sensitiveName, type RedactionPolicy } from './redactionPolicy';
+import { defaultPatterns, jwtPattern, luhn, marker, pairMatches, sensitiveName, urlPasswordPattern, type RedactionPolicy } from './redactionPolicy';
 import { redactFunctionSource } from './sourceRedact';
 
 export { compileRedaction, defaultPatterns, defaultRedaction, defaultSensitiveNames, luhn, marker, normalizeName, sensitiveName } from './redactionPolicy';
@@ -187,6 +187,7 @@ export class Redactor {
         if (name === 'JWT' && regex === jwtPattern && groups[0] === undefined) return match;
         if (name === 'card number' && !luhn(match.replace(/\D/g, ''))) return match;
         this.hits.push(name);
+        if (regex === urlPasswordPattern) return `${String(groups[0])}${marker(name)}@`;
         return marker(name);
       });
     }

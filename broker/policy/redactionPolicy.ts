@@ -54,6 +54,21 @@ export const defaultSensitiveNames: readonly string[] = [
   'mfa',
   'signature',
   'salt',
+  // The same words in other languages an app's names are written in.
+  'passwort',
+  'kennwort',
+  'geheimnis',
+  'contrasena',
+  'secreto',
+  'motdepasse',
+  'senha',
+  'segredo',
+  'wachtwoord',
+  'пароль',
+  'секрет',
+  '密码',
+  'パスワード',
+  '비밀번호',
 ];
 
 export const defaultPatterns: readonly RedactPattern[] = [
@@ -65,18 +80,28 @@ export const defaultPatterns: readonly RedactPattern[] = [
   { name: 'private key', regex: /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)/g },
   { name: 'AWS access key', regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g },
   { name: 'card number', regex: /\b\d(?:[ -]?\d){12,18}\b/g },
+  // A connection string's user info (`postgres://app:pw@db/orders`): only the password is replaced (see scrub).
+  // Bounded runs: each start costs a few hundred steps at most, whatever follows.
+  { name: 'password in a URL', regex: /\b([a-z][a-z0-9+.-]{0,30}:\/\/[^\s:/?#@"'<>]{0,64}:)[^\s/?#@"'<>]{1,128}@/gi },
 ];
 
 export const jwtPattern = defaultPatterns.find((p) => p.name === 'JWT')!.regex;
-/** Lower case without separators: `API-Key`, `api_key` and `apiKey` are one name. */
-export const normalizeName = (name: string) => name.toLowerCase().replace(/[^a-z0-9]/g, '');
+export const urlPasswordPattern = defaultPatterns.find((p) => p.name === 'password in a URL')!.regex;
+/** Accents taken apart and dropped: `contraseña` is `contrasena`. */
+const withoutMarks = (name: string) => (/[^\x00-\x7f]/.test(name) ? name.normalize('NFKD').replace(/\p{M}/gu, '') : name);
+
+/** Lower case without separators or accents: `API-Key`, `api_key` and `apiKey` are one name; letters of any script count. */
+export const normalizeName = (name: string) =>
+  withoutMarks(name)
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N}]/gu, '');
 
 /** The words of an identifier: `dbPassword` → db, password; `X-API-Key` → x, api, key. */
 function words(name: string): string[] {
-  return name
+  return withoutMarks(name)
     .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
     .replace(/([A-Z]+)([A-Z][a-z])/g, '$1 $2')
-    .split(/[^A-Za-z0-9]+/)
+    .split(/[^\p{L}\p{N}]+/u)
     .filter(Boolean)
     .map((w) => w.toLowerCase());
 }

@@ -129,6 +129,8 @@ function assignedName(parent: AnyNode, child: AnyNode): string | undefined {
   if (parent.type === 'VariableDeclarator' && parent.init === child) return nameOf(parent.id as AnyNode);
   if (parent.type === 'Property' && parent.value === child) return keyName(parent);
   if (parent.type === 'PropertyDefinition' && parent.value === child) return keyName(parent);
+  // A getter or method: what it returns is its value (`get apiKey() { return "…" }`).
+  if (parent.type === 'MethodDefinition' && parent.value === child) return keyName(parent);
   if ((parent.type === 'AssignmentExpression' || parent.type === 'AssignmentPattern') && parent.right === child) return nameOf(parent.left as AnyNode);
   // A key and its value side by side: `['token', v]` (Map entries, fromEntries) and `set('token', v)`, `setHeader('authorization', v)`.
   const pair = parent.type === 'ArrayExpression' ? (parent.elements as AnyNode[]) : parent.type === 'CallExpression' || parent.type === 'NewExpression' ? (parent.arguments as AnyNode[]) : undefined;
@@ -160,12 +162,28 @@ function keyName(node: AnyNode): string | undefined {
  * object's own keys decide. Never into a function's body (code, not the container's data).
  */
 function visit(node: AnyNode, sensitiveAs: string | undefined, onLiteral: (node: AnyNode, sensitiveAs: string | undefined) => void, isSensitive: (name: string) => boolean = () => false): void {
-  // An explicit stack: generated bundles nest deeper than the call stack allows.
-  const stack: [AnyNode, string | undefined][] = [[node, sensitiveAs]];
+  // An explicit stack: generated bundles nest deeper than the call stack allows. The third field is the redacted
+  // name of the function whose body this is: what its return statements return is that name's value.
+  const stack: [AnyNode, string | undefined, string | undefined][] = [[node, sensitiveAs, undefined]];
   while (stack.length > 0) {
-    const [current, inherited] = stack.pop()!;
+    const [current, inherited, returnsAs] = stack.pop()!;
     if (current.type === 'Literal' || current.type === 'TemplateElement') {
       onLiteral(current, inherited);
+      continue;
+    }
+    if (isFunction(current.type)) {
+      // A function known by a redacted name (`get token() {…}`, `apiKey() {…}`, `const getToken = () => "…"`, `function
+      // password() {…}`) returns that name's value: its returned literals are redacted, the rest of its code is not.
+      const own = current.type === 'FunctionDeclaration' && current.id ? nameOf(current.id as AnyNode) : undefined;
+      const name = [inherited, own].find((n) => n !== undefined && isSensitive(n));
+      const body = current.body as AnyNode;
+      for (const param of (current.params as AnyNode[]) ?? []) stack.push([param, undefined, undefined]);
+      if (body.type === 'BlockStatement') stack.push([body, undefined, name]);
+      else stack.push([body, name, undefined]);
+      continue;
+    }
+    if (current.type === 'ReturnStatement' && current.argument) {
+      stack.push([current.argument as AnyNode, returnsAs, undefined]);
       continue;
     }
     const carries = carriesValue(current.type);
@@ -180,12 +198,15 @@ function visit(node: AnyNode, sensitiveAs: string | undefined, onLiteral: (node:
         let next = named !== undefined ? named : carries && key !== 'test' && key !== 'callee' ? inherited : undefined;
         // A property of a redacted container keeps the container's name (its own, when that is redacted too); its key
         // is a name, not a value.
-        if (container !== undefined && key !== 'key' && (next === undefined || !isSensitive(next))) next = container;
-        stack.push([child as AnyNode, next]);
+        // A method of a redacted container is code, not its data: known by its own name only.
+        if (container !== undefined && key !== 'key' && !isFunction((child as AnyNode).type) && (next === undefined || !isSensitive(next))) next = container;
+        stack.push([child as AnyNode, next, returnsAs]);
       }
     }
   }
 }
+
+const isFunction = (type: string) => type === 'FunctionExpression' || type === 'ArrowFunctionExpression' || type === 'FunctionDeclaration';
 
 /** Nodes whose value is (part of) their children's literal text. */
 function carriesValue(type: string): boolean {

@@ -27,6 +27,28 @@ describe('script source redaction', () => {
     ['a JWT anywhere', `log("${jwt}");`, 'log("[redacted: JWT]");'],
     ['a bearer token inside a longer string', 'fetch(u, { h: "Bearer abcdefghijkl and more" });', 'fetch(u, { h: "[redacted: bearer token] and more" });'],
     ['a card number passing Luhn', 'const n = "4111 1111 1111 1111";', 'const n = "[redacted: card number]";'],
+    ['a getter under a redacted name returns its value', "class S { get apiKey() { return 'sk_live_1'; } }", "class S { get apiKey() { return '[redacted: apiKey]'; } }"],
+    [
+      'an object getter: every return, not a nested function',
+      "const o = { get token() { if (a) return 'x1'; const f = () => 'kept'; return b || 'x2'; } };",
+      "const o = { get token() { if (a) return '[redacted: token]'; const f = () => 'kept'; return b || '[redacted: token]'; } };",
+    ],
+    [
+      'an arrow or function named as a secret',
+      "const getToken = () => 't-1'; function password() { return 'p-1'; }",
+      "const getToken = () => '[redacted: getToken]'; function password() { return '[redacted: password]'; }",
+    ],
+    [
+      'a method of a redacted container is its code',
+      "const credentials = { key: 'k', describe() { return 'about'; } };",
+      "const credentials = { key: '[redacted: credentials]', describe() { return 'about'; } };",
+    ],
+    ['a password in a connection string', "const dbUrl = 'postgres://app:pw-123@db:5432/orders';", "const dbUrl = 'postgres://app:[redacted: password in a URL]@db:5432/orders';"],
+    [
+      'names in other languages',
+      "const c = { Passwort: 'a1', contraseña: 'b2', пароль: 'c3', mot_de_passe: 'd4' };",
+      "const c = { Passwort: '[redacted: Passwort]', contraseña: '[redacted: contraseña]', пароль: '[redacted: пароль]', mot_de_passe: '[redacted: mot_de_passe]' };",
+    ],
   ];
   for (const [what, source, expected] of cases) {
     it(`replaces ${what}`, () => assert.equal(redactSource(source, redactor()).source, expected));
@@ -165,5 +187,17 @@ describe('the source redaction thread', () => {
     const out = await sourceRedaction.redact('const greeting = "hello";\nconst copy = "learned-secret-value";', session);
     assert.equal(out.source, 'const greeting = "hello";\nconst copy = "[redacted: value of a redacted field]";');
     assert.ok(session.hits.includes('learned value'));
+  });
+});
+
+describe("a function object's description (its source text)", () => {
+  it('shows a getter under a redacted name without the literal it returns, as a debugger lists the accessor', () => {
+    const r = redactor();
+    const getter = { type: 'function', className: 'Function', description: "get apiKey() { return 'sk_live_ZQgetter51Abc'; }", objectId: '1.1.1' };
+    r.properties({ result: [{ name: 'apiKey', get: getter, set: { type: 'undefined' }, isOwn: false }] });
+    assert.equal(getter.description, "get apiKey() { return '[redacted: apiKey]'; }");
+    const method = { type: 'function', description: "label() { return 'plain-label'; }" };
+    r.remoteObject(method);
+    assert.equal(method.description, "label() { return 'plain-label'; }");
   });
 });
