@@ -7,6 +7,8 @@ import { Redactor } from '../policy/redact';
 
 export interface RedactionContext {
   isSensitive(name: string): boolean;
+  /** Whether a text is, whole, one of the policy's names (a list of names holds no secret). */
+  isListedName?(text: string): boolean;
   /** The label of what makes the text secret, or undefined when nothing does. */
   secretIn(text: string): string | undefined;
   /**
@@ -33,6 +35,7 @@ export function redactionContextOf(redactor: Redactor): RedactionContext {
   let scratch: Redactor | undefined;
   return {
     isSensitive: (name) => redactor.isSensitive(name),
+    isListedName: (text) => redactor.isListedName(text),
     learn: (name, value) => void redactor.learnPairs([[name, value]]),
     isLearned: (text) => redactor.isLearned(text),
     secretIn,

@@ -11,6 +11,7 @@ import { learnedLabel, type RedactionContext } from './redaction';
 import type { PropertiesRead, TargetReader } from './reader';
 import { describedSize, fromRemote, prim, type Taint, type Val } from './values';
 import { isProcessObject, isWithheldField, withheldReason } from '../gate/processFacts';
+import { pairedName } from '../policy/redactionPolicy';
 
 export interface ReadContext {
   readonly reader: TargetReader;
@@ -49,6 +50,25 @@ export function childTaint(ctx: ReadContext, parent: Taint | undefined, name: st
   if (parent) return parent.full ? parent : { full: true, label: parent.label };
   if (name !== undefined && ctx.redaction.isSensitive(name)) return { full: false, label: name };
   return undefined;
+}
+
+/** A list's strings by index, from a read of it (for pairTaint). */
+function listTexts(descriptors: readonly Protocol.Runtime.PropertyDescriptor[]): (index: number) => string | undefined {
+  const texts = new Map<string, string>();
+  for (const d of descriptors) if (!d.symbol && d.value?.type === 'string' && typeof d.value.value === 'string') texts.set(d.name, d.value.value);
+  return (index) => texts.get(String(index));
+}
+
+/** The taint of a list's element that sits beside a sensitive name (`['authorization', v]`, req.rawHeaders): that name's. */
+function pairTaint(ctx: ReadContext, v: RemoteVal, name: string, textAt: (index: number) => string | undefined): Taint | undefined {
+  if (v.taint || !isRemoteList(v)) return undefined;
+  const label = pairedName(
+    name,
+    textAt,
+    (n) => ctx.redaction.isSensitive(n) && ctx.redaction.secretInTarget(n) === undefined,
+    (t) => ctx.redaction.isListedName?.(t) ?? false,
+  );
+  return label === undefined ? undefined : { full: false, label };
 }
 
 /** A value read from the target, tainted by where it was read and, for strings, by what it looks like. */
@@ -143,7 +163,7 @@ export async function remoteMember(ctx: ReadContext, v: RemoteVal, key: string):
   for (let hop = 0; hop <= ctx.spend.budget.maxPrototypeHops; hop++) {
     const read = await readObject(ctx, current);
     const own = read.result.find((d) => d.name === key && !d.symbol);
-    if (own) return memberValue(ctx, own, v.taint);
+    if (own) return memberValue(ctx, own, v.taint, hop === 0 ? pairTaint(ctx, v, key, listTexts(read.result)) : undefined);
     if (hop === 0 && key.startsWith('#')) {
       const field = read.privateProperties?.find((p) => p.name === key);
       if (field) return readValue(ctx, field.value, childTaint(ctx, v.taint, key));
@@ -165,7 +185,13 @@ function previewMember(ctx: ReadContext, v: RemoteVal, key: string): Val | undef
   if (!preview || v.object.type !== 'object' || (v.object.subtype !== undefined && v.object.subtype !== 'array') || key.startsWith('#')) return undefined;
   const field = preview.properties.find((p) => p.name === key);
   if (!field || field.valuePreview) return undefined;
-  const taint = childTaint(ctx, v.taint, key);
+  const texts = (index: number) => {
+    const before = preview.properties.find((p) => p.name === String(index));
+    // A string the preview shortened is read instead: its whole text decides.
+    return before?.type === 'string' && before.value !== undefined ? before.value : undefined;
+  };
+  if (isRemoteList(v) && preview.overflow !== false && Number(key) > 0 && texts(Number(key) - 1) === undefined) return undefined;
+  const taint = childTaint(ctx, v.taint, key) ?? pairTaint(ctx, v, key, texts);
   const text = field.value ?? '';
   switch (field.type) {
     case 'string':
@@ -205,9 +231,10 @@ export async function remoteHas(ctx: ReadContext, v: RemoteVal, key: string): Pr
 export async function remoteOwnEntries(ctx: ReadContext, v: RemoteVal): Promise<[string, Val][]> {
   const read = await readObject(ctx, v);
   const out: [string, Val][] = [];
+  const textAt = listTexts(read.result);
   for (const d of read.result) {
     if (d.symbol || !d.enumerable || d.isOwn === false) continue;
-    out.push([d.name, descriptorValue(ctx, d, v.taint)]);
+    out.push([d.name, descriptorValue(ctx, d, v.taint, pairTaint(ctx, v, d.name, textAt))]);
   }
   ctx.spend.elements(out.length);
   return out;
@@ -228,10 +255,11 @@ export async function remoteElements(ctx: ReadContext, v: RemoteVal): Promise<Va
   ctx.spend.elements(length);
   const byIndex = new Map<string, Protocol.Runtime.PropertyDescriptor>();
   for (const d of read.result) if (!d.symbol) byIndex.set(d.name, d);
+  const textAt = listTexts(read.result);
   const out: Val[] = [];
   for (let i = 0; i < length; i++) {
     const d = byIndex.get(String(i));
-    out.push(d ? descriptorValue(ctx, d, v.taint) : prim(undefined, childTaint(ctx, v.taint, undefined)));
+    out.push(d ? descriptorValue(ctx, d, v.taint, pairTaint(ctx, v, d.name, textAt)) : prim(undefined, childTaint(ctx, v.taint, undefined)));
   }
   return out;
 }

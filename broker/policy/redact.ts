@@ -25,7 +25,7 @@
  * letters 130 ms in the pair pattern; both now take a few ms).
  */
 
-import { defaultPatterns, jwtPattern, luhn, marker, pairMatches, sensitiveName, urlPasswordPattern, type RedactionPolicy } from './redactionPolicy';
+import { defaultPatterns, jwtPattern, listedName, luhn, marker, pairedName, pairMatches, sensitiveName, urlPasswordPattern, type RedactionPolicy } from './redactionPolicy';
 import { redactFunctionSource } from './sourceRedact';
 
 export { compileRedaction, defaultPatterns, defaultRedaction, defaultSensitiveNames, luhn, marker, normalizeName, sensitiveName } from './redactionPolicy';
@@ -113,6 +113,11 @@ export class Redactor {
       if (this.verdicts.size < 10_000) this.verdicts.set(name, verdict);
     }
     return verdict;
+  }
+
+  /** Whether a text is, whole, one of the policy's names (see listedName). */
+  isListedName(text: string): boolean {
+    return listedName(this.policy, text);
   }
 
   /**
@@ -391,7 +396,24 @@ export class Redactor {
       return marker('value of a redacted field');
     }
     if (depth > 50 || value === null || typeof value !== 'object') return value;
-    if (Array.isArray(value)) return value.map((v) => this.byValue(v, depth + 1));
+    if (Array.isArray(value)) {
+      const textAt = (index: number) => (typeof value[index] === 'string' ? (value[index] as string) : undefined);
+      return value.map((item, index) => {
+        const paired =
+          index > 0
+            ? pairedName(
+                String(index),
+                textAt,
+                (n) => this.isSensitive(n) && !this.holdsLearned(n),
+                (t) => this.isListedName(t),
+              )
+            : undefined;
+        if (paired === undefined) return this.byValue(item, depth + 1);
+        this.hits.push(paired);
+        this.learn(item, paired);
+        return marker(paired);
+      });
+    }
     const out: Record<string, unknown> = {};
     // Defined, not assigned: a "__proto__" key from the target stays a key and never becomes a prototype.
     const put = (key: string, item: unknown) => Object.defineProperty(out, key, { value: item, enumerable: true, writable: true, configurable: true });
@@ -415,13 +437,29 @@ export class Redactor {
     }
     if (typeof preview.description === 'string') preview.description = this.scrub(preview.description);
     if (Array.isArray(preview.properties)) {
-      for (const field of preview.properties as Record<string, unknown>[]) {
+      const fields = preview.properties as Record<string, unknown>[];
+      const list = preview.subtype === 'array';
+      // The list's strings as V8 sent them (before any is replaced below), for `[name, value]` side by side.
+      const texts = new Map<string, string>();
+      if (list) for (const f of fields) if (isRecord(f) && typeof f.name === 'string' && f.type === 'string' && typeof f.value === 'string') texts.set(f.name, f.value);
+      const textAt = (index: number) => texts.get(String(index));
+      for (const field of fields) {
         if (!isRecord(field)) continue;
-        if (typeof field.name === 'string' && this.isSensitive(field.name)) {
-          this.hits.push(field.name);
-          this.learn(field.value, field.name);
+        const paired =
+          texts.size > 0 && typeof field.name === 'string'
+            ? pairedName(
+                field.name,
+                textAt,
+                (n) => this.isSensitive(n) && !this.holdsLearned(n),
+                (t) => this.isListedName(t),
+              )
+            : undefined;
+        if (typeof field.name === 'string' && (paired !== undefined || this.isSensitive(field.name))) {
+          const name = paired ?? (field.name as string);
+          this.hits.push(name);
+          this.learn(field.value, name);
           field.type = 'string';
-          field.value = marker(field.name);
+          field.value = marker(name);
           delete field.valuePreview;
           delete field.subtype;
           continue;
@@ -455,9 +493,26 @@ export class Redactor {
     const entryKey = keyProp && isRecord(keyProp.value) && list.some((p) => isRecord(p) && p.name === 'value') ? keyProp.value.value : undefined;
     // A function's scope with a redacted parameter: its `arguments` object holds the same value by index.
     const secretParameter = list.find((p) => isRecord(p) && typeof p.name === 'string' && this.isSensitive(p.name))?.name as string | undefined;
+    // A list's strings by index, for `[name, value]` side by side (pairedName).
+    const texts = new Map<string, string>();
+    for (const p of list) if (isRecord(p) && typeof p.name === 'string' && isRecord(p.value) && typeof p.value.value === 'string') texts.set(p.name, p.value.value);
+    const textAt = (index: number) => texts.get(String(index));
     for (const prop of list) {
       if (!isRecord(prop)) continue;
       const name = typeof prop.name === 'string' ? prop.name : undefined;
+      const paired =
+        name !== undefined && texts.size > 0
+          ? pairedName(
+              name,
+              textAt,
+              (n) => this.isSensitive(n) && !this.holdsLearned(n),
+              (t) => this.isListedName(t),
+            )
+          : undefined;
+      if (paired !== undefined && isRecord(prop.value)) {
+        prop.value = this.replaced(paired, prop.value);
+        continue;
+      }
       if (name === 'arguments' && secretParameter !== undefined && isRecord(prop.value) && prop.value.type === 'object') {
         prop.value = this.replaced(secretParameter, prop.value);
         continue;

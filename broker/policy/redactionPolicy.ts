@@ -193,3 +193,29 @@ export function pairMatches(text: string, sensitive: (name: string) => boolean):
   }
   return found;
 }
+
+const listIndex = /^(?:0|[1-9]\d*)$/;
+const nameShaped = /^[\p{L}_$][\p{L}_$.-]{0,59}$/u;
+
+/**
+ * The sensitive name a list's element is the value of, when the element before it is that name (`['authorization',
+ * v]`, a Map's entries as pairs, Node's flat `req.rawHeaders`); `textAt(i)` is element i when it is a string. Not when
+ * the element is itself one of the names (`isListed`: a list of field names, `['password', 'token']`, holds no secret).
+ */
+export function pairedName(name: string, textAt: (index: number) => string | undefined, isSensitive: (name: string) => boolean, isListed: (text: string) => boolean): string | undefined {
+  if (name === '0' || !listIndex.test(name)) return undefined;
+  const index = Number(name);
+  const before = textAt(index - 1);
+  // A name as apps write them (letters and separators, no digits): a value that only holds a sensitive word
+  // (`hunter2-SECRET`) names nothing, and the marker would show it.
+  if (before === undefined || !nameShaped.test(before) || !isSensitive(before)) return undefined;
+  const own = textAt(index);
+  return own !== undefined && isListed(own) ? undefined : before;
+}
+
+/** Whether a text is, whole, one of the policy's names (`token`, `X-Api-Key`): a name, not a value that contains one. */
+export function listedName(policy: RedactionPolicy, text: string): boolean {
+  if (text.length > 200) return false;
+  const whole = normalizeName(text);
+  return policy.names.has(whole) || (whole.endsWith('s') && policy.names.has(whole.slice(0, -1)));
+}

@@ -6,6 +6,7 @@ export interface SourceRedactor {
   readonly active: boolean;
   readonly hits: string[];
   isSensitive(name: string): boolean;
+  isListedName(text: string): boolean;
   scrub(text: string): string;
 }
 type Redactor = SourceRedactor;
@@ -79,6 +80,7 @@ function replaceLiterals(source: string, ast: Node, redactor: Redactor): { sourc
       if (replacement) replacements.push(replacement);
     },
     (name) => redactor.isSensitive(name),
+    (text) => redactor.isListedName(text),
   );
   if (replacements.length === 0) return { source, replaced: 0 };
   replacements.sort((a, b) => a.start - b.start);
@@ -125,7 +127,7 @@ function parseAny(source: string): Node | undefined {
 }
 
 /** The name a value is assigned to, when its parent gives one: `name = v`, `{ name: v }`, `o.name = v`, `name = v` default. */
-function assignedName(parent: AnyNode, child: AnyNode): string | undefined {
+function assignedName(parent: AnyNode, child: AnyNode, index: number, isListed: (text: string) => boolean): string | undefined {
   if (parent.type === 'VariableDeclarator' && parent.init === child) return nameOf(parent.id as AnyNode);
   if (parent.type === 'Property' && parent.value === child) return keyName(parent);
   if (parent.type === 'PropertyDefinition' && parent.value === child) return keyName(parent);
@@ -133,8 +135,15 @@ function assignedName(parent: AnyNode, child: AnyNode): string | undefined {
   if (parent.type === 'MethodDefinition' && parent.value === child) return keyName(parent);
   if ((parent.type === 'AssignmentExpression' || parent.type === 'AssignmentPattern') && parent.right === child) return nameOf(parent.left as AnyNode);
   // A key and its value side by side: `['token', v]` (Map entries, fromEntries) and `set('token', v)`, `setHeader('authorization', v)`.
-  const pair = parent.type === 'ArrayExpression' ? (parent.elements as AnyNode[]) : parent.type === 'CallExpression' || parent.type === 'NewExpression' ? (parent.arguments as AnyNode[]) : undefined;
+  const pair = parent.type === 'CallExpression' || parent.type === 'NewExpression' ? (parent.arguments as AnyNode[]) : undefined;
   if (pair && pair[1] === child && pair[0]?.type === 'Literal' && typeof pair[0].value === 'string') return pair[0].value;
+  // In a list, each element beside a name: `['token', v]` and a flat `['Host', h, 'X-Api-Key', k]` (rawHeaders).
+  // Not an element that is a name itself: a list of field names (`['password', 'token']`) holds no secret.
+  if (parent.type === 'ArrayExpression' && index > 0) {
+    const before = (parent.elements as (AnyNode | null)[])[index - 1];
+    const own = child.type === 'Literal' && typeof child.value === 'string' && isListed(child.value);
+    if (before?.type === 'Literal' && typeof before.value === 'string' && !own) return before.value;
+  }
   return undefined;
 }
 
@@ -161,7 +170,13 @@ function keyName(node: AnyNode): string | undefined {
  * redacted container is its secret (`credentials = { key: "…" }`), as the debugger shows it; otherwise the nested
  * object's own keys decide. Never into a function's body (code, not the container's data).
  */
-function visit(node: AnyNode, sensitiveAs: string | undefined, onLiteral: (node: AnyNode, sensitiveAs: string | undefined) => void, isSensitive: (name: string) => boolean = () => false): void {
+function visit(
+  node: AnyNode,
+  sensitiveAs: string | undefined,
+  onLiteral: (node: AnyNode, sensitiveAs: string | undefined) => void,
+  isSensitive: (name: string) => boolean = () => false,
+  isListed: (text: string) => boolean = () => false,
+): void {
   // An explicit stack: generated bundles nest deeper than the call stack allows. The third field is the redacted
   // name of the function whose body this is: what its return statements return is that name's value.
   const stack: [AnyNode, string | undefined, string | undefined][] = [[node, sensitiveAs, undefined]];
@@ -192,9 +207,10 @@ function visit(node: AnyNode, sensitiveAs: string | undefined, onLiteral: (node:
       if (key === 'type' || key === 'start' || key === 'end' || key === 'loc' || key === 'range') continue;
       const value = current[key];
       const children = Array.isArray(value) ? value : [value];
-      for (const child of children) {
+      for (let index = 0; index < children.length; index++) {
+        const child = children[index];
         if (!child || typeof child !== 'object' || typeof (child as AnyNode).type !== 'string') continue;
-        const named = assignedName(current, child as AnyNode);
+        const named = assignedName(current, child as AnyNode, index, isListed);
         let next = named !== undefined ? named : carries && key !== 'test' && key !== 'callee' ? inherited : undefined;
         // A property of a redacted container keeps the container's name (its own, when that is redacted too); its key
         // is a name, not a value.

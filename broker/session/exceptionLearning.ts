@@ -8,6 +8,7 @@
  * scrubbed of it. Bounded in frames, scopes, depth, reads and time: the target waits, paused, while it runs.
  */
 import { isProcessObject } from '../gate/processFacts';
+import { pairedName } from '../policy/redactionPolicy';
 import { isRecord, type PausedFrameInput } from '../gate/targetFrame';
 import type { SessionContext } from './context';
 
@@ -16,8 +17,11 @@ export const exceptionLearningLimits = {
   frames: 4,
   /** Scope objects read in all (of the global scope, the whole process, only what it holds under sensitive names). */
   scopes: 16,
-  /** Objects below a scope that are read: `config.db.password` is two below, `vault.a.b.c.password` four. */
-  depth: 5,
+  /**
+   * Objects below a scope that are read: `config.db.password` is two below, `vault.a.b.c.password` four, a service
+   * registry's `services.billing.stripe.live.current.apiKey` six. The reads' bound keeps the cost of a deep one.
+   */
+  depth: 8,
   /** Runtime.getProperties reads in all. */
   reads: 64,
   /** Time the target is held for it, at most (each command is bounded by its own timeout too). */
@@ -179,11 +183,24 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
     // A Map entry ({key, value}) is known by its key.
     const key = props.find((p) => p.name === 'key');
     const entryKey = key && isRecord(key.value) && typeof key.value.value === 'string' && props.some((p) => p.name === 'value') ? key.value.value : undefined;
+    // A list's strings by index: a value beside a sensitive name (`['authorization', v]`, req.rawHeaders) is its value.
+    const texts = new Map<string, string>();
+    for (const p of props) if (typeof p.name === 'string' && isRecord(p.value) && typeof p.value.value === 'string') texts.set(p.name, p.value.value);
+    const textAt = (index: number) => texts.get(String(index));
     for (const prop of [...props, ...internal.filter((p) => p.name === '[[Entries]]')]) {
       const name = prop.name === 'value' && entryKey !== undefined ? entryKey : typeof prop.name === 'string' ? prop.name : undefined;
       const value = isRecord(prop.value) ? prop.value : undefined;
       if (name === undefined || !value) continue;
-      const label = redactor.isSensitive(name) ? name : container;
+      const label = redactor.isSensitive(name)
+        ? name
+        : ((texts.size > 0
+            ? pairedName(
+                name,
+                textAt,
+                (n) => redactor.isSensitive(n) && !redactor.holdsLearned(n),
+                (t) => redactor.isListedName(t),
+              )
+            : undefined) ?? container);
       if (onlySensitive && label === undefined) continue;
       if (value.type === 'object' && typeof value.objectId === 'string') {
         // The process object is the whole process (versions, config, env: dozens of objects), no app data: the reads

@@ -121,6 +121,32 @@ describe('secrets reached other than by their name stay hidden (real broker, rea
     assertHidden('what the client received', frames);
   });
 
+  it('a value beside a sensitive name in a list (req.rawHeaders, [name, value] pairs): evaluated, listed, previewed', async () => {
+    const { client, frames } = await session();
+    const [top] = await pausedAt(client, 'pairs');
+    const evaluate = async (expression: string) => JSON.stringify(await client.send('Debugger.evaluateOnCallFrame', { callFrameId: top.callFrameId, expression, returnByValue: true }));
+    for (const expression of ['rawHeaders[3]', 'pairs[0][1]', 'rawHeaders.join(" ")', 'JSON.stringify(pairs)', 'Object.fromEntries(pairs)', 'rawHeaders.slice(2)', '[...rawHeaders].reverse()']) {
+      assert.match(await evaluate(expression), /\[redacted: /, expression);
+    }
+    // What is not beside a sensitive name shows, and a list of names holds no secret.
+    assert.match(await evaluate('rawHeaders[1]'), /"value":"example\.com"/);
+    assert.match(await evaluate('rawHeaders[5]'), /"value":"application\/json"/);
+    assert.match(await evaluate('fieldNames[1]'), /"value":"token"/);
+    // The debugger's own reads: the scope's previews, then the lists themselves.
+    const local = await client.call('Runtime.getProperties', { objectId: top.scopeChain[0].object.objectId, ownProperties: true, generatePreview: true });
+    const raw = local.result.find((p: any) => p.name === 'rawHeaders').value;
+    assert.equal(raw.preview.properties.find((p: any) => p.name === '3').value, '[redacted: X-Api-Key]');
+    assert.equal(raw.preview.properties.find((p: any) => p.name === '1').value, 'example.com');
+    const listed = await client.call('Runtime.getProperties', { objectId: raw.objectId, ownProperties: true });
+    assert.equal(listed.result.find((p: any) => p.name === '3').value.value, '[redacted: X-Api-Key]');
+    const pairs = local.result.find((p: any) => p.name === 'pairs').value;
+    const first = (await client.call('Runtime.getProperties', { objectId: pairs.objectId, ownProperties: true, generatePreview: true })).result.find((p: any) => p.name === '0').value;
+    assert.equal(first.preview.properties.find((p: any) => p.name === '1').value, '[redacted: authorization]');
+    await client.call('Debugger.resume');
+    await client.close();
+    assertHidden('what the client received', frames);
+  });
+
   it('process.env through the process object: listed, spread, serialized, through an alias, or read by the debugger', async () => {
     const { client, frames } = await session();
     for (const expression of [

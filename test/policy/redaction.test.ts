@@ -6,6 +6,7 @@ import { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 import { waitFor } from '../support/wait';
+import { defaultRedaction, Redactor } from '../../broker/policy/redact';
 
 const app = join(fixtures, 'redact-app.js');
 const line = markerLine(app, 'handle');
@@ -332,5 +333,34 @@ describe('evaluation rules', () => {
     } finally {
       await noEval.close();
     }
+  });
+});
+
+describe('a value beside a sensitive name in a list', () => {
+  it('is redacted by that name in a value returned by value, a listing and a preview; a list of names is kept', () => {
+    const r = new Redactor(defaultRedaction);
+    assert.deepEqual(r.byValue(['Host', 'example.com', 'X-Api-Key', 'k-1', 'Accept', '*/*']), ['Host', 'example.com', 'X-Api-Key', '[redacted: X-Api-Key]', 'Accept', '*/*']);
+    assert.deepEqual(
+      r.byValue([
+        ['authorization', 'Bearer-less-1'],
+        ['password', 'token'],
+      ]),
+      [
+        ['authorization', '[redacted: authorization]'],
+        ['password', 'token'],
+      ],
+    );
+    const listing = { result: ['cookie', 'c-1', 'x'].map((value, i) => ({ name: String(i), value: { type: 'string', value } })) };
+    r.properties(listing);
+    assert.deepEqual(
+      listing.result.map((p) => p.value.value),
+      ['cookie', '[redacted: cookie]', 'x'],
+    );
+    const preview = { type: 'object', subtype: 'array', overflow: false, properties: ['token', 't-1', 'token', 'secret'].map((value, i) => ({ name: String(i), type: 'string', value })) };
+    r.preview(preview);
+    assert.deepEqual(
+      preview.properties.map((p) => p.value),
+      ['token', '[redacted: token]', 'token', 'secret'],
+    );
   });
 });

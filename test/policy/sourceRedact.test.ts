@@ -43,6 +43,11 @@ describe('script source redaction', () => {
       "const credentials = { key: 'k', describe() { return 'about'; } };",
       "const credentials = { key: '[redacted: credentials]', describe() { return 'about'; } };",
     ],
+    [
+      'a flat list of names and values; a list of names holds none',
+      "const raw = ['Host', 'h', 'X-Api-Key', 'k-1']; const names = ['password', 'token'];",
+      "const raw = ['Host', 'h', 'X-Api-Key', '[redacted: X-Api-Key]']; const names = ['password', 'token'];",
+    ],
     ['a password in a connection string', "const dbUrl = 'postgres://app:pw-123@db:5432/orders';", "const dbUrl = 'postgres://app:[redacted: password in a URL]@db:5432/orders';"],
     [
       'names in other languages',
