@@ -104,7 +104,11 @@ function failure(error: unknown, redaction: RedactionContext, spend: Spend): Lou
 /** A message that would carry a value that looks secret is replaced (error texts quote the target). */
 const clean = (message: string, redaction: RedactionContext) => {
   const secret = redaction.secretIn(message);
-  return secret ? `${message.split(':')[0]}: (message withheld: it quoted ${marker(secret)})` : message;
+  if (!secret) return message;
+  // The head before the first colon says what happened, unless it is where the secret is.
+  const head = message.split(':')[0]!;
+  const withheld = `(message withheld: it quoted ${marker(secret)})`;
+  return head === message || redaction.secretIn(head) ? withheld : `${head}: ${withheld}`;
 };
 
 /** exceptionDetails.text of a refusal by Loupe. */

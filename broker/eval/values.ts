@@ -102,6 +102,12 @@ export function typeOf(v: Val): string {
   }
 }
 
+/** An object as a refusal names it: a function by its name (its description is its whole source), others by class. */
+function shortDescription(object: { type: string; className?: string; description?: string }): string {
+  if (object.type === 'function') return /^(?:async\s+)?(?:function\s*\*?\s*|class\s+)?([\p{L}_$][\p{L}\p{N}_$]*)?/u.exec(object.description ?? '')?.[1] ?? '';
+  return object.className ?? '';
+}
+
 export const coercionRefusal = (what: string) => new LoupeRefusal('construct', `turning ${what} into a primitive would run its toString/valueOf (app code); read its fields instead`);
 
 /** ToPrimitive for local values, as the built-ins would do it; objects of the target are refused. */
@@ -125,7 +131,7 @@ export function toPrimitive(v: Val, hint: 'string' | 'number' | 'default'): Prim
       if (v.object.type === 'symbol') throw new LoupeRefusal('construct', 'a Symbol cannot be turned into a string or number');
       // A description can quote content (an Error's message): never that of a redacted object.
       if (v.taint) throw coercionRefusal('a redacted object');
-      throw coercionRefusal(`the ${v.object.subtype ?? v.object.type} ${v.object.description ?? ''}`.trimEnd());
+      throw coercionRefusal(`the ${v.object.subtype ?? v.object.type} ${shortDescription(v.object)}`.trimEnd());
   }
 }
 

@@ -132,6 +132,8 @@ describe('secrets reached other than by their name stay hidden (real broker, rea
     assert.match(await evaluate('rawHeaders[1]'), /"value":"example\.com"/);
     assert.match(await evaluate('rawHeaders[5]'), /"value":"application\/json"/);
     assert.match(await evaluate('fieldNames[1]'), /"value":"token"/);
+    // Turned into text, a function is refused by its name: the refusal (answer and record) never quotes its source.
+    for (const expression of ['`${connectDb}`', "connectDb + ''"]) assert.match(await evaluate(expression), /turning the function connectDb into a primitive/, expression);
     // The debugger's own reads: the scope's previews, then the lists themselves.
     const local = await client.call('Runtime.getProperties', { objectId: top.scopeChain[0].object.objectId, ownProperties: true, generatePreview: true });
     const raw = local.result.find((p: any) => p.name === 'rawHeaders').value;
@@ -145,6 +147,7 @@ describe('secrets reached other than by their name stay hidden (real broker, rea
     await client.call('Debugger.resume');
     await client.close();
     assertHidden('what the client received', frames);
+    assertHidden('the audit records', broker.records);
   });
 
   it('process.env through the process object: listed, spread, serialized, through an alias, or read by the debugger', async () => {
