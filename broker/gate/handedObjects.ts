@@ -6,7 +6,7 @@
  * only for an id that was in a message the broker sent to this client.
  */
 
-/** Ids remembered per session; past this the oldest are forgotten (a request naming one is refused as unknown). */
+/** Ids remembered per session; past this the least recently sent or named are forgotten (a request naming one is refused as unknown). */
 export const maxHandedObjects = 50_000;
 
 const needle = '"objectId":"';
@@ -33,6 +33,16 @@ export class HandedObjects {
   has(id: string): boolean {
     return this.ids.has(id);
   }
+
+  /**
+   * Whether the client was given this id; if so it counts as just given: the bound forgets the ids least recently
+   * sent or named, so an object a client keeps expanding (each read hands out new ids for what it holds) stays its.
+   */
+  use(id: string): boolean {
+    if (!this.ids.delete(id)) return false;
+    this.ids.add(id);
+    return true;
+  }
 }
 
 /** Request parameters that name an object by its id. */
@@ -42,7 +52,7 @@ const objectParams = ['objectId', 'errorObjectId'] as const;
 export function unknownObject(params: Record<string, unknown>, handed: HandedObjects): { param: string; id: string } | undefined {
   for (const param of objectParams) {
     const id = params[param];
-    if (typeof id === 'string' && !handed.has(id)) return { param, id };
+    if (typeof id === 'string' && !handed.use(id)) return { param, id };
   }
   return undefined;
 }

@@ -103,4 +103,16 @@ describe('HandedObjects', () => {
     assert.ok(!handed.has('1.1.0'));
     assert.ok(handed.has(`1.1.${maxHandedObjects}`));
   });
+
+  it('keeps an object its client keeps naming, however many ids its reads hand out', () => {
+    // A client expanding one object again and again: each answer hands out new ids for what the object holds.
+    const handed = new HandedObjects();
+    handed.note('{"result":{"result":{"type":"object","objectId":"1.1.root"}}}');
+    for (let read = 0; read < 3 * maxHandedObjects; read += 100) {
+      assert.equal(unknownObject({ objectId: '1.1.root', ownProperties: true }, handed), undefined, `refused after ${read} ids`);
+      handed.note(JSON.stringify({ result: { result: Array.from({ length: 100 }, (_, i) => ({ name: `f${i}`, value: { type: 'object', objectId: `1.1.${read + i}` } })) } }));
+    }
+    // One the client was given and never named again is forgotten in its turn.
+    assert.ok(!handed.has('1.1.0'));
+  });
 });
