@@ -41,9 +41,9 @@ async function main(): Promise<void> {
     handle.write = (...a: unknown[]) => timedCall(writeMs, () => write(...a));
     handle.datasync = () => timedCall(syncMs, () => datasync());
     const original = wal.append.bind(wal);
-    wal.append = (record: WalRecord) => {
+    wal.append = (record: WalRecord, ...rest: unknown[]) => {
       const start = nowMs();
-      const done = original(record);
+      const done = (original as (r: WalRecord, ...a: unknown[]) => Promise<void>)(record, ...rest);
       if (recording && record.t === 'event')
         void done.then(
           () => appendMs.push(nowMs() - start),
