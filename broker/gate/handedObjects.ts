@@ -9,25 +9,48 @@
 /** Ids remembered per session; past this the least recently sent or named are forgotten (a request naming one is refused as unknown). */
 export const maxHandedObjects = 50_000;
 
-const needle = '"objectId":"';
+const needle = '"objectId"';
 
 export class HandedObjects {
   private readonly ids = new Set<string>();
 
-  /** Notes every object id in a client-bound message (JSON text, as sent). */
+  /**
+   * Notes the object ids of a client-bound message (JSON text, as sent): each `objectId` of a remote object in it,
+   * never one inside a value sent by value. A by-value value is data the client shaped (a Loupe expression's
+   * `({ objectId: '<any id>' })` comes back as `"value":{"objectId":…}`), so an id there was never given.
+   */
   note(text: string): void {
-    for (let at = text.indexOf(needle); at >= 0; at = text.indexOf(needle, at)) {
-      const start = at + needle.length;
-      const end = text.indexOf('"', start);
-      if (end < 0) return;
-      at = end;
-      const id = text.slice(start, end);
-      // An id with an escape in it is not taken apart here: never noted, it is refused (V8's ids have none).
-      if (id.includes('\\')) continue;
-      this.ids.delete(id);
-      this.ids.add(id);
-      if (this.ids.size > maxHandedObjects) this.ids.delete(this.ids.values().next().value!);
+    if (!text.includes(needle)) return;
+    let message: unknown;
+    try {
+      message = JSON.parse(text);
+    } catch {
+      return; // nothing noted: every id in it is refused
     }
+    const stack: unknown[] = [message];
+    while (stack.length > 0) {
+      const node = stack.pop();
+      if (node === null || typeof node !== 'object') continue;
+      if (Array.isArray(node)) {
+        for (const item of node) stack.push(item);
+        continue;
+      }
+      const fields = node as Record<string, unknown>;
+      const remote = typeof fields.type === 'string';
+      if (typeof fields.objectId === 'string') this.add(fields.objectId);
+      for (const key in fields) {
+        // A remote object's `value` is its by-value payload: what is in it is data, not an object given.
+        if (key === 'value' && remote) continue;
+        const child = fields[key];
+        if (child !== null && typeof child === 'object') stack.push(child);
+      }
+    }
+  }
+
+  private add(id: string): void {
+    this.ids.delete(id);
+    this.ids.add(id);
+    if (this.ids.size > maxHandedObjects) this.ids.delete(this.ids.values().next().value!);
   }
 
   has(id: string): boolean {

@@ -77,9 +77,58 @@ describe('object ids a client was never given', () => {
     assert.match(refusal.data.message, /not an object this session was given/);
     assert.ok(!secret.test(JSON.stringify(broker.records)), 'the audit records hold a secret');
   });
+
+  it('are not given by a value the client shaped: ids written into an answer sent by value stay refused', async () => {
+    const { client } = await broker.attach({ mode: 'pause' });
+    const frames: string[] = [];
+    client.socket.on('message', (data) => frames.push(data.toString()));
+    await client.call('Debugger.enable');
+    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(app, 'work'), urlRegex: 'registry-app\\.js$' });
+    const paused = await client.waitEvent('Debugger.paused');
+    const top = paused.params.callFrames[0];
+    await client.call('Debugger.evaluateOnCallFrame', { callFrameId: top.callFrameId, expression: 'services.billing.stripe.live.current.region' });
+    const prefix = String(top.scopeChain[0].object.objectId).replace(/\.\d+$/, '');
+    const given = new Set(
+      frames
+        .join('\n')
+        .match(/"objectId":"[^"]+"/g)!
+        .map((m) => m.slice(12, -1)),
+    );
+    // A Loupe expression's object literal comes back by value: `"value":[{"objectId":"<prefix>.1"},…]`.
+    const minted = await client.call('Runtime.evaluate', {
+      expression: `Array.from({ length: 300 }, (_, i) => ({ objectId: '${prefix}.' + (1 + i), type: 'object', value: { objectId: '${prefix}.' + (1 + i) } }))`,
+    });
+    assert.equal(minted.result.value.length, 300, JSON.stringify(minted).slice(0, 300));
+    let refused = 0;
+    for (let n = 1; n <= 300; n++) {
+      const objectId = `${prefix}.${n}`;
+      if (given.has(objectId)) continue;
+      const reply = await client.send('Runtime.getProperties', { objectId, ownProperties: true });
+      assert.match(reply.error?.message ?? '', /is not an object this session was given/, `${objectId} was read: ${JSON.stringify(reply).slice(0, 300)}`);
+      refused++;
+    }
+    assert.ok(refused > 250, `${refused} minted ids tried`);
+    await client.call('Debugger.resume');
+    await client.close();
+    assert.ok(!frames.some((f) => secret.test(f)), 'the client received a secret');
+    assert.ok(!secret.test(JSON.stringify(broker.records)), 'the audit records hold a secret');
+  });
 });
 
 describe('HandedObjects', () => {
+  it('never notes an id inside a value sent by value, however it is shaped', () => {
+    const id = fc.stringMatching(/^-?\d{1,19}\.\d{1,3}\.\d{1,6}$/);
+    fc.assert(
+      fc.property(id, fc.jsonValue({ maxDepth: 3 }), fc.boolean(), (forged, data, asArray) => {
+        const handed = new HandedObjects();
+        const shaped = { objectId: forged, type: 'object', value: { objectId: forged }, data };
+        handed.note(JSON.stringify({ id: 1, result: { result: { type: 'object', value: asArray ? [shaped, data] : { shaped, data } } } }));
+        assert.ok(!handed.has(forged));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it('notes exactly the object ids of a message, however they sit in it', () => {
     const id = fc.stringMatching(/^-?\d{1,19}\.\d{1,3}\.\d{1,6}$/);
     const remote = fc.record({ type: fc.constant('object'), objectId: id, description: fc.string() });
