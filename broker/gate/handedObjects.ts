@@ -79,3 +79,14 @@ export function unknownObject(params: Record<string, unknown>, handed: HandedObj
   }
   return undefined;
 }
+
+/**
+ * Object groups a client may not release: `backtrace` holds a pause's scopes and what they hold, which the broker
+ * reads before the client sees the pause (learning the values to redact; a release landing first emptied those reads
+ * and left the secrets unknown), and V8 releases it at the resume anyway; `loupe…` groups are the broker's own reads.
+ */
+export function reservedGroup(method: string | undefined, params: Record<string, unknown>): string | undefined {
+  if (method !== 'Runtime.releaseObjectGroup' || typeof params.objectGroup !== 'string') return undefined;
+  const group = params.objectGroup;
+  return group === 'backtrace' || group.toLowerCase().startsWith('loupe') ? group : undefined;
+}

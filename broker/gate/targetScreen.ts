@@ -12,7 +12,7 @@ import { cdpErrorCodes, gateClientFrame, truncate, type GateDecision } from './c
 import { defaultEvalBudget, parseLoupeExpression } from '../eval';
 import { reachableValuesProbe, screenEvaluation } from './evaluationCheck';
 import { completionProbe, RoutineAllowance, type ClientRoutine } from './clientRoutine';
-import { unknownObject, type HandedObjects } from './handedObjects';
+import { reservedGroup, unknownObject, type HandedObjects } from './handedObjects';
 
 export type Forward = Extract<GateDecision, { action: 'forward' }>;
 export type Refusal = Extract<GateDecision, { action: 'refuse' }>;
@@ -88,6 +88,11 @@ export class TargetScreen {
     if (unknown) {
       const message = `${decision.method} refused: ${unknown.param} ${JSON.stringify(truncate(unknown.id, 80))} is not an object this session was given (a request may name only objects the broker has sent to this client)`;
       return { action: 'refuse', refusal: refusal(decision, 'objectId.unknown', message) };
+    }
+    const group = reservedGroup(decision.method, decision.params);
+    if (group !== undefined) {
+      const message = `${decision.method} refused: the object group ${JSON.stringify(truncate(group, 80))} holds objects the broker reads to redact what this session is shown (V8 releases a pause's own group when it resumes)`;
+      return { action: 'refuse', refusal: refusal(decision, 'objectGroup.reserved', message) };
     }
     const screened = this.screen(decision);
     if (screened.refuse) {

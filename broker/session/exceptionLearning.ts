@@ -70,6 +70,8 @@ export async function learnAtPause(context: SessionContext, params: Record<strin
   const known = readScopes.get(context) ?? new Set<string>();
   readScopes.set(context, known);
   const roots: (string | Root)[] = [];
+  const keyOf = new Map<string, string>();
+  let globalRoot: string | undefined;
   for (const frame of framesOf(params, limits)) {
     for (const scope of frame.scopeChain as { type: string; object: { objectId?: string }; startLocation?: { scriptId?: unknown; lineNumber?: unknown; columnNumber?: unknown } }[]) {
       if (typeof scope.object.objectId !== 'string' || roots.length >= limits.scopes) continue;
@@ -82,6 +84,7 @@ export async function learnAtPause(context: SessionContext, params: Record<strin
       if (scope.type === 'global') {
         if (!known.has('global')) {
           known.add('global');
+          globalRoot = scope.object.objectId;
           roots.push({ objectId: scope.object.objectId, onlySensitive: true });
         }
         continue;
@@ -90,11 +93,17 @@ export async function learnAtPause(context: SessionContext, params: Record<strin
       const where = scopeKey(scope, frame);
       if (known.has(where) || known.size >= 10_000) continue;
       known.add(where);
+      keyOf.set(scope.object.objectId, where);
       roots.push(scope.object.objectId);
     }
   }
   if (roots.length === 0) return 0;
-  const learned = learnBelow(context, roots, limits);
+  // A scope whose read failed was not learned: the next pause in it reads it again.
+  const learned = learnBelow(context, roots, limits, (objectId) => {
+    const where = keyOf.get(objectId);
+    if (where !== undefined) known.delete(where);
+    if (objectId === globalRoot) known.delete('global');
+  });
   const settled = learned.then(
     () => undefined,
     () => undefined,
@@ -149,7 +158,7 @@ const framesOf = (params: Record<string, unknown>, limits: typeof exceptionLearn
   (Array.isArray(params.callFrames) ? (params.callFrames as PausedFrameInput[]) : []).slice(0, limits.frames);
 
 /** Reads the objects `roots` and what they hold, within `limits`, learning the values under sensitive names. */
-async function learnBelow(context: SessionContext, roots: readonly (string | Root)[], limits: typeof exceptionLearningLimits): Promise<number> {
+async function learnBelow(context: SessionContext, roots: readonly (string | Root)[], limits: typeof exceptionLearningLimits, unread?: (objectId: string) => void): Promise<number> {
   const { redactor, channel } = context;
   const deadline = performance.now() + limits.ms;
   const timeoutMs = Math.max(100, Math.min(limits.ms, context.limits.evaluateTimeoutMs));
@@ -163,6 +172,7 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
     try {
       return await channel.command('Runtime.getProperties', { objectId, ownProperties: true }, { quiet: true, timeoutMs, why });
     } catch {
+      unread?.(objectId);
       return {};
     }
   };
@@ -226,6 +236,11 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
       seen.add(objectId);
       next.push(...learnFrom(await read(objectId), label, onlySensitive));
     }
+  }
+  // A scope the bounds left unread was not learned either.
+  for (const root of roots) {
+    const objectId = typeof root === 'string' ? root : root.objectId;
+    if (!seen.has(objectId)) unread?.(objectId);
   }
   return reads;
 }

@@ -115,6 +115,57 @@ describe('object ids a client was never given', () => {
   });
 });
 
+describe('object groups the broker reads', () => {
+  const aliasApp = join(fixtures, 'alias-app.js');
+  let target: TargetProcess;
+  let broker: TestBroker;
+  before(async () => {
+    target = await startTarget(aliasApp);
+    broker = await startTestBroker(basePolicy(target.inspector));
+  });
+  after(async () => {
+    await broker.close();
+    await target.stop();
+  });
+
+  it("are not released by a client: a release racing the pause would empty the broker's learning, and an alias show its secret", async () => {
+    const { client } = await broker.attach({ mode: 'pause' });
+    const frames: string[] = [];
+    client.socket.on('message', (data) => frames.push(data.toString()));
+    await client.call('Debugger.enable');
+    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(aliasApp, 'tick'), urlRegex: 'alias-app\\.js$' });
+    // Releases of the pause's own group sent until the pause arrives: one lands between V8's pause and the learning.
+    const releases: Promise<any>[] = [];
+    const flood = setInterval(() => releases.push(client.send('Runtime.releaseObjectGroup', { objectGroup: 'backtrace' })), 1);
+    const first = await client.waitEvent('Debugger.paused').finally(() => clearInterval(flood));
+    const answers = await Promise.all(releases);
+    assert.ok(answers.length > 0);
+    for (const answer of answers) assert.match(answer.error?.message ?? JSON.stringify(answer), /^Runtime\.releaseObjectGroup refused: the object group "backtrace" holds objects the broker reads/);
+    const own = await client.send('Runtime.releaseObjectGroup', { objectGroup: 'loupe-eval' });
+    assert.match(own.error?.message ?? '', /refused: the object group "loupe-eval"/);
+    assert.deepEqual((await client.send('Runtime.releaseObjectGroup', { objectGroup: 'console' })).result, {});
+    const check = async (paused: any) => {
+      const frame = paused.params.callFrames[0];
+      const scope = frame.scopeChain.find((s: any) => s.type !== 'local');
+      const { result } = await client.call('Runtime.getProperties', { objectId: scope.object.objectId, ownProperties: true });
+      const alias = result.find((p: any) => p.name === 'alias');
+      const { result: held } = await client.call('Runtime.getProperties', { objectId: alias.value.objectId, ownProperties: true });
+      assert.match(held.find((p: any) => p.name === 'primary').value.value, /^\[redacted: /);
+      const evaluated = await client.call('Debugger.evaluateOnCallFrame', { callFrameId: frame.callFrameId, expression: 'alias.primary' });
+      assert.match(String(evaluated.result.value), /^\[redacted: /);
+    };
+    await check(first);
+    await client.call('Debugger.resume');
+    await check(await client.waitEvent('Debugger.paused'));
+    await client.call('Debugger.resume');
+    await client.close();
+    assert.ok(!frames.some((f) => /ALIASSECRET/.test(f)), 'the client received the secret');
+    const refusal = await broker.waitForRecord('cdp.refused', (e) => e.data.rule === 'objectGroup.reserved');
+    assert.match(refusal.data.message, /V8 releases a pause's own group when it resumes/);
+    assert.ok(!/ALIASSECRET/.test(JSON.stringify(broker.records)), 'the audit records hold the secret');
+  });
+});
+
 describe('HandedObjects', () => {
   it('never notes an id inside a value sent by value, however it is shaped', () => {
     const id = fc.stringMatching(/^-?\d{1,19}\.\d{1,3}\.\d{1,6}$/);
