@@ -133,11 +133,15 @@ describe('object groups the broker reads', () => {
     const frames: string[] = [];
     client.socket.on('message', (data) => frames.push(data.toString()));
     await client.call('Debugger.enable');
-    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(aliasApp, 'tick'), urlRegex: 'alias-app\\.js$' });
-    // Releases of the pause's own group sent until the pause arrives: one lands between V8's pause and the learning.
+    // Releases of the pause's own group, sent from before the breakpoint until the pause arrives: one lands between
+    // V8's pause and the learning.
     const releases: Promise<any>[] = [];
-    const flood = setInterval(() => releases.push(client.send('Runtime.releaseObjectGroup', { objectGroup: 'backtrace' })), 1);
-    const first = await client.waitEvent('Debugger.paused').finally(() => clearInterval(flood));
+    const release = () => releases.push(client.send('Runtime.releaseObjectGroup', { objectGroup: 'backtrace' }));
+    release();
+    const flood = setInterval(release, 1);
+    const pausing = client.waitEvent('Debugger.paused');
+    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(aliasApp, 'tick'), urlRegex: 'alias-app\\.js$' });
+    const first = await pausing.finally(() => clearInterval(flood));
     const answers = await Promise.all(releases);
     assert.ok(answers.length > 0);
     for (const answer of answers) assert.match(answer.error?.message ?? JSON.stringify(answer), /^Runtime\.releaseObjectGroup refused: the object group "backtrace" holds objects the broker reads/);
