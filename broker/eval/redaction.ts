@@ -21,6 +21,8 @@ export interface RedactionContext {
   learn?(name: string, value: string): void;
   /** Whether the text is, whole, a value learned under a redacted name (the digits of a number read elsewhere). */
   isLearned?(text: string): boolean;
+  /** Whether an error's message and stack are withheld (the policy's exceptionMessages). */
+  withholdsExceptionMessages?(): boolean;
 }
 
 const markerLabel = /\[redacted: ([^\]]+)\]/;
@@ -38,6 +40,7 @@ export function redactionContextOf(redactor: Redactor): RedactionContext {
     isListedName: (text) => redactor.isListedName(text),
     learn: (name, value) => void redactor.learnPairs([[name, value]]),
     isLearned: (text) => redactor.isLearned(text),
+    withholdsExceptionMessages: () => redactor.withholdsExceptionMessages,
     secretIn,
     secretInTarget: (text) => secretIn(text) ?? (redactor.holdsLearned(text) ? learnedLabel : undefined),
   };

@@ -52,6 +52,15 @@ export function childTaint(ctx: ReadContext, parent: Taint | undefined, name: st
   return undefined;
 }
 
+/**
+ * An error's own `message` and `stack`: text the program built, often from the value that failed, withheld as the
+ * session's redaction withholds it wherever an error shows (the policy's exceptionMessages).
+ */
+function errorFieldTaint(ctx: ReadContext, v: RemoteVal, name: string): Taint | undefined {
+  if (v.object.subtype !== 'error' || (name !== 'message' && name !== 'stack') || !ctx.redaction.withholdsExceptionMessages?.()) return undefined;
+  return { full: false, label: 'exception message' };
+}
+
 /** A list's strings by index, from a read of it (for pairTaint). */
 function listTexts(descriptors: readonly Protocol.Runtime.PropertyDescriptor[]): (index: number) => string | undefined {
   const texts = new Map<string, string>();
@@ -157,6 +166,9 @@ export async function remoteMember(ctx: ReadContext, v: RemoteVal, key: string):
   if (v.taint) return prim(undefined, childTaint(ctx, v.taint, key));
   if (isProcessObject(object) && isWithheldField(key)) throw new LoupeRefusal('deny', withheldReason(key));
   if (object.type === 'symbol') return prim(undefined);
+  // Answered without a read, as inside a redacted container.
+  const withheld = errorFieldTaint(ctx, v, key);
+  if (withheld) return prim(undefined, withheld);
   const previewed = previewMember(ctx, v, key);
   if (previewed) return previewed;
   let current: RemoteVal = v;
@@ -234,7 +246,7 @@ export async function remoteOwnEntries(ctx: ReadContext, v: RemoteVal): Promise<
   const textAt = listTexts(read.result);
   for (const d of read.result) {
     if (d.symbol || !d.enumerable || d.isOwn === false) continue;
-    out.push([d.name, descriptorValue(ctx, d, v.taint, pairTaint(ctx, v, d.name, textAt))]);
+    out.push([d.name, descriptorValue(ctx, d, v.taint, errorFieldTaint(ctx, v, d.name) ?? pairTaint(ctx, v, d.name, textAt))]);
   }
   ctx.spend.elements(out.length);
   return out;

@@ -63,6 +63,8 @@ export class Redactor {
   private readonly tails = new Map<string, string[]>();
   /** What was redacted, by name or pattern, for alerts and the record. */
   readonly hits: string[] = [];
+  /** Ids of the errors this session was shown with their message withheld: a read of one withholds it too. */
+  private readonly errorIds = new Set<string>();
 
   constructor(
     public policy: RedactionPolicy,
@@ -92,6 +94,28 @@ export class Redactor {
   /** How many values it has learned. */
   get learnedCount(): number {
     return this.learned.size;
+  }
+
+  /** Whether an error's message is withheld wherever it shows (the default; `exceptionMessages: false` shows it scrubbed). */
+  get withholdsExceptionMessages(): boolean {
+    return this.policy.exceptionMessages !== false && this.active;
+  }
+
+  private noteError(objectId: string): void {
+    this.errorIds.delete(objectId);
+    this.errorIds.add(objectId);
+    if (this.errorIds.size > maxErrorIds) this.errorIds.delete(this.errorIds.values().next().value!);
+  }
+
+  /** Takes over the errors another redactor (an answer's own scrubber) withheld, as this session's. */
+  adoptErrors(other: Redactor): void {
+    for (const id of other.errorIds) this.noteError(id);
+    other.errorIds.clear();
+  }
+
+  /** Whether `objectId` is an error this session was shown with its message withheld. */
+  isWithheldError(objectId: unknown): boolean {
+    return typeof objectId === 'string' && this.errorIds.has(objectId);
   }
 
   get active(): boolean {
@@ -319,31 +343,42 @@ export class Redactor {
     return [first.slice(0, end) + withheld];
   }
 
-  /** An Error RemoteObject outside an exception pause: its description and previewed message and stack withheld. */
-  private exceptionObject(object: unknown): unknown {
-    if (!isRecord(object)) return object;
-    if (object.subtype === 'error' && this.policy.exceptionMessages !== false) {
-      if (typeof object.description === 'string') object.description = this.exceptionText(object.description, true);
-      const preview = isRecord(object.preview) ? object.preview : undefined;
-      if (preview && typeof preview.description === 'string') preview.description = this.exceptionText(preview.description, true);
-      for (const field of preview && Array.isArray(preview.properties) ? (preview.properties as unknown[]) : []) {
-        if (!isRecord(field) || typeof field.value !== 'string') continue;
-        if (field.name === 'message') field.value = marker('exception message');
-        else if (field.name === 'stack') field.value = this.exceptionText(field.value, true);
-      }
+  /**
+   * An Error RemoteObject: its description and previewed message and stack withheld (exceptionText), wherever it shows
+   * (a console argument, a thrown value, a property read, an evaluation's result); only the thrown value of an
+   * exception pause, whose frames the broker read first, is shown scrubbed. Its id is kept: a read of its own
+   * `message` and `stack`, and Runtime.getExceptionDetails of it, withhold them too.
+   */
+  private withheldError(object: Record<string, unknown>): void {
+    if (typeof object.objectId === 'string') this.noteError(object.objectId);
+    if (typeof object.description === 'string') object.description = this.exceptionText(object.description, true);
+    const preview = isRecord(object.preview) ? object.preview : undefined;
+    if (preview && typeof preview.description === 'string') preview.description = this.exceptionText(preview.description, true);
+    for (const field of preview && Array.isArray(preview.properties) ? (preview.properties as unknown[]) : []) {
+      if (!isRecord(field) || typeof field.value !== 'string') continue;
+      if (field.name === 'message') field.value = marker('exception message');
+      else if (field.name === 'stack') field.value = this.exceptionText(field.value, true);
     }
-    return this.remoteObject(object);
   }
 
   /** A RemoteObject (or a PropertyDescriptor's value) that a sensitive name points at, replaced whole. */
   private replaced(name: string, original: Record<string, unknown> | undefined): Record<string, unknown> {
-    this.hits.push(name);
     if (original) {
       this.learn(original.value, name);
       if (original.type === 'string' || original.type === 'number') this.learn(original.description, name);
     }
-    const text = marker(name);
+    const label = this.label(name);
+    this.hits.push(label);
+    const text = marker(label);
     return { type: 'string', value: text, description: text };
+  }
+
+  /**
+   * A sensitive name as a marker and the record name it: itself, unless the name holds a secret (an object keyed by a
+   * token, `{ [apiKey]: 5 }`, whose key reads as sensitive once the token is learned): the marker must not quote it.
+   */
+  private label(name: string): string {
+    return this.propertyName(name) === name ? name : 'a redacted name';
   }
 
   /** Function sources already redacted under `sourcesOf` (a prototype's methods show up in answer after answer). */
@@ -365,9 +400,10 @@ export class Redactor {
   }
 
   /** Redacts a Runtime.RemoteObject in place; `name` is the name it is known by, if any. */
-  remoteObject(object: unknown, name?: string): unknown {
+  remoteObject(object: unknown, name?: string, messageShown = false): unknown {
     if (!isRecord(object)) return object;
     if (name !== undefined && this.isSensitive(name)) return this.replaced(name, object);
+    if (object.subtype === 'error' && !messageShown && this.withholdsExceptionMessages) this.withheldError(object);
     // A number copied from a redacted field under another name (an OTP kept in `code`): its digits are the secret.
     if ((object.type === 'number' || object.type === 'bigint') && this.learned.size > 0) {
       const digits = typeof object.value === 'number' ? String(object.value) : typeof object.unserializableValue === 'string' ? object.unserializableValue.replace(/n$/, '') : undefined;
@@ -435,6 +471,8 @@ export class Redactor {
       preview.description = marker('preview nested too deep');
       return;
     }
+    // A nested preview of an error (a Map's value, a Set's element): its description is `Error: <message>`.
+    if (depth > 0 && preview.subtype === 'error' && typeof preview.description === 'string' && this.withholdsExceptionMessages) preview.description = this.exceptionText(preview.description, true);
     if (typeof preview.description === 'string') preview.description = this.scrub(preview.description);
     if (Array.isArray(preview.properties)) {
       const fields = preview.properties as Record<string, unknown>[];
@@ -456,15 +494,19 @@ export class Redactor {
             : undefined;
         if (typeof field.name === 'string' && (paired !== undefined || this.isSensitive(field.name))) {
           const name = paired ?? (field.name as string);
-          this.hits.push(name);
           this.learn(field.value, name);
+          const label = this.label(name);
+          this.hits.push(label);
           field.type = 'string';
-          field.value = marker(name);
+          field.value = marker(label);
+          field.name = this.propertyName(field.name as string);
           delete field.valuePreview;
           delete field.subtype;
           continue;
         }
         if (typeof field.name === 'string') field.name = this.propertyName(field.name);
+        // An error held in a field shows as its description: `Error: <message>`.
+        if (field.subtype === 'error' && typeof field.value === 'string' && this.withholdsExceptionMessages) field.value = this.exceptionText(field.value, true);
         if (typeof field.value === 'string') field.value = this.scrub(field.value);
         if (isRecord(field.valuePreview)) this.preview(field.valuePreview, depth + 1);
       }
@@ -474,10 +516,12 @@ export class Redactor {
         if (!isRecord(entry)) continue;
         const keyName = isRecord(entry.key) ? previewPrimitive(entry.key) : undefined;
         if (keyName !== undefined && this.isSensitive(keyName)) {
-          this.hits.push(keyName);
           if (isRecord(entry.value)) this.learn(previewPrimitive(entry.value), keyName);
-          const text = marker(keyName);
+          const label = this.label(keyName);
+          this.hits.push(label);
+          const text = marker(label);
           entry.value = { type: 'string', description: text, overflow: false, properties: [] };
+          if (isRecord(entry.key)) this.preview(entry.key, depth + 1);
           continue;
         }
         if (isRecord(entry.key)) this.preview(entry.key, depth + 1);
@@ -487,8 +531,16 @@ export class Redactor {
   }
 
   /** Runtime.getProperties: every property by its name; a Map entry (`{key, value}`) by its key. */
-  properties(result: Record<string, unknown>): void {
+  properties(result: Record<string, unknown>, ofError = false): void {
     const list = Array.isArray(result.result) ? (result.result as Record<string, unknown>[]) : [];
+    // An error's own message and stack, read through its id: withheld as where the error showed.
+    if (ofError && this.withholdsExceptionMessages) {
+      for (const prop of list) {
+        if (!isRecord(prop) || !isRecord(prop.value) || typeof prop.value.value !== 'string') continue;
+        if (prop.name === 'message') prop.value.value = prop.value.description = marker('exception message');
+        else if (prop.name === 'stack') prop.value.value = prop.value.description = this.exceptionText(prop.value.value, true);
+      }
+    }
     const keyProp = list.find((p) => isRecord(p) && p.name === 'key');
     const entryKey = keyProp && isRecord(keyProp.value) && list.some((p) => isRecord(p) && p.name === 'value') ? keyProp.value.value : undefined;
     // A function's scope with a redacted parameter: its `arguments` object holds the same value by index.
@@ -539,18 +591,27 @@ export class Redactor {
     if (isRecord(result.exceptionDetails)) this.exceptionDetails(result.exceptionDetails);
   }
 
-  exceptionDetails(details: Record<string, unknown>): void {
+  /** `evaluation`: what an evaluation threw (V8's refusal or Loupe's own error), shown scrubbed as before. */
+  exceptionDetails(details: Record<string, unknown>, evaluation = false): void {
     if (typeof details.text === 'string') details.text = this.scrub(details.text);
-    if (isRecord(details.exception)) this.remoteObject(details.exception);
+    if (isRecord(details.exception)) this.remoteObject(details.exception, undefined, evaluation);
   }
 
-  /** A CDP response's result, by method, in place. */
-  response(method: string, result: Record<string, unknown> | undefined): void {
+  /** A CDP response's result, by method, in place; `ofError` when it reads an error shown with its message withheld (isWithheldError). */
+  response(method: string, result: Record<string, unknown> | undefined, ofError = false): void {
     if (!result || !this.active) return;
-    if (method === 'Runtime.getProperties') this.properties(result);
-    else {
-      if (isRecord(result.result)) this.remoteObject(result.result);
-      if (isRecord(result.exceptionDetails)) this.exceptionDetails(result.exceptionDetails);
+    if (method === 'Runtime.getProperties') this.properties(result, ofError);
+    else if (method === 'Runtime.getExceptionDetails' && isRecord(result.exceptionDetails)) {
+      // The error's own text, as V8 renders it when it is thrown: withheld as where the error showed (the thrown
+      // value of an exception pause shows it scrubbed).
+      const details = result.exceptionDetails;
+      if (ofError && typeof details.text === 'string') details.text = this.exceptionText(details.text, true);
+      this.exceptionDetails(details, !ofError);
+    } else {
+      // An evaluation that threw answers with what it threw as its result too.
+      const threw = isRecord(result.exceptionDetails);
+      if (isRecord(result.result)) this.remoteObject(result.result, undefined, threw);
+      if (threw) this.exceptionDetails(result.exceptionDetails as Record<string, unknown>, true);
     }
   }
 
@@ -561,7 +622,7 @@ export class Redactor {
       // Strings first through exceptionText: Node writes an unhandled rejection's stack as one.
       params.args = (params.args as unknown[]).map((arg) => {
         if (isRecord(arg) && typeof arg.value === 'string') arg.value = this.exceptionText(arg.value);
-        return this.exceptionObject(arg);
+        return this.remoteObject(arg);
       });
     } else if (method === 'Runtime.exceptionThrown' && isRecord(params.exceptionDetails)) {
       const details = params.exceptionDetails;
@@ -569,10 +630,10 @@ export class Redactor {
       const thrown = isRecord(details.exception) ? details.exception : undefined;
       // A thrown string is a message too.
       if (thrown?.type === 'string' && this.policy.exceptionMessages !== false) thrown.value = thrown.description = marker('exception message');
-      if (thrown) this.exceptionObject(thrown);
       this.exceptionDetails(details);
     } else if (method === 'Debugger.paused') {
-      if (isRecord(params.data)) this.remoteObject(params.data);
+      // The thrown value of an exception pause: its frames were read first, so its message shows, scrubbed.
+      if (isRecord(params.data)) this.remoteObject(params.data, undefined, params.reason === 'exception' || params.reason === 'promiseRejection');
       for (const frame of Array.isArray(params.callFrames) ? (params.callFrames as unknown[]) : []) {
         if (!isRecord(frame)) continue;
         if (isRecord(frame.this)) frame.this = this.remoteObject(frame.this);
@@ -584,6 +645,9 @@ export class Redactor {
     }
   }
 }
+
+/** Errors a session remembers as shown with their message withheld; past it the oldest are forgotten. */
+const maxErrorIds = 50_000;
 
 const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 

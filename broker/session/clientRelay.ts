@@ -15,7 +15,7 @@ import { boundMessage, finishCuts, messageBounds } from './resultBounds';
 import { Redactor } from '../policy/redact';
 import { sourceRedaction } from '../policy/sourceRedactThread';
 import { ScriptSources, searchSource } from './sourceSearch';
-import type { ClientPending } from './targetChannel';
+import { readsObject, type ClientPending } from './targetChannel';
 import { learningInFlight } from './exceptionLearning';
 import { maxIndexedRead } from './labels';
 
@@ -192,6 +192,7 @@ export class ClientRelay {
     let scrubber = this.answerScrubber;
     if (scrubber?.policy !== context.redactor.policy) scrubber = this.answerScrubber = new Redactor(context.redactor.policy);
     scrubber.response(method, result);
+    context.redactor.adoptErrors(scrubber);
     withholdProcessFacts(method, result);
     const redacted = [...new Set(scrubber.hits)];
     scrubber.hits.length = 0;
@@ -320,6 +321,7 @@ export class ClientRelay {
       ...(decision.method === 'Debugger.removeBreakpoint' ? { removes: params.breakpointId as string } : {}),
       ...(decision.handling === 'breakpoint' ? { setAs: { method: decision.method, params } } : {}),
       ...(decision.method === 'Runtime.getProperties' ? { describes: object ?? `object ${String(params.objectId)}` } : {}),
+      ...readsObject(decision.method, params),
       ...(decision.handling === 'evaluate' ? { describes: `(${truncate(String(params.expression), 80)})` } : {}),
     };
     channel.expect(targetId, pending);

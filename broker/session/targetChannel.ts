@@ -58,6 +58,8 @@ export interface ClientPending {
   readonly removes?: string;
   /** What it reads, for the labels of the objects in its answer. */
   readonly describes?: string;
+  /** The object a Runtime.getProperties or getExceptionDetails reads (its answer is redacted knowing what it is). */
+  readonly readsObject?: string;
   readonly setAs?: SetAs;
 }
 
@@ -73,11 +75,19 @@ export interface BrokerPending {
   readonly quiet?: boolean;
   /** A read of a snapshot capture: the capture's one record holds what it read. */
   readonly unrecorded?: boolean;
+  /** The object a Runtime.getProperties or getExceptionDetails reads. */
+  readonly readsObject?: string;
   /** Runs as the answer is read, before any later frame of the target is handled. */
   readonly onAnswer?: (message: CdpMessage) => void;
 }
 
 export type Pending = ClientPending | BrokerPending;
+
+/** The object a Runtime.getProperties or Runtime.getExceptionDetails reads, for its pending entry. */
+export function readsObject(method: string, params: Record<string, unknown>): { readsObject?: string } {
+  const id = method === 'Runtime.getProperties' ? params.objectId : method === 'Runtime.getExceptionDetails' ? params.errorObjectId : undefined;
+  return typeof id === 'string' ? { readsObject: id } : {};
+}
 
 export interface CommandOptions {
   readonly timeoutMs?: number;
@@ -179,7 +189,16 @@ export class TargetChannel {
         this.context.record('broker.response.missing', { targetId, method, afterMs: timeoutMs }).catch(() => undefined);
         reject(new TargetCommandError('timeout', method, `${method}: no answer from the target within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer, ...(options.quiet ? { quiet: true } : {}), ...(options.onAnswer ? { onAnswer: options.onAnswer } : {}) });
+      this.pending.set(targetId, {
+        origin: 'broker',
+        method,
+        resolve,
+        reject,
+        timer,
+        ...(options.quiet ? { quiet: true } : {}),
+        ...(options.onAnswer ? { onAnswer: options.onAnswer } : {}),
+        ...readsObject(method, params),
+      });
       const send = () => {
         if (this.send(targetId, method, params)) return;
         timer.cancel();
@@ -236,7 +255,7 @@ export class TargetChannel {
         this.pending.delete(targetId);
         reject(new TargetCommandError('timeout', method, `${method}: no answer from the target within ${brokerCommandTimeoutMs} ms`));
       }, brokerCommandTimeoutMs);
-      this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer, unrecorded: true });
+      this.pending.set(targetId, { origin: 'broker', method, resolve, reject, timer, unrecorded: true, ...readsObject(method, params) });
       this.send(targetId, method, params);
     });
   }

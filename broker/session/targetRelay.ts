@@ -145,7 +145,8 @@ export class TargetRelay {
     // cut to evaluation.maxResultBytes, a read of the global object would lose names. The frame bound still holds.
     const read = () => {
       if (pending.method === 'Debugger.getScriptSource' || (pending.origin === 'broker' && pending.quiet)) return;
-      this.redactBounded(message.result, () => this.context.redactor.response(pending.method, message.result), false, raw);
+      const redactor = this.context.redactor;
+      this.redactBounded(message.result, () => redactor.response(pending.method, message.result, redactor.isWithheldError(pending.readsObject)), false, raw);
       withholdProcessFacts(pending.method, message.result);
       denyProcessMembers(pending.method, message.result, denyCheck(this.context.target().evaluation.denyIdentifiers));
     };

@@ -147,7 +147,7 @@ const redactSchema = mapping({
   exceptionMessages: bool()
     .prefault(true)
     .describe(
-      'Whether exception messages outside an exception pause (console output, Runtime.exceptionThrown, Log.entryAdded) are withheld; false shows them scrubbed of names, patterns and learned values.',
+      'Whether exception messages outside an exception pause (console output, Runtime.exceptionThrown, Log.entryAdded, an error object read anywhere) are withheld; false shows them scrubbed of names, patterns and learned values.',
     ),
 })
   .describe('Names and value patterns redacted in everything that leaves the broker and everything recorded.')
