@@ -12,26 +12,38 @@ import { basePolicy, startTestBroker, type TestBroker } from '../support/testBro
 const app = join(fixtures, 'registry-app.js');
 const secret = /REGSECRET/;
 
-describe('object ids a client was never given', () => {
+/** A broker with the default policy over a target running `fixture`, for the suite it is called in. */
+function brokerOver(fixture: string): { broker: TestBroker } {
+  const suite = {} as { broker: TestBroker };
   let target: TargetProcess;
-  let broker: TestBroker;
   before(async () => {
-    target = await startTarget(app);
-    broker = await startTestBroker(basePolicy(target.inspector));
+    target = await startTarget(fixture);
+    suite.broker = await startTestBroker(basePolicy(target.inspector));
   });
   after(async () => {
-    await broker.close();
+    await suite.broker.close();
     await target.stop();
   });
+  return suite;
+}
+
+/** A pause-mode session paused in the registry app's `work`, with every frame it was sent. */
+async function pausedInWork(broker: TestBroker) {
+  const { client } = await broker.attach({ mode: 'pause' });
+  const frames: string[] = [];
+  client.socket.on('message', (data) => frames.push(data.toString()));
+  await client.call('Debugger.enable');
+  await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(app, 'work'), urlRegex: 'registry-app\\.js$' });
+  const paused = await client.waitEvent('Debugger.paused');
+  return { client, frames, top: paused.params.callFrames[0] };
+}
+
+describe('object ids a client was never given', () => {
+  const suite = brokerOver(app);
 
   it('are refused, saying why, so the objects the broker read at a pause stay unread; the ids it sent still read', async () => {
-    const { client } = await broker.attach({ mode: 'pause' });
-    const frames: string[] = [];
-    client.socket.on('message', (data) => frames.push(data.toString()));
-    await client.call('Debugger.enable');
-    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(app, 'work'), urlRegex: 'registry-app\\.js$' });
-    const paused = await client.waitEvent('Debugger.paused');
-    const top = paused.params.callFrames[0];
+    const { broker } = suite;
+    const { client, frames, top } = await pausedInWork(broker);
     // The broker's learning at the pause and an evaluation read the registry on the session's connection.
     const answer = await client.call('Debugger.evaluateOnCallFrame', { callFrameId: top.callFrameId, expression: 'services.billing.stripe.live.current.region' });
     assert.equal(answer.result.value, 'eu-west-1');
@@ -79,13 +91,8 @@ describe('object ids a client was never given', () => {
   });
 
   it('are not given by a value the client shaped: ids written into an answer sent by value stay refused', async () => {
-    const { client } = await broker.attach({ mode: 'pause' });
-    const frames: string[] = [];
-    client.socket.on('message', (data) => frames.push(data.toString()));
-    await client.call('Debugger.enable');
-    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(app, 'work'), urlRegex: 'registry-app\\.js$' });
-    const paused = await client.waitEvent('Debugger.paused');
-    const top = paused.params.callFrames[0];
+    const { broker } = suite;
+    const { client, frames, top } = await pausedInWork(broker);
     await client.call('Debugger.evaluateOnCallFrame', { callFrameId: top.callFrameId, expression: 'services.billing.stripe.live.current.region' });
     const prefix = String(top.scopeChain[0].object.objectId).replace(/\.\d+$/, '');
     const given = new Set(
@@ -117,18 +124,10 @@ describe('object ids a client was never given', () => {
 
 describe('object groups the broker reads', () => {
   const aliasApp = join(fixtures, 'alias-app.js');
-  let target: TargetProcess;
-  let broker: TestBroker;
-  before(async () => {
-    target = await startTarget(aliasApp);
-    broker = await startTestBroker(basePolicy(target.inspector));
-  });
-  after(async () => {
-    await broker.close();
-    await target.stop();
-  });
+  const suite = brokerOver(aliasApp);
 
   it("are not released by a client: a release racing the pause would empty the broker's learning, and an alias show its secret", async () => {
+    const { broker } = suite;
     const { client } = await broker.attach({ mode: 'pause' });
     const frames: string[] = [];
     client.socket.on('message', (data) => frames.push(data.toString()));
