@@ -6,19 +6,51 @@
  * only for an id that was in a message the broker sent to this client.
  */
 
-/** Ids remembered per session; past this the least recently sent or named are forgotten (a request naming one is refused as unknown). */
+/**
+ * Ids remembered per session, at most. Kept in two generations of half this: an id sent or named joins the newer, and
+ * when the newer is full the older is forgotten whole, so the ids of at least the last `maxHandedObjects / 2` sent or
+ * named are known (a request naming a forgotten one is refused as unknown). A set bounded by deleting its oldest entry
+ * one at a time cost a client's answer of 100 fields over a millisecond once full.
+ */
 export const maxHandedObjects = 50_000;
 
 const needle = '"objectId"';
 
-export class HandedObjects {
-  private readonly ids = new Set<string>();
+/**
+ * Fields of a remote object that never hold an object given: `value`, its by-value payload (data the client may have
+ * shaped: a Loupe expression's `({ objectId: '<any id>' })` comes back as `"value":{"objectId":…}`), and previews,
+ * which V8 fills with text alone. Skipping one can only leave an id unknown, which refuses it.
+ */
+const notGiven = new Set(['value', 'preview', 'customPreview', 'valuePreview']);
 
-  /**
-   * Notes the object ids of a client-bound message (JSON text, as sent): each `objectId` of a remote object in it,
-   * never one inside a value sent by value. A by-value value is data the client shaped (a Loupe expression's
-   * `({ objectId: '<any id>' })` comes back as `"value":{"objectId":…}`), so an id there was never given.
-   */
+/** The object ids of a client-bound message: each `objectId` of a remote object in it, never one in data sent by value. */
+export function objectIdsOf(message: unknown): string[] {
+  const ids: string[] = [];
+  const stack: unknown[] = [message];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (node === null || typeof node !== 'object') continue;
+    if (Array.isArray(node)) {
+      for (const item of node) if (item !== null && typeof item === 'object') stack.push(item);
+      continue;
+    }
+    const fields = node as Record<string, unknown>;
+    const remote = typeof fields.type === 'string';
+    if (typeof fields.objectId === 'string') ids.push(fields.objectId);
+    for (const key in fields) {
+      const child = fields[key];
+      if (child === null || typeof child !== 'object' || (remote && notGiven.has(key))) continue;
+      stack.push(child);
+    }
+  }
+  return ids;
+}
+
+export class HandedObjects {
+  private newer = new Set<string>();
+  private older = new Set<string>();
+
+  /** Notes the object ids of a client-bound message (JSON text, as sent): see objectIdsOf. */
   note(text: string): void {
     if (!text.includes(needle)) return;
     let message: unknown;
@@ -27,43 +59,35 @@ export class HandedObjects {
     } catch {
       return; // nothing noted: every id in it is refused
     }
-    const stack: unknown[] = [message];
-    while (stack.length > 0) {
-      const node = stack.pop();
-      if (node === null || typeof node !== 'object') continue;
-      if (Array.isArray(node)) {
-        for (const item of node) stack.push(item);
-        continue;
-      }
-      const fields = node as Record<string, unknown>;
-      const remote = typeof fields.type === 'string';
-      if (typeof fields.objectId === 'string') this.add(fields.objectId);
-      for (const key in fields) {
-        // A remote object's `value` is its by-value payload: what is in it is data, not an object given.
-        if (key === 'value' && remote) continue;
-        const child = fields[key];
-        if (child !== null && typeof child === 'object') stack.push(child);
-      }
-    }
+    this.noteIds(objectIdsOf(message));
+  }
+
+  /** Notes ids taken (by objectIdsOf) from the very value a message sent was serialized from. */
+  noteIds(ids: readonly string[]): void {
+    for (const id of ids) this.add(id);
   }
 
   private add(id: string): void {
-    this.ids.delete(id);
-    this.ids.add(id);
-    if (this.ids.size > maxHandedObjects) this.ids.delete(this.ids.values().next().value!);
+    if (this.newer.has(id)) return;
+    this.older.delete(id);
+    this.newer.add(id);
+    if (this.newer.size >= maxHandedObjects / 2) {
+      this.older = this.newer;
+      this.newer = new Set();
+    }
   }
 
   has(id: string): boolean {
-    return this.ids.has(id);
+    return this.newer.has(id) || this.older.has(id);
   }
 
   /**
-   * Whether the client was given this id; if so it counts as just given: the bound forgets the ids least recently
-   * sent or named, so an object a client keeps expanding (each read hands out new ids for what it holds) stays its.
+   * Whether the client was given this id; if so it counts as just given, so an object a client keeps expanding (each
+   * read hands out new ids for what it holds) stays its.
    */
   use(id: string): boolean {
-    if (!this.ids.delete(id)) return false;
-    this.ids.add(id);
+    if (!this.has(id)) return false;
+    this.add(id);
     return true;
   }
 }

@@ -33,7 +33,8 @@ export interface SessionContext {
   /** A record whose failure means the audit trail is gone: the session ends. */
   recordOrEnd(type: EventType, data: Record<string, unknown>, lazy?: boolean): Promise<unknown>;
   /** Queues a client-bound message, sent in order once `after` has settled (dropped if it failed). */
-  send(text: string, isEvent: boolean, after?: Promise<unknown>): void;
+  /** `ids`: the object ids of the value `text` was serialized from (objectIdsOf), when the caller has it; else they are read from the text. */
+  send(text: string, isEvent: boolean, after?: Promise<unknown>, ids?: readonly string[]): void;
   /** Ends the session on a fault in handling `frame` (recorded, logged). */
   fault(where: string, err: unknown, frame?: Buffer): void;
   /** Queues a `Loupe.*` event for the client. */

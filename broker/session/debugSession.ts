@@ -85,7 +85,7 @@ export class DebugSession {
   private readonly fromTarget: TargetRelay;
   private heartbeat: ClientHeartbeat | undefined;
   /** Client-bound messages in order; an entry waits until its record is durable. */
-  private readonly outbox: { text: string | null; isEvent: boolean; ready: boolean }[] = [];
+  private readonly outbox: { text: string | null; isEvent: boolean; ready: boolean; ids: readonly string[] | undefined }[] = [];
   /** The object ids sent to the client: the only ones its requests may name. */
   private readonly handed = new HandedObjects();
   private droppedEvents = 0;
@@ -120,7 +120,7 @@ export class DebugSession {
       clientBacklog: () => this.clientBacklog(),
       record,
       recordOrEnd: (type, data, lazy) => this.recordOrEnd(type, data, lazy),
-      send: (text, isEvent, after) => this.enqueue(text, isEvent, after),
+      send: (text, isEvent, after, ids) => this.enqueue(text, isEvent, after, ids),
       notify: (method, params, isEvent, after) => this.enqueue(JSON.stringify({ method, params }), isEvent, after),
       fault: (where, err, frame) => this.fault(where, err, frame),
       channel: this.channel,
@@ -324,8 +324,8 @@ export class DebugSession {
    * Queues a client-bound message; it leaves only after everything queued before it, and only once `after`
    * has settled. A message whose `after` failed is dropped.
    */
-  private enqueue(text: string, isEvent: boolean, after?: Promise<unknown>): void {
-    const entry = { text: text as string | null, isEvent, ready: after === undefined };
+  private enqueue(text: string, isEvent: boolean, after?: Promise<unknown>, ids?: readonly string[]): void {
+    const entry = { text: text as string | null, isEvent, ready: after === undefined, ids };
     this.outbox.push(entry);
     if (after) {
       after.then(
@@ -367,7 +367,7 @@ export class DebugSession {
     if (!withheld) return;
     let answered = false;
     while (this.outbox.length > 0 && this.outbox[0]!.ready) {
-      const { text, isEvent } = this.outbox.shift()!;
+      const { text, isEvent, ids } = this.outbox.shift()!;
       if (text === null || client.readyState !== client.OPEN) continue;
       // An answer alone leaves at once (ws writes a frame's header and body together): no batch to hold it for.
       if (isEvent || this.clientCorked || this.outbox.length > 0) this.batchClientWrites();
@@ -379,7 +379,9 @@ export class DebugSession {
       if (!isEvent) this.droppedEvents = 0;
       const checked = withheld.scrub(text);
       if (checked === null) continue;
-      this.handed.note(checked);
+      // The ids of what leaves: taken from the value it was serialized from when the scrub left it as it was.
+      if (ids && checked === text) this.handed.noteIds(ids);
+      else this.handed.note(checked);
       client.send(checked);
       answered ||= !isEvent;
     }

@@ -18,6 +18,7 @@ import {
   wellFormedFrames,
   type CdpMessage,
 } from '../gate/targetFrame';
+import { objectIdsOf } from '../gate/handedObjects';
 import { denyProcessMembers, withholdProcessFacts } from '../gate/processFacts';
 import { denyCheck } from './evaluation';
 import type { SessionContext } from './context';
@@ -162,7 +163,8 @@ export class TargetRelay {
     // hashing and encoding follow, in the same turn (so its place in the chain is the same), and it becomes durable
     // with the next commit (lazy: the next request's, usually), so it never costs a sync of its own on the round
     // trip. What is write-ahead is the request.
-    this.context.send(JSON.stringify(message.error ? { id: pending.clientId, error: message.error } : { id: pending.clientId, result: message.result ?? {} }), false);
+    const answer = message.error ? { id: pending.clientId, error: message.error } : { id: pending.clientId, result: message.result ?? {} };
+    this.context.send(JSON.stringify(answer), false, undefined, objectIdsOf(answer));
     if (pending.describes && message.result) this.context.labels.labelObjects(pending.method, pending.describes, message.result);
     void this.context.recordOrEnd(
       'cdp.response',

@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import fc from 'fast-check';
-import { HandedObjects, maxHandedObjects, unknownObject } from '../../broker/gate/handedObjects';
+import { HandedObjects, maxHandedObjects, objectIdsOf, unknownObject } from '../../broker/gate/handedObjects';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
 
@@ -198,6 +198,55 @@ describe('HandedObjects', () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it('takes the same ids from the value a message was serialized from as from its text', () => {
+    const id = fc.stringMatching(/^-?\d{1,19}\.\d{1,3}\.\d{1,6}$/);
+    // Remote objects with previews and by-value payloads that carry ids of their own, nested in any JSON.
+    const remote = fc.record(
+      {
+        type: fc.constantFrom('object', 'function', 'string'),
+        objectId: id,
+        value: fc.oneof(fc.jsonValue({ maxDepth: 2 }), fc.record({ objectId: id })),
+        preview: fc.record({ type: fc.constant('object'), properties: fc.array(fc.record({ name: fc.string(), objectId: id }), { maxLength: 3 }) }),
+      },
+      { requiredKeys: ['type'] },
+    );
+    const message = fc.letrec((tie) => ({
+      node: fc.oneof({ depthSize: 'small' }, remote, fc.jsonValue({ maxDepth: 1 }), fc.array(tie('node'), { maxLength: 4 }), fc.dictionary(fc.string({ maxLength: 6 }), tie('node'), { maxKeys: 4 })),
+    })).node;
+    fc.assert(
+      fc.property(message, (value) => {
+        const text = JSON.stringify({ id: 1, result: value });
+        const fromValue = objectIdsOf({ id: 1, result: value });
+        assert.deepEqual(fromValue, objectIdsOf(JSON.parse(text)));
+        const byText = new HandedObjects();
+        byText.note(text);
+        const byValue = new HandedObjects();
+        byValue.noteIds(fromValue);
+        for (const one of fromValue) assert.ok(byText.has(one) && byValue.has(one));
+        // Nothing in a preview or a by-value payload is given, by either path.
+        for (const forged of text.match(/-?\d{1,19}\.\d{1,3}\.\d{1,6}/g) ?? []) assert.equal(byText.has(forged), byValue.has(forged), forged);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('never notes an id in a preview', () => {
+    const handed = new HandedObjects();
+    handed.note(JSON.stringify({ result: { result: { type: 'object', objectId: '1.1.1', preview: { type: 'object', properties: [{ name: 'a', type: 'object', objectId: '1.1.2' }] } } } }));
+    assert.ok(handed.has('1.1.1'));
+    assert.ok(!handed.has('1.1.2'));
+  });
+
+  it('keeps at least the last half of its bound, whatever came before', () => {
+    const handed = new HandedObjects();
+    const total = 2 * maxHandedObjects + 123;
+    for (let i = 0; i < total; i++) handed.noteIds([`1.1.${i}`]);
+    for (let i = total - maxHandedObjects / 2; i < total; i++) assert.ok(handed.has(`1.1.${i}`), `1.1.${i} forgotten`);
+    let known = 0;
+    for (let i = 0; i < total; i++) if (handed.has(`1.1.${i}`)) known++;
+    assert.ok(known <= maxHandedObjects, `${known} ids remembered`);
   });
 
   it('forgets the oldest past its bound', () => {
