@@ -50,6 +50,8 @@ export interface BrokerOptions {
 /** The broker's decisions, independent of HTTP: grants, attach, revocation, session lifecycle. */
 /** How long a revocation waits for the grant's session on another replica to end (past noticePoll's default 2 s). */
 const revocationWaitMs = 3000;
+/** A session's end past the WAL's own bound: a pause asked for (1 s), the target's clean-up commands (3 s), and slack. */
+const sessionEndBoundMs = 6000;
 
 export class Broker {
   readonly clock: () => number;
@@ -531,19 +533,39 @@ export class Broker {
     await this.sessions.endAll(reason);
   }
 
-  /** Shutdown: end sessions (targets resumed), close the grant chain, upload what is left (bounded), stop. */
+  /** Waits for one step of a shutdown for at most `ms`; a step that fails or is late is logged, never thrown. */
+  private async shutdownStep(what: string, work: Promise<unknown>, ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ms)));
+    const outcome = await Promise.race([
+      work.then(
+        () => 'done' as const,
+        () => 'done' as const,
+      ),
+      late,
+    ]);
+    clearTimeout(timer);
+    if (outcome === 'late') this.options.log?.(`shutdown: ${what} had not finished after ${ms / 1000} s; stopping without it`);
+  }
+
+  /**
+   * Shutdown: end sessions (targets resumed), close the grant chain, upload what is left (bounded), stop. Every step is
+   * bounded: one that has not finished in time is logged and left behind, so a stop never hangs on a promise that a
+   * fault left unsettled (the sessions' own steps, which resume the targets, come first and have their own bounds).
+   */
   async shutdown(): Promise<void> {
+    const stallMs = this.config.audit.walStallAfterSeconds * 1000;
     this.approvals.stop();
-    await this.duties.stop();
-    await this.endAll('shutdown');
-    await this.grantStream.record('stream.closed', { endReason: 'shutdown' }).catch(() => undefined);
+    await this.shutdownStep('the replica duties', this.duties.stop(), stallMs + 5000);
+    await this.shutdownStep('ending the live sessions', this.endAll('shutdown'), stallMs + sessionEndBoundMs);
+    await this.shutdownStep("the grant chain's last record", this.grantStream.record('stream.closed', { endReason: 'shutdown' }), stallMs + 5000);
     void this.grantStream.close('shutdown').catch(() => undefined);
-    await this.security.close('shutdown');
+    await this.shutdownStep('closing the security stream', this.security.close('shutdown'), stallMs + 5000);
     const settled = await this.audit.settle(10_000);
     if (!settled) this.options.log?.('audit: some chains were not uploaded before shutdown; the next start uploads them from the write-ahead log');
     const walClosed = await this.audit.stop();
-    await this.observers.close();
-    if (!this.options.state) await this.state.close();
+    await this.shutdownStep('the alert sinks', this.observers.close(), 5000);
+    if (!this.options.state) await this.shutdownStep('the state backend', this.state.close(), 5000);
     if (walClosed) this.unlock();
     // The lock stays (the next start takes over a dead holder's): removing it would wait on the same disk.
     else this.options.log?.('audit: the disk under the state directory has not answered; stopping without it (nothing it had not taken was acknowledged; the next start repairs the write-ahead log)');
