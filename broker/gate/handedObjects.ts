@@ -37,7 +37,8 @@ export function objectIdsOf(message: unknown): string[] {
     const fields = node as Record<string, unknown>;
     const remote = typeof fields.type === 'string';
     if (typeof fields.objectId === 'string') ids.push(fields.objectId);
-    for (const key in fields) {
+    // Own fields only, as JSON.stringify writes them: the ids are those of the text that leaves.
+    for (const key of Object.keys(fields)) {
       const child = fields[key];
       if (child === null || typeof child !== 'object' || (remote && notGiven.has(key))) continue;
       stack.push(child);
