@@ -4,6 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { it } from 'node:test';
 import { join } from 'node:path';
+import { WalWriter } from '../broker/audit/walWriter';
 import { CdpClient } from './support/cdpClient';
 import { fixtures, markerLine, startTarget } from './support/target';
 import { basePolicy, startTestBroker } from './support/testBroker';
@@ -50,6 +51,42 @@ it('a shutdown whose security stream and alert sinks never finish closing still 
       await direct.close();
     }
   } finally {
+    await target.stop();
+  }
+});
+
+it('a WAL commit the disk never finishes: the session ends, its client is told, and the shutdown waits on nothing in it', { timeout: 60_000 }, async () => {
+  const target = await startTarget(app);
+  const lines: string[] = [];
+  const broker = await startTestBroker({ ...basePolicy(target.inspector), audit: { walStallAfter: '1s' } }, { log: (line) => lines.push(line) });
+  const write = WalWriter.prototype.write;
+  try {
+    const { client } = await broker.attach({ mode: 'pause' });
+    await client.call('Debugger.enable');
+    // Refusals at the edge: security events waiting for the security stream's next commit.
+    for (let i = 0; i < 30; i++) assert.equal((await broker.api('GET', '/v1/targets', 'x.y.z')).status, 401);
+    // The fault: from now on a commit never lands (a disk that stopped answering); its records never settle.
+    WalWriter.prototype.write = () => new Promise<number>(() => undefined);
+    // Refused, or the session ended first: never forwarded, since its record never became durable.
+    const answer = await client.send('Debugger.setBreakpointByUrl', { lineNumber: markerLine(app, 'work'), urlRegex: 'app\\.js$' }).catch((err: Error) => ({ error: { message: err.message } }));
+    assert.match(String(answer.error?.message), /the audit trail could not record it|audit trail unavailable/, JSON.stringify(answer));
+    // The session ends on the audit failure and its client hears why, although its last record is in the stuck commit.
+    const closed = await client.closed;
+    assert.equal(closed.code, 4005, JSON.stringify(closed));
+    assert.match(closed.reason, /audit trail unavailable/);
+    const started = Date.now();
+    await broker.close();
+    const took = Date.now() - started;
+    // No step waited out its bound: nothing waited on the stuck commit (the WAL's close gives up after walStallAfter).
+    assert.deepEqual(
+      lines.filter((l) => l.startsWith('shutdown: ')),
+      [],
+    );
+    assert.ok(took < 5000, `shutdown took ${took} ms:\n${lines.join('\n')}`);
+    // The breakpoint never reached the target: it runs on.
+    await target.ticksAdvance(3);
+  } finally {
+    WalWriter.prototype.write = write;
     await target.stop();
   }
 });

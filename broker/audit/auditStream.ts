@@ -108,6 +108,11 @@ export class AuditStream {
     return this.lastEvent;
   }
 
+  /** Resolves once the WAL has failed (see WriteAheadLog.whenFailed). */
+  walFailed(): Promise<void> {
+    return this.trail.wal.whenFailed();
+  }
+
   get isClosed(): boolean {
     return this.closing !== undefined;
   }

@@ -112,10 +112,12 @@ export class SecurityStream {
 
   /** Resolves once everything queued so far is durable in the WAL (tests, shutdown). */
   async flush(): Promise<void> {
+    const failed = this.trail.wal.whenFailed().then(() => true);
     // A rotation leaves no segment while it opens the next one: wait for that drain too, or close() finds none.
     while (this.draining || (this.segment && (this.queue.length > 0 || this.summaryDue))) {
       this.schedule();
-      await this.draining;
+      // Not past a failed WAL: a drain whose records are inside a commit the disk never finishes would never end.
+      if (await Promise.race([(this.draining ?? Promise.resolve()).then(() => false), failed])) return;
     }
   }
 

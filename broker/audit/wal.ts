@@ -119,6 +119,8 @@ interface Pending {
 
 const segmentPattern = /^wal-(\d{8})\.log$/;
 
+const settled = Promise.resolve();
+
 /** How an event's WAL record starts: the event's own line follows, then the closing brace. */
 export const eventLinePrefix = '{"t":"event","event":';
 
@@ -139,7 +141,20 @@ export class WriteAheadLog {
   private queue: Pending[] = [];
   private flushing = false;
   private lazyTimer: NodeJS.Timeout | undefined;
-  private failure: Error | undefined;
+  private failureValue: Error | undefined;
+  /** Settled when the WAL fails (see whenFailed). */
+  private failedSignal: { promise: Promise<void>; resolve: () => void } | undefined;
+
+  private get failure(): Error | undefined {
+    return this.failureValue;
+  }
+
+  private set failure(err: Error | undefined) {
+    this.failureValue = err;
+    if (!err) return;
+    this.failedSignal?.resolve();
+    this.failedSignal = undefined;
+  }
   private retrying = false;
   private handle: FileHandle | undefined;
   private segment = 0;
@@ -321,6 +336,21 @@ export class WriteAheadLog {
 
   get failed(): Error | undefined {
     return this.failure;
+  }
+
+  /**
+   * Resolves once the WAL has failed (at once if it has). What waits on a record can race it: a record inside a commit
+   * the disk never finishes settles only when the disk answers, which may be never; it lands then, or the next start
+   * recovers it, and nothing was acknowledged on it.
+   */
+  whenFailed(): Promise<void> {
+    if (this.failure) return settled;
+    if (!this.failedSignal) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.failedSignal = { promise, resolve };
+    }
+    return this.failedSignal.promise;
   }
 
   get depth(): number {

@@ -486,7 +486,8 @@ export class DebugSession {
     targetSocket.removeAllListeners('close');
     if (reason === 'target_unresponsive') targetSocket.terminate();
     else targetSocket.close();
-    await audit.record('session.ended', { endReason: reason, ...fault }).catch(() => undefined);
+    // Not past a failed WAL: a commit the disk never finishes would hold the client's close and the session for good.
+    await Promise.race([audit.record('session.ended', { endReason: reason, ...fault }).catch(() => undefined), audit.walFailed()]);
     // Let records already durable reach the client before the close frame.
     await new Promise((r) => setImmediate(r));
     if (client.readyState === client.OPEN || client.readyState === client.CONNECTING) client.close(closeCodes[reason], closeMessages[reason]);
