@@ -205,6 +205,8 @@ export class SecurityStream {
     clearInterval(this.timer);
     await this.flush().catch(() => undefined);
     this.closed = true;
+    // A segment still opening (the interval's, once the WAL took records again) is ended too, not left open.
+    if (this.opening) await Promise.race([this.opening, this.trail.wal.whenFailed()]);
     const segment = this.segment;
     if (!segment) return;
     await segment.record('stream.closed', { endReason }).catch(() => undefined);
