@@ -563,7 +563,7 @@ export class Broker {
     await this.shutdownStep('closing the security stream', this.security.close('shutdown'), stallMs + 5000);
     // A failed WAL takes no upload's progress, and a chain whose last records are inside a commit the disk never
     // finishes never closes: what is left goes up from the WAL at the next start.
-    const settled = await Promise.race([this.audit.settle(10_000), this.audit.wal.whenFailed().then(() => false)]);
+    const settled = (await this.audit.wal.untilFailed(this.audit.settle(10_000))) ?? false;
     if (!settled) this.options.log?.('audit: some chains were not uploaded before shutdown; the next start uploads them from the write-ahead log');
     const walClosed = await this.audit.stop();
     await this.shutdownStep('the alert sinks', this.observers.close(), 5000);

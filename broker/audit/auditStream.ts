@@ -108,9 +108,9 @@ export class AuditStream {
     return this.lastEvent;
   }
 
-  /** Resolves once the WAL has failed (see WriteAheadLog.whenFailed). */
-  walFailed(): Promise<void> {
-    return this.trail.wal.whenFailed();
+  /** `work`'s outcome, or undefined once the WAL has failed (see WriteAheadLog.untilFailed). */
+  untilWalFailed<T>(work: Promise<T>): Promise<T | undefined> {
+    return this.trail.wal.untilFailed(work);
   }
 
   get isClosed(): boolean {

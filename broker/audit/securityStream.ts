@@ -112,12 +112,11 @@ export class SecurityStream {
 
   /** Resolves once everything queued so far is durable in the WAL (tests, shutdown). */
   async flush(): Promise<void> {
-    const failed = this.trail.wal.whenFailed().then(() => true);
     // A rotation leaves no segment while it opens the next one: wait for that drain too, or close() finds none.
     while (this.draining || (this.segment && (this.queue.length > 0 || this.summaryDue))) {
       this.schedule();
       // Not past a failed WAL: a drain whose records are inside a commit the disk never finishes would never end.
-      if (await Promise.race([(this.draining ?? Promise.resolve()).then(() => false), failed])) return;
+      if ((await this.trail.wal.untilFailed((this.draining ?? Promise.resolve()).then(() => true))) === undefined) return;
     }
   }
 
@@ -206,7 +205,7 @@ export class SecurityStream {
     await this.flush().catch(() => undefined);
     this.closed = true;
     // A segment still opening (the interval's, once the WAL took records again) is ended too, not left open.
-    if (this.opening) await Promise.race([this.opening, this.trail.wal.whenFailed()]);
+    if (this.opening) await this.trail.wal.untilFailed(this.opening);
     const segment = this.segment;
     if (!segment) return;
     await segment.record('stream.closed', { endReason }).catch(() => undefined);

@@ -119,8 +119,6 @@ interface Pending {
 
 const segmentPattern = /^wal-(\d{8})\.log$/;
 
-const settled = Promise.resolve();
-
 /** How an event's WAL record starts: the event's own line follows, then the closing brace. */
 export const eventLinePrefix = '{"t":"event","event":';
 
@@ -142,8 +140,8 @@ export class WriteAheadLog {
   private flushing = false;
   private lazyTimer: NodeJS.Timeout | undefined;
   private failureValue: Error | undefined;
-  /** Settled when the WAL fails (see whenFailed). */
-  private failedSignal: { promise: Promise<void>; resolve: () => void } | undefined;
+  /** Told once when the WAL fails (see untilFailed); each removes itself when its work settles first. */
+  private readonly failedListeners = new Set<() => void>();
 
   private get failure(): Error | undefined {
     return this.failureValue;
@@ -152,8 +150,8 @@ export class WriteAheadLog {
   private set failure(err: Error | undefined) {
     this.failureValue = err;
     if (!err) return;
-    this.failedSignal?.resolve();
-    this.failedSignal = undefined;
+    for (const listener of this.failedListeners) listener();
+    this.failedListeners.clear();
   }
   private retrying = false;
   private handle: FileHandle | undefined;
@@ -339,18 +337,23 @@ export class WriteAheadLog {
   }
 
   /**
-   * Resolves once the WAL has failed (at once if it has). What waits on a record can race it: a record inside a commit
-   * the disk never finishes settles only when the disk answers, which may be never; it lands then, or the next start
-   * recovers it, and nothing was acknowledged on it.
+   * `work`'s outcome, or undefined once the WAL has failed (at once if it has). What waits on records uses it: a record
+   * inside a commit the disk never finishes settles only when the disk answers, which may be never; it lands then, or
+   * the next start recovers it, and nothing was acknowledged on it. Nothing is kept once `work` settles.
    */
-  whenFailed(): Promise<void> {
-    if (this.failure) return settled;
-    if (!this.failedSignal) {
-      let resolve!: () => void;
-      const promise = new Promise<void>((r) => (resolve = r));
-      this.failedSignal = { promise, resolve };
+  untilFailed<T>(work: Promise<T>): Promise<T | undefined> {
+    if (this.failure) {
+      work.catch(() => undefined);
+      return Promise.resolve(undefined);
     }
-    return this.failedSignal.promise;
+    return new Promise<T | undefined>((resolve, reject) => {
+      const failed = () => resolve(undefined);
+      this.failedListeners.add(failed);
+      work.then(
+        (value) => (this.failedListeners.delete(failed), resolve(value)),
+        (err: unknown) => (this.failedListeners.delete(failed), reject(err)),
+      );
+    });
   }
 
   get depth(): number {

@@ -487,7 +487,7 @@ export class DebugSession {
     if (reason === 'target_unresponsive') targetSocket.terminate();
     else targetSocket.close();
     // Not past a failed WAL: a commit the disk never finishes would hold the client's close and the session for good.
-    await Promise.race([audit.record('session.ended', { endReason: reason, ...fault }).catch(() => undefined), audit.walFailed()]);
+    await audit.untilWalFailed(audit.record('session.ended', { endReason: reason, ...fault }).catch(() => undefined));
     // Let records already durable reach the client before the close frame.
     await new Promise((r) => setImmediate(r));
     if (client.readyState === client.OPEN || client.readyState === client.CONNECTING) client.close(closeCodes[reason], closeMessages[reason]);

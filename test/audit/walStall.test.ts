@@ -37,10 +37,14 @@ describe('the WAL on a disk that stops answering (a real ext4 on a loop device, 
       const inFlight = wal.append({ t: 'event', event: second });
       let landed = false;
       void inFlight.then(() => (landed = true));
+      // What waits on the commit in flight (a shutdown, a session's end) is let go once the WAL fails.
+      const waited = wal.untilFailed(inFlight.then(() => 'landed'));
       await sleep(100);
       const queued = wal.append({ t: 'event', event: event(2, 'refused') });
       const queuedAt = performance.now();
       await assert.rejects(queued, (err: Error) => /audit write-ahead log cannot be written: the disk has not completed a commit in 0\.6 s \(stalled\)/.test(err.message));
+      assert.equal(await waited, undefined);
+      assert.equal(landed, false);
       const refusedAfter = performance.now() - queuedAt;
       assert.ok(refusedAfter > 300 && refusedAfter < 3000, `refused at the stall bound (after ${refusedAfter.toFixed(0)} ms)`);
       // From then on, refused at once; no new segment while the commit is in flight.
@@ -95,5 +99,23 @@ describe('the WAL on an event loop held up past the stall bound', () => {
     }
     assert.equal(wal.failed, undefined);
     await wal.close();
+  });
+});
+
+describe('waiting on records until the WAL fails', () => {
+  it('keeps nothing once the work settles, however often it is asked', async () => {
+    const { wal } = await WriteAheadLog.open(mkdtempSync(join(tmpdir(), 'loupe-walwait-')), { maxBatch: 64, segmentBytes: 1 << 20 });
+    try {
+      const context: StreamContext = { stream: 's-1', kind: 'session', startedAt: new Date().toISOString(), retentionDays: 1 };
+      const outcomes = await Promise.all(Array.from({ length: 2000 }, (_, i) => wal.untilFailed(i % 2 ? Promise.resolve(i) : wal.append({ t: 'open', context }).then(() => i))));
+      assert.deepEqual(
+        outcomes,
+        Array.from({ length: 2000 }, (_, i) => i),
+      );
+      await assert.rejects(wal.untilFailed(Promise.reject(new Error('refused'))), /refused/);
+      assert.equal((wal as unknown as { failedListeners: Set<unknown> }).failedListeners.size, 0);
+    } finally {
+      await wal.close();
+    }
   });
 });
