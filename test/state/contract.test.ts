@@ -189,6 +189,59 @@ describe('state backend contract: PostgreSQL, two replicas on one database', () 
     }
   });
 
+  it("prepares its statements once per connection, and keeps working when a newer replica's migration adds columns under them", async () => {
+    const own = `prepared_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+    const a = await open({ schema: own });
+    const b = await open({ schema: own });
+    const claimOf = (grantId: string, replica: string, nowMs: number) => ({ sessionId: randomUUID(), grantId, replica, user: 'alice', target: 't', nowMs, leaseMs: 30_000 });
+    // Every statement an attach and a grant use, the refused claim's (which reads the holder's whole row) and the
+    // registry's reads; run once to prepare them, once after the columns changed.
+    const attachCycle = async () => {
+      const grantId = randomUUID();
+      const now = Date.now();
+      await a.putGrant({ grantId, sub: 'alice', name: 'Alice', groups: [], target: 't', mode: 'pause', reason: 'r', rule: 'x', issuedAt: 1, expiresAt: 2e9 });
+      const claim = claimOf(grantId, 'replica-a', now);
+      const first = await a.claimSessionOfGrant(claim);
+      assert.deepEqual([first.grant?.grantId, first.claim], [grantId, { claimed: true }]);
+      const refused = await a.claimSession(claimOf(grantId, 'replica-b', now + 1));
+      assert.equal(refused.claimed === false && refused.holder.sessionId, claim.sessionId);
+      assert.equal((await a.getSession(claim.sessionId))?.grantId, grantId);
+      assert.ok((await a.liveSessions()).some((s) => s.sessionId === claim.sessionId));
+      assert.deepEqual(await a.renewLeases('replica-a', [claim.sessionId], now + 2, 30_000), []);
+      const ticket = randomUUID();
+      await a.putTicket(ticket, grantId, now + 60_000);
+      assert.equal((await a.redeemTicket(ticket, now + 3))?.grantId, grantId);
+      await a.endSession(claim.sessionId, { by: 'replica-a', reason: 'client_closed', atMs: now + 4 });
+      assert.equal((await a.revokeGrant(grantId, 'owner', 5))?.revokedBy, 'owner');
+      assert.equal((await a.getGrant(grantId))?.revokedAt, 5);
+    };
+    await attachCycle();
+    // What each of the replica's connections prepared (all of them held at once: the pool hands out its idle ones).
+    const pool = (a as unknown as { pool: pg.Pool }).pool;
+    const held = await Promise.all(Array.from({ length: pool.idleCount }, () => pool.connect()));
+    try {
+      const names = (await Promise.all(held.map((c) => c.query<{ statement: string }>('SELECT statement FROM pg_prepared_statements')))).flatMap((r) => r.rows);
+      assert.ok(
+        names.some((r) => r.statement.includes('INSERT INTO live_sessions')),
+        `the claim was not prepared (${held.length} connections)`,
+      );
+      assert.ok(!names.some((r) => /SELECT \*|RETURNING \*/i.test(r.statement)), 'a statement returning * was prepared: a migration would break it');
+    } finally {
+      for (const c of held) c.release();
+    }
+    // A newer replica migrates while this one's connections hold their prepared statements.
+    const admin = new pg.Client({ connectionString: url, options: `-c search_path=${own}` });
+    await admin.connect();
+    try {
+      for (const table of ['grants', 'live_sessions', 'attach_tickets']) await admin.query(`ALTER TABLE ${table} ADD COLUMN added_later text`);
+    } finally {
+      await admin.end();
+    }
+    await attachCycle();
+    // The other replica, whose connections prepared nothing before the change, agrees.
+    assert.deepEqual(await b.liveSessions(), []);
+  });
+
   it("hears its own schema's notices and not another's in the same database (each deployment its own channel)", async () => {
     const receiver = await open();
     const sibling = await open();
