@@ -63,36 +63,67 @@ export class LoupeThrow extends Error {
 /** Optional chaining met a nullish value: the whole chain is undefined. */
 export class ChainShort {}
 
+/**
+ * The longest stretch an evaluation computes without letting the broker's event loop run: everything else the broker
+ * does (other sessions, the pause watchdog, heartbeats) waits while the interpreter works between two reads.
+ */
+export const evaluationSliceMs = 5;
+
 /** Counts what one evaluation spends and refuses past a bound. */
 export class Spend {
   steps = 0;
   reads = 0;
   characters = 0;
   readonly started: number;
+  /** When the present stretch of work without a pause began. */
+  private sliceStarted: number;
+  /**
+   * The stretch has run evaluationSliceMs: pace() lets the event loop run. It stays set until the loop has run, so
+   * every branch of a walk started together (Promise.all over a list's items) waits at its next check, not only one.
+   */
+  due = false;
+  private yielding: Promise<void> | undefined;
 
   constructor(
     readonly budget: EvalBudget,
     readonly clock: () => number,
   ) {
     this.started = clock();
+    this.sliceStarted = this.started;
+  }
+
+  /** Lets the event loop run once the stretch of work is due (check `due` first: most calls need not wait). */
+  pace(): Promise<void> {
+    if (!this.due) return Promise.resolve();
+    this.yielding ??= new Promise((resolve) =>
+      setImmediate(() => {
+        this.yielding = undefined;
+        this.due = false;
+        this.sliceStarted = this.clock();
+        resolve();
+      }),
+    );
+    return this.yielding;
   }
 
   step(n = 1): void {
     const before = this.steps;
     this.steps += n;
-    if (this.steps > this.budget.maxSteps) throw budgetRefusal(`more than ${this.budget.maxSteps} steps`);
+    if (this.steps > this.budget.maxSteps) throw this.spent(`more than ${this.budget.maxSteps} steps`);
     // Every 256 steps, however they come: a step of many (a built-in's whole walk) can jump over a multiple of 256.
     if (before >>> 8 !== this.steps >>> 8) this.checkTime();
   }
 
   read(): void {
     this.reads++;
-    if (this.reads > this.budget.maxReads) throw budgetRefusal(`more than ${this.budget.maxReads} reads of the target`);
+    if (this.reads > this.budget.maxReads) throw this.spent(`more than ${this.budget.maxReads} reads of the target`);
     this.checkTime();
   }
 
   checkTime(): void {
-    if (this.elapsed() > this.budget.maxMs) throw budgetRefusal(`more than ${this.budget.maxMs} ms`);
+    const now = this.clock();
+    if (now - this.started > this.budget.maxMs) throw this.spent(`more than ${this.budget.maxMs} ms`);
+    if (now - this.sliceStarted >= evaluationSliceMs) this.due = true;
   }
 
   /** Milliseconds left before the time bound. */
@@ -107,8 +138,18 @@ export class Spend {
   string(length: number): void {
     if (length > this.budget.maxStringLength) throw budgetRefusal(`a string longer than ${this.budget.maxStringLength} characters`);
     this.characters += length;
-    if (this.characters > this.budget.maxBuiltCharacters) throw budgetRefusal(`strings of more than ${this.budget.maxBuiltCharacters} characters in all`);
+    if (this.characters > this.budget.maxBuiltCharacters) throw this.spent(`strings of more than ${this.budget.maxBuiltCharacters} characters in all`);
   }
+
+  /**
+   * The refusal of a bound that, once passed, stays passed (steps, reads, time, characters in all): made once and
+   * thrown again by every later check. A walk fanned out over many branches (Promise.all over a list's items) meets it
+   * in each, and a new Error per branch (its stack captured) cost more than the walk.
+   */
+  private spent(what: string): LoupeRefusal {
+    return (this.exhausted ??= budgetRefusal(what));
+  }
+  private exhausted: LoupeRefusal | undefined;
 
   elements(count: number): void {
     if (count > this.budget.maxElements) throw budgetRefusal(`a collection of more than ${this.budget.maxElements} elements`);

@@ -157,6 +157,9 @@ export async function arrayMethod(interp: Interpreter, self: Val, items: Val[], 
       const separator = name === 'join' && !(a0.kind === 'prim' && a0.value === undefined) ? toStringValue(a0) : ',';
       let text = '';
       for (const [i, item] of items.entries()) {
+        // A step per element, nested arrays' included: `[a, a]` nested n deep is 2^n elements from n arrays.
+        spend.step();
+        if (spend.due) await spend.pace();
         if (i > 0) text += separator;
         if (!isNullish(item)) text += item.kind === 'array' ? toStringValue(await arrayMethod(interp, item, item.items, 'join', [])) : toStringValue(item);
         spend.string(text.length);

@@ -36,6 +36,7 @@ export class Interpreter {
 
   async eval(node: AstNode, scope: Scope | undefined): Promise<Val> {
     this.ctx.spend.step();
+    if (this.ctx.spend.due) await this.ctx.spend.pace();
     switch (node.type) {
       case 'Literal':
         return prim(node.bigint !== undefined ? BigInt(node.bigint) : (node.value as Prim));

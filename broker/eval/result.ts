@@ -38,6 +38,7 @@ export async function toJson(interp: Interpreter, v: Val, labels: Set<string>, d
   }
   if (depth > maxJsonDepth) throw new LoupeRefusal('budget', `the value is nested more than ${maxJsonDepth} levels deep (or is circular): Loupe's bound for JSON`);
   interp.ctx.spend.step();
+  if (interp.ctx.spend.due) await interp.ctx.spend.pace();
   switch (v.kind) {
     case 'prim': {
       const p = v.value;
@@ -79,12 +80,28 @@ export async function toJson(interp: Interpreter, v: Val, labels: Set<string>, d
 }
 
 async function jsonList(interp: Interpreter, items: Val[], labels: Set<string>, depth: number): Promise<Json[]> {
-  const out = await Promise.all(items.map((item) => toJson(interp, item, labels, depth + 1)));
+  const out = await jsonEach(interp, items, labels, depth + 1);
   return out.map((x) => (x === omit ? null : x));
 }
 
+/**
+ * Each value's JSON, in order. The target's objects are read together (a read each, bounded by maxReads); values the
+ * expression built are walked one after the other: they can share structure (`[a, a]` nested n deep is 2^n leaves
+ * from n arrays), and a walk fanned out over every branch at once could not pause for the broker's loop.
+ */
+async function jsonEach(interp: Interpreter, values: Val[], labels: Set<string>, depth: number): Promise<(Json | typeof omit)[]> {
+  const out: (Json | typeof omit | Promise<Json | typeof omit>)[] = [];
+  for (const value of values) out.push(value.kind === 'remote' ? toJson(interp, value, labels, depth) : await toJson(interp, value, labels, depth));
+  return Promise.all(out);
+}
+
 async function jsonObject(interp: Interpreter, entries: [string, Val][], labels: Set<string>, depth: number, fromTarget = false): Promise<{ [key: string]: Json }> {
-  const values = await Promise.all(entries.map(([, value]) => toJson(interp, value, labels, depth + 1)));
+  const values = await jsonEach(
+    interp,
+    entries.map(([, value]) => value),
+    labels,
+    depth + 1,
+  );
   const out: { [key: string]: Json } = {};
   for (const [i, [name]] of entries.entries()) {
     const value = values[i]!;

@@ -118,7 +118,31 @@ function loupeEvaluation({ channel, limits, redactor, target }: FrameEvaluationO
     },
     // Nothing to learn ahead: the interpreter taints what it reads under a redacted name.
     reachableValues: async () => undefined,
-    evaluate: (expression, request) => evaluator.evaluate(expression, request),
+    evaluate: inTurn(maxEvaluationsAtOnce, (expression: string, request: Parameters<SessionEvaluator['evaluate']>[1]) => evaluator.evaluate(expression, request)),
+  };
+}
+
+/**
+ * A session's evaluations running at once, at most: each may compute for its whole time bound (in slices, letting
+ * the loop run between them), and a client sending many at once would otherwise take as many slices of every turn
+ * of the broker's loop. Those past it wait their turn; each one's time bound starts when it runs.
+ */
+export const maxEvaluationsAtOnce = 4;
+
+/** `run`, with at most `limit` calls running at once; the rest start in order as those end. */
+function inTurn<A extends unknown[], R>(limit: number, run: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  return async (...args) => {
+    if (running >= limit) await new Promise<void>((start) => waiting.push(start));
+    else running++;
+    try {
+      return await run(...args);
+    } finally {
+      const next = waiting.shift();
+      if (next) next();
+      else running--;
+    }
   };
 }
 
