@@ -481,17 +481,23 @@ export class Redactor {
       const texts = new Map<string, string>();
       if (list) for (const f of fields) if (isRecord(f) && typeof f.name === 'string' && f.type === 'string' && typeof f.value === 'string') texts.set(f.name, f.value);
       const textAt = (index: number) => texts.get(String(index));
+      // A Map entry's preview (the [[Entries]] list read with previews): `{key, value}`, the value secret by its key.
+      const keyField = fields.find((f) => isRecord(f) && f.name === 'key');
+      const entryKey = keyField?.type === 'string' && typeof keyField.value === 'string' && fields.some((f) => isRecord(f) && f.name === 'value') ? keyField.value : undefined;
+      const secretEntry = entryKey !== undefined && this.isSensitive(entryKey) ? entryKey : undefined;
       for (const field of fields) {
         if (!isRecord(field)) continue;
         const paired =
-          texts.size > 0 && typeof field.name === 'string'
-            ? pairedName(
-                field.name,
-                textAt,
-                (n) => this.isSensitive(n) && !this.holdsLearned(n),
-                (t) => this.isListedName(t),
-              )
-            : undefined;
+          secretEntry !== undefined && field.name === 'value'
+            ? secretEntry
+            : texts.size > 0 && typeof field.name === 'string'
+              ? pairedName(
+                  field.name,
+                  textAt,
+                  (n) => this.isSensitive(n) && !this.holdsLearned(n),
+                  (t) => this.isListedName(t),
+                )
+              : undefined;
         if (typeof field.name === 'string' && (paired !== undefined || this.isSensitive(field.name))) {
           const name = paired ?? (field.name as string);
           this.learn(field.value, name);
