@@ -23,6 +23,8 @@ export interface RedactionContext {
   isLearned?(text: string): boolean;
   /** Whether an error's message and stack are withheld (the policy's exceptionMessages). */
   withholdsExceptionMessages?(): boolean;
+  /** The redacted name of the learned bytes a typed array of the target holds (a key's Buffer reached by an alias). */
+  secretBytes?(bytes: readonly number[]): string | undefined;
 }
 
 const markerLabel = /\[redacted: ([^\]]+)\]/;
@@ -41,6 +43,7 @@ export function redactionContextOf(redactor: Redactor): RedactionContext {
     learn: (name, value) => void redactor.learnPairs([[name, value]]),
     isLearned: (text) => redactor.isLearned(text),
     withholdsExceptionMessages: () => redactor.withholdsExceptionMessages,
+    secretBytes: (bytes) => redactor.bytesSecret(bytes),
     secretIn,
     secretInTarget: (text) => secretIn(text) ?? (redactor.holdsLearned(text) ? learnedLabel : undefined),
   };

@@ -42,6 +42,18 @@ export async function readObject(ctx: ReadContext, v: RemoteVal): Promise<Proper
 }
 
 /**
+ * A typed array holding bytes learned under a redacted name (a signing key's Buffer passed on as `key`) is that secret,
+ * whatever name reached it: its elements as inside a redacted container. Its length stays its shape.
+ */
+function bytesTaint(ctx: ReadContext, v: RemoteVal, read: PropertiesRead): Taint | undefined {
+  if (v.taint || v.object.subtype !== 'typedarray' || !ctx.redaction.secretBytes) return undefined;
+  const bytes: number[] = [];
+  for (const d of read.result) if (!d.symbol && /^(0|[1-9]\d*)$/.test(d.name)) bytes[Number(d.name)] = Number(d.value?.value);
+  const name = ctx.redaction.secretBytes(Array.from(bytes, (b) => b ?? NaN));
+  return name === undefined ? undefined : { full: true, label: name };
+}
+
+/**
  * The taint of something read from `parent` under `name`: the name's if it is redacted (content: its shape
  * stays visible). Inside a redacted container everything is secret, keys and presence included: a map of
  * sessions keyed by token would otherwise answer `sessions[guess] === undefined`.
@@ -174,6 +186,8 @@ export async function remoteMember(ctx: ReadContext, v: RemoteVal, key: string):
   let current: RemoteVal = v;
   for (let hop = 0; hop <= ctx.spend.budget.maxPrototypeHops; hop++) {
     const read = await readObject(ctx, current);
+    const learned = hop === 0 ? bytesTaint(ctx, v, read) : undefined;
+    if (learned) return prim(undefined, childTaint(ctx, learned, key));
     const own = read.result.find((d) => d.name === key && !d.symbol);
     if (own) return memberValue(ctx, own, v.taint, hop === 0 ? pairTaint(ctx, v, key, listTexts(read.result)) : undefined);
     if (hop === 0 && key.startsWith('#')) {
@@ -244,9 +258,10 @@ export async function remoteOwnEntries(ctx: ReadContext, v: RemoteVal): Promise<
   const read = await readObject(ctx, v);
   const out: [string, Val][] = [];
   const textAt = listTexts(read.result);
+  const taint = v.taint ?? bytesTaint(ctx, v, read);
   for (const d of read.result) {
     if (d.symbol || !d.enumerable || d.isOwn === false) continue;
-    out.push([d.name, descriptorValue(ctx, d, v.taint, errorFieldTaint(ctx, v, d.name) ?? pairTaint(ctx, v, d.name, textAt))]);
+    out.push([d.name, descriptorValue(ctx, d, taint, errorFieldTaint(ctx, v, d.name) ?? pairTaint(ctx, v, d.name, textAt))]);
   }
   ctx.spend.elements(out.length);
   return out;
@@ -268,10 +283,11 @@ export async function remoteElements(ctx: ReadContext, v: RemoteVal): Promise<Va
   const byIndex = new Map<string, Protocol.Runtime.PropertyDescriptor>();
   for (const d of read.result) if (!d.symbol) byIndex.set(d.name, d);
   const textAt = listTexts(read.result);
+  const taint = v.taint ?? bytesTaint(ctx, v, read);
   const out: Val[] = [];
   for (let i = 0; i < length; i++) {
     const d = byIndex.get(String(i));
-    out.push(d ? descriptorValue(ctx, d, v.taint, pairTaint(ctx, v, d.name, textAt)) : prim(undefined, childTaint(ctx, v.taint, undefined)));
+    out.push(d ? descriptorValue(ctx, d, taint, pairTaint(ctx, v, d.name, textAt)) : prim(undefined, childTaint(ctx, taint, undefined)));
   }
   return out;
 }

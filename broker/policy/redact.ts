@@ -54,6 +54,22 @@ const maxCutsLooked = 16;
  * a secret.
  */
 const workingDirectoryNames = new Set(['PWD', 'OLDPWD']);
+/** Bytes a learned sequence has at least (fewer would match by chance), and at most; sequences kept per session. */
+const minLearnedBytes = 8;
+const maxLearnedBytes = 64 << 10;
+const maxLearnedByteSequences = 1000;
+
+/** A list's elements that are numbers, by index in order (a typed array's bytes), from descriptors or preview fields. */
+function indexedNumbers(fields: readonly Record<string, unknown>[], valueOf: (field: Record<string, unknown>) => unknown): { bytes: number[]; fields: Record<string, unknown>[] } {
+  const indexed: [number, number, Record<string, unknown>][] = [];
+  for (const field of fields) {
+    if (typeof field.name !== 'string' || !/^(0|[1-9]\d{0,8})$/.test(field.name)) continue;
+    const value = Number(valueOf(field));
+    if (Number.isInteger(value)) indexed.push([Number(field.name), value, field]);
+  }
+  indexed.sort((a, b) => a[0] - b[0]);
+  return { bytes: indexed.map(([, b]) => b), fields: indexed.map(([, , f]) => f) };
+}
 const absolutePath = /^(?:\/|[A-Za-z]:\\)\S*$/;
 
 export class Redactor {
@@ -159,6 +175,44 @@ export class Redactor {
     if (typeof value === 'string' && value.length >= 4 && value.length <= 4096 && !value.startsWith('[redacted: ')) this.add(value);
     else if (typeof value === 'number' && Number.isFinite(value) && Math.abs(value) >= 1000) this.add(String(value));
     else if (typeof value === 'bigint' && (value >= 1000n || value <= -1000n)) this.add(String(value));
+  }
+
+  /**
+   * Byte sequences learned under sensitive names (a Buffer or typed array holding a signing key), as latin1 text, and
+   * the name each was held under. Its bytes are small numbers, which learn() never learns one by one; the same object
+   * reached by another name (the `key` parameter it is passed as) shows them all.
+   */
+  private readonly learnedBytes = new Map<string, string>();
+
+  /**
+   * Remembers the bytes of a typed array read under a sensitive name (at least minLearnedBytes of them, not one byte
+   * repeated), and the forms a program writes them in (UTF-8 text, hex, base64), which are then scrubbed as any
+   * learned value.
+   */
+  learnBytes(bytes: readonly number[], name: string): void {
+    if (bytes.length < minLearnedBytes || bytes.length > maxLearnedBytes || this.learnedBytes.size >= maxLearnedByteSequences) return;
+    if (!bytes.every((b) => Number.isInteger(b) && b >= 0 && b <= 255) || new Set(bytes).size < 3) return;
+    const buffer = Buffer.from(bytes);
+    const text = buffer.toString('latin1');
+    if (this.learnedBytes.has(text)) return;
+    this.learnedBytes.set(text, name);
+    const utf8 = buffer.toString('utf8');
+    if (!utf8.includes('\uFFFD')) this.learn(utf8, name);
+    for (const form of ['hex', 'base64', 'base64url'] as const) this.learn(buffer.toString(form), name);
+  }
+
+  /**
+   * The name of a learned byte sequence that `bytes` (a list's elements in order) holds; with `prefixOnly` (a preview,
+   * which shows only the first elements) also one they begin, for a list of at least minLearnedBytes.
+   */
+  bytesSecret(bytes: readonly number[], prefixOnly = false): string | undefined {
+    if (this.learnedBytes.size === 0 || bytes.length === 0 || !bytes.every((b) => Number.isInteger(b) && b >= 0 && b <= 255)) return undefined;
+    const text = Buffer.from(bytes).toString('latin1');
+    for (const [learned, name] of this.learnedBytes) {
+      if (text.includes(learned)) return name;
+      if (prefixOnly && text.length >= minLearnedBytes && learned.startsWith(text)) return name;
+    }
+    return undefined;
   }
 
   /** Whether `text` is, whole, a value learned under a redacted name (a number's digits, say). */
@@ -481,6 +535,17 @@ export class Redactor {
       const texts = new Map<string, string>();
       if (list) for (const f of fields) if (isRecord(f) && typeof f.name === 'string' && f.type === 'string' && typeof f.value === 'string') texts.set(f.name, f.value);
       const textAt = (index: number) => texts.get(String(index));
+      // A typed array holding a learned key, reached by another name: its bytes as the marker.
+      if (this.learnedBytes.size > 0 && (preview.subtype === 'typedarray' || list)) {
+        const { bytes, fields: byteFields } = indexedNumbers(fields.filter(isRecord), (f) => (f.type === 'number' ? f.value : undefined));
+        const name = bytes.length > 0 ? this.bytesSecret(bytes, preview.overflow === true) : undefined;
+        if (name !== undefined) {
+          const label = this.label(name);
+          this.hits.push(label);
+          for (const f of byteFields) Object.assign(f, { type: 'string', value: marker(label) });
+          return;
+        }
+      }
       // A Map entry's preview (the [[Entries]] list read with previews): `{key, value}`, the value secret by its key.
       const keyField = fields.find((f) => isRecord(f) && f.name === 'key');
       const entryKey = keyField?.type === 'string' && typeof keyField.value === 'string' && fields.some((f) => isRecord(f) && f.name === 'value') ? keyField.value : undefined;
@@ -546,6 +611,12 @@ export class Redactor {
         if (prop.name === 'message') prop.value.value = prop.value.description = marker('exception message');
         else if (prop.name === 'stack') prop.value.value = prop.value.description = this.exceptionText(prop.value.value, true);
       }
+    }
+    // A typed array holding a learned key, read through an id of another name: each byte as the marker.
+    if (this.learnedBytes.size > 0) {
+      const { bytes, fields } = indexedNumbers(list.filter(isRecord), (p) => (isRecord(p.value) && p.value.type === 'number' ? p.value.value : undefined));
+      const name = this.bytesSecret(bytes);
+      if (name !== undefined) for (const f of fields) f.value = this.replaced(name, undefined);
     }
     const keyProp = list.find((p) => isRecord(p) && p.name === 'key');
     const entryKey = keyProp && isRecord(keyProp.value) && list.some((p) => isRecord(p) && p.name === 'value') ? keyProp.value.value : undefined;

@@ -186,8 +186,16 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
    * under a sensitive name every primitive is its secret (`credentials.key`), learned under that name: the object
    * reached another way (`this` in its method, an alias) then shows none of them.
    */
-  const learnFrom = (answer: Record<string, unknown>, container: string | undefined, onlySensitive = false): Root[] => {
+  const learnFrom = (answer: Record<string, unknown>, container: string | undefined, onlySensitive = false, subtype?: string): Root[] => {
     const props = (Array.isArray(answer.result) ? (answer.result as unknown[]) : []).filter(isRecord);
+    // A typed array under a sensitive name (a Buffer holding a signing key): its bytes, each too small to learn alone.
+    if (subtype === 'typedarray' && container !== undefined) {
+      const bytes = props
+        .filter((p) => typeof p.name === 'string' && /^(0|[1-9]\d*)$/.test(p.name) && isRecord(p.value) && typeof p.value.value === 'number')
+        .sort((a, b) => Number(a.name) - Number(b.name))
+        .map((p) => (p.value as { value: number }).value);
+      redactor.learnBytes(bytes, container);
+    }
     const internal = (Array.isArray(answer.internalProperties) ? (answer.internalProperties as unknown[]) : []).filter(isRecord);
     const objects: Root[] = [];
     // A Map entry ({key, value}) is known by its key.
@@ -218,7 +226,7 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
         if (isProcessObject(value)) continue;
         // A large list is not read: V8 would list every element while the target waits (its elements hold no names).
         if (!(value.subtype === 'array' || value.subtype === 'typedarray') || Number(/\((\d+)\)$/.exec(String(value.description))?.[1] ?? 0) <= maxListRead) {
-          objects.push({ objectId: value.objectId, ...(label !== undefined ? { label } : {}) });
+          objects.push({ objectId: value.objectId, ...(label !== undefined ? { label } : {}), ...(typeof value.subtype === 'string' ? { subtype: value.subtype } : {}) });
         }
       } else if (label !== undefined) learnPrimitive(value, label);
     }
@@ -231,10 +239,10 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
   for (let depth = 0; depth <= limits.depth && next.length > 0 && !over(); depth++) {
     const level = next.filter((root) => !seen.has(root.objectId));
     next = [];
-    for (const { objectId, label, onlySensitive } of level) {
+    for (const { objectId, label, onlySensitive, subtype } of level) {
       if (over()) break;
       seen.add(objectId);
-      next.push(...learnFrom(await read(objectId), label, onlySensitive));
+      next.push(...learnFrom(await read(objectId), label, onlySensitive, subtype));
     }
   }
   // A scope the bounds left unread was not learned either.
@@ -251,4 +259,6 @@ interface Root {
   readonly label?: string;
   /** The global object: only its members under sensitive names are followed. */
   readonly onlySensitive?: boolean;
+  /** The object's subtype as the answer naming it gave it ('typedarray': its bytes are learned as one). */
+  readonly subtype?: string;
 }
