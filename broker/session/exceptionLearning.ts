@@ -13,8 +13,11 @@ import { isRecord, type PausedFrameInput } from '../gate/targetFrame';
 import type { SessionContext } from './context';
 
 export const exceptionLearningLimits = {
-  /** The frames read, from the top: where the message was built, and its callers (a secret passed in). */
-  frames: 4,
+  /**
+   * The frames read, from the top: where the message was built, and its callers (a secret passed in, often through a
+   * few layers: a login's password reached the throw five frames down). Scopes and reads bound the cost.
+   */
+  frames: 8,
   /** Scope objects read in all (of the global scope, the whole process, only what it holds under sensitive names). */
   scopes: 16,
   /**
@@ -47,16 +50,38 @@ export async function learnAtExceptionPause(context: SessionContext, params: Rec
   const roots: string[] = [];
   const data = isRecord(params.data) ? params.data : undefined;
   if (data && typeof data.objectId === 'string') roots.push(data.objectId);
+  let globalRoot: string | undefined;
   for (const frame of framesOf(params, limits)) {
     for (const scope of frame.scopeChain) {
-      if (scope.type !== 'global' && typeof scope.object.objectId === 'string' && roots.length <= limits.scopes) roots.push(scope.object.objectId);
+      if (typeof scope.object.objectId !== 'string' || roots.length > limits.scopes) continue;
+      if (scope.type !== 'global') roots.push(scope.object.objectId);
+      else globalRoot ??= scope.object.objectId;
     }
   }
-  return learnBelow(context, roots, limits);
+  // The global object once a session, what it holds under sensitive names and the environment's secrets: a message
+  // built from `process.env.UPSTREAM_API_KEY` is scrubbed only once the key is known.
+  const known = scopesRead(context);
+  const all: (string | Root)[] = roots;
+  if (globalRoot !== undefined && !known.has('global')) {
+    known.add('global');
+    all.push({ objectId: globalRoot, onlySensitive: true });
+  }
+  return learnBelow(context, all, limits, (objectId) => {
+    if (objectId === globalRoot) known.delete('global');
+  });
+}
+
+/** The long-lived scopes (and 'global') a session has read, made on first use. */
+function scopesRead(context: SessionContext): Set<string> {
+  let known = readScopes.get(context);
+  if (!known) readScopes.set(context, (known = new Set<string>()));
+  return known;
 }
 
 /** Long-lived scopes (closure, module, script) a session has read at an ordinary pause, by script and start. */
 const readScopes = new WeakMap<SessionContext, Set<string>>();
+/** Sessions that have read (or are reading) the process's environment. */
+const envRead = new WeakSet<SessionContext>();
 
 /**
  * An ordinary pause shown to the client: the long-lived scopes of its frames (closure, module, script), each
@@ -67,8 +92,7 @@ const readScopes = new WeakMap<SessionContext, Set<string>>();
  */
 export async function learnAtPause(context: SessionContext, params: Record<string, unknown>, limits = exceptionLearningLimits, frameScopes = true): Promise<number> {
   if (!context.redactor.active) return 0;
-  const known = readScopes.get(context) ?? new Set<string>();
-  readScopes.set(context, known);
+  const known = scopesRead(context);
   const roots: (string | Root)[] = [];
   const keyOf = new Map<string, string>();
   let globalRoot: string | undefined;
@@ -186,8 +210,13 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
    * under a sensitive name every primitive is its secret (`credentials.key`), learned under that name: the object
    * reached another way (`this` in its method, an alias) then shows none of them.
    */
-  const learnFrom = (answer: Record<string, unknown>, container: string | undefined, onlySensitive = false, subtype?: string): Root[] => {
+  const learnFrom = (answer: Record<string, unknown>, container: string | undefined, onlySensitive = false, subtype?: string, ofProcess = false): Root[] => {
     const props = (Array.isArray(answer.result) ? (answer.result as unknown[]) : []).filter(isRecord);
+    // Of the process object, only its environment, and there only what is held under sensitive names.
+    if (ofProcess) {
+      const env = props.find((p) => p.name === 'env' && isRecord(p.value) && typeof p.value.objectId === 'string');
+      return env ? [{ objectId: (env.value as { objectId: string }).objectId, onlySensitive: true }] : [];
+    }
     // A typed array under a sensitive name (a Buffer holding a signing key): its bytes, each too small to learn alone.
     if (subtype === 'typedarray' && container !== undefined) {
       const bytes = props
@@ -209,6 +238,15 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
       const name = prop.name === 'value' && entryKey !== undefined ? entryKey : typeof prop.name === 'string' ? prop.name : undefined;
       const value = isRecord(prop.value) ? prop.value : undefined;
       if (name === undefined || !value) continue;
+      // The process object is the whole process (versions, config: dozens of objects), no app data: only its
+      // environment is read, once a session, wherever the process object is met first (the global object's `process`).
+      if (isProcessObject(value)) {
+        if (typeof value.objectId === 'string' && !envRead.has(context)) {
+          envRead.add(context);
+          objects.push({ objectId: value.objectId, ofProcess: true });
+        }
+        continue;
+      }
       const label = redactor.isSensitive(name)
         ? name
         : ((texts.size > 0
@@ -221,9 +259,6 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
             : undefined) ?? container);
       if (onlySensitive && label === undefined) continue;
       if (value.type === 'object' && typeof value.objectId === 'string') {
-        // The process object is the whole process (versions, config, env: dozens of objects), no app data: the reads
-        // go to the app's objects instead.
-        if (isProcessObject(value)) continue;
         // A large list is not read: V8 would list every element while the target waits (its elements hold no names).
         if (!(value.subtype === 'array' || value.subtype === 'typedarray') || Number(/\((\d+)\)$/.exec(String(value.description))?.[1] ?? 0) <= maxListRead) {
           objects.push({ objectId: value.objectId, ...(label !== undefined ? { label } : {}), ...(typeof value.subtype === 'string' ? { subtype: value.subtype } : {}) });
@@ -239,10 +274,15 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
   for (let depth = 0; depth <= limits.depth && next.length > 0 && !over(); depth++) {
     const level = next.filter((root) => !seen.has(root.objectId));
     next = [];
-    for (const { objectId, label, onlySensitive, subtype } of level) {
-      if (over()) break;
+    for (const { objectId, label, onlySensitive, subtype, ofProcess } of level) {
+      if (over()) {
+        if (ofProcess) envRead.delete(context);
+        break;
+      }
       seen.add(objectId);
-      next.push(...learnFrom(await read(objectId), label, onlySensitive, subtype));
+      const answer = await read(objectId);
+      if (ofProcess && answer.result === undefined) envRead.delete(context);
+      next.push(...learnFrom(answer, label, onlySensitive, subtype, ofProcess));
     }
   }
   // A scope the bounds left unread was not learned either.
@@ -261,4 +301,6 @@ interface Root {
   readonly onlySensitive?: boolean;
   /** The object's subtype as the answer naming it gave it ('typedarray': its bytes are learned as one). */
   readonly subtype?: string;
+  /** The process object: only its `env` is followed, and there only what is under sensitive names. */
+  readonly ofProcess?: boolean;
 }

@@ -143,6 +143,43 @@ describe('exception and console text', () => {
   });
 });
 
+describe('exception pauses on messages built from secrets the throwing frame does not hold', () => {
+  const password = secret('deep');
+  const upstreamKey = secret('env');
+  let target: TargetProcess;
+  let broker: TestBroker;
+  before(async () => {
+    target = await startTarget(join(fixtures, 'exception-deep-app.js'), { DEEP_APP_PASSWORD: password, UPSTREAM_API_KEY: upstreamKey });
+    broker = await startTestBroker(basePolicy(target.inspector));
+  });
+  after(async () => {
+    await broker?.close();
+    await target?.stop();
+  });
+
+  it("show neither a password passed down six frames nor a key read from the process's environment", async () => {
+    const { client, grant } = await broker.attach({ mode: 'pause' });
+    const frames: string[] = [];
+    client.socket.on('message', (data) => frames.push(data.toString()));
+    await client.call('Debugger.enable');
+    await client.call('Debugger.setPauseOnExceptions', { state: 'all' });
+    const shown: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const paused = await client.waitEvent('Debugger.paused', (m: any) => m.params.reason === 'exception' && !shown.includes(String(m.params.data?.description).split(' ')[1]));
+      shown.push(String(paused.params.data.description).split(' ')[1]);
+      assert.match(paused.params.data.description, /^Error: (login failed for|upstream refused key) \[redacted: /);
+      await client.call('Debugger.resume');
+    }
+    await client.call('Debugger.setPauseOnExceptions', { state: 'none' });
+    await client.close();
+    await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
+    for (const value of [password, upstreamKey]) {
+      assert.ok(!frames.some((f) => f.includes(value)), `${value} reached the client`);
+      assert.ok(!JSON.stringify(await broker.sessionEvents()).includes(value), `${value} reached the audit trail`);
+    }
+  });
+});
+
 describe('exception messages outside an exception pause', () => {
   const withheld = '[redacted: exception message]';
 
