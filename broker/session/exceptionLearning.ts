@@ -272,7 +272,10 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
   let next: Root[] = roots.map((root) => (typeof root === 'string' ? { objectId: root } : root));
   const seen = new Set<string>();
   for (let depth = 0; depth <= limits.depth && next.length > 0 && !over(); depth++) {
-    const level = next.filter((root) => !seen.has(root.objectId));
+    const unread = next.filter((root) => !seen.has(root.objectId));
+    // What is held under a sensitive name first: where the reads' bound falls short (a module holding dozens of
+    // objects), it still reads `credentials` rather than the objects beside it, which are read to find such names.
+    const level = [...unread.filter((root) => root.label !== undefined), ...unread.filter((root) => root.label === undefined)];
     next = [];
     for (const { objectId, label, onlySensitive, subtype, ofProcess } of level) {
       if (over()) {
