@@ -119,6 +119,8 @@ export interface SessionPauses {
   onClientFrame(): void;
   hold(text: string): boolean;
   onResumed(): boolean;
+  /** Whether a pause just arrived is this session's (sets ownPause before any work on it is awaited). */
+  claim(params: Record<string, unknown> | undefined): boolean;
   onPaused(message: CdpMessage): Promise<void>;
   conditionHolds(breakpointId: string, condition: string, frame: PausedFrameInput | undefined): Promise<boolean>;
   chargeHeldPause(breakpointIds: readonly string[], ms: number): void;

@@ -127,6 +127,20 @@ export class Pauses implements SessionPauses {
     });
   }
 
+  /**
+   * Whether a pause is this session's (its breakpoints, a pause or step it asked for, an exception it pauses on), set
+   * as the pause arrives: the broker's own work on it (the learning reads) comes first, and a session that ends
+   * meanwhile must still resume it. Another Debugger-enabled session keeps the target paused after this one's
+   * Debugger.disable.
+   */
+  claim(params: Record<string, unknown> | undefined): boolean {
+    const { live, quiet } = this.context.breakpoints.sortHits(params?.hitBreakpoints);
+    const exception = params?.reason === 'exception' || params?.reason === 'promiseRejection';
+    const ours = live.length > 0 || quiet.length > 0 || (this.context.grant.mode !== 'snapshot' && (this.clientExpectsPause || (this.pausesOnExceptions && exception)));
+    this.ownPause = ours;
+    return ours;
+  }
+
   /** A pause in pause mode: shown to the client, or decided by the broker (conditions, logpoints) and resumed unseen. */
   async onPaused(message: CdpMessage): Promise<void> {
     const { context } = this;

@@ -206,6 +206,13 @@ export class TargetRelay {
   }
 
   private async onPaused(message: CdpMessage): Promise<void> {
+    // Whose pause it is, known before anything is awaited: a session ending from now on resumes it (cleanup).
+    const ours = this.context.pauses.claim(message.params);
+    if (this.context.isEnding()) {
+      // The session's end began before the pause arrived (a hit racing the breakpoint's removal): resumed here.
+      if (ours) void this.context.channel.command('Debugger.resume', {}, { critical: true }).catch(() => undefined);
+      return;
+    }
     // The evaluator resolves names in the frames as the target sent them (redaction below changes the copy the
     // client gets); its scopes are read ahead only where a client may evaluate in them.
     // A pause to be captured starts its first reads now, ahead of the work below.

@@ -53,6 +53,20 @@ describe('session safety: every ending leaves the target running with no breakpo
     await target.stop();
   });
 
+  it('a session killed while the broker works on its pause (a condition on a hot line, a first capture) resumes it', async () => {
+    // The observer keeps Debugger enabled, so V8 does not resume when the session goes: the broker must, also for a
+    // pause whose learning reads or condition were still running when the client's socket died.
+    for (const [round, mode] of (['pause', 'pause', 'pause', 'snapshot', 'snapshot', 'snapshot'] as const).entries()) {
+      const { client, grant } = await broker.attach({ mode });
+      await client.call('Debugger.enable');
+      await client.call('Debugger.setBreakpointByUrl', { lineNumber: appLine, urlRegex: 'app\\.js$', ...(mode === 'pause' ? { condition: 'n % 2 === 0' } : {}) });
+      await new Promise((r) => setTimeout(r, 5 + 9 * round));
+      client.socket.terminate();
+      await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
+      await target.ticksAdvance(5, 3000);
+    }
+  });
+
   it('grant expiry closes a paused session within a second of exp and resumes the target', async () => {
     const { client, grant } = await broker.attach({ durationSeconds: 2 });
     await pauseAtWork(client);
