@@ -24,7 +24,7 @@ export interface RedactionContext {
   /** Whether an error's message and stack are withheld (the policy's exceptionMessages). */
   withholdsExceptionMessages?(): boolean;
   /** The redacted name of the learned bytes a typed array of the target holds (a key's Buffer reached by an alias). */
-  secretBytes?(bytes: readonly number[]): string | undefined;
+  secretBytes?(elements: readonly number[], type?: string): string | undefined;
 }
 
 const markerLabel = /\[redacted: ([^\]]+)\]/;
@@ -43,7 +43,7 @@ export function redactionContextOf(redactor: Redactor): RedactionContext {
     learn: (name, value) => void redactor.learnPairs([[name, value]]),
     isLearned: (text) => redactor.isLearned(text),
     withholdsExceptionMessages: () => redactor.withholdsExceptionMessages,
-    secretBytes: (bytes) => redactor.bytesSecret(bytes),
+    secretBytes: (elements, type) => redactor.bytesSecret(elements, false, type),
     secretIn,
     secretInTarget: (text) => secretIn(text) ?? (redactor.holdsLearned(text) ? learnedLabel : undefined),
   };

@@ -49,7 +49,10 @@ function bytesTaint(ctx: ReadContext, v: RemoteVal, read: PropertiesRead): Taint
   if (v.taint || v.object.subtype !== 'typedarray' || !ctx.redaction.secretBytes) return undefined;
   const bytes: number[] = [];
   for (const d of read.result) if (!d.symbol && /^(0|[1-9]\d*)$/.test(d.name)) bytes[Number(d.name)] = Number(d.value?.value);
-  const name = ctx.redaction.secretBytes(Array.from(bytes, (b) => b ?? NaN));
+  const name = ctx.redaction.secretBytes(
+    Array.from(bytes, (b) => b ?? NaN),
+    v.object.className,
+  );
   return name === undefined ? undefined : { full: true, label: name };
 }
 

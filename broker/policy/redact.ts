@@ -59,16 +59,64 @@ const minLearnedBytes = 8;
 const maxLearnedBytes = 64 << 10;
 const maxLearnedByteSequences = 1000;
 
-/** A list's elements that are numbers, by index in order (a typed array's bytes), from descriptors or preview fields. */
+/** A list's elements that are numbers, by index in order (a typed array's), from descriptors or preview fields. */
 function indexedNumbers(fields: readonly Record<string, unknown>[], valueOf: (field: Record<string, unknown>) => unknown): { bytes: number[]; fields: Record<string, unknown>[] } {
   const indexed: [number, number, Record<string, unknown>][] = [];
   for (const field of fields) {
     if (typeof field.name !== 'string' || !/^(0|[1-9]\d{0,8})$/.test(field.name)) continue;
     const value = Number(valueOf(field));
-    if (Number.isInteger(value)) indexed.push([Number(field.name), value, field]);
+    if (Number.isFinite(value)) indexed.push([Number(field.name), value, field]);
   }
   indexed.sort((a, b) => a[0] - b[0]);
   return { bytes: indexed.map(([, b]) => b), fields: indexed.map(([, , f]) => f) };
+}
+
+/** A typed array's element type: its size in bytes and DataView's name for it, by the class V8 names. */
+const elementTypes: Readonly<Record<string, readonly [number, 'Uint8' | 'Int8' | 'Uint16' | 'Int16' | 'Uint32' | 'Int32' | 'Float32' | 'Float64']>> = {
+  Buffer: [1, 'Uint8'],
+  Uint8Array: [1, 'Uint8'],
+  Uint8ClampedArray: [1, 'Uint8'],
+  Int8Array: [1, 'Int8'],
+  Uint16Array: [2, 'Uint16'],
+  Int16Array: [2, 'Int16'],
+  Uint32Array: [4, 'Uint32'],
+  Int32Array: [4, 'Int32'],
+  Float32Array: [4, 'Float32'],
+  Float64Array: [8, 'Float64'],
+};
+const integerRanges: Readonly<Record<string, readonly [number, number]>> = {
+  Uint8: [0, 0xff],
+  Int8: [-0x80, 0x7f],
+  Uint16: [0, 0xffff],
+  Int16: [-0x8000, 0x7fff],
+  Uint32: [0, 0xffffffff],
+  Int32: [-0x80000000, 0x7fffffff],
+};
+
+/** The class a typed array's description names (`Int8Array(16)`, `Buffer(24)`), if it is one Loupe knows. */
+export function typedArrayClass(description: unknown): string | undefined {
+  const name = typeof description === 'string' ? /^([A-Za-z0-9]+)\(\d+\)$/.exec(description)?.[1] : undefined;
+  return name !== undefined && name in elementTypes ? name : undefined;
+}
+
+/** The memory of a typed array of class `type` holding `values` (little-endian, as V8 on x64 and arm64); undefined if they cannot be its elements. */
+function elementBytes(values: readonly number[], type: string): Buffer | undefined {
+  const [size, kind] = elementTypes[type] ?? elementTypes.Uint8Array!;
+  const range = integerRanges[kind];
+  const out = Buffer.alloc(values.length * size);
+  const view = new DataView(out.buffer, out.byteOffset, out.length);
+  for (const [i, value] of values.entries()) {
+    if (range && (!Number.isInteger(value) || value < range[0] || value > range[1])) return undefined;
+    view[`set${kind}`](i * size, value, true);
+  }
+  return out;
+}
+
+/** The classes whose elements a list of numbers of unknown class could be (a read of a view: V8 does not say whose list it is). */
+function possibleClasses(values: readonly number[]): string[] {
+  const integers = values.every(Number.isInteger);
+  const out = integers ? ['Uint8Array', 'Int8Array', 'Uint16Array', 'Int16Array', 'Uint32Array', 'Int32Array'].filter((type) => elementBytes(values.slice(0, 64), type) !== undefined) : [];
+  return [...out, 'Float32Array', 'Float64Array'];
 }
 const absolutePath = /^(?:\/|[A-Za-z]:\\)\S*$/;
 
@@ -189,10 +237,10 @@ export class Redactor {
    * repeated), and the forms a program writes them in (UTF-8 text, hex, base64), which are then scrubbed as any
    * learned value.
    */
-  learnBytes(bytes: readonly number[], name: string): void {
-    if (bytes.length < minLearnedBytes || bytes.length > maxLearnedBytes || this.learnedBytes.size >= maxLearnedByteSequences) return;
-    if (!bytes.every((b) => Number.isInteger(b) && b >= 0 && b <= 255) || new Set(bytes).size < 3) return;
-    const buffer = Buffer.from(bytes);
+  learnBytes(elements: readonly number[], name: string, type = 'Uint8Array'): void {
+    if (this.learnedBytes.size >= maxLearnedByteSequences) return;
+    const buffer = elementBytes(elements, type);
+    if (!buffer || buffer.length < minLearnedBytes || buffer.length > maxLearnedBytes || new Set(buffer).size < 3) return;
     const text = buffer.toString('latin1');
     if (this.learnedBytes.has(text)) return;
     this.learnedBytes.set(text, name);
@@ -202,15 +250,19 @@ export class Redactor {
   }
 
   /**
-   * The name of a learned byte sequence that `bytes` (a list's elements in order) holds; with `prefixOnly` (a preview,
-   * which shows only the first elements) also one they begin, for a list of at least minLearnedBytes.
+   * The name of a learned byte sequence that a list's elements (in order) hold in memory, as a typed array of class
+   * `type`, or of any class they could be when it is not known (a view of another type over the same bytes: an
+   * Int8Array, a Uint16Array); with `prefixOnly` (a preview, which shows only the first elements) also one they begin.
    */
-  bytesSecret(bytes: readonly number[], prefixOnly = false): string | undefined {
-    if (this.learnedBytes.size === 0 || bytes.length === 0 || !bytes.every((b) => Number.isInteger(b) && b >= 0 && b <= 255)) return undefined;
-    const text = Buffer.from(bytes).toString('latin1');
-    for (const [learned, name] of this.learnedBytes) {
-      if (text.includes(learned)) return name;
-      if (prefixOnly && text.length >= minLearnedBytes && learned.startsWith(text)) return name;
+  bytesSecret(elements: readonly number[], prefixOnly = false, type?: string): string | undefined {
+    if (this.learnedBytes.size === 0 || elements.length === 0) return undefined;
+    for (const candidate of type !== undefined && type in elementTypes ? [type] : possibleClasses(elements)) {
+      const text = elementBytes(elements, candidate)?.toString('latin1');
+      if (text === undefined) continue;
+      for (const [learned, name] of this.learnedBytes) {
+        if (text.includes(learned)) return name;
+        if (prefixOnly && text.length >= minLearnedBytes && learned.startsWith(text)) return name;
+      }
     }
     return undefined;
   }
@@ -538,7 +590,7 @@ export class Redactor {
       // A typed array holding a learned key, reached by another name: its bytes as the marker.
       if (this.learnedBytes.size > 0 && (preview.subtype === 'typedarray' || list)) {
         const { bytes, fields: byteFields } = indexedNumbers(fields.filter(isRecord), (f) => (f.type === 'number' ? f.value : undefined));
-        const name = bytes.length > 0 ? this.bytesSecret(bytes, preview.overflow === true) : undefined;
+        const name = bytes.length > 0 ? this.bytesSecret(bytes, preview.overflow === true, typedArrayClass(preview.description)) : undefined;
         if (name !== undefined) {
           const label = this.label(name);
           this.hits.push(label);

@@ -210,20 +210,28 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
    * under a sensitive name every primitive is its secret (`credentials.key`), learned under that name: the object
    * reached another way (`this` in its method, an alias) then shows none of them.
    */
-  const learnFrom = (answer: Record<string, unknown>, container: string | undefined, onlySensitive = false, subtype?: string, ofProcess = false): Root[] => {
+  const learnFrom = (answer: Record<string, unknown>, container: string | undefined, onlySensitive = false, subtype?: string, ofProcess = false, className?: string): Root[] => {
     const props = (Array.isArray(answer.result) ? (answer.result as unknown[]) : []).filter(isRecord);
     // Of the process object, only its environment, and there only what is held under sensitive names.
     if (ofProcess) {
       const env = props.find((p) => p.name === 'env' && isRecord(p.value) && typeof p.value.objectId === 'string');
       return env ? [{ objectId: (env.value as { objectId: string }).objectId, onlySensitive: true }] : [];
     }
-    // A typed array under a sensitive name (a Buffer holding a signing key): its bytes, each too small to learn alone.
+    // A typed array under a sensitive name (a Buffer holding a signing key): its memory, each element too small to
+    // learn alone; an ArrayBuffer or a DataView through the byte view V8 lists for it.
     if (subtype === 'typedarray' && container !== undefined) {
-      const bytes = props
+      const elements = props
         .filter((p) => typeof p.name === 'string' && /^(0|[1-9]\d*)$/.test(p.name) && isRecord(p.value) && typeof p.value.value === 'number')
         .sort((a, b) => Number(a.name) - Number(b.name))
         .map((p) => (p.value as { value: number }).value);
-      redactor.learnBytes(bytes, container);
+      redactor.learnBytes(elements, container, className);
+    }
+    if ((subtype === 'arraybuffer' || subtype === 'sharedarraybuffer' || subtype === 'dataview') && container !== undefined) {
+      const internal = (Array.isArray(answer.internalProperties) ? (answer.internalProperties as unknown[]) : []).filter(isRecord);
+      const bytes = internal.find((p) => p.name === (subtype === 'dataview' ? '[[Buffer]]' : '[[Uint8Array]]'));
+      const object = isRecord(bytes?.value) && typeof bytes.value.objectId === 'string' ? bytes.value : undefined;
+      if (!object) return [];
+      return [{ objectId: object.objectId as string, label: container, subtype: subtype === 'dataview' ? 'arraybuffer' : 'typedarray', className: 'Uint8Array' }];
     }
     const internal = (Array.isArray(answer.internalProperties) ? (answer.internalProperties as unknown[]) : []).filter(isRecord);
     const objects: Root[] = [];
@@ -261,7 +269,12 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
       if (value.type === 'object' && typeof value.objectId === 'string') {
         // A large list is not read: V8 would list every element while the target waits (its elements hold no names).
         if (!(value.subtype === 'array' || value.subtype === 'typedarray') || Number(/\((\d+)\)$/.exec(String(value.description))?.[1] ?? 0) <= maxListRead) {
-          objects.push({ objectId: value.objectId, ...(label !== undefined ? { label } : {}), ...(typeof value.subtype === 'string' ? { subtype: value.subtype } : {}) });
+          objects.push({
+            objectId: value.objectId,
+            ...(label !== undefined ? { label } : {}),
+            ...(typeof value.subtype === 'string' ? { subtype: value.subtype } : {}),
+            ...(typeof value.className === 'string' ? { className: value.className } : {}),
+          });
         }
       } else if (label !== undefined) learnPrimitive(value, label);
     }
@@ -277,7 +290,7 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
     // objects), it still reads `credentials` rather than the objects beside it, which are read to find such names.
     const level = [...unread.filter((root) => root.label !== undefined), ...unread.filter((root) => root.label === undefined)];
     next = [];
-    for (const { objectId, label, onlySensitive, subtype, ofProcess } of level) {
+    for (const { objectId, label, onlySensitive, subtype, ofProcess, className } of level) {
       if (over()) {
         if (ofProcess) envRead.delete(context);
         break;
@@ -285,7 +298,7 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
       seen.add(objectId);
       const answer = await read(objectId);
       if (ofProcess && answer.result === undefined) envRead.delete(context);
-      next.push(...learnFrom(answer, label, onlySensitive, subtype, ofProcess));
+      next.push(...learnFrom(answer, label, onlySensitive, subtype, ofProcess, className));
     }
   }
   // A scope the bounds left unread was not learned either.
@@ -306,4 +319,6 @@ interface Root {
   readonly subtype?: string;
   /** The process object: only its `env` is followed, and there only what is under sensitive names. */
   readonly ofProcess?: boolean;
+  /** Its class (a typed array's element type: `Int8Array`, `Buffer`). */
+  readonly className?: string;
 }

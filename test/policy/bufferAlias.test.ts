@@ -73,6 +73,59 @@ describe('a Buffer held under a sensitive name, reached by another name', () => 
   });
 });
 
+describe('other typed memory held under a sensitive name, reached by another name', () => {
+  const app = join(fixtures, 'typed-keys-app.js');
+  let target: TargetProcess;
+  let broker: TestBroker;
+  before(async () => {
+    target = await startTarget(app);
+    broker = await startTestBroker(basePolicy(target.inspector));
+  });
+  after(async () => {
+    await broker.close();
+    await target.stop();
+  });
+
+  it("an ArrayBuffer's byte view, an Int8Array, a Uint16Array and a signed view over a key's bytes show only markers", async () => {
+    const { client } = await broker.attach();
+    await client.call('Debugger.enable');
+    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(app, 'use'), urlRegex: 'typed-keys-app\\.js$' });
+    const paused = await client.waitEvent('Debugger.paused');
+    const callFrameId = paused.params.callFrames[0].callFrameId;
+    const local = paused.params.callFrames[0].scopeChain.find((s: any) => s.type === 'local');
+    const scope = (await client.call('Runtime.getProperties', { objectId: local.object.objectId, ownProperties: true, generatePreview: true })).result;
+    const param = (name: string) => scope.find((p: any) => p.name === name).value;
+    const elements = async (objectId: string) =>
+      (await client.call('Runtime.getProperties', { objectId, ownProperties: true })).result.filter((p: any) => /^\d+$/.test(p.name)).map((p: any) => p.value.value);
+    const rawViews = (await client.call('Runtime.getProperties', { objectId: param('raw').objectId, ownProperties: true })).internalProperties;
+    const reads: Record<string, unknown[]> = {
+      'raw [[Uint8Array]]': await elements(rawViews.find((p: any) => p.name === '[[Uint8Array]]').value.objectId),
+      'raw [[Int16Array]]': await elements(rawViews.find((p: any) => p.name === '[[Int16Array]]').value.objectId),
+      signed: await elements(param('signed').objectId),
+      words: await elements(param('words').objectId),
+      view: await elements(param('view').objectId),
+    };
+    for (const [what, values] of Object.entries(reads)) {
+      assert.ok(values.length > 0 && values.every((v) => typeof v === 'string' && v.startsWith('[redacted: ')), `${what}: ${JSON.stringify(values)}`);
+    }
+    for (const name of ['signed', 'words', 'view']) {
+      const shown = param(name)
+        .preview.properties.filter((p: any) => /^\d+$/.test(p.name))
+        .map((p: any) => p.value);
+      assert.ok(
+        shown.every((v: string) => v.startsWith('[redacted: ')),
+        `the preview of ${name}: ${JSON.stringify(shown)}`,
+      );
+    }
+    for (const expression of ['Array.from(signed).join()', 'words[3]', 'Array.from(view).join()']) {
+      const result = (await client.call('Debugger.evaluateOnCallFrame', { callFrameId, expression })).result;
+      assert.match(String(result.value), /^\[redacted: /, `${expression} -> ${JSON.stringify(result)}`);
+    }
+    await client.call('Debugger.resume');
+    await client.close();
+  });
+});
+
 describe('Redactor: learned bytes', () => {
   it('match a list holding them anywhere, a preview beginning them, and never a list that only shares a few', () => {
     fc.assert(
@@ -88,6 +141,33 @@ describe('Redactor: learned bytes', () => {
           assert.equal(redactor.bytesSecret([...secret.subarray(0, 7)]), undefined);
           // Its textual forms are scrubbed as learned values.
           assert.doesNotMatch(redactor.scrub(`key=${Buffer.from(secret).toString('hex')}`), new RegExp(Buffer.from(secret).toString('hex')));
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('match a view of another element type over the same memory (signed bytes, 16- and 32-bit words)', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 8, maxLength: 64 }).filter((b) => b.length % 4 === 0 && new Set(b).size >= 3),
+        (secret) => {
+          const redactor = new Redactor(defaultRedaction);
+          redactor.learnBytes([...secret], 'hmacKey');
+          const { buffer, byteOffset, length } = Buffer.from(secret);
+          for (const view of [
+            new Int8Array(buffer, byteOffset, length),
+            new Uint16Array(buffer, byteOffset, length / 2),
+            new Int16Array(buffer, byteOffset, length / 2),
+            new Int32Array(buffer, byteOffset, length / 4),
+          ]) {
+            assert.equal(redactor.bytesSecret([...view]), 'hmacKey', view.constructor.name);
+            assert.equal(redactor.bytesSecret([...view], false, view.constructor.name), 'hmacKey', `${view.constructor.name}, its class known`);
+          }
+          // Learned from a signed view too, matched as plain bytes.
+          const again = new Redactor(defaultRedaction);
+          again.learnBytes([...new Int8Array(buffer, byteOffset, length)], 'hmacKey', 'Int8Array');
+          assert.equal(again.bytesSecret([...secret]), 'hmacKey');
         },
       ),
       { numRuns: 200 },
