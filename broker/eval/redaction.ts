@@ -23,6 +23,8 @@ export interface RedactionContext {
   isLearned?(text: string): boolean;
   /** Whether an error's message and stack are withheld (the policy's exceptionMessages). */
   withholdsExceptionMessages?(): boolean;
+  /** Which of the target's process facts (pid, parent pid, inspector port) a text of the target shows, if any. */
+  processFactIn?(text: string): string | undefined;
   /** The redacted name of the learned bytes a typed array of the target holds (a key's Buffer reached by an alias). */
   secretBytes?(elements: readonly number[], type?: string): string | undefined;
 }
@@ -31,7 +33,7 @@ const markerLabel = /\[redacted: ([^\]]+)\]/;
 /** The label of a string of the target that holds a learned value, as the session's scrub marks it. */
 export const learnedLabel = 'value of a redacted field';
 
-export function redactionContextOf(redactor: Redactor): RedactionContext {
+export function redactionContextOf(redactor: Redactor, processFacts?: () => { factIn(text: string): string | undefined } | undefined): RedactionContext {
   // A scratch Redactor with the same policy and nothing learned finds patterns and pairs; the session's own is left
   // untouched (scrub records hits). Values the session learned are matched only in what the target holds
   // (secretInTarget): matched in what the expression built, they would say which literal equals a secret.
@@ -44,6 +46,7 @@ export function redactionContextOf(redactor: Redactor): RedactionContext {
     isLearned: (text) => redactor.isLearned(text),
     withholdsExceptionMessages: () => redactor.withholdsExceptionMessages,
     secretBytes: (elements, type) => redactor.bytesSecret(elements, false, type),
+    processFactIn: (text) => processFacts?.()?.factIn(text),
     secretIn,
     secretInTarget: (text) => secretIn(text) ?? (redactor.holdsLearned(text) ? learnedLabel : undefined),
   };

@@ -104,6 +104,13 @@ export function readValue(ctx: ReadContext, object: Protocol.Runtime.RemoteObjec
     const found = ctx.redaction.secretInTarget(object.value);
     if (found) return prim(object.value, { full: false, label: found });
   }
+  // A copy of the target's process id, parent's or inspector port (`const mine = process.pid`, a banner quoting the
+  // port): withheld from every message, so not to be turned into other digits either (`mine + 1`, `String(mine).split('')`).
+  if (!taint && ctx.redaction.processFactIn && (object.type === 'number' || object.type === 'bigint' || object.type === 'string')) {
+    const text = object.type === 'string' ? object.value : object.type === 'number' ? String(object.value ?? object.unserializableValue) : object.unserializableValue?.replace(/n$/, '');
+    const fact = typeof text === 'string' ? ctx.redaction.processFactIn(text) : undefined;
+    if (fact !== undefined) return fromRemote(object, { full: false, label: fact });
+  }
   // A number copied from a redacted field under another name (an OTP kept in `code`): its digits are the secret.
   if (!taint && (object.type === 'number' || object.type === 'bigint') && ctx.redaction.isLearned) {
     const digits = typeof object.value === 'number' ? String(object.value) : object.unserializableValue?.replace(/n$/, '');

@@ -23,6 +23,8 @@ export interface SessionEvaluatorOptions {
   readonly redactsAnswers?: boolean;
   /** The policy's evaluation.denyIdentifiers as a check of the dotted paths the interpreter reads. */
   readonly denied?: () => (path: string) => string | undefined;
+  /** The target's process facts, once known (gate/processFacts.ts): values of the target that show one are tainted. */
+  readonly processFacts?: () => { factIn(text: string): string | undefined } | undefined;
 }
 
 export class SessionEvaluator {
@@ -30,7 +32,7 @@ export class SessionEvaluator {
   private pause: { readonly reader: TargetReader; readonly frames: Map<string, Protocol.Debugger.CallFrame> } | undefined;
 
   constructor(private readonly options: SessionEvaluatorOptions) {
-    this.redaction = redactionContextOf(options.redactor);
+    this.redaction = redactionContextOf(options.redactor, options.processFacts);
   }
 
   /** The target paused: pass the event's callFrames as the target sent them (before redaction). */

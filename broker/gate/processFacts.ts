@@ -321,6 +321,21 @@ export class WithheldFacts {
     return out;
   }
 
+  /**
+   * Which fact a text shows (its field's words: "the target's process id"), by the spellings the messages are checked
+   * for; undefined when none. The interpreter taints a value of the target that shows one, so a copy the app keeps
+   * (`const mine = process.pid`) is not turned into other digits (`mine + 1`, its digits joined with dashes).
+   */
+  factIn(text: string): string | undefined {
+    if (!this.spellings || !this.mayShow(text)) return undefined;
+    const plain = notAsciiDigit.test(text) ? asciiDigits(text) : text;
+    for (const fact of this.facts) {
+      fact.pattern.lastIndex = 0;
+      if (fact.pattern.test(plain)) return withheldProcessFields[fact.field] ?? fact.field;
+    }
+    return undefined;
+  }
+
   private markerFor(text: string): string {
     for (const fact of this.facts) {
       fact.pattern.lastIndex = 0;

@@ -127,7 +127,14 @@ export class DebugSession {
       labels: new RecordLabels(options.targetUrl),
       // The one switch between Loupe expressions (the default) and V8 evaluation (a grant's privilege): console,
       // watch, hover, conditions and logpoints all go through it.
-      evaluation: frameEvaluation({ kind: evaluationKind, channel: this.channel, limits: options.limits, redactor: this.redactor, target: () => this.options.target }),
+      evaluation: frameEvaluation({
+        kind: evaluationKind,
+        channel: this.channel,
+        limits: options.limits,
+        redactor: this.redactor,
+        target: () => this.options.target,
+        processFacts: () => this.withheld,
+      }),
     };
     // The parts reach each other through the context only when a frame is handled, after all are built.
     const context = shared as { -readonly [K in keyof SessionContext]: SessionContext[K] };

@@ -61,6 +61,8 @@ export interface FrameEvaluationOptions {
   readonly redactor: Redactor;
   /** The target's policy now (a reload can make it stricter during the session). */
   readonly target: () => TargetConfig;
+  /** The target's process facts, once read (values of the target that show one are tainted in Loupe). */
+  readonly processFacts?: () => { factIn(text: string): string | undefined } | undefined;
 }
 
 /** The session's evaluation, chosen once when it starts. */
@@ -80,7 +82,7 @@ export function denyCheck(deny: readonly string[]): (path: string) => string | u
 }
 
 /** Loupe expressions: the broker interprets them, reading the target through the session's own recorded commands. */
-function loupeEvaluation({ channel, limits, redactor, target }: FrameEvaluationOptions): FrameEvaluation {
+function loupeEvaluation({ channel, limits, redactor, target, processFacts }: FrameEvaluationOptions): FrameEvaluation {
   const evaluator = new SessionEvaluator({
     send: (method, params) => channel.command(method, params, { quiet: true }),
     redactor,
@@ -90,6 +92,7 @@ function loupeEvaluation({ channel, limits, redactor, target }: FrameEvaluationO
     denied: () => denyCheck(target().evaluation.denyIdentifiers),
     // clientRelay.ts cuts and redacts each answer as it does V8's.
     redactsAnswers: true,
+    ...(processFacts ? { processFacts } : {}),
   });
   const conditionBudget = () => ({ maxMs: limits.conditionTimeoutMs });
   return {

@@ -323,11 +323,29 @@ describe('process facts withheld by value, on every route', () => {
       for (const extra of [{}, { returnByValue: true }, { generatePreview: true }]) {
         const start = frames.length;
         const answer = await client.call('Debugger.evaluateOnCallFrame', { callFrameId, expression, ...extra });
-        if (JSON.stringify(answer).includes(marker)) withheld++;
+        // Withheld from the message, or tainted where Loupe read it (a copy of a fact is redacted as a secret is).
+        if (JSON.stringify(answer).includes(marker) || /\[redacted: the target's (parent process id|process id|inspector port)\]/.test(JSON.stringify(answer))) withheld++;
         assertNone(frames.slice(start), `${expression} ${JSON.stringify(extra)}`);
       }
     }
     assert.ok(withheld >= 15, `${withheld} answers carried the marker`);
+    // A copy turned into other digits, which no message check would know: the copy is tainted where it is read.
+    const { pid, ppid, debugPort } = facts as { pid: number; ppid: number; debugPort: number };
+    const digits = (n: number) => String(n).split('');
+    for (const [expression, shown] of [
+      ['mine + 1', String(pid + 1)],
+      ['String(mine).split("").join("-")', digits(pid).join('-')],
+      ['String(mine).split("").reverse().join("")', digits(pid).reverse().join('')],
+      ['mine.toString(36)', pid.toString(36)],
+      ['facts.port - 1', String(debugPort - 1)],
+      ['facts.parent * 2', String(ppid * 2)],
+      ['line.split(" ")[1].split("").join("_")', digits(pid).join('_')],
+      ['bindings.slice(20, 40).split("").reverse().join("")', `${pid}`.split('').reverse().join('')],
+    ] as const) {
+      const answer = JSON.stringify(await client.call('Debugger.evaluateOnCallFrame', { callFrameId, expression }));
+      assert.ok(!answer.includes(shown), `${expression} showed ${shown}: ${answer}`);
+      assert.match(answer, /\[redacted: the target's (parent process id|process id|inspector port)\]/, `${expression}: ${answer}`);
+    }
     const local = await client.call('Runtime.getProperties', { objectId: paused.params.callFrames[0].scopeChain[0].object.objectId, ownProperties: true, generatePreview: true });
     assert.ok(JSON.stringify(local).includes(marker));
     await client.call('Debugger.removeBreakpoint', { breakpointId });
