@@ -82,7 +82,10 @@ export class AuditTrail extends EventEmitter implements ChainHost, RecoveryConte
     if (this.stopped) return;
     this.checkBound();
     this.probe();
-    if (this.wal.failed) void this.retryWal();
+    if (this.wal.failed) {
+      this.walDown = true;
+      void this.retryWal();
+    } else if (this.walDown) this.walBack();
   }
 
   /**
@@ -101,6 +104,16 @@ export class AuditTrail extends EventEmitter implements ChainHost, RecoveryConte
   /** A failed WAL (a full disk) is tried again on every tick; once it takes records, what waited goes on. */
   private async retryWal(): Promise<void> {
     if (this.stopped || !(await this.wal.retry())) return;
+    this.walBack();
+  }
+
+  /** Whether the WAL was seen failed and has not been seen taking records since. */
+  private walDown = false;
+
+  /** The WAL takes records again (retried here, or by itself once a stalled commit landed). */
+  private walBack(): void {
+    if (!this.walDown) return;
+    this.walDown = false;
     this.log?.('audit: the write-ahead log takes records again');
     for (const wake of this.storeWaiters.splice(0)) wake();
     this.maybeRecover();

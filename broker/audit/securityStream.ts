@@ -21,6 +21,9 @@ export interface SecurityStreamOptions {
 
 export const defaultSecurityStreamOptions = { maxQueued: 1000, maxBacklog: 10_000, segmentMaxEvents: 10_000, segmentMaxSeconds: 3600 } as const;
 
+/** Under a flood of events, the least time between two drains of the queue (each one WAL commit). */
+export const drainIntervalMs = 50;
+
 /** What an attacker controls is cut to this many characters before it is recorded. */
 export const maxFieldChars = 200;
 
@@ -55,6 +58,7 @@ export class SecurityStream {
   private readonly dropped = new Map<string, number>();
   private droppedSince: string | undefined;
   private draining: Promise<void> | undefined;
+  private lastDrainAt = -Infinity;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private writeFailureLogged = false;
@@ -122,8 +126,14 @@ export class SecurityStream {
 
   private schedule(): void {
     if (this.draining || !this.segment) return;
-    this.draining = new Promise<void>((r) => setImmediate(r))
-      .then(() => this.drain())
+    // A quiet stream drains at once; under a flood, one drain (one WAL commit) per drainIntervalMs at most, so what a
+    // flood costs the disk is bounded by its duration, not by its count or by how fast the broker answers it.
+    const wait = this.lastDrainAt + drainIntervalMs - performance.now();
+    this.draining = new Promise<void>((r) => (wait > 0 ? setTimeout(r, wait) : setImmediate(r)))
+      .then(() => {
+        this.lastDrainAt = performance.now();
+        return this.drain();
+      })
       .catch((err: Error) => this.options.log?.(`audit: security stream: ${err.message}`))
       .finally(() => {
         this.draining = undefined;

@@ -457,6 +457,9 @@ export class WriteAheadLog {
       }
     }
     this.flushing = false;
+    // A stalled commit that landed after all: the disk answers again, so the WAL takes records again now, not at the
+    // trail's next tick (records refused meanwhile were never acknowledged; the new segment restates the open streams).
+    if ((this.failure as NodeJS.ErrnoException | undefined)?.code === 'ESTALLED' && !this.closed) void this.retry();
   }
 
   /**

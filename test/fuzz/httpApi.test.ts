@@ -351,7 +351,7 @@ describe(`fuzz: ${total} generated HTTP requests to a live broker's API (seed ${
     process.stdout.write(`# HTTP API fuzz: ${sent} requests in ${seconds.toFixed(1)} s, seed ${seed}; answers ${JSON.stringify(Object.fromEntries([...statuses].sort((a, b) => a[0] - b[0])))}\n`);
     const faults = logged.filter((line) => /^internal error|^fault in/.test(line));
     assert.deepEqual(faults, [], 'no request reached an internal error or a fault');
-    await assertAllWell(broker, victim, target, 1);
+    await assertAllWell(broker, victim, target, 1, logged);
     // The API still decides: a developer is granted, and attaches.
     const grant = await broker.grant('dev', ['devs']);
     const client = await CdpClient.connect(grant.attachUrl, { authorization: `Bearer ${grant.token}` });

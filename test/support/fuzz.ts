@@ -68,15 +68,20 @@ export async function startHttpTarget(): Promise<HttpTarget> {
 }
 
 /** After each batch: the broker answers /healthz, the victim session evaluates, the target serves HTTP. */
-export async function assertAllWell(broker: TestBroker, victim: CdpClient, target: HttpTarget, round: number): Promise<void> {
+export async function assertAllWell(broker: TestBroker, victim: CdpClient, target: HttpTarget, round: number, logged: readonly string[] = []): Promise<void> {
+  // What the broker said of its audit trail: why a record was refused, when a failure says only that it was.
+  const auditLines = () => {
+    const lines = logged.filter((line) => /^audit:/.test(line)).slice(-10);
+    return lines.length > 0 ? `; the broker logged: ${lines.join(' | ')}` : '';
+  };
   const health = await fetch(`${broker.url}/healthz`, { signal: AbortSignal.timeout(5000) });
   if (health.status !== 200) throw new Error(`/healthz answered ${health.status} after round ${round}`);
   if (victim.socket.readyState !== victim.socket.OPEN) {
     const { code, reason } = await victim.closed;
-    throw new Error(`the victim session was closed after round ${round} (${code} ${reason})`);
+    throw new Error(`the victim session was closed after round ${round} (${code} ${reason})${auditLines()}`);
   }
   const reply = await victim.send('Runtime.evaluate', { expression: `${round} + 1`, returnByValue: true });
-  if (reply.result?.result?.value !== round + 1) throw new Error(`the victim session's evaluation failed after round ${round}: ${JSON.stringify(reply).slice(0, 300)}`);
+  if (reply.result?.result?.value !== round + 1) throw new Error(`the victim session's evaluation failed after round ${round}: ${JSON.stringify(reply).slice(0, 300)}${auditLines()}`);
   await target.serves();
   await target.ticksAdvance(1, 5000);
 }
