@@ -210,13 +210,28 @@ export class TargetChannel {
         send();
         return;
       }
-      const guard = options.critical ? Promise.race([recorded.catch(() => undefined), new Promise((r) => setTimeout(r, 500))]) : recorded;
       const sendInTime = () => {
         const early = (options.notBefore ?? 0) - this.context.now();
         if (early > 0) setTimeout(send, early);
         else send();
       };
-      guard.then(sendInTime, (err: Error) => {
+      // Sent in the very reaction to its record, as a client's request is: records of one commit resolve in the order
+      // appended, so what leaves for the target keeps that order (a removal recorded before a client's setting of a
+      // breakpoint at the same place reaches V8 first; any hop more here would let the client's overtake it).
+      if (options.critical) {
+        // Cleanup is not held by a disk that stopped answering: it goes out after 500 ms, recorded or not.
+        let sent = false;
+        const sendOnce = () => {
+          if (sent) return;
+          sent = true;
+          clearTimeout(fallback);
+          sendInTime();
+        };
+        const fallback = setTimeout(sendOnce, 500);
+        recorded.then(sendOnce, sendOnce);
+        return;
+      }
+      recorded.then(sendInTime, (err: Error) => {
         timer.cancel();
         this.pending.delete(targetId);
         reject(new TargetCommandError('not_recorded', method, err.message, { cause: err }));
