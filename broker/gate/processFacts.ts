@@ -204,7 +204,7 @@ const notValues = new Set(['objectId', 'scriptId', 'callFrameId', 'breakpointId'
 /** A decimal digit of a script other than ASCII's. */
 const notAsciiDigit = /(?![0-9])\p{Nd}/u;
 let nonAsciiDigitClass: RegExp | undefined;
-/** A decimal digit outside ASCII, or a surrogate (digits beyond the BMP); built when facts are first learned (about 10 ms), never inside a message's handling. */
+/** A decimal digit outside ASCII, or a surrogate (digits beyond the BMP); built when facts are learned (10 ms). */
 const nonAsciiDigits = () => (nonAsciiDigitClass ??= new RegExp(`[${nonAsciiDigitRanges()}\\ud800-\\udfff]`));
 /** Text with a character outside Latin-1 (only such text can hold another script's digits). */
 const twoByte = /[^\x00-\xff]/;
