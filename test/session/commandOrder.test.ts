@@ -13,6 +13,7 @@ import { loadOrCreateSigningKey } from '../../broker/identity/keys';
 import type { CdpMessage } from '../../broker/gate/targetFrame';
 import { TargetChannel } from '../../broker/session/targetChannel';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
+import { waitFor } from '../support/wait';
 
 /**
  * What the broker sends the target keeps the order of its records: a removal of its own (a breakpoint whose
@@ -77,19 +78,10 @@ describe("the broker's own commands and a client's requests recorded in one comm
       // The client's request goes out in the reaction to its record, as the client relay sends it.
       void stream.record('cdp.request', { method: 'Debugger.setBreakpointByUrl', params: place, targetId }).then(() => channel.send(targetId, 'Debugger.setBreakpointByUrl', place));
       await removed;
-      const answer = await waitForAnswer(targetId);
+      const answer = await waitFor(() => clientAnswers.get(targetId), { what: `the answer to target request ${targetId}`, timeoutMs: 2000, intervalMs: 10 });
       assert.equal(answer.error, undefined, `round ${round}: V8 refused the client's breakpoint: ${JSON.stringify(answer.error)}`);
       assert.equal((answer.result as { breakpointId?: string }).breakpointId, breakpointId);
       await channel.command('Debugger.removeBreakpoint', { breakpointId });
     }
   });
-
-  async function waitForAnswer(targetId: number): Promise<CdpMessage> {
-    for (let i = 0; i < 200; i++) {
-      const answer = clientAnswers.get(targetId);
-      if (answer) return answer;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    throw new Error(`no answer to target request ${targetId} within 2 s`);
-  }
 });
