@@ -124,9 +124,12 @@ export class Breakpoints implements SessionBreakpoints {
 
   /** Removes a breakpoint from V8 on the broker's own account (recorded first, like every broker command). */
   private removeFromV8(entry: BreakpointEntry, v8Id: string, why: string, withCapture = false): Promise<unknown> {
-    return this.changeInV8(entry, () =>
-      this.context.channel.command('Debugger.removeBreakpoint', { breakpointId: v8Id }, { critical: true, why, removalWithCapture: withCapture }).then(() => this.inV8.delete(v8Id)),
-    );
+    // Forgotten as its answer is read, in order with the answers around it: a client's setting at the same place,
+    // answered next in the same read, gets the same V8 id and must stay known.
+    const onAnswer = (message: CdpMessage) => {
+      if (!message.error) this.inV8.delete(v8Id);
+    };
+    return this.changeInV8(entry, () => this.context.channel.command('Debugger.removeBreakpoint', { breakpointId: v8Id }, { critical: true, why, removalWithCapture: withCapture, onAnswer }));
   }
 
   /**

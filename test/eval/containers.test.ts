@@ -4,7 +4,7 @@
 // container's literals in the script's source. Real broker, real target: nothing of any secret reaches the client.
 import { strict as assert } from 'node:assert';
 import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import type { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
@@ -33,8 +33,15 @@ describe('secrets reached other than by their name stay hidden (real broker, rea
     await target.stop();
   });
 
+  // A test that fails leaves no session behind: its breakpoints would pause the next tests' target elsewhere.
+  const open: CdpClient[] = [];
+  afterEach(async () => {
+    await Promise.all(open.splice(0).map((client) => client.close()));
+  });
+
   async function session(mode: 'pause' | 'snapshot' = 'pause'): Promise<{ client: CdpClient; frames: string[] }> {
     const { client } = await broker.attach({ mode });
+    open.push(client);
     const frames: string[] = [];
     client.socket.on('message', (data) => frames.push(data.toString()));
     await client.call('Runtime.enable');

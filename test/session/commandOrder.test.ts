@@ -11,7 +11,9 @@ import { LocalDirectoryStore } from '../../broker/audit/stores/localStore';
 import type { BrokerLimits } from '../../broker/config/types';
 import { loadOrCreateSigningKey } from '../../broker/identity/keys';
 import type { CdpMessage } from '../../broker/gate/targetFrame';
-import { TargetChannel } from '../../broker/session/targetChannel';
+import { Breakpoints } from '../../broker/session/breakpoints';
+import type { SessionContext } from '../../broker/session/context';
+import { TargetChannel, type ClientPending } from '../../broker/session/targetChannel';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { waitFor } from '../support/wait';
 
@@ -28,6 +30,8 @@ describe("the broker's own commands and a client's requests recorded in one comm
   let socket: WebSocket;
   let channel: TargetChannel;
   const clientAnswers = new Map<number, CdpMessage>();
+  /** What a client's answer does as it is read, as the client relay has it (the session's breakpoints). */
+  let onClientAnswer: (pending: ClientPending, message: CdpMessage) => void = () => undefined;
 
   before(async () => {
     target = await startTarget();
@@ -54,7 +58,10 @@ describe("the broker's own commands and a client's requests recorded in one comm
       channel.heard(message.id);
       const pending = channel.take(message.id);
       if (pending?.origin === 'broker') channel.settle(message.id, pending, message, data.length, () => undefined);
-      else clientAnswers.set(message.id, message);
+      else {
+        if (pending) onClientAnswer(pending, message);
+        clientAnswers.set(message.id, message);
+      }
     });
     await channel.command('Debugger.enable');
   });
@@ -82,6 +89,61 @@ describe("the broker's own commands and a client's requests recorded in one comm
       assert.equal(answer.error, undefined, `round ${round}: V8 refused the client's breakpoint: ${JSON.stringify(answer.error)}`);
       assert.equal((answer.result as { breakpointId?: string }).breakpointId, breakpointId);
       await channel.command('Debugger.removeBreakpoint', { breakpointId });
+    }
+  });
+
+  it("a client's breakpoint set where the broker is removing its own stays the session's: its hits are the client's", async () => {
+    const place = { lineNumber: markerLine(join(fixtures, 'app.js'), 'work'), urlRegex: 'app\\.js$' };
+    const context = {
+      channel,
+      now: Date.now,
+      isEnding: () => false,
+      auditAccepting: () => true,
+      record: (type: string, data: Record<string, unknown>) => stream.record(type as never, data),
+      notify: () => undefined,
+      pauses: { clientAbsent: false, forgetBudget: () => undefined },
+    } as unknown as SessionContext;
+    const breakpoints = new Breakpoints(context);
+    onClientAnswer = (pending, message) => breakpoints.answered(pending, message);
+    let clientId = 1;
+    // A client's request as the relay sends it: recorded, then sent in the reaction to its record.
+    const clientSets = async (extra: Partial<ClientPending>, busyMs = 0) => {
+      const targetId = channel.nextId();
+      const pending: ClientPending = {
+        origin: 'client',
+        clientId: clientId++,
+        method: 'Debugger.setBreakpointByUrl',
+        sentAt: Date.now(),
+        setAs: { method: 'Debugger.setBreakpointByUrl', params: place },
+        ...extra,
+      };
+      channel.expect(targetId, pending);
+      await stream.record('cdp.request', { method: pending.method, params: place, targetId });
+      channel.send(targetId, pending.method, place);
+      // A broker busy with other sessions reads the socket late: V8's answers to both arrive in one read.
+      if (busyMs > 0) for (const until = performance.now() + busyMs; performance.now() < until;);
+      return waitFor(() => clientAnswers.get(targetId), { what: `the answer to target request ${targetId}`, timeoutMs: 2000, intervalMs: 5 });
+    };
+    try {
+      for (let round = 0; round < 10; round++) {
+        const first = await clientSets({ condition: 'secret.length > 3' });
+        const id = (first.result as { breakpointId: string }).breakpointId;
+        // Disabled (its condition read a redacted field): the broker removes it; the client, told at once, sets a
+        // logpoint at the same place, recorded in the same commit, answered in the same read as the removal.
+        breakpoints.retire(id, 'disabled');
+        // The removal's record is appended a hop after the retirement; the client's comes after it, in the same commit.
+        await Promise.resolve();
+        const second = await clientSets({}, 100);
+        assert.equal(second.error, undefined, `round ${round}: V8 refused the client's breakpoint: ${JSON.stringify(second.error)}`);
+        await waitFor(() => channel.waiting === 0, { what: 'every answer', timeoutMs: 2000, intervalMs: 5 });
+        await new Promise((resolve) => setTimeout(resolve, 5));
+        assert.deepEqual(breakpoints.sortHits([id]), { live: [id], quiet: [] }, `round ${round}: a hit of the client's new breakpoint is not the session's`);
+        assert.ok(breakpoints.v8Ids().includes(id), `round ${round}: the broker forgot V8 has it`);
+        breakpoints.retire(id, 'round over');
+        await waitFor(() => !breakpoints.v8Ids().includes(id), { what: 'the removal', timeoutMs: 2000, intervalMs: 5 });
+      }
+    } finally {
+      onClientAnswer = () => undefined;
     }
   });
 });
