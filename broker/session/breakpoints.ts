@@ -15,6 +15,8 @@ import type { ClientPending } from './targetChannel';
 export const minThrottleOutMs = 50;
 /** How long before a throttle ends its setting again is recorded (write-ahead), so it is sent on time. */
 const setAgainLeadMs = 100;
+/** At most this many unknown ids of one pause are taken out of V8 (the target is not trusted to send few). */
+const maxStraysPerPause = 16;
 
 export type { BreakpointEntry, BreakpointRates };
 
@@ -75,18 +77,33 @@ export class Breakpoints implements SessionBreakpoints {
 
   /**
    * A pause's hits as client ids: live (this session's breakpoint, set in V8 now) and quiet (one the broker is
-   * taking out of V8 or has: throttled, suspended, removed). Ids that are no breakpoint of this session are left out.
+   * taking out of V8 or has: throttled, suspended, removed). V8 lists only the hits of the session it pauses, so an
+   * id the broker has no record of is still this session's, in V8 without the broker knowing: it is quiet, and
+   * taken out of V8 (recorded), so it never holds production or shows a pause no one asked for.
    */
   sortHits(raw: unknown): { live: string[]; quiet: string[] } {
     const live: string[] = [];
     const quiet: string[] = [];
+    let strays = 0;
     for (const id of Array.isArray(raw) ? raw : []) {
-      const clientId = typeof id === 'string' ? this.inV8.get(id) : undefined;
-      if (clientId === undefined) continue;
+      if (typeof id !== 'string') continue;
+      let clientId = this.inV8.get(id);
+      if (clientId === undefined) {
+        if (strays++ < maxStraysPerPause) this.takeOutStray(id);
+        quiet.push(id);
+        continue;
+      }
       const entry = this.entries.get(clientId);
       (entry && entry.v8Id === id && !entry.throttled ? live : quiet).push(clientId);
     }
     return { live, quiet };
+  }
+
+  /** A breakpoint of this session in V8 that the broker has no record of: removed; known (as no client's) meanwhile. */
+  private takeOutStray(v8Id: string): void {
+    this.inV8.set(v8Id, v8Id);
+    const why = 'a breakpoint of this session that the broker had no record of was hit: removed, and its pause resumed unseen';
+    this.context.channel.command('Debugger.removeBreakpoint', { breakpointId: v8Id }, { critical: true, why, onAnswer: () => this.inV8.delete(v8Id) }).catch(() => undefined);
   }
 
   rate(clientId: string): BreakpointRates {

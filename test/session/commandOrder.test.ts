@@ -30,6 +30,7 @@ describe("the broker's own commands and a client's requests recorded in one comm
   let socket: WebSocket;
   let channel: TargetChannel;
   const clientAnswers = new Map<number, CdpMessage>();
+  const pauses: CdpMessage[] = [];
   /** What a client's answer does as it is read, as the client relay has it (the session's breakpoints). */
   let onClientAnswer: (pending: ClientPending, message: CdpMessage) => void = () => undefined;
 
@@ -54,6 +55,7 @@ describe("the broker's own commands and a client's requests recorded in one comm
     });
     socket.on('message', (data: Buffer) => {
       const message = JSON.parse(String(data)) as CdpMessage;
+      if (message.method === 'Debugger.paused') pauses.push(message);
       if (typeof message.id !== 'number') return;
       channel.heard(message.id);
       const pending = channel.take(message.id);
@@ -65,6 +67,20 @@ describe("the broker's own commands and a client's requests recorded in one comm
     });
     await channel.command('Debugger.enable');
   });
+
+  /** A session's breakpoints over the real channel: the parts of a session they use, nothing more. */
+  function sessionBreakpoints(): Breakpoints {
+    const context = {
+      channel,
+      now: Date.now,
+      isEnding: () => false,
+      auditAccepting: () => true,
+      record: (type: string, data: Record<string, unknown>) => stream.record(type as never, data),
+      notify: () => undefined,
+      pauses: { clientAbsent: false, forgetBudget: () => undefined },
+    } as unknown as SessionContext;
+    return new Breakpoints(context);
+  }
 
   after(async () => {
     channel?.stopWatching();
@@ -94,16 +110,7 @@ describe("the broker's own commands and a client's requests recorded in one comm
 
   it("a client's breakpoint set where the broker is removing its own stays the session's: its hits are the client's", async () => {
     const place = { lineNumber: markerLine(join(fixtures, 'app.js'), 'work'), urlRegex: 'app\\.js$' };
-    const context = {
-      channel,
-      now: Date.now,
-      isEnding: () => false,
-      auditAccepting: () => true,
-      record: (type: string, data: Record<string, unknown>) => stream.record(type as never, data),
-      notify: () => undefined,
-      pauses: { clientAbsent: false, forgetBudget: () => undefined },
-    } as unknown as SessionContext;
-    const breakpoints = new Breakpoints(context);
+    const breakpoints = sessionBreakpoints();
     onClientAnswer = (pending, message) => breakpoints.answered(pending, message);
     let clientId = 1;
     // A client's request as the relay sends it: recorded, then sent in the reaction to its record.
@@ -145,5 +152,35 @@ describe("the broker's own commands and a client's requests recorded in one comm
     } finally {
       onClientAnswer = () => undefined;
     }
+  });
+
+  it("a breakpoint of the session's in V8 that the broker has no record of: its hit is quiet, and it leaves V8", async () => {
+    const place = { lineNumber: markerLine(join(fixtures, 'app.js'), 'work'), urlRegex: 'app\\.js$' };
+    const breakpoints = sessionBreakpoints();
+    // The tests before may have left the target paused at their breakpoints.
+    await channel.command('Debugger.resume').catch(() => undefined);
+    pauses.length = 0;
+    // Set past the session's bookkeeping, as a lost record would leave it.
+    const { breakpointId } = (await channel.command('Debugger.setBreakpointByUrl', place)) as { breakpointId: string };
+    const paused = await waitFor(() => pauses[0], { what: 'a hit of the unrecorded breakpoint', timeoutMs: 5000, intervalMs: 5 });
+    assert.deepEqual(paused.params?.hitBreakpoints, [breakpointId]);
+    assert.deepEqual(breakpoints.sortHits(paused.params?.hitBreakpoints), { live: [], quiet: [breakpointId] });
+    // Sorted again (the pause is sorted more than once): one removal only.
+    const next = channel.nextId();
+    breakpoints.sortHits(paused.params?.hitBreakpoints);
+    assert.equal(channel.nextId(), next + 1, 'a second removal of the same breakpoint');
+    await channel.command('Debugger.resume', {}, { critical: true });
+    await waitFor(() => !breakpoints.v8Ids().includes(breakpointId), { what: 'the removal of the unrecorded breakpoint', timeoutMs: 2000, intervalMs: 5 });
+    // Gone from V8: set again, it is not refused as one that exists.
+    const again = (await channel.command('Debugger.setBreakpointByUrl', place)) as { breakpointId: string };
+    assert.equal(again.breakpointId, breakpointId);
+    await channel.command('Debugger.removeBreakpoint', { breakpointId });
+    // A target that lists many ids in one pause gets at most 16 removals for it; the pause is still the session's.
+    const forged = Array.from({ length: 100 }, (_, i) => `9:${i}:0:forged`);
+    const first = channel.nextId();
+    const sorted = breakpoints.sortHits(forged);
+    assert.equal(channel.nextId() - first - 1, 16);
+    assert.equal(sorted.quiet.length, 100);
+    await waitFor(() => breakpoints.v8Ids().length === 0, { what: "the forged ids' removals answered", timeoutMs: 2000, intervalMs: 5 });
   });
 });
