@@ -480,7 +480,8 @@ export class WriteAheadLog {
     try {
       await Promise.race([done, stalled]);
       if (!settled && !this.failure) {
-        this.failure = Object.assign(walError(new Error(`the disk has not completed a ${what} in ${stallMs / 1000} s (stalled)`)), { code: 'ESTALLED' });
+        const where = what === 'commit' ? this.writer.whereDetached() : undefined;
+        this.failure = Object.assign(walError(new Error(`the disk has not completed a ${what} in ${stallMs / 1000} s (stalled${where ? `: ${where}` : ''})`)), { code: 'ESTALLED' });
         for (const p of this.queue.splice(0)) p.reject(this.failure);
       }
       return await work;

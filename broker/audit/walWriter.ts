@@ -16,7 +16,10 @@ const SYNC = 5;
 /** The outcome: bytes written, or -1 with the error's text in the message area. */
 const RESULT = 6;
 const ERROR_LENGTH = 7;
-const controlWords = 8;
+/** The request the thread took last, and where it is in it (0 waiting, 1 writing, 2 syncing): what a stall names. */
+const TAKEN = 8;
+const PHASE = 9;
+const controlWords = 10;
 /** Float64 slot (after the Int32 words): the write's file position. */
 const positionByte = controlWords * 4;
 const errorBytes = 1024;
@@ -33,15 +36,19 @@ let seen = 0;
 for (;;) {
   Atomics.wait(ctl, ${REQUESTED}, seen);
   seen = Atomics.load(ctl, ${REQUESTED});
+  Atomics.store(ctl, ${TAKEN}, seen);
+  Atomics.store(ctl, ${PHASE}, 1);
   const length = ctl[${LENGTH}];
   try {
     let written = writeSync(ctl[${FD}], data, 0, length, position[0]);
+    Atomics.store(ctl, ${PHASE}, 2);
     if (written === length && ctl[${SYNC}] === 1) fdatasyncSync(ctl[${FD}]);
     ctl[${RESULT}] = written;
   } catch (err) {
     ctl[${RESULT}] = -1;
     ctl[${ERROR_LENGTH}] = errorText.write((err && err.code || '') + '\\n' + String(err && err.message || err), 0);
   }
+  Atomics.store(ctl, ${PHASE}, 0);
   Atomics.add(ctl, ${DONE}, 1);
   Atomics.notify(ctl, ${DONE});
   if (Atomics.compareExchange(ctl, ${DETACHED}, 1, 0) === 1) parentPort.postMessage(seen);
@@ -106,6 +113,18 @@ export class WalWriter {
       // Landed between the wait's end and the flag: the thread may not have seen the flag.
       if (Atomics.load(ctl, DONE) !== done && Atomics.compareExchange(ctl, DETACHED, 1, 0) === 1) this.landed(request);
     });
+  }
+
+  /**
+   * Where the commit the loop went on without is, for a stall's message: in the write or the sync (the disk), or
+   * not taken by the thread (the thread itself is held).
+   */
+  whereDetached(): string | undefined {
+    const detached = this.detached;
+    if (!detached) return undefined;
+    const { ctl } = this;
+    if (Atomics.load(ctl, TAKEN) !== detached.request) return 'the writer thread has not taken it';
+    return Atomics.load(ctl, PHASE) === 2 ? 'the writer thread is in its sync' : 'the writer thread is in its write';
   }
 
   private outcome(): number {

@@ -88,7 +88,9 @@ export async function startTestBroker(
   const config = parseConfigText(stringify({ ...policy, stateDir }), stateDir);
   const broker = await Broker.create(config, {
     ...(options.clock ? { clock: options.clock } : {}),
-    ...(options.log ? { log: options.log } : {}),
+    // Without a log of the test's own, a broker that fails closed says why on stderr: a session a test did not
+    // expect to end (close 4005) is then explained in the run's output.
+    log: options.log ?? ((line: string) => /^audit: (failing closed|ending every session)/.test(line) && process.stderr.write(`[test broker] ${new Date().toISOString()} ${line}\n`)),
     ...(options.securityStream ? { securityStream: options.securityStream } : {}),
     ...(options.onPolicyReloadNotice ? { onPolicyReloadNotice: options.onPolicyReloadNotice } : {}),
   });
