@@ -95,6 +95,7 @@ export class Broker {
       clock: this.clock,
       assertAuditAccepting: (what) => this.assertAuditAccepting(what),
       reportFault: (where, err, detail) => this.reportFault(where, err, detail),
+      log: (line) => this.options.log?.(line),
     });
     this.auditReader = new AuditReader({
       config: () => this.config,

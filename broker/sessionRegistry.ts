@@ -27,6 +27,8 @@ export interface SessionRegistryOptions {
   /** Throws audit_unavailable while the audit trail has failed closed. */
   assertAuditAccepting(what: string): void;
   reportFault(where: string, err: unknown, detail: Record<string, unknown>): void;
+  /** The broker's log: why a session ended on its audit trail. */
+  log?(line: string): void;
 }
 
 /** The live debug sessions, at most one per grant, and the way in: attach tickets, authentication, the relay's start. */
@@ -239,6 +241,8 @@ export class SessionRegistry {
         onEnded: (s) => {
           this.sessions.delete(s.sessionId);
           this.release(s.sessionId, s.endReason ?? 'ended');
+          // Every session ends on a failed-closed trail together (logged there); one that ended alone on a refused record says which.
+          if (s.endReason === 'audit_failure' && s.endCause !== undefined) this.options.log?.(`audit: session ${s.sessionId} ended: the audit trail did not take its record: ${s.endCause}`);
         },
         onFault: (s, fault, err) => this.options.reportFault(fault.where, err, { session: s.sessionId, target: grant.target, user: grant.sub, frameSha256: fault.frameSha256, bytes: fault.bytes }),
       });

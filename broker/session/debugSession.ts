@@ -97,6 +97,8 @@ export class DebugSession {
   private ending: Promise<void> | undefined;
   /** Why the session ended (the first reason given), once it is ending. */
   endReason: EndReason | undefined;
+  /** What made it end, where the reason alone does not say (see end()). */
+  endCause: string | undefined;
   private faulted: SessionFault | undefined;
 
   constructor(private readonly options: DebugSessionOptions) {
@@ -199,7 +201,7 @@ export class DebugSession {
       },
       (err: unknown) => {
         const kind = err instanceof TargetCommandError ? err.kind : undefined;
-        void this.end(kind === 'not_recorded' ? 'audit_failure' : kind === 'gone' ? 'target_gone' : kind === 'timeout' ? 'target_unresponsive' : 'internal_error');
+        void this.end(kind === 'not_recorded' ? 'audit_failure' : kind === 'gone' ? 'target_gone' : kind === 'timeout' ? 'target_unresponsive' : 'internal_error', err);
       },
     );
   }
@@ -294,7 +296,7 @@ export class DebugSession {
   /** A record whose failure means the audit trail is gone: the session ends, nothing more is forwarded. */
   private recordOrEnd(type: EventType, data: Record<string, unknown>, lazy = false): Promise<unknown> {
     const recorded = this.record(type, data, lazy);
-    recorded.catch(() => void this.end('audit_failure'));
+    recorded.catch((err: unknown) => void this.end('audit_failure', err));
     return recorded;
   }
 
@@ -445,8 +447,12 @@ export class DebugSession {
 
   // ---- the end ----
 
-  /** Ends the session: breakpoints removed, target resumed, domains disabled, both sides closed. Idempotent. */
-  end(reason: EndReason): Promise<void> {
+  /**
+   * Ends the session: breakpoints removed, target resumed, domains disabled, both sides closed. Idempotent. `cause`:
+   * what made it end, where the reason alone does not say (the record the audit trail refused, and why), for the log.
+   */
+  end(reason: EndReason, cause?: unknown): Promise<void> {
+    if (this.endReason === undefined && cause !== undefined) this.endCause = truncate(cause instanceof Error ? cause.message : safeText(cause), 500);
     this.endReason ??= reason;
     this.ending ??= this.cleanup(reason);
     return this.ending;

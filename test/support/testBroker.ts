@@ -85,12 +85,18 @@ export async function startTestBroker(
   } = {},
 ): Promise<TestBroker> {
   const stateDir = options.stateDir ?? mkdtempSync(join(tmpdir(), 'loupe-test-'));
-  const config = parseConfigText(stringify({ ...policy, stateDir }), stateDir);
+  // The suite's test files share one disk, all at once: a commit slowed seconds by the others' writes and syncs is
+  // contention, not a disk that stopped answering. Tests of a stalled disk set their own bound.
+  const audit = { walStallAfter: '30s', ...policy.audit };
+  const config = parseConfigText(stringify({ ...policy, audit, stateDir }), stateDir);
   const broker = await Broker.create(config, {
     ...(options.clock ? { clock: options.clock } : {}),
     // Without a log of the test's own, a broker that fails closed says why on stderr: a session a test did not
     // expect to end (close 4005) is then explained in the run's output.
-    log: options.log ?? ((line: string) => /^audit: (failing closed|ending every session)/.test(line) && process.stderr.write(`[test broker] ${new Date().toISOString()} ${line}\n`)),
+    log:
+      options.log ??
+      ((line: string) =>
+        /^audit: (failing closed|ending every session|session \S+ ended|the write-ahead log)/.test(line) && process.stderr.write(`[test broker] ${new Date().toISOString()} ${line}\n`)),
     ...(options.securityStream ? { securityStream: options.securityStream } : {}),
     ...(options.onPolicyReloadNotice ? { onPolicyReloadNotice: options.onPolicyReloadNotice } : {}),
   });
