@@ -105,8 +105,13 @@ export interface PauseBound {
   suspendUnchecked(): void;
 }
 
+/** What Debugger.setPauseOnExceptions asks for. */
+export type ExceptionPauseState = 'none' | 'caught' | 'uncaught' | 'all';
+
 export interface SessionPauses {
   paused: boolean;
+  /** The exception pauses the client asked for (one state in V8 for the whole process). */
+  readonly exceptionState: ExceptionPauseState;
   ownPause: boolean;
   clientAbsent: boolean;
   /** A pause the client asked for that V8 has not taken yet. */

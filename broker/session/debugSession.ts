@@ -16,7 +16,7 @@ import type { SessionContext } from './context';
 import { frameEvaluation } from './evaluation';
 import { ClientHeartbeat } from './heartbeat';
 import { RecordLabels } from './labels';
-import { Pauses } from './pauses';
+import { exceptionStateFor, Pauses } from './pauses';
 import { SnapshotMode } from './snapshot';
 import { brokerCommandTimeoutMs, TargetChannel, TargetCommandError } from './targetChannel';
 import { TargetRelay } from './targetRelay';
@@ -57,6 +57,13 @@ export interface DebugSessionOptions {
  * sessions opened at once would each hear of 100 reads. A failed read is forgotten (the next session reads again).
  */
 const processFactsByTarget = new Map<string, Promise<ProcessFactValues>>();
+
+/**
+ * The live sessions of this broker on each target process, by inspector URL. V8 keeps one pause-on-exceptions state
+ * for the whole process, and keeps it past a session's Debugger.disable while another session is enabled: a session
+ * that asked for exception pauses leaves the state its fellow sessions asked for, not its own.
+ */
+const sessionsOnTarget = new Map<string, Set<DebugSession>>();
 const rememberedTargets = 1024;
 
 /** Bytes of frames held for one write to the client before they are let go early (well under limits.clientBufferBytes). */
@@ -151,6 +158,11 @@ export class DebugSession {
   /** Records the start, then relays. Throws if the start cannot be recorded: no unrecorded session. */
   start(): Promise<unknown> {
     const { client, targetSocket, audit, limits } = this.options;
+    const url = this.options.targetUrl;
+    if (url !== undefined) {
+      const fellows = sessionsOnTarget.get(url) ?? new Set();
+      sessionsOnTarget.set(url, fellows.add(this));
+    }
     // Recorded first (its place in the chain is fixed now); listeners attach at once so no early frame is lost,
     // and every later record, hence every forward, waits behind this one.
     const started = audit.record('session.started', {
@@ -458,9 +470,26 @@ export class DebugSession {
     return this.ending;
   }
 
+  /** The other live sessions of this broker on the same target process. */
+  private fellowSessions(): Set<DebugSession> {
+    const all = new Set(this.options.targetUrl !== undefined ? sessionsOnTarget.get(this.options.targetUrl) : undefined);
+    all.delete(this);
+    return all;
+  }
+
+  private leaveTarget(): void {
+    const url = this.options.targetUrl;
+    const fellows = url !== undefined ? sessionsOnTarget.get(url) : undefined;
+    if (!fellows) return;
+    fellows.delete(this);
+    if (fellows.size === 0) sessionsOnTarget.delete(url!);
+  }
+
   private async cleanup(reason: EndReason): Promise<void> {
     const { audit, targetSocket, client } = this.options;
     const { channel, breakpoints, pauses, labels } = this.context;
+    // Its wishes no longer count for the sessions that stay (their own ends read what is left).
+    this.leaveTarget();
     // First, so that nothing below can keep the target process's script table alive past its last session.
     labels.release();
     clearTimeout(this.expiryTimer);
@@ -479,6 +508,11 @@ export class DebugSession {
       const steps: Promise<unknown>[] = [];
       // Everything this session has in V8, also breakpoints the broker is taking out.
       for (const breakpointId of breakpoints.v8Ids()) steps.push(channel.command('Debugger.removeBreakpoint', { breakpointId }, { critical: true }).catch(() => undefined));
+      // Before the resume, so the target does not pause again on its next exception.
+      if (pauses.exceptionState !== 'none') {
+        const state = exceptionStateFor([...this.fellowSessions()].map((fellow) => fellow.context.pauses.exceptionState));
+        steps.push(channel.command('Debugger.setPauseOnExceptions', { state }, { critical: true }).catch(() => undefined));
+      }
       // A pause asked for and not yet taken outlives Debugger.disable while another session is enabled: taken within
       // a moment, it is this session's and resumed below (a target that runs no code for that long is left to the
       // other session's watchdog).

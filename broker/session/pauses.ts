@@ -6,7 +6,7 @@
  */
 import type { PausedFrameInput, CdpMessage } from '../gate/targetFrame';
 import type { Forward } from '../gate/targetScreen';
-import type { PauseBound, SessionContext, SessionPauses } from './context';
+import type { ExceptionPauseState, PauseBound, SessionContext, SessionPauses } from './context';
 import type { ConditionVerdict } from './evaluation';
 import { emitLogpoint } from './logpoints';
 
@@ -33,7 +33,11 @@ export class Pauses implements SessionPauses {
   clientAbsent = false;
   /** What the client itself last asked for, restored when it comes back. */
   private clientSkipsPauses = false;
-  private pausesOnExceptions = false;
+  /** The exception pauses the client asked for (Debugger.setPauseOnExceptions): V8 keeps one state for the whole process. */
+  exceptionState: ExceptionPauseState = 'none';
+  private get pausesOnExceptions(): boolean {
+    return this.exceptionState !== 'none';
+  }
   /**
    * Pauses the client asked for (steps, Debugger.pause, continueToLocation) that V8 has not taken yet: a count, since a
    * client may send a second step before the first one's pause has arrived (each brings one pause of this session).
@@ -61,7 +65,7 @@ export class Pauses implements SessionPauses {
     if (decision.handling === 'step' && !(decision.method === 'Debugger.pause' && this.paused)) this.expectedPauses++;
     if (decision.method === 'Debugger.resume' && this.paused) this.expectedPauses = 0;
     if (decision.method === 'Debugger.setSkipAllPauses') this.clientSkipsPauses = decision.params.skip === true;
-    if (decision.method === 'Debugger.setPauseOnExceptions') this.pausesOnExceptions = decision.params.state !== 'none';
+    if (decision.method === 'Debugger.setPauseOnExceptions') this.exceptionState = decision.params.state as ExceptionPauseState;
   }
 
   /** V8's answer to a request of the client's: a step it refused brings no pause. */
@@ -394,4 +398,15 @@ export class Pauses implements SessionPauses {
     this.clearWatchdog();
     clearTimeout(this.foreignPauseTimer);
   }
+}
+
+/** The state that pauses on every exception any of `states` pauses on. */
+export function exceptionStateFor(states: Iterable<ExceptionPauseState>): ExceptionPauseState {
+  let caught = false;
+  let uncaught = false;
+  for (const state of states) {
+    caught ||= state === 'caught' || state === 'all';
+    uncaught ||= state === 'uncaught' || state === 'all';
+  }
+  return caught && uncaught ? 'all' : caught ? 'caught' : uncaught ? 'uncaught' : 'none';
 }
