@@ -115,7 +115,7 @@ export function unusableAnswerError(method: string, why: string): { code: number
 export function capResult(result: Record<string, unknown>, maxBytes: number): void {
   const size = Buffer.byteLength(JSON.stringify(result));
   if (size <= maxBytes) return;
-  const note = ` … [truncated by Loupe: the result is ${size} bytes, over this target's evaluation.maxResultBytes of ${maxBytes}]`;
+  const note = ` [truncated by Loupe: the result is ${size} bytes, over this target's evaluation.maxResultBytes of ${maxBytes}]`;
   const remote = result.result as Record<string, unknown> | undefined;
   if (!remote) return;
   const keep = Math.max(0, Math.floor(maxBytes / 2) - note.length);

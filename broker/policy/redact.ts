@@ -40,11 +40,9 @@ const nextErrorHeader = /(?:[A-Za-z_$][\w$]{0,80})?(?:Error|Exception|Rejection|
 
 /** The ellipsis V8 puts where it shortened a string or a description. */
 const cut = '\u2026';
-/** Characters looked at on each side of a cut: V8 keeps 50 before and 49 after in a preview, 99 in a description. */
+/** Characters withheld on each side of a cut: V8 keeps 50 before and 49 after in a preview, 99 in a description. */
 const cutWindow = 100;
-/** The shortest piece of a learned value matched at a cut (values are learned from 4 characters on). */
-const minPiece = 4;
-/** Cuts looked at in one text: V8 makes one per string it shortens; a text with more is the program's own. */
+/** Cuts looked at in one text: V8 makes one per string it shortens; past these, the rest of the text is withheld. */
 const maxCutsLooked = 16;
 
 /** Per-session redaction state: the policy and the values learned by name. */
@@ -122,9 +120,6 @@ const absolutePath = /^(?:\/|[A-Za-z]:\\)\S*$/;
 
 export class Redactor {
   private readonly learned = new Set<string>();
-  /** The learned values by their first and by their last minPiece characters, for cutPieces. */
-  private readonly heads = new Map<string, string[]>();
-  private readonly tails = new Map<string, string[]>();
   /** What was redacted, by name or pattern, for alerts and the record. */
   readonly hits: string[] = [];
   /** Ids of the errors this session was shown with their message withheld: a read of one withholds it too. */
@@ -140,14 +135,6 @@ export class Redactor {
   private add(value: string): void {
     if (this.learned.has(value)) return;
     this.learned.add(value);
-    for (const [index, key] of [
-      [this.heads, value.slice(0, minPiece)],
-      [this.tails, value.slice(-minPiece)],
-    ] as const) {
-      const list = index.get(key);
-      if (list) list.push(value);
-      else index.set(key, [value]);
-    }
   }
 
   /** The values learned so far (a worker thread that redacts for this session starts from them). */
@@ -350,11 +337,11 @@ export class Redactor {
     if (out.includes(cut) && this.learned.size > 0) {
       const pieces = this.cutPieces(out);
       if (pieces.length > 0) {
-        this.hits.push('learned value');
+        this.hits.push('text beside a cut');
         let kept = '';
         let from = 0;
         for (const [start, end] of pieces) {
-          kept += out.slice(from, start) + marker('value of a redacted field');
+          kept += out.slice(from, start) + marker('text beside a cut');
           from = end;
         }
         out = kept + out.slice(from);
@@ -364,35 +351,29 @@ export class Redactor {
   }
 
   /**
-   * Pieces of learned values at the cuts of a text V8 shortened (a preview's string keeps its first 50 and last 49
-   * characters around `…`, a description its first 99): the head of a value that ends the text before a cut, the
-   * tail of one that starts the text after it. Such a piece never holds the whole value, so matching whole values
-   * missed it (a 140-character token copied into another field showed 92 of its characters). Sorted, disjoint spans.
+   * Both sides of each `…` in a text, up to cutWindow characters and not across a line break. V8 shortens a preview's
+   * string to its first 50 and last 49 characters around `…`, a description to its first 99; a program may cut a value
+   * itself. Such a piece of a learned value never holds the whole value, so whole-value matching misses it (a
+   * 140-character token copied into another field showed 92 of its characters). Which pieces begin or end a learned
+   * value is not asked: then a text the client could plant (`<a known start><a guess>…`) would say by its redaction
+   * whether the guess continues a secret, recovering it a character a pause. So, once the session has learned a value,
+   * the text beside every cut is withheld, whatever it holds. Sorted, disjoint spans; past maxCutsLooked cuts, the rest.
    */
   private cutPieces(text: string): [number, number][] {
     const spans: [number, number][] = [];
     let looked = 0;
-    for (let at = text.indexOf(cut); at >= 0 && looked < maxCutsLooked; at = text.indexOf(cut, at + 1), looked++) {
-      const before = text.slice(Math.max(0, at - cutWindow), at);
-      const after = text.slice(at + 1, at + 1 + cutWindow);
-      // The longest head: the earliest start in `before` from which the rest of it begins a learned value.
-      for (let j = 0; j <= before.length - minPiece; j++) {
-        const rest = before.slice(j);
-        if ((this.heads.get(rest.slice(0, minPiece)) ?? []).some((secret) => secret.length > rest.length && secret.startsWith(rest))) {
-          spans.push([at - rest.length, at]);
-          break;
-        }
+    for (let at = text.indexOf(cut); at >= 0; at = text.indexOf(cut, at + 1), looked++) {
+      if (looked >= maxCutsLooked) {
+        spans.push([at, text.length]);
+        break;
       }
-      // The longest tail: the longest start of `after` that ends a learned value.
-      for (let k = after.length; k >= minPiece; k--) {
-        const start = after.slice(0, k);
-        if ((this.tails.get(start.slice(-minPiece)) ?? []).some((secret) => secret.length > start.length && secret.endsWith(start))) {
-          spans.push([at + 1, at + 1 + k]);
-          break;
-        }
-      }
+      let start = at;
+      while (start > 0 && at - start < cutWindow && text[start - 1] !== '\n') start--;
+      let end = at + 1;
+      while (end < text.length && end - at - 1 < cutWindow && text[end] !== '\n') end++;
+      if (start < at) spans.push([start, at]);
+      if (end > at + 1) spans.push([at + 1, end]);
     }
-    spans.sort((a, b) => a[0] - b[0]);
     const merged: [number, number][] = [];
     for (const span of spans) {
       const last = merged.at(-1);

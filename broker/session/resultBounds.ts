@@ -28,8 +28,8 @@ export function messageBounds(maxResultBytes: number): MessageBounds {
 }
 
 // The words of capResult (gate/targetFrame.ts), so a client sees one kind of note whichever cut a value.
-const notePattern = / … \[truncated by Loupe: the result is \d+ bytes, over this target's evaluation\.maxResultBytes of \d+\]$/;
-const note = (text: string, maxResultBytes: number) => ` … [truncated by Loupe: the result is ${Buffer.byteLength(text)} bytes, over this target's evaluation.maxResultBytes of ${maxResultBytes}]`;
+const notePattern = / \[truncated by Loupe: the result is \d+ bytes, over this target's evaluation\.maxResultBytes of \d+\]$/;
+const note = (text: string, maxResultBytes: number) => ` [truncated by Loupe: the result is ${Buffer.byteLength(text)} bytes, over this target's evaluation.maxResultBytes of ${maxResultBytes}]`;
 
 /**
  * Before redaction: bounds a parsed message in place. A string longer than `keep` is cut to `keep` plus the

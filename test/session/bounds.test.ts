@@ -95,7 +95,7 @@ describe('no session stalls the broker or holds the target beyond its bounds', (
     // The size's digits may hold the target's pid, its parent's or its port (1000 in a small container: 1000012 bytes),
     // which every message withholds wherever its digits show: then the marker stands in the size.
     const size = `(?:\\d|\\[withheld by Loupe: the target's [^\\]]+, which a debugger could act on outside Loupe\\])+`;
-    const note = new RegExp(` … \\[truncated by Loupe: the result is ${size} bytes, over this target's evaluation\\.maxResultBytes of 65536\\]$`);
+    const note = new RegExp(` \\[truncated by Loupe: the result is ${size} bytes, over this target's evaluation\\.maxResultBytes of 65536\\]$`);
     for (const a of cut) {
       const value = String(a.result.result.value);
       assert.ok(value.length < 40_000 && note.test(value), value.slice(-200));
