@@ -54,7 +54,8 @@ describe("one client's costly evaluations never stall the broker", () => {
     assert.equal(answer.result.value, 2);
     assert.ok(otherMs < 1500, `another session waited ${otherMs} ms for 1 + 1`);
     assert.ok(stallMs < 500, `the broker's loop stood still for ${stallMs.toFixed(0)} ms`);
-    for (const reply of answers) assert.match(String(reply.result?.result?.description ?? JSON.stringify(reply)), /Refused by Loupe: .*(budget per evaluation|Loupe's bound for JSON)|frame|paused|resumed|not paused/);
+    for (const reply of answers)
+      assert.match(String(reply.result?.result?.description ?? JSON.stringify(reply)), /Refused by Loupe: .*(budget per evaluation|Loupe's bound for JSON)|frame|paused|resumed|not paused/);
     // The watchdog ran on time: the target was resumed near maxPauseSeconds, not after the storm.
     const resumed = await broker.waitForRecord('watchdog.resumed');
     assert.ok(Date.parse(resumed.time) - pausedAt < 3500, `the watchdog resumed the target ${Date.parse(resumed.time) - pausedAt} ms after the pause`);
