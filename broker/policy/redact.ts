@@ -42,6 +42,10 @@ const nextErrorHeader = /(?:[A-Za-z_$][\w$]{0,80})?(?:Error|Exception|Rejection|
 const cut = '\u2026';
 /** Characters withheld on each side of a cut: V8 keeps 50 before and 49 after in a preview, 99 in a description. */
 const cutWindow = 100;
+/** Values are learned from this many characters on; the index of learned values is by their last this many. */
+const learnedTail = 4;
+/** Past this many learned values, a text is searched for them all in one pass (Redactor.learnedSpans). */
+const indexedFrom = 64;
 /** Cuts looked at in one text: V8 makes one per string it shortens; past these, the rest of the text is withheld. */
 const maxCutsLooked = 16;
 
@@ -133,8 +137,51 @@ export class Redactor {
   }
 
   private add(value: string): void {
-    if (this.learned.has(value)) return;
+    if (value.length === 0 || this.learned.has(value)) return;
     this.learned.add(value);
+    if (value.length < learnedTail) return void this.shortLearned.push(value);
+    const tail = value.slice(-learnedTail);
+    const bucket = this.byTail.get(tail);
+    if (bucket) bucket.push(value);
+    else this.byTail.set(tail, [value]);
+  }
+
+  /** The learned values by their last learnedTail characters: a text is searched for many at once (learnedSpans). */
+  private readonly byTail = new Map<string, string[]>();
+  /** Values shorter than that (none is learned from a read; a caller may hand one in): searched for one by one. */
+  private readonly shortLearned: string[] = [];
+
+  /**
+   * Where learned values occur in `text`, overlapping ones merged; past indexedFrom values, found through byTail in
+   * one pass over the text. A search for each value in turn cost (values × text): a session store of 9,000 tokens
+   * under a sensitive name held the broker's loop 2-4 s for one read of 1,000 strings.
+   */
+  private learnedSpans(text: string, first = false): [number, number][] {
+    const spans: [number, number][] = [];
+    for (const secret of this.shortLearned) {
+      for (let at = text.indexOf(secret); at >= 0; at = text.indexOf(secret, at + 1)) {
+        spans.push([at, at + secret.length]);
+        if (first) return spans;
+      }
+    }
+    for (let end = learnedTail; end <= text.length; end++) {
+      const bucket = this.byTail.get(text.slice(end - learnedTail, end));
+      if (!bucket) continue;
+      for (const secret of bucket) {
+        if (secret.length <= end && text.startsWith(secret, end - secret.length)) {
+          spans.push([end - secret.length, end]);
+          if (first) return spans;
+        }
+      }
+    }
+    spans.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
+    const merged: [number, number][] = [];
+    for (const span of spans) {
+      const last = merged.at(-1);
+      if (last && span[0] <= last[1]) last[1] = Math.max(last[1], span[1]);
+      else merged.push(span);
+    }
+    return merged;
   }
 
   /** The values learned so far (a worker thread that redacts for this session starts from them). */
@@ -207,7 +254,7 @@ export class Redactor {
 
   private learn(value: unknown, name?: string): void {
     if (name !== undefined && workingDirectoryNames.has(name) && typeof value === 'string' && absolutePath.test(value)) return;
-    if (typeof value === 'string' && value.length >= 4 && value.length <= 4096 && !value.startsWith('[redacted: ')) this.add(value);
+    if (typeof value === 'string' && value.length >= learnedTail && value.length <= 4096 && !value.startsWith('[redacted: ')) this.add(value);
     else if (typeof value === 'number' && Number.isFinite(value) && Math.abs(value) >= 1000) this.add(String(value));
     else if (typeof value === 'bigint' && (value >= 1000n || value <= -1000n)) this.add(String(value));
   }
@@ -281,7 +328,9 @@ export class Redactor {
 
   /** Whether `text` holds a value learned under a redacted name. */
   holdsLearned(text: string): boolean {
-    for (const secret of this.learned) if (text.includes(secret)) return true;
+    if (this.learned.size > indexedFrom) {
+      if (this.learnedSpans(text, true).length > 0) return true;
+    } else for (const secret of this.learned) if (text.includes(secret)) return true;
     return text.includes(cut) && this.learned.size > 0 && this.cutPieces(text).length > 0;
   }
 
@@ -328,10 +377,24 @@ export class Redactor {
       }
       if (from > 0) out = kept + out.slice(from);
     }
-    for (const secret of this.learned) {
-      if (out.includes(secret)) {
+    if (this.learned.size > indexedFrom) {
+      const spans = this.learnedSpans(out);
+      if (spans.length > 0) {
         this.hits.push('learned value');
-        out = out.split(secret).join(marker('value of a redacted field'));
+        let kept = '';
+        let from = 0;
+        for (const [start, end] of spans) {
+          kept += out.slice(from, start) + marker('value of a redacted field');
+          from = end;
+        }
+        out = kept + out.slice(from);
+      }
+    } else {
+      for (const secret of this.learned) {
+        if (out.includes(secret)) {
+          this.hits.push('learned value');
+          out = out.split(secret).join(marker('value of a redacted field'));
+        }
       }
     }
     if (out.includes(cut) && this.learned.size > 0) {
