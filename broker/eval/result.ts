@@ -5,6 +5,7 @@
  * the session's redacted property reads).
  */
 import type { Protocol } from 'devtools-protocol';
+import { nestedDeeperThan } from '../gate/targetFrame';
 import { marker } from '../policy/redact';
 import { LoupeRefusal, LoupeThrow, type Spend } from './budget';
 import type { Interpreter } from './interpreter';
@@ -128,28 +129,11 @@ export async function jsonStringify(interp: Interpreter, v: Val, space: Prim): P
   return out;
 }
 
-/** Whether `text` opens more than `limit` arrays or objects at once (brackets inside strings do not count). */
-function nestedDeeper(text: string, limit: number): boolean {
-  let depth = 0;
-  let inString = false;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (inString) {
-      if (c === 0x5c) i++;
-      else if (c === 0x22) inString = false;
-    } else if (c === 0x22) inString = true;
-    else if (c === 0x5b || c === 0x7b) {
-      if (++depth > limit) return true;
-    } else if (c === 0x5d || c === 0x7d) depth--;
-  }
-  return false;
-}
-
 export function jsonParse(spend: Spend, text: string): Val {
   spend.string(text.length);
   // Refused before V8 parses it: deep nesting costs V8 far more per character than the characters' budget allows for
   // (500,000 levels in 1 MiB: about 230 ms a parse, one native call the time bound cannot cut).
-  if (nestedDeeper(text, maxJsonDepth)) throw new LoupeRefusal('budget', `JSON.parse of text nested more than ${maxJsonDepth} levels deep: Loupe's bound for JSON`);
+  if (nestedDeeperThan(Buffer.from(text), maxJsonDepth)) throw new LoupeRefusal('budget', `JSON.parse of text nested more than ${maxJsonDepth} levels deep: Loupe's bound for JSON`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);

@@ -49,6 +49,28 @@ const indexedFrom = 64;
 /** Cuts looked at in one text: V8 makes one per string it shortens; past these, the rest of the text is withheld. */
 const maxCutsLooked = 16;
 
+/** Sorted spans of a text, those that overlap or touch made one. */
+function mergeSpans(spans: readonly [number, number][]): [number, number][] {
+  const merged: [number, number][] = [];
+  for (const [start, end] of spans) {
+    const last = merged.at(-1);
+    if (last && start <= last[1]) last[1] = Math.max(last[1], end);
+    else merged.push([start, end]);
+  }
+  return merged;
+}
+
+/** `text` with each of its sorted, disjoint spans replaced by `by`. */
+function replaceSpans(text: string, spans: readonly [number, number][], by: string): string {
+  let kept = '';
+  let from = 0;
+  for (const [start, end] of spans) {
+    kept += text.slice(from, start) + by;
+    from = end;
+  }
+  return kept + text.slice(from);
+}
+
 /** Per-session redaction state: the policy and the values learned by name. */
 /**
  * PWD and OLDPWD hold a shell's working directory in a process's environment; `pwd` is a sensitive name (a password),
@@ -174,14 +196,7 @@ export class Redactor {
         }
       }
     }
-    spans.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
-    const merged: [number, number][] = [];
-    for (const span of spans) {
-      const last = merged.at(-1);
-      if (last && span[0] <= last[1]) last[1] = Math.max(last[1], span[1]);
-      else merged.push(span);
-    }
-    return merged;
+    return mergeSpans(spans.sort((a, b) => a[0] - b[0] || b[1] - a[1]));
   }
 
   /** The values learned so far (a worker thread that redacts for this session starts from them). */
@@ -381,13 +396,7 @@ export class Redactor {
       const spans = this.learnedSpans(out);
       if (spans.length > 0) {
         this.hits.push('learned value');
-        let kept = '';
-        let from = 0;
-        for (const [start, end] of spans) {
-          kept += out.slice(from, start) + marker('value of a redacted field');
-          from = end;
-        }
-        out = kept + out.slice(from);
+        out = replaceSpans(out, spans, marker('value of a redacted field'));
       }
     } else {
       for (const secret of this.learned) {
@@ -401,13 +410,7 @@ export class Redactor {
       const pieces = this.cutPieces(out);
       if (pieces.length > 0) {
         this.hits.push('text beside a cut');
-        let kept = '';
-        let from = 0;
-        for (const [start, end] of pieces) {
-          kept += out.slice(from, start) + marker('text beside a cut');
-          from = end;
-        }
-        out = kept + out.slice(from);
+        out = replaceSpans(out, pieces, marker('text beside a cut'));
       }
     }
     return out;
@@ -437,13 +440,7 @@ export class Redactor {
       if (start < at) spans.push([start, at]);
       if (end > at + 1) spans.push([at + 1, end]);
     }
-    const merged: [number, number][] = [];
-    for (const span of spans) {
-      const last = merged.at(-1);
-      if (last && span[0] <= last[1]) last[1] = Math.max(last[1], span[1]);
-      else merged.push(span);
-    }
-    return merged;
+    return mergeSpans(spans);
   }
 
   /**
