@@ -57,6 +57,7 @@ export interface DebugSessionOptions {
  * sessions opened at once would each hear of 100 reads. A failed read is forgotten (the next session reads again).
  */
 const processFactsByTarget = new Map<string, Promise<ProcessFactValues>>();
+const rememberedTargets = 1024;
 
 /**
  * The live sessions of this broker on each target process, by inspector URL. V8 keeps one pause-on-exceptions state
@@ -64,7 +65,6 @@ const processFactsByTarget = new Map<string, Promise<ProcessFactValues>>();
  * that asked for exception pauses leaves the state its fellow sessions asked for, not its own.
  */
 const sessionsOnTarget = new Map<string, Set<DebugSession>>();
-const rememberedTargets = 1024;
 
 /** Bytes of frames held for one write to the client before they are let go early (well under limits.clientBufferBytes). */
 const clientBatchBytes = 64 << 10;
