@@ -6,7 +6,11 @@
  */
 import { Worker } from 'node:worker_threads';
 
-/** Control words (Int32): the requests made, the requests done, and whether the loop stopped waiting for one. */
+/**
+ * Control words (Int32): the requests made, the requests done, and the request the loop stopped waiting for (0 for
+ * none). The thread reports a request only if it is that one: a flag alone let the thread, still finishing a commit
+ * the loop had waited for, take the next commit's flag and report the wrong request, and the next one then never.
+ */
 const REQUESTED = 0;
 const DONE = 1;
 const DETACHED = 2;
@@ -20,6 +24,8 @@ const ERROR_LENGTH = 7;
 const TAKEN = 8;
 const PHASE = 9;
 const controlWords = 10;
+/** What DETACHED holds for a request: never 0, and distinct for consecutive requests across the counters' Int32 wrap. */
+const detachedTag = (request: number) => (request & 0x3fffffff) + 1;
 /** Float64 slot (after the Int32 words): the write's file position. */
 const positionByte = controlWords * 4;
 const errorBytes = 1024;
@@ -51,7 +57,8 @@ for (;;) {
   Atomics.store(ctl, ${PHASE}, 0);
   Atomics.add(ctl, ${DONE}, 1);
   Atomics.notify(ctl, ${DONE});
-  if (Atomics.compareExchange(ctl, ${DETACHED}, 1, 0) === 1) parentPort.postMessage(seen);
+  const tag = (seen & 0x3fffffff) + 1;
+  if (Atomics.compareExchange(ctl, ${DETACHED}, tag, 0) === tag) parentPort.postMessage(seen);
 }
 `;
 
@@ -102,29 +109,32 @@ export class WalWriter {
     ctl[SYNC] = dsync ? 0 : 1;
     this.position[0] = position;
     const done = Atomics.load(ctl, DONE);
-    const request = Atomics.add(ctl, REQUESTED, 1) + 1;
+    // As the thread sees it: the counter wraps as an Int32.
+    const request = (Atomics.add(ctl, REQUESTED, 1) + 1) | 0;
     Atomics.notify(ctl, REQUESTED);
     if (Atomics.wait(ctl, DONE, done, this.options.waitMs) !== 'timed-out' || Atomics.load(ctl, DONE) !== done) return this.outcome();
     // The disk is slow: the loop goes on, and the thread says when this commit lands.
-    Atomics.store(ctl, DETACHED, 1);
+    Atomics.store(ctl, DETACHED, detachedTag(request));
     this.worker.ref();
     return new Promise<number>((resolve, reject) => {
       this.detached = { request, resolve, reject };
       // Landed between the wait's end and the flag: the thread may not have seen the flag.
-      if (Atomics.load(ctl, DONE) !== done && Atomics.compareExchange(ctl, DETACHED, 1, 0) === 1) this.landed(request);
+      if (Atomics.load(ctl, DONE) !== done && Atomics.compareExchange(ctl, DETACHED, detachedTag(request), 0) === detachedTag(request)) this.landed(request);
     });
   }
 
   /**
-   * Where the commit the loop went on without is, for a stall's message: in the write or the sync (the disk), or
-   * not taken by the thread (the thread itself is held).
+   * Where the commit the loop went on without is, for a stall's message: in the write or the sync (the disk), not
+   * taken by the thread (the thread itself is held), or done and its message not yet handled (the loop is held).
    */
   whereDetached(): string | undefined {
     const detached = this.detached;
     if (!detached) return undefined;
     const { ctl } = this;
     if (Atomics.load(ctl, TAKEN) !== detached.request) return 'the writer thread has not taken it';
-    return Atomics.load(ctl, PHASE) === 2 ? 'the writer thread is in its sync' : 'the writer thread is in its write';
+    const phase = Atomics.load(ctl, PHASE);
+    if (phase === 0) return 'the writer thread has finished it, and the event loop has not been told';
+    return phase === 2 ? 'the writer thread is in its sync' : 'the writer thread is in its write';
   }
 
   private outcome(): number {
