@@ -105,6 +105,20 @@ export interface PauseBound {
   suspendUnchecked(): void;
 }
 
+/**
+ * A pause asked for (a step, continueToLocation, Debugger.pause) by a session of the same target that ended before V8
+ * took it: V8 keeps it while another session is enabled, and it then reaches the sessions that stay as nobody's.
+ */
+export interface LeftPauses {
+  /** Whether such a pause may still come. */
+  waiting(): boolean;
+  /**
+   * Takes it for the pause the target is in, unless a session of this broker holds that pause as its own: the ended
+   * session's id, or undefined.
+   */
+  take(): string | undefined;
+}
+
 /** What Debugger.setPauseOnExceptions asks for. */
 export type ExceptionPauseState = 'none' | 'caught' | 'uncaught' | 'all';
 
@@ -116,8 +130,8 @@ export interface SessionPauses {
   clientAbsent: boolean;
   /** A pause the client asked for that V8 has not taken yet. */
   readonly pauseOutstanding: boolean;
-  /** Resolves at the next pause, or after `ms`. */
-  nextPause(ms: number): Promise<void>;
+  /** Resolves at the next pause (true), or after `ms` (false). */
+  nextPause(ms: number): Promise<boolean>;
   onRequest(decision: Forward): void;
   /** V8's answer to a request of the client's (a step it refused brings no pause). */
   answered(method: string, failed: boolean): void;
@@ -132,6 +146,7 @@ export interface SessionPauses {
   /** The bound of one pause's conditions and logpoints, from `started` (performance.now()). */
   pauseBound(started: number): PauseBound;
   forgetBudget(breakpointId: string): void;
-  armForeignPauseWatchdog(): void;
+  /** A pause nobody on this session caused: resumed after maxPauseSeconds, or at once when an ended session asked for it (`reason`: the pause's). */
+  armForeignPauseWatchdog(reason?: unknown): void;
   stop(): void;
 }

@@ -12,7 +12,7 @@ import { TargetScreen } from '../gate/targetScreen';
 import { processFactsFrom, processFactsRead, WithheldFacts, type ProcessFactValues } from '../gate/processFacts';
 import { Breakpoints } from './breakpoints';
 import { ClientRelay } from './clientRelay';
-import type { SessionContext } from './context';
+import type { LeftPauses, SessionContext } from './context';
 import { frameEvaluation } from './evaluation';
 import { ClientHeartbeat } from './heartbeat';
 import { RecordLabels } from './labels';
@@ -65,6 +65,16 @@ const rememberedTargets = 1024;
  * that asked for exception pauses leaves the state its fellow sessions asked for, not its own.
  */
 const sessionsOnTarget = new Map<string, Set<DebugSession>>();
+
+/**
+ * A pause asked for by a session of this broker that ended before V8 took it, by target: the session and until when
+ * it is waited for. V8 keeps one step and one continueToLocation per process, past the session's Debugger.disable
+ * while another session is enabled; the pause then reaches the sessions that stay as nobody's, and the first to see
+ * it resumes it (see Pauses.armForeignPauseWatchdog), not their watchdog after maxPauseSeconds.
+ */
+const leftPauses = new Map<string, { sessionId: string; until: number }>();
+/** How long a left pause is waited for: a continueToLocation to a line that runs rarely may come much later. */
+const leftPauseMs = 10 * 60_000;
 
 /** Bytes of frames held for one write to the client before they are let go early (well under limits.clientBufferBytes). */
 const clientBatchBytes = 64 << 10;
@@ -148,7 +158,7 @@ export class DebugSession {
     // The parts reach each other through the context only when a frame is handled, after all are built.
     const context = shared as { -readonly [K in keyof SessionContext]: SessionContext[K] };
     context.breakpoints = new Breakpoints(context);
-    context.pauses = new Pauses(context);
+    context.pauses = new Pauses(context, this.leftPausesOfTarget());
     this.context = context;
     const screen = new TargetScreen({ grant: options.grant, target: context.target, redactor: this.redactor, limits: options.limits, evaluation: evaluationKind, handed: this.handed });
     this.fromClient = new ClientRelay(context, screen);
@@ -482,7 +492,37 @@ export class DebugSession {
     const fellows = url !== undefined ? sessionsOnTarget.get(url) : undefined;
     if (!fellows) return;
     fellows.delete(this);
-    if (fellows.size === 0) sessionsOnTarget.delete(url!);
+    if (fellows.size > 0) return;
+    sessionsOnTarget.delete(url!);
+    // With no session of this broker left, a pause left for one is not this broker's to take.
+    leftPauses.delete(url!);
+  }
+
+  /** A pause this session asked for is still to come after its end: the sessions that stay resume it. */
+  private leavePause(): void {
+    const url = this.options.targetUrl;
+    if (url === undefined || !sessionsOnTarget.has(url)) return;
+    // Only while a session of this broker is on the target (leaveTarget drops it after the last): bounded by them.
+    leftPauses.set(url, { sessionId: this.sessionId, until: Date.now() + leftPauseMs });
+  }
+
+  /** The pauses ended sessions of this target left, as this session's Pauses sees them. */
+  private leftPausesOfTarget(): LeftPauses {
+    const url = this.options.targetUrl;
+    const current = () => {
+      const left = url !== undefined ? leftPauses.get(url) : undefined;
+      if (left && left.until < Date.now()) leftPauses.delete(url!);
+      return left && left.until >= Date.now() ? left : undefined;
+    };
+    return {
+      waiting: () => current() !== undefined,
+      take: () => {
+        const left = current();
+        if (!left || [...this.fellowSessions()].some((fellow) => fellow.context.pauses.ownPause)) return undefined;
+        leftPauses.delete(url!);
+        return left.sessionId;
+      },
+    };
   }
 
   private async cleanup(reason: EndReason): Promise<void> {
@@ -516,7 +556,8 @@ export class DebugSession {
       // A pause asked for and not yet taken outlives Debugger.disable while another session is enabled: taken within
       // a moment, it is this session's and resumed below (a target that runs no code for that long is left to the
       // other session's watchdog).
-      if (pauses.pauseOutstanding) await pauses.nextPause(outstandingPauseWaitMs);
+      // Not taken by then, it is left to the sessions that stay: the first of them to see it resumes it.
+      if (pauses.pauseOutstanding && !(await pauses.nextPause(outstandingPauseWaitMs))) this.leavePause();
       // Only a pause this session caused: another session may hold the one it sees. A pause nobody else
       // holds ends with Debugger.disable (V8 resumes when no other Debugger-enabled session remains).
       if (pauses.ownPause) steps.push(channel.command('Debugger.resume', {}, { critical: true }).catch(() => undefined));

@@ -6,7 +6,7 @@
  */
 import type { PausedFrameInput, CdpMessage } from '../gate/targetFrame';
 import type { Forward } from '../gate/targetScreen';
-import type { ExceptionPauseState, PauseBound, SessionContext, SessionPauses } from './context';
+import type { ExceptionPauseState, LeftPauses, PauseBound, SessionContext, SessionPauses } from './context';
 import type { ConditionVerdict } from './evaluation';
 import { emitLogpoint } from './logpoints';
 
@@ -16,6 +16,12 @@ import { emitLogpoint } from './logpoints';
  * pauses nobody on the broker owns (a `debugger;` statement, a debugger outside Loupe).
  */
 export const foreignPauseGraceMs = 2000;
+
+/**
+ * How long a pause nobody owns is left before it is taken for an ended session's (LeftPauses): the sessions that do
+ * own a pause claim it as it arrives, and every session of the broker has heard of the pause by then.
+ */
+const leftPauseCheckMs = 100;
 
 export class Pauses implements SessionPauses {
   /** The target is paused in a pause the client was shown. */
@@ -56,7 +62,10 @@ export class Pauses implements SessionPauses {
   /** Recent broker-held pauses per breakpoint (condition checks, logpoints): [clock time, ms]. */
   private readonly heldPauses = new Map<string, [number, number][]>();
 
-  constructor(private readonly context: SessionContext) {}
+  constructor(
+    private readonly context: SessionContext,
+    private readonly leftPauses?: LeftPauses,
+  ) {}
 
   /** What a forwarded client request changes about pauses. */
   onRequest(decision: Forward): void {
@@ -117,15 +126,15 @@ export class Pauses implements SessionPauses {
 
   private pauseWaiters: (() => void)[] = [];
 
-  /** Resolves at the next pause, or after `ms`. */
-  nextPause(ms: number): Promise<void> {
+  /** Resolves at the next pause (true), or after `ms` (false). */
+  nextPause(ms: number): Promise<boolean> {
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
+      const timer = setTimeout(() => done(false), ms);
       const waiters = this.pauseWaiters;
-      function done(): void {
+      function done(arrived = true): void {
         clearTimeout(timer);
         waiters.splice(waiters.indexOf(done) >>> 0, 1);
-        resolve();
+        resolve(arrived);
       }
       waiters.push(done);
     });
@@ -142,6 +151,8 @@ export class Pauses implements SessionPauses {
     const exception = params?.reason === 'exception' || params?.reason === 'promiseRejection';
     const ours = live.length > 0 || quiet.length > 0 || (this.context.grant.mode !== 'snapshot' && (this.clientExpectsPause || (this.pausesOnExceptions && exception)));
     this.ownPause = ours;
+    // Also a pause arriving while the session ends, which its end resumes without working on it.
+    for (const wake of [...this.pauseWaiters]) wake();
     return ours;
   }
 
@@ -150,7 +161,6 @@ export class Pauses implements SessionPauses {
     const { context } = this;
     const { breakpoints } = context;
     this.paused = true;
-    for (const wake of [...this.pauseWaiters]) wake();
     const params = message.params ?? {};
     const { live: hits, quiet } = breakpoints.sortHits(params.hitBreakpoints);
     this.ownPause = hits.length > 0 || quiet.length > 0 || this.clientExpectsPause || (this.pausesOnExceptions && (params.reason === 'exception' || params.reason === 'promiseRejection'));
@@ -239,7 +249,7 @@ export class Pauses implements SessionPauses {
     this.context.send(text, false);
     this.flushHeld();
     if (this.ownPause) this.armWatchdog();
-    else this.armForeignPauseWatchdog();
+    else this.armForeignPauseWatchdog(message.params?.reason);
   }
 
   private flushHeld(): void {
@@ -321,9 +331,21 @@ export class Pauses implements SessionPauses {
    * A pause this session did not cause is never held past maxPauseSeconds either, but the session that caused
    * it acts first: this one resumes it only foreignPauseGraceMs later, if it still holds.
    */
-  armForeignPauseWatchdog(): void {
+  armForeignPauseWatchdog(reason?: unknown): void {
     clearTimeout(this.foreignPauseTimer);
     if (this.stopped) return;
+    // A step, continueToLocation or Debugger.pause (V8 reports each as 'other') that an ended session asked for.
+    if ((reason === 'other' || reason === 'step') && this.leftPauses?.waiting()) {
+      this.foreignPauseTimer = setTimeout(() => {
+        this.foreignPauseTimer = undefined;
+        if (this.context.isEnding()) return;
+        const ended = this.leftPauses!.take();
+        if (ended === undefined) return this.armForeignPauseWatchdog();
+        const why = `a pause that session ${ended} asked for and V8 took after that session had ended: nobody holds it`;
+        this.context.channel.command('Debugger.resume', {}, { critical: true, why }).catch(() => undefined);
+      }, leftPauseCheckMs);
+      return;
+    }
     const seconds = this.context.target().maxPauseSeconds;
     this.foreignPauseTimer = setTimeout(
       () => {

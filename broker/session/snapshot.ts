@@ -667,7 +667,7 @@ export class SnapshotMode {
     if (context.isEnding()) return;
     if (live.length === 0 && quiet.length === 0) {
       // Not ours (a `debugger;` statement, another debugger): left alone, but never held past maxPauseSeconds.
-      pauses.armForeignPauseWatchdog();
+      pauses.armForeignPauseWatchdog(message.params?.reason);
       return;
     }
     const previous = this.handling;

@@ -64,3 +64,51 @@ describe('a session ending with a pause it asked for still to come (real broker,
     }
   }
 });
+
+// Taken by V8 seconds later, after the session's end stopped waiting for it: the sessions that stay resume it at once,
+// not their watchdog after maxPauseSeconds (whose resume would also park their own client's breakpoints).
+describe('a pause asked for that V8 takes after the session ended (real broker, real target, another Loupe session staying)', () => {
+  const slowApp = join(fixtures, 'slow-app.js');
+  let target: TargetProcess | undefined;
+  let broker: TestBroker | undefined;
+  const others: CdpClient[] = [];
+  afterEach(async () => {
+    for (const c of others.splice(0)) await c.close().catch(() => undefined);
+    await broker?.close();
+    await target?.stop();
+    broker = target = undefined;
+  });
+
+  for (const mode of ['pause', 'snapshot'] as const) {
+    for (const action of ['a step over a slow await', 'continueToLocation to a line that runs 2.5 s later'] as const) {
+      it(`${action}, then the socket cut; the staying session in ${mode} mode: the target runs on`, async () => {
+        target = await startTarget(slowApp);
+        const base = basePolicy(target.inspector);
+        broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, maxPauseSeconds: 30 } } });
+        const stays = await broker.attach({ mode });
+        others.push(stays.client);
+        await stays.client.call('Debugger.enable');
+        const { client, grant } = await broker.attach();
+        await client.call('Debugger.enable');
+        const at = markerLine(slowApp, action.startsWith('a step') ? 'await' : 'slow');
+        const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: at, urlRegex: 'slow-app\\.js$' });
+        const paused = await client.waitEvent('Debugger.paused');
+        await client.call('Debugger.removeBreakpoint', { breakpointId });
+        if (action.startsWith('a step')) await client.call('Debugger.stepOver');
+        else await client.call('Debugger.continueToLocation', { location: { ...paused.params.callFrames[0].location, lineNumber: markerLine(slowApp, 'rare'), columnNumber: 2 } });
+        client.socket.terminate();
+        const ended = await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
+        // The pause comes within 3 s of the end; the staying session's watchdog would resume it only after 32 s.
+        await target.ticksAdvance(200, 10_000);
+        const resume = broker.records.find((e) => e.grant === stays.grant.grantId && e.type === 'broker.request' && (e.data as any).method === 'Debugger.resume');
+        assert.match(String((resume?.data as any)?.why), /asked for and V8 took after that session had ended/, 'the staying session resumed it, and says whose it was');
+        assert.ok(String((resume?.data as any)?.why).includes(ended.stream), 'the ended session is named');
+        assert.equal(
+          broker.records.some((e) => e.type === 'watchdog.resumed'),
+          false,
+          'no watchdog resume (and no parked breakpoints)',
+        );
+      });
+    }
+  }
+});
