@@ -45,7 +45,10 @@ export const grantRequestSchema = z.strictObject({
   evaluation: z.enum(evaluations, { error: `expected one of ${evaluations.join(', ')} (v8 is the privilege of running expressions in V8)` }).optional(),
   durationSeconds: z.int({ error: 'expected a positive integer' }).min(1, { error: 'expected a positive integer' }),
   reason: z
-    .string({ error: reasonRequired })
+    .string({
+      error: (issue) =>
+        issue.input === undefined || issue.input === null ? reasonRequired : `expected a string (${reasonRequired.slice(10)}), not ${Array.isArray(issue.input) ? 'an array' : typeof issue.input}`,
+    })
     .refine((reason) => reason.trim() !== '', { error: reasonRequired, abort: true })
     .refine((reason) => reason.length <= maxReasonLength, { error: `at most ${maxReasonLength} characters`, abort: true })
     .refine((reason) => printable(reason.trim()), { error: printableProblem })

@@ -101,6 +101,17 @@ describe('grants: POST /v1/grants', () => {
       assert.equal(res.body.error.code, 'bad_request');
       assert.match(res.body.error.message, /reason: required/);
     }
+    // Present but not text: said as such, not as missing.
+    for (const [reason, kind] of [
+      [42, 'number'],
+      [['why'], 'an array'],
+      [{ text: 'why' }, 'object'],
+      [true, 'boolean'],
+    ] as const) {
+      const res = await broker.api('POST', '/v1/grants', devToken, request({ reason }));
+      assert.equal(res.status, 400);
+      assert.match(res.body.error.message, new RegExp(`reason: expected a string \\(say why you need to debug production\\), not ${kind}`));
+    }
   });
 
   it('refuses control characters and bidi overrides in the reason, the ticket and the target, which reach logs, terminals and reports', async () => {
