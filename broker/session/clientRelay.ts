@@ -56,12 +56,14 @@ export class ClientRelay {
     private readonly screen: TargetScreen,
   ) {
     // Kept redacted: the client reads and searches the source only as the redactor leaves it.
-    this.sources = new ScriptSources(async (scriptId) => {
-      const result = await context.channel.command('Debugger.getScriptSource', { scriptId }, { why: 'Loupe reads the source to redact it (and search it) itself' });
-      const source = typeof result.scriptSource === 'string' ? result.scriptSource : '';
-      if (context.target().redaction.source === false) return source;
-      return (await sourceRedaction.redact(source, context.redactor)).source;
-    });
+    this.sources = new ScriptSources(
+      async (scriptId) => {
+        const result = await context.channel.command('Debugger.getScriptSource', { scriptId }, { why: 'Loupe reads the source to redact it (and search it) itself' });
+        return typeof result.scriptSource === 'string' ? result.scriptSource : '';
+      },
+      async (source) => (context.target().redaction.source === false ? source : (await sourceRedaction.redact(source, context.redactor)).source),
+      () => context.redactor.learnedCount,
+    );
   }
 
   /** One frame from the client, in the order received. */

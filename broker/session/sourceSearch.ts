@@ -52,25 +52,48 @@ export function searchSource(source: string, query: string, options: { caseSensi
 /** Script source kept per session for searches (characters). */
 const maxSourceCacheChars = 32 << 20;
 
-/** Script sources read for searches, by script id (sources never change: setScriptSource is refused). */
+/**
+ * Script sources read for searches, by script id (sources never change: setScriptSource is refused), each as read
+ * and as shown: redacted again whenever the redactor has learned more since (`version`), or a value learned after the
+ * first read would stay in the clear in the source the client reads and searches.
+ */
 export class ScriptSources {
-  private readonly sources = new Map<string, string>();
+  private readonly sources = new Map<string, { raw: string; shown: Promise<string>; version: number }>();
   private chars = 0;
 
-  constructor(private readonly read: (scriptId: string) => Promise<string>) {}
+  constructor(
+    private readonly read: (scriptId: string) => Promise<string>,
+    private readonly redact: (source: string) => Promise<string>,
+    private readonly version: () => number,
+  ) {}
 
-  /** A script's source, read from the target once and kept within a bound (oldest dropped first). */
+  /** A script's source as shown, read from the target once and kept within a bound (oldest dropped first). */
   async get(scriptId: string): Promise<string> {
-    const known = this.sources.get(scriptId);
-    if (known !== undefined) return known;
-    const source = await this.read(scriptId);
-    this.sources.set(scriptId, source);
-    this.chars += source.length;
-    for (const [id, text] of this.sources) {
-      if (this.chars <= maxSourceCacheChars || id === scriptId) break;
-      this.sources.delete(id);
-      this.chars -= text.length;
+    let entry = this.sources.get(scriptId);
+    if (entry === undefined) {
+      const raw = await this.read(scriptId);
+      entry = this.sources.get(scriptId);
+      if (entry === undefined) {
+        entry = { raw, shown: this.redact(raw), version: this.version() };
+        this.sources.set(scriptId, entry);
+        // The text as read and as shown.
+        this.chars += 2 * raw.length;
+        for (const [id, text] of this.sources) {
+          if (this.chars <= maxSourceCacheChars || id === scriptId) break;
+          this.sources.delete(id);
+          this.chars -= 2 * text.raw.length;
+        }
+      }
     }
-    return source;
+    const version = this.version();
+    if (entry.version !== version) {
+      entry.version = version;
+      entry.shown = this.redact(entry.raw);
+    }
+    // A failed redaction is not kept: the next read tries again.
+    return entry.shown.catch((err: unknown) => {
+      if (this.sources.get(scriptId) === entry) entry.version = -1;
+      throw err;
+    });
   }
 }
