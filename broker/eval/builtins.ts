@@ -9,7 +9,7 @@ import type { BuiltinCalls, Interpreter } from './interpreter';
 import { describe, truthLabel } from './interpreter';
 import { jsonParse, jsonStringify } from './result';
 import { memberName, type AstNode } from './parse';
-import { isRemoteList, remoteElements, remoteEntries, remoteHas, remoteMember } from './remote';
+import { isRemoteList, learnedKeyTaint, remoteElements, remoteEntries, remoteHas, remoteMember } from './remote';
 import { dateFrom, dateMethod, primitiveMethod, stringMethod } from './strings';
 import { contentSecret, isFull, isNullish, poison, prim, secretLabel, toNumberValue, toPrimitive, toStringValue, truthy, undef, type Prim, type Scope, type Val } from './values';
 
@@ -220,7 +220,11 @@ async function objectStatic(interp: Interpreter, name: string, args: Val[]): Pro
       const keyLabel = secretLabel(a1);
       if (keyLabel) return poison(keyLabel);
       const key = interp.propertyKey(a1);
-      if (a0.kind === 'remote') return prim((await interp.ownEntries(a0)).some(([k]) => k === key) || (await ownNonEnumerable(interp, a0, key)));
+      if (a0.kind === 'remote') {
+        const keyed = await learnedKeyTaint(interp.ctx, a0);
+        if (keyed) return poison(keyed.label);
+        return prim((await interp.ownEntries(a0)).some(([k]) => k === key) || (await ownNonEnumerable(interp, a0, key)));
+      }
       return prim((await interp.ownEntries(a0)).some(([k]) => k === key));
     }
   }

@@ -8,7 +8,7 @@ import type { Protocol } from 'devtools-protocol';
 import { ChainShort, LoupeRefusal, LoupeThrow } from './budget';
 import { binaryOperation } from './operators';
 import { builtinNames, globalFunctions, type AstNode } from './parse';
-import { childTaint, isRemoteList, memberValue, readValue, remoteElements, remoteEntries, remoteHas, remoteMember, remoteOwnEntries, type ReadContext } from './remote';
+import { childTaint, isRemoteList, learnedKeyTaint, memberValue, readValue, remoteElements, remoteEntries, remoteHas, remoteMember, remoteOwnEntries, type ReadContext } from './remote';
 import { isProcessObject } from '../gate/processFacts';
 export { describe, truthLabel } from './values';
 import { describe, truthLabel } from './values';
@@ -185,8 +185,11 @@ export class Interpreter {
     if (label) return poison(label);
     const key = this.propertyKey(keyVal);
     switch (object.kind) {
-      case 'remote':
+      case 'remote': {
+        const keyed = await learnedKeyTaint(this.ctx, object);
+        if (keyed) return poison(keyed.label);
         return prim(await remoteHas(this.ctx, object, key), object.taint?.full ? object.taint : undefined);
+      }
       case 'array':
         return prim(key === 'length' || (/^(0|[1-9]\d*)$/.test(key) && Number(key) < object.items.length));
       case 'object':

@@ -27,6 +27,10 @@ export interface RedactionContext {
   processFactIn?(text: string): string | undefined;
   /** The redacted name of the learned bytes a typed array of the target holds (a key's Buffer reached by an alias). */
   secretBytes?(elements: readonly number[], type?: string): string | undefined;
+  /** Whether one-character strings, joined in index order, spell a value the session learned. */
+  charsSecret?(text: string): boolean;
+  /** Whether the session has learned any value (a list's elements are then read whole: see previewMember). */
+  learnedAny?(): boolean;
 }
 
 const markerLabel = /\[redacted: ([^\]]+)\]/;
@@ -46,6 +50,8 @@ export function redactionContextOf(redactor: Redactor, processFacts?: () => { fa
     isLearned: (text) => redactor.isLearned(text),
     withholdsExceptionMessages: () => redactor.withholdsExceptionMessages,
     secretBytes: (elements, type) => redactor.bytesSecret(elements, false, type),
+    charsSecret: (text) => redactor.charsSecret(text),
+    learnedAny: () => redactor.learnedCount > 0,
     processFactIn: (text) => processFacts?.()?.factIn(text),
     secretIn,
     secretInTarget: (text) => secretIn(text) ?? (redactor.holdsLearned(text) ? learnedLabel : undefined),

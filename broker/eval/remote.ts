@@ -42,16 +42,24 @@ export async function readObject(ctx: ReadContext, v: RemoteVal): Promise<Proper
 }
 
 /**
- * A typed array holding bytes learned under a redacted name (a signing key's Buffer passed on as `key`) is that secret,
- * whatever name reached it: its elements as inside a redacted container. Its length stays its shape.
+ * A list holding a learned value as its elements, whatever name reached it: a typed array (or an array of numbers)
+ * holding bytes learned under a redacted name (a signing key's Buffer passed on as `key`, `Buffer.from(apiKey)`), or
+ * a list or String wrapper of one-character strings spelling a learned value (`apiKey.split('')`, `new String(apiKey)`).
+ * Its elements are then as inside a redacted container; its length stays its shape.
  */
 function bytesTaint(ctx: ReadContext, v: RemoteVal, read: PropertiesRead): Taint | undefined {
-  if (v.taint || v.object.subtype !== 'typedarray' || !ctx.redaction.secretBytes) return undefined;
-  const bytes: number[] = [];
-  for (const d of read.result) if (!d.symbol && /^(0|[1-9]\d*)$/.test(d.name)) bytes[Number(d.name)] = Number(d.value?.value);
+  const { subtype, className } = v.object;
+  if (v.taint || (subtype !== 'typedarray' && subtype !== 'array' && className !== 'String')) return undefined;
+  const elements: unknown[] = [];
+  for (const d of read.result) if (!d.symbol && /^(0|[1-9]\d*)$/.test(d.name)) elements[Number(d.name)] = d.value?.value;
+  if (elements.length === 0) return undefined;
+  if (subtype !== 'typedarray' && elements.every((e) => typeof e === 'string' && [...e].length === 1)) {
+    return ctx.redaction.charsSecret?.(elements.join('')) ? { full: true, label: learnedLabel } : undefined;
+  }
+  if (subtype === undefined || !ctx.redaction.secretBytes || !elements.every((e) => typeof e === 'number')) return undefined;
   const name = ctx.redaction.secretBytes(
-    Array.from(bytes, (b) => b ?? NaN),
-    v.object.className,
+    Array.from(elements, (e) => (e as number | undefined) ?? NaN),
+    subtype === 'typedarray' ? className : undefined,
   );
   return name === undefined ? undefined : { full: true, label: name };
 }
@@ -196,7 +204,7 @@ export async function remoteMember(ctx: ReadContext, v: RemoteVal, key: string):
   let current: RemoteVal = v;
   for (let hop = 0; hop <= ctx.spend.budget.maxPrototypeHops; hop++) {
     const read = await readObject(ctx, current);
-    const learned = hop === 0 ? bytesTaint(ctx, v, read) : undefined;
+    const learned = hop === 0 ? (bytesTaint(ctx, v, read) ?? (ctx.redaction.learnedAny?.() ? keysTaint(ctx, v, read.result) : undefined)) : undefined;
     if (learned) return prim(undefined, childTaint(ctx, learned, key));
     const own = read.result.find((d) => d.name === key && !d.symbol);
     if (own) return memberValue(ctx, own, v.taint, hop === 0 ? pairTaint(ctx, v, key, listTexts(read.result)) : undefined);
@@ -221,6 +229,11 @@ function previewMember(ctx: ReadContext, v: RemoteVal, key: string): Val | undef
   if (!preview || v.object.type !== 'object' || (v.object.subtype !== undefined && v.object.subtype !== 'array') || key.startsWith('#')) return undefined;
   const field = preview.properties.find((p) => p.name === key);
   if (!field || field.valuePreview) return undefined;
+  // A list of one-character strings or of numbers may spell a learned value (`apiKey.split('')`, its char codes): read
+  // whole, so the list's taint (bytesTaint) decides its elements one by one too.
+  // A key that is a learned value: the read decides (learnedKeyTaint), as for a key not in the preview.
+  if (ctx.redaction.learnedAny?.() && keysTaint(ctx, v, preview.properties)) return undefined;
+  if (isRemoteList(v) && ctx.redaction.learnedAny?.() && (field.type === 'number' || (field.type === 'string' && [...(field.value ?? '')].length === 1))) return undefined;
   const texts = (index: number) => {
     const before = preview.properties.find((p) => p.name === String(index));
     // A string the preview shortened is read instead: its whole text decides.
@@ -250,6 +263,28 @@ function previewMember(ctx: ReadContext, v: RemoteVal, key: string): Val | undef
 }
 
 /** Whether `key in object`: own or inherited, data or accessor, without invoking anything. */
+/**
+ * An object of the target keyed by a learned value (a rate limiter keyed by API key, attempts keyed by PIN): which keys
+ * it has is that secret, so every lookup of a key in it is (`guess in attempts`, `attempts[guess]`, Object.hasOwn), as
+ * its listing is (Object.keys).
+ */
+export async function learnedKeyTaint(ctx: ReadContext, v: RemoteVal): Promise<Taint | undefined> {
+  if (v.taint || !ctx.redaction.learnedAny?.() || v.object.type !== 'object') return undefined;
+  const read = await readObject(ctx, v);
+  return keysTaint(ctx, v, read.result);
+}
+
+/** A list's indices are its shape, not keys it was given. */
+function keysTaint(ctx: ReadContext, v: RemoteVal, fields: readonly { name: string; symbol?: unknown }[]): Taint | undefined {
+  const list = isRemoteList(v);
+  for (const d of fields) {
+    if (d.symbol || (list && /^(0|[1-9]\d*)$/.test(d.name))) continue;
+    const label = ctx.redaction.secretInTarget(d.name);
+    if (label !== undefined) return { full: true, label };
+  }
+  return undefined;
+}
+
 export async function remoteHas(ctx: ReadContext, v: RemoteVal, key: string): Promise<boolean> {
   if ((v.object.subtype === 'map' || v.object.subtype === 'set') && key === 'size') return true;
   let current: RemoteVal = v;

@@ -44,6 +44,8 @@ const cut = '\u2026';
 const cutWindow = 100;
 /** Values are learned from this many characters on; the index of learned values is by their last this many. */
 const learnedTail = 4;
+/** The marker's label of a learned value met under another name. */
+const learnedLabel = 'value of a redacted field';
 /** Past this many learned values, a text is searched for them all in one pass (Redactor.learnedSpans). */
 const indexedFrom = 64;
 /** Cuts looked at in one text: V8 makes one per string it shortens; past these, the rest of the text is withheld. */
@@ -93,6 +95,22 @@ function indexedNumbers(fields: readonly Record<string, unknown>[], valueOf: (fi
   }
   indexed.sort((a, b) => a[0] - b[0]);
   return { bytes: indexed.map(([, b]) => b), fields: indexed.map(([, , f]) => f) };
+}
+
+/**
+ * The characters of a list whose indexed elements are each one character (`key.split('')`, a String wrapper's
+ * indices), in index order, and those elements; empty when any indexed element is not a one-character string.
+ */
+function indexedChars(fields: readonly Record<string, unknown>[], valueOf: (field: Record<string, unknown>) => unknown): { text: string; fields: Record<string, unknown>[] } {
+  const indexed: [number, string, Record<string, unknown>][] = [];
+  for (const field of fields) {
+    if (typeof field.name !== 'string' || !/^(0|[1-9]\d{0,8})$/.test(field.name)) continue;
+    const value = valueOf(field);
+    if (typeof value !== 'string' || [...value].length !== 1) return { text: '', fields: [] };
+    indexed.push([Number(field.name), value, field]);
+  }
+  indexed.sort((a, b) => a[0] - b[0]);
+  return { text: indexed.map(([, c]) => c).join(''), fields: indexed.map(([, , f]) => f) };
 }
 
 /** A typed array's element type: its size in bytes and DataView's name for it, by the class V8 names. */
@@ -269,9 +287,25 @@ export class Redactor {
 
   private learn(value: unknown, name?: string): void {
     if (name !== undefined && workingDirectoryNames.has(name) && typeof value === 'string' && absolutePath.test(value)) return;
-    if (typeof value === 'string' && value.length >= learnedTail && value.length <= 4096 && !value.startsWith('[redacted: ')) this.add(value);
-    else if (typeof value === 'number' && Number.isFinite(value) && Math.abs(value) >= 1000) this.add(String(value));
+    if (typeof value === 'string' && value.length >= learnedTail && value.length <= 4096 && !value.startsWith('[redacted: ')) {
+      this.add(value);
+      this.learnForms(value, name);
+    } else if (typeof value === 'number' && Number.isFinite(value) && Math.abs(value) >= 1000) this.add(String(value));
     else if (typeof value === 'bigint' && (value >= 1000n || value <= -1000n)) this.add(String(value));
+  }
+
+  /**
+   * A learned string as a program may also hold it: its bytes (`Buffer.from(apiKey)`, a Uint16Array of its char codes),
+   * which a read shows one number at a time and the interpreter turns back into the string, and their text forms.
+   */
+  private learnForms(value: string, name = 'value of a redacted field'): void {
+    for (const encoding of ['utf8', 'utf16le'] as const) {
+      const buffer = Buffer.from(value, encoding);
+      if (this.learnedBytes.size >= maxLearnedByteSequences || buffer.length < minLearnedBytes || buffer.length > maxLearnedBytes || new Set(buffer).size < 3) continue;
+      const text = buffer.toString('latin1');
+      if (!this.learnedBytes.has(text)) this.learnedBytes.set(text, name);
+      if (encoding === 'utf8') for (const form of ['hex', 'base64', 'base64url'] as const) this.add(buffer.toString(form));
+    }
   }
 
   /**
@@ -314,6 +348,11 @@ export class Redactor {
       }
     }
     return undefined;
+  }
+
+  /** Whether characters held one an element (indexedChars) spell a learned value. */
+  charsSecret(text: string): boolean {
+    return text.length >= learnedTail && this.holdsLearned(text);
   }
 
   /** Whether `text` is, whole, a value learned under a redacted name (a number's digits, say). */
@@ -639,6 +678,15 @@ export class Redactor {
           return;
         }
       }
+      // A learned value spelled out a character an element: each element as the marker.
+      if (this.learned.size > 0) {
+        const { text, fields: charFields } = indexedChars(fields.filter(isRecord), (f) => (f.type === 'string' ? f.value : undefined));
+        if (this.charsSecret(text)) {
+          this.hits.push(learnedLabel);
+          for (const f of charFields) Object.assign(f, { type: 'string', value: marker(learnedLabel) });
+          return;
+        }
+      }
       // A Map entry's preview (the [[Entries]] list read with previews): `{key, value}`, the value secret by its key.
       const keyField = fields.find((f) => isRecord(f) && f.name === 'key');
       const entryKey = keyField?.type === 'string' && typeof keyField.value === 'string' && fields.some((f) => isRecord(f) && f.name === 'value') ? keyField.value : undefined;
@@ -710,6 +758,11 @@ export class Redactor {
       const { bytes, fields } = indexedNumbers(list.filter(isRecord), (p) => (isRecord(p.value) && p.value.type === 'number' ? p.value.value : undefined));
       const name = this.bytesSecret(bytes);
       if (name !== undefined) for (const f of fields) f.value = this.replaced(name, undefined);
+    }
+    // A learned value spelled out a character an element (`key.split('')`, `new String(key)`): each as the marker.
+    if (this.learned.size > 0) {
+      const { text, fields } = indexedChars(list.filter(isRecord), (p) => (isRecord(p.value) && p.value.type === 'string' ? p.value.value : undefined));
+      if (this.charsSecret(text)) for (const f of fields) f.value = this.replaced(learnedLabel, undefined);
     }
     const keyProp = list.find((p) => isRecord(p) && p.name === 'key');
     const entryKey = keyProp && isRecord(keyProp.value) && list.some((p) => isRecord(p) && p.name === 'value') ? keyProp.value.value : undefined;

@@ -93,6 +93,47 @@ describe('secrets kept as object keys or copied numbers stay hidden (real broker
     assert.equal((await evaluate('Object.keys(rateLimits).length')).value, 2);
   });
 
+  it('hides the key spelled out under other names: characters, char codes, bytes, a String wrapper, UTF-16, hex, base64', async () => {
+    const byName = (name: string) => locals.find((p) => p.name === name)?.value;
+    for (const name of ['b64', 'hex']) assert.equal(byName(name).value, '[redacted: value of a redacted field]', `${name}: ${JSON.stringify(byName(name))}`);
+    for (const name of ['chars', 'codes', 'bytes', 'boxed', 'wide']) {
+      const own = (await client.call('Runtime.getProperties', { objectId: byName(name).objectId, ownProperties: true, generatePreview: true })).result;
+      const elements = own.filter((p: any) => /^\d+$/.test(p.name)).map((p: any) => p.value.value);
+      assert.equal(elements.length, apiKey.length, name);
+      assert.ok(
+        elements.every((e: unknown) => typeof e === 'string' && e.startsWith('[redacted: ')),
+        `${name} shows its elements: ${JSON.stringify(elements)}`,
+      );
+    }
+    // The interpreter turns none of them back into the key, whole or an element at a time.
+    for (const expression of [
+      "chars.join('')",
+      'chars[3]',
+      'String.fromCharCode(...codes)',
+      'codes[0]',
+      'String.fromCharCode(...bytes)',
+      "Array.from(bytes, (b) => String.fromCharCode(b)).join('')",
+      "Object.values(boxed).join('')",
+      'boxed[0]',
+      "Array.from(wide, (c) => String.fromCharCode(c)).join('')",
+    ]) {
+      const result = await evaluate(expression);
+      assert.match(String(result.value), /^\[redacted: /, `${expression}: ${JSON.stringify(result)}`);
+    }
+  });
+
+  it('answers a lookup in an object keyed by the key the same for a right and a wrong guess', async () => {
+    // Spelled out, so the guess itself is not the key in what is recorded of the expression.
+    const spelled = (text: string) => `[${[...text].map((c) => `'${c}'`).join(', ')}].join('')`;
+    const right = spelled(apiKey);
+    const wrong = spelled(`${apiKey.slice(0, -1)}X`);
+    for (const lookup of [(k: string) => `${k} in rateLimits`, (k: string) => `Object.hasOwn(rateLimits, ${k})`, (k: string) => `rateLimits[${k}]`]) {
+      const [a, b] = [await evaluate(lookup(right)), await evaluate(lookup(wrong))];
+      assert.deepEqual(a, b, `${lookup('guess')} answers a right and a wrong guess apart`);
+      assert.match(String(a.value), /^\[redacted: /, lookup('guess'));
+    }
+  });
+
   it('keeps them out of the audit trail', async () => {
     await client.call('Debugger.resume');
     assertHidden('the audit records', broker.records);
