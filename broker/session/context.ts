@@ -117,6 +117,16 @@ export interface LeftPauses {
    * session's id, or undefined.
    */
   take(): string | undefined;
+  /** The exception pauses the other sessions of this broker on the target hold the process to (their union). */
+  othersExceptionState(): ExceptionPauseState;
+  /**
+   * An ended session's exception pauses that its end could not reset (its target did not answer): V8 keeps them while
+   * another session is enabled. Taken once, by the first session an exception then pauses: the state to set (the
+   * union of what the sessions here hold), or undefined when none is left.
+   */
+  takeExceptionState(): ExceptionPauseState | undefined;
+  /** Whether such exception pauses are left. */
+  exceptionsLeft(): boolean;
 }
 
 /** What Debugger.setPauseOnExceptions asks for. */
@@ -126,6 +136,8 @@ export interface SessionPauses {
   paused: boolean;
   /** The exception pauses the client asked for (one state in V8 for the whole process). */
   readonly exceptionState: ExceptionPauseState;
+  /** What the session holds the process to: the client's wish, or none while its client is absent. */
+  readonly heldExceptionState: ExceptionPauseState;
   ownPause: boolean;
   clientAbsent: boolean;
   /** A pause the client asked for that V8 has not taken yet. */

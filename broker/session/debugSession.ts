@@ -73,6 +73,8 @@ const sessionsOnTarget = new Map<string, Set<DebugSession>>();
  * it resumes it (see Pauses.armForeignPauseWatchdog), not their watchdog after maxPauseSeconds.
  */
 const leftPauses = new Map<string, { sessionId: string; until: number }>();
+/** Targets whose exception pauses an ended session's end could not reset (see Pauses.armForeignPauseWatchdog). */
+const leftExceptions = new Set<string>();
 /** How long a left pause is waited for: a continueToLocation to a line that runs rarely may come much later. */
 const leftPauseMs = 10 * 60_000;
 
@@ -496,6 +498,7 @@ export class DebugSession {
     sessionsOnTarget.delete(url!);
     // With no session of this broker left, a pause left for one is not this broker's to take.
     leftPauses.delete(url!);
+    leftExceptions.delete(url!);
   }
 
   /** A pause this session asked for is still to come after its end: the sessions that stay resume it. */
@@ -521,6 +524,12 @@ export class DebugSession {
         if (!left || [...this.fellowSessions()].some((fellow) => fellow.context.pauses.ownPause)) return undefined;
         leftPauses.delete(url!);
         return left.sessionId;
+      },
+      othersExceptionState: () => exceptionStateFor([...this.fellowSessions()].map((fellow) => fellow.context.pauses.heldExceptionState)),
+      exceptionsLeft: () => url !== undefined && leftExceptions.has(url),
+      takeExceptionState: () => {
+        if (url === undefined || !leftExceptions.delete(url)) return undefined;
+        return exceptionStateFor([...(sessionsOnTarget.get(url) ?? [])].map((session) => session.context.pauses.heldExceptionState));
       },
     };
   }
@@ -550,7 +559,7 @@ export class DebugSession {
       for (const breakpointId of breakpoints.v8Ids()) steps.push(channel.command('Debugger.removeBreakpoint', { breakpointId }, { critical: true }).catch(() => undefined));
       // Before the resume, so the target does not pause again on its next exception.
       if (pauses.exceptionState !== 'none') {
-        const state = exceptionStateFor([...this.fellowSessions()].map((fellow) => fellow.context.pauses.exceptionState));
+        const state = exceptionStateFor([...this.fellowSessions()].map((fellow) => fellow.context.pauses.heldExceptionState));
         steps.push(channel.command('Debugger.setPauseOnExceptions', { state }, { critical: true }).catch(() => undefined));
       }
       // A pause asked for and not yet taken outlives Debugger.disable while another session is enabled: taken within
@@ -565,6 +574,10 @@ export class DebugSession {
       steps.push(channel.command('Runtime.disable', {}, { critical: true }).catch(() => undefined));
       // Each command is bounded; so is the whole, should an answer be lost to a fault.
       await Promise.race([Promise.all(steps), new Promise((r) => setTimeout(r, brokerCommandTimeoutMs + 1000).unref())]);
+    } else if (pauses.heldExceptionState !== 'none' && this.options.targetUrl !== undefined && sessionsOnTarget.has(this.options.targetUrl)) {
+      // Node drops this connection's breakpoints, but V8's exception pauses are one state for the process and outlive
+      // it while the sessions that stay are enabled: the first of them an exception pauses resets it.
+      leftExceptions.add(this.options.targetUrl);
     }
     for (const [targetId, pending] of channel.clientPendings()) {
       this.record('cdp.response.missing', { id: pending.clientId, targetId, method: pending.method, requestSeq: pending.requestSeq ?? null }).catch(() => undefined);

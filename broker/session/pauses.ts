@@ -41,6 +41,9 @@ export class Pauses implements SessionPauses {
   private clientSkipsPauses = false;
   /** The exception pauses the client asked for (Debugger.setPauseOnExceptions): V8 keeps one state for the whole process. */
   exceptionState: ExceptionPauseState = 'none';
+  get heldExceptionState(): ExceptionPauseState {
+    return this.clientAbsent ? 'none' : this.exceptionState;
+  }
   private get pausesOnExceptions(): boolean {
     return this.exceptionState !== 'none';
   }
@@ -335,6 +338,19 @@ export class Pauses implements SessionPauses {
     clearTimeout(this.foreignPauseTimer);
     if (this.stopped) return;
     // A step, continueToLocation or Debugger.pause (V8 reports each as 'other') that an ended session asked for.
+    // An exception pause an ended session's state left (its end could not reset it): reset now, and resumed.
+    if ((reason === 'exception' || reason === 'promiseRejection') && this.leftPauses?.exceptionsLeft()) {
+      this.foreignPauseTimer = setTimeout(() => {
+        this.foreignPauseTimer = undefined;
+        if (this.context.isEnding()) return;
+        const state = this.leftPauses!.takeExceptionState();
+        if (state === undefined) return this.armForeignPauseWatchdog();
+        const why = 'an exception pause a session that has ended asked for, which its end could not reset (its target did not answer): nobody holds it';
+        this.context.channel.command('Debugger.setPauseOnExceptions', { state }, { critical: true, why }).catch(() => undefined);
+        this.context.channel.command('Debugger.resume', {}, { critical: true, why }).catch(() => undefined);
+      }, leftPauseCheckMs);
+      return;
+    }
     if ((reason === 'other' || reason === 'step') && this.leftPauses?.waiting()) {
       this.foreignPauseTimer = setTimeout(() => {
         this.foreignPauseTimer = undefined;
@@ -396,6 +412,12 @@ export class Pauses implements SessionPauses {
     const { parked, changes } = context.breakpoints.park(why);
     context.record('client.absent', { why, breakpoints: parked }).catch(() => undefined);
     changes.push(context.channel.command('Debugger.setSkipAllPauses', { skip: true }, { critical: true, why }).catch(() => undefined));
+    // Skipping stops this connection's pauses only: V8's exception pauses are one state for the process, and would go
+    // on pausing it for the other sessions (each pause resumed by their watchdogs alone). Theirs is what stays.
+    if (this.exceptionState !== 'none') {
+      const state = this.leftPauses?.othersExceptionState() ?? 'none';
+      changes.push(context.channel.command('Debugger.setPauseOnExceptions', { state }, { critical: true, why }).catch(() => undefined));
+    }
     context.notify('Loupe.breakpointsParked', { breakpointIds: parked, reason: `${why}: breakpoints are off until this client sends a request` }, true);
     // Out of V8 before the resume, so the same breakpoint cannot pause again; bounded, since a hit racing it is resumed unseen anyway.
     await Promise.race([Promise.all(changes), new Promise((r) => setTimeout(r, 1000))]);
@@ -408,6 +430,10 @@ export class Pauses implements SessionPauses {
     const why = 'the client is back: it sent a frame after the watchdog resume';
     context.record('client.returned', { breakpoints: context.breakpoints.parkedIds(), skipAllPauses: this.clientSkipsPauses }).catch(() => undefined);
     if (!this.clientSkipsPauses) context.channel.command('Debugger.setSkipAllPauses', { skip: false }, { why }).catch(() => undefined);
+    if (this.exceptionState !== 'none') {
+      const state = exceptionStateFor([this.exceptionState, this.leftPauses?.othersExceptionState() ?? 'none']);
+      context.channel.command('Debugger.setPauseOnExceptions', { state }, { why }).catch(() => undefined);
+    }
     context.breakpoints.unpark(why);
   }
 
