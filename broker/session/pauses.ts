@@ -337,28 +337,11 @@ export class Pauses implements SessionPauses {
   armForeignPauseWatchdog(reason?: unknown): void {
     clearTimeout(this.foreignPauseTimer);
     if (this.stopped) return;
-    // A step, continueToLocation or Debugger.pause (V8 reports each as 'other') that an ended session asked for.
-    // An exception pause an ended session's state left (its end could not reset it): reset now, and resumed.
-    if ((reason === 'exception' || reason === 'promiseRejection') && this.leftPauses?.exceptionsLeft()) {
+    const left = this.leftPauseTaker(reason);
+    if (left) {
       this.foreignPauseTimer = setTimeout(() => {
         this.foreignPauseTimer = undefined;
-        if (this.context.isEnding()) return;
-        const state = this.leftPauses!.takeExceptionState();
-        if (state === undefined) return this.armForeignPauseWatchdog();
-        const why = 'an exception pause a session that has ended asked for, which its end could not reset (its target did not answer): nobody holds it';
-        this.context.channel.command('Debugger.setPauseOnExceptions', { state }, { critical: true, why }).catch(() => undefined);
-        this.context.channel.command('Debugger.resume', {}, { critical: true, why }).catch(() => undefined);
-      }, leftPauseCheckMs);
-      return;
-    }
-    if ((reason === 'other' || reason === 'step') && this.leftPauses?.waiting()) {
-      this.foreignPauseTimer = setTimeout(() => {
-        this.foreignPauseTimer = undefined;
-        if (this.context.isEnding()) return;
-        const ended = this.leftPauses!.take();
-        if (ended === undefined) return this.armForeignPauseWatchdog();
-        const why = `a pause that session ${ended} asked for and V8 took after that session had ended: nobody holds it`;
-        this.context.channel.command('Debugger.resume', {}, { critical: true, why }).catch(() => undefined);
+        if (!this.context.isEnding() && !left()) this.armForeignPauseWatchdog();
       }, leftPauseCheckMs);
       return;
     }
@@ -371,6 +354,37 @@ export class Pauses implements SessionPauses {
       },
       seconds * 1000 + foreignPauseGraceMs,
     );
+  }
+
+  /**
+   * For a pause nobody owns, what an ended session left that it may be (LeftPauses): a function that takes that and
+   * resumes the pause (false when another session took it first, or a session here holds the pause).
+   */
+  private leftPauseTaker(reason: unknown): (() => boolean) | undefined {
+    const left = this.leftPauses;
+    const { channel } = this.context;
+    // An exception pause of a state an ended session's end could not reset: the state is reset too.
+    if ((reason === 'exception' || reason === 'promiseRejection') && left?.exceptionsLeft()) {
+      return () => {
+        const state = left.takeExceptionState();
+        if (state === undefined) return false;
+        const why = 'an exception pause a session that has ended asked for, which its end could not reset (its target did not answer): nobody holds it';
+        channel.command('Debugger.setPauseOnExceptions', { state }, { critical: true, why }).catch(() => undefined);
+        channel.command('Debugger.resume', {}, { critical: true, why }).catch(() => undefined);
+        return true;
+      };
+    }
+    // A step, continueToLocation or Debugger.pause (V8 reports each as 'other').
+    if ((reason === 'other' || reason === 'step') && left?.waiting()) {
+      return () => {
+        const ended = left.take();
+        if (ended === undefined) return false;
+        const why = `a pause that session ${ended} asked for and V8 took after that session had ended: nobody holds it`;
+        channel.command('Debugger.resume', {}, { critical: true, why }).catch(() => undefined);
+        return true;
+      };
+    }
+    return undefined;
   }
 
   private armWatchdog(): void {
