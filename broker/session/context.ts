@@ -106,11 +106,15 @@ export interface PauseBound {
 }
 
 /**
- * A pause asked for (a step, continueToLocation, Debugger.pause) by a session of the same target that ended before V8
- * took it: V8 keeps it while another session is enabled, and it then reaches the sessions that stay as nobody's.
+ * The other sessions of this broker on the same target process, as one session's pauses see them. V8 keeps one
+ * pause, one exception state, one step for the process: what a session's end leaves there is undone by those that
+ * stay. A pause asked for (a step, continueToLocation, Debugger.pause) by a session that ended before V8 took it
+ * reaches them as nobody's.
  */
-export interface LeftPauses {
-  /** Whether such a pause may still come. */
+export interface FellowSessions {
+  /** Whether another session of this broker holds the pause the target is in as its own. */
+  holdPause(): boolean;
+  /** Whether a left pause may still come. */
   waiting(): boolean;
   /**
    * Takes it for the pause the target is in, unless a session of this broker holds that pause as its own: the ended
@@ -150,6 +154,8 @@ export interface SessionPauses {
   onClientFrame(): void;
   hold(text: string): boolean;
   onResumed(): boolean;
+  /** A pause of this session's arriving after its end began: resumed, unless another session holds it. */
+  resumeAfterEnd(): void;
   /** Whether a pause just arrived is this session's (sets ownPause before any work on it is awaited). */
   claim(params: Record<string, unknown> | undefined): boolean;
   onPaused(message: CdpMessage): Promise<void>;

@@ -12,11 +12,11 @@ import { TargetScreen } from '../gate/targetScreen';
 import { processFactsFrom, processFactsRead, WithheldFacts, type ProcessFactValues } from '../gate/processFacts';
 import { Breakpoints } from './breakpoints';
 import { ClientRelay } from './clientRelay';
-import type { LeftPauses, SessionContext } from './context';
+import type { FellowSessions, SessionContext } from './context';
 import { frameEvaluation } from './evaluation';
 import { ClientHeartbeat } from './heartbeat';
 import { RecordLabels } from './labels';
-import { exceptionStateFor, Pauses } from './pauses';
+import { exceptionStateFor, fellowsHearMs, Pauses } from './pauses';
 import { SnapshotMode } from './snapshot';
 import { brokerCommandTimeoutMs, TargetChannel, TargetCommandError } from './targetChannel';
 import { TargetRelay } from './targetRelay';
@@ -160,7 +160,7 @@ export class DebugSession {
     // The parts reach each other through the context only when a frame is handled, after all are built.
     const context = shared as { -readonly [K in keyof SessionContext]: SessionContext[K] };
     context.breakpoints = new Breakpoints(context);
-    context.pauses = new Pauses(context, this.leftPausesOfTarget());
+    context.pauses = new Pauses(context, this.fellowsOnTarget());
     this.context = context;
     const screen = new TargetScreen({ grant: options.grant, target: context.target, redactor: this.redactor, limits: options.limits, evaluation: evaluationKind, handed: this.handed });
     this.fromClient = new ClientRelay(context, screen);
@@ -482,6 +482,14 @@ export class DebugSession {
     return this.ending;
   }
 
+  /**
+   * Whether another session of this broker holds the pause the target is in (its breakpoint, its step): a pause this
+   * session counted as its own by its requests alone (a step still to come) may be theirs, and is not resumed here.
+   */
+  private fellowHoldsPause(): boolean {
+    return [...this.fellowSessions()].some((fellow) => fellow.context.pauses.ownPause);
+  }
+
   /** The other live sessions of this broker on the same target process. */
   private fellowSessions(): Set<DebugSession> {
     const all = new Set(this.options.targetUrl !== undefined ? sessionsOnTarget.get(this.options.targetUrl) : undefined);
@@ -510,7 +518,7 @@ export class DebugSession {
   }
 
   /** The pauses ended sessions of this target left, as this session's Pauses sees them. */
-  private leftPausesOfTarget(): LeftPauses {
+  private fellowsOnTarget(): FellowSessions {
     const url = this.options.targetUrl;
     const current = () => {
       const left = url !== undefined ? leftPauses.get(url) : undefined;
@@ -518,6 +526,7 @@ export class DebugSession {
       return left && left.until >= Date.now() ? left : undefined;
     };
     return {
+      holdPause: () => this.fellowHoldsPause(),
       waiting: () => current() !== undefined,
       take: () => {
         const left = current();
@@ -565,11 +574,16 @@ export class DebugSession {
       // A pause asked for and not yet taken outlives Debugger.disable while another session is enabled: taken within
       // a moment, it is this session's and resumed below (a target that runs no code for that long is left to the
       // other session's watchdog).
-      // Not taken by then, it is left to the sessions that stay: the first of them to see it resumes it.
-      if (pauses.pauseOutstanding && !(await pauses.nextPause(outstandingPauseWaitMs))) this.leavePause();
+      // Not taken by then, it is left to the sessions that stay: the first of them to see it resumes it. A pause
+      // another session holds (its breakpoint, hit meanwhile) is not this one's: it is still to come.
+      if (pauses.pauseOutstanding) {
+        const arrived = await pauses.nextPause(outstandingPauseWaitMs);
+        if (arrived && this.fellowSessions().size > 0) await new Promise((resolve) => setTimeout(resolve, fellowsHearMs));
+        if (!arrived || this.fellowHoldsPause()) this.leavePause();
+      }
       // Only a pause this session caused: another session may hold the one it sees. A pause nobody else
       // holds ends with Debugger.disable (V8 resumes when no other Debugger-enabled session remains).
-      if (pauses.ownPause) steps.push(channel.command('Debugger.resume', {}, { critical: true }).catch(() => undefined));
+      if (pauses.ownPause && !this.fellowHoldsPause()) steps.push(channel.command('Debugger.resume', {}, { critical: true }).catch(() => undefined));
       steps.push(channel.command('Debugger.disable', {}, { critical: true }).catch(() => undefined));
       steps.push(channel.command('Runtime.disable', {}, { critical: true }).catch(() => undefined));
       // Each command is bounded; so is the whole, should an answer be lost to a fault.

@@ -6,7 +6,7 @@
  */
 import type { PausedFrameInput, CdpMessage } from '../gate/targetFrame';
 import type { Forward } from '../gate/targetScreen';
-import type { ExceptionPauseState, LeftPauses, PauseBound, SessionContext, SessionPauses } from './context';
+import type { ExceptionPauseState, FellowSessions, PauseBound, SessionContext, SessionPauses } from './context';
 import type { ConditionVerdict } from './evaluation';
 import { emitLogpoint } from './logpoints';
 
@@ -18,10 +18,13 @@ import { emitLogpoint } from './logpoints';
 export const foreignPauseGraceMs = 2000;
 
 /**
- * How long a pause nobody owns is left before it is taken for an ended session's (LeftPauses): the sessions that do
+ * How long a pause nobody owns is left before it is taken for an ended session's (FellowSessions): the sessions that do
  * own a pause claim it as it arrives, and every session of the broker has heard of the pause by then.
  */
 const leftPauseCheckMs = 100;
+
+/** How long every session of the broker takes to hear of a pause V8 sends them all (sockets of one host). */
+export const fellowsHearMs = 50;
 
 export class Pauses implements SessionPauses {
   /** The target is paused in a pause the client was shown. */
@@ -67,7 +70,7 @@ export class Pauses implements SessionPauses {
 
   constructor(
     private readonly context: SessionContext,
-    private readonly leftPauses?: LeftPauses,
+    private readonly fellows?: FellowSessions,
   ) {}
 
   /** What a forwarded client request changes about pauses. */
@@ -152,12 +155,26 @@ export class Pauses implements SessionPauses {
   claim(params: Record<string, unknown> | undefined): boolean {
     const { live, quiet } = this.context.breakpoints.sortHits(params?.hitBreakpoints);
     const exception = params?.reason === 'exception' || params?.reason === 'promiseRejection';
-    const ours = live.length > 0 || quiet.length > 0 || (this.context.grant.mode !== 'snapshot' && (this.clientExpectsPause || (this.pausesOnExceptions && exception)));
+    const caused = live.length > 0 || quiet.length > 0 || (this.context.grant.mode !== 'snapshot' && this.pausesOnExceptions && exception);
+    const ours = caused || (this.context.grant.mode !== 'snapshot' && this.clientExpectsPause);
     this.ownPause = ours;
+    this.ownByRequestOnly = ours && !caused;
     // Also a pause arriving while the session ends, which its end resumes without working on it.
     for (const wake of [...this.pauseWaiters]) wake();
     return ours;
   }
+
+  /**
+   * A pause of this session's that arrived after its end began: resumed at once when its own breakpoint or exception
+   * state caused it. One it counts as its own by its requests alone (a step still to come) may be another session's
+   * breakpoint: the end decides it, once every session here has heard of it (debugSession.ts cleanup).
+   */
+  resumeAfterEnd(): void {
+    if (!this.ownByRequestOnly) this.context.channel.command('Debugger.resume', {}, { critical: true }).catch(() => undefined);
+  }
+
+  /** The pause the target is in is this session's only by a request of its client (a step, a pause request). */
+  private ownByRequestOnly = false;
 
   /** A pause in pause mode: shown to the client, or decided by the broker (conditions, logpoints) and resumed unseen. */
   async onPaused(message: CdpMessage): Promise<void> {
@@ -357,11 +374,11 @@ export class Pauses implements SessionPauses {
   }
 
   /**
-   * For a pause nobody owns, what an ended session left that it may be (LeftPauses): a function that takes that and
+   * For a pause nobody owns, what an ended session left that it may be (FellowSessions): a function that takes that and
    * resumes the pause (false when another session took it first, or a session here holds the pause).
    */
   private leftPauseTaker(reason: unknown): (() => boolean) | undefined {
-    const left = this.leftPauses;
+    const left = this.fellows;
     const { channel } = this.context;
     // An exception pause of a state an ended session's end could not reset: the state is reset too.
     if ((reason === 'exception' || reason === 'promiseRejection') && left?.exceptionsLeft()) {
@@ -429,7 +446,7 @@ export class Pauses implements SessionPauses {
     // Skipping stops this connection's pauses only: V8's exception pauses are one state for the process, and would go
     // on pausing it for the other sessions (each pause resumed by their watchdogs alone). Theirs is what stays.
     if (this.exceptionState !== 'none') {
-      const state = this.leftPauses?.othersExceptionState() ?? 'none';
+      const state = this.fellows?.othersExceptionState() ?? 'none';
       changes.push(context.channel.command('Debugger.setPauseOnExceptions', { state }, { critical: true, why }).catch(() => undefined));
     }
     context.notify('Loupe.breakpointsParked', { breakpointIds: parked, reason: `${why}: breakpoints are off until this client sends a request` }, true);
@@ -445,7 +462,7 @@ export class Pauses implements SessionPauses {
     context.record('client.returned', { breakpoints: context.breakpoints.parkedIds(), skipAllPauses: this.clientSkipsPauses }).catch(() => undefined);
     if (!this.clientSkipsPauses) context.channel.command('Debugger.setSkipAllPauses', { skip: false }, { why }).catch(() => undefined);
     if (this.exceptionState !== 'none') {
-      const state = exceptionStateFor([this.exceptionState, this.leftPauses?.othersExceptionState() ?? 'none']);
+      const state = exceptionStateFor([this.exceptionState, this.fellows?.othersExceptionState() ?? 'none']);
       context.channel.command('Debugger.setPauseOnExceptions', { state }, { why }).catch(() => undefined);
     }
     context.breakpoints.unpark(why);

@@ -210,7 +210,7 @@ export class TargetRelay {
     const ours = this.context.pauses.claim(message.params);
     if (this.context.isEnding()) {
       // The session's end began before the pause arrived (a hit racing the breakpoint's removal): resumed here.
-      if (ours) void this.context.channel.command('Debugger.resume', {}, { critical: true }).catch(() => undefined);
+      if (ours) this.context.pauses.resumeAfterEnd();
       return;
     }
     // The evaluator resolves names in the frames as the target sent them (redaction below changes the copy the

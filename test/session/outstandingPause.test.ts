@@ -111,4 +111,66 @@ describe('a pause asked for that V8 takes after the session ended (real broker, 
       });
     }
   }
+
+  // A session counts a pause as its own by its requests alone (a step or continueToLocation still to come): another
+  // session's breakpoint pause arriving meanwhile is not resumed by the first one's end.
+  it('a continueToLocation still to come, another session paused at its own breakpoint, then the socket cut: that pause stays held', async () => {
+    target = await startTarget(slowApp);
+    const base = basePolicy(target.inspector);
+    broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, maxPauseSeconds: 30 } } });
+    const { client, grant } = await broker.attach();
+    await client.call('Debugger.enable');
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(slowApp, 'tick'), urlRegex: 'slow-app\\.js$' });
+    const paused = await client.waitEvent('Debugger.paused');
+    await client.call('Debugger.removeBreakpoint', { breakpointId });
+    await client.call('Debugger.continueToLocation', { location: { ...paused.params.callFrames[0].location, lineNumber: markerLine(slowApp, 'never'), columnNumber: 2 } });
+    await target.ticksAdvance(5, 5000);
+    const stays = await broker.attach();
+    others.push(stays.client);
+    await stays.client.call('Debugger.enable');
+    const own = await stays.client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(slowApp, 'tick'), urlRegex: 'slow-app\\.js$' });
+    const held = await stays.client.waitEvent('Debugger.paused', (m) => m.params.hitBreakpoints?.includes(own.breakpointId));
+    await stays.client.call('Debugger.removeBreakpoint', { breakpointId: own.breakpointId });
+    client.socket.terminate();
+    await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const read = await stays.client.call('Debugger.evaluateOnCallFrame', { callFrameId: held.params.callFrames[0].callFrameId, expression: 'counter' });
+    assert.equal(read.result.type, 'number', `the staying session's pause was resumed under it: ${JSON.stringify(read)}`);
+    assert.equal(
+      stays.client.events.some((e) => e.method === 'Debugger.resumed'),
+      false,
+    );
+    await stays.client.call('Debugger.resume');
+    await target.ticksAdvance(5, 5000);
+  });
+
+  it('a step still to come, another session paused at its own breakpoint during the end, then the step: both handled', async () => {
+    target = await startTarget(slowApp);
+    const base = basePolicy(target.inspector);
+    broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, maxPauseSeconds: 30 } } });
+    const stays = await broker.attach();
+    others.push(stays.client);
+    await stays.client.call('Debugger.enable');
+    const { client, grant } = await broker.attach();
+    await client.call('Debugger.enable');
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(slowApp, 'await'), urlRegex: 'slow-app\\.js$' });
+    await client.waitEvent('Debugger.paused');
+    await client.call('Debugger.removeBreakpoint', { breakpointId });
+    await client.call('Debugger.stepOver');
+    // Cut, and at once the staying session pauses at its own breakpoint, inside the end's wait for the step.
+    client.socket.terminate();
+    const own = await stays.client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(slowApp, 'tick'), urlRegex: 'slow-app\\.js$' });
+    const held = await stays.client.waitEvent('Debugger.paused', (m) => m.params.hitBreakpoints?.includes(own.breakpointId));
+    await stays.client.call('Debugger.removeBreakpoint', { breakpointId: own.breakpointId });
+    await broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
+    const read = await stays.client.call('Debugger.evaluateOnCallFrame', { callFrameId: held.params.callFrames[0].callFrameId, expression: 'counter' });
+    assert.equal(read.result.type, 'number', `the staying session's pause was resumed under it: ${JSON.stringify(read)}`);
+    await stays.client.call('Debugger.resume');
+    // The step lands 2.5 s after it was asked for, nobody's by then: resumed by the staying session, not its watchdog.
+    await target.ticksAdvance(200, 10_000);
+    assert.equal(
+      broker.records.some((e) => e.type === 'watchdog.resumed'),
+      false,
+    );
+  });
 });
