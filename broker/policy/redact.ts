@@ -301,7 +301,8 @@ export class Redactor {
   private learnForms(value: string, name = 'value of a redacted field'): void {
     for (const encoding of ['utf8', 'utf16le'] as const) {
       const buffer = Buffer.from(value, encoding);
-      if (this.learnedBytes.size >= maxLearnedByteSequences || buffer.length < minLearnedBytes || buffer.length > maxLearnedBytes || new Set(buffer).size < 3) continue;
+      // Half the bound at most: the byte secrets read as such (learnBytes) keep room.
+      if (this.learnedBytes.size >= maxLearnedByteSequences / 2 || buffer.length < minLearnedBytes || buffer.length > maxLearnedBytes || new Set(buffer).size < 3) continue;
       const text = buffer.toString('latin1');
       if (!this.learnedBytes.has(text)) this.learnedBytes.set(text, name);
       if (encoding === 'utf8') for (const form of ['hex', 'base64', 'base64url'] as const) this.add(buffer.toString(form));
