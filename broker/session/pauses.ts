@@ -18,8 +18,8 @@ import { emitLogpoint } from './logpoints';
 export const foreignPauseGraceMs = 2000;
 
 /**
- * How long a pause nobody owns is left before it is taken for an ended session's (FellowSessions): the sessions that do
- * own a pause claim it as it arrives, and every session of the broker has heard of the pause by then.
+ * How long a pause nobody owns is left before it is taken for an ended session's (FellowSessions.take): the sessions
+ * that do own a pause claim it as it arrives, and every session of the broker has heard of the pause by then.
  */
 const leftPauseCheckMs = 100;
 
@@ -374,8 +374,9 @@ export class Pauses implements SessionPauses {
   }
 
   /**
-   * For a pause nobody owns, what an ended session left that it may be (FellowSessions): a function that takes that and
-   * resumes the pause (false when another session took it first, or a session here holds the pause).
+   * For a pause nobody owns, what an ended session left that it may be (FellowSessions.take, takeExceptionState): a
+   * function that takes that and resumes the pause (false when another session took it first, or a session here holds
+   * the pause).
    */
   private leftPauseTaker(reason: unknown): (() => boolean) | undefined {
     const left = this.fellows;
