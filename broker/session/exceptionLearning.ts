@@ -31,6 +31,14 @@ export const exceptionLearningLimits = {
   ms: 1500,
 };
 
+/**
+ * An ordinary pause's reads of long-lived scopes (each read once a session, so a hot line pays it once): more than an
+ * exception pause's, which reads the frames' scopes at every exception. A module scope holding more objects than this
+ * is read on at the next pauses in it (by property path; ids die at the resume), and counts as read only once its walk
+ * is done, or once `scopeReads` reads went into it.
+ */
+export const pauseLearningLimits = { ...exceptionLearningLimits, reads: 256, scopeReads: 4096 };
+
 /** Elements of a list the learning still reads (the elements of a longer one are not read at all). */
 const maxListRead = 10_000;
 
@@ -78,6 +86,9 @@ function scopesRead(context: SessionContext): Set<string> {
   return known;
 }
 
+/** Long-lived scopes a session reads at most. */
+const maxScopesRead = 10_000;
+
 /** Long-lived scopes (closure, module, script) a session has read at an ordinary pause, by script and start. */
 const readScopes = new WeakMap<SessionContext, Set<string>>();
 /** Sessions that have read (or are reading) the process's environment. */
@@ -90,7 +101,7 @@ const envRead = new WeakSet<SessionContext>();
  * from one into free text (an error's message) is known before the client reads that text. Run after the pause is
  * shown; the client's requests wait for it (learningInFlight).
  */
-export async function learnAtPause(context: SessionContext, params: Record<string, unknown>, limits = exceptionLearningLimits, frameScopes = true): Promise<number> {
+export async function learnAtPause(context: SessionContext, params: Record<string, unknown>, limits = pauseLearningLimits, frameScopes = true): Promise<number> {
   if (!context.redactor.active) return 0;
   const known = scopesRead(context);
   const roots: (string | Root)[] = [];
@@ -115,10 +126,17 @@ export async function learnAtPause(context: SessionContext, params: Record<strin
       }
       if (!['closure', 'module', 'script'].includes(scope.type)) continue;
       const where = scopeKey(scope, frame);
-      if (known.has(where) || known.size >= 10_000) continue;
+      if (known.has(where) || known.size >= maxScopesRead) continue;
       known.add(where);
       keyOf.set(scope.object.objectId, where);
-      roots.push(scope.object.objectId);
+      // Node's own modules (timers, streams: thousands of objects, no names of the app's) get one bounded walk.
+      if (context.labels.urlOf(frame)?.startsWith('node:')) {
+        roots.push({ objectId: scope.object.objectId, walk: { node: newPathNode(), reads: 0, cap: exceptionLearningLimits.reads } });
+        continue;
+      }
+      const walk = walksOf(context).get(where) ?? { node: newPathNode(), reads: 0 };
+      walksOf(context).set(where, walk);
+      roots.push({ objectId: scope.object.objectId, walk, node: walk.node });
     }
   }
   if (roots.length === 0) return 0;
@@ -127,6 +145,15 @@ export async function learnAtPause(context: SessionContext, params: Record<strin
     const where = keyOf.get(objectId);
     if (where !== undefined) known.delete(where);
     if (objectId === globalRoot) known.delete('global');
+  }).then((reads) => {
+    // A scope whose walk the bounds cut is read on at the next pause in it, from where this one stopped.
+    for (const where of keyOf.values()) {
+      const walk = walksOf(context).get(where);
+      if (!walk) continue;
+      if (settle(walk.node) || walk.reads >= limits.scopeReads) walksOf(context).delete(where);
+      else known.delete(where);
+    }
+    return reads;
   });
   const settled = learned.then(
     () => undefined,
@@ -154,10 +181,25 @@ export function hasUnlearnedScopes(context: SessionContext, params: Record<strin
         continue;
       }
       if (!['closure', 'module', 'script'].includes(scope.type)) continue;
-      if (!known?.has(scopeKey(scope, frame))) return true;
+      // Past the bound of scopes a session learns, the rest are not read at all (learnAtPause).
+      if (!known?.has(scopeKey(scope, frame)) && (known?.size ?? 0) < maxScopesRead) return true;
     }
   }
   return false;
+}
+
+/**
+ * A hit the broker decides alone (a condition, a logpoint, a capture) in code whose long-lived scopes the learning has
+ * not finished reading (a module holding more than one pause reads): nothing is evaluated or captured there, or an
+ * alias of a secret still unlearned would decide a condition or show in a message. Resumed unseen, and the client told;
+ * the learning reads on at the next hits. Whether it skipped.
+ */
+export function unlearnedScopesSkip(context: SessionContext, params: Record<string, unknown>, hits: readonly string[], quiet: readonly string[] = []): boolean {
+  if (!context.redactor.active || !hasUnlearnedScopes(context, params)) return false;
+  context.breakpoints.skipped([...hits, ...quiet]);
+  for (const id of hits)
+    context.breakpoints.throttleNotice(id, 'the scopes here hold more than one pause reads, and what they hold under sensitive names is still being learned (read on at the next hits)');
+  return true;
 }
 
 const scopeKey = (scope: { type: string; startLocation?: { scriptId?: unknown; lineNumber?: unknown; columnNumber?: unknown } }, frame: PausedFrameInput) => {
@@ -215,7 +257,7 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
     // Of the process object, only its environment, and there only what is held under sensitive names.
     if (ofProcess) {
       const env = props.find((p) => p.name === 'env' && isRecord(p.value) && typeof p.value.objectId === 'string');
-      return env ? [{ objectId: (env.value as { objectId: string }).objectId, onlySensitive: true }] : [];
+      return env ? [{ objectId: (env.value as { objectId: string }).objectId, onlySensitive: true, name: 'env' }] : [];
     }
     // A typed array under a sensitive name (a Buffer holding a signing key): its memory, each element too small to
     // learn alone; an ArrayBuffer or a DataView through the byte view V8 lists for it.
@@ -231,7 +273,7 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
       const bytes = internal.find((p) => p.name === (subtype === 'dataview' ? '[[Buffer]]' : '[[Uint8Array]]'));
       const object = isRecord(bytes?.value) && typeof bytes.value.objectId === 'string' ? bytes.value : undefined;
       if (!object) return [];
-      return [{ objectId: object.objectId as string, label: container, subtype: subtype === 'dataview' ? 'arraybuffer' : 'typedarray', className: 'Uint8Array' }];
+      return [{ objectId: object.objectId as string, name: String(bytes?.name), label: container, subtype: subtype === 'dataview' ? 'arraybuffer' : 'typedarray', className: 'Uint8Array' }];
     }
     const internal = (Array.isArray(answer.internalProperties) ? (answer.internalProperties as unknown[]) : []).filter(isRecord);
     const objects: Root[] = [];
@@ -251,7 +293,7 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
       if (isProcessObject(value)) {
         if (typeof value.objectId === 'string' && !envRead.has(context)) {
           envRead.add(context);
-          objects.push({ objectId: value.objectId, ofProcess: true });
+          objects.push({ objectId: value.objectId, ofProcess: true, name: String(prop.name) });
         }
         continue;
       }
@@ -271,6 +313,7 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
         if (!(value.subtype === 'array' || value.subtype === 'typedarray') || Number(/\((\d+)\)$/.exec(String(value.description))?.[1] ?? 0) <= maxListRead) {
           objects.push({
             objectId: value.objectId,
+            name: String(prop.name),
             ...(label !== undefined ? { label } : {}),
             ...(typeof value.subtype === 'string' ? { subtype: value.subtype } : {}),
             ...(typeof value.className === 'string' ? { className: value.className } : {}),
@@ -281,25 +324,52 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
     return objects;
   };
 
-  // Breadth first: the bindings before what their objects hold.
-  let next: Root[] = roots.map((root) => (typeof root === 'string' ? { objectId: root } : root));
+  // Breadth first: the bindings before what their objects hold; what is held under a sensitive name before the rest
+  // (where the reads' bound falls short, a module holding dozens of objects, it still reads `credentials` rather than
+  // the objects beside it, which are read to find such names). An object a cut walk read at an earlier pause is read
+  // again only to reach what it holds that is still unread, depth first, so each such read leads to new ones.
+  const labelled = new Queue<Item>();
+  const fresh = new Queue<Item>();
+  const again: Item[] = [];
+  const enqueue = (item: Item) => {
+    if (item.node?.done) return;
+    if (item.node?.read) again.push(item);
+    else (item.label !== undefined ? labelled : fresh).push(item);
+  };
+  for (const root of roots) enqueue(typeof root === 'string' ? { objectId: root, depth: 0 } : { ...root, depth: 0 });
   const seen = new Set<string>();
-  for (let depth = 0; depth <= limits.depth && next.length > 0 && !over(); depth++) {
-    const unread = next.filter((root) => !seen.has(root.objectId));
-    // What is held under a sensitive name first: where the reads' bound falls short (a module holding dozens of
-    // objects), it still reads `credentials` rather than the objects beside it, which are read to find such names.
-    const level = [...unread.filter((root) => root.label !== undefined), ...unread.filter((root) => root.label === undefined)];
-    next = [];
-    for (const { objectId, label, onlySensitive, subtype, ofProcess, className } of level) {
-      if (over()) {
-        if (ofProcess) envRead.delete(context);
-        break;
-      }
-      seen.add(objectId);
-      const answer = await read(objectId);
-      if (ofProcess && answer.result === undefined) envRead.delete(context);
-      next.push(...learnFrom(answer, label, onlySensitive, subtype, ofProcess, className));
+  for (;;) {
+    if (over()) break;
+    const item = labelled.shift() ?? fresh.shift() ?? again.pop();
+    if (item === undefined) break;
+    const { objectId, label, onlySensitive, subtype, ofProcess, className, node, walk, depth } = item;
+    if (walk?.cap !== undefined && walk.reads >= walk.cap) {
+      if (ofProcess) envRead.delete(context);
+      continue;
     }
+    // Reached another way already at this pause: that way's walk covers it.
+    if (seen.has(objectId)) {
+      if (node) node.done = true;
+      continue;
+    }
+    seen.add(objectId);
+    if (walk) walk.reads++;
+    const answer = await read(objectId);
+    if (ofProcess && answer.result === undefined) envRead.delete(context);
+    const held = learnFrom(answer, label, onlySensitive, subtype, ofProcess, className);
+    if (answer.result === undefined) continue;
+    if (node) {
+      node.read = true;
+      const children = new Map<string, PathNode>();
+      for (const child of held) children.set(child.name ?? '', node.children.get(child.name ?? '') ?? newPathNode());
+      node.children = children;
+      if (depth >= limits.depth) node.done = true;
+    }
+    if (depth >= limits.depth) continue;
+    for (const child of held) enqueue({ ...child, depth: depth + 1, ...(walk ? { walk } : {}), ...(node ? { node: node.children.get(child.name ?? '') } : {}) });
+  }
+  if (over()) {
+    for (const item of [...labelled.rest(), ...fresh.rest(), ...again]) if (item.ofProcess) envRead.delete(context);
   }
   // A scope the bounds left unread was not learned either.
   for (const root of roots) {
@@ -307,6 +377,63 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
     if (!seen.has(objectId)) unread?.(objectId);
   }
   return reads;
+}
+
+/** A first-in first-out list that takes from its head without moving the rest. */
+class Queue<T> {
+  private readonly items: T[] = [];
+  private head = 0;
+  push(item: T): void {
+    this.items.push(item);
+  }
+  shift(): T | undefined {
+    return this.head < this.items.length ? this.items[this.head++] : undefined;
+  }
+  rest(): T[] {
+    return this.items.slice(this.head);
+  }
+}
+
+/**
+ * What the learning has read below a long-lived scope, by the property names it followed: objects' ids die at the
+ * resume, names do not. `done`: it and all it holds were read (or lie below the depth bound).
+ */
+interface PathNode {
+  read: boolean;
+  done: boolean;
+  children: Map<string, PathNode>;
+}
+
+/** A long-lived scope's walk, carried on across pauses until done: its tree and the reads it has cost. */
+interface ScopeWalk {
+  readonly node: PathNode;
+  reads: number;
+  /** The reads it may make at this pause, when bounded on its own (a walk of one of Node's modules, never carried on). */
+  readonly cap?: number;
+}
+
+const newPathNode = (): PathNode => ({ read: false, done: false, children: new Map() });
+
+/** Marks done what has been read with all it holds; whether `node` is. */
+function settle(node: PathNode): boolean {
+  if (node.done) return true;
+  if (!node.read) return false;
+  let all = true;
+  for (const child of node.children.values()) if (!settle(child)) all = false;
+  return (node.done = all);
+}
+
+/** The cut walks of long-lived scopes, per session, by scope. */
+const scopeWalks = new WeakMap<SessionContext, Map<string, ScopeWalk>>();
+function walksOf(context: SessionContext): Map<string, ScopeWalk> {
+  let walks = scopeWalks.get(context);
+  if (!walks) scopeWalks.set(context, (walks = new Map()));
+  return walks;
+}
+
+/** An object in the walk: how deep, and where it stands in its scope's walk. */
+interface Item extends Root {
+  readonly depth: number;
 }
 
 /** An object to read, and the sensitive name it is held under (directly or by a container), if any. */
@@ -321,4 +448,9 @@ interface Root {
   readonly ofProcess?: boolean;
   /** Its class (a typed array's element type: `Int8Array`, `Buffer`). */
   readonly className?: string;
+  /** The property it was reached by. */
+  readonly name?: string;
+  /** Its place in a long-lived scope's walk, carried on across pauses. */
+  readonly node?: PathNode;
+  readonly walk?: ScopeWalk;
 }

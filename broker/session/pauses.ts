@@ -9,6 +9,7 @@ import type { Forward } from '../gate/targetScreen';
 import type { ExceptionPauseState, FellowSessions, PauseBound, SessionContext, SessionPauses } from './context';
 import type { ConditionVerdict } from './evaluation';
 import { emitLogpoint } from './logpoints';
+import { unlearnedScopesSkip } from './exceptionLearning';
 
 /**
  * A pause this session did not cause is resumed by it only this long after maxPauseSeconds: the session that
@@ -198,6 +199,10 @@ export class Pauses implements SessionPauses {
     const frame = (params.callFrames as PausedFrameInput[] | undefined)?.[0];
     if (hits.length === 0 || conditional.length + logpoints.length < hits.length || this.clientExpectsPause || params.reason !== 'other') {
       this.forwardPause(message, text, hits);
+      return;
+    }
+    if (unlearnedScopesSkip(context, params, hits)) {
+      await this.resumeUnseen();
       return;
     }
     // A duration of real work in the target, measured finely: what the pause budget is charged.

@@ -11,7 +11,7 @@ import type { CdpMessage, PausedFrameInput } from '../gate/targetFrame';
 import type { SessionContext } from './context';
 import { emitLogpoint } from './logpoints';
 import { minThrottleOutMs } from './breakpoints';
-import { hasUnlearnedScopes } from './exceptionLearning';
+import { hasUnlearnedScopes, unlearnedScopesSkip } from './exceptionLearning';
 
 export type { Capture, CapturedFrame, CapturedValue, PausedFrameInput };
 
@@ -701,6 +701,10 @@ export class SnapshotMode {
       // A hit of a breakpoint the broker is taking out of V8 (or nothing could record a capture): resumed at once.
       resume();
       breakpoints.skipped([...hits, ...quiet]);
+      return;
+    }
+    if (unlearnedScopesSkip(context, params, hits, quiet)) {
+      resume();
       return;
     }
     const limits = context.target().snapshot;

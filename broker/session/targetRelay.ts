@@ -22,11 +22,14 @@ import { objectIdsOf } from '../gate/handedObjects';
 import { denyProcessMembers, withholdProcessFacts } from '../gate/processFacts';
 import { denyCheck } from './evaluation';
 import type { SessionContext } from './context';
-import { hasUnlearnedScopes, isExceptionPause, learnAtExceptionPause, learnAtPause } from './exceptionLearning';
+import { hasUnlearnedScopes, isExceptionPause, learnAtExceptionPause, learnAtPause, pauseLearningLimits } from './exceptionLearning';
 import { summarizeResult } from './recordShapes';
 import { boundMessage, finishCuts, frameWithinBounds, messageBounds, sniffEventMethod, sniffResponseId } from './resultBounds';
 import type { SnapshotMode } from './snapshot';
 import type { ClientPending, Pending } from './targetChannel';
+
+/** The learning at a pause shown to a client: up to a scope's whole bound of reads (within the time bound). */
+const shownPauseLimits = { ...pauseLearningLimits, reads: pauseLearningLimits.scopeReads };
 
 export class TargetRelay {
   /** Events received while an exception pause is learned from, in order. */
@@ -253,6 +256,11 @@ export class TargetRelay {
       this.deferred ??= [];
       try {
         await (learning ? learnAtExceptionPause(this.context, message.params!) : learnAtPause(this.context, message.params!, undefined, false));
+        // Such a pause the broker decides alone, or captures, reads the long-lived scopes' walks on too (pauses.ts
+        // decides nothing, snapshot.ts captures nothing, in code whose scopes are not read yet).
+        if (learning && (this.snapshots !== undefined || !this.shownToClient(message.params)) && hasUnlearnedScopes(this.context, message.params)) {
+          await learnAtPause(this.context, message.params!, undefined, false);
+        }
       } catch (err) {
         this.replayDeferred();
         throw err;
@@ -262,7 +270,8 @@ export class TargetRelay {
     const handled = this.snapshots ? this.snapshots.onPause(message) : this.context.pauses.onPaused(message);
     // The pause has been shown (or taken for a capture) by now; what came after it follows.
     if (learning || hidden || holding) this.replayDeferred();
-    else if (!this.snapshots && this.shownToClient(message.params)) void learnAtPause(this.context, message.params!).catch(() => undefined);
+    // The client waits for it (learningInFlight), the target is paused anyway: a large module is read whole now.
+    else if (!this.snapshots && this.shownToClient(message.params)) void learnAtPause(this.context, message.params!, shownPauseLimits).catch(() => undefined);
     return handled;
   }
 
