@@ -131,6 +131,8 @@ export interface FellowSessions {
   takeExceptionState(): ExceptionPauseState | undefined;
   /** Whether such exception pauses are left. */
   exceptionsLeft(): boolean;
+  /** The pause-mode sessions here: whether each has heard of the pause the target is in, and holds it as its own. */
+  showing(): readonly { heard: boolean; holds: boolean }[];
 }
 
 /** What Debugger.setPauseOnExceptions asks for. */
@@ -156,6 +158,16 @@ export interface SessionPauses {
   onResumed(): boolean;
   /** A pause of this session's arriving after its end began: resumed, unless another session holds it. */
   resumeAfterEnd(): void;
+  /** Whether a pause has arrived since the last resume (set as it arrives, with ownPause). */
+  readonly heard: boolean;
+  /** Whether another session here is in pause mode: it may show its client the pause the target is in. */
+  sharedWithShowing(): boolean;
+  /**
+   * Whether a pause-mode session here holds the pause the target is in as its own (its breakpoint on the same line),
+   * asked once each has heard of it, at most fellowsHearMs after `arrivedAt` (performance.now()). A capture leaves
+   * such a pause to it, and no longer counts it as its own.
+   */
+  shownByFellow(arrivedAt: number): Promise<boolean>;
   /** Whether a pause just arrived is this session's (sets ownPause before any work on it is awaited). */
   claim(params: Record<string, unknown> | undefined): boolean;
   onPaused(message: CdpMessage): Promise<void>;

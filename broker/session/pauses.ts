@@ -36,6 +36,7 @@ export class Pauses implements SessionPauses {
    * Debugger-enabled session also sees the pauses of other sessions.
    */
   ownPause = false;
+  heard = false;
   /**
    * The watchdog resumed a pause of this session and its client has sent nothing since: the session holds no
    * pause until it does (its breakpoints are out of V8 and it skips all pauses).
@@ -106,6 +107,7 @@ export class Pauses implements SessionPauses {
   /** Debugger.resumed: whether the client is to see it. */
   onResumed(): boolean {
     this.ownPause = false;
+    this.heard = false;
     clearTimeout(this.foreignPauseTimer);
     this.foreignPauseTimer = undefined;
     // A snapshot session never shows a pause or a resume: its client sees captures instead.
@@ -159,6 +161,7 @@ export class Pauses implements SessionPauses {
     const caused = live.length > 0 || quiet.length > 0 || (this.context.grant.mode !== 'snapshot' && this.pausesOnExceptions && exception);
     const ours = caused || (this.context.grant.mode !== 'snapshot' && this.clientExpectsPause);
     this.ownPause = ours;
+    this.heard = true;
     this.ownByRequestOnly = ours && !caused;
     // Also a pause arriving while the session ends, which its end resumes without working on it.
     for (const wake of [...this.pauseWaiters]) wake();
@@ -376,6 +379,22 @@ export class Pauses implements SessionPauses {
       },
       seconds * 1000 + foreignPauseGraceMs,
     );
+  }
+
+  sharedWithShowing(): boolean {
+    return (this.fellows?.showing().length ?? 0) > 0;
+  }
+
+  async shownByFellow(arrivedAt: number): Promise<boolean> {
+    for (;;) {
+      const showing = this.fellows?.showing() ?? [];
+      if (showing.some((fellow) => fellow.heard && fellow.holds)) {
+        this.ownPause = false;
+        return true;
+      }
+      if (showing.every((fellow) => fellow.heard) || performance.now() - arrivedAt >= fellowsHearMs) return false;
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
   }
 
   /**

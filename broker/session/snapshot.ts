@@ -617,7 +617,8 @@ export class SnapshotMode {
     const frames = ((params?.callFrames as PausedFrameInput[] | undefined) ?? []).slice(0, limits.frames);
     const objectIds: string[] = [];
     // A rate limit long enough to take the breakpoint out of V8 sends that removal ahead of the resume (onPause).
-    let lastLevel = limits.depth === 0 && limits.minIntervalMs < minThrottleOutMs;
+    // A pause-mode session here may hold this pause too (its breakpoint on this line): the resume waits for the capture.
+    let lastLevel = limits.depth === 0 && limits.minIntervalMs < minThrottleOutMs && !context.pauses.sharedWithShowing();
     for (const [index, frame] of frames.entries()) {
       if (!expandsFrame(index, frame.url || context.labels.scriptUrls.get(frame.location.scriptId) || '', limits)) continue;
       for (const scope of scopesToExpand(frame, index, limits)) objectIds.push(scope.object.objectId!);
@@ -697,14 +698,23 @@ export class SnapshotMode {
       resumed = true;
       this.context.channel.captureCommand('Debugger.resume').catch(() => undefined);
     };
+    // A pause a pause-mode session here holds as its own (its breakpoint on the same line) is its client's to resume:
+    // the capture leaves it to that session (its watchdog bounds it), and this one's foreign-pause watchdog too.
+    const shared = pauses.sharedWithShowing();
+    const arrivedAt = prefetched.at ?? performance.now();
+    const release = async (): Promise<void> => {
+      if (resumed) return;
+      if (shared && (await pauses.shownByFellow(arrivedAt))) pauses.armForeignPauseWatchdog();
+      else resume();
+    };
     if (hits.length === 0 || !context.auditAccepting()) {
       // A hit of a breakpoint the broker is taking out of V8 (or nothing could record a capture): resumed at once.
-      resume();
+      await release();
       breakpoints.skipped([...hits, ...quiet]);
       return;
     }
     if (unlearnedScopesSkip(context, params, hits, quiet)) {
-      resume();
+      await release();
       return;
     }
     const limits = context.target().snapshot;
@@ -765,7 +775,7 @@ export class SnapshotMode {
               return reply;
             },
             limits,
-            { resume, ...(prefetched.at !== undefined ? { startedAt: prefetched.at } : {}) },
+            { resume: shared ? () => undefined : resume, ...(prefetched.at !== undefined ? { startedAt: prefetched.at } : {}) },
           ),
         );
         capture = await capturing;
@@ -775,7 +785,7 @@ export class SnapshotMode {
     }
     // Resumed by the capture with its last reads (V8 resumes right after answering them, about now), or here: the
     // capture is in hand, the target must not wait for the record or the client.
-    resume();
+    await release();
     const pauseMs = Math.round((performance.now() - started) * 1000) / 1000;
     if (!captureFor)
       pauses.chargeHeldPause(
