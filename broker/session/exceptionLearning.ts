@@ -39,6 +39,9 @@ export const exceptionLearningLimits = {
  */
 export const pauseLearningLimits = { ...exceptionLearningLimits, reads: 256, scopeReads: 4096 };
 
+/** Node's timers and their lists, linked to each other: what they hold is the program's callbacks and their arguments. */
+const timerClasses = new Set(['Timeout', 'TimersList', 'Immediate', 'ImmediateList']);
+
 /** Elements of a list the learning still reads (the elements of a longer one are not read at all). */
 const maxListRead = 10_000;
 
@@ -308,6 +311,9 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
               )
             : undefined) ?? container);
       if (onlySensitive && label === undefined) continue;
+      // Node's timer lists (a server's sockets reach every pending timer, eight deep, through their links) hold no
+      // names of the app's: on the demo service they were 165 of a module's 194 reads, 200 ms of a hot line's pause.
+      if (value.type === 'object' && typeof value.className === 'string' && timerClasses.has(value.className) && label === undefined) continue;
       if (value.type === 'object' && typeof value.objectId === 'string') {
         // A large list is not read: V8 would list every element while the target waits (its elements hold no names).
         if (!(value.subtype === 'array' || value.subtype === 'typedarray') || Number(/\((\d+)\)$/.exec(String(value.description))?.[1] ?? 0) <= maxListRead) {

@@ -1,12 +1,9 @@
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pauseLearningLimits } from '../../broker/session/exceptionLearning';
-import { markerLine, startTarget, type TargetProcess } from '../support/target';
-import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { useGeneratedApp } from '../support/generatedApp';
+import { markerLine } from '../support/target';
 
 const secret = 'LARGEMODULE-secret-93';
 /** More bindings than one pause reads, each an object holding another: a walk cut short leaves them half read. */
@@ -16,60 +13,39 @@ const crowd = pauseLearningLimits.reads + 60;
  * A module whose secret sits three objects below a binding with an innocent name, declared after the crowd, and an
  * alias of it under an innocent name: only a walk that reaches `settings.nested.deeper.apiKey` knows the alias's value.
  */
-function largeApp(dir: string): string {
-  const names = Array.from({ length: crowd }, (_, i) => `m${i}`);
-  const file = join(dir, 'large-module-app.js');
-  writeFileSync(
-    file,
-    [
-      "'use strict';",
-      // First in the scope's list, which a capture cuts after its first properties.
-      'let alias;',
-      ...names.map((name, i) => `const ${name} = { n: ${i}, inner: { v: ${i} } };`),
-      `const settings = { nested: { deeper: { apiKey: '${secret}' } } };`,
-      'alias = settings.nested.deeper.apiKey;',
-      'let counter = 0;',
-      'function work(n) {',
-      `  const sum = n + ${names.map((name) => `${name}.inner.v`).join(' + ')} + (n < 0 ? settings.nested.deeper.apiKey.length : 0);`,
-      '  const copy = alias;',
-      '  return sum + copy.length; // BREAK:work',
-      '}',
-      'setInterval(() => { counter++; work(counter); }, 20);',
-      "process.stdout.write('ready\\n');",
-    ].join('\n'),
-  );
-  return file;
-}
+const names = Array.from({ length: crowd }, (_, i) => `m${i}`);
+const largeApp = [
+  "'use strict';",
+  // First in the scope's list, which a capture cuts after its first properties.
+  'let alias;',
+  ...names.map((name, i) => `const ${name} = { n: ${i}, inner: { v: ${i} } };`),
+  `const settings = { nested: { deeper: { apiKey: '${secret}' } } };`,
+  'alias = settings.nested.deeper.apiKey;',
+  'let counter = 0;',
+  'function work(n) {',
+  `  const sum = n + ${names.map((name) => `${name}.inner.v`).join(' + ')} + (n < 0 ? settings.nested.deeper.apiKey.length : 0);`,
+  '  const copy = alias;',
+  '  return sum + copy.length; // BREAK:work',
+  '}',
+  'setInterval(() => { counter++; work(counter); }, 20);',
+  "process.stdout.write('ready\\n');",
+];
 
 describe('a module holding more objects than one pause reads', () => {
-  let dir: string;
-  let app: string;
-  let target: TargetProcess;
-  let broker: TestBroker;
-  before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'loupe-large-module-'));
-    app = largeApp(dir);
-    target = await startTarget(app);
-    broker = await startTestBroker(basePolicy(target.inspector));
-  });
-  after(async () => {
-    await broker?.close();
-    await target?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const generated = useGeneratedApp('large-module-app.js', largeApp);
 
   const noSecretLeft = async (frames: string[], grant: string) => {
-    await broker.waitForRecord('session.ended', (e) => e.grant === grant);
+    await generated.broker.waitForRecord('session.ended', (e) => e.grant === grant);
     assert.ok(!frames.some((f) => f.includes(secret)), 'the value reached the client');
-    assert.ok(!JSON.stringify(await broker.sessionEvents()).includes(secret), 'the value reached the audit trail');
+    assert.ok(!JSON.stringify(await generated.broker.sessionEvents()).includes(secret), 'the value reached the audit trail');
   };
 
   it('reads it whole at a pause shown to the client: an alias of a secret deep below an innocent name shows the marker', async () => {
-    const { client, grant } = await broker.attach();
+    const { client, grant } = await generated.broker.attach();
     const frames: string[] = [];
     client.socket.on('message', (data) => frames.push(data.toString()));
     await client.call('Debugger.enable');
-    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(app, 'work'), urlRegex: 'large-module-app\\.js$' });
+    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(generated.app, 'work'), urlRegex: 'large-module-app\\.js$' });
     const paused = await client.waitEvent('Debugger.paused');
     const callFrameId = paused.params.callFrames[0].callFrameId;
     for (const expression of ['alias', 'settings.nested.deeper.apiKey']) {
@@ -83,11 +59,11 @@ describe('a module holding more objects than one pause reads', () => {
 
   for (const mode of ['pause', 'snapshot'] as const) {
     it(`decides no logpoint (${mode} mode) before the walk, carried on across hits, has read it: then its message shows the marker`, async () => {
-      const { client, grant } = await broker.attach({ mode });
+      const { client, grant } = await generated.broker.attach({ mode });
       const frames: string[] = [];
       client.socket.on('message', (data) => frames.push(data.toString()));
       await client.call('Debugger.enable');
-      const set = await client.call('Loupe.setLogpoint', { lineNumber: markerLine(app, 'work'), urlRegex: 'large-module-app\\.js$', logMessage: 'alias={alias}' });
+      const set = await client.call('Loupe.setLogpoint', { lineNumber: markerLine(generated.app, 'work'), urlRegex: 'large-module-app\\.js$', logMessage: 'alias={alias}' });
       const { breakpointId } = set;
       const message = await client.waitEvent('Loupe.logpoint', (e) => e.params.breakpointId === breakpointId, 15_000);
       assert.match(message.params.message, /^alias=\[redacted: /, `the message was ${JSON.stringify(message.params.message)}`);
@@ -101,11 +77,11 @@ describe('a module holding more objects than one pause reads', () => {
   }
 
   it('captures nothing (snapshot mode) before the walk has read it: then the capture shows the marker', async () => {
-    const { client, grant } = await broker.attach({ mode: 'snapshot' });
+    const { client, grant } = await generated.broker.attach({ mode: 'snapshot' });
     const frames: string[] = [];
     client.socket.on('message', (data) => frames.push(data.toString()));
     await client.call('Debugger.enable');
-    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(app, 'work'), urlRegex: 'large-module-app\\.js$' });
+    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(generated.app, 'work'), urlRegex: 'large-module-app\\.js$' });
     const captured = await client.waitEvent('Loupe.snapshotCaptured', () => true, 15_000);
     const text = JSON.stringify(captured.params.frames);
     assert.match(text, /"name":"copy","value":\{"type":"string","value":"\[redacted: /, `the capture holds no copy of it: ${text.slice(0, 500)}`);

@@ -23,8 +23,8 @@ describe('a pause a pause-mode session and a snapshot capture share (real broker
     broker = target = undefined;
   });
 
-  /** A pause-mode session shown its breakpoint's pause, and a snapshot session that captured at the same line. */
-  const sharedPause = async () => {
+  /** A snapshot session and a pause-mode session on one target, both enabled. */
+  const twoSessions = async () => {
     target = await startTarget();
     const base = basePolicy(target.inspector);
     broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, maxPauseSeconds: 30 } } });
@@ -33,6 +33,12 @@ describe('a pause a pause-mode session and a snapshot capture share (real broker
     clients.push(capturing.client, pausing.client);
     await capturing.client.call('Debugger.enable');
     await pausing.client.call('Debugger.enable');
+    return { capturing, pausing };
+  };
+
+  /** A pause-mode session shown its breakpoint's pause, and a snapshot session that captured at the same line. */
+  const sharedPause = async () => {
+    const { capturing, pausing } = await twoSessions();
     await capturing.client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'app\\.js$' });
     await pausing.client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'app\\.js$' });
     // The first pause the two share: the capture's, and the pause-mode client's own.
@@ -78,17 +84,10 @@ describe('a pause a pause-mode session and a snapshot capture share (real broker
   });
 
   it('a pause-mode session with no breakpoint there does not hold a capture: the capture resumes it at once', async () => {
-    target = await startTarget();
-    const base = basePolicy(target.inspector);
-    broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, maxPauseSeconds: 30 } } });
-    const capturing = await broker.attach({ mode: 'snapshot' });
-    const watching = await broker.attach({ mode: 'pause' });
-    clients.push(capturing.client, watching.client);
-    await watching.client.call('Debugger.enable');
-    await capturing.client.call('Debugger.enable');
+    const { capturing } = await twoSessions();
     await capturing.client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'app\\.js$' });
     const captured = await capturing.client.waitEvent('Loupe.snapshotCaptured', () => true, 10_000);
     assert.ok(captured.params.pauseMs < 1000, `the capture held the target ${captured.params.pauseMs} ms`);
-    await target.ticksAdvance(3, 5000);
+    await target!.ticksAdvance(3, 5000);
   });
 });
