@@ -103,7 +103,12 @@ function cdpSession(url, token) {
 /** Prints the broker's decision as the client sees it. */
 function verdict(method, reply) {
   if (reply.error) return show(`${method} → REFUSED: ${reply.error.message}`);
-  if (reply.result?.exceptionDetails) return show(`${method} → ran under the side-effect check and was REFUSED by V8: ${reply.result.result.description.split('\n')[0]}`);
+  if (reply.result?.exceptionDetails) {
+    const description = reply.result.result.description.split('\n')[0];
+    // The broker's own interpreter refuses an expression that is no Loupe expression; V8's side-effect check the rest.
+    const by = description.startsWith('EvalError: Refused by Loupe') ? 'REFUSED by the broker (never sent to V8)' : 'ran under the side-effect check and was REFUSED by V8';
+    return show(`${method} → ${by}: ${description}`);
+  }
   return show(`${method} → allowed`);
 }
 

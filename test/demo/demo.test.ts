@@ -21,7 +21,7 @@ describe('npm run demo', () => {
     assert.match(out, /total = 52\.5/);
     assert.match(out, /= 47\.25/);
     assert.match(out, /user\.password read as a variable = "\[redacted: password\]"/);
-    assert.match(out, /evaluate "process\.exit\(1\)" → ran under the side-effect check and was REFUSED by V8/);
+    assert.match(out, /evaluate "process\.exit\(1\)" → REFUSED by the broker \(never sent to V8\): EvalError: Refused by Loupe/);
     assert.match(out, /Debugger\.setScriptSource → REFUSED: .*would change the code running in production/);
     assert.match(out, /alice's request completed after the resume: charged 47\.25/);
     assert.match(out, /20\/20 health checks answered/);
