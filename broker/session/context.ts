@@ -131,8 +131,11 @@ export interface FellowSessions {
   takeExceptionState(): ExceptionPauseState | undefined;
   /** Whether such exception pauses are left. */
   exceptionsLeft(): boolean;
-  /** The pause-mode sessions here: whether each has heard of the pause the target is in, and holds it as its own. */
-  showing(): readonly { heard: boolean; holds: boolean }[];
+  /**
+   * The pause-mode sessions here that pauses reach: when each heard of the pause it is in (performance.now(),
+   * -Infinity since a resume), and whether it holds it as its own.
+   */
+  showing(): readonly { heardAt: number; holds: boolean }[];
 }
 
 /** What Debugger.setPauseOnExceptions asks for. */
@@ -158,8 +161,10 @@ export interface SessionPauses {
   onResumed(): boolean;
   /** A pause of this session's arriving after its end began: resumed, unless another session holds it. */
   resumeAfterEnd(): void;
-  /** Whether a pause has arrived since the last resume (set as it arrives, with ownPause). */
-  readonly heard: boolean;
+  /** When the pause the target is in arrived (performance.now(), set as it arrives), -Infinity since a resume. */
+  readonly heardAt: number;
+  /** Whether pauses reach this session: its client enabled the Debugger domain, skips no pauses and is not parked. */
+  readonly hearsPauses: boolean;
   /** Whether another session here is in pause mode: it may show its client the pause the target is in. */
   sharedWithShowing(): boolean;
   /**

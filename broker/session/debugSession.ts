@@ -537,7 +537,9 @@ export class DebugSession {
       othersExceptionState: () => exceptionStateFor([...this.fellowSessions()].map((fellow) => fellow.context.pauses.heldExceptionState)),
       exceptionsLeft: () => url !== undefined && leftExceptions.has(url),
       showing: () =>
-        [...this.fellowSessions()].filter((fellow) => fellow.options.grant.mode !== 'snapshot').map((fellow) => ({ heard: fellow.context.pauses.heard, holds: fellow.context.pauses.ownPause })),
+        [...this.fellowSessions()]
+          .filter((fellow) => fellow.options.grant.mode !== 'snapshot' && fellow.context.pauses.hearsPauses)
+          .map((fellow) => ({ heardAt: fellow.context.pauses.heardAt, holds: fellow.context.pauses.ownPause })),
       takeExceptionState: () => {
         if (url === undefined || !leftExceptions.delete(url)) return undefined;
         return exceptionStateFor([...(sessionsOnTarget.get(url) ?? [])].map((session) => session.context.pauses.heldExceptionState));

@@ -36,7 +36,12 @@ export class Pauses implements SessionPauses {
    * Debugger-enabled session also sees the pauses of other sessions.
    */
   ownPause = false;
-  heard = false;
+  heardAt = -Infinity;
+  private debuggerEnabled = false;
+
+  get hearsPauses(): boolean {
+    return this.debuggerEnabled && !this.clientSkipsPauses && !this.clientAbsent;
+  }
   /**
    * The watchdog resumed a pause of this session and its client has sent nothing since: the session holds no
    * pause until it does (its breakpoints are out of V8 and it skips all pauses).
@@ -82,6 +87,13 @@ export class Pauses implements SessionPauses {
     if (decision.handling === 'step' && !(decision.method === 'Debugger.pause' && this.paused)) this.expectedPauses++;
     if (decision.method === 'Debugger.resume' && this.paused) this.expectedPauses = 0;
     if (decision.method === 'Debugger.setSkipAllPauses') this.clientSkipsPauses = decision.params.skip === true;
+    if (decision.method === 'Debugger.enable') this.debuggerEnabled = true;
+    if (decision.method === 'Debugger.disable') {
+      // No Debugger.resumed comes to a disabled connection: what it knew of the pause it was in is gone with it.
+      this.debuggerEnabled = false;
+      this.ownPause = false;
+      this.heardAt = -Infinity;
+    }
     if (decision.method === 'Debugger.setPauseOnExceptions') this.exceptionState = decision.params.state as ExceptionPauseState;
   }
 
@@ -107,7 +119,7 @@ export class Pauses implements SessionPauses {
   /** Debugger.resumed: whether the client is to see it. */
   onResumed(): boolean {
     this.ownPause = false;
-    this.heard = false;
+    this.heardAt = -Infinity;
     clearTimeout(this.foreignPauseTimer);
     this.foreignPauseTimer = undefined;
     // A snapshot session never shows a pause or a resume: its client sees captures instead.
@@ -161,7 +173,7 @@ export class Pauses implements SessionPauses {
     const caused = live.length > 0 || quiet.length > 0 || (this.context.grant.mode !== 'snapshot' && this.pausesOnExceptions && exception);
     const ours = caused || (this.context.grant.mode !== 'snapshot' && this.clientExpectsPause);
     this.ownPause = ours;
-    this.heard = true;
+    this.heardAt = performance.now();
     this.ownByRequestOnly = ours && !caused;
     // Also a pause arriving while the session ends, which its end resumes without working on it.
     for (const wake of [...this.pauseWaiters]) wake();
@@ -386,13 +398,15 @@ export class Pauses implements SessionPauses {
   }
 
   async shownByFellow(arrivedAt: number): Promise<boolean> {
+    // Heard of this pause: one that arrived long before it is a pause the target has left since.
+    const heard = (fellow: { heardAt: number }) => fellow.heardAt >= arrivedAt - fellowsHearMs;
     for (;;) {
       const showing = this.fellows?.showing() ?? [];
-      if (showing.some((fellow) => fellow.heard && fellow.holds)) {
+      if (showing.some((fellow) => heard(fellow) && fellow.holds)) {
         this.ownPause = false;
         return true;
       }
-      if (showing.every((fellow) => fellow.heard) || performance.now() - arrivedAt >= fellowsHearMs) return false;
+      if (showing.every(heard) || performance.now() - arrivedAt >= fellowsHearMs) return false;
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
   }

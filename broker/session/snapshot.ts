@@ -701,7 +701,8 @@ export class SnapshotMode {
     // A pause a pause-mode session here holds as its own (its breakpoint on the same line) is its client's to resume:
     // the capture leaves it to that session (its watchdog bounds it), and this one's foreign-pause watchdog too.
     const shared = pauses.sharedWithShowing();
-    const arrivedAt = prefetched.at ?? performance.now();
+    // When the pause reached this session (its own work on it, such as the learning, may have taken a while since).
+    const arrivedAt = Number.isFinite(pauses.heardAt) ? pauses.heardAt : performance.now();
     const release = async (): Promise<void> => {
       if (resumed) return;
       if (shared && (await pauses.shownByFellow(arrivedAt))) pauses.armForeignPauseWatchdog();

@@ -90,4 +90,35 @@ describe('a pause a pause-mode session and a snapshot capture share (real broker
     assert.ok(captured.params.pauseMs < 1000, `the capture held the target ${captured.params.pauseMs} ms`);
     await target!.ticksAdvance(3, 5000);
   });
+
+  it('a pause-mode session that disabled its debugger during its own pause holds no later capture', async () => {
+    const { capturing, pausing } = await twoSessions();
+    const { breakpointId } = await pausing.client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'app\\.js$' });
+    await pausing.client.waitEvent('Debugger.paused');
+    await pausing.client.call('Debugger.removeBreakpoint', { breakpointId });
+    await pausing.client.call('Debugger.disable');
+    await pausing.client.call('Debugger.resume').catch(() => undefined);
+    await capturing.client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'app\\.js$' });
+    await capturing.client.waitEvent('Loupe.snapshotCaptured', () => true, 10_000);
+    // Before: every capture's pause was left to the disabled session, held until a watchdog (maxPauseSeconds 30).
+    await target!.ticksAdvance(5, 5000);
+  });
+
+  it('a pause-mode session that skips all pauses adds no wait to a capture', async () => {
+    target = await startTarget();
+    const base = basePolicy(target.inspector);
+    broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, snapshot: { minIntervalMs: 100 } } } });
+    const capturing = await broker.attach({ mode: 'snapshot' });
+    const skipping = await broker.attach({ mode: 'pause' });
+    clients.push(capturing.client, skipping.client);
+    await skipping.client.call('Debugger.enable');
+    await skipping.client.call('Debugger.setSkipAllPauses', { skip: true });
+    await capturing.client.call('Debugger.enable');
+    await capturing.client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'app\\.js$' });
+    const pauses: number[] = [];
+    for (let i = 0; i < 5; i++) pauses.push((await capturing.client.waitEvent('Loupe.snapshotCaptured', () => true, 10_000)).params.pauseMs);
+    pauses.sort((a, b) => a - b);
+    // Before: each capture waited the 50 ms for the session to hear a pause it never hears.
+    assert.ok(pauses[2]! < 40, `median capture pause ${pauses[2]} ms (${pauses.join(', ')})`);
+  });
 });
