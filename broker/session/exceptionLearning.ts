@@ -39,7 +39,7 @@ export const exceptionLearningLimits = {
  */
 export const pauseLearningLimits = { ...exceptionLearningLimits, reads: 256, scopeReads: 4096 };
 
-/** Node's timers and their lists, linked to each other: what they hold is the program's callbacks and their arguments. */
+/** Node's timers and their lists, linked to each other through `_idleNext` and `_idlePrev`. */
 const timerClasses = new Set(['Timeout', 'TimersList', 'Immediate', 'ImmediateList']);
 
 /** Elements of a list the learning still reads (the elements of a longer one are not read at all). */
@@ -311,9 +311,10 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
               )
             : undefined) ?? container);
       if (onlySensitive && label === undefined) continue;
-      // Node's timer lists (a server's sockets reach every pending timer, eight deep, through their links) hold no
-      // names of the app's: on the demo service they were 165 of a module's 194 reads, 200 ms of a hot line's pause.
-      if (value.type === 'object' && typeof value.className === 'string' && timerClasses.has(value.className) && label === undefined) continue;
+      // The links of Node's timer lists (a server's sockets reach every pending timer, eight deep, through them): on
+      // the demo service they were 165 of a module's 194 reads, 200 ms of a hot line's pause. A timer's own fields
+      // (its arguments, what the program hung on it) are read.
+      if (className !== undefined && timerClasses.has(className) && (prop.name === '_idleNext' || prop.name === '_idlePrev')) continue;
       if (value.type === 'object' && typeof value.objectId === 'string') {
         // A large list is not read: V8 would list every element while the target waits (its elements hold no names).
         if (!(value.subtype === 'array' || value.subtype === 'typedarray') || Number(/\((\d+)\)$/.exec(String(value.description))?.[1] ?? 0) <= maxListRead) {
@@ -363,7 +364,12 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
     const answer = await read(objectId);
     if (ofProcess && answer.result === undefined) envRead.delete(context);
     const held = learnFrom(answer, label, onlySensitive, subtype, ofProcess, className);
-    if (answer.result === undefined) continue;
+    if (answer.result === undefined) {
+      // An object its read failed for (over the frame bound, or timed out) is not read again at every pause: a
+      // 20,000-key object held each hit 0.1-0.3 s and kept the walk from ever ending. A scope is (unread).
+      if (node && depth > 0) node.done = true;
+      continue;
+    }
     if (node) {
       node.read = true;
       const children = new Map<string, PathNode>();

@@ -270,8 +270,9 @@ export class TargetRelay {
     const handled = this.snapshots ? this.snapshots.onPause(message) : this.context.pauses.onPaused(message);
     // The pause has been shown (or taken for a capture) by now; what came after it follows.
     if (learning || hidden || holding) this.replayDeferred();
-    // The client waits for it (learningInFlight), the target is paused anyway: a large module is read whole now.
-    else if (!this.snapshots && this.shownToClient(message.params)) void learnAtPause(this.context, message.params!, shownPauseLimits).catch(() => undefined);
+    // The client waits for it (learningInFlight), the target is paused anyway: a large module is read whole now. Also
+    // after an exception's or a return value's own learning (bounded per pause: its reads went to the frames' scopes).
+    if (!hidden && !this.snapshots && this.shownToClient(message.params)) void learnAtPause(this.context, message.params!, shownPauseLimits).catch(() => undefined);
     return handled;
   }
 

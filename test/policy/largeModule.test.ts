@@ -90,3 +90,68 @@ describe('a module holding more objects than one pause reads', () => {
     await noSecretLeft(frames, grant.grantId);
   });
 });
+
+const timerSecret = 'TIMERCLASS-secret-31';
+const argsSecret = 'TIMERARGS-secret-42';
+const junk = Array.from({ length: 100 }, (_, i) => `j${i}`);
+/**
+ * A module whose secrets sit where the walk's shortcuts pass: on an app's own class named like Node's timers, in a
+ * real timer's arguments; beside an object too large to read (its read fails), and a crowd of small objects.
+ */
+const edgeApp = [
+  "'use strict';",
+  'class Timeout { constructor(ms, apiKey) { this.ms = ms; this.apiKey = apiKey; } }',
+  `const upstream = new Timeout(5000, '${timerSecret}');`,
+  `const poller = setInterval(() => {}, 100000, { apiKey: '${argsSecret}' });`,
+  'const index = {};',
+  "for (let i = 0; i < 40000; i++) index['key-number-' + i] = i;",
+  ...junk.map((name, i) => `const ${name} = { n: ${i} };`),
+  'const aliasA = upstream.apiKey;',
+  'const aliasB = poller._timerArgs[0].apiKey;',
+  'let counter = 0;',
+  'function work(n) {',
+  `  const x = n + aliasA.length + aliasB.length + upstream.ms + (poller ? 1 : 0) + index['key-number-1'] + ${junk.map((name) => `${name}.n`).join(' + ')}; // BREAK:work`,
+  '  return x; // BREAK:return',
+  '}',
+  'setInterval(() => { counter++; work(counter); }, 20);',
+  "process.stdout.write('ready\\n');",
+];
+
+describe('secrets the walk reaches past its shortcuts', () => {
+  const generated = useGeneratedApp('walk-edges-app.js', edgeApp);
+  const leaked = async (frames: string[], grant: string) => {
+    await generated.broker.waitForRecord('session.ended', (e) => e.grant === grant);
+    const trail = JSON.stringify(await generated.broker.sessionEvents());
+    return [timerSecret, argsSecret].filter((secret) => frames.some((f) => f.includes(secret)) || trail.includes(secret));
+  };
+
+  it('a logpoint (snapshot mode) beside an object too large to read, on an app class named Timeout and a timer’s arguments: markers', async () => {
+    const { client, grant } = await generated.broker.attach({ mode: 'snapshot' });
+    const frames: string[] = [];
+    client.socket.on('message', (data) => frames.push(data.toString()));
+    await client.call('Debugger.enable');
+    const { breakpointId } = await client.call('Loupe.setLogpoint', { lineNumber: markerLine(generated.app, 'work'), urlRegex: 'walk-edges-app\\.js$', logMessage: 'a={aliasA} b={aliasB}' });
+    // Before: the large object's read failed at every hit and the walk never ended (no message in 60 s).
+    const message = await client.waitEvent('Loupe.logpoint', (e) => e.params.breakpointId === breakpointId, 15_000);
+    assert.match(message.params.message, /^a=\[redacted: .*\] b=\[redacted: /, `the message was ${JSON.stringify(message.params.message)}`);
+    await client.close();
+    assert.deepEqual(await leaked(frames, grant.grantId), []);
+  });
+
+  it('a pause at a function’s return (pause mode) walks the module too: the aliases show the marker', async () => {
+    const { client, grant } = await generated.broker.attach();
+    const frames: string[] = [];
+    client.socket.on('message', (data) => frames.push(data.toString()));
+    await client.call('Debugger.enable');
+    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(generated.app, 'return'), urlRegex: 'walk-edges-app\\.js$' });
+    const paused = await client.waitEvent('Debugger.paused');
+    const callFrameId = paused.params.callFrames[0].callFrameId;
+    for (const expression of ['aliasA', 'aliasB']) {
+      const { result } = await client.call('Debugger.evaluateOnCallFrame', { callFrameId, expression });
+      assert.match(String(result.value), /^\[redacted: /, `${expression} showed ${JSON.stringify(result)}`);
+    }
+    await client.call('Debugger.resume');
+    await client.close();
+    assert.deepEqual(await leaked(frames, grant.grantId), []);
+  });
+});
