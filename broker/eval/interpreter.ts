@@ -289,6 +289,12 @@ export class Interpreter {
         if (!s.object.objectId) continue;
         // With previews: a value found in a scope is answered with its preview, as V8 answers it.
         const read = await ctx.reader.getProperties(s.object.objectId, ctx.spend, true);
+        // What the scope holds under sensitive names is learned before any of its names resolves: a copy under an
+        // innocent name (`const hdr = apiKey` in a closure) is then the secret, also where the pause's walk did not
+        // read this scope (a second closure of one function shares the first one's place).
+        for (const d of read.result) {
+          if (!d.symbol && (d.value?.type === 'string' || d.value?.type === 'number') && ctx.redaction.isSensitive(d.name)) ctx.redaction.learn?.(d.name, String(d.value.value));
+        }
         const found = read.result.find((d) => d.name === name && !d.symbol);
         if (!found) continue;
         let taint = childTaint(ctx, undefined, name);

@@ -93,6 +93,7 @@ describe('a module holding more objects than one pause reads', () => {
 
 const timerSecret = 'TIMERCLASS-secret-31';
 const argsSecret = 'TIMERARGS-secret-42';
+const closureSecret = 'CLOSURESECRET-2718';
 const junk = Array.from({ length: 100 }, (_, i) => `j${i}`);
 /**
  * A module whose secrets sit where the walk's shortcuts pass: on an app's own class named like Node's timers, in a
@@ -108,12 +109,21 @@ const edgeApp = [
   ...junk.map((name, i) => `const ${name} = { n: ${i} };`),
   'const aliasA = upstream.apiKey;',
   'const aliasB = poller._timerArgs[0].apiKey;',
+  'function makeClient(name, apiKey) {',
+  '  const hdr = apiKey;',
+  '  return function call(n) {',
+  '    const y = n + hdr.length + name.length + (n < 0 ? apiKey.length : 0);',
+  '    return y; // BREAK:client',
+  '  };',
+  '}',
+  "const demoClient = makeClient('demo', 'public-demo-value');",
+  `const liveClient = makeClient('live', '${closureSecret}');`,
   'let counter = 0;',
   'function work(n) {',
   `  const x = n + aliasA.length + aliasB.length + upstream.ms + (poller ? 1 : 0) + index['key-number-1'] + ${junk.map((name) => `${name}.n`).join(' + ')}; // BREAK:work`,
   '  return x; // BREAK:return',
   '}',
-  'setInterval(() => { counter++; work(counter); }, 20);',
+  'setInterval(() => { counter++; work(counter); (counter % 3 ? demoClient : liveClient)(counter); }, 20);',
   "process.stdout.write('ready\\n');",
 ];
 
@@ -122,7 +132,7 @@ describe('secrets the walk reaches past its shortcuts', () => {
   const leaked = async (frames: string[], grant: string) => {
     await generated.broker.waitForRecord('session.ended', (e) => e.grant === grant);
     const trail = JSON.stringify(await generated.broker.sessionEvents());
-    return [timerSecret, argsSecret].filter((secret) => frames.some((f) => f.includes(secret)) || trail.includes(secret));
+    return [timerSecret, argsSecret, closureSecret].filter((secret) => frames.some((f) => f.includes(secret)) || trail.includes(secret));
   };
 
   it('a logpoint (snapshot mode) beside an object too large to read, on an app class named Timeout and a timer’s arguments: markers', async () => {
@@ -153,5 +163,36 @@ describe('secrets the walk reaches past its shortcuts', () => {
     await client.call('Debugger.resume');
     await client.close();
     assert.deepEqual(await leaked(frames, grant.grantId), []);
+  });
+
+  it('a second closure made by one function (its scope’s place already read): a logpoint’s copy of its secret shows the marker', async () => {
+    // The session's first hit in the first closure ('demo'): the walk reads that closure's scope and marks its place
+    // read; the second closure ('live') is then never walked, and a logpoint reads its scope in snapshot mode.
+    for (let attempt = 0; ; attempt++) {
+      const { client, grant } = await generated.broker.attach({ mode: 'snapshot' });
+      const frames: string[] = [];
+      client.socket.on('message', (data) => frames.push(data.toString()));
+      await client.call('Debugger.enable');
+      const { breakpointId } = await client.call('Loupe.setLogpoint', { lineNumber: markerLine(generated.app, 'client'), urlRegex: 'walk-edges-app\\.js$', logMessage: '{name} hdr={hdr}' });
+      const messages = async (n: number) => {
+        const texts: string[] = [];
+        while (texts.length < n) texts.push((await client.waitEvent('Loupe.logpoint', (e) => e.params.breakpointId === breakpointId, 10_000)).params.message);
+        return texts;
+      };
+      const [first] = await messages(1);
+      if (!first!.startsWith('demo ')) {
+        assert.ok(attempt < 5, 'the first message was never from the demo closure');
+        await client.close();
+        continue;
+      }
+      const later = await messages(5);
+      await client.close();
+      assert.ok(
+        later.some((m) => m.startsWith('live hdr=[redacted: ')),
+        later.join('; '),
+      );
+      assert.deepEqual(await leaked(frames, grant.grantId), []);
+      return;
+    }
   });
 });
