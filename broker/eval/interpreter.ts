@@ -285,6 +285,7 @@ export class Interpreter {
     }
     const { ctx } = this;
     if (ctx.frame) {
+      await this.learnFrame(ctx.frame);
       for (const s of ctx.frame.scopeChain) {
         if (!s.object.objectId) continue;
         // With previews: a value found in a scope is answered with its preview, as V8 answers it.
@@ -292,9 +293,7 @@ export class Interpreter {
         // What the scope holds under sensitive names is learned before any of its names resolves: a copy under an
         // innocent name (`const hdr = apiKey` in a closure) is then the secret, also where the pause's walk did not
         // read this scope (a second closure of one function shares the first one's place).
-        for (const d of read.result) {
-          if (!d.symbol && (d.value?.type === 'string' || d.value?.type === 'number') && ctx.redaction.isSensitive(d.name)) ctx.redaction.learn?.(d.name, String(d.value.value));
-        }
+        learnHeld(ctx, read.result);
         const found = read.result.find((d) => d.name === name && !d.symbol);
         if (!found) continue;
         let taint = childTaint(ctx, undefined, name);
@@ -316,6 +315,26 @@ export class Interpreter {
     }
     throw new LoupeThrow('ReferenceError', `${name} is not defined`);
   }
+
+  /**
+   * Before a name resolves in a paused frame: what the frame's own scopes (local, block, catch) and its `this` hold
+   * under sensitive names, directly or one object down (from the objects' previews), is learned. A condition or a
+   * logpoint decided at a pause nobody is shown runs before any walk of those scopes: `const a = password` in a block,
+   * `const shown = creds.password`, `const copy = this.apiKey` printed the secret, and `copy.startsWith('x')` decided
+   * pauses. Reads are the frame's scopes with previews (the ones resolving names reads anyway) and `this`, once a pause.
+   */
+  private async learnFrame(frame: Protocol.Debugger.CallFrame): Promise<void> {
+    const { ctx } = this;
+    if (this.frameLearned === frame) return;
+    this.frameLearned = frame;
+    for (const s of frame.scopeChain) {
+      if (!s.object.objectId || !['local', 'block', 'catch'].includes(s.type)) continue;
+      learnHeld(ctx, (await ctx.reader.getProperties(s.object.objectId, ctx.spend, true)).result);
+    }
+    if (frame.this.type === 'object' && frame.this.objectId) learnHeld(ctx, (await ctx.reader.getProperties(frame.this.objectId, ctx.spend, true)).result);
+  }
+
+  private frameLearned: Protocol.Debugger.CallFrame | undefined;
 
   private async globalObject(): Promise<Protocol.Runtime.RemoteObject> {
     const global = this.ctx.frame?.scopeChain.find((s) => s.type === 'global')?.object;
@@ -477,4 +496,23 @@ export class Interpreter {
 /** A method of a built-in type read without calling it: shown as a native function. */
 function methodRef(type: string, key: string): Val {
   return { kind: 'builtin', name: `${type}.${key}` };
+}
+
+/**
+ * Learns what a list of properties holds under sensitive names: primitives, and the primitive fields of an object's
+ * preview (under their own sensitive names, or all of them when the object is held under one).
+ */
+function learnHeld(ctx: InterpreterContext, props: readonly Protocol.Runtime.PropertyDescriptor[]): void {
+  const learn = (name: string, type: string | undefined, value: unknown) => {
+    if ((type === 'string' || type === 'number') && value !== undefined) ctx.redaction.learn?.(name, String(value));
+  };
+  for (const d of props) {
+    if (d.symbol || !d.value) continue;
+    const sensitive = ctx.redaction.isSensitive(d.name);
+    if (sensitive) learn(d.name, d.value.type, d.value.value);
+    for (const p of d.value.preview?.properties ?? []) {
+      if (sensitive) learn(d.name, p.type, p.value);
+      else if (ctx.redaction.isSensitive(p.name)) learn(p.name, p.type, p.value);
+    }
+  }
 }

@@ -26,3 +26,6 @@ export function useGeneratedApp(fileName: string, lines: readonly string[]): { r
   });
   return state;
 }
+
+/** A logpoint message with every part evaluated: on a loaded host a part can run out of the hit's budget (`<refused: …>`). */
+export const whole = (message: string): boolean => !/<(refused|skipped)/.test(message);

@@ -1,0 +1,74 @@
+// Copies of secrets the paused frame itself holds, read by a condition or a logpoint the broker decides alone (no
+// pause is shown, no walk of the frame's own scopes has run): a local in a block copied from a parameter, a copy of a
+// field of a local object, a copy of a field of `this`.
+import { strict as assert } from 'node:assert';
+import { describe, it } from 'node:test';
+import { useGeneratedApp, whole } from '../support/generatedApp';
+import { markerLine } from '../support/target';
+
+const secrets = { param: 'PARAMSECRET-7575qq', local: 'OUTERLOCAL-6464pp', nested: 'LOCALNESTED-4242kk', self: 'THISONLY-5353mm' };
+
+const app = [
+  "'use strict';",
+  'class Svc {',
+  '  constructor(k) { this.apiKey = k; }',
+  '  run(n, password) {',
+  `    const token = '${secrets.local}';`,
+  `    const creds = { password: '${secrets.nested}' };`,
+  '    let out = n;',
+  '    for (let i = 0; i < 1; i++) {',
+  '      const a = password;',
+  '      const b = token;',
+  '      const shown = creds.password;',
+  '      const copy = this.apiKey;',
+  '      out += a.length + b.length + shown.length + copy.length; // BREAK:inner',
+  '    }',
+  '    return out;',
+  '  }',
+  '}',
+  // Reached by no scope of the paused frames: only as `this`, through the bound function.
+  `function start() { const svc = new Svc('${secrets.self}'); setInterval(svc.run.bind(svc, 1, '${secrets.param}'), 20); }`,
+  'start();',
+  "process.stdout.write('ready\\n');",
+];
+
+describe('copies of the paused frame’s own secrets, at a pause the broker decides alone', () => {
+  const generated = useGeneratedApp('frame-copies-app.js', app);
+  const leaked = async (frames: string[], grant: string) => {
+    await generated.broker.waitForRecord('session.ended', (e) => e.grant === grant);
+    const trail = JSON.stringify(await generated.broker.sessionEvents());
+    return Object.values(secrets).filter((secret) => frames.some((f) => f.includes(secret)) || trail.includes(secret));
+  };
+
+  for (const mode of ['pause', 'snapshot'] as const) {
+    it(`a logpoint (${mode} mode) prints each copy as the marker`, async () => {
+      const { client, grant } = await generated.broker.attach({ mode });
+      const frames: string[] = [];
+      client.socket.on('message', (data) => frames.push(data.toString()));
+      await client.call('Debugger.enable');
+      const { breakpointId } = await client.call('Loupe.setLogpoint', {
+        lineNumber: markerLine(generated.app, 'inner'),
+        urlRegex: 'frame-copies-app\\.js$',
+        logMessage: 'a={a} b={b} shown={shown} copy={copy}',
+      });
+      const message = (await client.waitEvent('Loupe.logpoint', (e) => e.params.breakpointId === breakpointId && whole(e.params.message), 60_000)).params.message;
+      await client.close();
+      assert.match(message, /^a=\[redacted: [^\]]*\] b=\[redacted: [^\]]*\] shown=\[redacted: [^\]]*\] copy=\[redacted: [^\]]*\]$/, message);
+      assert.deepEqual(await leaked(frames, grant.grantId), []);
+    });
+  }
+
+  it('a condition on a copy decides nothing: its breakpoint is disabled as reading a redacted value', async () => {
+    const { client, grant } = await generated.broker.attach({ mode: 'snapshot' });
+    await client.call('Debugger.enable');
+    const { breakpointId } = await client.call('Debugger.setBreakpointByUrl', {
+      lineNumber: markerLine(generated.app, 'inner'),
+      urlRegex: 'frame-copies-app\\.js$',
+      condition: "copy.startsWith('THIS')",
+    });
+    const disabled = await generated.broker.waitForRecord('cdp.breakpoint.disabled', (e) => e.grant === grant.grantId && e.data.breakpointId === breakpointId, 30_000);
+    assert.ok(disabled.data.field, JSON.stringify(disabled.data));
+    assert.ok(!client.events.some((e) => e.method === 'Loupe.snapshotCaptured'), 'the condition decided a capture');
+    await client.close();
+  });
+});
