@@ -746,6 +746,14 @@ export class Redactor {
   /** Runtime.getProperties: every property by its name; a Map entry (`{key, value}`) by its key. */
   properties(result: Record<string, unknown>, ofError = false): void {
     const list = Array.isArray(result.result) ? (result.result as Record<string, unknown>[]) : [];
+    // What the answer holds under sensitive names is learned before any of it is redacted: a copy listed before its
+    // name (a closure's `hdr` before its `apiKey`) is then scrubbed too, not only in the next read.
+    const privates = Array.isArray(result.privateProperties) ? (result.privateProperties as unknown[]) : [];
+    for (const prop of [...list, ...privates]) {
+      if (isRecord(prop) && typeof prop.name === 'string' && isRecord(prop.value) && (prop.value.type === 'string' || prop.value.type === 'number') && this.isSensitive(prop.name)) {
+        this.learn(prop.value.value, prop.name);
+      }
+    }
     // An error's own message and stack, read through its id: withheld as where the error showed.
     if (ofError && this.withholdsExceptionMessages) {
       for (const prop of list) {

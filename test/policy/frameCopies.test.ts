@@ -72,3 +72,40 @@ describe('copies of the paused frame’s own secrets, at a pause the broker deci
     await client.close();
   });
 });
+
+describe('a copy listed before its sensitive name in one read', () => {
+  const secret = 'CLOSUREORDER-8686rr';
+  const generated = useGeneratedApp('closure-order-app.js', [
+    "'use strict';",
+    'function make(k) { const hdr = k; const apiKey = k; return function call() { return hdr.length + apiKey.length; }; }',
+    `const client = make('${secret}');`,
+    'function work(n) {',
+    '  return n + (client ? 1 : 0); // BREAK:work',
+    '}',
+    'setInterval(() => work(1), 20);',
+    "process.stdout.write('ready\\n');",
+  ]);
+
+  it('is the marker in that same answer, not only in the next', async () => {
+    const { client, grant } = await generated.broker.attach();
+    const frames: string[] = [];
+    client.socket.on('message', (data) => frames.push(data.toString()));
+    await client.call('Debugger.enable');
+    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(generated.app, 'work'), urlRegex: 'closure-order-app\\.js$' });
+    const paused = await client.waitEvent('Debugger.paused');
+    const read = (objectId: string) => client.call('Runtime.getProperties', { objectId, ownProperties: true });
+    try {
+      const module = paused.params.callFrames[0].scopeChain.find((s: { type: string }) => s.type === 'closure' || s.type === 'module' || s.type === 'script');
+      const made = (await read(module.object.objectId)).result.find((p: { name: string }) => p.name === 'client');
+      const scopes = (await read(made.value.objectId)).internalProperties.find((p: { name: string }) => p.name === '[[Scopes]]');
+      const first = (await read(scopes.value.objectId)).result.find((p: { name: string }) => p.name === '0');
+      const held = (await read(first.value.objectId)).result.map((p: { name: string; value: { value?: unknown } }) => [p.name, p.value.value]);
+      assert.match(String(Object.fromEntries(held).hdr), /^\[redacted: /, JSON.stringify(held));
+    } finally {
+      await client.close();
+    }
+    await generated.broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
+    assert.ok(!frames.some((f) => f.includes(secret)), 'the value reached the client');
+    assert.ok(!JSON.stringify(await generated.broker.sessionEvents()).includes(secret), 'the value reached the audit trail');
+  });
+});
