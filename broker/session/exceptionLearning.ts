@@ -39,6 +39,9 @@ export const exceptionLearningLimits = {
  */
 export const pauseLearningLimits = { ...exceptionLearningLimits, reads: 256, scopeReads: 4096 };
 
+/** Internal slots the walk follows: a Map's or Set's entries, a Proxy's target, a WeakRef's target, a bound `this`. */
+const followedSlots = new Set(['[[Entries]]', '[[Target]]', '[[WeakRefTarget]]', '[[BoundThis]]', '[[BoundArgs]]']);
+
 /** Node's timers and their lists, linked to each other through `_idleNext` and `_idlePrev`. */
 const timerClasses = new Set(['Timeout', 'TimersList', 'Immediate', 'ImmediateList']);
 
@@ -287,7 +290,9 @@ async function learnBelow(context: SessionContext, roots: readonly (string | Roo
     const texts = new Map<string, string>();
     for (const p of props) if (typeof p.name === 'string' && isRecord(p.value) && typeof p.value.value === 'string') texts.set(p.name, p.value.value);
     const textAt = (index: number) => texts.get(String(index));
-    for (const prop of [...props, ...internal.filter((p) => p.name === '[[Entries]]')]) {
+    // Private fields by their names (`#token`), and what a Proxy, a WeakRef or a bound function holds.
+    const privates = (Array.isArray(answer.privateProperties) ? (answer.privateProperties as unknown[]) : []).filter(isRecord);
+    for (const prop of [...props, ...privates, ...internal.filter((p) => typeof p.name === 'string' && followedSlots.has(p.name))]) {
       const name = prop.name === 'value' && entryKey !== undefined ? entryKey : typeof prop.name === 'string' ? prop.name : undefined;
       const value = isRecord(prop.value) ? prop.value : undefined;
       if (name === undefined || !value) continue;

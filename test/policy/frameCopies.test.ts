@@ -109,3 +109,48 @@ describe('a copy listed before its sensitive name in one read', () => {
     assert.ok(!JSON.stringify(await generated.broker.sessionEvents()).includes(secret), 'the value reached the audit trail');
   });
 });
+
+describe('secrets behind a private field, a WeakRef and a Proxy', () => {
+  const held = { priv: 'PRIVFIELD-3333cccc', weak: 'WEAKREF-6666eeee', proxy: 'PROXY-9999hhhh' };
+  const generated = useGeneratedApp('hidden-holders-app.js', [
+    "'use strict';",
+    `class Vault { #token = '${held.priv}'; peek() { return this.#token; } }`,
+    'const vault = new Vault();',
+    'const aliasPriv = vault.peek();',
+    `const holder = { apiKey: '${held.weak}' };`,
+    'globalThis.keepAlive = holder;',
+    'const ref = new WeakRef(holder);',
+    'const aliasWeak = ref.deref().apiKey;',
+    `const proxied = new Proxy({ secret: '${held.proxy}' }, {});`,
+    'const aliasProxy = proxied.secret;',
+    'function work(n) {',
+    '  return n + aliasPriv.length + aliasWeak.length + aliasProxy.length + (vault && ref && proxied ? 1 : 0); // BREAK:work',
+    '}',
+    'setInterval(() => work(1), 20);',
+    "process.stdout.write('ready\\n');",
+  ]);
+
+  it('the walk follows them: their aliases show the marker', async () => {
+    const { client, grant } = await generated.broker.attach();
+    const frames: string[] = [];
+    client.socket.on('message', (data) => frames.push(data.toString()));
+    await client.call('Debugger.enable');
+    await client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(generated.app, 'work'), urlRegex: 'hidden-holders-app\\.js$' });
+    const paused = await client.waitEvent('Debugger.paused');
+    const callFrameId = paused.params.callFrames[0].callFrameId;
+    const shown: string[] = [];
+    for (const expression of ['aliasPriv', 'aliasWeak', 'aliasProxy'])
+      shown.push(`${expression}: ${JSON.stringify((await client.call('Debugger.evaluateOnCallFrame', { callFrameId, expression })).result.value)}`);
+    await client.close();
+    assert.ok(
+      shown.every((s) => s.includes('[redacted: ')),
+      shown.join('; '),
+    );
+    await generated.broker.waitForRecord('session.ended', (e) => e.grant === grant.grantId);
+    const trail = JSON.stringify(await generated.broker.sessionEvents());
+    assert.deepEqual(
+      Object.values(held).filter((secret) => frames.some((f) => f.includes(secret)) || trail.includes(secret)),
+      [],
+    );
+  });
+});
