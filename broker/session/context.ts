@@ -135,7 +135,7 @@ export interface FellowSessions {
    * The pause-mode sessions here that pauses reach: when each heard of the pause it is in (performance.now(),
    * -Infinity since a resume), and whether it holds it as its own.
    */
-  showing(): readonly { heardAt: number; holds: boolean }[];
+  showing(): readonly { heardAt: number; pause: string; holds: boolean }[];
 }
 
 /** What Debugger.setPauseOnExceptions asks for. */
@@ -163,13 +163,17 @@ export interface SessionPauses {
   resumeAfterEnd(): void;
   /** When the pause the target is in arrived (performance.now(), set as it arrives), -Infinity since a resume. */
   readonly heardAt: number;
+  /** The pause the target is in as this session heard it (pauseSignature), '' since a resume. */
+  readonly heardPause: string;
+  /** Whether the pause the target is in is this session's by its own breakpoint or exception state (not a request). */
+  readonly causedPause: boolean;
   /** Whether pauses reach this session: its client enabled the Debugger domain, skips no pauses and is not parked. */
   readonly hearsPauses: boolean;
   /** Whether another session here is in pause mode: it may show its client the pause the target is in. */
   sharedWithShowing(): boolean;
   /**
    * Whether a pause-mode session here holds the pause the target is in as its own (its breakpoint on the same line),
-   * asked once each has heard of it, at most fellowsHearMs after `arrivedAt` (performance.now()). A capture leaves
+   * asked once each has heard of it, at most 500 ms after `arrivedAt` (performance.now()). A capture leaves
    * such a pause to it, and no longer counts it as its own.
    */
   shownByFellow(arrivedAt: number): Promise<boolean>;

@@ -539,7 +539,8 @@ export class DebugSession {
       showing: () =>
         [...this.fellowSessions()]
           .filter((fellow) => fellow.options.grant.mode !== 'snapshot' && fellow.context.pauses.hearsPauses)
-          .map((fellow) => ({ heardAt: fellow.context.pauses.heardAt, holds: fellow.context.pauses.ownPause })),
+          // Held by its breakpoint or exception state: a step or continueToLocation still to come is not this pause.
+          .map((fellow) => ({ heardAt: fellow.context.pauses.heardAt, pause: fellow.context.pauses.heardPause, holds: fellow.context.pauses.causedPause })),
       takeExceptionState: () => {
         if (url === undefined || !leftExceptions.delete(url)) return undefined;
         return exceptionStateFor([...(sessionsOnTarget.get(url) ?? [])].map((session) => session.context.pauses.heldExceptionState));

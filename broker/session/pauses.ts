@@ -27,6 +27,16 @@ const leftPauseCheckMs = 100;
 /** How long every session of the broker takes to hear of a pause V8 sends them all (sockets of one host). */
 export const fellowsHearMs = 50;
 
+/** How long a capture waits at most for the pause-mode sessions here to hear of its pause (a deep stack: 185 ms). */
+const fellowsWaitMs = 500;
+
+/** A pause as its sessions all hear it: its reason, the top frame's place and the depth of its stack. */
+export function pauseSignature(params: Record<string, unknown> | undefined): string {
+  const frames = Array.isArray(params?.callFrames) ? (params.callFrames as { location?: { scriptId?: unknown; lineNumber?: unknown; columnNumber?: unknown } }[]) : [];
+  const at = frames[0]?.location;
+  return `${String(params?.reason)} ${String(at?.scriptId)}:${String(at?.lineNumber)}:${String(at?.columnNumber)} ${frames.length}`;
+}
+
 export class Pauses implements SessionPauses {
   /** The target is paused in a pause the client was shown. */
   paused = false;
@@ -37,6 +47,8 @@ export class Pauses implements SessionPauses {
    */
   ownPause = false;
   heardAt = -Infinity;
+  /** The pause the target is in, as this session heard it (pauseSignature), '' since a resume. */
+  heardPause = '';
   private debuggerEnabled = false;
 
   get hearsPauses(): boolean {
@@ -93,6 +105,7 @@ export class Pauses implements SessionPauses {
       this.debuggerEnabled = false;
       this.ownPause = false;
       this.heardAt = -Infinity;
+      this.heardPause = '';
     }
     if (decision.method === 'Debugger.setPauseOnExceptions') this.exceptionState = decision.params.state as ExceptionPauseState;
   }
@@ -120,6 +133,7 @@ export class Pauses implements SessionPauses {
   onResumed(): boolean {
     this.ownPause = false;
     this.heardAt = -Infinity;
+    this.heardPause = '';
     clearTimeout(this.foreignPauseTimer);
     this.foreignPauseTimer = undefined;
     // A snapshot session never shows a pause or a resume: its client sees captures instead.
@@ -174,6 +188,7 @@ export class Pauses implements SessionPauses {
     const ours = caused || (this.context.grant.mode !== 'snapshot' && this.clientExpectsPause);
     this.ownPause = ours;
     this.heardAt = performance.now();
+    this.heardPause = pauseSignature(params);
     this.ownByRequestOnly = ours && !caused;
     // Also a pause arriving while the session ends, which its end resumes without working on it.
     for (const wake of [...this.pauseWaiters]) wake();
@@ -397,16 +412,23 @@ export class Pauses implements SessionPauses {
     return (this.fellows?.showing().length ?? 0) > 0;
   }
 
+  /** Whether the pause the target is in is this session's by its own breakpoint or exception state, not by a request. */
+  get causedPause(): boolean {
+    return this.ownPause && !this.ownByRequestOnly;
+  }
+
   async shownByFellow(arrivedAt: number): Promise<boolean> {
-    // Heard of this pause: one that arrived long before it is a pause the target has left since.
-    const heard = (fellow: { heardAt: number }) => fellow.heardAt >= arrivedAt - fellowsHearMs;
+    // Heard of this pause: the same place and stack, and not long before (a pause the target has left since). V8 tells
+    // its sessions one after the other: with a deep stack the last copy came 185 ms after the first.
+    const signature = this.heardPause;
+    const heard = (fellow: { heardAt: number; pause: string }) => fellow.pause === signature && fellow.heardAt >= arrivedAt - fellowsWaitMs;
     for (;;) {
       const showing = this.fellows?.showing() ?? [];
       if (showing.some((fellow) => heard(fellow) && fellow.holds)) {
         this.ownPause = false;
         return true;
       }
-      if (showing.every(heard) || performance.now() - arrivedAt >= fellowsHearMs) return false;
+      if (showing.every(heard) || performance.now() - arrivedAt >= fellowsWaitMs) return false;
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
   }

@@ -8,8 +8,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { CdpClient } from '../support/cdpClient';
 import { fixtures, markerLine, startTarget, type TargetProcess } from '../support/target';
 import { basePolicy, startTestBroker, type TestBroker } from '../support/testBroker';
+import { useGeneratedApp } from '../support/generatedApp';
 
 const app = join(fixtures, 'app.js');
+const slowApp = join(fixtures, 'slow-app.js');
 const line = markerLine(app, 'work');
 
 describe('a pause a pause-mode session and a snapshot capture share (real broker, real target)', () => {
@@ -120,5 +122,60 @@ describe('a pause a pause-mode session and a snapshot capture share (real broker
     pauses.sort((a, b) => a - b);
     // Before: each capture waited the 50 ms for the session to hear a pause it never hears.
     assert.ok(pauses[2]! < 40, `median capture pause ${pauses[2]} ms (${pauses.join(', ')})`);
+  });
+
+  it('a pause-mode session with a step still to come does not hold a capture elsewhere: the capture resumes it', async () => {
+    target = await startTarget(slowApp);
+    const base = basePolicy(target.inspector);
+    broker = await startTestBroker({ ...base, targets: { app: { ...base.targets.app, maxPauseSeconds: 30 } } });
+    const stepping = await broker.attach({ mode: 'pause' });
+    const capturing = await broker.attach({ mode: 'snapshot' });
+    clients.push(stepping.client, capturing.client);
+    await stepping.client.call('Debugger.enable');
+    await capturing.client.call('Debugger.enable');
+    const { breakpointId } = await stepping.client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(slowApp, 'await'), urlRegex: 'slow-app\\.js$' });
+    await stepping.client.waitEvent('Debugger.paused');
+    await stepping.client.call('Debugger.removeBreakpoint', { breakpointId });
+    // Over a 2.5 s await: the step's own pause comes long after the capture's.
+    await stepping.client.call('Debugger.stepOver');
+    await capturing.client.call('Debugger.setBreakpointByUrl', { lineNumber: markerLine(slowApp, 'tick'), urlRegex: 'slow-app\\.js$' });
+    await capturing.client.waitEvent('Loupe.snapshotCaptured', () => true, 10_000);
+    // Before: the capture's pause was left to the stepping session (its step counted it as its own), held 30 s.
+    await target!.ticksAdvance(5, 3000);
+  });
+});
+
+describe('a pause its sessions hear far apart (a deep stack)', () => {
+  const generated = useGeneratedApp('deep-stack-app.js', [
+    "'use strict';",
+    'function work() {',
+    '  const v = 1;',
+    '  return v; // BREAK:work',
+    '}',
+    'function deep(n) { return n > 0 ? deep(n - 1) + 1 : work(); }',
+    'setInterval(() => deep(1000), 300);',
+    "process.stdout.write('ready\\n');",
+  ]);
+
+  it('a capture still leaves the pause to the pause-mode session holding it', async () => {
+    const pausing = await generated.broker.attach({ mode: 'pause' });
+    const capturing = await generated.broker.attach({ mode: 'snapshot' });
+    try {
+      await pausing.client.call('Debugger.enable');
+      await capturing.client.call('Debugger.enable');
+      const line = markerLine(generated.app, 'work');
+      await pausing.client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'deep-stack-app\\.js$' });
+      await capturing.client.call('Debugger.setBreakpointByUrl', { lineNumber: line, urlRegex: 'deep-stack-app\\.js$' });
+      const paused = await pausing.client.waitEvent('Debugger.paused', (e) => (e.params.hitBreakpoints ?? []).length > 0, 10_000);
+      await capturing.client.waitEvent('Loupe.snapshotCaptured', () => true, 10_000);
+      const at = pausing.client.events.indexOf(paused);
+      await sleep(1000);
+      // Before: V8 told the snapshot session some 40-180 ms after the pause-mode one, and the capture took that for
+      // a pause the target had left since, and resumed it.
+      assert.ok(!pausing.client.events.slice(at).some((e) => e.method === 'Debugger.resumed'), 'the capture resumed the pause shown to the pause-mode client');
+    } finally {
+      await pausing.client.close();
+      await capturing.client.close();
+    }
   });
 });
