@@ -29,3 +29,10 @@ export function useGeneratedApp(fileName: string, lines: readonly string[]): { r
 
 /** A logpoint message with every part evaluated: on a loaded host a part can run out of the hit's budget (`<refused: …>`). */
 export const whole = (message: string): boolean => !/<(refused|skipped)/.test(message);
+
+/** Which of `secrets` reached the client (the frames it received) or the audit trail, once session `grant` has ended. */
+export async function secretsShown(broker: TestBroker, frames: readonly string[], grant: string, secrets: readonly string[]): Promise<string[]> {
+  await broker.waitForRecord('session.ended', (e) => e.grant === grant);
+  const trail = JSON.stringify(await broker.sessionEvents());
+  return secrets.filter((secret) => frames.some((f) => f.includes(secret)) || trail.includes(secret));
+}
